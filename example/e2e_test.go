@@ -1,0 +1,252 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+var _ session.Store = (*redisstore.Store)(nil)
+
+// e2e is the example server, wired from the environment as `make run` does,
+// against a real redis-server.
+type e2e struct {
+	t     *testing.T
+	redis *redistest.Server
+	url   string
+}
+
+func startExample(t *testing.T) *e2e {
+	t.Helper()
+	r := redistest.Start(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	t.Setenv("REDIS_URL", "redis://"+r.Addr())
+	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString(key))
+	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	return &e2e{t: t, redis: r, url: srv.URL}
+}
+
+type reply struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+// json decodes the JSON object in the body of r.
+func (e *e2e) json(r reply) map[string]any {
+	e.t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
+		e.t.Fatalf("body %q is not a JSON object: %v", r.body, err)
+	}
+	return m
+}
+
+// send sends a request; a body starting with "{" goes as JSON, any other
+// non-empty body as a form.
+func (e *e2e) send(c *http.Client, method, path, body string, hdr ...string) reply {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	switch {
+	case strings.HasPrefix(body, "{"):
+		req.Header.Set("Content-Type", "application/json")
+	case body != "":
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (e *e2e) dbsize() int64 {
+	e.t.Helper()
+	n, _ := redis.Int64(e.redis.Do(e.t, "DBSIZE"), nil)
+	return n
+}
+
+func (e *e2e) record(id string) (map[string]any, bool) {
+	e.t.Helper()
+	b, err := redis.Bytes(e.redis.Do(e.t, "GET", "session:"+id), nil)
+	if err == redis.ErrNil {
+		return nil, false
+	}
+	var m map[string]any
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		e.t.Fatalf("record of %s: %q, %v", id, b, err)
+	}
+	return m, true
+}
+
+func noRedirects() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+func TestHealthz(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	if r := e.send(c, "GET", "/healthz", ""); r.code != 200 || e.json(r)["status"] != "ok" {
+		t.Errorf("GET /healthz = %d %s, want 200 ok", r.code, r.body)
+	}
+	e.redis.Stop(t)
+	if r := e.send(c, "GET", "/healthz", ""); r.code != 503 || e.json(r)["status"] != "unavailable" {
+		t.Errorf("GET /healthz with Redis down = %d %s, want 503 unavailable", r.code, r.body)
+	}
+}
+
+func TestAPIContract(t *testing.T) {
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+
+	for _, body := range []string{`{"username":`, `{"username":"alice","password":"wonderland","admin":true}`, `[]`, `{"username":"alice"}`} {
+		if r := e.send(api, "POST", "/api/login", body); r.code != http.StatusBadRequest {
+			t.Errorf("POST /api/login %s = %d, want 400", body, r.code)
+		}
+	}
+	if r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wrong"}`); r.code != http.StatusUnauthorized || e.json(r)["error"] == nil {
+		t.Errorf("POST /api/login with a wrong password = %d %s, want 401 with an error", r.code, r.body)
+	}
+	if r := e.send(api, "POST", "/api/login", `{"username":"mallory","password":"wonderland"}`); r.code != http.StatusUnauthorized {
+		t.Errorf("POST /api/login with an unknown user = %d, want 401", r.code)
+	}
+	if n := e.dbsize(); n != 0 {
+		t.Fatalf("failed logins left %d keys in Redis", n)
+	}
+
+	r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
+	if r.code != 200 {
+		t.Fatalf("POST /api/login = %d %s, want 200", r.code, r.body)
+	}
+	login := e.json(r)
+	token, _ := login["token"].(string)
+	id, _ := login["session_id"].(string)
+	if token == "" || id == "" || login["user_id"] != "alice" || login["expires_at"] == nil {
+		t.Fatalf("login answer %s lacks token, session_id, user_id or expires_at", r.body)
+	}
+	rec, ok := e.record(id)
+	if !ok || rec["user_id"] != "alice" || rec["v"] != 1.0 {
+		t.Fatalf("Redis record after login = %v, %v; want v 1 for alice", rec, ok)
+	}
+	if n := e.dbsize(); n != 1 {
+		t.Errorf("Redis holds %d keys after login, want 1", n)
+	}
+
+	bearer := []string{"Authorization", "Bearer " + token}
+	r = e.send(api, "GET", "/api/me", "", bearer...)
+	me := e.json(r)
+	if r.code != 200 || me["user_id"] != "alice" || me["session_id"] != id || me["created_at"] == nil || me["expires_at"] == nil {
+		t.Errorf("GET /api/me = %d %s, want 200 with alice's session", r.code, r.body)
+	}
+	if r := e.send(api, "GET", "/api/me", ""); r.code != 401 || e.json(r)["error"] == nil {
+		t.Errorf("GET /api/me without a token = %d %s, want 401 with an error", r.code, r.body)
+	}
+
+	if r := e.send(api, "POST", "/api/logout", "", bearer...); r.code != http.StatusNoContent {
+		t.Errorf("POST /api/logout = %d, want 204", r.code)
+	}
+	if _, ok := e.record(id); ok {
+		t.Error("record still in Redis after logout")
+	}
+	if r := e.send(api, "GET", "/api/me", "", bearer...); r.code != 401 {
+		t.Errorf("GET /api/me with the logged-out token = %d, want 401", r.code)
+	}
+}
+
+func TestFormContract(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+
+	if r := e.send(c, "GET", "/", ""); r.code != 200 || !strings.Contains(r.body, `action="/login"`) {
+		t.Errorf("GET / = %d, want the login form", r.code)
+	}
+	if r := e.send(c, "POST", "/login", "username=alice&password=nope"); r.code != http.StatusUnauthorized {
+		t.Errorf("POST /login with a wrong password = %d, want 401", r.code)
+	}
+	r := e.send(c, "POST", "/login", "username=bob&password=builder")
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		t.Fatalf("POST /login = %d Location %q, want 303 to /", r.code, r.header.Get("Location"))
+	}
+	sc := r.header.Get("Set-Cookie")
+	if !strings.HasPrefix(sc, "session=") || !strings.Contains(sc, "HttpOnly") {
+		t.Errorf("login Set-Cookie = %q, want the session cookie", sc)
+	}
+	if n := e.dbsize(); n != 1 {
+		t.Errorf("Redis holds %d keys after login, want 1", n)
+	}
+	r = e.send(c, "GET", "/", "")
+	if !strings.Contains(r.body, "<strong>bob</strong>") || !strings.Contains(r.body, `action="/logout"`) {
+		t.Errorf("GET / after login does not show bob's dashboard with a logout button:\n%s", r.body)
+	}
+	if r := e.send(c, "POST", "/logout", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		t.Errorf("POST /logout = %d Location %q, want 303 to /", r.code, r.header.Get("Location"))
+	}
+	if n := e.dbsize(); n != 0 {
+		t.Errorf("Redis holds %d keys after logout, want 0", n)
+	}
+	if r := e.send(c, "GET", "/", ""); !strings.Contains(r.body, `action="/login"`) {
+		t.Error("GET / after logout does not show the login form")
+	}
+}
+
+// TestRedisDown checks the outage contract of the example: 503 with
+// Retry-After on protected routes, the public page still served.
+func TestRedisDown(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	r := e.send(c, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
+	token, _ := e.json(r)["token"].(string)
+	e.redis.Stop(t)
+	r = e.send(c, "GET", "/api/me", "", "Authorization", "Bearer "+token)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("GET /api/me with Redis down = %d Retry-After %q, want 503 with Retry-After", r.code, r.header.Get("Retry-After"))
+	}
+	if r := e.send(c, "GET", "/", ""); r.code != 200 {
+		t.Errorf("GET / with Redis down = %d, want 200", r.code)
+	}
+}
+
+// TestCrossSiteFormRejected posts the login form from another origin.
+func TestCrossSiteFormRejected(t *testing.T) {
+	e := startExample(t)
+	r := e.send(noRedirects(), "POST", "/login", url.Values{"username": {"alice"}, "password": {"wonderland"}}.Encode(),
+		"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if r.code != http.StatusForbidden {
+		t.Errorf("cross-site POST /login = %d, want 403", r.code)
+	}
+	if n := e.dbsize(); n != 0 {
+		t.Errorf("a cross-site login left %d keys in Redis", n)
+	}
+}

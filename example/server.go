@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// server holds what the handlers need.
+type server struct {
+	sessions *session.Manager
+	store    interface{ Ping(context.Context) error }
+	log      *slog.Logger
+}
+
+// routes returns the example's handler: every route behind the Sessions
+// middleware, the API and page routes that need a user behind RequireAuth,
+// and everything behind net/http's cross-origin protection, so that no other
+// site can post a form or call the API with the user's cookie.
+func routes(s *server) (http.Handler, error) {
+	apiAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("POST /api/login", s.apiLogin)
+	mux.Handle("GET /api/me", apiAuth(http.HandlerFunc(s.apiMe)))
+	mux.Handle("POST /api/logout", apiAuth(http.HandlerFunc(s.apiLogout)))
+	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("POST /login", s.formLogin)
+	mux.HandleFunc("POST /logout", s.formLogout)
+
+	return http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux)), nil
+}
+
+// healthz answers 200 when Redis answers within a second, 503 otherwise.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("example: health check failed", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// apiLogin logs in with JSON credentials and answers the token for an
+// Authorization: Bearer header (the response also sets the cookie).
+func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	var c credentials
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || dec.More() || c.Username == "" || c.Password == "" {
+		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
+		return
+	}
+	if !authenticate(c.Username, c.Password) {
+		writeError(w, http.StatusUnauthorized, "invalid credentials")
+		return
+	}
+	info, err := session.Create(r.Context(), c.Username)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	token, _ := session.Token(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token":      token,
+		"session_id": info.ID,
+		"user_id":    info.UserID,
+		"expires_at": info.ExpiresAt,
+	})
+}
+
+// apiMe describes the caller's session.
+func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
+	info, _ := session.FromContext(r.Context()) // RequireAuth checked it
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user_id":    info.UserID,
+		"session_id": info.ID,
+		"created_at": info.CreatedAt,
+		"expires_at": info.ExpiresAt,
+	})
+}
+
+// apiLogout ends the caller's session.
+func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
+	if err := session.Destroy(r.Context()); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// formLogin logs in with the login form and goes to the dashboard.
+func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	username := r.PostForm.Get("username")
+	if !authenticate(username, r.PostForm.Get("password")) {
+		s.render(w, http.StatusUnauthorized, page{Error: "Wrong user name or password."})
+		return
+	}
+	if _, err := session.Create(r.Context(), username); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// formLogout ends the session and goes back to the login form.
+func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
+	if err := session.Destroy(r.Context()); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// home shows the dashboard to a logged-in user and the login form to
+// anyone else.
+func (s *server) home(w http.ResponseWriter, r *http.Request) {
+	info, ok := session.FromContext(r.Context())
+	p := page{Info: info, LoggedIn: ok}
+	if session.LoadError(r.Context()) != nil {
+		p.Error = "Sessions are unavailable right now; please try again in a moment."
+	}
+	s.render(w, http.StatusOK, p)
+}
+
+// storeError answers a failed session operation: 503 with Retry-After when
+// the store is unavailable, 500 otherwise.
+func (s *server) storeError(w http.ResponseWriter, err error) {
+	s.log.Error("example: session operation failed", "error", err)
+	if errors.Is(err, session.ErrStoreUnavailable) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

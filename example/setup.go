@@ -1,0 +1,81 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// app is the wired example: its handler and what to close at exit.
+type app struct {
+	handler http.Handler
+	close   func()
+}
+
+// setup wires the example from the environment.
+func setup(log *slog.Logger) (a *app, err error) {
+	a = &app{}
+	closers := []func(){}
+	a.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+
+	var rcfg redisstore.Config
+	if os.Getenv("REDIS_URL") != "" || os.Getenv("REDIS_HOST") != "" {
+		if rcfg, err = redisstore.FromEnv(); err != nil {
+			return nil, err
+		}
+		log.Info("example: using Redis from the environment", "addr", rcfg.Addr)
+	} else {
+		embedded := miniredis.NewMiniRedis()
+		if err := embedded.Start(); err != nil {
+			return nil, fmt.Errorf("example: embedded redis: %w", err)
+		}
+		closers = append(closers, embedded.Close)
+		rcfg.Addr = embedded.Addr()
+		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process", "addr", rcfg.Addr)
+	}
+	store, err := redisstore.Open(rcfg)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { store.Close() })
+
+	scfg, err := session.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if len(scfg.Keys) == 0 {
+		key := make([]byte, 32)
+		rand.Read(key) // never fails
+		scfg.Keys = [][]byte{key}
+		log.Warn("example: SESSION_KEYS is not set: signing with a random key, so sessions do not survive a restart")
+	}
+	if _, set := os.LookupEnv("SESSION_COOKIE_SECURE"); !set {
+		// The example serves plain HTTP on localhost; a deployment behind
+		// TLS sets SESSION_COOKIE_SECURE=true.
+		scfg.InsecureCookie = true
+	}
+	scfg.Logger = log
+	manager, err := session.New(store, scfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.handler, err = routes(&server{sessions: manager, store: store, log: log}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}

@@ -1,0 +1,74 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// AuthConfig configures RequireAuth.
+type AuthConfig struct {
+	// LoginURL, when set, is where a browser asking for a page (a GET or
+	// HEAD request that accepts text/html) is redirected with 303 when it
+	// has no session. It must be a path on this site, starting with a single
+	// "/". Empty (the default) answers every request without a session with
+	// 401 and a JSON error.
+	LoginURL string
+}
+
+// RequireAuth returns middleware that lets a request through only with a
+// logged-in session (session.UserID). Without one it answers 401 with a JSON
+// body {"error":"unauthenticated"}, or redirects page requests to
+// cfg.LoginURL. When the session could not be read because the store is
+// unavailable it answers 503 with Retry-After, never 401: a user is not logged
+// out by an outage. It must run behind Sessions.
+func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
+	if cfg.LoginURL != "" && (!strings.HasPrefix(cfg.LoginURL, "/") || strings.HasPrefix(cfg.LoginURL, "//") || strings.Contains(cfg.LoginURL, `\`)) {
+		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			if _, ok := session.UserID(ctx); ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if errors.Is(session.LoadError(ctx), session.ErrStoreUnavailable) {
+				unavailable(w)
+				return
+			}
+			if cfg.LoginURL != "" && wantsPage(r) {
+				http.Redirect(w, r, cfg.LoginURL, http.StatusSeeOther)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="session"`)
+			writeJSONError(w, http.StatusUnauthorized, "unauthenticated")
+		})
+	}, nil
+}
+
+// wantsPage reports whether r is a browser navigation rather than an API call.
+func wantsPage(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// unavailable answers 503 with Retry-After: the session store is down and the
+// client should try again shortly.
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeJSONError(w, http.StatusServiceUnavailable, "session store unavailable")
+}
+
+// writeJSONError answers code with {"error": msg}. msg is a constant of this
+// package, so it needs no escaping.
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(code)
+	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+}

@@ -1,0 +1,66 @@
+package middleware_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sessionkit/sessionkit/middleware"
+)
+
+func TestRequireAuthConfig(t *testing.T) {
+	for _, bad := range []string{"login", "//evil.example/login", "https://evil.example/", `/\evil.example`} {
+		if _, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: bad}); err == nil {
+			t.Errorf("RequireAuth(LoginURL %q) = nil error, want an error", bad)
+		}
+	}
+}
+
+// TestRequireAuthAnswers checks the answers without a session: a JSON 401 for
+// API calls, a redirect for page requests when LoginURL is set.
+func TestRequireAuthAnswers(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	pages, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	tests := []struct {
+		name, method, accept string
+		want                 int
+	}{
+		{"page", "GET", "text/html,application/xhtml+xml", http.StatusSeeOther},
+		{"api", "GET", "application/json", http.StatusUnauthorized},
+		{"form post", "POST", "text/html", http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h.hooked = pages(ok).ServeHTTP
+			resp := h.do(&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+				tc.method, "/hook", map[string]string{"Accept": tc.accept})
+			if resp.code != tc.want {
+				t.Errorf("%s /hook = %d, want %d", tc.method, resp.code, tc.want)
+			}
+			if tc.want == http.StatusSeeOther && resp.header.Get("Location") != "/login" {
+				t.Errorf("Location = %q, want /login", resp.header.Get("Location"))
+			}
+			if tc.want == http.StatusUnauthorized && !strings.Contains(resp.body, `"error"`) {
+				t.Errorf("401 body = %q, want a JSON error", resp.body)
+			}
+		})
+	}
+}
+
+// TestRequireAuthWithoutSessions checks that RequireAuth alone never lets a
+// request through.
+func TestRequireAuthWithoutSessions(t *testing.T) {
+	auth, _ := middleware.RequireAuth(middleware.AuthConfig{})
+	rec := httptest.NewRecorder()
+	auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("handler ran without a session")
+	})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("RequireAuth without Sessions = %d, want 401", rec.Code)
+	}
+}

@@ -1,0 +1,159 @@
+package middleware_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// harness is an HTTP server with sessions in a real redis-server.
+type harness struct {
+	t      *testing.T
+	redis  *redistest.Server
+	srv    *httptest.Server
+	logs   *syncBuffer
+	hooked func(w http.ResponseWriter, r *http.Request) // behind /hook, set by a test
+}
+
+type harnessOpts struct {
+	idle time.Duration
+}
+
+func newHarness(t *testing.T, opts harnessOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, redis: redistest.Start(t), logs: new(syncBuffer)}
+	store, err := redisstore.Open(redisstore.Config{Addr: h.redis.Addr(), Timeout: 2 * time.Second}) // generous: CI runs packages in parallel under -race
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(store, session.Config{
+		Keys:           [][]byte{bytes.Repeat([]byte("k"), 32)},
+		IdleTimeout:    opts.idle,
+		InsecureCookie: true, // httptest serves plain HTTP
+		Logger:         slog.New(slog.NewTextHandler(h.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := middleware.RequireAuth(middleware.AuthConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		info, err := session.Create(r.Context(), r.FormValue("user"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		token, _ := session.Token(r.Context())
+		json.NewEncoder(w).Encode(map[string]string{"id": info.ID, "token": token})
+	})
+	mux.Handle("GET /me", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := session.UserID(r.Context())
+		io.WriteString(w, user)
+	})))
+	mux.HandleFunc("GET /public", func(w http.ResponseWriter, r *http.Request) {
+		user, ok := session.UserID(r.Context())
+		if !ok {
+			user = "anonymous"
+		}
+		io.WriteString(w, user)
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) { h.hooked(w, r) })
+	h.srv = httptest.NewServer(middleware.Sessions(m)(mux))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// client returns an HTTP client with its own cookie jar.
+func (h *harness) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
+}
+
+// login logs user in with c and returns the session id and signed token.
+func (h *harness) login(c *http.Client, user string) (id, token string) {
+	h.t.Helper()
+	resp := h.do(c, "POST", "/login?user="+user, nil)
+	if resp.code != http.StatusOK {
+		h.t.Fatalf("POST /login = %d %s, want 200", resp.code, resp.body)
+	}
+	var out struct{ ID, Token string }
+	if err := json.Unmarshal([]byte(resp.body), &out); err != nil {
+		h.t.Fatal(err)
+	}
+	return out.ID, out.Token
+}
+
+type response struct {
+	code   int
+	body   string
+	header http.Header
+}
+
+// do sends a request with c; hdr holds extra headers.
+func (h *harness) do(c *http.Client, method, path string, hdr map[string]string) response {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.srv.URL+path, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, body: strings.TrimSpace(string(b)), header: resp.Header}
+}
+
+// exists reports whether the record of session id is in Redis.
+func (h *harness) exists(id string) bool {
+	h.t.Helper()
+	n, _ := h.redis.Do(h.t, "EXISTS", "session:"+id).(int64)
+	return n == 1
+}
+
+// syncBuffer is a bytes.Buffer that the server's logger and the test may use
+// at the same time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,93 @@
+package middleware_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// TestStoreDown stops Redis: public routes go on as anonymous, protected
+// routes answer 503 with Retry-After (never 401), and all is well again once
+// Redis is back.
+func TestStoreDown(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	h.redis.Do(t, "SAVE") // the restart below loads this snapshot
+	h.redis.Stop(t)
+
+	start := time.Now()
+	if got := h.do(c, "GET", "/public", nil); got.code != 200 || got.body != "anonymous" {
+		t.Errorf("GET /public with Redis down = %d %q, want 200 anonymous", got.code, got.body)
+	}
+	resp := h.do(c, "GET", "/me", nil)
+	if resp.code != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" {
+		t.Errorf("GET /me with Redis down = %d, Retry-After %q; want 503 with Retry-After", resp.code, resp.header.Get("Retry-After"))
+	}
+	if sc := resp.header.Get("Set-Cookie"); sc != "" {
+		t.Errorf("an outage touched the cookie: Set-Cookie %q", sc)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("two requests with Redis down took %v; Redis refuses connections, so each should fail fast", d)
+	}
+
+	h.redis.Restart(t) // same port and snapshot
+	if got := h.do(c, "GET", "/me", nil); got.code != 200 || got.body != "alice" {
+		t.Errorf("GET /me after Redis is back = %d %q, want 200 alice", got.code, got.body)
+	}
+}
+
+// TestCommitFailure loses Redis between loading a session and saving a
+// change: the client gets 503, not the handler's 200.
+func TestCommitFailure(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		h.redis.Stop(t)
+		if err := session.Put(r.Context(), "k", "v"); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		w.Write([]byte("saved"))
+	}
+	resp := h.do(c, "POST", "/hook", nil)
+	if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
+		t.Errorf("lost write answered %d %q, want 503", resp.code, resp.body)
+	}
+}
+
+// TestRestartUnderTraffic restarts Redis (from a snapshot, so sessions survive) and
+// checks that no request fails afterwards: stale pooled connections to the
+// old process are noticed and replaced without costing a request.
+func TestRestartUnderTraffic(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	const clients = 8
+	cs := make([]*http.Client, clients)
+	for i := range cs {
+		cs[i] = h.client()
+		h.login(cs[i], fmt.Sprintf("user%d", i))
+	}
+	burst := func() {
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 5 {
+					if got := h.do(c, "GET", "/me", nil); got.code != 200 || got.body != fmt.Sprintf("user%d", i) {
+						t.Errorf("client %d: GET /me = %d %q\n%s", i, got.code, got.body, h.logs)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	burst() // fills the pool with idle connections
+	h.redis.Do(t, "SAVE")
+	h.redis.Restart(t)
+	burst()
+}

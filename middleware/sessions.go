@@ -1,0 +1,80 @@
+package middleware
+
+import (
+	"net/http"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// Sessions returns middleware that loads the session of each request with m
+// and commits it before the response header is written: changed values are
+// saved, a new token is set in the cookie, a destroyed session's cookie is
+// expired. A request whose session was not changed costs the one store
+// command that read it, and no Set-Cookie.
+//
+// When the store is unavailable, the request goes on as anonymous (see
+// session.LoadError) and nothing is written back. When changes cannot be
+// saved, the client gets 503 with Retry-After instead of the handler's
+// response, which the middleware discards: a handler never reports success
+// for a write that was lost.
+func Sessions(m *session.Manager) func(http.Handler) http.Handler {
+	if m == nil {
+		panic("middleware: Sessions: nil Manager")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Vary", "Cookie")
+			r = r.WithContext(m.Load(r))
+			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
+			next.ServeHTTP(sw, r)
+			sw.commit()
+		})
+	}
+}
+
+// sessionWriter commits the session before the first WriteHeader or Write
+// reaches the client.
+type sessionWriter struct {
+	http.ResponseWriter
+	m         *session.Manager
+	r         *http.Request
+	committed bool
+	failed    bool // the commit failed and a 503 replaced the response
+}
+
+// commit commits the session once, and answers 503 if that fails. It reports
+// whether the handler's response may go on.
+func (w *sessionWriter) commit() bool {
+	if !w.committed {
+		w.committed = true
+		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
+			w.failed = true
+			unavailable(w.ResponseWriter)
+		}
+	}
+	return !w.failed
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *sessionWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		w.ResponseWriter.WriteHeader(code) // informational: the real header comes later
+		return
+	}
+	if w.commit() {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *sessionWriter) Write(b []byte) (int, error) {
+	if !w.commit() {
+		return 0, session.ErrStoreUnavailable
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (w *sessionWriter) Unwrap() http.ResponseWriter {
+	return w.ResponseWriter
+}

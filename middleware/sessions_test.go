@@ -1,0 +1,306 @@
+package middleware_test
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+func TestLoginReadLogout(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	if got := h.do(c, "GET", "/public", nil).body; got != "anonymous" {
+		t.Errorf("GET /public before login = %q, want anonymous", got)
+	}
+	id, _ := h.login(c, "alice")
+	if !h.exists(id) {
+		t.Fatal("no record in Redis after login")
+	}
+	if got := h.do(c, "GET", "/me", nil); got.code != 200 || got.body != "alice" {
+		t.Errorf("GET /me = %d %q, want 200 alice", got.code, got.body)
+	}
+	cookies := c.Jar.Cookies(mustURL(h.srv.URL))
+	resp := h.do(c, "POST", "/logout", nil)
+	if resp.code != http.StatusNoContent {
+		t.Fatalf("POST /logout = %d, want 204", resp.code)
+	}
+	if h.exists(id) {
+		t.Error("record still in Redis after logout")
+	}
+	if sc := resp.header.Get("Set-Cookie"); !strings.Contains(sc, "Max-Age=0") {
+		t.Errorf("logout Set-Cookie = %q, want an expired cookie", sc)
+	}
+	if got := h.do(c, "GET", "/me", nil).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me after logout = %d, want 401", got)
+	}
+	// Replaying the old cookie is no better.
+	replay := h.client()
+	replay.Jar.SetCookies(mustURL(h.srv.URL), cookies)
+	if got := h.do(replay, "GET", "/me", nil).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me with the logged-out cookie = %d, want 401", got)
+	}
+}
+
+func TestCookieAttributes(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	resp := h.do(h.client(), "POST", "/login?user=alice", nil)
+	sc := resp.header.Get("Set-Cookie")
+	for _, want := range []string{"session=", "Path=/", "HttpOnly", "SameSite=Lax", "Max-Age="} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, want)
+		}
+	}
+	if strings.Contains(sc, "Domain=") {
+		t.Errorf("Set-Cookie %q has a Domain", sc)
+	}
+	if got := resp.header.Get("Vary"); got != "Cookie" {
+		t.Errorf("Vary = %q, want Cookie", got)
+	}
+	if got := resp.header.Values("Cache-Control"); !slices.Contains(got, `no-cache="Set-Cookie"`) {
+		t.Errorf("Cache-Control = %q, want no-cache=\"Set-Cookie\"", got)
+	}
+}
+
+// TestOneCommandPerRead counts, on the real server, the commands of a
+// request that reads a session without changing it.
+func TestOneCommandPerRead(t *testing.T) {
+	tests := []struct {
+		name string
+		idle time.Duration
+		want string
+	}{
+		{"idle timeout", 30 * time.Minute, "getex"},
+		{"no idle timeout", -1, "get"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{idle: tc.idle})
+			c := h.client()
+			h.login(c, "alice")
+			h.redis.ResetStats(t)
+			resp := h.do(c, "GET", "/me", nil)
+			if resp.code != 200 {
+				t.Fatalf("GET /me = %d", resp.code)
+			}
+			if calls := h.redis.Calls(t); len(calls) != 1 || calls[tc.want] != 1 {
+				t.Errorf("commands for one read = %v, want exactly {%s:1}", calls, tc.want)
+			}
+			if sc := resp.header.Get("Set-Cookie"); sc != "" {
+				t.Errorf("unmodified read sent Set-Cookie %q", sc)
+			}
+		})
+	}
+}
+
+func TestIdleExtension(t *testing.T) {
+	h := newHarness(t, harnessOpts{idle: time.Hour})
+	c := h.client()
+	id, _ := h.login(c, "alice")
+	h.redis.Do(t, "PEXPIRE", "session:"+id, 60_000) // as if idle for 59 minutes
+	h.do(c, "GET", "/me", nil)
+	if pttl := h.redis.Do(t, "PTTL", "session:"+id).(int64); pttl < 59*60_000 {
+		t.Errorf("PTTL after a read = %d ms, want the idle timeout renewed to about 1h", pttl)
+	}
+}
+
+func TestIdleTimeoutEnds(t *testing.T) {
+	h := newHarness(t, harnessOpts{idle: 200 * time.Millisecond})
+	c := h.client()
+	id, _ := h.login(c, "alice")
+	// Redis expires the record; poll for that, bounded.
+	for deadline := time.Now().Add(5 * time.Second); h.exists(id); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("record still there 5s after a 200ms idle timeout")
+		}
+	}
+	if got := h.do(c, "GET", "/me", nil).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me after the idle timeout = %d, want 401", got)
+	}
+}
+
+func TestBearer(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, token := h.login(h.client(), "bob")
+	api := &http.Client{} // no jar: the token travels in the header only
+	resp := h.do(api, "GET", "/me", map[string]string{"Authorization": "Bearer " + token})
+	if resp.code != 200 || resp.body != "bob" {
+		t.Errorf("GET /me with Bearer = %d %q, want 200 bob", resp.code, resp.body)
+	}
+	if sc := resp.header.Get("Set-Cookie"); sc != "" {
+		t.Errorf("Bearer read sent Set-Cookie %q", sc)
+	}
+}
+
+// TestBadTokensCostNothing sends forged, altered and malformed tokens and
+// checks that Redis ran no command for them.
+func TestBadTokensCostNothing(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, token := h.login(h.client(), "alice")
+	altered := []byte(token)
+	altered[10] ^= 1
+	bad := map[string]string{
+		"altered":   string(altered),
+		"truncated": token[:len(token)-1],
+		"garbage":   "not-a-token",
+		"glob":      "*",
+		"oversized": strings.Repeat("A", 5000),
+		"raw id":    "session:abc",
+	}
+	h.redis.ResetStats(t)
+	for name, v := range bad {
+		for _, hdr := range []map[string]string{{"Cookie": "session=" + v}, {"Authorization": "Bearer " + v}} {
+			if got := h.do(&http.Client{}, "GET", "/me", hdr).code; got != http.StatusUnauthorized {
+				t.Errorf("%s token in %v: GET /me = %d, want 401", name, hdr, got)
+			}
+		}
+	}
+	if n := h.redis.TotalCalls(t); n != 0 {
+		t.Errorf("Redis ran %d commands for bad tokens, want 0: %v", n, h.redis.Calls(t))
+	}
+}
+
+func TestFixation(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	bobID, _ := h.login(c, "bob")
+	aliceID, _ := h.login(c, "alice") // same browser, bob's cookie still in it
+	if aliceID == bobID {
+		t.Fatal("login reused the session id")
+	}
+	if h.exists(bobID) {
+		t.Error("the session the login request came with is still in Redis")
+	}
+	if got := h.do(c, "GET", "/me", nil).body; got != "alice" {
+		t.Errorf("GET /me = %q, want alice", got)
+	}
+}
+
+// TestLogoutIsFinal runs a request that holds a loaded session while another
+// request logs it out, then writes to it: the write must not bring the
+// session back.
+func TestLogoutIsFinal(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	id, _ := h.login(c, "alice")
+	loaded, release := make(chan struct{}), make(chan struct{})
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		close(loaded)
+		<-release
+		if err := session.Put(r.Context(), "late", 1); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+	}
+	var wg sync.WaitGroup
+	var slow response
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		slow = h.do(c, "POST", "/hook", nil)
+	}()
+	<-loaded
+	if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
+		t.Fatalf("POST /logout = %d", got)
+	}
+	close(release)
+	wg.Wait()
+	if h.exists(id) {
+		t.Fatal("a request in flight during logout brought the session back")
+	}
+	if sc := slow.header.Get("Set-Cookie"); !strings.Contains(sc, "Max-Age=0") {
+		t.Errorf("late writer's Set-Cookie = %q, want an expired cookie", sc)
+	}
+	if got := h.do(c, "GET", "/me", nil).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me after logout = %d, want 401", got)
+	}
+}
+
+func TestValuesKeepTheirTypes(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	type prefs struct {
+		Theme string
+		Size  int
+	}
+	when := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		for k, v := range map[string]any{"n": 42, "big": int64(1) << 60, "f": 0.5, "ok": true, "s": "x", "b": []byte{1}, "t": when, "p": prefs{"dark", 3}} {
+			if err := session.Put(ctx, k, v); err != nil {
+				t.Errorf("Put(%s): %v", k, err)
+			}
+		}
+	}
+	h.do(c, "POST", "/hook", nil)
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if v, ok := session.Get[int](ctx, "n"); !ok || v != 42 {
+			t.Errorf("Get[int](n) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[int64](ctx, "big"); !ok || v != 1<<60 {
+			t.Errorf("Get[int64](big) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[float64](ctx, "f"); !ok || v != 0.5 {
+			t.Errorf("Get[float64](f) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[bool](ctx, "ok"); !ok || !v {
+			t.Errorf("Get[bool](ok) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[[]byte](ctx, "b"); !ok || len(v) != 1 || v[0] != 1 {
+			t.Errorf("Get[[]byte](b) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[time.Time](ctx, "t"); !ok || !v.Equal(when) {
+			t.Errorf("Get[time.Time](t) = %v, %v", v, ok)
+		}
+		if v, ok := session.Get[prefs](ctx, "p"); !ok || v != (prefs{"dark", 3}) {
+			t.Errorf("Get[prefs](p) = %v, %v", v, ok)
+		}
+		if _, ok := session.Get[string](ctx, "n"); ok {
+			t.Error("Get[string] of an int: ok = true")
+		}
+		if v, ok := session.Pop[string](ctx, "s"); !ok || v != "x" {
+			t.Errorf("Pop[string](s) = %v, %v", v, ok)
+		}
+	}
+	h.do(c, "POST", "/hook", nil)
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := session.Get[string](r.Context(), "s"); ok {
+			t.Error("Pop did not remove the value from the record")
+		}
+		if v, ok := session.Get[int](r.Context(), "n"); !ok || v != 42 {
+			t.Errorf("after Pop, Get[int](n) = %v, %v", v, ok)
+		}
+	}
+	h.do(c, "POST", "/hook", nil)
+}
+
+func TestCorruptRecord(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	id, _ := h.login(c, "alice")
+	h.redis.Do(t, "SET", "session:"+id, "\x00not json")
+	resp := h.do(c, "GET", "/me", nil)
+	if resp.code != http.StatusUnauthorized {
+		t.Errorf("GET /me with a corrupt record = %d, want 401", resp.code)
+	}
+	if h.exists(id) {
+		t.Error("corrupt record not deleted")
+	}
+	if !strings.Contains(h.logs.String(), "unreadable record") {
+		t.Errorf("corrupt record not logged; log:\n%s", h.logs)
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}

@@ -1,0 +1,69 @@
+// Package redisstore keeps session records in Redis, on a redigo connection
+// pool.
+//
+// # Keys and records
+//
+// A record is an opaque byte string stored under "<KeyPrefix>session:<id>"
+// with a time to live. The id is chosen by the caller and should be derived
+// from the client's secret token, never be the token itself: the session
+// package uses base64url(SHA-256(token)), so a key seen in MONITOR, SLOWLOG,
+// a replica or a backup cannot be replayed as a cookie. The Store never puts
+// an id, a key or a password into an error.
+//
+// Every call sends one plain command, so the Store works under an ACL user
+// restricted to the key prefix and to GET, GETEX, SET, DEL, SCAN, MGET and
+// PING, with scripting denied:
+//
+//	Load(ctx, id, 0)      GET key
+//	Load(ctx, id, ttl)    GETEX key PX ttl      read and extend in one round trip
+//	Insert(ctx, id, ...)  SET key val PX ttl NX creates, never overwrites
+//	Update(ctx, id, ...)  SET key val PX ttl XX only while the session exists
+//	Remove(ctx, id)       DEL key
+//	Iterate(ctx, fn)      SCAN ... MATCH <KeyPrefix>session:* then MGET per batch
+//
+// Update's XX is what makes logout final: a request that loaded the session
+// before a concurrent logout cannot write it back.
+//
+// # Connecting
+//
+// Configure the connection in code or from the environment:
+//
+//	cfg, err := redisstore.FromEnv() // REDIS_URL, or REDIS_HOST, REDIS_PORT, ...
+//	if err != nil {
+//		log.Fatal(err) // names the bad variable, never echoes a password
+//	}
+//	cfg.KeyPrefix = "myapp:"
+//	store, err := redisstore.Open(cfg)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer store.Close()
+//	if err := store.Ping(ctx); err != nil {
+//		log.Fatal(err)
+//	}
+//
+// Open builds its own pool with [NewPool]. To share a pool, or to use a
+// Sentinel or Cluster connection source, build the [Source] yourself and
+// call [New].
+//
+// # Failures
+//
+// Each call is bounded by [Config.Timeout] (1s by default) and the caller's
+// context, including the wait for a free pooled connection, so an
+// unreachable, stalled or saturated Redis makes calls fail fast instead of
+// hanging. Errors read "redisstore: <operation>: <cause>" and wrap the cause
+// from redigo, the network or the context, so errors.Is(err,
+// context.DeadlineExceeded) works.
+//
+// After Redis restarts, every idle pooled connection has been closed by the
+// server. A pool from [NewPool] notices that when it lends the connection,
+// with a non-blocking read on the socket (as go-sql-driver/mysql does), and
+// dials a new one; no request fails and no PING is sent, so an unmodified
+// request still costs exactly one Redis command. This check is available on
+// Unix systems; elsewhere each stale connection fails one call.
+//
+// # scs
+//
+// A Store is also an scs.CtxStore, for applications that use
+// github.com/alexedwards/scs/v2 directly; see [Store.FindCtx].
+package redisstore

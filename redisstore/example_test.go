@@ -1,0 +1,45 @@
+package redisstore_test
+
+import (
+	"context"
+	"log"
+	"time"
+
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// This example connects to the Redis that the environment names (REDIS_URL,
+// or REDIS_HOST, REDIS_PORT, ...), checks it at start-up, and stores,
+// extends and removes one record.
+func ExampleOpen() {
+	cfg, err := redisstore.FromEnv()
+	if err != nil {
+		log.Fatal(err) // for example: redisstore: REDIS_PORT: want a port number 1-65535, got "abc"
+	}
+	cfg.KeyPrefix = "myapp:" // keys are "myapp:session:<id>"
+	store, err := redisstore.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	ctx := context.Background()
+	if err := store.Ping(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// The id is the caller's: a hash of the client's secret token, never
+	// the token itself.
+	id := "Yx3bR1Rj2l8xg7XKcR3o6Qm2V9k0hQWl4P2y8cWb0xQ"
+	if _, err := store.Insert(ctx, id, []byte(`{"v":1}`), 30*time.Minute); err != nil {
+		log.Fatal(err)
+	}
+	record, found, err := store.Load(ctx, id, 30*time.Minute) // read and extend: one GETEX
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("found=%v record=%s", found, record)
+	if err := store.Remove(ctx, id); err != nil {
+		log.Fatal(err)
+	}
+}

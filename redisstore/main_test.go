@@ -1,0 +1,18 @@
+package redisstore
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain checks that no test leaves a goroutine behind: every pool is
+// closed and every redis-server reaped in t.Cleanup. The exception is the
+// cleanup goroutine of the memstore that scs.New installs by default (the
+// scs test replaces that store): scs's StopCleanup races with the start of
+// that goroutine (a data race under -race), so it cannot be stopped safely.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/alexedwards/scs/v2/memstore.(*MemStore).startCleanup"),
+	)
+}

@@ -1,0 +1,118 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+const idleConns = 8
+
+// fillIdle leaves exactly idleConns idle connections in pool, each used once.
+func fillIdle(t *testing.T, pool *redis.Pool) {
+	t.Helper()
+	conns := make([]redis.Conn, idleConns)
+	for i := range conns {
+		c, err := pool.GetContext(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := redis.DoContext(c, context.Background(), "GET", "session:warm"); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if got := pool.Stats().IdleCount; got != idleConns {
+		t.Fatalf("IdleCount = %d, want %d", got, idleConns)
+	}
+}
+
+// callAll runs a Load per idle connection, sequentially then concurrently,
+// and returns the errors.
+func callAll(s *redisstore.Store) []error {
+	var mu sync.Mutex
+	var errs []error
+	load := func(i int) {
+		if _, _, err := s.Load(context.Background(), fmt.Sprint("id", i), time.Minute); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	for i := range idleConns {
+		load(i)
+	}
+	var wg sync.WaitGroup
+	for i := range idleConns {
+		wg.Go(func() { load(i) })
+	}
+	wg.Wait()
+	return errs
+}
+
+// TestRestartNoErrors checks that after a Redis restart no call fails on a
+// connection the old server closed.
+func TestRestartNoErrors(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
+		t.Skip("the idle-connection check is Unix-only")
+	}
+	srv := redistest.Start(t)
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(pool, redisstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range idleConns {
+		if _, err := s.Insert(context.Background(), fmt.Sprint("id", i), []byte("rec"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillIdle(t, pool)
+
+	srv.Restart(t)
+	srv.ResetStats(t)
+	if errs := callAll(s); len(errs) != 0 {
+		t.Fatalf("%d calls failed after a restart, want none; first: %v", len(errs), errs[0])
+	}
+	// The check sends nothing: the server saw only the loads.
+	if got, want := srv.Calls(t), map[string]int64{"getex": 2 * idleConns}; got["getex"] != want["getex"] || len(got) != 1 {
+		t.Fatalf("Calls = %v, want %v", got, want)
+	}
+}
+
+// TestRestartWithoutCheck shows what TestRestartNoErrors guards against: the
+// same pool without the liveness check fails once per stale connection.
+func TestRestartWithoutCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.TestOnBorrow = nil
+	s, err := redisstore.New(pool, redisstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fillIdle(t, pool)
+
+	srv.Restart(t)
+	if errs := callAll(s); len(errs) == 0 {
+		t.Fatal("no call failed after a restart without the check; the test above proves nothing")
+	}
+}

@@ -1,0 +1,224 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Source is where a [Store] gets its connections. A *redis.Pool satisfies
+// it; so can a source of Sentinel or Cluster connections. Connections must
+// support redis.DoContext (implement redis.ConnWithContext).
+type Source interface {
+	GetContext(ctx context.Context) (redis.Conn, error)
+}
+
+// Store keeps session records in Redis, each as a string under the key
+// "<KeyPrefix>session:<id>" with a time to live. It uses only plain
+// commands (GET, GETEX, SET, DEL, SCAN, MGET, PING), one per call except
+// Iterate, so it runs under an ACL user that is denied scripting.
+//
+// The caller chooses each id, and it must not be the secret a client
+// presents (see the package documentation): ids become Redis keys, which
+// MONITOR, SLOWLOG, replicas and backups all see. Store never writes an id
+// or a key into an error or a log.
+//
+// A Store is safe for concurrent use.
+type Store struct {
+	src     Source
+	prefix  string // KeyPrefix + "session:"
+	timeout time.Duration
+}
+
+// New returns a Store that takes its connections from src. Of cfg it uses
+// only KeyPrefix and Timeout (the other fields configure [NewPool]), but it
+// validates all of it. Close on the Store closes src if src has a Close
+// method.
+func New(src Source, cfg Config) (*Store, error) {
+	if src == nil {
+		return nil, errors.New("redisstore: New: nil Source")
+	}
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return newStore(src, cfg), nil
+}
+
+// Open returns a Store on a new pool built from cfg by [NewPool]. Close the
+// Store to close the pool. Open does not contact Redis; call [Store.Ping]
+// to check the server at start-up.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return newStore(newPool(cfg), cfg), nil
+}
+
+func newStore(src Source, cfg Config) *Store {
+	return &Store{src: src, prefix: cfg.KeyPrefix + "session:", timeout: cfg.Timeout}
+}
+
+// Load returns the record stored under id and whether there is one. A ttl >
+// 0 also resets the record's time to live to ttl, rounded up to whole
+// milliseconds, in the same command (GETEX key PX ms); ttl == 0 only reads
+// (GET). A missing record is not an error.
+func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
+	if ttl < 0 {
+		return nil, false, errors.New("redisstore: load: negative ttl")
+	}
+	return s.load(ctx, "load", s.prefix+id, ttl)
+}
+
+// Insert stores a new record under id with a time to live of ttl, rounded
+// up to whole milliseconds, only if no record exists under id (SET key val
+// PX ms NX). It reports whether it wrote. A ttl <= 0 is an error: a record
+// is never written without an expiry.
+func (s *Store) Insert(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error) {
+	return s.set(ctx, "insert", id, record, ttl, "NX")
+}
+
+// Update replaces the record under id and sets its time to live to ttl,
+// rounded up to whole milliseconds, only while a record still exists under
+// id (SET key val PX ms XX), so a request that was in flight during logout
+// can never bring the session back. It reports whether it wrote. A ttl <= 0
+// is an error.
+func (s *Store) Update(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error) {
+	return s.set(ctx, "update", id, record, ttl, "XX")
+}
+
+// Remove deletes the record under id. Removing a missing id is not an error.
+func (s *Store) Remove(ctx context.Context, id string) error {
+	return s.remove(ctx, "remove", s.prefix+id)
+}
+
+// Ping checks that Redis answers, for readiness probes and start-up checks.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.do(ctx, "ping", func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "PING")
+		return err
+	})
+}
+
+// Close closes the Source if it has a Close method (as a *redis.Pool
+// does), and otherwise does nothing and returns nil.
+func (s *Store) Close() error {
+	if c, ok := s.src.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// load reads the key, extending its time to live when ttl > 0.
+func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (record []byte, found bool, err error) {
+	err = s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
+		var reply any
+		var err error
+		if ttl > 0 {
+			reply, err = redis.DoContext(conn, ctx, "GETEX", key, "PX", milliseconds(ttl))
+		} else {
+			reply, err = redis.DoContext(conn, ctx, "GET", key)
+		}
+		record, err = redis.Bytes(reply, err)
+		if errors.Is(err, redis.ErrNil) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	return record, found, err
+}
+
+// set writes the record under id with SET key val PX ms and the condition
+// (NX or XX), and reports whether Redis wrote it.
+func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.Duration, cond string) (written bool, err error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("redisstore: %s: ttl must be positive", op)
+	}
+	err = s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.String(redis.DoContext(conn, ctx, "SET", s.prefix+id, record, "PX", milliseconds(ttl), cond))
+		if errors.Is(err, redis.ErrNil) { // condition not met
+			return nil
+		}
+		written = err == nil
+		return err
+	})
+	return written, err
+}
+
+// remove deletes the key.
+func (s *Store) remove(ctx context.Context, op, key string) error {
+	return s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "DEL", key)
+		return err
+	})
+}
+
+// do runs f on a pooled connection under the Store's Timeout and wraps any
+// error as "redisstore: <op>: <cause>". The causes come from redigo, the
+// network or the context and never contain command arguments, so no key
+// reaches an error.
+func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, conn redis.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	conn, err := s.src.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	defer conn.Close()
+	if err := f(ctx, conn); err != nil {
+		// redigo turns the context's deadline into a read deadline, so a
+		// call that ran out of time often fails with an i/o timeout instead
+		// of the context's error; add the latter so that errors.Is(err,
+		// context.DeadlineExceeded) holds whichever fired first.
+		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) {
+			return fmt.Errorf("redisstore: %s: %w: %w", op, ctxErr, err)
+		}
+		return fmt.Errorf("redisstore: %s: %w", op, err)
+	}
+	return nil
+}
+
+// contextError returns ctx.Err(), or context.DeadlineExceeded once the
+// deadline has passed even if ctx has not noticed yet: the read deadline
+// redigo derived from it can fire first.
+func contextError(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// milliseconds returns d in whole milliseconds, rounded up.
+func milliseconds(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond > 0 {
+		ms++
+	}
+	return ms
+}
+
+// escapeGlob escapes the characters SCAN's MATCH treats as special, so that
+// a KeyPrefix such as "app[1]:" matches literally.
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\^`) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

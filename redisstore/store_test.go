@@ -1,0 +1,440 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// open returns a Store on srv with cfg (Addr filled in), closed at cleanup.
+func open(t *testing.T, srv *redistest.Server, cfg redisstore.Config) *redisstore.Store {
+	t.Helper()
+	cfg.Addr = srv.Addr()
+	s, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func pttl(t *testing.T, srv *redistest.Server, key string) time.Duration {
+	t.Helper()
+	ms, err := redis.Int64(srv.Do(t, "PTTL", key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func TestStoreSemantics(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+
+	tests := []struct {
+		name      string
+		setup     func(key string) // state before the call, "" for none
+		call      func(id string) (bool, error)
+		want      bool
+		wantValue string // value under the key after the call, "" for none
+	}{
+		{
+			name: "Insert on missing writes",
+			call: func(id string) (bool, error) { return s.Insert(ctx, id, []byte("new"), time.Minute) },
+			want: true, wantValue: "new",
+		},
+		{
+			name:  "Insert on existing does not overwrite",
+			setup: func(key string) { srv.Do(t, "SET", key, "old", "PX", 60000) },
+			call:  func(id string) (bool, error) { return s.Insert(ctx, id, []byte("new"), time.Minute) },
+			want:  false, wantValue: "old",
+		},
+		{
+			name:  "Update on existing writes",
+			setup: func(key string) { srv.Do(t, "SET", key, "old", "PX", 60000) },
+			call:  func(id string) (bool, error) { return s.Update(ctx, id, []byte("new"), time.Minute) },
+			want:  true, wantValue: "new",
+		},
+		{
+			name: "Update on missing creates nothing",
+			call: func(id string) (bool, error) { return s.Update(ctx, id, []byte("new"), time.Minute) },
+			want: false,
+		},
+		{
+			name:  "Load existing",
+			setup: func(key string) { srv.Do(t, "SET", key, "old", "PX", 60000) },
+			call: func(id string) (bool, error) {
+				b, ok, err := s.Load(ctx, id, 0)
+				if ok && string(b) != "old" {
+					return false, fmt.Errorf("Load = %q, want %q", b, "old")
+				}
+				return ok, err
+			},
+			want: true, wantValue: "old",
+		},
+		{
+			name: "Load missing",
+			call: func(id string) (bool, error) { _, ok, err := s.Load(ctx, id, time.Minute); return ok, err },
+			want: false,
+		},
+		{
+			name:  "Remove existing",
+			setup: func(key string) { srv.Do(t, "SET", key, "old") },
+			call:  func(id string) (bool, error) { return true, s.Remove(ctx, id) },
+			want:  true,
+		},
+		{
+			name: "Remove missing",
+			call: func(id string) (bool, error) { return true, s.Remove(ctx, id) },
+			want: true,
+		},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("id-%d", i)
+			key := "session:" + id
+			if tc.setup != nil {
+				tc.setup(key)
+			}
+			got, err := tc.call(id)
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v, %v, want %v, nil", got, err, tc.want)
+			}
+			value, err := redis.String(srv.Do(t, "GET", key), nil)
+			if errors.Is(err, redis.ErrNil) {
+				value = ""
+			}
+			if value != tc.wantValue {
+				t.Fatalf("GET %s = %q, want %q", key, value, tc.wantValue)
+			}
+			if value != "" {
+				if d := pttl(t, srv, key); d <= 0 {
+					t.Fatalf("PTTL %s = %v, want an expiry", key, d)
+				}
+			}
+		})
+	}
+}
+
+func TestWriteTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if _, err := s.Insert(ctx, "a", []byte("x"), ttl); err == nil {
+			t.Errorf("Insert with ttl %v succeeded, want an error", ttl)
+		}
+		if _, err := s.Update(ctx, "a", []byte("x"), ttl); err == nil {
+			t.Errorf("Update with ttl %v succeeded, want an error", ttl)
+		}
+	}
+	if _, _, err := s.Load(ctx, "a", -time.Second); err == nil {
+		t.Error("Load with a negative ttl succeeded, want an error")
+	}
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", "session:a"), nil); n != 0 {
+		t.Fatal("a write with a bad ttl created the key")
+	}
+
+	// A sub-millisecond ttl rounds up to 1ms rather than down to no expiry.
+	if ok, err := s.Insert(ctx, "tiny", []byte("x"), time.Microsecond); !ok || err != nil {
+		t.Fatalf("Insert(1µs) = %v, %v, want true, nil", ok, err)
+	}
+	if ok, err := s.Insert(ctx, "b", []byte("x"), 90*time.Second); !ok || err != nil {
+		t.Fatalf("Insert = %v, %v, want true, nil", ok, err)
+	}
+	if d := pttl(t, srv, "session:b"); d <= 80*time.Second || d > 90*time.Second {
+		t.Fatalf("PTTL after Insert(90s) = %v, want about 90s", d)
+	}
+}
+
+func TestLoadResetsTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	srv.Do(t, "SET", "session:x", "rec", "PX", 5000)
+
+	if _, _, err := s.Load(ctx, "x", 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := pttl(t, srv, "session:x"); d > 5*time.Second {
+		t.Fatalf("PTTL after Load(ttl 0) = %v, want at most 5s (unchanged)", d)
+	}
+	b, ok, err := s.Load(ctx, "x", time.Hour)
+	if err != nil || !ok || string(b) != "rec" {
+		t.Fatalf("Load = %q, %v, %v, want %q, true, nil", b, ok, err, "rec")
+	}
+	if d := pttl(t, srv, "session:x"); d < 59*time.Minute {
+		t.Fatalf("PTTL after Load(ttl 1h) = %v, want about 1h", d)
+	}
+}
+
+// TestOneCommandPerCall pins down the cost of each call as the server counts
+// it: one command, and in particular no PING from the pool's liveness check.
+func TestOneCommandPerCall(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "x", []byte("rec"), time.Minute); err != nil { // warms the pool
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		call func() error
+		want map[string]int64
+	}{
+		{"Load with ttl", func() error { _, _, err := s.Load(ctx, "x", time.Hour); return err }, map[string]int64{"getex": 1}},
+		{"Load without ttl", func() error { _, _, err := s.Load(ctx, "x", 0); return err }, map[string]int64{"get": 1}},
+		{"Update", func() error { _, err := s.Update(ctx, "x", []byte("r"), time.Hour); return err }, map[string]int64{"set": 1}},
+		{"Remove", func() error { return s.Remove(ctx, "x") }, map[string]int64{"del": 1}},
+		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.ResetStats(t)
+			if err := tc.call(); err != nil {
+				t.Fatal(err)
+			}
+			if got := srv.Calls(t); !maps.Equal(got, tc.want) {
+				t.Fatalf("Calls = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeyPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{KeyPrefix: "app[1]:"})
+	ctx := context.Background()
+	srv.Do(t, "SET", "session:other", "not ours") // unprefixed: another app's
+	srv.Do(t, "SET", "app1:session:other", "not ours")
+
+	if _, err := s.Insert(ctx, "id", []byte("rec"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := redis.String(srv.Do(t, "GET", "app[1]:session:id"), nil); got != "rec" {
+		t.Fatalf("GET app[1]:session:id = %q, want %q", got, "rec")
+	}
+	if _, ok, _ := s.Load(ctx, "other", 0); ok {
+		t.Fatal("Load found a key outside the prefix")
+	}
+	var ids []string
+	if err := s.Iterate(ctx, func(id string, _ []byte) error { ids = append(ids, id); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0] != "id" {
+		t.Fatalf("Iterate visited %q, want [id] (the prefix is matched literally)", ids)
+	}
+}
+
+func TestIterate(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{MaxActive: 1}) // fn may use the Store even so
+	ctx := context.Background()
+
+	const n = 250
+	want := make(map[string]string)
+	for i := range n {
+		id := fmt.Sprintf("id%03d", i)
+		if _, err := s.Insert(ctx, id, []byte("rec-"+id), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = "rec-" + id
+	}
+	for i := 0; i < n; i += 10 { // removed
+		id := fmt.Sprintf("id%03d", i)
+		if err := s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, id)
+	}
+	for i := 5; i < n; i += 10 { // expired
+		id := fmt.Sprintf("id%03d", i)
+		srv.Do(t, "PEXPIRE", "session:"+id, 1)
+		delete(want, id)
+	}
+	srv.Do(t, "SET", "user:1:sessions", "not a session")
+	srv.Do(t, "SADD", "session:a-set", "not a string") // MGET gives nil: skipped
+	time.Sleep(5 * time.Millisecond)                   // let the 1ms expiries pass
+
+	got := make(map[string]string)
+	err := s.Iterate(ctx, func(id string, record []byte) error {
+		got[id] = string(record)
+		// Removing from inside fn must work, even with a pool of one.
+		return s.Remove(ctx, id)
+	})
+	if err != nil {
+		t.Fatalf("Iterate: %v", err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("Iterate visited %d records, want %d", len(got), len(want))
+	}
+	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 2 {
+		t.Fatalf("DBSIZE after removing every record = %d, want 2", n)
+	}
+
+	stop := errors.New("stop")
+	calls := 0
+	if _, err := s.Insert(ctx, "again", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Iterate(ctx, func(string, []byte) error { calls++; return stop })
+	if err != stop || calls != 1 {
+		t.Fatalf("Iterate with a failing fn = %v after %d calls, want %v after 1", err, calls, stop)
+	}
+}
+
+// TestErrorsHideIDs checks that no error text contains the id, while Redis
+// is down.
+func TestErrorsHideIDs(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{Timeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	const id = "ZZ-distinctive-id-6f1d"
+	srv.Stop(t)
+
+	errs := map[string]error{}
+	_, _, errs["Load"] = s.Load(ctx, id, time.Minute)
+	_, errs["Insert"] = s.Insert(ctx, id, []byte("x"), time.Minute)
+	_, errs["Update"] = s.Update(ctx, id, []byte("x"), time.Minute)
+	errs["Remove"] = s.Remove(ctx, id)
+	errs["Iterate"] = s.Iterate(ctx, func(string, []byte) error { return nil })
+	_, _, errs["Find"] = s.Find(id)
+	errs["Commit"] = s.Commit(id, []byte("x"), time.Now().Add(time.Hour))
+	errs["Delete"] = s.Delete(id)
+	for name, err := range errs {
+		if err == nil {
+			t.Errorf("%s with Redis stopped succeeded, want an error", name)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("%s error %q lacks the package prefix", name, err)
+		}
+		if strings.Contains(err.Error(), id) || strings.Contains(err.Error(), "session:") {
+			t.Errorf("%s error %q contains the id or key", name, err)
+		}
+	}
+}
+
+// within fails the test if f does not return within a generous bound: the
+// point is that it returns at all, not how fast.
+func within(t *testing.T, name string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return within 5s", name)
+		return nil
+	}
+}
+
+func TestRedisStopped(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{Timeout: 200 * time.Millisecond})
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(t)
+	err := within(t, "Load", func() error { _, _, err := s.Load(context.Background(), "x", time.Minute); return err })
+	if err == nil {
+		t.Fatal("Load with Redis stopped succeeded, want an error")
+	}
+}
+
+// TestRedisStalled uses a server that accepts connections and never answers.
+func TestRedisStalled(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() {
+		l.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+
+	s, err := redisstore.Open(redisstore.Config{Addr: l.Addr().String(), Timeout: 200 * time.Millisecond, ReadTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = within(t, "Load", func() error { _, _, err := s.Load(context.Background(), "x", time.Minute); return err })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load on a stalled server = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestPoolExhausted(t *testing.T) {
+	srv := redistest.Start(t)
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr(), MaxActive: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(pool, redisstore.Config{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	held, err := pool.GetContext(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = within(t, "Load", func() error { _, _, err := s.Load(context.Background(), "x", time.Minute); return err })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load on an exhausted pool = %v, want context.DeadlineExceeded", err)
+	}
+	held.Close()
+	if _, _, err := s.Load(context.Background(), "x", time.Minute); err != nil {
+		t.Fatalf("Load after the connection came back: %v", err)
+	}
+}
+
+func TestNewNilSource(t *testing.T) {
+	if _, err := redisstore.New(nil, redisstore.Config{}); err == nil {
+		t.Fatal("New(nil) succeeded, want an error")
+	}
+}
+
+func TestRecordBytesRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	rec := []byte{0, 1, 2, 255, '\r', '\n'}
+	if _, err := s.Insert(ctx, "bin", rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.Load(ctx, "bin", 0)
+	if err != nil || !ok || !bytes.Equal(got, rec) {
+		t.Fatalf("Load = %q, %v, %v, want %q, true, nil", got, ok, err, rec)
+	}
+}

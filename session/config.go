@@ -1,0 +1,211 @@
+package session
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultLifetime    = 24 * time.Hour
+	DefaultIdleTimeout = 30 * time.Minute
+
+	// DefaultCookieName is the cookie name of a Secure cookie. The __Host-
+	// prefix makes browsers refuse the cookie unless it is Secure, has
+	// Path=/ and no Domain, so a sibling subdomain cannot overwrite it.
+	DefaultCookieName = "__Host-session"
+
+	// DefaultInsecureCookieName is the cookie name when InsecureCookie is set.
+	DefaultInsecureCookieName = "session"
+
+	// MinKeyLength is the shortest signing key accepted, in bytes.
+	MinKeyLength = 32
+)
+
+// Config configures a Manager. The zero value of every field but Keys is a
+// safe default; New validates the whole struct once and never reads it again.
+type Config struct {
+	// Keys sign the token carried in the cookie or the Authorization header
+	// with HMAC-SHA256. The first key signs, every key verifies, so a key is
+	// rotated by putting the new one first and dropping the old one once the
+	// sessions it signed have expired. At least one key is required; each must
+	// be at least MinKeyLength random bytes.
+	Keys [][]byte
+
+	// Lifetime is the absolute timeout: a session is never accepted after
+	// Lifetime has passed since it was created, however active it is.
+	// Zero means DefaultLifetime (24h).
+	Lifetime time.Duration
+
+	// IdleTimeout ends a session that has not been used for this long. Every
+	// request extends it in the same Redis command that reads the session.
+	// Zero means DefaultIdleTimeout (30m); a negative value disables the idle
+	// timeout, leaving only Lifetime.
+	IdleTimeout time.Duration
+
+	// CookieName is the name of the session cookie. Zero means
+	// DefaultCookieName ("__Host-session"), or DefaultInsecureCookieName
+	// ("session") when InsecureCookie is set.
+	CookieName string
+
+	// InsecureCookie drops the Secure attribute, so the cookie is also sent
+	// over plain HTTP. Only for development on localhost. False (the
+	// default) sends the cookie over HTTPS only.
+	InsecureCookie bool
+
+	// SameSite is the cookie's SameSite attribute. Zero means
+	// http.SameSiteLaxMode. http.SameSiteNoneMode requires a Secure cookie.
+	SameSite http.SameSite
+
+	// Logger receives session events and store failures. Tokens and Redis
+	// keys are never logged; events carry a short fingerprint of the session
+	// id. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with every zero field set to its default, or an
+// error naming the first invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	if len(cfg.Keys) == 0 {
+		return cfg, errors.New("session: Config.Keys: at least one signing key is required")
+	}
+	for i, k := range cfg.Keys {
+		if len(k) < MinKeyLength {
+			return cfg, fmt.Errorf("session: Config.Keys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
+		}
+	}
+	switch {
+	case cfg.Lifetime < 0:
+		return cfg, errors.New("session: Config.Lifetime: must not be negative")
+	case cfg.Lifetime == 0:
+		cfg.Lifetime = DefaultLifetime
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = DefaultCookieName
+		if cfg.InsecureCookie {
+			cfg.CookieName = DefaultInsecureCookieName
+		}
+	}
+	if !validCookieName(cfg.CookieName) {
+		return cfg, fmt.Errorf("session: Config.CookieName: %q is not a valid cookie name", cfg.CookieName)
+	}
+	if cfg.InsecureCookie && (strings.HasPrefix(cfg.CookieName, "__Host-") || strings.HasPrefix(cfg.CookieName, "__Secure-")) {
+		return cfg, fmt.Errorf("session: Config.CookieName: %q needs a Secure cookie, but InsecureCookie is set", cfg.CookieName)
+	}
+	switch cfg.SameSite {
+	case 0:
+		cfg.SameSite = http.SameSiteLaxMode
+	case http.SameSiteLaxMode, http.SameSiteStrictMode:
+	case http.SameSiteNoneMode:
+		if cfg.InsecureCookie {
+			return cfg, errors.New("session: Config.SameSite: SameSite=None needs a Secure cookie, but InsecureCookie is set")
+		}
+	default:
+		return cfg, fmt.Errorf("session: Config.SameSite: unknown value %d", cfg.SameSite)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// validCookieName reports whether name is an RFC 6265 token.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FromEnv reads a Config from the environment:
+//
+//	SESSION_KEYS          comma-separated signing keys, each the base64 (standard or URL alphabet,
+//	                      padded or not) of at least 32 random bytes; the first signs
+//	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h
+//	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m; 0 disables it
+//	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
+//
+// Unset variables leave the field zero, which New turns into its default; an
+// unset SESSION_KEYS leaves Keys empty, which New refuses. A bad value gives an
+// error that names the variable and what it expected, never the value of a key.
+func FromEnv() (Config, error) {
+	return fromEnv(os.LookupEnv)
+}
+
+func fromEnv(lookup func(string) (string, bool)) (Config, error) {
+	var cfg Config
+	if v, ok := lookup("SESSION_KEYS"); ok {
+		keys, err := ParseKeys(v)
+		if err != nil {
+			return cfg, fmt.Errorf("session: SESSION_KEYS: %w", err)
+		}
+		cfg.Keys = keys
+	}
+	if v, ok := lookup("SESSION_LIFETIME"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, fmt.Errorf("session: SESSION_LIFETIME: want a positive duration such as 24h, got %q", v)
+		}
+		cfg.Lifetime = d
+	}
+	if v, ok := lookup("SESSION_IDLE_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return cfg, fmt.Errorf("session: SESSION_IDLE_TIMEOUT: want a duration such as 30m, or 0 to disable, got %q", v)
+		}
+		if d == 0 {
+			d = -1 // Config's spelling of "disabled"
+		}
+		cfg.IdleTimeout = d
+	}
+	if v, ok := lookup("SESSION_COOKIE_SECURE"); ok {
+		secure, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, fmt.Errorf("session: SESSION_COOKIE_SECURE: want true or false, got %q", v)
+		}
+		cfg.InsecureCookie = !secure
+	}
+	return cfg, nil
+}
+
+// ParseKeys decodes a comma-separated list of base64 signing keys (standard
+// or URL alphabet, padded or not), each at least MinKeyLength bytes once
+// decoded. Errors say which key is wrong by position, never its value.
+func ParseKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for i, field := range strings.Split(s, ",") {
+		field = strings.TrimSpace(field)
+		k, err := decodeBase64(field)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: not base64", i+1)
+		}
+		if len(k) < MinKeyLength {
+			return nil, fmt.Errorf("key %d: want at least %d bytes, got %d", i+1, MinKeyLength, len(k))
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimRight(s, "=")
+	if strings.ContainsAny(s, "-_") {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}

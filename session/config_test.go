@@ -1,0 +1,131 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := Config{Keys: [][]byte{testKey(1)}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Lifetime != 24*time.Hour || cfg.IdleTimeout != 30*time.Minute ||
+		cfg.CookieName != "__Host-session" || cfg.InsecureCookie || cfg.SameSite != http.SameSiteLaxMode || cfg.Logger == nil {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	cfg, _ = Config{Keys: [][]byte{testKey(1)}, InsecureCookie: true}.withDefaults()
+	if cfg.CookieName != "session" {
+		t.Errorf("CookieName with InsecureCookie = %q, want session", cfg.CookieName)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	k := [][]byte{testKey(1)}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no keys", Config{}, "Config.Keys"},
+		{"short key", Config{Keys: [][]byte{testKey(1), make([]byte, 31)}}, "Config.Keys[1]"},
+		{"negative lifetime", Config{Keys: k, Lifetime: -1}, "Config.Lifetime"},
+		{"bad cookie name", Config{Keys: k, CookieName: "a b"}, "Config.CookieName"},
+		{"host prefix insecure", Config{Keys: k, CookieName: "__Host-x", InsecureCookie: true}, "Config.CookieName"},
+		{"samesite none insecure", Config{Keys: k, SameSite: http.SameSiteNoneMode, InsecureCookie: true}, "Config.SameSite"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(nopStore{}, tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New() error = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	key1 := base64.StdEncoding.EncodeToString(testKey(0xfb))    // has '+' and '/'
+	key2 := base64.RawURLEncoding.EncodeToString(testKey(0xfe)) // has '-' or '_'
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"empty", nil, func(c Config) bool { return c.Keys == nil && c.Lifetime == 0 && !c.InsecureCookie }, ""},
+		{"keys", map[string]string{"SESSION_KEYS": key1 + ", " + key2}, func(c Config) bool {
+			return len(c.Keys) == 2 && string(c.Keys[0]) == string(testKey(0xfb)) && string(c.Keys[1]) == string(testKey(0xfe))
+		}, ""},
+		{"durations", map[string]string{"SESSION_LIFETIME": "2h", "SESSION_IDLE_TIMEOUT": "5m"}, func(c Config) bool {
+			return c.Lifetime == 2*time.Hour && c.IdleTimeout == 5*time.Minute
+		}, ""},
+		{"idle off", map[string]string{"SESSION_IDLE_TIMEOUT": "0"}, func(c Config) bool { return c.IdleTimeout < 0 }, ""},
+		{"insecure", map[string]string{"SESSION_COOKIE_SECURE": "false"}, func(c Config) bool { return c.InsecureCookie }, ""},
+		{"secure", map[string]string{"SESSION_COOKIE_SECURE": "true"}, func(c Config) bool { return !c.InsecureCookie }, ""},
+		{"short key", map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString(make([]byte, 31))}, nil, "SESSION_KEYS"},
+		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
+		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS"},
+		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},
+		{"zero lifetime", map[string]string{"SESSION_LIFETIME": "0s"}, nil, "SESSION_LIFETIME"},
+		{"bad idle", map[string]string{"SESSION_IDLE_TIMEOUT": "-1m"}, nil, "SESSION_IDLE_TIMEOUT"},
+		{"bad secure", map[string]string{"SESSION_COOKIE_SECURE": "yes please"}, nil, "SESSION_COOKIE_SECURE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("fromEnv() error = %v, want one naming %s", err, tc.wantErr)
+				}
+				if v := tc.env["SESSION_KEYS"]; v != "" && strings.Contains(err.Error(), v) {
+					t.Errorf("error %q repeats the key", err)
+				}
+				return
+			}
+			if err != nil || !tc.check(cfg) {
+				t.Errorf("fromEnv() = %+v, %v", cfg, err)
+			}
+		})
+	}
+}
+
+func FuzzFromEnv(f *testing.F) {
+	f.Add("a2V5", "24h", "30m", "true")
+	f.Fuzz(func(t *testing.T, keys, lifetime, idle, secure string) {
+		env := map[string]string{"SESSION_KEYS": keys, "SESSION_LIFETIME": lifetime, "SESSION_IDLE_TIMEOUT": idle, "SESSION_COOKIE_SECURE": secure}
+		cfg, err := fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if err != nil {
+			if strings.Contains(err.Error(), "SESSION_KEYS") && len(keys) >= 8 && strings.Contains(err.Error(), keys) {
+				t.Errorf("error %q repeats SESSION_KEYS", err)
+			}
+			return
+		}
+		for _, k := range cfg.Keys {
+			if len(k) < MinKeyLength {
+				t.Errorf("accepted a %d-byte key", len(k))
+			}
+		}
+		if cfg.Lifetime <= 0 {
+			t.Errorf("accepted lifetime %v", cfg.Lifetime)
+		}
+	})
+}
+
+// nopStore is a Store for tests that never reach it.
+type nopStore struct{}
+
+func (nopStore) Load(context.Context, string, time.Duration) ([]byte, bool, error) {
+	return nil, false, nil
+}
+func (nopStore) Insert(context.Context, string, []byte, time.Duration) (bool, error) {
+	return false, nil
+}
+func (nopStore) Update(context.Context, string, []byte, time.Duration) (bool, error) {
+	return false, nil
+}
+func (nopStore) Remove(context.Context, string) error { return nil }

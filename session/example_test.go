@@ -1,0 +1,92 @@
+package session_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// Wire a Manager on Redis into an http.ServeMux: a login that creates the
+// session, a page for logged-in users, and a logout.
+func Example() {
+	cfg, err := redisstore.FromEnv() // REDIS_URL, or REDIS_HOST and friends
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := redisstore.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	scfg, err := session.FromEnv() // SESSION_KEYS, SESSION_LIFETIME, ...
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessions, err := session.New(store, scfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	requireAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		userID := "alice" // after checking the credentials in r
+		if _, err := session.Create(r.Context(), userID); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		http.Redirect(w, r, "/me", http.StatusSeeOther)
+	})
+	mux.Handle("GET /me", requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := session.UserID(r.Context())
+		fmt.Fprintf(w, "hello, %s\n", user)
+	})))
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", middleware.Sessions(sessions)(mux)))
+}
+
+// Values keep their Go type through the JSON record: an int comes back as an
+// int, a time.Time as a time.Time, and any other type through encoding/json.
+func ExampleGet() {
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		type cart struct{ Items []string }
+		ctx := r.Context()
+		if err := session.Put(ctx, "cart", cart{Items: []string{"book"}}); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		c, ok := session.Get[cart](ctx, "cart")
+		json.NewEncoder(w).Encode(map[string]any{"cart": c, "ok": ok})
+	}
+	_ = handler
+}
+
+// An API client logs in once and sends the token as a Bearer header.
+func ExampleToken() {
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); errors.Is(err, session.ErrStoreUnavailable) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		token, _ := session.Token(r.Context())
+		json.NewEncoder(w).Encode(map[string]string{"token": token}) // client sends "Authorization: Bearer <token>"
+	}
+	_ = handler
+}

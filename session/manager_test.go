@@ -1,0 +1,217 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// clock is a settable time source for the Manager's now.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// newTestManager returns a Manager on a real redis-server whose clock the
+// test sets.
+func newTestManager(t *testing.T, cfg Config) (*Manager, *redistest.Server, *clock) {
+	t.Helper()
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg.Keys = [][]byte{testKey(7)}
+	cfg.InsecureCookie = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now()}
+	m.now = clk.now
+	return m, r, clk
+}
+
+// serve runs fn as a handler of one request carrying cookie (if not empty)
+// and returns the response's Set-Cookie value.
+func serve(t *testing.T, m *Manager, cookie string, fn func(ctx context.Context)) string {
+	t.Helper()
+	req := httptest.NewRequest("GET", "/", nil)
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	}
+	ctx := m.Load(req)
+	fn(ctx)
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	resp := http.Response{Header: h}
+	for _, c := range resp.Cookies() {
+		return c.Value
+	}
+	return ""
+}
+
+func login(t *testing.T, m *Manager, user string) (cookie, id string) {
+	t.Helper()
+	cookie = serve(t, m, "", func(ctx context.Context) {
+		info, err := Create(ctx, user)
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		id = info.ID
+	})
+	return cookie, id
+}
+
+func TestAbsoluteTimeout(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: 30 * time.Minute})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if _, ok := UserID(ctx); !ok {
+			t.Error("no user right after login")
+		}
+	})
+	clk.t = clk.t.Add(time.Hour + time.Second)
+	r.ResetStats(t)
+	set := serve(t, m, cookie, func(ctx context.Context) {
+		if u, ok := UserID(ctx); ok {
+			t.Errorf("UserID after the absolute deadline = %q, want none", u)
+		}
+	})
+	if n := r.TotalCalls(t); n != 0 {
+		t.Errorf("a session past its deadline cost %d Redis commands, want 0", n)
+	}
+	if set != "" {
+		t.Errorf("expired cookie not cleared: Set-Cookie value %q", set)
+	}
+}
+
+// TestTTLCappedAtDeadline checks that neither a write nor a read sets a time
+// to live that runs past the absolute deadline.
+func TestTTLCappedAtDeadline(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: 30 * time.Minute})
+	cookie, id := login(t, m, "alice")
+	pttl := func() time.Duration {
+		ms, _ := r.Do(t, "PTTL", "session:"+id).(int64)
+		return time.Duration(ms) * time.Millisecond
+	}
+	if got := pttl(); got > 30*time.Minute || got < 29*time.Minute {
+		t.Errorf("PTTL after login = %v, want the 30m idle timeout", got)
+	}
+	clk.t = clk.t.Add(50 * time.Minute) // 10 minutes of lifetime left
+	serve(t, m, cookie, func(ctx context.Context) {})
+	if got := pttl(); got > 10*time.Minute+time.Second || got < 9*time.Minute {
+		t.Errorf("PTTL after a read 10m before the deadline = %v, want about 10m", got)
+	}
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "k", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := pttl(); got > 10*time.Minute+time.Second || got < 9*time.Minute {
+		t.Errorf("PTTL after a write 10m before the deadline = %v, want about 10m", got)
+	}
+}
+
+// TestNoSessionInContext checks that the helpers answer, not panic, outside
+// the middleware.
+func TestNoSessionInContext(t *testing.T) {
+	ctx := context.Background()
+	if _, ok := UserID(ctx); ok {
+		t.Error("UserID: ok = true")
+	}
+	if _, ok := FromContext(ctx); ok {
+		t.Error("FromContext: ok = true")
+	}
+	if _, ok := Token(ctx); ok {
+		t.Error("Token: ok = true")
+	}
+	if _, ok := Get[int](ctx, "k"); ok {
+		t.Error("Get: ok = true")
+	}
+	if _, ok := Pop[int](ctx, "k"); ok {
+		t.Error("Pop: ok = true")
+	}
+	for name, err := range map[string]error{
+		"Put":       Put(ctx, "k", 1),
+		"Remove":    Remove(ctx, "k"),
+		"Destroy":   Destroy(ctx),
+		"LoadError": LoadError(ctx),
+	} {
+		if !errors.Is(err, ErrNoSession) {
+			t.Errorf("%s = %v, want ErrNoSession", name, err)
+		}
+	}
+	if _, err := Create(ctx, "alice"); !errors.Is(err, ErrNoSession) {
+		t.Errorf("Create = %v, want ErrNoSession", err)
+	}
+	if err := m0().Commit(ctx, http.Header{}); err != nil {
+		t.Errorf("Commit without a session = %v, want nil", err)
+	}
+}
+
+func m0() *Manager {
+	m, err := New(nopStore{}, Config{Keys: [][]byte{testKey(1)}})
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func TestReservedKeys(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	serve(t, m, "", func(ctx context.Context) {
+		for _, k := range []string{"", "__sessionkit", "__x"} {
+			if err := Put(ctx, k, 1); !errors.Is(err, ErrReservedKey) {
+				t.Errorf("Put(%q) = %v, want ErrReservedKey", k, err)
+			}
+		}
+		if err := Put(ctx, "ch", make(chan int)); err == nil {
+			t.Error("Put(chan) = nil, want an error")
+		}
+	})
+}
+
+// TestAnonymousValuesCarryOver checks what Create keeps: an anonymous
+// session's values, but not another user's.
+func TestAnonymousValuesCarryOver(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if cookie == "" {
+		t.Fatal("anonymous Put set no cookie")
+	}
+	cookie = serve(t, m, cookie, func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("after login, cart = %q, want book", v)
+		}
+		if err := Put(ctx, "secret", "alice's"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if _, err := Create(ctx, "bob"); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := Get[string](ctx, "secret"); ok {
+			t.Errorf("bob's new session holds alice's value %q", v)
+		}
+	})
+}

@@ -1,0 +1,235 @@
+package session
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// recordVersion is the value of the "v" field of the records this package
+// writes. A record of another version is treated as unreadable.
+const recordVersion = 1
+
+// metaKey is the key under which a session's own fields (user, creation
+// time, client) travel in scs's value map. scs's Codec interface only carries
+// a deadline and a value map, so the codec lifts this entry out into the
+// record's top-level fields and puts it back on decode. App keys may not start
+// with "__", so they cannot collide with it.
+const metaKey = "__sessionkit"
+
+// meta is what sessionkit itself keeps about a session.
+type meta struct {
+	UserID    string
+	CreatedAt time.Time
+	LastSeen  time.Time
+	IP        string
+	UserAgent string
+}
+
+// maxUserAgent bounds the user agent kept in a record.
+const maxUserAgent = 256
+
+// errBadRecord reports a record that cannot be decoded. The manager treats
+// such a record as no session and deletes it.
+var errBadRecord = errors.New("session: unreadable session record")
+
+// record is the JSON document stored in Redis, documented in the README.
+type record struct {
+	V         int                        `json:"v"`
+	UserID    string                     `json:"user_id,omitempty"`
+	CreatedAt time.Time                  `json:"created_at"`
+	ExpiresAt time.Time                  `json:"expires_at"`
+	LastSeen  time.Time                  `json:"last_seen"`
+	IP        string                     `json:"ip,omitempty"`
+	UserAgent string                     `json:"user_agent,omitempty"`
+	Values    map[string]json.RawMessage `json:"values,omitempty"`
+}
+
+// jsonValue is an app value of a type without a tag of its own, held as its
+// JSON encoding; Get decodes it into the type the caller asks for.
+type jsonValue []byte
+
+// codec is the scs.Codec that turns a session into a record and back.
+type codec struct{}
+
+// Encode implements scs.Codec.
+func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
+	rec := record{V: recordVersion, ExpiresAt: deadline.UTC()}
+	if md, ok := values[metaKey].(meta); ok {
+		rec.UserID = md.UserID
+		rec.CreatedAt = md.CreatedAt.UTC()
+		rec.LastSeen = md.LastSeen.UTC()
+		rec.IP = md.IP
+		rec.UserAgent = md.UserAgent
+	}
+	for k, v := range values {
+		if k == metaKey {
+			continue
+		}
+		b, err := encodeValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("session: value %q: %w", k, err)
+		}
+		if rec.Values == nil {
+			rec.Values = make(map[string]json.RawMessage, len(values))
+		}
+		rec.Values[k] = b
+	}
+	return json.Marshal(rec)
+}
+
+// Decode implements scs.Codec. Any error wraps errBadRecord.
+func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return time.Time{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	if rec.V != recordVersion {
+		return time.Time{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
+	}
+	if rec.ExpiresAt.IsZero() || rec.CreatedAt.IsZero() {
+		return time.Time{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
+	}
+	values := make(map[string]any, len(rec.Values)+1)
+	for k, raw := range rec.Values {
+		if !validKey(k) {
+			return time.Time{}, nil, fmt.Errorf("%w: reserved value key", errBadRecord)
+		}
+		v, err := decodeValue(raw)
+		if err != nil {
+			return time.Time{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
+		}
+		values[k] = v
+	}
+	values[metaKey] = meta{
+		UserID:    rec.UserID,
+		CreatedAt: rec.CreatedAt,
+		LastSeen:  rec.LastSeen,
+		IP:        rec.IP,
+		UserAgent: rec.UserAgent,
+	}
+	return rec.ExpiresAt, values, nil
+}
+
+// validKey reports whether k may name an app value.
+func validKey(k string) bool {
+	return k != "" && (len(k) < 2 || k[:2] != "__")
+}
+
+// Each app value is stored as a one-member object naming its type, such as
+// {"int":3} or {"time":"2026-01-02T15:04:05Z"}, so that what a handler puts is
+// what it gets back, with the same Go type. The tags are part of the record
+// schema documented in the README.
+const (
+	tagString = "string"
+	tagBool   = "bool"
+	tagInt    = "int"
+	tagInt64  = "int64"
+	tagFloat  = "float64"
+	tagBytes  = "bytes"
+	tagTime   = "time"
+	tagJSON   = "json"
+)
+
+// normalize returns the form in which a value is held in the session: the
+// value itself for the tagged types, or its JSON encoding for any other type.
+func normalize(v any) (any, error) {
+	switch v := v.(type) {
+	case string, bool, int, int64, float64, []byte, jsonValue:
+		return v, nil
+	case time.Time:
+		return v.Round(0), nil // drop the monotonic reading, which JSON cannot carry
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("session: value of type %T cannot be stored: %w", v, err)
+		}
+		return jsonValue(b), nil
+	}
+}
+
+func encodeValue(v any) (json.RawMessage, error) {
+	var tag string
+	var val any = v
+	switch v := v.(type) {
+	case string:
+		tag = tagString
+	case bool:
+		tag = tagBool
+	case int:
+		tag = tagInt
+	case int64:
+		tag, val = tagInt64, strconv.FormatInt(v, 10) // a string: other languages' JSON numbers lose precision past 2^53
+	case float64:
+		tag = tagFloat
+	case []byte:
+		tag = tagBytes // encoding/json writes standard base64
+	case time.Time:
+		tag, val = tagTime, v.Format(time.RFC3339Nano)
+	case jsonValue:
+		tag, val = tagJSON, json.RawMessage(v)
+	default:
+		return nil, fmt.Errorf("unsupported type %T", v)
+	}
+	return json.Marshal(map[string]any{tag: val})
+}
+
+func decodeValue(raw json.RawMessage) (any, error) {
+	var tagged map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &tagged); err != nil {
+		return nil, err
+	}
+	if len(tagged) != 1 {
+		return nil, errors.New("want one type tag")
+	}
+	var tag string
+	var b json.RawMessage
+	for tag, b = range tagged {
+	}
+	switch tag {
+	case tagString:
+		var s string
+		err := json.Unmarshal(b, &s)
+		return s, err
+	case tagBool:
+		var t bool
+		err := json.Unmarshal(b, &t)
+		return t, err
+	case tagInt:
+		var i int
+		err := json.Unmarshal(b, &i)
+		return i, err
+	case tagInt64:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, err
+		}
+		return strconv.ParseInt(s, 10, 64)
+	case tagFloat:
+		var f float64
+		err := json.Unmarshal(b, &f)
+		return f, err
+	case tagBytes:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, err
+		}
+		return base64.StdEncoding.DecodeString(s)
+	case tagTime:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, err
+		}
+		return time.Parse(time.RFC3339Nano, s)
+	case tagJSON:
+		if !json.Valid(b) {
+			return nil, errors.New("invalid json value")
+		}
+		return jsonValue(bytes.Clone(b)), nil
+	}
+	return nil, fmt.Errorf("unknown type tag %q", tag)
+}

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+type point struct {
+	X, Y int
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	created := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	deadline := created.Add(24 * time.Hour)
+	when := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
+	jv, _ := normalize(point{1, 2})
+	values := map[string]any{
+		metaKey: meta{UserID: "alice", CreatedAt: created, LastSeen: created, IP: "127.0.0.1", UserAgent: "test"},
+		"s":     "text",
+		"b":     true,
+		"i":     42,
+		"i64":   int64(1) << 62,
+		"f":     2.5,
+		"bytes": []byte{0, 1, 2},
+		"time":  when,
+		"point": jv,
+	}
+	b, err := codec{}.Encode(deadline, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.ContainsAny(b, "\n ") {
+		t.Errorf("record %s is not compact JSON", b)
+	}
+	gotDeadline, got, err := codec{}.Decode(b)
+	if err != nil {
+		t.Fatalf("Decode(%s): %v", b, err)
+	}
+	if !gotDeadline.Equal(deadline) {
+		t.Errorf("deadline = %v, want %v", gotDeadline, deadline)
+	}
+	for k, want := range values {
+		if k == "time" {
+			if g, ok := got[k].(time.Time); !ok || !g.Equal(when) {
+				t.Errorf("value %q = %#v, want %v", k, got[k], when)
+			}
+			continue
+		}
+		if k == metaKey {
+			g := got[k].(meta)
+			w := want.(meta)
+			if g.UserID != w.UserID || !g.CreatedAt.Equal(w.CreatedAt) || g.IP != w.IP || g.UserAgent != w.UserAgent {
+				t.Errorf("meta = %+v, want %+v", g, w)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(got[k], want) {
+			t.Errorf("value %q = %#v (%T), want %#v (%T)", k, got[k], got[k], want, want)
+		}
+	}
+	if p, ok := as[point](got["point"]); !ok || p != (point{1, 2}) {
+		t.Errorf("as[point] = %v, %v; want {1 2}, true", p, ok)
+	}
+}
+
+// TestRecordSchema pins the documented JSON schema of a record.
+func TestRecordSchema(t *testing.T) {
+	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	b, err := codec{}.Encode(created.Add(time.Hour), map[string]any{
+		metaKey: meta{UserID: "alice", CreatedAt: created, LastSeen: created, IP: "10.0.0.1", UserAgent: "ua"},
+		"n":     3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z",` +
+		`"last_seen":"2026-11-25T10:00:00Z","ip":"10.0.0.1","user_agent":"ua","values":{"n":{"int":3}}}`
+	if string(b) != want {
+		t.Errorf("record =\n%s\nwant\n%s", b, want)
+	}
+}
+
+func TestCodecRejects(t *testing.T) {
+	const head = `{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"`
+	tests := []struct{ name, in string }{
+		{"not json", `not json`},
+		{"empty", ``},
+		{"gob", "\x0f\xff\x81\x03\x01"},
+		{"unknown version", `{"v":2,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
+		{"no version", `{"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
+		{"no deadline", `{"v":1,"created_at":"2026-11-25T10:00:00Z"}`},
+		{"unknown tag", head + `,"values":{"a":{"complex":1}}}`},
+		{"two tags", head + `,"values":{"a":{"int":1,"string":"x"}}}`},
+		{"wrong type", head + `,"values":{"a":{"int":"x"}}}`},
+		{"reserved key", head + `,"values":{"__sessionkit":{"int":1}}}`},
+		{"bad time", head + `,"values":{"a":{"time":"yesterday"}}}`},
+		{"bad int64", head + `,"values":{"a":{"int64":"1e3"}}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := (codec{}).Decode([]byte(tc.in)); !errors.Is(err, errBadRecord) {
+				t.Errorf("Decode(%q) error = %v, want errBadRecord", tc.in, err)
+			}
+		})
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	if _, err := normalize(make(chan int)); err == nil {
+		t.Error("normalize(chan) = nil error, want an error")
+	}
+	v, err := normalize(map[string]int{"a": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := as[map[string]int](v); !ok || m["a"] != 1 {
+		t.Errorf("as[map[string]int](normalize(map)) = %v, %v", m, ok)
+	}
+	if _, ok := as[int](v); ok {
+		t.Error("as[int] of a JSON object: ok = true, want false")
+	}
+	if _, ok := as[string](42); ok {
+		t.Error("as[string](42): ok = true, want false")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	b, _ := codec{}.Encode(time.Now(), map[string]any{
+		metaKey: meta{UserID: "u", CreatedAt: time.Now()},
+		"a":     1, "b": "x", "c": jsonValue(`{"k":[1,2]}`), "d": []byte("z"),
+	})
+	f.Add(b)
+	f.Add([]byte(`{"v":1}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		deadline, values, err := codec{}.Decode(in)
+		if err != nil {
+			if !errors.Is(err, errBadRecord) {
+				t.Errorf("Decode error %v does not wrap errBadRecord", err)
+			}
+			return
+		}
+		// Whatever decodes must encode again and decode to the same.
+		out, err := codec{}.Encode(deadline, values)
+		if err != nil {
+			t.Fatalf("Encode(Decode(%q)): %v", in, err)
+		}
+		if _, _, err := (codec{}).Decode(out); err != nil {
+			t.Fatalf("Decode(Encode(Decode(%q))) = %v", in, err)
+		}
+		if strings.Contains(string(out), "__sessionkit") {
+			t.Errorf("encoded record %s leaks the meta key", out)
+		}
+		_ = json.Valid(out)
+	})
+}

@@ -1,0 +1,124 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store keeps session records, keyed by session id (the hash of the token,
+// never the token). redisstore.Store implements it on Redis. Records expire
+// by themselves after their time to live; every method must honour ctx.
+type Store interface {
+	// Load returns the record stored under id and whether there is one. A
+	// ttl > 0 also resets the record's time to live to ttl in the same
+	// command; ttl == 0 only reads.
+	Load(ctx context.Context, id string, ttl time.Duration) (record []byte, found bool, err error)
+
+	// Insert stores a new record under id with the ttl, only if no record
+	// exists under id. It reports whether it wrote.
+	Insert(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
+
+	// Update replaces the record under id, with the ttl, only while a record
+	// still exists under id, so that a request in flight during logout cannot
+	// bring the session back. It reports whether it wrote.
+	Update(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
+
+	// Remove deletes the record under id. Removing a missing id is not an
+	// error.
+	Remove(ctx context.Context, id string) error
+}
+
+// errGone reports that a session's record disappeared while a request was
+// using it: it was logged out, revoked or expired meanwhile.
+var errGone = errors.New("session: session ended during the request")
+
+// scsStore adapts a Store to the scs.CtxStore that scs.SessionManager calls.
+// scs hands it tokens; it keys the Store by the token's id. It reads the
+// request's state from ctx, which the Manager always puts there before
+// calling scs, and is called with that state's lock held.
+type scsStore struct {
+	m *Manager
+}
+
+// FindCtx implements scs.CtxStore. It extends the idle deadline in the same
+// command that reads the record.
+func (a scsStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	st := stateFrom(ctx)
+	ttl := time.Duration(0)
+	if a.m.cfg.IdleTimeout > 0 {
+		ttl = min(a.m.cfg.IdleTimeout, st.deadline.Sub(a.m.now()))
+	}
+	b, found, err := a.m.store.Load(ctx, idOf(token), ttl)
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	return b, found, nil
+}
+
+// CommitCtx implements scs.CtxStore. A token whose record this request loaded
+// or wrote is updated only while the record still exists; any other token is
+// new and inserted only if its id is free.
+func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadline time.Time) error {
+	st := stateFrom(ctx)
+	ttl := deadline.Sub(a.m.now())
+	if ttl <= 0 {
+		return errGone
+	}
+	if a.m.cfg.IdleTimeout > 0 {
+		ttl = min(ttl, a.m.cfg.IdleTimeout)
+	}
+	id := idOf(token)
+	if token == st.stored {
+		ok, err := a.m.store.Update(ctx, id, b, ttl)
+		switch {
+		case err != nil:
+			return unavailable(err)
+		case !ok:
+			return errGone
+		}
+		return nil
+	}
+	ok, err := a.m.store.Insert(ctx, id, b, ttl)
+	switch {
+	case err != nil:
+		return unavailable(err)
+	case !ok:
+		// 256 random bits never collide; a taken id means a broken random source.
+		return errors.New("session: new session id already taken")
+	}
+	st.stored = token
+	return nil
+}
+
+// DeleteCtx implements scs.CtxStore.
+func (a scsStore) DeleteCtx(ctx context.Context, token string) error {
+	if token == "" {
+		return nil
+	}
+	if err := a.m.store.Remove(ctx, idOf(token)); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// errNoContext is returned by the context-free scs.Store methods. scs calls
+// the context forms whenever a store has them, so these only satisfy the
+// interface.
+var errNoContext = errors.New("session: scs store called without a context")
+
+// Find implements scs.Store; see errNoContext.
+func (scsStore) Find(string) ([]byte, bool, error) { return nil, false, errNoContext }
+
+// Commit implements scs.Store; see errNoContext.
+func (scsStore) Commit(string, []byte, time.Time) error { return errNoContext }
+
+// Delete implements scs.Store; see errNoContext.
+func (scsStore) Delete(string) error { return errNoContext }
+
+// unavailable wraps a store error so that callers can test it with
+// errors.Is(err, ErrStoreUnavailable).
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}

@@ -1,0 +1,136 @@
+package session
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// macName is the name securecookie binds into every MAC. It is fixed rather
+// than the cookie name, so that renaming the cookie (or switching between
+// Secure and insecure) does not invalidate tokens, and so that a Bearer token
+// is byte for byte the cookie value.
+const macName = "sessionkit"
+
+// maxSignedLen bounds the signed value accepted from a request, checked
+// before any decoding. A signed token is about 150 bytes.
+const maxSignedLen = 4096
+
+// tokenLen is the length of an scs token: 32 random bytes, base64url without
+// padding.
+const tokenLen = 43
+
+var errBadToken = errors.New("session: malformed or badly signed token")
+
+// signer signs and verifies the value carried by the cookie and the
+// Authorization header: an scs token and the session's absolute deadline,
+// "<token>.<deadline in unix seconds>", under HMAC-SHA256.
+//
+// Carrying the deadline lets a request past it be refused without asking
+// Redis, and lets the idle extension of a read be capped at the deadline in
+// the same command that reads the record.
+type signer struct {
+	codecs []securecookie.Codec
+}
+
+func newSigner(keys [][]byte, lifetime time.Duration) (*signer, error) {
+	codecs := make([]securecookie.Codec, len(keys))
+	for i, k := range keys {
+		sc := securecookie.New(k, nil)
+		sc.SetSerializer(securecookie.NopEncoder{})
+		sc.MaxLength(maxSignedLen)
+		// The deadline inside the value is what ends a session; the MAC's own
+		// timestamp check is a second fence one minute behind it.
+		sc.MaxAge(int(lifetime/time.Second) + 60)
+		codecs[i] = sc
+	}
+	s := &signer{codecs: codecs}
+	// securecookie.New does not reject unusable keys (securecookie#89):
+	// sign once so that a bad key fails New, not the first login.
+	if _, err := s.sign(strings.Repeat("A", tokenLen), time.Now().Add(lifetime)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sign returns the value to put in the cookie for token and deadline.
+func (s *signer) sign(token string, deadline time.Time) (string, error) {
+	payload := token + "." + strconv.FormatInt(deadline.Unix(), 10)
+	v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
+	if err != nil {
+		return "", errors.New("session: cannot sign token")
+	}
+	return v, nil
+}
+
+// verify checks the MAC of a signed value with every key and returns the
+// token and deadline inside. Anything else is errBadToken: the caller treats
+// it as no session, without a Redis command.
+func (s *signer) verify(signed string) (token string, deadline time.Time, err error) {
+	if signed == "" || len(signed) > maxSignedLen {
+		return "", time.Time{}, errBadToken
+	}
+	var payload []byte
+	if securecookie.DecodeMulti(macName, signed, &payload, s.codecs...) != nil {
+		return "", time.Time{}, errBadToken
+	}
+	token, unix, ok := strings.Cut(string(payload), ".")
+	if !ok || !validToken(token) {
+		return "", time.Time{}, errBadToken
+	}
+	sec, err := strconv.ParseInt(unix, 10, 64)
+	if err != nil || sec <= 0 {
+		return "", time.Time{}, errBadToken
+	}
+	return token, time.Unix(sec, 0), nil
+}
+
+// validToken reports whether t has the shape of an scs token.
+func validToken(t string) bool {
+	if len(t) != tokenLen {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// idOf returns the session id for a token: SHA-256 of the token, base64url
+// without padding, as scs's HashTokenInStore computes it. The id names the
+// record in Redis; the token itself is never stored.
+func idOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// fingerprint is the part of a session id that logs carry: enough to follow
+// one session through the log, too little to find its Redis key.
+func fingerprint(id string) string {
+	if len(id) < 8 {
+		return id
+	}
+	return id[:8]
+}
+
+// signedFromRequest returns the signed token of r and whether it came from
+// the cookie. An "Authorization: Bearer" header wins over the cookie: an API
+// client that sends one means it.
+func (m *Manager) signedFromRequest(r *http.Request) (signed string, fromCookie bool) {
+	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(v), false
+	}
+	c, err := r.Cookie(m.cfg.CookieName)
+	if err != nil {
+		return "", false
+	}
+	return c.Value, true
+}
