@@ -32,11 +32,16 @@ type e2e struct {
 
 func startExample(t *testing.T) *e2e {
 	t.Helper()
-	r := redistest.Start(t)
 	key := make([]byte, 32)
 	rand.Read(key)
+	return startExampleWith(t, redistest.Start(t), base64.StdEncoding.EncodeToString(key))
+}
+
+// startExampleWith starts the example on server r with SESSION_KEYS keys.
+func startExampleWith(t *testing.T, r *redistest.Server, keys string) *e2e {
+	t.Helper()
 	t.Setenv("REDIS_URL", "redis://"+r.Addr())
-	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString(key))
+	t.Setenv("SESSION_KEYS", keys)
 	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -19,17 +19,16 @@ type app struct {
 }
 
 // setup wires the example from the environment.
-func setup(log *slog.Logger) (a *app, err error) {
-	a = &app{}
-	closers := []func(){}
-	a.close = func() {
+func setup(log *slog.Logger) (_ *app, err error) {
+	var closers []func()
+	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			a.close()
+			closeAll()
 		}
 	}()
 
@@ -74,8 +73,9 @@ func setup(log *slog.Logger) (a *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.handler, err = routes(&server{sessions: manager, store: store, log: log}); err != nil {
+	h, err := routes(&server{sessions: manager, store: store, log: log})
+	if err != nil {
 		return nil, err
 	}
-	return a, nil
+	return &app{handler: h, close: closeAll}, nil
 }

@@ -29,19 +29,39 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	idle time.Duration
+	idle     time.Duration
+	keys     [][]byte          // signing keys; default one fixed test key
+	password string            // Redis requirepass, when set
+	redis    *redistest.Server // share a server with another harness
+	store    *redisstore.Store // use this store instead of opening one
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
 	t.Helper()
-	h := &harness{t: t, redis: redistest.Start(t), logs: new(syncBuffer)}
-	store, err := redisstore.Open(redisstore.Config{Addr: h.redis.Addr(), Timeout: 2 * time.Second}) // generous: CI runs packages in parallel under -race
-	if err != nil {
-		t.Fatal(err)
+	h := &harness{t: t, redis: opts.redis, logs: new(syncBuffer)}
+	if h.redis == nil && opts.password != "" {
+		h.redis = redistest.Start(t, "--requirepass", opts.password)
+	} else if h.redis == nil {
+		h.redis = redistest.Start(t)
 	}
-	t.Cleanup(func() { store.Close() })
+	if opts.keys == nil {
+		opts.keys = [][]byte{bytes.Repeat([]byte("k"), 32)}
+	}
+	store := opts.store
+	if store == nil {
+		var err error
+		store, err = redisstore.Open(redisstore.Config{
+			Addr:     h.redis.Addr(),
+			Password: opts.password,
+			Timeout:  2 * time.Second, // generous: CI runs packages in parallel under -race
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+	}
 	m, err := session.New(store, session.Config{
-		Keys:           [][]byte{bytes.Repeat([]byte("k"), 32)},
+		Keys:           opts.keys,
 		IdleTimeout:    opts.idle,
 		InsecureCookie: true, // httptest serves plain HTTP
 		Logger:         slog.New(slog.NewTextHandler(h.logs, nil)),
@@ -80,6 +100,15 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Renew(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		token, _ := session.Token(r.Context())
+		info, _ := session.FromContext(r.Context())
+		json.NewEncoder(w).Encode(map[string]string{"id": info.ID, "token": token})
 	})
 	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) { h.hooked(w, r) })
 	h.srv = httptest.NewServer(middleware.Sessions(m)(mux))

@@ -145,12 +145,16 @@ func TestBadTokensCostNothing(t *testing.T) {
 	altered := []byte(token)
 	altered[10] ^= 1
 	bad := map[string]string{
-		"altered":   string(altered),
-		"truncated": token[:len(token)-1],
-		"garbage":   "not-a-token",
-		"glob":      "*",
-		"oversized": strings.Repeat("A", 5000),
-		"raw id":    "session:abc",
+		"altered":         string(altered),
+		"truncated":       token[:len(token)-1],
+		"garbage":         "not-a-token",
+		"empty":           "",
+		"glob":            "*",
+		"glob characters": "a*b?[c]" + token[7:],
+		"oversized":       strings.Repeat("A", 5000),
+		"session key":     "session:abc",
+		"other key space": "user:alice:sessions",
+		"unsigned token":  strings.Repeat("A", 43),
 	}
 	h.redis.ResetStats(t)
 	for name, v := range bad {

@@ -26,6 +26,7 @@ type state struct {
 	dirty       bool      // values changed since the record was last written
 	issued      string    // new token the response must set in the cookie
 	clearCookie bool      // the response must expire the cookie
+	destroyed   bool      // Destroy ended the session in this request
 }
 
 func stateFrom(ctx context.Context) *state {
@@ -91,8 +92,46 @@ func Create(ctx context.Context, userID string) (Info, error) {
 	return info, nil
 }
 
+// Renew issues a new token for the session and deletes the old token's
+// record, keeping the user, the values and the absolute deadline. Call it
+// when the session's privileges change (a role granted, a password
+// re-entered), so that a token seen before the change is worthless after it.
+// The new record is in the store when Renew returns; the response sets the
+// cookie, and Token returns the new value for an Authorization header. It
+// returns ErrNoSession when the session has no record to renew.
+func Renew(ctx context.Context) error {
+	st := stateFrom(ctx)
+	if st == nil {
+		return ErrNoSession
+	}
+	m := st.m
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.loadErr != nil {
+		return st.loadErr
+	}
+	if st.stored == "" {
+		return ErrNoSession
+	}
+	oldID := idOf(st.stored)
+	deadline := m.engine.Deadline(ctx)
+	if err := m.engine.RenewToken(ctx); err != nil {
+		return err
+	}
+	m.engine.SetDeadline(ctx, deadline) // RenewToken restarts the lifetime; a renewal must not
+	st.stored = ""
+	if err := m.save(ctx, st); err != nil {
+		return err
+	}
+	m.log.Info("session: renewed", "session", fingerprint(idOf(st.stored)), "previous", fingerprint(oldID))
+	return nil
+}
+
 // Destroy logs the user out: the session's record is deleted from the store
-// before Destroy returns, and the response expires the cookie. Destroying an
+// before Destroy returns, and the response expires the cookie and, unless the
+// request starts a new session afterwards, carries Clear-Site-Data: "cookies"
+// and Cache-Control: no-store, so the browser drops its cookies for the site
+// and keeps no copy of pages that showed the user's data. Destroying an
 // anonymous session only expires the cookie.
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
@@ -118,7 +157,7 @@ func Destroy(ctx context.Context) error {
 		m.log.Info("session: destroyed", "session", fingerprint(id))
 	}
 	st.stored, st.issued, st.dirty, st.loadErr = "", "", false, nil
-	st.clearCookie = true
+	st.clearCookie, st.destroyed = true, true
 	return nil
 }
 

@@ -156,6 +156,10 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 		m.setCookie(h, signed, st.deadline)
 	case st.clearCookie:
 		m.setCookie(h, "", time.Time{})
+		if st.destroyed {
+			h.Set("Clear-Site-Data", `"cookies"`)
+			h.Set("Cache-Control", "no-store")
+		}
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package session
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,4 +216,62 @@ func TestAnonymousValuesCarryOver(t *testing.T) {
 			t.Errorf("bob's new session holds alice's value %q", v)
 		}
 	})
+}
+
+// TestCookieDefaults checks the cookie of a Manager with the default Config.
+func TestCookieDefaults(t *testing.T) {
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := New(store, Config{Keys: [][]byte{testKey(3)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/", nil)
+	ctx := m.Load(req)
+	if _, err := Create(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	sc := h.Get("Set-Cookie")
+	for _, want := range []string{"__Host-session=", "; Path=/", "; HttpOnly", "; Secure", "; SameSite=Lax", "; Max-Age="} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, want)
+		}
+	}
+	if strings.Contains(sc, "Domain=") {
+		t.Errorf("Set-Cookie %q has a Domain, which __Host- forbids", sc)
+	}
+	if len(sc) >= 4096 {
+		t.Errorf("Set-Cookie is %d bytes, want under 4096", len(sc))
+	}
+}
+
+// TestTokensAreRandom checks the tokens Create issues: 32 bytes (256 bits)
+// each, all different.
+func TestTokensAreRandom(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	seen := map[string]bool{}
+	for range 50 {
+		serve(t, m, "", func(ctx context.Context) {
+			if _, err := Create(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			token := stateFrom(ctx).stored
+			raw, err := base64.RawURLEncoding.DecodeString(token)
+			if err != nil || len(raw) != 32 {
+				t.Fatalf("token %q: %d bytes, %v; want 32 random bytes", token, len(raw), err)
+			}
+			if seen[token] {
+				t.Fatal("Create issued the same token twice")
+			}
+			seen[token] = true
+		})
+	}
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// TestSessionKeysRotation rotates SESSION_KEYS across restarts of the
+// example on one Redis: new,old still accepts a cookie signed with old and
+// signs with new; new alone rejects it.
+func TestSessionKeysRotation(t *testing.T) {
+	r := redistest.Start(t)
+	oldKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfa}, 32))
+	newKey := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 48))
+	api := &http.Client{Timeout: 10 * time.Second}
+	login := func(e *e2e) string {
+		resp := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
+		token, _ := e.json(resp)["token"].(string)
+		return token
+	}
+	me := func(e *e2e, token string) int {
+		return e.send(api, "GET", "/api/me", "", "Authorization", "Bearer "+token).code
+	}
+
+	old := startExampleWith(t, r, oldKey)
+	oldToken := login(old)
+	both := startExampleWith(t, r, newKey+","+oldKey)
+	if got := me(both, oldToken); got != 200 {
+		t.Errorf("SESSION_KEYS=new,old: old-key token = %d, want 200", got)
+	}
+	newToken := login(both)
+	if got := me(old, newToken); got != http.StatusUnauthorized {
+		t.Errorf("a token issued under new,old verifies with old alone (%d): want it signed with new", got)
+	}
+	onlyNew := startExampleWith(t, r, newKey)
+	if got := me(onlyNew, newToken); got != 200 {
+		t.Errorf("SESSION_KEYS=new: new-key token = %d, want 200", got)
+	}
+	if got := me(onlyNew, oldToken); got != http.StatusUnauthorized {
+		t.Errorf("SESSION_KEYS=new: old-key token = %d, want 401", got)
+	}
+}
+
+// TestBadSessionKeysRefused checks that start-up refuses bad keys and says
+// which variable is wrong, without repeating the key.
+func TestBadSessionKeysRefused(t *testing.T) {
+	r := redistest.Start(t)
+	t.Setenv("REDIS_URL", "redis://"+r.Addr())
+	short := base64.StdEncoding.EncodeToString([]byte("only-twenty-bytes-long"))
+	for _, keys := range []string{short, "not base64 at all!", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)) + "," + short} {
+		t.Setenv("SESSION_KEYS", keys)
+		_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err == nil || !strings.Contains(err.Error(), "SESSION_KEYS") {
+			t.Errorf("SESSION_KEYS=%q: setup error = %v, want one naming SESSION_KEYS", keys, err)
+		} else if strings.Contains(err.Error(), keys) {
+			t.Errorf("error %q repeats the key", err)
+		}
+	}
+}
+
+// TestCrossSiteAPIRejected sends a cross-site logout with the user's cookie:
+// 403, and the session lives on.
+func TestCrossSiteAPIRejected(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	if r := e.send(c, "POST", "/login", "username=alice&password=wonderland"); r.code != http.StatusSeeOther {
+		t.Fatalf("POST /login = %d", r.code)
+	}
+	r := e.send(c, "POST", "/api/logout", "", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if r.code != http.StatusForbidden {
+		t.Errorf("cross-site POST /api/logout = %d, want 403", r.code)
+	}
+	if n := e.dbsize(); n != 1 {
+		t.Errorf("a cross-site logout changed Redis: %d keys, want 1", n)
+	}
+	if r := e.send(c, "POST", "/api/logout", ""); r.code != http.StatusNoContent {
+		t.Errorf("same-site POST /api/logout = %d, want 204", r.code)
+	}
+}

@@ -1,0 +1,237 @@
+package middleware_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// TestLogoutHeaders checks what a logout response tells the browser.
+func TestLogoutHeaders(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	resp := h.do(c, "POST", "/logout", nil)
+	if got := resp.header.Get("Clear-Site-Data"); got != `"cookies"` {
+		t.Errorf("Clear-Site-Data = %q, want \"cookies\"", got)
+	}
+	if got := resp.header.Values("Cache-Control"); len(got) != 1 || got[0] != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", got)
+	}
+}
+
+// TestRenew checks that renewing a session's token kills the old token and
+// keeps the user, the values and the absolute deadline.
+func TestRenew(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	oldID, oldToken := h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) { session.Put(r.Context(), "role", "user") }
+	h.do(c, "POST", "/hook", nil)
+	before := h.redis.Do(t, "GET", "session:"+oldID).([]byte)
+
+	resp := h.do(c, "POST", "/renew", nil)
+	var out struct{ ID, Token string }
+	if err := json.Unmarshal([]byte(resp.body), &out); resp.code != 200 || err != nil {
+		t.Fatalf("POST /renew = %d %s", resp.code, resp.body)
+	}
+	if out.ID == oldID || out.Token == oldToken || resp.header.Get("Set-Cookie") == "" {
+		t.Fatalf("renew kept the token or set no cookie: %+v", out)
+	}
+	if h.exists(oldID) {
+		t.Error("the old token's record survived the renewal")
+	}
+	if got := h.do(&http.Client{}, "GET", "/me", map[string]string{"Authorization": "Bearer " + oldToken}).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me with the pre-renewal token = %d, want 401", got)
+	}
+	if got := h.do(c, "GET", "/me", nil); got.code != 200 || got.body != "alice" {
+		t.Errorf("GET /me with the new cookie = %d %q, want 200 alice", got.code, got.body)
+	}
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if v, _ := session.Get[string](r.Context(), "role"); v != "user" {
+			t.Errorf("value after renewal = %q, want user", v)
+		}
+	}
+	h.do(c, "POST", "/hook", nil)
+	after := h.redis.Do(t, "GET", "session:"+out.ID).([]byte)
+	if deadline(t, before) != deadline(t, after) {
+		t.Errorf("renewal moved the absolute deadline from %s to %s", deadline(t, before), deadline(t, after))
+	}
+}
+
+func deadline(t *testing.T, record []byte) string {
+	t.Helper()
+	var r struct {
+		ExpiresAt string `json:"expires_at"`
+	}
+	if err := json.Unmarshal(record, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.ExpiresAt
+}
+
+// TestKeyRotation signs a session with an old key and reads it with
+// managers whose keys are new,old (accepted) and new alone (rejected, with
+// no Redis command).
+func TestKeyRotation(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	old := newHarness(t, harnessOpts{keys: [][]byte{oldKey}})
+	_, token := old.login(old.client(), "alice")
+	bearer := map[string]string{"Authorization": "Bearer " + token}
+
+	both := newHarness(t, harnessOpts{keys: [][]byte{newKey, oldKey}, redis: old.redis})
+	if got := both.do(&http.Client{}, "GET", "/me", bearer); got.code != 200 || got.body != "alice" {
+		t.Errorf("keys new,old: GET /me with an old-key token = %d %q, want 200 alice", got.code, got.body)
+	}
+	_, fresh := both.login(both.client(), "bob")
+	if got := old.do(&http.Client{}, "GET", "/me", map[string]string{"Authorization": "Bearer " + fresh}).code; got != http.StatusUnauthorized {
+		t.Errorf("a token from keys new,old verifies with old alone (%d): want it signed with new", got)
+	}
+
+	onlyNew := newHarness(t, harnessOpts{keys: [][]byte{newKey}, redis: old.redis})
+	onlyNew.redis.ResetStats(t)
+	if got := onlyNew.do(&http.Client{}, "GET", "/me", bearer).code; got != http.StatusUnauthorized {
+		t.Errorf("key new alone: GET /me with an old-key token = %d, want 401", got)
+	}
+	if n := onlyNew.redis.TotalCalls(t); n != 0 {
+		t.Errorf("a retired-key token cost %d Redis commands, want 0", n)
+	}
+}
+
+// TestSignatureAloneIsNotASession deletes the record behind a well-signed
+// token: the token is then worth nothing.
+func TestSignatureAloneIsNotASession(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	id, token := h.login(h.client(), "alice")
+	h.redis.Do(t, "DEL", "session:"+id)
+	if got := h.do(&http.Client{}, "GET", "/me", map[string]string{"Authorization": "Bearer " + token}).code; got != http.StatusUnauthorized {
+		t.Errorf("GET /me with a well-signed token and no record = %d, want 401", got)
+	}
+}
+
+// TestNoSecretsInLogsOrErrors drives the error paths with a captured log and
+// checks that no token, signed value, session id or key, or Redis password
+// shows up in the log or in an error.
+func TestNoSecretsInLogsOrErrors(t *testing.T) {
+	const password = "redis-password-83c1"
+	h := newHarness(t, harnessOpts{password: password})
+	c := h.client()
+	id, token := h.login(c, "alice")
+	var errs []string
+
+	// A renewed session, a corrupt record, a bad cookie.
+	h.do(c, "POST", "/renew", nil)
+	h.do(c, "POST", "/logout", nil)
+	id2, token2 := h.login(c, "alice")
+	h.redis.Do(t, "SET", "session:"+id2, "{corrupt")
+	h.do(c, "GET", "/me", nil)
+	h.do(&http.Client{}, "GET", "/me", map[string]string{"Cookie": "session=" + token[:len(token)-2]})
+
+	// Redis down: load, login, logout, and errors returned to handlers.
+	_, token3 := h.login(c, "alice")
+	h.redis.Stop(t)
+	h.do(&http.Client{}, "GET", "/me", map[string]string{"Authorization": "Bearer " + token3})
+	resp := h.do(c, "POST", "/login?user=alice", nil)
+	errs = append(errs, resp.body)
+	resp = h.do(&http.Client{}, "POST", "/logout", map[string]string{"Authorization": "Bearer " + token3})
+	errs = append(errs, resp.body)
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	h.do(&http.Client{}, "POST", "/hook", map[string]string{"Authorization": "Bearer " + token3})
+
+	// Bad configuration.
+	if _, err := session.New(nil, session.Config{}); err != nil {
+		errs = append(errs, err.Error())
+	}
+	key := bytes.Repeat([]byte("s"), 31)
+	if _, err := session.New(nopStore{}, session.Config{Keys: [][]byte{key}}); err != nil {
+		errs = append(errs, err.Error())
+	}
+
+	logs := h.logs.String()
+	if !strings.Contains(logs, "store unavailable") || !strings.Contains(logs, "unreadable record") || !strings.Contains(logs, "renewed") {
+		t.Fatalf("the error paths were not all taken; log:\n%s", logs)
+	}
+	secrets := map[string]string{
+		"token": token, "token2": token2, "token3": token3,
+		"session id": id, "session id 2": id2, "redis password": password, "signing key": string(key),
+	}
+	for _, text := range append(errs, logs) {
+		for name, secret := range secrets {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s appears in %q", name, text)
+			}
+		}
+	}
+	// The events carry the fingerprint instead.
+	if !strings.Contains(logs, "session="+id[:8]) {
+		t.Errorf("log lacks the fingerprint %s of the session id:\n%s", id[:8], logs)
+	}
+}
+
+// nopStore is a session.Store for configuration tests that never reach it.
+type nopStore struct{ session.Store }
+
+// TestTokenNotReadFromURL puts a valid token in the query string: it must not
+// authenticate the request.
+func TestTokenNotReadFromURL(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, token := h.login(h.client(), "alice")
+	for _, q := range []string{"session", "token", "access_token", "__Host-session"} {
+		if got := h.do(&http.Client{}, "GET", "/me?"+q+"="+url.QueryEscape(token), nil).code; got != http.StatusUnauthorized {
+			t.Errorf("GET /me?%s=<token> = %d, want 401", q, got)
+		}
+	}
+}
+
+// TestLeastPrivilegeACL runs login, read, write and logout as a Redis ACL
+// user limited to the session keys and the commands the store uses, with
+// scripting denied.
+func TestLeastPrivilegeACL(t *testing.T) {
+	r := redistest.Start(t, "--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels",
+		"-@all", "+get", "+getex", "+set", "+del", "+ping", "+scan", "+mget")
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Username: "sessionkit", Password: "acl-pass-5d2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	conn, err := redis.Dial("tcp", r.Addr(), redis.DialUsername("sessionkit"), redis.DialPassword("acl-pass-5d2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Do("EVAL", "return 1", 0); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("EVAL as the ACL user = %v, want NOPERM: the ACL is not restrictive", err)
+	}
+	conn.Close()
+	h := newHarness(t, harnessOpts{redis: r, store: store})
+	c := h.client()
+	id, _ := h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "k", 1); err != nil {
+			t.Error(err)
+		}
+	}
+	if got := h.do(c, "POST", "/hook", nil).code; got != 200 {
+		t.Errorf("write under the ACL user = %d, want 200", got)
+	}
+	if got := h.do(c, "GET", "/me", nil).code; got != 200 {
+		t.Errorf("read under the ACL user = %d, want 200", got)
+	}
+	if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
+		t.Errorf("logout under the ACL user = %d, want 204", got)
+	}
+	if h.exists(id) {
+		t.Error("record survived logout")
+	}
+}
