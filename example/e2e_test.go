@@ -165,8 +165,8 @@ func TestAPIContract(t *testing.T) {
 	if !ok || rec["user_id"] != "alice" || rec["v"] != 1.0 {
 		t.Fatalf("Redis record after login = %v, %v; want v 1 for alice", rec, ok)
 	}
-	if n := e.dbsize(); n != 1 {
-		t.Errorf("Redis holds %d keys after login, want 1", n)
+	if n := e.dbsize(); n != 2 {
+		t.Errorf("Redis holds %d keys after login, want 2: the record and the user's index", n)
 	}
 
 	bearer := []string{"Authorization", "Bearer " + token}
@@ -208,8 +208,8 @@ func TestFormContract(t *testing.T) {
 	if !strings.HasPrefix(sc, "session=") || !strings.Contains(sc, "HttpOnly") {
 		t.Errorf("login Set-Cookie = %q, want the session cookie", sc)
 	}
-	if n := e.dbsize(); n != 1 {
-		t.Errorf("Redis holds %d keys after login, want 1", n)
+	if n := e.dbsize(); n != 2 {
+		t.Errorf("Redis holds %d keys after login, want 2: the record and the user's index", n)
 	}
 	r = e.send(c, "GET", "/", "")
 	if !strings.Contains(r.body, "<strong>bob</strong>") || !strings.Contains(r.body, `action="/logout"`) {

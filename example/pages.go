@@ -9,9 +9,11 @@ import (
 
 // page is what the HTML template shows.
 type page struct {
-	LoggedIn bool
-	Info     session.Info
-	Error    string
+	LoggedIn     bool
+	Info         session.Info
+	Error        string
+	ShowSessions bool           // the sessions page rather than the dashboard
+	Sessions     []session.Info // the user's sessions, on the sessions page
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -29,19 +31,41 @@ button { cursor: pointer; }
 .error { color: #a00; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }
 dt { color: #666; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: .9rem; }
+td, th { text-align: left; padding: .35rem .4rem; border-bottom: 1px solid #ddd; vertical-align: top; }
+td form { margin: 0; }
+nav { display: flex; gap: 1rem; align-items: center; }
 </style>
 </head>
 <body>
 <h1>sessionkit example</h1>
 {{with .Error}}<p class="error" role="alert">{{.}}</p>{{end}}
-{{if .LoggedIn}}
+{{if .ShowSessions}}
+<p>Signed in as <strong>{{.Info.UserID}}</strong>. <a href="/">Back</a></p>
+<h2>Your devices</h2>
+<table>
+<tr><th>Device</th><th>Signed in</th><th>Last seen</th><th></th></tr>
+{{range .Sessions}}
+<tr>
+<td>{{.UserAgent}}<br><small>{{.IP}} · <code>{{printf "%.8s" .ID}}</code></small></td>
+<td>{{.CreatedAt.Format "2006-01-02 15:04"}}</td>
+<td>{{.LastSeen.Format "2006-01-02 15:04"}}</td>
+<td>{{if .Current}}<em>this device</em>{{else}}<form method="post" action="/sessions/{{.ID}}/revoke"><button type="submit">Revoke</button></form>{{end}}</td>
+</tr>
+{{end}}
+</table>
+<form method="post" action="/logout-all"><button type="submit">Log out everywhere</button></form>
+{{else if .LoggedIn}}
 <p>Signed in as <strong>{{.Info.UserID}}</strong>.</p>
 <dl>
 <dt>Session</dt><dd><code>{{printf "%.8s" .Info.ID}}…</code></dd>
 <dt>Since</dt><dd>{{.Info.CreatedAt.Format "2006-01-02 15:04:05 MST"}}</dd>
 <dt>Ends by</dt><dd>{{.Info.ExpiresAt.Format "2006-01-02 15:04:05 MST"}}</dd>
 </dl>
+<nav>
+<a href="/sessions">Your devices</a>
 <form method="post" action="/logout"><button type="submit">Log out</button></form>
+</nav>
 {{else}}
 <form method="post" action="/login">
 <label>User name <input name="username" autocomplete="username" required></label>

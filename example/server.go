@@ -28,14 +28,24 @@ func routes(s *server) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	pageAuth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/"})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("POST /api/login", s.apiLogin)
 	mux.Handle("GET /api/me", apiAuth(http.HandlerFunc(s.apiMe)))
 	mux.Handle("POST /api/logout", apiAuth(http.HandlerFunc(s.apiLogout)))
+	mux.Handle("GET /api/sessions", apiAuth(http.HandlerFunc(s.apiSessions)))
+	mux.Handle("DELETE /api/sessions/{id}", apiAuth(http.HandlerFunc(s.apiRevoke)))
+	mux.Handle("POST /api/logout-all", apiAuth(http.HandlerFunc(s.apiLogoutAll)))
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("POST /login", s.formLogin)
 	mux.HandleFunc("POST /logout", s.formLogout)
+	mux.Handle("GET /sessions", pageAuth(http.HandlerFunc(s.sessionsPage)))
+	mux.Handle("POST /sessions/{id}/revoke", pageAuth(http.HandlerFunc(s.formRevoke)))
+	mux.Handle("POST /logout-all", pageAuth(http.HandlerFunc(s.formLogoutAll)))
 
 	return http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux)), nil
 }
@@ -103,6 +113,92 @@ func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionJSON is a session as the API lists it.
+type sessionJSON struct {
+	SessionID string    `json:"session_id"`
+	CreatedAt time.Time `json:"created_at"`
+	LastSeen  time.Time `json:"last_seen"`
+	IP        string    `json:"ip"`
+	UserAgent string    `json:"user_agent"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Current   bool      `json:"current"`
+}
+
+// apiSessions lists the caller's sessions.
+func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	list, err := s.sessions.List(r.Context(), user)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	out := make([]sessionJSON, len(list))
+	for i, info := range list {
+		out[i] = sessionJSON{info.ID, info.CreatedAt, info.LastSeen, info.IP, info.UserAgent, info.ExpiresAt, info.Current}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apiRevoke ends one of the caller's sessions; 404 when the id is not one of
+// theirs.
+func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	if err := s.sessions.Revoke(r.Context(), user, r.PathValue("id")); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no such session")
+			return
+		}
+		s.storeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiLogoutAll ends every session of the caller, this one included.
+func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionsPage lists the caller's devices with a revoke button each.
+func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
+	info, _ := session.FromContext(r.Context())
+	list, err := s.sessions.List(r.Context(), info.UserID)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.render(w, http.StatusOK, page{LoggedIn: true, Info: info, Sessions: list, ShowSessions: true})
+}
+
+// formRevoke ends one of the caller's sessions from the sessions page.
+func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	err := s.sessions.Revoke(r.Context(), user, r.PathValue("id"))
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		http.Error(w, "no such session", http.StatusNotFound)
+	case err != nil:
+		s.storeError(w, err)
+	default:
+		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+	}
+}
+
+// formLogoutAll ends every session of the caller and goes to the login form.
+func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // formLogin logs in with the login form and goes to the dashboard.

@@ -23,6 +23,7 @@ import (
 type harness struct {
 	t      *testing.T
 	redis  *redistest.Server
+	m      *session.Manager
 	srv    *httptest.Server
 	logs   *syncBuffer
 	hooked func(w http.ResponseWriter, r *http.Request) // behind /hook, set by a test
@@ -34,6 +35,8 @@ type harnessOpts struct {
 	password string            // Redis requirepass, when set
 	redis    *redistest.Server // share a server with another harness
 	store    *redisstore.Store // use this store instead of opening one
+	limit    int               // MaxSessionsPerUser
+	onEvent  func(session.Event)
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
@@ -61,14 +64,17 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 		t.Cleanup(func() { store.Close() })
 	}
 	m, err := session.New(store, session.Config{
-		Keys:           opts.keys,
-		IdleTimeout:    opts.idle,
-		InsecureCookie: true, // httptest serves plain HTTP
-		Logger:         slog.New(slog.NewTextHandler(h.logs, nil)),
+		Keys:               opts.keys,
+		MaxSessionsPerUser: opts.limit,
+		OnEvent:            opts.onEvent,
+		IdleTimeout:        opts.idle,
+		InsecureCookie:     true, // httptest serves plain HTTP
+		Logger:             slog.New(slog.NewTextHandler(h.logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.m = m
 	auth, err := middleware.RequireAuth(middleware.AuthConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +116,20 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 		info, _ := session.FromContext(r.Context())
 		json.NewEncoder(w).Encode(map[string]string{"id": info.ID, "token": token})
 	})
+	mux.Handle("GET /sessions", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := session.UserID(r.Context())
+		list, err := m.List(r.Context(), user)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(list)
+	})))
+	mux.Handle("POST /revoke-others", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := m.RevokeOthers(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
+	})))
 	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) { h.hooked(w, r) })
 	h.srv = httptest.NewServer(middleware.Sessions(m)(mux))
 	t.Cleanup(h.srv.Close)

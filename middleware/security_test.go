@@ -200,7 +200,8 @@ func TestTokenNotReadFromURL(t *testing.T) {
 // scripting denied.
 func TestLeastPrivilegeACL(t *testing.T) {
 	r := redistest.Start(t, "--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels",
-		"-@all", "+get", "+getex", "+set", "+del", "+ping", "+scan", "+mget")
+		"-@all", "+get", "+getex", "+set", "+del", "+ping", "+scan", "+mget", "+exists",
+		"+multi", "+exec", "+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat")
 	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Username: "sessionkit", Password: "acl-pass-5d2"})
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,9 @@
 // a replica or a backup cannot be replayed as a cookie. The Store never puts
 // an id, a key or a password into an error.
 //
-// Every call sends one plain command, so the Store works under an ACL user
-// restricted to the key prefix and to GET, GETEX, SET, DEL, SCAN, MGET and
-// PING, with scripting denied:
+// Only plain commands are used, no Lua, so the Store works under an ACL user
+// restricted to the key prefix and to the commands below, with scripting
+// denied. The calls on one session cost one command each:
 //
 //	Load(ctx, id, 0)      GET key
 //	Load(ctx, id, ttl)    GETEX key PX ttl      read and extend in one round trip
@@ -20,6 +20,21 @@
 //	Update(ctx, id, ...)  SET key val PX ttl XX only while the session exists
 //	Remove(ctx, id)       DEL key
 //	Iterate(ctx, fn)      SCAN ... MATCH <KeyPrefix>session:* then MGET per batch
+//
+// A logged-in user's sessions are also listed in a sorted set,
+// "<KeyPrefix>user:<userID>:sessions", of session ids scored by absolute
+// deadline, so that listing and revoking them costs in proportion to that
+// user's sessions, never to the key space:
+//
+//	AddUserSession      one MULTI/EXEC round trip: SET NX, ZADD, PEXPIREAT, and DEL of
+//	                    the replaced session; with a limit, WATCH, ZRANGE and EXISTS first
+//	RemoveUserSession   DEL and ZREM, pipelined
+//	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET (and ZREM of ids found gone)
+//	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM
+//
+// The commands an ACL user needs: GET GETEX SET DEL SCAN MGET PING EXISTS
+// MULTI EXEC WATCH UNWATCH ZADD ZRANGE ZREM ZREMRANGEBYSCORE PEXPIREAT. Redis
+// 7.0 or later is required (GETEX, and PEXPIREAT with NX and GT).
 //
 // Update's XX is what makes logout final: a request that loaded the session
 // before a concurrent logout cannot write it back.

@@ -19,9 +19,9 @@ type Source interface {
 }
 
 // Store keeps session records in Redis, each as a string under the key
-// "<KeyPrefix>session:<id>" with a time to live. It uses only plain
-// commands (GET, GETEX, SET, DEL, SCAN, MGET, PING), one per call except
-// Iterate, so it runs under an ACL user that is denied scripting.
+// "<KeyPrefix>session:<id>" with a time to live, and the sessions of each
+// user in an index (see the package documentation). It uses only plain
+// commands, so it runs under an ACL user that is denied scripting.
 //
 // The caller chooses each id, and it must not be the secret a client
 // presents (see the package documentation): ids become Redis keys, which
@@ -30,9 +30,10 @@ type Source interface {
 //
 // A Store is safe for concurrent use.
 type Store struct {
-	src     Source
-	prefix  string // KeyPrefix + "session:"
-	timeout time.Duration
+	src       Source
+	keyPrefix string // KeyPrefix
+	prefix    string // KeyPrefix + "session:"
+	timeout   time.Duration
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -62,7 +63,7 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func newStore(src Source, cfg Config) *Store {
-	return &Store{src: src, prefix: cfg.KeyPrefix + "session:", timeout: cfg.Timeout}
+	return &Store{src: src, keyPrefix: cfg.KeyPrefix, prefix: cfg.KeyPrefix + "session:", timeout: cfg.Timeout}
 }
 
 // Load returns the record stored under id and whether there is one. A ttl >

@@ -17,6 +17,8 @@ const (
 	DefaultLifetime    = 24 * time.Hour
 	DefaultIdleTimeout = 30 * time.Minute
 
+	DefaultLastSeenInterval = time.Minute
+
 	// DefaultCookieName is the cookie name of a Secure cookie. The __Host-
 	// prefix makes browsers refuse the cookie unless it is Secure, has
 	// Path=/ and no Domain, so a sibling subdomain cannot overwrite it.
@@ -64,6 +66,24 @@ type Config struct {
 	// http.SameSiteLaxMode. http.SameSiteNoneMode requires a Secure cookie.
 	SameSite http.SameSite
 
+	// MaxSessionsPerUser limits how many sessions one user may have at
+	// once. A login beyond the limit revokes the user's oldest sessions, in
+	// the same transaction that creates the new one. Zero means no limit.
+	MaxSessionsPerUser int
+
+	// LastSeenInterval is how stale a session's last-seen time may get: a
+	// request that finds it older than this writes the record to refresh
+	// it, which costs that request a second store command. Zero means
+	// DefaultLastSeenInterval (1m); a negative value refreshes it only when
+	// the session is written anyway.
+	LastSeenInterval time.Duration
+
+	// OnEvent, when set, is called synchronously with every Event (login,
+	// renewal, logout, revocation, expiry noticed), for audit logs. It must
+	// be quick and must not call the Manager. Nil means events are only
+	// logged.
+	OnEvent func(Event)
+
 	// Logger receives session events and store failures. Tokens and Redis
 	// keys are never logged; events carry a short fingerprint of the session
 	// id. Nil means slog.Default().
@@ -89,6 +109,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxSessionsPerUser < 0 {
+		return cfg, errors.New("session: Config.MaxSessionsPerUser: must not be negative")
+	}
+	if cfg.LastSeenInterval == 0 {
+		cfg.LastSeenInterval = DefaultLastSeenInterval
 	}
 	if cfg.CookieName == "" {
 		cfg.CookieName = DefaultCookieName
@@ -139,6 +165,7 @@ func validCookieName(name string) bool {
 //	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h
 //	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m; 0 disables it
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
+//	SESSION_MAX_PER_USER  most sessions one user may have at once; 0 means no limit
 //
 // Unset variables leave the field zero, which New turns into its default; an
 // unset SESSION_KEYS leaves Keys empty, which New refuses. A bad value gives an
@@ -179,6 +206,13 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 			return cfg, fmt.Errorf("session: SESSION_COOKIE_SECURE: want true or false, got %q", v)
 		}
 		cfg.InsecureCookie = !secure
+	}
+	if v, ok := lookup("SESSION_MAX_PER_USER"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return cfg, fmt.Errorf("session: SESSION_MAX_PER_USER: want a whole number, 0 for no limit, got %q", v)
+		}
+		cfg.MaxSessionsPerUser = n
 	}
 	return cfg, nil
 }

@@ -27,6 +27,13 @@ type state struct {
 	issued      string    // new token the response must set in the cookie
 	clearCookie bool      // the response must expire the cookie
 	destroyed   bool      // Destroy ended the session in this request
+
+	// For the store adapter (scsStore), which scs calls while this lock is
+	// held by the caller.
+	userID   string // user of the current session, "" for anonymous
+	limit    int    // session limit to apply when the next new token is inserted
+	renewing bool   // scs is renewing the token: defer the old record's deletion
+	replaced string // id of the record the next insert must delete
 }
 
 func stateFrom(ctx context.Context) *state {
@@ -45,9 +52,13 @@ type Info struct {
 	// ExpiresAt is the absolute deadline. The idle timeout may end the
 	// session earlier.
 	ExpiresAt time.Time
+	// LastSeen is when the session was last written; see
+	// Config.LastSeenInterval for how stale it may be.
 	LastSeen  time.Time
 	IP        string
 	UserAgent string
+	// Current is true for the session of the request that asked.
+	Current bool
 }
 
 // Create logs a user in: it issues a new token for userID and deletes the
@@ -71,25 +82,38 @@ func Create(ctx context.Context, userID string) (Info, error) {
 	if md, _ := m.engine.Get(ctx, metaKey).(meta); md.UserID != "" {
 		_ = m.engine.Clear(ctx) // never fails
 	}
-	// RenewToken deletes the record of the token scs loaded. A token that
-	// could not be loaded because the store was down is deleted here.
+	// The old record is deleted in the transaction that inserts the new
+	// one: scs's RenewToken hands it to the adapter, which defers it, and a
+	// token that could not be loaded because the store was down is named
+	// here.
+	st.replaced = ""
 	if st.loadErr != nil && st.presented != "" {
-		if err := m.store.Remove(ctx, idOf(st.presented)); err != nil {
-			return Info{}, unavailable(err)
-		}
+		st.replaced = idOf(st.presented)
 	}
-	if err := m.engine.RenewToken(ctx); err != nil {
+	st.userID, st.limit = userID, m.cfg.MaxSessionsPerUser
+	defer func() { st.limit = 0 }()
+	if err := m.renewToken(ctx, st); err != nil {
 		return Info{}, err
 	}
-	st.stored, st.loadErr = "", nil
+	st.loadErr = nil
 	now := m.now()
 	m.engine.Put(ctx, metaKey, meta{UserID: userID, CreatedAt: now, IP: st.ip, UserAgent: st.userAgent})
 	if err := m.save(ctx, st); err != nil {
 		return Info{}, err
 	}
-	info := m.info(ctx)
-	m.log.Info("session: created", "session", fingerprint(info.ID), "user", userID)
+	info := m.info(ctx, st)
+	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
+}
+
+// renewToken has scs replace the session's token, with the deletion of the
+// old record deferred to the insert of the new one. The caller holds st.mu.
+func (m *Manager) renewToken(ctx context.Context, st *state) error {
+	st.renewing = true
+	err := m.engine.RenewToken(ctx)
+	st.renewing = false
+	st.stored = ""
+	return err
 }
 
 // Renew issues a new token for the session and deletes the old token's
@@ -113,17 +137,15 @@ func Renew(ctx context.Context) error {
 	if st.stored == "" {
 		return ErrNoSession
 	}
-	oldID := idOf(st.stored)
 	deadline := m.engine.Deadline(ctx)
-	if err := m.engine.RenewToken(ctx); err != nil {
+	if err := m.renewToken(ctx, st); err != nil {
 		return err
 	}
 	m.engine.SetDeadline(ctx, deadline) // RenewToken restarts the lifetime; a renewal must not
-	st.stored = ""
 	if err := m.save(ctx, st); err != nil {
 		return err
 	}
-	m.log.Info("session: renewed", "session", fingerprint(idOf(st.stored)), "previous", fingerprint(oldID))
+	m.emit(EventRenewed, st.userID, idOf(st.stored), m.now())
 	return nil
 }
 
@@ -154,11 +176,18 @@ func Destroy(ctx context.Context) error {
 		return err
 	}
 	if st.stored != "" {
-		m.log.Info("session: destroyed", "session", fingerprint(id))
+		m.emit(EventDestroyed, st.userID, id, m.now())
 	}
-	st.stored, st.issued, st.dirty, st.loadErr = "", "", false, nil
-	st.clearCookie, st.destroyed = true, true
+	st.ended()
 	return nil
+}
+
+// ended records that the request's session is gone: nothing to save, and
+// the response expires the cookie and clears site data. The caller holds
+// st.mu.
+func (st *state) ended() {
+	st.stored, st.issued, st.dirty, st.loadErr, st.userID = "", "", false, nil, ""
+	st.clearCookie, st.destroyed = true, true
 }
 
 // FromContext returns the logged-in session of ctx. ok is false for an
@@ -170,7 +199,7 @@ func FromContext(ctx context.Context) (info Info, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	info = st.m.info(ctx)
+	info = st.m.info(ctx, st)
 	return info, info.UserID != ""
 }
 
@@ -301,20 +330,20 @@ func as[T any](v any) (T, bool) {
 	return t, ok
 }
 
-// info describes the session of ctx. The caller holds the state's lock.
-func (m *Manager) info(ctx context.Context) Info {
-	md, _ := m.engine.Get(ctx, metaKey).(meta)
-	token := m.engine.Token(ctx)
-	if token == "" {
+// info describes the session of ctx. The caller holds st.mu.
+func (m *Manager) info(ctx context.Context, st *state) Info {
+	if st.stored == "" {
 		return Info{}
 	}
+	md, _ := m.engine.Get(ctx, metaKey).(meta)
 	return Info{
-		ID:        idOf(token),
+		ID:        idOf(st.stored),
 		UserID:    md.UserID,
 		CreatedAt: md.CreatedAt,
 		ExpiresAt: m.engine.Deadline(ctx),
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
 		UserAgent: md.UserAgent,
+		Current:   true,
 	}
 }

@@ -85,7 +85,13 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// A cookie that does not lead to a session is cleared, so the browser
 	// stops sending it. Errors of the store never clear it.
 	token, deadline, err := m.signer.verify(signed)
-	if err != nil || !deadline.After(m.now()) {
+	if err != nil {
+		st.clearCookie = fromCookie
+		return m.anonymous(ctx)
+	}
+	now := m.now()
+	if !deadline.After(now) {
+		m.emit(EventExpired, "", idOf(token), now)
 		st.clearCookie = fromCookie
 		return m.anonymous(ctx)
 	}
@@ -104,13 +110,19 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.log.Warn("session: store unavailable, serving the request as anonymous", "error", err)
 		st.loadErr = ErrStoreUnavailable
 		return m.anonymous(ctx)
-	case m.engine.Token(loaded) != token || !m.engine.Deadline(loaded).After(m.now()):
-		// Not found (scs handed out a fresh session) or past its deadline.
+	case m.engine.Token(loaded) != token || !m.engine.Deadline(loaded).After(now):
+		// Not found (scs handed out a fresh session) or past its deadline:
+		// it timed out, or was ended by a request this one raced with.
+		md, _ := m.engine.Get(loaded, metaKey).(meta)
+		m.emit(EventExpired, md.UserID, idOf(token), now)
 		st.clearCookie = fromCookie
 		return m.anonymous(ctx)
 	}
-	st.stored = token
+	md, _ := m.engine.Get(loaded, metaKey).(meta)
+	st.stored, st.userID = token, md.UserID
 	st.deadline = m.engine.Deadline(loaded)
+	// Refresh a stale last-seen time with the response's write.
+	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
 	return loaded
 }
 

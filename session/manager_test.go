@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"maps"
 	"errors"
 	"io"
 	"log/slog"
@@ -273,5 +275,42 @@ func TestTokensAreRandom(t *testing.T) {
 			}
 			seen[token] = true
 		})
+	}
+}
+
+// TestLastSeenInterval checks that a read refreshes the last-seen time only
+// once it is older than the interval, and that the refresh is the only extra
+// command.
+func TestLastSeenInterval(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{LastSeenInterval: time.Minute})
+	cookie, id := login(t, m, "alice")
+	lastSeen := func() time.Time {
+		var rec struct {
+			LastSeen time.Time `json:"last_seen"`
+		}
+		b, _ := r.Do(t, "GET", "session:"+id).([]byte)
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec.LastSeen
+	}
+	first := lastSeen()
+	for _, tc := range []struct {
+		after     time.Duration
+		wantCalls map[string]int64
+		refreshed bool
+	}{
+		{30 * time.Second, map[string]int64{"getex": 1}, false},
+		{61 * time.Second, map[string]int64{"getex": 1, "set": 1}, true},
+	} {
+		clk.t = first.Add(tc.after)
+		r.ResetStats(t)
+		serve(t, m, cookie, func(ctx context.Context) {})
+		if got := r.Calls(t); !maps.Equal(got, tc.wantCalls) {
+			t.Errorf("%v after login: commands = %v, want %v", tc.after, got, tc.wantCalls)
+		}
+		if got := lastSeen(); got.Equal(first) == tc.refreshed {
+			t.Errorf("%v after login: last_seen = %v (login %v), want refreshed = %v", tc.after, got, first, tc.refreshed)
+		}
 	}
 }

@@ -28,6 +28,28 @@ type Store interface {
 	// Remove deletes the record under id. Removing a missing id is not an
 	// error.
 	Remove(ctx context.Context, id string) error
+
+	// AddUserSession stores a new session of userID in one transaction:
+	// the record under id with the ttl, only if id is free; id in the
+	// user's index, which lists the user's sessions by absolute deadline;
+	// and the removal of the record of replaced ("" for none). With
+	// limit > 0 it also removes the user's oldest sessions so that at most
+	// limit remain, counting the new one, and returns their ids.
+	AddUserSession(ctx context.Context, userID, id string, record []byte, ttl time.Duration, deadline time.Time, limit int, replaced string) (revoked []string, err error)
+
+	// RemoveUserSession deletes the record under id and takes id out of
+	// the index of userID; an empty userID is an anonymous session, which
+	// has no index. Removing a missing id is not an error.
+	RemoveUserSession(ctx context.Context, userID, id string) error
+
+	// UserSessions returns the ids and records of the live sessions of
+	// userID, at a cost that depends on that user's sessions only.
+	UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error)
+
+	// RemoveUserSessions deletes every session of userID but keep ("" for
+	// none) and returns their ids. A session added while it runs is either
+	// deleted too or was added after it returned.
+	RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error)
 }
 
 // errGone reports that a session's record disappeared while a request was
@@ -59,10 +81,12 @@ func (a scsStore) FindCtx(ctx context.Context, token string) ([]byte, bool, erro
 
 // CommitCtx implements scs.CtxStore. A token whose record this request loaded
 // or wrote is updated only while the record still exists; any other token is
-// new and inserted only if its id is free.
+// new and inserted only if its id is free, together with the user's index,
+// the session limit and the removal of the record it replaces.
 func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadline time.Time) error {
 	st := stateFrom(ctx)
-	ttl := deadline.Sub(a.m.now())
+	now := a.m.now()
+	ttl := deadline.Sub(now)
 	if ttl <= 0 {
 		return errGone
 	}
@@ -80,24 +104,42 @@ func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadlin
 		}
 		return nil
 	}
-	ok, err := a.m.store.Insert(ctx, id, b, ttl)
-	switch {
-	case err != nil:
-		return unavailable(err)
-	case !ok:
-		// 256 random bits never collide; a taken id means a broken random source.
-		return errors.New("session: new session id already taken")
+	if st.userID == "" {
+		ok, err := a.m.store.Insert(ctx, id, b, ttl)
+		switch {
+		case err != nil:
+			return unavailable(err)
+		case !ok:
+			// 256 random bits never collide; a taken id means a broken random source.
+			return errors.New("session: new session id already taken")
+		}
+	} else {
+		revoked, err := a.m.store.AddUserSession(ctx, st.userID, id, b, ttl, deadline, st.limit, st.replaced)
+		if err != nil {
+			return unavailable(err)
+		}
+		st.replaced = ""
+		for _, rid := range revoked {
+			a.m.emit(EventRevoked, st.userID, rid, now)
+		}
 	}
 	st.stored = token
 	return nil
 }
 
-// DeleteCtx implements scs.CtxStore.
+// DeleteCtx implements scs.CtxStore. While a user's token is being renewed
+// the deletion is left to the insert of the new token, which does both in
+// one transaction; otherwise the record goes at once.
 func (a scsStore) DeleteCtx(ctx context.Context, token string) error {
 	if token == "" {
 		return nil
 	}
-	if err := a.m.store.Remove(ctx, idOf(token)); err != nil {
+	st := stateFrom(ctx)
+	if st.renewing && st.userID != "" {
+		st.replaced = idOf(token)
+		return nil
+	}
+	if err := a.m.store.RemoveUserSession(ctx, st.userID, idOf(token)); err != nil {
 		return unavailable(err)
 	}
 	return nil

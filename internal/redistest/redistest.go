@@ -1,8 +1,15 @@
 // Package redistest starts real redis-server processes for tests.
 //
-// Each [Server] listens on a free loopback port chosen at start, keeps no data
-// on disk (no RDB snapshots, no AOF) and is killed when the test ends. Tests
-// never share a server and never touch a Redis the developer already runs.
+// Each [Server] listens on a free loopback port chosen at start, runs in a
+// private working directory and is killed when the test ends. Tests never
+// share a server and never touch a Redis the developer already runs. By
+// default the server writes nothing to disk (no RDB snapshots, no AOF);
+// [AppendOnly] turns the append-only file on for tests that crash and
+// restart a server and expect the data back.
+//
+// For reliability tests a server can be killed ([Server.Stop]), restarted
+// ([Server.Restart]), frozen ([Server.Pause], [Server.Resume]) or put behind a
+// [Proxy] that drops, stalls or slows its connections.
 //
 // If redis-server is not in PATH, [Start] skips the test with a loud message,
 // or fails it when the environment variable SESSIONKIT_REQUIRE_REDIS is "1"
@@ -30,8 +37,11 @@ import (
 const RequireEnv = "SESSIONKIT_REQUIRE_REDIS"
 
 const (
-	// startTimeout bounds the wait for a new server to answer PING.
+	// startTimeout bounds the wait for a new server to answer at all.
 	startTimeout = 5 * time.Second
+	// loadTimeout bounds the wait for a server that answers but is still
+	// loading its RDB or AOF file into memory.
+	loadTimeout = 30 * time.Second
 	// startAttempts is how many free ports Start tries before giving up; a
 	// port found free can be taken by another process before redis binds it.
 	startAttempts = 5
@@ -41,8 +51,9 @@ const (
 
 // Server is a redis-server process started by [Start] and owned by one test.
 // Its methods must be called from the test's goroutine or, for Do, Calls and
-// TotalCalls, from goroutines that end before the test does; Stop and Restart
-// must not run concurrently with anything else on the same Server.
+// TotalCalls, from goroutines that end before the test does; Stop, Restart,
+// Pause and Resume must not run concurrently with anything else on the same
+// Server.
 type Server struct {
 	// Port is the loopback TCP port the server listens on. It stays the same
 	// across Restart.
@@ -60,10 +71,14 @@ type Server struct {
 }
 
 // Start starts a redis-server on a free loopback port with persistence
-// disabled and a private working directory, waits until it answers PING and
-// registers a cleanup that kills it. Extra args are appended to the command
-// line, for example "--requirepass", "secret"; the helper's own connections
+// disabled and a private working directory, waits until it is ready (it
+// answers and is not loading data) and registers a cleanup that kills it.
+// Extra args are appended to the command line and override the defaults, for
+// example "--requirepass", "secret"; the helper's own connections
 // ([Server.Do], [Server.Calls], ...) then authenticate with that password.
+// To keep data across [Server.Restart], pass [AppendOnly]:
+//
+//	s := redistest.Start(t, redistest.AppendOnly("everysec")...)
 //
 // If redis-server is not in PATH, Start skips the test, or fails it when
 // SESSIONKIT_REQUIRE_REDIS=1.
@@ -116,10 +131,14 @@ func (s *Server) Stop(t testing.TB) {
 	s.proc, s.done = nil, nil
 }
 
-// Restart stops the server if it is running and starts a new one on the same
-// port and working directory, then waits until it answers PING. Persistence
-// is off, so the new server starts empty; connections to the old process see
-// it close, as they would after a real Redis restart.
+// Restart stops the server if it is running (with SIGKILL, as [Server.Stop]
+// does) and starts a new one with the same arguments, port and working
+// directory, so that it reloads whatever the old one persisted there: the
+// append-only file with [AppendOnly], or an RDB file written by SAVE. With
+// the defaults nothing was persisted and the new server starts empty.
+// Restart returns once loading is over (INFO persistence reports loading:0),
+// so every command works, not only PING. Connections to the old process
+// see it close, as they would after a real Redis restart.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop(t)
@@ -128,8 +147,8 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
-// start launches the process on s.Port and waits for PING. On failure the
-// process is gone when start returns.
+// start launches the process on s.Port and waits until it is ready. On
+// failure the process is gone when start returns.
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
 	args := append([]string{
@@ -165,7 +184,7 @@ func (s *Server) start() error {
 	}()
 	s.proc, s.done = cmd, done
 
-	deadline := time.Now().Add(startTimeout)
+	deadline, loading := time.Now().Add(startTimeout), false
 	for {
 		select {
 		case <-done:
@@ -173,33 +192,63 @@ func (s *Server) start() error {
 			return fmt.Errorf("%w%s%s", errExited, tail(outPath), tail(logPath))
 		default:
 		}
-		err := s.ping()
-		var reply redis.Error
-		if err == nil || errors.As(err, &reply) {
-			return nil // any reply, even NOAUTH, means the server is up
+		err := s.ready()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errLoading) && !loading {
+			// The server is up and making progress: give it longer.
+			deadline, loading = time.Now().Add(loadTimeout), true
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-done
 			s.proc, s.done = nil, nil
-			return fmt.Errorf("no answer to PING within %v: %w%s", startTimeout, err, tail(logPath))
+			return fmt.Errorf("not ready in time: %w%s", err, tail(logPath))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// errExited reports that redis-server exited before it answered PING.
-var errExited = errors.New("redis-server exited at start")
+var (
+	// errExited reports that redis-server exited before it was ready.
+	errExited = errors.New("redis-server exited at start")
+	// errLoading reports that redis-server answers but is still loading.
+	errLoading = errors.New("redis-server is loading its data")
+)
 
-// ping sends one PING on a new connection.
-func (s *Server) ping() error {
+// ready asks the server, on a new connection, whether it has finished
+// loading its data (INFO persistence, which Redis answers while loading,
+// unlike PING and data commands). An error reply, such as NOAUTH when the
+// password is not the one the helper knows, counts as ready: the server is up
+// and the test will see the same error.
+func (s *Server) ready() error {
 	c, err := s.dial()
-	if err != nil {
-		return err
+	if err == nil {
+		defer c.Close()
+		var info string
+		info, err = redis.String(c.Do("INFO", "persistence"))
+		if err == nil && strings.Contains(info, "\nloading:1") {
+			return errLoading
+		}
 	}
-	defer c.Close()
-	_, err = c.Do("PING")
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return nil
+	}
 	return err
+}
+
+// AppendOnly returns the [Start] arguments that turn on the append-only file
+// with the given appendfsync policy: "always" (each write is in the file
+// before its reply), "everysec" (what production setups use: Redis may reply
+// before a write reaches the file, so a crash can lose the last second or
+// two) or "no". With it, [Server.Restart] after a SIGKILL brings the data
+// back. Extra arguments can follow it:
+//
+//	redistest.Start(t, append(redistest.AppendOnly("always"), "--requirepass", "pw")...)
+func AppendOnly(fsync string) []string {
+	return []string{"--appendonly", "yes", "--appendfsync", fsync}
 }
 
 // dial opens a connection for the helper's own use, authenticated with the

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiLogin logs user in through the API and returns the token and session id.
+func (e *e2e) apiLogin(user, password string) (token, id string) {
+	e.t.Helper()
+	r := e.send(&http.Client{Timeout: 10 * time.Second}, "POST", "/api/login", `{"username":"`+user+`","password":"`+password+`"}`)
+	m := e.json(r)
+	token, _ = m["token"].(string)
+	id, _ = m["session_id"].(string)
+	if r.code != 200 || token == "" {
+		e.t.Fatalf("POST /api/login = %d %s", r.code, r.body)
+	}
+	return token, id
+}
+
+func TestSessionsAPI(t *testing.T) {
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+	phone, phoneID := e.apiLogin("alice", "wonderland")
+	laptop, laptopID := e.apiLogin("alice", "wonderland")
+	_, bobID := e.apiLogin("bob", "builder")
+	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+	r := e.send(api, "GET", "/api/sessions", "", as(laptop)...)
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &list); r.code != 200 || err != nil || len(list) != 2 {
+		t.Fatalf("GET /api/sessions = %d %s, want alice's 2 sessions", r.code, r.body)
+	}
+	for _, s := range list {
+		for _, field := range []string{"session_id", "created_at", "last_seen", "ip", "user_agent", "expires_at", "current"} {
+			if _, ok := s[field]; !ok {
+				t.Errorf("listed session lacks %q: %v", field, s)
+			}
+		}
+		if s["current"] != (s["session_id"] == laptopID) {
+			t.Errorf("session %v: current = %v, want true for the caller's only", s["session_id"], s["current"])
+		}
+	}
+
+	if r := e.send(api, "DELETE", "/api/sessions/"+bobID, "", as(laptop)...); r.code != http.StatusNotFound {
+		t.Errorf("alice deleting bob's session = %d, want 404", r.code)
+	}
+	if _, ok := e.record(bobID); !ok {
+		t.Fatal("a refused delete removed bob's session")
+	}
+	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, "", as(laptop)...); r.code != http.StatusNoContent {
+		t.Errorf("DELETE /api/sessions/<phone> = %d, want 204", r.code)
+	}
+	if _, ok := e.record(phoneID); ok {
+		t.Error("the revoked session's record is still in Redis")
+	}
+	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
+		t.Errorf("revoked phone: GET /api/me = %d, want 401", r.code)
+	}
+
+	other, _ := e.apiLogin("alice", "wonderland")
+	if r := e.send(api, "POST", "/api/logout-all", "", as(laptop)...); r.code != http.StatusNoContent {
+		t.Errorf("POST /api/logout-all = %d, want 204", r.code)
+	}
+	for _, token := range []string{laptop, other} {
+		if r := e.send(api, "GET", "/api/me", "", as(token)...); r.code != http.StatusUnauthorized {
+			t.Errorf("after logout-all: GET /api/me = %d, want 401", r.code)
+		}
+	}
+	if n := e.dbsize(); n != 2 {
+		t.Errorf("after alice's logout-all Redis holds %d keys, want bob's record and index", n)
+	}
+}
+
+func TestMaxPerUser(t *testing.T) {
+	t.Setenv("SESSION_MAX_PER_USER", "2")
+	e := startExample(t)
+	first, _ := e.apiLogin("alice", "wonderland")
+	e.apiLogin("alice", "wonderland")
+	e.apiLogin("alice", "wonderland")
+	if r := e.send(&http.Client{}, "GET", "/api/me", "", "Authorization", "Bearer "+first); r.code != http.StatusUnauthorized {
+		t.Errorf("oldest of 3 sessions with SESSION_MAX_PER_USER=2: GET /api/me = %d, want 401", r.code)
+	}
+}
+
+func TestSessionsPage(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	if r := e.send(c, "GET", "/sessions", "", "Accept", "text/html"); r.code != http.StatusSeeOther {
+		t.Errorf("GET /sessions logged out = %d, want 303 to the login form", r.code)
+	}
+	e.send(c, "POST", "/login", "username=alice&password=wonderland")
+	_, otherID := e.apiLogin("alice", "wonderland")
+	r := e.send(c, "GET", "/sessions", "")
+	if r.code != 200 || !strings.Contains(r.body, "this device") || !strings.Contains(r.body, `action="/sessions/`+otherID+`/revoke"`) ||
+		!strings.Contains(r.body, `action="/logout-all"`) {
+		t.Fatalf("GET /sessions = %d, want the device list with a revoke button and log out everywhere:\n%s", r.code, r.body)
+	}
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", ""); r.code != http.StatusSeeOther {
+		t.Errorf("revoke button = %d, want 303", r.code)
+	}
+	if _, ok := e.record(otherID); ok {
+		t.Error("the revoked device's record is still in Redis")
+	}
+	if r := e.send(c, "POST", "/logout-all", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		t.Errorf("log out everywhere = %d to %q, want 303 to /", r.code, r.header.Get("Location"))
+	}
+	if n := e.dbsize(); n != 0 {
+		t.Errorf("after log out everywhere Redis holds %d keys, want 0", n)
+	}
+}

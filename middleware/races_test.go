@@ -1,0 +1,113 @@
+package middleware_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// TestLoginRacingLogoutEverywhere runs logins of one user concurrently with
+// RevokeAll. Whatever the interleaving, no session escapes the index (a
+// later "log out everywhere" could not end it), and a final RevokeAll leaves
+// the user with no session at all.
+func TestLoginRacingLogoutEverywhere(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	const rounds, logins = 20, 4
+	for range rounds {
+		var wg sync.WaitGroup
+		for range logins {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := h.client().Post(h.srv.URL+"/login?user=alice", "", nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("POST /login = %d", resp.StatusCode)
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.m.RevokeAll(context.Background(), "alice"); err != nil {
+				t.Errorf("RevokeAll: %v", err)
+			}
+		}()
+		wg.Wait()
+		indexed := h.indexMembers("alice")
+		for _, id := range h.sessionIDs() {
+			if !slices.Contains(indexed, id) {
+				t.Fatalf("session %s exists but is not in alice's index", id[:8])
+			}
+		}
+	}
+	if _, err := h.m.RevokeAll(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if ids := h.sessionIDs(); len(ids) != 0 {
+		t.Errorf("%d sessions survived log out everywhere", len(ids))
+	}
+}
+
+// TestRevokeRacingWrite revokes a session while a request holds it loaded
+// and then writes to it: the write must not bring it back.
+func TestRevokeRacingWrite(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for i := range 20 {
+		c := h.client()
+		id, _ := h.login(c, "alice")
+		loaded, release := make(chan struct{}), make(chan struct{})
+		h.hooked = func(w http.ResponseWriter, r *http.Request) {
+			close(loaded)
+			<-release
+			session.Put(r.Context(), "k", i)
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.do(c, "POST", "/hook", nil)
+		}()
+		<-loaded
+		if err := h.m.Revoke(context.Background(), "alice", id); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		wg.Wait()
+		if h.exists(id) {
+			t.Fatalf("round %d: a write in flight brought a revoked session back", i)
+		}
+		if got := h.do(c, "GET", "/me", nil).code; got != http.StatusUnauthorized {
+			t.Fatalf("round %d: revoked session: GET /me = %d, want 401", i, got)
+		}
+	}
+}
+
+// sessionIDs returns the ids of every session record in Redis.
+func (h *harness) sessionIDs() []string {
+	h.t.Helper()
+	var ids []string
+	for cursor := "0"; ; {
+		reply, err := redis.Values(h.redis.Do(h.t, "SCAN", cursor, "MATCH", "session:*", "COUNT", 1000), nil)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		keys, _ := redis.Strings(reply[1], nil)
+		for _, k := range keys {
+			ids = append(ids, strings.TrimPrefix(k, "session:"))
+		}
+		if cursor, _ = redis.String(reply[0], nil); cursor == "0" {
+			return ids
+		}
+	}
+}

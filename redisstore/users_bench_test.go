@@ -1,0 +1,76 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// BenchmarkUserSessions lists the sessions of a user who has 10, with 0 and
+// then 100,000 other sessions in the same Redis: the time must not grow
+// with the others, since listing reads the user's index, never the key
+// space.
+func BenchmarkUserSessions(b *testing.B) {
+	srv := redistest.Start(b)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Hour)
+	for i := range 10 {
+		if _, err := s.AddUserSession(ctx, "alice", fmt.Sprintf("alice-%02d", i), []byte(`{"v":1}`), time.Hour, deadline, 0, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	others := 0
+	for _, n := range []int{0, 100_000} {
+		fill(b, srv, others, n)
+		others = n
+		b.Run(fmt.Sprintf("others=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ids, _, err := s.UserSessions(ctx, "alice")
+				if err != nil || len(ids) != 10 {
+					b.Fatalf("UserSessions = %d ids, %v; want 10", len(ids), err)
+				}
+			}
+		})
+	}
+}
+
+// fill adds sessions of other users, numbered from to to, in pipelined
+// batches.
+func fill(b *testing.B, srv *redistest.Server, from, to int) {
+	b.Helper()
+	if from >= to {
+		return
+	}
+	conn, err := redis.Dial("tcp", srv.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	for i := from; i < to; i++ {
+		conn.Send("SET", fmt.Sprintf("session:other-%d", i), `{"v":1}`, "PX", 3_600_000)
+		if (i+1)%1000 == 0 || i == to-1 {
+			if err := conn.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			for range (i % 1000) + 1 {
+				if _, err := conn.Receive(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	if n, _ := redis.Int(conn.Do("DBSIZE")); n < to {
+		b.Fatalf("DBSIZE = %d after filling %d", n, to)
+	}
+}
