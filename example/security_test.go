@@ -85,3 +85,19 @@ func TestCrossSiteAPIRejected(t *testing.T) {
 		t.Errorf("same-site POST /api/logout = %d, want 204", r.code)
 	}
 }
+
+// TestStartupRefusesBadCredentials starts the example with a wrong Redis
+// password: start-up fails with a message that says what to check and does
+// not show the password.
+func TestStartupRefusesBadCredentials(t *testing.T) {
+	r := redistest.Start(t, "--requirepass", "right-pw-91")
+	t.Setenv("REDIS_URL", "redis://:wrong-pw-17@"+r.Addr())
+	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "REDIS_") || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("setup with a wrong password = %v, want an error pointing at the REDIS_* settings", err)
+	}
+	if strings.Contains(err.Error(), "wrong-pw-17") {
+		t.Errorf("error %q shows the password", err)
+	}
+}

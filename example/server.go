@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -55,7 +56,11 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("example: health check failed", "error", err)
+		msg := "example: health check: Redis unavailable"
+		if errors.Is(err, redisstore.ErrRefused) {
+			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+		}
+		s.log.Error(msg, "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}

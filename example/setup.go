@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -52,6 +55,11 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { store.Close() })
+	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
+		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
+	} else if err != nil {
+		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "error", err)
+	}
 
 	scfg, err := session.FromEnv()
 	if err != nil {
@@ -78,4 +86,11 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	return &app{handler: h, close: closeAll}, nil
+}
+
+// ping checks Redis at start-up, within a second.
+func ping(store *redisstore.Store) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return store.Ping(ctx)
 }

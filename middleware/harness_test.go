@@ -31,11 +31,12 @@ type harness struct {
 
 type harnessOpts struct {
 	idle     time.Duration
-	keys     [][]byte          // signing keys; default one fixed test key
-	password string            // Redis requirepass, when set
-	redis    *redistest.Server // share a server with another harness
-	store    *redisstore.Store // use this store instead of opening one
-	limit    int               // MaxSessionsPerUser
+	keys     [][]byte           // signing keys; default one fixed test key
+	password string             // Redis requirepass, when set
+	redis    *redistest.Server  // share a server with another harness
+	store    *redisstore.Store  // use this store instead of opening one
+	storeCfg *redisstore.Config // store settings; default: the server's address and a 2s timeout
+	limit    int                // MaxSessionsPerUser
 	onEvent  func(session.Event)
 }
 
@@ -52,12 +53,19 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 	}
 	store := opts.store
 	if store == nil {
-		var err error
-		store, err = redisstore.Open(redisstore.Config{
+		cfg := redisstore.Config{
 			Addr:     h.redis.Addr(),
 			Password: opts.password,
 			Timeout:  2 * time.Second, // generous: CI runs packages in parallel under -race
-		})
+		}
+		if opts.storeCfg != nil {
+			cfg = *opts.storeCfg
+			if cfg.Addr == "" {
+				cfg.Addr = h.redis.Addr()
+			}
+		}
+		var err error
+		store, err = redisstore.Open(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

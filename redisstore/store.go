@@ -162,15 +162,15 @@ func (s *Store) remove(ctx context.Context, op, key string) error {
 }
 
 // do runs f on a pooled connection under the Store's Timeout and wraps any
-// error as "redisstore: <op>: <cause>". The causes come from redigo, the
-// network or the context and never contain command arguments, so no key
-// reaches an error.
+// error with its class (ErrUnavailable or ErrRefused) and op. The causes come
+// from redigo, the network or the context and never contain command
+// arguments, so no key reaches an error.
 func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, conn redis.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	conn, err := s.src.GetContext(ctx)
 	if err != nil {
-		return fmt.Errorf("redisstore: %s: %w", op, err)
+		return classify(op, err)
 	}
 	defer conn.Close()
 	if err := f(ctx, conn); err != nil {
@@ -179,9 +179,9 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, c
 		// of the context's error; add the latter so that errors.Is(err,
 		// context.DeadlineExceeded) holds whichever fired first.
 		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) {
-			return fmt.Errorf("redisstore: %s: %w: %w", op, ctxErr, err)
+			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return fmt.Errorf("redisstore: %s: %w", op, err)
+		return classify(op, err)
 	}
 	return nil
 }

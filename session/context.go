@@ -17,16 +17,17 @@ type state struct {
 	m *Manager
 
 	mu          sync.Mutex
-	ip          string    // client address, recorded when a session is created
-	userAgent   string    // client user agent, likewise
-	presented   string    // verified token the request carried, found or not
-	stored      string    // token whose record exists in the store, as far as this request knows
-	deadline    time.Time // absolute deadline of the current token
-	loadErr     error     // ErrStoreUnavailable when the session could not be read
-	dirty       bool      // values changed since the record was last written
-	issued      string    // new token the response must set in the cookie
-	clearCookie bool      // the response must expire the cookie
-	destroyed   bool      // Destroy ended the session in this request
+	ip          string         // client address, recorded when a session is created
+	userAgent   string         // client user agent, likewise
+	presented   string         // verified token the request carried, found or not
+	stored      string         // token whose record exists in the store, as far as this request knows
+	deadline    time.Time      // absolute deadline of the current token
+	loadErr     error          // ErrStoreUnavailable when the session could not be read
+	dirty       bool           // the record must be written: values changed, or last seen is stale
+	changes     map[string]any // values put (normalized) or removed (removal) since the last write
+	issued      string         // new token the response must set in the cookie
+	clearCookie bool           // the response must expire the cookie
+	destroyed   bool           // Destroy ended the session in this request
 
 	// For the store adapter (scsStore), which scs calls while this lock is
 	// held by the caller.
@@ -186,7 +187,7 @@ func Destroy(ctx context.Context) error {
 // the response expires the cookie and clears site data. The caller holds
 // st.mu.
 func (st *state) ended() {
-	st.stored, st.issued, st.dirty, st.loadErr, st.userID = "", "", false, nil, ""
+	st.stored, st.issued, st.dirty, st.changes, st.loadErr, st.userID = "", "", false, nil, nil, ""
 	st.clearCookie, st.destroyed = true, true
 }
 
@@ -257,7 +258,7 @@ func Put(ctx context.Context, key string, value any) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.m.engine.Put(ctx, key, v)
-	st.dirty = true
+	st.change(key, v)
 	return nil
 }
 
@@ -285,7 +286,7 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	if st.loadErr != nil || !st.m.engine.Exists(ctx, key) {
 		return value, false
 	}
-	st.dirty = true
+	st.change(key, removal{})
 	return as[T](st.m.engine.Pop(ctx, key))
 }
 
@@ -299,9 +300,22 @@ func Remove(ctx context.Context, key string) error {
 	defer st.mu.Unlock()
 	if st.m.engine.Exists(ctx, key) {
 		st.m.engine.Remove(ctx, key)
-		st.dirty = true
+		st.change(key, removal{})
 	}
 	return nil
+}
+
+// removal marks a value removed in state.changes.
+type removal struct{}
+
+// change records that key was set to v (or removed) in this request. The
+// caller holds st.mu.
+func (st *state) change(key string, v any) {
+	if st.changes == nil {
+		st.changes = make(map[string]any)
+	}
+	st.changes[key] = v
+	st.dirty = true
 }
 
 // writable returns the state of ctx if key may be changed in it.

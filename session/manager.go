@@ -176,11 +176,14 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 	return nil
 }
 
-// save writes the session's record: an update of the stored record, or a new
-// record under a new token. The caller holds st.mu.
+// save writes the session's record: the request's changes merged into the
+// stored record, or a new record under a new token. The caller holds st.mu.
 func (m *Manager) save(ctx context.Context, st *state) error {
-	md, _ := m.engine.Get(ctx, metaKey).(meta)
 	now := m.now()
+	if st.stored != "" && m.engine.Token(ctx) == st.stored {
+		return m.merge(ctx, st, now)
+	}
+	md, _ := m.engine.Get(ctx, metaKey).(meta)
 	if md.CreatedAt.IsZero() {
 		md.CreatedAt, md.IP, md.UserAgent = now, st.ip, st.userAgent
 	}
@@ -193,7 +196,51 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 	if token != st.presented {
 		st.issued = token
 	}
-	st.deadline, st.dirty = deadline, false
+	st.deadline, st.dirty, st.changes = deadline, false, nil
+	return nil
+}
+
+// merge applies the request's changes (and a fresh last-seen time) to the
+// stored record as it is now, not as it was when the request loaded it, so
+// that concurrent requests changing different values do not undo each
+// other. When two requests change the same value, the one that saves last
+// wins. The caller holds st.mu.
+func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
+	ttl, ok := m.ttl(st.deadline, now)
+	if !ok {
+		return errGone
+	}
+	id := idOf(st.stored)
+	written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
+		deadline, values, err := codec{}.Decode(current)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range st.changes {
+			if _, removed := v.(removal); removed {
+				delete(values, k)
+			} else {
+				values[k] = v
+			}
+		}
+		md, _ := values[metaKey].(meta)
+		md.LastSeen = now
+		values[metaKey] = md
+		return codec{}.Encode(deadline, values)
+	})
+	switch {
+	case errors.Is(err, errBadRecord):
+		m.log.Warn("session: unreadable record deleted", "session", fingerprint(id), "error", err)
+		if err := m.store.Remove(ctx, id); err != nil {
+			m.log.Warn("session: cannot delete unreadable record", "session", fingerprint(id), "error", err)
+		}
+		return errGone
+	case err != nil:
+		return unavailable(err)
+	case !written:
+		return errGone
+	}
+	st.dirty, st.changes = false, nil
 	return nil
 }
 

@@ -20,10 +20,13 @@ type Store interface {
 	// exists under id. It reports whether it wrote.
 	Insert(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
 
-	// Update replaces the record under id, with the ttl, only while a record
-	// still exists under id, so that a request in flight during logout cannot
-	// bring the session back. It reports whether it wrote.
-	Update(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
+	// Merge replaces the record under id with merge(current record), with
+	// the ttl, only while a record exists under id, so that a request in
+	// flight during logout cannot bring the session back. It must be
+	// atomic: if another write lands between reading and writing, it reads
+	// again and merges again, so concurrent changes to different values
+	// all survive. It reports whether it wrote.
+	Merge(ctx context.Context, id string, ttl time.Duration, merge func(current []byte) ([]byte, error)) (bool, error)
 
 	// Remove deletes the record under id. Removing a missing id is not an
 	// error.
@@ -79,31 +82,18 @@ func (a scsStore) FindCtx(ctx context.Context, token string) ([]byte, bool, erro
 	return b, found, nil
 }
 
-// CommitCtx implements scs.CtxStore. A token whose record this request loaded
-// or wrote is updated only while the record still exists; any other token is
-// new and inserted only if its id is free, together with the user's index,
-// the session limit and the removal of the record it replaces.
+// CommitCtx implements scs.CtxStore. The Manager calls scs's Commit only
+// for a new token (changes to a stored session go through Manager.merge), so
+// this inserts: only if the id is free, together with the user's index, the
+// session limit and the removal of the record the new token replaces.
 func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadline time.Time) error {
 	st := stateFrom(ctx)
 	now := a.m.now()
-	ttl := deadline.Sub(now)
-	if ttl <= 0 {
+	ttl, ok := a.m.ttl(deadline, now)
+	if !ok {
 		return errGone
 	}
-	if a.m.cfg.IdleTimeout > 0 {
-		ttl = min(ttl, a.m.cfg.IdleTimeout)
-	}
 	id := idOf(token)
-	if token == st.stored {
-		ok, err := a.m.store.Update(ctx, id, b, ttl)
-		switch {
-		case err != nil:
-			return unavailable(err)
-		case !ok:
-			return errGone
-		}
-		return nil
-	}
 	if st.userID == "" {
 		ok, err := a.m.store.Insert(ctx, id, b, ttl)
 		switch {
@@ -163,4 +153,17 @@ func (scsStore) Delete(string) error { return errNoContext }
 // errors.Is(err, ErrStoreUnavailable).
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+// ttl returns the time to live of a record written at now: the idle
+// timeout, capped at the absolute deadline. ok is false past the deadline.
+func (m *Manager) ttl(deadline, now time.Time) (ttl time.Duration, ok bool) {
+	ttl = deadline.Sub(now)
+	if ttl <= 0 {
+		return 0, false
+	}
+	if m.cfg.IdleTimeout > 0 {
+		ttl = min(ttl, m.cfg.IdleTimeout)
+	}
+	return ttl, true
 }

@@ -1,0 +1,46 @@
+package redisstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Every error of a Store call matches one of these with errors.Is, so that
+// callers decide without reading error strings.
+var (
+	// ErrUnavailable marks a failure Redis is expected to get over by
+	// itself: the network, a timeout, an exhausted pool, or one of the
+	// replies LOADING (restarting), READONLY (a replica, as during a
+	// fail-over), OOM, MASTERDOWN, BUSY, TRYAGAIN, CLUSTERDOWN or
+	// NOREPLICAS. Answer 503 and try again later.
+	ErrUnavailable = errors.New("redisstore: redis unavailable")
+
+	// ErrRefused marks a failure that will not go away by itself: any other
+	// error reply, such as NOAUTH or WRONGPASS (credentials), NOPERM (ACL),
+	// WRONGTYPE (another program writes under the key prefix) or an unknown
+	// command (a Redis too old). Fix the configuration.
+	ErrRefused = errors.New("redisstore: redis refused the request")
+)
+
+// transientReplies are the error codes of ErrUnavailable.
+var transientReplies = map[string]bool{
+	"LOADING": true, "READONLY": true, "OOM": true, "MASTERDOWN": true,
+	"BUSY": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "NOREPLICAS": true,
+}
+
+// classify wraps the error of operation op with ErrUnavailable or
+// ErrRefused.
+func classify(op string, err error) error {
+	class := ErrUnavailable
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		code, _, _ := strings.Cut(string(reply), " ")
+		if !transientReplies[code] {
+			class = ErrRefused
+		}
+	}
+	return fmt.Errorf("%w (%s): %w", class, op, err)
+}

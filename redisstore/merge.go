@@ -1,0 +1,60 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Merge replaces the record under id with merge(current record) and sets its
+// time to live to ttl, only while a record exists, as one optimistic
+// transaction: it WATCHes the key and reads it, then writes with
+// MULTI/SET XX/EXEC, and starts again (up to ten times) if another write got
+// in between. So two requests that change different parts of a session both
+// keep their change, and a session ended meanwhile is not written back. It
+// reports whether it wrote; an error from merge ends it, unwritten.
+//
+// Each attempt is two round trips: WATCH and GET pipelined, then the
+// transaction.
+func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge func(current []byte) ([]byte, error)) (written bool, err error) {
+	if ttl <= 0 {
+		return false, errors.New("redisstore: merge: ttl must be positive")
+	}
+	key := s.prefix + id
+	err = s.do(ctx, "merge", func(ctx context.Context, conn redis.Conn) error {
+		for range maxAttempts {
+			conn.Send("WATCH", key)
+			current, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", key))
+			if errors.Is(err, redis.ErrNil) {
+				_, err := redis.DoContext(conn, ctx, "UNWATCH")
+				return err // gone: nothing to merge into
+			}
+			if err != nil {
+				return err
+			}
+			next, err := merge(current)
+			if err != nil {
+				// The pool's connection wrapper UNWATCHes on Close.
+				return err
+			}
+			conn.Send("MULTI")
+			conn.Send("SET", key, next, "PX", milliseconds(ttl), "XX")
+			replies, err := redis.Values(redis.DoContext(conn, ctx, "EXEC"))
+			if errors.Is(err, redis.ErrNil) {
+				continue // written by someone else since the GET: merge again
+			}
+			if err != nil {
+				return err
+			}
+			if e, ok := replies[0].(redis.Error); ok {
+				return e
+			}
+			written = replies[0] != nil
+			return nil
+		}
+		return errContention
+	})
+	return written, err
+}
