@@ -12,7 +12,7 @@ import (
 // errUnexpectedRead reports data waiting on an idle connection.
 var errUnexpectedRead = errors.New("redisstore: unexpected data on idle connection")
 
-// connCheck reports whether an idle connection is still usable, the way
+// liveness checks whether an idle connection is still usable, the way
 // go-sql-driver/mysql checks its pooled connections: one non-blocking
 // 1-byte read on the socket. EAGAIN means nothing to read, the connection is
 // fine. A read of 0 bytes is end of file: the server closed the connection
@@ -25,33 +25,57 @@ var errUnexpectedRead = errors.New("redisstore: unexpected data on idle connecti
 // buffering and below TLS: under TLS a closed peer still reads as end of
 // file, and on a healthy idle connection TLS has nothing queued because
 // every reply, and any post-handshake message before it, has been read.
-func connCheck(conn net.Conn) error {
+//
+// Everything a check needs is made once per connection, so that a check,
+// which runs on every borrow, allocates nothing. A connection is borrowed
+// by one goroutine at a time, which is all the fields need.
+type liveness struct {
+	rc    syscall.RawConn
+	probe func(fd uintptr) bool // l.read, bound once
+	buf   [1]byte
+	err   error
+}
+
+// newLiveness returns the check for conn, or nil when conn has no socket to
+// check.
+func newLiveness(conn net.Conn) *liveness {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	l := &liveness{rc: rc}
+	l.probe = l.read
+	return l
+}
+
+// check reports why the connection is not usable, or nil.
+func (l *liveness) check() error {
+	if l == nil {
+		return nil
+	}
+	l.err = nil
+	if err := l.rc.Read(l.probe); err != nil {
 		return err
 	}
-	var checkErr error
-	err = rc.Read(func(fd uintptr) bool {
-		var buf [1]byte
-		n, err := syscall.Read(int(fd), buf[:])
-		switch {
-		case n == 0 && err == nil:
-			checkErr = io.EOF
-		case n > 0:
-			checkErr = errUnexpectedRead
-		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-			checkErr = nil
-		default:
-			checkErr = err
-		}
-		return true // done: never wait for the socket to become readable
-	})
-	if err != nil {
-		return err
+	return l.err
+}
+
+// read is the non-blocking read, run by RawConn.Read with the socket.
+func (l *liveness) read(fd uintptr) bool {
+	n, err := syscall.Read(int(fd), l.buf[:])
+	switch {
+	case n == 0 && err == nil:
+		l.err = io.EOF
+	case n > 0:
+		l.err = errUnexpectedRead
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		l.err = nil
+	default:
+		l.err = err
 	}
-	return checkErr
+	return true // done: never wait for the socket to become readable
 }

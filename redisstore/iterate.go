@@ -41,7 +41,7 @@ func (s *Store) Iterate(ctx context.Context, fn func(id string, record []byte) e
 			for i, k := range keys {
 				args[i] = k
 			}
-			records, err = redis.ByteSlices(redis.DoContext(conn, ctx, "MGET", args...))
+			records, err = redis.ByteSlices(cmd(ctx, conn, "MGET", args...))
 			if err == nil && len(records) != len(keys) {
 				err = fmt.Errorf("MGET returned %d values for %d keys", len(records), len(keys))
 			}
@@ -66,7 +66,7 @@ func (s *Store) Iterate(ctx context.Context, fn func(id string, record []byte) e
 
 // scan runs one SCAN step and returns the next cursor and the keys.
 func scan(ctx context.Context, conn redis.Conn, cursor, match string) (string, []string, error) {
-	reply, err := redis.Values(redis.DoContext(conn, ctx, "SCAN", cursor, "MATCH", match, "COUNT", scanCount))
+	reply, err := redis.Values(cmd(ctx, conn, "SCAN", cursor, "MATCH", match, "COUNT", scanCount))
 	if err != nil {
 		return "", nil, err
 	}

@@ -26,9 +26,9 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 	err = s.do(ctx, "merge", func(ctx context.Context, conn redis.Conn) error {
 		for range maxAttempts {
 			conn.Send("WATCH", key)
-			current, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", key))
+			current, err := redis.Bytes(cmd(ctx, conn, "GET", key))
 			if errors.Is(err, redis.ErrNil) {
-				_, err := redis.DoContext(conn, ctx, "UNWATCH")
+				_, err := cmd(ctx, conn, "UNWATCH")
 				return err // gone: nothing to merge into
 			}
 			if err != nil {
@@ -41,7 +41,7 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 			}
 			conn.Send("MULTI")
 			conn.Send("SET", key, next, "PX", milliseconds(ttl), "XX")
-			replies, err := redis.Values(redis.DoContext(conn, ctx, "EXEC"))
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				continue // written by someone else since the GET: merge again
 			}

@@ -42,7 +42,7 @@ func newPool(cfg Config) *redis.Pool {
 }
 
 // dial opens one connection. It dials TCP itself, through DialContextFunc,
-// to keep hold of the socket for [connCheck]; under TLS that is the TCP
+// to keep hold of the socket for the [liveness] check; under TLS that is the TCP
 // connection below the TLS layer, which is what the check needs: it asks the
 // kernel whether the peer closed the socket.
 func dial(ctx context.Context, cfg Config) (redis.Conn, error) {
@@ -71,7 +71,7 @@ func dial(ctx context.Context, cfg Config) (redis.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &checkedConn{Conn: c, raw: raw}, nil
+	return &checkedConn{Conn: c, live: newLiveness(raw)}, nil
 }
 
 // testOnBorrow is the pool's TestOnBorrow: it rejects an idle connection
@@ -83,15 +83,16 @@ func testOnBorrow(c redis.Conn, _ time.Time) error {
 	if !ok {
 		return nil
 	}
-	return connCheck(cc.raw)
+	return cc.live.check()
 }
 
-// checkedConn is a redis.Conn that remembers its raw network connection for
-// testOnBorrow. It forwards the optional context and timeout interfaces,
-// which the pool's connections look for on the connection they wrap.
+// checkedConn is a redis.Conn that keeps the liveness check of its socket
+// for testOnBorrow. It forwards the optional context and timeout
+// interfaces, which the pool's connections look for on the connection they
+// wrap.
 type checkedConn struct {
 	redis.Conn
-	raw net.Conn
+	live *liveness
 }
 
 var (

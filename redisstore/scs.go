@@ -48,7 +48,7 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 		if expiry.Nanosecond()%int(time.Millisecond) != 0 {
 			ms++ // round up, like the ttl of the other writes
 		}
-		_, err := redis.DoContext(conn, ctx, "SET", key, b, "PXAT", ms)
+		_, err := cmd(ctx, conn, "SET", key, b, "PXAT", ms)
 		return err
 	})
 }

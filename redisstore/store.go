@@ -13,7 +13,7 @@ import (
 
 // Source is where a [Store] gets its connections. A *redis.Pool satisfies
 // it; so can a source of Sentinel or Cluster connections. Connections must
-// support redis.DoContext (implement redis.ConnWithContext).
+// support redis.DoWithTimeout (implement redis.ConnWithTimeout).
 type Source interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
 }
@@ -102,7 +102,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // Ping checks that Redis answers, for readiness probes and start-up checks.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.DoContext(conn, ctx, "PING")
+		_, err := cmd(ctx, conn, "PING")
 		return err
 	})
 }
@@ -122,9 +122,9 @@ func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (re
 		var reply any
 		var err error
 		if ttl > 0 {
-			reply, err = redis.DoContext(conn, ctx, "GETEX", key, "PX", milliseconds(ttl))
+			reply, err = cmd(ctx, conn, "GETEX", key, "PX", milliseconds(ttl))
 		} else {
-			reply, err = redis.DoContext(conn, ctx, "GET", key)
+			reply, err = cmd(ctx, conn, "GET", key)
 		}
 		record, err = redis.Bytes(reply, err)
 		if errors.Is(err, redis.ErrNil) {
@@ -143,7 +143,7 @@ func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.
 		return false, fmt.Errorf("redisstore: %s: ttl must be positive", op)
 	}
 	err = s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.String(redis.DoContext(conn, ctx, "SET", s.prefix+id, record, "PX", milliseconds(ttl), cond))
+		_, err := redis.String(cmd(ctx, conn, "SET", s.prefix+id, record, "PX", milliseconds(ttl), cond))
 		if errors.Is(err, redis.ErrNil) { // condition not met
 			return nil
 		}
@@ -156,7 +156,7 @@ func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.
 // remove deletes the key.
 func (s *Store) remove(ctx context.Context, op, key string) error {
 	return s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.DoContext(conn, ctx, "DEL", key)
+		_, err := cmd(ctx, conn, "DEL", key)
 		return err
 	})
 }
@@ -222,4 +222,46 @@ func escapeGlob(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// cmd sends one command on conn, after any queued with Send, and returns
+// its reply, within the deadline of ctx. It stands in for redis.DoContext,
+// which starts a goroutine and a channel for every command to watch ctx:
+// every call here runs under do, whose ctx always has a deadline (the
+// Store's Timeout), so a read deadline of the time left bounds the command
+// just as well, at no cost. A cancellation before the deadline is then
+// noticed between commands rather than during one, at most Timeout late.
+func cmd(ctx context.Context, conn redis.Conn, name string, args ...any) (any, error) {
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return redis.DoWithTimeout(conn, left, name, args...)
+}
+
+// receive reads the reply of a command queued with Send, like cmd.
+func receive(ctx context.Context, conn redis.Conn) (any, error) {
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return redis.ReceiveWithTimeout(conn, left)
+}
+
+// timeLeft returns the time until the deadline of ctx, or ctx's error when
+// it is done. Without a deadline it returns 0, which leaves the
+// connection's own read timeout in force.
+func timeLeft(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0, nil
+	}
+	left := time.Until(dl)
+	if left <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	return left, nil
 }

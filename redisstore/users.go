@@ -34,13 +34,22 @@ func (s *Store) userKey(userID string) string {
 	return s.keyPrefix + "user:" + userID + ":sessions"
 }
 
-// AddUserSession stores a new session of userID in one transaction: the
-// record under id with a time to live of ttl, only if id is free (SET NX),
-// the id in the user's index scored by deadline, and the removal of the
-// record of replaced (the session the login request came with; "" for none).
-// With limit > 0 it also revokes the user's oldest live sessions so that at
-// most limit remain, counting the new one, and returns their ids; the index
-// is watched so that two logins cannot both slip under the limit.
+// AddUserSession stores a new session of userID, in one round trip: the
+// record under id with a time to live of ttl, only if id is free (SET NX);
+// the id in the user's index, scored by deadline; and the removal of the
+// record of replaced (the session the login request came with; "" for
+// none). With limit > 0 it also revokes the user's oldest live sessions so
+// that at most limit remain, counting the new one, and returns their ids;
+// then the index is watched and the writes are one MULTI/EXEC transaction,
+// so that two logins cannot both slip under the limit, at the cost of two
+// more round trips.
+//
+// Without a limit the commands go as a plain pipeline, ordered so that
+// every prefix of it is safe (as Redis Cluster, which cannot run them as one
+// transaction, would need): the replaced record goes first, so a failure
+// never leaves the old token alive beside the new one; the new record comes
+// before its index entry, and the token is not handed out before the whole
+// pipeline has run, so no usable session is ever missing from the index.
 func (s *Store) AddUserSession(ctx context.Context, userID, id string, record []byte, ttl time.Duration, deadline time.Time, limit int, replaced string) (revoked []string, err error) {
 	if ttl <= 0 {
 		return nil, errors.New("redisstore: add user session: ttl must be positive")
@@ -48,68 +57,102 @@ func (s *Store) AddUserSession(ctx context.Context, userID, id string, record []
 	if userID == "" {
 		return nil, errors.New("redisstore: add user session: empty user id")
 	}
-	index := s.userKey(userID)
+	add := addition{index: s.userKey(userID), id: id, record: record, ttl: ttl, deadline: deadline, replaced: replaced}
 	err = s.do(ctx, "add user session", func(ctx context.Context, conn redis.Conn) error {
+		if limit <= 0 {
+			setAt := s.sendAddition(conn, add)
+			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+			if err != nil {
+				return err
+			}
+			return added(replies, setAt)
+		}
 		for range maxAttempts {
-			var stale []string
-			revoked = nil
-			if limit > 0 {
-				if _, err := redis.DoContext(conn, ctx, "WATCH", index); err != nil {
-					return err
-				}
-				live, dead, err := s.members(ctx, conn, index)
-				if err != nil {
-					return err
-				}
-				stale = dead
-				if n := len(live) - (limit - 1); n > 0 {
-					revoked = live[:n] // oldest first
-				}
+			if _, err := cmd(ctx, conn, "WATCH", add.index); err != nil {
+				return err
+			}
+			live, dead, err := s.members(ctx, conn, add.index)
+			if err != nil {
+				return err
+			}
+			add.gone, revoked = dead, nil
+			if n := len(live) - (limit - 1); n > 0 {
+				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			if replaced != "" {
-				conn.Send("DEL", s.prefix+replaced)
-			}
-			conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
-			for _, rid := range revoked {
-				conn.Send("DEL", s.prefix+rid)
-			}
-			if gone := append(stale, revoked...); len(gone) > 0 {
-				conn.Send("ZREM", redis.Args{index}.AddFlat(gone)...)
-			}
-			ms := deadline.UnixMilli()
-			conn.Send("ZADD", index, ms, id)
-			// NX sets the expiry of a new index, GT moves it later; GT alone
-			// would leave a new index (no expiry yet) without one.
-			conn.Send("PEXPIREAT", index, ms, "NX")
-			conn.Send("PEXPIREAT", index, ms, "GT")
-			conn.Send("SET", s.prefix+id, record, "PX", milliseconds(ttl), "NX")
-			replies, err := redis.Values(redis.DoContext(conn, ctx, "EXEC"))
+			setAt := s.sendAddition(conn, add, revoked...)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				continue // the watched index changed: look again
 			}
 			if err != nil {
 				return err
 			}
-			for _, r := range replies {
-				if e, ok := r.(redis.Error); ok {
-					return e
-				}
-			}
-			if replies[len(replies)-1] == nil {
-				return errors.New("session id already taken")
-			}
-			return nil
+			return added(replies, setAt)
 		}
 		return errContention
 	})
 	return revoked, err
 }
 
+// addition is what AddUserSession writes.
+type addition struct {
+	index, id string
+	record    []byte
+	ttl       time.Duration
+	deadline  time.Time
+	replaced  string   // record to delete with it, or ""
+	gone      []string // index members whose record is gone
+}
+
+// sendAddition queues the commands of a, and the deletion of the sessions
+// revoked, in an order whose every prefix is safe (see AddUserSession), and
+// returns the position of the SET among them.
+func (s *Store) sendAddition(conn redis.Conn, a addition, revoked ...string) (setAt int) {
+	n := 0
+	send := func(name string, args ...any) {
+		conn.Send(name, args...)
+		n++
+	}
+	if a.replaced != "" {
+		send("DEL", s.prefix+a.replaced)
+	}
+	for _, rid := range revoked {
+		send("DEL", s.prefix+rid)
+	}
+	setAt = n
+	send("SET", s.prefix+a.id, a.record, "PX", milliseconds(a.ttl), "NX")
+	ms := a.deadline.UnixMilli()
+	send("ZADD", a.index, ms, a.id)
+	// NX sets the expiry of a new index, GT moves it later; GT alone would
+	// leave a new index (no expiry yet) without one.
+	send("PEXPIREAT", a.index, ms, "NX")
+	send("PEXPIREAT", a.index, ms, "GT")
+	send("ZREMRANGEBYSCORE", a.index, "-inf", time.Now().UnixMilli())
+	if gone := append(a.gone, revoked...); len(gone) > 0 {
+		send("ZREM", redis.Args{a.index}.AddFlat(gone)...)
+	}
+	return setAt
+}
+
+// added checks the replies of the commands sendAddition queued.
+func added(replies []any, setAt int) error {
+	for _, r := range replies {
+		if e, ok := r.(redis.Error); ok {
+			return e
+		}
+	}
+	if setAt >= len(replies) || replies[setAt] == nil {
+		// 256 random bits never collide; a taken id means a broken random source.
+		return errors.New("session id already taken")
+	}
+	return nil
+}
+
 // members returns the ids in index whose record still exists, oldest
 // deadline first, and those whose record is gone. It prunes nothing.
 func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (live, dead []string, err error) {
-	ids, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", index, 0, -1))
+	ids, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 	if err != nil || len(ids) == 0 {
 		return nil, nil, err
 	}
@@ -120,7 +163,7 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 		return nil, nil, err
 	}
 	for _, id := range ids {
-		n, err := redis.Int(redis.ReceiveContext(conn, ctx))
+		n, err := redis.Int(receive(ctx, conn))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -142,7 +185,7 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) error 
 	}
 	return s.do(ctx, "remove user session", func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("DEL", s.prefix+id) // record first: the index may lag, never lead
-		_, err := redis.DoContext(conn, ctx, "ZREM", s.userKey(userID), id)
+		_, err := cmd(ctx, conn, "ZREM", s.userKey(userID), id)
 		return err
 	})
 }
@@ -155,7 +198,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 	index := s.userKey(userID)
 	err = s.do(ctx, "user sessions", func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
-		all, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", index, 0, -1))
+		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 		if err != nil || len(all) == 0 {
 			return err
 		}
@@ -163,7 +206,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 		for i, id := range all {
 			keys[i] = s.prefix + id
 		}
-		recs, err := redis.ByteSlices(redis.DoContext(conn, ctx, "MGET", keys...))
+		recs, err := redis.ByteSlices(cmd(ctx, conn, "MGET", keys...))
 		if err != nil {
 			return err
 		}
@@ -179,7 +222,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 			ids, records = append(ids, all[i]), append(records, rec)
 		}
 		if len(gone) > 0 {
-			_, err = redis.DoContext(conn, ctx, "ZREM", redis.Args{index}.AddFlat(gone)...)
+			_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
 		}
 		return err
 	})
@@ -195,10 +238,10 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 	index := s.userKey(userID)
 	err = s.do(ctx, "remove user sessions", func(ctx context.Context, conn redis.Conn) error {
 		for range maxAttempts {
-			if _, err := redis.DoContext(conn, ctx, "WATCH", index); err != nil {
+			if _, err := cmd(ctx, conn, "WATCH", index); err != nil {
 				return err
 			}
-			all, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", index, 0, -1))
+			all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 			if err != nil {
 				return err
 			}
@@ -209,7 +252,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 				}
 			}
 			if len(removed) == 0 {
-				_, err := redis.DoContext(conn, ctx, "UNWATCH")
+				_, err := cmd(ctx, conn, "UNWATCH")
 				return err
 			}
 			keys := make(redis.Args, len(removed))
@@ -219,7 +262,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			conn.Send("MULTI")
 			conn.Send("DEL", keys...)
 			conn.Send("ZREM", redis.Args{index}.AddFlat(removed)...)
-			_, err = redis.Values(redis.DoContext(conn, ctx, "EXEC"))
+			_, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				continue
 			}

@@ -207,8 +207,17 @@ func FromContext(ctx context.Context) (info Info, ok bool) {
 // UserID returns the id of the logged-in user. ok is false for an anonymous
 // session and outside the Sessions middleware.
 func UserID(ctx context.Context) (string, bool) {
-	info, ok := FromContext(ctx)
-	return info.UserID, ok
+	st := stateFrom(ctx)
+	if st == nil {
+		return "", false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.stored == "" {
+		return "", false
+	}
+	md, _ := st.m.engine.Get(ctx, metaKey).(meta)
+	return md.UserID, md.UserID != ""
 }
 
 // Token returns the signed token of the session, the value of its cookie,
