@@ -1,0 +1,299 @@
+package bench
+
+import (
+	"flag"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// A scenario prepares n operations of one kind for a contender and returns
+// the operation the benchmark times: op(i), for i in [0, n), sends the i-th
+// request and fails tb unless the answer is the one the scenario expects, so
+// a contender that silently stopped doing the work would fail rather than
+// look fast. Everything that is not the request itself (logins for the
+// sessions the requests carry, building the requests) happens in the
+// scenario, before the timer starts.
+type scenario func(tb testing.TB, c *contender, n int) (op func(i int))
+
+// read is an authenticated read: the request carries the cookie of a
+// logged-in session and the handler reads the user id.
+func read(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodGet, "/read", c.login(tb))
+	return func(int) { expect(tb, c, c.serve(r), userID, false) }
+}
+
+// write stores a value in a logged-in session.
+func write(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodPost, "/write", c.login(tb))
+	return func(int) { expect(tb, c, c.serve(r), "ok", false) }
+}
+
+// login creates a session for a request that came without one.
+func login(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodPost, "/login", nil)
+	return func(int) { expect(tb, c, c.serve(r), "ok", true) }
+}
+
+// loginValues creates a session holding the user id and two small values.
+func loginValues(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodPost, "/login-values", nil)
+	return func(int) { expect(tb, c, c.serve(r), "ok", true) }
+}
+
+// logout ends a logged-in session. Each operation needs a session of its
+// own, so the scenario logs in n times first.
+func logout(tb testing.TB, c *contender, n int) func(int) {
+	reqs := make([]*http.Request, n)
+	for i := range reqs {
+		reqs[i] = request(http.MethodPost, "/logout", c.login(tb))
+	}
+	return func(i int) { expect(tb, c, c.serve(reqs[i]), "ok", true) }
+}
+
+// forged sends a well-formed cookie that is not a session of the contender:
+// for sessionkit a real token signed with another key, for gorilla a
+// session id encoded with another key, for scs (whose tokens are not
+// signed) a random token.
+func forged(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodGet, "/read", c.forged)
+	return func(int) { expect(tb, c, c.serve(r), anonymous, false) }
+}
+
+// noCookie sends no cookie at all.
+func noCookie(tb testing.TB, c *contender, _ int) func(int) {
+	r := request(http.MethodGet, "/read", nil)
+	return func(int) { expect(tb, c, c.serve(r), anonymous, false) }
+}
+
+// list lists the sessions of a user who has 10 while env.listOthers
+// sessions of other users sit in the same Redis. sessionkit reads the user's index;
+// scs has no index, so its only way is SessionManager.Iterate, which with
+// scs/redisstore runs KEYS and a GET per session in the store.
+func list(tb testing.TB, c *contender, _ int) func(int) {
+	c.env.redis.Do(tb, "FLUSHDB") // only this contender's sessions count
+	for range 10 {
+		c.login(tb)
+	}
+	for range c.env.listOthers {
+		expect(tb, c, c.serve(request(http.MethodPost, "/login-other", nil)), "ok", true)
+	}
+	r := request(http.MethodGet, "/list", c.login(tb))
+	return func(int) { expect(tb, c, c.serve(r), "11", false) }
+}
+
+// measure runs the scenario b.N times against c, reports allocations and
+// Redis commands per operation, and records the figures for the ratio
+// lines (see TestMain).
+//
+// It uses a b.N loop rather than b.Loop because the logout scenario must
+// create b.N sessions before the timer starts, and b.Loop does not tell the
+// iteration count in advance. Setup garbage is collected before the timer
+// starts, so that it is not charged to the operation.
+func measure(b *testing.B, e *env, sc scenario, c *contender) {
+	b.ReportAllocs()
+	op := sc(b, c, b.N)
+	runtime.GC()
+	e.redis.ResetStats(b)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := range b.N {
+		op(i)
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	cmds := float64(e.redis.TotalCalls(b)) / float64(b.N)
+	b.ReportMetric(cmds, "redis-cmds/op")
+	if c.lastKey != "" {
+		reportRecordSize(b, e, c.lastKey)
+	}
+	record(b.Name(), b.N, result{
+		nsPerOp:     float64(b.Elapsed().Nanoseconds()) / float64(b.N),
+		allocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(b.N),
+		cmdsPerOp:   cmds,
+	})
+}
+
+// maker builds a contender; the name is known before it is built.
+type maker struct {
+	name  string
+	build func(tb testing.TB) *contender
+}
+
+// The contenders, with the settings of each benchmark. Where a library has
+// an idle timeout it is 30 minutes unless the name says otherwise.
+func (e *env) sessionkit(idleTimeout time.Duration) maker {
+	return maker{"sessionkit", func(tb testing.TB) *contender { return newSessionkit(tb, e, idleTimeout) }}
+}
+
+func (e *env) scs(idleTimeout time.Duration) maker {
+	return maker{"scs", func(tb testing.TB) *contender { return newSCS(tb, e, idleTimeout) }}
+}
+
+func (e *env) gorilla() maker {
+	return maker{"gorilla", func(tb testing.TB) *contender { return newGorilla(tb, e) }}
+}
+
+func (e *env) bare() maker {
+	return maker{"bare", func(testing.TB) *contender { return newBare() }}
+}
+
+func (e *env) redigoGet() maker {
+	return maker{"redigo-get", func(tb testing.TB) *contender { return newRedigoGet(tb, e) }}
+}
+
+// rounds is how many times each contender runs each scenario. The rounds
+// interleave the contenders (sessionkit, scs, gorilla, sessionkit, scs,
+// ...), unlike -count, which repeats one benchmark before the next: on a
+// machine whose load drifts, contenders compared in the same round saw the
+// same conditions. The testing package names the repeats name#01, name#02.
+var rounds = flag.Int("rounds", 3, "run each contender's benchmarks this many `times`, interleaved")
+
+// each runs scenario sc for every contender, as sub-benchmarks named after
+// them, in rounds. A contender is built anew for every run of its
+// sub-benchmark (the testing package runs it several times with a growing
+// b.N); the scenario's setup warms its pool before the timer starts.
+func each(b *testing.B, e *env, sc scenario, makers ...maker) {
+	for range max(*rounds, 1) {
+		for _, mk := range makers {
+			b.Run(mk.name, func(b *testing.B) { measure(b, e, sc, mk.build(b)) })
+		}
+	}
+}
+
+// BenchmarkRead measures an authenticated read, with an idle timeout of 30
+// minutes (gorilla has none) and without, and the floors: a handler without
+// sessions and a handler that sends one GET.
+func BenchmarkRead(b *testing.B) {
+	e := newEnv(b)
+	b.Run("idle", func(b *testing.B) {
+		each(b, e, read, e.sessionkit(idle), e.scs(idle))
+	})
+	b.Run("noidle", func(b *testing.B) {
+		each(b, e, read, e.sessionkit(-1), e.scs(0), e.gorilla())
+	})
+	b.Run("floor", func(b *testing.B) {
+		each(b, e, read, e.bare(), e.redigoGet())
+	})
+}
+
+// BenchmarkWrite measures a request that stores a value in the session.
+func BenchmarkWrite(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, write, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkLogin measures creating a session: session.Create for
+// sessionkit, RenewToken and Put for scs, a new session and Save for
+// gorilla. When sessionkit's Create maintains the per-user index, this
+// measures it too, without a change here.
+func BenchmarkLogin(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, login, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkLogout measures ending a session: session.Destroy, scs's
+// Destroy, gorilla's MaxAge -1 and Save.
+func BenchmarkLogout(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, logout, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkForgedCookie measures a request with a well-formed cookie that is
+// not a session (see forged).
+func BenchmarkForgedCookie(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, forged, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkNoCookie measures a request without a cookie.
+func BenchmarkNoCookie(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, noCookie, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkList measures listing a user's sessions (see list). gorilla has
+// no way to do it.
+func BenchmarkList(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, list, e.sessionkit(idle), e.scs(idle))
+}
+
+// BenchmarkRecordSize measures a login that also stores two small values,
+// and reports the Redis memory of the session it creates (MEMORY USAGE of
+// the key, which counts the key, the value and Redis's overhead) and the
+// length of the stored record.
+func BenchmarkRecordSize(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, loginValues, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// reportRecordSize reports the Redis memory of the session under key
+// (MEMORY USAGE, which counts the key, the value and Redis's overhead) and
+// the length of the stored record.
+func reportRecordSize(b *testing.B, e *env, key string) {
+	mem, err := redis.Int64(e.redis.Do(b, "MEMORY", "USAGE", key), nil)
+	if err != nil {
+		b.Fatalf("MEMORY USAGE: %v", err)
+	}
+	n, err := redis.Int64(e.redis.Do(b, "STRLEN", key), nil)
+	if err != nil || n == 0 {
+		b.Fatalf("STRLEN = %d, %v: no record under the key", n, err)
+	}
+	b.ReportMetric(float64(mem), "redis-B/session")
+	b.ReportMetric(float64(n), "record-B/session")
+}
+
+// TestScenarios runs every scenario a few times against every contender
+// that takes part in it, checking each answer, so that a broken harness
+// fails "make test" rather than producing figures for requests that did not
+// do the work.
+func TestScenarios(t *testing.T) {
+	e := newEnv(t)
+	contenders := map[string]maker{
+		"sessionkit-idle":   e.sessionkit(idle),
+		"sessionkit-noidle": e.sessionkit(-1),
+		"scs-idle":          e.scs(idle),
+		"scs-noidle":        e.scs(0),
+		"gorilla":           e.gorilla(),
+	}
+	scenarios := map[string]scenario{
+		"read": read, "write": write, "login": login, "login-values": loginValues,
+		"logout": logout, "forged": forged, "no-cookie": noCookie, "list": list,
+	}
+	e.listOthers = 100 // the benchmark's 10,000 would make this test slow
+	for cname, mk := range contenders {
+		for sname, sc := range scenarios {
+			if sname == "list" && !strings.HasPrefix(cname, "sessionkit") && !strings.HasPrefix(cname, "scs") {
+				continue
+			}
+			t.Run(cname+"/"+sname, func(t *testing.T) {
+				c := mk.build(t)
+				const n = 3
+				op := sc(t, c, n)
+				for i := range n {
+					op(i)
+				}
+			})
+		}
+	}
+	t.Run("floor", func(t *testing.T) {
+		for _, c := range []*contender{newBare(), newRedigoGet(t, e)} {
+			op := read(t, c, 1)
+			op(0)
+		}
+	})
+	t.Run("logout-ends-session", func(t *testing.T) {
+		for _, mk := range contenders {
+			c := mk.build(t)
+			cookie := c.login(t)
+			expect(t, c, c.serve(request(http.MethodPost, "/logout", cookie)), "ok", true)
+			expect(t, c, c.serve(request(http.MethodGet, "/read", cookie)), anonymous, false)
+		}
+	})
+}
