@@ -23,7 +23,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sessionkit example</title>
 <style>
-body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.4rem; }
 form { display: grid; gap: .6rem; margin-top: 1rem; }
 input, button { font: inherit; padding: .45rem .6rem; }
@@ -33,8 +33,9 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }
 dt { color: #666; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: .9rem; }
 td, th { text-align: left; padding: .35rem .4rem; border-bottom: 1px solid #ddd; vertical-align: top; }
-td form { margin: 0; }
-nav { display: flex; gap: 1rem; align-items: center; }
+td form, nav form { margin: 0; }
+td.when { white-space: nowrap; }
+nav { display: flex; gap: 1rem; align-items: center; margin-top: 1rem; }
 </style>
 </head>
 <body>
@@ -48,8 +49,8 @@ nav { display: flex; gap: 1rem; align-items: center; }
 {{range .Sessions}}
 <tr>
 <td>{{.UserAgent}}<br><small>{{.IP}} · <code>{{printf "%.8s" .ID}}</code></small></td>
-<td>{{.CreatedAt.Format "2006-01-02 15:04"}}</td>
-<td>{{.LastSeen.Format "2006-01-02 15:04"}}</td>
+<td class="when">{{.CreatedAt.Format "2006-01-02 15:04"}}</td>
+<td class="when">{{.LastSeen.Format "2006-01-02 15:04"}}</td>
 <td>{{if .Current}}<em>this device</em>{{else}}<form method="post" action="/sessions/{{.ID}}/revoke"><button type="submit">Revoke</button></form>{{end}}</td>
 </tr>
 {{end}}
