@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,7 +22,8 @@ var (
 	// ErrRefused marks a failure that will not go away by itself: any other
 	// error reply, such as NOAUTH or WRONGPASS (credentials), NOPERM (ACL),
 	// WRONGTYPE (another program writes under the key prefix) or an unknown
-	// command (a Redis too old). Fix the configuration.
+	// command (a Redis too old), and a server certificate that does not
+	// verify. Fix the configuration.
 	ErrRefused = errors.New("redisstore: redis refused the request")
 )
 
@@ -36,11 +38,15 @@ var transientReplies = map[string]bool{
 func classify(op string, err error) error {
 	class := ErrUnavailable
 	var reply redis.Error
-	if errors.As(err, &reply) {
+	var cert *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &reply):
 		code, _, _ := strings.Cut(string(reply), " ")
 		if !transientReplies[code] {
 			class = ErrRefused
 		}
+	case errors.As(err, &cert):
+		class = ErrRefused
 	}
 	return fmt.Errorf("%w (%s): %w", class, op, err)
 }
