@@ -3,7 +3,7 @@ GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 20s
 
-.PHONY: run test bench fuzz lint tidy-check verify
+.PHONY: run test bench load fuzz lint tidy-check verify
 
 run:
 	$(GO) run ./example
@@ -19,6 +19,16 @@ test:
 # 2 cores.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 ./internal/bench -rounds 3
+
+# The HTTP load test (example/load_test.go): the example server and an scs
+# twin of its /api/me, on loopback listeners over one real redis-server it
+# starts, each driven by 64 workers on 64 keep-alive connections for 10s
+# after a 1.5s warm-up, in 2 interleaved rounds; one "load" line per
+# contender and round (rps, p50, p99, max, errors, Redis commands per
+# request). About a minute. Options go in LOADFLAGS, for example
+# LOADFLAGS='-load.duration 5s -load.rounds 3'.
+load:
+	$(GO) test -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x ./example $(LOADFLAGS)
 
 # Each fuzz target runs for FUZZTIME.
 fuzz:
