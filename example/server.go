@@ -18,6 +18,22 @@ type server struct {
 	sessions *session.Manager
 	store    interface{ Ping(context.Context) error }
 	log      *slog.Logger
+	// hashing holds a slot per password check running, one per CPU: a
+	// burst of logins then waits its turn instead of starving every other
+	// request, the session store's calls included, of CPU.
+	hashing chan struct{}
+}
+
+// checkPassword reports whether password is username's, waiting (bounded by
+// ctx) for a free hashing slot.
+func (s *server) checkPassword(ctx context.Context, username, password string) (bool, error) {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	return authenticate(username, password), nil
 }
 
 // routes returns the example's handler: every route behind the Sessions
@@ -82,7 +98,12 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
 		return
 	}
-	if !authenticate(c.Username, c.Password) {
+	ok, err := s.checkPassword(r.Context(), c.Username, c.Password)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "try again")
+		return
+	}
+	if !ok {
 		writeError(w, http.StatusUnauthorized, "invalid credentials")
 		return
 	}
@@ -214,7 +235,12 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := r.PostForm.Get("username")
-	if !authenticate(username, r.PostForm.Get("password")) {
+	ok, err := s.checkPassword(r.Context(), username, r.PostForm.Get("password"))
+	if err != nil {
+		http.Error(w, "try again", http.StatusServiceUnavailable)
+		return
+	}
+	if !ok {
 		s.render(w, http.StatusUnauthorized, page{Error: "Wrong user name or password."})
 		return
 	}

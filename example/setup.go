@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -81,7 +82,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := routes(&server{sessions: manager, store: store, log: log})
+	h, err := routes(&server{sessions: manager, store: store, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))})
 	if err != nil {
 		return nil, err
 	}

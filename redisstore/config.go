@@ -20,8 +20,6 @@ const (
 	DefaultWriteTimeout = time.Second
 	// DefaultMaxActive is the default Config.MaxActive.
 	DefaultMaxActive = 64
-	// DefaultMaxIdle is the default Config.MaxIdle.
-	DefaultMaxIdle = 16
 	// DefaultIdleTimeout is the default Config.IdleTimeout.
 	DefaultIdleTimeout = 5 * time.Minute
 	// DefaultTimeout is the default Config.Timeout.
@@ -74,8 +72,11 @@ type Config struct {
 	MaxActive int
 
 	// MaxIdle is the most idle connections the pool keeps for reuse.
-	// Default 16 when zero (redigo's zero, no reuse at all, is not
-	// available).
+	// Default MaxActive when zero (redigo's zero, no reuse at all, is not
+	// available): a smaller pool of idle connections than of busy ones
+	// closes and redials connections under steady load (the load test saw
+	// 40% of requests dial with 16 idle for 64 busy); IdleTimeout closes
+	// the ones a quieter time leaves unused.
 	MaxIdle int
 
 	// IdleTimeout closes idle connections that have not been used for this
@@ -122,7 +123,7 @@ func (c Config) normalize() (Config, error) {
 	}{
 		{"DB", &c.DB, 0},
 		{"MaxActive", &c.MaxActive, DefaultMaxActive},
-		{"MaxIdle", &c.MaxIdle, DefaultMaxIdle},
+		{"MaxIdle", &c.MaxIdle, 0}, // 0: MaxActive, set below
 	}
 	for _, n := range counts {
 		if *n.v < 0 {
@@ -131,6 +132,9 @@ func (c Config) normalize() (Config, error) {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
+	}
+	if c.MaxIdle == 0 {
+		c.MaxIdle = c.MaxActive
 	}
 	if c.Addr == "" {
 		c.Addr = DefaultAddr

@@ -17,12 +17,18 @@ func TestConfigDefaults(t *testing.T) {
 		ReadTimeout:  time.Second,
 		WriteTimeout: time.Second,
 		MaxActive:    64,
-		MaxIdle:      16,
+		MaxIdle:      64,
 		IdleTimeout:  5 * time.Minute,
 		Timeout:      time.Second,
 	}
 	if got != want {
 		t.Fatalf("Config{}.normalize() = %+v, want %+v", got, want)
+	}
+	for _, tc := range []struct{ active, idle, wantIdle int }{{8, 0, 8}, {8, 2, 2}, {0, 4, 4}} {
+		got, err := Config{MaxActive: tc.active, MaxIdle: tc.idle}.normalize()
+		if err != nil || got.MaxIdle != tc.wantIdle {
+			t.Errorf("Config{MaxActive: %d, MaxIdle: %d}: MaxIdle = %d, %v; want %d", tc.active, tc.idle, got.MaxIdle, err, tc.wantIdle)
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ func newEnv(tb testing.TB) *env {
 		ReadTimeout:  time.Second,
 		WriteTimeout: time.Second,
 		MaxActive:    64,
-		MaxIdle:      16,
+		MaxIdle:      64,
 		IdleTimeout:  5 * time.Minute,
 		Timeout:      time.Second, // used by sessionkit's Store only
 	}}
