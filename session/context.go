@@ -21,6 +21,7 @@ type state struct {
 	userAgent   string         // client user agent, likewise
 	presented   string         // verified token the request carried, found or not
 	stored      string         // token whose record exists in the store, as far as this request knows
+	inserted    bool           // this request created stored\'s record: nobody else has its token yet
 	deadline    time.Time      // absolute deadline of the current token
 	loadErr     error          // ErrStoreUnavailable when the session could not be read
 	dirty       bool           // the record must be written: values changed, or last seen is stale
@@ -113,7 +114,7 @@ func (m *Manager) renewToken(ctx context.Context, st *state) error {
 	st.renewing = true
 	err := m.engine.RenewToken(ctx)
 	st.renewing = false
-	st.stored = ""
+	st.stored, st.inserted = "", false
 	return err
 }
 
@@ -187,7 +188,7 @@ func Destroy(ctx context.Context) error {
 // the response expires the cookie and clears site data. The caller holds
 // st.mu.
 func (st *state) ended() {
-	st.stored, st.issued, st.dirty, st.changes, st.loadErr, st.userID = "", "", false, nil, nil, ""
+	st.stored, st.inserted, st.issued, st.dirty, st.changes, st.loadErr, st.userID = "", false, "", false, nil, nil, ""
 	st.clearCookie, st.destroyed = true, true
 }
 

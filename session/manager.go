@@ -181,6 +181,9 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 func (m *Manager) save(ctx context.Context, st *state) error {
 	now := m.now()
 	if st.stored != "" && m.engine.Token(ctx) == st.stored {
+		if st.inserted {
+			return m.rewrite(ctx, st, now)
+		}
 		return m.merge(ctx, st, now)
 	}
 	md, _ := m.engine.Get(ctx, metaKey).(meta)
@@ -197,6 +200,37 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 		st.issued = token
 	}
 	st.deadline, st.dirty, st.changes = deadline, false, nil
+	return nil
+}
+
+// rewrite writes the whole session over the record this request created
+// (Create, then Put): no other request has its token yet, so there is
+// nothing to merge with, and SET XX still leaves a record revoked meanwhile
+// revoked. The caller holds st.mu.
+func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
+	ttl, ok := m.ttl(st.deadline, now)
+	if !ok {
+		return errGone
+	}
+	md, _ := m.engine.Get(ctx, metaKey).(meta)
+	md.LastSeen = now
+	m.engine.Put(ctx, metaKey, md)
+	values := make(map[string]any)
+	for _, k := range m.engine.Keys(ctx) {
+		values[k] = m.engine.Get(ctx, k)
+	}
+	b, err := m.engine.Codec.Encode(m.engine.Deadline(ctx), values)
+	if err != nil {
+		return err
+	}
+	written, err := m.store.Update(ctx, idOf(st.stored), b, ttl)
+	switch {
+	case err != nil:
+		return unavailable(err)
+	case !written:
+		return errGone
+	}
+	st.dirty, st.changes = false, nil
 	return nil
 }
 

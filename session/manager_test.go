@@ -315,3 +315,28 @@ func TestLastSeenInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateThenPut checks that values put after Create in the same request
+// are saved with one more command, a SET XX over the record the login just
+// wrote, not a WATCH merge.
+func TestCreateThenPut(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	r.ResetStats(t)
+	cookie := serve(t, m, "", func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := Put(ctx, "role", "admin"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	want := map[string]int64{"set": 2, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1}
+	if got := r.Calls(t); !maps.Equal(got, want) {
+		t.Errorf("login with a value: commands = %v, want %v", got, want)
+	}
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "role"); v != "admin" {
+			t.Errorf("value put after Create = %q, want admin", v)
+		}
+	})
+}

@@ -20,6 +20,12 @@ type Store interface {
 	// exists under id. It reports whether it wrote.
 	Insert(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
 
+	// Update replaces the record under id, with the ttl, only while a record
+	// exists under id. It reports whether it wrote. The Manager uses it for
+	// a record this request created, which no other request can have
+	// changed yet.
+	Update(ctx context.Context, id string, record []byte, ttl time.Duration) (bool, error)
+
 	// Merge replaces the record under id with merge(current record), with
 	// the ttl, only while a record exists under id, so that a request in
 	// flight during logout cannot bring the session back. It must be
@@ -113,7 +119,7 @@ func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadlin
 			a.m.emit(EventRevoked, st.userID, rid, now)
 		}
 	}
-	st.stored = token
+	st.stored, st.inserted = token, true
 	return nil
 }
 
