@@ -588,11 +588,8 @@ func newSCSTwin(pool *redis.Pool) http.Handler {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) {
-		var c credentials
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil || dec.More() || c.Username == "" || c.Password == "" {
-			writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
+		c, ok := readCredentials(w, r)
+		if !ok {
 			return
 		}
 		if !authenticate(c.Username, c.Password) {

@@ -88,14 +88,25 @@ type credentials struct {
 	Password string `json:"password"`
 }
 
-// apiLogin logs in with JSON credentials and answers the token for an
-// Authorization: Bearer header (the response also sets the cookie).
-func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
+// readCredentials reads the JSON credentials of an API login, or answers
+// 400 and reports false: malformed JSON, unknown fields, trailing data and
+// empty fields are all refused.
+func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool) {
 	var c credentials
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil || dec.More() || c.Username == "" || c.Password == "" {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
+		return credentials{}, false
+	}
+	return c, true
+}
+
+// apiLogin logs in with JSON credentials and answers the token for an
+// Authorization: Bearer header (the response also sets the cookie).
+func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	c, ok := readCredentials(w, r)
+	if !ok {
 		return
 	}
 	ok, err := s.checkPassword(r.Context(), c.Username, c.Password)

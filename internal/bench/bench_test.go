@@ -189,9 +189,8 @@ func BenchmarkWrite(b *testing.B) {
 }
 
 // BenchmarkLogin measures creating a session: session.Create for
-// sessionkit, RenewToken and Put for scs, a new session and Save for
-// gorilla. When sessionkit's Create maintains the per-user index, this
-// measures it too, without a change here.
+// sessionkit, which also adds the session to its user's index, RenewToken
+// and Put for scs, a new session and Save for gorilla.
 func BenchmarkLogin(b *testing.B) {
 	e := newEnv(b)
 	each(b, e, login, e.sessionkit(idle), e.scs(idle), e.gorilla())
