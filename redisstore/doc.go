@@ -26,8 +26,9 @@
 // deadline, so that listing and revoking them costs in proportion to that
 // user's sessions, never to the key space:
 //
-//	AddUserSession      one MULTI/EXEC round trip: SET NX, ZADD, PEXPIREAT, and DEL of
-//	                    the replaced session; with a limit, WATCH, ZRANGE and EXISTS first
+//	AddUserSession      one pipelined round trip: DEL of the replaced session, SET NX,
+//	                    ZADD, PEXPIREAT, ZREMRANGEBYSCORE; with a limit, WATCH, ZRANGE
+//	                    and EXISTS first, then the same as a MULTI/EXEC transaction
 //	RemoveUserSession   DEL and ZREM, pipelined
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET (and ZREM of ids found gone)
 //	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM

@@ -84,7 +84,7 @@ func Create(ctx context.Context, userID string) (Info, error) {
 	if md, _ := m.engine.Get(ctx, metaKey).(meta); md.UserID != "" {
 		_ = m.engine.Clear(ctx) // never fails
 	}
-	// The old record is deleted in the transaction that inserts the new
+	// The old record is deleted in the round trip that inserts the new
 	// one: scs's RenewToken hands it to the adapter, which defers it, and a
 	// token that could not be loaded because the store was down is named
 	// here.

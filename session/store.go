@@ -38,12 +38,15 @@ type Store interface {
 	// error.
 	Remove(ctx context.Context, id string) error
 
-	// AddUserSession stores a new session of userID in one transaction:
+	// AddUserSession stores a new session of userID in one round trip:
 	// the record under id with the ttl, only if id is free; id in the
 	// user's index, which lists the user's sessions by absolute deadline;
 	// and the removal of the record of replaced ("" for none). With
 	// limit > 0 it also removes the user's oldest sessions so that at most
-	// limit remain, counting the new one, and returns their ids.
+	// limit remain, counting the new one, and returns their ids. A failure
+	// part way must never leave the replaced session alive beside the new
+	// one, nor a usable session outside the index; with a limit, choosing
+	// the sessions to revoke and inserting must be one atomic step.
 	AddUserSession(ctx context.Context, userID, id string, record []byte, ttl time.Duration, deadline time.Time, limit int, replaced string) (revoked []string, err error)
 
 	// RemoveUserSession deletes the record under id and takes id out of
@@ -125,7 +128,7 @@ func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadlin
 
 // DeleteCtx implements scs.CtxStore. While a user's token is being renewed
 // the deletion is left to the insert of the new token, which does both in
-// one transaction; otherwise the record goes at once.
+// one round trip; otherwise the record goes at once.
 func (a scsStore) DeleteCtx(ctx context.Context, token string) error {
 	if token == "" {
 		return nil
