@@ -100,18 +100,22 @@ var (
 	_ redis.ConnWithTimeout = (*checkedConn)(nil)
 )
 
+// DoContext implements redis.ConnWithContext for users of the pool that call it.
 func (c *checkedConn) DoContext(ctx context.Context, cmd string, args ...any) (any, error) {
 	return redis.DoContext(c.Conn, ctx, cmd, args...)
 }
 
+// ReceiveContext implements redis.ConnWithContext for users of the pool that call it.
 func (c *checkedConn) ReceiveContext(ctx context.Context) (any, error) {
 	return redis.ReceiveContext(c.Conn, ctx)
 }
 
+// DoWithTimeout implements redis.ConnWithTimeout for users of the pool that call it.
 func (c *checkedConn) DoWithTimeout(timeout time.Duration, cmd string, args ...any) (any, error) {
 	return redis.DoWithTimeout(c.Conn, timeout, cmd, args...)
 }
 
+// ReceiveWithTimeout implements redis.ConnWithTimeout for users of the pool that call it.
 func (c *checkedConn) ReceiveWithTimeout(timeout time.Duration) (any, error) {
 	return redis.ReceiveWithTimeout(c.Conn, timeout)
 }

@@ -153,6 +153,8 @@ func parseCommandStats(info string) (map[string]int64, error) {
 	return calls, nil
 }
 
+// parseError reports a line of INFO commandstats that does not parse.
 type parseError struct{ line string }
 
+// Error implements error.
 func (e *parseError) Error() string { return "unexpected line " + strconv.Quote(e.line) }
