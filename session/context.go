@@ -21,7 +21,7 @@ type state struct {
 	userAgent   string         // client user agent, likewise
 	presented   string         // verified token the request carried, found or not
 	stored      string         // token whose record exists in the store, as far as this request knows
-	inserted    bool           // this request created stored\'s record: nobody else has its token yet
+	inserted    bool           // this request created stored's record: nobody else has its token yet
 	deadline    time.Time      // absolute deadline of the current token
 	loadErr     error          // ErrStoreUnavailable when the session could not be read
 	dirty       bool           // the record must be written: values changed, or last seen is stale

@@ -100,10 +100,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	loaded, err := m.engine.Load(ctx, token)
 	switch {
 	case errors.Is(err, errBadRecord):
-		m.log.Warn("session: unreadable record deleted", "session", fingerprint(idOf(token)), "error", err)
-		if err := m.store.Remove(ctx, idOf(token)); err != nil {
-			m.log.Warn("session: cannot delete unreadable record", "session", fingerprint(idOf(token)), "error", err)
-		}
+		m.dropUnreadable(ctx, idOf(token), err)
 		st.clearCookie = fromCookie
 		return m.anonymous(ctx)
 	case err != nil:
@@ -124,6 +121,16 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
 	return loaded
+}
+
+// dropUnreadable deletes the record of session id, which cannot be decoded
+// (why), and logs it: such a record is no session, never a 500 on every
+// request of its user.
+func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
+	m.log.Warn("session: unreadable record deleted", "session", fingerprint(id), "error", why)
+	if err := m.store.Remove(ctx, id); err != nil {
+		m.log.Warn("session: cannot delete unreadable record", "session", fingerprint(id), "error", err)
+	}
 }
 
 // anonymous returns ctx with a new, empty scs session. Loading the empty
@@ -264,10 +271,7 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 	})
 	switch {
 	case errors.Is(err, errBadRecord):
-		m.log.Warn("session: unreadable record deleted", "session", fingerprint(id), "error", err)
-		if err := m.store.Remove(ctx, id); err != nil {
-			m.log.Warn("session: cannot delete unreadable record", "session", fingerprint(id), "error", err)
-		}
+		m.dropUnreadable(ctx, id, err)
 		return errGone
 	case err != nil:
 		return unavailable(err)
