@@ -12,6 +12,13 @@ import (
 // expired. A request whose session was not changed costs the one store
 // command that read it, and no Set-Cookie.
 //
+// The commit happens before the first Write, WriteHeader or Flush, whichever
+// comes first, so a streaming handler (server-sent events, progress pages)
+// that flushes with http.NewResponseController(w).Flush() or
+// w.(http.Flusher) still sends its cookie. From then on the session cannot
+// change: session.Put, Create, Renew and the like return
+// session.ErrResponseStarted.
+//
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be
 // saved, the client gets 503 with Retry-After instead of the handler's
@@ -32,14 +39,14 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 }
 
-// sessionWriter commits the session before the first WriteHeader or Write
-// reaches the client.
+// sessionWriter commits the session before the first WriteHeader, Write or
+// Flush reaches the client.
 type sessionWriter struct {
 	http.ResponseWriter
 	m         *session.Manager
 	r         *http.Request
 	committed bool
-	failed    bool // the commit failed and a 503 replaced the response
+	err       error // why the commit failed; a 503 replaced the response
 }
 
 // commit commits the session once, and answers 503 if that fails. It reports
@@ -48,11 +55,11 @@ func (w *sessionWriter) commit() bool {
 	if !w.committed {
 		w.committed = true
 		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
-			w.failed = true
+			w.err = err
 			unavailable(w.ResponseWriter)
 		}
 	}
-	return !w.failed
+	return w.err == nil
 }
 
 // WriteHeader implements http.ResponseWriter.
@@ -69,9 +76,29 @@ func (w *sessionWriter) WriteHeader(code int) {
 // Write implements http.ResponseWriter.
 func (w *sessionWriter) Write(b []byte) (int, error) {
 	if !w.commit() {
-		return 0, session.ErrStoreUnavailable
+		return 0, w.err
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher: it commits the session, then flushes the
+// response (the 503 if the commit failed).
+func (w *sessionWriter) Flush() {
+	w.FlushError()
+}
+
+// FlushError is Flush for http.ResponseController, which prefers it: it
+// also reports why the commit failed, or why the underlying writer could
+// not flush.
+func (w *sessionWriter) FlushError() error {
+	ok := w.commit()
+	if err := http.NewResponseController(w.ResponseWriter).Flush(); err != nil {
+		return err
+	}
+	if !ok {
+		return w.err
+	}
+	return nil
 }
 
 // Unwrap returns the wrapped writer, for http.ResponseController.

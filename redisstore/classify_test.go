@@ -24,12 +24,14 @@ func TestClassify(t *testing.T) {
 		{redis.Error("CLUSTERDOWN The cluster is down"), ErrUnavailable},
 		{redis.Error("NOREPLICAS Not enough good replicas to write."), ErrUnavailable},
 		{io.EOF, ErrUnavailable},
-		{errContention, ErrUnavailable},
 		{redis.Error("NOAUTH Authentication required."), ErrRefused},
 		{redis.Error("WRONGPASS invalid username-password pair"), ErrRefused},
 		{redis.Error("NOPERM this user has no permissions"), ErrRefused},
 		{redis.Error("WRONGTYPE Operation against a key holding the wrong kind of value"), ErrRefused},
 		{redis.Error("ERR unknown command 'GETEX'"), ErrRefused},
+	}
+	if got := classify("op", ErrContention); !errors.Is(got, ErrContention) || errors.Is(got, ErrUnavailable) {
+		t.Errorf("classify(ErrContention) = %v, want ErrContention and not ErrUnavailable", got)
 	}
 	for _, tc := range tests {
 		if got := classify("op", tc.err); !errors.Is(got, tc.want) || !errors.Is(got, tc.err) {

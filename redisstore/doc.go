@@ -27,15 +27,33 @@
 // user's sessions, never to the key space:
 //
 //	AddUserSession      one pipelined round trip: DEL of the replaced session, SET NX,
-//	                    ZADD, PEXPIREAT, ZREMRANGEBYSCORE; with a limit, WATCH, ZRANGE
-//	                    and EXISTS first, then the same as a MULTI/EXEC transaction
+//	                    ZADD, PEXPIREAT, ZREMRANGEBYSCORE, ZREM; with a limit, WATCH,
+//	                    ZRANGE and EXISTS first, then the same as a MULTI/EXEC transaction
+//	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
+//	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM
 //	RemoveUserSession   DEL and ZREM, pipelined
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET (and ZREM of ids found gone)
 //	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM
+//	Merge               WATCH and GET, then MULTI/EXEC with SET XX
 //
-// The commands an ACL user needs: GET GETEX SET DEL SCAN MGET PING EXISTS
-// MULTI EXEC WATCH UNWATCH ZADD ZRANGE ZREM ZREMRANGEBYSCORE PEXPIREAT. Redis
-// 7.0 or later is required (GETEX, and PEXPIREAT with NX and GT).
+// Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit are
+// optimistic transactions: when another writer changes the watched key
+// before EXEC, they wait a short random time and try again, for as long as
+// the call's time budget allows, and then fail with ErrContention. Calls of
+// one Store on the same key take turns, so they only race with other
+// processes.
+//
+// Every command a Store can send, in any configuration, and so what an ACL
+// user needs: GET GETEX SET DEL SCAN MGET PING EXISTS MULTI EXEC DISCARD
+// WATCH UNWATCH ZADD ZRANGE ZREM ZREMRANGEBYSCORE PEXPIREAT, and SELECT when
+// [Config.DB] is not 0 (sent once per connection). DISCARD and UNWATCH are sent by the pool when
+// a connection goes back mid-transaction. The connection's AUTH needs no
+// permission. Redis 7.0 or later is required (GETEX, and PEXPIREAT with NX
+// and GT), for example:
+//
+//	ACL SETUSER sessionkit on >password ~session:* ~user:* resetchannels -@all
+//	    +get +getex +set +del +scan +mget +ping +exists +multi +exec +discard
+//	    +watch +unwatch +zadd +zrange +zrem +zremrangebyscore +pexpireat +select
 //
 // Update's XX is what makes logout final: a request that loaded the session
 // before a concurrent logout cannot write it back.

@@ -25,7 +25,22 @@ var (
 	// command (a Redis too old), and a server certificate that does not
 	// verify. Fix the configuration.
 	ErrRefused = errors.New("redisstore: redis refused the request")
+
+	// ErrContention marks an optimistic transaction (WATCH, then
+	// MULTI/EXEC) that found what it watched changed by other writers on
+	// every attempt within the call's time budget. Redis is healthy; the
+	// call may be tried again. It has a method Contention() bool that
+	// reports true, by which package session tells it from an outage
+	// without importing this package.
+	ErrContention error = contention{}
 )
+
+type contention struct{}
+
+func (contention) Error() string { return "redisstore: concurrent writers kept changing the keys" }
+
+// Contention reports true: see ErrContention.
+func (contention) Contention() bool { return true }
 
 // transientReplies are the error codes of ErrUnavailable.
 var transientReplies = map[string]bool{
@@ -33,9 +48,12 @@ var transientReplies = map[string]bool{
 	"BUSY": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "NOREPLICAS": true,
 }
 
-// classify wraps the error of operation op with ErrUnavailable or
-// ErrRefused.
+// classify wraps the error of operation op with ErrUnavailable, ErrRefused
+// or ErrContention.
 func classify(op string, err error) error {
+	if errors.Is(err, ErrContention) {
+		return fmt.Errorf("%w (%s)", ErrContention, op)
+	}
 	class := ErrUnavailable
 	var reply redis.Error
 	var cert *tls.CertificateVerificationError

@@ -11,10 +11,11 @@ import (
 // Merge replaces the record under id with merge(current record) and sets its
 // time to live to ttl, only while a record exists, as one optimistic
 // transaction: it WATCHes the key and reads it, then writes with
-// MULTI/SET XX/EXEC, and starts again (up to ten times) if another write got
-// in between. So two requests that change different parts of a session both
-// keep their change, and a session ended meanwhile is not written back. It
-// reports whether it wrote; an error from merge ends it, unwritten.
+// MULTI/SET XX/EXEC, and starts again, after a short random wait, if another
+// write got in between, for as long as the call's time budget allows (then
+// ErrContention). So two requests that change different parts of a session
+// both keep their change, and a session ended meanwhile is not written back.
+// It reports whether it wrote; an error from merge ends it, unwritten.
 //
 // Each attempt is two round trips: WATCH and GET pipelined, then the
 // transaction.
@@ -23,38 +24,37 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 		return false, errors.New("redisstore: merge: ttl must be positive")
 	}
 	key := s.prefix + id
-	err = s.do(ctx, "merge", func(ctx context.Context, conn redis.Conn) error {
-		for range maxAttempts {
+	err = s.doTurn(ctx, "merge", key, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", key)
 			current, err := redis.Bytes(cmd(ctx, conn, "GET", key))
 			if errors.Is(err, redis.ErrNil) {
 				_, err := cmd(ctx, conn, "UNWATCH")
-				return err // gone: nothing to merge into
+				return false, err // gone: nothing to merge into
 			}
 			if err != nil {
-				return err
+				return false, err
 			}
 			next, err := merge(current)
 			if err != nil {
 				// The pool's connection wrapper UNWATCHes on Close.
-				return err
+				return false, err
 			}
 			conn.Send("MULTI")
 			conn.Send("SET", key, next, "PX", milliseconds(ttl), "XX")
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
-				continue // written by someone else since the GET: merge again
+				return true, nil // written by someone else since the GET: merge again
 			}
 			if err != nil {
-				return err
+				return false, err
 			}
 			if e, ok := replies[0].(redis.Error); ok {
-				return e
+				return false, e
 			}
 			written = replies[0] != nil
-			return nil
-		}
-		return errContention
+			return false, nil
+		})
 	})
 	return written, err
 }

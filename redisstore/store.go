@@ -34,6 +34,7 @@ type Store struct {
 	keyPrefix string // KeyPrefix
 	prefix    string // KeyPrefix + "session:"
 	timeout   time.Duration
+	turns     turns // of optimistic transactions on one key; see doTurn
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -184,6 +185,20 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, c
 		return classify(op, err)
 	}
 	return nil
+}
+
+// doTurn is do for an optimistic transaction on key: it first waits, within
+// the same time budget, for the turn of key among this Store's calls (see
+// turns), before it borrows a connection, so that waiting calls hold none.
+func (s *Store) doTurn(ctx context.Context, op, key string, f func(ctx context.Context, conn redis.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	release, err := s.turns.take(ctx, key)
+	if err != nil {
+		return classify(op, err)
+	}
+	defer release()
+	return s.do(ctx, op, f)
 }
 
 // contextError returns ctx.Err(), or context.DeadlineExceeded once the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -24,115 +25,144 @@ import (
 // member is added and deleted before it is removed, and readers check that
 // a member's record exists.
 
-// maxAttempts bounds the retries of an optimistic (WATCH) transaction whose
-// index changed under it.
-const maxAttempts = 10
-
-var errContention = errors.New("index changed on every attempt")
-
 func (s *Store) userKey(userID string) string {
 	return s.keyPrefix + "user:" + userID + ":sessions"
 }
 
-// AddUserSession stores a new session of userID, in one round trip: the
-// record under id with a time to live of ttl, only if id is free (SET NX);
-// the id in the user's index, scored by deadline; and the removal of the
-// record of replaced (the session the login request came with; "" for
-// none). With limit > 0 it also revokes the user's oldest live sessions so
-// that at most limit remain, counting the new one, and returns their ids;
-// then the index is watched and the writes are one MULTI/EXEC transaction,
-// so that two logins cannot both slip under the limit, at the cost of two
-// more round trips.
+// UserSession is what [Store.AddUserSession] stores.
 //
-// Without a limit the commands go as a plain pipeline, ordered so that
-// every prefix of it is safe (as Redis Cluster, which cannot run them as one
-// transaction, would need): the replaced record goes first, so a failure
-// never leaves the old token alive beside the new one; the new record comes
-// before its index entry, and the token is not handed out before the whole
-// pipeline has run, so no usable session is ever missing from the index.
-func (s *Store) AddUserSession(ctx context.Context, userID, id string, record []byte, ttl time.Duration, deadline time.Time, limit int, replaced string) (revoked []string, err error) {
-	if ttl <= 0 {
+// It is an alias of an unnamed struct type, identical to
+// session.NewSession, so that a Store satisfies session.Store without this
+// package importing session.
+type UserSession = struct {
+	UserID   string
+	ID       string
+	Record   []byte
+	TTL      time.Duration // the record's time to live
+	Deadline time.Time     // the session's absolute deadline, its score in the index
+	Limit    int           // with Limit > 0, at most Limit sessions of the user remain
+	Replaces string        // id of the session this one replaces, or ""
+}
+
+// Move is what [Store.MoveSession] does. Like UserSession, it is an alias of
+// an unnamed struct type, identical to session.Move.
+type Move = struct {
+	UserID   string
+	From     string // id of the session's current record
+	To       string // id of its new record
+	TTL      time.Duration
+	Deadline time.Time // the session's absolute deadline, its score in the index
+	// Merge returns the new record from the current one. An error from it
+	// ends the move, unwritten.
+	Merge func(current []byte) ([]byte, error)
+}
+
+// AddUserSession stores a new session of a.UserID: the record under a.ID
+// with a time to live of a.TTL, only if a.ID is free (SET NX); the id in the
+// user's index, scored by a.Deadline; and the removal of the record of
+// a.Replaces (the session the login request came with; "" for none) from
+// Redis and from the index. With a.Limit > 0 it also revokes the user's
+// oldest live sessions so that at most a.Limit remain, counting the new one
+// and not the replaced one, and returns their ids; then the index is watched
+// and the writes are one MULTI/EXEC transaction, so that two logins cannot
+// both slip under the limit, at the cost of two more round trips, repeated
+// (after a short random wait) while other writers change the index, for as
+// long as the call's time budget allows (then ErrContention).
+//
+// Without a limit the commands go as a plain pipeline, one round trip,
+// ordered so that every prefix of it is safe (as Redis Cluster, which cannot
+// run them as one transaction, would need): the replaced record goes first,
+// so a failure never leaves the old token alive beside the new one; the new
+// record comes before its index entry, and the token is not handed out
+// before the whole pipeline has run, so no usable session is ever missing
+// from the index.
+func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []string, err error) {
+	if a.TTL <= 0 {
 		return nil, errors.New("redisstore: add user session: ttl must be positive")
 	}
-	if userID == "" {
+	if a.UserID == "" {
 		return nil, errors.New("redisstore: add user session: empty user id")
 	}
-	add := addition{index: s.userKey(userID), id: id, record: record, ttl: ttl, deadline: deadline, replaced: replaced}
-	err = s.do(ctx, "add user session", func(ctx context.Context, conn redis.Conn) error {
-		if limit <= 0 {
-			setAt := s.sendAddition(conn, add)
+	index := s.userKey(a.UserID)
+	if a.Limit <= 0 {
+		err = s.do(ctx, "add user session", func(ctx context.Context, conn redis.Conn) error {
+			setAt := s.sendAddition(conn, index, a, nil)
 			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
 			if err != nil {
 				return err
 			}
 			return added(replies, setAt)
-		}
-		for range maxAttempts {
-			if _, err := cmd(ctx, conn, "WATCH", add.index); err != nil {
-				return err
+		})
+		return nil, err
+	}
+	err = s.doTurn(ctx, "add user session", index, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
+			if _, err := cmd(ctx, conn, "WATCH", index); err != nil {
+				return false, err
 			}
-			live, dead, err := s.members(ctx, conn, add.index)
+			live, dead, err := s.members(ctx, conn, index)
 			if err != nil {
-				return err
+				return false, err
 			}
-			add.gone, revoked = dead, nil
-			if n := len(live) - (limit - 1); n > 0 {
+			// The replaced session goes in this transaction: it does not count.
+			live = slices.DeleteFunc(live, func(id string) bool { return id == a.Replaces })
+			revoked = nil
+			if n := len(live) - (a.Limit - 1); n > 0 {
 				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			setAt := s.sendAddition(conn, add, revoked...)
+			setAt := s.sendAddition(conn, index, a, append(dead, revoked...), revoked...)
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
-				continue // the watched index changed: look again
+				return true, nil // the watched index changed: look again
 			}
 			if err != nil {
-				return err
+				return false, err
 			}
-			return added(replies, setAt)
-		}
-		return errContention
+			return false, added(replies, setAt)
+		})
 	})
 	return revoked, err
 }
 
-// addition is what AddUserSession writes.
-type addition struct {
-	index, id string
-	record    []byte
-	ttl       time.Duration
-	deadline  time.Time
-	replaced  string   // record to delete with it, or ""
-	gone      []string // index members whose record is gone
-}
-
-// sendAddition queues the commands of a, and the deletion of the sessions
-// revoked, in an order whose every prefix is safe (see AddUserSession), and
-// returns the position of the SET among them.
-func (s *Store) sendAddition(conn redis.Conn, a addition, revoked ...string) (setAt int) {
+// sendAddition queues the commands that store a in index, with the
+// deletion of the sessions revoked and the removal of the index members
+// gone (whose records are gone or go now), in an order whose every prefix
+// is safe (see AddUserSession), and returns the position of the SET among
+// them.
+func (s *Store) sendAddition(conn redis.Conn, index string, a UserSession, gone []string, revoked ...string) (setAt int) {
 	n := 0
 	send := func(name string, args ...any) {
 		conn.Send(name, args...)
 		n++
 	}
-	if a.replaced != "" {
-		send("DEL", s.prefix+a.replaced)
+	if a.Replaces != "" {
+		send("DEL", s.prefix+a.Replaces)
+		gone = append(gone, a.Replaces)
 	}
 	for _, rid := range revoked {
 		send("DEL", s.prefix+rid)
 	}
 	setAt = n
-	send("SET", s.prefix+a.id, a.record, "PX", milliseconds(a.ttl), "NX")
-	ms := a.deadline.UnixMilli()
-	send("ZADD", a.index, ms, a.id)
-	// NX sets the expiry of a new index, GT moves it later; GT alone would
-	// leave a new index (no expiry yet) without one.
-	send("PEXPIREAT", a.index, ms, "NX")
-	send("PEXPIREAT", a.index, ms, "GT")
-	send("ZREMRANGEBYSCORE", a.index, "-inf", time.Now().UnixMilli())
-	if gone := append(a.gone, revoked...); len(gone) > 0 {
-		send("ZREM", redis.Args{a.index}.AddFlat(gone)...)
+	send("SET", s.prefix+a.ID, a.Record, "PX", milliseconds(a.TTL), "NX")
+	s.sendIndexed(send, index, a.ID, a.Deadline)
+	if len(gone) > 0 {
+		send("ZREM", redis.Args{index}.AddFlat(gone)...)
 	}
 	return setAt
+}
+
+// sendIndexed queues, through send, the commands that add id to index with
+// the score deadline, move the index's expiry to its latest deadline, and
+// prune the members past theirs.
+func (s *Store) sendIndexed(send func(name string, args ...any), index, id string, deadline time.Time) {
+	ms := deadline.UnixMilli()
+	send("ZADD", index, ms, id)
+	// NX sets the expiry of a new index, GT moves it later; GT alone would
+	// leave a new index (no expiry yet) without one.
+	send("PEXPIREAT", index, ms, "NX")
+	send("PEXPIREAT", index, ms, "GT")
+	send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
 }
 
 // added checks the replies of the commands sendAddition queued.
@@ -143,10 +173,80 @@ func added(replies []any, setAt int) error {
 		}
 	}
 	if setAt >= len(replies) || replies[setAt] == nil {
-		// 256 random bits never collide; a taken id means a broken random source.
-		return errors.New("session id already taken")
+		return errIDTaken
 	}
 	return nil
+}
+
+// errIDTaken reports a new session id that already has a record: 256
+// random bits never collide, so a taken id means a broken random source.
+var errIDTaken = errors.New("session id already taken")
+
+// MoveSession moves a session to a new id, as one optimistic transaction:
+// it WATCHes the record under m.From and reads it; if there is none, the
+// session has ended and it returns false, having written nothing.
+// Otherwise, in one MULTI/EXEC, it writes m.Merge(record) under m.To with a
+// time to live of m.TTL (SET NX), deletes m.From and, for a user's session
+// (m.UserID not ""), replaces m.From with m.To in the user's index. If the
+// record changed or went before EXEC, it starts again (after a short random
+// wait, for as long as the call's time budget allows; then ErrContention),
+// so that a session ended by logout, revocation or another move is never
+// brought back under a new id, and a session moved twice at once ends up
+// under one id only.
+//
+// Each attempt is two round trips: WATCH and GET pipelined, then the
+// transaction.
+func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error) {
+	if m.TTL <= 0 {
+		return false, errors.New("redisstore: move session: ttl must be positive")
+	}
+	if m.Merge == nil || m.From == m.To {
+		return false, errors.New("redisstore: move session: want a merge function and two ids")
+	}
+	from, to := s.prefix+m.From, s.prefix+m.To
+	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
+			conn.Send("WATCH", from)
+			current, err := redis.Bytes(cmd(ctx, conn, "GET", from))
+			if errors.Is(err, redis.ErrNil) {
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, err // ended: nothing to move
+			}
+			if err != nil {
+				return false, err
+			}
+			next, err := m.Merge(current)
+			if err != nil {
+				return false, err // the pool's connection wrapper UNWATCHes on Close
+			}
+			n := 0
+			send := func(name string, args ...any) {
+				conn.Send(name, args...)
+				n++
+			}
+			send("MULTI")
+			send("SET", to, next, "PX", milliseconds(m.TTL), "NX")
+			send("DEL", from)
+			if m.UserID != "" {
+				index := s.userKey(m.UserID)
+				s.sendIndexed(send, index, m.To, m.Deadline)
+				send("ZREM", index, m.From)
+			}
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			if errors.Is(err, redis.ErrNil) {
+				return true, nil // the record changed or went since the GET: look again
+			}
+			if err != nil {
+				return false, err
+			}
+			if err := added(replies, 0); err != nil {
+				return false, err
+			}
+			moved = true
+			return false, nil
+		})
+	})
+	return moved, err
 }
 
 // members returns the ids in index whose record still exists, oldest
@@ -236,14 +336,14 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // returned.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
-	err = s.do(ctx, "remove user sessions", func(ctx context.Context, conn redis.Conn) error {
-		for range maxAttempts {
+	err = s.doTurn(ctx, "remove user sessions", index, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
 			if _, err := cmd(ctx, conn, "WATCH", index); err != nil {
-				return err
+				return false, err
 			}
 			all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 			if err != nil {
-				return err
+				return false, err
 			}
 			removed = removed[:0]
 			for _, id := range all {
@@ -253,7 +353,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			}
 			if len(removed) == 0 {
 				_, err := cmd(ctx, conn, "UNWATCH")
-				return err
+				return false, err
 			}
 			keys := make(redis.Args, len(removed))
 			for i, id := range removed {
@@ -264,11 +364,10 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			conn.Send("ZREM", redis.Args{index}.AddFlat(removed)...)
 			_, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
-				continue
+				return true, nil // the index changed: look again
 			}
-			return err
-		}
-		return errContention
+			return false, err
+		})
 	})
 	return removed, err
 }

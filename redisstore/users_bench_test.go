@@ -25,7 +25,9 @@ func BenchmarkUserSessions(b *testing.B) {
 	ctx := context.Background()
 	deadline := time.Now().Add(time.Hour)
 	for i := range 10 {
-		if _, err := s.AddUserSession(ctx, "alice", fmt.Sprintf("alice-%02d", i), []byte(`{"v":1}`), time.Hour, deadline, 0, ""); err != nil {
+		if _, err := s.AddUserSession(ctx, redisstore.UserSession{
+			UserID: "alice", ID: fmt.Sprintf("alice-%02d", i), Record: []byte(`{"v":1}`), TTL: time.Hour, Deadline: deadline,
+		}); err != nil {
 			b.Fatal(err)
 		}
 	}

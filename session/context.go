@@ -3,44 +3,84 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // stateKey is the context key of a request's state.
 type stateKey struct{}
 
-// state is what a Manager knows about one request's session, beside the
-// values that scs keeps. Its lock serialises the helpers of one request.
+// state is what a Manager knows about one request's session. Its lock
+// serialises the helpers of one request.
 type state struct {
 	m *Manager
+	// outer is the state of an enclosing Manager's session when Managers
+	// are nested (a site and its /admin/), or nil. The context helpers use
+	// the innermost state; a Manager's methods find their own.
+	outer *state
 
-	mu          sync.Mutex
-	ip          string         // client address, recorded when a session is created
-	userAgent   string         // client user agent, likewise
-	presented   string         // verified token the request carried, found or not
-	stored      string         // token whose record exists in the store, as far as this request knows
-	inserted    bool           // this request created stored's record: nobody else has its token yet
-	deadline    time.Time      // absolute deadline of the current token
-	loadErr     error          // ErrStoreUnavailable when the session could not be read
-	dirty       bool           // the record must be written: values changed, or last seen is stale
-	changes     map[string]any // values put (normalized) or removed (removal) since the last write
-	issued      string         // new token the response must set in the cookie
-	clearCookie bool           // the response must expire the cookie
-	destroyed   bool           // Destroy ended the session in this request
-
-	// For the store adapter (scsStore), which scs calls while this lock is
-	// held by the caller.
-	userID   string // user of the current session, "" for anonymous
-	limit    int    // session limit to apply when the next new token is inserted
-	renewing bool   // scs is renewing the token: defer the old record's deletion
-	replaced string // id of the record the next insert must delete
+	mu sync.Mutex
+	// data is scs's handle to the session's values and absolute deadline,
+	// a context that holds only them; see Manager.engine.
+	data      context.Context
+	ip        string         // client address, recorded when a session is created
+	userAgent string         // client user agent, likewise
+	presented string         // verified token the request carried, found or not
+	stored    string         // token whose record exists in the store, as far as this request knows
+	inserted  bool           // this request created stored's record: nobody else has its token yet
+	userID    string         // user of the stored session, "" for anonymous
+	deadline  time.Time      // absolute deadline of the stored session
+	loadErr   error          // ErrStoreUnavailable when the session could not be read
+	dirty     bool           // the record must be written: values changed, or last seen is stale
+	changes   map[string]any // values put (normalized) or removed (removal) since the last write
+	issued    string         // new token the response must set in the cookie
+	loggedOut bool           // this request ended its session: the response expires the cookie
+	committed bool           // Commit ran: the response has started and nothing may change
 }
 
+// stateFrom returns the innermost session state of ctx, or nil.
 func stateFrom(ctx context.Context) *state {
 	st, _ := ctx.Value(stateKey{}).(*state)
 	return st
+}
+
+// stateIn returns m's own session state in ctx, or nil.
+func (m *Manager) stateIn(ctx context.Context) *state {
+	for st := stateFrom(ctx); st != nil; st = st.outer {
+		if st.m == m {
+			return st
+		}
+	}
+	return nil
+}
+
+// canChange reports why the session may not change now, or nil. The caller
+// holds st.mu.
+func (st *state) canChange() error {
+	if st.committed {
+		return ErrResponseStarted
+	}
+	return st.loadErr
+}
+
+// gone records that the session ended elsewhere (logged out, revoked,
+// renewed by another request, or timed out): the request goes on as
+// anonymous, and the response leaves the cookie alone, since the browser
+// may hold a newer one by now. The caller holds st.mu.
+func (st *state) gone() {
+	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
+	st.dirty, st.changes = false, nil
+	_ = st.m.engine.Clear(st.data) // never fails
+}
+
+// end records that this request ended its session: like gone, but the
+// response expires the cookie and clears site data. The caller holds
+// st.mu.
+func (st *state) end() {
+	st.gone()
+	st.loadErr, st.loggedOut = nil, true
 }
 
 // Info describes a session.
@@ -69,53 +109,40 @@ type Info struct {
 // of an anonymous session carry over; those of a logged-in one do not. The
 // new record is in the store when Create returns; the response sets the
 // cookie, and Token returns the value for an Authorization header.
+//
+// With Config.MaxSessionsPerUser, the user's oldest other sessions are
+// revoked in the same step; the session the request came with is replaced,
+// never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes
+// (ErrInvalidUserID). After the response has started Create returns
+// ErrResponseStarted and changes nothing.
 func Create(ctx context.Context, userID string) (Info, error) {
 	st := stateFrom(ctx)
 	if st == nil {
 		return Info{}, ErrNoSession
 	}
-	if userID == "" {
-		return Info{}, errors.New("session: Create: empty user id")
+	if err := validUserID(userID); err != nil {
+		return Info{}, err
 	}
-	m := st.m
 	st.mu.Lock()
 	defer st.mu.Unlock()
-
-	if md, _ := m.engine.Get(ctx, metaKey).(meta); md.UserID != "" {
-		_ = m.engine.Clear(ctx) // never fails
+	if st.committed {
+		return Info{}, ErrResponseStarted
 	}
-	// The old record is deleted in the round trip that inserts the new
-	// one: scs's RenewToken hands it to the adapter, which defers it, and a
-	// token that could not be loaded because the store was down is named
-	// here.
-	st.replaced = ""
-	if st.loadErr != nil && st.presented != "" {
-		st.replaced = idOf(st.presented)
-	}
-	st.userID, st.limit = userID, m.cfg.MaxSessionsPerUser
-	defer func() { st.limit = 0 }()
-	if err := m.renewToken(ctx, st); err != nil {
-		return Info{}, err
-	}
-	st.loadErr = nil
-	now := m.now()
-	m.engine.Put(ctx, metaKey, meta{UserID: userID, CreatedAt: now, IP: st.ip, UserAgent: st.userAgent})
-	if err := m.save(ctx, st); err != nil {
-		return Info{}, err
-	}
-	info := m.info(ctx, st)
-	m.emit(EventCreated, userID, info.ID, now)
-	return info, nil
+	return st.m.create(ctx, st, userID)
 }
 
-// renewToken has scs replace the session's token, with the deletion of the
-// old record deferred to the insert of the new one. The caller holds st.mu.
-func (m *Manager) renewToken(ctx context.Context, st *state) error {
-	st.renewing = true
-	err := m.engine.RenewToken(ctx)
-	st.renewing = false
-	st.stored, st.inserted = "", false
-	return err
+// validUserID returns ErrInvalidUserID, with the reason, for an id that
+// cannot name a user: one that JSON would alter, or none at all.
+func validUserID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidUserID)
+	case len(id) > MaxUserIDLength:
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidUserID, MaxUserIDLength)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidUserID)
+	}
+	return nil
 }
 
 // Renew issues a new token for the session and deletes the old token's
@@ -123,73 +150,69 @@ func (m *Manager) renewToken(ctx context.Context, st *state) error {
 // when the session's privileges change (a role granted, a password
 // re-entered), so that a token seen before the change is worthless after it.
 // The new record is in the store when Renew returns; the response sets the
-// cookie, and Token returns the new value for an Authorization header. It
-// returns ErrNoSession when the session has no record to renew.
+// cookie, and Token returns the new value for an Authorization header.
+//
+// The move is atomic and happens only while the old record exists: when the
+// session was ended meanwhile (logged out, revoked, renewed by another
+// request, or timed out), Renew writes nothing and returns ErrNoSession, and
+// the request goes on as anonymous. It also returns ErrNoSession for an
+// anonymous session without a record, and ErrResponseStarted once the
+// response has started.
 func Renew(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
 		return ErrNoSession
 	}
-	m := st.m
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.loadErr != nil {
-		return st.loadErr
+	if err := st.canChange(); err != nil {
+		return err
 	}
 	if st.stored == "" {
 		return ErrNoSession
 	}
-	deadline := m.engine.Deadline(ctx)
-	if err := m.renewToken(ctx, st); err != nil {
-		return err
-	}
-	m.engine.SetDeadline(ctx, deadline) // RenewToken restarts the lifetime; a renewal must not
-	if err := m.save(ctx, st); err != nil {
-		return err
-	}
-	m.emit(EventRenewed, st.userID, idOf(st.stored), m.now())
-	return nil
+	return st.m.renew(ctx, st)
 }
 
 // Destroy logs the user out: the session's record is deleted from the store
-// before Destroy returns, and the response expires the cookie and, unless the
-// request starts a new session afterwards, carries Clear-Site-Data: "cookies"
-// and Cache-Control: no-store, so the browser drops its cookies for the site
-// and keeps no copy of pages that showed the user's data. Destroying an
-// anonymous session only expires the cookie.
+// before Destroy returns, and the response expires the cookie and carries
+// Clear-Site-Data: "cookies" and Cache-Control: no-store, so the browser
+// drops its cookies for the site and keeps no copy of pages that showed the
+// user's data. A session created later in the same request replaces the
+// expiry with its own cookie. Destroying an anonymous session only expires
+// the cookie.
+//
+// After the response has started, Destroy still deletes the record, so the
+// session ends, but returns an error matching ErrResponseStarted: the
+// response can no longer expire the cookie.
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
 		return ErrNoSession
 	}
-	m := st.m
 	st.mu.Lock()
 	defer st.mu.Unlock()
-
-	// When the store was down at load time, scs has no token to delete;
-	// delete the presented one, so logout during a hiccup still ends it.
-	if st.loadErr != nil && st.presented != "" {
-		if err := m.store.Remove(ctx, idOf(st.presented)); err != nil {
-			return unavailable(err)
+	m := st.m
+	// When the store was down at load time, the request knows only the
+	// token it presented; delete its record, so that logout during a
+	// hiccup still ends the session.
+	token := st.stored
+	if token == "" && st.loadErr != nil {
+		token = st.presented
+	}
+	if token != "" {
+		if err := m.store.RemoveUserSession(ctx, st.userID, idOf(token)); err != nil {
+			return storeError(err)
 		}
 	}
-	id := idOf(m.engine.Token(ctx))
-	if err := m.engine.Destroy(ctx); err != nil {
-		return err
-	}
 	if st.stored != "" {
-		m.emit(EventDestroyed, st.userID, id, m.now())
+		m.emit(EventDestroyed, st.userID, idOf(st.stored), m.now())
 	}
-	st.ended()
+	st.end()
+	if st.committed {
+		return fmt.Errorf("%w: the session ended, but its cookie could not be expired", ErrResponseStarted)
+	}
 	return nil
-}
-
-// ended records that the request's session is gone: nothing to save, and
-// the response expires the cookie and clears site data. The caller holds
-// st.mu.
-func (st *state) ended() {
-	st.stored, st.inserted, st.issued, st.dirty, st.changes, st.loadErr, st.userID = "", false, "", false, nil, nil, ""
-	st.clearCookie, st.destroyed = true, true
 }
 
 // FromContext returns the logged-in session of ctx. ok is false for an
@@ -201,7 +224,7 @@ func FromContext(ctx context.Context) (info Info, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	info = st.m.info(ctx, st)
+	info = st.m.info(st)
 	return info, info.UserID != ""
 }
 
@@ -217,8 +240,7 @@ func UserID(ctx context.Context) (string, bool) {
 	if st.stored == "" {
 		return "", false
 	}
-	md, _ := st.m.engine.Get(ctx, metaKey).(meta)
-	return md.UserID, md.UserID != ""
+	return st.userID, st.userID != ""
 }
 
 // Token returns the signed token of the session, the value of its cookie,
@@ -254,10 +276,15 @@ func LoadError(ctx context.Context) error {
 
 // Put sets the value of key in the session; the response saves it. Values
 // of type string, bool, int, int64, float64, []byte and time.Time come back
-// as the same type; any other value is stored as JSON and decoded into the
-// type Get asks for. Keys must not be empty or start with "__".
+// as the same type (a time as the same instant); any other value is stored
+// as JSON and decoded into the type Get asks for. Keys must be valid UTF-8,
+// not empty, and not start with "__" (ErrReservedKey). A value the record
+// could not give back unchanged is refused with ErrInvalidValue and the
+// session is left as it was: a NaN or infinite float, a string that is not
+// valid UTF-8, a time outside years 0 to 9999, or a value encoding/json
+// refuses. After the response has started Put returns ErrResponseStarted.
 func Put(ctx context.Context, key string, value any) error {
-	st, err := writable(ctx, key)
+	st, err := keyed(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -267,7 +294,10 @@ func Put(ctx context.Context, key string, value any) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.m.engine.Put(ctx, key, v)
+	if err := st.canChange(); err != nil {
+		return err
+	}
+	st.m.engine.Put(st.data, key, v)
 	st.change(key, v)
 	return nil
 }
@@ -281,11 +311,12 @@ func Get[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return as[T](st.m.engine.Get(ctx, key))
+	return as[T](st.m.engine.Get(st.data, key))
 }
 
 // Pop returns the value of key as a T, like Get, and removes it from the
-// session.
+// session. Once the response has started, or when the session could not be
+// read, it can remove nothing and returns false.
 func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	st := stateFrom(ctx)
 	if st == nil || !validKey(key) {
@@ -293,23 +324,27 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.loadErr != nil || !st.m.engine.Exists(ctx, key) {
+	if st.canChange() != nil || !st.m.engine.Exists(st.data, key) {
 		return value, false
 	}
 	st.change(key, removal{})
-	return as[T](st.m.engine.Pop(ctx, key))
+	return as[T](st.m.engine.Pop(st.data, key))
 }
 
-// Remove deletes key from the session; the response saves the change.
+// Remove deletes key from the session; the response saves the change. After
+// the response has started it returns ErrResponseStarted.
 func Remove(ctx context.Context, key string) error {
-	st, err := writable(ctx, key)
+	st, err := keyed(ctx, key)
 	if err != nil {
 		return err
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.m.engine.Exists(ctx, key) {
-		st.m.engine.Remove(ctx, key)
+	if err := st.canChange(); err != nil {
+		return err
+	}
+	if st.m.engine.Exists(st.data, key) {
+		st.m.engine.Remove(st.data, key)
 		st.change(key, removal{})
 	}
 	return nil
@@ -328,17 +363,14 @@ func (st *state) change(key string, v any) {
 	st.dirty = true
 }
 
-// writable returns the state of ctx if key may be changed in it.
-func writable(ctx context.Context, key string) (*state, error) {
+// keyed returns the state of ctx if key may name an app value.
+func keyed(ctx context.Context, key string) (*state, error) {
 	st := stateFrom(ctx)
 	switch {
 	case st == nil:
 		return nil, ErrNoSession
 	case !validKey(key):
 		return nil, ErrReservedKey
-	}
-	if err := LoadError(ctx); err != nil {
-		return nil, err
 	}
 	return st, nil
 }
@@ -354,17 +386,17 @@ func as[T any](v any) (T, bool) {
 	return t, ok
 }
 
-// info describes the session of ctx. The caller holds st.mu.
-func (m *Manager) info(ctx context.Context, st *state) Info {
+// info describes the session of st. The caller holds st.mu.
+func (m *Manager) info(st *state) Info {
 	if st.stored == "" {
 		return Info{}
 	}
-	md, _ := m.engine.Get(ctx, metaKey).(meta)
+	md, _ := m.engine.Get(st.data, metaKey).(meta)
 	return Info{
 		ID:        idOf(st.stored),
-		UserID:    md.UserID,
+		UserID:    st.userID,
 		CreatedAt: md.CreatedAt,
-		ExpiresAt: m.engine.Deadline(ctx),
+		ExpiresAt: st.deadline,
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
 		UserAgent: md.UserAgent,

@@ -8,11 +8,34 @@ var (
 	// Retry-After; a user is never logged out by an outage.
 	ErrStoreUnavailable = errors.New("session: store unavailable")
 
-	// ErrNoSession reports that the request context carries no session state:
-	// the handler does not run behind the Sessions middleware.
-	ErrNoSession = errors.New("session: no session in context")
+	// ErrContention reports a write that lost every race against concurrent
+	// writes to the same session or user within the store's time budget.
+	// The store is healthy; the request may be tried again.
+	ErrContention = errors.New("session: too many concurrent changes")
 
-	// ErrReservedKey reports a value key that is empty or starts with "__",
-	// the prefix sessionkit keeps for itself.
-	ErrReservedKey = errors.New("session: empty or reserved value key")
+	// ErrNoSession reports that there is no session to act on: the request
+	// context carries no session state (the handler does not run behind the
+	// Sessions middleware), the session is anonymous, or it was ended
+	// (logged out, revoked, renewed or expired) by another request.
+	ErrNoSession = errors.New("session: no session")
+
+	// ErrResponseStarted reports a change asked for after the response
+	// began (after the first Write, WriteHeader or Flush): the session was
+	// committed then, and a later change could not reach the client.
+	ErrResponseStarted = errors.New("session: response already started")
+
+	// ErrReservedKey reports a value key that is empty, starts with "__",
+	// the prefix sessionkit keeps for itself, or is not valid UTF-8.
+	ErrReservedKey = errors.New("session: empty, reserved or invalid value key")
+
+	// ErrInvalidUserID reports a user id that is empty, not valid UTF-8, or
+	// longer than MaxUserIDLength bytes.
+	ErrInvalidUserID = errors.New("session: invalid user id")
+
+	// ErrInvalidValue reports a value that Put cannot store so that Get
+	// returns it unchanged, such as a NaN or a time outside years 0-9999.
+	ErrInvalidValue = errors.New("session: value cannot be stored")
 )
+
+// MaxUserIDLength is the longest user id accepted, in bytes.
+const MaxUserIDLength = 256

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -22,13 +23,28 @@ import (
 // use the package's context helpers (Create, UserID, Get, Put, Destroy, ...)
 // in handlers.
 type Manager struct {
-	cfg    Config
-	store  Store
+	cfg Config
+	// store is where the Manager reads and writes every record, itself and
+	// with explicit arguments.
+	store Store
+	// engine is scs, kept for its per-request value map (Put, Get, Pop,
+	// Remove, Keys, Clear and the deadline) and its token generation
+	// (RenewToken). Each request's values live in a context of their own,
+	// state.data, made from context.Background(), so that the zero context
+	// key of an engine built as a literal never collides with a nested
+	// Manager's, and so that scs never touches the request's context. Its
+	// store is engineStore: scs never reaches the session store.
 	engine *scs.SessionManager
 	signer *signer
 	log    *slog.Logger
+	outage *logLimiter // warnings that the store is unavailable
 	now    func() time.Time
 }
+
+// outageLogInterval is how often a Manager logs that the store is
+// unavailable while it stays so; the lines in between are counted in the
+// next one.
+const outageLogInterval = 10 * time.Second
 
 // New returns a Manager that keeps sessions in store, or an error naming the
 // first invalid field of cfg.
@@ -44,83 +60,116 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, store: store, signer: sg, log: cfg.Logger, now: time.Now}
-
+	m := &Manager{
+		cfg:    cfg,
+		store:  store,
+		signer: sg,
+		log:    cfg.Logger,
+		outage: &logLimiter{interval: outageLogInterval},
+		now:    time.Now,
+	}
 	// Built as a literal, not with scs.New, which starts a cleanup goroutine
 	// for an in-memory store that would be replaced at once (and that cannot
-	// be stopped without a data race in scs v2.9.0). The literal's context
-	// key is scs's zero key: one Manager per request chain.
-	engine := &scs.SessionManager{
+	// be stopped without a data race in scs v2.9.0).
+	m.engine = &scs.SessionManager{
 		Lifetime: cfg.Lifetime,
-		Store:    scsStore{m: m},
+		Store:    engineStore{},
 		Codec:    codec{},
-		// scs's own idle handling rewrites the whole record on every request
-		// (a second round trip). The Manager instead extends the idle
-		// deadline in the read itself (scsStore.FindCtx), so scs sees none.
-		IdleTimeout: 0,
 	}
-	m.engine = engine
 	return m, nil
 }
+
+// engineStore is the scs store of Manager.engine. scs calls it only from
+// RenewToken and Destroy, to delete the old token's record; the Manager
+// deletes or moves that record itself, in the same store call that ends or
+// renews the session, so Delete does nothing. Find and Commit are never
+// called: scs loads no token and commits nothing.
+type engineStore struct{}
+
+var errEngineStore = errors.New("session: scs engine asked to read or write a record")
+
+// Find implements scs.Store; see engineStore.
+func (engineStore) Find(string) ([]byte, bool, error) { return nil, false, errEngineStore }
+
+// Commit implements scs.Store; see engineStore.
+func (engineStore) Commit(string, []byte, time.Time) error { return errEngineStore }
+
+// Delete implements scs.Store; see engineStore.
+func (engineStore) Delete(string) error { return nil }
 
 // Load reads the session of r, if any, and returns a context that carries
 // it. It never fails: a missing, forged or expired token, and an unreadable
 // record, give an anonymous session; a store that cannot be asked gives an
 // anonymous session that LoadError reports as ErrStoreUnavailable and that
-// is never written back. Tokens that fail verification cost no store command.
+// is never written back. Tokens that fail verification cost no store
+// command. Load never asks for the cookie to be changed: a token that leads
+// nowhere may have been replaced in the browser by a parallel login or
+// renewal since this request left.
+//
+// Managers may be nested, each with its own cookie: the context helpers
+// then act on the innermost session, and each Manager's methods on its own.
 func (m *Manager) Load(r *http.Request) context.Context {
-	st := &state{m: m, userAgent: r.UserAgent()}
+	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
+	st.data, _ = m.engine.Load(context.Background(), "") // an empty token never fails
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.ip = host
 	}
 	if len(st.userAgent) > maxUserAgent {
-		st.userAgent = st.userAgent[:maxUserAgent]
+		st.userAgent = strings.ToValidUTF8(st.userAgent[:maxUserAgent], "")
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
-	signed, fromCookie := m.signedFromRequest(r)
+	signed := m.signedFromRequest(r)
 	if signed == "" {
-		return m.anonymous(ctx)
+		return ctx
 	}
-	// A cookie that does not lead to a session is cleared, so the browser
-	// stops sending it. Errors of the store never clear it.
+	// Anyone can send bad or dead tokens at will: they are logged at Debug
+	// only.
 	token, deadline, err := m.signer.verify(signed)
 	if err != nil {
-		st.clearCookie = fromCookie
-		return m.anonymous(ctx)
+		m.log.Debug("session: token refused: malformed, badly signed or of a retired key")
+		return ctx
 	}
+	id := idOf(token)
 	now := m.now()
 	if !deadline.After(now) {
-		m.emit(EventExpired, "", idOf(token), now)
-		st.clearCookie = fromCookie
-		return m.anonymous(ctx)
+		m.emit(EventExpired, "", id, now)
+		return ctx
 	}
-	st.presented, st.deadline = token, deadline
-
-	loaded, err := m.engine.Load(ctx, token)
-	switch {
-	case errors.Is(err, errBadRecord):
-		m.dropUnreadable(ctx, idOf(token), err)
-		st.clearCookie = fromCookie
-		return m.anonymous(ctx)
-	case err != nil:
-		m.log.Warn("session: store unavailable, serving the request as anonymous", "error", err)
+	st.presented = token
+	ttl := time.Duration(0)
+	if m.cfg.IdleTimeout > 0 {
+		ttl = min(m.cfg.IdleTimeout, deadline.Sub(now))
+	}
+	b, found, err := m.store.Load(ctx, id, ttl)
+	if err != nil {
+		m.outage.do(now, func(suppressed int) {
+			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
+		})
 		st.loadErr = ErrStoreUnavailable
-		return m.anonymous(ctx)
-	case m.engine.Token(loaded) != token || !m.engine.Deadline(loaded).After(now):
-		// Not found (scs handed out a fresh session) or past its deadline:
-		// it timed out, or was ended by a request this one raced with.
-		md, _ := m.engine.Get(loaded, metaKey).(meta)
-		m.emit(EventExpired, md.UserID, idOf(token), now)
-		st.clearCookie = fromCookie
-		return m.anonymous(ctx)
+		return ctx
 	}
-	md, _ := m.engine.Get(loaded, metaKey).(meta)
-	st.stored, st.userID = token, md.UserID
-	st.deadline = m.engine.Deadline(loaded)
+	if !found {
+		m.log.Debug("session: token without a record: ended or timed out", "session", fingerprint(id))
+		return ctx
+	}
+	recDeadline, values, err := codec{}.Decode(b)
+	if err != nil {
+		m.dropUnreadable(ctx, id, err)
+		return ctx
+	}
+	if !recDeadline.After(now) {
+		return ctx
+	}
+	for k, v := range values {
+		m.engine.Put(st.data, k, v)
+	}
+	m.engine.SetDeadline(st.data, recDeadline)
+	md, _ := values[metaKey].(meta)
+	st.stored, st.userID, st.deadline = token, md.UserID, recDeadline
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
-	return loaded
+	return ctx
 }
 
 // dropUnreadable deletes the record of session id, which cannot be decoded
@@ -133,25 +182,28 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 	}
 }
 
-// anonymous returns ctx with a new, empty scs session. Loading the empty
-// token costs no store command.
-func (m *Manager) anonymous(ctx context.Context) context.Context {
-	ctx, _ = m.engine.Load(ctx, "")
-	return ctx
-}
-
 // Commit writes the changes a request made to its session and sets the
 // cookie headers on h that tell the browser about them. Call it once, before
-// the response header is written; middleware.Sessions does. An unchanged
-// session costs no store command and no Set-Cookie. It returns an error
-// matching ErrStoreUnavailable when the changes could not be saved.
+// the response header is written; middleware.Sessions does. From then on the
+// session cannot change: Put, Create, Renew and the like return
+// ErrResponseStarted. An unchanged session costs no store command and no
+// Set-Cookie. It returns an error matching ErrStoreUnavailable (or
+// ErrContention) when the changes could not be saved.
+//
+// Only a logout in this request (Destroy, or a revocation of the request's
+// own session) expires the cookie. A session ended elsewhere while the
+// request ran keeps the cookie untouched: the browser may hold a newer one.
 func (m *Manager) Commit(ctx context.Context, h http.Header) error {
-	st := stateFrom(ctx)
+	st := m.stateIn(ctx)
 	if st == nil {
 		return nil
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.committed {
+		return nil
+	}
+	st.committed = true
 	if st.loadErr != nil {
 		// The session could not be read, so it must not be overwritten, and
 		// the cookie is left alone: the user is still logged in once the
@@ -160,8 +212,8 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 	}
 	if st.dirty {
 		if err := m.save(ctx, st); errors.Is(err, errGone) {
-			m.log.Info("session: ended during the request; changes dropped", "session", fingerprint(idOf(m.engine.Token(ctx))))
-			st.issued, st.clearCookie = "", true
+			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
+			st.gone()
 		} else if err != nil {
 			return err
 		}
@@ -173,40 +225,194 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 			return err
 		}
 		m.setCookie(h, signed, st.deadline)
-	case st.clearCookie:
+	case st.loggedOut:
 		m.setCookie(h, "", time.Time{})
-		if st.destroyed {
-			h.Set("Clear-Site-Data", `"cookies"`)
-			h.Set("Cache-Control", "no-store")
-		}
+		h.Set("Clear-Site-Data", `"cookies"`)
+		h.Set("Cache-Control", "no-store")
 	}
 	return nil
 }
 
-// save writes the session's record: the request's changes merged into the
-// stored record, or a new record under a new token. The caller holds st.mu.
-func (m *Manager) save(ctx context.Context, st *state) error {
+// create logs userID in; see Create. The caller holds st.mu.
+func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, error) {
 	now := m.now()
-	if st.stored != "" && m.engine.Token(ctx) == st.stored {
-		if st.inserted {
-			return m.rewrite(ctx, st, now)
-		}
-		return m.merge(ctx, st, now)
+	// The record the request came with is deleted in the step that inserts
+	// the new one; when the store was down at load time, the request knows
+	// only the token it presented.
+	var replaces string
+	switch {
+	case st.stored != "":
+		replaces = idOf(st.stored)
+	case st.loadErr != nil && st.presented != "":
+		replaces = idOf(st.presented)
 	}
-	md, _ := m.engine.Get(ctx, metaKey).(meta)
-	if md.CreatedAt.IsZero() {
-		md.CreatedAt, md.IP, md.UserAgent = now, st.ip, st.userAgent
+	values := make(map[string]any)
+	if st.userID == "" {
+		values = m.values(st)
 	}
-	md.LastSeen = now
-	m.engine.Put(ctx, metaKey, md)
-	token, deadline, err := m.engine.Commit(ctx)
+	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	values[metaKey] = md
+	deadline := m.deadline(now)
+	record, err := codec{}.Encode(deadline, values)
+	if err != nil {
+		return Info{}, err
+	}
+	token, err := m.newToken(st)
+	if err != nil {
+		return Info{}, err
+	}
+	ttl, _ := m.ttl(deadline, now)
+	revoked, err := m.store.AddUserSession(ctx, NewSession{
+		UserID:   userID,
+		ID:       idOf(token),
+		Record:   record,
+		TTL:      ttl,
+		Deadline: deadline,
+		Limit:    m.cfg.MaxSessionsPerUser,
+		Replaces: replaces,
+	})
+	if err != nil {
+		return Info{}, storeError(err)
+	}
+	_ = m.engine.Clear(st.data) // never fails
+	for k, v := range values {
+		m.engine.Put(st.data, k, v)
+	}
+	m.engine.SetDeadline(st.data, deadline)
+	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
+	st.loadErr, st.loggedOut, st.dirty, st.changes = nil, false, false, nil
+	for _, id := range revoked {
+		m.emit(EventRevoked, userID, id, now)
+	}
+	info := m.info(st)
+	m.emit(EventCreated, userID, info.ID, now)
+	return info, nil
+}
+
+// renew moves the session to a new token; see Renew. The caller holds
+// st.mu.
+func (m *Manager) renew(ctx context.Context, st *state) error {
+	now := m.now()
+	from := idOf(st.stored)
+	ttl, ok := m.ttl(st.deadline, now)
+	if !ok {
+		st.gone()
+		return ErrNoSession
+	}
+	token, err := m.newToken(st)
 	if err != nil {
 		return err
 	}
-	if token != st.presented {
-		st.issued = token
+	var merged map[string]any
+	moved, err := m.store.MoveSession(ctx, Move{
+		UserID:   st.userID,
+		From:     from,
+		To:       idOf(token),
+		TTL:      ttl,
+		Deadline: st.deadline,
+		Merge: func(current []byte) ([]byte, error) {
+			b, values, err := m.mergeChanges(current, st.changes, now)
+			merged = values
+			return b, err
+		},
+	})
+	switch {
+	case errors.Is(err, errBadRecord):
+		m.dropUnreadable(ctx, from, err)
+		st.gone()
+		return ErrNoSession
+	case err != nil:
+		return storeError(err)
+	case !moved:
+		m.log.Debug("session: renewal of a session that had ended", "session", fingerprint(from))
+		st.gone()
+		return ErrNoSession
 	}
-	st.deadline, st.dirty, st.changes = deadline, false, nil
+	// The values are now those of the moved record, other requests'
+	// changes included.
+	_ = m.engine.Clear(st.data) // never fails
+	for k, v := range merged {
+		m.engine.Put(st.data, k, v)
+	}
+	m.engine.SetDeadline(st.data, st.deadline)
+	// Later changes in this request merge, like any change to a record
+	// that other requests may have written.
+	st.stored, st.inserted, st.issued = token, false, token
+	st.dirty, st.changes = false, nil
+	m.emit(EventRenewed, st.userID, idOf(token), now)
+	return nil
+}
+
+// newToken returns a new token, made by scs. scs makes tokens only in
+// RenewToken, which also asks its store to delete the old token: with
+// engineStore, that does nothing, so this is token generation alone. It
+// changes the token scs keeps in st.data, which the Manager never reads.
+func (m *Manager) newToken(st *state) (string, error) {
+	if err := m.engine.RenewToken(st.data); err != nil {
+		return "", err
+	}
+	return m.engine.Token(st.data), nil
+}
+
+// deadline returns the absolute deadline of a session created at now, in
+// whole milliseconds, as the token carries it.
+func (m *Manager) deadline(now time.Time) time.Time {
+	return time.UnixMilli(now.Add(m.cfg.Lifetime + time.Millisecond - 1).UnixMilli())
+}
+
+// values returns a copy of the session's values. The caller holds st.mu.
+func (m *Manager) values(st *state) map[string]any {
+	keys := m.engine.Keys(st.data)
+	values := make(map[string]any, len(keys)+1)
+	for _, k := range keys {
+		values[k] = m.engine.Get(st.data, k)
+	}
+	return values
+}
+
+// save writes the session's record: a new anonymous session, the whole
+// session over a record this request created, or the request's changes
+// merged into the stored record. The caller holds st.mu.
+func (m *Manager) save(ctx context.Context, st *state) error {
+	now := m.now()
+	switch {
+	case st.stored == "":
+		return m.insert(ctx, st, now)
+	case st.inserted:
+		return m.rewrite(ctx, st, now)
+	default:
+		return m.merge(ctx, st, now)
+	}
+}
+
+// insert stores the values of an anonymous session that has no record yet
+// under a new token. The caller holds st.mu.
+func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
+	values := m.values(st)
+	md := meta{CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	values[metaKey] = md
+	deadline := m.deadline(now)
+	record, err := codec{}.Encode(deadline, values)
+	if err != nil {
+		return err
+	}
+	token, err := m.newToken(st)
+	if err != nil {
+		return err
+	}
+	ttl, _ := m.ttl(deadline, now)
+	written, err := m.store.Insert(ctx, idOf(token), record, ttl)
+	switch {
+	case err != nil:
+		return storeError(err)
+	case !written:
+		// 256 random bits never collide; a taken id means a broken random source.
+		return errors.New("session: new session id already taken")
+	}
+	m.engine.Put(st.data, metaKey, md)
+	m.engine.SetDeadline(st.data, deadline)
+	st.stored, st.inserted, st.deadline, st.issued = token, true, deadline, token
+	st.dirty, st.changes = false, nil
 	return nil
 }
 
@@ -219,21 +425,18 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 	if !ok {
 		return errGone
 	}
-	md, _ := m.engine.Get(ctx, metaKey).(meta)
+	values := m.values(st)
+	md, _ := values[metaKey].(meta)
 	md.LastSeen = now
-	m.engine.Put(ctx, metaKey, md)
-	values := make(map[string]any)
-	for _, k := range m.engine.Keys(ctx) {
-		values[k] = m.engine.Get(ctx, k)
-	}
-	b, err := m.engine.Codec.Encode(m.engine.Deadline(ctx), values)
+	values[metaKey] = md
+	record, err := codec{}.Encode(st.deadline, values)
 	if err != nil {
 		return err
 	}
-	written, err := m.store.Update(ctx, idOf(st.stored), b, ttl)
+	written, err := m.store.Update(ctx, idOf(st.stored), record, ttl)
 	switch {
 	case err != nil:
-		return unavailable(err)
+		return storeError(err)
 	case !written:
 		return errGone
 	}
@@ -253,33 +456,41 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 	}
 	id := idOf(st.stored)
 	written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
-		deadline, values, err := codec{}.Decode(current)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range st.changes {
-			if _, removed := v.(removal); removed {
-				delete(values, k)
-			} else {
-				values[k] = v
-			}
-		}
-		md, _ := values[metaKey].(meta)
-		md.LastSeen = now
-		values[metaKey] = md
-		return codec{}.Encode(deadline, values)
+		b, _, err := m.mergeChanges(current, st.changes, now)
+		return b, err
 	})
 	switch {
 	case errors.Is(err, errBadRecord):
 		m.dropUnreadable(ctx, id, err)
 		return errGone
 	case err != nil:
-		return unavailable(err)
+		return storeError(err)
 	case !written:
 		return errGone
 	}
 	st.dirty, st.changes = false, nil
 	return nil
+}
+
+// mergeChanges returns the record current with changes applied and its
+// last-seen time set to now, and the merged values.
+func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.Time) ([]byte, map[string]any, error) {
+	deadline, values, err := codec{}.Decode(current)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, v := range changes {
+		if _, removed := v.(removal); removed {
+			delete(values, k)
+		} else {
+			values[k] = v
+		}
+	}
+	md, _ := values[metaKey].(meta)
+	md.LastSeen = now
+	values[metaKey] = md
+	b, err := codec{}.Encode(deadline, values)
+	return b, values, err
 }
 
 // setCookie adds the session cookie to h: value until deadline, or, with a

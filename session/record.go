@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // recordVersion is the value of the "v" field of the records this package
@@ -115,9 +118,10 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 	return rec.ExpiresAt, values, nil
 }
 
-// validKey reports whether k may name an app value.
+// validKey reports whether k may name an app value: not empty, not
+// starting with "__", and valid UTF-8, which JSON keeps as it is.
 func validKey(k string) bool {
-	return k != "" && (len(k) < 2 || k[:2] != "__")
+	return k != "" && !strings.HasPrefix(k, "__") && utf8.ValidString(k)
 }
 
 // Each app value is stored as a one-member object naming its type, such as
@@ -137,19 +141,69 @@ const (
 
 // normalize returns the form in which a value is held in the session: the
 // value itself for the tagged types, or its JSON encoding for any other type.
+// It refuses, with ErrInvalidValue, a value that the record could not give
+// back unchanged: a NaN or infinite float, a string that is not valid UTF-8,
+// a time outside years 0 to 9999 (RFC 3339's range), and a value that
+// encoding/json refuses or would have to alter. A time whose zone offset has
+// seconds, which RFC 3339 cannot write, is kept as the same instant in UTC.
 func normalize(v any) (any, error) {
 	switch v := v.(type) {
-	case string, bool, int, int64, float64, []byte, jsonValue:
+	case string:
+		if !utf8.ValidString(v) {
+			return nil, fmt.Errorf("%w: string is not valid UTF-8", ErrInvalidValue)
+		}
+		return v, nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%w: %v has no JSON form", ErrInvalidValue, v)
+		}
+		return v, nil
+	case bool, int, int64, []byte, jsonValue:
 		return v, nil
 	case time.Time:
-		return v.Round(0), nil // drop the monotonic reading, which JSON cannot carry
+		t := v.Round(0) // drop the monotonic reading, which JSON cannot carry
+		if _, offset := t.Zone(); offset%60 != 0 {
+			t = t.UTC()
+		}
+		if y := t.Year(); y < 0 || y > 9999 {
+			return nil, fmt.Errorf("%w: year %d is outside 0-9999", ErrInvalidValue, y)
+		}
+		return t, nil
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, fmt.Errorf("session: value of type %T cannot be stored: %w", v, err)
+			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
+		}
+		if replacedInvalidUTF8(b) {
+			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
 		return jsonValue(b), nil
 	}
+}
+
+// replacedInvalidUTF8 reports whether encoding/json, writing b, replaced
+// invalid UTF-8 in a string with the escape \ufffd. It writes a valid U+FFFD
+// as itself, never escaped, so an escape \ufffd in its output always stands
+// for replaced bytes. The escape is the backslash before "ufffd" when the run
+// of backslashes ending there is odd; in an even run the backslashes escape
+// each other and "ufffd" is plain text.
+func replacedInvalidUTF8(b []byte) bool {
+	const esc = `\ufffd`
+	for i := bytes.Index(b, []byte(esc)); i >= 0; {
+		run := 1
+		for j := i - 1; j >= 0 && b[j] == '\\'; j-- {
+			run++
+		}
+		if run%2 == 1 {
+			return true
+		}
+		next := bytes.Index(b[i+len(esc):], []byte(esc))
+		if next < 0 {
+			return false
+		}
+		i += len(esc) + next
+	}
+	return false
 }
 
 func encodeValue(v any) (json.RawMessage, error) {

@@ -7,10 +7,21 @@ import (
 	"time"
 )
 
-// Store keeps session records, keyed by session id (the hash of the token,
-// never the token). redisstore.Store implements it on Redis. Records expire
-// by themselves after their time to live; every method must honour ctx.
+// Store keeps session records and the index of each user's sessions, keyed
+// by session id (the hash of the token, never the token). redisstore.Store
+// implements it on Redis. Records expire by themselves after their time to
+// live; every method must honour ctx.
+//
+// The Manager calls the Store itself, with explicit arguments, for every
+// read and write: loading a session, saving its changes, inserting a login,
+// moving a session to a new token, and ending sessions.
 type Store interface {
+	RecordStore
+	UserStore
+}
+
+// RecordStore is the part of a Store that keeps one session's record.
+type RecordStore interface {
 	// Load returns the record stored under id and whether there is one. A
 	// ttl > 0 also resets the record's time to live to ttl in the same
 	// command; ttl == 0 only reads.
@@ -37,17 +48,34 @@ type Store interface {
 	// Remove deletes the record under id. Removing a missing id is not an
 	// error.
 	Remove(ctx context.Context, id string) error
+}
 
-	// AddUserSession stores a new session of userID in one round trip:
-	// the record under id with the ttl, only if id is free; id in the
-	// user's index, which lists the user's sessions by absolute deadline;
-	// and the removal of the record of replaced ("" for none). With
-	// limit > 0 it also removes the user's oldest sessions so that at most
-	// limit remain, counting the new one, and returns their ids. A failure
-	// part way must never leave the replaced session alive beside the new
-	// one, nor a usable session outside the index; with a limit, choosing
-	// the sessions to revoke and inserting must be one atomic step.
-	AddUserSession(ctx context.Context, userID, id string, record []byte, ttl time.Duration, deadline time.Time, limit int, replaced string) (revoked []string, err error)
+// UserStore is the part of a Store that keeps each user's sessions together
+// with their index, which lists a user's sessions by absolute deadline.
+//
+// A method that gives up because concurrent writers kept changing what it
+// read, for its whole time budget, returns an error with a method
+// Contention() bool that reports true; the Manager reports it as
+// ErrContention rather than as an outage.
+type UserStore interface {
+	// AddUserSession stores a new session of s.UserID: the record under
+	// s.ID, only if s.ID is free, and s.ID in the user's index. It deletes
+	// the record of s.Replaces, if any, in the same step. With s.Limit > 0
+	// it also removes the user's oldest sessions so that at most s.Limit
+	// remain, counting the new one and not counting s.Replaces, and returns
+	// their ids. A failure part way must never leave the replaced session
+	// alive beside the new one, nor a usable session outside the index;
+	// with a limit, choosing the sessions to revoke and inserting must be
+	// one atomic step.
+	AddUserSession(ctx context.Context, s NewSession) (revoked []string, err error)
+
+	// MoveSession moves a session to a new id, atomically: only while the
+	// record under m.From exists, it writes m.Merge(that record) under m.To,
+	// deletes m.From, and replaces m.From with m.To in the index of
+	// m.UserID ("" for an anonymous session, which has no index). It
+	// reports whether it moved; false means the session had ended, and
+	// nothing was written.
+	MoveSession(ctx context.Context, m Move) (bool, error)
 
 	// RemoveUserSession deletes the record under id and takes id out of
 	// the index of userID; an empty userID is an anonymous session, which
@@ -64,103 +92,47 @@ type Store interface {
 	RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error)
 }
 
+// NewSession is what UserStore.AddUserSession stores.
+//
+// It is an alias of an unnamed struct type rather than a defined type, so
+// that a store in another package can declare the identical struct and
+// satisfy UserStore without importing this package, whose tests import
+// that store (redisstore does; a test there checks that both still match).
+type NewSession = struct {
+	UserID   string
+	ID       string
+	Record   []byte
+	TTL      time.Duration // the record's time to live
+	Deadline time.Time     // the session's absolute deadline, its score in the index
+	Limit    int           // with Limit > 0, at most Limit sessions of the user remain
+	Replaces string        // id of the session this one replaces, or ""
+}
+
+// Move is what UserStore.MoveSession does. Like NewSession, it is an alias
+// of an unnamed struct type.
+type Move = struct {
+	UserID   string
+	From     string // id of the session's current record
+	To       string // id of its new record
+	TTL      time.Duration
+	Deadline time.Time // the session's absolute deadline, its score in the index
+	// Merge returns the new record from the current one. An error from it
+	// ends the move, unwritten.
+	Merge func(current []byte) ([]byte, error)
+}
+
 // errGone reports that a session's record disappeared while a request was
 // using it: it was logged out, revoked or expired meanwhile.
 var errGone = errors.New("session: session ended during the request")
 
-// scsStore adapts a Store to the scs.CtxStore that scs.SessionManager calls.
-// scs hands it tokens; it keys the Store by the token's id. It reads the
-// request's state from ctx, which the Manager always puts there before
-// calling scs, and is called with that state's lock held.
-type scsStore struct {
-	m *Manager
-}
-
-// FindCtx implements scs.CtxStore. It extends the idle deadline in the same
-// command that reads the record.
-func (a scsStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	st := stateFrom(ctx)
-	ttl := time.Duration(0)
-	if a.m.cfg.IdleTimeout > 0 {
-		ttl = min(a.m.cfg.IdleTimeout, st.deadline.Sub(a.m.now()))
+// storeError wraps an error of the store so that callers can test it with
+// errors.Is: ErrContention when concurrent writers kept getting in its way,
+// ErrStoreUnavailable otherwise.
+func storeError(err error) error {
+	var c interface{ Contention() bool }
+	if errors.As(err, &c) && c.Contention() {
+		return fmt.Errorf("%w: %w", ErrContention, err)
 	}
-	b, found, err := a.m.store.Load(ctx, idOf(token), ttl)
-	if err != nil {
-		return nil, false, unavailable(err)
-	}
-	return b, found, nil
-}
-
-// CommitCtx implements scs.CtxStore. The Manager calls scs's Commit only
-// for a new token (changes to a stored session go through Manager.merge), so
-// this inserts: only if the id is free, together with the user's index, the
-// session limit and the removal of the record the new token replaces.
-func (a scsStore) CommitCtx(ctx context.Context, token string, b []byte, deadline time.Time) error {
-	st := stateFrom(ctx)
-	now := a.m.now()
-	ttl, ok := a.m.ttl(deadline, now)
-	if !ok {
-		return errGone
-	}
-	id := idOf(token)
-	if st.userID == "" {
-		ok, err := a.m.store.Insert(ctx, id, b, ttl)
-		switch {
-		case err != nil:
-			return unavailable(err)
-		case !ok:
-			// 256 random bits never collide; a taken id means a broken random source.
-			return errors.New("session: new session id already taken")
-		}
-	} else {
-		revoked, err := a.m.store.AddUserSession(ctx, st.userID, id, b, ttl, deadline, st.limit, st.replaced)
-		if err != nil {
-			return unavailable(err)
-		}
-		st.replaced = ""
-		for _, rid := range revoked {
-			a.m.emit(EventRevoked, st.userID, rid, now)
-		}
-	}
-	st.stored, st.inserted = token, true
-	return nil
-}
-
-// DeleteCtx implements scs.CtxStore. While a user's token is being renewed
-// the deletion is left to the insert of the new token, which does both in
-// one round trip; otherwise the record goes at once.
-func (a scsStore) DeleteCtx(ctx context.Context, token string) error {
-	if token == "" {
-		return nil
-	}
-	st := stateFrom(ctx)
-	if st.renewing && st.userID != "" {
-		st.replaced = idOf(token)
-		return nil
-	}
-	if err := a.m.store.RemoveUserSession(ctx, st.userID, idOf(token)); err != nil {
-		return unavailable(err)
-	}
-	return nil
-}
-
-// errNoContext is returned by the context-free scs.Store methods. scs calls
-// the context forms whenever a store has them, so these only satisfy the
-// interface.
-var errNoContext = errors.New("session: scs store called without a context")
-
-// Find implements scs.Store; see errNoContext.
-func (scsStore) Find(string) ([]byte, bool, error) { return nil, false, errNoContext }
-
-// Commit implements scs.Store; see errNoContext.
-func (scsStore) Commit(string, []byte, time.Time) error { return errNoContext }
-
-// Delete implements scs.Store; see errNoContext.
-func (scsStore) Delete(string) error { return errNoContext }
-
-// unavailable wraps a store error so that callers can test it with
-// errors.Is(err, ErrStoreUnavailable).
-func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 }
 

@@ -30,7 +30,9 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 
 // signer signs and verifies the value carried by the cookie and the
 // Authorization header: an scs token and the session's absolute deadline,
-// "<token>.<deadline in unix seconds>", under HMAC-SHA256.
+// "<token>:<deadline in unix milliseconds>", under HMAC-SHA256. It also
+// verifies the form signed by earlier versions, "<token>.<deadline in unix
+// seconds>", so that an upgrade logs nobody out.
 //
 // Carrying the deadline lets a request past it be refused without asking
 // Redis, and lets the idle extension of a read be capped at the deadline in
@@ -61,7 +63,7 @@ func newSigner(keys [][]byte, lifetime time.Duration) (*signer, error) {
 
 // sign returns the value to put in the cookie for token and deadline.
 func (s *signer) sign(token string, deadline time.Time) (string, error) {
-	payload := token + "." + strconv.FormatInt(deadline.Unix(), 10)
+	payload := token + ":" + strconv.FormatInt(deadline.UnixMilli(), 10)
 	v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
 	if err != nil {
 		return "", errors.New("session: cannot sign token")
@@ -80,16 +82,25 @@ func (s *signer) verify(signed string) (token string, deadline time.Time, err er
 	if securecookie.DecodeMulti(macName, signed, &payload, s.codecs...) != nil {
 		return "", time.Time{}, errBadToken
 	}
-	token, unix, ok := strings.Cut(string(payload), ".")
+	msPerUnit := int64(1)
+	token, n, ok := strings.Cut(string(payload), ":")
+	if !ok {
+		msPerUnit = 1000 // seconds, signed by an earlier version
+		token, n, ok = strings.Cut(string(payload), ".")
+	}
 	if !ok || !validToken(token) {
 		return "", time.Time{}, errBadToken
 	}
-	sec, err := strconv.ParseInt(unix, 10, 64)
-	if err != nil || sec <= 0 {
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || v <= 0 || v > maxDeadline/msPerUnit {
 		return "", time.Time{}, errBadToken
 	}
-	return token, time.Unix(sec, 0), nil
+	return token, time.UnixMilli(v * msPerUnit), nil
 }
+
+// maxDeadline bounds a signed deadline, in unix milliseconds: the end of
+// year 9999, past which the record's RFC 3339 times cannot be written.
+const maxDeadline = 253402300799999
 
 // validToken reports whether t has the shape of an scs token.
 func validToken(t string) bool {
@@ -121,16 +132,16 @@ func fingerprint(id string) string {
 	return id[:8]
 }
 
-// signedFromRequest returns the signed token of r and whether it came from
-// the cookie. An "Authorization: Bearer" header wins over the cookie: an API
-// client that sends one means it.
-func (m *Manager) signedFromRequest(r *http.Request) (signed string, fromCookie bool) {
+// signedFromRequest returns the signed token of r, or "". An
+// "Authorization: Bearer" header wins over the cookie: an API client that
+// sends one means it.
+func (m *Manager) signedFromRequest(r *http.Request) string {
 	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(v), false
+		return strings.TrimSpace(v)
 	}
 	c, err := r.Cookie(m.cfg.CookieName)
 	if err != nil {
-		return "", false
+		return ""
 	}
-	return c.Value, true
+	return c.Value
 }

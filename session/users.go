@@ -14,11 +14,14 @@ var ErrNotFound = errors.New("session: no such session for this user")
 // it is among them, has Current set. The cost depends on the user's sessions
 // only, never on the number of sessions in the store.
 func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
+	if err := validUserID(userID); err != nil {
+		return nil, err
+	}
 	ids, records, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, storeError(err)
 	}
-	current := currentID(ctx)
+	current := m.currentID(ctx)
 	infos := make([]Info, 0, len(ids))
 	for i, id := range ids {
 		deadline, values, err := codec{}.Decode(records[i])
@@ -52,15 +55,18 @@ func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
 // own. Revoking the session of ctx itself also expires the cookie in the
 // response.
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
+	if err := validUserID(userID); err != nil {
+		return err
+	}
 	ids, _, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
-		return unavailable(err)
+		return storeError(err)
 	}
 	if !slices.Contains(ids, id) {
 		return ErrNotFound
 	}
 	if err := m.store.RemoveUserSession(ctx, userID, id); err != nil {
-		return unavailable(err)
+		return storeError(err)
 	}
 	m.revoked(ctx, userID, []string{id})
 	return nil
@@ -71,9 +77,12 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 // session created while it runs is either ended too or was created after it
 // returned.
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
+	if err := validUserID(userID); err != nil {
+		return 0, err
+	}
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, storeError(err)
 	}
 	m.revoked(ctx, userID, ids)
 	return len(ids), nil
@@ -81,40 +90,48 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
+// The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
-	info, ok := FromContext(ctx)
-	if !ok {
+	st := m.stateIn(ctx)
+	if st == nil {
+		return 0, ErrNoSession
+	}
+	st.mu.Lock()
+	info := m.info(st)
+	st.mu.Unlock()
+	if info.UserID == "" {
 		return 0, ErrNoSession
 	}
 	ids, err := m.store.RemoveUserSessions(ctx, info.UserID, info.ID)
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, storeError(err)
 	}
 	m.revoked(ctx, info.UserID, ids)
 	return len(ids), nil
 }
 
-// revoked emits the events of revoked sessions and, when the session of ctx
-// is among them, ends it in the request too.
+// revoked emits the events of revoked sessions and, when m's session in ctx
+// is among them, ends it in the request too: the request revoked its own
+// session, so the response expires the cookie.
 func (m *Manager) revoked(ctx context.Context, userID string, ids []string) {
 	now := m.now()
 	for _, id := range ids {
 		m.emit(EventRevoked, userID, id, now)
 	}
-	st := stateFrom(ctx)
+	st := m.stateIn(ctx)
 	if st == nil {
 		return
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.stored != "" && slices.Contains(ids, idOf(st.stored)) {
-		st.ended()
+		st.end()
 	}
 }
 
-// currentID returns the id of the session of ctx, or "".
-func currentID(ctx context.Context) string {
-	st := stateFrom(ctx)
+// currentID returns the id of m's session in ctx, or "".
+func (m *Manager) currentID(ctx context.Context) string {
+	st := m.stateIn(ctx)
 	if st == nil {
 		return ""
 	}

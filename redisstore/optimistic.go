@@ -1,0 +1,97 @@
+package redisstore
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Backoff between the attempts of an optimistic transaction.
+const (
+	minBackoff = time.Millisecond
+	maxBackoff = 32 * time.Millisecond
+)
+
+// optimistic runs attempt, one try of an optimistic transaction (WATCH,
+// read, then MULTI/EXEC), until it reports that it is done or fails. Each
+// time a watched key changed before EXEC (retry), it waits a random time up
+// to a bound that doubles from minBackoff to maxBackoff, so that writers
+// racing for the same keys spread out instead of colliding again, and tries
+// again for as long as the deadline of ctx leaves time for one more wait and
+// attempt. Then it gives up with ErrContention: a contended call fails as
+// contention, not as a timeout that looks like an outage.
+func optimistic(ctx context.Context, attempt func() (retry bool, err error)) error {
+	bound := minBackoff
+	for {
+		start := time.Now()
+		retry, err := attempt()
+		if err != nil || !retry {
+			return err
+		}
+		took := time.Since(start)
+		wait := rand.N(bound) + 1 // rand.N panics on 0
+		bound = min(2*bound, maxBackoff)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+2*took {
+			return ErrContention
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ErrContention
+		case <-t.C:
+		}
+	}
+}
+
+// turns makes the optimistic transactions of one Store on the same key
+// take turns, so that they contend only with other processes' writers:
+// without it, n requests of one instance writing one session at once make
+// on the order of n² attempts between them, and the last ones run out of
+// time. The zero value is ready to use.
+type turns struct {
+	mu   sync.Mutex
+	keys map[string]*turn
+}
+
+// turn is the queue of one key: ch holds a value while a call has its turn.
+type turn struct {
+	ch   chan struct{}
+	refs int // calls holding or waiting for a turn
+}
+
+// take waits for the turn of key and returns the function that ends it. It
+// gives up with ErrContention when ctx is done first.
+func (t *turns) take(ctx context.Context, key string) (release func(), err error) {
+	t.mu.Lock()
+	tn := t.keys[key]
+	if tn == nil {
+		if t.keys == nil {
+			t.keys = make(map[string]*turn)
+		}
+		tn = &turn{ch: make(chan struct{}, 1)}
+		t.keys[key] = tn
+	}
+	tn.refs++
+	t.mu.Unlock()
+	select {
+	case tn.ch <- struct{}{}:
+		return func() {
+			<-tn.ch
+			t.leave(key, tn)
+		}, nil
+	case <-ctx.Done():
+		t.leave(key, tn)
+		return nil, ErrContention
+	}
+}
+
+// leave forgets tn once no call holds or waits for it.
+func (t *turns) leave(key string, tn *turn) {
+	t.mu.Lock()
+	if tn.refs--; tn.refs == 0 {
+		delete(t.keys, key)
+	}
+	t.mu.Unlock()
+}
