@@ -283,10 +283,11 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 }
 
 // storeError answers a failed session operation: 503 with Retry-After when
-// the store is unavailable, 500 otherwise.
+// the store is unavailable or too busy with concurrent changes, 500
+// otherwise.
 func (s *server) storeError(w http.ResponseWriter, err error) {
 	s.log.Error("example: session operation failed", "error", err)
-	if errors.Is(err, session.ErrStoreUnavailable) {
+	if errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "session store unavailable")
 		return

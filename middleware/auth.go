@@ -58,8 +58,14 @@ func wantsPage(r *http.Request) bool {
 // unavailable answers 503 with Retry-After: the session store is down and the
 // client should try again shortly.
 func unavailable(w http.ResponseWriter) {
+	retryLater(w, "session store unavailable")
+}
+
+// retryLater answers 503 with Retry-After and the error msg, a constant of
+// this package.
+func retryLater(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", "1")
-	writeJSONError(w, http.StatusServiceUnavailable, "session store unavailable")
+	writeJSONError(w, http.StatusServiceUnavailable, msg)
 }
 
 // writeJSONError answers code with {"error": msg}. msg is a constant of this

@@ -2,9 +2,14 @@ package middleware_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -195,44 +200,108 @@ func TestTokenNotReadFromURL(t *testing.T) {
 	}
 }
 
-// TestLeastPrivilegeACL runs login, read, write and logout as a Redis ACL
-// user limited to the session keys and the commands the store uses, with
-// scripting denied.
+// TestLeastPrivilegeACL runs login, write, read, renewal, listing,
+// revocation and logout as a Redis ACL user limited to the session keys and
+// to the commands of the ACL that redisstore's package documentation gives,
+// with scripting denied, on DB 0 and on another DB (which needs SELECT).
 func TestLeastPrivilegeACL(t *testing.T) {
-	r := redistest.Start(t, "--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels",
-		"-@all", "+get", "+getex", "+set", "+del", "+ping", "+scan", "+mget", "+exists",
-		"+multi", "+exec", "+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat")
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Username: "sessionkit", Password: "acl-pass-5d2"})
+	commands := []string{"get", "getex", "set", "del", "scan", "mget", "ping", "exists", "multi", "exec", "discard",
+		"watch", "unwatch", "zadd", "zrange", "zrem", "zremrangebyscore", "pexpireat", "select"}
+	// They are the commands of the ACL SETUSER example in redisstore/doc.go.
+	doc, err := os.ReadFile(filepath.Join("..", "redisstore", "doc.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	conn, err := redis.Dial("tcp", r.Addr(), redis.DialUsername("sessionkit"), redis.DialPassword("acl-pass-5d2"))
-	if err != nil {
-		t.Fatal(err)
+	_, example, _ := strings.Cut(string(doc), "ACL SETUSER")
+	example, _, _ = strings.Cut(example, "\n//\n")
+	var documented []string
+	for _, m := range regexp.MustCompile(`\+([a-z]+)`).FindAllStringSubmatch(example, -1) {
+		documented = append(documented, m[1])
 	}
-	if _, err := conn.Do("EVAL", "return 1", 0); err == nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("EVAL as the ACL user = %v, want NOPERM: the ACL is not restrictive", err)
+	if got, want := slices.Sorted(slices.Values(documented)), slices.Sorted(slices.Values(commands)); !slices.Equal(got, want) {
+		t.Errorf("commands of the ACL SETUSER example in redisstore/doc.go = %v, want %v", got, want)
 	}
-	conn.Close()
-	h := newHarness(t, harnessOpts{redis: r, store: store})
-	c := h.client()
-	id, _ := h.login(c, "alice")
-	h.hooked = func(w http.ResponseWriter, r *http.Request) {
-		if err := session.Put(r.Context(), "k", 1); err != nil {
-			t.Error(err)
-		}
+	acl := []string{"--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels", "-@all"}
+	for _, c := range commands {
+		acl = append(acl, "+"+c)
 	}
-	if got := h.do(c, "POST", "/hook", nil).code; got != 200 {
-		t.Errorf("write under the ACL user = %d, want 200", got)
-	}
-	if got := h.do(c, "GET", "/me", nil).code; got != 200 {
-		t.Errorf("read under the ACL user = %d, want 200", got)
-	}
-	if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
-		t.Errorf("logout under the ACL user = %d, want 204", got)
-	}
-	if h.exists(id) {
-		t.Error("record survived logout")
+
+	for _, tc := range []struct {
+		name string
+		db   int
+	}{
+		{"DB 0", 0},
+		{"DB 1", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := redistest.Start(t, acl...)
+			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Username: "sessionkit", Password: "acl-pass-5d2", DB: tc.db})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			if err := store.Ping(context.Background()); err != nil {
+				t.Fatalf("Ping as the ACL user on DB %d = %v, want nil", tc.db, err)
+			}
+			conn, err := redis.Dial("tcp", r.Addr(), redis.DialUsername("sessionkit"), redis.DialPassword("acl-pass-5d2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Do("EVAL", "return 1", 0); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("EVAL as the ACL user = %v, want NOPERM: the ACL is not restrictive", err)
+			}
+			conn.Close()
+			// exists reports whether session id has a record in DB db, asked
+			// as the default user.
+			exists := func(db int, id string) bool {
+				t.Helper()
+				conn, err := redis.Dial("tcp", r.Addr(), redis.DialDatabase(db))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				n, err := redis.Int(conn.Do("EXISTS", "session:"+id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n == 1
+			}
+
+			h := newHarness(t, harnessOpts{redis: r, store: store})
+			c := h.client()
+			id, _ := h.login(c, "alice")
+			if !exists(tc.db, id) || (tc.db != 0 && exists(0, id)) {
+				t.Errorf("after login: record in DB %d %v, in DB 0 %v; want it in DB %d only", tc.db, exists(tc.db, id), exists(0, id), tc.db)
+			}
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				if err := session.Put(r.Context(), "k", 1); err != nil {
+					t.Error(err)
+				}
+			}
+			if got := h.do(c, "POST", "/hook", nil).code; got != 200 {
+				t.Errorf("write under the ACL user = %d, want 200", got)
+			}
+			if got := h.do(c, "GET", "/me", nil).code; got != 200 {
+				t.Errorf("read under the ACL user = %d, want 200", got)
+			}
+			resp := h.do(c, "POST", "/renew", nil)
+			var renewed struct{ ID string }
+			if err := json.Unmarshal([]byte(resp.body), &renewed); resp.code != 200 || err != nil {
+				t.Fatalf("renewal under the ACL user = %d %q, want 200", resp.code, resp.body)
+			}
+			h.login(h.client(), "alice")
+			if got := h.do(c, "GET", "/sessions", nil).code; got != 200 {
+				t.Errorf("listing under the ACL user = %d, want 200", got)
+			}
+			if got := h.do(c, "POST", "/revoke-others", nil).code; got != 200 {
+				t.Errorf("revoking the others under the ACL user = %d, want 200", got)
+			}
+			if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
+				t.Errorf("logout under the ACL user = %d, want 204", got)
+			}
+			if exists(tc.db, id) || exists(tc.db, renewed.ID) {
+				t.Error("record survived renewal and logout")
+			}
+		})
 	}
 }

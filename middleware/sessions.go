@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/sessionkit/sessionkit/session"
@@ -23,7 +24,9 @@ import (
 // session.LoadError) and nothing is written back. When changes cannot be
 // saved, the client gets 503 with Retry-After instead of the handler's
 // response, which the middleware discards: a handler never reports success
-// for a write that was lost.
+// for a write that was lost. The body says "session store unavailable", or
+// "session busy with concurrent changes" when other requests kept changing
+// the session (session.ErrContention) on a healthy store.
 func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	if m == nil {
 		panic("middleware: Sessions: nil Manager")
@@ -56,7 +59,11 @@ func (w *sessionWriter) commit() bool {
 		w.committed = true
 		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
 			w.err = err
-			unavailable(w.ResponseWriter)
+			if errors.Is(err, session.ErrContention) {
+				retryLater(w.ResponseWriter, "session busy with concurrent changes")
+			} else {
+				unavailable(w.ResponseWriter)
+			}
 		}
 	}
 	return w.err == nil

@@ -1,0 +1,386 @@
+package middleware_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// flushers are the two ways a handler flushes: through
+// http.ResponseController, which finds a Flush method by unwrapping, and
+// through an http.Flusher type assertion on the writer it was given.
+var flushers = []struct {
+	name  string
+	flush func(t *testing.T, w http.ResponseWriter) bool // false: it could not flush
+}{
+	{"ResponseController", func(t *testing.T, w http.ResponseWriter) bool {
+		// Its error is not checked: after a failed commit it may report one.
+		http.NewResponseController(w).Flush()
+		return true
+	}},
+	{"http.Flusher", func(t *testing.T, w http.ResponseWriter) bool {
+		f, ok := w.(http.Flusher)
+		if !ok {
+			t.Errorf("w.(http.Flusher): the middleware's %T is not an http.Flusher", w)
+			return false
+		}
+		f.Flush()
+		return true
+	}},
+}
+
+// TestFlushCommits changes the session and then flushes before writing the
+// body: the flush must commit the session first, so that the header it
+// sends carries the new cookie, and it must really send the header then (a
+// streaming handler's client sees it before the handler ends).
+func TestFlushCommits(t *testing.T) {
+	type change struct {
+		name  string
+		apply func(r *http.Request) error
+		check func(t *testing.T, h *harness, c *http.Client)
+	}
+	changes := []change{
+		{"Create", func(r *http.Request) error {
+			_, err := session.Create(r.Context(), "alice")
+			return err
+		}, func(t *testing.T, h *harness, c *http.Client) {
+			if got := h.do(c, "GET", "/me", nil); got.code != 200 || got.body != "alice" {
+				t.Errorf("GET /me after a login that flushed = %d %q, want 200 alice", got.code, got.body)
+			}
+		}},
+		{"Put on an anonymous session", func(r *http.Request) error {
+			return session.Put(r.Context(), "cart", "3")
+		}, func(t *testing.T, h *harness, c *http.Client) {
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				v, _ := session.Get[string](r.Context(), "cart")
+				io.WriteString(w, v)
+			}
+			if got := h.do(c, "GET", "/hook", nil); got.code != 200 || got.body != "3" {
+				t.Errorf("cart after a Put that flushed = %d %q, want 200 \"3\"", got.code, got.body)
+			}
+		}},
+	}
+	for _, fl := range flushers {
+		for _, ch := range changes {
+			t.Run(ch.name+" then "+fl.name, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				c := h.client()
+				headerSeen := make(chan struct{})
+				h.hooked = func(w http.ResponseWriter, r *http.Request) {
+					if err := ch.apply(r); err != nil {
+						t.Errorf("%s: %v", ch.name, err)
+					}
+					if fl.flush(t, w) {
+						select {
+						case <-headerSeen:
+						case <-time.After(5 * time.Second):
+							t.Error("the client had no response header 5s after the handler flushed")
+						}
+					}
+					io.WriteString(w, "body")
+				}
+				req, err := http.NewRequest("POST", h.srv.URL+"/hook", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := c.Do(req) // returns once the header has arrived
+				close(headerSeen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != 200 || string(body) != "body" {
+					t.Errorf("POST /hook = %d %q, want 200 \"body\"", resp.StatusCode, body)
+				}
+				if sc := resp.Header.Values("Set-Cookie"); !slices.ContainsFunc(sc, func(v string) bool {
+					return strings.HasPrefix(v, "session=") && !strings.HasPrefix(v, "session=;")
+				}) {
+					t.Errorf("Set-Cookie = %q, want the new session's cookie", sc)
+				}
+				ch.check(t, h, c)
+			})
+		}
+	}
+}
+
+// TestFlushAfterFailedSave loses Redis between loading a session and a
+// flush that must save a change: as without a flush (TestCommitFailure),
+// the client gets 503 with Retry-After, never the handler's 200.
+func TestFlushAfterFailedSave(t *testing.T) {
+	for _, fl := range flushers {
+		t.Run(fl.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			c := h.client()
+			h.login(c, "alice")
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				h.redis.Stop(t)
+				if err := session.Put(r.Context(), "k", "v"); err != nil {
+					t.Errorf("Put: %v", err)
+				}
+				fl.flush(t, w)
+				io.WriteString(w, "saved")
+			}
+			resp := h.do(c, "POST", "/hook", nil)
+			if resp.code != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || resp.body == "saved" {
+				t.Errorf("POST /hook (flushed, save lost) = %d %q, Retry-After %q; want 503 with Retry-After",
+					resp.code, resp.body, resp.header.Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// TestChangeAfterResponseStarted changes the session after the response has
+// started: the cookie and the 503 of a failed save can no longer be sent,
+// so every helper that would need them returns ErrResponseStarted and
+// changes nothing.
+func TestChangeAfterResponseStarted(t *testing.T) {
+	starts := []struct {
+		name  string
+		start func(w http.ResponseWriter)
+	}{
+		{"Write", func(w http.ResponseWriter) { io.WriteString(w, "started ") }},
+		{"Flush", func(w http.ResponseWriter) { http.NewResponseController(w).Flush() }},
+	}
+	// The session has user alice and the value keep=1 before the request;
+	// after it, "state" reads them back as GET /hook reports them.
+	const unchanged = "alice keep=1 late="
+	ops := []struct {
+		name string
+		op   func(r *http.Request) error
+	}{
+		{"Put", func(r *http.Request) error { return session.Put(r.Context(), "late", "v") }},
+		{"Remove", func(r *http.Request) error { return session.Remove(r.Context(), "keep") }},
+		{"Create", func(r *http.Request) error {
+			_, err := session.Create(r.Context(), "mallory")
+			return err
+		}},
+		{"Renew", func(r *http.Request) error { return session.Renew(r.Context()) }},
+		{"Destroy", func(r *http.Request) error { return session.Destroy(r.Context()) }},
+	}
+	for _, st := range starts {
+		for _, op := range ops {
+			t.Run(op.name+" after "+st.name, func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				c := h.client()
+				h.login(c, "alice")
+				h.hooked = func(w http.ResponseWriter, r *http.Request) {
+					if err := session.Put(r.Context(), "keep", "1"); err != nil {
+						t.Errorf("Put(keep): %v", err)
+					}
+				}
+				h.do(c, "POST", "/hook", nil)
+
+				h.hooked = func(w http.ResponseWriter, r *http.Request) {
+					st.start(w)
+					err := op.op(r)
+					if !errors.Is(err, session.ErrResponseStarted) {
+						t.Errorf("%s after %s = %v, want ErrResponseStarted", op.name, st.name, err)
+					}
+					io.WriteString(w, "done")
+				}
+				if got := h.do(c, "POST", "/hook", nil); got.code != 200 {
+					t.Errorf("POST /hook = %d %q, want 200: the response had started", got.code, got.body)
+				}
+
+				if op.name == "Destroy" {
+					return // whether a refused logout still deletes the record is not asserted here
+				}
+				h.hooked = func(w http.ResponseWriter, r *http.Request) {
+					user, _ := session.UserID(r.Context())
+					keep, _ := session.Get[string](r.Context(), "keep")
+					late, _ := session.Get[string](r.Context(), "late")
+					fmt.Fprintf(w, "%s keep=%s late=%s", user, keep, late)
+				}
+				if got := h.do(c, "GET", "/hook", nil).body; got != unchanged {
+					t.Errorf("session after a refused %s = %q, want %q", op.name, got, unchanged)
+				}
+			})
+		}
+	}
+}
+
+// TestTwoManagersInOneChain nests an admin Manager (cookie "admin", keys
+// under "admin:") for /admin/ inside a site Manager (cookie "site"), both on
+// one Redis. The sessions are independent; the context helpers under /admin/
+// see the admin session (the innermost), while the site Manager's methods,
+// called from the same request, act on the site session.
+func TestTwoManagersInOneChain(t *testing.T) {
+	r := redistest.Start(t)
+	logs := new(syncBuffer)
+	newManager := func(prefix, cookie string, key byte) *session.Manager {
+		store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), KeyPrefix: prefix, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		m, err := session.New(store, session.Config{
+			Keys:           [][]byte{bytes.Repeat([]byte{key}, 32)},
+			CookieName:     cookie,
+			InsecureCookie: true,
+			Logger:         slog.New(slog.NewTextHandler(logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	site := newManager("", "site", 's')
+	admin := newManager("admin:", "admin", 'a')
+
+	// Both muxes serve the same handlers, the admin one under /admin.
+	routes := func(mux *http.ServeMux, prefix string) {
+		mux.HandleFunc("POST "+prefix+"/login", func(w http.ResponseWriter, r *http.Request) {
+			info, err := session.Create(r.Context(), r.FormValue("user"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			json.NewEncoder(w).Encode(map[string]string{"id": info.ID})
+		})
+		mux.HandleFunc("GET "+prefix+"/me", func(w http.ResponseWriter, r *http.Request) {
+			user, ok := session.UserID(r.Context())
+			if !ok {
+				http.Error(w, "anonymous", http.StatusUnauthorized)
+				return
+			}
+			io.WriteString(w, user)
+		})
+		mux.HandleFunc("POST "+prefix+"/logout", func(w http.ResponseWriter, r *http.Request) {
+			if err := session.Destroy(r.Context()); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	adminMux := http.NewServeMux()
+	routes(adminMux, "/admin")
+	// The site Manager's methods, called from under /admin/.
+	adminMux.HandleFunc("GET /admin/site-sessions", func(w http.ResponseWriter, r *http.Request) {
+		list, err := site.List(r.Context(), r.FormValue("user"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(list)
+	})
+	adminMux.HandleFunc("POST /admin/site-revoke-others", func(w http.ResponseWriter, r *http.Request) {
+		n, err := site.RevokeOthers(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux := http.NewServeMux()
+	routes(mux, "")
+	mux.Handle("/admin/", middleware.Sessions(admin)(adminMux))
+	srv := httptest.NewServer(middleware.Sessions(site)(mux))
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, redis: r, srv: srv, logs: logs}
+
+	login := func(c *http.Client, path, user string) string {
+		t.Helper()
+		resp := h.do(c, "POST", path+"?user="+user, nil)
+		var out struct{ ID string }
+		if resp.code != 200 || json.Unmarshal([]byte(resp.body), &out) != nil {
+			t.Fatalf("POST %s = %d %q, want 200", path, resp.code, resp.body)
+		}
+		return out.ID
+	}
+	me := func(c *http.Client, path, want string) {
+		t.Helper()
+		resp := h.do(c, "GET", path, nil)
+		if want == "" && resp.code != http.StatusUnauthorized {
+			t.Errorf("GET %s = %d %q, want 401", path, resp.code, resp.body)
+		}
+		if want != "" && (resp.code != 200 || resp.body != want) {
+			t.Errorf("GET %s = %d %q, want 200 %s", path, resp.code, resp.body, want)
+		}
+	}
+	exists := func(key string) bool {
+		t.Helper()
+		n, _ := r.Do(t, "EXISTS", key).(int64)
+		return n == 1
+	}
+
+	c := h.client()
+	siteID := login(c, "/login", "alice")
+	me(c, "/admin/me", "") // a site login is no admin login
+
+	resp := h.do(c, "POST", "/admin/login?user=root", nil)
+	if !slices.ContainsFunc(resp.header.Values("Set-Cookie"), func(v string) bool { return strings.HasPrefix(v, "admin=") }) {
+		t.Errorf("POST /admin/login: Set-Cookie = %q, want an admin cookie", resp.header.Values("Set-Cookie"))
+	}
+	var adminOut struct{ ID string }
+	if resp.code != 200 || json.Unmarshal([]byte(resp.body), &adminOut) != nil {
+		t.Fatalf("POST /admin/login = %d %q, want 200", resp.code, resp.body)
+	}
+	adminID := adminOut.ID
+	me(c, "/admin/me", "root")
+	me(c, "/me", "alice") // an admin login logs nobody out of the site
+	if !exists("session:"+siteID) || !exists("admin:session:"+adminID) {
+		t.Errorf("records: site session:%s %v, admin admin:session:%s %v; want both", siteID[:8], exists("session:"+siteID), adminID[:8], exists("admin:session:"+adminID))
+	}
+
+	// The site Manager's methods under /admin/ use the site session.
+	other := h.client()
+	otherID := login(other, "/login", "alice")
+	resp = h.do(c, "GET", "/admin/site-sessions?user=alice", nil)
+	var list []session.Info
+	if resp.code != 200 || json.Unmarshal([]byte(resp.body), &list) != nil {
+		t.Fatalf("GET /admin/site-sessions = %d %q, want 200", resp.code, resp.body)
+	}
+	var current []string
+	for _, s := range list {
+		if s.Current {
+			current = append(current, s.ID)
+		}
+	}
+	if len(list) != 2 || !slices.Equal(current, []string{siteID}) {
+		t.Errorf("site.List under /admin/: %d sessions, current %q; want 2, current [%s] (the site session)", len(list), current, siteID)
+	}
+	if got := h.do(c, "POST", "/admin/site-revoke-others", nil); got.code != 200 || got.body != "1" {
+		t.Errorf("site.RevokeOthers under /admin/ = %d %q, want 200 1 (the other site session)", got.code, got.body)
+	}
+	if exists("session:" + otherID) {
+		t.Error("site.RevokeOthers under /admin/ left the other site session")
+	}
+	me(other, "/me", "")
+	me(c, "/me", "alice")
+	me(c, "/admin/me", "root")
+
+	// Logging out of one leaves the other.
+	if got := h.do(c, "POST", "/admin/logout", nil).code; got != http.StatusNoContent {
+		t.Errorf("POST /admin/logout = %d, want 204", got)
+	}
+	me(c, "/admin/me", "")
+	me(c, "/me", "alice")
+	if exists("admin:session:"+adminID) || !exists("session:"+siteID) {
+		t.Errorf("after the admin logout: admin record %v, site record %v; want false, true", exists("admin:session:"+adminID), exists("session:"+siteID))
+	}
+	login(c, "/admin/login", "root")
+	if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
+		t.Errorf("POST /logout = %d, want 204", got)
+	}
+	me(c, "/me", "")
+	me(c, "/admin/me", "root")
+}
