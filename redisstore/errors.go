@@ -55,6 +55,9 @@ func classify(op string, err error) error {
 		return fmt.Errorf("%w (%s)", ErrContention, op)
 	}
 	class := ErrUnavailable
+	if errors.Is(err, errIDTaken) {
+		class = ErrRefused // a broken random source does not mend itself
+	}
 	var reply redis.Error
 	var cert *tls.CertificateVerificationError
 	switch {

@@ -38,7 +38,7 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 			next, err := merge(current)
 			if err != nil {
 				// The pool's connection wrapper UNWATCHes on Close.
-				return false, err
+				return false, callerError{err}
 			}
 			conn.Send("MULTI")
 			conn.Send("SET", key, next, "PX", milliseconds(ttl), "XX")

@@ -23,9 +23,14 @@ const (
 // contention, not as a timeout that looks like an outage.
 func optimistic(ctx context.Context, attempt func() (retry bool, err error)) error {
 	bound := minBackoff
-	for {
+	for tries := 0; ; tries++ {
 		start := time.Now()
 		retry, err := attempt()
+		if err != nil && tries > 0 && contextError(ctx) != nil {
+			// The deadline cut short an attempt that only ran because the
+			// earlier ones lost to other writers.
+			return ErrContention
+		}
 		if err != nil || !retry {
 			return err
 		}

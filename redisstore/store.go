@@ -175,6 +175,10 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, c
 	}
 	defer conn.Close()
 	if err := f(ctx, conn); err != nil {
+		var cb callerError
+		if errors.As(err, &cb) {
+			return fmt.Errorf("redisstore: %s: %w", op, cb.err)
+		}
 		// redigo turns the context's deadline into a read deadline, so a
 		// call that ran out of time often fails with an i/o timeout instead
 		// of the context's error; add the latter so that errors.Is(err,
@@ -200,6 +204,13 @@ func (s *Store) doTurn(ctx context.Context, op, key string, f func(ctx context.C
 	defer release()
 	return s.do(ctx, op, f)
 }
+
+// callerError carries an error of the caller's own function (a merge), which
+// says nothing about Redis: do returns it unclassified.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+func (e callerError) Unwrap() error { return e.err }
 
 // contextError returns ctx.Err(), or context.DeadlineExceeded once the
 // deadline has passed even if ctx has not noticed yet: the read deadline

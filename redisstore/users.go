@@ -91,14 +91,29 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 			if err != nil {
 				return err
 			}
-			return added(replies, setAt)
+			err = added(replies, setAt)
+			if errors.Is(err, errIDTaken) {
+				// A plain pipeline cannot skip the ZADD after a SET NX that
+				// did not write: take the id back out, so that the index
+				// never lists a record this call did not write.
+				_, zerr := cmd(ctx, conn, "ZREM", index, a.ID)
+				err = errors.Join(err, zerr)
+			}
+			return err
 		})
 		return nil, err
 	}
 	err = s.doTurn(ctx, "add user session", index, func(ctx context.Context, conn redis.Conn) error {
+		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
-			if _, err := cmd(ctx, conn, "WATCH", index); err != nil {
+			conn.Send("WATCH", index, key)
+			taken, err := redis.Bool(cmd(ctx, conn, "EXISTS", key))
+			if err != nil {
 				return false, err
+			}
+			if taken {
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, errors.Join(errIDTaken, err)
 			}
 			live, dead, err := s.members(ctx, conn, index)
 			if err != nil {
@@ -165,12 +180,20 @@ func (s *Store) sendIndexed(send func(name string, args ...any), index, id strin
 	send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
 }
 
-// added checks the replies of the commands sendAddition queued.
-func added(replies []any, setAt int) error {
+// firstError returns the first error reply among replies, or nil.
+func firstError(replies []any) error {
 	for _, r := range replies {
 		if e, ok := r.(redis.Error); ok {
 			return e
 		}
+	}
+	return nil
+}
+
+// added checks the replies of the commands sendAddition queued.
+func added(replies []any, setAt int) error {
+	if err := firstError(replies); err != nil {
+		return err
 	}
 	if setAt >= len(replies) || replies[setAt] == nil {
 		return errIDTaken
@@ -206,8 +229,17 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	from, to := s.prefix+m.From, s.prefix+m.To
 	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
-			conn.Send("WATCH", from)
-			current, err := redis.Bytes(cmd(ctx, conn, "GET", from))
+			conn.Send("WATCH", from, to)
+			conn.Send("GET", from)
+			conn.Send("EXISTS", to)
+			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+			if err == nil {
+				err = firstError(replies)
+			}
+			if err != nil {
+				return false, err
+			}
+			current, err := redis.Bytes(replies[1], nil)
 			if errors.Is(err, redis.ErrNil) {
 				_, err := cmd(ctx, conn, "UNWATCH")
 				return false, err // ended: nothing to move
@@ -215,15 +247,15 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 			if err != nil {
 				return false, err
 			}
+			if taken, _ := redis.Bool(replies[2], nil); taken {
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, errors.Join(errIDTaken, err)
+			}
 			next, err := m.Merge(current)
 			if err != nil {
-				return false, err // the pool's connection wrapper UNWATCHes on Close
+				return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
 			}
-			n := 0
-			send := func(name string, args ...any) {
-				conn.Send(name, args...)
-				n++
-			}
+			send := func(name string, args ...any) { conn.Send(name, args...) }
 			send("MULTI")
 			send("SET", to, next, "PX", milliseconds(m.TTL), "NX")
 			send("DEL", from)
@@ -232,7 +264,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 				s.sendIndexed(send, index, m.To, m.Deadline)
 				send("ZREM", index, m.From)
 			}
-			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the record changed or went since the GET: look again
 			}
@@ -330,9 +362,9 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 }
 
 // RemoveUserSessions deletes every session of userID except keep ("" keeps
-// none) and returns the ids it took out of the index (which may include
-// sessions that had already expired). The index is watched: a session
-// added while this runs is either deleted too or was added after it
+// none), takes them out of the index, and returns the ids of those whose
+// record still existed: the sessions it ended. The index is watched: a
+// session added while this runs is either deleted too or was added after it
 // returned.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
@@ -345,28 +377,33 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			if err != nil {
 				return false, err
 			}
-			removed = removed[:0]
-			for _, id := range all {
-				if id != keep {
-					removed = append(removed, id)
-				}
-			}
-			if len(removed) == 0 {
+			members := slices.DeleteFunc(all, func(id string) bool { return id == keep })
+			if len(members) == 0 {
 				_, err := cmd(ctx, conn, "UNWATCH")
 				return false, err
 			}
-			keys := make(redis.Args, len(removed))
-			for i, id := range removed {
-				keys[i] = s.prefix + id
-			}
 			conn.Send("MULTI")
-			conn.Send("DEL", keys...)
-			conn.Send("ZREM", redis.Args{index}.AddFlat(removed)...)
-			_, err = redis.Values(cmd(ctx, conn, "EXEC"))
+			for _, id := range members {
+				conn.Send("DEL", s.prefix+id) // one each: the replies tell which existed
+			}
+			conn.Send("ZREM", redis.Args{index}.AddFlat(members)...)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
 			}
-			return false, err
+			if err == nil {
+				err = firstError(replies)
+			}
+			if err != nil {
+				return false, err
+			}
+			removed = nil
+			for i, id := range members {
+				if n, _ := redis.Int(replies[i], nil); n == 1 {
+					removed = append(removed, id)
+				}
+			}
+			return false, nil
 		})
 	})
 	return removed, err

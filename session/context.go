@@ -277,12 +277,16 @@ func LoadError(ctx context.Context) error {
 // Put sets the value of key in the session; the response saves it. Values
 // of type string, bool, int, int64, float64, []byte and time.Time come back
 // as the same type (a time as the same instant); any other value is stored
-// as JSON and decoded into the type Get asks for. Keys must be valid UTF-8,
-// not empty, and not start with "__" (ErrReservedKey). A value the record
-// could not give back unchanged is refused with ErrInvalidValue and the
-// session is left as it was: a NaN or infinite float, a string that is not
-// valid UTF-8, a time outside years 0 to 9999, or a value encoding/json
-// refuses. After the response has started Put returns ErrResponseStarted.
+// as JSON and decoded into the type Get asks for, by encoding/json's rules
+// (unexported fields are dropped; a time.Time inside keeps its zone offset
+// in whole minutes). Keys must be valid UTF-8, not empty, and not start with
+// "__" (ErrReservedKey). A value the record could not give back unchanged
+// is refused with ErrInvalidValue and the session is left as it was: a NaN
+// or infinite float, a string that is not valid UTF-8 (inside a JSON value
+// too), a time outside years 0 to 9999, or a value encoding/json refuses. A
+// time whose zone offset RFC 3339 cannot write (with seconds, or of 24 hours
+// or more) comes back as the same instant in UTC. After the response has
+// started Put returns ErrResponseStarted.
 func Put(ctx context.Context, key string, value any) error {
 	st, err := keyed(ctx, key)
 	if err != nil {

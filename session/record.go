@@ -141,11 +141,15 @@ const (
 
 // normalize returns the form in which a value is held in the session: the
 // value itself for the tagged types, or its JSON encoding for any other type.
-// It refuses, with ErrInvalidValue, a value that the record could not give
-// back unchanged: a NaN or infinite float, a string that is not valid UTF-8,
-// a time outside years 0 to 9999 (RFC 3339's range), and a value that
-// encoding/json refuses or would have to alter. A time whose zone offset has
-// seconds, which RFC 3339 cannot write, is kept as the same instant in UTC.
+// It refuses, with ErrInvalidValue, a value of a tagged type that the record
+// could not give back unchanged (a NaN or infinite float, a string that is
+// not valid UTF-8, a time outside years 0 to 9999) and a value that
+// encoding/json refuses, or in whose encoding it replaced invalid UTF-8 with
+// U+FFFD. A time whose zone offset RFC 3339 cannot write (one with seconds,
+// as in 19th-century local mean time, or of 24 hours or more) is kept as the
+// same instant in UTC. Values of other types follow encoding/json's rules,
+// which this does not second-guess: unexported fields are dropped, and a
+// time.Time inside them keeps its zone offset in whole minutes.
 func normalize(v any) (any, error) {
 	switch v := v.(type) {
 	case string:
@@ -162,7 +166,7 @@ func normalize(v any) (any, error) {
 		return v, nil
 	case time.Time:
 		t := v.Round(0) // drop the monotonic reading, which JSON cannot carry
-		if _, offset := t.Zone(); offset%60 != 0 {
+		if _, offset := t.Zone(); offset%60 != 0 || offset <= -24*3600 || offset >= 24*3600 {
 			t = t.UTC()
 		}
 		if y := t.Year(); y < 0 || y > 9999 {
@@ -174,7 +178,7 @@ func normalize(v any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
-		if replacedInvalidUTF8(b) {
+		if !utf8.Valid(b) || replacedInvalidUTF8(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
 		return jsonValue(b), nil
@@ -183,9 +187,11 @@ func normalize(v any) (any, error) {
 
 // replacedInvalidUTF8 reports whether encoding/json, writing b, replaced
 // invalid UTF-8 in a string with the escape \ufffd. It writes a valid U+FFFD
-// as itself, never escaped, so an escape \ufffd in its output always stands
-// for replaced bytes. The escape is the backslash before "ufffd" when the run
-// of backslashes ending there is odd; in an even run the backslashes escape
+// as itself, never escaped, so an escape \ufffd in its output stands for
+// replaced bytes, unless a value's own MarshalJSON (or a json.RawMessage)
+// wrote it: such a value is refused too, since the two cannot be told
+// apart. The escape is the backslash before "ufffd" when the run of
+// backslashes ending there is odd; in an even run the backslashes escape
 // each other and "ufffd" is plain text.
 func replacedInvalidUTF8(b []byte) bool {
 	const esc = `\ufffd`

@@ -87,8 +87,9 @@ type UserStore interface {
 	UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error)
 
 	// RemoveUserSessions deletes every session of userID but keep ("" for
-	// none) and returns their ids. A session added while it runs is either
-	// deleted too or was added after it returned.
+	// none) and returns the ids of those it ended, whose record still
+	// existed. A session added while it runs is either deleted too or was
+	// added after it returned.
 	RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error)
 }
 

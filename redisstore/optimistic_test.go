@@ -1,0 +1,135 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestOptimistic(t *testing.T) {
+	errAttempt := errors.New("attempt failed")
+	type result struct {
+		retry bool
+		err   error
+	}
+	tests := []struct {
+		name         string
+		results      []result // one per attempt; the last repeats
+		want         error
+		wantAttempts int // 0: more than one, until the budget runs out
+	}{
+		{"done", []result{{false, nil}}, nil, 1},
+		{"error", []result{{false, errAttempt}}, errAttempt, 1},
+		{"retried, then done", []result{{true, nil}, {true, nil}, {false, nil}}, nil, 3},
+		{"retried, then error", []result{{true, nil}, {false, errAttempt}}, errAttempt, 2},
+		{"always retried", []result{{true, nil}}, ErrContention, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const budget = 50 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), budget)
+			defer cancel()
+			attempts := 0
+			start := time.Now()
+			err := optimistic(ctx, func() (bool, error) {
+				r := tc.results[min(attempts, len(tc.results)-1)]
+				attempts++
+				return r.retry, r.err
+			})
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("optimistic(%s) = %v, want %v", tc.name, err, tc.want)
+			}
+			switch {
+			case tc.wantAttempts == 0 && attempts < 2:
+				t.Errorf("optimistic(%s) made %d attempts, want several", tc.name, attempts)
+			case tc.wantAttempts > 0 && attempts != tc.wantAttempts:
+				t.Errorf("optimistic(%s) made %d attempts, want %d", tc.name, attempts, tc.wantAttempts)
+			}
+			if took := time.Since(start); took > budget+time.Second {
+				t.Errorf("optimistic(%s) took %v, want it bounded by the %v budget", tc.name, took, budget)
+			}
+		})
+	}
+}
+
+// TestOptimisticCanceled checks that a context canceled without a deadline
+// ends the retries, as contention.
+func TestOptimisticCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	attempts := 0
+	err := optimistic(ctx, func() (bool, error) {
+		attempts++
+		cancel()
+		return true, nil
+	})
+	if !errors.Is(err, ErrContention) || attempts != 1 {
+		t.Fatalf("optimistic(canceled) = %v after %d attempts, want %v after 1", err, attempts, ErrContention)
+	}
+}
+
+func TestTurns(t *testing.T) {
+	var tr turns
+	ctx := context.Background()
+	refs := func(key string) int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		if tn := tr.keys[key]; tn != nil {
+			return tn.refs
+		}
+		return 0
+	}
+
+	release, err := tr.take(ctx, "k")
+	if err != nil {
+		t.Fatalf("take(k) = %v, want nil", err)
+	}
+	// Another key does not wait.
+	other, err := tr.take(ctx, "other")
+	if err != nil {
+		t.Fatalf("take(other) while k is taken = %v, want nil", err)
+	}
+	other()
+
+	// The same key waits, for as long as the context allows.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
+		t.Fatalf("take(k) while k is taken = %v, want %v", err, ErrContention)
+	}
+	if n := refs("k"); n != 1 {
+		t.Fatalf("refs(k) after a waiter gave up = %d, want 1", n)
+	}
+
+	// A waiter gets the turn when it is released.
+	got := make(chan error, 1)
+	go func() {
+		r, err := tr.take(ctx, "k")
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); refs("k") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never queued for k")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("take(k) after release = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("take(k) did not get the turn after release")
+	}
+
+	tr.mu.Lock()
+	n := len(tr.keys)
+	tr.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("turns holds %d keys after every turn ended, want 0", n)
+	}
+}

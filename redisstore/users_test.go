@@ -1,0 +1,1391 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// The Store implements the session package's contract, which also checks
+// that redisstore.UserSession and redisstore.Move stay identical to
+// session.NewSession and session.Move.
+var _ session.Store = (*redisstore.Store)(nil)
+
+// errAny stands, in a table, for "some error, whichever".
+var errAny = errors.New("any error")
+
+// checkErr reports whether err is what want asks for: nil, any error
+// (errAny), or one matching want with errors.Is.
+func checkErr(err, want error) bool {
+	switch want {
+	case nil:
+		return err == nil
+	case errAny:
+		return err != nil
+	}
+	return errors.Is(err, want)
+}
+
+// deadlines returns n absolute deadlines an hour or more ahead, a minute
+// apart, in whole milliseconds so that they equal their index scores.
+func deadlines(n int) []time.Time {
+	base := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	d := make([]time.Time, n)
+	for i := range d {
+		d[i] = base.Add(time.Duration(i) * time.Minute)
+	}
+	return d
+}
+
+// alice returns a session of the user "alice" with the record "rec-<id>"
+// and a time to live of an hour.
+func alice(id string, deadline time.Time) redisstore.UserSession {
+	return redisstore.UserSession{UserID: "alice", ID: id, Record: []byte("rec-" + id), TTL: time.Hour, Deadline: deadline}
+}
+
+// addAll stores the sessions, failing the test on any error.
+func addAll(t *testing.T, s *redisstore.Store, adds ...redisstore.UserSession) {
+	t.Helper()
+	for _, a := range adds {
+		if _, err := s.AddUserSession(context.Background(), a); err != nil {
+			t.Fatalf("AddUserSession(%s): %v", a.ID, err)
+		}
+	}
+}
+
+// setRecord writes a record straight into Redis, with a minute to live.
+func setRecord(t *testing.T, srv *redistest.Server, id, record string) {
+	t.Helper()
+	srv.Do(t, "SET", "session:"+id, record, "PX", 60000)
+}
+
+// records returns every session record in Redis, by id.
+func records(t *testing.T, srv *redistest.Server) map[string]string {
+	t.Helper()
+	got := make(map[string]string)
+	for cursor := 0; ; {
+		reply, err := redis.Values(srv.Do(t, "SCAN", cursor, "MATCH", "session:*", "COUNT", 1000), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor, _ = redis.Int(reply[0], nil)
+		keys, _ := redis.Strings(reply[1], nil)
+		for _, k := range keys {
+			v, err := redis.String(srv.Do(t, "GET", k), nil)
+			if err == nil {
+				got[strings.TrimPrefix(k, "session:")] = v
+			}
+		}
+		if cursor == 0 {
+			return got
+		}
+	}
+}
+
+func indexKey(userID string) string { return "user:" + userID + ":sessions" }
+
+// index returns the members of the index of userID with their scores.
+func index(t *testing.T, srv *redistest.Server, userID string) map[string]int64 {
+	t.Helper()
+	m, err := redis.StringMap(srv.Do(t, "ZRANGE", indexKey(userID), 0, -1, "WITHSCORES"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]int64, len(m))
+	for id, score := range m {
+		f, err := strconv.ParseFloat(score, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[id] = int64(f)
+	}
+	return got
+}
+
+// expireTime returns the absolute expiry of key in unix milliseconds (-1
+// for none, -2 for no key).
+func expireTime(t *testing.T, srv *redistest.Server, key string) int64 {
+	t.Helper()
+	ms, err := redis.Int64(srv.Do(t, "PEXPIRETIME", key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+func dbSize(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	n, err := redis.Int(srv.Do(t, "DBSIZE"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkTTL fails the test unless the record under id expires in (ttl-5s, ttl].
+func checkTTL(t *testing.T, srv *redistest.Server, id string, ttl time.Duration) {
+	t.Helper()
+	if d := pttl(t, srv, "session:"+id); d <= ttl-5*time.Second || d > ttl {
+		t.Errorf("PTTL session:%s = %v, want about %v", id, d, ttl)
+	}
+}
+
+// together runs every f at once, each on its own goroutine, and returns
+// when all have returned.
+func together(fs ...func()) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, f := range fs {
+		wg.Go(func() {
+			<-start
+			f()
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+func TestAddUserSession(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	ms := func(i int) int64 { return d[i].UnixMilli() }
+
+	tests := []struct {
+		name        string
+		before      []redisstore.UserSession
+		setup       func(t *testing.T)
+		add         redisstore.UserSession
+		wantErr     bool
+		wantRecords map[string]string
+		wantIndex   map[string]int64
+	}{
+		{
+			name:        "first session",
+			add:         redisstore.UserSession{UserID: "alice", ID: "a", Record: []byte("new"), TTL: 90 * time.Second, Deadline: d[1]},
+			wantRecords: map[string]string{"a": "new"},
+			wantIndex:   map[string]int64{"a": ms(1)},
+		},
+		{
+			name:        "beside others",
+			before:      []redisstore.UserSession{alice("a", d[0]), {UserID: "bob", ID: "b", Record: []byte("rec-b"), TTL: time.Hour, Deadline: d[0]}},
+			add:         alice("c", d[2]),
+			wantRecords: map[string]string{"a": "rec-a", "b": "rec-b", "c": "rec-c"},
+			wantIndex:   map[string]int64{"a": ms(0), "c": ms(2)},
+		},
+		{
+			name:   "replaces",
+			before: []redisstore.UserSession{alice("a", d[0]), alice("old", d[1])},
+			add: redisstore.UserSession{
+				UserID: "alice", ID: "new", Record: []byte("rec-new"), TTL: time.Hour, Deadline: d[2], Replaces: "old",
+			},
+			wantRecords: map[string]string{"a": "rec-a", "new": "rec-new"},
+			wantIndex:   map[string]int64{"a": ms(0), "new": ms(2)},
+		},
+		{
+			name: "replaces a missing session",
+			add: redisstore.UserSession{
+				UserID: "alice", ID: "new", Record: []byte("rec-new"), TTL: time.Hour, Deadline: d[2], Replaces: "gone",
+			},
+			wantRecords: map[string]string{"new": "rec-new"},
+			wantIndex:   map[string]int64{"new": ms(2)},
+		},
+		{
+			name: "prunes members past their deadline",
+			setup: func(t *testing.T) {
+				srv.Do(t, "ZADD", indexKey("alice"), time.Now().Add(-time.Minute).UnixMilli(), "past")
+			},
+			add:         alice("a", d[0]),
+			wantRecords: map[string]string{"a": "rec-a"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+		},
+		{
+			name:        "id taken",
+			setup:       func(t *testing.T) { setRecord(t, srv, "a", "someone else's") },
+			add:         alice("a", d[0]),
+			wantErr:     true,
+			wantRecords: map[string]string{"a": "someone else's"},
+			wantIndex:   map[string]int64{},
+		},
+	}
+	// Without a limit the writes are a pipeline, with one a transaction:
+	// both must do the same.
+	for _, limit := range []int{0, 10} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("limit=%d/%s", limit, tc.name), func(t *testing.T) {
+				srv.Do(t, "FLUSHALL")
+				addAll(t, s, tc.before...)
+				if tc.setup != nil {
+					tc.setup(t)
+				}
+				a := tc.add
+				a.Limit = limit
+				revoked, err := s.AddUserSession(ctx, a)
+				if (err != nil) != tc.wantErr || len(revoked) != 0 {
+					t.Fatalf("AddUserSession(%s) = %q, %v, want [], error %v", a.ID, revoked, err, tc.wantErr)
+				}
+				if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+					t.Errorf("records after AddUserSession(%s) = %v, want %v", a.ID, got, tc.wantRecords)
+				}
+				if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
+					t.Errorf("index after AddUserSession(%s) = %v, want %v", a.ID, got, tc.wantIndex)
+				}
+				if !tc.wantErr {
+					checkTTL(t, srv, a.ID, a.TTL)
+				}
+			})
+		}
+	}
+}
+
+// TestAddUserSessionIndexExpiry checks that the index expires with its
+// latest deadline: a later deadline moves the expiry later, an earlier one
+// leaves it.
+func TestAddUserSessionIndexExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	d := deadlines(4)
+	steps := []struct {
+		id       string
+		deadline time.Time
+		want     time.Time
+	}{
+		{"a", d[1], d[1]},
+		{"b", d[3], d[3]},
+		{"c", d[0], d[3]},
+		{"d", d[2], d[3]},
+	}
+	for _, limit := range []int{0, 10} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			for _, step := range steps {
+				a := alice(step.id, step.deadline)
+				a.Limit = limit
+				addAll(t, s, a)
+				if got, want := expireTime(t, srv, indexKey("alice")), step.want.UnixMilli(); got != want {
+					t.Errorf("PEXPIRETIME of the index after AddUserSession(%s, deadline %d) = %d, want %d",
+						step.id, step.deadline.UnixMilli(), got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestAddUserSessionInvalid(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	deadline := time.Now().Add(time.Hour)
+	tests := []struct {
+		name string
+		add  redisstore.UserSession
+	}{
+		{"zero ttl", redisstore.UserSession{UserID: "alice", ID: "a", Record: []byte("r"), Deadline: deadline, Replaces: "old"}},
+		{"negative ttl", redisstore.UserSession{UserID: "alice", ID: "a", Record: []byte("r"), TTL: -time.Second, Deadline: deadline, Replaces: "old"}},
+		{"no user", redisstore.UserSession{ID: "a", Record: []byte("r"), TTL: time.Hour, Deadline: deadline, Replaces: "old"}},
+	}
+	for _, limit := range []int{0, 3} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("limit=%d/%s", limit, tc.name), func(t *testing.T) {
+				srv.Do(t, "FLUSHALL")
+				setRecord(t, srv, "old", "rec-old")
+				a := tc.add
+				a.Limit = limit
+				if _, err := s.AddUserSession(context.Background(), a); err == nil {
+					t.Errorf("AddUserSession(%s) = nil error, want an error", tc.name)
+				}
+				want := map[string]string{"old": "rec-old"}
+				if got := records(t, srv); !maps.Equal(got, want) || dbSize(t, srv) != 1 {
+					t.Errorf("records after AddUserSession(%s) = %v and %d keys, want %v and nothing else",
+						tc.name, got, dbSize(t, srv), want)
+				}
+			})
+		}
+	}
+}
+
+func TestAddUserSessionLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(5)
+	ms := func(i int) int64 { return d[i].UnixMilli() }
+	with := func(a redisstore.UserSession, limit int, replaces string) redisstore.UserSession {
+		a.Limit, a.Replaces = limit, replaces
+		return a
+	}
+
+	tests := []struct {
+		name        string
+		before      []redisstore.UserSession // in this order; the index orders by deadline
+		setup       func(t *testing.T)
+		add         redisstore.UserSession
+		wantRevoked []string
+		wantRecords map[string]string
+		wantIndex   map[string]int64
+	}{
+		{
+			name:        "under the limit",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			add:         with(alice("n", d[4]), 3, ""),
+			wantRecords: map[string]string{"a": "rec-a", "n": "rec-n"},
+			wantIndex:   map[string]int64{"a": ms(0), "n": ms(4)},
+		},
+		{
+			name:        "oldest revoked first",
+			before:      []redisstore.UserSession{alice("b", d[1]), alice("c", d[2]), alice("a", d[0])},
+			add:         with(alice("n", d[4]), 2, ""),
+			wantRevoked: []string{"a", "b"},
+			wantRecords: map[string]string{"c": "rec-c", "n": "rec-n"},
+			wantIndex:   map[string]int64{"c": ms(2), "n": ms(4)},
+		},
+		{
+			name:        "limit 1",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
+			add:         with(alice("n", d[4]), 1, ""),
+			wantRevoked: []string{"a", "b"},
+			wantRecords: map[string]string{"n": "rec-n"},
+			wantIndex:   map[string]int64{"n": ms(4)},
+		},
+		{
+			name:        "members whose record is gone are pruned, not counted",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
+			setup:       func(t *testing.T) { srv.Do(t, "DEL", "session:a") },
+			add:         with(alice("n", d[4]), 2, ""),
+			wantRecords: map[string]string{"b": "rec-b", "n": "rec-n"},
+			wantIndex:   map[string]int64{"b": ms(1), "n": ms(4)},
+		},
+		{
+			name:        "the replaced session is not counted",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
+			add:         with(alice("c", d[4]), 2, "b"),
+			wantRecords: map[string]string{"a": "rec-a", "c": "rec-c"},
+			wantIndex:   map[string]int64{"a": ms(0), "c": ms(4)},
+		},
+		{
+			name:        "replaced and revoked",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1]), alice("c", d[2])},
+			add:         with(alice("n", d[4]), 2, "c"),
+			wantRevoked: []string{"a"},
+			wantRecords: map[string]string{"b": "rec-b", "n": "rec-n"},
+			wantIndex:   map[string]int64{"b": ms(1), "n": ms(4)},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			addAll(t, s, tc.before...)
+			if tc.setup != nil {
+				tc.setup(t)
+			}
+			revoked, err := s.AddUserSession(ctx, tc.add)
+			if err != nil || !slices.Equal(revoked, tc.wantRevoked) {
+				t.Fatalf("AddUserSession(%s, limit %d) = %q, %v, want %q, nil", tc.add.ID, tc.add.Limit, revoked, err, tc.wantRevoked)
+			}
+			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+				t.Errorf("records after AddUserSession(%s) = %v, want %v", tc.add.ID, got, tc.wantRecords)
+			}
+			if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
+				t.Errorf("index after AddUserSession(%s) = %v, want %v", tc.add.ID, got, tc.wantIndex)
+			}
+		})
+	}
+}
+
+// TestAddUserSessionLimitConcurrent logs one user in 40 times at once
+// through two Stores, as two instances of an application would: each login
+// chooses what to revoke and inserts as one step, so exactly 3 sessions
+// remain, all indexed, and every other one was revoked by exactly one login.
+func TestAddUserSessionLimitConcurrent(t *testing.T) {
+	srv := redistest.Start(t)
+	stores := []*redisstore.Store{open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})}
+	ctx := context.Background()
+	base := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+
+	const n, limit = 40, 3
+	revoked := make([][]string, n)
+	errs := make([]error, n)
+	fs := make([]func(), n)
+	for i := range n {
+		fs[i] = func() {
+			a := alice(fmt.Sprintf("s%02d", i), base.Add(time.Duration(i)*time.Millisecond))
+			a.Limit = limit
+			revoked[i], errs[i] = stores[i%2].AddUserSession(ctx, a)
+		}
+	}
+	together(fs...)
+
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("AddUserSession(s%02d, limit %d) = %v, want nil", i, limit, err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	live := records(t, srv)
+	idx := index(t, srv, "alice")
+	if len(live) != limit {
+		t.Errorf("%d live sessions after %d logins with limit %d, want %d", len(live), n, limit, limit)
+	}
+	for id := range live {
+		if _, ok := idx[id]; !ok {
+			t.Errorf("live session %s is not in the index %v", id, idx)
+		}
+	}
+	if len(idx) != len(live) {
+		t.Errorf("index = %v, want exactly the live sessions %v", idx, slices.Sorted(maps.Keys(live)))
+	}
+	seen := make(map[string]bool)
+	for id := range live {
+		seen[id] = true
+	}
+	for i, ids := range revoked {
+		for _, id := range ids {
+			if seen[id] {
+				t.Errorf("AddUserSession(s%02d) revoked %s, which is live or was revoked by another login", i, id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("live and revoked sessions = %d, want all %d", len(seen), n)
+	}
+}
+
+func TestMoveSession(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	ms := func(i int) int64 { return d[i].UnixMilli() }
+	moved := func(current []byte) ([]byte, error) { return append(current, "+moved"...), nil }
+	errMerge := errors.New("merge failed")
+	failing := func([]byte) ([]byte, error) { return nil, errMerge }
+	move := func(userID, from, to string, deadline time.Time, merge func([]byte) ([]byte, error)) redisstore.Move {
+		return redisstore.Move{UserID: userID, From: from, To: to, TTL: 90 * time.Second, Deadline: deadline, Merge: merge}
+	}
+
+	tests := []struct {
+		name        string
+		before      []redisstore.UserSession
+		setup       func(t *testing.T)
+		move        redisstore.Move
+		wantMoved   bool
+		wantErr     error
+		wantRecords map[string]string
+		wantIndex   map[string]int64
+		wantExpiry  time.Time // of the index; zero: no index
+	}{
+		{
+			name:        "a user's session",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			move:        move("alice", "a", "b", d[2], moved),
+			wantMoved:   true,
+			wantRecords: map[string]string{"b": "rec-a+moved"},
+			wantIndex:   map[string]int64{"b": ms(2)},
+			wantExpiry:  d[2],
+		},
+		{
+			name:        "an earlier deadline leaves the index expiry",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("x", d[2])},
+			move:        move("alice", "a", "b", d[1], moved),
+			wantMoved:   true,
+			wantRecords: map[string]string{"b": "rec-a+moved", "x": "rec-x"},
+			wantIndex:   map[string]int64{"b": ms(1), "x": ms(2)},
+			wantExpiry:  d[2],
+		},
+		{
+			name:        "missing From",
+			before:      []redisstore.UserSession{alice("x", d[0])},
+			move:        move("alice", "a", "b", d[2], failing), // never called
+			wantRecords: map[string]string{"x": "rec-x"},
+			wantIndex:   map[string]int64{"x": ms(0)},
+			wantExpiry:  d[0],
+		},
+		{
+			name:        "anonymous",
+			setup:       func(t *testing.T) { setRecord(t, srv, "a", "anon") },
+			move:        move("", "a", "b", d[2], moved),
+			wantMoved:   true,
+			wantRecords: map[string]string{"b": "anon+moved"},
+		},
+		{
+			name: "anonymous, missing From",
+			move: move("", "a", "b", d[2], failing),
+		},
+		{
+			name:        "merge error",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			move:        move("alice", "a", "b", d[2], failing),
+			wantErr:     errMerge,
+			wantRecords: map[string]string{"a": "rec-a"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+			wantExpiry:  d[0],
+		},
+		{
+			name:        "To taken",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			setup:       func(t *testing.T) { setRecord(t, srv, "b", "someone else's") },
+			move:        move("alice", "a", "b", d[2], moved),
+			wantErr:     errAny,
+			wantRecords: map[string]string{"a": "rec-a", "b": "someone else's"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+			wantExpiry:  d[0],
+		},
+		{
+			name:   "zero ttl",
+			before: []redisstore.UserSession{alice("a", d[0])},
+			move: redisstore.Move{
+				UserID: "alice", From: "a", To: "b", Deadline: d[2], Merge: moved,
+			},
+			wantErr:     errAny,
+			wantRecords: map[string]string{"a": "rec-a"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+			wantExpiry:  d[0],
+		},
+		{
+			name:        "no merge",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			move:        move("alice", "a", "b", d[2], nil),
+			wantErr:     errAny,
+			wantRecords: map[string]string{"a": "rec-a"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+			wantExpiry:  d[0],
+		},
+		{
+			name:        "From is To",
+			before:      []redisstore.UserSession{alice("a", d[0])},
+			move:        move("alice", "a", "a", d[2], moved),
+			wantErr:     errAny,
+			wantRecords: map[string]string{"a": "rec-a"},
+			wantIndex:   map[string]int64{"a": ms(0)},
+			wantExpiry:  d[0],
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			addAll(t, s, tc.before...)
+			if tc.setup != nil {
+				tc.setup(t)
+			}
+			m := tc.move
+			got, err := s.MoveSession(ctx, m)
+			if got != tc.wantMoved || !checkErr(err, tc.wantErr) {
+				t.Fatalf("MoveSession(%s to %s) = %v, %v, want %v, %v", m.From, m.To, got, err, tc.wantMoved, tc.wantErr)
+			}
+			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+				t.Errorf("records after MoveSession(%s to %s) = %v, want %v", m.From, m.To, got, tc.wantRecords)
+			}
+			if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
+				t.Errorf("index after MoveSession(%s to %s) = %v, want %v", m.From, m.To, got, tc.wantIndex)
+			}
+			wantKeys := len(tc.wantRecords)
+			if !tc.wantExpiry.IsZero() {
+				wantKeys++ // the index
+				if got, want := expireTime(t, srv, indexKey("alice")), tc.wantExpiry.UnixMilli(); got != want {
+					t.Errorf("PEXPIRETIME of the index after MoveSession(%s to %s) = %d, want %d", m.From, m.To, got, want)
+				}
+			}
+			if got := dbSize(t, srv); got != wantKeys {
+				t.Errorf("DBSIZE after MoveSession(%s to %s) = %d, want %d", m.From, m.To, got, wantKeys)
+			}
+			if tc.wantMoved {
+				checkTTL(t, srv, m.To, m.TTL)
+			}
+		})
+	}
+}
+
+// TestMoveSessionRace moves one session twice at once, through two Stores:
+// one move wins, the other finds the session gone, and the session lives
+// on under one id only.
+func TestMoveSessionRace(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	merge := func(current []byte) ([]byte, error) { return current, nil }
+
+	for round := range 20 {
+		from := fmt.Sprintf("r%02d", round)
+		to := []string{from + "-1", from + "-2"}
+		user := "u" + from
+		addAll(t, s1, redisstore.UserSession{UserID: user, ID: from, Record: []byte("rec"), TTL: time.Hour, Deadline: deadline})
+
+		var moved [2]bool
+		var errs [2]error
+		together(
+			func() {
+				moved[0], errs[0] = s1.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to[0], TTL: time.Hour, Deadline: deadline, Merge: merge})
+			},
+			func() {
+				moved[1], errs[1] = s2.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to[1], TTL: time.Hour, Deadline: deadline, Merge: merge})
+			},
+		)
+		if errs[0] != nil || errs[1] != nil || moved[0] == moved[1] {
+			t.Fatalf("round %d: MoveSession(%s to %s) = %v, %v and MoveSession(%s to %s) = %v, %v, want exactly one true and no error",
+				round, from, to[0], moved[0], errs[0], from, to[1], moved[1], errs[1])
+		}
+		winner := to[0]
+		if moved[1] {
+			winner = to[1]
+		}
+		var live []string
+		for id := range records(t, srv) {
+			if strings.HasPrefix(id, from) {
+				live = append(live, id)
+			}
+		}
+		if !slices.Equal(live, []string{winner}) {
+			t.Errorf("round %d: records after both moves = %q, want [%s]", round, live, winner)
+		}
+		if got, want := index(t, srv, user), map[string]int64{winner: deadline.UnixMilli()}; !maps.Equal(got, want) {
+			t.Errorf("round %d: index after both moves = %v, want %v", round, got, want)
+		}
+	}
+}
+
+// TestMoveSessionInterleaved runs another write, through a second Store,
+// at the worst moment for a move: after it has read the record and before
+// it writes, from inside its merge function. A move must never bring back
+// a session ended meanwhile, nor keep a session under two ids; a change
+// made meanwhile is merged again.
+func TestMoveSessionInterleaved(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(2)
+
+	tests := []struct {
+		name        string
+		between     func() error // runs once, between the move's read and its write
+		wantMoved   bool
+		wantRecords map[string]string
+		wantIndex   map[string]int64
+	}{
+		{
+			name:    "RemoveUserSession",
+			between: func() error { return s2.RemoveUserSession(ctx, "alice", "a") },
+		},
+		{
+			name: "RemoveUserSessions",
+			between: func() error {
+				_, err := s2.RemoveUserSessions(ctx, "alice", "")
+				return err
+			},
+		},
+		{
+			name: "revoked by a login with a limit",
+			between: func() error {
+				n := alice("n", d[1])
+				n.Limit = 1
+				_, err := s2.AddUserSession(ctx, n)
+				return err
+			},
+			wantRecords: map[string]string{"n": "rec-n"},
+			wantIndex:   map[string]int64{"n": d[1].UnixMilli()},
+		},
+		{
+			name: "another move",
+			between: func() error {
+				_, err := s2.MoveSession(ctx, redisstore.Move{
+					UserID: "alice", From: "a", To: "other", TTL: time.Hour, Deadline: d[0],
+					Merge: func(current []byte) ([]byte, error) { return append(current, "+other"...), nil },
+				})
+				return err
+			},
+			wantRecords: map[string]string{"other": "rec-a+other"},
+			wantIndex:   map[string]int64{"other": d[0].UnixMilli()},
+		},
+		{
+			name: "Merge",
+			between: func() error {
+				_, err := s2.Merge(ctx, "a", time.Hour, func(current []byte) ([]byte, error) { return append(current, "+merged"...), nil })
+				return err
+			},
+			wantMoved:   true,
+			wantRecords: map[string]string{"b": "rec-a+merged+moved"},
+			wantIndex:   map[string]int64{"b": d[0].UnixMilli()},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			addAll(t, s1, alice("a", d[0]))
+			calls := 0
+			var betweenErr error
+			moved, err := s1.MoveSession(ctx, redisstore.Move{
+				UserID: "alice", From: "a", To: "b", TTL: time.Hour, Deadline: d[0],
+				Merge: func(current []byte) ([]byte, error) {
+					if calls++; calls == 1 {
+						betweenErr = tc.between()
+					}
+					return append(current, "+moved"...), nil
+				},
+			})
+			if betweenErr != nil {
+				t.Fatalf("%s between the move's read and write: %v", tc.name, betweenErr)
+			}
+			if moved != tc.wantMoved || err != nil {
+				t.Fatalf("MoveSession(a to b) with %s in between = %v, %v, want %v, nil", tc.name, moved, err, tc.wantMoved)
+			}
+			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+				t.Errorf("records after MoveSession(a to b) with %s in between = %v, want %v", tc.name, got, tc.wantRecords)
+			}
+			if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
+				t.Errorf("index after MoveSession(a to b) with %s in between = %v, want %v", tc.name, got, tc.wantIndex)
+			}
+		})
+	}
+}
+
+// TestMoveSessionRemoveUserSessionsRace races a move against "log out
+// everywhere", through two Stores. Whichever goes first, once both have
+// returned no session of the user is left: the move either lost (the
+// removal deleted From first) or its new id was in the index the removal
+// cleared. RemoveUserSessions reports the id it found.
+func TestMoveSessionRemoveUserSessionsRace(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	merge := func(current []byte) ([]byte, error) { return current, nil }
+
+	wins := 0
+	for round := range 50 {
+		user := fmt.Sprintf("u%02d", round)
+		from, to, other := user+"-from", user+"-to", user+"-other"
+		addAll(t, s1,
+			redisstore.UserSession{UserID: user, ID: from, Record: []byte("rec"), TTL: time.Hour, Deadline: deadline},
+			redisstore.UserSession{UserID: user, ID: other, Record: []byte("rec"), TTL: time.Hour, Deadline: deadline},
+		)
+		var moved bool
+		var removed []string
+		var moveErr, removeErr error
+		together(
+			func() {
+				moved, moveErr = s1.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to, TTL: time.Hour, Deadline: deadline, Merge: merge})
+			},
+			func() { removed, removeErr = s2.RemoveUserSessions(ctx, user, "") },
+		)
+		if moveErr != nil || removeErr != nil {
+			t.Fatalf("round %d: MoveSession = %v, %v; RemoveUserSessions = %q, %v; want no errors", round, moved, moveErr, removed, removeErr)
+		}
+		if moved {
+			wins++
+		}
+		want := []string{from, other}
+		if moved {
+			want = []string{other, to}
+		}
+		if got := slices.Sorted(slices.Values(removed)); !slices.Equal(got, want) {
+			t.Errorf("round %d: RemoveUserSessions(%s) = %q with MoveSession = %v, want %q", round, user, got, moved, want)
+		}
+		for id := range records(t, srv) {
+			if strings.HasPrefix(id, user) {
+				t.Errorf("round %d: session %s survived RemoveUserSessions (MoveSession = %v)", round, id, moved)
+			}
+		}
+		if idx := index(t, srv, user); len(idx) != 0 {
+			t.Errorf("round %d: index after RemoveUserSessions = %v, want empty", round, idx)
+		}
+	}
+	t.Logf("the move won %d of 50 rounds", wins)
+}
+
+// TestMoveSessionRemoveUserSessionRace races a move against the logout of
+// the session it moves, through two Stores. RemoveUserSession of an id
+// already moved away succeeds without finding anything, so the outcomes
+// are: the removal went first and the move reports false, having written
+// nothing; or the move went first and the session lives on, indexed, under
+// the new id only. The old id never survives, and nothing is ever left
+// outside the index.
+func TestMoveSessionRemoveUserSessionRace(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	merge := func(current []byte) ([]byte, error) { return current, nil }
+
+	wins := 0
+	for round := range 50 {
+		user := fmt.Sprintf("u%02d", round)
+		from, to := user+"-from", user+"-to"
+		addAll(t, s1, redisstore.UserSession{UserID: user, ID: from, Record: []byte("rec"), TTL: time.Hour, Deadline: deadline})
+		var moved bool
+		var moveErr, removeErr error
+		together(
+			func() {
+				moved, moveErr = s1.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to, TTL: time.Hour, Deadline: deadline, Merge: merge})
+			},
+			func() { removeErr = s2.RemoveUserSession(ctx, user, from) },
+		)
+		if moveErr != nil || removeErr != nil {
+			t.Fatalf("round %d: MoveSession = %v, %v; RemoveUserSession = %v; want no errors", round, moved, moveErr, removeErr)
+		}
+		var left []string
+		for id := range records(t, srv) {
+			if strings.HasPrefix(id, user) {
+				left = append(left, id)
+			}
+		}
+		wantLeft := []string(nil)
+		wantIndex := map[string]int64{}
+		if moved {
+			wins++
+			wantLeft = []string{to}
+			wantIndex = map[string]int64{to: deadline.UnixMilli()}
+		}
+		if !slices.Equal(left, wantLeft) {
+			t.Errorf("round %d: records left = %q with MoveSession = %v, want %q", round, left, moved, wantLeft)
+		}
+		if got := index(t, srv, user); !maps.Equal(got, wantIndex) {
+			t.Errorf("round %d: index = %v with MoveSession = %v, want %v", round, got, moved, wantIndex)
+		}
+	}
+	t.Logf("the move won %d of 50 rounds", wins)
+}
+
+func TestMerge(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	errMerge := errors.New("merge failed")
+
+	tests := []struct {
+		name       string
+		before     string // the record before, "" for none
+		ttl        time.Duration
+		merge      func([]byte) ([]byte, error)
+		want       bool
+		wantErr    error
+		wantRecord string // "" for none
+		wantTTL    time.Duration
+	}{
+		{
+			name:   "merges",
+			before: "v1", ttl: 90 * time.Second,
+			merge:      func(current []byte) ([]byte, error) { return append(current, "+v2"...), nil },
+			want:       true,
+			wantRecord: "v1+v2", wantTTL: 90 * time.Second,
+		},
+		{
+			name:  "missing record",
+			ttl:   90 * time.Second,
+			merge: func([]byte) ([]byte, error) { return nil, errors.New("merge called") },
+		},
+		{
+			name:   "merge error",
+			before: "v1", ttl: 90 * time.Second,
+			merge:      func([]byte) ([]byte, error) { return nil, errMerge },
+			wantErr:    errMerge,
+			wantRecord: "v1", wantTTL: time.Minute,
+		},
+		{
+			name:    "zero ttl",
+			before:  "v1",
+			merge:   func(current []byte) ([]byte, error) { return append(current, "+v2"...), nil },
+			wantErr: errAny, wantRecord: "v1", wantTTL: time.Minute,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			if tc.before != "" {
+				setRecord(t, srv, "m", tc.before)
+			}
+			got, err := s.Merge(ctx, "m", tc.ttl, tc.merge)
+			if got != tc.want || !checkErr(err, tc.wantErr) {
+				t.Fatalf("Merge(%s) = %v, %v, want %v, %v", tc.name, got, err, tc.want, tc.wantErr)
+			}
+			want := map[string]string{}
+			if tc.wantRecord != "" {
+				want["m"] = tc.wantRecord
+			}
+			if got := records(t, srv); !maps.Equal(got, want) || dbSize(t, srv) != len(want) {
+				t.Errorf("records after Merge(%s) = %v, want %v and nothing else", tc.name, got, want)
+			}
+			if tc.wantRecord != "" {
+				checkTTL(t, srv, "m", tc.wantTTL)
+			}
+		})
+	}
+}
+
+// TestMergeInterleaved runs another write, through a second Store, between
+// Merge's read and its write, from inside its merge function: a session
+// ended meanwhile is not written back, and a change made meanwhile is
+// merged again rather than lost.
+func TestMergeInterleaved(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		between    func() error // runs once, between Merge's read and its write
+		want       bool
+		wantRecord string // "" for none
+	}{
+		{"Remove", func() error { return s2.Remove(ctx, "m") }, false, ""},
+		{"Merge", func() error {
+			_, err := s2.Merge(ctx, "m", time.Minute, func(current []byte) ([]byte, error) { return append(current, "+other"...), nil })
+			return err
+		}, true, "v1+other+mine"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			setRecord(t, srv, "m", "v1")
+			calls := 0
+			var betweenErr error
+			written, err := s1.Merge(ctx, "m", time.Minute, func(current []byte) ([]byte, error) {
+				if calls++; calls == 1 {
+					betweenErr = tc.between()
+				}
+				return append(current, "+mine"...), nil
+			})
+			if betweenErr != nil {
+				t.Fatalf("%s between Merge's read and write: %v", tc.name, betweenErr)
+			}
+			if written != tc.want || err != nil {
+				t.Fatalf("Merge(m) with %s in between = %v, %v, want %v, nil", tc.name, written, err, tc.want)
+			}
+			want := map[string]string{}
+			if tc.wantRecord != "" {
+				want["m"] = tc.wantRecord
+			}
+			if got := records(t, srv); !maps.Equal(got, want) {
+				t.Errorf("records after Merge(m) with %s in between = %v, want %v", tc.name, got, want)
+			}
+		})
+	}
+}
+
+// TestMergeConcurrent has 100 requests, on two Stores, each change its own
+// value of one session at once: every change survives, and on a healthy
+// Redis none gives up with ErrContention.
+func TestMergeConcurrent(t *testing.T) {
+	srv := redistest.Start(t)
+	stores := []*redisstore.Store{open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})}
+	ctx := context.Background()
+	setRecord(t, srv, "m", "{}")
+
+	const n = 100
+	written := make([]bool, n)
+	errs := make([]error, n)
+	fs := make([]func(), n)
+	for i := range n {
+		fs[i] = func() {
+			written[i], errs[i] = stores[i%2].Merge(ctx, "m", time.Minute, func(current []byte) ([]byte, error) {
+				var values map[string]int
+				if err := json.Unmarshal(current, &values); err != nil {
+					return nil, err
+				}
+				values[fmt.Sprintf("f%03d", i)] = i
+				return json.Marshal(values)
+			})
+		}
+	}
+	together(fs...)
+	for i := range n {
+		if !written[i] || errs[i] != nil {
+			t.Errorf("Merge(f%03d) = %v, %v, want true, nil", i, written[i], errs[i])
+		}
+	}
+	var values map[string]int
+	if err := json.Unmarshal([]byte(records(t, srv)["m"]), &values); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if v, ok := values[fmt.Sprintf("f%03d", i)]; !ok || v != i {
+			t.Errorf("record[f%03d] = %v, %v, want %d, true", i, v, ok, i)
+		}
+	}
+}
+
+func TestRemoveUserSessions(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	bob := redisstore.UserSession{UserID: "bob", ID: "bob-1", Record: []byte("rec-bob-1"), TTL: time.Hour, Deadline: d[0]}
+	three := []redisstore.UserSession{alice("c", d[2]), alice("a", d[0]), alice("b", d[1]), bob}
+
+	tests := []struct {
+		name        string
+		before      []redisstore.UserSession
+		setup       func(t *testing.T)
+		keep        string
+		want        []string
+		wantRecords map[string]string
+		wantIndex   map[string]int64
+	}{
+		{
+			name:        "keep one",
+			before:      three,
+			keep:        "b",
+			want:        []string{"a", "c"},
+			wantRecords: map[string]string{"b": "rec-b", "bob-1": "rec-bob-1"},
+			wantIndex:   map[string]int64{"b": d[1].UnixMilli()},
+		},
+		{
+			name:        "keep none",
+			before:      three,
+			want:        []string{"a", "b", "c"},
+			wantRecords: map[string]string{"bob-1": "rec-bob-1"},
+		},
+		{
+			name:        "keep a missing id",
+			before:      three,
+			keep:        "zz",
+			want:        []string{"a", "b", "c"},
+			wantRecords: map[string]string{"bob-1": "rec-bob-1"},
+		},
+		{
+			name:        "leaves out a member whose record is gone",
+			before:      three,
+			setup:       func(t *testing.T) { srv.Do(t, "DEL", "session:a") },
+			want:        []string{"b", "c"},
+			wantRecords: map[string]string{"bob-1": "rec-bob-1"},
+		},
+		{
+			name:        "no sessions",
+			before:      []redisstore.UserSession{bob},
+			wantRecords: map[string]string{"bob-1": "rec-bob-1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			addAll(t, s, tc.before...)
+			if tc.setup != nil {
+				tc.setup(t)
+			}
+			removed, err := s.RemoveUserSessions(ctx, "alice", tc.keep)
+			if err != nil || !slices.Equal(removed, tc.want) {
+				t.Fatalf("RemoveUserSessions(alice, %q) = %q, %v, want %q, nil", tc.keep, removed, err, tc.want)
+			}
+			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+				t.Errorf("records after RemoveUserSessions(alice, %q) = %v, want %v", tc.keep, got, tc.wantRecords)
+			}
+			if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
+				t.Errorf("index after RemoveUserSessions(alice, %q) = %v, want %v", tc.keep, got, tc.wantIndex)
+			}
+			if got, want := index(t, srv, "bob"), map[string]int64{"bob-1": d[0].UnixMilli()}; !maps.Equal(got, want) {
+				t.Errorf("bob's index after RemoveUserSessions(alice, %q) = %v, want %v", tc.keep, got, want)
+			}
+		})
+	}
+}
+
+func TestRemoveUserSession(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(2)
+
+	tests := []struct {
+		name        string
+		before      []redisstore.UserSession
+		setup       func(t *testing.T)
+		userID, id  string
+		wantRecords map[string]string
+		wantIndex   map[string]int64 // of userID
+	}{
+		{
+			name:        "a user's session",
+			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
+			userID:      "alice",
+			id:          "a",
+			wantRecords: map[string]string{"b": "rec-b"},
+			wantIndex:   map[string]int64{"b": d[1].UnixMilli()},
+		},
+		{
+			name:        "missing id",
+			before:      []redisstore.UserSession{alice("b", d[1])},
+			userID:      "alice",
+			id:          "a",
+			wantRecords: map[string]string{"b": "rec-b"},
+			wantIndex:   map[string]int64{"b": d[1].UnixMilli()},
+		},
+		{
+			// An anonymous session has no index: a key that looks like
+			// the index of user "" is not touched.
+			name: "anonymous",
+			setup: func(t *testing.T) {
+				setRecord(t, srv, "a", "anon")
+				srv.Do(t, "ZADD", indexKey(""), d[0].UnixMilli(), "a")
+			},
+			id:          "a",
+			wantRecords: map[string]string{},
+			wantIndex:   map[string]int64{"a": d[0].UnixMilli()},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			addAll(t, s, tc.before...)
+			if tc.setup != nil {
+				tc.setup(t)
+			}
+			if err := s.RemoveUserSession(ctx, tc.userID, tc.id); err != nil {
+				t.Fatalf("RemoveUserSession(%q, %s) = %v, want nil", tc.userID, tc.id, err)
+			}
+			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
+				t.Errorf("records after RemoveUserSession(%q, %s) = %v, want %v", tc.userID, tc.id, got, tc.wantRecords)
+			}
+			if got := index(t, srv, tc.userID); !maps.Equal(got, tc.wantIndex) {
+				t.Errorf("index after RemoveUserSession(%q, %s) = %v, want %v", tc.userID, tc.id, got, tc.wantIndex)
+			}
+		})
+	}
+}
+
+func TestUserSessions(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	past := time.Now().Add(-time.Minute).UnixMilli()
+
+	addAll(t, s, alice("a", d[1]), alice("b", d[0]))
+	srv.Do(t, "ZADD", indexKey("alice"), d[2].UnixMilli(), "gone") // its record ended
+	setRecord(t, srv, "past", "rec-past")
+	srv.Do(t, "ZADD", indexKey("alice"), past, "past") // past its deadline
+
+	ids, recs, err := s.UserSessions(ctx, "alice")
+	if err != nil {
+		t.Fatalf("UserSessions(alice) = %v", err)
+	}
+	if want := []string{"b", "a"}; !slices.Equal(ids, want) {
+		t.Errorf("UserSessions(alice) = %q, want %q (oldest deadline first)", ids, want)
+	}
+	if got, want := fmt.Sprintf("%s", recs), "[rec-b rec-a]"; got != want {
+		t.Errorf("UserSessions(alice) records = %s, want %s", got, want)
+	}
+	want := map[string]int64{"a": d[1].UnixMilli(), "b": d[0].UnixMilli()}
+	if got := index(t, srv, "alice"); !maps.Equal(got, want) {
+		t.Errorf("index after UserSessions(alice) = %v, want %v (pruned)", got, want)
+	}
+
+	ids, recs, err = s.UserSessions(ctx, "nobody")
+	if err != nil || len(ids) != 0 || len(recs) != 0 {
+		t.Errorf("UserSessions(nobody) = %q, %d records, %v, want none, nil", ids, len(recs), err)
+	}
+}
+
+// TestUserCommands pins down what each call sends, as the server counts it
+// (commands queued in MULTI count when EXEC runs them), against the table
+// in the package documentation, and that a transaction given up before
+// EXEC leaves its connection unwatched.
+func TestUserCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{MaxActive: 1})
+	ctx := context.Background()
+	d := deadlines(2)
+	failing := func([]byte) ([]byte, error) { return nil, errors.New("merge failed") }
+	same := func(current []byte) ([]byte, error) { return current, nil }
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T)
+		call  func() error
+		want  map[string]int64
+	}{
+		{
+			name: "AddUserSession",
+			call: func() error { _, err := s.AddUserSession(ctx, alice("a", d[0])); return err },
+			want: map[string]int64{"set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
+		},
+		{
+			name: "AddUserSession replacing",
+			call: func() error {
+				a := alice("b", d[0])
+				a.Replaces = "a"
+				_, err := s.AddUserSession(ctx, a)
+				return err
+			},
+			want: map[string]int64{"del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1},
+		},
+		{
+			name: "AddUserSession with a limit",
+			call: func() error {
+				a := alice("c", d[0])
+				a.Limit = 5
+				_, err := s.AddUserSession(ctx, a)
+				return err
+			},
+			want: map[string]int64{"watch": 1, "zrange": 1, "exists": 2, "multi": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "exec": 1},
+		},
+		{
+			name: "MoveSession",
+			call: func() error {
+				_, err := s.MoveSession(ctx, redisstore.Move{UserID: "alice", From: "c", To: "d", TTL: time.Hour, Deadline: d[1], Merge: same})
+				return err
+			},
+			want: map[string]int64{"watch": 1, "get": 1, "exists": 1, "multi": 1, "set": 1, "del": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
+		},
+		{
+			name: "MoveSession with a merge error",
+			call: func() error {
+				_, err := s.MoveSession(ctx, redisstore.Move{UserID: "alice", From: "d", To: "e", TTL: time.Hour, Deadline: d[1], Merge: failing})
+				if err == nil {
+					return errors.New("no error from the merge")
+				}
+				return nil
+			},
+			want: map[string]int64{"watch": 1, "get": 1, "exists": 1, "unwatch": 1},
+		},
+		{
+			name: "MoveSession of a missing session",
+			call: func() error {
+				_, err := s.MoveSession(ctx, redisstore.Move{UserID: "alice", From: "zz", To: "e", TTL: time.Hour, Deadline: d[1], Merge: same})
+				return err
+			},
+			want: map[string]int64{"watch": 1, "get": 1, "exists": 1, "unwatch": 1},
+		},
+		{
+			name: "Merge",
+			call: func() error { _, err := s.Merge(ctx, "d", time.Hour, same); return err },
+			want: map[string]int64{"watch": 1, "get": 1, "multi": 1, "set": 1, "exec": 1},
+		},
+		{
+			name: "Merge with a merge error",
+			call: func() error {
+				if _, err := s.Merge(ctx, "d", time.Hour, failing); err == nil {
+					return errors.New("no error from the merge")
+				}
+				return nil
+			},
+			want: map[string]int64{"watch": 1, "get": 1, "unwatch": 1},
+		},
+		{
+			name: "UserSessions",
+			call: func() error { _, _, err := s.UserSessions(ctx, "alice"); return err },
+			want: map[string]int64{"zremrangebyscore": 1, "zrange": 1, "mget": 1},
+		},
+		{
+			name: "RemoveUserSession",
+			call: func() error { return s.RemoveUserSession(ctx, "alice", "b") },
+			want: map[string]int64{"del": 1, "zrem": 1},
+		},
+		{
+			name: "RemoveUserSession anonymous",
+			call: func() error { return s.RemoveUserSession(ctx, "", "b") },
+			want: map[string]int64{"del": 1},
+		},
+		{
+			name: "RemoveUserSessions",
+			call: func() error { _, err := s.RemoveUserSessions(ctx, "alice", ""); return err },
+			want: map[string]int64{"watch": 1, "zrange": 1, "multi": 1, "del": 1, "zrem": 1, "exec": 1},
+		},
+		{
+			name: "RemoveUserSessions of none",
+			call: func() error { _, err := s.RemoveUserSessions(ctx, "alice", ""); return err },
+			want: map[string]int64{"watch": 1, "zrange": 1, "unwatch": 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.ResetStats(t)
+			if err := tc.call(); err != nil {
+				t.Fatal(err)
+			}
+			if got := srv.Calls(t); !maps.Equal(got, tc.want) {
+				t.Fatalf("Calls = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestContention has another connection change the watched key between
+// the Store's read and its EXEC on every attempt, so that no transaction
+// ever goes through: the call gives up within its Timeout with
+// ErrContention, which is not an outage, and says so without naming a key.
+// The writer runs inside the merge function, which each attempt calls
+// exactly once between WATCH and EXEC, so that it never misses a window.
+func TestContention(t *testing.T) {
+	srv := redistest.Start(t)
+	const timeout = 50 * time.Millisecond
+	s := open(t, srv, redisstore.Config{Timeout: timeout})
+	ctx := context.Background()
+	const id = "ZZ-contended-id-3b7e"
+	writer, err := redis.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	attempts := 0
+	change := func(current []byte) ([]byte, error) {
+		attempts++
+		if attempts > 1000 { // bounded, whatever the Store does
+			return nil, errors.New("too many attempts")
+		}
+		if _, err := writer.Do("SET", "session:"+id, fmt.Sprint("writer-", attempts), "KEEPTTL"); err != nil {
+			return nil, err
+		}
+		return append(current, "+merged"...), nil
+	}
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Merge", func() error { _, err := s.Merge(ctx, id, time.Minute, change); return err }},
+		{"MoveSession", func() error {
+			_, err := s.MoveSession(ctx, redisstore.Move{
+				UserID: "alice", From: id, To: id + "-new", TTL: time.Minute, Deadline: time.Now().Add(time.Hour), Merge: change,
+			})
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			setRecord(t, srv, id, "v1")
+			attempts = 0
+			start := time.Now()
+			err := tc.call()
+			took := time.Since(start)
+			if !errors.Is(err, redisstore.ErrContention) || errors.Is(err, redisstore.ErrUnavailable) {
+				t.Fatalf("%s under constant contention = %v, want ErrContention and not ErrUnavailable", tc.name, err)
+			}
+			var c interface{ Contention() bool }
+			if !errors.As(err, &c) || !c.Contention() {
+				t.Errorf("%s error %v has no Contention() true", tc.name, err)
+			}
+			if msg := err.Error(); strings.Contains(msg, id) || strings.Contains(msg, "session:") {
+				t.Errorf("%s error %q names the id or key", tc.name, msg)
+			}
+			if attempts < 2 {
+				t.Errorf("%s made %d attempts, want it to try again", tc.name, attempts)
+			}
+			if took > timeout+time.Second {
+				t.Errorf("%s gave up after %v, want about its Timeout %v", tc.name, took, timeout)
+			}
+			want := map[string]string{id: fmt.Sprint("writer-", attempts)}
+			if got := records(t, srv); !maps.Equal(got, want) {
+				t.Errorf("records after %s gave up = %v, want %v (the writer's only)", tc.name, got, want)
+			}
+			if n := dbSize(t, srv); n != 1 {
+				t.Errorf("DBSIZE after %s gave up = %d, want 1", tc.name, n)
+			}
+		})
+	}
+}

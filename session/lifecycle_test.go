@@ -1,0 +1,395 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// load returns the context of a request carrying cookie (if not empty),
+// for tests that interleave requests: the caller commits it, or not.
+func load(m *Manager, cookie string) context.Context {
+	req := httptest.NewRequest("GET", "/", nil)
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	}
+	return m.Load(req)
+}
+
+// exchange runs fn as the handler of one request carrying cookie (if not
+// empty) and returns the response header and the error of Commit, which
+// serve turns into a fatal error.
+func exchange(t *testing.T, m *Manager, cookie string, fn func(ctx context.Context)) (http.Header, error) {
+	t.Helper()
+	ctx := load(m, cookie)
+	fn(ctx)
+	h := http.Header{}
+	err := m.Commit(ctx, h)
+	return h, err
+}
+
+// sessionCookie returns the session cookie set by h, if any: a new value,
+// or an expired cookie (empty value, MaxAge < 0) for a logout.
+func sessionCookie(m *Manager, h http.Header) (*http.Cookie, bool) {
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == m.cfg.CookieName {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// userOf runs a request carrying cookie and returns its user, "" for an
+// anonymous session. It fails the test if the request changes the cookie
+// or cannot commit.
+func userOf(t *testing.T, m *Manager, cookie string) string {
+	t.Helper()
+	var user string
+	h, err := exchange(t, m, cookie, func(ctx context.Context) { user, _ = UserID(ctx) })
+	if err != nil {
+		t.Fatalf("Commit = %v, want nil", err)
+	}
+	if c, ok := sessionCookie(m, h); ok {
+		t.Errorf("a request that changed nothing set the cookie %v", c)
+	}
+	return user
+}
+
+// writes returns the commands of r.Calls that write data.
+func writes(t *testing.T, r *redistest.Server) map[string]int64 {
+	t.Helper()
+	w := map[string]int64{}
+	for name, n := range r.Calls(t) {
+		switch name {
+		case "set", "del", "unlink", "zadd", "zrem", "zremrangebyscore", "pexpire", "pexpireat", "multi", "exec", "eval", "evalsha":
+			w[name] = n
+		}
+	}
+	return w
+}
+
+// TestRenew checks that Renew moves the session to a new token with the
+// same user, values and deadline, and that the old token is worthless
+// afterwards.
+func TestRenew(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, oldID := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "k", "v"); err != nil {
+			t.Fatalf("Put = %v", err)
+		}
+	})
+	var before, after Info
+	h, err := exchange(t, m, cookie, func(ctx context.Context) {
+		before, _ = FromContext(ctx)
+		if err := Renew(ctx); err != nil {
+			t.Fatalf("Renew = %v, want nil", err)
+		}
+		after, _ = FromContext(ctx)
+		if tok, ok := Token(ctx); !ok || tok == cookie {
+			t.Errorf("Token after Renew = %.12q, %v; want a new token", tok, ok)
+		}
+		if v, _ := Get[string](ctx, "k"); v != "v" {
+			t.Errorf("Get(k) after Renew = %q, want v", v)
+		}
+	})
+	if err != nil {
+		t.Fatalf("Commit = %v, want nil", err)
+	}
+	if after.ID == before.ID || after.ID == "" {
+		t.Errorf("Info.ID after Renew = %.8s, want new (was %.8s)", after.ID, before.ID)
+	}
+	if after.UserID != "alice" || !after.ExpiresAt.Equal(before.ExpiresAt) || !after.CreatedAt.Equal(before.CreatedAt) {
+		t.Errorf("Info after Renew = %+v, want user, created and expiry of %+v", after, before)
+	}
+	c, ok := sessionCookie(m, h)
+	if !ok || c.Value == "" || c.Value == cookie {
+		t.Fatalf("Set-Cookie after Renew = %v, %v; want the new token", c, ok)
+	}
+	serve(t, m, c.Value, func(ctx context.Context) {
+		info, ok := FromContext(ctx)
+		if !ok || info.ID != after.ID || !info.ExpiresAt.Equal(before.ExpiresAt) {
+			t.Errorf("new token's session = %+v, %v; want id %.8s, expiry %v", info, ok, after.ID, before.ExpiresAt)
+		}
+		if v, _ := Get[string](ctx, "k"); v != "v" {
+			t.Errorf("Get(k) with the new token = %q, want v", v)
+		}
+	})
+	if u := userOf(t, m, cookie); u != "" {
+		t.Errorf("old token after Renew: UserID = %q, want anonymous", u)
+	}
+	if rec := r.Do(t, "GET", "session:"+oldID); rec != nil {
+		t.Error("the old token's record survives Renew")
+	}
+	infos, err := m.List(context.Background(), "alice")
+	if err != nil || len(infos) != 1 || infos[0].ID != after.ID {
+		t.Errorf("List(alice) after Renew = %+v, %v; want only %.8s", infos, err, after.ID)
+	}
+}
+
+// TestRenewAnonymous checks Renew on anonymous sessions: one without a
+// record has nothing to renew; one with a record moves like any other.
+func TestRenewAnonymous(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	r.ResetStats(t)
+	h, err := exchange(t, m, "", func(ctx context.Context) {
+		if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Renew without a record = %v, want ErrNoSession", err)
+		}
+	})
+	if _, ok := sessionCookie(m, h); ok || err != nil {
+		t.Errorf("after a refused Renew: Set-Cookie %v, Commit %v; want none, nil", ok, err)
+	}
+	if n := r.TotalCalls(t); n != 0 {
+		t.Errorf("Renew without a record cost %d Redis commands, want 0", n)
+	}
+
+	cookie := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	renewed := serve(t, m, cookie, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Errorf("Renew of an anonymous session with a record = %v, want nil", err)
+		}
+	})
+	if renewed == "" || renewed == cookie {
+		t.Fatalf("anonymous Renew set cookie %.12q, want a new one", renewed)
+	}
+	serve(t, m, renewed, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("Get(cart) after an anonymous Renew = %q, want book", v)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, ok := Get[string](ctx, "cart"); ok {
+			t.Errorf("Get(cart) with the old anonymous token = %q, want nothing", v)
+		}
+	})
+}
+
+// TestRenewAfterEnd checks that Renew of a session that another request
+// ended after this one loaded it writes nothing and returns ErrNoSession:
+// it must not bring the session back under a new token.
+func TestRenewAfterEnd(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(t *testing.T, m *Manager, cookie string)
+		left int // sessions of alice afterwards
+	}{
+		{"destroyed", func(t *testing.T, m *Manager, cookie string) {
+			serve(t, m, cookie, func(ctx context.Context) {
+				if err := Destroy(ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}, 0},
+		{"revoked", func(t *testing.T, m *Manager, cookie string) {
+			if _, err := m.RevokeAll(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"renewed elsewhere", func(t *testing.T, m *Manager, cookie string) {
+			serve(t, m, cookie, func(ctx context.Context) {
+				if err := Renew(ctx); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{})
+			cookie, _ := login(t, m, "alice")
+			ctx := load(m, cookie)
+			tc.end(t, m, cookie)
+			size := r.Do(t, "DBSIZE")
+			r.ResetStats(t)
+			if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+				t.Errorf("Renew after the session was %s = %v, want ErrNoSession", tc.name, err)
+			}
+			if w := writes(t, r); len(w) != 0 {
+				t.Errorf("Renew after the session was %s wrote %v, want nothing", tc.name, w)
+			}
+			if got := r.Do(t, "DBSIZE"); got != size {
+				t.Errorf("DBSIZE after the refused Renew = %v, want %v", got, size)
+			}
+			if u, ok := UserID(ctx); ok {
+				t.Errorf("UserID after the refused Renew = %q, want anonymous", u)
+			}
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Errorf("Commit = %v, want nil", err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("response of the refused Renew sets cookie %v, want the cookie untouched", c)
+			}
+			if infos, err := m.List(context.Background(), "alice"); len(infos) != tc.left || err != nil {
+				t.Errorf("List(alice) after the refused Renew = %d sessions, %v; want %d", len(infos), err, tc.left)
+			}
+		})
+	}
+}
+
+// TestRenewKeepsChanges checks that Renew keeps the request's own pending
+// changes and those another request saved after this one loaded.
+func TestRenewKeepsChanges(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "gone", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := load(m, cookie)
+	// Another request saves a value between this one's load and its Renew.
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "other", "theirs"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := Put(ctx, "mine", "pending"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Renew(ctx); err != nil {
+		t.Fatalf("Renew = %v, want nil", err)
+	}
+	if v, _ := Get[string](ctx, "other"); v != "theirs" {
+		t.Errorf("Get(other) after Renew, in the request = %q, want theirs", v)
+	}
+	if err := Put(ctx, "after", true); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatalf("Commit = %v, want nil", err)
+	}
+	c, ok := sessionCookie(m, h)
+	if !ok || c.Value == "" {
+		t.Fatal("Renew set no cookie")
+	}
+	serve(t, m, c.Value, func(ctx context.Context) {
+		for key, want := range map[string]string{"mine": "pending", "other": "theirs"} {
+			if v, _ := Get[string](ctx, key); v != want {
+				t.Errorf("Get(%s) after Renew = %q, want %q", key, v, want)
+			}
+		}
+		if v, _ := Get[bool](ctx, "after"); !v {
+			t.Errorf("Get(after) = %v, want true (put after Renew)", v)
+		}
+		if v, ok := Get[int](ctx, "gone"); ok {
+			t.Errorf("Get(gone) = %d, want removed before Renew", v)
+		}
+	})
+}
+
+// TestAfterCommit checks that nothing changes a session once its response
+// has started, except Destroy, which still ends it.
+func TestAfterCommit(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := load(m, cookie)
+	if err := m.Commit(ctx, http.Header{}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Put", func() error { return Put(ctx, "k", "changed") }},
+		{"Remove", func() error { return Remove(ctx, "k") }},
+		{"Create", func() error { _, err := Create(ctx, "bob"); return err }},
+		{"Renew", func() error { return Renew(ctx) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); !errors.Is(err, ErrResponseStarted) {
+				t.Errorf("%s after Commit = %v, want ErrResponseStarted", tc.name, err)
+			}
+		})
+	}
+	if v, ok := Pop[string](ctx, "k"); ok {
+		t.Errorf("Pop(k) after Commit = %q, true; want false", v)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil || len(h) != 0 {
+		t.Errorf("second Commit = %v, header %v; want nil, none", err, h)
+	}
+	if after, _ := r.Do(t, "GET", "session:"+id).([]byte); len(before) == 0 || !bytes.Equal(after, before) {
+		t.Errorf("record changed after Commit:\n%s\nwant\n%s", after, before)
+	}
+	if size := r.Do(t, "DBSIZE"); size != int64(2) {
+		t.Errorf("DBSIZE = %v, want 2 (alice's record and index; no session for bob)", size)
+	}
+	if u := userOf(t, m, cookie); u != "alice" {
+		t.Errorf("UserID after the refused changes = %q, want alice", u)
+	}
+
+	if err := Destroy(ctx); !errors.Is(err, ErrResponseStarted) {
+		t.Errorf("Destroy after Commit = %v, want ErrResponseStarted", err)
+	}
+	if rec := r.Do(t, "GET", "session:"+id); rec != nil {
+		t.Error("Destroy after Commit left the record")
+	}
+	if u := userOf(t, m, cookie); u != "" {
+		t.Errorf("UserID after Destroy after Commit = %q, want anonymous", u)
+	}
+}
+
+// TestStoreDown checks what the helpers answer when Redis cannot be asked:
+// a session that could not be read cannot change, and a write that fails
+// is reported to Commit, so that the response can be a 503.
+func TestStoreDown(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	during := load(m, cookie) // loaded before the outage, saved during it
+	r.Stop(t)
+
+	h, err := exchange(t, m, cookie, func(ctx context.Context) {
+		if err := LoadError(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("LoadError = %v, want ErrStoreUnavailable", err)
+		}
+		for _, tc := range []struct {
+			name string
+			err  error
+		}{
+			{"Put", Put(ctx, "k", 1)},
+			{"Remove", Remove(ctx, "k")},
+			{"Renew", Renew(ctx)},
+			{"Destroy", Destroy(ctx)},
+			{"List", func() error { _, err := m.List(ctx, "alice"); return err }()},
+			{"Revoke", m.Revoke(ctx, "alice", id)},
+			{"RevokeAll", func() error { _, err := m.RevokeAll(ctx, "alice"); return err }()},
+			{"Create", func() error { _, err := Create(ctx, "alice"); return err }()},
+		} {
+			if !errors.Is(tc.err, ErrStoreUnavailable) {
+				t.Errorf("%s with the store down = %v, want ErrStoreUnavailable", tc.name, tc.err)
+			}
+		}
+	})
+	if c, ok := sessionCookie(m, h); ok || err != nil {
+		t.Errorf("request with the store down: Set-Cookie %v, Commit %v; want none, nil", c, err)
+	}
+
+	if err := Put(during, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(during, http.Header{}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Commit of a change with the store down = %v, want ErrStoreUnavailable", err)
+	}
+}

@@ -1,0 +1,203 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// checkDeadline checks that the deadline of a new session, as Info, the
+// token and the record carry it, is a lifetime after its creation, rounded
+// up to the millisecond at most.
+func checkDeadline(t *testing.T, m *Manager, info Info, cookie string, record []byte) {
+	t.Helper()
+	lifetime := m.cfg.Lifetime
+	if d := info.ExpiresAt.Sub(info.CreatedAt); d < lifetime || d >= lifetime+time.Millisecond {
+		t.Errorf("Info.ExpiresAt - Info.CreatedAt = %v, want [%v, %v)", d, lifetime, lifetime+time.Millisecond)
+	}
+	if _, signed, err := m.signer.verify(cookie); err != nil || !signed.Equal(info.ExpiresAt) {
+		t.Errorf("token deadline = %v, %v; want Info.ExpiresAt %v", signed, err, info.ExpiresAt)
+	}
+	var rec struct {
+		CreatedAt time.Time `json:"created_at"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal(record, &rec); err != nil {
+		t.Fatalf("record %q: %v", record, err)
+	}
+	if !rec.ExpiresAt.Equal(info.ExpiresAt) || !rec.CreatedAt.Equal(info.CreatedAt) {
+		t.Errorf("record created_at, expires_at = %v, %v; want %v, %v", rec.CreatedAt, rec.ExpiresAt, info.CreatedAt, info.ExpiresAt)
+	}
+}
+
+// TestShortLifetime checks that a session with a lifetime under a second
+// lives its whole lifetime, whatever the fraction of a second it starts at,
+// and not a millisecond longer than the rounding of its deadline.
+func TestShortLifetime(t *testing.T) {
+	const lifetime = 500 * time.Millisecond
+	m, r, clk := newTestManager(t, Config{Lifetime: lifetime})
+	// Ahead of the real clock, so that the user index, which expires by
+	// the session deadline, lives as long as its records.
+	base := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	for i := range 20 {
+		// Creation times spread over one second, at odd microseconds.
+		created := base.Add(time.Duration(i)*53*time.Millisecond + time.Duration(i)*37*time.Microsecond)
+		clk.t = created
+		var info Info
+		cookie := serve(t, m, "", func(ctx context.Context) {
+			var err error
+			if info, err = Create(ctx, "alice"); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+		})
+		if !info.CreatedAt.Equal(created) {
+			t.Errorf("login %d: Info.CreatedAt = %v, want the clock's %v", i, info.CreatedAt, created)
+		}
+		rec, _ := r.Do(t, "GET", "session:"+info.ID).([]byte)
+		checkDeadline(t, m, info, cookie, rec)
+
+		for _, after := range []time.Duration{100 * time.Millisecond, lifetime - time.Millisecond} {
+			clk.t = created.Add(after)
+			if u := userOf(t, m, cookie); u != "alice" {
+				t.Errorf("login %d at %v, %v later: UserID = %q, want alice", i, created.Format(".000000"), after, u)
+			}
+		}
+		clk.t = info.ExpiresAt
+		r.ResetStats(t)
+		if u := userOf(t, m, cookie); u != "" {
+			t.Errorf("login %d at its deadline: UserID = %q, want anonymous", i, u)
+		}
+		if n := r.TotalCalls(t); n != 0 {
+			t.Errorf("login %d at its deadline cost %d Redis commands, want 0", i, n)
+		}
+	}
+}
+
+// TestShortLifetimeRealClock is TestShortLifetime on the real clock. The
+// logins happen early in a second (the request waits for one, under a
+// second), where a deadline rounded down to the whole second would lie
+// before the login itself.
+func TestShortLifetimeRealClock(t *testing.T) {
+	const lifetime = 500 * time.Millisecond
+	m, r, _ := newTestManager(t, Config{Lifetime: lifetime})
+	m.now = time.Now
+	if f := time.Since(time.Now().Truncate(time.Second)); f < 100*time.Millisecond || f > 300*time.Millisecond {
+		time.Sleep(time.Second + 100*time.Millisecond - f)
+	}
+	var cookies []string
+	var created []time.Time
+	for i := range 10 {
+		var info Info
+		cookie := serve(t, m, "", func(ctx context.Context) {
+			var err error
+			if info, err = Create(ctx, "alice"); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+		})
+		rec, _ := r.Do(t, "GET", "session:"+info.ID).([]byte)
+		checkDeadline(t, m, info, cookie, rec)
+		if u := userOf(t, m, cookie); u != "alice" && time.Since(info.CreatedAt) < lifetime {
+			t.Errorf("login %d at %s, %v later: UserID = %q, want alice",
+				i, info.CreatedAt.Format(".000"), time.Since(info.CreatedAt), u)
+		}
+		cookies, created = append(cookies, cookie), append(created, info.CreatedAt)
+	}
+	for i, cookie := range cookies {
+		if u := userOf(t, m, cookie); u != "alice" && time.Since(created[i]) < lifetime {
+			t.Errorf("login %d, checked again %v later: UserID = %q, want alice", i, time.Since(created[i]), u)
+		}
+	}
+}
+
+// signPayload signs payload as the cookie value, the way every version signs
+// it, whatever the payload's form.
+func signPayload(t *testing.T, m *Manager, payload string) string {
+	t.Helper()
+	v, err := securecookie.EncodeMulti(macName, []byte(payload), m.signer.codecs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestLegacyToken checks that a token signed by an earlier version,
+// "<token>.<deadline in unix seconds>", still verifies, so that an upgrade
+// logs nobody out.
+func TestLegacyToken(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	var token string
+	var info Info
+	serve(t, m, "", func(ctx context.Context) {
+		var err error
+		if info, err = Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		token = stateFrom(ctx).stored
+	})
+	sec := info.ExpiresAt.Unix() // whole seconds, as the earlier version signed
+	legacy := signPayload(t, m, token+"."+strconv.FormatInt(sec, 10))
+	if tok, deadline, err := m.signer.verify(legacy); err != nil || tok != token || !deadline.Equal(time.Unix(sec, 0)) {
+		t.Errorf("verify(legacy token) = %.8q, %v, %v; want the token, %v, nil", tok, deadline, err, time.Unix(sec, 0))
+	}
+	serve(t, m, legacy, func(ctx context.Context) {
+		if got, ok := FromContext(ctx); !ok || got.ID != info.ID || got.UserID != "alice" {
+			t.Errorf("session of the legacy token = %+v, %v; want alice's %.8s", got, ok, info.ID)
+		}
+	})
+}
+
+// TestSignedDeadline checks the deadlines a signed payload may carry, in
+// milliseconds after ":" or in seconds after ".": positive and no later
+// than the end of year 9999.
+func TestSignedDeadline(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	tok := strings.Repeat("a", tokenLen)
+	end := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // first instant past year 9999
+	ms := func(v int64) string { return strconv.FormatInt(v, 10) }
+	valid := []struct {
+		name    string
+		payload string
+		want    time.Time
+	}{
+		{"milliseconds", tok + ":1700000000123", time.UnixMilli(1700000000123)},
+		{"seconds", tok + ".1700000000", time.Unix(1700000000, 0)},
+		{"first millisecond", tok + ":1", time.UnixMilli(1)},
+		{"last millisecond of 9999", tok + ":" + ms(end.UnixMilli()-1), end.Add(-time.Millisecond)},
+		{"last second of 9999", tok + "." + ms(end.Unix()-1), end.Add(-time.Second)},
+	}
+	for _, tc := range valid {
+		t.Run(tc.name, func(t *testing.T) {
+			got, deadline, err := m.signer.verify(signPayload(t, m, tc.payload))
+			if err != nil || got != tok || !deadline.Equal(tc.want) {
+				t.Errorf("verify(signed %q) = %q, %v, %v; want %q, %v, nil", tc.payload, got, deadline, err, tok, tc.want)
+			}
+		})
+	}
+	refused := []struct{ name, payload string }{
+		{"both separators, colon first", tok + ":1700000000000.5"},
+		{"both separators, dot first", tok + ".1700000000:5"},
+		{"neither separator", tok + "1700000000"},
+		{"no deadline", tok + ":"},
+		{"zero milliseconds", tok + ":0"},
+		{"zero seconds", tok + ".0"},
+		{"negative milliseconds", tok + ":-1"},
+		{"negative seconds", tok + ".-1"},
+		{"milliseconds past 9999", tok + ":" + ms(end.UnixMilli())},
+		{"seconds past 9999", tok + "." + ms(end.Unix())},
+		{"seconds overflowing milliseconds", tok + "." + ms(1<<62)},
+		{"largest int64", tok + ":" + ms(1<<63-1)},
+		{"bad token", strings.Repeat("*", tokenLen) + ":1700000000000"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, deadline, err := m.signer.verify(signPayload(t, m, tc.payload)); err == nil {
+				t.Errorf("verify(signed %q) = %q, %v, nil; want an error", tc.payload, got, deadline)
+			}
+		})
+	}
+}

@@ -1,0 +1,301 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// eventLog collects the events a Manager hands to Config.OnEvent.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+// take returns the events collected so far and forgets them.
+func (l *eventLog) take() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.events
+	l.events = nil
+	return e
+}
+
+// TestInvalidUserID checks that user ids that JSON would alter, or that
+// name no one, are refused before anything reaches Redis.
+func TestInvalidUserID(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	size := r.Do(t, "DBSIZE")
+	tests := []struct{ name, id string }{
+		{"empty", ""},
+		{"invalid UTF-8", "a\xff"},
+		{"truncated rune", "caf\xc3"},
+		{"lone surrogate", "\xed\xa0\x80"},
+		{"one byte too long", strings.Repeat("u", MaxUserIDLength+1)},
+		{"one rune too long", strings.Repeat("é", MaxUserIDLength/2) + "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, c := range []struct{ who, cookie string }{{"anonymous", ""}, {"alice", cookie}} {
+				h, err := exchange(t, m, c.cookie, func(ctx context.Context) {
+					r.ResetStats(t)
+					if info, err := Create(ctx, tc.id); !errors.Is(err, ErrInvalidUserID) || info != (Info{}) {
+						t.Errorf("Create(%.20q) by %s = %+v, %v; want ErrInvalidUserID", tc.id, c.who, info, err)
+					}
+					if n := r.TotalCalls(t); n != 0 {
+						t.Errorf("Create(%.20q) by %s sent %d Redis commands, want 0", tc.id, c.who, n)
+					}
+					if u, _ := UserID(ctx); u != strings.TrimPrefix(c.who, "anonymous") {
+						t.Errorf("UserID after Create(%.20q) by %s = %q, want unchanged", tc.id, c.who, u)
+					}
+				})
+				if err != nil {
+					t.Errorf("Commit after Create(%.20q) = %v, want nil", tc.id, err)
+				}
+				if sc, ok := sessionCookie(m, h); ok {
+					t.Errorf("Create(%.20q) by %s set cookie %v, want none", tc.id, c.who, sc)
+				}
+			}
+			ctx := context.Background()
+			r.ResetStats(t)
+			if _, err := m.List(ctx, tc.id); !errors.Is(err, ErrInvalidUserID) {
+				t.Errorf("List(%.20q) = %v, want ErrInvalidUserID", tc.id, err)
+			}
+			if err := m.Revoke(ctx, tc.id, "x"); !errors.Is(err, ErrInvalidUserID) {
+				t.Errorf("Revoke(%.20q) = %v, want ErrInvalidUserID", tc.id, err)
+			}
+			if n, err := m.RevokeAll(ctx, tc.id); !errors.Is(err, ErrInvalidUserID) || n != 0 {
+				t.Errorf("RevokeAll(%.20q) = %d, %v; want 0, ErrInvalidUserID", tc.id, n, err)
+			}
+			if n := r.TotalCalls(t); n != 0 {
+				t.Errorf("List, Revoke and RevokeAll of %.20q sent %d Redis commands, want 0", tc.id, n)
+			}
+			if got := r.Do(t, "DBSIZE"); got != size {
+				t.Errorf("DBSIZE = %v, want %v: an invalid id wrote to Redis", got, size)
+			}
+		})
+	}
+	if u := userOf(t, m, cookie); u != "alice" {
+		t.Errorf("alice's session after the refused logins: UserID = %q, want alice", u)
+	}
+}
+
+// TestLongestUserID checks that ids of exactly MaxUserIDLength bytes work.
+func TestLongestUserID(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	for _, id := range []string{strings.Repeat("u", MaxUserIDLength), strings.Repeat("é", MaxUserIDLength/2)} {
+		cookie, sid := login(t, m, id)
+		if u := userOf(t, m, cookie); u != id {
+			t.Errorf("UserID after Create(%d bytes) = %.20q, want the id", len(id), u)
+		}
+		infos, err := m.List(context.Background(), id)
+		if err != nil || len(infos) != 1 || infos[0].ID != sid || infos[0].UserID != id {
+			t.Errorf("List(%d bytes) = %+v, %v; want session %.8s", len(id), infos, err, sid)
+		}
+	}
+}
+
+// TestList checks that List returns the user's sessions only, oldest
+// first, with Current set on the asking request's own.
+func TestList(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{})
+	var cookies, ids []string
+	var created []time.Time
+	for range 3 {
+		c, id := login(t, m, "alice")
+		cookies, ids, created = append(cookies, c), append(ids, id), append(created, clk.t)
+		clk.t = clk.t.Add(time.Minute)
+	}
+	_, bobID := login(t, m, "bob")
+
+	serve(t, m, cookies[1], func(ctx context.Context) {
+		infos, err := m.List(ctx, "alice")
+		if err != nil || len(infos) != len(ids) {
+			t.Fatalf("List(alice) = %d sessions, %v; want %d", len(infos), err, len(ids))
+		}
+		for i, info := range infos {
+			if info.ID != ids[i] || info.UserID != "alice" || !info.CreatedAt.Equal(created[i]) {
+				t.Errorf("List(alice)[%d] = %.8s of %q created %v, want %.8s of alice created %v (oldest first)",
+					i, info.ID, info.UserID, info.CreatedAt, ids[i], created[i])
+			}
+			if want := i == 1; info.Current != want {
+				t.Errorf("List(alice)[%d].Current = %v, want %v", i, info.Current, want)
+			}
+			if info.ExpiresAt.Before(info.CreatedAt.Add(m.cfg.Lifetime)) || info.IP != "192.0.2.1" {
+				t.Errorf("List(alice)[%d] = %+v, want the deadline a lifetime after creation and IP 192.0.2.1", i, info)
+			}
+		}
+		infos, err = m.List(ctx, "bob")
+		if err != nil || len(infos) != 1 || infos[0].ID != bobID || infos[0].Current {
+			t.Errorf("List(bob) from alice's request = %+v, %v; want bob's one session, not current", infos, err)
+		}
+		if infos, err := m.List(ctx, "carol"); err != nil || len(infos) != 0 {
+			t.Errorf("List(carol) = %+v, %v; want none", infos, err)
+		}
+	})
+	infos, err := m.List(context.Background(), "alice")
+	if err != nil || len(infos) != 3 {
+		t.Fatalf("List(alice) outside a request = %d sessions, %v; want 3", len(infos), err)
+	}
+	for i, info := range infos {
+		if info.Current {
+			t.Errorf("List(alice)[%d].Current outside a request = true, want false", i)
+		}
+	}
+}
+
+// TestRevoke checks that Revoke ends one of the user's own sessions only,
+// and that the revoked token's next request is anonymous without its
+// cookie being touched.
+func TestRevoke(t *testing.T) {
+	events := &eventLog{}
+	m, _, _ := newTestManager(t, Config{OnEvent: events.add})
+	a1, id1 := login(t, m, "alice")
+	a2, id2 := login(t, m, "alice")
+	b, bobID := login(t, m, "bob")
+	events.take()
+
+	h, err := exchange(t, m, a1, func(ctx context.Context) {
+		for _, tc := range []struct{ user, id string }{
+			{"alice", bobID},  // another user's session
+			{"bob", id2},      // alice's session, claimed as bob's
+			{"alice", "nope"}, // no session at all
+			{"alice", ""},
+		} {
+			if err := m.Revoke(ctx, tc.user, tc.id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Revoke(%s, %.8q) = %v, want ErrNotFound", tc.user, tc.id, err)
+			}
+		}
+		if err := m.Revoke(ctx, "alice", id2); err != nil {
+			t.Errorf("Revoke(alice, her other session) = %v, want nil", err)
+		}
+		if u, _ := UserID(ctx); u != "alice" {
+			t.Errorf("UserID after revoking another session = %q, want alice", u)
+		}
+	})
+	if c, ok := sessionCookie(m, h); ok || err != nil {
+		t.Errorf("revoking another session: Set-Cookie %v, Commit %v; want none, nil", c, err)
+	}
+	if got := events.take(); len(got) != 1 || got[0].Kind != EventRevoked || got[0].SessionID != id2 || got[0].UserID != "alice" {
+		t.Errorf("events of Revoke = %+v, want one revoked of alice's %.8s", got, id2)
+	}
+	for _, tc := range []struct{ name, cookie, want string }{
+		{"revoked", a2, ""},
+		{"revoker", a1, "alice"},
+		{"bob", b, "bob"},
+	} {
+		if u := userOf(t, m, tc.cookie); u != tc.want {
+			t.Errorf("%s's next request: UserID = %q, want %q", tc.name, u, tc.want)
+		}
+	}
+	if got := events.take(); len(got) != 0 {
+		t.Errorf("events of the revoked token's next request = %+v, want none", got)
+	}
+
+	// Revoking the request's own session logs it out in the response.
+	h, err = exchange(t, m, a1, func(ctx context.Context) {
+		if err := m.Revoke(ctx, "alice", id1); err != nil {
+			t.Errorf("Revoke(alice, own session) = %v, want nil", err)
+		}
+		if u, ok := UserID(ctx); ok {
+			t.Errorf("UserID after revoking the own session = %q, want anonymous", u)
+		}
+	})
+	if c, ok := sessionCookie(m, h); !ok || c.Value != "" || c.MaxAge >= 0 || err != nil {
+		t.Errorf("revoking the own session: Set-Cookie %v, Commit %v; want an expired cookie", c, err)
+	}
+	if infos, err := m.List(context.Background(), "alice"); err != nil || len(infos) != 0 {
+		t.Errorf("List(alice) after revoking both = %+v, %v; want none", infos, err)
+	}
+}
+
+// TestRevokeAll checks that RevokeAll ends every session of the user and
+// counts them, and leaves other users alone.
+func TestRevokeAll(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	var alice []string
+	for range 3 {
+		c, _ := login(t, m, "alice")
+		alice = append(alice, c)
+	}
+	bob, _ := login(t, m, "bob")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		user string
+		want int
+	}{{"alice", 3}, {"alice", 0}, {"carol", 0}} {
+		if n, err := m.RevokeAll(ctx, tc.user); n != tc.want || err != nil {
+			t.Errorf("RevokeAll(%s) = %d, %v; want %d, nil", tc.user, n, err, tc.want)
+		}
+	}
+	for i, c := range alice {
+		if u := userOf(t, m, c); u != "" {
+			t.Errorf("alice's session %d after RevokeAll: UserID = %q, want anonymous", i, u)
+		}
+	}
+	if u := userOf(t, m, bob); u != "bob" {
+		t.Errorf("bob after RevokeAll(alice): UserID = %q, want bob", u)
+	}
+
+	// From one of the user's own requests, the response logs it out.
+	c, _ := login(t, m, "alice")
+	h, err := exchange(t, m, c, func(ctx context.Context) {
+		if n, err := m.RevokeAll(ctx, "alice"); n != 1 || err != nil {
+			t.Errorf("RevokeAll(alice) from her request = %d, %v; want 1, nil", n, err)
+		}
+	})
+	if sc, ok := sessionCookie(m, h); !ok || sc.MaxAge >= 0 || err != nil {
+		t.Errorf("RevokeAll of the own session: Set-Cookie %v, Commit %v; want an expired cookie", sc, err)
+	}
+}
+
+// TestRevokeOthers checks that RevokeOthers keeps the current session and
+// ends the user's others.
+func TestRevokeOthers(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	var alice []string
+	for range 3 {
+		c, _ := login(t, m, "alice")
+		alice = append(alice, c)
+	}
+	bob, _ := login(t, m, "bob")
+	for _, want := range []int{2, 0} {
+		h, err := exchange(t, m, alice[1], func(ctx context.Context) {
+			if n, err := m.RevokeOthers(ctx); n != want || err != nil {
+				t.Errorf("RevokeOthers = %d, %v; want %d, nil", n, err, want)
+			}
+			if u, _ := UserID(ctx); u != "alice" {
+				t.Errorf("UserID after RevokeOthers = %q, want alice", u)
+			}
+		})
+		if c, ok := sessionCookie(m, h); ok || err != nil {
+			t.Errorf("RevokeOthers: Set-Cookie %v, Commit %v; want none, nil", c, err)
+		}
+	}
+	for i, want := range []string{"", "alice", ""} {
+		if u := userOf(t, m, alice[i]); u != want {
+			t.Errorf("alice's session %d after RevokeOthers: UserID = %q, want %q", i, u, want)
+		}
+	}
+	if u := userOf(t, m, bob); u != "bob" {
+		t.Errorf("bob after alice's RevokeOthers: UserID = %q, want bob", u)
+	}
+	serve(t, m, "", func(ctx context.Context) {
+		if n, err := m.RevokeOthers(ctx); !errors.Is(err, ErrNoSession) || n != 0 {
+			t.Errorf("RevokeOthers when anonymous = %d, %v; want 0, ErrNoSession", n, err)
+		}
+	})
+	if n, err := m.RevokeOthers(context.Background()); !errors.Is(err, ErrNoSession) || n != 0 {
+		t.Errorf("RevokeOthers outside a request = %d, %v; want 0, ErrNoSession", n, err)
+	}
+}

@@ -1,0 +1,285 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+	_ "time/tzdata" // America/New_York without a system zoneinfo
+)
+
+// TestPutRefuses checks that Put refuses, with ErrInvalidValue, every value
+// the record could not give back unchanged, and that the refusal leaves
+// the session as it was: nothing written, the response still committed.
+func TestPutRefuses(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "keep", "kept"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	tests := []struct {
+		name string
+		v    any
+	}{
+		{"NaN", math.NaN()},
+		{"+Inf", math.Inf(1)},
+		{"-Inf", math.Inf(-1)},
+		{"invalid UTF-8", "a\xff"},
+		{"truncated rune", "caf\xc3"},
+		{"year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"year -1", time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"struct with NaN float32", struct{ F float32 }{float32(math.NaN())}},
+		{"struct with invalid UTF-8", struct{ S string }{"a\xff"}},
+		{"struct with backslash then invalid UTF-8", struct{ S string }{`\` + "\xff"}},
+		{"map key with invalid UTF-8", map[string]int{"a\xff": 1}},
+		{"slice with a time past 9999", []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			h, err := exchange(t, m, cookie, func(ctx context.Context) {
+				if err := Put(ctx, "bad", tc.v); !errors.Is(err, ErrInvalidValue) {
+					t.Errorf("Put(%#v) = %v, want ErrInvalidValue", tc.v, err)
+				}
+				if v, ok := Get[any](ctx, "bad"); ok {
+					t.Errorf("Get(bad) after a refused Put = %#v, want nothing", v)
+				}
+			})
+			if err != nil {
+				t.Errorf("Commit after Put(%#v) = %v, want nil", tc.v, err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("Put(%#v) set cookie %v, want none", tc.v, c)
+			}
+			if after, _ := r.Do(t, "GET", "session:"+id).([]byte); len(before) == 0 || !bytes.Equal(after, before) {
+				t.Errorf("record after Put(%#v) =\n%s\nwant unchanged\n%s", tc.v, after, before)
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if u, _ := UserID(ctx); u != "alice" {
+					t.Errorf("UserID after Put(%#v) = %q, want alice", tc.v, u)
+				}
+				if v, ok := Get[any](ctx, "bad"); ok {
+					t.Errorf("Get(bad) in the next request = %#v, want nothing", v)
+				}
+				if v, _ := Get[string](ctx, "keep"); v != "kept" {
+					t.Errorf("Get(keep) in the next request = %q, want kept", v)
+				}
+			})
+		})
+	}
+
+	t.Run("beside a valid change", func(t *testing.T) {
+		_, err := exchange(t, m, cookie, func(ctx context.Context) {
+			if err := Put(ctx, "good", 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := Put(ctx, "bad", math.NaN()); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("Put(NaN) = %v, want ErrInvalidValue", err)
+			}
+		})
+		if err != nil {
+			t.Errorf("Commit = %v, want nil", err)
+		}
+		serve(t, m, cookie, func(ctx context.Context) {
+			if v, _ := Get[int](ctx, "good"); v != 1 {
+				t.Errorf("Get(good) = %d, want 1", v)
+			}
+			if v, ok := Get[any](ctx, "bad"); ok {
+				t.Errorf("Get(bad) = %#v, want nothing", v)
+			}
+		})
+	})
+
+	t.Run("anonymous", func(t *testing.T) {
+		size := r.Do(t, "DBSIZE")
+		h, err := exchange(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "bad", math.Inf(1)); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("Put(+Inf) = %v, want ErrInvalidValue", err)
+			}
+		})
+		if c, ok := sessionCookie(m, h); ok || err != nil {
+			t.Errorf("anonymous Put(+Inf): Set-Cookie %v, Commit %v; want none, nil", c, err)
+		}
+		if got := r.Do(t, "DBSIZE"); got != size {
+			t.Errorf("DBSIZE after an anonymous refused Put = %v, want %v", got, size)
+		}
+	})
+}
+
+// TestInvalidUTF8Keys checks that keys JSON would alter are refused like
+// reserved ones.
+func TestInvalidUTF8Keys(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	for _, key := range []string{"\xff", "a\xffb", "caf\xc3"} {
+		h, err := exchange(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, key, 1); !errors.Is(err, ErrReservedKey) {
+				t.Errorf("Put(%q) = %v, want ErrReservedKey", key, err)
+			}
+			if err := Remove(ctx, key); !errors.Is(err, ErrReservedKey) {
+				t.Errorf("Remove(%q) = %v, want ErrReservedKey", key, err)
+			}
+			if _, ok := Get[int](ctx, key); ok {
+				t.Errorf("Get(%q): ok = true, want false", key)
+			}
+			if _, ok := Pop[int](ctx, key); ok {
+				t.Errorf("Pop(%q): ok = true, want false", key)
+			}
+		})
+		if c, ok := sessionCookie(m, h); ok || err != nil {
+			t.Errorf("Put(%q): Set-Cookie %v, Commit %v; want none, nil", key, c, err)
+		}
+	}
+}
+
+// texts holds strings that look like what encoding/json writes for
+// replaced invalid UTF-8 but are valid: they must be kept.
+type texts struct {
+	Replacement, Escape, Both string
+	M                         map[string]string
+}
+
+// getAs returns Get[T] as an any, for tables of values of several types.
+func getAs[T any](ctx context.Context, key string) (any, bool) { return Get[T](ctx, key) }
+
+// TestValuesRoundTrip checks that values at the edges of what a record can
+// hold come back equal from a later request, having gone through Redis.
+func TestValuesRoundTrip(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lmt := time.Date(1850, 6, 1, 12, 0, 0, 0, ny)
+	if _, off := lmt.Zone(); off != -(4*3600 + 56*60 + 2) {
+		t.Fatalf("New York in 1850: offset %ds, want -4:56:02", off)
+	}
+	allBytes := make([]byte, 256)
+	for i := range allBytes {
+		allBytes[i] = byte(i)
+	}
+	sameTime := func(a, b any) bool { return a.(time.Time).Equal(b.(time.Time)) }
+	sameFloat := func(a, b any) bool {
+		x, y := a.(float64), b.(float64)
+		return x == y && math.Signbit(x) == math.Signbit(y)
+	}
+	tests := []struct {
+		name string
+		v    any
+		get  func(ctx context.Context, key string) (any, bool)
+		same func(a, b any) bool // nil: reflect.DeepEqual
+	}{
+		{"time with an offset of seconds", lmt, getAs[time.Time], sameTime},
+		{"time in New York today", time.Date(2026, 7, 4, 9, 30, 0, 1, ny), getAs[time.Time], sameTime},
+		{"year 0", time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), getAs[time.Time], sameTime},
+		{"year 0 east of UTC", time.Date(0, 1, 1, 0, 30, 0, 0, time.FixedZone("E", 3600)), getAs[time.Time], sameTime},
+		{"year 9999", time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), getAs[time.Time], sameTime},
+		{"U+FFFD and the text \\ufffd", "\uFFFD and `\\ufffd` and \\\\ufffd", getAs[string], nil},
+		{"struct with U+FFFD and the text \\ufffd", texts{
+			Replacement: "x\uFFFDy",
+			Escape:      `\ufffd`,
+			Both:        `\\ufffd` + "\uFFFD" + `\`,
+			M:           map[string]string{"\uFFFD": `\ufffd`, `\ufffd`: "\uFFFD"},
+		}, getAs[texts], nil},
+		{"line separator", "a\u2028b\x00c", getAs[string], nil},
+		{"negative zero", math.Copysign(0, -1), getAs[float64], sameFloat},
+		{"largest float", math.MaxFloat64, getAs[float64], sameFloat},
+		{"smallest float", math.SmallestNonzeroFloat64, getAs[float64], sameFloat},
+		{"int64 max", int64(math.MaxInt64), getAs[int64], nil},
+		{"int64 min", int64(math.MinInt64), getAs[int64], nil},
+		{"int max", math.MaxInt, getAs[int], nil},
+		{"every byte", allBytes, getAs[[]byte], nil},
+	}
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := exchange(t, m, cookie, func(ctx context.Context) {
+				if err := Put(ctx, "v", tc.v); err != nil {
+					t.Errorf("Put(%#v) = %v, want nil", tc.v, err)
+				}
+			})
+			if err != nil {
+				t.Errorf("Commit after Put(%#v) = %v, want nil", tc.v, err)
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				got, ok := tc.get(ctx, "v")
+				same := tc.same
+				if same == nil {
+					same = reflect.DeepEqual
+				}
+				if !ok || !same(got, tc.v) {
+					t.Errorf("Get after Put(%#v) = %#v, %v; want the same value", tc.v, got, ok)
+				}
+			})
+		})
+	}
+}
+
+// TestPutTimeOffsets checks times whose zone offset RFC 3339 cannot write
+// as it is: Put must refuse them (ErrInvalidValue) or keep them as the same
+// instant, and never store what a later request cannot read.
+func TestPutTimeOffsets(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type event struct{ At time.Time }
+	lmt := time.Date(1850, 6, 1, 12, 0, 0, 0, ny) // offset -4:56:02
+	tests := []struct {
+		name string
+		v    any
+		get  func(ctx context.Context, key string) (any, bool)
+		at   func(v any) time.Time
+	}{
+		{"offset of 25 hours", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 25*3600)),
+			getAs[time.Time], func(v any) time.Time { return v.(time.Time) }},
+		{"offset of -99:59", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(99*3600+59*60))),
+			getAs[time.Time], func(v any) time.Time { return v.(time.Time) }},
+		{"offset of seconds", lmt,
+			getAs[time.Time], func(v any) time.Time { return v.(time.Time) }},
+		// Other types follow encoding/json's rules (documented on Put): it
+		// refuses an offset of 24 hours or more, and keeps a time's offset in
+		// whole minutes, so a struct is not tried with an offset of seconds.
+		{"struct with an offset of 25 hours", event{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 25*3600))},
+			getAs[event], func(v any) time.Time { return v.(event).At }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			cookie, _ := login(t, m, "alice")
+			refused := false
+			_, err := exchange(t, m, cookie, func(ctx context.Context) {
+				if err := Put(ctx, "keep", "kept"); err != nil {
+					t.Fatal(err)
+				}
+				err := Put(ctx, "v", tc.v)
+				refused = errors.Is(err, ErrInvalidValue)
+				if err != nil && !refused {
+					t.Errorf("Put(%v) = %v, want nil or ErrInvalidValue", tc.v, err)
+				}
+			})
+			if err != nil {
+				t.Errorf("Commit after Put(%v) = %v, want nil", tc.v, err)
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if u, _ := UserID(ctx); u != "alice" {
+					t.Errorf("UserID after Put(%v) = %q, want alice: the record was unreadable", tc.v, u)
+				}
+				if v, _ := Get[string](ctx, "keep"); v != "kept" {
+					t.Errorf("Get(keep) after Put(%v) = %q, want kept", tc.v, v)
+				}
+				got, ok := tc.get(ctx, "v")
+				switch {
+				case refused && ok:
+					t.Errorf("Get after a refused Put(%v) = %v, want nothing", tc.v, got)
+				case !refused && (!ok || !tc.at(got).Equal(tc.at(tc.v))):
+					t.Errorf("Get after Put(%v) = %v, %v; want the same instant", tc.v, got, ok)
+				}
+			})
+		})
+	}
+}
