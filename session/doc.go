@@ -32,7 +32,12 @@
 // # Concurrency and failures
 //
 // Writes to an existing session only succeed while its record exists, so a
-// request that was in flight during logout cannot bring the session back.
+// request that was in flight during logout cannot bring the session back;
+// Renew moves a session to a new token in one atomic step, only while its
+// record exists. A response sets the cookie only when the request logged in
+// or renewed, and expires it only when the request logged out: a parallel
+// request whose token another request replaced leaves the browser's new
+// cookie alone.
 // When the store cannot be reached the request is served as anonymous and
 // LoadError reports ErrStoreUnavailable, which middleware.RequireAuth turns
 // into 503, never 401: an outage does not log anyone out. A record that
