@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,5 +157,53 @@ func FuzzDecode(f *testing.F) {
 			t.Errorf("encoded record %s leaks the meta key", out)
 		}
 		_ = json.Valid(out)
+	})
+}
+
+// FuzzValue checks Put's rule on values of the tagged types: normalize
+// either refuses a value with ErrInvalidValue, or the record gives it back
+// equal (a float bit for bit, a time as the same instant).
+func FuzzValue(f *testing.F) {
+	f.Add("a\xff", 2.5, int64(0), int64(0), 0)
+	f.Add(`\ufffd`, math.NaN(), int64(253402300800), int64(1), -17762)
+	f.Add("\u2028", math.Copysign(0, -1), int64(-62135596801), int64(999999999), 25*3600)
+	f.Fuzz(func(t *testing.T, s string, fl float64, sec, nsec int64, offset int) {
+		at := time.Unix(sec, nsec).In(time.FixedZone("", offset))
+		for _, in := range []any{s, fl, at, []string{s}} {
+			v, err := normalize(in)
+			if err != nil {
+				if !errors.Is(err, ErrInvalidValue) {
+					t.Fatalf("normalize(%#v) = %v, want nil or ErrInvalidValue", in, err)
+				}
+				continue
+			}
+			b, err := codec{}.Encode(time.Now(), map[string]any{"k": v, metaKey: meta{CreatedAt: time.Now()}})
+			if err != nil {
+				t.Fatalf("Encode of accepted %#v: %v", in, err)
+			}
+			_, values, err := codec{}.Decode(b)
+			if err != nil {
+				t.Fatalf("Decode of accepted %#v: %v", in, err)
+			}
+			got := values["k"]
+			switch in := in.(type) {
+			case string:
+				if got != in {
+					t.Fatalf("round trip of %q = %#v", in, got)
+				}
+			case float64:
+				if g, ok := got.(float64); !ok || math.Float64bits(g) != math.Float64bits(in) {
+					t.Fatalf("round trip of %v = %#v", in, got)
+				}
+			case time.Time:
+				if g, ok := got.(time.Time); !ok || !g.Equal(in) {
+					t.Fatalf("round trip of %v = %#v", in, got)
+				}
+			case []string:
+				if g, ok := as[[]string](got); !ok || len(g) != 1 || g[0] != in[0] {
+					t.Fatalf("round trip of %q = %#v", in, got)
+				}
+			}
+		}
 	})
 }
