@@ -203,6 +203,8 @@ func TestParallelRequestKeepsNewCookie(t *testing.T) {
 		readLoaded late = iota // loaded T1 before the action, reads, answers after
 		readAfter              // reaches the server with T1 after the action
 		write                  // loaded T1 before the action, Puts a value after
+		writeAfter             // reaches the server with T1 after the action, Puts a value
+		renewAfter             // loaded T1 before the action, Renews and then Puts after
 	)
 	cases := []struct {
 		name   string
@@ -223,6 +225,11 @@ func TestParallelRequestKeepsNewCookie(t *testing.T) {
 		{"login, forged cookie, read arriving after", forged, false, login, readAfter},
 		{"login, expired cookie, read loaded before", expired, false, login, readLoaded},
 		{"login, expired cookie, read arriving after", expired, false, login, readAfter},
+		{"renew, write arriving after", loggedIn, false, renew, writeAfter},
+		{"re-login, write arriving after", loggedIn, false, login, writeAfter},
+		{"renew, renew and write", loggedIn, false, renew, renewAfter},
+		{"login, forged cookie, write arriving after", forged, false, login, writeAfter},
+		{"login, expired cookie, write arriving after", expired, false, login, writeAfter},
 	}
 	redis := redistest.Start(t)
 	for i, tc := range cases {
@@ -264,6 +271,16 @@ func TestParallelRequestKeepsNewCookie(t *testing.T) {
 					session.Put(r.Context(), "late", "value") // finds the record gone at commit
 					io.WriteString(w, "wrote")
 				})
+			case renewAfter:
+				held = ho.hold(oldCookie, func(w http.ResponseWriter, r *http.Request) {
+					if err := session.Renew(r.Context()); !errors.Is(err, session.ErrNoSession) {
+						t.Errorf("late Renew = %v, want ErrNoSession", err)
+					}
+					// A session of its own would need a cookie over the new one.
+					if err := session.Put(r.Context(), "late", "value"); !errors.Is(err, session.ErrNoSession) {
+						t.Errorf("Put after a lost Renew = %v, want ErrNoSession", err)
+					}
+				})
 			}
 
 			switch tc.action {
@@ -276,6 +293,15 @@ func TestParallelRequestKeepsNewCookie(t *testing.T) {
 			}
 
 			var resp response
+			if tc.late == writeAfter {
+				// An anonymous request now: a new session of its own would
+				// need a cookie over the one the action set.
+				held = ho.hold(oldCookie, func(w http.ResponseWriter, r *http.Request) {
+					if err := session.Put(r.Context(), "late", "value"); !errors.Is(err, session.ErrNoSession) {
+						t.Errorf("Put with a token that leads nowhere = %v, want ErrNoSession", err)
+					}
+				})
+			}
 			if held != nil {
 				resp = held.finish()
 			} else {

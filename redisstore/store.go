@@ -13,7 +13,10 @@ import (
 
 // Source is where a [Store] gets its connections. A *redis.Pool satisfies
 // it; so can a source of Sentinel or Cluster connections. Connections must
-// support redis.DoWithTimeout (implement redis.ConnWithTimeout).
+// support redis.DoWithTimeout (implement redis.ConnWithTimeout), and their
+// Close must end a transaction left open (UNWATCH, or DISCARD after MULTI)
+// before the connection is used again, as a *redis.Pool's connections do:
+// a Store relies on it when a merge function fails after a WATCH.
 type Source interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
 }

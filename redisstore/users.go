@@ -21,8 +21,9 @@ import (
 // index is read; they are never returned.
 //
 // Each operation leaves the index safe to read if it were split into single
-// commands, as Redis Cluster would need: records are written after their
-// member is added and deleted before it is removed, and readers check that
+// commands, as Redis Cluster would need: a record is written before its
+// member is added (its token is handed out only once both are done) and
+// deleted before its member is removed, and readers check that
 // a member's record exists.
 
 func (s *Store) userKey(userID string) string {
@@ -65,7 +66,7 @@ type Move = struct {
 // oldest live sessions so that at most a.Limit remain, counting the new one
 // and not the replaced one, and returns their ids; then the index is watched
 // and the writes are one MULTI/EXEC transaction, so that two logins cannot
-// both slip under the limit, at the cost of two more round trips, repeated
+// both slip under the limit, at the cost of three more round trips, repeated
 // (after a short random wait) while other writers change the index, for as
 // long as the call's time budget allows (then ErrContention).
 //
@@ -309,17 +310,27 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 }
 
 // RemoveUserSession deletes the record under id and removes id from the
-// index of userID ("" for an anonymous session, which has no index).
-// Removing a missing id is not an error.
-func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) error {
-	if userID == "" {
-		return s.Remove(ctx, id)
-	}
-	return s.do(ctx, "remove user session", func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("DEL", s.prefix+id) // record first: the index may lag, never lead
-		_, err := cmd(ctx, conn, "ZREM", s.userKey(userID), id)
+// index of userID ("" for an anonymous session, which has no index), and
+// reports whether the record existed. Removing a missing id is not an
+// error.
+func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
+	err = s.do(ctx, "remove user session", func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("DEL", s.prefix+id)
+		if userID != "" {
+			conn.Send("ZREM", s.userKey(userID), id) // after the record: the index may lag, never lead
+		}
+		replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+		if err == nil {
+			err = firstError(replies)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := redis.Int(replies[0], nil)
+		removed = n == 1
 		return err
 	})
+	return removed, err
 }
 
 // UserSessions returns the ids and records of the live sessions of userID,

@@ -681,7 +681,7 @@ func TestMoveSessionInterleaved(t *testing.T) {
 	}{
 		{
 			name:    "RemoveUserSession",
-			between: func() error { return s2.RemoveUserSession(ctx, "alice", "a") },
+			between: func() error { _, err := s2.RemoveUserSession(ctx, "alice", "a"); return err },
 		},
 		{
 			name: "RemoveUserSessions",
@@ -834,7 +834,7 @@ func TestMoveSessionRemoveUserSessionRace(t *testing.T) {
 			func() {
 				moved, moveErr = s1.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to, TTL: time.Hour, Deadline: deadline, Merge: merge})
 			},
-			func() { removeErr = s2.RemoveUserSession(ctx, user, from) },
+			func() { _, removeErr = s2.RemoveUserSession(ctx, user, from) },
 		)
 		if moveErr != nil || removeErr != nil {
 			t.Fatalf("round %d: MoveSession = %v, %v; RemoveUserSession = %v; want no errors", round, moved, moveErr, removeErr)
@@ -1144,7 +1144,7 @@ func TestRemoveUserSession(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t)
 			}
-			if err := s.RemoveUserSession(ctx, tc.userID, tc.id); err != nil {
+			if _, err := s.RemoveUserSession(ctx, tc.userID, tc.id); err != nil {
 				t.Fatalf("RemoveUserSession(%q, %s) = %v, want nil", tc.userID, tc.id, err)
 			}
 			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
@@ -1282,12 +1282,12 @@ func TestUserCommands(t *testing.T) {
 		},
 		{
 			name: "RemoveUserSession",
-			call: func() error { return s.RemoveUserSession(ctx, "alice", "b") },
+			call: func() error { _, err := s.RemoveUserSession(ctx, "alice", "b"); return err },
 			want: map[string]int64{"del": 1, "zrem": 1},
 		},
 		{
 			name: "RemoveUserSession anonymous",
-			call: func() error { return s.RemoveUserSession(ctx, "", "b") },
+			call: func() error { _, err := s.RemoveUserSession(ctx, "", "b"); return err },
 			want: map[string]int64{"del": 1},
 		},
 		{

@@ -37,6 +37,7 @@ type state struct {
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
 	loggedOut bool           // this request ended its session: the response expires the cookie
+	stale     bool           // the request came with a token that leads to no session: see canWrite
 	committed bool           // Commit ran: the response has started and nothing may change
 }
 
@@ -65,13 +66,34 @@ func (st *state) canChange() error {
 	return st.loadErr
 }
 
+// errStale is the error of a write in a request whose token leads to no
+// session; see canWrite.
+var errStale = fmt.Errorf("%w: the request's token has ended or was replaced; Create logs in, Destroy drops the token", ErrNoSession)
+
+// canWrite reports why the session's values may not change now, or nil.
+// Beside canChange's reasons, a request that came with a token leading to no
+// session (forged, expired, ended, or replaced by a parallel login or
+// renewal) cannot start a new session by writing values: saving them would
+// need a new cookie, which could overwrite a newer one that the browser got
+// from a parallel request. Create (a login) and Destroy (which drops the
+// token) lift it. The caller holds st.mu.
+func (st *state) canWrite() error {
+	if err := st.canChange(); err != nil {
+		return err
+	}
+	if st.stale {
+		return errStale
+	}
+	return nil
+}
+
 // gone records that the session ended elsewhere (logged out, revoked,
 // renewed by another request, or timed out): the request goes on as
 // anonymous, and the response leaves the cookie alone, since the browser
 // may hold a newer one by now. The caller holds st.mu.
 func (st *state) gone() {
 	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
-	st.dirty, st.changes = false, nil
+	st.dirty, st.changes, st.stale = false, nil, true
 	_ = st.m.engine.Clear(st.data) // never fails
 }
 
@@ -80,7 +102,7 @@ func (st *state) gone() {
 // st.mu.
 func (st *state) end() {
 	st.gone()
-	st.loadErr, st.loggedOut = nil, true
+	st.loadErr, st.loggedOut, st.stale = nil, true, false
 }
 
 // Info describes a session.
@@ -178,9 +200,11 @@ func Renew(ctx context.Context) error {
 // before Destroy returns, and the response expires the cookie and carries
 // Clear-Site-Data: "cookies" and Cache-Control: no-store, so the browser
 // drops its cookies for the site and keeps no copy of pages that showed the
-// user's data. A session created later in the same request replaces the
-// expiry with its own cookie. Destroying an anonymous session only expires
-// the cookie.
+// user's data. A session started later in the same request (Create, or a
+// value put) replaces the expiry and Clear-Site-Data with its own cookie;
+// Cache-Control: no-store stays. Destroying an anonymous session deletes its
+// record and expires the cookie, with no event. Destroy also drops a token
+// that leads to no session, after which the request may start a new one.
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the
@@ -201,12 +225,16 @@ func Destroy(ctx context.Context) error {
 		token = st.presented
 	}
 	if token != "" {
-		if err := m.store.RemoveUserSession(ctx, st.userID, idOf(token)); err != nil {
-			return storeError(err)
+		// A Renew by a parallel request may have moved the session to a
+		// new token: endSession follows it there.
+		md, _ := m.engine.Get(st.data, metaKey).(meta)
+		ended, err := m.endSession(ctx, st.userID, idOf(token), md.CreatedAt, st.deadline)
+		if err != nil {
+			return err
 		}
-	}
-	if st.stored != "" {
-		m.emit(EventDestroyed, st.userID, idOf(st.stored), m.now())
+		if ended != "" && st.userID != "" {
+			m.emit(EventDestroyed, st.userID, ended, m.now())
+		}
 	}
 	st.end()
 	if st.committed {
@@ -298,7 +326,7 @@ func Put(ctx context.Context, key string, value any) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := st.canChange(); err != nil {
+	if err := st.canWrite(); err != nil {
 		return err
 	}
 	st.m.engine.Put(st.data, key, v)
@@ -328,7 +356,7 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.canChange() != nil || !st.m.engine.Exists(st.data, key) {
+	if st.canWrite() != nil || !st.m.engine.Exists(st.data, key) {
 		return value, false
 	}
 	st.change(key, removal{})
@@ -344,7 +372,7 @@ func Remove(ctx context.Context, key string) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := st.canChange(); err != nil {
+	if err := st.canWrite(); err != nil {
 		return err
 	}
 	if st.m.engine.Exists(st.data, key) {

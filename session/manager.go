@@ -125,6 +125,8 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	}
 	// Anyone can send bad or dead tokens at will: they are logged at Debug
 	// only.
+	// Until a session is found, the token leads nowhere: see state.canWrite.
+	st.stale = true
 	token, deadline, err := m.signer.verify(signed)
 	if err != nil {
 		m.log.Debug("session: token refused: malformed, badly signed or of a retired key")
@@ -146,7 +148,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.outage.do(now, func(suppressed int) {
 			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
 		})
-		st.loadErr = ErrStoreUnavailable
+		st.loadErr, st.stale = ErrStoreUnavailable, false
 		return ctx
 	}
 	if !found {
@@ -166,7 +168,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	}
 	m.engine.SetDeadline(st.data, recDeadline)
 	md, _ := values[metaKey].(meta)
-	st.stored, st.userID, st.deadline = token, md.UserID, recDeadline
+	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
 	return ctx
@@ -228,6 +230,10 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 	case st.loggedOut:
 		m.setCookie(h, "", time.Time{})
 		h.Set("Clear-Site-Data", `"cookies"`)
+	}
+	if st.loggedOut {
+		// Even when a new session (a flash message after logout) replaces
+		// the expired cookie, no copy of the logged-out pages is kept.
 		h.Set("Cache-Control", "no-store")
 	}
 	return nil
@@ -280,7 +286,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	m.engine.SetDeadline(st.data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.loadErr, st.loggedOut, st.dirty, st.changes = nil, false, false, nil
+	st.loadErr, st.loggedOut, st.dirty, st.changes, st.stale = nil, false, false, nil, false
 	for _, id := range revoked {
 		m.emit(EventRevoked, userID, id, now)
 	}

@@ -79,8 +79,9 @@ type UserStore interface {
 
 	// RemoveUserSession deletes the record under id and takes id out of
 	// the index of userID; an empty userID is an anonymous session, which
-	// has no index. Removing a missing id is not an error.
-	RemoveUserSession(ctx context.Context, userID, id string) error
+	// has no index. It reports whether the record existed; removing a
+	// missing id is not an error.
+	RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error)
 
 	// UserSessions returns the ids and records of the live sessions of
 	// userID, at a cost that depends on that user's sessions only.

@@ -3,7 +3,9 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"time"
 )
 
 // ErrNotFound reports a session id that is not among the user's sessions.
@@ -52,23 +54,35 @@ func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
 // Revoke ends the session id of userID, on every app instance: its token is
 // unauthenticated from its very next request. It returns ErrNotFound when id
 // is not one of the user's live sessions, so a user can only revoke their
-// own. Revoking the session of ctx itself also expires the cookie in the
-// response.
+// own. If the session is renewed while Revoke runs, Revoke ends it under its
+// new token. Revoking the session of ctx itself also expires the cookie in
+// the response.
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {
 		return err
 	}
-	ids, _, err := m.store.UserSessions(ctx, userID)
+	ids, records, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
 		return storeError(err)
 	}
-	if !slices.Contains(ids, id) {
+	i := slices.Index(ids, id)
+	if i < 0 {
 		return ErrNotFound
 	}
-	if err := m.store.RemoveUserSession(ctx, userID, id); err != nil {
-		return storeError(err)
+	deadline, values, err := codec{}.Decode(records[i])
+	if err != nil {
+		// Load deletes such a record when its owner next comes; a
+		// revocation deletes it now.
+		deadline, values = time.Time{}, nil
 	}
-	m.revoked(ctx, userID, []string{id})
+	md, _ := values[metaKey].(meta)
+	ended, err := m.endSession(ctx, userID, id, md.CreatedAt, deadline)
+	if err != nil {
+		return err
+	}
+	if ended != "" {
+		m.revoked(ctx, userID, []string{ended})
+	}
 	return nil
 }
 
@@ -102,7 +116,16 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	if info.UserID == "" {
 		return 0, ErrNoSession
 	}
-	ids, err := m.store.RemoveUserSessions(ctx, info.UserID, info.ID)
+	// A Renew by a parallel request may have moved the current session to
+	// a new token: keep it there.
+	keep, err := m.successor(ctx, info.UserID, info.ID, info.CreatedAt, info.ExpiresAt)
+	if err != nil {
+		return 0, err
+	}
+	if keep == "" {
+		keep = info.ID
+	}
+	ids, err := m.store.RemoveUserSessions(ctx, info.UserID, keep)
 	if err != nil {
 		return 0, storeError(err)
 	}
@@ -141,4 +164,55 @@ func (m *Manager) currentID(ctx context.Context) string {
 		return ""
 	}
 	return idOf(st.stored)
+}
+
+// maxFollow bounds how many renewals in a row endSession follows.
+const maxFollow = 8
+
+// endSession ends the session id of userID, created at created with the
+// absolute deadline deadline, and returns the id whose record it deleted, or
+// "" when the session had already ended. A Renew that got in first moved the
+// session to a new id, keeping its user, creation time and deadline: then
+// endSession ends it under that id, so that a logout or a revocation racing
+// a renewal is not undone by it. An anonymous session (userID "") has no
+// index to follow it through.
+func (m *Manager) endSession(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
+	for range maxFollow {
+		removed, err := m.store.RemoveUserSession(ctx, userID, id)
+		switch {
+		case err != nil:
+			return "", storeError(err)
+		case removed:
+			return id, nil
+		case userID == "":
+			return "", nil
+		}
+		if id, err = m.successor(ctx, userID, id, created, deadline); err != nil || id == "" {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+}
+
+// successor returns the id under which the session id of userID, created at
+// created with the absolute deadline deadline, lives now: id itself, or the
+// id a Renew moved it to (which keeps both times), or "" when it has ended.
+func (m *Manager) successor(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
+	ids, records, err := m.store.UserSessions(ctx, userID)
+	if err != nil {
+		return "", storeError(err)
+	}
+	if slices.Contains(ids, id) {
+		return id, nil
+	}
+	for i, next := range ids {
+		d, values, err := codec{}.Decode(records[i])
+		if err != nil {
+			continue
+		}
+		if md, _ := values[metaKey].(meta); md.CreatedAt.Equal(created) && d.Equal(deadline) {
+			return next, nil
+		}
+	}
+	return "", nil
 }

@@ -1,0 +1,135 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// hookStore runs after once, the first time UserSessions has read the
+// index, to let another request act between a Manager's look at a user's
+// sessions and what it does next.
+type hookStore struct {
+	Store
+	after func()
+}
+
+func (s *hookStore) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
+	ids, records, err := s.Store.UserSessions(ctx, userID)
+	if f := s.after; f != nil {
+		s.after = nil
+		f()
+	}
+	return ids, records, err
+}
+
+// renew renews the session of cookie in a request of its own and returns
+// the new cookie.
+func renew(t *testing.T, m *Manager, cookie string) string {
+	t.Helper()
+	h, err := exchange(t, m, cookie, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Fatalf("Renew = %v", err)
+		}
+	})
+	c, ok := sessionCookie(m, h)
+	if err != nil || !ok {
+		t.Fatalf("renewal: Set-Cookie %v, Commit %v; want a new cookie", c, err)
+	}
+	return c.Value
+}
+
+// TestEndingFollowsRenewal has a renewal get in first, by a request of the
+// same browser, before a logout, a revocation and a "sign out the others":
+// the session ends (or, for the others, stays) under its new token.
+func TestEndingFollowsRenewal(t *testing.T) {
+	t.Run("logout", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		logout := load(m, c1) // loaded before the renewal
+		c2 := renew(t, m, c1)
+		if err := Destroy(logout); err != nil {
+			t.Fatalf("Destroy = %v, want nil", err)
+		}
+		if u := userOf(t, m, c2); u != "" {
+			t.Errorf("renewed token after the logout: UserID = %q, want anonymous", u)
+		}
+		if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 {
+			t.Errorf("List(alice) after the logout = %d sessions, %v; want none", len(list), err)
+		}
+	})
+	t.Run("revoke", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		c1, id1 := login(t, m, "alice")
+		var c2 string
+		hs := &hookStore{Store: m.store}
+		hs.after = func() { c2 = renew(t, m, c1) } // between Revoke's look and its delete
+		m.store = hs
+		if err := m.Revoke(context.Background(), "alice", id1); err != nil {
+			t.Fatalf("Revoke = %v, want nil", err)
+		}
+		if c2 == "" {
+			t.Fatal("the renewal did not run")
+		}
+		if u := userOf(t, m, c2); u != "" {
+			t.Errorf("renewed token after the revocation: UserID = %q, want anonymous", u)
+		}
+	})
+	t.Run("revoke others", func(t *testing.T) {
+		m, _, clk := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		clk.t = clk.t.Add(time.Second)
+		other, _ := login(t, m, "alice")
+		ctx := load(m, c1) // loaded before the renewal
+		c2 := renew(t, m, c1)
+		if n, err := m.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers = %d, %v; want 1, nil", n, err)
+		}
+		if u := userOf(t, m, c2); u != "alice" {
+			t.Errorf("renewed current session after RevokeOthers: UserID = %q, want alice", u)
+		}
+		if u := userOf(t, m, other); u != "" {
+			t.Errorf("other session after RevokeOthers: UserID = %q, want anonymous", u)
+		}
+	})
+}
+
+// TestDeadTokenRestart checks what a request with a token that leads to no
+// session may do: no anonymous session of its own (its cookie could
+// overwrite a newer login), until Destroy drops the token; a value put after
+// a logout keeps the logout's Cache-Control but replaces Clear-Site-Data.
+func TestDeadTokenRestart(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	c1, id1 := login(t, m, "alice")
+	if _, err := m.store.RemoveUserSession(context.Background(), "alice", id1); err != nil {
+		t.Fatal(err)
+	}
+	h, err := exchange(t, m, c1, func(ctx context.Context) {
+		if err := Put(ctx, "flash", "hi"); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Put with a dead token = %v, want ErrNoSession", err)
+		}
+		if err := Destroy(ctx); err != nil {
+			t.Fatalf("Destroy = %v", err)
+		}
+		if err := Put(ctx, "flash", "signed out"); err != nil {
+			t.Errorf("Put after Destroy = %v, want nil", err)
+		}
+	})
+	c, ok := sessionCookie(m, h)
+	if err != nil || !ok || c.Value == "" {
+		t.Fatalf("Set-Cookie %v, Commit %v; want a new anonymous session", c, err)
+	}
+	if got := h.Get("Clear-Site-Data"); got != "" {
+		t.Errorf("Clear-Site-Data = %q, want none: it would drop the new cookie", got)
+	}
+	if got := h.Values("Cache-Control"); !slices.Contains(got, "no-store") {
+		t.Errorf("Cache-Control = %q, want no-store after a logout", got)
+	}
+	serve(t, m, c.Value, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "flash"); v != "signed out" {
+			t.Errorf("flash = %q, want %q", v, "signed out")
+		}
+	})
+}
