@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -44,6 +45,9 @@ func optimistic(ctx context.Context, attempt func() (retry bool, err error)) err
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err() // the caller gave up: no contention to report
+			}
 			return ErrContention
 		case <-t.C:
 		}
@@ -67,7 +71,9 @@ type turn struct {
 }
 
 // take waits for the turn of key and returns the function that ends it. It
-// gives up with ErrContention when ctx is done first.
+// gives up with the error of ctx when ctx is done first: a turn is a few
+// milliseconds on a healthy Redis, so a wait that runs out of time most
+// likely queued behind a call stuck on an unavailable one.
 func (t *turns) take(ctx context.Context, key string) (release func(), err error) {
 	t.mu.Lock()
 	tn := t.keys[key]
@@ -88,7 +94,7 @@ func (t *turns) take(ctx context.Context, key string) (release func(), err error
 		}, nil
 	case <-ctx.Done():
 		t.leave(key, tn)
-		return nil, ErrContention
+		return nil, ctx.Err()
 	}
 }
 

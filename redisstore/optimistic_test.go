@@ -54,7 +54,8 @@ func TestOptimistic(t *testing.T) {
 }
 
 // TestOptimisticCanceled checks that a context canceled without a deadline
-// ends the retries, as contention.
+// ends the retries with its error: the caller gave up, which is no
+// contention.
 func TestOptimisticCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	attempts := 0
@@ -63,8 +64,8 @@ func TestOptimisticCanceled(t *testing.T) {
 		cancel()
 		return true, nil
 	})
-	if !errors.Is(err, ErrContention) || attempts != 1 {
-		t.Fatalf("optimistic(canceled) = %v after %d attempts, want %v after 1", err, attempts, ErrContention)
+	if !errors.Is(err, context.Canceled) || attempts != 1 {
+		t.Fatalf("optimistic(canceled) = %v after %d attempts, want %v after 1", err, attempts, context.Canceled)
 	}
 }
 
@@ -94,8 +95,8 @@ func TestTurns(t *testing.T) {
 	// The same key waits, for as long as the context allows.
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
-		t.Fatalf("take(k) while k is taken = %v, want %v", err, ErrContention)
+	if _, err := tr.take(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("take(k) while k is taken = %v, want %v", err, context.DeadlineExceeded)
 	}
 	if n := refs("k"); n != 1 {
 		t.Fatalf("refs(k) after a waiter gave up = %d, want 1", n)
