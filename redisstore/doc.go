@@ -33,7 +33,8 @@
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM
 //	RemoveUserSession   DEL and ZREM, pipelined
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET (and ZREM of ids found gone)
-//	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM
+//	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM; under a
+//	                    flood of logins, ZRANGE, DEL and ZREM passes instead
 //	Merge               WATCH and GET, then MULTI/EXEC with SET XX
 //
 // Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit are

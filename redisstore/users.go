@@ -374,48 +374,102 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 
 // RemoveUserSessions deletes every session of userID except keep ("" keeps
 // none), takes them out of the index, and returns the ids of those whose
-// record still existed: the sessions it ended. The index is watched: a
+// record still existed: the sessions it ended. The index is watched, so a
 // session added while this runs is either deleted too or was added after it
 // returned.
+//
+// Logins without a session limit change the index without waiting their
+// turn, so a flood of them could make every watched attempt fail. After
+// sweepAfter such attempts it therefore falls back to sweeping: sweepPasses
+// rounds of reading the index and deleting what it lists, without a
+// transaction. That still ends every session whose login had finished when
+// it started; a login that finishes while it sweeps may survive.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
 	err = s.doTurn(ctx, "remove user sessions", index, func(ctx context.Context, conn redis.Conn) error {
-		return optimistic(ctx, func() (retry bool, err error) {
+		tries := 0
+		err := optimistic(ctx, func() (retry bool, err error) {
+			if tries++; tries > sweepAfter {
+				return false, errSweep
+			}
 			if _, err := cmd(ctx, conn, "WATCH", index); err != nil {
 				return false, err
 			}
-			all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
-			if err != nil {
-				return false, err
-			}
-			members := slices.DeleteFunc(all, func(id string) bool { return id == keep })
-			if len(members) == 0 {
-				_, err := cmd(ctx, conn, "UNWATCH")
-				return false, err
+			members, err := s.indexed(ctx, conn, index, keep)
+			if err != nil || len(members) == 0 {
+				_, uerr := cmd(ctx, conn, "UNWATCH")
+				return false, errors.Join(err, uerr)
 			}
 			conn.Send("MULTI")
-			for _, id := range members {
-				conn.Send("DEL", s.prefix+id) // one each: the replies tell which existed
-			}
-			conn.Send("ZREM", redis.Args{index}.AddFlat(members)...)
+			sendRemoval(conn, s.prefix, index, members)
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
 			}
-			if err == nil {
-				err = firstError(replies)
-			}
 			if err != nil {
 				return false, err
 			}
-			removed = nil
-			for i, id := range members {
-				if n, _ := redis.Int(replies[i], nil); n == 1 {
-					removed = append(removed, id)
-				}
-			}
-			return false, nil
+			removed, err = ended(replies, members)
+			return false, err
 		})
+		if !errors.Is(err, errSweep) {
+			return err
+		}
+		for range sweepPasses {
+			members, err := s.indexed(ctx, conn, index, keep)
+			if err != nil || len(members) == 0 {
+				return err
+			}
+			sendRemoval(conn, s.prefix, index, members)
+			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+			if err != nil {
+				return err
+			}
+			gone, err := ended(replies, members)
+			if err != nil {
+				return err
+			}
+			removed = append(removed, gone...)
+		}
+		return nil
 	})
 	return removed, err
+}
+
+// How RemoveUserSessions gives up on a transaction: after sweepAfter
+// attempts that found the index changed, it sweeps sweepPasses times.
+const (
+	sweepAfter  = 5
+	sweepPasses = 3
+)
+
+var errSweep = errors.New("sweep instead")
+
+// indexed returns the members of index but keep.
+func (s *Store) indexed(ctx context.Context, conn redis.Conn, index, keep string) ([]string, error) {
+	all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
+	return slices.DeleteFunc(all, func(id string) bool { return id == keep }), err
+}
+
+// sendRemoval queues a DEL of the record of each member, one each so that
+// the replies tell which existed, then their removal from index.
+func sendRemoval(conn redis.Conn, prefix, index string, members []string) {
+	for _, id := range members {
+		conn.Send("DEL", prefix+id)
+	}
+	conn.Send("ZREM", redis.Args{index}.AddFlat(members)...)
+}
+
+// ended returns the members whose DEL, in replies, deleted a record.
+func ended(replies []any, members []string) ([]string, error) {
+	if err := firstError(replies); err != nil {
+		return nil, err
+	}
+	var gone []string
+	for i, id := range members {
+		if n, _ := redis.Int(replies[i], nil); n == 1 {
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
 }
