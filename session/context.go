@@ -132,6 +132,9 @@ type Info struct {
 // new record is in the store when Create returns; the response sets the
 // cookie, and Token returns the value for an Authorization header.
 //
+// If a parallel request renewed the replaced session just before, the
+// renewed session ends too.
+//
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
 // never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -132,4 +133,29 @@ func TestDeadTokenRestart(t *testing.T) {
 			t.Errorf("flash = %q, want %q", v, "signed out")
 		}
 	})
+}
+
+// TestReloginFollowsRenewal logs a browser in again while a parallel
+// request of the same browser renews the session the login replaces: the
+// renewed session ends too, so the browser has one session, not two.
+func TestReloginFollowsRenewal(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{})
+	c1, _ := login(t, m, "alice")
+	relogin := load(m, c1) // loaded before the renewal
+	c2 := renew(t, m, c1)
+	clk.t = clk.t.Add(time.Second)
+	info, err := Create(relogin, "alice")
+	if err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	if err := m.Commit(relogin, http.Header{}); err != nil {
+		t.Fatal(err)
+	}
+	if u := userOf(t, m, c2); u != "" {
+		t.Errorf("renewed token after the re-login: UserID = %q, want anonymous", u)
+	}
+	list, err := m.List(context.Background(), "alice")
+	if err != nil || len(list) != 1 || list[0].ID != info.ID {
+		t.Errorf("List(alice) after the re-login = %v, %v; want only the new session", list, err)
+	}
 }
