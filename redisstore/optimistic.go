@@ -27,7 +27,7 @@ func optimistic(ctx context.Context, attempt func() (retry bool, err error)) err
 	for tries := 0; ; tries++ {
 		start := time.Now()
 		retry, err := attempt()
-		if err != nil && tries > 0 && contextError(ctx) != nil {
+		if err != nil && tries > 0 && errors.Is(contextError(ctx), context.DeadlineExceeded) {
 			// The deadline cut short an attempt that only ran because the
 			// earlier ones lost to other writers.
 			return ErrContention
@@ -70,10 +70,11 @@ type turn struct {
 	refs int // calls holding or waiting for a turn
 }
 
-// take waits for the turn of key and returns the function that ends it. It
-// gives up with the error of ctx when ctx is done first: a turn is a few
-// milliseconds on a healthy Redis, so a wait that runs out of time most
-// likely queued behind a call stuck on an unavailable one.
+// take waits for the turn of key and returns the function that ends it.
+// When ctx is done first it gives up with ErrContention, as the calls ahead
+// of it most often held their turns while losing to other instances'
+// writers (a call stuck on an unavailable Redis fails as unavailable itself),
+// or with ctx's error when the caller canceled.
 func (t *turns) take(ctx context.Context, key string) (release func(), err error) {
 	t.mu.Lock()
 	tn := t.keys[key]
@@ -94,7 +95,10 @@ func (t *turns) take(ctx context.Context, key string) (release func(), err error
 		}, nil
 	case <-ctx.Done():
 		t.leave(key, tn)
-		return nil, ctx.Err()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, ctx.Err()
+		}
+		return nil, ErrContention
 	}
 }
 

@@ -95,8 +95,8 @@ func TestTurns(t *testing.T) {
 	// The same key waits, for as long as the context allows.
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := tr.take(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("take(k) while k is taken = %v, want %v", err, context.DeadlineExceeded)
+	if _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
+		t.Fatalf("take(k) while k is taken = %v, want %v", err, ErrContention)
 	}
 	if n := refs("k"); n != 1 {
 		t.Fatalf("refs(k) after a waiter gave up = %d, want 1", n)

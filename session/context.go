@@ -37,6 +37,7 @@ type state struct {
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
 	loggedOut bool           // this request ended its session: the response expires the cookie
+	clearSite bool           // ... and, as it logged out of a session, clears site data
 	stale     bool           // the request came with a token that leads to no session: see canWrite
 	committed bool           // Commit ran: the response has started and nothing may change
 }
@@ -98,9 +99,11 @@ func (st *state) gone() {
 }
 
 // end records that this request ended its session: like gone, but the
-// response expires the cookie and clears site data. The caller holds
+// response expires the cookie and, if there was a session to log out of
+// (not just a token that led nowhere), clears site data. The caller holds
 // st.mu.
 func (st *state) end() {
+	st.clearSite = st.clearSite || st.stored != "" || st.loadErr != nil
 	st.gone()
 	st.loadErr, st.loggedOut, st.stale = nil, true, false
 }
@@ -207,7 +210,13 @@ func Renew(ctx context.Context) error {
 // value put) replaces the expiry and Clear-Site-Data with its own cookie;
 // Cache-Control: no-store stays. Destroying an anonymous session deletes its
 // record and expires the cookie, with no event. Destroy also drops a token
-// that leads to no session, after which the request may start a new one.
+// that leads to no session (expiring the cookie, without Clear-Site-Data),
+// after which the request may start a new one.
+//
+// A parallel Renew that moved the session to a new token after this request
+// loaded it is followed: the session ends under its new token. One that did
+// so before this request loaded it is not: the request then carries a
+// token that leads nowhere, knows no session, and ends none.
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the
@@ -317,7 +326,11 @@ func LoadError(ctx context.Context) error {
 // too), a time outside years 0 to 9999, or a value encoding/json refuses. A
 // time whose zone offset RFC 3339 cannot write (with seconds, or of 24 hours
 // or more) comes back as the same instant in UTC. After the response has
-// started Put returns ErrResponseStarted.
+// started Put returns ErrResponseStarted. In a request whose token leads to
+// no session (forged, expired, ended, or replaced by a parallel login or
+// renewal) it returns ErrNoSession: a new anonymous session would need a
+// cookie that could overwrite a login made in parallel. Create, or Destroy
+// (which drops the dead token), lifts that.
 func Put(ctx context.Context, key string, value any) error {
 	st, err := keyed(ctx, key)
 	if err != nil {
@@ -375,13 +388,17 @@ func Remove(ctx context.Context, key string) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if err := st.canChange(); err != nil {
+		return err
+	}
+	if !st.m.engine.Exists(st.data, key) {
+		return nil // nothing to save
+	}
 	if err := st.canWrite(); err != nil {
 		return err
 	}
-	if st.m.engine.Exists(st.data, key) {
-		st.m.engine.Remove(st.data, key)
-		st.change(key, removal{})
-	}
+	st.m.engine.Remove(st.data, key)
+	st.change(key, removal{})
 	return nil
 }
 

@@ -34,10 +34,18 @@
 // Writes to an existing session only succeed while its record exists, so a
 // request that was in flight during logout cannot bring the session back;
 // Renew moves a session to a new token in one atomic step, only while its
-// record exists. A response sets the cookie only when the request logged in
-// or renewed, and expires it only when the request logged out: a parallel
-// request whose token another request replaced leaves the browser's new
-// cookie alone.
+// record exists. A response sets the cookie only when the request logged in,
+// renewed, or started an anonymous session, and expires it only when the
+// request logged out: a parallel request whose token another request
+// replaced leaves the browser's new cookie alone. A request whose token
+// leads to no session (forged, expired, ended, or replaced) cannot start an
+// anonymous session, since its cookie could overwrite a login made in
+// parallel: Put returns ErrNoSession until Create, or until Destroy drops
+// the dead token on purpose. A browser whose session timed out keeps sending
+// its dead cookie until the cookie's expiry (the absolute deadline), so an
+// app that stores values for anonymous visitors calls Destroy when Put
+// returns ErrNoSession.
+//
 // When the store cannot be reached the request is served as anonymous and
 // LoadError reports ErrStoreUnavailable, which middleware.RequireAuth turns
 // into 503, never 401: an outage does not log anyone out. A record that

@@ -16,7 +16,9 @@ var (
 	// ErrNoSession reports that there is no session to act on: the request
 	// context carries no session state (the handler does not run behind the
 	// Sessions middleware), the session is anonymous, or it was ended
-	// (logged out, revoked, renewed or expired) by another request.
+	// (logged out, revoked, renewed or expired) by another request. Put
+	// also returns it in a request whose token leads to no session, which
+	// may not start an anonymous one (see the package documentation).
 	ErrNoSession = errors.New("session: no session")
 
 	// ErrResponseStarted reports a change asked for after the response

@@ -159,3 +159,67 @@ func TestReloginFollowsRenewal(t *testing.T) {
 		t.Errorf("List(alice) after the re-login = %v, %v; want only the new session", list, err)
 	}
 }
+
+// TestReloginUnderLimitFollowsRenewal logs a laptop in again, with a limit
+// of two sessions, while a parallel request renews the laptop's session:
+// the renewed session is the one replaced, so the phone stays logged in.
+func TestReloginUnderLimitFollowsRenewal(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{MaxSessionsPerUser: 2})
+	phone, _ := login(t, m, "alice")
+	clk.t = clk.t.Add(time.Second)
+	laptop, _ := login(t, m, "alice")
+	relogin := load(m, laptop) // loaded before the renewal
+	renewed := renew(t, m, laptop)
+	clk.t = clk.t.Add(time.Second)
+	if _, err := Create(relogin, "alice"); err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	if u := userOf(t, m, phone); u != "alice" {
+		t.Errorf("phone after the laptop's re-login: UserID = %q, want alice", u)
+	}
+	if u := userOf(t, m, renewed); u != "" {
+		t.Errorf("laptop's renewed token after its re-login: UserID = %q, want anonymous", u)
+	}
+}
+
+// TestRevokeOthersFromEndedSession has a session revoked while its own
+// "sign out the others" request runs: that request speaks for nobody any
+// more and ends nothing.
+func TestRevokeOthersFromEndedSession(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{})
+	thief, thiefID := login(t, m, "alice")
+	clk.t = clk.t.Add(time.Second)
+	phone, _ := login(t, m, "alice")
+	ctx := load(m, thief)
+	if err := m.Revoke(context.Background(), "alice", thiefID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.RevokeOthers(ctx); !errors.Is(err, ErrNoSession) || n != 0 {
+		t.Errorf("RevokeOthers from a revoked session = %d, %v; want 0, ErrNoSession", n, err)
+	}
+	if u := userOf(t, m, phone); u != "alice" {
+		t.Errorf("phone after the revoked session's RevokeOthers: UserID = %q, want alice", u)
+	}
+}
+
+// TestDropDeadToken checks that Destroy in a request whose token leads to
+// no session expires the cookie without Clear-Site-Data, which would also
+// wipe a cookie a parallel login just set.
+func TestDropDeadToken(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	c1, id1 := login(t, m, "alice")
+	if _, err := m.store.RemoveUserSession(context.Background(), "alice", id1); err != nil {
+		t.Fatal(err)
+	}
+	h, err := exchange(t, m, c1, func(ctx context.Context) {
+		if err := Destroy(ctx); err != nil {
+			t.Errorf("Destroy = %v", err)
+		}
+	})
+	if c, ok := sessionCookie(m, h); err != nil || !ok || c.MaxAge >= 0 {
+		t.Errorf("Set-Cookie %v, Commit %v; want an expired cookie", c, err)
+	}
+	if got := h.Get("Clear-Site-Data"); got != "" {
+		t.Errorf("Clear-Site-Data = %q, want none for a token that led nowhere", got)
+	}
+}

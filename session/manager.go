@@ -229,7 +229,9 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 		m.setCookie(h, signed, st.deadline)
 	case st.loggedOut:
 		m.setCookie(h, "", time.Time{})
-		h.Set("Clear-Site-Data", `"cookies"`)
+		if st.clearSite {
+			h.Set("Clear-Site-Data", `"cookies"`)
+		}
 	}
 	if st.loggedOut {
 		// Even when a new session (a flash message after logout) replaces
@@ -256,9 +258,19 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if st.userID == "" {
 		values = m.values(st)
 	}
-	// What identifies the replaced session if a Renew moves it meanwhile.
-	old, _ := m.engine.Get(st.data, metaKey).(meta)
-	oldUser, oldDeadline := st.userID, st.deadline
+	if st.userID != "" {
+		// A Renew by a parallel request may have moved the replaced session
+		// to a new token: replace it there, so that it neither survives nor
+		// counts against the session limit.
+		old, _ := m.engine.Get(st.data, metaKey).(meta)
+		next, err := m.successor(ctx, st.userID, replaces, old.CreatedAt, st.deadline)
+		if err != nil {
+			return Info{}, err
+		}
+		if next != "" {
+			replaces = next
+		}
+	}
 	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
 	values[metaKey] = md
 	deadline := m.deadline(now)
@@ -282,17 +294,6 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	})
 	if err != nil {
 		return Info{}, storeError(err)
-	}
-	if oldUser != "" {
-		// A Renew by a parallel request may have moved the replaced session
-		// to a new token before the insert deleted it: end it there too.
-		next, err := m.successor(ctx, oldUser, replaces, old.CreatedAt, oldDeadline)
-		if err == nil && next != "" {
-			_, err = m.endSession(ctx, oldUser, next, old.CreatedAt, oldDeadline)
-		}
-		if err != nil {
-			m.log.Warn("session: cannot end the session a login replaced", "session", fingerprint(replaces), "error", err)
-		}
 	}
 	_ = m.engine.Clear(st.data) // never fails
 	for k, v := range values {

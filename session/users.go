@@ -104,6 +104,8 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
+// It returns ErrNoSession, ending nothing, when the current session has
+// itself ended meanwhile.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
@@ -123,7 +125,12 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if keep == "" {
-		keep = info.ID
+		// The current session has ended meanwhile: it cannot speak for the
+		// user any more.
+		st.mu.Lock()
+		st.gone()
+		st.mu.Unlock()
+		return 0, ErrNoSession
 	}
 	ids, err := m.store.RemoveUserSessions(ctx, info.UserID, keep)
 	if err != nil {
@@ -210,7 +217,7 @@ func (m *Manager) successor(ctx context.Context, userID, id string, created, dea
 		if err != nil {
 			continue
 		}
-		if md, _ := values[metaKey].(meta); md.CreatedAt.Equal(created) && d.Equal(deadline) {
+		if md, _ := values[metaKey].(meta); md.UserID == userID && md.CreatedAt.Equal(created) && d.Equal(deadline) {
 			return next, nil
 		}
 	}
