@@ -1,0 +1,124 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// TestEndingRacesRenewal runs, for hundreds of rounds on two app instances
+// sharing one Redis, a renewal of a fresh session on instance A against a
+// way of ending it on instance B, with a request on A that writes to the
+// session, each starting after a random 0-2 ms. Whatever the interleaving:
+// the session is never split in two, a writer never brings it back or
+// starts a session of its own, and an ending that knew the session (a log
+// out everywhere; a revocation or logout that found it) leaves nothing
+// alive.
+func TestEndingRacesRenewal(t *testing.T) {
+	const rounds = 150
+	a := newHarness(t, harnessOpts{})
+	b := newHarness(t, harnessOpts{redis: a.redis})
+	a.hooked = func(w http.ResponseWriter, r *http.Request) { // the writer
+		if err := session.Put(r.Context(), "k", "v"); err != nil && !errors.Is(err, session.ErrNoSession) {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}
+	b.hooked = func(w http.ResponseWriter, r *http.Request) { // a logout that says whether it found the session
+		_, found := session.UserID(r.Context())
+		if err := session.Destroy(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if found {
+			io.WriteString(w, "found")
+		}
+	}
+	jitter := func() { time.Sleep(time.Duration(rand.N(2000)) * time.Microsecond) }
+	for _, ending := range []string{"logout", "revoke", "revoke all"} {
+		t.Run(ending, func(t *testing.T) {
+			survived := 0 // rounds where the ending did not find the session (the renewal won first)
+			defer func() { t.Logf("%d of %d rounds: the renewal won and the session lives on", survived, rounds) }()
+			for i := range rounds {
+				user := ending[:3] + strconv.Itoa(i)
+				before := len(a.sessionIDs())
+				id, token := a.login(a.client(), user)
+				cookie := map[string]string{"Cookie": cookieHeader(token)}
+				var (
+					wg      sync.WaitGroup
+					knew    bool // the ending found the session it ended
+					failure error
+					mu      sync.Mutex
+				)
+				fail := func(err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					failure = errors.Join(failure, err)
+				}
+				wg.Add(3)
+				go func() {
+					defer wg.Done()
+					jitter()
+					if _, err := send(a, "POST", "/renew", cookie); err != nil {
+						fail(err)
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					jitter()
+					if resp, err := send(a, "POST", "/hook", cookie); err != nil || resp.code != http.StatusOK {
+						fail(errors.Join(err, errors.New("writer: "+resp.body)))
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					jitter()
+					switch ending {
+					case "logout":
+						resp, err := send(b, "POST", "/hook", cookie)
+						if err != nil || resp.code != http.StatusOK {
+							fail(errors.Join(err, errors.New("logout: "+resp.body)))
+						}
+						knew = resp.body == "found"
+					case "revoke":
+						err := b.m.Revoke(context.Background(), user, id)
+						if err != nil && !errors.Is(err, session.ErrNotFound) {
+							fail(err)
+						}
+						knew = err == nil
+					case "revoke all":
+						if _, err := b.m.RevokeAll(context.Background(), user); err != nil {
+							fail(err)
+						}
+						knew = true
+					}
+				}()
+				wg.Wait()
+				if failure != nil {
+					t.Fatalf("round %d: %v", i, failure)
+				}
+				live, err := a.m.List(context.Background(), user)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case len(live) > 1:
+					t.Fatalf("round %d: %s left %d live sessions of one login, want at most 1", i, ending, len(live))
+				case knew && len(live) != 0:
+					t.Fatalf("round %d: %s that found the session left it alive under a new token", i, ending)
+				}
+				survived += len(live)
+				if n := len(a.sessionIDs()) - before; n > len(live) {
+					t.Fatalf("round %d: %d new session records for %d live sessions: a writer started one", i, n, len(live))
+				}
+			}
+		})
+	}
+}
