@@ -19,11 +19,16 @@ func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
 	if err := validUserID(userID); err != nil {
 		return nil, err
 	}
+	return m.list(ctx, userID, m.currentID(ctx))
+}
+
+// list returns the live sessions of userID, with Current set on the one
+// whose id is current. It takes no lock: callers may hold a state's.
+func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, error) {
 	ids, records, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
 		return nil, storeError(err)
 	}
-	current := m.currentID(ctx)
 	infos := make([]Info, 0, len(ids))
 	for i, id := range ids {
 		deadline, values, err := codec{}.Decode(records[i])
@@ -205,21 +210,18 @@ func (m *Manager) endSession(ctx context.Context, userID, id string, created, de
 // created with the absolute deadline deadline, lives now: id itself, or the
 // id a Renew moved it to (which keeps both times), or "" when it has ended.
 func (m *Manager) successor(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
-	ids, records, err := m.store.UserSessions(ctx, userID)
+	infos, err := m.list(ctx, userID, id)
 	if err != nil {
-		return "", storeError(err)
+		return "", err
 	}
-	if slices.Contains(ids, id) {
-		return id, nil
-	}
-	for i, next := range ids {
-		d, values, err := codec{}.Decode(records[i])
-		if err != nil {
-			continue
-		}
-		if md, _ := values[metaKey].(meta); md.UserID == userID && md.CreatedAt.Equal(created) && d.Equal(deadline) {
-			return next, nil
+	next := ""
+	for _, in := range infos {
+		switch {
+		case in.Current:
+			return id, nil
+		case next == "" && in.CreatedAt.Equal(created) && in.ExpiresAt.Equal(deadline):
+			next = in.ID
 		}
 	}
-	return "", nil
+	return next, nil
 }
