@@ -15,13 +15,16 @@ test:
 # on real redis-servers it starts, then one "ratio" line per target.
 # Each benchmark runs in 3 interleaved rounds (-rounds 3: sessionkit, scs,
 # gorilla, sessionkit, ...; the repeats print as name#01, name#02), 500ms
-# each; the ratios use the medians. The whole run takes about 100 seconds on
-# 2 cores.
+# each; the ratios use the medians. BenchmarkCluster compares a read and a
+# login on a 3-master Redis Cluster with the same on one server. The whole
+# run takes about two minutes on 2 cores.
 # Then the listing of a user's sessions with 0 and 100,000 other sessions in
-# Redis (redisstore.BenchmarkUserSessions): the time must not grow.
+# Redis (redisstore.BenchmarkUserSessions): the time must not grow; and what
+# one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 ./internal/bench -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkUserSessions$$' -benchtime 2000x ./redisstore
+	$(GO) test -run '^$$' -bench '^BenchmarkHeavyUser$$' -benchtime 10x ./redisstore
 
 # The HTTP load test (example/load_test.go): the example server and an scs
 # twin of its /api/me, on loopback listeners over one real redis-server it

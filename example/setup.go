@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,11 +39,18 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	}()
 
 	var rcfg redisstore.Config
-	if os.Getenv("REDIS_URL") != "" || os.Getenv("REDIS_HOST") != "" {
+	if redisFromEnv() {
 		if rcfg, err = redisstore.FromEnv(); err != nil {
 			return nil, err
 		}
-		log.Info("example: using Redis from the environment", "addr", rcfg.Addr)
+		switch {
+		case len(rcfg.SentinelAddrs) > 0:
+			log.Info("example: using Redis Sentinel from the environment", "sentinels", rcfg.SentinelAddrs, "master", rcfg.SentinelMaster)
+		case len(rcfg.ClusterNodes) > 0:
+			log.Info("example: using a Redis Cluster from the environment", "nodes", rcfg.ClusterNodes)
+		default:
+			log.Info("example: using Redis from the environment", "addr", rcfg.Addr)
+		}
 	} else {
 		embedded := miniredis.NewMiniRedis()
 		if err := embedded.Start(); err != nil {
@@ -77,6 +86,10 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		// TLS sets SESSION_COOKIE_SECURE=true.
 		scfg.InsecureCookie = true
 	}
+	if store.Cluster() && scfg.TagKey == nil {
+		scfg.TagKey = exampleTagKey(scfg.Keys[0])
+		log.Warn("example: SESSION_TAG_KEY is not set: deriving the hash-tag key from the first SESSION_KEYS key; set SESSION_TAG_KEY before rotating SESSION_KEYS, or users' session lists split")
+	}
 	scfg.Logger = log
 	manager, err := session.New(store, scfg)
 	if err != nil {
@@ -87,6 +100,26 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	return &app{handler: h, close: closeAll}, nil
+}
+
+// redisFromEnv reports whether the environment names a Redis to use.
+func redisFromEnv() bool {
+	for _, name := range []string{"REDIS_URL", "REDIS_HOST", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"} {
+		if os.Getenv(name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// exampleTagKey derives a TagKey from a signing key, so that the example
+// runs on a Redis Cluster with SESSION_KEYS alone: every instance with the
+// same keys derives the same TagKey. A deployment sets SESSION_TAG_KEY
+// instead, because the signing keys rotate and the TagKey must not.
+func exampleTagKey(signingKey []byte) []byte {
+	mac := hmac.New(sha256.New, signingKey)
+	mac.Write([]byte("sessionkit example: TagKey"))
+	return mac.Sum(nil)
 }
 
 // ping checks Redis at start-up, within a second.

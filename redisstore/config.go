@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -92,6 +93,64 @@ type Config struct {
 	// connection and any dial; the caller's context can only shorten it.
 	// Default 1s when zero.
 	Timeout time.Duration
+
+	// SentinelAddrs, when set, makes [Open] find the master through Redis
+	// Sentinel instead of dialling Addr, which must then be empty: the
+	// host:port of one or more sentinels. Username, Password, DB and TLS
+	// apply to the master; TLS also to the sentinels. See the package
+	// documentation, "Sentinel and Cluster". Default none.
+	SentinelAddrs []string
+
+	// SentinelMaster is the name under which the sentinels monitor the
+	// master. Required with SentinelAddrs.
+	SentinelMaster string
+
+	// SentinelUsername and SentinelPassword authenticate to the sentinels,
+	// which have credentials of their own (their requirepass or ACL users);
+	// Username and Password are the master's. Default none.
+	SentinelUsername string
+
+	// SentinelPassword: see SentinelUsername.
+	SentinelPassword string
+
+	// ClusterNodes, when set, makes [Open] use a Redis Cluster: the
+	// host:port of one or more of its nodes, from which it learns the rest.
+	// Addr must then be empty and DB 0 (a cluster has database 0 only), and
+	// KeyPrefix must not contain "{" or "}", which would change the keys'
+	// hash slots. The session package must then tag keys (session.Config.TagKey)
+	// so that each user's keys share a slot. Default none.
+	ClusterNodes []string
+
+	// WaitReplicas, when above zero, makes the calls that end sessions
+	// (Remove, RemoveUserSession and RemoveUserSessions: logout and
+	// revocation) wait, with the WAIT command, until that many replicas
+	// have their writes, within the call's Timeout, and fail with
+	// ErrUnavailable when fewer confirm. The sessions are ended on the
+	// master either way; the error says that a failover now could bring
+	// them back, so the user should try again. Default 0: no waiting, so a
+	// logout acknowledged just before the master fails can be lost with
+	// the writes the replica had not received. Logins and renewals do not
+	// wait (see the package documentation, "Sentinel and Cluster").
+	WaitReplicas int
+}
+
+// mode names which kind of deployment a Config describes.
+type mode int
+
+const (
+	modeSingle   mode = iota // one server at Addr
+	modeSentinel             // a master found through SentinelAddrs
+	modeCluster              // a Redis Cluster reached through ClusterNodes
+)
+
+func (c Config) mode() mode {
+	switch {
+	case len(c.ClusterNodes) > 0:
+		return modeCluster
+	case len(c.SentinelAddrs) > 0:
+		return modeSentinel
+	}
+	return modeSingle
 }
 
 // normalize validates c and returns it with every zero field set to its
@@ -124,6 +183,7 @@ func (c Config) normalize() (Config, error) {
 		{"DB", &c.DB, 0},
 		{"MaxActive", &c.MaxActive, DefaultMaxActive},
 		{"MaxIdle", &c.MaxIdle, 0}, // 0: MaxActive, set below
+		{"WaitReplicas", &c.WaitReplicas, 0},
 	}
 	for _, n := range counts {
 		if *n.v < 0 {
@@ -136,13 +196,69 @@ func (c Config) normalize() (Config, error) {
 	if c.MaxIdle == 0 {
 		c.MaxIdle = c.MaxActive
 	}
-	if c.Addr == "" {
+	if err := c.checkDeployment(); err != nil {
+		return Config{}, err
+	}
+	if c.mode() == modeSingle && c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
-	if host, port, err := net.SplitHostPort(c.Addr); err != nil || host == "" || port == "" {
+	if c.Addr != "" && !validAddr(c.Addr) {
 		return Config{}, fieldError("Addr", errors.New("want host:port"))
 	}
 	return c, nil
+}
+
+// checkDeployment checks that c describes one server, one Sentinel setup or
+// one Cluster, not a mix.
+func (c Config) checkDeployment() error {
+	if len(c.SentinelAddrs) > 0 && len(c.ClusterNodes) > 0 {
+		return errors.New("redisstore: Config: SentinelAddrs and ClusterNodes are two different deployments; set one")
+	}
+	if c.mode() != modeSentinel {
+		for _, f := range []struct{ name, v string }{
+			{"SentinelMaster", c.SentinelMaster},
+			{"SentinelUsername", c.SentinelUsername},
+			{"SentinelPassword", c.SentinelPassword},
+		} {
+			if f.v != "" {
+				return fieldError(f.name, errors.New("set without SentinelAddrs"))
+			}
+		}
+	}
+	var nodes []string
+	switch c.mode() {
+	case modeSingle:
+		return nil
+	case modeSentinel:
+		if c.SentinelMaster == "" {
+			return fieldError("SentinelMaster", errors.New("required with SentinelAddrs"))
+		}
+		nodes = c.SentinelAddrs
+	case modeCluster:
+		if c.DB != 0 {
+			return fieldError("DB", errors.New("a Redis Cluster has database 0 only"))
+		}
+		if strings.ContainsAny(c.KeyPrefix, "{}") {
+			return fieldError("KeyPrefix", errors.New(`must not contain "{" or "}" on a Redis Cluster: they would change every key's hash slot`))
+		}
+		nodes = c.ClusterNodes
+	}
+	field := map[mode]string{modeSentinel: "SentinelAddrs", modeCluster: "ClusterNodes"}[c.mode()]
+	if c.Addr != "" {
+		return fieldError("Addr", fmt.Errorf("must be empty with %s", field))
+	}
+	for i, a := range nodes {
+		if !validAddr(a) {
+			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port"))
+		}
+	}
+	return nil
+}
+
+// validAddr reports whether addr has the form host:port.
+func validAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && port != ""
 }
 
 var errNegative = errors.New("must not be negative")

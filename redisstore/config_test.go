@@ -1,9 +1,13 @@
 package redisstore
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -21,7 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		IdleTimeout:  5 * time.Minute,
 		Timeout:      time.Second,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Config{}.normalize() = %+v, want %+v", got, want)
 	}
 	for _, tc := range []struct{ active, idle, wantIdle int }{{8, 0, 8}, {8, 2, 2}, {0, 4, 4}} {
@@ -94,5 +98,115 @@ func TestEscapeGlob(t *testing.T) {
 		if got := escapeGlob(tc.in); got != tc.want {
 			t.Errorf("escapeGlob(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestConfigDeployment checks the validation of the Sentinel and Cluster
+// fields: one kind of deployment at a time, Addr empty with either, database
+// 0 and a KeyPrefix without braces on a Cluster, Sentinel fields only with
+// SentinelAddrs, and host:port entries. No error carries a password.
+func TestConfigDeployment(t *testing.T) {
+	const pw, spw = "hunter2-master", "hunter2-sentinel"
+	sentinels := []string{"s1:26379", "s2:26379"}
+	nodes := []string{"n1:7000", "n2:7001"}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // the whole error; "" for valid
+	}{
+		{"Sentinel", Config{SentinelAddrs: sentinels, SentinelMaster: "mymaster", SentinelUsername: "su", SentinelPassword: spw, Password: pw, DB: 3}, ""},
+		{"Cluster", Config{ClusterNodes: nodes, Password: pw}, ""},
+		{"Cluster, IPv6 node", Config{ClusterNodes: []string{"[::1]:7000"}}, ""},
+		{"one server, KeyPrefix with braces", Config{KeyPrefix: "{app}:"}, ""},
+		{"Sentinel, KeyPrefix with braces", Config{SentinelAddrs: sentinels, SentinelMaster: "m", KeyPrefix: "{app}:"}, ""},
+		{"WaitReplicas", Config{WaitReplicas: 2}, ""},
+
+		{"Sentinel and Cluster", Config{SentinelAddrs: sentinels, SentinelMaster: "m", ClusterNodes: nodes, Password: pw},
+			"redisstore: Config: SentinelAddrs and ClusterNodes are two different deployments; set one"},
+		{"Addr with SentinelAddrs", Config{Addr: "h:6379", SentinelAddrs: sentinels, SentinelMaster: "m", Password: pw},
+			"redisstore: Config.Addr: must be empty with SentinelAddrs"},
+		{"Addr with ClusterNodes", Config{Addr: "h:6379", ClusterNodes: nodes, Password: pw},
+			"redisstore: Config.Addr: must be empty with ClusterNodes"},
+		{"DB on a Cluster", Config{ClusterNodes: nodes, DB: 1, Password: pw},
+			"redisstore: Config.DB: a Redis Cluster has database 0 only"},
+		{"KeyPrefix with { on a Cluster", Config{ClusterNodes: nodes, KeyPrefix: "app{", Password: pw},
+			`redisstore: Config.KeyPrefix: must not contain "{" or "}" on a Redis Cluster: they would change every key's hash slot`},
+		{"KeyPrefix with } on a Cluster", Config{ClusterNodes: nodes, KeyPrefix: "}app:"},
+			`redisstore: Config.KeyPrefix: must not contain "{" or "}" on a Redis Cluster: they would change every key's hash slot`},
+		{"SentinelMaster without SentinelAddrs", Config{SentinelMaster: "m", Password: pw},
+			"redisstore: Config.SentinelMaster: set without SentinelAddrs"},
+		{"SentinelUsername without SentinelAddrs", Config{SentinelUsername: "su"},
+			"redisstore: Config.SentinelUsername: set without SentinelAddrs"},
+		{"SentinelPassword without SentinelAddrs", Config{SentinelPassword: spw},
+			"redisstore: Config.SentinelPassword: set without SentinelAddrs"},
+		{"SentinelPassword on a Cluster", Config{ClusterNodes: nodes, SentinelPassword: spw},
+			"redisstore: Config.SentinelPassword: set without SentinelAddrs"},
+		{"SentinelAddrs without SentinelMaster", Config{SentinelAddrs: sentinels, SentinelPassword: spw, Password: pw},
+			"redisstore: Config.SentinelMaster: required with SentinelAddrs"},
+		{"SentinelAddrs entry without port", Config{SentinelAddrs: []string{"s1:26379", "s2"}, SentinelMaster: "m", SentinelPassword: spw},
+			"redisstore: Config.SentinelAddrs[1]: want host:port"},
+		{"SentinelAddrs empty entry", Config{SentinelAddrs: []string{""}, SentinelMaster: "m"},
+			"redisstore: Config.SentinelAddrs[0]: want host:port"},
+		{"ClusterNodes entry without host", Config{ClusterNodes: []string{":7000"}, Password: pw},
+			"redisstore: Config.ClusterNodes[0]: want host:port"},
+		{"ClusterNodes entry with a password", Config{ClusterNodes: []string{"n1:7000", "u:" + pw + "@n2:7001"}},
+			"redisstore: Config.ClusterNodes[1]: want host:port"},
+		{"negative WaitReplicas", Config{WaitReplicas: -1, Password: pw},
+			"redisstore: Config.WaitReplicas: must not be negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.normalize()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("normalize() error = %v, want nil", err)
+				}
+				if tc.cfg.mode() != modeSingle && got.Addr != "" {
+					t.Errorf("normalize().Addr = %q, want it left empty (no default) with Sentinel or Cluster", got.Addr)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("normalize() error = %v, want %q", err, tc.want)
+			}
+			for _, secret := range []string{pw, spw} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("normalize() error %q contains a password", err)
+				}
+			}
+			if _, err := Open(tc.cfg); err == nil || err.Error() != tc.want {
+				t.Errorf("Open() error = %v, want %q", err, tc.want)
+			}
+			if _, err := NewPool(tc.cfg); err == nil || err.Error() != tc.want {
+				t.Errorf("NewPool() error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewRefusesDeployments checks that New, which takes a Source of
+// connections to one server, refuses a Config naming Sentinel or Cluster
+// nodes, which only Open can connect to.
+func TestNewRefusesDeployments(t *testing.T) {
+	pool := &redis.Pool{Dial: func() (redis.Conn, error) { return nil, errors.New("not dialled in this test") }}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"Sentinel", Config{SentinelAddrs: []string{"s1:26379"}, SentinelMaster: "mymaster", Password: "hunter2"}},
+		{"Cluster", Config{ClusterNodes: []string{"n1:7000"}, Password: "hunter2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(pool, tc.cfg)
+			if err == nil || s != nil || !strings.Contains(err.Error(), "use Open") {
+				t.Fatalf("New(pool, %s Config) = %v, %v; want an error saying to use Open", tc.name, s, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("New error %q contains the password", err)
+			}
+		})
+	}
+	if s, err := New(pool, Config{Addr: "h:6379", WaitReplicas: 1}); err != nil || s == nil {
+		t.Errorf("New(pool, one server with WaitReplicas) = %v, %v; want a Store", s, err)
 	}
 }

@@ -56,6 +56,13 @@
 //	    +get +getex +set +del +scan +mget +ping +exists +multi +exec +discard
 //	    +watch +unwatch +zadd +zrange +zrem +zremrangebyscore +pexpireat +select
 //
+// Each mode and option adds a few commands: under Sentinel, ROLE (once per
+// new connection, to the master); with WaitReplicas, WAIT; on a Cluster,
+// CLUSTER SLOTS (to learn which node serves which slot). Add them to the
+// user as "+role", "+wait" and "+cluster|slots". The sentinels themselves
+// are asked SENTINEL get-master-addr-by-name, SUBSCRIBE +switch-master and
+// PING, as SentinelUsername if set.
+//
 // Update's XX is what makes logout final: a request that loaded the session
 // before a concurrent logout cannot write it back.
 //
@@ -77,9 +84,67 @@
 //		log.Fatal(err)
 //	}
 //
-// Open builds its own pool with [NewPool]. To share a pool, or to use a
-// Sentinel or Cluster connection source, build the [Source] yourself and
+// Open builds its own pool with [NewPool], or, for Sentinel and Cluster,
+// the connections described below. To share a pool, build it yourself and
 // call [New].
+//
+// # Sentinel and Cluster
+//
+// With [Config.SentinelAddrs] (REDIS_SENTINELS), Open asks the sentinels
+// where the master is, every second and at once when they announce a
+// failover (+switch-master) or a call fails in a way that says the master
+// moved (READONLY, a broken connection). Each new connection checks with
+// ROLE that it reached the master; a connection to a former master is
+// closed instead of lent again, since a demoted master can keep accepting
+// writes on open connections for seconds, and loses them when it rejoins.
+// Reads stay one command. During a failover calls fail with ErrUnavailable
+// (503) until the sentinels have promoted a replica: about down-after-milliseconds
+// plus a second or two. See docs/scaling.md for the windows measured.
+//
+// What no client can retire is the time between a replica's promotion and
+// the sentinels' announcing it (up to a second with SENTINEL DEBUG
+// info-period 1000, ten with the default timers): the old master still
+// answers as a master, accepts writes and acknowledges them, and they are
+// lost when it rejoins as a replica. A manual SENTINEL FAILOVER lost 21 to
+// 24 of about 400 acknowledged logouts, and logins with them, in our tests,
+// without a single failed request. Set min-replicas-to-write 1 (and a small
+// min-replicas-max-lag) on the servers, with two replicas or more so that a
+// master that lost one still has one: the old master then refuses writes
+// as soon as its replica leaves, so those requests fail with 503 instead of
+// being lost. Add WaitReplicas to make each logout wait for a replica.
+//
+// With [Config.ClusterNodes] (REDIS_CLUSTER_NODES), Open uses a Redis
+// Cluster through github.com/mna/redisc, which learns the slot map with
+// CLUSTER SLOTS and follows MOVED. Each call's connection is bound to the
+// node that serves its key, and every call keeps to one hash slot: the
+// session package (with session.Config.TagKey, required there) gives each
+// user a short keyed hash tag, carried in the signed token, and names keys
+//
+//	<KeyPrefix>session:{tag}<id>      a session's record
+//	<KeyPrefix>user:{tag}<userID>:sessions   the user's index
+//
+// so that a user's sessions and index share a slot and change in one
+// MULTI/EXEC transaction (logins under a limit, renewals, log out
+// everywhere), and a read is still one command computed from the cookie
+// alone. Anonymous sessions are tagged by their own id. On a Cluster the
+// pipelines that are plain on one server are sent as MULTI/EXEC, so that a
+// call refused part way by a moving slot (MOVED, ASK, TRYAGAIN,
+// CLUSTERDOWN, EXECABORT) ran not at all and is tried again whole, after a
+// short random wait, within its Timeout. [Store.Iterate] walks every
+// master.
+//
+// With [Config.WaitReplicas] (REDIS_WAIT_REPLICAS), logout and revocation
+// (Remove, RemoveUserSession, RemoveUserSessions) wait for that many
+// replicas (WAIT) and fail with ErrUnavailable when fewer confirm in time:
+// a logout or revocation that returned without error then survives the
+// master's failure. Without it (the default), a logout acknowledged in the
+// moments before a failover can be lost with the writes the replica had
+// not yet received, and the session comes back; set min-replicas-to-write
+// on the servers as well to bound how far a replica may lag. Logins and
+// renewals do not wait: they have already handed out a new token when WAIT
+// would answer, and one lost in a failover costs the user a new login (or
+// brings back the token a renewal replaced, which the same user held), as
+// does a session revoked by the session limit at such a login.
 //
 // # Failures
 //

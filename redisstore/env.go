@@ -11,24 +11,35 @@ import (
 	"strings"
 )
 
-// FromEnv returns a Config for the server described by the environment, with
-// every other field zero (so [NewPool] and [New] apply their defaults).
+// FromEnv returns a Config for the deployment described by the environment,
+// with every other field zero (so [NewPool] and [New] apply their defaults).
 //
-// REDIS_URL, when set and not empty, takes precedence; see [ParseURL] for its
-// form. Otherwise FromEnv reads:
+// One server is named by REDIS_URL, which takes precedence when set (see
+// [ParseURL] for its form), or else by REDIS_HOST and REDIS_PORT. A Sentinel
+// setup is named by REDIS_SENTINELS and REDIS_SENTINEL_MASTER, a Cluster by
+// REDIS_CLUSTER_NODES; naming two kinds at once is an error that names the
+// variables. FromEnv reads:
 //
-//	REDIS_HOST      host name or IP address; default 127.0.0.1
-//	REDIS_PORT      TCP port, 1-65535; default 6379
-//	REDIS_USERNAME  ACL user; default none (used only with a password)
-//	REDIS_PASSWORD  password; default none
-//	REDIS_DB        database number, 0 or more; default 0
-//	REDIS_TLS       a boolean as accepted by strconv.ParseBool; when true,
-//	                connect with TLS, verifying the server's certificate
-//	                against the system roots for REDIS_HOST; default false
+//	REDIS_URL                 one server, as redis[s]://[[user]:password@]host[:port][/db]
+//	REDIS_HOST                host name or IP address; default 127.0.0.1
+//	REDIS_PORT                TCP port, 1-65535; default 6379
+//	REDIS_SENTINELS           comma-separated host:port of sentinels
+//	REDIS_SENTINEL_MASTER     the name the sentinels monitor the master under
+//	REDIS_SENTINEL_USERNAME   ACL user for the sentinels; default none
+//	REDIS_SENTINEL_PASSWORD   password for the sentinels; default none
+//	REDIS_CLUSTER_NODES       comma-separated host:port of some nodes of a Cluster
+//	REDIS_USERNAME            ACL user for the data nodes; default none (used only with a password)
+//	REDIS_PASSWORD            password for the data nodes; default none
+//	REDIS_DB                  database number, 0 or more; default 0 (a Cluster has only 0)
+//	REDIS_TLS                 a boolean as accepted by strconv.ParseBool; when true,
+//	                          connect with TLS, verifying every server's certificate
+//	                          against the system roots for its host; default false
+//	REDIS_WAIT_REPLICAS       replicas a logout waits for (Config.WaitReplicas); default 0
 //
-// An empty variable counts as unset. A bad value is an error that names the
-// variable and what was expected; the values of REDIS_URL and REDIS_PASSWORD
-// never appear in it.
+// With REDIS_URL only REDIS_WAIT_REPLICAS is also read. An empty variable
+// counts as unset. A bad value is an error that names the variable and what
+// was expected; the values of REDIS_URL and of the passwords never appear in
+// it.
 func FromEnv() (Config, error) {
 	return fromEnv(os.LookupEnv)
 }
@@ -39,39 +50,93 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		v, _ := lookup(name)
 		return v
 	}
-	if raw := get("REDIS_URL"); raw != "" {
-		cfg, err := parseURL(raw)
+	cfg, err := deploymentFromEnv(get)
+	if err != nil {
+		return Config{}, err
+	}
+	if v := get("REDIS_WAIT_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return Config{}, fmt.Errorf("redisstore: REDIS_WAIT_REPLICAS: want an integer 0 or more, got %q", v)
+		}
+		cfg.WaitReplicas = n
+	}
+	return cfg, nil
+}
+
+// deploymentFromEnv reads the variables that name the servers and how to
+// reach them.
+func deploymentFromEnv(get func(string) string) (Config, error) {
+	sentinels, nodes := get("REDIS_SENTINELS"), get("REDIS_CLUSTER_NODES")
+	if sentinels == "" {
+		for _, name := range []string{"REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"} {
+			if get(name) != "" {
+				return Config{}, fmt.Errorf("redisstore: %s is set without REDIS_SENTINELS", name)
+			}
+		}
+	}
+	var cfg Config
+	var host string // for TLS: the one server's host, or "" to take each node's
+	switch {
+	case sentinels != "" && nodes != "":
+		return Config{}, errors.New("redisstore: REDIS_SENTINELS and REDIS_CLUSTER_NODES name two different deployments; set one")
+	case sentinels != "" || nodes != "":
+		kind := "REDIS_SENTINELS"
+		if nodes != "" {
+			kind = "REDIS_CLUSTER_NODES"
+		}
+		for _, name := range []string{"REDIS_URL", "REDIS_HOST", "REDIS_PORT"} {
+			if get(name) != "" {
+				return Config{}, fmt.Errorf("redisstore: %s and %s name two different deployments; set one", name, kind)
+			}
+		}
+		addrs, err := addrList(kind, sentinels+nodes)
+		if err != nil {
+			return Config{}, err
+		}
+		if nodes != "" {
+			cfg.ClusterNodes = addrs
+		} else {
+			cfg.SentinelAddrs = addrs
+			cfg.SentinelMaster = get("REDIS_SENTINEL_MASTER")
+			if cfg.SentinelMaster == "" {
+				return Config{}, errors.New("redisstore: REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS")
+			}
+			cfg.SentinelUsername, cfg.SentinelPassword = get("REDIS_SENTINEL_USERNAME"), get("REDIS_SENTINEL_PASSWORD")
+		}
+	case get("REDIS_URL") != "":
+		cfg, err := parseURL(get("REDIS_URL"))
 		if err != nil {
 			return Config{}, fmt.Errorf("redisstore: REDIS_URL: %w", err)
 		}
 		return cfg, nil
-	}
-
-	host := get("REDIS_HOST")
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	port := 6379
-	if v := get("REDIS_PORT"); v != "" {
-		p, err := parsePort(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q", v)
+	default:
+		host = get("REDIS_HOST")
+		if host == "" {
+			host = "127.0.0.1"
 		}
-		port = p
+		port := 6379
+		if v := get("REDIS_PORT"); v != "" {
+			p, err := parsePort(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q", v)
+			}
+			port = p
+		}
+		addr, ok := joinHostPort(host, port)
+		if !ok {
+			return Config{}, fmt.Errorf("redisstore: REDIS_HOST: want a host name or IP address, got %q", host)
+		}
+		cfg.Addr = addr
 	}
-	addr, ok := joinHostPort(host, port)
-	if !ok {
-		return Config{}, fmt.Errorf("redisstore: REDIS_HOST: want a host name or IP address, got %q", host)
-	}
-	cfg := Config{
-		Addr:     addr,
-		Username: get("REDIS_USERNAME"),
-		Password: get("REDIS_PASSWORD"),
-	}
+	cfg.Username, cfg.Password = get("REDIS_USERNAME"), get("REDIS_PASSWORD")
 	if v := get("REDIS_DB"); v != "" {
 		db, err := strconv.Atoi(v)
 		if err != nil || db < 0 {
 			return Config{}, fmt.Errorf("redisstore: REDIS_DB: want an integer 0 or more, got %q", v)
+		}
+		if db != 0 && nodes != "" {
+			return Config{}, errors.New("redisstore: REDIS_DB: a Redis Cluster (REDIS_CLUSTER_NODES) has database 0 only")
 		}
 		cfg.DB = db
 	}
@@ -85,6 +150,20 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// addrList parses the comma-separated host:port list in the variable name.
+func addrList(name, list string) ([]string, error) {
+	var addrs []string
+	for i, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if !validAddr(a) {
+			// The entry is not repeated: it may be a URL with a password.
+			return nil, fmt.Errorf("redisstore: %s: entry %d: want host:port", name, i+1)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
 }
 
 // ParseURL returns a Config for the server a Redis URL describes, with every
@@ -190,7 +269,8 @@ func parsePort(s string) (int, error) {
 }
 
 // newTLSConfig returns a TLS configuration that verifies the server's
-// certificate for host against the system roots.
+// certificate for host against the system roots; with host "", for the host
+// of each address dialled.
 func newTLSConfig(host string) *tls.Config {
 	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 }

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"crypto/tls"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -223,4 +224,223 @@ func secrets(raw string) []string {
 		add(pass)
 	}
 	return out
+}
+
+// deploymentEnv is the part of a Config that FromEnv sets for a Sentinel
+// or Cluster deployment, and WaitReplicas.
+type deploymentEnv struct {
+	Addr                                               string
+	SentinelAddrs, ClusterNodes                        []string
+	SentinelMaster, SentinelUsername, SentinelPassword string
+	Username, Password                                 string
+	DB, WaitReplicas                                   int
+	TLS                                                bool
+	TLSServerName                                      string // "" for each node's own host
+}
+
+func summarizeDeployment(c Config) deploymentEnv {
+	e := deploymentEnv{
+		Addr: c.Addr, SentinelAddrs: c.SentinelAddrs, ClusterNodes: c.ClusterNodes,
+		SentinelMaster: c.SentinelMaster, SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword,
+		Username: c.Username, Password: c.Password, DB: c.DB, WaitReplicas: c.WaitReplicas,
+	}
+	if c.TLS != nil {
+		e.TLS, e.TLSServerName = true, c.TLS.ServerName
+	}
+	return e
+}
+
+// TestFromEnvDeployment checks the variables of Sentinel and Cluster
+// setups and REDIS_WAIT_REPLICAS: addresses trimmed, the sentinels'
+// credentials apart from the data nodes', and errors that name the
+// variables and never carry a password or REDIS_URL.
+func TestFromEnvDeployment(t *testing.T) {
+	const pw, spw, urlpw = "hunter2-master", "hunter2-sentinel", "hunter2-url"
+	rawURL := "redis://app:" + urlpw + "@cache:6379/0"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    deploymentEnv
+		wantErr string
+	}{
+		{
+			name: "Sentinel",
+			env: map[string]string{
+				"REDIS_SENTINELS": " s1:26379 , s2:26379,[::1]:26380 ", "REDIS_SENTINEL_MASTER": "mymaster",
+				"REDIS_SENTINEL_USERNAME": "sentinel-user", "REDIS_SENTINEL_PASSWORD": spw,
+				"REDIS_USERNAME": "app", "REDIS_PASSWORD": pw, "REDIS_DB": "2", "REDIS_TLS": "true", "REDIS_WAIT_REPLICAS": "1",
+			},
+			want: deploymentEnv{
+				SentinelAddrs: []string{"s1:26379", "s2:26379", "[::1]:26380"}, SentinelMaster: "mymaster",
+				SentinelUsername: "sentinel-user", SentinelPassword: spw,
+				Username: "app", Password: pw, DB: 2, WaitReplicas: 1, TLS: true,
+			},
+		},
+		{
+			name: "Sentinel without credentials",
+			env:  map[string]string{"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m"},
+			want: deploymentEnv{SentinelAddrs: []string{"s1:26379"}, SentinelMaster: "m"},
+		},
+		{
+			name: "Cluster",
+			env: map[string]string{
+				"REDIS_CLUSTER_NODES": "n1:7000,  n2:7001 ", "REDIS_USERNAME": "app", "REDIS_PASSWORD": pw,
+				"REDIS_DB": "0", "REDIS_TLS": "1", "REDIS_WAIT_REPLICAS": "2",
+			},
+			want: deploymentEnv{ClusterNodes: []string{"n1:7000", "n2:7001"}, Username: "app", Password: pw, WaitReplicas: 2, TLS: true},
+		},
+		{
+			name: "one server, WaitReplicas",
+			env:  map[string]string{"REDIS_HOST": "h", "REDIS_PASSWORD": pw, "REDIS_WAIT_REPLICAS": "3"},
+			want: deploymentEnv{Addr: "h:6379", Password: pw, WaitReplicas: 3},
+		},
+		{
+			name: "REDIS_URL, WaitReplicas",
+			env:  map[string]string{"REDIS_URL": rawURL, "REDIS_WAIT_REPLICAS": "1"},
+			want: deploymentEnv{Addr: "cache:6379", Username: "app", Password: urlpw, WaitReplicas: 1},
+		},
+		{
+			name: "WaitReplicas 0",
+			env:  map[string]string{"REDIS_WAIT_REPLICAS": "0"},
+			want: deploymentEnv{Addr: "127.0.0.1:6379"},
+		},
+
+		{
+			name:    "Sentinel and Cluster",
+			env:     map[string]string{"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_CLUSTER_NODES": "n1:7000", "REDIS_PASSWORD": pw},
+			wantErr: "redisstore: REDIS_SENTINELS and REDIS_CLUSTER_NODES name two different deployments; set one",
+		},
+		{
+			name:    "REDIS_URL and Sentinel",
+			env:     map[string]string{"REDIS_URL": rawURL, "REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m"},
+			wantErr: "redisstore: REDIS_URL and REDIS_SENTINELS name two different deployments; set one",
+		},
+		{
+			name:    "REDIS_URL and Cluster",
+			env:     map[string]string{"REDIS_URL": rawURL, "REDIS_CLUSTER_NODES": "n1:7000"},
+			wantErr: "redisstore: REDIS_URL and REDIS_CLUSTER_NODES name two different deployments; set one",
+		},
+		{
+			name:    "REDIS_HOST and Cluster",
+			env:     map[string]string{"REDIS_HOST": "h", "REDIS_CLUSTER_NODES": "n1:7000", "REDIS_PASSWORD": pw},
+			wantErr: "redisstore: REDIS_HOST and REDIS_CLUSTER_NODES name two different deployments; set one",
+		},
+		{
+			name:    "REDIS_PORT and Sentinel",
+			env:     map[string]string{"REDIS_PORT": "6380", "REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_SENTINEL_PASSWORD": spw},
+			wantErr: "redisstore: REDIS_PORT and REDIS_SENTINELS name two different deployments; set one",
+		},
+		{
+			name:    "REDIS_SENTINEL_MASTER without REDIS_SENTINELS",
+			env:     map[string]string{"REDIS_SENTINEL_MASTER": "m", "REDIS_PASSWORD": pw},
+			wantErr: "redisstore: REDIS_SENTINEL_MASTER is set without REDIS_SENTINELS",
+		},
+		{
+			name:    "REDIS_SENTINEL_USERNAME without REDIS_SENTINELS",
+			env:     map[string]string{"REDIS_SENTINEL_USERNAME": "su", "REDIS_CLUSTER_NODES": "n1:7000"},
+			wantErr: "redisstore: REDIS_SENTINEL_USERNAME is set without REDIS_SENTINELS",
+		},
+		{
+			name:    "REDIS_SENTINEL_PASSWORD without REDIS_SENTINELS",
+			env:     map[string]string{"REDIS_SENTINEL_PASSWORD": spw, "REDIS_URL": rawURL},
+			wantErr: "redisstore: REDIS_SENTINEL_PASSWORD is set without REDIS_SENTINELS",
+		},
+		{
+			name:    "REDIS_SENTINELS without REDIS_SENTINEL_MASTER",
+			env:     map[string]string{"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_PASSWORD": spw, "REDIS_PASSWORD": pw},
+			wantErr: "redisstore: REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS",
+		},
+		{
+			name:    "REDIS_SENTINELS empty entry",
+			env:     map[string]string{"REDIS_SENTINELS": "s1:26379,,s2:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_SENTINEL_PASSWORD": spw},
+			wantErr: `redisstore: REDIS_SENTINELS: entry 2: want host:port`,
+		},
+		{
+			name:    "REDIS_SENTINELS entry without port",
+			env:     map[string]string{"REDIS_SENTINELS": "s1", "REDIS_SENTINEL_MASTER": "m"},
+			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port`,
+		},
+		{
+			name:    "REDIS_CLUSTER_NODES entry without host",
+			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000, :7001", "REDIS_PASSWORD": pw},
+			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port`,
+		},
+		{
+			name:    "REDIS_DB on a Cluster",
+			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000", "REDIS_DB": "1", "REDIS_PASSWORD": pw},
+			wantErr: "redisstore: REDIS_DB: a Redis Cluster (REDIS_CLUSTER_NODES) has database 0 only",
+		},
+		{
+			name:    "bad REDIS_DB on a Cluster",
+			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000", "REDIS_DB": "x"},
+			wantErr: `redisstore: REDIS_DB: want an integer 0 or more, got "x"`,
+		},
+		{
+			name:    "bad REDIS_TLS on Sentinel",
+			env:     map[string]string{"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_TLS": "yes", "REDIS_SENTINEL_PASSWORD": spw},
+			wantErr: `redisstore: REDIS_TLS: want true or false, got "yes"`,
+		},
+		{
+			name:    "negative REDIS_WAIT_REPLICAS",
+			env:     map[string]string{"REDIS_WAIT_REPLICAS": "-1", "REDIS_PASSWORD": pw},
+			wantErr: `redisstore: REDIS_WAIT_REPLICAS: want an integer 0 or more, got "-1"`,
+		},
+		{
+			name:    "bad REDIS_WAIT_REPLICAS",
+			env:     map[string]string{"REDIS_WAIT_REPLICAS": "one", "REDIS_URL": rawURL},
+			wantErr: `redisstore: REDIS_WAIT_REPLICAS: want an integer 0 or more, got "one"`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			cfg, err := fromEnv(lookup)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("fromEnv() error = %v, want %q", err, tc.wantErr)
+				}
+				for _, secret := range []string{pw, spw, urlpw, rawURL} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("fromEnv() error %q contains a secret", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("fromEnv() error = %v", err)
+			}
+			if got := summarizeDeployment(cfg); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("fromEnv() = %+v, want %+v", got, tc.want)
+			}
+			if _, err := cfg.normalize(); err != nil {
+				t.Errorf("fromEnv() gave a Config that does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestFromEnvAddressListHidesCredentials checks that a URL with a password,
+// put by mistake where a host:port list belongs (as hosting platforms hand
+// out Redis URLs), is refused without the password in the error.
+func TestFromEnvAddressListHidesCredentials(t *testing.T) {
+	const secret = "hunter2-node"
+	for _, tc := range []struct{ test, name, value string }{
+		{"URL among cluster nodes", "REDIS_CLUSTER_NODES", "n1:7000,redis://app:" + secret + "@n2:7001"},
+		{"URL as sentinel", "REDIS_SENTINELS", "rediss://:" + secret + "@s1:26379"},
+		{"user and password before a sentinel", "REDIS_SENTINELS", "app:" + secret + "@s1:26379"},
+	} {
+		t.Run(tc.test, func(t *testing.T) {
+			env := map[string]string{tc.name: tc.value, "REDIS_SENTINEL_MASTER": "m"}
+			if tc.name == "REDIS_CLUSTER_NODES" {
+				delete(env, "REDIS_SENTINEL_MASTER")
+			}
+			_, err := fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err == nil || !strings.HasPrefix(err.Error(), "redisstore: "+tc.name+": ") {
+				t.Fatalf("fromEnv() error = %v, want one naming %s", err, tc.name)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("fromEnv() error %q contains the password", err)
+			}
+		})
+	}
 }

@@ -13,10 +13,12 @@ import (
 // callers decide without reading error strings.
 var (
 	// ErrUnavailable marks a failure Redis is expected to get over by
-	// itself: the network, a timeout, an exhausted pool, or one of the
+	// itself: the network, a timeout, an exhausted pool, one of the
 	// replies LOADING (restarting), READONLY (a replica, as during a
-	// fail-over), OOM, MASTERDOWN, BUSY, TRYAGAIN, CLUSTERDOWN or
-	// NOREPLICAS. Answer 503 and try again later.
+	// fail-over), OOM, MASTERDOWN, BUSY or NOREPLICAS, a Redis Cluster's
+	// MOVED, ASK, TRYAGAIN, CLUSTERDOWN or EXECABORT for as long as they
+	// last past the call's retries, or fewer replicas confirming a write
+	// than Config.WaitReplicas asks for. Answer 503 and try again later.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
 
 	// ErrRefused marks a failure that will not go away by itself: any other
@@ -45,7 +47,32 @@ func (contention) Contention() bool { return true }
 // transientReplies are the error codes of ErrUnavailable.
 var transientReplies = map[string]bool{
 	"LOADING": true, "READONLY": true, "OOM": true, "MASTERDOWN": true,
-	"BUSY": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "NOREPLICAS": true,
+	"BUSY": true, "NOREPLICAS": true,
+	// A Redis Cluster moving slots or failing over; see notRunReplies.
+	"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "EXECABORT": true,
+}
+
+// notRunReplies are the error codes with which a Redis Cluster refuses a
+// command it did not run because its slot is moving or has no master yet:
+// MOVED and ASK (the slot is served elsewhere), TRYAGAIN (a multi-key
+// command during a slot's migration), CLUSTERDOWN (no master for the slot),
+// and EXECABORT (a transaction of which a queued command got one of those:
+// none of it ran).
+var notRunReplies = map[string]bool{
+	"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "EXECABORT": true,
+}
+
+// notRun reports whether err says that no command of the call ran, so that
+// it may be tried again whole: no connection could be had, or a Redis
+// Cluster answered with one of notRunReplies.
+func notRun(err error) bool {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		code, _, _ := strings.Cut(string(reply), " ")
+		return notRunReplies[code]
+	}
+	var nc errNoConn
+	return errors.As(err, &nc) && !errors.Is(err, errClosed)
 }
 
 // classify wraps the error of operation op with ErrUnavailable, ErrRefused

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -17,34 +18,64 @@ const scanCount = 100
 // keys with SCAN (never KEYS, which blocks the server) matching
 // "<KeyPrefix>session:*", COUNT 100, and fetches each batch with one MGET on
 // the same connection; records that expired or were removed between SCAN and
-// MGET are skipped. The connection goes back to the pool before fn runs, so
-// fn may call the Store, even with a pool of one connection.
+// MGET are skipped. On a Redis Cluster it walks every master in turn, as
+// CLUSTER SLOTS lists them when Iterate starts. The connection goes back to
+// the pool before fn runs, so fn may call the Store, even with a pool of one
+// connection.
 //
 // SCAN's guarantees apply: every record that exists for the whole iteration
 // is visited, records added or removed meanwhile may or may not be, and an
-// id may occasionally be visited twice. An error from fn stops the iteration
-// and Iterate returns it unchanged. The Store's Timeout bounds each batch
-// (one SCAN and one MGET), not the whole iteration; bound that with ctx.
+// id may occasionally be visited twice. On a Cluster that holds only while
+// no slot moves and no master fails over during the walk: a record whose
+// slot moves may be visited twice or not at all. An error from fn stops the
+// iteration and Iterate returns it unchanged. The Store's Timeout bounds
+// each batch (one SCAN and one MGET), not the whole iteration; bound that
+// with ctx.
 func (s *Store) Iterate(ctx context.Context, fn func(id string, record []byte) error) error {
+	if s.cluster == nil {
+		return s.iterate(ctx, s.src, fn)
+	}
+	var masters []string
+	err := s.do(ctx, "iterate", "", func(ctx context.Context, conn redis.Conn) error {
+		var err error
+		masters, err = clusterMasters(ctx, conn)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, addr := range masters {
+		if err := s.iterate(ctx, nodeSource{s.cluster, addr}, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeSource is the Source of one node of a cluster.
+type nodeSource struct {
+	cs   *clusterSource
+	addr string
+}
+
+func (n nodeSource) GetContext(ctx context.Context) (redis.Conn, error) {
+	return n.cs.node(ctx, n.addr)
+}
+
+// iterate is Iterate over the keys of the server that src connects to.
+func (s *Store) iterate(ctx context.Context, src Source, fn func(id string, record []byte) error) error {
 	match := escapeGlob(s.prefix) + "*"
 	cursor := "0"
 	for {
 		var keys []string
 		var records [][]byte
-		err := s.do(ctx, "iterate", func(ctx context.Context, conn redis.Conn) error {
+		err := s.doOn(ctx, src, "iterate", func(ctx context.Context, conn redis.Conn) error {
 			var err error
 			cursor, keys, err = scan(ctx, conn, cursor, match)
 			if err != nil || len(keys) == 0 {
 				return err
 			}
-			args := make([]any, len(keys))
-			for i, k := range keys {
-				args[i] = k
-			}
-			records, err = redis.ByteSlices(cmd(ctx, conn, "MGET", args...))
-			if err == nil && len(records) != len(keys) {
-				err = fmt.Errorf("MGET returned %d values for %d keys", len(records), len(keys))
-			}
+			records, err = s.fetch(ctx, conn, keys)
 			return err
 		})
 		if err != nil {
@@ -62,6 +93,44 @@ func (s *Store) Iterate(ctx context.Context, fn func(id string, record []byte) e
 			return nil
 		}
 	}
+}
+
+// fetch returns the values of keys, nil for those that are gone: with one
+// MGET, or on a Redis Cluster, where the keys of one node lie in many
+// slots and MGET takes keys of one slot only, with pipelined GETs, one
+// round trip either way. There a key whose slot moved away since SCAN
+// counts as gone: it is visited on its new node, or not, as SCAN allows.
+func (s *Store) fetch(ctx context.Context, conn redis.Conn, keys []string) ([][]byte, error) {
+	if s.cluster == nil {
+		args := make([]any, len(keys))
+		for i, k := range keys {
+			args[i] = k
+		}
+		records, err := redis.ByteSlices(cmd(ctx, conn, "MGET", args...))
+		if err == nil && len(records) != len(keys) {
+			err = fmt.Errorf("MGET returned %d values for %d keys", len(records), len(keys))
+		}
+		return records, err
+	}
+	for _, k := range keys {
+		conn.Send("GET", k)
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, err
+	}
+	records := make([][]byte, len(keys))
+	for i := range keys {
+		reply, err := receive(ctx, conn)
+		var re redis.Error
+		if errors.As(err, &re) && notRun(re) {
+			continue // moved away
+		}
+		records[i], err = redis.Bytes(reply, err)
+		if err != nil && !errors.Is(err, redis.ErrNil) {
+			return nil, err
+		}
+	}
+	return records, nil
 }
 
 // scan runs one SCAN step and returns the next cursor and the keys.

@@ -23,7 +23,7 @@ const (
 // attempt. Then it gives up with ErrContention: a contended call fails as
 // contention, not as a timeout that looks like an outage.
 func optimistic(ctx context.Context, attempt func() (retry bool, err error)) error {
-	bound := minBackoff
+	var b backoff
 	for tries := 0; ; tries++ {
 		start := time.Now()
 		retry, err := attempt()
@@ -35,22 +35,43 @@ func optimistic(ctx context.Context, attempt func() (retry bool, err error)) err
 		if err != nil || !retry {
 			return err
 		}
-		took := time.Since(start)
-		wait := rand.N(bound) + 1 // rand.N panics on 0
-		bound = min(2*bound, maxBackoff)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+2*took {
-			return ErrContention
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !b.wait(ctx, time.Since(start)) {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return ctx.Err() // the caller gave up: no contention to report
 			}
 			return ErrContention
-		case <-t.C:
 		}
+	}
+}
+
+// backoff spaces the attempts of a call that must try again: before each
+// new attempt it waits a random time up to a bound that doubles from
+// minBackoff to maxBackoff, so that callers racing for the same keys, or
+// waiting for a cluster to settle, spread out instead of colliding again.
+// The zero value is ready to use.
+type backoff struct {
+	bound time.Duration
+}
+
+// wait waits before the next attempt, given that the last one took took,
+// and reports whether to make it: false when the deadline of ctx leaves no
+// time for the wait and another attempt as long, or when ctx ends first.
+func (b *backoff) wait(ctx context.Context, took time.Duration) bool {
+	if b.bound == 0 {
+		b.bound = minBackoff
+	}
+	wait := rand.N(b.bound) + 1 // rand.N panics on 0
+	b.bound = min(2*b.bound, maxBackoff)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+2*took {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -32,7 +32,13 @@ func NewPool(cfg Config) (*redis.Pool, error) {
 // newPool builds the pool from a normalized Config.
 func newPool(cfg Config) *redis.Pool {
 	return &redis.Pool{
-		DialContext:  func(ctx context.Context) (redis.Conn, error) { return dial(ctx, cfg) },
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			c, err := dial(ctx, cfg)
+			if err != nil {
+				return nil, err // not a nil *checkedConn in an interface
+			}
+			return c, nil
+		},
 		TestOnBorrow: testOnBorrow,
 		MaxActive:    cfg.MaxActive,
 		MaxIdle:      cfg.MaxIdle,
@@ -45,7 +51,7 @@ func newPool(cfg Config) *redis.Pool {
 // to keep hold of the socket for the [liveness] check; under TLS that is the TCP
 // connection below the TLS layer, which is what the check needs: it asks the
 // kernel whether the peer closed the socket.
-func dial(ctx context.Context, cfg Config) (redis.Conn, error) {
+func dial(ctx context.Context, cfg Config) (*checkedConn, error) {
 	var raw net.Conn
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	opts := []redis.DialOption{
@@ -76,12 +82,15 @@ func dial(ctx context.Context, cfg Config) (redis.Conn, error) {
 
 // testOnBorrow is the pool's TestOnBorrow: it rejects an idle connection
 // the server has closed, or that has unread data waiting (a reply nobody
-// read means the connection is out of step). It costs one non-blocking
-// system call and no Redis command.
+// read means the connection is out of step), or that its Source retired.
+// It costs one non-blocking system call and no Redis command.
 func testOnBorrow(c redis.Conn, _ time.Time) error {
 	cc, ok := c.(*checkedConn)
 	if !ok {
 		return nil
+	}
+	if cc.retired != nil && cc.retired() {
+		return errRetired
 	}
 	return cc.live.check()
 }
@@ -93,6 +102,9 @@ func testOnBorrow(c redis.Conn, _ time.Time) error {
 type checkedConn struct {
 	redis.Conn
 	live *liveness
+	// retired, when set, reports that the connection must not be lent
+	// again: under Sentinel, that it goes to a former master.
+	retired func() bool
 }
 
 var (

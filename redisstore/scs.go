@@ -43,7 +43,7 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 	if !expiry.After(time.Now()) {
 		return s.remove(ctx, "commit", key)
 	}
-	return s.do(ctx, "commit", func(ctx context.Context, conn redis.Conn) error {
+	return s.do(ctx, "commit", key, func(ctx context.Context, conn redis.Conn) error {
 		ms := expiry.UnixMilli()
 		if expiry.Nanosecond()%int(time.Millisecond) != 0 {
 			ms++ // round up, like the ttl of the other writes

@@ -34,16 +34,22 @@ type Source interface {
 // A Store is safe for concurrent use.
 type Store struct {
 	src       Source
-	keyPrefix string // KeyPrefix
-	prefix    string // KeyPrefix + "session:"
+	cluster   *clusterSource // the Source on a Redis Cluster, else nil
+	keyPrefix string         // KeyPrefix
+	prefix    string         // KeyPrefix + "session:"
 	timeout   time.Duration
+	replicas  int   // WaitReplicas
 	turns     turns // of optimistic transactions on one key; see doTurn
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix and Timeout (the other fields configure [NewPool]), but it
-// validates all of it. Close on the Store closes src if src has a Close
+// only KeyPrefix, Timeout and WaitReplicas (the other fields configure
+// [NewPool]), but it validates all of it. Close on the Store closes src if src has a Close
 // method.
+//
+// New is for one server (or a Source that always hands out connections to
+// the current master); cfg must not name Sentinel or Cluster nodes, which
+// [Open] connects to itself.
 func New(src Source, cfg Config) (*Store, error) {
 	if src == nil {
 		return nil, errors.New("redisstore: New: nil Source")
@@ -52,22 +58,42 @@ func New(src Source, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.mode() != modeSingle {
+		return nil, errors.New("redisstore: New: Config names Sentinel or Cluster nodes; use Open")
+	}
 	return newStore(src, cfg), nil
 }
 
-// Open returns a Store on a new pool built from cfg by [NewPool]. Close the
-// Store to close the pool. Open does not contact Redis; call [Store.Ping]
-// to check the server at start-up.
+// Open returns a Store connected as cfg says: to one server through a pool
+// built by [NewPool]; with SentinelAddrs, to the master the sentinels name,
+// following it through failovers; with ClusterNodes, to a Redis Cluster.
+// Close the Store to close its connections. Open does not contact Redis;
+// call [Store.Ping] to check the servers at start-up.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
 	}
+	switch cfg.mode() {
+	case modeSentinel:
+		return newStore(newSentinelSource(cfg), cfg), nil
+	case modeCluster:
+		cs := newClusterSource(cfg)
+		s := newStore(cs, cfg)
+		s.cluster = cs
+		return s, nil
+	}
 	return newStore(newPool(cfg), cfg), nil
 }
 
 func newStore(src Source, cfg Config) *Store {
-	return &Store{src: src, keyPrefix: cfg.KeyPrefix, prefix: cfg.KeyPrefix + "session:", timeout: cfg.Timeout}
+	return &Store{
+		src:       src,
+		keyPrefix: cfg.KeyPrefix,
+		prefix:    cfg.KeyPrefix + "session:",
+		timeout:   cfg.Timeout,
+		replicas:  cfg.WaitReplicas,
+	}
 }
 
 // Load returns the record stored under id and whether there is one. A ttl >
@@ -98,17 +124,57 @@ func (s *Store) Update(ctx context.Context, id string, record []byte, ttl time.D
 	return s.set(ctx, "update", id, record, ttl, "XX")
 }
 
-// Remove deletes the record under id. Removing a missing id is not an error.
+// Remove deletes the record under id. Removing a missing id is not an
+// error. With [Config.WaitReplicas], it then waits for the replicas.
 func (s *Store) Remove(ctx context.Context, id string) error {
-	return s.remove(ctx, "remove", s.prefix+id)
+	key := s.prefix + id
+	return s.do(ctx, "remove", key, func(ctx context.Context, conn redis.Conn) error {
+		if _, err := cmd(ctx, conn, "DEL", key); err != nil {
+			return err
+		}
+		return s.confirm(ctx, conn)
+	})
 }
 
-// Ping checks that Redis answers, for readiness probes and start-up checks.
+// Ping checks that Redis answers, for readiness probes and start-up checks:
+// on one server or under Sentinel, the master; on a Cluster, every master
+// that CLUSTER SLOTS lists (a call fails for the slots of any that does not
+// answer).
 func (s *Store) Ping(ctx context.Context) error {
-	return s.do(ctx, "ping", func(ctx context.Context, conn redis.Conn) error {
+	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		_, err := cmd(ctx, conn, "PING")
-		return err
+		if err != nil || s.cluster == nil {
+			return err
+		}
+		masters, err := clusterMasters(ctx, conn)
+		if err != nil {
+			return err
+		}
+		for _, addr := range masters {
+			if err := s.pingNode(ctx, addr); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// pingNode sends PING to the cluster node at addr.
+func (s *Store) pingNode(ctx context.Context, addr string) error {
+	conn, err := s.cluster.node(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = cmd(ctx, conn, "PING")
+	return err
+}
+
+// Cluster reports whether the Store is on a Redis Cluster, where every call
+// must keep to keys of one hash slot: package session then requires a
+// TagKey, whose hash tags keep each user's keys together.
+func (s *Store) Cluster() bool {
+	return s.cluster != nil
 }
 
 // Close closes the Source if it has a Close method (as a *redis.Pool
@@ -122,7 +188,7 @@ func (s *Store) Close() error {
 
 // load reads the key, extending its time to live when ttl > 0.
 func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (record []byte, found bool, err error) {
-	err = s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
+	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
 		var reply any
 		var err error
 		if ttl > 0 {
@@ -146,8 +212,9 @@ func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.
 	if ttl <= 0 {
 		return false, fmt.Errorf("redisstore: %s: ttl must be positive", op)
 	}
-	err = s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.String(cmd(ctx, conn, "SET", s.prefix+id, record, "PX", milliseconds(ttl), cond))
+	key := s.prefix + id
+	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.String(cmd(ctx, conn, "SET", key, record, "PX", milliseconds(ttl), cond))
 		if errors.Is(err, redis.ErrNil) { // condition not met
 			return nil
 		}
@@ -159,28 +226,51 @@ func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.
 
 // remove deletes the key.
 func (s *Store) remove(ctx context.Context, op, key string) error {
-	return s.do(ctx, op, func(ctx context.Context, conn redis.Conn) error {
+	return s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
 		_, err := cmd(ctx, conn, "DEL", key)
 		return err
 	})
 }
 
 // do runs f on a pooled connection under the Store's Timeout and wraps any
-// error with its class (ErrUnavailable or ErrRefused) and op. The causes come
-// from redigo, the network or the context and never contain command
-// arguments, so no key reaches an error.
-func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, conn redis.Conn) error) error {
+// error with its class (ErrUnavailable, ErrRefused or ErrContention) and op.
+// The causes come from redigo, the network or the context and never contain
+// command arguments, so no key reaches an error.
+//
+// key is the key f works on ("" for none): on a Redis Cluster the
+// connection is bound to the node that serves key's hash slot, and every
+// key f uses must share that slot. There, a call that failed without any
+// command having run (no connection to the node yet, or a reply of MOVED,
+// ASK, TRYAGAIN, CLUSTERDOWN or EXECABORT while slots move or a replica
+// takes over) is tried again whole, after a short random wait, for as long
+// as the time budget allows.
+func (s *Store) do(ctx context.Context, op, key string, f func(ctx context.Context, conn redis.Conn) error) error {
+	return s.run(ctx, op, s.src, key, f)
+}
+
+// doOn is do on a connection from src, which is not bound to a slot: for
+// the calls that work on one cluster node's keys.
+func (s *Store) doOn(ctx context.Context, src Source, op string, f func(ctx context.Context, conn redis.Conn) error) error {
+	return s.run(ctx, op, src, "", f)
+}
+
+// run is do on a connection from src.
+func (s *Store) run(ctx context.Context, op string, src Source, key string, f func(ctx context.Context, conn redis.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	conn, err := s.src.GetContext(ctx)
-	if err != nil {
-		return classify(op, err)
-	}
-	defer conn.Close()
-	if err := f(ctx, conn); err != nil {
+	var b backoff
+	for {
+		start := time.Now()
+		err := s.attempt(ctx, src, key, f)
+		if err == nil {
+			return nil
+		}
 		var cb callerError
 		if errors.As(err, &cb) {
 			return fmt.Errorf("redisstore: %s: %w", op, cb.err)
+		}
+		if s.cluster != nil && notRun(err) && b.wait(ctx, time.Since(start)) {
+			continue
 		}
 		// redigo turns the context's deadline into a read deadline, so a
 		// call that ran out of time often fails with an i/o timeout instead
@@ -191,8 +281,79 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context, c
 		}
 		return classify(op, err)
 	}
+}
+
+// attempt runs f once on a connection from src for key (see do), bound to
+// key's slot when src is the Store's cluster. It tells the Store's Source
+// of a failure that may mean the servers changed roles.
+func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx context.Context, conn redis.Conn) error) (err error) {
+	if n, ok := s.src.(failureNoter); ok {
+		defer func() {
+			if err != nil {
+				n.noteFailure(err)
+			}
+		}()
+	}
+	conn, err := src.GetContext(ctx)
+	if err != nil {
+		return errNoConn{err}
+	}
+	defer conn.Close()
+	if s.cluster != nil && src == Source(s.cluster) {
+		if err := s.cluster.bind(conn, key); err != nil {
+			return errNoConn{err}
+		}
+	}
+	return f(ctx, conn)
+}
+
+// failureNoter is a Source that wants to hear of failed calls: a Sentinel
+// or Cluster source asks where the master is when a call fails in a way
+// that says it may have moved.
+type failureNoter interface {
+	noteFailure(err error)
+}
+
+// errNoConn reports that no connection could be had, so no command was
+// sent.
+type errNoConn struct{ err error }
+
+func (e errNoConn) Error() string { return e.err.Error() }
+func (e errNoConn) Unwrap() error { return e.err }
+
+// confirm waits, when the Store has WaitReplicas, until that many replicas
+// have the writes made so far on conn (WAIT), within the time left, and
+// fails with errUnconfirmed, which is ErrUnavailable, when fewer confirm.
+func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
+	if s.replicas == 0 {
+		return nil
+	}
+	left, err := timeLeft(ctx)
+	if err != nil {
+		return err
+	}
+	// Leave WAIT's reply time to arrive before the read deadline.
+	ms := max(milliseconds(left*3/4), 1)
+	n, err := redis.Int(cmd(ctx, conn, "WAIT", s.replicas, ms))
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		// A master demoted since the write answers "ERR WAIT cannot be
+		// used with replica instances": the write may be lost, which is
+		// what errUnconfirmed says; the reply names no key.
+		return fmt.Errorf("%w: %s", errUnconfirmed, reply)
+	}
+	if err != nil {
+		return err
+	}
+	if n < s.replicas {
+		return errUnconfirmed
+	}
 	return nil
 }
+
+// errUnconfirmed reports a WAIT that fewer replicas than WaitReplicas
+// answered in time.
+var errUnconfirmed = errors.New("fewer replicas than Config.WaitReplicas confirmed the write in time")
 
 // doTurn is do for an optimistic transaction on key: it first waits, within
 // the same time budget, for the turn of key among this Store's calls (see
@@ -205,7 +366,7 @@ func (s *Store) doTurn(ctx context.Context, op, key string, f func(ctx context.C
 		return classify(op, err)
 	}
 	defer release()
-	return s.do(ctx, op, f)
+	return s.do(ctx, op, key, f)
 }
 
 // callerError carries an error of the caller's own function (a merge), which

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/mna/redisc"
 )
 
 // A user's sessions are indexed in a sorted set, "<KeyPrefix>user:<userID>:sessions",
@@ -85,18 +86,30 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 		return nil, errors.New("redisstore: add user session: empty user id")
 	}
 	index := s.userKey(a.UserID)
+	if a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index) {
+		// On a Redis Cluster the replaced session (anonymous, or another
+		// user's) lies in another slot, so it cannot be in this user's
+		// index, nor deleted in the same transaction: delete it first, so
+		// that a failure still never leaves it alive beside the new one.
+		if err := s.remove(ctx, "add user session", s.prefix+a.Replaces); err != nil {
+			return nil, err
+		}
+		a.Replaces = ""
+	}
 	if a.Limit <= 0 {
-		err = s.do(ctx, "add user session", func(ctx context.Context, conn redis.Conn) error {
-			setAt := s.sendAddition(conn, index, a, nil)
-			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+		err = s.do(ctx, "add user session", index, func(ctx context.Context, conn redis.Conn) error {
+			var setAt int
+			replies, err := s.batch(ctx, conn, func(send sender) {
+				setAt = s.sendAddition(send, index, a, nil)
+			})
 			if err != nil {
 				return err
 			}
 			err = added(replies, setAt)
 			if errors.Is(err, errIDTaken) {
-				// A plain pipeline cannot skip the ZADD after a SET NX that
-				// did not write: take the id back out, so that the index
-				// never lists a record this call did not write.
+				// A batch cannot skip the ZADD after a SET NX that did not
+				// write: take the id back out, so that the index never
+				// lists a record this call did not write.
 				_, zerr := cmd(ctx, conn, "ZREM", index, a.ID)
 				err = errors.Join(err, zerr)
 			}
@@ -127,7 +140,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			setAt := s.sendAddition(conn, index, a, append(dead, revoked...), revoked...)
+			setAt := s.sendAddition(conn.Send, index, a, append(dead, revoked...), revoked...)
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
@@ -141,15 +154,39 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 	return revoked, err
 }
 
+// sender queues a command, as redis.Conn's Send does.
+type sender = func(name string, args ...any) error
+
+// batch queues commands with queue and runs them in one round trip, and
+// returns their replies, error replies included. On one server they go as a
+// plain pipeline; on a Redis Cluster as a MULTI/EXEC transaction, so that a
+// batch refused part way by a moving slot (MOVED, ASK) ran not at all and
+// can be tried again whole. The commands must all use keys of one slot.
+func (s *Store) batch(ctx context.Context, conn redis.Conn, queue func(send sender)) ([]any, error) {
+	if s.cluster == nil {
+		queue(conn.Send)
+		return redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+	}
+	conn.Send("MULTI")
+	queue(conn.Send)
+	return redis.Values(cmd(ctx, conn, "EXEC"))
+}
+
+// sameSlot reports whether keys a and b lie in one hash slot, which is
+// always so outside a Redis Cluster.
+func (s *Store) sameSlot(a, b string) bool {
+	return s.cluster == nil || redisc.Slot(a) == redisc.Slot(b)
+}
+
 // sendAddition queues the commands that store a in index, with the
 // deletion of the sessions revoked and the removal of the index members
 // gone (whose records are gone or go now), in an order whose every prefix
 // is safe (see AddUserSession), and returns the position of the SET among
 // them.
-func (s *Store) sendAddition(conn redis.Conn, index string, a UserSession, gone []string, revoked ...string) (setAt int) {
+func (s *Store) sendAddition(queue sender, index string, a UserSession, gone []string, revoked ...string) (setAt int) {
 	n := 0
 	send := func(name string, args ...any) {
-		conn.Send(name, args...)
+		queue(name, args...)
 		n++
 	}
 	if a.Replaces != "" {
@@ -228,6 +265,9 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 		return false, errors.New("redisstore: move session: want a merge function and two ids")
 	}
 	from, to := s.prefix+m.From, s.prefix+m.To
+	if !s.sameSlot(from, to) {
+		return s.moveAcross(ctx, m, from, to)
+	}
 	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", from, to)
@@ -282,6 +322,61 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	return moved, err
 }
 
+// moveAcross is MoveSession for ids in two slots of a Redis Cluster (a
+// session made before session.Config.TagKey was set, renewed under its
+// user's tag), which no transaction can span. It first takes the record
+// under from away, in one optimistic transaction of its slot (WATCH and
+// GET, merge, then MULTI/DEL/EXEC), so that a session ended or moved
+// meanwhile is not brought back and a change made meanwhile is merged
+// again; then it writes the merged record under to, with the index. A
+// failure between the two ends the session: it is never alive under both
+// ids, nor brought back.
+func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved bool, err error) {
+	var next []byte
+	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
+			conn.Send("WATCH", from)
+			current, err := redis.Bytes(cmd(ctx, conn, "GET", from))
+			if errors.Is(err, redis.ErrNil) {
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, err // ended: nothing to move
+			}
+			if err != nil {
+				return false, err
+			}
+			n, err := m.Merge(current)
+			if err != nil {
+				return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
+			}
+			conn.Send("MULTI")
+			conn.Send("DEL", from)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			if errors.Is(err, redis.ErrNil) {
+				return true, nil // the record changed or went since the GET: look again
+			}
+			if err == nil {
+				err = firstError(replies)
+			}
+			if err == nil {
+				next = n
+			}
+			return false, err
+		})
+	})
+	if err != nil || next == nil {
+		return false, err
+	}
+	if m.UserID == "" {
+		written, err := s.Insert(ctx, m.To, next, m.TTL)
+		if err == nil && !written {
+			err = classify("move session", errIDTaken)
+		}
+		return err == nil, err
+	}
+	_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: next, TTL: m.TTL, Deadline: m.Deadline})
+	return err == nil, err
+}
+
 // members returns the ids in index whose record still exists, oldest
 // deadline first, and those whose record is gone. It prunes nothing.
 func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (live, dead []string, err error) {
@@ -314,12 +409,37 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 // reports whether the record existed. Removing a missing id is not an
 // error.
 func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
-	err = s.do(ctx, "remove user session", func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("DEL", s.prefix+id)
-		if userID != "" {
-			conn.Send("ZREM", s.userKey(userID), id) // after the record: the index may lag, never lead
+	key := s.prefix + id
+	if userID != "" && !s.sameSlot(key, s.userKey(userID)) {
+		// On a Redis Cluster, a session made before session.Config.TagKey
+		// was set lies in another slot than the user's index: delete the
+		// record, then take it out of the index (which may lag, never
+		// lead).
+		err = s.do(ctx, "remove user session", key, func(ctx context.Context, conn redis.Conn) error {
+			n, err := redis.Int(cmd(ctx, conn, "DEL", key))
+			removed = n == 1
+			if err == nil {
+				err = s.confirm(ctx, conn)
+			}
+			return err
+		})
+		if err != nil {
+			return removed, err
 		}
-		replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+		index := s.userKey(userID)
+		err = s.do(ctx, "remove user session", index, func(ctx context.Context, conn redis.Conn) error {
+			_, err := cmd(ctx, conn, "ZREM", index, id)
+			return err
+		})
+		return removed, err
+	}
+	err = s.do(ctx, "remove user session", key, func(ctx context.Context, conn redis.Conn) error {
+		replies, err := s.batch(ctx, conn, func(send sender) {
+			send("DEL", key)
+			if userID != "" {
+				send("ZREM", s.userKey(userID), id) // after the record: the index may lag, never lead
+			}
+		})
 		if err == nil {
 			err = firstError(replies)
 		}
@@ -328,6 +448,9 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 		}
 		n, err := redis.Int(replies[0], nil)
 		removed = n == 1
+		if err == nil {
+			err = s.confirm(ctx, conn)
+		}
 		return err
 	})
 	return removed, err
@@ -339,7 +462,7 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 // members past their deadline, are pruned from the index on the way.
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
-	err = s.do(ctx, "user sessions", func(ctx context.Context, conn redis.Conn) error {
+	err = s.do(ctx, "user sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
 		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 		if err != nil || len(all) == 0 {
@@ -401,7 +524,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 				return false, errors.Join(err, uerr)
 			}
 			conn.Send("MULTI")
-			sendRemoval(conn, s.prefix, index, members)
+			sendRemoval(conn.Send, s.prefix, index, members)
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
@@ -412,28 +535,39 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			removed, err = ended(replies, members)
 			return false, err
 		})
-		if !errors.Is(err, errSweep) {
-			return err
+		if errors.Is(err, errSweep) {
+			removed, err = s.sweep(ctx, conn, index, keep)
 		}
-		for range sweepPasses {
-			members, err := s.indexed(ctx, conn, index, keep)
-			if err != nil || len(members) == 0 {
-				return err
-			}
-			sendRemoval(conn, s.prefix, index, members)
-			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
-			if err != nil {
-				return err
-			}
-			gone, err := ended(replies, members)
-			if err != nil {
-				return err
-			}
-			removed = append(removed, gone...)
+		if err == nil && len(removed) > 0 {
+			err = s.confirm(ctx, conn)
 		}
-		return nil
+		return err
 	})
 	return removed, err
+}
+
+// sweep is RemoveUserSessions without a transaction: sweepPasses rounds of
+// reading the index and deleting what it lists. It returns the ids of the
+// sessions it ended.
+func (s *Store) sweep(ctx context.Context, conn redis.Conn, index, keep string) (removed []string, err error) {
+	for range sweepPasses {
+		members, err := s.indexed(ctx, conn, index, keep)
+		if err != nil || len(members) == 0 {
+			return removed, err
+		}
+		replies, err := s.batch(ctx, conn, func(send sender) {
+			sendRemoval(send, s.prefix, index, members)
+		})
+		if err != nil {
+			return removed, err
+		}
+		gone, err := ended(replies, members)
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, gone...)
+	}
+	return removed, nil
 }
 
 // How RemoveUserSessions gives up on a transaction: after sweepAfter
@@ -453,11 +587,11 @@ func (s *Store) indexed(ctx context.Context, conn redis.Conn, index, keep string
 
 // sendRemoval queues a DEL of the record of each member, one each so that
 // the replies tell which existed, then their removal from index.
-func sendRemoval(conn redis.Conn, prefix, index string, members []string) {
+func sendRemoval(send sender, prefix, index string, members []string) {
 	for _, id := range members {
-		conn.Send("DEL", prefix+id)
+		send("DEL", prefix+id)
 	}
-	conn.Send("ZREM", redis.Args{index}.AddFlat(members)...)
+	send("ZREM", redis.Args{index}.AddFlat(members)...)
 }
 
 // ended returns the members whose DEL, in replies, deleted a record.

@@ -79,6 +79,22 @@ type Config struct {
 	// the session is written anyway.
 	LastSeenInterval time.Duration
 
+	// TagKey, when set, puts a hash tag derived from it in every new
+	// token and in the store's keys, so that each user's sessions and their
+	// index share one Redis Cluster hash slot and can change in one
+	// transaction; anonymous sessions get a tag of their own. It is
+	// required with a store on a Redis Cluster (redisstore with
+	// ClusterNodes) and harmless elsewhere. At least MinKeyLength random
+	// bytes, the same on every instance, and never rotated: a new TagKey
+	// moves every user's index to another key, so List, Revoke, RevokeAll
+	// and the session limit no longer see the sessions made before, until
+	// they expire. Tokens signed without a tag keep working, under the
+	// keys they had; turn TagKey on before the first deployment, or accept
+	// that gap for one Lifetime. Nil (the default) tags nothing: keys are
+	// exactly as without it. See the package redisstore documentation,
+	// "Sentinel and Cluster".
+	TagKey []byte
+
 	// OnEvent, when set, is called synchronously with every Event (login,
 	// renewal, logout, revocation, expiry noticed), for audit logs. It must
 	// be quick and must not call the Manager. Nil means events are only
@@ -101,6 +117,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if len(k) < MinKeyLength {
 			return cfg, fmt.Errorf("session: Config.Keys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
 		}
+	}
+	if cfg.TagKey != nil && len(cfg.TagKey) < MinKeyLength {
+		return cfg, fmt.Errorf("session: Config.TagKey: want at least %d bytes, got %d", MinKeyLength, len(cfg.TagKey))
 	}
 	switch {
 	case cfg.Lifetime < 0:
@@ -167,6 +186,7 @@ func validCookieName(name string) bool {
 //	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m; 0 disables it
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
 //	SESSION_MAX_PER_USER  most sessions one user may have at once; 0 means no limit
+//	SESSION_TAG_KEY       the base64 of at least 32 random bytes (Config.TagKey), needed on a Redis Cluster
 //
 // Unset variables leave the field zero, which New turns into its default; an
 // unset SESSION_KEYS leaves Keys empty, which New refuses. A bad value gives an
@@ -207,6 +227,13 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 			return cfg, fmt.Errorf("session: SESSION_COOKIE_SECURE: want true or false, got %q", v)
 		}
 		cfg.InsecureCookie = !secure
+	}
+	if v, ok := lookup("SESSION_TAG_KEY"); ok && v != "" {
+		keys, err := ParseKeys(v)
+		if err != nil || len(keys) != 1 {
+			return cfg, errors.New("session: SESSION_TAG_KEY: want one key, the base64 of at least 32 random bytes")
+		}
+		cfg.TagKey = keys[0]
 	}
 	if v, ok := lookup("SESSION_MAX_PER_USER"); ok {
 		n, err := strconv.Atoi(v)

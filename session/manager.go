@@ -60,6 +60,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c, ok := store.(interface{ Cluster() bool }); ok && c.Cluster() && cfg.TagKey == nil {
+		return nil, errors.New("session: Config.TagKey: required with a store on a Redis Cluster, to keep each user's keys in one hash slot")
+	}
 	m := &Manager{
 		cfg:    cfg,
 		store:  store,
@@ -75,6 +78,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 		Lifetime: cfg.Lifetime,
 		Store:    engineStore{},
 		Codec:    codec{},
+	}
+	if cfg.TagKey != nil {
+		m.store = taggedStore{Store: store, m: m}
 	}
 	return m, nil
 }
@@ -278,7 +284,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if err != nil {
 		return Info{}, err
 	}
-	token, err := m.newToken(st)
+	token, err := m.newToken(st, m.userTag(userID))
 	if err != nil {
 		return Info{}, err
 	}
@@ -320,7 +326,13 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		st.gone()
 		return ErrNoSession
 	}
-	token, err := m.newToken(st)
+	// A user's session gets the user's tag; an anonymous one keeps its own,
+	// so that the old and the new record share a slot.
+	tag, _ := splitTag(st.stored)
+	if st.userID != "" {
+		tag = m.userTag(st.userID)
+	}
+	token, err := m.newToken(st, tag)
 	if err != nil {
 		return err
 	}
@@ -364,15 +376,16 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	return nil
 }
 
-// newToken returns a new token, made by scs. scs makes tokens only in
-// RenewToken, which also asks its store to delete the old token: with
-// engineStore, that does nothing, so this is token generation alone. It
-// changes the token scs keeps in st.data, which the Manager never reads.
-func (m *Manager) newToken(st *state) (string, error) {
+// newToken returns a new token, made by scs, with the hash tag tag in front
+// ("" for none; see tags.go). scs makes tokens only in RenewToken, which
+// also asks its store to delete the old token: with engineStore, that does
+// nothing, so this is token generation alone. It changes the token scs
+// keeps in st.data, which the Manager never reads.
+func (m *Manager) newToken(st *state, tag string) (string, error) {
 	if err := m.engine.RenewToken(st.data); err != nil {
 		return "", err
 	}
-	return m.engine.Token(st.data), nil
+	return withTag(tag, m.engine.Token(st.data)), nil
 }
 
 // deadline returns the absolute deadline of a session created at now, in
@@ -417,10 +430,11 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	token, err := m.newToken(st)
+	token, err := m.newToken(st, "")
 	if err != nil {
 		return err
 	}
+	token = withTag(m.anonTag(token), token)
 	ttl, _ := m.ttl(deadline, now)
 	written, err := m.store.Insert(ctx, idOf(token), record, ttl)
 	switch {

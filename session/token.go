@@ -29,7 +29,8 @@ const tokenLen = 43
 var errBadToken = errors.New("session: malformed or badly signed token")
 
 // signer signs and verifies the value carried by the cookie and the
-// Authorization header: an scs token and the session's absolute deadline,
+// Authorization header: an scs token (behind its hash tag, "{tag}<token>",
+// with a TagKey; see tags.go) and the session's absolute deadline,
 // "<token>:<deadline in unix milliseconds>", under HMAC-SHA256. It also
 // verifies the form signed by earlier versions, "<token>.<deadline in unix
 // seconds>", so that an upgrade logs nobody out.
@@ -102,12 +103,17 @@ func (s *signer) verify(signed string) (token string, deadline time.Time, err er
 // year 9999, past which the record's RFC 3339 times cannot be written.
 const maxDeadline = 253402300799999
 
-// validToken reports whether t has the shape of an scs token.
+// validToken reports whether t has the shape of an scs token, with or
+// without a hash tag in front (see tags.go).
 func validToken(t string) bool {
-	if len(t) != tokenLen {
-		return false
-	}
-	for _, c := range []byte(t) {
+	tag, t := splitTag(t)
+	return len(t) == tokenLen && base64URL(t) && base64URL(tag)
+}
+
+// base64URL reports whether s holds only characters of the base64url
+// alphabet.
+func base64URL(s string) bool {
+	for _, c := range []byte(s) {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
@@ -116,16 +122,19 @@ func validToken(t string) bool {
 }
 
 // idOf returns the session id for a token: SHA-256 of the token, base64url
-// without padding, as scs's HashTokenInStore computes it. The id names the
-// record in Redis; the token itself is never stored.
+// without padding, as scs's HashTokenInStore computes it, behind the
+// token's hash tag if it has one. The id names the record in Redis; the
+// token itself is never stored.
 func idOf(token string) string {
+	tag, token := splitTag(token)
 	sum := sha256.Sum256([]byte(token))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	return withTag(tag, base64.RawURLEncoding.EncodeToString(sum[:]))
 }
 
 // fingerprint is the part of a session id that logs carry: enough to follow
 // one session through the log, too little to find its Redis key.
 func fingerprint(id string) string {
+	_, id = splitTag(id)
 	if len(id) < 8 {
 		return id
 	}

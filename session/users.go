@@ -210,6 +210,19 @@ func (m *Manager) endSession(ctx context.Context, userID, id string, created, de
 // created with the absolute deadline deadline, lives now: id itself, or the
 // id a Renew moved it to (which keeps both times), or "" when it has ended.
 func (m *Manager) successor(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
+	if tag, _ := splitTag(id); tag != m.userTag(userID) {
+		// A session made before the TagKey was set is not in the user's
+		// tagged index: ask for its record, without following renewals
+		// (which move it into the index under the user's tag).
+		_, found, err := m.store.Load(ctx, id, 0)
+		switch {
+		case err != nil:
+			return "", storeError(err)
+		case !found:
+			return "", nil
+		}
+		return id, nil
+	}
 	infos, err := m.list(ctx, userID, id)
 	if err != nil {
 		return "", err

@@ -45,10 +45,11 @@ var (
 )
 
 // env is the redis-server of one benchmark function and the pool settings
-// every contender shares.
+// every contender shares, or for BenchmarkCluster a Redis Cluster.
 type env struct {
-	redis *redistest.Server
-	cfg   redisstore.Config
+	redis   *redistest.Server  // nil for a cluster
+	cluster *redistest.Cluster // nil for one server
+	cfg     redisstore.Config
 	// listOthers is how many sessions of other users the list scenario
 	// puts in Redis.
 	listOthers int
@@ -57,9 +58,15 @@ type env struct {
 // newEnv starts a redis-server that lives as long as tb.
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	srv := redistest.Start(tb)
-	return &env{redis: srv, listOthers: 10_000, cfg: redisstore.Config{
-		Addr:         srv.Addr(),
+	e := newEnvSettings()
+	e.redis = redistest.Start(tb)
+	e.cfg.Addr = e.redis.Addr()
+	return e
+}
+
+// newEnvSettings returns an env with the shared settings and no server.
+func newEnvSettings() *env {
+	return &env{listOthers: 10_000, cfg: redisstore.Config{
 		DialTimeout:  time.Second,
 		ReadTimeout:  time.Second,
 		WriteTimeout: time.Second,
@@ -68,6 +75,42 @@ func newEnv(tb testing.TB) *env {
 		IdleTimeout:  5 * time.Minute,
 		Timeout:      time.Second, // used by sessionkit's Store only
 	}}
+}
+
+// newClusterEnv starts a Redis Cluster of three masters without replicas
+// that lives as long as tb, with the settings of newEnv.
+func newClusterEnv(tb testing.TB) *env {
+	tb.Helper()
+	c := redistest.StartCluster(tb, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	e := newEnvSettings()
+	e.cluster = c
+	e.cfg.ClusterNodes = c.Addrs()
+	return e
+}
+
+// servers returns the servers whose commands count: the one server, or
+// the cluster's masters.
+func (e *env) servers(tb testing.TB) []*redistest.Server {
+	if e.cluster != nil {
+		return e.cluster.Masters(tb)
+	}
+	return []*redistest.Server{e.redis}
+}
+
+// resetStats resets the command counts of e's servers.
+func (e *env) resetStats(tb testing.TB) {
+	for _, s := range e.servers(tb) {
+		s.ResetStats(tb)
+	}
+}
+
+// totalCalls returns the commands e's servers ran since resetStats.
+func (e *env) totalCalls(tb testing.TB) int64 {
+	var n int64
+	for _, s := range e.servers(tb) {
+		n += s.TotalCalls(tb)
+	}
+	return n
 }
 
 // pool returns a new pool with the shared settings, closed when tb ends.
@@ -179,12 +222,26 @@ func newSessionkit(tb testing.TB, e *env, idleTimeout time.Duration) *contender 
 
 func sessionkitWithKey(tb testing.TB, e *env, idleTimeout time.Duration, key []byte) *contender {
 	tb.Helper()
-	store, err := redisstore.New(e.pool(tb), e.cfg)
+	var store *redisstore.Store
+	var tagKey []byte
+	var err error
+	if e.cluster != nil {
+		// redisstore opens the cluster's pools itself, one per node, with
+		// the same settings.
+		store, err = redisstore.Open(e.cfg)
+		tagKey = signingKey
+		if err == nil {
+			tb.Cleanup(func() { store.Close() })
+		}
+	} else {
+		store, err = redisstore.New(e.pool(tb), e.cfg)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
 	m, err := session.New(store, session.Config{
 		Keys:        [][]byte{key},
+		TagKey:      tagKey,
 		IdleTimeout: idleTimeout,
 		Logger:      slog.New(slog.DiscardHandler),
 	})

@@ -23,6 +23,10 @@
 // read and write timeouts). Requests are sent one at a time: the figures are
 // single-client latency, not throughput.
 //
+// BenchmarkCluster runs sessionkit's read and login on a Redis Cluster of
+// three masters beside the same on one server (sessionkit-cluster and
+// sessionkit), counting the commands of all masters.
+//
 // Besides ns/op and allocations, every benchmark reports redis-cmds/op, the
 // number of commands Redis ran per operation (INFO commandstats, reset
 // before the timed loop), and BenchmarkRecordSize reports the Redis memory

@@ -9,11 +9,15 @@
 //
 // For reliability tests a server can be killed ([Server.Stop]), restarted
 // ([Server.Restart]), frozen ([Server.Pause], [Server.Resume]) or put behind a
-// [Proxy] that drops, stalls or slows its connections.
+// [Proxy] that drops, stalls or slows its connections. [StartSentinel]
+// starts a master, a replica and three Sentinels; [StartCluster] starts a
+// Redis Cluster. Both offer failovers, crashes and (for the cluster) slot
+// migrations that wait until every node agrees on the outcome.
 //
-// If redis-server is not in PATH, [Start] skips the test with a loud message,
-// or fails it when the environment variable SESSIONKIT_REQUIRE_REDIS is "1"
-// (CI sets it, so a missing binary can never turn the suite silently green).
+// If redis-server (or, for [StartCluster], redis-cli) is not in PATH, [Start]
+// skips the test with a loud message, or fails it when the environment
+// variable SESSIONKIT_REQUIRE_REDIS is "1" (CI sets it, so a missing binary
+// can never turn the suite silently green).
 package redistest
 
 import (
@@ -47,6 +51,12 @@ const (
 	startAttempts = 5
 	// ioTimeout bounds every connection the helper itself opens.
 	ioTimeout = 2 * time.Second
+	// settleTimeout bounds the wait for a Sentinel setup or a cluster to
+	// start, fail over or move a slot and for all its nodes to agree.
+	settleTimeout = 30 * time.Second
+	// pollInterval is how often the helper asks servers whether they have
+	// settled.
+	pollInterval = 50 * time.Millisecond
 )
 
 // Server is a redis-server process started by [Start] and owned by one test.
@@ -61,7 +71,7 @@ type Server struct {
 
 	bin  string   // path of the redis-server binary
 	dir  string   // working directory and log directory of the server
-	args []string // extra arguments given to Start
+	args []string // arguments given to Start: a config file, then options
 
 	proc *exec.Cmd     // the running process, nil after Stop
 	done chan struct{} // closed when proc has exited and been reaped
@@ -80,22 +90,23 @@ type Server struct {
 //
 //	s := redistest.Start(t, redistest.AppendOnly("everysec")...)
 //
+// As with redis-server itself, a first argument that is not an option names
+// a configuration file, read before the options; a server that rewrites it
+// (CONFIG REWRITE, or a Sentinel saving its state) reads the new version on
+// [Server.Restart]. With "--cluster-enabled", "yes" the port is below 55536
+// and the cluster bus port, port+10000, was free too.
+//
 // If redis-server is not in PATH, Start skips the test, or fails it when
 // SESSIONKIT_REQUIRE_REDIS=1.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redistest: redis-server not found in PATH and %s=1: install redis-server (7.0 or later) to run the real-Redis tests", RequireEnv)
-		}
-		t.Skipf("redistest: redis-server not found: skipping real-Redis test; install redis-server or set %s=1 to fail instead", RequireEnv)
-	}
-	s := &Server{bin: bin, dir: t.TempDir(), args: args}
+	s := &Server{bin: lookPath(t, "redis-server"), dir: t.TempDir(), args: args}
 	t.Cleanup(func() { s.Stop(t) })
 
+	bus := lastArg(args, "--cluster-enabled") == "yes"
 	for attempt := 1; ; attempt++ {
-		s.Port, err = freePort()
+		var err error
+		s.Port, err = freePort(bus)
 		if err != nil {
 			t.Fatalf("redistest: pick a free port: %v", err)
 		}
@@ -109,6 +120,20 @@ func Start(t testing.TB, args ...string) *Server {
 			t.Fatalf("redistest: start redis-server (attempt %d): %v", attempt, err)
 		}
 	}
+}
+
+// lookPath returns the path of a Redis binary, or skips the test (fails it
+// with SESSIONKIT_REQUIRE_REDIS=1) if the binary is not in PATH.
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("redistest: %s not found in PATH and %s=1: install Redis (7.0 or later) to run the real-Redis tests", name, RequireEnv)
+		}
+		t.Skipf("redistest: %s not found: skipping real-Redis test; install Redis or set %s=1 to fail instead", name, RequireEnv)
+	}
+	return path
 }
 
 // Addr returns the server's address, "127.0.0.1:<port>".
@@ -151,15 +176,20 @@ func (s *Server) Restart(t testing.TB) {
 // failure the process is gone when start returns.
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
-	args := append([]string{
+	var args []string
+	opts := s.args
+	if len(opts) > 0 && !strings.HasPrefix(opts[0], "-") {
+		args, opts = []string{opts[0]}, opts[1:] // a config file comes first
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.Port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--logfile", logPath,
-	}, s.args...)
-	cmd := exec.Command(s.bin, args...)
+	)
+	cmd := exec.Command(s.bin, append(args, opts...)...)
 	// Errors before the log file is open go to stdout. A file rather than a
 	// buffer keeps exec from starting a copying goroutine that Wait would
 	// have to wait for.
@@ -210,6 +240,73 @@ func (s *Server) start() error {
 	}
 }
 
+// waitUntil calls check every pollInterval until it returns nil, and fails
+// the test with check's last error if that takes longer than timeout.
+func waitUntil(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s: not done within %v: %v", what, timeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// infoField returns the value of the line "name:value" in a reply of INFO
+// or CLUSTER INFO, or "" if there is no such line.
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// syncArgs are the [Start] arguments of the servers of [StartSentinel] and
+// [StartCluster] that replicate: the master writes the snapshot for a full
+// sync to disk, so that it streams further writes as soon as the replica
+// has the snapshot (after a diskless sync it waits up to a second for the
+// replica's next REPLCONF ACK, while the replica already reports its link
+// up, and a replica promoted meanwhile lacks those writes), and deletes
+// the file afterwards, so that a restarted server still starts empty.
+var syncArgs = []string{"--repl-diskless-sync", "no", "--rdb-del-sync-files", "yes"}
+
+// replicates reports whether replica replicates master with the link up
+// and has processed master's replication stream at least up to the offset
+// master had reached just before.
+func replicates(replica, master *Server) error {
+	info, err := redis.String(master.do("INFO", "replication"))
+	if err != nil {
+		return fmt.Errorf("%s: INFO: %w", master.Addr(), err)
+	}
+	want, err := strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: replication offset: %w", master.Addr(), err)
+	}
+	if info, err = redis.String(replica.do("INFO", "replication")); err != nil {
+		return fmt.Errorf("%s: INFO: %w", replica.Addr(), err)
+	}
+	role, port, link := infoField(info, "role"), infoField(info, "master_port"), infoField(info, "master_link_status")
+	if role != "slave" || port != strconv.Itoa(master.Port) || link != "up" {
+		return fmt.Errorf("%s: role %s of port %s with link %s, want a replica of %d with link up",
+			replica.Addr(), role, port, link, master.Port)
+	}
+	got, err := strconv.ParseInt(infoField(info, "slave_repl_offset"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: replication offset: %w", replica.Addr(), err)
+	}
+	if got < want {
+		return fmt.Errorf("%s: at replication offset %d of %d", replica.Addr(), got, want)
+	}
+	return nil
+}
+
 var (
 	// errExited reports that redis-server exited before it was ready.
 	errExited = errors.New("redis-server exited at start")
@@ -258,30 +355,72 @@ func (s *Server) dial() (redis.Conn, error) {
 		redis.DialConnectTimeout(ioTimeout),
 		redis.DialReadTimeout(ioTimeout),
 		redis.DialWriteTimeout(ioTimeout),
-		redis.DialPassword(requirePass(s.args)),
+		redis.DialPassword(lastArg(s.args, "--requirepass")),
 	)
 }
 
-// requirePass returns the value of the last --requirepass in args, or "".
-func requirePass(args []string) string {
-	var pass string
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--requirepass" {
-			pass = args[i+1]
-		}
+// do runs one command on a new connection, like [Server.Do], but returns
+// errors instead of failing the test, for the helper's polling of servers
+// that may be down or changing roles.
+func (s *Server) do(cmd string, args ...any) (any, error) {
+	c, err := s.dial()
+	if err != nil {
+		return nil, err
 	}
-	return pass
+	defer c.Close()
+	return c.Do(cmd, args...)
 }
 
-// freePort asks the kernel for a free loopback port. The port is released
-// before redis-server binds it, so a caller must be ready to retry.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// running reports whether the server process is up: started and not
+// stopped since.
+func (s *Server) running() bool {
+	return s.proc != nil
+}
+
+// lastArg returns the value following the last occurrence of the option
+// name in args, or "".
+func lastArg(args []string, name string) string {
+	var value string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			value = args[i+1]
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return value
+}
+
+// busOffset is how far above its client port a Redis Cluster node listens
+// for the cluster bus.
+const busOffset = 10000
+
+// freePort asks the kernel for a free loopback port; with bus set, for one
+// whose cluster bus port, port+busOffset, is a valid port and free too. The
+// ports are released before redis-server binds them, so a caller must be
+// ready to retry.
+func freePort(bus bool) (int, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		free := !bus || port+busOffset <= 65535 && portFree(port+busOffset)
+		l.Close()
+		if free {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port with a free cluster bus port")
+}
+
+// portFree reports whether the loopback port can be listened on now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // tail returns the last lines of a server output file, for error messages.

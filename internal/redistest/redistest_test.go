@@ -2,6 +2,8 @@ package redistest_test
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/gomodule/redigo/redis"
@@ -98,4 +100,46 @@ func TestStartArgs(t *testing.T) {
 	if got := s.TotalCalls(t); got != 0 {
 		t.Fatalf("TotalCalls after ResetStats = %d, want 0", got)
 	}
+}
+
+// TestStartConfigFile starts a server with a configuration file followed by
+// many options, as StartSentinel does, and checks that all of them apply,
+// also after a CONFIG REWRITE and a Restart.
+func TestStartConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "redis.conf")
+	if err := os.WriteFile(conf, []byte("maxmemory-policy allkeys-lru\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := redistest.Start(t, conf, "--requirepass", "pw", "--hz", "20", "--databases", "4",
+		"--timeout", "100", "--tcp-keepalive", "60", "--maxclients", "1000", "--maxmemory", "10mb")
+	want := map[string]string{
+		"maxmemory-policy": "allkeys-lru", "requirepass": "pw", "hz": "20", "databases": "4",
+		"timeout": "100", "tcp-keepalive": "60", "maxclients": "1000", "maxmemory": "10485760",
+	}
+	if got := configGet(t, s, want); !maps.Equal(got, want) {
+		t.Fatalf("CONFIG GET = %v, want %v", got, want)
+	}
+
+	s.Do(t, "CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
+	s.Do(t, "CONFIG", "REWRITE")
+	s.Restart(t)
+	want["maxmemory-policy"] = "volatile-ttl"
+	if got := configGet(t, s, want); !maps.Equal(got, want) {
+		t.Fatalf("CONFIG GET after Restart = %v, want %v", got, want)
+	}
+}
+
+// configGet returns the values of the parameters named by the keys of
+// params.
+func configGet(t *testing.T, s *redistest.Server, params map[string]string) map[string]string {
+	t.Helper()
+	got := make(map[string]string)
+	for name := range params {
+		m, err := redis.StringMap(s.Do(t, "CONFIG", "GET", name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(got, m)
+	}
+	return got
 }

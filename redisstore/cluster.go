@@ -1,0 +1,184 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/mna/redisc"
+)
+
+// clusterSource is the Source of a Store on a Redis Cluster, built on
+// github.com/mna/redisc: one pool per node, made like the pool of one
+// server (the same dial, timeouts and liveness check), and the map of hash
+// slots to nodes, which redisc learns with CLUSTER SLOTS and corrects on
+// each MOVED reply.
+//
+// Its connections are bound to a node before use (see bind), and a Store
+// on it keeps all the keys of one call in one slot (see the package
+// documentation), so that no command meets CROSSSLOT.
+type clusterSource struct {
+	c   *redisc.Cluster
+	cfg Config // to make the pools of nodes
+
+	mu     sync.Mutex
+	nodes  map[string]*redis.Pool // the pools of Iterate's connections to single nodes, by address
+	closed bool
+
+	// lastRefresh is when a refresh of the slot map was last started, in
+	// unix nanoseconds, to start at most one per refreshInterval.
+	lastRefresh atomic.Int64
+	// asked is set once the first call has asked for the slot map.
+	asked atomic.Bool
+}
+
+// errClosed reports a call on a Store that was closed.
+var errClosed = errors.New("store closed")
+
+// refreshInterval is the least time between two refreshes of the slot map
+// that failures start.
+const refreshInterval = 100 * time.Millisecond
+
+func newClusterSource(cfg Config) *clusterSource {
+	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool)}
+	cs.c = &redisc.Cluster{
+		StartupNodes: cfg.ClusterNodes,
+		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
+			p := cs.newPool(addr)
+			// redisc waits for a busy pool with a context of its own, which
+			// knows nothing of the caller's: an exhausted pool fails the
+			// bind at once instead (errNoConn), and Store.run waits and
+			// tries again within the call's context.
+			p.Wait = false
+			return p, nil
+		},
+		// Bounds the dial of a new connection, which redisc makes with
+		// this wait's context.
+		PoolWaitTime: cfg.Timeout,
+	}
+	return cs
+}
+
+// newPool returns a pool of connections to the node at addr, made like
+// the pool of one server.
+func (cs *clusterSource) newPool(addr string) *redis.Pool {
+	node := cs.cfg
+	node.Addr = addr
+	return newPool(node)
+}
+
+// GetContext returns a connection not yet bound to a node; do binds it.
+func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cs.mu.Lock()
+	closed := cs.closed
+	cs.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	return cs.c.Get(), nil
+}
+
+// bind binds conn to the node that serves the slot of key, or to any node
+// for key "". The first call asks for the slot map (CLUSTER SLOTS) before
+// it binds, so that calls go to the right nodes from the start rather than
+// to a random one and back through MOVED, and no refresh runs in the
+// background of the first calls. If that fails, MOVED replies and the
+// refreshes of noteFailure fill the map in.
+func (cs *clusterSource) bind(conn redis.Conn, key string) error {
+	if !cs.asked.Load() && cs.asked.CompareAndSwap(false, true) {
+		cs.c.Refresh() //nolint:errcheck // see above
+	}
+	if key == "" {
+		return redisc.BindConn(conn)
+	}
+	return redisc.BindConn(conn, key)
+}
+
+// noteFailure refreshes the slot map in the background after a failure
+// that may mean a node is gone: a network error, or no connection to the
+// node at all. (A MOVED reply makes redisc refresh by itself.) At most one
+// refresh starts per refreshInterval.
+func (cs *clusterSource) noteFailure(err error) {
+	var nerr net.Error
+	var nc errNoConn
+	if !errors.As(err, &nerr) && !errors.As(err, &nc) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := cs.lastRefresh.Load()
+	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) {
+		return
+	}
+	go cs.c.Refresh() //nolint:errcheck // a failed refresh leaves the old map, and the next failure tries again
+}
+
+// clusterMasters returns the addresses of the masters that serve slots,
+// as the node of conn lists them (CLUSTER SLOTS), each once.
+func clusterMasters(ctx context.Context, conn redis.Conn) ([]string, error) {
+	ranges, err := redis.Values(cmd(ctx, conn, "CLUSTER", "SLOTS"))
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, r := range ranges {
+		// [first slot, last slot, [host, port, id, ...] of the master, replicas...]
+		fields, err := redis.Values(r, nil)
+		if err != nil || len(fields) < 3 {
+			return nil, errors.New("CLUSTER SLOTS: unexpected reply")
+		}
+		node, err := redis.Values(fields[2], nil)
+		if err != nil || len(node) < 2 {
+			return nil, errors.New("CLUSTER SLOTS: unexpected reply")
+		}
+		host, err := redis.String(node[0], nil)
+		if err != nil {
+			return nil, errors.New("CLUSTER SLOTS: unexpected reply")
+		}
+		port, err := redis.Int(node[1], nil)
+		if err != nil {
+			return nil, errors.New("CLUSTER SLOTS: unexpected reply")
+		}
+		if addr := net.JoinHostPort(host, strconv.Itoa(port)); !slices.Contains(addrs, addr) {
+			addrs = append(addrs, addr)
+		}
+	}
+	return addrs, nil
+}
+
+// node returns a connection to the node at addr, from a pool of the
+// source's own: redisc keeps its pools to itself (and closes some of those
+// CreatePool makes, when two calls make one for the same node at once).
+func (cs *clusterSource) node(ctx context.Context, addr string) (redis.Conn, error) {
+	cs.mu.Lock()
+	if cs.closed {
+		cs.mu.Unlock()
+		return nil, errClosed
+	}
+	p := cs.nodes[addr]
+	if p == nil {
+		p = cs.newPool(addr)
+		cs.nodes[addr] = p
+	}
+	cs.mu.Unlock()
+	return p.GetContext(ctx)
+}
+
+// Close closes every node's pool.
+func (cs *clusterSource) Close() error {
+	cs.mu.Lock()
+	cs.closed = true
+	for _, p := range cs.nodes {
+		p.Close()
+	}
+	cs.mu.Unlock()
+	return cs.c.Close()
+}

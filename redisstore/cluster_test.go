@@ -1,0 +1,1135 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// The tests of this file run a Store on a Redis Cluster of three masters,
+// each with a replica, with keys tagged as package session tags them:
+// "session:{tag}<id>" and "user:{tag}<userID>:sessions".
+
+// clusterTimeout is the Timeout of the Stores of the cluster tests.
+const clusterTimeout = time.Second
+
+// openCluster returns a Store on c, seeded with one node only (the others
+// it must learn with CLUSTER SLOTS), closed at cleanup.
+func openCluster(t *testing.T, c *redistest.Cluster, cfg redisstore.Config) *redisstore.Store {
+	t.Helper()
+	cfg.ClusterNodes = c.Addrs()[:1]
+	if cfg.Timeout == 0 {
+		cfg.Timeout = clusterTimeout
+	}
+	s, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if !s.Cluster() {
+		t.Fatal("Store.Cluster() = false on a Config with ClusterNodes")
+	}
+	return s
+}
+
+// clusterCheck fails the test on any error of a Store call, and says so
+// loudly for the two that must never happen on a cluster, whatever moves:
+// CROSSSLOT and ErrRefused.
+func clusterCheck(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v%s", what, err, forbidden(err))
+	}
+}
+
+// forbidden describes err if it is CROSSSLOT or ErrRefused, or returns "".
+func forbidden(err error) string {
+	var notes []string
+	if err != nil && strings.Contains(err.Error(), "CROSSSLOT") {
+		notes = append(notes, "CROSSSLOT")
+	}
+	if errors.Is(err, redisstore.ErrRefused) {
+		notes = append(notes, "ErrRefused")
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, ", ") + ": never allowed on a cluster)"
+}
+
+// tagged returns the id "{tag}<rest>".
+func tagged(tag, rest string) string { return "{" + tag + "}" + rest }
+
+// owner returns the master that serves key.
+func owner(t *testing.T, c *redistest.Cluster, key string) *redistest.Server {
+	t.Helper()
+	return c.MasterOf(t, redistest.Slot(key))
+}
+
+// tagsOnMasters returns, for each master of c, in the order of c.Masters,
+// n tags ("t000", "t001", ...) whose slots it serves, and no two of them in
+// one slot.
+func tagsOnMasters(t *testing.T, c *redistest.Cluster, n int) [][]string {
+	t.Helper()
+	masters := c.Masters(t)
+	out := make([][]string, len(masters))
+	slots := map[int]bool{}
+	for i, full := 0, 0; full < len(masters); i++ {
+		if i > 5000 {
+			t.Fatal("cannot find tags on every master")
+		}
+		tag := fmt.Sprintf("t%03d", i)
+		slot := redistest.Slot("{" + tag + "}")
+		if slots[slot] {
+			continue
+		}
+		slots[slot] = true
+		m := c.MasterOf(t, slot)
+		k := slices.Index(masters, m)
+		if len(out[k]) < n {
+			if out[k] = append(out[k], tag); len(out[k]) == n {
+				full++
+			}
+		}
+	}
+	return out
+}
+
+// otherMasterThan returns a master of c other than m.
+func otherMasterThan(t *testing.T, c *redistest.Cluster, m *redistest.Server) *redistest.Server {
+	t.Helper()
+	for _, o := range c.Masters(t) {
+		if o != m {
+			return o
+		}
+	}
+	t.Fatal("no other master")
+	return nil
+}
+
+// exists reports whether key exists on the master that serves it.
+func exists(t *testing.T, c *redistest.Cluster, key string) bool {
+	t.Helper()
+	n, err := redis.Int(owner(t, c, key).Do(t, "EXISTS", key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// clusterIndex returns the sorted members of the index of userID.
+func clusterIndex(t *testing.T, c *redistest.Cluster, userID string) []string {
+	t.Helper()
+	key := indexKey(userID)
+	m, err := redis.Strings(owner(t, c, key).Do(t, "ZRANGE", key, 0, -1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(m)
+	return m
+}
+
+// clusterRecords returns every record in the cluster, by id, read on every
+// master with SCAN.
+func clusterRecords(t *testing.T, c *redistest.Cluster) map[string]string {
+	t.Helper()
+	all := map[string]string{}
+	for _, m := range c.Masters(t) {
+		maps.Copy(all, records(t, m))
+	}
+	return all
+}
+
+// userSessionOf returns a session of userID with the record "rec-<id>", an
+// hour to live and the deadline d.
+func userSessionOf(userID, id string, d time.Time) redisstore.UserSession {
+	return redisstore.UserSession{UserID: userID, ID: id, Record: []byte("rec-" + id), TTL: time.Hour, Deadline: d}
+}
+
+// crossSlotErrors returns how many CROSSSLOT error replies the running
+// nodes gave since their statistics were last reset (INFO errorstats).
+func crossSlotErrors(t *testing.T, nodes []*redistest.Server) int {
+	t.Helper()
+	n := 0
+	for _, s := range nodes {
+		info, err := redis.String(s.Do(t, "INFO", "errorstats"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "errorstat_CROSSSLOT:count="); ok {
+				k, _ := strconv.Atoi(rest)
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// TestCluster runs every Store method on tagged keys on one Redis Cluster,
+// then moves slots under it (at once, and slowly, key by key) and fails a
+// master over, and checks that calls follow.
+func TestCluster(t *testing.T) {
+	start := time.Now()
+	c := redistest.StartCluster(t, redistest.ClusterOptions{})
+	t.Logf("cluster started in %v", time.Since(start).Round(time.Millisecond))
+	s := openCluster(t, c, redisstore.Config{})
+	s2 := openCluster(t, c, redisstore.Config{}) // a second instance
+	ctx := context.Background()
+	masters := c.Masters(t)
+	if len(masters) != 3 {
+		t.Fatalf("%d masters, want 3", len(masters))
+	}
+	tags := tagsOnMasters(t, c, 4)
+	d := deadlines(4)
+	// noCrossSlot checks that no node answered CROSSSLOT since the last
+	// reset of its statistics; resetStats checks that, then resets the
+	// statistics of every node, for Calls.
+	noCrossSlot := func(t *testing.T) {
+		t.Helper()
+		if n := crossSlotErrors(t, c.Nodes()); n > 0 {
+			t.Errorf("the nodes answered CROSSSLOT %d times, want never", n)
+		}
+	}
+	resetStats := func(t *testing.T) {
+		t.Helper()
+		noCrossSlot(t)
+		for _, n := range c.Nodes() {
+			n.ResetStats(t)
+		}
+	}
+	defer noCrossSlot(t)
+
+	clusterCheck(t, "Ping", s.Ping(ctx))
+
+	t.Run("Records", func(t *testing.T) {
+		for k, m := range masters {
+			id := tagged(tags[k][0], "rec")
+			key := "session:" + id
+			written, err := s.Insert(ctx, id, []byte("v1"), time.Minute)
+			clusterCheck(t, "Insert", err)
+			if !written {
+				t.Fatal("Insert of a new id did not write")
+			}
+			if again, err := s2.Insert(ctx, id, []byte("v0"), time.Minute); again || err != nil {
+				t.Fatalf("second Insert = %v, %v, want false, nil", again, err)
+			}
+			if got, _ := redis.String(m.Do(t, "GET", key), nil); got != "v1" {
+				t.Fatalf("master %d: GET %s = %q, want v1 on the master serving its slot", k, key, got)
+			}
+			rec, found, err := s2.Load(ctx, id, time.Hour)
+			clusterCheck(t, "Load", err)
+			if !found || string(rec) != "v1" {
+				t.Fatalf("Load = %q, %v, want v1, true", rec, found)
+			}
+			if d := pttl(t, m, key); d < 59*time.Minute {
+				t.Errorf("PTTL after Load(ttl 1h) = %v, want about 1h", d)
+			}
+			written, err = s.Update(ctx, id, []byte("v2"), time.Minute)
+			clusterCheck(t, "Update", err)
+			if !written {
+				t.Fatal("Update of an existing record did not write")
+			}
+			written, err = s2.Merge(ctx, id, time.Minute, func(cur []byte) ([]byte, error) { return append(cur, "+m"...), nil })
+			clusterCheck(t, "Merge", err)
+			if rec, _, err := s.Load(ctx, id, 0); !written || err != nil || string(rec) != "v2+m" {
+				t.Fatalf("after Merge: written %v, Load = %q, %v; want v2+m", written, rec, err)
+			}
+			clusterCheck(t, "Remove", s.Remove(ctx, id))
+			if _, found, err := s2.Load(ctx, id, 0); found || err != nil {
+				t.Fatalf("Load after Remove = %v, %v, want not found", found, err)
+			}
+			if written, err := s.Update(ctx, id, []byte("v3"), time.Minute); written || err != nil {
+				t.Fatalf("Update after Remove = %v, %v, want false, nil", written, err)
+			}
+		}
+	})
+
+	t.Run("ReadIsOneCommand", func(t *testing.T) {
+		for k, m := range masters {
+			id := tagged(tags[k][1], "read")
+			_, err := s.Insert(ctx, id, []byte("v"), time.Minute)
+			clusterCheck(t, "Insert", err)
+			for _, tc := range []struct {
+				ttl  time.Duration
+				want map[string]int64
+			}{{time.Hour, map[string]int64{"getex": 1}}, {0, map[string]int64{"get": 1}}} {
+				resetStats(t)
+				_, found, err := s.Load(ctx, id, tc.ttl)
+				clusterCheck(t, "Load", err)
+				if !found {
+					t.Fatal("Load: not found")
+				}
+				for j, o := range masters {
+					want := map[string]int64{}
+					if o == m {
+						want = tc.want
+					}
+					if got := clientCalls(t, o); !maps.Equal(got, want) {
+						t.Errorf("Load(ttl %v) of a key of master %d: master %d ran %v, want %v", tc.ttl, k, j, got, want)
+					}
+				}
+			}
+		}
+	})
+
+	t.Run("ConcurrentMerges", func(t *testing.T) {
+		id := tagged(tags[1][0], "merge")
+		_, err := s.Insert(ctx, id, []byte("{}"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		const n = 40
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = []*redisstore.Store{s, s2}[i%2].Merge(ctx, id, time.Minute, func(cur []byte) ([]byte, error) {
+					var v map[string]int
+					if err := json.Unmarshal(cur, &v); err != nil {
+						return nil, err
+					}
+					v[fmt.Sprintf("f%02d", i)] = i
+					return json.Marshal(v)
+				})
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("Merge %d: %v%s", i, err, forbidden(err))
+			}
+		}
+		rec, _, err := s.Load(ctx, id, 0)
+		clusterCheck(t, "Load", err)
+		var v map[string]int
+		if err := json.Unmarshal(rec, &v); err != nil || len(v) != n {
+			t.Fatalf("record after %d concurrent merges has %d values (%v), want every one", n, len(v), err)
+		}
+	})
+
+	t.Run("UserSessions", func(t *testing.T) {
+		tag := tags[0][2]
+		user := tagged(tag, "alice")
+		ids := []string{tagged(tag, "a1"), tagged(tag, "a2"), tagged(tag, "a3")}
+		for i, id := range ids {
+			_, err := s.AddUserSession(ctx, userSessionOf(user, id, d[i]))
+			clusterCheck(t, "AddUserSession", err)
+		}
+		if got := clusterIndex(t, c, user); !slices.Equal(got, ids) {
+			t.Fatalf("index = %q, want %q", got, ids)
+		}
+		got, recs, err := s2.UserSessions(ctx, user)
+		clusterCheck(t, "UserSessions", err)
+		if !slices.Equal(got, ids) || len(recs) != 3 || string(recs[2]) != "rec-"+ids[2] {
+			t.Fatalf("UserSessions = %q, %q, want %q with their records", got, recs, ids)
+		}
+
+		// Replaces in the same slot: a re-login of the user.
+		a := userSessionOf(user, tagged(tag, "a4"), d[3])
+		a.Replaces = ids[0]
+		_, err = s.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession replacing in the slot", err)
+		ids = []string{ids[1], ids[2], a.ID}
+		if exists(t, c, "session:"+a.Replaces) {
+			t.Error("the replaced session of the same slot still exists")
+		}
+		if got := clusterIndex(t, c, user); !slices.Equal(got, ids) {
+			t.Fatalf("index after a replacing login = %q, want %q", got, ids)
+		}
+
+		// Replaces in another slot, on another master: an anonymous session
+		// tagged by its id.
+		anonTag := tags[2][2]
+		anon := tagged(anonTag, anonTag+"-anonymous")
+		_, err = s.Insert(ctx, anon, []byte("anon"), time.Minute)
+		clusterCheck(t, "Insert anonymous", err)
+		a = userSessionOf(user, tagged(tag, "a5"), d[3])
+		a.Replaces = anon
+		_, err = s2.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession replacing an anonymous session of another slot", err)
+		ids = append(ids, a.ID)
+		if exists(t, c, "session:"+anon) {
+			t.Error("the replaced anonymous session of another slot still exists")
+		}
+		if got := clusterIndex(t, c, user); !slices.Equal(got, ids) {
+			t.Fatalf("index after replacing an anonymous session = %q, want %q", got, ids)
+		}
+
+		// A limit, replacing an anonymous session of another slot: the
+		// oldest sessions go so that 2 remain.
+		_, err = s.Insert(ctx, anon, []byte("anon"), time.Minute)
+		clusterCheck(t, "Insert anonymous", err)
+		a = userSessionOf(user, tagged(tag, "a6"), d[3])
+		a.Replaces, a.Limit = anon, 2
+		revoked, err := s.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession with a limit", err)
+		if len(revoked) != 3 || exists(t, c, "session:"+anon) {
+			t.Fatalf("AddUserSession with limit 2 over 4 sessions revoked %q, anonymous left %v; want 3 revoked, the anonymous one deleted", revoked, exists(t, c, "session:"+anon))
+		}
+		// The deadlines are a1 < a2 < a3 < a4 = a5 = a6: the two kept are
+		// among a4, a5 and a6, with a6.
+		left := clusterIndex(t, c, user)
+		if len(left) != 2 || !slices.Contains(left, a.ID) {
+			t.Fatalf("index after the limited login = %q, want 2 with %q", left, a.ID)
+		}
+		for _, id := range revoked {
+			if exists(t, c, "session:"+id) {
+				t.Errorf("revoked session %q still exists", id)
+			}
+		}
+
+		// MoveSession: a renewal of the user's session, in its slot.
+		moved, err := s2.MoveSession(ctx, redisstore.Move{UserID: user, From: a.ID, To: tagged(tag, "a7"), TTL: time.Hour, Deadline: d[3],
+			Merge: func(cur []byte) ([]byte, error) { return append(cur, "+moved"...), nil }})
+		clusterCheck(t, "MoveSession", err)
+		if !moved || exists(t, c, "session:"+a.ID) {
+			t.Fatalf("MoveSession = %v, old record exists %v; want moved", moved, exists(t, c, "session:"+a.ID))
+		}
+		left = clusterIndex(t, c, user)
+		if !slices.Contains(left, tagged(tag, "a7")) || slices.Contains(left, a.ID) {
+			t.Fatalf("index after MoveSession = %q, want a7 instead of a6", left)
+		}
+		// MoveSession of an anonymous session, keeping its own tag.
+		_, err = s.Insert(ctx, anon, []byte("anon"), time.Minute)
+		clusterCheck(t, "Insert anonymous", err)
+		to := tagged(anonTag, anonTag+"-renewed")
+		moved, err = s.MoveSession(ctx, redisstore.Move{From: anon, To: to, TTL: time.Hour, Deadline: d[3],
+			Merge: func(cur []byte) ([]byte, error) { return cur, nil }})
+		clusterCheck(t, "MoveSession anonymous", err)
+		if !moved || exists(t, c, "session:"+anon) || !exists(t, c, "session:"+to) {
+			t.Fatal("anonymous MoveSession did not move the record")
+		}
+
+		// RemoveUserSession, of a user's session and of an anonymous one.
+		removed, err := s.RemoveUserSession(ctx, user, tagged(tag, "a7"))
+		clusterCheck(t, "RemoveUserSession", err)
+		if !removed || slices.Contains(clusterIndex(t, c, user), tagged(tag, "a7")) {
+			t.Fatalf("RemoveUserSession = %v, index %q; want removed and out of the index", removed, clusterIndex(t, c, user))
+		}
+		removed, err = s2.RemoveUserSession(ctx, "", to)
+		clusterCheck(t, "RemoveUserSession anonymous", err)
+		if !removed || exists(t, c, "session:"+to) {
+			t.Fatal("anonymous RemoveUserSession did not remove")
+		}
+
+		// RemoveUserSessions, keeping one, then all.
+		ids = []string{tagged(tag, "b1"), tagged(tag, "b2"), tagged(tag, "b3")}
+		for i, id := range ids {
+			_, err := s2.AddUserSession(ctx, userSessionOf(user, id, d[i]))
+			clusterCheck(t, "AddUserSession", err)
+		}
+		all := clusterIndex(t, c, user)
+		ended, err := s.RemoveUserSessions(ctx, user, ids[1])
+		clusterCheck(t, "RemoveUserSessions keeping one", err)
+		if got := clusterIndex(t, c, user); !slices.Equal(got, []string{ids[1]}) || len(ended) != len(all)-1 {
+			t.Fatalf("RemoveUserSessions(keep b2) ended %q, index %q; want all of %q but b2", ended, got, all)
+		}
+		ended, err = s2.RemoveUserSessions(ctx, user, "")
+		clusterCheck(t, "RemoveUserSessions", err)
+		if !slices.Equal(ended, []string{ids[1]}) || exists(t, c, indexKey(user)) || exists(t, c, "session:"+ids[1]) {
+			t.Fatalf("RemoveUserSessions ended %q, want [b2] and no key left", ended)
+		}
+	})
+
+	t.Run("LimitConcurrent", func(t *testing.T) {
+		const limit, n = 3, 24
+		tag := tags[2][1]
+		user := tagged(tag, "bob")
+		revoked := make([][]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				a := userSessionOf(user, tagged(tag, fmt.Sprintf("c%02d", i)), d[0])
+				a.Limit = limit
+				revoked[i], errs[i] = []*redisstore.Store{s, s2}[i%2].AddUserSession(ctx, a)
+			})
+		}
+		wg.Wait()
+		seen := map[string]int{}
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("login %d: %v%s", i, err, forbidden(err))
+			}
+			for _, id := range revoked[i] {
+				seen[id]++
+			}
+		}
+		live := clusterIndex(t, c, user)
+		for _, id := range live {
+			if !exists(t, c, "session:"+id) {
+				t.Errorf("index lists %q, whose record is gone", id)
+			}
+			seen[id]++
+		}
+		if len(live) != limit {
+			t.Errorf("%d concurrent logins with limit %d left %d sessions: %q", n, limit, len(live), live)
+		}
+		// Each session is either revoked by exactly one login or live.
+		for i := range n {
+			if id := tagged(tag, fmt.Sprintf("c%02d", i)); seen[id] != 1 {
+				t.Errorf("session %q: revoked or live %d times, want once", id, seen[id])
+			}
+		}
+		var recs int
+		for id := range records(t, owner(t, c, indexKey(user))) {
+			if strings.HasPrefix(id, "{"+tag+"}c") {
+				recs++
+			}
+		}
+		if recs != limit {
+			t.Errorf("%d records of the user remain, want %d", recs, limit)
+		}
+	})
+
+	t.Run("Iterate", func(t *testing.T) {
+		// Records on every master, in many slots each.
+		want := map[string]string{}
+		for k := range masters {
+			for _, tag := range tags[k] {
+				for j := range 30 {
+					id := tagged(tag, fmt.Sprintf("it%02d", j))
+					want[id] = "r-" + id
+					_, err := s.Insert(ctx, id, []byte(want[id]), time.Minute)
+					clusterCheck(t, "Insert", err)
+				}
+			}
+		}
+		all := clusterRecords(t, c)
+		for k, m := range masters {
+			if len(records(t, m)) == 0 {
+				t.Fatalf("master %d holds no record", k)
+			}
+		}
+		got := map[string]string{}
+		err := s2.Iterate(ctx, func(id string, rec []byte) error {
+			got[id] = string(rec)
+			return nil
+		})
+		clusterCheck(t, "Iterate", err)
+		if !maps.Equal(got, all) {
+			t.Errorf("Iterate visited %d records, the masters hold %d", len(got), len(all))
+		}
+		for id := range want {
+			if _, ok := got[id]; !ok {
+				t.Errorf("Iterate missed %q", id)
+			}
+		}
+		// An error from fn stops it and comes back unchanged.
+		stop := errors.New("stop")
+		visits := 0
+		if err := s.Iterate(ctx, func(string, []byte) error { visits++; return stop }); err != stop || visits != 1 {
+			t.Errorf("Iterate with a failing fn = %v after %d visits, want stop after 1", err, visits)
+		}
+	})
+
+	t.Run("MoveSlot", func(t *testing.T) {
+		tag := tags[0][3]
+		user := tagged(tag, "carol")
+		ids := []string{tagged(tag, "m1"), tagged(tag, "m2")}
+		for i, id := range ids {
+			_, err := s.AddUserSession(ctx, userSessionOf(user, id, d[i]))
+			clusterCheck(t, "AddUserSession", err)
+		}
+		slot := redistest.Slot(indexKey(user))
+		from := c.MasterOf(t, slot)
+		to := otherMasterThan(t, c, from)
+		keys, _ := redis.Int(from.Do(t, "CLUSTER", "COUNTKEYSINSLOT", slot), nil)
+		t.Logf("MoveSlot of %d keys: %v", keys, c.MoveSlot(t, slot, to).Round(time.Millisecond))
+
+		// Each call meets MOVED (each Store once) and follows it.
+		rec, found, err := s.Load(ctx, ids[0], time.Hour)
+		clusterCheck(t, "Load after MoveSlot", err)
+		if !found || string(rec) != "rec-"+ids[0] {
+			t.Fatalf("Load after MoveSlot = %q, %v", rec, found)
+		}
+		got, _, err := s2.UserSessions(ctx, user)
+		clusterCheck(t, "UserSessions after MoveSlot", err)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("UserSessions after MoveSlot = %q, want %q", got, ids)
+		}
+		a := userSessionOf(user, tagged(tag, "m3"), d[2])
+		a.Limit = 2
+		revoked, err := s2.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession after MoveSlot", err)
+		if !slices.Equal(revoked, ids[:1]) {
+			t.Fatalf("AddUserSession with limit 2 revoked %q, want %q", revoked, ids[:1])
+		}
+		_, err = s.Merge(ctx, ids[1], time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
+		clusterCheck(t, "Merge after MoveSlot", err)
+		if n, _ := redis.Int(to.Do(t, "CLUSTER", "COUNTKEYSINSLOT", slot), nil); n != keys {
+			t.Errorf("the new master has %d keys in the slot, want %d (one revoked, one added)", n, keys)
+		}
+		// Reads are one command on the new master again, once the refresh
+		// of the slot map that the MOVED replies started is over.
+		time.Sleep(200 * time.Millisecond)
+		resetStats(t)
+		_, _, err = s.Load(ctx, ids[1], time.Hour)
+		clusterCheck(t, "Load", err)
+		for _, o := range masters {
+			want := map[string]int64{}
+			if o == to {
+				want = map[string]int64{"getex": 1}
+			}
+			if got := clientCalls(t, o); !maps.Equal(got, want) {
+				t.Errorf("Load after MoveSlot: port %d ran %v, want %v", o.Port, got, want)
+			}
+		}
+		ended, err := s.RemoveUserSessions(ctx, user, "")
+		clusterCheck(t, "RemoveUserSessions after MoveSlot", err)
+		if len(ended) != 2 {
+			t.Errorf("RemoveUserSessions ended %q, want 2", ended)
+		}
+	})
+
+	t.Run("SlowMigration", func(t *testing.T) {
+		// A Store with a short Timeout, so that calls that must wait for
+		// the end of the migration give up quickly.
+		short := openCluster(t, c, redisstore.Config{Timeout: 150 * time.Millisecond})
+		tag := tags[1][3]
+		user := tagged(tag, "dave")
+		ids := []string{tagged(tag, "s1"), tagged(tag, "s2"), tagged(tag, "s3")}
+		for i, id := range ids {
+			_, err := s.AddUserSession(ctx, userSessionOf(user, id, d[i]))
+			clusterCheck(t, "AddUserSession", err)
+		}
+		clusterCheck(t, "warm up", short.Ping(ctx))
+		if _, _, err := short.Load(ctx, ids[0], 0); err != nil {
+			t.Fatal(err)
+		}
+		slot := redistest.Slot(indexKey(user))
+		from := c.MasterOf(t, slot)
+		to := otherMasterThan(t, c, from)
+
+		// calls runs every kind of call on the slot and returns which
+		// failed, failing the test on any error but ErrUnavailable.
+		fresh := 0
+		calls := func(phase string) (failed []string) {
+			t.Helper()
+			fresh++
+			nid := tagged(tag, fmt.Sprintf("n%d", fresh))
+			same := func(cur []byte) ([]byte, error) { return cur, nil }
+			for _, call := range []struct {
+				name string
+				f    func() error
+			}{
+				{"Load s2", func() error { _, _, err := short.Load(ctx, ids[1], time.Hour); return err }},
+				{"Load s1", func() error { _, _, err := short.Load(ctx, ids[0], time.Hour); return err }},
+				{"Update s2", func() error { _, err := short.Update(ctx, ids[1], []byte("rec-"+ids[1]), time.Hour); return err }},
+				{"Merge s2", func() error { _, err := short.Merge(ctx, ids[1], time.Hour, same); return err }},
+				{"Insert new", func() error { _, err := short.Insert(ctx, nid+"x", []byte("x"), time.Minute); return err }},
+				{"UserSessions", func() error { _, _, err := short.UserSessions(ctx, user); return err }},
+				{"AddUserSession", func() error { _, err := short.AddUserSession(ctx, userSessionOf(user, nid, d[3])); return err }},
+				{"AddUserSession limit", func() error {
+					a := userSessionOf(user, nid+"l", d[3])
+					a.Limit = 10
+					_, err := short.AddUserSession(ctx, a)
+					return err
+				}},
+			} {
+				err := call.f()
+				switch {
+				case err == nil:
+				case errors.Is(err, redisstore.ErrUnavailable) && forbidden(err) == "":
+					failed = append(failed, call.name)
+				default:
+					t.Errorf("%s: %s: %v, want success or ErrUnavailable%s", phase, call.name, err, forbidden(err))
+				}
+			}
+			t.Logf("%s: failed with ErrUnavailable: %q", phase, failed)
+			return failed
+		}
+
+		m := c.BeginMoveSlot(t, slot, to)
+		failed := calls("slot migrating, no key moved yet")
+		for _, name := range []string{"Load s1", "Load s2", "Update s2", "Merge s2", "UserSessions"} {
+			if slices.Contains(failed, name) {
+				t.Errorf("%s failed while its keys were all still on the source", name)
+			}
+		}
+		m.MoveKeys(t, "session:"+ids[0])
+		failed = calls("slot migrating, s1 moved")
+		if slices.Contains(failed, "Load s2") {
+			t.Error("Load of a key still on the source failed")
+		}
+		keys, err := redis.Strings(from.Do(t, "CLUSTER", "GETKEYSINSLOT", slot, 1000), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.MoveKeys(t, keys...)
+		failed = calls("slot migrating, every key moved")
+		if !slices.Contains(failed, "Load s1") {
+			t.Log("note: Load of a moved key succeeded during the migration")
+		}
+		start := time.Now()
+		m.Finish(t)
+		t.Logf("Finish: %v", time.Since(start).Round(time.Millisecond))
+		if failed := calls("after Finish"); len(failed) > 0 {
+			t.Errorf("after the migration finished, %q failed", failed)
+		}
+		for _, id := range ids {
+			rec, found, err := s2.Load(ctx, id, 0)
+			clusterCheck(t, "Load after the migration", err)
+			if !found || string(rec) != "rec-"+id {
+				t.Errorf("Load(%s) after the migration = %q, %v", id, rec, found)
+			}
+		}
+		if n, _ := redis.Int(to.Do(t, "CLUSTER", "COUNTKEYSINSLOT", slot), nil); n == 0 {
+			t.Error("the target has no key of the slot")
+		}
+	})
+
+	t.Run("WaitReplicas", func(t *testing.T) {
+		// The calls that end sessions wait for the master's replica (WAIT)
+		// on the connection of their slot.
+		w := openCluster(t, c, redisstore.Config{WaitReplicas: 1})
+		tag := tags[2][0]
+		user := tagged(tag, "wendy")
+		anon := tagged(tags[0][0], "wait-anon")
+		_, err := w.Insert(ctx, anon, []byte("a"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		a := userSessionOf(user, tagged(tag, "w1"), d[0])
+		a.Replaces = anon
+		_, err = w.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession replacing, with WaitReplicas", err)
+		a = userSessionOf(user, tagged(tag, "w2"), d[1])
+		a.Replaces, a.Limit = tagged(tag, "w1"), 1
+		_, err = w.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession with a limit, with WaitReplicas", err)
+		_, err = w.MoveSession(ctx, redisstore.Move{UserID: user, From: a.ID, To: tagged(tag, "w3"), TTL: time.Hour, Deadline: d[1],
+			Merge: func(cur []byte) ([]byte, error) { return cur, nil }})
+		clusterCheck(t, "MoveSession with WaitReplicas", err)
+		_, err = w.RemoveUserSession(ctx, user, tagged(tag, "w3"))
+		clusterCheck(t, "RemoveUserSession with WaitReplicas", err)
+		_, err = w.AddUserSession(ctx, userSessionOf(user, tagged(tag, "w4"), d[2]))
+		clusterCheck(t, "AddUserSession with WaitReplicas", err)
+		ended, err := w.RemoveUserSessions(ctx, user, "")
+		clusterCheck(t, "RemoveUserSessions with WaitReplicas", err)
+		clusterCheck(t, "Remove with WaitReplicas", w.Remove(ctx, anon))
+		if len(ended) != 1 || exists(t, c, indexKey(user)) {
+			t.Errorf("RemoveUserSessions ended %q, want one and no index left", ended)
+		}
+	})
+
+	t.Run("Failover", func(t *testing.T) {
+		tag := tags[2][3]
+		user := tagged(tag, "erin")
+		ids := []string{tagged(tag, "f1"), tagged(tag, "f2")}
+		for i, id := range ids {
+			_, err := s.AddUserSession(ctx, userSessionOf(user, id, d[i]))
+			clusterCheck(t, "AddUserSession", err)
+		}
+		master := owner(t, c, indexKey(user))
+		replica := c.ReplicaOf(t, master)
+
+		// Calls keep running during the failover: they succeed or fail
+		// with ErrUnavailable.
+		stop := make(chan struct{})
+		var ok, unavailable atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var err error
+					switch i % 3 {
+					case 0:
+						_, _, err = s2.Load(ctx, ids[0], time.Hour)
+					case 1:
+						_, _, err = s2.UserSessions(ctx, user)
+					case 2:
+						_, err = s2.Merge(ctx, ids[1], time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
+					}
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, redisstore.ErrUnavailable) && forbidden(err) == "":
+						unavailable.Add(1)
+					default:
+						t.Errorf("worker %d during CLUSTER FAILOVER: %v%s", w, err, forbidden(err))
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		took := c.Failover(t, master)
+		time.Sleep(100 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		t.Logf("CLUSTER FAILOVER: %v; calls meanwhile: %d ok, %d ErrUnavailable", took.Round(time.Millisecond), ok.Load(), unavailable.Load())
+		if owner(t, c, indexKey(user)) != replica {
+			t.Fatal("the replica did not take the slot")
+		}
+
+		// Every call works after, on the new master.
+		got, _, err := s.UserSessions(ctx, user)
+		clusterCheck(t, "UserSessions after failover", err)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("UserSessions after failover = %q, want %q", got, ids)
+		}
+		a := userSessionOf(user, tagged(tag, "f3"), d[2])
+		a.Limit, a.Replaces = 2, ids[0]
+		_, err = s.AddUserSession(ctx, a)
+		clusterCheck(t, "AddUserSession after failover", err)
+		moved, err := s.MoveSession(ctx, redisstore.Move{UserID: user, From: ids[1], To: tagged(tag, "f4"), TTL: time.Hour, Deadline: d[3],
+			Merge: func(cur []byte) ([]byte, error) { return cur, nil }})
+		clusterCheck(t, "MoveSession after failover", err)
+		if !moved {
+			t.Fatal("MoveSession after failover did not move")
+		}
+		_, err = s.Insert(ctx, tagged(tag, "anon"), []byte("x"), time.Minute)
+		clusterCheck(t, "Insert after failover", err)
+		clusterCheck(t, "Remove after failover", s.Remove(ctx, tagged(tag, "anon")))
+		removed, err := s.RemoveUserSession(ctx, user, a.ID)
+		clusterCheck(t, "RemoveUserSession after failover", err)
+		ended, err := s.RemoveUserSessions(ctx, user, "")
+		clusterCheck(t, "RemoveUserSessions after failover", err)
+		if !removed || !slices.Equal(ended, []string{tagged(tag, "f4")}) {
+			t.Errorf("after failover: RemoveUserSession %v, RemoveUserSessions ended %q; want true, [f4]", removed, ended)
+		}
+		clusterCheck(t, "Iterate after failover", s.Iterate(ctx, func(string, []byte) error { return nil }))
+		resetStats(t)
+		_, err = s.Insert(ctx, ids[0], []byte("x"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		_, _, err = s.Load(ctx, ids[0], time.Hour)
+		clusterCheck(t, "Load", err)
+		if got := clientCalls(t, replica); !maps.Equal(got, map[string]int64{"set": 1, "getex": 1}) {
+			t.Errorf("Insert and Load on the promoted replica ran %v, want one SET and one GETEX", got)
+		}
+	})
+}
+
+// TestClusterConfig checks the Config errors peculiar to a Cluster.
+func TestClusterConfig(t *testing.T) {
+	nodes := []string{"127.0.0.1:7000"}
+	for _, tc := range []struct {
+		name string
+		cfg  redisstore.Config
+		want string
+	}{
+		{"KeyPrefix with {", redisstore.Config{ClusterNodes: nodes, KeyPrefix: "app{1}:"}, "KeyPrefix"},
+		{"KeyPrefix with }", redisstore.Config{ClusterNodes: nodes, KeyPrefix: "app}:"}, "KeyPrefix"},
+		{"DB", redisstore.Config{ClusterNodes: nodes, DB: 1}, "DB"},
+		{"Addr", redisstore.Config{ClusterNodes: nodes, Addr: "127.0.0.1:6379"}, "Addr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := redisstore.Open(tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%+v) = nil error", tc.cfg)
+			}
+			if !strings.Contains(err.Error(), "Config."+tc.want) {
+				t.Errorf("Open error %q does not name Config.%s", err, tc.want)
+			}
+		})
+	}
+	s, err := redisstore.Open(redisstore.Config{ClusterNodes: nodes, KeyPrefix: "app:"})
+	if err != nil {
+		t.Fatalf("Open with a KeyPrefix without braces: %v", err)
+	}
+	s.Close()
+}
+
+// aclCommands returns the rules of the example ACL user in the package
+// documentation (doc.go), without its name and password.
+func aclCommands(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	in := false
+	for line := range strings.Lines(string(b)) {
+		text := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "//"))
+		switch {
+		case strings.HasPrefix(text, "ACL SETUSER"):
+			in = true
+			rules = append(rules, strings.Fields(text)[3:]...) // after ACL SETUSER <name>
+		case in && strings.HasPrefix(text, "+"):
+			rules = append(rules, strings.Fields(text)...)
+		case in:
+			in = false
+		}
+	}
+	if !slices.Contains(rules, "+getex") || !slices.Contains(rules, "-@all") {
+		t.Fatalf("cannot find the ACL SETUSER example in doc.go: got %q", rules)
+	}
+	return slices.DeleteFunc(rules, func(r string) bool { return strings.HasPrefix(r, ">") })
+}
+
+// TestClusterACL runs every operation as an ACL user with exactly the
+// commands the package documentation lists, plus the one it names for a
+// Cluster (+cluster|slots), set on every node: nothing is denied, as ACL
+// LOG confirms on every node (it also sees commands whose errors the Store
+// would swallow, such as the pool's UNWATCH).
+func TestClusterACL(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	const user, password = "sessionkit", "acl-password"
+	rules := append(aclCommands(t), "+cluster|slots")
+	t.Logf("ACL SETUSER %s >... %s", user, strings.Join(rules, " "))
+	for _, n := range c.Nodes() {
+		n.Do(t, "ACL", append([]any{"SETUSER", user, ">" + password}, anys(rules)...)...)
+		n.Do(t, "ACL", "LOG", "RESET")
+	}
+	s := openCluster(t, c, redisstore.Config{Username: user, Password: password})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 2)
+	d := deadlines(3)
+	same := func(cur []byte) ([]byte, error) { return cur, nil }
+	errMerge := errors.New("merge failed")
+
+	for k := range tags {
+		tag, anonTag := tags[k][0], tags[(k+1)%len(tags)][1]
+		user := tagged(tag, "alice")
+		id := func(s string) string { return tagged(tag, s) }
+		anon := tagged(anonTag, "anon")
+		for _, call := range []struct {
+			name string
+			f    func() error
+		}{
+			{"Ping", func() error { return s.Ping(ctx) }},
+			{"Insert", func() error { _, err := s.Insert(ctx, anon, []byte("a"), time.Minute); return err }},
+			{"Load", func() error { _, _, err := s.Load(ctx, anon, 0); return err }},
+			{"Load ttl", func() error { _, _, err := s.Load(ctx, anon, time.Hour); return err }},
+			{"Update", func() error { _, err := s.Update(ctx, anon, []byte("b"), time.Minute); return err }},
+			{"Merge", func() error { _, err := s.Merge(ctx, anon, time.Minute, same); return err }},
+			{"Merge failing", func() error {
+				if _, err := s.Merge(ctx, anon, time.Minute, func([]byte) ([]byte, error) { return nil, errMerge }); !errors.Is(err, errMerge) {
+					return fmt.Errorf("got %v, want the merge's error", err)
+				}
+				return nil
+			}},
+			{"AddUserSession replacing another slot", func() error {
+				a := userSessionOf(user, id("1"), d[0])
+				a.Replaces = anon
+				_, err := s.AddUserSession(ctx, a)
+				return err
+			}},
+			{"AddUserSession replacing", func() error {
+				a := userSessionOf(user, id("2"), d[1])
+				a.Replaces = id("1")
+				_, err := s.AddUserSession(ctx, a)
+				return err
+			}},
+			{"AddUserSession limit", func() error {
+				a := userSessionOf(user, id("3"), d[2])
+				a.Limit = 1
+				revoked, err := s.AddUserSession(ctx, a)
+				if err == nil && len(revoked) != 1 {
+					err = fmt.Errorf("revoked %q, want one", revoked)
+				}
+				return err
+			}},
+			{"MoveSession", func() error {
+				_, err := s.MoveSession(ctx, redisstore.Move{UserID: user, From: id("3"), To: id("4"), TTL: time.Hour, Deadline: d[2], Merge: same})
+				return err
+			}},
+			{"MoveSession failing", func() error {
+				_, err := s.MoveSession(ctx, redisstore.Move{UserID: user, From: id("4"), To: id("5"), TTL: time.Hour, Deadline: d[2],
+					Merge: func([]byte) ([]byte, error) { return nil, errMerge }})
+				if !errors.Is(err, errMerge) {
+					return fmt.Errorf("got %v, want the merge's error", err)
+				}
+				return nil
+			}},
+			{"UserSessions", func() error {
+				ids, _, err := s.UserSessions(ctx, user)
+				if err == nil && !slices.Equal(ids, []string{id("4")}) {
+					err = fmt.Errorf("got %q", ids)
+				}
+				return err
+			}},
+			{"AddUserSession", func() error { _, err := s.AddUserSession(ctx, userSessionOf(user, id("6"), d[0])); return err }},
+			{"RemoveUserSession", func() error { _, err := s.RemoveUserSession(ctx, user, id("6")); return err }},
+			{"RemoveUserSession anonymous", func() error { _, err := s.RemoveUserSession(ctx, "", anon); return err }},
+			{"RemoveUserSessions keep", func() error { _, err := s.RemoveUserSessions(ctx, user, id("4")); return err }},
+			{"RemoveUserSessions", func() error {
+				ended, err := s.RemoveUserSessions(ctx, user, "")
+				if err == nil && len(ended) != 1 {
+					err = fmt.Errorf("ended %q, want one", ended)
+				}
+				return err
+			}},
+			{"RemoveUserSessions of none", func() error { _, err := s.RemoveUserSessions(ctx, user, ""); return err }},
+			{"Remove", func() error { return s.Remove(ctx, anon) }},
+			{"Iterate", func() error {
+				if _, err := s.Insert(ctx, anon, []byte("a"), time.Minute); err != nil {
+					return err
+				}
+				n := 0
+				err := s.Iterate(ctx, func(string, []byte) error { n++; return nil })
+				if err == nil && n == 0 {
+					err = errors.New("visited nothing")
+				}
+				return err
+			}},
+		} {
+			if err := call.f(); err != nil {
+				t.Errorf("master %d: %s as the documented ACL user: %v%s", k, call.name, err, forbidden(err))
+			}
+		}
+	}
+	for _, n := range c.Nodes() {
+		entries, err := redis.Values(n.Do(t, "ACL", "LOG"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			fields := aclEntry(e)
+			t.Errorf("port %d denied %s %q to %s (reason %s)", n.Port, fields["context"], fields["object"], fields["username"], fields["reason"])
+		}
+	}
+
+	// Without +cluster|slots, the Store learns where slots are from MOVED
+	// replies alone, but Iterate, which must list the masters, cannot: it
+	// fails, and NOPERM is a refusal (ErrRefused) that no retry mends, not
+	// an outage.
+	rules = slices.DeleteFunc(rules, func(r string) bool { return r == "+cluster|slots" })
+	for _, n := range c.Nodes() {
+		n.Do(t, "ACL", append([]any{"SETUSER", "noslots", ">" + password}, anys(rules)...)...)
+	}
+	noslots := openCluster(t, c, redisstore.Config{Username: "noslots", Password: password})
+	for k := range tags {
+		id := tagged(tags[k][0], "noslots")
+		if _, err := noslots.Insert(ctx, id, []byte("v"), time.Minute); err != nil {
+			t.Errorf("Insert without +cluster|slots: %v", err)
+		}
+	}
+	err := noslots.Iterate(ctx, func(string, []byte) error { return nil })
+	if err == nil {
+		t.Error("Iterate without +cluster|slots succeeded: the permission the documentation asks for is not needed")
+	} else if !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("Iterate without +cluster|slots: %q, want ErrRefused (NOPERM will not go away by itself)", err)
+	}
+}
+
+// anys returns ss as a []any, for command arguments.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// aclEntry returns an entry of ACL LOG as field -> value.
+func aclEntry(e any) map[string]string {
+	kv, _ := redis.Values(e, nil)
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := redis.String(kv[i], nil)
+		if b, ok := kv[i+1].([]byte); ok {
+			m[k] = string(b)
+		} else {
+			m[k] = fmt.Sprint(kv[i+1])
+		}
+	}
+	return m
+}
+
+// TestClusterPoolWaitHonoursContext checks, on a Cluster, what the package
+// documentation promises of every call: the wait for a free pooled
+// connection is bounded by the caller's context. A merge holds the only
+// connection to a master; a Load of another key of that master, with a
+// context of 100ms, must give up within about that.
+func TestClusterPoolWaitHonoursContext(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: time.Second})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 2)
+	held, other := tagged(tags[0][0], "held"), tagged(tags[0][1], "other")
+	for _, id := range []string{held, other} {
+		_, err := s.Insert(ctx, id, []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+	}
+	inMerge, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Merge(ctx, held, time.Minute, func(cur []byte) ([]byte, error) {
+			close(inMerge)
+			<-release
+			return cur, nil
+		})
+		done <- err
+	}()
+	<-inMerge
+	time.AfterFunc(600*time.Millisecond, func() { close(release) })
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := s.Load(short, other, 0)
+	took := time.Since(start)
+	if err := <-done; err != nil {
+		t.Errorf("Merge: %v", err)
+	}
+	t.Logf("Load with a 100ms context on an exhausted pool: %v after %v", err, took.Round(time.Millisecond))
+	if took > 300*time.Millisecond {
+		t.Errorf("Load with a 100ms context waited %v for a pooled connection (err %v): the caller's context does not bound the wait on a Cluster", took.Round(time.Millisecond), err)
+	}
+}
+
+// TestClusterIterateFreshStores runs Iterate on new Stores right after
+// concurrent first calls, which make the Store open its per-node pools at
+// once: Iterate must find every master's pool usable.
+func TestClusterIterateFreshStores(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 1)
+	warm := openCluster(t, c, redisstore.Config{})
+	for k := range tags {
+		_, err := warm.Insert(ctx, tagged(tags[k][0], "x"), []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+	}
+	for round := range 60 {
+		s := openCluster(t, c, redisstore.Config{})
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 48 {
+			wg.Go(func() { <-start; s.Load(ctx, tagged(tags[i%len(tags)][0], "x"), 0) })
+			wg.Go(func() { <-start; s.Ping(ctx) })
+		}
+		close(start)
+		wg.Wait()
+		n := 0
+		if err := s.Iterate(ctx, func(string, []byte) error { n++; return nil }); err != nil || n != len(tags) {
+			// Does the Store get over it?
+			var again []error
+			for range 3 {
+				time.Sleep(100 * time.Millisecond)
+				again = append(again, s.Iterate(ctx, func(string, []byte) error { return nil }))
+			}
+			t.Fatalf("round %d: Iterate on a Store whose pools opened concurrently: %v after %d records, want %d; three more Iterate calls: %v", round, err, n, len(tags), again)
+		}
+		s.Close()
+	}
+}
+
+// clientCalls returns the commands s ran since its statistics were reset
+// ([redistest.Server.Calls]), without the REPLCONF ACKs its replica sends
+// every second.
+func clientCalls(t *testing.T, s *redistest.Server) map[string]int64 {
+	t.Helper()
+	calls := s.Calls(t)
+	delete(calls, "replconf")
+	return calls
+}

@@ -1,0 +1,330 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/FZambia/sentinel/v2"
+	"github.com/gomodule/redigo/redis"
+)
+
+// How often a Sentinel source asks the sentinels where the master is:
+// every sentinelPoll, and besides when they announce a switch or a call
+// fails in a way that says the master may have moved, but then at most once
+// per sentinelMinAsk, however many calls fail.
+const (
+	sentinelPoll   = time.Second
+	sentinelMinAsk = 50 * time.Millisecond
+)
+
+// sentinelSource is the Source of a Store under Redis Sentinel: a pool whose
+// connections go to the master the sentinels name, found with
+// github.com/FZambia/sentinel.
+//
+// One goroutine asks the sentinels (SENTINEL get-master-addr-by-name) every
+// sentinelPoll, and at once when a subscription to a sentinel's
+// +switch-master channel announces a failover, or when a call fails with
+// READONLY, a network error, or a new connection that is not to a master.
+// When the answer changes, every pooled connection to the old master is
+// retired when next borrowed: after a failover the old master can go on
+// accepting writes on open connections for seconds, and those writes are
+// lost when it rejoins as a replica.
+//
+// Each new connection checks with ROLE that it reached a master, once, when
+// dialled; a borrowed connection costs no extra command, so a read stays
+// one command.
+type sentinelSource struct {
+	pool *redis.Pool
+	cfg  Config
+	// snt is used by the watch goroutine only (and by Close after it
+	// ends): its MasterAddr reorders an address list it shares, which is
+	// a data race between concurrent callers.
+	snt *sentinel.Sentinel
+
+	mu      sync.Mutex
+	master  string        // the master's address, "" until known
+	gen     uint64        // how many times master changed
+	known   chan struct{} // closed once master is first known
+	lastErr error         // of the last failed dial of a sentinel, for calls that find no master
+
+	poke chan struct{} // ask the sentinels now; buffered, one pending ask is enough
+	stop chan struct{} // closed by Close
+	wg   sync.WaitGroup
+
+	subMu sync.Mutex
+	sub   redis.Conn // the current subscription, closed by Close to end its wait
+}
+
+func newSentinelSource(cfg Config) *sentinelSource {
+	s := &sentinelSource{
+		cfg:   cfg,
+		known: make(chan struct{}),
+		poke:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+	}
+	s.snt = &sentinel.Sentinel{
+		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
+		MasterName: cfg.SentinelMaster,
+		Dial:       s.dialSentinel,
+	}
+	s.pool = &redis.Pool{
+		DialContext:  s.dialMaster,
+		TestOnBorrow: testOnBorrow,
+		MaxActive:    cfg.MaxActive,
+		MaxIdle:      cfg.MaxIdle,
+		IdleTimeout:  cfg.IdleTimeout,
+		Wait:         true,
+	}
+	s.wg.Add(2)
+	go s.watch()
+	go s.subscribe()
+	return s
+}
+
+// GetContext returns a pooled connection to the master.
+func (s *sentinelSource) GetContext(ctx context.Context) (redis.Conn, error) {
+	return s.pool.GetContext(ctx)
+}
+
+// Close stops asking the sentinels and closes every connection.
+func (s *sentinelSource) Close() error {
+	close(s.stop)
+	s.subMu.Lock()
+	if s.sub != nil {
+		s.sub.Close()
+	}
+	s.subMu.Unlock()
+	s.wg.Wait()
+	s.snt.Close()
+	return s.pool.Close()
+}
+
+// ask asks the watch goroutine to ask the sentinels now.
+func (s *sentinelSource) ask() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// noteFailure asks the sentinels after a failure that may mean the master
+// moved: a READONLY reply (it was demoted to a replica), a network error, or
+// no connection at all.
+func (s *sentinelSource) noteFailure(err error) {
+	var reply redis.Error
+	var nerr net.Error
+	var nc errNoConn
+	if errors.As(err, &reply) && strings.HasPrefix(string(reply), "READONLY") ||
+		errors.As(err, &nerr) || errors.As(err, &nc) {
+		s.ask()
+	}
+}
+
+// watch asks the sentinels where the master is, every sentinelPoll and when
+// asked, until Close.
+func (s *sentinelSource) watch() {
+	defer s.wg.Done()
+	tick := time.NewTicker(sentinelPoll)
+	defer tick.Stop()
+	for {
+		if addr, err := s.snt.MasterAddr(); err == nil {
+			s.setMaster(addr)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(sentinelMinAsk):
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-s.poke:
+		case <-tick.C:
+		}
+	}
+}
+
+// setMaster records the master's address.
+func (s *sentinelSource) setMaster(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if addr == s.master {
+		return
+	}
+	if s.master == "" {
+		close(s.known)
+	}
+	s.master = addr
+	s.gen++
+}
+
+// current returns the master's address and generation, waiting for the
+// first answer of the sentinels within ctx.
+func (s *sentinelSource) current(ctx context.Context) (addr string, gen uint64, err error) {
+	select {
+	case <-s.known:
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// The sentinels' own refusal (a wrong SentinelPassword) says more
+		// than the deadline, and classifies the call as refused.
+		return "", 0, errors.Join(errNoMaster, s.lastErr, ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.master, s.gen, nil
+}
+
+// generation returns how many times the master changed.
+func (s *sentinelSource) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+var (
+	errNoMaster  = errors.New("no sentinel has named a master yet")
+	errNotMaster = errors.New("the server the sentinels named is not a master (yet)")
+	errRetired   = errors.New("connection to a former master")
+)
+
+// dialMaster dials the master and checks, with ROLE, that it is one: right
+// after a failover a sentinel can still name the old master, which may be
+// on its way to becoming a replica.
+func (s *sentinelSource) dialMaster(ctx context.Context) (redis.Conn, error) {
+	addr, gen, err := s.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	node := s.cfg
+	node.Addr = addr
+	c, err := dial(ctx, node)
+	if err != nil {
+		s.ask()
+		return nil, err
+	}
+	r, err := role(ctx, c)
+	if err == nil && r != "master" {
+		err = errNotMaster
+	}
+	if err == nil && s.generation() != gen {
+		err = errRetired // the sentinels named another master while this one was dialled
+	}
+	if err != nil {
+		c.Close()
+		s.ask()
+		return nil, err
+	}
+	c.retired = func() bool { return s.generation() != gen }
+	return c, nil
+}
+
+// role returns the first element of the reply to ROLE.
+func role(ctx context.Context, c redis.Conn) (string, error) {
+	reply, err := redis.Values(cmd(ctx, c, "ROLE"))
+	if err != nil {
+		return "", err
+	}
+	if len(reply) == 0 {
+		return "", errors.New("empty reply to ROLE")
+	}
+	return redis.String(reply[0], nil)
+}
+
+// dialSentinel dials a sentinel, with the sentinels' credentials and the
+// Config's TLS and timeouts, and checks with PING that it lets us in (a
+// sentinel with a password answers NOAUTH to a client without one only
+// when asked something). It keeps the error for current.
+func (s *sentinelSource) dialSentinel(addr string) (redis.Conn, error) {
+	c, err := s.dialSentinelOnce(addr)
+	if err == nil {
+		if _, err = c.Do("PING"); err != nil {
+			c.Close()
+		}
+	}
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialSentinelOnce opens a connection to the sentinel at addr.
+func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(s.cfg.DialTimeout),
+		redis.DialReadTimeout(s.cfg.ReadTimeout),
+		redis.DialWriteTimeout(s.cfg.WriteTimeout),
+		redis.DialUsername(s.cfg.SentinelUsername),
+		redis.DialPassword(s.cfg.SentinelPassword),
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts,
+			redis.DialUseTLS(true),
+			redis.DialTLSConfig(s.cfg.TLS),
+			redis.DialTLSHandshakeTimeout(s.cfg.DialTimeout),
+		)
+	}
+	return redis.Dial("tcp", addr, opts...)
+}
+
+// subscribe listens to the sentinels' +switch-master announcements, on one
+// sentinel at a time, and asks the sentinels at once on each, and each time
+// it (re)subscribes, since it may have missed one meanwhile.
+func (s *sentinelSource) subscribe() {
+	defer s.wg.Done()
+	for i := 0; ; i++ {
+		addr := s.cfg.SentinelAddrs[i%len(s.cfg.SentinelAddrs)]
+		if c, err := s.dialSentinel(addr); err == nil {
+			s.listen(c)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(sentinelPoll):
+		}
+	}
+}
+
+// listen asks the sentinels on every +switch-master message that c
+// receives, until c fails or Close closes it.
+func (s *sentinelSource) listen(c redis.Conn) {
+	s.subMu.Lock()
+	select {
+	case <-s.stop:
+		s.subMu.Unlock()
+		c.Close()
+		return
+	default:
+	}
+	s.sub = c
+	s.subMu.Unlock()
+	defer func() {
+		s.subMu.Lock()
+		s.sub = nil
+		s.subMu.Unlock()
+		c.Close()
+	}()
+	psc := redis.PubSubConn{Conn: c}
+	if err := psc.Subscribe("+switch-master"); err != nil {
+		return
+	}
+	for {
+		// No read timeout: announcements come seldom, and Close ends
+		// the wait by closing c.
+		switch psc.ReceiveWithTimeout(0).(type) {
+		case redis.Subscription:
+			s.ask() // a switch may have happened while not subscribed
+		case redis.Message:
+			s.ask()
+		case error:
+			return
+		}
+	}
+}

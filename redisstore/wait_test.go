@@ -1,0 +1,442 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// waitTimeout is the Timeout of the Stores in these tests; WAIT gets
+// three quarters of what is left of it.
+const waitTimeout = 500 * time.Millisecond
+
+// startReplicated starts a master and a replica of it, and returns once
+// the replica confirms the master's writes. The master starts the
+// replica's first sync at once rather than after the default 5s wait for
+// more replicas.
+func startReplicated(t *testing.T) (master, replica *redistest.Server) {
+	t.Helper()
+	master = redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	replica = redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	caughtUp(t, master)
+	return master, replica
+}
+
+// pollUntil calls done every 10ms until it reports true, and fails the
+// test if that takes more than 10 seconds.
+func pollUntil(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// connectedReplicas returns how many replicas the master counts.
+func connectedReplicas(t *testing.T, master *redistest.Server) int {
+	t.Helper()
+	info, err := redis.String(master.Do(t, "INFO", "replication"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// caughtUp returns once the master's replica has confirmed every write
+// made so far: a write and a WAIT for one replica on one connection, tried
+// until the WAIT counts the replica. (A replica that has just synced, or
+// just woken up, counts only from its next acknowledgement.)
+func caughtUp(t *testing.T, master *redistest.Server) {
+	t.Helper()
+	c, err := redis.Dial("tcp", master.Addr(), redis.DialReadTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pollUntil(t, "the replica to confirm a write", func() bool {
+		if _, err := c.Do("SET", "marker", time.Now().UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+		n, err := redis.Int(c.Do("WAIT", 1, 100))
+		return err == nil && n == 1
+	})
+	if _, err := c.Do("DEL", "marker"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hasKey reports whether key exists on srv.
+func hasKey(t *testing.T, srv *redistest.Server, key string) bool {
+	t.Helper()
+	n, err := redis.Int(srv.Do(t, "EXISTS", key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// endingCall is a Store call that ends sessions, with the state it needs
+// and the keys it deletes and keeps.
+type endingCall struct {
+	name  string
+	setup func(t *testing.T, s *redisstore.Store, srv *redistest.Server, id string)
+	call  func(ctx context.Context, s *redisstore.Store, id string) error
+	gone  func(id string) []string // keys the call deletes
+	kept  func(id string) []string // keys that exist after it
+}
+
+// userSession returns a session id of the user "u-<id>" with an hour to
+// live.
+func userSession(id, sid string) redisstore.UserSession {
+	return redisstore.UserSession{
+		UserID: "u-" + id, ID: sid, Record: []byte("rec-" + sid), TTL: time.Hour,
+		Deadline: time.Now().Add(time.Hour).Truncate(time.Millisecond),
+	}
+}
+
+// endingCalls returns the calls that wait for replicas with WaitReplicas
+// set (logout and revocation), each on keys of its own id.
+func endingCalls() []endingCall {
+	index := func(id string) string { return indexKey("u-" + id) }
+	return []endingCall{
+		{
+			name: "Remove",
+			setup: func(t *testing.T, _ *redisstore.Store, srv *redistest.Server, id string) {
+				srv.Do(t, "SET", "session:"+id, "rec", "PX", 60000)
+			},
+			call: func(ctx context.Context, s *redisstore.Store, id string) error { return s.Remove(ctx, id) },
+			gone: func(id string) []string { return []string{"session:" + id} },
+			kept: func(string) []string { return nil },
+		},
+		{
+			name: "RemoveUserSession",
+			setup: func(t *testing.T, s *redisstore.Store, _ *redistest.Server, id string) {
+				addAll(t, s, userSession(id, id))
+			},
+			call: func(ctx context.Context, s *redisstore.Store, id string) error {
+				removed, err := s.RemoveUserSession(ctx, "u-"+id, id)
+				if err == nil && !removed {
+					return errors.New("removed = false, want true")
+				}
+				return err
+			},
+			gone: func(id string) []string { return []string{"session:" + id, index(id)} },
+			kept: func(string) []string { return nil },
+		},
+		{
+			name: "RemoveUserSessions",
+			setup: func(t *testing.T, s *redisstore.Store, _ *redistest.Server, id string) {
+				addAll(t, s, userSession(id, id+"-1"), userSession(id, id+"-2"))
+			},
+			call: func(ctx context.Context, s *redisstore.Store, id string) error {
+				removed, err := s.RemoveUserSessions(ctx, "u-"+id, "")
+				if err == nil && len(removed) != 2 {
+					return fmt.Errorf("removed %d sessions, want 2", len(removed))
+				}
+				return err
+			},
+			gone: func(id string) []string { return []string{"session:" + id + "-1", "session:" + id + "-2", index(id)} },
+			kept: func(string) []string { return nil },
+		},
+	}
+}
+
+// TestWaitReplicas checks that, with WaitReplicas, every call that ends
+// sessions returns only once the replica has its writes, and fails with
+// ErrUnavailable within the Timeout when the replica does not confirm them
+// (paused, as a replica that lags; then stopped), having ended the sessions
+// on the master all the same.
+func TestWaitReplicas(t *testing.T) {
+	master, replica := startReplicated(t)
+	s := open(t, master, redisstore.Config{WaitReplicas: 1, Timeout: waitTimeout})
+	ctx := context.Background()
+
+	run := func(phase string, confirmed bool) {
+		t.Helper()
+		for _, c := range endingCalls() {
+			t.Run(phase+"/"+c.name, func(t *testing.T) {
+				id := strings.ReplaceAll(phase+"-"+c.name, " ", "-")
+				c.setup(t, s, master, id)
+				master.ResetStats(t)
+				start := time.Now()
+				err := c.call(ctx, s, id)
+				elapsed := time.Since(start)
+				if n := master.Calls(t)["wait"]; n != 1 {
+					t.Errorf("%s sent WAIT %d times, want once", c.name, n)
+				}
+				servers := map[string]*redistest.Server{"master": master}
+				if confirmed {
+					if err != nil {
+						t.Fatalf("%s = %v, want nil", c.name, err)
+					}
+					servers["replica"] = replica // checked right after the call, without waiting
+				} else {
+					if !errors.Is(err, redisstore.ErrUnavailable) {
+						t.Fatalf("%s without the replica's confirmation = %v, want ErrUnavailable", c.name, err)
+					}
+					if elapsed > waitTimeout+150*time.Millisecond || elapsed < waitTimeout/2 {
+						t.Errorf("%s failed after %v, want after WAIT waited most of the %v Timeout, within it", c.name, elapsed, waitTimeout)
+					}
+					if strings.Contains(err.Error(), id) {
+						t.Errorf("%s error %q contains a session id", c.name, err)
+					}
+				}
+				for name, srv := range servers {
+					for _, key := range c.gone(id) {
+						if hasKey(t, srv, key) {
+							t.Errorf("after %s: %s still has %s", c.name, name, key)
+						}
+					}
+					for _, key := range c.kept(id) {
+						if !hasKey(t, srv, key) {
+							t.Errorf("after %s: %s lacks %s", c.name, name, key)
+						}
+					}
+				}
+			})
+		}
+	}
+
+	run("replica up", true)
+
+	replica.Pause(t)
+	run("replica paused", false)
+	replica.Resume(t)
+	caughtUp(t, master)
+	run("replica back", true)
+
+	replica.Stop(t)
+	pollUntil(t, "the master to notice the replica is gone", func() bool { return connectedReplicas(t, master) == 0 })
+	run("replica stopped", false)
+}
+
+// TestWaitReplicasZero checks that without WaitReplicas nothing sends WAIT:
+// the calls that end sessions succeed on a server without replicas.
+func TestWaitReplicasZero(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{Timeout: waitTimeout})
+	ctx := context.Background()
+	for _, c := range endingCalls() {
+		t.Run(c.name, func(t *testing.T) {
+			id := strings.ReplaceAll(c.name, " ", "-")
+			c.setup(t, s, srv, id)
+			srv.ResetStats(t)
+			if err := c.call(ctx, s, id); err != nil {
+				t.Fatalf("%s = %v, want nil", c.name, err)
+			}
+			if n := srv.Calls(t)["wait"]; n != 0 {
+				t.Errorf("%s without WaitReplicas sent WAIT %d times, want never", c.name, n)
+			}
+			for _, key := range c.gone(id) {
+				if hasKey(t, srv, key) {
+					t.Errorf("after %s: %s still exists", c.name, key)
+				}
+			}
+			for _, key := range c.kept(id) {
+				if !hasKey(t, srv, key) {
+					t.Errorf("after %s: %s is missing", c.name, key)
+				}
+			}
+		})
+	}
+}
+
+// TestWaitOnlyWhenEnding checks that, with WaitReplicas, the calls that end
+// no session never send WAIT: on a server without replicas, where any WAIT
+// would fail after most of the Timeout, they succeed at once. Remove, which
+// waits, fails there, as the control.
+func TestWaitOnlyWhenEnding(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{WaitReplicas: 1, Timeout: waitTimeout})
+	ctx := context.Background()
+	deadline := func() time.Time { return time.Now().Add(time.Hour).Truncate(time.Millisecond) }
+	add := func(id string, limit int) redisstore.UserSession {
+		a := userSession("quiet", id)
+		a.Limit = limit
+		return a
+	}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Insert", func() error {
+			ok, err := s.Insert(ctx, "r1", []byte("v"), time.Minute)
+			if err == nil && !ok {
+				return errors.New("not written")
+			}
+			return err
+		}},
+		{"Load", func() error { _, _, err := s.Load(ctx, "r1", 0); return err }},
+		{"Load extending", func() error { _, _, err := s.Load(ctx, "r1", time.Minute); return err }},
+		{"Update", func() error {
+			ok, err := s.Update(ctx, "r1", []byte("v2"), time.Minute)
+			if err == nil && !ok {
+				return errors.New("not written")
+			}
+			return err
+		}},
+		{"Merge", func() error {
+			ok, err := s.Merge(ctx, "r1", time.Minute, func(b []byte) ([]byte, error) { return append(b, '!'), nil })
+			if err == nil && !ok {
+				return errors.New("not written")
+			}
+			return err
+		}},
+		{"Ping", func() error { return s.Ping(ctx) }},
+		{"AddUserSession", func() error { _, err := s.AddUserSession(ctx, add("q1", 0)); return err }},
+		{"AddUserSession under the limit", func() error {
+			revoked, err := s.AddUserSession(ctx, add("q2", 5))
+			if err == nil && len(revoked) != 0 {
+				return fmt.Errorf("revoked %q", revoked)
+			}
+			return err
+		}},
+		{"UserSessions", func() error {
+			ids, _, err := s.UserSessions(ctx, "u-quiet")
+			if err == nil && len(ids) != 2 {
+				return fmt.Errorf("%d sessions, want 2", len(ids))
+			}
+			return err
+		}},
+		{"RemoveUserSessions of a user without any", func() error {
+			removed, err := s.RemoveUserSessions(ctx, "u-nobody", "")
+			if err == nil && len(removed) != 0 {
+				return fmt.Errorf("removed %q", removed)
+			}
+			return err
+		}},
+		{"RemoveUserSessions keeping the only one", func() error {
+			if _, err := s.AddUserSession(ctx, userSession("solo", "s1")); err != nil {
+				return err
+			}
+			removed, err := s.RemoveUserSessions(ctx, "u-solo", "s1")
+			if err == nil && len(removed) != 0 {
+				return fmt.Errorf("removed %q", removed)
+			}
+			return err
+		}},
+		{"MoveSession of a missing session", func() error {
+			moved, err := s.MoveSession(ctx, redisstore.Move{
+				UserID: "u-quiet", From: "missing", To: "missing-2", TTL: time.Minute, Deadline: deadline(),
+				Merge: func(b []byte) ([]byte, error) { return b, nil },
+			})
+			if err == nil && moved {
+				return errors.New("moved a missing session")
+			}
+			return err
+		}},
+		{"Iterate", func() error { return s.Iterate(ctx, func(string, []byte) error { return nil }) }},
+		// Logins and renewals do not wait, even when they end a session:
+		// they have handed out a new token by the time WAIT would answer.
+		{"MoveSession", func() error {
+			moved, err := s.MoveSession(ctx, redisstore.Move{
+				UserID: "u-quiet", From: "q1", To: "q1-to", TTL: time.Minute, Deadline: deadline(),
+				Merge: func(b []byte) ([]byte, error) { return b, nil },
+			})
+			if err == nil && !moved {
+				return errors.New("not moved")
+			}
+			return err
+		}},
+		{"AddUserSession replacing", func() error {
+			a := add("q3", 0)
+			a.Replaces = "q1-to"
+			_, err := s.AddUserSession(ctx, a)
+			return err
+		}},
+		{"AddUserSession over the limit", func() error {
+			revoked, err := s.AddUserSession(ctx, add("q4", 1))
+			if err == nil && len(revoked) == 0 {
+				return errors.New("revoked none")
+			}
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.ResetStats(t)
+			start := time.Now()
+			err := tc.call()
+			elapsed := time.Since(start)
+			calls := srv.Calls(t)
+			if err != nil {
+				t.Fatalf("%s = %v, want nil", tc.name, err)
+			}
+			if n := calls["wait"]; n != 0 {
+				t.Errorf("%s sent WAIT %d times, want never", tc.name, n)
+			}
+			if elapsed > waitTimeout/2 {
+				t.Errorf("%s took %v, want no wait", tc.name, elapsed)
+			}
+		})
+	}
+
+	// The control: Remove waits, and no replica confirms.
+	srv.ResetStats(t)
+	if err := s.Remove(ctx, "r1"); !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Errorf("Remove without replicas, WaitReplicas 1 = %v, want ErrUnavailable", err)
+	}
+	if n := srv.Calls(t)["wait"]; n != 1 {
+		t.Errorf("Remove sent WAIT %d times, want once", n)
+	}
+	if hasKey(t, srv, "session:r1") {
+		t.Error("Remove that failed on WAIT left the record on the master")
+	}
+}
+
+// TestWaitReplicasFromEnv checks that REDIS_WAIT_REPLICAS reaches the
+// Store that Open builds from FromEnv.
+func TestWaitReplicasFromEnv(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, name := range []string{"REDIS_HOST", "REDIS_PORT", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER",
+		"REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD", "REDIS_CLUSTER_NODES", "REDIS_USERNAME",
+		"REDIS_PASSWORD", "REDIS_DB", "REDIS_TLS"} {
+		t.Setenv(name, "")
+	}
+	t.Setenv("REDIS_URL", "redis://"+srv.Addr())
+	for _, tc := range []struct {
+		value string
+		waits int64
+	}{{"", 0}, {"0", 0}, {"1", 1}} {
+		t.Run("REDIS_WAIT_REPLICAS="+tc.value, func(t *testing.T) {
+			t.Setenv("REDIS_WAIT_REPLICAS", tc.value)
+			cfg, err := redisstore.FromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Timeout = waitTimeout
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			srv.Do(t, "SET", "session:e", "rec")
+			srv.ResetStats(t)
+			err = s.Remove(context.Background(), "e")
+			if n := srv.Calls(t)["wait"]; n != tc.waits {
+				t.Errorf("Remove sent WAIT %d times, want %d", n, tc.waits)
+			}
+			if wantErr := tc.waits > 0; wantErr != errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("Remove on a server without replicas = %v, want ErrUnavailable: %v", err, wantErr)
+			}
+		})
+	}
+}

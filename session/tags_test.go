@@ -1,0 +1,821 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// testTagKey is the TagKey of the tests' tagging Managers.
+var testTagKey = testKey(0x54)
+
+// taggedManager returns a Manager on the redis-server r with cfg, the
+// signing key of newTestManager (so that Managers on one server read each
+// other's cookies) and the real clock.
+func taggedManager(t *testing.T, r *redistest.Server, cfg Config) *Manager {
+	t.Helper()
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg.Keys = [][]byte{testKey(7)}
+	cfg.InsecureCookie = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// wantTag returns the tag of userID under key as documented: the first
+// tagLen characters of base64url(HMAC-SHA256(key, userID)), computed here
+// without the code under test.
+func wantTag(key []byte, userID string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(userID))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))[:tagLen]
+}
+
+// taggedID matches a tagged session id: "{tag}" then 43 base64url
+// characters, the SHA-256 of the token.
+var taggedID = regexp.MustCompile(fmt.Sprintf(`^\{([A-Za-z0-9_-]{%d})\}[A-Za-z0-9_-]{43}$`, tagLen))
+
+// tagOf returns the tag of a tagged session id, failing the test if id is
+// not one.
+func tagOf(t *testing.T, id string) string {
+	t.Helper()
+	m := taggedID.FindStringSubmatch(id)
+	if m == nil {
+		t.Fatalf("session id %q: want {tag} and 43 base64url characters", id)
+	}
+	return m[1]
+}
+
+// allKeys returns every key in r, sorted, walked with SCAN.
+func allKeys(t *testing.T, r *redistest.Server) []string {
+	t.Helper()
+	var keys []string
+	for cursor := 0; ; {
+		reply, err := redis.Values(r.Do(t, "SCAN", cursor, "COUNT", 1000), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor, _ = redis.Int(reply[0], nil)
+		batch, _ := redis.Strings(reply[1], nil)
+		keys = append(keys, batch...)
+		if cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// sorted returns keys sorted, for comparing with allKeys.
+func sorted(keys ...string) []string {
+	return slices.Sorted(slices.Values(keys))
+}
+
+// members returns the members of the sorted set key, sorted.
+func members(t *testing.T, r *redistest.Server, key string) []string {
+	t.Helper()
+	m, err := redis.Strings(r.Do(t, "ZRANGE", key, 0, -1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(m)
+	return m
+}
+
+// currentInfo runs a request carrying cookie and returns its session's
+// Info (an anonymous session's too: FromContext reports it with ok false),
+// failing the test if the cookie leads to no stored session.
+func currentInfo(t *testing.T, m *Manager, cookie string) Info {
+	t.Helper()
+	var info Info
+	serve(t, m, cookie, func(ctx context.Context) { info, _ = FromContext(ctx) })
+	if info.ID == "" {
+		t.Fatal("the cookie leads to no stored session")
+	}
+	return info
+}
+
+// TestTaggedKeys checks the keys of logins under a TagKey: "session:{T}<id>"
+// and "user:{T}<user>:sessions" with T the user's keyed tag, the same on two
+// Managers sharing the TagKey, and different for other users.
+func TestTaggedKeys(t *testing.T) {
+	r := redistest.Start(t)
+	m1 := taggedManager(t, r, Config{TagKey: testTagKey})
+	m2 := taggedManager(t, r, Config{TagKey: testTagKey})
+	tag := wantTag(testTagKey, "alice")
+	index := "user:{" + tag + "}alice:sessions"
+
+	var ids []string
+	for i, m := range []*Manager{m1, m2, m1} {
+		before := allKeys(t, r)
+		_, id := login(t, m, "alice")
+		if got := tagOf(t, id); got != tag {
+			t.Errorf("login %d of alice: Info.ID tag = %q, want %q", i, got, tag)
+		}
+		ids = append(ids, id)
+		var added []string
+		for _, k := range allKeys(t, r) {
+			if !slices.Contains(before, k) {
+				added = append(added, k)
+			}
+		}
+		want := []string{"session:" + id}
+		if i == 0 {
+			want = sorted("session:"+id, index)
+		}
+		if !slices.Equal(added, want) {
+			t.Errorf("login %d of alice added keys %q, want %q", i, added, want)
+		}
+	}
+	want := sorted(index, "session:"+ids[0], "session:"+ids[1], "session:"+ids[2])
+	if got := allKeys(t, r); !slices.Equal(got, want) {
+		t.Errorf("keys after three logins of alice = %q, want %q", got, want)
+	}
+	if got := members(t, r, index); !slices.Equal(got, sorted(ids...)) {
+		t.Errorf("members of %s = %q, want %q", index, got, sorted(ids...))
+	}
+
+	// Other users: their own tag, in both of their keys, on either Manager.
+	same, tags := 0, map[string]bool{}
+	for i := range 50 {
+		user := "user-" + strconv.Itoa(i)
+		_, id := login(t, []*Manager{m1, m2}[i%2], user)
+		got := tagOf(t, id)
+		if want := wantTag(testTagKey, user); got != want {
+			t.Errorf("login of %s: tag %q, want %q", user, got, want)
+		}
+		if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+id, "user:{"+got+"}"+user+":sessions"), nil); n != 2 {
+			t.Errorf("login of %s: %d of its keys session:{%s}... and user:{%s}%s:sessions exist, want 2", user, n, got, got, user)
+		}
+		if got == tag {
+			same++
+		}
+		tags[got] = true
+	}
+	if same > 2 || len(tags) < 48 {
+		t.Errorf("50 other users: %d share alice's tag and %d tags are distinct, want at most 2 and at least 48", same, len(tags))
+	}
+}
+
+// TestTaggedUserSessions checks List, Revoke, RevokeOthers and RevokeAll
+// with tagged keys, across two Managers sharing the TagKey.
+func TestTaggedUserSessions(t *testing.T) {
+	r := redistest.Start(t)
+	m1 := taggedManager(t, r, Config{TagKey: testTagKey})
+	m2 := taggedManager(t, r, Config{TagKey: testTagKey})
+	index := "user:{" + wantTag(testTagKey, "alice") + "}alice:sessions"
+	var cookies, ids []string
+	for _, m := range []*Manager{m1, m2, m1} {
+		c, id := login(t, m, "alice")
+		cookies, ids = append(cookies, c), append(ids, id)
+	}
+	bob, bobID := login(t, m2, "bob")
+	bobKeys := sorted("session:"+bobID, "user:{"+wantTag(testTagKey, "bob")+"}bob:sessions")
+	ctx := context.Background()
+
+	// The logins share a deadline when they share a millisecond, so the
+	// order is not checked here: TestList does.
+	infos, err := m2.List(ctx, "alice")
+	if err != nil || len(infos) != 3 {
+		t.Fatalf("List(alice) = %d sessions, %v; want 3", len(infos), err)
+	}
+	var listed []string
+	for _, info := range infos {
+		if info.UserID != "alice" {
+			t.Errorf("List(alice) has %q of %q", info.ID, info.UserID)
+		}
+		listed = append(listed, info.ID)
+	}
+	if got := sorted(listed...); !slices.Equal(got, sorted(ids...)) {
+		t.Errorf("List(alice) ids = %q, want %q", got, sorted(ids...))
+	}
+
+	if err := m2.Revoke(ctx, "bob", ids[1]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Revoke(bob, alice's session) = %v, want ErrNotFound", err)
+	}
+	if err := m1.Revoke(ctx, "alice", ids[2]); err != nil {
+		t.Fatalf("Revoke(alice, %q) = %v, want nil", ids[2], err)
+	}
+	if got := members(t, r, index); !slices.Equal(got, sorted(ids[0], ids[1])) {
+		t.Errorf("index after Revoke = %q, want %q", got, sorted(ids[0], ids[1]))
+	}
+	if u := userOf(t, m1, cookies[2]); u != "" {
+		t.Errorf("revoked session's next request: UserID = %q, want anonymous", u)
+	}
+
+	h, err := exchange(t, m2, cookies[1], func(ctx context.Context) {
+		if n, err := m2.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers = %d, %v; want 1, nil", n, err)
+		}
+	})
+	if c, ok := sessionCookie(m2, h); ok || err != nil {
+		t.Errorf("RevokeOthers: Set-Cookie %v, Commit %v; want none, nil", c, err)
+	}
+	want := sorted(append([]string{index, "session:" + ids[1]}, bobKeys...)...)
+	if got := allKeys(t, r); !slices.Equal(got, want) {
+		t.Errorf("keys after RevokeOthers = %q, want %q", got, want)
+	}
+	for i, want := range []string{"", "alice", ""} {
+		if u := userOf(t, m1, cookies[i]); u != want {
+			t.Errorf("alice's session %d after RevokeOthers: UserID = %q, want %q", i, u, want)
+		}
+	}
+
+	if n, err := m1.RevokeAll(ctx, "alice"); n != 1 || err != nil {
+		t.Errorf("RevokeAll(alice) = %d, %v; want 1, nil", n, err)
+	}
+	if got := allKeys(t, r); !slices.Equal(got, bobKeys) {
+		t.Errorf("keys after RevokeAll(alice) = %q, want bob's only, %q", got, bobKeys)
+	}
+	if u := userOf(t, m1, bob); u != "bob" {
+		t.Errorf("bob after RevokeAll(alice): UserID = %q, want bob", u)
+	}
+}
+
+// TestTaggedLimit checks MaxSessionsPerUser with tagged keys: the oldest
+// session goes, and the index lists the others.
+func TestTaggedLimit(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey, MaxSessionsPerUser: 2})
+	clk := &clock{t: time.Now()}
+	m.now = clk.now
+	index := "user:{" + wantTag(testTagKey, "alice") + "}alice:sessions"
+	var cookies, ids []string
+	for range 3 {
+		c, id := login(t, m, "alice")
+		cookies, ids = append(cookies, c), append(ids, id)
+		clk.t = clk.t.Add(time.Minute) // the oldest is the first
+	}
+	want := sorted(index, "session:"+ids[1], "session:"+ids[2])
+	if got := allKeys(t, r); !slices.Equal(got, want) {
+		t.Errorf("keys after three logins with a limit of 2 = %q, want %q", got, want)
+	}
+	if got := members(t, r, index); !slices.Equal(got, sorted(ids[1], ids[2])) {
+		t.Errorf("index = %q, want %q", got, sorted(ids[1], ids[2]))
+	}
+	for i, want := range []string{"", "alice", "alice"} {
+		if u := userOf(t, m, cookies[i]); u != want {
+			t.Errorf("session %d: UserID = %q, want %q", i, u, want)
+		}
+	}
+}
+
+// TestTaggedRenew checks that Renew keeps the user's tag on a user's
+// session, and an anonymous session's own tag across renewals.
+func TestTaggedRenew(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	tag := wantTag(testTagKey, "alice")
+	index := "user:{" + tag + "}alice:sessions"
+
+	cookie, oldID := login(t, m, "alice")
+	renewed := renew(t, m, cookie)
+	id := currentInfo(t, m, renewed).ID
+	if id == oldID || tagOf(t, id) != tag {
+		t.Errorf("Info.ID after Renew = %q (was %q), want a new id with tag %q", id, oldID, tag)
+	}
+	if got, want := allKeys(t, r), sorted(index, "session:"+id); !slices.Equal(got, want) {
+		t.Errorf("keys after Renew = %q, want %q", got, want)
+	}
+	if got := members(t, r, index); !slices.Equal(got, []string{id}) {
+		t.Errorf("index after Renew = %q, want [%q]", got, id)
+	}
+	if u := userOf(t, m, cookie); u != "" {
+		t.Errorf("old token after Renew: UserID = %q, want anonymous", u)
+	}
+	if n, err := m.RevokeAll(context.Background(), "alice"); n != 1 || err != nil {
+		t.Fatalf("RevokeAll(alice) = %d, %v; want 1, nil", n, err)
+	}
+
+	// Anonymous: the tag is the first tagLen characters of its first id.
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	first := currentInfo(t, m, anon).ID
+	atag := tagOf(t, first)
+	if hash := first[tagLen+2:]; hash[:tagLen] != atag {
+		t.Errorf("anonymous session id %q: tag %q, want the first %d characters of the id, %q", first, atag, tagLen, hash[:tagLen])
+	}
+	if got := allKeys(t, r); !slices.Equal(got, []string{"session:" + first}) {
+		t.Errorf("keys of an anonymous session = %q, want [session:%s]", got, first)
+	}
+	cookie, prev := anon, first
+	for i := range 2 {
+		cookie = renew(t, m, cookie)
+		info := currentInfo(t, m, cookie)
+		if info.ID == prev || tagOf(t, info.ID) != atag {
+			t.Errorf("anonymous Renew %d: Info.ID = %q (was %q), want a new id with tag %q", i, info.ID, prev, atag)
+		}
+		if got := allKeys(t, r); !slices.Equal(got, []string{"session:" + info.ID}) {
+			t.Errorf("keys after anonymous Renew %d = %q, want [session:%s]", i, got, info.ID)
+		}
+		serve(t, m, cookie, func(ctx context.Context) {
+			if v, _ := Get[string](ctx, "cart"); v != "book" {
+				t.Errorf("Get(cart) after anonymous Renew %d = %q, want book", i, v)
+			}
+		})
+		prev = info.ID
+	}
+}
+
+// TestTaggedDestroy checks that Destroy deletes tagged keys: the record and,
+// with the user's last session, the index.
+func TestTaggedDestroy(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	index := "user:{" + wantTag(testTagKey, "alice") + "}alice:sessions"
+	c1, _ := login(t, m, "alice")
+	c2, id2 := login(t, m, "alice")
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	anonID := currentInfo(t, m, anon).ID
+	destroy := func(cookie string) {
+		t.Helper()
+		h, err := exchange(t, m, cookie, func(ctx context.Context) {
+			if err := Destroy(ctx); err != nil {
+				t.Errorf("Destroy = %v, want nil", err)
+			}
+		})
+		if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 || err != nil {
+			t.Errorf("Destroy: Set-Cookie %v, Commit %v; want an expired cookie", c, err)
+		}
+	}
+	destroy(c1)
+	if got, want := allKeys(t, r), sorted(index, "session:"+id2, "session:"+anonID); !slices.Equal(got, want) {
+		t.Errorf("keys after destroying one of alice's sessions = %q, want %q", got, want)
+	}
+	if got := members(t, r, index); !slices.Equal(got, []string{id2}) {
+		t.Errorf("index after Destroy = %q, want [%q]", got, id2)
+	}
+	destroy(c2)
+	destroy(anon)
+	if got := allKeys(t, r); len(got) != 0 {
+		t.Errorf("keys after destroying every session = %q, want none", got)
+	}
+	for i, c := range []string{c1, c2, anon} {
+		if u := userOf(t, m, c); u != "" {
+			t.Errorf("destroyed session %d: UserID = %q, want anonymous", i, u)
+		}
+	}
+}
+
+// TestTaggedAnonymousLogin checks that a login from an anonymous session
+// deletes the anonymous record, in its own slot, and gives the new session
+// the user's tag and the anonymous values.
+func TestTaggedAnonymousLogin(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {
+			r := redistest.Start(t)
+			m := taggedManager(t, r, Config{TagKey: testTagKey, MaxSessionsPerUser: limit})
+			tag := wantTag(testTagKey, "alice")
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "cart", "book"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			anonID := currentInfo(t, m, anon).ID
+			if tagOf(t, anonID) == tag {
+				t.Skipf("the anonymous session drew alice's tag %q (one chance in 64^%d)", tag, tagLen)
+			}
+			var info Info
+			cookie := serve(t, m, anon, func(ctx context.Context) {
+				var err error
+				if info, err = Create(ctx, "alice"); err != nil {
+					t.Fatalf("Create = %v", err)
+				}
+			})
+			if tagOf(t, info.ID) != tag {
+				t.Errorf("Info.ID after login = %q, want tag %q", info.ID, tag)
+			}
+			want := sorted("session:"+info.ID, "user:{"+tag+"}alice:sessions")
+			if got := allKeys(t, r); !slices.Equal(got, want) {
+				t.Errorf("keys after login from an anonymous session = %q, want %q (the anonymous record gone)", got, want)
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if v, _ := Get[string](ctx, "cart"); v != "book" {
+					t.Errorf("Get(cart) after login = %q, want book", v)
+				}
+			})
+			serve(t, m, anon, func(ctx context.Context) {
+				if v, ok := Get[string](ctx, "cart"); ok {
+					t.Errorf("Get(cart) with the replaced anonymous token = %q, want nothing", v)
+				}
+			})
+		})
+	}
+}
+
+// TestUntaggedTokenUnderTagKey checks that turning a TagKey on keeps the
+// sessions made without it: their tokens still load, under the untagged
+// keys, with one command, and still log out; a login from an untagged
+// anonymous session deletes its record.
+func TestUntaggedTokenUnderTagKey(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
+
+	cookie, id := login(t, plain, "alice")
+	if len(id) != tokenLen || strings.ContainsAny(id, "{}") {
+		t.Fatalf("session id without a TagKey = %q, want 43 characters without a tag", id)
+	}
+	if got, want := allKeys(t, r), sorted("session:"+id, "user:alice:sessions"); !slices.Equal(got, want) {
+		t.Fatalf("keys of a login without a TagKey = %q, want %q", got, want)
+	}
+	r.ResetStats(t)
+	if u := userOf(t, tagged, cookie); u != "alice" {
+		t.Errorf("untagged token under a TagKey: UserID = %q, want alice", u)
+	}
+	if got := r.Calls(t); !maps.Equal(got, map[string]int64{"getex": 1}) {
+		t.Errorf("reading an untagged token under a TagKey: commands = %v, want one GETEX", got)
+	}
+	if info := currentInfo(t, tagged, cookie); info.ID != id {
+		t.Errorf("Info.ID of the untagged token under a TagKey = %q, want %q", info.ID, id)
+	}
+	h, err := exchange(t, tagged, cookie, func(ctx context.Context) {
+		if err := Destroy(ctx); err != nil {
+			t.Errorf("Destroy = %v, want nil", err)
+		}
+	})
+	if c, ok := sessionCookie(tagged, h); !ok || c.MaxAge >= 0 || err != nil {
+		t.Errorf("Destroy: Set-Cookie %v, Commit %v; want an expired cookie", c, err)
+	}
+	if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+id), nil); n != 0 {
+		t.Error("the untagged record survives Destroy under a TagKey")
+	}
+	for name, m := range map[string]*Manager{"with": tagged, "without": plain} {
+		if u := userOf(t, m, cookie); u != "" {
+			t.Errorf("logged-out untagged token, read %s a TagKey: UserID = %q, want anonymous", name, u)
+		}
+	}
+
+	anon := serve(t, plain, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	anonID := currentInfo(t, plain, anon).ID
+	var info Info
+	serve(t, tagged, anon, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("untagged anonymous session under a TagKey: Get(cart) = %q, want book", v)
+		}
+		var err error
+		if info, err = Create(ctx, "bob"); err != nil {
+			t.Fatalf("Create = %v", err)
+		}
+	})
+	if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+anonID), nil); n != 0 {
+		t.Error("the untagged anonymous record survives a login under a TagKey")
+	}
+	if got := tagOf(t, info.ID); got != wantTag(testTagKey, "bob") {
+		t.Errorf("login from an untagged session: tag %q, want bob's %q", got, wantTag(testTagKey, "bob"))
+	}
+}
+
+// TestTagKeyIsKeyed checks that a user's tag depends on the TagKey: another
+// key gives other tags, so a tag says nothing about the user id to whoever
+// does not hold the key.
+func TestTagKeyIsKeyed(t *testing.T) {
+	r := redistest.Start(t)
+	otherKey := testKey(0x55)
+	ma := taggedManager(t, r, Config{TagKey: testTagKey})
+	mb := taggedManager(t, r, Config{TagKey: otherKey})
+	same := 0
+	for i := range 50 {
+		user := "user-" + strconv.Itoa(i)
+		_, a := login(t, ma, user)
+		_, b := login(t, mb, user)
+		ta, tb := tagOf(t, a), tagOf(t, b)
+		if ta != wantTag(testTagKey, user) || tb != wantTag(otherKey, user) {
+			t.Errorf("%s: tags %q and %q, want %q and %q", user, ta, tb, wantTag(testTagKey, user), wantTag(otherKey, user))
+		}
+		if ta == tb {
+			same++
+		}
+	}
+	if same > 2 {
+		t.Errorf("%d of 50 users have the same tag under two TagKeys, want at most 2", same)
+	}
+}
+
+// forgeValue returns the signed cookie value signed with the payload
+// changed by edit, keeping the original MAC, as securecookie lays it out:
+// base64url("<date>|<base64url(payload)>|<mac>").
+func forgeValue(t *testing.T, signed string, edit func(payload string) string) string {
+	t.Helper()
+	raw, err := base64.URLEncoding.DecodeString(signed)
+	if err != nil {
+		t.Fatalf("signed value is not base64url: %v", err)
+	}
+	parts := bytes.SplitN(raw, []byte("|"), 3)
+	if len(parts) != 3 {
+		t.Fatalf("signed value has %d parts, want date|value|mac", len(parts))
+	}
+	payload, err := base64.URLEncoding.DecodeString(string(parts[1]))
+	if err != nil {
+		t.Fatalf("signed payload is not base64url: %v", err)
+	}
+	parts[1] = []byte(base64.URLEncoding.EncodeToString([]byte(edit(string(payload)))))
+	return base64.URLEncoding.EncodeToString(bytes.Join(parts, []byte("|")))
+}
+
+// TestTaggedTokenForgery checks that the tag is covered by the signature:
+// a token whose tag was changed, or signed with another key, or with a
+// malformed tag, is refused without a Redis command.
+func TestTaggedTokenForgery(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	cookie, id := login(t, m, "alice")
+	token, deadline, err := m.signer.verify(cookie)
+	tag := wantTag(testTagKey, "alice")
+	if err != nil || !strings.HasPrefix(token, "{"+tag+"}") || len(token) != tagLen+2+tokenLen || idOf(token) != id {
+		t.Fatalf("verify(cookie) = %q, %v; want {%s} and the token of session %q", token, err, tag, id)
+	}
+	payload := token + ":" + strconv.FormatInt(deadline.UnixMilli(), 10)
+	otherTag := strings.Repeat("A", tagLen)
+	if tag == otherTag {
+		otherTag = strings.Repeat("B", tagLen)
+	}
+	retag := func(p string) string { return "{" + otherTag + "}" + p[tagLen+2:] }
+	// A Manager with another signing key, as an attacker would have.
+	attacker, err := New(nopStore{}, Config{Keys: [][]byte{testKey(9)}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := token[tagLen+2:]
+
+	// The helpers forge correctly: the unchanged payload, re-encoded, and
+	// signed anew with the right key, still lead to alice.
+	for name, c := range map[string]string{
+		"re-encoded":  forgeValue(t, cookie, func(p string) string { return p }),
+		"signed anew": signPayload(t, m, payload),
+	} {
+		if u := userOf(t, m, c); u != "alice" {
+			t.Fatalf("%s cookie: UserID = %q, want alice (the test's forging is broken)", name, u)
+		}
+	}
+
+	for name, c := range map[string]string{
+		"tag changed, MAC kept":      forgeValue(t, cookie, retag),
+		"tag removed, MAC kept":      forgeValue(t, cookie, func(p string) string { return p[tagLen+2:] }),
+		"tag changed, other key":     signPayload(t, attacker, retag(payload)),
+		"tag one character long":     signPayload(t, m, "{"+tag+"A}"+bare+payload[len(token):]),
+		"tag one character short":    signPayload(t, m, "{"+tag[1:]+"}"+bare+payload[len(token):]),
+		"tag outside base64url":      signPayload(t, m, "{"+strings.Repeat("+", tagLen)+"}"+bare+payload[len(token):]),
+		"tag with a brace":           signPayload(t, m, "{{"+strings.Repeat("a", tagLen-2)+"}}"+bare+payload[len(token):]),
+		"empty tag":                  signPayload(t, m, "{}"+bare+payload[len(token):]),
+		"two tags":                   signPayload(t, m, "{"+tag+"}"+token+payload[len(token):]),
+		"tag without closing brace":  signPayload(t, m, "{"+tag+bare+payload[len(token):]),
+		"tagged token one char long": signPayload(t, m, token+"A"+payload[len(token):]),
+	} {
+		r.ResetStats(t)
+		if u := userOf(t, m, c); u != "" {
+			t.Errorf("%s: UserID = %q, want anonymous", name, u)
+		}
+		if n := r.TotalCalls(t); n != 0 {
+			t.Errorf("%s: cost %d Redis commands, want 0", name, n)
+		}
+	}
+}
+
+// TestTaggedReadOneCommand checks that a read of a tagged session is still
+// one command, GETEX, computed from the cookie alone.
+func TestTaggedReadOneCommand(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	cookie, id := login(t, m, "alice")
+	r.ResetStats(t)
+	if u := userOf(t, m, cookie); u != "alice" {
+		t.Errorf("UserID = %q, want alice", u)
+	}
+	if got := r.Calls(t); !maps.Equal(got, map[string]int64{"getex": 1}) {
+		t.Errorf("reading a tagged session: commands = %v, want one GETEX", got)
+	}
+	if ms, _ := redis.Int64(r.Do(t, "PTTL", "session:"+id), nil); ms <= 0 {
+		t.Errorf("PTTL session:%s = %d, want a time to live", id, ms)
+	}
+}
+
+// TestTagKeyConfig checks that New refuses a TagKey shorter than
+// MinKeyLength and accepts one of that length.
+func TestTagKeyConfig(t *testing.T) {
+	k := [][]byte{testKey(1)}
+	for _, tc := range []struct {
+		name   string
+		tagKey []byte
+		ok     bool
+	}{
+		{"nil", nil, true},
+		{"empty", []byte{}, false},
+		{"31 bytes", make([]byte, MinKeyLength-1), false},
+		{"32 bytes", testKey(2), true},
+		{"64 bytes", bytes.Repeat([]byte{3}, 64), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(nopStore{}, Config{Keys: k, TagKey: tc.tagKey})
+			if tc.ok != (err == nil) {
+				t.Fatalf("New with a TagKey of %d bytes: error = %v, want ok = %v", len(tc.tagKey), err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "Config.TagKey") {
+				t.Errorf("New with a TagKey of %d bytes: error = %v, want one naming Config.TagKey", len(tc.tagKey), err)
+			}
+		})
+	}
+}
+
+// TestTagKeyFromEnv checks SESSION_TAG_KEY: one base64 key of at least 32
+// bytes, in either alphabet; errors name the variable, never its value.
+func TestTagKeyFromEnv(t *testing.T) {
+	key := testKey(0xfb)
+	std := base64.StdEncoding.EncodeToString(key)
+	url := base64.RawURLEncoding.EncodeToString(key)
+	for _, tc := range []struct {
+		name, value string
+		want        []byte // nil: no TagKey
+		wantErr     bool
+	}{
+		{"unset", "", nil, false},
+		{"standard alphabet", std, key, false},
+		{"URL alphabet", url, key, false},
+		{"surrounding spaces", " " + std + " ", key, false},
+		{"not base64", "not base64!" + std, nil, true},
+		{"too short", base64.StdEncoding.EncodeToString(key[:MinKeyLength-1]), nil, true},
+		{"two keys", std + "," + base64.StdEncoding.EncodeToString(testKey(0xfe)), nil, true},
+		{"trailing comma", std + ",", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString(testKey(1)), "SESSION_TAG_KEY": tc.value}
+			cfg, err := fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "SESSION_TAG_KEY") {
+					t.Fatalf("fromEnv() error = %v, want one naming SESSION_TAG_KEY", err)
+				}
+				if strings.Contains(err.Error(), std) || strings.Contains(err.Error(), url) || strings.Contains(err.Error(), tc.value) {
+					t.Errorf("error %q repeats the key", err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(cfg.TagKey, tc.want) || (tc.want == nil) != (cfg.TagKey == nil) {
+				t.Fatalf("fromEnv() = TagKey %x, %v; want %x", cfg.TagKey, err, tc.want)
+			}
+			if _, err := New(nopStore{}, cfg); err != nil {
+				t.Errorf("New(fromEnv()) = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// clusterFlagStore is a Store that says whether it is on a Redis Cluster,
+// as redisstore.Store does, around a real store.
+type clusterFlagStore struct {
+	Store
+	cluster bool
+}
+
+func (s clusterFlagStore) Cluster() bool { return s.cluster }
+
+// TestClusterNeedsTagKey checks that New refuses a store on a Redis Cluster
+// without a TagKey, and accepts it with one.
+func TestClusterNeedsTagKey(t *testing.T) {
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if store.Cluster() {
+		t.Fatal("a Store on one server says Cluster() = true")
+	}
+	k := [][]byte{testKey(1)}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		name    string
+		store   Store
+		tagKey  []byte
+		wantErr bool
+	}{
+		{"one server, no TagKey", store, nil, false},
+		{"no Cluster method, no TagKey", clusterFlagStore{store, false}, nil, false},
+		{"cluster, no TagKey", clusterFlagStore{store, true}, nil, true},
+		{"cluster, TagKey", clusterFlagStore{store, true}, testTagKey, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(tc.store, Config{Keys: k, InsecureCookie: true, TagKey: tc.tagKey, Logger: logger})
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "Config.TagKey") {
+					t.Fatalf("New = %v, want an error naming Config.TagKey", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New = %v, want nil", err)
+			}
+			cookie, id := login(t, m, "carol")
+			if tc.tagKey != nil && tagOf(t, id) != wantTag(tc.tagKey, "carol") {
+				t.Errorf("session id %q, want carol's tag %q", id, wantTag(tc.tagKey, "carol"))
+			}
+			if u := userOf(t, m, cookie); u != "carol" {
+				t.Errorf("UserID = %q, want carol", u)
+			}
+		})
+	}
+}
+
+// TestUntaggedRenewUnderTagKey checks that renewing a session made without
+// a TagKey, under one, moves it to the user's tag and into the tagged
+// index, where List and RevokeOthers see it.
+func TestUntaggedRenewUnderTagKey(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
+	tag := wantTag(testTagKey, "alice")
+	old, oldID := login(t, plain, "alice")
+	other, otherID := login(t, tagged, "alice")
+
+	renewed := renew(t, tagged, old)
+	id := currentInfo(t, tagged, renewed).ID
+	if tagOf(t, id) != tag {
+		t.Errorf("untagged session renewed under a TagKey: Info.ID = %q, want alice's tag %q", id, tag)
+	}
+	if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+oldID), nil); n != 0 {
+		t.Error("the untagged record survives its renewal")
+	}
+	if got, want := members(t, r, "user:{"+tag+"}alice:sessions"), sorted(id, otherID); !slices.Equal(got, want) {
+		t.Errorf("tagged index after the renewal = %q, want %q", got, want)
+	}
+	h, err := exchange(t, tagged, renewed, func(ctx context.Context) {
+		if n, err := tagged.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers from the renewed session = %d, %v; want 1, nil", n, err)
+		}
+	})
+	if c, ok := sessionCookie(tagged, h); ok || err != nil {
+		t.Errorf("RevokeOthers: Set-Cookie %v, Commit %v; want none, nil", c, err)
+	}
+	for name, tc := range map[string]struct{ cookie, want string }{
+		"renewed": {renewed, "alice"}, "other": {other, ""}, "old": {old, ""},
+	} {
+		if u := userOf(t, tagged, tc.cookie); u != tc.want {
+			t.Errorf("%s session after RevokeOthers: UserID = %q, want %q", name, u, tc.want)
+		}
+	}
+}
+
+// TestUntaggedRevokeOthersUnderTagKey checks RevokeOthers from a session
+// made before the TagKey was turned on: "sign out my other devices" must
+// keep working for it, as every other use of such a token does, ending
+// the user's tagged sessions and keeping the current one.
+func TestUntaggedRevokeOthersUnderTagKey(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
+	old, _ := login(t, plain, "alice")
+	other, _ := login(t, tagged, "alice")
+	h, err := exchange(t, tagged, old, func(ctx context.Context) {
+		if n, err := tagged.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers from an untagged session under a TagKey = %d, %v; want 1, nil", n, err)
+		}
+		if u, _ := UserID(ctx); u != "alice" {
+			t.Errorf("UserID after RevokeOthers = %q, want alice", u)
+		}
+	})
+	if c, ok := sessionCookie(tagged, h); ok || err != nil {
+		t.Errorf("RevokeOthers: Set-Cookie %v, Commit %v; want none, nil", c, err)
+	}
+	for name, tc := range map[string]struct{ cookie, want string }{
+		"current (untagged)": {old, "alice"}, "other (tagged)": {other, ""},
+	} {
+		if u := userOf(t, tagged, tc.cookie); u != tc.want {
+			t.Errorf("%s session after RevokeOthers: UserID = %q, want %q", name, u, tc.want)
+		}
+	}
+}
