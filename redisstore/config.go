@@ -132,6 +132,15 @@ type Config struct {
 	// the writes the replica had not received. Logins and renewals do not
 	// wait (see the package documentation, "Sentinel and Cluster").
 	WaitReplicas int
+
+	// Observer, when set, is told of every Store call (for metrics; the
+	// module github.com/sessionkit/sessionkit/prometheus implements it).
+	// Nil (the default) costs nothing.
+	Observer Observer
+
+	// dials counts the dials of the pools Open builds, for Store.PoolStats;
+	// nil for a pool built by NewPool.
+	dials *dialCounter
 }
 
 // mode names which kind of deployment a Config describes.

@@ -51,7 +51,10 @@ func newPool(cfg Config) *redis.Pool {
 // to keep hold of the socket for the [liveness] check; under TLS that is the TCP
 // connection below the TLS layer, which is what the check needs: it asks the
 // kernel whether the peer closed the socket.
-func dial(ctx context.Context, cfg Config) (*checkedConn, error) {
+func dial(ctx context.Context, cfg Config) (c *checkedConn, err error) {
+	if cfg.dials != nil {
+		defer cfg.dials.count(&err)
+	}
 	var raw net.Conn
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	opts := []redis.DialOption{
@@ -73,11 +76,11 @@ func dial(ctx context.Context, cfg Config) (*checkedConn, error) {
 			redis.DialTLSHandshakeTimeout(cfg.DialTimeout),
 		)
 	}
-	c, err := redis.DialContext(ctx, "tcp", cfg.Addr, opts...)
+	conn, err := redis.DialContext(ctx, "tcp", cfg.Addr, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &checkedConn{Conn: c, live: newLiveness(raw)}, nil
+	return &checkedConn{Conn: conn, live: newLiveness(raw)}, nil
 }
 
 // testOnBorrow is the pool's TestOnBorrow: it rejects an idle connection

@@ -38,8 +38,11 @@ type Store struct {
 	keyPrefix string         // KeyPrefix
 	prefix    string         // KeyPrefix + "session:"
 	timeout   time.Duration
-	replicas  int   // WaitReplicas
-	turns     turns // of optimistic transactions on one key; see doTurn
+	replicas  int          // WaitReplicas
+	maxActive int          // MaxActive, per node on a Cluster
+	observer  Observer     // Config.Observer, or nil
+	dials     *dialCounter // of the pools Open built, else nil
+	turns     turns        // of optimistic transactions on one key; see doTurn
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -74,6 +77,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.dials = new(dialCounter)
 	switch cfg.mode() {
 	case modeSentinel:
 		return newStore(newSentinelSource(cfg), cfg), nil
@@ -93,6 +97,9 @@ func newStore(src Source, cfg Config) *Store {
 		prefix:    cfg.KeyPrefix + "session:",
 		timeout:   cfg.Timeout,
 		replicas:  cfg.WaitReplicas,
+		maxActive: cfg.MaxActive,
+		dials:     cfg.dials,
+		observer:  cfg.Observer,
 	}
 }
 
@@ -254,8 +261,13 @@ func (s *Store) doOn(ctx context.Context, src Source, op string, f func(ctx cont
 	return s.run(ctx, op, src, "", f)
 }
 
-// run is do on a connection from src.
-func (s *Store) run(ctx context.Context, op string, src Source, key string, f func(ctx context.Context, conn redis.Conn) error) error {
+// run is do on a connection from src. It reports the call to the Store's
+// Observer, if it has one.
+func (s *Store) run(ctx context.Context, op string, src Source, key string, f func(ctx context.Context, conn redis.Conn) error) (err error) {
+	if s.observer != nil {
+		start := time.Now()
+		defer func() { s.observer.ObserveCall(op, time.Since(start), err) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var b backoff

@@ -91,13 +91,13 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 		// user's) lies in another slot, so it cannot be in this user's
 		// index, nor deleted in the same transaction: delete it first, so
 		// that a failure still never leaves it alive beside the new one.
-		if err := s.remove(ctx, "add user session", s.prefix+a.Replaces); err != nil {
+		if err := s.remove(ctx, "add_user_session", s.prefix+a.Replaces); err != nil {
 			return nil, err
 		}
 		a.Replaces = ""
 	}
 	if a.Limit <= 0 {
-		err = s.do(ctx, "add user session", index, func(ctx context.Context, conn redis.Conn) error {
+		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
 			replies, err := s.batch(ctx, conn, func(send sender) {
 				setAt = s.sendAddition(send, index, a, nil)
@@ -117,7 +117,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 		})
 		return nil, err
 	}
-	err = s.doTurn(ctx, "add user session", index, func(ctx context.Context, conn redis.Conn) error {
+	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", index, key)
@@ -268,7 +268,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	if !s.sameSlot(from, to) {
 		return s.moveAcross(ctx, m, from, to)
 	}
-	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
+	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", from, to)
 			conn.Send("GET", from)
@@ -333,7 +333,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // ids, nor brought back.
 func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved bool, err error) {
 	var next []byte
-	err = s.doTurn(ctx, "move session", from, func(ctx context.Context, conn redis.Conn) error {
+	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", from)
 			current, err := redis.Bytes(cmd(ctx, conn, "GET", from))
@@ -369,7 +369,7 @@ func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved 
 	if m.UserID == "" {
 		written, err := s.Insert(ctx, m.To, next, m.TTL)
 		if err == nil && !written {
-			err = classify("move session", errIDTaken)
+			err = classify("move_session", errIDTaken)
 		}
 		return err == nil, err
 	}
@@ -415,7 +415,7 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 		// was set lies in another slot than the user's index: delete the
 		// record, then take it out of the index (which may lag, never
 		// lead).
-		err = s.do(ctx, "remove user session", key, func(ctx context.Context, conn redis.Conn) error {
+		err = s.do(ctx, "remove_user_session", key, func(ctx context.Context, conn redis.Conn) error {
 			n, err := redis.Int(cmd(ctx, conn, "DEL", key))
 			removed = n == 1
 			if err == nil {
@@ -427,13 +427,13 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 			return removed, err
 		}
 		index := s.userKey(userID)
-		err = s.do(ctx, "remove user session", index, func(ctx context.Context, conn redis.Conn) error {
+		err = s.do(ctx, "remove_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			_, err := cmd(ctx, conn, "ZREM", index, id)
 			return err
 		})
 		return removed, err
 	}
-	err = s.do(ctx, "remove user session", key, func(ctx context.Context, conn redis.Conn) error {
+	err = s.do(ctx, "remove_user_session", key, func(ctx context.Context, conn redis.Conn) error {
 		replies, err := s.batch(ctx, conn, func(send sender) {
 			send("DEL", key)
 			if userID != "" {
@@ -462,7 +462,7 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 // members past their deadline, are pruned from the index on the way.
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
-	err = s.do(ctx, "user sessions", index, func(ctx context.Context, conn redis.Conn) error {
+	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
 		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 		if err != nil || len(all) == 0 {
@@ -509,7 +509,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // it started; a login that finishes while it sweeps may survive.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
-	err = s.doTurn(ctx, "remove user sessions", index, func(ctx context.Context, conn redis.Conn) error {
+	err = s.doTurn(ctx, "remove_user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		tries := 0
 		err := optimistic(ctx, func() (retry bool, err error) {
 			if tries++; tries > sweepAfter {

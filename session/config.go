@@ -95,6 +95,19 @@ type Config struct {
 	// "Sentinel and Cluster".
 	TagKey []byte
 
+	// RetiredKeys are signing keys taken out of Keys. They verify nothing:
+	// a token signed by one is refused like any other bad token, but
+	// counted as RejectRetiredKey rather than RejectBadSignature in
+	// Metrics, which tells a rotation gone wrong from an attack. Optional;
+	// each at least MinKeyLength bytes. Checked only for tokens that no
+	// key in Keys verifies.
+	RetiredKeys [][]byte
+
+	// Metrics, when set, receives counts of session events, refused
+	// tokens, requests served anonymous during an outage and failed
+	// commits. Nil (the default) costs nothing.
+	Metrics Metrics
+
 	// OnEvent, when set, is called synchronously with every Event (login,
 	// renewal, logout, revocation, expiry noticed), for audit logs. It must
 	// be quick and must not call the Manager. Nil means events are only
@@ -116,6 +129,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	for i, k := range cfg.Keys {
 		if len(k) < MinKeyLength {
 			return cfg, fmt.Errorf("session: Config.Keys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
+		}
+	}
+	for i, k := range cfg.RetiredKeys {
+		if len(k) < MinKeyLength {
+			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
 		}
 	}
 	if cfg.TagKey != nil && len(cfg.TagKey) < MinKeyLength {

@@ -47,6 +47,9 @@ func (m *Manager) emit(kind EventKind, userID, id string, at time.Time) {
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(Event{Kind: kind, UserID: userID, SessionID: id, Time: at})
 	}
+	if m.cfg.Metrics != nil {
+		m.cfg.Metrics.SessionEvent(kind)
+	}
 }
 
 // logLimiter lets a repeated log line through at most once per interval and

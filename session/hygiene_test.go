@@ -106,7 +106,7 @@ func TestDeadTokensAreQuiet(t *testing.T) {
 			return cookie
 		}, false},
 		{"forged", func(t *testing.T, m *Manager, r *redistest.Server, cookie, id string) string {
-			other, err := newSigner([][]byte{testKey(9)}, time.Hour)
+			other, err := newSigner([][]byte{testKey(9)}, nil, time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -56,7 +56,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	sg, err := newSigner(cfg.Keys, cfg.Lifetime)
+	sg, err := newSigner(cfg.Keys, cfg.RetiredKeys, cfg.Lifetime)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,17 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st.stale = true
 	token, deadline, err := m.signer.verify(signed)
 	if err != nil {
-		m.log.Debug("session: token refused: malformed, badly signed or of a retired key")
+		reason, old, _ := m.signer.reject(signed)
+		if reason == "" {
+			// Signed, but past the MAC's age limit, which lies beyond its
+			// deadline: an expiry. It is never accepted.
+			m.emit(EventExpired, "", idOf(old), m.now())
+			return ctx
+		}
+		m.log.Debug("session: token refused", "reason", reason)
+		if m.cfg.Metrics != nil {
+			m.cfg.Metrics.TokenRejected(reason)
+		}
 		return ctx
 	}
 	id := idOf(token)
@@ -155,6 +165,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
 		})
 		st.loadErr, st.stale = ErrStoreUnavailable, false
+		if m.cfg.Metrics != nil {
+			m.cfg.Metrics.ServedAnonymous()
+		}
 		return ctx
 	}
 	if !found {
@@ -223,6 +236,9 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
 			st.gone()
 		} else if err != nil {
+			if m.cfg.Metrics != nil {
+				m.cfg.Metrics.CommitFailed()
+			}
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -40,26 +41,65 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 // the same command that reads the record.
 type signer struct {
 	codecs []securecookie.Codec
+	// For telling why a value did not verify (see reject), never for
+	// accepting one: the same keys without the MAC's age limit, and the
+	// retired keys.
+	ageless, retired []securecookie.Codec
 }
 
-func newSigner(keys [][]byte, lifetime time.Duration) (*signer, error) {
-	codecs := make([]securecookie.Codec, len(keys))
-	for i, k := range keys {
-		sc := securecookie.New(k, nil)
-		sc.SetSerializer(securecookie.NopEncoder{})
-		sc.MaxLength(maxSignedLen)
-		// The deadline inside the value is what ends a session; the MAC's own
-		// timestamp check is a second fence one minute behind it.
-		sc.MaxAge(int(lifetime/time.Second) + 60)
-		codecs[i] = sc
+func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) {
+	// The deadline inside the value is what ends a session; the MAC's own
+	// timestamp check is a second fence one minute behind it.
+	s := &signer{
+		codecs:  codecs(keys, int(lifetime/time.Second)+60),
+		ageless: codecs(keys, 0),
+		retired: codecs(retired, 0),
 	}
-	s := &signer{codecs: codecs}
 	// securecookie.New does not reject unusable keys (securecookie#89):
 	// sign once so that a bad key fails New, not the first login.
 	if _, err := s.sign(strings.Repeat("A", tokenLen), time.Now().Add(lifetime)); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// codecs returns a securecookie codec for each key, with the MAC's age
+// limit maxAge seconds (0: none).
+func codecs(keys [][]byte, maxAge int) []securecookie.Codec {
+	cs := make([]securecookie.Codec, len(keys))
+	for i, k := range keys {
+		sc := securecookie.New(k, nil)
+		sc.SetSerializer(securecookie.NopEncoder{})
+		sc.MaxLength(maxSignedLen)
+		sc.MaxAge(maxAge)
+		cs[i] = sc
+	}
+	return cs
+}
+
+// reject says why signed, which verify refused, is no valid token. For a
+// token validly signed but past the MAC's age limit, which lies beyond the
+// token's deadline, it returns reason "" and the token, so that the caller
+// can report the expiry; such a token is never to be accepted. It costs up
+// to two more MAC checks per key, on refused values only.
+func (s *signer) reject(signed string) (reason RejectReason, token string, deadline time.Time) {
+	if len(signed) > maxSignedLen {
+		return RejectOversized, "", time.Time{}
+	}
+	if b, err := base64.URLEncoding.DecodeString(signed); err != nil || bytes.Count(b, []byte("|")) < 2 {
+		return RejectMalformed, "", time.Time{}
+	}
+	var payload []byte
+	if securecookie.DecodeMulti(macName, signed, &payload, s.ageless...) == nil {
+		if token, deadline, err := parsePayload(payload); err == nil {
+			return "", token, deadline
+		}
+		return RejectMalformed, "", time.Time{}
+	}
+	if len(s.retired) > 0 && securecookie.DecodeMulti(macName, signed, &payload, s.retired...) == nil {
+		return RejectRetiredKey, "", time.Time{}
+	}
+	return RejectBadSignature, "", time.Time{}
 }
 
 // sign returns the value to put in the cookie for token and deadline.
@@ -83,6 +123,11 @@ func (s *signer) verify(signed string) (token string, deadline time.Time, err er
 	if securecookie.DecodeMulti(macName, signed, &payload, s.codecs...) != nil {
 		return "", time.Time{}, errBadToken
 	}
+	return parsePayload(payload)
+}
+
+// parsePayload returns the token and deadline of a verified payload.
+func parsePayload(payload []byte) (token string, deadline time.Time, err error) {
 	msPerUnit := int64(1)
 	token, n, ok := strings.Cut(string(payload), ":")
 	if !ok {

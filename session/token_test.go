@@ -12,7 +12,7 @@ import (
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, MinKeyLength) }
 
 func TestSignerRoundTrip(t *testing.T) {
-	s, err := newSigner([][]byte{testKey(1)}, time.Hour)
+	s, err := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,9 +34,9 @@ func TestSignerRoundTrip(t *testing.T) {
 func TestSignerRotation(t *testing.T) {
 	token := strings.Repeat("b", tokenLen)
 	deadline := time.Now().Add(time.Hour)
-	old, _ := newSigner([][]byte{testKey(1)}, time.Hour)
-	both, _ := newSigner([][]byte{testKey(2), testKey(1)}, time.Hour)
-	onlyNew, _ := newSigner([][]byte{testKey(2)}, time.Hour)
+	old, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
+	both, _ := newSigner([][]byte{testKey(2), testKey(1)}, nil, time.Hour)
+	onlyNew, _ := newSigner([][]byte{testKey(2)}, nil, time.Hour)
 
 	signedOld, _ := old.sign(token, deadline)
 	if _, _, err := both.verify(signedOld); err != nil {
@@ -55,7 +55,7 @@ func TestSignerRotation(t *testing.T) {
 }
 
 func TestSignerRejects(t *testing.T) {
-	s, _ := newSigner([][]byte{testKey(1)}, time.Hour)
+	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	good, _ := s.sign(strings.Repeat("c", tokenLen), time.Now().Add(time.Hour))
 	flipped := []byte(good)
 	flipped[len(flipped)/2] ^= 1
@@ -80,7 +80,7 @@ func TestSignerRejects(t *testing.T) {
 // TestSignerPayload checks that a validly signed value with a payload that is
 // not "<token>.<deadline>" is still rejected.
 func TestSignerPayload(t *testing.T) {
-	s, _ := newSigner([][]byte{testKey(1)}, time.Hour)
+	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	for _, payload := range []string{
 		"", "x", strings.Repeat("a", tokenLen), strings.Repeat("a", tokenLen) + ".",
 		strings.Repeat("a", tokenLen) + ".-5", strings.Repeat("*", tokenLen) + ".100",
@@ -116,7 +116,7 @@ func TestValidToken(t *testing.T) {
 }
 
 func FuzzVerify(f *testing.F) {
-	s, _ := newSigner([][]byte{testKey(1)}, time.Hour)
+	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	good, _ := s.sign(strings.Repeat("d", tokenLen), time.Now().Add(time.Hour))
 	f.Add(good)
 	f.Add("")

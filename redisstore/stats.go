@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Observer is told of every Store call, for metrics. Its method is called
+// synchronously when the call ends, on the caller's goroutine, and must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// ObserveCall reports a call named op that took took, including the
+	// wait for a connection and any retries, and ended with err: nil, or
+	// an error matching ErrUnavailable, ErrRefused or ErrContention (or,
+	// from Merge and MoveSession, the merge function's own error). The ops
+	// are load, insert, update, merge, remove, ping, iterate (one per
+	// batch), add_user_session (a login), move_session (a renewal),
+	// remove_user_session (a logout or revocation), user_sessions (a
+	// listing), remove_user_sessions (log out everywhere), and find, commit
+	// and delete (the scs.Store methods).
+	ObserveCall(op string, took time.Duration, err error)
+}
+
+// PoolStats is a snapshot of a Store's connections, for readiness probes
+// and metrics. On a Redis Cluster it adds up the pools of every node.
+type PoolStats struct {
+	// Active is the number of open connections, in use or idle.
+	Active int
+	// Idle is the number of idle connections.
+	Idle int
+	// MaxActive is the most connections a pool opens at once (per node on
+	// a Cluster): a pool with Active == MaxActive and Idle == 0 is
+	// exhausted, and calls wait for a connection.
+	MaxActive int
+	// Waits is how many times a call had to wait for a connection, and
+	// WaitTime how long those waits took in all, since the Store opened.
+	Waits    int64
+	WaitTime time.Duration
+	// Dials is how many connections were dialled, and DialErrors how many
+	// of those dials failed (refused, timed out, TLS or authentication
+	// failures, a Sentinel-named server that was no master), since the
+	// Store opened. Zero for a Store built by New, whose pool is the
+	// caller's.
+	Dials      int64
+	DialErrors int64
+}
+
+// Exhausted reports whether every connection is in use and the pool may
+// open no more: further calls wait.
+func (p PoolStats) Exhausted() bool {
+	return p.MaxActive > 0 && p.Active >= p.MaxActive && p.Idle == 0
+}
+
+// PoolStats returns a snapshot of the Store's connection pools. It sends
+// no command. For a Store built by New on a Source that is not a
+// *redis.Pool, only the dial counts are known (zero).
+func (s *Store) PoolStats() PoolStats {
+	var ps PoolStats
+	add := func(st redis.PoolStats) {
+		ps.Active += st.ActiveCount
+		ps.Idle += st.IdleCount
+		ps.Waits += st.WaitCount
+		ps.WaitTime += st.WaitDuration
+	}
+	switch src := s.src.(type) {
+	case *redis.Pool:
+		add(src.Stats())
+		ps.MaxActive = src.MaxActive
+	case *sentinelSource:
+		add(src.pool.Stats())
+		ps.MaxActive = src.pool.MaxActive
+	case *clusterSource:
+		for _, st := range src.c.Stats() {
+			add(st)
+		}
+		ps.MaxActive = s.maxActive
+	}
+	if s.dials != nil {
+		ps.Dials = s.dials.dials.Load()
+		ps.DialErrors = s.dials.errors.Load()
+	}
+	return ps
+}
+
+// dialCounter counts the dials of a Store's pools.
+type dialCounter struct {
+	dials, errors atomic.Int64
+}
+
+// count counts a dial that ended with *err.
+func (d *dialCounter) count(err *error) {
+	d.dials.Add(1)
+	if *err != nil {
+		d.errors.Add(1)
+	}
+}

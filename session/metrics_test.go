@@ -1,0 +1,146 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// countingMetrics records what a Manager reports to its Metrics.
+type countingMetrics struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *countingMetrics) add(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[name]++
+}
+
+func (c *countingMetrics) SessionEvent(kind EventKind)       { c.add("event:" + string(kind)) }
+func (c *countingMetrics) TokenRejected(reason RejectReason) { c.add("rejected:" + string(reason)) }
+func (c *countingMetrics) ServedAnonymous()                  { c.add("anonymous") }
+func (c *countingMetrics) CommitFailed()                     { c.add("commit-failed") }
+
+// take returns the counts so far and starts again.
+func (c *countingMetrics) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := c.counts
+	c.counts = nil
+	if got == nil {
+		got = map[string]int{}
+	}
+	return got
+}
+
+// TestMetrics checks that every counted thing reaches Config.Metrics
+// exactly once, with its reason, and that refused tokens still cost no
+// Redis command.
+func TestMetrics(t *testing.T) {
+	rec := &countingMetrics{}
+	retired := testKey(8)
+	m, r, clk := newTestManager(t, Config{Metrics: rec, RetiredKeys: [][]byte{retired}, Lifetime: time.Hour})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got, want := rec.take(), map[string]int{"event:created": 1, "event:renewed": 1}; !maps.Equal(got, want) {
+		t.Errorf("login and renewal: %v, want %v", got, want)
+	}
+
+	signedBy := func(key []byte, deadline time.Time) string {
+		s, err := newSigner([][]byte{key}, nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.sign(strings.Repeat("t", tokenLen), deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	r.ResetStats(t)
+	for _, tc := range []struct {
+		name, token string
+		want        RejectReason
+	}{
+		{"oversized", strings.Repeat("A", maxSignedLen+1), RejectOversized},
+		{"malformed", "not a token", RejectMalformed},
+		{"base64 without the parts", "YWJj", RejectMalformed},
+		{"forged", signedBy(testKey(9), clk.t.Add(time.Hour)), RejectBadSignature},
+		{"retired key", signedBy(retired, clk.t.Add(time.Hour)), RejectRetiredKey},
+	} {
+		serve(t, m, tc.token, func(ctx context.Context) {
+			if _, ok := UserID(ctx); ok {
+				t.Errorf("%s token: logged in", tc.name)
+			}
+		})
+		if got, want := rec.take(), map[string]int{"rejected:" + string(tc.want): 1}; !maps.Equal(got, want) {
+			t.Errorf("%s token: %v, want %v", tc.name, got, want)
+		}
+	}
+	if n := r.TotalCalls(t); n != 0 {
+		t.Errorf("refused tokens cost %d Redis commands, want 0", n)
+	}
+
+	// Past its deadline, and past the MAC's age limit: both are expiries,
+	// never accepted.
+	clk.t = clk.t.Add(time.Hour + time.Second)
+	serve(t, m, cookie, func(context.Context) {})
+	old := signedBy(testKey(7), time.Now().Add(-3*time.Hour))
+	serve(t, m, old, func(ctx context.Context) {
+		if _, ok := UserID(ctx); ok {
+			t.Error("a token past the MAC's age limit was accepted")
+		}
+	})
+	if got, want := rec.take(), map[string]int{"event:expired": 2}; !maps.Equal(got, want) {
+		t.Errorf("expired tokens: %v, want %v", got, want)
+	}
+	clk.t = time.Now()
+
+	// An outage: a read is served anonymous, a write fails its commit.
+	cookie, _ = login(t, m, "bob")
+	rec.take()
+	r.Stop(t)
+	serve(t, m, cookie, func(context.Context) {})
+	if got, want := rec.take(), map[string]int{"anonymous": 1}; !maps.Equal(got, want) {
+		t.Errorf("read during an outage: %v, want %v", got, want)
+	}
+	r.Restart(t) // empty: the test server keeps nothing
+	cookie, _ = login(t, m, "bob")
+	rec.take()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	ctx := m.Load(req)
+	if err := Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop(t)
+	if err := m.Commit(ctx, http.Header{}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Commit during an outage = %v, want ErrStoreUnavailable", err)
+	}
+	if got, want := rec.take(), map[string]int{"commit-failed": 1}; !maps.Equal(got, want) {
+		t.Errorf("write during an outage: %v, want %v", got, want)
+	}
+}
+
+// TestRetiredKeysConfig checks that a short retired key is refused.
+func TestRetiredKeysConfig(t *testing.T) {
+	_, err := Config{Keys: [][]byte{testKey(1)}, RetiredKeys: [][]byte{[]byte("short")}}.withDefaults()
+	if err == nil || !strings.Contains(err.Error(), "Config.RetiredKeys[0]") {
+		t.Errorf("short retired key: %v, want an error naming Config.RetiredKeys[0]", err)
+	}
+}
