@@ -8,8 +8,11 @@ FUZZTIME ?= 20s
 run:
 	$(GO) run ./example
 
+# The Prometheus adapter is a module of its own (so that the core's go.mod
+# stays free of Prometheus): its tests run from its directory.
 test:
 	$(GO) test -race -count=1 ./...
+	cd prometheus && $(GO) test -race -count=1 ./...
 
 # The comparison suite (internal/bench): sessionkit, scs and gorilla/sessions
 # on real redis-servers it starts, then one "ratio" line per target.
@@ -46,10 +49,13 @@ fuzz:
 
 lint:
 	$(GO) vet ./...
+	cd prometheus && $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd prometheus && $(GO) run $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
 
 tidy-check:
 	$(GO) mod tidy -diff
+	cd prometheus && $(GO) mod tidy -diff
 
 verify: lint tidy-check test fuzz bench

@@ -1,21 +1,11 @@
-// Command example is the sessionkit demo server: a login form, a dashboard
-// and a JSON API over sessions kept in Redis.
-//
-//	make run
-//
-// Environment: ADDR (default 127.0.0.1:8080); REDIS_URL, or REDIS_HOST and
-// the other REDIS_* variables of redisstore.FromEnv (unset: an embedded
-// in-memory Redis); SESSION_KEYS (unset: random keys for this process, so
-// sessions do not survive a restart); SESSION_LIFETIME (default 24h);
-// SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
-// since the example serves plain HTTP on localhost). Demo users: alice /
-// wonderland and bob / builder.
 package main
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -23,52 +13,83 @@ import (
 	"time"
 )
 
+// shutdownGrace is how long the requests in flight at a SIGTERM or SIGINT
+// may take to finish.
+const shutdownGrace = 5 * time.Second
+
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := serve(log); err != nil {
+	if err := run(log); err != nil {
 		log.Error("example: exiting", "error", err)
 		os.Exit(1)
 	}
+	log.Info("example: stopped")
 }
 
-func serve(log *slog.Logger) error {
+// run sets the example up from the environment and serves it until SIGTERM
+// or SIGINT, then shuts it down and closes the store.
+func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, the next one gets the default behaviour:
+	// the process ends at once.
+	context.AfterFunc(ctx, stop)
 
 	a, err := setup(log)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.close() // after serve: no request is using the store any more
 
-	addr := os.Getenv("ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
+	l, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		return fmt.Errorf("example: %w", err)
 	}
+	log.Info("example: listening", "url", "http://"+l.Addr().String())
+	return serve(ctx, log, l, a.handler, shutdownGrace)
+}
+
+// serve serves h on l until ctx is done, then shuts the server down: the
+// listener closes at once, idle connections close, and the requests in
+// flight get up to grace to finish. It returns nil when they all did, and
+// an error when some were still running after grace and had to be cut
+// off, or when serving failed. The request contexts do not derive from ctx,
+// so a signal does not cancel the requests it lets finish; they are
+// cancelled only when grace runs out.
+func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler, grace time.Duration) error {
+	base, cutOff := context.WithCancel(context.Background())
+	defer cutOff()
 	srv := &http.Server{
-		Addr:              addr,
-		Handler:           a.handler,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("example: listening", "url", "http://"+addr)
+	// This goroutine owns srv.Serve; it ends when Shutdown or Close below
+	// closes the listener, and serve waits for it before returning.
+	go func() { errc <- srv.Serve(l) }()
 
 	select {
 	case err := <-errc:
-		return err
+		return fmt.Errorf("example: serve: %w", err)
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	log.Info("example: shutting down: no new connections; waiting for the requests in flight",
+		"cause", context.Cause(ctx).Error(), "grace", grace.String())
+	shutdown, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		return err
+	err := srv.Shutdown(shutdown)
+	if err != nil {
+		cutOff()
+		srv.Close()
+		err = fmt.Errorf("example: requests still running after the %v grace period were cut off: %w", grace, err)
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("example: serve: %w", serr))
 	}
-	return nil
+	return err
 }

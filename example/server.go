@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
@@ -16,12 +18,27 @@ import (
 // server holds what the handlers need.
 type server struct {
 	sessions *session.Manager
-	store    interface{ Ping(context.Context) error }
+	store    probed
 	log      *slog.Logger
 	// hashing holds a slot per password check running, one per CPU: a
 	// burst of logins then waits its turn instead of starving every other
 	// request, the session store's calls included, of CPU.
 	hashing chan struct{}
+	// notReady is the check /readyz last saw failing, "" when it last
+	// answered ready, nil before its first probe; it makes /readyz log
+	// changes of readiness rather than every probe.
+	notReady atomic.Pointer[string]
+}
+
+// probed is what the probes need of the store.
+type probed interface {
+	Ping(context.Context) error
+	PoolStats() redisstore.PoolStats
+}
+
+// newServer returns a server on the given Manager and store.
+func newServer(sessions *session.Manager, store probed, log *slog.Logger) *server {
+	return &server{sessions: sessions, store: store, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 }
 
 // checkPassword reports whether password is username's, waiting (bounded by
@@ -36,10 +53,12 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 	return authenticate(username, password), nil
 }
 
-// routes returns the example's handler: every route behind the Sessions
-// middleware, the API and page routes that need a user behind RequireAuth,
-// and everything behind net/http's cross-origin protection, so that no other
-// site can post a form or call the API with the user's cookie.
+// routes returns the example's handler: the probes (/livez, /readyz,
+// /healthz) on their own, without a session or a cookie; every other route
+// behind the Sessions middleware, the API and page routes that need a user
+// behind RequireAuth, and all of them behind net/http's cross-origin
+// protection, so that no other site can post a form or call the API with
+// the user's cookie.
 func routes(s *server) (http.Handler, error) {
 	apiAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
 	if err != nil {
@@ -50,7 +69,6 @@ func routes(s *server) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("POST /api/login", s.apiLogin)
 	mux.Handle("GET /api/me", apiAuth(http.HandlerFunc(s.apiMe)))
 	mux.Handle("POST /api/logout", apiAuth(http.HandlerFunc(s.apiLogout)))
@@ -64,23 +82,15 @@ func routes(s *server) (http.Handler, error) {
 	mux.Handle("POST /sessions/{id}/revoke", pageAuth(http.HandlerFunc(s.formRevoke)))
 	mux.Handle("POST /logout-all", pageAuth(http.HandlerFunc(s.formLogoutAll)))
 
-	return http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux)), nil
-}
+	site := http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux))
 
-// healthz answers 200 when Redis answers within a second, 503 otherwise.
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		msg := "example: health check: Redis unavailable"
-		if errors.Is(err, redisstore.ErrRefused) {
-			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
-		}
-		s.log.Error(msg, "error", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
-		return
+	top := http.NewServeMux()
+	for path, probe := range map[string]http.HandlerFunc{"/livez": s.livez, "/readyz": s.readyz, "/healthz": s.healthz} {
+		top.HandleFunc("GET "+path, probe)
+		top.HandleFunc(path, getOnly)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	top.Handle("/", site)
+	return top, nil
 }
 
 type credentials struct {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -18,13 +17,21 @@ import (
 	"github.com/sessionkit/sessionkit/session"
 )
 
-// app is the wired example: its handler and what to close at exit.
+// app is the wired example: its handler, where to listen, the pieces the
+// handler is built from, and what to close at exit.
 type app struct {
-	handler http.Handler
-	close   func()
+	handler  http.Handler
+	addr     string // ADDR, the address to listen on
+	store    *redisstore.Store
+	sessions *session.Manager
+	close    func()
 }
 
-// setup wires the example from the environment.
+// defaultAddr is where the example listens without ADDR.
+const defaultAddr = "127.0.0.1:8080"
+
+// setup wires the example from the environment. Before it connects to
+// Redis it logs the effective configuration in one line.
 func setup(log *slog.Logger) (_ *app, err error) {
 	var closers []func()
 	closeAll := func() {
@@ -38,37 +45,24 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		}
 	}()
 
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
 	var rcfg redisstore.Config
-	if redisFromEnv() {
+	embedded := !redisFromEnv()
+	if !embedded {
 		if rcfg, err = redisstore.FromEnv(); err != nil {
 			return nil, err
 		}
-		switch {
-		case len(rcfg.SentinelAddrs) > 0:
-			log.Info("example: using Redis Sentinel from the environment", "sentinels", rcfg.SentinelAddrs, "master", rcfg.SentinelMaster)
-		case len(rcfg.ClusterNodes) > 0:
-			log.Info("example: using a Redis Cluster from the environment", "nodes", rcfg.ClusterNodes)
-		default:
-			log.Info("example: using Redis from the environment", "addr", rcfg.Addr)
-		}
 	} else {
-		embedded := miniredis.NewMiniRedis()
-		if err := embedded.Start(); err != nil {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("example: embedded redis: %w", err)
 		}
-		closers = append(closers, embedded.Close)
-		rcfg.Addr = embedded.Addr()
-		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process", "addr", rcfg.Addr)
-	}
-	store, err := redisstore.Open(rcfg)
-	if err != nil {
-		return nil, err
-	}
-	closers = append(closers, func() { store.Close() })
-	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
-		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
-	} else if err != nil {
-		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "error", err)
+		closers = append(closers, mr.Close)
+		rcfg.Addr = mr.Addr()
+		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process")
 	}
 
 	scfg, err := session.FromEnv()
@@ -86,20 +80,50 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		// TLS sets SESSION_COOKIE_SECURE=true.
 		scfg.InsecureCookie = true
 	}
-	if store.Cluster() && scfg.TagKey == nil {
+	if len(rcfg.ClusterNodes) > 0 && scfg.TagKey == nil {
 		scfg.TagKey = exampleTagKey(scfg.Keys[0])
 		log.Warn("example: SESSION_TAG_KEY is not set: deriving the hash-tag key from the first SESSION_KEYS key; set SESSION_TAG_KEY before rotating SESSION_KEYS, or users' session lists split")
 	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg)...)
+
+	a, err := newApp(log, rcfg, scfg)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, a.close)
+	a.addr, a.close = addr, closeAll
+	return a, nil
+}
+
+// newApp opens the store described by rcfg and builds the example's
+// handler on it, with a Manager configured by scfg (its Logger set to
+// log). Its close closes the store.
+func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *app, err error) {
+	store, err := redisstore.Open(rcfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
+		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
+	} else if err != nil {
+		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "error", err)
+	}
+
 	scfg.Logger = log
 	manager, err := session.New(store, scfg)
 	if err != nil {
 		return nil, err
 	}
-	h, err := routes(&server{sessions: manager, store: store, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))})
+	h, err := routes(newServer(manager, store, log))
 	if err != nil {
 		return nil, err
 	}
-	return &app{handler: h, close: closeAll}, nil
+	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: func() { store.Close() }}, nil
 }
 
 // redisFromEnv reports whether the environment names a Redis to use.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/session"
@@ -131,8 +132,13 @@ func TestMaxSessionsPerUser(t *testing.T) {
 		}
 	}})
 	first, second, third := h.client(), h.client(), h.client()
+	// The index orders sessions by deadline in whole milliseconds: two
+	// logins within one millisecond are equally old, and either may go.
+	// Keep them apart, so that "the oldest" is one session.
 	firstID, _ := h.login(first, "alice")
+	time.Sleep(2 * time.Millisecond)
 	h.login(second, "alice")
+	time.Sleep(2 * time.Millisecond)
 	h.login(third, "alice")
 	if got := h.do(first, "GET", "/me", nil).code; got != http.StatusUnauthorized {
 		t.Errorf("oldest session beyond the limit: GET /me = %d, want 401", got)

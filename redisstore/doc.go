@@ -20,6 +20,7 @@
 //	Update(ctx, id, ...)  SET key val PX ttl XX only while the session exists
 //	Remove(ctx, id)       DEL key
 //	Iterate(ctx, fn)      SCAN ... MATCH <KeyPrefix>session:* then MGET per batch
+//	KeyStats(ctx, opts)   SCAN ... TYPE string / zset, ZCARD and MEMORY USAGE per batch, INFO
 //
 // A logged-in user's sessions are also listed in a sorted set,
 // "<KeyPrefix>user:<userID>:sessions", of session ids scored by absolute
@@ -56,12 +57,18 @@
 //	    +get +getex +set +del +scan +mget +ping +exists +multi +exec +discard
 //	    +watch +unwatch +zadd +zrange +zrem +zremrangebyscore +pexpireat +select
 //
+// KeyStats, for capacity planning (docs/capacity.md), also needs "+zcard",
+// "+memory|usage" and "+info"; run it as an admin user, or add them.
+//
 // Each mode and option adds a few commands: under Sentinel, ROLE (once per
 // new connection, to the master); with WaitReplicas, WAIT; on a Cluster,
 // CLUSTER SLOTS (to learn which node serves which slot). Add them to the
 // user as "+role", "+wait" and "+cluster|slots". The sentinels themselves
 // are asked SENTINEL get-master-addr-by-name, SUBSCRIBE +switch-master and
-// PING, as SentinelUsername if set.
+// PING, as SentinelUsername if set, which needs, on every sentinel, a user
+// such as this line of an ACL file:
+//
+//	user snt on >password resetchannels &+switch-master -@all +ping +subscribe +sentinel|get-master-addr-by-name
 //
 // Update's XX is what makes logout final: a request that loaded the session
 // before a concurrent logout cannot write it back.

@@ -122,8 +122,8 @@ func (s *Store) fetch(ctx context.Context, conn redis.Conn, keys []string) ([][]
 	for i := range keys {
 		reply, err := receive(ctx, conn)
 		var re redis.Error
-		if errors.As(err, &re) && notRun(re) {
-			continue // moved away
+		if errors.As(err, &re) && (strings.HasPrefix(string(re), "MOVED ") || strings.HasPrefix(string(re), "ASK ")) {
+			continue // moved away; any other error (CLUSTERDOWN) fails the batch
 		}
 		records[i], err = redis.Bytes(reply, err)
 		if err != nil && !errors.Is(err, redis.ErrNil) {

@@ -51,9 +51,10 @@ type sentinelSource struct {
 	known   chan struct{} // closed once master is first known
 	lastErr error         // of the last failed dial of a sentinel, for calls that find no master
 
-	poke chan struct{} // ask the sentinels now; buffered, one pending ask is enough
-	stop chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
+	stop      chan struct{} // closed by Close
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 
 	subMu sync.Mutex
 	sub   redis.Conn // the current subscription, closed by Close to end its wait
@@ -90,8 +91,14 @@ func (s *sentinelSource) GetContext(ctx context.Context) (redis.Conn, error) {
 	return s.pool.GetContext(ctx)
 }
 
-// Close stops asking the sentinels and closes every connection.
+// Close stops asking the sentinels and closes every connection. Closing
+// again does nothing.
 func (s *sentinelSource) Close() error {
+	first := false
+	s.closeOnce.Do(func() { first = true })
+	if !first {
+		return nil
+	}
 	close(s.stop)
 	s.subMu.Lock()
 	if s.sub != nil {

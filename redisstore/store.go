@@ -348,10 +348,11 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	ms := max(milliseconds(left*3/4), 1)
 	n, err := redis.Int(cmd(ctx, conn, "WAIT", s.replicas, ms))
 	var reply redis.Error
-	if errors.As(err, &reply) {
+	if errors.As(err, &reply) && strings.Contains(string(reply), "replica") {
 		// A master demoted since the write answers "ERR WAIT cannot be
 		// used with replica instances": the write may be lost, which is
-		// what errUnconfirmed says; the reply names no key.
+		// what errUnconfirmed says; the reply names no key. Other replies
+		// (NOPERM without +wait) are what they are.
 		return fmt.Errorf("%w: %s", errUnconfirmed, reply)
 	}
 	if err != nil {

@@ -60,7 +60,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := store.(interface{ Cluster() bool }); ok && c.Cluster() && cfg.TagKey == nil {
+	c, ok := store.(interface{ Cluster() bool })
+	cluster := ok && c.Cluster()
+	if cluster && cfg.TagKey == nil {
 		return nil, errors.New("session: Config.TagKey: required with a store on a Redis Cluster, to keep each user's keys in one hash slot")
 	}
 	m := &Manager{
@@ -80,7 +82,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		Codec:    codec{},
 	}
 	if cfg.TagKey != nil {
-		m.store = taggedStore{Store: store, m: m}
+		m.store = taggedStore{Store: store, m: m, legacy: !cluster}
 	}
 	return m, nil
 }

@@ -20,8 +20,8 @@ type Metrics interface {
 	ServedAnonymous()
 
 	// CommitFailed counts a request whose session changes could not be
-	// saved (ErrStoreUnavailable or ErrContention), which middleware.Sessions
-	// answers with 503.
+	// saved (mostly ErrStoreUnavailable or ErrContention; also a value that
+	// cannot be encoded), which middleware.Sessions answers with 503.
 	CommitFailed()
 }
 

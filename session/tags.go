@@ -73,9 +73,18 @@ func (m *Manager) anonTag(token string) string {
 // taggedStore is the Store of a Manager with a TagKey: it puts the user's
 // tag in front of every user id it passes on, so that the index key shares
 // its slot with the user's session keys.
+//
+// Sessions made before the TagKey was set are listed in the user's untagged
+// index. Outside a Redis Cluster (legacy is set) listings and "log out
+// everywhere" read that index too, and a logout of such a session takes it
+// out of it, so that turning a TagKey on hides no session from them. (Only
+// the session limit counts tagged sessions alone.) On a Cluster, where the
+// untagged index and its sessions lie in other slots, sessions made before
+// the TagKey are not supported beyond reading and logging out.
 type taggedStore struct {
 	Store
-	m *Manager
+	m      *Manager
+	legacy bool
 }
 
 func (s taggedStore) user(userID string) string { return withTag(s.m.userTag(userID), userID) }
@@ -91,13 +100,26 @@ func (s taggedStore) MoveSession(ctx context.Context, mv Move) (bool, error) {
 }
 
 func (s taggedStore) RemoveUserSession(ctx context.Context, userID, id string) (bool, error) {
+	if tag, _ := splitTag(id); tag == "" && s.legacy {
+		return s.Store.RemoveUserSession(ctx, userID, id) // listed in the untagged index
+	}
 	return s.Store.RemoveUserSession(ctx, s.user(userID), id)
 }
 
 func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
-	return s.Store.UserSessions(ctx, s.user(userID))
+	ids, records, err := s.Store.UserSessions(ctx, s.user(userID))
+	if err != nil || !s.legacy {
+		return ids, records, err
+	}
+	oldIDs, oldRecords, err := s.Store.UserSessions(ctx, userID)
+	return append(oldIDs, ids...), append(oldRecords, records...), err
 }
 
 func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string) ([]string, error) {
-	return s.Store.RemoveUserSessions(ctx, s.user(userID), keep)
+	removed, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keep)
+	if err != nil || !s.legacy {
+		return removed, err
+	}
+	old, err := s.Store.RemoveUserSessions(ctx, userID, keep)
+	return append(removed, old...), err
 }

@@ -819,3 +819,37 @@ func TestUntaggedRevokeOthersUnderTagKey(t *testing.T) {
 		}
 	}
 }
+
+// TestUntaggedSessionsListedUnderTagKey checks that, outside a Cluster,
+// turning a TagKey on hides no session from List and RevokeAll: sessions
+// made before it are read from, and ended through, the untagged index.
+func TestUntaggedSessionsListedUnderTagKey(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
+	oldCookie, oldID := login(t, plain, "alice")
+	newCookie, newID := login(t, tagged, "alice")
+	list, err := tagged.List(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, in := range list {
+		ids = append(ids, in.ID)
+	}
+	if got, want := sorted(ids...), sorted(oldID, newID); !slices.Equal(got, want) {
+		t.Errorf("List under a TagKey = %q, want the old and the new session %q", got, want)
+	}
+	n, err := tagged.RevokeAll(context.Background(), "alice")
+	if err != nil || n != 2 {
+		t.Errorf("RevokeAll = %d, %v; want 2", n, err)
+	}
+	for _, c := range []string{oldCookie, newCookie} {
+		if u := userOf(t, tagged, c); u != "" {
+			t.Errorf("a session survived RevokeAll: UserID = %q", u)
+		}
+	}
+	if got := allKeys(t, r); len(got) != 0 {
+		t.Errorf("keys left after RevokeAll: %q", got)
+	}
+}

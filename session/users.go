@@ -212,16 +212,15 @@ func (m *Manager) endSession(ctx context.Context, userID, id string, created, de
 func (m *Manager) successor(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
 	if tag, _ := splitTag(id); tag != m.userTag(userID) {
 		// A session made before the TagKey was set is not in the user's
-		// tagged index: ask for its record, without following renewals
-		// (which move it into the index under the user's tag).
+		// tagged index: ask for its record. If it is gone, a renewal may
+		// have moved it into the index under the user's tag: look there.
 		_, found, err := m.store.Load(ctx, id, 0)
 		switch {
 		case err != nil:
 			return "", storeError(err)
-		case !found:
-			return "", nil
+		case found:
+			return id, nil
 		}
-		return id, nil
 	}
 	infos, err := m.list(ctx, userID, id)
 	if err != nil {

@@ -1,0 +1,56 @@
+// Command example is the sessionkit demo server: a login form, a dashboard
+// and a JSON API over sessions kept in Redis.
+//
+//	make run
+//
+// Environment: ADDR (default 127.0.0.1:8080); REDIS_URL, or REDIS_HOST and
+// the other REDIS_* variables of redisstore.FromEnv (unset: an embedded
+// in-memory Redis); SESSION_KEYS (unset: random keys for this process, so
+// sessions do not survive a restart); SESSION_LIFETIME (default 24h);
+// SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
+// since the example serves plain HTTP on localhost); SESSION_MAX_PER_USER;
+// SESSION_TAG_KEY. Demo users: alice / wonderland and bob / builder.
+//
+// # Start-up
+//
+// Before it connects to Redis the server logs one line, "example:
+// configuration", with the effective settings: the listen address, the
+// deployment (mode single, sentinel or cluster, with the address, the
+// sentinels and master name, or the cluster nodes), TLS, the Redis user,
+// database, pool size, timeouts, key prefix and WaitReplicas, and the
+// session lifetime, idle timeout, cookie name and Secure flag, session limit
+// and whether a tag key is set. Defaults are shown as the values they stand
+// for. Passwords, signing keys and the tag key never appear, only whether
+// they are set and how many signing keys there are.
+//
+// # Probes
+//
+// Three routes are for load balancers and orchestrators. They sit in front
+// of the session middleware and the cross-origin protection: they load no
+// session, set no cookie, and a Cookie or Authorization header on them is
+// ignored.
+//
+//   - GET /livez answers 200 {"status":"ok"} while the process serves
+//     HTTP. It never touches Redis, so a Redis outage does not get every
+//     instance restarted; use it as the liveness probe.
+//   - GET /readyz answers 200 {"status":"ok"} when Redis answers a PING
+//     within 500 ms, and 503 {"status":"unavailable","check":"redis"} when it
+//     does not, or {"status":"unavailable","check":"pool"} when every pooled
+//     connection was busy and none came free within those 500 ms. Use it as
+//     the readiness probe: an instance that cannot reach Redis, or whose
+//     pool is exhausted, gets no new traffic. A change of readiness is
+//     logged once, not on every probe.
+//   - GET /healthz answers 200 {"status":"ok"}, or 503
+//     {"status":"unavailable"} when Redis does not answer within a second.
+//
+// # Shutdown
+//
+// On SIGTERM or SIGINT the server closes its listener at once (new
+// connections are refused), closes idle keep-alive connections, and lets
+// the requests in flight finish, session commits included, for up to 5
+// seconds. Then it closes the Redis pool and exits with status 0. Requests
+// still running after the 5 seconds are cut off (their contexts are
+// cancelled and their connections closed) and the server exits with
+// status 1. A second signal during the grace period ends the process at
+// once.
+package main

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// configLines returns the "example: configuration" records of a JSON log.
+func configLines(t *testing.T, log string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for line := range strings.Lines(log) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == "example: configuration" {
+			lines = append(lines, rec)
+		}
+	}
+	return lines
+}
+
+// checkFields reports each field of want that rec lacks or holds another
+// value in.
+func checkFields(t *testing.T, rec map[string]any, want map[string]any) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := rec[k]; !ok || fmt.Sprint(got) != fmt.Sprint(v) {
+			t.Errorf("configuration %s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+}
+
+// TestStartupLogsConfig starts the example with a Redis password in
+// REDIS_URL, another in REDIS_PASSWORD, two signing keys and a tag key:
+// start-up logs exactly one configuration line with the effective
+// settings, and no log line holds a password, a key or the URL.
+func TestStartupLogsConfig(t *testing.T) {
+	const urlPassword, envPassword = "url-pw-6143-secret", "env-pw-2718-secret"
+	r := redistest.Start(t, "--requirepass", urlPassword)
+	key1, key2 := testKeys(), base64.RawURLEncoding.EncodeToString(randomKey())
+	tagKey := testKeys()
+	redisURL := "redis://default:" + urlPassword + "@" + r.Addr() + "/0"
+	t.Setenv("REDIS_URL", redisURL)
+	t.Setenv("REDIS_PASSWORD", envPassword)
+	t.Setenv("REDIS_WAIT_REPLICAS", "0")
+	t.Setenv("SESSION_KEYS", key1+","+key2)
+	t.Setenv("SESSION_TAG_KEY", tagKey)
+	t.Setenv("SESSION_MAX_PER_USER", "3")
+	t.Setenv("SESSION_IDLE_TIMEOUT", "0")
+	t.Setenv("SESSION_LIFETIME", "12h")
+	t.Setenv("ADDR", "127.0.0.1:0")
+
+	var buf bytes.Buffer
+	a, err := setup(slog.New(slog.NewJSONHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	if err := a.store.Ping(context.Background()); err != nil {
+		t.Fatalf("the example does not reach Redis with the URL's password: %v", err)
+	}
+
+	out := buf.String()
+	lines := configLines(t, out)
+	if len(lines) != 1 {
+		t.Fatalf("start-up logged %d configuration lines, want 1:\n%s", len(lines), out)
+	}
+	checkFields(t, lines[0], map[string]any{
+		"level": "INFO", "listen": "127.0.0.1:0",
+		"mode": "single", "addr": r.Addr(), "embedded": false, "tls": false,
+		"username": "default", "password_set": true, "db": 0,
+		"pool_max_active": redisstore.DefaultMaxActive, "pool_max_idle": redisstore.DefaultMaxActive,
+		"pool_idle_timeout": "5m0s", "dial_timeout": "1s", "read_timeout": "1s", "write_timeout": "1s", "store_timeout": "1s",
+		"key_prefix": "", "wait_replicas": 0,
+		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
+		"cookie_name": "session", "cookie_secure": false,
+		"max_sessions_per_user": 3, "tag_key_set": true, "signing_keys": 2,
+	})
+	for name, secret := range map[string]string{
+		"the password in REDIS_URL": urlPassword, "REDIS_PASSWORD": envPassword, "REDIS_URL": redisURL,
+		"the first signing key": key1, "the second signing key": key2, "SESSION_TAG_KEY": tagKey,
+	} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the start-up log shows %s:\n%s", name, out)
+		}
+	}
+}
+
+// TestConfigAttrs checks the configuration line of each deployment, with
+// defaults shown as their values and the secrets of each left out.
+func TestConfigAttrs(t *testing.T) {
+	key := randomKey()
+	secrets := []string{"redis-pw", "sentinel-pw", string(key), base64.StdEncoding.EncodeToString(key)}
+	for _, tc := range []struct {
+		name     string
+		embedded bool
+		rcfg     redisstore.Config
+		scfg     session.Config
+		want     map[string]any
+		absent   []string
+	}{
+		{
+			name: "defaults", embedded: true,
+			scfg: session.Config{Keys: [][]byte{key}},
+			want: map[string]any{
+				"mode": "single", "addr": redisstore.DefaultAddr, "embedded": true, "tls": false,
+				"username": "", "password_set": false, "pool_max_active": 64, "pool_max_idle": 64,
+				"session_lifetime": "24h0m0s", "session_idle_timeout": "30m0s",
+				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
+				"max_sessions_per_user": 0, "tag_key_set": false, "signing_keys": 1,
+			},
+			absent: []string{"sentinels", "nodes"},
+		},
+		{
+			name: "sentinel",
+			rcfg: redisstore.Config{
+				SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"}, SentinelMaster: "mymaster",
+				SentinelUsername: "watcher", SentinelPassword: "sentinel-pw",
+				Username: "app", Password: "redis-pw", DB: 2, TLS: &tls.Config{},
+				MaxActive: 8, MaxIdle: 4, Timeout: 2 * time.Second, DialTimeout: 300 * time.Millisecond,
+				KeyPrefix: "myapp:", WaitReplicas: 1,
+			},
+			scfg: session.Config{Keys: [][]byte{key, key}, InsecureCookie: true, IdleTimeout: time.Hour, MaxSessionsPerUser: 5},
+			want: map[string]any{
+				"mode": "sentinel", "sentinels": "10.0.0.1:26379,10.0.0.2:26379", "sentinel_master": "mymaster",
+				"sentinel_username": "watcher", "sentinel_password_set": true,
+				"tls": true, "username": "app", "password_set": true, "db": 2,
+				"pool_max_active": 8, "pool_max_idle": 4, "store_timeout": "2s", "dial_timeout": "300ms",
+				"key_prefix": "myapp:", "wait_replicas": 1,
+				"session_idle_timeout": "1h0m0s", "cookie_name": "session", "cookie_secure": false,
+				"max_sessions_per_user": 5, "signing_keys": 2,
+			},
+			absent: []string{"addr", "nodes", "embedded"},
+		},
+		{
+			name: "cluster",
+			rcfg: redisstore.Config{ClusterNodes: []string{"10.0.1.1:7000", "10.0.1.2:7000"}, Password: "redis-pw", MaxActive: 16},
+			scfg: session.Config{Keys: [][]byte{key}, TagKey: key, CookieName: "sid"},
+			want: map[string]any{
+				"mode": "cluster", "nodes": "10.0.1.1:7000,10.0.1.2:7000", "password_set": true,
+				"pool_max_active": 16, "pool_max_idle": 16, "db": 0,
+				"cookie_name": "sid", "tag_key_set": true,
+			},
+			absent: []string{"addr", "sentinels", "embedded"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			slog.New(slog.NewJSONHandler(&buf, nil)).LogAttrs(context.Background(), slog.LevelInfo, "example: configuration",
+				configAttrs("127.0.0.1:8080", tc.embedded, tc.rcfg, tc.scfg)...)
+			lines := configLines(t, buf.String())
+			if len(lines) != 1 {
+				t.Fatalf("got %d configuration lines", len(lines))
+			}
+			checkFields(t, lines[0], tc.want)
+			for _, k := range tc.absent {
+				if _, ok := lines[0][k]; ok {
+					t.Errorf("configuration of a %s deployment has %s", tc.name, k)
+				}
+			}
+			for _, s := range secrets {
+				if strings.Contains(buf.String(), s) {
+					t.Errorf("configuration line shows the secret %q: %s", s, buf.String())
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// readyTimeout bounds the PING of /readyz, including the wait for a pooled
+// connection. It is shorter than the store's own timeout (1s by default),
+// so that a probe with a one-second timeout gets an answer.
+const readyTimeout = 500 * time.Millisecond
+
+// The checks /readyz names when it answers 503.
+const (
+	checkRedis = "redis" // Redis did not answer a PING in time, or refused it
+	checkPool  = "pool"  // every pooled connection was busy and none came free in time
+)
+
+// livez answers 200 while the process serves HTTP. It does nothing else,
+// Redis least of all: an orchestrator restarts an instance whose liveness
+// probe fails, and restarting every instance does not bring Redis back.
+func (s *server) livez(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the store can serve: Redis answers a PING within
+// readyTimeout. Otherwise it answers 503 and names the check that failed:
+// "pool" when every connection of the pool was in use as the probe began
+// and the PING got none within readyTimeout, "redis" otherwise. A pool that
+// is fully busy but hands a connection on within readyTimeout counts as
+// ready, so that a burst of traffic does not take an instance out of
+// service.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	pool := s.store.PoolStats()
+	failed := ""
+	err := s.store.Ping(ctx)
+	if err != nil {
+		failed = checkRedis
+		if pool.Exhausted() {
+			failed = checkPool
+		}
+	}
+	s.noteReadiness(failed, err, pool)
+	if failed != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "check": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// noteReadiness logs a change of readiness: when /readyz fails after
+// succeeding (or on its first probe), when the failing check changes, and
+// when it succeeds again. A probe that answers as the one before logs
+// nothing, so probes cannot fill the log.
+func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolStats) {
+	prev := s.notReady.Swap(&failed)
+	if prev != nil && *prev == failed || prev == nil && failed == "" {
+		return
+	}
+	if failed == "" {
+		s.log.Info("example: ready: Redis answers")
+		return
+	}
+	msg := "example: not ready: Redis does not answer"
+	switch {
+	case failed == checkPool:
+		msg = "example: not ready: every pooled Redis connection is busy"
+	case errors.Is(err, redisstore.ErrRefused):
+		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+	}
+	s.log.Warn(msg, "check", failed, "error", err,
+		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
+}
+
+// healthz answers 200 when Redis answers within a second, 503 otherwise.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		msg := "example: health check: Redis unavailable"
+		if errors.Is(err, redisstore.ErrRefused) {
+			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+		}
+		s.log.Error(msg, "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// getOnly answers a probe's path asked with a method other than GET or
+// HEAD: 405, as http.ServeMux answers a method it has no route for.
+func getOnly(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// probe sends GET path with the client's cookies and checks the answer is
+// code with the JSON body want, and sets no cookie.
+func (e *e2e) probe(c *http.Client, path string, code int, want map[string]any, hdr ...string) {
+	e.t.Helper()
+	r := e.send(c, "GET", path, "", hdr...)
+	if got := e.json(r); r.code != code || !maps.Equal(got, want) {
+		e.t.Errorf("GET %s = %d %s, want %d %v", path, r.code, r.body, code, want)
+	}
+	if sc := r.header.Values("Set-Cookie"); len(sc) > 0 {
+		e.t.Errorf("GET %s set cookies %q, want none", path, sc)
+	}
+}
+
+var (
+	probeOK    = map[string]any{"status": "ok"}
+	healthDown = map[string]any{"status": "unavailable"}
+	notReady   = func(check string) map[string]any { return map[string]any{"status": "unavailable", "check": check} }
+)
+
+// TestProbesNeedNoSession sends the probes with a live session's cookie and
+// token and a cross-site header: no session is loaded (/livez sends Redis
+// nothing, /readyz and /healthz one PING), no cookie is set, and a method
+// other than GET is refused.
+func TestProbesNeedNoSession(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	if r := e.send(c, "POST", "/login", "username=alice&password=wonderland"); r.code != http.StatusSeeOther {
+		t.Fatalf("POST /login = %d", r.code)
+	}
+	token, _ := e.apiLogin("alice", "wonderland")
+	hdr := []string{"Authorization", "Bearer " + token, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}
+	for _, tc := range []struct {
+		path  string
+		calls map[string]int64
+	}{
+		{"/livez", map[string]int64{}},
+		{"/readyz", map[string]int64{"ping": 1}},
+		{"/healthz", map[string]int64{"ping": 1}},
+	} {
+		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
+			e.redis.ResetStats(t)
+			e.probe(c, tc.path, http.StatusOK, probeOK, hdr...)
+			if got := e.redis.Calls(t); !maps.Equal(got, tc.calls) {
+				t.Errorf("GET %s sent Redis %v, want %v", tc.path, got, tc.calls)
+			}
+			if r := e.send(c, "POST", tc.path, ""); r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("POST %s = %d Allow %q, want 405 Allow GET, HEAD", tc.path, r.code, r.header.Get("Allow"))
+			}
+			if r := e.send(c, "HEAD", tc.path, ""); r.code != http.StatusOK {
+				t.Errorf("HEAD %s = %d, want 200", tc.path, r.code)
+			}
+		})
+	}
+}
+
+// TestLivezWithoutRedis takes Redis away (killed, or frozen with SIGSTOP,
+// where anything that sent Redis a command would wait for its timeout):
+// /livez still answers 200 at once, while /readyz and /healthz answer 503.
+func TestLivezWithoutRedis(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		outage func(*redistest.Server, testing.TB)
+	}{
+		{"stopped", (*redistest.Server).Stop},
+		{"paused", (*redistest.Server).Pause},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startExample(t)
+			c := noRedirects()
+			tc.outage(e.redis, t)
+			start := time.Now()
+			e.probe(c, "/livez", http.StatusOK, probeOK, "Cookie", "session=whatever")
+			if d := time.Since(start); d >= readyTimeout {
+				t.Errorf("GET /livez with Redis %s took %v, want an immediate answer", tc.name, d)
+			}
+			e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
+			e.probe(c, "/healthz", http.StatusServiceUnavailable, healthDown)
+		})
+	}
+}
+
+// TestReadyzRedisOutage takes Redis away (killed, or frozen with SIGSTOP):
+// /readyz answers 503 check=redis within its deadline, /livez 200, and
+// /readyz 200 again as soon as Redis is back. The changes of readiness are
+// logged once each.
+func TestReadyzRedisOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		outage, after func(*redistest.Server, testing.TB)
+	}{
+		{"stopped", (*redistest.Server).Stop, (*redistest.Server).Restart},
+		{"paused", (*redistest.Server).Pause, (*redistest.Server).Resume},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
+			c := noRedirects()
+			e.probe(c, "/readyz", http.StatusOK, probeOK)
+
+			tc.outage(e.redis, t)
+			for range 3 {
+				start := time.Now()
+				e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
+				if d := time.Since(start); d > readyTimeout+time.Second {
+					t.Errorf("GET /readyz with Redis %s took %v, want about %v", tc.name, d, readyTimeout)
+				}
+			}
+			e.probe(c, "/livez", http.StatusOK, probeOK)
+
+			tc.after(e.redis, t)
+			e.probe(c, "/readyz", http.StatusOK, probeOK)
+			e.probe(c, "/readyz", http.StatusOK, probeOK)
+
+			out := logs.String()
+			if n := strings.Count(out, "example: not ready"); n != 1 {
+				t.Errorf("3 failed probes logged %d not-ready lines, want 1:\n%s", n, out)
+			}
+			if n := strings.Count(out, "example: ready: Redis answers"); n != 1 {
+				t.Errorf("recovery logged %d ready lines, want 1:\n%s", n, out)
+			}
+		})
+	}
+}
+
+// TestReadyzPoolExhausted holds the only connection of a one-connection
+// pool with a login whose write Redis keeps waiting (CLIENT PAUSE WRITE;
+// Redis still answers PING on other connections): /readyz answers 503
+// check=pool within its deadline, and 200 again once the login is done.
+func TestReadyzPoolExhausted(t *testing.T) {
+	r := redistest.Start(t)
+	a, err := newApp(slog.New(slog.NewTextHandler(io.Discard, nil)),
+		redisstore.Config{Addr: r.Addr(), MaxActive: 1, Timeout: 10 * time.Second},
+		session.Config{Keys: [][]byte{randomKey()}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	e := &e2e{t: t, redis: r, url: srv.URL}
+	c := noRedirects()
+	e.probe(c, "/readyz", http.StatusOK, probeOK)
+
+	r.Do(t, "CLIENT", "PAUSE", "20000", "WRITE")
+	login := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(srv.URL+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland"}`))
+		if err != nil {
+			login <- 0
+			return
+		}
+		resp.Body.Close()
+		login <- resp.StatusCode
+	}()
+	waitFor(t, 20*time.Second, "the login to hold the pool's only connection", func() bool { return a.store.PoolStats().Exhausted() })
+
+	start := time.Now()
+	e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkPool))
+	if d := time.Since(start); d > readyTimeout+time.Second {
+		t.Errorf("GET /readyz with the pool exhausted took %v, want about %v", d, readyTimeout)
+	}
+	if pong, err := redis.String(r.Do(t, "PING"), nil); pong != "PONG" {
+		t.Fatalf("Redis PING on a new connection = %q, %v: want PONG, the pool alone exhausted", pong, err)
+	}
+	e.probe(c, "/livez", http.StatusOK, probeOK)
+
+	r.Do(t, "CLIENT", "UNPAUSE")
+	if code := <-login; code != http.StatusOK {
+		t.Errorf("the login that held the connection = %d, want 200", code)
+	}
+	e.probe(c, "/readyz", http.StatusOK, probeOK)
+}
+
+// startExampleLogging is startExampleWith logging to w.
+func startExampleLogging(t *testing.T, r *redistest.Server, keys string, w io.Writer) *e2e {
+	t.Helper()
+	t.Setenv("REDIS_URL", "redis://"+r.Addr())
+	t.Setenv("SESSION_KEYS", keys)
+	a, err := setup(slog.New(slog.NewTextHandler(w, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	return &e2e{t: t, redis: r, url: srv.URL}
+}
+
+// waitFor polls cond every 10ms until it holds, failing t after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testKeys returns a SESSION_KEYS value: one random key.
+func testKeys() string {
+	return base64.StdEncoding.EncodeToString(randomKey())
+}
+
+// randomKey returns 32 random bytes.
+func randomKey() []byte {
+	key := make([]byte, 32)
+	rand.Read(key) // never fails
+	return key
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers, such as a
+// logger used by a server's handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

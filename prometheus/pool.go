@@ -1,0 +1,81 @@
+package sessionkitprom
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// WatchPool registers a collector of the connection pool series of store
+// (a *redisstore.Store) with the Metrics' registerer. At each scrape it
+// takes one store.PoolStats snapshot, which sends no command to Redis,
+// and reports:
+//
+//	sessionkit_redis_pool_connections{state="in_use"|"idle"}  gauge
+//	sessionkit_redis_pool_max_connections                     gauge
+//	sessionkit_redis_pool_waits_total                         counter
+//	sessionkit_redis_pool_wait_seconds_total                  counter
+//	sessionkit_redis_dials_total                              counter
+//	sessionkit_redis_dial_errors_total                        counter
+//
+// A Metrics watches one pool: a second call returns an error matching
+// prometheus.AlreadyRegisteredError. Watch another Store with a Metrics
+// of its own, told apart by Options.ConstLabels.
+func (m *Metrics) WatchPool(store interface{ PoolStats() redisstore.PoolStats }) error {
+	if store == nil {
+		return errors.New("sessionkitprom: WatchPool: nil store")
+	}
+	if err := m.reg.Register(newPoolCollector(store, m.constLabels)); err != nil {
+		return fmt.Errorf("sessionkitprom: WatchPool: %w", err)
+	}
+	return nil
+}
+
+// poolCollector reads a Store's PoolStats at scrape time.
+type poolCollector struct {
+	store interface{ PoolStats() redisstore.PoolStats }
+
+	connections, maxConnections *prometheus.Desc
+	waits, waitSeconds          *prometheus.Desc
+	dials, dialErrors           *prometheus.Desc
+}
+
+func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, constLabels prometheus.Labels) *poolCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "redis", name), help, labels, constLabels)
+	}
+	return &poolCollector{
+		store:          store,
+		connections:    desc("pool_connections", "Open connections of the session store's Redis pool, by state: in_use or idle; their sum is the open connections.", "state"),
+		maxConnections: desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
+		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool."),
+		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool."),
+		dials:          desc("dials_total", "Connections the session store's Redis pool dialled, failed dials included (zero for a pool the caller built)."),
+		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.connections
+	ch <- c.maxConnections
+	ch <- c.waits
+	ch <- c.waitSeconds
+	ch <- c.dials
+	ch <- c.dialErrors
+}
+
+// Collect implements prometheus.Collector, from one snapshot.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	ps := c.store.PoolStats()
+	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(max(ps.Active-ps.Idle, 0)), "in_use")
+	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(ps.Idle), "idle")
+	ch <- prometheus.MustNewConstMetric(c.maxConnections, prometheus.GaugeValue, float64(ps.MaxActive))
+	ch <- prometheus.MustNewConstMetric(c.waits, prometheus.CounterValue, float64(ps.Waits))
+	ch <- prometheus.MustNewConstMetric(c.waitSeconds, prometheus.CounterValue, ps.WaitTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(ps.Dials))
+	ch <- prometheus.MustNewConstMetric(c.dialErrors, prometheus.CounterValue, float64(ps.DialErrors))
+}

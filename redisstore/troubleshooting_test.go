@@ -1,0 +1,372 @@
+package redisstore_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// guidePath is the troubleshooting guide whose error texts
+// TestTroubleshooting checks.
+const guidePath = "../docs/troubleshooting.md"
+
+// guideSection is what the troubleshooting guide shows for one failure:
+// the error text, with <...> marking the parts that vary, and its class.
+type guideSection struct {
+	text  string
+	class string // "ErrUnavailable" or "ErrRefused"
+}
+
+// readGuide returns the sections of the troubleshooting guide that show an
+// error, by heading: the first line of the first ```text block under a
+// "## " heading, and the class named on its "**Class:**" line.
+func readGuide(t *testing.T) map[string]guideSection {
+	t.Helper()
+	f, err := os.Open(guidePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sections := make(map[string]guideSection)
+	classRE := regexp.MustCompile("^\\*\\*Class:\\*\\* `redisstore\\.(Err[A-Za-z]+)`")
+	var heading string
+	var inBlock, blockDone bool
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case inBlock && line == "```":
+			inBlock, blockDone = false, true
+		case inBlock:
+			if s := sections[heading]; s.text == "" {
+				s.text = line
+				sections[heading] = s
+			}
+		case strings.HasPrefix(line, "## "):
+			heading, blockDone = strings.TrimPrefix(line, "## "), false
+		case heading != "" && !blockDone && line == "```text":
+			inBlock = true
+		case heading != "":
+			if m := classRE.FindStringSubmatch(line); m != nil {
+				s := sections[heading]
+				s.class = m[1]
+				sections[heading] = s
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return sections
+}
+
+// pattern turns a documented error text into a regexp matching the whole
+// error: each <...> stands for any text.
+func pattern(text string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for rest := text; ; {
+		i := strings.Index(rest, "<")
+		j := strings.Index(rest[max(i, 0):], ">")
+		if i < 0 || j < 0 {
+			b.WriteString(regexp.QuoteMeta(rest))
+			break
+		}
+		b.WriteString(regexp.QuoteMeta(rest[:i]))
+		b.WriteString(".+?")
+		rest = rest[i+j+1:]
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+func TestTroubleshootingPattern(t *testing.T) {
+	tests := []struct {
+		text, err string
+		want      bool
+	}{
+		{"a <addr>: b", "a 127.0.0.1:1: b", true},
+		{"a <addr>: b", "a 127.0.0.1:1: bc", false},
+		{"a (b) <x> c.", "a (b) y c.", true},
+		{"a (b) <x> c.", "xa (b) y c.", false},
+		{"plain", "plain", true},
+	}
+	for _, tc := range tests {
+		if got := pattern(tc.text).MatchString(tc.err); got != tc.want {
+			t.Errorf("pattern(%q).MatchString(%q) = %v, want %v", tc.text, tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestTroubleshooting provokes each failure of docs/troubleshooting.md on a
+// real redis-server and checks that the error the Store returns is the text
+// the guide shows, of the class it names, and that PoolStats shows what the
+// guide says it shows; and that the guide shows no error no case provokes.
+func TestTroubleshooting(t *testing.T) {
+	guide := readGuide(t)
+	ctx := context.Background()
+	cases := []struct {
+		heading string
+		provoke func(t *testing.T) (redisstore.PoolStats, error)
+		stats   func(redisstore.PoolStats) bool // what the guide says PoolStats shows; nil: nothing
+	}{
+		{
+			heading: "Connection refused",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				s := open(t, srv, redisstore.Config{})
+				srv.Stop(t)
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "Wrong password: WRONGPASS",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t, "--requirepass", "right")
+				s := open(t, srv, redisstore.Config{Password: "wrong"})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "No password: NOAUTH",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t, "--requirepass", "right")
+				s := open(t, srv, redisstore.Config{})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+		{
+			heading: "Out of memory: OOM",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+				s := open(t, srv, redisstore.Config{})
+				record := make([]byte, 64<<10)
+				for i := range 100 {
+					if _, err := s.Insert(ctx, strconv.Itoa(i), record, time.Minute); err != nil {
+						return s.PoolStats(), err
+					}
+				}
+				t.Fatal("100 inserts of 64 KiB fit in maxmemory 1mb")
+				return redisstore.PoolStats{}, nil
+			},
+		},
+		{
+			heading: "Redis is loading its dataset: LOADING",
+			provoke: provokeLoading,
+		},
+		{
+			heading: "Writes refused after a failover: READONLY",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				master := redistest.Start(t)
+				replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+				s := open(t, replica, redisstore.Config{})
+				_, err := s.Insert(ctx, "id", []byte("rec"), time.Minute)
+				return s.PoolStats(), err
+			},
+		},
+		{
+			heading: "A command the ACL denies: NOPERM",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				// The user of redisstore's documentation, less +set.
+				srv.Do(t, "ACL", "SETUSER", "sessionkit", "on", ">pw", "~session:*", "~user:*", "resetchannels", "-@all",
+					"+get", "+getex", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+					"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select")
+				s := open(t, srv, redisstore.Config{Username: "sessionkit", Password: "pw"})
+				_, err := s.Insert(ctx, "id", []byte("rec"), time.Minute)
+				return s.PoolStats(), err
+			},
+		},
+		{
+			heading: "TLS: certificate signed by unknown authority",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				s := openTLS(t, func(*tls.Config, *x509.CertPool) {})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "TLS: certificate for another host name",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				s := openTLS(t, func(c *tls.Config, ca *x509.CertPool) {
+					c.RootCAs, c.ServerName = ca, "redis.example.com"
+				})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "Pool exhausted",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				s := open(t, srv, redisstore.Config{MaxActive: 1, Timeout: 2 * time.Second})
+				if _, err := s.Insert(ctx, "held", []byte("rec"), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				// A Merge whose function waits holds the pool's only
+				// connection until release is closed.
+				holding, release, merged := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+				go func() {
+					_, err := s.Merge(ctx, "held", time.Minute, func(b []byte) ([]byte, error) {
+						close(holding)
+						<-release
+						return b, nil
+					})
+					merged <- err
+				}()
+				<-holding
+				short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				defer cancel()
+				_, _, err := s.Load(short, "other", 0)
+				ps := s.PoolStats()
+				close(release)
+				if err := <-merged; err != nil {
+					t.Errorf("Merge holding the connection: %v", err)
+				}
+				return ps, err
+			},
+			// A wait that timed out is not counted in Waits, as the guide says.
+			stats: func(ps redisstore.PoolStats) bool { return ps.Exhausted() && ps.Waits == 0 },
+		},
+		{
+			heading: "Slow commands: timeouts",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				p := srv.Proxy(t)
+				s, err := redisstore.Open(redisstore.Config{Addr: p.Addr(), Timeout: 100 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				p.Slow(200 * time.Millisecond)
+				_, _, err = s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+	}
+
+	tested := make(map[string]bool)
+	for _, tc := range cases {
+		tested[tc.heading] = true
+		t.Run(tc.heading, func(t *testing.T) {
+			t.Parallel()
+			sec, ok := guide[tc.heading]
+			if !ok || sec.text == "" || sec.class == "" {
+				t.Fatalf("%s has no section %q with a ```text block and a **Class:** line", guidePath, tc.heading)
+			}
+			ps, err := tc.provoke(t)
+			if err == nil {
+				t.Fatal("no error provoked")
+			}
+			t.Logf("error: %v", err)
+			if !pattern(sec.text).MatchString(err.Error()) {
+				t.Errorf("error = %q, which does not match the guide's %q", err, sec.text)
+			}
+			unavailable, refused := errors.Is(err, redisstore.ErrUnavailable), errors.Is(err, redisstore.ErrRefused)
+			class := "ErrRefused"
+			if unavailable {
+				class = "ErrUnavailable"
+			}
+			if unavailable == refused {
+				t.Errorf("error matches ErrUnavailable: %v, ErrRefused: %v; want exactly one", unavailable, refused)
+			} else if class != sec.class {
+				t.Errorf("error is %s, the guide says %s", class, sec.class)
+			}
+			if tc.stats != nil && !tc.stats(ps) {
+				t.Errorf("PoolStats = %+v, not what the guide says it shows", ps)
+			}
+		})
+	}
+	t.Run("no untested sections", func(t *testing.T) {
+		for heading := range guide {
+			if !tested[heading] {
+				t.Errorf("%s shows an error under %q that no case provokes", guidePath, heading)
+			}
+		}
+	})
+}
+
+// provokeLoading restarts a server that loads its snapshot slowly
+// (key-load-delay, in microseconds per key) while a Store reads, and
+// returns the first error that mentions LOADING.
+func provokeLoading(t *testing.T) (redisstore.PoolStats, error) {
+	srv := redistest.Start(t, "--key-load-delay", "300", "--loading-process-events-interval-bytes", "1024")
+	args := make([]any, 0, 2000)
+	for i := range 1000 {
+		args = append(args, fmt.Sprint("k", i), "v")
+	}
+	srv.Do(t, "MSET", args...)
+	srv.Do(t, "SAVE")
+	s := open(t, srv, redisstore.Config{Timeout: 200 * time.Millisecond})
+	loading := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(loading)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_, _, err := s.Load(context.Background(), "x", 0)
+			if err != nil && strings.Contains(err.Error(), "LOADING") {
+				loading <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	srv.Restart(t) // returns once loading is over
+	close(done)
+	err, ok := <-loading
+	if !ok {
+		t.Fatal("no read saw the server LOADING during the restart")
+	}
+	return s.PoolStats(), err
+}
+
+// openTLS starts a redis-server that serves TLS with a certificate for
+// localhost from a test CA, and opens a Store on it whose TLS
+// configuration, trusting the system roots, edit changes; ca trusts the
+// test CA.
+func openTLS(t *testing.T, edit func(c *tls.Config, ca *x509.CertPool)) *redisstore.Store {
+	t.Helper()
+	dir := t.TempDir()
+	ca := writeCerts(t, dir)
+	port := closedPort(t)
+	redistest.Start(t,
+		"--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", filepath.Join(dir, "server.pem"),
+		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+		"--tls-auth-clients", "no")
+	cfg := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	edit(cfg, ca)
+	s, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLS: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
