@@ -1,0 +1,88 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Describe returns what err, an error of a Store opened with cfg, means in
+// words an operator knows, naming the setting to check, for example
+//
+//	connection refused to 127.0.0.1:6390 (REDIS_URL or REDIS_HOST and REDIS_PORT)
+//	authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)
+//	Redis is out of memory (maxmemory)
+//	Redis is loading its dataset
+//
+// or "" when it has nothing to add to the error itself. It never repeats
+// a password. docs/troubleshooting.md has each case, with its fix.
+func Describe(err error, cfg Config) string {
+	if err == nil {
+		return ""
+	}
+	where := map[mode]string{
+		modeSingle:   "REDIS_URL or REDIS_HOST and REDIS_PORT",
+		modeSentinel: "REDIS_SENTINELS",
+		modeCluster:  "REDIS_CLUSTER_NODES",
+	}[cfg.mode()]
+	user := cfg.Username
+	if user == "" {
+		user = "default"
+	}
+	var reply redis.Error
+	var op *net.OpError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	code := ""
+	if errors.As(err, &reply) {
+		code, _, _ = strings.Cut(string(reply), " ")
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil:
+		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, where)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("connection refused (%s): is Redis running there?", where)
+	case code == "WRONGPASS" || code == "NOAUTH":
+		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
+	case code == "NOPERM":
+		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
+	case code == "OOM":
+		return "Redis is out of memory (maxmemory): writes fail until memory is freed or maxmemory is raised"
+	case code == "LOADING":
+		return "Redis is loading its dataset: calls fail until it has finished"
+	case code == "READONLY":
+		return fmt.Sprintf("Redis answered as a read-only replica: %s names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)", where)
+	case code == "MASTERDOWN":
+		return "the replica has lost its master"
+	case code == "CLUSTERDOWN":
+		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
+	case errors.Is(err, errNoMaster):
+		return fmt.Sprintf("no sentinel named a master called %q (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD)", cfg.SentinelMaster)
+	case errors.As(err, &unknownCA):
+		return "the server's TLS certificate is signed by an authority this process does not trust (Config.TLS.RootCAs)"
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("the server's TLS certificate is not for the host name dialled (%s, Config.TLS.ServerName)", where)
+	case errors.As(err, &verify):
+		return "the server's TLS certificate does not verify (REDIS_TLS, Config.TLS)"
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
+	}
+	return ""
+}
+
+// timeout returns the Store call timeout cfg means.
+func (c Config) timeout() time.Duration {
+	if c.Timeout == 0 {
+		return DefaultTimeout
+	}
+	return c.Timeout
+}

@@ -1,0 +1,101 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// TestDescribe provokes failures on real redis-servers and checks that
+// Describe says what each means in an operator's words, naming the setting
+// to check, and never repeats a password.
+func TestDescribe(t *testing.T) {
+	ctx := context.Background()
+	const secret = "describe-secret-8c1"
+	tests := []struct {
+		name    string
+		provoke func(t *testing.T) (redisstore.Config, error)
+		want    string
+	}{
+		{"connection refused", func(t *testing.T) (redisstore.Config, error) {
+			cfg := redisstore.Config{Addr: fmt.Sprintf("127.0.0.1:%d", closedPort(t)), Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "connection refused to 127.0.0.1:<port> (REDIS_URL or REDIS_HOST and REDIS_PORT): is Redis running there?"},
+		{"wrong password", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t, "--requirepass", "right-"+secret)
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)"},
+		{"out of memory", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+			s := open(t, srv, redisstore.Config{})
+			big := make([]byte, 64<<10)
+			for i := range 100 {
+				if _, err := s.Insert(ctx, fmt.Sprint("big-", i), big, time.Minute); err != nil {
+					return redisstore.Config{Addr: srv.Addr()}, err
+				}
+			}
+			t.Fatal("no OOM after 6.4 MB under maxmemory 1mb")
+			return redisstore.Config{}, nil
+		}, "Redis is out of memory (maxmemory): writes fail until memory is freed or maxmemory is raised"},
+		{"read-only replica", func(t *testing.T) (redisstore.Config, error) {
+			master := redistest.Start(t)
+			replica := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(master.Port))
+			s := open(t, replica, redisstore.Config{})
+			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
+			return redisstore.Config{Addr: replica.Addr()}, err
+		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
+		{"slow", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			p := srv.Proxy(t)
+			cfg := redisstore.Config{Addr: p.Addr(), Timeout: 100 * time.Millisecond}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.Slow(200 * time.Millisecond)
+			return cfg, s.Ping(ctx)
+		}, "Redis did not answer within 100ms (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := tc.provoke(t)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := redisstore.Describe(err, cfg)
+			want := tc.want
+			if i := strings.Index(want, "<port>"); i >= 0 {
+				want = want[:i] + strings.TrimPrefix(cfg.Addr, "127.0.0.1:") + want[i+len("<port>"):]
+			}
+			if got != want {
+				t.Errorf("Describe(%q) =\n%q, want\n%q", err, got, want)
+			}
+			if strings.Contains(got, secret) {
+				t.Errorf("Describe repeats the password: %q", got)
+			}
+		})
+	}
+	if got := redisstore.Describe(nil, redisstore.Config{}); got != "" {
+		t.Errorf("Describe(nil) = %q, want empty", got)
+	}
+}
