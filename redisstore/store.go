@@ -70,8 +70,9 @@ func New(src Source, cfg Config) (*Store, error) {
 // Open returns a Store connected as cfg says: to one server through a pool
 // built by [NewPool]; with SentinelAddrs, to the master the sentinels name,
 // following it through failovers; with ClusterNodes, to a Redis Cluster.
-// Close the Store to close its connections. Open does not contact Redis;
-// call [Store.Ping] to check the servers at start-up.
+// Close the Store to close its connections. Open does not contact Redis
+// (under Sentinel it starts asking the sentinels in the background); call
+// [Store.Ping] to check the servers at start-up.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
