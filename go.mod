@@ -6,7 +6,6 @@ require (
 	github.com/FZambia/sentinel/v2 v2.0.1
 	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
 	github.com/alexedwards/scs/v2 v2.9.0
-	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/boj/redistore v1.4.1
 	github.com/gomodule/redigo v1.9.3
 	github.com/gorilla/securecookie v1.1.2
@@ -14,7 +13,4 @@ require (
 	go.uber.org/goleak v1.3.0
 )
 
-require (
-	github.com/gorilla/sessions v1.4.0 // indirect
-	github.com/yuin/gopher-lua v1.1.1 // indirect
-)
+require github.com/gorilla/sessions v1.4.0 // indirect

@@ -1,5 +1,6 @@
 // Command example is the sessionkit demo server: a login form, a dashboard
-// and a JSON API over sessions kept in Redis.
+// and a JSON API over sessions kept in Redis, with Prometheus metrics on
+// /metrics.
 //
 //	make run
 //
@@ -42,6 +43,26 @@
 //     logged once, not on every probe.
 //   - GET /healthz answers 200 {"status":"ok"}, or 503
 //     {"status":"unavailable"} when Redis does not answer within a second.
+//
+// # Metrics
+//
+// GET /metrics serves Prometheus metrics in the text exposition format
+// (promhttp) from a registry of the server's own: sessionkit's series
+// from github.com/sessionkit/sessionkit/prometheus (store call durations
+// and errors by op, the Redis pool and its dials, session events, refused
+// tokens, requests served anonymous during an outage, commit failures; see
+// prometheus/README.md), fed by its Metrics as the store's Observer and
+// the Manager's Metrics; the Go runtime's and the process's series (go_*,
+// process_*); and promhttp's count of its own scrapes. Like the probes it
+// sits in front of the session middleware and the cross-origin
+// protection: it loads no session, sets no cookie, and sends Redis
+// nothing (the pool series are read from the pool's counters at scrape
+// time), so it answers during a Redis outage too. It has no
+// authentication: a deployment lets only its Prometheus reach it.
+//
+// The example is a module of its own (example/go.mod), so that the core
+// module never requires the Prometheus client; make run and make test run
+// it from this directory.
 //
 // # Shutdown
 //

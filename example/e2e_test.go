@@ -28,6 +28,7 @@ type e2e struct {
 	t     *testing.T
 	redis *redistest.Server
 	url   string
+	app   *app // the example's pieces, when the test built them through setup
 }
 
 func startExample(t *testing.T) *e2e {
@@ -49,7 +50,7 @@ func startExampleWith(t *testing.T, r *redistest.Server, keys string) *e2e {
 	t.Cleanup(a.close)
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
-	return &e2e{t: t, redis: r, url: srv.URL}
+	return &e2e{t: t, redis: r, url: srv.URL, app: a}
 }
 
 type reply struct {

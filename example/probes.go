@@ -74,7 +74,7 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	case errors.Is(err, redisstore.ErrRefused):
 		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
 	}
-	s.log.Warn(msg, "check", failed, "error", err,
+	s.log.Warn(msg, "check", failed, "cause", redisstore.Describe(err, s.redis), "error", err,
 		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
 }
 
@@ -87,7 +87,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, redisstore.ErrRefused) {
 			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
 		}
-		s.log.Error(msg, "error", err)
+		s.log.Error(msg, "cause", redisstore.Describe(err, s.redis), "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}

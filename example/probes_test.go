@@ -205,7 +205,7 @@ func startExampleLogging(t *testing.T, r *redistest.Server, keys string, w io.Wr
 	t.Cleanup(a.close)
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
-	return &e2e{t: t, redis: r, url: srv.URL}
+	return &e2e{t: t, redis: r, url: srv.URL, app: a}
 }
 
 // waitFor polls cond every 10ms until it holds, failing t after timeout.

@@ -19,7 +19,10 @@ import (
 type server struct {
 	sessions *session.Manager
 	store    probed
+	metrics  http.Handler // GET /metrics
 	log      *slog.Logger
+	// redis is the store's configuration, for redisstore.Describe in logs.
+	redis redisstore.Config
 	// hashing holds a slot per password check running, one per CPU: a
 	// burst of logins then waits its turn instead of starving every other
 	// request, the session store's calls included, of CPU.
@@ -36,9 +39,10 @@ type probed interface {
 	PoolStats() redisstore.PoolStats
 }
 
-// newServer returns a server on the given Manager and store.
-func newServer(sessions *session.Manager, store probed, log *slog.Logger) *server {
-	return &server{sessions: sessions, store: store, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
+// newServer returns a server on the given Manager and store, serving
+// metrics on GET /metrics.
+func newServer(sessions *session.Manager, store probed, metrics http.Handler, log *slog.Logger) *server {
+	return &server{sessions: sessions, store: store, metrics: metrics, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 }
 
 // checkPassword reports whether password is username's, waiting (bounded by
@@ -54,11 +58,11 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 }
 
 // routes returns the example's handler: the probes (/livez, /readyz,
-// /healthz) on their own, without a session or a cookie; every other route
-// behind the Sessions middleware, the API and page routes that need a user
-// behind RequireAuth, and all of them behind net/http's cross-origin
-// protection, so that no other site can post a form or call the API with
-// the user's cookie.
+// /healthz) and the Prometheus metrics (/metrics) on their own, without a
+// session or a cookie; every other route behind the Sessions middleware,
+// the API and page routes that need a user behind RequireAuth, and all of
+// them behind net/http's cross-origin protection, so that no other site
+// can post a form or call the API with the user's cookie.
 func routes(s *server) (http.Handler, error) {
 	apiAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
 	if err != nil {
@@ -85,8 +89,13 @@ func routes(s *server) (http.Handler, error) {
 	site := http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux))
 
 	top := http.NewServeMux()
-	for path, probe := range map[string]http.HandlerFunc{"/livez": s.livez, "/readyz": s.readyz, "/healthz": s.healthz} {
-		top.HandleFunc("GET "+path, probe)
+	for path, probe := range map[string]http.Handler{
+		"/livez":   http.HandlerFunc(s.livez),
+		"/readyz":  http.HandlerFunc(s.readyz),
+		"/healthz": http.HandlerFunc(s.healthz),
+		"/metrics": s.metrics,
+	} {
+		top.Handle("GET "+path, probe)
 		top.HandleFunc(path, getOnly)
 	}
 	top.Handle("/", site)

@@ -13,6 +13,11 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	sessionkitprom "github.com/sessionkit/sessionkit/prometheus"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -97,8 +102,15 @@ func setup(log *slog.Logger) (_ *app, err error) {
 
 // newApp opens the store described by rcfg and builds the example's
 // handler on it, with a Manager configured by scfg (its Logger set to
-// log). Its close closes the store.
+// log). The store and the Manager report to Prometheus metrics of a
+// registry of the app's own, served on GET /metrics (see newMetrics). Its
+// close closes the store.
 func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *app, err error) {
+	reg, metrics, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	rcfg.Observer = metrics // before Open: the start-up PING below counts too
 	store, err := redisstore.Open(rcfg)
 	if err != nil {
 		return nil, err
@@ -108,18 +120,24 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *a
 			store.Close()
 		}
 	}()
+	if err := metrics.WatchPool(store); err != nil {
+		return nil, err
+	}
 	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
-		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
+		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %s: %w", redisstore.Describe(err, rcfg), err)
 	} else if err != nil {
-		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "error", err)
+		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", redisstore.Describe(err, rcfg), "error", err)
 	}
 
 	scfg.Logger = log
+	scfg.Metrics = metrics
 	manager, err := session.New(store, scfg)
 	if err != nil {
 		return nil, err
 	}
-	h, err := routes(newServer(manager, store, log))
+	srv := newServer(manager, store, metricsHandler(reg, log), log)
+	srv.redis = rcfg
+	h, err := routes(srv)
 	if err != nil {
 		return nil, err
 	}
@@ -151,4 +169,35 @@ func ping(store *redisstore.Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return store.Ping(ctx)
+}
+
+// newMetrics returns a registry of the app's own with the Go runtime and
+// process collectors and sessionkit's series, and the Metrics that feeds
+// those (set as redisstore.Config.Observer and session.Config.Metrics; its
+// WatchPool adds the pool series). A registry per app rather than
+// prometheus.DefaultRegisterer, so that several apps in one process (as in
+// the tests) each count their own traffic.
+func newMetrics() (*prometheus.Registry, *sessionkitprom.Metrics, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m, err := sessionkitprom.New(reg, sessionkitprom.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, m, nil
+}
+
+// metricsHandler serves reg in the Prometheus exposition format, counting
+// its own scrapes (promhttp_metric_handler_requests_total) as
+// promhttp.Handler does for the default registry. An error gathering a
+// collector is logged, and the scrape answers what it could gather.
+func metricsHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      reg,
+	}))
 }
