@@ -1,22 +1,69 @@
-# sessionkit: `make run` starts the example server, `make test` runs every test.
+# sessionkit: `make run` starts the example server, `make test` runs every
+# test; bare `make` (or `make help`) lists the targets.
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 20s
+# Where `make run` and the test targets put the binaries they build
+# (gitignored).
+BIN ?= bin
+# The go test command line every test target runs, in each module.
+GOTEST = $(GO) test -race -count=1 ./...
+# Runs GOTEST in the four modules (the core, and prometheus/, example/ and
+# internal/bench, each with its own go.mod so that their dependencies stay
+# out of the core's) and prints go test's usual package lines, the output
+# of failing tests, and how many tests passed, failed and were skipped.
+TESTSUMMARY = $(BIN)/testsummary -C . -C prometheus -C example -C internal/bench -- $(GOTEST)
 
-.PHONY: run test bench load fuzz lint tidy-check verify
+.DEFAULT_GOAL := help
+.PHONY: help run test test-unit check-redis bench load fuzz lint tidy-check verify testsummary
+
+help: ## list the targets (what bare `make` does)
+	@echo "make targets:"
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))
 
 # The example is a module of its own (example/go.mod: it serves /metrics
-# through the Prometheus adapter), so it runs from its directory.
-run:
-	cd example && $(GO) run .
+# through the Prometheus adapter). It is built, then exec'd, so that it is
+# make's own child: a signal to make (Ctrl-C, kill) reaches the server,
+# which shuts down and frees its port, rather than a `go run` in between.
+run: ## build and start the example server on http://127.0.0.1:8080 (ADDR to change)
+	cd example && $(GO) build -o ../$(BIN)/example .
+	exec $(BIN)/example
 
-# The Prometheus adapter and the example are modules of their own (so that
-# the core's go.mod stays free of Prometheus): their tests run from their
-# directories.
+# The real-Redis suites start their own redis-servers (and redis-cli for the
+# test clusters): `make test` refuses to run without them, and sets
+# SESSIONKIT_REQUIRE_REDIS=1 so that no test can skip for want of them.
+# SESSIONKIT_UNIT_ONLY=1 makes `make test` the same as `make test-unit`.
+ifeq ($(SESSIONKIT_UNIT_ONLY),1)
+ifeq ($(SESSIONKIT_REQUIRE_REDIS),1)
 test:
-	$(GO) test -race -count=1 ./...
-	cd prometheus && $(GO) test -race -count=1 ./...
-	cd example && $(GO) test -race -count=1 ./...
+	@echo "make test: SESSIONKIT_UNIT_ONLY=1 and SESSIONKIT_REQUIRE_REDIS=1 contradict each other: unset one" >&2; exit 1
+else
+test: test-unit
+endif
+else
+test: check-redis testsummary ## every test with -race, against real redis-servers (needs redis-server, redis-cli)
+	SESSIONKIT_REQUIRE_REDIS=1 $(TESTSUMMARY)
+endif
+
+# Without the Redis requirement: the real-Redis tests skip when
+# redis-server is missing, and the last line counts them.
+test-unit: testsummary ## every test that can run here: without redis-server the real-Redis tests skip (counted)
+	SESSIONKIT_REQUIRE_REDIS=0 $(TESTSUMMARY)
+	@echo "test-unit: tests that need redis-server skip without it; run make test for the whole suite"
+
+check-redis: ## fail with the install hint unless redis-server and redis-cli are in PATH
+	@missing=""; \
+	for b in redis-server redis-cli; do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make test: not in PATH:$$missing. The real-Redis tests start their own redis-server (Redis 7.0 or later) and use redis-cli for clusters; they never touch a Redis you run." >&2; \
+		echo "  install them:  apt-get install redis-server redis-tools   (Debian, Ubuntu)" >&2; \
+		echo "                 brew install redis                         (macOS)" >&2; \
+		echo "  or run only the tests that need no Redis: make test-unit (or SESSIONKIT_UNIT_ONLY=1 make test)" >&2; \
+		exit 1; \
+	fi
+
+testsummary:
+	@$(GO) build -o $(BIN)/testsummary ./internal/testsummary
 
 # The comparison suite (internal/bench): sessionkit, scs and gorilla/sessions
 # on real redis-servers it starts, then one "ratio" line per target.
@@ -30,8 +77,8 @@ test:
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and
 # a read with the Prometheus metrics on next to off (prometheus.BenchmarkRead):
 # the extra allocations (must be 0) and the time ratio (at most 1.05).
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 ./internal/bench -rounds 3
+bench: ## the comparison with scs and gorilla, then the redisstore and prometheus benchmarks (~3 min)
+	cd internal/bench && $(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 . -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkUserSessions$$' -benchtime 2000x ./redisstore
 	$(GO) test -run '^$$' -bench '^BenchmarkHeavyUser$$' -benchtime 10x ./redisstore
 	cd prometheus && $(GO) test -run '^$$' -bench '^BenchmarkRead$$' -benchtime 500ms -count 1 . -rounds 3
@@ -43,29 +90,32 @@ bench:
 # contender and round (rps, p50, p99, max, errors, Redis commands per
 # request). About a minute. Options go in LOADFLAGS, for example
 # LOADFLAGS='-load.duration 5s -load.rounds 3'.
-load:
+load: ## the HTTP load test of the example against an scs twin (~1 min; LOADFLAGS)
 	cd example && $(GO) test -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x . $(LOADFLAGS)
 
 # Each fuzz target runs for FUZZTIME.
-fuzz:
+fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzValue$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./redisstore
 
-lint:
+lint: ## go vet, staticcheck and gofmt on the four modules
 	$(GO) vet ./...
 	cd prometheus && $(GO) vet ./...
 	cd example && $(GO) vet ./...
+	cd internal/bench && $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd prometheus && $(GO) run $(STATICCHECK) ./...
 	cd example && $(GO) run $(STATICCHECK) ./...
+	cd internal/bench && $(GO) run $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
 
-tidy-check:
+tidy-check: ## fail if go mod tidy would change a go.mod or go.sum
 	$(GO) mod tidy -diff
 	cd prometheus && $(GO) mod tidy -diff
 	cd example && $(GO) mod tidy -diff
+	cd internal/bench && $(GO) mod tidy -diff
 
-verify: lint tidy-check test fuzz bench
+verify: lint tidy-check test fuzz bench ## lint, tidy-check, test, fuzz and bench

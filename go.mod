@@ -1,16 +1,14 @@
 module github.com/sessionkit/sessionkit
 
-go 1.26.8
+go 1.25
 
 require (
 	github.com/FZambia/sentinel/v2 v2.0.1
-	github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de
 	github.com/alexedwards/scs/v2 v2.9.0
-	github.com/boj/redistore v1.4.1
 	github.com/gomodule/redigo v1.9.3
 	github.com/gorilla/securecookie v1.1.2
 	github.com/mna/redisc v1.4.0
 	go.uber.org/goleak v1.3.0
 )
 
-require github.com/gorilla/sessions v1.4.0 // indirect
+require github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de // tests of session and redisstore: records written by real scs

@@ -41,12 +41,24 @@ func run(log *slog.Logger) error {
 	}
 	defer a.close() // after serve: no request is using the store any more
 
-	l, err := net.Listen("tcp", a.addr)
+	l, err := listen(a.addr)
 	if err != nil {
-		return fmt.Errorf("example: %w", err)
+		return err
 	}
+	// Only now, with the port bound, is the server reachable.
 	log.Info("example: listening", "url", "http://"+l.Addr().String())
 	return serve(ctx, log, l, a.handler, shutdownGrace)
+}
+
+// listen binds addr, the value of ADDR (or its default). Its error names
+// ADDR, the variable to change when the port is taken or the address
+// malformed.
+func listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("example: cannot listen on ADDR=%s (set ADDR to a free host:port): %w", addr, err)
+	}
+	return l, nil
 }
 
 // serve serves h on l until ctx is done, then shuts the server down: the

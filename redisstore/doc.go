@@ -57,6 +57,10 @@
 //	    +get +getex +set +del +scan +mget +ping +exists +multi +exec +discard
 //	    +watch +unwatch +zadd +zrange +zrem +zremrangebyscore +pexpireat +select
 //
+// [Store.SCSRecords], for a migration from scs (docs/migrating-from-scs.md),
+// also needs "+getdel" (Redis 6.2) and the key pattern of scs's prefix,
+// such as "~scs:session:*"; drop them once the migration is over.
+//
 // KeyStats, for capacity planning (docs/capacity.md), also needs "+zcard",
 // "+memory|usage" and "+info"; run it as an admin user, or add them.
 //

@@ -114,6 +114,14 @@ type Config struct {
 	// logged.
 	OnEvent func(Event)
 
+	// FromSCS, when set, takes over the sessions of an application that
+	// used github.com/alexedwards/scs/v2 (with scs's redisstore): a request
+	// with scs's cookie and no session of its own gets its scs session
+	// converted into one of this package's, once. See SCSImport and
+	// docs/migrating-from-scs.md. Nil (the default) accepts no scs cookie
+	// and costs nothing.
+	FromSCS *SCSImport
+
 	// Logger receives session events and store failures. Tokens and Redis
 	// keys are never logged; events carry a short fingerprint of the session
 	// id. Nil means slog.Default().
@@ -176,6 +184,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	default:
 		return cfg, fmt.Errorf("session: Config.SameSite: unknown value %d", cfg.SameSite)
+	}
+	if cfg.FromSCS != nil {
+		imp, err := cfg.FromSCS.withDefaults()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.FromSCS = imp
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -39,6 +39,7 @@ type state struct {
 	loggedOut bool           // this request ended its session: the response expires the cookie
 	clearSite bool           // ... and, as it logged out of a session, clears site data
 	stale     bool           // the request came with a token that leads to no session: see canWrite
+	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
 }
 

@@ -128,6 +128,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
 	signed := m.signedFromRequest(r)
+	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
+		return ctx
+	}
 	if signed == "" {
 		return ctx
 	}
@@ -256,6 +259,10 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 		if st.clearSite {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
+	}
+	if st.dropSCS && !(m.cfg.FromSCS.sharesCookie(m.cfg.CookieName) && (st.issued != "" || st.loggedOut)) {
+		// Unless the cookie just set is the same cookie to the browser.
+		m.expireSCSCookie(h)
 	}
 	if st.loggedOut {
 		// Even when a new session (a flash message after logout) replaces

@@ -1,0 +1,95 @@
+// Command minimal is the smallest complete sessionkit app: the README's
+// usage example as a program that builds and runs.
+//
+//	cd example && go run ./minimal
+//
+// It needs a Redis at REDIS_URL (default redis://127.0.0.1:6379) and a
+// signing key in SESSION_KEYS (base64 of 32 random bytes; without one it
+// makes a random key, so sessions end with the process). It serves
+// http://127.0.0.1:8090, or ADDR. On plain http://localhost the cookie
+// must not be Secure, or the browser never sends it back: it sets
+// InsecureCookie, which a deployment behind TLS leaves false.
+//
+//	curl -c jar -X POST -d user=alice http://127.0.0.1:8090/login
+//	curl -b jar http://127.0.0.1:8090/account
+//	curl -b jar -X POST http://127.0.0.1:8090/logout
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+func main() {
+	cfg := redisstore.Config{Addr: "127.0.0.1:6379"}
+	if os.Getenv("REDIS_URL") != "" {
+		var err error
+		if cfg, err = redisstore.FromEnv(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	store, err := redisstore.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	scfg, err := session.FromEnv() // SESSION_KEYS, SESSION_LIFETIME, ...
+	if err != nil {
+		log.Fatal(err)
+	}
+	if len(scfg.Keys) == 0 {
+		key := make([]byte, 32) // at least 32 random bytes; put a new key first to rotate
+		rand.Read(key)
+		scfg.Keys = [][]byte{key}
+	}
+	scfg.InsecureCookie = true // plain http://localhost only
+	sessions, err := session.New(store, scfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	requireAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		userID := r.FormValue("user") // check the credentials first in a real app
+		if _, err := session.Create(r.Context(), userID); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if err := session.Put(r.Context(), "theme", "dark"); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "logged in")
+	})
+	mux.Handle("GET /account", requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := session.UserID(r.Context())
+		theme, _ := session.Get[string](r.Context(), "theme")
+		fmt.Fprintf(w, "%s prefers %s\n", user, theme)
+	})))
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil { // the Redis key is gone when this returns
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "logged out")
+	})
+
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8090"
+	}
+	log.Printf("listening on http://%s", addr)
+	log.Fatal(http.ListenAndServe(addr, middleware.Sessions(sessions)(mux)))
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// TestMinimal builds the program, runs it on a real redis-server, and
+// walks the README's flow: log in, read the account, log out.
+func TestMinimal(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := filepath.Join(t.TempDir(), "minimal")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"ADDR=" + addr, "REDIS_URL=redis://" + srv.Addr() + "/"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+	base := "http://" + addr
+	do := func(method, path string, form url.Values) (int, string) {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		for range 50 { // until the server listens
+			if method == "POST" {
+				resp, err = client.PostForm(base+path, form)
+			} else {
+				resp, err = client.Get(base + path)
+			}
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := do("POST", "/login", url.Values{"user": {"alice"}}); code != 200 {
+		t.Fatalf("POST /login = %d %q", code, body)
+	}
+	if code, body := do("GET", "/account", nil); code != 200 || body != "alice prefers dark" {
+		t.Errorf("GET /account = %d %q, want 200 alice prefers dark", code, body)
+	}
+	if code, body := do("POST", "/logout", nil); code != 200 {
+		t.Errorf("POST /logout = %d %q", code, body)
+	}
+	if code, _ := do("GET", "/account", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /account after logout = %d, want 401", code)
+	}
+	if n := srv.TotalCalls(t); n == 0 {
+		t.Error("the program sent Redis no command")
+	}
+}

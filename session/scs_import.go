@@ -1,0 +1,310 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+)
+
+// DefaultSCSCookieName is the name of the cookie scs sets unless told
+// otherwise (scs.SessionManager.Cookie.Name).
+const DefaultSCSCookieName = "session"
+
+// SCSImport takes over the sessions of an application that used
+// github.com/alexedwards/scs/v2 directly, typically with
+// github.com/alexedwards/scs/redisstore, so that moving to this package
+// logs nobody out. Set it as Config.FromSCS during the migration; see
+// docs/migrating-from-scs.md.
+//
+// A request that carries scs's cookie (the bare scs token) and no session
+// of this package's own has its scs record taken out of the store and
+// deleted in one step (SCSRecords.Take), converted, and stored as a session
+// of this package under a new token: logged in as the user named by the
+// value under UserKey, with scs's other values, and with scs's deadline (cut
+// to Lifetime from now, if it lies further). The response sets the new
+// cookie and expires scs's. Of concurrent requests with the same scs
+// cookie, exactly one gets the record, so one session comes out of it; the
+// others go on as anonymous requests whose token leads nowhere (see Put)
+// and leave the cookies alone.
+//
+// Should the store fail after the record was taken, before the new session
+// was written, the session is lost and its user logs in again: the two are
+// never both alive. A store that cannot be asked at all leaves the scs
+// record and cookie as they are and serves the request as during any
+// outage (LoadError reports ErrStoreUnavailable).
+//
+// Values of type string, bool, int, int64, float64, []byte and time.Time
+// keep their Go type; other values (other numbers, maps, slices, structs
+// registered with gob.Register, which the application must still register
+// for the records to decode) are stored as JSON and come back through Get
+// by encoding/json's rules. Values that Put would refuse (a NaN, a key
+// starting with "__") are dropped and logged. A record that does not decode
+// is deleted and logged, and its user logs in again.
+type SCSImport struct {
+	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
+	// returns one for the prefix scs used. Required.
+	Records SCSRecords
+
+	// CookieName is the name of scs's cookie. Zero means
+	// DefaultSCSCookieName ("session"). It may equal Config.CookieName: a
+	// bare scs token is then told from a signed token by its shape.
+	CookieName string
+
+	// CookieDomain and CookiePath are the Domain and Path that scs's
+	// cookie was set with, which expiring it must repeat. Zero means none
+	// (a host-only cookie) and "/", scs's defaults.
+	CookieDomain string
+	CookiePath   string
+
+	// UserKey is the scs value that holds the id of the logged-in user,
+	// such as "userID": a string, or an integer of any Go type, which
+	// becomes its decimal form. A session with it becomes a logged-in
+	// session of that user (in the user's index, counted against
+	// MaxSessionsPerUser); the value itself is not carried over, since
+	// UserID now answers for it. Zero, or a session without the value,
+	// gives an anonymous session with the values.
+	UserKey string
+
+	// HashTokenInStore says that scs ran with the option of that name, so
+	// that its records are keyed by the SHA-256 of the token rather than
+	// the token. False (scs's default) keys them by the token.
+	HashTokenInStore bool
+}
+
+// SCSRecords is where scs kept its session records. redisstore implements
+// it.
+type SCSRecords interface {
+	// Take returns the record stored under key (scs's token, or its hash)
+	// and deletes it, atomically, so that of concurrent calls with the same
+	// key at most one finds it. A missing record is not an error.
+	Take(ctx context.Context, key string) (record []byte, found bool, err error)
+}
+
+// withDefaults returns a copy of imp with its zero fields set, or an error
+// naming the first invalid field.
+func (imp SCSImport) withDefaults() (*SCSImport, error) {
+	if imp.Records == nil {
+		return nil, errors.New("session: Config.FromSCS.Records: required")
+	}
+	if imp.CookieName == "" {
+		imp.CookieName = DefaultSCSCookieName
+	}
+	if !validCookieName(imp.CookieName) {
+		return nil, fmt.Errorf("session: Config.FromSCS.CookieName: %q is not a valid cookie name", imp.CookieName)
+	}
+	if imp.CookiePath == "" {
+		imp.CookiePath = "/"
+	}
+	return &imp, nil
+}
+
+// sharesCookie reports whether scs's cookie and the Manager's, named name,
+// are the same cookie to a browser: same name, Path=/ and host-only.
+func (imp *SCSImport) sharesCookie(name string) bool {
+	return imp.CookieName == name && imp.CookiePath == "/" && imp.CookieDomain == ""
+}
+
+// importSCS takes over the scs session of r, if r carries scs's cookie and
+// no session of m's own (signed is the value signedFromRequest found). It
+// reports whether it did anything: then Load is done with the request.
+func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, signed string) bool {
+	imp := m.cfg.FromSCS
+	c, err := r.Cookie(imp.CookieName)
+	if err != nil || (signed != "" && signed != c.Value) {
+		return false
+	}
+	token := c.Value
+	if len(token) != tokenLen || !base64URL(token) {
+		return false // not an scs token: perhaps a signed one under the same name
+	}
+	key := token
+	if imp.HashTokenInStore {
+		sum := sha256.Sum256([]byte(token))
+		key = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	now := m.now()
+	b, found, err := imp.Records.Take(ctx, key)
+	if err != nil {
+		m.outage.do(now, func(suppressed int) {
+			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
+		})
+		st.loadErr = ErrStoreUnavailable
+		if m.cfg.Metrics != nil {
+			m.cfg.Metrics.ServedAnonymous()
+		}
+		return true
+	}
+	// Until a session is made, the request's token leads nowhere: it may
+	// not start an anonymous session, whose cookie could overwrite the one
+	// a parallel request migrating the same scs session sets.
+	st.stale = true
+	if !found {
+		// Ended, timed out, or taken by a parallel request. When both
+		// cookies are one, that request's new cookie must not be expired.
+		m.log.Debug("session: scs cookie without a record")
+		st.dropSCS = !imp.sharesCookie(m.cfg.CookieName)
+		return true
+	}
+	st.dropSCS = true
+	deadline, values, err := scs.GobCodec{}.Decode(b)
+	if err != nil {
+		m.log.Warn("session: unreadable scs record deleted", "error", err)
+		return true
+	}
+	if !deadline.After(now) {
+		m.log.Debug("session: expired scs record deleted")
+		return true
+	}
+	if err := m.migrate(ctx, st, deadline, values, now); err != nil {
+		m.log.Warn("session: scs session lost in migration; its user logs in again", "error", err)
+	}
+	return true
+}
+
+// migrate stores the scs session (deadline, values) as a new session of
+// m, and makes it the session of the request. The caller is Load, before
+// st is shared.
+func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, values map[string]any, now time.Time) error {
+	imp := m.cfg.FromSCS
+	var userID string
+	if v, ok := values[imp.UserKey]; ok && imp.UserKey != "" {
+		delete(values, imp.UserKey)
+		id, ok := scsUserID(v)
+		if err := validUserID(id); !ok || err != nil {
+			// The values still come across, as an anonymous session.
+			m.log.Warn("session: scs user id not usable; session migrated as anonymous", "key", imp.UserKey, "type", fmt.Sprintf("%T", v))
+		} else {
+			userID = id
+		}
+	}
+	kept := make(map[string]any, len(values)+1)
+	for k, v := range values {
+		if !validKey(k) {
+			m.log.Warn("session: scs value with a reserved key dropped in migration")
+			continue
+		}
+		nv, err := normalize(v)
+		if err != nil {
+			m.log.Warn("session: scs value dropped in migration", "key", k, "error", err)
+			continue
+		}
+		kept[k] = nv
+	}
+	if userID == "" && len(kept) == 0 {
+		return nil // nothing to carry over
+	}
+	// The token carries the deadline in milliseconds, and its MAC expires
+	// one Lifetime after signing.
+	deadline = time.UnixMilli(deadline.UnixMilli())
+	if limit := m.deadline(now); deadline.After(limit) {
+		deadline = limit
+	}
+	ttl, ok := m.ttl(deadline, now)
+	if !ok {
+		return nil
+	}
+	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	kept[metaKey] = md
+	record, err := codec{}.Encode(deadline, kept)
+	if err != nil {
+		return err
+	}
+	var revoked []string
+	var token string
+	if userID != "" {
+		if token, err = m.newToken(st, m.userTag(userID)); err != nil {
+			return err
+		}
+		revoked, err = m.store.AddUserSession(ctx, NewSession{
+			UserID:   userID,
+			ID:       idOf(token),
+			Record:   record,
+			TTL:      ttl,
+			Deadline: deadline,
+			Limit:    m.cfg.MaxSessionsPerUser,
+		})
+		if err != nil {
+			return storeError(err)
+		}
+	} else {
+		if token, err = m.newToken(st, ""); err != nil {
+			return err
+		}
+		token = withTag(m.anonTag(token), token)
+		written, err := m.store.Insert(ctx, idOf(token), record, ttl)
+		switch {
+		case err != nil:
+			return storeError(err)
+		case !written:
+			return errors.New("session: new session id already taken")
+		}
+	}
+	for k, v := range kept {
+		m.engine.Put(st.data, k, v)
+	}
+	m.engine.SetDeadline(st.data, deadline)
+	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
+	st.stale = false
+	for _, id := range revoked {
+		m.emit(EventRevoked, userID, id, now)
+	}
+	if userID != "" {
+		m.emit(EventCreated, userID, idOf(token), now)
+	}
+	return nil
+}
+
+// scsUserID returns the user id held in an scs value: a string, or the
+// decimal form of an integer.
+func scsUserID(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case int:
+		return strconv.Itoa(v), true
+	case int8:
+		return strconv.FormatInt(int64(v), 10), true
+	case int16:
+		return strconv.FormatInt(int64(v), 10), true
+	case int32:
+		return strconv.FormatInt(int64(v), 10), true
+	case int64:
+		return strconv.FormatInt(v, 10), true
+	case uint:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint8:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint16:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10), true
+	case uint64:
+		return strconv.FormatUint(v, 10), true
+	}
+	return "", false
+}
+
+// expireSCSCookie adds to h a Set-Cookie that makes the browser drop scs's
+// cookie.
+func (m *Manager) expireSCSCookie(h http.Header) {
+	imp := m.cfg.FromSCS
+	c := &http.Cookie{
+		Name:     imp.CookieName,
+		Path:     imp.CookiePath,
+		Domain:   imp.CookieDomain,
+		Expires:  time.Unix(1, 0),
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   !m.cfg.InsecureCookie,
+		SameSite: m.cfg.SameSite,
+	}
+	h.Add("Set-Cookie", c.String())
+	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+}
