@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log"
 	"time"
 
@@ -42,4 +44,35 @@ func ExampleOpen() {
 	if err := store.Remove(ctx, id); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// ParseURL reads a Redis URL, never repeating it (or its password) in an
+// error.
+func ExampleParseURL() {
+	cfg, err := redisstore.ParseURL("rediss://app:secret@redis.internal:6380/2")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Addr, cfg.Username, cfg.DB, cfg.TLS != nil)
+
+	_, err = redisstore.ParseURL("redis://app:secret@redis.internal:99999")
+	fmt.Println(err)
+	// Output:
+	// redis.internal:6380 app 2 true
+	// redisstore: redis URL: want a port number 1-65535
+}
+
+// Describe says what a Store error means in an operator's words.
+func ExampleDescribe() {
+	store, err := redisstore.Open(redisstore.Config{Addr: "127.0.0.1:1"}) // nothing listens on port 1
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	err = store.Ping(context.Background())
+	fmt.Println(errors.Is(err, redisstore.ErrUnavailable))
+	fmt.Println(redisstore.Describe(err, redisstore.Config{Addr: "127.0.0.1:1"}))
+	// Output:
+	// true
+	// connection refused to 127.0.0.1:1 (REDIS_URL or REDIS_HOST and REDIS_PORT): is Redis running there?
 }

@@ -90,3 +90,16 @@ func ExampleToken() {
 	}
 	_ = handler
 }
+
+// ParseKeys reads signing keys as SESSION_KEYS holds them, and says which
+// one is wrong without repeating any.
+func ExampleParseKeys() {
+	keys, err := session.ParseKeys("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=, QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY")
+	fmt.Println(len(keys), len(keys[0]), err)
+
+	_, err = session.ParseKeys("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=,c2hvcnQ")
+	fmt.Println(err)
+	// Output:
+	// 2 32 <nil>
+	// key 2: want at least 32 bytes, got 5
+}
