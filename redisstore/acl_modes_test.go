@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -338,11 +337,9 @@ func TestSentinelACL(t *testing.T) {
 		}
 	})
 
-	// A NOPERM reply to WAIT is a refusal. (The sentinels' NOPERM reply to
-	// SENTINEL get-master-addr-by-name is still dropped, leaving "no
-	// sentinel has named a master yet" and the deadline, ErrUnavailable: the
-	// second subtest asserts what the package documentation promises and
-	// runs only with SESSIONKIT_ACL_FINDINGS=1 until that is fixed.)
+	// A NOPERM reply, to WAIT or from the sentinels to SENTINEL
+	// get-master-addr-by-name, is a refusal, as the package documentation
+	// promises.
 	t.Run("without +wait", func(t *testing.T) {
 		const name = "sessionkit-nowait"
 		aclModesSetUser(t, data, name, slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == "+wait" }))
@@ -357,7 +354,6 @@ func TestSentinelACL(t *testing.T) {
 		}
 	})
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
-		aclModesFindings(t)
 		const name = "sessionkit-snt-noquery"
 		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {
 			return r == "+sentinel|get-master-addr-by-name"
@@ -370,13 +366,4 @@ func TestSentinelACL(t *testing.T) {
 		}
 		aclModesNoSecret(t, "Ping", err)
 	})
-}
-
-// aclModesFindings skips the test unless SESSIONKIT_ACL_FINDINGS is set:
-// it checks a behaviour the review found missing.
-func aclModesFindings(t *testing.T) {
-	t.Helper()
-	if os.Getenv("SESSIONKIT_ACL_FINDINGS") == "" {
-		t.Skip("fails today (review finding: NOPERM classified ErrUnavailable); set SESSIONKIT_ACL_FINDINGS=1 to run")
-	}
 }

@@ -49,7 +49,7 @@ type sentinelSource struct {
 	master  string        // the master's address, "" until known
 	gen     uint64        // how many times master changed
 	known   chan struct{} // closed once master is first known
-	lastErr error         // of the last failed dial of a sentinel, for calls that find no master
+	lastErr error         // why the sentinels last named no master, for calls that find none
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -70,7 +70,7 @@ func newSentinelSource(cfg Config) *sentinelSource {
 	s.snt = &sentinel.Sentinel{
 		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
 		MasterName: cfg.SentinelMaster,
-		Dial:       s.dialSentinel,
+		Dial:       s.dialQuery,
 	}
 	s.pool = &redis.Pool{
 		DialContext:  s.dialMaster,
@@ -140,6 +140,7 @@ func (s *sentinelSource) watch() {
 	for {
 		if addr, err := s.snt.MasterAddr(); err == nil {
 			s.setMaster(addr)
+			s.noteSentinelError(nil)
 		}
 		select {
 		case <-s.stop:
@@ -253,13 +254,54 @@ func (s *sentinelSource) dialSentinel(addr string) (redis.Conn, error) {
 			c.Close()
 		}
 	}
-	s.mu.Lock()
-	s.lastErr = err
-	s.mu.Unlock()
+	s.noteSentinelError(err)
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialQuery is dialSentinel for FZambia's queries: its connections keep the
+// sentinels' refusals (see sentinelConn).
+func (s *sentinelSource) dialQuery(addr string) (redis.Conn, error) {
+	c, err := s.dialSentinel(addr)
+	if err != nil {
+		return nil, err
+	}
+	return sentinelConn{Conn: c, s: s}, nil
+}
+
+// noteSentinelError keeps err as why no master is known (nil: there is one).
+func (s *sentinelSource) noteSentinelError(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+// sentinelConn is a connection to a sentinel that keeps the sentinel's
+// refusals for current: FZambia's MasterAddr reports them only as text
+// ("no sentinels available; last error: ..."), so a NOPERM, or a master
+// name the sentinels do not know, would otherwise look like an outage.
+type sentinelConn struct {
+	redis.Conn
+	s *sentinelSource
+}
+
+// errUnknownMaster is what a sentinel's nil answer to get-master-addr-by-name
+// means. It is a reply error, code ERR, so that the call fails as
+// ErrRefused: the configuration names a master no sentinel monitors.
+var errUnknownMaster = redis.Error("ERR the sentinels monitor no master of that name (Config.SentinelMaster)")
+
+func (c sentinelConn) Do(cmd string, args ...any) (any, error) {
+	reply, err := c.Conn.Do(cmd, args...)
+	var re redis.Error
+	switch {
+	case errors.As(err, &re):
+		c.s.noteSentinelError(re)
+	case err == nil && reply == nil && strings.EqualFold(cmd, "SENTINEL"):
+		c.s.noteSentinelError(errUnknownMaster)
+	}
+	return reply, err
 }
 
 // dialSentinelOnce opens a connection to the sentinel at addr.
