@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -92,39 +91,7 @@ func TestErrorClasses(t *testing.T) {
 // (key-load-delay, in microseconds per key) while a store keeps reading:
 // the -LOADING replies it gets meanwhile are ErrUnavailable.
 func TestLoadingIsUnavailable(t *testing.T) {
-	srv := redistest.Start(t, "--key-load-delay", "300", "--loading-process-events-interval-bytes", "1024")
-	args := make([]any, 0, 2000)
-	for i := range 1000 {
-		args = append(args, fmt.Sprint("k", i), "v")
-	}
-	srv.Do(t, "MSET", args...)
-	srv.Do(t, "SAVE")
-	s := open(t, srv, redisstore.Config{Timeout: 200 * time.Millisecond})
-
-	loading := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(loading)
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			_, _, err := s.Load(context.Background(), "x", 0)
-			if err != nil && strings.Contains(err.Error(), "LOADING") {
-				loading <- err
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	srv.Restart(t) // returns once loading is over
-	close(done)
-	err, ok := <-loading
-	if !ok {
-		t.Fatal("no read saw the server LOADING during the restart")
-	}
+	_, err := provokeLoading(t) // see troubleshooting_test.go
 	if !errors.Is(err, redisstore.ErrUnavailable) || errors.Is(err, redisstore.ErrRefused) {
 		t.Errorf("LOADING error = %v, want ErrUnavailable only", err)
 	}

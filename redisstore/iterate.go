@@ -71,7 +71,7 @@ func (s *Store) iterate(ctx context.Context, src Source, fn func(id string, reco
 		var records [][]byte
 		err := s.doOn(ctx, src, "iterate", func(ctx context.Context, conn redis.Conn) error {
 			var err error
-			cursor, keys, err = scan(ctx, conn, cursor, match)
+			cursor, keys, err = scan(ctx, conn, cursor, match, "")
 			if err != nil || len(keys) == 0 {
 				return err
 			}
@@ -133,9 +133,14 @@ func (s *Store) fetch(ctx context.Context, conn redis.Conn, keys []string) ([][]
 	return records, nil
 }
 
-// scan runs one SCAN step and returns the next cursor and the keys.
-func scan(ctx context.Context, conn redis.Conn, cursor, match string) (string, []string, error) {
-	reply, err := redis.Values(cmd(ctx, conn, "SCAN", cursor, "MATCH", match, "COUNT", scanCount))
+// scan runs one SCAN step over the keys that match match and, unless typ
+// is "", are of type typ, and returns the next cursor and the keys.
+func scan(ctx context.Context, conn redis.Conn, cursor, match, typ string) (string, []string, error) {
+	args := redis.Args{cursor, "MATCH", match, "COUNT", scanCount}
+	if typ != "" {
+		args = append(args, "TYPE", typ)
+	}
+	reply, err := redis.Values(cmd(ctx, conn, "SCAN", args...))
 	if err != nil {
 		return "", nil, err
 	}

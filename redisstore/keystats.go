@@ -262,7 +262,7 @@ func (s *Store) walk(ctx context.Context, src Source, kind keyKind, quota int64,
 		err := s.doOn(ctx, src, "key_stats", func(ctx context.Context, conn redis.Conn) error {
 			var keys []string
 			var err error
-			next, keys, err = scanType(ctx, conn, cursor, match, kind.typ)
+			next, keys, err = scan(ctx, conn, cursor, match, kind.typ)
 			if err != nil {
 				return err
 			}
@@ -348,27 +348,6 @@ func (s *Store) measure(ctx context.Context, conn redis.Conn, kind keyKind, keys
 		}
 	}
 	return c, first
-}
-
-// scanType runs one SCAN step over the keys that match match and are of
-// type typ, and returns the next cursor and the keys.
-func scanType(ctx context.Context, conn redis.Conn, cursor, match, typ string) (string, []string, error) {
-	reply, err := redis.Values(cmd(ctx, conn, "SCAN", cursor, "MATCH", match, "COUNT", scanCount, "TYPE", typ))
-	if err != nil {
-		return "", nil, err
-	}
-	if len(reply) != 2 {
-		return "", nil, fmt.Errorf("SCAN returned %d values, want 2", len(reply))
-	}
-	next, err := redis.String(reply[0], nil)
-	if err != nil {
-		return "", nil, fmt.Errorf("SCAN cursor: %w", err)
-	}
-	keys, err := redis.Strings(reply[1], nil)
-	if err != nil {
-		return "", nil, fmt.Errorf("SCAN keys: %w", err)
-	}
-	return next, keys, nil
 }
 
 // isDB reports whether name is a line of INFO keyspace: "db" and a number.

@@ -273,7 +273,10 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 	defer cancel()
 	var b backoff
 	for {
-		start := time.Now()
+		var start time.Time
+		if s.cluster != nil {
+			start = time.Now() // for the backoff between retries
+		}
 		err := s.attempt(ctx, src, key, f)
 		if err == nil {
 			return nil
