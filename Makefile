@@ -8,11 +8,11 @@ FUZZTIME ?= 20s
 BIN ?= bin
 # The go test command line every test target runs, in each module.
 GOTEST = $(GO) test -race -count=1 ./...
-# Runs GOTEST in the four modules (the core, and prometheus/, example/ and
-# internal/bench, each with its own go.mod so that their dependencies stay
-# out of the core's) and prints go test's usual package lines, the output
+# Runs GOTEST in the five modules (the core, and prometheus/, example/,
+# internal/bench and internal/scscompat, each with its own go.mod so that
+# their dependencies stay out of the core's) and prints go test's usual package lines, the output
 # of failing tests, and how many tests passed, failed and were skipped.
-TESTSUMMARY = $(BIN)/testsummary -C . -C prometheus -C example -C internal/bench -- $(GOTEST)
+TESTSUMMARY = $(BIN)/testsummary -C . -C prometheus -C example -C internal/bench -C internal/scscompat -- $(GOTEST)
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-unit check-redis bench load fuzz lint tidy-check verify testsummary
@@ -101,15 +101,17 @@ fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./redisstore
 
-lint: ## go vet, staticcheck and gofmt on the four modules
+lint: ## go vet, staticcheck and gofmt on the five modules
 	$(GO) vet ./...
 	cd prometheus && $(GO) vet ./...
 	cd example && $(GO) vet ./...
 	cd internal/bench && $(GO) vet ./...
+	cd internal/scscompat && $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd prometheus && $(GO) run $(STATICCHECK) ./...
 	cd example && $(GO) run $(STATICCHECK) ./...
 	cd internal/bench && $(GO) run $(STATICCHECK) ./...
+	cd internal/scscompat && $(GO) run $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
 
 tidy-check: ## fail if go mod tidy would change a go.mod or go.sum
@@ -117,5 +119,6 @@ tidy-check: ## fail if go mod tidy would change a go.mod or go.sum
 	cd prometheus && $(GO) mod tidy -diff
 	cd example && $(GO) mod tidy -diff
 	cd internal/bench && $(GO) mod tidy -diff
+	cd internal/scscompat && $(GO) mod tidy -diff
 
 verify: lint tidy-check test fuzz bench ## lint, tidy-check, test, fuzz and bench

@@ -8,7 +8,4 @@ require (
 	github.com/gomodule/redigo v1.9.3
 	github.com/gorilla/securecookie v1.1.2
 	github.com/mna/redisc v1.4.0
-	go.uber.org/goleak v1.3.0
 )
-
-require github.com/alexedwards/scs/redisstore v0.0.0-20251002162104-209de6e426de // tests of session and redisstore: records written by real scs

@@ -1,19 +1,35 @@
 package middleware_test
 
 import (
+	"bytes"
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 
 	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
 // Sessions goes around the whole router; RequireAuth around the routes that
 // need a user. Pages redirect to the login form, API calls get a JSON 401,
-// and both get 503 with Retry-After while Redis is unavailable.
+// and both get 503 with Retry-After while Redis is unavailable. A request
+// without a session cookie sends Redis nothing, which is why this example
+// runs without one.
 func ExampleRequireAuth() {
-	var sessions *session.Manager // from session.New
+	store, err := redisstore.Open(redisstore.Config{Addr: "redis.internal:6379"}) // Open dials nothing yet
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	sessions, err := session.New(store, session.Config{
+		Keys: [][]byte{bytes.Repeat([]byte("k"), session.MinKeyLength)}, // a real key is random: session.FromEnv reads SESSION_KEYS
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	pages, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
 	if err != nil {
@@ -31,9 +47,23 @@ func ExampleRequireAuth() {
 	mux := http.NewServeMux()
 	mux.Handle("GET /account", pages(http.HandlerFunc(account)))
 	mux.Handle("GET /api/account", api(http.HandlerFunc(account)))
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "public page, with or without a session")
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "public page, with or without a session")
 	})
-	handler := middleware.Sessions(sessions)(mux)
-	_ = handler // http.ListenAndServe(addr, handler)
+	handler := middleware.Sessions(sessions)(mux) // http.ListenAndServe(addr, handler)
+
+	// Requests from a browser and an API client that have no session yet.
+	for _, path := range []string{"/", "/account", "/api/account"} {
+		req := httptest.NewRequest("GET", path, nil)
+		if path != "/api/account" {
+			req.Header.Set("Accept", "text/html")
+		}
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		fmt.Println(path, rec.Code, rec.Header().Get("Location"), strings.TrimSpace(rec.Body.String()))
+	}
+	// Output:
+	// / 200  public page, with or without a session
+	// /account 303 /login <a href="/login">See Other</a>.
+	// /api/account 401  {"error":"unauthenticated"}
 }

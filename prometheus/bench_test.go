@@ -252,7 +252,7 @@ func measureRead(b *testing.B, srv *redistest.Server, metricsOn bool) readRun {
 // When its runs are done it prints two ratio lines (see printReadRatios).
 //
 // The lines come from the benchmark itself, not from TestMain as in
-// internal/bench: this package's TestMain (main_test.go) is goleak's.
+// internal/bench: this package's TestMain (main_test.go) is the leak check's.
 // The testing package runs a benchmark that has sub-benchmarks once, so
 // the lines are printed once per run of the binary, after the last
 // sub-benchmark, and not at all without -bench.

@@ -40,10 +40,15 @@ func ExampleOpen() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("found=%v record=%s", found, record)
+	fmt.Printf("found=%v record=%s\n", found, record)
 	if err := store.Remove(ctx, id); err != nil {
 		log.Fatal(err)
 	}
+	_, found, err = store.Load(ctx, id, 30*time.Minute)
+	fmt.Printf("after Remove: found=%v err=%v\n", found, err)
+	// Output:
+	// found=true record={"v":1}
+	// after Remove: found=false err=<nil>
 }
 
 // ParseURL reads a Redis URL, never repeating it (or its password) in an

@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
 
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -13,7 +17,8 @@ import (
 )
 
 // Wire a Manager on Redis into an http.ServeMux: a login that creates the
-// session, a page for logged-in users, and a logout.
+// session, a page for logged-in users, and a logout; then a browser logs in,
+// reads the page, logs out and is refused.
 func Example() {
 	cfg, err := redisstore.FromEnv() // REDIS_URL, or REDIS_HOST and friends
 	if err != nil {
@@ -49,16 +54,41 @@ func Example() {
 	})
 	mux.Handle("GET /me", requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := session.UserID(r.Context())
-		fmt.Fprintf(w, "hello, %s\n", user)
+		fmt.Fprintf(w, "hello, %s", user)
 	})))
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		if err := session.Destroy(r.Context()); err != nil {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		w.WriteHeader(http.StatusNoContent)
 	})
-	log.Fatal(http.ListenAndServe("127.0.0.1:8080", middleware.Sessions(sessions)(mux)))
+	handler := middleware.Sessions(sessions)(mux)
+	// A program serves it: http.ListenAndServeTLS(addr, cert, key, handler).
+	// Here a test server does, over TLS, since the cookie is Secure.
+	srv := httptest.NewTLSServer(handler)
+	defer srv.Close()
+
+	browser := srv.Client()
+	browser.Jar, _ = cookiejar.New(nil)
+	for _, step := range []struct{ method, path string }{
+		{"POST", "/login"}, // redirected to /me
+		{"POST", "/logout"},
+		{"GET", "/me"},
+	} {
+		req, _ := http.NewRequest(step.method, srv.URL+step.path, nil)
+		resp, err := browser.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(strings.TrimSpace(fmt.Sprint(step.method, " ", step.path, " ", resp.StatusCode, " ", string(body))))
+	}
+	// Output:
+	// POST /login 200 hello, alice
+	// POST /logout 204
+	// GET /me 401 {"error":"unauthenticated"}
 }
 
 // Values keep their Go type through the JSON record: an int comes back as an

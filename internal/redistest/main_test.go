@@ -7,20 +7,20 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"go.uber.org/goleak"
+	"github.com/sessionkit/sessionkit/internal/leakcheck"
 )
 
 // TestMain fails the run if any test leaves a goroutine behind: the helper
 // owns the goroutines that reap servers and run proxies, and must end them.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }
 
 // verifyNone checks for leaked goroutines once the test and all its cleanups
 // are done; call it first, so that its cleanup runs last.
 func verifyNone(t *testing.T) {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) })
+	t.Cleanup(func() { leakcheck.VerifyNone(t) })
 }
 
 // dial connects to addr with every timeout set to timeout, failing the test

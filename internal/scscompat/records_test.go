@@ -1,4 +1,4 @@
-package redisstore_test
+package scscompat_test
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
-	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // TestSCSRecordsTake reads records written by scs's own redisstore, under
@@ -20,7 +19,7 @@ import (
 // of one record exactly one gets it, and that it is gone afterwards.
 func TestSCSRecordsTake(t *testing.T) {
 	srv := redistest.Start(t)
-	store := open(t, srv, redisstore.Config{})
+	store := openStore(t, srv)
 	pool := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr()) }}
 	defer pool.Close()
 	rec, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{"userID": "u1"})

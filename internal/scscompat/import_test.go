@@ -1,0 +1,377 @@
+package scscompat_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	scsredis "github.com/alexedwards/scs/redisstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// scsCart is an app type stored in scs sessions, registered with gob as an
+// scs application must.
+type scsCart struct {
+	Items []string
+	Total int
+}
+
+// scsApp is an application on plain scs with scs's own redisstore, the
+// deployment being migrated from.
+type scsApp struct {
+	sm   *scs.SessionManager
+	ts   *httptest.Server
+	pool *redis.Pool
+}
+
+func newSCSApp(t *testing.T, srv *redistest.Server, lifetime time.Duration) *scsApp {
+	t.Helper()
+	// What an scs application registers for the types it stores.
+	gob.Register(scsCart{})
+	gob.Register(time.Time{})
+	gob.Register(map[string]string{})
+	pool := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr()) }}
+	t.Cleanup(func() { pool.Close() })
+	sm := &scs.SessionManager{ // a literal: scs.New starts a memstore goroutine
+		Lifetime: lifetime,
+		Store:    scsredis.New(pool),
+		Codec:    scs.GobCodec{},
+		ErrorFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			t.Errorf("scs: %v", err)
+			http.Error(w, "scs failed", 500)
+		},
+		Cookie: scs.SessionCookie{Name: "session", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Persist: false},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if err := sm.RenewToken(ctx); err != nil {
+			t.Error(err)
+		}
+		sm.Put(ctx, "userID", 42)
+		sm.Put(ctx, "name", "Zoë")
+		sm.Put(ctx, "count", 7)
+		sm.Put(ctx, "big", int64(1)<<60)
+		sm.Put(ctx, "ratio", 0.25)
+		sm.Put(ctx, "admin", true)
+		sm.Put(ctx, "raw", []byte{0, 1, 2})
+		sm.Put(ctx, "when", time.Date(2024, 5, 6, 7, 8, 9, 10, time.FixedZone("X", 3600)))
+		sm.Put(ctx, "small", uint32(9))
+		sm.Put(ctx, "tags", []string{"a", "b"})
+		sm.Put(ctx, "prefs", map[string]string{"theme": "dark"})
+		sm.Put(ctx, "cart", scsCart{Items: []string{"tea"}, Total: 3})
+		fmt.Fprint(w, sm.Deadline(ctx).UnixMilli())
+	})
+	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "flash", "hello")
+	})
+	ts := httptest.NewServer(sm.LoadAndSave(mux))
+	t.Cleanup(ts.Close)
+	return &scsApp{sm: sm, ts: ts, pool: pool}
+}
+
+// newImportManager returns a Manager on srv that takes over scs sessions,
+// with cfg's FromSCS fields beside Records, and a test server running h
+// under it.
+func newImportManager(t *testing.T, srv *redistest.Server, cfg session.Config, h func(w io.Writer, r *http.Request)) (*session.Manager, *httptest.Server) {
+	t.Helper()
+	store := openStore(t, srv)
+	imp := session.SCSImport{UserKey: "userID"}
+	if cfg.FromSCS != nil {
+		imp = *cfg.FromSCS
+	}
+	imp.Records = store.SCSRecords("")
+	cfg.FromSCS = &imp
+	cfg.Keys = [][]byte{bytes.Repeat([]byte{7}, session.MinKeyLength)}
+	cfg.InsecureCookie = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := session.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(m.Load(r))
+		var body bytes.Buffer
+		h(&body, r)
+		if err := m.Commit(r.Context(), w.Header()); err != nil {
+			t.Error(err)
+		}
+		w.Write(body.Bytes())
+	}))
+	t.Cleanup(ts.Close)
+	return m, ts
+}
+
+// get requests u with client and returns the body and the response.
+func get(t *testing.T, client *http.Client, u string) (string, *http.Response) {
+	t.Helper()
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp
+}
+
+func newJar(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func jarCookie(c *http.Client, u, name string) string {
+	pu, _ := url.Parse(u)
+	for _, ck := range c.Jar.Cookies(pu) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+func scsKeys(t *testing.T, srv *redistest.Server) []string {
+	keys, err := redis.Strings(srv.Do(t, "KEYS", "scs:session:*"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestSCSImport logs a user in on two devices with real scs, then moves
+// both browsers (the same cookie jars, as a rolling deploy would) to a
+// Manager with FromSCS, under a cookie name of its own and under scs's.
+func TestSCSImport(t *testing.T) {
+	for _, name := range []string{"sk", "session"} {
+		t.Run("cookie="+name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			app := newSCSApp(t, srv, 2*time.Hour)
+			m, ts := newImportManager(t, srv, session.Config{CookieName: name}, func(w io.Writer, r *http.Request) {
+				ctx := r.Context()
+				info, _ := session.FromContext(ctx)
+				fmt.Fprintf(w, "%s %s %d|", info.UserID, info.ID, info.ExpiresAt.UnixMilli())
+				if _, ok := session.Get[int](ctx, "userID"); ok {
+					fmt.Fprint(w, "userID kept|")
+				}
+				s, _ := session.Get[string](ctx, "name")
+				n, _ := session.Get[int](ctx, "count")
+				big, _ := session.Get[int64](ctx, "big")
+				ratio, _ := session.Get[float64](ctx, "ratio")
+				admin, _ := session.Get[bool](ctx, "admin")
+				raw, _ := session.Get[[]byte](ctx, "raw")
+				when, _ := session.Get[time.Time](ctx, "when")
+				small, _ := session.Get[uint32](ctx, "small")
+				tags, _ := session.Get[[]string](ctx, "tags")
+				prefs, _ := session.Get[map[string]string](ctx, "prefs")
+				cart, _ := session.Get[scsCart](ctx, "cart")
+				fmt.Fprintf(w, "%s %d %d %v %v %v %s %d %v %v %+v", s, n, big, ratio, admin, raw, when.Format(time.RFC3339Nano), small, tags, prefs, cart)
+			})
+			const wantValues = "Zoë 7 1152921504606846976 0.25 true [0 1 2] 2024-05-06T07:08:09.00000001+01:00 9 [a b] map[theme:dark] {Items:[tea] Total:3}"
+
+			devices := []*http.Client{newJar(t), newJar(t)}
+			var deadlines []string
+			for _, c := range devices {
+				d, _ := get(t, c, app.ts.URL+"/login")
+				deadlines = append(deadlines, d)
+			}
+			if n := len(scsKeys(t, srv)); n != 2 {
+				t.Fatalf("scs wrote %d records, want 2", n)
+			}
+			var ids []string
+			for i, c := range devices {
+				scsToken := jarCookie(c, ts.URL, "session")
+				body, resp := get(t, c, ts.URL+"/")
+				head, values, _ := strings.Cut(body, "|")
+				f := strings.Fields(head)
+				if len(f) != 3 || f[0] != "42" || f[2] != deadlines[i] {
+					t.Fatalf("device %d: got %q, want user 42 with scs's deadline %s", i, head, deadlines[i])
+				}
+				if values != wantValues {
+					t.Errorf("device %d: values\n got %s\nwant %s", i, values, wantValues)
+				}
+				ids = append(ids, f[1])
+				if ex, _ := redis.Int(srv.Do(t, "EXISTS", "scs:session:"+scsToken), nil); ex != 0 {
+					t.Errorf("device %d: scs record still there", i)
+				}
+				if name != "session" && jarCookie(c, ts.URL, "session") != "" {
+					t.Errorf("device %d: scs cookie not expired: %v", i, resp.Header["Set-Cookie"])
+				}
+				if v := jarCookie(c, ts.URL, name); v == "" || v == scsToken {
+					t.Fatalf("device %d: no new cookie: %v", i, resp.Header["Set-Cookie"])
+				}
+				// The next request is an ordinary one.
+				body, resp = get(t, c, ts.URL+"/")
+				if !strings.HasPrefix(body, "42 "+f[1]+" ") || len(resp.Header["Set-Cookie"]) != 0 {
+					t.Errorf("device %d: second request: %q, Set-Cookie %v", i, body, resp.Header["Set-Cookie"])
+				}
+			}
+			if ids[0] == ids[1] {
+				t.Fatal("both devices got one session")
+			}
+			list, err := m.List(context.Background(), "42")
+			if err != nil || len(list) != 2 {
+				t.Fatalf("List: %d sessions, %v; want 2", len(list), err)
+			}
+			if keys := scsKeys(t, srv); len(keys) != 0 {
+				t.Errorf("scs records left: %d", len(keys))
+			}
+		})
+	}
+}
+
+// TestSCSImportAnonymous carries the values of an scs session without a
+// user over into an anonymous session.
+func TestSCSImportAnonymous(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	_, ts := newImportManager(t, srv, session.Config{CookieName: "sk"}, func(w io.Writer, r *http.Request) {
+		_, loggedIn := session.UserID(r.Context())
+		flash, _ := session.Get[string](r.Context(), "flash")
+		_, hasToken := session.Token(r.Context())
+		fmt.Fprint(w, loggedIn, flash, hasToken)
+	})
+	c := newJar(t)
+	get(t, c, app.ts.URL+"/visit")
+	if body, _ := get(t, c, ts.URL+"/"); body != "falsehellotrue" {
+		t.Fatalf("got %q, want an anonymous session with the flash", body)
+	}
+	if jarCookie(c, ts.URL, "sk") == "" || jarCookie(c, ts.URL, "session") != "" {
+		t.Fatal("cookies not swapped")
+	}
+}
+
+// TestSCSImportExpired checks that an scs session past its deadline, or
+// already gone from Redis, gives no session, and that its cookie is dropped.
+func TestSCSImportExpired(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, 100*time.Millisecond)
+	_, ts := newImportManager(t, srv, session.Config{CookieName: "sk"}, func(w io.Writer, r *http.Request) {
+		_, ok := session.UserID(r.Context())
+		fmt.Fprint(w, ok, " ", errors.Is(session.Put(r.Context(), "k", "v"), session.ErrNoSession))
+	})
+
+	// Gone from Redis: scs's own expiry removed the key.
+	gone := newJar(t)
+	get(t, gone, app.ts.URL+"/login")
+	time.Sleep(200 * time.Millisecond)
+	// Still in Redis, but past its deadline (scs's store kept it longer).
+	past := newJar(t)
+	b, err := scs.GobCodec{}.Encode(time.Now().Add(-time.Minute), map[string]any{"userID": 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	if err := scsredis.New(app.pool).Commit(token, b, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(ts.URL)
+	past.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: token, Path: "/"}})
+
+	for name, c := range map[string]*http.Client{"gone": gone, "past deadline": past} {
+		if jarCookie(c, ts.URL, "session") == "" {
+			t.Fatalf("%s: no scs cookie to begin with", name)
+		}
+		body, resp := get(t, c, ts.URL+"/")
+		if body != "false true" {
+			t.Errorf("%s: got %q, want anonymous and no new session", name, body)
+		}
+		if jarCookie(c, ts.URL, "session") != "" || jarCookie(c, ts.URL, "sk") != "" {
+			t.Errorf("%s: cookies after: %v", name, resp.Header["Set-Cookie"])
+		}
+	}
+	if keys := scsKeys(t, srv); len(keys) != 0 {
+		t.Errorf("scs records left: %d", len(keys))
+	}
+}
+
+// TestSCSImportConcurrent sends the same scs cookie in many requests at
+// once: exactly one migrates it, the others set no cookie and cannot start
+// a session of their own.
+func TestSCSImportConcurrent(t *testing.T) {
+	for _, name := range []string{"sk", "session"} {
+		t.Run("cookie="+name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			app := newSCSApp(t, srv, time.Hour)
+			m, ts := newImportManager(t, srv, session.Config{CookieName: name}, func(w io.Writer, r *http.Request) {
+				id, _ := session.UserID(r.Context())
+				session.Put(r.Context(), "visited", true) // refused for the losers
+				fmt.Fprint(w, id)
+			})
+			c := newJar(t)
+			get(t, c, app.ts.URL+"/login")
+			scsToken := jarCookie(c, app.ts.URL, "session")
+
+			const n = 16
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			bodies := make([]string, n)
+			cookies := make([][]*http.Cookie, n)
+			for i := range n {
+				wg.Go(func() {
+					req, _ := http.NewRequest("GET", ts.URL+"/", nil)
+					req.AddCookie(&http.Cookie{Name: "session", Value: scsToken})
+					<-start
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					bodies[i], cookies[i] = string(b), resp.Cookies()
+				})
+			}
+			close(start)
+			wg.Wait()
+			winners, issued := 0, 0
+			for i := range n {
+				if bodies[i] == "42" {
+					winners++
+				} else if bodies[i] != "" {
+					t.Errorf("request %d: user %q", i, bodies[i])
+				}
+				for _, ck := range cookies[i] {
+					if ck.Name == name && ck.Value != "" {
+						issued++
+					}
+					if ck.Name == "session" && ck.Value == "" && name == "session" {
+						t.Errorf("request %d expired the shared cookie", i)
+					}
+				}
+			}
+			if winners != 1 || issued != 1 {
+				t.Fatalf("%d requests logged in, %d cookies issued; want 1 and 1", winners, issued)
+			}
+			list, err := m.List(context.Background(), "42")
+			if err != nil || len(list) != 1 {
+				t.Fatalf("List: %d sessions, %v; want 1", len(list), err)
+			}
+			// The sessions store holds the one migrated session and no
+			// anonymous one from a loser's Put.
+			keys, _ := redis.Strings(srv.Do(t, "KEYS", "session:*"), nil)
+			if len(keys) != 1 || len(scsKeys(t, srv)) != 0 {
+				t.Fatalf("keys: %d session records, %d scs records; want 1 and 0", len(keys), len(scsKeys(t, srv)))
+			}
+		})
+	}
+}
