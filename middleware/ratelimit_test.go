@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -499,5 +500,112 @@ func TestRateLimitConfig(t *testing.T) {
 	}
 	if _, err := middleware.RateLimit(nil, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}}); err == nil {
 		t.Error("RateLimit(nil counter) = nil error")
+	}
+}
+
+// rateLimitACL is what the README says the limiter adds to the store's
+// least-privilege ACL user: its key pattern and three commands.
+var rateLimitACL = []string{"~rate_limit:*", "+incr", "+pexpire", "+pttl"}
+
+// TestRateLimitACL counts requests as the store's least-privilege ACL user
+// (the commands of TestLeastPrivilegeACL) with only rateLimitACL added,
+// scripting denied: nothing is refused, and nothing lands in ACL LOG.
+func TestRateLimitACL(t *testing.T) {
+	acl := []string{"--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels", "-@all",
+		"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+		"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select"}
+	srv := redistest.Start(t, append(acl, rateLimitACL...)...)
+	store, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Username: "sessionkit", Password: "acl-pass-5d2", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: []middleware.Rule{
+		{Name: "login-user", Limit: 1, Window: time.Minute, Key: middleware.ByFormField("username")},
+		{Name: "login-ip", Limit: 10, Window: time.Minute, Key: middleware.ByIP()},
+	}})
+	for i, want := range []int{200, 429} {
+		w := serve(h, httptest.NewRequest("POST", "/login?username=alice", nil))
+		if w.Code != want {
+			t.Errorf("request %d as the ACL user = %d %q, want %d", i+1, w.Code, w.Body, want)
+		}
+	}
+	if entries, _ := redis.Values(srv.Do(t, "ACL", "LOG"), nil); len(entries) != 0 {
+		t.Errorf("ACL LOG has %d entries, want none", len(entries))
+	}
+	// Without the additions the limiter is refused: they are needed.
+	srv2 := redistest.Start(t, acl...)
+	store2, err := redisstore.Open(redisstore.Config{Addr: srv2.Addr(), Username: "sessionkit", Password: "acl-pass-5d2", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store2.Close() })
+	if _, _, err := store2.CountRequests(context.Background(), []string{"k:r"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("CountRequests without the ACL additions = %v, want ErrRefused", err)
+	}
+}
+
+// TestRateLimitKeyValues checks what each Key counts by, through the
+// counts two requests share or not: ByIP by IPv4 address and IPv6 /64;
+// ByFormField and ByJSONField by the value the handler would read
+// (encoding/json's case-insensitive, last-wins field matching), trimmed
+// and lower-cased.
+func TestRateLimitKeyValues(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	type req struct {
+		remote, contentType, body, query string
+	}
+	for _, tc := range []struct {
+		name   string
+		key    middleware.Key
+		a, b   req
+		shared bool
+	}{
+		{"ipv4 same", middleware.ByIP(), req{remote: "192.0.2.1:1"}, req{remote: "192.0.2.1:2"}, true},
+		{"ipv4 other", middleware.ByIP(), req{remote: "192.0.2.1:1"}, req{remote: "192.0.2.2:1"}, false},
+		{"ipv4-mapped ipv6", middleware.ByIP(), req{remote: "[::ffff:192.0.2.1]:1"}, req{remote: "192.0.2.1:2"}, true},
+		{"ipv6 same /64", middleware.ByIP(), req{remote: "[2001:db8:1:2::1]:1"}, req{remote: "[2001:db8:1:2:ffff::9]:1"}, true},
+		{"ipv6 other /64", middleware.ByIP(), req{remote: "[2001:db8:1:2::1]:1"}, req{remote: "[2001:db8:1:3::1]:1"}, false},
+		{"form case and space", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=Alice"},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=+alice+"}, true},
+		{"form body over query", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=alice", query: "username=bob"},
+			req{query: "username=alice"}, true},
+		{"form other user", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
+		{"json last case-insensitive match", middleware.ByJSONField("username"),
+			req{body: `{"username":"bob","USERNAME":"alice"}`}, req{body: `{"username":"alice"}`}, true},
+		{"json other user", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice"}`}, req{body: `{"username":"alice2"}`}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHDB")
+			h := limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{
+				Rules: []middleware.Rule{{Name: "k", Limit: 1, Window: time.Minute, Key: tc.key}},
+			})
+			send := func(q req) int {
+				r := httptest.NewRequest("POST", "/?"+q.query, strings.NewReader(q.body))
+				if q.remote != "" {
+					r.RemoteAddr = q.remote
+				}
+				if q.contentType != "" {
+					r.Header.Set("Content-Type", q.contentType)
+				}
+				return serve(h, r).Code
+			}
+			if got := send(tc.a); got != 200 {
+				t.Fatalf("first request = %d, want 200", got)
+			}
+			want := 200
+			if tc.shared {
+				want = 429
+			}
+			if got := send(tc.b); got != want {
+				t.Errorf("second request = %d, want %d (shared count: %v)", got, want, tc.shared)
+			}
+		})
 	}
 }
