@@ -24,9 +24,9 @@ import (
 // "rate_limit" in sessionkit_store_operation_duration_seconds and
 // sessionkit_store_errors_total (see Metrics).
 type RateLimitMetrics struct {
-	refused  *prometheus.CounterVec // {rule}
-	rules    map[string]prometheus.Counter
-	served   prometheus.Counter
+	refused       *prometheus.CounterVec // {rule}
+	rules         map[string]prometheus.Counter
+	served        prometheus.Counter
 	refusedOutage prometheus.Counter
 }
 
@@ -76,9 +76,9 @@ func NewRateLimitMetrics(reg prometheus.Registerer, opts RateLimitOptions) (*Rat
 		}
 	}
 	m := &RateLimitMetrics{
-		refused:  refused,
-		rules:    make(map[string]prometheus.Counter, len(opts.Rules)),
-		served:   outages.WithLabelValues("served"),
+		refused:       refused,
+		rules:         make(map[string]prometheus.Counter, len(opts.Rules)),
+		served:        outages.WithLabelValues("served"),
 		refusedOutage: outages.WithLabelValues("refused"),
 	}
 	for _, r := range opts.Rules {
