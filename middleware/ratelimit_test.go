@@ -609,3 +609,32 @@ func TestRateLimitKeyValues(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitHandlerGetsBody checks that a limiter that read the body
+// for a key hands the handler the same bytes, form and JSON alike.
+func TestRateLimitHandlerGetsBody(t *testing.T) {
+	srv := redistest.Start(t)
+	mw, err := middleware.LoginLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{
+			{Name: "f", Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")},
+			{Name: "j", Limit: 5, Window: time.Minute, Key: middleware.ByJSONField("username")},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = string(b)
+	}))
+	for _, tc := range []struct{ contentType, body string }{
+		{"application/x-www-form-urlencoded", "username=alice&password=p%26ss"},
+		{"application/json", `{"username":"alice","password":"p&ss"}`},
+	} {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", tc.contentType)
+		if w := serve(h, r); w.Code != 200 || got != tc.body {
+			t.Errorf("%s: %d, handler read %q, want 200 and %q", tc.contentType, w.Code, got, tc.body)
+		}
+	}
+}
