@@ -21,6 +21,7 @@ import (
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // rateSecret is the limiters' HMAC key in these tests.
@@ -635,6 +636,55 @@ func TestRateLimitHandlerGetsBody(t *testing.T) {
 		r.Header.Set("Content-Type", tc.contentType)
 		if w := serve(h, r); w.Code != 200 || got != tc.body {
 			t.Errorf("%s: %d, handler read %q, want 200 and %q", tc.contentType, w.Code, got, tc.body)
+		}
+	}
+}
+
+// TestRateLimitByUser counts by the logged-in user, behind Sessions: each
+// user has a count of their own, and a request without a user is not
+// counted by the rule.
+func TestRateLimitByUser(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	m, err := session.New(store, session.Config{Keys: [][]byte{bytes.Repeat([]byte("k"), 32)}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "user", Limit: 1, Window: time.Minute, Key: middleware.ByUser()}},
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), r.FormValue("user")); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.Handle("GET /limited", limit)
+	h := middleware.Sessions(m)(mux)
+	cookie := func(user string) *http.Cookie {
+		w := serve(h, httptest.NewRequest("POST", "/login?user="+user, nil))
+		return w.Result().Cookies()[0]
+	}
+	get := func(c *http.Cookie) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/limited", nil)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		return serve(h, r)
+	}
+	alice, bob := cookie("alice"), cookie("bob")
+	for i, tc := range []struct {
+		who    string
+		c      *http.Cookie
+		code   int
+		policy bool
+	}{
+		{"alice", alice, 200, true}, {"alice", alice, 429, true}, {"bob", bob, 200, true},
+		{"anonymous", nil, 200, false}, {"anonymous", nil, 200, false},
+	} {
+		w := get(tc.c)
+		if w.Code != tc.code || (w.Header().Get("RateLimit-Policy") != "") != tc.policy {
+			t.Errorf("request %d (%s) = %d, RateLimit-Policy %q; want %d, policy %v", i+1, tc.who, w.Code, w.Header().Get("RateLimit-Policy"), tc.code, tc.policy)
 		}
 	}
 }

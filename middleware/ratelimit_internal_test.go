@@ -1,0 +1,35 @@
+package middleware
+
+import "testing"
+
+// TestWaitText checks the words of the HTML 429 page's "try again in".
+func TestWaitText(t *testing.T) {
+	for _, tc := range []struct {
+		s    int64
+		want string
+	}{
+		{1, "1 second"}, {59, "59 seconds"}, {119, "119 seconds"}, {120, "2 minutes"},
+		{121, "3 minutes"}, {7199, "120 minutes"}, {7200, "2 hours"}, {7201, "3 hours"},
+	} {
+		if got := waitText(tc.s); got != tc.want {
+			t.Errorf("waitText(%d) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestClientNet checks what ByIP counts by for the forms RemoteAddr takes.
+func TestClientNet(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1:80", "192.0.2.1"},
+		{"192.0.2.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
+		{"[2001:db8:a:b:c:d:e:f]:80", "2001:db8:a:b::/64"},
+		{"[fe80::1%eth0]:80", "fe80::/64"},
+		{"@", "@"}, // a Unix socket's peer: taken whole
+		{"", ""},   // nothing: the rule does not count the request
+	} {
+		if got := clientNet(tc.in); got != tc.want {
+			t.Errorf("clientNet(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
