@@ -279,7 +279,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			r = r.WithContext(r.Context())
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		var ks keyed
+		ks := newKeyed(len(l.rules))
 		for i := range l.rules {
 			rule := &l.rules[i]
 			v := rule.Key.fn(r, body)
@@ -294,12 +294,12 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		counts, resets, err := l.c.CountRequests(r.Context(), ks.keys, ks.windows)
 		h := w.Header()
-		h.Set("RateLimit-Policy", policyHeader(ks.rules))
+		h[policyField] = []string{policyHeader(ks.rules)}
 		if err != nil {
 			l.outage(w, r, next, ks.rules, err)
 			return
 		}
-		h.Set("RateLimit", stateHeader(ks.rules, counts, resets))
+		h[stateField] = []string{stateHeader(ks.rules, counts, resets)}
 		var retry time.Duration
 		for i, rule := range ks.rules {
 			if counts[i] > int64(rule.Limit) {
@@ -313,7 +313,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		h.Set("Retry-After", strconv.FormatInt(seconds(retry), 10))
+		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
 		if l.onLimited != nil {
 			l.onLimited(w, r, retry)
 			return
@@ -353,6 +353,15 @@ type keyed struct {
 	windows []time.Duration
 }
 
+// newKeyed returns a keyed with room for n rules.
+func newKeyed(n int) keyed {
+	return keyed{
+		rules:   make([]*Rule, 0, n),
+		keys:    make([]string, 0, n),
+		windows: make([]time.Duration, 0, n),
+	}
+}
+
 func (k *keyed) add(r *Rule, key string) {
 	k.rules = append(k.rules, r)
 	k.keys = append(k.keys, key)
@@ -378,10 +387,19 @@ func seconds(d time.Duration) int64 {
 	return max(s, 1)
 }
 
+// The header fields a limiter sets, in canonical form (Header.Set would
+// canonicalize "RateLimit-Policy" anew on every request).
+var (
+	policyField = http.CanonicalHeaderKey("RateLimit-Policy")
+	stateField  = http.CanonicalHeaderKey("RateLimit")
+	retryField  = http.CanonicalHeaderKey("Retry-After")
+)
+
 // policyHeader formats the RateLimit-Policy field: one list member per
 // rule, `"name";q=<limit>;w=<window seconds>`.
 func policyHeader(rules []*Rule) string {
 	var b strings.Builder
+	b.Grow(48 * len(rules))
 	for i, r := range rules {
 		if i > 0 {
 			b.WriteString(", ")
@@ -400,6 +418,7 @@ func policyHeader(rules []*Rule) string {
 // `"name";r=<remaining>;t=<seconds until the window ends>`.
 func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 	var b strings.Builder
+	b.Grow(48 * len(rules))
 	for i, r := range rules {
 		if i > 0 {
 			b.WriteString(", ")

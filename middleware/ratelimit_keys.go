@@ -173,5 +173,13 @@ func (p hashPool) key(name, v string) string {
 	m.Write(binary.AppendUvarint(buf[:0], uint64(len(v))))
 	m.Write([]byte(v))
 	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:16]) + ":" + name
+	enc := base64.RawURLEncoding
+	var k strings.Builder
+	k.Grow(enc.EncodedLen(16) + 1 + len(name))
+	var hashed [24]byte // enc.EncodedLen(16) == 22
+	enc.Encode(hashed[:], m.Sum(sum[:0])[:16])
+	k.Write(hashed[:enc.EncodedLen(16)])
+	k.WriteByte(':')
+	k.WriteString(name)
+	return k.String()
 }
