@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -105,8 +106,10 @@ type RateLimitConfig struct {
 	// HTML page for a request that accepts text/html.
 	OnLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
 
-	// Logger receives the counter's failures (at Warn, with the rule names
-	// and the error, which names no key). Default slog.Default().
+	// Logger receives the counter's failures at Warn, with the rule names
+	// and the error (which names no key): one line per 10 seconds at most,
+	// with the number of failures held back since the previous line.
+	// Default slog.Default().
 	Logger *slog.Logger
 
 	// Metrics, when set, counts refusals and outages (the module
@@ -161,7 +164,6 @@ func LoginLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Han
 type limiter struct {
 	c         RateCounter
 	rules     []Rule
-	secret    []byte
 	failOpen  bool
 	readsBody bool
 	maxBody   int64
@@ -169,6 +171,7 @@ type limiter struct {
 	log       *slog.Logger
 	metrics   RateLimitMetrics
 	hashes    hashPool
+	outages   logLimiter // the counter's failures, logged at most every outageLogInterval
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -181,7 +184,7 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 	l := &limiter{
 		c:         c,
 		rules:     append([]Rule(nil), cfg.Rules...),
-		secret:    bytes.Clone(cfg.Secret),
+		hashes:    newHashPool(bytes.Clone(cfg.Secret)),
 		maxBody:   cfg.MaxBody,
 		onLimited: cfg.OnLimited,
 		log:       cfg.Logger,
@@ -201,7 +204,6 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 	for _, r := range l.rules {
 		l.readsBody = l.readsBody || r.Key.body
 	}
-	l.hashes = newHashPool(l.secret)
 	return l.middleware, nil
 }
 
@@ -332,8 +334,11 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 	if l.failOpen {
 		policy = "open"
 	}
-	l.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
-		slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy), slog.Any("err", err))
+	l.outages.do(time.Now(), func(suppressed int) {
+		l.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
+			slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy),
+			slog.Any("err", err), slog.Int("suppressed", suppressed))
+	})
 	if l.metrics != nil {
 		l.metrics.RateLimitUnavailable(l.failOpen)
 	}
@@ -343,6 +348,34 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	w.Header().Set("Retry-After", "1")
 	writeError(w, r, http.StatusServiceUnavailable, "rate limiter unavailable", "The service is busy. Please try again in a moment.")
+}
+
+// outageLogInterval is how often a limiter logs that its counter fails:
+// during an outage every request fails, and the log must not grow with the
+// traffic.
+const outageLogInterval = 10 * time.Second
+
+// logLimiter lets one log line out per outageLogInterval and counts the
+// ones it holds back.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Time // when the next line may go out
+	suppressed int       // lines held back since the last one
+}
+
+// do calls log with the number of lines held back since the last one, if a
+// line may go out at now; otherwise it counts one more.
+func (l *logLimiter) do(now time.Time, log func(suppressed int)) {
+	l.mu.Lock()
+	if now.Before(l.next) {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(outageLogInterval), 0
+	l.mu.Unlock()
+	log(n)
 }
 
 // keyed holds the rules that count a request, with their Redis keys and

@@ -422,6 +422,11 @@ func TestRateLimitOutage(t *testing.T) {
 				if logs := c.logs.String(); !strings.Contains(logs, "rate limit: counter failed") || !strings.Contains(logs, "rules=r") {
 					t.Errorf("%s: log %q, want the failure with the rule", c.name, logs)
 				}
+				// A second failure within 10s is counted, not logged.
+				serve(c.h, httptest.NewRequest("GET", "/", nil))
+				if n := strings.Count(c.logs.String(), "counter failed"); n != 1 || c.metrics.served[c.served] != 2 {
+					t.Errorf("%s: two failures logged %d lines and counted %v, want 1 line and 2 counted", c.name, n, c.metrics.served)
+				}
 			}
 			if proxy != nil {
 				proxy.Heal()
