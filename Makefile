@@ -105,6 +105,7 @@ fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzValue$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./redisstore
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONField$$' -fuzztime $(FUZZTIME) ./middleware
 
 lint: ## go vet, staticcheck and gofmt on the four modules
 	$(GO) vet ./...

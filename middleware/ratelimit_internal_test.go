@@ -1,6 +1,9 @@
 package middleware
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 // TestWaitText checks the words of the HTML 429 page's "try again in".
 func TestWaitText(t *testing.T) {
@@ -32,4 +35,34 @@ func TestClientNet(t *testing.T) {
 			t.Errorf("clientNet(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// FuzzJSONField checks that ByJSONField reads the user name the handler
+// would decode from the same body with encoding/json: whenever
+// json.Unmarshal accepts the body into a struct with that field, jsonField
+// returns the same value, so no body can be counted under one name and
+// logged in under another.
+func FuzzJSONField(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice"}`, `{"USERNAME":"a","username":"b"}`, `{"username":"b","USERNAME":"a"}`,
+		`{"username":null}`, `{"user":"x","password":"y"}`, `{"username":"\u0041lice"}`,
+		`{"ſusername":"x"}`, `{"username":"a"} trailing`, `[]`, `{"username":{"a":1}}`, `{"username":"a","x":[1,{"y":2}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var c struct {
+			Username *string `json:"username"`
+		}
+		if json.Unmarshal(body, &c) != nil {
+			return
+		}
+		want := ""
+		if c.Username != nil {
+			want = *c.Username
+		}
+		if got := jsonField(body, "username"); got != want {
+			t.Errorf("jsonField(%q) = %q, encoding/json decodes %q", body, got, want)
+		}
+	})
 }
