@@ -259,8 +259,13 @@ func validRuleName(name string) bool {
 	return true
 }
 
-// errBodyTooLarge reports a body over MaxBody.
-var errBodyTooLarge = errors.New("request body too large")
+var (
+	// errBodyTooLarge reports a body over MaxBody.
+	errBodyTooLarge = errors.New("request body too large")
+	// errCounterReply reports a RateCounter that answered a count or a
+	// reset too few or too many, which is handled as its failure.
+	errCounterReply = errors.New("middleware: rate limit: the counter answered a count per key too few or too many")
+)
 
 func (l *limiter) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -295,6 +300,9 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			return
 		}
 		counts, resets, err := l.c.CountRequests(r.Context(), ks.keys, ks.windows)
+		if err == nil && (len(counts) != len(ks.keys) || len(resets) != len(ks.keys)) {
+			err = errCounterReply
+		}
 		h := w.Header()
 		h[policyField] = []string{policyHeader(ks.rules)}
 		if err != nil {
@@ -302,16 +310,18 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			return
 		}
 		h[stateField] = []string{stateHeader(ks.rules, counts, resets)}
+		over := false
 		var retry time.Duration
 		for i, rule := range ks.rules {
 			if counts[i] > int64(rule.Limit) {
+				over = true
 				retry = max(retry, resets[i])
 				if l.metrics != nil {
 					l.metrics.RateLimited(rule.Name)
 				}
 			}
 		}
-		if retry == 0 {
+		if !over {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -693,3 +693,30 @@ func TestRateLimitByUser(t *testing.T) {
 		}
 	}
 }
+
+// fixedCounter is a RateCounter that answers fixed figures, for the edges
+// a real Redis reaches only by chance: a window in its last millisecond
+// (PTTL 0), and a counter that answers the wrong number of counts.
+type fixedCounter struct {
+	counts []int64
+	resets []time.Duration
+}
+
+func (c fixedCounter) CountRequests(context.Context, []string, []time.Duration) ([]int64, []time.Duration, error) {
+	return c.counts, c.resets, nil
+}
+
+// TestRateLimitCounterEdges: a request over the limit is refused even when
+// its window ends in under a millisecond (Retry-After 1, never 0), and a
+// counter's malformed answer is handled as its failure.
+func TestRateLimitCounterEdges(t *testing.T) {
+	rules := []middleware.Rule{{Name: "r", Limit: 1, Window: time.Minute, Key: middleware.ByIP()}}
+	h := limited(t, middleware.RateLimit, fixedCounter{[]int64{2}, []time.Duration{0}}, middleware.RateLimitConfig{Rules: rules})
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 429 || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("over the limit, window ending now = %d, Retry-After %q; want 429, 1", w.Code, w.Header().Get("Retry-After"))
+	}
+	h = limited(t, middleware.LoginLimit, fixedCounter{nil, nil}, middleware.RateLimitConfig{Rules: rules, Logger: slog.New(slog.DiscardHandler)})
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 503 {
+		t.Errorf("counter answering no counts = %d, want 503 (a failure, closed)", w.Code)
+	}
+}
