@@ -139,7 +139,7 @@ type RateLimitMetrics interface {
 // secrets.
 //
 // Every response through it carries the RateLimit-Policy and RateLimit
-// header fields of draft-ietf-httpapi-ratelimit-headers-10, one list member
+// header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
 // per rule that counted the request. A request over any rule's limit gets
 // 429 with Retry-After (see RateLimitConfig.OnLimited) and never reaches
 // the handler. A counter failure gets 503 with Retry-After under
