@@ -70,14 +70,19 @@ testsummary:
 # Each benchmark runs in 3 interleaved rounds (-rounds 3: sessionkit, scs,
 # gorilla, sessionkit, ...; the repeats print as name#01, name#02), 500ms
 # each; the ratios use the medians. BenchmarkCluster compares a read and a
-# login on a 3-master Redis Cluster with the same on one server. The whole
-# run takes about two minutes on 2 cores.
+# login on a 3-master Redis Cluster with the same on one server.
+# BenchmarkRateLimit (internal/bench/ratelimit_test.go) times a request
+# admitted and one refused by middleware.RateLimit, ulule/limiter/v3 on its
+# Redis store and go-chi/httprate's in-memory counter in the same rounds,
+# prints their ratio lines, then an "admitted" line per limiter: how many
+# of 2,000 concurrent requests four app instances let through with a limit
+# of 100. The whole run takes about two and a half minutes on 2 cores.
 # Then the listing of a user's sessions with 0 and 100,000 other sessions in
 # Redis (redisstore.BenchmarkUserSessions): the time must not grow; and what
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and
 # a read with the Prometheus metrics on next to off (prometheus.BenchmarkRead):
 # the extra allocations (must be 0) and the time ratio (at most 1.05).
-bench: ## the comparison with scs and gorilla, then the redisstore and prometheus benchmarks (~3 min)
+bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore and prometheus benchmarks (~3 min)
 	cd internal/bench && $(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 . -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkUserSessions$$' -benchtime 2000x ./redisstore
 	$(GO) test -run '^$$' -bench '^BenchmarkHeavyUser$$' -benchtime 10x ./redisstore
@@ -100,6 +105,7 @@ fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzValue$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./session
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./redisstore
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONField$$' -fuzztime $(FUZZTIME) ./middleware
 
 lint: ## go vet, staticcheck and gofmt on the five modules
 	$(GO) vet ./...

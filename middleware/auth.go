@@ -51,8 +51,7 @@ func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 
 // wantsPage reports whether r is a browser navigation rather than an API call.
 func wantsPage(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
-		strings.Contains(r.Header.Get("Accept"), "text/html")
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r)
 }
 
 // unavailable answers 503 with Retry-After: the session store is down and the

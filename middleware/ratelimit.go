@@ -1,0 +1,535 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RateCounter counts requests in fixed windows shared by every app instance.
+// A *redisstore.Store is one: see its CountRequests method for the Redis
+// commands, the keys and the guarantees.
+type RateCounter interface {
+	// CountRequests adds one request to the counter of each key, opening a
+	// window of windows[i] at the first, and returns the requests counted
+	// in each key's current window and the time until it ends.
+	CountRequests(ctx context.Context, keys []string, windows []time.Duration) (counts []int64, resets []time.Duration, err error)
+}
+
+// Rule admits at most Limit requests per Window for each value of Key.
+type Rule struct {
+	// Name names the rule in the RateLimit-Policy and RateLimit headers and
+	// in its Redis key: 1 to 32 characters of a-z, 0-9, "-" and "_".
+	// Required, and unique within a limiter. Rules of several limiters with
+	// the same Name and key value share one counter (a login form and a
+	// login API counting the same user name's attempts together), so they
+	// should have the same Limit and Window.
+	Name string
+
+	// Limit is the most requests admitted per window. Required, above 0.
+	Limit int
+
+	// Window is the length of a window, in whole seconds (the headers count
+	// in seconds), at least one. Required.
+	Window time.Duration
+
+	// Key says what requests are counted by: [ByIP], [ByUser],
+	// [ByFormField], [ByJSONField] or [ByFunc]. Required. A request for
+	// which it finds no value (no user logged in, no such field) is not
+	// counted by this rule.
+	Key Key
+}
+
+// Outage says what a limiter does when its counter fails (Redis
+// unreachable, too slow, or refusing).
+type Outage int
+
+const (
+	// OutageDefault is the zero value: FailOpen for a limiter built by
+	// RateLimit, FailClosed for one built by LoginLimit.
+	OutageDefault Outage = iota
+	// FailOpen serves the request unlimited, logs the failure at Warn and
+	// counts it in Metrics.
+	FailOpen
+	// FailClosed answers 503 with Retry-After, logs the failure at Warn and
+	// counts it in Metrics: no guess goes unlimited.
+	FailClosed
+)
+
+// DefaultMaxBody is the default RateLimitConfig.MaxBody.
+const DefaultMaxBody = 64 << 10
+
+// minSecretLen is the shortest RateLimitConfig.Secret accepted.
+const minSecretLen = 32
+
+// RateLimitConfig configures RateLimit and LoginLimit.
+type RateLimitConfig struct {
+	// Rules are the limits; a request must be within all of them. At least
+	// one, at most 16; all of a request's counts cost one Redis round trip
+	// (one per rule on a Redis Cluster).
+	Rules []Rule
+
+	// Secret keys the HMAC-SHA256 that turns each rule's key value (an
+	// address, a user name) into the hash in its Redis key, so that no
+	// Redis key, MONITOR line or backup says who is being limited, and
+	// nobody without the secret can work out an address's key by trying
+	// every address. At least 32 random bytes, the same on every app
+	// instance (or they count apart), and not one of the session signing
+	// keys. Required.
+	Secret []byte
+
+	// Outage chooses between FailOpen and FailClosed when the counter
+	// fails. Default (zero): FailOpen for RateLimit, FailClosed for
+	// LoginLimit.
+	Outage Outage
+
+	// MaxBody bounds the request body that ByFormField and ByJSONField
+	// read; a longer body is answered 413 without counting anything.
+	// Default DefaultMaxBody (64 KiB) when zero. Only limiters with such a
+	// rule read the body; the handler then reads the same bytes.
+	MaxBody int64
+
+	// OnLimited, when set, writes the answer to a request over the limit,
+	// for example a login page that says when to try again. The status
+	// 429 is the caller's to write; the Retry-After, RateLimit-Policy and
+	// RateLimit headers are already set; retry is the time until the
+	// request would be admitted. Default nil: 429 with a JSON body
+	// {"error":"too many requests","retry_after":<seconds>}, or a short
+	// HTML page for a request that accepts text/html.
+	OnLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
+
+	// Logger receives the counter's failures at Warn, with the rule names
+	// and the error (which names no key): one line per 10 seconds at most,
+	// with the number of failures held back since the previous line.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// Metrics, when set, counts refusals and outages (the module
+	// github.com/sessionkit/sessionkit/prometheus implements it). Default
+	// nil: nothing counted.
+	Metrics RateLimitMetrics
+}
+
+// RateLimitMetrics receives what a limiter counts. Its methods are called
+// on the request's goroutine and must be quick and safe for concurrent
+// use.
+type RateLimitMetrics interface {
+	// RateLimited counts a request refused with 429 because it was over
+	// the limit of the rule named rule (one call per rule it was over).
+	RateLimited(rule string)
+
+	// RateLimitUnavailable counts a request whose counter failed; served
+	// reports whether it was served anyway (FailOpen) or refused with 503
+	// (FailClosed).
+	RateLimitUnavailable(served bool)
+}
+
+// RateLimit returns middleware that limits requests by cfg.Rules, counted
+// by c in Redis and so shared by every app instance, for routes in general:
+// when c fails it serves requests unlimited (FailOpen) unless cfg.Outage
+// says FailClosed. Use LoginLimit for logins and other routes that check
+// secrets.
+//
+// Every response through it carries the RateLimit-Policy and RateLimit
+// header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
+// per rule that counted the request. A request over any rule's limit gets
+// 429 with Retry-After (see RateLimitConfig.OnLimited) and never reaches
+// the handler. A counter failure gets 503 with Retry-After under
+// FailClosed. A body over MaxBody gets 413. Each rule's window is a fixed
+// window that opens at the first request counted (see RateCounter).
+func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
+	return newLimiter(c, cfg, FailOpen)
+}
+
+// LoginLimit is RateLimit for routes that check a secret (a login, a
+// password reset, a one-time code): when the counter fails it answers 503
+// (FailClosed) unless cfg.Outage says FailOpen, so that an outage of Redis
+// never lets password guesses through unlimited. Count such routes by user
+// name (ByFormField, ByJSONField) and by address (ByIP) in the same
+// limiter: every attempt is counted, whether or not the user exists, so
+// the answers say nothing about which user names do.
+func LoginLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
+	return newLimiter(c, cfg, FailClosed)
+}
+
+// limiter is the middleware's configuration, validated once.
+type limiter struct {
+	c         RateCounter
+	rules     []Rule
+	failOpen  bool
+	readsBody bool
+	maxBody   int64
+	onLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
+	log       *slog.Logger
+	metrics   RateLimitMetrics
+	hashes    hashPool
+	outages   logLimiter // the counter's failures, logged at most every outageLogInterval
+}
+
+func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
+	if c == nil {
+		return nil, errors.New("middleware: rate limit: nil RateCounter")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l := &limiter{
+		c:         c,
+		rules:     append([]Rule(nil), cfg.Rules...),
+		hashes:    newHashPool(bytes.Clone(cfg.Secret)),
+		maxBody:   cfg.MaxBody,
+		onLimited: cfg.OnLimited,
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+	}
+	outage := cfg.Outage
+	if outage == OutageDefault {
+		outage = def
+	}
+	l.failOpen = outage == FailOpen
+	if l.maxBody == 0 {
+		l.maxBody = DefaultMaxBody
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	for _, r := range l.rules {
+		l.readsBody = l.readsBody || r.Key.body
+	}
+	return l.middleware, nil
+}
+
+// validate checks cfg and names the first bad field.
+func (cfg RateLimitConfig) validate() error {
+	bad := func(field, want string) error {
+		return fmt.Errorf("middleware: RateLimitConfig.%s: %s", field, want)
+	}
+	if len(cfg.Rules) == 0 || len(cfg.Rules) > 16 {
+		return bad("Rules", "want 1 to 16 rules")
+	}
+	seen := make(map[string]bool)
+	for i, r := range cfg.Rules {
+		field := fmt.Sprintf("Rules[%d]", i)
+		switch {
+		case !validRuleName(r.Name):
+			return bad(field+".Name", "want 1 to 32 of a-z, 0-9, - and _")
+		case seen[r.Name]:
+			return bad(field+".Name", "used by two rules")
+		case r.Limit <= 0:
+			return bad(field+".Limit", "want above 0")
+		case r.Window < time.Second || r.Window%time.Second != 0:
+			return bad(field+".Window", "want whole seconds, at least 1s")
+		case r.Key.fn == nil:
+			return bad(field+".Key", "required: ByIP, ByUser, ByFormField, ByJSONField or ByFunc")
+		}
+		seen[r.Name] = true
+	}
+	if len(cfg.Secret) < minSecretLen {
+		return bad("Secret", fmt.Sprintf("want at least %d random bytes", minSecretLen))
+	}
+	if cfg.Outage < OutageDefault || cfg.Outage > FailClosed {
+		return bad("Outage", "want OutageDefault, FailOpen or FailClosed")
+	}
+	if cfg.MaxBody < 0 {
+		return bad("MaxBody", "must not be negative")
+	}
+	return nil
+}
+
+// validRuleName reports whether name may be a Rule's Name: it goes into a
+// Redis key after the hash, and into a header's quoted string, so it
+// carries no ":", quote, brace or space.
+func validRuleName(name string) bool {
+	if len(name) == 0 || len(name) > 32 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	// errBodyTooLarge reports a body over MaxBody.
+	errBodyTooLarge = errors.New("request body too large")
+	// errCounterReply reports a RateCounter that answered a count or a
+	// reset too few or too many, which is handled as its failure.
+	errCounterReply = errors.New("middleware: rate limit: the counter answered a count per key too few or too many")
+)
+
+func (l *limiter) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if l.readsBody && r.Body != nil && r.Body != http.NoBody {
+			var err error
+			body, err = readBody(r.Body, l.maxBody)
+			if errors.Is(err, errBodyTooLarge) {
+				writeError(w, r, http.StatusRequestEntityTooLarge, "request body too large", "The request is too large.")
+				return
+			}
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest, "unreadable request body", "The request could not be read.")
+				return
+			}
+			// A shallow copy carries the bytes read to the handler; r
+			// itself is not changed.
+			r = r.WithContext(r.Context())
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		ks := newKeyed(len(l.rules))
+		for i := range l.rules {
+			rule := &l.rules[i]
+			v := rule.Key.fn(r, body)
+			if v == "" {
+				continue
+			}
+			ks.add(rule, l.hashes.key(rule.Name, v))
+		}
+		if len(ks.rules) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		counts, resets, err := l.c.CountRequests(r.Context(), ks.keys, ks.windows)
+		if err == nil && (len(counts) != len(ks.keys) || len(resets) != len(ks.keys)) {
+			err = errCounterReply
+		}
+		h := w.Header()
+		h[policyField] = []string{policyHeader(ks.rules)}
+		if err != nil {
+			l.outage(w, r, next, ks.rules, err)
+			return
+		}
+		h[stateField] = []string{stateHeader(ks.rules, counts, resets)}
+		over := false
+		var retry time.Duration
+		for i, rule := range ks.rules {
+			if counts[i] > int64(rule.Limit) {
+				over = true
+				retry = max(retry, resets[i])
+				if l.metrics != nil {
+					l.metrics.RateLimited(rule.Name)
+				}
+			}
+		}
+		if !over {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
+		if l.onLimited != nil {
+			l.onLimited(w, r, retry)
+			return
+		}
+		tooMany(w, r, retry)
+	})
+}
+
+// outage serves or refuses r after the counter failed with err.
+func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handler, rules []*Rule, err error) {
+	names := make([]string, len(rules))
+	for i, rule := range rules {
+		names[i] = rule.Name
+	}
+	policy := "closed"
+	if l.failOpen {
+		policy = "open"
+	}
+	l.outages.do(time.Now(), func(suppressed int) {
+		l.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
+			slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy),
+			slog.Any("err", err), slog.Int("suppressed", suppressed))
+	})
+	if l.metrics != nil {
+		l.metrics.RateLimitUnavailable(l.failOpen)
+	}
+	if l.failOpen {
+		next.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, r, http.StatusServiceUnavailable, "rate limiter unavailable", "The service is busy. Please try again in a moment.")
+}
+
+// outageLogInterval is how often a limiter logs that its counter fails:
+// during an outage every request fails, and the log must not grow with the
+// traffic.
+const outageLogInterval = 10 * time.Second
+
+// logLimiter lets one log line out per outageLogInterval and counts the
+// ones it holds back.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Time // when the next line may go out
+	suppressed int       // lines held back since the last one
+}
+
+// do calls log with the number of lines held back since the last one, if a
+// line may go out at now; otherwise it counts one more.
+func (l *logLimiter) do(now time.Time, log func(suppressed int)) {
+	l.mu.Lock()
+	if now.Before(l.next) {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(outageLogInterval), 0
+	l.mu.Unlock()
+	log(n)
+}
+
+// keyed holds the rules that count a request, with their Redis keys and
+// windows, in the order of the limiter's rules.
+type keyed struct {
+	rules   []*Rule
+	keys    []string
+	windows []time.Duration
+}
+
+// newKeyed returns a keyed with room for n rules.
+func newKeyed(n int) keyed {
+	return keyed{
+		rules:   make([]*Rule, 0, n),
+		keys:    make([]string, 0, n),
+		windows: make([]time.Duration, 0, n),
+	}
+}
+
+func (k *keyed) add(r *Rule, key string) {
+	k.rules = append(k.rules, r)
+	k.keys = append(k.keys, key)
+	k.windows = append(k.windows, r.Window)
+}
+
+// readBody reads all of body, or fails with errBodyTooLarge past max bytes.
+func readBody(body io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, errBodyTooLarge
+	}
+	return b, nil
+}
+
+// seconds returns d in whole seconds, rounded up, at least 1: a client
+// told 0 would retry at once.
+func seconds(d time.Duration) int64 {
+	s := int64((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+// The header fields a limiter sets, in canonical form (Header.Set would
+// canonicalize "RateLimit-Policy" anew on every request).
+var (
+	policyField = http.CanonicalHeaderKey("RateLimit-Policy")
+	stateField  = http.CanonicalHeaderKey("RateLimit")
+	retryField  = http.CanonicalHeaderKey("Retry-After")
+)
+
+// policyHeader formats the RateLimit-Policy field: one list member per
+// rule, `"name";q=<limit>;w=<window seconds>`.
+func policyHeader(rules []*Rule) string {
+	var b strings.Builder
+	b.Grow(48 * len(rules))
+	for i, r := range rules {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('"')
+		b.WriteString(r.Name)
+		b.WriteString(`";q=`)
+		b.WriteString(strconv.Itoa(r.Limit))
+		b.WriteString(";w=")
+		b.WriteString(strconv.FormatInt(int64(r.Window/time.Second), 10))
+	}
+	return b.String()
+}
+
+// stateHeader formats the RateLimit field: one list member per rule,
+// `"name";r=<remaining>;t=<seconds until the window ends>`.
+func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
+	var b strings.Builder
+	b.Grow(48 * len(rules))
+	for i, r := range rules {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('"')
+		b.WriteString(r.Name)
+		b.WriteString(`";r=`)
+		b.WriteString(strconv.FormatInt(max(int64(r.Limit)-counts[i], 0), 10))
+		b.WriteString(";t=")
+		b.WriteString(strconv.FormatInt(seconds(resets[i]), 10))
+	}
+	return b.String()
+}
+
+// tooMany answers 429 with a JSON body, or an HTML page for a client that
+// accepts one.
+func tooMany(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+	s := seconds(retry)
+	if acceptsHTML(r) {
+		writeHTML(w, http.StatusTooManyRequests, "Too many requests. Please try again in "+waitText(s)+".")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusTooManyRequests)
+	fmt.Fprintf(w, `{"error":"too many requests","retry_after":%d}`+"\n", s)
+}
+
+// waitText says how long s seconds is, in words: "1 second", "5 minutes".
+func waitText(s int64) string {
+	n, unit := s, "second"
+	switch {
+	case s >= 2*3600:
+		n, unit = (s+3599)/3600, "hour"
+	case s >= 120:
+		n, unit = (s+59)/60, "minute"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return strconv.FormatInt(n, 10) + " " + unit
+}
+
+// writeError answers code with msg as {"error": msg}, or with text in an
+// HTML page for a client that accepts one. msg and text are constants of
+// this package, so they need no escaping.
+func writeError(w http.ResponseWriter, r *http.Request, code int, msg, text string) {
+	if acceptsHTML(r) {
+		writeHTML(w, code, text)
+		return
+	}
+	writeJSONError(w, code, msg)
+}
+
+// writeHTML answers code with a minimal page saying text, which holds no
+// markup and no input of the request.
+func writeHTML(w http.ResponseWriter, code int, text string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(code)
+	io.WriteString(w, "<!doctype html>\n<title>"+http.StatusText(code)+"</title>\n<p>"+text+"</p>\n")
+}
+
+// acceptsHTML reports whether the client asked for an HTML answer (a
+// browser, which also sends it with a form's POST).
+func acceptsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}

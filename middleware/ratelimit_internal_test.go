@@ -1,0 +1,68 @@
+package middleware
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// TestWaitText checks the words of the HTML 429 page's "try again in".
+func TestWaitText(t *testing.T) {
+	for _, tc := range []struct {
+		s    int64
+		want string
+	}{
+		{1, "1 second"}, {59, "59 seconds"}, {119, "119 seconds"}, {120, "2 minutes"},
+		{121, "3 minutes"}, {7199, "120 minutes"}, {7200, "2 hours"}, {7201, "3 hours"},
+	} {
+		if got := waitText(tc.s); got != tc.want {
+			t.Errorf("waitText(%d) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestClientNet checks what ByIP counts by for the forms RemoteAddr takes.
+func TestClientNet(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1:80", "192.0.2.1"},
+		{"192.0.2.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
+		{"[2001:db8:a:b:c:d:e:f]:80", "2001:db8:a:b::/64"},
+		{"[fe80::1%eth0]:80", "fe80::/64"},
+		{"@", "@"}, // a Unix socket's peer: taken whole
+		{"", ""},   // nothing: the rule does not count the request
+	} {
+		if got := clientNet(tc.in); got != tc.want {
+			t.Errorf("clientNet(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// FuzzJSONField checks that ByJSONField reads the user name the handler
+// would decode from the same body with encoding/json: whenever
+// json.Unmarshal accepts the body into a struct with that field, jsonField
+// returns the same value, so no body can be counted under one name and
+// logged in under another.
+func FuzzJSONField(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice"}`, `{"USERNAME":"a","username":"b"}`, `{"username":"b","USERNAME":"a"}`,
+		`{"username":null}`, `{"user":"x","password":"y"}`, `{"username":"\u0041lice"}`,
+		`{"ſusername":"x"}`, `{"username":"a"} trailing`, `[]`, `{"username":{"a":1}}`, `{"username":"a","x":[1,{"y":2}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var c struct {
+			Username *string `json:"username"`
+		}
+		if json.Unmarshal(body, &c) != nil {
+			return
+		}
+		want := ""
+		if c.Username != nil {
+			want = *c.Username
+		}
+		if got := jsonField(body, "username"); got != want {
+			t.Errorf("jsonField(%q) = %q, encoding/json decodes %q", body, got, want)
+		}
+	})
+}

@@ -1,0 +1,185 @@
+package middleware
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"hash"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// Key says what a Rule counts requests by. Build one with ByIP, ByUser,
+// ByFormField, ByJSONField or ByFunc.
+type Key struct {
+	// fn returns the request's key value, "" for none. body is the
+	// request body when the Key reads it (body is true), else nil.
+	fn   func(r *http.Request, body []byte) string
+	body bool
+}
+
+// ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
+// address, or the /64 network of an IPv6 address (one host usually holds a
+// whole /64, and could otherwise change address for every request). Behind
+// a reverse proxy RemoteAddr is the proxy's: count by the header the proxy
+// sets with ByFunc, or let a middleware that trusts it rewrite RemoteAddr
+// first.
+func ByIP() Key {
+	return Key{fn: func(r *http.Request, _ []byte) string { return clientNet(r.RemoteAddr) }}
+}
+
+// clientNet returns the address of remoteAddr (host:port) that ByIP counts
+// by: the IPv4 address, or the IPv6 /64 network.
+func clientNet(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr // no port: take it whole
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// ByUser counts requests by the logged-in user (session.UserID); requests
+// without one are not counted by the rule. The limiter must run behind
+// Sessions.
+func ByUser() Key {
+	return Key{fn: func(r *http.Request, _ []byte) string {
+		u, _ := session.UserID(r.Context())
+		return u
+	}}
+}
+
+// ByFormField counts requests by the form field name, as r.FormValue would
+// read it: from an application/x-www-form-urlencoded body, else from the
+// query string. The value is trimmed of spaces and lower-cased, so "Alice "
+// and "alice" count together. Requests without the field (or with it
+// empty) are not counted by the rule. The handler reads the body as sent.
+func ByFormField(name string) Key {
+	return Key{body: true, fn: func(r *http.Request, body []byte) string {
+		v := ""
+		if isForm(r) {
+			form, _ := url.ParseQuery(string(body))
+			v = form.Get(name)
+		}
+		if v == "" {
+			v = r.URL.Query().Get(name)
+		}
+		return normalizeName(v)
+	}}
+}
+
+// ByJSONField counts requests by the string field name of a JSON object
+// body, matched as encoding/json matches a struct field: case-insensitively,
+// the last match winning. The value is trimmed of spaces and lower-cased.
+// Requests whose body is not such an object, or lacks the field, are not
+// counted by the rule (the handler refuses them in turn).
+func ByJSONField(name string) Key {
+	return Key{body: true, fn: func(_ *http.Request, body []byte) string {
+		return normalizeName(jsonField(body, name))
+	}}
+}
+
+// jsonField returns the last string value of a top-level field of the JSON
+// object in body whose name equals name case-insensitively, or "".
+func jsonField(body []byte, name string) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	v := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		field, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return ""
+		}
+		if strings.EqualFold(field, name) {
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				return "" // not a string: the handler refuses it
+			}
+			v = s
+		}
+	}
+	return v
+}
+
+// ByFunc counts requests by f(r); requests for which f returns "" are not
+// counted by the rule. f must not read r.Body: use ByFormField or
+// ByJSONField for values in the body.
+func ByFunc(f func(r *http.Request) string) Key {
+	if f == nil {
+		return Key{}
+	}
+	return Key{fn: func(r *http.Request, _ []byte) string { return f(r) }}
+}
+
+// isForm reports whether r's body is URL-encoded form data.
+func isForm(r *http.Request) bool {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && ct == "application/x-www-form-urlencoded"
+}
+
+// normalizeName folds the variants of one user name that a login would
+// usually treat alike into one key value.
+func normalizeName(v string) string {
+	return strings.ToLower(strings.TrimSpace(v))
+}
+
+// hashPool hands out HMAC-SHA256 states keyed with a limiter's secret,
+// reused across requests: a new one costs several allocations.
+type hashPool struct{ p *sync.Pool }
+
+func newHashPool(secret []byte) hashPool {
+	return hashPool{&sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
+
+// key returns the counter key of the rule named name for the key value v:
+// "<hash>:<name>", where hash is the first 128 bits of HMAC-SHA256(secret,
+// len(name) name len(v) v), lengths as uvarints, in base64url. The lengths
+// keep every (name, v) pair apart, the fixed-length hash cannot contain
+// ":", and name is validated, so no value can address another rule's or
+// another value's key; without the secret, no one can tell which v a key
+// counts.
+func (p hashPool) key(name, v string) string {
+	m := p.p.Get().(hash.Hash)
+	defer p.p.Put(m)
+	m.Reset()
+	var buf [binary.MaxVarintLen64]byte
+	m.Write(binary.AppendUvarint(buf[:0], uint64(len(name))))
+	m.Write([]byte(name))
+	m.Write(binary.AppendUvarint(buf[:0], uint64(len(v))))
+	m.Write([]byte(v))
+	var sum [sha256.Size]byte
+	enc := base64.RawURLEncoding
+	var k strings.Builder
+	k.Grow(enc.EncodedLen(16) + 1 + len(name))
+	var hashed [24]byte // enc.EncodedLen(16) == 22
+	enc.Encode(hashed[:], m.Sum(sum[:0])[:16])
+	k.Write(hashed[:enc.EncodedLen(16)])
+	k.WriteByte(':')
+	k.WriteString(name)
+	return k.String()
+}

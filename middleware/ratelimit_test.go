@@ -1,0 +1,722 @@
+package middleware_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// rateSecret is the limiters' HMAC key in these tests.
+var rateSecret = bytes.Repeat([]byte("r"), 32)
+
+// rateStore opens a Store on addr with a generous timeout (CI runs
+// packages in parallel under -race), closed at cleanup.
+func rateStore(t *testing.T, addr string, timeout time.Duration) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.Open(redisstore.Config{Addr: addr, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// okHandler answers 200 "ok" and reads the whole body, as a login would.
+var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	io.WriteString(w, "ok")
+})
+
+// limited builds the middleware with build around okHandler, failing the
+// test on a configuration error.
+func limited(t *testing.T, build func(middleware.RateCounter, middleware.RateLimitConfig) (func(http.Handler) http.Handler, error), c middleware.RateCounter, cfg middleware.RateLimitConfig) http.Handler {
+	t.Helper()
+	if cfg.Secret == nil {
+		cfg.Secret = rateSecret
+	}
+	mw, err := build(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw(okHandler)
+}
+
+// serve sends r to h and returns the recorded answer.
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// rateKeys returns the keys in srv's database 0.
+func rateKeys(t *testing.T, srv *redistest.Server) []string {
+	t.Helper()
+	keys, err := redis.Strings(srv.Do(t, "KEYS", "*"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestRateLimitHeaders sends Limit requests, which pass with the draft's
+// headers counting down, then one more, which gets 429 with Retry-After
+// and a JSON or HTML body by Accept, without reaching the handler.
+func TestRateLimitHeaders(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.RateLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "api", Limit: 3, Window: time.Minute, Key: middleware.ByIP()}},
+	})
+	state := regexp.MustCompile(`^"api";r=(\d+);t=(\d+)$`)
+	for i := range 3 {
+		w := serve(h, httptest.NewRequest("GET", "/", nil))
+		if w.Code != 200 || w.Body.String() != "ok" {
+			t.Fatalf("request %d = %d %q, want 200 ok", i+1, w.Code, w.Body)
+		}
+		if got, want := w.Header().Get("RateLimit-Policy"), `"api";q=3;w=60`; got != want {
+			t.Errorf("RateLimit-Policy = %q, want %q", got, want)
+		}
+		m := state.FindStringSubmatch(w.Header().Get("RateLimit"))
+		if m == nil || m[1] != strconv.Itoa(2-i) {
+			t.Errorf("request %d: RateLimit = %q, want r=%d", i+1, w.Header().Get("RateLimit"), 2-i)
+		} else if s, _ := strconv.Atoi(m[2]); s < 1 || s > 60 {
+			t.Errorf("request %d: RateLimit t=%d, want 1 to 60", i+1, s)
+		}
+		if w.Header().Get("Retry-After") != "" {
+			t.Errorf("request %d within the limit has Retry-After %q", i+1, w.Header().Get("Retry-After"))
+		}
+	}
+	for _, tc := range []struct {
+		accept, contentType, body string
+	}{
+		{"application/json", "application/json", `"error":"too many requests"`},
+		{"text/html,application/xhtml+xml", "text/html; charset=utf-8", "Please try again in"},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.Header.Set("Accept", tc.accept)
+		w := serve(h, r)
+		if w.Code != http.StatusTooManyRequests || w.Body.String() == "ok" {
+			t.Fatalf("Accept %s over the limit = %d %q, want 429", tc.accept, w.Code, w.Body)
+		}
+		ra, err := strconv.Atoi(w.Header().Get("Retry-After"))
+		if err != nil || ra < 1 || ra > 60 {
+			t.Errorf("Retry-After = %q, want 1 to 60 seconds", w.Header().Get("Retry-After"))
+		}
+		if m := state.FindStringSubmatch(w.Header().Get("RateLimit")); m == nil || m[1] != "0" || m[2] != strconv.Itoa(ra) {
+			t.Errorf("RateLimit = %q, want r=0 and t equal to Retry-After %d", w.Header().Get("RateLimit"), ra)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != tc.contentType || !strings.Contains(w.Body.String(), tc.body) {
+			t.Errorf("Accept %s: %s %q, want %s with %q", tc.accept, ct, w.Body, tc.contentType, tc.body)
+		}
+		if tc.accept == "application/json" {
+			var body struct {
+				RetryAfter int `json:"retry_after"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.RetryAfter != ra {
+				t.Errorf("JSON body %q: retry_after want %d (%v)", w.Body, ra, err)
+			}
+		}
+	}
+	// Another address has its own count.
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "198.51.100.7:4000"
+	if w := serve(h, r); w.Code != 200 {
+		t.Errorf("another address = %d, want 200", w.Code)
+	}
+}
+
+// TestRateLimitOnLimited lets the application write the 429 itself, as the
+// example's login page does, with the headers already set.
+func TestRateLimitOnLimited(t *testing.T) {
+	srv := redistest.Start(t)
+	var gotRetry time.Duration
+	h := limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "login-user", Limit: 1, Window: 15 * time.Minute, Key: middleware.ByFormField("username")}},
+		OnLimited: func(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+			gotRetry = retry
+			if r.FormValue("username") != "Alice" {
+				t.Errorf("OnLimited: username %q, want the body as sent", r.FormValue("username"))
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, "try again later")
+		},
+	})
+	post := func(user string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader("username="+user+"&password=x"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return serve(h, r)
+	}
+	if w := post("Alice"); w.Code != 200 {
+		t.Fatalf("first login = %d, want 200", w.Code)
+	}
+	w := post("Alice")
+	if w.Code != http.StatusTooManyRequests || w.Body.String() != "try again later" || w.Header().Get("Retry-After") == "" {
+		t.Errorf("second login = %d %q Retry-After %q, want the OnLimited 429 with Retry-After", w.Code, w.Body, w.Header().Get("Retry-After"))
+	}
+	if gotRetry <= 14*time.Minute || gotRetry > 15*time.Minute {
+		t.Errorf("OnLimited retry = %v, want just under 15m", gotRetry)
+	}
+}
+
+// TestRateLimitKeys checks the Redis keys: "rate_limit:<hash>:<rule>" with
+// the key value hashed (never the address or user name), a time to live
+// of the window, one counter per (rule, value) that a rule of the same
+// name in another limiter shares, another for another secret, and values
+// that would collide if joined naively kept apart.
+func TestRateLimitKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	user := "victim.name@example.org"
+	rules := []middleware.Rule{
+		{Name: "login-user", Limit: 5, Window: 900 * time.Second, Key: middleware.ByFormField("username")},
+		{Name: "login-ip", Limit: 50, Window: 900 * time.Second, Key: middleware.ByIP()},
+	}
+	form := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: rules})
+	apiRules := []middleware.Rule{rules[0], rules[1]}
+	apiRules[0].Key = middleware.ByJSONField("username")
+	api := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: apiRules})
+
+	r := httptest.NewRequest("POST", "/login", strings.NewReader("username="+user))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = "203.0.113.9:5555"
+	serve(form, r)
+	r = httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"`+strings.ToUpper(user)+`"}`))
+	r.RemoteAddr = "203.0.113.9:5556"
+	w := serve(api, r)
+	if got := w.Header().Get("RateLimit"); !strings.HasPrefix(got, `"login-user";r=3;`) || !strings.Contains(got, `"login-ip";r=48;`) {
+		t.Errorf("second attempt through the API: RateLimit %q, want the form's counts shared (r=3 and r=48)", got)
+	}
+
+	keys := rateKeys(t, srv)
+	shape := regexp.MustCompile(`^rate_limit:[A-Za-z0-9_-]{22}:(login-user|login-ip)$`)
+	if len(keys) != 2 {
+		t.Fatalf("keys = %q, want one per rule", keys)
+	}
+	for _, k := range keys {
+		if !shape.MatchString(k) {
+			t.Errorf("key %q, want rate_limit:<22-character hash>:<rule>", k)
+		}
+		for _, secret := range []string{user, strings.ToLower(user), "203.0.113.9", "victim"} {
+			if strings.Contains(k, secret) {
+				t.Errorf("key %q contains %q", k, secret)
+			}
+		}
+		ttl, _ := redis.Int64(srv.Do(t, "PTTL", k), nil)
+		if ttl <= 0 || ttl > 900_000 {
+			t.Errorf("PTTL %s = %d, want within the 900s window", k, ttl)
+		}
+	}
+
+	// Another secret counts under other keys.
+	other := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: rules, Secret: bytes.Repeat([]byte("o"), 32)})
+	r = httptest.NewRequest("POST", "/login", strings.NewReader("username="+user))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = "203.0.113.9:5555"
+	serve(other, r)
+	if got := len(rateKeys(t, srv)); got != 4 {
+		t.Errorf("after a request under another secret: %d keys, want 4", got)
+	}
+
+	// Values that a plain join would confuse ("a:b"+"c" and "a"+"b:c",
+	// or a value naming another rule) get keys of their own.
+	srv.Do(t, "FLUSHDB")
+	byHeader := limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{Rules: []middleware.Rule{
+		{Name: "a", Limit: 9, Window: time.Minute, Key: middleware.ByFunc(func(r *http.Request) string { return r.Header.Get("X-K") })},
+		{Name: "a-b", Limit: 9, Window: time.Minute, Key: middleware.ByFunc(func(r *http.Request) string { return r.Header.Get("X-K2") })},
+	}})
+	for _, hdr := range [][2]string{{"b:a-b", ""}, {"b", ""}, {"", "b"}, {"", ":a"}, {"x:a", ""}} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-K", hdr[0])
+		r.Header.Set("X-K2", hdr[1])
+		serve(byHeader, r)
+	}
+	if got := rateKeys(t, srv); len(got) != 5 {
+		t.Errorf("five distinct (rule, value) pairs made %d keys: %q", len(got), got)
+	}
+}
+
+// TestRateLimitConcurrency runs several app instances, each with its own
+// Store and so its own pool, sharing one redis-server, and sends hundreds
+// of concurrent requests for one user name through them: exactly Limit
+// are admitted in the window, however the requests interleave.
+func TestRateLimitConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	const (
+		instances  = 4
+		goroutines = 100 // per instance
+		limit      = 50
+	)
+	handlers := make([]http.Handler, instances)
+	for i := range handlers {
+		handlers[i] = limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 5*time.Second), middleware.RateLimitConfig{
+			Rules: []middleware.Rule{{Name: "login-user", Limit: limit, Window: time.Hour, Key: middleware.ByJSONField("username")}},
+		})
+	}
+	var (
+		mu    sync.Mutex
+		codes = make(map[int]int)
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i := range instances * goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"alice","password":"guess-`+strconv.Itoa(i)+`"}`))
+			w := serve(handlers[i%instances], r)
+			mu.Lock()
+			codes[w.Code]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if codes[200] != limit || codes[429] != instances*goroutines-limit {
+		t.Errorf("answers %v, want exactly %d × 200 and the other %d × 429", codes, limit, instances*goroutines-limit)
+	}
+}
+
+// TestRateLimitWindowEnds checks that a window ends by itself: once its
+// key expires, the next request opens a new one and is admitted.
+func TestRateLimitWindowEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.RateLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "api", Limit: 1, Window: time.Second, Key: middleware.ByIP()}},
+	})
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 200 {
+		t.Fatalf("first = %d, want 200", w.Code)
+	}
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 429 {
+		t.Fatalf("second = %d, want 429", w.Code)
+	}
+	// Poll, rather than sleep for the window, until Redis has deleted the
+	// key; refused requests in between must not have prolonged it.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rateKeys(t, srv)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the 1s window's key still exists after 10s")
+		}
+		serve(h, httptest.NewRequest("GET", "/", nil))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 200 {
+		t.Errorf("after the window = %d, want 200", w.Code)
+	}
+}
+
+// countingMetrics records a limiter's metrics.
+type countingMetrics struct {
+	mu      sync.Mutex
+	limited map[string]int
+	served  map[bool]int
+}
+
+func (m *countingMetrics) RateLimited(rule string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.limited == nil {
+		m.limited = make(map[string]int)
+	}
+	m.limited[rule]++
+}
+
+func (m *countingMetrics) RateLimitUnavailable(served bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.served == nil {
+		m.served = make(map[bool]int)
+	}
+	m.served[served]++
+}
+
+// TestRateLimitOutage takes Redis away, killed or stalled behind a proxy:
+// a RateLimit limiter serves (fail open), a LoginLimit limiter answers 503
+// with Retry-After (fail closed), each logs and counts it, and neither
+// waits past the Store's time budget. Explicit Outage settings override
+// the defaults.
+func TestRateLimitOutage(t *testing.T) {
+	for _, fault := range []string{"stopped", "stalled"} {
+		t.Run(fault, func(t *testing.T) {
+			srv := redistest.Start(t)
+			addr := srv.Addr()
+			var proxy *redistest.Proxy
+			if fault == "stalled" {
+				proxy = srv.Proxy(t)
+				addr = proxy.Addr()
+			}
+			store := rateStore(t, addr, 300*time.Millisecond)
+			rules := []middleware.Rule{{Name: "r", Limit: 5, Window: time.Minute, Key: middleware.ByIP()}}
+			type limiterCase struct {
+				name    string
+				build   func(middleware.RateCounter, middleware.RateLimitConfig) (func(http.Handler) http.Handler, error)
+				outage  middleware.Outage
+				served  bool
+				logs    *bytes.Buffer
+				metrics *countingMetrics
+				h       http.Handler
+			}
+			cases := []*limiterCase{
+				{name: "RateLimit", build: middleware.RateLimit, served: true},
+				{name: "LoginLimit", build: middleware.LoginLimit, served: false},
+				{name: "RateLimit FailClosed", build: middleware.RateLimit, outage: middleware.FailClosed, served: false},
+				{name: "LoginLimit FailOpen", build: middleware.LoginLimit, outage: middleware.FailOpen, served: true},
+			}
+			for _, c := range cases {
+				c.logs, c.metrics = new(bytes.Buffer), new(countingMetrics)
+				c.h = limited(t, c.build, store, middleware.RateLimitConfig{
+					Rules: rules, Outage: c.outage, Metrics: c.metrics,
+					Logger: slog.New(slog.NewTextHandler(c.logs, nil)),
+				})
+				if w := serve(c.h, httptest.NewRequest("GET", "/", nil)); w.Code != 200 {
+					t.Fatalf("%s with Redis up = %d, want 200", c.name, w.Code)
+				}
+			}
+			if proxy != nil {
+				proxy.Stall()
+			} else {
+				srv.Stop(t)
+			}
+			for _, c := range cases {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				r := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+				done := make(chan *httptest.ResponseRecorder, 1)
+				go func() { done <- serve(c.h, r) }()
+				var w *httptest.ResponseRecorder
+				select {
+				case w = <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%s with Redis %s: no answer after 20s, with a 300ms Store timeout", c.name, fault)
+				}
+				cancel()
+				if c.served {
+					if w.Code != 200 || w.Body.String() != "ok" {
+						t.Errorf("%s with Redis %s = %d %q, want served (200 ok)", c.name, fault, w.Code, w.Body)
+					}
+				} else if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || w.Body.String() == "ok" {
+					t.Errorf("%s with Redis %s = %d %q, Retry-After %q; want 503 with Retry-After", c.name, fault, w.Code, w.Body, w.Header().Get("Retry-After"))
+				}
+				if w.Header().Get("RateLimit-Policy") == "" || w.Header().Get("RateLimit") != "" {
+					t.Errorf("%s with Redis %s: RateLimit-Policy %q, RateLimit %q; want the policy without a count", c.name, fault, w.Header().Get("RateLimit-Policy"), w.Header().Get("RateLimit"))
+				}
+				if c.metrics.served[c.served] != 1 || len(c.metrics.served) != 1 {
+					t.Errorf("%s: metrics %v, want one outage with served=%v", c.name, c.metrics.served, c.served)
+				}
+				if logs := c.logs.String(); !strings.Contains(logs, "rate limit: counter failed") || !strings.Contains(logs, "rules=r") {
+					t.Errorf("%s: log %q, want the failure with the rule", c.name, logs)
+				}
+				// A second failure within 10s is counted, not logged.
+				serve(c.h, httptest.NewRequest("GET", "/", nil))
+				if n := strings.Count(c.logs.String(), "counter failed"); n != 1 || c.metrics.served[c.served] != 2 {
+					t.Errorf("%s: two failures logged %d lines and counted %v, want 1 line and 2 counted", c.name, n, c.metrics.served)
+				}
+			}
+			if proxy != nil {
+				proxy.Heal()
+			}
+		})
+	}
+}
+
+// TestRateLimitBadInput checks what a request the limiter cannot count
+// gets, and that it leaves Redis unchanged: a body over MaxBody 413; a
+// request without the field counts only by the other rules.
+func TestRateLimitBadInput(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	h := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{
+		MaxBody: 100,
+		Rules:   []middleware.Rule{{Name: "login-user", Limit: 5, Window: time.Minute, Key: middleware.ByJSONField("username")}},
+	})
+	for _, accept := range []string{"", "text/html"} {
+		r := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"`+strings.Repeat("a", 100)+`"}`))
+		r.Header.Set("Accept", accept)
+		w := serve(h, r)
+		if w.Code != http.StatusRequestEntityTooLarge || w.Body.String() == "ok" {
+			t.Errorf("Accept %q, body over MaxBody = %d %q, want 413", accept, w.Code, w.Body)
+		}
+	}
+	for _, body := range []string{`not json`, `{"username":42}`, `{"user":"alice"}`, `["alice"]`, `{"username":""}`, ``} {
+		w := serve(h, httptest.NewRequest("POST", "/api/login", strings.NewReader(body)))
+		if w.Code != 200 || w.Header().Get("RateLimit-Policy") != "" {
+			t.Errorf("body %q = %d, RateLimit-Policy %q; want passed on uncounted (the handler refuses it)", body, w.Code, w.Header().Get("RateLimit-Policy"))
+		}
+	}
+	if keys := rateKeys(t, srv); len(keys) != 0 {
+		t.Errorf("bad requests wrote keys %q", keys)
+	}
+}
+
+// TestRateLimitConfig checks that every bad configuration is refused with
+// an error naming the field.
+func TestRateLimitConfig(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), time.Second)
+	good := middleware.Rule{Name: "ok", Limit: 1, Window: time.Second, Key: middleware.ByIP()}
+	with := func(f func(*middleware.Rule)) []middleware.Rule {
+		r := good
+		f(&r)
+		return []middleware.Rule{r}
+	}
+	for _, tc := range []struct {
+		name  string
+		cfg   middleware.RateLimitConfig
+		field string
+	}{
+		{"no rules", middleware.RateLimitConfig{Secret: rateSecret}, "Rules"},
+		{"no secret", middleware.RateLimitConfig{Rules: []middleware.Rule{good}}, "Secret"},
+		{"short secret", middleware.RateLimitConfig{Rules: []middleware.Rule{good}, Secret: rateSecret[:31]}, "Secret"},
+		{"empty name", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Name = "" })}, "Rules[0].Name"},
+		{"colon in name", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Name = "a:b" })}, "Rules[0].Name"},
+		{"quote in name", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Name = `a"` })}, "Rules[0].Name"},
+		{"upper case name", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Name = "Login" })}, "Rules[0].Name"},
+		{"long name", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Name = strings.Repeat("a", 33) })}, "Rules[0].Name"},
+		{"duplicate name", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good, good}}, "Rules[1].Name"},
+		{"zero limit", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Limit = 0 })}, "Rules[0].Limit"},
+		{"short window", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Window = 999 * time.Millisecond })}, "Rules[0].Window"},
+		{"fractional window", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Window = 1500 * time.Millisecond })}, "Rules[0].Window"},
+		{"no key", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.Key{} })}, "Rules[0].Key"},
+		{"nil ByFunc", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFunc(nil) })}, "Rules[0].Key"},
+		{"bad outage", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, Outage: 7}, "Outage"},
+		{"negative MaxBody", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, MaxBody: -1}, "MaxBody"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := middleware.RateLimit(store, tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), "RateLimitConfig."+tc.field+":") {
+				t.Errorf("RateLimit(%s) = %v, want an error naming RateLimitConfig.%s", tc.name, err, tc.field)
+			}
+		})
+	}
+	if _, err := middleware.RateLimit(nil, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}}); err == nil {
+		t.Error("RateLimit(nil counter) = nil error")
+	}
+}
+
+// rateLimitACL is what the README says the limiter adds to the store's
+// least-privilege ACL user: its key pattern and three commands.
+var rateLimitACL = []string{"~rate_limit:*", "+incr", "+pexpire", "+pttl"}
+
+// TestRateLimitACL counts requests as the store's least-privilege ACL user
+// (the commands of TestLeastPrivilegeACL) with only rateLimitACL added,
+// scripting denied: nothing is refused, and nothing lands in ACL LOG.
+func TestRateLimitACL(t *testing.T) {
+	acl := []string{"--user", "sessionkit", "on", ">acl-pass-5d2", "~session:*", "~user:*", "resetchannels", "-@all",
+		"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+		"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select"}
+	srv := redistest.Start(t, append(acl, rateLimitACL...)...)
+	store, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Username: "sessionkit", Password: "acl-pass-5d2", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: []middleware.Rule{
+		{Name: "login-user", Limit: 1, Window: time.Minute, Key: middleware.ByFormField("username")},
+		{Name: "login-ip", Limit: 10, Window: time.Minute, Key: middleware.ByIP()},
+	}})
+	for i, want := range []int{200, 429} {
+		w := serve(h, httptest.NewRequest("POST", "/login?username=alice", nil))
+		if w.Code != want {
+			t.Errorf("request %d as the ACL user = %d %q, want %d", i+1, w.Code, w.Body, want)
+		}
+	}
+	if entries, _ := redis.Values(srv.Do(t, "ACL", "LOG"), nil); len(entries) != 0 {
+		t.Errorf("ACL LOG has %d entries, want none", len(entries))
+	}
+	// Without the additions the limiter is refused: they are needed.
+	srv2 := redistest.Start(t, acl...)
+	store2, err := redisstore.Open(redisstore.Config{Addr: srv2.Addr(), Username: "sessionkit", Password: "acl-pass-5d2", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store2.Close() })
+	if _, _, err := store2.CountRequests(context.Background(), []string{"k:r"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("CountRequests without the ACL additions = %v, want ErrRefused", err)
+	}
+}
+
+// TestRateLimitKeyValues checks what each Key counts by, through the
+// counts two requests share or not: ByIP by IPv4 address and IPv6 /64;
+// ByFormField and ByJSONField by the value the handler would read
+// (encoding/json's case-insensitive, last-wins field matching), trimmed
+// and lower-cased.
+func TestRateLimitKeyValues(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	type req struct {
+		remote, contentType, body, query string
+	}
+	for _, tc := range []struct {
+		name   string
+		key    middleware.Key
+		a, b   req
+		shared bool
+	}{
+		{"ipv4 same", middleware.ByIP(), req{remote: "192.0.2.1:1"}, req{remote: "192.0.2.1:2"}, true},
+		{"ipv4 other", middleware.ByIP(), req{remote: "192.0.2.1:1"}, req{remote: "192.0.2.2:1"}, false},
+		{"ipv4-mapped ipv6", middleware.ByIP(), req{remote: "[::ffff:192.0.2.1]:1"}, req{remote: "192.0.2.1:2"}, true},
+		{"ipv6 same /64", middleware.ByIP(), req{remote: "[2001:db8:1:2::1]:1"}, req{remote: "[2001:db8:1:2:ffff::9]:1"}, true},
+		{"ipv6 other /64", middleware.ByIP(), req{remote: "[2001:db8:1:2::1]:1"}, req{remote: "[2001:db8:1:3::1]:1"}, false},
+		{"form case and space", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=Alice"},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=+alice+"}, true},
+		{"form body over query", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=alice", query: "username=bob"},
+			req{query: "username=alice"}, true},
+		{"form other user", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
+		{"json last case-insensitive match", middleware.ByJSONField("username"),
+			req{body: `{"username":"bob","USERNAME":"alice"}`}, req{body: `{"username":"alice"}`}, true},
+		{"json other user", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice"}`}, req{body: `{"username":"alice2"}`}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHDB")
+			h := limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{
+				Rules: []middleware.Rule{{Name: "k", Limit: 1, Window: time.Minute, Key: tc.key}},
+			})
+			send := func(q req) int {
+				r := httptest.NewRequest("POST", "/?"+q.query, strings.NewReader(q.body))
+				if q.remote != "" {
+					r.RemoteAddr = q.remote
+				}
+				if q.contentType != "" {
+					r.Header.Set("Content-Type", q.contentType)
+				}
+				return serve(h, r).Code
+			}
+			if got := send(tc.a); got != 200 {
+				t.Fatalf("first request = %d, want 200", got)
+			}
+			want := 200
+			if tc.shared {
+				want = 429
+			}
+			if got := send(tc.b); got != want {
+				t.Errorf("second request = %d, want %d (shared count: %v)", got, want, tc.shared)
+			}
+		})
+	}
+}
+
+// TestRateLimitHandlerGetsBody checks that a limiter that read the body
+// for a key hands the handler the same bytes, form and JSON alike.
+func TestRateLimitHandlerGetsBody(t *testing.T) {
+	srv := redistest.Start(t)
+	mw, err := middleware.LoginLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{
+			{Name: "f", Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")},
+			{Name: "j", Limit: 5, Window: time.Minute, Key: middleware.ByJSONField("username")},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = string(b)
+	}))
+	for _, tc := range []struct{ contentType, body string }{
+		{"application/x-www-form-urlencoded", "username=alice&password=p%26ss"},
+		{"application/json", `{"username":"alice","password":"p&ss"}`},
+	} {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", tc.contentType)
+		if w := serve(h, r); w.Code != 200 || got != tc.body {
+			t.Errorf("%s: %d, handler read %q, want 200 and %q", tc.contentType, w.Code, got, tc.body)
+		}
+	}
+}
+
+// TestRateLimitByUser counts by the logged-in user, behind Sessions: each
+// user has a count of their own, and a request without a user is not
+// counted by the rule.
+func TestRateLimitByUser(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	m, err := session.New(store, session.Config{Keys: [][]byte{bytes.Repeat([]byte("k"), 32)}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "user", Limit: 1, Window: time.Minute, Key: middleware.ByUser()}},
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), r.FormValue("user")); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.Handle("GET /limited", limit)
+	h := middleware.Sessions(m)(mux)
+	cookie := func(user string) *http.Cookie {
+		w := serve(h, httptest.NewRequest("POST", "/login?user="+user, nil))
+		return w.Result().Cookies()[0]
+	}
+	get := func(c *http.Cookie) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/limited", nil)
+		if c != nil {
+			r.AddCookie(c)
+		}
+		return serve(h, r)
+	}
+	alice, bob := cookie("alice"), cookie("bob")
+	for i, tc := range []struct {
+		who    string
+		c      *http.Cookie
+		code   int
+		policy bool
+	}{
+		{"alice", alice, 200, true}, {"alice", alice, 429, true}, {"bob", bob, 200, true},
+		{"anonymous", nil, 200, false}, {"anonymous", nil, 200, false},
+	} {
+		w := get(tc.c)
+		if w.Code != tc.code || (w.Header().Get("RateLimit-Policy") != "") != tc.policy {
+			t.Errorf("request %d (%s) = %d, RateLimit-Policy %q; want %d, policy %v", i+1, tc.who, w.Code, w.Header().Get("RateLimit-Policy"), tc.code, tc.policy)
+		}
+	}
+}
+
+// fixedCounter is a RateCounter that answers fixed figures, for the edges
+// a real Redis reaches only by chance: a window in its last millisecond
+// (PTTL 0), and a counter that answers the wrong number of counts.
+type fixedCounter struct {
+	counts []int64
+	resets []time.Duration
+}
+
+func (c fixedCounter) CountRequests(context.Context, []string, []time.Duration) ([]int64, []time.Duration, error) {
+	return c.counts, c.resets, nil
+}
+
+// TestRateLimitCounterEdges: a request over the limit is refused even when
+// its window ends in under a millisecond (Retry-After 1, never 0), and a
+// counter's malformed answer is handled as its failure.
+func TestRateLimitCounterEdges(t *testing.T) {
+	rules := []middleware.Rule{{Name: "r", Limit: 1, Window: time.Minute, Key: middleware.ByIP()}}
+	h := limited(t, middleware.RateLimit, fixedCounter{[]int64{2}, []time.Duration{0}}, middleware.RateLimitConfig{Rules: rules})
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 429 || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("over the limit, window ending now = %d, Retry-After %q; want 429, 1", w.Code, w.Header().Get("Retry-After"))
+	}
+	h = limited(t, middleware.LoginLimit, fixedCounter{nil, nil}, middleware.RateLimitConfig{Rules: rules, Logger: slog.New(slog.DiscardHandler)})
+	if w := serve(h, httptest.NewRequest("GET", "/", nil)); w.Code != 503 {
+		t.Errorf("counter answering no counts = %d, want 503 (a failure, closed)", w.Code)
+	}
+}

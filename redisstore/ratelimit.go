@@ -1,0 +1,130 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// maxRateKeys bounds the counters one CountRequests call may touch: a
+// limiter has a handful of rules, never hundreds.
+const maxRateKeys = 16
+
+// CountRequests adds one request to each of the fixed-window counters
+// named by keys, and returns, for each, the requests counted in its
+// current window and the time until that window ends. It is the counter
+// of package middleware's rate limiter (middleware.RateCounter).
+//
+// The counter of keys[i] lives under "<KeyPrefix>rate_limit:<keys[i]>". Its
+// window opens at the first request counted there and lasts windows[i]
+// (whole milliseconds, rounded up); when it ends, Redis deletes the key and
+// the next request opens a new window. Every request in a window is
+// counted, so the first n of a window see counts 1 to n, whatever the
+// number of Stores (app instances) sharing the Redis: a limiter that admits
+// counts up to N admits exactly N per window. The window is kept by Redis's
+// own clock (the key's time to live), so the app instances' clocks play no
+// part.
+//
+// Each key costs INCR, PEXPIRE key ms NX and PTTL, all keys in one
+// MULTI/EXEC transaction: one round trip, plain commands (no Lua), and a key
+// never lives without an expiry, even if a connection breaks part way. NX
+// leaves the time to live of an open window alone: requests refused for
+// being over the limit do not prolong it. On a Redis Cluster each key is
+// counted in a transaction of its own (the keys of one call hash to
+// different slots), one round trip per key.
+//
+// keys are the caller's: they must be non-empty, without "{" or "}" (hash
+// tags would move them between Cluster slots), and must not embed a
+// secret, a user name or an address, since MONITOR, SLOWLOG and backups
+// show them; middleware's limiter passes "<keyed hash>:<rule name>". A
+// call with no keys, more than 16, keys and windows of different lengths,
+// a bad key or a window under a millisecond is an error and sends nothing.
+// Failures are classified like every Store call (ErrUnavailable,
+// ErrRefused) and reported to the Observer as op "rate_limit".
+func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time.Duration) (counts []int64, resets []time.Duration, err error) {
+	if err := checkRateKeys(keys, windows); err != nil {
+		return nil, nil, err
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = s.keyPrefix + "rate_limit:" + k
+	}
+	counts = make([]int64, len(keys))
+	resets = make([]time.Duration, len(keys))
+	if s.cluster == nil {
+		err = s.do(ctx, "rate_limit", full[0], func(ctx context.Context, conn redis.Conn) error {
+			return countRequests(ctx, conn, full, windows, counts, resets)
+		})
+		return counts, resets, err
+	}
+	for i := range full {
+		err := s.do(ctx, "rate_limit", full[i], func(ctx context.Context, conn redis.Conn) error {
+			return countRequests(ctx, conn, full[i:i+1], windows[i:i+1], counts[i:i+1], resets[i:i+1])
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return counts, resets, nil
+}
+
+// checkRateKeys validates the arguments of CountRequests.
+func checkRateKeys(keys []string, windows []time.Duration) error {
+	switch {
+	case len(keys) == 0:
+		return errors.New("redisstore: rate_limit: no keys")
+	case len(keys) > maxRateKeys:
+		return fmt.Errorf("redisstore: rate_limit: %d keys, want at most %d", len(keys), maxRateKeys)
+	case len(keys) != len(windows):
+		return fmt.Errorf("redisstore: rate_limit: %d keys but %d windows", len(keys), len(windows))
+	}
+	for i, k := range keys {
+		if k == "" || strings.ContainsAny(k, "{}") {
+			return fmt.Errorf("redisstore: rate_limit: key %d is empty or contains { or }", i)
+		}
+		if windows[i] < time.Millisecond {
+			return fmt.Errorf("redisstore: rate_limit: window %d is under a millisecond", i)
+		}
+	}
+	return nil
+}
+
+// countRequests runs the transaction of CountRequests for keys (full key
+// names) on conn and fills counts and resets.
+func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows []time.Duration, counts []int64, resets []time.Duration) error {
+	conn.Send("MULTI")
+	for i, k := range keys {
+		conn.Send("INCR", k)
+		conn.Send("PEXPIRE", k, milliseconds(windows[i]), "NX")
+		conn.Send("PTTL", k)
+	}
+	replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+	if err != nil {
+		return err
+	}
+	if len(replies) != 3*len(keys) {
+		return fmt.Errorf("EXEC answered %d replies, want %d", len(replies), 3*len(keys))
+	}
+	for i := range keys {
+		n, err := redis.Int64(replies[3*i], nil)
+		if err != nil {
+			return err
+		}
+		ttl, err := redis.Int64(replies[3*i+2], nil)
+		if err != nil {
+			return err
+		}
+		counts[i] = n
+		resets[i] = time.Duration(ttl) * time.Millisecond
+		if ttl < 0 {
+			// -1 (no expiry) or -2 (gone) cannot follow PEXPIRE NX in the
+			// same transaction; answer the whole window rather than zero.
+			resets[i] = windows[i]
+		}
+	}
+	return nil
+}

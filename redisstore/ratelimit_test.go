@@ -1,0 +1,140 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// TestCountRequests counts two keys in one call: each call adds one to
+// both, the keys live under "<KeyPrefix>rate_limit:" with the window as
+// their time to live, which later calls leave alone, and the call is one
+// MULTI/EXEC transaction.
+func TestCountRequests(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), KeyPrefix: "app:", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	keys := []string{"h1:a", "h2:b"}
+	windows := []time.Duration{time.Minute, 2 * time.Hour}
+	for want := int64(1); want <= 3; want++ {
+		srv.ResetStats(t)
+		counts, resets, err := s.CountRequests(ctx, keys, windows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if counts[i] != want || resets[i] <= 0 || resets[i] > windows[i] {
+				t.Errorf("call %d, key %s: count %d reset %v; want %d and within %v", want, keys[i], counts[i], resets[i], want, windows[i])
+			}
+		}
+		calls := srv.Calls(t)
+		for cmd, n := range map[string]int64{"multi": 1, "incr": 2, "pexpire": 2, "pttl": 2, "exec": 1} {
+			if calls[cmd] != n {
+				t.Errorf("call %d: %d × %s, want %d (all commands: %v)", want, calls[cmd], cmd, n, calls)
+			}
+		}
+	}
+	for i, k := range keys {
+		ttl, err := redis.Int64(srv.Do(t, "PTTL", "app:rate_limit:"+k), nil)
+		if err != nil || ttl <= 0 || ttl > windows[i].Milliseconds() {
+			t.Errorf("PTTL app:rate_limit:%s = %d, %v; want within %v", k, ttl, err, windows[i])
+		}
+	}
+	// A key left without an expiry (by another program) gets one.
+	srv.Do(t, "SET", "app:rate_limit:h3:c", 7)
+	counts, _, err := s.CountRequests(ctx, []string{"h3:c"}, []time.Duration{time.Minute})
+	if err != nil || counts[0] != 8 {
+		t.Errorf("count on a key without expiry = %v, %v; want 8", counts, err)
+	}
+	if ttl, _ := redis.Int64(srv.Do(t, "PTTL", "app:rate_limit:h3:c"), nil); ttl <= 0 {
+		t.Errorf("PTTL after counting = %d, want an expiry", ttl)
+	}
+}
+
+// TestCountRequestsBadInput checks that bad arguments are refused before
+// anything is sent, and that a key holding another type is ErrRefused.
+func TestCountRequestsBadInput(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	many := make([]string, 17)
+	manyWindows := make([]time.Duration, 17)
+	for i := range many {
+		many[i], manyWindows[i] = "k"+strings.Repeat("x", i), time.Minute
+	}
+	srv.ResetStats(t)
+	for _, tc := range []struct {
+		name    string
+		keys    []string
+		windows []time.Duration
+	}{
+		{"no keys", nil, nil},
+		{"too many keys", many, manyWindows},
+		{"lengths differ", []string{"a", "b"}, []time.Duration{time.Minute}},
+		{"empty key", []string{""}, []time.Duration{time.Minute}},
+		{"hash tag", []string{"{a}b"}, []time.Duration{time.Minute}},
+		{"zero window", []string{"a"}, []time.Duration{0}},
+		{"sub-millisecond window", []string{"a"}, []time.Duration{time.Microsecond}},
+	} {
+		if _, _, err := s.CountRequests(ctx, tc.keys, tc.windows); err == nil || !strings.HasPrefix(err.Error(), "redisstore: rate_limit: ") {
+			t.Errorf("CountRequests(%s) = %v, want a redisstore: rate_limit: error", tc.name, err)
+		}
+	}
+	if n := srv.TotalCalls(t); n != 0 {
+		t.Errorf("bad calls sent %d commands, want none: %v", n, srv.Calls(t))
+	}
+	srv.Do(t, "SET", "rate_limit:str", "not a number")
+	if _, _, err := s.CountRequests(ctx, []string{"str"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("CountRequests on a non-integer value = %v, want ErrRefused", err)
+	}
+}
+
+// TestCountRequestsCluster counts keys of different slots in one call on a
+// Redis Cluster: each is counted on its own node.
+func TestCountRequestsCluster(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	s, err := redisstore.Open(redisstore.Config{ClusterNodes: c.Addrs(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// Find keys in slots of at least two different masters.
+	var keys []string
+	owners := make(map[string]bool)
+	for i := 0; len(owners) < 2 && i < 1000; i++ {
+		k := "h" + strings.Repeat("y", i%7) + string(rune('a'+i%26)) + ":r"
+		owner := c.MasterOf(t, redistest.Slot("rate_limit:"+k)).Addr()
+		if !owners[owner] {
+			owners[owner] = true
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) < 2 {
+		t.Fatal("no two keys on different masters")
+	}
+	windows := []time.Duration{time.Minute, time.Minute}
+	for want := int64(1); want <= 2; want++ {
+		counts, _, err := s.CountRequests(context.Background(), keys, windows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[0] != want || counts[1] != want {
+			t.Errorf("call %d: counts %v, want %d each", want, counts, want)
+		}
+	}
+}
