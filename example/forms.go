@@ -130,7 +130,7 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("example: session operation failed", "error", err)
 			s.render(w, http.StatusServiceUnavailable, "login", page{
 				Title: "Can't sign in right now", Unavailable: true, RetryAfter: pageRetry, Username: username, Next: next,
-				Error: "Our session store is not answering, so we can't sign you in right now. Please try again in a few seconds.",
+				Error: "Our session store is not answering. Please try again in a few seconds.",
 			})
 			return
 		}

@@ -34,6 +34,7 @@ type page struct {
 	User    string // the signed-in user, shown in the header; "" for none
 	Notice  string // what just happened ("Signed out Safari on iPhone")
 	Refresh int    // seconds after which the page reloads itself; 0: never
+	Narrow  bool   // a single small card (login, messages): render sets it
 
 	// login
 	Error       string // why the last attempt failed
@@ -82,6 +83,7 @@ func (s *server) render(w http.ResponseWriter, code int, name string, p page) {
 		h.Set("Retry-After", strconv.Itoa(wait))
 	}
 	w.WriteHeader(code)
+	p.Narrow = name == "login" || name == "message"
 	if err := templates[name].Execute(w, p); err != nil {
 		s.log.Error("example: rendering page", "page", name, "error", err)
 	}
