@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,7 +311,9 @@ func TestBrowser(t *testing.T) {
 				return
 			}
 			dialogs <- ev.Message
-			chromedp.Call(pc.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+			// Should accepting fail, the form is not sent and the click
+			// below times out, failing the test.
+			_, _ = chromedp.Call(pc.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
 		}
 	}()
 	pc.load("reload /sessions", chromedp.Reload())
@@ -364,8 +364,5 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("phone: GET /logout = %d, want 405", code)
 	}
 	pc.checkPage("Not a page")
-	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("browser test ran out of its %v", browserTimeout)
-	}
-	t.Log(fmt.Sprintf("screenshots in %s", dir))
+	t.Logf("screenshots in %s", dir)
 }
