@@ -15,11 +15,11 @@ GOTEST = $(GO) test -race -count=1 ./...
 TESTSUMMARY = $(BIN)/testsummary -C . -C prometheus -C example -C internal/bench -C internal/scscompat -- $(GOTEST)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit check-redis bench load fuzz lint tidy-check verify testsummary
+.PHONY: help run test test-unit check-redis check-browser screenshots bench load fuzz lint tidy-check verify testsummary
 
 help: ## list the targets (what bare `make` does)
 	@echo "make targets:"
-	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))
 
 # The example is a module of its own (example/go.mod: it serves /metrics
 # through the Prometheus adapter). It is built, then exec'd, so that it is
@@ -30,8 +30,9 @@ run: ## build and start the example server on http://127.0.0.1:8080 (ADDR to cha
 	exec $(BIN)/example
 
 # The real-Redis suites start their own redis-servers (and redis-cli for the
-# test clusters): `make test` refuses to run without them, and sets
-# SESSIONKIT_REQUIRE_REDIS=1 so that no test can skip for want of them.
+# test clusters), and the example's browser test drives chromium: `make test`
+# refuses to run without them, and sets SESSIONKIT_REQUIRE_REDIS=1 and
+# SESSIONKIT_REQUIRE_BROWSER=1 so that no test can skip for want of them.
 # SESSIONKIT_UNIT_ONLY=1 makes `make test` the same as `make test-unit`.
 ifeq ($(SESSIONKIT_UNIT_ONLY),1)
 ifeq ($(SESSIONKIT_REQUIRE_REDIS),1)
@@ -41,15 +42,16 @@ else
 test: test-unit
 endif
 else
-test: check-redis testsummary ## every test with -race, against real redis-servers (needs redis-server, redis-cli)
-	SESSIONKIT_REQUIRE_REDIS=1 $(TESTSUMMARY)
+test: check-redis check-browser testsummary ## every test with -race, against real redis-servers and in chromium (needs redis-server, redis-cli, chromium)
+	SESSIONKIT_REQUIRE_REDIS=1 SESSIONKIT_REQUIRE_BROWSER=1 $(TESTSUMMARY)
 endif
 
-# Without the Redis requirement: the real-Redis tests skip when
-# redis-server is missing, and the last line counts them.
-test-unit: testsummary ## every test that can run here: without redis-server the real-Redis tests skip (counted)
-	SESSIONKIT_REQUIRE_REDIS=0 $(TESTSUMMARY)
-	@echo "test-unit: tests that need redis-server skip without it; run make test for the whole suite"
+# Without the Redis and browser requirements: the real-Redis tests skip
+# when redis-server is missing, the browser test when chromium is, and the
+# last line counts them.
+test-unit: testsummary ## every test that can run here: without redis-server or chromium their tests skip (counted)
+	SESSIONKIT_REQUIRE_REDIS=0 SESSIONKIT_REQUIRE_BROWSER=0 $(TESTSUMMARY)
+	@echo "test-unit: tests that need redis-server or chromium skip without them; run make test for the whole suite"
 
 check-redis: ## fail with the install hint unless redis-server and redis-cli are in PATH
 	@missing=""; \
@@ -61,6 +63,23 @@ check-redis: ## fail with the install hint unless redis-server and redis-cli are
 		echo "  or run only the tests that need no Redis: make test-unit (or SESSIONKIT_UNIT_ONLY=1 make test)" >&2; \
 		exit 1; \
 	fi
+
+check-browser: ## fail with the install hint unless chromium is in PATH
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+		echo "make test: chromium is not in PATH. The example's browser test (example/browser_test.go) drives it headless, on 127.0.0.1 only." >&2; \
+		echo "  install it:  apt-get install chromium           (Debian)" >&2; \
+		echo "               apt-get install chromium-browser   (Ubuntu)" >&2; \
+		echo "  or run only the tests that need neither chromium nor Redis: make test-unit (or SESSIONKIT_UNIT_ONLY=1 make test)" >&2; \
+		exit 1; \
+	fi
+
+# The screenshots in docs/img (the README shows docs/img/devices.png) are
+# the ones the browser test takes: a laptop and a phone (390x844) on the
+# login page, the dashboard, the devices page, the signed-out notice and
+# the outage pages.
+screenshots: check-redis check-browser ## regenerate the screenshots in docs/img with the browser test (needs chromium)
+	cd example && SESSIONKIT_REQUIRE_REDIS=1 SESSIONKIT_REQUIRE_BROWSER=1 SESSIONKIT_SCREENSHOTS=$(CURDIR)/docs/img \
+		$(GO) test -count=1 -run '^TestBrowser$$' .
 
 testsummary:
 	@$(GO) build -o $(BIN)/testsummary ./internal/testsummary

@@ -1,6 +1,6 @@
-// Command example is the sessionkit demo server: a login form, a dashboard
-// and a JSON API over sessions kept in Redis, with Prometheus metrics on
-// /metrics.
+// Command example is the sessionkit demo server: a login form, a dashboard,
+// a devices page and a JSON API over sessions kept in Redis, with
+// Prometheus metrics on /metrics.
 //
 //	make run
 //
@@ -23,6 +23,20 @@
 // and whether a tag key is set. Defaults are shown as the values they stand
 // for. Passwords, signing keys and the tag key never appear, only whether
 // they are set and how many signing keys there are.
+//
+// # Pages
+//
+// The login page (/ and /login), the dashboard (/) and the devices page
+// (/sessions) are html/template pages (templates/) with one stylesheet and
+// a few lines of script (assets/, served under /assets/), all embedded in
+// the binary. The devices page names each session by its user agent
+// ("Safari on iPhone") and offers Revoke per device, "Sign out of all other
+// sessions" and "Log out everywhere". A browser (Accept: text/html) gets its
+// errors as pages: a Redis outage, 404, 405, a revoke of an ended session;
+// API clients, and every route under /api/, get JSON. After an action, the
+// next page says what happened; a browser whose session another device
+// ended is told so on its next page (see notice.go). The README's "Example
+// server" section lists every route and its answers.
 //
 // # Probes
 //

@@ -1,90 +1,113 @@
 package main
 
 import (
+	"embed"
 	"html/template"
+	"io/fs"
 	"net/http"
-
-	"github.com/sessionkit/sessionkit/session"
+	"strconv"
+	"strings"
 )
 
-// page is what the HTML template shows.
-type page struct {
-	LoggedIn     bool
-	Info         session.Info
-	Error        string
-	ShowSessions bool           // the sessions page rather than the dashboard
-	Sessions     []session.Info // the user's sessions, on the sessions page
+// files holds the page templates and the assets: one stylesheet and a few
+// lines of script, served under /assets/.
+//
+//go:embed templates assets
+var files embed.FS
+
+// templates are the pages, each templates/layout.html with its own "main".
+var templates = parsePages("login", "dashboard", "devices", "message")
+
+func parsePages(names ...string) map[string]*template.Template {
+	layout := template.Must(template.ParseFS(files, "templates/layout.html"))
+	pages := make(map[string]*template.Template, len(names))
+	for _, name := range names {
+		pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
+	}
+	return pages
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sessionkit example</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 3rem auto; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.4rem; }
-form { display: grid; gap: .6rem; margin-top: 1rem; }
-input, button { font: inherit; padding: .45rem .6rem; }
-button { cursor: pointer; }
-.error { color: #a00; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }
-dt { color: #666; }
-table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: .9rem; }
-td, th { text-align: left; padding: .35rem .4rem; border-bottom: 1px solid #ddd; vertical-align: top; }
-td form, nav form { margin: 0; }
-td.when { white-space: nowrap; }
-nav { display: flex; gap: 1rem; align-items: center; margin-top: 1rem; }
-</style>
-</head>
-<body>
-<h1>sessionkit example</h1>
-{{with .Error}}<p class="error" role="alert">{{.}}</p>{{end}}
-{{if .ShowSessions}}
-<p>Signed in as <strong>{{.Info.UserID}}</strong>. <a href="/">Back</a></p>
-<h2>Your devices</h2>
-<table>
-<tr><th>Device</th><th>Signed in</th><th>Last seen</th><th></th></tr>
-{{range .Sessions}}
-<tr>
-<td>{{.UserAgent}}<br><small>{{.IP}} · <code>{{printf "%.8s" .ID}}</code></small></td>
-<td class="when">{{.CreatedAt.Format "2006-01-02 15:04"}}</td>
-<td class="when">{{.LastSeen.Format "2006-01-02 15:04"}}</td>
-<td>{{if .Current}}<em>this device</em>{{else}}<form method="post" action="/sessions/{{.ID}}/revoke"><button type="submit">Revoke</button></form>{{end}}</td>
-</tr>
-{{end}}
-</table>
-<form method="post" action="/logout-all"><button type="submit">Log out everywhere</button></form>
-{{else if .LoggedIn}}
-<p>Signed in as <strong>{{.Info.UserID}}</strong>.</p>
-<dl>
-<dt>Session</dt><dd><code>{{printf "%.8s" .Info.ID}}…</code></dd>
-<dt>Since</dt><dd>{{.Info.CreatedAt.Format "2006-01-02 15:04:05 MST"}}</dd>
-<dt>Ends by</dt><dd>{{.Info.ExpiresAt.Format "2006-01-02 15:04:05 MST"}}</dd>
-</dl>
-<nav>
-<a href="/sessions">Your devices</a>
-<form method="post" action="/logout"><button type="submit">Log out</button></form>
-</nav>
-{{else}}
-<form method="post" action="/login">
-<label>User name <input name="username" autocomplete="username" required></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button>
-</form>
-<p>Demo users: alice / wonderland, bob / builder.</p>
-{{end}}
-</body>
-</html>
-`))
+// page is what a template shows. The layout uses the first group of
+// fields; each page the group named after it.
+type page struct {
+	Title   string // the page's own title, before " · sessionkit example"
+	User    string // the signed-in user, shown in the header; "" for none
+	Notice  string // what just happened ("Signed out Safari on iPhone")
+	Refresh int    // seconds after which the page reloads itself; 0: never
+	Narrow  bool   // a single small card (login, messages): render sets it
 
-// render writes p as an HTML page with status code.
-func (s *server) render(w http.ResponseWriter, code int, p page) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	if err := pageTmpl.Execute(w, p); err != nil {
-		s.log.Error("example: rendering page", "error", err)
+	// login
+	Error       string // why the last attempt failed
+	Username    string // kept after a failed attempt
+	Next        string // where to go after login (safeNext)
+	Unavailable bool   // the store is down: "we can't sign you in right now"
+	RetryAfter  int    // seconds the button waits after an outage
+
+	// dashboard and devices
+	Device  device   // the current session
+	Devices []device // devices: the current one first, then by last activity
+	Others  int      // devices: how many other sessions there are
+
+	// message: an error or an outage, with a way back
+	Heading  string
+	Message  string
+	Back     string // a path on this site
+	BackText string
+}
+
+// assets serves the stylesheet and the script. They change only with the
+// binary; an hour of caching keeps page loads to one request.
+func assets() http.Handler {
+	sub, _ := fs.Sub(files, "assets") // never fails: the directory is embedded
+	fsrv := http.StripPrefix("/assets/", http.FileServerFS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		fsrv.ServeHTTP(w, r)
+	})
+}
+
+// contentSecurity lets pages load only the example's own stylesheet and
+// script, post forms only to this site, and be framed by no one.
+const contentSecurity = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// render writes the page name with data p and status code.
+func (s *server) render(w http.ResponseWriter, code int, name string, p page) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", contentSecurity)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if wait := max(p.Refresh, p.RetryAfter); wait > 0 {
+		h.Set("Retry-After", strconv.Itoa(wait))
 	}
+	w.WriteHeader(code)
+	p.Narrow = name == "login" || name == "message"
+	if err := templates[name].Execute(w, p); err != nil {
+		s.log.Error("example: rendering page", "page", name, "error", err)
+	}
+}
+
+// wantsHTML reports whether r should be answered with a page rather than
+// JSON: a request outside /api/ from a client that accepts text/html, as
+// browsers do. API clients, and every request under /api/, get JSON.
+func wantsHTML(r *http.Request) bool {
+	return !strings.HasPrefix(r.URL.Path, "/api/") && strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// fail answers an error: a small page with a way back for a browser
+// (wantsHTML), {"error": msg} for anyone else.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, code int, msg string, p page) {
+	if !wantsHTML(r) {
+		writeError(w, code, msg)
+		return
+	}
+	if p.Back == "" {
+		p.Back, p.BackText = "/", "Go to the home page"
+	}
+	if p.Title == "" {
+		p.Title = p.Heading
+	}
+	s.render(w, code, "message", p)
 }

@@ -27,6 +27,12 @@ type server struct {
 	// burst of logins then waits its turn instead of starving every other
 	// request, the session store's calls included, of CPU.
 	hashing chan struct{}
+	// idle is the sessions' idle timeout (negative: none), and
+	// insecureCookie whether their cookie lacks Secure, as configured in
+	// session.Config: the devices page states the first, the marker cookie
+	// (notice.go) follows both.
+	idle           time.Duration
+	insecureCookie bool
 	// notReady is the check /readyz last saw failing, "" when it last
 	// answered ready, nil before its first probe; it makes /readyz log
 	// changes of readiness rather than every probe.
@@ -58,17 +64,19 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 }
 
 // routes returns the example's handler: the probes (/livez, /readyz,
-// /healthz) and the Prometheus metrics (/metrics) on their own, without a
-// session or a cookie; every other route behind the Sessions middleware,
-// the API and page routes that need a user behind RequireAuth, and all of
-// them behind net/http's cross-origin protection, so that no other site
-// can post a form or call the API with the user's cookie.
+// /healthz), the Prometheus metrics (/metrics) and the assets (/assets/) on
+// their own, without a session or a cookie; every other route behind the
+// Sessions middleware, the API routes that need a user behind RequireAuth,
+// the pages that need one behind pageAuth, and all of them behind net/http's
+// cross-origin protection, so that no other site can post a form or call
+// the API with the user's cookie. A path or method that no route serves
+// gets a 404 or 405 page (JSON for API clients).
 func routes(s *server) (http.Handler, error) {
 	apiAuth, err := middleware.RequireAuth(middleware.AuthConfig{})
 	if err != nil {
 		return nil, err
 	}
-	pageAuth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/"})
+	pageAuth, err := s.pageAuth()
 	if err != nil {
 		return nil, err
 	}
@@ -80,13 +88,18 @@ func routes(s *server) (http.Handler, error) {
 	mux.Handle("DELETE /api/sessions/{id}", apiAuth(http.HandlerFunc(s.apiRevoke)))
 	mux.Handle("POST /api/logout-all", apiAuth(http.HandlerFunc(s.apiLogoutAll)))
 	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.formLogin)
 	mux.HandleFunc("POST /logout", s.formLogout)
 	mux.Handle("GET /sessions", pageAuth(http.HandlerFunc(s.sessionsPage)))
 	mux.Handle("POST /sessions/{id}/revoke", pageAuth(http.HandlerFunc(s.formRevoke)))
+	mux.Handle("POST /logout-others", pageAuth(http.HandlerFunc(s.formLogoutOthers)))
 	mux.Handle("POST /logout-all", pageAuth(http.HandlerFunc(s.formLogoutAll)))
+	mux.Handle("/", s.noRoute(mux))
 
-	site := http.NewCrossOriginProtection().Handler(middleware.Sessions(s.sessions)(mux))
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(s.crossOrigin))
+	site := cop.Handler(middleware.Sessions(s.sessions)(mux))
 
 	top := http.NewServeMux()
 	for path, probe := range map[string]http.Handler{
@@ -98,6 +111,7 @@ func routes(s *server) (http.Handler, error) {
 		top.Handle("GET "+path, probe)
 		top.HandleFunc(path, getOnly)
 	}
+	top.Handle("GET /assets/", assets())
 	top.Handle("/", site)
 	return top, nil
 }
@@ -139,7 +153,7 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := session.Create(r.Context(), c.Username)
 	if err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	token, _ := session.Token(r.Context())
@@ -165,7 +179,7 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 // apiLogout ends the caller's session.
 func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	if err := session.Destroy(r.Context()); err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -187,7 +201,7 @@ func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	list, err := s.sessions.List(r.Context(), user)
 	if err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	out := make([]sessionJSON, len(list))
@@ -206,7 +220,7 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "no such session")
 			return
 		}
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -216,102 +230,29 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sessionsPage lists the caller's devices with a revoke button each.
-func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
-	info, _ := session.FromContext(r.Context())
-	list, err := s.sessions.List(r.Context(), info.UserID)
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, page{LoggedIn: true, Info: info, Sessions: list, ShowSessions: true})
-}
-
-// formRevoke ends one of the caller's sessions from the sessions page.
-func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
-	user, _ := session.UserID(r.Context())
-	err := s.sessions.Revoke(r.Context(), user, r.PathValue("id"))
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		http.Error(w, "no such session", http.StatusNotFound)
-	case err != nil:
-		s.storeError(w, err)
-	default:
-		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
-	}
-}
-
-// formLogoutAll ends every session of the caller and goes to the login form.
-func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
-	user, _ := session.UserID(r.Context())
-	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
-		s.storeError(w, err)
-		return
-	}
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// formLogin logs in with the login form and goes to the dashboard.
-func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
-		return
-	}
-	username := r.PostForm.Get("username")
-	ok, err := s.checkPassword(r.Context(), username, r.PostForm.Get("password"))
-	if err != nil {
-		http.Error(w, "try again", http.StatusServiceUnavailable)
-		return
-	}
-	if !ok {
-		s.render(w, http.StatusUnauthorized, page{Error: "Wrong user name or password."})
-		return
-	}
-	if _, err := session.Create(r.Context(), username); err != nil {
-		s.storeError(w, err)
-		return
-	}
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// formLogout ends the session and goes back to the login form.
-func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
-	if err := session.Destroy(r.Context()); err != nil {
-		s.storeError(w, err)
-		return
-	}
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// home shows the dashboard to a logged-in user and the login form to
-// anyone else.
-func (s *server) home(w http.ResponseWriter, r *http.Request) {
-	info, ok := session.FromContext(r.Context())
-	p := page{Info: info, LoggedIn: ok}
-	if session.LoadError(r.Context()) != nil {
-		p.Error = "Sessions are unavailable right now; please try again in a moment."
-	}
-	s.render(w, http.StatusOK, p)
-}
-
-// storeError answers a failed session operation: 503 with Retry-After when
-// the store is unavailable or too busy with concurrent changes, 500
-// otherwise.
-func (s *server) storeError(w http.ResponseWriter, err error) {
+// storeError answers a failed session operation: 503 with Retry-After
+// when the store is unavailable or too busy with concurrent changes, 500
+// otherwise; as a page for a browser (see fail), as JSON for an API client.
+func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("example: session operation failed", "error", err)
-	if errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention) {
+	if !errors.Is(err, session.ErrStoreUnavailable) && !errors.Is(err, session.ErrContention) {
+		s.fail(w, r, http.StatusInternalServerError, "internal error", page{
+			Heading: "Something went wrong", Message: "That did not work, and it is our fault. Please try again.",
+		})
+		return
+	}
+	if !wantsHTML(r) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "session store unavailable")
 		return
 	}
-	writeError(w, http.StatusInternalServerError, "internal error")
+	s.unavailablePage(w, r)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

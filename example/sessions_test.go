@@ -95,7 +95,7 @@ func TestSessionsPage(t *testing.T) {
 	e.send(c, "POST", "/login", "username=alice&password=wonderland")
 	_, otherID := e.apiLogin("alice", "wonderland")
 	r := e.send(c, "GET", "/sessions", "")
-	if r.code != 200 || !strings.Contains(r.body, "this device") || !strings.Contains(r.body, `action="/sessions/`+otherID+`/revoke"`) ||
+	if r.code != 200 || !strings.Contains(r.body, "This device") || !strings.Contains(r.body, `action="/sessions/`+otherID+`/revoke"`) ||
 		!strings.Contains(r.body, `action="/logout-all"`) {
 		t.Fatalf("GET /sessions = %d, want the device list with a revoke button and log out everywhere:\n%s", r.code, r.body)
 	}
@@ -105,8 +105,8 @@ func TestSessionsPage(t *testing.T) {
 	if _, ok := e.record(otherID); ok {
 		t.Error("the revoked device's record is still in Redis")
 	}
-	if r := e.send(c, "POST", "/logout-all", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
-		t.Errorf("log out everywhere = %d to %q, want 303 to /", r.code, r.header.Get("Location"))
+	if r := e.send(c, "POST", "/logout-all", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
+		t.Errorf("log out everywhere = %d to %q, want 303 to /login?notice=everywhere", r.code, r.header.Get("Location"))
 	}
 	if n := e.dbsize(); n != 0 {
 		t.Errorf("after log out everywhere Redis holds %d keys, want 0", n)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -137,6 +138,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *a
 	}
 	srv := newServer(manager, store, metricsHandler(reg, log), log)
 	srv.redis = rcfg
+	srv.idle, srv.insecureCookie = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout), scfg.InsecureCookie
 	h, err := routes(srv)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,50 @@
+// The example's few lines of script. Without it every page still works:
+// times show in UTC, forms submit without asking.
+(function () {
+  "use strict";
+  // Relative times ("5 minutes ago"), kept up to date, with the exact time
+  // in the browser's zone on hover; absolute times in the browser's zone.
+  function ago(ms) {
+    var m = Math.floor(ms / 60000), h = Math.floor(m / 60), d = Math.floor(h / 24);
+    function n(x, unit) { return x + " " + unit + (x === 1 ? "" : "s") + " ago"; }
+    if (m < 1) return "just now";
+    if (h < 1) return n(m, "minute");
+    if (d < 1) return n(h, "hour");
+    return n(d, "day");
+  }
+  var exact = { dateStyle: "medium", timeStyle: "short" };
+  function times() {
+    document.querySelectorAll("time[datetime]").forEach(function (t) {
+      var at = new Date(t.getAttribute("datetime"));
+      if (isNaN(at)) return;
+      t.title = at.toLocaleString(undefined, exact);
+      if (t.hasAttribute("data-rel")) t.textContent = ago(Date.now() - at);
+      if (t.hasAttribute("data-abs")) t.textContent = at.toLocaleString(undefined, exact);
+    });
+  }
+  // A form with data-confirm asks before it is sent.
+  document.addEventListener("submit", function (e) {
+    var q = e.target.getAttribute("data-confirm");
+    if (q && !window.confirm(q)) e.preventDefault();
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    times();
+    setInterval(times, 30000);
+    // A button with data-retry-after waits that many seconds (the
+    // server's Retry-After) before it can be pressed again.
+    document.querySelectorAll("[data-retry-after]").forEach(function (b) {
+      var left = parseInt(b.getAttribute("data-retry-after"), 10), label = b.textContent;
+      function tick() {
+        if (left <= 0) { b.disabled = false; b.textContent = label; return; }
+        b.disabled = true; b.textContent = label + " (" + left + ")"; left--;
+        setTimeout(tick, 1000);
+      }
+      tick();
+    });
+    // A countdown to the page's own refresh.
+    document.querySelectorAll("[data-countdown]").forEach(function (c) {
+      var left = parseInt(c.getAttribute("data-countdown"), 10);
+      setInterval(function () { if (left > 1) c.textContent = --left + " seconds"; }, 1000);
+    });
+  });
+})();

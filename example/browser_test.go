@@ -1,0 +1,368 @@
+package main
+
+// TestBrowser drives the example in a real browser, Debian's chromium
+// package, headless, through github.com/chromedp/chromedp: two browsers of
+// one user (a laptop and a phone with a 390x844 viewport), a revoke from
+// one that the other is told about, the confirmation of "Sign out of all
+// other sessions", the phone layout, and the pages of a Redis outage. It
+// saves screenshots of the pages it visits into SESSIONKIT_SCREENSHOTS
+// (`make screenshots` points it at docs/img), or else into the test's
+// artifact directory (go test -artifacts keeps them).
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cdppage "github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	cdpdevice "github.com/chromedp/chromedp/device"
+)
+
+const (
+	// requireBrowserEnv set to "1" turns a missing chromium into a failure
+	// rather than a skip; make test sets it.
+	requireBrowserEnv = "SESSIONKIT_REQUIRE_BROWSER"
+	// screenshotsEnv names the directory the screenshots go to.
+	screenshotsEnv = "SESSIONKIT_SCREENSHOTS"
+	// browserTimeout bounds the whole browser test, start-up included, and
+	// stepTimeout each of its steps.
+	browserTimeout = 2 * time.Minute
+	stepTimeout    = 20 * time.Second
+)
+
+// chromium returns the path of the chromium binary, or skips the test
+// (fails it with SESSIONKIT_REQUIRE_BROWSER=1) when there is none.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	hint := "install it with: apt-get install chromium (Debian, Ubuntu: chromium-browser)"
+	if os.Getenv(requireBrowserEnv) == "1" {
+		t.Fatalf("chromium not found in PATH and %s=1: %s", requireBrowserEnv, hint)
+	}
+	t.Skipf("chromium not found in PATH: skipping the browser test; %s, or set %s=1 to fail instead", hint, requireBrowserEnv)
+	return ""
+}
+
+// screen is a browser's device: its user agent and viewport.
+type screen struct{ info cdpdevice.Info }
+
+func (s screen) Device() cdpdevice.Info { return s.info }
+
+var (
+	// laptop is Firefox on Windows, as far as the user agent goes: the
+	// devices page names a session by it.
+	laptop = screen{cdpdevice.Info{Name: "laptop", UserAgent: firefoxWindows, Width: 1280, Height: 860, Scale: 1}}
+	// phone is an iPhone 13's 390x844 viewport and Safari user agent, at
+	// twice (not three times) the pixels, for smaller screenshots.
+	phone = func() screen {
+		info := cdpdevice.IPhone13.Device()
+		info.Scale = 2
+		return screen{info}
+	}()
+)
+
+// tab is one browser context (its own cookies) of the browser test.
+type tab struct {
+	t    *testing.T
+	ctx  context.Context
+	name string
+	url  string // the example's base URL
+	dir  string // where screenshots go
+}
+
+// step returns a context for one step of b, bounded by stepTimeout.
+func (b *tab) step() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, stepTimeout)
+}
+
+func (b *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %s: %v", b.name, what, err)
+	}
+}
+
+// load runs steps that navigate (a click, a submit, a navigation) and
+// returns the status of the page that loads.
+func (b *tab) load(what string, steps ...chromedp.Action[chromedp.Void]) int64 {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, steps...)
+	if err != nil {
+		b.t.Fatalf("%s: %s: %v", b.name, what, err)
+	}
+	return resp.Status
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](b *tab, js string) T {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		b.t.Fatalf("%s: evaluate %s: %v", b.name, js, err)
+	}
+	return v
+}
+
+func (b *tab) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("%s: text of %s: %v", b.name, sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// login fills the login form on the current page and submits it; it
+// returns the status of the page that follows.
+func (b *tab) login(user, password string) int64 {
+	b.t.Helper()
+	return b.load("log in",
+		chromedp.SetValue(chromedp.ID("username"), user),
+		chromedp.SetValue(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
+	)
+}
+
+// screenshot saves the whole page as name.png.
+func (b *tab) screenshot(name string) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("%s: screenshot: %v", b.name, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// checkPage checks what every page must have: a title of its own, headings
+// in order from one h1, and nothing wider than the viewport (no horizontal
+// scrolling, every control in view).
+func (b *tab) checkPage(title string) {
+	b.t.Helper()
+	if got := eval[string](b, `document.title`); got != title+" · sessionkit example" {
+		b.t.Errorf("%s: title %q, want %q", b.name, got, title+" · sessionkit example")
+	}
+	headings := eval[[]int](b, `[...document.querySelectorAll("h1,h2,h3,h4,h5,h6")].map(h => +h.tagName[1])`)
+	for i, level := range headings {
+		if (i == 0 && level != 1) || (i > 0 && (level == 1 || level > headings[i-1]+1)) {
+			b.t.Errorf("%s: %s: heading levels %v, want one h1 first and no level skipped", b.name, title, headings)
+			break
+		}
+	}
+	wide := eval[[]string](b, `(() => {
+		const w = document.documentElement.clientWidth, out = [];
+		if (document.documentElement.scrollWidth > w) out.push("page scrolls sideways: " + document.documentElement.scrollWidth + " > " + w);
+		for (const e of document.querySelectorAll("body *")) {
+			const r = e.getBoundingClientRect();
+			if (r.width > 0 && (r.left < -0.5 || r.right > w + 0.5)) out.push(e.tagName + "." + e.className + " spans " + r.left + ".." + r.right);
+		}
+		return out;
+	})()`)
+	if len(wide) > 0 {
+		b.t.Errorf("%s: %s: wider than the viewport:\n%s", b.name, title, strings.Join(wide, "\n"))
+	}
+}
+
+func TestBrowser(t *testing.T) {
+	bin := chromium(t)
+	e := startExample(t)
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		dir = t.ArtifactDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), browserTimeout)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		// Only the example, on 127.0.0.1: every other host name fails.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("no-proxy-server", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("lang", "en-US"),
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	open := func(name string, s screen) *tab {
+		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+		t.Cleanup(cancel)
+		// The tab's target lives as long as the context that creates it:
+		// create it here, not within a step's timeout.
+		if err := chromedp.Do(ctx); err != nil {
+			t.Fatalf("%s: open a browser context: %v", name, err)
+		}
+		b := &tab{t: t, ctx: ctx, name: name, url: e.url, dir: dir}
+		b.do("emulate the device", chromedp.Emulate(s))
+		return b
+	}
+	pc, lp := open("phone", phone), open("laptop", laptop)
+
+	// The laptop asks for its devices: the login page, user name focused.
+	if code := lp.load("open /sessions", chromedp.Navigate(e.url+"/sessions")); code != 200 {
+		t.Fatalf("laptop: GET /sessions signed out = %d, want the login page", code)
+	}
+	lp.checkPage("Sign in")
+	if loc := eval[string](lp, `location.pathname + location.search`); loc != "/login?next=%2Fsessions" {
+		t.Errorf("laptop: signed out, /sessions led to %s, want /login?next=%%2Fsessions", loc)
+	}
+	if id := eval[string](lp, `document.activeElement.id`); id != "username" {
+		t.Errorf("laptop: focus on %q on load, want the user name field", id)
+	}
+	lp.screenshot("login")
+	// A wrong password: the form again, the user name kept and focused.
+	if code := lp.login("alice", "not-her-password"); code != 401 {
+		t.Errorf("laptop: wrong password = %d, want 401", code)
+	}
+	if id, name := eval[string](lp, `document.activeElement.id`), eval[string](lp, `document.getElementById("username").value`); id != "username" || name != "alice" {
+		t.Errorf("laptop: after a wrong password focus on %q with user name %q, want the user name field, alice", id, name)
+	}
+	if got := lp.text(`[role=alert]`); got != "Wrong user name or password." {
+		t.Errorf("laptop: alert %q after a wrong password", got)
+	}
+	// The right one: back to the page it asked for.
+	if code := lp.login("alice", "wonderland"); code != 200 {
+		t.Fatalf("laptop: login = %d", code)
+	}
+	if loc := eval[string](lp, `location.pathname`); loc != "/sessions" {
+		t.Errorf("laptop: after login at %s, want /sessions, the page it asked for", loc)
+	}
+
+	// The phone logs in from the home page and opens its devices.
+	pc.load("open /", chromedp.Navigate(e.url+"/"))
+	pc.checkPage("Sign in")
+	if code := pc.login("alice", "wonderland"); code != 200 {
+		t.Fatalf("phone: login = %d", code)
+	}
+	pc.checkPage("Dashboard")
+	pc.screenshot("dashboard-phone")
+	pc.load("follow Your devices", chromedp.Click(chromedp.CSS(`a[href="/sessions"]`)))
+	pc.checkPage("Your devices")
+	names := eval[[]string](pc, `[...document.querySelectorAll(".device h3")].map(h => h.textContent.trim())`)
+	if strings.Join(names, "|") != "Safari on iPhone This device|Firefox on Windows" {
+		t.Errorf("phone: devices %q, want this iPhone first with its badge, then Firefox on Windows", names)
+	}
+	if labels := eval[[]string](pc, `[...document.querySelectorAll(".revoke button")].map(b => b.getAttribute("aria-label"))`); strings.Join(labels, "|") != "Revoke Firefox on Windows" {
+		t.Errorf("phone: revoke buttons named %q, want one, Revoke Firefox on Windows", labels)
+	}
+	// The script showed the exact times in the browser's zone, not the
+	// server's UTC.
+	if titles := eval[[]string](pc, `[...document.querySelectorAll("time")].map(t => t.title)`); len(titles) == 0 || strings.HasSuffix(titles[0], "UTC") {
+		t.Errorf("phone: <time> titles %q, want the browser's local format", titles)
+	}
+	pc.screenshot("devices-phone")
+	lp.load("reload /sessions", chromedp.Reload())
+	lp.checkPage("Your devices")
+	lp.screenshot("devices")
+
+	// The phone revokes the laptop, and says so.
+	if code := pc.load("revoke the laptop", chromedp.Click(chromedp.CSS(`button[aria-label="Revoke Firefox on Windows"]`))); code != 200 {
+		t.Fatalf("phone: revoke = %d", code)
+	}
+	if got := pc.text(".notice"); got != "Signed out Firefox on Windows." {
+		t.Errorf("phone: after the revoke the notice says %q", got)
+	}
+	// The laptop's next click tells it.
+	lp.load("follow Back to your dashboard", chromedp.Click(chromedp.CSS(`main a[href="/"]`)))
+	lp.checkPage("Sign in")
+	if got := lp.text(".notice"); got != noticeEndedElsewhere {
+		t.Errorf("laptop: revoked, its next click shows %q, want %q", got, noticeEndedElsewhere)
+	}
+	lp.screenshot("signed-out-elsewhere")
+
+	// Signed in again, the laptop is signed out once more by the phone's
+	// main action, after a confirmation.
+	if code := lp.login("alice", "wonderland"); code != 200 {
+		t.Fatalf("laptop: login again = %d", code)
+	}
+	dialogs := make(chan string, 1)
+	go func() {
+		for ev, err := range chromedp.Events(pc.ctx, cdppage.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			dialogs <- ev.Message
+			// Should accepting fail, the form is not sent and the click
+			// below times out, failing the test.
+			_, _ = chromedp.Call(pc.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	pc.load("reload /sessions", chromedp.Reload())
+	pc.load("sign out of all other sessions", chromedp.Click(chromedp.CSS(`form[action="/logout-others"] button`)))
+	select {
+	case msg := <-dialogs:
+		if !strings.HasPrefix(msg, "Sign out of 1 other session?") {
+			t.Errorf("phone: confirmation %q", msg)
+		}
+	default:
+		t.Error("phone: sign out of all other sessions asked for no confirmation")
+	}
+	if got := pc.text(".notice"); got != "Signed out of 1 other session." {
+		t.Errorf("phone: after signing out the others the notice says %q", got)
+	}
+
+	// Redis goes down. The phone, still signed in, gets a notice and no
+	// login form; the laptop, on the login form it opened before, cannot
+	// sign in and is told so.
+	lp.load("open /", chromedp.Navigate(e.url+"/"))
+	e.redis.Stop(t)
+	if code := pc.load("open /sessions", chromedp.Navigate(e.url+"/sessions")); code != 503 {
+		t.Errorf("phone: GET /sessions during the outage = %d, want 503", code)
+	}
+	pc.checkPage("Temporarily unavailable")
+	if h1, forms := pc.text("h1"), eval[int](pc, `document.querySelectorAll("input").length`); h1 != "We can't reach your session right now" || forms != 0 {
+		t.Errorf("phone: during the outage the page says %q with %d inputs, want a notice and no login form", h1, forms)
+	}
+	pc.screenshot("outage-phone")
+	if code := lp.login("alice", "wonderland"); code != 503 {
+		t.Errorf("laptop: login during the outage = %d, want 503", code)
+	}
+	lp.checkPage("Can't sign in right now")
+	if disabled := eval[bool](lp, `document.querySelector("button[type=submit]").disabled`); !disabled {
+		t.Error("laptop: the sign-in button does not wait for Retry-After during the outage")
+	}
+	if got := lp.text("h1"); got != "We can't sign you in right now" {
+		t.Errorf("laptop: login during the outage says %q", got)
+	}
+	lp.screenshot("login-outage")
+
+	// A page that does not exist, and a form address opened as a page.
+	if code := lp.load("open /nowhere", chromedp.Navigate(e.url+"/nowhere")); code != 404 {
+		t.Errorf("laptop: GET /nowhere = %d, want 404", code)
+	}
+	lp.checkPage("Page not found")
+	if code := pc.load("open /logout", chromedp.Navigate(e.url+"/logout")); code != 405 {
+		t.Errorf("phone: GET /logout = %d, want 405", code)
+	}
+	pc.checkPage("Not a page")
+	t.Logf("screenshots in %s", dir)
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// User agents of the devices the tests sign in from.
+const (
+	firefoxWindows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+	safariIPhone   = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+func TestDeviceName(t *testing.T) {
+	for _, tc := range []struct{ ua, name, kind string }{
+		{firefoxWindows, "Firefox on Windows", "desktop"},
+		{safariIPhone, "Safari on iPhone", "phone"},
+		{"Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iPad", "tablet"},
+		{"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", "Chrome on Android", "phone"},
+		{"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", "Chrome on macOS", "desktop"},
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "Edge on Windows", "desktop"},
+		{"curl/8.5.0", "curl", "other"},
+		{"Go-http-client/1.1", "Go-http-client", "other"},
+		{"", "Unknown device", "other"},
+		{"<script>alert(1)</script>", "Unknown device", "other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if name, kind := deviceName(tc.ua); name != tc.name || kind != tc.kind {
+				t.Errorf("deviceName(%q) = %q, %q, want %q, %q", tc.ua, name, kind, tc.name, tc.kind)
+			}
+		})
+	}
+}
+
+func TestAgoAndInWords(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "just now", 59 * time.Second: "just now", time.Minute: "1 minute ago", 5*time.Minute + 30*time.Second: "5 minutes ago",
+		time.Hour: "1 hour ago", 23 * time.Hour: "23 hours ago", 24 * time.Hour: "1 day ago", 72 * time.Hour: "3 days ago",
+	} {
+		if got := ago(d); got != want {
+			t.Errorf("ago(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		30 * time.Minute: "30 minutes", time.Hour: "1 hour", 2 * time.Hour: "2 hours", 24 * time.Hour: "1 day",
+		90 * time.Second: "90 seconds", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := inWords(d); got != want {
+			t.Errorf("inWords(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestDevicesOrder checks the devices page's order: the current device
+// first, then by last activity, most recent first.
+func TestDevicesOrder(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	list := []session.Info{ // oldest first, as List returns them
+		{ID: "old", UserAgent: "curl/8.5.0", LastSeen: now.Add(-3 * time.Hour)},
+		{ID: "current", UserAgent: firefoxWindows, LastSeen: now.Add(-time.Hour), Current: true},
+		{ID: "recent", UserAgent: safariIPhone, LastSeen: now.Add(-90 * time.Second)},
+		{ID: "middle", UserAgent: "", LastSeen: now.Add(-10 * time.Minute)},
+	}
+	got := devices(list, now, 30*time.Minute)
+	var ids []string
+	for _, d := range got {
+		ids = append(ids, d.ID)
+	}
+	if want := "current recent middle old"; strings.Join(ids, " ") != want {
+		t.Errorf("devices order = %v, want %s", ids, want)
+	}
+	if !got[0].Active || !got[1].Active || got[2].Active {
+		t.Errorf("Active = %v %v %v, want true (current), true (90s ago), false (10 minutes ago)", got[0].Active, got[1].Active, got[2].Active)
+	}
+	if got[2].LastSeen.Rel != "10 minutes ago" || got[2].LastSeen.ISO != "2026-11-26T11:50:00Z" || got[0].Idle != "30 minutes" {
+		t.Errorf("device = %+v, want last seen 10 minutes ago at 11:50 UTC and a 30 minutes idle timeout", got[2])
+	}
+	if d := devices(list[:1], now, -1)[0]; d.Idle != "" {
+		t.Errorf("without an idle timeout Idle = %q, want empty", d.Idle)
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		"/sessions":             "/sessions",
+		"/sessions?x=1#a":       "/sessions?x=1#a",
+		"":                      "",
+		"sessions":              "",
+		"//evil.example/":       "",
+		"/\\evil.example/":      "",
+		"https://evil.example/": "",
+		"/\t/evil.example":      "",
+		"/login":                "",
+		"/login?next=/":         "",
+		"/%2F/evil":             "/%2F/evil",
+	} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+}

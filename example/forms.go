@@ -1,0 +1,310 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// The HTML side of the example: the login page, the dashboard, the devices
+// page and their forms. Each form posts, then redirects (303) to a page,
+// so that a reload never sends it twice.
+
+// pageRetry is the Retry-After, in seconds, of the pages shown while the
+// session store is unavailable: an outage page reloads itself after it,
+// and the login button waits that long before it can be pressed again.
+const pageRetry = 5
+
+// pageAuth returns the guard of the pages that need a user. A browser
+// without a session is sent to the login page, with the page it asked for
+// to come back to; during a store outage it gets the outage page, not a
+// login form that could not work. Every other request goes to
+// middleware.RequireAuth, which lets a user through and answers API
+// clients with JSON (401, or 503 with Retry-After).
+func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
+	requireAuth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
+	if err != nil {
+		return nil, err
+	}
+	return func(next http.Handler) http.Handler {
+		protected := requireAuth(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, ok := session.UserID(r.Context())
+			switch {
+			case ok || !wantsHTML(r):
+				protected.ServeHTTP(w, r)
+			case session.LoadError(r.Context()) != nil:
+				s.unavailablePage(w, r)
+			default:
+				http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
+			}
+		})
+	}, nil
+}
+
+// home shows the dashboard to a logged-in user, the login form to anyone
+// else, and the outage page when the session could not be read.
+func (s *server) home(w http.ResponseWriter, r *http.Request) {
+	if session.LoadError(r.Context()) != nil {
+		s.unavailablePage(w, r)
+		return
+	}
+	info, ok := session.FromContext(r.Context())
+	if !ok {
+		s.loginForm(w, r)
+		return
+	}
+	now := time.Now()
+	flash, _ := session.Pop[string](r.Context(), flashKey)
+	s.setMarker(w, info, now)
+	s.render(w, http.StatusOK, "dashboard", page{
+		Title: "Dashboard", User: info.UserID, Notice: flash,
+		Device: devices([]session.Info{info}, now, s.idle)[0],
+	})
+}
+
+// loginPage shows the login form, or sends a logged-in user on to the page
+// named by ?next= (or the dashboard).
+func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := session.UserID(r.Context()); ok {
+		http.Redirect(w, r, cmp.Or(safeNext(r.URL.Query().Get("next")), "/"), http.StatusSeeOther)
+		return
+	}
+	if session.LoadError(r.Context()) != nil {
+		s.unavailablePage(w, r)
+		return
+	}
+	s.loginForm(w, r)
+}
+
+// loginForm shows the login form to a browser without a session, with a
+// notice when its session was ended from another device (which it tells
+// once) or when a redirect asked for one.
+func (s *server) loginForm(w http.ResponseWriter, r *http.Request) {
+	p := page{Title: "Sign in", Next: safeNext(r.URL.Query().Get("next"))}
+	if s.endedElsewhere(r) {
+		p.Notice = noticeEndedElsewhere
+		s.clearMarker(w)
+	} else {
+		p.Notice = loginNotices[r.URL.Query().Get("notice")]
+	}
+	s.render(w, http.StatusOK, "login", p)
+}
+
+// formLogin logs in with the login form and goes to the page the user
+// asked for, or the dashboard. A wrong password shows the form again with
+// the user name kept; a store outage shows it with "we can't sign you in
+// right now" and a Retry-After.
+func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, http.StatusBadRequest, "bad form", page{
+			Heading: "That form could not be read", Message: "Please go back and sign in again.",
+			Back: "/login", BackText: "Back to sign in",
+		})
+		return
+	}
+	username, next := r.PostForm.Get("username"), safeNext(r.PostForm.Get("next"))
+	ok, err := s.checkPassword(r.Context(), username, r.PostForm.Get("password"))
+	if err != nil { // the client went away while waiting for a slot
+		s.fail(w, r, http.StatusServiceUnavailable, "try again", page{
+			Heading: "Please try again", Message: "Signing in took too long.", Back: "/login", BackText: "Back to sign in",
+		})
+		return
+	}
+	if !ok {
+		s.render(w, http.StatusUnauthorized, "login", page{
+			Title: "Sign in", Error: "Wrong user name or password.", Username: username, Next: next,
+		})
+		return
+	}
+	info, err := session.Create(r.Context(), username)
+	if err != nil {
+		if wantsHTML(r) && (errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention)) {
+			s.log.Error("example: session operation failed", "error", err)
+			s.render(w, http.StatusServiceUnavailable, "login", page{
+				Title: "Can't sign in right now", Unavailable: true, RetryAfter: pageRetry, Username: username, Next: next,
+				Error: "Our session store is not answering. Please try again in a few seconds.",
+			})
+			return
+		}
+		s.storeError(w, r, err)
+		return
+	}
+	s.setMarker(w, info, time.Now())
+	http.Redirect(w, r, cmp.Or(next, "/"), http.StatusSeeOther)
+}
+
+// formLogout ends the session and goes to the login page, which says so.
+// A browser whose session had already ended elsewhere is told that
+// instead.
+func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
+	_, signedIn := session.UserID(r.Context())
+	signedIn = signedIn || session.LoadError(r.Context()) != nil
+	if err := session.Destroy(r.Context()); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	if !signedIn {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	s.clearMarker(w)
+	http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
+}
+
+// sessionsPage lists the caller's devices: this one first, the others by
+// last activity, each with a revoke button.
+func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
+	info, _ := session.FromContext(r.Context())
+	list, err := s.sessions.List(r.Context(), info.UserID)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	now := time.Now()
+	p := page{Title: "Your devices", User: info.UserID, Devices: devices(list, now, s.idle)}
+	for _, d := range p.Devices {
+		if !d.Current {
+			p.Others++
+		}
+	}
+	p.Notice, _ = session.Pop[string](r.Context(), flashKey)
+	s.setMarker(w, info, now)
+	s.render(w, http.StatusOK, "devices", p)
+}
+
+// formRevoke ends one of the caller's sessions and goes back to the
+// devices page, which names the device signed out.
+func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	id := r.PathValue("id")
+	list, err := s.sessions.List(r.Context(), user)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	var target *session.Info
+	for i := range list {
+		if list[i].ID == id {
+			target = &list[i]
+		}
+	}
+	if target != nil {
+		err = s.sessions.Revoke(r.Context(), user, id)
+	}
+	switch {
+	case target == nil || errors.Is(err, session.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, "no such session", page{
+			Heading: "That session has already ended",
+			Message: "The device was signed out already, perhaps from another tab or device.",
+			Back:    "/sessions", BackText: "Back to your devices",
+		})
+	case err != nil:
+		s.storeError(w, r, err)
+	case target.Current: // not offered by the page, but a user may end their own session
+		s.clearMarker(w)
+		http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
+	default:
+		name, _ := deviceName(target.UserAgent)
+		// Should this session have ended meanwhile, Put refuses and the
+		// devices page, now a redirect to the login page, says why.
+		_ = session.Put(r.Context(), flashKey, "Signed out "+name+".")
+		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+	}
+}
+
+// formLogoutOthers ends every session of the caller but this one and goes
+// back to the devices page, which says how many ended.
+func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
+	n, err := s.sessions.RevokeOthers(r.Context())
+	switch {
+	case errors.Is(err, session.ErrNoSession): // this session ended meanwhile
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	case err != nil:
+		s.storeError(w, r, err)
+		return
+	}
+	msg := "No other session was signed in."
+	if n == 1 {
+		msg = "Signed out of 1 other session."
+	} else if n > 1 {
+		msg = fmt.Sprintf("Signed out of %d other sessions.", n)
+	}
+	_ = session.Put(r.Context(), flashKey, msg) // see formRevoke
+	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+}
+
+// formLogoutAll ends every session of the caller and goes to the login
+// page, which says so.
+func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
+	user, _ := session.UserID(r.Context())
+	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	s.clearMarker(w)
+	http.Redirect(w, r, "/login?notice=everywhere", http.StatusSeeOther)
+}
+
+// unavailablePage answers 503 with Retry-After while the session store is
+// unavailable: for a page, a notice that reloads itself after pageRetry
+// seconds; for a form, a notice with a way back.
+func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+	p := page{
+		Title:   "Temporarily unavailable",
+		Heading: "We can't reach your session right now",
+		Message: "Our session store is not answering. You have not been signed out; please try again in a few seconds.",
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		p.Refresh = pageRetry
+		p.Back, p.BackText = cmp.Or(safeNext(r.URL.RequestURI()), "/"), "Try again now"
+	}
+	s.fail(w, r, http.StatusServiceUnavailable, "session store unavailable", p)
+}
+
+// noRoute answers what no route of mux serves: 405 with Allow when the
+// path has routes for other methods, 404 otherwise; a page for a browser,
+// JSON for an API client.
+func (s *server) noRoute(mux *http.ServeMux) http.Handler {
+	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range methods {
+			if _, pattern := mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+				if m == http.MethodGet {
+					allow = append(allow, http.MethodHead)
+				}
+			}
+		}
+		if len(allow) == 0 {
+			s.fail(w, r, http.StatusNotFound, "not found", page{
+				Heading: "Page not found", Message: "There is no page at this address.",
+			})
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.fail(w, r, http.StatusMethodNotAllowed, "method not allowed", page{
+			Title:   "Not a page",
+			Heading: "This address is not a page",
+			Message: "It only takes a form sent from the site, so it cannot be opened, bookmarked or reloaded.",
+		})
+	})
+}
+
+// crossOrigin answers a form or API call sent from another site, which
+// net/http's cross-origin protection refused: 403, and nothing changed.
+func (s *server) crossOrigin(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, http.StatusForbidden, "cross-origin request refused", page{
+		Title: "Refused", Heading: "This request came from another site",
+		Message: "A form on another site tried to act on your account here. It was refused, and nothing was changed.",
+	})
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// How the example tells a browser what happened to it.
+//
+// A flash message ("Signed out Safari on iPhone") is a session value, put
+// by the action and popped by the page it redirects to.
+//
+// A browser whose session ended elsewhere (revoked from another device,
+// or log out everywhere) cannot be told by the request that ended it. It
+// learns on its next request, from a marker cookie of its own: the example
+// sets it at login and on every page it shows a signed-in user, with a
+// lifetime no longer than the session's idle timeout and absolute
+// deadline, and clears it when this browser logs out. A request that
+// carries the marker but no session was therefore signed out by someone
+// else, not by a timeout (the marker would have expired first) nor by its
+// own logout. The marker says only "this browser was signed in": it names
+// no user and no session, so a stranger who sends one learns nothing and
+// only gets the notice.
+
+// flashKey is the session value that carries a message to the next page.
+const flashKey = "flash"
+
+// Notices of the login page.
+const (
+	noticeEndedElsewhere = "You were signed out from another device."
+	noticeSignedOut      = "You signed out."
+	noticeEverywhere     = "You signed out everywhere: every session of your account has ended."
+)
+
+// loginNotices are the notices a redirect may ask the login page for, by
+// a fixed code in its ?notice= parameter: the text never comes from the
+// URL.
+var loginNotices = map[string]string{
+	"signed-out": noticeSignedOut,
+	"everywhere": noticeEverywhere,
+}
+
+// markerName is the name of the marker cookie, with the __Host- prefix
+// when the session cookie is Secure, as session's default name has it.
+func (s *server) markerName() string {
+	if s.insecureCookie {
+		return "signed_in"
+	}
+	return "__Host-signed_in"
+}
+
+// setMarker marks this browser as signed in to the session info, until the
+// session's idle timeout or its absolute deadline, whichever comes first.
+func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Time) {
+	life := info.ExpiresAt.Sub(now)
+	if s.idle > 0 {
+		life = min(life, s.idle)
+	}
+	if life < time.Second {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: s.markerName(), Value: "1", Path: "/", MaxAge: int(life / time.Second),
+		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// clearMarker expires the marker cookie.
+func (s *server) clearMarker(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// endedElsewhere reports whether r comes from a browser whose session was
+// ended by another device: it carries the marker, and no session.
+func (s *server) endedElsewhere(r *http.Request) bool {
+	if _, ok := session.UserID(r.Context()); ok || session.LoadError(r.Context()) != nil {
+		return false
+	}
+	_, err := r.Cookie(s.markerName())
+	return err == nil
+}
+
+// safeNext returns next if it is a path on this site to return to after
+// login, and "" otherwise: it must start with a single "/", hold no
+// backslash or control character (which browsers may read as another
+// host), name no scheme or host, and not be the login page itself.
+func safeNext(next string) string {
+	if len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
+		return ""
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Path == "/login" {
+		return ""
+	}
+	return next
+}
+
+// loginURL is where a browser without a session goes to log in: the login
+// page, with the page it asked for to return to after login when that was
+// a GET.
+func loginURL(r *http.Request) string {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return "/login"
+	}
+	next := safeNext(r.URL.RequestURI())
+	if next == "" || next == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(next)
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// browser is the Accept header of a browser's page navigation.
+var browser = []string{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+// as returns browser's headers with the user agent ua.
+func as(ua string) []string { return append([]string{"User-Agent", ua}, browser...) }
+
+// isPage reports whether r is one of the example's HTML pages.
+func isPage(r reply) bool {
+	return strings.HasPrefix(r.header.Get("Content-Type"), "text/html") && strings.Contains(r.body, "<title>")
+}
+
+// formLogin logs c in through the login form as ua, and fails the test
+// unless it is sent on to the dashboard.
+func (e *e2e) formLogin(c *http.Client, user, password, ua string) {
+	e.t.Helper()
+	r := e.send(c, "POST", "/login", url.Values{"username": {user}, "password": {password}}.Encode(), as(ua)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		e.t.Fatalf("POST /login as %s = %d to %q, want 303 to /", user, r.code, r.header.Get("Location"))
+	}
+}
+
+// TestOutagePages stops Redis and checks what browsers and API clients see:
+// pages with Retry-After for the one, JSON for the other.
+func TestOutagePages(t *testing.T) {
+	e := startExample(t)
+	signedIn := noRedirects()
+	e.formLogin(signedIn, "alice", "wonderland", firefoxWindows)
+	e.redis.Stop(t)
+
+	r := e.send(noRedirects(), "POST", "/login", "username=bob&password=builder", as(safariIPhone)...)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" || !isPage(r) ||
+		!strings.Contains(r.body, "<h1>We can't sign you in right now</h1>") || !strings.Contains(r.body, `value="bob"`) ||
+		!strings.Contains(r.body, `data-retry-after="5"`) {
+		t.Errorf("form login with Redis down = %d Retry-After %q:\n%s\nwant a 503 page saying we can't sign you in, with Retry-After 5 and the user name kept",
+			r.code, r.header.Get("Retry-After"), r.body)
+	}
+	r = e.send(noRedirects(), "POST", "/login", "username=bob&password=builder")
+	if r.code != http.StatusServiceUnavailable || e.json(r)["error"] != "session store unavailable" {
+		t.Errorf("form login with Redis down, no Accept: text/html = %d %s, want 503 JSON", r.code, r.body)
+	}
+
+	for _, path := range []string{"/", "/sessions", "/login"} {
+		r := e.send(signedIn, "GET", path, "", browser...)
+		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" || !isPage(r) ||
+			!strings.Contains(r.body, "We can&#39;t reach your session right now") || !strings.Contains(r.body, `http-equiv="refresh" content="5"`) ||
+			strings.Contains(r.body, `action="/login"`) {
+			t.Errorf("signed-in GET %s with Redis down = %d Retry-After %q:\n%s\nwant a 503 notice that reloads after 5s, and no login form",
+				path, r.code, r.header.Get("Retry-After"), r.body)
+		}
+	}
+	r = e.send(signedIn, "POST", "/logout-all", "", browser...)
+	if r.code != http.StatusServiceUnavailable || !isPage(r) || strings.Contains(r.body, "refresh") {
+		t.Errorf("signed-in POST /logout-all with Redis down = %d:\n%s\nwant a 503 page that does not reload (it would post again)", r.code, r.body)
+	}
+	r = e.send(signedIn, "GET", "/sessions", "")
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || e.json(r)["error"] != "session store unavailable" {
+		t.Errorf("GET /sessions with Redis down, no Accept: text/html = %d %s, want 503 JSON with Retry-After", r.code, r.body)
+	}
+}
+
+// TestErrorPages checks 404, 405 and a revoke of an ended session: small
+// pages with a way back for a browser, JSON for an API client.
+func TestErrorPages(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	back := regexp.MustCompile(`<a class="button" href="(/[^"]*)">`)
+	page := func(r reply, code int, wantBack string) {
+		t.Helper()
+		m := back.FindStringSubmatch(r.body)
+		if r.code != code || !isPage(r) || m == nil || m[1] != wantBack {
+			t.Errorf("got %d %s, want a %d page with a way back to %s", r.code, r.body, code, wantBack)
+		}
+	}
+
+	page(e.send(c, "GET", "/no/such/page", "", browser...), http.StatusNotFound, "/")
+	if r := e.send(c, "GET", "/no/such/page", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" {
+		t.Errorf("API GET /no/such/page = %d %s, want 404 JSON", r.code, r.body)
+	}
+	if r := e.send(c, "GET", "/api/nothing", "", browser...); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" {
+		t.Errorf("browser GET /api/nothing = %d %s, want 404 JSON: /api/ is JSON only", r.code, r.body)
+	}
+
+	for _, path := range []string{"/logout", "/logout-all", "/logout-others", "/sessions/x/revoke"} {
+		r := e.send(c, "GET", path, "", browser...)
+		page(r, http.StatusMethodNotAllowed, "/")
+		if got := r.header.Get("Allow"); got != "POST" {
+			t.Errorf("GET %s: Allow %q, want POST", path, got)
+		}
+	}
+	r := e.send(c, "GET", "/api/login", "")
+	if r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "POST" || e.json(r)["error"] != "method not allowed" {
+		t.Errorf("GET /api/login = %d Allow %q %s, want 405 JSON with Allow: POST", r.code, r.header.Get("Allow"), r.body)
+	}
+	if r := e.send(c, "DELETE", "/sessions", "", browser...); r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("DELETE /sessions = %d Allow %q, want 405 with Allow: GET, HEAD", r.code, r.header.Get("Allow"))
+	}
+
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	_, otherID := e.apiLogin("alice", "wonderland")
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", "", browser...); r.code != http.StatusSeeOther {
+		t.Fatalf("revoke = %d, want 303", r.code)
+	}
+	r = e.send(c, "POST", "/sessions/"+otherID+"/revoke", "", browser...)
+	page(r, http.StatusNotFound, "/sessions")
+	if !strings.Contains(r.body, "already ended") {
+		t.Errorf("second revoke of a session:\n%s\nwant it to say the session has already ended", r.body)
+	}
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "no such session" {
+		t.Errorf("API revoke of an ended session = %d %s, want 404 JSON", r.code, r.body)
+	}
+	if r := e.send(c, "GET", "/login", "", browser...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		t.Errorf("GET /login signed in = %d to %q, want 303 to /", r.code, r.header.Get("Location"))
+	}
+}
+
+// TestDevicesPage checks what the devices page says about each session,
+// and what it says after a revoke and after signing out the others.
+func TestDevicesPage(t *testing.T) {
+	e := startExample(t)
+	laptop, phone := noRedirects(), noRedirects()
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	e.formLogin(phone, "alice", "wonderland", safariIPhone)
+	e.apiLogin("alice", "wonderland") // a third session, named by Go's client
+
+	r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
+	if r.code != 200 || !isPage(r) {
+		t.Fatalf("GET /sessions = %d %s", r.code, r.body)
+	}
+	// The current device first, with its badge; the others by last
+	// activity (the newest, Go's client, first); names, not ids.
+	iPhone := strings.Index(r.body, `Safari on iPhone <span class="badge">This device</span>`)
+	goClient := strings.Index(r.body, "<h3>Go-http-client</h3>")
+	firefox := strings.Index(r.body, "<h3>Firefox on Windows</h3>")
+	if iPhone < 0 || goClient < iPhone || firefox < goClient {
+		t.Errorf("devices page order: iPhone at %d, Go client at %d, Firefox at %d, want the current iPhone first, then by last activity:\n%s", iPhone, goClient, firefox, r.body)
+	}
+	for _, want := range []string{
+		`aria-label="Revoke Firefox on Windows"`, `aria-label="Revoke Go-http-client"`,
+		`<span class="ua">` + firefoxWindows + `</span>`, "<span>127.0.0.1</span>",
+		"Signs out after 30 minutes of inactivity, at the latest on <time datetime=",
+		`action="/logout-others"`, "Sign out of all other sessions", `data-confirm="Sign out of 2 other sessions?`,
+		`class="danger">Log out everywhere`, "<title>Your devices · sessionkit example</title>",
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("devices page lacks %q", want)
+		}
+	}
+	// No session id in what the page shows: ids appear only in the revoke
+	// forms' actions.
+	visible := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(r.body, " ")
+	ids := regexp.MustCompile(`action="/sessions/([^/"]+)/revoke"`).FindAllStringSubmatch(r.body, -1)
+	if len(ids) != 2 {
+		t.Fatalf("devices page has %d revoke forms, want 2", len(ids))
+	}
+	for _, id := range ids {
+		if strings.Contains(visible, id[1]) || strings.Contains(visible, id[1][:8]) {
+			t.Errorf("the devices page shows a session id (%.8s...)", id[1])
+		}
+	}
+
+	firefoxID := ""
+	for _, id := range ids {
+		if strings.Contains(r.body, `action="/sessions/`+id[1]+`/revoke" class="revoke">
+<button type="submit" aria-label="Revoke Firefox on Windows"`) {
+			firefoxID = id[1]
+		}
+	}
+	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	}
+	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
+	if !strings.Contains(r.body, `<p class="notice" role="status">Signed out Firefox on Windows.</p>`) || strings.Contains(r.body, "<h3>Firefox on Windows</h3>") {
+		t.Errorf("devices page after the revoke:\n%s\nwant \"Signed out Firefox on Windows.\" and Firefox gone", r.body)
+	}
+	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, "Signed out Firefox") {
+		t.Error("the notice of a revoke shows again on the next page view")
+	}
+
+	if r := e.send(phone, "POST", "/logout-others", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Fatalf("sign out of all other sessions = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	}
+	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
+	if !strings.Contains(r.body, "Signed out of 1 other session.") || !strings.Contains(r.body, "No other device is signed in.") ||
+		strings.Count(r.body, `<li class="device`) != 1 {
+		t.Errorf("devices page after signing out the others:\n%s\nwant one device and \"Signed out of 1 other session.\"", r.body)
+	}
+}
+
+// TestSignedOutNotice checks who is told "You were signed out from
+// another device": the browser whose session another device ended, once;
+// not a browser that logged itself out, nor a stranger with a cookie.
+func TestSignedOutNotice(t *testing.T) {
+	e := startExample(t)
+	laptop, phone := noRedirects(), noRedirects()
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	stolen := e.sessionCookie(laptop)
+	e.formLogin(phone, "alice", "wonderland", safariIPhone)
+	if r := e.send(phone, "POST", "/logout-others", "", as(safariIPhone)...); r.code != http.StatusSeeOther {
+		t.Fatalf("sign out of all other sessions = %d", r.code)
+	}
+
+	// The laptop's next click: to the login page, back to /sessions after.
+	r := e.send(laptop, "GET", "/sessions", "", as(firefoxWindows)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?next=%2Fsessions" {
+		t.Fatalf("revoked laptop: GET /sessions = %d to %q, want 303 to /login?next=%%2Fsessions", r.code, r.header.Get("Location"))
+	}
+	r = e.send(laptop, "GET", "/login?next=%2Fsessions", "", as(firefoxWindows)...)
+	if !strings.Contains(r.body, noticeEndedElsewhere) || !strings.Contains(r.body, `name="next" value="/sessions"`) {
+		t.Errorf("revoked laptop's login page:\n%s\nwant %q and next=/sessions", r.body, noticeEndedElsewhere)
+	}
+	if r := e.send(laptop, "GET", "/login", "", as(firefoxWindows)...); strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Error("the signed-out notice shows a second time")
+	}
+	r = e.send(laptop, "POST", "/login", "username=alice&password=wonderland&next=%2Fsessions", as(firefoxWindows)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Errorf("login with next=/sessions = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	}
+
+	// A stranger holding the laptop's old cookie, without the marker.
+	stranger := noRedirects()
+	u, _ := url.Parse(e.url)
+	stranger.Jar.SetCookies(u, []*http.Cookie{stolen})
+	if r := e.send(stranger, "GET", "/login", "", browser...); strings.Contains(r.body, "signed out") {
+		t.Errorf("a stranger with a dead cookie is told:\n%s", r.body)
+	}
+
+	// The laptop logs itself out: "You signed out.", not the notice.
+	r = e.send(laptop, "POST", "/logout", "", as(firefoxWindows)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
+		t.Fatalf("POST /logout = %d to %q", r.code, r.header.Get("Location"))
+	}
+	r = e.send(laptop, "GET", "/login?notice=signed-out", "", as(firefoxWindows)...)
+	if !strings.Contains(r.body, noticeSignedOut) || strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("login page after logging out:\n%s\nwant %q only", r.body, noticeSignedOut)
+	}
+
+	// Log out everywhere: the phone is told so, the laptop (signed in
+	// again) is told that another device signed it out.
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	if r := e.send(phone, "POST", "/logout-all", "", as(safariIPhone)...); r.header.Get("Location") != "/login?notice=everywhere" {
+		t.Fatalf("log out everywhere to %q", r.header.Get("Location"))
+	}
+	if r := e.send(phone, "GET", "/login?notice=everywhere", "", as(safariIPhone)...); !strings.Contains(r.body, noticeEverywhere) || strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("login page after log out everywhere:\n%s\nwant %q only", r.body, noticeEverywhere)
+	}
+	if r := e.send(laptop, "GET", "/", "", as(firefoxWindows)...); !strings.Contains(r.body, noticeEndedElsewhere) || !strings.Contains(r.body, `action="/login"`) {
+		t.Errorf("laptop after log out everywhere elsewhere: GET / shows\n%s\nwant the login form with %q", r.body, noticeEndedElsewhere)
+	}
+}
+
+// sessionCookie returns c's session cookie for the example.
+func (e *e2e) sessionCookie(c *http.Client) *http.Cookie {
+	e.t.Helper()
+	u, _ := url.Parse(e.url)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "session" {
+			return ck
+		}
+	}
+	e.t.Fatal("no session cookie")
+	return nil
+}
+
+// TestLoginForm checks the login form: its own title, labels tied to
+// their inputs, the user name focused and kept after a wrong password,
+// and an unsafe next ignored.
+func TestLoginForm(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	r := e.send(c, "GET", "/login", "", browser...)
+	for _, want := range []string{
+		"<title>Sign in · sessionkit example</title>", "<h1>Sign in</h1>", `<label for="username">User name</label>`,
+		`<input id="username" name="username" value="" autocomplete="username"`, "required autofocus>", `<label for="password">Password</label>`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("GET /login lacks %q:\n%s", want, r.body)
+		}
+	}
+	r = e.send(c, "POST", "/login", "username=alice&password=nope&next=%2Fsessions", browser...)
+	if r.code != http.StatusUnauthorized || !strings.Contains(r.body, `role="alert">Wrong user name or password.`) ||
+		!strings.Contains(r.body, `value="alice"`) || !strings.Contains(r.body, `name="next" value="/sessions"`) {
+		t.Errorf("wrong password = %d:\n%s\nwant 401 with the error, alice kept and next kept", r.code, r.body)
+	}
+	for _, next := range []string{"//evil.example/", "https://evil.example/", `/\evil.example`} {
+		r := e.send(noRedirects(), "POST", "/login", url.Values{"username": {"bob"}, "password": {"builder"}, "next": {next}}.Encode(), browser...)
+		if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
+			t.Errorf("login with next=%q = %d to %q, want 303 to /", next, r.code, r.header.Get("Location"))
+		}
+	}
+}
