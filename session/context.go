@@ -122,9 +122,17 @@ type Info struct {
 	ExpiresAt time.Time
 	// LastSeen is when the session was last written; see
 	// Config.LastSeenInterval for how stale it may be.
-	LastSeen  time.Time
-	IP        string
+	LastSeen time.Time
+	// IP is the client address of the request that created the session.
+	IP string
+	// UserAgent is the user agent of the client that created the session,
+	// for a session whose record kept it (written by a version before
+	// record version 2); for other sessions it is Device.
 	UserAgent string
+	// Device describes that client in a few words, parsed from its user
+	// agent when the session was created: "Chrome 131 on Windows",
+	// "Safari 17 on iOS", "curl 8".
+	Device string
 	// Current is true for the session of the request that asked.
 	Current bool
 }
@@ -452,7 +460,8 @@ func (m *Manager) info(st *state) Info {
 		ExpiresAt: st.deadline,
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
-		UserAgent: md.UserAgent,
+		UserAgent: md.userAgent(),
+		Device:    md.device(),
 		Current:   true,
 	}
 }

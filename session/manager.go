@@ -302,7 +302,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			replaces = next
 		}
 	}
-	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	at := wholeMilli(now)
+	md := meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
 	values[metaKey] = md
 	deadline := m.deadline(now)
 	record, err := codec{}.Encode(deadline, values)
@@ -419,6 +420,14 @@ func (m *Manager) deadline(now time.Time) time.Time {
 	return time.UnixMilli(now.Add(m.cfg.Lifetime + time.Millisecond - 1).UnixMilli())
 }
 
+// wholeMilli returns t rounded up to a whole millisecond, the precision of
+// the times in a record, so that a session's creation time reads the same
+// from Create's Info as from the record, and its deadline (see deadline)
+// is exactly a lifetime after it.
+func wholeMilli(t time.Time) time.Time {
+	return time.UnixMilli(t.Add(time.Millisecond - 1).UnixMilli())
+}
+
 // values returns a copy of the session's values. The caller holds st.mu.
 func (m *Manager) values(st *state) map[string]any {
 	keys := m.engine.Keys(st.data)
@@ -448,7 +457,8 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 // under a new token. The caller holds st.mu.
 func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	values := m.values(st)
-	md := meta{CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	at := wholeMilli(now)
+	md := meta{CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
 	values[metaKey] = md
 	deadline := m.deadline(now)
 	record, err := codec{}.Encode(deadline, values)
@@ -479,17 +489,16 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 // rewrite writes the whole session over the record this request created
 // (Create, then Put): no other request has its token yet, so there is
 // nothing to merge with, and SET XX still leaves a record revoked meanwhile
-// revoked. The caller holds st.mu.
+// revoked. The last-seen time stays the one the record was created with:
+// it is this request's, and leaving it equal to the creation time keeps it
+// out of the record (see the README's record schema). The caller holds
+// st.mu.
 func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 	ttl, ok := m.ttl(st.deadline, now)
 	if !ok {
 		return errGone
 	}
-	values := m.values(st)
-	md, _ := values[metaKey].(meta)
-	md.LastSeen = now
-	values[metaKey] = md
-	record, err := codec{}.Encode(st.deadline, values)
+	record, err := codec{}.Encode(st.deadline, m.values(st))
 	if err != nil {
 		return err
 	}

@@ -286,13 +286,16 @@ func TestLastSeenInterval(t *testing.T) {
 	cookie, id := login(t, m, "alice")
 	lastSeen := func() time.Time {
 		var rec struct {
-			LastSeen time.Time `json:"last_seen"`
+			C, S int64 // last seen is c until a write sets s
 		}
 		b, _ := r.Do(t, "GET", "session:"+id).([]byte)
 		if err := json.Unmarshal(b, &rec); err != nil {
 			t.Fatal(err)
 		}
-		return rec.LastSeen
+		if rec.S == 0 {
+			return time.UnixMilli(rec.C)
+		}
+		return time.UnixMilli(rec.S)
 	}
 	first := lastSeen()
 	for _, tc := range []struct {

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"flag"
+	"fmt"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,4 +320,117 @@ func TestScenarios(t *testing.T) {
 			expect(t, c, c.serve(request(http.MethodGet, "/read", cookie)), anonymous, false)
 		}
 	})
+}
+
+// desktopUserAgent is the user agent of the memory benchmark: Chrome on
+// Windows, the most common desktop browser, in the reduced form Chrome
+// sends.
+const desktopUserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
+// memoryLogins is how many logins one operation of BenchmarkSessionBytes
+// makes.
+const memoryLogins = 2000
+
+// BenchmarkSessionBytes measures what a logged-in session costs in Redis
+// memory: the growth of INFO's used_memory over memoryLogins logins, each
+// with a desktop browser's user agent and two small values, divided by the
+// logins. Each operation starts from an empty database. For sessionkit the
+// figure holds the record and the session's share of its user's index; the
+// users have perUser sessions each (1: every login a new user, whose index
+// is a key of its own; memoryLogins: one user, whose index is one large
+// sorted set).
+//
+// It ends with one ratio line per user shape, sessionkit's bytes over
+// scs's: the target is at most 1.
+func BenchmarkSessionBytes(b *testing.B) {
+	for _, perUser := range []int{1, 4, memoryLogins} {
+		e := newEnv(b)
+		name := fmt.Sprintf("per-user=%d", perUser)
+		b.Run(name, func(b *testing.B) {
+			each(b, e, sessionBytes(perUser), e.sessionkit(idle), e.scs(idle))
+		})
+		sk, scs := sessionBytesOf(b.Name()+"/"+name+"/sessionkit"), sessionBytesOf(b.Name()+"/"+name+"/scs")
+		if sk == 0 || scs == 0 {
+			continue // filtered out by -bench
+		}
+		verdict := "ok"
+		if sk/scs > 1 {
+			verdict = "MISS"
+		}
+		fmt.Printf("ratio session-bytes-%s-vs-scs %.3f 1.00 %s\n", name, sk/scs, verdict)
+	}
+}
+
+// sessionBytesResults holds the last used-B/session figure of each
+// sub-benchmark of BenchmarkSessionBytes, by name without the #01 of a
+// repeat, for its ratio lines.
+var sessionBytesResults = struct {
+	sync.Mutex
+	m map[string]float64
+}{m: make(map[string]float64)}
+
+// sessionBytesOf returns the figure of sub-benchmark name, or 0.
+func sessionBytesOf(name string) float64 {
+	sessionBytesResults.Lock()
+	defer sessionBytesResults.Unlock()
+	return sessionBytesResults.m[name]
+}
+
+// sessionBytes returns the scenario of BenchmarkSessionBytes: each
+// operation empties the database, logs memoryLogins sessions in, perUser
+// of each user, and reports the growth of used_memory per session as the
+// metric "used-B/session".
+func sessionBytes(perUser int) scenario {
+	return func(tb testing.TB, c *contender, n int) func(int) {
+		b := tb.(*testing.B)
+		reqs := make([]*http.Request, memoryLogins)
+		for i := range reqs {
+			reqs[i] = request(http.MethodPost, fmt.Sprintf("/login-values?user=user-%05d", i/perUser), nil)
+			reqs[i].Header.Set("User-Agent", desktopUserAgent)
+		}
+		var total int64
+		return func(i int) {
+			b.StopTimer()
+			c.env.redis.Do(b, "FLUSHALL", "SYNC")
+			before := usedMemory(b, c.env)
+			b.StartTimer()
+			for _, r := range reqs {
+				expect(b, c, c.serve(r), "ok", true)
+			}
+			b.StopTimer()
+			total += usedMemory(b, c.env) - before
+			if i == n-1 {
+				perSession := float64(total) / float64(n*memoryLogins)
+				b.ReportMetric(perSession, "used-B/session")
+				name := b.Name()
+				if i := strings.LastIndexByte(name, '#'); i >= 0 {
+					name = name[:i]
+				}
+				sessionBytesResults.Lock()
+				sessionBytesResults.m[name] = perSession
+				sessionBytesResults.Unlock()
+			}
+			b.StartTimer()
+		}
+	}
+}
+
+// usedMemory returns INFO's used_memory of e's server.
+func usedMemory(tb testing.TB, e *env) int64 {
+	tb.Helper()
+	info, err := redis.String(e.redis.Do(tb, "INFO", "memory"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("INFO memory has no used_memory")
+	return 0
 }
