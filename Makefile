@@ -71,7 +71,11 @@ testsummary:
 # gorilla, sessionkit, ...; the repeats print as name#01, name#02), 500ms
 # each; the ratios use the medians. BenchmarkCluster compares a read and a
 # login on a 3-master Redis Cluster with the same on one server. The whole
-# run takes about two minutes on 2 cores.
+# run takes about two minutes on 2 cores. BenchmarkParallel drives the read
+# and the forged cookie from GOMAXPROCS goroutines at once (b.RunParallel)
+# and prints its own ratio lines; BenchmarkSessionBytes counts Redis
+# used_memory growth per session over 2,000 logins, sessionkit against scs,
+# with a ratio line per shape of users.
 # Then the listing of a user's sessions with 0 and 100,000 other sessions in
 # Redis (redisstore.BenchmarkUserSessions): the time must not grow; and what
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and

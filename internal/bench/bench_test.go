@@ -3,7 +3,10 @@ package bench
 import (
 	"flag"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -433,4 +436,97 @@ func usedMemory(tb testing.TB, e *env) int64 {
 	}
 	tb.Fatal("INFO memory has no used_memory")
 	return 0
+}
+
+// parallelTargets are the goals of BenchmarkParallel, whose benchmark
+// function prints their ratio lines itself (see printTargets). The forged
+// cookie has no goal of its own under concurrency; its figures print with
+// the benchmark's.
+var parallelTargets = []target{
+	{name: "parallel-read-idle-vs-scs", num: "BenchmarkParallel/read/sessionkit", den: "BenchmarkParallel/read/scs", max: 0.45},
+	{name: "parallel-read-idle-vs-get-floor", num: "BenchmarkParallel/read/sessionkit", den: "BenchmarkParallel/read/redigo-get", max: 2.0},
+}
+
+// BenchmarkParallel drives the read with an idle timeout and the forged
+// cookie with b.RunParallel, GOMAXPROCS goroutines at once, so that every
+// CPU is busy and the CPU each request costs decides the throughput: the
+// figures are the time per request of the whole machine. It ends with the
+// ratio lines of parallelTargets.
+func BenchmarkParallel(b *testing.B) {
+	e := newEnv(b)
+	b.Run("read", func(b *testing.B) {
+		eachParallel(b, e, "/read", false, e.sessionkit(idle), e.scs(idle), e.redigoGet())
+	})
+	b.Run("forged", func(b *testing.B) {
+		eachParallel(b, e, "/read", true, e.sessionkit(idle), e.scs(idle))
+	})
+	printTargets(os.Stdout, parallelTargets)
+}
+
+// eachParallel is each for measureParallel.
+func eachParallel(b *testing.B, e *env, path string, forged bool, makers ...maker) {
+	for range max(*rounds, 1) {
+		for _, mk := range makers {
+			b.Run(mk.name, func(b *testing.B) { measureParallel(b, e, mk.build(b), path, forged) })
+		}
+	}
+}
+
+// measureParallel sends GET path from GOMAXPROCS goroutines at once with
+// the cookie of a logged-in session (with forged, the contender's forged
+// cookie) and checks every answer: the user id, or "anonymous" for a
+// forged cookie. It records the figures as measure does.
+func measureParallel(b *testing.B, e *env, c *contender, path string, forged bool) {
+	b.ReportAllocs()
+	cookie, want := c.login(b), userID
+	if forged {
+		cookie, want = c.forged, anonymous
+	}
+	r := request(http.MethodGet, path, cookie)
+	runtime.GC()
+	e.resetStats(b)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w := c.serve(r)
+			//lint:ignore S1030 the compiler compares string(b) without copying b
+			if w.Code != http.StatusOK || string(w.Body.Bytes()) != want {
+				b.Errorf("%s: answer = %d %q, want 200 %q", c.name, w.Code, w.Body.String(), want)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	cmds := float64(e.totalCalls(b)) / float64(b.N)
+	b.ReportMetric(cmds, "redis-cmds/op")
+	record(b.Name(), b.N, result{
+		nsPerOp:     float64(b.Elapsed().Nanoseconds()) / float64(b.N),
+		allocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(b.N),
+		cmdsPerOp:   cmds,
+	})
+}
+
+// printTargets prints the ratio line of each of ts whose benchmarks ran,
+// in the form of printRatios.
+func printTargets(w io.Writer, ts []target) {
+	for _, t := range ts {
+		num, ok1 := summary(t.num)
+		den, ok2 := summary(t.den)
+		if !ok1 || !ok2 {
+			continue
+		}
+		a, b := num.nsPerOp, den.nsPerOp
+		if t.allocs {
+			a, b = num.allocsPerOp, den.allocsPerOp
+		}
+		v := a / b
+		verdict := "ok"
+		if math.IsNaN(v) || v > t.max || (t.noCommand && num.cmdsPerOp > 0) {
+			verdict = "MISS"
+		}
+		fmt.Fprintf(w, "ratio %s %.3f %.2f %s\n", t.name, v, t.max, verdict)
+	}
 }
