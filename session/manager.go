@@ -138,15 +138,14 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// only.
 	// Until a session is found, the token leads nowhere: see state.canWrite.
 	st.stale = true
-	token, deadline, err := m.signer.verify(signed)
-	if err != nil {
-		reason, old, _ := m.signer.reject(signed)
-		if reason == "" {
-			// Signed, but past the MAC's age limit, which lies beyond its
-			// deadline: an expiry. It is never accepted.
-			m.emit(EventExpired, "", idOf(old), m.now())
-			return ctx
-		}
+	token, deadline, reason, aged := m.signer.check(signed)
+	switch {
+	case aged:
+		// Signed, but past the MAC's age limit, which lies beyond its
+		// deadline: an expiry. It is never accepted.
+		m.emit(EventExpired, "", idOf(token), m.now())
+		return ctx
+	case reason != "":
 		m.log.Debug("session: token refused", "reason", reason)
 		if m.cfg.Metrics != nil {
 			m.cfg.Metrics.TokenRejected(reason)

@@ -2,12 +2,15 @@ package session
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -39,21 +42,28 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 // Carrying the deadline lets a request past it be refused without asking
 // Redis, and lets the idle extension of a read be capped at the deadline in
 // the same command that reads the record.
+//
+// securecookie signs. Verification, which every request with a token
+// pays for and anyone can make the server do at will, is check's own
+// reading of securecookie's format (see open), which FuzzCheck holds equal
+// to securecookie's DecodeMulti.
 type signer struct {
-	codecs []securecookie.Codec
-	// For telling why a value did not verify (see reject), never for
-	// accepting one: the same keys without the MAC's age limit, and the
-	// retired keys.
-	ageless, retired []securecookie.Codec
+	codecs []securecookie.Codec // signing: the first key's
+	// keys verify; retired keys only tell why a value did not (see check).
+	keys, retired []*macKey
+	// maxAge is the MAC's age limit in seconds, as securecookie's MaxAge.
+	maxAge int64
 }
 
 func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) {
 	// The deadline inside the value is what ends a session; the MAC's own
 	// timestamp check is a second fence one minute behind it.
+	maxAge := int(lifetime/time.Second) + 60
 	s := &signer{
-		codecs:  codecs(keys, int(lifetime/time.Second)+60),
-		ageless: codecs(keys, 0),
-		retired: codecs(retired, 0),
+		codecs:  codecs(keys, maxAge),
+		keys:    macKeys(keys),
+		retired: macKeys(retired),
+		maxAge:  int64(maxAge),
 	}
 	// securecookie.New does not reject unusable keys (securecookie#89):
 	// sign once so that a bad key fails New, not the first login.
@@ -77,29 +87,152 @@ func codecs(keys [][]byte, maxAge int) []securecookie.Codec {
 	return cs
 }
 
-// reject says why signed, which verify refused, is no valid token. For a
-// token validly signed but past the MAC's age limit, which lies beyond the
-// token's deadline, it returns reason "" and the token, so that the caller
-// can report the expiry; such a token is never to be accepted. It costs up
-// to two more MAC checks per key, on refused values only.
-func (s *signer) reject(signed string) (reason RejectReason, token string, deadline time.Time) {
-	if len(signed) > maxSignedLen {
-		return RejectOversized, "", time.Time{}
+// macKey computes HMAC-SHA256 under one key. Its keyed states are pooled:
+// hmac.New hashes the key into two new SHA-256 states, which securecookie
+// does on every Decode, while Reset returns a pooled state to its keyed
+// start without allocating.
+type macKey struct{ states sync.Pool }
+
+func macKeys(keys [][]byte) []*macKey {
+	ks := make([]*macKey, len(keys))
+	for i, key := range keys {
+		ks[i] = &macKey{states: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
 	}
-	if b, err := base64.URLEncoding.DecodeString(signed); err != nil || bytes.Count(b, []byte("|")) < 2 {
-		return RejectMalformed, "", time.Time{}
+	return ks
+}
+
+// macPrefix is what securecookie puts before the signed part of a value
+// in its MAC: the name, then "|".
+var macPrefix = []byte(macName + "|")
+
+// matches reports, in constant time, whether mac is the MAC of msg under
+// k, as securecookie computes it: HMAC-SHA256 of macPrefix followed by msg.
+func (k *macKey) matches(msg, mac []byte) bool {
+	h := k.states.Get().(hash.Hash)
+	defer k.states.Put(h)
+	h.Reset()
+	h.Write(macPrefix)
+	h.Write(msg)
+	var sum [sha256.Size]byte
+	return hmac.Equal(h.Sum(sum[:0]), mac)
+}
+
+// opened is what open found.
+type opened int
+
+const (
+	openOK        opened = iota
+	openMalformed        // not base64, or not date|value|mac
+	openBadMAC           // no key's MAC
+	openAged             // a key's MAC, but older than the age limit
+)
+
+// open verifies signed, a value in securecookie's format with the
+// NopEncoder serializer and no encryption, and returns its payload:
+//
+//	signed  = base64url(date "|" value "|" mac)   (with padding)
+//	value   = base64url(payload)                  (with padding)
+//	mac     = HMAC-SHA256(key, macName "|" date "|" value)
+//	date    = unix seconds when it was signed, in decimal
+//
+// as securecookie.DecodeMulti does with one codec per key and MaxAge
+// maxAge: any key's MAC will do, a value whose MAC holds but whose date is
+// more than maxAge seconds before now is openAged, and the payload is
+// returned only for openOK and openAged. The caller has checked the
+// length.
+func open(signed string, keys []*macKey, maxAge, now int64) ([]byte, opened) {
+	b, err := base64.URLEncoding.DecodeString(signed)
+	if err != nil {
+		return nil, openMalformed
 	}
-	var payload []byte
-	if securecookie.DecodeMulti(macName, signed, &payload, s.ageless...) == nil {
-		if token, deadline, err := parsePayload(payload); err == nil {
-			return "", token, deadline
+	// The MAC is raw bytes and may hold "|": the first two split the rest.
+	i := bytes.IndexByte(b, '|')
+	if i < 0 {
+		return nil, openMalformed
+	}
+	j := bytes.IndexByte(b[i+1:], '|')
+	if j < 0 {
+		return nil, openMalformed
+	}
+	j += i + 1
+	signedPart, mac := b[:j], b[j+1:]
+	matched := false
+	for _, k := range keys {
+		if k.matches(signedPart, mac) {
+			matched = true
+			break
 		}
-		return RejectMalformed, "", time.Time{}
 	}
-	if len(s.retired) > 0 && securecookie.DecodeMulti(macName, signed, &payload, s.retired...) == nil {
-		return RejectRetiredKey, "", time.Time{}
+	if !matched {
+		return nil, openBadMAC
 	}
-	return RejectBadSignature, "", time.Time{}
+	date, ok := parseDecimal(b[:i])
+	if !ok {
+		return nil, openMalformed
+	}
+	payload := make([]byte, base64.URLEncoding.DecodedLen(j-i-1))
+	n, err := base64.URLEncoding.Decode(payload, b[i+1:j])
+	if err != nil {
+		return nil, openMalformed
+	}
+	if maxAge != 0 && date < now-maxAge {
+		return payload[:n], openAged
+	}
+	return payload[:n], openOK
+}
+
+// parseDecimal returns the value of b, one to 18 decimal digits with an
+// optional sign, which is what securecookie writes (strconv.ParseInt
+// would need b as a string, a copy).
+func parseDecimal(b []byte) (int64, bool) {
+	neg := len(b) > 0 && (b[0] == '-' || b[0] == '+')
+	if neg {
+		neg = b[0] == '-'
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// check verifies signed and returns the token and deadline inside, with
+// reason "". Otherwise it says why signed is no valid token: for a value
+// validly signed but past the MAC's age limit, which lies beyond the
+// token's deadline, aged is true and the token is returned, so that the
+// caller can report the expiry; such a token is never to be accepted. A
+// value no current key signed costs one more MAC check per retired key.
+func (s *signer) check(signed string) (token string, deadline time.Time, reason RejectReason, aged bool) {
+	if len(signed) > maxSignedLen {
+		return "", time.Time{}, RejectOversized, false
+	}
+	payload, o := open(signed, s.keys, s.maxAge, time.Now().Unix())
+	switch o {
+	case openMalformed:
+		return "", time.Time{}, RejectMalformed, false
+	case openBadMAC:
+		if len(s.retired) > 0 {
+			if _, o := open(signed, s.retired, 0, 0); o == openOK {
+				return "", time.Time{}, RejectRetiredKey, false
+			}
+		}
+		return "", time.Time{}, RejectBadSignature, false
+	}
+	token, deadline, err := parsePayload(payload)
+	if err != nil {
+		return "", time.Time{}, RejectMalformed, false
+	}
+	return token, deadline, "", o == openAged
 }
 
 // sign returns the value to put in the cookie for token and deadline.
@@ -112,18 +245,18 @@ func (s *signer) sign(token string, deadline time.Time) (string, error) {
 	return v, nil
 }
 
-// verify checks the MAC of a signed value with every key and returns the
-// token and deadline inside. Anything else is errBadToken: the caller treats
-// it as no session, without a Redis command.
+// verify returns the token and deadline of a validly signed value, or
+// errBadToken: the caller treats it as no session, without a Redis
+// command.
 func (s *signer) verify(signed string) (token string, deadline time.Time, err error) {
-	if signed == "" || len(signed) > maxSignedLen {
+	if signed == "" {
 		return "", time.Time{}, errBadToken
 	}
-	var payload []byte
-	if securecookie.DecodeMulti(macName, signed, &payload, s.codecs...) != nil {
+	token, deadline, reason, aged := s.check(signed)
+	if reason != "" || aged {
 		return "", time.Time{}, errBadToken
 	}
-	return parsePayload(payload)
+	return token, deadline, nil
 }
 
 // parsePayload returns the token and deadline of a verified payload.
