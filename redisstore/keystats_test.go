@@ -466,10 +466,10 @@ func TestKeyStatsCluster(t *testing.T) {
 }
 
 // capacityID returns the i-th session id as package session makes them:
-// base64url(SHA-256(token)), 43 characters.
+// base64url of the first 16 bytes of SHA-256(token), 22 characters.
 func capacityID(i int) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "token-%d", i))
-	return base64.RawURLEncoding.EncodeToString(h[:])
+	return base64.RawURLEncoding.EncodeToString(h[:16])
 }
 
 // capacityRecord returns a record as package session writes it (see the

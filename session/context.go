@@ -111,8 +111,9 @@ func (st *state) end() {
 
 // Info describes a session.
 type Info struct {
-	// ID identifies the session: the SHA-256 of its token, base64url. It is
-	// not a credential and may be shown to its user, but logs should carry a
+	// ID identifies the session: 128 bits of the SHA-256 of its token,
+	// base64url, 22 characters (all of it, 43 characters, for a session an
+	// earlier version created; see idOf). It is not a credential and may be shown to its user, but logs should carry a
 	// prefix of it at most.
 	ID        string
 	UserID    string

@@ -401,8 +401,8 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	return nil
 }
 
-// newToken returns a new token, made by scs, with the hash tag tag in front
-// ("" for none; see tags.go). scs makes tokens only in RenewToken, which
+// newToken returns a new token, made by scs and cut to shortTokenLen (see
+// idOf), with the hash tag tag in front ("" for none; see tags.go). scs makes tokens only in RenewToken, which
 // also asks its store to delete the old token: with engineStore, that does
 // nothing, so this is token generation alone. It changes the token scs
 // keeps in st.data, which the Manager never reads.
@@ -410,7 +410,7 @@ func (m *Manager) newToken(st *state, tag string) (string, error) {
 	if err := m.engine.RenewToken(st.data); err != nil {
 		return "", err
 	}
-	return withTag(tag, m.engine.Token(st.data)), nil
+	return withTag(tag, m.engine.Token(st.data)[:shortTokenLen]), nil
 }
 
 // deadline returns the absolute deadline of a session created at now, in

@@ -27,8 +27,26 @@ const macName = "sessionkit"
 const maxSignedLen = 4096
 
 // tokenLen is the length of an scs token: 32 random bytes, base64url without
-// padding.
+// padding. Tokens of this length were issued by earlier versions, and their
+// sessions have the full SHA-256 of the token as their id (see idOf).
 const tokenLen = 43
+
+// shortTokenLen is the length of the tokens this version issues: an scs
+// token less its last character, which carries only 4 of its 256 random
+// bits, so 252 random bits. The length tells idOf to give the session a
+// 128-bit id, which halves the id's bytes in Redis (the record's key and
+// the user's index) while tokens issued before keep their ids.
+const shortTokenLen = tokenLen - 1
+
+// shortIDBytes is how many bytes of the token's SHA-256 make the id of a
+// session whose token is shortTokenLen long: 128 bits, 22 base64url
+// characters. Ids are not credentials (a token is, and only with a valid
+// signature), so the length guards against collisions alone: with n
+// sessions alive at once, two share an id with probability about
+// n²/2^129, below 10^-20 for a billion sessions. Finding a token for a
+// known id (a second preimage of a truncated SHA-256) takes about 2^128
+// hashes, and the token so found would still need the signing key.
+const shortIDBytes = 16
 
 var errBadToken = errors.New("session: malformed or badly signed token")
 
@@ -281,11 +299,12 @@ func parsePayload(payload []byte) (token string, deadline time.Time, err error) 
 // year 9999, past which the record's RFC 3339 times cannot be written.
 const maxDeadline = 253402300799999
 
-// validToken reports whether t has the shape of an scs token, with or
-// without a hash tag in front (see tags.go).
+// validToken reports whether t has the shape of a token, issued by this
+// version (shortTokenLen) or an earlier one (tokenLen), with or without a
+// hash tag in front (see tags.go).
 func validToken(t string) bool {
 	tag, t := splitTag(t)
-	return len(t) == tokenLen && base64URL(t) && base64URL(tag)
+	return (len(t) == shortTokenLen || len(t) == tokenLen) && base64URL(t) && base64URL(tag)
 }
 
 // base64URL reports whether s holds only characters of the base64url
@@ -299,14 +318,23 @@ func base64URL(s string) bool {
 	return true
 }
 
-// idOf returns the session id for a token: SHA-256 of the token, base64url
-// without padding, as scs's HashTokenInStore computes it, behind the
-// token's hash tag if it has one. The id names the record in Redis; the
-// token itself is never stored.
+// idOf returns the session id for a token: the SHA-256 of the token,
+// base64url without padding, behind the token's hash tag if it has one;
+// for a token this version issued (shortTokenLen), its first shortIDBytes
+// bytes (22 characters), for one an earlier version issued all of it (43
+// characters, as scs's HashTokenInStore computes it). The id names the
+// record in Redis; the token itself is never stored.
 func idOf(token string) string {
 	tag, token := splitTag(token)
 	sum := sha256.Sum256([]byte(token))
-	return withTag(tag, base64.RawURLEncoding.EncodeToString(sum[:]))
+	n := len(sum)
+	if len(token) == shortTokenLen {
+		n = shortIDBytes
+	}
+	var buf [43]byte // base64url of all 32 bytes
+	id := buf[:base64.RawURLEncoding.EncodedLen(n)]
+	base64.RawURLEncoding.Encode(id, sum[:n])
+	return withTag(tag, string(id))
 }
 
 // fingerprint is the part of a session id that logs carry: enough to follow

@@ -88,7 +88,7 @@ func TestSignerPayload(t *testing.T) {
 	for _, payload := range []string{
 		"", "x", strings.Repeat("a", tokenLen), strings.Repeat("a", tokenLen) + ".",
 		strings.Repeat("a", tokenLen) + ".-5", strings.Repeat("*", tokenLen) + ".100",
-		strings.Repeat("a", tokenLen-1) + ".100", strings.Repeat("a", tokenLen) + ".1.2",
+		strings.Repeat("a", shortTokenLen-1) + ".100", strings.Repeat("a", tokenLen+1) + ".100", strings.Repeat("a", tokenLen) + ".1.2",
 	} {
 		v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
 		if err != nil {
@@ -107,10 +107,13 @@ func TestValidToken(t *testing.T) {
 	}{
 		{strings.Repeat("A", tokenLen), true},
 		{strings.Repeat("-", tokenLen), true},
-		{strings.Repeat("A", tokenLen-1), false},
+		{strings.Repeat("A", shortTokenLen), true},
+		{strings.Repeat("A", shortTokenLen-1), false},
+		{strings.Repeat("A", tokenLen+1), false},
 		{strings.Repeat("A", tokenLen-1) + "=", false},
 		{strings.Repeat("A", tokenLen-1) + "*", false},
 		{strings.Repeat("A", tokenLen-1) + ":", false},
+		{strings.Repeat("A", shortTokenLen-1) + "*", false},
 	}
 	for _, tc := range tests {
 		if got := validToken(tc.in); got != tc.want {
