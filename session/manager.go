@@ -178,7 +178,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.log.Debug("session: token without a record: ended or timed out", "session", fingerprint(id))
 		return ctx
 	}
-	recDeadline, values, err := codec{}.Decode(b)
+	recDeadline, md, values, err := decodeRecord(b)
 	if err != nil {
 		m.dropUnreadable(ctx, id, err)
 		return ctx
@@ -189,8 +189,8 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	for k, v := range values {
 		m.engine.Put(st.data, k, v)
 	}
+	m.engine.Put(st.data, metaKey, md)
 	m.engine.SetDeadline(st.data, recDeadline)
-	md, _ := values[metaKey].(meta)
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval

@@ -129,17 +129,30 @@ func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
 // Decode implements scs.Codec. It reads records of recordVersion and
 // recordV1. Any error wraps errBadRecord.
 func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
+	deadline, md, values, err := decodeRecord(b)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	if values == nil {
+		values = make(map[string]any, 1)
+	}
+	values[metaKey] = md
+	return deadline, values, nil
+}
+
+// decodeRecord is Decode with the session's own fields apart from the app
+// values, which are nil when there are none: what a read needs, without
+// building a map for a session without values.
+func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
 	var rec record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return time.Time{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+		return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 	}
-	var md meta
-	var deadline time.Time
 	raw := rec.Val
 	switch rec.V {
 	case recordVersion:
 		if !validMillis(rec.C) || !validMillis(rec.E) || (rec.S != 0 && !validMillis(rec.S)) {
-			return time.Time{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
 		}
 		deadline = time.UnixMilli(rec.E).UTC()
 		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, Device: rec.D}
@@ -149,7 +162,7 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 		}
 	case recordV1:
 		if rec.ExpiresAt == nil || rec.CreatedAt == nil || rec.ExpiresAt.IsZero() || rec.CreatedAt.IsZero() {
-			return time.Time{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
 		}
 		deadline = *rec.ExpiresAt
 		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent}
@@ -158,21 +171,22 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 		}
 		raw = rec.Values
 	default:
-		return time.Time{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
+		return time.Time{}, meta{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
 	}
-	values := make(map[string]any, len(raw)+1)
+	if len(raw) > 0 {
+		values = make(map[string]any, len(raw)+1)
+	}
 	for k, r := range raw {
 		if !validKey(k) {
-			return time.Time{}, nil, fmt.Errorf("%w: reserved value key", errBadRecord)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: reserved value key", errBadRecord)
 		}
 		v, err := decodeValue(r, rec.V)
 		if err != nil {
-			return time.Time{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
 		}
 		values[k] = v
 	}
-	values[metaKey] = md
-	return deadline, values, nil
+	return deadline, md, values, nil
 }
 
 // validMillis reports whether ms is a time the record may hold: after

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,25 @@ type signer struct {
 	keys, retired []*macKey
 	// maxAge is the MAC's age limit in seconds, as securecookie's MaxAge.
 	maxAge int64
+	// scratch holds *scratch: check's buffers, reused.
+	scratch sync.Pool
+}
+
+// scratch is the memory check decodes a value into. It is reused through
+// signer.scratch, so that verifying a token allocates only the token
+// string it returns.
+type scratch struct {
+	src, signed, payload []byte
+	sum                  [sha256.Size]byte
+}
+
+// grow returns (*p)[:n], first replacing *p with a larger slice if its
+// capacity is short of n.
+func grow(p *[]byte, n int) []byte {
+	if cap(*p) < n {
+		*p = make([]byte, n)
+	}
+	return (*p)[:n]
 }
 
 func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) {
@@ -82,6 +102,7 @@ func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) 
 		keys:    macKeys(keys),
 		retired: macKeys(retired),
 		maxAge:  int64(maxAge),
+		scratch: sync.Pool{New: func() any { return new(scratch) }},
 	}
 	// securecookie.New does not reject unusable keys (securecookie#89):
 	// sign once so that a bad key fails New, not the first login.
@@ -125,13 +146,13 @@ var macPrefix = []byte(macName + "|")
 
 // matches reports, in constant time, whether mac is the MAC of msg under
 // k, as securecookie computes it: HMAC-SHA256 of macPrefix followed by msg.
-func (k *macKey) matches(msg, mac []byte) bool {
+// It computes the MAC into sum.
+func (k *macKey) matches(msg, mac []byte, sum *[sha256.Size]byte) bool {
 	h := k.states.Get().(hash.Hash)
 	defer k.states.Put(h)
 	h.Reset()
 	h.Write(macPrefix)
 	h.Write(msg)
-	var sum [sha256.Size]byte
 	return hmac.Equal(h.Sum(sum[:0]), mac)
 }
 
@@ -156,13 +177,16 @@ const (
 // as securecookie.DecodeMulti does with one codec per key and MaxAge
 // maxAge: any key's MAC will do, a value whose MAC holds but whose date is
 // more than maxAge seconds before now is openAged, and the payload is
-// returned only for openOK and openAged. The caller has checked the
-// length.
-func open(signed string, keys []*macKey, maxAge, now int64) ([]byte, opened) {
-	b, err := base64.URLEncoding.DecodeString(signed)
+// returned only for openOK and openAged. It decodes into sc, whose memory
+// the payload is. The caller has checked the length.
+func open(signed string, keys []*macKey, maxAge, now int64, sc *scratch) ([]byte, opened) {
+	sc.src = append(sc.src[:0], signed...)
+	b := grow(&sc.signed, base64.URLEncoding.DecodedLen(len(sc.src)))
+	n, err := base64.URLEncoding.Decode(b, sc.src)
 	if err != nil {
 		return nil, openMalformed
 	}
+	b = b[:n]
 	// The MAC is raw bytes and may hold "|": the first two split the rest.
 	i := bytes.IndexByte(b, '|')
 	if i < 0 {
@@ -176,7 +200,7 @@ func open(signed string, keys []*macKey, maxAge, now int64) ([]byte, opened) {
 	signedPart, mac := b[:j], b[j+1:]
 	matched := false
 	for _, k := range keys {
-		if k.matches(signedPart, mac) {
+		if k.matches(signedPart, mac, &sc.sum) {
 			matched = true
 			break
 		}
@@ -188,8 +212,8 @@ func open(signed string, keys []*macKey, maxAge, now int64) ([]byte, opened) {
 	if !ok {
 		return nil, openMalformed
 	}
-	payload := make([]byte, base64.URLEncoding.DecodedLen(j-i-1))
-	n, err := base64.URLEncoding.Decode(payload, b[i+1:j])
+	payload := grow(&sc.payload, base64.URLEncoding.DecodedLen(j-i-1))
+	n, err = base64.URLEncoding.Decode(payload, b[i+1:j])
 	if err != nil {
 		return nil, openMalformed
 	}
@@ -234,13 +258,15 @@ func (s *signer) check(signed string) (token string, deadline time.Time, reason 
 	if len(signed) > maxSignedLen {
 		return "", time.Time{}, RejectOversized, false
 	}
-	payload, o := open(signed, s.keys, s.maxAge, time.Now().Unix())
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	payload, o := open(signed, s.keys, s.maxAge, time.Now().Unix(), sc)
 	switch o {
 	case openMalformed:
 		return "", time.Time{}, RejectMalformed, false
 	case openBadMAC:
 		if len(s.retired) > 0 {
-			if _, o := open(signed, s.retired, 0, 0); o == openOK {
+			if _, o := open(signed, s.retired, 0, 0, sc); o == openOK {
 				return "", time.Time{}, RejectRetiredKey, false
 			}
 		}
@@ -280,10 +306,11 @@ func (s *signer) verify(signed string) (token string, deadline time.Time, err er
 // parsePayload returns the token and deadline of a verified payload.
 func parsePayload(payload []byte) (token string, deadline time.Time, err error) {
 	msPerUnit := int64(1)
-	token, n, ok := strings.Cut(string(payload), ":")
+	p := string(payload)
+	token, n, ok := strings.Cut(p, ":")
 	if !ok {
 		msPerUnit = 1000 // seconds, signed by an earlier version
-		token, n, ok = strings.Cut(string(payload), ".")
+		token, n, ok = strings.Cut(p, ".")
 	}
 	if !ok || !validToken(token) {
 		return "", time.Time{}, errBadToken
@@ -326,7 +353,8 @@ func base64URL(s string) bool {
 // record in Redis; the token itself is never stored.
 func idOf(token string) string {
 	tag, token := splitTag(token)
-	sum := sha256.Sum256([]byte(token))
+	var b [tokenLen]byte // the token, copied without allocating
+	sum := sha256.Sum256(append(b[:0], token...))
 	n := len(sum)
 	if len(token) == shortTokenLen {
 		n = shortIDBytes
@@ -354,9 +382,56 @@ func (m *Manager) signedFromRequest(r *http.Request) string {
 	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return strings.TrimSpace(v)
 	}
-	c, err := r.Cookie(m.cfg.CookieName)
-	if err != nil {
-		return ""
+	v, _ := cookieValue(r.Header, m.cfg.CookieName)
+	return v
+}
+
+// maxCookies is net/http's default limit on the cookies of a request: past
+// it, (*http.Request).Cookie finds none.
+const maxCookies = 3000
+
+// cookieValue returns the value of the first valid cookie named name in h,
+// as (*http.Request).Cookie finds it (with net/http's default limit on the
+// number of cookies; the GODEBUG setting httpcookiemaxnum does not apply),
+// but without building the list of every cookie of the request, which
+// costs two allocations on every request. FuzzCookieValue holds the two
+// equal.
+func cookieValue(h http.Header, name string) (string, bool) {
+	lines := h["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
 	}
-	return c.Value
+	if n > maxCookies {
+		return "", false
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether net/http accepts v as a cookie value
+// (quotes removed): printable ASCII but '"', ';' and '\\'.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }

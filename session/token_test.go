@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,7 +171,7 @@ func FuzzCheck(f *testing.F) {
 		} {
 			var want []byte
 			wantErr := securecookie.DecodeMulti(macName, in, &want, tc.codecs...)
-			got, o := open(in, s.keys, tc.maxAge, time.Now().Unix())
+			got, o := open(in, s.keys, tc.maxAge, time.Now().Unix(), new(scratch))
 			if (o == openOK) != (wantErr == nil) || (o == openOK && !bytes.Equal(got, want)) {
 				t.Errorf("%s: open(%q) = %q, %v; securecookie: %q, %v", tc.name, in, got, o, want, wantErr)
 			}
@@ -224,4 +225,29 @@ func signAt(key []byte, at time.Time, payload string) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(macName + "|" + signed))
 	return base64.URLEncoding.EncodeToString(append([]byte(signed+"|"), mac.Sum(nil)...))
+}
+
+// FuzzCookieValue holds cookieValue equal to (*http.Request).Cookie for
+// any Cookie header lines.
+func FuzzCookieValue(f *testing.F) {
+	f.Add("session=abc", "", "session")
+	f.Add(`a=1; session="q"; session=2`, "session=3", "session")
+	f.Add(" session = x ;session=y", "", "session")
+	f.Add("session=a b; session=ok", "", "session")
+	f.Add(strings.Repeat("x=1;", maxCookies)+"session=1", "", "session")
+	f.Add("__Host-session=v", "session=w", "__Host-session")
+	f.Fuzz(func(t *testing.T, line1, line2, name string) {
+		if (&http.Cookie{Name: name}).Valid() != nil {
+			return // a Manager's cookie has a valid name (Config checks it)
+		}
+		h := http.Header{"Cookie": {line1}}
+		if line2 != "" {
+			h["Cookie"] = append(h["Cookie"], line2)
+		}
+		got, ok := cookieValue(h, name)
+		c, err := (&http.Request{Header: h}).Cookie(name)
+		if (err == nil) != ok || (ok && c.Value != got) {
+			t.Errorf("cookieValue(%q, %q) = %q, %v; (*http.Request).Cookie: %v, %v", h["Cookie"], name, got, ok, c, err)
+		}
+	})
 }
