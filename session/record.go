@@ -144,9 +144,12 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 // values, which are nil when there are none: what a read needs, without
 // building a map for a session without values.
 func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
-	var rec record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+	rec, ok := scanRecord(b)
+	if !ok {
+		rec = record{}
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+		}
 	}
 	raw := rec.Val
 	switch rec.V {
@@ -323,6 +326,10 @@ func encodeValue(v any) (json.RawMessage, error) {
 // strings.
 func decodeValue(raw json.RawMessage, version int) (any, error) {
 	if version != recordV1 && len(raw) > 0 && raw[0] == '"' {
+		sc := scanner{b: raw}
+		if s, ok := sc.str(); ok && sc.i == len(raw) {
+			return s, nil // no escapes: what json.Unmarshal would give
+		}
 		var s string
 		err := json.Unmarshal(raw, &s)
 		return s, err
