@@ -62,6 +62,7 @@ func TestScanRecordReadsEncode(t *testing.T) {
 		`{"v":2,"c":01795600800000,"e":1795604400000}`,
 		`{"v":2,"c":1795600800000,"e":1795604400000}x`,
 		`{"v":2,"user_id":"a\u00e9","c":1795600800000,"e":1795604400000}`,
+		"{\"v\":2,\"user_id\":\"\xff\",\"c\":1795600800000,\"e\":1795604400000}",
 	} {
 		if _, ok := scanRecord([]byte(in)); ok {
 			t.Errorf("scanRecord(%s) ok = true, want it left to encoding/json", in)
@@ -79,7 +80,7 @@ func FuzzScanRecord(f *testing.F) {
 	})
 	f.Add(b)
 	f.Add([]byte(`{"v":2,"c":1,"e":2,"val":{}}`))
-	f.Add([]byte(`{"v":2,"c":1,"e":2,"val":{"a":{"int":0},"b":{"bool":false},"c":"\xff"}}`))
+	f.Add([]byte("{\"v\":2,\"c\":1,\"e\":2,\"val\":{\"a\":{\"int\":0},\"b\":{\"bool\":false},\"c\":\"\xff\"}}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, ok := scanRecord(in)
 		if !ok {
