@@ -90,12 +90,16 @@ testsummary:
 # gorilla, sessionkit, ...; the repeats print as name#01, name#02), 500ms
 # each; the ratios use the medians. BenchmarkCluster compares a read and a
 # login on a 3-master Redis Cluster with the same on one server.
+# BenchmarkParallel drives the read and the forged cookie from GOMAXPROCS
+# goroutines at once (b.RunParallel) and prints its own ratio lines;
+# BenchmarkSessionBytes counts Redis used_memory growth per session over
+# 2,000 logins, sessionkit against scs, with a ratio line per shape of users.
 # BenchmarkRateLimit (internal/bench/ratelimit_test.go) times a request
 # admitted and one refused by middleware.RateLimit, ulule/limiter/v3 on its
 # Redis store and go-chi/httprate's in-memory counter in the same rounds,
 # prints their ratio lines, then an "admitted" line per limiter: how many
 # of 2,000 concurrent requests four app instances let through with a limit
-# of 100. The whole run takes about two and a half minutes on 2 cores.
+# of 100. The whole run takes about three minutes on 2 cores.
 # Then the listing of a user's sessions with 0 and 100,000 other sessions in
 # Redis (redisstore.BenchmarkUserSessions): the time must not grow; and what
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and

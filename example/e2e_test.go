@@ -163,8 +163,8 @@ func TestAPIContract(t *testing.T) {
 		t.Fatalf("login answer %s lacks token, session_id, user_id or expires_at", r.body)
 	}
 	rec, ok := e.record(id)
-	if !ok || rec["user_id"] != "alice" || rec["v"] != 1.0 {
-		t.Fatalf("Redis record after login = %v, %v; want v 1 for alice", rec, ok)
+	if !ok || rec["user_id"] != "alice" || rec["v"] != 2.0 {
+		t.Fatalf("Redis record after login = %v, %v; want v 2 for alice", rec, ok)
 	}
 	if n := e.dbsize(); n != 2 {
 		t.Errorf("Redis holds %d keys after login, want 2: the record and the user's index", n)

@@ -2,11 +2,12 @@ package main
 
 // The HTTP load test (issue 6, item 4): `make load` runs BenchmarkLoad,
 // which puts the example server, wired by setup exactly as `make run` wires
-// it, and an scs v2 + scs/redisstore twin of its /api/me route on loopback
+// it, an scs v2 + scs/redisstore twin of its /api/me route, and a floor twin
+// whose /api/me sends one raw GET and does no session work, on loopback
 // listeners over one real redis-server, and drives GET /api/me on each with
 // a Go load generator: 64 workers on 64 keep-alive connections, a short
 // warm-up, then a timed phase, in interleaved rounds (sessionkit, scs,
-// sessionkit, scs) so that drift of the machine shows in the figures.
+// floor, sessionkit, ...) so that drift of the machine shows in the figures.
 //
 // The generator, both servers and redis-server share the machine's cores
 // (2 on the development VM): the figures compare the two stacks under the
@@ -64,6 +65,9 @@ var (
 )
 
 const (
+	// loadContenders is how many servers BenchmarkLoad drives: sessionkit,
+	// the scs twin and the floor twin.
+	loadContenders = 3
 	// loadMaxTotal bounds the planned length of a whole run, so that it
 	// ends well within go test's default -timeout of 10 minutes.
 	loadMaxTotal = 8 * time.Minute
@@ -89,12 +93,15 @@ var loadUsers = [...]struct{ name, password string }{
 
 // BenchmarkLoad measures requests per second and latency percentiles of
 // GET /api/me at -load.conns (64) concurrent keep-alive connections, for the
-// example server and for its scs twin, in the same run and against the same
-// redis-server. It prints one line per contender and round, such as
+// example server, its scs twin and the floor twin, in the same run and
+// against the same redis-server. It prints one line per contender and
+// round, such as
 //
 //	load sessionkit round=1 conns=64 secs=10.0 requests=123456 rps=12345 p50=1.23ms p99=4.56ms max=12.34ms errors=0 redis-cmds/req=1.00 redis-dials=0 new-http-conns=0
 //
-// then one line per contender over all rounds and one ratio line, and
+// then one line per contender over all rounds, one "load ratio" line each
+// for sessionkit over scs and over the floor, and the targets as ratio
+// lines (see printLoadTarget), and
 // reports the all-round rps and p99 of each contender with b.ReportMetric.
 // redis-cmds/req counts every command the redis-server ran in the timed
 // phase (INFO commandstats) per request; redis-dials counts the connections
@@ -152,17 +159,37 @@ func BenchmarkLoad(b *testing.B) {
 		b.ReportMetric(ms(s.percentile(0.99)), t.name+"-p99-ms")
 		b.ReportMetric(s.cmdsPerRequest(), t.name+"-redis-cmds/req")
 	}
-	sk, sc := sum["sessionkit"], sum["scs"]
-	fmt.Printf("load ratio sessionkit/scs rps=%.2fx p50=%.2fx p99=%.2fx\n",
-		sk.rps()/sc.rps(),
-		float64(sk.percentile(0.50))/float64(sc.percentile(0.50)),
-		float64(sk.percentile(0.99))/float64(sc.percentile(0.99)))
+	sk, sc, fl := sum["sessionkit"], sum["scs"], sum["floor"]
+	for _, base := range []struct {
+		name string
+		r    loadResult
+	}{{"scs", sc}, {"floor", fl}} {
+		fmt.Printf("load ratio sessionkit/%s rps=%.2fx p50=%.2fx p99=%.2fx\n", base.name,
+			sk.rps()/base.r.rps(),
+			float64(sk.percentile(0.50))/float64(base.r.percentile(0.50)),
+			float64(sk.percentile(0.99))/float64(base.r.percentile(0.99)))
+	}
+	// The targets, over all rounds: "ratio <name> <value> <bound> ok|MISS",
+	// the bound a floor (>=) or a ceiling (<=) as its name says.
+	printLoadTarget("load-rps-vs-scs-min", sk.rps()/sc.rps(), 1.7, true)
+	printLoadTarget("load-rps-vs-floor-min", sk.rps()/fl.rps(), 0.8, true)
+	printLoadTarget("load-p99-vs-scs-max", float64(sk.percentile(0.99))/float64(sc.percentile(0.99)), 1.0, false)
+}
+
+// printLoadTarget prints the ratio line of a target of BenchmarkLoad: v
+// must be at least bound if atLeast, else at most bound.
+func printLoadTarget(name string, v, bound float64, atLeast bool) {
+	verdict := "ok"
+	if math.IsNaN(v) || (atLeast && v < bound) || (!atLeast && v > bound) {
+		verdict = "MISS"
+	}
+	fmt.Printf("ratio %s %.3f %.2f %s\n", name, v, bound, verdict)
 }
 
 // startLoadTargets starts one redis-server, the example on it as `make run`
-// wires it (setup with REDIS_URL and SESSION_KEYS from the environment) and
-// the scs twin on a pool built from the same environment, each on a
-// loopback listener, and logs conns workers in on each. Everything stops
+// wires it (setup with REDIS_URL and SESSION_KEYS from the environment),
+// and the scs and floor twins on a pool built from the same environment
+// (one pool each), each on a loopback listener, and logs conns workers in on each. Everything stops
 // when tb ends.
 func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarget) {
 	tb.Helper()
@@ -182,20 +209,25 @@ func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarge
 	}
 	tb.Cleanup(a.close)
 
-	// scs: a pool from the same environment, so with the same settings.
+	// scs and the floor: pools from the same environment, so with the same
+	// settings.
 	rcfg, err := redisstore.FromEnv()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pool, err := redisstore.NewPool(rcfg)
-	if err != nil {
-		tb.Fatal(err)
+	newPool := func() *redis.Pool {
+		pool, err := redisstore.NewPool(rcfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { pool.Close() })
+		return pool
 	}
-	tb.Cleanup(func() { pool.Close() })
 
 	targets := []*loadTarget{
 		newLoadTarget(tb, "sessionkit", a.handler, conns),
-		newLoadTarget(tb, "scs", newSCSTwin(pool), conns),
+		newLoadTarget(tb, "scs", newSCSTwin(newPool()), conns),
+		newLoadTarget(tb, "floor", newFloorTwin(newPool()), conns),
 	}
 	for _, t := range targets {
 		t.loginAll(tb)
@@ -227,8 +259,8 @@ func loadOptionsFromFlags(b *testing.B) loadOptions {
 	case o.maxRequests < o.conns:
 		b.Fatalf("-load.maxrequests = %d, want at least -load.conns (%d)", o.maxRequests, o.conns)
 	}
-	if total := time.Duration(2*o.rounds) * (o.warmup + o.duration); total > loadMaxTotal {
-		b.Fatalf("-load.rounds × 2 contenders × (-load.warmup + -load.duration) = %v, want at most %v (go test's default -timeout is 10m)", total, loadMaxTotal)
+	if total := time.Duration(loadContenders*o.rounds) * (o.warmup + o.duration); total > loadMaxTotal {
+		b.Fatalf("-load.rounds × %d contenders × (-load.warmup + -load.duration) = %v, want at most %v (go test's default -timeout is 10m)", loadContenders, total, loadMaxTotal)
 	}
 	return o
 }
@@ -631,11 +663,92 @@ func newSCSTwin(pool *redis.Pool) http.Handler {
 	return http.NewCrossOriginProtection().Handler(sm.LoadAndSave(mux))
 }
 
+// newFloorTwin returns the floor of the load test: a server with the
+// example's outer layer (net/http's cross-origin protection) whose
+// GET /api/me costs one Redis GET and no session work, the least any
+// server that keeps its sessions in Redis can do per request:
+//
+//	POST /api/login  the same JSON body and PBKDF2 check (authenticate),
+//	                 then one SET of the answer /api/me will give under
+//	                 "floor:<token>" (32 random bytes, base64url), with the
+//	                 cookie session=<token>; 200 {"token","session_id",
+//	                 "user_id","expires_at"}
+//	GET  /api/me     one GET of "floor:<token>" from the cookie, whose
+//	                 value is the answer as it stands: 200 {"user_id",
+//	                 "session_id","created_at","expires_at"}; 401
+//	                 {"error":"unauthenticated"} without a cookie or a value
+//
+// No signature, no hash of the token, no record to decode, no idle
+// extension: the figures of sessionkit over these are the cost of its
+// session handling.
+func newFloorTwin(pool *redis.Pool) http.Handler {
+	const lifetime = 24 * time.Hour
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) {
+		c, ok := readCredentials(w, r)
+		if !ok {
+			return
+		}
+		if !authenticate(c.Username, c.Password) {
+			writeError(w, http.StatusUnauthorized, "invalid credentials")
+			return
+		}
+		raw := make([]byte, 32)
+		rand.Read(raw) // never fails
+		token := base64.RawURLEncoding.EncodeToString(raw)
+		sum := sha256.Sum256([]byte(token))
+		id := base64.RawURLEncoding.EncodeToString(sum[:])
+		now := time.Now().UTC()
+		me, _ := json.Marshal(map[string]any{
+			"user_id": c.Username, "session_id": id, "created_at": now, "expires_at": now.Add(lifetime),
+		})
+		conn, err := pool.GetContext(r.Context())
+		if err == nil {
+			_, err = redis.DoWithTimeout(conn, time.Second, "SET", "floor:"+token, me, "PX", lifetime.Milliseconds())
+			conn.Close()
+		}
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		writeJSON(w, http.StatusOK, map[string]any{
+			"token": token, "session_id": id, "user_id": c.Username, "expires_at": now.Add(lifetime),
+		})
+	})
+	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
+		ck, err := r.Cookie("session")
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "unauthenticated")
+			return
+		}
+		conn, err := pool.GetContext(r.Context())
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+			return
+		}
+		me, err := redis.Bytes(redis.DoWithTimeout(conn, time.Second, "GET", "floor:"+ck.Value))
+		conn.Close()
+		switch {
+		case err == redis.ErrNil:
+			writeError(w, http.StatusUnauthorized, "unauthenticated")
+			return
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(me)
+	})
+	return http.NewCrossOriginProtection().Handler(mux)
+}
+
 // TestLoadHarness runs BenchmarkLoad's harness briefly, so that `make test`
 // keeps it honest: two workers per contender for a few hundred
-// milliseconds with every answer checked, sessionkit at exactly one Redis
-// command per request, the request cap obeyed, and both contenders
-// answering 401 to a request without a session.
+// milliseconds with every answer checked, sessionkit and the floor at
+// exactly one Redis command per request, the request cap obeyed, and every
+// contender answering 401 to a request without a session.
 func TestLoadHarness(t *testing.T) {
 	r, targets := startLoadTargets(t, 2)
 	for _, tg := range targets {
@@ -643,7 +756,7 @@ func TestLoadHarness(t *testing.T) {
 		if res.errors > 0 || res.requests == 0 {
 			t.Errorf("%s: %d requests, %d errors (first: %v), want some and no errors", tg.name, res.requests, res.errors, res.firstErr)
 		}
-		if tg.name == "sessionkit" && res.redisCalls != res.requests {
+		if (tg.name == "sessionkit" || tg.name == "floor") && res.redisCalls != res.requests {
 			t.Errorf("%s: %d Redis commands for %d requests, want one each", tg.name, res.redisCalls, res.requests)
 		}
 		if res := tg.run(time.Minute, 4); res.requests != 4 || !res.capped || res.errors > 0 {

@@ -207,7 +207,7 @@ func TestShutdownCommitsInFlight(t *testing.T) {
 		t.Errorf("serve = %v, want nil", err)
 	}
 	rec, ok := e.record(id)
-	if values, _ := rec["values"].(map[string]any); !ok || fmt.Sprint(values["theme"]) != "map[string:dark]" {
+	if values, _ := rec["val"].(map[string]any); !ok || values["theme"] != "dark" {
 		t.Errorf("session record after shutdown = %v, want the in-flight request's theme", rec)
 	}
 }

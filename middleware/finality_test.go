@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -489,22 +490,30 @@ func (h *harness) liveIDs(user string) []string {
 }
 
 // ageLastSeen moves the last-seen time in the record of session id back by
-// d, as if its user had been idle that long.
-func (h *harness) ageLastSeen(id string, d time.Duration) {
+// age, as if its user had been idle that long.
+func (h *harness) ageLastSeen(id string, age time.Duration) {
 	h.t.Helper()
 	b, err := redigo.Bytes(h.redis.Do(h.t, "GET", "session:"+id), nil)
 	if err != nil {
 		h.t.Fatalf("GET session:%s: %v", id[:8], err)
 	}
 	var record map[string]any
-	if err := json.Unmarshal(b, &record); err != nil {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&record); err != nil {
 		h.t.Fatal(err)
 	}
-	seen, err := time.Parse(time.RFC3339Nano, fmt.Sprint(record["last_seen"]))
-	if err != nil {
-		h.t.Fatalf("record's last_seen: %v", err)
+	// The record's last-seen time, in unix milliseconds: "s", or "c"
+	// while it equals the creation time.
+	seen, ok := record["s"].(json.Number)
+	if !ok {
+		seen, ok = record["c"].(json.Number)
 	}
-	record["last_seen"] = seen.Add(-d)
+	ms, err := seen.Int64()
+	if !ok || err != nil {
+		h.t.Fatalf("record's last-seen time: %v, %v", record["s"], err)
+	}
+	record["s"] = ms - age.Milliseconds()
 	if b, err = json.Marshal(record); err != nil {
 		h.t.Fatal(err)
 	}

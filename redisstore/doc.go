@@ -6,7 +6,8 @@
 // A record is an opaque byte string stored under "<KeyPrefix>session:<id>"
 // with a time to live. The id is chosen by the caller and should be derived
 // from the client's secret token, never be the token itself: the session
-// package uses base64url(SHA-256(token)), so a key seen in MONITOR, SLOWLOG,
+// package uses base64url of the token's SHA-256 (its first 128 bits, or all
+// of it for tokens of earlier versions), so a key seen in MONITOR, SLOWLOG,
 // a replica or a backup cannot be replayed as a cookie. The Store never puts
 // an id, a key or a password into an error.
 //

@@ -466,10 +466,10 @@ func TestKeyStatsCluster(t *testing.T) {
 }
 
 // capacityID returns the i-th session id as package session makes them:
-// base64url(SHA-256(token)), 43 characters.
+// base64url of the first 16 bytes of SHA-256(token), 22 characters.
 func capacityID(i int) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "token-%d", i))
-	return base64.RawURLEncoding.EncodeToString(h[:])
+	return base64.RawURLEncoding.EncodeToString(h[:16])
 }
 
 // capacityRecord returns a record as package session writes it (see the
@@ -477,23 +477,23 @@ func capacityID(i int) string {
 // the shape BenchmarkRecordSize measures.
 func capacityRecord(t testing.TB) []byte {
 	t.Helper()
-	created := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	created := time.Date(2026, 11, 25, 10, 0, 0, 123000000, time.UTC).UnixMilli()
 	rec, err := json.Marshal(struct {
-		V         int                        `json:"v"`
-		UserID    string                     `json:"user_id"`
-		CreatedAt time.Time                  `json:"created_at"`
-		ExpiresAt time.Time                  `json:"expires_at"`
-		LastSeen  time.Time                  `json:"last_seen"`
-		IP        string                     `json:"ip"`
-		UserAgent string                     `json:"user_agent"`
-		Values    map[string]json.RawMessage `json:"values"`
+		V      int                        `json:"v"`
+		UserID string                     `json:"user_id"`
+		C      int64                      `json:"c"`
+		E      int64                      `json:"e"`
+		S      int64                      `json:"s"`
+		IP     string                     `json:"ip"`
+		D      string                     `json:"d"`
+		Val    map[string]json.RawMessage `json:"val"`
 	}{
-		V: 1, UserID: "user-000123",
-		CreatedAt: created, ExpiresAt: created.Add(24 * time.Hour), LastSeen: created.Add(time.Minute),
-		IP:        "203.0.113.7",
-		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-		Values: map[string]json.RawMessage{
-			"theme":  json.RawMessage(`{"string":"dark"}`),
+		V: 2, UserID: "user-000123",
+		C: created, E: created + (24 * time.Hour).Milliseconds(), S: created + time.Minute.Milliseconds(),
+		IP: "203.0.113.7",
+		D:  "Chrome 131 on Linux",
+		Val: map[string]json.RawMessage{
+			"theme":  json.RawMessage(`"dark"`),
 			"visits": json.RawMessage(`{"int":3}`),
 		},
 	})

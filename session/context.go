@@ -111,8 +111,9 @@ func (st *state) end() {
 
 // Info describes a session.
 type Info struct {
-	// ID identifies the session: the SHA-256 of its token, base64url. It is
-	// not a credential and may be shown to its user, but logs should carry a
+	// ID identifies the session: 128 bits of the SHA-256 of its token,
+	// base64url, 22 characters (all of it, 43 characters, for a session an
+	// earlier version created; see idOf). It is not a credential and may be shown to its user, but logs should carry a
 	// prefix of it at most.
 	ID        string
 	UserID    string
@@ -122,9 +123,17 @@ type Info struct {
 	ExpiresAt time.Time
 	// LastSeen is when the session was last written; see
 	// Config.LastSeenInterval for how stale it may be.
-	LastSeen  time.Time
-	IP        string
+	LastSeen time.Time
+	// IP is the client address of the request that created the session.
+	IP string
+	// UserAgent is the user agent of the client that created the session,
+	// for a session whose record kept it (written by a version before
+	// record version 2); for other sessions it is Device.
 	UserAgent string
+	// Device describes that client in a few words, parsed from its user
+	// agent when the session was created: "Chrome 131 on Windows",
+	// "Safari 17 on iOS", "curl 8".
+	Device string
 	// Current is true for the session of the request that asked.
 	Current bool
 }
@@ -452,7 +461,8 @@ func (m *Manager) info(st *state) Info {
 		ExpiresAt: st.deadline,
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
-		UserAgent: md.UserAgent,
+		UserAgent: md.userAgent(),
+		Device:    md.device(),
 		Current:   true,
 	}
 }

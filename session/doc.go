@@ -17,8 +17,8 @@
 // with the session's absolute deadline, in an HttpOnly cookie or, for API
 // clients, an "Authorization: Bearer" header with the same value. A forged,
 // altered, expired or malformed value is turned away before the store is
-// asked. The store never sees the token: records are keyed by its SHA-256,
-// the session id, so neither Redis, its replicas, backups nor MONITOR hold a
+// asked. The store never sees the token: records are keyed by (128 bits
+// of) its SHA-256, the session id, so neither Redis, its replicas, backups nor MONITOR hold a
 // usable credential.
 //
 // # Timeouts

@@ -2,7 +2,10 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,14 +27,14 @@ func checkDeadline(t *testing.T, m *Manager, info Info, cookie string, record []
 		t.Errorf("token deadline = %v, %v; want Info.ExpiresAt %v", signed, err, info.ExpiresAt)
 	}
 	var rec struct {
-		CreatedAt time.Time `json:"created_at"`
-		ExpiresAt time.Time `json:"expires_at"`
+		C int64 `json:"c"`
+		E int64 `json:"e"`
 	}
 	if err := json.Unmarshal(record, &rec); err != nil {
 		t.Fatalf("record %q: %v", record, err)
 	}
-	if !rec.ExpiresAt.Equal(info.ExpiresAt) || !rec.CreatedAt.Equal(info.CreatedAt) {
-		t.Errorf("record created_at, expires_at = %v, %v; want %v, %v", rec.CreatedAt, rec.ExpiresAt, info.CreatedAt, info.ExpiresAt)
+	if rec.E != info.ExpiresAt.UnixMilli() || rec.C != info.CreatedAt.UnixMilli() {
+		t.Errorf("record c, e = %d, %d; want %d, %d", rec.C, rec.E, info.CreatedAt.UnixMilli(), info.ExpiresAt.UnixMilli())
 	}
 }
 
@@ -55,8 +58,10 @@ func TestShortLifetime(t *testing.T) {
 				t.Fatalf("Create = %v", err)
 			}
 		})
-		if !info.CreatedAt.Equal(created) {
-			t.Errorf("login %d: Info.CreatedAt = %v, want the clock's %v", i, info.CreatedAt, created)
+		// A record keeps whole milliseconds: the creation time is the
+		// clock's, rounded up.
+		if want := wholeMilli(created); !info.CreatedAt.Equal(want) || info.CreatedAt.Before(created) {
+			t.Errorf("login %d: Info.CreatedAt = %v, want the clock's %v rounded up to %v", i, info.CreatedAt, created, want)
 		}
 		rec, _ := r.Do(t, "GET", "session:"+info.ID).([]byte)
 		checkDeadline(t, m, info, cookie, rec)
@@ -199,5 +204,52 @@ func TestSignedDeadline(t *testing.T) {
 				t.Errorf("verify(signed %q) = %q, %v, nil; want an error", tc.payload, got, deadline)
 			}
 		})
+	}
+}
+
+// TestEarlierSession checks a session an earlier version made: a token of
+// tokenLen characters, whose id is the whole SHA-256 of the token (43
+// characters), and a record of version 1. It is read as it was; a change
+// writes the record back as version 2 under the same key; and a login from
+// it replaces it with a session of this version's shape.
+func TestEarlierSession(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{})
+	token := strings.Repeat("E", tokenLen)
+	sum := sha256.Sum256([]byte(token))
+	id := base64.RawURLEncoding.EncodeToString(sum[:])
+	if got := idOf(token); got != id {
+		t.Fatalf("idOf(earlier token) = %q, want the whole SHA-256, %q", got, id)
+	}
+	deadline := clk.t.Add(time.Hour).Truncate(time.Millisecond)
+	v1 := fmt.Sprintf(`{"v":1,"user_id":"alice","created_at":%q,"expires_at":%q,"last_seen":%q,"ip":"10.0.0.1","user_agent":"curl/8.5.0","values":{"n":{"int":3}}}`,
+		clk.t.Format(time.RFC3339Nano), deadline.Format(time.RFC3339Nano), clk.t.Format(time.RFC3339Nano))
+	r.Do(t, "SET", "session:"+id, v1, "PX", 3_600_000)
+	r.Do(t, "ZADD", "user:alice:sessions", deadline.UnixMilli(), id)
+	cookie := signPayload(t, m, token+":"+strconv.FormatInt(deadline.UnixMilli(), 10))
+
+	serve(t, m, cookie, func(ctx context.Context) {
+		info, ok := FromContext(ctx)
+		if n, _ := Get[int](ctx, "n"); !ok || info.ID != id || info.UserID != "alice" || info.UserAgent != "curl/8.5.0" || info.Device != "curl 8" || n != 3 {
+			t.Fatalf("earlier session = %+v, %v, n %d; want alice's %.8s, curl/8.5.0, curl 8, n 3", info, ok, n, id)
+		}
+		if err := Put(ctx, "n", 4); err != nil {
+			t.Fatal(err)
+		}
+	})
+	b, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	if !strings.HasPrefix(string(b), `{"v":2,"user_id":"alice",`) || !strings.Contains(string(b), `"d":"curl 8"`) || !strings.Contains(string(b), `"n":{"int":4}`) {
+		t.Errorf("record after a change = %s, want version 2 with the device and n 4", b)
+	}
+	serve(t, m, cookie, func(ctx context.Context) {
+		if n, _ := Get[int](ctx, "n"); n != 4 {
+			t.Errorf("n after the upgrade = %d, want 4", n)
+		}
+		info, err := Create(ctx, "alice")
+		if err != nil || len(info.ID) != 22 {
+			t.Errorf("login from the earlier session = %+v, %v; want a 22-character id", info, err)
+		}
+	})
+	if n, _ := r.Do(t, "EXISTS", "session:"+id).(int64); n != 0 {
+		t.Error("the earlier session's record survived the login that replaced it")
 	}
 }

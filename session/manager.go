@@ -138,15 +138,14 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// only.
 	// Until a session is found, the token leads nowhere: see state.canWrite.
 	st.stale = true
-	token, deadline, err := m.signer.verify(signed)
-	if err != nil {
-		reason, old, _ := m.signer.reject(signed)
-		if reason == "" {
-			// Signed, but past the MAC's age limit, which lies beyond its
-			// deadline: an expiry. It is never accepted.
-			m.emit(EventExpired, "", idOf(old), m.now())
-			return ctx
-		}
+	token, deadline, reason, aged := m.signer.check(signed)
+	switch {
+	case aged:
+		// Signed, but past the MAC's age limit, which lies beyond its
+		// deadline: an expiry. It is never accepted.
+		m.emit(EventExpired, "", idOf(token), m.now())
+		return ctx
+	case reason != "":
 		m.log.Debug("session: token refused", "reason", reason)
 		if m.cfg.Metrics != nil {
 			m.cfg.Metrics.TokenRejected(reason)
@@ -179,7 +178,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.log.Debug("session: token without a record: ended or timed out", "session", fingerprint(id))
 		return ctx
 	}
-	recDeadline, values, err := codec{}.Decode(b)
+	recDeadline, md, values, err := decodeRecord(b)
 	if err != nil {
 		m.dropUnreadable(ctx, id, err)
 		return ctx
@@ -190,8 +189,8 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	for k, v := range values {
 		m.engine.Put(st.data, k, v)
 	}
+	m.engine.Put(st.data, metaKey, md)
 	m.engine.SetDeadline(st.data, recDeadline)
-	md, _ := values[metaKey].(meta)
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
@@ -302,7 +301,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			replaces = next
 		}
 	}
-	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	at := wholeMilli(now)
+	md := meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
 	values[metaKey] = md
 	deadline := m.deadline(now)
 	record, err := codec{}.Encode(deadline, values)
@@ -401,8 +401,8 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	return nil
 }
 
-// newToken returns a new token, made by scs, with the hash tag tag in front
-// ("" for none; see tags.go). scs makes tokens only in RenewToken, which
+// newToken returns a new token, made by scs and cut to shortTokenLen (see
+// idOf), with the hash tag tag in front ("" for none; see tags.go). scs makes tokens only in RenewToken, which
 // also asks its store to delete the old token: with engineStore, that does
 // nothing, so this is token generation alone. It changes the token scs
 // keeps in st.data, which the Manager never reads.
@@ -410,13 +410,21 @@ func (m *Manager) newToken(st *state, tag string) (string, error) {
 	if err := m.engine.RenewToken(st.data); err != nil {
 		return "", err
 	}
-	return withTag(tag, m.engine.Token(st.data)), nil
+	return withTag(tag, m.engine.Token(st.data)[:shortTokenLen]), nil
 }
 
 // deadline returns the absolute deadline of a session created at now, in
 // whole milliseconds, as the token carries it.
 func (m *Manager) deadline(now time.Time) time.Time {
 	return time.UnixMilli(now.Add(m.cfg.Lifetime + time.Millisecond - 1).UnixMilli())
+}
+
+// wholeMilli returns t rounded up to a whole millisecond, the precision of
+// the times in a record, so that a session's creation time reads the same
+// from Create's Info as from the record, and its deadline (see deadline)
+// is exactly a lifetime after it.
+func wholeMilli(t time.Time) time.Time {
+	return time.UnixMilli(t.Add(time.Millisecond - 1).UnixMilli())
 }
 
 // values returns a copy of the session's values. The caller holds st.mu.
@@ -448,7 +456,8 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 // under a new token. The caller holds st.mu.
 func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	values := m.values(st)
-	md := meta{CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	at := wholeMilli(now)
+	md := meta{CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
 	values[metaKey] = md
 	deadline := m.deadline(now)
 	record, err := codec{}.Encode(deadline, values)
@@ -479,17 +488,16 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 // rewrite writes the whole session over the record this request created
 // (Create, then Put): no other request has its token yet, so there is
 // nothing to merge with, and SET XX still leaves a record revoked meanwhile
-// revoked. The caller holds st.mu.
+// revoked. The last-seen time stays the one the record was created with:
+// it is this request's, and leaving it equal to the creation time keeps it
+// out of the record (see the README's record schema). The caller holds
+// st.mu.
 func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 	ttl, ok := m.ttl(st.deadline, now)
 	if !ok {
 		return errGone
 	}
-	values := m.values(st)
-	md, _ := values[metaKey].(meta)
-	md.LastSeen = now
-	values[metaKey] = md
-	record, err := codec{}.Encode(st.deadline, values)
+	record, err := codec{}.Encode(st.deadline, m.values(st))
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,13 @@ import (
 )
 
 // recordVersion is the value of the "v" field of the records this package
-// writes. A record of another version is treated as unreadable.
-const recordVersion = 1
+// writes. It also reads records of version recordV1, and writes them back
+// as recordVersion when it next writes them; a record of any other version
+// is treated as unreadable.
+const (
+	recordVersion = 2
+	recordV1      = 1
+)
 
 // metaKey is the key under which a session's own fields (user, creation
 // time, client) travel in scs's value map. scs's Codec interface only carries
@@ -30,24 +35,58 @@ type meta struct {
 	CreatedAt time.Time
 	LastSeen  time.Time
 	IP        string
+	// UserAgent is the client's user agent: from the request, for a
+	// session this request creates, or from a version 1 record. A record
+	// of version 2 keeps Device instead.
 	UserAgent string
+	// Device describes the client in a few words (see describeDevice).
+	// The codec sets it from UserAgent when it writes a record without it.
+	Device string
 }
 
-// maxUserAgent bounds the user agent kept in a record.
+// device returns the description of the session's client.
+func (md meta) device() string {
+	if md.Device != "" {
+		return md.Device
+	}
+	return describeDevice(md.UserAgent)
+}
+
+// userAgent returns what Info.UserAgent shows: the user agent where the
+// record kept it (version 1), else the device description.
+func (md meta) userAgent() string {
+	if md.UserAgent != "" {
+		return md.UserAgent
+	}
+	return md.Device
+}
+
+// maxUserAgent bounds the user agent taken from a request.
 const maxUserAgent = 256
 
 // errBadRecord reports a record that cannot be decoded. The manager treats
 // such a record as no session and deletes it.
 var errBadRecord = errors.New("session: unreadable session record")
 
-// record is the JSON document stored in Redis, documented in the README.
+// record is the JSON document stored in Redis, documented in the README:
+// the fields of version 2, which this package writes, followed by those
+// of version 1, which it reads. Decoding both into one struct reads either
+// version in one pass.
 type record struct {
-	V         int                        `json:"v"`
-	UserID    string                     `json:"user_id,omitempty"`
-	CreatedAt time.Time                  `json:"created_at"`
-	ExpiresAt time.Time                  `json:"expires_at"`
-	LastSeen  time.Time                  `json:"last_seen"`
-	IP        string                     `json:"ip,omitempty"`
+	V      int                        `json:"v"`
+	UserID string                     `json:"user_id,omitempty"`
+	C      int64                      `json:"c,omitempty"` // created, unix milliseconds
+	E      int64                      `json:"e,omitempty"` // absolute deadline, unix milliseconds
+	S      int64                      `json:"s,omitempty"` // last seen, unix milliseconds; absent: c
+	IP     string                     `json:"ip,omitempty"`
+	D      string                     `json:"d,omitempty"` // device
+	Val    map[string]json.RawMessage `json:"val,omitempty"`
+
+	// Version 1 only: times in RFC 3339, the user agent itself, and every
+	// value tagged.
+	CreatedAt *time.Time                 `json:"created_at,omitempty"`
+	ExpiresAt *time.Time                 `json:"expires_at,omitempty"`
+	LastSeen  *time.Time                 `json:"last_seen,omitempty"`
 	UserAgent string                     `json:"user_agent,omitempty"`
 	Values    map[string]json.RawMessage `json:"values,omitempty"`
 }
@@ -59,15 +98,17 @@ type jsonValue []byte
 // codec is the scs.Codec that turns a session into a record and back.
 type codec struct{}
 
-// Encode implements scs.Codec.
+// Encode implements scs.Codec. It writes a record of recordVersion.
 func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
-	rec := record{V: recordVersion, ExpiresAt: deadline.UTC()}
+	rec := record{V: recordVersion, E: deadline.UnixMilli()}
 	if md, ok := values[metaKey].(meta); ok {
 		rec.UserID = md.UserID
-		rec.CreatedAt = md.CreatedAt.UTC()
-		rec.LastSeen = md.LastSeen.UTC()
+		rec.C = md.CreatedAt.UnixMilli()
+		if seen := md.LastSeen.UnixMilli(); !md.LastSeen.IsZero() && seen != rec.C {
+			rec.S = seen
+		}
 		rec.IP = md.IP
-		rec.UserAgent = md.UserAgent
+		rec.D = md.device()
 	}
 	for k, v := range values {
 		if k == metaKey {
@@ -77,45 +118,84 @@ func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session: value %q: %w", k, err)
 		}
-		if rec.Values == nil {
-			rec.Values = make(map[string]json.RawMessage, len(values))
+		if rec.Val == nil {
+			rec.Val = make(map[string]json.RawMessage, len(values))
 		}
-		rec.Values[k] = b
+		rec.Val[k] = b
 	}
 	return json.Marshal(rec)
 }
 
-// Decode implements scs.Codec. Any error wraps errBadRecord.
+// Decode implements scs.Codec. It reads records of recordVersion and
+// recordV1. Any error wraps errBadRecord.
 func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
-	var rec record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return time.Time{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+	deadline, md, values, err := decodeRecord(b)
+	if err != nil {
+		return time.Time{}, nil, err
 	}
-	if rec.V != recordVersion {
-		return time.Time{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
+	if values == nil {
+		values = make(map[string]any, 1)
 	}
-	if rec.ExpiresAt.IsZero() || rec.CreatedAt.IsZero() {
-		return time.Time{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
-	}
-	values := make(map[string]any, len(rec.Values)+1)
-	for k, raw := range rec.Values {
-		if !validKey(k) {
-			return time.Time{}, nil, fmt.Errorf("%w: reserved value key", errBadRecord)
+	values[metaKey] = md
+	return deadline, values, nil
+}
+
+// decodeRecord is Decode with the session's own fields apart from the app
+// values, which are nil when there are none: what a read needs, without
+// building a map for a session without values.
+func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
+	rec, ok := scanRecord(b)
+	if !ok {
+		rec = record{}
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
-		v, err := decodeValue(raw)
+	}
+	raw := rec.Val
+	switch rec.V {
+	case recordVersion:
+		if !validMillis(rec.C) || !validMillis(rec.E) || (rec.S != 0 && !validMillis(rec.S)) {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
+		}
+		deadline = time.UnixMilli(rec.E).UTC()
+		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, Device: rec.D}
+		md.LastSeen = md.CreatedAt
+		if rec.S != 0 {
+			md.LastSeen = time.UnixMilli(rec.S).UTC()
+		}
+	case recordV1:
+		if rec.ExpiresAt == nil || rec.CreatedAt == nil || rec.ExpiresAt.IsZero() || rec.CreatedAt.IsZero() {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
+		}
+		deadline = *rec.ExpiresAt
+		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent}
+		if rec.LastSeen != nil {
+			md.LastSeen = *rec.LastSeen
+		}
+		raw = rec.Values
+	default:
+		return time.Time{}, meta{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
+	}
+	if len(raw) > 0 {
+		values = make(map[string]any, len(raw)+1)
+	}
+	for k, r := range raw {
+		if !validKey(k) {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: reserved value key", errBadRecord)
+		}
+		v, err := decodeValue(r, rec.V)
 		if err != nil {
-			return time.Time{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
 		}
 		values[k] = v
 	}
-	values[metaKey] = meta{
-		UserID:    rec.UserID,
-		CreatedAt: rec.CreatedAt,
-		LastSeen:  rec.LastSeen,
-		IP:        rec.IP,
-		UserAgent: rec.UserAgent,
-	}
-	return rec.ExpiresAt, values, nil
+	return deadline, md, values, nil
+}
+
+// validMillis reports whether ms is a time the record may hold: after
+// 1970 and no later than maxDeadline.
+func validMillis(ms int64) bool {
+	return ms > 0 && ms <= maxDeadline
 }
 
 // validKey reports whether k may name an app value: not empty, not
@@ -212,12 +292,15 @@ func replacedInvalidUTF8(b []byte) bool {
 	return false
 }
 
+// encodeValue returns the JSON of an app value in a record of
+// recordVersion: a string as a JSON string, any other type as a
+// one-member object naming its type.
 func encodeValue(v any) (json.RawMessage, error) {
 	var tag string
 	var val any = v
 	switch v := v.(type) {
 	case string:
-		tag = tagString
+		return json.Marshal(v)
 	case bool:
 		tag = tagBool
 	case int:
@@ -238,7 +321,19 @@ func encodeValue(v any) (json.RawMessage, error) {
 	return json.Marshal(map[string]any{tag: val})
 }
 
-func decodeValue(raw json.RawMessage) (any, error) {
+// decodeValue returns the app value raw holds in a record of the given
+// version. Version 1 tags strings too; version 2 writes them as JSON
+// strings.
+func decodeValue(raw json.RawMessage, version int) (any, error) {
+	if version != recordV1 && len(raw) > 0 && raw[0] == '"' {
+		sc := scanner{b: raw}
+		if s, ok := sc.str(); ok && sc.i == len(raw) {
+			return s, nil // no escapes: what json.Unmarshal would give
+		}
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
 	var tagged map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &tagged); err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ type point struct {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	created := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	created := time.Date(2026, 11, 25, 10, 0, 0, 123000000, time.UTC) // a record keeps whole milliseconds
 	deadline := created.Add(24 * time.Hour)
 	when := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
 	jv, _ := normalize(point{1, 2})
@@ -55,7 +55,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		if k == metaKey {
 			g := got[k].(meta)
 			w := want.(meta)
-			if g.UserID != w.UserID || !g.CreatedAt.Equal(w.CreatedAt) || g.IP != w.IP || g.UserAgent != w.UserAgent {
+			if g.UserID != w.UserID || !g.CreatedAt.Equal(w.CreatedAt) || !g.LastSeen.Equal(w.LastSeen) || g.IP != w.IP || g.Device != "test" {
 				t.Errorf("meta = %+v, want %+v", g, w)
 			}
 			continue
@@ -69,38 +69,91 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRecordSchema pins the documented JSON schema of a record.
+// TestRecordSchema pins the documented JSON schema of a record: version 2,
+// with the last-seen time left out while it equals the creation time.
 func TestRecordSchema(t *testing.T) {
 	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	b, err := codec{}.Encode(created.Add(time.Hour), map[string]any{
-		metaKey: meta{UserID: "alice", CreatedAt: created, LastSeen: created, IP: "10.0.0.1", UserAgent: "ua"},
-		"n":     3,
-	})
+	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	for _, tc := range []struct {
+		name string
+		seen time.Time
+		want string
+	}{
+		{"at login", created, `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
+		{"seen later", created.Add(time.Minute), `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"s":1795600860000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := codec{}.Encode(created.Add(time.Hour), map[string]any{
+				metaKey: meta{UserID: "alice", CreatedAt: created, LastSeen: tc.seen, IP: "10.0.0.1", UserAgent: ua},
+				"n":     3,
+				"s":     "x",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("record =\n%s\nwant\n%s", b, tc.want)
+			}
+		})
+	}
+}
+
+// TestRecordV1 checks that a record of version 1, which earlier versions
+// wrote, reads as it did, and is written back as version 2 with the device
+// parsed from its user agent.
+func TestRecordV1(t *testing.T) {
+	const v1 = `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00.5Z","expires_at":"2026-11-25T11:00:00Z",` +
+		`"last_seen":"2026-11-25T10:30:00Z","ip":"10.0.0.1","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",` +
+		`"values":{"n":{"int":3},"s":{"string":"x"}}}`
+	deadline, values, err := codec{}.Decode([]byte(v1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z",` +
-		`"last_seen":"2026-11-25T10:00:00Z","ip":"10.0.0.1","user_agent":"ua","values":{"n":{"int":3}}}`
+	created := time.Date(2026, 11, 25, 10, 0, 0, 5e8, time.UTC)
+	md := values[metaKey].(meta)
+	if !deadline.Equal(created.Add(time.Hour-5e8)) || !md.CreatedAt.Equal(created) || !md.LastSeen.Equal(created.Add(30*time.Minute-5e8)) ||
+		md.UserID != "alice" || md.IP != "10.0.0.1" || !strings.HasSuffix(md.UserAgent, "Firefox/128.0") || values["n"] != 3 || values["s"] != "x" {
+		t.Fatalf("Decode(v1) = %v, %+v, want the record's fields", deadline, values)
+	}
+	if got, want := md.device(), "Firefox 128 on Linux"; got != want {
+		t.Errorf("device of the v1 record = %q, want %q", got, want)
+	}
+	b, err := codec{}.Encode(deadline, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":2,"user_id":"alice","c":1795600800500,"e":1795604400000,"s":1795602600000,"ip":"10.0.0.1","d":"Firefox 128 on Linux","val":{"n":{"int":3},"s":"x"}}`
 	if string(b) != want {
-		t.Errorf("record =\n%s\nwant\n%s", b, want)
+		t.Errorf("v1 record written back =\n%s\nwant\n%s", b, want)
 	}
 }
 
 func TestCodecRejects(t *testing.T) {
 	const head = `{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"`
+	const head2 = `{"v":2,"c":1795600800000,"e":1795604400000`
 	tests := []struct{ name, in string }{
 		{"not json", `not json`},
 		{"empty", ``},
 		{"gob", "\x0f\xff\x81\x03\x01"},
-		{"unknown version", `{"v":2,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
-		{"no version", `{"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
+		{"unknown version", `{"v":3,"c":1795600800000,"e":1795604400000}`},
+		{"no version", `{"c":1795600800000,"e":1795604400000}`},
+		{"v1 fields in v2", `{"v":2,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
+		{"v2 fields in v1", `{"v":1,"c":1795600800000,"e":1795604400000}`},
 		{"no deadline", `{"v":1,"created_at":"2026-11-25T10:00:00Z"}`},
+		{"v2 no deadline", `{"v":2,"c":1795600800000}`},
+		{"v2 no creation", `{"v":2,"e":1795604400000}`},
+		{"v2 negative time", `{"v":2,"c":-1,"e":1795604400000}`},
+		{"v2 past year 9999", head2 + `,"s":253402300800000}`},
 		{"unknown tag", head + `,"values":{"a":{"complex":1}}}`},
 		{"two tags", head + `,"values":{"a":{"int":1,"string":"x"}}}`},
 		{"wrong type", head + `,"values":{"a":{"int":"x"}}}`},
 		{"reserved key", head + `,"values":{"__sessionkit":{"int":1}}}`},
 		{"bad time", head + `,"values":{"a":{"time":"yesterday"}}}`},
 		{"bad int64", head + `,"values":{"a":{"int64":"1e3"}}}`},
+		{"v1 bare string", head + `,"values":{"a":"x"}}`},
+		{"v2 reserved key", head2 + `,"val":{"__sessionkit":"x"}}`},
+		{"v2 unknown tag", head2 + `,"val":{"a":{"complex":1}}}`},
+		{"v2 bare number", head2 + `,"val":{"a":1}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,6 +190,7 @@ func FuzzDecode(f *testing.F) {
 	})
 	f.Add(b)
 	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z","values":{"a":{"string":"x"}}}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		deadline, values, err := codec{}.Decode(in)
 		if err != nil {

@@ -56,9 +56,9 @@ func wantTag(key []byte, userID string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))[:tagLen]
 }
 
-// taggedID matches a tagged session id: "{tag}" then 43 base64url
-// characters, the SHA-256 of the token.
-var taggedID = regexp.MustCompile(fmt.Sprintf(`^\{([A-Za-z0-9_-]{%d})\}[A-Za-z0-9_-]{43}$`, tagLen))
+// taggedID matches a tagged session id: "{tag}" then 22 base64url
+// characters, 128 bits of the SHA-256 of the token.
+var taggedID = regexp.MustCompile(fmt.Sprintf(`^\{([A-Za-z0-9_-]{%d})\}[A-Za-z0-9_-]{22}$`, tagLen))
 
 // tagOf returns the tag of a tagged session id, failing the test if id is
 // not one.
@@ -66,7 +66,7 @@ func tagOf(t *testing.T, id string) string {
 	t.Helper()
 	m := taggedID.FindStringSubmatch(id)
 	if m == nil {
-		t.Fatalf("session id %q: want {tag} and 43 base64url characters", id)
+		t.Fatalf("session id %q: want {tag} and 22 base64url characters", id)
 	}
 	return m[1]
 }
@@ -445,8 +445,8 @@ func TestUntaggedTokenUnderTagKey(t *testing.T) {
 	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
 
 	cookie, id := login(t, plain, "alice")
-	if len(id) != tokenLen || strings.ContainsAny(id, "{}") {
-		t.Fatalf("session id without a TagKey = %q, want 43 characters without a tag", id)
+	if len(id) != 22 || strings.ContainsAny(id, "{}") {
+		t.Fatalf("session id without a TagKey = %q, want 22 characters without a tag", id)
 	}
 	if got, want := allKeys(t, r), sorted("session:"+id, "user:alice:sessions"); !slices.Equal(got, want) {
 		t.Fatalf("keys of a login without a TagKey = %q, want %q", got, want)
@@ -558,7 +558,7 @@ func TestTaggedTokenForgery(t *testing.T) {
 	cookie, id := login(t, m, "alice")
 	token, deadline, err := m.signer.verify(cookie)
 	tag := wantTag(testTagKey, "alice")
-	if err != nil || !strings.HasPrefix(token, "{"+tag+"}") || len(token) != tagLen+2+tokenLen || idOf(token) != id {
+	if err != nil || !strings.HasPrefix(token, "{"+tag+"}") || len(token) != tagLen+2+shortTokenLen || idOf(token) != id {
 		t.Fatalf("verify(cookie) = %q, %v; want {%s} and the token of session %q", token, err, tag, id)
 	}
 	payload := token + ":" + strconv.FormatInt(deadline.UnixMilli(), 10)
@@ -586,17 +586,18 @@ func TestTaggedTokenForgery(t *testing.T) {
 	}
 
 	for name, c := range map[string]string{
-		"tag changed, MAC kept":      forgeValue(t, cookie, retag),
-		"tag removed, MAC kept":      forgeValue(t, cookie, func(p string) string { return p[tagLen+2:] }),
-		"tag changed, other key":     signPayload(t, attacker, retag(payload)),
-		"tag one character long":     signPayload(t, m, "{"+tag+"A}"+bare+payload[len(token):]),
-		"tag one character short":    signPayload(t, m, "{"+tag[1:]+"}"+bare+payload[len(token):]),
-		"tag outside base64url":      signPayload(t, m, "{"+strings.Repeat("+", tagLen)+"}"+bare+payload[len(token):]),
-		"tag with a brace":           signPayload(t, m, "{{"+strings.Repeat("a", tagLen-2)+"}}"+bare+payload[len(token):]),
-		"empty tag":                  signPayload(t, m, "{}"+bare+payload[len(token):]),
-		"two tags":                   signPayload(t, m, "{"+tag+"}"+token+payload[len(token):]),
-		"tag without closing brace":  signPayload(t, m, "{"+tag+bare+payload[len(token):]),
-		"tagged token one char long": signPayload(t, m, token+"A"+payload[len(token):]),
+		"tag changed, MAC kept":           forgeValue(t, cookie, retag),
+		"tag removed, MAC kept":           forgeValue(t, cookie, func(p string) string { return p[tagLen+2:] }),
+		"tag changed, other key":          signPayload(t, attacker, retag(payload)),
+		"tag one character long":          signPayload(t, m, "{"+tag+"A}"+bare+payload[len(token):]),
+		"tag one character short":         signPayload(t, m, "{"+tag[1:]+"}"+bare+payload[len(token):]),
+		"tag outside base64url":           signPayload(t, m, "{"+strings.Repeat("+", tagLen)+"}"+bare+payload[len(token):]),
+		"tag with a brace":                signPayload(t, m, "{{"+strings.Repeat("a", tagLen-2)+"}}"+bare+payload[len(token):]),
+		"empty tag":                       signPayload(t, m, "{}"+bare+payload[len(token):]),
+		"two tags":                        signPayload(t, m, "{"+tag+"}"+token+payload[len(token):]),
+		"tag without closing brace":       signPayload(t, m, "{"+tag+bare+payload[len(token):]),
+		"tagged token of no known length": signPayload(t, m, token+"AA"+payload[len(token):]),
+		"tagged token one char short":     signPayload(t, m, token[:len(token)-1]+payload[len(token):]),
 	} {
 		r.ResetStats(t)
 		if u := userOf(t, m, c); u != "" {

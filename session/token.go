@@ -2,10 +2,13 @@ package session
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +27,26 @@ const macName = "sessionkit"
 const maxSignedLen = 4096
 
 // tokenLen is the length of an scs token: 32 random bytes, base64url without
-// padding.
+// padding. Tokens of this length were issued by earlier versions, and their
+// sessions have the full SHA-256 of the token as their id (see idOf).
 const tokenLen = 43
+
+// shortTokenLen is the length of the tokens this version issues: an scs
+// token less its last character, which carries only 4 of its 256 random
+// bits, so 252 random bits. The length tells idOf to give the session a
+// 128-bit id, which halves the id's bytes in Redis (the record's key and
+// the user's index) while tokens issued before keep their ids.
+const shortTokenLen = tokenLen - 1
+
+// shortIDBytes is how many bytes of the token's SHA-256 make the id of a
+// session whose token is shortTokenLen long: 128 bits, 22 base64url
+// characters. Ids are not credentials (a token is, and only with a valid
+// signature), so the length guards against collisions alone: with n
+// sessions alive at once, two share an id with probability about
+// n²/2^129, below 10^-20 for a billion sessions. Finding a token for a
+// known id (a second preimage of a truncated SHA-256) takes about 2^128
+// hashes, and the token so found would still need the signing key.
+const shortIDBytes = 16
 
 var errBadToken = errors.New("session: malformed or badly signed token")
 
@@ -39,21 +60,83 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 // Carrying the deadline lets a request past it be refused without asking
 // Redis, and lets the idle extension of a read be capped at the deadline in
 // the same command that reads the record.
+//
+// securecookie signs. Verification, which every request with a token
+// pays for and anyone can make the server do at will, is check's own
+// reading of securecookie's format (see open), which FuzzCheck holds equal
+// to securecookie's DecodeMulti.
 type signer struct {
-	codecs []securecookie.Codec
-	// For telling why a value did not verify (see reject), never for
-	// accepting one: the same keys without the MAC's age limit, and the
-	// retired keys.
-	ageless, retired []securecookie.Codec
+	codecs []securecookie.Codec // signing: the first key's
+	// keys verify; retired keys only tell why a value did not (see check).
+	keys, retired []*macKey
+	// maxAge is the MAC's age limit in seconds, as securecookie's MaxAge.
+	maxAge int64
+	// scratch holds check's buffers, reused.
+	scratch *freeList[*scratch]
+}
+
+// freeList keeps up to its capacity of values for reuse. Unlike a
+// sync.Pool, it neither drops values at garbage collections nor, under
+// the race detector, at random, so a read allocates the same every time
+// (prometheus.TestReadAllocsWithMetrics compares counts).
+type freeList[T any] struct {
+	free chan T
+	new  func() T
+}
+
+// freeListSize is how many values a freeList keeps: more than the requests
+// that verify a token at the same moment on any machine this serves.
+const freeListSize = 256
+
+func newFreeList[T any](newValue func() T) *freeList[T] {
+	return &freeList[T]{free: make(chan T, freeListSize), new: newValue}
+}
+
+// get returns a kept value, or a new one.
+func (l *freeList[T]) get() T {
+	select {
+	case v := <-l.free:
+		return v
+	default:
+		return l.new()
+	}
+}
+
+// put keeps v for reuse, unless the list is full.
+func (l *freeList[T]) put(v T) {
+	select {
+	case l.free <- v:
+	default:
+	}
+}
+
+// scratch is the memory check decodes a value into. It is reused through
+// signer.scratch, so that verifying a token allocates only the token
+// string it returns.
+type scratch struct {
+	src, signed, payload []byte
+	sum                  [sha256.Size]byte
+}
+
+// grow returns (*p)[:n], first replacing *p with a larger slice if its
+// capacity is short of n.
+func grow(p *[]byte, n int) []byte {
+	if cap(*p) < n {
+		*p = make([]byte, n)
+	}
+	return (*p)[:n]
 }
 
 func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) {
 	// The deadline inside the value is what ends a session; the MAC's own
 	// timestamp check is a second fence one minute behind it.
+	maxAge := int(lifetime/time.Second) + 60
 	s := &signer{
-		codecs:  codecs(keys, int(lifetime/time.Second)+60),
-		ageless: codecs(keys, 0),
-		retired: codecs(retired, 0),
+		codecs:  codecs(keys, maxAge),
+		keys:    macKeys(keys),
+		retired: macKeys(retired),
+		maxAge:  int64(maxAge),
+		scratch: newFreeList(func() *scratch { return new(scratch) }),
 	}
 	// securecookie.New does not reject unusable keys (securecookie#89):
 	// sign once so that a bad key fails New, not the first login.
@@ -77,29 +160,157 @@ func codecs(keys [][]byte, maxAge int) []securecookie.Codec {
 	return cs
 }
 
-// reject says why signed, which verify refused, is no valid token. For a
-// token validly signed but past the MAC's age limit, which lies beyond the
-// token's deadline, it returns reason "" and the token, so that the caller
-// can report the expiry; such a token is never to be accepted. It costs up
-// to two more MAC checks per key, on refused values only.
-func (s *signer) reject(signed string) (reason RejectReason, token string, deadline time.Time) {
-	if len(signed) > maxSignedLen {
-		return RejectOversized, "", time.Time{}
+// macKey computes HMAC-SHA256 under one key. Its keyed states are reused:
+// hmac.New hashes the key into two new SHA-256 states, which securecookie
+// does on every Decode, while Reset returns a used state to its keyed
+// start without allocating.
+type macKey struct{ states *freeList[hash.Hash] }
+
+func macKeys(keys [][]byte) []*macKey {
+	ks := make([]*macKey, len(keys))
+	for i, key := range keys {
+		ks[i] = &macKey{states: newFreeList(func() hash.Hash { return hmac.New(sha256.New, key) })}
 	}
-	if b, err := base64.URLEncoding.DecodeString(signed); err != nil || bytes.Count(b, []byte("|")) < 2 {
-		return RejectMalformed, "", time.Time{}
+	return ks
+}
+
+// macPrefix is what securecookie puts before the signed part of a value
+// in its MAC: the name, then "|".
+var macPrefix = []byte(macName + "|")
+
+// matches reports, in constant time, whether mac is the MAC of msg under
+// k, as securecookie computes it: HMAC-SHA256 of macPrefix followed by msg.
+// It computes the MAC into sum.
+func (k *macKey) matches(msg, mac []byte, sum *[sha256.Size]byte) bool {
+	h := k.states.get()
+	defer k.states.put(h)
+	h.Reset()
+	h.Write(macPrefix)
+	h.Write(msg)
+	return hmac.Equal(h.Sum(sum[:0]), mac)
+}
+
+// opened is what open found.
+type opened int
+
+const (
+	openOK        opened = iota
+	openMalformed        // not base64, or not date|value|mac
+	openBadMAC           // no key's MAC
+	openAged             // a key's MAC, but older than the age limit
+)
+
+// open verifies signed, a value in securecookie's format with the
+// NopEncoder serializer and no encryption, and returns its payload:
+//
+//	signed  = base64url(date "|" value "|" mac)   (with padding)
+//	value   = base64url(payload)                  (with padding)
+//	mac     = HMAC-SHA256(key, macName "|" date "|" value)
+//	date    = unix seconds when it was signed, in decimal
+//
+// as securecookie.DecodeMulti does with one codec per key and MaxAge
+// maxAge: any key's MAC will do, a value whose MAC holds but whose date is
+// more than maxAge seconds before now is openAged, and the payload is
+// returned only for openOK and openAged. It decodes into sc, whose memory
+// the payload is. The caller has checked the length.
+func open(signed string, keys []*macKey, maxAge, now int64, sc *scratch) ([]byte, opened) {
+	sc.src = append(sc.src[:0], signed...)
+	b := grow(&sc.signed, base64.URLEncoding.DecodedLen(len(sc.src)))
+	n, err := base64.URLEncoding.Decode(b, sc.src)
+	if err != nil {
+		return nil, openMalformed
 	}
-	var payload []byte
-	if securecookie.DecodeMulti(macName, signed, &payload, s.ageless...) == nil {
-		if token, deadline, err := parsePayload(payload); err == nil {
-			return "", token, deadline
+	b = b[:n]
+	// The MAC is raw bytes and may hold "|": the first two split the rest.
+	i := bytes.IndexByte(b, '|')
+	if i < 0 {
+		return nil, openMalformed
+	}
+	j := bytes.IndexByte(b[i+1:], '|')
+	if j < 0 {
+		return nil, openMalformed
+	}
+	j += i + 1
+	signedPart, mac := b[:j], b[j+1:]
+	matched := false
+	for _, k := range keys {
+		if k.matches(signedPart, mac, &sc.sum) {
+			matched = true
+			break
 		}
-		return RejectMalformed, "", time.Time{}
 	}
-	if len(s.retired) > 0 && securecookie.DecodeMulti(macName, signed, &payload, s.retired...) == nil {
-		return RejectRetiredKey, "", time.Time{}
+	if !matched {
+		return nil, openBadMAC
 	}
-	return RejectBadSignature, "", time.Time{}
+	date, ok := parseDecimal(b[:i])
+	if !ok {
+		return nil, openMalformed
+	}
+	payload := grow(&sc.payload, base64.URLEncoding.DecodedLen(j-i-1))
+	n, err = base64.URLEncoding.Decode(payload, b[i+1:j])
+	if err != nil {
+		return nil, openMalformed
+	}
+	if maxAge != 0 && date < now-maxAge {
+		return payload[:n], openAged
+	}
+	return payload[:n], openOK
+}
+
+// parseDecimal returns the value of b, one to 18 decimal digits with an
+// optional sign, which is what securecookie writes (strconv.ParseInt
+// would need b as a string, a copy).
+func parseDecimal(b []byte) (int64, bool) {
+	neg := len(b) > 0 && (b[0] == '-' || b[0] == '+')
+	if neg {
+		neg = b[0] == '-'
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// check verifies signed and returns the token and deadline inside, with
+// reason "". Otherwise it says why signed is no valid token: for a value
+// validly signed but past the MAC's age limit, which lies beyond the
+// token's deadline, aged is true and the token is returned, so that the
+// caller can report the expiry; such a token is never to be accepted. A
+// value no current key signed costs one more MAC check per retired key.
+func (s *signer) check(signed string) (token string, deadline time.Time, reason RejectReason, aged bool) {
+	if len(signed) > maxSignedLen {
+		return "", time.Time{}, RejectOversized, false
+	}
+	sc := s.scratch.get()
+	defer s.scratch.put(sc)
+	payload, o := open(signed, s.keys, s.maxAge, time.Now().Unix(), sc)
+	switch o {
+	case openMalformed:
+		return "", time.Time{}, RejectMalformed, false
+	case openBadMAC:
+		if len(s.retired) > 0 {
+			if _, o := open(signed, s.retired, 0, 0, sc); o == openOK {
+				return "", time.Time{}, RejectRetiredKey, false
+			}
+		}
+		return "", time.Time{}, RejectBadSignature, false
+	}
+	token, deadline, err := parsePayload(payload)
+	if err != nil {
+		return "", time.Time{}, RejectMalformed, false
+	}
+	return token, deadline, "", o == openAged
 }
 
 // sign returns the value to put in the cookie for token and deadline.
@@ -112,27 +323,28 @@ func (s *signer) sign(token string, deadline time.Time) (string, error) {
 	return v, nil
 }
 
-// verify checks the MAC of a signed value with every key and returns the
-// token and deadline inside. Anything else is errBadToken: the caller treats
-// it as no session, without a Redis command.
+// verify returns the token and deadline of a validly signed value, or
+// errBadToken: the caller treats it as no session, without a Redis
+// command.
 func (s *signer) verify(signed string) (token string, deadline time.Time, err error) {
-	if signed == "" || len(signed) > maxSignedLen {
+	if signed == "" {
 		return "", time.Time{}, errBadToken
 	}
-	var payload []byte
-	if securecookie.DecodeMulti(macName, signed, &payload, s.codecs...) != nil {
+	token, deadline, reason, aged := s.check(signed)
+	if reason != "" || aged {
 		return "", time.Time{}, errBadToken
 	}
-	return parsePayload(payload)
+	return token, deadline, nil
 }
 
 // parsePayload returns the token and deadline of a verified payload.
 func parsePayload(payload []byte) (token string, deadline time.Time, err error) {
 	msPerUnit := int64(1)
-	token, n, ok := strings.Cut(string(payload), ":")
+	p := string(payload)
+	token, n, ok := strings.Cut(p, ":")
 	if !ok {
 		msPerUnit = 1000 // seconds, signed by an earlier version
-		token, n, ok = strings.Cut(string(payload), ".")
+		token, n, ok = strings.Cut(p, ".")
 	}
 	if !ok || !validToken(token) {
 		return "", time.Time{}, errBadToken
@@ -148,11 +360,12 @@ func parsePayload(payload []byte) (token string, deadline time.Time, err error) 
 // year 9999, past which the record's RFC 3339 times cannot be written.
 const maxDeadline = 253402300799999
 
-// validToken reports whether t has the shape of an scs token, with or
-// without a hash tag in front (see tags.go).
+// validToken reports whether t has the shape of a token, issued by this
+// version (shortTokenLen) or an earlier one (tokenLen), with or without a
+// hash tag in front (see tags.go).
 func validToken(t string) bool {
 	tag, t := splitTag(t)
-	return len(t) == tokenLen && base64URL(t) && base64URL(tag)
+	return (len(t) == shortTokenLen || len(t) == tokenLen) && base64URL(t) && base64URL(tag)
 }
 
 // base64URL reports whether s holds only characters of the base64url
@@ -166,14 +379,24 @@ func base64URL(s string) bool {
 	return true
 }
 
-// idOf returns the session id for a token: SHA-256 of the token, base64url
-// without padding, as scs's HashTokenInStore computes it, behind the
-// token's hash tag if it has one. The id names the record in Redis; the
-// token itself is never stored.
+// idOf returns the session id for a token: the SHA-256 of the token,
+// base64url without padding, behind the token's hash tag if it has one;
+// for a token this version issued (shortTokenLen), its first shortIDBytes
+// bytes (22 characters), for one an earlier version issued all of it (43
+// characters, as scs's HashTokenInStore computes it). The id names the
+// record in Redis; the token itself is never stored.
 func idOf(token string) string {
 	tag, token := splitTag(token)
-	sum := sha256.Sum256([]byte(token))
-	return withTag(tag, base64.RawURLEncoding.EncodeToString(sum[:]))
+	var b [tokenLen]byte // the token, copied without allocating
+	sum := sha256.Sum256(append(b[:0], token...))
+	n := len(sum)
+	if len(token) == shortTokenLen {
+		n = shortIDBytes
+	}
+	var buf [43]byte // base64url of all 32 bytes
+	id := buf[:base64.RawURLEncoding.EncodedLen(n)]
+	base64.RawURLEncoding.Encode(id, sum[:n])
+	return withTag(tag, string(id))
 }
 
 // fingerprint is the part of a session id that logs carry: enough to follow
@@ -193,9 +416,56 @@ func (m *Manager) signedFromRequest(r *http.Request) string {
 	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return strings.TrimSpace(v)
 	}
-	c, err := r.Cookie(m.cfg.CookieName)
-	if err != nil {
-		return ""
+	v, _ := cookieValue(r.Header, m.cfg.CookieName)
+	return v
+}
+
+// maxCookies is net/http's default limit on the cookies of a request: past
+// it, (*http.Request).Cookie finds none.
+const maxCookies = 3000
+
+// cookieValue returns the value of the first valid cookie named name in h,
+// as (*http.Request).Cookie finds it (with net/http's default limit on the
+// number of cookies; the GODEBUG setting httpcookiemaxnum does not apply),
+// but without building the list of every cookie of the request, which
+// costs two allocations on every request. FuzzCookieValue holds the two
+// equal.
+func cookieValue(h http.Header, name string) (string, bool) {
+	lines := h["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
 	}
-	return c.Value
+	if n > maxCookies {
+		return "", false
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether net/http accepts v as a cookie value
+// (quotes removed): printable ASCII but '"', ';' and '\\'.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,11 @@ package session
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +89,7 @@ func TestSignerPayload(t *testing.T) {
 	for _, payload := range []string{
 		"", "x", strings.Repeat("a", tokenLen), strings.Repeat("a", tokenLen) + ".",
 		strings.Repeat("a", tokenLen) + ".-5", strings.Repeat("*", tokenLen) + ".100",
-		strings.Repeat("a", tokenLen-1) + ".100", strings.Repeat("a", tokenLen) + ".1.2",
+		strings.Repeat("a", shortTokenLen-1) + ".100", strings.Repeat("a", tokenLen+1) + ".100", strings.Repeat("a", tokenLen) + ".1.2",
 	} {
 		v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
 		if err != nil {
@@ -103,10 +108,13 @@ func TestValidToken(t *testing.T) {
 	}{
 		{strings.Repeat("A", tokenLen), true},
 		{strings.Repeat("-", tokenLen), true},
-		{strings.Repeat("A", tokenLen-1), false},
+		{strings.Repeat("A", shortTokenLen), true},
+		{strings.Repeat("A", shortTokenLen-1), false},
+		{strings.Repeat("A", tokenLen+1), false},
 		{strings.Repeat("A", tokenLen-1) + "=", false},
 		{strings.Repeat("A", tokenLen-1) + "*", false},
 		{strings.Repeat("A", tokenLen-1) + ":", false},
+		{strings.Repeat("A", shortTokenLen-1) + "*", false},
 	}
 	for _, tc := range tests {
 		if got := validToken(tc.in); got != tc.want {
@@ -128,6 +136,118 @@ func FuzzVerify(f *testing.F) {
 		}
 		if !validToken(token) || deadline.Unix() <= 0 {
 			t.Errorf("verify(%q) accepted token %q, deadline %v", in, token, deadline)
+		}
+	})
+}
+
+// FuzzCheck holds the signer's own verification (open) equal to
+// securecookie's DecodeMulti over the same keys, with and without the MAC's
+// age limit: for any value, both accept it with the same payload, or both
+// refuse it. The seeds include values signed with each key, with a
+// retired key, with a MAC that holds "|", and aged ones.
+func FuzzCheck(f *testing.F) {
+	keys := [][]byte{testKey(1), testKey(2)}
+	s, _ := newSigner(keys, nil, time.Hour)
+	ageless := codecs(keys, 0)
+	for _, k := range [][]byte{testKey(1), testKey(2), testKey(3)} {
+		for _, age := range []time.Duration{0, 2 * time.Hour} {
+			f.Add(signAt(k, time.Now().Add(-age), strings.Repeat("t", tokenLen)+":1795600800000"))
+		}
+	}
+	f.Add("")
+	f.Add("MTcw|abc|def")
+	f.Add("MTcwfGFiY3xkZWY=")
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxSignedLen {
+			return
+		}
+		for _, tc := range []struct {
+			name   string
+			maxAge int64
+			codecs []securecookie.Codec
+		}{
+			{"age limit", s.maxAge, s.codecs},
+			{"no age limit", 0, ageless},
+		} {
+			var want []byte
+			wantErr := securecookie.DecodeMulti(macName, in, &want, tc.codecs...)
+			got, o := open(in, s.keys, tc.maxAge, time.Now().Unix(), new(scratch))
+			if (o == openOK) != (wantErr == nil) || (o == openOK && !bytes.Equal(got, want)) {
+				t.Errorf("%s: open(%q) = %q, %v; securecookie: %q, %v", tc.name, in, got, o, want, wantErr)
+			}
+		}
+	})
+}
+
+// TestCheckReasons checks what check tells of each kind of value, and
+// that a value signed by a current key costs no retired key's check.
+func TestCheckReasons(t *testing.T) {
+	retired := testKey(9)
+	s, _ := newSigner([][]byte{testKey(1)}, [][]byte{retired}, time.Hour)
+	token := strings.Repeat("r", tokenLen)
+	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	good, _ := s.sign(token, deadline)
+	signWith := func(key []byte, age time.Duration) string {
+		return signAt(key, time.Now().Add(-age), token+":"+strconv.FormatInt(deadline.UnixMilli(), 10))
+	}
+	tests := []struct {
+		name   string
+		in     string
+		reason RejectReason
+		aged   bool
+	}{
+		{"good", good, "", false},
+		{"aged", signWith(testKey(1), 2*time.Hour), "", true},
+		{"retired key", signWith(retired, 0), RejectRetiredKey, false},
+		{"unknown key", signWith(testKey(7), 0), RejectBadSignature, false},
+		{"not base64", "!!!", RejectMalformed, false},
+		{"one bar", base64.URLEncoding.EncodeToString([]byte("123|abc")), RejectMalformed, false},
+		{"oversized", strings.Repeat("A", maxSignedLen+1), RejectOversized, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, gotDeadline, reason, aged := s.check(tc.in)
+			if reason != tc.reason || aged != tc.aged {
+				t.Fatalf("check = %q, %v; want %q, %v", reason, aged, tc.reason, tc.aged)
+			}
+			if reason == "" && (got != token || !gotDeadline.Equal(deadline)) {
+				t.Errorf("check = token %q, deadline %v; want %q, %v", got, gotDeadline, token, deadline)
+			}
+		})
+	}
+}
+
+// signAt returns payload signed with key as securecookie signs it (with the
+// NopEncoder serializer, no encryption) at time at:
+// base64url(date|base64url(payload)|HMAC-SHA256(key, name|date|value)).
+func signAt(key []byte, at time.Time, payload string) string {
+	signed := strconv.FormatInt(at.Unix(), 10) + "|" + base64.URLEncoding.EncodeToString([]byte(payload))
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(macName + "|" + signed))
+	return base64.URLEncoding.EncodeToString(append([]byte(signed+"|"), mac.Sum(nil)...))
+}
+
+// FuzzCookieValue holds cookieValue equal to (*http.Request).Cookie for
+// any Cookie header lines.
+func FuzzCookieValue(f *testing.F) {
+	f.Add("session=abc", "", "session")
+	f.Add(`a=1; session="q"; session=2`, "session=3", "session")
+	f.Add(" session = x ;session=y", "", "session")
+	f.Add("session=a b; session=ok", "", "session")
+	f.Add(strings.Repeat("x=1;", maxCookies)+"session=1", "", "session")
+	f.Add("__Host-session=v", "session=w", "__Host-session")
+	f.Fuzz(func(t *testing.T, line1, line2, name string) {
+		if (&http.Cookie{Name: name}).Valid() != nil {
+			return // a Manager's cookie has a valid name (Config checks it)
+		}
+		h := http.Header{"Cookie": {line1}}
+		if line2 != "" {
+			h["Cookie"] = append(h["Cookie"], line2)
+		}
+		got, ok := cookieValue(h, name)
+		c, err := (&http.Request{Header: h}).Cookie(name)
+		if (err == nil) != ok || (ok && c.Value != got) {
+			t.Errorf("cookieValue(%q, %q) = %q, %v; (*http.Request).Cookie: %v, %v", h["Cookie"], name, got, ok, c, err)
 		}
 	})
 }

@@ -49,7 +49,8 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 			ExpiresAt: deadline,
 			LastSeen:  md.LastSeen,
 			IP:        md.IP,
-			UserAgent: md.UserAgent,
+			UserAgent: md.userAgent(),
+			Device:    md.device(),
 			Current:   id == current,
 		})
 	}

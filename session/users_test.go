@@ -113,7 +113,8 @@ func TestList(t *testing.T) {
 	var created []time.Time
 	for range 3 {
 		c, id := login(t, m, "alice")
-		cookies, ids, created = append(cookies, c), append(ids, id), append(created, clk.t)
+		// A record keeps times in whole milliseconds.
+		cookies, ids, created = append(cookies, c), append(ids, id), append(created, wholeMilli(clk.t))
 		clk.t = clk.t.Add(time.Minute)
 	}
 	_, bobID := login(t, m, "bob")

@@ -132,7 +132,8 @@ func (e *env) pool(tb testing.TB) *redis.Pool {
 //	GET  /read          answers the user id, or "anonymous"
 //	POST /write         stores the value "visits" (a counter), answers "ok"
 //	POST /login         logs userID in with a new session, answers "ok"
-//	POST /login-values  logs in and stores "theme" and "lang", answers "ok"
+//	POST /login-values  logs in (userID, or the query parameter user) and
+//	                    stores "theme" and "lang", answers "ok"
 //	POST /logout        ends the session, answers "ok"
 //	POST /login-other   logs in another user each time, answers "ok"
 //	GET  /list          answers how many sessions the caller's user has
@@ -176,6 +177,15 @@ func (c *contender) login(tb testing.TB) *http.Cookie {
 	}
 	tb.Fatalf("%s: POST /login set no %s cookie", c.name, c.cookieName)
 	return nil
+}
+
+// loginUser returns the user /login-values logs in: the query parameter
+// user, or userID without one.
+func loginUser(r *http.Request) string {
+	if u := r.URL.Query().Get("user"); u != "" {
+		return u
+	}
+	return userID
 }
 
 // request returns a request for target carrying the cookie c, if not nil.
@@ -276,7 +286,7 @@ func sessionkitWithKey(tb testing.TB, e *env, idleTimeout time.Duration, key []b
 		// The natural order, login then values, costs sessionkit two
 		// writes: Create stores the record at once, the values are saved
 		// with the response.
-		info, err := session.Create(r.Context(), userID)
+		info, err := session.Create(r.Context(), loginUser(r))
 		if err == nil {
 			err = session.Put(r.Context(), "theme", "dark")
 		}
@@ -363,10 +373,11 @@ func newSCS(tb testing.TB, e *env, idleTimeout time.Duration) *contender {
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("POST /login-values", func(w http.ResponseWriter, r *http.Request) {
-		if err := login(r.Context()); err != nil {
+		if err := sm.RenewToken(r.Context()); err != nil {
 			fail(w, err)
 			return
 		}
+		sm.Put(r.Context(), "user_id", loginUser(r))
 		sm.Put(r.Context(), "theme", "dark")
 		sm.Put(r.Context(), "lang", "en")
 		c.lastKey = "scs:session:" + sm.Token(r.Context()) // scs/redisstore's default prefix
@@ -518,7 +529,9 @@ func newRedigoGet(tb testing.TB, e *env) *contender {
 			return
 		}
 		defer conn.Close()
-		if _, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", key)); err != nil {
+		// DoWithTimeout, as sessionkit's store calls it: DoContext would
+		// run the command on a goroutine of its own, a cost no floor has.
+		if _, err := redis.Bytes(redis.DoWithTimeout(conn, time.Second, "GET", key)); err != nil {
 			fail(w, err)
 			return
 		}
