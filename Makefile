@@ -121,14 +121,16 @@ bench: ## the comparison with scs and gorilla and of the rate limiters, then the
 load: ## the HTTP load test of the example against an scs twin (~1 min; LOADFLAGS)
 	cd example && $(GO) test -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x . $(LOADFLAGS)
 
-# Each fuzz target runs for FUZZTIME.
+# Each fuzz target of the core's packages (every Fuzz function that
+# `go test -list` finds, so a new one cannot be forgotten) runs for FUZZTIME.
+FUZZPKGS = ./session ./redisstore ./middleware
 fuzz: ## each fuzz target for FUZZTIME (default 20s)
-	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./session
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session
-	$(GO) test -run '^$$' -fuzz '^FuzzValue$$' -fuzztime $(FUZZTIME) ./session
-	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./session
-	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./redisstore
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONField$$' -fuzztime $(FUZZTIME) ./middleware
+	@for pkg in $(FUZZPKGS); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 lint: ## go vet, staticcheck and gofmt on the five modules
 	$(GO) vet ./...
