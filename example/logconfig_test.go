@@ -45,9 +45,10 @@ func checkFields(t *testing.T, rec map[string]any, want map[string]any) {
 }
 
 // TestStartupLogsConfig starts the example with a Redis password in
-// REDIS_URL, another in REDIS_PASSWORD, two signing keys, a tag key and a
-// rate limit key: start-up logs exactly one configuration line with the
-// effective settings, and no log line holds a password, a key or the URL.
+// REDIS_URL, another in REDIS_PASSWORD, two signing keys, a tag key, a
+// rate limit key and a login limit: start-up logs exactly one
+// configuration line with the effective settings, and no log line holds a
+// password, a key or the URL.
 func TestStartupLogsConfig(t *testing.T) {
 	const urlPassword, envPassword = "url-pw-6143-secret", "env-pw-2718-secret"
 	r := redistest.Start(t, "--requirepass", urlPassword)
@@ -60,6 +61,7 @@ func TestStartupLogsConfig(t *testing.T) {
 	t.Setenv("SESSION_KEYS", key1+","+key2)
 	t.Setenv("SESSION_TAG_KEY", tagKey)
 	t.Setenv("RATE_LIMIT_KEY", rateKey)
+	t.Setenv("LOGIN_LIMIT_PER_USER", "7")
 	t.Setenv("SESSION_MAX_PER_USER", "3")
 	t.Setenv("SESSION_IDLE_TIMEOUT", "0")
 	t.Setenv("SESSION_LIFETIME", "12h")
@@ -90,7 +92,7 @@ func TestStartupLogsConfig(t *testing.T) {
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
 		"max_sessions_per_user": 3, "tag_key_set": true, "signing_keys": 2,
-		"rate_limit_key_set": true,
+		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100,
 	})
 	for name, secret := range map[string]string{
 		"the password in REDIS_URL": urlPassword, "REDIS_PASSWORD": envPassword, "REDIS_URL": redisURL,
@@ -109,13 +111,13 @@ func TestConfigAttrs(t *testing.T) {
 	key := randomKey()
 	secrets := []string{"redis-pw", "sentinel-pw", string(key), base64.StdEncoding.EncodeToString(key)}
 	for _, tc := range []struct {
-		name       string
-		embedded   bool
-		rateKeySet bool
-		rcfg       redisstore.Config
-		scfg       session.Config
-		want       map[string]any
-		absent     []string
+		name     string
+		embedded bool
+		login    loginConfig
+		rcfg     redisstore.Config
+		scfg     session.Config
+		want     map[string]any
+		absent   []string
 	}{
 		{
 			name: "defaults", embedded: true,
@@ -126,12 +128,12 @@ func TestConfigAttrs(t *testing.T) {
 				"session_lifetime": "24h0m0s", "session_idle_timeout": "30m0s",
 				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
 				"max_sessions_per_user": 0, "tag_key_set": false, "signing_keys": 1,
-				"rate_limit_key_set": false,
+				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100,
 			},
 			absent: []string{"sentinels", "nodes"},
 		},
 		{
-			name: "sentinel", rateKeySet: true,
+			name: "sentinel", login: loginConfig{keySet: true, perUser: 3, perIP: 1000},
 			rcfg: redisstore.Config{
 				SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"}, SentinelMaster: "mymaster",
 				SentinelUsername: "watcher", SentinelPassword: "sentinel-pw",
@@ -147,7 +149,8 @@ func TestConfigAttrs(t *testing.T) {
 				"pool_max_active": 8, "pool_max_idle": 4, "store_timeout": "2s", "dial_timeout": "300ms",
 				"key_prefix": "myapp:", "wait_replicas": 1,
 				"session_idle_timeout": "1h0m0s", "cookie_name": "session", "cookie_secure": false,
-				"max_sessions_per_user": 5, "signing_keys": 2, "rate_limit_key_set": true,
+				"max_sessions_per_user": 5, "signing_keys": 2,
+				"rate_limit_key_set": true, "login_limit_per_user": 3, "login_limit_per_ip": 1000,
 			},
 			absent: []string{"addr", "nodes", "embedded"},
 		},
@@ -166,7 +169,7 @@ func TestConfigAttrs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(slog.NewJSONHandler(&buf, nil)).LogAttrs(context.Background(), slog.LevelInfo, "example: configuration",
-				configAttrs("127.0.0.1:8080", tc.embedded, tc.rcfg, tc.scfg, tc.rateKeySet)...)
+				configAttrs("127.0.0.1:8080", tc.embedded, tc.rcfg, tc.scfg, tc.login)...)
 			lines := configLines(t, buf.String())
 			if len(lines) != 1 {
 				t.Fatalf("got %d configuration lines", len(lines))

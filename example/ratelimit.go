@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -17,8 +20,8 @@ import (
 // nothing about which user names exist. The form and the API count a user
 // name's attempts together: their rules have the same names.
 const (
-	loginUserLimit = 5   // attempts per user name per window
-	loginIPLimit   = 100 // attempts per address (IPv4, or IPv6 /64) per window
+	loginUserLimit = 5   // attempts per user name per window, unless LOGIN_LIMIT_PER_USER
+	loginIPLimit   = 100 // attempts per address (IPv4, or IPv6 /64) per window, unless LOGIN_LIMIT_PER_IP
 	loginWindow    = 15 * time.Minute
 
 	// loginMaxBody bounds a login's body, as the handlers do: the limiter
@@ -29,19 +32,66 @@ const (
 // loginRules are the names of the login limiter's rules, for the metrics.
 var loginRules = []string{"login-user", "login-ip"}
 
+// loginConfig configures the login limits.
+type loginConfig struct {
+	// key keys the HMAC of the limits' Redis keys: RATE_LIMIT_KEY, or a
+	// random key. Required, at least 32 bytes.
+	key []byte
+	// keySet says whether key came from RATE_LIMIT_KEY, for the start-up
+	// log.
+	keySet bool
+	// perUser and perIP are the attempts admitted per user name and per
+	// address in a window: LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP.
+	// Zero means loginUserLimit and loginIPLimit.
+	perUser, perIP int
+}
+
+// limits returns the attempts per user name and per address in force.
+func (c loginConfig) limits() (perUser, perIP int) {
+	return cmp.Or(c.perUser, loginUserLimit), cmp.Or(c.perIP, loginIPLimit)
+}
+
+// loginConfigFromEnv reads RATE_LIMIT_KEY (see rateLimitKey; signing are
+// the session signing keys), LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
+// (whole numbers above 0; unset or empty: the defaults). Without
+// RATE_LIMIT_KEY key is nil.
+func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
+	key, err := rateLimitKey(signing)
+	if err != nil {
+		return loginConfig{}, err
+	}
+	c := loginConfig{key: key, keySet: key != nil}
+	for _, v := range []struct {
+		name string
+		n    *int
+	}{{"LOGIN_LIMIT_PER_USER", &c.perUser}, {"LOGIN_LIMIT_PER_IP", &c.perIP}} {
+		s := os.Getenv(v.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return loginConfig{}, fmt.Errorf("example: %s: want a whole number of attempts per %v above 0, got %q", v.name, loginWindow, s)
+		}
+		*v.n = n
+	}
+	return c, nil
+}
+
 // loginLimits returns the limiters of POST /login, counting by the form
 // field username, and of POST /api/login, counting by the JSON field
-// username; both also count by address. They fail closed: when Redis
+// username; both also count by address (s.login sets the limits). They fail closed: when Redis
 // cannot count, a login gets 503 with Retry-After, never unlimited
 // guesses.
 func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
+	perUser, perIP := s.login.limits()
 	limit := func(user middleware.Key) (func(http.Handler) http.Handler, error) {
 		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
 			Rules: []middleware.Rule{
-				{Name: loginRules[0], Limit: loginUserLimit, Window: loginWindow, Key: user},
-				{Name: loginRules[1], Limit: loginIPLimit, Window: loginWindow, Key: middleware.ByIP()},
+				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
+				{Name: loginRules[1], Limit: perIP, Window: loginWindow, Key: middleware.ByIP()},
 			},
-			Secret:    s.rateKey,
+			Secret:    s.login.key,
 			MaxBody:   loginMaxBody,
 			OnLimited: s.loginLimited,
 			Logger:    s.log,

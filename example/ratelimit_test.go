@@ -279,3 +279,35 @@ func TestUnknownUserCostsTheSame(t *testing.T) {
 		t.Error("authenticate accepted an empty password")
 	}
 }
+
+// TestLoginLimitsFromEnv sets LOGIN_LIMIT_PER_USER=2 and
+// LOGIN_LIMIT_PER_IP=3: the policy says so, a user name's 3rd attempt and
+// the address's 4th get 429; a value that is not a whole number above 0
+// stops start-up with an error naming the variable.
+func TestLoginLimitsFromEnv(t *testing.T) {
+	t.Setenv("LOGIN_LIMIT_PER_USER", "2")
+	t.Setenv("LOGIN_LIMIT_PER_IP", "3")
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+	// Bodies without a password: counted, then refused before any
+	// password check.
+	for i, tc := range []struct {
+		user string
+		code int
+	}{{"carol", 400}, {"carol", 400}, {"carol", 429}, {"dave", 429}} {
+		r := e.send(api, "POST", "/api/login", `{"username":"`+tc.user+`"}`)
+		if policy := r.header.Get("RateLimit-Policy"); r.code != tc.code || policy != `"login-user";q=2;w=900, "login-ip";q=3;w=900` {
+			t.Errorf("attempt %d (%s) = %d RateLimit-Policy %q, want %d with q=2 and q=3", i+1, tc.user, r.code, policy, tc.code)
+		}
+	}
+	for _, name := range []string{"LOGIN_LIMIT_PER_USER", "LOGIN_LIMIT_PER_IP"} {
+		for _, v := range []string{"0", "-1", "five", "1.5"} {
+			t.Run(name+"="+v, func(t *testing.T) {
+				t.Setenv(name, v)
+				if _, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), name) {
+					t.Errorf("setup with %s=%q = %v, want an error naming %s", name, v, err, name)
+				}
+			})
+		}
+	}
+}

@@ -23,11 +23,11 @@ type server struct {
 	log      *slog.Logger
 	// redis is the store's configuration, for redisstore.Describe in logs.
 	redis redisstore.Config
-	// counter counts login attempts in Redis (the store), keyed by
-	// rateKey (RATE_LIMIT_KEY); rateMetrics counts the limiters' refusals
-	// and outages (nil: not counted). See loginLimits.
+	// counter counts login attempts in Redis (the store), with the key
+	// and limits of login; rateMetrics counts the limiters' refusals and
+	// outages (nil: not counted). See loginLimits.
 	counter     middleware.RateCounter
-	rateKey     []byte
+	login       loginConfig
 	rateMetrics middleware.RateLimitMetrics
 	// hashing holds a slot per password check running, one per CPU: a
 	// burst of logins then waits its turn instead of starving every other

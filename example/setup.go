@@ -91,19 +91,18 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		scfg.TagKey = exampleTagKey(scfg.Keys[0])
 		log.Warn("example: SESSION_TAG_KEY is not set: deriving the hash-tag key from the first SESSION_KEYS key; set SESSION_TAG_KEY before rotating SESSION_KEYS, or users' session lists split")
 	}
-	rateKey, err := rateLimitKey(scfg.Keys)
+	login, err := loginConfigFromEnv(scfg.Keys)
 	if err != nil {
 		return nil, err
 	}
-	rateKeySet := rateKey != nil
-	if !rateKeySet {
-		rateKey = make([]byte, 32)
-		rand.Read(rateKey) // never fails
+	if !login.keySet {
+		login.key = make([]byte, 32)
+		rand.Read(login.key) // never fails
 		log.Warn("example: RATE_LIMIT_KEY is not set: keying the login limits with a random key, so each instance counts apart and counts start afresh at a restart")
 	}
-	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg, rateKeySet)...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg, login)...)
 
-	a, err := newApp(log, rcfg, scfg, rateKey)
+	a, err := newApp(log, rcfg, scfg, login)
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +113,11 @@ func setup(log *slog.Logger) (_ *app, err error) {
 
 // newApp opens the store described by rcfg and builds the example's
 // handler on it, with a Manager configured by scfg (its Logger set to
-// log) and login limits counted in the store, keyed by rateKey (at least
-// 32 bytes). The store, the Manager and the login limits report to
+// log) and login limits counted in the store, configured by login. The
+// store, the Manager and the login limits report to
 // Prometheus metrics of a registry of the app's own, served on GET
 // /metrics (see newMetrics). Its close closes the store.
-func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, rateKey []byte) (_ *app, err error) {
+func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login loginConfig) (_ *app, err error) {
 	reg, metrics, err := newMetrics()
 	if err != nil {
 		return nil, err
@@ -154,7 +153,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, rateK
 	}
 	srv := newServer(manager, store, metricsHandler(reg, log), log)
 	srv.redis = rcfg
-	srv.counter, srv.rateKey, srv.rateMetrics = store, rateKey, rateMetrics
+	srv.counter, srv.login, srv.rateMetrics = store, login, rateMetrics
 	srv.idle, srv.insecureCookie = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout), scfg.InsecureCookie
 	h, err := routes(srv)
 	if err != nil {
@@ -166,7 +165,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, rateK
 // rateLimitKey reads RATE_LIMIT_KEY, the key of the login limits' HMAC:
 // the base64 (standard or URL alphabet, padded or not) of at least 32
 // random bytes, the same on every instance, and none of the signing keys
-// (keys). It returns nil when the variable is unset or empty. Its errors
+// (signing). It returns nil when the variable is unset or empty. Its errors
 // never repeat the value.
 func rateLimitKey(signing [][]byte) ([]byte, error) {
 	v := os.Getenv("RATE_LIMIT_KEY")
