@@ -311,3 +311,28 @@ func TestLoginLimitsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginBodyTooLarge posts logins of more than 4 KiB: 413, JSON or a
+// page by Accept, before anything is counted, and nothing in Redis.
+func TestLoginBodyTooLarge(t *testing.T) {
+	e := startExample(t)
+	long := strings.Repeat("x", loginMaxBody)
+	for _, tc := range []struct {
+		path, body string
+		hdr        []string
+		html       bool
+	}{
+		{"/login", url.Values{"username": {"alice"}, "password": {long}}.Encode(), browser, true},
+		{"/login", url.Values{"username": {"alice"}, "password": {long}}.Encode(), nil, false},
+		{"/api/login", `{"username":"alice","password":"` + long + `"}`, nil, false},
+	} {
+		r := e.send(noRedirects(), "POST", tc.path, tc.body, tc.hdr...)
+		isHTML := strings.HasPrefix(r.header.Get("Content-Type"), "text/html")
+		if r.code != http.StatusRequestEntityTooLarge || isHTML != tc.html || (!tc.html && e.json(r)["error"] != "request body too large") {
+			t.Errorf("POST %s with a %d-byte body (HTML %v) = %d %q %s, want 413", tc.path, len(tc.body), tc.html, r.code, r.header.Get("Content-Type"), r.body)
+		}
+	}
+	if sessions, rate := e.keys(); len(sessions)+len(rate) != 0 {
+		t.Errorf("oversized logins left keys in Redis: %q %q", sessions, rate)
+	}
+}
