@@ -336,3 +336,49 @@ func TestLoginBodyTooLarge(t *testing.T) {
 		t.Errorf("oversized logins left keys in Redis: %q %q", sessions, rate)
 	}
 }
+
+// TestRateLimitKeyAcrossInstances runs two examples on one Redis: with
+// the same RATE_LIMIT_KEY they count a user name's attempts together (the
+// 6th, on either, gets 429); without one, each logs a warning and keys its
+// counts with a random key of its own, so they count apart.
+func TestRateLimitKeyAcrossInstances(t *testing.T) {
+	r := redistest.Start(t)
+	keys := testKeys()
+	api := &http.Client{Timeout: 10 * time.Second}
+	// attempt sends a login without a password for user: counted, then
+	// refused before any password check.
+	attempt := func(e *e2e, user string) int {
+		return e.send(api, "POST", "/api/login", `{"username":"`+user+`"}`).code
+	}
+
+	t.Setenv("RATE_LIMIT_KEY", testKeys())
+	one, two := startExampleWith(t, r, keys), startExampleWith(t, r, keys)
+	for i, e := range []*e2e{one, two, one, two, one} {
+		if code := attempt(e, "carol"); code != http.StatusBadRequest {
+			t.Fatalf("attempt %d for carol = %d, want 400", i+1, code)
+		}
+	}
+	if code := attempt(two, "carol"); code != http.StatusTooManyRequests {
+		t.Errorf("6th attempt for carol, on the second instance, with a shared RATE_LIMIT_KEY = %d, want 429", code)
+	}
+
+	t.Setenv("RATE_LIMIT_KEY", "")
+	var log1, log2 syncBuffer
+	three, four := startExampleLogging(t, r, keys, &log1), startExampleLogging(t, r, keys, &log2)
+	for _, log := range []*syncBuffer{&log1, &log2} {
+		if out := log.String(); !strings.Contains(out, "RATE_LIMIT_KEY is not set") || !strings.Contains(out, "rate_limit_key_set=false") {
+			t.Errorf("start-up without RATE_LIMIT_KEY logged no warning, or no rate_limit_key_set=false:\n%s", out)
+		}
+	}
+	for i := range loginUserLimit {
+		if code := attempt(three, "dave"); code != http.StatusBadRequest {
+			t.Fatalf("attempt %d for dave = %d, want 400", i+1, code)
+		}
+	}
+	if code := attempt(four, "dave"); code != http.StatusBadRequest {
+		t.Errorf("6th attempt for dave, on another instance with a random key = %d, want 400: counted apart", code)
+	}
+	if code := attempt(three, "dave"); code != http.StatusTooManyRequests {
+		t.Errorf("6th attempt for dave on the same instance = %d, want 429", code)
+	}
+}
