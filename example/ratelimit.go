@@ -71,7 +71,7 @@ func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
 		}
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {
-			return loginConfig{}, fmt.Errorf("example: %s: want a whole number of attempts per %v above 0, got %q", v.name, loginWindow, s)
+			return loginConfig{}, fmt.Errorf("example: %s: want a whole number of attempts per %s above 0, got %q", v.name, waitText(int(loginWindow/time.Second)), s)
 		}
 		*v.n = n
 	}
