@@ -4,16 +4,20 @@ package main
 // package, headless, through github.com/chromedp/chromedp: two browsers of
 // one user (a laptop and a phone with a 390x844 viewport), a revoke from
 // one that the other is told about, the confirmation of "Sign out of all
-// other sessions", the phone layout, and the pages of a Redis outage. It
-// saves screenshots of the pages it visits into SESSIONKIT_SCREENSHOTS
-// (`make screenshots` points it at docs/img), or else into the test's
-// artifact directory (go test -artifacts keeps them).
+// other sessions", the phone layout, a login over the limit, and the
+// pages of a Redis outage. It saves screenshots of the pages it visits
+// into SESSIONKIT_SCREENSHOTS (`make screenshots` points it at docs/img),
+// or else into the test's artifact directory (go test -artifacts keeps
+// them).
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -329,6 +333,33 @@ func TestBrowser(t *testing.T) {
 	if got := pc.text(".notice"); got != "Signed out of 1 other session." {
 		t.Errorf("phone: after signing out the others the notice says %q", got)
 	}
+
+	// Someone guesses carol's password through the API (bodies without a
+	// password: counted, refused before any password check); the laptop's
+	// next try for carol, the 6th, gets the login page saying when to
+	// try again, carol kept, the button waiting out Retry-After.
+	api := &http.Client{Timeout: 10 * time.Second}
+	for i := range loginUserLimit {
+		if r := e.send(api, "POST", "/api/login", `{"username":"carol"}`); r.code != http.StatusBadRequest {
+			t.Fatalf("API login %d for carol without a password = %d, want 400", i+1, r.code)
+		}
+	}
+	lp.load("open /login", chromedp.Navigate(e.url+"/login"))
+	if code := lp.login("carol", "guess"); code != http.StatusTooManyRequests {
+		t.Errorf("laptop: 6th login for carol = %d, want 429", code)
+	}
+	lp.checkPage("Sign in")
+	if got := lp.text(".alert"); got != "Too many sign-in attempts. Try again in 15 minutes." {
+		t.Errorf("laptop: the 429 login page says %q", got)
+	}
+	if user := eval[string](lp, `document.getElementById("username").value`); user != "carol" {
+		t.Errorf("laptop: the 429 login page's user name is %q, want carol", user)
+	}
+	button := eval[[]any](lp, `(b => [b.disabled, b.textContent])(document.querySelector("button[type=submit]"))`)
+	if len(button) != 2 || button[0] != true || !regexp.MustCompile(`^Sign in \(1[45]:[0-5][0-9]\)$`).MatchString(fmt.Sprint(button[1])) {
+		t.Errorf("laptop: the 429 login page's button is %v, want disabled, counting down from 15:00", button)
+	}
+	lp.screenshot("login-limited")
 
 	// Redis goes down. The phone, still signed in, gets a notice and no
 	// login form; the laptop, on the login form it opened before, cannot

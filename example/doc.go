@@ -10,7 +10,11 @@
 // sessions do not survive a restart); SESSION_LIFETIME (default 24h);
 // SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
 // since the example serves plain HTTP on localhost); SESSION_MAX_PER_USER;
-// SESSION_TAG_KEY. Demo users: alice / wonderland and bob / builder.
+// SESSION_TAG_KEY; RATE_LIMIT_KEY, the key of the login limits (the base64
+// of at least 32 random bytes, the same on every instance; unset: a random
+// key for this process); LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
+// (default 5 and 100 attempts per 15 minutes). Demo users: alice /
+// wonderland and bob / builder.
 //
 // # Start-up
 //
@@ -20,9 +24,24 @@
 // sentinels and master name, or the cluster nodes), TLS, the Redis user,
 // database, pool size, timeouts, key prefix and WaitReplicas, and the
 // session lifetime, idle timeout, cookie name and Secure flag, session limit
-// and whether a tag key is set. Defaults are shown as the values they stand
-// for. Passwords, signing keys and the tag key never appear, only whether
-// they are set and how many signing keys there are.
+// and whether a tag key and a rate limit key are set, and the login limits.
+// Defaults are shown as the values they stand for. Passwords, signing
+// keys, the tag key and the rate limit key never appear, only whether they
+// are set and how many signing keys there are.
+//
+// # Login limits
+//
+// POST /login and POST /api/login run behind middleware.LoginLimit
+// (ratelimit.go), counted in Redis so that every instance shares the
+// counts: 5 attempts per user name, the form and the API together, and 100
+// per address, per 15 minutes (LOGIN_LIMIT_PER_USER, LOGIN_LIMIT_PER_IP). Every attempt counts, whether the user
+// exists and the password is right or not, so the answers say nothing
+// about which user names exist (and a wrong user name costs the same
+// password check as a wrong password, see users.go). Over a limit, a
+// browser gets the login page with 429, saying when to try again, and API
+// clients 429 JSON, both with Retry-After and the RateLimit headers. When
+// Redis cannot count an attempt the limits fail closed: 503 with
+// Retry-After, the login page's outage version for a browser.
 //
 // # Pages
 //

@@ -10,6 +10,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,69 @@ func (e *e2e) dbsize() int64 {
 	return n
 }
 
+// keys returns Redis's keys by kind: sessions, the session records
+// (session:*) and the users' indexes (user:*); rate, the login limits'
+// counters (rate_limit:*). Any other key fails the test.
+func (e *e2e) keys() (sessions, rate []string) {
+	e.t.Helper()
+	cursor := "0"
+	for {
+		reply, err := redis.Values(e.redis.Do(e.t, "SCAN", cursor, "COUNT", 1000), nil)
+		if err != nil || len(reply) != 2 {
+			e.t.Fatalf("SCAN = %v, %v", reply, err)
+		}
+		cursor, _ = redis.String(reply[0], nil)
+		batch, _ := redis.Strings(reply[1], nil)
+		for _, k := range batch {
+			switch {
+			case strings.HasPrefix(k, "session:"), strings.HasPrefix(k, "user:"):
+				sessions = append(sessions, k)
+			case strings.HasPrefix(k, "rate_limit:"):
+				rate = append(rate, k)
+			default:
+				e.t.Errorf("Redis holds the unexpected key %q", k)
+			}
+		}
+		if cursor == "0" {
+			return sessions, rate
+		}
+	}
+}
+
+// sessionKeys returns how many session records and user indexes Redis
+// holds.
+func (e *e2e) sessionKeys() int {
+	e.t.Helper()
+	sessions, _ := e.keys()
+	return len(sessions)
+}
+
+// rateKey is the form of a login limit's Redis key: a 128-bit keyed hash
+// and the rule's name, so no room for an address or a user name.
+var rateKey = regexp.MustCompile(`^rate_limit:[A-Za-z0-9_-]{22}:login-(user|ip)$`)
+
+// rateCounts returns the login limits' counts in Redis, smallest first,
+// and fails the test if a counter's key is not of the form rateKey, or it
+// has no time to live within the window.
+func (e *e2e) rateCounts() []int {
+	e.t.Helper()
+	_, rate := e.keys()
+	counts := make([]int, 0, len(rate))
+	for _, k := range rate {
+		if !rateKey.MatchString(k) {
+			e.t.Errorf("rate limit key %q, want the form %s", k, rateKey)
+		}
+		n, err := redis.Int(e.redis.Do(e.t, "GET", k), nil)
+		ttl, _ := redis.Int64(e.redis.Do(e.t, "PTTL", k), nil)
+		if err != nil || ttl <= 0 || ttl > loginWindow.Milliseconds() {
+			e.t.Errorf("rate limit key %q = %d, %v with PTTL %d, want a count that expires within %v", k, n, err, ttl, loginWindow)
+		}
+		counts = append(counts, n)
+	}
+	slices.Sort(counts)
+	return counts
+}
+
 func (e *e2e) record(id string) (map[string]any, bool) {
 	e.t.Helper()
 	b, err := redis.Bytes(e.redis.Do(e.t, "GET", "session:"+id), nil)
@@ -148,8 +213,14 @@ func TestAPIContract(t *testing.T) {
 	if r := e.send(api, "POST", "/api/login", `{"username":"mallory","password":"wonderland"}`); r.code != http.StatusUnauthorized {
 		t.Errorf("POST /api/login with an unknown user = %d, want 401", r.code)
 	}
-	if n := e.dbsize(); n != 0 {
-		t.Fatalf("failed logins left %d keys in Redis", n)
+	if n := e.sessionKeys(); n != 0 {
+		t.Fatalf("failed logins left %d session keys in Redis", n)
+	}
+	// Counted by the login limits: the address, 6 attempts; alice, the 2
+	// bodies naming her and the wrong password; mallory, 1. A body
+	// without a user name counts for the address only.
+	if got, want := e.rateCounts(), []int{1, 3, 6}; !slices.Equal(got, want) {
+		t.Errorf("rate limit counts after the failed logins = %v, want %v", got, want)
 	}
 
 	r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
@@ -166,8 +237,11 @@ func TestAPIContract(t *testing.T) {
 	if !ok || rec["user_id"] != "alice" || rec["v"] != 2.0 {
 		t.Fatalf("Redis record after login = %v, %v; want v 2 for alice", rec, ok)
 	}
-	if n := e.dbsize(); n != 2 {
-		t.Errorf("Redis holds %d keys after login, want 2: the record and the user's index", n)
+	if n := e.sessionKeys(); n != 2 {
+		t.Errorf("Redis holds %d session keys after login, want 2: the record and the user's index", n)
+	}
+	if got, want := e.rateCounts(), []int{1, 4, 7}; !slices.Equal(got, want) {
+		t.Errorf("rate limit counts after the login = %v, want %v", got, want)
 	}
 
 	bearer := []string{"Authorization", "Bearer " + token}
@@ -208,8 +282,12 @@ func TestFormContract(t *testing.T) {
 	if sc := setCookie(r, "session"); !strings.Contains(sc, "HttpOnly") {
 		t.Errorf("login Set-Cookie = %q, want the session cookie", sc)
 	}
-	if n := e.dbsize(); n != 2 {
-		t.Errorf("Redis holds %d keys after login, want 2: the record and the user's index", n)
+	if n := e.sessionKeys(); n != 2 {
+		t.Errorf("Redis holds %d session keys after login, want 2: the record and the user's index", n)
+	}
+	// The address, 2 attempts; alice and bob, 1 each.
+	if got, want := e.rateCounts(), []int{1, 1, 2}; !slices.Equal(got, want) {
+		t.Errorf("rate limit counts after 2 logins = %v, want %v", got, want)
 	}
 	r = e.send(c, "GET", "/", "")
 	if !strings.Contains(r.body, "<strong>bob</strong>") || !strings.Contains(r.body, `action="/logout"`) {
@@ -218,8 +296,8 @@ func TestFormContract(t *testing.T) {
 	if r := e.send(c, "POST", "/logout", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
 		t.Errorf("POST /logout = %d Location %q, want 303 to /login?notice=signed-out", r.code, r.header.Get("Location"))
 	}
-	if n := e.dbsize(); n != 0 {
-		t.Errorf("Redis holds %d keys after logout, want 0", n)
+	if n := e.sessionKeys(); n != 0 {
+		t.Errorf("Redis holds %d session keys after logout, want 0", n)
 	}
 	if r := e.send(c, "GET", "/", ""); !strings.Contains(r.body, `action="/login"`) {
 		t.Error("GET / after logout does not show the login form")
@@ -227,8 +305,9 @@ func TestFormContract(t *testing.T) {
 }
 
 // TestRedisDown checks the outage contract of the example's API: 503 with
-// Retry-After on protected routes, the public login page still served to
-// a visitor without a session. TestOutagePages checks the pages.
+// Retry-After on protected routes and on the login, whose limit fails
+// closed; the public login page still served to a visitor without a
+// session. TestOutagePages checks the pages.
 func TestRedisDown(t *testing.T) {
 	e := startExample(t)
 	c := noRedirects()
@@ -241,6 +320,11 @@ func TestRedisDown(t *testing.T) {
 	}
 	if r := e.send(noRedirects(), "GET", "/", ""); r.code != 200 || !strings.Contains(r.body, `action="/login"`) {
 		t.Errorf("GET / without a session, Redis down = %d, want 200 with the login form", r.code)
+	}
+	// A login cannot be counted: the login limit fails closed.
+	r = e.send(c, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || e.json(r)["error"] != "rate limiter unavailable" {
+		t.Errorf("POST /api/login with Redis down = %d Retry-After %q %s, want 503 JSON with Retry-After", r.code, r.header.Get("Retry-After"), r.body)
 	}
 }
 

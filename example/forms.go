@@ -128,10 +128,7 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if wantsHTML(r) && (errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention)) {
 			s.log.Error("example: session operation failed", "error", err)
-			s.render(w, http.StatusServiceUnavailable, "login", page{
-				Title: "Can't sign in right now", Unavailable: true, RetryAfter: pageRetry, Username: username, Next: next,
-				Error: "Our session store is not answering. Please try again in a few seconds.",
-			})
+			s.loginUnavailable(w, username, next)
 			return
 		}
 		s.storeError(w, r, err)
@@ -139,6 +136,16 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setMarker(w, info, time.Now())
 	http.Redirect(w, r, cmp.Or(next, "/"), http.StatusSeeOther)
+}
+
+// loginUnavailable answers a browser's login that Redis could not serve:
+// 503, the login form saying "we can't sign you in right now" with the
+// user name kept, and a button that waits pageRetry seconds.
+func (s *server) loginUnavailable(w http.ResponseWriter, username, next string) {
+	s.render(w, http.StatusServiceUnavailable, "login", page{
+		Title: "Can't sign in right now", Unavailable: true, RetryAfter: pageRetry, Username: username, Next: next,
+		Error: "Our session store is not answering. Please try again in a few seconds.",
+	})
 }
 
 // formLogout ends the session and goes to the login page, which says so.

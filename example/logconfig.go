@@ -11,14 +11,15 @@ import (
 
 // configAttrs describes the configuration the example runs with, for the
 // one start-up log line: the listen address, whether Redis is the embedded
-// one, and the settings of rcfg and scfg with the defaults of
-// redisstore.Open and session.New in place of zero fields, so that the line
-// shows what is in force rather than what was left unset.
+// one, and the settings of rcfg, scfg and login with the defaults of
+// redisstore.Open, session.New and the login limits in place of zero
+// fields, so that the line shows what is in force rather than what was
+// left unset.
 //
 // Secrets never appear: of the Redis and Sentinel passwords only whether
 // they are set, of the signing keys only how many there are, of the tag
-// key only whether it is set.
-func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg session.Config) []slog.Attr {
+// key and the rate limit key only whether they are set.
+func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg session.Config, login loginConfig) []slog.Attr {
 	attrs := []slog.Attr{slog.String("listen", listen)}
 	switch {
 	case len(rcfg.ClusterNodes) > 0:
@@ -63,6 +64,7 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 	if scfg.InsecureCookie {
 		cookie = session.DefaultInsecureCookieName
 	}
+	perUser, perIP := login.limits()
 	return append(attrs,
 		slog.String("session_lifetime", cmp.Or(scfg.Lifetime, session.DefaultLifetime).String()),
 		slog.String("session_idle_timeout", idle),
@@ -71,5 +73,8 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.Int("max_sessions_per_user", scfg.MaxSessionsPerUser), // 0: no limit
 		slog.Bool("tag_key_set", scfg.TagKey != nil),
 		slog.Int("signing_keys", len(scfg.Keys)),
+		slog.Bool("rate_limit_key_set", login.keySet),
+		slog.Int("login_limit_per_user", perUser),
+		slog.Int("login_limit_per_ip", perIP),
 	)
 }

@@ -45,20 +45,23 @@ func checkFields(t *testing.T, rec map[string]any, want map[string]any) {
 }
 
 // TestStartupLogsConfig starts the example with a Redis password in
-// REDIS_URL, another in REDIS_PASSWORD, two signing keys and a tag key:
-// start-up logs exactly one configuration line with the effective
-// settings, and no log line holds a password, a key or the URL.
+// REDIS_URL, another in REDIS_PASSWORD, two signing keys, a tag key, a
+// rate limit key and a login limit: start-up logs exactly one
+// configuration line with the effective settings, and no log line holds a
+// password, a key or the URL.
 func TestStartupLogsConfig(t *testing.T) {
 	const urlPassword, envPassword = "url-pw-6143-secret", "env-pw-2718-secret"
 	r := redistest.Start(t, "--requirepass", urlPassword)
 	key1, key2 := testKeys(), base64.RawURLEncoding.EncodeToString(randomKey())
-	tagKey := testKeys()
+	tagKey, rateKey := testKeys(), testKeys()
 	redisURL := "redis://default:" + urlPassword + "@" + r.Addr() + "/0"
 	t.Setenv("REDIS_URL", redisURL)
 	t.Setenv("REDIS_PASSWORD", envPassword)
 	t.Setenv("REDIS_WAIT_REPLICAS", "0")
 	t.Setenv("SESSION_KEYS", key1+","+key2)
 	t.Setenv("SESSION_TAG_KEY", tagKey)
+	t.Setenv("RATE_LIMIT_KEY", rateKey)
+	t.Setenv("LOGIN_LIMIT_PER_USER", "7")
 	t.Setenv("SESSION_MAX_PER_USER", "3")
 	t.Setenv("SESSION_IDLE_TIMEOUT", "0")
 	t.Setenv("SESSION_LIFETIME", "12h")
@@ -89,10 +92,12 @@ func TestStartupLogsConfig(t *testing.T) {
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
 		"max_sessions_per_user": 3, "tag_key_set": true, "signing_keys": 2,
+		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100,
 	})
 	for name, secret := range map[string]string{
 		"the password in REDIS_URL": urlPassword, "REDIS_PASSWORD": envPassword, "REDIS_URL": redisURL,
 		"the first signing key": key1, "the second signing key": key2, "SESSION_TAG_KEY": tagKey,
+		"RATE_LIMIT_KEY": rateKey,
 	} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the start-up log shows %s:\n%s", name, out)
@@ -108,6 +113,7 @@ func TestConfigAttrs(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		embedded bool
+		login    loginConfig
 		rcfg     redisstore.Config
 		scfg     session.Config
 		want     map[string]any
@@ -122,11 +128,12 @@ func TestConfigAttrs(t *testing.T) {
 				"session_lifetime": "24h0m0s", "session_idle_timeout": "30m0s",
 				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
 				"max_sessions_per_user": 0, "tag_key_set": false, "signing_keys": 1,
+				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100,
 			},
 			absent: []string{"sentinels", "nodes"},
 		},
 		{
-			name: "sentinel",
+			name: "sentinel", login: loginConfig{keySet: true, perUser: 3, perIP: 1000},
 			rcfg: redisstore.Config{
 				SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"}, SentinelMaster: "mymaster",
 				SentinelUsername: "watcher", SentinelPassword: "sentinel-pw",
@@ -143,6 +150,7 @@ func TestConfigAttrs(t *testing.T) {
 				"key_prefix": "myapp:", "wait_replicas": 1,
 				"session_idle_timeout": "1h0m0s", "cookie_name": "session", "cookie_secure": false,
 				"max_sessions_per_user": 5, "signing_keys": 2,
+				"rate_limit_key_set": true, "login_limit_per_user": 3, "login_limit_per_ip": 1000,
 			},
 			absent: []string{"addr", "nodes", "embedded"},
 		},
@@ -161,7 +169,7 @@ func TestConfigAttrs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(slog.NewJSONHandler(&buf, nil)).LogAttrs(context.Background(), slog.LevelInfo, "example: configuration",
-				configAttrs("127.0.0.1:8080", tc.embedded, tc.rcfg, tc.scfg)...)
+				configAttrs("127.0.0.1:8080", tc.embedded, tc.rcfg, tc.scfg, tc.login)...)
 			lines := configLines(t, buf.String())
 			if len(lines) != 1 {
 				t.Fatalf("got %d configuration lines", len(lines))

@@ -5,7 +5,17 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/sessionkit/sessionkit/internal/leakcheck"
 )
+
+// TestMain fails the package if a test leaves a goroutine behind: a pool,
+// a server, a browser or a redis-server never closed. The one goroutine
+// allowed is the cleanup of the in-memory store scs.New installs (the load
+// test's scs twin starts it, and scs gives no way to stop it).
+func TestMain(m *testing.M) {
+	leakcheck.VerifyTestMain(m, "github.com/alexedwards/scs/v2/memstore.(*MemStore).startCleanup")
+}
 
 // TestBindErrorNamesADDR runs the example, on its embedded Redis, with ADDR
 // naming a port another listener holds: it must exit with an error that

@@ -58,7 +58,7 @@ func forge(t *testing.T, token string) string {
 // TestMetricsAfterScriptedTraffic runs the example as `make run` wires it
 // on a real redis-server, drives a scripted session through its routes
 // (2 logins, 4 authenticated reads, 1 forged token, 1 logout, then a
-// Redis outage with 1 read), scrapes GET /metrics over HTTP before and
+// Redis outage with 1 read and 1 login), scrapes GET /metrics over HTTP before and
 // after, and checks that every sessionkit series moved by exactly what
 // the example's handlers do for that traffic, and no other one moved.
 func TestMetricsAfterScriptedTraffic(t *testing.T) {
@@ -81,7 +81,8 @@ func TestMetricsAfterScriptedTraffic(t *testing.T) {
 	}
 
 	// 2 logins, one through the API and one through the form. Neither
-	// request carries a token, so the middleware loads nothing; each
+	// request carries a token, so the middleware loads nothing; the login
+	// limit counts each (rate_limit, one call for both of its rules); each
 	// session.Create is one store call, add_user_session (the record and
 	// the user's index in one transaction: no session limit is set), and
 	// one created event.
@@ -130,6 +131,11 @@ func TestMetricsAfterScriptedTraffic(t *testing.T) {
 	if r := e.send(bob, "GET", "/api/me", ""); r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("GET /api/me with Redis down = %d Retry-After %q, want 503 with Retry-After", r.code, r.header.Get("Retry-After"))
 	}
+	// A login during the outage: the login limit's count fails as
+	// unavailable, and the limit fails closed (503, outcome "refused").
+	if r := e.send(stranger, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /api/login with Redis down = %d %s, want 503", r.code, r.body)
+	}
 
 	// /metrics needs no Redis: it answers during the outage. The pool
 	// series are one PoolStats snapshot per scrape, and a scrape sends
@@ -148,16 +154,21 @@ func TestMetricsAfterScriptedTraffic(t *testing.T) {
 
 		`sessionkit_requests_anonymous_on_outage_total`: 1, // bob's read during the outage
 
+		`sessionkit_ratelimit_outages_total{outcome="refused"}`: 1, // the login during the outage
+
 		`sessionkit_store_operation_duration_seconds_count{op="add_user_session"}`:    2, // the 2 logins
 		`sessionkit_store_operation_duration_seconds_count{op="load"}`:                6, // 4 reads, the logout, the outage read
 		`sessionkit_store_operation_duration_seconds_count{op="remove_user_session"}`: 1, // the logout
+		`sessionkit_store_operation_duration_seconds_count{op="rate_limit"}`:          3, // the 3 logins' counts
 
-		`sessionkit_store_errors_total{class="unavailable",op="load"}`: 1, // the outage read
+		`sessionkit_store_errors_total{class="unavailable",op="load"}`:       1, // the outage read
+		`sessionkit_store_errors_total{class="unavailable",op="rate_limit"}`: 1, // the outage login
 
 		// Each op's +Inf bucket counts every call, as its _count does.
 		`sessionkit_store_operation_duration_seconds_bucket{op="add_user_session",le="+Inf"}`:    2,
 		`sessionkit_store_operation_duration_seconds_bucket{op="load",le="+Inf"}`:                6,
 		`sessionkit_store_operation_duration_seconds_bucket{op="remove_user_session",le="+Inf"}`: 1,
+		`sessionkit_store_operation_duration_seconds_bucket{op="rate_limit",le="+Inf"}`:          3,
 	}
 	moved := make(map[string]float64)
 	for k, v := range after {

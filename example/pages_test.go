@@ -45,8 +45,9 @@ func TestOutagePages(t *testing.T) {
 			r.code, r.header.Get("Retry-After"), r.body)
 	}
 	r = e.send(noRedirects(), "POST", "/login", "username=bob&password=builder")
-	if r.code != http.StatusServiceUnavailable || e.json(r)["error"] != "session store unavailable" {
-		t.Errorf("form login with Redis down, no Accept: text/html = %d %s, want 503 JSON", r.code, r.body)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || e.json(r)["error"] != "rate limiter unavailable" {
+		t.Errorf("form login with Redis down, no Accept: text/html = %d Retry-After %q %s, want 503 JSON from the login limit, with Retry-After",
+			r.code, r.header.Get("Retry-After"), r.body)
 	}
 
 	for _, path := range []string{"/", "/sessions", "/login"} {

@@ -152,7 +152,7 @@ func TestReadyzPoolExhausted(t *testing.T) {
 	r := redistest.Start(t)
 	a, err := newApp(slog.New(slog.NewTextHandler(io.Discard, nil)),
 		redisstore.Config{Addr: r.Addr(), MaxActive: 1, Timeout: 10 * time.Second},
-		session.Config{Keys: [][]byte{randomKey()}, InsecureCookie: true})
+		session.Config{Keys: [][]byte{randomKey()}, InsecureCookie: true}, loginConfig{key: randomKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,8 +79,11 @@ func TestCrossSiteAPIRejected(t *testing.T) {
 	if r.code != http.StatusForbidden {
 		t.Errorf("cross-site POST /api/logout = %d, want 403", r.code)
 	}
-	if n := e.dbsize(); n != 2 {
-		t.Errorf("a cross-site logout changed Redis: %d keys, want 2 (record and index)", n)
+	if n := e.sessionKeys(); n != 2 {
+		t.Errorf("a cross-site logout changed Redis: %d session keys, want 2 (record and index)", n)
+	}
+	if got := e.rateCounts(); !slices.Equal(got, []int{1, 1}) {
+		t.Errorf("rate limit counts = %v, want [1 1]: the login's, by user name and by address", got)
 	}
 	if r := e.send(c, "POST", "/api/logout", ""); r.code != http.StatusNoContent {
 		t.Errorf("same-site POST /api/logout = %d, want 204", r.code)

@@ -23,6 +23,12 @@ type server struct {
 	log      *slog.Logger
 	// redis is the store's configuration, for redisstore.Describe in logs.
 	redis redisstore.Config
+	// counter counts login attempts in Redis (the store), with the key
+	// and limits of login; rateMetrics counts the limiters' refusals and
+	// outages (nil: not counted). See loginLimits.
+	counter     middleware.RateCounter
+	login       loginConfig
+	rateMetrics middleware.RateLimitMetrics
 	// hashing holds a slot per password check running, one per CPU: a
 	// burst of logins then waits its turn instead of starving every other
 	// request, the session store's calls included, of CPU.
@@ -66,8 +72,9 @@ func (s *server) checkPassword(ctx context.Context, username, password string) (
 // routes returns the example's handler: the probes (/livez, /readyz,
 // /healthz), the Prometheus metrics (/metrics) and the assets (/assets/) on
 // their own, without a session or a cookie; every other route behind the
-// Sessions middleware, the API routes that need a user behind RequireAuth,
-// the pages that need one behind pageAuth, and all of them behind net/http's
+// Sessions middleware, the two logins behind their rate limits
+// (loginLimits), the API routes that need a user behind RequireAuth, the
+// pages that need one behind pageAuth, and all of them behind net/http's
 // cross-origin protection, so that no other site can post a form or call
 // the API with the user's cookie. A path or method that no route serves
 // gets a 404 or 405 page (JSON for API clients).
@@ -80,8 +87,12 @@ func routes(s *server) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	formLimit, apiLimit, err := s.loginLimits()
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/login", s.apiLogin)
+	mux.Handle("POST /api/login", apiLimit(http.HandlerFunc(s.apiLogin)))
 	mux.Handle("GET /api/me", apiAuth(http.HandlerFunc(s.apiMe)))
 	mux.Handle("POST /api/logout", apiAuth(http.HandlerFunc(s.apiLogout)))
 	mux.Handle("GET /api/sessions", apiAuth(http.HandlerFunc(s.apiSessions)))
@@ -89,7 +100,7 @@ func routes(s *server) (http.Handler, error) {
 	mux.Handle("POST /api/logout-all", apiAuth(http.HandlerFunc(s.apiLogoutAll)))
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /login", s.loginPage)
-	mux.HandleFunc("POST /login", s.formLogin)
+	mux.Handle("POST /login", s.limitFormLogin(formLimit, http.HandlerFunc(s.formLogin)))
 	mux.HandleFunc("POST /logout", s.formLogout)
 	mux.Handle("GET /sessions", pageAuth(http.HandlerFunc(s.sessionsPage)))
 	mux.Handle("POST /sessions/{id}/revoke", pageAuth(http.HandlerFunc(s.formRevoke)))

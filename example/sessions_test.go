@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +71,12 @@ func TestSessionsAPI(t *testing.T) {
 			t.Errorf("after logout-all: GET /api/me = %d, want 401", r.code)
 		}
 	}
-	if n := e.dbsize(); n != 2 {
-		t.Errorf("after alice's logout-all Redis holds %d keys, want bob's record and index", n)
+	if n := e.sessionKeys(); n != 2 {
+		t.Errorf("after alice's logout-all Redis holds %d session keys, want bob's record and index", n)
+	}
+	// The login limits counted the 4 logins: alice 3, bob 1, the address 4.
+	if got, want := e.rateCounts(), []int{1, 3, 4}; !slices.Equal(got, want) {
+		t.Errorf("rate limit counts = %v, want %v", got, want)
 	}
 }
 
@@ -108,7 +113,11 @@ func TestSessionsPage(t *testing.T) {
 	if r := e.send(c, "POST", "/logout-all", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
 		t.Errorf("log out everywhere = %d to %q, want 303 to /login?notice=everywhere", r.code, r.header.Get("Location"))
 	}
-	if n := e.dbsize(); n != 0 {
-		t.Errorf("after log out everywhere Redis holds %d keys, want 0", n)
+	if n := e.sessionKeys(); n != 0 {
+		t.Errorf("after log out everywhere Redis holds %d session keys, want 0", n)
+	}
+	// The login limits counted the 2 logins: alice 2, the address 2.
+	if got, want := e.rateCounts(), []int{2, 2}; !slices.Equal(got, want) {
+		t.Errorf("rate limit counts = %v, want %v", got, want)
 	}
 }

@@ -66,6 +66,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("example: embedded redis: %w", err)
 		}
+		mr.ClockTTL(true) // expire keys as time passes: sessions, and the login limits' windows
 		closers = append(closers, mr.Close)
 		rcfg.Addr = mr.Addr()
 		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process")
@@ -90,9 +91,18 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		scfg.TagKey = exampleTagKey(scfg.Keys[0])
 		log.Warn("example: SESSION_TAG_KEY is not set: deriving the hash-tag key from the first SESSION_KEYS key; set SESSION_TAG_KEY before rotating SESSION_KEYS, or users' session lists split")
 	}
-	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg)...)
+	login, err := loginConfigFromEnv(scfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if !login.keySet {
+		login.key = make([]byte, 32)
+		rand.Read(login.key) // never fails
+		log.Warn("example: RATE_LIMIT_KEY is not set: keying the login limits with a random key, so each instance counts apart and counts start afresh at a restart")
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg, login)...)
 
-	a, err := newApp(log, rcfg, scfg)
+	a, err := newApp(log, rcfg, scfg, login)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +113,16 @@ func setup(log *slog.Logger) (_ *app, err error) {
 
 // newApp opens the store described by rcfg and builds the example's
 // handler on it, with a Manager configured by scfg (its Logger set to
-// log). The store and the Manager report to Prometheus metrics of a
-// registry of the app's own, served on GET /metrics (see newMetrics). Its
-// close closes the store.
-func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *app, err error) {
+// log) and login limits counted in the store, configured by login. The
+// store, the Manager and the login limits report to
+// Prometheus metrics of a registry of the app's own, served on GET
+// /metrics (see newMetrics). Its close closes the store.
+func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login loginConfig) (_ *app, err error) {
 	reg, metrics, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	rateMetrics, err := sessionkitprom.NewRateLimitMetrics(reg, sessionkitprom.RateLimitOptions{Rules: loginRules})
 	if err != nil {
 		return nil, err
 	}
@@ -138,12 +153,35 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config) (_ *a
 	}
 	srv := newServer(manager, store, metricsHandler(reg, log), log)
 	srv.redis = rcfg
+	srv.counter, srv.login, srv.rateMetrics = store, login, rateMetrics
 	srv.idle, srv.insecureCookie = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout), scfg.InsecureCookie
 	h, err := routes(srv)
 	if err != nil {
 		return nil, err
 	}
 	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: func() { store.Close() }}, nil
+}
+
+// rateLimitKey reads RATE_LIMIT_KEY, the key of the login limits' HMAC:
+// the base64 (standard or URL alphabet, padded or not) of at least 32
+// random bytes, the same on every instance, and none of the signing keys
+// (signing). It returns nil when the variable is unset or empty. Its errors
+// never repeat the value.
+func rateLimitKey(signing [][]byte) ([]byte, error) {
+	v := os.Getenv("RATE_LIMIT_KEY")
+	if v == "" {
+		return nil, nil
+	}
+	keys, err := session.ParseKeys(v)
+	if err != nil || len(keys) != 1 {
+		return nil, errors.New("example: RATE_LIMIT_KEY: want one key, the base64 of at least 32 random bytes")
+	}
+	for _, k := range signing {
+		if hmac.Equal(k, keys[0]) {
+			return nil, errors.New("example: RATE_LIMIT_KEY: want a key of its own, not one of SESSION_KEYS")
+		}
+	}
+	return keys[0], nil
 }
 
 // redisFromEnv reports whether the environment names a Redis to use.

@@ -269,7 +269,7 @@ func newTestApp(t *testing.T, r *redistest.Server) *app {
 	t.Helper()
 	a, err := newApp(slog.New(slog.NewTextHandler(io.Discard, nil)),
 		redisstore.Config{Addr: r.Addr()},
-		session.Config{Keys: [][]byte{randomKey()}, InsecureCookie: true})
+		session.Config{Keys: [][]byte{randomKey()}, InsecureCookie: true}, loginConfig{key: randomKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@
 //	Remove(ctx, id)       DEL key
 //	Iterate(ctx, fn)      SCAN ... MATCH <KeyPrefix>session:* then MGET per batch
 //	KeyStats(ctx, opts)   SCAN ... TYPE string / zset, ZCARD and MEMORY USAGE per batch, INFO
+//	CountRequests(ctx, keys, windows)
+//	                      MULTI, then INCR, PEXPIRE ms NX and PTTL per key, EXEC: one round trip
 //
 // A logged-in user's sessions are also listed in a sorted set,
 // "<KeyPrefix>user:<userID>:sessions", of session ids scored by absolute
@@ -64,6 +66,12 @@
 //
 // KeyStats, for capacity planning (docs/capacity.md), also needs "+zcard",
 // "+memory|usage" and "+info"; run it as an admin user, or add them.
+//
+// The rate limiter (CountRequests, behind middleware.RateLimit and
+// middleware.LoginLimit; docs/ratelimit.md) also needs
+// "~rate_limit:* +incr +pexpire +pttl", the key pattern prefixed with the
+// KeyPrefix ("~myapp:rate_limit:*"). Without them its counts fail with
+// NOPERM (ErrRefused).
 //
 // Each mode and option adds a few commands: under Sentinel, ROLE (once per
 // new connection, to the master); with WaitReplicas, WAIT; on a Cluster,

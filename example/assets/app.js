@@ -31,12 +31,18 @@
     times();
     setInterval(times, 30000);
     // A button with data-retry-after waits that many seconds (the
-    // server's Retry-After) before it can be pressed again.
+    // server's Retry-After) before it can be pressed again, counting down
+    // in seconds, or minutes and seconds ("14:59") from a minute up.
+    function left2(s) {
+      if (s < 60) return String(s);
+      var m = Math.floor(s / 60), r = s % 60;
+      return m + ":" + (r < 10 ? "0" : "") + r;
+    }
     document.querySelectorAll("[data-retry-after]").forEach(function (b) {
       var left = parseInt(b.getAttribute("data-retry-after"), 10), label = b.textContent;
       function tick() {
         if (left <= 0) { b.disabled = false; b.textContent = label; return; }
-        b.disabled = true; b.textContent = label + " (" + left + ")"; left--;
+        b.disabled = true; b.textContent = label + " (" + left2(left) + ")"; left--;
         setTimeout(tick, 1000);
       }
       tick();

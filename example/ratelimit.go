@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sessionkit/sessionkit/middleware"
+)
+
+// The login limits. Every attempt counts, whether the user exists or not
+// and whether the password was right or not, so that the answers say
+// nothing about which user names exist. The form and the API count a user
+// name's attempts together: their rules have the same names.
+const (
+	loginUserLimit = 5   // attempts per user name per window, unless LOGIN_LIMIT_PER_USER
+	loginIPLimit   = 100 // attempts per address (IPv4, or IPv6 /64) per window, unless LOGIN_LIMIT_PER_IP
+	loginWindow    = 15 * time.Minute
+
+	// loginMaxBody bounds a login's body, as the handlers do: the limiter
+	// reads it to find the user name, and answers 413 to a longer one.
+	loginMaxBody = 4096
+)
+
+// loginRules are the names of the login limiter's rules, for the metrics.
+var loginRules = []string{"login-user", "login-ip"}
+
+// loginConfig configures the login limits.
+type loginConfig struct {
+	// key keys the HMAC of the limits' Redis keys: RATE_LIMIT_KEY, or a
+	// random key. Required, at least 32 bytes.
+	key []byte
+	// keySet says whether key came from RATE_LIMIT_KEY, for the start-up
+	// log.
+	keySet bool
+	// perUser and perIP are the attempts admitted per user name and per
+	// address in a window: LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP.
+	// Zero means loginUserLimit and loginIPLimit.
+	perUser, perIP int
+}
+
+// limits returns the attempts per user name and per address in force.
+func (c loginConfig) limits() (perUser, perIP int) {
+	return cmp.Or(c.perUser, loginUserLimit), cmp.Or(c.perIP, loginIPLimit)
+}
+
+// loginConfigFromEnv reads RATE_LIMIT_KEY (see rateLimitKey; signing are
+// the session signing keys), LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
+// (whole numbers above 0; unset or empty: the defaults). Without
+// RATE_LIMIT_KEY key is nil.
+func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
+	key, err := rateLimitKey(signing)
+	if err != nil {
+		return loginConfig{}, err
+	}
+	c := loginConfig{key: key, keySet: key != nil}
+	for _, v := range []struct {
+		name string
+		n    *int
+	}{{"LOGIN_LIMIT_PER_USER", &c.perUser}, {"LOGIN_LIMIT_PER_IP", &c.perIP}} {
+		s := os.Getenv(v.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return loginConfig{}, fmt.Errorf("example: %s: want a whole number of attempts per %s above 0, got %q", v.name, waitText(int(loginWindow/time.Second)), s)
+		}
+		*v.n = n
+	}
+	return c, nil
+}
+
+// loginLimits returns the limiters of POST /login, counting by the form
+// field username, and of POST /api/login, counting by the JSON field
+// username; both also count by address (s.login sets the limits). They fail closed: when Redis
+// cannot count, a login gets 503 with Retry-After, never unlimited
+// guesses.
+func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
+	perUser, perIP := s.login.limits()
+	limit := func(user middleware.Key) (func(http.Handler) http.Handler, error) {
+		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
+			Rules: []middleware.Rule{
+				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
+				{Name: loginRules[1], Limit: perIP, Window: loginWindow, Key: middleware.ByIP()},
+			},
+			Secret:    s.login.key,
+			MaxBody:   loginMaxBody,
+			OnLimited: s.loginLimited,
+			Logger:    s.log,
+			Metrics:   s.rateMetrics,
+		})
+	}
+	if form, err = limit(middleware.ByFormField("username")); err != nil {
+		return nil, nil, err
+	}
+	if api, err = limit(middleware.ByJSONField("username")); err != nil {
+		return nil, nil, err
+	}
+	return form, api, nil
+}
+
+// loginLimited answers a login over its limit: the login page with 429,
+// the user name kept and a button that waits for Retry-After, for a
+// browser; 429 {"error":"too many requests","retry_after":<seconds>} for
+// anyone else. The limiter has set Retry-After and the RateLimit headers.
+func (s *server) loginLimited(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+	secs := retrySeconds(retry)
+	if !wantsHTML(r) {
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "too many requests", "retry_after": secs})
+		return
+	}
+	// r's body is the bytes the limiter read, ready to be parsed again.
+	r.ParseForm()
+	s.render(w, http.StatusTooManyRequests, "login", page{
+		Title: "Sign in", Username: r.PostForm.Get("username"), Next: safeNext(r.PostForm.Get("next")),
+		Error:      "Too many sign-in attempts. Try again in " + waitText(secs) + ".",
+		RetryAfter: secs,
+	})
+}
+
+// retrySeconds is retry in whole seconds, rounded up and at least 1, as
+// the limiter writes it in Retry-After.
+func retrySeconds(retry time.Duration) int {
+	return max(int((retry+time.Second-1)/time.Second), 1)
+}
+
+// waitText says how long secs seconds is, for people: "40 seconds" under a
+// minute, else whole minutes rounded up, "15 minutes".
+func waitText(secs int) string {
+	n, unit := secs, "second"
+	if secs >= 60 {
+		n, unit = (secs+59)/60, "minute"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return strconv.Itoa(n) + " " + unit
+}
+
+// limitFormLogin puts the form login behind its limiter. When the limiter
+// refuses a browser's login because Redis could not count it (its 503 of
+// FailClosed), the browser gets the login page's outage version, the user
+// name kept, as when the session store fails at login, instead of the
+// limiter's plain page. The limiter's 503 is told from the handler's by
+// whether the handler ran, and the user name is read from the bytes the
+// limiter read of the body.
+func (s *server) limitFormLogin(limit func(http.Handler) http.Handler, login http.Handler) http.Handler {
+	limited := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := r.Context().Value(attemptKey{}).(*attempt); ok {
+			a.reached = true
+		}
+		login.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !wantsHTML(r) {
+			limited.ServeHTTP(w, r)
+			return
+		}
+		a := &attempt{}
+		r = r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
+		// The limiter reads at most loginMaxBody+1 bytes; a keeps a copy.
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(r.Body, &a.body), r.Body}
+		limited.ServeHTTP(&outageWriter{ResponseWriter: w, s: s, a: a}, r)
+	})
+}
+
+// attemptKey is the context key of a login's *attempt.
+type attemptKey struct{}
+
+// attempt is what limitFormLogin learns of one login.
+type attempt struct {
+	body    bytes.Buffer // what the limiter read of the body
+	reached bool         // the limiter let the login through to its handler
+}
+
+// outageWriter replaces the limiter's 503 with the login page's outage
+// version and drops the limiter's body; every other answer, and anything
+// the handler writes, goes through unchanged.
+type outageWriter struct {
+	http.ResponseWriter
+	s        *server
+	a        *attempt
+	replaced bool
+}
+
+func (w *outageWriter) WriteHeader(code int) {
+	if code != http.StatusServiceUnavailable || w.a.reached || w.replaced {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	form, _ := url.ParseQuery(w.a.body.String())
+	w.s.loginUnavailable(w.ResponseWriter, form.Get("username"), safeNext(form.Get("next")))
+}
+
+func (w *outageWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the writer underneath, for http.ResponseController.
+func (w *outageWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
