@@ -201,6 +201,10 @@ func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarge
 	rand.Read(key) // never fails
 	tb.Setenv("REDIS_URL", "redis://"+r.Addr())
 	tb.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString(key))
+	// Every worker logs in as one of two users from one address: the
+	// login limits (5 a user, 100 an address) would refuse most of them.
+	tb.Setenv("LOGIN_LIMIT_PER_USER", "100000")
+	tb.Setenv("LOGIN_LIMIT_PER_IP", "100000")
 
 	// sessionkit: the example as `make run` wires it from the environment.
 	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
