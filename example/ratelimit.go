@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
-	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -85,26 +81,41 @@ func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
 // guesses.
 func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
 	perUser, perIP := s.login.limits()
-	limit := func(user middleware.Key) (func(http.Handler) http.Handler, error) {
+	limit := func(user middleware.Key, unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
 		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
 			Rules: []middleware.Rule{
 				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
 				{Name: loginRules[1], Limit: perIP, Window: loginWindow, Key: middleware.ByIP()},
 			},
-			Secret:    s.login.key,
-			MaxBody:   loginMaxBody,
-			OnLimited: s.loginLimited,
-			Logger:    s.log,
-			Metrics:   s.rateMetrics,
+			Secret:        s.login.key,
+			MaxBody:       loginMaxBody,
+			OnLimited:     s.loginLimited,
+			OnUnavailable: unavailable,
+			Logger:        s.log,
+			Metrics:       s.rateMetrics,
 		})
 	}
-	if form, err = limit(middleware.ByFormField("username")); err != nil {
+	if form, err = limit(middleware.ByFormField("username"), s.loginLimitUnavailable); err != nil {
 		return nil, nil, err
 	}
-	if api, err = limit(middleware.ByJSONField("username")); err != nil {
+	if api, err = limit(middleware.ByJSONField("username"), nil); err != nil {
 		return nil, nil, err
 	}
 	return form, api, nil
+}
+
+// loginLimitUnavailable answers a form login that the limiter refused
+// because Redis could not count it: for a browser, the login page's outage
+// version with the user name kept, as when the session store fails at
+// login; for anyone else, the limiter's own 503 JSON. Retry-After is set.
+func (s *server) loginLimitUnavailable(w http.ResponseWriter, r *http.Request) {
+	if !wantsHTML(r) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "rate limiter unavailable"})
+		return
+	}
+	// r's body is the bytes the limiter read, ready to be parsed again.
+	r.ParseForm()
+	s.loginUnavailable(w, r.PostForm.Get("username"), safeNext(r.PostForm.Get("next")))
 }
 
 // loginLimited answers a login over its limit: the login page with 429,
@@ -144,72 +155,3 @@ func waitText(secs int) string {
 	}
 	return strconv.Itoa(n) + " " + unit
 }
-
-// limitFormLogin puts the form login behind its limiter. When the limiter
-// refuses a browser's login because Redis could not count it (its 503 of
-// FailClosed), the browser gets the login page's outage version, the user
-// name kept, as when the session store fails at login, instead of the
-// limiter's plain page. The limiter's 503 is told from the handler's by
-// whether the handler ran, and the user name is read from the bytes the
-// limiter read of the body.
-func (s *server) limitFormLogin(limit func(http.Handler) http.Handler, login http.Handler) http.Handler {
-	limited := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a, ok := r.Context().Value(attemptKey{}).(*attempt); ok {
-			a.reached = true
-		}
-		login.ServeHTTP(w, r)
-	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !wantsHTML(r) {
-			limited.ServeHTTP(w, r)
-			return
-		}
-		a := &attempt{}
-		r = r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
-		// The limiter reads at most loginMaxBody+1 bytes; a keeps a copy.
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.TeeReader(r.Body, &a.body), r.Body}
-		limited.ServeHTTP(&outageWriter{ResponseWriter: w, s: s, a: a}, r)
-	})
-}
-
-// attemptKey is the context key of a login's *attempt.
-type attemptKey struct{}
-
-// attempt is what limitFormLogin learns of one login.
-type attempt struct {
-	body    bytes.Buffer // what the limiter read of the body
-	reached bool         // the limiter let the login through to its handler
-}
-
-// outageWriter replaces the limiter's 503 with the login page's outage
-// version and drops the limiter's body; every other answer, and anything
-// the handler writes, goes through unchanged.
-type outageWriter struct {
-	http.ResponseWriter
-	s        *server
-	a        *attempt
-	replaced bool
-}
-
-func (w *outageWriter) WriteHeader(code int) {
-	if code != http.StatusServiceUnavailable || w.a.reached || w.replaced {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	w.replaced = true
-	form, _ := url.ParseQuery(w.a.body.String())
-	w.s.loginUnavailable(w.ResponseWriter, form.Get("username"), safeNext(form.Get("next")))
-}
-
-func (w *outageWriter) Write(b []byte) (int, error) {
-	if w.replaced {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap returns the writer underneath, for http.ResponseController.
-func (w *outageWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -100,7 +100,7 @@ func routes(s *server) (http.Handler, error) {
 	mux.Handle("POST /api/logout-all", apiAuth(http.HandlerFunc(s.apiLogoutAll)))
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /login", s.loginPage)
-	mux.Handle("POST /login", s.limitFormLogin(formLimit, http.HandlerFunc(s.formLogin)))
+	mux.Handle("POST /login", formLimit(http.HandlerFunc(s.formLogin)))
 	mux.HandleFunc("POST /logout", s.formLogout)
 	mux.Handle("GET /sessions", pageAuth(http.HandlerFunc(s.sessionsPage)))
 	mux.Handle("POST /sessions/{id}/revoke", pageAuth(http.HandlerFunc(s.formRevoke)))

@@ -106,6 +106,15 @@ type RateLimitConfig struct {
 	// HTML page for a request that accepts text/html.
 	OnLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
 
+	// OnUnavailable, when set, writes the answer to a request refused
+	// because the counter failed and the limiter fails closed, for example
+	// a login page that says to try again shortly. The status 503 is the
+	// caller's to write; Retry-After is already set, and r's body, if the
+	// limiter read it, can be read again. Default nil: 503 with a JSON
+	// body {"error":"rate limiter unavailable"}, or a short HTML page for a
+	// request that accepts text/html.
+	OnUnavailable func(w http.ResponseWriter, r *http.Request)
+
 	// Logger receives the counter's failures at Warn, with the rule names
 	// and the error (which names no key): one line per 10 seconds at most,
 	// with the number of failures held back since the previous line.
@@ -168,10 +177,12 @@ type limiter struct {
 	readsBody bool
 	maxBody   int64
 	onLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
-	log       *slog.Logger
-	metrics   RateLimitMetrics
-	hashes    hashPool
-	outages   logLimiter // the counter's failures, logged at most every outageLogInterval
+	// onUnavailable is RateLimitConfig.OnUnavailable.
+	onUnavailable func(w http.ResponseWriter, r *http.Request)
+	log           *slog.Logger
+	metrics       RateLimitMetrics
+	hashes        hashPool
+	outages       logLimiter // the counter's failures, logged at most every outageLogInterval
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -182,13 +193,14 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 		return nil, err
 	}
 	l := &limiter{
-		c:         c,
-		rules:     append([]Rule(nil), cfg.Rules...),
-		hashes:    newHashPool(bytes.Clone(cfg.Secret)),
-		maxBody:   cfg.MaxBody,
-		onLimited: cfg.OnLimited,
-		log:       cfg.Logger,
-		metrics:   cfg.Metrics,
+		c:             c,
+		rules:         append([]Rule(nil), cfg.Rules...),
+		hashes:        newHashPool(bytes.Clone(cfg.Secret)),
+		maxBody:       cfg.MaxBody,
+		onLimited:     cfg.OnLimited,
+		onUnavailable: cfg.OnUnavailable,
+		log:           cfg.Logger,
+		metrics:       cfg.Metrics,
 	}
 	outage := cfg.Outage
 	if outage == OutageDefault {
@@ -357,6 +369,10 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 		return
 	}
 	w.Header().Set("Retry-After", "1")
+	if l.onUnavailable != nil {
+		l.onUnavailable(w, r)
+		return
+	}
 	writeError(w, r, http.StatusServiceUnavailable, "rate limiter unavailable", "The service is busy. Please try again in a moment.")
 }
 

@@ -175,6 +175,41 @@ func TestRateLimitOnLimited(t *testing.T) {
 	}
 }
 
+// TestRateLimitOnUnavailable lets the application write the 503 of a
+// limiter that fails closed, as the example's login page does, with
+// Retry-After set and the body readable again; a limiter that fails open
+// never calls it.
+func TestRateLimitOnUnavailable(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 300*time.Millisecond)
+	srv.Stop(t)
+	called := 0
+	cfg := middleware.RateLimitConfig{
+		Rules: []middleware.Rule{{Name: "login-user", Limit: 5, Window: 15 * time.Minute, Key: middleware.ByFormField("username")}},
+		OnUnavailable: func(w http.ResponseWriter, r *http.Request) {
+			called++
+			if r.FormValue("username") != "Alice" {
+				t.Errorf("OnUnavailable: username %q, want the body as sent", r.FormValue("username"))
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "sign-in is unavailable")
+		},
+	}
+	post := func(h http.Handler) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader("username=Alice&password=x"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return serve(h, r)
+	}
+	w := post(limited(t, middleware.LoginLimit, store, cfg))
+	if w.Code != http.StatusServiceUnavailable || w.Body.String() != "sign-in is unavailable" || w.Header().Get("Retry-After") == "" || called != 1 {
+		t.Errorf("login with Redis down = %d %q Retry-After %q, %d calls; want the OnUnavailable 503 with Retry-After, once", w.Code, w.Body, w.Header().Get("Retry-After"), called)
+	}
+	cfg.Outage = middleware.FailOpen
+	if w := post(limited(t, middleware.LoginLimit, store, cfg)); w.Code != 200 || called != 1 {
+		t.Errorf("FailOpen with Redis down = %d, %d OnUnavailable calls; want served, no call", w.Code, called-1)
+	}
+}
+
 // TestRateLimitKeys checks the Redis keys: "rate_limit:<hash>:<rule>" with
 // the key value hashed (never the address or user name), a time to live
 // of the window, one counter per (rule, value) that a rule of the same
