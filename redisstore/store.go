@@ -43,6 +43,7 @@ type Store struct {
 	observer  Observer     // Config.Observer, or nil
 	dials     *dialCounter // of the pools Open built, else nil
 	turns     turns        // of optimistic transactions on one key; see doTurn
+	near      *nearCache   // Config.NearCache, or nil; see nearcache.go
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -92,7 +93,7 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func newStore(src Source, cfg Config) *Store {
-	return &Store{
+	s := &Store{
 		src:       src,
 		keyPrefix: cfg.KeyPrefix,
 		prefix:    cfg.KeyPrefix + "session:",
@@ -102,6 +103,8 @@ func newStore(src Source, cfg Config) *Store {
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
 	}
+	s.startNearCache(cfg)
+	return s
 }
 
 // Load returns the record stored under id and whether there is one. A ttl >
@@ -111,6 +114,9 @@ func newStore(src Source, cfg Config) *Store {
 func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
 	if ttl < 0 {
 		return nil, false, errors.New("redisstore: load: negative ttl")
+	}
+	if s.near != nil {
+		return s.loadNear(ctx, id, ttl)
 	}
 	return s.load(ctx, "load", s.prefix+id, ttl)
 }
@@ -188,6 +194,9 @@ func (s *Store) Cluster() bool {
 // Close closes the Source if it has a Close method (as a *redis.Pool
 // does), and otherwise does nothing and returns nil.
 func (s *Store) Close() error {
+	if s.near != nil {
+		s.near.track.close()
+	}
 	if c, ok := s.src.(io.Closer); ok {
 		return c.Close()
 	}
