@@ -462,3 +462,68 @@ func TestNearCacheUnavailable(t *testing.T) {
 		t.Fatalf("Load after DEL = %v, %v", found, err)
 	}
 }
+
+// TestNearCacheSentinel fails the master over: the invalidation connection
+// must follow the Store to the new master, and a change made there right
+// after the failover must be seen within Staleness.
+func TestNearCacheSentinel(t *testing.T) {
+	sn := startSentinel(t)
+	cfg := sentinelConfig(sn)
+	cfg.NearCache = NearCache{MaxEntries: 100, Staleness: testStaleness}
+	s := openSentinel(t, cfg)
+	waitLease(t, s)
+	sn.Master(t).Do(t, "SET", "session:a", "v1", "PX", 600000)
+	warm(t, s, "a")
+	oldID := s.near.track.clientID()
+
+	sn.Failover(t)
+	newMaster := sn.Master(t)
+	newMaster.Do(t, "DEL", "session:a")
+	expectGone(t, s, "a", time.Now(), testStaleness)
+
+	// The connection moved: a new client on the new master.
+	deadline := time.Now().Add(20 * time.Second)
+	for !tracked(t, newMaster) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no tracking connection on the new master 20s after the failover (client id was %d, now %d)", oldID, s.near.track.clientID())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitLease(t, s)
+	newMaster.Do(t, "SET", "session:b", "v1", "PX", 600000)
+	warm(t, s, "b")
+	newMaster.Do(t, "DEL", "session:b")
+	expectGone(t, s, "b", time.Now(), testStaleness)
+
+	// The Store's Source learns of another master while the connection's
+	// server keeps it open (here a made-up one, which the sentinels
+	// correct within a second): the connection is dropped and redialled.
+	flushes, id := s.NearCacheStats().Flushes, s.near.track.clientID()
+	sentinelOf(s).setMaster("127.0.0.1:1")
+	deadline = time.Now().Add(20 * time.Second)
+	for s.near.track.clientID() == id || s.near.track.clientID() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("invalidation connection still client %d 20s after the master changed", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.NearCacheStats().Flushes; got == flushes {
+		t.Errorf("Flushes = %d after the master changed, want more", got)
+	}
+}
+
+// tracked reports whether srv has a client in broadcast tracking mode.
+func tracked(t *testing.T, srv *redistest.Server) bool {
+	list, err := redis.String(srv.Do(t, "CLIENT", "LIST", "TYPE", "pubsub"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(list, "\n") {
+		for _, f := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(f, "flags="); ok && strings.Contains(flags, "t") && strings.Contains(flags, "P") {
+				return true
+			}
+		}
+	}
+	return false
+}

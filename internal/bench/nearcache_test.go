@@ -247,3 +247,43 @@ func nearLoad(b *testing.B, e *env, c *contender) loadResult {
 	}
 	return res
 }
+
+// TestNearCacheHarness runs the read scenario against the near-cache
+// contenders, and checks that a logout through plain sessionkit on the same
+// Redis is refused by them, so that a broken contender fails "make test"
+// rather than producing figures.
+func TestNearCacheHarness(t *testing.T) {
+	e := newEnv(t)
+	for _, strict := range []bool{false, true} {
+		mk := e.sessionkitNear(idle, strict)
+		t.Run(mk.name, func(t *testing.T) {
+			near := mk.build(t)
+			op := read(t, near, 3)
+			for i := range 3 {
+				op(i)
+			}
+			// Another instance (plain sessionkit, same keys) logs the
+			// session out; the near-cache instance refuses it within the
+			// default Staleness, 20ms.
+			other := newSessionkit(t, e, idle)
+			cookie := near.login(t)
+			expect(t, near, near.serve(request(http.MethodGet, "/read", cookie)), userID, false)
+			expect(t, other, other.serve(request(http.MethodPost, "/logout", cookie)), "ok", true)
+			loggedOut := time.Now()
+			deadline := loggedOut.Add(10 * time.Second)
+			for {
+				start := time.Now()
+				w := near.serve(request(http.MethodGet, "/read", cookie))
+				if w.Body.String() == anonymous {
+					break
+				}
+				if start.Sub(loggedOut) > redisstore.DefaultNearCacheStaleness {
+					t.Fatalf("%s: read %v after the logout = %q, want %q", mk.name, start.Sub(loggedOut), w.Body.String(), anonymous)
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("never refused")
+				}
+			}
+		})
+	}
+}
