@@ -32,8 +32,9 @@ const (
 // Redis Cluster it is not available yet (Open returns an error).
 type NearCache struct {
 	// MaxEntries turns the near-cache on when above zero: the most records
-	// it keeps, the least recently used going first. A record of about
-	// 300 bytes costs about 500 bytes of memory with its bookkeeping.
+	// it keeps, the least recently used going first. An entry costs its
+	// record plus about 150 bytes (id, map slot, list links): 100,000
+	// records of 300 bytes take about 45 MB.
 	// Default 0: no near-cache, every Load is a Redis command.
 	MaxEntries int
 

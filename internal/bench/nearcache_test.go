@@ -118,7 +118,7 @@ func printNearRatios(w io.Writer, ts []target) {
 }
 
 var (
-	nearLoadDuration = flag.Duration("nearload.duration", 5*time.Second, "how long BenchmarkNearCacheLoad drives each contender in each round")
+	nearLoadDuration = flag.Duration("nearload.duration", 3*time.Second, "how long BenchmarkNearCacheLoad drives each contender in each round")
 	nearLoadWorkers  = flag.Int("nearload.workers", 64, "workers (and keep-alive connections) of BenchmarkNearCacheLoad")
 	nearLoadSessions = flag.Int("nearload.sessions", 1000, "sessions the workers of BenchmarkNearCacheLoad read, round robin")
 )
