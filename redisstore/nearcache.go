@@ -141,6 +141,16 @@ func (s *Store) NearCacheStats() NearCacheStats {
 	return s.near.stats()
 }
 
+// NearCacheSize returns the most records the near-cache keeps
+// (NearCache.MaxEntries), 0 without one. Package session asks for it to keep
+// as many records decoded.
+func (s *Store) NearCacheSize() int {
+	if s.near == nil {
+		return 0
+	}
+	return s.near.cfg.MaxEntries
+}
+
 // nearCache holds session records in memory for a Store (see NearCache).
 //
 // Correctness rests on three rules:
