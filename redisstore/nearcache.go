@@ -243,6 +243,24 @@ func (c *nearCache) get(id string, ttl time.Duration, now int64) *nearEntry {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.held(id, ttl, now)
+}
+
+// lapsed reports whether memory holds a usable entry of id that only the
+// lease keeps from being served: the connection is subscribed, but the last
+// PING answer came too long ago.
+func (c *nearCache) lapsed(id string, ttl time.Duration, now int64) bool {
+	if now < c.lease.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live && c.held(id, ttl, now) != nil
+}
+
+// held returns the entry of id if it is usable at now, lease aside; c.mu
+// is held.
+func (c *nearCache) held(id string, ttl time.Duration, now int64) *nearEntry {
 	e := c.entries[id]
 	if e == nil {
 		return nil
@@ -443,7 +461,17 @@ func (s *Store) startNearCache(cfg Config) {
 func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
 	c := s.near
 	start := c.clock()
-	if e := c.get(id, ttl, start); e != nil && (!c.cfg.Strict || s.confirmHit(ctx, e, start)) {
+	e := c.get(id, ttl, start)
+	switch {
+	case e != nil && c.cfg.Strict && !s.confirmHit(ctx, e, start):
+		e = nil
+	case e == nil && c.lapsed(id, ttl, start) && c.barrier(ctx, start):
+		// The lease ran out (a PING answer came late: a busy process or
+		// network) while the entry is held: a barrier, shared by every
+		// Load waiting, proves it current, for less than a read each.
+		e = c.get(id, ttl, c.clock())
+	}
+	if e != nil {
 		c.hits.Add(1)
 		return append([]byte(nil), e.record...), true, nil // a copy: the caller may modify it
 	}
