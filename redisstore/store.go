@@ -47,8 +47,9 @@ type Store struct {
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix, Timeout and WaitReplicas (the other fields configure
-// [NewPool]), but it validates all of it. Close on the Store closes src if src has a Close
+// only KeyPrefix, Timeout, WaitReplicas and NearCache (the other fields
+// configure [NewPool], and the near-cache's own connection), but it
+// validates all of it. Close on the Store closes src if src has a Close
 // method.
 //
 // New is for one server (or a Source that always hands out connections to
@@ -110,7 +111,9 @@ func newStore(src Source, cfg Config) *Store {
 // Load returns the record stored under id and whether there is one. A ttl >
 // 0 also resets the record's time to live to ttl, rounded up to whole
 // milliseconds, in the same command (GETEX key PX ms); ttl == 0 only reads
-// (GET). A missing record is not an error.
+// (GET). A missing record is not an error. With [Config.NearCache], a Load
+// may be answered from memory and extends the time to live less often:
+// see [NearCache].
 func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
 	if ttl < 0 {
 		return nil, false, errors.New("redisstore: load: negative ttl")
