@@ -113,7 +113,7 @@ type NearCacheStats struct {
 	// near-cache suspended).
 	Hits, Misses int64
 	// Invalidations counts entries dropped because Redis reported a
-	// change to their key (made by any client, this Store included).
+	// change to their key, or because this Store changed it.
 	Invalidations int64
 	// Flushes counts the times the whole near-cache was emptied: the
 	// invalidation connection was lost or replaced, or Redis reported a

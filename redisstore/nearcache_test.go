@@ -527,3 +527,32 @@ func tracked(t *testing.T, srv *redistest.Server) bool {
 	}
 	return false
 }
+
+// TestNearCacheOwnWrites: a Store's own writes are seen by its next Load at
+// once, without waiting for Redis's report of them.
+func TestNearCacheOwnWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	ctx := context.Background()
+	for i := range 100 {
+		id := fmt.Sprint("w", i%5)
+		want := fmt.Sprint("v", i)
+		if _, err := s.Insert(ctx, id, []byte("first"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		warm(t, s, id)
+		if ok, err := s.Update(ctx, id, []byte(want), time.Minute); err != nil || !ok {
+			t.Fatalf("Update = %v, %v", ok, err)
+		}
+		if b, _, err := s.Load(ctx, id, 0); err != nil || string(b) != want {
+			t.Fatalf("trial %d: Load right after Update = %q, %v, want %q", i, b, err, want)
+		}
+		warm(t, s, id)
+		if _, err := s.RemoveUserSession(ctx, "", id); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, err := s.Load(ctx, id, 0); err != nil || found {
+			t.Fatalf("trial %d: Load right after RemoveUserSession = %q, %v, %v, want no record", i, b, found, err)
+		}
+	}
+}

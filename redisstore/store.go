@@ -326,6 +326,9 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	if err != nil {
 		return errNoConn{err}
 	}
+	if s.near != nil {
+		conn = s.near.noteWrites(conn) // see nearwrites.go
+	}
 	defer conn.Close()
 	if s.cluster != nil && src == Source(s.cluster) {
 		if err := s.cluster.bind(conn, key); err != nil {
