@@ -153,15 +153,18 @@ func (s *Store) NearCacheSize() int {
 
 // nearCache holds session records in memory for a Store (see NearCache).
 //
-// Correctness rests on three rules:
+// Correctness rests on four rules:
 //   - An entry is inserted only when the invalidation connection was
 //     subscribed before the read that produced it was sent, and no
 //     invalidation of its key nor flush came in between (the fill ticket:
 //     a per-key generation, and the epoch of flushes).
-//   - It is served only within the lease (see tracker.certify), and before
-//     its own deadline, the key's expiry as read (Redis reports natural
-//     expiries late).
+//   - It is served only within the lease (see certify and tracker.ping),
+//     or after a barrier (Strict, or a lapsed lease), and before its own
+//     deadline, the key's expiry as read (Redis reports natural expiries
+//     late).
 //   - Every loss of the invalidation connection flushes everything.
+//   - The Store's own writes drop their entries before the call returns
+//     (see writeNoter), without waiting for Redis's report.
 type nearCache struct {
 	cfg    NearCache
 	prefix string // of the keys, KeyPrefix + "session:"
