@@ -105,11 +105,14 @@ testsummary:
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and
 # a read with the Prometheus metrics on next to off (prometheus.BenchmarkRead):
 # the extra allocations (must be 0) and the time ratio (at most 1.05).
-bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore and prometheus benchmarks (~3 min)
+# Last, the near-cache (docs/near-cache.md): a Load from memory beside a raw
+# GET, 64 parallel loaders, and the two-instance revocation latency.
+bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore, prometheus and near-cache benchmarks (~4 min)
 	cd internal/bench && $(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 . -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkUserSessions$$' -benchtime 2000x ./redisstore
 	$(GO) test -run '^$$' -bench '^BenchmarkHeavyUser$$' -benchtime 10x ./redisstore
 	cd prometheus && $(GO) test -run '^$$' -bench '^BenchmarkRead$$' -benchtime 500ms -count 1 . -rounds 3
+	$(GO) test -run '^$$' -bench '^BenchmarkNearCache(Read|Parallel|Revocation)$$' -benchtime 1s -count 1 ./redisstore
 
 # The HTTP load test (example/load_test.go): the example server and an scs
 # twin of its /api/me, on loopback listeners over one real redis-server it

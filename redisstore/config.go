@@ -138,6 +138,15 @@ type Config struct {
 	// Nil (the default) costs nothing.
 	Observer Observer
 
+	// NearCache, when its MaxEntries is above zero, keeps hot session
+	// records in memory, so that reading them costs no round trip, with
+	// changes made anywhere seen within NearCache.Staleness (see
+	// [NearCache] and docs/near-cache.md). It needs Redis 6 or later with
+	// CLIENT TRACKING; with [New], its dedicated connection dials Addr
+	// with this Config's credentials, TLS and timeouts, which must reach
+	// the same server as the Source. Default: off.
+	NearCache NearCache
+
 	// dials counts the dials of the pools Open builds, for Store.PoolStats;
 	// nil for a pool built by NewPool.
 	dials *dialCounter
@@ -208,6 +217,11 @@ func (c Config) normalize() (Config, error) {
 	if err := c.checkDeployment(); err != nil {
 		return Config{}, err
 	}
+	near, err := c.NearCache.normalize(c.mode())
+	if err != nil {
+		return Config{}, err
+	}
+	c.NearCache = near
 	if c.mode() == modeSingle && c.Addr == "" {
 		c.Addr = DefaultAddr
 	}

@@ -73,6 +73,11 @@
 // KeyPrefix ("~myapp:rate_limit:*"). Without them its counts fail with
 // NOPERM (ErrRefused).
 //
+// [Config.NearCache] adds a connection that sends CLIENT ID, CLIENT TRACKING
+// and SUBSCRIBE __redis__:invalidate, then PING; reads through it send GET
+// and PTTL: add "+client|id +client|tracking +subscribe +pttl" and the
+// channel "&__redis__:invalidate" (see docs/near-cache.md).
+//
 // Each mode and option adds a few commands: under Sentinel, ROLE (once per
 // new connection, to the master); with WaitReplicas, WAIT; on a Cluster,
 // CLUSTER SLOTS (to learn which node serves which slot). Add them to the

@@ -43,11 +43,13 @@ type Store struct {
 	observer  Observer     // Config.Observer, or nil
 	dials     *dialCounter // of the pools Open built, else nil
 	turns     turns        // of optimistic transactions on one key; see doTurn
+	near      *nearCache   // Config.NearCache, or nil; see nearcache.go
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix, Timeout and WaitReplicas (the other fields configure
-// [NewPool]), but it validates all of it. Close on the Store closes src if src has a Close
+// only KeyPrefix, Timeout, WaitReplicas and NearCache (the other fields
+// configure [NewPool], and the near-cache's own connection), but it
+// validates all of it. Close on the Store closes src if src has a Close
 // method.
 //
 // New is for one server (or a Source that always hands out connections to
@@ -92,7 +94,7 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func newStore(src Source, cfg Config) *Store {
-	return &Store{
+	s := &Store{
 		src:       src,
 		keyPrefix: cfg.KeyPrefix,
 		prefix:    cfg.KeyPrefix + "session:",
@@ -102,15 +104,22 @@ func newStore(src Source, cfg Config) *Store {
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
 	}
+	s.startNearCache(cfg)
+	return s
 }
 
 // Load returns the record stored under id and whether there is one. A ttl >
 // 0 also resets the record's time to live to ttl, rounded up to whole
 // milliseconds, in the same command (GETEX key PX ms); ttl == 0 only reads
-// (GET). A missing record is not an error.
+// (GET). A missing record is not an error. With [Config.NearCache], a Load
+// may be answered from memory and extends the time to live less often:
+// see [NearCache].
 func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
 	if ttl < 0 {
 		return nil, false, errors.New("redisstore: load: negative ttl")
+	}
+	if s.near != nil {
+		return s.loadNear(ctx, id, ttl)
 	}
 	return s.load(ctx, "load", s.prefix+id, ttl)
 }
@@ -188,6 +197,9 @@ func (s *Store) Cluster() bool {
 // Close closes the Source if it has a Close method (as a *redis.Pool
 // does), and otherwise does nothing and returns nil.
 func (s *Store) Close() error {
+	if s.near != nil {
+		s.near.track.close()
+	}
 	if c, ok := s.src.(io.Closer); ok {
 		return c.Close()
 	}
@@ -313,6 +325,9 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	conn, err := src.GetContext(ctx)
 	if err != nil {
 		return errNoConn{err}
+	}
+	if s.near != nil {
+		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
 	defer conn.Close()
 	if s.cluster != nil && src == Source(s.cluster) {

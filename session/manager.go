@@ -39,6 +39,9 @@ type Manager struct {
 	log    *slog.Logger
 	outage *logLimiter // warnings that the store is unavailable
 	now    func() time.Time
+	// decoded keeps records decoded when the store keeps them in memory
+	// (see decoded.go); nil otherwise.
+	decoded *decodedCache
 }
 
 // outageLogInterval is how often a Manager logs that the store is
@@ -73,6 +76,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		outage: &logLimiter{interval: outageLogInterval},
 		now:    time.Now,
 	}
+	m.decoded = newDecodedCache(store)
 	// Built as a literal, not with scs.New, which starts a cleanup goroutine
 	// for an in-memory store that would be replaced at once (and that cannot
 	// be stopped without a data race in scs v2.9.0).
@@ -178,7 +182,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.log.Debug("session: token without a record: ended or timed out", "session", fingerprint(id))
 		return ctx
 	}
-	recDeadline, md, values, err := decodeRecord(b)
+	recDeadline, md, values, err := m.decoded.decode(id, b)
 	if err != nil {
 		m.dropUnreadable(ctx, id, err)
 		return ctx
@@ -187,6 +191,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		return ctx
 	}
 	for k, v := range values {
+		if m.decoded != nil {
+			v = fresh(v) // a decoded record's values are shared between requests
+		}
 		m.engine.Put(st.data, k, v)
 	}
 	m.engine.Put(st.data, metaKey, md)

@@ -1,0 +1,551 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Defaults of the [NearCache] fields.
+const (
+	// DefaultNearCacheStaleness is the default NearCache.Staleness.
+	DefaultNearCacheStaleness = 20 * time.Millisecond
+	// DefaultNearCacheExtendEvery is the default NearCache.ExtendEvery.
+	DefaultNearCacheExtendEvery = time.Minute
+)
+
+// NearCache configures a Store's near-cache: session records kept in the
+// process's memory, so that a Load of a hot session costs no round trip,
+// while Redis tells the Store of every change to a session key through a
+// dedicated connection (CLIENT TRACKING in broadcast mode), so that a
+// logout or revocation made by any process is honoured here within
+// Staleness. See docs/near-cache.md for the guarantee, its cost, and how
+// each failure is handled.
+//
+// The zero value is off. It works on one server and under Sentinel; on a
+// Redis Cluster it is not available yet (Open returns an error).
+type NearCache struct {
+	// MaxEntries turns the near-cache on when above zero: the most records
+	// it keeps, the least recently used going first. An entry costs its
+	// record plus about 150 bytes (id, map slot, list links): 100,000
+	// records of 300 bytes take about 45 MB.
+	// Default 0: no near-cache, every Load is a Redis command.
+	MaxEntries int
+
+	// Staleness is the bound L: a change to a session made anywhere (a
+	// logout, a revocation, a write) is seen by this Store's Loads that
+	// start more than Staleness after the change was acknowledged, or
+	// the near-cache serves nothing. It is also the lease of the
+	// invalidation connection: the Store sends a PING on it every
+	// Staleness/4 and serves from memory only within Staleness of the
+	// sending of the last PING answered, so a silent network partition
+	// stops the near-cache after at most Staleness. Default 20ms when
+	// zero; at least 4ms.
+	Staleness time.Duration
+
+	// Strict makes every Load served from memory first wait for a barrier:
+	// the answer to a PING on the invalidation connection sent after the
+	// Load began, which proves that every change acknowledged before it
+	// began has been applied. A logout is then refused on the very next
+	// request, as without the near-cache, at the cost of one round trip on
+	// a single connection that all concurrent Loads share (never a pooled
+	// connection, never a key read). Default false: Loads are served at
+	// once, and may see a change up to Staleness late.
+	Strict bool
+
+	// ExtendEvery is how often, at most, a Load served from memory
+	// extends a session's idle window in Redis (the ttl given to Load):
+	// when the key's time to live, as last read, has fallen more than
+	// min(ExtendEvery, ttl/4) below ttl, the Load goes to Redis (GETEX)
+	// instead. Every time-to-live change makes Redis invalidate the
+	// record everywhere, so this trades idle-timeout precision for hits:
+	// an idle session ends between ttl - min(ExtendEvery, ttl/4) and ttl
+	// after its last request, never later. Default 1m when zero.
+	ExtendEvery time.Duration
+}
+
+// normalize validates n for a deployment of mode m and fills in its
+// defaults.
+func (n NearCache) normalize(m mode) (NearCache, error) {
+	if n.MaxEntries < 0 {
+		return n, fieldError("NearCache.MaxEntries", errNegative)
+	}
+	if n.Staleness < 0 {
+		return n, fieldError("NearCache.Staleness", errNegative)
+	}
+	if n.ExtendEvery < 0 {
+		return n, fieldError("NearCache.ExtendEvery", errNegative)
+	}
+	if n.MaxEntries == 0 {
+		return n, nil
+	}
+	if m == modeCluster {
+		return n, fieldError("NearCache", errors.New("not available on a Redis Cluster yet (see docs/near-cache.md)"))
+	}
+	if n.Staleness == 0 {
+		n.Staleness = DefaultNearCacheStaleness
+	}
+	if n.Staleness < minNearCacheStaleness {
+		return n, fieldError("NearCache.Staleness", fmt.Errorf("must be at least %v", minNearCacheStaleness))
+	}
+	if n.ExtendEvery == 0 {
+		n.ExtendEvery = DefaultNearCacheExtendEvery
+	}
+	return n, nil
+}
+
+// minNearCacheStaleness is the smallest NearCache.Staleness: the PING
+// interval, a quarter of it, must leave the timers of a busy Go runtime
+// time to fire.
+const minNearCacheStaleness = 4 * time.Millisecond
+
+// NearCacheStats is a snapshot of a Store's near-cache counters, since the
+// Store opened. All are zero without a near-cache.
+type NearCacheStats struct {
+	// Hits counts Loads served from memory; Misses the Loads that went to
+	// Redis (absent or expired entry, idle window due for extension,
+	// near-cache suspended).
+	Hits, Misses int64
+	// Invalidations counts entries dropped because Redis reported a
+	// change to their key, or because this Store changed it.
+	Invalidations int64
+	// Flushes counts the times the whole near-cache was emptied: the
+	// invalidation connection was lost or replaced, or Redis reported a
+	// FLUSHDB or FLUSHALL.
+	Flushes int64
+	// LeaseExpiries counts the times the lease ran out before a PING was
+	// answered, which suspends the near-cache until the next answer: a
+	// slow or partitioned network, or a starved process.
+	LeaseExpiries int64
+	// Evictions counts entries dropped to stay within MaxEntries.
+	Evictions int64
+	// Entries is the number of records held now.
+	Entries int
+	// Connected reports whether the invalidation connection is up and
+	// subscribed now.
+	Connected bool
+}
+
+// NearCacheStats returns a snapshot of the near-cache's counters; it sends
+// no command.
+func (s *Store) NearCacheStats() NearCacheStats {
+	if s.near == nil {
+		return NearCacheStats{}
+	}
+	return s.near.stats()
+}
+
+// NearCacheSize returns the most records the near-cache keeps
+// (NearCache.MaxEntries), 0 without one. Package session asks for it to keep
+// as many records decoded.
+func (s *Store) NearCacheSize() int {
+	if s.near == nil {
+		return 0
+	}
+	return s.near.cfg.MaxEntries
+}
+
+// nearCache holds session records in memory for a Store (see NearCache).
+//
+// Correctness rests on four rules:
+//   - An entry is inserted only when the invalidation connection was
+//     subscribed before the read that produced it was sent, and no
+//     invalidation of its key nor flush came in between (the fill ticket:
+//     a per-key generation, and the epoch of flushes).
+//   - It is served only within the lease (see certify and tracker.ping),
+//     or after a barrier (Strict, or a lapsed lease), and before its own
+//     deadline, the key's expiry as read (Redis reports natural expiries
+//     late).
+//   - Every loss of the invalidation connection flushes everything.
+//   - The Store's own writes drop their entries before the call returns
+//     (see writeNoter), without waiting for Redis's report.
+type nearCache struct {
+	cfg    NearCache
+	prefix string // of the keys, KeyPrefix + "session:"
+	base   time.Time
+
+	// lease is the clock() value until which entries may be served;
+	// certified is the clock() value of the sending of the last PING
+	// answered (every change acknowledged before it has been applied).
+	lease, certified atomic.Int64
+
+	mu      sync.Mutex
+	entries map[string]*nearEntry // by session id
+	lru     nearEntry             // sentinel of the recency list: lru.next is the most recent
+	pending map[string]*fillMark  // ids being read from Redis
+	epoch   uint64                // incremented by every flush
+	live    bool                  // the invalidation connection is subscribed
+	wake    chan struct{}         // closed and replaced by every certify, for Strict waiters
+
+	hits, misses, invalidations, flushes, leaseExpiries, evictions atomic.Int64
+
+	track *tracker
+	// afterRead, when set by a test, runs between a fill's read and its
+	// insert.
+	afterRead func(id string)
+}
+
+// nearEntry is one cached record.
+type nearEntry struct {
+	id         string
+	record     []byte
+	expires    int64 // clock() value of the key's expiry as read
+	prev, next *nearEntry
+}
+
+// fillMark counts the invalidations of an id while reads of it are in
+// flight.
+type fillMark struct {
+	gen  uint64
+	refs int
+}
+
+// fillTicket is what a fill remembers from before its read.
+type fillTicket struct {
+	id    string
+	mark  *fillMark
+	gen   uint64
+	epoch uint64
+}
+
+func newNearCache(cfg NearCache, prefix string) *nearCache {
+	c := &nearCache{
+		cfg:     cfg,
+		prefix:  prefix,
+		base:    time.Now(),
+		entries: make(map[string]*nearEntry),
+		pending: make(map[string]*fillMark),
+		wake:    make(chan struct{}),
+	}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	return c
+}
+
+// clock returns the monotonic time since the cache began, in nanoseconds.
+func (c *nearCache) clock() int64 {
+	return int64(time.Since(c.base))
+}
+
+// extendEvery returns how often an entry read with ttl extends the key.
+func (c *nearCache) extendEvery(ttl time.Duration) int64 {
+	return int64(min(c.cfg.ExtendEvery, ttl/4))
+}
+
+// get returns the entry of id if memory may answer for it at now: the
+// lease holds, the entry has not passed its deadline, and, with ttl > 0,
+// its idle window needs no extension yet.
+func (c *nearCache) get(id string, ttl time.Duration, now int64) *nearEntry {
+	if now >= c.lease.Load() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held(id, ttl, now)
+}
+
+// lapsed reports whether memory holds a usable entry of id that only the
+// lease keeps from being served: the connection is subscribed, but the last
+// PING answer came too long ago.
+func (c *nearCache) lapsed(id string, ttl time.Duration, now int64) bool {
+	if now < c.lease.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live && c.held(id, ttl, now) != nil
+}
+
+// held returns the entry of id if it is usable at now, lease aside; c.mu
+// is held.
+func (c *nearCache) held(id string, ttl time.Duration, now int64) *nearEntry {
+	e := c.entries[id]
+	if e == nil {
+		return nil
+	}
+	if now >= e.expires {
+		c.drop(e)
+		return nil
+	}
+	if ttl > 0 && e.expires-now < int64(ttl)-c.extendEvery(ttl) {
+		return nil // due for extension: the caller sends GETEX
+	}
+	c.unlink(e)
+	c.pushFront(e)
+	return e
+}
+
+// begin starts a fill of id. It returns false when the invalidation
+// connection is not subscribed, so that nothing read now may be kept.
+func (c *nearCache) begin(id string) (fillTicket, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return fillTicket{}, false
+	}
+	m := c.pending[id]
+	if m == nil {
+		m = &fillMark{}
+		c.pending[id] = m
+	}
+	m.refs++
+	return fillTicket{id: id, mark: m, gen: m.gen, epoch: c.epoch}, true
+}
+
+// finish ends the fill of t. With keep, it inserts record, whose key
+// expires at the clock() value expires, unless an invalidation of the id or
+// a flush came since begin.
+func (c *nearCache) finish(t fillTicket, keep bool, record []byte, expires int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.mark.refs--
+	if t.mark.refs == 0 {
+		delete(c.pending, t.id)
+	}
+	if !keep || t.mark.gen != t.gen || t.epoch != c.epoch || !c.live {
+		return
+	}
+	if e := c.entries[t.id]; e != nil {
+		c.drop(e)
+	}
+	e := &nearEntry{id: t.id, record: record, expires: expires}
+	c.entries[t.id] = e
+	c.pushFront(e)
+	for len(c.entries) > c.cfg.MaxEntries {
+		c.drop(c.lru.prev)
+		c.evictions.Add(1)
+	}
+}
+
+// invalidate drops the entries of keys (full Redis keys; others are
+// ignored) and spoils the fills in flight for them.
+func (c *nearCache) invalidate(keys []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		id, ok := strings.CutPrefix(k, c.prefix)
+		if !ok {
+			continue
+		}
+		c.forgetLocked(id)
+	}
+}
+
+// forgetLocked drops the entry of id and spoils the fills in flight for
+// it; c.mu is held.
+func (c *nearCache) forgetLocked(id string) {
+	if m := c.pending[id]; m != nil {
+		m.gen++
+	}
+	if e := c.entries[id]; e != nil {
+		c.drop(e)
+		c.invalidations.Add(1)
+	}
+}
+
+// flush drops every entry and spoils every fill in flight; live says
+// whether the invalidation connection is (still, or newly) subscribed.
+func (c *nearCache) flush(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = live
+	c.epoch++
+	clear(c.entries)
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	c.flushes.Add(1)
+}
+
+// certify records that the PING sent at the clock() value sent was
+// answered: every change acknowledged before then has been applied. It
+// extends the lease to sent + Staleness and wakes the Strict waiters.
+func (c *nearCache) certify(sent int64) {
+	c.certified.Store(sent)
+	c.lease.Store(sent + int64(c.cfg.Staleness))
+	c.mu.Lock()
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// suspend ends the lease at once (the connection is gone).
+func (c *nearCache) suspend() {
+	c.lease.Store(0)
+	c.certified.Store(0)
+}
+
+// barrier waits, for at most Staleness, until a PING sent at or after the
+// clock() value start has been answered, asking the tracker to send one.
+// It reports whether it has.
+func (c *nearCache) barrier(ctx context.Context, start int64) bool {
+	var timer *time.Timer
+	for c.certified.Load() < start {
+		c.mu.Lock()
+		wake := c.wake
+		c.mu.Unlock()
+		if c.certified.Load() >= start {
+			break
+		}
+		c.track.demand()
+		if timer == nil {
+			timer = time.NewTimer(c.cfg.Staleness)
+			defer timer.Stop()
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func (c *nearCache) drop(e *nearEntry) {
+	c.unlink(e)
+	delete(c.entries, e.id)
+}
+
+func (c *nearCache) unlink(e *nearEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *nearCache) pushFront(e *nearEntry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	c.lru.next.prev = e
+	c.lru.next = e
+}
+
+func (c *nearCache) stats() NearCacheStats {
+	c.mu.Lock()
+	n, live := len(c.entries), c.live
+	c.mu.Unlock()
+	return NearCacheStats{
+		Hits:          c.hits.Load(),
+		Misses:        c.misses.Load(),
+		Invalidations: c.invalidations.Load(),
+		Flushes:       c.flushes.Load(),
+		LeaseExpiries: c.leaseExpiries.Load(),
+		Evictions:     c.evictions.Load(),
+		Entries:       n,
+		Connected:     live,
+	}
+}
+
+// startNearCache starts the near-cache of a new Store when cfg asks for
+// one: its invalidation connection goes to cfg's Addr, or under Sentinel
+// to the master the Store's Source follows.
+func (s *Store) startNearCache(cfg Config) {
+	if cfg.NearCache.MaxEntries == 0 {
+		return
+	}
+	s.near = newNearCache(cfg.NearCache, s.prefix)
+	dialer := func(ctx context.Context) (*checkedConn, error) { return dial(ctx, cfg) }
+	if src, ok := s.src.(*sentinelSource); ok {
+		dialer = func(ctx context.Context) (*checkedConn, error) {
+			c, err := src.dialMaster(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c.(*checkedConn), nil
+		}
+	}
+	newTracker(s.near, cfg, dialer)
+}
+
+// loadNear is Load with the near-cache: from memory when it may answer,
+// else from Redis, keeping what it reads when it safely can.
+func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
+	c := s.near
+	start := c.clock()
+	e := c.get(id, ttl, start)
+	switch {
+	case e != nil && c.cfg.Strict && !s.confirmHit(ctx, e, start):
+		e = nil
+	case e == nil && c.lapsed(id, ttl, start) && c.barrier(ctx, start):
+		// The lease ran out (a PING answer came late: a busy process or
+		// network) while the entry is held: a barrier, shared by every
+		// Load waiting, proves it current, for less than a read each.
+		e = c.get(id, ttl, c.clock())
+	}
+	if e != nil {
+		c.hits.Add(1)
+		return append([]byte(nil), e.record...), true, nil // a copy: the caller may modify it
+	}
+	c.misses.Add(1)
+	t, ok := c.begin(id)
+	if !ok {
+		return s.load(ctx, "load", s.prefix+id, ttl)
+	}
+	record, found, expires, err := s.readForCache(ctx, id)
+	keep := found && err == nil && expires > 0
+	if keep && ttl > 0 && expires-c.clock() < int64(ttl)-c.extendEvery(ttl) {
+		// The idle window is due for extension: extend it, which makes
+		// Redis invalidate the record everywhere, this copy too.
+		c.finish(t, false, nil, 0)
+		return s.load(ctx, "load", s.prefix+id, ttl)
+	}
+	if keep && c.afterRead != nil {
+		c.afterRead(id)
+	}
+	c.finish(t, keep, record, expires)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return append([]byte(nil), record...), true, nil
+}
+
+// confirmHit waits for the Strict barrier and then checks that e is still
+// the entry of its id.
+func (s *Store) confirmHit(ctx context.Context, e *nearEntry, start int64) bool {
+	c := s.near
+	return c.barrier(ctx, start) && c.get(e.id, 0, c.clock()) == e
+}
+
+// readForCache reads the record of id and its time to live in one round
+// trip (GET and PTTL, pipelined), without changing the time to live. It
+// returns the clock() value at which the key expires, measured from
+// before the commands were sent, so never later than the real expiry; 0
+// when the key has no expiry or is gone.
+func (s *Store) readForCache(ctx context.Context, id string) (record []byte, found bool, expires int64, err error) {
+	key := s.prefix + id
+	err = s.do(ctx, "load", key, func(ctx context.Context, conn redis.Conn) error {
+		sent := s.near.clock()
+		if err := conn.Send("GET", key); err != nil {
+			return err
+		}
+		if err := conn.Send("PTTL", key); err != nil {
+			return err
+		}
+		replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads both replies
+		if err != nil {
+			return err
+		}
+		if len(replies) != 2 {
+			return fmt.Errorf("%d replies to GET and PTTL", len(replies))
+		}
+		record, err = redis.Bytes(replies[0], nil)
+		if errors.Is(err, redis.ErrNil) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		ms, err := redis.Int64(replies[1], nil)
+		if err != nil {
+			return err
+		}
+		if ms > 0 { // -1: no expiry, -2: gone since the GET; neither is kept
+			expires = sent + ms*int64(time.Millisecond)
+		}
+		return nil
+	})
+	return record, found, expires, err
+}

@@ -1,0 +1,80 @@
+package redisstore_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// nearCacheACL are the rules the package documentation says the near-cache
+// adds to its ACL SETUSER example.
+var nearCacheACL = []string{"+client|id", "+client|tracking", "+subscribe", "+pttl", "&__redis__:invalidate"}
+
+// TestNearCacheACL runs the near-cache as an ACL user with exactly the
+// documented commands and channel: it connects, serves from memory, sees a
+// deletion, and nothing is denied. Without +client|tracking it never
+// connects, and every Load is still answered from Redis.
+func TestNearCacheACL(t *testing.T) {
+	srv := redistest.Start(t)
+	servers := []*redistest.Server{srv}
+	ctx := context.Background()
+	open := func(t *testing.T) *redisstore.Store {
+		t.Helper()
+		s, err := redisstore.Open(redisstore.Config{
+			Addr: srv.Addr(), Username: aclModesDataUser, Password: aclModesUserPassword,
+			NearCache: redisstore.NearCache{MaxEntries: 10},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
+
+	t.Run("documented", func(t *testing.T) {
+		aclModesSetUser(t, servers, aclModesDataUser, append(aclCommands(t), nearCacheACL...))
+		s := open(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for s.NearCacheStats().Hits == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no hit within 10s: %+v", s.NearCacheStats())
+			}
+			if _, found, err := s.Load(ctx, "a", 0); err != nil || !found {
+				t.Fatalf("Load = %v, %v", found, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		srv.Do(t, "DEL", "session:a")
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			if _, found, err := s.Load(ctx, "a", 0); err != nil || !found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("deletion never seen")
+			}
+		}
+		aclModesNoDenials(t, "near-cache", servers)
+	})
+
+	t.Run("without tracking", func(t *testing.T) {
+		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
+		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+client|tracking" })
+		aclModesSetUser(t, servers, aclModesDataUser, rules)
+		s := open(t)
+		for range 50 {
+			if _, found, err := s.Load(ctx, "a", 0); err != nil || !found {
+				t.Fatalf("Load = %v, %v", found, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
+			t.Errorf("stats %+v without +client|tracking, want not connected and no hits", st)
+		}
+	})
+}

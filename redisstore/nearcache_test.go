@@ -1,0 +1,558 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// testStaleness is the NearCache.Staleness of these tests.
+const testStaleness = 20 * time.Millisecond
+
+// openNear returns a Store on srv with a near-cache, closed at cleanup, once
+// its invalidation connection holds a lease.
+func openNear(t *testing.T, srv *redistest.Server, near NearCache) *Store {
+	t.Helper()
+	if near.MaxEntries == 0 {
+		near.MaxEntries = 100
+	}
+	if near.Staleness == 0 {
+		near.Staleness = testStaleness
+	}
+	s, err := Open(Config{Addr: srv.Addr(), NearCache: near})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	return s
+}
+
+// waitLease waits until the near-cache of s is connected and may serve.
+func waitLease(t *testing.T, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.NearCacheStats().Connected || s.near.clock() >= s.near.lease.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("near-cache not serving after 10s: %+v", s.NearCacheStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// warm loads id until the near-cache serves it, and returns the record.
+func warm(t *testing.T, s *Store, id string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		before := s.NearCacheStats().Hits
+		b, found, err := s.Load(context.Background(), id, 0)
+		if err != nil || !found {
+			t.Fatalf("Load(%s) = %q, %v, %v, want the record", id, b, found, err)
+		}
+		if s.NearCacheStats().Hits > before {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Load(%s) never served from memory: %+v", id, s.NearCacheStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// expectGone checks that every Load of id that begins more than staleness
+// after changed reports no record, for a while; Loads before may still see
+// the old one. It fails if the old record is seen too late.
+func expectGone(t *testing.T, s *Store, id string, changed time.Time, staleness time.Duration) {
+	t.Helper()
+	after := 0
+	for after < 50 {
+		start := time.Now()
+		b, found, err := s.Load(context.Background(), id, 0)
+		if start.Sub(changed) > staleness {
+			if found {
+				t.Fatalf("Load(%s) %v after the change = %q, want no record (stale beyond %v); stats %+v",
+					id, start.Sub(changed), b, staleness, s.NearCacheStats())
+			}
+			if err == nil {
+				after++
+			}
+		}
+		if time.Since(changed) > 20*time.Second {
+			t.Fatalf("no successful Load 20s after the change: last error %v", err)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+func set(t *testing.T, srv *redistest.Server, id, value string) {
+	t.Helper()
+	srv.Do(t, "SET", "session:"+id, value, "PX", 600000)
+}
+
+func TestNearCacheHitCostsNoCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	set(t, srv, "a", "v1")
+	if b := warm(t, s, "a"); string(b) != "v1" {
+		t.Fatalf("Load = %q, want v1", b)
+	}
+	srv.ResetStats(t)
+	before := s.NearCacheStats()
+	const n = 100
+	for range n {
+		b, found, err := s.Load(context.Background(), "a", 0)
+		if err != nil || !found || string(b) != "v1" {
+			t.Fatalf("Load = %q, %v, %v, want v1", b, found, err)
+		}
+		b[0] = 'X' // the caller's copy: the next Load must not see it
+	}
+	after := s.NearCacheStats()
+	hits := after.Hits - before.Hits
+	calls := srv.Calls(t)
+	if hits < n/2 {
+		t.Errorf("%d of %d Loads served from memory, want most (stats %+v)", hits, n, after)
+	}
+	if got := calls["get"]; got != n-hits {
+		t.Errorf("%d GETs for %d Loads with %d hits, want %d", got, n, hits, n-hits)
+	}
+}
+
+func TestNearCacheSeesChanges(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	tests := []struct {
+		name   string
+		change func(key string)
+		want   string // "" for no record
+	}{
+		{"DEL", func(key string) { srv.Do(t, "DEL", key) }, ""},
+		{"SET", func(key string) { srv.Do(t, "SET", key, "v2", "PX", 600000) }, "v2"},
+		{"PEXPIRE to the past", func(key string) { srv.Do(t, "PEXPIRE", key, 1) }, ""},
+		{"UNLINK", func(key string) { srv.Do(t, "UNLINK", key) }, ""},
+		{"FLUSHALL", func(string) { srv.Do(t, "FLUSHALL") }, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			set(t, srv, id, "v1")
+			warm(t, s, id)
+			tc.change("session:" + id)
+			changed := time.Now()
+			if tc.want == "" {
+				expectGone(t, s, id, changed, testStaleness)
+				return
+			}
+			time.Sleep(testStaleness)
+			for range 20 {
+				b, _, err := s.Load(context.Background(), id, 0)
+				if err != nil || string(b) != tc.want {
+					t.Fatalf("Load %v after %s = %q, %v, want %q", time.Since(changed), tc.name, b, err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestNearCacheInsertRace changes the key between a fill's read and its
+// insert, once the invalidation has been applied: the fill must not keep
+// what it read.
+func TestNearCacheInsertRace(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	set(t, srv, "a", "v1")
+	raced := false
+	s.near.afterRead = func(id string) {
+		if raced {
+			return
+		}
+		raced = true
+		srv.Do(t, "DEL", "session:"+id)
+		deadline := time.Now().Add(10 * time.Second)
+		for { // until the invalidation has spoiled this fill
+			s.near.mu.Lock()
+			gen := s.near.pending[id].gen
+			s.near.mu.Unlock()
+			if gen > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("no invalidation of the fill within 10s")
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	b, found, err := s.Load(context.Background(), "a", 0)
+	if err != nil || !found || string(b) != "v1" {
+		t.Fatalf("first Load = %q, %v, %v, want v1 (read before the DEL)", b, found, err)
+	}
+	if !raced {
+		t.Fatal("the fill never ran")
+	}
+	for range 10 {
+		b, found, err := s.Load(context.Background(), "a", 0)
+		if err != nil || found {
+			t.Fatalf("Load after the DEL = %q, %v, %v, want no record", b, found, err)
+		}
+	}
+}
+
+func TestNearCacheConnectionKilled(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	for round := range 3 {
+		id := fmt.Sprint("k", round)
+		set(t, srv, id, "v1")
+		warm(t, s, id)
+		old := s.near.track.clientID()
+		srv.Do(t, "CLIENT", "KILL", "ID", old)
+		srv.Do(t, "DEL", "session:"+id)
+		expectGone(t, s, id, time.Now(), testStaleness)
+		waitLease(t, s)
+		if got := s.near.track.clientID(); got == old || got == 0 {
+			t.Fatalf("round %d: CLIENT ID after the kill = %d, want a new one (was %d)", round, got, old)
+		}
+		// The new connection reports changes as the first did.
+		set(t, srv, id, "v2")
+		warm(t, s, id)
+		srv.Do(t, "DEL", "session:"+id)
+		expectGone(t, s, id, time.Now(), testStaleness)
+	}
+	if st := s.NearCacheStats(); st.Flushes < 3 {
+		t.Errorf("Flushes = %d after 3 kills, want at least 3", st.Flushes)
+	}
+}
+
+func TestNearCacheRedisRestarted(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	set(t, srv, "a", "v1")
+	warm(t, s, "a")
+	srv.Restart(t) // without persistence: every key is gone
+	expectGone(t, s, "a", time.Now(), testStaleness)
+	waitLease(t, s)
+	set(t, srv, "a", "v2")
+	if b := warm(t, s, "a"); string(b) != "v2" {
+		t.Fatalf("Load after the restart = %q, want v2", b)
+	}
+	srv.Do(t, "DEL", "session:a")
+	expectGone(t, s, "a", time.Now(), testStaleness)
+}
+
+// TestNearCacheSilentPartition stalls the invalidation connection (through
+// a proxy) while the pooled connections still reach Redis: the lease must
+// stop the near-cache in time.
+func TestNearCacheSilentPartition(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	pool, err := NewPool(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: testStaleness}}
+	s, err := New(pool, cfg) // Loads go to srv directly; invalidations come through the proxy
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	set(t, srv, "a", "v1")
+	warm(t, s, "a")
+	expiries := s.NearCacheStats().LeaseExpiries
+
+	proxy.Stall()
+	srv.Do(t, "DEL", "session:a")
+	expectGone(t, s, "a", time.Now(), testStaleness)
+
+	// The lease ran out, and then ReadTimeout ended the connection.
+	deadline := time.Now().Add(20 * time.Second)
+	for s.NearCacheStats().Connected && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	proxy.Heal()
+	waitLease(t, s)
+	set(t, srv, "a", "v2")
+	if b := warm(t, s, "a"); string(b) != "v2" {
+		t.Fatalf("Load after healing = %q, want v2", b)
+	}
+	st := s.NearCacheStats()
+	if st.Flushes == 0 || st.LeaseExpiries <= expiries {
+		t.Errorf("stats %+v: want a lease expiry and a flush after the partition", st)
+	}
+}
+
+// TestNearCacheEntryDeadline keeps Redis from reporting the key's expiry
+// (active expiry off): the entry's own deadline must end it.
+func TestNearCacheEntryDeadline(t *testing.T) {
+	srv := redistest.Start(t, "--enable-debug-command", "local")
+	srv.Do(t, "DEBUG", "SET-ACTIVE-EXPIRE", 0)
+	s := openNear(t, srv, NearCache{})
+	srv.Do(t, "SET", "session:a", "v1", "PX", 300)
+	warm(t, s, "a")
+	expired := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(expired.Add(100 * time.Millisecond)) {
+		start := time.Now()
+		_, found, err := s.Load(context.Background(), "a", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found && start.After(expired) {
+			t.Fatalf("Load %v after the key's expiry found it", start.Sub(expired))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestNearCacheIdleExtension: with a ttl, hits leave the key's time to live
+// alone until it has fallen ExtendEvery below ttl; then a Load extends it.
+func TestNearCacheIdleExtension(t *testing.T) {
+	srv := redistest.Start(t)
+	const ttl, every = 10 * time.Second, 500 * time.Millisecond
+	s := openNear(t, srv, NearCache{ExtendEvery: every})
+	srv.Do(t, "SET", "session:a", "v1", "PX", ttl.Milliseconds())
+	ctx := context.Background()
+	srv.ResetStats(t)
+	start := time.Now()
+	for time.Since(start) < 3*every {
+		loadStart := time.Now()
+		if _, found, err := s.Load(ctx, "a", ttl); err != nil || !found {
+			t.Fatalf("Load = %v, %v", found, err)
+		}
+		// Never less than ttl - every left after a Load (1s margin for the
+		// PTTL's own round trip on a busy machine).
+		left, err := redis.Int64(srv.Do(t, "PTTL", "session:a"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if min := ttl - every - time.Second - time.Since(loadStart); time.Duration(left)*time.Millisecond < min {
+			t.Fatalf("PTTL after a Load = %dms, want at least %v", left, min)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	calls := srv.Calls(t)
+	st := s.NearCacheStats()
+	if calls["getex"] == 0 || calls["getex"] > 8 {
+		t.Errorf("GETEX sent %d times in %v with ExtendEvery %v, want 1 to 8", calls["getex"], 3*every, every)
+	}
+	if st.Hits < 10 {
+		t.Errorf("Hits = %d, want most Loads (stats %+v)", st.Hits, st)
+	}
+}
+
+func TestNearCacheEvicts(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{MaxEntries: 2})
+	for _, id := range []string{"a", "b", "c"} {
+		set(t, srv, id, "v-"+id)
+		warm(t, s, id)
+	}
+	st := s.NearCacheStats()
+	if st.Entries != 2 || st.Evictions < 1 {
+		t.Errorf("stats %+v, want 2 entries and an eviction", st)
+	}
+	// "a" was the least recently used: it is a miss now.
+	before := s.NearCacheStats().Misses
+	if b, _, _ := s.Load(context.Background(), "a", 0); string(b) != "v-a" {
+		t.Fatalf("Load(a) = %q", b)
+	}
+	if s.NearCacheStats().Misses != before+1 {
+		t.Errorf("Load of the evicted entry was not a miss")
+	}
+}
+
+// TestNearCacheStrict: with Strict, a Load that begins after a change was
+// acknowledged never sees the old record, with no wait in between.
+func TestNearCacheStrict(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{Strict: true})
+	conn, err := redis.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hits := 0
+	for i := range 300 {
+		id := fmt.Sprint("s", i%10)
+		if _, err := conn.Do("SET", "session:"+id, "v1", "PX", 600000); err != nil {
+			t.Fatal(err)
+		}
+		warm(t, s, id)
+		hits++
+		if _, err := conn.Do("DEL", "session:"+id); err != nil {
+			t.Fatal(err)
+		}
+		b, found, err := s.Load(context.Background(), id, 0)
+		if err != nil || found {
+			t.Fatalf("trial %d: Load right after DEL = %q, %v, %v, want no record", i, b, found, err)
+		}
+	}
+	if hits == 0 {
+		t.Fatal("no hits")
+	}
+}
+
+func TestNearCacheConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // in the error; "" for none
+	}{
+		{"off", Config{}, ""},
+		{"on", Config{NearCache: NearCache{MaxEntries: 1}}, ""},
+		{"negative entries", Config{NearCache: NearCache{MaxEntries: -1}}, "NearCache.MaxEntries"},
+		{"negative staleness", Config{NearCache: NearCache{MaxEntries: 1, Staleness: -1}}, "NearCache.Staleness"},
+		{"tiny staleness", Config{NearCache: NearCache{MaxEntries: 1, Staleness: time.Millisecond}}, "NearCache.Staleness"},
+		{"negative extend", Config{NearCache: NearCache{MaxEntries: 1, ExtendEvery: -1}}, "NearCache.ExtendEvery"},
+		{"cluster", Config{ClusterNodes: []string{"127.0.0.1:1"}, NearCache: NearCache{MaxEntries: 1}}, "Redis Cluster"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.normalize()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("normalize() = %v, want no error", err)
+				}
+				if got.NearCache.MaxEntries > 0 && (got.NearCache.Staleness != DefaultNearCacheStaleness || got.NearCache.ExtendEvery != DefaultNearCacheExtendEvery) {
+					t.Errorf("defaults = %+v", got.NearCache)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("normalize() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestNearCacheUnavailable: a Store whose invalidation connection cannot
+// connect serves every Load from Redis.
+func TestNearCacheUnavailable(t *testing.T) {
+	srv := redistest.Start(t)
+	pool, err := NewPool(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := srv.Proxy(t)
+	proxy.Drop()
+	s, err := New(pool, Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	set(t, srv, "a", "v1")
+	for range 20 {
+		b, found, err := s.Load(context.Background(), "a", 0)
+		if err != nil || !found || !bytes.Equal(b, []byte("v1")) {
+			t.Fatalf("Load = %q, %v, %v", b, found, err)
+		}
+	}
+	if st := s.NearCacheStats(); st.Hits != 0 || st.Connected {
+		t.Errorf("stats %+v, want no hits and not connected", st)
+	}
+	srv.Do(t, "DEL", "session:a")
+	if _, found, err := s.Load(context.Background(), "a", 0); found || err != nil {
+		t.Fatalf("Load after DEL = %v, %v", found, err)
+	}
+}
+
+// TestNearCacheSentinel fails the master over: the invalidation connection
+// must follow the Store to the new master, and a change made there right
+// after the failover must be seen within Staleness.
+func TestNearCacheSentinel(t *testing.T) {
+	sn := startSentinel(t)
+	cfg := sentinelConfig(sn)
+	cfg.NearCache = NearCache{MaxEntries: 100, Staleness: testStaleness}
+	s := openSentinel(t, cfg)
+	waitLease(t, s)
+	sn.Master(t).Do(t, "SET", "session:a", "v1", "PX", 600000)
+	warm(t, s, "a")
+	oldID := s.near.track.clientID()
+
+	sn.Failover(t)
+	newMaster := sn.Master(t)
+	newMaster.Do(t, "DEL", "session:a")
+	expectGone(t, s, "a", time.Now(), testStaleness)
+
+	// The connection moved: a new client on the new master.
+	deadline := time.Now().Add(20 * time.Second)
+	for !tracked(t, newMaster) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no tracking connection on the new master 20s after the failover (client id was %d, now %d)", oldID, s.near.track.clientID())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitLease(t, s)
+	newMaster.Do(t, "SET", "session:b", "v1", "PX", 600000)
+	warm(t, s, "b")
+	newMaster.Do(t, "DEL", "session:b")
+	expectGone(t, s, "b", time.Now(), testStaleness)
+
+	// The Store's Source learns of another master while the connection's
+	// server keeps it open (here a made-up one, which the sentinels
+	// correct within a second): the connection is dropped and redialled.
+	flushes, id := s.NearCacheStats().Flushes, s.near.track.clientID()
+	sentinelOf(s).setMaster("127.0.0.1:1")
+	deadline = time.Now().Add(20 * time.Second)
+	for s.near.track.clientID() == id || s.near.track.clientID() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("invalidation connection still client %d 20s after the master changed", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.NearCacheStats().Flushes; got == flushes {
+		t.Errorf("Flushes = %d after the master changed, want more", got)
+	}
+}
+
+// tracked reports whether srv has a client in broadcast tracking mode.
+func tracked(t *testing.T, srv *redistest.Server) bool {
+	list, err := redis.String(srv.Do(t, "CLIENT", "LIST", "TYPE", "pubsub"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(list, "\n") {
+		for _, f := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(f, "flags="); ok && strings.Contains(flags, "t") && strings.Contains(flags, "P") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestNearCacheOwnWrites: a Store's own writes are seen by its next Load at
+// once, without waiting for Redis's report of them.
+func TestNearCacheOwnWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	ctx := context.Background()
+	for i := range 100 {
+		id := fmt.Sprint("w", i%5)
+		want := fmt.Sprint("v", i)
+		if _, err := s.Insert(ctx, id, []byte("first"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		warm(t, s, id)
+		if ok, err := s.Update(ctx, id, []byte(want), time.Minute); err != nil || !ok {
+			t.Fatalf("Update = %v, %v", ok, err)
+		}
+		if b, _, err := s.Load(ctx, id, 0); err != nil || string(b) != want {
+			t.Fatalf("trial %d: Load right after Update = %q, %v, want %q", i, b, err, want)
+		}
+		warm(t, s, id)
+		if _, err := s.RemoveUserSession(ctx, "", id); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, err := s.Load(ctx, id, 0); err != nil || found {
+			t.Fatalf("trial %d: Load right after RemoveUserSession = %q, %v, %v, want no record", i, b, found, err)
+		}
+	}
+}

@@ -1,0 +1,332 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// invalidateChannel is where Redis publishes the invalidation messages of
+// CLIENT TRACKING to a RESP2 connection that redirects them to itself.
+const invalidateChannel = "__redis__:invalidate"
+
+// Reconnection backoff of the invalidation connection.
+const (
+	trackMinBackoff = 10 * time.Millisecond
+	trackMaxBackoff = time.Second
+)
+
+// tracker owns the near-cache's invalidation connection and its two
+// goroutines, started by newTracker and stopped by close: run, which
+// (re)connects and then reads every message, and, while connected, ping,
+// which sends one PING at a time and certifies its answer to the cache.
+//
+// The connection sends CLIENT TRACKING ON REDIRECT <its own id> BCAST
+// PREFIX <KeyPrefix>session:, then SUBSCRIBE __redis__:invalidate: Redis
+// then publishes, on this one connection, the name of every key under the
+// prefix that any client changes, expires or deletes (and a nil for
+// FLUSHDB and FLUSHALL), whichever connection changed it. The pooled
+// connections stay untracked. In RESP2 (redigo's protocol) a connection in
+// subscribe mode may still send PING, and its answer comes after every
+// message Redis queued for it before (see certify).
+type tracker struct {
+	c    *nearCache
+	dial func(ctx context.Context) (*checkedConn, error)
+	cfg  Config
+
+	pokes chan struct{} // a Strict Load wants a PING now; buffered, one is enough
+	stop  chan struct{} // closed by close
+	once  sync.Once
+	wg    sync.WaitGroup
+
+	// sent is the clock() value at which the PING in flight was sent; the
+	// reader certifies it when the answer comes.
+	sent atomic.Int64
+	// pongs tells ping that the answer came; buffered, one.
+	pongs chan struct{}
+
+	mu   sync.Mutex
+	conn *checkedConn // the current connection, closed by close to end run's read
+	id   int64        // its CLIENT ID, for tests
+}
+
+func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*checkedConn, error)) *tracker {
+	t := &tracker{
+		c:     c,
+		dial:  dial,
+		cfg:   cfg,
+		pokes: make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		pongs: make(chan struct{}, 1),
+	}
+	c.track = t
+	t.wg.Add(1)
+	go t.run()
+	return t
+}
+
+// close stops the goroutines and closes the connection. Closing again
+// does nothing.
+func (t *tracker) close() {
+	t.once.Do(func() {
+		close(t.stop)
+		t.mu.Lock()
+		if t.conn != nil {
+			t.conn.Close()
+		}
+		t.mu.Unlock()
+		t.wg.Wait()
+	})
+}
+
+// demand asks for a PING as soon as none is in flight.
+func (t *tracker) demand() {
+	select {
+	case t.pokes <- struct{}{}:
+	default:
+	}
+}
+
+// clientID returns the CLIENT ID of the current connection, 0 when there is
+// none.
+func (t *tracker) clientID() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.id
+}
+
+// run connects, serves the connection until it fails, flushes the cache,
+// and connects again after a backoff, until close.
+func (t *tracker) run() {
+	defer t.wg.Done()
+	backoff := trackMinBackoff
+	for {
+		conn, err := t.connect()
+		if err == nil {
+			backoff = trackMinBackoff
+			t.serve(conn)
+		}
+		select {
+		case <-t.stop:
+			return
+		case <-time.After(backoff):
+		}
+		if err != nil {
+			backoff = min(2*backoff, trackMaxBackoff)
+		}
+	}
+}
+
+// connect dials, enables tracking and subscribes. The cache becomes live
+// (fills may keep what they read) once the subscription is confirmed;
+// entries are served only once the first PING is answered.
+func (t *tracker) connect() (*checkedConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.DialTimeout+t.cfg.ReadTimeout)
+	defer cancel()
+	go func() { // close aborts a dial in progress
+		select {
+		case <-t.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn, err := t.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	select {
+	case <-t.stop:
+		t.mu.Unlock()
+		conn.Close()
+		return nil, errClosed
+	default:
+	}
+	t.conn = conn
+	t.mu.Unlock()
+	if err := t.subscribe(ctx, conn); err != nil {
+		t.drop(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+// subscribe enables tracking on conn, redirected to itself, and subscribes
+// it to the invalidation channel.
+func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
+	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
+	if err != nil {
+		return err
+	}
+	if _, err := cmd(ctx, conn, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", t.c.prefix); err != nil {
+		return err
+	}
+	// Invalidations are published only once the connection is in subscribe
+	// mode, so nothing read before the confirmation may be kept.
+	if err := conn.Send("SUBSCRIBE", invalidateChannel); err != nil {
+		return err
+	}
+	reply, err := redis.Values(cmd(ctx, conn, ""))
+	if err == nil && len(reply) == 1 {
+		reply, err = redis.Values(reply[0], nil)
+	}
+	if err != nil {
+		return err
+	}
+	if kind, _ := redis.String(reply[0], nil); len(reply) != 3 || kind != "subscribe" {
+		return fmt.Errorf("unexpected reply to SUBSCRIBE %s", invalidateChannel)
+	}
+	t.mu.Lock()
+	t.id = id
+	t.mu.Unlock()
+	t.c.flush(true)
+	return nil
+}
+
+// drop closes conn and makes the cache forget everything: whatever changed
+// while it was down was never reported.
+func (t *tracker) drop(conn *checkedConn) {
+	t.c.suspend()
+	t.c.flush(false)
+	t.mu.Lock()
+	t.conn, t.id = nil, 0
+	t.mu.Unlock()
+	conn.Close()
+}
+
+// serve reads the messages of conn until it fails (or close closes it),
+// with ping sending the PINGs, then drops it.
+func (t *tracker) serve(conn *checkedConn) {
+	done := make(chan struct{})
+	var pinger sync.WaitGroup
+	pinger.Add(1)
+	go func() {
+		defer pinger.Done()
+		t.ping(conn, done)
+	}()
+	for {
+		// The PINGs keep replies coming; ReadTimeout without any means the
+		// connection or the server is stuck.
+		reply, err := redis.ReceiveWithTimeout(conn, t.cfg.ReadTimeout)
+		if err == nil {
+			err = t.handle(reply)
+		}
+		if err != nil {
+			break
+		}
+	}
+	t.c.suspend()
+	conn.Close() // ends a Flush in progress in ping
+	close(done)
+	pinger.Wait()
+	t.drop(conn)
+}
+
+// handle applies one message of the invalidation connection.
+func (t *tracker) handle(reply any) error {
+	msg, err := redis.Values(reply, nil)
+	if err != nil || len(msg) < 2 {
+		return fmt.Errorf("unexpected message on the invalidation connection: %w", err)
+	}
+	kind, _ := redis.String(msg[0], nil)
+	switch {
+	case kind == "pong":
+		t.c.certify(t.sent.Load())
+		select {
+		case t.pongs <- struct{}{}:
+		default:
+		}
+		return nil
+	case kind == "message" && len(msg) == 3:
+		if msg[2] == nil { // FLUSHDB or FLUSHALL
+			t.c.flush(true)
+			return nil
+		}
+		keys, err := redis.Strings(msg[2], nil)
+		if err != nil {
+			return err
+		}
+		t.c.invalidate(keys)
+		return nil
+	}
+	return errors.New("unexpected message on the invalidation connection")
+}
+
+// ping sends a PING every Staleness/4, or at once when a Strict Load asks,
+// but never while one is unanswered: the answer to a PING sent at time T,
+// when no other command is in flight on the connection, comes after the
+// invalidations of every change Redis made before T (it publishes them
+// before it answers anything read in a later pass of its event loop), so
+// its arrival certifies T. It ends when done is closed; a PING unanswered
+// for ReadTimeout closes the connection.
+func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
+	interval := t.c.cfg.Staleness / 4
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+		case <-t.pokes:
+		}
+		t.sent.Store(t.c.clock())
+		err := conn.Send("PING")
+		if err == nil {
+			err = conn.Flush()
+		}
+		if err != nil {
+			conn.Close()
+			return
+		}
+		if !t.awaitPong(conn, done) {
+			return
+		}
+		if conn.retired != nil && conn.retired() {
+			// Under Sentinel: the sentinels named another master, which
+			// the pooled connections now use; follow it.
+			conn.Close()
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(interval)
+	}
+}
+
+// awaitPong waits for the answer to the PING in flight, counting a lease
+// expiry if the lease runs out first. It reports false when done is closed
+// or when ReadTimeout passes without an answer, and then closes conn.
+func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}) bool {
+	giveUp := time.NewTimer(t.cfg.ReadTimeout)
+	defer giveUp.Stop()
+	var expired <-chan time.Time
+	if left := t.c.lease.Load() - t.c.clock(); left > 0 {
+		lease := time.NewTimer(time.Duration(left))
+		defer lease.Stop()
+		expired = lease.C
+	}
+	for {
+		select {
+		case <-done:
+			return false
+		case <-t.pongs:
+			return true
+		case <-expired:
+			t.c.leaseExpiries.Add(1)
+			expired = nil
+		case <-giveUp.C:
+			conn.Close()
+			return false
+		}
+	}
+}
