@@ -461,8 +461,8 @@ func (m *Manager) info(st *state) Info {
 		ExpiresAt: st.deadline,
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
-		UserAgent: md.userAgent(),
-		Device:    md.device(),
+		UserAgent: md.UserAgent,
+		Device:    m.codec.device(md),
 		Current:   true,
 	}
 }
