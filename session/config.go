@@ -136,10 +136,11 @@ type Config struct {
 
 	// KeepUserAgent also stores the client's user agent (cut at 256
 	// bytes) in the record, as "ua", so that Info.UserAgent gives it, for
-	// a devices page that shows it. It costs about 128 bytes of Redis
-	// memory per session with a desktop browser (see docs/benchmarks.md).
-	// False (the default) stores only the device name, and
-	// Info.UserAgent is empty but for sessions of version 1 records.
+	// a devices page that shows it. With a desktop browser's user agent
+	// it costs about 160 bytes of Redis memory per session (see
+	// docs/benchmarks.md). False (the default) stores only the device
+	// name, and Info.UserAgent is empty but for sessions of version 1
+	// records.
 	KeepUserAgent bool
 
 	// PreviousFormat makes this instance write what the previous release
