@@ -65,7 +65,7 @@ type record struct {
 	E      int64                      `json:"e,omitempty"` // absolute deadline, unix milliseconds
 	S      int64                      `json:"s,omitempty"` // last seen, unix milliseconds; absent: c
 	IP     string                     `json:"ip,omitempty"`
-	D      string                     `json:"d,omitempty"`  // device
+	D      string                     `json:"d,omitempty"`  // device; in version 1 only as previousRecord writes it
 	UA     string                     `json:"ua,omitempty"` // user agent, with Config.KeepUserAgent
 	Val    map[string]json.RawMessage `json:"val,omitempty"`
 
