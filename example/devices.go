@@ -16,12 +16,12 @@ import (
 // would name it, its times ready for <time> elements.
 type device struct {
 	ID       string // the session id, for the revoke form's action only
-	Name     string // "Firefox on Windows", "Safari on iPhone", "curl"
-	Kind     string // "desktop", "phone", "tablet" or "other": the icon
+	Name     string // "Firefox on Windows", "Safari on iPhone", "curl": session.Info.Device
+	Kind     string // "desktop", "phone", "tablet" or "other": the icon, from the user agent
 	Current  bool
 	Active   bool // seen within activeNow
 	IP       string
-	Agent    string // the raw user agent, for the details line
+	Agent    string // the raw user agent, for the details line: session.Info.UserAgent
 	LastSeen stamp
 	Created  stamp
 	Ends     stamp  // the absolute deadline
@@ -91,7 +91,7 @@ func deviceName(ua string) (name, kind string) {
 	}
 	browser := strings.TrimSpace(p.Name)
 	if !strings.ContainsFunc(browser, unicode.IsLetter) {
-		return "Unknown device", "other"
+		return unknownDevice, "other"
 	}
 	on := p.OS
 	if p.Device == "iPhone" || p.Device == "iPad" {
@@ -103,9 +103,23 @@ func deviceName(ua string) (name, kind string) {
 	return browser + " on " + on, kind
 }
 
-// devices turns a user's sessions into the devices page's list: the
-// current device first, then the others by last activity, most recent
-// first. idle is the sessions' idle timeout, negative for none.
+// nameDevice is deviceName's name alone: the example's
+// session.Config.DeviceName, which names each session once, at login.
+func nameDevice(ua string) string {
+	name, _ := deviceName(ua)
+	return name
+}
+
+// unknownDevice names a session without a name (one that an instance
+// without nameDevice created): the name deviceName gives an empty user
+// agent.
+const unknownDevice = "Unknown device"
+
+// devices turns a user's sessions into the devices page's list, each
+// named by its Info.Device and drawn from its user agent (a generic
+// icon without one): the current device first, then the others by last
+// activity, most recent first. idle is the sessions' idle timeout,
+// negative for none.
 func devices(list []session.Info, now time.Time, idle time.Duration) []device {
 	idleText := ""
 	if idle > 0 {
@@ -113,7 +127,13 @@ func devices(list []session.Info, now time.Time, idle time.Duration) []device {
 	}
 	out := make([]device, 0, len(list))
 	for _, info := range list {
-		name, kind := deviceName(info.UserAgent)
+		name, kind := info.Device, "other"
+		if name == "" {
+			name = unknownDevice
+		}
+		if info.UserAgent != "" {
+			_, kind = deviceName(info.UserAgent)
+		}
 		out = append(out, device{
 			ID: info.ID, Name: name, Kind: kind, Current: info.Current,
 			Active: info.Current || now.Sub(info.LastSeen) < activeNow,

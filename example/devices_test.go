@@ -59,9 +59,9 @@ func TestAgoAndInWords(t *testing.T) {
 func TestDevicesOrder(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	list := []session.Info{ // oldest first, as List returns them
-		{ID: "old", UserAgent: "curl/8.5.0", LastSeen: now.Add(-3 * time.Hour)},
-		{ID: "current", UserAgent: firefoxWindows, LastSeen: now.Add(-time.Hour), Current: true},
-		{ID: "recent", UserAgent: safariIPhone, LastSeen: now.Add(-90 * time.Second)},
+		{ID: "old", UserAgent: "curl/8.5.0", Device: "curl", LastSeen: now.Add(-3 * time.Hour)},
+		{ID: "current", UserAgent: firefoxWindows, Device: "Firefox on Windows", LastSeen: now.Add(-time.Hour), Current: true},
+		{ID: "recent", UserAgent: safariIPhone, Device: "Safari on iPhone", LastSeen: now.Add(-90 * time.Second)},
 		{ID: "middle", UserAgent: "", LastSeen: now.Add(-10 * time.Minute)},
 	}
 	got := devices(list, now, 30*time.Minute)
@@ -80,6 +80,35 @@ func TestDevicesOrder(t *testing.T) {
 	}
 	if d := devices(list[:1], now, -1)[0]; d.Idle != "" {
 		t.Errorf("without an idle timeout Idle = %q, want empty", d.Idle)
+	}
+}
+
+// TestDevicesNames checks where the devices page takes each session's
+// name, icon and details from: the name from Info.Device (the name given
+// at login, "Unknown device" for none), the icon from the user agent (a
+// generic one without it), the details line's user agent from
+// Info.UserAgent.
+func TestDevicesNames(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name               string
+		info               session.Info
+		wantName, wantKind string
+	}{
+		{"phone", session.Info{Device: "Safari on iPhone", UserAgent: safariIPhone}, "Safari on iPhone", "phone"},
+		{"name from login, not the user agent", session.Info{Device: "My laptop", UserAgent: firefoxWindows}, "My laptop", "desktop"},
+		{"no user agent", session.Info{Device: "Chrome 131 on Windows"}, "Chrome 131 on Windows", "other"},
+		{"no name", session.Info{UserAgent: "curl/8.5.0"}, "Unknown device", "other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := devices([]session.Info{tc.info}, now, -1)[0]
+			if d.Name != tc.wantName || d.Kind != tc.wantKind || d.Agent != tc.info.UserAgent {
+				t.Errorf("devices(%+v) = name %q, kind %q, agent %q; want %q, %q, %q", tc.info, d.Name, d.Kind, d.Agent, tc.wantName, tc.wantKind, tc.info.UserAgent)
+			}
+		})
+	}
+	if got := nameDevice(safariIPhone); got != "Safari on iPhone" {
+		t.Errorf("nameDevice(Safari on an iPhone) = %q, want Safari on iPhone", got)
 	}
 }
 

@@ -203,6 +203,7 @@ type sessionJSON struct {
 	LastSeen  time.Time `json:"last_seen"`
 	IP        string    `json:"ip"`
 	UserAgent string    `json:"user_agent"`
+	Device    string    `json:"device"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Current   bool      `json:"current"`
 }
@@ -217,7 +218,7 @@ func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]sessionJSON, len(list))
 	for i, info := range list {
-		out[i] = sessionJSON{info.ID, info.CreatedAt, info.LastSeen, info.IP, info.UserAgent, info.ExpiresAt, info.Current}
+		out[i] = sessionJSON{info.ID, info.CreatedAt, info.LastSeen, info.IP, info.UserAgent, info.Device, info.ExpiresAt, info.Current}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

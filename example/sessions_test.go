@@ -36,10 +36,13 @@ func TestSessionsAPI(t *testing.T) {
 		t.Fatalf("GET /api/sessions = %d %s, want alice's 2 sessions", r.code, r.body)
 	}
 	for _, s := range list {
-		for _, field := range []string{"session_id", "created_at", "last_seen", "ip", "user_agent", "expires_at", "current"} {
+		for _, field := range []string{"session_id", "created_at", "last_seen", "ip", "user_agent", "device", "expires_at", "current"} {
 			if _, ok := s[field]; !ok {
 				t.Errorf("listed session lacks %q: %v", field, s)
 			}
+		}
+		if ua, _ := s["user_agent"].(string); s["device"] != "Go-http-client" || !strings.HasPrefix(ua, "Go-http-client/") {
+			t.Errorf("listed session: device %v, user agent %v; want Go-http-client and Go's raw user agent", s["device"], s["user_agent"])
 		}
 		if s["current"] != (s["session_id"] == laptopID) {
 			t.Errorf("session %v: current = %v, want true for the caller's only", s["session_id"], s["current"])

@@ -147,6 +147,10 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 
 	scfg.Logger = log
 	scfg.Metrics = metrics
+	// The devices page names sessions as mileusna/useragent does, and
+	// shows the raw user agent in each session's details line.
+	scfg.DeviceName = nameDevice
+	scfg.KeepUserAgent = true
 	manager, err := session.New(store, scfg)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func TestListSessions(t *testing.T) {
 		t.Fatalf("alice's sessions = %+v, want 2 (phone and laptop)", list)
 	}
 	for _, s := range list {
-		if s.UserID != "alice" || s.CreatedAt.IsZero() || s.ExpiresAt.IsZero() || s.LastSeen.IsZero() || s.IP != "127.0.0.1" || s.UserAgent == "" {
+		if s.UserID != "alice" || s.CreatedAt.IsZero() || s.ExpiresAt.IsZero() || s.LastSeen.IsZero() || s.IP != "127.0.0.1" || s.Device == "" {
 			t.Errorf("listed session %+v lacks a field", s)
 		}
 		if s.Current != (s.ID == laptopID) {

@@ -122,6 +122,37 @@ type Config struct {
 	// and costs nothing.
 	FromSCS *SCSImport
 
+	// DeviceName names the client of a new session for its user's list
+	// of devices (Info.Device) from its user agent (at most 256 bytes,
+	// possibly empty): "Chrome 131 on Windows", say. It is called once,
+	// when a session is created (a login, an anonymous session's first
+	// write, an scs import), and what it returns, cut to 64 bytes of valid
+	// UTF-8, is stored in the record as "d"; a record of version 1, which
+	// has no name, is named from its user agent each time it is listed or
+	// read. It must be safe for concurrent use. Nil (the default) names
+	// the browser, its major version and the system, or the first product
+	// of a user agent it does not know ("curl 8").
+	DeviceName func(userAgent string) string
+
+	// KeepUserAgent also stores the client's user agent (cut at 256
+	// bytes) in the record, as "ua", so that Info.UserAgent gives it, for
+	// a devices page that shows it. With a desktop browser's user agent
+	// it costs about 160 bytes of Redis memory per session (see
+	// docs/benchmarks.md). False (the default) stores only the device
+	// name, and Info.UserAgent is empty but for sessions of version 1
+	// records.
+	KeepUserAgent bool
+
+	// PreviousFormat makes this instance write what the previous release
+	// reads: records of version 1 (times in RFC 3339, the user agent,
+	// every value tagged) and 43-character tokens, whose session ids are
+	// the whole SHA-256. It still reads everything this release does. Set
+	// it for the first of the two deploys of an upgrade from that
+	// release, while instances of both run, and drop it in the second
+	// (README, "Upgrading"). False (the default) writes records of
+	// version 2 and 42-character tokens.
+	PreviousFormat bool
+
 	// Logger receives session events and store failures. Tokens and Redis
 	// keys are never logged; events carry a short fingerprint of the session
 	// id. Nil means slog.Default().
@@ -220,6 +251,8 @@ func validCookieName(name string) bool {
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
 //	SESSION_MAX_PER_USER  most sessions one user may have at once; 0 means no limit
 //	SESSION_TAG_KEY       the base64 of at least 32 random bytes (Config.TagKey), needed on a Redis Cluster
+//	SESSION_KEEP_USER_AGENT  true stores the user agent in the record (Config.KeepUserAgent)
+//	SESSION_PREVIOUS_FORMAT  true writes what the previous release reads (Config.PreviousFormat)
 //
 // Unset variables leave the field zero, which New turns into its default; an
 // unset SESSION_KEYS leaves Keys empty, which New refuses. A bad value gives an
@@ -274,6 +307,21 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 			return cfg, fmt.Errorf("session: SESSION_MAX_PER_USER: want a whole number, 0 for no limit, got %q", v)
 		}
 		cfg.MaxSessionsPerUser = n
+	}
+	for _, b := range []struct {
+		name string
+		p    *bool
+	}{
+		{"SESSION_KEEP_USER_AGENT", &cfg.KeepUserAgent},
+		{"SESSION_PREVIOUS_FORMAT", &cfg.PreviousFormat},
+	} {
+		if v, ok := lookup(b.name); ok {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return cfg, fmt.Errorf("session: %s: want true or false, got %q", b.name, v)
+			}
+			*b.p = on
+		}
 	}
 	return cfg, nil
 }

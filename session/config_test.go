@@ -56,7 +56,9 @@ func TestFromEnv(t *testing.T) {
 		check   func(Config) bool
 		wantErr string
 	}{
-		{"empty", nil, func(c Config) bool { return c.Keys == nil && c.Lifetime == 0 && !c.InsecureCookie }, ""},
+		{"empty", nil, func(c Config) bool {
+			return c.Keys == nil && c.Lifetime == 0 && !c.InsecureCookie && !c.KeepUserAgent && !c.PreviousFormat
+		}, ""},
 		{"keys", map[string]string{"SESSION_KEYS": key1 + ", " + key2}, func(c Config) bool {
 			return len(c.Keys) == 2 && string(c.Keys[0]) == string(testKey(0xfb)) && string(c.Keys[1]) == string(testKey(0xfe))
 		}, ""},
@@ -73,6 +75,10 @@ func TestFromEnv(t *testing.T) {
 		{"zero lifetime", map[string]string{"SESSION_LIFETIME": "0s"}, nil, "SESSION_LIFETIME"},
 		{"bad idle", map[string]string{"SESSION_IDLE_TIMEOUT": "-1m"}, nil, "SESSION_IDLE_TIMEOUT"},
 		{"bad secure", map[string]string{"SESSION_COOKIE_SECURE": "yes please"}, nil, "SESSION_COOKIE_SECURE"},
+		{"keep user agent", map[string]string{"SESSION_KEEP_USER_AGENT": "true"}, func(c Config) bool { return c.KeepUserAgent && !c.PreviousFormat }, ""},
+		{"previous format", map[string]string{"SESSION_PREVIOUS_FORMAT": "true", "SESSION_KEEP_USER_AGENT": "false"}, func(c Config) bool { return c.PreviousFormat && !c.KeepUserAgent }, ""},
+		{"bad keep user agent", map[string]string{"SESSION_KEEP_USER_AGENT": "sometimes"}, nil, "SESSION_KEEP_USER_AGENT"},
+		{"bad previous format", map[string]string{"SESSION_PREVIOUS_FORMAT": "v1"}, nil, "SESSION_PREVIOUS_FORMAT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

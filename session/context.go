@@ -126,13 +126,17 @@ type Info struct {
 	LastSeen time.Time
 	// IP is the client address of the request that created the session.
 	IP string
-	// UserAgent is the user agent of the client that created the session,
-	// for a session whose record kept it (written by a version before
-	// record version 2); for other sessions it is Device.
+	// UserAgent is the raw user agent of the client that created the
+	// session (at most 256 bytes), where its record keeps it: a record
+	// of version 1 always does, one of version 2 with
+	// Config.KeepUserAgent. Otherwise it is empty; Device names the
+	// client.
 	UserAgent string
-	// Device describes that client in a few words, parsed from its user
-	// agent when the session was created: "Chrome 131 on Windows",
-	// "Safari 17 on iOS", "curl 8".
+	// Device names that client for a list of devices, as
+	// Config.DeviceName named it when the session was created (by
+	// default "Chrome 131 on Windows", "Safari 17 on iOS", "curl 8"); for
+	// a session of a version 1 record, which keeps no name, it is that
+	// namer's name of UserAgent.
 	Device string
 	// Current is true for the session of the request that asked.
 	Current bool
@@ -461,8 +465,8 @@ func (m *Manager) info(st *state) Info {
 		ExpiresAt: st.deadline,
 		LastSeen:  md.LastSeen,
 		IP:        md.IP,
-		UserAgent: md.userAgent(),
-		Device:    md.device(),
+		UserAgent: md.UserAgent,
+		Device:    m.codec.device(md),
 		Current:   true,
 	}
 }

@@ -35,6 +35,9 @@ type Manager struct {
 	// Manager's, and so that scs never touches the request's context. Its
 	// store is engineStore: scs never reaches the session store.
 	engine *scs.SessionManager
+	// codec writes records as cfg asks (device names, the user agent,
+	// the previous release's format) and reads any.
+	codec  codec
 	signer *signer
 	log    *slog.Logger
 	outage *logLimiter // warnings that the store is unavailable
@@ -75,6 +78,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		log:    cfg.Logger,
 		outage: &logLimiter{interval: outageLogInterval},
 		now:    time.Now,
+		codec:  codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 	}
 	m.decoded = newDecodedCache(store)
 	// Built as a literal, not with scs.New, which starts a cleanup goroutine
@@ -83,7 +87,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 	m.engine = &scs.SessionManager{
 		Lifetime: cfg.Lifetime,
 		Store:    engineStore{},
-		Codec:    codec{},
+		Codec:    m.codec,
 	}
 	if cfg.TagKey != nil {
 		m.store = taggedStore{Store: store, m: m, legacy: !cluster}
@@ -309,10 +313,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 	}
 	at := wholeMilli(now)
-	md := meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
+	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
 	values[metaKey] = md
 	deadline := m.deadline(now)
-	record, err := codec{}.Encode(deadline, values)
+	record, err := m.codec.Encode(deadline, values)
 	if err != nil {
 		return Info{}, err
 	}
@@ -408,16 +412,22 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	return nil
 }
 
-// newToken returns a new token, made by scs and cut to shortTokenLen (see
-// idOf), with the hash tag tag in front ("" for none; see tags.go). scs makes tokens only in RenewToken, which
-// also asks its store to delete the old token: with engineStore, that does
-// nothing, so this is token generation alone. It changes the token scs
-// keeps in st.data, which the Manager never reads.
+// newToken returns a new token, made by scs, with the hash tag tag in
+// front ("" for none; see tags.go): cut to shortTokenLen (see idOf), or
+// of scs's full tokenLen with Config.PreviousFormat, which the previous
+// release reads. scs makes tokens only in RenewToken, which also asks its
+// store to delete the old token: with engineStore, that does nothing, so
+// this is token generation alone. It changes the token scs keeps in
+// st.data, which the Manager never reads.
 func (m *Manager) newToken(st *state, tag string) (string, error) {
 	if err := m.engine.RenewToken(st.data); err != nil {
 		return "", err
 	}
-	return withTag(tag, m.engine.Token(st.data)[:shortTokenLen]), nil
+	token := m.engine.Token(st.data)
+	if !m.cfg.PreviousFormat {
+		token = token[:shortTokenLen]
+	}
+	return withTag(tag, token), nil
 }
 
 // deadline returns the absolute deadline of a session created at now, in
@@ -464,10 +474,10 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	values := m.values(st)
 	at := wholeMilli(now)
-	md := meta{CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: st.userAgent}
+	md := m.codec.newMeta("", at, st.ip, st.userAgent)
 	values[metaKey] = md
 	deadline := m.deadline(now)
-	record, err := codec{}.Encode(deadline, values)
+	record, err := m.codec.Encode(deadline, values)
 	if err != nil {
 		return err
 	}
@@ -504,7 +514,7 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 	if !ok {
 		return errGone
 	}
-	record, err := codec{}.Encode(st.deadline, m.values(st))
+	record, err := m.codec.Encode(st.deadline, m.values(st))
 	if err != nil {
 		return err
 	}
@@ -550,7 +560,7 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 // mergeChanges returns the record current with changes applied and its
 // last-seen time set to now, and the merged values.
 func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.Time) ([]byte, map[string]any, error) {
-	deadline, values, err := codec{}.Decode(current)
+	deadline, values, err := m.codec.Decode(current)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -564,7 +574,7 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 	md, _ := values[metaKey].(meta)
 	md.LastSeen = now
 	values[metaKey] = md
-	b, err := codec{}.Encode(deadline, values)
+	b, err := m.codec.Encode(deadline, values)
 	return b, values, err
 }
 

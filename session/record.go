@@ -35,33 +35,19 @@ type meta struct {
 	CreatedAt time.Time
 	LastSeen  time.Time
 	IP        string
-	// UserAgent is the client's user agent: from the request, for a
-	// session this request creates, or from a version 1 record. A record
-	// of version 2 keeps Device instead.
+	// UserAgent is the client's raw user agent, where the record keeps
+	// it: a record of version 1 always does, one of version 2 with
+	// Config.KeepUserAgent (or Config.PreviousFormat, which writes
+	// version 1).
 	UserAgent string
-	// Device describes the client in a few words (see describeDevice).
-	// The codec sets it from UserAgent when it writes a record without it.
+	// Device names the client for a user's list of devices: named once,
+	// when the session is created (see codec.nameDevice). A record of
+	// version 1 has none: codec.device names its UserAgent instead.
 	Device string
 }
 
-// device returns the description of the session's client.
-func (md meta) device() string {
-	if md.Device != "" {
-		return md.Device
-	}
-	return describeDevice(md.UserAgent)
-}
-
-// userAgent returns what Info.UserAgent shows: the user agent where the
-// record kept it (version 1), else the device description.
-func (md meta) userAgent() string {
-	if md.UserAgent != "" {
-		return md.UserAgent
-	}
-	return md.Device
-}
-
-// maxUserAgent bounds the user agent taken from a request.
+// maxUserAgent bounds the user agent taken from a request, and so the one
+// a record keeps.
 const maxUserAgent = 256
 
 // errBadRecord reports a record that cannot be decoded. The manager treats
@@ -79,7 +65,8 @@ type record struct {
 	E      int64                      `json:"e,omitempty"` // absolute deadline, unix milliseconds
 	S      int64                      `json:"s,omitempty"` // last seen, unix milliseconds; absent: c
 	IP     string                     `json:"ip,omitempty"`
-	D      string                     `json:"d,omitempty"` // device
+	D      string                     `json:"d,omitempty"`  // device; in version 1 only as previousRecord writes it
+	UA     string                     `json:"ua,omitempty"` // user agent, with Config.KeepUserAgent
 	Val    map[string]json.RawMessage `json:"val,omitempty"`
 
 	// Version 1 only: times in RFC 3339, the user agent itself, and every
@@ -91,15 +78,91 @@ type record struct {
 	Values    map[string]json.RawMessage `json:"values,omitempty"`
 }
 
+// previousRecord is a record of version 1 field for field as the previous
+// release writes it (all three times always present, in UTC), so that
+// with Config.PreviousFormat an instance of that release reads what this
+// one writes. D is this release's own addition, written only for a
+// session without a user agent to name it from (one that an instance
+// without PreviousFormat created, without KeepUserAgent): the previous
+// release's decoder, json.Unmarshal into a struct without it, ignores it,
+// and this release reads it.
+type previousRecord struct {
+	V         int                        `json:"v"`
+	UserID    string                     `json:"user_id,omitempty"`
+	CreatedAt time.Time                  `json:"created_at"`
+	ExpiresAt time.Time                  `json:"expires_at"`
+	LastSeen  time.Time                  `json:"last_seen"`
+	IP        string                     `json:"ip,omitempty"`
+	UserAgent string                     `json:"user_agent,omitempty"`
+	D         string                     `json:"d,omitempty"`
+	Values    map[string]json.RawMessage `json:"values,omitempty"`
+}
+
 // jsonValue is an app value of a type without a tag of its own, held as its
 // JSON encoding; Get decodes it into the type the caller asks for.
 type jsonValue []byte
 
-// codec is the scs.Codec that turns a session into a record and back.
-type codec struct{}
+// codec is the scs.Codec that turns a session into a record and back, as
+// a Manager's Config asks. The zero codec writes records of recordVersion
+// without the user agent and names devices with describeDevice.
+type codec struct {
+	// name names a client from its user agent (Config.DeviceName); nil
+	// means describeDevice.
+	name func(userAgent string) string
+	// keepUserAgent writes the user agent into records of recordVersion
+	// (Config.KeepUserAgent).
+	keepUserAgent bool
+	// previous writes records of recordV1, as the previous release does
+	// (Config.PreviousFormat).
+	previous bool
+}
 
-// Encode implements scs.Codec. It writes a record of recordVersion.
-func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
+// nameDevice returns the name of the client whose user agent is ua: the
+// namer's, cut to maxDevice bytes of valid UTF-8 whatever the namer
+// returned.
+func (c codec) nameDevice(ua string) string {
+	name := describeDevice
+	if c.name != nil {
+		name = c.name
+	}
+	d := name(ua)
+	if len(d) > maxDevice {
+		d = d[:maxDevice]
+	}
+	return strings.ToValidUTF8(d, "")
+}
+
+// device returns the name of md's client: the one made when the session
+// was created or, for a record of version 1, which has none, its user
+// agent's.
+func (c codec) device(md meta) string {
+	if md.Device != "" {
+		return md.Device
+	}
+	return c.nameDevice(md.UserAgent)
+}
+
+// keptUserAgent returns the user agent that the records c writes keep of
+// ua: all of it (at most maxUserAgent bytes, as Load takes it), or none.
+func (c codec) keptUserAgent(ua string) string {
+	if c.keepUserAgent || c.previous {
+		return ua
+	}
+	return ""
+}
+
+// newMeta returns what a session created at at by a request from ip with
+// user agent ua keeps about itself, its client named once.
+func (c codec) newMeta(userID string, at time.Time, ip, ua string) meta {
+	return meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: ip, UserAgent: c.keptUserAgent(ua), Device: c.nameDevice(ua)}
+}
+
+// Encode implements scs.Codec. It writes a record of recordVersion, or
+// of recordV1 when c.previous is set.
+func (c codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
+	if c.previous {
+		return encodePrevious(deadline, values)
+	}
 	rec := record{V: recordVersion, E: deadline.UnixMilli()}
 	if md, ok := values[metaKey].(meta); ok {
 		rec.UserID = md.UserID
@@ -108,26 +171,64 @@ func (codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
 			rec.S = seen
 		}
 		rec.IP = md.IP
-		rec.D = md.device()
+		rec.D = c.device(md)
+		if c.keepUserAgent {
+			rec.UA = md.UserAgent
+		}
 	}
-	for k, v := range values {
-		if k == metaKey {
-			continue
-		}
-		b, err := encodeValue(v)
-		if err != nil {
-			return nil, fmt.Errorf("session: value %q: %w", k, err)
-		}
-		if rec.Val == nil {
-			rec.Val = make(map[string]json.RawMessage, len(values))
-		}
-		rec.Val[k] = b
+	var err error
+	rec.Val, err = encodeValues(values, recordVersion)
+	if err != nil {
+		return nil, err
 	}
 	return json.Marshal(rec)
 }
 
+// encodePrevious writes a record of recordV1 as the previous release's
+// Encode does. Its user agent stands for the device name, which is
+// written only where there is no user agent (see previousRecord).
+func encodePrevious(deadline time.Time, values map[string]any) ([]byte, error) {
+	rec := previousRecord{V: recordV1, ExpiresAt: deadline.UTC()}
+	if md, ok := values[metaKey].(meta); ok {
+		rec.UserID = md.UserID
+		rec.CreatedAt = md.CreatedAt.UTC()
+		rec.LastSeen = md.LastSeen.UTC()
+		rec.IP = md.IP
+		rec.UserAgent = md.UserAgent
+		if md.UserAgent == "" {
+			rec.D = md.Device
+		}
+	}
+	var err error
+	rec.Values, err = encodeValues(values, recordV1)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(rec)
+}
+
+// encodeValues returns the app values among values as a record of the
+// given version holds them, or nil when there are none.
+func encodeValues(values map[string]any, version int) (map[string]json.RawMessage, error) {
+	var out map[string]json.RawMessage
+	for k, v := range values {
+		if k == metaKey {
+			continue
+		}
+		b, err := encodeValue(v, version)
+		if err != nil {
+			return nil, fmt.Errorf("session: value %q: %w", k, err)
+		}
+		if out == nil {
+			out = make(map[string]json.RawMessage, len(values))
+		}
+		out[k] = b
+	}
+	return out, nil
+}
+
 // Decode implements scs.Codec. It reads records of recordVersion and
-// recordV1. Any error wraps errBadRecord.
+// recordV1, whatever c writes. Any error wraps errBadRecord.
 func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 	deadline, md, values, err := decodeRecord(b)
 	if err != nil {
@@ -158,7 +259,7 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
 		}
 		deadline = time.UnixMilli(rec.E).UTC()
-		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, Device: rec.D}
+		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, UserAgent: rec.UA, Device: rec.D}
 		md.LastSeen = md.CreatedAt
 		if rec.S != 0 {
 			md.LastSeen = time.UnixMilli(rec.S).UTC()
@@ -167,8 +268,14 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		if rec.ExpiresAt == nil || rec.CreatedAt == nil || rec.ExpiresAt.IsZero() || rec.CreatedAt.IsZero() {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing created_at or expires_at", errBadRecord)
 		}
+		// Times that version 2 cannot hold (before 1970) would make the
+		// record unreadable once written back.
+		if !validMillis(rec.CreatedAt.UnixMilli()) || !validMillis(rec.ExpiresAt.UnixMilli()) ||
+			(rec.LastSeen != nil && !rec.LastSeen.IsZero() && !validMillis(rec.LastSeen.UnixMilli())) {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: created_at, expires_at or last_seen out of range", errBadRecord)
+		}
 		deadline = *rec.ExpiresAt
-		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent}
+		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D}
 		if rec.LastSeen != nil {
 			md.LastSeen = *rec.LastSeen
 		}
@@ -292,15 +399,18 @@ func replacedInvalidUTF8(b []byte) bool {
 	return false
 }
 
-// encodeValue returns the JSON of an app value in a record of
-// recordVersion: a string as a JSON string, any other type as a
-// one-member object naming its type.
-func encodeValue(v any) (json.RawMessage, error) {
+// encodeValue returns the JSON of an app value in a record of the given
+// version: any type as a one-member object naming its type, but a string
+// in version 2 as a JSON string.
+func encodeValue(v any, version int) (json.RawMessage, error) {
 	var tag string
 	var val any = v
 	switch v := v.(type) {
 	case string:
-		return json.Marshal(v)
+		if version != recordV1 {
+			return json.Marshal(v)
+		}
+		tag = tagString
 	case bool:
 		tag = tagBool
 	case int:

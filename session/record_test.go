@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
@@ -70,20 +69,25 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 // TestRecordSchema pins the documented JSON schema of a record: version 2,
-// with the last-seen time left out while it equals the creation time.
+// with the last-seen time left out while it equals the creation time and
+// the user agent only with KeepUserAgent; or, with PreviousFormat,
+// version 1 as the previous release writes it.
 func TestRecordSchema(t *testing.T) {
 	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 	for _, tc := range []struct {
-		name string
-		seen time.Time
-		want string
+		name  string
+		codec codec
+		seen  time.Time
+		want  string
 	}{
-		{"at login", created, `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
-		{"seen later", created.Add(time.Minute), `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"s":1795600860000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
+		{"at login", codec{}, created, `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
+		{"seen later", codec{}, created.Add(time.Minute), `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"s":1795600860000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","val":{"n":{"int":3},"s":"x"}}`},
+		{"user agent kept", codec{keepUserAgent: true}, created, `{"v":2,"user_id":"alice","c":1795600800000,"e":1795604400000,"ip":"10.0.0.1","d":"Chrome 131 on Windows","ua":"` + ua + `","val":{"n":{"int":3},"s":"x"}}`},
+		{"previous format", codec{previous: true}, created.Add(time.Minute), `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z","last_seen":"2026-11-25T10:01:00Z","ip":"10.0.0.1","user_agent":"` + ua + `","values":{"n":{"int":3},"s":{"string":"x"}}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := codec{}.Encode(created.Add(time.Hour), map[string]any{
+			b, err := tc.codec.Encode(created.Add(time.Hour), map[string]any{
 				metaKey: meta{UserID: "alice", CreatedAt: created, LastSeen: tc.seen, IP: "10.0.0.1", UserAgent: ua},
 				"n":     3,
 				"s":     "x",
@@ -115,7 +119,7 @@ func TestRecordV1(t *testing.T) {
 		md.UserID != "alice" || md.IP != "10.0.0.1" || !strings.HasSuffix(md.UserAgent, "Firefox/128.0") || values["n"] != 3 || values["s"] != "x" {
 		t.Fatalf("Decode(v1) = %v, %+v, want the record's fields", deadline, values)
 	}
-	if got, want := md.device(), "Firefox 128 on Linux"; got != want {
+	if got, want := (codec{}).device(md), "Firefox 128 on Linux"; got != want {
 		t.Errorf("device of the v1 record = %q, want %q", got, want)
 	}
 	b, err := codec{}.Encode(deadline, values)
@@ -140,6 +144,8 @@ func TestCodecRejects(t *testing.T) {
 		{"v1 fields in v2", `{"v":2,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
 		{"v2 fields in v1", `{"v":1,"c":1795600800000,"e":1795604400000}`},
 		{"no deadline", `{"v":1,"created_at":"2026-11-25T10:00:00Z"}`},
+		{"v1 before 1970", `{"v":1,"created_at":"0000-01-01T00:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`},
+		{"v1 seen before 1970", head + `,"last_seen":"1969-12-31T23:59:59Z"}`},
 		{"v2 no deadline", `{"v":2,"c":1795600800000}`},
 		{"v2 no creation", `{"v":2,"e":1795604400000}`},
 		{"v2 negative time", `{"v":2,"c":-1,"e":1795604400000}`},
@@ -199,18 +205,20 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		// Whatever decodes must encode again and decode to the same.
-		out, err := codec{}.Encode(deadline, values)
-		if err != nil {
-			t.Fatalf("Encode(Decode(%q)): %v", in, err)
+		// Whatever decodes must encode again, in either format, and
+		// decode.
+		for _, c := range []codec{{}, {keepUserAgent: true}, {previous: true}} {
+			out, err := c.Encode(deadline, values)
+			if err != nil {
+				t.Fatalf("Encode(Decode(%q)) with %+v: %v", in, c, err)
+			}
+			if _, _, err := c.Decode(out); err != nil {
+				t.Fatalf("Decode(Encode(Decode(%q))) with %+v = %v", in, c, err)
+			}
+			if strings.Contains(string(out), "__sessionkit") {
+				t.Errorf("encoded record %s leaks the meta key", out)
+			}
 		}
-		if _, _, err := (codec{}).Decode(out); err != nil {
-			t.Fatalf("Decode(Encode(Decode(%q))) = %v", in, err)
-		}
-		if strings.Contains(string(out), "__sessionkit") {
-			t.Errorf("encoded record %s leaks the meta key", out)
-		}
-		_ = json.Valid(out)
 	})
 }
 

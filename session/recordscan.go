@@ -50,8 +50,11 @@ func scanRecord(b []byte) (rec record, ok bool) {
 		case "d":
 			bit = 7
 			rec.D, ok = s.str()
-		case "val":
+		case "ua":
 			bit = 8
+			rec.UA, ok = s.str()
+		case "val":
+			bit = 9
 			rec.Val, ok = s.values()
 		default:
 			return record{}, false

@@ -54,7 +54,24 @@ func TestScanRecordReadsEncode(t *testing.T) {
 			}
 		})
 	}
+	t.Run("user agent kept", func(t *testing.T) {
+		md := md
+		md.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+		c := codec{keepUserAgent: true}
+		b, err := c.Encode(created.Add(time.Hour), map[string]any{metaKey: md, "theme": "dark"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, ok := scanRecord(b); !ok || rec.UA != md.UserAgent {
+			t.Errorf("scanRecord(%s) = %+v, %v; want the user agent, true", b, rec, ok)
+		}
+		if _, got, err := c.Decode(b); err != nil || !reflect.DeepEqual(got[metaKey], md) {
+			t.Errorf("Decode(%s) meta = %+v, %v; want %+v", b, got[metaKey], err, md)
+		}
+	})
 	for _, in := range []string{
+		`{"v":2,"c":1795600800000,"e":1795604400000,"ua":"a","ua":"b"}`,
+		`{"v":2,"c":1795600800000,"e":1795604400000,"UA":"a"}`,
 		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"}`,
 		`{"v":2, "c":1795600800000,"e":1795604400000}`,
 		`{"v":2,"c":1795600800000,"e":1795604400000,"c":1}`,
@@ -74,12 +91,13 @@ func TestScanRecordReadsEncode(t *testing.T) {
 // reads, json.Unmarshal reads too, to the same record.
 func FuzzScanRecord(f *testing.F) {
 	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	b, _ := codec{}.Encode(created.Add(time.Hour), map[string]any{
+	b, _ := codec{keepUserAgent: true}.Encode(created.Add(time.Hour), map[string]any{
 		metaKey: meta{UserID: "alice", CreatedAt: created, IP: "10.0.0.1", UserAgent: "curl/8.5.0"},
 		"theme": "dark", "n": 3, "ok": true, "t": created,
 	})
 	f.Add(b)
 	f.Add([]byte(`{"v":2,"c":1,"e":2,"val":{}}`))
+	f.Add([]byte(`{"v":2,"c":1,"e":2,"d":"x","ua":"y","Ua":"z"}`))
 	f.Add([]byte("{\"v\":2,\"c\":1,\"e\":2,\"val\":{\"a\":{\"int\":0},\"b\":{\"bool\":false},\"c\":\"\xff\"}}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, ok := scanRecord(in)

@@ -210,9 +210,9 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	if !ok {
 		return nil
 	}
-	md := meta{UserID: userID, CreatedAt: now, LastSeen: now, IP: st.ip, UserAgent: st.userAgent}
+	md := m.codec.newMeta(userID, now, st.ip, st.userAgent)
 	kept[metaKey] = md
-	record, err := codec{}.Encode(deadline, kept)
+	record, err := m.codec.Encode(deadline, kept)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 	}
 	infos := make([]Info, 0, len(ids))
 	for i, id := range ids {
-		deadline, values, err := codec{}.Decode(records[i])
+		deadline, values, err := m.codec.Decode(records[i])
 		if err != nil {
 			// Load deletes such a record when its owner next comes; a list
 			// only leaves it out.
@@ -49,8 +49,8 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 			ExpiresAt: deadline,
 			LastSeen:  md.LastSeen,
 			IP:        md.IP,
-			UserAgent: md.userAgent(),
-			Device:    md.device(),
+			UserAgent: md.UserAgent,
+			Device:    m.codec.device(md),
 			Current:   id == current,
 		})
 	}
@@ -75,7 +75,7 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if i < 0 {
 		return ErrNotFound
 	}
-	deadline, values, err := codec{}.Decode(records[i])
+	deadline, values, err := m.codec.Decode(records[i])
 	if err != nil {
 		// Load deletes such a record when its owner next comes; a
 		// revocation deletes it now.
