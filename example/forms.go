@@ -219,7 +219,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 		s.clearMarker(w)
 		http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
 	default:
-		name, _ := deviceName(target.UserAgent)
+		name := cmp.Or(target.Device, unknownDevice)
 		// Should this session have ended meanwhile, Put refuses and the
 		// devices page, now a redirect to the login page, says why.
 		_ = session.Put(r.Context(), flashKey, "Signed out "+name+".")
