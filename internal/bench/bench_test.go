@@ -3,8 +3,6 @@ package bench
 import (
 	"flag"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -461,22 +459,11 @@ var parallelTargets = []target{
 	{name: "parallel-read-idle-vs-get-floor", num: "BenchmarkParallel/read/sessionkit", den: "BenchmarkParallel/read/redigo-get", max: 2.0},
 }
 
-// roundTwoTargets are the serial targets of issue 15 where they are
-// tighter than those of TestMain's table (main_test.go), which keeps the
-// earlier bounds under the earlier names; BenchmarkParallel, the last
-// benchmark of the suite, prints them from the figures the serial
-// benchmarks recorded, with "-r2" after the name.
-var roundTwoTargets = []target{
-	{name: "read-idle-vs-get-floor-r2", num: "BenchmarkRead/idle/sessionkit", den: "BenchmarkRead/floor/redigo-get", max: 1.25},
-	{name: "forged-vs-scs-r2", num: "BenchmarkForgedCookie/sessionkit", den: "BenchmarkForgedCookie/scs", max: 0.12, noCommand: true},
-	{name: "allocs-read-noidle-vs-scs-r2", num: "BenchmarkRead/noidle/sessionkit", den: "BenchmarkRead/noidle/scs", allocs: true, max: 0.2},
-}
-
 // BenchmarkParallel drives the read with an idle timeout and the forged
 // cookie with b.RunParallel, GOMAXPROCS goroutines at once, so that every
 // CPU is busy and the CPU each request costs decides the throughput: the
 // figures are the time per request of the whole machine. It ends with the
-// ratio lines of parallelTargets, then those of roundTwoTargets.
+// ratio lines of parallelTargets.
 func BenchmarkParallel(b *testing.B) {
 	e := newEnv(b)
 	b.Run("read", func(b *testing.B) {
@@ -485,8 +472,7 @@ func BenchmarkParallel(b *testing.B) {
 	b.Run("forged", func(b *testing.B) {
 		eachParallel(b, e, "/read", true, e.sessionkit(idle), e.scs(idle))
 	})
-	printTargets(os.Stdout, parallelTargets)
-	printTargets(os.Stdout, roundTwoTargets)
+	printTargets(os.Stdout, parallelTargets, true)
 }
 
 // eachParallel is each for measureParallel.
@@ -533,26 +519,4 @@ func measureParallel(b *testing.B, e *env, c *contender, path string, forged boo
 		allocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(b.N),
 		cmdsPerOp:   cmds,
 	})
-}
-
-// printTargets prints the ratio line of each of ts whose benchmarks ran,
-// in the form of printRatios.
-func printTargets(w io.Writer, ts []target) {
-	for _, t := range ts {
-		num, ok1 := summary(t.num)
-		den, ok2 := summary(t.den)
-		if !ok1 || !ok2 {
-			continue
-		}
-		a, b := num.nsPerOp, den.nsPerOp
-		if t.allocs {
-			a, b = num.allocsPerOp, den.allocsPerOp
-		}
-		v := a / b
-		verdict := "ok"
-		if math.IsNaN(v) || v > t.max || (t.noCommand && num.cmdsPerOp > 0) {
-			verdict = "MISS"
-		}
-		fmt.Fprintf(w, "ratio %s %.3f %.2f %s\n", t.name, v, t.max, verdict)
-	}
 }

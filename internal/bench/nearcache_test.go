@@ -91,30 +91,11 @@ func BenchmarkNearCache(b *testing.B) {
 	b.Run("read", func(b *testing.B) {
 		each(b, e, read, e.redigoGet(), e.sessionkitNear(idle, false), e.sessionkit(idle), e.scs(idle))
 	})
-	printNearRatios(os.Stdout, []target{
+	printTargets(os.Stdout, []target{
 		{name: "near-read-vs-get-floor", num: "BenchmarkNearCache/read/sessionkit-near", den: "BenchmarkNearCache/read/redigo-get", max: 0.2},
 		{name: "near-read-vs-scs", num: "BenchmarkNearCache/read/sessionkit-near", den: "BenchmarkNearCache/read/scs", max: 0.2},
 		{name: "near-read-vs-sessionkit", num: "BenchmarkNearCache/read/sessionkit-near", den: "BenchmarkNearCache/read/sessionkit", max: 0.2},
-	})
-}
-
-// printNearRatios prints the ratio line of each target, as printRatios
-// does, leaving the targets of TestMain alone.
-func printNearRatios(w io.Writer, ts []target) {
-	for _, t := range ts {
-		num, ok1 := summary(t.num)
-		den, ok2 := summary(t.den)
-		if !ok1 || !ok2 {
-			fmt.Fprintf(w, "ratio %s n/a %.2f MISS\n", t.name, t.max)
-			continue
-		}
-		v := num.nsPerOp / den.nsPerOp
-		verdict := "ok"
-		if v > t.max {
-			verdict = "MISS"
-		}
-		fmt.Fprintf(w, "ratio %s %.3f %.2f %s\n", t.name, v, t.max, verdict)
-	}
+	}, true)
 }
 
 var (

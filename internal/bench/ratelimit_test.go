@@ -168,12 +168,8 @@ func BenchmarkRateLimit(b *testing.B) {
 	b.Run("refused", func(b *testing.B) {
 		each(b, e, refused, rateContenders(e, 1)...)
 	})
-	for _, t := range rateTargets {
-		printTarget(os.Stdout, t, true)
-	}
-	for _, t := range rateFloors {
-		printTarget(os.Stdout, t, false)
-	}
+	printTargets(os.Stdout, rateTargets, true)
+	printTargets(os.Stdout, rateFloors, true)
 	const limit, requests = 100, 2000
 	for _, rm := range rateMakers {
 		n := rateExactness(b, e, rm, limit, requests)
@@ -186,30 +182,6 @@ func BenchmarkRateLimit(b *testing.B) {
 		}
 		fmt.Printf("admitted %s %d of %d, limit %d, overshoot %d, 4 instances %s\n", rm.name, n, requests, limit, n-limit, verdict)
 	}
-}
-
-// printTarget prints "ratio <name> <value> <max> ok|MISS" for t, as
-// TestMain does for its targets, or, for a floor (goal false), "ratio
-// <name> <value> - floor".
-func printTarget(w io.Writer, t target, goal bool) {
-	num, ok1 := summary(t.num)
-	den, ok2 := summary(t.den)
-	if !ok1 || !ok2 {
-		if goal {
-			fmt.Fprintf(w, "ratio %s n/a %.2f MISS\n", t.name, t.max)
-		}
-		return
-	}
-	v := num.nsPerOp / den.nsPerOp
-	if !goal {
-		fmt.Fprintf(w, "ratio %s %.3f - floor\n", t.name, v)
-		return
-	}
-	verdict := "ok"
-	if math.IsNaN(v) || v > t.max {
-		verdict = "MISS"
-	}
-	fmt.Fprintf(w, "ratio %s %.3f %.2f %s\n", t.name, v, t.max, verdict)
 }
 
 // rateExactness builds four app instances of rm (separate pools, clients
