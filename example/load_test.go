@@ -120,7 +120,9 @@ var loadUsers = [...]struct{ name, password string }{
 // invalidation connection's PINGs included; redis-dials counts the
 // connections the contender's Redis pool opened in it, and new-http-conns the HTTP
 // connections the generator opened in it (0: every worker kept its
-// connection).
+// connection). The lines of sessionkit-near add the near-cache's counters
+// in the phase (Store.NearCacheStats): near-hits, near-misses,
+// lease-expiries and flushes.
 //
 // Every response is checked (200 and the worker's own user_id and
 // session_id in the body); any error is printed and fails the benchmark.
@@ -450,13 +452,27 @@ func (t *loadTarget) login(ctx context.Context, user, password string) (loadSess
 	return loadSession{}, fmt.Errorf("POST /api/login set no session cookie")
 }
 
-// measure runs one timed phase on t and adds what its redis-server did
-// during it.
+// measure runs one timed phase on t and adds what its redis-server, and
+// its near-cache if it has one, did during it.
 func (t *loadTarget) measure(tb testing.TB, o loadOptions) loadResult {
 	tb.Helper()
 	accepted := t.accepted.Load()
+	var before redisstore.NearCacheStats
+	withNear := t.store != nil && t.store.NearCacheSize() > 0
+	if withNear {
+		before = t.store.NearCacheStats()
+	}
 	t.redis.ResetStats(tb)
 	res := t.run(o.duration, o.maxRequests)
+	if withNear {
+		after := t.store.NearCacheStats()
+		res.near = &redisstore.NearCacheStats{
+			Hits:          after.Hits - before.Hits,
+			Misses:        after.Misses - before.Misses,
+			LeaseExpiries: after.LeaseExpiries - before.LeaseExpiries,
+			Flushes:       after.Flushes - before.Flushes,
+		}
+	}
 	res.redisCalls = t.redis.TotalCalls(tb)
 	res.redisDials = redisDials(tb, t.redis)
 	res.newConns = t.accepted.Load() - accepted
@@ -583,6 +599,9 @@ type loadResult struct {
 	redisCalls int64           // commands redis-server ran during the phase
 	redisDials int64           // connections redis-server accepted during it
 	newConns   int64           // connections the server accepted during it
+	// near holds how much the near-cache's Hits, Misses, LeaseExpiries
+	// and Flushes grew during it; nil without a near-cache.
+	near *redisstore.NearCacheStats
 }
 
 // mergeResults pools phases: requests, time and commands add up, and the
@@ -598,6 +617,15 @@ func mergeResults(rs []loadResult) loadResult {
 		m.redisCalls += r.redisCalls
 		m.redisDials += r.redisDials
 		m.newConns += r.newConns
+		if r.near != nil {
+			if m.near == nil {
+				m.near = new(redisstore.NearCacheStats)
+			}
+			m.near.Hits += r.near.Hits
+			m.near.Misses += r.near.Misses
+			m.near.LeaseExpiries += r.near.LeaseExpiries
+			m.near.Flushes += r.near.Flushes
+		}
 		if m.firstErr == nil {
 			m.firstErr = r.firstErr
 		}
@@ -629,10 +657,15 @@ func (r loadResult) format(conns int) string {
 	if len(r.latencies) > 0 {
 		maxLat = r.latencies[len(r.latencies)-1]
 	}
-	return fmt.Sprintf("conns=%d secs=%.1f requests=%d rps=%.0f p50=%.2fms p99=%.2fms max=%.2fms errors=%d redis-cmds/req=%.2f redis-dials=%d new-http-conns=%d",
+	line := fmt.Sprintf("conns=%d secs=%.1f requests=%d rps=%.0f p50=%.2fms p99=%.2fms max=%.2fms errors=%d redis-cmds/req=%.2f redis-dials=%d new-http-conns=%d",
 		conns, r.elapsed.Seconds(), r.requests, r.rps(),
 		ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(maxLat),
 		r.errors, r.cmdsPerRequest(), r.redisDials, r.newConns)
+	if r.near != nil {
+		line += fmt.Sprintf(" near-hits=%d near-misses=%d lease-expiries=%d flushes=%d",
+			r.near.Hits, r.near.Misses, r.near.LeaseExpiries, r.near.Flushes)
+	}
+	return line
 }
 
 // ms returns d in milliseconds.
@@ -809,10 +842,8 @@ func TestLoadHarness(t *testing.T) {
 		t.Fatalf("contenders %v, want sessionkit, sessionkit-near, scs and floor (loadContenders %d)", names, loadContenders)
 	}
 	for _, tg := range targets {
-		var before redisstore.NearCacheStats
 		if tg.name == "sessionkit-near" {
 			waitFor(t, 10*time.Second, "sessionkit-near's near-cache to connect", func() bool { return tg.store.NearCacheStats().Connected })
-			before = tg.store.NearCacheStats()
 		}
 		res := tg.measure(t, loadOptions{duration: 300 * time.Millisecond, maxRequests: 1_000_000})
 		if res.errors > 0 || res.requests == 0 {
@@ -821,17 +852,16 @@ func TestLoadHarness(t *testing.T) {
 		if (tg.name == "sessionkit" || tg.name == "floor") && res.redisCalls != res.requests {
 			t.Errorf("%s: %d Redis commands for %d requests, want one each", tg.name, res.redisCalls, res.requests)
 		}
-		switch tg.name {
-		case "sessionkit":
-			if n := tg.store.NearCacheSize(); n != 0 {
-				t.Errorf("sessionkit: near-cache of %d entries, want none", n)
+		switch {
+		case tg.name == "sessionkit-near":
+			if n := tg.store.NearCacheSize(); n != loadNearEntries || res.near == nil || res.near.Hits == 0 {
+				t.Errorf("sessionkit-near: near-cache of %d entries, %+v in a phase of %d requests; want %d entries and hits",
+					n, res.near, res.requests, loadNearEntries)
+			} else if line := res.format(2); !strings.Contains(line, " near-hits=") {
+				t.Errorf("sessionkit-near: load line %q lacks the near-cache's counters", line)
 			}
-		case "sessionkit-near":
-			after := tg.store.NearCacheStats()
-			if n := tg.store.NearCacheSize(); n != loadNearEntries || !after.Connected || after.Hits == before.Hits {
-				t.Errorf("sessionkit-near: near-cache of %d entries, %+v after %d requests; want %d entries, connected, and hits in the phase",
-					n, after, res.requests, loadNearEntries)
-			}
+		case res.near != nil || tg.store != nil && tg.store.NearCacheSize() != 0:
+			t.Errorf("%s: has a near-cache (%+v in the phase), want none", tg.name, res.near)
 		}
 		if res := tg.run(time.Minute, 4); res.requests != 4 || !res.capped || res.errors > 0 {
 			t.Errorf("%s: run capped at 4 requests = %d requests, capped %v, %d errors; want 4, true, 0", tg.name, res.requests, res.capped, res.errors)
