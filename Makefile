@@ -114,14 +114,19 @@ bench: ## the comparison with scs and gorilla and of the rate limiters, then the
 	cd prometheus && $(GO) test -run '^$$' -bench '^BenchmarkRead$$' -benchtime 500ms -count 1 . -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkNearCache(Read|Parallel|Revocation)$$' -benchtime 1s -count 1 ./redisstore
 
-# The HTTP load test (example/load_test.go): the example server and an scs
-# twin of its /api/me, on loopback listeners over one real redis-server it
-# starts, each driven by 64 workers on 64 keep-alive connections for 10s
-# after a 1.5s warm-up, in 2 interleaved rounds; one "load" line per
-# contender and round (rps, p50, p99, max, errors, Redis commands per
-# request). About a minute. Options go in LOADFLAGS, for example
-# LOADFLAGS='-load.duration 5s -load.rounds 3'.
-load: ## the HTTP load test of the example against an scs twin (~1 min; LOADFLAGS)
+# The HTTP load test (example/load_test.go): four contenders on loopback
+# listeners over real redis-servers it starts: the example server
+# (sessionkit), the same with REDIS_NEAR_CACHE_MAX_ENTRIES=100000
+# (sessionkit-near, on a redis-server of its own), an scs twin of its
+# /api/me and a floor twin that sends one raw GET per request. Each is
+# driven by 64 workers on 64 keep-alive connections for 10s after a 1.5s
+# warm-up, in 2 interleaved rounds; one "load" line per contender and round
+# (rps, p50, p99, max, errors, Redis commands per request; the near-cache's
+# hits, misses, lease expiries and flushes), "load ratio" lines, and one
+# "ratio <name> <value> <target> ok|MISS" line per target, among them
+# load-rps-near-vs-scs-min (at least 3). About two minutes. Options go in
+# LOADFLAGS, for example LOADFLAGS='-load.duration 5s -load.rounds 3'.
+load: ## the HTTP load test of the example, with and without the near-cache, against scs and floor twins (~2 min; LOADFLAGS)
 	cd example && $(GO) test -run '^$$' -bench '^BenchmarkLoad$$' -benchtime 1x . $(LOADFLAGS)
 
 # Each fuzz target of the core's packages (every Fuzz function that

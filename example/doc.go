@@ -6,7 +6,8 @@
 //
 // Environment: ADDR (default 127.0.0.1:8080); REDIS_URL, or REDIS_HOST and
 // the other REDIS_* variables of redisstore.FromEnv (unset: an embedded
-// in-memory Redis); SESSION_KEYS (unset: random keys for this process, so
+// in-memory Redis, to which only the near-cache's REDIS_NEAR_CACHE_*
+// variables apply); SESSION_KEYS (unset: random keys for this process, so
 // sessions do not survive a restart); SESSION_LIFETIME (default 24h);
 // SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
 // since the example serves plain HTTP on localhost); SESSION_MAX_PER_USER;
@@ -22,9 +23,10 @@
 // configuration", with the effective settings: the listen address, the
 // deployment (mode single, sentinel or cluster, with the address, the
 // sentinels and master name, or the cluster nodes), TLS, the Redis user,
-// database, pool size, timeouts, key prefix and WaitReplicas, and the
-// session lifetime, idle timeout, cookie name and Secure flag, session limit
-// and whether a tag key and a rate limit key are set, and the login limits.
+// database, pool size, timeouts, key prefix, WaitReplicas and near-cache,
+// and the session lifetime, idle timeout, cookie name and Secure flag,
+// session limit and whether a tag key and a rate limit key are set, and the
+// login limits.
 // Defaults are shown as the values they stand for. Passwords, signing
 // keys, the tag key and the rate limit key never appear, only whether they
 // are set and how many signing keys there are.

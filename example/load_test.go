@@ -1,17 +1,24 @@
 package main
 
-// The HTTP load test (issue 6, item 4): `make load` runs BenchmarkLoad,
-// which puts the example server, wired by setup exactly as `make run` wires
-// it, an scs v2 + scs/redisstore twin of its /api/me route, and a floor twin
-// whose /api/me sends one raw GET and does no session work, on loopback
-// listeners over one real redis-server, and drives GET /api/me on each with
-// a Go load generator: 64 workers on 64 keep-alive connections, a short
-// warm-up, then a timed phase, in interleaved rounds (sessionkit, scs,
-// floor, sessionkit, ...) so that drift of the machine shows in the figures.
+// The HTTP load test (issue 6, item 4; issue 16, item 5): `make load` runs
+// BenchmarkLoad, which puts the example server, wired by setup exactly as
+// `make run` wires it, the same with the near-cache on
+// (REDIS_NEAR_CACHE_MAX_ENTRIES), an scs v2 + scs/redisstore twin of its
+// /api/me route, and a floor twin whose /api/me sends one raw GET and does
+// no session work, on loopback listeners over real redis-servers, and
+// drives GET /api/me on each with a Go load generator: 64 workers on 64
+// keep-alive connections, a short warm-up, then a timed phase, in
+// interleaved rounds (sessionkit, sessionkit-near, scs, floor, sessionkit,
+// ...) so that drift of the machine shows in the figures.
 //
-// The generator, both servers and redis-server share the machine's cores
-// (2 on the development VM): the figures compare the two stacks under the
-// same conditions in the same run; they are not capacity numbers for either.
+// The near-cache contender has a redis-server of its own: its invalidation
+// connection PINGs every 5ms and is told of every session key the other
+// contenders change, which would count, and cost, in their phases. The
+// others share one.
+//
+// The generator, the servers and the redis-servers share the machine's
+// cores (2 on the development VM): the figures compare the stacks under the
+// same conditions in the same run; they are not capacity numbers for any.
 
 import (
 	"bytes"
@@ -59,15 +66,18 @@ var (
 	loadConns = flag.Int("load.conns", 64,
 		"BenchmarkLoad: concurrent workers, each with a keep-alive connection and a session of its own")
 	loadRounds = flag.Int("load.rounds", 2,
-		"BenchmarkLoad: interleaved rounds (sessionkit, scs, sessionkit, scs, ...)")
+		"BenchmarkLoad: interleaved rounds (sessionkit, sessionkit-near, scs, floor, sessionkit, ...)")
 	loadMaxRequests = flag.Int("load.maxrequests", 2_000_000,
 		"BenchmarkLoad: most requests of one timed or warm-up phase, across all workers")
 )
 
 const (
 	// loadContenders is how many servers BenchmarkLoad drives: sessionkit,
-	// the scs twin and the floor twin.
-	loadContenders = 3
+	// sessionkit-near, the scs twin and the floor twin.
+	loadContenders = 4
+	// loadNearEntries is REDIS_NEAR_CACHE_MAX_ENTRIES of sessionkit-near:
+	// room for every session of the run.
+	loadNearEntries = 100_000
 	// loadMaxTotal bounds the planned length of a whole run, so that it
 	// ends well within go test's default -timeout of 10 minutes.
 	loadMaxTotal = 8 * time.Minute
@@ -93,21 +103,26 @@ var loadUsers = [...]struct{ name, password string }{
 
 // BenchmarkLoad measures requests per second and latency percentiles of
 // GET /api/me at -load.conns (64) concurrent keep-alive connections, for the
-// example server, its scs twin and the floor twin, in the same run and
-// against the same redis-server. It prints one line per contender and
-// round, such as
+// example server without and with the near-cache, its scs twin and the
+// floor twin, in the same run (the near-cache's contender on a
+// redis-server of its own, see the top of this file). It prints one line
+// per contender and round, such as
 //
 //	load sessionkit round=1 conns=64 secs=10.0 requests=123456 rps=12345 p50=1.23ms p99=4.56ms max=12.34ms errors=0 redis-cmds/req=1.00 redis-dials=0 new-http-conns=0
 //
 // then one line per contender over all rounds, one "load ratio" line each
-// for sessionkit over scs and over the floor, and the targets as ratio
-// lines (see printLoadTarget), and
+// for sessionkit and sessionkit-near over scs and over the floor, and
+// sessionkit-near over sessionkit, and the targets as ratio lines (see
+// printLoadTarget), and
 // reports the all-round rps and p99 of each contender with b.ReportMetric.
 // redis-cmds/req counts every command the redis-server ran in the timed
-// phase (INFO commandstats) per request; redis-dials counts the connections
-// the contender's Redis pool opened in it, and new-http-conns the HTTP
+// phase (INFO commandstats) per request, for sessionkit-near its
+// invalidation connection's PINGs included; redis-dials counts the
+// connections the contender's Redis pool opened in it, and new-http-conns the HTTP
 // connections the generator opened in it (0: every worker kept its
-// connection).
+// connection). The lines of sessionkit-near add the near-cache's counters
+// in the phase (Store.NearCacheStats): near-hits, near-misses,
+// lease-expiries and flushes.
 //
 // Every response is checked (200 and the worker's own user_id and
 // session_id in the body); any error is printed and fails the benchmark.
@@ -127,7 +142,7 @@ func BenchmarkLoad(b *testing.B) {
 	running := goleak.IgnoreCurrent()
 	b.Cleanup(func() { goleak.VerifyNone(b, running, goleak.IgnoreTopFunction(scsCleanup)) })
 
-	r, targets := startLoadTargets(b, opts.conns)
+	targets := startLoadTargets(b, opts.conns)
 
 	all := make(map[string][]loadResult)
 	for round := 1; round <= opts.rounds; round++ {
@@ -136,7 +151,7 @@ func BenchmarkLoad(b *testing.B) {
 				b.Fatalf("load %s round=%d: warm-up had %d errors of %d requests; first: %v",
 					t.name, round, warm.errors, warm.requests, warm.firstErr)
 			}
-			res := t.measure(b, r, opts)
+			res := t.measure(b, opts)
 			fmt.Printf("load %s round=%d %s\n", t.name, round, res.format(opts.conns))
 			if res.errors > 0 {
 				b.Fatalf("load %s round=%d: %d errors of %d requests; first: %v",
@@ -159,21 +174,28 @@ func BenchmarkLoad(b *testing.B) {
 		b.ReportMetric(ms(s.percentile(0.99)), t.name+"-p99-ms")
 		b.ReportMetric(s.cmdsPerRequest(), t.name+"-redis-cmds/req")
 	}
-	sk, sc, fl := sum["sessionkit"], sum["scs"], sum["floor"]
-	for _, base := range []struct {
+	sk, near, sc, fl := sum["sessionkit"], sum["sessionkit-near"], sum["scs"], sum["floor"]
+	for _, ratio := range []struct {
 		name string
-		r    loadResult
-	}{{"scs", sc}, {"floor", fl}} {
-		fmt.Printf("load ratio sessionkit/%s rps=%.2fx p50=%.2fx p99=%.2fx\n", base.name,
-			sk.rps()/base.r.rps(),
-			float64(sk.percentile(0.50))/float64(base.r.percentile(0.50)),
-			float64(sk.percentile(0.99))/float64(base.r.percentile(0.99)))
+		a, b loadResult
+	}{
+		{"sessionkit/scs", sk, sc},
+		{"sessionkit/floor", sk, fl},
+		{"sessionkit-near/scs", near, sc},
+		{"sessionkit-near/floor", near, fl},
+		{"sessionkit-near/sessionkit", near, sk},
+	} {
+		fmt.Printf("load ratio %s rps=%.2fx p50=%.2fx p99=%.2fx\n", ratio.name,
+			ratio.a.rps()/ratio.b.rps(),
+			float64(ratio.a.percentile(0.50))/float64(ratio.b.percentile(0.50)),
+			float64(ratio.a.percentile(0.99))/float64(ratio.b.percentile(0.99)))
 	}
 	// The targets, over all rounds: "ratio <name> <value> <bound> ok|MISS",
 	// the bound a floor (>=) or a ceiling (<=) as its name says.
 	printLoadTarget("load-rps-vs-scs-min", sk.rps()/sc.rps(), 1.7, true)
 	printLoadTarget("load-rps-vs-floor-min", sk.rps()/fl.rps(), 0.8, true)
 	printLoadTarget("load-p99-vs-scs-max", float64(sk.percentile(0.99))/float64(sc.percentile(0.99)), 1.0, false)
+	printLoadTarget("load-rps-near-vs-scs-min", near.rps()/sc.rps(), 3.0, true)
 }
 
 // printLoadTarget prints the ratio line of a target of BenchmarkLoad: v
@@ -186,15 +208,16 @@ func printLoadTarget(name string, v, bound float64, atLeast bool) {
 	fmt.Printf("ratio %s %.3f %.2f %s\n", name, v, bound, verdict)
 }
 
-// startLoadTargets starts one redis-server, the example on it as `make run`
-// wires it (setup with REDIS_URL and SESSION_KEYS from the environment),
-// and the scs and floor twins on a pool built from the same environment
-// (one pool each), each on a loopback listener, and logs conns workers in on each. Everything stops
-// when tb ends.
-func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarget) {
+// startLoadTargets starts two redis-servers; on the first, the example as
+// `make run` wires it (setup with REDIS_URL and SESSION_KEYS from the
+// environment), and the scs and floor twins on a pool built from the same
+// environment (one pool each); on the second, the example wired the same
+// way with REDIS_NEAR_CACHE_MAX_ENTRIES added. Each serves on a loopback
+// listener; conns workers log in on each. Everything stops when tb ends.
+func startLoadTargets(tb testing.TB, conns int) []*loadTarget {
 	tb.Helper()
-	r := redistest.Start(tb)
-	if r.Port == 6379 {
+	r, rNear := redistest.Start(tb), redistest.Start(tb)
+	if r.Port == 6379 || rNear.Port == 6379 {
 		tb.Fatal("redistest started redis-server on 6379; the load test never uses that port")
 	}
 	key := make([]byte, 32)
@@ -219,6 +242,17 @@ func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarge
 	if err != nil {
 		tb.Fatal(err)
 	}
+
+	// sessionkit-near: the same, on its own redis-server, with the
+	// near-cache on.
+	tb.Setenv("REDIS_URL", "redis://"+rNear.Addr())
+	tb.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", strconv.Itoa(loadNearEntries))
+	near, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(near.close)
+
 	newPool := func() *redis.Pool {
 		pool, err := redisstore.NewPool(rcfg)
 		if err != nil {
@@ -229,14 +263,25 @@ func startLoadTargets(tb testing.TB, conns int) (*redistest.Server, []*loadTarge
 	}
 
 	targets := []*loadTarget{
-		newLoadTarget(tb, "sessionkit", a.handler, conns),
-		newLoadTarget(tb, "scs", newSCSTwin(newPool()), conns),
-		newLoadTarget(tb, "floor", newFloorTwin(newPool()), conns),
+		newLoadTarget(tb, "sessionkit", a.handler, r, conns),
+		newLoadTarget(tb, "sessionkit-near", near.handler, rNear, conns),
+		newLoadTarget(tb, "scs", newSCSTwin(newPool()), r, conns),
+		newLoadTarget(tb, "floor", newFloorTwin(newPool()), r, conns),
 	}
+	targets[0].store, targets[1].store = a.store, near.store
 	for _, t := range targets {
 		t.loginAll(tb)
 	}
-	return r, targets
+	return targets
+}
+
+// targetNames returns the names of targets, in order.
+func targetNames(targets []*loadTarget) []string {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.name
+	}
+	return names
 }
 
 // loadOptions are the validated flags of BenchmarkLoad.
@@ -270,10 +315,13 @@ func loadOptionsFromFlags(b *testing.B) loadOptions {
 }
 
 // loadTarget is one contender: a server on a loopback listener, the
-// generator's transport to it and the sessions its workers send.
+// redis-server it uses, the generator's transport to it and the sessions
+// its workers send.
 type loadTarget struct {
 	name      string
-	url       string // "http://127.0.0.1:<port>"
+	url       string            // "http://127.0.0.1:<port>"
+	redis     *redistest.Server // whose commands and dials count for it
+	store     *redisstore.Store // the example's, nil for the twins
 	transport *http.Transport
 	client    *http.Client
 	accepted  *atomic.Int64 // connections the server has accepted
@@ -286,10 +334,11 @@ type loadSession struct {
 	want   [][]byte // what the body of GET /api/me must contain
 }
 
-// newLoadTarget serves h on a new loopback listener with the timeouts of
-// the example's http.Server (main.go), and builds the generator's
-// transport for conns workers. Both are closed when b ends.
-func newLoadTarget(tb testing.TB, name string, h http.Handler, conns int) *loadTarget {
+// newLoadTarget serves h, which uses redis-server r, on a new loopback
+// listener with the timeouts of the example's http.Server (main.go), and
+// builds the generator's transport for conns workers. Both are closed when
+// b ends.
+func newLoadTarget(tb testing.TB, name string, h http.Handler, r *redistest.Server, conns int) *loadTarget {
 	tb.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ReadHeaderTimeout = 5 * time.Second
@@ -323,6 +372,7 @@ func newLoadTarget(tb testing.TB, name string, h http.Handler, conns int) *loadT
 	return &loadTarget{
 		name:      name,
 		url:       srv.URL,
+		redis:     r,
 		transport: tr,
 		client:    &http.Client{Transport: tr}, // requests are bounded by their context
 		accepted:  accepted,
@@ -402,15 +452,29 @@ func (t *loadTarget) login(ctx context.Context, user, password string) (loadSess
 	return loadSession{}, fmt.Errorf("POST /api/login set no session cookie")
 }
 
-// measure runs one timed phase on t and adds what redis-server did during
-// it.
-func (t *loadTarget) measure(tb testing.TB, r *redistest.Server, o loadOptions) loadResult {
+// measure runs one timed phase on t and adds what its redis-server, and
+// its near-cache if it has one, did during it.
+func (t *loadTarget) measure(tb testing.TB, o loadOptions) loadResult {
 	tb.Helper()
 	accepted := t.accepted.Load()
-	r.ResetStats(tb)
+	var before redisstore.NearCacheStats
+	withNear := t.store != nil && t.store.NearCacheSize() > 0
+	if withNear {
+		before = t.store.NearCacheStats()
+	}
+	t.redis.ResetStats(tb)
 	res := t.run(o.duration, o.maxRequests)
-	res.redisCalls = r.TotalCalls(tb)
-	res.redisDials = redisDials(tb, r)
+	if withNear {
+		after := t.store.NearCacheStats()
+		res.near = &redisstore.NearCacheStats{
+			Hits:          after.Hits - before.Hits,
+			Misses:        after.Misses - before.Misses,
+			LeaseExpiries: after.LeaseExpiries - before.LeaseExpiries,
+			Flushes:       after.Flushes - before.Flushes,
+		}
+	}
+	res.redisCalls = t.redis.TotalCalls(tb)
+	res.redisDials = redisDials(tb, t.redis)
 	res.newConns = t.accepted.Load() - accepted
 	return res
 }
@@ -535,6 +599,9 @@ type loadResult struct {
 	redisCalls int64           // commands redis-server ran during the phase
 	redisDials int64           // connections redis-server accepted during it
 	newConns   int64           // connections the server accepted during it
+	// near holds how much the near-cache's Hits, Misses, LeaseExpiries
+	// and Flushes grew during it; nil without a near-cache.
+	near *redisstore.NearCacheStats
 }
 
 // mergeResults pools phases: requests, time and commands add up, and the
@@ -550,6 +617,15 @@ func mergeResults(rs []loadResult) loadResult {
 		m.redisCalls += r.redisCalls
 		m.redisDials += r.redisDials
 		m.newConns += r.newConns
+		if r.near != nil {
+			if m.near == nil {
+				m.near = new(redisstore.NearCacheStats)
+			}
+			m.near.Hits += r.near.Hits
+			m.near.Misses += r.near.Misses
+			m.near.LeaseExpiries += r.near.LeaseExpiries
+			m.near.Flushes += r.near.Flushes
+		}
 		if m.firstErr == nil {
 			m.firstErr = r.firstErr
 		}
@@ -581,10 +657,15 @@ func (r loadResult) format(conns int) string {
 	if len(r.latencies) > 0 {
 		maxLat = r.latencies[len(r.latencies)-1]
 	}
-	return fmt.Sprintf("conns=%d secs=%.1f requests=%d rps=%.0f p50=%.2fms p99=%.2fms max=%.2fms errors=%d redis-cmds/req=%.2f redis-dials=%d new-http-conns=%d",
+	line := fmt.Sprintf("conns=%d secs=%.1f requests=%d rps=%.0f p50=%.2fms p99=%.2fms max=%.2fms errors=%d redis-cmds/req=%.2f redis-dials=%d new-http-conns=%d",
 		conns, r.elapsed.Seconds(), r.requests, r.rps(),
 		ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(maxLat),
 		r.errors, r.cmdsPerRequest(), r.redisDials, r.newConns)
+	if r.near != nil {
+		line += fmt.Sprintf(" near-hits=%d near-misses=%d lease-expiries=%d flushes=%d",
+			r.near.Hits, r.near.Misses, r.near.LeaseExpiries, r.near.Flushes)
+	}
+	return line
 }
 
 // ms returns d in milliseconds.
@@ -751,17 +832,36 @@ func newFloorTwin(pool *redis.Pool) http.Handler {
 // TestLoadHarness runs BenchmarkLoad's harness briefly, so that `make test`
 // keeps it honest: two workers per contender for a few hundred
 // milliseconds with every answer checked, sessionkit and the floor at
-// exactly one Redis command per request, the request cap obeyed, and every
-// contender answering 401 to a request without a session.
+// exactly one Redis command per request (so that no other contender's
+// traffic counts in theirs), sessionkit-near serving from its near-cache
+// and sessionkit without one, the request cap obeyed, and every contender
+// answering 401 to a request without a session.
 func TestLoadHarness(t *testing.T) {
-	r, targets := startLoadTargets(t, 2)
+	targets := startLoadTargets(t, 2)
+	if names := targetNames(targets); !slices.Equal(names, []string{"sessionkit", "sessionkit-near", "scs", "floor"}) || len(names) != loadContenders {
+		t.Fatalf("contenders %v, want sessionkit, sessionkit-near, scs and floor (loadContenders %d)", names, loadContenders)
+	}
 	for _, tg := range targets {
-		res := tg.measure(t, r, loadOptions{duration: 300 * time.Millisecond, maxRequests: 1_000_000})
+		if tg.name == "sessionkit-near" {
+			waitFor(t, 10*time.Second, "sessionkit-near's near-cache to connect", func() bool { return tg.store.NearCacheStats().Connected })
+		}
+		res := tg.measure(t, loadOptions{duration: 300 * time.Millisecond, maxRequests: 1_000_000})
 		if res.errors > 0 || res.requests == 0 {
 			t.Errorf("%s: %d requests, %d errors (first: %v), want some and no errors", tg.name, res.requests, res.errors, res.firstErr)
 		}
 		if (tg.name == "sessionkit" || tg.name == "floor") && res.redisCalls != res.requests {
 			t.Errorf("%s: %d Redis commands for %d requests, want one each", tg.name, res.redisCalls, res.requests)
+		}
+		switch {
+		case tg.name == "sessionkit-near":
+			if n := tg.store.NearCacheSize(); n != loadNearEntries || res.near == nil || res.near.Hits == 0 {
+				t.Errorf("sessionkit-near: near-cache of %d entries, %+v in a phase of %d requests; want %d entries and hits",
+					n, res.near, res.requests, loadNearEntries)
+			} else if line := res.format(2); !strings.Contains(line, " near-hits=") {
+				t.Errorf("sessionkit-near: load line %q lacks the near-cache's counters", line)
+			}
+		case res.near != nil || tg.store != nil && tg.store.NearCacheSize() != 0:
+			t.Errorf("%s: has a near-cache (%+v in the phase), want none", tg.name, res.near)
 		}
 		if res := tg.run(time.Minute, 4); res.requests != 4 || !res.capped || res.errors > 0 {
 			t.Errorf("%s: run capped at 4 requests = %d requests, capped %v, %d errors; want 4, true, 0", tg.name, res.requests, res.capped, res.errors)

@@ -14,7 +14,8 @@ import (
 // one, and the settings of rcfg, scfg and login with the defaults of
 // redisstore.Open, session.New and the login limits in place of zero
 // fields, so that the line shows what is in force rather than what was
-// left unset.
+// left unset. Of the near-cache it shows MaxEntries, and its other
+// settings only when it is on.
 //
 // Secrets never appear: of the Redis and Sentinel passwords only whether
 // they are set, of the signing keys only how many there are, of the tag
@@ -54,7 +55,15 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.String("store_timeout", cmp.Or(rcfg.Timeout, redisstore.DefaultTimeout).String()),
 		slog.String("key_prefix", rcfg.KeyPrefix),
 		slog.Int("wait_replicas", rcfg.WaitReplicas),
+		slog.Int("near_cache_max_entries", rcfg.NearCache.MaxEntries), // 0: off
 	)
+	if rcfg.NearCache.MaxEntries > 0 {
+		attrs = append(attrs,
+			slog.String("near_cache_staleness", cmp.Or(rcfg.NearCache.Staleness, redisstore.DefaultNearCacheStaleness).String()),
+			slog.Bool("near_cache_strict", rcfg.NearCache.Strict),
+			slog.String("near_cache_extend_every", cmp.Or(rcfg.NearCache.ExtendEvery, redisstore.DefaultNearCacheExtendEvery).String()),
+		)
+	}
 
 	idle := "off" // a negative IdleTimeout disables it
 	if scfg.IdleTimeout >= 0 {

@@ -45,8 +45,8 @@ func checkFields(t *testing.T, rec map[string]any, want map[string]any) {
 }
 
 // TestStartupLogsConfig starts the example with a Redis password in
-// REDIS_URL, another in REDIS_PASSWORD, two signing keys, a tag key, a
-// rate limit key and a login limit: start-up logs exactly one
+// REDIS_URL, another in REDIS_PASSWORD, the near-cache on, two signing
+// keys, a tag key, a rate limit key and a login limit: start-up logs exactly one
 // configuration line with the effective settings, and no log line holds a
 // password, a key or the URL.
 func TestStartupLogsConfig(t *testing.T) {
@@ -58,6 +58,8 @@ func TestStartupLogsConfig(t *testing.T) {
 	t.Setenv("REDIS_URL", redisURL)
 	t.Setenv("REDIS_PASSWORD", envPassword)
 	t.Setenv("REDIS_WAIT_REPLICAS", "0")
+	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "2000")
+	t.Setenv("REDIS_NEAR_CACHE_STALENESS", "30ms")
 	t.Setenv("SESSION_KEYS", key1+","+key2)
 	t.Setenv("SESSION_TAG_KEY", tagKey)
 	t.Setenv("RATE_LIMIT_KEY", rateKey)
@@ -89,6 +91,7 @@ func TestStartupLogsConfig(t *testing.T) {
 		"pool_max_active": redisstore.DefaultMaxActive, "pool_max_idle": redisstore.DefaultMaxActive,
 		"pool_idle_timeout": "5m0s", "dial_timeout": "1s", "read_timeout": "1s", "write_timeout": "1s", "store_timeout": "1s",
 		"key_prefix": "", "wait_replicas": 0,
+		"near_cache_max_entries": 2000, "near_cache_staleness": "30ms", "near_cache_strict": false, "near_cache_extend_every": "1m0s",
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
 		"max_sessions_per_user": 3, "tag_key_set": true, "signing_keys": 2,
@@ -129,8 +132,9 @@ func TestConfigAttrs(t *testing.T) {
 				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
 				"max_sessions_per_user": 0, "tag_key_set": false, "signing_keys": 1,
 				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100,
+				"near_cache_max_entries": 0,
 			},
-			absent: []string{"sentinels", "nodes"},
+			absent: []string{"sentinels", "nodes", "near_cache_staleness", "near_cache_strict", "near_cache_extend_every"},
 		},
 		{
 			name: "sentinel", login: loginConfig{keySet: true, perUser: 3, perIP: 1000},
@@ -140,6 +144,7 @@ func TestConfigAttrs(t *testing.T) {
 				Username: "app", Password: "redis-pw", DB: 2, TLS: &tls.Config{},
 				MaxActive: 8, MaxIdle: 4, Timeout: 2 * time.Second, DialTimeout: 300 * time.Millisecond,
 				KeyPrefix: "myapp:", WaitReplicas: 1,
+				NearCache: redisstore.NearCache{MaxEntries: 5000, Strict: true},
 			},
 			scfg: session.Config{Keys: [][]byte{key, key}, InsecureCookie: true, IdleTimeout: time.Hour, MaxSessionsPerUser: 5},
 			want: map[string]any{
@@ -148,6 +153,7 @@ func TestConfigAttrs(t *testing.T) {
 				"tls": true, "username": "app", "password_set": true, "db": 2,
 				"pool_max_active": 8, "pool_max_idle": 4, "store_timeout": "2s", "dial_timeout": "300ms",
 				"key_prefix": "myapp:", "wait_replicas": 1,
+				"near_cache_max_entries": 5000, "near_cache_staleness": "20ms", "near_cache_strict": true, "near_cache_extend_every": "1m0s",
 				"session_idle_timeout": "1h0m0s", "cookie_name": "session", "cookie_secure": false,
 				"max_sessions_per_user": 5, "signing_keys": 2,
 				"rate_limit_key_set": true, "login_limit_per_user": 3, "login_limit_per_ip": 1000,
@@ -163,7 +169,19 @@ func TestConfigAttrs(t *testing.T) {
 				"pool_max_active": 16, "pool_max_idle": 16, "db": 0,
 				"cookie_name": "sid", "tag_key_set": true,
 			},
-			absent: []string{"addr", "sentinels", "embedded"},
+			absent: []string{"addr", "sentinels", "embedded", "near_cache_staleness"},
+		},
+		{
+			name: "near-cache",
+			rcfg: redisstore.Config{
+				Addr:      "10.0.2.1:6379",
+				NearCache: redisstore.NearCache{MaxEntries: 100_000, Staleness: 50 * time.Millisecond, ExtendEvery: 10 * time.Second},
+			},
+			scfg: session.Config{Keys: [][]byte{key}},
+			want: map[string]any{
+				"mode": "single", "addr": "10.0.2.1:6379", "embedded": false,
+				"near_cache_max_entries": 100000, "near_cache_staleness": "50ms", "near_cache_strict": false, "near_cache_extend_every": "10s",
+			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,21 +55,25 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	if addr == "" {
 		addr = defaultAddr
 	}
-	var rcfg redisstore.Config
+	rcfg, err := redisstore.FromEnv()
+	if err != nil {
+		return nil, err
+	}
 	embedded := !redisFromEnv()
-	if !embedded {
-		if rcfg, err = redisstore.FromEnv(); err != nil {
-			return nil, err
-		}
-	} else {
+	if embedded {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("example: embedded redis: %w", err)
 		}
 		mr.ClockTTL(true) // expire keys as time passes: sessions, and the login limits' windows
 		closers = append(closers, mr.Close)
-		rcfg.Addr = mr.Addr()
+		// Of the REDIS_* variables only the near-cache's apply to the
+		// embedded Redis.
+		rcfg = redisstore.Config{Addr: mr.Addr(), NearCache: rcfg.NearCache}
 		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process")
+		if rcfg.NearCache.MaxEntries > 0 {
+			log.Warn("example: the near-cache is on, but the embedded Redis has no CLIENT TRACKING: it stays disconnected and every session read goes to Redis")
+		}
 	}
 
 	scfg, err := session.FromEnv()
@@ -114,9 +118,9 @@ func setup(log *slog.Logger) (_ *app, err error) {
 // newApp opens the store described by rcfg and builds the example's
 // handler on it, with a Manager configured by scfg (its Logger set to
 // log) and login limits counted in the store, configured by login. The
-// store, the Manager and the login limits report to
-// Prometheus metrics of a registry of the app's own, served on GET
-// /metrics (see newMetrics). Its close closes the store.
+// store (its near-cache too, when rcfg turns it on), the Manager and the
+// login limits report to Prometheus metrics of a registry of the app's
+// own, served on GET /metrics (see newMetrics). Its close closes the store.
 func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login loginConfig) (_ *app, err error) {
 	reg, metrics, err := newMetrics()
 	if err != nil {
@@ -138,6 +142,11 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	}()
 	if err := metrics.WatchPool(store); err != nil {
 		return nil, err
+	}
+	if rcfg.NearCache.MaxEntries > 0 {
+		if err := metrics.WatchNearCache(store); err != nil {
+			return nil, err
+		}
 	}
 	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
 		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %s: %w", redisstore.Describe(err, rcfg), err)

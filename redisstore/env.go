@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FromEnv returns a Config for the deployment described by the environment,
@@ -36,10 +37,21 @@ import (
 //	                          against the system roots for its host; default false
 //	REDIS_WAIT_REPLICAS       replicas a logout waits for (Config.WaitReplicas); default 0
 //
-// With REDIS_URL only REDIS_WAIT_REPLICAS is also read. An empty variable
-// counts as unset. A bad value is an error that names the variable and what
-// was expected; the values of REDIS_URL and of the passwords never appear in
-// it.
+// and the near-cache's settings ([NearCache], Config.NearCache):
+//
+//	REDIS_NEAR_CACHE_MAX_ENTRIES   records kept in memory (MaxEntries), 0 or more;
+//	                               default 0: no near-cache
+//	REDIS_NEAR_CACHE_STALENESS     Staleness, a Go duration of at least 4ms; default 20ms
+//	REDIS_NEAR_CACHE_STRICT        Strict, a boolean as accepted by strconv.ParseBool; default false
+//	REDIS_NEAR_CACHE_EXTEND_EVERY  ExtendEvery, a positive Go duration; default 1m
+//
+// The other three take effect only with REDIS_NEAR_CACHE_MAX_ENTRIES above
+// 0, which a Cluster (REDIS_CLUSTER_NODES) refuses, as [Open] does.
+//
+// With REDIS_URL only REDIS_WAIT_REPLICAS and the near-cache's variables
+// are also read. An empty variable counts as unset. A bad value is an error
+// that names the variable and what was expected; the values of REDIS_URL
+// and of the passwords never appear in it.
 func FromEnv() (Config, error) {
 	return fromEnv(os.LookupEnv)
 }
@@ -61,7 +73,51 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 		cfg.WaitReplicas = n
 	}
+	near, err := nearCacheFromEnv(get, len(cfg.ClusterNodes) > 0)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.NearCache = near
 	return cfg, nil
+}
+
+// nearCacheFromEnv reads the REDIS_NEAR_CACHE_* variables; cluster reports
+// whether the deployment is a Redis Cluster, where the near-cache is not
+// available.
+func nearCacheFromEnv(get func(string) string, cluster bool) (NearCache, error) {
+	var n NearCache
+	if v := get("REDIS_NEAR_CACHE_MAX_ENTRIES"); v != "" {
+		entries, err := strconv.Atoi(v)
+		if err != nil || entries < 0 {
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: want an integer 0 or more, 0 for no near-cache, got %q", v)
+		}
+		if entries > 0 && cluster {
+			return NearCache{}, errors.New("redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: the near-cache is not available on a Redis Cluster (REDIS_CLUSTER_NODES) yet; set 0 or unset it")
+		}
+		n.MaxEntries = entries
+	}
+	if v := get("REDIS_NEAR_CACHE_STALENESS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minNearCacheStaleness {
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least %v such as 20ms, got %q", minNearCacheStaleness, v)
+		}
+		n.Staleness = d
+	}
+	if v := get("REDIS_NEAR_CACHE_STRICT"); v != "" {
+		strict, err := strconv.ParseBool(v)
+		if err != nil {
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STRICT: want true or false, got %q", v)
+		}
+		n.Strict = strict
+	}
+	if v := get("REDIS_NEAR_CACHE_EXTEND_EVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_EXTEND_EVERY: want a positive duration such as 1m, got %q", v)
+		}
+		n.ExtendEvery = d
+	}
+	return n, nil
 }
 
 // deploymentFromEnv reads the variables that name the servers and how to

@@ -2,10 +2,12 @@ package redisstore
 
 import (
 	"crypto/tls"
+	"maps"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // envConfig is the part of a Config that FromEnv and ParseURL set.
@@ -443,4 +445,165 @@ func TestFromEnvAddressListHidesCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFromEnvNearCache checks the REDIS_NEAR_CACHE_* variables: read with
+// every kind of deployment, refused with a Cluster when they turn the
+// near-cache on, each bad value an error naming its variable and never a
+// password, and every Config returned one that Open accepts.
+func TestFromEnvNearCache(t *testing.T) {
+	const pw, urlpw = "hunter2-master", "hunter2-url"
+	rawURL := "redis://app:" + urlpw + "@cache:6379/0"
+	all := map[string]string{
+		"REDIS_NEAR_CACHE_MAX_ENTRIES": "100000", "REDIS_NEAR_CACHE_STALENESS": "50ms",
+		"REDIS_NEAR_CACHE_STRICT": "true", "REDIS_NEAR_CACHE_EXTEND_EVERY": "30s",
+	}
+	with := func(base map[string]string, more ...string) map[string]string {
+		env := maps.Clone(base)
+		for i := 0; i+1 < len(more); i += 2 {
+			env[more[i]] = more[i+1]
+		}
+		return env
+	}
+	allOn := NearCache{MaxEntries: 100_000, Staleness: 50 * time.Millisecond, Strict: true, ExtendEvery: 30 * time.Second}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    NearCache
+		wantErr string
+	}{
+		{name: "unset", env: nil, want: NearCache{}},
+		{name: "empty values are unset", env: map[string]string{
+			"REDIS_NEAR_CACHE_MAX_ENTRIES": "", "REDIS_NEAR_CACHE_STALENESS": "", "REDIS_NEAR_CACHE_STRICT": "", "REDIS_NEAR_CACHE_EXTEND_EVERY": "",
+		}, want: NearCache{}},
+		{name: "entries only", env: map[string]string{"REDIS_NEAR_CACHE_MAX_ENTRIES": "1"}, want: NearCache{MaxEntries: 1}},
+		{name: "one server", env: with(all, "REDIS_HOST", "h", "REDIS_PASSWORD", pw), want: allOn},
+		{name: "REDIS_URL", env: with(all, "REDIS_URL", rawURL), want: allOn},
+		{name: "Sentinel", env: with(all, "REDIS_SENTINELS", "s1:26379", "REDIS_SENTINEL_MASTER", "m"), want: allOn},
+		{name: "smallest staleness", env: map[string]string{"REDIS_NEAR_CACHE_MAX_ENTRIES": "10", "REDIS_NEAR_CACHE_STALENESS": "4ms"}, want: NearCache{MaxEntries: 10, Staleness: 4 * time.Millisecond}},
+		{name: "strict false", env: map[string]string{"REDIS_NEAR_CACHE_MAX_ENTRIES": "10", "REDIS_NEAR_CACHE_STRICT": "0"}, want: NearCache{MaxEntries: 10}},
+		{
+			name: "off on a Cluster",
+			env:  with(all, "REDIS_NEAR_CACHE_MAX_ENTRIES", "0", "REDIS_CLUSTER_NODES", "n1:7000"),
+			want: NearCache{Staleness: 50 * time.Millisecond, Strict: true, ExtendEvery: 30 * time.Second},
+		},
+
+		{
+			name:    "on with a Cluster",
+			env:     with(all, "REDIS_CLUSTER_NODES", "n1:7000", "REDIS_PASSWORD", pw),
+			wantErr: "redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: the near-cache is not available on a Redis Cluster (REDIS_CLUSTER_NODES) yet; set 0 or unset it",
+		},
+		{
+			name:    "negative entries",
+			env:     map[string]string{"REDIS_NEAR_CACHE_MAX_ENTRIES": "-1", "REDIS_URL": rawURL},
+			wantErr: `redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: want an integer 0 or more, 0 for no near-cache, got "-1"`,
+		},
+		{
+			name:    "entries not an integer",
+			env:     map[string]string{"REDIS_NEAR_CACHE_MAX_ENTRIES": "1e5", "REDIS_PASSWORD": pw},
+			wantErr: `redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: want an integer 0 or more, 0 for no near-cache, got "1e5"`,
+		},
+		{
+			name:    "staleness below 4ms",
+			env:     with(all, "REDIS_NEAR_CACHE_STALENESS", "3ms"),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least 4ms such as 20ms, got "3ms"`,
+		},
+		{
+			name:    "staleness without a unit",
+			env:     with(all, "REDIS_NEAR_CACHE_STALENESS", "20", "REDIS_URL", rawURL),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least 4ms such as 20ms, got "20"`,
+		},
+		{
+			name:    "staleness 0",
+			env:     with(all, "REDIS_NEAR_CACHE_STALENESS", "0"),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least 4ms such as 20ms, got "0"`,
+		},
+		{
+			name:    "bad strict",
+			env:     with(all, "REDIS_NEAR_CACHE_STRICT", "yes", "REDIS_PASSWORD", pw),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_STRICT: want true or false, got "yes"`,
+		},
+		{
+			name:    "extend every 0",
+			env:     with(all, "REDIS_NEAR_CACHE_EXTEND_EVERY", "0s"),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_EXTEND_EVERY: want a positive duration such as 1m, got "0s"`,
+		},
+		{
+			name:    "negative extend every",
+			env:     with(all, "REDIS_NEAR_CACHE_EXTEND_EVERY", "-1m"),
+			wantErr: `redisstore: REDIS_NEAR_CACHE_EXTEND_EVERY: want a positive duration such as 1m, got "-1m"`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("fromEnv() error = %v, want %q", err, tc.wantErr)
+				}
+				for _, secret := range []string{pw, urlpw, rawURL} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("fromEnv() error %q contains a secret", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("fromEnv() error = %v", err)
+			}
+			if cfg.NearCache != tc.want {
+				t.Fatalf("fromEnv().NearCache = %+v, want %+v", cfg.NearCache, tc.want)
+			}
+			if _, err := cfg.normalize(); err != nil {
+				t.Errorf("fromEnv() gave a Config that does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// FuzzFromEnvNearCache checks that whatever the REDIS_NEAR_CACHE_*
+// variables hold, on one server or a Cluster, FromEnv either returns a
+// Config that Open accepts or an error that names one of them, never a
+// password.
+func FuzzFromEnvNearCache(f *testing.F) {
+	for _, s := range []struct {
+		entries, staleness, strict, extend string
+		cluster                            bool
+	}{
+		{"100000", "20ms", "false", "1m", false},
+		{"1", "4ms", "true", "1ns", false},
+		{"0", "3ms", "1", "0", true},
+		{"10", "", "", "", true},
+		{"-1", "-20ms", "yes", "1m", false},
+		{"99999999999999999999", "1h", "T", "", false},
+	} {
+		f.Add(s.entries, s.staleness, s.strict, s.extend, s.cluster)
+	}
+	const pw = "hunter2-master"
+	f.Fuzz(func(t *testing.T, entries, staleness, strict, extend string, cluster bool) {
+		env := map[string]string{
+			"REDIS_NEAR_CACHE_MAX_ENTRIES": entries, "REDIS_NEAR_CACHE_STALENESS": staleness,
+			"REDIS_NEAR_CACHE_STRICT": strict, "REDIS_NEAR_CACHE_EXTEND_EVERY": extend,
+			"REDIS_PASSWORD": pw,
+		}
+		if cluster {
+			env["REDIS_CLUSTER_NODES"] = "n1:7000"
+		}
+		cfg, err := fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "redisstore: REDIS_NEAR_CACHE_") {
+				t.Fatalf("fromEnv() error = %q, want one naming a REDIS_NEAR_CACHE_ variable", err)
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Fatalf("fromEnv() error %q contains the password", err)
+			}
+			return
+		}
+		if _, err := cfg.normalize(); err != nil {
+			t.Fatalf("fromEnv() gave a Config that does not validate: %v", err)
+		}
+		if cfg.NearCache.MaxEntries > 0 && cluster {
+			t.Fatalf("fromEnv() turned the near-cache on (%+v) on a Cluster", cfg.NearCache)
+		}
+	})
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// loginAPI logs alice in through POST /api/login and returns the
+// Authorization header pair for her token and her session id.
+func (e *e2e) loginAPI(c *http.Client) (bearer []string, id string) {
+	e.t.Helper()
+	r := e.send(c, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
+	if r.code != http.StatusOK {
+		e.t.Fatalf("POST /api/login = %d %s, want 200", r.code, r.body)
+	}
+	login := e.json(r)
+	token, _ := login["token"].(string)
+	id, _ = login["session_id"].(string)
+	if token == "" || id == "" {
+		e.t.Fatalf("login answer %s lacks token or session_id", r.body)
+	}
+	return []string{"Authorization", "Bearer " + token}, id
+}
+
+// TestNearCacheFromEnv runs the example as `make run` wires it with
+// REDIS_NEAR_CACHE_MAX_ENTRIES on a real redis-server: its reads are
+// served from memory (the store's hits grow, GET /metrics shows them and
+// the connection), a session deleted in Redis by another client is
+// refused within the bound, and its own logout at once.
+func TestNearCacheFromEnv(t *testing.T) {
+	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
+	e := startExample(t)
+	store := e.app.store
+	waitFor(t, 10*time.Second, "the near-cache's connection", func() bool { return store.NearCacheStats().Connected })
+	api := &http.Client{Timeout: 10 * time.Second}
+
+	me := func(bearer []string) int {
+		t.Helper()
+		return e.send(api, "GET", "/api/me", "", bearer...).code
+	}
+	bearer, id := e.loginAPI(api)
+	before := store.NearCacheStats().Hits
+	for i := range 20 {
+		if code := me(bearer); code != http.StatusOK {
+			t.Fatalf("GET /api/me #%d = %d, want 200", i+1, code)
+		}
+	}
+	if hits := store.NearCacheStats().Hits - before; hits == 0 {
+		t.Errorf("20 reads of one session: no near-cache hit (%+v)", store.NearCacheStats())
+	}
+	m := e.scrape()
+	if m["sessionkit_nearcache_hits_total"] < 1 || m["sessionkit_nearcache_connected"] != 1 {
+		t.Errorf("GET /metrics: sessionkit_nearcache_hits_total %v, sessionkit_nearcache_connected %v; want at least 1 and 1",
+			m["sessionkit_nearcache_hits_total"], m["sessionkit_nearcache_connected"])
+	}
+
+	// Another instance's logout, as Redis sees it: the record deleted by
+	// another client.
+	e.redis.Do(t, "DEL", "session:"+id)
+	waitFor(t, 10*time.Second, "GET /api/me to refuse a session deleted in Redis", func() bool { return me(bearer) == http.StatusUnauthorized })
+
+	bearer, _ = e.loginAPI(api)
+	if code := me(bearer); code != http.StatusOK {
+		t.Fatalf("GET /api/me after a new login = %d, want 200", code)
+	}
+	if r := e.send(api, "POST", "/api/logout", "", bearer...); r.code != http.StatusNoContent {
+		t.Fatalf("POST /api/logout = %d, want 204", r.code)
+	}
+	if code := me(bearer); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/me right after this instance's logout = %d, want 401", code)
+	}
+}
+
+// TestNearCacheEmbedded runs the example on its embedded Redis
+// (miniredis, which has no CLIENT TRACKING) with the near-cache on: it
+// says so in its log, works as without it, and every read goes to Redis.
+func TestNearCacheEmbedded(t *testing.T) {
+	for _, name := range []string{"REDIS_URL", "REDIS_HOST", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"} {
+		t.Setenv(name, "")
+	}
+	t.Setenv("SESSION_KEYS", testKeys())
+	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
+	var log syncBuffer
+	a, err := setup(slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	e := &e2e{t: t, url: srv.URL, app: a}
+	if !strings.Contains(log.String(), "no CLIENT TRACKING") || !strings.Contains(log.String(), "near_cache_max_entries=1000") {
+		t.Errorf("start-up log does not say the near-cache is on without CLIENT TRACKING:\n%s", log.String())
+	}
+
+	api := &http.Client{Timeout: 10 * time.Second}
+	bearer, _ := e.loginAPI(api)
+	for i := range 5 {
+		if r := e.send(api, "GET", "/api/me", "", bearer...); r.code != http.StatusOK || e.json(r)["user_id"] != "alice" {
+			t.Fatalf("GET /api/me #%d = %d %s, want 200 for alice", i+1, r.code, r.body)
+		}
+	}
+	if r := e.send(api, "POST", "/api/logout", "", bearer...); r.code != http.StatusNoContent {
+		t.Fatalf("POST /api/logout = %d, want 204", r.code)
+	}
+	if r := e.send(api, "GET", "/api/me", "", bearer...); r.code != http.StatusUnauthorized {
+		t.Errorf("GET /api/me after logout = %d, want 401", r.code)
+	}
+	st := a.store.NearCacheStats()
+	if st.Connected || st.Hits != 0 || st.Misses < 6 {
+		t.Errorf("near-cache on miniredis: %+v, want disconnected, no hits, every read a miss", st)
+	}
+	if m := e.scrape(); m["sessionkit_nearcache_connected"] != 0 || m["sessionkit_nearcache_misses_total"] < 6 {
+		t.Errorf("GET /metrics: sessionkit_nearcache_connected %v, misses %v; want 0 and at least 6",
+			m["sessionkit_nearcache_connected"], m["sessionkit_nearcache_misses_total"])
+	}
+}
+
+// TestNearCacheRefusedOnCluster checks that the example refuses to start
+// with the near-cache on a Redis Cluster, naming the variable, before it
+// connects to anything.
+func TestNearCacheRefusedOnCluster(t *testing.T) {
+	t.Setenv("REDIS_CLUSTER_NODES", "127.0.0.1:1")
+	t.Setenv("SESSION_KEYS", testKeys())
+	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
+	_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "REDIS_NEAR_CACHE_MAX_ENTRIES") || !strings.Contains(err.Error(), "Cluster") {
+		t.Fatalf("setup with the near-cache on a Cluster = %v, want an error naming REDIS_NEAR_CACHE_MAX_ENTRIES and the Cluster", err)
+	}
+}
