@@ -10,8 +10,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 )
 
 // RateCounter counts requests in fixed windows shared by every app instance.
@@ -182,7 +183,7 @@ type limiter struct {
 	log           *slog.Logger
 	metrics       RateLimitMetrics
 	hashes        hashPool
-	outages       logLimiter // the counter's failures, logged at most every outageLogInterval
+	outages       loglimit.Limiter // the counter's failures, logged at most every outageLogInterval
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -202,6 +203,7 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 		log:           cfg.Logger,
 		metrics:       cfg.Metrics,
 	}
+	l.outages.Interval = outageLogInterval
 	outage := cfg.Outage
 	if outage == OutageDefault {
 		outage = def
@@ -356,7 +358,7 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 	if l.failOpen {
 		policy = "open"
 	}
-	l.outages.do(time.Now(), func(suppressed int) {
+	l.outages.Do(time.Now(), func(suppressed int) {
 		l.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
 			slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy),
 			slog.Any("err", err), slog.Int("suppressed", suppressed))
@@ -380,29 +382,6 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 // during an outage every request fails, and the log must not grow with the
 // traffic.
 const outageLogInterval = 10 * time.Second
-
-// logLimiter lets one log line out per outageLogInterval and counts the
-// ones it holds back.
-type logLimiter struct {
-	mu         sync.Mutex
-	next       time.Time // when the next line may go out
-	suppressed int       // lines held back since the last one
-}
-
-// do calls log with the number of lines held back since the last one, if a
-// line may go out at now; otherwise it counts one more.
-func (l *logLimiter) do(now time.Time, log func(suppressed int)) {
-	l.mu.Lock()
-	if now.Before(l.next) {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.next, l.suppressed = now.Add(outageLogInterval), 0
-	l.mu.Unlock()
-	log(n)
-}
 
 // keyed holds the rules that count a request, with their Redis keys and
 // windows, in the order of the limiter's rules.

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -50,30 +49,4 @@ func (m *Manager) emit(kind EventKind, userID, id string, at time.Time) {
 	if m.cfg.Metrics != nil {
 		m.cfg.Metrics.SessionEvent(kind)
 	}
-}
-
-// logLimiter lets a repeated log line through at most once per interval and
-// counts the ones it holds back, so that a failure seen by every request
-// (an outage) logs a line per interval, not one per request.
-type logLimiter struct {
-	interval time.Duration
-
-	mu         sync.Mutex
-	next       time.Time // when the next line may go out
-	suppressed int       // lines held back since the last one
-}
-
-// do calls log with the number of lines held back since the last one, if a
-// line may go out at now; otherwise it counts one more.
-func (l *logLimiter) do(now time.Time, log func(suppressed int)) {
-	l.mu.Lock()
-	if now.Before(l.next) {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.next, l.suppressed = now.Add(l.interval), 0
-	l.mu.Unlock()
-	log(n)
 }

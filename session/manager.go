@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 )
 
 // Manager loads and saves the sessions of HTTP requests. It keeps the
@@ -40,7 +42,7 @@ type Manager struct {
 	codec  codec
 	signer *signer
 	log    *slog.Logger
-	outage *logLimiter // warnings that the store is unavailable
+	outage *loglimit.Limiter // warnings that the store is unavailable
 	now    func() time.Time
 	// decoded keeps records decoded when the store keeps them in memory
 	// (see decoded.go); nil otherwise.
@@ -76,7 +78,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		store:  store,
 		signer: sg,
 		log:    cfg.Logger,
-		outage: &logLimiter{interval: outageLogInterval},
+		outage: &loglimit.Limiter{Interval: outageLogInterval},
 		now:    time.Now,
 		codec:  codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 	}
@@ -173,7 +175,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	}
 	b, found, err := m.store.Load(ctx, id, ttl)
 	if err != nil {
-		m.outage.do(now, func(suppressed int) {
+		m.outage.Do(now, func(suppressed int) {
 			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
 		})
 		st.loadErr, st.stale = ErrStoreUnavailable, false
