@@ -132,7 +132,7 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	now := m.now()
 	b, found, err := imp.Records.Take(ctx, key)
 	if err != nil {
-		m.outage.do(now, func(suppressed int) {
+		m.outage.Do(now, func(suppressed int) {
 			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
 		})
 		st.loadErr = ErrStoreUnavailable
