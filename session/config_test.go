@@ -123,3 +123,44 @@ func FuzzFromEnv(f *testing.F) {
 
 // nopStore is a Store for tests that never reach it: any call panics.
 type nopStore struct{ Store }
+
+// TestSetCookie holds the session cookie setCookie writes equal to the
+// one net/http writes for the same cookie, for every name and attribute a
+// Config can ask for, both for a session and for a logout.
+func TestSetCookie(t *testing.T) {
+	now := time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC)
+	for _, base := range []Config{
+		{},
+		{InsecureCookie: true},
+		{CookieName: "__Secure-sid", SameSite: http.SameSiteStrictMode},
+		{SameSite: http.SameSiteNoneMode},
+		{InsecureCookie: true, CookieName: "sid", SameSite: http.SameSiteLaxMode},
+	} {
+		base.Keys = [][]byte{testKey(1)}
+		cfg, err := base.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &Manager{cfg: cfg, now: func() time.Time { return now }, cookieAttrs: cookieAttributes(cfg)}
+		for _, tc := range []struct {
+			value    string
+			deadline time.Time
+			want     http.Cookie
+		}{
+			{"dGVzdA==", now.Add(90*time.Minute + 500*time.Millisecond), http.Cookie{Value: "dGVzdA==", Expires: now.Add(90*time.Minute + 500*time.Millisecond), MaxAge: 5400}},
+			{"x", now.Add(time.Millisecond), http.Cookie{Value: "x", Expires: now.Add(time.Millisecond), MaxAge: 1}},
+			{"", time.Time{}, http.Cookie{Expires: time.Unix(1, 0), MaxAge: -1}},
+		} {
+			want := tc.want
+			want.Name, want.Path, want.HttpOnly, want.Secure, want.SameSite = cfg.CookieName, "/", true, !cfg.InsecureCookie, cfg.SameSite
+			h := http.Header{}
+			m.setCookie(h, tc.value, tc.deadline)
+			if got := h.Values("Set-Cookie"); len(got) != 1 || got[0] != want.String() {
+				t.Errorf("%+v: Set-Cookie %q, want %q", base, got, want.String())
+			}
+			if got := h.Values("Cache-Control"); len(got) != 1 || got[0] != `no-cache="Set-Cookie"` {
+				t.Errorf("%+v: Cache-Control %q", base, got)
+			}
+		}
+	}
+}

@@ -106,15 +106,8 @@ func TestDeadTokensAreQuiet(t *testing.T) {
 			return cookie
 		}, false},
 		{"forged", func(t *testing.T, m *Manager, r *redistest.Server, cookie, id string) string {
-			other, err := newSigner([][]byte{testKey(9)}, nil, time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := other.sign(strings.Repeat("f", tokenLen), time.Now().Add(time.Hour))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
+			other := newSigner([][]byte{testKey(9)}, nil, time.Hour)
+			return other.sign(strings.Repeat("f", tokenLen), time.Now().Add(time.Hour))
 		}, true},
 		{"garbage", func(t *testing.T, m *Manager, r *redistest.Server, cookie, id string) string {
 			return "session:*"

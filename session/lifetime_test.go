@@ -123,7 +123,7 @@ func TestShortLifetimeRealClock(t *testing.T) {
 // it, whatever the payload's form.
 func signPayload(t *testing.T, m *Manager, payload string) string {
 	t.Helper()
-	v, err := securecookie.EncodeMulti(macName, []byte(payload), m.signer.codecs...)
+	v, err := securecookie.EncodeMulti(macName, []byte(payload), codecs(m.cfg.Keys, 0)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,7 @@ func (c codec) Encode(deadline time.Time, values map[string]any) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(rec)
+	return appendRecord(make([]byte, 0, 256), &rec), nil
 }
 
 // encodePrevious writes a record of recordV1 as the previous release's
@@ -408,7 +408,7 @@ func encodeValue(v any, version int) (json.RawMessage, error) {
 	switch v := v.(type) {
 	case string:
 		if version != recordV1 {
-			return json.Marshal(v)
+			return appendJSONString(nil, v), nil
 		}
 		tag = tagString
 	case bool:

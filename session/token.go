@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gorilla/securecookie"
 )
 
 // macName is the name securecookie binds into every MAC. It is fixed rather
@@ -61,13 +59,14 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 // Redis, and lets the idle extension of a read be capped at the deadline in
 // the same command that reads the record.
 //
-// securecookie signs. Verification, which every request with a token
-// pays for and anyone can make the server do at will, is check's own
-// reading of securecookie's format (see open), which FuzzCheck holds equal
-// to securecookie's DecodeMulti.
+// The format is gorilla/securecookie's (see open), which earlier versions
+// used to sign and verify. Both are now done here, with keyed HMAC states
+// that are reused instead of built for every value, as securecookie
+// does: FuzzCheck holds check equal to securecookie's DecodeMulti, and
+// FuzzSign holds what sign writes readable by it.
 type signer struct {
-	codecs []securecookie.Codec // signing: the first key's
-	// keys verify; retired keys only tell why a value did not (see check).
+	// keys verify, and the first signs; retired keys only tell why a value
+	// did not verify (see check).
 	keys, retired []*macKey
 	// maxAge is the MAC's age limit in seconds, as securecookie's MaxAge.
 	maxAge int64
@@ -127,37 +126,18 @@ func grow(p *[]byte, n int) []byte {
 	return (*p)[:n]
 }
 
-func newSigner(keys, retired [][]byte, lifetime time.Duration) (*signer, error) {
+// newSigner returns a signer that signs with keys[0] and verifies with any
+// of keys. Config.validate has checked that there is at least one key, and
+// each key's length.
+func newSigner(keys, retired [][]byte, lifetime time.Duration) *signer {
 	// The deadline inside the value is what ends a session; the MAC's own
 	// timestamp check is a second fence one minute behind it.
-	maxAge := int(lifetime/time.Second) + 60
-	s := &signer{
-		codecs:  codecs(keys, maxAge),
+	return &signer{
 		keys:    macKeys(keys),
 		retired: macKeys(retired),
-		maxAge:  int64(maxAge),
+		maxAge:  int64(lifetime/time.Second) + 60,
 		scratch: newFreeList(func() *scratch { return new(scratch) }),
 	}
-	// securecookie.New does not reject unusable keys (securecookie#89):
-	// sign once so that a bad key fails New, not the first login.
-	if _, err := s.sign(strings.Repeat("A", tokenLen), time.Now().Add(lifetime)); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// codecs returns a securecookie codec for each key, with the MAC's age
-// limit maxAge seconds (0: none).
-func codecs(keys [][]byte, maxAge int) []securecookie.Codec {
-	cs := make([]securecookie.Codec, len(keys))
-	for i, k := range keys {
-		sc := securecookie.New(k, nil)
-		sc.SetSerializer(securecookie.NopEncoder{})
-		sc.MaxLength(maxSignedLen)
-		sc.MaxAge(maxAge)
-		cs[i] = sc
-	}
-	return cs
 }
 
 // macKey computes HMAC-SHA256 under one key. Its keyed states are reused:
@@ -178,16 +158,21 @@ func macKeys(keys [][]byte) []*macKey {
 // in its MAC: the name, then "|".
 var macPrefix = []byte(macName + "|")
 
-// matches reports, in constant time, whether mac is the MAC of msg under
-// k, as securecookie computes it: HMAC-SHA256 of macPrefix followed by msg.
-// It computes the MAC into sum.
-func (k *macKey) matches(msg, mac []byte, sum *[sha256.Size]byte) bool {
+// appendMAC appends to dst the MAC of msg under k, as securecookie
+// computes it: HMAC-SHA256 of macPrefix followed by msg.
+func (k *macKey) appendMAC(dst, msg []byte) []byte {
 	h := k.states.get()
 	defer k.states.put(h)
 	h.Reset()
 	h.Write(macPrefix)
 	h.Write(msg)
-	return hmac.Equal(h.Sum(sum[:0]), mac)
+	return h.Sum(dst)
+}
+
+// matches reports, in constant time, whether mac is the MAC of msg under
+// k. It computes the MAC into sum.
+func (k *macKey) matches(msg, mac []byte, sum *[sha256.Size]byte) bool {
+	return hmac.Equal(k.appendMAC(sum[:0], msg), mac)
 }
 
 // opened is what open found.
@@ -313,14 +298,27 @@ func (s *signer) check(signed string) (token string, deadline time.Time, reason 
 	return token, deadline, "", o == openAged
 }
 
-// sign returns the value to put in the cookie for token and deadline.
-func (s *signer) sign(token string, deadline time.Time) (string, error) {
-	payload := token + ":" + strconv.FormatInt(deadline.UnixMilli(), 10)
-	v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
-	if err != nil {
-		return "", errors.New("session: cannot sign token")
-	}
-	return v, nil
+// sign returns the value to put in the cookie for token and deadline,
+// "<token>:<deadline in unix milliseconds>" signed now under the first
+// key, in the format open reads.
+func (s *signer) sign(token string, deadline time.Time) string {
+	var buf [256]byte // a token with its tag and deadline, then its base64
+	payload := strconv.AppendInt(append(append(buf[:0], token...), ':'), deadline.UnixMilli(), 10)
+	return s.seal(payload, time.Now().Unix(), payload[len(payload):])
+}
+
+// seal returns payload signed under the first key at unix time date:
+// base64url(date "|" base64url(payload) "|" mac), as securecookie's Encode
+// writes it with the NopEncoder serializer and no encryption. It builds
+// the value in b's memory, if large enough, before the one string it
+// returns.
+func (s *signer) seal(payload []byte, date int64, b []byte) string {
+	b = strconv.AppendInt(b, date, 10)
+	b = append(b, '|')
+	b = base64.URLEncoding.AppendEncode(b, payload)
+	msg := b
+	b = s.keys[0].appendMAC(append(b, '|'), msg)
+	return base64.URLEncoding.EncodeToString(b)
 }
 
 // verify returns the token and deadline of a validly signed value, or

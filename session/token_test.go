@@ -17,16 +17,10 @@ import (
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, MinKeyLength) }
 
 func TestSignerRoundTrip(t *testing.T) {
-	s, err := newSigner([][]byte{testKey(1)}, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	token := strings.Repeat("a", tokenLen)
 	deadline := time.Now().Add(time.Hour).Truncate(time.Second)
-	signed, err := s.sign(token, deadline)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := s.sign(token, deadline)
 	if len(signed) > 200 {
 		t.Errorf("len(signed) = %d, want a short value", len(signed))
 	}
@@ -39,18 +33,18 @@ func TestSignerRoundTrip(t *testing.T) {
 func TestSignerRotation(t *testing.T) {
 	token := strings.Repeat("b", tokenLen)
 	deadline := time.Now().Add(time.Hour)
-	old, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
-	both, _ := newSigner([][]byte{testKey(2), testKey(1)}, nil, time.Hour)
-	onlyNew, _ := newSigner([][]byte{testKey(2)}, nil, time.Hour)
+	old := newSigner([][]byte{testKey(1)}, nil, time.Hour)
+	both := newSigner([][]byte{testKey(2), testKey(1)}, nil, time.Hour)
+	onlyNew := newSigner([][]byte{testKey(2)}, nil, time.Hour)
 
-	signedOld, _ := old.sign(token, deadline)
+	signedOld := old.sign(token, deadline)
 	if _, _, err := both.verify(signedOld); err != nil {
 		t.Errorf("new,old keys reject a token signed with old: %v", err)
 	}
 	if _, _, err := onlyNew.verify(signedOld); err == nil {
 		t.Error("new key alone accepts a token signed with the retired key")
 	}
-	signedBoth, _ := both.sign(token, deadline)
+	signedBoth := both.sign(token, deadline)
 	if _, _, err := onlyNew.verify(signedBoth); err != nil {
 		t.Errorf("a token signed by new,old does not verify with new: %v", err)
 	}
@@ -60,8 +54,8 @@ func TestSignerRotation(t *testing.T) {
 }
 
 func TestSignerRejects(t *testing.T) {
-	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
-	good, _ := s.sign(strings.Repeat("c", tokenLen), time.Now().Add(time.Hour))
+	s := newSigner([][]byte{testKey(1)}, nil, time.Hour)
+	good := s.sign(strings.Repeat("c", tokenLen), time.Now().Add(time.Hour))
 	flipped := []byte(good)
 	flipped[len(flipped)/2] ^= 1
 	tests := []struct{ name, in string }{
@@ -85,13 +79,13 @@ func TestSignerRejects(t *testing.T) {
 // TestSignerPayload checks that a validly signed value with a payload that is
 // not "<token>.<deadline>" is still rejected.
 func TestSignerPayload(t *testing.T) {
-	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
+	s := newSigner([][]byte{testKey(1)}, nil, time.Hour)
 	for _, payload := range []string{
 		"", "x", strings.Repeat("a", tokenLen), strings.Repeat("a", tokenLen) + ".",
 		strings.Repeat("a", tokenLen) + ".-5", strings.Repeat("*", tokenLen) + ".100",
 		strings.Repeat("a", shortTokenLen-1) + ".100", strings.Repeat("a", tokenLen+1) + ".100", strings.Repeat("a", tokenLen) + ".1.2",
 	} {
-		v, err := securecookie.EncodeMulti(macName, []byte(payload), s.codecs...)
+		v, err := securecookie.EncodeMulti(macName, []byte(payload), codecs([][]byte{testKey(1)}, 0)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,8 +118,8 @@ func TestValidToken(t *testing.T) {
 }
 
 func FuzzVerify(f *testing.F) {
-	s, _ := newSigner([][]byte{testKey(1)}, nil, time.Hour)
-	good, _ := s.sign(strings.Repeat("d", tokenLen), time.Now().Add(time.Hour))
+	s := newSigner([][]byte{testKey(1)}, nil, time.Hour)
+	good := s.sign(strings.Repeat("d", tokenLen), time.Now().Add(time.Hour))
 	f.Add(good)
 	f.Add("")
 	f.Add("MTcw|abc|def")
@@ -147,7 +141,7 @@ func FuzzVerify(f *testing.F) {
 // retired key, with a MAC that holds "|", and aged ones.
 func FuzzCheck(f *testing.F) {
 	keys := [][]byte{testKey(1), testKey(2)}
-	s, _ := newSigner(keys, nil, time.Hour)
+	s := newSigner(keys, nil, time.Hour)
 	ageless := codecs(keys, 0)
 	for _, k := range [][]byte{testKey(1), testKey(2), testKey(3)} {
 		for _, age := range []time.Duration{0, 2 * time.Hour} {
@@ -166,7 +160,7 @@ func FuzzCheck(f *testing.F) {
 			maxAge int64
 			codecs []securecookie.Codec
 		}{
-			{"age limit", s.maxAge, s.codecs},
+			{"age limit", s.maxAge, codecs(keys, int(s.maxAge))},
 			{"no age limit", 0, ageless},
 		} {
 			var want []byte
@@ -179,14 +173,62 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
+// codecs returns a securecookie codec for each key, configured as
+// earlier versions signed and verified with them: the NopEncoder
+// serializer, no encryption, values up to maxSignedLen, the MAC's age
+// limit maxAge seconds (0: none).
+func codecs(keys [][]byte, maxAge int) []securecookie.Codec {
+	cs := make([]securecookie.Codec, len(keys))
+	for i, k := range keys {
+		sc := securecookie.New(k, nil)
+		sc.SetSerializer(securecookie.NopEncoder{})
+		sc.MaxLength(maxSignedLen)
+		sc.MaxAge(maxAge)
+		cs[i] = sc
+	}
+	return cs
+}
+
+// FuzzSign holds what sign writes readable by securecookie's
+// DecodeMulti, as earlier versions verified tokens, with the same
+// payload, and by the signer's own check: for any token (with or without
+// a tag), deadline and key.
+func FuzzSign(f *testing.F) {
+	f.Add(strings.Repeat("t", shortTokenLen), int64(1795600800000), byte(1))
+	f.Add("{"+strings.Repeat("g", tagLen)+"}"+strings.Repeat("t", tokenLen), int64(1), byte(200))
+	f.Fuzz(func(t *testing.T, token string, ms int64, key byte) {
+		if ms <= 0 || ms > maxDeadline || len(token) > 300 {
+			return
+		}
+		keys := [][]byte{testKey(key)}
+		s := newSigner(keys, nil, time.Hour)
+		deadline := time.UnixMilli(ms)
+		signed := s.sign(token, deadline)
+		var got []byte
+		if err := securecookie.DecodeMulti(macName, signed, &got, codecs(keys, int(s.maxAge))...); err != nil {
+			t.Fatalf("securecookie cannot read sign(%q, %d): %v", token, ms, err)
+		}
+		if want := token + ":" + strconv.FormatInt(ms, 10); string(got) != want {
+			t.Fatalf("securecookie reads sign(%q, %d) as %q, want %q", token, ms, got, want)
+		}
+		if !validToken(token) {
+			return
+		}
+		gotToken, gotDeadline, reason, aged := s.check(signed)
+		if reason != "" || aged || gotToken != token || !gotDeadline.Equal(deadline) {
+			t.Fatalf("check(sign(%q, %d)) = %q, %v, %q, %v", token, ms, gotToken, gotDeadline, reason, aged)
+		}
+	})
+}
+
 // TestCheckReasons checks what check tells of each kind of value, and
 // that a value signed by a current key costs no retired key's check.
 func TestCheckReasons(t *testing.T) {
 	retired := testKey(9)
-	s, _ := newSigner([][]byte{testKey(1)}, [][]byte{retired}, time.Hour)
+	s := newSigner([][]byte{testKey(1)}, [][]byte{retired}, time.Hour)
 	token := strings.Repeat("r", tokenLen)
 	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	good, _ := s.sign(token, deadline)
+	good := s.sign(token, deadline)
 	signWith := func(key []byte, age time.Duration) string {
 		return signAt(key, time.Now().Add(-age), token+":"+strconv.FormatInt(deadline.UnixMilli(), 10))
 	}
