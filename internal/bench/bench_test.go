@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +39,34 @@ func write(tb testing.TB, c *contender, _ int) func(int) {
 }
 
 // login creates a session for a request that came without one.
-func login(tb testing.TB, c *contender, _ int) func(int) {
+//
+// Each user logs in loginsPerUser times, so that every login finds its
+// user's index as a login of a user with a few devices does, whatever the
+// run's length. (Logging one user in b.N times, as this scenario did
+// before, grew that user's index to tens of thousands of sessions within a
+// run, so that the time per login depended on b.N; loginOneUser keeps that
+// shape as a reference.)
+func login(tb testing.TB, c *contender, n int) func(int) {
+	run := loginRuns.Add(1) // users of their own: the same Redis serves every round
+	reqs := make([]*http.Request, n)
+	for i := range reqs {
+		reqs[i] = request(http.MethodPost, fmt.Sprintf("/login?user=login-%d-%d", run, i/loginsPerUser), nil)
+	}
+	return func(i int) { expect(tb, c, c.serve(reqs[i]), "ok", true) }
+}
+
+// loginsPerUser is how many sessions login gives each user: a phone, a
+// laptop, a work computer and a tablet, as BenchmarkSessionBytes's middle
+// shape.
+const loginsPerUser = 4
+
+// loginRuns numbers the scenarios login made, for their user names.
+var loginRuns atomic.Int64
+
+// loginOneUser logs the same user in at every operation, without logging
+// out: that user's index grows by one session per operation, to tens of
+// thousands in a run, and with it the cost of a sessionkit login.
+func loginOneUser(tb testing.TB, c *contender, _ int) func(int) {
 	r := request(http.MethodPost, "/login", nil)
 	return func(int) { expect(tb, c, c.serve(r), "ok", true) }
 }
@@ -201,10 +229,19 @@ func BenchmarkWrite(b *testing.B) {
 
 // BenchmarkLogin measures creating a session: session.Create for
 // sessionkit, which also adds the session to its user's index, RenewToken
-// and Put for scs, a new session and Save for gorilla.
+// and Put for scs, a new session and Save for gorilla. Each user logs in
+// loginsPerUser times (see login).
 func BenchmarkLogin(b *testing.B) {
 	e := newEnv(b)
 	each(b, e, login, e.sessionkit(idle), e.scs(idle), e.gorilla())
+}
+
+// BenchmarkLoginOneUser measures a login of a user who logged in at every
+// earlier operation and never out (see loginOneUser): a reference for
+// what a user's very large index costs a login.
+func BenchmarkLoginOneUser(b *testing.B) {
+	e := newEnv(b)
+	each(b, e, loginOneUser, e.sessionkit(idle), e.scs(idle))
 }
 
 // BenchmarkLogout measures ending a session: session.Destroy, scs's
@@ -244,8 +281,10 @@ func BenchmarkCluster(b *testing.B) {
 	b.Run("read", func(b *testing.B) {
 		each(b, one, read, one.sessionkit(idle), cl.sessionkitCluster(idle))
 	})
+	// The login of issue 10's figures: one user, whose index grows (see
+	// loginOneUser).
 	b.Run("login", func(b *testing.B) {
-		each(b, one, login, one.sessionkit(idle), cl.sessionkitCluster(idle))
+		each(b, one, loginOneUser, one.sessionkit(idle), cl.sessionkitCluster(idle))
 	})
 }
 
@@ -288,7 +327,7 @@ func TestScenarios(t *testing.T) {
 		"gorilla":           e.gorilla(),
 	}
 	scenarios := map[string]scenario{
-		"read": read, "write": write, "login": login, "login-values": loginValues,
+		"read": read, "write": write, "login": login, "login-one-user": loginOneUser, "login-values": loginValues,
 		"logout": logout, "forged": forged, "no-cookie": noCookie, "list": list,
 	}
 	e.listOthers = 100 // the benchmark's 10,000 would make this test slow

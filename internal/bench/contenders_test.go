@@ -131,7 +131,8 @@ func (e *env) pool(tb testing.TB) *redis.Pool {
 //
 //	GET  /read          answers the user id, or "anonymous"
 //	POST /write         stores the value "visits" (a counter), answers "ok"
-//	POST /login         logs userID in with a new session, answers "ok"
+//	POST /login         logs in (userID, or the query parameter user) with a
+//	                    new session, answers "ok"
 //	POST /login-values  logs in (userID, or the query parameter user) and
 //	                    stores "theme" and "lang", answers "ok"
 //	POST /logout        ends the session, answers "ok"
@@ -179,7 +180,7 @@ func (c *contender) login(tb testing.TB) *http.Cookie {
 	return nil
 }
 
-// loginUser returns the user /login-values logs in: the query parameter
+// loginUser returns the user /login and /login-values log in: the query parameter
 // user, or userID without one.
 func loginUser(r *http.Request) string {
 	if u := r.URL.Query().Get("user"); u != "" {
@@ -276,7 +277,7 @@ func sessionkitWithKey(tb testing.TB, e *env, idleTimeout time.Duration, key []b
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := session.Create(r.Context(), userID); err != nil {
+		if _, err := session.Create(r.Context(), loginUser(r)); err != nil {
 			fail(w, err)
 			return
 		}
@@ -358,15 +359,15 @@ func newSCS(tb testing.TB, e *env, idleTimeout time.Duration) *contender {
 		sm.Put(r.Context(), "visits", c.visits)
 		io.WriteString(w, "ok")
 	})
-	login := func(ctx context.Context) error {
+	login := func(ctx context.Context, user string) error {
 		if err := sm.RenewToken(ctx); err != nil {
 			return err
 		}
-		sm.Put(ctx, "user_id", userID)
+		sm.Put(ctx, "user_id", user)
 		return nil
 	}
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		if err := login(r.Context()); err != nil {
+		if err := login(r.Context(), loginUser(r)); err != nil {
 			fail(w, err)
 			return
 		}
@@ -469,7 +470,7 @@ func newGorilla(tb testing.TB, e *env) *contender {
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		s, _ := store.Get(r, name)
-		s.Values["user_id"] = userID
+		s.Values["user_id"] = loginUser(r)
 		if err := s.Save(r, w); err != nil {
 			fail(w, err)
 			return

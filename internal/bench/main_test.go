@@ -116,6 +116,7 @@ var targets = []target{
 	// is checked where it is hardest to meet.
 	{name: "allocs-read-noidle-vs-scs", num: "BenchmarkRead/noidle/sessionkit", den: "BenchmarkRead/noidle/scs", allocs: true, max: 0.2},
 	{name: "login-vs-scs", num: "BenchmarkLogin/sessionkit", den: "BenchmarkLogin/scs", max: 1.0},
+	{name: "login-one-user-vs-scs", num: "BenchmarkLoginOneUser/sessionkit", den: "BenchmarkLoginOneUser/scs"},
 	// Issue 10: on a Redis Cluster a read stays one command and costs
 	// about what it costs on one server; a login sends its commands as
 	// one MULTI/EXEC (two more commands, in the same round trip).
