@@ -129,7 +129,9 @@ type Config struct {
 	// write, an scs import), and what it returns, cut to 64 bytes of valid
 	// UTF-8, is stored in the record as "d"; a record of version 1, which
 	// has no name, is named from its user agent each time it is listed or
-	// read. It must be safe for concurrent use. Nil (the default) names
+	// read. It must be safe for concurrent use; a panic in it is not
+	// recovered, but reaches the handler that created the session, as a
+	// panic of the handler itself would. Nil (the default) names
 	// the browser, its major version and the system, or the first product
 	// of a user agent it does not know ("curl 8").
 	DeviceName func(userAgent string) string
