@@ -247,10 +247,13 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
 	rec, ok := scanRecord(b)
 	if !ok {
-		rec = record{}
-		if err := json.Unmarshal(b, &rec); err != nil {
+		// A variable of its own, which escapes to the heap through
+		// json.Unmarshal only on this path.
+		var slow record
+		if err := json.Unmarshal(b, &slow); err != nil {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
+		rec = slow
 	}
 	raw := rec.Val
 	switch rec.V {

@@ -70,6 +70,10 @@ func scanRecord(b []byte) (rec record, ok bool) {
 type scanner struct {
 	b []byte
 	i int
+	// text is b as a string, made by the first str: the strings str
+	// returns are slices of it, so that a record costs one copy rather
+	// than one per field and key.
+	text string
 }
 
 // byte consumes c if it comes next.
@@ -84,11 +88,14 @@ func (s *scanner) byte(c byte) bool {
 // str reads a JSON string without escapes or control characters, of valid
 // UTF-8, which encoding/json reads as the bytes between the quotes.
 func (s *scanner) str() (string, bool) {
-	raw, ok := s.rawStr()
-	if !ok {
+	start := s.i
+	if _, ok := s.rawStr(); !ok {
 		return "", false
 	}
-	return string(raw[1 : len(raw)-1]), true
+	if s.text == "" {
+		s.text = string(s.b)
+	}
+	return s.text[start+1 : s.i-1], true
 }
 
 // rawStr is str, returning the string with its quotes, as written.
