@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -40,20 +41,35 @@ func TestStoreDown(t *testing.T) {
 }
 
 // TestCommitFailure loses Redis between loading a session and saving a
-// change: the client gets 503, not the handler's 200.
+// change: the client gets 503, not the handler's 200, whether the handler
+// writes its body with Write or with io.WriteString (the writer's
+// WriteString).
 func TestCommitFailure(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	c := h.client()
-	h.login(c, "alice")
-	h.hooked = func(w http.ResponseWriter, r *http.Request) {
-		h.redis.Stop(t)
-		if err := session.Put(r.Context(), "k", "v"); err != nil {
-			t.Errorf("Put: %v", err)
-		}
-		w.Write([]byte("saved"))
+	writes := []struct {
+		name  string
+		write func(w http.ResponseWriter, s string) (int, error)
+	}{
+		{"Write", func(w http.ResponseWriter, s string) (int, error) { return w.Write([]byte(s)) }},
+		{"WriteString", func(w http.ResponseWriter, s string) (int, error) { return io.WriteString(w, s) }},
 	}
-	resp := h.do(c, "POST", "/hook", nil)
-	if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
-		t.Errorf("lost write answered %d %q, want 503", resp.code, resp.body)
+	for _, tc := range writes {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			c := h.client()
+			h.login(c, "alice")
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				h.redis.Stop(t)
+				if err := session.Put(r.Context(), "k", "v"); err != nil {
+					t.Errorf("Put: %v", err)
+				}
+				if n, err := tc.write(w, "saved"); n != 0 || err == nil {
+					t.Errorf("%s after a lost save = %d, %v; want 0 and the save's error", tc.name, n, err)
+				}
+			}
+			resp := h.do(c, "POST", "/hook", nil)
+			if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
+				t.Errorf("lost write answered %d %q, want 503", resp.code, resp.body)
+			}
+		})
 	}
 }

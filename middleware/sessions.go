@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/sessionkit/sessionkit/session"
@@ -86,6 +87,16 @@ func (w *sessionWriter) Write(b []byte) (int, error) {
 		return 0, w.err
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// WriteString implements io.StringWriter, as net/http's own writer does,
+// so that io.WriteString reaches the wrapped writer without copying s
+// into a byte slice.
+func (w *sessionWriter) WriteString(s string) (int, error) {
+	if !w.commit() {
+		return 0, w.err
+	}
+	return io.WriteString(w.ResponseWriter, s)
 }
 
 // Flush implements http.Flusher: it commits the session, then flushes the
