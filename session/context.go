@@ -23,8 +23,18 @@ type state struct {
 
 	mu sync.Mutex
 	// data is scs's handle to the session's values and absolute deadline,
-	// a context that holds only them; see Manager.engine.
-	data      context.Context
+	// a context that holds only them; see Manager.engine. It is made by
+	// the first helper that needs it (see engineData): a request that only
+	// asks who is logged in never does.
+	data context.Context
+	// loaded says that Load found a record whose meta and values
+	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
+	// them there. loadedValues may be shared with other requests (see
+	// decodedCache) and is never modified.
+	loaded       bool
+	loadedMeta   meta
+	loadedValues map[string]any
+
 	ip        string         // client address, recorded when a session is created
 	userAgent string         // client user agent, likewise
 	presented string         // verified token the request carried, found or not
@@ -57,6 +67,51 @@ func (m *Manager) stateIn(ctx context.Context) *state {
 		}
 	}
 	return nil
+}
+
+// engineData returns st.data, made on first use with the record Load
+// found, if any. The caller holds st.mu.
+func (st *state) engineData() context.Context {
+	if st.data != nil {
+		return st.data
+	}
+	m := st.m
+	st.data, _ = m.engine.Load(context.Background(), "") // an empty token never fails
+	if st.loaded {
+		for k, v := range st.loadedValues {
+			if m.decoded != nil {
+				v = fresh(v) // a decoded record's values are shared between requests
+			}
+			m.engine.Put(st.data, k, v)
+		}
+		m.engine.Put(st.data, metaKey, st.loadedMeta)
+		m.engine.SetDeadline(st.data, st.deadline)
+		st.loaded, st.loadedMeta, st.loadedValues = false, meta{}, nil
+	}
+	return st.data
+}
+
+// ownMeta returns what sessionkit keeps about the session (user, creation
+// time, client), or the zero meta when there is none, without making
+// st.data. The caller holds st.mu.
+func (st *state) ownMeta() meta {
+	switch {
+	case st.loaded:
+		return st.loadedMeta
+	case st.data == nil:
+		return meta{}
+	}
+	md, _ := st.m.engine.Get(st.data, metaKey).(meta)
+	return md
+}
+
+// clearValues drops the session's values and meta from the request. The
+// caller holds st.mu.
+func (st *state) clearValues() {
+	st.loaded, st.loadedMeta, st.loadedValues = false, meta{}, nil
+	if st.data != nil {
+		_ = st.m.engine.Clear(st.data) // never fails
+	}
 }
 
 // canChange reports why the session may not change now, or nil. The caller
@@ -96,7 +151,7 @@ func (st *state) canWrite() error {
 func (st *state) gone() {
 	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
 	st.dirty, st.changes, st.stale = false, nil, true
-	_ = st.m.engine.Clear(st.data) // never fails
+	st.clearValues()
 }
 
 // end records that this request ended its session: like gone, but the
@@ -253,7 +308,7 @@ func Destroy(ctx context.Context) error {
 	if token != "" {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
-		md, _ := m.engine.Get(st.data, metaKey).(meta)
+		md := st.ownMeta()
 		ended, err := m.endSession(ctx, st.userID, idOf(token), md.CreatedAt, st.deadline)
 		if err != nil {
 			return err
@@ -358,7 +413,7 @@ func Put(ctx context.Context, key string, value any) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
-	st.m.engine.Put(st.data, key, v)
+	st.m.engine.Put(st.engineData(), key, v)
 	st.change(key, v)
 	return nil
 }
@@ -372,7 +427,7 @@ func Get[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return as[T](st.m.engine.Get(st.data, key))
+	return as[T](st.m.engine.Get(st.engineData(), key))
 }
 
 // Pop returns the value of key as a T, like Get, and removes it from the
@@ -385,11 +440,11 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.canWrite() != nil || !st.m.engine.Exists(st.data, key) {
+	if st.canWrite() != nil || !st.m.engine.Exists(st.engineData(), key) {
 		return value, false
 	}
 	st.change(key, removal{})
-	return as[T](st.m.engine.Pop(st.data, key))
+	return as[T](st.m.engine.Pop(st.engineData(), key))
 }
 
 // Remove deletes key from the session; the response saves the change. After
@@ -404,13 +459,13 @@ func Remove(ctx context.Context, key string) error {
 	if err := st.canChange(); err != nil {
 		return err
 	}
-	if !st.m.engine.Exists(st.data, key) {
+	if !st.m.engine.Exists(st.engineData(), key) {
 		return nil // nothing to save
 	}
 	if err := st.canWrite(); err != nil {
 		return err
 	}
-	st.m.engine.Remove(st.data, key)
+	st.m.engine.Remove(st.engineData(), key)
 	st.change(key, removal{})
 	return nil
 }
@@ -456,7 +511,7 @@ func (m *Manager) info(st *state) Info {
 	if st.stored == "" {
 		return Info{}
 	}
-	md, _ := m.engine.Get(st.data, metaKey).(meta)
+	md := st.ownMeta()
 	return Info{
 		ID:        idOf(st.stored),
 		UserID:    st.userID,

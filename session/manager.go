@@ -130,7 +130,6 @@ func (engineStore) Delete(string) error { return nil }
 // then act on the innermost session, and each Manager's methods on its own.
 func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
-	st.data, _ = m.engine.Load(context.Background(), "") // an empty token never fails
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.ip = host
 	}
@@ -198,14 +197,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if !recDeadline.After(now) {
 		return ctx
 	}
-	for k, v := range values {
-		if m.decoded != nil {
-			v = fresh(v) // a decoded record's values are shared between requests
-		}
-		m.engine.Put(st.data, k, v)
-	}
-	m.engine.Put(st.data, metaKey, md)
-	m.engine.SetDeadline(st.data, recDeadline)
+	// The values reach scs's map (see state.engineData) only if a helper
+	// asks for them.
+	st.loaded, st.loadedMeta, st.loadedValues = true, md, values
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
@@ -303,7 +297,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// A Renew by a parallel request may have moved the replaced session
 		// to a new token: replace it there, so that it neither survives nor
 		// counts against the session limit.
-		old, _ := m.engine.Get(st.data, metaKey).(meta)
+		old := st.ownMeta()
 		next, err := m.successor(ctx, st.userID, replaces, old.CreatedAt, st.deadline)
 		if err != nil {
 			return Info{}, err
@@ -337,11 +331,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if err != nil {
 		return Info{}, storeError(err)
 	}
-	_ = m.engine.Clear(st.data) // never fails
+	st.clearValues()
+	data := st.engineData()
 	for k, v := range values {
-		m.engine.Put(st.data, k, v)
+		m.engine.Put(data, k, v)
 	}
-	m.engine.SetDeadline(st.data, deadline)
+	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.dirty, st.changes, st.stale = nil, false, false, nil, false
 	for _, id := range revoked {
@@ -399,11 +394,12 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	}
 	// The values are now those of the moved record, other requests'
 	// changes included.
-	_ = m.engine.Clear(st.data) // never fails
+	st.clearValues()
+	data := st.engineData()
 	for k, v := range merged {
-		m.engine.Put(st.data, k, v)
+		m.engine.Put(data, k, v)
 	}
-	m.engine.SetDeadline(st.data, st.deadline)
+	m.engine.SetDeadline(data, st.deadline)
 	// Later changes in this request merge, like any change to a record
 	// that other requests may have written.
 	st.stored, st.inserted, st.issued = token, false, token
@@ -420,10 +416,10 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 // this is token generation alone. It changes the token scs keeps in
 // st.data, which the Manager never reads.
 func (m *Manager) newToken(st *state, tag string) (string, error) {
-	if err := m.engine.RenewToken(st.data); err != nil {
+	if err := m.engine.RenewToken(st.engineData()); err != nil {
 		return "", err
 	}
-	token := m.engine.Token(st.data)
+	token := m.engine.Token(st.engineData())
 	if !m.cfg.PreviousFormat {
 		token = token[:shortTokenLen]
 	}
@@ -446,10 +442,11 @@ func wholeMilli(t time.Time) time.Time {
 
 // values returns a copy of the session's values. The caller holds st.mu.
 func (m *Manager) values(st *state) map[string]any {
-	keys := m.engine.Keys(st.data)
+	data := st.engineData()
+	keys := m.engine.Keys(data)
 	values := make(map[string]any, len(keys)+1)
 	for _, k := range keys {
-		values[k] = m.engine.Get(st.data, k)
+		values[k] = m.engine.Get(data, k)
 	}
 	return values
 }
@@ -495,8 +492,8 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 		// 256 random bits never collide; a taken id means a broken random source.
 		return errors.New("session: new session id already taken")
 	}
-	m.engine.Put(st.data, metaKey, md)
-	m.engine.SetDeadline(st.data, deadline)
+	m.engine.Put(st.engineData(), metaKey, md)
+	m.engine.SetDeadline(st.engineData(), deadline)
 	st.stored, st.inserted, st.deadline, st.issued = token, true, deadline, token
 	st.dirty, st.changes = false, nil
 	return nil

@@ -246,10 +246,11 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 			return errors.New("session: new session id already taken")
 		}
 	}
+	data := st.engineData()
 	for k, v := range kept {
-		m.engine.Put(st.data, k, v)
+		m.engine.Put(data, k, v)
 	}
-	m.engine.SetDeadline(st.data, deadline)
+	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.stale = false
 	for _, id := range revoked {
