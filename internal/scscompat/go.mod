@@ -13,6 +13,5 @@ require (
 
 require (
 	github.com/FZambia/sentinel/v2 v2.0.1 // indirect
-	github.com/gorilla/securecookie v1.1.2 // indirect
 	github.com/mna/redisc v1.4.0 // indirect
 )
