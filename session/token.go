@@ -61,9 +61,9 @@ var errBadToken = errors.New("session: malformed or badly signed token")
 //
 // The format is gorilla/securecookie's (see open), which earlier versions
 // used to sign and verify. Both are now done here, with keyed HMAC states
-// that are reused instead of built for every value, as securecookie
-// does: FuzzCheck holds check equal to securecookie's DecodeMulti, and
-// FuzzSign holds what sign writes readable by it.
+// that are reused, where securecookie builds new ones for every value:
+// FuzzCheck holds check equal to securecookie's DecodeMulti, and FuzzSign
+// holds what sign writes readable by it.
 type signer struct {
 	// keys verify, and the first signs; retired keys only tell why a value
 	// did not verify (see check).
@@ -127,8 +127,8 @@ func grow(p *[]byte, n int) []byte {
 }
 
 // newSigner returns a signer that signs with keys[0] and verifies with any
-// of keys. Config.validate has checked that there is at least one key, and
-// each key's length.
+// of keys. Config.withDefaults has checked that there is at least one key,
+// and each key's length.
 func newSigner(keys, retired [][]byte, lifetime time.Duration) *signer {
 	// The deadline inside the value is what ends a session; the MAC's own
 	// timestamp check is a second fence one minute behind it.
