@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,20 +171,17 @@ func LoginLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Han
 	return newLimiter(c, cfg, FailClosed)
 }
 
-// limiter is the middleware's configuration, validated once.
+// limiter is the middleware: its configuration, validated once and with
+// its defaults filled in, and what is derived from it.
 type limiter struct {
-	c         RateCounter
-	rules     []Rule
-	failOpen  bool
-	readsBody bool
-	maxBody   int64
-	onLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
-	// onUnavailable is RateLimitConfig.OnUnavailable.
-	onUnavailable func(w http.ResponseWriter, r *http.Request)
-	log           *slog.Logger
-	metrics       RateLimitMetrics
-	hashes        hashPool
-	outages       loglimit.Limiter // the counter's failures, logged at most every outageLogInterval
+	c RateCounter
+	// cfg is the caller's configuration with its defaults, its own copy
+	// of Rules, and no Secret: hashes keeps the only copy of that.
+	cfg       RateLimitConfig
+	failOpen  bool // cfg.Outage, or the default of RateLimit or LoginLimit, is FailOpen
+	readsBody bool // a rule keys requests by a body field
+	hashes    hashPool
+	outages   loglimit.Limiter // the counter's failures, logged at most every outageLogInterval
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -193,29 +191,21 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &limiter{
-		c:             c,
-		rules:         append([]Rule(nil), cfg.Rules...),
-		hashes:        newHashPool(bytes.Clone(cfg.Secret)),
-		maxBody:       cfg.MaxBody,
-		onLimited:     cfg.OnLimited,
-		onUnavailable: cfg.OnUnavailable,
-		log:           cfg.Logger,
-		metrics:       cfg.Metrics,
+	l := &limiter{c: c, cfg: cfg, hashes: newHashPool(bytes.Clone(cfg.Secret))}
+	l.cfg.Rules = slices.Clone(cfg.Rules)
+	l.cfg.Secret = nil
+	if l.cfg.Outage == OutageDefault {
+		l.cfg.Outage = def
+	}
+	l.failOpen = l.cfg.Outage == FailOpen
+	if l.cfg.MaxBody == 0 {
+		l.cfg.MaxBody = DefaultMaxBody
+	}
+	if l.cfg.Logger == nil {
+		l.cfg.Logger = slog.Default()
 	}
 	l.outages.Interval = outageLogInterval
-	outage := cfg.Outage
-	if outage == OutageDefault {
-		outage = def
-	}
-	l.failOpen = outage == FailOpen
-	if l.maxBody == 0 {
-		l.maxBody = DefaultMaxBody
-	}
-	if l.log == nil {
-		l.log = slog.Default()
-	}
-	for _, r := range l.rules {
+	for _, r := range l.cfg.Rules {
 		l.readsBody = l.readsBody || r.Key.body
 	}
 	return l.middleware, nil
@@ -286,7 +276,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		var body []byte
 		if l.readsBody && r.Body != nil && r.Body != http.NoBody {
 			var err error
-			body, err = readBody(r.Body, l.maxBody)
+			body, err = readBody(r.Body, l.cfg.MaxBody)
 			if errors.Is(err, errBodyTooLarge) {
 				writeError(w, r, http.StatusRequestEntityTooLarge, "request body too large", "The request is too large.")
 				return
@@ -300,9 +290,9 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			r = r.WithContext(r.Context())
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		ks := newKeyed(len(l.rules))
-		for i := range l.rules {
-			rule := &l.rules[i]
+		ks := newKeyed(len(l.cfg.Rules))
+		for i := range l.cfg.Rules {
+			rule := &l.cfg.Rules[i]
 			v := rule.Key.fn(r, body)
 			if v == "" {
 				continue
@@ -330,8 +320,8 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			if counts[i] > int64(rule.Limit) {
 				over = true
 				retry = max(retry, resets[i])
-				if l.metrics != nil {
-					l.metrics.RateLimited(rule.Name)
+				if l.cfg.Metrics != nil {
+					l.cfg.Metrics.RateLimited(rule.Name)
 				}
 			}
 		}
@@ -340,8 +330,8 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			return
 		}
 		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
-		if l.onLimited != nil {
-			l.onLimited(w, r, retry)
+		if l.cfg.OnLimited != nil {
+			l.cfg.OnLimited(w, r, retry)
 			return
 		}
 		tooMany(w, r, retry)
@@ -359,20 +349,20 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 		policy = "open"
 	}
 	l.outages.Do(time.Now(), func(suppressed int) {
-		l.log.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
+		l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
 			slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy),
 			slog.Any("err", err), slog.Int("suppressed", suppressed))
 	})
-	if l.metrics != nil {
-		l.metrics.RateLimitUnavailable(l.failOpen)
+	if l.cfg.Metrics != nil {
+		l.cfg.Metrics.RateLimitUnavailable(l.failOpen)
 	}
 	if l.failOpen {
 		next.ServeHTTP(w, r)
 		return
 	}
 	w.Header().Set("Retry-After", "1")
-	if l.onUnavailable != nil {
-		l.onUnavailable(w, r)
+	if l.cfg.OnUnavailable != nil {
+		l.cfg.OnUnavailable(w, r)
 		return
 	}
 	writeError(w, r, http.StatusServiceUnavailable, "rate limiter unavailable", "The service is busy. Please try again in a moment.")
