@@ -43,8 +43,16 @@ func startExample(t *testing.T) *e2e {
 // startExampleWith starts the example on server r with SESSION_KEYS keys.
 func startExampleWith(t *testing.T, r *redistest.Server, keys string) *e2e {
 	t.Helper()
-	t.Setenv("REDIS_URL", "redis://"+r.Addr())
 	t.Setenv("SESSION_KEYS", keys)
+	return startExampleAt(t, r, "redis://"+r.Addr())
+}
+
+// startExampleAt starts the example on the Redis of r, reached through
+// url (with the credentials of an ACL user, say), with the environment
+// the test has set.
+func startExampleAt(t *testing.T, r *redistest.Server, url string) *e2e {
+	t.Helper()
+	t.Setenv("REDIS_URL", url)
 	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -156,15 +155,7 @@ func TestLoginLimitFailsClosed(t *testing.T) {
 	full := startExampleWith(t, r, keys)
 	token, _ := full.apiLogin("alice", "wonderland")
 
-	t.Setenv("REDIS_URL", "redis://app:app-pass-73@"+r.Addr())
-	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.close)
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
-	e := &e2e{t: t, redis: r, url: srv.URL, app: a}
+	e := startExampleAt(t, r, "redis://app:app-pass-73@"+r.Addr())
 
 	api := &http.Client{Timeout: 10 * time.Second}
 	resp := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
