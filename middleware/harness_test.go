@@ -38,6 +38,9 @@ type harnessOpts struct {
 	storeCfg *redisstore.Config // store settings; default: the server's address and a 2s timeout
 	limit    int                // MaxSessionsPerUser
 	onEvent  func(session.Event)
+	// previousFormat sets session.Config.PreviousFormat (a rolling
+	// upgrade's first step).
+	previousFormat bool
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
@@ -76,6 +79,7 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 		MaxSessionsPerUser: opts.limit,
 		OnEvent:            opts.onEvent,
 		IdleTimeout:        opts.idle,
+		PreviousFormat:     opts.previousFormat,
 		InsecureCookie:     true, // httptest serves plain HTTP
 		Logger:             slog.New(slog.NewTextHandler(h.logs, nil)),
 	})
