@@ -105,6 +105,9 @@ func TestErrorPages(t *testing.T) {
 	if r := e.send(c, "DELETE", "/sessions", "", browser...); r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
 		t.Errorf("DELETE /sessions = %d Allow %q, want 405 with Allow: GET, HEAD", r.code, r.header.Get("Allow"))
 	}
+	if r := e.send(c, "POST", "/assets/style.css", "", browser...); r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /assets/style.css = %d Allow %q, want 405 with Allow: GET, HEAD", r.code, r.header.Get("Allow"))
+	}
 
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	_, otherID := e.apiLogin("alice", "wonderland")

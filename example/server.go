@@ -123,6 +123,7 @@ func routes(s *server) (http.Handler, error) {
 		top.HandleFunc(path, getOnly)
 	}
 	top.Handle("GET /assets/", assets())
+	top.HandleFunc("/assets/", getOnly)
 	top.Handle("/", site)
 	return top, nil
 }
