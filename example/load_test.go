@@ -724,12 +724,8 @@ func newSCSTwin(pool *redis.Pool) http.Handler {
 		sm.Put(ctx, "user_id", c.Username)
 		sm.Put(ctx, "session_id", id)
 		sm.Put(ctx, "created_at", time.Now().UTC())
-		writeJSON(w, http.StatusOK, map[string]any{ // LoadAndSave commits before the header goes out
-			"token":      token,
-			"session_id": id,
-			"user_id":    c.Username,
-			"expires_at": sm.Deadline(ctx),
-		})
+		// LoadAndSave commits before the header goes out.
+		writeJSON(w, http.StatusOK, loginJSON{ExpiresAt: sm.Deadline(ctx), SessionID: id, Token: token, UserID: c.Username})
 	})
 	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -738,11 +734,9 @@ func newSCSTwin(pool *redis.Pool) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthenticated")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"user_id":    user,
-			"session_id": sm.GetString(ctx, "session_id"),
-			"created_at": sm.GetTime(ctx, "created_at"),
-			"expires_at": sm.Deadline(ctx),
+		writeJSON(w, http.StatusOK, meJSON{
+			CreatedAt: sm.GetTime(ctx, "created_at"), ExpiresAt: sm.Deadline(ctx),
+			SessionID: sm.GetString(ctx, "session_id"), UserID: user,
 		})
 	})
 	return http.NewCrossOriginProtection().Handler(sm.LoadAndSave(mux))
@@ -784,9 +778,7 @@ func newFloorTwin(pool *redis.Pool) http.Handler {
 		sum := sha256.Sum256([]byte(token))
 		id := base64.RawURLEncoding.EncodeToString(sum[:])
 		now := time.Now().UTC()
-		me, _ := json.Marshal(map[string]any{
-			"user_id": c.Username, "session_id": id, "created_at": now, "expires_at": now.Add(lifetime),
-		})
+		me, _ := json.Marshal(meJSON{CreatedAt: now, ExpiresAt: now.Add(lifetime), SessionID: id, UserID: c.Username})
 		conn, err := pool.GetContext(r.Context())
 		if err == nil {
 			_, err = redis.DoWithTimeout(conn, time.Second, "SET", "floor:"+token, me, "PX", lifetime.Milliseconds())
@@ -797,9 +789,7 @@ func newFloorTwin(pool *redis.Pool) http.Handler {
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: "session", Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		writeJSON(w, http.StatusOK, map[string]any{
-			"token": token, "session_id": id, "user_id": c.Username, "expires_at": now.Add(lifetime),
-		})
+		writeJSON(w, http.StatusOK, loginJSON{ExpiresAt: now.Add(lifetime), SessionID: id, Token: token, UserID: c.Username})
 	})
 	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
 		ck, err := r.Cookie("session")

@@ -169,23 +169,32 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, _ := session.Token(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{
-		"token":      token,
-		"session_id": info.ID,
-		"user_id":    info.UserID,
-		"expires_at": info.ExpiresAt,
-	})
+	writeJSON(w, http.StatusOK, loginJSON{ExpiresAt: info.ExpiresAt, SessionID: info.ID, Token: token, UserID: info.UserID})
+}
+
+// loginJSON is the answer of an API login, and meJSON the caller's
+// session as GET /api/me describes it: each answer's fields stated once,
+// encoded without a map's boxed values and sorted keys. Their fields are
+// in alphabetical order, as encoding/json writes a map's keys, so the
+// answers read byte for byte as they did when they were maps.
+type loginJSON struct {
+	ExpiresAt time.Time `json:"expires_at"`
+	SessionID string    `json:"session_id"`
+	Token     string    `json:"token"`
+	UserID    string    `json:"user_id"`
+}
+
+type meJSON struct {
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	SessionID string    `json:"session_id"`
+	UserID    string    `json:"user_id"`
 }
 
 // apiMe describes the caller's session.
 func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 	info, _ := session.FromContext(r.Context()) // RequireAuth checked it
-	writeJSON(w, http.StatusOK, map[string]any{
-		"user_id":    info.UserID,
-		"session_id": info.ID,
-		"created_at": info.CreatedAt,
-		"expires_at": info.ExpiresAt,
-	})
+	writeJSON(w, http.StatusOK, meJSON{CreatedAt: info.CreatedAt, ExpiresAt: info.ExpiresAt, SessionID: info.ID, UserID: info.UserID})
 }
 
 // apiLogout ends the caller's session.
