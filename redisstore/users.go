@@ -498,8 +498,8 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // RemoveUserSessions deletes every session of userID except keep ("" keeps
 // none), takes them out of the index, and returns the ids of those whose
 // record still existed: the sessions it ended. The index is watched, so a
-// session added while this runs is either deleted too or was added after it
-// returned.
+// session added while this runs is either deleted too or was added after
+// the transaction that deleted the others.
 //
 // Logins without a session limit change the index without waiting their
 // turn, so a flood of them could make every watched attempt fail. After

@@ -254,7 +254,10 @@ func validUserID(id string) error {
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
 // the request goes on as anonymous. It also returns ErrNoSession for an
 // anonymous session without a record, and ErrResponseStarted once the
-// response has started.
+// response has started. An error that wraps ErrStoreUnavailable leaves
+// the cookie as it was, but when it was a timeout the move may still run
+// in Redis afterwards, ending the old token (see "Slow commands" in
+// docs/troubleshooting.md).
 func Renew(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {

@@ -93,9 +93,10 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 }
 
 // RevokeAll ends every session of userID ("log out everywhere", or an
-// administrator disabling an account) and returns how many it ended. A
-// session created while it runs is either ended too or was created after it
-// returned.
+// administrator disabling an account) and returns how many it ended. It
+// ends every session whose login had finished when it was called; a login
+// running at the same time may survive it, but is in the user's index, so
+// the next RevokeAll ends it.
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
