@@ -87,10 +87,11 @@ func ByFormField(name string) Key {
 }
 
 // ByJSONField counts requests by the string field name of a JSON object
-// body, matched as encoding/json matches a struct field: case-insensitively,
-// the last match winning. The value is trimmed of spaces and lower-cased.
-// Requests whose body is not such an object, or lacks the field, are not
-// counted by the rule (the handler refuses them in turn).
+// body, read as encoding/json reads it into a struct field of type string:
+// the name matched case-insensitively, the last match winning, a null
+// leaving the value before it in place. The value is trimmed of spaces and
+// lower-cased. Requests whose body is not such an object, or lacks the
+// field, are not counted by the rule (the handler refuses them in turn).
 func ByJSONField(name string) Key {
 	return Key{body: true, fn: func(_ *http.Request, body []byte) string {
 		return normalizeName(jsonField(body, name))
@@ -98,7 +99,10 @@ func ByJSONField(name string) Key {
 }
 
 // jsonField returns the last string value of a top-level field of the JSON
-// object in body whose name equals name case-insensitively, or "".
+// object in body whose name equals name case-insensitively, or "". A null
+// is skipped: encoding/json leaves a string field as it was for a null, so
+// {"username":"alice","username":null} logs alice in and must count
+// against alice.
 func jsonField(body []byte, name string) string {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -115,7 +119,7 @@ func jsonField(body []byte, name string) string {
 		if err := dec.Decode(&raw); err != nil {
 			return ""
 		}
-		if strings.EqualFold(field, name) {
+		if strings.EqualFold(field, name) && string(raw) != "null" {
 			var s string
 			if json.Unmarshal(raw, &s) != nil {
 				return "" // not a string: the handler refuses it

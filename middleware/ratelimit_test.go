@@ -589,8 +589,8 @@ func TestRateLimitACL(t *testing.T) {
 // TestRateLimitKeyValues checks what each Key counts by, through the
 // counts two requests share or not: ByIP by IPv4 address and IPv6 /64;
 // ByFormField and ByJSONField by the value the handler would read
-// (encoding/json's case-insensitive, last-wins field matching), trimmed
-// and lower-cased.
+// (encoding/json's case-insensitive, last-wins field matching, a null
+// ignored), trimmed and lower-cased.
 func TestRateLimitKeyValues(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -619,6 +619,8 @@ func TestRateLimitKeyValues(t *testing.T) {
 			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
 		{"json last case-insensitive match", middleware.ByJSONField("username"),
 			req{body: `{"username":"bob","USERNAME":"alice"}`}, req{body: `{"username":"alice"}`}, true},
+		{"json null leaves the name before it", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice","password":"x","username":null}`}, req{body: `{"username":"alice"}`}, true},
 		{"json other user", middleware.ByJSONField("username"),
 			req{body: `{"username":"alice"}`}, req{body: `{"username":"alice2"}`}, false},
 	} {
