@@ -201,3 +201,42 @@ func TestEvents(t *testing.T) {
 		t.Errorf("log lacks the fingerprint of session %s", id[:8])
 	}
 }
+
+// TestReplacedSessionEvents checks that a login on a browser that was
+// already signed in reports the session it ends, once, as destroyed under
+// that session's user, whether the same user logs in again or another
+// one (a shared computer), with or without a session limit; a session
+// that had already ended (revoked) is not reported again.
+func TestReplacedSessionEvents(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string
+			h := newHarness(t, harnessOpts{limit: limit, onEvent: func(e session.Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, fmt.Sprintf("%s:%s:%s", e.Kind, e.UserID, e.SessionID))
+			}})
+			c := h.client()
+			alice, _ := h.login(c, "alice")
+			bob, _ := h.login(c, "bob") // the same browser: alice's session ends
+			bob2, _ := h.login(c, "bob")
+			if err := h.m.Revoke(context.Background(), "bob", bob2); err != nil {
+				t.Fatal(err)
+			}
+			bob3, _ := h.login(c, "bob") // came with a revoked token: nothing more ends
+			mu.Lock()
+			defer mu.Unlock()
+			want := []string{
+				"created:alice:" + alice,
+				"destroyed:alice:" + alice, "created:bob:" + bob,
+				"destroyed:bob:" + bob, "created:bob:" + bob2,
+				"revoked:bob:" + bob2,
+				"created:bob:" + bob3,
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}

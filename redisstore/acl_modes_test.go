@@ -197,9 +197,9 @@ func TestSentinelACL(t *testing.T) {
 			a := us("s4", d[3])
 			a.Limit = 2
 			a.Replaces = "s3"
-			revoked, err := s.AddUserSession(ctx, a)
-			if err == nil && len(revoked) != 0 {
-				err = fmt.Errorf("revoked %q, want none", revoked)
+			ended, err := s.AddUserSession(ctx, a)
+			if err == nil && !slices.Equal(ended, []string{"s3"}) {
+				err = fmt.Errorf("ended %q, want only the replaced s3", ended)
 			}
 			return err
 		}},

@@ -65,7 +65,9 @@ type Move = struct {
 // a.Replaces (the session the login request came with; "" for none) from
 // Redis and from the index. With a.Limit > 0 it also revokes the user's
 // oldest live sessions so that at most a.Limit remain, counting the new one
-// and not the replaced one, and returns their ids; then the index is watched
+// and not the replaced one. It returns the ids of the sessions it ended:
+// a.Replaces first when its record still existed, then those the limit
+// revoked, oldest first. With a limit, the index is watched
 // and the writes are one MULTI/EXEC transaction, so that two logins cannot
 // both slip under the limit, at the cost of three more round trips, repeated
 // (after a short random wait) while other writers change the index, for as
@@ -78,7 +80,7 @@ type Move = struct {
 // record comes before its index entry, and the token is not handed out
 // before the whole pipeline has run, so no usable session is ever missing
 // from the index.
-func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []string, err error) {
+func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []string, err error) {
 	if a.TTL <= 0 {
 		return nil, errors.New("redisstore: add user session: ttl must be positive")
 	}
@@ -86,12 +88,21 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 		return nil, errors.New("redisstore: add user session: empty user id")
 	}
 	index := s.userKey(a.UserID)
+	gone := "" // a.Replaces, once its DEL deleted a record
 	if a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index) {
 		// On a Redis Cluster the replaced session (anonymous, or another
 		// user's) lies in another slot, so it cannot be in this user's
 		// index, nor deleted in the same transaction: delete it first, so
 		// that a failure still never leaves it alive beside the new one.
-		if err := s.remove(ctx, "add_user_session", s.prefix+a.Replaces); err != nil {
+		key := s.prefix + a.Replaces
+		err := s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
+			n, err := redis.Int(cmd(ctx, conn, "DEL", key))
+			if n == 1 {
+				gone = a.Replaces
+			}
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 		a.Replaces = ""
@@ -105,6 +116,9 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 			if err != nil {
 				return err
 			}
+			if replaced(replies, a) {
+				gone = a.Replaces
+			}
 			err = added(replies, setAt)
 			if errors.Is(err, errIDTaken) {
 				// A batch cannot skip the ZADD after a SET NX that did not
@@ -115,8 +129,12 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 			}
 			return err
 		})
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		return endedOf(gone, nil), nil
 	}
+	var revoked []string // the sessions the limit revoked, oldest first
 	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
@@ -148,10 +166,25 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (revoked []st
 			if err != nil {
 				return false, err
 			}
+			if replaced(replies, a) {
+				gone = a.Replaces
+			}
 			return false, added(replies, setAt)
 		})
 	})
-	return revoked, err
+	if err != nil {
+		return nil, err
+	}
+	return endedOf(gone, revoked), nil
+}
+
+// endedOf returns the ids of the sessions AddUserSession ended: gone (the
+// replaced session, "" when its record was already gone), then revoked.
+func endedOf(gone string, revoked []string) []string {
+	if gone == "" {
+		return revoked
+	}
+	return append([]string{gone}, revoked...)
 }
 
 // sender queues a command, as redis.Conn's Send does.
@@ -226,6 +259,17 @@ func firstError(replies []any) error {
 		}
 	}
 	return nil
+}
+
+// replaced reports whether the replies of the commands sendAddition queued
+// for a say that the record of a.Replaces existed: its DEL, queued first,
+// deleted one key.
+func replaced(replies []any, a UserSession) bool {
+	if a.Replaces == "" || len(replies) == 0 {
+		return false
+	}
+	n, ok := replies[0].(int64)
+	return ok && n == 1
 }
 
 // added checks the replies of the commands sendAddition queued.

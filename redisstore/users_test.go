@@ -172,6 +172,7 @@ func TestAddUserSession(t *testing.T) {
 		setup       func(t *testing.T)
 		add         redisstore.UserSession
 		wantErr     bool
+		wantEnded   []string // the replaced session, when its record existed
 		wantRecords map[string]string
 		wantIndex   map[string]int64
 	}{
@@ -194,6 +195,7 @@ func TestAddUserSession(t *testing.T) {
 			add: redisstore.UserSession{
 				UserID: "alice", ID: "new", Record: []byte("rec-new"), TTL: time.Hour, Deadline: d[2], Replaces: "old",
 			},
+			wantEnded:   []string{"old"},
 			wantRecords: map[string]string{"a": "rec-a", "new": "rec-new"},
 			wantIndex:   map[string]int64{"a": ms(0), "new": ms(2)},
 		},
@@ -235,9 +237,9 @@ func TestAddUserSession(t *testing.T) {
 				}
 				a := tc.add
 				a.Limit = limit
-				revoked, err := s.AddUserSession(ctx, a)
-				if (err != nil) != tc.wantErr || len(revoked) != 0 {
-					t.Fatalf("AddUserSession(%s) = %q, %v, want [], error %v", a.ID, revoked, err, tc.wantErr)
+				ended, err := s.AddUserSession(ctx, a)
+				if (err != nil) != tc.wantErr || !slices.Equal(ended, tc.wantEnded) {
+					t.Fatalf("AddUserSession(%s) = %q, %v, want %q, error %v", a.ID, ended, err, tc.wantEnded, tc.wantErr)
 				}
 				if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
 					t.Errorf("records after AddUserSession(%s) = %v, want %v", a.ID, got, tc.wantRecords)
@@ -334,7 +336,7 @@ func TestAddUserSessionLimit(t *testing.T) {
 		before      []redisstore.UserSession // in this order; the index orders by deadline
 		setup       func(t *testing.T)
 		add         redisstore.UserSession
-		wantRevoked []string
+		wantEnded   []string // the replaced session, if its record existed, then those revoked, oldest first
 		wantRecords map[string]string
 		wantIndex   map[string]int64
 	}{
@@ -349,7 +351,7 @@ func TestAddUserSessionLimit(t *testing.T) {
 			name:        "oldest revoked first",
 			before:      []redisstore.UserSession{alice("b", d[1]), alice("c", d[2]), alice("a", d[0])},
 			add:         with(alice("n", d[4]), 2, ""),
-			wantRevoked: []string{"a", "b"},
+			wantEnded:   []string{"a", "b"},
 			wantRecords: map[string]string{"c": "rec-c", "n": "rec-n"},
 			wantIndex:   map[string]int64{"c": ms(2), "n": ms(4)},
 		},
@@ -357,7 +359,7 @@ func TestAddUserSessionLimit(t *testing.T) {
 			name:        "limit 1",
 			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
 			add:         with(alice("n", d[4]), 1, ""),
-			wantRevoked: []string{"a", "b"},
+			wantEnded:   []string{"a", "b"},
 			wantRecords: map[string]string{"n": "rec-n"},
 			wantIndex:   map[string]int64{"n": ms(4)},
 		},
@@ -373,6 +375,7 @@ func TestAddUserSessionLimit(t *testing.T) {
 			name:        "the replaced session is not counted",
 			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1])},
 			add:         with(alice("c", d[4]), 2, "b"),
+			wantEnded:   []string{"b"},
 			wantRecords: map[string]string{"a": "rec-a", "c": "rec-c"},
 			wantIndex:   map[string]int64{"a": ms(0), "c": ms(4)},
 		},
@@ -380,7 +383,7 @@ func TestAddUserSessionLimit(t *testing.T) {
 			name:        "replaced and revoked",
 			before:      []redisstore.UserSession{alice("a", d[0]), alice("b", d[1]), alice("c", d[2])},
 			add:         with(alice("n", d[4]), 2, "c"),
-			wantRevoked: []string{"a"},
+			wantEnded:   []string{"c", "a"},
 			wantRecords: map[string]string{"b": "rec-b", "n": "rec-n"},
 			wantIndex:   map[string]int64{"b": ms(1), "n": ms(4)},
 		},
@@ -392,9 +395,9 @@ func TestAddUserSessionLimit(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t)
 			}
-			revoked, err := s.AddUserSession(ctx, tc.add)
-			if err != nil || !slices.Equal(revoked, tc.wantRevoked) {
-				t.Fatalf("AddUserSession(%s, limit %d) = %q, %v, want %q, nil", tc.add.ID, tc.add.Limit, revoked, err, tc.wantRevoked)
+			ended, err := s.AddUserSession(ctx, tc.add)
+			if err != nil || !slices.Equal(ended, tc.wantEnded) {
+				t.Fatalf("AddUserSession(%s, limit %d) = %q, %v, want %q, nil", tc.add.ID, tc.add.Limit, ended, err, tc.wantEnded)
 			}
 			if got := records(t, srv); !maps.Equal(got, tc.wantRecords) {
 				t.Errorf("records after AddUserSession(%s) = %v, want %v", tc.add.ID, got, tc.wantRecords)

@@ -13,7 +13,7 @@ type EventKind string
 const (
 	EventCreated   EventKind = "created"   // Create logged a user in
 	EventRenewed   EventKind = "renewed"   // Renew replaced the token
-	EventDestroyed EventKind = "destroyed" // Destroy logged the user out
+	EventDestroyed EventKind = "destroyed" // Destroy logged the user out, or a login in the same request (Create) replaced the session
 	EventRevoked   EventKind = "revoked"   // Revoke, RevokeAll, RevokeOthers or the session limit ended it
 	// EventExpired reports a request that came with a token past its
 	// absolute deadline. Anyone holding such a token can send it again, so

@@ -62,12 +62,13 @@ type UserStore interface {
 	// s.ID, only if s.ID is free, and s.ID in the user's index. It deletes
 	// the record of s.Replaces, if any, in the same step. With s.Limit > 0
 	// it also removes the user's oldest sessions so that at most s.Limit
-	// remain, counting the new one and not counting s.Replaces, and returns
-	// their ids. A failure part way must never leave the replaced session
-	// alive beside the new one, nor a usable session outside the index;
-	// with a limit, choosing the sessions to revoke and inserting must be
-	// one atomic step.
-	AddUserSession(ctx context.Context, s NewSession) (revoked []string, err error)
+	// remain, counting the new one and not counting s.Replaces. It returns
+	// the ids of the sessions it ended: s.Replaces first, when its record
+	// still existed, then those the limit removed. A failure part way must
+	// never leave the replaced session alive beside the new one, nor a
+	// usable session outside the index; with a limit, choosing the
+	// sessions to revoke and inserting must be one atomic step.
+	AddUserSession(ctx context.Context, s NewSession) (ended []string, err error)
 
 	// MoveSession moves a session to a new id, atomically: only while the
 	// record under m.From exists, it writes m.Merge(that record) under m.To,
@@ -89,8 +90,8 @@ type UserStore interface {
 
 	// RemoveUserSessions deletes every session of userID but keep ("" for
 	// none) and returns the ids of those it ended, whose record still
-	// existed. A session added while it runs is either deleted too or was
-	// added after it returned.
+	// existed. Every session added before it was called is deleted; one
+	// added while it runs may stay, in the index.
 	RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error)
 }
 
