@@ -69,10 +69,12 @@ func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Ti
 	})
 }
 
-// clearMarker expires the marker cookie.
+// clearMarker expires the marker cookie, with an Expires in the past
+// beside Max-Age=0, as the session cookie is expired: some clients (curl's
+// cookie jar) keep a cookie that Max-Age=0 alone should end.
 func (s *server) clearMarker(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{
-		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1,
+		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
 		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
 	})
 }

@@ -84,8 +84,8 @@ func TestErrorPages(t *testing.T) {
 	}
 
 	page(e.send(c, "GET", "/no/such/page", "", browser...), http.StatusNotFound, "/")
-	if r := e.send(c, "GET", "/no/such/page", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" {
-		t.Errorf("API GET /no/such/page = %d %s, want 404 JSON", r.code, r.body)
+	if r := e.send(c, "GET", "/no/such/page", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("API GET /no/such/page = %d %s, X-Content-Type-Options %q, want 404 JSON, nosniff", r.code, r.body, r.header.Get("X-Content-Type-Options"))
 	}
 	if r := e.send(c, "GET", "/api/nothing", "", browser...); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" {
 		t.Errorf("browser GET /api/nothing = %d %s, want 404 JSON: /api/ is JSON only", r.code, r.body)

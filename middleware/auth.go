@@ -73,6 +73,7 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
 	w.WriteHeader(code)
 	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))

@@ -45,8 +45,8 @@ func TestRequireAuthAnswers(t *testing.T) {
 			if tc.want == http.StatusSeeOther && resp.header.Get("Location") != "/login" {
 				t.Errorf("Location = %q, want /login", resp.header.Get("Location"))
 			}
-			if tc.want == http.StatusUnauthorized && !strings.Contains(resp.body, `"error"`) {
-				t.Errorf("401 body = %q, want a JSON error", resp.body)
+			if tc.want == http.StatusUnauthorized && (!strings.Contains(resp.body, `"error"`) || resp.header.Get("X-Content-Type-Options") != "nosniff") {
+				t.Errorf("401 body = %q, X-Content-Type-Options %q, want a JSON error, nosniff", resp.body, resp.header.Get("X-Content-Type-Options"))
 			}
 		})
 	}

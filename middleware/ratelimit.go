@@ -472,6 +472,7 @@ func tooMany(w http.ResponseWriter, r *http.Request, retry time.Duration) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusTooManyRequests)
 	fmt.Fprintf(w, `{"error":"too many requests","retry_after":%d}`+"\n", s)
 }
@@ -508,6 +509,7 @@ func writeHTML(w http.ResponseWriter, code int, text string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
 	w.WriteHeader(code)
 	io.WriteString(w, "<!doctype html>\n<title>"+http.StatusText(code)+"</title>\n<p>"+text+"</p>\n")

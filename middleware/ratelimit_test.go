@@ -125,6 +125,9 @@ func TestRateLimitHeaders(t *testing.T) {
 		if ct := w.Header().Get("Content-Type"); ct != tc.contentType || !strings.Contains(w.Body.String(), tc.body) {
 			t.Errorf("Accept %s: %s %q, want %s with %q", tc.accept, ct, w.Body, tc.contentType, tc.body)
 		}
+		if got := w.Header().Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("Accept %s: X-Content-Type-Options %q, want nosniff", tc.accept, got)
+		}
 		if tc.accept == "application/json" {
 			var body struct {
 				RetryAfter int `json:"retry_after"`

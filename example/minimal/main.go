@@ -17,6 +17,7 @@ package main
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -63,7 +64,10 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		userID := r.FormValue("user") // check the credentials first in a real app
-		if _, err := session.Create(r.Context(), userID); err != nil {
+		if _, err := session.Create(r.Context(), userID); errors.Is(err, session.ErrInvalidUserID) {
+			http.Error(w, "no such user", http.StatusBadRequest)
+			return
+		} else if err != nil {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}

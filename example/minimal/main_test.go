@@ -17,7 +17,8 @@ import (
 )
 
 // TestMinimal builds the program, runs it on a real redis-server, and
-// walks the README's flow: log in, read the account, log out.
+// walks the README's flow: a login without a user name refused, log in,
+// read the account, log out.
 func TestMinimal(t *testing.T) {
 	srv := redistest.Start(t)
 	bin := filepath.Join(t.TempDir(), "minimal")
@@ -67,6 +68,9 @@ func TestMinimal(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := do("POST", "/login", url.Values{"user": {""}}); code != http.StatusBadRequest {
+		t.Errorf("POST /login without a user = %d %q, want 400", code, body)
 	}
 	if code, body := do("POST", "/login", url.Values{"user": {"alice"}}); code != 200 {
 		t.Fatalf("POST /login = %d %q", code, body)
