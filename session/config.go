@@ -74,7 +74,8 @@ type Config struct {
 	// LastSeenInterval is how stale a session's last-seen time may get: a
 	// request that finds it older than this writes the record to refresh
 	// it, which costs that request a merge (two more round trips, as any
-	// change to a stored session does). Zero means
+	// change to a stored session does); when that write fails, the
+	// request, which changed nothing, is served all the same. Zero means
 	// DefaultLastSeenInterval (1m); a negative value refreshes it only when
 	// the session is written anyway.
 	LastSeenInterval time.Duration

@@ -245,10 +245,20 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 		return nil
 	}
 	if st.dirty {
-		if err := m.save(ctx, st); errors.Is(err, errGone) {
+		err := m.save(ctx, st)
+		switch {
+		case errors.Is(err, errGone):
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
 			st.gone()
-		} else if err != nil {
+		case err != nil && len(st.changes) == 0:
+			// Only the last-seen time was due (see Load): the request
+			// changed nothing, so it is served, and a later request
+			// tries again. A Redis that refuses writes (OOM, READONLY)
+			// but still serves reads keeps serving them.
+			m.outage.Do(m.now(), func(suppressed int) {
+				m.log.Warn("session: last-seen time not refreshed", "error", err, "suppressed", suppressed)
+			})
+		case err != nil:
 			if m.cfg.Metrics != nil {
 				m.cfg.Metrics.CommitFailed()
 			}

@@ -319,6 +319,40 @@ func TestLastSeenInterval(t *testing.T) {
 	}
 }
 
+// TestLastSeenRefreshRefused checks that a request that changes nothing is
+// served when the only write due, the last-seen refresh, is refused (Redis
+// out of memory: reads work, writes do not), and that a request that
+// changes a value still fails.
+func TestLastSeenRefreshRefused(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{LastSeenInterval: time.Minute})
+	cookie, _ := login(t, m, "alice")
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { r.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+	clk.t = clk.t.Add(2 * time.Minute)
+	for range 2 {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+		ctx := m.Load(req)
+		if user, ok := UserID(ctx); !ok || user != "alice" {
+			t.Fatalf("read under OOM: user %q, %v; want alice", user, ok)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil || h.Get("Set-Cookie") != "" {
+			t.Fatalf("read under OOM, last seen due: Commit = %v, Set-Cookie %q; want nil and none", err, h.Get("Set-Cookie"))
+		}
+	}
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	ctx := m.Load(req)
+	if err := Put(ctx, "theme", "dark"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(ctx, http.Header{}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("a change under OOM: Commit = %v, want ErrStoreUnavailable", err)
+	}
+}
+
 // TestCreateThenPut checks that values put after Create in the same request
 // are saved with one more command, a SET XX over the record the login just
 // wrote, not a WATCH merge.
