@@ -34,7 +34,9 @@ type NearCache struct {
 	// MaxEntries turns the near-cache on when above zero: the most records
 	// it keeps, the least recently used going first. An entry costs its
 	// record plus about 150 bytes (id, map slot, list links): 100,000
-	// records of 300 bytes take about 45 MB.
+	// records of 300 bytes take about 45 MB. A session.Manager on the Store
+	// keeps as many records decoded besides: count about 1.2 KB a session
+	// in all (docs/near-cache.md).
 	// Default 0: no near-cache, every Load is a Redis command.
 	MaxEntries int
 
