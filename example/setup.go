@@ -86,7 +86,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		scfg.Keys = [][]byte{key}
 		log.Warn("example: SESSION_KEYS is not set: signing with a random key, so sessions do not survive a restart")
 	}
-	if _, set := os.LookupEnv("SESSION_COOKIE_SECURE"); !set {
+	if os.Getenv("SESSION_COOKIE_SECURE") == "" { // unset or empty, as session.FromEnv reads it
 		// The example serves plain HTTP on localhost; a deployment behind
 		// TLS sets SESSION_COOKIE_SECURE=true.
 		scfg.InsecureCookie = true

@@ -258,13 +258,19 @@ func validCookieName(name string) bool {
 //	SESSION_PREVIOUS_FORMAT  true writes what the previous release reads (Config.PreviousFormat)
 //
 // Unset variables leave the field zero, which New turns into its default; an
-// unset SESSION_KEYS leaves Keys empty, which New refuses. A bad value gives an
-// error that names the variable and what it expected, never the value of a key.
+// unset SESSION_KEYS leaves Keys empty, which New refuses. An empty variable
+// counts as unset (as in redisstore.FromEnv: a compose file's VAR= line). A
+// bad value gives an error that names the variable and what it expected,
+// never the value of a key.
 func FromEnv() (Config, error) {
 	return fromEnv(os.LookupEnv)
 }
 
-func fromEnv(lookup func(string) (string, bool)) (Config, error) {
+func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
+	lookup := func(name string) (string, bool) {
+		v, ok := lookupEnv(name)
+		return v, ok && v != ""
+	}
 	var cfg Config
 	if v, ok := lookup("SESSION_KEYS"); ok {
 		keys, err := ParseKeys(v)
@@ -297,7 +303,7 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 		cfg.InsecureCookie = !secure
 	}
-	if v, ok := lookup("SESSION_TAG_KEY"); ok && v != "" {
+	if v, ok := lookup("SESSION_TAG_KEY"); ok {
 		keys, err := ParseKeys(v)
 		if err != nil || len(keys) != 1 {
 			return cfg, errors.New("session: SESSION_TAG_KEY: want one key, the base64 of at least 32 random bytes")

@@ -59,6 +59,13 @@ func TestFromEnv(t *testing.T) {
 		{"empty", nil, func(c Config) bool {
 			return c.Keys == nil && c.Lifetime == 0 && !c.InsecureCookie && !c.KeepUserAgent && !c.PreviousFormat
 		}, ""},
+		{"empty variables count as unset", map[string]string{
+			"SESSION_KEYS": "", "SESSION_LIFETIME": "", "SESSION_IDLE_TIMEOUT": "", "SESSION_COOKIE_SECURE": "",
+			"SESSION_TAG_KEY": "", "SESSION_MAX_PER_USER": "", "SESSION_KEEP_USER_AGENT": "", "SESSION_PREVIOUS_FORMAT": "",
+		}, func(c Config) bool {
+			return c.Keys == nil && c.Lifetime == 0 && c.IdleTimeout == 0 && !c.InsecureCookie && c.TagKey == nil &&
+				c.MaxSessionsPerUser == 0 && !c.KeepUserAgent && !c.PreviousFormat
+		}, ""},
 		{"keys", map[string]string{"SESSION_KEYS": key1 + ", " + key2}, func(c Config) bool {
 			return len(c.Keys) == 2 && string(c.Keys[0]) == string(testKey(0xfb)) && string(c.Keys[1]) == string(testKey(0xfe))
 		}, ""},
