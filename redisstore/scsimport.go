@@ -42,7 +42,7 @@ func (s *Store) SCSRecords(prefix string) *SCSRecords {
 // ("~scs:session:*") besides the commands of the package documentation.
 func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, found bool, err error) {
 	key := r.prefix + token
-	err = r.s.do(ctx, "take scs", key, func(ctx context.Context, conn redis.Conn) error {
+	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
 		b, err := redis.Bytes(cmd(ctx, conn, "GETDEL", key))
 		if errors.Is(err, redis.ErrNil) {
 			return nil

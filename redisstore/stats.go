@@ -21,7 +21,9 @@ type Observer interface {
 	// listing), remove_user_sessions (log out everywhere), key_stats
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
 	// (Store.CountRequests: one per rate-limited request, one per key on a
-	// Redis Cluster), and find, commit and delete (the scs.Store methods). A Store method may report several
+	// Redis Cluster), take_scs (the read of an scs session that
+	// session.Config.FromSCS migrates), and find, commit and delete (the
+	// scs.Store methods). A Store method may report several
 	// calls: on a Redis Cluster a login that replaces a session in another
 	// slot reports add_user_session twice, and a renewal across slots
 	// move_session then insert or add_user_session; count logins and
