@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -59,7 +60,9 @@ type SCSImport struct {
 
 	// CookieDomain and CookiePath are the Domain and Path that scs's
 	// cookie was set with, which expiring it must repeat. Zero means none
-	// (a host-only cookie) and "/", scs's defaults.
+	// (a host-only cookie) and "/", scs's defaults. New refuses a path that
+	// does not start with "/", and either when net/http would drop it from
+	// the Set-Cookie header.
 	CookieDomain string
 	CookiePath   string
 
@@ -101,6 +104,16 @@ func (imp SCSImport) withDefaults() (*SCSImport, error) {
 	}
 	if imp.CookiePath == "" {
 		imp.CookiePath = "/"
+	}
+	// Expiring scs's cookie repeats its Path and Domain: values that
+	// net/http would drop from the header would leave it in the browser.
+	c := http.Cookie{Name: imp.CookieName, Path: imp.CookiePath}
+	if err := c.Valid(); err != nil || !strings.HasPrefix(imp.CookiePath, "/") {
+		return nil, fmt.Errorf("session: Config.FromSCS.CookiePath: %q is not a cookie path (one starting with /)", imp.CookiePath)
+	}
+	c.Domain = imp.CookieDomain
+	if err := c.Valid(); err != nil {
+		return nil, fmt.Errorf("session: Config.FromSCS.CookieDomain: %q is not a cookie domain", imp.CookieDomain)
 	}
 	return &imp, nil
 }

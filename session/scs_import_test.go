@@ -91,6 +91,20 @@ func TestSCSImportConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "FromSCS.CookieName") {
 		t.Fatalf("bad CookieName: %v", err)
 	}
+	for _, bad := range []struct{ field, path, domain string }{
+		{"CookiePath", "admin", ""},
+		{"CookiePath", "/a;b", ""},
+		{"CookieDomain", "", "exa mple.com"},
+		{"CookieDomain", "/", "example.com;x=y"},
+	} {
+		_, err = (Config{Keys: [][]byte{testKey(1)}, FromSCS: &SCSImport{Records: failingRecords{}, CookiePath: bad.path, CookieDomain: bad.domain}}).withDefaults()
+		if err == nil || !strings.Contains(err.Error(), "FromSCS."+bad.field) {
+			t.Errorf("CookiePath %q CookieDomain %q: %v, want an error naming FromSCS.%s", bad.path, bad.domain, err, bad.field)
+		}
+	}
+	if _, err := (Config{Keys: [][]byte{testKey(1)}, FromSCS: &SCSImport{Records: failingRecords{}, CookiePath: "/app", CookieDomain: "example.com"}}).withDefaults(); err != nil {
+		t.Errorf("CookiePath /app, CookieDomain example.com: %v", err)
+	}
 	cfg, err := (Config{Keys: [][]byte{testKey(1)}, FromSCS: &SCSImport{Records: failingRecords{}}}).withDefaults()
 	if err != nil || cfg.FromSCS.CookieName != DefaultSCSCookieName || cfg.FromSCS.CookiePath != "/" {
 		t.Fatalf("defaults: %+v, %v", cfg.FromSCS, err)
