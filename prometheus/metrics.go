@@ -79,7 +79,7 @@ var ops = [...]string{
 	"load", "insert", "update", "merge", "remove", "ping", "iterate",
 	"add_user_session", "move_session", "remove_user_session",
 	"user_sessions", "remove_user_sessions", "key_stats",
-	"find", "commit", "delete", "rate_limit",
+	"find", "commit", "delete", "rate_limit", "take_scs",
 }
 
 // events are the kinds of session.Event.
