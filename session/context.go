@@ -292,7 +292,10 @@ func Renew(ctx context.Context) error {
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the
-// response can no longer expire the cookie.
+// response can no longer expire the cookie. A client that goes away does
+// not stop it either: the deletion ignores ctx's cancellation (and its
+// deadline), bounded by the store's own timeout; so do Revoke, RevokeAll
+// and RevokeOthers.
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -312,7 +315,7 @@ func Destroy(ctx context.Context) error {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
 		md := st.ownMeta()
-		ended, err := m.endSession(ctx, st.userID, idOf(token), md.CreatedAt, st.deadline)
+		ended, err := m.endSession(ending(ctx), st.userID, idOf(token), md.CreatedAt, st.deadline)
 		if err != nil {
 			return err
 		}

@@ -377,3 +377,39 @@ func TestCreateThenPut(t *testing.T) {
 		}
 	})
 }
+
+// TestEndingOutlivesCancel checks that a logout or a revocation whose
+// request context is canceled (the client went away right after asking)
+// still ends the sessions.
+func TestEndingOutlivesCancel(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	exists := func(id string) bool {
+		n, _ := r.Do(t, "EXISTS", "session:"+id).(int64)
+		return n == 1
+	}
+	canceled := func(cookie string) context.Context {
+		req := httptest.NewRequest("POST", "/logout", nil)
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+		ctx, cancel := context.WithCancel(m.Load(req))
+		cancel()
+		return ctx
+	}
+
+	cookie, id := login(t, m, "alice")
+	if err := Destroy(canceled(cookie)); err != nil || exists(id) {
+		t.Errorf("Destroy with a canceled context = %v, record left %v; want nil and the record gone", err, exists(id))
+	}
+
+	_, id1 := login(t, m, "bob")
+	cookie2, id2 := login(t, m, "bob")
+	if err := m.Revoke(canceled(cookie2), "bob", id1); err != nil || exists(id1) {
+		t.Errorf("Revoke with a canceled context = %v, record left %v", err, exists(id1))
+	}
+	_, id3 := login(t, m, "bob")
+	if n, err := m.RevokeOthers(canceled(cookie2)); err != nil || n != 1 || exists(id3) || !exists(id2) {
+		t.Errorf("RevokeOthers with a canceled context = %d, %v; other left %v, own left %v", n, err, exists(id3), exists(id2))
+	}
+	if n, err := m.RevokeAll(canceled(cookie2), "bob"); err != nil || n != 1 || exists(id2) {
+		t.Errorf("RevokeAll with a canceled context = %d, %v; record left %v", n, err, exists(id2))
+	}
+}

@@ -67,6 +67,7 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {
 		return err
 	}
+	ctx = ending(ctx)
 	ids, records, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
 		return storeError(err)
@@ -101,6 +102,7 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
 	}
+	ctx = ending(ctx)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
 	if err != nil {
 		return 0, storeError(err)
@@ -125,6 +127,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	if info.UserID == "" {
 		return 0, ErrNoSession
 	}
+	ctx = ending(ctx)
 	// A Renew by a parallel request may have moved the current session to
 	// a new token: keep it there.
 	keep, err := m.successor(ctx, info.UserID, info.ID, info.CreatedAt, info.ExpiresAt)
@@ -145,6 +148,14 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	}
 	m.revoked(ctx, info.UserID, ids)
 	return len(ids), nil
+}
+
+// ending returns ctx for the store calls that end sessions (a logout, a
+// revocation): without its cancellation, so that a client that goes away
+// right after asking to log out does not leave its session alive. The
+// store's Timeout still bounds each call; a deadline of ctx no longer does.
+func ending(ctx context.Context) context.Context {
+	return context.WithoutCancel(ctx)
 }
 
 // revoked emits the events of revoked sessions and, when m's session in ctx
