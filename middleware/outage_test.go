@@ -62,6 +62,12 @@ func TestCommitFailure(t *testing.T) {
 				if err := session.Put(r.Context(), "k", "v"); err != nil {
 					t.Errorf("Put: %v", err)
 				}
+				// Headers of the response the 503 replaces, which must not
+				// reach the client with it.
+				w.Header().Set("Content-Encoding", "gzip")
+				w.Header().Set("Location", "/dashboard")
+				w.Header().Set("ETag", `"v1"`)
+				http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
 				if n, err := tc.write(w, "saved"); n != 0 || err == nil {
 					t.Errorf("%s after a lost save = %d, %v; want 0 and the save's error", tc.name, n, err)
 				}
@@ -69,6 +75,11 @@ func TestCommitFailure(t *testing.T) {
 			resp := h.do(c, "POST", "/hook", nil)
 			if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
 				t.Errorf("lost write answered %d %q, want 503", resp.code, resp.body)
+			}
+			for _, k := range []string{"Content-Encoding", "Location", "ETag", "Set-Cookie"} {
+				if v := resp.header.Get(k); v != "" {
+					t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
+				}
 			}
 		})
 	}

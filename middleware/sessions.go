@@ -24,8 +24,9 @@ import (
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be
 // saved, the client gets 503 with Retry-After instead of the handler's
-// response, which the middleware discards: a handler never reports success
-// for a write that was lost. The body says "session store unavailable", or
+// response, which the middleware discards, with the headers the handler set
+// that describe or act on it (Content-Encoding, Location, Set-Cookie, ETag
+// and the like): a handler never reports success for a write that was lost. The body says "session store unavailable", or
 // "session busy with concurrent changes" when other requests kept changing
 // the session (session.ErrContention) on a healthy store.
 func Sessions(m *session.Manager) func(http.Handler) http.Handler {
@@ -60,6 +61,7 @@ func (w *sessionWriter) commit() bool {
 		w.committed = true
 		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
 			w.err = err
+			dropResponseHeaders(w.Header())
 			if errors.Is(err, session.ErrContention) {
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
 			} else {
@@ -68,6 +70,22 @@ func (w *sessionWriter) commit() bool {
 		}
 	}
 	return w.err == nil
+}
+
+// discardedHeaders are the headers a handler may have set that describe or
+// act on its own response: when the middleware answers 503 instead, they
+// would misdescribe the 503 (a gzip Content-Encoding on a plain JSON body)
+// or do what the discarded response was to do (a cookie, a redirect).
+var discardedHeaders = []string{
+	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
+	"Content-Range", "ETag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
+}
+
+// dropResponseHeaders deletes discardedHeaders from h.
+func dropResponseHeaders(h http.Header) {
+	for _, k := range discardedHeaders {
+		h.Del(k)
+	}
 }
 
 // WriteHeader implements http.ResponseWriter.
