@@ -1,8 +1,10 @@
 package middleware
 
 import (
+	"bufio"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/sessionkit/sessionkit/session"
@@ -17,7 +19,8 @@ import (
 // The commit happens before the first Write, WriteHeader or Flush, whichever
 // comes first, so a streaming handler (server-sent events, progress pages)
 // that flushes with http.NewResponseController(w).Flush() or
-// w.(http.Flusher) still sends its cookie. From then on the session cannot
+// w.(http.Flusher) still sends its cookie. A Hijack (a WebSocket upgrade)
+// commits too (see sessionWriter.Hijack). From then on the session cannot
 // change: session.Put, Create, Renew and the like return
 // session.ErrResponseStarted.
 //
@@ -135,6 +138,28 @@ func (w *sessionWriter) FlushError() error {
 		return w.err
 	}
 	return nil
+}
+
+// errHijackCookie is Hijack's error when committing the session set a
+// cookie, which a hijacked connection would never carry.
+var errHijackCookie = errors.New("middleware: the session change of this request needs a cookie, which a hijacked connection cannot carry: make it in an earlier request")
+
+// Hijack implements http.Hijacker (and so http.ResponseController's
+// Hijack), for a WebSocket upgrade: it commits the session first, so that
+// the changes made before are saved and later ones return
+// session.ErrResponseStarted, then hands over the connection. When the
+// commit set a cookie (a login, a renewal or a logout in this request),
+// it hijacks nothing and returns an error instead, so that the handler
+// answers normally and the cookie goes out with that answer.
+func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	cookies := len(w.Header().Values("Set-Cookie"))
+	if !w.commit() {
+		return nil, nil, w.err
+	}
+	if len(w.Header().Values("Set-Cookie")) != cookies {
+		return nil, nil, errHijackCookie
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 // Unwrap returns the wrapped writer, for http.ResponseController.

@@ -384,3 +384,59 @@ func TestTwoManagersInOneChain(t *testing.T) {
 	me(c, "/me", "")
 	me(c, "/admin/me", "root")
 }
+
+// TestHijackCommits checks a hijacked connection (a WebSocket upgrade):
+// the session's changes made before the hijack are saved, one made after
+// it returns ErrResponseStarted, and a change that needs a cookie (a
+// login) makes the hijack fail, so that the handler's normal answer
+// carries the cookie.
+func TestHijackCommits(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "k", "before"); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("Hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		if err := session.Put(r.Context(), "k", "after"); !errors.Is(err, session.ErrResponseStarted) {
+			t.Errorf("Put after Hijack = %v, want ErrResponseStarted", err)
+		}
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		brw.Flush()
+	}
+	if got := h.do(c, "GET", "/hook", nil); got.code != 200 || got.body != "hijacked" {
+		t.Fatalf("hijacked GET /hook = %d %q", got.code, got.body)
+	}
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		v, _ := session.Get[string](r.Context(), "k")
+		io.WriteString(w, v)
+	}
+	if got := h.do(c, "GET", "/hook", nil); got.body != "before" {
+		t.Errorf("value after the hijacked request = %q, want \"before\"", got.body)
+	}
+
+	other := h.client()
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "bob"); err != nil {
+			t.Errorf("Create: %v", err)
+		}
+		if hj, ok := w.(http.Hijacker); !ok {
+			t.Error("the middleware's writer is no http.Hijacker")
+		} else if _, _, err := hj.Hijack(); err == nil {
+			t.Error("Hijack after a login succeeded; its cookie would be lost")
+		}
+		io.WriteString(w, "not upgraded")
+	}
+	if got := h.do(other, "GET", "/hook", nil); got.body != "not upgraded" || got.header.Get("Set-Cookie") == "" {
+		t.Fatalf("login then refused hijack = %d %q Set-Cookie %q, want the answer with the cookie", got.code, got.body, got.header.Get("Set-Cookie"))
+	}
+	if got := h.do(other, "GET", "/me", nil); got.body != "bob" {
+		t.Errorf("GET /me after the login = %q, want bob", got.body)
+	}
+}

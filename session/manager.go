@@ -508,7 +508,7 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	case err != nil:
 		return storeError(err)
 	case !written:
-		// 256 random bits never collide; a taken id means a broken random source.
+		// 252 random bits (a 128-bit id) never collide; a taken id means a broken random source.
 		return errors.New("session: new session id already taken")
 	}
 	m.engine.Put(st.engineData(), metaKey, md)

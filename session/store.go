@@ -10,7 +10,10 @@ import (
 // Store keeps session records and the index of each user's sessions, keyed
 // by session id (the hash of the token, never the token). redisstore.Store
 // implements it on Redis. Records expire by themselves after their time to
-// live; every method must honour ctx.
+// live; every method must honour ctx, and bound its own time: the calls
+// that end sessions (Destroy, Revoke and the like) come with a context
+// that is never canceled and has no deadline, so that a client going away
+// does not stop a logout.
 //
 // The Manager calls the Store itself, with explicit arguments, for every
 // read and write: loading a session, saving its changes, inserting a login,

@@ -62,7 +62,8 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 // is not one of the user's live sessions, so a user can only revoke their
 // own. If the session is renewed while Revoke runs, Revoke ends it under its
 // new token. Revoking the session of ctx itself also expires the cookie in
-// the response.
+// the response. Like Destroy, it is not stopped by ctx's cancellation or
+// deadline: the store bounds each of its calls.
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {
 		return err
@@ -97,7 +98,8 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 // administrator disabling an account) and returns how many it ended. It
 // ends every session whose login had finished when it was called; a login
 // running at the same time may survive it, but is in the user's index, so
-// the next RevokeAll ends it.
+// the next RevokeAll ends it. Like Destroy, it is not stopped by ctx's
+// cancellation or deadline.
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
@@ -114,7 +116,8 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
 // It returns ErrNoSession, ending nothing, when the current session has
-// itself ended meanwhile.
+// itself ended meanwhile. Like Destroy, it is not stopped by ctx's
+// cancellation or deadline.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
