@@ -67,7 +67,9 @@ type Move = struct {
 // oldest live sessions so that at most a.Limit remain, counting the new one
 // and not the replaced one. It returns the ids of the sessions it ended:
 // a.Replaces first when its record still existed, then those the limit
-// revoked, oldest first. With a limit, the index is watched
+// revoked, oldest first; with an error, a.Replaces when it was deleted
+// before the call failed (a Redis out of memory deletes, but refuses the
+// new record). With a limit, the index is watched
 // and the writes are one MULTI/EXEC transaction, so that two logins cannot
 // both slip under the limit, at the cost of three more round trips, repeated
 // (after a short random wait) while other writers change the index, for as
@@ -103,7 +105,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return endedOf(gone, nil), err
 		}
 		a.Replaces = ""
 	}
@@ -130,7 +132,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return endedOf(gone, nil), err
 		}
 		return endedOf(gone, nil), nil
 	}
@@ -173,7 +175,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		})
 	})
 	if err != nil {
-		return nil, err
+		return endedOf(gone, nil), err
 	}
 	return endedOf(gone, revoked), nil
 }

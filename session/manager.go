@@ -329,6 +329,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		return Info{}, err
 	}
 	ttl, _ := m.ttl(deadline, now)
+	replacedUser := st.userID // "" for an anonymous session, which has no events
 	ended, err := m.store.AddUserSession(ctx, NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
@@ -338,10 +339,20 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Limit:    m.cfg.MaxSessionsPerUser,
 		Replaces: replaces,
 	})
+	for _, id := range ended {
+		switch {
+		case id != replaces:
+			m.emit(EventRevoked, userID, id, now) // by the session limit
+		case replacedUser != "":
+			// The login ended the session the request came with, as
+			// a logout would: this user's, or another's on a shared
+			// browser; also when the login itself then failed.
+			m.emit(EventDestroyed, replacedUser, id, now)
+		}
+	}
 	if err != nil {
 		return Info{}, storeError(err)
 	}
-	replacedUser := st.userID // "" for an anonymous session, which has no events
 	st.clearValues()
 	data := st.engineData()
 	for k, v := range values {
@@ -350,17 +361,6 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.dirty, st.changes, st.stale = nil, false, false, nil, false
-	for _, id := range ended {
-		switch {
-		case id != replaces:
-			m.emit(EventRevoked, userID, id, now) // by the session limit
-		case replacedUser != "":
-			// The login ended the session the request came with, as
-			// a logout would: this user's, or another's on a shared
-			// browser.
-			m.emit(EventDestroyed, replacedUser, id, now)
-		}
-	}
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,5 +412,33 @@ func TestEndingOutlivesCancel(t *testing.T) {
 	}
 	if n, err := m.RevokeAll(canceled(cookie2), "bob"); err != nil || n != 1 || exists(id2) {
 		t.Errorf("RevokeAll with a canceled context = %d, %v; record left %v", n, err, exists(id2))
+	}
+}
+
+// TestFailedLoginReportsReplaced checks that a login that fails after its
+// store deleted the session the request came with (Redis out of memory:
+// deletions run, the new record is refused) reports that session as
+// destroyed, as a login that succeeds does.
+func TestFailedLoginReportsReplaced(t *testing.T) {
+	var got []string
+	m, r, _ := newTestManager(t, Config{OnEvent: func(e Event) {
+		got = append(got, string(e.Kind)+":"+e.UserID+":"+e.SessionID)
+	}})
+	cookie, id := login(t, m, "alice")
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { r.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+	req := httptest.NewRequest("POST", "/login", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	ctx := m.Load(req)
+	if _, err := Create(ctx, "alice"); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("Create under OOM = %v, want ErrStoreUnavailable", err)
+	}
+	if n, _ := r.Do(t, "EXISTS", "session:"+id).(int64); n != 0 {
+		t.Fatal("the replaced record still exists: Redis out of memory still runs DEL")
+	}
+	want := []string{"created:alice:" + id, "destroyed:alice:" + id}
+	if !slices.Equal(got, want) {
+		t.Errorf("events = %q, want %q", got, want)
 	}
 }

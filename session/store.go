@@ -67,7 +67,8 @@ type UserStore interface {
 	// it also removes the user's oldest sessions so that at most s.Limit
 	// remain, counting the new one and not counting s.Replaces. It returns
 	// the ids of the sessions it ended: s.Replaces first, when its record
-	// still existed, then those the limit removed. A failure part way must
+	// still existed, then those the limit removed; with an error, those it
+	// ended before failing (s.Replaces, deleted first). A failure part way must
 	// never leave the replaced session alive beside the new one, nor a
 	// usable session outside the index; with a limit, choosing the
 	// sessions to revoke and inserting must be one atomic step.
