@@ -54,33 +54,49 @@ func TestCommitFailure(t *testing.T) {
 	}
 	for _, tc := range writes {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{})
-			c := h.client()
-			h.login(c, "alice")
-			h.hooked = func(w http.ResponseWriter, r *http.Request) {
-				h.redis.Stop(t)
-				if err := session.Put(r.Context(), "k", "v"); err != nil {
-					t.Errorf("Put: %v", err)
-				}
-				// Headers of the response the 503 replaces, which must not
-				// reach the client with it.
-				w.Header().Set("Content-Encoding", "gzip")
-				w.Header().Set("Location", "/dashboard")
-				w.Header().Set("ETag", `"v1"`)
-				http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
+			wantLostSave(t, lostSave(t, func(w http.ResponseWriter) {
 				if n, err := tc.write(w, "saved"); n != 0 || err == nil {
 					t.Errorf("%s after a lost save = %d, %v; want 0 and the save's error", tc.name, n, err)
 				}
-			}
-			resp := h.do(c, "POST", "/hook", nil)
-			if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
-				t.Errorf("lost write answered %d %q, want 503", resp.code, resp.body)
-			}
-			for _, k := range []string{"Content-Encoding", "Location", "ETag", "Set-Cookie"} {
-				if v := resp.header.Get(k); v != "" {
-					t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
-				}
-			}
+			}))
 		})
+	}
+}
+
+// lostSave logs alice in, then sends a request whose handler loses Redis
+// between loading the session and saving a change: it puts a value, sets
+// headers of the response it means to send (which must not reach the
+// client with the 503 that replaces it), and starts that response with
+// respond. It returns what the client got.
+func lostSave(t *testing.T, respond func(w http.ResponseWriter)) response {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		h.redis.Stop(t)
+		if err := session.Put(r.Context(), "k", "v"); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Location", "/dashboard")
+		w.Header().Set("ETag", `"v1"`)
+		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
+		respond(w)
+	}
+	return h.do(c, "POST", "/hook", nil)
+}
+
+// wantLostSave fails t unless resp is the 503 with Retry-After that
+// replaces a response whose session could not be saved: not the handler's
+// body ("saved"), and none of the headers lostSave's handler set.
+func wantLostSave(t *testing.T, resp response) {
+	t.Helper()
+	if resp.code != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || resp.body == "saved" {
+		t.Errorf("lost save answered %d %q, Retry-After %q; want 503 with Retry-After", resp.code, resp.body, resp.header.Get("Retry-After"))
+	}
+	for _, k := range []string{"Content-Encoding", "Location", "ETag", "Set-Cookie"} {
+		if v := resp.header.Get(k); v != "" {
+			t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
+		}
 	}
 }
