@@ -2,11 +2,14 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/session"
@@ -108,6 +111,53 @@ func (h *harness) sessionIDs() []string {
 		}
 		if cursor, _ = redis.String(reply[0], nil); cursor == "0" {
 			return ids
+		}
+	}
+}
+
+// TestReplacedSessionReportedOnce races a login on a signed-in browser (on
+// one instance), which ends the session it came with, against a revocation
+// of that session (on another), 200 rounds with jitter: whichever ends it
+// reports it, so the session is reported exactly once, as destroyed by the
+// login or revoked.
+func TestReplacedSessionReportedOnce(t *testing.T) {
+	var mu sync.Mutex
+	ended := map[string][]session.EventKind{}
+	onEvent := func(e session.Event) {
+		if e.Kind == session.EventDestroyed || e.Kind == session.EventRevoked {
+			mu.Lock()
+			ended[e.SessionID] = append(ended[e.SessionID], e.Kind)
+			mu.Unlock()
+		}
+	}
+	h := newHarness(t, harnessOpts{onEvent: onEvent})
+	h2 := newHarness(t, harnessOpts{redis: h.redis, onEvent: onEvent})
+	const rounds = 200
+	for i := range rounds {
+		c := h.client()
+		id, _ := h.login(c, "alice")
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+			if r := h.do(c, "POST", "/login?user=alice", nil); r.code != http.StatusOK {
+				t.Errorf("login on the signed-in browser = %d %s", r.code, r.body)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+			if err := h2.m.Revoke(context.Background(), "alice", id); err != nil && !errors.Is(err, session.ErrNotFound) {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		mu.Lock()
+		kinds := ended[id]
+		mu.Unlock()
+		if len(kinds) != 1 {
+			t.Fatalf("round %d: session ended by a login and a revocation at once was reported %v, want exactly once", i, kinds)
 		}
 	}
 }
