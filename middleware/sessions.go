@@ -29,9 +29,10 @@ import (
 // saved, the client gets 503 with Retry-After instead of the handler's
 // response, which the middleware discards, with the headers the handler set
 // that describe or act on it (Content-Encoding, Location, Set-Cookie, ETag
-// and the like): a handler never reports success for a write that was lost. The body says "session store unavailable", or
-// "session busy with concurrent changes" when other requests kept changing
-// the session (session.ErrContention) on a healthy store.
+// and the like): a handler never reports success for a write that was
+// lost. The body says "session store unavailable", or "session busy with
+// concurrent changes" when other requests kept changing the session
+// (session.ErrContention) on a healthy store.
 func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	if m == nil {
 		panic("middleware: Sessions: nil Manager")
