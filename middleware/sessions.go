@@ -14,7 +14,9 @@ import (
 // and commits it before the response header is written: changed values are
 // saved, a new token is set in the cookie, a destroyed session's cookie is
 // expired. A request whose session was not changed costs the one store
-// command that read it, and no Set-Cookie.
+// command that read it, and no Set-Cookie. Every response names Cookie and
+// Authorization in Vary, the headers a session comes from, so that no cache
+// serves one user's answer for another's request.
 //
 // The commit happens before the first Write, WriteHeader or Flush, whichever
 // comes first, so a streaming handler (server-sent events, progress pages)
@@ -39,7 +41,11 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Add("Vary", "Cookie")
+			// The session comes from the cookie or, for an API client,
+			// the Authorization header: a cache must not hand one user's
+			// answer to a request that differs in either.
+			h := w.Header()
+			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			next.ServeHTTP(sw, r)

@@ -59,8 +59,8 @@ func TestCookieAttributes(t *testing.T) {
 	if strings.Contains(sc, "Domain=") {
 		t.Errorf("Set-Cookie %q has a Domain", sc)
 	}
-	if got := resp.header.Get("Vary"); got != "Cookie" {
-		t.Errorf("Vary = %q, want Cookie", got)
+	if got := resp.header.Values("Vary"); !slices.Equal(got, []string{"Cookie", "Authorization"}) {
+		t.Errorf("Vary = %q, want Cookie and Authorization", got)
 	}
 	if got := resp.header.Values("Cache-Control"); !slices.Contains(got, `no-cache="Set-Cookie"`) {
 		t.Errorf("Cache-Control = %q, want no-cache=\"Set-Cookie\"", got)
