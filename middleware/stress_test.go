@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -121,4 +122,106 @@ func TestEndingRacesRenewal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRenewalRacesOwnSession runs, for hundreds of rounds on two app
+// instances sharing one Redis, a renewal on instance B against a request
+// of the same browser on instance A that acts on that browser's session,
+// each starting after a random 0-2 ms: "sign out the others", or a login
+// again. The renewal never undoes either: the browser's own session
+// survives "sign out the others" (under the renewed token when the
+// renewal succeeded), which ends the phone's when it answers 200; a
+// re-login that found the session ends it under every token.
+func TestRenewalRacesOwnSession(t *testing.T) {
+	const rounds = 200
+	a := newHarness(t, harnessOpts{})
+	b := newHarness(t, harnessOpts{redis: a.redis})
+	a.hooked = func(w http.ResponseWriter, r *http.Request) { // a re-login that says whether it found a session
+		_, found := session.UserID(r.Context())
+		if _, err := session.Create(r.Context(), r.FormValue("user")); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if found {
+			io.WriteString(w, "found")
+		}
+	}
+	jitter := func() { time.Sleep(time.Duration(rand.N(2000)) * time.Microsecond) }
+	// race runs call on A and a renewal of token on B at once, and returns
+	// A's answer and the token the browser holds afterwards.
+	race := func(t *testing.T, token string, call func() response) (response, string) {
+		t.Helper()
+		var (
+			wg      sync.WaitGroup
+			got     response
+			renewal response
+			err     error
+		)
+		wg.Add(2)
+		go func() { defer wg.Done(); jitter(); got = call() }()
+		go func() {
+			defer wg.Done()
+			jitter()
+			renewal, err = send(b, "POST", "/renew", map[string]string{"Cookie": cookieHeader(token)})
+		}()
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if renewal.code == http.StatusOK {
+			var out struct{ Token string }
+			if err := json.Unmarshal([]byte(renewal.body), &out); err != nil {
+				t.Fatal(err)
+			}
+			token = out.Token
+		}
+		return got, token
+	}
+	alive := func(token string) bool {
+		t.Helper()
+		resp, err := send(a, "GET", "/me", map[string]string{"Cookie": cookieHeader(token)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.code == http.StatusOK
+	}
+	t.Run("sign out the others", func(t *testing.T) {
+		for i := range rounds {
+			user := "others" + strconv.Itoa(i)
+			_, phone := a.login(a.client(), user)
+			_, laptop := a.login(a.client(), user)
+			got, laptop := race(t, laptop, func() response {
+				resp, err := send(a, "POST", "/revoke-others", map[string]string{"Cookie": cookieHeader(laptop)})
+				if err != nil {
+					t.Error(err)
+				}
+				return resp
+			})
+			if !alive(laptop) {
+				t.Fatalf("round %d: the browser's own session ended by its own \"sign out the others\" (%d %s)", i, got.code, got.body)
+			}
+			if got.code == http.StatusOK && alive(phone) {
+				t.Fatalf("round %d: \"sign out the others\" answered 200 and the phone's session lives", i)
+			}
+		}
+	})
+	t.Run("login again", func(t *testing.T) {
+		for i := range rounds {
+			user := "again" + strconv.Itoa(i)
+			_, old := a.login(a.client(), user)
+			got, old := race(t, old, func() response {
+				resp, err := send(a, "POST", "/hook?user="+user, map[string]string{"Cookie": cookieHeader(old)})
+				if err != nil {
+					t.Error(err)
+				}
+				return resp
+			})
+			if got.code != http.StatusOK {
+				t.Fatalf("round %d: login = %d %s", i, got.code, got.body)
+			}
+			if got.body == "found" && alive(old) {
+				t.Fatalf("round %d: the session the login replaced lives on under its renewed token", i)
+			}
+		}
+	})
 }

@@ -35,6 +35,14 @@ var (
 	// reports true, by which package session tells it from an outage
 	// without importing this package.
 	ErrContention error = contention{}
+
+	// ErrKeepGone is what RemoveUserSessions returns, having deleted
+	// nothing, when the session it was asked to keep is not in the user's
+	// index: a renewal moved it to a new id, or it ended. Redis is
+	// healthy. It has a method KeepGone() bool that reports true, by which
+	// package session looks for the session's new id without importing
+	// this package.
+	ErrKeepGone error = keepGone{}
 )
 
 type contention struct{}
@@ -43,6 +51,15 @@ func (contention) Error() string { return "redisstore: concurrent writers kept c
 
 // Contention reports true: see ErrContention.
 func (contention) Contention() bool { return true }
+
+type keepGone struct{}
+
+func (keepGone) Error() string {
+	return "redisstore: the session to keep is not among the user's sessions"
+}
+
+// KeepGone reports true: see ErrKeepGone.
+func (keepGone) KeepGone() bool { return true }
 
 // transientReplies are the error codes of ErrUnavailable.
 var transientReplies = map[string]bool{

@@ -545,7 +545,9 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // none), takes them out of the index, and returns the ids of those whose
 // record still existed: the sessions it ended. The index is watched, so a
 // session added while this runs is either deleted too or was added after
-// the transaction that deleted the others.
+// the transaction that deleted the others. While keep is not in the index
+// (a renewal moved it to a new id, or it ended), it deletes nothing and
+// returns ErrKeepGone: the session to keep may live on under a new id.
 //
 // Logins without a session limit change the index without waiting their
 // turn, so a flood of them could make every watched attempt fail. After
@@ -555,6 +557,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // it started; a login that finishes while it sweeps may survive.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
+	gone := false // keep is not in the index; not an error of Redis's
 	err = s.doTurn(ctx, "remove_user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		tries := 0
 		err := optimistic(ctx, func() (retry bool, err error) {
@@ -565,8 +568,12 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 				return false, err
 			}
 			members, err := s.indexed(ctx, conn, index, keep)
+			gone = errors.Is(err, errKeepGone)
 			if err != nil || len(members) == 0 {
 				_, uerr := cmd(ctx, conn, "UNWATCH")
+				if gone {
+					err = nil
+				}
 				return false, errors.Join(err, uerr)
 			}
 			conn.Send("MULTI")
@@ -583,18 +590,25 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 		})
 		if errors.Is(err, errSweep) {
 			removed, err = s.sweep(ctx, conn, index, keep)
+			gone = errors.Is(err, errKeepGone)
+			if gone {
+				err = nil
+			}
 		}
 		if err == nil && len(removed) > 0 {
 			err = s.confirm(ctx, conn)
 		}
 		return err
 	})
+	if err == nil && gone && len(removed) == 0 {
+		return nil, ErrKeepGone
+	}
 	return removed, err
 }
 
 // sweep is RemoveUserSessions without a transaction: sweepPasses rounds of
 // reading the index and deleting what it lists. It returns the ids of the
-// sessions it ended.
+// sessions it ended, and errKeepGone when a pass finds keep gone.
 func (s *Store) sweep(ctx context.Context, conn redis.Conn, index, keep string) (removed []string, err error) {
 	for range sweepPasses {
 		members, err := s.indexed(ctx, conn, index, keep)
@@ -625,11 +639,23 @@ const (
 
 var errSweep = errors.New("sweep instead")
 
-// indexed returns the members of index but keep.
+// indexed returns the members of index but keep, or errKeepGone while keep
+// is not among them (see RemoveUserSessions).
 func (s *Store) indexed(ctx context.Context, conn redis.Conn, index, keep string) ([]string, error) {
 	all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
-	return slices.DeleteFunc(all, func(id string) bool { return id == keep }), err
+	if err != nil || keep == "" {
+		return all, err
+	}
+	if !slices.Contains(all, keep) {
+		return nil, errKeepGone
+	}
+	return slices.DeleteFunc(all, func(id string) bool { return id == keep }), nil
 }
+
+// errKeepGone is indexed's report that keep is not in the index, which
+// RemoveUserSessions turns into ErrKeepGone once the call is over, so that
+// the Store's Observer does not count it as a failure of Redis's.
+var errKeepGone = errors.New("keep gone")
 
 // sendRemoval queues a DEL of the record of each member, one each so that
 // the replies tell which existed, then their removal from index.

@@ -204,8 +204,10 @@ type Info struct {
 // new record is in the store when Create returns; the response sets the
 // cookie, and Token returns the value for an Authorization header.
 //
-// If a parallel request renewed the replaced session just before, the
-// renewed session ends too.
+// A logged-in session the request came with ends first, as a logout would
+// (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the
+// login then fails, that session stays ended. An anonymous one is deleted
+// in the step that inserts the new session.
 //
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
@@ -315,7 +317,7 @@ func Destroy(ctx context.Context) error {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
 		md := st.ownMeta()
-		ended, err := m.endSession(ending(ctx), st.userID, idOf(token), md.CreatedAt, st.deadline)
+		ended, err := m.endSession(ending(ctx), st.userID, idOf(token), lineage(idOf(token), md))
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -199,6 +200,136 @@ func TestRevokeOthersFromEndedSession(t *testing.T) {
 	}
 	if u := userOf(t, m, phone); u != "alice" {
 		t.Errorf("phone after the revoked session's RevokeOthers: UserID = %q, want alice", u)
+	}
+}
+
+// TestRevokeOthersRacingRenewal has a renewal land while "sign out the
+// others" runs, after it found the current session and before it deletes
+// the others: the current session stays, under its new token.
+func TestRevokeOthersRacingRenewal(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{})
+	phone, _ := login(t, m, "alice")
+	clk.t = clk.t.Add(time.Second)
+	laptop, _ := login(t, m, "alice")
+	ctx := load(m, laptop)
+	var renewed string
+	m.store = &hookStore{Store: m.store, after: func() { renewed = renew(t, m, laptop) }}
+	if n, err := m.RevokeOthers(ctx); n != 1 || err != nil {
+		t.Errorf("RevokeOthers = %d, %v; want 1, nil", n, err)
+	}
+	if renewed == "" {
+		t.Fatal("the renewal did not run")
+	}
+	if u := userOf(t, m, renewed); u != "alice" {
+		t.Errorf("the caller's renewed token after its own RevokeOthers: UserID = %q, want alice", u)
+	}
+	if u := userOf(t, m, phone); u != "" {
+		t.Errorf("phone after RevokeOthers: UserID = %q, want anonymous", u)
+	}
+}
+
+// TestReloginFollowsRenewals has the session a re-login replaces renewed
+// before the login and again while the login looks for it: the login ends
+// it under its last token, and, under a limit, does not count it.
+func TestReloginFollowsRenewals(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		m, _, clk := newTestManager(t, Config{MaxSessionsPerUser: limit})
+		phone, _ := login(t, m, "alice")
+		clk.t = clk.t.Add(time.Second)
+		laptop, _ := login(t, m, "alice")
+		relogin := load(m, laptop) // loaded before the renewals
+		renewed := renew(t, m, laptop)
+		var again string
+		m.store = &hookStore{Store: m.store, after: func() { again = renew(t, m, renewed) }}
+		clk.t = clk.t.Add(time.Second)
+		info, err := Create(relogin, "alice")
+		if err != nil {
+			t.Fatalf("limit %d: Create = %v", limit, err)
+		}
+		if again == "" {
+			t.Fatalf("limit %d: the second renewal did not run", limit)
+		}
+		for name, c := range map[string]string{"renewed": renewed, "renewed again": again} {
+			if u := userOf(t, m, c); u != "" {
+				t.Errorf("limit %d: the replaced session's %s token after the re-login: UserID = %q, want anonymous", limit, name, u)
+			}
+		}
+		if u := userOf(t, m, phone); u != "alice" {
+			t.Errorf("limit %d: phone after the laptop's re-login: UserID = %q, want alice", limit, u)
+		}
+		list, err := m.List(context.Background(), "alice")
+		if err != nil || len(list) != 2 || list[1].ID != info.ID {
+			t.Errorf("limit %d: List(alice) after the re-login = %v, %v; want the phone's and the new session", limit, list, err)
+		}
+	}
+}
+
+// TestFollowKeepsSessionsApart logs one user in twice in the same
+// millisecond (the test's clock stands still), so that the two sessions
+// share their creation time and deadline, then ends one of them while a
+// request of it runs: what that request does next never touches the other.
+func TestFollowKeepsSessionsApart(t *testing.T) {
+	t.Run("logout", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		x, idX := login(t, m, "alice")
+		y, _ := login(t, m, "alice")
+		ctx := load(m, x)
+		if err := m.Revoke(context.Background(), "alice", idX); err != nil {
+			t.Fatal(err)
+		}
+		if err := Destroy(ctx); err != nil {
+			t.Fatalf("late Destroy = %v, want nil", err)
+		}
+		if u := userOf(t, m, y); u != "alice" {
+			t.Errorf("the other session after a late logout of the first: UserID = %q, want alice", u)
+		}
+	})
+	t.Run("revoke others", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		x, idX := login(t, m, "alice")
+		y, _ := login(t, m, "alice")
+		z, _ := login(t, m, "alice")
+		ctx := load(m, x)
+		if err := m.Revoke(context.Background(), "alice", idX); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := m.RevokeOthers(ctx); !errors.Is(err, ErrNoSession) || n != 0 {
+			t.Errorf("RevokeOthers from a revoked session = %d, %v; want 0, ErrNoSession", n, err)
+		}
+		for name, c := range map[string]string{"second": y, "third": z} {
+			if u := userOf(t, m, c); u != "alice" {
+				t.Errorf("the %s session after the revoked one's RevokeOthers: UserID = %q, want alice", name, u)
+			}
+		}
+	})
+}
+
+// TestRenewKeepsOrigin checks what tells sessions apart across renewals: a
+// login's record has no "o"; a renewed one names the id the session was
+// created under, through every renewal.
+func TestRenewKeepsOrigin(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	c, first := login(t, m, "alice")
+	record := func() string {
+		t.Helper()
+		list, err := m.List(context.Background(), "alice")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("List(alice) = %v, %v; want one session", list, err)
+		}
+		b, found, err := m.store.Load(context.Background(), list[0].ID, 0)
+		if err != nil || !found {
+			t.Fatalf("Load(%s) = %v, %v", list[0].ID, found, err)
+		}
+		return string(b)
+	}
+	if r := record(); strings.Contains(r, `"o":`) {
+		t.Errorf("a login's record = %s, want no \"o\"", r)
+	}
+	for range 2 {
+		c = renew(t, m, c)
+		if r, want := record(), `"o":"`+first+`"`; !strings.Contains(r, want) {
+			t.Errorf("renewed record = %s, want %s", r, want)
+		}
 	}
 }
 

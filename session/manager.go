@@ -302,19 +302,21 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	values := make(map[string]any)
 	if st.userID == "" {
 		values = m.values(st)
-	}
-	if st.userID != "" {
-		// A Renew by a parallel request may have moved the replaced session
-		// to a new token: replace it there, so that it neither survives nor
-		// counts against the session limit.
-		old := st.ownMeta()
-		next, err := m.successor(ctx, st.userID, replaces, old.CreatedAt, st.deadline)
+	} else if replaces != "" {
+		// The login ends the signed-in session the request came with (this
+		// user's, or another's on a shared browser), as a logout would,
+		// before it inserts the new one: wherever a parallel Renew may have
+		// moved it, so that it neither survives nor counts against the
+		// session limit. An anonymous session is replaced in the step that
+		// inserts the new one.
+		ended, err := m.endSession(ctx, st.userID, replaces, lineage(replaces, st.ownMeta()))
 		if err != nil {
 			return Info{}, err
 		}
-		if next != "" {
-			replaces = next
+		if ended != "" {
+			m.emit(EventDestroyed, st.userID, ended, now)
 		}
+		replaces = ""
 	}
 	at := wholeMilli(now)
 	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
@@ -329,7 +331,6 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		return Info{}, err
 	}
 	ttl, _ := m.ttl(deadline, now)
-	replacedUser := st.userID // "" for an anonymous session, which has no events
 	ended, err := m.store.AddUserSession(ctx, NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
@@ -340,14 +341,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Replaces: replaces,
 	})
 	for _, id := range ended {
-		switch {
-		case id != replaces:
+		if id != replaces { // an anonymous session has no events
 			m.emit(EventRevoked, userID, id, now) // by the session limit
-		case replacedUser != "":
-			// The login ended the session the request came with, as
-			// a logout would: this user's, or another's on a shared
-			// browser; also when the login itself then failed.
-			m.emit(EventDestroyed, replacedUser, id, now)
 		}
 	}
 	if err != nil {
@@ -394,7 +389,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		TTL:      ttl,
 		Deadline: st.deadline,
 		Merge: func(current []byte) ([]byte, error) {
-			b, values, err := m.mergeChanges(current, st.changes, now)
+			b, values, err := m.mergeChanges(current, st.changes, now, from)
 			merged = values
 			return b, err
 		},
@@ -557,7 +552,7 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 	}
 	id := idOf(st.stored)
 	written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
-		b, _, err := m.mergeChanges(current, st.changes, now)
+		b, _, err := m.mergeChanges(current, st.changes, now, "")
 		return b, err
 	})
 	switch {
@@ -574,8 +569,10 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 }
 
 // mergeChanges returns the record current with changes applied and its
-// last-seen time set to now, and the merged values.
-func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.Time) ([]byte, map[string]any, error) {
+// last-seen time set to now, and the merged values. For a Renew, movedFrom
+// is the id the record moves from, and the new record keeps the session's
+// first id (see meta.Origin); "" for a write in place.
+func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.Time, movedFrom string) ([]byte, map[string]any, error) {
 	deadline, values, err := m.codec.Decode(current)
 	if err != nil {
 		return nil, nil, err
@@ -589,6 +586,9 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 	}
 	md, _ := values[metaKey].(meta)
 	md.LastSeen = now
+	if movedFrom != "" {
+		md.Origin = lineage(movedFrom, md)
+	}
 	values[metaKey] = md
 	b, err := m.codec.Encode(deadline, values)
 	return b, values, err

@@ -44,6 +44,21 @@ type meta struct {
 	// when the session is created (see codec.nameDevice). A record of
 	// version 1 has none: codec.device names its UserAgent instead.
 	Device string
+	// Origin is the id the session was created under, once a Renew has
+	// moved it to another; "" while it has that first id. It is what
+	// tells one session from another across renewals (see lineage).
+	Origin string
+}
+
+// lineage returns what identifies the session id, with md, across its
+// renewals: the id it was created under. Two sessions of one user may
+// share their user, creation time and deadline (two logins in the same
+// millisecond); they never share this.
+func lineage(id string, md meta) string {
+	if md.Origin != "" {
+		return md.Origin
+	}
+	return id
 }
 
 // maxUserAgent bounds the user agent taken from a request, and so the one
@@ -67,6 +82,7 @@ type record struct {
 	IP     string                     `json:"ip,omitempty"`
 	D      string                     `json:"d,omitempty"`  // device; in version 1 only as previousRecord writes it
 	UA     string                     `json:"ua,omitempty"` // user agent, with Config.KeepUserAgent
+	O      string                     `json:"o,omitempty"`  // origin: the first id, once renewed; in version 1 too
 	Val    map[string]json.RawMessage `json:"val,omitempty"`
 
 	// Version 1 only: times in RFC 3339, the user agent itself, and every
@@ -85,7 +101,9 @@ type record struct {
 // session without a user agent to name it from (one that an instance
 // without PreviousFormat created, without KeepUserAgent): the previous
 // release's decoder, json.Unmarshal into a struct without it, ignores it,
-// and this release reads it.
+// and this release reads it. So is O, a renewed session's first id (see
+// meta.Origin), which the previous release drops when it writes the
+// record back.
 type previousRecord struct {
 	V         int                        `json:"v"`
 	UserID    string                     `json:"user_id,omitempty"`
@@ -95,6 +113,7 @@ type previousRecord struct {
 	IP        string                     `json:"ip,omitempty"`
 	UserAgent string                     `json:"user_agent,omitempty"`
 	D         string                     `json:"d,omitempty"`
+	O         string                     `json:"o,omitempty"`
 	Values    map[string]json.RawMessage `json:"values,omitempty"`
 }
 
@@ -175,6 +194,7 @@ func (c codec) Encode(deadline time.Time, values map[string]any) ([]byte, error)
 		if c.keepUserAgent {
 			rec.UA = md.UserAgent
 		}
+		rec.O = md.Origin
 	}
 	var err error
 	rec.Val, err = encodeValues(values, recordVersion)
@@ -198,6 +218,7 @@ func encodePrevious(deadline time.Time, values map[string]any) ([]byte, error) {
 		if md.UserAgent == "" {
 			rec.D = md.Device
 		}
+		rec.O = md.Origin
 	}
 	var err error
 	rec.Values, err = encodeValues(values, recordV1)
@@ -262,7 +283,7 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
 		}
 		deadline = time.UnixMilli(rec.E).UTC()
-		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, UserAgent: rec.UA, Device: rec.D}
+		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, UserAgent: rec.UA, Device: rec.D, Origin: rec.O}
 		md.LastSeen = md.CreatedAt
 		if rec.S != 0 {
 			md.LastSeen = time.UnixMilli(rec.S).UTC()
@@ -278,7 +299,7 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: created_at, expires_at or last_seen out of range", errBadRecord)
 		}
 		deadline = *rec.ExpiresAt
-		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D}
+		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D, Origin: rec.O}
 		if rec.LastSeen != nil {
 			md.LastSeen = *rec.LastSeen
 		}

@@ -20,6 +20,7 @@ func appendRecord(b []byte, rec *record) []byte {
 	b = appendStringField(b, `,"ip":`, rec.IP)
 	b = appendStringField(b, `,"d":`, rec.D)
 	b = appendStringField(b, `,"ua":`, rec.UA)
+	b = appendStringField(b, `,"o":`, rec.O)
 	if len(rec.Val) > 0 {
 		b = append(b, `,"val":{`...)
 		for i, k := range slices.Sorted(maps.Keys(rec.Val)) {

@@ -53,8 +53,11 @@ func scanRecord(b []byte) (rec record, ok bool) {
 		case "ua":
 			bit = 8
 			rec.UA, ok = s.str()
-		case "val":
+		case "o":
 			bit = 9
+			rec.O, ok = s.str()
+		case "val":
+			bit = 10
 			rec.Val, ok = s.values()
 		default:
 			return record{}, false

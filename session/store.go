@@ -95,7 +95,12 @@ type UserStore interface {
 	// RemoveUserSessions deletes every session of userID but keep ("" for
 	// none) and returns the ids of those it ended, whose record still
 	// existed. Every session added before it was called is deleted; one
-	// added while it runs may stay, in the index.
+	// added while it runs may stay, in the index. While keep is not in the
+	// user's index (a Renew moved it to a new id, or it ended), it deletes
+	// nothing and returns an error with a method KeepGone() bool that
+	// reports true; the Manager then looks for the session's new id and
+	// asks again. Deciding that and deleting must be one atomic step, so
+	// that a renewal cannot slip in between and lose the session to keep.
 	RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error)
 }
 
@@ -141,6 +146,13 @@ func storeError(err error) error {
 		return fmt.Errorf("%w: %w", ErrContention, err)
 	}
 	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+// keepGone reports whether err is a UserStore's report that the session
+// RemoveUserSessions was asked to keep is not in the user's index.
+func keepGone(err error) bool {
+	var k interface{ KeepGone() bool }
+	return errors.As(err, &k) && k.KeepGone()
 }
 
 // ttl returns the time to live of a record written at now: the idle

@@ -115,11 +115,30 @@ func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string,
 	return append(oldIDs, ids...), append(oldRecords, records...), err
 }
 
+// RemoveUserSessions keeps keep in the index that lists it: the user's
+// tagged index, where a renewal moves any session, or the untagged one of
+// a session made before the TagKey was set. The other index it empties.
 func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string) ([]string, error) {
-	removed, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keep)
-	if err != nil || !s.legacy {
-		return removed, err
+	tagged := s.user(userID)
+	if tag, _ := splitTag(keep); keep == "" || tag != "" {
+		removed, err := s.Store.RemoveUserSessions(ctx, tagged, keep)
+		if err != nil || !s.legacy { // keepGone included: the caller looks for keep first
+			return removed, err
+		}
+		more, err := s.Store.RemoveUserSessions(ctx, userID, "")
+		return append(removed, more...), err
 	}
-	old, err := s.Store.RemoveUserSessions(ctx, userID, keep)
-	return append(removed, old...), err
+	// keep was made before the TagKey was set. A renewal moves it into
+	// the tagged index and leaves its id in the untagged one, so a renewal
+	// racing this call goes unseen, and the renewed session is removed
+	// with the others: a rare case, while a deployment adopts a TagKey.
+	var removed []string
+	if s.legacy {
+		var err error
+		if removed, err = s.Store.RemoveUserSessions(ctx, userID, keep); err != nil {
+			return removed, err
+		}
+	}
+	more, err := s.Store.RemoveUserSessions(ctx, tagged, "")
+	return append(removed, more...), err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 )
 
 // ErrNotFound reports a session id that is not among the user's sessions.
@@ -77,14 +76,14 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if i < 0 {
 		return ErrNotFound
 	}
-	deadline, values, err := m.codec.Decode(records[i])
+	_, values, err := m.codec.Decode(records[i])
 	if err != nil {
 		// Load deletes such a record when its owner next comes; a
 		// revocation deletes it now.
-		deadline, values = time.Time{}, nil
+		values = nil
 	}
 	md, _ := values[metaKey].(meta)
-	ended, err := m.endSession(ctx, userID, id, md.CreatedAt, deadline)
+	ended, err := m.endSession(ctx, userID, id, lineage(id, md))
 	if err != nil {
 		return err
 	}
@@ -125,32 +124,45 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		return 0, ErrNoSession
 	}
 	st.mu.Lock()
-	info := m.info(st)
+	userID, id := st.userID, ""
+	if st.stored != "" {
+		id = idOf(st.stored)
+	}
+	line := lineage(id, st.ownMeta())
 	st.mu.Unlock()
-	if info.UserID == "" {
+	if userID == "" || id == "" {
 		return 0, ErrNoSession
 	}
 	ctx = ending(ctx)
-	// A Renew by a parallel request may have moved the current session to
-	// a new token: keep it there.
-	keep, err := m.successor(ctx, info.UserID, info.ID, info.CreatedAt, info.ExpiresAt)
-	if err != nil {
-		return 0, err
+	// A Renew by a parallel request may move the current session to a new
+	// token, before this call or while it runs: keep it there. The store
+	// removes nothing while the session to keep is not in the user's index
+	// (see UserStore.RemoveUserSessions): then look for it again.
+	for range maxFollow {
+		keep, err := m.successor(ctx, userID, id, line)
+		if err != nil {
+			return 0, err
+		}
+		if keep == "" {
+			// The current session has ended meanwhile: it cannot speak
+			// for the user any more.
+			st.mu.Lock()
+			st.gone()
+			st.mu.Unlock()
+			return 0, ErrNoSession
+		}
+		ids, err := m.store.RemoveUserSessions(ctx, userID, keep)
+		switch {
+		case keepGone(err):
+			id = keep
+			continue
+		case err != nil:
+			return 0, storeError(err)
+		}
+		m.revoked(ctx, userID, ids)
+		return len(ids), nil
 	}
-	if keep == "" {
-		// The current session has ended meanwhile: it cannot speak for the
-		// user any more.
-		st.mu.Lock()
-		st.gone()
-		st.mu.Unlock()
-		return 0, ErrNoSession
-	}
-	ids, err := m.store.RemoveUserSessions(ctx, info.UserID, keep)
-	if err != nil {
-		return 0, storeError(err)
-	}
-	m.revoked(ctx, info.UserID, ids)
-	return len(ids), nil
+	return 0, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
 // ending returns ctx for the store calls that end sessions (a logout, a
@@ -197,14 +209,13 @@ func (m *Manager) currentID(ctx context.Context) string {
 // maxFollow bounds how many renewals in a row endSession follows.
 const maxFollow = 8
 
-// endSession ends the session id of userID, created at created with the
-// absolute deadline deadline, and returns the id whose record it deleted, or
-// "" when the session had already ended. A Renew that got in first moved the
-// session to a new id, keeping its user, creation time and deadline: then
-// endSession ends it under that id, so that a logout or a revocation racing
-// a renewal is not undone by it. An anonymous session (userID "") has no
-// index to follow it through.
-func (m *Manager) endSession(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
+// endSession ends the session id of userID, of lineage line (see lineage),
+// and returns the id whose record it deleted, or "" when the session had
+// already ended. A Renew that got in first moved the session to a new id,
+// which keeps its lineage: then endSession ends it under that id, so that a
+// logout or a revocation racing a renewal is not undone by it. An
+// anonymous session (userID "") has no index to follow it through.
+func (m *Manager) endSession(ctx context.Context, userID, id, line string) (string, error) {
 	for range maxFollow {
 		removed, err := m.store.RemoveUserSession(ctx, userID, id)
 		switch {
@@ -215,17 +226,17 @@ func (m *Manager) endSession(ctx context.Context, userID, id string, created, de
 		case userID == "":
 			return "", nil
 		}
-		if id, err = m.successor(ctx, userID, id, created, deadline); err != nil || id == "" {
+		if id, err = m.successor(ctx, userID, id, line); err != nil || id == "" {
 			return "", err
 		}
 	}
 	return "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
-// successor returns the id under which the session id of userID, created at
-// created with the absolute deadline deadline, lives now: id itself, or the
-// id a Renew moved it to (which keeps both times), or "" when it has ended.
-func (m *Manager) successor(ctx context.Context, userID, id string, created, deadline time.Time) (string, error) {
+// successor returns the id under which the session id of userID, of
+// lineage line, lives now: id itself, or the id a Renew moved it to (see
+// meta.Origin), or "" when it has ended.
+func (m *Manager) successor(ctx context.Context, userID, id, line string) (string, error) {
 	if tag, _ := splitTag(id); tag != m.userTag(userID) {
 		// A session made before the TagKey was set is not in the user's
 		// tagged index: ask for its record. If it is gone, a renewal may
@@ -238,18 +249,21 @@ func (m *Manager) successor(ctx context.Context, userID, id string, created, dea
 			return id, nil
 		}
 	}
-	infos, err := m.list(ctx, userID, id)
+	ids, records, err := m.store.UserSessions(ctx, userID)
 	if err != nil {
-		return "", err
+		return "", storeError(err)
 	}
-	next := ""
-	for _, in := range infos {
-		switch {
-		case in.Current:
-			return id, nil
-		case next == "" && in.CreatedAt.Equal(created) && in.ExpiresAt.Equal(deadline):
-			next = in.ID
+	if slices.Contains(ids, id) {
+		return id, nil
+	}
+	for i, next := range ids {
+		_, values, err := m.codec.Decode(records[i])
+		if err != nil {
+			continue // not a session any more: Load deletes it
+		}
+		if md, _ := values[metaKey].(meta); md.UserID == userID && lineage(next, md) == line {
+			return next, nil
 		}
 	}
-	return next, nil
+	return "", nil
 }
