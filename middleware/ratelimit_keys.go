@@ -8,11 +8,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"hash"
-	"mime"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 
@@ -67,20 +66,25 @@ func ByUser() Key {
 	}}
 }
 
-// ByFormField counts requests by the form field name, as r.FormValue would
-// read it: from an application/x-www-form-urlencoded body, else from the
-// query string. The value is trimmed of spaces and lower-cased, so "Alice "
-// and "alice" count together. Requests without the field (or with it
-// empty) are not counted by the rule. The handler reads the body as sent.
+// ByFormField counts requests by the form field name, exactly as
+// r.FormValue reads it: net/http itself reads a copy of the request, so
+// the query string, an application/x-www-form-urlencoded body (of a POST,
+// PUT or PATCH) and a multipart/form-data body count in the order and
+// precedence FormValue gives them. The value is trimmed of spaces and
+// lower-cased, so "Alice " and "alice" count together. Requests without the
+// field (or with it empty) are not counted by the rule. The handler reads
+// the body as sent.
 func ByFormField(name string) Key {
 	return Key{body: true, fn: func(r *http.Request, body []byte) string {
-		v := ""
-		if isForm(r) {
-			form, _ := url.ParseQuery(string(body))
-			v = form.Get(name)
-		}
-		if v == "" {
-			v = r.URL.Query().Get(name)
+		// A key that read the field some other way than the handler does
+		// would let a body that the two read differently (a multipart
+		// one, say) log in without being counted.
+		c := r.WithContext(r.Context())
+		c.Body = io.NopCloser(bytes.NewReader(body))
+		c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+		v := c.FormValue(name)
+		if c.MultipartForm != nil {
+			c.MultipartForm.RemoveAll() // files of the copy, if any were spilled to disk
 		}
 		return normalizeName(v)
 	}}
@@ -138,12 +142,6 @@ func ByFunc(f func(r *http.Request) string) Key {
 		return Key{}
 	}
 	return Key{fn: func(r *http.Request, _ []byte) string { return f(r) }}
-}
-
-// isForm reports whether r's body is URL-encoded form data.
-func isForm(r *http.Request) bool {
-	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && ct == "application/x-www-form-urlencoded"
 }
 
 // normalizeName folds the variants of one user name that a login would

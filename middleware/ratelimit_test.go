@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -599,7 +600,14 @@ func TestRateLimitKeyValues(t *testing.T) {
 	store := rateStore(t, srv.Addr(), 2*time.Second)
 	type req struct {
 		remote, contentType, body, query string
+		method                           string // POST when ""
 	}
+	// A multipart/form-data body with the one field username.
+	const boundary = "xYzZY"
+	multipart := func(username string) string {
+		return "--" + boundary + "\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\n" + username + "\r\n--" + boundary + "--\r\n"
+	}
+	multipartType := "multipart/form-data; boundary=" + boundary
 	for _, tc := range []struct {
 		name   string
 		key    middleware.Key
@@ -620,6 +628,20 @@ func TestRateLimitKeyValues(t *testing.T) {
 		{"form other user", middleware.ByFormField("username"),
 			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"},
 			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
+		// FormValue reads multipart bodies too, after the query string.
+		{"form multipart", middleware.ByFormField("username"),
+			req{contentType: multipartType, body: multipart("Alice")},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"}, true},
+		{"form query over multipart", middleware.ByFormField("username"),
+			req{contentType: multipartType, body: multipart("bob"), query: "username=alice"},
+			req{query: "username=alice"}, true},
+		// FormValue ignores a URL-encoded body of a GET, and reads a PUT's.
+		{"form GET body ignored", middleware.ByFormField("username"),
+			req{method: "GET", contentType: "application/x-www-form-urlencoded", body: "username=decoy", query: "username=alice"},
+			req{query: "username=alice"}, true},
+		{"form PUT body", middleware.ByFormField("username"),
+			req{method: "PUT", contentType: "application/x-www-form-urlencoded", body: "username=alice"},
+			req{query: "username=alice"}, true},
 		{"json last case-insensitive match", middleware.ByJSONField("username"),
 			req{body: `{"username":"bob","USERNAME":"alice"}`}, req{body: `{"username":"alice"}`}, true},
 		{"json null leaves the name before it", middleware.ByJSONField("username"),
@@ -633,7 +655,8 @@ func TestRateLimitKeyValues(t *testing.T) {
 				Rules: []middleware.Rule{{Name: "k", Limit: 1, Window: time.Minute, Key: tc.key}},
 			})
 			send := func(q req) int {
-				r := httptest.NewRequest("POST", "/?"+q.query, strings.NewReader(q.body))
+				method := cmp.Or(q.method, "POST")
+				r := httptest.NewRequest(method, "/?"+q.query, strings.NewReader(q.body))
 				if q.remote != "" {
 					r.RemoteAddr = q.remote
 				}
