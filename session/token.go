@@ -408,11 +408,14 @@ func fingerprint(id string) string {
 }
 
 // signedFromRequest returns the signed token of r, or "". An
-// "Authorization: Bearer" header wins over the cookie: an API client that
-// sends one means it.
+// "Authorization: Bearer" header with a token wins over the cookie: an API
+// client that sends one means it. An empty one ("Bearer ", which HTTP/2
+// keeps as sent) leaves the cookie in use.
 func (m *Manager) signedFromRequest(r *http.Request) string {
 	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(v)
+		if v = strings.TrimSpace(v); v != "" {
+			return v
+		}
 	}
 	v, _ := cookieValue(r.Header, m.cfg.CookieName)
 	return v

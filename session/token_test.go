@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -292,4 +293,33 @@ func FuzzCookieValue(f *testing.F) {
 			t.Errorf("cookieValue(%q, %q) = %q, %v; (*http.Request).Cookie: %v, %v", h["Cookie"], name, got, ok, c, err)
 		}
 	})
+}
+
+// TestSignedFromRequest checks which token a request carries: a Bearer
+// token wins over the cookie, whatever the scheme's case; an empty Bearer
+// token (HTTP/2 keeps "Bearer " as sent, unlike HTTP/1.1, which trims it)
+// or another scheme leaves the cookie in use.
+func TestSignedFromRequest(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	for _, tc := range []struct {
+		authorization string
+		want          string
+	}{
+		{"", "from-cookie"},
+		{"Bearer from-header", "from-header"},
+		{"bearer  from-header ", "from-header"},
+		{"Bearer ", "from-cookie"},
+		{"Bearer \u00a0", "from-cookie"},
+		{"Bearer", "from-cookie"},
+		{"Basic dXNlcjpwYXNz", "from-cookie"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: "from-cookie"})
+		if tc.authorization != "" {
+			r.Header["Authorization"] = []string{tc.authorization} // as sent, untrimmed
+		}
+		if got := m.signedFromRequest(r); got != tc.want {
+			t.Errorf("Authorization %q: token %q, want %q", tc.authorization, got, tc.want)
+		}
+	}
 }
