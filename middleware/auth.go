@@ -13,7 +13,7 @@ type AuthConfig struct {
 	// LoginURL, when set, is where a browser asking for a page (a GET or
 	// HEAD request that accepts text/html) is redirected with 303 when it
 	// has no session. It must be a path on this site, starting with a single
-	// "/". Empty (the default) answers every request without a session with
+	// "/", without backslashes or control characters. Empty (the default) answers every request without a session with
 	// 401 and a JSON error.
 	LoginURL string
 }
@@ -25,7 +25,7 @@ type AuthConfig struct {
 // unavailable it answers 503 with Retry-After, never 401: a user is not logged
 // out by an outage. It must run behind Sessions.
 func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
-	if cfg.LoginURL != "" && (!strings.HasPrefix(cfg.LoginURL, "/") || strings.HasPrefix(cfg.LoginURL, "//") || strings.Contains(cfg.LoginURL, `\`)) {
+	if cfg.LoginURL != "" && !sitePath(cfg.LoginURL) {
 		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
 	}
 	return func(next http.Handler) http.Handler {
@@ -77,4 +77,12 @@ func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	h.Del("Content-Length")
 	w.WriteHeader(code)
 	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+}
+
+// sitePath reports whether u is a path on this site: a single "/" first,
+// and no backslash or control character, which browsers drop or read as
+// "/" ("/\t/evil.example" is "//evil.example" to them: another site).
+func sitePath(u string) bool {
+	return strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//") &&
+		!strings.ContainsFunc(u, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f })
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestRequireAuthConfig(t *testing.T) {
-	for _, bad := range []string{"login", "//evil.example/login", "https://evil.example/", `/\evil.example`} {
+	for _, bad := range []string{"login", "//evil.example/login", "https://evil.example/", `/\evil.example`, "/\t/evil.example/", "/\n/evil.example/", "/\x7f/x"} {
 		if _, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: bad}); err == nil {
 			t.Errorf("RequireAuth(LoginURL %q) = nil error, want an error", bad)
 		}
