@@ -5,7 +5,8 @@
 //	make run
 //
 // Environment: ADDR (default 127.0.0.1:8080); REDIS_URL, or REDIS_HOST and
-// the other REDIS_* variables of redisstore.FromEnv (unset: an embedded
+// the other REDIS_* variables of redisstore.FromEnv (when none that names a
+// server or how to reach it is set, see redisServerVars: an embedded
 // in-memory Redis, to which only the near-cache's REDIS_NEAR_CACHE_*
 // variables apply); SESSION_KEYS (unset: random keys for this process, so
 // sessions do not survive a restart); SESSION_LIFETIME (default 24h);

@@ -206,3 +206,29 @@ func TestConfigAttrs(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisFromEnv checks which variables make the example use a Redis
+// server rather than the embedded one: any that says which server or how
+// to reach it (REDIS_PORT alone means 127.0.0.1 on that port), not the
+// near-cache's or REDIS_WAIT_REPLICAS.
+func TestRedisFromEnv(t *testing.T) {
+	server := []string{"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB", "REDIS_TLS", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"}
+	for _, name := range server {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, "x")
+			if !redisFromEnv() {
+				t.Errorf("with %s set: embedded Redis, want the server it names", name)
+			}
+		})
+	}
+	t.Run("none", func(t *testing.T) {
+		for _, name := range server {
+			t.Setenv(name, "")
+		}
+		t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "100")
+		t.Setenv("REDIS_WAIT_REPLICAS", "1")
+		if redisFromEnv() {
+			t.Error("with only REDIS_NEAR_CACHE_MAX_ENTRIES and REDIS_WAIT_REPLICAS set: a Redis server, want the embedded one")
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -70,7 +71,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		// Of the REDIS_* variables only the near-cache's apply to the
 		// embedded Redis.
 		rcfg = redisstore.Config{Addr: mr.Addr(), NearCache: rcfg.NearCache}
-		log.Info("example: REDIS_URL is not set: using an embedded in-memory Redis (miniredis); sessions end with the process")
+		log.Info("example: no Redis server named (" + strings.Join(redisServerVars, ", ") + "): using an embedded in-memory Redis (miniredis); sessions end with the process")
 		if rcfg.NearCache.MaxEntries > 0 {
 			log.Warn("example: the near-cache is on, but the embedded Redis has no CLIENT TRACKING: it stays disconnected and every session read goes to Redis")
 		}
@@ -197,9 +198,18 @@ func rateLimitKey(signing [][]byte) ([]byte, error) {
 	return keys[0], nil
 }
 
+// redisServerVars are the variables of redisstore.FromEnv that say which
+// Redis server to use or how to reach it: any one of them set, the example
+// uses that server (127.0.0.1:6379 unless they say otherwise) rather than
+// an embedded one. The near-cache's and REDIS_WAIT_REPLICAS do not.
+var redisServerVars = []string{
+	"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB", "REDIS_TLS",
+	"REDIS_SENTINELS", "REDIS_CLUSTER_NODES",
+}
+
 // redisFromEnv reports whether the environment names a Redis to use.
 func redisFromEnv() bool {
-	for _, name := range []string{"REDIS_URL", "REDIS_HOST", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"} {
+	for _, name := range redisServerVars {
 		if os.Getenv(name) != "" {
 			return true
 		}

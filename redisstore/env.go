@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -49,7 +50,8 @@ import (
 // 0, which a Cluster (REDIS_CLUSTER_NODES) refuses, as [Open] does.
 //
 // With REDIS_URL only REDIS_WAIT_REPLICAS and the near-cache's variables
-// are also read. An empty variable counts as unset. A bad value is an error
+// are also read, and REDIS_TLS=true with a redis:// URL is an error (the
+// URL would connect without TLS). An empty variable counts as unset. A bad value is an error
 // that names the variable and what was expected; the values of REDIS_URL
 // and of the passwords never appear in it.
 func FromEnv() (Config, error) {
@@ -165,6 +167,11 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("redisstore: REDIS_URL: %w", err)
 		}
+		// The URL says whether to use TLS; one that says no must not
+		// silently win over a REDIS_TLS that asks for it.
+		if on, _ := strconv.ParseBool(get("REDIS_TLS")); on && cfg.TLS == nil {
+			return Config{}, errors.New("redisstore: REDIS_TLS is true but REDIS_URL is redis://: use rediss:// for TLS")
+		}
 		return cfg, nil
 	default:
 		host = get("REDIS_HOST")
@@ -180,7 +187,7 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 			port = p
 		}
 		addr, ok := joinHostPort(host, port)
-		if !ok {
+		if !ok || !validHost(host) {
 			return Config{}, fmt.Errorf("redisstore: REDIS_HOST: want a host name or IP address, got %q", host)
 		}
 		cfg.Addr = addr
@@ -313,6 +320,18 @@ func joinHostPort(host string, port int) (string, bool) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	h, _, err := net.SplitHostPort(addr)
 	return addr, err == nil && h == host
+}
+
+// validHost reports whether host is an IP address or a host name (letters,
+// digits, dots, hyphens and underscores): not a host:port, which would
+// otherwise fail only when the first connection is dialled.
+func validHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return !strings.ContainsFunc(host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+	})
 }
 
 // parsePort parses a decimal TCP port number in 1-65535.
