@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -278,10 +279,16 @@ func (c Config) checkDeployment() error {
 	return nil
 }
 
-// validAddr reports whether addr has the form host:port.
+// validAddr reports whether addr has the form host:port, with a host name
+// or IP address (see validHost: not "password@host", whose password would
+// then be repeated in dial errors) and a port number.
 func validAddr(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && port != ""
+	if err != nil || host == "" || !validHost(host) {
+		return false
+	}
+	_, err = strconv.ParseUint(port, 10, 16)
+	return err == nil
 }
 
 var errNegative = errors.New("must not be negative")

@@ -366,6 +366,18 @@ func TestFromEnvDeployment(t *testing.T) {
 			wantErr: `redisstore: REDIS_SENTINELS: entry 2: want host:port`,
 		},
 		{
+			// A password written into the list must not come back in
+			// errors or logs: the entry is refused, without repeating it.
+			name:    "REDIS_CLUSTER_NODES entry with a password",
+			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000,Wr0ng-Passw0rd@n2:7001"},
+			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port`,
+		},
+		{
+			name:    "REDIS_SENTINELS entry with a path",
+			env:     map[string]string{"REDIS_SENTINELS": "redis://s1:26379/0", "REDIS_SENTINEL_MASTER": "m"},
+			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port`,
+		},
+		{
 			name:    "REDIS_SENTINELS entry without port",
 			env:     map[string]string{"REDIS_SENTINELS": "s1", "REDIS_SENTINEL_MASTER": "m"},
 			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port`,
