@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -51,6 +52,10 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, where)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("connection refused (%s): is Redis running there?", where)
+	case (code == "WRONGPASS" || code == "NOAUTH") && errors.Is(err, errNoMaster):
+		// The sentinels refused: no master could be asked for yet.
+		sentinelUser := cmp.Or(cfg.SentinelUsername, "default")
+		return fmt.Sprintf("the sentinels refused authentication for user %s (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)", sentinelUser)
 	case code == "WRONGPASS" || code == "NOAUTH":
 		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
 	case code == "NOPERM":

@@ -41,6 +41,19 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)"},
+		{"wrong sentinel password", func(t *testing.T) (redisstore.Config, error) {
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{Password: "data-" + secret, SentinelPassword: "right-" + secret})
+			cfg := redisstore.Config{
+				SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), SentinelUsername: "watcher",
+				SentinelPassword: secret, Username: "app", Password: "data-" + secret, Timeout: 300 * time.Millisecond,
+			}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the sentinels refused authentication for user watcher (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)"},
 		{"out of memory", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
 			s := open(t, srv, redisstore.Config{})
