@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,9 @@ type clusterSource struct {
 	lastRefresh atomic.Int64
 	// asked is set once the first call has asked for the slot map.
 	asked atomic.Bool
+	// lastDialErr is the error of the latest dial of a node that failed
+	// (see dialCause).
+	lastDialErr atomic.Pointer[error]
 }
 
 // errClosed reports a call on a Store that was closed.
@@ -70,7 +74,16 @@ func newClusterSource(cfg Config) *clusterSource {
 func (cs *clusterSource) newPool(addr string) *redis.Pool {
 	node := cs.cfg
 	node.Addr = addr
-	return newPool(node)
+	p := newPool(node)
+	dial := p.DialContext
+	p.DialContext = func(ctx context.Context) (redis.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			cs.lastDialErr.Store(&err)
+		}
+		return c, err
+	}
+	return p
 }
 
 // GetContext returns a connection not yet bound to a node; do binds it.
@@ -98,10 +111,33 @@ func (cs *clusterSource) bind(conn redis.Conn, key string) error {
 		cs.c.Refresh() //nolint:errcheck // see above
 	}
 	if key == "" {
-		return redisc.BindConn(conn)
+		return cs.dialCause(redisc.BindConn(conn))
 	}
-	return redisc.BindConn(conn, key)
+	return cs.dialCause(redisc.BindConn(conn, key))
 }
+
+// dialCause returns err, a failure to bind a connection, with the error of
+// the latest failed dial behind it when err is redisc's report that no
+// node it tried gave a connection. redisc keeps only the text of those
+// dials' errors; behind err, errors.As finds the reply or TLS error again,
+// so that a wrong password (WRONGPASS) is a refusal, as on one server, and
+// not an outage.
+func (cs *clusterSource) dialCause(err error) error {
+	if err == nil || !strings.HasPrefix(err.Error(), "redisc: failed to get a connection") {
+		return err
+	}
+	last := cs.lastDialErr.Load()
+	if last == nil {
+		return err
+	}
+	return dialFailed{err: err, cause: *last}
+}
+
+// dialFailed is dialCause's error: err's text, unwrapping to err and cause.
+type dialFailed struct{ err, cause error }
+
+func (e dialFailed) Error() string   { return e.err.Error() }
+func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 
 // noteFailure refreshes the slot map in the background after a failure
 // that may mean a node is gone: a network error, or no connection to the

@@ -1021,6 +1021,22 @@ func TestClusterACL(t *testing.T) {
 	} else if !errors.Is(err, redisstore.ErrRefused) {
 		t.Errorf("Iterate without +cluster|slots: %q, want ErrRefused (NOPERM will not go away by itself)", err)
 	}
+
+	// A wrong password is a refusal, as on one server, also when no node
+	// gives a connection to learn the slots from, where redisc keeps only
+	// the text of the dials' errors; and Describe names the settings.
+	wrongCfg := redisstore.Config{Username: "noslots", Password: "wrong-" + password, Timeout: 300 * time.Millisecond}
+	wrong := openCluster(t, c, wrongCfg)
+	err = wrong.Ping(ctx)
+	if !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("Ping with a wrong password: %q, want ErrRefused", err)
+	}
+	if got, want := redisstore.Describe(err, wrongCfg), "authentication failed for user noslots (REDIS_USERNAME / REDIS_PASSWORD)"; got != want {
+		t.Errorf("Describe(%q) = %q, want %q", err, got, want)
+	}
+	if _, err := wrong.Insert(ctx, tagged(tags[0][0], "x"), []byte("v"), time.Minute); !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("Insert with a wrong password: %q, want ErrRefused", err)
+	}
 }
 
 // anys returns ss as a []any, for command arguments.
