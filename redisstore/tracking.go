@@ -214,7 +214,7 @@ func (t *tracker) serve(conn *checkedConn) {
 		// connection or the server is stuck.
 		reply, err := redis.ReceiveWithTimeout(conn, t.cfg.ReadTimeout)
 		if err == nil {
-			err = t.handle(reply)
+			err = t.handle(conn, reply)
 		}
 		if err != nil {
 			break
@@ -227,8 +227,8 @@ func (t *tracker) serve(conn *checkedConn) {
 	t.drop(conn)
 }
 
-// handle applies one message of the invalidation connection.
-func (t *tracker) handle(reply any) error {
+// handle applies one message of the invalidation connection conn.
+func (t *tracker) handle(conn *checkedConn, reply any) error {
 	msg, err := redis.Values(reply, nil)
 	if err != nil || len(msg) < 2 {
 		return fmt.Errorf("unexpected message on the invalidation connection: %w", err)
@@ -236,6 +236,13 @@ func (t *tracker) handle(reply any) error {
 	kind, _ := redis.String(msg[0], nil)
 	switch {
 	case kind == "pong":
+		if conn.retired != nil && conn.retired() {
+			// Under Sentinel: the sentinels named another master, which
+			// the pooled connections now write to. This answer says
+			// nothing of its writes, so it certifies nothing: reconnect,
+			// to the new master.
+			return errRetired
+		}
 		t.c.certify(t.sent.Load())
 		select {
 		case t.pongs <- struct{}{}:
@@ -285,12 +292,6 @@ func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
 			return
 		}
 		if !t.awaitPong(conn, done) {
-			return
-		}
-		if conn.retired != nil && conn.retired() {
-			// Under Sentinel: the sentinels named another master, which
-			// the pooled connections now use; follow it.
-			conn.Close()
 			return
 		}
 		if !timer.Stop() {
