@@ -73,9 +73,17 @@ func ByUser() Key {
 // precedence FormValue gives them. The value is trimmed of spaces and
 // lower-cased, so "Alice " and "alice" count together. Requests without the
 // field (or with it empty) are not counted by the rule. The handler reads
-// the body as sent.
+// the body as sent, and must read the field with r.FormValue too:
+// r.PostFormValue and r.PostForm skip the query string, which FormValue
+// reads first for a multipart body, so a decoy name there would be
+// counted instead.
 func ByFormField(name string) Key {
 	return Key{body: true, fn: func(r *http.Request, body []byte) string {
+		if r.Form != nil {
+			// A middleware before the limiter parsed the form (and read
+			// the body): FormValue reads only r.Form now.
+			return normalizeName(r.Form.Get(name))
+		}
 		// A key that read the field some other way than the handler does
 		// would let a body that the two read differently (a multipart
 		// one, say) log in without being counted.

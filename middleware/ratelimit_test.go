@@ -783,3 +783,41 @@ func TestRateLimitCounterEdges(t *testing.T) {
 		t.Errorf("counter answering no counts = %d, want 503 (a failure, closed)", w.Code)
 	}
 }
+
+// TestRateLimitFormParsedBefore puts a middleware that parses the form (a
+// CSRF check reading its token with r.FormValue) before LoginLimit: the
+// body is read by then, and ByFormField must count by the parsed form, as
+// the handler's FormValue reads it.
+func TestRateLimitFormParsedBefore(t *testing.T) {
+	srv := redistest.Start(t)
+	lim, err := middleware.LoginLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{{Name: "user", Limit: 3, Window: time.Minute, Key: middleware.ByFormField("username")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.FormValue("username"))
+	})
+	csrf := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = r.FormValue("csrf_token") // parses (and consumes) the body
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := csrf(lim(login))
+	admitted := 0
+	for range 20 {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader("csrf_token=x&username=victim&password=guess"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code == 200 {
+			admitted++
+		}
+	}
+	t.Logf("20 guesses for %q, limit 3 per name: %d admitted", seen[0], admitted)
+	if admitted > 3 {
+		t.Errorf("per-user login limit bypassed: %d of 20 attempts for the same user admitted", admitted)
+	}
+}

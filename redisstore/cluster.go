@@ -37,8 +37,8 @@ type clusterSource struct {
 	lastRefresh atomic.Int64
 	// asked is set once the first call has asked for the slot map.
 	asked atomic.Bool
-	// lastDialErr is the error of the latest dial of a node that failed
-	// (see dialCause).
+	// lastDialErr is the error of the latest dial of a node, nil once a
+	// dial succeeds (see dialCause).
 	lastDialErr atomic.Pointer[error]
 }
 
@@ -80,6 +80,8 @@ func (cs *clusterSource) newPool(addr string) *redis.Pool {
 		c, err := dial(ctx)
 		if err != nil {
 			cs.lastDialErr.Store(&err)
+		} else {
+			cs.lastDialErr.Store(nil)
 		}
 		return c, err
 	}
@@ -117,17 +119,19 @@ func (cs *clusterSource) bind(conn redis.Conn, key string) error {
 }
 
 // dialCause returns err, a failure to bind a connection, with the error of
-// the latest failed dial behind it when err is redisc's report that no
-// node it tried gave a connection. redisc keeps only the text of those
-// dials' errors; behind err, errors.As finds the reply or TLS error again,
-// so that a wrong password (WRONGPASS) is a refusal, as on one server, and
-// not an outage.
+// the latest dial behind it when err is redisc's report that no node it
+// tried gave a connection and that dial's failure is among the reasons the
+// report lists. redisc keeps only the text of those errors; behind err,
+// errors.As finds the reply or TLS error again, so that a wrong password
+// (WRONGPASS) is a refusal, as on one server, and not an outage. A report
+// of exhausted pools, or one made after a dial has succeeded since, is
+// left as it is: an outage, tried again.
 func (cs *clusterSource) dialCause(err error) error {
 	if err == nil || !strings.HasPrefix(err.Error(), "redisc: failed to get a connection") {
 		return err
 	}
 	last := cs.lastDialErr.Load()
-	if last == nil {
+	if last == nil || !strings.Contains(err.Error(), (*last).Error()) {
 		return err
 	}
 	return dialFailed{err: err, cause: *last}

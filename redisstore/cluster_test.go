@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/mna/redisc"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -1148,4 +1149,73 @@ func clientCalls(t *testing.T, s *redistest.Server) map[string]int64 {
 	calls := s.Calls(t)
 	delete(calls, "replconf")
 	return calls
+}
+
+// TestClusterRefusalDoesNotStick has one node of a Cluster refuse the
+// password once, then fixes it: a burst of calls with busy pools on the
+// Store that met the refusal is served like one on a fresh Store, never
+// failed as ErrRefused without a retry (see clusterSource.dialCause).
+func TestClusterRefusalDoesNotStick(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	masters := c.Masters(t)
+	// the node serving session:x's slot
+	x := c.MasterOf(t, redisc.Slot("session:x"))
+	for _, m := range masters {
+		if m != x {
+			m.Do(t, "CONFIG", "SET", "requirepass", "pw")
+		}
+	}
+	burst := func(s *redisstore.Store) (refused, unavailable, ok int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, err := s.Load(context.Background(), fmt.Sprint("k", i), 0)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, redisstore.ErrRefused):
+					refused++
+					if refused == 1 {
+						t.Logf("first refused error: %v", err)
+					}
+				default:
+					unavailable++
+				}
+			}()
+		}
+		wg.Wait()
+		return
+	}
+	cfg := redisstore.Config{ClusterNodes: c.Addrs(), Password: "pw", MaxActive: 1, Timeout: 2 * time.Second}
+	stale, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	_, _, err = stale.Load(context.Background(), "x", 0)
+	t.Logf("Load while node x refuses: %v", err)
+	x.Do(t, "CONFIG", "SET", "requirepass", "pw") // fixed
+	if _, _, err := stale.Load(context.Background(), "x", 0); err != nil {
+		t.Fatalf("Load after the fix: %v", err)
+	}
+	fresh, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if _, _, err := fresh.Load(context.Background(), "x", 0); err != nil {
+		t.Fatalf("fresh Load: %v", err)
+	}
+	r1, u1, o1 := burst(fresh)
+	r2, u2, o2 := burst(stale)
+	t.Logf("fresh store burst: refused %d unavailable %d ok %d", r1, u1, o1)
+	t.Logf("store that once met a refusal, burst: refused %d unavailable %d ok %d", r2, u2, o2)
+	if r2 > 0 {
+		t.Errorf("healthy cluster, pools merely busy: %d calls failed as ErrRefused (\"fix the configuration\") without retry", r2)
+	}
 }

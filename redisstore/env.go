@@ -169,8 +169,14 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		}
 		// The URL says whether to use TLS; one that says no must not
 		// silently win over a REDIS_TLS that asks for it.
-		if on, _ := strconv.ParseBool(get("REDIS_TLS")); on && cfg.TLS == nil {
-			return Config{}, errors.New("redisstore: REDIS_TLS is true but REDIS_URL is redis://: use rediss:// for TLS")
+		if v := get("REDIS_TLS"); v != "" {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("redisstore: REDIS_TLS: want true or false, got %q", v)
+			}
+			if on && cfg.TLS == nil {
+				return Config{}, errors.New("redisstore: REDIS_TLS is true but REDIS_URL is redis://: use rediss:// for TLS")
+			}
 		}
 		return cfg, nil
 	default:

@@ -54,6 +54,11 @@ func TestFromEnv(t *testing.T) {
 		{name: "host with a space", env: map[string]string{"REDIS_HOST": "a b"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address, got "a b"`},
 		{name: "host name", env: map[string]string{"REDIS_HOST": "redis_1.cache-eu.internal"}, want: envConfig{Addr: "redis_1.cache-eu.internal:6379"}},
 		{
+			name:    "bad REDIS_TLS beside REDIS_URL",
+			env:     map[string]string{"REDIS_URL": "redis://cache:7000", "REDIS_TLS": "yes"},
+			wantErr: `redisstore: REDIS_TLS: want true or false, got "yes"`,
+		},
+		{
 			name:    "REDIS_TLS against a redis:// REDIS_URL",
 			env:     map[string]string{"REDIS_URL": "redis://:hunter2@cache:7000", "REDIS_TLS": "true"},
 			wantErr: "redisstore: REDIS_TLS is true but REDIS_URL is redis://: use rediss:// for TLS",

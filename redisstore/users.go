@@ -504,41 +504,103 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 
 // UserSessions returns the ids and records of the live sessions of userID,
 // oldest deadline first. Its cost depends on that user's sessions only:
-// ZRANGE on the index, then one MGET. Members whose record is gone, and
-// members past their deadline, are pruned from the index on the way.
+// ZRANGE on the index, then one transaction that reads the index again
+// with MGET of the records of the members it listed, both at one moment.
+// Members whose record is gone, and members past their deadline, are
+// pruned from the index on the way.
+//
+// A session that lives through the call is always listed, also when a
+// renewal moves it to a new id meanwhile: if a member without a record has
+// left the index by then, and another has joined it (see maybeMoved), it
+// reads the new members' records in the same way, up to userSessionsReads
+// times, then fails with ErrContention. A missing record thus always means
+// that the session ended.
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
 		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
-		if err != nil || len(all) == 0 {
-			return err
-		}
-		keys := make(redis.Args, len(all))
-		for i, id := range all {
-			keys[i] = s.prefix + id
-		}
-		recs, err := redis.ByteSlices(cmd(ctx, conn, "MGET", keys...))
 		if err != nil {
 			return err
 		}
-		if len(recs) != len(all) {
-			return fmt.Errorf("MGET returned %d values for %d keys", len(recs), len(all))
-		}
-		var gone []string
-		for i, rec := range recs {
-			if rec == nil {
-				gone = append(gone, all[i])
-				continue
+		for range userSessionsReads {
+			ids, records = nil, nil
+			if len(all) == 0 {
+				return nil
 			}
-			ids, records = append(ids, all[i]), append(records, rec)
+			keys := make(redis.Args, len(all))
+			for i, id := range all {
+				keys[i] = s.prefix + id
+			}
+			conn.Send("MULTI")
+			conn.Send("ZRANGE", index, 0, -1)
+			conn.Send("MGET", keys...)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			if err == nil && len(replies) != 2 {
+				err = fmt.Errorf("EXEC returned %d replies for 2 commands", len(replies))
+			}
+			if err != nil {
+				return err
+			}
+			now, err := redis.Strings(replies[0], nil)
+			if err != nil {
+				return err
+			}
+			recs, err := redis.ByteSlices(replies[1], nil)
+			if err != nil {
+				return err
+			}
+			if len(recs) != len(all) {
+				return fmt.Errorf("MGET returned %d values for %d keys", len(recs), len(all))
+			}
+			var gone []string
+			for i, rec := range recs {
+				if rec == nil {
+					gone = append(gone, all[i])
+					continue
+				}
+				ids, records = append(ids, all[i]), append(records, rec)
+			}
+			if len(gone) == 0 {
+				return nil
+			}
+			if !maybeMoved(gone, all, now) {
+				_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
+				return err
+			}
+			all = now
 		}
-		if len(gone) > 0 {
-			_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
-		}
-		return err
+		ids, records = nil, nil
+		return ErrContention
 	})
 	return ids, records, err
+}
+
+// userSessionsReads bounds how many times UserSessions reads a user's
+// index and records while renewals keep moving sessions between the two.
+const userSessionsReads = 5
+
+// maybeMoved reports whether a renewal may have moved one of the members
+// gone, whose records were missing after the index listed all, to an id
+// that the index, read again, lists as again: one of gone has left the
+// index, and a member has joined it. A member still listed has no record
+// because its session ended (a renewal takes the old id out of the index
+// in the step that moves the record), and a flood of logins that only adds
+// members moves nothing.
+func maybeMoved(gone, all, again []string) bool {
+	listed := make(map[string]bool, len(again))
+	for _, id := range again {
+		listed[id] = true
+	}
+	left := slices.ContainsFunc(gone, func(id string) bool { return !listed[id] })
+	if !left {
+		return false
+	}
+	before := make(map[string]bool, len(all))
+	for _, id := range all {
+		before[id] = true
+	}
+	return slices.ContainsFunc(again, func(id string) bool { return !before[id] })
 }
 
 // RemoveUserSessions deletes every session of userID except keep ("" keeps

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1403,5 +1404,51 @@ func TestContention(t *testing.T) {
 				t.Errorf("DBSIZE after %s gave up = %d, want 1", tc.name, n)
 			}
 		})
+	}
+}
+
+// TestUserSessionsDuringRenewals moves one session from id to id back to
+// back (MoveSession is atomic: it always exists under exactly one id in
+// the index) while UserSessions runs 2,000 times: it must list the session
+// every time, or a logout following a renewal would take it for ended.
+func TestUserSessionsDuringRenewals(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Hour)
+	if _, err := s.AddUserSession(ctx, redisstore.UserSession{UserID: "alice", ID: "s0", Record: []byte("r"), TTL: time.Hour, Deadline: deadline}); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	done := make(chan int)
+	go func() {
+		n := 0
+		for !stop.Load() && n < 20000 {
+			moved, err := s.MoveSession(ctx, redisstore.Move{UserID: "alice", From: fmt.Sprint("s", n), To: fmt.Sprint("s", n+1), TTL: time.Hour, Deadline: deadline,
+				Merge: func(b []byte) ([]byte, error) { return b, nil }})
+			if err != nil || !moved {
+				t.Errorf("move %d: %v, %v", n, moved, err)
+				break
+			}
+			n++
+		}
+		done <- n
+	}()
+	empty, calls := 0, 0
+	for range 2000 {
+		ids, _, err := s.UserSessions(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls++
+		if len(ids) == 0 {
+			empty++
+		}
+	}
+	stop.Store(true)
+	moves := <-done
+	t.Logf("%d moves; UserSessions listed no session %d times of %d", moves, empty, calls)
+	if empty > 0 {
+		t.Errorf("UserSessions lost a live session %d times of %d", empty, calls)
 	}
 }

@@ -3,9 +3,11 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -353,4 +355,162 @@ func TestDropDeadToken(t *testing.T) {
 	if got := h.Get("Clear-Site-Data"); got != "" {
 		t.Errorf("Clear-Site-Data = %q, want none for a token that led nowhere", got)
 	}
+}
+
+// addFail is a store whose AddUserSession fails, as a Redis that went away
+// between a login's two steps would.
+type addFail struct{ Store }
+
+func (s addFail) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
+	return nil, errors.New("injected: redis went away")
+}
+
+// TestFailedReloginEndsRequestSession has a re-login fail after it ended
+// the session the request came with: the request knows no session any
+// more, and the old token is dead.
+func TestFailedReloginEndsRequestSession(t *testing.T) {
+	var events []string
+	var mu sync.Mutex
+	m, _, _ := newTestManager(t, Config{OnEvent: func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, string(e.Kind)+":"+e.UserID)
+	}})
+	c, _ := login(t, m, "alice")
+	mu.Lock()
+	events = nil
+	mu.Unlock()
+	inner := m.store
+	m.store = addFail{inner}
+	h, err := exchange(t, m, c, func(ctx context.Context) {
+		if _, err := Create(ctx, "bob"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Create(bob) = %v, want ErrStoreUnavailable", err)
+		}
+		if u, ok := UserID(ctx); ok {
+			t.Errorf("after the failed re-login, UserID = %q, true; want no user: the request's session ended", u)
+		}
+	})
+	m.store = inner
+	if err != nil {
+		t.Errorf("Commit = %v, want nil", err)
+	}
+	if sc, ok := sessionCookie(m, h); ok {
+		t.Errorf("Set-Cookie %v after a failed re-login, want none", sc)
+	}
+	mu.Lock()
+	if want := []string{"destroyed:alice"}; !slices.Equal(events, want) {
+		t.Errorf("events = %q, want %q", events, want)
+	}
+	mu.Unlock()
+	if u := userOf(t, m, c); u != "" {
+		t.Errorf("the old cookie after the failed re-login: UserID = %q, want anonymous", u)
+	}
+}
+
+// renewLoop renews the session of start on m, request after request, each
+// with the last token, until stop is closed or the session ends; *cur
+// holds the last token.
+func renewLoop(t *testing.T, m *Manager, start string, stop <-chan struct{}, cur *string, mu *sync.Mutex) {
+	c := start
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		h, err := exchange(t, m, c, func(ctx context.Context) { _ = Renew(ctx) })
+		if err != nil {
+			continue
+		}
+		nc, ok := sessionCookie(m, h)
+		if !ok || nc.Value == "" {
+			return // ended
+		}
+		c = nc.Value
+		mu.Lock()
+		*cur = c
+		mu.Unlock()
+	}
+}
+
+// TestRevokeRacesRenewalChain has an administrator revoke a session (by
+// the id List shows) while the session's browser renews it back to back
+// on another instance: a Revoke that returns nil has ended it, under
+// whatever token it had reached.
+func TestRevokeRacesRenewalChain(t *testing.T) {
+	a, r, _ := newTestManager(t, Config{})
+	b := taggedManager(t, r, Config{})
+	bad, attempts := 0, 0
+	for round := range 300 {
+		user := fmt.Sprintf("v%d", round)
+		stolen, _ := login(t, a, user)
+		stop := make(chan struct{})
+		var mu sync.Mutex
+		cur := stolen
+		done := make(chan struct{})
+		go func() { defer close(done); renewLoop(t, b, stolen, stop, &cur, &mu) }()
+		time.Sleep(time.Millisecond)
+		var err error
+		for range 50 {
+			list, lerr := a.List(context.Background(), user)
+			if lerr != nil || len(list) == 0 {
+				continue
+			}
+			attempts++
+			if err = a.Revoke(context.Background(), user, list[0].ID); !errors.Is(err, ErrNotFound) {
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond) // let a renewal in flight finish
+		close(stop)
+		<-done
+		mu.Lock()
+		last := cur
+		mu.Unlock()
+		if err == nil {
+			if u := userOf(t, a, last); u != "" {
+				bad++
+				t.Errorf("round %d: Revoke returned nil, but the renewed session is alive (user %q)", round, u)
+			}
+		}
+		a.RevokeAll(context.Background(), user)
+	}
+	t.Logf("%d rounds, %d Revoke calls, %d survived a successful Revoke", 300, attempts, bad)
+}
+
+// TestLogoutRacesRenewalChain has a logout, loaded before, run while the
+// same browser renews its session back to back on another instance: a
+// Destroy that returns nil has ended it, under whatever token it reached.
+func TestLogoutRacesRenewalChain(t *testing.T) {
+	a, r, _ := newTestManager(t, Config{})
+	b := taggedManager(t, r, Config{})
+	bad := 0
+	for round := range 60 {
+		user := fmt.Sprintf("w%d", round)
+		c0, _ := login(t, a, user)
+		logout := load(a, c0)
+		stop := make(chan struct{})
+		var mu sync.Mutex
+		cur := c0
+		done := make(chan struct{})
+		go func() { defer close(done); renewLoop(t, b, c0, stop, &cur, &mu) }()
+		time.Sleep(time.Duration(round%5) * 300 * time.Microsecond)
+		err := Destroy(logout)
+		time.Sleep(2 * time.Millisecond)
+		close(stop)
+		<-done
+		mu.Lock()
+		last := cur
+		mu.Unlock()
+		if err == nil {
+			if u := userOf(t, a, last); u != "" {
+				bad++
+				t.Errorf("round %d: Destroy returned nil, renewed session alive (%q)", round, u)
+			}
+		} else {
+			t.Logf("round %d: Destroy = %v", round, err)
+		}
+		a.RevokeAll(context.Background(), user)
+	}
+	t.Logf("survived a successful logout: %d of 60", bad)
 }

@@ -316,6 +316,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		if ended != "" {
 			m.emit(EventDestroyed, st.userID, ended, now)
 		}
+		// Should the insert fail, the request has no session left.
+		st.gone()
 		replaces = ""
 	}
 	at := wholeMilli(now)
