@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -265,6 +266,7 @@ func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
 // unavailable: for a page, a notice that reloads itself after pageRetry
 // seconds; for a form, a notice with a way back.
 func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", strconv.Itoa(pageRetry)) // for a form's answer and JSON too
 	p := page{
 		Title:   "Temporarily unavailable",
 		Heading: "We can't reach your session right now",
@@ -293,9 +295,7 @@ func (s *server) noRoute(mux *http.ServeMux) http.Handler {
 			}
 		}
 		if len(allow) == 0 {
-			s.fail(w, r, http.StatusNotFound, "not found", page{
-				Heading: "Page not found", Message: "There is no page at this address.",
-			})
+			s.notFound(w, r)
 			return
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -304,6 +304,13 @@ func (s *server) noRoute(mux *http.ServeMux) http.Handler {
 			Heading: "This address is not a page",
 			Message: "It only takes a form sent from the site, so it cannot be opened, bookmarked or reloaded.",
 		})
+	})
+}
+
+// notFound answers 404: a page for a browser, JSON for an API client.
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, http.StatusNotFound, "not found", page{
+		Heading: "Page not found", Message: "There is no page at this address.",
 	})
 }
 

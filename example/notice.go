@@ -74,7 +74,9 @@ func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Ti
 // cookie jar) keep a cookie that Max-Age=0 alone should end.
 func (s *server) clearMarker(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{
-		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
+		// Not the Unix epoch itself: curl reads an Expires of 0 as a
+		// session cookie's, and keeps it.
+		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(1, 0),
 		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
 	})
 }

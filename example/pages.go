@@ -56,11 +56,17 @@ type page struct {
 }
 
 // assets serves the stylesheet and the script. They change only with the
-// binary; an hour of caching keeps page loads to one request.
-func assets() http.Handler {
+// binary; an hour of caching keeps page loads to one request. Any other
+// path under /assets/, the directory itself included, is the site's 404.
+func (s *server) assets() http.Handler {
 	sub, _ := fs.Sub(files, "assets") // never fails: the directory is embedded
 	fsrv := http.StripPrefix("/assets/", http.FileServerFS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/assets/")
+		if f, err := fs.Stat(sub, name); name == "" || err != nil || f.IsDir() {
+			s.notFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		fsrv.ServeHTTP(w, r)

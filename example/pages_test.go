@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -59,9 +60,12 @@ func TestOutagePages(t *testing.T) {
 				path, r.code, r.header.Get("Retry-After"), r.body)
 		}
 	}
-	r = e.send(signedIn, "POST", "/logout-all", "", browser...)
-	if r.code != http.StatusServiceUnavailable || !isPage(r) || strings.Contains(r.body, "refresh") {
-		t.Errorf("signed-in POST /logout-all with Redis down = %d:\n%s\nwant a 503 page that does not reload (it would post again)", r.code, r.body)
+	for _, path := range []string{"/logout", "/logout-others", "/logout-all"} {
+		r = e.send(signedIn, "POST", path, "", browser...)
+		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "5" || !isPage(r) || strings.Contains(r.body, "refresh") {
+			t.Errorf("signed-in POST %s with Redis down = %d Retry-After %q:\n%s\nwant a 503 page with Retry-After 5 that does not reload (it would post again)",
+				path, r.code, r.header.Get("Retry-After"), r.body)
+		}
 	}
 	r = e.send(signedIn, "GET", "/sessions", "")
 	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || e.json(r)["error"] != "session store unavailable" {
@@ -84,6 +88,16 @@ func TestErrorPages(t *testing.T) {
 	}
 
 	page(e.send(c, "GET", "/no/such/page", "", browser...), http.StatusNotFound, "/")
+	// Under /assets/ too, and the directory lists nothing.
+	for _, path := range []string{"/assets/nope.js", "/assets/"} {
+		page(e.send(c, "GET", path, "", browser...), http.StatusNotFound, "/")
+		if r := e.send(c, "GET", path, ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" {
+			t.Errorf("API GET %s = %d %s, want 404 JSON", path, r.code, r.body)
+		}
+	}
+	if r := e.send(c, "GET", "/assets/style.css", "", browser...); r.code != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
+		t.Errorf("GET /assets/style.css = %d %q, want 200 text/css", r.code, r.header.Get("Content-Type"))
+	}
 	if r := e.send(c, "GET", "/no/such/page", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" || r.header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("API GET /no/such/page = %d %s, X-Content-Type-Options %q, want 404 JSON, nosniff", r.code, r.body, r.header.Get("X-Content-Type-Options"))
 	}
@@ -242,6 +256,13 @@ func TestSignedOutNotice(t *testing.T) {
 	r = e.send(laptop, "POST", "/logout", "", as(firefoxWindows)...)
 	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
 		t.Fatalf("POST /logout = %d to %q", r.code, r.header.Get("Location"))
+	}
+	// An Expires of the Unix epoch itself would make curl's cookie jar
+	// keep the marker as a session cookie.
+	if sc := r.header.Values("Set-Cookie"); !slices.ContainsFunc(sc, func(c string) bool {
+		return strings.HasPrefix(c, "signed_in=;") && strings.Contains(c, "Expires=Thu, 01 Jan 1970 00:00:01 GMT")
+	}) {
+		t.Errorf("POST /logout Set-Cookie %q, want the marker expired one second after the epoch", sc)
 	}
 	r = e.send(laptop, "GET", "/login?notice=signed-out", "", as(firefoxWindows)...)
 	if !strings.Contains(r.body, noticeSignedOut) || strings.Contains(r.body, noticeEndedElsewhere) {

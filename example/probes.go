@@ -83,13 +83,20 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		msg := "example: health check: Redis unavailable"
-		if errors.Is(err, redisstore.ErrRefused) {
-			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+		// Logged when the check starts failing, not at every probe: anyone
+		// who can reach /healthz could otherwise fill the log.
+		if !s.unhealthy.Swap(true) {
+			msg := "example: health check: Redis unavailable"
+			if errors.Is(err, redisstore.ErrRefused) {
+				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+			}
+			s.log.Error(msg, "cause", redisstore.Describe(err, s.redis), "error", err)
 		}
-		s.log.Error(msg, "cause", redisstore.Describe(err, s.redis), "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
+	}
+	if s.unhealthy.Swap(false) {
+		s.log.Info("example: health check: Redis answers again")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -104,7 +104,7 @@ func TestLivezWithoutRedis(t *testing.T) {
 // TestReadyzRedisOutage takes Redis away (killed, or frozen with SIGSTOP):
 // /readyz answers 503 check=redis within its deadline, /livez 200, and
 // /readyz 200 again as soon as Redis is back. The changes of readiness are
-// logged once each.
+// logged once each, and so are those of /healthz.
 func TestReadyzRedisOutage(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
@@ -128,10 +128,20 @@ func TestReadyzRedisOutage(t *testing.T) {
 				}
 			}
 			e.probe(c, "/livez", http.StatusOK, probeOK)
+			for range 2 {
+				if r := e.send(c, "GET", "/healthz", ""); r.code != http.StatusServiceUnavailable {
+					t.Errorf("GET /healthz with Redis %s = %d, want 503", tc.name, r.code)
+				}
+			}
 
 			tc.after(e.redis, t)
 			e.probe(c, "/readyz", http.StatusOK, probeOK)
 			e.probe(c, "/readyz", http.StatusOK, probeOK)
+			for range 2 {
+				if r := e.send(c, "GET", "/healthz", ""); r.code != http.StatusOK {
+					t.Errorf("GET /healthz with Redis back = %d, want 200", r.code)
+				}
+			}
 
 			out := logs.String()
 			if n := strings.Count(out, "example: not ready"); n != 1 {
@@ -139,6 +149,12 @@ func TestReadyzRedisOutage(t *testing.T) {
 			}
 			if n := strings.Count(out, "example: ready: Redis answers"); n != 1 {
 				t.Errorf("recovery logged %d ready lines, want 1:\n%s", n, out)
+			}
+			if n := strings.Count(out, "example: health check: Redis unavailable"); n != 1 {
+				t.Errorf("2 failed health checks logged %d lines, want 1:\n%s", n, out)
+			}
+			if n := strings.Count(out, "example: health check: Redis answers again"); n != 1 {
+				t.Errorf("the health check's recovery logged %d lines, want 1:\n%s", n, out)
 			}
 		})
 	}

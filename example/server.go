@@ -43,6 +43,9 @@ type server struct {
 	// answered ready, nil before its first probe; it makes /readyz log
 	// changes of readiness rather than every probe.
 	notReady atomic.Pointer[string]
+	// unhealthy is set while /healthz last saw Redis failing, so that it
+	// logs a failure once.
+	unhealthy atomic.Bool
 }
 
 // probed is what the probes need of the store.
@@ -122,7 +125,7 @@ func routes(s *server) (http.Handler, error) {
 		top.Handle("GET "+path, probe)
 		top.HandleFunc(path, getOnly)
 	}
-	top.Handle("GET /assets/", assets())
+	top.Handle("GET /assets/", s.assets())
 	top.HandleFunc("/assets/", getOnly)
 	top.Handle("/", site)
 	return top, nil

@@ -150,7 +150,10 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		}
 	}
 	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
-		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %s: %w", redisstore.Describe(err, rcfg), err)
+		if why := redisstore.Describe(err, rcfg); why != "" {
+			return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %s: %w", why, err)
+		}
+		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
 	} else if err != nil {
 		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", redisstore.Describe(err, rcfg), "error", err)
 	}

@@ -54,6 +54,16 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the sentinels refused authentication for user watcher (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)"},
+		{"password the server does not have", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{Addr: srv.Addr(), Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"},
 		{"out of memory", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
 			s := open(t, srv, redisstore.Config{})
