@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -181,6 +182,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.TagKey != nil && len(cfg.TagKey) < MinKeyLength {
 		return cfg, fmt.Errorf("session: Config.TagKey: want at least %d bytes, got %d", MinKeyLength, len(cfg.TagKey))
 	}
+	// The Manager keeps copies of the keys: a caller may wipe or reuse its
+	// buffers once New has returned, which then signs and checks with the
+	// keys it was given, not with zeros.
+	cfg.Keys, cfg.RetiredKeys, cfg.TagKey = cloneKeys(cfg.Keys), cloneKeys(cfg.RetiredKeys), bytes.Clone(cfg.TagKey)
 	switch {
 	case cfg.Lifetime < 0:
 		return cfg, errors.New("session: Config.Lifetime: must not be negative")
@@ -360,4 +365,16 @@ func decodeBase64(s string) ([]byte, error) {
 		return base64.RawURLEncoding.DecodeString(s)
 	}
 	return base64.RawStdEncoding.DecodeString(s)
+}
+
+// cloneKeys returns a deep copy of keys.
+func cloneKeys(keys [][]byte) [][]byte {
+	if keys == nil {
+		return nil
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,6 +15,9 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, MinKeyLength) }
@@ -321,5 +326,39 @@ func TestSignedFromRequest(t *testing.T) {
 		if got := m.signedFromRequest(r); got != tc.want {
 			t.Errorf("Authorization %q: token %q, want %q", tc.authorization, got, tc.want)
 		}
+	}
+}
+
+// TestKeysCopied wipes the caller's key buffers after New, as a careful
+// caller does: the Manager goes on signing and checking with the keys it
+// was given, so its own tokens stay valid and a token signed with the
+// zeros left in the buffers is refused.
+func TestKeysCopied(t *testing.T) {
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	manager := func(key, tag []byte) *Manager {
+		m, err := New(store, Config{Keys: [][]byte{key}, RetiredKeys: [][]byte{bytes.Clone(key)}, TagKey: tag, InsecureCookie: true,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	key, tag := testKey(7), testKey(9)
+	m := manager(key, tag)
+	clear(key)
+	clear(tag)
+	alice, _ := login(t, m, "alice")
+	if u := userOf(t, m, alice); u != "alice" {
+		t.Errorf("the Manager's own token after the caller wiped its keys: UserID = %q, want alice", u)
+	}
+	zero := manager(make([]byte, 32), make([]byte, 32))
+	forged, _ := login(t, zero, "admin")
+	if u := userOf(t, m, forged); u != "" {
+		t.Errorf("a token signed with the zeros left in the wiped buffers: UserID = %q, want anonymous", u)
 	}
 }
