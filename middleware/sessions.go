@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -41,11 +42,6 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			// The session comes from the cookie or, for an API client,
-			// the Authorization header: a cache must not hand one user's
-			// answer to a request that differs in either.
-			h := w.Header()
-			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			next.ServeHTTP(sw, r)
@@ -69,6 +65,7 @@ type sessionWriter struct {
 func (w *sessionWriter) commit() bool {
 	if !w.committed {
 		w.committed = true
+		varyOnSession(w.Header())
 		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
 			w.err = err
 			dropResponseHeaders(w.Header())
@@ -80,6 +77,37 @@ func (w *sessionWriter) commit() bool {
 		}
 	}
 	return w.err == nil
+}
+
+// varyOnSession adds Cookie and Authorization to h's Vary, those of them
+// it does not name yet: the session comes from the cookie or, for an API
+// client, the Authorization header, so a cache must not hand one user's
+// answer to a request that differs in either. It runs at the commit, so
+// that a handler that set Vary itself (Header().Set) does not drop them.
+func varyOnSession(h http.Header) {
+	vary := h["Vary"]
+	if len(vary) == 0 {
+		h["Vary"] = []string{"Cookie", "Authorization"} // the keys are canonical
+		return
+	}
+	for _, name := range []string{"Cookie", "Authorization"} {
+		if !varies(vary, name) {
+			vary = append(vary, name)
+		}
+	}
+	h["Vary"] = vary
+}
+
+// varies reports whether the Vary header values vary name name, or "*".
+func varies(vary []string, name string) bool {
+	for _, v := range vary {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // discardedHeaders are the headers a handler may have set that describe or

@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -307,4 +308,32 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// TestVaryKept checks that every response names Cookie and Authorization
+// in Vary, also when the handler set Vary itself, once each whatever
+// their case, and not beside "*".
+func TestVaryKept(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, tc := range []struct {
+		set  string
+		want []string
+	}{
+		{"", []string{"Cookie", "Authorization"}},
+		{"Accept-Encoding", []string{"Accept-Encoding", "Cookie", "Authorization"}},
+		{"accept-encoding, cookie", []string{"accept-encoding, cookie", "Authorization"}},
+		{"*", []string{"*"}},
+	} {
+		h.hooked = func(w http.ResponseWriter, r *http.Request) {
+			if tc.set != "" {
+				w.Header().Set("Vary", tc.set)
+			}
+			w.Header().Set("Cache-Control", "private, max-age=60")
+			io.WriteString(w, "ok")
+		}
+		resp := h.do(h.client(), "GET", "/hook", nil)
+		if got := resp.header.Values("Vary"); !slices.Equal(got, tc.want) {
+			t.Errorf("handler set Vary %q: response Vary %q, want %q", tc.set, got, tc.want)
+		}
+	}
 }
