@@ -1,6 +1,7 @@
 package sessionkitprom
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -260,6 +261,11 @@ func TestObserveCall(t *testing.T) {
 			`sessionkit_store_operation_duration_seconds_count{op="move_session"}`: 1,
 			`sessionkit_store_operation_duration_seconds_sum{op="move_session"}`:   0.002,
 			`sessionkit_store_errors_total{class="other",op="move_session"}`:       1,
+		}},
+		// A client that went away: timed, not an error of Redis's.
+		{"caller cancelled", "load", fmt.Errorf("redisstore: load: %w", context.Canceled), map[string]float64{
+			`sessionkit_store_operation_duration_seconds_count{op="load"}`: 1,
+			`sessionkit_store_operation_duration_seconds_sum{op="load"}`:   0.002,
 		}},
 		{"undocumented op", "key stats", fmt.Errorf("redisstore: key stats: %w", redisstore.ErrUnavailable), map[string]float64{
 			`sessionkit_store_operation_duration_seconds_count{op="key stats"}`: 1,

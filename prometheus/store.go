@@ -1,6 +1,7 @@
 package sessionkitprom
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"time"
@@ -54,14 +55,17 @@ func (m *Metrics) newOp(op string) *opMetrics {
 
 // ObserveCall implements redisstore.Observer: it observes took in
 // sessionkit_store_operation_duration_seconds{op} and, when err is not nil,
-// counts sessionkit_store_errors_total{op, class} with the class of err.
+// counts sessionkit_store_errors_total{op, class} with the class of err;
+// not a call its caller cancelled (context.Canceled: a client that went
+// away), which says nothing about Redis and would let any client move the
+// error series at will.
 func (m *Metrics) ObserveCall(op string, took time.Duration, err error) {
 	o := (*m.ops.Load())[op]
 	if o == nil {
 		o = m.addOp(op)
 	}
 	o.duration.Observe(took.Seconds())
-	if err != nil {
+	if err != nil && !errors.Is(err, context.Canceled) {
 		o.errors[classOf(err)].Inc()
 	}
 }

@@ -1,7 +1,9 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -32,6 +34,12 @@ func TestClassify(t *testing.T) {
 	}
 	if got := classify("op", ErrContention); !errors.Is(got, ErrContention) || errors.Is(got, ErrUnavailable) {
 		t.Errorf("classify(ErrContention) = %v, want ErrContention and not ErrUnavailable", got)
+	}
+	// Only a caller cancels: a client gone says nothing about Redis.
+	canceled := fmt.Errorf("%w: read tcp: use of closed connection", context.Canceled)
+	if got := classify("op", canceled); !errors.Is(got, context.Canceled) ||
+		errors.Is(got, ErrUnavailable) || errors.Is(got, ErrRefused) || errors.Is(got, ErrContention) {
+		t.Errorf("classify(%q) = %v, want context.Canceled and no class", canceled, got)
 	}
 	for _, tc := range tests {
 		if got := classify("op", tc.err); !errors.Is(got, tc.want) || !errors.Is(got, tc.err) {

@@ -177,9 +177,12 @@
 // Each call is bounded by [Config.Timeout] (1s by default) and the caller's
 // context, including the wait for a free pooled connection, so an
 // unreachable, stalled or saturated Redis makes calls fail fast instead of
-// hanging. Errors read "redisstore: <operation>: <cause>" and wrap the cause
-// from redigo, the network or the context, so errors.Is(err,
-// context.DeadlineExceeded) works.
+// hanging. Errors read "redisstore: <class> (<operation>): <cause>", such as
+// "redisstore: redis unavailable (load): dial tcp ...", and wrap the class
+// (ErrUnavailable, ErrRefused, ErrContention) and the cause from redigo,
+// the network or the context, so errors.Is(err, context.DeadlineExceeded)
+// works too. A call whose caller cancelled its context reads
+// "redisstore: <operation>: <cause>" and has no class (see ErrUnavailable).
 //
 // After Redis restarts, every idle pooled connection has been closed by the
 // server. A pool from [NewPool] notices that when it lends the connection,

@@ -194,7 +194,8 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		}
 		addr, ok := joinHostPort(host, port)
 		if !ok || !validHost(host) {
-			return Config{}, fmt.Errorf("redisstore: REDIS_HOST: want a host name or IP address, got %q", host)
+			// The value is not repeated: it may be a URL with a password.
+			return Config{}, errors.New("redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)")
 		}
 		cfg.Addr = addr
 	}

@@ -49,9 +49,10 @@ func TestFromEnv(t *testing.T) {
 			env:  map[string]string{"REDIS_URL": "rediss://:pw@cache:7000/3", "REDIS_HOST": "ignored", "REDIS_PORT": "abc"},
 			want: envConfig{Addr: "cache:7000", Password: "pw", DB: 3, TLSServerName: "cache"},
 		},
-		{name: "bad host", env: map[string]string{"REDIS_HOST": "[x"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address, got "[x"`},
-		{name: "host with a port", env: map[string]string{"REDIS_HOST": "cache:6380"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address, got "cache:6380"`},
-		{name: "host with a space", env: map[string]string{"REDIS_HOST": "a b"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address, got "a b"`},
+		{name: "bad host", env: map[string]string{"REDIS_HOST": "[x"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)`},
+		{name: "host with a port", env: map[string]string{"REDIS_HOST": "cache:6380"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)`},
+		{name: "host as a URL", env: map[string]string{"REDIS_HOST": "redis://:hunter2@cache:6379"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)`},
+		{name: "host with a space", env: map[string]string{"REDIS_HOST": "a b"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)`},
 		{name: "host name", env: map[string]string{"REDIS_HOST": "redis_1.cache-eu.internal"}, want: envConfig{Addr: "redis_1.cache-eu.internal:6379"}},
 		{
 			name:    "bad REDIS_TLS beside REDIS_URL",

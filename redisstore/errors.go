@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,8 +10,11 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// Every error of a Store call matches one of these with errors.Is, so that
-// callers decide without reading error strings.
+// Every error of a Store call that Redis, the network or the call's time
+// bound caused matches one of these with errors.Is, so that callers decide
+// without reading error strings. Two kinds match none: invalid arguments
+// (a negative time to live, say), and a call whose context its caller
+// cancelled, which matches context.Canceled.
 var (
 	// ErrUnavailable marks a failure Redis is expected to get over by
 	// itself: the network, a timeout, an exhausted pool, one of the
@@ -97,6 +101,11 @@ func notRun(err error) bool {
 func classify(op string, err error) error {
 	if errors.Is(err, ErrContention) {
 		return fmt.Errorf("%w (%s)", ErrContention, op)
+	}
+	if errors.Is(err, context.Canceled) {
+		// Only the caller cancels (the Store's own bounds are deadlines):
+		// a client that went away says nothing about Redis.
+		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
 	class := ErrUnavailable
 	if errors.Is(err, errIDTaken) {

@@ -1410,7 +1410,9 @@ func TestContention(t *testing.T) {
 // TestUserSessionsDuringRenewals moves one session from id to id back to
 // back (MoveSession is atomic: it always exists under exactly one id in
 // the index) while UserSessions runs 2,000 times: it must list the session
-// every time, or a logout following a renewal would take it for ended.
+// every time, or a logout following a renewal would take it for ended. A
+// storm like this one may wear a call out (ErrContention, which the
+// documentation allows); it may never make the session look ended.
 func TestUserSessionsDuringRenewals(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})
@@ -1434,20 +1436,29 @@ func TestUserSessionsDuringRenewals(t *testing.T) {
 		}
 		done <- n
 	}()
-	empty, calls := 0, 0
+	empty, contended, calls := 0, 0, 0
+	var failed error
 	for range 2000 {
 		ids, _, err := s.UserSessions(ctx, "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
 		calls++
+		if errors.Is(err, redisstore.ErrContention) {
+			contended++
+			continue
+		}
+		if err != nil {
+			failed = err
+			break
+		}
 		if len(ids) == 0 {
 			empty++
 		}
 	}
 	stop.Store(true)
 	moves := <-done
-	t.Logf("%d moves; UserSessions listed no session %d times of %d", moves, empty, calls)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	t.Logf("%d moves; UserSessions listed no session %d times of %d, wore out %d times", moves, empty, calls, contended)
 	if empty > 0 {
 		t.Errorf("UserSessions lost a live session %d times of %d", empty, calls)
 	}

@@ -176,10 +176,15 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	}
 	b, found, err := m.store.Load(ctx, id, ttl)
 	if err != nil {
+		st.loadErr, st.stale = ErrStoreUnavailable, false
+		if ctx.Err() != nil {
+			// The client went away (or the server gave up on it) before
+			// the record came: no outage to report, and nobody to serve.
+			return ctx
+		}
 		m.outage.Do(now, func(suppressed int) {
 			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
 		})
-		st.loadErr, st.stale = ErrStoreUnavailable, false
 		if m.cfg.Metrics != nil {
 			m.cfg.Metrics.ServedAnonymous()
 		}

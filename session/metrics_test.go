@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -134,5 +135,35 @@ func TestRetiredKeysConfig(t *testing.T) {
 	_, err := Config{Keys: [][]byte{testKey(1)}, RetiredKeys: [][]byte{[]byte("short")}}.withDefaults()
 	if err == nil || !strings.Contains(err.Error(), "Config.RetiredKeys[0]") {
 		t.Errorf("short retired key: %v, want an error naming Config.RetiredKeys[0]", err)
+	}
+}
+
+// TestClientGoneIsNoOutage sends a request whose client has gone (its
+// context cancelled) with a valid token to a healthy store: the read
+// fails, but that says nothing about Redis, so nothing is counted or
+// logged as an outage, which any client could otherwise cause at will.
+func TestClientGoneIsNoOutage(t *testing.T) {
+	rec := &countingMetrics{}
+	m, _, _ := newTestManager(t, Config{Metrics: rec})
+	var logs strings.Builder
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cookie, _ := login(t, m, "alice")
+	rec.take()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	loaded := m.Load(req)
+	if _, ok := UserID(loaded); ok {
+		t.Error("a request whose client had gone was served its session")
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("a client gone before its session was read: metrics %v, want none", got)
+	}
+	if strings.Contains(logs.String(), "store unavailable") {
+		t.Errorf("a client gone before its session was read logged an outage:\n%s", logs.String())
+	}
+	if u := userOf(t, m, cookie); u != "alice" {
+		t.Errorf("the session after its client went away once: UserID = %q, want alice", u)
 	}
 }
