@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -67,12 +68,13 @@ type SCSImport struct {
 	CookiePath   string
 
 	// UserKey is the scs value that holds the id of the logged-in user,
-	// such as "userID": a string, or an integer of any Go type, which
-	// becomes its decimal form. A session with it becomes a logged-in
-	// session of that user (in the user's index, counted against
-	// MaxSessionsPerUser); the value itself is not carried over, since
-	// UserID now answers for it. Zero, or a session without the value,
-	// gives an anonymous session with the values.
+	// such as "userID": a string, or an integer of any Go type, named
+	// types included (type UserID int64), which becomes its decimal form;
+	// a value of another type is logged and dropped. A session with it
+	// becomes a logged-in session of that user (in the user's index,
+	// counted against MaxSessionsPerUser); the value itself is not carried
+	// over, since UserID now answers for it. Zero, or a session without
+	// the value, gives an anonymous session with the values.
 	UserKey string
 
 	// HashTokenInStore says that scs ran with the option of that name, so
@@ -276,31 +278,17 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 }
 
 // scsUserID returns the user id held in an scs value: a string, or the
-// decimal form of an integer.
+// decimal form of an integer, also of a named type (type UserID int64),
+// which an app registers with gob for scs.
 func scsUserID(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case int:
-		return strconv.Itoa(v), true
-	case int8:
-		return strconv.FormatInt(int64(v), 10), true
-	case int16:
-		return strconv.FormatInt(int64(v), 10), true
-	case int32:
-		return strconv.FormatInt(int64(v), 10), true
-	case int64:
-		return strconv.FormatInt(v, 10), true
-	case uint:
-		return strconv.FormatUint(uint64(v), 10), true
-	case uint8:
-		return strconv.FormatUint(uint64(v), 10), true
-	case uint16:
-		return strconv.FormatUint(uint64(v), 10), true
-	case uint32:
-		return strconv.FormatUint(uint64(v), 10), true
-	case uint64:
-		return strconv.FormatUint(v, 10), true
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.String:
+		return rv.String(), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(rv.Int(), 10), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return strconv.FormatUint(rv.Uint(), 10), true
 	}
 	return "", false
 }

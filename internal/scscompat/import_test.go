@@ -375,3 +375,46 @@ func TestSCSImportConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// The user id types of an app that names them, registered with gob for
+// scs as such an app does.
+type (
+	scsUserNumber int64
+	scsUserName   string
+)
+
+// TestSCSImportNamedUserID migrates scs sessions whose user id has a named
+// type of an integer or a string kind: the user stays logged in, as the
+// decimal form or the string.
+func TestSCSImportNamedUserID(t *testing.T) {
+	gob.Register(scsUserNumber(0))
+	gob.Register(scsUserName(""))
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	_, ts := newImportManager(t, srv, session.Config{CookieName: "sk"}, func(w io.Writer, r *http.Request) {
+		id, _ := session.UserID(r.Context())
+		fmt.Fprint(w, id)
+	})
+	u, _ := url.Parse(ts.URL)
+	for i, tc := range []struct {
+		id   any
+		want string
+	}{
+		{scsUserNumber(42), "42"},
+		{scsUserName("alice"), "alice"},
+	} {
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{"userID": tc.id, "theme": "dark"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := fmt.Sprintf("%043d", i)
+		if err := scsredis.New(app.pool).Commit(token, b, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		c := newJar(t)
+		c.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: token, Path: "/"}})
+		if body, _ := get(t, c, ts.URL+"/"); body != tc.want {
+			t.Errorf("scs session of user %#v: logged in as %q after the migration, want %q", tc.id, body, tc.want)
+		}
+	}
+}
