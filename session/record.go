@@ -208,11 +208,11 @@ func (c codec) Encode(deadline time.Time, values map[string]any) ([]byte, error)
 // Encode does. Its user agent stands for the device name, which is
 // written only where there is no user agent (see previousRecord).
 func encodePrevious(deadline time.Time, values map[string]any) ([]byte, error) {
-	rec := previousRecord{V: recordV1, ExpiresAt: deadline.UTC()}
+	rec := previousRecord{V: recordV1, ExpiresAt: deadline.UTC().Truncate(time.Millisecond)}
 	if md, ok := values[metaKey].(meta); ok {
 		rec.UserID = md.UserID
-		rec.CreatedAt = md.CreatedAt.UTC()
-		rec.LastSeen = md.LastSeen.UTC()
+		rec.CreatedAt = md.CreatedAt.UTC().Truncate(time.Millisecond)
+		rec.LastSeen = md.LastSeen.UTC().Truncate(time.Millisecond)
 		rec.IP = md.IP
 		rec.UserAgent = md.UserAgent
 		if md.UserAgent == "" {
@@ -298,10 +298,12 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 			(rec.LastSeen != nil && !rec.LastSeen.IsZero() && !validMillis(rec.LastSeen.UnixMilli())) {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: created_at, expires_at or last_seen out of range", errBadRecord)
 		}
-		deadline = *rec.ExpiresAt
-		md = meta{UserID: rec.UserID, CreatedAt: *rec.CreatedAt, IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D, Origin: rec.O}
+		// In whole milliseconds, as version 2 holds them: earlier
+		// releases wrote nanoseconds.
+		deadline = rec.ExpiresAt.Truncate(time.Millisecond)
+		md = meta{UserID: rec.UserID, CreatedAt: rec.CreatedAt.Truncate(time.Millisecond), IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D, Origin: rec.O}
 		if rec.LastSeen != nil {
-			md.LastSeen = *rec.LastSeen
+			md.LastSeen = rec.LastSeen.Truncate(time.Millisecond)
 		}
 		raw = rec.Values
 	default:

@@ -269,3 +269,27 @@ func FuzzValue(f *testing.F) {
 		}
 	})
 }
+
+// TestV1TimesInMilliseconds reads a version 1 record with times in
+// nanoseconds, as earlier releases wrote them: its times come out in whole
+// milliseconds, as the README promises of Info and version 2 holds them,
+// and an instance with PreviousFormat writes them so.
+func TestV1TimesInMilliseconds(t *testing.T) {
+	b := []byte(`{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00.123456789Z","expires_at":"2026-11-26T10:00:00.987654321Z","last_seen":"2026-11-25T11:00:00.5555555Z"}`)
+	deadline, md, _, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]time.Time{"deadline": deadline, "created": md.CreatedAt, "last seen": md.LastSeen} {
+		if got.Nanosecond()%int(time.Millisecond) != 0 {
+			t.Errorf("%s = %v, want whole milliseconds", name, got)
+		}
+	}
+	out, err := codec{previous: true}.Encode(deadline, map[string]any{metaKey: meta{UserID: "alice", CreatedAt: md.CreatedAt, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"last_seen":"2026-11-25T12:00:00.123Z"`; !bytes.Contains(out, []byte(want)) {
+		t.Errorf("PreviousFormat record %s, want %s", out, want)
+	}
+}
