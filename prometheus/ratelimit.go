@@ -47,7 +47,7 @@ type RateLimitOptions struct {
 }
 
 // NewRateLimitMetrics registers the rate limit series with reg and returns
-// their RateLimitMetrics.
+// their RateLimitMetrics. On an error it registers nothing.
 func NewRateLimitMetrics(reg prometheus.Registerer, opts RateLimitOptions) (*RateLimitMetrics, error) {
 	if reg == nil {
 		return nil, errors.New("sessionkitprom: NewRateLimitMetrics: nil Registerer; pass prometheus.DefaultRegisterer or a registry of your own")
@@ -70,10 +70,10 @@ func NewRateLimitMetrics(reg prometheus.Registerer, opts RateLimitOptions) (*Rat
 		Help:        "Requests whose rate limit count failed (Redis unavailable or refusing): served unlimited (FailOpen) or refused with 503 (FailClosed).",
 		ConstLabels: constLabels,
 	}, []string{"outcome"})
-	for _, c := range []prometheus.Collector{refused, outages} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("sessionkitprom: NewRateLimitMetrics: %w", err)
-		}
+	// All or nothing, as New: a failed call leaves reg as it was, so
+	// that it may be called again.
+	if err := register(reg, refused, outages); err != nil {
+		return nil, fmt.Errorf("sessionkitprom: NewRateLimitMetrics: %w", err)
 	}
 	m := &RateLimitMetrics{
 		refused:       refused,

@@ -56,3 +56,25 @@ func TestRateLimitMetrics(t *testing.T) {
 		t.Error("nil Registerer = nil error")
 	}
 }
+
+// TestNewRateLimitMetricsAllOrNothing checks that a NewRateLimitMetrics
+// that fails registers nothing, so that once the conflict is gone it
+// succeeds.
+func TestNewRateLimitMetricsAllOrNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// Taken before: the second collector NewRateLimitMetrics registers.
+	// The same series as its own (a registry keeps a name's labels and help
+	// for good, even once unregistered), registered elsewhere first.
+	taken := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessionkit_ratelimit_outages_total",
+		Help: "Requests whose rate limit count failed (Redis unavailable or refusing): served unlimited (FailOpen) or refused with 503 (FailClosed).",
+	}, []string{"outcome"})
+	reg.MustRegister(taken)
+	if _, err := NewRateLimitMetrics(reg, RateLimitOptions{}); err == nil {
+		t.Fatal("NewRateLimitMetrics on a registry that has sessionkit_ratelimit_outages_total succeeded")
+	}
+	reg.Unregister(taken)
+	if _, err := NewRateLimitMetrics(reg, RateLimitOptions{}); err != nil {
+		t.Errorf("NewRateLimitMetrics once the conflict is gone = %v, want nil: the failed call left a registration behind", err)
+	}
+}
