@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -185,7 +186,9 @@ type limiter struct {
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
-	if c == nil {
+	// A nil *redisstore.Store is a non-nil interface that would panic at
+	// the first request.
+	if v := reflect.ValueOf(c); c == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, errors.New("middleware: rate limit: nil RateCounter")
 	}
 	if err := cfg.validate(); err != nil {

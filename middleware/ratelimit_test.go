@@ -546,6 +546,10 @@ func TestRateLimitConfig(t *testing.T) {
 	if _, err := middleware.RateLimit(nil, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}}); err == nil {
 		t.Error("RateLimit(nil counter) = nil error")
 	}
+	var unopened *redisstore.Store // a nil Store in a non-nil interface
+	if _, err := middleware.LoginLimit(unopened, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}}); err == nil {
+		t.Error("LoginLimit(nil *redisstore.Store) = nil error, want one now rather than a panic at the first request")
+	}
 }
 
 // rateLimitACL is what the README says the limiter adds to the store's

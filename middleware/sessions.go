@@ -23,9 +23,11 @@ import (
 // comes first, so a streaming handler (server-sent events, progress pages)
 // that flushes with http.NewResponseController(w).Flush() or
 // w.(http.Flusher) still sends its cookie. A Hijack (a WebSocket upgrade)
-// commits too (see sessionWriter.Hijack). From then on the session cannot
-// change: session.Put, Create, Renew and the like return
-// session.ErrResponseStarted.
+// commits too; when that commit set a cookie (a login, a renewal or a
+// logout in the same request), which a hijacked connection could never
+// carry, the Hijack fails instead, and the handler answers normally. From
+// then on the session cannot change: session.Put, Create, Renew and the
+// like return session.ErrResponseStarted.
 //
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be

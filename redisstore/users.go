@@ -511,10 +511,10 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 //
 // A session that lives through the call is always listed, also when a
 // renewal moves it to a new id meanwhile: if a member without a record has
-// left the index by then, and another has joined it (see maybeMoved), it
-// reads the new members' records in the same way, up to userSessionsReads
-// times, then fails with ErrContention. A missing record thus always means
-// that the session ended.
+// left the index by then, and another has joined it, it reads the new
+// members' records in the same way, a few times at most, then fails with
+// ErrContention. A missing record thus always means that the session
+// ended.
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
@@ -612,10 +612,9 @@ func maybeMoved(gone, all, again []string) bool {
 // returns ErrKeepGone: the session to keep may live on under a new id.
 //
 // Logins without a session limit change the index without waiting their
-// turn, so a flood of them could make every watched attempt fail. After
-// sweepAfter such attempts it therefore falls back to sweeping: sweepPasses
-// rounds of reading the index and deleting what it lists, without a
-// transaction. That still ends every session whose login had finished when
+// turn, so a flood of them could make every watched attempt fail. After 5
+// such attempts it therefore falls back to sweeping: 3 rounds of reading
+// the index and deleting what it lists, without a transaction. That still ends every session whose login had finished when
 // it started; a login that finishes while it sweeps may survive.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
@@ -692,8 +691,9 @@ func (s *Store) sweep(ctx context.Context, conn redis.Conn, index, keep string) 
 	return removed, nil
 }
 
-// How RemoveUserSessions gives up on a transaction: after sweepAfter
-// attempts that found the index changed, it sweeps sweepPasses times.
+// How RemoveUserSessions gives up on a transaction (its documentation
+// gives these numbers): after sweepAfter attempts that found the index
+// changed, it sweeps sweepPasses times.
 const (
 	sweepAfter  = 5
 	sweepPasses = 3

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -44,6 +46,10 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("New() error = %v, want one naming %s", err, tc.want)
 			}
 		})
+	}
+	var unopened *redisstore.Store // a nil Store in a non-nil interface
+	if _, err := New(unopened, Config{Keys: k}); err == nil || !strings.Contains(err.Error(), "nil Store") {
+		t.Errorf("New(nil *redisstore.Store) error = %v, want nil Store now rather than a panic at the first request", err)
 	}
 }
 

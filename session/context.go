@@ -168,8 +168,9 @@ func (st *state) end() {
 type Info struct {
 	// ID identifies the session: 128 bits of the SHA-256 of its token,
 	// base64url, 22 characters (all of it, 43 characters, for a session an
-	// earlier version created; see idOf). It is not a credential and may be shown to its user, but logs should carry a
-	// prefix of it at most.
+	// earlier version created), after the user's hash tag with a TagKey.
+	// It is not a credential and may be shown to its user, but logs
+	// should carry a prefix of it at most.
 	ID        string
 	UserID    string
 	CreatedAt time.Time

@@ -29,7 +29,9 @@
 // long. The store enforces both with the record's time to live: each read
 // resets it to the idle timeout, capped at the absolute deadline, in the same
 // command that reads the record. A request that does not change the session
-// therefore costs one store command and sends no cookie.
+// therefore costs one store command and sends no cookie; the first such
+// request of a logged-in session after Config.LastSeenInterval (one minute
+// by default) also writes the last-seen time back, a merge.
 //
 // # Concurrency and failures
 //

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -94,25 +95,70 @@ func Example() {
 // Values keep their Go type through the JSON record: an int comes back as an
 // int, a time.Time as a time.Time, and any other type through encoding/json.
 func ExampleGet() {
-	handler := func(w http.ResponseWriter, r *http.Request) {
-		type cart struct{ Items []string }
-		ctx := r.Context()
-		if err := session.Put(ctx, "cart", cart{Items: []string{"book"}}); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		c, ok := session.Get[cart](ctx, "cart")
-		json.NewEncoder(w).Encode(map[string]any{"cart": c, "ok": ok})
+	cfg, err := redisstore.FromEnv()
+	if err != nil {
+		log.Fatal(err)
 	}
-	_ = handler
+	store, err := redisstore.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	scfg, err := session.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessions, err := session.New(store, scfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	type cart struct{ Items []string }
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if err := errors.Join(
+			session.Put(ctx, "visits", 3),
+			session.Put(ctx, "since", time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)),
+			session.Put(ctx, "cart", cart{Items: []string{"book"}}),
+		); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		visits, _ := session.Get[int](ctx, "visits")
+		since, _ := session.Get[time.Time](ctx, "since")
+		c, ok := session.Get[cart](ctx, "cart")
+		fmt.Fprintf(w, "%T %d, %T %s, %T %v %v", visits, visits, since, since.Format(time.RFC3339), c, c.Items, ok)
+	})
+	srv := httptest.NewTLSServer(middleware.Sessions(sessions)(mux))
+	defer srv.Close()
+	browser := srv.Client()
+	browser.Jar, _ = cookiejar.New(nil)
+	if _, err := browser.Post(srv.URL+"/put", "", nil); err != nil {
+		log.Fatal(err)
+	}
+	resp, err := browser.Get(srv.URL + "/get")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output:
+	// int 3, time.Time 2026-11-25T10:00:00Z, session_test.cart [book] true
 }
 
 // An API client logs in once and sends the token as a Bearer header.
 func ExampleToken() {
 	handler := func(w http.ResponseWriter, r *http.Request) {
-		if _, err := session.Create(r.Context(), "alice"); errors.Is(err, session.ErrStoreUnavailable) {
+		if _, err := session.Create(r.Context(), "alice"); errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention) {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		} else if err != nil {
+			http.Error(w, "cannot log in", http.StatusBadRequest) // ErrInvalidUserID and the like
 			return
 		}
 		token, _ := session.Token(r.Context())

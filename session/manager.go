@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,9 @@ const outageLogInterval = 10 * time.Second
 // New returns a Manager that keeps sessions in store, or an error naming the
 // first invalid field of cfg.
 func New(store Store, cfg Config) (*Manager, error) {
-	if store == nil {
+	// A nil *redisstore.Store is a non-nil interface that would panic at
+	// the first request.
+	if v := reflect.ValueOf(store); store == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, errors.New("session: New: nil Store")
 	}
 	cfg, err := cfg.withDefaults()
