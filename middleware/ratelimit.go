@@ -306,7 +306,11 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		counts, resets, err := l.c.CountRequests(r.Context(), ks.keys, ks.windows)
+		// Counted whether or not the client stays: a client that hangs up
+		// right after sending (the request's context cancelled) would
+		// otherwise make the count fail as if Redis had, and FailOpen let
+		// the request through uncounted. The store's Timeout bounds it.
+		counts, resets, err := l.c.CountRequests(context.WithoutCancel(r.Context()), ks.keys, ks.windows)
 		if err == nil && (len(counts) != len(ks.keys) || len(resets) != len(ks.keys)) {
 			err = errCounterReply
 		}

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -823,5 +825,56 @@ func TestRateLimitFormParsedBefore(t *testing.T) {
 	t.Logf("20 guesses for %q, limit 3 per name: %d admitted", seen[0], admitted)
 	if admitted > 3 {
 		t.Errorf("per-user login limit bypassed: %d of 20 attempts for the same user admitted", admitted)
+	}
+}
+
+// TestRateLimitClientGone sends requests whose client hangs up at once,
+// in process (the context already cancelled) and over TCP (the request
+// written, the connection closed): each is counted, so the handler runs
+// no more than the limit allows, and nothing is logged as an outage. A
+// client gone made the count fail like a Redis outage, which RateLimit's
+// FailOpen served uncounted: 139 to 228 of 300 reached the handler.
+func TestRateLimitClientGone(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), time.Second)
+	var logs syncBuffer
+	var ran atomic.Int64
+	mw, err := middleware.RateLimit(store, middleware.RateLimitConfig{Secret: rateSecret,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Rules:  []middleware.Rule{{Name: "sms", Limit: 3, Window: time.Minute, Key: middleware.ByIP()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran.Add(1) }))
+
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		r := httptest.NewRequestWithContext(ctx, "POST", "/sms", nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if n := ran.Load(); n != 3 {
+		t.Errorf("20 requests of clients gone, limit 3: the handler ran %d times, want 3", n)
+	}
+
+	ran.Store(0)
+	srv.Do(t, "FLUSHALL")
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	for range 300 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("POST /sms HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"))
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond) // the last requests finish; a late one can only lower the count
+	if n := ran.Load(); n > 3 {
+		t.Errorf("300 requests over TCP, each closed at once, limit 3: the handler ran %d times, want at most 3", n)
+	}
+	if strings.Contains(logs.String(), "counter failed") {
+		t.Errorf("clients that went away were logged as a counter outage:\n%s", logs.String())
 	}
 }

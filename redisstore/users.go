@@ -241,16 +241,32 @@ func (s *Store) sendAddition(queue sender, index string, a UserSession, gone []s
 }
 
 // sendIndexed queues, through send, the commands that add id to index with
-// the score deadline, move the index's expiry to its latest deadline, and
-// prune the members past theirs.
+// the score deadline, move the index's expiry to indexGrace after its
+// latest deadline, and prune the members indexGrace past theirs.
 func (s *Store) sendIndexed(send func(name string, args ...any), index, id string, deadline time.Time) {
 	ms := deadline.UnixMilli()
 	send("ZADD", index, ms, id)
 	// NX sets the expiry of a new index, GT moves it later; GT alone would
 	// leave a new index (no expiry yet) without one.
-	send("PEXPIREAT", index, ms, "NX")
-	send("PEXPIREAT", index, ms, "GT")
-	send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
+	send("PEXPIREAT", index, ms+indexGrace.Milliseconds(), "NX")
+	send("PEXPIREAT", index, ms+indexGrace.Milliseconds(), "GT")
+	send("ZREMRANGEBYSCORE", index, "-inf", pruneBefore())
+}
+
+// indexGrace is how long a user's index outlives the latest deadline it
+// lists, and a member its own deadline. A session's record lives by the
+// clock of the app instance that wrote it (its time to live), and is
+// accepted by the clock of the one that reads it, while the index expires
+// by Redis's clock and is pruned by yet another instance's: with clocks
+// that differ by less than indexGrace, no session that some instance still
+// accepts is missing from its user's index, so "log out everywhere" ends
+// it.
+const indexGrace = time.Minute
+
+// pruneBefore returns the score below which index members are past their
+// deadline by more than indexGrace, in unix milliseconds.
+func pruneBefore() int64 {
+	return time.Now().Add(-indexGrace).UnixMilli()
 }
 
 // firstError returns the first error reply among replies, or nil.
@@ -518,7 +534,7 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().UnixMilli())
+		conn.Send("ZREMRANGEBYSCORE", index, "-inf", pruneBefore())
 		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
 		if err != nil {
 			return err
