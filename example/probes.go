@@ -46,6 +46,9 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			failed = checkPool
 		}
 	}
+	if clientGone(r) {
+		return // it says nothing of Redis, and nobody reads the answer
+	}
 	s.noteReadiness(failed, err, pool)
 	if failed != "" {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "check": failed})
@@ -83,6 +86,9 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
+		if clientGone(r) {
+			return // it says nothing of Redis, and nobody reads the answer
+		}
 		// Logged when the check starts failing, not at every probe: anyone
 		// who can reach /healthz could otherwise fill the log.
 		if !s.unhealthy.Swap(true) {
@@ -99,6 +105,12 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("example: health check: Redis answers again")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// clientGone reports whether r's client went away (its context cancelled),
+// so that a probe's failed PING is not taken for Redis's.
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
 // getOnly answers a probe's path asked with a method other than GET or

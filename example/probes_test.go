@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"io"
@@ -265,4 +266,25 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestProbeClientGone sends /readyz and /healthz probes whose client has
+// gone (the context cancelled) to a healthy example: their failed PINGs
+// say nothing of Redis, so nothing is logged and readiness does not flip.
+func TestProbeClientGone(t *testing.T) {
+	var logs syncBuffer
+	e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
+	for range 3 {
+		for _, path := range []string{"/readyz", "/healthz"} {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			e.app.handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, "GET", path, nil))
+		}
+	}
+	e.probe(noRedirects(), "/readyz", http.StatusOK, probeOK)
+	for _, line := range []string{"not ready", "health check", "ready: Redis answers"} {
+		if out := logs.String(); strings.Contains(out, line) {
+			t.Errorf("probes of clients gone logged %q:\n%s", line, out)
+		}
+	}
 }

@@ -44,6 +44,11 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Before the handler, so that a response written around it (a
+			// recovered panic's 500) has it too; the commit puts back
+			// what a handler's Header().Set("Vary", ...) dropped.
+			h := w.Header()
+			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			next.ServeHTTP(sw, r)
@@ -84,8 +89,9 @@ func (w *sessionWriter) commit() bool {
 // varyOnSession adds Cookie and Authorization to h's Vary, those of them
 // it does not name yet: the session comes from the cookie or, for an API
 // client, the Authorization header, so a cache must not hand one user's
-// answer to a request that differs in either. It runs at the commit, so
-// that a handler that set Vary itself (Header().Set) does not drop them.
+// answer to a request that differs in either. Sessions adds them before
+// the handler and runs this at the commit, so that a handler that set Vary
+// itself (Header().Set) does not drop them.
 func varyOnSession(h http.Header) {
 	vary := h["Vary"]
 	if len(vary) == 0 {

@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -335,5 +337,31 @@ func TestVaryKept(t *testing.T) {
 		if got := resp.header.Values("Vary"); !slices.Equal(got, tc.want) {
 			t.Errorf("handler set Vary %q: response Vary %q, want %q", tc.set, got, tc.want)
 		}
+	}
+}
+
+// TestVaryOnPanic has a handler panic under a recovery middleware that
+// answers 500: the answer still names Cookie and Authorization in Vary,
+// though the session was never committed.
+func TestVaryOnPanic(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	recovered := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if recover() != nil {
+					http.Error(w, "internal error", http.StatusInternalServerError)
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+	handler := recovered(middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		panic("boom")
+	})))
+	w := httptest.NewRecorder()
+	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if got := w.Result().Header.Values("Vary"); w.Code != http.StatusInternalServerError || !slices.Equal(got, []string{"Cookie", "Authorization"}) {
+		t.Errorf("after a panic: %d, Vary %q; want 500 with Vary Cookie and Authorization", w.Code, got)
 	}
 }

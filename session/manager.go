@@ -180,9 +180,10 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	b, found, err := m.store.Load(ctx, id, ttl)
 	if err != nil {
 		st.loadErr, st.stale = ErrStoreUnavailable, false
-		if ctx.Err() != nil {
-			// The client went away (or the server gave up on it) before
-			// the record came: no outage to report, and nobody to serve.
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// The client went away before the record came: no outage to
+			// report, and nobody to serve. (A deadline of the request's
+			// is no such excuse: a stalled Redis must still show.)
 			return ctx
 		}
 		m.outage.Do(now, func(suppressed int) {
@@ -267,8 +268,8 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 				m.log.Warn("session: last-seen time not refreshed", "error", err, "suppressed", suppressed)
 			})
 		case err != nil:
-			if m.cfg.Metrics != nil {
-				m.cfg.Metrics.CommitFailed()
+			if m.cfg.Metrics != nil && !errors.Is(ctx.Err(), context.Canceled) {
+				m.cfg.Metrics.CommitFailed() // not for a client that went away
 			}
 			return err
 		}

@@ -166,4 +166,69 @@ func TestClientGoneIsNoOutage(t *testing.T) {
 	if u := userOf(t, m, cookie); u != "alice" {
 		t.Errorf("the session after its client went away once: UserID = %q, want alice", u)
 	}
+
+	// A commit whose client has gone (a first Put on a public page, the
+	// tab closed while it rendered) fails, but is no commit failure to
+	// count.
+	rec.take()
+	ctx, cancel = context.WithCancel(context.Background())
+	loaded = m.Load(httptest.NewRequestWithContext(ctx, "GET", "/", nil))
+	if err := Put(loaded, "csrf", "x"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := m.Commit(loaded, http.Header{}); err == nil {
+		t.Log("the commit of a client gone succeeded") // a fast Redis may beat the cancellation
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("a commit whose client had gone: metrics %v, want none", got)
+	}
+}
+
+// TestRequestDeadlineOutage stalls Redis (SIGSTOP) under a request with a
+// deadline of its own, shorter than the store's timeout (as under
+// http.TimeoutHandler): the read fails at that deadline, and that is an
+// outage like any other, logged and counted; only a client gone is
+// excused (TestClientGoneIsNoOutage).
+func TestRequestDeadlineOutage(t *testing.T) {
+	rec := &countingMetrics{}
+	m, r, _ := newTestManager(t, Config{Metrics: rec})
+	var logs syncLog
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cookie, _ := login(t, m, "alice")
+	rec.take()
+	r.Pause(t)
+	defer r.Resume(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	loaded := m.Load(req)
+	if !errors.Is(LoadError(loaded), ErrStoreUnavailable) {
+		t.Errorf("LoadError = %v, want ErrStoreUnavailable", LoadError(loaded))
+	}
+	if got, want := rec.take(), map[string]int{"anonymous": 1}; !maps.Equal(got, want) {
+		t.Errorf("a read cut by the request's deadline on a stalled Redis: metrics %v, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "store unavailable") {
+		t.Errorf("a read cut by the request's deadline on a stalled Redis logged no outage:\n%s", logs.String())
+	}
+}
+
+// syncLog is a log sink safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -145,6 +145,10 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 		key = base64.RawURLEncoding.EncodeToString(sum[:])
 	}
 	now := m.now()
+	// Taking the record deletes it: from then on the migration must finish
+	// whether or not the client stays, or the session is lost. The store's
+	// timeout bounds each call.
+	ctx = ending(ctx)
 	b, found, err := imp.Records.Take(ctx, key)
 	if err != nil {
 		m.outage.Do(now, func(suppressed int) {
