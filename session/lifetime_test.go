@@ -253,3 +253,26 @@ func TestEarlierSession(t *testing.T) {
 		t.Error("the earlier session's record survived the login that replaced it")
 	}
 }
+
+// TestIndexOutlivesSkew runs the app 3 s behind Redis's clock: the record
+// lives by the app's clock (its time to live), the index expires by
+// Redis's. Past the index's deadline by Redis's clock, while the app still
+// accepts the session, the index must still list it, so that RevokeAll
+// ends it (redisstore keeps indexes a minute past their deadline).
+func TestIndexOutlivesSkew(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{Lifetime: 5 * time.Second, IdleTimeout: -1})
+	const skew = 3 * time.Second
+	clk.t = time.Now().Add(-skew)
+	cookie, _ := login(t, m, "alice")
+	time.Sleep(2200 * time.Millisecond) // past the deadline by Redis's clock, not by the app's
+	clk.t = time.Now().Add(-skew)
+	if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
+		t.Errorf("List(alice) = %d sessions, %v; want the one the app still accepts", len(list), err)
+	}
+	if n, err := m.RevokeAll(context.Background(), "alice"); n != 1 || err != nil {
+		t.Errorf("RevokeAll(alice) = %d, %v; want 1, nil", n, err)
+	}
+	if u := userOf(t, m, cookie); u != "" {
+		t.Errorf("after RevokeAll, the session is still accepted: UserID = %q", u)
+	}
+}
