@@ -32,6 +32,10 @@ const (
 	MinKeyLength = 32
 )
 
+// maxLifetime bounds Config.Lifetime: a century keeps every deadline within
+// what a token and a record hold (the end of year 9999).
+const maxLifetime = 100 * 365 * 24 * time.Hour
+
 // Config configures a Manager. The zero value of every field but Keys is a
 // safe default; New validates the whole struct once and never reads it again.
 type Config struct {
@@ -44,11 +48,15 @@ type Config struct {
 
 	// Lifetime is the absolute timeout: a session is never accepted after
 	// Lifetime has passed since it was created, however active it is.
-	// Zero means DefaultLifetime (24h).
+	// Zero means DefaultLifetime (24h); otherwise 1ms to 100 years.
 	Lifetime time.Duration
 
 	// IdleTimeout ends a session that has not been used for this long. Every
-	// request extends it in the same Redis command that reads the session.
+	// request extends it in the same Redis command that reads the session
+	// (with the near-cache, a read from Redis at most every
+	// NearCache.ExtendEvery, so an idle session may end a little early:
+	// docs/near-cache.md). A request that outlasts it finds its session
+	// ended at the commit, and its changes are dropped.
 	// Zero means DefaultIdleTimeout (30m); a negative value disables the idle
 	// timeout, leaving only Lifetime.
 	IdleTimeout time.Duration
@@ -191,6 +199,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("session: Config.Lifetime: must not be negative")
 	case cfg.Lifetime == 0:
 		cfg.Lifetime = DefaultLifetime
+	case cfg.Lifetime < time.Millisecond || cfg.Lifetime > maxLifetime:
+		// Shorter, a session would end in the millisecond it began (times
+		// are whole milliseconds); longer, its deadline would not fit a
+		// token or a record.
+		return cfg, fmt.Errorf("session: Config.Lifetime: want 1ms to 100 years, got %v", cfg.Lifetime)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout

@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/base64"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,6 +36,8 @@ func TestConfigErrors(t *testing.T) {
 		{"no keys", Config{}, "Config.Keys"},
 		{"short key", Config{Keys: [][]byte{testKey(1), make([]byte, 31)}}, "Config.Keys[1]"},
 		{"negative lifetime", Config{Keys: k, Lifetime: -1}, "Config.Lifetime"},
+		{"lifetime under a millisecond", Config{Keys: k, Lifetime: time.Microsecond}, "Config.Lifetime"},
+		{"lifetime past a century", Config{Keys: k, Lifetime: math.MaxInt64}, "Config.Lifetime"},
 		{"bad cookie name", Config{Keys: k, CookieName: "a b"}, "Config.CookieName"},
 		{"host prefix insecure", Config{Keys: k, CookieName: "__Host-x", InsecureCookie: true}, "Config.CookieName"},
 		{"samesite none insecure", Config{Keys: k, SameSite: http.SameSiteNoneMode, InsecureCookie: true}, "Config.SameSite"},

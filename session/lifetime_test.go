@@ -276,3 +276,34 @@ func TestIndexOutlivesSkew(t *testing.T) {
 		t.Errorf("after RevokeAll, the session is still accepted: UserID = %q", u)
 	}
 }
+
+// TestLastSeenNeverBeforeCreated writes a session in the millisecond of its
+// login, and from an instance whose clock is 2 s behind: its last-seen time
+// never comes before its creation, nor goes backwards.
+func TestLastSeenNeverBeforeCreated(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{})
+	created := time.Now().Truncate(time.Millisecond).Add(300 * time.Microsecond)
+	clk.t = created
+	cookie, _ := login(t, m, "alice")
+	put := func(at time.Time) Info {
+		t.Helper()
+		clk.t = at
+		serve(t, m, cookie, func(ctx context.Context) {
+			if err := Put(ctx, "k", at.String()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		list, err := m.List(context.Background(), "alice")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("List = %v, %v", list, err)
+		}
+		return list[0]
+	}
+	if in := put(created.Add(400 * time.Microsecond)); in.LastSeen.Before(in.CreatedAt) {
+		t.Errorf("a write in the login's millisecond: LastSeen %v before CreatedAt %v", in.LastSeen, in.CreatedAt)
+	}
+	later := put(created.Add(5 * time.Second))
+	if in := put(created.Add(3 * time.Second)); in.LastSeen.Before(later.LastSeen) {
+		t.Errorf("a write from a clock 2 s behind: LastSeen went back from %v to %v", later.LastSeen, in.LastSeen)
+	}
+}

@@ -596,7 +596,17 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 		}
 	}
 	md, _ := values[metaKey].(meta)
-	md.LastSeen = now
+	// In whole milliseconds, as the creation time, and never earlier than
+	// the time it replaces: a write in the millisecond of the login, or
+	// from an instance whose clock is a little behind, must not make the
+	// session look seen before it was created, or last seen earlier.
+	seen := wholeMilli(now)
+	for _, t := range []time.Time{md.LastSeen, md.CreatedAt} {
+		if t.After(seen) {
+			seen = t
+		}
+	}
+	md.LastSeen = seen
 	if movedFrom != "" {
 		md.Origin = lineage(movedFrom, md)
 	}
