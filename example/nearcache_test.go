@@ -133,3 +133,46 @@ func TestNearCacheRefusedOnCluster(t *testing.T) {
 		t.Fatalf("setup with the near-cache on a Cluster = %v, want an error naming REDIS_NEAR_CACHE_MAX_ENTRIES and the Cluster", err)
 	}
 }
+
+// TestNearCacheTimeoutNotToldAsElsewhere browses with the near-cache on,
+// then stays idle until the session times out in Redis, which the
+// near-cache may make happen up to min(ExtendEvery, IdleTimeout/4) before
+// the idle timeout: the next page must not say "You were signed out from
+// another device.", so the signed-in marker ends that much earlier too.
+func TestNearCacheTimeoutNotToldAsElsewhere(t *testing.T) {
+	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
+	t.Setenv("SESSION_IDLE_TIMEOUT", "4s")
+	e := startExample(t)
+	waitFor(t, 10*time.Second, "near-cache connection", func() bool { return e.app.store.NearCacheStats().Connected })
+	laptop := noRedirects()
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	id := ""
+	if ids, _, err := e.app.store.UserSessions(t.Context(), "alice"); err == nil && len(ids) == 1 {
+		id = ids[0]
+	}
+	// Browse for a while: pages every 300ms for 2.5s.
+	start := time.Now()
+	var last time.Time
+	for time.Since(start) < 2500*time.Millisecond {
+		r := e.send(laptop, "GET", "/", "", as(firefoxWindows)...)
+		if r.code != http.StatusOK {
+			t.Fatalf("GET / = %d", r.code)
+		}
+		last = time.Now()
+		if p, _ := e.redis.Do(t, "PTTL", "session:"+id).(int64); time.Since(start) > time.Second && p < 3300 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Wait until the key has timed out in Redis, then click once more while
+	// the marker (4s from the last page) still lives.
+	waitFor(t, 5*time.Second, "the session to time out", func() bool {
+		n, _ := e.redis.Do(t, "EXISTS", "session:"+id).(int64)
+		return n == 0
+	})
+	since := time.Since(last)
+	r := e.send(laptop, "GET", "/", "", as(firefoxWindows)...)
+	if since < 4*time.Second && strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("a session that timed out after %v idle is told %q", since, noticeEndedElsewhere)
+	}
+}

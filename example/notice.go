@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -55,10 +57,18 @@ func (s *server) markerName() string {
 
 // setMarker marks this browser as signed in to the session info, until the
 // session's idle timeout or its absolute deadline, whichever comes first.
+// With the near-cache, an idle session may end up to min(ExtendEvery,
+// idle timeout / 4) before its idle timeout (redisstore.NearCache): the
+// marker ends that much earlier too, so that a timeout is never told as a
+// sign-out from another device.
 func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Time) {
 	life := info.ExpiresAt.Sub(now)
 	if s.idle > 0 {
-		life = min(life, s.idle)
+		idle := s.idle
+		if nc := s.redis.NearCache; nc.MaxEntries > 0 {
+			idle -= min(cmp.Or(nc.ExtendEvery, redisstore.DefaultNearCacheExtendEvery), s.idle/4)
+		}
+		life = min(life, idle)
 	}
 	if life < time.Second {
 		return

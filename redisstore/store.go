@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +81,9 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The Store keeps its own copies of the address lists, which the
+	// sources read for as long as it lives.
+	cfg.SentinelAddrs, cfg.ClusterNodes = slices.Clone(cfg.SentinelAddrs), slices.Clone(cfg.ClusterNodes)
 	cfg.dials = new(dialCounter)
 	switch cfg.mode() {
 	case modeSentinel:
