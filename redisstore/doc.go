@@ -36,8 +36,9 @@
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM
 //	RemoveUserSession   DEL and ZREM, pipelined
-//	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MULTI/EXEC with ZRANGE and MGET
-//	                    (again while a renewal moves a session meanwhile; ZREM of ids found gone)
+//	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
+//	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
+//	                    session meanwhile), and ZREM of the ids found gone
 //	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM; under a
 //	                    flood of logins, ZRANGE, DEL and ZREM passes instead
 //	Merge               WATCH and GET, then MULTI/EXEC with SET XX

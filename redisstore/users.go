@@ -520,17 +520,16 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 
 // UserSessions returns the ids and records of the live sessions of userID,
 // oldest deadline first. Its cost depends on that user's sessions only:
-// ZRANGE on the index, then one transaction that reads the index again
-// with MGET of the records of the members it listed, both at one moment.
-// Members whose record is gone, and members past their deadline, are
-// pruned from the index on the way.
+// ZRANGE on the index, then one MGET. Members whose record is gone, and
+// members past their deadline, are pruned from the index on the way.
 //
 // A session that lives through the call is always listed, also when a
-// renewal moves it to a new id meanwhile: if a member without a record has
-// left the index by then, and another has joined it, it reads the new
-// members' records in the same way, a few times at most, then fails with
-// ErrContention. A missing record thus always means that the session
-// ended.
+// renewal moves it to a new id between the two reads. When a record is
+// missing, it reads the index again together with the records, in one
+// MULTI/EXEC; if a member without a record has left the index by then, and
+// another has joined it, it reads the new members' records the same way, a
+// few times at most, then fails with ErrContention. A missing record thus
+// always means that the session ended.
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
@@ -539,35 +538,17 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 		if err != nil {
 			return err
 		}
-		for range userSessionsReads {
+		// The first read takes the records alone: when all are there,
+		// every member listed was live; only a missing one needs the
+		// index read again at the same moment.
+		for read := range userSessionsReads {
 			ids, records = nil, nil
 			if len(all) == 0 {
 				return nil
 			}
-			keys := make(redis.Args, len(all))
-			for i, id := range all {
-				keys[i] = s.prefix + id
-			}
-			conn.Send("MULTI")
-			conn.Send("ZRANGE", index, 0, -1)
-			conn.Send("MGET", keys...)
-			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
-			if err == nil && len(replies) != 2 {
-				err = fmt.Errorf("EXEC returned %d replies for 2 commands", len(replies))
-			}
+			now, recs, err := s.readMembers(ctx, conn, index, all, read > 0)
 			if err != nil {
 				return err
-			}
-			now, err := redis.Strings(replies[0], nil)
-			if err != nil {
-				return err
-			}
-			recs, err := redis.ByteSlices(replies[1], nil)
-			if err != nil {
-				return err
-			}
-			if len(recs) != len(all) {
-				return fmt.Errorf("MGET returned %d values for %d keys", len(recs), len(all))
 			}
 			var gone []string
 			for i, rec := range recs {
@@ -577,19 +558,52 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 				}
 				ids, records = append(ids, all[i]), append(records, rec)
 			}
-			if len(gone) == 0 {
+			switch {
+			case len(gone) == 0:
 				return nil
-			}
-			if !maybeMoved(gone, all, now) {
+			case read > 0 && !maybeMoved(gone, all, now):
 				_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
 				return err
+			case read > 0:
+				all = now
 			}
-			all = now
 		}
 		ids, records = nil, nil
 		return ErrContention
 	})
 	return ids, records, err
+}
+
+// readMembers returns the records of the members of index, with MGET;
+// with withIndex, in one MULTI/EXEC with the members index lists at that
+// moment (ZRANGE), which it also returns.
+func (s *Store) readMembers(ctx context.Context, conn redis.Conn, index string, members []string, withIndex bool) (listed []string, recs [][]byte, err error) {
+	keys := make(redis.Args, len(members))
+	for i, id := range members {
+		keys[i] = s.prefix + id
+	}
+	if !withIndex {
+		recs, err = redis.ByteSlices(cmd(ctx, conn, "MGET", keys...))
+	} else {
+		conn.Send("MULTI")
+		conn.Send("ZRANGE", index, 0, -1)
+		conn.Send("MGET", keys...)
+		var replies []any
+		replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
+		if err == nil && len(replies) != 2 {
+			err = fmt.Errorf("EXEC returned %d replies for 2 commands", len(replies))
+		}
+		if err == nil {
+			listed, err = redis.Strings(replies[0], nil)
+		}
+		if err == nil {
+			recs, err = redis.ByteSlices(replies[1], nil)
+		}
+	}
+	if err == nil && len(recs) != len(members) {
+		err = fmt.Errorf("MGET returned %d values for %d keys", len(recs), len(members))
+	}
+	return listed, recs, err
 }
 
 // userSessionsReads bounds how many times UserSessions reads a user's

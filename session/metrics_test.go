@@ -193,7 +193,7 @@ func TestClientGoneIsNoOutage(t *testing.T) {
 func TestRequestDeadlineOutage(t *testing.T) {
 	rec := &countingMetrics{}
 	m, r, _ := newTestManager(t, Config{Metrics: rec})
-	var logs syncLog
+	var logs logBuffer
 	m.log = slog.New(slog.NewTextHandler(&logs, nil))
 	cookie, _ := login(t, m, "alice")
 	rec.take()
@@ -210,25 +210,7 @@ func TestRequestDeadlineOutage(t *testing.T) {
 	if got, want := rec.take(), map[string]int{"anonymous": 1}; !maps.Equal(got, want) {
 		t.Errorf("a read cut by the request's deadline on a stalled Redis: metrics %v, want %v", got, want)
 	}
-	if !strings.Contains(logs.String(), "store unavailable") {
-		t.Errorf("a read cut by the request's deadline on a stalled Redis logged no outage:\n%s", logs.String())
+	if lines := strings.Join(logs.take(), "\n"); !strings.Contains(lines, "store unavailable") {
+		t.Errorf("a read cut by the request's deadline on a stalled Redis logged no outage:\n%s", lines)
 	}
-}
-
-// syncLog is a log sink safe for concurrent writes.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
