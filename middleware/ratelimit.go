@@ -76,8 +76,11 @@ const minSecretLen = 32
 // RateLimitConfig configures RateLimit and LoginLimit.
 type RateLimitConfig struct {
 	// Rules are the limits; a request must be within all of them. At least
-	// one, at most 16; all of a request's counts cost one Redis round trip
-	// (one per rule on a Redis Cluster).
+	// one, at most 16. A request's counts cost one Redis round trip (one
+	// per rule on a Redis Cluster), or two when rules keyed by a body field
+	// (ByFormField, ByJSONField) count it beside others: those are counted
+	// only once the others admitted it, so that a request refused by its
+	// address spends no attempt of the user name it names.
 	Rules []Rule
 
 	// Secret keys the HMAC-SHA256 that turns each rule's key value (an
@@ -152,9 +155,10 @@ type RateLimitMetrics interface {
 //
 // Every response through it carries the RateLimit-Policy and RateLimit
 // header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
-// per rule that counted the request. A request over any rule's limit gets
-// 429 with Retry-After (see RateLimitConfig.OnLimited) and never reaches
-// the handler. A counter failure gets 503 with Retry-After under
+// per rule that keys the request (RateLimit-Policy) or counted it
+// (RateLimit). A request over any rule's limit gets 429 with Retry-After,
+// the time until every window at its limit has ended (see
+// RateLimitConfig.OnLimited), and never reaches the handler. A counter failure gets 503 with Retry-After under
 // FailClosed. A body over MaxBody gets 413. Each rule's window is a fixed
 // window that opens at the first request counted (see RateCounter).
 func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
@@ -310,10 +314,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		// right after sending (the request's context cancelled) would
 		// otherwise make the count fail as if Redis had, and FailOpen let
 		// the request through uncounted. The store's Timeout bounds it.
-		counts, resets, err := l.c.CountRequests(context.WithoutCancel(r.Context()), ks.keys, ks.windows)
-		if err == nil && (len(counts) != len(ks.keys) || len(resets) != len(ks.keys)) {
-			err = errCounterReply
-		}
+		counts, resets, err := l.count(context.WithoutCancel(r.Context()), &ks)
 		h := w.Header()
 		h[policyField] = []string{policyHeader(ks.rules)}
 		if err != nil {
@@ -322,11 +323,9 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		h[stateField] = []string{stateHeader(ks.rules, counts, resets)}
 		over := false
-		var retry time.Duration
 		for i, rule := range ks.rules {
 			if counts[i] > int64(rule.Limit) {
 				over = true
-				retry = max(retry, resets[i])
 				if l.cfg.Metrics != nil {
 					l.cfg.Metrics.RateLimited(rule.Name)
 				}
@@ -336,6 +335,16 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// The wait that admits the next request: every rule at its limit
+		// refuses that one too, not only the rules this one was over (a
+		// rule at exactly its limit, with a longer window, would otherwise
+		// refuse a client that waited as told).
+		var retry time.Duration
+		for i, rule := range ks.rules {
+			if counts[i] >= int64(rule.Limit) {
+				retry = max(retry, resets[i])
+			}
+		}
 		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
 		if l.cfg.OnLimited != nil {
 			l.cfg.OnLimited(w, r, retry)
@@ -343,6 +352,77 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		tooMany(w, r, retry)
 	})
+}
+
+// count counts a request in the rules of ks and returns, for each, the
+// requests counted in its window and the time until the window ends; a
+// rule that did not count the request has a count of -1 (and a reset of
+// 0).
+//
+// The rules go in two stages. First those keyed by who sends the request
+// (ByIP, ByUser, ByFunc); then, only if none of these refused it, those
+// keyed by a field of its body (ByFormField, ByJSONField), whose value the
+// sender chooses freely. A request refused by its address thus creates no
+// counter for the user name it names, nor spends that name's attempts:
+// otherwise one address past its own limit could still lock out every user
+// it named, and fill Redis with their counters. A limiter whose rules are
+// all of one kind counts in one stage, one round trip.
+func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets []time.Duration, err error) {
+	body := 0
+	for _, rule := range ks.rules {
+		if rule.Key.body {
+			body++
+		}
+	}
+	if body == 0 || body == len(ks.rules) {
+		return l.countKeys(ctx, ks.keys, ks.windows)
+	}
+	var who, what keyed
+	var whoAt, whatAt []int // their rules' places in ks
+	for i, rule := range ks.rules {
+		if rule.Key.body {
+			what.add(rule, ks.keys[i])
+			whatAt = append(whatAt, i)
+		} else {
+			who.add(rule, ks.keys[i])
+			whoAt = append(whoAt, i)
+		}
+	}
+	counts = make([]int64, len(ks.rules))
+	resets = make([]time.Duration, len(ks.rules))
+	for i := range counts {
+		counts[i] = -1
+	}
+	c, r, err := l.countKeys(ctx, who.keys, who.windows)
+	if err != nil {
+		return nil, nil, err
+	}
+	refused := false
+	for j, i := range whoAt {
+		counts[i], resets[i] = c[j], r[j]
+		refused = refused || c[j] > int64(who.rules[j].Limit)
+	}
+	if refused {
+		return counts, resets, nil
+	}
+	c, r, err = l.countKeys(ctx, what.keys, what.windows)
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range whatAt {
+		counts[i], resets[i] = c[j], r[j]
+	}
+	return counts, resets, nil
+}
+
+// countKeys asks the counter to count keys, and checks that it answered
+// a count and a reset for each.
+func (l *limiter) countKeys(ctx context.Context, keys []string, windows []time.Duration) ([]int64, []time.Duration, error) {
+	counts, resets, err := l.c.CountRequests(ctx, keys, windows)
+	if err == nil && (len(counts) != len(keys) || len(resets) != len(keys)) {
+		err = errCounterReply
+	}
+	return counts, resets, err
 }
 
 // outage serves or refuses r after the counter failed with err.
@@ -449,13 +529,17 @@ func policyHeader(rules []*Rule) string {
 	return b.String()
 }
 
-// stateHeader formats the RateLimit field: one list member per rule,
+// stateHeader formats the RateLimit field: one list member per rule that
+// counted the request (a count of -1 did not, see count),
 // `"name";r=<remaining>;t=<seconds until the window ends>`.
 func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 	var b strings.Builder
 	b.Grow(48 * len(rules))
 	for i, r := range rules {
-		if i > 0 {
+		if counts[i] < 0 {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteByte('"')

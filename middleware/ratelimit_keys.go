@@ -9,9 +9,12 @@ import (
 	"encoding/json"
 	"hash"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -79,23 +82,54 @@ func ByUser() Key {
 // counted instead.
 func ByFormField(name string) Key {
 	return Key{body: true, fn: func(r *http.Request, body []byte) string {
-		if r.Form != nil {
-			// A middleware before the limiter parsed the form (and read
-			// the body): FormValue reads only r.Form now.
-			return normalizeName(r.Form.Get(name))
-		}
 		// A key that read the field some other way than the handler does
 		// would let a body that the two read differently (a multipart
 		// one, say) log in without being counted.
 		c := r.WithContext(r.Context())
 		c.Body = io.NopCloser(bytes.NewReader(body))
-		c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+		switch {
+		case r.Form == nil:
+			c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+		case r.MultipartForm == nil && isMultipart(r):
+			// A middleware before the limiter ran ParseForm, which
+			// leaves a multipart body unread: the handler's
+			// ParseMultipartForm (or FormMultipart) adds its fields
+			// after those parsed. Read them as that would, on copies.
+			c.Form, c.PostForm = cloneValues(r.Form), cloneValues(r.PostForm)
+			c.ParseMultipartForm(defaultMaxMemory)
+		default:
+			// The form is parsed whole: FormValue reads only r.Form.
+			return normalizeName(r.Form.Get(name))
+		}
 		v := c.FormValue(name)
 		if c.MultipartForm != nil {
 			c.MultipartForm.RemoveAll() // files of the copy, if any were spilled to disk
 		}
 		return normalizeName(v)
 	}}
+}
+
+// defaultMaxMemory is net/http's, for FormValue's ParseMultipartForm: the
+// part of a multipart body kept in memory, the rest spilled to disk.
+const defaultMaxMemory = 32 << 20
+
+// isMultipart reports whether r's body is multipart/form-data.
+func isMultipart(r *http.Request) bool {
+	t, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && t == "multipart/form-data"
+}
+
+// cloneValues returns a copy of v whose value slices are copies too: the
+// ParseMultipartForm of a copy of a request appends to them.
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	c := make(url.Values, len(v))
+	for k, vs := range v {
+		c[k] = slices.Clone(vs)
+	}
+	return c
 }
 
 // ByJSONField counts requests by the string field name of a JSON object

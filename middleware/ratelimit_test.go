@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -876,5 +877,124 @@ func TestRateLimitClientGone(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "counter failed") {
 		t.Errorf("clients that went away were logged as a counter outage:\n%s", logs.String())
+	}
+}
+
+// TestRateLimitRefusedByAddressNamesNobody sends, from one address past
+// its limit, five logins for each of a thousand user names: none of them
+// is counted,
+// so none of those users is locked out and Redis holds no counter for
+// them. The names of a refused request were counted all the same: one
+// address could lock out every user it named (5 guesses each) and fill
+// Redis with their counters, 88 bytes each, until logins failed for want
+// of memory.
+func TestRateLimitRefusedByAddressNamesNobody(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules: []middleware.Rule{
+			{Name: "login-user", Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")},
+			{Name: "login-ip", Limit: 10, Window: time.Minute, Key: middleware.ByIP()},
+		},
+	})
+	login := func(user, remote string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader("username="+user+"&password=guess"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = remote
+		return serve(h, r)
+	}
+	codes := make(map[int]int)
+	for range 5 {
+		for i := range 1000 {
+			w := login(fmt.Sprintf("user%d", i), "198.51.100.7:4444")
+			codes[w.Code]++
+			if w.Code != 200 && strings.Contains(w.Header().Get("RateLimit"), "login-user") {
+				t.Fatalf("a request refused by its address: RateLimit %q names the rule that did not count it", w.Header().Get("RateLimit"))
+			}
+		}
+	}
+	if codes[200] != 10 || codes[429] != 4990 {
+		t.Errorf("5 logins for each of 1000 names from one address, limit 10: %v, want 10 × 200 and 4990 × 429", codes)
+	}
+	if keys := rateKeys(t, srv); len(keys) != 11 {
+		t.Errorf("Redis holds %d counters, want 11 (the address and the 10 names it was admitted for)", len(keys))
+	}
+	for i := range 1000 {
+		if w := login(fmt.Sprintf("user%d", i), fmt.Sprintf("203.0.113.%d:1", 1+i%200)); w.Code != 200 {
+			t.Fatalf("user%d, from an address of its own after the flood: %d, want 200 (one attempt of 5 spent)", i, w.Code)
+		}
+	}
+}
+
+// TestRateLimitRetryAfterAdmits refuses a request over one rule while
+// another rule is exactly at its limit: Retry-After is the later of the
+// two windows' ends, since the rule at its limit refuses the next request
+// too. It was the end of the exceeded window alone, and a client that
+// waited as told was refused again.
+func TestRateLimitRetryAfterAdmits(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.RateLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules: []middleware.Rule{
+			{Name: "burst", Limit: 1, Window: 2 * time.Second, Key: middleware.ByIP()},
+			{Name: "hour", Limit: 2, Window: time.Hour, Key: middleware.ByIP()},
+		},
+	})
+	get := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/api", nil)
+		r.RemoteAddr = "192.0.2.1:1"
+		return serve(h, r)
+	}
+	if w := get(); w.Code != 200 {
+		t.Fatalf("first request: %d, want 200", w.Code)
+	}
+	w := get() // over burst, and the second of hour's two
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("second request: %d, want 429", w.Code)
+	}
+	retry, err := strconv.Atoi(w.Header().Get("Retry-After"))
+	if err != nil || retry < 3500 {
+		t.Errorf("Retry-After %q with hour's window at its limit: want about 3600 (hour's window end), not burst's 2", w.Header().Get("Retry-After"))
+	}
+}
+
+// TestRateLimitFormParsedThenMultipart parses the form in a middleware
+// before the limiter, which leaves a multipart body unread, and reads
+// the user name in the handler after ParseMultipartForm: every attempt
+// is counted by the name the handler sees. The key read only the parsed
+// form then, which held no name, and no attempt was counted.
+func TestRateLimitFormParsedThenMultipart(t *testing.T) {
+	srv := redistest.Start(t)
+	lim, err := middleware.LoginLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{{Name: "user", Limit: 3, Window: time.Minute, Key: middleware.ByFormField("username")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]int)
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		seen[r.FormValue("username")]++
+	})
+	parseFirst := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.ParseForm()
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := parseFirst(lim(login))
+	const boundary = "xYzZY"
+	body := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nvictim\r\n" +
+		"--" + boundary + "\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nguess\r\n--" + boundary + "--\r\n"
+	admitted := 0
+	for range 20 {
+		r := httptest.NewRequest("POST", "/login?csrf=1", strings.NewReader(body))
+		r.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+		if w := serve(h, r); w.Code == 200 {
+			admitted++
+		}
+	}
+	if admitted != 3 || seen["victim"] != 3 {
+		t.Errorf("20 multipart guesses for one name after ParseForm, limit 3: %d admitted, the handler saw %v; want 3 for victim", admitted, seen)
 	}
 }

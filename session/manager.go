@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strconv"
 	"strings"
@@ -135,6 +136,10 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.ip = host
+	} else if _, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		// An address without a port, as a middleware that trusts a
+		// proxy's header writes it (chi's RealIP, gorilla's ProxyHeaders).
+		st.ip = r.RemoteAddr
 	}
 	if len(st.userAgent) > maxUserAgent {
 		st.userAgent = strings.ToValidUTF8(st.userAgent[:maxUserAgent], "")

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -298,5 +300,34 @@ func TestRevokeOthers(t *testing.T) {
 	})
 	if n, err := m.RevokeOthers(context.Background()); !errors.Is(err, ErrNoSession) || n != 0 {
 		t.Errorf("RevokeOthers outside a request = %d, %v; want 0, ErrNoSession", n, err)
+	}
+}
+
+// TestIPWithoutPort logs in from requests whose RemoteAddr a middleware
+// that trusts a proxy rewrote to a bare address, as chi's RealIP and
+// gorilla's ProxyHeaders do: the session keeps that address. It kept none:
+// only a host:port was read.
+func TestIPWithoutPort(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	for _, tc := range []struct{ remote, want string }{
+		{"203.0.113.5:1234", "203.0.113.5"},
+		{"203.0.113.5", "203.0.113.5"},
+		{"2001:db8::5", "2001:db8::5"},
+		{"[2001:db8::5]:443", "2001:db8::5"},
+		{"not an address", ""},
+	} {
+		req := httptest.NewRequest("POST", "/login", nil)
+		req.RemoteAddr = tc.remote
+		ctx := m.Load(req)
+		info, err := Create(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Commit(ctx, http.Header{}); err != nil {
+			t.Fatal(err)
+		}
+		if info.IP != tc.want {
+			t.Errorf("a login from RemoteAddr %q: IP %q, want %q", tc.remote, info.IP, tc.want)
+		}
 	}
 }
