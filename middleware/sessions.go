@@ -29,6 +29,11 @@ import (
 // then on the session cannot change: session.Put, Create, Renew and the
 // like return session.ErrResponseStarted.
 //
+// A handler that panics saves none of the values it put, but its response
+// (the 500 of a recovering middleware around Sessions) still carries the
+// cookie of a login, a renewal or a logout it made before: those took
+// effect in the store at once.
+//
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be
 // saved, the client gets 503 with Retry-After instead of the handler's
@@ -51,6 +56,7 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
+			defer sw.abandon()
 			next.ServeHTTP(sw, r)
 			sw.commit()
 		})
@@ -84,6 +90,21 @@ func (w *sessionWriter) commit() bool {
 		}
 	}
 	return w.err == nil
+}
+
+// abandon runs as the handler returns or panics. After a panic, unless the
+// response had started, it sets the cookie headers of what the request
+// already did in the store (a login, a renewal, a logout) on the header map
+// that a recovering middleware around this one answers with, but saves no
+// value the handler put (see session.Manager.Abandon): without it, a panic
+// after a login or a renewal left the browser with a token that led
+// nowhere.
+func (w *sessionWriter) abandon() {
+	if !w.committed {
+		w.committed = true
+		varyOnSession(w.Header())
+		w.m.Abandon(w.r.Context(), w.Header())
+	}
 }
 
 // varyOnSession adds Cookie and Authorization to h's Vary, those of them

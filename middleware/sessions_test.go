@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -363,5 +364,119 @@ func TestVaryOnPanic(t *testing.T) {
 	handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	if got := w.Result().Header.Values("Vary"); w.Code != http.StatusInternalServerError || !slices.Equal(got, []string{"Cookie", "Authorization"}) {
 		t.Errorf("after a panic: %d, Vary %q; want 500 with Vary Cookie and Authorization", w.Code, got)
+	}
+}
+
+// TestPanicKeepsLogin panics in handlers behind a recovering middleware,
+// after a login and after a renewal: the 500 carries the new cookie, which
+// logs the browser in on its next request, and the values the handlers put
+// before panicking are not saved. Without it, the browser kept a token
+// that led nowhere: the login (or the session it renewed) was lost, and the
+// orphaned session still counted against the user's session limit.
+func TestPanicKeepsLogin(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	recovered := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if recover() != nil {
+					http.Error(w, "internal error", http.StatusInternalServerError)
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login-panic", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Error(err)
+		}
+		session.Put(r.Context(), "draft", "login")
+		panic("boom")
+	})
+	mux.HandleFunc("POST /renew-panic", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Renew(r.Context()); err != nil {
+			t.Error(err)
+		}
+		session.Put(r.Context(), "draft", "renew") // after the Renew, which writes the values put before it
+		panic("boom")
+	})
+	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
+		user, _ := session.UserID(r.Context())
+		draft, _ := session.Get[string](r.Context(), "draft")
+		io.WriteString(w, user+" draft="+draft)
+	})
+	srv := httptest.NewServer(recovered(middleware.Sessions(h.m)(mux)))
+	t.Cleanup(srv.Close)
+	c := h.client()
+	for _, path := range []string{"/login-panic", "/renew-panic"} {
+		resp, err := c.Post(srv.URL+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusInternalServerError || len(resp.Cookies()) == 0 {
+			t.Errorf("POST %s: %d with cookies %v, want 500 with the new session cookie", path, resp.StatusCode, resp.Cookies())
+		}
+		resp, err = c.Get(srv.URL + "/me")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := string(b); got != "alice draft=" {
+			t.Errorf("after POST %s: GET /me = %q, want %q (logged in, the value put before the panic not saved)", path, got, "alice draft=")
+		}
+	}
+	list, err := h.m.List(context.Background(), "alice")
+	if err != nil || len(list) != 1 {
+		t.Errorf("alice's sessions after a panicking login and renewal: %d, %v; want 1", len(list), err)
+	}
+}
+
+// TestBearerLogoutKeepsCookie logs out through an Authorization header
+// on a request that also carries a cookie of another session: the
+// header's session ends, and the cookie's is left alone, in Redis and in
+// the browser. The response expired the cookie (and cleared the site's
+// cookies) while the cookie's session lived on in Redis. With the same
+// token in both, the cookie is expired as before.
+func TestBearerLogoutKeepsCookie(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	browser := h.client()
+	cookieID, cookieToken := h.login(browser, "alice")
+	apiID, apiToken := h.login(h.client(), "alice")
+	_, deadToken := h.login(h.client(), "alice")
+	h.do(h.client(), "POST", "/logout", map[string]string{"Authorization": "Bearer " + deadToken})
+
+	for _, tc := range []struct {
+		name, bearer string
+	}{
+		{"live bearer", apiToken},
+		{"bearer that leads nowhere", deadToken},
+	} {
+		resp := h.do(h.client(), "POST", "/logout", map[string]string{
+			"Authorization": "Bearer " + tc.bearer,
+			"Cookie":        session.DefaultInsecureCookieName + "=" + cookieToken,
+		})
+		if resp.code != http.StatusNoContent || resp.header.Get("Set-Cookie") != "" || resp.header.Get("Clear-Site-Data") != "" {
+			t.Errorf("%s: logout = %d, Set-Cookie %q, Clear-Site-Data %q; want 204 leaving the cookie alone",
+				tc.name, resp.code, resp.header.Get("Set-Cookie"), resp.header.Get("Clear-Site-Data"))
+		}
+		if !h.exists(cookieID) {
+			t.Fatalf("%s: the cookie's session was ended", tc.name)
+		}
+	}
+	if h.exists(apiID) {
+		t.Error("the bearer's session outlived its logout")
+	}
+	if resp := h.do(browser, "GET", "/me", nil); resp.code != http.StatusOK || resp.body != "alice" {
+		t.Errorf("the browser after the API's logouts: %d %q, want 200 alice", resp.code, resp.body)
+	}
+	resp := h.do(h.client(), "POST", "/logout", map[string]string{
+		"Authorization": "Bearer " + cookieToken,
+		"Cookie":        session.DefaultInsecureCookieName + "=" + cookieToken,
+	})
+	if resp.code != http.StatusNoContent || !strings.Contains(resp.header.Get("Set-Cookie"), "Max-Age=0") || h.exists(cookieID) {
+		t.Errorf("logout with the same token in both: %d, Set-Cookie %q, session alive %v; want 204, the cookie expired, the session ended",
+			resp.code, resp.header.Get("Set-Cookie"), h.exists(cookieID))
 	}
 }

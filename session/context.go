@@ -48,9 +48,15 @@ type state struct {
 	issued    string         // new token the response must set in the cookie
 	loggedOut bool           // this request ended its session: the response expires the cookie
 	clearSite bool           // ... and, as it logged out of a session, clears site data
+	ended     bool           // this request ended a session, whatever it did next: the response is not stored
 	stale     bool           // the request came with a token that leads to no session: see canWrite
 	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
+	// keepCookie says that the request's token came from its
+	// Authorization header and its cookie holds another value, or none:
+	// ending the session leaves that cookie alone, since a request with
+	// both ignores the cookie, whose session (if any) goes on.
+	keepCookie bool
 }
 
 // stateFrom returns the innermost session state of ctx, or nil.
@@ -161,7 +167,7 @@ func (st *state) gone() {
 func (st *state) end() {
 	st.clearSite = st.clearSite || st.stored != "" || st.loadErr != nil
 	st.gone()
-	st.loadErr, st.loggedOut, st.stale = nil, true, false
+	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, false
 }
 
 // Info describes a session.

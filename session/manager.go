@@ -146,7 +146,13 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
-	signed := m.signedFromRequest(r)
+	signed, bearer := m.signedFromRequest(r)
+	if bearer {
+		// A logout of this token must not expire a cookie that holds
+		// another session (or none): see state.keepCookie.
+		v, _ := cookieValue(r.Header, m.cfg.CookieName)
+		st.keepCookie = v != signed
+	}
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
 	}
@@ -239,9 +245,29 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // ErrContention) when the changes could not be saved.
 //
 // Only a logout in this request (Destroy, or a revocation of the request's
-// own session) expires the cookie. A session ended elsewhere while the
-// request ran keeps the cookie untouched: the browser may hold a newer one.
+// own session) expires the cookie, and only when the session came from the
+// cookie: a logout through an Authorization header leaves a cookie that
+// holds another session alone. A session ended elsewhere while the request
+// ran keeps the cookie untouched: the browser may hold a newer one.
 func (m *Manager) Commit(ctx context.Context, h http.Header) error {
+	return m.commit(ctx, h, true)
+}
+
+// Abandon ends the request's part in its session without saving the values
+// it put: for a request whose handler failed part way, as
+// middleware.Sessions calls it when a handler panics. What the request
+// already did in the store, a login, a renewal or a logout (Create, Renew
+// and Destroy act at once), still reaches the browser: h gets the cookie
+// headers Commit would set, so that a failure after a login or a renewal
+// does not leave the browser with a token that leads nowhere. From then on
+// the session cannot change, as after Commit; a later Commit or Abandon
+// does nothing.
+func (m *Manager) Abandon(ctx context.Context, h http.Header) {
+	m.commit(ctx, h, false)
+}
+
+// commit is Commit, or Abandon when save is false.
+func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	st := m.stateIn(ctx)
 	if st == nil {
 		return nil
@@ -257,6 +283,9 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 		// the cookie is left alone: the user is still logged in once the
 		// store is back.
 		return nil
+	}
+	if !save {
+		st.dirty, st.changes = false, nil
 	}
 	if st.dirty {
 		err := m.save(ctx, st)
@@ -279,22 +308,24 @@ func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 			return err
 		}
 	}
+	expire := st.loggedOut && !st.keepCookie
 	switch {
 	case st.issued != "":
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
-	case st.loggedOut:
+	case expire:
 		m.setCookie(h, "", time.Time{})
 		if st.clearSite {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
 	}
-	if st.dropSCS && !(m.cfg.FromSCS.sharesCookie(m.cfg.CookieName) && (st.issued != "" || st.loggedOut)) {
+	if st.dropSCS && !(m.cfg.FromSCS.sharesCookie(m.cfg.CookieName) && (st.issued != "" || expire)) {
 		// Unless the cookie just set is the same cookie to the browser.
 		m.expireSCSCookie(h)
 	}
-	if st.loggedOut {
-		// Even when a new session (a flash message after logout) replaces
-		// the expired cookie, no copy of the logged-out pages is kept.
+	if st.ended {
+		// Even when a new session (a login, a flash message after logout)
+		// replaces the expired cookie, no copy of the logged-out pages is
+		// kept.
 		h.Set("Cache-Control", "no-store")
 	}
 	return nil

@@ -407,18 +407,19 @@ func fingerprint(id string) string {
 	return id[:8]
 }
 
-// signedFromRequest returns the signed token of r, or "". An
-// "Authorization: Bearer" header with a token wins over the cookie: an API
-// client that sends one means it. An empty one ("Bearer ", which HTTP/2
-// keeps as sent) leaves the cookie in use.
-func (m *Manager) signedFromRequest(r *http.Request) string {
+// signedFromRequest returns the signed token of r, or "", and whether it
+// came from the Authorization header. An "Authorization: Bearer" header
+// with a token wins over the cookie: an API client that sends one means
+// it. An empty one ("Bearer ", which HTTP/2 keeps as sent) leaves the
+// cookie in use.
+func (m *Manager) signedFromRequest(r *http.Request) (signed string, bearer bool) {
 	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		if v = strings.TrimSpace(v); v != "" {
-			return v
+			return v, true
 		}
 	}
 	v, _ := cookieValue(r.Header, m.cfg.CookieName)
-	return v
+	return v, false
 }
 
 // maxCookies is net/http's default limit on the cookies of a request: past

@@ -323,8 +323,9 @@ func TestSignedFromRequest(t *testing.T) {
 		if tc.authorization != "" {
 			r.Header["Authorization"] = []string{tc.authorization} // as sent, untrimmed
 		}
-		if got := m.signedFromRequest(r); got != tc.want {
-			t.Errorf("Authorization %q: token %q, want %q", tc.authorization, got, tc.want)
+		got, bearer := m.signedFromRequest(r)
+		if got != tc.want || bearer != (tc.want != "from-cookie") {
+			t.Errorf("Authorization %q: token %q (from the header: %v), want %q", tc.authorization, got, bearer, tc.want)
 		}
 	}
 }

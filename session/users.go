@@ -61,7 +61,8 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 // is not one of the user's live sessions, so a user can only revoke their
 // own. If the session is renewed while Revoke runs, Revoke ends it under its
 // new token. Revoking the session of ctx itself also expires the cookie in
-// the response. Like Destroy, it is not stopped by ctx's cancellation or
+// the response, unless the response has started (the session ends all the
+// same; Destroy reports that case with ErrResponseStarted, Revoke does not). Like Destroy, it is not stopped by ctx's cancellation or
 // deadline: the store bounds each of its calls.
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {

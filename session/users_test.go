@@ -331,3 +331,28 @@ func TestIPWithoutPort(t *testing.T) {
 		}
 	}
 }
+
+// TestLogoutThenLoginNotStored logs out and in again in one request (a
+// "switch account" button): the response keeps Cache-Control: no-store,
+// as Destroy's documentation says, so that no copy of the logged-out
+// user's pages is kept. The login dropped it.
+func TestLogoutThenLoginNotStored(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	req := httptest.NewRequest("POST", "/switch", nil)
+	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+	ctx := m.Load(req)
+	if err := Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Destroy then Create: Cache-Control %q, want no-store", got)
+	}
+}
