@@ -316,20 +316,21 @@ func Destroy(ctx context.Context) error {
 	// When the store was down at load time, the request knows only the
 	// token it presented; delete its record, so that logout during a
 	// hiccup still ends the session.
-	token := st.stored
+	token, userID, md := st.stored, st.userID, st.ownMeta()
 	if token == "" && st.loadErr != nil {
 		token = st.presented
+		md = m.recordMeta(ending(ctx), idOf(token))
+		userID = md.UserID
 	}
 	if token != "" {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
-		md := st.ownMeta()
-		ended, err := m.endSession(ending(ctx), st.userID, idOf(token), lineage(idOf(token), md))
+		ended, err := m.endSession(ending(ctx), userID, idOf(token), lineage(idOf(token), md))
 		if err != nil {
 			return err
 		}
-		if ended != "" && st.userID != "" {
-			m.emit(EventDestroyed, st.userID, ended, m.now())
+		if ended != "" && userID != "" {
+			m.emit(EventDestroyed, userID, ended, m.now())
 		}
 	}
 	st.end()

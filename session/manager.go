@@ -226,6 +226,26 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	return ctx
 }
 
+// recordMeta returns what the record of session id says of its session
+// (user, creation time, origin), read again, or the zero meta when it is
+// gone, unreadable or cannot be read. It is for a request whose load
+// failed, which knows only the token it presented: its logout or re-login
+// then ends that session as any other, out of its user's index, after a
+// renewal that moved it, and told to OnEvent, rather than deleting the
+// record alone.
+func (m *Manager) recordMeta(ctx context.Context, id string) meta {
+	b, found, err := m.store.Load(ctx, id, 0)
+	if err != nil || !found {
+		return meta{}
+	}
+	_, values, err := m.codec.Decode(b)
+	if err != nil {
+		return meta{}
+	}
+	md, _ := values[metaKey].(meta)
+	return md
+}
+
 // dropUnreadable deletes the record of session id, which cannot be decoded
 // (why), and logs it: such a record is no session, never a 500 on every
 // request of its user.
@@ -338,14 +358,17 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
 	var replaces string
+	owner, ownerMeta := st.userID, st.ownMeta()
 	switch {
 	case st.stored != "":
 		replaces = idOf(st.stored)
 	case st.loadErr != nil && st.presented != "":
 		replaces = idOf(st.presented)
+		ownerMeta = m.recordMeta(ctx, replaces)
+		owner = ownerMeta.UserID
 	}
 	values := make(map[string]any)
-	if st.userID == "" {
+	if owner == "" {
 		values = m.values(st)
 	} else if replaces != "" {
 		// The login ends the signed-in session the request came with (this
@@ -354,12 +377,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// moved it, so that it neither survives nor counts against the
 		// session limit. An anonymous session is replaced in the step that
 		// inserts the new one.
-		ended, err := m.endSession(ctx, st.userID, replaces, lineage(replaces, st.ownMeta()))
+		ended, err := m.endSession(ctx, owner, replaces, lineage(replaces, ownerMeta))
 		if err != nil {
 			return Info{}, err
 		}
 		if ended != "" {
-			m.emit(EventDestroyed, st.userID, ended, now)
+			m.emit(EventDestroyed, owner, ended, now)
 		}
 		// Should the insert fail, the request has no session left.
 		st.gone()

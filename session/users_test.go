@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -354,5 +355,59 @@ func TestLogoutThenLoginNotStored(t *testing.T) {
 	}
 	if got := h.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("Destroy then Create: Cache-Control %q, want no-store", got)
+	}
+}
+
+// failingLoads is a Store whose Load fails while fail is set, as during a
+// Redis hiccup at the moment a request loads its session.
+type failingLoads struct {
+	Store
+	fail bool
+}
+
+func (s *failingLoads) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
+	if s.fail {
+		s.fail = false // the hiccup is over after this one
+		return nil, false, errors.New("redis: connection reset by peer")
+	}
+	return s.Store.Load(ctx, id, ttl)
+}
+
+// TestEndAfterFailedLoad logs out, and logs in again, in requests whose
+// session could not be read: the session ends as any logout ends it, out
+// of its user's index, with its destroyed event. The request knew only
+// the token it presented, deleted the record alone and told nobody: an
+// audit log missed the logout.
+func TestEndAfterFailedLoad(t *testing.T) {
+	for _, relogin := range []bool{false, true} {
+		var events eventLog
+		m, _, _ := newTestManager(t, Config{OnEvent: events.add})
+		cookie, id := login(t, m, "alice")
+		events.take()
+		fs := &failingLoads{Store: m.store, fail: true}
+		m.store = fs
+		serve(t, m, cookie, func(ctx context.Context) {
+			if LoadError(ctx) == nil {
+				t.Fatal("the load did not fail")
+			}
+			var err error
+			if relogin {
+				_, err = Create(ctx, "alice")
+			} else {
+				err = Destroy(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		got := events.take()
+		i := slices.IndexFunc(got, func(e Event) bool { return e.Kind == EventDestroyed })
+		if i < 0 || got[i].UserID != "alice" || got[i].SessionID != id {
+			t.Errorf("relogin %v: events %+v, want alice's session %.8s destroyed", relogin, got, id)
+		}
+		ids, _, err := m.store.UserSessions(context.Background(), "alice")
+		if want := map[bool]int{false: 0, true: 1}[relogin]; err != nil || len(ids) != want || slices.Contains(ids, id) {
+			t.Errorf("relogin %v: alice's index %v, %v; want %d sessions, not the ended one", relogin, ids, err, want)
+		}
 	}
 }
