@@ -47,18 +47,26 @@ func Describe(err error, cfg Config) string {
 	if errors.As(err, &reply) {
 		code, _, _ = strings.Cut(string(reply), " ")
 	}
+	noPassword := code == "ERR" && strings.Contains(string(reply), "without any password configured")
+	// An error that carries errNoMaster comes from the sentinels (see
+	// sentinelSource.current): no master has been asked anything yet, so a
+	// refusal in it is theirs, under their own credentials and ACL.
+	sentinels := errors.Is(err, errNoMaster)
+	sentinelUser := cmp.Or(cfg.SentinelUsername, "default")
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil:
 		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, where)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("connection refused (%s): is Redis running there?", where)
-	case (code == "WRONGPASS" || code == "NOAUTH") && errors.Is(err, errNoMaster):
-		// The sentinels refused: no master could be asked for yet.
-		sentinelUser := cmp.Or(cfg.SentinelUsername, "default")
+	case sentinels && (code == "WRONGPASS" || code == "NOAUTH"):
 		return fmt.Sprintf("the sentinels refused authentication for user %s (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)", sentinelUser)
+	case sentinels && noPassword:
+		return "a password is set for the sentinels (REDIS_SENTINEL_PASSWORD), but they have none: unset it, or give them one (requirepass, or an ACL user, on every sentinel)"
+	case sentinels && code == "NOPERM":
+		return fmt.Sprintf("the ACL of user %s on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)", sentinelUser)
 	case code == "WRONGPASS" || code == "NOAUTH":
 		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
-	case code == "ERR" && strings.Contains(string(reply), "without any password configured"):
+	case noPassword:
 		return "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)

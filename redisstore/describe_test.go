@@ -54,6 +54,37 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the sentinels refused authentication for user watcher (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)"},
+		{"sentinel password the sentinels do not have", func(t *testing.T) (redisstore.Config, error) {
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{Password: "data-" + secret})
+			cfg := redisstore.Config{
+				SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), SentinelPassword: secret,
+				Password: "data-" + secret, Timeout: 500 * time.Millisecond,
+			}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "a password is set for the sentinels (REDIS_SENTINEL_PASSWORD), but they have none: unset it, or give them one (requirepass, or an ACL user, on every sentinel)"},
+		{"sentinel ACL without get-master-addr-by-name", func(t *testing.T) (redisstore.Config, error) {
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{Password: "data-" + secret, SentinelPassword: "right-" + secret})
+			for _, s := range sn.Sentinels() {
+				// The ACL line of the package documentation, less the
+				// SENTINEL subcommand.
+				s.Do(t, "ACL", "SETUSER", "watcher", "on", ">"+secret, "resetchannels", "&+switch-master", "-@all", "+ping", "+subscribe")
+			}
+			cfg := redisstore.Config{
+				SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), SentinelUsername: "watcher",
+				SentinelPassword: secret, Username: "app", Password: "data-" + secret, Timeout: 500 * time.Millisecond,
+			}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the ACL of user watcher on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)"},
 		{"password the server does not have", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{Addr: srv.Addr(), Password: secret}

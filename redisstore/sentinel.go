@@ -246,7 +246,10 @@ func role(ctx context.Context, c redis.Conn) (string, error) {
 // dialSentinel dials a sentinel, with the sentinels' credentials and the
 // Config's TLS and timeouts, and checks with PING that it lets us in (a
 // sentinel with a password answers NOAUTH to a client without one only
-// when asked something). It keeps the error for current.
+// when asked something). It keeps an error for current; a success clears
+// none, since the subscription's dial would otherwise erase the refusal the
+// query on another connection just got (watch clears it once a sentinel
+// names a master).
 func (s *sentinelSource) dialSentinel(addr string) (redis.Conn, error) {
 	c, err := s.dialSentinelOnce(addr)
 	if err == nil {
@@ -254,8 +257,8 @@ func (s *sentinelSource) dialSentinel(addr string) (redis.Conn, error) {
 			c.Close()
 		}
 	}
-	s.noteSentinelError(err)
 	if err != nil {
+		s.noteSentinelError(err)
 		return nil, err
 	}
 	return c, nil
