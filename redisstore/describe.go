@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +65,8 @@ func Describe(err error, cfg Config) string {
 		return "a password is set for the sentinels (REDIS_SENTINEL_PASSWORD), but they have none: unset it, or give them one (requirepass, or an ACL user, on every sentinel)"
 	case sentinels && code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)", sentinelUser)
+	case sentinels && cfg.TLS != nil && handshakeTimedOut(err):
+		return "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"
 	case code == "WRONGPASS" || code == "NOAUTH":
 		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
 	case noPassword:
@@ -92,6 +95,23 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}
 	return ""
+}
+
+// handshakeTimedOut reports whether err holds redigo's error for a TLS
+// handshake that got no answer within the dial timeout. That is what a
+// port serving plain TCP gives: the server takes the client's hello for the
+// start of a command and waits for the rest. redigo's error has an
+// unexported type, so it is known by its text.
+func handshakeTimedOut(err error) bool {
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(e.Unwrap(), handshakeTimedOut)
+	case interface{ Unwrap() error }:
+		return handshakeTimedOut(e.Unwrap())
+	case net.Error:
+		return e.Timeout() && e.Error() == "TLS handshake timeout"
+	}
+	return false
 }
 
 // timeout returns the Store call timeout cfg means.

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -85,6 +86,23 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the ACL of user watcher on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)"},
+		{"TLS to sentinels that serve plain TCP", func(t *testing.T) (redisstore.Config, error) {
+			// REDIS_TLS applies to the sentinels too. A plain port reads
+			// the client's TLS hello as the start of a command and never
+			// answers it, so the handshake times out (DialTimeout), well
+			// within the call's Timeout.
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+			cfg := redisstore.Config{
+				SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(),
+				TLS: &tls.Config{MinVersion: tls.VersionTLS12}, DialTimeout: 100 * time.Millisecond, Timeout: time.Second,
+			}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"},
 		{"password the server does not have", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{Addr: srv.Addr(), Password: secret}

@@ -35,7 +35,8 @@ import (
 //	REDIS_DB                  database number, 0 or more; default 0 (a Cluster has only 0)
 //	REDIS_TLS                 a boolean as accepted by strconv.ParseBool; when true,
 //	                          connect with TLS, verifying every server's certificate
-//	                          against the system roots for its host; default false
+//	                          against the system roots for its host (under Sentinel,
+//	                          the sentinels' too); default false
 //	REDIS_WAIT_REPLICAS       replicas a logout waits for (Config.WaitReplicas); default 0
 //
 // and the near-cache's settings ([NearCache], Config.NearCache):
