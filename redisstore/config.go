@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -227,7 +226,7 @@ func (c Config) normalize() (Config, error) {
 		c.Addr = DefaultAddr
 	}
 	if c.Addr != "" && !validAddr(c.Addr) {
-		return Config{}, fieldError("Addr", errors.New("want host:port"))
+		return Config{}, fieldError("Addr", errors.New("want host:port with a port 1-65535"))
 	}
 	return c, nil
 }
@@ -273,7 +272,7 @@ func (c Config) checkDeployment() error {
 	}
 	for i, a := range nodes {
 		if !validAddr(a) {
-			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port"))
+			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port with a port 1-65535"))
 		}
 	}
 	return nil
@@ -281,13 +280,14 @@ func (c Config) checkDeployment() error {
 
 // validAddr reports whether addr has the form host:port, with a host name
 // or IP address (see validHost: not "password@host", whose password would
-// then be repeated in dial errors) and a port number.
+// then be repeated in dial errors) and a port number 1-65535 (as REDIS_PORT
+// takes: port 0 is no server's, and dialling it fails only later).
 func validAddr(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || !validHost(host) {
 		return false
 	}
-	_, err = strconv.ParseUint(port, 10, 16)
+	_, err = parsePort(port)
 	return err == nil
 }
 

@@ -50,8 +50,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"DB", Config{DB: -1}, "redisstore: Config.DB: must not be negative"},
 		{"MaxActive", Config{MaxActive: -1}, "redisstore: Config.MaxActive: must not be negative"},
 		{"MaxIdle", Config{MaxIdle: -1}, "redisstore: Config.MaxIdle: must not be negative"},
-		{"Addr without port", Config{Addr: "localhost"}, "redisstore: Config.Addr: want host:port"},
-		{"Addr without host", Config{Addr: ":6379"}, "redisstore: Config.Addr: want host:port"},
+		{"Addr without port", Config{Addr: "localhost"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
+		{"Addr without host", Config{Addr: ":6379"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
+		{"Addr with port 0", Config{Addr: "localhost:0"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,13 +145,17 @@ func TestConfigDeployment(t *testing.T) {
 		{"SentinelAddrs without SentinelMaster", Config{SentinelAddrs: sentinels, SentinelPassword: spw, Password: pw},
 			"redisstore: Config.SentinelMaster: required with SentinelAddrs"},
 		{"SentinelAddrs entry without port", Config{SentinelAddrs: []string{"s1:26379", "s2"}, SentinelMaster: "m", SentinelPassword: spw},
-			"redisstore: Config.SentinelAddrs[1]: want host:port"},
+			"redisstore: Config.SentinelAddrs[1]: want host:port with a port 1-65535"},
 		{"SentinelAddrs empty entry", Config{SentinelAddrs: []string{""}, SentinelMaster: "m"},
-			"redisstore: Config.SentinelAddrs[0]: want host:port"},
+			"redisstore: Config.SentinelAddrs[0]: want host:port with a port 1-65535"},
 		{"ClusterNodes entry without host", Config{ClusterNodes: []string{":7000"}, Password: pw},
-			"redisstore: Config.ClusterNodes[0]: want host:port"},
+			"redisstore: Config.ClusterNodes[0]: want host:port with a port 1-65535"},
 		{"ClusterNodes entry with a password", Config{ClusterNodes: []string{"n1:7000", "u:" + pw + "@n2:7001"}},
-			"redisstore: Config.ClusterNodes[1]: want host:port"},
+			"redisstore: Config.ClusterNodes[1]: want host:port with a port 1-65535"},
+		{"SentinelAddrs entry with port 0", Config{SentinelAddrs: []string{"s1:26379", "s2:0"}, SentinelMaster: "m"},
+			"redisstore: Config.SentinelAddrs[1]: want host:port with a port 1-65535"},
+		{"ClusterNodes entry with port 0", Config{ClusterNodes: []string{"n1:0"}},
+			"redisstore: Config.ClusterNodes[0]: want host:port with a port 1-65535"},
 		{"negative WaitReplicas", Config{WaitReplicas: -1, Password: pw},
 			"redisstore: Config.WaitReplicas: must not be negative"},
 	}

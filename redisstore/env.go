@@ -230,7 +230,7 @@ func addrList(name, list string) ([]string, error) {
 		a = strings.TrimSpace(a)
 		if !validAddr(a) {
 			// The entry is not repeated: it may be a URL with a password.
-			return nil, fmt.Errorf("redisstore: %s: entry %d: want host:port", name, i+1)
+			return nil, fmt.Errorf("redisstore: %s: entry %d: want host:port with a port 1-65535", name, i+1)
 		}
 		addrs = append(addrs, a)
 	}

@@ -369,29 +369,39 @@ func TestFromEnvDeployment(t *testing.T) {
 		{
 			name:    "REDIS_SENTINELS empty entry",
 			env:     map[string]string{"REDIS_SENTINELS": "s1:26379,,s2:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_SENTINEL_PASSWORD": spw},
-			wantErr: `redisstore: REDIS_SENTINELS: entry 2: want host:port`,
+			wantErr: `redisstore: REDIS_SENTINELS: entry 2: want host:port with a port 1-65535`,
 		},
 		{
 			// A password written into the list must not come back in
 			// errors or logs: the entry is refused, without repeating it.
 			name:    "REDIS_CLUSTER_NODES entry with a password",
 			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000,Wr0ng-Passw0rd@n2:7001"},
-			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port`,
+			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port with a port 1-65535`,
 		},
 		{
 			name:    "REDIS_SENTINELS entry with a path",
 			env:     map[string]string{"REDIS_SENTINELS": "redis://s1:26379/0", "REDIS_SENTINEL_MASTER": "m"},
-			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port`,
+			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port with a port 1-65535`,
 		},
 		{
 			name:    "REDIS_SENTINELS entry without port",
 			env:     map[string]string{"REDIS_SENTINELS": "s1", "REDIS_SENTINEL_MASTER": "m"},
-			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port`,
+			wantErr: `redisstore: REDIS_SENTINELS: entry 1: want host:port with a port 1-65535`,
+		},
+		{
+			name:    "REDIS_SENTINELS entry with port 0",
+			env:     map[string]string{"REDIS_SENTINELS": "s1:26379,s2:0", "REDIS_SENTINEL_MASTER": "m"},
+			wantErr: `redisstore: REDIS_SENTINELS: entry 2: want host:port with a port 1-65535`,
+		},
+		{
+			name:    "REDIS_CLUSTER_NODES entry with port 0",
+			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:0"},
+			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 1: want host:port with a port 1-65535`,
 		},
 		{
 			name:    "REDIS_CLUSTER_NODES entry without host",
 			env:     map[string]string{"REDIS_CLUSTER_NODES": "n1:7000, :7001", "REDIS_PASSWORD": pw},
-			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port`,
+			wantErr: `redisstore: REDIS_CLUSTER_NODES: entry 2: want host:port with a port 1-65535`,
 		},
 		{
 			name:    "REDIS_DB on a Cluster",
