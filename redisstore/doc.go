@@ -132,13 +132,16 @@
 // the sentinels' announcing it (up to a second with SENTINEL DEBUG
 // info-period 1000, ten with the default timers): the old master still
 // answers as a master, accepts writes and acknowledges them, and they are
-// lost when it rejoins as a replica. A manual SENTINEL FAILOVER lost 21 to
-// 24 of about 400 acknowledged logouts, and logins with them, in our tests,
-// without a single failed request. Set min-replicas-to-write 1 (and a small
-// min-replicas-max-lag) on the servers, with two replicas or more so that a
-// master that lost one still has one: the old master then refuses writes
-// as soon as its replica leaves, so those requests fail with 503 instead of
-// being lost. Add WaitReplicas to make each logout wait for a replica.
+// lost when it rejoins as a replica. The announcement itself comes some
+// tens of milliseconds after a sentinel starts naming the new master to
+// get-master-addr-by-name; writes in between still go to the old master,
+// unless the once-a-second poll falls there. A manual SENTINEL FAILOVER
+// lost 21 to 24 of about 400 acknowledged logouts, and logins with them, in
+// our tests, without a single failed request. Set min-replicas-to-write 1
+// (and a small min-replicas-max-lag) on the servers, with two replicas or
+// more so that a master that lost one still has one: the old master then
+// refuses writes as soon as its replica leaves, so those requests fail with
+// 503 instead of being lost. Add WaitReplicas to make each logout wait for a replica.
 //
 // With [Config.ClusterNodes] (REDIS_CLUSTER_NODES), Open uses a Redis
 // Cluster through github.com/mna/redisc, which learns the slot map with
