@@ -16,12 +16,14 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -41,6 +43,15 @@ func main() {
 		log.Fatal(err)
 	}
 	defer store.Close()
+	// Open dials nothing: ask Redis once, so that a wrong address or
+	// password stops the program here, in words (Describe), rather than
+	// as a 503 on the first login.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err = store.Ping(ctx)
+	cancel()
+	if err != nil {
+		log.Fatalf("redis: %v\n%s", err, redisstore.Describe(err, cfg))
+	}
 
 	scfg, err := session.FromEnv() // SESSION_KEYS, SESSION_LIFETIME, ...
 	if err != nil {

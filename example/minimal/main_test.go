@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -86,5 +87,35 @@ func TestMinimal(t *testing.T) {
 	}
 	if n := srv.TotalCalls(t); n == 0 {
 		t.Error("the program sent Redis no command")
+	}
+}
+
+// TestMinimalRedisDown runs the program with no Redis at REDIS_URL: it
+// stops at start-up, saying what is wrong and where to look, instead of
+// listening and answering every login 503 with nothing in its log.
+func TestMinimalRedisDown(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "minimal")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String() // nothing listens there once closed
+	l.Close()
+	// A program that listens instead of stopping is killed after a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = []string{"ADDR=127.0.0.1:0", "REDIS_URL=redis://" + closed + "/"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "connection refused to "+closed) || strings.Contains(string(out), "listening") {
+		t.Errorf("with Redis down: %v, output %q; want a non-zero exit naming the refused address, before listening", err, out)
 	}
 }
