@@ -374,6 +374,14 @@ func (c *nearCache) certify(sent int64) {
 	c.mu.Unlock()
 }
 
+// waiter returns a channel that the next certify closes. A caller reads it
+// before checking certified, so that no certify goes unnoticed.
+func (c *nearCache) waiter() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wake
+}
+
 // suspend ends the lease at once (the connection is gone).
 func (c *nearCache) suspend() {
 	c.lease.Store(0)
@@ -386,9 +394,7 @@ func (c *nearCache) suspend() {
 func (c *nearCache) barrier(ctx context.Context, start int64) bool {
 	var timer *time.Timer
 	for c.certified.Load() < start {
-		c.mu.Lock()
-		wake := c.wake
-		c.mu.Unlock()
+		wake := c.waiter()
 		if c.certified.Load() >= start {
 			break
 		}

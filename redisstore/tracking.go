@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -23,8 +22,9 @@ const (
 
 // tracker owns the near-cache's invalidation connection and its two
 // goroutines, started by newTracker and stopped by close: run, which
-// (re)connects and then reads every message, and, while connected, ping,
-// which sends one PING at a time and certifies its answer to the cache.
+// (re)connects and then reads every message, certifying each PING answer
+// to the cache, and, while connected, ping, which sends one PING at a time
+// and waits for its answer.
 //
 // The connection sends CLIENT TRACKING ON REDIRECT <its own id> BCAST
 // PREFIX <KeyPrefix>session:, then SUBSCRIBE __redis__:invalidate: Redis
@@ -33,7 +33,9 @@ const (
 // FLUSHDB and FLUSHALL), whichever connection changed it. The pooled
 // connections stay untracked. In RESP2 (redigo's protocol) a connection in
 // subscribe mode may still send PING, and its answer comes after every
-// message Redis queued for it before (see certify).
+// message Redis queued for it before (see certify). Each PING carries its
+// sending time as its argument, which Redis echoes (["pong", <argument>]):
+// an answer certifies the PING it answers, never another one in flight.
 type tracker struct {
 	c    *nearCache
 	dial func(ctx context.Context) (*checkedConn, error)
@@ -43,12 +45,6 @@ type tracker struct {
 	stop  chan struct{} // closed by close
 	once  sync.Once
 	wg    sync.WaitGroup
-
-	// sent is the clock() value at which the PING in flight was sent; the
-	// reader certifies it when the answer comes.
-	sent atomic.Int64
-	// pongs tells ping that the answer came; buffered, one.
-	pongs chan struct{}
 
 	mu   sync.Mutex
 	conn *checkedConn // the current connection, closed by close to end run's read
@@ -62,7 +58,6 @@ func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*check
 		cfg:   cfg,
 		pokes: make(chan struct{}, 1),
 		stop:  make(chan struct{}),
-		pongs: make(chan struct{}, 1),
 	}
 	c.track = t
 	t.wg.Add(1)
@@ -243,11 +238,12 @@ func (t *tracker) handle(conn *checkedConn, reply any) error {
 			// to the new master.
 			return errRetired
 		}
-		t.c.certify(t.sent.Load())
-		select {
-		case t.pongs <- struct{}{}:
-		default:
+		// The argument of the PING answered: its sending time.
+		sent, err := redis.Int64(msg[1], nil)
+		if err != nil {
+			return fmt.Errorf("unexpected answer to PING on the invalidation connection: %w", err)
 		}
+		t.c.certify(sent)
 		return nil
 	case kind == "message" && len(msg) == 3:
 		if msg[2] == nil { // FLUSHDB or FLUSHALL
@@ -282,8 +278,8 @@ func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
 		case <-timer.C:
 		case <-t.pokes:
 		}
-		t.sent.Store(t.c.clock())
-		err := conn.Send("PING")
+		sent := t.c.clock()
+		err := conn.Send("PING", sent)
 		if err == nil {
 			err = conn.Flush()
 		}
@@ -291,7 +287,7 @@ func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
 			conn.Close()
 			return
 		}
-		if !t.awaitPong(conn, done) {
+		if !t.awaitPong(conn, done, sent) {
 			return
 		}
 		if !timer.Stop() {
@@ -304,10 +300,11 @@ func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
 	}
 }
 
-// awaitPong waits for the answer to the PING in flight, counting a lease
-// expiry if the lease runs out first. It reports false when done is closed
-// or when ReadTimeout passes without an answer, and then closes conn.
-func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}) bool {
+// awaitPong waits for the answer to the PING sent at the clock() value sent
+// (the reader certifies it), counting a lease expiry if the lease runs out
+// first. It reports false when done is closed or when ReadTimeout passes
+// without that answer, and then closes conn.
+func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}, sent int64) bool {
 	giveUp := time.NewTimer(t.cfg.ReadTimeout)
 	defer giveUp.Stop()
 	var expired <-chan time.Time
@@ -317,11 +314,14 @@ func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}) bool {
 		expired = lease.C
 	}
 	for {
+		wake := t.c.waiter()
+		if t.c.certified.Load() >= sent {
+			return true
+		}
 		select {
 		case <-done:
 			return false
-		case <-t.pongs:
-			return true
+		case <-wake:
 		case <-expired:
 			t.c.leaseExpiries.Add(1)
 			expired = nil

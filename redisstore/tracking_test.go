@@ -1,0 +1,177 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// fakeTracking is a server that plays Redis for a near-cache's invalidation
+// connection, so that a test decides when each PING is answered: it
+// accepts the handshake (CLIENT ID, CLIENT TRACKING, SUBSCRIBE) and answers
+// each PING as Redis does in RESP2 subscribe mode, ["pong", <argument>],
+// at once until [fakeTracking.lag] is called. It never publishes an
+// invalidation. Its goroutines end, and its connections close, at cleanup.
+type fakeTracking struct {
+	ln net.Listener
+	wg sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  []net.Conn
+	lagged bool          // set by lag
+	lagNow chan struct{} // closed by lag
+}
+
+func startFakeTracking(t *testing.T) *fakeTracking {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTracking{ln: ln, lagNow: make(chan struct{})}
+	f.wg.Add(1)
+	go f.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *fakeTracking) addr() string { return f.ln.Addr().String() }
+
+// lag makes the server, on the current connection and any later one, send
+// once more the answer it sent last, as if it were late, and from then on
+// answer each PING only when the next one arrives: one answer behind.
+func (f *fakeTracking) lag() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.lagged {
+		f.lagged = true
+		close(f.lagNow)
+	}
+}
+
+func (f *fakeTracking) accept() {
+	defer f.wg.Done()
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, c)
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go f.serve(c)
+	}
+}
+
+// serve answers the commands of one connection until it closes.
+func (f *fakeTracking) serve(c net.Conn) {
+	defer f.wg.Done()
+	defer c.Close()
+	cmds := make(chan []string)
+	f.wg.Add(1)
+	go func() { // reads the client's commands, which are RESP arrays like replies
+		defer f.wg.Done()
+		defer close(cmds)
+		r := redis.NewConn(c, 0, 0)
+		for {
+			args, err := redis.Strings(r.Receive())
+			if err != nil || len(args) == 0 {
+				return
+			}
+			cmds <- args
+		}
+	}()
+	pong := func(arg string) string { return fmt.Sprintf("*2\r\n$4\r\npong\r\n$%d\r\n%s\r\n", len(arg), arg) }
+	var last, pending string // the last answer sent; the PING held back
+	lagNow := f.lagNow
+	for {
+		var args []string
+		select {
+		case a, ok := <-cmds:
+			if !ok {
+				return
+			}
+			args = a
+		case <-lagNow:
+			lagNow = nil
+			if last != "" {
+				c.Write([]byte(last))
+			}
+			continue
+		}
+		var reply string
+		switch cmd := args[0]; {
+		case cmd == "CLIENT" && args[1] == "ID":
+			reply = ":7\r\n"
+		case cmd == "CLIENT":
+			reply = "+OK\r\n"
+		case cmd == "SUBSCRIBE":
+			reply = fmt.Sprintf("*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n", len(args[1]), args[1])
+		case cmd == "PING":
+			arg := ""
+			if len(args) > 1 {
+				arg = args[1]
+			}
+			if lagNow != nil {
+				reply, last = pong(arg), pong(arg)
+				break
+			}
+			reply, pending = pending, pong(arg)
+		default:
+			reply = "-ERR unknown command\r\n"
+		}
+		if _, err := c.Write([]byte(reply)); err != nil {
+			return
+		}
+	}
+}
+
+// TestTrackingAnswerCertifiesItsPing: an answer that comes when another
+// PING is awaited (here a repeated one; in practice one that came after
+// its wait gave up) must certify only the PING it answers. If the PING
+// loop took it for the answer to the PING in flight, it would run one
+// answer behind, each answer certifying the sending of a later PING: a
+// Strict Load that began after a change would pass its barrier on the
+// answer to a PING sent before the change, and serve the old record.
+func TestTrackingAnswerCertifiesItsPing(t *testing.T) {
+	srv := redistest.Start(t)
+	fake := startFakeTracking(t)
+	pool, err := NewPool(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(pool, Config{Addr: fake.addr(), NearCache: NearCache{MaxEntries: 10, Staleness: 100 * time.Millisecond, Strict: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	set(t, srv, "a", "v1")
+	warm(t, s, "a")
+
+	fake.lag()
+	// The fake reports no invalidation: from here on, only a barrier
+	// certified by a PING sent after the DEL could let a Load see v1.
+	srv.Do(t, "DEL", "session:a")
+	for i := range 5 {
+		if b, found, err := s.Load(context.Background(), "a", 0); err != nil || found {
+			t.Fatalf("Load %d after the DEL = %q, %v, %v, want no record", i, b, found, err)
+		}
+	}
+}
