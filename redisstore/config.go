@@ -61,6 +61,9 @@ type Config struct {
 	// ReadTimeout bounds waiting for each reply. Default 1s when zero. (A
 	// zero read timeout in redigo means none: a stalled server would hang
 	// every call on it, which is why zero here means the default instead.)
+	// The near-cache's connection PINGs at least every ReadTimeout/2, so
+	// that its wait for a message never times out on a healthy Redis (see
+	// NearCache.Staleness).
 	ReadTimeout time.Duration
 
 	// WriteTimeout bounds sending each command. Default 1s when zero.

@@ -45,10 +45,12 @@ type NearCache struct {
 	// start more than Staleness after the change was acknowledged, or
 	// the near-cache serves nothing. It is also the lease of the
 	// invalidation connection: the Store sends a PING on it every
-	// Staleness/4 and serves from memory only within Staleness of the
-	// sending of the last PING answered, so a silent network partition
-	// stops the near-cache after at most Staleness. Default 20ms when
-	// zero; at least 4ms.
+	// Staleness/4, or every Config.ReadTimeout/2 when that is shorter (a
+	// Staleness above 2 x ReadTimeout), so that a healthy connection always
+	// hears from Redis within ReadTimeout, and serves from memory only
+	// within Staleness of the sending of the last PING answered, so a
+	// silent network partition stops the near-cache after at most
+	// Staleness. Default 20ms when zero; at least 4ms.
 	Staleness time.Duration
 
 	// Strict makes every Load served from memory first wait for a barrier:

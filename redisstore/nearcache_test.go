@@ -556,3 +556,23 @@ func TestNearCacheOwnWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestNearCacheLongStaleness: with a Staleness far above 4 x ReadTimeout,
+// the PINGs still come often enough that a healthy connection never runs
+// into ReadTimeout, which would drop, flush and redial it.
+func TestNearCacheLongStaleness(t *testing.T) {
+	srv := redistest.Start(t)
+	const readTimeout = time.Second
+	s, err := Open(Config{Addr: srv.Addr(), ReadTimeout: readTimeout, NearCache: NearCache{MaxEntries: 10, Staleness: 8 * readTimeout}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	id := s.near.track.clientID()
+	for start := time.Now(); time.Since(start) < 5*readTimeout/2; time.Sleep(10 * time.Millisecond) {
+		if got := s.near.track.clientID(); got != id {
+			t.Fatalf("invalidation connection %v after it connected = client %d, want still %d (stats %+v)", time.Since(start), got, id, s.NearCacheStats())
+		}
+	}
+}

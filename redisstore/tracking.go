@@ -260,7 +260,7 @@ func (t *tracker) handle(conn *checkedConn, reply any) error {
 	return errors.New("unexpected message on the invalidation connection")
 }
 
-// ping sends a PING every Staleness/4, or at once when a Strict Load asks,
+// ping sends a PING every pingInterval, or at once when a Strict Load asks,
 // but never while one is unanswered: the answer to a PING sent at time T,
 // when no other command is in flight on the connection, comes after the
 // invalidations of every change Redis made before T (it publishes them
@@ -268,7 +268,7 @@ func (t *tracker) handle(conn *checkedConn, reply any) error {
 // its arrival certifies T. It ends when done is closed; a PING unanswered
 // for ReadTimeout closes the connection.
 func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
-	interval := t.c.cfg.Staleness / 4
+	interval := pingInterval(t.c.cfg.Staleness, t.cfg.ReadTimeout)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -298,6 +298,14 @@ func (t *tracker) ping(conn *checkedConn, done chan struct{}) {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// pingInterval returns the time between PINGs: Staleness/4, so that the
+// lease is renewed three times before it runs out, but at most
+// ReadTimeout/2, so that on a healthy connection the reader, which gives
+// up after ReadTimeout without a message, always gets an answer in time.
+func pingInterval(staleness, readTimeout time.Duration) time.Duration {
+	return min(staleness/4, readTimeout/2)
 }
 
 // awaitPong waits for the answer to the PING sent at the clock() value sent
