@@ -119,9 +119,13 @@ type NearCacheStats struct {
 	// Invalidations counts entries dropped because Redis reported a
 	// change to their key, or because this Store changed it.
 	Invalidations int64
-	// Flushes counts the times the whole near-cache was emptied: the
-	// invalidation connection was lost or replaced, or Redis reported a
-	// FLUSHDB or FLUSHALL.
+	// Flushes counts the times the whole near-cache was emptied while it
+	// was connected: once per loss of a subscribed invalidation connection
+	// (closed by Redis or the network, timed out, replaced after a
+	// Sentinel failover, or closed by Store.Close), however many entries it
+	// held, and once per FLUSHDB or FLUSHALL that Redis reported. The first
+	// subscription and failed attempts to connect count nothing: a Store
+	// whose connection never broke reports 0.
 	Flushes int64
 	// LeaseExpiries counts the times the lease ran out before a PING was
 	// answered, which suspends the near-cache until the next answer: a
@@ -353,15 +357,20 @@ func (c *nearCache) forgetLocked(id string) {
 }
 
 // flush drops every entry and spoils every fill in flight; live says
-// whether the invalidation connection is (still, or newly) subscribed.
+// whether the invalidation connection is (still, or newly) subscribed. It
+// counts a flush only when the connection was subscribed: entries can be
+// held only then, so the loss of a connection counts once (not again when
+// the next one subscribes), and a failed attempt to connect counts nothing.
 func (c *nearCache) flush(live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.live {
+		c.flushes.Add(1)
+	}
 	c.live = live
 	c.epoch++
 	clear(c.entries)
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
-	c.flushes.Add(1)
 }
 
 // certify records that the PING sent at the clock() value sent was

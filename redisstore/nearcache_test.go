@@ -576,3 +576,37 @@ func TestNearCacheLongStaleness(t *testing.T) {
 		}
 	}
 }
+
+// TestNearCacheFlushCount: Flushes counts one per loss of a subscribed
+// invalidation connection and one per FLUSHDB reported, and nothing for
+// the first subscription of a new Store.
+func TestNearCacheFlushCount(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	flushesAfter := func(what string, want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.NearCacheStats().Flushes < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := s.NearCacheStats().Flushes; got != want {
+			t.Fatalf("Flushes after %s = %d, want %d", what, got, want)
+		}
+	}
+	flushesAfter("connecting", 0)
+
+	old := s.near.track.clientID()
+	srv.Do(t, "CLIENT", "KILL", "ID", old)
+	deadline := time.Now().Add(10 * time.Second)
+	for id := s.near.track.clientID(); id == old || id == 0; id = s.near.track.clientID() {
+		if time.Now().After(deadline) {
+			t.Fatal("no new invalidation connection 10s after the kill")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitLease(t, s)
+	flushesAfter("a connection lost and replaced", 1)
+
+	srv.Do(t, "FLUSHDB")
+	flushesAfter("a FLUSHDB", 2)
+}
