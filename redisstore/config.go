@@ -146,8 +146,10 @@ type Config struct {
 	// changes made anywhere seen within NearCache.Staleness (see
 	// [NearCache] and docs/near-cache.md). It needs Redis 6 or later with
 	// CLIENT TRACKING; with [New], its dedicated connection dials Addr
-	// with this Config's credentials, TLS and timeouts, which must reach
-	// the same server as the Source. Default: off.
+	// with this Config's credentials, TLS and timeouts: Addr is then
+	// required (New refuses an empty one rather than default it), and the
+	// connection serves only once INFO server's run_id shows it reached
+	// the Source's server (see New). Default: off.
 	NearCache NearCache
 
 	// dials counts the dials of the pools Open builds, for Store.PoolStats;

@@ -78,7 +78,10 @@
 // [Config.NearCache] adds a connection that sends CLIENT ID, CLIENT TRACKING
 // and SUBSCRIBE __redis__:invalidate, then PING; reads through it send GET
 // and PTTL: add "+client|id +client|tracking +subscribe +pttl" and the
-// channel "&__redis__:invalidate" (see docs/near-cache.md).
+// channel "&__redis__:invalidate" (see docs/near-cache.md). With [New], the
+// connection and the Source are also each sent INFO server, once per
+// connection of the near-cache, to check they reach the same server: add
+// "+info".
 //
 // Each mode and option adds a few commands: under Sentinel, ROLE (once per
 // new connection, to the master); with WaitReplicas, WAIT; on a Cluster,

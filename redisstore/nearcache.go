@@ -459,8 +459,10 @@ func (c *nearCache) stats() NearCacheStats {
 
 // startNearCache starts the near-cache of a new Store when cfg asks for
 // one: its invalidation connection goes to cfg's Addr, or under Sentinel
-// to the master the Store's Source follows.
-func (s *Store) startNearCache(cfg Config) {
+// to the master the Store's Source follows. With a foreign Source (New),
+// whose server Addr need not be, each connection first checks that it
+// reached the Source's server (sameServer).
+func (s *Store) startNearCache(cfg Config, foreign bool) {
 	if cfg.NearCache.MaxEntries == 0 {
 		return
 	}
@@ -475,7 +477,55 @@ func (s *Store) startNearCache(cfg Config) {
 			return c.(*checkedConn), nil
 		}
 	}
-	newTracker(s.near, cfg, dialer)
+	var check func(ctx context.Context, conn redis.Conn) error
+	if foreign {
+		check = s.sameServer
+	}
+	newTracker(s.near, cfg, dialer, check)
+}
+
+// errOtherServer reports that the near-cache's connection reached another
+// Redis server than the Store's Source.
+var errOtherServer = errors.New("redisstore: near-cache: Config.Addr is another server than the Source's")
+
+// sameServer checks that conn, the near-cache's connection, reached the
+// server that the Store's Source hands out connections to: the run_id of
+// INFO server, drawn at random by each start of a Redis server, is the same
+// through both. A connection to another server would hear of no change made
+// through the Source, and the near-cache would serve what it read for as
+// long as the keys live.
+func (s *Store) sameServer(ctx context.Context, conn redis.Conn) error {
+	mine, err := runID(ctx, conn)
+	if err != nil {
+		return err
+	}
+	pooled, err := s.src.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer pooled.Close()
+	theirs, err := runID(ctx, pooled)
+	if err != nil {
+		return err
+	}
+	if mine != theirs {
+		return errOtherServer
+	}
+	return nil
+}
+
+// runID returns the run_id field of INFO server on conn.
+func runID(ctx context.Context, conn redis.Conn) (string, error) {
+	info, err := redis.String(cmd(ctx, conn, "INFO", "server"))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(info) {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok && id != "" {
+			return id, nil
+		}
+	}
+	return "", errors.New("redisstore: near-cache: no run_id in INFO server")
 }
 
 // loadNear is Load with the near-cache: from memory when it may answer,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -609,4 +610,69 @@ func TestNearCacheFlushCount(t *testing.T) {
 
 	srv.Do(t, "FLUSHDB")
 	flushesAfter("a FLUSHDB", 2)
+}
+
+// TestNearCacheNewOtherServer: New with a near-cache requires Addr (whose
+// default, 127.0.0.1:6379, may be another server than the Source's), and a
+// near-cache whose Addr reaches another server than the Source's stays
+// disconnected: it would hear of none of the Source's changes.
+func TestNearCacheNewOtherServer(t *testing.T) {
+	srv, other := redistest.Start(t), redistest.Start(t)
+	pool, err := NewPool(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	near := NearCache{MaxEntries: 10}
+	if s, err := New(pool, Config{NearCache: near}); err == nil || !strings.Contains(err.Error(), "Config.Addr") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("New(pool, Config without Addr, with NearCache) = %v, want an error naming Config.Addr", err)
+	}
+
+	stats, err := redis.Dial("tcp", other.Addr()) // not a new connection per look
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stats.Close()
+	before := connectionsReceived(t, stats)
+	s, err := New(pool, Config{Addr: other.Addr(), NearCache: near})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Wait until the near-cache has connected, or has dialled other a
+	// second time, which it does only once the first connection failed.
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.NearCacheStats().Connected && connectionsReceived(t, stats) < before+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("near-cache neither connected nor retried within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := s.NearCacheStats(); st.Connected {
+		t.Fatalf("near-cache with Addr on another server than the pool's: stats %+v, want not connected", st)
+	}
+}
+
+// connectionsReceived returns the total_connections_received of INFO stats
+// on conn.
+func connectionsReceived(t *testing.T, conn redis.Conn) int {
+	t.Helper()
+	info, err := redis.String(conn.Do("INFO", "stats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no total_connections_received in INFO stats")
+	return 0
 }

@@ -56,9 +56,20 @@ type Store struct {
 // New is for one server (or a Source that always hands out connections to
 // the current master); cfg must not name Sentinel or Cluster nodes, which
 // [Open] connects to itself.
+//
+// With [Config.NearCache], cfg.Addr is required, not defaulted: the
+// near-cache's own connection dials it and must reach the server src
+// hands out connections to, or it would hear of none of their changes.
+// Each time that connection connects, it compares the server's run_id
+// (INFO server) with the one read through src, and stays disconnected
+// (every Load reads Redis) while they differ or cannot be read: an ACL
+// user then also needs "+info".
 func New(src Source, cfg Config) (*Store, error) {
 	if src == nil {
 		return nil, errors.New("redisstore: New: nil Source")
+	}
+	if cfg.NearCache.MaxEntries > 0 && cfg.Addr == "" && cfg.mode() == modeSingle {
+		return nil, fieldError("Addr", errors.New("required with NearCache in New: the near-cache's connection dials it, and it must reach the Source's server"))
 	}
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -67,7 +78,7 @@ func New(src Source, cfg Config) (*Store, error) {
 	if cfg.mode() != modeSingle {
 		return nil, errors.New("redisstore: New: Config names Sentinel or Cluster nodes; use Open")
 	}
-	return newStore(src, cfg), nil
+	return newStore(src, cfg, true), nil
 }
 
 // Open returns a Store connected as cfg says: to one server through a pool
@@ -87,17 +98,20 @@ func Open(cfg Config) (*Store, error) {
 	cfg.dials = new(dialCounter)
 	switch cfg.mode() {
 	case modeSentinel:
-		return newStore(newSentinelSource(cfg), cfg), nil
+		return newStore(newSentinelSource(cfg), cfg, false), nil
 	case modeCluster:
 		cs := newClusterSource(cfg)
-		s := newStore(cs, cfg)
+		s := newStore(cs, cfg, false)
 		s.cluster = cs
 		return s, nil
 	}
-	return newStore(newPool(cfg), cfg), nil
+	return newStore(newPool(cfg), cfg, false), nil
 }
 
-func newStore(src Source, cfg Config) *Store {
+// newStore returns a Store on src. foreign says that src was built by the
+// caller (New), so that the near-cache's connection must check that it
+// reached src's server (see startNearCache).
+func newStore(src Source, cfg Config, foreign bool) *Store {
 	s := &Store{
 		src:       src,
 		keyPrefix: cfg.KeyPrefix,
@@ -108,7 +122,7 @@ func newStore(src Source, cfg Config) *Store {
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
 	}
-	s.startNearCache(cfg)
+	s.startNearCache(cfg, foreign)
 	return s
 }
 

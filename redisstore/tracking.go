@@ -40,6 +40,9 @@ type tracker struct {
 	c    *nearCache
 	dial func(ctx context.Context) (*checkedConn, error)
 	cfg  Config
+	// check, when set, runs on each new connection before it subscribes;
+	// an error leaves it unsubscribed (see Store.sameServer).
+	check func(ctx context.Context, conn redis.Conn) error
 
 	pokes chan struct{} // a Strict Load wants a PING now; buffered, one is enough
 	stop  chan struct{} // closed by close
@@ -51,11 +54,12 @@ type tracker struct {
 	id   int64        // its CLIENT ID, for tests
 }
 
-func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*checkedConn, error)) *tracker {
+func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*checkedConn, error), check func(ctx context.Context, conn redis.Conn) error) *tracker {
 	t := &tracker{
 		c:     c,
 		dial:  dial,
 		cfg:   cfg,
+		check: check,
 		pokes: make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
@@ -151,9 +155,14 @@ func (t *tracker) connect() (*checkedConn, error) {
 	return conn, nil
 }
 
-// subscribe enables tracking on conn, redirected to itself, and subscribes
-// it to the invalidation channel.
+// subscribe runs the check, if any, then enables tracking on conn,
+// redirected to itself, and subscribes it to the invalidation channel.
 func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
+	if t.check != nil {
+		if err := t.check(ctx, conn); err != nil {
+			return err
+		}
+	}
 	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
 	if err != nil {
 		return err

@@ -15,13 +15,15 @@ import (
 
 // fakeTracking is a server that plays Redis for a near-cache's invalidation
 // connection, so that a test decides when each PING is answered: it
-// accepts the handshake (CLIENT ID, CLIENT TRACKING, SUBSCRIBE) and answers
+// accepts the handshake (INFO server, which it answers with the reply of
+// the server it stands in for, CLIENT ID, CLIENT TRACKING, SUBSCRIBE) and answers
 // each PING as Redis does in RESP2 subscribe mode, ["pong", <argument>],
 // at once until [fakeTracking.lag] is called. It never publishes an
 // invalidation. Its goroutines end, and its connections close, at cleanup.
 type fakeTracking struct {
-	ln net.Listener
-	wg sync.WaitGroup
+	ln   net.Listener
+	info string // the reply to INFO server
+	wg   sync.WaitGroup
 
 	mu     sync.Mutex
 	conns  []net.Conn
@@ -29,13 +31,18 @@ type fakeTracking struct {
 	lagNow chan struct{} // closed by lag
 }
 
-func startFakeTracking(t *testing.T) *fakeTracking {
+// startFakeTracking starts a fakeTracking that stands in for srv.
+func startFakeTracking(t *testing.T, srv *redistest.Server) *fakeTracking {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeTracking{ln: ln, lagNow: make(chan struct{})}
+	info, err := redis.String(srv.Do(t, "INFO", "server"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTracking{ln: ln, info: info, lagNow: make(chan struct{})}
 	f.wg.Add(1)
 	go f.accept()
 	t.Cleanup(func() {
@@ -117,6 +124,8 @@ func (f *fakeTracking) serve(c net.Conn) {
 		}
 		var reply string
 		switch cmd := args[0]; {
+		case cmd == "INFO":
+			reply = fmt.Sprintf("$%d\r\n%s\r\n", len(f.info), f.info)
 		case cmd == "CLIENT" && args[1] == "ID":
 			reply = ":7\r\n"
 		case cmd == "CLIENT":
@@ -151,7 +160,7 @@ func (f *fakeTracking) serve(c net.Conn) {
 // answer to a PING sent before the change, and serve the old record.
 func TestTrackingAnswerCertifiesItsPing(t *testing.T) {
 	srv := redistest.Start(t)
-	fake := startFakeTracking(t)
+	fake := startFakeTracking(t, srv)
 	pool, err := NewPool(Config{Addr: srv.Addr()})
 	if err != nil {
 		t.Fatal(err)
