@@ -288,6 +288,18 @@ func (c *nearCache) held(id string, ttl time.Duration, now int64) *nearEntry {
 	return e
 }
 
+// due reports whether memory holds an entry of id, usable at now lease
+// aside, whose idle window for ttl is due for extension (see held).
+func (c *nearCache) due(id string, ttl time.Duration, now int64) bool {
+	if ttl <= 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[id]
+	return e != nil && now < e.expires && e.expires-now < int64(ttl)-c.extendEvery(ttl)
+}
+
 // begin starts a fill of id. It returns false when the invalidation
 // connection is not subscribed, so that nothing read now may be kept.
 func (c *nearCache) begin(id string) (fillTicket, bool) {
@@ -548,6 +560,13 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 		return append([]byte(nil), e.record...), true, nil // a copy: the caller may modify it
 	}
 	c.misses.Add(1)
+	if c.due(id, ttl, start) {
+		// Memory holds the record, but its idle window is due for
+		// extension: extend it at once, without reading again what memory
+		// holds. The GETEX drops this copy (see writeNoter), and the next
+		// Load refills it.
+		return s.load(ctx, "load", s.prefix+id, ttl)
+	}
 	t, ok := c.begin(id)
 	if !ok {
 		return s.load(ctx, "load", s.prefix+id, ttl)

@@ -676,3 +676,22 @@ func connectionsReceived(t *testing.T, conn redis.Conn) int {
 	t.Fatal("no total_connections_received in INFO stats")
 	return 0
 }
+
+// TestNearCacheExtensionGoesStraightToGETEX: a Load whose entry is held
+// but due for extension sends GETEX alone, without first reading the record
+// and its time to live again (GET and PTTL) only to find it due.
+func TestNearCacheExtensionGoesStraightToGETEX(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	set(t, srv, "a", "v1") // 10 minutes to live
+	warm(t, s, "a")        // ttl 0: held without extending
+	srv.ResetStats(t)
+	const ttl = 20 * time.Minute // the entry is due: far more than ttl/4 below ttl
+	if b, found, err := s.Load(context.Background(), "a", ttl); err != nil || !found || string(b) != "v1" {
+		t.Fatalf("Load = %q, %v, %v, want v1", b, found, err)
+	}
+	calls := srv.Calls(t)
+	if calls["getex"] != 1 || calls["get"] != 0 || calls["pttl"] != 0 {
+		t.Errorf("Load of an entry due for extension sent GETEX %d, GET %d, PTTL %d times; want GETEX once and nothing else", calls["getex"], calls["get"], calls["pttl"])
+	}
+}
