@@ -122,5 +122,47 @@ func classify(op string, err error) error {
 	case errors.As(err, &cert):
 		class = ErrRefused
 	}
+	if msg := err.Error(); strings.Contains(msg, echoedArgs) {
+		return &redactedError{msg: fmt.Sprintf("%v (%s): %s", class, op, withoutArgs(msg)), errs: []error{class, err}}
+	}
 	return fmt.Errorf("%w (%s): %w", class, op, err)
 }
+
+// echoedArgs is where a Redis error reply starts repeating the arguments of
+// the command it refused, as "ERR unknown command 'GETEX', with args
+// beginning with: 'session:...' 'PX' ..." does (a command a managed Redis
+// renamed or disabled): the arguments hold session keys, which no error
+// may carry.
+const echoedArgs = ", with args beginning with:"
+
+// withoutArgs returns msg with every run of echoed arguments, up to the
+// end of its line, replaced by a note that they are not shown.
+func withoutArgs(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(msg, echoedArgs)
+		if i < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		b.WriteString(msg[:i])
+		b.WriteString(" (arguments not shown)")
+		msg = msg[i:]
+		if j := strings.IndexByte(msg, '\n'); j >= 0 {
+			msg = msg[j:]
+		} else {
+			msg = ""
+		}
+	}
+}
+
+// redactedError is a classified error whose text leaves out the arguments
+// a Redis reply echoed (see echoedArgs); errors.Is and errors.As still
+// find its class and the reply.
+type redactedError struct {
+	msg  string
+	errs []error
+}
+
+func (e *redactedError) Error() string   { return e.msg }
+func (e *redactedError) Unwrap() []error { return e.errs }

@@ -329,6 +329,39 @@ func TestErrorsHideIDs(t *testing.T) {
 	}
 }
 
+// TestErrorsHideEchoedKeys calls the Store on a Redis that disabled the
+// commands it sends, as a managed Redis may: Redis then answers "ERR
+// unknown command 'GETEX', with args beginning with: 'session:<id>' ...",
+// and the errors, which the Manager logs, leave those arguments out while
+// still classifying and holding the reply. They carried the session's key.
+func TestErrorsHideEchoedKeys(t *testing.T) {
+	var args []string
+	for _, c := range []string{"GET", "GETEX", "SET", "DEL", "ZADD"} {
+		args = append(args, "--rename-command", c, "")
+	}
+	srv := redistest.Start(t, args...)
+	s := open(t, srv, redisstore.Config{Timeout: 2 * time.Second})
+	ctx := context.Background()
+	const id = "ZZ-distinctive-id-6f1d"
+	errs := map[string]error{}
+	_, _, errs["Load"] = s.Load(ctx, id, time.Minute)
+	_, _, errs["Load without idle"] = s.Load(ctx, id, 0)
+	_, errs["Insert"] = s.Insert(ctx, id, []byte("x"), time.Minute)
+	errs["Remove"] = s.Remove(ctx, id)
+	_, errs["AddUserSession"] = s.AddUserSession(ctx, redisstore.UserSession{UserID: "alice", ID: id, Record: []byte("x"), TTL: time.Minute, Deadline: time.Now().Add(time.Hour)})
+	for name, err := range errs {
+		var reply redis.Error
+		switch {
+		case err == nil:
+			t.Errorf("%s with its command disabled succeeded, want an error", name)
+		case strings.Contains(err.Error(), id) || strings.Contains(err.Error(), "session:") || strings.Contains(err.Error(), "alice"):
+			t.Errorf("%s error %q contains the id, a key or the user", name, err)
+		case !errors.Is(err, redisstore.ErrRefused) || !errors.As(err, &reply) || !strings.Contains(err.Error(), "unknown command"):
+			t.Errorf("%s error %q: want ErrRefused, holding Redis's reply, saying what Redis refused", name, err)
+		}
+	}
+}
+
 // within fails the test if f does not return within a generous bound: the
 // point is that it returns at all, not how fast.
 func within(t *testing.T, name string, f func() error) error {
