@@ -63,8 +63,10 @@
 //	    +watch +unwatch +zadd +zrange +zrem +zremrangebyscore +pexpireat +select
 //
 // [Store.SCSRecords], for a migration from scs (docs/migrating-from-scs.md),
-// also needs "+getdel" (Redis 6.2) and the key pattern of scs's prefix,
-// such as "~scs:session:*"; drop them once the migration is over.
+// also needs "+getdel" (Redis 6.2), the key pattern of scs's prefix, such
+// as "~scs:session:*", and that of the markers of migrated scs keys,
+// "~scs_migrated:*" (prefixed with the KeyPrefix); drop them once the
+// migration is over.
 //
 // KeyStats, for capacity planning (docs/capacity.md), also needs "+zcard",
 // "+memory|usage" and "+info"; run it as an admin user, or add them.

@@ -2,7 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -23,7 +26,8 @@ type SCSRecords struct {
 // SCSRecords returns the scs records of the Redis that s uses, under the
 // keys "<prefix><token>": the prefix given to scs's redisstore.NewWithPrefix,
 // or "" for DefaultSCSPrefix, that of redisstore.New. The Store's KeyPrefix
-// plays no part: scs keys are where scs put them.
+// plays no part in those keys, which are where scs put them; it prefixes
+// the markers of [SCSRecords.Retire], "<KeyPrefix>scs_migrated:<hash>".
 func (s *Store) SCSRecords(prefix string) *SCSRecords {
 	if prefix == "" {
 		prefix = DefaultSCSPrefix
@@ -32,32 +36,123 @@ func (s *Store) SCSRecords(prefix string) *SCSRecords {
 }
 
 // Take returns the record stored for the scs key token (the token itself,
-// or its hash when scs ran with HashTokenInStore) and deletes it, in one
-// command (GETDEL, Redis 6.2 or later), so of concurrent calls for the same
-// token exactly one gets the record. A missing record is not an error. With
-// [Config.WaitReplicas], a record is returned only once that many replicas
-// have its deletion, so that a failover cannot bring it back.
+// or its hash when scs ran with HashTokenInStore) and deletes it, so of
+// concurrent calls for the same token at most one gets the record. A
+// missing record is not an error. A record under a key that [SCSRecords.Retire]
+// marked is deleted too, but not returned: an scs instance that loaded the
+// session before its migration wrote it back.
 //
-// An ACL user needs "+getdel" and the key pattern of the prefix
-// ("~scs:session:*") besides the commands of the package documentation.
+// It costs one round trip, a MULTI/EXEC with EXISTS of the marker and
+// GETDEL of the record (Redis 6.2 or later). On a Redis Cluster, where the
+// two keys lie in different slots, it sends EXISTS and then GETDEL.
+//
+// With [Config.WaitReplicas], a record is returned only once that many
+// replicas have its deletion, so that a failover cannot bring it back.
+//
+// An ACL user needs "+getdel" and the key patterns of the prefix and of the
+// markers ("~scs:session:* ~scs_migrated:*") besides the commands of the
+// package documentation.
 func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, found bool, err error) {
-	key := r.prefix + token
+	key, mark := r.prefix+token, r.marker(token)
+	if !r.s.sameSlot(key, mark) {
+		return r.takeSplit(ctx, key, mark)
+	}
 	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
-		b, err := redis.Bytes(cmd(ctx, conn, "GETDEL", key))
-		if errors.Is(err, redis.ErrNil) {
-			return nil
+		conn.Send("MULTI")
+		conn.Send("EXISTS", mark)
+		conn.Send("GETDEL", key)
+		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+		if err == nil {
+			err = firstError(replies)
 		}
 		if err != nil {
 			return err
 		}
-		if err := r.s.confirm(ctx, conn); err != nil {
+		retired, err := redis.Int(replies[0], nil)
+		if err != nil {
 			return err
 		}
-		record, found = b, true
-		return nil
+		record, found, err = taken(replies[1], retired == 1)
+		if err == nil && found {
+			err = r.s.confirm(ctx, conn)
+		}
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return record, found, nil
+}
+
+// takeSplit is Take for a marker in another hash slot than the record: the
+// marker is read first, so that a record written back after a migration
+// that has marked it is never returned. (A record written back after this
+// EXISTS and before the GETDEL, by a migration that ran in between, is:
+// the same window as that between a migration's GETDEL and its Retire.)
+func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []byte, found bool, err error) {
+	var retired int
+	err = r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
+		retired, err = redis.Int(cmd(ctx, conn, "EXISTS", mark))
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
+		reply, err := cmd(ctx, conn, "GETDEL", key)
+		if err != nil {
+			return err
+		}
+		record, found, err = taken(reply, retired == 1)
+		if err == nil && found {
+			err = r.s.confirm(ctx, conn)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return record, found, nil
+}
+
+// taken reads the reply of GETDEL: the record, unless there was none or
+// its key was retired.
+func taken(reply any, retired bool) ([]byte, bool, error) {
+	b, err := redis.Bytes(reply, nil)
+	if errors.Is(err, redis.ErrNil) || (err == nil && retired) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}
+
+// Retire marks the scs key token as migrated until the given time, the
+// deadline of the scs session that Take returned, so that Take deletes and
+// never returns a record written under it again until then: an scs
+// instance still running during a rolling deploy, which loaded the session
+// before it was taken, writes it back when its request ends, and with an
+// idle timeout that copy lives longer than the record taken, up to that
+// deadline. The marker is "<KeyPrefix>scs_migrated:<hash>", the base64url
+// SHA-256 of the scs key, never the key itself: one SET with PXAT.
+//
+// It does not wait for replicas, as a login does not, and its Observer op
+// is take_scs.
+func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) error {
+	mark := r.marker(token)
+	// Rounded up, so that the marker outlives a copy that expires at the
+	// same deadline in milliseconds (PEXPIREAT, as scs writes it).
+	at := until.Add(time.Millisecond - 1).UnixMilli()
+	return r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
+		_, err := cmd(ctx, conn, "SET", mark, "1", "PXAT", at)
+		return err
+	})
+}
+
+// marker returns the key of the marker of the scs key token: hashed, since
+// scs keys hold live tokens unless scs ran with HashTokenInStore.
+func (r *SCSRecords) marker(token string) string {
+	sum := sha256.Sum256([]byte(r.prefix + token))
+	return r.s.keyPrefix + "scs_migrated:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -22,7 +22,8 @@ type Observer interface {
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
 	// (Store.CountRequests: one per rate-limited request, one per key on a
 	// Redis Cluster), take_scs (the read of an scs session that
-	// session.Config.FromSCS migrates), and find, commit and delete (the
+	// session.Config.FromSCS migrates, and the marker it leaves; on a Redis
+	// Cluster the read reports two calls), and find, commit and delete (the
 	// scs.Store methods). A Store method may report several
 	// calls: on a Redis Cluster a login that replaces a session in another
 	// slot reports add_user_session twice, and a renewal across slots

@@ -34,11 +34,13 @@ const DefaultSCSCookieName = "session"
 // cookie and expires scs's. Of concurrent requests with the same scs
 // cookie, exactly one gets the record, so one session comes out of it; the
 // others go on as anonymous requests whose token leads nowhere (see Put)
-// and leave the cookies alone.
+// and leave the cookies alone. The scs key is then retired until scs's
+// deadline (SCSRecords.Retire): a copy of the record that an scs instance
+// still running writes back is deleted and refused, not migrated again.
 //
-// Should the store fail after the record was taken, before the new session
-// was written, the session is lost and its user logs in again: the two are
-// never both alive. A store that cannot be asked at all leaves the scs
+// Should the store fail after the record was taken, before the key was
+// retired and the new session written, the session is lost and its user
+// logs in again: the two are never both alive. A store that cannot be asked at all leaves the scs
 // record and cookie as they are and serves the request as during any
 // outage (LoadError reports ErrStoreUnavailable).
 //
@@ -88,8 +90,15 @@ type SCSImport struct {
 type SCSRecords interface {
 	// Take returns the record stored under key (scs's token, or its hash)
 	// and deletes it, atomically, so that of concurrent calls with the same
-	// key at most one finds it. A missing record is not an error.
+	// key at most one finds it. A missing record is not an error. A record
+	// under a key that Retire marked, and whose mark has not expired, is
+	// deleted and not returned.
 	Take(ctx context.Context, key string) (record []byte, found bool, err error)
+
+	// Retire marks key as migrated until the time given, so that Take
+	// refuses a record written under it again until then (by an scs
+	// instance that loaded the session before it was taken).
+	Retire(ctx context.Context, key string, until time.Time) error
 }
 
 // withDefaults returns a copy of imp with its zero fields set, or an error
@@ -179,6 +188,16 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	}
 	if !deadline.After(now) {
 		m.log.Debug("session: expired scs record deleted")
+		return true
+	}
+	// An scs instance still running in a rolling deploy that loaded this
+	// session before it was taken writes it back when its request ends.
+	// Taken again, that copy would become a second session, which a logout
+	// or RevokeAll of this one leaves alive: the mark makes Take refuse it
+	// until scs's deadline, past which scs writes no copy. Without the
+	// mark, no session is made.
+	if err := imp.Records.Retire(ctx, key, deadline); err != nil {
+		m.log.Warn("session: scs session lost in migration; its user logs in again", "error", err)
 		return true
 	}
 	if err := m.migrate(ctx, st, deadline, values, now); err != nil {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The tests of an import from records that real scs and scs/redisstore
@@ -19,6 +20,10 @@ type failingRecords struct{}
 
 func (failingRecords) Take(context.Context, string) ([]byte, bool, error) {
 	return nil, false, errors.New("connection refused")
+}
+
+func (failingRecords) Retire(context.Context, string, time.Time) error {
+	return errors.New("connection refused")
 }
 
 // TestSCSImportOutage checks that an unreachable store leaves the scs
@@ -44,6 +49,8 @@ func (r *recordingRecords) Take(_ context.Context, key string) ([]byte, bool, er
 	r.keys = append(r.keys, key)
 	return nil, false, nil
 }
+
+func (r *recordingRecords) Retire(context.Context, string, time.Time) error { return nil }
 
 // TestSCSImportOnlyWithoutSession checks that a request with a session of
 // the Manager's own, a Bearer token, or a cookie that is no scs token never

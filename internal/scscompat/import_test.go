@@ -418,3 +418,93 @@ func TestSCSImportNamedUserID(t *testing.T) {
 		}
 	}
 }
+
+// TestSCSImportWriteBack runs the rolling deploy of the migration guide: an
+// old scs instance loads a session, a new instance migrates it meanwhile,
+// and the old instance then writes the session back, as scs does at the
+// end of every request that changed it (or with an idle timeout, every
+// request). The copy must not become a second session: the next request
+// with the scs cookie to a new instance is anonymous, deletes the copy and
+// expires the cookie, and after the migrated session's logout nothing of
+// the user is left. The key that retires the scs key holds no token and
+// lives until scs's deadline, past the idle timeout that a write-back
+// would renew.
+func TestSCSImportWriteBack(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	app.sm.IdleTimeout = time.Minute
+	loaded, release := make(chan struct{}), make(chan struct{})
+	old := httptest.NewServer(app.sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(loaded)
+		<-release
+		app.sm.Put(r.Context(), "cart", scsCart{Items: []string{"tea", "milk"}})
+	})))
+	defer old.Close()
+	m, ts := newImportManager(t, srv, session.Config{CookieName: "sk"}, func(w io.Writer, r *http.Request) {
+		if r.URL.Path == "/logout" {
+			if err := session.Destroy(r.Context()); err != nil {
+				t.Error(err)
+			}
+		}
+		id, _ := session.UserID(r.Context())
+		fmt.Fprint(w, id)
+	})
+
+	browser := newJar(t)
+	get(t, browser, app.ts.URL+"/login")
+	scsToken := jarCookie(browser, app.ts.URL, "session")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest("GET", old.URL+"/", nil)
+		req.AddCookie(&http.Cookie{Name: "session", Value: scsToken})
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		} else {
+			t.Error(err)
+		}
+	}()
+	<-loaded
+	if body, _ := get(t, browser, ts.URL+"/"); body != "42" {
+		t.Fatalf("migration: logged in as %q, want 42", body)
+	}
+	close(release)
+	<-done
+	if n := len(scsKeys(t, srv)); n != 1 {
+		t.Fatalf("%d scs records after the old instance's write-back, want 1", n)
+	}
+
+	// The user logs out on a new instance; whoever holds the old scs
+	// cookie (a thief, the browser's history) then tries it there.
+	get(t, browser, ts.URL+"/logout")
+	stale := newJar(t)
+	u, _ := url.Parse(ts.URL)
+	stale.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: scsToken, Path: "/"}})
+	body, resp := get(t, stale, ts.URL+"/")
+	if body != "" {
+		t.Errorf("after the logout, the written-back scs session migrated again, as user %q", body)
+	}
+	if list, err := m.List(context.Background(), "42"); err != nil || len(list) != 0 {
+		t.Errorf("List after the logout: %d sessions, %v; want none", len(list), err)
+	}
+	if jarCookie(stale, ts.URL, "session") != "" || jarCookie(stale, ts.URL, "sk") != "" {
+		t.Errorf("cookies after the refused copy: %v, want the scs cookie expired and no new one", resp.Header["Set-Cookie"])
+	}
+	if n := len(scsKeys(t, srv)); n != 0 {
+		t.Errorf("%d scs records after the refused copy, want 0", n)
+	}
+
+	marks, err := redis.Strings(srv.Do(t, "KEYS", "scs_migrated:*"), nil)
+	if err != nil || len(marks) != 1 {
+		t.Errorf("marker keys %q, %v; want one", marks, err)
+	}
+	for _, k := range marks {
+		if strings.Contains(k, scsToken) {
+			t.Error("the marker key holds the scs token")
+		}
+		if pttl, _ := redis.Int64(srv.Do(t, "PTTL", k), nil); pttl < (59 * time.Minute).Milliseconds() {
+			t.Errorf("marker PTTL = %dms, want until scs's deadline, an hour away", pttl)
+		}
+	}
+
+}
