@@ -213,3 +213,21 @@ func TestSCSRecordsACL(t *testing.T) {
 		t.Errorf("Take without ~scs_migrated:* = %v, want ErrRefused", err)
 	}
 }
+
+// TestSCSRecordsTakeNoWait takes and retires an scs record through a Store
+// with WaitReplicas on a server without replicas, where WAIT always falls
+// short: neither waits, as a login does not, so the record taken reaches
+// its migration instead of being lost behind an error.
+func TestSCSRecordsTakeNoWait(t *testing.T) {
+	srv := redistest.Start(t)
+	store := open(t, srv, redisstore.Config{WaitReplicas: 1, Timeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	records := store.SCSRecords("")
+	srv.Do(t, "SET", "scs:session:tok", "rec", "PX", 600000)
+	if b, found, err := records.Take(ctx, "tok"); err != nil || !found || string(b) != "rec" {
+		t.Fatalf("Take = %q, %v, %v, want %q, true, nil", b, found, err, "rec")
+	}
+	if err := records.Retire(ctx, "tok", time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("Retire = %v, want nil", err)
+	}
+}

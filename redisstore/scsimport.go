@@ -46,8 +46,11 @@ func (s *Store) SCSRecords(prefix string) *SCSRecords {
 // GETDEL of the record (Redis 6.2 or later). On a Redis Cluster, where the
 // two keys lie in different slots, it sends EXISTS and then GETDEL.
 //
-// With [Config.WaitReplicas], a record is returned only once that many
-// replicas have its deletion, so that a failover cannot bring it back.
+// It does not wait for replicas, not even with [Config.WaitReplicas]: once
+// the record is taken, the migration that took it must go on (waiting could
+// only fail a request whose record is gone already), and a migration is a
+// login, which does not wait either. A failover right after it can bring
+// the record back, without its mark, as it can lose a login.
 //
 // An ACL user needs "+getdel" and the key patterns of the prefix and of the
 // markers ("~scs:session:* ~scs_migrated:*") besides the commands of the
@@ -73,9 +76,6 @@ func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, fou
 			return err
 		}
 		record, found, err = taken(replies[1], retired == 1)
-		if err == nil && found {
-			err = r.s.confirm(ctx, conn)
-		}
 		return err
 	})
 	if err != nil {
@@ -104,9 +104,6 @@ func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []
 			return err
 		}
 		record, found, err = taken(reply, retired == 1)
-		if err == nil && found {
-			err = r.s.confirm(ctx, conn)
-		}
 		return err
 	})
 	if err != nil {
@@ -137,8 +134,7 @@ func taken(reply any, retired bool) ([]byte, bool, error) {
 // deadline. The marker is "<KeyPrefix>scs_migrated:<hash>", the base64url
 // SHA-256 of the scs key, never the key itself: one SET with PXAT.
 //
-// It does not wait for replicas, as a login does not, and its Observer op
-// is take_scs.
+// Like Take, it does not wait for replicas, and its Observer op is take_scs.
 func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) error {
 	mark := r.marker(token)
 	// Rounded up, so that the marker outlives a copy that expires at the

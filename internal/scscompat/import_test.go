@@ -22,6 +22,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -507,4 +508,49 @@ func TestSCSImportWriteBack(t *testing.T) {
 		}
 	}
 
+}
+
+// TestSCSImportWaitReplicas migrates an scs session through a Store with
+// WaitReplicas on a Redis without replicas, where every WAIT falls short: a
+// migration does not wait, as a login does not, so the user is logged in,
+// not served 503 and then logged out with the record already taken.
+func TestSCSImportWaitReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	store, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Timeout: 300 * time.Millisecond, WaitReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(store, session.Config{
+		Keys:           [][]byte{bytes.Repeat([]byte{7}, session.MinKeyLength)},
+		InsecureCookie: true,
+		CookieName:     "sk",
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		FromSCS:        &session.SCSImport{Records: store.SCSRecords(""), UserKey: "userID"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := m.Load(r)
+		id, _ := session.UserID(ctx)
+		if err := m.Commit(ctx, w.Header()); err != nil {
+			t.Error(err)
+		}
+		fmt.Fprint(w, id, " ", session.LoadError(ctx))
+	}))
+	t.Cleanup(ts.Close)
+
+	c := newJar(t)
+	get(t, c, app.ts.URL+"/login")
+	if body, _ := get(t, c, ts.URL+"/"); body != "42 <nil>" {
+		t.Fatalf("first request after the switch: %q, want user 42 and no load error", body)
+	}
+	if body, _ := get(t, c, ts.URL+"/"); body != "42 <nil>" {
+		t.Errorf("second request: %q, want user 42", body)
+	}
+	if n := len(scsKeys(t, srv)); n != 0 {
+		t.Errorf("%d scs records left, want 0", n)
+	}
 }
