@@ -19,6 +19,10 @@ import (
 // otherwise (scs.SessionManager.Cookie.Name).
 const DefaultSCSCookieName = "session"
 
+// scsRememberMe is the key under which scs keeps the choice of
+// scs.SessionManager.RememberMe: whether the cookie outlives the browser.
+const scsRememberMe = "__rememberMe"
+
 // SCSImport takes over the sessions of an application that used
 // github.com/alexedwards/scs/v2 directly, typically with
 // github.com/alexedwards/scs/redisstore, so that moving to this package
@@ -49,8 +53,11 @@ const DefaultSCSCookieName = "session"
 // registered with gob.Register, which the application must still register
 // for the records to decode) are stored as JSON and come back through Get
 // by encoding/json's rules. Values that Put would refuse (a NaN, a key
-// starting with "__") are dropped and logged. A record that does not decode
-// is deleted and logged, and its user logs in again.
+// starting with "__") are dropped and logged, except scs's own
+// "__rememberMe", dropped silently: the new cookie lasts until the
+// session's deadline, also where scs's was a browser-session cookie
+// (scs.SessionCookie.Persist false, or RememberMe(ctx, false)). A record
+// that does not decode is deleted and logged, and its user logs in again.
 type SCSImport struct {
 	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
 	// returns one for the prefix scs used. Required.
@@ -224,8 +231,13 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	}
 	kept := make(map[string]any, len(values)+1)
 	for k, v := range values {
+		if k == scsRememberMe {
+			// scs's own flag of RememberMe: the cookie of the migrated
+			// session lasts until its deadline either way.
+			continue
+		}
 		if !validKey(k) {
-			m.log.Warn("session: scs value with a reserved key dropped in migration")
+			m.log.Warn("session: scs value with a reserved key dropped in migration", "key", k)
 			continue
 		}
 		nv, err := normalize(v)

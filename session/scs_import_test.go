@@ -1,14 +1,18 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 )
 
 // The tests of an import from records that real scs and scs/redisstore
@@ -115,5 +119,55 @@ func TestSCSImportConfig(t *testing.T) {
 	cfg, err := (Config{Keys: [][]byte{testKey(1)}, FromSCS: &SCSImport{Records: failingRecords{}}}).withDefaults()
 	if err != nil || cfg.FromSCS.CookieName != DefaultSCSCookieName || cfg.FromSCS.CookiePath != "/" {
 		t.Fatalf("defaults: %+v, %v", cfg.FromSCS, err)
+	}
+}
+
+// scsRecord is an SCSRecords that holds one scs record, which the first
+// Take returns.
+type scsRecord struct{ b []byte }
+
+func (r *scsRecord) Take(context.Context, string) ([]byte, bool, error) {
+	b := r.b
+	r.b = nil
+	return b, b != nil, nil
+}
+
+func (r *scsRecord) Retire(context.Context, string, time.Time) error { return nil }
+
+// migrateSCS migrates an scs session of values, a user "u1" under UserKey
+// "userID" among them, through a new Manager and returns the context of
+// the request that did, after its Commit, and what the Manager logged.
+func migrateSCS(t *testing.T, values map[string]any) (context.Context, string) {
+	t.Helper()
+	b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, _ := newTestManager(t, Config{FromSCS: &SCSImport{Records: &scsRecord{b}, UserKey: "userID"}, CookieName: "sk"})
+	var logs bytes.Buffer
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: strings.Repeat("C", tokenLen)})
+	ctx := m.Load(req)
+	if id, _ := UserID(ctx); id != "u1" {
+		t.Fatalf("UserID after the migration = %q, want u1", id)
+	}
+	if err := m.Commit(ctx, http.Header{}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, logs.String()
+}
+
+// TestSCSImportRememberMe migrates an scs session that holds scs's own
+// "__rememberMe" (RememberMe(ctx, false)) and another reserved key: the
+// first is scs's and dropped without a word, the second is dropped with a
+// warning that names it.
+func TestSCSImportRememberMe(t *testing.T) {
+	ctx, logs := migrateSCS(t, map[string]any{"userID": "u1", "__rememberMe": false, "__flash": "x", "theme": "dark"})
+	if v, _ := Get[string](ctx, "theme"); v != "dark" {
+		t.Errorf("Get(theme) = %q, want dark", v)
+	}
+	if strings.Contains(logs, "__rememberMe") || strings.Count(logs, "reserved key") != 1 || !strings.Contains(logs, "key=__flash") {
+		t.Errorf("logs = %q, want one warning, naming __flash", logs)
 	}
 }
