@@ -1,9 +1,12 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -53,11 +56,14 @@ const scsRememberMe = "__rememberMe"
 // registered with gob.Register, which the application must still register
 // for the records to decode) are stored as JSON and come back through Get
 // by encoding/json's rules. Values that Put would refuse (a NaN, a key
-// starting with "__") are dropped and logged, except scs's own
-// "__rememberMe", dropped silently: the new cookie lasts until the
-// session's deadline, also where scs's was a browser-session cookie
-// (scs.SessionCookie.Persist false, or RememberMe(ctx, false)). A record
-// that does not decode is deleted and logged, and its user logs in again.
+// starting with "__"), and values that would not come back from JSON as
+// they were (a type that only gob can carry, through a GobEncoder, with no
+// exported fields; a field tagged json:"-"), are dropped and logged by key
+// and type, except scs's own "__rememberMe", dropped silently: the new
+// cookie lasts until the session's deadline, also where scs's was a
+// browser-session cookie (scs.SessionCookie.Persist false, or
+// RememberMe(ctx, false)). A record that does not decode is deleted and
+// logged, and its user logs in again.
 type SCSImport struct {
 	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
 	// returns one for the prefix scs used. Required.
@@ -241,6 +247,9 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 			continue
 		}
 		nv, err := normalize(v)
+		if err == nil {
+			err = survives(v, nv)
+		}
 		if err != nil {
 			m.log.Warn("session: scs value dropped in migration", "key", k, "error", err)
 			continue
@@ -311,6 +320,98 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	}
 	return nil
 }
+
+// survives checks that the scs value v comes back from its form in the
+// record, nv (see normalize), for Get of v's type: gob carries state that
+// JSON drops, such as that of a type with only a GobEncoder and unexported
+// fields, which would otherwise come back as a zero value with ok true.
+func survives(v, nv any) error {
+	raw, ok := nv.(jsonValue)
+	if !ok {
+		return nil // a tagged type, kept as itself
+	}
+	back := reflect.New(reflect.TypeOf(v))
+	if err := json.Unmarshal(raw, back.Interface()); err != nil || !sameAfterJSON(reflect.ValueOf(v), back.Elem()) {
+		return fmt.Errorf("%w: %T does not come back from JSON unchanged", ErrInvalidValue, v)
+	}
+	return nil
+}
+
+// sameAfterJSON reports whether b, decoded from the JSON of a into a's
+// type, holds what a holds, by the rules Get follows: a value in an
+// interface, which encoding/json fills with its own types (float64,
+// map[string]any), and a value of a type that marshals itself, count as
+// the same when they encode to the same JSON; an unexported field, which
+// JSON never sets, only when a's is zero; anything else must be equal.
+func sameAfterJSON(a, b reflect.Value) bool {
+	t := a.Type()
+	if t.Kind() == reflect.Interface || t.Implements(jsonMarshaler) || t.Implements(textMarshaler) {
+		if !a.CanInterface() || !b.CanInterface() {
+			return a.IsZero()
+		}
+		ja, err1 := json.Marshal(a.Interface())
+		jb, err2 := json.Marshal(b.Interface())
+		return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameAfterJSON(a.Elem(), b.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() && !f.Anonymous {
+				if !a.Field(i).IsZero() {
+					return false
+				}
+				continue
+			}
+			if !sameAfterJSON(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameAfterJSON(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for it := a.MapRange(); it.Next(); {
+			bv := b.MapIndex(it.Key())
+			if !bv.IsValid() || !sameAfterJSON(it.Value(), bv) {
+				return false
+			}
+		}
+		return true
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	case reflect.Float32, reflect.Float64:
+		return a.Float() == b.Float()
+	case reflect.String:
+		return a.String() == b.String()
+	}
+	return false // complex numbers, channels, functions: JSON has no form for them
+}
+
+var (
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+)
 
 // scsUserID returns the user id held in an scs value: a string, or the
 // decimal form of an integer, also of a named type (type UserID int64),

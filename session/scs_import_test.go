@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/gob"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -169,5 +170,79 @@ func TestSCSImportRememberMe(t *testing.T) {
 	}
 	if strings.Contains(logs, "__rememberMe") || strings.Count(logs, "reserved key") != 1 || !strings.Contains(logs, "key=__flash") {
 		t.Errorf("logs = %q, want one warning, naming __flash", logs)
+	}
+}
+
+// scsOpaque is an app type that gob carries through its GobEncoder alone:
+// it has no exported field, so its JSON is {}.
+type scsOpaque struct{ secret string }
+
+func (o scsOpaque) GobEncode() ([]byte, error) { return []byte(o.secret), nil }
+func (o *scsOpaque) GobDecode(b []byte) error  { o.secret = string(b); return nil }
+
+// scsHidden is an app type with a field that JSON skips.
+type scsHidden struct {
+	Name string
+	Note string `json:"-"`
+}
+
+// scsCartItem is an app type that JSON carries whole.
+type scsCartItem struct {
+	SKU   string
+	Qty   uint16
+	Added time.Time
+	Extra any
+	Tags  map[string]int
+}
+
+// TestSCSImportValues migrates scs values that do and do not come back
+// from JSON unchanged: those that do are kept, for Get of their own type
+// (interface values by encoding/json's rules); those that do not are
+// dropped and logged by key and type, never with their content, instead
+// of coming back as zero values.
+func TestSCSImportValues(t *testing.T) {
+	gob.Register(scsOpaque{})
+	gob.Register(scsHidden{})
+	gob.Register(scsCartItem{})
+	gob.Register(map[string]any{})
+	gob.Register([]any{})
+	added := time.Date(2024, 5, 6, 7, 8, 9, 10, time.FixedZone("", 2*3600))
+	item := scsCartItem{SKU: "tea", Qty: 3, Added: added, Extra: []any{"a", 2}, Tags: map[string]int{"x": 1}}
+	ctx, logs := migrateSCS(t, map[string]any{
+		"userID":    "u1",
+		"opaque":    scsOpaque{secret: "opaque-secret-1f3"},
+		"hidden":    scsHidden{Name: "n", Note: "hidden-secret-9c2"},
+		"emptyOpaq": scsOpaque{},
+		"item":      item,
+		"m":         map[string]any{"n": 1, "s": []any{"a", int64(2)}},
+		"u64":       uint64(1<<64 - 1),
+		"f32":       float32(0.1),
+	})
+	for _, k := range []string{"opaque", "hidden"} {
+		if _, ok := Get[any](ctx, k); ok {
+			t.Errorf("Get(%s) found a value, want it dropped", k)
+		}
+		if !strings.Contains(logs, "key="+k) {
+			t.Errorf("no warning names %s: %s", k, logs)
+		}
+	}
+	if strings.Contains(logs, "secret-") {
+		t.Errorf("a dropped value's content is in the logs: %s", logs)
+	}
+	if v, ok := Get[scsOpaque](ctx, "emptyOpaq"); !ok || v != (scsOpaque{}) {
+		t.Errorf("Get(emptyOpaq) = %+v, %v, want the zero value, true", v, ok)
+	}
+	if v, ok := Get[scsCartItem](ctx, "item"); !ok || v.SKU != "tea" || v.Qty != 3 || !v.Added.Equal(added) || !reflect.DeepEqual(v.Tags, item.Tags) ||
+		!reflect.DeepEqual(v.Extra, []any{"a", float64(2)}) {
+		t.Errorf("Get(item) = %+v, %v", v, ok)
+	}
+	if v, ok := Get[map[string]any](ctx, "m"); !ok || !reflect.DeepEqual(v, map[string]any{"n": float64(1), "s": []any{"a", float64(2)}}) {
+		t.Errorf("Get(m) = %v, %v", v, ok)
+	}
+	if v, ok := Get[uint64](ctx, "u64"); !ok || v != 1<<64-1 {
+		t.Errorf("Get(u64) = %v, %v", v, ok)
+	}
+	if v, ok := Get[float32](ctx, "f32"); !ok || v != 0.1 {
+		t.Errorf("Get(f32) = %v, %v", v, ok)
 	}
 }
