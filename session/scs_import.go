@@ -32,10 +32,11 @@ const scsRememberMe = "__rememberMe"
 // logs nobody out. Set it as Config.FromSCS during the migration; see
 // docs/migrating-from-scs.md.
 //
-// A request that carries scs's cookie (the bare scs token) and no session
-// of this package's own has its scs record taken out of the store and
-// deleted in one step (SCSRecords.Take), converted, and stored as a session
-// of this package under a new token: logged in as the user named by the
+// A request that carries scs's cookie (the bare scs token) and no token of
+// this package's own (no cookie or Bearer token, not even an anonymous or
+// ended session's) has its scs record taken out of the store and deleted
+// in one step (SCSRecords.Take), converted, and stored as a session of
+// this package under a new token: logged in as the user named by the
 // value under UserKey, with scs's other values, and with scs's deadline (cut
 // to Lifetime from now, if it lies further). The response sets the new
 // cookie and expires scs's. Of concurrent requests with the same scs
