@@ -70,15 +70,17 @@
 //   - GET /livez answers 200 {"status":"ok"} while the process serves
 //     HTTP. It never touches Redis, so a Redis outage does not get every
 //     instance restarted; use it as the liveness probe.
-//   - GET /readyz answers 200 {"status":"ok"} when Redis answers a PING
-//     within 500 ms, and 503 {"status":"unavailable","check":"redis"} when it
-//     does not, or {"status":"unavailable","check":"pool"} when every pooled
+//   - GET /readyz answers 200 {"status":"ok"} when Store.Ping succeeds
+//     within 500 ms (Redis answers and accepts writes: a read-only replica
+//     is not ready), and 503 {"status":"unavailable","check":"redis"} when
+//     it does not, or {"status":"unavailable","check":"pool"} when every pooled
 //     connection was busy and none came free within those 500 ms. Use it as
 //     the readiness probe: an instance that cannot reach Redis, or whose
 //     pool is exhausted, gets no new traffic. A change of readiness is
 //     logged once, not on every probe.
 //   - GET /healthz answers 200 {"status":"ok"}, or 503
-//     {"status":"unavailable"} when Redis does not answer within a second.
+//     {"status":"unavailable"} when Store.Ping fails within a second (Redis
+//     does not answer, or is a read-only replica).
 //
 // # Metrics
 //

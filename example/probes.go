@@ -9,14 +9,14 @@ import (
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
-// readyTimeout bounds the PING of /readyz, including the wait for a pooled
-// connection. It is shorter than the store's own timeout (1s by default),
+// readyTimeout bounds the Store.Ping of /readyz, including the wait for a
+// pooled connection. It is shorter than the store's own timeout (1s by default),
 // so that a probe with a one-second timeout gets an answer.
 const readyTimeout = 500 * time.Millisecond
 
 // The checks /readyz names when it answers 503.
 const (
-	checkRedis = "redis" // Redis did not answer a PING in time, or refused it
+	checkRedis = "redis" // Store.Ping failed: Redis did not answer in time, or refused (a read-only replica, say)
 	checkPool  = "pool"  // every pooled connection was busy and none came free in time
 )
 
@@ -27,10 +27,11 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers 200 when the store can serve: Redis answers a PING within
-// readyTimeout. Otherwise it answers 503 and names the check that failed:
+// readyz answers 200 when the store can serve: Store.Ping succeeds within
+// readyTimeout (Redis answers and accepts writes, so a read-only replica
+// is not ready). Otherwise it answers 503 and names the check that failed:
 // "pool" when every connection of the pool was in use as the probe began
-// and the PING got none within readyTimeout, "redis" otherwise. A pool that
+// and the Ping got none within readyTimeout, "redis" otherwise. A pool that
 // is fully busy but hands a connection on within readyTimeout counts as
 // ready, so that a burst of traffic does not take an instance out of
 // service.
@@ -81,7 +82,8 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
 }
 
-// healthz answers 200 when Redis answers within a second, 503 otherwise.
+// healthz answers 200 when Store.Ping succeeds within a second (Redis
+// answers and accepts writes), 503 otherwise.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
@@ -108,7 +110,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // clientGone reports whether r's client went away (its context cancelled),
-// so that a probe's failed PING is not taken for Redis's.
+// so that a probe's failed Ping is not taken for Redis's.
 func clientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }

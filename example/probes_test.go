@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +43,9 @@ var (
 
 // TestProbesNeedNoSession sends the probes with a live session's cookie and
 // token and a cross-site header: no session is loaded (/livez sends Redis
-// nothing, /readyz and /healthz one PING), no cookie is set, and a method
-// other than GET is refused.
+// nothing, /readyz and /healthz Store.Ping's PING and GETEX of a key that is
+// no session's, which finds nothing), no cookie is set, and a method other
+// than GET is refused.
 func TestProbesNeedNoSession(t *testing.T) {
 	e := startExample(t)
 	c := noRedirects()
@@ -57,14 +59,18 @@ func TestProbesNeedNoSession(t *testing.T) {
 		calls map[string]int64
 	}{
 		{"/livez", map[string]int64{}},
-		{"/readyz", map[string]int64{"ping": 1}},
-		{"/healthz", map[string]int64{"ping": 1}},
+		{"/readyz", map[string]int64{"ping": 1, "getex": 1}},
+		{"/healthz", map[string]int64{"ping": 1, "getex": 1}},
 	} {
 		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
 			e.redis.ResetStats(t)
 			e.probe(c, tc.path, http.StatusOK, probeOK, hdr...)
 			if got := e.redis.Calls(t); !maps.Equal(got, tc.calls) {
 				t.Errorf("GET %s sent Redis %v, want %v", tc.path, got, tc.calls)
+			}
+			// A session loaded would be a keyspace hit.
+			if info, _ := redis.String(e.redis.Do(t, "INFO", "stats"), nil); !strings.Contains(info, "keyspace_hits:0\r\n") {
+				t.Errorf("GET %s read a key that exists: INFO stats %q, want keyspace_hits:0", tc.path, info)
 			}
 			if r := e.send(c, "POST", tc.path, ""); r.code != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
 				t.Errorf("POST %s = %d Allow %q, want 405 Allow GET, HEAD", tc.path, r.code, r.header.Get("Allow"))
@@ -99,6 +105,30 @@ func TestLivezWithoutRedis(t *testing.T) {
 			e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
 			e.probe(c, "/healthz", http.StatusServiceUnavailable, healthDown)
 		})
+	}
+}
+
+// TestProbesReadOnlyReplica points the example at a read-only replica,
+// which refuses every login and every read of a session (GETEX is a write
+// command): /readyz and /healthz answer 503, not 200, /livez 200, and the
+// log says why once.
+func TestProbesReadOnlyReplica(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	var logs syncBuffer
+	e := startExampleLogging(t, replica, testKeys(), &logs)
+	c := noRedirects()
+	for range 2 {
+		e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
+		e.probe(c, "/healthz", http.StatusServiceUnavailable, healthDown)
+	}
+	e.probe(c, "/livez", http.StatusOK, probeOK)
+	if r := e.send(c, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`); r.code != http.StatusServiceUnavailable {
+		t.Errorf("POST /api/login on a replica = %d, want 503 (what the probes foretell)", r.code)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "example: not ready"); n != 1 || !strings.Contains(out, "read-only replica") {
+		t.Errorf("2 failed probes logged %d not-ready lines, want 1 naming the read-only replica:\n%s", n, out)
 	}
 }
 

@@ -171,14 +171,27 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 	})
 }
 
-// Ping checks that Redis answers, for readiness probes and start-up checks:
-// on one server or under Sentinel, the master; on a Cluster, every master
-// that CLUSTER SLOTS lists (a call fails for the slots of any that does not
-// answer).
+// Ping checks that Redis can serve sessions, for readiness probes and
+// start-up checks: on one server or under Sentinel, that the server answers
+// and accepts writes; on a Cluster, that every master CLUSTER SLOTS lists
+// answers (a call fails for the slots of any that does not).
+//
+// On one server or under Sentinel it sends PING and GETEX
+// "<KeyPrefix>session:", pipelined in one round trip. GETEX is a write
+// command, so a read-only replica refuses it with READONLY whatever its
+// key, as it refuses every login and, with an idle timeout, every read of a
+// session: Ping then fails with [ErrUnavailable] instead of reporting ready.
+// The key, the session prefix with an empty id, is never a session's, and
+// GETEX without options changes nothing; it lies within the documented
+// key pattern "~<KeyPrefix>session:*", so Ping needs no permission that
+// the Store's other calls do not. A Cluster's Store only ever talks to
+// the masters, so Ping sends them PING alone.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "PING")
-		if err != nil || s.cluster == nil {
+		if s.cluster == nil {
+			return pingWritable(ctx, conn, s.prefix)
+		}
+		if _, err := cmd(ctx, conn, "PING"); err != nil {
 			return err
 		}
 		masters, err := clusterMasters(ctx, conn)
@@ -192,6 +205,28 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// pingWritable sends PING and GETEX of key, pipelined, and returns the
+// first error either gets: READONLY from a replica for GETEX (a write
+// command), LOADING, a broken connection.
+func pingWritable(ctx context.Context, conn redis.Conn, key string) error {
+	if err := conn.Send("PING"); err != nil {
+		return err
+	}
+	if err := conn.Send("GETEX", key); err != nil {
+		return err
+	}
+	replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads both replies
+	if err != nil {
+		return err
+	}
+	for _, r := range replies {
+		if err, ok := r.(redis.Error); ok {
+			return err
+		}
+	}
+	return nil
 }
 
 // pingNode sends PING to the cluster node at addr.

@@ -182,7 +182,8 @@ func TestLoadResetsTTL(t *testing.T) {
 }
 
 // TestOneCommandPerCall pins down the cost of each call as the server counts
-// it: one command, and in particular no PING from the pool's liveness check.
+// it: one command (Ping: two, pipelined in one round trip), and in
+// particular no PING from the pool's liveness check.
 func TestOneCommandPerCall(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})
@@ -200,7 +201,7 @@ func TestOneCommandPerCall(t *testing.T) {
 		{"Load without ttl", func() error { _, _, err := s.Load(ctx, "x", 0); return err }, map[string]int64{"get": 1}},
 		{"Update", func() error { _, err := s.Update(ctx, "x", []byte("r"), time.Hour); return err }, map[string]int64{"set": 1}},
 		{"Remove", func() error { return s.Remove(ctx, "x") }, map[string]int64{"del": 1}},
-		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1}},
+		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1, "getex": 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,6 +214,42 @@ func TestOneCommandPerCall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPingReadOnlyReplica points a Store at a read-only replica, which
+// refuses every login and every read that extends a session (GETEX is a
+// write command): Ping must fail with ErrUnavailable and the READONLY
+// reply, not report the server ready. On the master, as an ACL user with
+// no more than the documented commands and key patterns under a KeyPrefix,
+// Ping succeeds and leaves no key behind.
+func TestPingReadOnlyReplica(t *testing.T) {
+	ctx := context.Background()
+	master := redistest.Start(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(master.Port))
+	for _, tc := range []struct{ name, prefix string }{
+		{"replica", ""},
+		{"replica with KeyPrefix", "myapp:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, replica, redisstore.Config{KeyPrefix: tc.prefix})
+			err := s.Ping(ctx)
+			if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "READONLY") {
+				t.Fatalf("Ping on a read-only replica = %v, want ErrUnavailable with READONLY", err)
+			}
+		})
+	}
+	t.Run("master, ACL user", func(t *testing.T) {
+		master.Do(t, "ACL", "SETUSER", "sessionkit", "on", ">acl-pw-8c1", "~myapp:session:*", "~myapp:user:*", "resetchannels", "-@all",
+			"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+			"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select")
+		s := open(t, master, redisstore.Config{KeyPrefix: "myapp:", Username: "sessionkit", Password: "acl-pw-8c1"})
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping on the master as the documented ACL user = %v, want nil", err)
+		}
+		if n, _ := redis.Int(master.Do(t, "DBSIZE"), nil); n != 0 {
+			t.Errorf("DBSIZE after Ping = %d, want 0", n)
+		}
+	})
 }
 
 func TestKeyPrefix(t *testing.T) {
