@@ -43,8 +43,10 @@ type PoolStats struct {
 	// a Cluster): a pool with Active == MaxActive and Idle == 0 is
 	// exhausted, and calls wait for a connection.
 	MaxActive int
-	// Waits is how many times a call had to wait for a connection, and
-	// WaitTime how long those waits took in all, since the Store opened.
+	// Waits is how many times a call had to wait for a connection and got
+	// one, and WaitTime how long those waits took in all, since the Store
+	// opened. A wait that timed out is not counted (redigo counts only
+	// the waits that end with a connection): watch Exhausted instead.
 	Waits    int64
 	WaitTime time.Duration
 	// Dials is how many connections were dialled, and DialErrors how many
