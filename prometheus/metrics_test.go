@@ -156,6 +156,57 @@ func TestOpsMatchObserverDoc(t *testing.T) {
 	}
 }
 
+// TestREADMEOpsAndSeries checks that README.md lists the ops of the code
+// and gives the number of series New and WatchPool register.
+func TestREADMEOpsAndSeries(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	_, list, ok := strings.Cut(readme, "`op` is one of the")
+	list, _, _ = strings.Cut(list, "An op the Store reports")
+	if !ok {
+		t.Fatal("README.md no longer says \"`op` is one of the ...\"")
+	}
+	var listed []string
+	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(list, -1) {
+		listed = append(listed, m[1])
+	}
+	want := slices.Sorted(slices.Values(ops[:]))
+	if got := slices.Sorted(slices.Values(listed)); !slices.Equal(got, want) {
+		t.Errorf("README.md lists the ops %v, want %v", got, want)
+	}
+	if n := fmt.Sprintf("`op` is one of the %d ops", len(ops)); !strings.Contains(readme, n) {
+		t.Errorf("README.md does not say %q", n)
+	}
+
+	m, reg := newMetrics(t, Options{})
+	if err := m.WatchPool(fakePool{}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series, histogram int // as a scrape shows them
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			if h := mt.GetHistogram(); h != nil {
+				n := len(h.GetBucket()) + 3 // +Inf, _sum and _count
+				series += n
+				histogram += n
+				continue
+			}
+			series++
+		}
+	}
+	got := regexp.MustCompile(`give a registry (\d+) sessionkit\s+series whatever the traffic, (\d+) of them the histogram's`).FindStringSubmatch(readme)
+	if want := []string{fmt.Sprint(series), fmt.Sprint(histogram)}; got == nil || !slices.Equal(got[1:], want) {
+		t.Errorf("README.md's series count: %q, want %v (series, histogram's)", got, want)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name string
