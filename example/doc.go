@@ -23,11 +23,14 @@
 // Before it connects to Redis the server logs one line, "example:
 // configuration", with the effective settings: the listen address, the
 // deployment (mode single, sentinel or cluster, with the address, the
-// sentinels and master name, or the cluster nodes), TLS, the Redis user,
-// database, pool size, timeouts, key prefix, WaitReplicas and near-cache,
-// and the session lifetime, idle timeout, cookie name and Secure flag,
-// session limit and whether a tag key and a rate limit key are set, and the
-// login limits.
+// sentinels and master name, or the cluster nodes), TLS, the Redis user
+// the connections authenticate as ("" for the default user, as when a
+// username has no password, which is then not sent), database, pool size,
+// timeouts, key prefix, WaitReplicas and near-cache, and the session
+// lifetime, idle timeout, cookie name and Secure flag, session limit,
+// whether records are written in the previous format
+// (SESSION_PREVIOUS_FORMAT), whether a tag key and a rate limit key are
+// set, and the login limits.
 // Defaults are shown as the values they stand for. Passwords, signing
 // keys, the tag key and the rate limit key never appear, only whether they
 // are set and how many signing keys there are.

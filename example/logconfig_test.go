@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -46,9 +48,9 @@ func checkFields(t *testing.T, rec map[string]any, want map[string]any) {
 
 // TestStartupLogsConfig starts the example with a Redis password in
 // REDIS_URL, another in REDIS_PASSWORD, the near-cache on, two signing
-// keys, a tag key, a rate limit key and a login limit: start-up logs exactly one
-// configuration line with the effective settings, and no log line holds a
-// password, a key or the URL.
+// keys, a tag key, a rate limit key, a login limit and the previous record
+// format: start-up logs exactly one configuration line with the effective
+// settings, and no log line holds a password, a key or the URL.
 func TestStartupLogsConfig(t *testing.T) {
 	const urlPassword, envPassword = "url-pw-6143-secret", "env-pw-2718-secret"
 	r := redistest.Start(t, "--requirepass", urlPassword)
@@ -67,6 +69,7 @@ func TestStartupLogsConfig(t *testing.T) {
 	t.Setenv("SESSION_MAX_PER_USER", "3")
 	t.Setenv("SESSION_IDLE_TIMEOUT", "0")
 	t.Setenv("SESSION_LIFETIME", "12h")
+	t.Setenv("SESSION_PREVIOUS_FORMAT", "true")
 	t.Setenv("ADDR", "127.0.0.1:0")
 
 	var buf bytes.Buffer
@@ -94,7 +97,7 @@ func TestStartupLogsConfig(t *testing.T) {
 		"near_cache_max_entries": 2000, "near_cache_staleness": "30ms", "near_cache_strict": false, "near_cache_extend_every": "1m0s",
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
-		"max_sessions_per_user": 3, "tag_key_set": true, "signing_keys": 2,
+		"max_sessions_per_user": 3, "previous_format": true, "tag_key_set": true, "signing_keys": 2,
 		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100,
 	})
 	for name, secret := range map[string]string{
@@ -106,6 +109,41 @@ func TestStartupLogsConfig(t *testing.T) {
 			t.Errorf("the start-up log shows %s:\n%s", name, out)
 		}
 	}
+}
+
+// TestStartupLogsUserInForce starts the example with REDIS_USERNAME but no
+// password: its connections authenticate as the default user (the username
+// is only sent with a password), and the configuration line says so
+// rather than naming the user of REDIS_USERNAME.
+func TestStartupLogsUserInForce(t *testing.T) {
+	r := redistest.Start(t)
+	r.Do(t, "ACL", "SETUSER", "app", "on", ">app-pw-5120", "~*", "+@all")
+	t.Setenv("REDIS_URL", "") // with REDIS_URL, REDIS_USERNAME is not read
+	t.Setenv("REDIS_HOST", "127.0.0.1")
+	t.Setenv("REDIS_PORT", strconv.Itoa(r.Port))
+	t.Setenv("REDIS_USERNAME", "app")
+	t.Setenv("SESSION_KEYS", testKeys())
+	var buf bytes.Buffer
+	a, err := setup(slog.New(slog.NewJSONHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	if err := a.store.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := redis.String(r.Do(t, "CLIENT", "LIST"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(clients, " user=app ") {
+		t.Fatalf("a connection authenticated as app without a password:\n%s", clients)
+	}
+	lines := configLines(t, buf.String())
+	if len(lines) != 1 {
+		t.Fatalf("start-up logged %d configuration lines, want 1:\n%s", len(lines), buf.String())
+	}
+	checkFields(t, lines[0], map[string]any{"username": "", "password_set": false})
 }
 
 // TestConfigAttrs checks the configuration line of each deployment, with
@@ -130,7 +168,7 @@ func TestConfigAttrs(t *testing.T) {
 				"username": "", "password_set": false, "pool_max_active": 64, "pool_max_idle": 64,
 				"session_lifetime": "24h0m0s", "session_idle_timeout": "30m0s",
 				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
-				"max_sessions_per_user": 0, "tag_key_set": false, "signing_keys": 1,
+				"max_sessions_per_user": 0, "previous_format": false, "tag_key_set": false, "signing_keys": 1,
 				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100,
 				"near_cache_max_entries": 0,
 			},
@@ -163,13 +201,27 @@ func TestConfigAttrs(t *testing.T) {
 		{
 			name: "cluster",
 			rcfg: redisstore.Config{ClusterNodes: []string{"10.0.1.1:7000", "10.0.1.2:7000"}, Password: "redis-pw", MaxActive: 16},
-			scfg: session.Config{Keys: [][]byte{key}, TagKey: key, CookieName: "sid"},
+			scfg: session.Config{Keys: [][]byte{key}, TagKey: key, CookieName: "sid", PreviousFormat: true},
 			want: map[string]any{
 				"mode": "cluster", "nodes": "10.0.1.1:7000,10.0.1.2:7000", "password_set": true,
 				"pool_max_active": 16, "pool_max_idle": 16, "db": 0,
-				"cookie_name": "sid", "tag_key_set": true,
+				"cookie_name": "sid", "tag_key_set": true, "previous_format": true,
 			},
 			absent: []string{"addr", "sentinels", "embedded", "near_cache_staleness"},
+		},
+		{
+			// Without a password a username is not sent: the connections
+			// are the default user's, and the line says so.
+			name: "usernames without passwords",
+			rcfg: redisstore.Config{
+				SentinelAddrs: []string{"10.0.0.1:26379"}, SentinelMaster: "mymaster",
+				SentinelUsername: "watcher", Username: "app",
+			},
+			scfg: session.Config{Keys: [][]byte{key}},
+			want: map[string]any{
+				"mode": "sentinel", "sentinel_username": "", "sentinel_password_set": false,
+				"username": "", "password_set": false,
+			},
 		},
 		{
 			name: "near-cache",
