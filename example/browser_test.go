@@ -4,7 +4,8 @@ package main
 // package, headless, through github.com/chromedp/chromedp: two browsers of
 // one user (a laptop and a phone with a 390x844 viewport), a revoke from
 // one that the other is told about, the confirmation of "Sign out of all
-// other sessions", the phone layout, a login over the limit, and the
+// other sessions", the phone layout (with an app's long one-word device
+// name too), a login over the limit, and the
 // pages of a Redis outage. It saves screenshots of the pages it visits
 // into SESSIONKIT_SCREENSHOTS (`make screenshots` points it at docs/img),
 // or else into the test's artifact directory (go test -artifacts keeps
@@ -332,6 +333,24 @@ func TestBrowser(t *testing.T) {
 	}
 	if got := pc.text(".notice"); got != "Signed out of 1 other session." {
 		t.Errorf("phone: after signing out the others the notice says %q", got)
+	}
+
+	// An app whose user agent's product is one long word signs in on a
+	// phone-sized screen: its device name (cut to 64 bytes) wraps on its
+	// dashboard, in the phone's list and in the notice of its revoke,
+	// rather than make the pages scroll sideways.
+	app := open("app", screen{cdpdevice.Info{Name: "app", UserAgent: appUA, Width: 390, Height: 844, Scale: 1, Mobile: true, Touch: true}})
+	app.load("open /login", chromedp.Navigate(e.url+"/login"))
+	if code := app.login("alice", "wonderland"); code != 200 {
+		t.Fatalf("app: login = %d", code)
+	}
+	app.checkPage("Dashboard")
+	pc.load("reload /sessions", chromedp.Reload())
+	pc.checkPage("Your devices")
+	pc.load("revoke the app", chromedp.Click(chromedp.CSS(`.revoke button`)))
+	pc.checkPage("Your devices")
+	if got, want := pc.text(".notice"), "Signed out "+appDevice+"."; got != want {
+		t.Errorf("phone: after revoking the app the notice says %q, want %q", got, want)
 	}
 
 	// Someone guesses carol's password through the API (bodies without a

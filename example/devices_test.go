@@ -12,6 +12,10 @@ import (
 const (
 	firefoxWindows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 	safariIPhone   = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+	// appUA is an app's, its product one long word, and appDevice the
+	// name of its sessions: that word cut to 64 bytes by session.
+	appUA     = "com.example.enterprise.identity.authenticator.desktopclient.helper/4.2.1 (build 1234)"
+	appDevice = "com.example.enterprise.identity.authenticator.desktopclient.help"
 )
 
 func TestDeviceName(t *testing.T) {
