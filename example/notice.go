@@ -20,13 +20,16 @@ import (
 // or log out everywhere) cannot be told by the request that ended it. It
 // learns on its next request, from a marker cookie of its own: the example
 // sets it at login and on every page it shows a signed-in user, with a
-// lifetime no longer than the session's idle timeout and absolute
-// deadline, and clears it when this browser logs out. A request that
-// carries the marker but no session was therefore signed out by someone
-// else, not by a timeout (the marker would have expired first) nor by its
-// own logout. The marker says only "this browser was signed in": it names
-// no user and no session, so a stranger who sends one learns nothing and
-// only gets the notice.
+// lifetime a few seconds shorter than what is left of the session's idle
+// timeout and absolute deadline, and clears it when this browser logs out,
+// through a form or the API. A request that carries the marker but no
+// session was therefore not ended by a timeout (the marker would have
+// expired first) nor by this browser's own logout: another device ended
+// it, or the session was lost (Redis lost its data, or the session's
+// signing key is no longer configured), which the example cannot tell
+// apart from a revocation. The marker says only "this browser was signed
+// in": it names no user and no session, so a stranger who sends one learns
+// nothing and only gets the notice.
 
 // flashKey is the session value that carries a message to the next page.
 const flashKey = "flash"
@@ -55,12 +58,18 @@ func (s *server) markerName() string {
 	return "__Host-signed_in"
 }
 
-// setMarker marks this browser as signed in to the session info, until the
-// session's idle timeout or its absolute deadline, whichever comes first.
-// With the near-cache, an idle session may end up to min(ExtendEvery,
-// idle timeout / 4) before its idle timeout (redisstore.NearCache): the
-// marker ends that much earlier too, so that a timeout is never told as a
+// markerMargin is how much sooner than the session the marker ends. The
+// session's idle window started when the request loaded it, and the
+// marker's Max-Age counts from when the browser receives the response: the
+// margin covers the time between, so that a timeout is never told as a
 // sign-out from another device.
+const markerMargin = 5 * time.Second
+
+// setMarker marks this browser as signed in to the session info, until
+// markerMargin before the session's idle timeout or its absolute deadline,
+// whichever comes first. With the near-cache, an idle session may end up
+// to min(ExtendEvery, idle timeout / 4) before its idle timeout
+// (redisstore.NearCache): the marker ends that much earlier too.
 func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Time) {
 	life := info.ExpiresAt.Sub(now)
 	if s.idle > 0 {
@@ -70,6 +79,7 @@ func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Ti
 		}
 		life = min(life, idle)
 	}
+	life -= markerMargin
 	if life < time.Second {
 		return
 	}
@@ -89,6 +99,16 @@ func (s *server) clearMarker(w http.ResponseWriter) {
 		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(1, 0),
 		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// clearOwnMarker clears the marker of a browser that ends its own session
+// through the API (a page's script, with the browser's cookies): r carries
+// the marker, so it comes from the browser that holds it, whatever
+// credential it sent. An API client without the marker gets no Set-Cookie.
+func (s *server) clearOwnMarker(w http.ResponseWriter, r *http.Request) {
+	if _, err := r.Cookie(s.markerName()); err == nil {
+		s.clearMarker(w)
+	}
 }
 
 // endedElsewhere reports whether r comes from a browser whose session was

@@ -200,12 +200,14 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, meJSON{CreatedAt: info.CreatedAt, ExpiresAt: info.ExpiresAt, SessionID: info.ID, UserID: info.UserID})
 }
 
-// apiLogout ends the caller's session.
+// apiLogout ends the caller's session, and clears the marker of a browser
+// that sent it (clearOwnMarker).
 func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	if err := session.Destroy(r.Context()); err != nil {
 		s.storeError(w, r, err)
 		return
 	}
+	s.clearOwnMarker(w, r)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -251,13 +253,15 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// apiLogoutAll ends every session of the caller, this one included.
+// apiLogoutAll ends every session of the caller, this one included, and
+// clears the marker of a browser that sent it (clearOwnMarker).
 func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
 		s.storeError(w, r, err)
 		return
 	}
+	s.clearOwnMarker(w, r)
 	w.WriteHeader(http.StatusNoContent)
 }
 
