@@ -301,7 +301,7 @@ func TestFormContract(t *testing.T) {
 	if !strings.Contains(r.body, "<strong>bob</strong>") || !strings.Contains(r.body, `action="/logout"`) {
 		t.Errorf("GET / after login does not show bob's dashboard with a logout button:\n%s", r.body)
 	}
-	if r := e.send(c, "POST", "/logout", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
+	if r := e.send(c, "POST", "/logout", e.sessionForm(c)); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
 		t.Errorf("POST /logout = %d Location %q, want 303 to /login?notice=signed-out", r.code, r.header.Get("Location"))
 	}
 	if n := e.sessionKeys(); n != 0 {

@@ -65,7 +65,7 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 	flash, _ := session.Pop[string](r.Context(), flashKey)
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "dashboard", page{
-		Title: "Dashboard", User: info.UserID, Notice: flash,
+		Title: "Dashboard", User: info.UserID, Notice: flash, Session: info.ID,
 		Device: devices([]session.Info{info}, now, s.idle)[0],
 	})
 }
@@ -149,10 +149,50 @@ func (s *server) loginUnavailable(w http.ResponseWriter, username, next string) 
 	})
 }
 
+// sessionField is the form field by which the forms that change the
+// session (log out, sign out of all other sessions, log out everywhere)
+// name the session their page was shown for: page.Session.
+const sessionField = "session"
+
+// sameSession reports whether the form r posts was shown for the session r
+// carries. Otherwise it answers 409, changing nothing: a page left open in
+// one tab while another tab of the browser logged out and in again, as
+// another user perhaps, must not act on the new session. The id is no
+// credential (session.Info.ID), so a plain comparison does. A request
+// without a session passes: there is no session for it to act on.
+func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backText string) bool {
+	info, ok := session.FromContext(r.Context())
+	if !ok {
+		return true
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, http.StatusBadRequest, "bad form", page{
+			Heading: "That form could not be read", Message: "Please reload the page and try again.",
+			Back: back, BackText: backText,
+		})
+		return false
+	}
+	if r.PostForm.Get(sessionField) == info.ID {
+		return true
+	}
+	s.fail(w, r, http.StatusConflict, "session changed", page{
+		Title: "Session changed", Heading: "Your session has changed",
+		Message: "This page was shown for a session that has ended since: you signed out or signed in again, " +
+			"perhaps in another tab. Nothing was changed. Reload the page and try again.",
+		Back: back, BackText: backText,
+	})
+	return false
+}
+
 // formLogout ends the session and goes to the login page, which says so.
 // A browser whose session had already ended elsewhere is told that
-// instead.
+// instead. A form shown for another session changes nothing
+// (sameSession).
 func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
+	if !s.sameSession(w, r, "/", "Go to the home page") {
+		return
+	}
 	_, signedIn := session.UserID(r.Context())
 	signedIn = signedIn || session.LoadError(r.Context()) != nil
 	if err := session.Destroy(r.Context()); err != nil {
@@ -177,7 +217,7 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	p := page{Title: "Your devices", User: info.UserID, Devices: devices(list, now, s.idle)}
+	p := page{Title: "Your devices", User: info.UserID, Session: info.ID, Devices: devices(list, now, s.idle)}
 	for _, d := range p.Devices {
 		if !d.Current {
 			p.Others++
@@ -229,8 +269,12 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // formLogoutOthers ends every session of the caller but this one and goes
-// back to the devices page, which says how many ended.
+// back to the devices page, which says how many ended. A form shown for
+// another session changes nothing (sameSession).
 func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
+	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
+		return
+	}
 	n, err := s.sessions.RevokeOthers(r.Context())
 	switch {
 	case errors.Is(err, session.ErrNoSession): // this session ended meanwhile
@@ -251,8 +295,12 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 }
 
 // formLogoutAll ends every session of the caller and goes to the login
-// page, which says so.
+// page, which says so. A form shown for another session changes nothing
+// (sameSession).
 func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
+	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
+		return
+	}
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
 		s.storeError(w, r, err)

@@ -30,6 +30,18 @@ func (e *e2e) formLogin(c *http.Client, user, password, ua string) {
 	}
 }
 
+// sessionForm returns what the session-changing forms of c's pages send:
+// the hidden session field of its dashboard.
+func (e *e2e) sessionForm(c *http.Client) string {
+	e.t.Helper()
+	r := e.send(c, "GET", "/", "", browser...)
+	m := regexp.MustCompile(`<input type="hidden" name="` + sessionField + `" value="([^"]+)">`).FindStringSubmatch(r.body)
+	if m == nil {
+		e.t.Fatalf("GET / = %d without a session field:\n%s", r.code, r.body)
+	}
+	return url.Values{sessionField: {m[1]}}.Encode()
+}
+
 // TestOutagePages stops Redis and checks what browsers and API clients see:
 // pages with Retry-After for the one, JSON for the other.
 func TestOutagePages(t *testing.T) {
@@ -204,7 +216,7 @@ func TestDevicesPage(t *testing.T) {
 		t.Error("the notice of a revoke shows again on the next page view")
 	}
 
-	if r := e.send(phone, "POST", "/logout-others", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+	if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
 		t.Fatalf("sign out of all other sessions = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
 	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
@@ -223,7 +235,7 @@ func TestSignedOutNotice(t *testing.T) {
 	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
 	stolen := e.sessionCookie(laptop)
 	e.formLogin(phone, "alice", "wonderland", safariIPhone)
-	if r := e.send(phone, "POST", "/logout-others", "", as(safariIPhone)...); r.code != http.StatusSeeOther {
+	if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther {
 		t.Fatalf("sign out of all other sessions = %d", r.code)
 	}
 
@@ -253,7 +265,7 @@ func TestSignedOutNotice(t *testing.T) {
 	}
 
 	// The laptop logs itself out: "You signed out.", not the notice.
-	r = e.send(laptop, "POST", "/logout", "", as(firefoxWindows)...)
+	r = e.send(laptop, "POST", "/logout", e.sessionForm(laptop), as(firefoxWindows)...)
 	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
 		t.Fatalf("POST /logout = %d to %q", r.code, r.header.Get("Location"))
 	}
@@ -272,7 +284,7 @@ func TestSignedOutNotice(t *testing.T) {
 	// Log out everywhere: the phone is told so, the laptop (signed in
 	// again) is told that another device signed it out.
 	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
-	if r := e.send(phone, "POST", "/logout-all", "", as(safariIPhone)...); r.header.Get("Location") != "/login?notice=everywhere" {
+	if r := e.send(phone, "POST", "/logout-all", e.sessionForm(phone), as(safariIPhone)...); r.header.Get("Location") != "/login?notice=everywhere" {
 		t.Fatalf("log out everywhere to %q", r.header.Get("Location"))
 	}
 	if r := e.send(phone, "GET", "/login?notice=everywhere", "", as(safariIPhone)...); !strings.Contains(r.body, noticeEverywhere) || strings.Contains(r.body, noticeEndedElsewhere) {
@@ -280,6 +292,48 @@ func TestSignedOutNotice(t *testing.T) {
 	}
 	if r := e.send(laptop, "GET", "/", "", as(firefoxWindows)...); !strings.Contains(r.body, noticeEndedElsewhere) || !strings.Contains(r.body, `action="/login"`) {
 		t.Errorf("laptop after log out everywhere elsewhere: GET / shows\n%s\nwant the login form with %q", r.body, noticeEndedElsewhere)
+	}
+}
+
+// TestStaleSessionForms checks that the forms that change the session act
+// only on the session their page was shown for: alice's pages left open in
+// one tab, while another tab of the same browser signs out and in as bob,
+// must not sign bob out (409, a page saying to reload, nothing changed);
+// nor may a form without the field.
+func TestStaleSessionForms(t *testing.T) {
+	e := startExample(t)
+	c, bobPhone := noRedirects(), noRedirects()
+	e.formLogin(bobPhone, "bob", "builder", safariIPhone)
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	stale := e.sessionForm(c) // alice's dashboard and devices page
+	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); r.code != http.StatusSeeOther {
+		t.Fatalf("alice's POST /logout = %d, want 303", r.code)
+	}
+	e.formLogin(c, "bob", "builder", firefoxWindows)
+
+	for _, path := range []string{"/logout-all", "/logout-others", "/logout"} {
+		for _, body := range []string{stale, ""} {
+			r := e.send(c, "POST", path, body, as(firefoxWindows)...)
+			if r.code != http.StatusConflict || !isPage(r) || !strings.Contains(r.body, "Reload the page") {
+				t.Errorf("POST %s with form %q after a change of session = %d:\n%s\nwant 409, a page saying to reload", path, body, r.code, r.body)
+			}
+		}
+	}
+	if r := e.send(c, "POST", "/logout-all", stale); r.code != http.StatusConflict || e.json(r)["error"] != "session changed" {
+		t.Errorf("API POST /logout-all with a stale form = %d %s, want 409 JSON", r.code, r.body)
+	}
+	for name, client := range map[string]*http.Client{"this browser": c, "bob's phone": bobPhone} {
+		if r := e.send(client, "GET", "/api/me", ""); r.code != http.StatusOK || e.json(r)["user_id"] != "bob" {
+			t.Errorf("after stale forms, %s: GET /api/me = %d %s, want bob's session alive", name, r.code, r.body)
+		}
+	}
+
+	// The page shown now, bob's, acts.
+	if r := e.send(c, "POST", "/logout-all", e.sessionForm(c), as(firefoxWindows)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
+		t.Fatalf("bob's POST /logout-all = %d to %q, want 303 to /login?notice=everywhere", r.code, r.header.Get("Location"))
+	}
+	if r := e.send(bobPhone, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
+		t.Errorf("after bob's log out everywhere, his phone: GET /api/me = %d, want 401", r.code)
 	}
 }
 

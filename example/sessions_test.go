@@ -113,7 +113,7 @@ func TestSessionsPage(t *testing.T) {
 	if _, ok := e.record(otherID); ok {
 		t.Error("the revoked device's record is still in Redis")
 	}
-	if r := e.send(c, "POST", "/logout-all", ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
+	if r := e.send(c, "POST", "/logout-all", e.sessionForm(c)); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
 		t.Errorf("log out everywhere = %d to %q, want 303 to /login?notice=everywhere", r.code, r.header.Get("Location"))
 	}
 	if n := e.sessionKeys(); n != 0 {
