@@ -223,7 +223,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !validCookieName(cfg.CookieName) {
 		return cfg, fmt.Errorf("session: Config.CookieName: %q is not a valid cookie name", cfg.CookieName)
 	}
-	if cfg.InsecureCookie && (strings.HasPrefix(cfg.CookieName, "__Host-") || strings.HasPrefix(cfg.CookieName, "__Secure-")) {
+	if cfg.InsecureCookie && (hasPrefixFold(cfg.CookieName, "__Host-") || hasPrefixFold(cfg.CookieName, "__Secure-")) {
 		return cfg, fmt.Errorf("session: Config.CookieName: %q needs a Secure cookie, but InsecureCookie is set", cfg.CookieName)
 	}
 	switch cfg.SameSite {
@@ -390,4 +390,12 @@ func cloneKeys(keys [][]byte) [][]byte {
 		out[i] = bytes.Clone(k)
 	}
 	return out
+}
+
+// hasPrefixFold reports whether name begins with prefix, in any case:
+// browsers match the __Host- and __Secure- cookie prefixes
+// case-insensitively (RFC 6265bis), and drop a "__host-" cookie without
+// Secure as they drop a "__Host-" one.
+func hasPrefixFold(name, prefix string) bool {
+	return len(name) >= len(prefix) && strings.EqualFold(name[:len(prefix)], prefix)
 }

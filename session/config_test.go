@@ -40,6 +40,9 @@ func TestConfigErrors(t *testing.T) {
 		{"lifetime past a century", Config{Keys: k, Lifetime: math.MaxInt64}, "Config.Lifetime"},
 		{"bad cookie name", Config{Keys: k, CookieName: "a b"}, "Config.CookieName"},
 		{"host prefix insecure", Config{Keys: k, CookieName: "__Host-x", InsecureCookie: true}, "Config.CookieName"},
+		// Browsers match the prefixes in any case (RFC 6265bis).
+		{"host prefix lower case insecure", Config{Keys: k, CookieName: "__host-x", InsecureCookie: true}, "Config.CookieName"},
+		{"secure prefix upper case insecure", Config{Keys: k, CookieName: "__SECURE-x", InsecureCookie: true}, "Config.CookieName"},
 		{"samesite none insecure", Config{Keys: k, SameSite: http.SameSiteNoneMode, InsecureCookie: true}, "Config.SameSite"},
 	}
 	for _, tc := range tests {
