@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,7 @@ func optimistic(ctx context.Context, attempt func() (retry bool, err error)) err
 		if err != nil || !retry {
 			return err
 		}
+		noteRace(ctx)
 		if !b.wait(ctx, time.Since(start)) {
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return ctx.Err() // the caller gave up: no contention to report
@@ -89,14 +91,31 @@ type turns struct {
 type turn struct {
 	ch   chan struct{}
 	refs int // calls holding or waiting for a turn
+	// raced says that the call holding the turn, or the last one to hold
+	// it, lost a race to another writer (see noteRace).
+	raced atomic.Bool
 }
 
-// take waits for the turn of key and returns the function that ends it.
-// When ctx is done first it gives up with ErrContention, as the calls ahead
-// of it most often held their turns while losing to other instances'
-// writers (a call stuck on an unavailable Redis fails as unavailable itself),
+// raceNoteKey is the context key of the turn a call holds, for noteRace.
+type raceNoteKey struct{}
+
+// noteRace records that an attempt of the call of ctx lost a race to
+// another writer, on the turn it holds, if any: a call that times out
+// waiting behind it then reports contention, not an outage.
+func noteRace(ctx context.Context) {
+	if tn, ok := ctx.Value(raceNoteKey{}).(*turn); ok {
+		tn.raced.Store(true)
+	}
+}
+
+// take waits for the turn of key and returns the function that ends it,
+// and ctx carrying the turn, for noteRace. When ctx is done first it gives
+// up with ErrContention if the call ahead of it lost races to other
+// instances' writers; with ctx's deadline error otherwise, which is then
+// an outage: that call is stuck on an unavailable Redis (or a slot that
+// moves), and the calls queued behind it would wrongly blame contention;
 // or with ctx's error when the caller canceled.
-func (t *turns) take(ctx context.Context, key string) (release func(), err error) {
+func (t *turns) take(ctx context.Context, key string) (turnCtx context.Context, release func(), err error) {
 	t.mu.Lock()
 	tn := t.keys[key]
 	if tn == nil {
@@ -110,16 +129,17 @@ func (t *turns) take(ctx context.Context, key string) (release func(), err error
 	t.mu.Unlock()
 	select {
 	case tn.ch <- struct{}{}:
-		return func() {
+		tn.raced.Store(false)
+		return context.WithValue(ctx, raceNoteKey{}, tn), func() {
 			<-tn.ch
 			t.leave(key, tn)
 		}, nil
 	case <-ctx.Done():
 		t.leave(key, tn)
-		if errors.Is(ctx.Err(), context.Canceled) {
-			return nil, ctx.Err()
+		if errors.Is(ctx.Err(), context.Canceled) || !tn.raced.Load() {
+			return nil, nil, ctx.Err()
 		}
-		return nil, ErrContention
+		return nil, nil, ErrContention
 	}
 }
 

@@ -3,8 +3,11 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
 )
 
 func TestOptimistic(t *testing.T) {
@@ -81,31 +84,39 @@ func TestTurns(t *testing.T) {
 		return 0
 	}
 
-	release, err := tr.take(ctx, "k")
+	held, release, err := tr.take(ctx, "k")
 	if err != nil {
 		t.Fatalf("take(k) = %v, want nil", err)
 	}
 	// Another key does not wait.
-	other, err := tr.take(ctx, "other")
+	_, other, err := tr.take(ctx, "other")
 	if err != nil {
 		t.Fatalf("take(other) while k is taken = %v, want nil", err)
 	}
 	other()
 
-	// The same key waits, for as long as the context allows.
+	// The same key waits, for as long as the context allows: behind a call
+	// that lost no race (stuck on Redis, say) it gives up with the
+	// deadline, an outage; behind one that lost races, with ErrContention.
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
-		t.Fatalf("take(k) while k is taken = %v, want %v", err, ErrContention)
+	if _, _, err := tr.take(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("take(k) while k is taken by a call that lost no race = %v, want %v", err, context.DeadlineExceeded)
+	}
+	noteRace(held)
+	short, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
+		t.Fatalf("take(k) while k is taken by a call that lost a race = %v, want %v", err, ErrContention)
 	}
 	if n := refs("k"); n != 1 {
-		t.Fatalf("refs(k) after a waiter gave up = %d, want 1", n)
+		t.Fatalf("refs(k) after the waiters gave up = %d, want 1", n)
 	}
 
 	// A waiter gets the turn when it is released.
 	got := make(chan error, 1)
 	go func() {
-		r, err := tr.take(ctx, "k")
+		_, r, err := tr.take(ctx, "k")
 		if err == nil {
 			r()
 		}
@@ -132,5 +143,38 @@ func TestTurns(t *testing.T) {
 	tr.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("turns holds %d keys after every turn ended, want 0", n)
+	}
+}
+
+// TestOutageIsNotContention makes calls of one Store queue for the same
+// key while Redis is paused: every one fails as an outage. Those queued
+// behind the first reported ErrContention, "concurrent writers kept
+// changing the keys", on a Redis that nobody wrote to.
+func TestOutageIsNotContention(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := Open(Config{Addr: srv.Addr(), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil { // a pooled connection, so that calls do not fail dialing
+		t.Fatal(err)
+	}
+	srv.Pause(t)
+	defer srv.Resume(t)
+	const n = 6
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Merge(ctx, "ZZ-queued-id", time.Minute, func(b []byte) ([]byte, error) { return b, nil })
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrContention) {
+			t.Errorf("call %d of %d queued on one key while Redis is paused: %v, want ErrUnavailable", i, n, err)
+		}
 	}
 }

@@ -446,7 +446,7 @@ var errUnconfirmed = errors.New("fewer replicas than Config.WaitReplicas confirm
 func (s *Store) doTurn(ctx context.Context, op, key string, f func(ctx context.Context, conn redis.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	release, err := s.turns.take(ctx, key)
+	ctx, release, err := s.turns.take(ctx, key)
 	if err != nil {
 		return classify(op, err)
 	}
