@@ -267,7 +267,7 @@ func validCookieName(name string) bool {
 //
 //	SESSION_KEYS          comma-separated signing keys, each the base64 (standard or URL alphabet,
 //	                      padded or not) of at least 32 random bytes; the first signs
-//	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h
+//	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h, 1ms to 100 years
 //	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m; 0 disables it
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
 //	SESSION_MAX_PER_USER  most sessions one user may have at once; 0 means no limit
@@ -299,8 +299,8 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 	}
 	if v, ok := lookup("SESSION_LIFETIME"); ok {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return cfg, fmt.Errorf("session: SESSION_LIFETIME: want a positive duration such as 24h, got %q", v)
+		if err != nil || d < time.Millisecond || d > maxLifetime {
+			return cfg, fmt.Errorf("session: SESSION_LIFETIME: want a duration of 1ms to 100 years such as 24h, got %q", v)
 		}
 		cfg.Lifetime = d
 	}

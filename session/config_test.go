@@ -92,6 +92,9 @@ func TestFromEnv(t *testing.T) {
 		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS"},
 		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},
 		{"zero lifetime", map[string]string{"SESSION_LIFETIME": "0s"}, nil, "SESSION_LIFETIME"},
+		// Past the bounds New enforces: the error names the variable, not Config.Lifetime.
+		{"lifetime under a millisecond", map[string]string{"SESSION_LIFETIME": "500us"}, nil, "SESSION_LIFETIME"},
+		{"lifetime over a century", map[string]string{"SESSION_LIFETIME": "1000000h"}, nil, "SESSION_LIFETIME"},
 		{"bad idle", map[string]string{"SESSION_IDLE_TIMEOUT": "-1m"}, nil, "SESSION_IDLE_TIMEOUT"},
 		{"bad secure", map[string]string{"SESSION_COOKIE_SECURE": "yes please"}, nil, "SESSION_COOKIE_SECURE"},
 		{"keep user agent", map[string]string{"SESSION_KEEP_USER_AGENT": "true"}, func(c Config) bool { return c.KeepUserAgent && !c.PreviousFormat }, ""},
