@@ -157,10 +157,14 @@ type RateLimitMetrics interface {
 // header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
 // per rule that keys the request (RateLimit-Policy) or counted it
 // (RateLimit). A request over any rule's limit gets 429 with Retry-After,
-// the time until every window at its limit has ended (see
-// RateLimitConfig.OnLimited), and never reaches the handler. A counter failure gets 503 with Retry-After under
-// FailClosed. A body over MaxBody gets 413. Each rule's window is a fixed
-// window that opens at the first request counted (see RateCounter).
+// the time until the window of every rule that counted it and is at its
+// limit has ended (see RateLimitConfig.OnLimited), and never reaches the
+// handler. A rule keyed by a body field that did not count the request,
+// because a rule keyed by its sender refused it first, is not known to be
+// at its limit, and may refuse the request after that wait in turn. A
+// counter failure gets 503 with Retry-After under FailClosed. A body over
+// MaxBody gets 413. Each rule's window is a fixed window that opens at the
+// first request counted (see RateCounter).
 func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
 	return newLimiter(c, cfg, FailOpen)
 }
