@@ -91,9 +91,10 @@ type turns struct {
 type turn struct {
 	ch   chan struct{}
 	refs int // calls holding or waiting for a turn
-	// raced says that the call holding the turn, or the last one to hold
-	// it, lost a race to another writer (see noteRace).
-	raced atomic.Bool
+	// races counts the races to other writers that the calls holding the
+	// turn lost (see noteRace); it only goes up, so that a waiter can tell
+	// whether any were lost while it waited, whoever held the turn then.
+	races atomic.Uint64
 }
 
 // raceNoteKey is the context key of the turn a call holds, for noteRace.
@@ -104,17 +105,18 @@ type raceNoteKey struct{}
 // waiting behind it then reports contention, not an outage.
 func noteRace(ctx context.Context) {
 	if tn, ok := ctx.Value(raceNoteKey{}).(*turn); ok {
-		tn.raced.Store(true)
+		tn.races.Add(1)
 	}
 }
 
 // take waits for the turn of key and returns the function that ends it,
 // and ctx carrying the turn, for noteRace. When ctx is done first it gives
-// up with ErrContention if the call ahead of it lost races to other
-// instances' writers; with ctx's deadline error otherwise, which is then
-// an outage: that call is stuck on an unavailable Redis (or a slot that
-// moves), and the calls queued behind it would wrongly blame contention;
-// or with ctx's error when the caller canceled.
+// up with ErrContention if the calls that held the turn while it waited
+// lost races to other instances' writers; with ctx's deadline error
+// otherwise, which is then an outage: the call ahead is stuck on an
+// unavailable Redis (or a slot that moves), and the calls queued behind it
+// would wrongly blame contention; or with ctx's error when the caller
+// canceled.
 func (t *turns) take(ctx context.Context, key string) (turnCtx context.Context, release func(), err error) {
 	t.mu.Lock()
 	tn := t.keys[key]
@@ -127,16 +129,16 @@ func (t *turns) take(ctx context.Context, key string) (turnCtx context.Context, 
 	}
 	tn.refs++
 	t.mu.Unlock()
+	races := tn.races.Load()
 	select {
 	case tn.ch <- struct{}{}:
-		tn.raced.Store(false)
 		return context.WithValue(ctx, raceNoteKey{}, tn), func() {
 			<-tn.ch
 			t.leave(key, tn)
 		}, nil
 	case <-ctx.Done():
 		t.leave(key, tn)
-		if errors.Is(ctx.Err(), context.Canceled) || !tn.raced.Load() {
+		if errors.Is(ctx.Err(), context.Canceled) || tn.races.Load() == races {
 			return nil, nil, ctx.Err()
 		}
 		return nil, nil, ErrContention

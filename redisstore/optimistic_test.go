@@ -96,17 +96,29 @@ func TestTurns(t *testing.T) {
 	other()
 
 	// The same key waits, for as long as the context allows: behind a call
-	// that lost no race (stuck on Redis, say) it gives up with the
-	// deadline, an outage; behind one that lost races, with ErrContention.
+	// that loses no race while it waits (stuck on Redis, say) it gives up
+	// with the deadline, an outage; behind one that loses races meanwhile,
+	// with ErrContention.
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	if _, _, err := tr.take(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("take(k) while k is taken by a call that lost no race = %v, want %v", err, context.DeadlineExceeded)
 	}
-	noteRace(held)
-	short, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if _, _, err := tr.take(short, "k"); !errors.Is(err, ErrContention) {
+	waited := func(d time.Duration, during func()) error {
+		short, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { _, _, err := tr.take(short, "k"); errc <- err }()
+		for deadline := time.Now().Add(5 * time.Second); refs("k") < 2; {
+			if time.Now().After(deadline) {
+				t.Fatal("the waiter never queued for k")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		during()
+		return <-errc
+	}
+	if err := waited(200*time.Millisecond, func() { noteRace(held) }); !errors.Is(err, ErrContention) {
 		t.Fatalf("take(k) while k is taken by a call that lost a race = %v, want %v", err, ErrContention)
 	}
 	if n := refs("k"); n != 1 {
@@ -176,5 +188,39 @@ func TestOutageIsNotContention(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrContention) {
 			t.Errorf("call %d of %d queued on one key while Redis is paused: %v, want ErrUnavailable", i, n, err)
 		}
+	}
+}
+
+// TestTurnsRaceBeforeHandover queues C behind B behind A: A loses races
+// while C waits, then hands the turn to B, and C times out behind B. C
+// reports contention, which is what it waited on. It reported an outage:
+// the turn kept only whether its current holder had lost a race.
+func TestTurnsRaceBeforeHandover(t *testing.T) {
+	var tr turns
+	ctxA, releaseA, err := tr.take(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bTook := make(chan func(), 1)
+	go func() {
+		_, releaseB, err := tr.take(context.Background(), "k")
+		if err != nil {
+			t.Error(err)
+		}
+		bTook <- releaseB
+	}()
+	ctxC, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	cDone := make(chan error, 1)
+	time.Sleep(20 * time.Millisecond) // B queues first (order does not matter for C's answer)
+	go func() { _, _, err := tr.take(ctxC, "k"); cDone <- err }()
+	time.Sleep(50 * time.Millisecond)
+	noteRace(ctxA) // A loses a race while C waits
+	releaseA()
+	releaseB := <-bTook
+	err = <-cDone
+	releaseB()
+	if !errors.Is(err, ErrContention) {
+		t.Fatalf("C timed out behind A, which lost a race, and B: %v, want %v", err, ErrContention)
 	}
 }
