@@ -90,6 +90,7 @@ func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err e
 			Secret:        s.login.key,
 			MaxBody:       loginMaxBody,
 			OnLimited:     s.loginLimited,
+			OnTooLarge:    s.loginTooLarge,
 			OnUnavailable: unavailable,
 			Logger:        s.log,
 			Metrics:       s.rateMetrics,
@@ -116,6 +117,17 @@ func (s *server) loginLimitUnavailable(w http.ResponseWriter, r *http.Request) {
 	// r's body is the bytes the limiter read, ready to be parsed again.
 	r.ParseForm()
 	s.loginUnavailable(w, r.PostForm.Get("username"), safeNext(r.PostForm.Get("next")))
+}
+
+// loginTooLarge answers a login whose body is over loginMaxBody, which the
+// limiter read no further and counted nowhere: a page with a way back for
+// a browser, 413 {"error":"request body too large"} for anyone else.
+func (s *server) loginTooLarge(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, http.StatusRequestEntityTooLarge, "request body too large", page{
+		Title: "Sign in", Heading: "This sign-in was too large",
+		Message: "The form sent more than a sign-in needs, so it was not read. Nothing was changed.",
+		Back:    "/login", BackText: "Back to sign in",
+	})
 }
 
 // loginLimited answers a login over its limit: the login page with 429,

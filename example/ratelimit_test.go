@@ -304,7 +304,8 @@ func TestLoginLimitsFromEnv(t *testing.T) {
 }
 
 // TestLoginBodyTooLarge posts logins of more than 4 KiB: 413, JSON or a
-// page by Accept, before anything is counted, and nothing in Redis.
+// page of the site's with a way back to the login form by Accept, before
+// anything is counted, and nothing in Redis.
 func TestLoginBodyTooLarge(t *testing.T) {
 	e := startExample(t)
 	long := strings.Repeat("x", loginMaxBody)
@@ -321,6 +322,11 @@ func TestLoginBodyTooLarge(t *testing.T) {
 		isHTML := strings.HasPrefix(r.header.Get("Content-Type"), "text/html")
 		if r.code != http.StatusRequestEntityTooLarge || isHTML != tc.html || (!tc.html && e.json(r)["error"] != "request body too large") {
 			t.Errorf("POST %s with a %d-byte body (HTML %v) = %d %q %s, want 413", tc.path, len(tc.body), tc.html, r.code, r.header.Get("Content-Type"), r.body)
+		}
+		// A browser gets the site's page, with its layout and a way back
+		// to the login form; it got the limiter's bare page.
+		if tc.html && (!strings.Contains(r.body, `href="/login"`) || !strings.Contains(r.body, "stylesheet")) {
+			t.Errorf("POST %s with a %d-byte body from a browser: the page has no way back to /login or no layout:\n%s", tc.path, len(tc.body), r.body)
 		}
 	}
 	if sessions, rate := e.keys(); len(sessions)+len(rate) != 0 {

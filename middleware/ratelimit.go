@@ -112,6 +112,13 @@ type RateLimitConfig struct {
 	// HTML page for a request that accepts text/html.
 	OnLimited func(w http.ResponseWriter, r *http.Request, retry time.Duration)
 
+	// OnTooLarge, when set, writes the answer to a request whose body is
+	// over MaxBody, for example a page of the site's own with a way back.
+	// The status 413 is the caller's to write; nothing was counted. Default
+	// nil: 413 with a JSON body {"error":"request body too large"}, or a
+	// short HTML page for a request that accepts text/html.
+	OnTooLarge func(w http.ResponseWriter, r *http.Request)
+
 	// OnUnavailable, when set, writes the answer to a request refused
 	// because the counter failed and the limiter fails closed, for example
 	// a login page that says to try again shortly. The status 503 is the
@@ -289,6 +296,10 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			var err error
 			body, err = readBody(r.Body, l.cfg.MaxBody)
 			if errors.Is(err, errBodyTooLarge) {
+				if l.cfg.OnTooLarge != nil {
+					l.cfg.OnTooLarge(w, r)
+					return
+				}
 				writeError(w, r, http.StatusRequestEntityTooLarge, "request body too large", "The request is too large.")
 				return
 			}

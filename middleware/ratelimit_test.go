@@ -998,3 +998,27 @@ func TestRateLimitFormParsedThenMultipart(t *testing.T) {
 		t.Errorf("20 multipart guesses for one name after ParseForm, limit 3: %d admitted, the handler saw %v; want 3 for victim", admitted, seen)
 	}
 }
+
+// TestRateLimitOnTooLarge has OnTooLarge write the answer to a body over
+// MaxBody, as the example's login page does: the hook's answer, the handler
+// not run, nothing counted.
+func TestRateLimitOnTooLarge(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
+		Rules:   []middleware.Rule{{Name: "user", Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")}},
+		MaxBody: 64,
+		OnTooLarge: func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, "our own page")
+		},
+	})
+	r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice&password="+strings.Repeat("x", 100)))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := serve(h, r)
+	if w.Code != http.StatusRequestEntityTooLarge || w.Body.String() != "our own page" {
+		t.Errorf("a body over MaxBody with OnTooLarge: %d %q, want 413 and the hook's page", w.Code, w.Body.String())
+	}
+	if keys := rateKeys(t, srv); len(keys) != 0 {
+		t.Errorf("a body over MaxBody was counted: %q", keys)
+	}
+}
