@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -436,9 +437,10 @@ func TestPanicKeepsLogin(t *testing.T) {
 // TestBearerLogoutKeepsCookie logs out through an Authorization header
 // on a request that also carries a cookie of another session: the
 // header's session ends, and the cookie's is left alone, in Redis and in
-// the browser. The response expired the cookie (and cleared the site's
-// cookies) while the cookie's session lived on in Redis. With the same
-// token in both, the cookie is expired as before.
+// the browser, also when the handler then puts a flash message (which
+// would need a new cookie). The response expired the cookie (and cleared
+// the site's cookies), or replaced it, while the cookie's session lived on
+// in Redis. With the same token in both, the cookie is expired as before.
 func TestBearerLogoutKeepsCookie(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	browser := h.client()
@@ -467,6 +469,21 @@ func TestBearerLogoutKeepsCookie(t *testing.T) {
 	}
 	if h.exists(apiID) {
 		t.Error("the bearer's session outlived its logout")
+	}
+	// A logout that then puts a flash message must not start a session
+	// whose cookie replaces the browser's: the Put is refused.
+	_, flashToken := h.login(h.client(), "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			t.Error(err)
+		}
+		if err := session.Put(r.Context(), "flash", "logged out"); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Put after a Bearer logout beside another session's cookie = %v, want ErrNoSession", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	if resp := h.do(browser, "POST", "/hook", map[string]string{"Authorization": "Bearer " + flashToken}); resp.header.Get("Set-Cookie") != "" {
+		t.Error("a Bearer logout and a flash message beside another session's cookie set a cookie, want none")
 	}
 	if resp := h.do(browser, "GET", "/me", nil); resp.code != http.StatusOK || resp.body != "alice" {
 		t.Errorf("the browser after the API's logouts: %d %q, want 200 alice", resp.code, resp.body)

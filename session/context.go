@@ -53,9 +53,9 @@ type state struct {
 	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
 	// keepCookie says that the request's token came from its
-	// Authorization header and its cookie holds another value, or none:
-	// ending the session leaves that cookie alone, since a request with
-	// both ignores the cookie, whose session (if any) goes on.
+	// Authorization header and it carries a cookie that holds another
+	// value: ending the session leaves that cookie alone, since a request
+	// with both ignores the cookie, whose session (if any) goes on.
 	keepCookie bool
 }
 
@@ -162,12 +162,16 @@ func (st *state) gone() {
 
 // end records that this request ended its session: like gone, but the
 // response expires the cookie and, if there was a session to log out of
-// (not just a token that led nowhere), clears site data. The caller holds
-// st.mu.
+// (not just a token that led nowhere), clears site data. The request may
+// then start an anonymous session by writing (a flash message after a
+// logout), unless its token came in an Authorization header beside a
+// cookie of another session (keepCookie): that session's cookie would be
+// overwritten, so writes stay refused as for a stale token. The caller
+// holds st.mu.
 func (st *state) end() {
 	st.clearSite = st.clearSite || st.stored != "" || st.loadErr != nil
 	st.gone()
-	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, false
+	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, st.keepCookie
 }
 
 // Info describes a session.

@@ -148,10 +148,10 @@ func (m *Manager) Load(r *http.Request) context.Context {
 
 	signed, bearer := m.signedFromRequest(r)
 	if bearer {
-		// A logout of this token must not expire a cookie that holds
-		// another session (or none): see state.keepCookie.
-		v, _ := cookieValue(r.Header, m.cfg.CookieName)
-		st.keepCookie = v != signed
+		// A logout of this token must not expire or replace a cookie
+		// that holds another session: see state.keepCookie.
+		v, ok := cookieValue(r.Header, m.cfg.CookieName)
+		st.keepCookie = ok && v != signed
 	}
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
