@@ -342,22 +342,25 @@ func TestVaryKept(t *testing.T) {
 	}
 }
 
+// recovering is a recovery middleware, as apps put around Sessions: a
+// handler's panic becomes a 500 written through the same ResponseWriter.
+func recovering(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if recover() != nil {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
 // TestVaryOnPanic has a handler panic under a recovery middleware that
 // answers 500: the answer still names Cookie and Authorization in Vary,
 // though the session was never committed.
 func TestVaryOnPanic(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	recovered := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			defer func() {
-				if recover() != nil {
-					http.Error(w, "internal error", http.StatusInternalServerError)
-				}
-			}()
-			next.ServeHTTP(w, r)
-		})
-	}
-	handler := recovered(middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := recovering(middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=600")
 		panic("boom")
 	})))
@@ -376,16 +379,6 @@ func TestVaryOnPanic(t *testing.T) {
 // orphaned session still counted against the user's session limit.
 func TestPanicKeepsLogin(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	recovered := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			defer func() {
-				if recover() != nil {
-					http.Error(w, "internal error", http.StatusInternalServerError)
-				}
-			}()
-			next.ServeHTTP(w, r)
-		})
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login-panic", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := session.Create(r.Context(), "alice"); err != nil {
@@ -406,7 +399,7 @@ func TestPanicKeepsLogin(t *testing.T) {
 		draft, _ := session.Get[string](r.Context(), "draft")
 		io.WriteString(w, user+" draft="+draft)
 	})
-	srv := httptest.NewServer(recovered(middleware.Sessions(h.m)(mux)))
+	srv := httptest.NewServer(recovering(middleware.Sessions(h.m)(mux)))
 	t.Cleanup(srv.Close)
 	c := h.client()
 	for _, path := range []string{"/login-panic", "/renew-panic"} {

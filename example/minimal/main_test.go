@@ -22,23 +22,10 @@ import (
 // read the account, log out.
 func TestMinimal(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "minimal")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	bin := buildMinimal(t)
+	addr := freeAddr(t)
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"ADDR=" + addr, "REDIS_URL=redis://" + srv.Addr() + "/"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = minimalEnv(addr, "redis://"+srv.Addr()+"/")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -94,28 +81,50 @@ func TestMinimal(t *testing.T) {
 // stops at start-up, saying what is wrong and where to look, instead of
 // listening and answering every login 503 with nothing in its log.
 func TestMinimalRedisDown(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "minimal")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String() // nothing listens there once closed
-	l.Close()
+	bin := buildMinimal(t)
+	closed := freeAddr(t) // nothing listens there
 	// A program that listens instead of stopping is killed after a while.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = []string{"ADDR=127.0.0.1:0", "REDIS_URL=redis://" + closed + "/"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = minimalEnv("127.0.0.1:0", "redis://"+closed+"/")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "connection refused to "+closed) || strings.Contains(string(out), "listening") {
 		t.Errorf("with Redis down: %v, output %q; want a non-zero exit naming the refused address, before listening", err, out)
 	}
+}
+
+// buildMinimal builds the program and returns the binary's path.
+func buildMinimal(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "minimal")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// minimalEnv returns the program's environment: ADDR and REDIS_URL, and
+// the test's own environment without any SESSION_, REDIS_ or ADDR
+// variable of the developer's.
+func minimalEnv(addr, redisURL string) []string {
+	env := []string{"ADDR=" + addr, "REDIS_URL=" + redisURL}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
