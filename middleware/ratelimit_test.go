@@ -1022,3 +1022,62 @@ func TestRateLimitOnTooLarge(t *testing.T) {
 		t.Errorf("a body over MaxBody was counted: %q", keys)
 	}
 }
+
+// TestRateLimitStagesConcurrency sends 400 concurrent logins for one user
+// name through four instances, from eight addresses, rules by the name
+// (limit 30) and by the address (limit 20): the two stages still admit
+// exactly the name's limit, and the name's counter counts only requests
+// its address admitted (the 160 the address rules let through, 20 per
+// address), never one an address refused.
+func TestRateLimitStagesConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	const (
+		instances = 4
+		requests  = 400
+		addresses = 8
+		perName   = 30
+		perIP     = 20
+	)
+	handlers := make([]http.Handler, instances)
+	for i := range handlers {
+		handlers[i] = limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 5*time.Second), middleware.RateLimitConfig{
+			Rules: []middleware.Rule{
+				{Name: "login-user", Limit: perName, Window: time.Hour, Key: middleware.ByJSONField("username")},
+				{Name: "login-ip", Limit: perIP, Window: time.Hour, Key: middleware.ByIP()},
+			},
+		})
+	}
+	var (
+		mu    sync.Mutex
+		codes = make(map[int]int)
+		wg    sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i := range requests {
+		wg.Go(func() {
+			<-start
+			r := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"alice","password":"guess-`+strconv.Itoa(i)+`"}`))
+			r.RemoteAddr = fmt.Sprintf("192.0.2.%d:1", 1+i%addresses)
+			w := serve(handlers[i%instances], r)
+			mu.Lock()
+			codes[w.Code]++
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	if codes[200] != perName || codes[429] != requests-perName {
+		t.Errorf("answers %v, want exactly %d × 200 and the other %d × 429", codes, perName, requests-perName)
+	}
+	// The name's counter holds what reached the second stage: the
+	// requests the address rules admitted.
+	var name int64
+	for _, k := range rateKeys(t, srv) {
+		if strings.HasSuffix(k, ":login-user") {
+			name, _ = redis.Int64(srv.Do(t, "GET", k), nil)
+		}
+	}
+	if name != addresses*perIP {
+		t.Errorf("the name's counter = %d, want %d (the requests the address rules admitted)", name, addresses*perIP)
+	}
+}
