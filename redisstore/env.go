@@ -295,8 +295,10 @@ func parseURL(raw string) (Config, error) {
 			return Config{}, errors.New("want a port number 1-65535")
 		}
 	}
+	// validHost refuses a host with a colon that is no IPv6 address: in
+	// "redis://h:6379:1" url.Parse takes "h:6379" for the host.
 	addr, ok := joinHostPort(host, port)
-	if !ok {
+	if !ok || !validHost(host) {
 		return Config{}, errors.New("malformed host")
 	}
 	cfg := Config{Addr: addr}

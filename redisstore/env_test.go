@@ -114,6 +114,7 @@ func TestParseURL(t *testing.T) {
 		{raw: "redis://", wantErr: "missing host"},
 		{raw: "redis://:pw@:6379", wantErr: "missing host"},
 		{raw: "redis://]", wantErr: "malformed host"},
+		{raw: "redis://127.0.0.1:46379:1", wantErr: "malformed host"},
 		{raw: "redis://host:0", wantErr: "want a port number 1-65535"},
 		{raw: "redis://host:70000", wantErr: "want a port number 1-65535"},
 		{raw: "redis://host/x", wantErr: "want a database number as the path"},
