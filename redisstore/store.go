@@ -173,7 +173,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 
 // Ping checks that Redis can serve sessions, for readiness probes and
 // start-up checks: on one server or under Sentinel, that the server answers
-// and accepts writes; on a Cluster, that every master CLUSTER SLOTS lists
+// and is not a read-only replica; on a Cluster, that every master CLUSTER SLOTS lists
 // answers (a call fails for the slots of any that does not).
 //
 // On one server or under Sentinel it sends PING and GETEX
@@ -181,6 +181,11 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // command, so a read-only replica refuses it with READONLY whatever its
 // key, as it refuses every login and, with an idle timeout, every read of a
 // session: Ping then fails with [ErrUnavailable] instead of reporting ready.
+// A server out of memory (maxmemory with noeviction) passes: GETEX adds no
+// memory, and such a server still serves every read while it refuses
+// logins and changes. That state is shared by every instance of the app,
+// so a readiness probe that failed on it would take them all out of
+// rotation, reads included; alert on the refused writes instead.
 // The key, the session prefix with an empty id, is never a session's, and
 // GETEX without options changes nothing; it lies within the documented
 // key pattern "~<KeyPrefix>session:*", so Ping needs no permission that

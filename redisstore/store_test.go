@@ -252,6 +252,31 @@ func TestPingReadOnlyReplica(t *testing.T) {
 	})
 }
 
+// TestPingOutOfMemory holds what Ping's documentation says of a Redis out
+// of memory: it refuses a login, but serves reads, and Ping reports it
+// ready, so that a readiness probe does not take every instance of the app
+// out of rotation for a state they all share.
+func TestPingOutOfMemory(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	if _, err := s.Insert(ctx, "before", []byte("rec"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// An empty server already uses more than 1 byte: every write is refused.
+	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	srv.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	if _, err := s.Insert(ctx, "after", []byte("rec"), time.Minute); !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "OOM") {
+		t.Fatalf("Insert out of memory = %v, want ErrUnavailable with OOM", err)
+	}
+	if rec, found, err := s.Load(ctx, "before", time.Minute); err != nil || !found || string(rec) != "rec" {
+		t.Fatalf("Load out of memory = %q, %v, %v; want the record", rec, found, err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping out of memory = %v, want nil (reads still work)", err)
+	}
+}
+
 func TestKeyPrefix(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{KeyPrefix: "app[1]:"})
