@@ -230,6 +230,15 @@ func TestAPIContract(t *testing.T) {
 	if got, want := e.rateCounts(), []int{1, 3, 6}; !slices.Equal(got, want) {
 		t.Errorf("rate limit counts after the failed logins = %v, want %v", got, want)
 	}
+	// Trailing data, including the ']' and '}' that json.Decoder.More
+	// takes for the end of the input (a user of its own, so that alice's
+	// count stays below her limit).
+	for _, trail := range []string{"x", "}", "]]]", " {}"} {
+		body := `{"username":"trailing","password":"wonderland"}` + trail
+		if r := e.send(api, "POST", "/api/login", body); r.code != http.StatusBadRequest {
+			t.Errorf("POST /api/login %s = %d, want 400", body, r.code)
+		}
+	}
 
 	r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
 	if r.code != 200 {
@@ -248,7 +257,9 @@ func TestAPIContract(t *testing.T) {
 	if n := e.sessionKeys(); n != 2 {
 		t.Errorf("Redis holds %d session keys after login, want 2: the record and the user's index", n)
 	}
-	if got, want := e.rateCounts(), []int{1, 4, 7}; !slices.Equal(got, want) {
+	// The trailing-data bodies counted 4 more for the address, and 4 for
+	// their user.
+	if got, want := e.rateCounts(), []int{1, 4, 4, 11}; !slices.Equal(got, want) {
 		t.Errorf("rate limit counts after the login = %v, want %v", got, want)
 	}
 

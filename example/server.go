@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -143,11 +144,18 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool)
 	var c credentials
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || dec.More() || c.Username == "" || c.Password == "" {
+	if err := dec.Decode(&c); err != nil || !atEnd(dec) || c.Username == "" || c.Password == "" {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
 		return credentials{}, false
 	}
 	return c, true
+}
+
+// atEnd reports whether dec has nothing but white space left to read.
+// (dec.More alone takes a stray ']' or '}' for the end of the input.)
+func atEnd(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // apiLogin logs in with JSON credentials and answers the token for an
