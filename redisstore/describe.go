@@ -81,6 +81,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("Redis answered as a read-only replica: %s names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)", where)
 	case code == "MASTERDOWN":
 		return "the replica has lost its master"
+	case clusterReplies[code] && cfg.mode() != modeCluster:
+		return fmt.Sprintf("a Redis Cluster node answered (%s names one): configure the Cluster with REDIS_CLUSTER_NODES (Config.ClusterNodes) instead", where)
 	case code == "CLUSTERDOWN":
 		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
 	case errors.Is(err, errNoMaster):

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -132,6 +133,18 @@ func TestDescribe(t *testing.T) {
 			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
 			return redisstore.Config{Addr: replica.Addr()}, err
 		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
+		{"cluster node as one server", func(t *testing.T) (redisstore.Config, error) {
+			// A Cluster node with no slot yet answers CLUSTERDOWN for every
+			// key; one of a running Cluster, MOVED for most (see
+			// TestTroubleshooting): Describe says the same of both.
+			srv := redistest.Start(t, "--cluster-enabled", "yes")
+			s := open(t, srv, redisstore.Config{})
+			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
+			if !errors.Is(err, redisstore.ErrRefused) {
+				t.Errorf("Insert on a Cluster node as one server = %v, want ErrRefused", err)
+			}
+			return redisstore.Config{Addr: srv.Addr()}, err
+		}, "a Redis Cluster node answered (REDIS_URL or REDIS_HOST and REDIS_PORT names one): configure the Cluster with REDIS_CLUSTER_NODES (Config.ClusterNodes) instead"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			p := srv.Proxy(t)

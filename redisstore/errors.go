@@ -73,6 +73,12 @@ var transientReplies = map[string]bool{
 	"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "EXECABORT": true,
 }
 
+// clusterReplies are the error codes only a Redis Cluster node gives. A
+// Store configured for one server or for Sentinel that gets one talks to a
+// Cluster node, which no retry mends: they are ErrRefused there, and
+// Describe names the setting.
+var clusterReplies = map[string]bool{"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true}
+
 // notRunReplies are the error codes with which a Redis Cluster refuses a
 // command it did not run because its slot is moving or has no master yet:
 // MOVED and ASK (the slot is served elsewhere), TRYAGAIN (a multi-key
@@ -97,8 +103,8 @@ func notRun(err error) bool {
 }
 
 // classify wraps the error of operation op with ErrUnavailable, ErrRefused
-// or ErrContention.
-func classify(op string, err error) error {
+// or ErrContention; cluster says whether the Store is on a Redis Cluster.
+func classify(op string, err error, cluster bool) error {
 	if errors.Is(err, ErrContention) {
 		return fmt.Errorf("%w (%s)", ErrContention, op)
 	}
@@ -116,7 +122,7 @@ func classify(op string, err error) error {
 	switch {
 	case errors.As(err, &reply):
 		code, _, _ := strings.Cut(string(reply), " ")
-		if !transientReplies[code] {
+		if !transientReplies[code] || (!cluster && clusterReplies[code]) {
 			class = ErrRefused
 		}
 	case errors.As(err, &cert):

@@ -365,7 +365,7 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return classify(op, err)
+		return classify(op, err, s.cluster != nil)
 	}
 }
 
@@ -453,7 +453,7 @@ func (s *Store) doTurn(ctx context.Context, op, key string, f func(ctx context.C
 	defer cancel()
 	ctx, release, err := s.turns.take(ctx, key)
 	if err != nil {
-		return classify(op, err)
+		return classify(op, err, s.cluster != nil)
 	}
 	defer release()
 	return s.do(ctx, op, key, f)

@@ -197,6 +197,22 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "A Cluster node configured as one server: MOVED",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+				s := open(t, c.Nodes()[0], redisstore.Config{})
+				// Of three masters, this one serves a third of the slots:
+				// one of a few ids lies in another's.
+				for i := range 50 {
+					if _, err := s.Insert(ctx, strconv.Itoa(i), []byte("rec"), time.Minute); err != nil {
+						return s.PoolStats(), err
+					}
+				}
+				t.Fatal("50 inserts on one node of a three-master Cluster all succeeded")
+				return redisstore.PoolStats{}, nil
+			},
+		},
+		{
 			heading: "TLS: certificate signed by unknown authority",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				s := openTLS(t, func(*tls.Config, *x509.CertPool) {})

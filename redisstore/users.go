@@ -431,7 +431,7 @@ func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved 
 	if m.UserID == "" {
 		written, err := s.Insert(ctx, m.To, next, m.TTL)
 		if err == nil && !written {
-			err = classify("move_session", errIDTaken)
+			err = classify("move_session", errIDTaken, s.cluster != nil)
 		}
 		return err == nil, err
 	}
