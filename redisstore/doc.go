@@ -40,7 +40,8 @@
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
 //	                    session meanwhile), and ZREM of the ids found gone
 //	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM; under a
-//	                    flood of logins, ZRANGE, DEL and ZREM passes instead
+//	                    flood of logins, ZRANGE, then passes of DEL, ZREM and ZRANGE,
+//	                    pipelined, instead
 //	Merge               WATCH and GET, then MULTI/EXEC with SET XX
 //
 // Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit are

@@ -643,9 +643,14 @@ func maybeMoved(gone, all, again []string) bool {
 //
 // Logins without a session limit change the index without waiting their
 // turn, so a flood of them could make every watched attempt fail. After 5
-// such attempts it therefore falls back to sweeping: 3 rounds of reading
-// the index and deleting what it lists, without a transaction. That still ends every session whose login had finished when
-// it started; a login that finishes while it sweeps may survive.
+// such attempts it therefore falls back to sweeping, without a transaction:
+// at most 3 passes of deleting what the index lists and reading it again
+// (see sweep). That still ends every session whose login had finished when
+// it started; a login that finishes while it sweeps may survive. A renewal
+// that moves one of those sessions out of a pass's reach, though, makes it
+// pass again, and when the last pass may have missed one it returns
+// ErrContention, with the ids of the sessions it did end, rather than
+// success.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
 	gone := false // keep is not in the index; not an error of Redis's
@@ -697,33 +702,58 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 	return removed, err
 }
 
-// sweep is RemoveUserSessions without a transaction: sweepPasses rounds of
-// reading the index and deleting what it lists. It returns the ids of the
-// sessions it ended, and errKeepGone when a pass finds keep gone.
+// sweep is RemoveUserSessions without a transaction. Each pass deletes the
+// sessions the index listed and reads the index again, in one round trip
+// (DEL, ZREM, then ZRANGE). A renewal that lands between a read and the
+// deletes moves its session to an id the pass does not delete, and leaves
+// the DEL of the old id with nothing to delete; the next read lists the
+// new id. So a pass whose every DEL deleted a record leaves nothing to end
+// behind, and sweep returns; after a pass where a record was missing (the
+// session had ended, or moved), the next pass deletes what the index lists
+// now, up to sweepPasses passes. When the last one still missed a record
+// and the index lists sessions, sweep returns ErrContention with the ids of
+// those it ended. When a read finds keep gone, it returns errKeepGone if
+// it has ended no session yet, and ErrContention otherwise.
 func (s *Store) sweep(ctx context.Context, conn redis.Conn, index, keep string) (removed []string, err error) {
-	for range sweepPasses {
-		members, err := s.indexed(ctx, conn, index, keep)
-		if err != nil || len(members) == 0 {
-			return removed, err
+	members, err := s.indexed(ctx, conn, index, keep)
+	for pass := 0; err == nil && len(members) > 0; pass++ {
+		if pass == sweepPasses {
+			return removed, ErrContention
 		}
-		replies, err := s.batch(ctx, conn, func(send sender) {
-			sendRemoval(send, s.prefix, index, members)
-		})
-		if err != nil {
-			return removed, err
-		}
-		gone, err := ended(replies, members)
-		if err != nil {
-			return removed, err
-		}
+		var gone, listed []string
+		gone, listed, err = s.sweepPass(ctx, conn, index, members)
 		removed = append(removed, gone...)
+		if err != nil || len(gone) == len(members) {
+			return removed, err
+		}
+		members, err = without(listed, keep)
+		if errors.Is(err, errKeepGone) && len(removed) > 0 {
+			return removed, ErrContention // ErrKeepGone says that nothing was deleted
+		}
 	}
-	return removed, nil
+	return removed, err
+}
+
+// sweepPass deletes the records of members and takes them out of index,
+// then reads index, in one round trip. It returns the members whose record
+// it deleted, and those index lists after.
+func (s *Store) sweepPass(ctx context.Context, conn redis.Conn, index string, members []string) (gone, listed []string, err error) {
+	replies, err := s.batch(ctx, conn, func(send sender) {
+		sendRemoval(send, s.prefix, index, members)
+		send("ZRANGE", index, 0, -1)
+	})
+	if err == nil {
+		gone, err = ended(replies, members)
+	}
+	if err == nil {
+		listed, err = redis.Strings(replies[len(replies)-1], nil)
+	}
+	return gone, listed, err
 }
 
 // How RemoveUserSessions gives up on a transaction (its documentation
 // gives these numbers): after sweepAfter attempts that found the index
-// changed, it sweeps sweepPasses times.
+// changed, it sweeps, in at most sweepPasses passes.
 const (
 	sweepAfter  = 5
 	sweepPasses = 3
@@ -735,8 +765,17 @@ var errSweep = errors.New("sweep instead")
 // is not among them (see RemoveUserSessions).
 func (s *Store) indexed(ctx context.Context, conn redis.Conn, index, keep string) ([]string, error) {
 	all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
-	if err != nil || keep == "" {
-		return all, err
+	if err != nil {
+		return nil, err
+	}
+	return without(all, keep)
+}
+
+// without returns the members all but keep, or errKeepGone while keep is
+// not among them ("" keeps none).
+func without(all []string, keep string) ([]string, error) {
+	if keep == "" {
+		return all, nil
 	}
 	if !slices.Contains(all, keep) {
 		return nil, errKeepGone
