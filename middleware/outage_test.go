@@ -1,11 +1,14 @@
 package middleware_test
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -98,5 +101,66 @@ func wantLostSave(t *testing.T, resp response) {
 		if v := resp.header.Get(k); v != "" {
 			t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
 		}
+	}
+}
+
+// TestFailedSaveKeepsLogin has Redis stop taking writes (CLIENT PAUSE
+// WRITE) right after a handler's renewal or login, before the value the
+// handler then puts is saved: the client gets 503, but with the new
+// session's cookie and not the handler's own, and that cookie (which the
+// client's jar keeps) works once Redis takes writes again. The token the
+// request came with has ended either way: a 503 without the new cookie
+// left the browser with a token that led nowhere, and the new session
+// orphaned in Redis.
+func TestFailedSaveKeepsLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(ctx context.Context) error
+	}{
+		{"renew", session.Renew},
+		{"login", func(ctx context.Context) error {
+			_, err := session.Create(ctx, "alice")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{storeCfg: &redisstore.Config{Timeout: 500 * time.Millisecond}})
+			c := h.client()
+			oldID, _ := h.login(c, "alice")
+			changed, paused := make(chan struct{}), make(chan struct{})
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				if err := tc.change(r.Context()); err != nil {
+					t.Errorf("%s = %v", tc.name, err)
+				}
+				close(changed)
+				<-paused
+				if err := session.Put(r.Context(), "k", "v"); err != nil {
+					t.Errorf("Put: %v", err)
+				}
+				http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
+				io.WriteString(w, "saved")
+			}
+			done := make(chan response)
+			go func() { done <- h.do(c, "POST", "/hook", nil) }()
+			<-changed
+			h.redis.Do(t, "CLIENT", "PAUSE", "60000", "WRITE")
+			close(paused)
+			resp := <-done
+			h.redis.Do(t, "CLIENT", "UNPAUSE")
+
+			if resp.code != http.StatusServiceUnavailable || resp.body == "saved" {
+				t.Errorf("POST /hook with writes paused = %d %q, want 503", resp.code, resp.body)
+			}
+			want := session.DefaultInsecureCookieName + "="
+			if sc := resp.header.Values("Set-Cookie"); len(sc) != 1 || !strings.HasPrefix(sc[0], want) || strings.HasPrefix(sc[0], want+";") {
+				t.Errorf("the 503's Set-Cookie = %q, want only the new session's cookie", sc)
+			}
+			if h.exists(oldID) {
+				t.Error("the session the request came with is still in Redis")
+			}
+			if got := h.do(c, "GET", "/me", nil); got.code != http.StatusOK || got.body != "alice" {
+				t.Errorf("GET /me after the 503 = %d %q, want 200 alice", got.code, got.body)
+			}
+		})
 	}
 }

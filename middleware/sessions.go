@@ -40,9 +40,13 @@ import (
 // response, which the middleware discards, with the headers the handler set
 // that describe or act on it (Content-Encoding, Location, Set-Cookie, ETag
 // and the like): a handler never reports success for a write that was
-// lost. The body says "session store unavailable", or "session busy with
-// concurrent changes" when other requests kept changing the session
-// (session.ErrContention) on a healthy store.
+// lost. The 503 still carries the session cookie of a login, a renewal or a
+// logout the handler made before (see session.Manager.Commit): those took
+// effect in the store at once, and without the new cookie the browser would
+// be left with a token that leads nowhere. The body says "session store
+// unavailable", or "session busy with concurrent changes" when other
+// requests kept changing the session (session.ErrContention) on a healthy
+// store.
 func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	if m == nil {
 		panic("middleware: Sessions: nil Manager")
@@ -78,10 +82,12 @@ type sessionWriter struct {
 func (w *sessionWriter) commit() bool {
 	if !w.committed {
 		w.committed = true
-		varyOnSession(w.Header())
-		if err := w.m.Commit(w.r.Context(), w.Header()); err != nil {
+		h := w.Header()
+		varyOnSession(h)
+		handlerCookies := len(h["Set-Cookie"])
+		if err := w.m.Commit(w.r.Context(), h); err != nil {
 			w.err = err
-			dropResponseHeaders(w.Header())
+			dropResponseHeaders(h, handlerCookies)
 			if errors.Is(err, session.ErrContention) {
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
 			} else {
@@ -148,10 +154,17 @@ var discardedHeaders = []string{
 	"Content-Range", "ETag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
 }
 
-// dropResponseHeaders deletes discardedHeaders from h.
-func dropResponseHeaders(h http.Header) {
+// dropResponseHeaders deletes discardedHeaders from h, but keeps the
+// Set-Cookie values after the first handlerCookies, those the session's
+// commit added: the cookie of a login, a renewal or a logout, which
+// happened in the store whatever became of the response.
+func dropResponseHeaders(h http.Header, handlerCookies int) {
+	sessionCookies := h["Set-Cookie"][handlerCookies:]
 	for _, k := range discardedHeaders {
 		h.Del(k)
+	}
+	if len(sessionCookies) > 0 {
+		h["Set-Cookie"] = sessionCookies // the key is canonical
 	}
 }
 

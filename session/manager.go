@@ -262,7 +262,11 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // session cannot change: Put, Create, Renew and the like return
 // ErrResponseStarted. An unchanged session costs no store command and no
 // Set-Cookie. It returns an error matching ErrStoreUnavailable (or
-// ErrContention) when the changes could not be saved.
+// ErrContention) when the changes could not be saved; h then still gets the
+// cookie headers of what the request already did in the store (a login, a
+// renewal or a logout: Create, Renew and Destroy act at once), as with
+// Abandon, so that a failed save never leaves the browser with a token
+// that leads nowhere.
 //
 // Only a logout in this request (Destroy, or a revocation of the request's
 // own session) expires the cookie, and only when the session came from the
@@ -307,6 +311,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	if !save {
 		st.dirty, st.changes = false, nil
 	}
+	var saveErr error
 	if st.dirty {
 		err := m.save(ctx, st)
 		switch {
@@ -325,7 +330,10 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 			if m.cfg.Metrics != nil && !errors.Is(ctx.Err(), context.Canceled) {
 				m.cfg.Metrics.CommitFailed() // not for a client that went away
 			}
-			return err
+			// The values may be lost, but a login, a renewal or a logout of
+			// this request has already happened in the store: its cookie
+			// still goes out, as with Abandon.
+			saveErr = err
 		}
 	}
 	expire := st.loggedOut && !st.keepCookie
@@ -348,7 +356,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		// kept.
 		h.Set("Cache-Control", "no-store")
 	}
-	return nil
+	return saveErr
 }
 
 // create logs userID in; see Create. The caller holds st.mu.
