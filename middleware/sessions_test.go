@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -488,5 +489,45 @@ func TestBearerLogoutKeepsCookie(t *testing.T) {
 	if resp.code != http.StatusNoContent || !strings.Contains(resp.header.Get("Set-Cookie"), "Max-Age=0") || h.exists(cookieID) {
 		t.Errorf("logout with the same token in both: %d, Set-Cookie %q, session alive %v; want 204, the cookie expired, the session ended",
 			resp.code, resp.header.Get("Set-Cookie"), h.exists(cookieID))
+	}
+}
+
+// TestBearerRenewKeepsCookie renews, and logs in, through an Authorization
+// header on a request that also carries a cookie of another session: the
+// response sets no cookie, so the browser keeps its own session, and the
+// API client's new token (the body's, from session.Token) works while the
+// one it replaced does not. The response set the cookie to the header's
+// new session, and the browser's session, alive in Redis, was lost to it.
+// With the same token in both, a renewal sets the cookie as before.
+func TestBearerRenewKeepsCookie(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	browser := h.client()
+	_, cookieToken := h.login(browser, "bob")
+	for _, path := range []string{"/renew", "/login?user=alice"} {
+		_, apiToken := h.login(h.client(), "alice")
+		resp := h.do(browser, "POST", path, map[string]string{"Authorization": "Bearer " + apiToken})
+		var out struct{ Token string }
+		if err := json.Unmarshal([]byte(resp.body), &out); resp.code != http.StatusOK || err != nil {
+			t.Fatalf("POST %s through Bearer = %d %q", path, resp.code, resp.body)
+		}
+		if sc := resp.header.Values("Set-Cookie"); len(sc) != 0 {
+			t.Errorf("POST %s through Bearer beside another session's cookie: %d Set-Cookie, want none", path, len(sc))
+		}
+		if got := h.do(browser, "GET", "/me", nil); got.code != http.StatusOK || got.body != "bob" {
+			t.Errorf("the browser after POST %s through Bearer: GET /me = %d %q, want 200 bob", path, got.code, got.body)
+		}
+		if got := h.do(h.client(), "GET", "/me", map[string]string{"Authorization": "Bearer " + out.Token}); got.code != http.StatusOK || got.body != "alice" {
+			t.Errorf("the new token of POST %s: GET /me = %d %q, want 200 alice", path, got.code, got.body)
+		}
+		if got := h.do(h.client(), "GET", "/me", map[string]string{"Authorization": "Bearer " + apiToken}); got.code != http.StatusUnauthorized {
+			t.Errorf("the token POST %s replaced: GET /me = %d, want 401", path, got.code)
+		}
+	}
+	resp := h.do(browser, "POST", "/renew", map[string]string{"Authorization": "Bearer " + cookieToken})
+	if resp.code != http.StatusOK || len(resp.header.Values("Set-Cookie")) != 1 {
+		t.Errorf("renewal with the same token in both: %d with %d Set-Cookie; want 200 and the new cookie", resp.code, len(resp.header.Values("Set-Cookie")))
+	}
+	if got := h.do(browser, "GET", "/me", nil); got.code != http.StatusOK || got.body != "bob" {
+		t.Errorf("the browser after its renewal through Bearer: GET /me = %d %q, want 200 bob", got.code, got.body)
 	}
 }

@@ -54,8 +54,9 @@ type state struct {
 	committed bool           // Commit ran: the response has started and nothing may change
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
-	// value: ending the session leaves that cookie alone, since a request
-	// with both ignores the cookie, whose session (if any) goes on.
+	// value: the response neither expires nor replaces that cookie, after
+	// a logout, a renewal or a login alike, since a request with both
+	// ignores the cookie, whose session (if any) goes on.
 	keepCookie bool
 }
 
@@ -213,7 +214,10 @@ type Info struct {
 // token planted before login is worthless after it (session fixation). Values
 // of an anonymous session carry over; those of a logged-in one do not. The
 // new record is in the store when Create returns; the response sets the
-// cookie, and Token returns the value for an Authorization header.
+// cookie, and Token returns the value for an Authorization header. A
+// request whose token came in an Authorization header beside a cookie of
+// another session leaves that cookie alone: its client gets the new token
+// from Token only.
 //
 // A logged-in session the request came with ends first, as a logout would
 // (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the
@@ -260,7 +264,10 @@ func validUserID(id string) error {
 // when the session's privileges change (a role granted, a password
 // re-entered), so that a token seen before the change is worthless after it.
 // The new record is in the store when Renew returns; the response sets the
-// cookie, and Token returns the new value for an Authorization header.
+// cookie, and Token returns the new value for an Authorization header. A
+// request whose token came in an Authorization header beside a cookie of
+// another session leaves that cookie alone: its client gets the new token
+// from Token only.
 //
 // The move is atomic and happens only while the old record exists: when the
 // session was ended meanwhile (logged out, revoked, renewed by another

@@ -268,11 +268,14 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // Abandon, so that a failed save never leaves the browser with a token
 // that leads nowhere.
 //
-// Only a logout in this request (Destroy, or a revocation of the request's
-// own session) expires the cookie, and only when the session came from the
-// cookie: a logout through an Authorization header leaves a cookie that
-// holds another session alone. A session ended elsewhere while the request
-// ran keeps the cookie untouched: the browser may hold a newer one.
+// Only a login, a renewal or a new anonymous session sets the cookie, and
+// only a logout in this request (Destroy, or a revocation of the request's
+// own session) expires it. A request whose token came in an Authorization
+// header beside a cookie that holds another session leaves that cookie
+// alone whatever it does: a logout, a renewal or a login neither expires
+// nor replaces it (the API client gets its new token from Token). A
+// session ended elsewhere while the request ran keeps the cookie
+// untouched: the browser may hold a newer one.
 func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 	return m.commit(ctx, h, true)
 }
@@ -336,9 +339,12 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 			saveErr = err
 		}
 	}
+	// A cookie that holds another session than the request's is neither
+	// replaced nor expired: see state.keepCookie.
+	issue := st.issued != "" && !st.keepCookie
 	expire := st.loggedOut && !st.keepCookie
 	switch {
-	case st.issued != "":
+	case issue:
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
 	case expire:
 		m.setCookie(h, "", time.Time{})
@@ -346,7 +352,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
 	}
-	if st.dropSCS && !(m.cfg.FromSCS.sharesCookie(m.cfg.CookieName) && (st.issued != "" || expire)) {
+	if st.dropSCS && !(m.cfg.FromSCS.sharesCookie(m.cfg.CookieName) && (issue || expire)) {
 		// Unless the cookie just set is the same cookie to the browser.
 		m.expireSCSCookie(h)
 	}
