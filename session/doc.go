@@ -38,10 +38,13 @@
 // Writes to an existing session only succeed while its record exists, so a
 // request that was in flight during logout cannot bring the session back;
 // Renew moves a session to a new token in one atomic step, only while its
-// record exists. A response sets the cookie only when the request logged in,
-// renewed, or started an anonymous session, and expires it only when the
-// request logged out: a parallel request whose token another request
-// replaced leaves the browser's new cookie alone. A request whose token
+// record exists. The changes of a request whose logged-in session a
+// parallel Renew moved are saved under the new token; those to an
+// anonymous session, which no index follows, are dropped with its old one.
+// A response sets the cookie only when the request logged in, renewed, or
+// started an anonymous session, and expires it only when the request
+// logged out: a parallel request whose token another request replaced
+// leaves the browser's new cookie alone. A request whose token
 // leads to no session (forged, expired, ended, or replaced) cannot start an
 // anonymous session, since its cookie could overwrite a login made in
 // parallel: Put returns ErrNoSession until Create, or until Destroy drops

@@ -500,3 +500,78 @@ func TestLogoutRacesRenewalChain(t *testing.T) {
 		a.RevokeAll(context.Background(), user)
 	}
 }
+
+// TestPutFollowsRenewal has a request load a signed-in session, other
+// requests renew it (twice, so that the session is followed over two
+// moves), and the first then put a value: its Commit succeeds, sets no
+// cookie, and the value is in the session under its newest token, which
+// stays the only one that works. The change was dropped while Commit
+// returned nil, so the handler answered 200 for a value that was gone. A
+// change to a session logged out meanwhile is still dropped, without an
+// error and without bringing the session back, and so is a change to an
+// anonymous session renewed meanwhile, which no index follows.
+func TestPutFollowsRenewal(t *testing.T) {
+	commit := func(t *testing.T, m *Manager, ctx context.Context) {
+		t.Helper()
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatalf("Put = %v", err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Errorf("Commit = %v, want nil", err)
+		}
+		if _, ok := sessionCookie(m, h); ok {
+			t.Error("Commit set the cookie, want it left alone")
+		}
+	}
+	cart := func(t *testing.T, m *Manager, cookie string) string {
+		t.Helper()
+		var v string
+		serve(t, m, cookie, func(ctx context.Context) { v, _ = Get[string](ctx, "cart") })
+		return v
+	}
+	t.Run("renewed", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		ctx := load(m, c1)
+		c3 := renew(t, m, renew(t, m, c1))
+		commit(t, m, ctx)
+		if got := cart(t, m, c3); got != "book" {
+			t.Errorf("the renewed session's cart = %q, want book", got)
+		}
+		if u := userOf(t, m, c1); u != "" {
+			t.Errorf("the token of before the renewals: UserID = %q, want anonymous", u)
+		}
+		if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
+			t.Errorf("List(alice) = %d sessions, %v; want 1", len(list), err)
+		}
+	})
+	t.Run("logged out", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		ctx := load(m, c1)
+		serve(t, m, c1, func(ctx context.Context) {
+			if err := Destroy(ctx); err != nil {
+				t.Fatalf("Destroy = %v", err)
+			}
+		})
+		commit(t, m, ctx)
+		if keys := allKeys(t, r); len(keys) != 0 {
+			t.Errorf("keys after a change to a logged-out session: %q, want none", keys)
+		}
+	})
+	t.Run("anonymous renewed", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		a1 := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "theme", "dark"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+		ctx := load(m, a1)
+		a2 := renew(t, m, a1)
+		commit(t, m, ctx)
+		if got := cart(t, m, a2); got != "" {
+			t.Errorf("the renewed anonymous session's cart = %q, want none", got)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -628,28 +629,47 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 // stored record as it is now, not as it was when the request loaded it, so
 // that concurrent requests changing different values do not undo each
 // other. When two requests change the same value, the one that saves last
-// wins. The caller holds st.mu.
+// wins. A user's session that a parallel Renew moved to a new id is
+// followed there, as endSession follows it, so that the changes reach the
+// session under its new token; it returns errGone only when the session
+// has ended. An anonymous session has no index to follow it through: its
+// changes are dropped after a renewal too. The caller holds st.mu.
 func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 	ttl, ok := m.ttl(st.deadline, now)
 	if !ok {
 		return errGone
 	}
 	id := idOf(st.stored)
-	written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
-		b, _, err := m.mergeChanges(current, st.changes, now, "")
-		return b, err
-	})
-	switch {
-	case errors.Is(err, errBadRecord):
-		m.dropUnreadable(ctx, id, err)
-		return errGone
-	case err != nil:
-		return storeError(err)
-	case !written:
-		return errGone
+	line := lineage(id, st.ownMeta())
+	for range maxFollow {
+		written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
+			b, _, err := m.mergeChanges(current, st.changes, now, "")
+			return b, err
+		})
+		switch {
+		case errors.Is(err, errBadRecord):
+			m.dropUnreadable(ctx, id, err)
+			return errGone
+		case err != nil:
+			return storeError(err)
+		case written:
+			st.dirty, st.changes = false, nil
+			return nil
+		case st.userID == "":
+			return errGone
+		}
+		next, err := m.successor(ctx, st.userID, id, line)
+		switch {
+		case err != nil:
+			return err
+		case next == "" || next == id:
+			// Ended: Merge found no record under id, whatever else says
+			// it lives there.
+			return errGone
+		}
+		id = next
 	}
-	st.dirty, st.changes = false, nil
-	return nil
+	return fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
 // mergeChanges returns the record current with changes applied and its
