@@ -15,7 +15,7 @@ import (
 // device is a session as the devices page shows it: named as a person
 // would name it, its times ready for <time> elements.
 type device struct {
-	ID       string // the session id, for the revoke form's action only
+	ID       string // session.Info.FirstID, which a renewal keeps: the revoke form's action
 	Name     string // "Firefox on Windows", "Safari on iPhone", "curl": session.Info.Device
 	Kind     string // "desktop", "phone", "tablet" or "other": the icon, from the user agent
 	Current  bool
@@ -135,7 +135,7 @@ func devices(list []session.Info, now time.Time, idle time.Duration) []device {
 			_, kind = deviceName(info.UserAgent)
 		}
 		out = append(out, device{
-			ID: info.ID, Name: name, Kind: kind, Current: info.Current,
+			ID: info.FirstID, Name: name, Kind: kind, Current: info.Current,
 			Active: info.Current || now.Sub(info.LastSeen) < activeNow,
 			IP:     info.IP, Agent: info.UserAgent, seen: info.LastSeen, Idle: idleText,
 			LastSeen: newStamp(info.LastSeen, now), Created: newStamp(info.CreatedAt, now), Ends: newStamp(info.ExpiresAt, now),

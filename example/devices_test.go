@@ -63,10 +63,10 @@ func TestAgoAndInWords(t *testing.T) {
 func TestDevicesOrder(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	list := []session.Info{ // oldest first, as List returns them
-		{ID: "old", UserAgent: "curl/8.5.0", Device: "curl", LastSeen: now.Add(-3 * time.Hour)},
-		{ID: "current", UserAgent: firefoxWindows, Device: "Firefox on Windows", LastSeen: now.Add(-time.Hour), Current: true},
-		{ID: "recent", UserAgent: safariIPhone, Device: "Safari on iPhone", LastSeen: now.Add(-90 * time.Second)},
-		{ID: "middle", UserAgent: "", LastSeen: now.Add(-10 * time.Minute)},
+		{ID: "old", FirstID: "old", UserAgent: "curl/8.5.0", Device: "curl", LastSeen: now.Add(-3 * time.Hour)},
+		{ID: "current", FirstID: "current", UserAgent: firefoxWindows, Device: "Firefox on Windows", LastSeen: now.Add(-time.Hour), Current: true},
+		{ID: "recent", FirstID: "recent", UserAgent: safariIPhone, Device: "Safari on iPhone", LastSeen: now.Add(-90 * time.Second)},
+		{ID: "middle", FirstID: "middle", UserAgent: "", LastSeen: now.Add(-10 * time.Minute)},
 	}
 	got := devices(list, now, 30*time.Minute)
 	var ids []string

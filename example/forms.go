@@ -229,7 +229,9 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // formRevoke ends one of the caller's sessions and goes back to the
-// devices page, which names the device signed out.
+// devices page, which names the device signed out. The form names the
+// session by its first id (see device.ID), so a page shown before the
+// session renewed still revokes it.
 func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	id := r.PathValue("id")
@@ -240,7 +242,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	var target *session.Info
 	for i := range list {
-		if list[i].ID == id {
+		if list[i].FirstID == id || list[i].ID == id {
 			target = &list[i]
 		}
 	}

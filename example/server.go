@@ -219,9 +219,13 @@ func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sessionJSON is a session as the API lists it.
+// sessionJSON is a session as the API lists it. FirstID is the id the
+// session was created under (session.Info.FirstID), which a renewal keeps:
+// DELETE /api/sessions/{id} takes it, so a client revokes the session it
+// listed also after that session renewed.
 type sessionJSON struct {
 	SessionID string    `json:"session_id"`
+	FirstID   string    `json:"first_id"`
 	CreatedAt time.Time `json:"created_at"`
 	LastSeen  time.Time `json:"last_seen"`
 	IP        string    `json:"ip"`
@@ -241,13 +245,13 @@ func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]sessionJSON, len(list))
 	for i, info := range list {
-		out[i] = sessionJSON{info.ID, info.CreatedAt, info.LastSeen, info.IP, info.UserAgent, info.Device, info.ExpiresAt, info.Current}
+		out[i] = sessionJSON{info.ID, info.FirstID, info.CreatedAt, info.LastSeen, info.IP, info.UserAgent, info.Device, info.ExpiresAt, info.Current}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// apiRevoke ends one of the caller's sessions; 404 when the id is not one of
-// theirs.
+// apiRevoke ends one of the caller's sessions, named by its first_id or
+// its session_id; 404 when the id is not one of theirs.
 func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	if err := s.sessions.Revoke(r.Context(), user, r.PathValue("id")); err != nil {

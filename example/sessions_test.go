@@ -3,10 +3,14 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // apiLogin logs user in through the API and returns the token and session id.
@@ -80,6 +84,74 @@ func TestSessionsAPI(t *testing.T) {
 	// The login limits counted the 4 logins: alice 3, bob 1, the address 4.
 	if got, want := e.rateCounts(), []int{1, 3, 4}; !slices.Equal(got, want) {
 		t.Errorf("rate limit counts = %v, want %v", got, want)
+	}
+}
+
+// renew renews the session of token as a handler calling session.Renew
+// on another instance would, and returns the new token.
+func (e *e2e) renew(token string) string {
+	e.t.Helper()
+	var next string
+	h := middleware.Sessions(e.app.sessions)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Renew(r.Context()); err != nil {
+			e.t.Fatalf("Renew = %v", err)
+		}
+		next, _ = session.Token(r.Context())
+	}))
+	req := httptest.NewRequest("POST", "/", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	return next
+}
+
+// TestRevokeAfterRenewal revokes a device that renewed its session after
+// its user listed it: by the revoke button of a devices page rendered
+// before the renewal, and by the first_id of GET /api/sessions. Both name
+// the session by the id it was created under, which a renewal keeps, and
+// the renewed device is signed out.
+func TestRevokeAfterRenewal(t *testing.T) {
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+	c := noRedirects()
+	e.send(c, "POST", "/login", "username=alice&password=wonderland")
+	phone, phoneID := e.apiLogin("alice", "wonderland")
+	page := e.send(c, "GET", "/sessions", "")
+	action := "/sessions/" + phoneID + "/revoke"
+	if page.code != 200 || !strings.Contains(page.body, `action="`+action+`"`) {
+		t.Fatalf("GET /sessions = %d, want a revoke button for the phone (%s):\n%s", page.code, action, page.body)
+	}
+	phone = e.renew(phone)
+	if r := e.send(c, "POST", action, ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Errorf("revoke button of the phone, which renewed since the page was shown = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	}
+	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
+		t.Errorf("the phone after its revocation: GET /api/me = %d, want 401", r.code)
+	}
+
+	laptop, _ := e.apiLogin("alice", "wonderland")
+	tablet, tabletID := e.apiLogin("alice", "wonderland")
+	r := e.send(api, "GET", "/api/sessions", "", as(laptop)...)
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &list); r.code != 200 || err != nil {
+		t.Fatalf("GET /api/sessions = %d %s", r.code, r.body)
+	}
+	var firstID string
+	for _, s := range list {
+		if s["session_id"] == tabletID {
+			firstID, _ = s["first_id"].(string)
+		}
+	}
+	if firstID != tabletID {
+		t.Fatalf("GET /api/sessions lists the tablet with first_id %q, want its session_id %q:\n%s", firstID, tabletID, r.body)
+	}
+	tablet = e.renew(tablet)
+	if r := e.send(api, "DELETE", "/api/sessions/"+firstID, "", as(laptop)...); r.code != http.StatusNoContent {
+		t.Errorf("DELETE /api/sessions/<first_id of the tablet, which renewed since> = %d %s, want 204", r.code, r.body)
+	}
+	if r := e.send(api, "GET", "/api/me", "", as(tablet)...); r.code != http.StatusUnauthorized {
+		t.Errorf("the tablet after its revocation: GET /api/me = %d, want 401", r.code)
 	}
 }
 

@@ -182,7 +182,13 @@ type Info struct {
 	// earlier version created), after the user's hash tag with a TagKey.
 	// It is not a credential and may be shown to its user, but logs
 	// should carry a prefix of it at most.
-	ID        string
+	ID string
+	// FirstID is the id the session was created under: ID until its
+	// first Renew, which gives it a new ID, and the same through every
+	// renewal after. It is the session's handle for a list of devices:
+	// Revoke takes it as well as ID, so that a row shown before the
+	// session renewed still revokes it. Like ID, it is not a credential.
+	FirstID   string
 	UserID    string
 	CreatedAt time.Time
 	// ExpiresAt is the absolute deadline. The idle timeout may end the
@@ -539,8 +545,10 @@ func (m *Manager) info(st *state) Info {
 		return Info{}
 	}
 	md := st.ownMeta()
+	id := idOf(st.stored)
 	return Info{
-		ID:        idOf(st.stored),
+		ID:        id,
+		FirstID:   lineage(id, md),
 		UserID:    st.userID,
 		CreatedAt: md.CreatedAt,
 		ExpiresAt: st.deadline,

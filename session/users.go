@@ -43,6 +43,7 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 		}
 		infos = append(infos, Info{
 			ID:        id,
+			FirstID:   lineage(id, md),
 			UserID:    md.UserID,
 			CreatedAt: md.CreatedAt,
 			ExpiresAt: deadline,
@@ -57,10 +58,12 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 }
 
 // Revoke ends the session id of userID, on every app instance: its token is
-// unauthenticated from its very next request. It returns ErrNotFound when id
-// is not one of the user's live sessions, so a user can only revoke their
-// own. If the session is renewed while Revoke runs, Revoke ends it under its
-// new token. Revoking the session of ctx itself also expires the cookie in
+// unauthenticated from its very next request. id is the session's
+// Info.ID or its Info.FirstID, which a renewal keeps: a list shown before
+// the session renewed still revokes it by FirstID. It returns ErrNotFound
+// when id is neither of one of the user's live sessions, so a user can
+// only revoke their own. If the session is renewed while Revoke runs,
+// Revoke ends it under its new token. Revoking the session of ctx itself also expires the cookie in
 // the response, unless the response has started (the session ends all the
 // same; Destroy reports that case with ErrResponseStarted, Revoke does not). Like Destroy, it is not stopped by ctx's cancellation or
 // deadline: the store bounds each of its calls.
@@ -73,18 +76,11 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err != nil {
 		return storeError(err)
 	}
-	i := slices.Index(ids, id)
+	i, md := m.member(ids, records, userID, id)
 	if i < 0 {
 		return ErrNotFound
 	}
-	_, values, err := m.codec.Decode(records[i])
-	if err != nil {
-		// Load deletes such a record when its owner next comes; a
-		// revocation deletes it now.
-		values = nil
-	}
-	md, _ := values[metaKey].(meta)
-	ended, err := m.endSession(ctx, userID, id, lineage(id, md))
+	ended, err := m.endSession(ctx, userID, ids[i], lineage(ids[i], md))
 	if err != nil {
 		return err
 	}
@@ -92,6 +88,31 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 		m.revoked(ctx, userID, []string{ended})
 	}
 	return nil
+}
+
+// member returns the index in ids, a user's sessions with their records,
+// of the session whose id or first id (see lineage) is id, and its meta;
+// -1 when there is none. A record that cannot be decoded is found by its
+// id only, with an empty meta: Load deletes such a record when its owner
+// next comes, a revocation deletes it now.
+func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int, meta) {
+	if i := slices.Index(ids, id); i >= 0 {
+		var md meta
+		if _, values, err := m.codec.Decode(records[i]); err == nil {
+			md, _ = values[metaKey].(meta)
+		}
+		return i, md
+	}
+	for i := range ids {
+		_, values, err := m.codec.Decode(records[i])
+		if err != nil {
+			continue
+		}
+		if md, _ := values[metaKey].(meta); md.UserID == userID && lineage(ids[i], md) == id {
+			return i, md
+		}
+	}
+	return -1, meta{}
 }
 
 // RevokeAll ends every session of userID ("log out everywhere", or an

@@ -223,6 +223,53 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
+// TestRevokeByFirstID has a user revoke a session by the row a list showed
+// before the session renewed: Revoke finds it by the id it was created
+// under (Info.FirstID) and ends it under its new token. A first id of
+// another user's session is not found.
+func TestRevokeByFirstID(t *testing.T) {
+	events := &eventLog{}
+	m, _, clk := newTestManager(t, Config{OnEvent: events.add})
+	a1, _ := login(t, m, "alice")
+	clk.t = clk.t.Add(time.Minute)
+	a2, id2 := login(t, m, "alice")
+	b, bobID := login(t, m, "bob")
+	listed, err := m.List(context.Background(), "alice")
+	if err != nil || len(listed) != 2 || listed[1].ID != id2 || listed[1].FirstID != id2 {
+		t.Fatalf("List(alice) = %+v, %v; want her 2 sessions, the newer with ID and FirstID %.8s", listed, err, id2)
+	}
+	a2 = renew(t, m, renew(t, m, a2))
+	b = renew(t, m, b)
+	var renewedID string
+	serve(t, m, a2, func(ctx context.Context) {
+		info, _ := FromContext(ctx)
+		if renewedID = info.ID; info.ID == id2 || info.FirstID != id2 {
+			t.Errorf("FromContext after two renewals: ID %.8s, FirstID %.8s; want a new ID, FirstID %.8s", info.ID, info.FirstID, id2)
+		}
+	})
+	events.take()
+
+	ctx := context.Background()
+	if err := m.Revoke(ctx, "alice", bobID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Revoke(alice, bob's first id) = %v, want ErrNotFound", err)
+	}
+	if err := m.Revoke(ctx, "alice", listed[1].FirstID); err != nil {
+		t.Errorf("Revoke(alice, the first id listed before two renewals) = %v, want nil", err)
+	}
+	if got := events.take(); len(got) != 1 || got[0].Kind != EventRevoked || got[0].SessionID != renewedID {
+		t.Errorf("events of Revoke = %+v, want one revoked of the renewed id %.8s", got, renewedID)
+	}
+	for _, tc := range []struct{ name, cookie, want string }{
+		{"revoked, renewed", a2, ""},
+		{"alice's other", a1, "alice"},
+		{"bob, renewed", b, "bob"},
+	} {
+		if u := userOf(t, m, tc.cookie); u != tc.want {
+			t.Errorf("%s session after the revocation: UserID = %q, want %q", tc.name, u, tc.want)
+		}
+	}
+}
+
 // TestRevokeAll checks that RevokeAll ends every session of the user and
 // counts them, and leaves other users alone.
 func TestRevokeAll(t *testing.T) {
