@@ -343,11 +343,11 @@ func Destroy(ctx context.Context) error {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
 		ended, err := m.endSession(ending(ctx), userID, idOf(token), lineage(idOf(token), md))
-		if err != nil {
-			return err
-		}
 		if ended != "" && userID != "" {
 			m.emit(EventDestroyed, userID, ended, m.now())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	st.end()

@@ -393,11 +393,11 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// session limit. An anonymous session is replaced in the step that
 		// inserts the new one.
 		ended, err := m.endSession(ctx, owner, replaces, lineage(replaces, ownerMeta))
-		if err != nil {
-			return Info{}, err
-		}
 		if ended != "" {
 			m.emit(EventDestroyed, owner, ended, now)
+		}
+		if err != nil {
+			return Info{}, err
 		}
 		// Should the insert fail, the request has no session left.
 		st.gone()

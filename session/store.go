@@ -85,7 +85,9 @@ type UserStore interface {
 	// RemoveUserSession deletes the record under id and takes id out of
 	// the index of userID; an empty userID is an anonymous session, which
 	// has no index. It reports whether the record existed; removing a
-	// missing id is not an error.
+	// missing id is not an error. removed is valid alongside an error: true
+	// when the record was deleted before the call failed (when fewer
+	// replicas than redisstore.Config.WaitReplicas confirmed it, say).
 	RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error)
 
 	// UserSessions returns the ids and records of the live sessions of
@@ -94,7 +96,9 @@ type UserStore interface {
 
 	// RemoveUserSessions deletes every session of userID but keep ("" for
 	// none) and returns the ids of those it ended, whose record still
-	// existed. Every session added before it was called is deleted; one
+	// existed; alongside an error, those it ended before the call failed
+	// (all of them when only the replicas' confirmation failed). Every
+	// session added before it was called is deleted; one
 	// added while it runs may stay, in the index. While keep is not in the
 	// user's index (a Renew moved it to a new id, or it ended), it deletes
 	// nothing and returns an error with a method KeepGone() bool that

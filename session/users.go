@@ -58,15 +58,18 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 }
 
 // Revoke ends the session id of userID, on every app instance: its token is
-// unauthenticated from its very next request. id is the session's
-// Info.ID or its Info.FirstID, which a renewal keeps: a list shown before
-// the session renewed still revokes it by FirstID. It returns ErrNotFound
-// when id is neither of one of the user's live sessions, so a user can
-// only revoke their own. If the session is renewed while Revoke runs,
-// Revoke ends it under its new token. Revoking the session of ctx itself also expires the cookie in
-// the response, unless the response has started (the session ends all the
-// same; Destroy reports that case with ErrResponseStarted, Revoke does not). Like Destroy, it is not stopped by ctx's cancellation or
-// deadline: the store bounds each of its calls.
+// unauthenticated from its very next request. id is the session's Info.ID
+// or its Info.FirstID, which a renewal keeps: a list shown before the
+// session renewed still revokes it by FirstID. It returns ErrNotFound when
+// id is neither of one of the user's live sessions, so a user can only
+// revoke their own. If the session is renewed while Revoke runs, Revoke
+// ends it under its new token. An error may come after the store deleted
+// the session (too few replicas confirmed, say): Config.OnEvent hears of
+// it as revoked all the same. Revoking the session of ctx itself also
+// expires the cookie in the response, unless the response has started
+// (the session ends all the same; Destroy reports that case with
+// ErrResponseStarted, Revoke does not). Like Destroy, it is not stopped by
+// ctx's cancellation or deadline: the store bounds each of its calls.
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {
 		return err
@@ -81,13 +84,10 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 		return ErrNotFound
 	}
 	ended, err := m.endSession(ctx, userID, ids[i], lineage(ids[i], md))
-	if err != nil {
-		return err
-	}
 	if ended != "" {
 		m.revoked(ctx, userID, []string{ended})
 	}
-	return nil
+	return err
 }
 
 // member returns the index in ids, a user's sessions with their records,
@@ -119,26 +119,29 @@ func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int
 // administrator disabling an account) and returns how many it ended. It
 // ends every session whose login had finished when it was called; a login
 // running at the same time may survive it, but is in the user's index, so
-// the next RevokeAll ends it. Like Destroy, it is not stopped by ctx's
-// cancellation or deadline.
+// the next RevokeAll ends it. With an error, the count is of the sessions
+// it ended all the same (the store deleted them, then, say, too few
+// replicas confirmed), which Config.OnEvent hears of as revoked. Like
+// Destroy, it is not stopped by ctx's cancellation or deadline.
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
 	}
 	ctx = ending(ctx)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
-	if err != nil {
-		return 0, storeError(err)
-	}
 	m.revoked(ctx, userID, ids)
+	if err != nil {
+		return len(ids), storeError(err)
+	}
 	return len(ids), nil
 }
 
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
 // It returns ErrNoSession, ending nothing, when the current session has
-// itself ended meanwhile. Like Destroy, it is not stopped by ctx's
-// cancellation or deadline.
+// itself ended meanwhile. With an error, the count is of the sessions it
+// ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
+// ctx's cancellation or deadline.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
@@ -174,14 +177,14 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			return 0, ErrNoSession
 		}
 		ids, err := m.store.RemoveUserSessions(ctx, userID, keep)
-		switch {
-		case keepGone(err):
+		if keepGone(err) {
 			id = keep
 			continue
-		case err != nil:
-			return 0, storeError(err)
 		}
 		m.revoked(ctx, userID, ids)
+		if err != nil {
+			return len(ids), storeError(err)
+		}
 		return len(ids), nil
 	}
 	return 0, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
@@ -233,7 +236,8 @@ const maxFollow = 8
 
 // endSession ends the session id of userID, of lineage line (see lineage),
 // and returns the id whose record it deleted, or "" when the session had
-// already ended. A Renew that got in first moved the session to a new id,
+// already ended; with an error too, when the store deleted the record
+// before it failed (see UserStore.RemoveUserSession). A Renew that got in first moved the session to a new id,
 // which keeps its lineage: then endSession ends it under that id, so that a
 // logout or a revocation racing a renewal is not undone by it. An
 // anonymous session (userID "") has no index to follow it through.
@@ -241,6 +245,8 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 	for range maxFollow {
 		removed, err := m.store.RemoveUserSession(ctx, userID, id)
 		switch {
+		case err != nil && removed:
+			return id, storeError(err)
 		case err != nil:
 			return "", storeError(err)
 		case removed:

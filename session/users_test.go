@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // eventLog collects the events a Manager hands to Config.OnEvent.
@@ -267,6 +271,102 @@ func TestRevokeByFirstID(t *testing.T) {
 		if u := userOf(t, m, tc.cookie); u != tc.want {
 			t.Errorf("%s session after the revocation: UserID = %q, want %q", tc.name, u, tc.want)
 		}
+	}
+}
+
+// TestUnconfirmedEndingsReported ends sessions through a store that waits
+// for a replica (redisstore.Config.WaitReplicas) on a Redis without one:
+// every call deletes its sessions on the master, then fails, and
+// Config.OnEvent still hears of each session it ended, once.
+func TestUnconfirmedEndingsReported(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 200 * time.Millisecond, WaitReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	events := &eventLog{}
+	w, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, OnEvent: events.add,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logins := func(user string, n int) (cookies, ids []string) {
+		for range n {
+			c, id := login(t, m, user)
+			cookies, ids = append(cookies, c), append(ids, id)
+		}
+		return cookies, ids
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		// end ends some of user's sessions through w and returns the
+		// ids of those it ends, the kind of their events, and the count
+		// it returned (-1 for none) and its error.
+		end func(user string) (ended []string, kind EventKind, n int, err error)
+	}{
+		{"Revoke", func(user string) ([]string, EventKind, int, error) {
+			_, ids := logins(user, 2)
+			return ids[:1], EventRevoked, -1, w.Revoke(ctx, user, ids[0])
+		}},
+		{"RevokeAll", func(user string) ([]string, EventKind, int, error) {
+			_, ids := logins(user, 3)
+			n, err := w.RevokeAll(ctx, user)
+			return ids, EventRevoked, n, err
+		}},
+		{"RevokeOthers", func(user string) ([]string, EventKind, int, error) {
+			cookies, ids := logins(user, 3)
+			var n int
+			var err error
+			exchange(t, w, cookies[0], func(ctx context.Context) { n, err = w.RevokeOthers(ctx) })
+			return ids[1:], EventRevoked, n, err
+		}},
+		{"Destroy", func(user string) ([]string, EventKind, int, error) {
+			cookies, ids := logins(user, 2)
+			var err error
+			exchange(t, w, cookies[0], func(ctx context.Context) { err = Destroy(ctx) })
+			return ids[:1], EventDestroyed, -1, err
+		}},
+		{"re-login", func(user string) ([]string, EventKind, int, error) {
+			cookies, ids := logins(user, 2)
+			var err error
+			exchange(t, w, cookies[0], func(ctx context.Context) { _, err = Create(ctx, user) })
+			return ids[:1], EventDestroyed, -1, err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			user := "u-" + tc.name
+			ended, kind, n, err := tc.end(user)
+			if !errors.Is(err, ErrStoreUnavailable) {
+				t.Errorf("%s without a replica to confirm = %v, want ErrStoreUnavailable", tc.name, err)
+			}
+			if n >= 0 && n != len(ended) {
+				t.Errorf("%s = %d, want %d: the sessions it ended", tc.name, n, len(ended))
+			}
+			var got []string
+			for _, e := range events.take() {
+				if e.Kind != kind || e.UserID != user {
+					t.Errorf("%s: event %+v, want %s events of %s only", tc.name, e, kind, user)
+				}
+				got = append(got, e.SessionID)
+			}
+			slices.Sort(got)
+			slices.Sort(ended)
+			if !slices.Equal(got, ended) {
+				t.Errorf("%s: %s events of %d sessions, want one for each of the %d it ended", tc.name, kind, len(got), len(ended))
+			}
+			list, err := m.List(ctx, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, info := range list {
+				if slices.Contains(ended, info.ID) {
+					t.Errorf("%s: session %.8s still listed, want it ended", tc.name, info.ID)
+				}
+			}
+		})
 	}
 }
 
