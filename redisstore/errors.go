@@ -33,11 +33,14 @@ var (
 	ErrRefused = errors.New("redisstore: redis refused the request")
 
 	// ErrContention marks an optimistic transaction (WATCH, then
-	// MULTI/EXEC) that found what it watched changed by other writers on
-	// every attempt within the call's time budget. Redis is healthy; the
-	// call may be tried again. It has a method Contention() bool that
-	// reports true, by which package session tells it from an outage
-	// without importing this package.
+	// MULTI/EXEC) that, within the call's time budget, found what it
+	// watched changed by other writers on every attempt, or on one and
+	// then ran out of time, or waited its turn behind calls that did. It
+	// is no outage: the writers that won got through; a slow or paused
+	// Redis during a burst of such writes gives it too. The call may be
+	// tried again. It has a method Contention() bool that reports true, by
+	// which package session tells it from an outage without importing this
+	// package.
 	ErrContention error = contention{}
 
 	// ErrKeepGone is what RemoveUserSessions returns, having deleted

@@ -77,7 +77,11 @@ type Config struct {
 
 	// MaxSessionsPerUser limits how many sessions one user may have at
 	// once. A login beyond the limit revokes the user's oldest sessions, in
-	// the same transaction that creates the new one. Zero means no limit.
+	// the same transaction that creates the new one. Sessions are ordered
+	// by the time their login started, before it waited its turn in the
+	// store: under a burst of logins of one user, a session a few
+	// milliseconds newer than one that stays may be revoked. Zero means no
+	// limit.
 	MaxSessionsPerUser int
 
 	// LastSeenInterval is how stale a session's last-seen time may get: a

@@ -8,9 +8,12 @@ var (
 	// Retry-After; a user is never logged out by an outage.
 	ErrStoreUnavailable = errors.New("session: store unavailable")
 
-	// ErrContention reports a write that lost every race against concurrent
-	// writes to the same session or user within the store's time budget.
-	// The store is healthy; the request may be tried again.
+	// ErrContention reports a write that, within the store's time budget,
+	// lost every race against concurrent writes to the same session or
+	// user, or lost one and then ran out of time, or waited its turn behind
+	// writes that did. It is no outage: the writes that won got through.
+	// A slow or paused Redis during a burst of such writes gives it too.
+	// The request may be tried again.
 	ErrContention = errors.New("session: too many concurrent changes")
 
 	// ErrNoSession reports that there is no session to act on: the request
