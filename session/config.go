@@ -78,10 +78,12 @@ type Config struct {
 	// MaxSessionsPerUser limits how many sessions one user may have at
 	// once. A login beyond the limit revokes the user's oldest sessions, in
 	// the same transaction that creates the new one. Sessions are ordered
-	// by the time their login started, before it waited its turn in the
-	// store: under a burst of logins of one user, a session a few
-	// milliseconds newer than one that stays may be revoked. Zero means no
-	// limit.
+	// by their absolute deadline in whole milliseconds: the time their
+	// login started, before it waited its turn in the store, plus
+	// Lifetime. So under a burst of logins of one user a session a few
+	// milliseconds newer than one that stays may be revoked, and sessions
+	// whose logins started in the same millisecond are in no set order.
+	// Zero means no limit.
 	MaxSessionsPerUser int
 
 	// LastSeenInterval is how stale a session's last-seen time may get: a
