@@ -2,8 +2,10 @@ package middleware
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -18,12 +20,18 @@ type AuthConfig struct {
 	LoginURL string
 }
 
+// missingSessions logs RequireAuth's report of a missing Sessions once per
+// process.
+var missingSessions sync.Once
+
 // RequireAuth returns middleware that lets a request through only with a
 // logged-in session (session.UserID). Without one it answers 401 with a JSON
 // body {"error":"unauthenticated"}, or redirects page requests to
 // cfg.LoginURL. When the session could not be read because the store is
 // unavailable it answers 503 with Retry-After, never 401: a user is not logged
-// out by an outage. It must run behind Sessions.
+// out by an outage. It must run behind Sessions: without it, it answers
+// every request 500 {"error":"session middleware missing"} and logs the
+// mistake once (slog.Default, level Error).
 func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.LoginURL != "" && !sitePath(cfg.LoginURL) {
 		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
@@ -35,8 +43,17 @@ func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if errors.Is(session.LoadError(ctx), session.ErrStoreUnavailable) {
+			switch err := session.LoadError(ctx); {
+			case errors.Is(err, session.ErrStoreUnavailable):
 				unavailable(w)
+				return
+			case errors.Is(err, session.ErrNoSession):
+				// No Sessions ran before this: a wiring mistake, which a
+				// 401 for everyone would hide.
+				missingSessions.Do(func() {
+					slog.Error("middleware: RequireAuth runs without Sessions before it: every request is refused with 500; wrap the handler with Sessions, then RequireAuth")
+				})
+				writeJSONError(w, http.StatusInternalServerError, "session middleware missing")
 				return
 			}
 			if cfg.LoginURL != "" && wantsPage(r) {

@@ -1,6 +1,8 @@
 package middleware_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,14 +55,27 @@ func TestRequireAuthAnswers(t *testing.T) {
 }
 
 // TestRequireAuthWithoutSessions checks that RequireAuth alone never lets a
-// request through.
+// request through, and says why: a 500 naming the missing middleware, and
+// one Error log line however many requests come, instead of a 401 for
+// everyone that reads like a logged-out user.
 func TestRequireAuthWithoutSessions(t *testing.T) {
-	auth, _ := middleware.RequireAuth(middleware.AuthConfig{})
-	rec := httptest.NewRecorder()
-	auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var logs bytes.Buffer
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
+	h := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Error("handler ran without a session")
-	})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	if rec.Code != http.StatusUnauthorized {
-		t.Errorf("RequireAuth without Sessions = %d, want 401", rec.Code)
+	}))
+	for range 3 {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Accept", "text/html")
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "session middleware missing") {
+			t.Errorf("RequireAuth without Sessions = %d %s, want 500 session middleware missing", rec.Code, rec.Body)
+		}
+	}
+	if n := strings.Count(logs.String(), "RequireAuth runs without Sessions"); n != 1 {
+		t.Errorf("logged the missing Sessions %d times, want once:\n%s", n, logs.String())
 	}
 }

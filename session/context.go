@@ -130,6 +130,11 @@ func (st *state) canChange() error {
 	return st.loadErr
 }
 
+// errNoMiddleware is the error of a call on a context that holds no
+// session at all: a handler that no middleware.Sessions (or Manager.Load)
+// runs before, the mistake the message names.
+var errNoMiddleware = fmt.Errorf("%w: no session middleware ran for this request: wrap the handler with middleware.Sessions", ErrNoSession)
+
 // errStale is the error of a write in a request whose token leads to no
 // session; see canWrite.
 var errStale = fmt.Errorf("%w: the request's token has ended or was replaced; Create logs in, Destroy drops the token", ErrNoSession)
@@ -238,7 +243,7 @@ type Info struct {
 func Create(ctx context.Context, userID string) (Info, error) {
 	st := stateFrom(ctx)
 	if st == nil {
-		return Info{}, ErrNoSession
+		return Info{}, errNoMiddleware
 	}
 	if err := validUserID(userID); err != nil {
 		return Info{}, err
@@ -287,7 +292,7 @@ func validUserID(id string) error {
 func Renew(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
-		return ErrNoSession
+		return errNoMiddleware
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -325,7 +330,7 @@ func Renew(ctx context.Context) error {
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
-		return ErrNoSession
+		return errNoMiddleware
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -408,7 +413,7 @@ func Token(ctx context.Context) (string, bool) {
 func LoadError(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
-		return ErrNoSession
+		return errNoMiddleware
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -521,7 +526,7 @@ func keyed(ctx context.Context, key string) (*state, error) {
 	st := stateFrom(ctx)
 	switch {
 	case st == nil:
-		return nil, ErrNoSession
+		return nil, errNoMiddleware
 	case !validKey(key):
 		return nil, ErrReservedKey
 	}

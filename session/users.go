@@ -146,7 +146,7 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
 	if st == nil {
-		return 0, ErrNoSession
+		return 0, errNoMiddleware
 	}
 	st.mu.Lock()
 	userID, id := st.userID, ""
