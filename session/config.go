@@ -42,8 +42,11 @@ type Config struct {
 	// Keys sign the token carried in the cookie or the Authorization header
 	// with HMAC-SHA256. The first key signs, every key verifies, so a key is
 	// rotated by putting the new one first and dropping the old one once the
-	// sessions it signed have expired. At least one key is required; each must
-	// be at least MinKeyLength random bytes.
+	// sessions it signed have expired. With several instances, add the new
+	// key last everywhere first, then move it first: an instance that does
+	// not know a key refuses the tokens it signed (docs/security.md, "Key
+	// rotation"). At least one key is required; each must be at least
+	// MinKeyLength random bytes.
 	Keys [][]byte
 
 	// Lifetime is the absolute timeout: a session is never accepted after
