@@ -268,6 +268,9 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
 	rec, ok := scanRecord(b)
 	if !ok {
+		if err := exactFields(b); err != nil {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+		}
 		// A variable of its own, which escapes to the heap through
 		// json.Unmarshal only on this path.
 		var slow record
@@ -275,6 +278,11 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
 		rec = slow
+	}
+	if rec.UserID != "" && validUserID(rec.UserID) != nil {
+		// Create never writes one; read as a login, it would fail every
+		// call that takes a user id (List, RevokeAll) on every request.
+		return time.Time{}, meta{}, nil, fmt.Errorf("%w: invalid user_id", errBadRecord)
 	}
 	raw := rec.Val
 	switch rec.V {
@@ -323,6 +331,60 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		values[k] = v
 	}
 	return deadline, md, values, nil
+}
+
+// recordFields are the top-level field names of a record, of both
+// versions (see record).
+var recordFields = map[string]bool{
+	"v": true, "user_id": true, "c": true, "e": true, "s": true, "ip": true, "d": true, "ua": true, "o": true, "val": true,
+	"created_at": true, "expires_at": true, "last_seen": true, "user_agent": true, "values": true,
+}
+
+// exactFields refuses a record that encoding/json would read differently
+// from other languages' parsers, which the README tells to parse records:
+// a top-level field named twice (encoding/json merges two "val" objects,
+// JSON.parse keeps the last) or a name that matches a record field only
+// case-insensitively ("USER_ID", or "u\u017fer_id" with the long s, which
+// encoding/json takes for "user_id" and other parsers ignore). Other
+// unknown fields are left for a later version. It checks the top level
+// only, where the struct's fields are: the values object is a map, whose
+// keys encoding/json matches exactly, keeping the last of a repeated one.
+func exactFields(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: json.Unmarshal says why
+	}
+	seen := make(map[string]bool, len(recordFields))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := t.(string)
+		switch {
+		case seen[name] && recordFields[name]:
+			return fmt.Errorf("field %q appears twice", name)
+		case !recordFields[name] && foldsToField(name):
+			return fmt.Errorf("field %q differs from a record field only in case", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// foldsToField reports whether name equals a record field under Unicode
+// case folding, as encoding/json matches struct fields.
+func foldsToField(name string) bool {
+	for f := range recordFields {
+		if strings.EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // validMillis reports whether ms is a time the record may hold: after

@@ -293,3 +293,44 @@ func TestV1TimesInMilliseconds(t *testing.T) {
 		t.Errorf("PreviousFormat record %s, want %s", out, want)
 	}
 }
+
+// TestRecordReadAsOtherParsersRead checks that a record which encoding/json
+// would read differently from other languages' JSON parsers (the README
+// tells them to parse records) is unreadable rather than read as
+// encoding/json reads it: a field name that matches a record field only
+// case-insensitively would log the holder in as bob where an audit tool
+// in Python or JavaScript sees alice, and a repeated "val" would merge
+// values that they read as the last object only. A user id that Create
+// refuses is unreadable too: read as a login, it failed List and RevokeAll
+// on every request. Unknown fields are still ignored.
+func TestRecordReadAsOtherParsersRead(t *testing.T) {
+	const base = `"v":2,"user_id":"alice","c":1795600800000,"e":1795687200000`
+	for _, in := range []string{
+		`{` + base + `,"USER_ID":"bob"}`,
+		`{` + base + `,"uſer_id":"bob"}`,
+		`{` + base + `,"user_id":"bob"}`,
+		`{` + base + `,"val":{"admin":{"bool":true}},"val":{"theme":"dark"}}`,
+		`{"v":2,"user_id":"` + strings.Repeat("b", MaxUserIDLength+1) + `","c":1795600800000,"e":1795687200000}`,
+		`{"v":2,"user_id":"b\xffb","c":1795600800000,"e":1795687200000}`,
+	} {
+		if _, md, values, err := decodeRecord([]byte(in)); !errors.Is(err, errBadRecord) {
+			t.Errorf("decodeRecord(%.120q) = user %q, values %v, %v; want errBadRecord", in, md.UserID, values, err)
+		}
+	}
+	for _, in := range []string{
+		`{` + base + `,"future":1,"future":2}`,
+		`{` + base + `, "val":{"theme":"a","theme":"dark"}}`, // slow path (a space); the last wins, as everywhere
+		`{"v":2,"c":1795600800000,"e":1795687200000}`,        // anonymous
+	} {
+		_, md, values, err := decodeRecord([]byte(in))
+		if err != nil {
+			t.Errorf("decodeRecord(%q) = %v, want it read", in, err)
+		}
+		if strings.Contains(in, "user_id") && md.UserID != "alice" {
+			t.Errorf("decodeRecord(%q) user = %q, want alice", in, md.UserID)
+		}
+		if v, ok := values["theme"]; strings.Contains(in, "theme") && (!ok || v != "dark") {
+			t.Errorf("decodeRecord(%q) theme = %v, want dark", in, v)
+		}
+	}
+}
