@@ -215,6 +215,12 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		m.dropUnreadable(ctx, id, err)
 		return ctx
 	}
+	// The deadline signed into the token bounds the session whatever the
+	// record says: Token and Renew sign st.deadline, so a record rewritten
+	// in Redis with a later one would otherwise extend the session.
+	if deadline.Before(recDeadline) {
+		recDeadline = deadline
+	}
 	if !recDeadline.After(now) {
 		return ctx
 	}

@@ -442,3 +442,47 @@ func TestFailedLoginReportsReplaced(t *testing.T) {
 		t.Errorf("events = %q, want %q", got, want)
 	}
 }
+
+// TestTokenDeadlineBounds checks that the deadline signed into the token
+// bounds the session when its record, rewritten in Redis, names a later
+// one: neither the request's Info, nor the token Token signs for it, nor
+// the cookie of a renewal carries the later deadline, and the session ends
+// at the token's.
+func TestTokenDeadlineBounds(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{Lifetime: time.Hour})
+	cookie, id := login(t, m, "alice")
+	rec, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	var fields map[string]any
+	if err := json.Unmarshal(rec, &fields); err != nil {
+		t.Fatal(err)
+	}
+	signed := time.UnixMilli(int64(fields["e"].(float64)))
+	fields["e"] = signed.Add(24 * time.Hour).UnixMilli()
+	later, _ := json.Marshal(fields)
+	r.Do(t, "SET", "session:"+id, later, "KEEPTTL")
+
+	deadlineOf := func(what, value string) {
+		t.Helper()
+		if _, d, err := m.signer.verify(value); err != nil || !d.Equal(signed) {
+			t.Errorf("%s deadline = %v, %v; want the login's %v", what, d, err, signed)
+		}
+	}
+	var token string
+	renewed := serve(t, m, cookie, func(ctx context.Context) {
+		if info, _ := FromContext(ctx); !info.ExpiresAt.Equal(signed) {
+			t.Errorf("Info.ExpiresAt = %v, want the token's %v", info.ExpiresAt, signed)
+		}
+		token, _ = Token(ctx)
+		if err := Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	deadlineOf("Token's", token)
+	deadlineOf("the renewed cookie's", renewed)
+	clk.t = signed
+	for _, v := range []string{token, renewed} {
+		if u := userOf(t, m, v); u != "" {
+			t.Errorf("at the login's deadline: UserID = %q, want anonymous", u)
+		}
+	}
+}
