@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -210,7 +211,9 @@ func TestChangeAfterResponseStarted(t *testing.T) {
 // under "admin:") for /admin/ inside a site Manager (cookie "site"), both on
 // one Redis. The sessions are independent; the context helpers under /admin/
 // see the admin session (the innermost), while the site Manager's methods,
-// called from the same request, act on the site session.
+// called from the same request, act on the site session. An admin logout
+// sends no Clear-Site-Data, so a browser stays logged in to the site; the
+// site's logout sends it, which drops the admin cookie too.
 func TestTwoManagersInOneChain(t *testing.T) {
 	r := redistest.Start(t)
 	logs := new(syncBuffer)
@@ -357,21 +360,38 @@ func TestTwoManagersInOneChain(t *testing.T) {
 	me(c, "/me", "alice")
 	me(c, "/admin/me", "root")
 
-	// Logging out of one leaves the other.
-	if got := h.do(c, "POST", "/admin/logout", nil).code; got != http.StatusNoContent {
-		t.Errorf("POST /admin/logout = %d, want 204", got)
+	// A logout as a browser sees it: Clear-Site-Data: "cookies" drops
+	// every cookie of the site, whichever Manager set it.
+	logout := func(path string) response {
+		t.Helper()
+		resp := h.do(c, "POST", path, nil)
+		if resp.code != http.StatusNoContent {
+			t.Errorf("POST %s = %d, want 204", path, resp.code)
+		}
+		if strings.Contains(resp.header.Get("Clear-Site-Data"), `"cookies"`) {
+			c.Jar, _ = cookiejar.New(nil)
+		}
+		return resp
+	}
+
+	// Logging out of the admin leaves the site: the nested Manager sends
+	// no Clear-Site-Data.
+	if got := logout("/admin/logout").header.Get("Clear-Site-Data"); got != "" {
+		t.Errorf("POST /admin/logout: Clear-Site-Data = %q, want none: it would drop the site cookie", got)
 	}
 	me(c, "/admin/me", "")
 	me(c, "/me", "alice")
 	if exists("admin:session:"+adminID) || !exists("session:"+siteID) {
 		t.Errorf("after the admin logout: admin record %v, site record %v; want false, true", exists("admin:session:"+adminID), exists("session:"+siteID))
 	}
+	// Logging out of the site, the outer Manager, clears the site's
+	// cookies, the admin's too.
 	login(c, "/admin/login", "root")
-	if got := h.do(c, "POST", "/logout", nil).code; got != http.StatusNoContent {
-		t.Errorf("POST /logout = %d, want 204", got)
+	if got := logout("/logout").header.Get("Clear-Site-Data"); got != `"cookies"` {
+		t.Errorf("POST /logout: Clear-Site-Data = %q, want \"cookies\"", got)
 	}
 	me(c, "/me", "")
-	me(c, "/admin/me", "root")
+	me(c, "/admin/me", "")
 }
 
 // TestHijackCommits checks a hijacked connection (a WebSocket upgrade):

@@ -78,6 +78,19 @@ type Config struct {
 	// http.SameSiteLaxMode. http.SameSiteNoneMode requires a Secure cookie.
 	SameSite http.SameSite
 
+	// KeepSiteData leaves out the Clear-Site-Data: "cookies" header of a
+	// logout response (OWASP ASVS 14.3.1). Browsers apply that header to
+	// the whole registrable domain, subdomains included: a logout on
+	// app.example.com deletes every cookie of example.com,
+	// www.example.com and every other app under example.com, and their
+	// HTTP authentication credentials, not only this Manager's cookie.
+	// Set it when other sites or apps share the registrable domain; a
+	// logout still expires the session cookie and sends Cache-Control:
+	// no-store. A Manager whose middleware runs inside another Manager's
+	// (a site and its /admin/) never sends the header, which would delete
+	// the outer Manager's cookie too. False (the default) sends it.
+	KeepSiteData bool
+
 	// MaxSessionsPerUser limits how many sessions one user may have at
 	// once. A login beyond the limit revokes the user's oldest sessions, in
 	// the same transaction that creates the new one. Sessions are ordered

@@ -308,8 +308,11 @@ func Renew(ctx context.Context) error {
 // Destroy logs the user out: the session's record is deleted from the store
 // before Destroy returns, and the response expires the cookie and carries
 // Clear-Site-Data: "cookies" and Cache-Control: no-store, so the browser
-// drops its cookies for the site and keeps no copy of pages that showed the
-// user's data. A session started later in the same request (Create, or a
+// drops its cookies and keeps no copy of pages that showed the user's
+// data. Browsers apply Clear-Site-Data to every cookie of the registrable
+// domain, subdomains and other apps under it included; Config.KeepSiteData
+// leaves it out, and a Manager nested inside another never sends it (see
+// Manager.Load). A session started later in the same request (Create, or a
 // value put) replaces the expiry and Clear-Site-Data with its own cookie;
 // Cache-Control: no-store stays. Destroying an anonymous session deletes its
 // record and expires the cookie, with no event. Destroy also drops a token

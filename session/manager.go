@@ -133,6 +133,9 @@ func (engineStore) Delete(string) error { return nil }
 //
 // Managers may be nested, each with its own cookie: the context helpers
 // then act on the innermost session, and each Manager's methods on its own.
+// A Manager whose Load runs on a request that already carries another
+// Manager's session sends no Clear-Site-Data at logout, which would delete
+// the outer Manager's cookie as well.
 func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -355,7 +358,10 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
 	case expire:
 		m.setCookie(h, "", time.Time{})
-		if st.clearSite {
+		// Clear-Site-Data reaches every cookie of the registrable domain:
+		// a nested Manager's logout would also log its browser out of the
+		// Manager around it.
+		if st.clearSite && st.outer == nil && !m.cfg.KeepSiteData {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
 	}

@@ -1,0 +1,124 @@
+package session
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+)
+
+// newInnerManager returns a Manager on outer's store with cfg, for /admin/
+// beside outer's site.
+func newInnerManager(t *testing.T, outer *Manager, cfg Config) *Manager {
+	t.Helper()
+	cfg.Keys = [][]byte{testKey(9)}
+	cfg.InsecureCookie = true
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m, err := New(outer.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// nestedExchange runs fn as the handler of one request that passes through
+// outer's middleware, then inner's, carrying outerCookie and innerCookie
+// (each if not empty), and returns the response header.
+func nestedExchange(t *testing.T, outer, inner *Manager, outerCookie, innerCookie string, fn func(ctx context.Context)) http.Header {
+	t.Helper()
+	req := httptest.NewRequest("GET", "/admin/", nil)
+	if outerCookie != "" {
+		req.AddCookie(&http.Cookie{Name: outer.cfg.CookieName, Value: outerCookie})
+	}
+	if innerCookie != "" {
+		req.AddCookie(&http.Cookie{Name: inner.cfg.CookieName, Value: innerCookie})
+	}
+	outerCtx := outer.Load(req)
+	innerCtx := inner.Load(req.WithContext(outerCtx))
+	fn(innerCtx)
+	h := http.Header{}
+	if err := inner.Commit(innerCtx, h); err != nil {
+		t.Fatalf("inner Commit = %v", err)
+	}
+	if err := outer.Commit(outerCtx, h); err != nil {
+		t.Fatalf("outer Commit = %v", err)
+	}
+	return h
+}
+
+// TestLogoutClearSiteData checks where a logout sends Clear-Site-Data:
+// "cookies", which browsers apply to every cookie of the registrable
+// domain: by default, but not with KeepSiteData, and never from a Manager
+// nested inside another, whose logout would delete the outer Manager's
+// cookie and log its browser out of the site.
+func TestLogoutClearSiteData(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		nested bool
+		want   string
+	}{
+		{name: "logout", want: `"cookies"`},
+		{name: "KeepSiteData", cfg: Config{KeepSiteData: true}},
+		{name: "nested", cfg: Config{CookieName: "admin"}, nested: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var site, m *Manager
+			if tc.nested {
+				site, _, _ = newTestManager(t, Config{})
+				m = newInnerManager(t, site, tc.cfg)
+			} else {
+				site, _, _ = newTestManager(t, tc.cfg)
+				m = site
+			}
+			siteCookie, _ := login(t, site, "alice")
+			logout := func(ctx context.Context) {
+				if err := Destroy(ctx); err != nil {
+					t.Fatalf("Destroy = %v", err)
+				}
+			}
+			var h http.Header
+			if tc.nested {
+				adminCookie := nestedExchange(t, site, m, siteCookie, "", func(ctx context.Context) {
+					if _, err := Create(ctx, "root"); err != nil {
+						t.Fatalf("Create = %v", err)
+					}
+				}).Get("Set-Cookie")
+				c, err := http.ParseSetCookie(adminCookie)
+				if err != nil || c.Name != "admin" {
+					t.Fatalf("admin login: Set-Cookie %q, want an admin cookie", adminCookie)
+				}
+				h = nestedExchange(t, site, m, siteCookie, c.Value, logout)
+			} else {
+				var err error
+				if h, err = exchange(t, m, siteCookie, logout); err != nil {
+					t.Fatalf("Commit = %v", err)
+				}
+			}
+			if got := h.Get("Clear-Site-Data"); got != tc.want {
+				t.Errorf("Clear-Site-Data = %q, want %q", got, tc.want)
+			}
+			if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 {
+				t.Errorf("Set-Cookie %v, want the %s cookie expired", c, m.cfg.CookieName)
+			}
+			if got := h.Values("Set-Cookie"); len(got) != 1 {
+				t.Errorf("Set-Cookie = %q, want only the logged-out session's", got)
+			}
+			if got := h.Values("Cache-Control"); !slices.Contains(got, "no-store") {
+				t.Errorf("Cache-Control = %q, want no-store", got)
+			}
+			wantSite := "alice"
+			if !tc.nested {
+				wantSite = ""
+			}
+			if u := userOf(t, site, siteCookie); u != wantSite {
+				t.Errorf("site session after the logout: UserID = %q, want %q", u, wantSite)
+			}
+		})
+	}
+}
