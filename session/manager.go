@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -53,6 +54,9 @@ type Manager struct {
 	decoded *decodedCache
 	// cookieAttrs ends every session cookie: see setCookie.
 	cookieAttrs string
+	// sharedCookie logs once that m runs nested inside another Manager
+	// with the same cookie name: see checkNesting.
+	sharedCookie sync.Once
 }
 
 // outageLogInterval is how often a Manager logs that the store is
@@ -135,9 +139,14 @@ func (engineStore) Delete(string) error { return nil }
 // then act on the innermost session, and each Manager's methods on its own.
 // A Manager whose Load runs on a request that already carries another
 // Manager's session sends no Clear-Site-Data at logout, which would delete
-// the outer Manager's cookie as well.
+// the outer Manager's cookie as well. Nested Managers with the same cookie
+// name read and replace each other's cookie: Load logs that as an error,
+// once per Manager.
 func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
+	if st.outer != nil {
+		m.checkNesting(st.outer)
+	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.ip = host
 	} else if _, err := netip.ParseAddr(r.RemoteAddr); err == nil {
@@ -234,6 +243,22 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
 	return ctx
+}
+
+// checkNesting logs, once, that m runs inside a Manager (outer, or one
+// around it) whose cookie has m's name. Both then read the one cookie:
+// with the same keys the inner Manager takes the outer's login for its
+// own, with other keys its login replaces the outer's cookie, logging the
+// browser out of the outer one.
+func (m *Manager) checkNesting(outer *state) {
+	for o := outer; o != nil; o = o.outer {
+		if o.m != m && o.m.cfg.CookieName == m.cfg.CookieName {
+			m.sharedCookie.Do(func() {
+				m.log.Error("session: a nested Manager uses the cookie name of a Manager it runs inside, so each reads and replaces the other's cookie; give each Manager its own Config.CookieName", "cookie", m.cfg.CookieName)
+			})
+			return
+		}
+	}
 }
 
 // recordMeta returns what the record of session id says of its session

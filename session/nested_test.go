@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -118,6 +119,45 @@ func TestLogoutClearSiteData(t *testing.T) {
 			}
 			if u := userOf(t, site, siteCookie); u != wantSite {
 				t.Errorf("site session after the logout: UserID = %q, want %q", u, wantSite)
+			}
+		})
+	}
+}
+
+// TestNestedSameCookieName checks that a Manager nested inside another
+// with the same cookie name, where each reads and replaces the other's
+// cookie, logs an error naming the cookie, once however many requests
+// pass, and that one with its own cookie logs nothing.
+func TestNestedSameCookieName(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cookie string // inner's Config.CookieName; "" for the site's
+		want   int    // error lines
+	}{
+		{name: "same cookie", want: 1},
+		{name: "own cookie", cookie: "admin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site, _, _ := newTestManager(t, Config{})
+			logs := &logBuffer{}
+			admin := newInnerManager(t, site, Config{CookieName: tc.cookie, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			siteCookie, _ := login(t, site, "alice")
+			for range 3 {
+				nestedExchange(t, site, admin, siteCookie, "", func(ctx context.Context) {})
+			}
+			var errs []string
+			for _, l := range logs.take() {
+				if strings.Contains(l, "level=ERROR") {
+					errs = append(errs, l)
+				}
+			}
+			if len(errs) != tc.want {
+				t.Fatalf("error lines after 3 nested requests = %q, want %d", errs, tc.want)
+			}
+			for _, l := range errs {
+				if !strings.Contains(l, "cookie="+site.cfg.CookieName) || !strings.Contains(l, "Config.CookieName") {
+					t.Errorf("error line %q, want the cookie name (cookie=%s) and Config.CookieName", l, site.cfg.CookieName)
+				}
 			}
 		})
 	}
