@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,10 +61,9 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	flash, _ := session.Pop[string](r.Context(), flashKey)
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "dashboard", page{
-		Title: "Dashboard", User: info.UserID, Notice: flash, Session: info.ID,
+		Title: "Dashboard", User: info.UserID, Session: info.ID,
 		Device: devices([]session.Info{info}, now, s.idle)[0],
 	})
 }
@@ -208,7 +206,8 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionsPage lists the caller's devices: this one first, the others by
-// last activity, each with a revoke button.
+// last activity, each with a revoke button; with the notice a redirect
+// asked for (deviceNotices).
 func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	info, _ := session.FromContext(r.Context())
 	list, err := s.sessions.List(r.Context(), info.UserID)
@@ -223,14 +222,14 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 			p.Others++
 		}
 	}
-	p.Notice, _ = session.Pop[string](r.Context(), flashKey)
+	p.Notice = deviceNotices[r.URL.Query().Get("notice")]
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "devices", p)
 }
 
 // formRevoke ends one of the caller's sessions and goes back to the
-// devices page, which names the device signed out. The form names the
-// session by its first id (see device.ID), so a page shown before the
+// devices page, which says that the device was signed out. The form names
+// the session by its first id (see device.ID), so a page shown before the
 // session renewed still revokes it.
 func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
@@ -262,16 +261,12 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 		s.clearMarker(w)
 		http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
 	default:
-		name := cmp.Or(target.Device, unknownDevice)
-		// Should this session have ended meanwhile, Put refuses and the
-		// devices page, now a redirect to the login page, says why.
-		_ = session.Put(r.Context(), flashKey, "Signed out "+name+".")
-		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+		http.Redirect(w, r, "/sessions?notice=revoked", http.StatusSeeOther)
 	}
 }
 
 // formLogoutOthers ends every session of the caller but this one and goes
-// back to the devices page, which says how many ended. A form shown for
+// back to the devices page, which says whether any ended. A form shown for
 // another session changes nothing (sameSession).
 func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
@@ -286,14 +281,11 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err)
 		return
 	}
-	msg := "No other session was signed in."
-	if n == 1 {
-		msg = "Signed out of 1 other session."
-	} else if n > 1 {
-		msg = fmt.Sprintf("Signed out of %d other sessions.", n)
+	if n == 0 {
+		http.Redirect(w, r, "/sessions?notice=no-others", http.StatusSeeOther)
+		return
 	}
-	_ = session.Put(r.Context(), flashKey, msg) // see formRevoke
-	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+	http.Redirect(w, r, "/sessions?notice=others", http.StatusSeeOther)
 }
 
 // formLogoutAll ends every session of the caller and goes to the login

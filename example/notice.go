@@ -13,8 +13,13 @@ import (
 
 // How the example tells a browser what happened to it.
 //
-// A flash message ("Signed out Safari on iPhone") is a session value, put
-// by the action and popped by the page it redirects to.
+// A form tells the page it redirects to what it did by a fixed code in
+// the ?notice= parameter (loginNotices, deviceNotices): the text never
+// comes from the URL. The notice is not kept in the session, as a flash
+// message would be: a form that ends sessions has done what it says once
+// the store answered, and a session value put after that could fail to
+// save (Redis out of memory still deletes, but refuses writes), which
+// would turn the form's answer into a 503 for an action that happened.
 //
 // A browser whose session ended elsewhere (revoked from another device,
 // or log out everywhere) cannot be told by the request that ended it. It
@@ -31,9 +36,6 @@ import (
 // in": it names no user and no session, so a stranger who sends one learns
 // nothing and only gets the notice.
 
-// flashKey is the session value that carries a message to the next page.
-const flashKey = "flash"
-
 // Notices of the login page.
 const (
 	noticeEndedElsewhere = "You were signed out from another device."
@@ -47,6 +49,21 @@ const (
 var loginNotices = map[string]string{
 	"signed-out": noticeSignedOut,
 	"everywhere": noticeEverywhere,
+}
+
+// Notices of the devices page.
+const (
+	noticeRevoked  = "The device was signed out."
+	noticeOthers   = "Your other sessions were signed out."
+	noticeNoOthers = "No other session was signed in."
+)
+
+// deviceNotices are the notices a redirect may ask the devices page for,
+// as loginNotices are the login page's.
+var deviceNotices = map[string]string{
+	"revoked":   noticeRevoked,
+	"others":    noticeOthers,
+	"no-others": noticeNoOthers,
 }
 
 // markerName is the name of the marker cookie, with the __Host- prefix

@@ -32,7 +32,7 @@ func parsePages(names ...string) map[string]*template.Template {
 type page struct {
 	Title   string // the page's own title, before " · sessionkit example"
 	User    string // the signed-in user, shown in the header; "" for none
-	Notice  string // what just happened ("Signed out Safari on iPhone")
+	Notice  string // what just happened ("You signed out.")
 	Refresh int    // seconds after which the page reloads itself; 0: never
 	Narrow  bool   // a single small card (login, messages): render sets it
 	// Session is the id of the session the page was shown for, which its

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // browser is the Accept header of a browser's page navigation.
@@ -205,24 +213,32 @@ func TestDevicesPage(t *testing.T) {
 			firefoxID = id[1]
 		}
 	}
-	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
-		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions?notice=revoked" {
+		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions?notice=revoked", r.code, r.header.Get("Location"))
 	}
-	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
-	if !strings.Contains(r.body, `<p class="notice" role="status">Signed out Firefox on Windows.</p>`) || strings.Contains(r.body, "<h3>Firefox on Windows</h3>") {
-		t.Errorf("devices page after the revoke:\n%s\nwant \"Signed out Firefox on Windows.\" and Firefox gone", r.body)
+	r = e.send(phone, "GET", "/sessions?notice=revoked", "", as(safariIPhone)...)
+	if !strings.Contains(r.body, `<p class="notice" role="status">`+noticeRevoked+`</p>`) || strings.Contains(r.body, "<h3>Firefox on Windows</h3>") {
+		t.Errorf("devices page after the revoke:\n%s\nwant %q and Firefox gone", r.body, noticeRevoked)
 	}
-	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, "Signed out Firefox") {
-		t.Error("the notice of a revoke shows again on the next page view")
+	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
+		t.Error("the notice of a revoke shows on the devices page without ?notice=")
+	}
+	if r := e.send(phone, "GET", "/sessions?notice=Signed+out+everything", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
+		t.Error("the devices page shows a notice for an unknown code")
 	}
 
-	if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
-		t.Fatalf("sign out of all other sessions = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
-	}
-	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
-	if !strings.Contains(r.body, "Signed out of 1 other session.") || !strings.Contains(r.body, "No other device is signed in.") ||
-		strings.Count(r.body, `<li class="device`) != 1 {
-		t.Errorf("devices page after signing out the others:\n%s\nwant one device and \"Signed out of 1 other session.\"", r.body)
+	for _, want := range []struct{ location, notice string }{
+		{"/sessions?notice=others", noticeOthers}, // the Go client
+		{"/sessions?notice=no-others", noticeNoOthers},
+	} {
+		if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != want.location {
+			t.Fatalf("sign out of all other sessions = %d to %q, want 303 to %s", r.code, r.header.Get("Location"), want.location)
+		}
+		r = e.send(phone, "GET", want.location, "", as(safariIPhone)...)
+		if !strings.Contains(r.body, want.notice) || !strings.Contains(r.body, "No other device is signed in.") ||
+			strings.Count(r.body, `<li class="device`) != 1 {
+			t.Errorf("devices page after signing out the others:\n%s\nwant one device and %q", r.body, want.notice)
+		}
 	}
 }
 
@@ -375,5 +391,82 @@ func TestLoginForm(t *testing.T) {
 		if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
 			t.Errorf("login with next=%q = %d to %q, want 303 to /", next, r.code, r.header.Get("Location"))
 		}
+	}
+}
+
+// startTestApp starts the example on r with the store configured by rcfg
+// and the sessions by scfg, each completed with r's address, a random
+// signing key and a cookie without Secure.
+func startTestApp(t *testing.T, r *redistest.Server, rcfg redisstore.Config, scfg session.Config) *e2e {
+	t.Helper()
+	rcfg.Addr = r.Addr()
+	scfg.Keys, scfg.InsecureCookie = [][]byte{randomKey()}, true
+	a, err := newApp(slog.New(slog.NewTextHandler(io.Discard, nil)), rcfg, scfg, loginConfig{key: randomKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	return &e2e{t: t, redis: r, url: srv.URL, app: a}
+}
+
+// fillRedis makes r refuse writes as a Redis out of memory does (it still
+// deletes), or, with full false, accept them again.
+func fillRedis(t *testing.T, r *redistest.Server, full bool) {
+	t.Helper()
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	limit := "0" // none
+	if full {
+		limit = "1"
+	}
+	r.Do(t, "CONFIG", "SET", "maxmemory", limit)
+}
+
+// TestEndingsWithRedisFull revokes a device and signs out the others while
+// Redis refuses writes (out of memory): each form ends what it names and
+// answers its 303 to the devices page, which says what happened, rather
+// than a 503 for an action that took place. A revoke deletes, which Redis
+// out of memory allows; signing out the others is a transaction, which it
+// refuses, so Redis fills up here the moment the sessions have ended.
+func TestEndingsWithRedisFull(t *testing.T) {
+	r := redistest.Start(t)
+	var fillOnRevoke atomic.Bool
+	e := startTestApp(t, r, redisstore.Config{}, session.Config{OnEvent: func(ev session.Event) {
+		if ev.Kind == session.EventRevoked && fillOnRevoke.Load() {
+			fillRedis(t, r, true)
+		}
+	}})
+	phone, laptop := noRedirects(), noRedirects()
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	e.formLogin(phone, "alice", "wonderland", safariIPhone)
+	_, apiID := e.apiLogin("alice", "wonderland")
+	form := e.sessionForm(phone)
+
+	for _, tc := range []struct {
+		name, path, body, location, notice string
+		before                             func()
+	}{
+		{"revoke", "/sessions/" + apiID + "/revoke", "", "/sessions?notice=revoked", noticeRevoked, func() { fillRedis(t, r, true) }},
+		{"sign out the others", "/logout-others", form, "/sessions?notice=others", noticeOthers, func() {
+			fillRedis(t, r, false)
+			fillOnRevoke.Store(true)
+		}},
+	} {
+		tc.before()
+		r := e.send(phone, "POST", tc.path, tc.body, as(safariIPhone)...)
+		if r.code != http.StatusSeeOther || r.header.Get("Location") != tc.location {
+			t.Errorf("%s with Redis out of memory = %d to %q:\n%s\nwant 303 to %s", tc.name, r.code, r.header.Get("Location"), r.body, tc.location)
+			continue
+		}
+		if r := e.send(phone, "GET", tc.location, "", as(safariIPhone)...); r.code != http.StatusOK || !strings.Contains(r.body, `<p class="notice" role="status">`+tc.notice+`</p>`) {
+			t.Errorf("devices page after %s with Redis out of memory = %d:\n%s\nwant %q", tc.name, r.code, r.body, tc.notice)
+		}
+	}
+	if _, ok := e.record(apiID); ok {
+		t.Error("the revoked session's record is still in Redis")
+	}
+	if r := e.send(laptop, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
+		t.Errorf("the laptop after signing out the others: GET /api/me = %d, want 401", r.code)
 	}
 }

@@ -123,8 +123,8 @@ func TestRevokeAfterRenewal(t *testing.T) {
 		t.Fatalf("GET /sessions = %d, want a revoke button for the phone (%s):\n%s", page.code, action, page.body)
 	}
 	phone = e.renew(phone)
-	if r := e.send(c, "POST", action, ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
-		t.Errorf("revoke button of the phone, which renewed since the page was shown = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	if r := e.send(c, "POST", action, ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions?notice=revoked" {
+		t.Errorf("revoke button of the phone, which renewed since the page was shown = %d to %q, want 303 to /sessions?notice=revoked", r.code, r.header.Get("Location"))
 	}
 	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
 		t.Errorf("the phone after its revocation: GET /api/me = %d, want 401", r.code)
