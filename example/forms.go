@@ -40,7 +40,7 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 			case ok || !wantsHTML(r):
 				protected.ServeHTTP(w, r)
 			case session.LoadError(r.Context()) != nil:
-				s.unavailablePage(w, r)
+				s.unavailablePage(w, r, false)
 			default:
 				http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
 			}
@@ -52,7 +52,7 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 // else, and the outage page when the session could not be read.
 func (s *server) home(w http.ResponseWriter, r *http.Request) {
 	if session.LoadError(r.Context()) != nil {
-		s.unavailablePage(w, r)
+		s.unavailablePage(w, r, false)
 		return
 	}
 	info, ok := session.FromContext(r.Context())
@@ -76,7 +76,7 @@ func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if session.LoadError(r.Context()) != nil {
-		s.unavailablePage(w, r)
+		s.unavailablePage(w, r, false)
 		return
 	}
 	s.loginForm(w, r)
@@ -186,7 +186,8 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 // formLogout ends the session and goes to the login page, which says so.
 // A browser whose session had already ended elsewhere is told that
 // instead. A form shown for another session changes nothing
-// (sameSession).
+// (sameSession). When the store fails, the marker goes all the same
+// (endError).
 func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 	if !s.sameSession(w, r, "/", "Go to the home page") {
 		return
@@ -194,7 +195,8 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 	_, signedIn := session.UserID(r.Context())
 	signedIn = signedIn || session.LoadError(r.Context()) != nil
 	if err := session.Destroy(r.Context()); err != nil {
-		s.storeError(w, r, err)
+		s.clearMarker(w)
+		s.endError(w, r, err)
 		return
 	}
 	if !signedIn {
@@ -256,7 +258,10 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 			Back:    "/sessions", BackText: "Back to your devices",
 		})
 	case err != nil:
-		s.storeError(w, r, err)
+		if target.Current {
+			s.clearMarker(w)
+		}
+		s.endError(w, r, err)
 	case target.Current: // not offered by the page, but a user may end their own session
 		s.clearMarker(w)
 		http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
@@ -278,7 +283,7 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	case err != nil:
-		s.storeError(w, r, err)
+		s.endError(w, r, err)
 		return
 	}
 	if n == 0 {
@@ -290,14 +295,16 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 
 // formLogoutAll ends every session of the caller and goes to the login
 // page, which says so. A form shown for another session changes nothing
-// (sameSession).
+// (sameSession). When the store fails, the marker goes all the same
+// (endError).
 func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
 	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
 		return
 	}
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
-		s.storeError(w, r, err)
+		s.clearMarker(w)
+		s.endError(w, r, err)
 		return
 	}
 	s.clearMarker(w)
@@ -306,13 +313,20 @@ func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
 
 // unavailablePage answers 503 with Retry-After while the session store is
 // unavailable: for a page, a notice that reloads itself after pageRetry
-// seconds; for a form, a notice with a way back.
-func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+// seconds; for a form, a notice with a way back. It tells the user that
+// they have not been signed out, unless ending says that the request tried
+// to end sessions: the store may still carry that out (see endError), so
+// the notice says the sign-out may not have completed.
+func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request, ending bool) {
 	w.Header().Set("Retry-After", strconv.Itoa(pageRetry)) // for a form's answer and JSON too
 	p := page{
 		Title:   "Temporarily unavailable",
 		Heading: "We can't reach your session right now",
 		Message: "Our session store is not answering. You have not been signed out; please try again in a few seconds.",
+	}
+	if ending {
+		p.Heading = "Signing out may not have completed"
+		p.Message = "Our session store is not answering, so we can't tell whether the sign-out went through. Please try again in a few seconds."
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		p.Refresh = pageRetry

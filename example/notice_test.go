@@ -3,10 +3,13 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -72,5 +75,82 @@ func TestSignedOutNoticeAfterAPILogout(t *testing.T) {
 		if strings.HasPrefix(c, "signed_in=") {
 			t.Errorf("POST /api/logout without the marker sets %q", c)
 		}
+	}
+}
+
+// TestSignOutDuringStall signs out while Redis stalls, beyond the store's
+// timeout. Frozen (SIGSTOP), Redis keeps the commands that timed out queued
+// on their sockets and runs them when it resumes: a logout answered 503
+// has then happened after all. Pausing writes (CLIENT PAUSE WRITE, with
+// the idle timeout off so that loading a session is a plain read) lets a
+// request read its session and then time out ending it. A request that
+// tried to end sessions and failed says that the sign-out may not have
+// completed, and the browser's own logout clears the marker, so that its
+// next page, once Redis is back, never says "You were signed out from
+// another device." A request whose session could not even be read says
+// that the user has not been signed out, which is true.
+func TestSignOutDuringStall(t *testing.T) {
+	const (
+		uncertain   = "Signing out may not have completed"
+		notSignedIn = "You have not been signed out"
+	)
+	freeze := func(r *redistest.Server) (stall, resume func()) {
+		return func() { r.Pause(t) }, func() { r.Resume(t) }
+	}
+	pauseWrites := func(r *redistest.Server) (stall, resume func()) {
+		return func() { r.Do(t, "CLIENT", "PAUSE", "20000", "WRITE") }, func() { r.Do(t, "CLIENT", "UNPAUSE") }
+	}
+	for _, tc := range []struct {
+		name, path string
+		stalls     func(*redistest.Server) (stall, resume func())
+		page       string // what the 503 page says; "" for JSON
+		clears     bool   // the answer expires the marker
+	}{
+		{"logout, Redis frozen", "/logout", freeze, uncertain, true},
+		{"API logout, writes paused", "/api/logout", pauseWrites, "", true},
+		{"log out everywhere, writes paused", "/logout-all", pauseWrites, uncertain, true},
+		{"API log out everywhere, writes paused", "/api/logout-all", pauseWrites, "", true},
+		{"sign out the others, writes paused", "/logout-others", pauseWrites, uncertain, false},
+		// Listing the devices prunes their index, a write: the revoke
+		// fails before it ends anything, and so does log out everywhere
+		// when the session cannot be read.
+		{"revoke, writes paused", "/sessions/{id}/revoke", pauseWrites, notSignedIn, false},
+		{"log out everywhere, Redis frozen", "/logout-all", freeze, notSignedIn, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := redistest.Start(t)
+			e := startTestApp(t, r, redisstore.Config{Timeout: 300 * time.Millisecond}, session.Config{IdleTimeout: -1})
+			c := noRedirects()
+			e.formLogin(c, "alice", "wonderland", firefoxWindows)
+			_, otherID := e.apiLogin("alice", "wonderland")
+			form := e.sessionForm(c)
+			hdr := as(firefoxWindows)
+			if tc.page == "" {
+				hdr = []string{"User-Agent", firefoxWindows}
+			}
+			stall, resume := tc.stalls(r)
+			stall()
+			got := e.send(c, "POST", strings.Replace(tc.path, "{id}", otherID, 1), form, hdr...)
+			resume()
+
+			if tc.page != "" && (got.code != http.StatusServiceUnavailable || !isPage(got) || !strings.Contains(got.body, tc.page)) {
+				t.Errorf("POST %s = %d:\n%s\nwant a 503 page saying %q", tc.path, got.code, got.body, tc.page)
+			}
+			if tc.page == "" && (got.code != http.StatusServiceUnavailable || e.json(got)["error"] != "session store unavailable") {
+				t.Errorf("POST %s = %d %s, want 503 JSON", tc.path, got.code, got.body)
+			}
+			cleared := slices.ContainsFunc(got.header.Values("Set-Cookie"), func(c string) bool { return strings.HasPrefix(c, "signed_in=;") })
+			if cleared != tc.clears {
+				t.Errorf("POST %s: Set-Cookie %q, marker expired %v, want %v", tc.path, got.header.Values("Set-Cookie"), cleared, tc.clears)
+			}
+			// Redis runs what it had queued: wait until the browser's
+			// session is either gone or answers.
+			waitFor(t, 5*time.Second, "Redis to answer", func() bool {
+				return e.send(c, "GET", "/api/me", "").code != http.StatusServiceUnavailable
+			})
+			if home := e.send(c, "GET", "/", "", as(firefoxWindows)...); home.code != http.StatusOK || strings.Contains(home.body, noticeEndedElsewhere) {
+				t.Errorf("GET / once Redis is back = %d:\n%s\nwant no %q", home.code, home.body, noticeEndedElsewhere)
+			}
+		})
 	}
 }

@@ -209,10 +209,11 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiLogout ends the caller's session, and clears the marker of a browser
-// that sent it (clearOwnMarker).
+// that sent it (clearOwnMarker), also when the store fails (endError).
 func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
 	if err := session.Destroy(r.Context()); err != nil {
-		s.storeError(w, r, err)
+		s.clearOwnMarker(w, r)
+		s.endError(w, r, err)
 		return
 	}
 	s.clearOwnMarker(w, r)
@@ -266,11 +267,13 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiLogoutAll ends every session of the caller, this one included, and
-// clears the marker of a browser that sent it (clearOwnMarker).
+// clears the marker of a browser that sent it (clearOwnMarker), also when
+// the store fails (endError).
 func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
-		s.storeError(w, r, err)
+		s.clearOwnMarker(w, r)
+		s.endError(w, r, err)
 		return
 	}
 	s.clearOwnMarker(w, r)
@@ -281,6 +284,24 @@ func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
 // when the store is unavailable or too busy with concurrent changes, 500
 // otherwise; as a page for a browser (see fail), as JSON for an API client.
 func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.storeFailed(w, r, err, false)
+}
+
+// endError answers a failed call that ends sessions (Destroy, Revoke,
+// RevokeOthers, RevokeAll) as storeError does, except that a browser's
+// outage page says that the sign-out may not have completed: a call that
+// ran out of time may have reached Redis, or wait on a stalled one with
+// its commands queued, and end the sessions once Redis answers again. The
+// callers that end the request's own session clear the marker before: the
+// notice it feeds must not tell this logout, completed later, as another
+// device's; should the session live on, the next page shown sets the
+// marker again.
+func (s *server) endError(w http.ResponseWriter, r *http.Request, err error) {
+	s.storeFailed(w, r, err, true)
+}
+
+// storeFailed is storeError, and with ending endError.
+func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, ending bool) {
 	s.log.Error("example: session operation failed", "error", err)
 	if !errors.Is(err, session.ErrStoreUnavailable) && !errors.Is(err, session.ErrContention) {
 		s.fail(w, r, http.StatusInternalServerError, "internal error", page{
@@ -293,7 +314,7 @@ func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusServiceUnavailable, "session store unavailable")
 		return
 	}
-	s.unavailablePage(w, r)
+	s.unavailablePage(w, r, ending)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
