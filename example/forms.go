@@ -63,7 +63,7 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "dashboard", page{
-		Title: "Dashboard", User: info.UserID, Session: info.ID,
+		Title: "Dashboard", User: info.UserID, Session: info.FirstID,
 		Device: devices([]session.Info{info}, now, s.idle)[0],
 	})
 }
@@ -153,11 +153,14 @@ func (s *server) loginUnavailable(w http.ResponseWriter, username, next string) 
 const sessionField = "session"
 
 // sameSession reports whether the form r posts was shown for the session r
-// carries. Otherwise it answers 409, changing nothing: a page left open in
-// one tab while another tab of the browser logged out and in again, as
-// another user perhaps, must not act on the new session. The id is no
-// credential (session.Info.ID), so a plain comparison does. A request
-// without a session passes: there is no session for it to act on.
+// carries, comparing the id the session was created under
+// (session.Info.FirstID), which its renewals keep: a session renewed since
+// the page was shown, by this instance or another, is the same session.
+// Otherwise it answers 409, changing nothing: a page left open in one tab
+// while another tab of the browser logged out and in again, as another
+// user perhaps, must not act on the new session. The id is no credential,
+// so a plain comparison does. A request without a session passes: there
+// is no session for it to act on.
 func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backText string) bool {
 	info, ok := session.FromContext(r.Context())
 	if !ok {
@@ -171,7 +174,7 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 		})
 		return false
 	}
-	if r.PostForm.Get(sessionField) == info.ID {
+	if r.PostForm.Get(sessionField) == info.FirstID {
 		return true
 	}
 	s.fail(w, r, http.StatusConflict, "session changed", page{
@@ -218,7 +221,7 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	p := page{Title: "Your devices", User: info.UserID, Session: info.ID, Devices: devices(list, now, s.idle)}
+	p := page{Title: "Your devices", User: info.UserID, Session: info.FirstID, Devices: devices(list, now, s.idle)}
 	for _, d := range p.Devices {
 		if !d.Current {
 			p.Others++

@@ -35,8 +35,9 @@ type page struct {
 	Notice  string // what just happened ("You signed out.")
 	Refresh int    // seconds after which the page reloads itself; 0: never
 	Narrow  bool   // a single small card (login, messages): render sets it
-	// Session is the id of the session the page was shown for, which its
-	// forms that change the session send back (sessionField); "" for none.
+	// Session is the first id (session.Info.FirstID) of the session the
+	// page was shown for, which its forms that change the session send
+	// back (sessionField); "" for none.
 	Session string
 
 	// login

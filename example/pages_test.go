@@ -353,6 +353,46 @@ func TestStaleSessionForms(t *testing.T) {
 	}
 }
 
+// TestSessionFormsAfterRenewal posts the forms that change the session
+// from a page shown before the session renewed, on another instance, which
+// gave the browser its new cookie: the session is the same, and each form
+// acts. A form from before a new login of the same user in this browser
+// is another session's: 409, nothing changed.
+func TestSessionFormsAfterRenewal(t *testing.T) {
+	e := startExample(t)
+	u, _ := url.Parse(e.url)
+	for _, tc := range []struct{ path, location string }{
+		{"/logout-others", "/sessions?notice=no-others"},
+		{"/logout-all", "/login?notice=everywhere"},
+		{"/logout", "/login?notice=signed-out"},
+	} {
+		c := noRedirects()
+		e.formLogin(c, "alice", "wonderland", firefoxWindows)
+		form := e.sessionForm(c)
+		renewed := e.renew(e.sessionCookie(c).Value)
+		c.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: renewed}})
+		if r := e.send(c, "POST", tc.path, form, as(firefoxWindows)...); r.code != http.StatusSeeOther || r.header.Get("Location") != tc.location {
+			t.Errorf("POST %s from a page shown before the session renewed = %d to %q:\n%s\nwant 303 to %s", tc.path, r.code, r.header.Get("Location"), r.body, tc.location)
+		}
+	}
+
+	c := noRedirects()
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	stale := e.sessionForm(c)
+	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); r.code != http.StatusSeeOther {
+		t.Fatalf("POST /logout = %d, want 303", r.code)
+	}
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	for _, path := range []string{"/logout-others", "/logout-all", "/logout"} {
+		if r := e.send(c, "POST", path, stale, as(firefoxWindows)...); r.code != http.StatusConflict {
+			t.Errorf("POST %s from a page of alice's previous session = %d, want 409", path, r.code)
+		}
+	}
+	if r := e.send(c, "GET", "/api/me", ""); r.code != http.StatusOK {
+		t.Errorf("after the stale forms: GET /api/me = %d, want alice's new session alive", r.code)
+	}
+}
+
 // sessionCookie returns c's session cookie for the example.
 func (e *e2e) sessionCookie(c *http.Client) *http.Cookie {
 	e.t.Helper()
