@@ -92,13 +92,22 @@ var notRunReplies = map[string]bool{
 	"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "EXECABORT": true,
 }
 
+// replyCode returns the code of the Redis error reply in err, such as
+// "OOM" or "EXECABORT", or "" when err holds none.
+func replyCode(err error) string {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return ""
+	}
+	code, _, _ := strings.Cut(string(reply), " ")
+	return code
+}
+
 // notRun reports whether err says that no command of the call ran, so that
 // it may be tried again whole: no connection could be had, or a Redis
 // Cluster answered with one of notRunReplies.
 func notRun(err error) bool {
-	var reply redis.Error
-	if errors.As(err, &reply) {
-		code, _, _ := strings.Cut(string(reply), " ")
+	if code := replyCode(err); code != "" {
 		return notRunReplies[code]
 	}
 	var nc errNoConn

@@ -650,7 +650,9 @@ func maybeMoved(gone, all, again []string) bool {
 // that moves one of those sessions out of a pass's reach, though, makes it
 // pass again, and when the last pass may have missed one it returns
 // ErrContention, with the ids of the sessions it did end, rather than
-// success.
+// success. It sweeps at once, outside a Cluster, when Redis refuses the
+// transaction for want of memory: a Redis out of memory refuses every
+// command queued in one, deletions too, but deletes outside one.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
 	gone := false // keep is not in the index; not an error of Redis's
@@ -677,6 +679,13 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
+			}
+			if code := replyCode(err); s.cluster == nil && (code == "OOM" || code == "EXECABORT") {
+				// A Redis out of memory refuses every command queued in a
+				// transaction (OOM, then EXECABORT), deletions too, but
+				// runs them outside one: ending sessions frees memory, so
+				// sweep. Any other refusal fails the sweep in turn.
+				return false, errSweep
 			}
 			if err != nil {
 				return false, err

@@ -1467,3 +1467,33 @@ func TestUserSessionsDuringRenewals(t *testing.T) {
 		t.Errorf("UserSessions lost a live session %d times of %d", empty, calls)
 	}
 }
+
+// TestRemoveUserSessionsOutOfMemory checks that log out everywhere works
+// on a Redis out of memory (maxmemory with noeviction), which refuses
+// every command queued in a transaction, deletions too, but deletes
+// outside one: a user must be able to end their sessions when Redis is
+// full, and ending them frees memory.
+func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
+	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	srv.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty server uses more
+	if _, err := s.AddUserSession(ctx, alice("d", d[2])); !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Fatalf("a login out of memory = %v, want ErrUnavailable", err)
+	}
+	removed, err := s.RemoveUserSessions(ctx, "alice", "b")
+	slices.Sort(removed)
+	if err != nil || !slices.Equal(removed, []string{"a", "c"}) {
+		t.Fatalf("RemoveUserSessions keeping b out of memory = %v, %v; want [a c], nil", removed, err)
+	}
+	removed, err = s.RemoveUserSessions(ctx, "alice", "")
+	if err != nil || !slices.Equal(removed, []string{"b"}) {
+		t.Fatalf("RemoveUserSessions out of memory = %v, %v; want [b], nil", removed, err)
+	}
+	if n, _ := srv.Do(t, "DBSIZE").(int64); n != 0 {
+		t.Errorf("DBSIZE after log out everywhere = %d, want 0", n)
+	}
+}
