@@ -46,7 +46,11 @@ import (
 // be left with a token that leads nowhere. The body says "session store
 // unavailable", or "session busy with concurrent changes" when other
 // requests kept changing the session (session.ErrContention) on a healthy
-// store.
+// store. A change that would take the session's record over
+// session.Config.MaxRecordBytes, which values that concurrent requests put
+// can do together (Put refuses what a request puts alone), is not saved
+// either: the client gets 500 {"error":"session too large"}, without
+// Retry-After, in place of the handler's response, as for the 503.
 func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	if m == nil {
 		panic("middleware: Sessions: nil Manager")
@@ -88,9 +92,13 @@ func (w *sessionWriter) commit() bool {
 		if err := w.m.Commit(w.r.Context(), h); err != nil {
 			w.err = err
 			dropResponseHeaders(h, handlerCookies)
-			if errors.Is(err, session.ErrContention) {
+			switch {
+			case errors.Is(err, session.ErrContention):
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
-			} else {
+			case errors.Is(err, session.ErrInvalidValue):
+				// Over session.Config.MaxRecordBytes: no retry mends it.
+				writeJSONError(w.ResponseWriter, http.StatusInternalServerError, "session too large")
+			default:
 				unavailable(w.ResponseWriter)
 			}
 		}

@@ -159,7 +159,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace:   namespace,
 			Name:        "commit_failures_total",
-			Help:        "Requests whose session changes could not be saved (store unavailable or contention), answered 503 by the middleware.",
+			Help:        "Requests whose session changes could not be saved: store unavailable or contention, answered 503 by the middleware, or a session record over its size limit, answered 500.",
 			ConstLabels: constLabels,
 		}),
 		events:  make(map[session.EventKind]prometheus.Counter, len(events)),

@@ -30,7 +30,23 @@ const (
 
 	// MinKeyLength is the shortest signing key accepted, in bytes.
 	MinKeyLength = 32
+
+	// DefaultMaxRecordBytes is the default of Config.MaxRecordBytes, 64
+	// KiB: far above what a login needs (a few hundred bytes), with room
+	// for a cart or a form's state. Every request of a session reads its
+	// whole record within the store's timeout, so a record this size costs
+	// each of its requests about a quarter of a millisecond more (the
+	// transfer and the decoding, on a local Redis) and its session 64 KiB
+	// of Redis memory. A record of a megabyte costs milliseconds a
+	// request, and one of a hundred megabytes outlasts the store's default
+	// timeout (1s): every request of its session would get 503 while Redis
+	// is healthy.
+	DefaultMaxRecordBytes = 64 << 10
 )
+
+// maxRecordBytes bounds Config.MaxRecordBytes: Redis stores no larger
+// string (proto-max-bulk-len), so no record is larger.
+const maxRecordBytes = 512 << 20
 
 // maxLifetime bounds Config.Lifetime: a century keeps every deadline within
 // what a token and a record hold (the end of year 9999).
@@ -101,6 +117,22 @@ type Config struct {
 	// whose logins started in the same millisecond are in no set order.
 	// Zero means no limit.
 	MaxSessionsPerUser int
+
+	// MaxRecordBytes is the largest encoded record a session may have, in
+	// bytes. Put refuses, with ErrInvalidValue, a value that would take
+	// the record over it, by an estimate from the record as the request
+	// loaded it and the values the request put and removed since. Where
+	// the record is written, its real size decides: a record that would
+	// still be over it (values that parallel requests put pass it
+	// together, once merged) is not written, and Commit (or Create, or
+	// Renew) returns an error matching ErrInvalidValue, which
+	// middleware.Sessions answers with 500 {"error":"session too large"}.
+	// A record already over it (written under a higher limit, or by
+	// another program) still loads, and requests that put no value in it
+	// (a last-seen refresh, a renewal, removals) still write it. Zero
+	// means DefaultMaxRecordBytes (64 KiB); a negative value means no
+	// limit; at most 512 MiB, the largest string Redis stores by default.
+	MaxRecordBytes int
 
 	// LastSeenInterval is how stale a session's last-seen time may get: a
 	// request that finds it older than this writes the record to refresh
@@ -232,6 +264,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxSessionsPerUser < 0 {
 		return cfg, errors.New("session: Config.MaxSessionsPerUser: must not be negative")
+	}
+	switch {
+	case cfg.MaxRecordBytes == 0:
+		cfg.MaxRecordBytes = DefaultMaxRecordBytes
+	case cfg.MaxRecordBytes > maxRecordBytes:
+		return cfg, fmt.Errorf("session: Config.MaxRecordBytes: want at most 512 MiB, the largest string Redis stores, got %d", cfg.MaxRecordBytes)
 	}
 	if cfg.LastSeenInterval == 0 {
 		cfg.LastSeenInterval = DefaultLastSeenInterval

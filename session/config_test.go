@@ -38,6 +38,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative lifetime", Config{Keys: k, Lifetime: -1}, "Config.Lifetime"},
 		{"lifetime under a millisecond", Config{Keys: k, Lifetime: time.Microsecond}, "Config.Lifetime"},
 		{"lifetime past a century", Config{Keys: k, Lifetime: math.MaxInt64}, "Config.Lifetime"},
+		{"record limit past Redis's largest string", Config{Keys: k, MaxRecordBytes: 512<<20 + 1}, "Config.MaxRecordBytes"},
 		{"bad cookie name", Config{Keys: k, CookieName: "a b"}, "Config.CookieName"},
 		{"host prefix insecure", Config{Keys: k, CookieName: "__Host-x", InsecureCookie: true}, "Config.CookieName"},
 		// Browsers match the prefixes in any case (RFC 6265bis).

@@ -44,6 +44,7 @@ type state struct {
 	deadline  time.Time      // absolute deadline of the stored session
 	loadErr   error          // ErrStoreUnavailable when the session could not be read
 	dirty     bool           // the record must be written: values changed, or last seen is stale
+	size      int32          // the record's size as loaded or written, moved by changes since: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
 	loggedOut bool           // this request ended its session: the response expires the cookie
@@ -116,6 +117,7 @@ func (st *state) ownMeta() meta {
 // caller holds st.mu.
 func (st *state) clearValues() {
 	st.loaded, st.loadedMeta, st.loadedValues = false, meta{}, nil
+	st.size = 0
 	if st.data != nil {
 		_ = st.m.engine.Clear(st.data) // never fails
 	}
@@ -285,7 +287,10 @@ func validUserID(id string) error {
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
 // the request goes on as anonymous. It also returns ErrNoSession for an
 // anonymous session without a record, and ErrResponseStarted once the
-// response has started. An error that wraps ErrStoreUnavailable leaves
+// response has started. When values put in this request, beside those
+// other requests put meanwhile, would take the record over
+// Config.MaxRecordBytes, it moves nothing and returns an error matching
+// ErrInvalidValue. An error that wraps ErrStoreUnavailable leaves
 // the cookie as it was, but when it was a timeout the move may still run
 // in Redis afterwards, ending the old token (see "Slow commands" in
 // docs/troubleshooting.md).
@@ -434,12 +439,17 @@ func LoadError(ctx context.Context) error {
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
 // too), a time outside years 0 to 9999, or a value encoding/json refuses. A
 // time whose zone offset RFC 3339 cannot write (with seconds, or of 24 hours
-// or more) comes back as the same instant in UTC. After the response has
-// started Put returns ErrResponseStarted. In a request whose token leads to
-// no session (forged, expired, ended, or replaced by a parallel login or
-// renewal) it returns ErrNoSession: a new anonymous session would need a
-// cookie that could overwrite a login made in parallel. Create, or Destroy
-// (which drops the dead token), lifts that.
+// or more) comes back as the same instant in UTC. A value that would take
+// the session's record over Config.MaxRecordBytes (64 KiB by default) is
+// refused with ErrInvalidValue too, the error naming the sizes: the
+// record's size is estimated from the record as the request loaded it and
+// the values it put and removed since, and checked again when the record
+// is written. After the response has started Put returns
+// ErrResponseStarted. In a request whose token leads to no session
+// (forged, expired, ended, or replaced by a parallel login or renewal) it
+// returns ErrNoSession: a new anonymous session would need a cookie that
+// could overwrite a login made in parallel. Create, or Destroy (which
+// drops the dead token), lifts that.
 func Put(ctx context.Context, key string, value any) error {
 	st, err := keyed(ctx, key)
 	if err != nil {
@@ -454,8 +464,13 @@ func Put(ctx context.Context, key string, value any) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
+	size, err := st.fits(key, v)
+	if err != nil {
+		return err
+	}
 	st.m.engine.Put(st.engineData(), key, v)
 	st.change(key, v)
+	st.size = int32(size)
 	return nil
 }
 
@@ -485,7 +500,9 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 		return value, false
 	}
 	st.change(key, removal{})
-	return as[T](st.m.engine.Pop(st.engineData(), key))
+	v := st.m.engine.Pop(st.engineData(), key)
+	st.size -= int32(st.m.entrySize(key, v))
+	return as[T](v)
 }
 
 // Remove deletes key from the session; the response saves the change. After
@@ -506,6 +523,7 @@ func Remove(ctx context.Context, key string) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
+	st.size -= int32(st.m.entrySize(key, st.m.engine.Get(st.engineData(), key)))
 	st.m.engine.Remove(st.engineData(), key)
 	st.change(key, removal{})
 	return nil

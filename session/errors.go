@@ -38,7 +38,10 @@ var (
 	ErrInvalidUserID = errors.New("session: invalid user id")
 
 	// ErrInvalidValue reports a value that Put cannot store so that Get
-	// returns it unchanged, such as a NaN or a time outside years 0-9999.
+	// returns it unchanged, such as a NaN or a time outside years 0-9999,
+	// or that would take the session's record over Config.MaxRecordBytes.
+	// Commit, Create and Renew return it, and write nothing, when values
+	// the request put would leave the record they write over that limit.
 	ErrInvalidValue = errors.New("session: value cannot be stored")
 )
 

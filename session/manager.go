@@ -240,6 +240,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// asks for them.
 	st.loaded, st.loadedMeta, st.loadedValues = true, md, values
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
+	st.size = int32(len(b)) // at most 512 MiB: Redis's largest string
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
 	return ctx
@@ -297,10 +298,11 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // session cannot change: Put, Create, Renew and the like return
 // ErrResponseStarted. An unchanged session costs no store command and no
 // Set-Cookie. It returns an error matching ErrStoreUnavailable (or
-// ErrContention) when the changes could not be saved; h then still gets the
-// cookie headers of what the request already did in the store (a login, a
-// renewal or a logout: Create, Renew and Destroy act at once), as with
-// Abandon, so that a failed save never leaves the browser with a token
+// ErrContention) when the changes could not be saved, or ErrInvalidValue
+// when they would take the record over Config.MaxRecordBytes; h then still
+// gets the cookie headers of what the request already did in the store (a
+// login, a renewal or a logout: Create, Renew and Destroy act at once), as
+// with Abandon, so that a failed save never leaves the browser with a token
 // that leads nowhere.
 //
 // Only a login, a renewal or a new anonymous session sets the cookie, and
@@ -444,7 +446,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
 	values[metaKey] = md
 	deadline := m.deadline(now)
-	record, err := m.codec.Encode(deadline, values)
+	record, err := m.encode(deadline, values, st.changes)
 	if err != nil {
 		return Info{}, err
 	}
@@ -478,6 +480,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.dirty, st.changes, st.stale = nil, false, false, nil, false
+	st.size = int32(len(record))
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
@@ -504,6 +507,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		return err
 	}
 	var merged map[string]any
+	var size int32
 	moved, err := m.store.MoveSession(ctx, Move{
 		UserID:   st.userID,
 		From:     from,
@@ -512,7 +516,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		Deadline: st.deadline,
 		Merge: func(current []byte) ([]byte, error) {
 			b, values, err := m.mergeChanges(current, st.changes, now, from)
-			merged = values
+			merged, size = values, int32(len(b))
 			return b, err
 		},
 	})
@@ -521,6 +525,8 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		m.dropUnreadable(ctx, from, err)
 		st.gone()
 		return ErrNoSession
+	case errors.Is(err, ErrInvalidValue):
+		return err // over Config.MaxRecordBytes: nothing moved
 	case err != nil:
 		return storeError(err)
 	case !moved:
@@ -539,7 +545,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	// Later changes in this request merge, like any change to a record
 	// that other requests may have written.
 	st.stored, st.inserted, st.issued = token, false, token
-	st.dirty, st.changes = false, nil
+	st.dirty, st.changes, st.size = false, nil, size
 	m.emit(EventRenewed, st.userID, idOf(token), now)
 	return nil
 }
@@ -610,7 +616,7 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	md := m.codec.newMeta("", at, st.ip, st.userAgent)
 	values[metaKey] = md
 	deadline := m.deadline(now)
-	record, err := m.codec.Encode(deadline, values)
+	record, err := m.encode(deadline, values, st.changes)
 	if err != nil {
 		return err
 	}
@@ -647,7 +653,7 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 	if !ok {
 		return errGone
 	}
-	record, err := m.codec.Encode(st.deadline, m.values(st))
+	record, err := m.encode(st.deadline, m.values(st), st.changes)
 	if err != nil {
 		return err
 	}
@@ -687,6 +693,8 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 		case errors.Is(err, errBadRecord):
 			m.dropUnreadable(ctx, id, err)
 			return errGone
+		case errors.Is(err, ErrInvalidValue):
+			return err // over Config.MaxRecordBytes: not written
 		case err != nil:
 			return storeError(err)
 		case written:
@@ -741,7 +749,7 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 		md.Origin = lineage(movedFrom, md)
 	}
 	values[metaKey] = md
-	b, err := m.codec.Encode(deadline, values)
+	b, err := m.encode(deadline, values, changes)
 	return b, values, err
 }
 

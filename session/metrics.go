@@ -20,8 +20,10 @@ type Metrics interface {
 	ServedAnonymous()
 
 	// CommitFailed counts a request whose session changes could not be
-	// saved (mostly ErrStoreUnavailable or ErrContention; also a value that
-	// cannot be encoded), which middleware.Sessions answers with 503.
+	// saved (mostly ErrStoreUnavailable or ErrContention, which
+	// middleware.Sessions answers with 503; also a record that would pass
+	// Config.MaxRecordBytes, answered with 500, or a value that cannot be
+	// encoded).
 	CommitFailed()
 }
 

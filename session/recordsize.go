@@ -1,0 +1,122 @@
+package session
+
+import (
+	"encoding/base64"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// The size of a session's record is bounded by Config.MaxRecordBytes at
+// two places. Put estimates it, so that the handler hears of a value too
+// large while it can still answer: state.size is the record's size as the
+// request loaded (or wrote) it, moved by the entries the request puts and
+// removes, each sized without encoding the whole record again. Where a
+// record is encoded for the store (Create, a renewal, the commit), its
+// real size decides, since other requests' values merged in may have
+// pushed it over.
+
+// overLimit returns an error matching ErrInvalidValue when a record of n
+// bytes is over Config.MaxRecordBytes, or nil.
+func (m *Manager) overLimit(n int) error {
+	if limit := m.cfg.MaxRecordBytes; limit >= 0 && n > limit {
+		return fmt.Errorf("%w: the session record would be %d bytes, over Config.MaxRecordBytes (%d)", ErrInvalidValue, n, limit)
+	}
+	return nil
+}
+
+// encode returns the record of a session with deadline and values, as m's
+// codec writes it, unless the request put a value (changes, see
+// state.changes, holds one) and the record is over Config.MaxRecordBytes:
+// then an error matching ErrInvalidValue. A request that only refreshes,
+// renews or removes writes a record loaded over the limit all the same.
+func (m *Manager) encode(deadline time.Time, values, changes map[string]any) ([]byte, error) {
+	b, err := m.codec.Encode(deadline, values)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range changes {
+		if _, removed := v.(removal); !removed {
+			if err := m.overLimit(len(b)); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return b, nil
+}
+
+// fits reports, with an error matching ErrInvalidValue, whether putting
+// v, normalized, under key would take the record over
+// Config.MaxRecordBytes by st.size's estimate, and otherwise returns the
+// record's estimated size with it. The caller holds st.mu.
+func (st *state) fits(key string, v any) (int, error) {
+	m := st.m
+	size := int(st.size) + m.entrySize(key, v)
+	if old := m.engine.Get(st.engineData(), key); old != nil {
+		size -= m.entrySize(key, old)
+	}
+	if limit := m.cfg.MaxRecordBytes; limit >= 0 && size > limit {
+		return 0, fmt.Errorf("%w: with this value of %d bytes the session record would be about %d bytes, over Config.MaxRecordBytes (%d)",
+			ErrInvalidValue, m.valueSize(v), size, limit)
+	}
+	return size, nil
+}
+
+// entrySize returns how many bytes the app value v, normalized, under key
+// takes in a record m writes: the key, a colon, the value and a comma.
+func (m *Manager) entrySize(key string, v any) int {
+	return jsonStringSize(key) + 1 + m.valueSize(v) + 1
+}
+
+// valueSize returns len(encodeValue(v, version)) for the version of the
+// records m writes, without encoding a string, a []byte or a JSON value,
+// whose encodings may be large.
+func (m *Manager) valueSize(v any) int {
+	version := recordVersion
+	if m.cfg.PreviousFormat {
+		version = recordV1
+	}
+	switch v := v.(type) {
+	case string:
+		if version == recordV1 {
+			return len(`{"string":}`) + jsonStringSize(v)
+		}
+		return jsonStringSize(v)
+	case []byte:
+		return len(`{"bytes":""}`) + base64.StdEncoding.EncodedLen(len(v))
+	case jsonValue:
+		return len(`{"json":}`) + len(v)
+	}
+	b, _ := encodeValue(v, version) // a normalized value of a fixed size
+	return len(b)
+}
+
+// jsonStringSize returns len(appendJSONString(nil, s)) for a valid UTF-8
+// s: the length of s as encoding/json writes it, escapes included.
+func jsonStringSize(s string) int {
+	n := 2 // the quotes
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += len(`\u0000`)
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' || r == utf8.RuneError && w == 1 {
+			n += len(`\u2028`)
+		} else {
+			n += w
+		}
+		i += w
+	}
+	return n
+}

@@ -1,0 +1,341 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPutTooLarge checks that Put refuses, with ErrInvalidValue, a value
+// that would take the record over Config.MaxRecordBytes (the default, 64
+// KiB), naming the sizes and the field but not the value, and that
+// nothing is written: a logged-in session's record stays as it was, and an
+// anonymous request gets no session and no cookie.
+func TestPutTooLarge(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	if m.cfg.MaxRecordBytes != DefaultMaxRecordBytes {
+		t.Fatalf("MaxRecordBytes = %d, want DefaultMaxRecordBytes %d", m.cfg.MaxRecordBytes, DefaultMaxRecordBytes)
+	}
+	cookie, id := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "keep", "kept"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	huge := strings.Repeat("secret", DefaultMaxRecordBytes/6+1) // the bytes alone are over the limit
+	tests := []struct {
+		name string
+		v    any
+	}{
+		{"string", huge},
+		{"bytes", []byte(huge[:DefaultMaxRecordBytes*3/4+1])}, // over the limit once in base64
+		{"JSON", map[string]string{"a": huge}},
+		{"string escaped past the limit", strings.Repeat("<", DefaultMaxRecordBytes/6+1)}, // \u003c each
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			h, err := exchange(t, m, cookie, func(ctx context.Context) {
+				err := Put(ctx, "big", tc.v)
+				if !errors.Is(err, ErrInvalidValue) {
+					t.Fatalf("Put(%s) = %v, want ErrInvalidValue", tc.name, err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, "Config.MaxRecordBytes (65536)") || strings.Contains(msg, "secret") || strings.Contains(msg, "<<") {
+					t.Errorf("Put's error = %.200q, want the sizes and Config.MaxRecordBytes, not the value", msg)
+				}
+				if _, ok := Get[any](ctx, "big"); ok {
+					t.Error("Get(big) after a refused Put found it")
+				}
+			})
+			if err != nil {
+				t.Errorf("Commit after a refused Put = %v, want nil", err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("a refused Put set cookie %v", c)
+			}
+			if after, _ := r.Do(t, "GET", "session:"+id).([]byte); len(before) == 0 || !bytes.Equal(after, before) {
+				t.Errorf("record after a refused Put =\n%.300s\nwant unchanged\n%s", after, before)
+			}
+		})
+	}
+
+	t.Run("anonymous", func(t *testing.T) {
+		keys := r.Do(t, "DBSIZE")
+		h, err := exchange(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "big", huge); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("Put = %v, want ErrInvalidValue", err)
+			}
+		})
+		if err != nil {
+			t.Errorf("Commit = %v, want nil", err)
+		}
+		if c, ok := sessionCookie(m, h); ok {
+			t.Errorf("a refused Put started a session: cookie %v", c)
+		}
+		if after := r.Do(t, "DBSIZE"); after != keys {
+			t.Errorf("keys in Redis after a refused Put = %v, want %v", after, keys)
+		}
+	})
+
+	t.Run("no limit", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{MaxRecordBytes: -1})
+		cookie, id := login(t, m, "alice")
+		serve(t, m, cookie, func(ctx context.Context) {
+			if err := Put(ctx, "big", huge); err != nil {
+				t.Errorf("Put with MaxRecordBytes -1 = %v, want nil", err)
+			}
+		})
+		if rec, _ := r.Do(t, "GET", "session:"+id).([]byte); len(rec) <= DefaultMaxRecordBytes {
+			t.Errorf("record with MaxRecordBytes -1 is %d bytes, want the whole value", len(rec))
+		}
+	})
+}
+
+// TestPutsPassLimit checks that of many values put, in one request or in
+// one request each, Put refuses the one whose addition would take the
+// record over Config.MaxRecordBytes, and accepts every one before it: the
+// record as stored is never over the limit, and is within one value of it.
+func TestPutsPassLimit(t *testing.T) {
+	const limit = 8 << 10
+	value := strings.Repeat("v", 1000)
+	t.Run("one request", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+		cookie, id := login(t, m, "alice")
+		loaded, _ := r.Do(t, "GET", "session:"+id).([]byte)
+		accepted := 0
+		serve(t, m, cookie, func(ctx context.Context) {
+			for i := 0; ; i++ {
+				err := Put(ctx, fmt.Sprintf("k%02d", i), value)
+				switch {
+				case errors.Is(err, ErrInvalidValue):
+					return
+				case err != nil:
+					t.Fatalf("Put #%d = %v", i, err)
+				case i > limit/len(value):
+					t.Fatalf("Put accepted %d values of %d bytes under a %d-byte limit", i+1, len(value), limit)
+				}
+				accepted++
+			}
+		})
+		rec, _ := r.Do(t, "GET", "session:"+id).([]byte)
+		entry := len(`,"k00":"`) + len(value) + len(`"`)
+		if len(rec) > limit || len(rec)+entry <= limit {
+			t.Errorf("record after %d values put over a %d-byte record is %d bytes, want at most %d and less than one more value (%d bytes) below it", accepted, len(loaded), len(rec), limit, entry)
+		}
+	})
+	t.Run("one request each", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+		cookie, id := login(t, m, "alice")
+		for i := 0; ; i++ {
+			before, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			var err error
+			serve(t, m, cookie, func(ctx context.Context) { err = Put(ctx, fmt.Sprintf("k%02d", i), value) })
+			after, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			grown := len(before) + len(`,"k00":"`) + len(value) + len(`"`)
+			switch {
+			case i > limit/len(value):
+				t.Fatalf("Put accepted %d values of %d bytes under a %d-byte limit", i, len(value), limit)
+			case errors.Is(err, ErrInvalidValue):
+				if grown <= limit || !bytes.Equal(after, before) {
+					t.Errorf("Put #%d refused over a %d-byte record (%d bytes with it) and the record became %d bytes; want it accepted under the limit %d, or refused and the record unchanged", i, len(before), grown, len(after), limit)
+				}
+				return
+			case err != nil:
+				t.Fatalf("Put #%d = %v", i, err)
+			case len(after) > limit:
+				t.Fatalf("Put #%d accepted: the record is %d bytes, over the limit %d", i, len(after), limit)
+			}
+		}
+	})
+	t.Run("replace and remove", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+		cookie, _ := login(t, m, "alice")
+		big := strings.Repeat("b", limit*3/4)
+		serve(t, m, cookie, func(ctx context.Context) {
+			if err := Put(ctx, "a", big); err != nil {
+				t.Fatalf("Put(a) = %v", err)
+			}
+		})
+		serve(t, m, cookie, func(ctx context.Context) {
+			// Replacing a value counts it once, not twice.
+			if err := Put(ctx, "a", big); err != nil {
+				t.Errorf("Put(a) again, the same size = %v, want nil", err)
+			}
+			if err := Put(ctx, "b", big); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("Put(b) beside a = %v, want ErrInvalidValue", err)
+			}
+			// What a request removes makes room.
+			if _, ok := Pop[string](ctx, "a"); !ok {
+				t.Error("Pop(a) found nothing")
+			}
+			if err := Put(ctx, "b", big); err != nil {
+				t.Errorf("Put(b) after Pop(a) = %v, want nil", err)
+			}
+			if err := Remove(ctx, "b"); err != nil {
+				t.Fatal(err)
+			}
+			if err := Put(ctx, "c", big); err != nil {
+				t.Errorf("Put(c) after Remove(b) = %v, want nil", err)
+			}
+		})
+	})
+}
+
+// TestMergePassesLimit checks the commit's own check: two requests of one
+// session, each putting a value that fits the record it loaded, together
+// pass Config.MaxRecordBytes. The second commit writes nothing and fails
+// with ErrInvalidValue, not ErrStoreUnavailable, and the stored record is
+// the first request's; the same for a renewal after such a Put.
+func TestMergePassesLimit(t *testing.T) {
+	const limit = 8 << 10
+	value := strings.Repeat("v", limit*2/3)
+	for _, renew := range []bool{false, true} {
+		t.Run(fmt.Sprintf("renew=%v", renew), func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+			cookie, id := login(t, m, "alice")
+			first, second := load(m, cookie), load(m, cookie)
+			if err := Put(first, "a", value); err != nil {
+				t.Fatalf("first Put = %v", err)
+			}
+			if err := Put(second, "b", value); err != nil {
+				t.Fatalf("second Put = %v", err)
+			}
+			if err := m.Commit(first, http.Header{}); err != nil {
+				t.Fatalf("first Commit = %v", err)
+			}
+			stored, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			if renew {
+				if err := Renew(second); !errors.Is(err, ErrInvalidValue) || errors.Is(err, ErrStoreUnavailable) {
+					t.Errorf("Renew after a Put that passes the limit with another request's = %v, want ErrInvalidValue", err)
+				}
+			}
+			h := http.Header{}
+			err := m.Commit(second, h)
+			if !errors.Is(err, ErrInvalidValue) || errors.Is(err, ErrStoreUnavailable) || errors.Is(err, ErrContention) {
+				t.Errorf("second Commit = %v, want ErrInvalidValue alone", err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("the failed commit set cookie %v", c)
+			}
+			if after, _ := r.Do(t, "GET", "session:"+id).([]byte); !bytes.Equal(after, stored) {
+				t.Errorf("record after the refused commit is %d bytes, want the first request's %d, unchanged", len(after), len(stored))
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if u, _ := UserID(ctx); u != "alice" {
+					t.Errorf("UserID = %q, want alice", u)
+				}
+				if _, ok := Get[string](ctx, "b"); ok {
+					t.Error("the refused value b was saved")
+				}
+				if v, _ := Get[string](ctx, "a"); v != value {
+					t.Error("the first request's value a is lost")
+				}
+			})
+		})
+	}
+}
+
+// TestOversizedRecordLoads checks that a record over Config.MaxRecordBytes,
+// written under a higher limit, still loads with its values, and that the
+// writes that put nothing still work: a last-seen refresh, a renewal, a
+// removal, after which values fit again; a value put is refused.
+func TestOversizedRecordLoads(t *testing.T) {
+	const limit = 8 << 10
+	unlimited, r, clk := newTestManager(t, Config{MaxRecordBytes: -1})
+	cookie, id := login(t, unlimited, "alice")
+	big := strings.Repeat("b", 2*limit)
+	serve(t, unlimited, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "big", big); err != nil {
+			t.Fatal(err)
+		}
+	})
+	m, err := New(unlimited.store, Config{Keys: unlimited.cfg.Keys, InsecureCookie: true, MaxRecordBytes: limit, Logger: unlimited.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.now = clk.now
+	clk.t = clk.t.Add(2 * DefaultLastSeenInterval) // the next request refreshes the last-seen time
+	serve(t, m, cookie, func(ctx context.Context) {
+		if u, _ := UserID(ctx); u != "alice" {
+			t.Errorf("UserID of a record over the limit = %q, want alice", u)
+		}
+		if v, _ := Get[string](ctx, "big"); v != big {
+			t.Errorf("Get(big) = %d bytes, want %d", len(v), len(big))
+		}
+		if err := Put(ctx, "small", 1); !errors.Is(err, ErrInvalidValue) {
+			t.Errorf("Put on a record over the limit = %v, want ErrInvalidValue", err)
+		}
+	})
+	rec, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	if !bytes.Contains(rec, []byte(`"s":`)) {
+		t.Errorf("last-seen time of a record over the limit not refreshed: %.100s", rec)
+	}
+	cookie = serve(t, m, cookie, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Errorf("Renew of a record over the limit = %v, want nil", err)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Remove(ctx, "big"); err != nil {
+			t.Errorf("Remove = %v", err)
+		}
+		if err := Put(ctx, "small", 1); err != nil {
+			t.Errorf("Put after the large value's removal = %v, want nil", err)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, _ := Get[int](ctx, "small"); v != 1 {
+			t.Errorf("Get(small) = %d, want 1", v)
+		}
+	})
+}
+
+// TestValueSize checks that the sizes Put estimates with are those of the
+// encoding: valueSize(v) is len(encodeValue(v)) for every tagged type and
+// JSON, in either record version.
+func TestValueSize(t *testing.T) {
+	values := []any{
+		"", "plain", `quote " back \ slash`, "<tag>&amp;", "\b\f\n\r\t\x00\x1f\x7f", "é☃😀", "\u2028\u2029",
+		true, 0, -123456789, int64(-1 << 63), 3.25, 1e300, []byte{}, []byte("bytes"), time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("", 3600)),
+	}
+	for _, v := range []any{map[string]any{"a": "<b>", "n": 1}, []string{"x"}, struct{ S string }{"é"}} {
+		nv, err := normalize(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		values = append(values, nv)
+	}
+	for _, previous := range []bool{false, true} {
+		m := &Manager{cfg: Config{PreviousFormat: previous}}
+		version := recordVersion
+		if previous {
+			version = recordV1
+		}
+		for _, v := range values {
+			b, err := encodeValue(v, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.valueSize(v); got != len(b) {
+				t.Errorf("valueSize(%#v) in version %d = %d, want %d (%s)", v, version, got, len(b), b)
+			}
+		}
+	}
+}
+
+// FuzzJSONStringSize checks jsonStringSize against appendJSONString.
+func FuzzJSONStringSize(f *testing.F) {
+	for _, s := range []string{"", "a", `"\`, "<>&", "\x00\x7f", "é\u2028\u2029😀", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := jsonStringSize(s), len(appendJSONString(nil, s)); got != want {
+			t.Errorf("jsonStringSize(%q) = %d, want %d", s, got, want)
+		}
+	})
+}
