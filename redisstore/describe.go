@@ -44,10 +44,8 @@ func Describe(err error, cfg Config) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var verify *tls.CertificateVerificationError
-	code := ""
-	if errors.As(err, &reply) {
-		code, _, _ = strings.Cut(string(reply), " ")
-	}
+	code := replyCode(err)
+	errors.As(err, &reply)
 	noPassword := code == "ERR" && strings.Contains(string(reply), "without any password configured")
 	// An error that carries errNoMaster comes from the sentinels (see
 	// sentinelSource.current): no master has been asked anything yet, so a

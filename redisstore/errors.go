@@ -103,6 +103,16 @@ func replyCode(err error) string {
 	return code
 }
 
+// outOfMemory reports whether err is Redis's refusal of a transaction for
+// want of memory: every command queued in it is refused with OOM (which a
+// pipelined EXEC reports first), and EXEC with EXECABORT. Outside a
+// Cluster nothing else refuses a transaction's commands as they are
+// queued but an ACL (NOPERM) or a broken command.
+func outOfMemory(err error) bool {
+	code := replyCode(err)
+	return code == "OOM" || code == "EXECABORT"
+}
+
 // notRun reports whether err says that no command of the call ran, so that
 // it may be tried again whole: no connection could be had, or a Redis
 // Cluster answered with one of notRunReplies.
@@ -133,7 +143,7 @@ func classify(op string, err error, cluster bool) error {
 	var cert *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &reply):
-		code, _, _ := strings.Cut(string(reply), " ")
+		code := replyCode(reply)
 		if !transientReplies[code] || (!cluster && clusterReplies[code]) {
 			class = ErrRefused
 		}

@@ -590,6 +590,19 @@ func (s *Store) readMembers(ctx context.Context, conn redis.Conn, index string, 
 		conn.Send("MGET", keys...)
 		var replies []any
 		replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
+		if s.cluster == nil && outOfMemory(err) {
+			// Out of memory, Redis refuses every command queued in a
+			// transaction, reads too, and so every renewal (a transaction
+			// that writes): no session can move between the two reads, so
+			// they go as a plain pipeline.
+			replies, err = s.batch(ctx, conn, func(send sender) {
+				send("ZRANGE", index, 0, -1)
+				send("MGET", keys...)
+			})
+			if err == nil {
+				err = firstError(replies)
+			}
+		}
 		if err == nil && len(replies) != 2 {
 			err = fmt.Errorf("EXEC returned %d replies for 2 commands", len(replies))
 		}
@@ -680,7 +693,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
 			}
-			if code := replyCode(err); s.cluster == nil && (code == "OOM" || code == "EXECABORT") {
+			if s.cluster == nil && outOfMemory(err) {
 				// A Redis out of memory refuses every command queued in a
 				// transaction (OOM, then EXECABORT), deletions too, but
 				// runs them outside one: ending sessions frees memory, so

@@ -1497,3 +1497,27 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 		t.Errorf("DBSIZE after log out everywhere = %d, want 0", n)
 	}
 }
+
+// TestUserSessionsOutOfMemory checks that a user's sessions can be listed
+// on a Redis out of memory also when one of them ended by its idle timeout
+// (its record gone, its index entry left until its deadline): the second
+// read, index and records together, is a transaction, which Redis then
+// refuses whole, reads too. session.List, Revoke and RevokeOthers read it
+// first, so a user could not sign a device out while Redis was full.
+func TestUserSessionsOutOfMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
+	srv.Do(t, "DEL", "session:c") // what its idle timeout does
+	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	srv.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty server uses more
+	ids, records, err := s.UserSessions(ctx, "alice")
+	if err != nil || !slices.Equal(ids, []string{"a", "b"}) || len(records) != 2 || string(records[1]) != "rec-b" {
+		t.Fatalf("UserSessions out of memory, one record gone = %v, %q, %v; want [a b] and their records", ids, records, err)
+	}
+	if members, _ := redis.Strings(srv.Do(t, "ZRANGE", "user:alice:sessions", 0, -1), nil); !slices.Equal(members, []string{"a", "b"}) {
+		t.Errorf("index after UserSessions = %v, want the gone member pruned: [a b]", members)
+	}
+}
