@@ -20,6 +20,9 @@ type state struct {
 	// are nested (a site and its /admin/), or nil. The context helpers use
 	// the innermost state; a Manager's methods find their own.
 	outer *state
+	// nested says that another Manager's state is around this one (see
+	// Manager.insideAnother).
+	nested bool
 
 	mu sync.Mutex
 	// data is scs's handle to the session's values and absolute deadline,
