@@ -335,56 +335,134 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 
 // recordFields are the top-level field names of a record, of both
 // versions (see record).
-var recordFields = map[string]bool{
-	"v": true, "user_id": true, "c": true, "e": true, "s": true, "ip": true, "d": true, "ua": true, "o": true, "val": true,
-	"created_at": true, "expires_at": true, "last_seen": true, "user_agent": true, "values": true,
+var recordFields = [...]string{
+	"v", "user_id", "c", "e", "s", "ip", "d", "ua", "o", "val",
+	"created_at", "expires_at", "last_seen", "user_agent", "values",
 }
 
 // exactFields refuses a record that encoding/json would read differently
 // from other languages' parsers, which the README tells to parse records:
-// a top-level field named twice (encoding/json merges two "val" objects,
+// a record field named twice (encoding/json merges two "val" objects,
 // JSON.parse keeps the last) or a name that matches a record field only
 // case-insensitively ("USER_ID", or "u\u017fer_id" with the long s, which
 // encoding/json takes for "user_id" and other parsers ignore). Other
 // unknown fields are left for a later version. It checks the top level
 // only, where the struct's fields are: the values object is a map, whose
 // keys encoding/json matches exactly, keeping the last of a repeated one.
+//
+// It walks the top level of b without decoding it, so that it costs the
+// slow path of decodeRecord no allocation (but for a name with escapes),
+// and leaves JSON that is not a well-formed object to json.Unmarshal,
+// which says what is wrong with it.
 func exactFields(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil // not an object: json.Unmarshal says why
+	var seen [len(recordFields)]bool
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return nil
 	}
-	seen := make(map[string]bool, len(recordFields))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
+	for i++; ; i++ {
+		i = skipSpace(b, i)
+		if i == len(b) || b[i] != '"' {
+			return nil // the end of an empty object, or malformed
+		}
+		end, ok := stringEnd(b, i)
+		if !ok {
 			return nil
 		}
-		name, _ := t.(string)
-		switch {
-		case seen[name] && recordFields[name]:
-			return fmt.Errorf("field %q appears twice", name)
-		case !recordFields[name] && foldsToField(name):
-			return fmt.Errorf("field %q differs from a record field only in case", name)
+		name := b[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			var unquoted string
+			if json.Unmarshal(b[i:end], &unquoted) != nil {
+				return nil
+			}
+			name = []byte(unquoted)
 		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		if err := checkField(name, &seen); err != nil {
+			return err
+		}
+		if i = skipSpace(b, end); i == len(b) || b[i] != ':' {
 			return nil
+		}
+		if i, ok = valueEnd(b, i+1); !ok {
+			return nil
+		}
+		if i = skipSpace(b, i); i == len(b) || b[i] != ',' {
+			return nil // the end of the object, or malformed
+		}
+	}
+}
+
+// checkField refuses name, a top-level field of a record, if it is a
+// record field that seen marks as already read, or one only under case
+// folding, as encoding/json matches struct fields; it marks it in seen.
+func checkField(name []byte, seen *[len(recordFields)]bool) error {
+	for i, f := range recordFields {
+		if string(name) == f {
+			if seen[i] {
+				return fmt.Errorf("field %q appears twice", f)
+			}
+			seen[i] = true
+			return nil
+		}
+	}
+	for _, f := range recordFields {
+		if strings.EqualFold(string(name), f) {
+			return fmt.Errorf("field %q differs from the record field %q only in case", name, f)
 		}
 	}
 	return nil
 }
 
-// foldsToField reports whether name equals a record field under Unicode
-// case folding, as encoding/json matches struct fields.
-func foldsToField(name string) bool {
-	for f := range recordFields {
-		if strings.EqualFold(name, f) {
-			return true
+// skipSpace returns the index of the first byte of b from i on that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string that starts with
+// the quote at b[i].
+func stringEnd(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++ // the escaped byte
+		case '"':
+			return j + 1, true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// valueEnd returns the index just past the JSON value that starts at or
+// after b[i]: a string, an object or an array as a whole, any other value
+// up to the comma or brace that ends it.
+func valueEnd(b []byte, i int) (int, bool) {
+	depth := 0
+	for i = skipSpace(b, i); i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			end, ok := stringEnd(b, i)
+			if !ok || depth == 0 {
+				return end, ok
+			}
+			i = end - 1
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return i, true // the end of the record: a number or literal ended
+			}
+			if depth--; depth == 0 {
+				return i + 1, true
+			}
+		case c == ',' && depth == 0:
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // validMillis reports whether ms is a time the record may hold: after

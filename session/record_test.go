@@ -310,6 +310,8 @@ func TestRecordReadAsOtherParsersRead(t *testing.T) {
 		`{` + base + `,"uſer_id":"bob"}`,
 		`{` + base + `,"user_id":"bob"}`,
 		`{` + base + `,"val":{"admin":{"bool":true}},"val":{"theme":"dark"}}`,
+		`{` + base + `,"\u0055SER_ID":"bob"}`, // escaped, still a fold of user_id
+		`{` + base + ` , "val" : {"a":"}"} , "ip":"x", "user_id" : "bob" }`,
 		`{"v":2,"user_id":"` + strings.Repeat("b", MaxUserIDLength+1) + `","c":1795600800000,"e":1795687200000}`,
 		`{"v":2,"user_id":"b\xffb","c":1795600800000,"e":1795687200000}`,
 	} {
@@ -321,6 +323,9 @@ func TestRecordReadAsOtherParsersRead(t *testing.T) {
 		`{` + base + `,"future":1,"future":2}`,
 		`{` + base + `, "val":{"theme":"a","theme":"dark"}}`, // slow path (a space); the last wins, as everywhere
 		`{"v":2,"c":1795600800000,"e":1795687200000}`,        // anonymous
+		// Braces, quotes and record field names inside values are not
+		// top-level fields.
+		`{` + base + `,"val":{"USER_ID":"x","theme":"dark","j":{"json":{"user_id":[1,{"v":"}\""}]}}},"ip":"1.2.3.4"}`,
 	} {
 		_, md, values, err := decodeRecord([]byte(in))
 		if err != nil {
