@@ -20,10 +20,6 @@ type AuthConfig struct {
 	LoginURL string
 }
 
-// missingSessions logs RequireAuth's report of a missing Sessions once per
-// process.
-var missingSessions sync.Once
-
 // RequireAuth returns middleware that lets a request through only with a
 // logged-in session (session.UserID). Without one it answers 401 with a JSON
 // body {"error":"unauthenticated"}, or redirects page requests to
@@ -31,11 +27,12 @@ var missingSessions sync.Once
 // unavailable it answers 503 with Retry-After, never 401: a user is not logged
 // out by an outage. It must run behind Sessions: without it, it answers
 // every request 500 {"error":"session middleware missing"} and logs the
-// mistake once (slog.Default, level Error).
+// mistake once for each RequireAuth (slog.Default, level Error).
 func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.LoginURL != "" && !sitePath(cfg.LoginURL) {
 		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
 	}
+	var missingSessions sync.Once // logs a missing Sessions once
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()

@@ -2,6 +2,8 @@ package middleware_test
 
 import (
 	"bytes"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -60,7 +62,12 @@ func TestRequireAuthAnswers(t *testing.T) {
 // everyone that reads like a logged-out user.
 func TestRequireAuthWithoutSessions(t *testing.T) {
 	var logs bytes.Buffer
-	defer slog.SetDefault(slog.Default())
+	// slog.SetDefault also points package log at the handler: put both back.
+	defer func(l *slog.Logger, w io.Writer, flags int) {
+		slog.SetDefault(l)
+		log.SetOutput(w)
+		log.SetFlags(flags)
+	}(slog.Default(), log.Writer(), log.Flags())
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
 	h := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
