@@ -41,8 +41,8 @@
 // rate_limit, take_scs, find, commit, delete); an op the Store names that is not in that list gets its series
 // when first seen. class is unavailable (redisstore.ErrUnavailable: answer
 // 503, Redis should recover), refused (redisstore.ErrRefused: fix the
-// configuration), contention (redisstore.ErrContention: a healthy Redis
-// with writers racing on one key) or other (anything else, such as a merge
+// configuration), contention (redisstore.ErrContention: writers racing
+// on one key, on a healthy or a slow Redis) or other (anything else, such as a merge
 // function's own error).
 //
 // From the Store's pool (via WatchPool), one snapshot per scrape:

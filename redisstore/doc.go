@@ -38,9 +38,11 @@
 //	RemoveUserSession   DEL and ZREM, pipelined
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
-//	                    session meanwhile), and ZREM of the ids found gone
+//	                    session meanwhile; pipelined instead when Redis, out of memory,
+//	                    refuses the transaction), and ZREM of the ids found gone
 //	RemoveUserSessions  WATCH, ZRANGE, then MULTI/EXEC with DEL and ZREM; under a
-//	                    flood of logins, ZRANGE, then passes of DEL, ZREM and ZRANGE,
+//	                    flood of logins, or when Redis, out of memory, refuses the
+//	                    transaction, ZRANGE, then passes of DEL, ZREM and ZRANGE,
 //	                    pipelined, instead
 //	Merge               WATCH and GET, then MULTI/EXEC with SET XX
 //

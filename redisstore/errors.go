@@ -19,17 +19,21 @@ var (
 	// ErrUnavailable marks a failure Redis is expected to get over by
 	// itself: the network, a timeout, an exhausted pool, one of the
 	// replies LOADING (restarting), READONLY (a replica, as during a
-	// fail-over), OOM, MASTERDOWN, BUSY or NOREPLICAS, a Redis Cluster's
-	// MOVED, ASK, TRYAGAIN, CLUSTERDOWN or EXECABORT for as long as they
-	// last past the call's retries, or fewer replicas confirming a write
-	// than Config.WaitReplicas asks for. Answer 503 and try again later.
+	// fail-over), OOM, MASTERDOWN, BUSY or NOREPLICAS, EXECABORT (a
+	// transaction refused, as a Redis out of memory refuses them), on a
+	// Redis Cluster its MOVED, ASK, TRYAGAIN or CLUSTERDOWN for as long as
+	// they last past the call's retries, or fewer replicas confirming a
+	// write than Config.WaitReplicas asks for. Answer 503 and try again
+	// later.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
 
 	// ErrRefused marks a failure that will not go away by itself: any other
 	// error reply, such as NOAUTH or WRONGPASS (credentials), NOPERM (ACL),
 	// WRONGTYPE (another program writes under the key prefix) or an unknown
-	// command (a Redis too old), and a server certificate that does not
-	// verify. Fix the configuration.
+	// command (a Redis too old); outside a Cluster, a Cluster node's MOVED,
+	// ASK, TRYAGAIN or CLUSTERDOWN (a Cluster node configured as one
+	// server); and a server certificate that does not verify. Fix the
+	// configuration.
 	ErrRefused = errors.New("redisstore: redis refused the request")
 
 	// ErrContention marks an optimistic transaction (WATCH, then

@@ -114,8 +114,9 @@ type Config struct {
 	// login started, before it waited its turn in the store, plus
 	// Lifetime. So under a burst of logins of one user a session a few
 	// milliseconds newer than one that stays may be revoked, and sessions
-	// whose logins started in the same millisecond are in no set order.
-	// Zero means no limit.
+	// whose logins started in the same millisecond are in no set order;
+	// after Lifetime shrinks, sessions made under the longer one count as
+	// newer than later logins. Zero means no limit.
 	MaxSessionsPerUser int
 
 	// MaxRecordBytes is the largest encoded record a session may have, in

@@ -140,6 +140,11 @@ func (st *state) canChange() error {
 // runs before, the mistake the message names.
 var errNoMiddleware = fmt.Errorf("%w: no session middleware ran for this request: wrap the handler with middleware.Sessions", ErrNoSession)
 
+// errOtherMiddleware is the error of a Manager's method on a context that
+// holds only other Managers' sessions: another Manager's middleware ran,
+// this one's did not.
+var errOtherMiddleware = fmt.Errorf("%w: this Manager's middleware.Sessions did not run for this request, only another Manager's", ErrNoSession)
+
 // errStale is the error of a write in a request whose token leads to no
 // session; see canWrite.
 var errStale = fmt.Errorf("%w: the request's token has ended or was replaced; Create logs in, Destroy drops the token", ErrNoSession)
@@ -420,7 +425,8 @@ func Token(ctx context.Context) (string, bool) {
 
 // LoadError reports why the session of ctx could not be read: nil, or an
 // error matching ErrStoreUnavailable. A request with a load error is served
-// as anonymous; RequireAuth answers it with 503, not 401.
+// as anonymous; RequireAuth answers it with 503, not 401. Without the
+// Sessions middleware it returns ErrNoSession, saying so.
 func LoadError(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {

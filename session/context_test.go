@@ -29,3 +29,14 @@ func TestWithoutMiddleware(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherManagersMiddleware checks that a Manager's method on a request
+// that only another Manager's middleware ran for says that, rather than
+// that no middleware ran.
+func TestOtherManagersMiddleware(t *testing.T) {
+	ctx := context.WithValue(context.Background(), stateKey{}, &state{m: &Manager{}})
+	_, err := (&Manager{}).RevokeOthers(ctx)
+	if !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "this Manager's middleware.Sessions did not run") {
+		t.Errorf("RevokeOthers under another Manager's middleware only = %v, want ErrNoSession saying this Manager's did not run", err)
+	}
+}

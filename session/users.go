@@ -145,8 +145,11 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
-	if st == nil {
+	switch {
+	case st == nil && stateFrom(ctx) == nil:
 		return 0, errNoMiddleware
+	case st == nil:
+		return 0, errOtherMiddleware
 	}
 	st.mu.Lock()
 	userID, id := st.userID, ""
@@ -237,10 +240,11 @@ const maxFollow = 8
 // endSession ends the session id of userID, of lineage line (see lineage),
 // and returns the id whose record it deleted, or "" when the session had
 // already ended; with an error too, when the store deleted the record
-// before it failed (see UserStore.RemoveUserSession). A Renew that got in first moved the session to a new id,
-// which keeps its lineage: then endSession ends it under that id, so that a
-// logout or a revocation racing a renewal is not undone by it. An
-// anonymous session (userID "") has no index to follow it through.
+// before it failed (see UserStore.RemoveUserSession). A Renew that got in
+// first moved the session to a new id, which keeps its lineage: then
+// endSession ends it under that id, so that a logout or a revocation
+// racing a renewal is not undone by it. An anonymous session (userID "")
+// has no index to follow it through.
 func (m *Manager) endSession(ctx context.Context, userID, id, line string) (string, error) {
 	for range maxFollow {
 		removed, err := m.store.RemoveUserSession(ctx, userID, id)
