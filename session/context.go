@@ -283,8 +283,11 @@ func validUserID(id string) error {
 // Renew issues a new token for the session and deletes the old token's
 // record, keeping the user, the values and the absolute deadline. Call it
 // when the session's privileges change (a role granted, a password
-// re-entered), so that a token seen before the change is worthless after it.
-// The new record is in the store when Renew returns; the response sets the
+// re-entered), so that a token seen before the change is worthless after it:
+// no request that arrives with it afterwards finds the session. (A request
+// that loaded the session before the renewal and saves values after it
+// still has them merged into the renewed session, as any parallel
+// request's; see Commit.) The new record is in the store when Renew returns; the response sets the
 // cookie, and Token returns the new value for an Authorization header. A
 // request whose token came in an Authorization header beside a cookie of
 // another session leaves that cookie alone: its client gets the new token
