@@ -1219,3 +1219,46 @@ func TestClusterRefusalDoesNotStick(t *testing.T) {
 		t.Errorf("healthy cluster, pools merely busy: %d calls failed as ErrRefused (\"fix the configuration\") without retry", r2)
 	}
 }
+
+// TestClusterOutOfMemory checks that on a Cluster whose node is out of
+// memory, which refuses every command queued in a transaction, a user's
+// sessions can still be listed (one of them ended by its idle timeout, so
+// that the listing reads the index again), one ended, and the rest ended
+// by log out everywhere: each as a plain pipeline of commands that add no
+// memory, as on one server, instead of a transaction.
+func TestClusterOutOfMemory(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	s := openCluster(t, c, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(4)
+	tagged := func(id string, i int) redisstore.UserSession {
+		u := alice("{t}"+id, d[i])
+		u.UserID = "{t}" // the index and the records in one slot, as a TagKey makes them
+		return u
+	}
+	addAll(t, s, tagged("a", 0), tagged("b", 1), tagged("c", 2), tagged("d", 3))
+	master := c.MasterOf(t, redisc.Slot("{t}"))
+	master.Do(t, "DEL", "session:{t}d") // what its idle timeout does
+	master.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	master.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty node uses more
+	t.Cleanup(func() { master.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+
+	if _, err := s.AddUserSession(ctx, tagged("e", 3)); !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Fatalf("a login on a node out of memory = %v, want ErrUnavailable", err)
+	}
+	ids, _, err := s.UserSessions(ctx, "{t}")
+	if err != nil || !slices.Equal(ids, []string{"{t}a", "{t}b", "{t}c"}) {
+		t.Fatalf("UserSessions out of memory = %v, %v; want [{t}a {t}b {t}c]", ids, err)
+	}
+	if removed, err := s.RemoveUserSession(ctx, "{t}", "{t}a"); err != nil || !removed {
+		t.Fatalf("RemoveUserSession out of memory = %v, %v; want true, nil", removed, err)
+	}
+	removed, err := s.RemoveUserSessions(ctx, "{t}", "")
+	slices.Sort(removed)
+	if err != nil || !slices.Equal(removed, []string{"{t}b", "{t}c"}) {
+		t.Fatalf("RemoveUserSessions out of memory = %v, %v; want [{t}b {t}c]", removed, err)
+	}
+	if n, _ := redis.Int(master.Do(t, "EXISTS", "session:{t}b", "session:{t}c", "user:{t}:sessions"), nil); n != 0 {
+		t.Errorf("%d of the records and the index left after log out everywhere, want 0", n)
+	}
+}

@@ -35,7 +35,8 @@
 //	                    ZRANGE and EXISTS first, then the same as a MULTI/EXEC transaction
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM
-//	RemoveUserSession   DEL and ZREM, pipelined
+//	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
+//	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
 //	                    session meanwhile; pipelined instead when Redis, out of memory,

@@ -111,10 +111,11 @@ func replyCode(err error) string {
 // want of memory: every command queued in it is refused with OOM (which a
 // pipelined EXEC reports first), and EXEC with EXECABORT. Outside a
 // Cluster nothing else refuses a transaction's commands as they are
-// queued but an ACL (NOPERM) or a broken command.
-func outOfMemory(err error) bool {
+// queued but an ACL (NOPERM) or a broken command; on one (cluster true),
+// a moving slot does too (MOVED, then EXECABORT), so only OOM counts.
+func outOfMemory(err error, cluster bool) bool {
 	code := replyCode(err)
-	return code == "OOM" || code == "EXECABORT"
+	return code == "OOM" || (!cluster && code == "EXECABORT")
 }
 
 // notRun reports whether err says that no command of the call ran, so that

@@ -196,15 +196,21 @@ type sender = func(name string, args ...any) error
 // returns their replies, error replies included. On one server they go as a
 // plain pipeline; on a Redis Cluster as a MULTI/EXEC transaction, so that a
 // batch refused part way by a moving slot (MOVED, ASK) ran not at all and
-// can be tried again whole. The commands must all use keys of one slot.
+// can be tried again whole. A node out of memory refuses every command
+// queued in a transaction, deletions and reads too: then they go again as
+// a plain pipeline, as on one server, where each command that adds no
+// memory runs. The commands must all use keys of one slot.
 func (s *Store) batch(ctx context.Context, conn redis.Conn, queue func(send sender)) ([]any, error) {
-	if s.cluster == nil {
+	if s.cluster != nil {
+		conn.Send("MULTI")
 		queue(conn.Send)
-		return redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+		if !outOfMemory(err, true) {
+			return replies, err
+		}
 	}
-	conn.Send("MULTI")
 	queue(conn.Send)
-	return redis.Values(cmd(ctx, conn, "EXEC"))
+	return redis.Values(cmd(ctx, conn, "")) // flush, read every reply
 }
 
 // sameSlot reports whether keys a and b lie in one hash slot, which is
@@ -590,15 +596,14 @@ func (s *Store) readMembers(ctx context.Context, conn redis.Conn, index string, 
 		conn.Send("MGET", keys...)
 		var replies []any
 		replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
-		if s.cluster == nil && outOfMemory(err) {
+		if outOfMemory(err, s.cluster != nil) {
 			// Out of memory, Redis refuses every command queued in a
 			// transaction, reads too, and so every renewal (a transaction
 			// that writes): no session can move between the two reads, so
 			// they go as a plain pipeline.
-			replies, err = s.batch(ctx, conn, func(send sender) {
-				send("ZRANGE", index, 0, -1)
-				send("MGET", keys...)
-			})
+			conn.Send("ZRANGE", index, 0, -1)
+			conn.Send("MGET", keys...)
+			replies, err = redis.Values(cmd(ctx, conn, ""))
 			if err == nil {
 				err = firstError(replies)
 			}
@@ -663,9 +668,9 @@ func maybeMoved(gone, all, again []string) bool {
 // that moves one of those sessions out of a pass's reach, though, makes it
 // pass again, and when the last pass may have missed one it returns
 // ErrContention, with the ids of the sessions it did end, rather than
-// success. It sweeps at once, outside a Cluster, when Redis refuses the
-// transaction for want of memory: a Redis out of memory refuses every
-// command queued in one, deletions too, but deletes outside one.
+// success. It sweeps at once when Redis refuses the transaction for want
+// of memory: a Redis out of memory refuses every command queued in one,
+// deletions too, but deletes outside one.
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
 	gone := false // keep is not in the index; not an error of Redis's
@@ -693,7 +698,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the index changed: look again
 			}
-			if s.cluster == nil && outOfMemory(err) {
+			if outOfMemory(err, s.cluster != nil) {
 				// A Redis out of memory refuses every command queued in a
 				// transaction (OOM, then EXECABORT), deletions too, but
 				// runs them outside one: ending sessions frees memory, so
