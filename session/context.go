@@ -40,7 +40,6 @@ type state struct {
 	presented string         // verified token the request carried, found or not
 	stored    string         // token whose record exists in the store, as far as this request knows
 	inserted  bool           // this request created stored's record: nobody else has its token yet
-	nested    bool           // another Manager's state is around this one: see Manager.insideAnother
 	userID    string         // user of the stored session, "" for anonymous
 	deadline  time.Time      // absolute deadline of the stored session
 	loadErr   error          // ErrStoreUnavailable when the session could not be read

@@ -145,7 +145,7 @@ func (engineStore) Delete(string) error { return nil }
 func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
 	if st.outer != nil {
-		st.nested = m.insideAnother(st.outer)
+		m.checkSharedCookie(st.outer)
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		st.ip = host
@@ -246,27 +246,32 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	return ctx
 }
 
-// insideAnother reports whether outer, or a state around it, is another
-// Manager's: m's middleware then runs inside that Manager's (the same
-// Manager's middleware applied twice is not nesting). It logs, once, when
-// such a Manager's cookie has m's name. Both then read the one cookie:
-// with the same keys the inner Manager takes the outer's login for its
-// own, with other keys its login replaces the outer's cookie, logging the
-// browser out of the outer one.
-func (m *Manager) insideAnother(outer *state) bool {
-	inside := false
-	for o := outer; o != nil; o = o.outer {
-		if o.m == m {
-			continue
+// insideAnother reports whether a state around st is another Manager's:
+// st's Manager then runs inside that Manager's middleware (the same
+// Manager's middleware applied twice is not nesting).
+func (st *state) insideAnother() bool {
+	for o := st.outer; o != nil; o = o.outer {
+		if o.m != st.m {
+			return true
 		}
-		inside = true
-		if o.m.cfg.CookieName == m.cfg.CookieName {
+	}
+	return false
+}
+
+// checkSharedCookie logs, once, that m runs inside another Manager (outer,
+// or one around it) whose cookie has m's name. Both then read the one
+// cookie: with the same keys the inner Manager takes the outer's login for
+// its own, with other keys its login replaces the outer's cookie, logging
+// the browser out of the outer one.
+func (m *Manager) checkSharedCookie(outer *state) {
+	for o := outer; o != nil; o = o.outer {
+		if o.m != m && o.m.cfg.CookieName == m.cfg.CookieName {
 			m.sharedCookie.Do(func() {
 				m.log.Error("session: a nested Manager uses the cookie name of a Manager it runs inside, so each reads and replaces the other's cookie; give each Manager its own Config.CookieName", "cookie", m.cfg.CookieName)
 			})
+			return
 		}
 	}
-	return inside
 }
 
 // recordMeta returns what the record of session id says of its session
@@ -395,7 +400,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		// Clear-Site-Data reaches every cookie of the registrable domain:
 		// a nested Manager's logout would also log its browser out of the
 		// Manager around it.
-		if st.clearSite && !st.nested && !m.cfg.KeepSiteData {
+		if st.clearSite && !m.cfg.KeepSiteData && !st.insideAnother() {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
 	}
