@@ -566,35 +566,9 @@ func replacedInvalidUTF8(b []byte) bool {
 }
 
 // encodeValue returns the JSON of an app value in a record of the given
-// version: any type as a one-member object naming its type, but a string
-// in version 2 as a JSON string.
+// version (see appendValue).
 func encodeValue(v any, version int) (json.RawMessage, error) {
-	var tag string
-	var val any = v
-	switch v := v.(type) {
-	case string:
-		if version != recordV1 {
-			return appendJSONString(nil, v), nil
-		}
-		tag = tagString
-	case bool:
-		tag = tagBool
-	case int:
-		tag = tagInt
-	case int64:
-		tag, val = tagInt64, strconv.FormatInt(v, 10) // a string: other languages' JSON numbers lose precision past 2^53
-	case float64:
-		tag = tagFloat
-	case []byte:
-		tag = tagBytes // encoding/json writes standard base64
-	case time.Time:
-		tag, val = tagTime, v.Format(time.RFC3339Nano)
-	case jsonValue:
-		tag, val = tagJSON, json.RawMessage(v)
-	default:
-		return nil, fmt.Errorf("unsupported type %T", v)
-	}
-	return json.Marshal(map[string]any{tag: val})
+	return appendValue(nil, v, version)
 }
 
 // decodeValue returns the app value raw holds in a record of the given

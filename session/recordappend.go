@@ -1,10 +1,13 @@
 package session
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // appendRecord appends rec, a record of recordVersion, to b as
@@ -67,4 +70,39 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(append(append(b, '"'), s...), '"')
+}
+
+// appendValue appends the JSON of an app value in a record of the given
+// version: any type as a one-member object naming its type, but a string
+// in version 2 as a JSON string; byte for byte what json.Marshal writes of
+// map[string]any{tag: v} (TestValueSize holds them equal), without its
+// reflection and map for the types of a fixed form.
+func appendValue(b []byte, v any, version int) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		if version != recordV1 {
+			return appendJSONString(b, v), nil
+		}
+		return append(appendJSONString(append(b, `{"string":`...), v), '}'), nil
+	case bool:
+		return append(strconv.AppendBool(append(b, `{"bool":`...), v), '}'), nil
+	case int:
+		return append(strconv.AppendInt(append(b, `{"int":`...), int64(v), 10), '}'), nil
+	case int64:
+		// A string: other languages' JSON numbers lose precision past 2^53.
+		return append(strconv.AppendInt(append(b, `{"int64":"`...), v, 10), `"}`...), nil
+	case []byte:
+		b = base64.StdEncoding.AppendEncode(append(b, `{"bytes":"`...), v) // encoding/json's alphabet
+		return append(b, `"}`...), nil
+	case time.Time:
+		// RFC 3339 holds nothing encoding/json escapes.
+		return append(v.AppendFormat(append(b, `{"time":"`...), time.RFC3339Nano), `"}`...), nil
+	case float64:
+		j, err := json.Marshal(map[string]any{tagFloat: v}) // encoding/json's own float format
+		return append(b, j...), err
+	case jsonValue:
+		j, err := json.Marshal(map[string]any{tagJSON: json.RawMessage(v)}) // compacted and escaped as encoding/json does
+		return append(b, j...), err
+	}
+	return nil, fmt.Errorf("unsupported type %T", v)
 }

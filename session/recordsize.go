@@ -3,7 +3,6 @@ package session
 import (
 	"encoding/base64"
 	"fmt"
-	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -78,7 +77,6 @@ func (m *Manager) valueSize(v any) int {
 	if m.cfg.PreviousFormat {
 		version = recordV1
 	}
-	var buf [64]byte // for the values of a fixed size, formatted as encodeValue does
 	switch v := v.(type) {
 	case string:
 		if version == recordV1 {
@@ -89,16 +87,9 @@ func (m *Manager) valueSize(v any) int {
 		return len(`{"bytes":""}`) + base64.StdEncoding.EncodedLen(len(v))
 	case jsonValue:
 		return len(`{"json":}`) + len(v)
-	case bool:
-		return len(`{"bool":}`) + len(strconv.AppendBool(buf[:0], v))
-	case int:
-		return len(`{"int":}`) + len(strconv.AppendInt(buf[:0], int64(v), 10))
-	case int64:
-		return len(`{"int64":""}`) + len(strconv.AppendInt(buf[:0], v, 10))
-	case time.Time:
-		return len(`{"time":""}`) + len(v.AppendFormat(buf[:0], time.RFC3339Nano)) // nothing to escape
 	}
-	b, _ := encodeValue(v, version) // a float64, which encoding/json formats its own way
+	var buf [64]byte // room for every value of a fixed form
+	b, _ := appendValue(buf[:0], v, version)
 	return len(b)
 }
 

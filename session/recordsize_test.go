@@ -3,9 +3,11 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +326,9 @@ func TestValueSize(t *testing.T) {
 			if got := m.valueSize(v); got != len(b) {
 				t.Errorf("valueSize(%#v) in version %d = %d, want %d (%s)", v, version, got, len(b), b)
 			}
+			if want := marshalValue(t, v, version); string(b) != string(want) {
+				t.Errorf("encodeValue(%#v) in version %d = %s, want %s as json.Marshal writes it", v, version, b, want)
+			}
 		}
 	}
 }
@@ -338,4 +343,42 @@ func FuzzJSONStringSize(f *testing.F) {
 			t.Errorf("jsonStringSize(%q) = %d, want %d", s, got, want)
 		}
 	})
+}
+
+// marshalValue is encodeValue by json.Marshal of a one-member map, the
+// form records have had since version 1, which encodeValue writes without
+// reflection.
+func marshalValue(t *testing.T, v any, version int) []byte {
+	t.Helper()
+	var tag string
+	val := v
+	switch v := v.(type) {
+	case string:
+		if version != recordV1 {
+			b, _ := json.Marshal(v)
+			return b
+		}
+		tag = tagString
+	case bool:
+		tag = tagBool
+	case int:
+		tag = tagInt
+	case int64:
+		tag, val = tagInt64, strconv.FormatInt(v, 10)
+	case float64:
+		tag = tagFloat
+	case []byte:
+		tag = tagBytes
+	case time.Time:
+		tag, val = tagTime, v.Format(time.RFC3339Nano)
+	case jsonValue:
+		tag, val = tagJSON, json.RawMessage(v)
+	default:
+		t.Fatalf("no tag for %T", v)
+	}
+	b, err := json.Marshal(map[string]any{tag: val})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
