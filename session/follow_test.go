@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -574,4 +575,75 @@ func TestPutFollowsRenewal(t *testing.T) {
 			t.Errorf("the renewed anonymous session's cart = %q, want none", got)
 		}
 	})
+}
+
+// TestPutRacesRenewalChain has a request, loaded before, put a value while
+// the same browser renews its session back to back on another instance,
+// with the put landing at a different moment of the chain in each round: a
+// Commit that returns nil has saved the value into the session, under
+// whatever token the chain reached; one that cannot follow the session
+// says so (ErrContention), never nil for a lost value.
+func TestPutRacesRenewalChain(t *testing.T) {
+	a, r, _ := newTestManager(t, Config{})
+	b := taggedManager(t, r, Config{})
+	saved := 0
+	for round := range 200 {
+		user := fmt.Sprintf("p%d", round)
+		c0, _ := login(t, a, user)
+		req := load(a, c0)
+		stop := renewing(t, b, c0)
+		time.Sleep(time.Duration(round%7) * 200 * time.Microsecond)
+		want := strconv.Itoa(round)
+		err := Put(req, "cart", want)
+		if err == nil {
+			err = a.Commit(req, http.Header{})
+		}
+		last := stop()
+		switch {
+		case err == nil:
+			saved++
+			var got string
+			serve(t, a, last, func(ctx context.Context) { got, _ = Get[string](ctx, "cart") })
+			if got != want {
+				t.Errorf("round %d: Commit returned nil, but the renewed session's cart = %q, want %q", round, got, want)
+			}
+		case !errors.Is(err, ErrContention):
+			t.Errorf("round %d: Put or Commit = %v, want nil or ErrContention", round, err)
+		}
+		a.RevokeAll(context.Background(), user)
+	}
+	if saved == 0 {
+		t.Error("no round saved its value: the test raced nothing")
+	}
+}
+
+// TestRevokeByFirstIDRacesRenewalChain has a user revoke a device by the
+// id a list showed before the device began renewing its session back to
+// back on another instance: Revoke, given the session's FirstID, finds it
+// under whatever token it has reached and ends it, and a Revoke that
+// returns nil has ended it.
+func TestRevokeByFirstIDRacesRenewalChain(t *testing.T) {
+	a, r, _ := newTestManager(t, Config{})
+	b := taggedManager(t, r, Config{})
+	for round := range 200 {
+		user := fmt.Sprintf("f%d", round)
+		device, _ := login(t, a, user)
+		list, err := a.List(context.Background(), user)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("List = %v, %v", list, err)
+		}
+		stop := renewing(t, b, device)
+		time.Sleep(time.Duration(round%7) * 200 * time.Microsecond)
+		err = a.Revoke(context.Background(), user, list[0].FirstID)
+		last := stop()
+		switch {
+		case err == nil:
+			if u := userOf(t, a, last); u != "" {
+				t.Errorf("round %d: Revoke by FirstID returned nil, but the renewed session is alive (user %q)", round, u)
+			}
+		case !errors.Is(err, ErrContention):
+			t.Errorf("round %d: Revoke by FirstID = %v, want nil or ErrContention", round, err)
+		}
+		a.RevokeAll(context.Background(), user)
+	}
 }
