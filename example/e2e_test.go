@@ -40,6 +40,17 @@ func startExample(t *testing.T) *e2e {
 	return startExampleWith(t, redistest.Start(t), base64.StdEncoding.EncodeToString(key))
 }
 
+// serveApp serves a on a test server, and returns the e2e of it over
+// Redis r (nil when the test does not reach Redis itself); a and the
+// server are closed when t ends.
+func serveApp(t *testing.T, r *redistest.Server, a *app) *e2e {
+	t.Helper()
+	t.Cleanup(a.close)
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	return &e2e{t: t, redis: r, url: srv.URL, app: a}
+}
+
 // startExampleWith starts the example on server r with SESSION_KEYS keys.
 func startExampleWith(t *testing.T, r *redistest.Server, keys string) *e2e {
 	t.Helper()
@@ -57,10 +68,7 @@ func startExampleAt(t *testing.T, r *redistest.Server, url string) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.close)
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
-	return &e2e{t: t, redis: r, url: srv.URL, app: a}
+	return serveApp(t, r, a)
 }
 
 type reply struct {

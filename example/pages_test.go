@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -444,10 +443,7 @@ func startTestApp(t *testing.T, r *redistest.Server, rcfg redisstore.Config, scf
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.close)
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
-	return &e2e{t: t, redis: r, url: srv.URL, app: a}
+	return serveApp(t, r, a)
 }
 
 // fillRedis makes r refuse writes as a Redis out of memory does (it still

@@ -249,10 +249,7 @@ func startExampleLogging(t *testing.T, r *redistest.Server, keys string, w io.Wr
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.close)
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
-	return &e2e{t: t, redis: r, url: srv.URL, app: a}
+	return serveApp(t, r, a)
 }
 
 // waitFor polls cond every 10ms until it holds, failing t after timeout.
