@@ -1239,9 +1239,7 @@ func TestClusterOutOfMemory(t *testing.T) {
 	addAll(t, s, tagged("a", 0), tagged("b", 1), tagged("c", 2), tagged("d", 3))
 	master := c.MasterOf(t, redisc.Slot("{t}"))
 	master.Do(t, "DEL", "session:{t}d") // what its idle timeout does
-	master.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	master.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty node uses more
-	t.Cleanup(func() { master.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+	fillUp(t, master)
 
 	if _, err := s.AddUserSession(ctx, tagged("e", 3)); !errors.Is(err, redisstore.ErrUnavailable) {
 		t.Fatalf("a login on a node out of memory = %v, want ErrUnavailable", err)

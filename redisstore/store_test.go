@@ -264,8 +264,7 @@ func TestPingOutOfMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An empty server already uses more than 1 byte: every write is refused.
-	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	srv.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	fillUp(t, srv)
 	if _, err := s.Insert(ctx, "after", []byte("rec"), time.Minute); !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "OOM") {
 		t.Fatalf("Insert out of memory = %v, want ErrUnavailable with OOM", err)
 	}

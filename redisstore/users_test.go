@@ -1479,8 +1479,7 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 	ctx := context.Background()
 	d := deadlines(3)
 	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
-	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	srv.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty server uses more
+	fillUp(t, srv)
 	if _, err := s.AddUserSession(ctx, alice("d", d[2])); !errors.Is(err, redisstore.ErrUnavailable) {
 		t.Fatalf("a login out of memory = %v, want ErrUnavailable", err)
 	}
@@ -1511,8 +1510,7 @@ func TestUserSessionsOutOfMemory(t *testing.T) {
 	d := deadlines(3)
 	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
 	srv.Do(t, "DEL", "session:c") // what its idle timeout does
-	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	srv.Do(t, "CONFIG", "SET", "maxmemory", "1") // an empty server uses more
+	fillUp(t, srv)
 	ids, records, err := s.UserSessions(ctx, "alice")
 	if err != nil || !slices.Equal(ids, []string{"a", "b"}) || len(records) != 2 || string(records[1]) != "rec-b" {
 		t.Fatalf("UserSessions out of memory, one record gone = %v, %q, %v; want [a b] and their records", ids, records, err)
@@ -1520,4 +1518,15 @@ func TestUserSessionsOutOfMemory(t *testing.T) {
 	if members, _ := redis.Strings(srv.Do(t, "ZRANGE", "user:alice:sessions", 0, -1), nil); !slices.Equal(members, []string{"a", "b"}) {
 		t.Errorf("index after UserSessions = %v, want the gone member pruned: [a b]", members)
 	}
+}
+
+// fillUp makes srv a Redis out of memory, as maxmemory with noeviction
+// does (an empty server already uses more than its 1 byte): it refuses
+// every write that adds memory, and every transaction, until the test
+// ends.
+func fillUp(t *testing.T, srv *redistest.Server) {
+	t.Helper()
+	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	srv.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { srv.Do(t, "CONFIG", "SET", "maxmemory", "0") })
 }
