@@ -59,6 +59,9 @@ type backoff struct {
 // and reports whether to make it: false when the deadline of ctx leaves no
 // time for the wait and another attempt as long, or when ctx ends first.
 func (b *backoff) wait(ctx context.Context, took time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
 	if b.bound == 0 {
 		b.bound = minBackoff
 	}
@@ -73,7 +76,9 @@ func (b *backoff) wait(ctx context.Context, took time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
-		return true
+		// When ctx ends as the timer fires, select picks either case:
+		// check again so that an ended context never buys an attempt.
+		return ctx.Err() == nil
 	}
 }
 
