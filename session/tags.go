@@ -118,27 +118,31 @@ func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string,
 // RemoveUserSessions keeps keep in the index that lists it: the user's
 // tagged index, where a renewal moves any session, or the untagged one of
 // a session made before the TagKey was set. The other index it empties.
+//
+// The untagged index goes first: a renewal racing the call either moved
+// its session into the tagged index before the first pass, and the second
+// pass ends it there, or finds it deleted. The other order would let a
+// renewal between the passes carry a session past both. So with legacy
+// sessions around, the tagged pass may answer ErrKeepGone after the
+// untagged one removed sessions: the removed ids come back with it, and
+// the Manager emits their events before it asks again.
 func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string) ([]string, error) {
-	tagged := s.user(userID)
-	if tag, _ := splitTag(keep); keep == "" || tag != "" {
-		removed, err := s.Store.RemoveUserSessions(ctx, tagged, keep)
-		if err != nil || !s.legacy { // keepGone included: the caller looks for keep first
-			return removed, err
-		}
-		more, err := s.Store.RemoveUserSessions(ctx, userID, "")
-		return append(removed, more...), err
+	keepUntagged, keepTagged := "", keep
+	if tag, _ := splitTag(keep); tag == "" {
+		// keep was made before the TagKey was set. A renewal moves it
+		// into the tagged index and leaves its id in the untagged one,
+		// so a renewal racing this call goes unseen, and the renewed
+		// session is removed with the others: a rare case, while a
+		// deployment adopts a TagKey.
+		keepUntagged, keepTagged = keep, ""
 	}
-	// keep was made before the TagKey was set. A renewal moves it into
-	// the tagged index and leaves its id in the untagged one, so a renewal
-	// racing this call goes unseen, and the renewed session is removed
-	// with the others: a rare case, while a deployment adopts a TagKey.
 	var removed []string
 	if s.legacy {
 		var err error
-		if removed, err = s.Store.RemoveUserSessions(ctx, userID, keep); err != nil {
+		if removed, err = s.Store.RemoveUserSessions(ctx, userID, keepUntagged); err != nil {
 			return removed, err
 		}
 	}
-	more, err := s.Store.RemoveUserSessions(ctx, tagged, "")
+	more, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keepTagged)
 	return append(removed, more...), err
 }

@@ -854,3 +854,78 @@ func TestUntaggedSessionsListedUnderTagKey(t *testing.T) {
 		t.Errorf("keys left after RevokeAll: %q", got)
 	}
 }
+
+// passHook is a Store whose RemoveUserSessions runs between, once, after
+// its first pass over an index: the moment between a taggedStore's two
+// passes.
+type passHook struct {
+	*redisstore.Store
+	between func()
+}
+
+func (s *passHook) RemoveUserSessions(ctx context.Context, userID, keep string) ([]string, error) {
+	ids, err := s.Store.RemoveUserSessions(ctx, userID, keep)
+	if f := s.between; f != nil {
+		s.between = nil
+		f()
+	}
+	return ids, err
+}
+
+// TestRevokeRacesLegacyRenewal renews a session made before the TagKey
+// was turned on between the two passes of "log out everywhere" (over the
+// untagged and the tagged index) and of "sign out the others" from a
+// tagged session: whichever pass comes first, the session must end, in
+// whatever id the renewal gave it.
+func TestRevokeRacesLegacyRenewal(t *testing.T) {
+	for _, others := range []bool{false, true} {
+		name := map[bool]string{false: "RevokeAll", true: "RevokeOthers"}[others]
+		t.Run(name, func(t *testing.T) {
+			r := redistest.Start(t)
+			plain := taggedManager(t, r, Config{})
+			legacy, _ := login(t, plain, "alice")
+
+			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			hook := &passHook{Store: store}
+			m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			current, _ := login(t, m, "alice")
+
+			var renewed string
+			hook.between = func() {
+				h, _ := exchange(t, m, legacy, func(ctx context.Context) { _ = Renew(ctx) })
+				if c, ok := sessionCookie(m, h); ok {
+					renewed = c.Value
+				}
+			}
+			var n int
+			if others {
+				_, err = exchange(t, m, current, func(ctx context.Context) { n, err = m.RevokeOthers(ctx) })
+			} else {
+				n, err = m.RevokeAll(context.Background(), "alice")
+			}
+			if err != nil {
+				t.Fatalf("%s = %d, %v; want nil", name, n, err)
+			}
+			for which, cookie := range map[string]string{"the renewed legacy session": renewed, "the legacy session": legacy} {
+				if cookie == "" {
+					continue
+				}
+				if u := userOf(t, m, cookie); u != "" {
+					t.Errorf("%s returned %d, nil, and %s still logs in as %q", name, n, which, u)
+				}
+			}
+			want := map[bool]string{false: "", true: "alice"}[others]
+			if u := userOf(t, m, current); u != want {
+				t.Errorf("after %s the current session logs in as %q, want %q", name, u, want)
+			}
+		})
+	}
+}

@@ -138,9 +138,10 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
-// It returns ErrNoSession, ending nothing, when the current session has
-// itself ended meanwhile. With an error, the count is of the sessions it
-// ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
+// It returns ErrNoSession when the current session has itself ended
+// meanwhile, having ended nothing (but, while a deployment adopts a
+// TagKey, maybe sessions from before it). With an error, the count is of
+// the sessions it ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
 // ctx's cancellation or deadline.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
@@ -166,10 +167,11 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	// token, before this call or while it runs: keep it there. The store
 	// removes nothing while the session to keep is not in the user's index
 	// (see UserStore.RemoveUserSessions): then look for it again.
+	ended := 0
 	for range maxFollow {
 		keep, err := m.successor(ctx, userID, id, line)
 		if err != nil {
-			return 0, err
+			return ended, err
 		}
 		if keep == "" {
 			// The current session has ended meanwhile: it cannot speak
@@ -177,20 +179,25 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			st.mu.Lock()
 			st.gone()
 			st.mu.Unlock()
-			return 0, ErrNoSession
+			return ended, ErrNoSession
 		}
 		ids, err := m.store.RemoveUserSessions(ctx, userID, keep)
+		// Under a TagKey with sessions from before it, the answer that keep
+		// is gone may come after some sessions were ended (see
+		// taggedStore.RemoveUserSessions): they count, and their events go
+		// out, all the same.
+		ended += len(ids)
+		m.revoked(ctx, userID, ids)
 		if keepGone(err) {
 			id = keep
 			continue
 		}
-		m.revoked(ctx, userID, ids)
 		if err != nil {
-			return len(ids), storeError(err)
+			return ended, storeError(err)
 		}
-		return len(ids), nil
+		return ended, nil
 	}
-	return 0, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+	return ended, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
 // ending returns ctx for the store calls that end sessions (a logout, a
