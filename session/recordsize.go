@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -52,6 +53,11 @@ func (m *Manager) encode(deadline time.Time, values, changes map[string]any) ([]
 // record's estimated size with it. The caller holds st.mu.
 func (st *state) fits(key string, v any) (int, error) {
 	m := st.m
+	if st.size == 0 {
+		// Nothing stored yet (a new anonymous session, or one after
+		// Destroy): the commit inserts a record of this request's own.
+		st.size = int32(m.newRecordSize(st))
+	}
 	size := int(st.size) + m.entrySize(key, v)
 	if old := m.engine.Get(st.engineData(), key); old != nil {
 		size -= m.entrySize(key, old)
@@ -61,6 +67,32 @@ func (st *state) fits(key string, v any) (int, error) {
 			ErrInvalidValue, m.valueSize(v), size, limit)
 	}
 	return size, nil
+}
+
+// newRecordSize returns the size of the record that inserting an
+// anonymous session for st's request writes before any value: its own
+// fields, and the empty object that will hold the values. The caller
+// holds st.mu.
+func (m *Manager) newRecordSize(st *state) int {
+	now := m.now()
+	at := wholeMilli(now)
+	md := meta{CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: m.codec.keptUserAgent(st.userAgent)}
+	if m.codec.name == nil {
+		md.Device = m.codec.nameDevice(st.userAgent)
+	} else {
+		// Config.DeviceName runs once a session, when the record is
+		// written: count its name at its longest.
+		md.Device = strings.Repeat("x", maxDevice)
+	}
+	values := map[string]any{metaKey: md}
+	b, err := m.codec.Encode(m.deadline(now), values)
+	if err != nil {
+		return 0 // Encode of a meta alone does not fail
+	}
+	if m.cfg.PreviousFormat {
+		return len(b) + len(`,"values":{}`)
+	}
+	return len(b) + len(`,"val":{}`)
 }
 
 // entrySize returns how many bytes the app value v, normalized, under key

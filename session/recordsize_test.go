@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
 )
 
 // TestPutTooLarge checks that Put refuses, with ErrInvalidValue, a value
@@ -381,4 +384,102 @@ func marshalValue(t *testing.T, v any, version int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPutEstimatesNewRecord checks Put's estimate where no record is
+// stored yet, an anonymous request's first value or a flash message after
+// a logout: the record the commit inserts also holds the session's own
+// fields (times, IP, device name). Every value Put accepts must commit
+// within Config.MaxRecordBytes, and the largest it accepts must come
+// within a few bytes of it.
+func TestPutEstimatesNewRecord(t *testing.T) {
+	const limit = 1024
+	const ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	for _, tc := range []struct {
+		name     string
+		previous bool
+		logout   bool
+		namer    func(string) string
+		slack    int // the most the largest accepted record may fall short of the limit
+	}{
+		{"anonymous", false, false, nil, 16},
+		{"after logout", false, true, nil, 16},
+		{"anonymous, previous format", true, false, nil, 16},
+		// Config.DeviceName runs once, at the commit: the estimate counts
+		// its name at the longest, maxDevice bytes.
+		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + maxDevice},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous, DeviceName: tc.namer})
+			largest := 0
+			for n := limit - 400; n <= limit; n++ {
+				cookie := ""
+				if tc.logout {
+					cookie, _ = login(t, m, "alice")
+				}
+				req := httptest.NewRequest("GET", "/", nil)
+				req.RemoteAddr = "203.0.113.70:50000"
+				req.Header.Set("User-Agent", ua)
+				if cookie != "" {
+					req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+				}
+				ctx := m.Load(req)
+				if tc.logout {
+					if err := Destroy(ctx); err != nil {
+						t.Fatalf("Destroy = %v", err)
+					}
+				}
+				err := Put(ctx, "flash", strings.Repeat("a", n))
+				if err != nil && !errors.Is(err, ErrInvalidValue) {
+					t.Fatalf("Put of %d bytes = %v", n, err)
+				}
+				h := http.Header{}
+				if cerr := m.Commit(ctx, h); cerr != nil {
+					t.Fatalf("Put of %d bytes = %v, then Commit = %v; want no error after an accepted Put", n, err, cerr)
+				}
+				if err != nil {
+					break
+				}
+				largest = n
+				rec := storedRecord(t, r, m, h)
+				if len(rec) == 0 || len(rec) > limit {
+					t.Fatalf("Put of %d bytes accepted, record of %d bytes stored, want 1 to %d", n, len(rec), limit)
+				}
+				if n == limit-400 && tc.namer == nil && !bytes.Contains(rec, []byte("Windows")) {
+					t.Fatalf("record %s names no device: the test's request is not a browser's", rec)
+				}
+			}
+			probe := httptest.NewRequest("GET", "/", nil)
+			probe.RemoteAddr = "203.0.113.70:50000"
+			probe.Header.Set("User-Agent", ua)
+			ctx := m.Load(probe)
+			if err := Put(ctx, "flash", strings.Repeat("a", largest)); err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			rec := storedRecord(t, r, m, h)
+			if slack := limit - len(rec); slack > tc.slack {
+				t.Errorf("largest value Put accepts is %d bytes, a record of %d: %d bytes under the %d limit, want at most %d", largest, len(rec), slack, limit, tc.slack)
+			}
+		})
+	}
+}
+
+// storedRecord returns the record stored for the session of the cookie
+// in h.
+func storedRecord(t *testing.T, r *redistest.Server, m *Manager, h http.Header) []byte {
+	t.Helper()
+	c, ok := sessionCookie(m, h)
+	if !ok {
+		t.Fatal("no session cookie")
+	}
+	token, _, err := m.signer.verify(c.Value)
+	if err != nil {
+		t.Fatalf("the cookie set does not verify: %v", err)
+	}
+	rec, _ := r.Do(t, "GET", "session:"+idOf(token)).([]byte)
+	return rec
 }
