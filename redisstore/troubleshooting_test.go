@@ -379,7 +379,10 @@ func openTLS(t *testing.T, edit func(c *tls.Config, ca *x509.CertPool)) *redisst
 		"--tls-auth-clients", "no")
 	cfg := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	edit(cfg, ca)
-	s, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLS: cfg})
+	// A Timeout well above the default: the handshake's error comes at
+	// once, but the handshake itself, under -race on a busy machine (the
+	// cases run in parallel, one starting a Cluster), took over a second.
+	s, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLS: cfg, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
