@@ -43,9 +43,9 @@ var (
 
 // TestProbesNeedNoSession sends the probes with a live session's cookie and
 // token and a cross-site header: no session is loaded (/livez sends Redis
-// nothing, /readyz and /healthz Store.Ping's PING and GETEX of a key that is
-// no session's, which finds nothing), no cookie is set, and a method other
-// than GET is refused.
+// nothing, /readyz and /healthz Store.Ping's PING, GETEX and EXISTS of keys
+// that are no session's, which find nothing), no cookie is set, and a
+// method other than GET is refused.
 func TestProbesNeedNoSession(t *testing.T) {
 	e := startExample(t)
 	c := noRedirects()
@@ -59,8 +59,8 @@ func TestProbesNeedNoSession(t *testing.T) {
 		calls map[string]int64
 	}{
 		{"/livez", map[string]int64{}},
-		{"/readyz", map[string]int64{"ping": 1, "getex": 1}},
-		{"/healthz", map[string]int64{"ping": 1, "getex": 1}},
+		{"/readyz", map[string]int64{"ping": 1, "getex": 1, "exists": 1}},
+		{"/healthz", map[string]int64{"ping": 1, "getex": 1, "exists": 1}},
 	} {
 		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
 			e.redis.ResetStats(t)

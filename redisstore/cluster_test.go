@@ -1260,3 +1260,28 @@ func TestClusterOutOfMemory(t *testing.T) {
 		t.Errorf("%d of the records and the index left after log out everywhere, want 0", n)
 	}
 }
+
+// TestPingClusterNodeAsOneServer names each master of a running Cluster
+// as one server: Ping must fail on every one, with ErrRefused and the
+// advice to configure the Cluster, whatever slots the node owns, rather
+// than report ready while every login of a user in another master's slots
+// fails with MOVED.
+func TestPingClusterNodeAsOneServer(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	ctx := context.Background()
+	for _, node := range c.Masters(t) {
+		for _, prefix := range []string{"", "app1:"} {
+			cfg := redisstore.Config{KeyPrefix: prefix}
+			s := open(t, node, cfg)
+			err := s.Ping(ctx)
+			if !errors.Is(err, redisstore.ErrRefused) {
+				t.Errorf("Ping of the Cluster master %s (prefix %q) as one server = %v, want ErrRefused", node.Addr(), prefix, err)
+				continue
+			}
+			cfg.Addr = node.Addr()
+			if d := redisstore.Describe(err, cfg); !strings.Contains(d, "REDIS_CLUSTER_NODES") {
+				t.Errorf("Describe(Ping's error) = %q, want the advice to configure the Cluster", d)
+			}
+		}
+	}
+}

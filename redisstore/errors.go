@@ -84,7 +84,7 @@ var transientReplies = map[string]bool{
 // Store configured for one server or for Sentinel that gets one talks to a
 // Cluster node, which no retry mends: they are ErrRefused there, and
 // Describe names the setting.
-var clusterReplies = map[string]bool{"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true}
+var clusterReplies = map[string]bool{"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "CROSSSLOT": true}
 
 // notRunReplies are the error codes with which a Redis Cluster refuses a
 // command it did not run because its slot is moving or has no master yet:

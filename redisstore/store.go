@@ -172,25 +172,30 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 }
 
 // Ping checks that Redis can serve sessions, for readiness probes and
-// start-up checks: on one server or under Sentinel, that the server answers
-// and is not a read-only replica; on a Cluster, that every master CLUSTER SLOTS lists
-// answers (a call fails for the slots of any that does not).
+// start-up checks: on one server or under Sentinel, that the server answers,
+// is not a read-only replica, and is no Cluster node; on a Cluster, that
+// every master CLUSTER SLOTS lists answers (a call fails for the slots of
+// any that does not, so one master down fails Ping on every instance).
 //
-// On one server or under Sentinel it sends PING and GETEX
-// "<KeyPrefix>session:", pipelined in one round trip. GETEX is a write
+// On one server or under Sentinel it sends PING, GETEX
+// "<KeyPrefix>session:" and EXISTS of two keys "<KeyPrefix>session:{tag}"
+// in different slots, pipelined in one round trip. GETEX is a write
 // command, so a read-only replica refuses it with READONLY whatever its
 // key, as it refuses every login and, with an idle timeout, every read of a
 // session: Ping then fails with [ErrUnavailable] instead of reporting ready.
+// A Cluster node refuses the EXISTS with CROSSSLOT: Ping then fails with
+// [ErrRefused], which [Describe] explains, rather than passing on a node
+// that serves the slots of some users and answers MOVED for the others.
 // A server out of memory (maxmemory with noeviction) passes: GETEX adds no
 // memory, and such a server still serves every read while it refuses
 // logins and changes. That state is shared by every instance of the app,
 // so a readiness probe that failed on it would take them all out of
 // rotation, reads included; alert on the refused writes instead.
-// The key, the session prefix with an empty id, is never a session's, and
-// GETEX without options changes nothing; it lies within the documented
-// key pattern "~<KeyPrefix>session:*", so Ping needs no permission that
-// the Store's other calls do not. A Cluster's Store only ever talks to
-// the masters, so Ping sends them PING alone.
+// The keys, the session prefix with no id, are never a session's, GETEX
+// without options and EXISTS change nothing, and they lie within the
+// documented key pattern "~<KeyPrefix>session:*", so Ping needs no
+// permission that the Store's other calls do not. A Cluster's Store only
+// ever talks to the masters, so Ping sends them PING alone.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		if s.cluster == nil {
@@ -212,17 +217,25 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
-// pingWritable sends PING and GETEX of key, pipelined, and returns the
-// first error either gets: READONLY from a replica for GETEX (a write
-// command), LOADING, a broken connection.
-func pingWritable(ctx context.Context, conn redis.Conn, key string) error {
+// pingWritable sends PING, GETEX of the key prefix (the session prefix
+// with no id) and EXISTS of two keys under it in different hash slots,
+// pipelined, and returns the first error any gets: READONLY from a
+// replica for GETEX (a write command), LOADING, a broken connection, or
+// CROSSSLOT from a Redis Cluster node named as one server, which refuses a
+// command on keys of two slots whichever slots it owns.
+func pingWritable(ctx context.Context, conn redis.Conn, prefix string) error {
 	if err := conn.Send("PING"); err != nil {
 		return err
 	}
-	if err := conn.Send("GETEX", key); err != nil {
+	if err := conn.Send("GETEX", prefix); err != nil {
 		return err
 	}
-	replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads both replies
+	// The hash tags {a} and {b} put the keys in slots 15495 and 3300,
+	// whatever the prefix. Neither key is ever a session's (no id).
+	if err := conn.Send("EXISTS", prefix+"{a}", prefix+"{b}"); err != nil {
+		return err
+	}
+	replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads every reply
 	if err != nil {
 		return err
 	}

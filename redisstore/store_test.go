@@ -201,7 +201,7 @@ func TestOneCommandPerCall(t *testing.T) {
 		{"Load without ttl", func() error { _, _, err := s.Load(ctx, "x", 0); return err }, map[string]int64{"get": 1}},
 		{"Update", func() error { _, err := s.Update(ctx, "x", []byte("r"), time.Hour); return err }, map[string]int64{"set": 1}},
 		{"Remove", func() error { return s.Remove(ctx, "x") }, map[string]int64{"del": 1}},
-		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1, "getex": 1}},
+		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1, "getex": 1, "exists": 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
