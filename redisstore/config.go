@@ -130,7 +130,11 @@ type Config struct {
 	// have their writes, within the call's Timeout, and fail with
 	// ErrUnavailable when fewer confirm. The sessions are ended on the
 	// master either way; the error says that a failover now could bring
-	// them back, so the user should try again. Default 0: no waiting, so a
+	// them back. Trying again confirms nothing more: the session is gone
+	// from the master, so the retry finds no session and waits for no
+	// replica (WAIT covers the writes of its own connection only), and
+	// the deletion stays unconfirmed until the replicas catch up, which
+	// min-replicas-to-write on the servers bounds. Default 0: no waiting, so a
 	// logout acknowledged just before the master fails can be lost with
 	// the writes the replica had not received. Logins and renewals do not
 	// wait (see the package documentation, "Sentinel and Cluster").

@@ -83,6 +83,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("a Redis Cluster node answered (%s names one): configure the Cluster with REDIS_CLUSTER_NODES (Config.ClusterNodes) instead", where)
 	case code == "CLUSTERDOWN":
 		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
+	case code == "ERR" && cfg.mode() == modeCluster && strings.Contains(string(reply), "cluster support disabled"):
+		return "REDIS_CLUSTER_NODES (Config.ClusterNodes) names a server that is no Cluster node: name one server with REDIS_URL, or the Cluster's nodes"
 	case errors.Is(err, errNoMaster):
 		return fmt.Sprintf("no sentinel named a master called %q (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD)", cfg.SentinelMaster)
 	case errors.As(err, &unknownCA):

@@ -133,6 +133,16 @@ func TestDescribe(t *testing.T) {
 			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
 			return redisstore.Config{Addr: replica.Addr()}, err
 		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
+		{"one server as a Cluster", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{ClusterNodes: []string{srv.Addr()}}
+			s, err := redisstore.Open(cfg)
+			if err == nil {
+				t.Cleanup(func() { s.Close() })
+				err = s.Ping(ctx)
+			}
+			return cfg, err
+		}, "REDIS_CLUSTER_NODES (Config.ClusterNodes) names a server that is no Cluster node: name one server with REDIS_URL, or the Cluster's nodes"},
 		{"cluster node as one server", func(t *testing.T) (redisstore.Config, error) {
 			// A Cluster node with no slot yet answers CLUSTERDOWN for every
 			// key; one of a running Cluster, MOVED for most (see
