@@ -96,8 +96,11 @@ func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler
 	defer cancel()
 	err := srv.Shutdown(shutdown)
 	if err != nil {
-		cutOff()
+		// Connections first: a handler that its context's end makes
+		// return would otherwise have its response written (a 200 with
+		// what it wrote) before Close cut the connection.
 		srv.Close()
+		cutOff()
 		err = fmt.Errorf("example: requests still running after the %v grace period were cut off: %w", grace, err)
 	}
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
