@@ -133,8 +133,10 @@ func (t *turns) take(ctx context.Context, key string) (turnCtx context.Context, 
 		t.keys[key] = tn
 	}
 	tn.refs++
-	t.mu.Unlock()
+	// Read under mu, in the same step that queues the call: a race noted
+	// once the call is seen waiting (refs) counts as lost while it waited.
 	races := tn.races.Load()
+	t.mu.Unlock()
 	select {
 	case tn.ch <- struct{}{}:
 		return context.WithValue(ctx, raceNoteKey{}, tn), func() {
