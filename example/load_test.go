@@ -86,8 +86,8 @@ const (
 	// an error).
 	loadRequestGrace = 5 * time.Second
 	// loadLoginTimeout bounds logging every worker in. Each login is a
-	// 600,000-iteration PBKDF2 check, and all of them queue for the same
-	// cores.
+	// PBKDF2 check (of testIterations in the tests, 600,000 in the
+	// program: see TestMain), and all of them queue for the same cores.
 	loadLoginTimeout = 2 * time.Minute
 	// scsCleanup is the goroutine scs.New starts for the in-memory store
 	// it installs by default (see newSCSTwin).
@@ -381,9 +381,10 @@ func newLoadTarget(tb testing.TB, name string, h http.Handler, r *redistest.Serv
 }
 
 // loginAll logs every worker in, at most GOMAXPROCS logins at a time: each
-// is a 600,000-iteration PBKDF2 check, so more at once would not finish
-// sooner, and 64 at once on 2 cores starve the goroutine that writes the
-// new session so long that the store's 1s budget runs out (503). The
+// is a PBKDF2 check, so more at once would not finish sooner, and 64 of the
+// program's 600,000-iteration checks at once on 2 cores starve the
+// goroutine that writes the new session so long that the store's 1s
+// budget runs out (503). The
 // workers' connections that the logins did not open are opened in the
 // warm-up.
 func (t *loadTarget) loginAll(tb testing.TB) {
