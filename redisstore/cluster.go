@@ -56,9 +56,12 @@ func newClusterSource(cfg Config) *clusterSource {
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
 			// redisc waits for a busy pool with a context of its own, which
-			// knows nothing of the caller's: an exhausted pool fails the
-			// bind at once instead (errNoConn), and Store.run waits and
-			// tries again within the call's context.
+			// knows nothing of the caller's: an exhausted pool fails at
+			// once instead. redisc then binds to a random node's pool,
+			// whose node answers MOVED unless it serves the slot, and
+			// Store.run tries again within the call's context (so a call
+			// on an exhausted node's slot that runs out of time reports
+			// MOVED or the pool's exhaustion).
 			p.Wait = false
 			return p, nil
 		},
