@@ -75,14 +75,6 @@ func TestOptimisticCanceled(t *testing.T) {
 func TestTurns(t *testing.T) {
 	var tr turns
 	ctx := context.Background()
-	refs := func(key string) int {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		if tn := tr.keys[key]; tn != nil {
-			return tn.refs
-		}
-		return 0
-	}
 
 	held, release, err := tr.take(ctx, "k")
 	if err != nil {
@@ -109,19 +101,14 @@ func TestTurns(t *testing.T) {
 		defer cancel()
 		errc := make(chan error, 1)
 		go func() { _, _, err := tr.take(short, "k"); errc <- err }()
-		for deadline := time.Now().Add(5 * time.Second); refs("k") < 2; {
-			if time.Now().After(deadline) {
-				t.Fatal("the waiter never queued for k")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitRefs(t, &tr, "k", 2)
 		during()
 		return <-errc
 	}
 	if err := waited(200*time.Millisecond, func() { noteRace(held) }); !errors.Is(err, ErrContention) {
 		t.Fatalf("take(k) while k is taken by a call that lost a race = %v, want %v", err, ErrContention)
 	}
-	if n := refs("k"); n != 1 {
+	if n := refsOf(&tr, "k"); n != 1 {
 		t.Fatalf("refs(k) after the waiters gave up = %d, want 1", n)
 	}
 
@@ -134,12 +121,7 @@ func TestTurns(t *testing.T) {
 		}
 		got <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); refs("k") < 2; {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never queued for k")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitRefs(t, &tr, "k", 2)
 	release()
 	select {
 	case err := <-got:
@@ -212,9 +194,9 @@ func TestTurnsRaceBeforeHandover(t *testing.T) {
 	ctxC, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	cDone := make(chan error, 1)
-	time.Sleep(20 * time.Millisecond) // B queues first (order does not matter for C's answer)
+	waitRefs(t, &tr, "k", 2) // B queues first, so that the turn goes to B, not C
 	go func() { _, _, err := tr.take(ctxC, "k"); cDone <- err }()
-	time.Sleep(50 * time.Millisecond)
+	waitRefs(t, &tr, "k", 3)
 	noteRace(ctxA) // A loses a race while C waits
 	releaseA()
 	releaseB := <-bTook
@@ -222,5 +204,26 @@ func TestTurnsRaceBeforeHandover(t *testing.T) {
 	releaseB()
 	if !errors.Is(err, ErrContention) {
 		t.Fatalf("C timed out behind A, which lost a race, and B: %v, want %v", err, ErrContention)
+	}
+}
+
+// refsOf returns how many calls hold or wait for the turn of key in tr.
+func refsOf(tr *turns, key string) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tn := tr.keys[key]; tn != nil {
+		return tn.refs
+	}
+	return 0
+}
+
+// waitRefs waits, for 5s at most, until n calls hold or wait for the turn
+// of key in tr.
+func waitRefs(t *testing.T, tr *turns, key string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); refsOf(tr, key) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls hold or wait for the turn of %s, want %d", refsOf(tr, key), key, n)
+		}
 	}
 }
