@@ -178,6 +178,25 @@ func TestOutageIsNotContention(t *testing.T) {
 // reports contention, which is what it waited on. It reported an outage:
 // the turn kept only whether its current holder had lost a race.
 func TestTurnsRaceBeforeHandover(t *testing.T) {
+	// refs tells when B has joined the queue, not when it blocks on the
+	// turn: if C blocked first, it got the turn before B (and gave it up at
+	// once, so that nothing hangs): then run it again.
+	for try := 1; ; try++ {
+		err := raceBeforeHandover(t)
+		if err != nil || try == 5 {
+			if !errors.Is(err, ErrContention) {
+				t.Fatalf("C timed out behind A, which lost a race, and B: %v, want %v", err, ErrContention)
+			}
+			return
+		}
+		t.Logf("try %d: C got the turn before B, which queued first: trying again", try)
+	}
+}
+
+// raceBeforeHandover runs TestTurnsRaceBeforeHandover once and returns
+// what C's take returned: nil if C got the turn before B.
+func raceBeforeHandover(t *testing.T) error {
+	t.Helper()
 	var tr turns
 	ctxA, releaseA, err := tr.take(context.Background(), "k")
 	if err != nil {
@@ -191,21 +210,51 @@ func TestTurnsRaceBeforeHandover(t *testing.T) {
 		}
 		bTook <- releaseB
 	}()
-	ctxC, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	cDone := make(chan error, 1)
 	waitRefs(t, &tr, "k", 2) // B queues first, so that the turn goes to B, not C
-	go func() { _, _, err := tr.take(ctxC, "k"); cDone <- err }()
+	// C's deadline passes when the test says, once B holds the turn, so
+	// that a busy machine cannot make it pass before the race is noted.
+	ctxC := newDeadlineCtx()
+	cDone := make(chan error, 1)
+	go func() {
+		_, releaseC, err := tr.take(ctxC, "k")
+		if err == nil {
+			releaseC()
+		}
+		cDone <- err
+	}()
 	waitRefs(t, &tr, "k", 3)
 	noteRace(ctxA) // A loses a race while C waits
 	releaseA()
 	releaseB := <-bTook
+	ctxC.expire()
 	err = <-cDone
 	releaseB()
-	if !errors.Is(err, ErrContention) {
-		t.Fatalf("C timed out behind A, which lost a race, and B: %v, want %v", err, ErrContention)
+	return err
+}
+
+// deadlineCtx is a context whose deadline passes when expire is called: it
+// is then done with context.DeadlineExceeded, as on a real deadline.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
+
+func (c *deadlineCtx) expire() { close(c.done) }
 
 // refsOf returns how many calls hold or wait for the turn of key in tr.
 func refsOf(tr *turns, key string) int {
