@@ -496,10 +496,11 @@ func (tr *traffic) run(name string, loss writeLoss, fault func() (took time.Dura
 }
 
 // checkFailures checks the failed requests (401s aside) of a fault that
-// began at faultAt: each got 503 with Retry-After; none started more than
-// a store Timeout before the fault (it could not have failed because of
-// it) nor after the fault was over; and they span no longer than the
-// fault and the traffic after it. It fills in the figures of the failures.
+// began at faultAt: each got 503 with Retry-After; none was answered
+// before the fault (it could not have failed because of it) nor sent more
+// than a store Timeout after the fault was over; and from the fault on
+// they span no longer than the fault and the traffic after it. It fills in
+// the figures of the failures.
 func (tr *traffic) checkFailures(fig *figures, faultAt time.Time) {
 	t := tr.t
 	t.Helper()
@@ -510,6 +511,7 @@ func (tr *traffic) checkFailures(fig *figures, faultAt time.Time) {
 		t.Errorf("%s: only %d requests: the traffic did not run", fig.fault, fig.requests)
 	}
 	var first, last, end time.Time // first and last start, last end
+	var firstF, endF failure       // the failures first sent and last answered
 	for _, f := range tr.failures {
 		if f.code != http.StatusServiceUnavailable || !f.retryAfter {
 			t.Errorf("%s: %v at fault%+v: Retry-After %v; want 503 with Retry-After", fig.fault, f, f.start.Sub(faultAt).Round(time.Millisecond), f.retryAfter)
@@ -523,21 +525,28 @@ func (tr *traffic) checkFailures(fig *figures, faultAt time.Time) {
 				f.start.Sub(faultAt).Round(time.Millisecond), f.end.Sub(faultAt).Round(time.Millisecond), fig.took)
 		}
 		if first.IsZero() || f.start.Before(first) {
-			first = f.start
+			first, firstF = f.start, f
 		}
 		if f.start.After(last) {
 			last = f.start
 		}
 		if f.end.After(end) {
-			end = f.end
+			end, endF = f.end, f
 		}
 	}
 	if first.IsZero() {
 		return
 	}
 	fig.firstFail, fig.lastFail, fig.window = first.Sub(faultAt), last.Sub(faultAt), end.Sub(first)
-	if fig.window > fig.took+tr.load.after {
-		t.Errorf("%s: requests failed for %v, longer than the fault (%v) and the time after it", fig.fault, fig.window, fig.took)
+	// Counted from the fault: a request sent before it may fail by it, as
+	// above, but the time it had run by then is no part of the fault.
+	from := first
+	if from.Before(faultAt) {
+		from = faultAt
+	}
+	if failing := end.Sub(from); failing > fig.took+tr.load.after {
+		t.Errorf("%s: requests failed for %v from the fault on, longer than the fault (%v) and the time after it: first sent %v at fault%+v, last answered %v at fault%+v",
+			fig.fault, failing.Round(time.Millisecond), fig.took, firstF, fig.firstFail.Round(time.Millisecond), endF, end.Sub(faultAt).Round(time.Millisecond))
 	}
 }
 
