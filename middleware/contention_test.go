@@ -69,10 +69,11 @@ func remoteRedis(t *testing.T) (*redistest.Server, *redisstore.Config) {
 	r := redistest.Start(t)
 	proxy := r.Proxy(t)
 	proxy.Slow(latency)
-	// Twice the 1s default and more: a burst's last request queues behind
-	// the others' transactions, which took up to 1.84s on a loaded
-	// machine. What the turns save is checked by counting transactions.
-	return r, &redisstore.Config{Addr: proxy.Addr(), Timeout: 5 * time.Second}
+	// Ten times the 1s default: a burst's last request queues behind the
+	// others' transactions, which took up to 1.84s on a loaded machine.
+	// What the turns save is checked by counting transactions, not by
+	// the time the burst takes.
+	return r, &redisstore.Config{Addr: proxy.Addr(), Timeout: 10 * time.Second}
 }
 
 // burst runs fire(c, i) for i in [0, n) in n goroutines at once, each with
@@ -89,7 +90,8 @@ func burst(n int, warm, fire func(c *http.Client, i int)) {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			// Longer than the store's Timeout, which is what ends a request.
+			c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 			warm(c, i)
 			ready.Done()
 			<-start
@@ -166,10 +168,12 @@ func TestConcurrentLoginsAcrossInstances(t *testing.T) {
 	// A login under a limit is one optimistic transaction, tried again when
 	// another writer got in first. The calls of one instance on alice's
 	// index take turns, so that they race only with the other instance's:
-	// 113 to 137 transactions in all here (the warm-ups' 50 included),
-	// against 554 to 614 without the turns, when every login races the
-	// other 49.
-	if n := r.Calls(t)["exec"]; n > 4*logins {
+	// 112 to 137 transactions in all here (the warm-ups' 50 included),
+	// against 552 to 646 without the turns, when every login races the
+	// other 49, whether or not other processes keep the CPUs busy.
+	n := r.Calls(t)["exec"]
+	t.Logf("the logins ran %d transactions", n)
+	if n > 4*logins {
 		t.Errorf("the logins ran %d transactions, want at most %d: concurrent logins of one instance race each other", n, 4*logins)
 	}
 	indexed := h1.indexMembers("alice")
