@@ -929,3 +929,32 @@ func TestRevokeRacesLegacyRenewal(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokeAllRacesLegacyRenewalChain runs "log out everywhere" on one
+// instance under a newly set TagKey while another renews a session made
+// before it back to back (its first renewal moves it into the tagged
+// index), starting at a different moment of the chain in each round: a
+// RevokeAll that returns nil has ended the session, under whatever token
+// the chain reached.
+func TestRevokeAllRacesLegacyRenewalChain(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	a := taggedManager(t, r, Config{TagKey: testTagKey})
+	b := taggedManager(t, r, Config{TagKey: testTagKey})
+	for round := range 100 {
+		user := fmt.Sprintf("l%d", round)
+		c0, _ := login(t, plain, user)
+		stop := renewing(t, b, c0)
+		time.Sleep(time.Duration(round%5) * 200 * time.Microsecond)
+		_, err := a.RevokeAll(context.Background(), user)
+		last := stop()
+		if err != nil {
+			continue // ErrContention against such a storm is allowed
+		}
+		for which, cookie := range map[string]string{"renewed": last, "first": c0} {
+			if u := userOf(t, a, cookie); u != "" {
+				t.Errorf("round %d: RevokeAll returned nil, the %s token still logs in as %q", round, which, u)
+			}
+		}
+	}
+}
