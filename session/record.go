@@ -173,7 +173,12 @@ func (c codec) keptUserAgent(ua string) string {
 // newMeta returns what a session created at at by a request from ip with
 // user agent ua keeps about itself, its client named once.
 func (c codec) newMeta(userID string, at time.Time, ip, ua string) meta {
-	return meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: ip, UserAgent: c.keptUserAgent(ua), Device: c.nameDevice(ua)}
+	return c.namedMeta(userID, at, ip, ua, c.nameDevice(ua))
+}
+
+// namedMeta is newMeta with the client's name given.
+func (c codec) namedMeta(userID string, at time.Time, ip, ua, device string) meta {
+	return meta{UserID: userID, CreatedAt: at, LastSeen: at, IP: ip, UserAgent: c.keptUserAgent(ua), Device: device}
 }
 
 // Encode implements scs.Codec. It writes a record of recordVersion, or

@@ -75,16 +75,15 @@ func (st *state) fits(key string, v any) (int, error) {
 // holds st.mu.
 func (m *Manager) newRecordSize(st *state) int {
 	now := m.now()
-	at := wholeMilli(now)
-	md := meta{CreatedAt: at, LastSeen: at, IP: st.ip, UserAgent: m.codec.keptUserAgent(st.userAgent)}
+	var device string
 	if m.codec.name == nil {
-		md.Device = m.codec.nameDevice(st.userAgent)
+		device = m.codec.nameDevice(st.userAgent)
 	} else {
-		// Config.DeviceName runs once a session, when the record is
-		// written: count its name at its longest.
-		md.Device = strings.Repeat("x", maxDevice)
+		// An app's Config.DeviceName runs once a session, when the
+		// record is written: its name is counted at its longest.
+		device = strings.Repeat("x", maxDevice)
 	}
-	values := map[string]any{metaKey: md}
+	values := map[string]any{metaKey: m.codec.namedMeta("", wholeMilli(now), st.ip, st.userAgent, device)}
 	b, err := m.codec.Encode(m.deadline(now), values)
 	if err != nil {
 		return 0 // Encode of a meta alone does not fail
