@@ -492,6 +492,45 @@ func TestBearerLogoutKeepsCookie(t *testing.T) {
 	}
 }
 
+// TestBearerResignedSameSession sends a browser's cookie together with the
+// token of the same session that session.Token gave a later request, as a
+// browser app does for its fetch calls: signed at another second, so the
+// two differ as strings. A renewal through that request replaced no
+// cookie, and the browser's next request, cookie only, was 401; a logout
+// left the dead cookie in place. Both now change the cookie, as with the
+// same string in both.
+func TestBearerResignedSameSession(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	renewing, leaving := h.client(), h.client()
+	_, renewCookie := h.login(renewing, "alice")
+	leaveID, leaveCookie := h.login(leaving, "bob")
+	time.Sleep(1100 * time.Millisecond) // Token's signature bears another second
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := session.Token(r.Context())
+		io.WriteString(w, tok)
+	}
+	renewBearer := h.do(renewing, "GET", "/hook", nil).body
+	leaveBearer := h.do(leaving, "GET", "/hook", nil).body
+	if renewBearer == renewCookie || leaveBearer == leaveCookie {
+		t.Fatal("session.Token gave the cookie's own string: the test needs another signature")
+	}
+
+	resp := h.do(renewing, "POST", "/renew", map[string]string{"Authorization": "Bearer " + renewBearer})
+	if resp.code != http.StatusOK || len(resp.header.Values("Set-Cookie")) != 1 {
+		t.Errorf("renewal through a re-signed Bearer of the cookie's session: %d with %d Set-Cookie; want 200 and the new cookie",
+			resp.code, len(resp.header.Values("Set-Cookie")))
+	}
+	if got := h.do(renewing, "GET", "/me", nil); got.code != http.StatusOK || got.body != "alice" {
+		t.Errorf("the browser after renewing through a re-signed Bearer: GET /me = %d %q, want 200 alice", got.code, got.body)
+	}
+
+	resp = h.do(leaving, "POST", "/logout", map[string]string{"Authorization": "Bearer " + leaveBearer})
+	if resp.code != http.StatusNoContent || !strings.Contains(resp.header.Get("Set-Cookie"), "Max-Age=0") || h.exists(leaveID) {
+		t.Errorf("logout through a re-signed Bearer of the cookie's session: %d, Set-Cookie %q, session alive %v; want 204, the cookie expired, the session ended",
+			resp.code, resp.header.Get("Set-Cookie"), h.exists(leaveID))
+	}
+}
+
 // TestBearerRenewKeepsCookie renews, and logs in, through an Authorization
 // header on a request that also carries a cookie of another session: the
 // response sets no cookie, so the browser keeps its own session, and the

@@ -55,9 +55,10 @@ type state struct {
 	committed bool           // Commit ran: the response has started and nothing may change
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
-	// value: the response neither expires nor replaces that cookie, after
-	// a logout, a renewal or a login alike, since a request with both
-	// ignores the cookie, whose session (if any) goes on.
+	// session (not only another signature of the same token: see
+	// Manager.sameToken): the response neither expires nor replaces that
+	// cookie, after a logout, a renewal or a login alike, since a request
+	// with both ignores the cookie, whose session (if any) goes on.
 	keepCookie bool
 }
 

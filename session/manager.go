@@ -160,11 +160,13 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
 	signed, bearer := m.signedFromRequest(r)
+	var cookie string
 	if bearer {
 		// A logout of this token must not expire or replace a cookie
 		// that holds another session: see state.keepCookie.
 		v, ok := cookieValue(r.Header, m.cfg.CookieName)
 		st.keepCookie = ok && v != signed
+		cookie = v
 	}
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
@@ -189,6 +191,12 @@ func (m *Manager) Load(r *http.Request) context.Context {
 			m.cfg.Metrics.TokenRejected(reason)
 		}
 		return ctx
+	}
+	if st.keepCookie && m.sameToken(cookie, token) {
+		// Token signs the same token anew at each call, so a browser
+		// app's Bearer and its cookie differ as strings while they hold
+		// one session, whose cookie a logout or renewal must change.
+		st.keepCookie = false
 	}
 	id := idOf(token)
 	now := m.now()
