@@ -358,7 +358,10 @@ func Destroy(ctx context.Context) error {
 	token, userID, md := st.stored, st.userID, st.ownMeta()
 	if token == "" && st.loadErr != nil {
 		token = st.presented
-		md = m.recordMeta(ending(ctx), idOf(token))
+		var err error
+		if md, err = m.recordMeta(ending(ctx), idOf(token)); err != nil {
+			return err
+		}
 		userID = md.UserID
 	}
 	if token != "" {

@@ -284,22 +284,27 @@ func (m *Manager) checkSharedCookie(outer *state) {
 
 // recordMeta returns what the record of session id says of its session
 // (user, creation time, origin), read again, or the zero meta when it is
-// gone, unreadable or cannot be read. It is for a request whose load
-// failed, which knows only the token it presented: its logout or re-login
-// then ends that session as any other, out of its user's index, after a
-// renewal that moved it, and told to OnEvent, rather than deleting the
-// record alone.
-func (m *Manager) recordMeta(ctx context.Context, id string) meta {
+// gone or unreadable. It is for a request whose load failed, which knows
+// only the token it presented: its logout or re-login then ends that
+// session as any other, out of its user's index, after a renewal that
+// moved it, and told to OnEvent, rather than deleting the record alone.
+// When the store still cannot be asked it returns the error, which the
+// caller returns at once: a stalled Redis then holds a logout for two
+// store timeouts (the load and this read), not three.
+func (m *Manager) recordMeta(ctx context.Context, id string) (meta, error) {
 	b, found, err := m.store.Load(ctx, id, 0)
-	if err != nil || !found {
-		return meta{}
+	if err != nil {
+		return meta{}, storeError(err)
+	}
+	if !found {
+		return meta{}, nil
 	}
 	_, values, err := m.codec.Decode(b)
 	if err != nil {
-		return meta{}
+		return meta{}, nil
 	}
 	md, _ := values[metaKey].(meta)
-	return md
+	return md, nil
 }
 
 // dropUnreadable deletes the record of session id, which cannot be decoded
@@ -438,7 +443,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		replaces = idOf(st.stored)
 	case st.loadErr != nil && st.presented != "":
 		replaces = idOf(st.presented)
-		ownerMeta = m.recordMeta(ctx, replaces)
+		var err error
+		if ownerMeta, err = m.recordMeta(ctx, replaces); err != nil {
+			return Info{}, err
+		}
 		owner = ownerMeta.UserID
 	}
 	values := make(map[string]any)

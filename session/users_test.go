@@ -520,6 +520,68 @@ func (s *failingLoads) Load(ctx context.Context, id string, ttl time.Duration) (
 	return s.Store.Load(ctx, id, ttl)
 }
 
+// downStore is a store whose Redis does not answer: every call it records
+// fails as a stalled Redis's would, after its timeout.
+type downStore struct {
+	Store
+	calls []string
+}
+
+var errDown = errors.New("redis: i/o timeout")
+
+func (s *downStore) Load(context.Context, string, time.Duration) ([]byte, bool, error) {
+	s.calls = append(s.calls, "Load")
+	return nil, false, errDown
+}
+
+func (s *downStore) Remove(context.Context, string) error {
+	s.calls = append(s.calls, "Remove")
+	return errDown
+}
+
+func (s *downStore) RemoveUserSession(context.Context, string, string) (bool, error) {
+	s.calls = append(s.calls, "RemoveUserSession")
+	return false, errDown
+}
+
+func (s *downStore) AddUserSession(context.Context, NewSession) ([]string, error) {
+	s.calls = append(s.calls, "AddUserSession")
+	return nil, errDown
+}
+
+// TestEndWhileStoreDown logs out, and logs in again, while the store does
+// not answer: after the failed load, the one read of the presented
+// session's record (see recordMeta) fails, and the call returns
+// ErrStoreUnavailable at once. It went on to end the session, a third
+// call, so a stalled Redis held a logout for three store timeouts where
+// the README promises two.
+func TestEndWhileStoreDown(t *testing.T) {
+	for _, relogin := range []bool{false, true} {
+		m, _, _ := newTestManager(t, Config{})
+		cookie, id := login(t, m, "alice")
+		real := m.store
+		ds := &downStore{Store: real}
+		m.store = ds
+		serve(t, m, cookie, func(ctx context.Context) {
+			var err error
+			if relogin {
+				_, err = Create(ctx, "alice")
+			} else {
+				err = Destroy(ctx)
+			}
+			if !errors.Is(err, ErrStoreUnavailable) {
+				t.Errorf("relogin %v with the store down: %v, want ErrStoreUnavailable", relogin, err)
+			}
+		})
+		if want := []string{"Load", "Load"}; !slices.Equal(ds.calls, want) {
+			t.Errorf("relogin %v with the store down: store calls %v, want %v (the load, the record's read)", relogin, ds.calls, want)
+		}
+		if _, found, err := real.Load(context.Background(), id, 0); err != nil || !found {
+			t.Errorf("relogin %v: the session after a failed logout: found %v, %v; want it alive, the failure reported", relogin, found, err)
+		}
+	}
+}
+
 // TestEndAfterFailedLoad logs out, and logs in again, in requests whose
 // session could not be read: the session ends as any logout ends it, out
 // of its user's index, with its destroyed event. The request knew only
