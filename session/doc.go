@@ -51,7 +51,12 @@
 // the dead token on purpose. A browser whose session timed out keeps sending
 // its dead cookie until the cookie's expiry (the absolute deadline), so an
 // app that stores values for anonymous visitors calls Destroy when Put
-// returns ErrNoSession.
+// returns ErrNoSession, then puts again, but only in a request that no
+// login or renewal of the same browser runs beside (a page the user
+// navigates to): in a request that a parallel login or renewal overtook,
+// Destroy and the new anonymous cookie would replace the browser's new
+// cookie if its answer came last. A request sent by script beside others
+// should answer without the value instead (asking the page to reload).
 //
 // When the store cannot be reached the request is served as anonymous and
 // LoadError reports ErrStoreUnavailable, which middleware.RequireAuth turns
