@@ -1,13 +1,16 @@
 package middleware_test
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -164,3 +167,79 @@ func TestFailedSaveKeepsLogin(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitFailureKeepsOuterHeaders loses Redis before a handler's change
+// is saved, behind a middleware around Sessions that compresses the
+// response and sets a cookie and a Link of its own: the 503 drops what the
+// handler set, but keeps what that middleware set, so that its gzip body
+// comes with Content-Encoding: gzip.
+func TestCommitFailureKeepsOuterHeaders(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	outer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Link", "</outer.css>; rel=preload")
+			http.SetCookie(w, &http.Cookie{Name: "outer", Value: "1"})
+			gz := gzip.NewWriter(w)
+			defer gz.Close()
+			next.ServeHTTP(gzipWriter{ResponseWriter: w, gz: gz}, r)
+		})
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.redis.Stop(t)
+		if err := session.Put(r.Context(), "k", "v"); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		w.Header().Set("Link", "</handler.css>; rel=preload")
+		w.Header().Set("Location", "/dashboard")
+		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
+		io.WriteString(w, "saved")
+	})
+	srv := httptest.NewServer(outer(middleware.Sessions(h.m)(handler)))
+	t.Cleanup(srv.Close)
+
+	req, err := http.NewRequest("POST", srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip") // so the transport leaves the body as sent
+	for _, ck := range c.Jar.Cookies(mustURL(h.srv.URL)) {
+		req.AddCookie(ck)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("lost save behind a compressing middleware = %d, want 503", resp.StatusCode)
+	}
+	for _, tc := range []struct{ header, want string }{
+		{"Content-Encoding", "gzip"},
+		{"Link", "</outer.css>; rel=preload"},
+		{"Set-Cookie", "outer=1"},
+		{"Location", ""},
+	} {
+		if got := strings.Join(resp.Header.Values(tc.header), ", "); got != tc.want {
+			t.Errorf("the 503's %s = %q, want %q", tc.header, got, tc.want)
+		}
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatalf("the 503's body with Content-Encoding %q: %v", resp.Header.Get("Content-Encoding"), err)
+	}
+	body, err := io.ReadAll(zr)
+	if got, want := strings.TrimSpace(string(body)), `{"error":"session store unavailable"}`; err != nil || got != want {
+		t.Errorf("the 503's body = %q, %v; want %q", got, err, want)
+	}
+}
+
+// gzipWriter compresses what is written through it with gz.
+type gzipWriter struct {
+	http.ResponseWriter
+	gz *gzip.Writer
+}
+
+func (w gzipWriter) Write(b []byte) (int, error) { return w.gz.Write(b) }

@@ -40,7 +40,10 @@ import (
 // response, which the middleware discards, with the headers the handler set
 // that describe or act on it (Content-Encoding, Location, Set-Cookie, ETag
 // and the like): a handler never reports success for a write that was
-// lost. The 503 still carries the session cookie of a login, a renewal or a
+// lost. Those headers keep the values they had when the request reached
+// Sessions: what a middleware around it set (a compressing middleware's
+// Content-Encoding, which its writer applies to the 503 too, or its own
+// cookie) stays. The 503 still carries the session cookie of a login, a renewal or a
 // logout the handler made before (see session.Manager.Commit): those took
 // effect in the store at once, and without the new cookie the browser would
 // be left with a token that leads nowhere. The body says "session store
@@ -64,6 +67,9 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
+			if len(h) > 1 { // more than Vary: the rare case
+				sw.noteOuterHeaders(h)
+			}
 			defer sw.abandon()
 			next.ServeHTTP(sw, r)
 			sw.commit()
@@ -79,6 +85,26 @@ type sessionWriter struct {
 	r         *http.Request
 	committed bool
 	err       error // why the commit failed; a 503 replaced the response
+	// outer holds the discardedHeaders' values as the request reached
+	// Sessions, set by middleware around it, in the same order; nil when
+	// it had none of them.
+	outer *[len(discardedHeaders)][]string
+}
+
+// noteOuterHeaders keeps in w.outer the values of discardedHeaders in h,
+// which a middleware around Sessions set and a failed commit must leave.
+// Only the slices are kept, not copies: Header's Set and Del replace or
+// drop a slice, and Add appends past its length, so what the handler
+// does through them leaves the values they hold as they were.
+func (w *sessionWriter) noteOuterHeaders(h http.Header) {
+	for i, k := range discardedHeaders {
+		if v, ok := h[k]; ok {
+			if w.outer == nil {
+				w.outer = new([len(discardedHeaders)][]string)
+			}
+			w.outer[i] = v
+		}
+	}
 }
 
 // commit commits the session once, and answers 503 if that fails. It reports
@@ -91,7 +117,7 @@ func (w *sessionWriter) commit() bool {
 		handlerCookies := len(h["Set-Cookie"])
 		if err := w.m.Commit(w.r.Context(), h); err != nil {
 			w.err = err
-			dropResponseHeaders(h, handlerCookies)
+			dropResponseHeaders(h, w.outer, handlerCookies)
 			switch {
 			case errors.Is(err, session.ErrContention):
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
@@ -157,22 +183,32 @@ func varies(vary []string, name string) bool {
 // act on its own response: when the middleware answers 503 instead, they
 // would misdescribe the 503 (a gzip Content-Encoding on a plain JSON body)
 // or do what the discarded response was to do (a cookie, a redirect).
-var discardedHeaders = []string{
+// The keys are canonical (textproto.CanonicalMIMEHeaderKey: "Etag", not
+// "ETag"), as Header.Set stores them.
+var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
-	"Content-Range", "ETag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
+	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
 }
 
-// dropResponseHeaders deletes discardedHeaders from h, but keeps the
-// Set-Cookie values after the first handlerCookies, those the session's
-// commit added: the cookie of a login, a renewal or a logout, which
-// happened in the store whatever became of the response.
-func dropResponseHeaders(h http.Header, handlerCookies int) {
+// dropResponseHeaders undoes what the handler did to discardedHeaders in h:
+// each gets back its value in outer (nil for none), what middleware around
+// Sessions set, or is deleted when it had none. Set-Cookie also keeps its values after
+// the first handlerCookies, those the session's commit added: the cookie
+// of a login, a renewal or a logout, which happened in the store whatever
+// became of the response.
+func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int) {
 	sessionCookies := h["Set-Cookie"][handlerCookies:]
-	for _, k := range discardedHeaders {
-		h.Del(k)
+	for i, k := range discardedHeaders {
+		if outer != nil && outer[i] != nil {
+			h[k] = outer[i]
+		} else {
+			delete(h, k)
+		}
 	}
 	if len(sessionCookies) > 0 {
-		h["Set-Cookie"] = sessionCookies // the key is canonical
+		// A new slice: the handler's Add and the commit may have
+		// appended to the array of outer's cookies, which stays theirs.
+		h["Set-Cookie"] = append(append([]string(nil), h["Set-Cookie"]...), sessionCookies...)
 	}
 }
 
