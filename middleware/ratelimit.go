@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/loglimit"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // RateCounter counts requests in fixed windows shared by every app instance.
@@ -47,7 +49,8 @@ type Rule struct {
 	// Key says what requests are counted by: [ByIP], [ByUser],
 	// [ByFormField], [ByJSONField] or [ByFunc]. Required. A request for
 	// which it finds no value (no user logged in, no such field) is not
-	// counted by this rule.
+	// counted by this rule. A limiter with a ByUser rule must run behind
+	// Sessions, or it answers every request 500 (see ByUser).
 	Key Key
 }
 
@@ -171,7 +174,9 @@ type RateLimitMetrics interface {
 // at its limit, and may refuse the request after that wait in turn. A
 // counter failure gets 503 with Retry-After under FailClosed. A body over
 // MaxBody gets 413. Each rule's window is a fixed window that opens at the
-// first request counted (see RateCounter).
+// first request counted (see RateCounter). A limiter with a ByUser rule
+// must run behind Sessions; without it, it answers every request 500 and
+// logs the mistake once (see ByUser).
 func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
 	return newLimiter(c, cfg, FailOpen)
 }
@@ -196,8 +201,11 @@ type limiter struct {
 	cfg       RateLimitConfig
 	failOpen  bool // cfg.Outage, or the default of RateLimit or LoginLimit, is FailOpen
 	readsBody bool // a rule keys requests by a body field
+	byUser    bool // a rule keys requests by the session's user
 	hashes    hashPool
 	outages   loglimit.Limiter // the counter's failures, logged at most every outageLogInterval
+	// missingSessions logs once that a ByUser rule runs without Sessions.
+	missingSessions sync.Once
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -225,6 +233,7 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 	l.outages.Interval = outageLogInterval
 	for _, r := range l.cfg.Rules {
 		l.readsBody = l.readsBody || r.Key.body
+		l.byUser = l.byUser || r.Key.user
 	}
 	return l.middleware, nil
 }
@@ -291,6 +300,15 @@ var (
 
 func (l *limiter) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.byUser && errors.Is(session.LoadError(r.Context()), session.ErrNoSession) {
+			// No Sessions ran before this: no request would have a
+			// user, and the rule would silently limit nothing.
+			l.missingSessions.Do(func() {
+				l.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "middleware: a rate limit rule keyed by ByUser runs without Sessions before it: every request is refused with 500; wrap the limiter with Sessions")
+			})
+			writeJSONError(w, http.StatusInternalServerError, "session middleware missing")
+			return
+		}
 		var body []byte
 		if l.readsBody && r.Body != nil && r.Body != http.NoBody {
 			var err error

@@ -28,6 +28,7 @@ type Key struct {
 	// request body when the Key reads it (body is true), else nil.
 	fn   func(r *http.Request, body []byte) string
 	body bool
+	user bool // reads the session, which Sessions must have loaded
 }
 
 // ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
@@ -61,9 +62,12 @@ func clientNet(remoteAddr string) string {
 
 // ByUser counts requests by the logged-in user (session.UserID); requests
 // without one are not counted by the rule. The limiter must run behind
-// Sessions.
+// Sessions: without it no request has a user, so a limiter with a ByUser
+// rule answers every request 500 {"error":"session middleware missing"}
+// instead of limiting nothing, and logs the mistake once (cfg.Logger,
+// level Error).
 func ByUser() Key {
-	return Key{fn: func(r *http.Request, _ []byte) string {
+	return Key{user: true, fn: func(r *http.Request, _ []byte) string {
 		u, _ := session.UserID(r.Context())
 		return u
 	}}

@@ -764,6 +764,60 @@ func TestRateLimitByUser(t *testing.T) {
 	}
 }
 
+// TestRateLimitByUserWithoutSessions puts a limiter with a ByUser rule in
+// front of Sessions, and in a chain without it: no request would have a
+// user, so instead of limiting nothing it refuses every request with a 500
+// naming the missing middleware, and logs the mistake once per limiter.
+func TestRateLimitByUserWithoutSessions(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	m, err := session.New(store, session.Config{Keys: [][]byte{bytes.Repeat([]byte("k"), 32)}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		chain func(limit func(http.Handler) http.Handler, next http.Handler) http.Handler
+	}{
+		{"outside Sessions", func(limit func(http.Handler) http.Handler, next http.Handler) http.Handler {
+			return limit(middleware.Sessions(m)(next))
+		}},
+		{"no Sessions", func(limit func(http.Handler) http.Handler, next http.Handler) http.Handler {
+			return limit(next)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			limit, err := middleware.RateLimit(store, middleware.RateLimitConfig{
+				Secret: rateSecret,
+				Rules: []middleware.Rule{
+					{Name: "ip", Limit: 100, Window: time.Minute, Key: middleware.ByIP()},
+					{Name: "user", Limit: 1, Window: time.Minute, Key: middleware.ByUser()},
+				},
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := tc.chain(limit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				t.Error("the handler ran behind a ByUser rule without Sessions")
+			}))
+			for i := range 3 {
+				w := serve(h, httptest.NewRequest("GET", "/", nil))
+				if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "session middleware missing") {
+					t.Errorf("request %d = %d %q, want 500 session middleware missing", i+1, w.Code, w.Body)
+				}
+			}
+			if n := strings.Count(logs.String(), "without Sessions"); n != 1 || !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("logged the missing Sessions %d times, want once at Error:\n%s", n, logs.String())
+			}
+			if keys := rateKeys(t, srv); len(keys) != 0 {
+				t.Errorf("Redis holds %q, want no counter", keys)
+			}
+		})
+	}
+}
+
 // fixedCounter is a RateCounter that answers fixed figures, for the edges
 // a real Redis reaches only by chance: a window in its last millisecond
 // (PTTL 0), and a counter that answers the wrong number of counts.
