@@ -107,9 +107,11 @@ type RateLimitConfig struct {
 	MaxBody int64
 
 	// OnLimited, when set, writes the answer to a request over the limit,
-	// for example a login page that says when to try again. The status
-	// 429 is the caller's to write; the Retry-After, RateLimit-Policy and
-	// RateLimit headers are already set; retry is the time until the
+	// for example a login page that says when to try again. Its answer
+	// has the status 429 unless it calls WriteHeader with another (a
+	// redirect, say): a body written without WriteHeader, or no answer at
+	// all, goes out with 429, never 200. The Retry-After, RateLimit-Policy
+	// and RateLimit headers are already set; retry is the time until the
 	// request would be admitted. Default nil: 429 with a JSON body
 	// {"error":"too many requests","retry_after":<seconds>}, or a short
 	// HTML page for a request that accepts text/html.
@@ -117,15 +119,17 @@ type RateLimitConfig struct {
 
 	// OnTooLarge, when set, writes the answer to a request whose body is
 	// over MaxBody, for example a page of the site's own with a way back.
-	// The status 413 is the caller's to write; nothing was counted. Default
+	// Its answer has the status 413 unless it calls WriteHeader with
+	// another, as OnLimited's has 429; nothing was counted. Default
 	// nil: 413 with a JSON body {"error":"request body too large"}, or a
 	// short HTML page for a request that accepts text/html.
 	OnTooLarge func(w http.ResponseWriter, r *http.Request)
 
 	// OnUnavailable, when set, writes the answer to a request refused
 	// because the counter failed and the limiter fails closed, for example
-	// a login page that says to try again shortly. The status 503 is the
-	// caller's to write; Retry-After is already set, and r's body, if the
+	// a login page that says to try again shortly. Its answer has the
+	// status 503 unless it calls WriteHeader with another, as OnLimited's
+	// has 429; Retry-After is already set, and r's body, if the
 	// limiter read it, can be read again. Default nil: 503 with a JSON
 	// body {"error":"rate limiter unavailable"}, or a short HTML page for a
 	// request that accepts text/html.
@@ -315,7 +319,9 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			body, err = readBody(r.Body, l.cfg.MaxBody)
 			if errors.Is(err, errBodyTooLarge) {
 				if l.cfg.OnTooLarge != nil {
-					l.cfg.OnTooLarge(w, r)
+					hw := &hookWriter{ResponseWriter: w, code: http.StatusRequestEntityTooLarge}
+					l.cfg.OnTooLarge(hw, r)
+					hw.finish()
 					return
 				}
 				writeError(w, r, http.StatusRequestEntityTooLarge, "request body too large", "The request is too large.")
@@ -380,7 +386,9 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
 		if l.cfg.OnLimited != nil {
-			l.cfg.OnLimited(w, r, retry)
+			hw := &hookWriter{ResponseWriter: w, code: http.StatusTooManyRequests}
+			l.cfg.OnLimited(hw, r, retry)
+			hw.finish()
 			return
 		}
 		tooMany(w, r, retry)
@@ -482,10 +490,66 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	w.Header().Set("Retry-After", "1")
 	if l.cfg.OnUnavailable != nil {
-		l.cfg.OnUnavailable(w, r)
+		hw := &hookWriter{ResponseWriter: w, code: http.StatusServiceUnavailable}
+		l.cfg.OnUnavailable(hw, r)
+		hw.finish()
 		return
 	}
 	writeError(w, r, http.StatusServiceUnavailable, "rate limiter unavailable", "The service is busy. Please try again in a moment.")
+}
+
+// hookWriter is the writer OnLimited, OnTooLarge and OnUnavailable answer
+// with: until they call WriteHeader, their answer has the status code, so
+// that a page written with Write alone, or nothing written at all, is not
+// a 200 that reads as success.
+type hookWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool // the header went out
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *hookWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// finish writes the header with w.code if nothing did yet.
+func (w *hookWriter) finish() {
+	if !w.wrote {
+		w.WriteHeader(w.code)
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *hookWriter) Write(b []byte) (int, error) {
+	w.finish()
+	return w.ResponseWriter.Write(b)
+}
+
+// WriteString implements io.StringWriter.
+func (w *hookWriter) WriteString(s string) (int, error) {
+	w.finish()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+// Flush implements http.Flusher.
+func (w *hookWriter) Flush() {
+	w.FlushError()
+}
+
+// FlushError is Flush for http.ResponseController: it writes the header
+// with w.code first if nothing did yet, as Write does.
+func (w *hookWriter) FlushError() error {
+	w.finish()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (w *hookWriter) Unwrap() http.ResponseWriter {
+	return w.ResponseWriter
 }
 
 // outageLogInterval is how often a limiter logs that its counter fails:

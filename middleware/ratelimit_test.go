@@ -182,6 +182,89 @@ func TestRateLimitOnLimited(t *testing.T) {
 	}
 }
 
+// TestRateLimitHookStatus: what OnLimited, OnTooLarge and OnUnavailable
+// write goes out with 429, 413 and 503 unless they call WriteHeader with
+// another status, also when they write nothing at all (a hook whose body
+// is only a comment), write a body without WriteHeader, or flush first;
+// the headers the limiter set before calling them stay.
+func TestRateLimitHookStatus(t *testing.T) {
+	up, down := redistest.Start(t), redistest.Start(t)
+	upStore, downStore := rateStore(t, up.Addr(), 2*time.Second), rateStore(t, down.Addr(), 300*time.Millisecond)
+	down.Stop(t)
+	answers := []struct {
+		name     string
+		answer   func(w http.ResponseWriter)
+		redirect bool // the answer's own status, 303
+		body     string
+	}{
+		{"nothing", func(http.ResponseWriter) {}, false, ""},
+		{"header only", func(w http.ResponseWriter) { w.Header().Set("Content-Type", "text/plain") }, false, ""},
+		{"Write", func(w http.ResponseWriter) { w.Write([]byte("page")) }, false, "page"},
+		{"WriteString", func(w http.ResponseWriter) { io.WriteString(w, "page") }, false, "page"},
+		{"Flush", func(w http.ResponseWriter) {
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "page")
+		}, false, "page"},
+		{"redirect", func(w http.ResponseWriter) {
+			w.Header().Set("Location", "/wait")
+			w.WriteHeader(http.StatusSeeOther)
+		}, true, ""},
+	}
+	hooks := []struct {
+		name string
+		code int
+		// config returns a counter and a config with answer as the
+		// hook, and how many requests reach it: the last one does.
+		config func(name string, answer func(w http.ResponseWriter)) (middleware.RateCounter, middleware.RateLimitConfig, int)
+	}{
+		{"OnLimited", http.StatusTooManyRequests, func(name string, answer func(w http.ResponseWriter)) (middleware.RateCounter, middleware.RateLimitConfig, int) {
+			return upStore, middleware.RateLimitConfig{
+				Rules:     []middleware.Rule{{Name: name, Limit: 1, Window: time.Minute, Key: middleware.ByIP()}},
+				OnLimited: func(w http.ResponseWriter, _ *http.Request, _ time.Duration) { answer(w) },
+			}, 2
+		}},
+		{"OnTooLarge", http.StatusRequestEntityTooLarge, func(name string, answer func(w http.ResponseWriter)) (middleware.RateCounter, middleware.RateLimitConfig, int) {
+			return upStore, middleware.RateLimitConfig{
+				Rules:      []middleware.Rule{{Name: name, Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")}},
+				MaxBody:    8,
+				OnTooLarge: func(w http.ResponseWriter, _ *http.Request) { answer(w) },
+			}, 1
+		}},
+		{"OnUnavailable", http.StatusServiceUnavailable, func(name string, answer func(w http.ResponseWriter)) (middleware.RateCounter, middleware.RateLimitConfig, int) {
+			return downStore, middleware.RateLimitConfig{
+				Rules:         []middleware.Rule{{Name: name, Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")}},
+				OnUnavailable: func(w http.ResponseWriter, _ *http.Request) { answer(w) },
+			}, 1
+		}},
+	}
+	n := 0
+	for _, hook := range hooks {
+		for _, a := range answers {
+			t.Run(hook.name+"/"+a.name, func(t *testing.T) {
+				n++
+				c, cfg, requests := hook.config(fmt.Sprintf("r%d", n), a.answer)
+				h := limited(t, middleware.LoginLimit, c, cfg)
+				var w *httptest.ResponseRecorder
+				for range requests {
+					r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice&password=x"))
+					r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					w = serve(h, r)
+				}
+				want := hook.code
+				if a.redirect {
+					want = http.StatusSeeOther
+				}
+				if w.Code != want || w.Body.String() != a.body {
+					t.Errorf("%s answering %s = %d %q, want %d %q", hook.name, a.name, w.Code, w.Body, want, a.body)
+				}
+				if hook.code != http.StatusRequestEntityTooLarge && w.Header().Get("Retry-After") == "" {
+					t.Errorf("%s answering %s: no Retry-After", hook.name, a.name)
+				}
+			})
+		}
+	}
+}
+
 // TestRateLimitOnUnavailable lets the application write the 503 of a
 // limiter that fails closed, as the example's login page does, with
 // Retry-After set and the body readable again; a limiter that fails open
