@@ -878,6 +878,43 @@ func aclCommands(t *testing.T) []string {
 	return slices.DeleteFunc(rules, func(r string) bool { return strings.HasPrefix(r, ">") })
 }
 
+// TestClusterPingACL: on a Cluster, Ping checks the ACL user's permissions
+// on every master, where its keys' slots are mostly another's (Redis checks
+// the ACL before the slot): with the documented line it passes; with
+// "+zadd" or "~user:*" taken away on one master only, it fails with
+// ErrRefused naming ZADD.
+func TestClusterPingACL(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	const password = "acl-password"
+	rules := append(aclCommands(t), "+cluster|slots")
+	for _, n := range c.Nodes() {
+		n.Do(t, "ACL", append([]any{"SETUSER", "sessionkit", ">" + password}, anys(rules)...)...)
+	}
+	ctx := context.Background()
+	s := openCluster(t, c, redisstore.Config{Username: "sessionkit", Password: password})
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping as the documented ACL user = %v, want nil", err)
+	}
+	last := c.Masters(t)[len(c.Masters(t))-1]
+	for _, missing := range []string{"+zadd", "~user:*"} {
+		user := "no" + strings.Trim(missing, "+~:*")
+		for _, n := range c.Nodes() {
+			n.Do(t, "ACL", append([]any{"SETUSER", user, ">" + password}, anys(rules)...)...)
+		}
+		last.Do(t, "ACL", "SETUSER", user, "reset", "on", ">"+password, "resetchannels",
+			"-@all", "+@all", "~session:*", "-zadd") // every command but ZADD on session keys only
+		if missing == "+zadd" {
+			last.Do(t, "ACL", "SETUSER", user, "~user:*")
+		} else {
+			last.Do(t, "ACL", "SETUSER", user, "+zadd")
+		}
+		err := openCluster(t, c, redisstore.Config{Username: user, Password: password}).Ping(ctx)
+		if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "ZADD") {
+			t.Errorf("Ping on a Cluster with %s missing on one master = %v, want ErrRefused naming ZADD", missing, err)
+		}
+	}
+}
+
 // TestClusterACL runs every operation as an ACL user with exactly the
 // commands the package documentation lists, plus the one it names for a
 // Cluster (+cluster|slots), set on every node: nothing is denied, as ACL

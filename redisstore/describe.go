@@ -44,6 +44,7 @@ func Describe(err error, cfg Config) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var verify *tls.CertificateVerificationError
+	var perm *permissionError
 	code := replyCode(err)
 	errors.As(err, &reply)
 	noPassword := code == "ERR" && strings.Contains(string(reply), "without any password configured")
@@ -69,6 +70,10 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
 	case noPassword:
 		return "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"
+	case code == "NOPERM" && errors.As(err, &perm) && strings.Contains(strings.ToLower(string(perm.reply)), "key"):
+		return fmt.Sprintf("the ACL of user %s does not allow the keys %s, which sessionkit's %s uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add %s", user, perm.keys, perm.cmd, perm.keys)
+	case code == "NOPERM" && errors.As(err, &perm):
+		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
 	case code == "OOM":

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -175,14 +176,16 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // start-up checks: on one server or under Sentinel, that the server answers,
 // is not a read-only replica, and is no Cluster node; on a Cluster, that
 // every master CLUSTER SLOTS lists answers (a call fails for the slots of
-// any that does not, so one master down fails Ping on every instance).
+// any that does not, so one master down fails Ping on every instance); and
+// everywhere, that the ACL user allows every command the Store's sessions,
+// logins and logouts send, on the documented key patterns.
 //
 // On one server or under Sentinel it sends PING, GETEX
 // "<KeyPrefix>session:" and EXISTS of two keys "<KeyPrefix>session:{tag}"
-// in different slots, pipelined in one round trip. GETEX is a write
-// command, so a read-only replica refuses it with READONLY whatever its
-// key, as it refuses every login and, with an idle timeout, every read of a
-// session: Ping then fails with [ErrUnavailable] instead of reporting ready.
+// in different slots, then the permission checks below, all pipelined in one round trip. GETEX is a write command, so a read-only
+// replica refuses it with READONLY whatever its key, as it refuses every
+// login and, with an idle timeout, every read of a session: Ping then fails
+// with [ErrUnavailable] instead of reporting ready.
 // A Cluster node refuses the EXISTS with CROSSSLOT: Ping then fails with
 // [ErrRefused], which [Describe] explains, rather than passing on a node
 // that serves the slots of some users and answers MOVED for the others.
@@ -191,15 +194,30 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // logins and changes. That state is shared by every instance of the app,
 // so a readiness probe that failed on it would take them all out of
 // rotation, reads included; alert on the refused writes instead.
-// The keys, the session prefix with no id, are never a session's, GETEX
-// without options and EXISTS change nothing, and they lie within the
-// documented key pattern "~<KeyPrefix>session:*", so Ping needs no
-// permission that the Store's other calls do not. A Cluster's Store only
-// ever talks to the masters, so Ping sends them PING alone.
+//
+// The permission checks are GET, SET XX, DEL and MGET of
+// "<KeyPrefix>session:", SCAN with a COUNT of 1, ZADD XX, ZRANGE, ZREM,
+// ZREMRANGEBYSCORE of an empty score range and PEXPIREAT of
+// "<KeyPrefix>user:", WATCH and UNWATCH, an empty MULTI/EXEC, and DISCARD.
+// Those keys, the prefixes
+// with no id, are never a session's or a user's, and each command leaves
+// a missing key missing, so nothing changes. Redis checks the ACL before
+// anything else, so of their replies only NOPERM counts (an OOM, a MOVED,
+// a DISCARD without MULTI say the command was allowed): Ping then fails
+// with [ErrRefused] naming the command, and [Describe] names the missing
+// permission. Any user that the documented ACL line (see the package
+// documentation) allows passes; the extra permissions of WaitReplicas
+// (WAIT, which Ping never sends), the rate limiter, KeyStats, the
+// near-cache and the scs migration are not checked. (SELECT, and ROLE
+// under Sentinel, are sent as each connection opens.)
+//
+// A Cluster's Store only ever talks to the masters, so Ping sends each of
+// them PING and the permission checks, where a MOVED reply (Redis checks
+// the ACL before the slot) counts as allowed.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		if s.cluster == nil {
-			return pingWritable(ctx, conn, s.prefix)
+			return s.pingWritable(ctx, conn)
 		}
 		if _, err := cmd(ctx, conn, "PING"); err != nil {
 			return err
@@ -219,44 +237,124 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // pingWritable sends PING, GETEX of the key prefix (the session prefix
 // with no id) and EXISTS of two keys under it in different hash slots,
-// pipelined, and returns the first error any gets: READONLY from a
-// replica for GETEX (a write command), LOADING, a broken connection, or
-// CROSSSLOT from a Redis Cluster node named as one server, which refuses a
-// command on keys of two slots whichever slots it owns.
-func pingWritable(ctx context.Context, conn redis.Conn, prefix string) error {
-	if err := conn.Send("PING"); err != nil {
-		return err
-	}
-	if err := conn.Send("GETEX", prefix); err != nil {
-		return err
-	}
+// then the permission checks, pipelined, and returns the first error any
+// of the first three gets, or else the first NOPERM of the checks: READONLY
+// from a replica for GETEX (a write command), LOADING, a broken
+// connection, or CROSSSLOT from a Redis Cluster node named as one server,
+// which refuses a command on keys of two slots whichever slots it owns.
+func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 	// The hash tags {a} and {b} put the keys in slots 15495 and 3300,
 	// whatever the prefix. Neither key is ever a session's (no id).
-	if err := conn.Send("EXISTS", prefix+"{a}", prefix+"{b}"); err != nil {
-		return err
-	}
-	replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads every reply
-	if err != nil {
-		return err
-	}
-	for _, r := range replies {
-		if err, ok := r.(redis.Error); ok {
-			return err
-		}
-	}
-	return nil
+	checks := append([]probe{
+		{"PING", nil, ""},
+		{"GETEX", []any{s.prefix}, "session:"},
+		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:"},
+	}, s.permissionProbes()...)
+	return s.sendProbes(ctx, conn, checks, 3)
 }
 
-// pingNode sends PING to the cluster node at addr.
+// pingNode sends PING and the permission checks to the cluster node at
+// addr.
 func (s *Store) pingNode(ctx context.Context, addr string) error {
 	conn, err := s.cluster.node(ctx, addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_, err = cmd(ctx, conn, "PING")
-	return err
+	return s.sendProbes(ctx, conn, append([]probe{{"PING", nil, ""}}, s.permissionProbes()...), 1)
 }
+
+// probe is a command Ping sends.
+type probe struct {
+	cmd  string
+	args []any
+	keys string // the key pattern its keys fall in, without KeyPrefix and "~" ("session:"), or ""
+}
+
+// permissionProbes returns the commands with which Ping checks the ACL
+// user's permissions: a form that changes nothing of every command the
+// Store sends for sessions and users' indexes, on the keys
+// "<KeyPrefix>session:" and "<KeyPrefix>user:", which no session or index
+// ever has. An EXEC the ACL refuses discards the transaction, and DISCARD,
+// sent after it, answers "without MULTI" when allowed, so none is left
+// open.
+func (s *Store) permissionProbes() []probe {
+	sess, user := s.prefix, s.keyPrefix+"user:"
+	return []probe{
+		{"GET", []any{sess}, "session:"},
+		{"SET", []any{sess, "", "XX"}, "session:"},
+		{"DEL", []any{sess}, "session:"},
+		{"MGET", []any{sess}, "session:"},
+		{"SCAN", []any{0, "MATCH", escapeGlob(sess), "COUNT", 1}, ""},
+		{"ZADD", []any{user, "XX", 0, ""}, "user:"},
+		{"ZRANGE", []any{user, 0, -1}, "user:"},
+		{"ZREM", []any{user, ""}, "user:"},
+		{"ZREMRANGEBYSCORE", []any{user, 1, 0}, "user:"},
+		{"PEXPIREAT", []any{user, time.Now().Add(time.Hour).UnixMilli()}, "user:"},
+		{"WATCH", []any{sess}, "session:"},
+		{"UNWATCH", nil, ""},
+		{"MULTI", nil, ""},
+		{"EXEC", nil, ""},
+		{"DISCARD", nil, ""},
+	}
+}
+
+// sendProbes sends the probes pipelined and reads every reply. It returns
+// the first error reply of the first strict probes, and after those, the
+// first NOPERM; a NOPERM comes back as a *permissionError.
+func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe, strict int) error {
+	for _, p := range probes {
+		if err := conn.Send(p.cmd, p.args...); err != nil {
+			return err
+		}
+	}
+	replies, err := redis.Values(cmd(ctx, conn, "")) // flushes, then reads every reply
+	if err != nil {
+		return err
+	}
+	var refused error
+	for i, r := range replies {
+		reply, ok := r.(redis.Error)
+		if !ok || i >= len(probes) {
+			continue
+		}
+		if code := replyCode(reply); code == "EXECABORT" {
+			// EXEC refused by the ACL answers "EXECABORT Transaction
+			// discarded because of: NOPERM ...", and discards the
+			// transaction.
+			if _, noperm, ok := strings.Cut(string(reply), ": NOPERM"); ok {
+				reply = redis.Error("NOPERM" + noperm)
+			}
+		}
+		if replyCode(reply) == "NOPERM" {
+			pe := &permissionError{cmd: probes[i].cmd, reply: reply}
+			if probes[i].keys != "" {
+				pe.keys = "~" + s.keyPrefix + probes[i].keys + "*"
+			}
+			refused = cmp.Or(refused, error(pe))
+			if i < strict {
+				return refused
+			}
+		} else if i < strict {
+			return reply
+		}
+	}
+	return refused
+}
+
+// permissionError is a NOPERM reply to one of Ping's commands. Its text
+// names the command, never a key.
+type permissionError struct {
+	cmd   string // "ZADD"
+	keys  string // the ACL key pattern its keys need, "~myapp:user:*", or "" for none
+	reply redis.Error
+}
+
+func (e *permissionError) Error() string {
+	return fmt.Sprintf("the ACL user (REDIS_USERNAME) may not run %s as sessionkit does: %s", e.cmd, e.reply)
+}
+
+func (e *permissionError) Unwrap() error { return e.reply }
 
 // Cluster reports whether the Store is on a Redis Cluster, where every call
 // must keep to keys of one hash slot: package session then requires a

@@ -181,8 +181,14 @@ func TestLoadResetsTTL(t *testing.T) {
 	}
 }
 
+// pingCalls are the commands Ping sends one server, pipelined in one round
+// trip.
+var pingCalls = map[string]int64{"ping": 1, "getex": 1, "exists": 1,
+	"get": 1, "set": 1, "del": 1, "mget": 1, "scan": 1, "zadd": 1, "zrange": 1, "zrem": 1, "zremrangebyscore": 1,
+	"pexpireat": 1, "watch": 1, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1}
+
 // TestOneCommandPerCall pins down the cost of each call as the server counts
-// it: one command (Ping: two, pipelined in one round trip), and in
+// it: one command (Ping: pingCalls, pipelined in one round trip), and in
 // particular no PING from the pool's liveness check.
 func TestOneCommandPerCall(t *testing.T) {
 	srv := redistest.Start(t)
@@ -201,7 +207,7 @@ func TestOneCommandPerCall(t *testing.T) {
 		{"Load without ttl", func() error { _, _, err := s.Load(ctx, "x", 0); return err }, map[string]int64{"get": 1}},
 		{"Update", func() error { _, err := s.Update(ctx, "x", []byte("r"), time.Hour); return err }, map[string]int64{"set": 1}},
 		{"Remove", func() error { return s.Remove(ctx, "x") }, map[string]int64{"del": 1}},
-		{"Ping", func() error { return s.Ping(ctx) }, map[string]int64{"ping": 1, "getex": 1, "exists": 1}},
+		{"Ping", func() error { return s.Ping(ctx) }, pingCalls},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,6 +256,85 @@ func TestPingReadOnlyReplica(t *testing.T) {
 			t.Errorf("DBSIZE after Ping = %d, want 0", n)
 		}
 	})
+}
+
+// documentedACL returns the key patterns and commands of the package
+// documentation's ACL line, the patterns under the KeyPrefix "myapp:".
+func documentedACL(t *testing.T) []string {
+	t.Helper()
+	var perms []string
+	for _, r := range aclCommands(t) {
+		switch {
+		case strings.HasPrefix(r, "~"):
+			perms = append(perms, "~myapp:"+r[1:])
+		case strings.HasPrefix(r, "+"):
+			perms = append(perms, r)
+		}
+	}
+	return perms
+}
+
+// TestPingACLMissingOne takes each permission of the documented ACL line
+// away in turn, from a user on database 1 (so that SELECT counts): Ping
+// must fail with ErrRefused, naming the refused command and
+// REDIS_USERNAME, and Describe must name the permission to add, so that
+// an app stops at start-up instead of failing every login or logout. With
+// every permission, Ping passes and leaves no key behind.
+func TestPingACLMissingOne(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	perms := documentedACL(t)
+	for i, missing := range append([]string{""}, perms...) {
+		name := "none missing"
+		if missing != "" {
+			name = "without " + missing
+		}
+		t.Run(name, func(t *testing.T) {
+			user := fmt.Sprintf("sessionkit%d", i)
+			acl := []any{"SETUSER", user, "reset", "on", ">acl-pw-61d", "resetchannels", "-@all"}
+			for _, p := range perms {
+				if p != missing {
+					acl = append(acl, p)
+				}
+			}
+			srv.Do(t, "ACL", acl...)
+			cfg := redisstore.Config{KeyPrefix: "myapp:", DB: 1, Username: user, Password: "acl-pw-61d"}
+			err := open(t, srv, cfg).Ping(ctx)
+			if missing == "" {
+				if err != nil {
+					t.Fatalf("Ping as the documented ACL user = %v, want nil", err)
+				}
+				if info, _ := redis.String(srv.Do(t, "INFO", "keyspace"), nil); strings.Contains(info, "keys=") {
+					t.Errorf("INFO keyspace after Ping = %q, want no keys", info)
+				}
+				return
+			}
+			if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("Ping = %v, want ErrRefused with NOPERM", err)
+			}
+			if strings.Contains(err.Error(), "acl-pw-61d") || strings.Contains(err.Error(), "myapp:") {
+				t.Errorf("Ping = %v, which holds the password or a key", err)
+			}
+			cfg.Addr = srv.Addr()
+			d := redisstore.Describe(err, cfg)
+			if !strings.Contains(d, user) {
+				t.Errorf("Describe(%v) = %q, want the user named", err, d)
+			}
+			if missing == "+select" { // refused as the connection opens, before Ping's commands
+				return
+			}
+			cmd := strings.ToUpper(strings.TrimPrefix(missing, "+"))
+			if strings.HasPrefix(missing, "~") {
+				cmd = "" // the first command on those keys
+			}
+			if !strings.Contains(err.Error(), cmd+" ") || !strings.Contains(err.Error(), "REDIS_USERNAME") {
+				t.Errorf("Ping = %v, want the refused command %s and REDIS_USERNAME named", err, cmd)
+			}
+			if !strings.Contains(d, "add "+missing) {
+				t.Errorf("Describe(%v) = %q, want %q", err, d, "add "+missing)
+			}
+		})
+	}
 }
 
 // TestPingOutOfMemory holds what Ping's documentation says of a Redis out
