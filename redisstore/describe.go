@@ -66,6 +66,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the ACL of user %s on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)", sentinelUser)
 	case sentinels && cfg.TLS != nil && handshakeTimedOut(err):
 		return "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"
+	case !sentinels && cfg.TLS != nil && handshakeTimedOut(err):
+		return fmt.Sprintf("the server did not complete a TLS handshake (rediss:// or REDIS_TLS, Config.TLS): %s names a port that does not speak TLS (a plain Redis port, not its tls-port), or no Redis", where)
 	case code == "WRONGPASS" || code == "NOAUTH":
 		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
 	case noPassword:

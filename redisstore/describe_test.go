@@ -104,6 +104,30 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"},
+		{"TLS to a server that serves plain TCP", func(t *testing.T) (redisstore.Config, error) {
+			// rediss:// to a plain port: the handshake times out
+			// (DialTimeout) within the call's Timeout.
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{Addr: srv.Addr(), TLS: &tls.Config{MinVersion: tls.VersionTLS12}, DialTimeout: 100 * time.Millisecond}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the server did not complete a TLS handshake (rediss:// or REDIS_TLS, Config.TLS): REDIS_URL or REDIS_HOST and REDIS_PORT names a port that does not speak TLS (a plain Redis port, not its tls-port), or no Redis"},
+		{"TLS to a server that serves plain TCP, defaults", func(t *testing.T) (redisstore.Config, error) {
+			// The default DialTimeout and Timeout are both 1s: the call's
+			// deadline may end the handshake first.
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{Addr: srv.Addr(), TLS: &tls.Config{MinVersion: tls.VersionTLS12}}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the server did not complete a TLS handshake (rediss:// or REDIS_TLS, Config.TLS): REDIS_URL or REDIS_HOST and REDIS_PORT names a port that does not speak TLS (a plain Redis port, not its tls-port), or no Redis"},
 		{"password the server does not have", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{Addr: srv.Addr(), Password: secret}

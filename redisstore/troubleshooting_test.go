@@ -197,6 +197,16 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "TLS to a port that does not speak it: TLS handshake timeout",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				s := open(t, srv, redisstore.Config{TLS: &tls.Config{MinVersion: tls.VersionTLS12}, DialTimeout: 100 * time.Millisecond})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
 			heading: "A Cluster node configured as one server: MOVED",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
