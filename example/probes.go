@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -13,6 +15,10 @@ import (
 // pooled connection. It is shorter than the store's own timeout (1s by default),
 // so that a probe with a one-second timeout gets an answer.
 const readyTimeout = 500 * time.Millisecond
+
+// healthTimeout bounds the Store.Ping of /healthz, and of the start-up
+// check.
+const healthTimeout = time.Second
 
 // The checks /readyz names when it answers 503.
 const (
@@ -78,14 +84,14 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	case errors.Is(err, redisstore.ErrRefused):
 		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
 	}
-	s.log.Warn(msg, "check", failed, "cause", redisstore.Describe(err, s.redis), "error", err,
+	s.log.Warn(msg, "check", failed, "cause", describe(err, s.redis, readyTimeout), "error", err,
 		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
 }
 
 // healthz answers 200 when Store.Ping succeeds within a second (Redis
 // answers and accepts writes), 503 otherwise.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		if clientGone(r) {
@@ -98,7 +104,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 			if errors.Is(err, redisstore.ErrRefused) {
 				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
 			}
-			s.log.Error(msg, "cause", redisstore.Describe(err, s.redis), "error", err)
+			s.log.Error(msg, "cause", describe(err, s.redis, healthTimeout), "error", err)
 		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
@@ -107,6 +113,18 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("example: health check: Redis answers again")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// describe returns redisstore.Describe(err, cfg) for err, the error of a
+// Store.Ping under a deadline of probe. Where Describe says that Redis did
+// not answer within the store's Timeout but probe is shorter, which is
+// then the deadline that ran out, it names probe instead.
+func describe(err error, cfg redisstore.Config, probe time.Duration) string {
+	cause := redisstore.Describe(err, cfg)
+	if probe < cmp.Or(cfg.Timeout, redisstore.DefaultTimeout) && cause == redisstore.Describe(context.DeadlineExceeded, cfg) {
+		return fmt.Sprintf("Redis did not answer within the probe's deadline of %v: it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", probe)
+	}
+	return cause
 }
 
 // clientGone reports whether r's client went away (its context cancelled),

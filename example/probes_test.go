@@ -141,7 +141,8 @@ func TestProbesReadOnlyReplica(t *testing.T) {
 // TestReadyzRedisOutage takes Redis away (killed, or frozen with SIGSTOP):
 // /readyz answers 503 check=redis within its deadline, /livez 200, and
 // /readyz 200 again as soon as Redis is back. The changes of readiness are
-// logged once each, and so are those of /healthz.
+// logged once each, and so are those of /healthz; a frozen Redis's cause
+// names /readyz's own deadline, not the store's Timeout.
 func TestReadyzRedisOutage(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
@@ -192,6 +193,13 @@ func TestReadyzRedisOutage(t *testing.T) {
 			}
 			if n := strings.Count(out, "example: health check: Redis answers again"); n != 1 {
 				t.Errorf("the health check's recovery logged %d lines, want 1:\n%s", n, out)
+			}
+			// Frozen, Redis lets /readyz's own deadline run out, shorter
+			// than the store's Timeout: the cause names that deadline.
+			_, notReadyLine, _ := strings.Cut(out, "example: not ready")
+			notReadyLine, _, _ = strings.Cut(notReadyLine, "\n")
+			if tc.name == "paused" && (!strings.Contains(notReadyLine, "within the probe's deadline of 500ms") || strings.Contains(notReadyLine, "(Config.Timeout)")) {
+				t.Errorf("the not-ready log does not name /readyz's deadline of %v:\n%s", readyTimeout, out)
 			}
 		})
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,7 +154,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		}
 		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
 	} else if err != nil {
-		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", redisstore.Describe(err, rcfg), "error", err)
+		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", describe(err, rcfg, healthTimeout), "error", err)
 	}
 
 	scfg.Logger = log
@@ -230,9 +229,9 @@ func exampleTagKey(signingKey []byte) []byte {
 	return mac.Sum(nil)
 }
 
-// ping checks Redis at start-up, within a second.
+// ping checks Redis at start-up, within healthTimeout.
 func ping(store *redisstore.Store) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
 	return store.Ping(ctx)
 }
