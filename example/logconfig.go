@@ -15,9 +15,9 @@ import (
 // redisstore.Open, session.New and the login limits in place of zero
 // fields, so that the line shows what is in force rather than what was
 // left unset. Of the near-cache it shows MaxEntries, and its other
-// settings only when it is on. A username (Redis or Sentinel) shows only
-// with its password: without one it is never sent, and the connections
-// authenticate as the default user, shown as "".
+// settings only when it is on. A username (Redis or Sentinel) is the user
+// the connections authenticate as, with or without a password; "" is the
+// default user.
 //
 // Secrets never appear: of the Redis and Sentinel passwords only whether
 // they are set, of the signing keys only how many there are, of the tag
@@ -34,7 +34,7 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 			slog.String("mode", "sentinel"),
 			slog.String("sentinels", strings.Join(rcfg.SentinelAddrs, ",")),
 			slog.String("sentinel_master", rcfg.SentinelMaster),
-			slog.String("sentinel_username", usernameInForce(rcfg.SentinelUsername, rcfg.SentinelPassword)),
+			slog.String("sentinel_username", rcfg.SentinelUsername),
 			slog.Bool("sentinel_password_set", rcfg.SentinelPassword != ""))
 	default:
 		attrs = append(attrs,
@@ -45,7 +45,7 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 	maxActive := cmp.Or(rcfg.MaxActive, redisstore.DefaultMaxActive)
 	attrs = append(attrs,
 		slog.Bool("tls", rcfg.TLS != nil),
-		slog.String("username", usernameInForce(rcfg.Username, rcfg.Password)),
+		slog.String("username", rcfg.Username),
 		slog.Bool("password_set", rcfg.Password != ""),
 		slog.Int("db", rcfg.DB),
 		slog.Int("pool_max_active", maxActive),
@@ -89,14 +89,4 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.Int("login_limit_per_user", perUser),
 		slog.Int("login_limit_per_ip", perIP),
 	)
-}
-
-// usernameInForce returns the user connections authenticate as: username
-// when a password goes with it, else "" (the default user), since redigo
-// sends a username only together with a password.
-func usernameInForce(username, password string) string {
-	if password == "" {
-		return ""
-	}
-	return username
 }

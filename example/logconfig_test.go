@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -112,12 +113,13 @@ func TestStartupLogsConfig(t *testing.T) {
 }
 
 // TestStartupLogsUserInForce starts the example with REDIS_USERNAME but no
-// password: its connections authenticate as the default user (the username
-// is only sent with a password), and the configuration line says so
-// rather than naming the user of REDIS_USERNAME.
+// password: with a "nopass" user, its connections authenticate as that
+// user, never as default, and the configuration line names it; with a
+// user that has a password, start-up stops with the advice to check the
+// credentials, naming the user.
 func TestStartupLogsUserInForce(t *testing.T) {
 	r := redistest.Start(t)
-	r.Do(t, "ACL", "SETUSER", "app", "on", ">app-pw-5120", "~*", "+@all")
+	r.Do(t, "ACL", "SETUSER", "app", "on", "nopass", "~*", "+@all")
 	t.Setenv("REDIS_URL", "") // with REDIS_URL, REDIS_USERNAME is not read
 	t.Setenv("REDIS_HOST", "127.0.0.1")
 	t.Setenv("REDIS_PORT", strconv.Itoa(r.Port))
@@ -136,14 +138,22 @@ func TestStartupLogsUserInForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(clients, " user=app ") {
-		t.Fatalf("a connection authenticated as app without a password:\n%s", clients)
+	for line := range strings.Lines(clients) {
+		if strings.Contains(line, " cmd=discard ") && !strings.Contains(line, " user=app ") { // Ping's last command
+			t.Errorf("a connection of the example runs as another user than app: %s", line)
+		}
 	}
 	lines := configLines(t, buf.String())
 	if len(lines) != 1 {
 		t.Fatalf("start-up logged %d configuration lines, want 1:\n%s", len(lines), buf.String())
 	}
-	checkFields(t, lines[0], map[string]any{"username": "", "password_set": false})
+	checkFields(t, lines[0], map[string]any{"username": "app", "password_set": false})
+
+	r.Do(t, "ACL", "SETUSER", "app", "resetpass", ">app-pw-5120")
+	_, err = setup(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)") {
+		t.Fatalf("setup as a user with a password, none set = %v, want the credentials named", err)
+	}
 }
 
 // TestConfigAttrs checks the configuration line of each deployment, with
@@ -210,8 +220,9 @@ func TestConfigAttrs(t *testing.T) {
 			absent: []string{"addr", "sentinels", "embedded", "near_cache_staleness"},
 		},
 		{
-			// Without a password a username is not sent: the connections
-			// are the default user's, and the line says so.
+			// Without a password a username is still sent (AUTH with an
+			// empty password): the connections are that user's, and the
+			// line says so.
 			name: "usernames without passwords",
 			rcfg: redisstore.Config{
 				SentinelAddrs: []string{"10.0.0.1:26379"}, SentinelMaster: "mymaster",
@@ -219,8 +230,8 @@ func TestConfigAttrs(t *testing.T) {
 			},
 			scfg: session.Config{Keys: [][]byte{key}},
 			want: map[string]any{
-				"mode": "sentinel", "sentinel_username": "", "sentinel_password_set": false,
-				"username": "", "password_set": false,
+				"mode": "sentinel", "sentinel_username": "watcher", "sentinel_password_set": false,
+				"username": "app", "password_set": false,
 			},
 		},
 		{

@@ -367,3 +367,122 @@ func TestSentinelACL(t *testing.T) {
 		aclModesNoSecret(t, "Ping", err)
 	})
 }
+
+// TestUsernameWithoutPassword configures a username and no password, as
+// REDIS_USERNAME alone or "redis://app:@host" do: every connection, on
+// one server (with a database, selected after AUTH), on a Sentinel's
+// master (and to the sentinels, as SentinelUsername without
+// SentinelPassword) and on every Cluster node, authenticates as that user, which
+// with "nopass" accepts the empty password, and never runs as "default",
+// whether the default user is open (no requirepass: it would have every
+// permission) or locked. A user that has a password refuses it: Ping fails
+// with ErrRefused, and Describe names the credentials' settings.
+func TestUsernameWithoutPassword(t *testing.T) {
+	ctx := context.Background()
+	const locked = "default-pw-2d7a"
+	nopassUser := []any{"SETUSER", "app", "reset", "on", "nopass", "~*", "+@all"}
+	whoami := func(t *testing.T, servers []*redistest.Server) {
+		t.Helper()
+		n := 0
+		for _, srv := range servers {
+			clients, err := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for line := range strings.Lines(clients) {
+				if !strings.Contains(line, " cmd=getex ") && !strings.Contains(line, " cmd=discard ") {
+					continue // not the Store's
+				}
+				n++
+				if !strings.Contains(line, " user=app ") {
+					t.Errorf("%s: a connection of the Store runs as another user than app: %s", srv.Addr(), line)
+				}
+			}
+		}
+		if n == 0 {
+			t.Error("no connection of the Store found")
+		}
+	}
+
+	for _, args := range [][]string{nil, {"--requirepass", locked}} {
+		name := "default user open"
+		if args != nil {
+			name = "default user locked"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv := redistest.Start(t, args...)
+			srv.Do(t, "ACL", nopassUser...)
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", DB: 1}
+			pool, err := redisstore.NewPool(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			conn, err := pool.GetContext(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if who, err := redis.String(conn.Do("ACL", "WHOAMI")); err != nil || who != "app" {
+				t.Fatalf("ACL WHOAMI = %q, %v; want app", who, err)
+			}
+			if info, err := redis.String(conn.Do("CLIENT", "INFO")); err != nil || !strings.Contains(info, " db=1 ") {
+				t.Errorf("CLIENT INFO = %q, %v; want db=1", info, err)
+			}
+			if err := open(t, srv, cfg).Ping(ctx); err != nil {
+				t.Fatalf("Ping = %v, want nil", err)
+			}
+			whoami(t, []*redistest.Server{srv})
+
+			// A user with a password refuses the empty one.
+			srv.Do(t, "ACL", "SETUSER", "app", "resetpass", ">app-pw-93b1")
+			err = open(t, srv, cfg).Ping(ctx)
+			if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "WRONGPASS") {
+				t.Fatalf("Ping as a user with a password, none configured = %v, want ErrRefused with WRONGPASS", err)
+			}
+			if d := redisstore.Describe(err, cfg); !strings.Contains(d, "user app (REDIS_USERNAME / REDIS_PASSWORD)") {
+				t.Errorf("Describe(%v) = %q, want the user and the credentials' settings", err, d)
+			}
+		})
+	}
+
+	t.Run("Sentinel", func(t *testing.T) {
+		sn := redistest.StartSentinel(t, redistest.SentinelOptions{Password: locked, SentinelPassword: locked})
+		data := []*redistest.Server{sn.Master(t), sn.Replica(t)}
+		for _, srv := range data {
+			srv.Do(t, "ACL", nopassUser...)
+		}
+		for _, srv := range sn.Sentinels() { // SentinelUsername alone, too
+			srv.Do(t, "ACL", append([]any{"SETUSER", "watcher", "reset", "on", "nopass"}, anys(aclModesSentinelRules)...)...)
+		}
+		s, err := redisstore.Open(redisstore.Config{SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(),
+			SentinelUsername: "watcher", Username: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping = %v, want nil", err)
+		}
+		whoami(t, data[:1])
+		watched := false
+		for _, srv := range sn.Sentinels() {
+			clients, _ := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
+			watched = watched || strings.Contains(clients, " user=watcher ")
+		}
+		if !watched {
+			t.Error("no sentinel has a connection as watcher, the SentinelUsername")
+		}
+	})
+
+	t.Run("Cluster", func(t *testing.T) {
+		c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Password: locked})
+		for _, n := range c.Nodes() {
+			n.Do(t, "ACL", nopassUser...)
+		}
+		if err := openCluster(t, c, redisstore.Config{Username: "app"}).Ping(ctx); err != nil {
+			t.Fatalf("Ping = %v, want nil", err)
+		}
+		whoami(t, c.Masters(t))
+	})
+}

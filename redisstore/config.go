@@ -36,12 +36,14 @@ type Config struct {
 	Addr string
 
 	// Username is the Redis 6 ACL user to authenticate as. Default "",
-	// which means the "default" user. It is sent only together with a
-	// Password: redigo ignores a username without one.
+	// which means the "default" user. Without a Password, new connections
+	// send AUTH Username "" (an ACL user with "nopass" accepts any
+	// password), so that they run as that user, never as "default"; a
+	// user that has a password refuses it with WRONGPASS.
 	Username string
 
 	// Password authenticates new connections with AUTH. Default "", which
-	// sends no AUTH command.
+	// sends no AUTH command unless Username is set.
 	Password string
 
 	// DB is the database number selected on new connections. Default 0,
@@ -110,7 +112,9 @@ type Config struct {
 
 	// SentinelUsername and SentinelPassword authenticate to the sentinels,
 	// which have credentials of their own (their requirepass or ACL users);
-	// Username and Password are the master's. Default none.
+	// Username and Password are the master's. Default none. As with
+	// Username, a SentinelUsername without a SentinelPassword is sent with
+	// an empty password (AUTH SentinelUsername "").
 	SentinelUsername string
 
 	// SentinelPassword: see SentinelUsername.

@@ -30,7 +30,7 @@ import (
 //	REDIS_SENTINEL_USERNAME   ACL user for the sentinels; default none
 //	REDIS_SENTINEL_PASSWORD   password for the sentinels; default none
 //	REDIS_CLUSTER_NODES       comma-separated host:port of some nodes of a Cluster
-//	REDIS_USERNAME            ACL user for the data nodes; default none (used only with a password)
+//	REDIS_USERNAME            ACL user for the data nodes; default none (without a password: AUTH with an empty one)
 //	REDIS_PASSWORD            password for the data nodes; default none
 //	REDIS_DB                  database number, 0 or more; default 0 (a Cluster has only 0)
 //	REDIS_TLS                 a boolean as accepted by strconv.ParseBool; when true,

@@ -65,9 +65,16 @@ func dial(ctx context.Context, cfg Config) (c *checkedConn, err error) {
 		}),
 		redis.DialReadTimeout(cfg.ReadTimeout),
 		redis.DialWriteTimeout(cfg.WriteTimeout),
-		redis.DialDatabase(cfg.DB),
-		redis.DialUsername(cfg.Username),
-		redis.DialPassword(cfg.Password),
+	}
+	// redigo sends AUTH only with a password, and would drop a username
+	// without one: dial then authenticates itself, before SELECT.
+	nopass := cfg.Username != "" && cfg.Password == ""
+	if !nopass {
+		opts = append(opts,
+			redis.DialDatabase(cfg.DB),
+			redis.DialUsername(cfg.Username),
+			redis.DialPassword(cfg.Password),
+		)
 	}
 	if cfg.TLS != nil {
 		opts = append(opts,
@@ -80,7 +87,26 @@ func dial(ctx context.Context, cfg Config) (c *checkedConn, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if nopass {
+		err := authUser(ctx, conn, cfg.Username)
+		if err == nil && cfg.DB != 0 {
+			_, err = cmd(ctx, conn, "SELECT", cfg.DB)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	return &checkedConn{Conn: conn, live: newLiveness(raw)}, nil
+}
+
+// authUser authenticates conn as username with an empty password (AUTH
+// username ""), which a user with "nopass" accepts, as any password, and
+// any other refuses with WRONGPASS: for a username configured without a
+// password, so that the connection runs as that user, not as "default".
+func authUser(ctx context.Context, conn redis.Conn, username string) error {
+	_, err := cmd(ctx, conn, "AUTH", username, "")
+	return err
 }
 
 // testOnBorrow is the pool's TestOnBorrow: it rejects an idle connection

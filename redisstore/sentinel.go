@@ -313,8 +313,12 @@ func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 		redis.DialConnectTimeout(s.cfg.DialTimeout),
 		redis.DialReadTimeout(s.cfg.ReadTimeout),
 		redis.DialWriteTimeout(s.cfg.WriteTimeout),
-		redis.DialUsername(s.cfg.SentinelUsername),
-		redis.DialPassword(s.cfg.SentinelPassword),
+	}
+	// As dial does for the master: redigo drops a username without a
+	// password, so AUTH is sent here.
+	nopass := s.cfg.SentinelUsername != "" && s.cfg.SentinelPassword == ""
+	if !nopass {
+		opts = append(opts, redis.DialUsername(s.cfg.SentinelUsername), redis.DialPassword(s.cfg.SentinelPassword))
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts,
@@ -323,7 +327,15 @@ func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 			redis.DialTLSHandshakeTimeout(s.cfg.DialTimeout),
 		)
 	}
-	return redis.Dial("tcp", addr, opts...)
+	c, err := redis.Dial("tcp", addr, opts...)
+	if err != nil || !nopass {
+		return c, err
+	}
+	if err := authUser(context.Background(), c, s.cfg.SentinelUsername); err != nil { // bounded by ReadTimeout
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // subscribe listens to the sentinels' +switch-master announcements, on one
