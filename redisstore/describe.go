@@ -78,6 +78,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
+	case code == "ERR" && strings.Contains(string(reply), "DB index is out of range"):
+		return fmt.Sprintf("Redis has no database %d (REDIS_DB, or the path of REDIS_URL): its databases setting (16 by default) is lower", cfg.DB)
 	case code == "OOM":
 		return "Redis is out of memory (maxmemory): writes fail until memory is freed or maxmemory is raised"
 	case code == "LOADING":

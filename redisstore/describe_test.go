@@ -43,6 +43,16 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)"},
+		{"database out of range", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{Addr: srv.Addr(), DB: 16}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "Redis has no database 16 (REDIS_DB, or the path of REDIS_URL): its databases setting (16 by default) is lower"},
 		{"wrong sentinel password", func(t *testing.T) (redisstore.Config, error) {
 			sn := redistest.StartSentinel(t, redistest.SentinelOptions{Password: "data-" + secret, SentinelPassword: "right-" + secret})
 			cfg := redisstore.Config{

@@ -155,6 +155,15 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "No such database: DB index is out of range",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				s := open(t, srv, redisstore.Config{DB: 16})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "Out of memory: OOM",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
