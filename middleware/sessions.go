@@ -3,6 +3,7 @@ package middleware
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -271,8 +272,16 @@ var errHijackCookie = errors.New("middleware: the session change of this request
 // session.ErrResponseStarted, then hands over the connection. When the
 // commit set a cookie (a login, a renewal or a logout in this request),
 // it hijacks nothing and returns an error instead, so that the handler
-// answers normally and the cookie goes out with that answer.
+// answers normally and the cookie goes out with that answer. When the
+// connection cannot be hijacked (HTTP/2) it returns an error matching
+// http.ErrNotSupported without committing.
 func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !canHijack(w.ResponseWriter) {
+		// An HTTP/2 connection, say: fail as http.ResponseController
+		// would, before the commit, so that the handler's answer
+		// without the upgrade can still change the session.
+		return nil, nil, fmt.Errorf("middleware: hijack: %w", http.ErrNotSupported)
+	}
 	cookies := len(w.Header().Values("Set-Cookie"))
 	if !w.commit() {
 		return nil, nil, w.err
@@ -281,6 +290,21 @@ func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errHijackCookie
 	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// canHijack reports whether rw, or a writer it wraps (as
+// http.ResponseController finds them through Unwrap), is an http.Hijacker.
+func canHijack(rw http.ResponseWriter) bool {
+	for {
+		switch t := rw.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			rw = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // Unwrap returns the wrapped writer, for http.ResponseController.

@@ -394,6 +394,40 @@ func TestTwoManagersInOneChain(t *testing.T) {
 	me(c, "/admin/me", "")
 }
 
+// TestHijackUnsupported hijacks through a writer that cannot (an HTTP/2
+// connection's, here a ResponseRecorder): Hijack fails with
+// http.ErrNotSupported without committing the session, so the handler's
+// fallback answer can still change it. It committed first, and every
+// change after the failed upgrade returned ErrResponseStarted.
+func TestHijackUnsupported(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, token := h.login(h.client(), "alice")
+	handler := middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "k", "before"); err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
+			t.Errorf("Hijack through a writer that cannot = %v, want http.ErrNotSupported", err)
+		}
+		if err := session.Put(r.Context(), "k", "fallback"); err != nil {
+			t.Errorf("Put after a failed Hijack = %v, want nil", err)
+		}
+		io.WriteString(w, "not upgraded")
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: session.DefaultInsecureCookieName, Value: token})
+	handler.ServeHTTP(httptest.NewRecorder(), req)
+
+	c := h.client()
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		v, _ := session.Get[string](r.Context(), "k")
+		io.WriteString(w, v)
+	}
+	if got := h.do(c, "GET", "/hook", map[string]string{"Authorization": "Bearer " + token}); got.body != "fallback" {
+		t.Errorf("value after the failed hijack = %q, want \"fallback\"", got.body)
+	}
+}
+
 // TestHijackCommits checks a hijacked connection (a WebSocket upgrade):
 // the session's changes made before the hijack are saved, one made after
 // it returns ErrResponseStarted, and a change that needs a cookie (a
