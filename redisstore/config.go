@@ -142,6 +142,20 @@ type Config struct {
 	// logout acknowledged just before the master fails can be lost with
 	// the writes the replica had not received. Logins and renewals do not
 	// wait (see the package documentation, "Sentinel and Cluster").
+	//
+	// Set it to the number of replicas of the master (of each master, on a
+	// Cluster): only then does a logout that returned without error
+	// survive every failover. WAIT counts any replicas, and in a failover
+	// the old master, which takes writes until it is demoted, keeps the
+	// replicas that were not promoted: a deletion only they confirmed is
+	// lost when they resync from the new master (with 2 replicas and
+	// WaitReplicas 1, 123 of 1,209 acknowledged logouts came back through
+	// a SENTINEL FAILOVER in our tests). The price: while any replica is
+	// down or resyncing (the old master for some seconds after a
+	// failover; a killed master until it rejoins, or until the Sentinels
+	// forget it with SENTINEL RESET and this setting is lowered), every
+	// logout fails with ErrUnavailable, its session ended on the master
+	// all the same.
 	WaitReplicas int
 
 	// Observer, when set, is told of every Store call (for metrics; the

@@ -150,7 +150,8 @@
 // (and a small min-replicas-max-lag) on the servers, with two replicas or
 // more so that a master that lost one still has one: the old master then
 // refuses writes as soon as its replica leaves, so those requests fail with
-// 503 instead of being lost. Add WaitReplicas to make each logout wait for a replica.
+// 503 instead of being lost. Add WaitReplicas, set to the number of
+// replicas, to make each logout wait for them all.
 //
 // With [Config.ClusterNodes] (REDIS_CLUSTER_NODES), Open uses a Redis
 // Cluster through github.com/mna/redisc, which learns the slot map with
@@ -172,11 +173,14 @@
 // short random wait, within its Timeout. [Store.Iterate] walks every
 // master.
 //
-// With [Config.WaitReplicas] (REDIS_WAIT_REPLICAS), logout and revocation
-// (Remove, RemoveUserSession, RemoveUserSessions) wait for that many
-// replicas (WAIT) and fail with ErrUnavailable when fewer confirm in time:
-// a logout or revocation that returned without error then survives the
-// master's failure. Without it (the default), a logout acknowledged in the
+// With [Config.WaitReplicas] (REDIS_WAIT_REPLICAS) set to the number of
+// replicas, logout and revocation (Remove, RemoveUserSession,
+// RemoveUserSessions) wait for every replica (WAIT) and fail with
+// ErrUnavailable when fewer confirm in time: a logout or revocation that
+// returned without error then survives the master's failure. Fewer is not
+// enough: the old master keeps the replicas that were not promoted until
+// it is demoted, and what only they confirmed is lost when they resync
+// from the new one. Without it (the default), a logout acknowledged in the
 // moments before a failover can be lost with the writes the replica had
 // not yet received, and the session comes back; set min-replicas-to-write
 // on the servers as well to bound how far a replica may lag. Logins and

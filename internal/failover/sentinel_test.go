@@ -110,8 +110,11 @@ func TestSentinelFailover(t *testing.T) {
 
 // TestSentinelLogoutAcrossFailover: logouts through SENTINEL FAILOVER on
 // servers without min-replicas-to-write, where the old master acknowledges
-// writes that the failover loses. With WaitReplicas 1 no acknowledged
-// logout comes back; with 0 the test reports how many did.
+// writes that the failover loses. With WaitReplicas equal to the number of
+// replicas (1 of 1, 2 of 2) no acknowledged logout comes back; with 0 the
+// test reports how many did. (With 1 of 2 they do come back: the replica
+// not promoted confirms them on the old master, then resyncs from the new
+// one. redisstore's Config.WaitReplicas says so.)
 //
 // Logins and renewals do not wait for replicas (see Config.WaitReplicas):
 // those acknowledged during the fault can be lost either way, and with a
@@ -119,16 +122,16 @@ func TestSentinelFailover(t *testing.T) {
 // (mayLoseRenewals): the test counts them, and checks the rest strictly.
 func TestSentinelLogoutAcrossFailover(t *testing.T) {
 	t.Parallel()
-	for _, wait := range []int{1, 0} {
-		name := fmt.Sprintf("WaitReplicas %d", wait)
+	for _, tc := range []struct{ replicas, wait int }{{1, 1}, {2, 2}, {1, 0}} {
+		name := fmt.Sprintf("WaitReplicas %d of %d replicas", tc.wait, tc.replicas)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{Replicas: tc.replicas})
 			ld := sentinelLoad
 			ld.users = sentinelManyUsers
-			tr := sentinelTraffic(t, sn, ld, wait)
+			tr := sentinelTraffic(t, sn, ld, tc.wait)
 			fig := tr.run("SENTINEL FAILOVER, min-replicas-to-write 0, "+name, mayLoseRenewals, sentinelFailover(t, sn))
-			if wait > 0 {
+			if tc.wait > 0 {
 				fig.wantNoResurrection(t)
 			}
 		})

@@ -36,9 +36,9 @@ type SentinelOptions struct {
 	SentinelPassword string
 	// MinReplicasToWrite, if positive, makes the master refuse writes with
 	// -NOREPLICAS unless that many replicas acknowledged the replication
-	// stream within MinReplicasMaxLag (min-replicas-to-write). There is one
-	// replica, so 1 is the only useful value; then a master whose replica
-	// is down, such as the one promoted by [Sentinel.KillMaster], refuses
+	// stream within MinReplicasMaxLag (min-replicas-to-write). With one
+	// replica, 1 is the only useful value; then a master whose replica is
+	// down, such as the one promoted by [Sentinel.KillMaster], refuses
 	// writes until the replica is back.
 	MinReplicasToWrite int
 	// MinReplicasMaxLag is min-replicas-max-lag, rounded up to whole
@@ -48,9 +48,12 @@ type SentinelOptions struct {
 	// Sentinels consider it down (down-after-milliseconds); one second if
 	// zero.
 	DownAfter time.Duration
+	// Replicas is how many replicas the master has; one if zero.
+	Replicas int
 }
 
-// Sentinel is a master, one replica and three Sentinels monitoring them,
+// Sentinel is a master, its replicas (one unless SentinelOptions.Replicas
+// says otherwise) and three Sentinels monitoring them,
 // started by [StartSentinel] and owned by one test. Its methods must be
 // called from the test's goroutine.
 //
@@ -63,7 +66,7 @@ type SentinelOptions struct {
 // runs with the default timers.
 type Sentinel struct {
 	name      string
-	data      []*Server // the master and the replica, in either role
+	data      []*Server // the master and the replicas, in any role
 	sentinels []*Server
 }
 
@@ -78,13 +81,14 @@ const (
 	failoverTimeout = 3 * time.Second
 )
 
-// StartSentinel starts, on free loopback ports, a master, a replica of it
-// and three Sentinels monitoring them with a quorum of 2, each in a private
-// directory and killed when the test ends. It returns once the setup is
-// healthy: the replica is connected to the master, and every Sentinel names
-// that master, sees the replica as up and knows the two other Sentinels.
+// StartSentinel starts, on free loopback ports, a master, its replicas
+// (SentinelOptions.Replicas, one by default) and three Sentinels
+// monitoring them with a quorum of 2, each in a private directory and
+// killed when the test ends. It returns once the setup is healthy: every
+// replica is connected to the master, and every Sentinel names that
+// master, sees the replicas as up and knows the two other Sentinels.
 //
-// The master and the replica read a configuration file that the Sentinels
+// The master and the replicas read a configuration file that the Sentinels
 // rewrite (CONFIG REWRITE) when they change a server's role, so a server
 // restarted with [Server.Restart] comes back in the role it last had been
 // given: a master killed by [Sentinel.KillMaster] restarts as a master,
@@ -131,8 +135,12 @@ func StartSentinel(t testing.TB, opts SentinelOptions) *Sentinel {
 		)
 	}
 	master := Start(t, append([]string{writeConf(t, confDir, "master.conf", conf)}, args...)...)
+	data := []*Server{master}
 	conf = append(conf, "replicaof 127.0.0.1 "+strconv.Itoa(master.Port))
-	replica := Start(t, append([]string{writeConf(t, confDir, "replica.conf", conf)}, args...)...)
+	for i := range max(opts.Replicas, 1) {
+		path := writeConf(t, confDir, fmt.Sprintf("replica%d.conf", i), conf)
+		data = append(data, Start(t, append([]string{path}, args...)...))
+	}
 
 	name := quote(opts.MasterName)
 	conf = []string{
@@ -152,7 +160,7 @@ func StartSentinel(t testing.TB, opts SentinelOptions) *Sentinel {
 		conf = append(conf, "sentinel sentinel-pass "+quote(opts.SentinelPassword))
 		args = append(args, "--requirepass", opts.SentinelPassword)
 	}
-	sn := &Sentinel{name: opts.MasterName, data: []*Server{master, replica}}
+	sn := &Sentinel{name: opts.MasterName, data: data}
 	for i := range sentinelCount {
 		path := writeConf(t, confDir, fmt.Sprintf("sentinel%d.conf", i), conf)
 		s := Start(t, append([]string{path}, args...)...)
@@ -233,40 +241,61 @@ func (sn *Sentinel) Master(t testing.TB) *Server {
 	return nil
 }
 
-// Replica returns the server that is not [Sentinel.Master]: the replica,
-// or, after [Sentinel.KillMaster], the killed master until it rejoins.
+// Replica returns the first server, in the order StartSentinel started
+// them, that is not [Sentinel.Master]: with one replica, the replica, or,
+// after [Sentinel.KillMaster], the killed master until it rejoins.
 func (sn *Sentinel) Replica(t testing.TB) *Server {
 	t.Helper()
-	return sn.other(sn.Master(t))
+	return sn.others(sn.Master(t))[0]
 }
 
 // Failover makes a Sentinel fail over (SENTINEL FAILOVER) and waits until
-// the replica is the master, every running Sentinel agrees, and the old
-// master is its replica with the replication link up. It returns how long
-// that took, most of it the Sentinels waiting before they demote the old
-// master, which accepts writes meanwhile.
+// a replica is the master, every running Sentinel agrees, and the other
+// data nodes, the old master included, are its replicas with the
+// replication link up. It returns how long that took, most of it the
+// Sentinels waiting before they demote the old master, which accepts
+// writes meanwhile.
 func (sn *Sentinel) Failover(t testing.TB) time.Duration {
 	t.Helper()
-	next := sn.Replica(t)
+	old := sn.Master(t)
 	start := time.Now()
 	sn.sentinel(t).Do(t, "SENTINEL", "FAILOVER", sn.name)
-	sn.wait(t, "SENTINEL FAILOVER", next)
+	sn.wait(t, "SENTINEL FAILOVER", sn.promoted(t, "SENTINEL FAILOVER", old))
 	return time.Since(start)
 }
 
 // KillMaster kills the master with SIGKILL ([Server.Stop]) and waits until
-// every running Sentinel has promoted the replica and it answers as the
+// every running Sentinel has promoted a replica and it answers as the
 // master. It returns the killed server, which a test may bring back with
 // [Server.Restart] and [Sentinel.WaitReplica], and the time from the kill
 // to the end of the failover.
 func (sn *Sentinel) KillMaster(t testing.TB) (killed *Server, took time.Duration) {
 	t.Helper()
 	killed = sn.Master(t)
-	next := sn.other(killed)
 	start := time.Now()
 	killed.Stop(t)
-	sn.wait(t, "failover after killing the master", next)
+	what := "failover after killing the master"
+	sn.wait(t, what, sn.promoted(t, what, killed))
 	return killed, time.Since(start)
+}
+
+// promoted waits until the first running Sentinel names a master other
+// than old, and returns it. With one replica that is the replica; with
+// more, the Sentinels choose.
+func (sn *Sentinel) promoted(t testing.TB, what string, old *Server) *Server {
+	t.Helper()
+	if len(sn.data) == 2 {
+		return sn.others(old)[0]
+	}
+	var next *Server
+	waitUntil(t, settleTimeout, what, func() error {
+		next = sn.Master(t)
+		if next == old {
+			return fmt.Errorf("the Sentinels still name %s", old.Addr())
+		}
+		return nil
+	})
+	return next
 }
 
 // WaitReplica waits until s, typically a killed master brought back with
@@ -300,12 +329,15 @@ func (sn *Sentinel) sentinel(t testing.TB) *Server {
 	return nil
 }
 
-// other returns the data node that is not s.
-func (sn *Sentinel) other(s *Server) *Server {
-	if sn.data[0] == s {
-		return sn.data[1]
+// others returns the data nodes that are not s, in start order.
+func (sn *Sentinel) others(s *Server) []*Server {
+	var out []*Server
+	for _, d := range sn.data {
+		if d != s {
+			out = append(out, d)
+		}
 	}
-	return sn.data[0]
+	return out
 }
 
 // wait waits until the setup is healthy with master as the master.
@@ -315,7 +347,7 @@ func (sn *Sentinel) wait(t testing.TB, what string, master *Server) {
 }
 
 // check reports whether the setup is healthy with master as the master: it
-// answers as the master, the other data node, if running, replicates it
+// answers as the master, every other data node that runs replicates it
 // with the link up and has caught up, and every running Sentinel agrees.
 func (sn *Sentinel) check(master *Server) error {
 	info, err := redis.String(master.do("INFO", "replication"))
@@ -325,7 +357,10 @@ func (sn *Sentinel) check(master *Server) error {
 	if role := infoField(info, "role"); role != "master" {
 		return fmt.Errorf("%s: role %s, want master", master.Addr(), role)
 	}
-	if r := sn.other(master); r.running() {
+	for _, r := range sn.others(master) {
+		if !r.running() {
+			continue
+		}
 		if err := replicates(r, master); err != nil {
 			return err
 		}
@@ -343,7 +378,7 @@ func (sn *Sentinel) check(master *Server) error {
 
 // checkSentinel reports whether Sentinel s names master as the master, sees
 // it up with no failover in progress, knows the other Sentinels and sees
-// the running replica up and connected to master.
+// every running replica up and connected to master.
 func (sn *Sentinel) checkSentinel(s, master *Server) error {
 	addr, err := redis.Strings(s.do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", sn.name))
 	if err != nil {
@@ -359,27 +394,30 @@ func (sn *Sentinel) checkSentinel(s, master *Server) error {
 	if m["flags"] != "master" || m["num-other-sentinels"] != strconv.Itoa(sentinelCount-1) {
 		return fmt.Errorf("master flags %s with %s other Sentinels", m["flags"], m["num-other-sentinels"])
 	}
-	r := sn.other(master)
-	if !r.running() {
-		return nil
-	}
 	replicas, err := redis.Values(s.do("SENTINEL", "REPLICAS", sn.name))
 	if err != nil {
 		return err
 	}
+	byPort := make(map[string]map[string]string, len(replicas))
 	for _, v := range replicas {
 		fields, err := redis.StringMap(v, nil)
 		if err != nil {
 			return err
 		}
-		if fields["port"] != strconv.Itoa(r.Port) {
+		byPort[fields["port"]] = fields
+	}
+	for _, r := range sn.others(master) {
+		if !r.running() {
 			continue
 		}
-		if fields["flags"] != "slave" || fields["master-link-status"] != "ok" || fields["master-port"] != strconv.Itoa(master.Port) {
+		fields, ok := byPort[strconv.Itoa(r.Port)]
+		switch {
+		case !ok:
+			return fmt.Errorf("replica %s unknown", r.Addr())
+		case fields["flags"] != "slave" || fields["master-link-status"] != "ok" || fields["master-port"] != strconv.Itoa(master.Port):
 			return fmt.Errorf("replica %s: flags %s, link %s to port %s",
 				r.Addr(), fields["flags"], fields["master-link-status"], fields["master-port"])
 		}
-		return nil
 	}
-	return fmt.Errorf("replica %s unknown", r.Addr())
+	return nil
 }
