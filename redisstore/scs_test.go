@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,6 +170,108 @@ func TestSCSRecordsRetire(t *testing.T) {
 				t.Errorf("second Take = %q, %v, %v, want nothing", b, found, err)
 			}
 		})
+	}
+}
+
+// TestSCSRecordsPrefixOverlap checks that SCSRecords refuses an scs prefix
+// that overlaps the Store's own keys, in either direction, and takes one
+// that does not. With KeyPrefix "scs:" and scs's default prefix, a request
+// whose scs cookie held a session's 43-character id would otherwise take
+// and delete that session's record.
+func TestSCSRecordsPrefixOverlap(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		keyPrefix, scsPrefix string
+		refused              bool
+	}{
+		{"scs:", "", true}, // "" is scs's "scs:session:", the Store's session records
+		{"scs:", "scs:session:", true},
+		{"scs:", "scs:", true},      // holds every key of the Store
+		{"scs:", "scs:user:", true}, // users' indexes
+		{"", "session:", true},
+		{"", "sess", true},
+		{"", "session:ab", true}, // within the records
+		{"", "user:", true},
+		{"", "rate_limit:", true},
+		{"", "scs_migrated:", true},
+		{"app:", "app:", true},
+		{"app:", "a", true},
+		{"app:", "app:rate_limit:x", true},
+		{"scs:session:", "", true}, // the Store's keys lie under scs's prefix
+		{"", "", false},
+		{"app:", "", false},
+		{"app:", "session:", false}, // scs's "session:<token>" beside the Store's "app:session:<id>"
+		{"scs:", "myapp:", false},
+		{"", "scs:session:", false},
+		{"", "users:", false},
+	} {
+		store := open(t, srv, redisstore.Config{KeyPrefix: tc.keyPrefix})
+		scsPrefix := tc.scsPrefix
+		if scsPrefix == "" {
+			scsPrefix = redisstore.DefaultSCSPrefix
+		}
+		token := strings.Repeat("v", 43)
+		key := scsPrefix + token
+		srv.Do(t, "SET", key, "victim")
+		records := store.SCSRecords(tc.scsPrefix)
+		err := records.Err()
+		if !tc.refused {
+			if err != nil {
+				t.Errorf("KeyPrefix %q: SCSRecords(%q).Err() = %v, want nil", tc.keyPrefix, tc.scsPrefix, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "KeyPrefix") {
+			t.Errorf("KeyPrefix %q: SCSRecords(%q).Err() = %v, want an error naming KeyPrefix", tc.keyPrefix, tc.scsPrefix, err)
+		}
+		// Refused records send nothing: the key under their prefix stays.
+		if _, _, terr := records.Take(context.Background(), token); terr != err {
+			t.Errorf("KeyPrefix %q: Take with refused records = %v, want %v", tc.keyPrefix, terr, err)
+		}
+		if rerr := records.Retire(context.Background(), token, time.Now().Add(time.Hour)); rerr != err {
+			t.Errorf("KeyPrefix %q: Retire with refused records = %v, want %v", tc.keyPrefix, rerr, err)
+		}
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", key), nil); n != 1 {
+			t.Errorf("KeyPrefix %q: refused records took %q", tc.keyPrefix, key)
+		}
+		srv.Do(t, "FLUSHALL")
+	}
+}
+
+// TestSCSRecordsRefusesEveryStoreKey writes every kind of key a Store
+// writes (a session, a user's index, a rate limit counter, the marker of a
+// migrated scs key) and checks that SCSRecords refuses each key, and each
+// key's beginning up to the KeyPrefix, as a prefix: the overlap check
+// covers every key family the Store has.
+func TestSCSRecordsRefusesEveryStoreKey(t *testing.T) {
+	srv := redistest.Start(t)
+	store := open(t, srv, redisstore.Config{KeyPrefix: "app:"})
+	ctx := context.Background()
+	if _, err := store.Insert(ctx, "anon", []byte("rec"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AddUserSession(ctx, redisstore.UserSession{UserID: "alice", ID: "a", Record: []byte("rec"), TTL: time.Hour, Deadline: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.CountRequests(ctx, []string{"h:login"}, []time.Duration{time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SCSRecords("").Retire(ctx, strings.Repeat("t", 43), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := redis.Strings(srv.Do(t, "KEYS", "*"), nil)
+	if err != nil || len(keys) != 5 {
+		t.Fatalf("keys %q, %v, want 5: a session, an index and its session, a counter, a marker", keys, err)
+	}
+	for _, key := range keys {
+		for _, prefix := range []string{key, key[:len("app:")+1]} {
+			if err := store.SCSRecords(prefix).Err(); err == nil {
+				t.Errorf("SCSRecords(%q) accepted, though the Store wrote %q", prefix, key)
+			}
+		}
 	}
 }
 

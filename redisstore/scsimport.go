@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -21,6 +23,7 @@ const DefaultSCSPrefix = "scs:session:"
 type SCSRecords struct {
 	s      *Store
 	prefix string
+	err    error // why the records cannot be used, or nil; see Err
 }
 
 // SCSRecords returns the scs records of the Redis that s uses, under the
@@ -28,11 +31,44 @@ type SCSRecords struct {
 // or "" for DefaultSCSPrefix, that of redisstore.New. The Store's KeyPrefix
 // plays no part in those keys, which are where scs put them; it prefixes
 // the markers of [SCSRecords.Retire], "<KeyPrefix>scs_migrated:<hash>".
+//
+// A prefix that overlaps the Store's own keys gives records that cannot be
+// used (see [SCSRecords.Err]): every key the Store writes is its KeyPrefix
+// followed by "session:", "user:", "rate_limit:" or "scs_migrated:", and
+// neither the prefix nor any of those four beginnings may begin with the
+// other. With [Config.KeyPrefix] "scs:" and scs's default "scs:session:",
+// for example, the Store's records would be "scs:session:<id>", and a
+// request whose scs cookie held a session's id (43 characters, like scs's
+// tokens, for sessions made by the previous release or with
+// session.Config.PreviousFormat) would take that session as an scs record
+// and end it: knowing an id would be enough to log its user out. Give the
+// Store another KeyPrefix ("app:"). The check sees only s: take the
+// records from the Store the Manager uses, or from one with the same
+// KeyPrefix.
 func (s *Store) SCSRecords(prefix string) *SCSRecords {
 	if prefix == "" {
 		prefix = DefaultSCSPrefix
 	}
-	return &SCSRecords{s: s, prefix: prefix}
+	r := &SCSRecords{s: s, prefix: prefix}
+	// What follows the KeyPrefix in every key the Store writes: session
+	// records, users' indexes, rate limit counters, and the markers of
+	// migrated scs keys.
+	for _, family := range [...]string{"session:", "user:", "rate_limit:", "scs_migrated:"} {
+		own := s.keyPrefix + family
+		if strings.HasPrefix(prefix, own) || strings.HasPrefix(own, prefix) {
+			r.err = fmt.Errorf("redisstore: SCSRecords: prefix %q overlaps the Store's keys under %q (KeyPrefix %q): a cookie holding a session's id would take that session as an scs record; give the Store another KeyPrefix", prefix, own, s.keyPrefix)
+			break
+		}
+	}
+	return r
+}
+
+// Err reports why r cannot be used: nil, or the overlap of its prefix with
+// the Store's own keys (see [Store.SCSRecords]). [SCSRecords.Take] and
+// [SCSRecords.Retire] then return it without sending anything, and
+// session.New refuses records whose Err is not nil.
+func (r *SCSRecords) Err() error {
+	return r.err
 }
 
 // Take returns the record stored for the scs key token (the token itself,
@@ -56,6 +92,9 @@ func (s *Store) SCSRecords(prefix string) *SCSRecords {
 // markers ("~scs:session:* ~scs_migrated:*") besides the commands of the
 // package documentation.
 func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, found bool, err error) {
+	if r.err != nil {
+		return nil, false, r.err
+	}
 	key, mark := r.prefix+token, r.marker(token)
 	if !r.s.sameSlot(key, mark) {
 		return r.takeSplit(ctx, key, mark)
@@ -136,6 +175,9 @@ func taken(reply any, retired bool) ([]byte, bool, error) {
 //
 // Like Take, it does not wait for replicas, and its Observer op is take_scs.
 func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) error {
+	if r.err != nil {
+		return r.err
+	}
 	mark := r.marker(token)
 	// Rounded up, so that the marker outlives a copy that expires at the
 	// same deadline in milliseconds (PEXPIREAT, as scs writes it).

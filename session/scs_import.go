@@ -67,7 +67,11 @@ const scsRememberMe = "__rememberMe"
 // logged, and its user logs in again.
 type SCSImport struct {
 	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
-	// returns one for the prefix scs used. Required.
+	// returns one for the prefix scs used. Take it from the Store the
+	// Manager uses: New refuses records whose Err method, if they have
+	// one, returns an error, as redisstore's do for a prefix that overlaps
+	// that Store's own keys, under which a cookie holding a session's id
+	// would take that session as an scs record. Required.
 	Records SCSRecords
 
 	// CookieName is the name of scs's cookie. Zero means
@@ -120,6 +124,15 @@ type SCSRecords interface {
 func (imp SCSImport) withDefaults() (*SCSImport, error) {
 	if imp.Records == nil {
 		return nil, errors.New("session: Config.FromSCS.Records: required")
+	}
+	// Records that know they cannot be used say so with Err, as
+	// redisstore's do for a prefix that overlaps the store's own keys:
+	// refuse them here rather than at the first request. Err is optional,
+	// so that SCSRecords stays implementable without it.
+	if r, ok := imp.Records.(interface{ Err() error }); ok {
+		if err := r.Err(); err != nil {
+			return nil, fmt.Errorf("session: Config.FromSCS.Records: %w", err)
+		}
 	}
 	if imp.CookieName == "" {
 		imp.CookieName = DefaultSCSCookieName

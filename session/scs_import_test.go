@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/gob"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // The tests of an import from records that real scs and scs/redisstore
@@ -58,8 +61,9 @@ func (r *recordingRecords) Take(_ context.Context, key string) ([]byte, bool, er
 func (r *recordingRecords) Retire(context.Context, string, time.Time) error { return nil }
 
 // TestSCSImportOnlyWithoutSession checks that a request with a session of
-// the Manager's own, a Bearer token, or a cookie that is no scs token never
-// asks for an scs record, and that HashTokenInStore hashes the key.
+// the Manager's own, a Bearer token, or a cookie that is no scs token (a
+// session id of this release among them) never asks for an scs record, and
+// that HashTokenInStore hashes the key.
 func TestSCSImportOnlyWithoutSession(t *testing.T) {
 	rec := &recordingRecords{}
 	m, _, _ := newTestManager(t, Config{FromSCS: &SCSImport{Records: rec, HashTokenInStore: true}, CookieName: "sk"})
@@ -69,6 +73,8 @@ func TestSCSImportOnlyWithoutSession(t *testing.T) {
 		"own session": httptest.NewRequest("GET", "/", nil),
 		"bearer":      httptest.NewRequest("GET", "/", nil),
 		"not a token": httptest.NewRequest("GET", "/", nil),
+		"current id":  httptest.NewRequest("GET", "/", nil),
+		"tagged id":   httptest.NewRequest("GET", "/", nil),
 	} {
 		switch name {
 		case "own session":
@@ -79,6 +85,10 @@ func TestSCSImportOnlyWithoutSession(t *testing.T) {
 			req.AddCookie(&http.Cookie{Name: "session", Value: scsToken})
 		case "not a token":
 			req.AddCookie(&http.Cookie{Name: "session", Value: "x"})
+		case "current id": // a session id of this release: 22 characters
+			req.AddCookie(&http.Cookie{Name: "session", Value: idOf(scsToken[:shortTokenLen])})
+		case "tagged id": // a session id on a Redis Cluster
+			req.AddCookie(&http.Cookie{Name: "session", Value: "{t}" + scsToken[3:]})
 		}
 		m.Load(req)
 		if len(rec.keys) != 0 {
@@ -90,6 +100,67 @@ func TestSCSImportOnlyWithoutSession(t *testing.T) {
 	m.Load(req)
 	if want := []string{idOf(scsToken)}; !reflect.DeepEqual(rec.keys, want) {
 		t.Fatalf("Take keys %q, want the hash %q", rec.keys, want)
+	}
+}
+
+// TestSCSImportSessionIDNoCredential plays a request that sends another
+// user's session id (43 characters with PreviousFormat, the length of an
+// scs token) as scs's cookie, without a cookie of the Manager's own. With
+// the Store's KeyPrefix "scs:", its records would lie under scs's default
+// prefix, and the import would take and delete the victim's record: that
+// configuration is refused by New. With the others, the
+// victim stays logged in.
+func TestSCSImportSessionIDNoCredential(t *testing.T) {
+	r := redistest.Start(t)
+	for _, tc := range []struct {
+		keyPrefix string
+		refused   bool
+	}{
+		{"scs:", true},
+		{"", false},
+		{"app:", false},
+	} {
+		t.Run("KeyPrefix "+tc.keyPrefix, func(t *testing.T) {
+			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), KeyPrefix: tc.keyPrefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			m, err := New(store, Config{
+				Keys:           [][]byte{testKey(7)},
+				InsecureCookie: true,
+				CookieName:     "sk",
+				PreviousFormat: true,
+				FromSCS:        &SCSImport{Records: store.SCSRecords(""), UserKey: "userID"},
+				Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			switch {
+			case tc.refused && err != nil:
+				if !strings.Contains(err.Error(), "FromSCS.Records") || !strings.Contains(err.Error(), "KeyPrefix") {
+					t.Errorf("New with KeyPrefix %q: %v, want an error naming FromSCS.Records and KeyPrefix", tc.keyPrefix, err)
+				}
+				return
+			case tc.refused:
+				t.Errorf("New with KeyPrefix %q and scs's default prefix = nil error, want the overlap refused", tc.keyPrefix)
+			case err != nil:
+				t.Fatal(err)
+			}
+			victim, id := login(t, m, "alice")
+			if len(id) != tokenLen {
+				t.Fatalf("session id of %d characters, want %d", len(id), tokenLen)
+			}
+			req := httptest.NewRequest("GET", "/", nil)
+			req.AddCookie(&http.Cookie{Name: DefaultSCSCookieName, Value: id})
+			ctx := m.Load(req)
+			if err := m.Commit(ctx, http.Header{}); err != nil {
+				t.Fatal(err)
+			}
+			var ok bool
+			serve(t, m, victim, func(ctx context.Context) { _, ok = UserID(ctx) })
+			if !ok {
+				t.Error("the victim is logged out by a request that named only the session id")
+			}
+		})
 	}
 }
 
