@@ -600,6 +600,14 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 	var b json.RawMessage
 	for tag, b = range tagged {
 	}
+	if string(b) == "null" && tag != tagJSON && tag != tagBytes {
+		// No value of the tag's type, which encoding/json would read
+		// as its zero value where other parsers see no string, number
+		// or boolean. Only any JSON holds a null, and bytes, read as
+		// empty: the previous release wrote a nil []byte so, as
+		// json.Marshal does.
+		return nil, fmt.Errorf("null under type tag %q", tag)
+	}
 	switch tag {
 	case tagString:
 		var s string

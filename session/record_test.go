@@ -160,6 +160,18 @@ func TestCodecRejects(t *testing.T) {
 		{"v2 reserved key", head2 + `,"val":{"__sessionkit":"x"}}`},
 		{"v2 unknown tag", head2 + `,"val":{"a":{"complex":1}}}`},
 		{"v2 bare number", head2 + `,"val":{"a":1}}`},
+		{"v2 null", head2 + `,"val":{"a":null}}`},
+		{"v1 null", head + `,"values":{"a":null}}`},
+	}
+	// null is no value of a tag's type: encoding/json would read it as
+	// the type's zero value, and other parsers as null. (Bytes take it,
+	// see TestNullBytes.)
+	for _, tag := range []string{tagString, tagBool, tagInt, tagInt64, tagFloat, tagTime} {
+		tests = append(tests,
+			struct{ name, in string }{"v1 null " + tag, head + `,"values":{"a":{"` + tag + `":null}}}`},
+			struct{ name, in string }{"v2 null " + tag, head2 + `,"val":{"a":{"` + tag + `":null}}}`},
+			struct{ name, in string }{"v2 spaced null " + tag, head2 + `,"val":{"a":{ "` + tag + `" : null }}}`},
+		)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,6 +179,29 @@ func TestCodecRejects(t *testing.T) {
 				t.Errorf("Decode(%q) error = %v, want errBadRecord", tc.in, err)
 			}
 		})
+	}
+}
+
+// TestNullBytes reads {"bytes":null}, which the previous release wrote
+// for a nil []byte (as json.Marshal writes one), as an empty []byte, in
+// records of both versions, so that its sessions survive the upgrade; and
+// {"json":null}, which Put writes for a nil map, slice or pointer, as
+// such a JSON value.
+func TestNullBytes(t *testing.T) {
+	for _, in := range []string{
+		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z","values":{"b":{"bytes":null},"j":{"json":null}}}`,
+		`{"v":2,"c":1795600800000,"e":1795604400000,"val":{"b":{"bytes":null},"j":{"json":null}}}`,
+	} {
+		_, values, err := codec{}.Decode([]byte(in))
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", in, err)
+		}
+		if b, ok := values["b"].([]byte); !ok || len(b) != 0 {
+			t.Errorf("Decode(%s) bytes = %#v, want an empty []byte", in, values["b"])
+		}
+		if m, ok := as[map[string]int](values["j"]); !ok || m != nil {
+			t.Errorf("Decode(%s) json as a map = %#v, %v; want nil, true", in, m, ok)
+		}
 	}
 }
 
