@@ -273,6 +273,13 @@ func (codec) Decode(b []byte) (time.Time, map[string]any, error) {
 func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any, err error) {
 	rec, ok := scanRecord(b)
 	if !ok {
+		// scanRecord reads only valid UTF-8 without escapes. Where
+		// encoding/json reads bytes that are not UTF-8, or an escape of
+		// half a surrogate pair, as U+FFFD, other parsers refuse them or
+		// keep them: a user id would be another user's.
+		if !utf8.Valid(b) || loneSurrogate(b) {
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: not valid UTF-8", errBadRecord)
+		}
 		if err := exactFields(b); err != nil {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
@@ -470,6 +477,58 @@ func valueEnd(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
+// loneSurrogate reports whether the JSON b holds an escape of a UTF-16
+// surrogate (\ud800 to \udfff) that is not half of a pair: a high one
+// not followed by an escaped low one, or a low one not preceded by a high
+// one. Such an escape stands for no character. A backslash is taken for
+// the start of an escape, as it is in a string of well-formed JSON.
+func loneSurrogate(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += j
+		r, ok := escapedRune(b, i)
+		if !ok {
+			i = min(i+2, len(b)) // another escape, such as \\ or \n
+			continue
+		}
+		i += 6
+		if r < 0xd800 || r > 0xdfff {
+			continue
+		}
+		if r >= 0xdc00 {
+			return true // low, with no high before it
+		}
+		if low, ok := escapedRune(b, i); !ok || low < 0xdc00 || low > 0xdfff {
+			return true
+		}
+		i += 6
+	}
+}
+
+// escapedRune returns the code unit of the escape \uXXXX at b[i].
+func escapedRune(b []byte, i int) (rune, bool) {
+	if len(b) < i+6 || b[i] != '\\' || b[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i+2 : i+6] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
 // validMillis reports whether ms is a time the record may hold: after
 // 1970 and no later than maxDeadline.
 func validMillis(ms int64) bool {
@@ -503,7 +562,9 @@ const (
 // could not give back unchanged (a NaN or infinite float, a string that is
 // not valid UTF-8, a time outside years 0 to 9999) and a value that
 // encoding/json refuses, or in whose encoding it replaced invalid UTF-8 with
-// U+FFFD. A time whose zone offset RFC 3339 cannot write (one with seconds,
+// U+FFFD, or that holds an escape of half a surrogate pair (which a
+// MarshalJSON method or a json.RawMessage may write, and which would make
+// the record unreadable). A time whose zone offset RFC 3339 cannot write (one with seconds,
 // as in 19th-century local mean time, or of 24 hours or more) is kept as the
 // same instant in UTC. Values of other types follow encoding/json's rules,
 // which this does not second-guess: unexported fields are dropped, and a
@@ -536,7 +597,7 @@ func normalize(v any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
-		if !utf8.Valid(b) || replacedInvalidUTF8(b) {
+		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
 		return jsonValue(b), nil

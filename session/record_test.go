@@ -2,7 +2,9 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -205,6 +207,84 @@ func TestNullBytes(t *testing.T) {
 	}
 }
 
+// TestRecordNotUTF8 checks that a record holding bytes that are not
+// UTF-8, or an escape of half a surrogate pair, anywhere, is unreadable:
+// encoding/json reads either as U+FFFD, which would log the holder in as
+// another user id than the record's bytes name, where other parsers
+// refuse the record or keep the bytes. scanRecord leaves them all to the
+// slow path, so both paths refuse them. A whole pair, and an escaped
+// backslash before "ud800", are read.
+func TestRecordNotUTF8(t *testing.T) {
+	const head = `{"v":2,"c":1795600800000,"e":1795687200000`
+	const head1 = `{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z"`
+	for _, in := range []string{
+		head + ",\"user_id\":\"al\xffice\"}",
+		head + ",\"user_id\":\"caf\xc3\"}", // a rune cut short
+		head + `,"user_id":"al\ud800ice"}`,
+		head + `,"user_id":"al\udc00ice"}`,
+		head + `,"user_id":"al\ud800\u0041ice"}`,
+		head + `,"user_id":"al\ud800"}`,
+		head + `,"user_id":"al\\\ud800"}`,
+		head + `,"user_id":"al\udc00\ud800ice"}`, // the pair reversed
+		head + ",\"ip\":\"10.0.0.1\xff\"}",
+		head + ",\"ua\":\"Mozilla/5.0 caf\xe9\"}",
+		head + `,"d":"\uDBFF"}`,
+		head + ",\"val\":{\"theme\":\"d\xe4rk\"}}",
+		head + ",\"val\":{\"k\xff\":\"x\"}}",
+		head + `,"val":{"theme":"\ud83d"}}`,
+		head + `,"val":{"n":{"string":"\udfff"}}}`,
+		head + `,"val":{"j":{"json":["\ud800"]}}}`,
+		head + `,"future":"\ud800"}`,
+		head + ",\"future\":\"\xff\"}",
+		head1 + ",\"user_agent\":\"caf\xe9\"}",
+		head1 + `,"user_id":"\ud800","values":{"a":{"string":"x"}}}`,
+	} {
+		if _, ok := scanRecord([]byte(in)); ok {
+			t.Errorf("scanRecord(%q) ok = true, want it left to the slow path", in)
+		}
+		if _, md, values, err := decodeRecord([]byte(in)); !errors.Is(err, errBadRecord) {
+			t.Errorf("decodeRecord(%q) = user %q, values %v, %v; want errBadRecord", in, md.UserID, values, err)
+		}
+	}
+	for in, want := range map[string]string{
+		head + `,"user_id":"alice","val":{"theme":"\ud83d\ude00"}}`:     "\U0001F600",
+		head + `,"user_id":"alice","val":{"theme":"\uD83D\uDE00"}}`:     "\U0001F600",
+		head + `,"user_id":"alice","val":{"theme":"\\ud800"}}`:          `\ud800`,
+		head + `,"user_id":"alice","val":{"theme":"\\\ud83d\ude00"}}`:   `\` + "\U0001F600",
+		head + `,"user_id":"alice","val":{"theme":"caf\u00e9 \ufffd"}}`: "café \uFFFD",
+		head + `,"user_id":"alice","val":{"theme":"\\"}}`:               `\`,
+	} {
+		_, md, values, err := decodeRecord([]byte(in))
+		if err != nil || md.UserID != "alice" || values["theme"] != want {
+			t.Errorf("decodeRecord(%s) = user %q, theme %q, %v; want alice, %q", in, md.UserID, values["theme"], err, want)
+		}
+	}
+}
+
+// TestUserIDNotUTF8EndsSession checks, on a real Redis, what
+// TestRecordNotUTF8 means for a request: a record whose user_id is not
+// UTF-8, as raw bytes or as half a surrogate pair, is deleted and the
+// request has no session, rather than being logged in as the user id
+// with U+FFFD in its place.
+func TestUserIDNotUTF8EndsSession(t *testing.T) {
+	for name, userID := range map[string]string{"raw 0xff": "al\xffice", "escape": `al\ud800ice`} {
+		t.Run(name, func(t *testing.T) {
+			m, r, clk := newTestManager(t, Config{})
+			cookie, id := login(t, m, "alice")
+			now := clk.t.UnixMilli()
+			r.Do(t, "SET", "session:"+id, fmt.Sprintf(`{"v":2,"user_id":"%s","c":%d,"e":%d}`, userID, now, now+3_600_000), "KEEPTTL")
+			serve(t, m, cookie, func(ctx context.Context) {
+				if u, ok := UserID(ctx); ok {
+					t.Errorf("UserID = %q, true; want no session", u)
+				}
+			})
+			if n, _ := r.Do(t, "EXISTS", "session:"+id).(int64); n != 0 {
+				t.Error("record kept, want it deleted")
+			}
+		})
+	}
+}
+
 func TestNormalize(t *testing.T) {
 	if _, err := normalize(make(chan int)); err == nil {
 		t.Error("normalize(chan) = nil error, want an error")
@@ -348,7 +428,7 @@ func TestRecordReadAsOtherParsersRead(t *testing.T) {
 		`{` + base + `,"\u0055SER_ID":"bob"}`, // escaped, still a fold of user_id
 		`{` + base + ` , "val" : {"a":"}"} , "ip":"x", "user_id" : "bob" }`,
 		`{"v":2,"user_id":"` + strings.Repeat("b", MaxUserIDLength+1) + `","c":1795600800000,"e":1795687200000}`,
-		`{"v":2,"user_id":"b\xffb","c":1795600800000,"e":1795687200000}`,
+		"{\"v\":2,\"user_id\":\"b\xffb\",\"c\":1795600800000,\"e\":1795687200000}",
 	} {
 		if _, md, values, err := decodeRecord([]byte(in)); !errors.Is(err, errBadRecord) {
 			t.Errorf("decodeRecord(%.120q) = user %q, values %v, %v; want errBadRecord", in, md.UserID, values, err)

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
@@ -37,6 +38,8 @@ func TestPutRefuses(t *testing.T) {
 		{"struct with invalid UTF-8", struct{ S string }{"a\xff"}},
 		{"struct with backslash then invalid UTF-8", struct{ S string }{`\` + "\xff"}},
 		{"map key with invalid UTF-8", map[string]int{"a\xff": 1}},
+		{"raw JSON with half a surrogate pair", json.RawMessage(`["\ud800"]`)},
+		{"raw JSON with a low surrogate alone", json.RawMessage(`{"k":"\udc00x"}`)},
 		{"slice with a time past 9999", []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	}
 	for _, tc := range tests {
