@@ -148,9 +148,10 @@ func TestDeviceNameBounded(t *testing.T) {
 }
 
 // TestKeepUserAgent checks that with KeepUserAgent the record keeps the
-// user agent (cut at maxUserAgent bytes) as "ua", which Info.UserAgent
-// gives in every request and in List; without it, the record has no
-// "ua" and Info.UserAgent is empty.
+// user agent (cut at maxUserAgent bytes on a rune boundary, U+FFFD in
+// place of bytes that are not UTF-8) as "ua", which Info.UserAgent gives
+// in every request, the login's included, and in List; without it, the
+// record has no "ua" and Info.UserAgent is empty.
 func TestKeepUserAgent(t *testing.T) {
 	long := chromeWindows + " " + strings.Repeat("x", 300)
 	for _, tc := range []struct {
@@ -161,6 +162,10 @@ func TestKeepUserAgent(t *testing.T) {
 	}{
 		{"kept", true, chromeWindows, chromeWindows},
 		{"kept and cut", true, long, long[:maxUserAgent]},
+		{"cut on a rune boundary", true, chromeWindows + "  " + strings.Repeat("é", 100), chromeWindows + "  " + strings.Repeat("é", 71)},
+		{"not UTF-8", true, chromeWindows + " caf\xe9", chromeWindows + " caf\uFFFD"},
+		{"not UTF-8 and cut", true, chromeWindows + " " + strings.Repeat("\xe9", 300), chromeWindows + " \uFFFD"},
+		{"longer once replaced", true, chromeWindows + " " + strings.Repeat("x\xff", 100), chromeWindows + " " + strings.Repeat("x\uFFFD", 36)},
 		{"not kept", false, chromeWindows, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,6 +194,29 @@ func TestKeepUserAgent(t *testing.T) {
 				t.Errorf("scanRecord(%s) = false, want the fast path", b)
 			}
 		})
+	}
+}
+
+// TestDeviceNameNotUTF8 checks that a session's client is named from the
+// user agent its record keeps, with U+FFFD in place of bytes that are not
+// UTF-8: under PreviousFormat a version 1 record keeps the user agent and
+// no name, and is named from it at each read, so that naming the raw user
+// agent at login gave Info.Device another name than every later read.
+func TestDeviceNameNotUTF8(t *testing.T) {
+	for _, cfg := range []Config{{PreviousFormat: true}, {KeepUserAgent: true}, {}} {
+		m, _, _ := newTestManager(t, cfg)
+		var atLogin Info
+		cookie := serveAs(t, m, "", "caf\xe9/1.0", func(ctx context.Context) {
+			var err error
+			if atLogin, err = Create(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		later := infoOf(t, m, cookie)
+		if atLogin.Device != later.Device || atLogin.UserAgent != later.UserAgent || later.Device != "caf\uFFFD 1" {
+			t.Errorf("PreviousFormat %v, KeepUserAgent %v: Info at login: device %q, user agent %q; read back: %q, %q; want the device %q",
+				cfg.PreviousFormat, cfg.KeepUserAgent, atLogin.Device, atLogin.UserAgent, later.Device, later.UserAgent, "caf\uFFFD 1")
+		}
 	}
 }
 

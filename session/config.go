@@ -188,7 +188,8 @@ type Config struct {
 	FromSCS *SCSImport
 
 	// DeviceName names the client of a new session for its user's list
-	// of devices (Info.Device) from its user agent (at most 256 bytes,
+	// of devices (Info.Device) from its user agent as a record keeps it
+	// (at most 256 bytes, U+FFFD in place of bytes that are not UTF-8,
 	// possibly empty): "Chrome 131 on Windows", say. It is called once,
 	// when a session is created (a login, an anonymous session's first
 	// write, an scs import), and what it returns, cut to 64 bytes of valid
@@ -202,8 +203,9 @@ type Config struct {
 	DeviceName func(userAgent string) string
 
 	// KeepUserAgent also stores the client's user agent (cut at 256
-	// bytes) in the record, as "ua", so that Info.UserAgent gives it, for
-	// a devices page that shows it. With a desktop browser's user agent
+	// bytes, U+FFFD in place of bytes that are not UTF-8) in the record,
+	// as "ua", so that Info.UserAgent gives it, for a devices page that
+	// shows it. With a desktop browser's user agent
 	// it costs about 160 bytes of Redis memory per session (see
 	// docs/benchmarks.md). False (the default) stores only the device
 	// name, and Info.UserAgent is empty but for sessions of version 1

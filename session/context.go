@@ -212,11 +212,11 @@ type Info struct {
 	LastSeen time.Time
 	// IP is the client address of the request that created the session.
 	IP string
-	// UserAgent is the raw user agent of the client that created the
-	// session (at most 256 bytes), where its record keeps it: a record
-	// of version 1 always does, one of version 2 with
-	// Config.KeepUserAgent. Otherwise it is empty; Device names the
-	// client.
+	// UserAgent is the user agent of the client that created the
+	// session (at most 256 bytes, U+FFFD in place of bytes that are not
+	// UTF-8), where its record keeps it: a record of version 1 always
+	// does, one of version 2 with Config.KeepUserAgent. Otherwise it is
+	// empty; Device names the client.
 	UserAgent string
 	// Device names that client for a list of devices, as
 	// Config.DeviceName named it when the session was created (by

@@ -143,7 +143,7 @@ func (engineStore) Delete(string) error { return nil }
 // name read and replace each other's cookie: Load logs that as an error,
 // once per Manager.
 func (m *Manager) Load(r *http.Request) context.Context {
-	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: r.UserAgent()}
+	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: clientUserAgent(r.UserAgent())}
 	if st.outer != nil {
 		m.checkSharedCookie(st.outer)
 	}
@@ -153,9 +153,6 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		// An address without a port, as a middleware that trusts a
 		// proxy's header writes it (chi's RealIP, gorilla's ProxyHeaders).
 		st.ip = r.RemoteAddr
-	}
-	if len(st.userAgent) > maxUserAgent {
-		st.userAgent = strings.ToValidUTF8(st.userAgent[:maxUserAgent], "")
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 

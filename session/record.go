@@ -35,10 +35,10 @@ type meta struct {
 	CreatedAt time.Time
 	LastSeen  time.Time
 	IP        string
-	// UserAgent is the client's raw user agent, where the record keeps
-	// it: a record of version 1 always does, one of version 2 with
-	// Config.KeepUserAgent (or Config.PreviousFormat, which writes
-	// version 1).
+	// UserAgent is the client's user agent (see clientUserAgent), where
+	// the record keeps it: a record of version 1 always does, one of
+	// version 2 with Config.KeepUserAgent (or Config.PreviousFormat,
+	// which writes version 1).
 	UserAgent string
 	// Device names the client for a user's list of devices: named once,
 	// when the session is created (see codec.nameDevice). A record of
@@ -64,6 +64,35 @@ func lineage(id string, md meta) string {
 // maxUserAgent bounds the user agent taken from a request, and so the one
 // a record keeps.
 const maxUserAgent = 256
+
+// clientUserAgent returns the user agent ua of a request as a session
+// keeps it: at most maxUserAgent bytes, cut on a rune boundary, with each
+// run of bytes that are not UTF-8 replaced by U+FFFD. A record holds
+// valid UTF-8 only (a JSON encoder writes U+FFFD for such bytes), so that
+// what the session has in memory, Info.UserAgent at login and the name
+// DeviceName gives it, is what a later read of its record has.
+func clientUserAgent(ua string) string {
+	ua = strings.ToValidUTF8(cutUTF8(ua, maxUserAgent), "\uFFFD")
+	return cutUTF8(ua, maxUserAgent) // a U+FFFD may be longer than what it replaced
+}
+
+// cutUTF8 returns s cut to at most n bytes, without the first bytes of a
+// rune whose last ones the cut leaves out.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for i := len(s) - 1; i >= 0 && i > len(s)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			if !utf8.FullRuneInString(s[i:]) {
+				return s[:i]
+			}
+			break
+		}
+	}
+	return s
+}
 
 // errBadRecord reports a record that cannot be decoded. The manager treats
 // such a record as no session and deletes it.
@@ -162,7 +191,7 @@ func (c codec) device(md meta) string {
 }
 
 // keptUserAgent returns the user agent that the records c writes keep of
-// ua: all of it (at most maxUserAgent bytes, as Load takes it), or none.
+// ua: all of it (as clientUserAgent made it in Load), or none.
 func (c codec) keptUserAgent(ua string) string {
 	if c.keepUserAgent || c.previous {
 		return ua
