@@ -210,7 +210,9 @@ type Info struct {
 	// LastSeen is when the session was last written; see
 	// Config.LastSeenInterval for how stale it may be.
 	LastSeen time.Time
-	// IP is the client address of the request that created the session.
+	// IP is the client's IP address, from the RemoteAddr of the request
+	// that created the session (with or without a port); empty when that
+	// held no IP address.
 	IP string
 	// UserAgent is the user agent of the client that created the
 	// session (at most 256 bytes, U+FFFD in place of bytes that are not

@@ -147,13 +147,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if st.outer != nil {
 		m.checkSharedCookie(st.outer)
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		st.ip = host
-	} else if _, err := netip.ParseAddr(r.RemoteAddr); err == nil {
-		// An address without a port, as a middleware that trusts a
-		// proxy's header writes it (chi's RealIP, gorilla's ProxyHeaders).
-		st.ip = r.RemoteAddr
-	}
+	st.ip = clientIP(r.RemoteAddr)
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
 	signed, bearer := m.signedFromRequest(r)
@@ -807,4 +801,21 @@ func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 func cookieAttributes(cfg Config) string {
 	c := &http.Cookie{Name: cfg.CookieName, HttpOnly: true, Secure: !cfg.InsecureCookie, SameSite: cfg.SameSite}
 	return strings.TrimPrefix(c.String(), cfg.CookieName+"=")
+}
+
+// clientIP returns the IP address of remoteAddr: "host:port" as net/http
+// sets it, or an address without a port, as a middleware that trusts a
+// proxy's header writes it (chi's RealIP, gorilla's ProxyHeaders). It
+// returns "" when remoteAddr holds no IP address, so that a session keeps
+// an address or nothing, never text a header made up (which could be
+// long, or not UTF-8 and then not what the record keeps).
+func clientIP(remoteAddr string) string {
+	host := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		host = h
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return ""
+	}
+	return host
 }

@@ -454,7 +454,8 @@ func TestRevokeOthers(t *testing.T) {
 // TestIPWithoutPort logs in from requests whose RemoteAddr a middleware
 // that trusts a proxy rewrote to a bare address, as chi's RealIP and
 // gorilla's ProxyHeaders do: the session keeps that address. It kept none:
-// only a host:port was read.
+// only a host:port was read. A host that is no address is kept as nothing:
+// it was kept as it came, not UTF-8 included.
 func TestIPWithoutPort(t *testing.T) {
 	m, _, _ := newTestManager(t, Config{})
 	for _, tc := range []struct{ remote, want string }{
@@ -463,6 +464,9 @@ func TestIPWithoutPort(t *testing.T) {
 		{"2001:db8::5", "2001:db8::5"},
 		{"[2001:db8::5]:443", "2001:db8::5"},
 		{"not an address", ""},
+		{"not an address:80", ""},
+		{"caf\xe9:80", ""},
+		{"[fe80::1%eth0]:80", "fe80::1%eth0"},
 	} {
 		req := httptest.NewRequest("POST", "/login", nil)
 		req.RemoteAddr = tc.remote
