@@ -51,19 +51,25 @@ func TestMarkerLifetime(t *testing.T) {
 }
 
 // TestSignedOutNoticeAfterAPILogout checks that a browser that ends its
-// own session through the API, with its cookies (a page's script), is not
-// told later that another device signed it out; and that an API client
-// without the marker gets no marker cookie.
+// own session through the API, with its cookies (a page's script: a
+// logout, log out everywhere, or the revocation of its own session), is
+// not told later that another device signed it out; and that an API
+// client without the marker gets no marker cookie.
 func TestSignedOutNoticeAfterAPILogout(t *testing.T) {
 	e := startExample(t)
-	for _, path := range []string{"/api/logout", "/api/logout-all"} {
+	for _, end := range []string{"POST /api/logout", "POST /api/logout-all", "DELETE /api/sessions/{own id}"} {
 		c := noRedirects()
 		e.formLogin(c, "alice", "wonderland", firefoxWindows)
-		if r := e.send(c, "POST", path, ""); r.code != http.StatusNoContent {
-			t.Fatalf("POST %s with the cookie = %d %s, want 204", path, r.code, r.body)
+		method, path, _ := strings.Cut(end, " ")
+		if strings.Contains(path, "{own id}") {
+			me := e.json(e.send(c, "GET", "/api/me", ""))
+			path = strings.Replace(path, "{own id}", me["session_id"].(string), 1)
+		}
+		if r := e.send(c, method, path, ""); r.code != http.StatusNoContent {
+			t.Fatalf("%s with the cookie = %d %s, want 204", end, r.code, r.body)
 		}
 		if r := e.send(c, "GET", "/login", "", as(firefoxWindows)...); strings.Contains(r.body, noticeEndedElsewhere) {
-			t.Errorf("after its own POST %s, the browser's login page says %q", path, noticeEndedElsewhere)
+			t.Errorf("after its own %s, the browser's login page says %q", end, noticeEndedElsewhere)
 		}
 	}
 	token, _ := e.apiLogin("bob", "builder")

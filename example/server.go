@@ -252,16 +252,28 @@ func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiRevoke ends one of the caller's sessions, named by its first_id or
-// its session_id; 404 when the id is not one of theirs.
+// its session_id; 404 when the id is not one of theirs. When that is the
+// caller's own session, it clears the marker of a browser that sent it
+// (clearOwnMarker), as the API logouts do, also when the store fails.
 func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
-	user, _ := session.UserID(r.Context())
-	if err := s.sessions.Revoke(r.Context(), user, r.PathValue("id")); err != nil {
+	info, _ := session.FromContext(r.Context())
+	id := r.PathValue("id")
+	own := id == info.ID || id == info.FirstID
+	if err := s.sessions.Revoke(r.Context(), info.UserID, id); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "no such session")
 			return
 		}
+		if own {
+			s.clearOwnMarker(w, r)
+			s.endError(w, r, err)
+			return
+		}
 		s.storeError(w, r, err)
 		return
+	}
+	if own {
+		s.clearOwnMarker(w, r)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
