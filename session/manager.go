@@ -54,8 +54,11 @@ type Manager struct {
 	decoded *decodedCache
 	// cookieAttrs ends every session cookie: see setCookie.
 	cookieAttrs string
+	// sharedStore logs once that m runs nested inside another Manager
+	// on the same Store (checkNested).
+	sharedStore sync.Once
 	// sharedCookie logs once that m runs nested inside another Manager
-	// with the same cookie name: see checkNesting.
+	// with the same cookie name (checkNested).
 	sharedCookie sync.Once
 }
 
@@ -145,7 +148,7 @@ func (engineStore) Delete(string) error { return nil }
 func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: clientUserAgent(r.UserAgent())}
 	if st.outer != nil {
-		m.checkSharedCookie(st.outer)
+		m.checkNested(st.outer)
 	}
 	st.ip = clientIP(r.RemoteAddr)
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
@@ -257,20 +260,41 @@ func (st *state) insideAnother() bool {
 	return false
 }
 
-// checkSharedCookie logs, once, that m runs inside another Manager (outer,
-// or one around it) whose cookie has m's name. Both then read the one
-// cookie: with the same keys the inner Manager takes the outer's login for
-// its own, with other keys its login replaces the outer's cookie, logging
-// the browser out of the outer one.
-func (m *Manager) checkSharedCookie(outer *state) {
+// checkNested logs, once each, that m runs inside another Manager (outer,
+// or one around it) whose cookie has m's name, or that uses m's Store.
+// With one cookie both read it: with the same keys the inner Manager takes
+// the outer's login for its own, with other keys its login replaces the
+// outer's cookie, logging the browser out of the outer one. With one Store
+// their sessions and users' indexes are one, as those of two instances of
+// one app are: with the same keys a token of either opens the other's
+// session under any cookie name (the name is not signed), and with other
+// keys each one's session limit, List and RevokeAll still act on the
+// other's sessions. (Stores of one Redis and KeyPrefix share them too,
+// which m cannot see.)
+func (m *Manager) checkNested(outer *state) {
 	for o := outer; o != nil; o = o.outer {
-		if o.m != m && o.m.cfg.CookieName == m.cfg.CookieName {
+		if o.m == m {
+			continue
+		}
+		if o.m.cfg.CookieName == m.cfg.CookieName {
 			m.sharedCookie.Do(func() {
 				m.log.Error("session: a nested Manager uses the cookie name of a Manager it runs inside, so each reads and replaces the other's cookie; give each Manager its own Config.CookieName", "cookie", m.cfg.CookieName)
 			})
-			return
+		}
+		if sameStore(o.m.store, m.store) {
+			m.sharedStore.Do(func() {
+				m.log.Error("session: a nested Manager uses the Store of a Manager it runs inside, so their sessions are one; give each Manager its own Store, with its own redisstore.Config.KeyPrefix", "cookie", m.cfg.CookieName)
+			})
 		}
 	}
+}
+
+// sameStore reports whether a and b are the same Store, a pointer to it.
+// It compares pointers only: comparing interface values whose dynamic
+// type cannot be compared (a struct holding a map) panics.
+func sameStore(a, b Store) bool {
+	ta := reflect.TypeOf(a)
+	return ta != nil && ta.Kind() == reflect.Pointer && ta == reflect.TypeOf(b) && a == b
 }
 
 // recordMeta returns what the record of session id says of its session

@@ -9,18 +9,33 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
-// newInnerManager returns a Manager on outer's store with cfg, for /admin/
-// beside outer's site.
-func newInnerManager(t *testing.T, outer *Manager, cfg Config) *Manager {
+// newInnerManager returns a Manager for /admin/ beside outer's site, with
+// cfg, on a Store of its own (KeyPrefix "admin:") on r, outer's Redis, as
+// nested Managers must have (see checkNested); with r nil, on outer's
+// Store.
+func newInnerManager(t *testing.T, outer *Manager, r *redistest.Server, cfg Config) *Manager {
 	t.Helper()
 	cfg.Keys = [][]byte{testKey(9)}
 	cfg.InsecureCookie = true
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m, err := New(outer.store, cfg)
+	store := outer.store
+	if r != nil {
+		s, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), KeyPrefix: "admin:", Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		store = s
+	}
+	m, err := New(store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +86,9 @@ func TestLogoutClearSiteData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var site, m *Manager
 			if tc.nested {
-				site, _, _ = newTestManager(t, Config{})
-				m = newInnerManager(t, site, tc.cfg)
+				var r *redistest.Server
+				site, r, _ = newTestManager(t, Config{})
+				m = newInnerManager(t, site, r, tc.cfg)
 			} else {
 				site, _, _ = newTestManager(t, tc.cfg)
 				m = site
@@ -126,21 +142,28 @@ func TestLogoutClearSiteData(t *testing.T) {
 
 // TestNestedSameCookieName checks that a Manager nested inside another
 // with the same cookie name, where each reads and replaces the other's
-// cookie, logs an error naming the cookie, once however many requests
-// pass, and that one with its own cookie logs nothing.
+// cookie, or on the same Store, where their sessions are one, logs an
+// error naming the mistake, once however many requests pass, and that one
+// with its own cookie and Store logs nothing.
 func TestNestedSameCookieName(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		cookie string // inner's Config.CookieName; "" for the site's
-		want   int    // error lines
+		name       string
+		cookie     string // inner's Config.CookieName; "" for the site's
+		sameStore  bool
+		want       int    // error lines
+		wantInLine string // in each error line
 	}{
-		{name: "same cookie", want: 1},
-		{name: "own cookie", cookie: "admin"},
+		{name: "same cookie", want: 1, wantInLine: "Config.CookieName"},
+		{name: "same store", cookie: "admin", sameStore: true, want: 1, wantInLine: "KeyPrefix"},
+		{name: "own cookie and store", cookie: "admin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			site, _, _ := newTestManager(t, Config{})
+			site, r, _ := newTestManager(t, Config{})
 			logs := &logBuffer{}
-			admin := newInnerManager(t, site, Config{CookieName: tc.cookie, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if tc.sameStore {
+				r = nil
+			}
+			admin := newInnerManager(t, site, r, Config{CookieName: tc.cookie, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			siteCookie, _ := login(t, site, "alice")
 			for range 3 {
 				nestedExchange(t, site, admin, siteCookie, "", func(ctx context.Context) {})
@@ -155,8 +178,11 @@ func TestNestedSameCookieName(t *testing.T) {
 				t.Fatalf("error lines after 3 nested requests = %q, want %d", errs, tc.want)
 			}
 			for _, l := range errs {
-				if !strings.Contains(l, "cookie="+site.cfg.CookieName) || !strings.Contains(l, "Config.CookieName") {
-					t.Errorf("error line %q, want the cookie name (cookie=%s) and Config.CookieName", l, site.cfg.CookieName)
+				if !strings.Contains(l, tc.wantInLine) {
+					t.Errorf("error line %q, want %q in it", l, tc.wantInLine)
+				}
+				if tc.cookie == "" && !strings.Contains(l, "cookie="+site.cfg.CookieName) {
+					t.Errorf("error line %q, want the cookie name (cookie=%s)", l, site.cfg.CookieName)
 				}
 			}
 		})
