@@ -487,7 +487,10 @@ func TestRateLimitOutage(t *testing.T) {
 				proxy = srv.Proxy(t)
 				addr = proxy.Addr()
 			}
-			store := rateStore(t, addr, 300*time.Millisecond)
+			// A store timeout long enough that the bound below (within one
+			// timeout, not two) holds on a loaded machine under -race.
+			const timeout = time.Second
+			store := rateStore(t, addr, timeout)
 			rules := []middleware.Rule{{Name: "r", Limit: 5, Window: time.Minute, Key: middleware.ByIP()}}
 			type limiterCase struct {
 				name    string
@@ -525,10 +528,14 @@ func TestRateLimitOutage(t *testing.T) {
 				done := make(chan *httptest.ResponseRecorder, 1)
 				go func() { done <- serve(c.h, r) }()
 				var w *httptest.ResponseRecorder
+				start := time.Now()
 				select {
 				case w = <-done:
 				case <-time.After(20 * time.Second):
-					t.Fatalf("%s with Redis %s: no answer after 20s, with a 300ms Store timeout", c.name, fault)
+					t.Fatalf("%s with Redis %s: no answer after 20s, with a %v Store timeout", c.name, fault, timeout)
+				}
+				if took := time.Since(start); took > timeout*9/5 {
+					t.Errorf("%s with Redis %s: answered after %v, want within the %v Store timeout", c.name, fault, took.Round(time.Millisecond), timeout)
 				}
 				cancel()
 				if c.served {

@@ -65,13 +65,29 @@ func TestListSessions(t *testing.T) {
 	}
 }
 
+// TestRevoke revokes a session on one instance and checks that its token
+// is refused on its very next request, on that instance and on another
+// one of the same app (a second Manager and Store on the same Redis),
+// while the user's other session goes on on both.
 func TestRevoke(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
+	other := newHarness(t, harnessOpts{redis: h.redis})
 	phone, laptop, bob := h.client(), h.client(), h.client()
 	phoneID, _ := h.login(phone, "alice")
 	h.login(laptop, "alice")
 	bobID, _ := h.login(bob, "bob")
 	ctx := context.Background()
+	// cookie returns c's cookies for a request to the other instance.
+	cookie := func(c *http.Client) string {
+		var cookies []string
+		for _, ck := range c.Jar.Cookies(mustURL(h.srv.URL)) {
+			cookies = append(cookies, ck.Name+"="+ck.Value)
+		}
+		return strings.Join(cookies, "; ")
+	}
+	if code, body := requestStatus(&http.Client{}, "GET", other.srv.URL+"/me", cookie(phone)); code != http.StatusOK {
+		t.Fatalf("the phone on the other instance before the revoke: GET /me = %d %s, want 200", code, body)
+	}
 
 	if err := h.m.Revoke(ctx, "alice", bobID); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("alice revoking bob's session = %v, want ErrNotFound", err)
@@ -87,6 +103,12 @@ func TestRevoke(t *testing.T) {
 	}
 	if got := h.do(laptop, "GET", "/me", nil).code; got != 200 {
 		t.Errorf("laptop after revoking the phone: GET /me = %d, want 200", got)
+	}
+	if code, body := requestStatus(&http.Client{}, "GET", other.srv.URL+"/me", cookie(phone)); code != http.StatusUnauthorized {
+		t.Errorf("revoked phone on the other instance: GET /me = %d %s, want 401", code, body)
+	}
+	if code, body := requestStatus(&http.Client{}, "GET", other.srv.URL+"/me", cookie(laptop)); code != http.StatusOK {
+		t.Errorf("laptop on the other instance after revoking the phone: GET /me = %d %s, want 200", code, body)
 	}
 }
 
