@@ -375,13 +375,16 @@ func TestVaryOnPanic(t *testing.T) {
 // TestPanicKeepsLogin panics in handlers behind a recovering middleware,
 // after a login and after a renewal: the 500 carries the new cookie, which
 // logs the browser in on its next request, and the values the handlers put
-// before panicking are not saved. Without it, the browser kept a token
-// that led nowhere: the login (or the session it renewed) was lost, and the
-// orphaned session still counted against the user's session limit.
+// before panicking, before the login or renewal and after it, are not
+// saved. Without it, the browser kept a token that led nowhere: the login
+// (or the session it renewed) was lost, and the orphaned session still
+// counted against the user's session limit. Create and Renew wrote the
+// values put before them with the new record.
 func TestPanicKeepsLogin(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login-panic", func(w http.ResponseWriter, r *http.Request) {
+		session.Put(r.Context(), "role", "before login")
 		if _, err := session.Create(r.Context(), "alice"); err != nil {
 			t.Error(err)
 		}
@@ -389,16 +392,18 @@ func TestPanicKeepsLogin(t *testing.T) {
 		panic("boom")
 	})
 	mux.HandleFunc("POST /renew-panic", func(w http.ResponseWriter, r *http.Request) {
+		session.Put(r.Context(), "role", "before renewal")
 		if err := session.Renew(r.Context()); err != nil {
 			t.Error(err)
 		}
-		session.Put(r.Context(), "draft", "renew") // after the Renew, which writes the values put before it
+		session.Put(r.Context(), "draft", "renew")
 		panic("boom")
 	})
 	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
 		user, _ := session.UserID(r.Context())
 		draft, _ := session.Get[string](r.Context(), "draft")
-		io.WriteString(w, user+" draft="+draft)
+		role, _ := session.Get[string](r.Context(), "role")
+		io.WriteString(w, user+" draft="+draft+" role="+role)
 	})
 	srv := httptest.NewServer(recovering(middleware.Sessions(h.m)(mux)))
 	t.Cleanup(srv.Close)
@@ -418,8 +423,8 @@ func TestPanicKeepsLogin(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if got := string(b); got != "alice draft=" {
-			t.Errorf("after POST %s: GET /me = %q, want %q (logged in, the value put before the panic not saved)", path, got, "alice draft=")
+		if got := string(b); got != "alice draft= role=" {
+			t.Errorf("after POST %s: GET /me = %q, want %q (logged in, the values put before the panic not saved)", path, got, "alice draft= role=")
 		}
 	}
 	list, err := h.m.List(context.Background(), "alice")

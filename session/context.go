@@ -29,7 +29,9 @@ type state struct {
 	data context.Context
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
-	// them there. loadedValues may be shared with other requests (see
+	// them there. loadedValues stays after that, the values as loaded,
+	// without this request's changes, which a login carries over (see
+	// Manager.create). It may be shared with other requests (see
 	// decodedCache) and is never modified.
 	loaded       bool
 	loadedMeta   meta
@@ -95,7 +97,7 @@ func (st *state) engineData() context.Context {
 		}
 		m.engine.Put(st.data, metaKey, st.loadedMeta)
 		m.engine.SetDeadline(st.data, st.deadline)
-		st.loaded, st.loadedMeta, st.loadedValues = false, meta{}, nil
+		st.loaded, st.loadedMeta = false, meta{}
 	}
 	return st.data
 }
@@ -234,7 +236,10 @@ type Info struct {
 // record of the token the request came with, whoever it belonged to, so a
 // token planted before login is worthless after it (session fixation). Values
 // of an anonymous session carry over; those of a logged-in one do not. The
-// new record is in the store when Create returns; the response sets the
+// new record is in the store when Create returns, without the values this
+// request put or removed, before Create or after it: the response saves
+// those, so that a handler that panics saves none of them (see
+// Manager.Abandon). The response sets the
 // cookie, and Token returns the value for an Authorization header. A
 // request whose token came in an Authorization header beside a cookie of
 // another session leaves that cookie alone: its client gets the new token
@@ -287,7 +292,11 @@ func validUserID(id string) error {
 // no request that arrives with it afterwards finds the session. (A request
 // that loaded the session before the renewal and saves values after it
 // still has them merged into the renewed session, as any parallel
-// request's; see Commit.) The new record is in the store when Renew returns; the response sets the
+// request's; see Commit.) The new record is in the store when Renew
+// returns, with the values as stored, other requests' changes included,
+// but not those this request put or removed, before Renew or after it: the
+// response saves those, so that a handler that panics saves none of them
+// (see Manager.Abandon). The response sets the
 // cookie, and Token returns the new value for an Authorization header. A
 // request whose token came in an Authorization header beside a cookie of
 // another session leaves that cookie alone: its client gets the new token

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -290,6 +291,79 @@ func TestRenewKeepsChanges(t *testing.T) {
 			t.Errorf("Get(gone) = %d, want removed before Renew", v)
 		}
 	})
+}
+
+// TestAbandonAfterLoginOrRenewal has a handler put and remove values, log
+// in or renew, put again, and fail (Abandon, as middleware.Sessions calls
+// it when the handler panics): the response still sets the new session's
+// cookie, and that session holds none of the request's changes, before
+// the login or renewal or after it, only the values it had. With Commit
+// instead, all of the changes are saved. Renew and Create wrote the
+// values put before them into the new record, so a panic after them
+// saved those.
+func TestAbandonAfterLoginOrRenewal(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	tests := []struct {
+		name   string
+		cookie func() string // the session the request comes with
+		act    func(ctx context.Context) error
+	}{
+		{"renewal", func() string {
+			c, _ := login(t, m, "alice")
+			serve(t, m, c, func(ctx context.Context) { Put(ctx, "kept", "yes") })
+			return c
+		}, Renew},
+		{"login from an anonymous session", func() string {
+			return serve(t, m, "", func(ctx context.Context) { Put(ctx, "kept", "yes") })
+		}, func(ctx context.Context) error { _, err := Create(ctx, "bob"); return err }},
+		{"login without a session", func() string { return "" },
+			func(ctx context.Context) error { _, err := Create(ctx, "bob"); return err }},
+	}
+	for _, tc := range tests {
+		for _, commit := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, commit=%v", tc.name, commit), func(t *testing.T) {
+				ctx := load(m, tc.cookie())
+				_, hadKept := Get[string](ctx, "kept")
+				if err := Put(ctx, "role", "admin"); err != nil {
+					t.Fatal(err)
+				}
+				if err := Remove(ctx, "kept"); err != nil {
+					t.Fatal(err)
+				}
+				if err := tc.act(ctx); err != nil {
+					t.Fatalf("%s = %v", tc.name, err)
+				}
+				if v, _ := Get[string](ctx, "role"); v != "admin" {
+					t.Errorf("Get(role) after the %s, in the request = %q, want admin", tc.name, v)
+				}
+				if _, ok := Get[string](ctx, "kept"); ok {
+					t.Errorf("Get(kept) after the %s, in the request: found, want removed", tc.name)
+				}
+				if err := Put(ctx, "after", "x"); err != nil {
+					t.Fatal(err)
+				}
+				h := http.Header{}
+				if commit {
+					if err := m.Commit(ctx, h); err != nil {
+						t.Fatalf("Commit = %v", err)
+					}
+				} else {
+					m.Abandon(ctx, h)
+				}
+				c, ok := sessionCookie(m, h)
+				if !ok || c.Value == "" {
+					t.Fatalf("the %s's response set no cookie", tc.name)
+				}
+				serve(t, m, c.Value, func(ctx context.Context) {
+					for key, want := range map[string]bool{"role": commit, "after": commit, "kept": hadKept && !commit} {
+						if _, ok := Get[string](ctx, key); ok != want {
+							t.Errorf("%s in the new session: found %v, want %v", key, ok, want)
+						}
+					}
+				})
+			})
+		}
+	}
 }
 
 // TestAfterCommit checks that nothing changes a session once its response

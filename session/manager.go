@@ -464,10 +464,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 		owner = ownerMeta.UserID
 	}
-	values := make(map[string]any)
-	if owner == "" {
-		values = m.values(st)
-	} else if replaces != "" {
+	if owner != "" && replaces != "" {
 		// The login ends the signed-in session the request came with (this
 		// user's, or another's on a shared browser), as a logout would,
 		// before it inserts the new one: wherever a parallel Renew may have
@@ -487,9 +484,18 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	at := wholeMilli(now)
 	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
-	values[metaKey] = md
 	deadline := m.deadline(now)
-	record, err := m.encode(deadline, values, st.changes)
+	// The new record holds no value of this request's: the response saves
+	// those (see rewrite), so that a handler that panics after the login
+	// saves none. It carries over the values of the anonymous session it
+	// replaces, as the request loaded them (a logged-in session has none
+	// left: see gone).
+	carried := make(map[string]any, len(st.loadedValues)+1)
+	for k, v := range st.loadedValues {
+		carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
+	}
+	carried[metaKey] = md
+	record, err := m.codec.Encode(deadline, carried)
 	if err != nil {
 		return Info{}, err
 	}
@@ -517,13 +523,26 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	st.clearValues()
 	data := st.engineData()
-	for k, v := range values {
+	for k, v := range carried {
 		m.engine.Put(data, k, v)
+	}
+	for k, v := range st.changes {
+		if _, removed := v.(removal); removed {
+			m.engine.Remove(data, k)
+		} else {
+			m.engine.Put(data, k, v)
+		}
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.loadErr, st.loggedOut, st.dirty, st.changes, st.stale = nil, false, false, nil, false
-	st.size = int32(len(record))
+	st.loadErr, st.loggedOut, st.stale = nil, false, false
+	st.dirty, st.size = len(st.changes) > 0, int32(len(record))
+	if st.dirty {
+		// What the response writes: see fits.
+		if b, err := m.codec.Encode(deadline, m.values(st)); err == nil {
+			st.size = int32(len(b))
+		}
+	}
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
@@ -557,9 +576,18 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		To:       idOf(token),
 		TTL:      ttl,
 		Deadline: st.deadline,
+		// The move writes the record as stored, other requests' changes
+		// included, but none of this request's: the response saves those
+		// (see Renew). They must fit beside the others all the same, and
+		// the request sees them.
 		Merge: func(current []byte) ([]byte, error) {
-			b, values, err := m.mergeChanges(current, st.changes, now, from)
+			b, values, err := m.mergeChanges(current, nil, now, from)
 			merged, size = values, int32(len(b))
+			if err == nil && len(st.changes) > 0 {
+				var withChanges []byte
+				withChanges, merged, err = m.mergeChanges(current, st.changes, now, from)
+				size = int32(len(withChanges))
+			}
 			return b, err
 		},
 	})
@@ -578,17 +606,18 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		return ErrNoSession
 	}
 	// The values are now those of the moved record, other requests'
-	// changes included.
+	// changes included, with this request's.
 	st.clearValues()
 	data := st.engineData()
 	for k, v := range merged {
 		m.engine.Put(data, k, v)
 	}
 	m.engine.SetDeadline(data, st.deadline)
-	// Later changes in this request merge, like any change to a record
-	// that other requests may have written.
+	// This request's changes, before the renewal and after it, merge into
+	// the moved record at the commit, like any change to a record that
+	// other requests may have written.
 	st.stored, st.inserted, st.issued = token, false, token
-	st.dirty, st.changes, st.size = false, nil, size
+	st.dirty, st.size = len(st.changes) > 0, size
 	m.emit(EventRenewed, st.userID, idOf(token), now)
 	return nil
 }
