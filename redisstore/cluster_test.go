@@ -393,6 +393,22 @@ func TestCluster(t *testing.T) {
 			}
 		}
 
+		// A merge, replacing an anonymous session of another slot: the new
+		// record is made from the anonymous one, taken as it is deleted.
+		_, err = s.Insert(ctx, anon, []byte("anon"), time.Minute)
+		clusterCheck(t, "Insert anonymous", err)
+		mg := userSessionOf(user, tagged(tag, "a6m"), d[3])
+		mg.Replaces = anon
+		mg.Merge = func(cur []byte) ([]byte, error) { return append([]byte("merged:"), cur...), nil }
+		ended, err = s2.AddUserSession(ctx, mg)
+		clusterCheck(t, "AddUserSession with a merge across slots", err)
+		if !slices.Equal(ended, []string{anon}) || exists(t, c, "session:"+anon) {
+			t.Fatalf("AddUserSession with a merge across slots ended %q, anonymous left %v; want the anonymous one, deleted", ended, exists(t, c, "session:"+anon))
+		}
+		if got := clusterRecords(t, c)[mg.ID]; got != "merged:anon" {
+			t.Errorf("record merged across slots = %q, want merged:anon", got)
+		}
+
 		// MoveSession: a renewal of the user's session, in its slot.
 		moved, err := s2.MoveSession(ctx, redisstore.Move{UserID: user, From: a.ID, To: tagged(tag, "a7"), TTL: time.Hour, Deadline: d[3],
 			Merge: func(cur []byte) ([]byte, error) { return append(cur, "+moved"...), nil }})

@@ -44,6 +44,10 @@ type UserSession = struct {
 	Deadline time.Time     // the session's absolute deadline, its score in the index
 	Limit    int           // with Limit > 0, at most Limit sessions of the user remain
 	Replaces string        // id of the session this one replaces, or ""
+	// Merge, with Replaces, returns the new record, instead of Record,
+	// from the record of Replaces as it is when it is deleted (nil when
+	// there is none). An error from it ends the call, unwritten.
+	Merge func(replaced []byte) ([]byte, error)
 }
 
 // Move is what [Store.MoveSession] does. Like UserSession, it is an alias of
@@ -75,7 +79,15 @@ type Move = struct {
 // (after a short random wait) while other writers change the index, for as
 // long as the call's time budget allows (then ErrContention).
 //
-// Without a limit the commands go as a plain pipeline, one round trip,
+// With a.Merge and a.Replaces, the record written is a.Merge(the record of
+// a.Replaces), read in the same optimistic transaction that deletes it
+// (WATCH and GET, then MULTI/EXEC, started again if it changed before
+// EXEC), so that a change another request saved into the replaced session
+// meanwhile is carried over, not lost: a login carries over the anonymous
+// session's values as they are, not as the login request loaded them.
+// Without a limit that costs one more round trip.
+//
+// Without a limit or a merge the commands go as a plain pipeline, one round trip,
 // ordered so that every prefix of it is safe (as Redis Cluster, which cannot
 // run them as one transaction, would need): the replaced record goes first,
 // so a failure never leaves the old token alive beside the new one; the new
@@ -91,25 +103,43 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	}
 	index := s.userKey(a.UserID)
 	gone := "" // a.Replaces, once its DEL deleted a record
+	if a.Replaces == "" {
+		a.Merge = nil
+	}
 	if a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index) {
 		// On a Redis Cluster the replaced session (anonymous, or another
 		// user's) lies in another slot, so it cannot be in this user's
 		// index, nor deleted in the same transaction: delete it first, so
-		// that a failure still never leaves it alive beside the new one.
+		// that a failure still never leaves it alive beside the new one,
+		// and with a merge take its record in the same step, as
+		// MoveSession does across slots.
 		key := s.prefix + a.Replaces
-		err := s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
-			n, err := redis.Int(cmd(ctx, conn, "DEL", key))
-			if n == 1 {
+		var err error
+		if a.Merge != nil {
+			var taken bool
+			a.Record, taken, err = s.take(ctx, "add_user_session", key, a.Merge)
+			if taken {
 				gone = a.Replaces
+			} else if err == nil {
+				if a.Record, err = a.Merge(nil); err != nil {
+					err = fmt.Errorf("redisstore: add_user_session: %w", err)
+				}
 			}
-			return err
-		})
+		} else {
+			err = s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
+				n, err := redis.Int(cmd(ctx, conn, "DEL", key))
+				if n == 1 {
+					gone = a.Replaces
+				}
+				return err
+			})
+		}
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
-		a.Replaces = ""
+		a.Replaces, a.Merge = "", nil
 	}
-	if a.Limit <= 0 {
+	if a.Limit <= 0 && a.Merge == nil {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
 			replies, err := s.batch(ctx, conn, func(send sender) {
@@ -136,34 +166,59 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		}
 		return endedOf(gone, nil), nil
 	}
+	// Watched: the new id, with a limit the index, with a merge the
+	// replaced record. The turn is that of the key contended most.
+	key, replacedKey := s.prefix+a.ID, s.prefix+a.Replaces
+	watch, turn := redis.Args{key}, replacedKey
+	if a.Limit > 0 {
+		watch, turn = watch.Add(index), index
+	}
+	if a.Merge != nil {
+		watch = watch.Add(replacedKey)
+	}
 	var revoked []string // the sessions the limit revoked, oldest first
-	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
-		key := s.prefix + a.ID
+	err = s.doTurn(ctx, "add_user_session", turn, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
-			conn.Send("WATCH", index, key)
-			taken, err := redis.Bool(cmd(ctx, conn, "EXISTS", key))
+			conn.Send("WATCH", watch...)
+			conn.Send("EXISTS", key)
+			if a.Merge != nil {
+				conn.Send("GET", replacedKey)
+			}
+			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+			if err == nil {
+				err = firstError(replies)
+			}
 			if err != nil {
 				return false, err
 			}
-			if taken {
+			if taken, _ := redis.Bool(replies[1], nil); taken {
 				_, err := cmd(ctx, conn, "UNWATCH")
 				return false, errors.Join(errIDTaken, err)
 			}
-			live, dead, err := s.members(ctx, conn, index)
-			if err != nil {
-				return false, err
+			b := a
+			if a.Merge != nil {
+				replaced, _ := replies[2].([]byte) // nil when there is none
+				if b.Record, err = a.Merge(replaced); err != nil {
+					return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
+				}
+			}
+			var live, dead []string
+			if a.Limit > 0 {
+				if live, dead, err = s.members(ctx, conn, index); err != nil {
+					return false, err
+				}
 			}
 			// The replaced session goes in this transaction: it does not count.
 			live = slices.DeleteFunc(live, func(id string) bool { return id == a.Replaces })
 			revoked = nil
-			if n := len(live) - (a.Limit - 1); n > 0 {
+			if n := len(live) - (a.Limit - 1); a.Limit > 0 && n > 0 {
 				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			setAt := s.sendAddition(conn.Send, index, a, append(dead, revoked...), revoked...)
-			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			setAt := s.sendAddition(conn.Send, index, b, append(dead, revoked...), revoked...)
+			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
-				return true, nil // the watched index changed: look again
+				return true, nil // a watched key changed: look again
 			}
 			if err != nil {
 				return false, err
@@ -400,39 +455,9 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // failure between the two ends the session: it is never alive under both
 // ids, nor brought back.
 func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved bool, err error) {
-	var next []byte
-	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
-		return optimistic(ctx, func() (retry bool, err error) {
-			conn.Send("WATCH", from)
-			current, err := redis.Bytes(cmd(ctx, conn, "GET", from))
-			if errors.Is(err, redis.ErrNil) {
-				_, err := cmd(ctx, conn, "UNWATCH")
-				return false, err // ended: nothing to move
-			}
-			if err != nil {
-				return false, err
-			}
-			n, err := m.Merge(current)
-			if err != nil {
-				return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
-			}
-			conn.Send("MULTI")
-			conn.Send("DEL", from)
-			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
-			if errors.Is(err, redis.ErrNil) {
-				return true, nil // the record changed or went since the GET: look again
-			}
-			if err == nil {
-				err = firstError(replies)
-			}
-			if err == nil {
-				next = n
-			}
-			return false, err
-		})
-	})
-	if err != nil || next == nil {
-		return false, err
+	next, taken, err := s.take(ctx, "move_session", from, m.Merge)
+	if err != nil || !taken {
+		return false, err // ended: nothing to move
 	}
 	if m.UserID == "" {
 		written, err := s.Insert(ctx, m.To, next, m.TTL)
@@ -443,6 +468,46 @@ func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved 
 	}
 	_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: next, TTL: m.TTL, Deadline: m.Deadline})
 	return err == nil, err
+}
+
+// take deletes the record under key and returns merge(that record), as one
+// optimistic transaction of key's slot: WATCH and GET, merge, then
+// MULTI/DEL/EXEC, started again (after a short random wait) if the record
+// changed or went before EXEC, so that what merge returns comes from the
+// record as it was deleted. taken is false, and merge is not called, when
+// there is no record.
+func (s *Store) take(ctx context.Context, op, key string, merge func(current []byte) ([]byte, error)) (next []byte, taken bool, err error) {
+	err = s.doTurn(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
+		return optimistic(ctx, func() (retry bool, err error) {
+			conn.Send("WATCH", key)
+			current, err := redis.Bytes(cmd(ctx, conn, "GET", key))
+			if errors.Is(err, redis.ErrNil) {
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, err
+			}
+			if err != nil {
+				return false, err
+			}
+			n, err := merge(current)
+			if err != nil {
+				return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
+			}
+			conn.Send("MULTI")
+			conn.Send("DEL", key)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			if errors.Is(err, redis.ErrNil) {
+				return true, nil // the record changed or went since the GET: look again
+			}
+			if err == nil {
+				err = firstError(replies)
+			}
+			if err == nil {
+				next, taken = n, true
+			}
+			return false, err
+		})
+	})
+	return next, taken, err
 }
 
 // members returns the ids in index whose record still exists, oldest

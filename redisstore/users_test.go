@@ -475,6 +475,78 @@ func TestAddUserSessionLimitConcurrent(t *testing.T) {
 	}
 }
 
+// TestAddUserSessionMerge adds a session whose record a merge makes from
+// the record of the session it replaces, with and without a limit: a
+// change written into the replaced record between the call's read and its
+// write is in the new record (the call reads again), a replaced record
+// that is gone gives the merge nil, and a merge that fails writes nothing.
+func TestAddUserSessionMerge(t *testing.T) {
+	srv := redistest.Start(t)
+	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(1)
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			srv.Do(t, "FLUSHALL")
+			setRecord(t, srv, "anon", "cart")
+			var seen []string
+			a := alice("a", d[0])
+			a.Replaces, a.Limit = "anon", limit
+			a.Merge = func(replaced []byte) ([]byte, error) {
+				if seen = append(seen, string(replaced)); len(seen) == 1 {
+					// Another request saves a value into the replaced
+					// session between this call's read and its write.
+					if _, err := s2.Merge(ctx, "anon", time.Minute, func(cur []byte) ([]byte, error) { return append(cur, "+pen"...), nil }); err != nil {
+						t.Errorf("Merge between the read and the write: %v", err)
+					}
+				}
+				return append([]byte("alice:"), replaced...), nil
+			}
+			ended, err := s1.AddUserSession(ctx, a)
+			if err != nil || !slices.Equal(ended, []string{"anon"}) {
+				t.Fatalf("AddUserSession with a merge = %q, %v; want [anon], nil", ended, err)
+			}
+			if want := []string{"cart", "cart+pen"}; !slices.Equal(seen, want) {
+				t.Errorf("the merge saw %q, want %q", seen, want)
+			}
+			if got, want := records(t, srv), map[string]string{"a": "alice:cart+pen"}; !maps.Equal(got, want) {
+				t.Errorf("records = %v, want %v", got, want)
+			}
+			if got, want := index(t, srv, "alice"), map[string]int64{"a": d[0].UnixMilli()}; !maps.Equal(got, want) {
+				t.Errorf("index = %v, want %v", got, want)
+			}
+
+			// The replaced record is gone: the merge gets nil.
+			b := alice("b", d[0])
+			b.Replaces, b.Limit = "gone", limit
+			b.Merge = func(replaced []byte) ([]byte, error) {
+				if replaced != nil {
+					t.Errorf("merge of a missing record got %q, want nil", replaced)
+				}
+				return []byte("alice:new"), nil
+			}
+			if ended, err := s1.AddUserSession(ctx, b); err != nil || len(ended) != 0 {
+				t.Fatalf("AddUserSession replacing a missing record = %q, %v; want none, nil", ended, err)
+			}
+			if got, _ := redis.String(srv.Do(t, "GET", "session:b"), nil); got != "alice:new" {
+				t.Errorf("record replacing a missing one = %q, want alice:new", got)
+			}
+
+			// A merge that fails writes nothing.
+			setRecord(t, srv, "anon2", "cart")
+			c := alice("c", d[0])
+			c.Replaces, c.Limit = "anon2", limit
+			c.Merge = func([]byte) ([]byte, error) { return nil, errors.New("merge failed") }
+			if _, err := s1.AddUserSession(ctx, c); err == nil || !strings.Contains(err.Error(), "merge failed") {
+				t.Errorf("AddUserSession with a failing merge = %v, want its error", err)
+			}
+			if got := records(t, srv); got["anon2"] != "cart" || got["c"] != "" {
+				t.Errorf("records after a failing merge = %v, want anon2 kept and no c", got)
+			}
+		})
+	}
+}
+
 func TestMoveSession(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})
@@ -1245,6 +1317,17 @@ func TestUserCommands(t *testing.T) {
 			want: map[string]int64{"del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1},
 		},
 		{
+			name:  "AddUserSession replacing with a merge",
+			setup: func(t *testing.T) { setRecord(t, srv, "anon", "cart") },
+			call: func() error {
+				a := alice("m", d[0])
+				a.UserID, a.Replaces, a.Merge = "mia", "anon", same // not alice, whose sessions the rows below count
+				_, err := s.AddUserSession(ctx, a)
+				return err
+			},
+			want: map[string]int64{"watch": 1, "exists": 1, "get": 1, "multi": 1, "del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
+		},
+		{
 			name: "AddUserSession with a limit",
 			call: func() error {
 				a := alice("c", d[0])
@@ -1324,6 +1407,9 @@ func TestUserCommands(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != nil {
+				tc.setup(t)
+			}
 			srv.ResetStats(t)
 			if err := tc.call(); err != nil {
 				t.Fatal(err)

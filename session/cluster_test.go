@@ -492,9 +492,21 @@ func TestClusterManager(t *testing.T) {
 			if redistest.Slot("session:"+anonID) == redistest.Slot(userTag) {
 				t.Logf("limit %d: the anonymous session shares the user's slot", limit)
 			}
-			next, id, err := clLogin(m, anon, user)
-			if err != nil {
-				t.Fatalf("limit %d: login from an anonymous session: %v", limit, err)
+			// Another instance saves a value into the anonymous session
+			// after the login request loaded it: the login carries it over.
+			var id string
+			next, err := clRequest(m, anon, func(ctx context.Context) {
+				if _, err := clRequest(m2, anon, func(ctx context.Context) { Put(ctx, "cart2", "pen") }); err != nil {
+					t.Errorf("limit %d: parallel Put: %v", limit, err)
+				}
+				info, err := Create(ctx, user)
+				if err != nil {
+					t.Fatalf("limit %d: login from an anonymous session: %v", limit, err)
+				}
+				id = info.ID
+			})
+			if err != nil || next == "" {
+				t.Fatalf("limit %d: login's commit = %v, cookie %q", limit, err, next)
 			}
 			if !strings.HasPrefix(id, userTag) {
 				t.Errorf("limit %d: new id %q, want the user's tag %s", limit, id, userTag)
@@ -508,6 +520,9 @@ func TestClusterManager(t *testing.T) {
 				}
 				if v, _ := Get[string](ctx, "cart"); v != "book" {
 					t.Errorf("limit %d: cart after login = %q, want book", limit, v)
+				}
+				if v, _ := Get[string](ctx, "cart2"); v != "pen" {
+					t.Errorf("limit %d: cart2, saved during the login, after it = %q, want pen", limit, v)
 				}
 			})
 			if u := userOf(t, m2, anon); u != "" {

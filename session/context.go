@@ -30,9 +30,9 @@ type state struct {
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
 	// them there. loadedValues stays after that, the values as loaded,
-	// without this request's changes, which a login carries over (see
-	// Manager.create). It may be shared with other requests (see
-	// decodedCache) and is never modified.
+	// without this request's changes, for a login whose anonymous record
+	// is gone by the time it writes (see Manager.create). It may be
+	// shared with other requests (see decodedCache) and is never modified.
 	loaded       bool
 	loadedMeta   meta
 	loadedValues map[string]any
@@ -235,15 +235,17 @@ type Info struct {
 // Create logs a user in: it issues a new token for userID and deletes the
 // record of the token the request came with, whoever it belonged to, so a
 // token planted before login is worthless after it (session fixation). Values
-// of an anonymous session carry over; those of a logged-in one do not. The
-// new record is in the store when Create returns, without the values this
-// request put or removed, before Create or after it: the response saves
-// those, so that a handler that panics saves none of them (see
-// Manager.Abandon). The response sets the
-// cookie, and Token returns the value for an Authorization header. A
-// request whose token came in an Authorization header beside a cookie of
-// another session leaves that cookie alone: its client gets the new token
-// from Token only.
+// of an anonymous session carry over, as its record holds them when the
+// login deletes it, so that a value another request saved there meanwhile
+// is not lost (when a parallel login deleted it first, as the request
+// loaded them); those of a logged-in one do not. The new record is in the
+// store when Create returns, without the values this request put or
+// removed, before Create or after it: the response saves those, so that a
+// handler that panics saves none of them (see Manager.Abandon). The
+// response sets the cookie, and Token returns the value for an
+// Authorization header. A request whose token came in an Authorization
+// header beside a cookie of another session leaves that cookie alone: its
+// client gets the new token from Token only.
 //
 // A logged-in session the request came with ends first, as a logout would
 // (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -363,6 +364,67 @@ func TestAbandonAfterLoginOrRenewal(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// TestLoginCarriesCurrentValues has another request change the values of
+// an anonymous session after a login request loaded it and before its
+// Create: the new session carries over the values as the anonymous record
+// holds them then, the other request's change included, with and without
+// a session limit. A second login request that loaded the same anonymous
+// session (a login form submitted twice) finds its record gone and
+// carries over the values it loaded.
+func TestLoginCarriesCurrentValues(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
+			anon := serve(t, m, "", func(ctx context.Context) {
+				Put(ctx, "cart", "book")
+				Put(ctx, "gift", "wrap")
+			})
+			first, second := load(m, anon), load(m, anon)
+			serve(t, m, anon, func(ctx context.Context) {
+				if err := Put(ctx, "cart2", "pen"); err != nil {
+					t.Fatal(err)
+				}
+				if err := Remove(ctx, "gift"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			for _, tc := range []struct {
+				ctx  context.Context
+				want map[string]string
+			}{
+				{first, map[string]string{"cart": "book", "cart2": "pen"}},
+				{second, map[string]string{"cart": "book", "gift": "wrap"}},
+			} {
+				if _, err := Create(tc.ctx, "alice"); err != nil {
+					t.Fatalf("Create = %v", err)
+				}
+				h := http.Header{}
+				if err := m.Commit(tc.ctx, h); err != nil {
+					t.Fatalf("Commit = %v", err)
+				}
+				c, ok := sessionCookie(m, h)
+				if !ok {
+					t.Fatal("the login set no cookie")
+				}
+				serve(t, m, c.Value, func(ctx context.Context) {
+					got := map[string]string{}
+					for _, k := range []string{"cart", "cart2", "gift"} {
+						if v, ok := Get[string](ctx, k); ok {
+							got[k] = v
+						}
+					}
+					if !maps.Equal(got, tc.want) {
+						t.Errorf("values after the login = %v, want %v", got, tc.want)
+					}
+				})
+			}
+			if n, _ := r.Do(t, "EXISTS", "session:"+idOf(tokenOf(t, m, anon))).(int64); n != 0 {
+				t.Error("the anonymous record survived the logins")
+			}
+		})
 	}
 }
 

@@ -488,16 +488,26 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// The new record holds no value of this request's: the response saves
 	// those (see rewrite), so that a handler that panics after the login
 	// saves none. It carries over the values of the anonymous session it
-	// replaces, as the request loaded them (a logged-in session has none
-	// left: see gone).
-	carried := make(map[string]any, len(st.loadedValues)+1)
-	for k, v := range st.loadedValues {
-		carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
-	}
-	carried[metaKey] = md
-	record, err := m.codec.Encode(deadline, carried)
+	// replaces, read as the store deletes that record, so that a value
+	// another request saved there meanwhile is not lost; as the request
+	// loaded them when the record is gone by then (a parallel login took
+	// it). Without a record to replace it is one write.
+	record, carried, err := m.loginRecord(deadline, md, nil)
 	if err != nil {
 		return Info{}, err
+	}
+	var merge func(replaced []byte) ([]byte, error)
+	if owner == "" && replaces != "" {
+		loaded := st.loadedValues
+		merge = func(replaced []byte) ([]byte, error) {
+			values := loaded
+			if replaced != nil {
+				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
+			}
+			var err error
+			record, carried, err = m.loginRecord(deadline, md, values)
+			return record, err
+		}
 	}
 	token, err := m.newToken(st, m.userTag(userID))
 	if err != nil {
@@ -512,6 +522,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Deadline: deadline,
 		Limit:    m.cfg.MaxSessionsPerUser,
 		Replaces: replaces,
+		Merge:    merge,
 	})
 	for _, id := range ended {
 		if id != replaces { // an anonymous session has no events
@@ -546,6 +557,21 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
+}
+
+// loginRecord returns the record of a new session with deadline and md
+// that carries over values (those of the anonymous session it replaces;
+// nil for none), and the values it holds, md among them.
+func (m *Manager) loginRecord(deadline time.Time, md meta, values map[string]any) (record []byte, carried map[string]any, err error) {
+	carried = make(map[string]any, len(values)+1)
+	for k, v := range values {
+		carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
+	}
+	carried[metaKey] = md
+	if record, err = m.codec.Encode(deadline, carried); err != nil {
+		return nil, nil, err
+	}
+	return record, carried, nil
 }
 
 // renew moves the session to a new token; see Renew. The caller holds

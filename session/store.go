@@ -71,7 +71,11 @@ type UserStore interface {
 	// ended before failing (s.Replaces, deleted first). A failure part way must
 	// never leave the replaced session alive beside the new one, nor a
 	// usable session outside the index; with a limit, choosing the
-	// sessions to revoke and inserting must be one atomic step.
+	// sessions to revoke and inserting must be one atomic step. With
+	// s.Merge, reading the record of s.Replaces and deleting it must be one
+	// atomic step too, so that a change saved into it meanwhile is in the
+	// new record: with the insert where both keys share a Redis Cluster
+	// slot, before it otherwise.
 	AddUserSession(ctx context.Context, s NewSession) (ended []string, err error)
 
 	// MoveSession moves a session to a new id, atomically: only while the
@@ -122,6 +126,10 @@ type NewSession = struct {
 	Deadline time.Time     // the session's absolute deadline, its score in the index
 	Limit    int           // with Limit > 0, at most Limit sessions of the user remain
 	Replaces string        // id of the session this one replaces, or ""
+	// Merge, with Replaces, returns the new record, instead of Record,
+	// from the record of Replaces as it is when it is deleted (nil when
+	// there is none). An error from it ends the call, unwritten.
+	Merge func(replaced []byte) ([]byte, error)
 }
 
 // Move is what UserStore.MoveSession does. Like NewSession, it is an alias
