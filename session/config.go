@@ -125,9 +125,13 @@ type Config struct {
 	// loaded it and the values the request put and removed since. Where
 	// the record is written, its real size decides: a record that would
 	// still be over it (values that parallel requests put pass it
-	// together, once merged) is not written, and Commit (or Create, or
-	// Renew) returns an error matching ErrInvalidValue, which
+	// together, once merged) is not written, and Commit (or Renew)
+	// returns an error matching ErrInvalidValue, which
 	// middleware.Sessions answers with 500 {"error":"session too large"}.
+	// A login (Create) carries over none of an anonymous session's values
+	// that would take its record over it, and logs a warning; a limit
+	// that even a record without values passes fails every login with
+	// ErrInvalidValue.
 	// A record already over it (written under a higher limit, or by
 	// another program) still loads, and requests that put no value in it
 	// (a last-seen refresh, a renewal, removals) still write it. Zero

@@ -238,14 +238,16 @@ type Info struct {
 // of an anonymous session carry over, as its record holds them when the
 // login deletes it, so that a value another request saved there meanwhile
 // is not lost (when a parallel login deleted it first, as the request
-// loaded them); those of a logged-in one do not. The new record is in the
-// store when Create returns, without the values this request put or
-// removed, before Create or after it: the response saves those, so that a
-// handler that panics saves none of them (see Manager.Abandon). The
-// response sets the cookie, and Token returns the value for an
-// Authorization header. A request whose token came in an Authorization
-// header beside a cookie of another session leaves that cookie alone: its
-// client gets the new token from Token only.
+// loaded them); those of a logged-in one do not. Anonymous values that
+// would take the new record over Config.MaxRecordBytes are not carried
+// over, and a warning is logged: a login does not fail because of a full
+// cart. The new record is in the store when Create returns, without the
+// values this request put or removed, before Create or after it: the
+// response saves those, so that a handler that panics saves none of them
+// (see Manager.Abandon). The response sets the cookie, and Token returns
+// the value for an Authorization header. A request whose token came in an
+// Authorization header beside a cookie of another session leaves that
+// cookie alone: its client gets the new token from Token only.
 //
 // A logged-in session the request came with ends first, as a logout would
 // (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the
@@ -255,7 +257,9 @@ type Info struct {
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
 // never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes
-// (ErrInvalidUserID). After the response has started Create returns
+// (ErrInvalidUserID). When even a record without values would be over
+// Config.MaxRecordBytes, Create returns an error matching ErrInvalidValue
+// and changes nothing. After the response has started Create returns
 // ErrResponseStarted and changes nothing.
 func Create(ctx context.Context, userID string) (Info, error) {
 	st := stateFrom(ctx)

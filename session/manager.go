@@ -492,7 +492,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// another request saved there meanwhile is not lost; as the request
 	// loaded them when the record is gone by then (a parallel login took
 	// it). Without a record to replace it is one write.
-	record, carried, err := m.loginRecord(deadline, md, nil)
+	record, carried, over, err := m.loginRecord(deadline, md, nil)
 	if err != nil {
 		return Info{}, err
 	}
@@ -505,7 +505,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}
 			var err error
-			record, carried, err = m.loginRecord(deadline, md, values)
+			record, carried, over, err = m.loginRecord(deadline, md, values)
 			return record, err
 		}
 	}
@@ -531,6 +531,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	if err != nil {
 		return Info{}, storeError(err)
+	}
+	if over > 0 {
+		m.log.Warn("session: the login carried over none of the anonymous session's values: with them its record would be over Config.MaxRecordBytes",
+			"session", fingerprint(idOf(token)), "bytes", over, "limit", m.cfg.MaxRecordBytes)
 	}
 	st.clearValues()
 	data := st.engineData()
@@ -561,17 +565,31 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 
 // loginRecord returns the record of a new session with deadline and md
 // that carries over values (those of the anonymous session it replaces;
-// nil for none), and the values it holds, md among them.
-func (m *Manager) loginRecord(deadline time.Time, md meta, values map[string]any) (record []byte, carried map[string]any, err error) {
+// nil for none), and the values it holds, md among them. When values
+// would take it over Config.MaxRecordBytes it carries over none, and over
+// is the size it would have had: a login must not fail, nor leave a
+// session that refuses every Put, because of what an anonymous visitor
+// kept (a large cart). It returns an error matching ErrInvalidValue only
+// when the record is over the limit without values.
+func (m *Manager) loginRecord(deadline time.Time, md meta, values map[string]any) (record []byte, carried map[string]any, over int, err error) {
 	carried = make(map[string]any, len(values)+1)
 	for k, v := range values {
 		carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
 	}
 	carried[metaKey] = md
 	if record, err = m.codec.Encode(deadline, carried); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return record, carried, nil
+	if m.overLimit(len(record)) != nil && len(carried) > 1 {
+		over, carried = len(record), map[string]any{metaKey: md}
+		if record, err = m.codec.Encode(deadline, carried); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	if err := m.overLimit(len(record)); err != nil {
+		return nil, nil, 0, err
+	}
+	return record, carried, over, nil
 }
 
 // renew moves the session to a new token; see Renew. The caller holds

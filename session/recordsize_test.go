@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -242,6 +243,86 @@ func TestMergePassesLimit(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestLoginOverLimit logs in from an anonymous session whose values,
+// beside the login's own fields (a user id of MaxUserIDLength bytes),
+// would take the new record over Config.MaxRecordBytes: the login
+// succeeds, carries over none of them, and says so in a warning, and its
+// session takes values again. The login wrote a record over the limit,
+// after which every Put was refused. Values that fit are carried over;
+// a limit that even a record without values passes fails the login with
+// ErrInvalidValue, writing nothing.
+func TestLoginOverLimit(t *testing.T) {
+	const limit = 2000
+	m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+	var logs bytes.Buffer
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	record := func(cookie string) []byte {
+		rec, _ := r.Do(t, "GET", "session:"+idOf(tokenOf(t, m, cookie))).([]byte)
+		return rec
+	}
+	full := serve(t, m, "", func(ctx context.Context) {
+		for i := 0; Put(ctx, fmt.Sprintf("k%02d", i), strings.Repeat("y", 50)) == nil; i++ {
+		}
+	})
+	if n := len(record(full)); n < limit-100 {
+		t.Fatalf("the anonymous record is %d bytes, want within 100 of the limit %d", n, limit)
+	}
+	user := strings.Repeat("u", MaxUserIDLength)
+	var loggedIn string
+	h, err := exchange(t, m, full, func(ctx context.Context) {
+		if _, err := Create(ctx, user); err != nil {
+			t.Fatalf("Create from a full anonymous session = %v, want nil", err)
+		}
+		if _, ok := Get[string](ctx, "k00"); ok {
+			t.Error("Get(k00) after the login: found, want no value carried over")
+		}
+		loggedIn, _ = Token(ctx)
+	})
+	if err != nil {
+		t.Fatalf("Commit = %v", err)
+	}
+	if _, ok := sessionCookie(m, h); !ok {
+		t.Fatal("the login set no cookie")
+	}
+	if rec := record(loggedIn); len(rec) > limit || bytes.Contains(rec, []byte(`"k00"`)) {
+		t.Errorf("record after the login = %d bytes %.80s..., want at most %d, without the anonymous values", len(rec), rec, limit)
+	}
+	if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "Config.MaxRecordBytes") || !strings.Contains(got, fmt.Sprintf("limit=%d", limit)) {
+		t.Errorf("log = %q, want a warning naming Config.MaxRecordBytes and the limit", got)
+	}
+	serve(t, m, loggedIn, func(ctx context.Context) {
+		if err := Put(ctx, "theme", "dark"); err != nil {
+			t.Errorf("Put after the login = %v, want nil", err)
+		}
+	})
+
+	logs.Reset()
+	small := serve(t, m, "", func(ctx context.Context) { Put(ctx, "cart", "book") })
+	next := serve(t, m, small, func(ctx context.Context) {
+		if _, err := Create(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+	})
+	serve(t, m, next, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("Get(cart) after a login from a small anonymous session = %q, want book", v)
+		}
+	})
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("log after a login that carried its values over = %q, want no warning", logs.String())
+	}
+
+	tiny, r2, _ := newTestManager(t, Config{MaxRecordBytes: 50})
+	exchange(t, tiny, "", func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); !errors.Is(err, ErrInvalidValue) {
+			t.Errorf("Create under a limit below a record without values = %v, want ErrInvalidValue", err)
+		}
+	})
+	if n := r2.Do(t, "DBSIZE"); n != int64(0) {
+		t.Errorf("keys after a refused login = %v, want 0", n)
 	}
 }
 
