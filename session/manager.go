@@ -497,16 +497,22 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		return Info{}, err
 	}
 	var merge func(replaced []byte) ([]byte, error)
+	// merged holds what merge made last. The closure writes there rather
+	// than to record, carried and over, which it would otherwise move to
+	// the heap for every login, also for the common one that replaces no
+	// anonymous session.
+	var merged *loginRecordOf
 	if owner == "" && replaces != "" {
 		loaded := st.loadedValues
+		merged = new(loginRecordOf)
 		merge = func(replaced []byte) ([]byte, error) {
 			values := loaded
 			if replaced != nil {
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}
 			var err error
-			record, carried, over, err = m.loginRecord(deadline, md, values)
-			return record, err
+			merged.record, merged.carried, merged.over, err = m.loginRecord(deadline, md, values)
+			return merged.record, err
 		}
 	}
 	token, err := m.newToken(st, m.userTag(userID))
@@ -531,6 +537,9 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	if err != nil {
 		return Info{}, storeError(err)
+	}
+	if merged != nil && merged.record != nil {
+		record, carried, over = merged.record, merged.carried, merged.over
 	}
 	if over > 0 {
 		m.log.Warn("session: the login carried over none of the anonymous session's values: with them its record would be over Config.MaxRecordBytes",
@@ -561,6 +570,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
+}
+
+// loginRecordOf is what loginRecord returns, kept by a login's merge.
+type loginRecordOf struct {
+	record  []byte
+	carried map[string]any
+	over    int
 }
 
 // loginRecord returns the record of a new session with deadline and md
