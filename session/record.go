@@ -585,6 +585,18 @@ const (
 	tagJSON   = "json"
 )
 
+// maxJSONDepth is the deepest nesting of arrays and objects that
+// encoding/json reads: its scanner refuses JSON nested deeper
+// (maxNestingDepth = 10000 in encoding/json/scanner.go), so a record
+// nested deeper is unreadable.
+const maxJSONDepth = 10000
+
+// valueLevels is the nesting a record puts around an app value: the record
+// object, its values object and the value's type tag, as in
+// {"v":2,"val":{"k":{"json":[]}}} (in version 1 too, under "values"). A
+// value's JSON may nest at most maxJSONDepth-valueLevels levels deep.
+const valueLevels = 3
+
 // normalize returns the form in which a value is held in the session: the
 // value itself for the tagged types, or its JSON encoding for any other type.
 // It refuses, with ErrInvalidValue, a value of a tagged type that the record
@@ -593,7 +605,11 @@ const (
 // encoding/json refuses, or in whose encoding it replaced invalid UTF-8 with
 // U+FFFD, or that holds an escape of half a surrogate pair (which a
 // MarshalJSON method or a json.RawMessage may write, and which would make
-// the record unreadable). A time whose zone offset RFC 3339 cannot write (one with seconds,
+// the record unreadable), or whose arrays and objects nest so deep that,
+// inside the record, they would pass encoding/json's limit (maxJSONDepth),
+// which would make the record unreadable too. Every value a record holds
+// passed here, as Put's or an scs import's, or was read from a record, at
+// a depth it keeps when written back. A time whose zone offset RFC 3339 cannot write (one with seconds,
 // as in 19th-century local mean time, or of 24 hours or more) is kept as the
 // same instant in UTC. Values of other types follow encoding/json's rules,
 // which this does not second-guess: unexported fields are dropped, and a
@@ -629,8 +645,35 @@ func normalize(v any) (any, error) {
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
+		if nestedDeeper(b, maxJSONDepth-valueLevels) {
+			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxJSONDepth-valueLevels)
+		}
 		return jsonValue(b), nil
 	}
+}
+
+// nestedDeeper reports whether the JSON b nests arrays and objects more
+// than limit levels deep, counting brackets and braces outside strings in
+// one pass over b.
+func nestedDeeper(b []byte, limit int) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			end, ok := stringEnd(b, i)
+			if !ok {
+				return false // not JSON; json.Marshal writes none
+			}
+			i = end - 1
+		case '[', '{':
+			if depth++; depth > limit {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
 }
 
 // replacedInvalidUTF8 reports whether encoding/json, writing b, replaced

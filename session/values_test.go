@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	_ "time/tzdata" // America/New_York without a system zoneinfo
@@ -112,6 +113,105 @@ func TestPutRefuses(t *testing.T) {
 			t.Errorf("DBSIZE after an anonymous refused Put = %v, want %v", got, size)
 		}
 	})
+}
+
+// nestedArrays returns a value whose JSON is depth arrays, each inside the
+// one before: [[...[true]...]]. None is empty, which gob would decode as a
+// nil slice, null in JSON.
+func nestedArrays(depth int) any {
+	v := []any{true}
+	for range depth - 1 {
+		v = []any{v}
+	}
+	return v
+}
+
+// nestedObjects returns a value whose JSON is depth objects, each the
+// member "a" of the one before, with brackets and braces in a string at
+// the bottom, which do not nest: {"a":{"a":...{"s":"]}[{"}...}}.
+func nestedObjects(depth int) any {
+	v := map[string]any{"s": `]}"[{`}
+	for range depth - 1 {
+		v = map[string]any{"a": v}
+	}
+	return v
+}
+
+// TestPutDeepJSON checks Put at the nesting that encoding/json reads,
+// from both sides: a value whose arrays and objects nest as deep as a
+// record can hold them (maxJSONDepth, with the record's own valueLevels)
+// is kept and comes back from the next request; a deeper one is refused
+// with ErrInvalidValue and the session stays as it was, where it was
+// written and made the record unreadable (the next request deleted it,
+// logging the user out) or, deeper still, made the commit fail as if
+// Redis were down.
+func TestPutDeepJSON(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "keep", "kept"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	deepest := maxJSONDepth - valueLevels
+	tests := []struct {
+		name  string
+		depth int
+		v     any
+		get   func(ctx context.Context, key string) (any, bool)
+	}{
+		{"arrays one level less", deepest - 1, nestedArrays(deepest - 1), getAs[[]any]},
+		{"arrays as deep as a record holds", deepest, nestedArrays(deepest), getAs[[]any]},
+		{"objects as deep as a record holds", deepest, nestedObjects(deepest), getAs[map[string]any]},
+		{"raw JSON as deep as a record holds", deepest, json.RawMessage(strings.Repeat("[", deepest) + `"]]"` + strings.Repeat("]", deepest)), getAs[json.RawMessage]},
+		{"arrays one level deeper", deepest + 1, nestedArrays(deepest + 1), getAs[[]any]},
+		{"objects one level deeper", deepest + 1, nestedObjects(deepest + 1), getAs[map[string]any]},
+		{"raw JSON one level deeper", deepest + 1, json.RawMessage(strings.Repeat("[", deepest+1) + strings.Repeat("]", deepest+1)), getAs[json.RawMessage]},
+		{"arrays deeper than encoding/json reads", maxJSONDepth + 1, nestedArrays(maxJSONDepth + 1), getAs[[]any]},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := r.Do(t, "GET", "session:"+id).([]byte)
+			var want any
+			h, err := exchange(t, m, cookie, func(ctx context.Context) {
+				err := Put(ctx, "deep", tc.v)
+				switch {
+				case tc.depth <= deepest && err != nil:
+					t.Errorf("Put(depth %d) = %v, want nil", tc.depth, err)
+				case tc.depth > deepest && !errors.Is(err, ErrInvalidValue):
+					t.Errorf("Put(depth %d) = %v, want ErrInvalidValue", tc.depth, err)
+				}
+				want, _ = tc.get(ctx, "deep")
+			})
+			if err != nil {
+				t.Errorf("Commit after Put(depth %d) = %v, want nil", tc.depth, err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("Put(depth %d) set cookie %v, want none", tc.depth, c)
+			}
+			if after, _ := r.Do(t, "GET", "session:"+id).([]byte); tc.depth > deepest && !bytes.Equal(after, before) {
+				t.Errorf("record after a refused Put(depth %d) changed", tc.depth)
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if u, _ := UserID(ctx); u != "alice" {
+					t.Fatalf("UserID after Put(depth %d) = %q, want alice", tc.depth, u)
+				}
+				if v, _ := Get[string](ctx, "keep"); v != "kept" {
+					t.Errorf("Get(keep) after Put(depth %d) = %q, want kept", tc.depth, v)
+				}
+				got, ok := tc.get(ctx, "deep")
+				switch {
+				case tc.depth <= deepest && (!ok || !reflect.DeepEqual(got, want)):
+					t.Errorf("Get(deep) after Put(depth %d): ok = %v, or not the value put", tc.depth, ok)
+				case tc.depth > deepest && ok:
+					t.Errorf("Get(deep) after a refused Put(depth %d) found a value", tc.depth)
+				}
+				if err := Remove(ctx, "deep"); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+	}
 }
 
 // TestInvalidUTF8Keys checks that keys JSON would alter are refused like
