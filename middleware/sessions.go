@@ -123,7 +123,8 @@ func (w *sessionWriter) commit() bool {
 			case errors.Is(err, session.ErrContention):
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
 			case errors.Is(err, session.ErrInvalidValue):
-				// Over session.Config.MaxRecordBytes: no retry mends it.
+				// Over session.Config.MaxRecordBytes, or a value the
+				// record cannot take: no retry mends it.
 				writeJSONError(w.ResponseWriter, http.StatusInternalServerError, "session too large")
 			default:
 				unavailable(w.ResponseWriter)

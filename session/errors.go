@@ -41,7 +41,9 @@ var (
 	// returns it unchanged, such as a NaN or a time outside years 0-9999,
 	// or that would take the session's record over Config.MaxRecordBytes.
 	// Commit, Create and Renew return it, and write nothing, when values
-	// the request put would leave the record they write over that limit.
+	// the request put would leave the record they write over that limit,
+	// or when a value cannot be encoded into the record at all (which Put
+	// refuses first): never ErrStoreUnavailable, since no retry mends it.
 	ErrInvalidValue = errors.New("session: value cannot be stored")
 )
 

@@ -339,7 +339,8 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // ErrResponseStarted. An unchanged session costs no store command and no
 // Set-Cookie. It returns an error matching ErrStoreUnavailable (or
 // ErrContention) when the changes could not be saved, or ErrInvalidValue
-// when they would take the record over Config.MaxRecordBytes; h then still
+// when they would take the record over Config.MaxRecordBytes (or hold a
+// value the record cannot take); h then still
 // gets the cookie headers of what the request already did in the store (a
 // login, a renewal or a logout: Create, Renew and Destroy act at once), as
 // with Abandon, so that a failed save never leaves the browser with a token

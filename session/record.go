@@ -263,7 +263,10 @@ func encodePrevious(deadline time.Time, values map[string]any) ([]byte, error) {
 }
 
 // encodeValues returns the app values among values as a record of the
-// given version holds them, or nil when there are none.
+// given version holds them, or nil when there are none. An error matches
+// ErrInvalidValue: a value the request holds that the record cannot take,
+// which no retry mends, never an outage of the store that a commit, a
+// merge or a login writing the record would report.
 func encodeValues(values map[string]any, version int) (map[string]json.RawMessage, error) {
 	var out map[string]json.RawMessage
 	for k, v := range values {
@@ -272,7 +275,7 @@ func encodeValues(values map[string]any, version int) (map[string]json.RawMessag
 		}
 		b, err := encodeValue(v, version)
 		if err != nil {
-			return nil, fmt.Errorf("session: value %q: %w", k, err)
+			return nil, fmt.Errorf("%w: value %q: %w", ErrInvalidValue, k, err)
 		}
 		if out == nil {
 			out = make(map[string]json.RawMessage, len(values))

@@ -214,6 +214,95 @@ func TestPutDeepJSON(t *testing.T) {
 	}
 }
 
+// putUnchecked puts v under key as Put does, but without normalize: a
+// value Put refuses, standing for one that reaches the encoding of a
+// record by any other way.
+func putUnchecked(ctx context.Context, key string, v any) {
+	st := stateFrom(ctx)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.m.engine.Put(st.engineData(), key, v)
+	st.change(key, v)
+}
+
+// TestUnencodableValue checks that a value the record cannot take, found
+// where a record is encoded (the commit of a logged-in session, which
+// merges, or of a new anonymous one, a renewal, the commit of a login),
+// fails with ErrInvalidValue, which middleware.Sessions answers
+// with 500, and never with ErrStoreUnavailable, a 503 that tells the
+// client to try again; and that nothing is written.
+func TestUnencodableValue(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	deep := strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1)
+	bad := jsonValue(deep) // json.Marshal fails: exceeded max depth
+	check := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrInvalidValue) || errors.Is(err, ErrStoreUnavailable) || errors.Is(err, ErrContention) {
+			t.Errorf("%s = %v, want ErrInvalidValue alone", what, err)
+		}
+	}
+	cookie, id := login(t, m, "alice")
+	record := func() []byte {
+		b, _ := r.Do(t, "GET", "session:"+id).([]byte)
+		return b
+	}
+
+	t.Run("commit merges", func(t *testing.T) {
+		before := record()
+		_, err := exchange(t, m, cookie, func(ctx context.Context) { putUnchecked(ctx, "bad", bad) })
+		check(t, "Commit", err)
+		if after := record(); !bytes.Equal(after, before) {
+			t.Errorf("record after the failed commit =\n%.200s\nwant unchanged", after)
+		}
+	})
+	t.Run("renewal", func(t *testing.T) {
+		before := record()
+		_, err := exchange(t, m, cookie, func(ctx context.Context) {
+			putUnchecked(ctx, "bad", bad)
+			check(t, "Renew", Renew(ctx))
+		})
+		check(t, "Commit", err)
+		if after := record(); !bytes.Equal(after, before) {
+			t.Errorf("record after the failed renewal =\n%.200s\nwant unchanged", after)
+		}
+	})
+	if u := userOf(t, m, cookie); u != "alice" {
+		t.Fatalf("user after the failed writes = %q, want alice", u)
+	}
+
+	t.Run("anonymous commit", func(t *testing.T) {
+		size := r.Do(t, "DBSIZE")
+		h, err := exchange(t, m, "", func(ctx context.Context) { putUnchecked(ctx, "bad", bad) })
+		check(t, "Commit", err)
+		if c, ok := sessionCookie(m, h); ok {
+			t.Errorf("the failed commit set cookie %v", c)
+		}
+		if got := r.Do(t, "DBSIZE"); got != size {
+			t.Errorf("DBSIZE after the failed commit = %v, want %v", got, size)
+		}
+	})
+	t.Run("login", func(t *testing.T) {
+		_, err := exchange(t, m, "", func(ctx context.Context) {
+			putUnchecked(ctx, "bad", bad)
+			// The login writes its record without the values the
+			// request put, which the response saves.
+			if _, err := Create(ctx, "bob"); err != nil {
+				check(t, "Create", err)
+			}
+		})
+		check(t, "Commit", err)
+	})
+	t.Run("write after login", func(t *testing.T) {
+		_, err := exchange(t, m, "", func(ctx context.Context) {
+			if _, err := Create(ctx, "carol"); err != nil {
+				t.Fatal(err)
+			}
+			putUnchecked(ctx, "bad", bad)
+		})
+		check(t, "Commit", err)
+	})
+}
+
 // TestInvalidUTF8Keys checks that keys JSON would alter are refused like
 // reserved ones.
 func TestInvalidUTF8Keys(t *testing.T) {
