@@ -464,7 +464,8 @@ func LoadError(ctx context.Context) error {
 // as JSON and decoded into the type Get asks for, by encoding/json's rules
 // (unexported fields are dropped; a time.Time inside keeps its zone offset
 // in whole minutes). Keys must be valid UTF-8, not empty, and not start with
-// "__" (ErrReservedKey). A value the record could not give back unchanged
+// "__" (ErrReservedKey; the error for a key that is not valid UTF-8, which
+// the record could not keep, matches ErrInvalidValue too). A value the record could not give back unchanged
 // is refused with ErrInvalidValue and the session is left as it was: a NaN
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
 // too), a time outside years 0 to 9999, a value encoding/json refuses, or
@@ -581,7 +582,7 @@ func keyed(ctx context.Context, key string) (*state, error) {
 	case st == nil:
 		return nil, errNoMiddleware
 	case !validKey(key):
-		return nil, ErrReservedKey
+		return nil, keyError(key)
 	}
 	return st, nil
 }

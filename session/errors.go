@@ -30,7 +30,9 @@ var (
 	ErrResponseStarted = errors.New("session: response already started")
 
 	// ErrReservedKey reports a value key that is empty, starts with "__",
-	// the prefix sessionkit keeps for itself, or is not valid UTF-8.
+	// the prefix sessionkit keeps for itself, or is not valid UTF-8. The
+	// error for a key that is not valid UTF-8 matches ErrInvalidValue too:
+	// the record, JSON, cannot keep such a key.
 	ErrReservedKey = errors.New("session: empty, reserved or invalid value key")
 
 	// ErrInvalidUserID reports a user id that is empty, not valid UTF-8, or
@@ -46,6 +48,22 @@ var (
 	// refuses first): never ErrStoreUnavailable, since no retry mends it.
 	ErrInvalidValue = errors.New("session: value cannot be stored")
 )
+
+// errKeyNotUTF8 reports a value key that is not valid UTF-8. It matches
+// ErrReservedKey, as every key Put and Remove refuse does, and
+// ErrInvalidValue, as every input Put refuses because the record could not
+// give it back does.
+var errKeyNotUTF8 error = keyNotUTF8{}
+
+// keyNotUTF8 is the type of errKeyNotUTF8.
+type keyNotUTF8 struct{}
+
+func (keyNotUTF8) Error() string { return "session: value key is not valid UTF-8" }
+
+// Is reports whether target is ErrReservedKey or ErrInvalidValue.
+func (keyNotUTF8) Is(target error) bool {
+	return target == ErrReservedKey || target == ErrInvalidValue
+}
 
 // MaxUserIDLength is the longest user id accepted, in bytes.
 const MaxUserIDLength = 256

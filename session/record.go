@@ -573,6 +573,16 @@ func validKey(k string) bool {
 	return k != "" && !strings.HasPrefix(k, "__") && utf8.ValidString(k)
 }
 
+// keyError returns the error for a key that validKey refuses:
+// errKeyNotUTF8 for one that is not valid UTF-8, ErrReservedKey for any
+// other.
+func keyError(k string) error {
+	if !utf8.ValidString(k) {
+		return errKeyNotUTF8
+	}
+	return ErrReservedKey
+}
+
 // Each app value is stored as a one-member object naming its type, such as
 // {"int":3} or {"time":"2026-01-02T15:04:05Z"}, so that what a handler puts is
 // what it gets back, with the same Go type. The tags are part of the record
