@@ -460,7 +460,8 @@ func LoadError(ctx context.Context) error {
 
 // Put sets the value of key in the session; the response saves it. Values
 // of type string, bool, int, int64, float64, []byte and time.Time come back
-// as the same type (a time as the same instant); any other value is stored
+// as the same type (a time as the same instant, a nil []byte as an empty
+// one, in this request too); any other value is stored
 // as JSON and decoded into the type Get asks for, by encoding/json's rules
 // (unexported fields are dropped; a time.Time inside keeps its zone offset
 // in whole minutes). Keys must be valid UTF-8, not empty, and not start with

@@ -622,11 +622,12 @@ const valueLevels = 3
 // inside the record, they would pass encoding/json's limit (maxJSONDepth),
 // which would make the record unreadable too. Every value a record holds
 // passed here, as Put's or an scs import's, or was read from a record, at
-// a depth it keeps when written back. A time whose zone offset RFC 3339 cannot write (one with seconds,
-// as in 19th-century local mean time, or of 24 hours or more) is kept as the
-// same instant in UTC. Values of other types follow encoding/json's rules,
-// which this does not second-guess: unexported fields are dropped, and a
-// time.Time inside them keeps its zone offset in whole minutes.
+// a depth it keeps when written back. A time whose zone offset RFC 3339
+// cannot write (one with seconds, as in 19th-century local mean time, or
+// of 24 hours or more) is kept as the same instant in UTC, and a nil
+// []byte as an empty one. Values of other types follow encoding/json's
+// rules, which this does not second-guess: unexported fields are dropped,
+// and a time.Time inside them keeps its zone offset in whole minutes.
 func normalize(v any) (any, error) {
 	switch v := v.(type) {
 	case string:
@@ -639,7 +640,17 @@ func normalize(v any) (any, error) {
 			return nil, fmt.Errorf("%w: %v has no JSON form", ErrInvalidValue, v)
 		}
 		return v, nil
-	case bool, int, int64, []byte, jsonValue:
+	case []byte:
+		if v == nil {
+			// A record holds bytes as a base64 string, "" for nil and
+			// empty alike, which reads back as an empty slice: empty
+			// from the start, the value is the same in this request as
+			// in the next. (A null for nil would be no string to other
+			// readers of the record.)
+			return []byte{}, nil
+		}
+		return v, nil
+	case bool, int, int64, jsonValue:
 		return v, nil
 	case time.Time:
 		t := v.Round(0) // drop the monotonic reading, which JSON cannot carry

@@ -412,6 +412,30 @@ func TestValuesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNilBytes pins what a nil []byte comes back as: an empty, non-nil
+// []byte, in the request that put it as in the next. The record holds it as
+// {"bytes":""}, as it holds an empty one: a base64 string, which every
+// reader of the record expects there.
+func TestNilBytes(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	check := func(ctx context.Context, when string) {
+		if b, ok := Get[[]byte](ctx, "b"); !ok || b == nil || len(b) != 0 {
+			t.Errorf("Get[[]byte] %s = %#v, %v; want []byte{}, true", when, b, ok)
+		}
+	}
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "b", []byte(nil)); err != nil {
+			t.Fatal(err)
+		}
+		check(ctx, "in the request that put nil")
+	})
+	serve(t, m, cookie, func(ctx context.Context) { check(ctx, "in the next request") })
+	if rec, _ := r.Do(t, "GET", "session:"+id).([]byte); !bytes.Contains(rec, []byte(`"b":{"bytes":""}`)) {
+		t.Errorf("record = %s, want \"b\":{\"bytes\":\"\"}", rec)
+	}
+}
+
 // TestPutTimeOffsets checks times whose zone offset RFC 3339 cannot write
 // as it is: Put must refuse them (ErrInvalidValue) or keep them as the same
 // instant, and never store what a later request cannot read.
