@@ -33,8 +33,8 @@
 //	AddUserSession      one pipelined round trip: DEL of the replaced session, SET NX,
 //	                    ZADD, PEXPIREAT, ZREMRANGEBYSCORE, ZREM; with a limit, WATCH,
 //	                    ZRANGE and EXISTS first, then the same as a MULTI/EXEC transaction;
-//	                    with a merge of the replaced record, WATCH and GET of it first
-//	                    (pipelined with the limit's), then the MULTI/EXEC transaction
+//	                    with a merge of the replaced record, MULTI GET DEL EXEC of it
+//	                    first, then the rest as without it
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
@@ -49,8 +49,8 @@
 //	                    pipelined, instead
 //	Merge               WATCH and GET, then MULTI/EXEC with SET XX
 //
-// Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit or
-// a merge are optimistic transactions: when another writer changes the watched key
+// Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit
+// are optimistic transactions: when another writer changes the watched key
 // before EXEC, they wait a short random time and try again, for as long as
 // the call's time budget allows, and then fail with ErrContention. Calls of
 // one Store on the same key take turns, so they only race with other

@@ -46,7 +46,8 @@ type UserSession = struct {
 	Replaces string        // id of the session this one replaces, or ""
 	// Merge, with Replaces, returns the new record, instead of Record,
 	// from the record of Replaces as it is when it is deleted (nil when
-	// there is none). An error from it ends the call, unwritten.
+	// there is none). An error from it ends the call with the new session
+	// unwritten (and Replaces deleted).
 	Merge func(replaced []byte) ([]byte, error)
 }
 
@@ -80,14 +81,15 @@ type Move = struct {
 // long as the call's time budget allows (then ErrContention).
 //
 // With a.Merge and a.Replaces, the record written is a.Merge(the record of
-// a.Replaces), read in the same optimistic transaction that deletes it
-// (WATCH and GET, then MULTI/EXEC, started again if it changed before
-// EXEC), so that a change another request saved into the replaced session
+// a.Replaces, or nil when there is none), read and deleted at once (GET and
+// DEL in one MULTI/EXEC, one more round trip) before the new session is
+// added, so that a change another request saved into the replaced session
 // meanwhile is carried over, not lost: a login carries over the anonymous
-// session's values as they are, not as the login request loaded them.
-// Without a limit that costs one more round trip.
+// session's values as they are, not as the login request loaded them. A
+// failure after that step, an error from a.Merge included, leaves the
+// replaced session ended and the new one not added.
 //
-// Without a limit or a merge the commands go as a plain pipeline, one round trip,
+// Without a limit the commands go as a plain pipeline, one round trip,
 // ordered so that every prefix of it is safe (as Redis Cluster, which cannot
 // run them as one transaction, would need): the replaced record goes first,
 // so a failure never leaves the old token alive beside the new one; the new
@@ -106,40 +108,44 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	if a.Replaces == "" {
 		a.Merge = nil
 	}
-	if a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index) {
-		// On a Redis Cluster the replaced session (anonymous, or another
-		// user's) lies in another slot, so it cannot be in this user's
-		// index, nor deleted in the same transaction: delete it first, so
-		// that a failure still never leaves it alive beside the new one,
-		// and with a merge take its record in the same step, as
-		// MoveSession does across slots.
-		key := s.prefix + a.Replaces
-		var err error
-		if a.Merge != nil {
-			var taken bool
-			a.Record, taken, err = s.take(ctx, "add_user_session", key, a.Merge)
-			if taken {
-				gone = a.Replaces
-			} else if err == nil {
-				if a.Record, err = a.Merge(nil); err != nil {
-					err = fmt.Errorf("redisstore: add_user_session: %w", err)
-				}
-			}
-		} else {
-			err = s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
-				n, err := redis.Int(cmd(ctx, conn, "DEL", key))
-				if n == 1 {
-					gone = a.Replaces
-				}
-				return err
-			})
+	switch {
+	case a.Merge != nil:
+		// Take the replaced record first, read and deleted at once
+		// (getDel), and make the new record from it, so that a change
+		// another request saved there meanwhile is carried over: a
+		// request that writes it later finds it gone. Then add the new
+		// session alone: a failure in between ends the replaced session,
+		// and never leaves it alive beside the new one.
+		replaced, err := s.getDel(ctx, "add_user_session", s.prefix+a.Replaces)
+		if replaced != nil {
+			gone = a.Replaces
 		}
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
+		if a.Record, err = a.Merge(replaced); err != nil {
+			return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
+		}
 		a.Replaces, a.Merge = "", nil
+	case a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index):
+		// On a Redis Cluster the replaced session (anonymous, or another
+		// user's) lies in another slot, so it cannot be in this user's
+		// index, nor deleted in the same transaction: delete it first, so
+		// that a failure still never leaves it alive beside the new one.
+		key := s.prefix + a.Replaces
+		err := s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
+			n, err := redis.Int(cmd(ctx, conn, "DEL", key))
+			if n == 1 {
+				gone = a.Replaces
+			}
+			return err
+		})
+		if err != nil {
+			return endedOf(gone, nil), err
+		}
+		a.Replaces = ""
 	}
-	if a.Limit <= 0 && a.Merge == nil {
+	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
 			replies, err := s.batch(ctx, conn, func(send sender) {
@@ -166,59 +172,34 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		}
 		return endedOf(gone, nil), nil
 	}
-	// Watched: the new id, with a limit the index, with a merge the
-	// replaced record. The turn is that of the key contended most.
-	key, replacedKey := s.prefix+a.ID, s.prefix+a.Replaces
-	watch, turn := redis.Args{key}, replacedKey
-	if a.Limit > 0 {
-		watch, turn = watch.Add(index), index
-	}
-	if a.Merge != nil {
-		watch = watch.Add(replacedKey)
-	}
 	var revoked []string // the sessions the limit revoked, oldest first
-	err = s.doTurn(ctx, "add_user_session", turn, func(ctx context.Context, conn redis.Conn) error {
+	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
+		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
-			conn.Send("WATCH", watch...)
-			conn.Send("EXISTS", key)
-			if a.Merge != nil {
-				conn.Send("GET", replacedKey)
-			}
-			replies, err := redis.Values(cmd(ctx, conn, "")) // flush, read every reply
-			if err == nil {
-				err = firstError(replies)
-			}
+			conn.Send("WATCH", index, key)
+			taken, err := redis.Bool(cmd(ctx, conn, "EXISTS", key))
 			if err != nil {
 				return false, err
 			}
-			if taken, _ := redis.Bool(replies[1], nil); taken {
+			if taken {
 				_, err := cmd(ctx, conn, "UNWATCH")
 				return false, errors.Join(errIDTaken, err)
 			}
-			b := a
-			if a.Merge != nil {
-				replaced, _ := replies[2].([]byte) // nil when there is none
-				if b.Record, err = a.Merge(replaced); err != nil {
-					return false, callerError{err} // the pool's connection wrapper UNWATCHes on Close
-				}
-			}
-			var live, dead []string
-			if a.Limit > 0 {
-				if live, dead, err = s.members(ctx, conn, index); err != nil {
-					return false, err
-				}
+			live, dead, err := s.members(ctx, conn, index)
+			if err != nil {
+				return false, err
 			}
 			// The replaced session goes in this transaction: it does not count.
 			live = slices.DeleteFunc(live, func(id string) bool { return id == a.Replaces })
 			revoked = nil
-			if n := len(live) - (a.Limit - 1); a.Limit > 0 && n > 0 {
+			if n := len(live) - (a.Limit - 1); n > 0 {
 				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			setAt := s.sendAddition(conn.Send, index, b, append(dead, revoked...), revoked...)
-			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
+			setAt := s.sendAddition(conn.Send, index, a, append(dead, revoked...), revoked...)
+			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
-				return true, nil // a watched key changed: look again
+				return true, nil // the watched index changed: look again
 			}
 			if err != nil {
 				return false, err
@@ -233,6 +214,32 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		return endedOf(gone, nil), err
 	}
 	return endedOf(gone, revoked), nil
+}
+
+// getDel returns the record under key, or nil when there is none, and
+// deletes it, in one MULTI/EXEC transaction (GET, DEL) of one round trip.
+// Unlike an optimistic transaction (WATCH) it cannot lose a race, not even
+// to a read: GETEX with a time to live, which every read of a session with
+// an idle timeout sends, counts as a change of a watched key, so a login
+// that watched its anonymous record starved while that session was read.
+// (GETDEL does the same in one command, but needs +getdel, which the
+// package documentation's ACL line does not grant.)
+func (s *Store) getDel(ctx context.Context, op, key string) (record []byte, err error) {
+	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("MULTI")
+		conn.Send("GET", key)
+		conn.Send("DEL", key)
+		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+		if err == nil {
+			err = firstError(replies)
+		}
+		if err != nil {
+			return err
+		}
+		record, _ = replies[0].([]byte)
+		return nil
+	})
+	return record, err
 }
 
 // endedOf returns the ids of the sessions AddUserSession ended: gone (the

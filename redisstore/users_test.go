@@ -476,10 +476,12 @@ func TestAddUserSessionLimitConcurrent(t *testing.T) {
 }
 
 // TestAddUserSessionMerge adds a session whose record a merge makes from
-// the record of the session it replaces, with and without a limit: a
-// change written into the replaced record between the call's read and its
-// write is in the new record (the call reads again), a replaced record
-// that is gone gives the merge nil, and a merge that fails writes nothing.
+// the record of the session it replaces, with and without a limit: the
+// merge gets that record as it is when the call takes it, a change saved
+// into it before is in the new record, and a write into it after the call
+// took it finds no session, so that no change is acknowledged and lost; a
+// replaced record that is gone gives the merge nil; a merge that fails
+// writes no new session, and the replaced one stays ended.
 func TestAddUserSessionMerge(t *testing.T) {
 	srv := redistest.Start(t)
 	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
@@ -489,16 +491,19 @@ func TestAddUserSessionMerge(t *testing.T) {
 		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
 			srv.Do(t, "FLUSHALL")
 			setRecord(t, srv, "anon", "cart")
+			// Another request saves a value before the login takes the record.
+			if written, err := s2.Merge(ctx, "anon", time.Minute, func(cur []byte) ([]byte, error) { return append(cur, "+pen"...), nil }); err != nil || !written {
+				t.Fatalf("Merge before the login = %v, %v; want written", written, err)
+			}
 			var seen []string
 			a := alice("a", d[0])
 			a.Replaces, a.Limit = "anon", limit
 			a.Merge = func(replaced []byte) ([]byte, error) {
-				if seen = append(seen, string(replaced)); len(seen) == 1 {
-					// Another request saves a value into the replaced
-					// session between this call's read and its write.
-					if _, err := s2.Merge(ctx, "anon", time.Minute, func(cur []byte) ([]byte, error) { return append(cur, "+pen"...), nil }); err != nil {
-						t.Errorf("Merge between the read and the write: %v", err)
-					}
+				seen = append(seen, string(replaced))
+				// Another request saves a value once the record is taken:
+				// it finds no session, and says so.
+				if written, err := s2.Merge(ctx, "anon", time.Minute, func(cur []byte) ([]byte, error) { return append(cur, "+late"...), nil }); err != nil || written {
+					t.Errorf("Merge after the login took the record = %v, %v; want not written", written, err)
 				}
 				return append([]byte("alice:"), replaced...), nil
 			}
@@ -506,7 +511,7 @@ func TestAddUserSessionMerge(t *testing.T) {
 			if err != nil || !slices.Equal(ended, []string{"anon"}) {
 				t.Fatalf("AddUserSession with a merge = %q, %v; want [anon], nil", ended, err)
 			}
-			if want := []string{"cart", "cart+pen"}; !slices.Equal(seen, want) {
+			if want := []string{"cart+pen"}; !slices.Equal(seen, want) {
 				t.Errorf("the merge saw %q, want %q", seen, want)
 			}
 			if got, want := records(t, srv), map[string]string{"a": "alice:cart+pen"}; !maps.Equal(got, want) {
@@ -532,18 +537,71 @@ func TestAddUserSessionMerge(t *testing.T) {
 				t.Errorf("record replacing a missing one = %q, want alice:new", got)
 			}
 
-			// A merge that fails writes nothing.
+			// A merge that fails writes no new session; the replaced one
+			// was taken, and stays ended.
 			setRecord(t, srv, "anon2", "cart")
 			c := alice("c", d[0])
 			c.Replaces, c.Limit = "anon2", limit
 			c.Merge = func([]byte) ([]byte, error) { return nil, errors.New("merge failed") }
-			if _, err := s1.AddUserSession(ctx, c); err == nil || !strings.Contains(err.Error(), "merge failed") {
-				t.Errorf("AddUserSession with a failing merge = %v, want its error", err)
+			ended, err = s1.AddUserSession(ctx, c)
+			if err == nil || !strings.Contains(err.Error(), "merge failed") || !slices.Equal(ended, []string{"anon2"}) {
+				t.Errorf("AddUserSession with a failing merge = %q, %v; want [anon2] and its error", ended, err)
 			}
-			if got := records(t, srv); got["anon2"] != "cart" || got["c"] != "" {
-				t.Errorf("records after a failing merge = %v, want anon2 kept and no c", got)
+			if got := records(t, srv); got["anon2"] != "" || got["c"] != "" {
+				t.Errorf("records after a failing merge = %v, want neither anon2 nor c", got)
+			}
+			if _, ok := index(t, srv, "alice")["c"]; ok {
+				t.Error("a failing merge put its session in the index")
 			}
 		})
+	}
+}
+
+// TestAddUserSessionMergeReads logs in from an anonymous session that
+// other connections read without pause, with an idle timeout (GETEX with
+// PX, a change of the key to WATCH): the login takes the record at once,
+// never retrying, and carries it over. A login that watched the record
+// retried until its time budget ran out (ErrContention).
+func TestAddUserSessionMergeReads(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{Timeout: 500 * time.Millisecond})
+	readers := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(1)
+	setRecord(t, srv, "anon", "cart")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1_000_000; i++ { // bounded; stopped far sooner
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				readers.Load(ctx, "anon", time.Minute)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // the readers are going
+	srv.ResetStats(t)
+	a := alice("a", d[0])
+	a.Replaces = "anon"
+	a.Merge = func(replaced []byte) ([]byte, error) { return append([]byte("alice:"), replaced...), nil }
+	ended, err := s.AddUserSession(ctx, a)
+	calls := srv.Calls(t)
+	close(stop)
+	wg.Wait()
+	if err != nil || !slices.Equal(ended, []string{"anon"}) {
+		t.Fatalf("AddUserSession while the replaced session is read = %q, %v; want [anon], nil", ended, err)
+	}
+	if got, _ := redis.String(srv.Do(t, "GET", "session:a"), nil); got != "alice:cart" {
+		t.Errorf("record = %q, want alice:cart", got)
+	}
+	if calls["exec"] != 1 || calls["watch"] != 0 {
+		t.Errorf("the login sent EXEC %d times and WATCH %d times, want 1 and 0", calls["exec"], calls["watch"])
 	}
 }
 
@@ -1325,7 +1383,9 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.AddUserSession(ctx, a)
 				return err
 			},
-			want: map[string]int64{"watch": 1, "exists": 1, "get": 1, "multi": 1, "del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
+			// The replaced record is read and deleted at once (MULTI GET
+			// DEL EXEC), then the session added as without a replaced one.
+			want: map[string]int64{"multi": 1, "get": 1, "del": 1, "exec": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
 		},
 		{
 			name: "AddUserSession with a limit",

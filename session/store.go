@@ -73,9 +73,8 @@ type UserStore interface {
 	// usable session outside the index; with a limit, choosing the
 	// sessions to revoke and inserting must be one atomic step. With
 	// s.Merge, reading the record of s.Replaces and deleting it must be one
-	// atomic step too, so that a change saved into it meanwhile is in the
-	// new record: with the insert where both keys share a Redis Cluster
-	// slot, before it otherwise.
+	// atomic step too, before the insert, so that a change saved into it
+	// meanwhile is in the new record, and one saved after it fails.
 	AddUserSession(ctx context.Context, s NewSession) (ended []string, err error)
 
 	// MoveSession moves a session to a new id, atomically: only while the
@@ -128,7 +127,8 @@ type NewSession = struct {
 	Replaces string        // id of the session this one replaces, or ""
 	// Merge, with Replaces, returns the new record, instead of Record,
 	// from the record of Replaces as it is when it is deleted (nil when
-	// there is none). An error from it ends the call, unwritten.
+	// there is none). An error from it ends the call with the new session
+	// unwritten (and Replaces deleted).
 	Merge func(replaced []byte) ([]byte, error)
 }
 
