@@ -244,7 +244,10 @@ type Info struct {
 // cart. The new record is in the store when Create returns, without the
 // values this request put or removed, before Create or after it: the
 // response saves those, so that a handler that panics saves none of them
-// (see Manager.Abandon). The response sets the cookie, and Token returns
+// (see Manager.Abandon). In a request that came with a logged-in session,
+// which the login ends, what it put before Create is dropped with that
+// session's values: nothing of the user signed in before carries over to
+// the one signing in. The response sets the cookie, and Token returns
 // the value for an Authorization header. A request whose token came in an
 // Authorization header beside a cookie of another session leaves that
 // cookie alone: its client gets the new token from Token only.

@@ -529,3 +529,62 @@ func TestStoreDown(t *testing.T) {
 		t.Errorf("Commit of a change with the store down = %v, want ErrStoreUnavailable", err)
 	}
 }
+
+// TestReloginDropsEarlierPuts logs in, in a request that came with
+// another logged-in session, after putting a value: the login ends that
+// session, and what the request put before the login goes with it, as its
+// values do, while what it puts after the login is saved. From an
+// anonymous session or none, the value put before is saved too.
+func TestReloginDropsEarlierPuts(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	bob, _ := login(t, m, "bob")
+	anon := ""
+	h, err := exchange(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := sessionCookie(m, h); ok {
+		anon = c.Value
+	}
+	for _, tc := range []struct {
+		name, cookie string
+		keepBefore   bool
+	}{
+		{"no session", "", true},
+		{"anonymous", anon, true},
+		{"bob's session", bob, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := exchange(t, m, tc.cookie, func(ctx context.Context) {
+				if err := Put(ctx, "before", "x"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Create(ctx, "alice"); err != nil {
+					t.Fatal(err)
+				}
+				if err := Put(ctx, "after", "y"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ok := sessionCookie(m, h)
+			if !ok {
+				t.Fatal("the login set no cookie")
+			}
+			serve(t, m, c.Value, func(ctx context.Context) {
+				if _, ok := Get[string](ctx, "before"); ok != tc.keepBefore {
+					t.Errorf("value put before the login kept = %v, want %v", ok, tc.keepBefore)
+				}
+				if v, _ := Get[string](ctx, "after"); v != "y" {
+					t.Errorf("value put after the login = %q, want y", v)
+				}
+			})
+		})
+	}
+}
