@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/sessionkit/sessionkit/internal/redistest"
 )
 
@@ -274,5 +276,48 @@ func waitRefs(t *testing.T, tr *turns, key string, n int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d calls hold or wait for the turn of %s, want %d", refsOf(tr, key), key, n)
 		}
+	}
+}
+
+// TestAbandonedCallReturnsInTime runs a call whose deadline passes after
+// it queued commands and before it sent them, on a Redis that stalls: it
+// returns within its Timeout, not after the connection's ReadTimeout, for
+// which the pool's Close waited on the replies of the commands it sent
+// then (a rate limit answered after its Timeout plus its ReadTimeout). The
+// connection is not lent again.
+func TestAbandonedCallReturnsInTime(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	const timeout = 200 * time.Millisecond
+	s, err := Open(Config{Addr: proxy.Addr(), Timeout: timeout, ReadTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if _, _, err := s.Load(ctx, "k", 0); err != nil { // a pooled connection
+		t.Fatal(err)
+	}
+	proxy.Stall()
+	start := time.Now()
+	err = s.do(ctx, "test", "k", func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("MULTI")
+		conn.Send("GET", "k")
+		<-ctx.Done() // the deadline passes before anything is sent
+		_, err := cmd(ctx, conn, "EXEC")
+		return err
+	})
+	took := time.Since(start)
+	proxy.Heal()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the call = %v, want the deadline exceeded", err)
+	}
+	if took > timeout+time.Second {
+		t.Errorf("the call returned after %v, want within its %v Timeout", took.Round(time.Millisecond), timeout)
+	}
+	// The next call gets a connection of its own, not the abandoned one
+	// with its queued commands' replies to come.
+	if _, _, err := s.Load(ctx, "k", 0); err != nil {
+		t.Errorf("Load after the abandoned call: %v", err)
 	}
 }

@@ -498,13 +498,32 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	if s.near != nil {
 		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
-	defer conn.Close()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			abandon(conn)
+		}
+		conn.Close()
+	}()
 	if s.cluster != nil && src == Source(s.cluster) {
 		if err := s.cluster.bind(conn, key); err != nil {
 			return errNoConn{err}
 		}
 	}
 	return f(ctx, conn)
+}
+
+// abandon makes conn unusable at once, for a call that ran out of time or
+// was canceled. It may hold commands queued but never sent (cmd sends
+// nothing once the context is done), or a WATCH or MULTI left open: the
+// pool's Close would send them, with UNWATCH or DISCARD, and wait for the
+// replies under the connection's own read timeout, far past the call's
+// deadline when Redis stalls (a rate limit answered after its Timeout plus
+// its ReadTimeout). A read deadline already past fails at once, and a
+// redigo connection whose read failed is closed, which the pool then
+// drops. What was queued is sent all the same, as the pool's Close would
+// have sent it.
+func abandon(conn redis.Conn) {
+	redis.DoWithTimeout(conn, time.Nanosecond, "PING")
 }
 
 // failureNoter is a Source that wants to hear of failed calls: a Sentinel
