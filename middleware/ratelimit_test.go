@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -564,6 +565,55 @@ func TestRateLimitOutage(t *testing.T) {
 				proxy.Heal()
 			}
 		})
+	}
+}
+
+// TestRateLimitStallFullPool sends many logins at once to a limiter whose
+// Redis stalls, more than the pool has connections: every answer comes
+// within the Store's Timeout, also for the requests that got a connection
+// just as their time ran out. Those answered after the Timeout plus the
+// connection's ReadTimeout (3.5 s here), while the pool's Close sent the
+// commands they had queued and waited for replies that never came.
+func TestRateLimitStallFullPool(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	const timeout = 500 * time.Millisecond
+	store, err := redisstore.Open(redisstore.Config{Addr: proxy.Addr(), Timeout: timeout, ReadTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{
+		Rules:  []middleware.Rule{{Name: "login-ip", Limit: 100, Window: time.Minute, Key: middleware.ByIP()}},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	proxy.Stall()
+	defer proxy.Heal()
+	const n = 300
+	var (
+		mu   sync.Mutex
+		late []time.Duration
+		wg   sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			start := time.Now()
+			w := serve(h, httptest.NewRequest("POST", "/login", nil))
+			took := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			if w.Code != http.StatusServiceUnavailable {
+				t.Errorf("a login with Redis stalled = %d, want 503", w.Code)
+			}
+			if took > timeout+time.Second {
+				late = append(late, took.Round(time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	if len(late) > 0 {
+		slices.Sort(late)
+		t.Errorf("%d of %d answers came after more than the %v Store timeout: %v", len(late), n, timeout, late)
 	}
 }
 

@@ -499,7 +499,9 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
 	defer func() {
-		if err != nil && ctx.Err() != nil {
+		// contextError, not ctx.Err: cmd stops at the deadline itself,
+		// which the context's timer may report a moment later.
+		if err != nil && contextError(ctx) != nil {
 			abandon(conn)
 		}
 		conn.Close()
