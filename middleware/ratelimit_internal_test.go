@@ -28,8 +28,13 @@ func TestClientNet(t *testing.T) {
 		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
 		{"[2001:db8:a:b:c:d:e:f]:80", "2001:db8:a:b::/64"},
 		{"[fe80::1%eth0]:80", "fe80::/64"},
-		{"@", "@"}, // a Unix socket's peer: taken whole
-		{"", ""},   // nothing: the rule does not count the request
+		// No IP address: one counter for all such requests, which
+		// went uncounted (empty) or each under its own made-up text.
+		{"@", noAddress}, // a Unix socket's peer
+		{"", noAddress},
+		{"[2001:db8::1]", noAddress}, // brackets without a port
+		{"evil-1:80", noAddress},
+		{"evil-2", noAddress},
 	} {
 		if got := clientNet(tc.in); got != tc.want {
 			t.Errorf("clientNet(%q) = %q, want %q", tc.in, got, tc.want)

@@ -36,13 +36,16 @@ type Key struct {
 // whole /64, and could otherwise change address for every request). Behind
 // a reverse proxy RemoteAddr is the proxy's: count by the header the proxy
 // sets with ByFunc, or let a middleware that trusts it rewrite RemoteAddr
-// first.
+// first. A RemoteAddr that holds no IP address (empty, a Unix socket's
+// peer, or text such a middleware copied from a header unchecked) counts
+// under one value shared by all such requests: none goes uncounted, and no
+// sender can make up a counter of its own for each request.
 func ByIP() Key {
 	return Key{fn: func(r *http.Request, _ []byte) string { return clientNet(r.RemoteAddr) }}
 }
 
 // clientNet returns the address of remoteAddr (host:port) that ByIP counts
-// by: the IPv4 address, or the IPv6 /64 network.
+// by: the IPv4 address, the IPv6 /64 network, or noAddress.
 func clientNet(remoteAddr string) string {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
@@ -50,7 +53,7 @@ func clientNet(remoteAddr string) string {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return noAddress
 	}
 	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {
@@ -59,6 +62,10 @@ func clientNet(remoteAddr string) string {
 	}
 	return ip.String()
 }
+
+// noAddress is what ByIP counts a request by whose RemoteAddr holds no IP
+// address. No address or network as clientNet writes it takes this form.
+const noAddress = "no address"
 
 // ByUser counts requests by the logged-in user (session.UserID); requests
 // without one are not counted by the rule. The limiter must run behind
