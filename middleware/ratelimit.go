@@ -355,12 +355,12 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		// the request through uncounted. The store's Timeout bounds it.
 		counts, resets, err := l.count(context.WithoutCancel(r.Context()), &ks)
 		h := w.Header()
-		h[policyField] = []string{policyHeader(ks.rules)}
+		addMembers(h, policyField, policyHeader(ks.rules))
 		if err != nil {
 			l.outage(w, r, next, ks.rules, err)
 			return
 		}
-		h[stateField] = []string{stateHeader(ks.rules, counts, resets)}
+		addMembers(h, stateField, stateHeader(ks.rules, counts, resets))
 		over := false
 		for i, rule := range ks.rules {
 			if counts[i] > int64(rule.Limit) {
@@ -624,6 +624,40 @@ func policyHeader(rules []*Rule) string {
 		b.WriteString(strconv.FormatInt(int64(r.Window/time.Second), 10))
 	}
 	return b.String()
+}
+
+// addMembers sets the list field key of h to the members of list (as
+// policyHeader and stateHeader write them, each `"name";...`), after those
+// the field already holds: a limiter that runs inside another adds its
+// rules to the outer one's, which bind the client all the same, and its
+// member replaces one of the outer one's of the same rule name.
+func addMembers(h http.Header, key, list string) {
+	if list == "" {
+		return
+	}
+	old := h[key]
+	if len(old) == 0 {
+		h[key] = []string{list}
+		return
+	}
+	names := make(map[string]bool)
+	for member := range strings.SplitSeq(list, ", ") {
+		name, _, _ := strings.Cut(member, ";")
+		names[name] = true
+	}
+	var b strings.Builder
+	for _, v := range old {
+		for member := range strings.SplitSeq(v, ", ") {
+			name, _, _ := strings.Cut(member, ";")
+			if member == "" || names[name] {
+				continue
+			}
+			b.WriteString(member)
+			b.WriteString(", ")
+		}
+	}
+	b.WriteString(list)
+	h[key] = []string{b.String()}
 }
 
 // stateHeader formats the RateLimit field: one list member per rule that

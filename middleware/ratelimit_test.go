@@ -568,6 +568,59 @@ func TestRateLimitOutage(t *testing.T) {
 	}
 }
 
+// TestRateLimitNestedHeaders runs a limiter inside another, each with its
+// own rule: the answers carry both rules in RateLimit-Policy and
+// RateLimit, where the inner limiter's replaced the outer one's, so that a
+// client was told of 97 requests left and then refused by a rule it had
+// never been shown. A rule of the same name is listed once, as the inner
+// limiter counted it.
+func TestRateLimitNestedHeaders(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	wrap := func(build func(middleware.RateCounter, middleware.RateLimitConfig) (func(http.Handler) http.Handler, error), rule middleware.Rule, next http.Handler) http.Handler {
+		mw, err := build(store, middleware.RateLimitConfig{Rules: []middleware.Rule{rule}, Secret: rateSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mw(next)
+	}
+	api := middleware.Rule{Name: "api", Limit: 3, Window: time.Minute, Key: middleware.ByIP()}
+	login := middleware.Rule{Name: "login-ip", Limit: 100, Window: time.Minute, Key: middleware.ByIP()}
+	h := wrap(middleware.RateLimit, api, wrap(middleware.LoginLimit, login, okHandler))
+	for i := 1; i <= 3; i++ {
+		w := serve(h, httptest.NewRequest("POST", "/login", nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("request %d = %d, want 200", i, w.Code)
+		}
+		wantPolicy := `"api";q=3;w=60, "login-ip";q=100;w=60`
+		if got := w.Header().Values("RateLimit-Policy"); !slices.Equal(got, []string{wantPolicy}) {
+			t.Errorf("request %d: RateLimit-Policy %q, want %q", i, got, wantPolicy)
+		}
+		state := w.Header().Values("RateLimit")
+		wantAPI := fmt.Sprintf(`"api";r=%d;t=`, 3-i)
+		wantLogin := fmt.Sprintf(`, "login-ip";r=%d;t=`, 100-i)
+		if len(state) != 1 || !strings.HasPrefix(state[0], wantAPI) || !strings.Contains(state[0], wantLogin) {
+			t.Errorf("request %d: RateLimit %q, want %q...%q...", i, state, wantAPI, wantLogin)
+		}
+	}
+	if w := serve(h, httptest.NewRequest("POST", "/login", nil)); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Header().Get("RateLimit"), `"api";r=0`) {
+		t.Errorf("request 4 = %d, RateLimit %q; want 429 with the api rule", w.Code, w.Header().Get("RateLimit"))
+	}
+
+	// The same rule name in both: one member, the inner limiter's.
+	srv.Do(t, "FLUSHALL")
+	inner := login
+	inner.Limit = 50
+	h = wrap(middleware.RateLimit, login, wrap(middleware.LoginLimit, inner, okHandler))
+	w := serve(h, httptest.NewRequest("POST", "/login", nil))
+	if got, want := w.Header().Get("RateLimit-Policy"), `"login-ip";q=50;w=60`; got != want {
+		t.Errorf("same rule name: RateLimit-Policy %q, want %q", got, want)
+	}
+	if got := w.Header().Get("RateLimit"); strings.Count(got, `"login-ip"`) != 1 {
+		t.Errorf("same rule name: RateLimit %q, want one member", got)
+	}
+}
+
 // TestRateLimitStallFullPool sends many logins at once to a limiter whose
 // Redis stalls, more than the pool has connections: every answer comes
 // within the Store's Timeout, also for the requests that got a connection
