@@ -498,19 +498,19 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	if s.near != nil {
 		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
+	defer conn.Close()
+	if s.cluster != nil && src == Source(s.cluster) {
+		if err := s.cluster.bind(conn, key); err != nil {
+			return errNoConn{err}
+		}
+	}
 	defer func() {
 		// contextError, not ctx.Err: cmd stops at the deadline itself,
 		// which the context's timer may report a moment later.
 		if err != nil && contextError(ctx) != nil {
 			abandon(conn)
 		}
-		conn.Close()
 	}()
-	if s.cluster != nil && src == Source(s.cluster) {
-		if err := s.cluster.bind(conn, key); err != nil {
-			return errNoConn{err}
-		}
-	}
 	return f(ctx, conn)
 }
 
