@@ -47,7 +47,10 @@ type UserSession = struct {
 	// Merge, with Replaces, returns the new record, instead of Record,
 	// from the record of Replaces as it is when it is deleted (nil when
 	// there is none). An error from it ends the call with the new session
-	// unwritten (and Replaces deleted).
+	// unwritten (and Replaces deleted). Record holds what Merge would make
+	// of the replaced record as the caller loaded it, so a store that
+	// ignores Merge (one written before it) still carries those values
+	// over, and loses only what another request saved there meanwhile.
 	Merge func(replaced []byte) ([]byte, error)
 }
 

@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // load returns the context of a request carrying cookie (if not empty),
@@ -587,4 +591,52 @@ func TestReloginDropsEarlierPuts(t *testing.T) {
 			})
 		})
 	}
+}
+
+// noMergeStore is a UserStore written before NewSession.Merge: it drops
+// the field, and writes Record as given.
+type noMergeStore struct{ *redisstore.Store }
+
+func (s noMergeStore) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
+	n.Merge = nil
+	return s.Store.AddUserSession(ctx, n)
+}
+
+// TestLoginWithStoreIgnoringMerge logs in from an anonymous session
+// through a store that ignores NewSession.Merge: the login still carries
+// over the anonymous values, as the request loaded them. Record held none,
+// so such a store lost them all.
+func TestLoginWithStoreIgnoringMerge(t *testing.T) {
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := New(noMergeStore{store}, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	h, err := exchange(t, m, anon, func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := sessionCookie(m, h)
+	if !ok {
+		t.Fatal("the login set no cookie")
+	}
+	serve(t, m, c.Value, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("cart after the login = %q, want book", v)
+		}
+	})
 }

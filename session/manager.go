@@ -281,12 +281,21 @@ func (m *Manager) checkNested(outer *state) {
 				m.log.Error("session: a nested Manager uses the cookie name of a Manager it runs inside, so each reads and replaces the other's cookie; give each Manager its own Config.CookieName", "cookie", m.cfg.CookieName)
 			})
 		}
-		if sameStore(o.m.store, m.store) {
+		if sameStore(baseStore(o.m.store), baseStore(m.store)) {
 			m.sharedStore.Do(func() {
 				m.log.Error("session: a nested Manager uses the Store of a Manager it runs inside, so their sessions are one; give each Manager its own Store, with its own redisstore.Config.KeyPrefix", "cookie", m.cfg.CookieName)
 			})
 		}
 	}
+}
+
+// baseStore returns the Store a Manager was given: s without the
+// taggedStore that New wraps it in with a TagKey.
+func baseStore(s Store) Store {
+	if t, ok := s.(taggedStore); ok {
+		return t.Store
+	}
+	return s
 }
 
 // sameStore reports whether a and b are the same Store, a pointer to it.
@@ -492,8 +501,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// replaces, read as the store deletes that record, so that a value
 	// another request saved there meanwhile is not lost; as the request
 	// loaded them when the record is gone by then (a parallel login took
-	// it). Without a record to replace it is one write.
-	record, carried, over, err := m.loginRecord(deadline, md, nil)
+	// it). Without a record to replace it is one write. Record holds the
+	// values as loaded, for a UserStore that does not call Merge.
+	var loaded map[string]any
+	if owner == "" && replaces != "" {
+		loaded = st.loadedValues
+	}
+	record, carried, over, err := m.loginRecord(deadline, md, loaded)
 	if err != nil {
 		return Info{}, err
 	}
@@ -504,7 +518,6 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// anonymous session.
 	var merged *loginRecordOf
 	if owner == "" && replaces != "" {
-		loaded := st.loadedValues
 		merged = new(loginRecordOf)
 		merge = func(replaced []byte) ([]byte, error) {
 			values := loaded

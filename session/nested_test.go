@@ -26,7 +26,7 @@ func newInnerManager(t *testing.T, outer *Manager, r *redistest.Server, cfg Conf
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	store := outer.store
+	store := baseStore(outer.store)
 	if r != nil {
 		s, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), KeyPrefix: "admin:", Timeout: 2 * time.Second})
 		if err != nil {
@@ -150,20 +150,26 @@ func TestNestedSameCookieName(t *testing.T) {
 		name       string
 		cookie     string // inner's Config.CookieName; "" for the site's
 		sameStore  bool
+		tagKey     bool   // both Managers tag keys (New wraps their Store)
 		want       int    // error lines
 		wantInLine string // in each error line
 	}{
 		{name: "same cookie", want: 1, wantInLine: "Config.CookieName"},
 		{name: "same store", cookie: "admin", sameStore: true, want: 1, wantInLine: "KeyPrefix"},
+		{name: "same store, TagKey", cookie: "admin", sameStore: true, tagKey: true, want: 1, wantInLine: "KeyPrefix"},
 		{name: "own cookie and store", cookie: "admin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			site, r, _ := newTestManager(t, Config{})
+			var tag []byte
+			if tc.tagKey {
+				tag = testKey(3)
+			}
+			site, r, _ := newTestManager(t, Config{TagKey: tag})
 			logs := &logBuffer{}
 			if tc.sameStore {
 				r = nil
 			}
-			admin := newInnerManager(t, site, r, Config{CookieName: tc.cookie, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			admin := newInnerManager(t, site, r, Config{CookieName: tc.cookie, TagKey: tag, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			siteCookie, _ := login(t, site, "alice")
 			for range 3 {
 				nestedExchange(t, site, admin, siteCookie, "", func(ctx context.Context) {})
