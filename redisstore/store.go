@@ -472,8 +472,11 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		// redigo turns the context's deadline into a read deadline, so a
 		// call that ran out of time often fails with an i/o timeout instead
 		// of the context's error; add the latter so that errors.Is(err,
-		// context.DeadlineExceeded) holds whichever fired first.
-		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) {
+		// context.DeadlineExceeded) holds whichever fired first. Not to a
+		// reply of Redis's own (LOADING, NOPERM...): it came in time, and
+		// only the clock has moved on since.
+		var reply redis.Error
+		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) && !errors.As(err, &reply) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
 		return classify(op, err, s.cluster != nil)

@@ -617,3 +617,58 @@ func TestRecordBytesRoundTrip(t *testing.T) {
 		t.Fatalf("Load = %q, %v, %v, want %q, true, nil", got, ok, err, rec)
 	}
 }
+
+// slowSource hands out connections of pool that take their time after each
+// reply, as a call descheduled between Redis's answer and its next step.
+type slowSource struct {
+	pool  *redis.Pool
+	pause time.Duration
+}
+
+func (s slowSource) GetContext(ctx context.Context) (redis.Conn, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slowConn{conn, s.pause}, nil
+}
+
+type slowConn struct {
+	redis.Conn
+	pause time.Duration
+}
+
+func (c slowConn) DoWithTimeout(d time.Duration, name string, args ...any) (any, error) {
+	reply, err := redis.DoWithTimeout(c.Conn, d, name, args...)
+	time.Sleep(c.pause)
+	return reply, err
+}
+
+func (c slowConn) ReceiveWithTimeout(d time.Duration) (any, error) {
+	reply, err := redis.ReceiveWithTimeout(c.Conn, d)
+	time.Sleep(c.pause)
+	return reply, err
+}
+
+// TestReplyPastDeadline checks that a reply of Redis's own that came in
+// time stays what it is when the call's deadline has passed by the time
+// the Store looks at it: no context.DeadlineExceeded, whose text would
+// also change the error the troubleshooting guide quotes.
+func TestReplyPastDeadline(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do(t, "RPUSH", "session:x", "not a record") // GETEX answers WRONGTYPE
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(slowSource{pool, 150 * time.Millisecond}, redisstore.Config{Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, err = s.Load(context.Background(), "x", time.Minute)
+	if !errors.Is(err, redisstore.ErrRefused) || errors.Is(err, context.DeadlineExceeded) ||
+		err.Error() != "redisstore: redis refused the request (load): WRONGTYPE Operation against a key holding the wrong kind of value" {
+		t.Fatalf("Load of a reply that came in time, looked at past the deadline = %v, want WRONGTYPE as ErrRefused alone", err)
+	}
+}
