@@ -23,6 +23,7 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 	if ttl <= 0 {
 		return false, errors.New("redisstore: merge: ttl must be positive")
 	}
+	start := time.Now()
 	key := s.prefix + id
 	err = s.doTurn(ctx, "merge", key, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
@@ -41,7 +42,7 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 				return false, callerError{err}
 			}
 			conn.Send("MULTI")
-			conn.Send("SET", key, next, "PX", milliseconds(ttl), "XX")
+			conn.Send("SET", key, next, "PX", px(start, ttl), "XX")
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // written by someone else since the GET: merge again

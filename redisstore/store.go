@@ -377,11 +377,12 @@ func (s *Store) Close() error {
 
 // load reads the key, extending its time to live when ttl > 0.
 func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (record []byte, found bool, err error) {
+	start := time.Now()
 	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
 		var reply any
 		var err error
 		if ttl > 0 {
-			reply, err = cmd(ctx, conn, "GETEX", key, "PX", milliseconds(ttl))
+			reply, err = cmd(ctx, conn, "GETEX", key, "PX", px(start, ttl))
 		} else {
 			reply, err = cmd(ctx, conn, "GET", key)
 		}
@@ -401,9 +402,10 @@ func (s *Store) set(ctx context.Context, op, id string, record []byte, ttl time.
 	if ttl <= 0 {
 		return false, fmt.Errorf("redisstore: %s: ttl must be positive", op)
 	}
+	start := time.Now()
 	key := s.prefix + id
 	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.String(cmd(ctx, conn, "SET", key, record, "PX", milliseconds(ttl), cond))
+		_, err := redis.String(cmd(ctx, conn, "SET", key, record, "PX", px(start, ttl), cond))
 		if errors.Is(err, redis.ErrNil) { // condition not met
 			return nil
 		}
@@ -612,6 +614,17 @@ func contextError(ctx context.Context) error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// px returns what is left of ttl, a time to live that the caller measured
+// from start (when it called the Store), in whole milliseconds for a PX
+// argument, and at least 1. A call that waited (for its turn, between
+// optimistic attempts, on a slow Redis or pool) so gives a record no more
+// life than the caller asked: a time to live that the caller cut at the
+// session's absolute deadline would otherwise run past that deadline by
+// the wait.
+func px(start time.Time, ttl time.Duration) int64 {
+	return max(milliseconds(ttl-time.Since(start)), 1)
 }
 
 // milliseconds returns d in whole milliseconds, rounded up.

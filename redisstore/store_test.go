@@ -672,3 +672,67 @@ func TestReplyPastDeadline(t *testing.T) {
 		t.Fatalf("Load of a reply that came in time, looked at past the deadline = %v, want WRONGTYPE as ErrRefused alone", err)
 	}
 }
+
+// TestTTLCountsTheWait checks that a write that waits before it writes
+// (here each reply takes 300 ms to reach the Store) gives the record what
+// is left of the time to live it was asked for at the call, not all of it:
+// a time to live cut at a session's absolute deadline must not run past
+// that deadline by the wait.
+func TestTTLCountsTheWait(t *testing.T) {
+	ctx := context.Background()
+	const ttl, pause = 2 * time.Second, 300 * time.Millisecond
+	deadline := time.Now().Add(time.Hour)
+	same := func(b []byte) ([]byte, error) { return b, nil }
+	for _, tc := range []struct {
+		name string
+		key  string // the record written
+		op   func(s *redisstore.Store) error
+	}{
+		{"Merge", "session:m", func(s *redisstore.Store) error {
+			_, err := s.Merge(ctx, "m", ttl, same)
+			return err
+		}},
+		{"AddUserSession with a limit", "session:n", func(s *redisstore.Store) error {
+			_, err := s.AddUserSession(ctx, redisstore.UserSession{UserID: "u", ID: "n", Record: []byte("rec"), TTL: ttl, Deadline: deadline, Limit: 3})
+			return err
+		}},
+		{"AddUserSession replacing a record", "session:r", func(s *redisstore.Store) error {
+			_, err := s.AddUserSession(ctx, redisstore.UserSession{UserID: "u", ID: "r", TTL: ttl, Deadline: deadline, Replaces: "m", Merge: same})
+			return err
+		}},
+		{"MoveSession", "session:v", func(s *redisstore.Store) error {
+			_, err := s.MoveSession(ctx, redisstore.Move{UserID: "u", From: "l", To: "v", TTL: ttl, Deadline: deadline, Merge: same})
+			return err
+		}},
+		{"MoveSession of an anonymous session", "session:a2", func(s *redisstore.Store) error {
+			_, err := s.MoveSession(ctx, redisstore.Move{From: "a1", To: "a2", TTL: ttl, Merge: same})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			srv.Do(t, "SET", "session:m", "rec", "PX", 3_600_000)
+			srv.Do(t, "SET", "session:a1", "rec", "PX", 3_600_000)
+			srv.Do(t, "SET", "session:l", "rec", "PX", 3_600_000)
+			srv.Do(t, "ZADD", "user:u:sessions", deadline.UnixMilli(), "l")
+			pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := redisstore.New(slowSource{pool, pause}, redisstore.Config{Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			start := time.Now()
+			if err := tc.op(s); err != nil {
+				t.Fatal(err)
+			}
+			left := pttl(t, srv, tc.key)
+			// 10 ms for rounding to milliseconds, in the call and in PTTL.
+			if over := time.Since(start) + left - ttl; left <= 0 || over > 10*time.Millisecond {
+				t.Fatalf("%s expires %v after the call's start plus its time to live (PTTL %v), want at most 10ms", tc.key, over, left)
+			}
+		})
+	}
+}

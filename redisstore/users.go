@@ -106,6 +106,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	if a.UserID == "" {
 		return nil, errors.New("redisstore: add user session: empty user id")
 	}
+	start := time.Now() // a.TTL's, see px
 	index := s.userKey(a.UserID)
 	gone := "" // a.Replaces, once its DEL deleted a record
 	if a.Replaces == "" {
@@ -152,7 +153,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
 			replies, err := s.batch(ctx, conn, func(send sender) {
-				setAt = s.sendAddition(send, index, a, nil)
+				setAt = s.sendAddition(send, index, a, start, nil)
 			})
 			if err != nil {
 				return err
@@ -199,7 +200,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				revoked = live[:n] // oldest first
 			}
 			conn.Send("MULTI")
-			setAt := s.sendAddition(conn.Send, index, a, append(dead, revoked...), revoked...)
+			setAt := s.sendAddition(conn.Send, index, a, start, append(dead, revoked...), revoked...)
 			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
@@ -289,7 +290,7 @@ func (s *Store) sameSlot(a, b string) bool {
 // gone (whose records are gone or go now), in an order whose every prefix
 // is safe (see AddUserSession), and returns the position of the SET among
 // them.
-func (s *Store) sendAddition(queue sender, index string, a UserSession, gone []string, revoked ...string) (setAt int) {
+func (s *Store) sendAddition(queue sender, index string, a UserSession, start time.Time, gone []string, revoked ...string) (setAt int) {
 	n := 0
 	send := func(name string, args ...any) {
 		queue(name, args...)
@@ -303,7 +304,7 @@ func (s *Store) sendAddition(queue sender, index string, a UserSession, gone []s
 		send("DEL", s.prefix+rid)
 	}
 	setAt = n
-	send("SET", s.prefix+a.ID, a.Record, "PX", milliseconds(a.TTL), "NX")
+	send("SET", s.prefix+a.ID, a.Record, "PX", px(start, a.TTL), "NX")
 	s.sendIndexed(send, index, a.ID, a.Deadline)
 	if len(gone) > 0 {
 		send("ZREM", redis.Args{index}.AddFlat(gone)...)
@@ -397,9 +398,10 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	if m.Merge == nil || m.From == m.To {
 		return false, errors.New("redisstore: move session: want a merge function and two ids")
 	}
+	start := time.Now() // m.TTL's, see px
 	from, to := s.prefix+m.From, s.prefix+m.To
 	if !s.sameSlot(from, to) {
-		return s.moveAcross(ctx, m, from, to)
+		return s.moveAcross(ctx, m, start, from, to)
 	}
 	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
 		return optimistic(ctx, func() (retry bool, err error) {
@@ -431,7 +433,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 			}
 			send := func(name string, args ...any) { conn.Send(name, args...) }
 			send("MULTI")
-			send("SET", to, next, "PX", milliseconds(m.TTL), "NX")
+			send("SET", to, next, "PX", px(start, m.TTL), "NX")
 			send("DEL", from)
 			if m.UserID != "" {
 				index := s.userKey(m.UserID)
@@ -464,11 +466,12 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // again; then it writes the merged record under to, with the index. A
 // failure between the two ends the session: it is never alive under both
 // ids, nor brought back.
-func (s *Store) moveAcross(ctx context.Context, m Move, from, to string) (moved bool, err error) {
+func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
 	next, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
 		return false, err // ended: nothing to move
 	}
+	m.TTL = time.Duration(px(start, m.TTL)) * time.Millisecond // less the take's time
 	if m.UserID == "" {
 		written, err := s.Insert(ctx, m.To, next, m.TTL)
 		if err == nil && !written {

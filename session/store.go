@@ -24,6 +24,11 @@ type Store interface {
 }
 
 // RecordStore is the part of a Store that keeps one session's record.
+//
+// A time to live given to any Store method counts from the call: a store
+// that waits before it writes (for a turn, between optimistic attempts)
+// gives the record what is left of it, so that a time to live the Manager
+// cut at a session's absolute deadline does not run past it.
 type RecordStore interface {
 	// Load returns the record stored under id and whether there is one. A
 	// ttl > 0 also resets the record's time to live to ttl in the same
