@@ -28,6 +28,7 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 	if err != nil {
 		return nil, storeError(err)
 	}
+	now := m.now()
 	infos := make([]Info, 0, len(ids))
 	for i, id := range ids {
 		deadline, values, err := m.codec.Decode(records[i])
@@ -38,7 +39,10 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 			continue
 		}
 		md, _ := values[metaKey].(meta)
-		if md.UserID != userID {
+		// Past its deadline, a session is over whatever its record's time
+		// to live says (another instance's clock set it, and Load refuses
+		// it all the same).
+		if md.UserID != userID || !deadline.After(now) {
 			continue
 		}
 		infos = append(infos, Info{

@@ -162,6 +162,21 @@ func TestList(t *testing.T) {
 	}
 }
 
+// TestListLeavesOutEnded checks that List leaves out a session past its
+// absolute deadline whose record Redis still keeps, as it may for a moment
+// (a time to live set by another instance's clock).
+func TestListLeavesOutEnded(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: -1})
+	login(t, m, "alice")
+	clk.t = clk.t.Add(30 * time.Minute)
+	_, live := login(t, m, "alice")
+	clk.t = clk.t.Add(31 * time.Minute) // past the first login's deadline
+	infos, err := m.List(context.Background(), "alice")
+	if err != nil || len(infos) != 1 || infos[0].ID != live {
+		t.Fatalf("List(alice) past the first session's deadline = %+v, %v; want the second session alone", infos, err)
+	}
+}
+
 // TestRevoke checks that Revoke ends one of the user's own sessions only,
 // and that the revoked token's next request is anonymous without its
 // cookie being touched.
