@@ -473,8 +473,10 @@ func LoadError(ctx context.Context) error {
 // is refused with ErrInvalidValue and the session is left as it was: a NaN
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
 // too), a time outside years 0 to 9999, a value encoding/json refuses, or
-// one whose JSON nests arrays and objects more than 9,997 levels deep
-// (inside the record, past the 10,000 that encoding/json reads). A
+// one whose JSON nests arrays and objects more than 61 levels deep
+// (inside the record, past the 64 that other languages' JSON parsers read
+// by default; a deeper value read from a record written by an earlier
+// version is kept). A
 // time whose zone offset RFC 3339 cannot write (with seconds, or of 24 hours
 // or more) comes back as the same instant in UTC. A value that would take
 // the session's record over Config.MaxRecordBytes (64 KiB by default) is

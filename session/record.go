@@ -598,17 +598,23 @@ const (
 	tagJSON   = "json"
 )
 
-// maxJSONDepth is the deepest nesting of arrays and objects that
-// encoding/json reads: its scanner refuses JSON nested deeper
-// (maxNestingDepth = 10000 in encoding/json/scanner.go), so a record
-// nested deeper is unreadable.
-const maxJSONDepth = 10000
+// maxRecordDepth is the deepest nesting of arrays and objects in a record
+// this package writes: within the default limits of the parsers other
+// languages read records with (64 levels for .NET's System.Text.Json,
+// which the others pass: 100 for Ruby's JSON, 128 for Rust's serde_json,
+// about 1,000 for Python's json). Records nested deeper, which earlier
+// versions wrote, are still read, up to the 10,000 levels of
+// encoding/json.
+const maxRecordDepth = 64
 
 // valueLevels is the nesting a record puts around an app value: the record
 // object, its values object and the value's type tag, as in
-// {"v":2,"val":{"k":{"json":[]}}} (in version 1 too, under "values"). A
-// value's JSON may nest at most maxJSONDepth-valueLevels levels deep.
+// {"v":2,"val":{"k":{"json":[]}}} (in version 1 too, under "values").
 const valueLevels = 3
+
+// maxValueDepth is the deepest nesting of arrays and objects that Put
+// takes in a value, so that its record nests at most maxRecordDepth.
+const maxValueDepth = maxRecordDepth - valueLevels
 
 // normalize returns the form in which a value is held in the session: the
 // value itself for the tagged types, or its JSON encoding for any other type.
@@ -618,11 +624,12 @@ const valueLevels = 3
 // encoding/json refuses, or in whose encoding it replaced invalid UTF-8 with
 // U+FFFD, or that holds an escape of half a surrogate pair (which a
 // MarshalJSON method or a json.RawMessage may write, and which would make
-// the record unreadable), or whose arrays and objects nest so deep that,
-// inside the record, they would pass encoding/json's limit (maxJSONDepth),
-// which would make the record unreadable too. Every value a record holds
-// passed here, as Put's or an scs import's, or was read from a record, at
-// a depth it keeps when written back. A time whose zone offset RFC 3339
+// the record unreadable), or whose arrays and objects nest more than
+// maxValueDepth levels deep, which would make the record too deep for
+// other languages' parsers (see maxRecordDepth). Every value a record
+// holds passed here, as Put's or an scs import's, or was read from a
+// record, at a depth it keeps when written back: a value nested deeper,
+// which an earlier version wrote, stays as it is. A time whose zone offset RFC 3339
 // cannot write (one with seconds, as in 19th-century local mean time, or
 // of 24 hours or more) is kept as the same instant in UTC, and a nil
 // []byte as an empty one. Values of other types follow encoding/json's
@@ -669,8 +676,8 @@ func normalize(v any) (any, error) {
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
-		if nestedDeeper(b, maxJSONDepth-valueLevels) {
-			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxJSONDepth-valueLevels)
+		if nestedDeeper(b, maxValueDepth) {
+			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxValueDepth)
 		}
 		return jsonValue(b), nil
 	}

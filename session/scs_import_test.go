@@ -269,7 +269,7 @@ type scsCartItem struct {
 // TestSCSImportValues migrates scs values that do and do not come back
 // from JSON unchanged: those that do are kept, for Get of their own type
 // (interface values by encoding/json's rules); those that do not, or that
-// a record could not hold (nested too deep), are dropped and logged by key and type, never with their content, instead
+// a record may not hold (nested too deep for other languages' parsers), are dropped and logged by key and type, never with their content, instead
 // of coming back as zero values.
 func TestSCSImportValues(t *testing.T) {
 	gob.Register(scsOpaque{})
@@ -288,7 +288,7 @@ func TestSCSImportValues(t *testing.T) {
 		"m":         map[string]any{"n": 1, "s": []any{"a", int64(2)}},
 		"u64":       uint64(1<<64 - 1),
 		"f32":       float32(0.1),
-		"deep":      nestedArrays(maxJSONDepth - valueLevels + 1), // would make the record unreadable
+		"deep":      nestedArrays(maxValueDepth + 1), // would make the record too deep for other parsers
 	})
 	for _, k := range []string{"opaque", "hidden", "deep"} {
 		if _, ok := Get[any](ctx, k); ok {

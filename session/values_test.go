@@ -137,14 +137,19 @@ func nestedObjects(depth int) any {
 	return v
 }
 
-// TestPutDeepJSON checks Put at the nesting that encoding/json reads,
-// from both sides: a value whose arrays and objects nest as deep as a
-// record can hold them (maxJSONDepth, with the record's own valueLevels)
-// is kept and comes back from the next request; a deeper one is refused
-// with ErrInvalidValue and the session stays as it was, where it was
-// written and made the record unreadable (the next request deleted it,
-// logging the user out) or, deeper still, made the commit fail as if
-// Redis were down.
+// encodingJSONDepth is the deepest nesting of arrays and objects that
+// encoding/json reads and writes (maxNestingDepth in
+// encoding/json/scanner.go).
+const encodingJSONDepth = 10000
+
+// TestPutDeepJSON checks Put at the nesting that other languages' parsers
+// read, from both sides: a value whose arrays and objects nest as deep as
+// a record may hold them (maxRecordDepth, with the record's own
+// valueLevels) is kept and comes back from the next request; a deeper one
+// is refused with ErrInvalidValue and the session stays as it was, where
+// it was written, in a record that .NET, Ruby or Rust (and past 1,000
+// levels, Python) cannot parse, or deeper than encoding/json reads, which
+// made the record unreadable or the commit fail as if Redis were down.
 func TestPutDeepJSON(t *testing.T) {
 	m, r, _ := newTestManager(t, Config{})
 	cookie, id := login(t, m, "alice")
@@ -153,7 +158,10 @@ func TestPutDeepJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	deepest := maxJSONDepth - valueLevels
+	deepest := maxValueDepth
+	if deepest+valueLevels != 64 {
+		t.Fatalf("a record may nest %d levels, want 64", deepest+valueLevels)
+	}
 	tests := []struct {
 		name  string
 		depth int
@@ -167,7 +175,8 @@ func TestPutDeepJSON(t *testing.T) {
 		{"arrays one level deeper", deepest + 1, nestedArrays(deepest + 1), getAs[[]any]},
 		{"objects one level deeper", deepest + 1, nestedObjects(deepest + 1), getAs[map[string]any]},
 		{"raw JSON one level deeper", deepest + 1, json.RawMessage(strings.Repeat("[", deepest+1) + strings.Repeat("]", deepest+1)), getAs[json.RawMessage]},
-		{"arrays deeper than encoding/json reads", maxJSONDepth + 1, nestedArrays(maxJSONDepth + 1), getAs[[]any]},
+		{"arrays past Python's limit", 1500, nestedArrays(1500), getAs[[]any]},
+		{"arrays deeper than encoding/json reads", encodingJSONDepth + 1, nestedArrays(encodingJSONDepth + 1), getAs[[]any]},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +223,37 @@ func TestPutDeepJSON(t *testing.T) {
 	}
 }
 
+// TestDeepRecordOfEarlierVersion checks that a record whose value nests
+// deeper than Put now takes, as earlier versions wrote them, is still
+// read, and that the value is kept as it is when the record is written
+// back: the session goes on.
+func TestDeepRecordOfEarlierVersion(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	cookie, id := login(t, m, "alice")
+	const depth = 1000
+	deep := strings.Repeat("[", depth) + "1" + strings.Repeat("]", depth)
+	rec, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	rec = append(rec[:len(rec)-1], `,"val":{"deep":{"json":`+deep+`}}}`...)
+	if r.Do(t, "SET", "session:"+id, rec, "XX", "KEEPTTL") != "OK" {
+		t.Fatal("SET of the deep record failed")
+	}
+	serve(t, m, cookie, func(ctx context.Context) {
+		if u, _ := UserID(ctx); u != "alice" {
+			t.Fatalf("UserID with a value %d levels deep = %q, want alice", depth, u)
+		}
+		if v, ok := Get[json.RawMessage](ctx, "deep"); !ok || string(v) != deep {
+			t.Errorf("Get(deep) = %.20s, %v; want the value as written", v, ok)
+		}
+		if err := Put(ctx, "other", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	after, _ := r.Do(t, "GET", "session:"+id).([]byte)
+	if !bytes.Contains(after, []byte(`"other":{"int":1}`)) || !bytes.Contains(after, []byte(`"deep":{"json":`+deep+`}`)) {
+		t.Errorf("record written back = %.200s..., want the deep value kept beside the new one", after)
+	}
+}
+
 // putUnchecked puts v under key as Put does, but without normalize: a
 // value Put refuses, standing for one that reaches the encoding of a
 // record by any other way.
@@ -233,7 +273,7 @@ func putUnchecked(ctx context.Context, key string, v any) {
 // client to try again; and that nothing is written.
 func TestUnencodableValue(t *testing.T) {
 	m, r, _ := newTestManager(t, Config{})
-	deep := strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1)
+	deep := strings.Repeat("[", encodingJSONDepth+1) + strings.Repeat("]", encodingJSONDepth+1)
 	bad := jsonValue(deep) // json.Marshal fails: exceeded max depth
 	check := func(t *testing.T, what string, err error) {
 		t.Helper()
