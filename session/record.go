@@ -107,7 +107,7 @@ type record struct {
 	UserID string                     `json:"user_id,omitempty"`
 	C      int64                      `json:"c,omitempty"` // created, unix milliseconds
 	E      int64                      `json:"e,omitempty"` // absolute deadline, unix milliseconds
-	S      int64                      `json:"s,omitempty"` // last seen, unix milliseconds; absent: c
+	S      int64                      `json:"s,omitempty"` // last seen, unix milliseconds; absent: c (see hasS)
 	IP     string                     `json:"ip,omitempty"`
 	D      string                     `json:"d,omitempty"`  // device; in version 1 only as previousRecord writes it
 	UA     string                     `json:"ua,omitempty"` // user agent, with Config.KeepUserAgent
@@ -121,6 +121,26 @@ type record struct {
 	LastSeen  *time.Time                 `json:"last_seen,omitempty"`
 	UserAgent string                     `json:"user_agent,omitempty"`
 	Values    map[string]json.RawMessage `json:"values,omitempty"`
+
+	// hasS is whether a record read holds "s" (not null), which must then
+	// be a valid time, as c and e: "s":0 is no absent s. Encode writes S
+	// when it is not 0, whatever hasS.
+	hasS bool
+}
+
+// unmarshalRecord reads b into a record with encoding/json, and tells an
+// "s" that is present (hasS) from one that is absent or null, which both
+// leave S at 0.
+func unmarshalRecord(b []byte) (record, error) {
+	var slow struct {
+		record
+		S *int64 `json:"s"` // shallower than record.S, so it takes "s"
+	}
+	err := json.Unmarshal(b, &slow)
+	if slow.S != nil {
+		slow.record.S, slow.hasS = *slow.S, true
+	}
+	return slow.record, err
 }
 
 // previousRecord is a record of version 1 field for field as the previous
@@ -315,10 +335,10 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		if err := exactFields(b); err != nil {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
-		// A variable of its own, which escapes to the heap through
-		// json.Unmarshal only on this path.
-		var slow record
-		if err := json.Unmarshal(b, &slow); err != nil {
+		// A variable of its own (in unmarshalRecord), which escapes to
+		// the heap through json.Unmarshal only on this path.
+		slow, err := unmarshalRecord(b)
+		if err != nil {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
 		}
 		rec = slow
@@ -331,13 +351,15 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 	raw := rec.Val
 	switch rec.V {
 	case recordVersion:
-		if !validMillis(rec.C) || !validMillis(rec.E) || (rec.S != 0 && !validMillis(rec.S)) {
+		// An absent (or null) s is c; a present one is a time like c
+		// and e.
+		if !validMillis(rec.C) || !validMillis(rec.E) || (rec.hasS && !validMillis(rec.S)) {
 			return time.Time{}, meta{}, nil, fmt.Errorf("%w: missing or invalid c, e or s", errBadRecord)
 		}
 		deadline = time.UnixMilli(rec.E).UTC()
 		md = meta{UserID: rec.UserID, CreatedAt: time.UnixMilli(rec.C).UTC(), IP: rec.IP, UserAgent: rec.UA, Device: rec.D, Origin: rec.O}
 		md.LastSeen = md.CreatedAt
-		if rec.S != 0 {
+		if rec.hasS {
 			md.LastSeen = time.UnixMilli(rec.S).UTC()
 		}
 	case recordV1:

@@ -152,6 +152,9 @@ func TestCodecRejects(t *testing.T) {
 		{"v2 no creation", `{"v":2,"e":1795604400000}`},
 		{"v2 negative time", `{"v":2,"c":-1,"e":1795604400000}`},
 		{"v2 past year 9999", head2 + `,"s":253402300800000}`},
+		{"v2 s 0", head2 + `,"s":0}`},
+		{"v2 s 0 spaced", head2 + `, "s" : 0 }`}, // encoding/json, not scanRecord
+		{"v2 s negative", head2 + `,"s":-1}`},
 		{"unknown tag", head + `,"values":{"a":{"complex":1}}}`},
 		{"two tags", head + `,"values":{"a":{"int":1,"string":"x"}}}`},
 		{"wrong type", head + `,"values":{"a":{"int":"x"}}}`},
@@ -181,6 +184,22 @@ func TestCodecRejects(t *testing.T) {
 				t.Errorf("Decode(%q) error = %v, want errBadRecord", tc.in, err)
 			}
 		})
+	}
+}
+
+// TestRecordNullFields checks that a top-level field that is null reads
+// as absent, as the README says: "s":null is c, as Python's
+// rec.get("s") or c reads it, and a null user_id is anonymous.
+func TestRecordNullFields(t *testing.T) {
+	for _, in := range []string{
+		`{"v":2,"user_id":null,"c":1795600800000,"e":1795604400000,"s":null,"ip":null,"d":null,"ua":null,"o":null,"val":null}`,
+		`{"v":2,"c":1795600800000,"e":1795604400000}`,
+	} {
+		deadline, md, values, err := decodeRecord([]byte(in))
+		created := time.UnixMilli(1795600800000).UTC()
+		if err != nil || !deadline.Equal(created.Add(time.Hour)) || md != (meta{CreatedAt: created, LastSeen: created}) || values != nil {
+			t.Errorf("decodeRecord(%s) = %v, %+v, %v, %v; want the deadline, created and last seen at c, nothing else", in, deadline, md, values, err)
+		}
 	}
 }
 

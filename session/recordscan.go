@@ -12,7 +12,7 @@ import (
 // plain numbers and booleans) without encoding/json's reflection, which is
 // most of a read's CPU time outside the Redis call. For anything else it
 // reports false, and the caller decodes with encoding/json: what it
-// accepts, it reads exactly as json.Unmarshal does (FuzzScanRecord holds
+// accepts, it reads exactly as unmarshalRecord does (FuzzScanRecord holds
 // the two equal), so it changes no record's meaning, only the cost.
 func scanRecord(b []byte) (rec record, ok bool) {
 	s := scanner{b: b}
@@ -44,6 +44,7 @@ func scanRecord(b []byte) (rec record, ok bool) {
 			bit, ok = 4, s.int64Into(&rec.E)
 		case "s":
 			bit, ok = 5, s.int64Into(&rec.S)
+			rec.hasS = true
 		case "ip":
 			bit = 6
 			rec.IP, ok = s.str()

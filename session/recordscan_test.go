@@ -1,7 +1,6 @@
 package session
 
 import (
-	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -87,8 +86,8 @@ func TestScanRecordReadsEncode(t *testing.T) {
 	}
 }
 
-// FuzzScanRecord holds scanRecord equal to json.Unmarshal: whatever it
-// reads, json.Unmarshal reads too, to the same record.
+// FuzzScanRecord holds scanRecord equal to unmarshalRecord (json.Unmarshal):
+// whatever it reads, unmarshalRecord reads too, to the same record.
 func FuzzScanRecord(f *testing.F) {
 	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	b, _ := codec{keepUserAgent: true}.Encode(created.Add(time.Hour), map[string]any{
@@ -97,6 +96,7 @@ func FuzzScanRecord(f *testing.F) {
 	})
 	f.Add(b)
 	f.Add([]byte(`{"v":2,"c":1,"e":2,"val":{}}`))
+	f.Add([]byte(`{"v":2,"c":1,"e":2,"s":0}`))
 	f.Add([]byte(`{"v":2,"c":1,"e":2,"d":"x","ua":"y","Ua":"z"}`))
 	f.Add([]byte("{\"v\":2,\"c\":1,\"e\":2,\"val\":{\"a\":{\"int\":0},\"b\":{\"bool\":false},\"c\":\"\xff\"}}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -104,12 +104,12 @@ func FuzzScanRecord(f *testing.F) {
 		if !ok {
 			return
 		}
-		var want record
-		if err := json.Unmarshal(in, &want); err != nil {
-			t.Fatalf("scanRecord(%q) read %+v; json.Unmarshal: %v", in, got, err)
+		want, err := unmarshalRecord(in)
+		if err != nil {
+			t.Fatalf("scanRecord(%q) read %+v; unmarshalRecord: %v", in, got, err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("scanRecord(%q) = %+v; json.Unmarshal: %+v", in, got, want)
+			t.Fatalf("scanRecord(%q) = %+v; unmarshalRecord: %+v", in, got, want)
 		}
 	})
 }
