@@ -376,7 +376,9 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		// releases wrote nanoseconds.
 		deadline = rec.ExpiresAt.Truncate(time.Millisecond)
 		md = meta{UserID: rec.UserID, CreatedAt: rec.CreatedAt.Truncate(time.Millisecond), IP: rec.IP, UserAgent: rec.UserAgent, Device: rec.D, Origin: rec.O}
-		if rec.LastSeen != nil {
+		// An absent (or null) last_seen is created_at, as s is c.
+		md.LastSeen = md.CreatedAt
+		if rec.LastSeen != nil && !rec.LastSeen.IsZero() {
 			md.LastSeen = rec.LastSeen.Truncate(time.Millisecond)
 		}
 		raw = rec.Values

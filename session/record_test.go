@@ -203,6 +203,30 @@ func TestRecordNullFields(t *testing.T) {
 	}
 }
 
+// TestRecordV1LastSeenDefault checks that a version 1 record without a
+// last_seen (absent, null, or the zero time the previous release writes
+// for none) was last seen when created, as a version 2 record without s:
+// Info.LastSeen was the zero time, and the record written back had no s.
+func TestRecordV1LastSeenDefault(t *testing.T) {
+	const head = `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z"`
+	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for _, in := range []string{
+		head + `}`,
+		head + `,"last_seen":null}`,
+		head + `,"last_seen":"0001-01-01T00:00:00Z"}`,
+	} {
+		deadline, md, _, err := decodeRecord([]byte(in))
+		if err != nil || !md.LastSeen.Equal(created) {
+			t.Errorf("decodeRecord(%s) last seen = %v, %v; want %v", in, md.LastSeen, err, created)
+			continue
+		}
+		b, err := codec{}.Encode(deadline, map[string]any{metaKey: md})
+		if want := `{"v":2,"user_id":"alice","c":1795600800000,"e":1795687200000}`; err != nil || string(b) != want {
+			t.Errorf("written back as %s, %v; want %s", b, err, want)
+		}
+	}
+}
+
 // TestNullBytes reads {"bytes":null}, which the previous release wrote
 // for a nil []byte (as json.Marshal writes one), as an empty []byte, in
 // records of both versions, so that its sessions survive the upgrade; and
