@@ -814,6 +814,9 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, err
 		}
+		if !decimal(s) {
+			return nil, errors.New("int64 is not -?[0-9]+")
+		}
 		return strconv.ParseInt(s, 10, 64)
 	case tagFloat:
 		var f float64
@@ -824,11 +827,18 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, err
 		}
-		return base64.StdEncoding.DecodeString(s)
+		// DecodeString skips line breaks, which strict decoders refuse.
+		if strings.ContainsAny(s, "\r\n") {
+			return nil, errors.New("line break in bytes")
+		}
+		return base64.StdEncoding.Strict().DecodeString(s)
 	case tagTime:
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, err
+		}
+		if !rfc3339(s) {
+			return nil, errors.New("time is not of the form 2006-01-02T15:04:05.999999999Z07:00")
 		}
 		return time.Parse(time.RFC3339Nano, s)
 	case tagJSON:
@@ -838,4 +848,61 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 		return jsonValue(bytes.Clone(b)), nil
 	}
 	return nil, fmt.Errorf("unknown type tag %q", tag)
+}
+
+// decimal reports whether s is an integer in decimal, -?[0-9]+, as
+// strconv.AppendInt writes it; strconv.ParseInt also takes a leading '+'.
+func decimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// rfc3339 reports whether s has the form of a time as time.RFC3339Nano
+// writes it: 2006-01-02T15:04:05, a fraction of 1 to 9 digits after a '.'
+// if any, then Z or an offset such as +07:00 (time.Parse then checks the
+// ranges). Alone, time.Parse also takes a ',' before the fraction, more
+// than 9 digits of it, or a one-digit hour, which parsers in other
+// languages refuse or read otherwise.
+func rfc3339(s string) bool {
+	const date = "0000-00-00T00:00:00"
+	if len(s) < len(date) || !shaped(s[:len(date)], date) {
+		return false
+	}
+	s = s[len(date):]
+	if strings.HasPrefix(s, ".") {
+		n := 1
+		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return false
+		}
+		s = s[n:]
+	}
+	return s == "Z" || shaped(s, "+00:00")
+}
+
+// shaped reports whether s has the shape of form, in which '0' stands for
+// any decimal digit and '+' for a sign, '+' or '-'.
+func shaped(s, form string) bool {
+	if len(s) != len(form) {
+		return false
+	}
+	for i := 0; i < len(form); i++ {
+		switch c := s[i]; form[i] {
+		case '0':
+			if c < '0' || c > '9' {
+				return false
+			}
+		case '+':
+			if c != '+' && c != '-' {
+				return false
+			}
+		default:
+			if c != form[i] {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -161,6 +161,28 @@ func TestCodecRejects(t *testing.T) {
 		{"reserved key", head + `,"values":{"__sessionkit":{"int":1}}}`},
 		{"bad time", head + `,"values":{"a":{"time":"yesterday"}}}`},
 		{"bad int64", head + `,"values":{"a":{"int64":"1e3"}}}`},
+		{"int64 with +", head2 + `,"val":{"a":{"int64":"+5"}}}`},
+		{"int64 spaced", head2 + `,"val":{"a":{"int64":" 5"}}}`},
+		{"int64 empty", head2 + `,"val":{"a":{"int64":""}}}`},
+		{"int64 lone -", head2 + `,"val":{"a":{"int64":"-"}}}`},
+		{"int64 past int64", head2 + `,"val":{"a":{"int64":"9223372036854775808"}}}`},
+		{"int past int64", head2 + `,"val":{"a":{"int":9223372036854775808}}}`},
+		{"float past float64", head2 + `,"val":{"a":{"float64":1e400}}}`},
+		{"bytes with a line break", head2 + `,"val":{"a":{"bytes":"AAEC\n+v8="}}}`},
+		{"bytes with CR LF", head2 + `,"val":{"a":{"bytes":"AAEC\r\n+v8="}}}`},
+		{"bytes unpadded", head2 + `,"val":{"a":{"bytes":"AAECAw"}}}`},
+		{"bytes base64url", head2 + `,"val":{"a":{"bytes":"-_8="}}}`},
+		{"bytes with stray bits", head2 + `,"val":{"a":{"bytes":"AB=="}}}`},
+		{"time with a comma", head2 + `,"val":{"a":{"time":"2026-01-02T15:04:05,5Z"}}}`},
+		{"time with 10 digits of fraction", head2 + `,"val":{"a":{"time":"2026-01-02T15:04:05.1234567891Z"}}}`},
+		{"time with an empty fraction", head2 + `,"val":{"a":{"time":"2026-01-02T15:04:05.Z"}}}`},
+		{"time with a one-digit hour", head2 + `,"val":{"a":{"time":"2026-01-02T1:04:05Z"}}}`},
+		{"time in lower case", head2 + `,"val":{"a":{"time":"2026-01-02t15:04:05z"}}}`},
+		{"time with a space", head2 + `,"val":{"a":{"time":"2026-01-02 15:04:05Z"}}}`},
+		{"time without a zone", head2 + `,"val":{"a":{"time":"2026-01-02T15:04:05"}}}`},
+		{"time with an offset in hours", head2 + `,"val":{"a":{"time":"2026-01-02T15:04:05+05"}}}`},
+		{"time with hour 24", head2 + `,"val":{"a":{"time":"2026-01-02T24:00:00Z"}}}`},
+		{"v1 time with a comma", head + `,"values":{"a":{"time":"2026-01-02T15:04:05,5Z"}}}`},
 		{"v1 bare string", head + `,"values":{"a":"x"}}`},
 		{"v2 reserved key", head2 + `,"val":{"__sessionkit":"x"}}`},
 		{"v2 unknown tag", head2 + `,"val":{"a":{"complex":1}}}`},
@@ -184,6 +206,40 @@ func TestCodecRejects(t *testing.T) {
 				t.Errorf("Decode(%q) error = %v, want errBadRecord", tc.in, err)
 			}
 		})
+	}
+}
+
+// TestTaggedValuesRead checks the forms of tagged values that the README
+// promises to read, beyond those Encode writes: what another language's
+// encoder writes (Python's isoformat, JavaScript's toISOString) reads as
+// the value meant.
+func TestTaggedValuesRead(t *testing.T) {
+	const head = `{"v":2,"c":1795600800000,"e":1795604400000,"val":{"a":`
+	at := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want any
+	}{
+		{`{"int64":"-9223372036854775808"}`, int64(math.MinInt64)},
+		{`{"int64":"0"}`, int64(0)},
+		{`{"int64":"-0"}`, int64(0)},
+		{`{"int":-9223372036854775808}`, math.MinInt64},
+		{`{"bytes":""}`, []byte{}},
+		{`{"bytes":"AAEC+v8="}`, []byte{0, 1, 2, 250, 255}},
+		{`{"time":"2026-01-02T15:04:05Z"}`, at},
+		{`{"time":"2026-01-02T15:04:05.123Z"}`, at.Add(123 * time.Millisecond)},
+		{`{"time":"2026-01-02T15:04:05.123456+00:00"}`, at.Add(123456 * time.Microsecond)},
+		{`{"time":"2026-01-02T20:34:05.123456789+05:30"}`, at.Add(123456789)},
+		{`{"time":"2026-01-02T10:04:05-05:00"}`, at},
+	} {
+		_, _, values, err := decodeRecord([]byte(head + tc.in + "}}"))
+		got := values["a"]
+		if tm, ok := got.(time.Time); ok && tm.Equal(tc.want.(time.Time)) {
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("decode of %s = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
 	}
 }
 
