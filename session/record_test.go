@@ -3,6 +3,9 @@ package session
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -153,6 +156,12 @@ func TestCodecRejects(t *testing.T) {
 		{"v2 negative time", `{"v":2,"c":-1,"e":1795604400000}`},
 		{"v2 past year 9999", head2 + `,"s":253402300800000}`},
 		{"v2 s 0", head2 + `,"s":0}`},
+		// The fields of both versions are reserved, with their types,
+		// in a record of either.
+		{"v2 with a numeric last_seen", head2 + `,"last_seen":1795600800000}`},
+		{"v2 with values not an object", head2 + `,"values":[]}`},
+		{"v1 with a string c", head + `,"c":"x"}`},
+		{"v1 with a numeric ua", head + `,"ua":1}`},
 		{"v2 s 0 spaced", head2 + `, "s" : 0 }`}, // encoding/json, not scanRecord
 		{"v2 s negative", head2 + `,"s":-1}`},
 		{"unknown tag", head + `,"values":{"a":{"complex":1}}}`},
@@ -239,6 +248,21 @@ func TestTaggedValuesRead(t *testing.T) {
 		}
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("decode of %s = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestOtherVersionFieldsIgnored checks that a field of the other version,
+// of its type, is ignored: the record reads by the fields of its own.
+func TestOtherVersionFieldsIgnored(t *testing.T) {
+	created := time.UnixMilli(1795600800000).UTC()
+	for _, in := range []string{
+		`{"v":2,"c":1795600800000,"e":1795604400000,"last_seen":"2026-11-25T11:00:00Z","values":{"a":{"int":1}},"user_agent":"x"}`,
+		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z","s":1795604400000,"val":{"a":{"int":1}},"ua":"x"}`,
+	} {
+		_, md, values, err := decodeRecord([]byte(in))
+		if err != nil || !md.LastSeen.Equal(created) || md.UserAgent != "" || values != nil {
+			t.Errorf("decodeRecord(%s) = %+v, %v, %v; want last seen at creation, no user agent, no values", in, md, values, err)
 		}
 	}
 }
@@ -550,6 +574,55 @@ func TestRecordReadAsOtherParsersRead(t *testing.T) {
 		}
 		if v, ok := values["theme"]; strings.Contains(in, "theme") && (!ok || v != "dark") {
 			t.Errorf("decodeRecord(%q) theme = %v, want dark", in, v)
+		}
+	}
+}
+
+// TestRecordKeyFromCookie derives the Redis key of a login's record from
+// its cookie as the README's "Writing a record from another language"
+// tells another language to, without this package's code: the cookie is
+// base64url of date|value|mac, the MAC HMAC-SHA256 of "sessionkit|" date
+// "|" value, value base64url of "<token>:<deadline in ms>", and the id
+// the first 16 bytes of the SHA-256 of the token (behind its hash tag, if
+// any), base64url without padding.
+func TestRecordKeyFromCookie(t *testing.T) {
+	for _, cfg := range []Config{{}, {TagKey: testTagKey}} {
+		m, r, _ := newTestManager(t, cfg)
+		var info Info
+		cookie := serve(t, m, "", func(ctx context.Context) {
+			var err error
+			if info, err = Create(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		raw, err := base64.URLEncoding.DecodeString(cookie)
+		if err != nil {
+			t.Fatal(err)
+		}
+		date, rest, _ := bytes.Cut(raw, []byte("|"))
+		value, gotMAC, _ := bytes.Cut(rest, []byte("|"))
+		mac := hmac.New(sha256.New, testKey(7))
+		fmt.Fprintf(mac, "sessionkit|%s|%s", date, value)
+		if !hmac.Equal(gotMAC, mac.Sum(nil)) {
+			t.Fatalf("MAC of %q does not verify", raw)
+		}
+		payload, err := base64.URLEncoding.DecodeString(string(value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, deadline, _ := strings.Cut(string(payload), ":")
+		tag := ""
+		if strings.HasPrefix(token, "{") {
+			end := strings.IndexByte(token, '}')
+			tag, token = token[:end+1], token[end+1:]
+		}
+		sum := sha256.Sum256([]byte(token))
+		key := "session:" + tag + base64.RawURLEncoding.EncodeToString(sum[:16])
+		if len(token) != 42 || key != "session:"+info.ID || deadline != fmt.Sprint(info.ExpiresAt.UnixMilli()) {
+			t.Errorf("with %+v: token %q, key %q, deadline %s; want 42 characters, session:%s, %d", cfg, token, key, deadline, info.ID, info.ExpiresAt.UnixMilli())
+		}
+		if n, _ := r.Do(t, "EXISTS", key).(int64); n != 1 {
+			t.Errorf("with %+v: no record under %q", cfg, key)
 		}
 	}
 }
