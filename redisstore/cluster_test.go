@@ -462,6 +462,94 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("AnonymousMoves", func(t *testing.T) {
+		// A moved anonymous session leaves a pointer from its old id to
+		// its new one, which TakeMove returns once: in the transaction
+		// of the move for a tagged session, whose keys share a slot; on
+		// its own, before the move, for an untagged one (made before a
+		// TagKey), whose keys lie in three slots.
+		same := func([]byte) ([]byte, error) { return []byte("anon"), nil }
+		var across [2]string // untagged ids whose record keys and pointer lie in three slots
+		for i := 0; across[0] == ""; i++ {
+			from, to := fmt.Sprintf("xa%d", i), fmt.Sprintf("xb%d", i)
+			a, b, p := redistest.Slot("session:"+from), redistest.Slot("session:"+to), redistest.Slot("session:"+from+":next")
+			if a != b && a != p && b != p {
+				across = [2]string{from, to}
+			}
+		}
+		for _, ids := range [][2]string{{tagged(tags[1][0], "a1"), tagged(tags[1][0], "a2")}, across} {
+			from, to := ids[0], ids[1]
+			_, err := s.Insert(ctx, from, []byte("anon"), time.Minute)
+			clusterCheck(t, "Insert", err)
+			moved, err := s2.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: same})
+			clusterCheck(t, "MoveSession", err)
+			if !moved || exists(t, c, "session:"+from) || !exists(t, c, "session:"+to) {
+				t.Fatalf("MoveSession(%s to %s) = %v, want the record moved", from, to, moved)
+			}
+			pointer := "session:" + from + ":next"
+			if got, _ := redis.String(owner(t, c, pointer).Do(t, "GET", pointer), nil); got != to {
+				t.Errorf("pointer of %s = %q, want %q", from, got, to)
+			}
+			if d := pttl(t, owner(t, c, pointer), pointer); d <= 55*time.Second || d > time.Minute {
+				t.Errorf("PTTL of the pointer of %s = %v, want about a minute, the record's", from, d)
+			}
+			for _, want := range []string{to, ""} {
+				got, err := s.TakeMove(ctx, from)
+				clusterCheck(t, "TakeMove", err)
+				if got != want {
+					t.Errorf("TakeMove(%s) = %q, want %q", from, got, want)
+				}
+			}
+			clusterCheck(t, "Remove", s.Remove(ctx, to))
+		}
+		// A logout that follows the pointers, as the session package's
+		// Destroy does, racing a move across slots: whichever comes first,
+		// the session ends, under either id. (The move deletes its new
+		// record when a logout took the pointer before it was written.)
+		logout := func(id string) {
+			for range 8 {
+				removed, err := s2.RemoveUserSession(ctx, "", id)
+				if err != nil || removed {
+					clusterCheck(t, "RemoveUserSession", err)
+					return
+				}
+				if id, err = s2.TakeMove(ctx, id); err != nil || id == "" {
+					clusterCheck(t, "TakeMove", err)
+					return
+				}
+			}
+			t.Error("the logout followed 8 pointers")
+		}
+		wins := 0
+		for round := range 200 {
+			from, to := across[0], fmt.Sprintf("%s-%d", across[1], round)
+			_, err := s.Insert(ctx, from, []byte("anon"), time.Minute)
+			clusterCheck(t, "Insert", err)
+			var moved bool
+			var merr error
+			together(
+				func() {
+					moved, merr = s.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: same})
+				},
+				func() {
+					time.Sleep(time.Duration(round%20) * 40 * time.Microsecond) // at each step of the move in turn
+					logout(from)
+				},
+			)
+			clusterCheck(t, "MoveSession", merr)
+			if moved {
+				wins++
+			}
+			for _, id := range []string{from, to} {
+				if exists(t, c, "session:"+id) {
+					t.Fatalf("round %d: the session lives under %s after the logout (moved %v)", round, id, moved)
+				}
+			}
+			owner(t, c, "session:"+from+":next").Do(t, "DEL", "session:"+from+":next")
+		}
+		t.Logf("the move got in before the logout in %d of 200 rounds", wins)
+	})
+
 	t.Run("LimitConcurrent", func(t *testing.T) {
 		const limit, n = 3, 24
 		tag := tags[2][1]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
@@ -18,7 +19,8 @@ const scanCount = 100
 // keys with SCAN (never KEYS, which blocks the server) matching
 // "<KeyPrefix>session:*", COUNT 100, and fetches each batch with one MGET on
 // the same connection; records that expired or were removed between SCAN and
-// MGET are skipped. On a Redis Cluster it walks every master in turn, as
+// MGET are skipped, and so are the pointers that renewed anonymous sessions
+// leave behind (see [Store.MoveSession]), which are no records. On a Redis Cluster it walks every master in turn, as
 // CLUSTER SLOTS lists them when Iterate starts. The connection goes back to
 // the pool before fn runs, so fn may call the Store, even with a pool of one
 // connection.
@@ -72,6 +74,7 @@ func (s *Store) iterate(ctx context.Context, src Source, fn func(id string, reco
 		err := s.doOn(ctx, src, "iterate", func(ctx context.Context, conn redis.Conn) error {
 			var err error
 			cursor, keys, err = scan(ctx, conn, cursor, match, "")
+			keys = slices.DeleteFunc(keys, isPointer)
 			if err != nil || len(keys) == 0 {
 				return err
 			}

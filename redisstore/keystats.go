@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,7 +42,9 @@ type KeyStatsOptions struct {
 // docs/capacity.md.
 type KeyStats struct {
 	// Sessions is the number of session records: string keys
-	// "<KeyPrefix>session:*".
+	// "<KeyPrefix>session:*", but for the pointers renewed anonymous
+	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
+	// [Store.MoveSession]).
 	Sessions int64
 	// Indexes is the number of user indexes, sorted sets
 	// "<KeyPrefix>user:*", and IndexEntries the number of session ids they
@@ -265,6 +268,9 @@ func (s *Store) walk(ctx context.Context, src Source, kind keyKind, quota int64,
 			next, keys, err = scan(ctx, conn, cursor, match, kind.typ)
 			if err != nil {
 				return err
+			}
+			if !kind.index {
+				keys = slices.DeleteFunc(keys, isPointer) // no records
 			}
 			step, err = s.measure(ctx, conn, kind, keys, quota-c.sampled)
 			return err

@@ -412,6 +412,16 @@ func TestIterate(t *testing.T) {
 		srv.Do(t, "PEXPIRE", "session:"+id, 1)
 		delete(want, id)
 	}
+	// A renewed anonymous session: its record is visited, the pointer
+	// the move left behind is not.
+	if _, err := s.Insert(ctx, "anon-from", []byte("rec"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	mv := redisstore.Move{From: "anon-from", To: "anon-to", TTL: time.Minute, Merge: func(b []byte) ([]byte, error) { return b, nil }}
+	if moved, err := s.MoveSession(ctx, mv); !moved || err != nil {
+		t.Fatalf("MoveSession = %v, %v", moved, err)
+	}
+	want["anon-to"] = "rec"
 	srv.Do(t, "SET", "user:1:sessions", "not a session")
 	srv.Do(t, "SADD", "session:a-set", "not a string") // MGET gives nil: skipped
 	time.Sleep(5 * time.Millisecond)                   // let the 1ms expiries pass
@@ -428,8 +438,8 @@ func TestIterate(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("Iterate visited %d records, want %d", len(got), len(want))
 	}
-	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 2 {
-		t.Fatalf("DBSIZE after removing every record = %d, want 2", n)
+	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 3 {
+		t.Fatalf("DBSIZE after removing every record = %d, want 3 (two keys of others, a pointer)", n)
 	}
 
 	stop := errors.New("stop")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -382,12 +383,15 @@ var errIDTaken = errors.New("session id already taken")
 // session has ended and it returns false, having written nothing.
 // Otherwise, in one MULTI/EXEC, it writes m.Merge(record) under m.To with a
 // time to live of m.TTL (SET NX), deletes m.From and, for a user's session
-// (m.UserID not ""), replaces m.From with m.To in the user's index. If the
-// record changed or went before EXEC, it starts again (after a short random
-// wait, for as long as the call's time budget allows; then ErrContention),
-// so that a session ended by logout, revocation or another move is never
-// brought back under a new id, and a session moved twice at once ends up
-// under one id only.
+// (m.UserID not ""), replaces m.From with m.To in the user's index; for an
+// anonymous session, which has no index, it leaves m.To under
+// "<KeyPrefix>session:<m.From>:next" with the same time to live, where a
+// logout that loaded the session under m.From finds it (see
+// [Store.TakeMove]). If the record changed or went before EXEC, it starts
+// again (after a short random wait, for as long as the call's time budget
+// allows; then ErrContention), so that a session ended by logout,
+// revocation or another move is never brought back under a new id, and a
+// session moved twice at once ends up under one id only.
 //
 // Each attempt is two round trips: WATCH and GET pipelined, then the
 // transaction.
@@ -400,7 +404,11 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	}
 	start := time.Now() // m.TTL's, see px
 	from, to := s.prefix+m.From, s.prefix+m.To
-	if !s.sameSlot(from, to) {
+	pointer := "" // the key of the pointer an anonymous session leaves behind
+	if m.UserID == "" {
+		pointer = s.nextKey(m.From)
+	}
+	if !s.sameSlot(from, to) || pointer != "" && !s.sameSlot(from, pointer) {
 		return s.moveAcross(ctx, m, start, from, to)
 	}
 	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
@@ -439,6 +447,8 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 				index := s.userKey(m.UserID)
 				s.sendIndexed(send, index, m.To, m.Deadline)
 				send("ZREM", index, m.From)
+			} else {
+				send("SET", pointer, m.To, "PX", px(start, m.TTL))
 			}
 			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
@@ -459,28 +469,102 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 
 // moveAcross is MoveSession for ids in two slots of a Redis Cluster (a
 // session made before session.Config.TagKey was set, renewed under its
-// user's tag), which no transaction can span. It first takes the record
+// user's tag, or an anonymous one made before it, whose pointer lies in
+// another slot), which no transaction can span. It first takes the record
 // under from away, in one optimistic transaction of its slot (WATCH and
 // GET, merge, then MULTI/DEL/EXEC), so that a session ended or moved
 // meanwhile is not brought back and a change made meanwhile is merged
 // again; then it writes the merged record under to, with the index. A
 // failure between the two ends the session: it is never alive under both
 // ids, nor brought back.
+//
+// An anonymous session's pointer (see MoveSession) goes first, on its own,
+// so that a logout that finds the record under from gone finds it; and
+// once the new record is written, the pointer is read again. If it no
+// longer names to, a logout took it meanwhile (see TakeMove), maybe before
+// the new record was there to delete, or a move of the same session that
+// lost the race replaced it, and no logout could follow it any more:
+// either way the new record is deleted, before its token is handed out, and
+// the move reports that the session ended. A move that finds the session
+// ended, or fails, may leave a pointer to an id it never wrote, which
+// leads a logout nowhere.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
-	next, taken, err := s.take(ctx, "move_session", from, m.Merge)
+	pointer := s.nextKey(m.From)
+	if m.UserID == "" {
+		err := s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
+			_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, m.TTL))
+			return err
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
 		return false, err // ended: nothing to move
 	}
-	m.TTL = time.Duration(px(start, m.TTL)) * time.Millisecond // less the take's time
-	if m.UserID == "" {
-		written, err := s.Insert(ctx, m.To, next, m.TTL)
-		if err == nil && !written {
-			err = classify("move_session", errIDTaken, s.cluster != nil)
-		}
+	m.TTL = time.Duration(px(start, m.TTL)) * time.Millisecond // less the time taken so far
+	if m.UserID != "" {
+		_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: record, TTL: m.TTL, Deadline: m.Deadline})
 		return err == nil, err
 	}
-	_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: next, TTL: m.TTL, Deadline: m.Deadline})
-	return err == nil, err
+	written, err := s.Insert(ctx, m.To, record, m.TTL)
+	if err == nil && !written {
+		err = classify("move_session", errIDTaken, s.cluster != nil)
+	}
+	if err != nil {
+		return false, err
+	}
+	var points string
+	err = s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
+		var err error
+		points, err = redis.String(cmd(ctx, conn, "GET", pointer))
+		if errors.Is(err, redis.ErrNil) {
+			err = nil
+		}
+		return err
+	})
+	if err == nil && points == m.To {
+		return true, nil
+	}
+	derr := s.do(ctx, "move_session", to, func(ctx context.Context, conn redis.Conn) error {
+		_, err := cmd(ctx, conn, "DEL", to)
+		return err
+	})
+	return false, errors.Join(err, derr)
+}
+
+// nextSuffix ends the key of the pointer an anonymous session leaves
+// behind when MoveSession moves it, "<KeyPrefix>session:<id>:next": an id
+// never holds a colon, so no record's key ends so, and Iterate and KeyStats
+// leave these keys out.
+const nextSuffix = ":next"
+
+// nextKey returns the key of the pointer that MoveSession leaves behind
+// when it moves the anonymous session id.
+func (s *Store) nextKey(id string) string {
+	return s.prefix + id + nextSuffix
+}
+
+// isPointer reports whether key, a key under "<KeyPrefix>session:", is a
+// pointer MoveSession left behind rather than a record.
+func isPointer(key string) bool {
+	return strings.HasSuffix(key, nextSuffix)
+}
+
+// TakeMove returns the id to which MoveSession moved the anonymous session
+// id, and deletes the pointer that says so, or "" when there is none: the
+// session was not moved, a logout took the pointer already, or it expired.
+// The pointer lives as long as the moved record's time to live when it was
+// moved (the idle timeout, or the time left to the absolute deadline). The
+// session package calls it when ending an anonymous session whose record
+// is gone, so that a logout that loaded the session before a parallel
+// renewal ends the renewed session too. It costs one round trip, a
+// MULTI/EXEC of GET and DEL, and reports as remove_user_session to the
+// Observer.
+func (s *Store) TakeMove(ctx context.Context, id string) (to string, err error) {
+	b, err := s.getDel(ctx, "remove_user_session", s.nextKey(id))
+	return string(b), err
 }
 
 // take deletes the record under key and returns merge(that record), as one

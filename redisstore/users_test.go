@@ -74,7 +74,8 @@ func setRecord(t *testing.T, srv *redistest.Server, id, record string) {
 	srv.Do(t, "SET", "session:"+id, record, "PX", 60000)
 }
 
-// records returns every session record in Redis, by id.
+// records returns every session record in Redis, by id: the keys under
+// "session:" but the pointers of moved anonymous sessions (see pointers).
 func records(t *testing.T, srv *redistest.Server) map[string]string {
 	t.Helper()
 	got := make(map[string]string)
@@ -86,6 +87,9 @@ func records(t *testing.T, srv *redistest.Server) map[string]string {
 		cursor, _ = redis.Int(reply[0], nil)
 		keys, _ := redis.Strings(reply[1], nil)
 		for _, k := range keys {
+			if strings.HasSuffix(k, ":next") {
+				continue
+			}
 			v, err := redis.String(srv.Do(t, "GET", k), nil)
 			if err == nil {
 				got[strings.TrimPrefix(k, "session:")] = v
@@ -95,6 +99,23 @@ func records(t *testing.T, srv *redistest.Server) map[string]string {
 			return got
 		}
 	}
+}
+
+// pointers returns the pointers that moves of anonymous sessions left
+// behind, "session:<from>:next" holding the id moved to, by from.
+func pointers(t *testing.T, srv *redistest.Server) map[string]string {
+	t.Helper()
+	keys, err := redis.Strings(srv.Do(t, "KEYS", "session:*:next"), nil) // a test's few keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]string)
+	for _, k := range keys {
+		if v, err := redis.String(srv.Do(t, "GET", k), nil); err == nil {
+			got[strings.TrimSuffix(strings.TrimPrefix(k, "session:"), ":next")] = v
+		}
+	}
+	return got
 }
 
 func indexKey(userID string) string { return "user:" + userID + ":sessions" }
@@ -627,7 +648,8 @@ func TestMoveSession(t *testing.T) {
 		wantErr     error
 		wantRecords map[string]string
 		wantIndex   map[string]int64
-		wantExpiry  time.Time // of the index; zero: no index
+		wantExpiry  time.Time         // of the index; zero: no index
+		wantPointer map[string]string // see pointers
 	}{
 		{
 			name:        "a user's session",
@@ -661,6 +683,7 @@ func TestMoveSession(t *testing.T) {
 			move:        move("", "a", "b", d[2], moved),
 			wantMoved:   true,
 			wantRecords: map[string]string{"b": "anon+moved"},
+			wantPointer: map[string]string{"a": "b"},
 		},
 		{
 			name: "anonymous, missing From",
@@ -733,7 +756,15 @@ func TestMoveSession(t *testing.T) {
 			if got := index(t, srv, "alice"); !maps.Equal(got, tc.wantIndex) {
 				t.Errorf("index after MoveSession(%s to %s) = %v, want %v", m.From, m.To, got, tc.wantIndex)
 			}
-			wantKeys := len(tc.wantRecords)
+			if got := pointers(t, srv); !maps.Equal(got, tc.wantPointer) && len(got)+len(tc.wantPointer) > 0 {
+				t.Errorf("pointers after MoveSession(%s to %s) = %v, want %v", m.From, m.To, got, tc.wantPointer)
+			}
+			for from := range tc.wantPointer {
+				if d := pttl(t, srv, "session:"+from+":next"); d <= m.TTL-5*time.Second || d > m.TTL {
+					t.Errorf("PTTL of the pointer of %s = %v, want about %v, the record's", from, d, m.TTL)
+				}
+			}
+			wantKeys := len(tc.wantRecords) + len(tc.wantPointer)
 			if !tc.wantExpiry.IsZero() {
 				wantKeys++ // the index
 				if got, want := expireTime(t, srv, indexKey("alice")), tc.wantExpiry.Add(indexGrace).UnixMilli(); got != want {

@@ -475,6 +475,81 @@ func TestClusterManager(t *testing.T) {
 		m1.RevokeAll(ctx, "hank")
 	})
 
+	t.Run("AnonymousLogoutFollowsRenewal", func(t *testing.T) {
+		// A request loads an anonymous session, another instance renews
+		// it, and the first then logs out: the renewed session ends too.
+		// A tagged session moves within its slot, in one transaction with
+		// its pointer; one made without a TagKey on one server and
+		// imported (see UntaggedToken) moves across slots, its pointer
+		// written first.
+		r := redistest.Start(t)
+		plain, err := New(func() Store {
+			s, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}(), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		put := func(ctx context.Context) {
+			if err := Put(ctx, "pending", "2fa"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			name string
+			make func(t *testing.T) string // an anonymous session's cookie
+		}{
+			{"tagged", func(t *testing.T) string { return serve(t, m1, "", put) }},
+			{"untagged", func(t *testing.T) string {
+				cookie := serve(t, plain, "", put)
+				key := "session:" + currentInfo(t, plain, cookie).ID
+				dump, err := redis.Bytes(r.Do(t, "DUMP", key), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.MasterOf(t, redistest.Slot(key)).Do(t, "RESTORE", key, 3600000, dump, "REPLACE")
+				return cookie
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				a1 := tc.make(t)
+				logout := load(m1, a1) // loaded before the renewal
+				var a2 string
+				h, err := exchange(t, m2, a1, func(ctx context.Context) {
+					err := Renew(ctx)
+					clNoForbidden(t, "Renew of an anonymous session", err)
+					if err != nil {
+						t.Fatalf("Renew = %v", err)
+					}
+				})
+				if ck, ok := sessionCookie(m2, h); err != nil || !ok || ck.Value == "" {
+					t.Fatalf("renewal: Commit %v, cookie %v; want a new cookie", err, ck)
+				} else {
+					a2 = ck.Value
+				}
+				id2 := clInfo(t, m1, a2).ID
+				if id2 == "" {
+					t.Fatal("the renewed token leads nowhere before the logout")
+				}
+				err = Destroy(logout)
+				clNoForbidden(t, "Destroy of an anonymous session", err)
+				if err != nil {
+					t.Fatalf("Destroy = %v, want nil", err)
+				}
+				if clExists(t, c, "session:"+id2) {
+					t.Errorf("the renewed anonymous session survives a logout that loaded it before the renewal")
+				}
+				if id := clInfo(t, m2, a2).ID; id != "" {
+					t.Errorf("the renewed token after the logout leads to %q, want no session", id)
+				}
+			})
+		}
+	})
+
 	t.Run("AnonymousLogin", func(t *testing.T) {
 		for _, limit := range []int{0, 2} {
 			m := clManager(t, c, Config{MaxSessionsPerUser: limit})

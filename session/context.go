@@ -356,7 +356,13 @@ func Renew(ctx context.Context) error {
 // A parallel Renew that moved the session to a new token after this request
 // loaded it is followed: the session ends under its new token. One that did
 // so before this request loaded it is not: the request then carries a
-// token that leads nowhere, knows no session, and ends none.
+// token that leads nowhere, knows no session, and ends none. A user's
+// session is followed through the user's index; an anonymous one through
+// the pointer the store keeps from its old id to its new one (see Store).
+// redisstore keeps it for the time the renewed record had to live when it
+// moved, the idle timeout (less near the absolute deadline): a Destroy that
+// comes later than that after the renewal, in a request that loaded the
+// anonymous session before it, ends nothing.
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the

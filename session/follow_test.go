@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // hookStore runs after once, the first time UserSessions has read the
@@ -647,3 +649,75 @@ func TestRevokeByFirstIDRacesRenewalChain(t *testing.T) {
 		a.RevokeAll(context.Background(), user)
 	}
 }
+
+// TestLogoutFollowsAnonymousRenewal has a request load an anonymous
+// session, another renew it (once, or twice), and the first then log out:
+// the session ends under its newest token, through the pointers the store
+// left at each move, which it takes, so that no key is left behind; the
+// anonymous session has no user index to be followed through. With a
+// TagKey the ids carry the session's own tag. A Store without TakeMove
+// cannot follow, and the logout ends nothing, as Destroy documents.
+func TestLogoutFollowsAnonymousRenewal(t *testing.T) {
+	anonymous := func(t *testing.T, m *Manager) string {
+		t.Helper()
+		return serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "pending", "2fa"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+	}
+	pending := func(t *testing.T, m *Manager, cookie string) string {
+		t.Helper()
+		var v string
+		serve(t, m, cookie, func(ctx context.Context) { v, _ = Get[string](ctx, "pending") })
+		return v
+	}
+	for _, tc := range []struct {
+		name    string
+		tagKey  []byte
+		renewed int
+	}{
+		{"renewed once", nil, 1},
+		{"renewed twice", nil, 2},
+		{"tagged", testKey(0x54), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{TagKey: tc.tagKey})
+			a1 := anonymous(t, m)
+			logout := load(m, a1) // loaded before the renewals
+			last := a1
+			for range tc.renewed {
+				last = renew(t, m, last)
+			}
+			if got := pending(t, m, last); got != "2fa" {
+				t.Fatalf("the renewed session's value = %q, want 2fa", got)
+			}
+			if err := Destroy(logout); err != nil {
+				t.Fatalf("Destroy = %v, want nil", err)
+			}
+			if got := pending(t, m, last); got != "" {
+				t.Errorf("the renewed token after the logout still holds %q, want no session", got)
+			}
+			if keys := allKeys(t, r); len(keys) != 0 {
+				t.Errorf("keys after the logout: %q, want none (the logout takes the pointers it follows)", keys)
+			}
+		})
+	}
+	t.Run("store without TakeMove", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		m.store = struct{ Store }{m.store} // hides TakeMove
+		a1 := anonymous(t, m)
+		logout := load(m, a1)
+		a2 := renew(t, m, a1)
+		if err := Destroy(logout); err != nil {
+			t.Fatalf("Destroy = %v, want nil", err)
+		}
+		if got := pending(t, m, a2); got != "2fa" {
+			t.Errorf("without TakeMove, the renewed session after the logout holds %q, want 2fa (not followed)", got)
+		}
+	})
+}
+
+// The Store of this module has the optional method that lets an anonymous
+// session's logout follow its renewal (see Store).
+var _ mover = (*redisstore.Store)(nil)

@@ -18,6 +18,21 @@ import (
 // The Manager calls the Store itself, with explicit arguments, for every
 // read and write: loading a session, saving its changes, inserting a login,
 // moving a session to a new token, and ending sessions.
+//
+// A Store may also have a method
+//
+//	TakeMove(ctx context.Context, id string) (to string, err error)
+//
+// that returns the id to which MoveSession moved the anonymous session id,
+// or "" when it did not, and forgets it. With it, a logout that loaded an
+// anonymous session before a parallel Renew moved it ends the session
+// under its new id, as it does a user's session, which it finds through
+// the user's index; without it, such a logout ends nothing and the renewed
+// session lives on. MoveSession must keep the id it moved an anonymous
+// session to for at least the moved record's time to live, and from the
+// moment the old record is gone; and when a logout takes it before the new
+// record is written (a store that cannot do both in one step), the move
+// must not leave the new record alive. redisstore.Store has it.
 type Store interface {
 	RecordStore
 	UserStore
@@ -85,9 +100,10 @@ type UserStore interface {
 	// MoveSession moves a session to a new id, atomically: only while the
 	// record under m.From exists, it writes m.Merge(that record) under m.To,
 	// deletes m.From, and replaces m.From with m.To in the index of
-	// m.UserID ("" for an anonymous session, which has no index). It
-	// reports whether it moved; false means the session had ended, and
-	// nothing was written.
+	// m.UserID ("" for an anonymous session, which has no index; a Store
+	// with TakeMove, see Store, keeps m.To for it instead). It reports
+	// whether it moved; false means the session had ended, and nothing
+	// was written.
 	MoveSession(ctx context.Context, m Move) (bool, error)
 
 	// RemoveUserSession deletes the record under id and takes id out of

@@ -255,7 +255,8 @@ const maxFollow = 8
 // first moved the session to a new id, which keeps its lineage: then
 // endSession ends it under that id, so that a logout or a revocation
 // racing a renewal is not undone by it. An anonymous session (userID "")
-// has no index to follow it through.
+// has no index to follow it through: it is followed through the pointer
+// the move left behind, when the store keeps one (see mover).
 func (m *Manager) endSession(ctx context.Context, userID, id, line string) (string, error) {
 	for range maxFollow {
 		removed, err := m.store.RemoveUserSession(ctx, userID, id)
@@ -267,13 +268,35 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 		case removed:
 			return id, nil
 		case userID == "":
-			return "", nil
+			id, err = m.movedTo(ctx, id)
+		default:
+			id, err = m.successor(ctx, userID, id, line)
 		}
-		if id, err = m.successor(ctx, userID, id, line); err != nil || id == "" {
+		if err != nil || id == "" {
 			return "", err
 		}
 	}
 	return "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+}
+
+// mover is the optional method of a Store that keeps, for each anonymous
+// session MoveSession moved, where it went (see Store).
+type mover interface {
+	TakeMove(ctx context.Context, id string) (to string, err error)
+}
+
+// movedTo returns the id to which a Renew moved the anonymous session id,
+// or "" when it was not moved, or the store keeps no trace of moves.
+func (m *Manager) movedTo(ctx context.Context, id string) (string, error) {
+	mv, ok := baseStore(m.store).(mover)
+	if !ok {
+		return "", nil
+	}
+	to, err := mv.TakeMove(ctx, id)
+	if err != nil {
+		return "", storeError(err)
+	}
+	return to, nil
 }
 
 // successor returns the id under which the session id of userID, of
