@@ -39,6 +39,7 @@
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    for an anonymous one SET of its pointer, <id>:next
 //	TakeMove            MULTI GET DEL EXEC of an anonymous session's pointer
+//	MovedTo             GET of an anonymous session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,

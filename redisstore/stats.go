@@ -15,7 +15,8 @@ type Observer interface {
 	// wait for a connection and any retries, and ended with err: nil, or
 	// an error matching ErrUnavailable, ErrRefused or ErrContention (or,
 	// from Merge and MoveSession, the merge function's own error). The ops
-	// are load, insert, update, merge, remove, ping, iterate (one per
+	// are load, insert, update, merge (and each pointer of a renewed
+	// anonymous session a change follows: MovedTo), remove, ping, iterate (one per
 	// batch), add_user_session (a login), move_session (a renewal),
 	// remove_user_session (a logout or revocation, and each pointer of a
 	// renewed anonymous session a logout follows: TakeMove), user_sessions (a

@@ -567,6 +567,25 @@ func (s *Store) TakeMove(ctx context.Context, id string) (to string, err error) 
 	return string(b), err
 }
 
+// MovedTo returns, as TakeMove does, the id to which MoveSession moved the
+// anonymous session id, or "" when there is no pointer, but leaves the
+// pointer in place: the session package calls it when a change to an
+// anonymous session finds its record gone, so that the change reaches the
+// session under its new id, which a logout may still have to follow. It
+// costs one GET, and reports as merge to the Observer.
+func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
+	key := s.nextKey(id)
+	err = s.do(ctx, "merge", key, func(ctx context.Context, conn redis.Conn) error {
+		var err error
+		to, err = redis.String(cmd(ctx, conn, "GET", key))
+		if errors.Is(err, redis.ErrNil) {
+			err = nil
+		}
+		return err
+	})
+	return to, err
+}
+
 // take deletes the record under key and returns merge(that record), as one
 // optimistic transaction of key's slot: WATCH and GET, merge, then
 // MULTI/DEL/EXEC, started again (after a short random wait) if the record

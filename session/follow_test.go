@@ -571,10 +571,25 @@ func TestPutFollowsRenewal(t *testing.T) {
 			}
 		})
 		ctx := load(m, a1)
+		a3 := renew(t, m, renew(t, m, a1))
+		commit(t, m, ctx)
+		if got := cart(t, m, a3); got != "book" {
+			t.Errorf("the renewed anonymous session's cart = %q, want book", got)
+		}
+	})
+	t.Run("anonymous renewed, store without MovedTo", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		m.store = struct{ Store }{m.store} // hides TakeMove and MovedTo
+		a1 := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "theme", "dark"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+		ctx := load(m, a1)
 		a2 := renew(t, m, a1)
 		commit(t, m, ctx)
 		if got := cart(t, m, a2); got != "" {
-			t.Errorf("the renewed anonymous session's cart = %q, want none", got)
+			t.Errorf("the renewed anonymous session's cart = %q, want none (not followed)", got)
 		}
 	})
 }
@@ -705,7 +720,7 @@ func TestLogoutFollowsAnonymousRenewal(t *testing.T) {
 	}
 	t.Run("store without TakeMove", func(t *testing.T) {
 		m, _, _ := newTestManager(t, Config{})
-		m.store = struct{ Store }{m.store} // hides TakeMove
+		m.store = struct{ Store }{m.store} // hides TakeMove and MovedTo
 		a1 := anonymous(t, m)
 		logout := load(m, a1)
 		a2 := renew(t, m, a1)

@@ -820,9 +820,9 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 // other. When two requests change the same value, the one that saves last
 // wins. A user's session that a parallel Renew moved to a new id is
 // followed there, as endSession follows it, so that the changes reach the
-// session under its new token; it returns errGone only when the session
-// has ended. An anonymous session has no index to follow it through: its
-// changes are dropped after a renewal too. The caller holds st.mu.
+// session under its new token, and so is an anonymous one, through the
+// pointer its move left (see Store); it returns errGone only when the
+// session has ended. The caller holds st.mu.
 func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 	ttl, ok := m.ttl(st.deadline, now)
 	if !ok {
@@ -846,10 +846,13 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 		case written:
 			st.dirty, st.changes = false, nil
 			return nil
-		case st.userID == "":
-			return errGone
 		}
-		next, err := m.successor(ctx, st.userID, id, line)
+		var next string
+		if st.userID == "" {
+			next, err = m.movedTo(ctx, id, false)
+		} else {
+			next, err = m.successor(ctx, st.userID, id, line)
+		}
 		switch {
 		case err != nil:
 			return err

@@ -19,20 +19,23 @@ import (
 // read and write: loading a session, saving its changes, inserting a login,
 // moving a session to a new token, and ending sessions.
 //
-// A Store may also have a method
+// A Store may also have the methods
 //
 //	TakeMove(ctx context.Context, id string) (to string, err error)
+//	MovedTo(ctx context.Context, id string) (to string, err error)
 //
-// that returns the id to which MoveSession moved the anonymous session id,
-// or "" when it did not, and forgets it. With it, a logout that loaded an
-// anonymous session before a parallel Renew moved it ends the session
-// under its new id, as it does a user's session, which it finds through
-// the user's index; without it, such a logout ends nothing and the renewed
-// session lives on. MoveSession must keep the id it moved an anonymous
-// session to for at least the moved record's time to live, and from the
-// moment the old record is gone; and when a logout takes it before the new
-// record is written (a store that cannot do both in one step), the move
-// must not leave the new record alive. redisstore.Store has it.
+// that return the id to which MoveSession moved the anonymous session id,
+// or "" when it did not; TakeMove also forgets it. With them, a logout
+// that loaded an anonymous session before a parallel Renew moved it ends
+// the session under its new id (TakeMove), and a change saved by such a
+// request reaches it there (MovedTo), as for a user's session, which the
+// Manager finds through the user's index; without them, such a logout
+// ends nothing and the renewed session lives on, and such a change is
+// dropped. MoveSession must keep the id it moved an anonymous session to
+// for at least the moved record's time to live, and from the moment the
+// old record is gone; and when a logout takes it before the new record is
+// written (a store that cannot do both in one step), the move must not
+// leave the new record alive. redisstore.Store has them.
 type Store interface {
 	RecordStore
 	UserStore
