@@ -464,10 +464,10 @@ func TestCluster(t *testing.T) {
 
 	t.Run("AnonymousMoves", func(t *testing.T) {
 		// A moved anonymous session leaves a pointer from its old id to
-		// its new one, which TakeMove returns once: in the transaction
-		// of the move for a tagged session, whose keys share a slot; on
-		// its own, before the move, for an untagged one (made before a
-		// TagKey), whose keys lie in three slots.
+		// its new one, which MovedTo returns for as long as it lives: in
+		// the transaction of the move for a tagged session, whose keys
+		// share a slot; on its own, after the new record, for an untagged
+		// one (made before a TagKey), whose keys lie in three slots.
 		same := func([]byte) ([]byte, error) { return []byte("anon"), nil }
 		var across [2]string // untagged ids whose record keys and pointer lie in three slots
 		for i := 0; across[0] == ""; i++ {
@@ -493,61 +493,54 @@ func TestCluster(t *testing.T) {
 			if d := pttl(t, owner(t, c, pointer), pointer); d <= 55*time.Second || d > time.Minute {
 				t.Errorf("PTTL of the pointer of %s = %v, want about a minute, the record's", from, d)
 			}
-			for _, want := range []string{to, ""} {
-				got, err := s.TakeMove(ctx, from)
-				clusterCheck(t, "TakeMove", err)
-				if got != want {
-					t.Errorf("TakeMove(%s) = %q, want %q", from, got, want)
+			for range 2 {
+				got, err := s.MovedTo(ctx, from)
+				clusterCheck(t, "MovedTo", err)
+				if got != to {
+					t.Errorf("MovedTo(%s) = %q, want %q", from, got, to)
 				}
 			}
 			clusterCheck(t, "Remove", s.Remove(ctx, to))
 		}
-		// A logout that follows the pointers, as the session package's
-		// Destroy does, racing a move across slots: whichever comes first,
-		// the session ends, under either id. (The move deletes its new
-		// record when a logout took the pointer before it was written.)
-		logout := func(id string) {
-			for range 8 {
-				removed, err := s2.RemoveUserSession(ctx, "", id)
-				if err != nil || removed {
-					clusterCheck(t, "RemoveUserSession", err)
-					return
-				}
-				if id, err = s2.TakeMove(ctx, id); err != nil || id == "" {
-					clusterCheck(t, "TakeMove", err)
-					return
-				}
-			}
-			t.Error("the logout followed 8 pointers")
-		}
-		wins := 0
+		// Two renewals of one session across slots at once, from
+		// requests that both loaded it: one moves it, the other finds it
+		// gone and writes nothing, not even a pointer, so the pointer
+		// leads to the session that lives.
 		for round := range 200 {
-			from, to := across[0], fmt.Sprintf("%s-%d", across[1], round)
+			from := across[0]
+			to := [2]string{fmt.Sprintf("%s-%d-a", across[1], round), fmt.Sprintf("%s-%d-b", across[1], round)}
 			_, err := s.Insert(ctx, from, []byte("anon"), time.Minute)
 			clusterCheck(t, "Insert", err)
-			var moved bool
-			var merr error
+			var moved [2]bool
+			var merr [2]error
 			together(
 				func() {
-					moved, merr = s.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: same})
+					moved[0], merr[0] = s.MoveSession(ctx, redisstore.Move{From: from, To: to[0], TTL: time.Minute, Merge: same})
 				},
 				func() {
-					time.Sleep(time.Duration(round%20) * 40 * time.Microsecond) // at each step of the move in turn
-					logout(from)
+					time.Sleep(time.Duration(round%20) * 40 * time.Microsecond) // at each step of the other move in turn
+					moved[1], merr[1] = s2.MoveSession(ctx, redisstore.Move{From: from, To: to[1], TTL: time.Minute, Merge: same})
 				},
 			)
-			clusterCheck(t, "MoveSession", merr)
-			if moved {
-				wins++
+			clusterCheck(t, "MoveSession", errors.Join(merr[:]...))
+			if moved[0] == moved[1] {
+				t.Fatalf("round %d: two racing moves reported moved %v, want exactly one", round, moved)
 			}
-			for _, id := range []string{from, to} {
-				if exists(t, c, "session:"+id) {
-					t.Fatalf("round %d: the session lives under %s after the logout (moved %v)", round, id, moved)
+			winner := to[0]
+			if moved[1] {
+				winner = to[1]
+			}
+			if got, err := s.MovedTo(ctx, from); err != nil || got != winner {
+				t.Fatalf("round %d: MovedTo = %q, %v; want the winner %q", round, got, err, winner)
+			}
+			for i, id := range to {
+				if exists(t, c, "session:"+id) != moved[i] {
+					t.Fatalf("round %d: record of %s exists %v, moved %v", round, id, !moved[i], moved[i])
 				}
 			}
+			clusterCheck(t, "Remove", s.Remove(ctx, winner))
 			owner(t, c, "session:"+from+":next").Do(t, "DEL", "session:"+from+":next")
 		}
-		t.Logf("the move got in before the logout in %d of 200 rounds", wins)
 	})
 
 	t.Run("LimitConcurrent", func(t *testing.T) {

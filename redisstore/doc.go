@@ -38,7 +38,6 @@
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    for an anonymous one SET of its pointer, <id>:next
-//	TakeMove            MULTI GET DEL EXEC of an anonymous session's pointer
 //	MovedTo             GET of an anonymous session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)

@@ -15,11 +15,10 @@ type Observer interface {
 	// wait for a connection and any retries, and ended with err: nil, or
 	// an error matching ErrUnavailable, ErrRefused or ErrContention (or,
 	// from Merge and MoveSession, the merge function's own error). The ops
-	// are load, insert, update, merge (and each pointer of a renewed
-	// anonymous session a change follows: MovedTo), remove, ping, iterate (one per
-	// batch), add_user_session (a login), move_session (a renewal),
-	// remove_user_session (a logout or revocation, and each pointer of a
-	// renewed anonymous session a logout follows: TakeMove), user_sessions (a
+	// are load (and each pointer of a renewed anonymous session a logout or
+	// a change follows: MovedTo), insert, update, merge, remove, ping,
+	// iterate (one per batch), add_user_session (a login), move_session (a
+	// renewal), remove_user_session (a logout or revocation), user_sessions (a
 	// listing), remove_user_sessions (log out everywhere), key_stats
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
 	// (Store.CountRequests: one per rate-limited request, one per key on a
@@ -30,7 +29,7 @@ type Observer interface {
 	// calls: on a Redis Cluster a login that replaces a session in another
 	// slot reports add_user_session twice, and a renewal across slots
 	// move_session then insert or add_user_session (an anonymous one:
-	// move_session, move_session, insert, move_session); count logins and
+	// move_session, insert, move_session); count logins and
 	// renewals with session.Metrics.
 	ObserveCall(op string, took time.Duration, err error)
 }

@@ -387,7 +387,7 @@ var errIDTaken = errors.New("session id already taken")
 // anonymous session, which has no index, it leaves m.To under
 // "<KeyPrefix>session:<m.From>:next" with the same time to live, where a
 // logout that loaded the session under m.From finds it (see
-// [Store.TakeMove]). If the record changed or went before EXEC, it starts
+// [Store.MovedTo]). If the record changed or went before EXEC, it starts
 // again (after a short random wait, for as long as the call's time budget
 // allows; then ErrContention), so that a session ended by logout,
 // revocation or another move is never brought back under a new id, and a
@@ -478,27 +478,15 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // failure between the two ends the session: it is never alive under both
 // ids, nor brought back.
 //
-// An anonymous session's pointer (see MoveSession) goes first, on its own,
-// so that a logout that finds the record under from gone finds it; and
-// once the new record is written, the pointer is read again. If it no
-// longer names to, a logout took it meanwhile (see TakeMove), maybe before
-// the new record was there to delete, or a move of the same session that
-// lost the race replaced it, and no logout could follow it any more:
-// either way the new record is deleted, before its token is handed out, and
-// the move reports that the session ended. A move that finds the session
-// ended, or fails, may leave a pointer to an id it never wrote, which
-// leads a logout nowhere.
+// An anonymous session's pointer (see MoveSession) comes last, once the
+// new record is written, and only from the move that took the record: a
+// move that lost the race, or came after a logout, writes none. A logout
+// or a change that lands between the take and the pointer finds neither
+// the old record nor the pointer, and ends or changes nothing: the one
+// window, a few round trips long, in which an anonymous session renewed
+// across slots escapes a logout that loaded it before the renewal. A
+// failure to write the pointer deletes the new record (the session ends).
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
-	pointer := s.nextKey(m.From)
-	if m.UserID == "" {
-		err := s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
-			_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, m.TTL))
-			return err
-		})
-		if err != nil {
-			return false, err
-		}
-	}
 	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
 		return false, err // ended: nothing to move
@@ -515,16 +503,12 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 	if err != nil {
 		return false, err
 	}
-	var points string
+	pointer := s.nextKey(m.From)
 	err = s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
-		var err error
-		points, err = redis.String(cmd(ctx, conn, "GET", pointer))
-		if errors.Is(err, redis.ErrNil) {
-			err = nil
-		}
+		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, m.TTL))
 		return err
 	})
-	if err == nil && points == m.To {
+	if err == nil {
 		return true, nil
 	}
 	derr := s.do(ctx, "move_session", to, func(ctx context.Context, conn redis.Conn) error {
@@ -552,30 +536,19 @@ func isPointer(key string) bool {
 	return strings.HasSuffix(key, nextSuffix)
 }
 
-// TakeMove returns the id to which MoveSession moved the anonymous session
-// id, and deletes the pointer that says so, or "" when there is none: the
-// session was not moved, a logout took the pointer already, or it expired.
-// The pointer lives as long as the moved record's time to live when it was
-// moved (the idle timeout, or the time left to the absolute deadline). The
-// session package calls it when ending an anonymous session whose record
-// is gone, so that a logout that loaded the session before a parallel
-// renewal ends the renewed session too. It costs one round trip, a
-// MULTI/EXEC of GET and DEL, and reports as remove_user_session to the
-// Observer.
-func (s *Store) TakeMove(ctx context.Context, id string) (to string, err error) {
-	b, err := s.getDel(ctx, "remove_user_session", s.nextKey(id))
-	return string(b), err
-}
-
-// MovedTo returns, as TakeMove does, the id to which MoveSession moved the
-// anonymous session id, or "" when there is no pointer, but leaves the
-// pointer in place: the session package calls it when a change to an
-// anonymous session finds its record gone, so that the change reaches the
-// session under its new id, which a logout may still have to follow. It
-// costs one GET, and reports as merge to the Observer.
+// MovedTo returns the id to which MoveSession moved the anonymous session
+// id, or "" when there is none: the session was not moved, or the pointer
+// has expired. The pointer lives as long as the moved record's time to
+// live when it was moved (the idle timeout, or the time left to the
+// absolute deadline). The session package calls it when a logout or a
+// change of an anonymous session finds its record gone, so that a logout
+// that loaded the session before a parallel renewal ends the renewed
+// session too, and a change reaches it. It leaves the pointer, so that a
+// logout that fails part way can be tried again. It costs one GET, and
+// reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 	key := s.nextKey(id)
-	err = s.do(ctx, "merge", key, func(ctx context.Context, conn redis.Conn) error {
+	err = s.do(ctx, "load", key, func(ctx context.Context, conn redis.Conn) error {
 		var err error
 		to, err = redis.String(cmd(ctx, conn, "GET", key))
 		if errors.Is(err, redis.ErrNil) {

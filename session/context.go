@@ -362,7 +362,9 @@ func Renew(ctx context.Context) error {
 // redisstore keeps it for the time the renewed record had to live when it
 // moved, the idle timeout (less near the absolute deadline): a Destroy that
 // comes later than that after the renewal, in a request that loaded the
-// anonymous session before it, ends nothing.
+// anonymous session before it, ends nothing; and so does one that lands
+// within the few round trips of a renewal across slots of a Redis Cluster
+// (see the README, "Data in Redis").
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the

@@ -849,7 +849,7 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 		}
 		var next string
 		if st.userID == "" {
-			next, err = m.movedTo(ctx, id, false)
+			next, err = m.movedTo(ctx, id)
 		} else {
 			next, err = m.successor(ctx, st.userID, id, line)
 		}

@@ -19,23 +19,19 @@ import (
 // read and write: loading a session, saving its changes, inserting a login,
 // moving a session to a new token, and ending sessions.
 //
-// A Store may also have the methods
+// A Store may also have a method
 //
-//	TakeMove(ctx context.Context, id string) (to string, err error)
 //	MovedTo(ctx context.Context, id string) (to string, err error)
 //
-// that return the id to which MoveSession moved the anonymous session id,
-// or "" when it did not; TakeMove also forgets it. With them, a logout
-// that loaded an anonymous session before a parallel Renew moved it ends
-// the session under its new id (TakeMove), and a change saved by such a
-// request reaches it there (MovedTo), as for a user's session, which the
-// Manager finds through the user's index; without them, such a logout
-// ends nothing and the renewed session lives on, and such a change is
-// dropped. MoveSession must keep the id it moved an anonymous session to
-// for at least the moved record's time to live, and from the moment the
-// old record is gone; and when a logout takes it before the new record is
-// written (a store that cannot do both in one step), the move must not
-// leave the new record alive. redisstore.Store has them.
+// that returns the id to which MoveSession moved the anonymous session id,
+// or "" when it did not. With it, a logout that loaded an anonymous
+// session before a parallel Renew moved it ends the session under its new
+// id, and a change saved by such a request reaches it there, as for a
+// user's session, which the Manager finds through the user's index;
+// without it, such a logout ends nothing and the renewed session lives
+// on, and such a change is dropped. MoveSession should keep the id it
+// moved an anonymous session to for the moved record's time to live, from
+// the moment the old record is gone. redisstore.Store has it.
 type Store interface {
 	RecordStore
 	UserStore
@@ -104,7 +100,7 @@ type UserStore interface {
 	// record under m.From exists, it writes m.Merge(that record) under m.To,
 	// deletes m.From, and replaces m.From with m.To in the index of
 	// m.UserID ("" for an anonymous session, which has no index; a Store
-	// with TakeMove, see Store, keeps m.To for it instead). It reports
+	// with MovedTo, see Store, keeps m.To for it instead). It reports
 	// whether it moved; false means the session had ended, and nothing
 	// was written.
 	MoveSession(ctx context.Context, m Move) (bool, error)

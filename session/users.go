@@ -268,7 +268,7 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 		case removed:
 			return id, nil
 		case userID == "":
-			id, err = m.movedTo(ctx, id, true)
+			id, err = m.movedTo(ctx, id)
 		default:
 			id, err = m.successor(ctx, userID, id, line)
 		}
@@ -279,27 +279,20 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 	return "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
-// mover is the optional methods of a Store that keeps, for each anonymous
+// mover is the optional method of a Store that keeps, for each anonymous
 // session MoveSession moved, where it went (see Store).
 type mover interface {
-	TakeMove(ctx context.Context, id string) (to string, err error)
 	MovedTo(ctx context.Context, id string) (to string, err error)
 }
 
 // movedTo returns the id to which a Renew moved the anonymous session id,
-// or "" when it was not moved, or the store keeps no trace of moves. A
-// logout takes the trace (take), so that a move that has yet to write the
-// new record learns that the session ended; a change leaves it.
-func (m *Manager) movedTo(ctx context.Context, id string, take bool) (string, error) {
+// or "" when it was not moved, or the store keeps no trace of moves.
+func (m *Manager) movedTo(ctx context.Context, id string) (string, error) {
 	mv, ok := baseStore(m.store).(mover)
 	if !ok {
 		return "", nil
 	}
-	find := mv.MovedTo
-	if take {
-		find = mv.TakeMove
-	}
-	to, err := find(ctx, id)
+	to, err := mv.MovedTo(ctx, id)
 	if err != nil {
 		return "", storeError(err)
 	}
