@@ -565,11 +565,11 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 		// extension: extend it at once, without reading again what memory
 		// holds. The GETEX drops this copy (see writeNoter), and the next
 		// Load refills it.
-		return s.load(ctx, "load", s.prefix+id, ttl)
+		return s.load(ctx, "load", s.prefix+id, c.left(ttl, start))
 	}
 	t, ok := c.begin(id)
 	if !ok {
-		return s.load(ctx, "load", s.prefix+id, ttl)
+		return s.load(ctx, "load", s.prefix+id, c.left(ttl, start))
 	}
 	record, found, expires, err := s.readForCache(ctx, id)
 	keep := found && err == nil && expires > 0
@@ -577,7 +577,7 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 		// The idle window is due for extension: extend it, which makes
 		// Redis invalidate the record everywhere, this copy too.
 		c.finish(t, false, nil, 0)
-		return s.load(ctx, "load", s.prefix+id, ttl)
+		return s.load(ctx, "load", s.prefix+id, c.left(ttl, start))
 	}
 	if keep && c.afterRead != nil {
 		c.afterRead(id)
@@ -587,6 +587,18 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 		return nil, false, err
 	}
 	return append([]byte(nil), record...), true, nil
+}
+
+// left returns what is left of ttl, a time to live given to a Load that
+// began at start, for the GETEX that Load sends after a wait (a barrier,
+// or a read for the cache): the record then lives no longer than asked
+// from the call (see px). It is 0, a plain read, when ttl is, and at least
+// a millisecond otherwise.
+func (c *nearCache) left(ttl time.Duration, start int64) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	return max(ttl-time.Duration(c.clock()-start), time.Millisecond)
 }
 
 // confirmHit waits for the Strict barrier and then checks that e is still

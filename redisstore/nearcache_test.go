@@ -695,3 +695,43 @@ func TestNearCacheExtensionGoesStraightToGETEX(t *testing.T) {
 		t.Errorf("Load of an entry due for extension sent GETEX %d, GET %d, PTTL %d times; want GETEX once and nothing else", calls["getex"], calls["get"], calls["pttl"])
 	}
 }
+
+// TestNearCacheLoadTTLCountsTheWait checks that a Load that misses, reads
+// the record for the cache, finds its idle window due and extends it with
+// a second round trip gives it what is left of the time to live asked at
+// the call, not all of it from that second round trip (see
+// TestTTLCountsTheWait), here after the read waited 700 ms on a paused
+// Redis.
+func TestNearCacheLoadTTLCountsTheWait(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := Open(Config{Addr: srv.Addr(), Timeout: 3 * time.Second, NearCache: NearCache{MaxEntries: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "near1", []byte("rec"), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 5 * time.Second
+	srv.Pause(t)
+	start := time.Now()
+	done := make(chan error)
+	go func() {
+		_, _, err := s.Load(ctx, "near1", ttl)
+		done <- err
+	}()
+	time.Sleep(700 * time.Millisecond)
+	srv.Resume(t)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ms, err := redis.Int64(srv.Do(t, "PTTL", "session:near1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := time.Duration(ms) * time.Millisecond
+	if over := left - (ttl - time.Since(start)); over > 50*time.Millisecond {
+		t.Errorf("PTTL after the Load = %v: %v more than the ttl counted from the call", left, over)
+	}
+}

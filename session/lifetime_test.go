@@ -6,12 +6,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/gorilla/securecookie"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
 )
 
 // checkDeadline checks that the deadline of a new session, as Info, the
@@ -306,4 +310,71 @@ func TestLastSeenNeverBeforeCreated(t *testing.T) {
 	if in := put(created.Add(3 * time.Second)); in.LastSeen.Before(later.LastSeen) {
 		t.Errorf("a write from a clock 2 s behind: LastSeen went back from %v to %v", later.LastSeen, in.LastSeen)
 	}
+}
+
+// TestTTLAfterWaits checks that a write made after round trips that waited
+// (here on a Redis paused for 700 ms) gives the record the time to live
+// left from when it is written, not from before the wait, so that it does
+// not outlive the session's absolute deadline: a change that follows a
+// renewal to the new id, and a login that first ends the session the
+// request came with.
+func TestTTLAfterWaits(t *testing.T) {
+	const pause = 700 * time.Millisecond
+	// past reports how long the record under id outlives deadline.
+	past := func(t *testing.T, r *redistest.Server, id string, deadline time.Time) time.Duration {
+		t.Helper()
+		ms, err := redis.Int64(r.Do(t, "PTTL", "session:"+id), nil)
+		if err != nil || ms <= 0 {
+			t.Fatalf("PTTL of the record = %d, %v", ms, err)
+		}
+		return time.Duration(ms)*time.Millisecond - time.Until(deadline)
+	}
+	t.Run("change following a renewal", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{Lifetime: 3 * time.Second, IdleTimeout: -1})
+		m.now = time.Now
+		a1 := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "k", "v"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		deadline := currentInfo(t, m, a1).ExpiresAt
+		ctx := load(m, a1)
+		id2 := currentInfo(t, m, renew(t, m, a1)).ID
+		time.Sleep(time.Until(deadline.Add(-time.Second)))
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+		r.Pause(t)
+		done := make(chan error)
+		go func() { done <- m.Commit(ctx, http.Header{}) }()
+		time.Sleep(pause)
+		r.Resume(t)
+		if err := <-done; err != nil {
+			t.Fatalf("Commit = %v", err)
+		}
+		if over := past(t, r, id2, deadline); over > 50*time.Millisecond {
+			t.Errorf("the renewed record outlives the session's deadline by %v", over)
+		}
+	})
+	t.Run("login ending the session before", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{Lifetime: 3 * time.Second, IdleTimeout: -1})
+		m.now = time.Now
+		c, _ := login(t, m, "alice")
+		ctx := load(m, c)
+		r.Pause(t)
+		done := make(chan Info)
+		go func() {
+			info, err := Create(ctx, "bob")
+			if err != nil {
+				t.Error(err)
+			}
+			done <- info
+		}()
+		time.Sleep(pause)
+		r.Resume(t)
+		info := <-done
+		if over := past(t, r, info.ID, info.ExpiresAt); over > 50*time.Millisecond {
+			t.Errorf("the new login's record outlives its deadline by %v", over)
+		}
+	})
 }

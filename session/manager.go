@@ -533,7 +533,9 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if err != nil {
 		return Info{}, err
 	}
-	ttl, _ := m.ttl(deadline, now)
+	// From now, not from the start: ending the session the request came
+	// with took round trips.
+	ttl, _ := m.ttl(deadline, m.now())
 	ended, err := m.store.AddUserSession(ctx, NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
@@ -824,13 +826,14 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 // pointer its move left (see Store); it returns errGone only when the
 // session has ended. The caller holds st.mu.
 func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
-	ttl, ok := m.ttl(st.deadline, now)
-	if !ok {
-		return errGone
-	}
 	id := idOf(st.stored)
 	line := lineage(id, st.ownMeta())
 	for range maxFollow {
+		// Each pass from its own start: the pass before took round trips.
+		ttl, ok := m.ttl(st.deadline, m.now())
+		if !ok {
+			return errGone
+		}
 		written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
 			b, _, err := m.mergeChanges(current, st.changes, now, "")
 			return b, err

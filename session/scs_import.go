@@ -279,7 +279,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	if limit := m.deadline(now); deadline.After(limit) {
 		deadline = limit
 	}
-	ttl, ok := m.ttl(deadline, now)
+	ttl, ok := m.ttl(deadline, m.now()) // from now: the scs read took round trips
 	if !ok {
 		return nil
 	}

@@ -42,7 +42,10 @@ type Store interface {
 // A time to live given to any Store method counts from the call: a store
 // that waits before it writes (for a turn, between optimistic attempts)
 // gives the record what is left of it, so that a time to live the Manager
-// cut at a session's absolute deadline does not run past it.
+// cut at a session's absolute deadline does not run past it. (redisstore
+// counts it down to when it sends the command; a command that a stalled
+// Redis holds runs that much later, and its time to live counts from
+// then. The Manager refuses a session past its deadline all the same.)
 type RecordStore interface {
 	// Load returns the record stored under id and whether there is one. A
 	// ttl > 0 also resets the record's time to live to ttl in the same
