@@ -481,7 +481,8 @@ func TestCluster(t *testing.T) {
 			from, to := ids[0], ids[1]
 			_, err := s.Insert(ctx, from, []byte("anon"), time.Minute)
 			clusterCheck(t, "Insert", err)
-			moved, err := s2.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: same})
+			slow := func(b []byte) ([]byte, error) { time.Sleep(300 * time.Millisecond); return same(b) }
+			moved, err := s2.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: slow})
 			clusterCheck(t, "MoveSession", err)
 			if !moved || exists(t, c, "session:"+from) || !exists(t, c, "session:"+to) {
 				t.Fatalf("MoveSession(%s to %s) = %v, want the record moved", from, to, moved)
@@ -490,8 +491,9 @@ func TestCluster(t *testing.T) {
 			if got, _ := redis.String(owner(t, c, pointer).Do(t, "GET", pointer), nil); got != to {
 				t.Errorf("pointer of %s = %q, want %q", from, got, to)
 			}
-			if d := pttl(t, owner(t, c, pointer), pointer); d <= 55*time.Second || d > time.Minute {
-				t.Errorf("PTTL of the pointer of %s = %v, want about a minute, the record's", from, d)
+			d, rd := pttl(t, owner(t, c, pointer), pointer), pttl(t, owner(t, c, "session:"+to), "session:"+to)
+			if d <= 55*time.Second || d > time.Minute || rd-d > 50*time.Millisecond {
+				t.Errorf("PTTL of the pointer of %s = %v, want about a minute, the record's (%v)", from, d, rd)
 			}
 			for range 2 {
 				got, err := s.MovedTo(ctx, from)
@@ -541,6 +543,27 @@ func TestCluster(t *testing.T) {
 			clusterCheck(t, "Remove", s.Remove(ctx, winner))
 			owner(t, c, "session:"+from+":next").Do(t, "DEL", "session:"+from+":next")
 		}
+		// A pointer its node refuses (out of memory) leaves the session
+		// moved, without a pointer, not ended.
+		var from, to string
+		for i := 0; from == ""; i++ {
+			f, n := fmt.Sprintf("oa%d", i), fmt.Sprintf("ob%d", i)
+			p := owner(t, c, "session:"+f+":next").Addr()
+			if owner(t, c, "session:"+f).Addr() != p && owner(t, c, "session:"+n).Addr() != p {
+				from, to = f, n
+			}
+		}
+		_, err := s.Insert(ctx, from, []byte("anon"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		full := owner(t, c, "session:"+from+":next")
+		full.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+		full.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		moved, err := s.MoveSession(ctx, redisstore.Move{From: from, To: to, TTL: time.Minute, Merge: same})
+		full.Do(t, "CONFIG", "SET", "maxmemory", "0")
+		if !moved || err != nil || !exists(t, c, "session:"+to) || exists(t, c, "session:"+from+":next") {
+			t.Errorf("MoveSession with its pointer refused = %v, %v; want the session moved, without a pointer", moved, err)
+		}
+		clusterCheck(t, "Remove", s.Remove(ctx, to))
 	})
 
 	t.Run("LimitConcurrent", func(t *testing.T) {

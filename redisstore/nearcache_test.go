@@ -713,6 +713,13 @@ func TestNearCacheLoadTTLCountsTheWait(t *testing.T) {
 	if _, err := s.Insert(ctx, "near1", []byte("rec"), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Live first: before, a Load reads Redis without the cache, in one
+	// GETEX, which a paused Redis holds whole.
+	for deadline := time.Now().Add(5 * time.Second); !s.NearCacheStats().Connected; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the near-cache did not connect")
+		}
+	}
 	const ttl = 5 * time.Second
 	srv.Pause(t)
 	start := time.Now()

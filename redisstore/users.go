@@ -485,13 +485,15 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // the old record nor the pointer, and ends or changes nothing: the one
 // window, a few round trips long, in which an anonymous session renewed
 // across slots escapes a logout that loaded it before the renewal. A
-// failure to write the pointer deletes the new record (the session ends).
+// pointer that cannot be written (its node out of memory, say) leaves the
+// session moved without one, as within that window.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
 	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
 		return false, err // ended: nothing to move
 	}
-	m.TTL = time.Duration(px(start, m.TTL)) * time.Millisecond // less the time taken so far
+	ttl := m.TTL                                             // counted from start
+	m.TTL = time.Duration(px(start, ttl)) * time.Millisecond // less the time taken so far
 	if m.UserID != "" {
 		_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: record, TTL: m.TTL, Deadline: m.Deadline})
 		return err == nil, err
@@ -504,18 +506,13 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 		return false, err
 	}
 	pointer := s.nextKey(m.From)
-	err = s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, m.TTL))
+	// The Observer hears of a failure; the move stands without its
+	// pointer, as within the window above.
+	s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
+		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, ttl))
 		return err
 	})
-	if err == nil {
-		return true, nil
-	}
-	derr := s.do(ctx, "move_session", to, func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "DEL", to)
-		return err
-	})
-	return false, errors.Join(err, derr)
+	return true, nil
 }
 
 // nextSuffix ends the key of the pointer an anonymous session leaves
