@@ -377,4 +377,23 @@ func TestTTLAfterWaits(t *testing.T) {
 			t.Errorf("the new login's record outlives its deadline by %v", over)
 		}
 	})
+	t.Run("login ending the session before, longer than a lifetime", func(t *testing.T) {
+		m, r, _ := newTestManager(t, Config{Lifetime: 300 * time.Millisecond, IdleTimeout: -1})
+		m.now = time.Now
+		c, _ := login(t, m, "alice")
+		ctx := load(m, c)
+		r.Pause(t)
+		done := make(chan error)
+		var info Info
+		go func() {
+			var err error
+			info, err = Create(ctx, "bob")
+			done <- err
+		}()
+		time.Sleep(pause)
+		r.Resume(t)
+		if err := <-done; err != nil || !info.ExpiresAt.After(time.Now()) {
+			t.Errorf("Create after a wait longer than the lifetime = %v, deadline %v; want a live session", err, info.ExpiresAt)
+		}
+	})
 }

@@ -491,6 +491,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// Should the insert fail, the request has no session left.
 		st.gone()
 		replaces = ""
+		now = m.now() // the new session begins after those round trips
 	}
 	at := wholeMilli(now)
 	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
