@@ -485,8 +485,8 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // the old record nor the pointer, and ends or changes nothing: the one
 // window, a few round trips long, in which an anonymous session renewed
 // across slots escapes a logout that loaded it before the renewal. A
-// pointer that cannot be written (its node out of memory, say) leaves the
-// session moved without one, as within that window.
+// pointer that cannot be written (its node out of memory or unreachable)
+// leaves the session moved without one, for its whole life.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
 	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
@@ -506,9 +506,10 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 		return false, err
 	}
 	pointer := s.nextKey(m.From)
+	// Not stopped by a client going away (the Store's Timeout bounds it).
 	// The Observer hears of a failure; the move stands without its
-	// pointer, as within the window above.
-	s.do(ctx, "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
+	// pointer.
+	s.do(context.WithoutCancel(ctx), "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
 		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, ttl))
 		return err
 	})

@@ -363,8 +363,9 @@ func Renew(ctx context.Context) error {
 // moved, the idle timeout (less near the absolute deadline): a Destroy that
 // comes later than that after the renewal, in a request that loaded the
 // anonymous session before it, ends nothing; and so does one that lands
-// within the few round trips of a renewal across slots of a Redis Cluster
-// (see the README, "Data in Redis").
+// within the few round trips of a renewal across slots of a Redis Cluster,
+// or follows one whose pointer its node refused (see the README, "Data in
+// Redis").
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the

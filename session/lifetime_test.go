@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,4 +397,37 @@ func TestTTLAfterWaits(t *testing.T) {
 			t.Errorf("Create after a wait longer than the lifetime = %v, deadline %v; want a live session", err, info.ExpiresAt)
 		}
 	})
+}
+
+// TestLoginAfterFailedLoadWait checks that a login in a request that could
+// not load its session, which reads that session's record first, begins
+// the new session after that read: one that waited longer than a (short)
+// lifetime gave a session already past its deadline, and a misleading
+// store error.
+func TestLoginAfterFailedLoadWait(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{Lifetime: 300 * time.Millisecond, IdleTimeout: -1})
+	base := time.Now()
+	var off atomic.Int64
+	m.now = func() time.Time { return base.Add(time.Duration(off.Load())) }
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.Pause(t)
+	ctx := load(m, anon) // fails after the store's 2 s timeout: loadErr, presented set
+	done := make(chan error)
+	var info Info
+	go func() {
+		var err error
+		info, err = Create(ctx, "bob")
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	off.Store(int64(700 * time.Millisecond)) // recordMeta waits 700 ms on the store
+	r.Resume(t)
+	err := <-done
+	if err != nil || !info.ExpiresAt.After(m.now()) {
+		t.Errorf("Create after a recordMeta wait longer than the lifetime = %v, deadline %v (now %v); want a live session", err, info.ExpiresAt, m.now())
+	}
 }

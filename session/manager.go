@@ -491,8 +491,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// Should the insert fail, the request has no session left.
 		st.gone()
 		replaces = ""
-		now = m.now() // the new session begins after those round trips
 	}
+	// The new session begins after the round trips above, if any (the
+	// record read after a failed load, the session ended).
+	now = m.now()
 	at := wholeMilli(now)
 	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
 	deadline := m.deadline(now)
