@@ -536,9 +536,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if err != nil {
 		return Info{}, err
 	}
-	// From now, not from the start: ending the session the request came
-	// with took round trips.
-	ttl, _ := m.ttl(deadline, m.now())
+	ttl, _ := m.ttl(deadline, now)
 	ended, err := m.store.AddUserSession(ctx, NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
