@@ -482,9 +482,9 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // new record is written, and only from the move that took the record: a
 // move that lost the race, or came after a logout, writes none. A logout
 // or a change that lands between the take and the pointer finds neither
-// the old record nor the pointer, and ends or changes nothing: the one
-// window, a few round trips long, in which an anonymous session renewed
-// across slots escapes a logout that loaded it before the renewal. A
+// the old record nor the pointer, and ends or changes nothing: a window,
+// a few round trips long, in which an anonymous session renewed across
+// slots escapes a logout that loaded it before the renewal. A
 // pointer that cannot be written (its node out of memory or unreachable)
 // leaves the session moved without one, for its whole life.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
