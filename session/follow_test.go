@@ -482,25 +482,65 @@ func TestRevokeRacesRenewalChain(t *testing.T) {
 	}
 }
 
+// chainKinds are the sessions the renewal-chain races run on: a user's,
+// which a logout or a change follows through the user's index, and an
+// anonymous one, followed through the pointers its renewals leave. start
+// makes one for round and returns its cookie; alive reports whether a
+// cookie leads to it; end ends it after the round.
+var chainKinds = []struct {
+	name  string
+	start func(t *testing.T, m *Manager, round int) string
+	alive func(t *testing.T, m *Manager, cookie string) bool
+	end   func(m *Manager, round int)
+}{
+	{
+		name: "user",
+		start: func(t *testing.T, m *Manager, round int) string {
+			c, _ := login(t, m, fmt.Sprintf("w%d", round))
+			return c
+		},
+		alive: func(t *testing.T, m *Manager, cookie string) bool { return userOf(t, m, cookie) != "" },
+		end:   func(m *Manager, round int) { m.RevokeAll(context.Background(), fmt.Sprintf("w%d", round)) },
+	},
+	{
+		name: "anonymous",
+		start: func(t *testing.T, m *Manager, round int) string {
+			return serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "pending", "2fa"); err != nil {
+					t.Fatalf("Put = %v", err)
+				}
+			})
+		},
+		alive: func(t *testing.T, m *Manager, cookie string) bool {
+			var v string
+			serve(t, m, cookie, func(ctx context.Context) { v, _ = Get[string](ctx, "pending") })
+			return v != ""
+		},
+		end: func(*Manager, int) {}, // each round has a session of its own
+	},
+}
+
 // TestLogoutRacesRenewalChain has a logout, loaded before, run while the
 // same browser renews its session back to back on another instance: a
-// Destroy that returns nil has ended it, under whatever token it reached.
+// Destroy that returns nil has ended it, under whatever token it reached,
+// a user's session and an anonymous one alike.
 func TestLogoutRacesRenewalChain(t *testing.T) {
-	a, r, _ := newTestManager(t, Config{})
-	b := taggedManager(t, r, Config{})
-	for round := range 60 {
-		user := fmt.Sprintf("w%d", round)
-		c0, _ := login(t, a, user)
-		logout := load(a, c0)
-		stop := renewing(t, b, c0)
-		time.Sleep(time.Duration(round%5) * 300 * time.Microsecond)
-		err := Destroy(logout)
-		if last := stop(); err == nil {
-			if u := userOf(t, a, last); u != "" {
-				t.Errorf("round %d: Destroy returned nil, renewed session alive (%q)", round, u)
+	for _, kind := range chainKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			a, r, _ := newTestManager(t, Config{})
+			b := taggedManager(t, r, Config{})
+			for round := range 200 {
+				c0 := kind.start(t, a, round)
+				logout := load(a, c0)
+				stop := renewing(t, b, c0)
+				time.Sleep(time.Duration(round%5) * 300 * time.Microsecond)
+				err := Destroy(logout)
+				if last := stop(); err == nil && kind.alive(t, a, last) {
+					t.Errorf("round %d: Destroy returned nil, renewed session alive", round)
+				}
+				kind.end(a, round)
 			}
-		}
-		a.RevokeAll(context.Background(), user)
+		})
 	}
 }
 
@@ -599,38 +639,42 @@ func TestPutFollowsRenewal(t *testing.T) {
 // with the put landing at a different moment of the chain in each round: a
 // Commit that returns nil has saved the value into the session, under
 // whatever token the chain reached; one that cannot follow the session
-// says so (ErrContention), never nil for a lost value.
+// says so (ErrContention), never nil for a lost value. A user's session and
+// an anonymous one alike.
 func TestPutRacesRenewalChain(t *testing.T) {
-	a, r, _ := newTestManager(t, Config{})
-	b := taggedManager(t, r, Config{})
-	saved := 0
-	for round := range 200 {
-		user := fmt.Sprintf("p%d", round)
-		c0, _ := login(t, a, user)
-		req := load(a, c0)
-		stop := renewing(t, b, c0)
-		time.Sleep(time.Duration(round%7) * 200 * time.Microsecond)
-		want := strconv.Itoa(round)
-		err := Put(req, "cart", want)
-		if err == nil {
-			err = a.Commit(req, http.Header{})
-		}
-		last := stop()
-		switch {
-		case err == nil:
-			saved++
-			var got string
-			serve(t, a, last, func(ctx context.Context) { got, _ = Get[string](ctx, "cart") })
-			if got != want {
-				t.Errorf("round %d: Commit returned nil, but the renewed session's cart = %q, want %q", round, got, want)
+	for _, kind := range chainKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			a, r, _ := newTestManager(t, Config{})
+			b := taggedManager(t, r, Config{})
+			saved := 0
+			for round := range 200 {
+				c0 := kind.start(t, a, round)
+				req := load(a, c0)
+				stop := renewing(t, b, c0)
+				time.Sleep(time.Duration(round%7) * 200 * time.Microsecond)
+				want := strconv.Itoa(round)
+				err := Put(req, "cart", want)
+				if err == nil {
+					err = a.Commit(req, http.Header{})
+				}
+				last := stop()
+				switch {
+				case err == nil:
+					saved++
+					var got string
+					serve(t, a, last, func(ctx context.Context) { got, _ = Get[string](ctx, "cart") })
+					if got != want {
+						t.Errorf("round %d: Commit returned nil, but the renewed session's cart = %q, want %q", round, got, want)
+					}
+				case !errors.Is(err, ErrContention):
+					t.Errorf("round %d: Put or Commit = %v, want nil or ErrContention", round, err)
+				}
+				kind.end(a, round)
 			}
-		case !errors.Is(err, ErrContention):
-			t.Errorf("round %d: Put or Commit = %v, want nil or ErrContention", round, err)
-		}
-		a.RevokeAll(context.Background(), user)
-	}
-	if saved == 0 {
-		t.Error("no round saved its value: the test raced nothing")
+			if saved == 0 {
+				t.Error("no round saved its value: the test raced nothing")
+			}
+		})
 	}
 }
 
