@@ -330,6 +330,16 @@ func TestTTLAfterWaits(t *testing.T) {
 		}
 		return time.Duration(ms)*time.Millisecond - time.Until(deadline)
 	}
+	// paused runs f while r is paused for pause, and returns once f has.
+	paused := func(t *testing.T, r *redistest.Server, f func()) {
+		t.Helper()
+		r.Pause(t)
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		time.Sleep(pause)
+		r.Resume(t)
+		<-done
+	}
 	t.Run("change following a renewal", func(t *testing.T) {
 		m, r, _ := newTestManager(t, Config{Lifetime: 3 * time.Second, IdleTimeout: -1})
 		m.now = time.Now
@@ -345,12 +355,9 @@ func TestTTLAfterWaits(t *testing.T) {
 		if err := Put(ctx, "cart", "book"); err != nil {
 			t.Fatal(err)
 		}
-		r.Pause(t)
-		done := make(chan error)
-		go func() { done <- m.Commit(ctx, http.Header{}) }()
-		time.Sleep(pause)
-		r.Resume(t)
-		if err := <-done; err != nil {
+		var err error
+		paused(t, r, func() { err = m.Commit(ctx, http.Header{}) })
+		if err != nil {
 			t.Fatalf("Commit = %v", err)
 		}
 		if over := past(t, r, id2, deadline); over > 50*time.Millisecond {
@@ -362,18 +369,12 @@ func TestTTLAfterWaits(t *testing.T) {
 		m.now = time.Now
 		c, _ := login(t, m, "alice")
 		ctx := load(m, c)
-		r.Pause(t)
-		done := make(chan Info)
-		go func() {
-			info, err := Create(ctx, "bob")
-			if err != nil {
-				t.Error(err)
-			}
-			done <- info
-		}()
-		time.Sleep(pause)
-		r.Resume(t)
-		info := <-done
+		var info Info
+		var err error
+		paused(t, r, func() { info, err = Create(ctx, "bob") })
+		if err != nil {
+			t.Fatalf("Create = %v", err)
+		}
 		if over := past(t, r, info.ID, info.ExpiresAt); over > 50*time.Millisecond {
 			t.Errorf("the new login's record outlives its deadline by %v", over)
 		}
@@ -383,17 +384,10 @@ func TestTTLAfterWaits(t *testing.T) {
 		m.now = time.Now
 		c, _ := login(t, m, "alice")
 		ctx := load(m, c)
-		r.Pause(t)
-		done := make(chan error)
 		var info Info
-		go func() {
-			var err error
-			info, err = Create(ctx, "bob")
-			done <- err
-		}()
-		time.Sleep(pause)
-		r.Resume(t)
-		if err := <-done; err != nil || !info.ExpiresAt.After(time.Now()) {
+		var err error
+		paused(t, r, func() { info, err = Create(ctx, "bob") })
+		if err != nil || !info.ExpiresAt.After(time.Now()) {
 			t.Errorf("Create after a wait longer than the lifetime = %v, deadline %v; want a live session", err, info.ExpiresAt)
 		}
 	})
