@@ -412,17 +412,7 @@ func TestClusterManager(t *testing.T) {
 		// documentation of Config.TagKey says such tokens keep working
 		// under the keys they had. Each check runs on a fresh copy.
 		r := redistest.Start(t)
-		plain, err := New(func() Store {
-			s, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}(), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		plain := untaggedManager(t, r)
 		imported := func(t *testing.T) (string, string) {
 			t.Helper()
 			cookie, id := login(t, plain, "hank")
@@ -483,17 +473,7 @@ func TestClusterManager(t *testing.T) {
 		// imported (see UntaggedToken) moves across slots, its pointer
 		// written first.
 		r := redistest.Start(t)
-		plain, err := New(func() Store {
-			s, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}(), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		plain := untaggedManager(t, r)
 		put := func(ctx context.Context) {
 			if err := Put(ctx, "pending", "2fa"); err != nil {
 				t.Fatal(err)
@@ -614,4 +594,20 @@ func clClientCalls(t *testing.T, s *redistest.Server) map[string]int64 {
 	calls := s.Calls(t)
 	delete(calls, "replconf")
 	return calls
+}
+
+// untaggedManager returns a Manager on the single server r, without a
+// TagKey, whose sessions a test imports into a Cluster (see UntaggedToken).
+func untaggedManager(t *testing.T, r *redistest.Server) *Manager {
+	t.Helper()
+	s, err := redisstore.Open(redisstore.Config{Addr: r.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	m, err := New(s, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
