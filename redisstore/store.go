@@ -186,7 +186,8 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // replica refuses it with READONLY whatever its key, as it refuses every
 // login and, with an idle timeout, every read of a session: Ping then fails
 // with [ErrUnavailable] instead of reporting ready.
-// A Cluster node refuses the EXISTS with CROSSSLOT: Ping then fails with
+// A Cluster node refuses the EXISTS with CROSSSLOT, and the GETEX before
+// it with MOVED unless it owns that key's slot: Ping then fails with
 // [ErrRefused], which [Describe] explains, rather than passing on a node
 // that serves the slots of some users and answers MOVED for the others.
 // A server out of memory (maxmemory with noeviction) passes: GETEX adds no
@@ -240,8 +241,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // then the permission checks, pipelined, and returns the first error any
 // of the first three gets, or else the first NOPERM of the checks: READONLY
 // from a replica for GETEX (a write command), LOADING, a broken
-// connection, or CROSSSLOT from a Redis Cluster node named as one server,
-// which refuses a command on keys of two slots whichever slots it owns.
+// connection, or from a Redis Cluster node named as one server MOVED (the
+// GETEX, on a node that does not own its slot) or CROSSSLOT (the EXISTS,
+// which such a node refuses whichever slots it owns).
 func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 	// The hash tags {a} and {b} put the keys in slots 15495 and 3300,
 	// whatever the prefix. Neither key is ever a session's (no id).

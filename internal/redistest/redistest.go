@@ -23,6 +23,7 @@ package redistest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -93,8 +94,9 @@ type Server struct {
 // As with redis-server itself, a first argument that is not an option names
 // a configuration file, read before the options; a server that rewrites it
 // (CONFIG REWRITE, or a Sentinel saving its state) reads the new version on
-// [Server.Restart]. With "--cluster-enabled", "yes" the port is below 55536
-// and the cluster bus port, port+10000, was free too.
+// [Server.Restart]. The port is below 32768, outside the kernel's range for
+// outgoing connections; with "--cluster-enabled", "yes" the cluster bus
+// port, port+10000, was free too.
 //
 // If redis-server is not in PATH, Start skips the test, or fails it when
 // SESSIONKIT_REQUIRE_REDIS=1.
@@ -393,24 +395,28 @@ func lastArg(args []string, name string) string {
 // for the cluster bus.
 const busOffset = 10000
 
-// freePort asks the kernel for a free loopback port; with bus set, for one
-// whose cluster bus port, port+busOffset, is a valid port and free too. The
-// ports are released before redis-server binds them, so a caller must be
-// ready to retry.
+// Servers listen on ports drawn from [portMin, portMin+portSpan), and a
+// Cluster node's bus on the same plus busOffset: all below 32768, where
+// Linux's ephemeral range begins (32768-60999 by default), so that no
+// outgoing connection of the tests takes a server's port as its source
+// port, not even while a fault test has the server stopped for a restart.
+const (
+	portMin  = 12000
+	portSpan = 10000
+)
+
+// freePort returns a loopback port that is free now, drawn at random from
+// the range above; with bus set, one whose cluster bus port,
+// port+busOffset, is free too. The ports are released before redis-server
+// binds them, so a caller must be ready to retry.
 func freePort(bus bool) (int, error) {
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		free := !bus || port+busOffset <= 65535 && portFree(port+busOffset)
-		l.Close()
-		if free {
+		port := portMin + rand.IntN(portSpan)
+		if portFree(port) && (!bus || portFree(port+busOffset)) {
 			return port, nil
 		}
 	}
-	return 0, errors.New("no free port with a free cluster bus port")
+	return 0, fmt.Errorf("no free port in [%d, %d) after 100 draws", portMin, portMin+portSpan)
 }
 
 // portFree reports whether the loopback port can be listened on now.
