@@ -33,6 +33,49 @@ func TestLogoutHeaders(t *testing.T) {
 	}
 }
 
+// TestLogoutWithoutCookie logs out in requests that carry no session
+// cookie: a forged cross-site post, which SameSite=Lax keeps the browser's
+// cookie from, and an API call with a Bearer token alone. Neither response
+// may touch the browser's cookies: an expired cookie would log the victim
+// of the forged post out (browsers store the cookies of a cross-site
+// top-level navigation's answer), and Clear-Site-Data would delete every
+// cookie of the domain, the cookie session of the page that made the API
+// call included. The Bearer session still ends, and a logout with the
+// cookie still expires it and clears site data.
+func TestLogoutWithoutCookie(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	noCookie := &http.Client{}
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+	}{
+		{"no session", nil},
+		{"forged cross-site post", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}},
+		{"token that leads nowhere", map[string]string{"Authorization": "Bearer " + strings.Repeat("A", 42)}},
+	} {
+		resp := h.do(noCookie, "POST", "/logout", tc.hdr)
+		if sc, csd := resp.header.Values("Set-Cookie"), resp.header.Get("Clear-Site-Data"); resp.code != http.StatusNoContent || len(sc) > 0 || csd != "" {
+			t.Errorf("%s: logout without a cookie = %d, Set-Cookie %q, Clear-Site-Data %q; want 204 and neither", tc.name, resp.code, sc, csd)
+		}
+	}
+
+	id, token := h.login(h.client(), "alice")
+	resp := h.do(noCookie, "POST", "/logout", map[string]string{"Authorization": "Bearer " + token})
+	if sc, csd := resp.header.Values("Set-Cookie"), resp.header.Get("Clear-Site-Data"); resp.code != http.StatusNoContent || len(sc) > 0 || csd != "" {
+		t.Errorf("Bearer logout without a cookie = %d, Set-Cookie %q, Clear-Site-Data %q; want 204 and neither", resp.code, sc, csd)
+	}
+	if h.exists(id) {
+		t.Error("the Bearer logout left the session's record")
+	}
+
+	c := h.client()
+	h.login(c, "bob")
+	resp = h.do(c, "POST", "/logout", nil)
+	if sc, csd := resp.header.Get("Set-Cookie"), resp.header.Get("Clear-Site-Data"); !strings.Contains(sc, "Max-Age=0") || csd != `"cookies"` {
+		t.Errorf("logout with the cookie: Set-Cookie %q, Clear-Site-Data %q; want the cookie expired and site data cleared", sc, csd)
+	}
+}
+
 // TestRenew checks that renewing a session's token kills the old token and
 // keeps the user, the values and the absolute deadline.
 func TestRenew(t *testing.T) {

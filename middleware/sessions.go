@@ -17,8 +17,12 @@ import (
 // saved, a new token is set in the cookie, a destroyed session's cookie is
 // expired. A request whose session was not changed costs the one store
 // command that read it, and no Set-Cookie. Every response names Cookie and
-// Authorization in Vary, the headers a session comes from, so that no cache
-// serves one user's answer for another's request.
+// Authorization in Vary, the headers a session comes from, once each (or
+// Vary stays "*"), and one that sets or expires the session cookie is
+// Cache-Control: private as well, so that no shared cache serves one user's
+// answer for another's request: not even one of a new session, whose
+// request had no cookie to vary by. A destroyed session's cookie is
+// expired only when the request carried it (see session.Destroy).
 //
 // The commit happens before the first Write, WriteHeader or Flush, whichever
 // comes first, so a streaming handler (server-sent events, progress pages)
@@ -30,7 +34,8 @@ import (
 // then on the session cannot change: session.Put, Create, Renew and the
 // like return session.ErrResponseStarted.
 //
-// A handler that panics saves none of the values it put, but its response
+// A handler that panics before its response started saves none of the
+// values it put (after, they were saved with the commit), but its response
 // (the 500 of a recovering middleware around Sessions) still carries the
 // cookie of a login, a renewal or a logout it made before: those took
 // effect in the store at once.
@@ -65,7 +70,7 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			// recovered panic's 500) has it too; the commit puts back
 			// what a handler's Header().Set("Vary", ...) dropped.
 			h := w.Header()
-			h["Vary"] = append(h["Vary"], "Cookie", "Authorization")
+			varyOnSession(h)
 			r = r.WithContext(m.Load(r))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			if len(h) > 1 { // more than Vary: the rare case

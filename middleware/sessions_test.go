@@ -68,8 +68,8 @@ func TestCookieAttributes(t *testing.T) {
 	if got := resp.header.Values("Vary"); !slices.Equal(got, []string{"Cookie", "Authorization"}) {
 		t.Errorf("Vary = %q, want Cookie and Authorization", got)
 	}
-	if got := resp.header.Values("Cache-Control"); !slices.Contains(got, `no-cache="Set-Cookie"`) {
-		t.Errorf("Cache-Control = %q, want no-cache=\"Set-Cookie\"", got)
+	if got := resp.header.Values("Cache-Control"); !slices.Equal(got, []string{`private, no-cache="Set-Cookie"`}) {
+		t.Errorf("Cache-Control = %q, want private, no-cache=\"Set-Cookie\"", got)
 	}
 }
 
@@ -339,6 +339,72 @@ func TestVaryKept(t *testing.T) {
 		resp := h.do(h.client(), "GET", "/hook", nil)
 		if got := resp.header.Values("Vary"); !slices.Equal(got, tc.want) {
 			t.Errorf("handler set Vary %q: response Vary %q, want %q", tc.set, got, tc.want)
+		}
+	}
+}
+
+// TestVaryOnce sets Vary around Sessions, as a compressing middleware or a
+// second Manager's Sessions does: the response names Cookie and
+// Authorization once each, and a Vary of "*" stays alone.
+func TestVaryOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	inner := middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	for _, tc := range []struct {
+		name  string
+		outer http.Handler
+		want  []string
+	}{
+		{"Vary: *", setVary("*", inner), []string{"*"}},
+		{"Vary: Cookie", setVary("Cookie", inner), []string{"Cookie", "Authorization"}},
+		{"Vary: Accept-Encoding", setVary("Accept-Encoding", inner), []string{"Accept-Encoding", "Cookie", "Authorization"}},
+		{"Sessions around Sessions", middleware.Sessions(h.m)(inner), []string{"Cookie", "Authorization"}},
+	} {
+		w := httptest.NewRecorder()
+		tc.outer.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		if got := w.Result().Header.Values("Vary"); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Vary %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// setVary returns next with Vary set to v before it runs.
+func setVary(v string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", v)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TestNewSessionNotShared has handlers that mark their answers public
+// start a session in requests without a cookie: the answer is
+// Cache-Control: private too, since a shared cache could otherwise hand
+// the page made for one visitor's new session to every visitor without a
+// cookie (their Cookie headers, absent, do not differ). A read that sets
+// no cookie keeps the handler's Cache-Control as it was.
+func TestNewSessionNotShared(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, path := range []string{"/hook?put", "/login?user=alice", "/hook"} {
+		h.hooked = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=600")
+			if r.URL.RawQuery == "put" {
+				session.Put(r.Context(), "csrf", "for this visitor only")
+			}
+			io.WriteString(w, "ok")
+		}
+		method := "GET"
+		if strings.HasPrefix(path, "/login") {
+			method = "POST"
+		}
+		resp := h.do(&http.Client{}, method, path, nil)
+		cc := resp.header.Values("Cache-Control")
+		sets := len(resp.header.Values("Set-Cookie")) > 0
+		if private := slices.Contains(cc, `private, no-cache="Set-Cookie"`); private != sets {
+			t.Errorf("%s %s: Set-Cookie %v, Cache-Control %q; want private exactly when a cookie is set", method, path, sets, cc)
+		}
+		if path != "/hook" && !sets {
+			t.Errorf("%s %s set no cookie", method, path)
 		}
 	}
 }

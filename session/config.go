@@ -82,7 +82,11 @@ type Config struct {
 
 	// CookieName is the name of the session cookie. Zero means
 	// DefaultCookieName ("__Host-session"), or DefaultInsecureCookieName
-	// ("session") when InsecureCookie is set.
+	// ("session") when InsecureCookie is set. Keep the __Host- prefix in
+	// a name of your own: without it a sibling subdomain can set a cookie
+	// of the same name that the browser sends first, which shadows the
+	// session (a logout, as the request reads no session) or plants one of
+	// the attacker's choosing for the next login to carry over.
 	CookieName string
 
 	// InsecureCookie drops the Secure attribute, so the cookie is also sent

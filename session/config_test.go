@@ -181,7 +181,7 @@ func TestSetCookie(t *testing.T) {
 			if got := h.Values("Set-Cookie"); len(got) != 1 || got[0] != want.String() {
 				t.Errorf("%+v: Set-Cookie %q, want %q", base, got, want.String())
 			}
-			if got := h.Values("Cache-Control"); len(got) != 1 || got[0] != `no-cache="Set-Cookie"` {
+			if got := h.Values("Cache-Control"); len(got) != 1 || got[0] != `private, no-cache="Set-Cookie"` {
 				t.Errorf("%+v: Cache-Control %q", base, got)
 			}
 		}

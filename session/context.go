@@ -49,7 +49,7 @@ type state struct {
 	size      int32          // the record's size as loaded or written, moved by changes since: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
-	loggedOut bool           // this request ended its session: the response expires the cookie
+	loggedOut bool           // this request ended its session: the response expires the cookie it sent
 	clearSite bool           // ... and, as it logged out of a session, clears site data
 	ended     bool           // this request ended a session, whatever it did next: the response is not stored
 	stale     bool           // the request came with a token that leads to no session: see canWrite
@@ -62,6 +62,13 @@ type state struct {
 	// cookie, after a logout, a renewal or a login alike, since a request
 	// with both ignores the cookie, whose session (if any) goes on.
 	keepCookie bool
+	// sentCookie says that the request carried a cookie of the Manager's
+	// name. Only then does a logout expire it and clear site data: a
+	// request without it (a Bearer token alone, or a cross-site post that
+	// SameSite kept the cookie from) may come from a browser that holds
+	// one, which a forged post must not delete, nor an API call's
+	// Clear-Site-Data with it every cookie of the domain.
+	sentCookie bool
 }
 
 // stateFrom returns the innermost session state of ctx, or nil.
@@ -341,17 +348,27 @@ func Renew(ctx context.Context) error {
 
 // Destroy logs the user out: the session's record is deleted from the store
 // before Destroy returns, and the response expires the cookie and carries
-// Clear-Site-Data: "cookies" and Cache-Control: no-store, so the browser
-// drops its cookies and keeps no copy of pages that showed the user's
-// data. Browsers apply Clear-Site-Data to every cookie of the registrable
-// domain, subdomains and other apps under it included; Config.KeepSiteData
-// leaves it out, and a Manager nested inside another never sends it (see
-// Manager.Load). A session started later in the same request (Create, or a
-// value put) replaces the expiry and Clear-Site-Data with its own cookie;
-// Cache-Control: no-store stays. Destroying an anonymous session deletes its
-// record and expires the cookie, with no event. Destroy also drops a token
-// that leads to no session (expiring the cookie, without Clear-Site-Data),
-// after which the request may start a new one.
+// Clear-Site-Data: "cookies", so the browser drops its cookies, and
+// Cache-Control: no-store, so it keeps no copy of the logout's answer.
+// (Pages served earlier stay in the browser's cache as their own headers
+// allow: serve those that show the user's data with Cache-Control:
+// no-store, as the example does.) Browsers apply Clear-Site-Data to every
+// cookie of the registrable domain, subdomains and other apps under it
+// included; Config.KeepSiteData leaves it out, and a Manager nested inside
+// another never sends it (see Manager.Load). A session started later in
+// the same request (Create, or a value put) replaces the expiry and
+// Clear-Site-Data with its own cookie; Cache-Control: no-store stays.
+// Destroying an anonymous session deletes its record and expires the
+// cookie, with no event. Destroy also drops a token that leads to no
+// session (expiring the cookie, without Clear-Site-Data), after which the
+// request may start a new one.
+//
+// The cookie is expired, and site data cleared, only when the request
+// carried the cookie: a session that came in an Authorization: Bearer
+// header alone ends with neither, since the browser whose script sent it
+// may hold a cookie session that Clear-Site-Data would end too; and a
+// request without a session, such as a cross-site post that SameSite kept
+// the cookie from, cannot log the browser out by expiring its cookie.
 //
 // A parallel Renew that moved the session to a new token after this request
 // loaded it is followed: the session ends under its new token. One that did

@@ -154,7 +154,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
 	signed, bearer := m.signedFromRequest(r)
-	var cookie string
+	cookie := signed
 	if bearer {
 		// A logout of this token must not expire or replace a cookie
 		// that holds another session: see state.keepCookie.
@@ -162,6 +162,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		st.keepCookie = ok && v != signed
 		cookie = v
 	}
+	st.sentCookie = cookie != ""
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
 	}
@@ -429,7 +430,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	// A cookie that holds another session than the request's is neither
 	// replaced nor expired: see state.keepCookie.
 	issue := st.issued != "" && !st.keepCookie
-	expire := st.loggedOut && !st.keepCookie
+	expire := st.loggedOut && !st.keepCookie && st.sentCookie
 	switch {
 	case issue:
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
@@ -926,7 +927,27 @@ func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 	b = append(b, m.cookieAttrs...)
 	// The keys are canonical: no need for Header.Add to make them so.
 	h["Set-Cookie"] = append(h["Set-Cookie"], string(b))
-	h["Cache-Control"] = append(h["Cache-Control"], `no-cache="Set-Cookie"`)
+	keepCookieOutOfCaches(h)
+}
+
+// cookieCacheControl is the Cache-Control directive of a response that sets
+// or expires a session cookie. private keeps it out of shared caches: a
+// request without a cookie does not vary from another by its Cookie
+// header, so Vary alone would let a cache serve one visitor's new session
+// (values the response shows, a page made for it) to the next. no-cache
+// on Set-Cookie keeps a cache that stores it anyway (the browser's own)
+// from replaying the cookie.
+const cookieCacheControl = `private, no-cache="Set-Cookie"`
+
+// keepCookieOutOfCaches adds cookieCacheControl to h's Cache-Control,
+// once.
+func keepCookieOutOfCaches(h http.Header) {
+	cc := h["Cache-Control"]
+	if len(cc) > 0 && cc[len(cc)-1] == cookieCacheControl {
+		return // a second cookie of the same response
+	}
+	// The key is canonical: no need for Header.Add to make it so.
+	h["Cache-Control"] = append(cc, cookieCacheControl)
 }
 
 // cookieAttributes returns the attributes that follow Max-Age in the

@@ -458,5 +458,5 @@ func (m *Manager) expireSCSCookie(h http.Header) {
 		SameSite: m.cfg.SameSite,
 	}
 	h.Add("Set-Cookie", c.String())
-	h.Add("Cache-Control", `no-cache="Set-Cookie"`)
+	keepCookieOutOfCaches(h)
 }
