@@ -91,6 +91,7 @@ func main() {
 	mux.Handle("GET /account", requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := session.UserID(r.Context())
 		theme, _ := session.Get[string](r.Context(), "theme")
+		w.Header().Set("Cache-Control", "no-store") // the user's data: no copy left in the browser after logout
 		fmt.Fprintf(w, "%s prefers %s\n", user, theme)
 	})))
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
@@ -106,5 +107,10 @@ func main() {
 		addr = "127.0.0.1:8090"
 	}
 	log.Printf("listening on http://%s", addr)
-	log.Fatal(http.ListenAndServe(addr, middleware.Sessions(sessions)(mux)))
+	// CrossOriginProtection refuses cross-site POSTs (403): without it
+	// another site's page could log its visitors out, or in as someone
+	// else (SameSite=Lax keeps the cookie off such a post, not the answer's
+	// Set-Cookie off the browser).
+	csrf := http.NewCrossOriginProtection()
+	log.Fatal(http.ListenAndServe(addr, csrf.Handler(middleware.Sessions(sessions)(mux))))
 }

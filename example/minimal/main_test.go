@@ -19,7 +19,7 @@ import (
 
 // TestMinimal builds the program, runs it on a real redis-server, and
 // walks the README's flow: a login without a user name refused, log in,
-// read the account, log out.
+// read the account, a cross-site logout refused, log out.
 func TestMinimal(t *testing.T) {
 	srv := redistest.Start(t)
 	bin := buildMinimal(t)
@@ -65,6 +65,21 @@ func TestMinimal(t *testing.T) {
 	}
 	if code, body := do("GET", "/account", nil); code != 200 || body != "alice prefers dark" {
 		t.Errorf("GET /account = %d %q, want 200 alice prefers dark", code, body)
+	}
+	// A cross-site post, as a browser marks it, is refused and changes
+	// nothing.
+	req, _ := http.NewRequest("POST", base+"/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Header.Values("Set-Cookie")) > 0 {
+		t.Errorf("cross-site POST /logout = %d, Set-Cookie %q; want 403 and none", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	if code, body := do("GET", "/account", nil); code != 200 || body != "alice prefers dark" {
+		t.Errorf("GET /account after a cross-site logout = %d %q, want 200 alice prefers dark", code, body)
 	}
 	if code, body := do("POST", "/logout", nil); code != 200 {
 		t.Errorf("POST /logout = %d %q", code, body)
