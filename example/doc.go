@@ -47,7 +47,10 @@
 // browser gets the login page with 429, saying when to try again, and API
 // clients 429 JSON, both with Retry-After and the RateLimit headers. When
 // Redis cannot count an attempt the limits fail closed: 503 with
-// Retry-After, the login page's outage version for a browser.
+// Retry-After, the login page's outage version for a browser. Password
+// checks run one per CPU at a time; a login that finds none free within 2
+// seconds (a flood of attempts from many addresses, each within its limit)
+// gets 503 with Retry-After too, and makes no session.
 //
 // # Pages
 //

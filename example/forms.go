@@ -111,7 +111,8 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username, next := r.PostForm.Get("username"), safeNext(r.PostForm.Get("next"))
 	ok, err := s.checkPassword(r.Context(), username, r.PostForm.Get("password"))
-	if err != nil { // the client went away while waiting for a slot
+	if err != nil { // no hashing slot came free in time, or the client went away
+		w.Header().Set("Retry-After", strconv.Itoa(pageRetry))
 		s.fail(w, r, http.StatusServiceUnavailable, "try again", page{
 			Heading: "Please try again", Message: "Signing in took too long.", Back: "/login", BackText: "Back to sign in",
 		})

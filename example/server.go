@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -61,11 +62,28 @@ func newServer(sessions *session.Manager, store probed, metrics http.Handler, lo
 	return &server{sessions: sessions, store: store, metrics: metrics, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 }
 
-// checkPassword reports whether password is username's, waiting (bounded by
-// ctx) for a free hashing slot.
+// hashingWait bounds a login's wait for a free hashing slot. Under a flood
+// of password checks (wrong ones from many addresses, each within its
+// rate limit) a login is refused with 503 and Retry-After within it,
+// rather than left waiting past the server's WriteTimeout, which cuts the
+// connection without cancelling the request: the login would then go on
+// to create a session that no browser receives, and under
+// SESSION_MAX_PER_USER revoke one of the user's real sessions for it.
+const hashingWait = 2 * time.Second
+
+// errHashingBusy is checkPassword's error when no hashing slot came free
+// within hashingWait.
+var errHashingBusy = errors.New("example: every password-hashing slot stayed busy")
+
+// checkPassword reports whether password is username's, waiting for a free
+// hashing slot at most hashingWait, and no longer than ctx lasts.
 func (s *server) checkPassword(ctx context.Context, username, password string) (bool, error) {
+	wait := time.NewTimer(hashingWait)
+	defer wait.Stop()
 	select {
 	case s.hashing <- struct{}{}:
+	case <-wait.C:
+		return false, errHashingBusy
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
@@ -167,6 +185,7 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, err := s.checkPassword(r.Context(), c.Username, c.Password)
 	if err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(pageRetry))
 		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/middleware"
+)
+
+// TestLoginRefusedWhileHashingBusy holds every password-hashing slot, as a
+// flood of wrong passwords from many addresses does: a login with the
+// right password, by the API and by the form, gets 503 with Retry-After
+// once hashingWait has passed, well before the server's WriteTimeout would
+// cut its connection, and creates no session. Before, it waited as long
+// as the flood lasted, and then made a session that no browser received,
+// which under SESSION_MAX_PER_USER revoked one of the user's own.
+func TestLoginRefusedWhileHashingBusy(t *testing.T) {
+	r := redistest.Start(t)
+	a := newTestApp(t, r)
+	s := newServer(a.sessions, a.store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for range cap(s.hashing) {
+		s.hashing <- struct{}{}
+	}
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		req     *http.Request
+	}{
+		{"API", s.apiLogin, httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"alice","password":"wonderland"}`))},
+		{"form", s.formLogin, httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {"wonderland"}}.Encode()))},
+	} {
+		if tc.name == "form" {
+			tc.req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			tc.req.Header.Set("Accept", "text/html")
+		} else {
+			tc.req.Header.Set("Content-Type", "application/json")
+		}
+		// The bound of a test that would otherwise wait for ever.
+		ctx, cancel := context.WithTimeout(tc.req.Context(), 15*time.Second)
+		defer cancel()
+		w := httptest.NewRecorder()
+		start := time.Now()
+		middleware.Sessions(a.sessions)(tc.handler).ServeHTTP(w, tc.req.WithContext(ctx))
+		took := time.Since(start)
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || took > 5*time.Second {
+			t.Errorf("%s login while every hashing slot is busy = %d, Retry-After %q, after %v; want 503 with Retry-After within about %v", tc.name, w.Code, w.Header().Get("Retry-After"), took, hashingWait)
+		}
+		if sc := w.Header().Values("Set-Cookie"); len(sc) > 0 {
+			t.Errorf("%s login refused with a cookie: %q", tc.name, sc)
+		}
+	}
+	if n := r.Do(t, "DBSIZE"); n != int64(0) {
+		t.Errorf("after the refused logins Redis holds %v keys, want none", n)
+	}
+
+	<-s.hashing // one check may run again
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"alice","password":"wonderland"}`))
+	req.Header.Set("Content-Type", "application/json")
+	middleware.Sessions(a.sessions)(http.HandlerFunc(s.apiLogin)).ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Errorf("login with a free hashing slot = %d %s, want 200", w.Code, w.Body)
+	}
+}
