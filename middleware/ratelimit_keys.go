@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -33,7 +35,11 @@ type Key struct {
 
 // ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
 // address, or the /64 network of an IPv6 address (one host usually holds a
-// whole /64, and could otherwise change address for every request). Behind
+// whole /64, and could otherwise change address for every request). The
+// IPv6 forms that carry an IPv4 address go by their /64 as well: a
+// NAT64 prefix (64:ff9b::/96) puts every IPv4 client behind that gateway
+// under one value, and a 6to4 address (2002::/16) gives its IPv4 host
+// 65,536 values; where clients arrive that way, count with ByFunc. Behind
 // a reverse proxy RemoteAddr is the proxy's: count by the header the proxy
 // sets with ByFunc, or let a middleware that trusts it rewrite RemoteAddr
 // first. A RemoteAddr that holds no IP address (empty, a Unix socket's
@@ -85,7 +91,8 @@ func ByUser() Key {
 // the query string, an application/x-www-form-urlencoded body (of a POST,
 // PUT or PATCH) and a multipart/form-data body count in the order and
 // precedence FormValue gives them. The value is trimmed of spaces and
-// lower-cased, so "Alice " and "alice" count together. Requests without the
+// case-folded as strings.EqualFold compares, so "Alice " and "alice" count
+// together. Requests without the
 // field (or with it empty) are not counted by the rule. The handler reads
 // the body as sent, and must read the field with r.FormValue too:
 // r.PostFormValue and r.PostForm skip the query string, which FormValue
@@ -147,7 +154,7 @@ func cloneValues(v url.Values) url.Values {
 // body, read as encoding/json reads it into a struct field of type string:
 // the name matched case-insensitively, the last match winning, a null
 // leaving the value before it in place. The value is trimmed of spaces and
-// lower-cased. Requests whose body is not such an object, or lacks the
+// case-folded as strings.EqualFold compares. Requests whose body is not such an object, or lacks the
 // field, are not counted by the rule (the handler refuses them in turn).
 func ByJSONField(name string) Key {
 	return Key{body: true, fn: func(_ *http.Request, body []byte) string {
@@ -198,9 +205,30 @@ func ByFunc(f func(r *http.Request) string) Key {
 }
 
 // normalizeName folds the variants of one user name that a login would
-// usually treat alike into one key value.
+// usually treat alike into one key value: spaces trimmed, and letters
+// case-folded as strings.EqualFold compares them, which lower-casing alone
+// does not do ("ſ", the long s, lower-cases to itself, while EqualFold
+// takes it for "s"; "ς" for "σ"): a name with n such letters would
+// otherwise get 2ⁿ times its attempts.
 func normalizeName(v string) string {
-	return strings.ToLower(strings.TrimSpace(v))
+	v = strings.TrimSpace(v)
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf {
+			return strings.Map(foldRune, v)
+		}
+	}
+	return strings.ToLower(v) // ASCII: the same, faster
+}
+
+// foldRune returns the lower case of the least of the runes that Unicode's
+// simple case folding makes equal to r (its unicode.SimpleFold orbit), so
+// that every rune of an orbit gives the same one.
+func foldRune(r rune) rune {
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return unicode.ToLower(least)
 }
 
 // hashPool hands out HMAC-SHA256 states keyed with a limiter's secret,

@@ -794,7 +794,7 @@ func TestRateLimitACL(t *testing.T) {
 // counts two requests share or not: ByIP by IPv4 address and IPv6 /64;
 // ByFormField and ByJSONField by the value the handler would read
 // (encoding/json's case-insensitive, last-wins field matching, a null
-// ignored), trimmed and lower-cased.
+// ignored), trimmed and case-folded as strings.EqualFold compares.
 func TestRateLimitKeyValues(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -825,6 +825,14 @@ func TestRateLimitKeyValues(t *testing.T) {
 		{"form body over query", middleware.ByFormField("username"),
 			req{contentType: "application/x-www-form-urlencoded", body: "username=alice", query: "username=bob"},
 			req{query: "username=alice"}, true},
+		// Case-folded as strings.EqualFold compares: the long s and the
+		// Kelvin sign, final and medial sigma.
+		{"form case folding", middleware.ByFormField("username"),
+			req{contentType: "application/x-www-form-urlencoded", body: "username=%C5%BFa%C5%BFha"},
+			req{contentType: "application/x-www-form-urlencoded", body: "username=SASHA"}, true},
+		{"json case folding", middleware.ByJSONField("username"),
+			req{body: `{"username":"\u212aate \u03c3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2"}`},
+			req{body: `{"username":"kate \u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3"}`}, true},
 		{"form other user", middleware.ByFormField("username"),
 			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"},
 			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
