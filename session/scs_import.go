@@ -175,6 +175,8 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	if len(token) != tokenLen || !base64URL(token) {
 		return false // not an scs token: perhaps a signed one under the same name
 	}
+	// The session's cookie came: a logout in this request clears site data.
+	st.sentCookie = true
 	key := token
 	if imp.HashTokenInStore {
 		sum := sha256.Sum256([]byte(token))

@@ -420,6 +420,32 @@ func TestSCSImportNamedUserID(t *testing.T) {
 	}
 }
 
+// TestSCSImportLogout logs out in the request that migrates an scs
+// session, the browser holding only scs's cookie: the session ends, scs's
+// cookie is expired, and the response clears site data, as any logout of
+// a session that came in a cookie does.
+func TestSCSImportLogout(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	m, ts := newImportManager(t, srv, session.Config{CookieName: "sk"}, func(w io.Writer, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	browser := newJar(t)
+	get(t, browser, app.ts.URL+"/login")
+	_, resp := get(t, browser, ts.URL+"/logout")
+	if got := resp.Header.Get("Clear-Site-Data"); got != `"cookies"` {
+		t.Errorf("logout of a migrating scs session: Clear-Site-Data %q, want \"cookies\"", got)
+	}
+	if jarCookie(browser, ts.URL, "session") != "" || jarCookie(browser, ts.URL, "sk") != "" {
+		t.Errorf("cookies after the logout: %v, want none", resp.Header["Set-Cookie"])
+	}
+	if list, err := m.List(context.Background(), "42"); err != nil || len(list) != 0 {
+		t.Errorf("List after the logout: %d sessions, %v; want none", len(list), err)
+	}
+}
+
 // TestSCSImportWriteBack runs the rolling deploy of the migration guide: an
 // old scs instance loads a session, a new instance migrates it meanwhile,
 // and the old instance then writes the session back, as scs does at the
