@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -493,12 +494,15 @@ func LoadError(ctx context.Context) error {
 // one, in this request too); any other value is stored
 // as JSON and decoded into the type Get asks for, by encoding/json's rules
 // (unexported fields are dropped; a time.Time inside keeps its zone offset
-// in whole minutes). Keys must be valid UTF-8, not empty, and not start with
+// in whole minutes). A []byte is copied: later writes to the caller's
+// slice do not reach the session. Keys must be valid UTF-8, not empty, and not start with
 // "__" (ErrReservedKey; the error for a key that is not valid UTF-8, which
 // the record could not keep, matches ErrInvalidValue too). A value the record could not give back unchanged
 // is refused with ErrInvalidValue and the session is left as it was: a NaN
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
-// too), a time outside years 0 to 9999, a value encoding/json refuses, or
+// too), a time outside years 0 to 9999, a value encoding/json refuses, a
+// struct (or a pointer to one) that holds data only in unexported fields,
+// which JSON keeps none of (an error made by errors.New: put err.Error()), or
 // one whose JSON nests arrays and objects more than 61 levels deep
 // (inside the record, past the 64 that other languages' JSON parsers read
 // by default; a deeper value read from a record written by an earlier
@@ -540,7 +544,14 @@ func Put(ctx context.Context, key string, value any) error {
 }
 
 // Get returns the value of key as a T. ok is false when there is no such
-// value or it does not fit T.
+// value or it does not fit T. A value of one of the types Put keeps as
+// themselves fits only that type; any other was stored as JSON and fits
+// whatever encoding/json decodes it into without an error, by its lenient
+// rules: fields the JSON lacks are left zero and fields T lacks are
+// ignored (matched case-insensitively), an array longer than a Go array
+// is cut, and a null (a nil pointer, map or slice put) decodes into any T
+// as its zero value. Ask for the type that was put. A []byte is the
+// caller's own copy.
 func Get[T any](ctx context.Context, key string) (value T, ok bool) {
 	st := stateFrom(ctx)
 	if st == nil || !validKey(key) {
@@ -552,8 +563,9 @@ func Get[T any](ctx context.Context, key string) (value T, ok bool) {
 }
 
 // Pop returns the value of key as a T, like Get, and removes it from the
-// session. Once the response has started, or when the session could not be
-// read, it can remove nothing and returns false.
+// session. A value that does not fit T stays, and Pop returns false. Once
+// the response has started, or when the session could not be read, it can
+// remove nothing and returns false.
 func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	st := stateFrom(ctx)
 	if st == nil || !validKey(key) {
@@ -564,10 +576,14 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	if st.canWrite() != nil || !st.m.engine.Exists(st.engineData(), key) {
 		return value, false
 	}
+	v := st.m.engine.Get(st.engineData(), key)
+	if value, ok = as[T](v); !ok {
+		return value, false
+	}
 	st.change(key, removal{})
-	v := st.m.engine.Pop(st.engineData(), key)
+	st.m.engine.Remove(st.engineData(), key)
 	st.size -= int32(st.m.entrySize(key, v))
-	return as[T](v)
+	return value, true
 }
 
 // Remove deletes key from the session; the response saves the change. After
@@ -622,9 +638,15 @@ func keyed(ctx context.Context, key string) (*state, error) {
 // as converts a value held in a session to a T.
 func as[T any](v any) (T, bool) {
 	var t T
-	if raw, ok := v.(jsonValue); ok {
-		err := json.Unmarshal(raw, &t)
+	switch v := v.(type) {
+	case jsonValue:
+		err := json.Unmarshal(v, &t)
 		return t, err == nil
+	case []byte:
+		// A copy: the caller's writes must not reach the session.
+		v = bytes.Clone(v)
+		t, ok := any(v).(T)
+		return t, ok
 	}
 	t, ok := v.(T)
 	return t, ok

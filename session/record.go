@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -680,7 +681,9 @@ func normalize(v any) (any, error) {
 			// readers of the record.)
 			return []byte{}, nil
 		}
-		return v, nil
+		// A copy, as a value of any other type is (encoded at once):
+		// the caller's later writes must not reach the session.
+		return bytes.Clone(v), nil
 	case bool, int, int64, jsonValue:
 		return v, nil
 	case time.Time:
@@ -697,6 +700,9 @@ func normalize(v any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
+		if string(b) == "{}" && lostInJSON(v) {
+			return nil, fmt.Errorf("%w: %T holds data in fields JSON does not keep (all unexported): it would come back empty", ErrInvalidValue, v)
+		}
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
@@ -705,6 +711,28 @@ func normalize(v any) (any, error) {
 		}
 		return jsonValue(b), nil
 	}
+}
+
+// lostInJSON reports whether v is a struct, or a pointer to one, whose
+// fields are all unexported (none embedded) and not all zero: encoding/json
+// writes it as {}, which gives back the zero value, not v. An error made by
+// errors.New or fmt.Errorf is one; the zero value of such a type comes back
+// unchanged, and is not.
+func lostInJSON(v any) bool {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct || rv.IsZero() {
+		return false
+	}
+	t := rv.Type()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() || f.Anonymous {
+			return false
+		}
+	}
+	return true
 }
 
 // nestedDeeper reports whether the JSON b nests arrays and objects more

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -42,6 +43,10 @@ func TestPutRefuses(t *testing.T) {
 		{"raw JSON with half a surrogate pair", json.RawMessage(`["\ud800"]`)},
 		{"raw JSON with a low surrogate alone", json.RawMessage(`{"k":"\udc00x"}`)},
 		{"slice with a time past 9999", []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		// JSON keeps no field of these: they would come back empty.
+		{"error", errors.New("card declined")},
+		{"wrapped error", fmt.Errorf("checkout: %w", errors.New("card declined"))},
+		{"struct of unexported fields", struct{ n int }{1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -539,4 +544,60 @@ func TestPutTimeOffsets(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPopWrongType pops a value as a type it does not fit: Pop returns
+// false and the value stays, in the request and in the record; popped as
+// its own type it goes.
+func TestPopWrongType(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := Put(ctx, "flash", "Saved!"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, ok := Pop[int](ctx, "flash"); ok {
+			t.Errorf("Pop[int] of a string = %v, true; want false", v)
+		}
+		if v, ok := Get[string](ctx, "flash"); !ok || v != "Saved!" {
+			t.Errorf("Get after Pop[int] = %q, %v; want the value kept", v, ok)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, ok := Pop[string](ctx, "flash"); !ok || v != "Saved!" {
+			t.Errorf("Pop[string] in the next request = %q, %v; want Saved!", v, ok)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if v, ok := Get[string](ctx, "flash"); ok {
+			t.Errorf("Get after Pop[string] = %q; want it gone", v)
+		}
+	})
+}
+
+// TestBytesCopied writes into the slice given to Put and into the one Get
+// returned: neither write reaches the session, in the request or in the
+// record, as for a value of any other type.
+func TestBytesCopied(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		b := []byte("token-A")
+		if err := Put(ctx, "b", b); err != nil {
+			t.Fatal(err)
+		}
+		copy(b, "XXXXX")
+		got, _ := Get[[]byte](ctx, "b")
+		copy(got, "YYYYY")
+		if got, _ := Get[[]byte](ctx, "b"); string(got) != "token-A" {
+			t.Errorf("Get in the request = %q, want token-A", got)
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if got, _ := Get[[]byte](ctx, "b"); string(got) != "token-A" {
+			t.Errorf("Get in the next request = %q, want token-A", got)
+		}
+	})
 }
