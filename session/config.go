@@ -2,12 +2,14 @@ package session
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +79,7 @@ type Config struct {
 	// docs/near-cache.md). A request that outlasts it finds its session
 	// ended at the commit, and its changes are dropped.
 	// Zero means DefaultIdleTimeout (30m); a negative value disables the idle
-	// timeout, leaving only Lifetime.
+	// timeout, leaving only Lifetime; otherwise at least 1ms.
 	IdleTimeout time.Duration
 
 	// CookieName is the name of the session cookie. Zero means
@@ -251,6 +253,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if len(k) < MinKeyLength {
 			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
 		}
+		if slices.ContainsFunc(cfg.Keys, func(key []byte) bool { return subtle.ConstantTimeCompare(key, k) == 1 }) {
+			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d] is in Keys too: a key in Keys still verifies; take it out of Keys to retire it", i)
+		}
 	}
 	if cfg.TagKey != nil && len(cfg.TagKey) < MinKeyLength {
 		return cfg, fmt.Errorf("session: Config.TagKey: want at least %d bytes, got %d", MinKeyLength, len(cfg.TagKey))
@@ -270,8 +275,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		// token or a record.
 		return cfg, fmt.Errorf("session: Config.Lifetime: want 1ms to 100 years, got %v", cfg.Lifetime)
 	}
-	if cfg.IdleTimeout == 0 {
+	switch {
+	case cfg.IdleTimeout == 0:
 		cfg.IdleTimeout = DefaultIdleTimeout
+	case cfg.IdleTimeout > 0 && cfg.IdleTimeout < time.Millisecond:
+		// Redis keeps times to live in milliseconds; and a value so
+		// short is a unit forgotten (30 meant as minutes), which would
+		// end every session before its next request.
+		return cfg, fmt.Errorf("session: Config.IdleTimeout: want 1ms or more, or a negative value for none, got %v", cfg.IdleTimeout)
 	}
 	if cfg.MaxSessionsPerUser < 0 {
 		return cfg, errors.New("session: Config.MaxSessionsPerUser: must not be negative")
@@ -305,6 +316,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		if cfg.InsecureCookie {
 			return cfg, errors.New("session: Config.SameSite: SameSite=None needs a Secure cookie, but InsecureCookie is set")
 		}
+	case http.SameSiteDefaultMode:
+		// net/http writes no attribute for it, and browsers differ on
+		// what that means.
+		return cfg, errors.New("session: Config.SameSite: http.SameSiteDefaultMode sends no SameSite attribute, which browsers read differently: leave it zero for Lax, or say Lax, Strict or None")
 	default:
 		return cfg, fmt.Errorf("session: Config.SameSite: unknown value %d", cfg.SameSite)
 	}
@@ -339,7 +354,7 @@ func validCookieName(name string) bool {
 //	SESSION_KEYS          comma-separated signing keys, each the base64 (standard or URL alphabet,
 //	                      padded or not) of at least 32 random bytes; the first signs
 //	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h, 1ms to 100 years
-//	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m; 0 disables it
+//	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m, at least 1ms; 0 disables it
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
 //	SESSION_MAX_PER_USER  most sessions one user may have at once; 0 means no limit
 //	SESSION_TAG_KEY       the base64 of at least 32 random bytes (Config.TagKey), needed on a Redis Cluster
@@ -377,8 +392,8 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 	}
 	if v, ok := lookup("SESSION_IDLE_TIMEOUT"); ok {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return cfg, fmt.Errorf("session: SESSION_IDLE_TIMEOUT: want a duration such as 30m, or 0 to disable, got %q", v)
+		if err != nil || d < 0 || d > 0 && d < time.Millisecond {
+			return cfg, fmt.Errorf("session: SESSION_IDLE_TIMEOUT: want a duration such as 30m (at least 1ms), or 0 to disable, got %q", v)
 		}
 		if d == 0 {
 			d = -1 // Config's spelling of "disabled"

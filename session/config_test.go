@@ -45,6 +45,10 @@ func TestConfigErrors(t *testing.T) {
 		{"host prefix lower case insecure", Config{Keys: k, CookieName: "__host-x", InsecureCookie: true}, "Config.CookieName"},
 		{"secure prefix upper case insecure", Config{Keys: k, CookieName: "__SECURE-x", InsecureCookie: true}, "Config.CookieName"},
 		{"samesite none insecure", Config{Keys: k, SameSite: http.SameSiteNoneMode, InsecureCookie: true}, "Config.SameSite"},
+		{"samesite default mode", Config{Keys: k, SameSite: http.SameSiteDefaultMode}, "Lax, Strict or None"},
+		// 30 meant as minutes: every session would end before its next request.
+		{"idle timeout under a millisecond", Config{Keys: k, IdleTimeout: 30}, "Config.IdleTimeout"},
+		{"retired key still in Keys", Config{Keys: [][]byte{testKey(1), testKey(2)}, RetiredKeys: [][]byte{testKey(2)}}, "Config.RetiredKeys[0] is in Keys"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,6 +101,7 @@ func TestFromEnv(t *testing.T) {
 		{"lifetime under a millisecond", map[string]string{"SESSION_LIFETIME": "500us"}, nil, "SESSION_LIFETIME"},
 		{"lifetime over a century", map[string]string{"SESSION_LIFETIME": "1000000h"}, nil, "SESSION_LIFETIME"},
 		{"bad idle", map[string]string{"SESSION_IDLE_TIMEOUT": "-1m"}, nil, "SESSION_IDLE_TIMEOUT"},
+		{"idle under a millisecond", map[string]string{"SESSION_IDLE_TIMEOUT": "30ns"}, nil, "SESSION_IDLE_TIMEOUT"},
 		{"bad secure", map[string]string{"SESSION_COOKIE_SECURE": "yes please"}, nil, "SESSION_COOKIE_SECURE"},
 		{"keep user agent", map[string]string{"SESSION_KEEP_USER_AGENT": "true"}, func(c Config) bool { return c.KeepUserAgent && !c.PreviousFormat }, ""},
 		{"previous format", map[string]string{"SESSION_PREVIOUS_FORMAT": "true", "SESSION_KEEP_USER_AGENT": "false"}, func(c Config) bool { return c.PreviousFormat && !c.KeepUserAgent }, ""},
