@@ -34,6 +34,13 @@ import (
 // then on the session cannot change: session.Put, Create, Renew and the
 // like return session.ErrResponseStarted.
 //
+// Sessions must wrap http.TimeoutHandler, not the other way round: inside
+// it, a handler that times out after a login or a renewal has its
+// response, and with it the new cookie, thrown away by TimeoutHandler,
+// while the old token is already dead in the store, which logs the user
+// out. Outside it, the timeout's 503 goes through Sessions and carries the
+// cookie.
+//
 // A handler that panics before its response started saves none of the
 // values it put (after, they were saved with the commit), but its response
 // (the 500 of a recovering middleware around Sessions) still carries the

@@ -369,6 +369,43 @@ func TestVaryOnce(t *testing.T) {
 	}
 }
 
+// TestTimeoutHandlerInside runs a handler that renews the session, then
+// outlasts an http.TimeoutHandler inside Sessions, as the documentation
+// says to nest them: the timeout's 503 carries the renewed cookie, and the
+// browser stays logged in.
+func TestTimeoutHandlerInside(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.login(c, "alice")
+	renewed := make(chan struct{})
+	slow := http.TimeoutHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(renewed)
+		if err := session.Renew(r.Context()); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}), 50*time.Millisecond, "too slow")
+	srv := httptest.NewServer(middleware.Sessions(h.m)(slow))
+	defer srv.Close()
+	// The jar sends alice's cookie there too: cookies do not tell ports apart.
+	resp := h.do(c, "GET", "/me", nil)
+	if resp.code != http.StatusOK || resp.body != "alice" {
+		t.Fatalf("GET /me = %d %q", resp.code, resp.body)
+	}
+	r, err := c.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	<-renewed
+	if r.StatusCode != http.StatusServiceUnavailable || len(r.Header.Values("Set-Cookie")) != 1 {
+		t.Errorf("timed-out renewal = %d, Set-Cookie %q; want 503 with the new cookie", r.StatusCode, r.Header.Values("Set-Cookie"))
+	}
+	if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusOK || resp.body != "alice" {
+		t.Errorf("after the timed-out renewal GET /me = %d %q, want alice still logged in", resp.code, resp.body)
+	}
+}
+
 // setVary returns next with Vary set to v before it runs.
 func setVary(v string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

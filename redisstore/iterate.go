@@ -20,7 +20,10 @@ const scanCount = 100
 // "<KeyPrefix>session:*", COUNT 100, and fetches each batch with one MGET on
 // the same connection; records that expired or were removed between SCAN and
 // MGET are skipped, and so are the pointers that renewed anonymous sessions
-// leave behind (see [Store.MoveSession]), which are no records. On a Redis Cluster it walks every master in turn, as
+// leave behind (see [Store.MoveSession]), which are no records, and the
+// records of another Store on the same database whose KeyPrefix lies
+// under this one's (a KeyPrefix of "session:" under none): their keys
+// hold a colon after this Store's "<KeyPrefix>session:", which no id does. On a Redis Cluster it walks every master in turn, as
 // CLUSTER SLOTS lists them when Iterate starts. The connection goes back to
 // the pool before fn runs, so fn may call the Store, even with a pool of one
 // connection.
@@ -74,7 +77,7 @@ func (s *Store) iterate(ctx context.Context, src Source, fn func(id string, reco
 		err := s.doOn(ctx, src, "iterate", func(ctx context.Context, conn redis.Conn) error {
 			var err error
 			cursor, keys, err = scan(ctx, conn, cursor, match, "")
-			keys = slices.DeleteFunc(keys, isPointer)
+			keys = slices.DeleteFunc(keys, s.notRecord)
 			if err != nil || len(keys) == 0 {
 				return err
 			}

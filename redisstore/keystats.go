@@ -270,7 +270,7 @@ func (s *Store) walk(ctx context.Context, src Source, kind keyKind, quota int64,
 				return err
 			}
 			if !kind.index {
-				keys = slices.DeleteFunc(keys, isPointer) // no records
+				keys = slices.DeleteFunc(keys, s.notRecord) // no records
 			}
 			step, err = s.measure(ctx, conn, kind, keys, quota-c.sampled)
 			return err

@@ -422,6 +422,13 @@ func TestIterate(t *testing.T) {
 		t.Fatalf("MoveSession = %v, %v", moved, err)
 	}
 	want["anon-to"] = "rec"
+	// Another Store on the same database, whose KeyPrefix lies under this
+	// one's: its sessions are no ids of this one's, and a Remove of them
+	// here would log its users out.
+	other := open(t, srv, redisstore.Config{KeyPrefix: "session:"})
+	if _, err := other.Insert(ctx, "theirs", []byte("rec"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	srv.Do(t, "SET", "user:1:sessions", "not a session")
 	srv.Do(t, "SADD", "session:a-set", "not a string") // MGET gives nil: skipped
 	time.Sleep(5 * time.Millisecond)                   // let the 1ms expiries pass
@@ -438,8 +445,11 @@ func TestIterate(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("Iterate visited %d records, want %d", len(got), len(want))
 	}
-	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 3 {
-		t.Fatalf("DBSIZE after removing every record = %d, want 3 (two keys of others, a pointer)", n)
+	if n, _ := srv.Do(t, "EXISTS", "session:session:theirs").(int64); n != 1 {
+		t.Error("Iterate handed out, and its fn removed, a session of the Store with the KeyPrefix session:")
+	}
+	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 4 {
+		t.Fatalf("DBSIZE after removing every record = %d, want 4 (two keys of others, the other Store's record, a pointer)", n)
 	}
 
 	stop := errors.New("stop")

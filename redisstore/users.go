@@ -519,7 +519,7 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 // nextSuffix ends the key of the pointer an anonymous session leaves
 // behind when MoveSession moves it, "<KeyPrefix>session:<id>:next": an id
 // never holds a colon, so no record's key ends so, and Iterate and KeyStats
-// leave these keys out.
+// leave these keys out (see notRecord).
 const nextSuffix = ":next"
 
 // nextKey returns the key of the pointer that MoveSession leaves behind
@@ -528,10 +528,14 @@ func (s *Store) nextKey(id string) string {
 	return s.prefix + id + nextSuffix
 }
 
-// isPointer reports whether key, a key under "<KeyPrefix>session:", is a
-// pointer MoveSession left behind rather than a record.
-func isPointer(key string) bool {
-	return strings.HasSuffix(key, nextSuffix)
+// notRecord reports whether key, a key that SCAN found under
+// "<KeyPrefix>session:", is none of this Store's session records, as an id
+// never holds a colon: a pointer MoveSession left behind, or a key of
+// another Store on the same database whose KeyPrefix lies under this one's
+// ("session:" under ""), whose sessions Iterate must not hand out as this
+// Store's ids.
+func (s *Store) notRecord(key string) bool {
+	return strings.Contains(key[len(s.prefix):], ":")
 }
 
 // MovedTo returns the id to which MoveSession moved the anonymous session
