@@ -150,12 +150,15 @@
 // get-master-addr-by-name; writes in between still go to the old master,
 // unless the once-a-second poll falls there. A manual SENTINEL FAILOVER
 // lost 21 to 24 of about 400 acknowledged logouts, and logins with them, in
-// our tests, without a single failed request. Set min-replicas-to-write 1
-// (and a small min-replicas-max-lag) on the servers, with two replicas or
-// more so that a master that lost one still has one: the old master then
-// refuses writes as soon as its replica leaves, so those requests fail with
-// 503 instead of being lost. Add WaitReplicas, set to the number of
-// replicas, to make each logout wait for them all.
+// our tests, without a single failed request. Set WaitReplicas to the
+// number of replicas to make each logout wait for them all: an
+// acknowledged logout then survives the switch whatever the number of
+// replicas (logins are not protected; losing one costs a new login).
+// min-replicas-to-write 1 (and a small min-replicas-max-lag) on the servers
+// makes the old master refuse every write instead, but only with a single
+// replica, whose promotion leaves the old master with none; with two, the
+// old master keeps the other, and goes on acknowledging writes that are
+// lost.
 //
 // With [Config.ClusterNodes] (REDIS_CLUSTER_NODES), Open uses a Redis
 // Cluster through github.com/mna/redisc, which learns the slot map with
