@@ -40,12 +40,13 @@ type Store struct {
 	keyPrefix string         // KeyPrefix
 	prefix    string         // KeyPrefix + "session:"
 	timeout   time.Duration
-	replicas  int          // WaitReplicas
-	maxActive int          // MaxActive, per node on a Cluster
-	observer  Observer     // Config.Observer, or nil
-	dials     *dialCounter // of the pools Open built, else nil
-	turns     turns        // of optimistic transactions on one key; see doTurn
-	near      *nearCache   // Config.NearCache, or nil; see nearcache.go
+	replicas  int           // WaitReplicas
+	waits     chan struct{} // places of the calls that wait for replicas; see confirming
+	maxActive int           // MaxActive, per node on a Cluster
+	observer  Observer      // Config.Observer, or nil
+	dials     *dialCounter  // of the pools Open built, else nil
+	turns     turns         // of optimistic transactions on one key; see doTurn
+	near      *nearCache    // Config.NearCache, or nil; see nearcache.go
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -123,6 +124,9 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
 	}
+	if s.replicas > 0 {
+		s.waits = make(chan struct{}, max(1, cmp.Or(s.maxActive, DefaultMaxActive)/4))
+	}
 	s.startNearCache(cfg, foreign)
 	return s
 }
@@ -164,6 +168,8 @@ func (s *Store) Update(ctx context.Context, id string, record []byte, ttl time.D
 // error. With [Config.WaitReplicas], it then waits for the replicas.
 func (s *Store) Remove(ctx context.Context, id string) error {
 	key := s.prefix + id
+	ctx, release := s.confirming(ctx)
+	defer release()
 	return s.do(ctx, "remove", key, func(ctx context.Context, conn redis.Conn) error {
 		if _, err := cmd(ctx, conn, "DEL", key); err != nil {
 			return err
@@ -556,6 +562,9 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	if s.replicas == 0 {
 		return nil
 	}
+	if ctx.Value(unplacedKey{}) != nil {
+		return errUnconfirmed
+	}
 	left, err := timeLeft(ctx)
 	if err != nil {
 		return err
@@ -579,6 +588,37 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	}
 	return nil
 }
+
+// confirming is the start of a call that ends sessions, which with
+// WaitReplicas holds its connection through WAIT: as long as the replicas
+// take, up to three quarters of the Timeout while one is stalled (stopped,
+// or resyncing). Without a bound, a burst of logouts then held every
+// pooled connection, and reads, logins and Ping, which wait for no
+// replica, waited for one until they failed too. So at most a quarter of
+// MaxActive such calls (at least one) wait for replicas at once: confirming
+// gives ctx a time budget of one Timeout, and waits, holding no
+// connection, up to half of it for a place. A call that gets none ends its
+// sessions all the same, without WAIT, and fails as unconfirmed (see
+// confirm), as it would after waiting in vain. It returns the budget and
+// the release of the place. Without WaitReplicas it returns ctx as it is.
+func (s *Store) confirming(ctx context.Context) (context.Context, func()) {
+	if s.waits == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	wait, stop := context.WithTimeout(ctx, s.timeout/2)
+	defer stop()
+	select {
+	case s.waits <- struct{}{}:
+		return ctx, func() { <-s.waits; cancel() }
+	case <-wait.Done():
+		return context.WithValue(ctx, unplacedKey{}, true), cancel
+	}
+}
+
+// unplacedKey marks the context of a call that got no place to wait for
+// replicas: see confirming.
+type unplacedKey struct{}
 
 // errUnconfirmed reports a WAIT that fewer replicas than WaitReplicas
 // answered in time.

@@ -634,6 +634,8 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 // error.
 func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
 	key := s.prefix + id
+	ctx, release := s.confirming(ctx)
+	defer release()
 	if userID != "" && !s.sameSlot(key, s.userKey(userID)) {
 		// On a Redis Cluster, a session made before session.Config.TagKey
 		// was set lies in another slot than the user's index: delete the
@@ -830,6 +832,8 @@ func maybeMoved(gone, all, again []string) bool {
 func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (removed []string, err error) {
 	index := s.userKey(userID)
 	gone := false // keep is not in the index; not an error of Redis's
+	ctx, release := s.confirming(ctx)
+	defer release()
 	err = s.doTurn(ctx, "remove_user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		tries := 0
 		err := optimistic(ctx, func() (retry bool, err error) {

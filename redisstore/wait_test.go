@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,6 +244,67 @@ func TestWaitReplicas(t *testing.T) {
 	replica.Stop(t)
 	pollUntil(t, "the master to notice the replica is gone", func() bool { return connectedReplicas(t, master) == 0 })
 	run("replica stopped", false)
+}
+
+// TestWaitLeavesPoolFree pauses the replica and sends a burst of logouts
+// (Remove, RemoveUserSession, RemoveUserSessions) that each wait for it
+// until their Timeout: at most a quarter of MaxActive of them hold a
+// connection at once, so reads, logins and Ping, which wait for no
+// replica, are served meanwhile; the logouts fail with ErrUnavailable,
+// their sessions ended on the master. Before, the waiting logouts held
+// every pooled connection, and every other call failed as well.
+func TestWaitLeavesPoolFree(t *testing.T) {
+	master, replica := startReplicated(t)
+	const maxActive = 8
+	s := open(t, master, redisstore.Config{WaitReplicas: 1, MaxActive: maxActive, Timeout: time.Second, ReadTimeout: 10 * time.Second})
+	ctx := context.Background()
+	calls := endingCalls()
+	const burst = 4 * maxActive
+	for i := range burst {
+		calls[i%len(calls)].setup(t, s, master, fmt.Sprintf("burst%d", i))
+	}
+	if _, err := s.Insert(ctx, "reader", []byte("r"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, master)
+	replica.Pause(t)
+	defer replica.Resume(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, burst)
+	for i := range burst {
+		wg.Go(func() {
+			errs <- calls[i%len(calls)].call(ctx, s, fmt.Sprintf("burst%d", i))
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // the burst is waiting on the replica
+	deadline := time.Now().Add(700 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		if _, ok, err := s.Load(ctx, "reader", 0); err != nil || !ok {
+			t.Fatalf("read %d while logouts wait for a paused replica = %v, %v; want the record", n, ok, err)
+		}
+		if _, err := s.Insert(ctx, fmt.Sprintf("login%d", n), []byte("l"), time.Hour); err != nil {
+			t.Fatalf("login %d while logouts wait for a paused replica = %v", n, err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping while logouts wait for a paused replica = %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, redisstore.ErrUnavailable) {
+			t.Errorf("a logout that the paused replica did not confirm = %v, want ErrUnavailable", err)
+		}
+	}
+	for i := range burst {
+		for _, key := range calls[i%len(calls)].gone(fmt.Sprintf("burst%d", i)) {
+			if hasKey(t, master, key) {
+				t.Errorf("after the burst the master still has %s", key)
+			}
+		}
+	}
 }
 
 // TestWaitReplicasZero checks that without WaitReplicas nothing sends WAIT:
