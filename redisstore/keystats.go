@@ -87,6 +87,13 @@ type NodeStats struct {
 	UsedMemory int64
 	// MaxMemory is the server's maxmemory; 0 means no limit.
 	MaxMemory int64
+	// MaxMemoryPolicy is the server's maxmemory-policy. Sessions need
+	// noeviction (Redis's default) wherever MaxMemory is set: every key
+	// sessionkit writes has a time to live, so any other policy (volatile-*
+	// as much as allkeys-*) lets Redis evict a user's index and keep the
+	// user's sessions, which "log out everywhere" then misses, or evict
+	// sessions, which logs their users out at random.
+	MaxMemoryPolicy string
 	// FragmentationRatio is mem_fragmentation_ratio, the resident memory
 	// over UsedMemory.
 	FragmentationRatio float64
@@ -381,6 +388,8 @@ func parseNodeInfo(info string, ns *NodeStats) error {
 			ns.UsedMemory, err = strconv.ParseInt(value, 10, 64)
 		case name == "maxmemory":
 			ns.MaxMemory, err = strconv.ParseInt(value, 10, 64)
+		case name == "maxmemory_policy":
+			ns.MaxMemoryPolicy = value
 		case name == "mem_fragmentation_ratio":
 			ns.FragmentationRatio, err = strconv.ParseFloat(value, 64)
 		case isDB(name):

@@ -206,6 +206,8 @@ func TestKeyStats(t *testing.T) {
 	if d.sessions != sessions || d.indexes != users || d.entries != entries {
 		t.Fatalf("setup: %d sessions, %d indexes, %d entries in Redis; want %d, %d, %d", d.sessions, d.indexes, d.entries, sessions, users, entries)
 	}
+	// A policy other than Redis's default, which KeyStats must report.
+	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "volatile-lru")
 	maxmemory, err := redis.Strings(srv.Do(t, "CONFIG", "GET", "maxmemory"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +300,9 @@ func TestKeyStats(t *testing.T) {
 			}
 			if n.Keys != d.keys || n.Expires != d.expires {
 				t.Errorf("Nodes[0] keys, expires = %d, %d; want %d, %d", n.Keys, n.Expires, d.keys, d.expires)
+			}
+			if n.MaxMemoryPolicy != "volatile-lru" {
+				t.Errorf("Nodes[0].MaxMemoryPolicy = %q, want volatile-lru", n.MaxMemoryPolicy)
 			}
 			if n.UsedMemory < ksSum(d.sessionMem) || n.FragmentationRatio <= 0 || fmt.Sprint(n.MaxMemory) != maxmemory[1] {
 				t.Errorf("Nodes[0] = %+v; want used_memory above the records' %d bytes, a fragmentation ratio and maxmemory %s", n, ksSum(d.sessionMem), maxmemory[1])
