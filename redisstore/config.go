@@ -156,11 +156,14 @@ type Config struct {
 	// forget it with SENTINEL RESET and this setting is lowered), every
 	// logout fails with ErrUnavailable, its session ended on the master
 	// all the same. A WAIT holds its pooled connection while it waits (up
-	// to three quarters of the Timeout while a replica is stalled), so at
-	// most a quarter of MaxActive calls (at least one) wait at once; a call
-	// that finds no place free within half its Timeout ends its sessions
-	// without waiting and fails the same way, and reads, logins and Ping
-	// keep the rest of the pool.
+	// to three quarters of the Timeout while a replica is stalled), so, on
+	// one server and under Sentinel, at most a quarter of MaxActive calls
+	// (at least one) wait at once; a call that finds no place free within
+	// half its Timeout ends its sessions without waiting and fails the same
+	// way, and reads, logins and Ping keep the rest of the pool. On a
+	// Cluster no such bound applies: each master has a pool of its own, so
+	// a stalled replica can exhaust only its master's, failing the calls on
+	// that master's slots.
 	WaitReplicas int
 
 	// Observer, when set, is told of every Store call (for metrics; the

@@ -30,8 +30,11 @@ type Source interface {
 //
 // The caller chooses each id, and it must not be the secret a client
 // presents (see the package documentation): ids become Redis keys, which
-// MONITOR, SLOWLOG, replicas and backups all see. Store never writes an id
-// or a key into an error or a log.
+// MONITOR, SLOWLOG, replicas and backups all see. An id holds no colon
+// (the session package's are base64url, after a {tag} on a Cluster):
+// Iterate and KeyStats leave out the keys that hold one after
+// "<KeyPrefix>session:", which are another Store's or a renewal's pointer.
+// Store never writes an id or a key into an error or a log.
 //
 // A Store is safe for concurrent use.
 type Store struct {
@@ -50,10 +53,13 @@ type Store struct {
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix, Timeout, WaitReplicas and NearCache (the other fields
-// configure [NewPool], and the near-cache's own connection), but it
-// validates all of it. Close on the Store closes src if src has a Close
-// method.
+// only KeyPrefix, Timeout, WaitReplicas, NearCache and, with WaitReplicas,
+// MaxActive (the other fields configure [NewPool], and the near-cache's own
+// connection), but it validates all of it. With WaitReplicas, MaxActive
+// must be the most connections src hands out at once, which New reads
+// itself when src is a *redis.Pool with a MaxActive: a quarter of it is
+// the bound on logouts waiting for replicas (see [Config.WaitReplicas]).
+// Close on the Store closes src if src has a Close method.
 //
 // New is for one server (or a Source that always hands out connections to
 // the current master); cfg must not name Sentinel or Cluster nodes, which
@@ -79,6 +85,9 @@ func New(src Source, cfg Config) (*Store, error) {
 	}
 	if cfg.mode() != modeSingle {
 		return nil, errors.New("redisstore: New: Config names Sentinel or Cluster nodes; use Open")
+	}
+	if p, ok := src.(*redis.Pool); ok && p.MaxActive > 0 {
+		cfg.MaxActive = p.MaxActive
 	}
 	return newStore(src, cfg, true), nil
 }
@@ -124,7 +133,10 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
 	}
-	if s.replicas > 0 {
+	// On a Cluster each master has a pool of its own, which one stalled
+	// replica can only exhaust for its master's slots, while places shared
+	// by all the masters would let it fail the logouts of the others.
+	if s.replicas > 0 && cfg.mode() != modeCluster {
 		s.waits = make(chan struct{}, max(1, cmp.Or(s.maxActive, DefaultMaxActive)/4))
 	}
 	s.startNearCache(cfg, foreign)

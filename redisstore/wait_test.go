@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,13 +254,33 @@ func TestWaitReplicas(t *testing.T) {
 // replica, are served meanwhile; the logouts fail with ErrUnavailable,
 // their sessions ended on the master. Before, the waiting logouts held
 // every pooled connection, and every other call failed as well.
+//
+// The same with New on a pool of the caller's, whose MaxActive New reads.
 func TestWaitLeavesPoolFree(t *testing.T) {
-	master, replica := startReplicated(t)
 	const maxActive = 8
-	s := open(t, master, redisstore.Config{WaitReplicas: 1, MaxActive: maxActive, Timeout: time.Second, ReadTimeout: 10 * time.Second})
+	t.Run("Open", func(t *testing.T) {
+		master, replica := startReplicated(t)
+		s := open(t, master, redisstore.Config{WaitReplicas: 1, MaxActive: maxActive, Timeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+		waitLeavesPoolFree(t, master, replica, s, maxActive)
+	})
+	t.Run("New", func(t *testing.T) {
+		master, replica := startReplicated(t)
+		pool := &redis.Pool{MaxActive: maxActive, Wait: true, Dial: func() (redis.Conn, error) { return redis.Dial("tcp", master.Addr()) }}
+		s, err := redisstore.New(pool, redisstore.Config{WaitReplicas: 1, Timeout: 2 * time.Second}) // MaxActive left at its default, 64
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		waitLeavesPoolFree(t, master, replica, s, maxActive)
+	})
+}
+
+// waitLeavesPoolFree is TestWaitLeavesPoolFree on s, a Store with
+// WaitReplicas 1 on master, whose pool holds maxActive connections.
+func waitLeavesPoolFree(t *testing.T, master, replica *redistest.Server, s *redisstore.Store, maxActive int) {
 	ctx := context.Background()
 	calls := endingCalls()
-	const burst = 4 * maxActive
+	burst := 4 * maxActive
 	for i := range burst {
 		calls[i%len(calls)].setup(t, s, master, fmt.Sprintf("burst%d", i))
 	}
@@ -278,17 +299,22 @@ func TestWaitLeavesPoolFree(t *testing.T) {
 		})
 	}
 	time.Sleep(100 * time.Millisecond) // the burst is waiting on the replica
-	deadline := time.Now().Add(700 * time.Millisecond)
+	// Each logout holds its connection for its WAIT, three quarters of the
+	// 2s Timeout; the calls that wait for no replica must get one within
+	// half a second (a readiness probe's budget) all the while.
+	deadline := time.Now().Add(1200 * time.Millisecond)
 	for n := 0; time.Now().Before(deadline); n++ {
-		if _, ok, err := s.Load(ctx, "reader", 0); err != nil || !ok {
+		served, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		if _, ok, err := s.Load(served, "reader", 0); err != nil || !ok {
 			t.Fatalf("read %d while logouts wait for a paused replica = %v, %v; want the record", n, ok, err)
 		}
-		if _, err := s.Insert(ctx, fmt.Sprintf("login%d", n), []byte("l"), time.Hour); err != nil {
+		if _, err := s.Insert(served, fmt.Sprintf("login%d", n), []byte("l"), time.Hour); err != nil {
 			t.Fatalf("login %d while logouts wait for a paused replica = %v", n, err)
 		}
-		if err := s.Ping(ctx); err != nil {
+		if err := s.Ping(served); err != nil {
 			t.Fatalf("Ping while logouts wait for a paused replica = %v", err)
 		}
+		cancel()
 		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
@@ -305,6 +331,66 @@ func TestWaitLeavesPoolFree(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWaitClusterMastersApart pauses the replica of one master of a
+// Cluster and keeps 20 logouts of that master's sessions waiting for it:
+// the logouts on another master, whose replica is up, succeed all the
+// same. Each master has a pool of its own, and no bound shared by the
+// masters lets the stalled one take the others' places.
+func TestWaitClusterMastersApart(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{NodeTimeout: 5 * time.Second})
+	s := openCluster(t, c, redisstore.Config{WaitReplicas: 1, Timeout: time.Second})
+	ctx := context.Background()
+	masters := c.Masters(t)
+	a, b := masters[0], masters[1]
+	var onA, onB []string
+	for i := 0; len(onA) < 200 || len(onB) < 8; i++ {
+		id := fmt.Sprintf("id%d", i)
+		switch c.MasterOf(t, redistest.Slot("session:"+id)) {
+		case a:
+			if len(onA) < 200 {
+				onA = append(onA, id)
+			}
+		case b:
+			if len(onB) < 8 {
+				onB = append(onB, id)
+			}
+		}
+	}
+	for _, id := range slices.Concat(onA, onB) {
+		if _, err := s.Insert(ctx, id, []byte("r"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replicaOfA := c.ReplicaOf(t, a)
+	replicaOfA.Pause(t)
+	defer replicaOfA.Resume(t)
+
+	ids := make(chan string, len(onA))
+	for _, id := range onA {
+		ids <- id
+	}
+	close(ids)
+	stop := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for id := range ids {
+				if time.Now().After(stop) {
+					return
+				}
+				s.Remove(ctx, id) // ErrUnavailable: a's replica does not confirm
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // a's logouts are waiting
+	for _, id := range onB {
+		if err := s.Remove(ctx, id); err != nil {
+			t.Errorf("logout on the master whose replica is up, while another master's replica is paused = %v, want nil", err)
+		}
+	}
+	wg.Wait()
 }
 
 // TestWaitReplicasZero checks that without WaitReplicas nothing sends WAIT:
