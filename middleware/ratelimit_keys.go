@@ -91,8 +91,8 @@ func ByUser() Key {
 // the query string, an application/x-www-form-urlencoded body (of a POST,
 // PUT or PATCH) and a multipart/form-data body count in the order and
 // precedence FormValue gives them. The value is trimmed of spaces and
-// case-folded as strings.EqualFold compares, so "Alice " and "alice" count
-// together. Requests without the
+// case-folded, so that names strings.EqualFold takes as equal ("Alice "
+// and "alice", "ſam" and "sam") count together. Requests without the
 // field (or with it empty) are not counted by the rule. The handler reads
 // the body as sent, and must read the field with r.FormValue too:
 // r.PostFormValue and r.PostForm skip the query string, which FormValue
@@ -154,7 +154,7 @@ func cloneValues(v url.Values) url.Values {
 // body, read as encoding/json reads it into a struct field of type string:
 // the name matched case-insensitively, the last match winning, a null
 // leaving the value before it in place. The value is trimmed of spaces and
-// case-folded as strings.EqualFold compares. Requests whose body is not such an object, or lacks the
+// case-folded, as for ByFormField. Requests whose body is not such an object, or lacks the
 // field, are not counted by the rule (the handler refuses them in turn).
 func ByJSONField(name string) Key {
 	return Key{body: true, fn: func(_ *http.Request, body []byte) string {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -714,11 +715,17 @@ func normalize(v any) (any, error) {
 }
 
 // lostInJSON reports whether v is a struct, or a pointer to one, whose
-// fields are all unexported (none embedded) and not all zero: encoding/json
-// writes it as {}, which gives back the zero value, not v. An error made by
-// errors.New or fmt.Errorf is one; the zero value of such a type comes back
-// unchanged, and is not.
+// fields are all unexported (none embedded) and not all zero, and which
+// does not encode itself: encoding/json writes it as {}, which gives back
+// the zero value, not v. An error made by errors.New or fmt.Errorf is one;
+// the zero value of such a type comes back unchanged, and is not; nor is
+// a type with its own MarshalJSON or MarshalText, whose {} is its own
+// encoding.
 func lostInJSON(v any) bool {
+	switch v.(type) {
+	case json.Marshaler, encoding.TextMarshaler:
+		return false
+	}
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		rv = rv.Elem()

@@ -601,3 +601,34 @@ func TestBytesCopied(t *testing.T) {
 		}
 	})
 }
+
+// filters keeps its state unexported and encodes it itself, so JSON keeps
+// all of it, {} when the map is empty.
+type filters struct{ m map[string][]string }
+
+func (f filters) MarshalJSON() ([]byte, error) { return json.Marshal(f.m) }
+
+func (f *filters) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &f.m) }
+
+// TestPutSelfEncoding puts values of a type with unexported fields only
+// and its own MarshalJSON, empty and not: Put refuses neither (it refuses
+// such a type only when JSON would drop its data), and Get gives them back.
+func TestPutSelfEncoding(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	serve(t, m, cookie, func(ctx context.Context) {
+		for key, v := range map[string]filters{"empty": {m: map[string][]string{}}, "full": {m: map[string][]string{"tag": {"go"}}}} {
+			if err := Put(ctx, key, v); err != nil {
+				t.Errorf("Put(%s filters) = %v, want nil", key, err)
+			}
+		}
+	})
+	serve(t, m, cookie, func(ctx context.Context) {
+		if f, ok := Get[filters](ctx, "full"); !ok || len(f.m["tag"]) != 1 {
+			t.Errorf("Get(full) = %+v, %v", f, ok)
+		}
+		if f, ok := Get[filters](ctx, "empty"); !ok || f.m == nil || len(f.m) != 0 {
+			t.Errorf("Get(empty) = %+v, %v; want an empty map", f, ok)
+		}
+	})
+}
