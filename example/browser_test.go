@@ -15,6 +15,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +25,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	cdpdevice "github.com/chromedp/chromedp/device"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 const (
@@ -173,10 +180,14 @@ func (b *tab) screenshot(name string) {
 }
 
 // checkPage checks what every page must have: a title of its own, headings
-// in order from one h1, and nothing wider than the viewport (no horizontal
-// scrolling, every control in view).
+// in order from one h1, nothing wider than the viewport (no horizontal
+// scrolling, every control in view), and the script, which reloads a page
+// restored from the back/forward cache (TestBrowserBackForwardCache).
 func (b *tab) checkPage(title string) {
 	b.t.Helper()
+	if !eval[bool](b, `document.querySelector('script[src="/assets/app.js"]') !== null`) {
+		b.t.Errorf("%s: %s: the page does not load /assets/app.js", b.name, title)
+	}
 	if got := eval[string](b, `document.title`); got != title+" · sessionkit example" {
 		b.t.Errorf("%s: title %q, want %q", b.name, got, title+" · sessionkit example")
 	}
@@ -201,18 +212,14 @@ func (b *tab) checkPage(title string) {
 	}
 }
 
-func TestBrowser(t *testing.T) {
+// startBrowser starts chromium for the example e, ended with t, and
+// returns the function that opens a tab in a browser context of its own
+// (its own cookies) as device s, saving screenshots into dir.
+func startBrowser(t *testing.T, e *e2e, dir string) (open func(name string, s screen) *tab) {
+	t.Helper()
 	bin := chromium(t)
-	e := startExample(t)
-	dir := os.Getenv(screenshotsEnv)
-	if dir == "" {
-		dir = t.ArtifactDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
 	ctx, cancel := context.WithTimeout(t.Context(), browserTimeout)
-	defer cancel()
+	t.Cleanup(cancel)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		// Only the example, on 127.0.0.1: every other host name fails.
@@ -225,13 +232,13 @@ func TestBrowser(t *testing.T) {
 		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
+	t.Cleanup(cancelBrowser)
 	if err := chromedp.Do(browser); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
-	open := func(name string, s screen) *tab {
+	return func(name string, s screen) *tab {
 		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 		t.Cleanup(cancel)
 		// The tab's target lives as long as the context that creates it:
@@ -243,6 +250,18 @@ func TestBrowser(t *testing.T) {
 		b.do("emulate the device", chromedp.Emulate(s))
 		return b
 	}
+}
+
+func TestBrowser(t *testing.T) {
+	chromium(t) // skip before starting Redis
+	e := startExample(t)
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		dir = t.ArtifactDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := startBrowser(t, e, dir)
 	pc, lp := open("phone", phone), open("laptop", laptop)
 
 	// The laptop asks for its devices: the login page, user name focused.
@@ -428,4 +447,109 @@ func TestBrowser(t *testing.T) {
 	}
 	pc.checkPage("Not a page")
 	t.Logf("screenshots in %s", dir)
+}
+
+// back goes back in b's history, as the Back button does, without waiting
+// for a page to load: a page restored from the back/forward cache fires no
+// load event.
+func (b *tab) back() {
+	b.t.Helper()
+	b.do("go back", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		h, err := cdp.Call(ctx, t, cdppage.GetNavigationHistory, cdp.Empty{})
+		if err != nil {
+			return err
+		}
+		if h.CurrentIndex < 1 {
+			return fmt.Errorf("no page to go back to")
+		}
+		_, err = cdp.Call(ctx, t, cdppage.NavigateToHistoryEntry, cdppage.NavigateToHistoryEntryParams{EntryID: h.Entries[h.CurrentIndex-1].ID})
+		return err
+	}))
+}
+
+// settledTitle returns the title of b's page once it has loaded and kept
+// its address for a second, or after stepTimeout: a page that reloads
+// itself (and so replaces the document, failing an evaluation meanwhile)
+// settles on the page it reloads to.
+func (b *tab) settledTitle() string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	var last, title string
+	since := time.Now()
+	for ; ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`document.readyState === "complete" ? [location.href, document.title] : []`))
+		if err != nil || len(v) != 2 {
+			last, since = "", time.Now()
+			continue
+		}
+		if v[0] != last {
+			last, since = v[0], time.Now()
+		}
+		title = v[1]
+		if time.Since(since) >= time.Second {
+			break
+		}
+	}
+	return strings.TrimSuffix(title, " · sessionkit example")
+}
+
+// TestBrowserBackForwardCache checks that Back never shows a signed-in
+// page from the browser's back/forward cache after its session ended while
+// the browser was away from it, on another device ("Log out everywhere")
+// or by its idle timeout: the page's script loads it again, and the
+// browser gets the login page.
+//
+// Cache-Control: no-store does not keep a page out of Chromium's cache:
+// Chromium keeps it out only when an HttpOnly cookie changed after the
+// page loaded, and an end of the session on the server changes none. With
+// the example's defaults each signed-in page's own answer overwrites the
+// marker cookie, which this chromium happens to count as such a change;
+// a browser whose marker expired before its session, or another browser,
+// caches the page all the same. The test sets an idle timeout under
+// markerMargin plus a second, for which the example sets no marker: no
+// cookie changes, and the page goes into the cache. The test checks that
+// the login page came from the script's reload, so that it cannot pass
+// because the cache was not used.
+func TestBrowserBackForwardCache(t *testing.T) {
+	chromium(t) // skip before starting Redis
+	const idle = markerMargin + 500*time.Millisecond
+	e := startTestApp(t, redistest.Start(t), redisstore.Config{}, session.Config{IdleTimeout: idle})
+	away := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>Elsewhere</title><p>Another site.")
+	}))
+	t.Cleanup(away.Close)
+	open := startBrowser(t, e, t.ArtifactDir())
+	for _, tc := range []struct {
+		name, path, title string
+		end               func() // ends the browser's session while it is away
+	}{
+		{"devices, log out everywhere", "/sessions", "Your devices", func() {
+			token, _ := e.apiLogin("alice", "wonderland")
+			if r := e.send(&http.Client{Timeout: 10 * time.Second}, "POST", "/api/logout-all", "", "Authorization", "Bearer "+token); r.code != http.StatusNoContent {
+				t.Fatalf("another device's POST /api/logout-all = %d %s", r.code, r.body)
+			}
+		}},
+		{"dashboard, idle timeout", "/", "Dashboard", func() { time.Sleep(idle + time.Second) }},
+	} {
+		b := open(tc.name, laptop)
+		b.load("open /login", chromedp.Navigate(e.url+"/login?next="+url.QueryEscape(tc.path)))
+		if code := b.login("alice", "wonderland"); code != http.StatusOK {
+			t.Fatalf("%s: login = %d", b.name, code)
+		}
+		b.checkPage(tc.title)
+		b.load("go to another site", chromedp.Navigate(away.URL))
+		tc.end()
+		b.back()
+		// The script reloads only a page restored from the cache: a
+		// login page that a reload did not bring means that Back
+		// loaded the page anew, and the test checked nothing.
+		switch got, nav := b.settledTitle(), eval[string](b, `performance.getEntriesByType("navigation")[0].type`); {
+		case got != "Sign in":
+			t.Errorf("%s: Back after the session ended shows %q, want the login page", b.name, got)
+		case nav != "reload":
+			t.Errorf("%s: Back led to the login page by a navigation of type %q, not the reload of a page restored from the back/forward cache: the test checked nothing", b.name, nav)
+		}
+	}
 }

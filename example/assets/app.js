@@ -1,5 +1,6 @@
 // The example's few lines of script. Without it every page still works:
-// times show in UTC, forms submit without asking.
+// times show in UTC, forms submit without asking, and Back may show a page
+// from the browser's cache after its session ended.
 (function () {
   "use strict";
   // Relative times ("5 minutes ago"), kept up to date, with the exact time
@@ -22,6 +23,16 @@
       if (t.hasAttribute("data-abs")) t.textContent = at.toLocaleString(undefined, exact);
     });
   }
+  // A page that Back or Forward restores from the browser's back/forward
+  // cache is loaded again, so that the server, not the cache, decides what
+  // it shows. Cache-Control: no-store does not keep a page out of that
+  // cache in every browser (Chromium keeps it out only when a cookie
+  // changed since): a session ended by another device or by its idle
+  // timeout changes no cookie here, and the cached page would show the
+  // user's data after the session is gone.
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) location.reload();
+  });
   // A form with data-confirm asks before it is sent.
   document.addEventListener("submit", function (e) {
     var q = e.target.getAttribute("data-confirm");
