@@ -341,18 +341,7 @@ func TestBrowser(t *testing.T) {
 	if code := lp.login("alice", "wonderland"); code != 200 {
 		t.Fatalf("laptop: login again = %d", code)
 	}
-	dialogs := make(chan string, 1)
-	go func() {
-		for ev, err := range chromedp.Events(pc.ctx, cdppage.JavascriptDialogOpening) {
-			if err != nil {
-				return
-			}
-			dialogs <- ev.Message
-			// Should accepting fail, the form is not sent and the click
-			// below times out, failing the test.
-			_, _ = chromedp.Call(pc.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
+	dialogs := pc.acceptDialogs()
 	pc.load("reload /sessions", chromedp.Reload())
 	pc.load("sign out of all other sessions", chromedp.Click(chromedp.CSS(`form[action="/logout-others"] button`)))
 	select {
@@ -447,6 +436,24 @@ func TestBrowser(t *testing.T) {
 	}
 	pc.checkPage("Not a page")
 	t.Logf("screenshots in %s", dir)
+}
+
+// acceptDialogs accepts every dialog that b's pages open (a form's
+// confirmation), and returns their messages.
+func (b *tab) acceptDialogs() <-chan string {
+	dialogs := make(chan string, 8)
+	go func() {
+		for ev, err := range chromedp.Events(b.ctx, cdppage.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			dialogs <- ev.Message
+			// Should accepting fail, the form is not sent and the click
+			// that sent it times out, failing the test.
+			_, _ = chromedp.Call(b.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	return dialogs
 }
 
 // back goes back in b's history, as the Back button does, without waiting
@@ -551,5 +558,71 @@ func TestBrowserBackForwardCache(t *testing.T) {
 		case nav != "reload":
 			t.Errorf("%s: Back led to the login page by a navigation of type %q, not the reload of a page restored from the back/forward cache: the test checked nothing", b.name, nav)
 		}
+	}
+}
+
+// TestBrowserNotices checks that a page says what a form did only to the
+// browser that sent the form, once: a link that names a notice
+// (?notice=others on the devices page, ?notice=everywhere on the login
+// page, or in the next of a login) shows none; signing out the other
+// sessions shows its notice on the devices page it redirects to, with the
+// notice cookie that SameSite=Strict lets through that redirect, and not
+// after a reload; log out everywhere answers with the login page that says
+// so, although its answer clears the site's cookies.
+func TestBrowserNotices(t *testing.T) {
+	chromium(t) // skip before starting Redis
+	e := startExample(t)
+	open := startBrowser(t, e, t.ArtifactDir())
+	b := open("laptop", laptop)
+	notice := func() string {
+		return eval[string](b, `(n => n ? n.textContent : "")(document.querySelector(".notice"))`)
+	}
+	for _, path := range []string{"/login?notice=everywhere", "/?notice=signed-out"} {
+		b.load("open "+path, chromedp.Navigate(e.url+path))
+		if got := notice(); got != "" {
+			t.Errorf("a link to %s shows the notice %q", path, got)
+		}
+	}
+	b.load("open a login link", chromedp.Navigate(e.url+"/login?next="+url.QueryEscape("/sessions?notice=others")))
+	if code := b.login("alice", "wonderland"); code != http.StatusOK {
+		t.Fatalf("login = %d", code)
+	}
+	if loc, got := eval[string](b, `location.pathname`), notice(); loc != "/sessions" || got != "" {
+		t.Errorf("a login from a link with next=/sessions?notice=others led to %s with the notice %q, want /sessions and none", loc, got)
+	}
+	b.load("open /sessions?notice=others", chromedp.Navigate(e.url+"/sessions?notice=others"))
+	if got := notice(); got != "" {
+		t.Errorf("a link to /sessions?notice=others shows the notice %q", got)
+	}
+
+	e.apiLogin("alice", "wonderland") // another device, to sign out
+	b.load("reload /sessions", chromedp.Reload())
+	dialogs := b.acceptDialogs()
+	send := func(form string) {
+		t.Helper()
+		b.load("send "+form, chromedp.Click(chromedp.CSS(`form[action="`+form+`"] button`)))
+		select {
+		case <-dialogs:
+		default:
+			t.Errorf("%s asked for no confirmation", form)
+		}
+	}
+	send("/logout-others")
+	if got := notice(); got != noticeOthers {
+		t.Errorf("after signing out the others the notice says %q, want %q", got, noticeOthers)
+	}
+	b.load("reload /sessions", chromedp.Reload())
+	if got := notice(); got != "" {
+		t.Errorf("reloaded, the devices page says %q again", got)
+	}
+
+	send("/logout-all")
+	b.checkPage("Sign in")
+	if got := notice(); got != noticeEverywhere {
+		t.Errorf("log out everywhere answers with the notice %q, want %q", got, noticeEverywhere)
+	}
+	b.load("open /login", chromedp.Navigate(e.url+"/login"))
+	if got := notice(); got != "" {
+		t.Errorf("the login page after log out everywhere says %q again", got)
 	}
 }

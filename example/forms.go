@@ -14,7 +14,9 @@ import (
 
 // The HTML side of the example: the login page, the dashboard, the devices
 // page and their forms. Each form posts, then redirects (303) to a page,
-// so that a reload never sends it twice.
+// so that a reload never sends it twice; but a form that ends this
+// browser's session answers with the login page itself, which says so
+// (see notice.go): sent again, it finds no session and ends nothing.
 
 // pageRetry is the Retry-After, in seconds, of the pages shown while the
 // session store is unavailable: an outage page reloads itself after it,
@@ -84,16 +86,23 @@ func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // loginForm shows the login form to a browser without a session, with a
 // notice when its session was ended from another device (which it tells
-// once) or when a redirect asked for one.
+// once).
 func (s *server) loginForm(w http.ResponseWriter, r *http.Request) {
 	p := page{Title: "Sign in", Next: safeNext(r.URL.Query().Get("next"))}
 	if s.endedElsewhere(r) {
 		p.Notice = noticeEndedElsewhere
 		s.clearMarker(w)
-	} else {
-		p.Notice = loginNotices[r.URL.Query().Get("notice")]
 	}
 	s.render(w, http.StatusOK, "login", p)
+}
+
+// signedOut answers a form that ended this browser's own session: the
+// login form, with notice. It is the form's answer rather than a redirect
+// to the login page: that answer clears the site's cookies, and with them
+// any cookie that would carry the notice (see notice.go).
+func (s *server) signedOut(w http.ResponseWriter, notice string) {
+	s.clearMarker(w)
+	s.render(w, http.StatusOK, "login", page{Title: "Sign in", Notice: notice})
 }
 
 // formLogin logs in with the login form and goes to the page the user
@@ -187,7 +196,8 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 	return false
 }
 
-// formLogout ends the session and goes to the login page, which says so.
+// formLogout ends the session and answers with the login page, which says
+// so.
 // A browser whose session had already ended elsewhere is told that
 // instead. A form shown for another session changes nothing
 // (sameSession). When the store fails, the marker goes all the same
@@ -207,13 +217,12 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	s.clearMarker(w)
-	http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
+	s.signedOut(w, noticeSignedOut)
 }
 
 // sessionsPage lists the caller's devices: this one first, the others by
-// last activity, each with a revoke button; with the notice a redirect
-// asked for (deviceNotices).
+// last activity, each with a revoke button; with the notice a form left
+// for it (takeNotice).
 func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	info, _ := session.FromContext(r.Context())
 	list, err := s.sessions.List(r.Context(), info.UserID)
@@ -228,13 +237,14 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 			p.Others++
 		}
 	}
-	p.Notice = deviceNotices[r.URL.Query().Get("notice")]
+	p.Notice = deviceNotices[s.takeNotice(w, r)]
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "devices", p)
 }
 
 // formRevoke ends one of the caller's sessions and goes back to the
-// devices page, which says that the device was signed out. The form names
+// devices page, which says that the device was signed out; the caller's
+// own session gets the login page, which says that it signed out. The form names
 // the session by its first id (see device.ID), so a page shown before the
 // session renewed still revokes it.
 func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
@@ -267,10 +277,10 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		s.endError(w, r, err)
 	case target.Current: // not offered by the page, but a user may end their own session
-		s.clearMarker(w)
-		http.Redirect(w, r, "/login?notice=signed-out", http.StatusSeeOther)
+		s.signedOut(w, noticeSignedOut)
 	default:
-		http.Redirect(w, r, "/sessions?notice=revoked", http.StatusSeeOther)
+		s.setNotice(w, "revoked")
+		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 	}
 }
 
@@ -291,14 +301,15 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n == 0 {
-		http.Redirect(w, r, "/sessions?notice=no-others", http.StatusSeeOther)
-		return
+		s.setNotice(w, "no-others")
+	} else {
+		s.setNotice(w, "others")
 	}
-	http.Redirect(w, r, "/sessions?notice=others", http.StatusSeeOther)
+	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 }
 
-// formLogoutAll ends every session of the caller and goes to the login
-// page, which says so. A form shown for another session changes nothing
+// formLogoutAll ends every session of the caller and answers with the
+// login page, which says so. A form shown for another session changes nothing
 // (sameSession). When the store fails, the marker goes all the same
 // (endError).
 func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
@@ -311,8 +322,7 @@ func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
 		s.endError(w, r, err)
 		return
 	}
-	s.clearMarker(w)
-	http.Redirect(w, r, "/login?notice=everywhere", http.StatusSeeOther)
+	s.signedOut(w, noticeEverywhere)
 }
 
 // unavailablePage answers 503 with Retry-After while the session store is

@@ -13,13 +13,21 @@ import (
 
 // How the example tells a browser what happened to it.
 //
-// A form tells the page it redirects to what it did by a fixed code in
-// the ?notice= parameter (loginNotices, deviceNotices): the text never
-// comes from the URL. The notice is not kept in the session, as a flash
-// message would be: a form that ends sessions has done what it says once
-// the store answered, and a session value put after that could fail to
-// save (Redis out of memory still deletes, but refuses writes), which
-// would turn the form's answer into a 503 for an action that happened.
+// Only the browser that did what a notice reports is told it: a notice
+// never comes from the URL, where anyone could put it in a link ("Your
+// other sessions were signed out.", sent by someone holding a stolen
+// session, would reassure its victim falsely). A form that ends this
+// browser's own session (log out, log out everywhere, a revoke of its own
+// session) answers with the login page itself, the notice on it: its
+// answer clears the site's cookies (the session package's
+// Clear-Site-Data), a cookie set for the next page with them. A form that keeps the session (a revoke, sign out of all other
+// sessions) redirects to the devices page with the notice's code in a
+// cookie of its own (setNotice), which that page shows once and clears
+// (takeNotice). The notice is not kept in the session, as a flash message
+// would be: a form that ends sessions has done what it says once the
+// store answered, and a session value put after that could fail to save
+// (Redis out of memory still deletes, but refuses writes), which would
+// turn the form's answer into a 503 for an action that happened.
 //
 // A browser whose session ended elsewhere (revoked from another device,
 // or log out everywhere) cannot be told by the request that ended it. It
@@ -43,14 +51,6 @@ const (
 	noticeEverywhere     = "You signed out everywhere: every session of your account has ended."
 )
 
-// loginNotices are the notices a redirect may ask the login page for, by
-// a fixed code in its ?notice= parameter: the text never comes from the
-// URL.
-var loginNotices = map[string]string{
-	"signed-out": noticeSignedOut,
-	"everywhere": noticeEverywhere,
-}
-
 // Notices of the devices page.
 const (
 	noticeRevoked  = "The device was signed out."
@@ -58,12 +58,51 @@ const (
 	noticeNoOthers = "No other session was signed in."
 )
 
-// deviceNotices are the notices a redirect may ask the devices page for,
-// as loginNotices are the login page's.
+// deviceNotices are the notices a form may leave for the devices page, by
+// a fixed code in the notice cookie (setNotice): the text never comes from
+// the request.
 var deviceNotices = map[string]string{
 	"revoked":   noticeRevoked,
 	"others":    noticeOthers,
 	"no-others": noticeNoOthers,
+}
+
+// noticeName is the name of the notice cookie, with the __Host- prefix
+// when the session cookie is Secure, as markerName.
+func (s *server) noticeName() string {
+	if s.insecureCookie {
+		return "notice"
+	}
+	return "__Host-notice"
+}
+
+// noticeLife is how long a notice waits for the page it was left for: the
+// redirect that follows the form's answer takes well under it.
+const noticeLife = time.Minute
+
+// setNotice leaves the notice of code (a key of deviceNotices) for the
+// page that the form's answer redirects to, in a cookie that is HttpOnly
+// and SameSite=Strict: a page opened from another site's link never gets
+// it.
+func (s *server) setNotice(w http.ResponseWriter, code string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: s.noticeName(), Value: code, Path: "/", MaxAge: int(noticeLife / time.Second),
+		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// takeNotice returns the code of the notice that a form left for r's
+// page, "" for none, and clears it, so that the page tells it once.
+func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(s.noticeName())
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: s.noticeName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(1, 0),
+		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteStrictMode,
+	})
+	return c.Value
 }
 
 // markerName is the name of the marker cookie, with the __Host- prefix

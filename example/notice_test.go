@@ -160,3 +160,40 @@ func TestSignOutDuringStall(t *testing.T) {
 		})
 	}
 }
+
+// TestNoticeCookie checks the cookie by which a form leaves its notice for
+// the devices page: HttpOnly, SameSite=Strict (a page opened from another
+// site's link never gets it), a minute long, with the __Host- prefix when
+// the session cookie is Secure; and that the page clears it as it shows
+// the notice, which no ?notice= in the URL brings.
+func TestNoticeCookie(t *testing.T) {
+	for _, insecure := range []bool{true, false} {
+		w := httptest.NewRecorder()
+		(&server{insecureCookie: insecure}).setNotice(w, "others")
+		want := "__Host-notice=others; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+		if insecure {
+			want = "notice=others; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
+		}
+		if got := w.Header().Values("Set-Cookie"); !slices.Equal(got, []string{want}) {
+			t.Errorf("setNotice with InsecureCookie %v: Set-Cookie %q, want %q", insecure, got, want)
+		}
+	}
+
+	e := startExample(t)
+	c := noRedirects()
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	e.apiLogin("alice", "wonderland")
+	for _, path := range []string{"/sessions?notice=others", "/sessions?notice=revoked"} {
+		if r := e.send(c, "GET", path, "", as(firefoxWindows)...); strings.Contains(r.body, `class="notice"`) {
+			t.Errorf("GET %s shows a notice:\n%s", path, r.body)
+		}
+	}
+	r := e.send(c, "POST", "/logout-others", e.sessionForm(c), as(firefoxWindows)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Fatalf("POST /logout-others = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
+	}
+	r = e.send(c, "GET", "/sessions", "", as(firefoxWindows)...)
+	if !strings.Contains(r.body, noticeOthers) || !slices.ContainsFunc(r.header.Values("Set-Cookie"), func(c string) bool { return strings.HasPrefix(c, "notice=;") }) {
+		t.Errorf("GET /sessions after signing out the others: Set-Cookie %q\n%s\nwant %q and the notice cookie cleared", r.header.Values("Set-Cookie"), r.body, noticeOthers)
+	}
+}

@@ -26,6 +26,13 @@ func isPage(r reply) bool {
 	return strings.HasPrefix(r.header.Get("Content-Type"), "text/html") && strings.Contains(r.body, "<title>")
 }
 
+// signedOutPage reports whether r is the answer of a form that ended the
+// browser's own session: 200, the login form, saying notice.
+func signedOutPage(r reply, notice string) bool {
+	return r.code == http.StatusOK && isPage(r) && strings.Contains(r.body, `action="/login"`) &&
+		strings.Contains(r.body, `<p class="notice" role="status">`+notice+`</p>`)
+}
+
 // formLogin logs c in through the login form as ua, and fails the test
 // unless it is sent on to the dashboard.
 func (e *e2e) formLogin(c *http.Client, user, password, ua string) {
@@ -211,31 +218,25 @@ func TestDevicesPage(t *testing.T) {
 			firefoxID = id[1]
 		}
 	}
-	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions?notice=revoked" {
-		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions?notice=revoked", r.code, r.header.Get("Location"))
+	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
-	r = e.send(phone, "GET", "/sessions?notice=revoked", "", as(safariIPhone)...)
+	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
 	if !strings.Contains(r.body, `<p class="notice" role="status">`+noticeRevoked+`</p>`) || strings.Contains(r.body, "<h3>Firefox on Windows</h3>") {
 		t.Errorf("devices page after the revoke:\n%s\nwant %q and Firefox gone", r.body, noticeRevoked)
 	}
 	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
-		t.Error("the notice of a revoke shows on the devices page without ?notice=")
-	}
-	if r := e.send(phone, "GET", "/sessions?notice=Signed+out+everything", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
-		t.Error("the devices page shows a notice for an unknown code")
+		t.Error("the notice of a revoke shows on the devices page a second time")
 	}
 
-	for _, want := range []struct{ location, notice string }{
-		{"/sessions?notice=others", noticeOthers}, // the Go client
-		{"/sessions?notice=no-others", noticeNoOthers},
-	} {
-		if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != want.location {
-			t.Fatalf("sign out of all other sessions = %d to %q, want 303 to %s", r.code, r.header.Get("Location"), want.location)
+	for _, want := range []string{noticeOthers, noticeNoOthers} {
+		if r := e.send(phone, "POST", "/logout-others", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+			t.Fatalf("sign out of all other sessions = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 		}
-		r = e.send(phone, "GET", want.location, "", as(safariIPhone)...)
-		if !strings.Contains(r.body, want.notice) || !strings.Contains(r.body, "No other device is signed in.") ||
+		r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
+		if !strings.Contains(r.body, want) || !strings.Contains(r.body, "No other device is signed in.") ||
 			strings.Count(r.body, `<li class="device`) != 1 {
-			t.Errorf("devices page after signing out the others:\n%s\nwant one device and %q", r.body, want.notice)
+			t.Errorf("devices page after signing out the others:\n%s\nwant one device and %q", r.body, want)
 		}
 	}
 }
@@ -280,8 +281,8 @@ func TestSignedOutNotice(t *testing.T) {
 
 	// The laptop logs itself out: "You signed out.", not the notice.
 	r = e.send(laptop, "POST", "/logout", e.sessionForm(laptop), as(firefoxWindows)...)
-	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=signed-out" {
-		t.Fatalf("POST /logout = %d to %q", r.code, r.header.Get("Location"))
+	if !signedOutPage(r, noticeSignedOut) || strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("POST /logout = %d:\n%s\nwant the login page saying %q only", r.code, r.body, noticeSignedOut)
 	}
 	// An Expires of the Unix epoch itself would make curl's cookie jar
 	// keep the marker as a session cookie.
@@ -290,19 +291,15 @@ func TestSignedOutNotice(t *testing.T) {
 	}) {
 		t.Errorf("POST /logout Set-Cookie %q, want the marker expired one second after the epoch", sc)
 	}
-	r = e.send(laptop, "GET", "/login?notice=signed-out", "", as(firefoxWindows)...)
-	if !strings.Contains(r.body, noticeSignedOut) || strings.Contains(r.body, noticeEndedElsewhere) {
-		t.Errorf("login page after logging out:\n%s\nwant %q only", r.body, noticeSignedOut)
+	if r := e.send(laptop, "GET", "/login", "", as(firefoxWindows)...); strings.Contains(r.body, `class="notice"`) {
+		t.Errorf("login page after logging out:\n%s\nwant no notice: the logout's answer told it", r.body)
 	}
 
 	// Log out everywhere: the phone is told so, the laptop (signed in
 	// again) is told that another device signed it out.
 	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
-	if r := e.send(phone, "POST", "/logout-all", e.sessionForm(phone), as(safariIPhone)...); r.header.Get("Location") != "/login?notice=everywhere" {
-		t.Fatalf("log out everywhere to %q", r.header.Get("Location"))
-	}
-	if r := e.send(phone, "GET", "/login?notice=everywhere", "", as(safariIPhone)...); !strings.Contains(r.body, noticeEverywhere) || strings.Contains(r.body, noticeEndedElsewhere) {
-		t.Errorf("login page after log out everywhere:\n%s\nwant %q only", r.body, noticeEverywhere)
+	if r := e.send(phone, "POST", "/logout-all", e.sessionForm(phone), as(safariIPhone)...); !signedOutPage(r, noticeEverywhere) || strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("log out everywhere = %d:\n%s\nwant the login page saying %q only", r.code, r.body, noticeEverywhere)
 	}
 	if r := e.send(laptop, "GET", "/", "", as(firefoxWindows)...); !strings.Contains(r.body, noticeEndedElsewhere) || !strings.Contains(r.body, `action="/login"`) {
 		t.Errorf("laptop after log out everywhere elsewhere: GET / shows\n%s\nwant the login form with %q", r.body, noticeEndedElsewhere)
@@ -320,8 +317,8 @@ func TestStaleSessionForms(t *testing.T) {
 	e.formLogin(bobPhone, "bob", "builder", safariIPhone)
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	stale := e.sessionForm(c) // alice's dashboard and devices page
-	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); r.code != http.StatusSeeOther {
-		t.Fatalf("alice's POST /logout = %d, want 303", r.code)
+	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); !signedOutPage(r, noticeSignedOut) {
+		t.Fatalf("alice's POST /logout = %d, want the login page saying %q", r.code, noticeSignedOut)
 	}
 	e.formLogin(c, "bob", "builder", firefoxWindows)
 
@@ -343,8 +340,8 @@ func TestStaleSessionForms(t *testing.T) {
 	}
 
 	// The page shown now, bob's, acts.
-	if r := e.send(c, "POST", "/logout-all", e.sessionForm(c), as(firefoxWindows)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login?notice=everywhere" {
-		t.Fatalf("bob's POST /logout-all = %d to %q, want 303 to /login?notice=everywhere", r.code, r.header.Get("Location"))
+	if r := e.send(c, "POST", "/logout-all", e.sessionForm(c), as(firefoxWindows)...); !signedOutPage(r, noticeEverywhere) {
+		t.Fatalf("bob's POST /logout-all = %d:\n%s\nwant the login page saying %q", r.code, r.body, noticeEverywhere)
 	}
 	if r := e.send(bobPhone, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
 		t.Errorf("after bob's log out everywhere, his phone: GET /api/me = %d, want 401", r.code)
@@ -359,26 +356,30 @@ func TestStaleSessionForms(t *testing.T) {
 func TestSessionFormsAfterRenewal(t *testing.T) {
 	e := startExample(t)
 	u, _ := url.Parse(e.url)
-	for _, tc := range []struct{ path, location string }{
-		{"/logout-others", "/sessions?notice=no-others"},
-		{"/logout-all", "/login?notice=everywhere"},
-		{"/logout", "/login?notice=signed-out"},
+	for _, tc := range []struct{ path, notice string }{
+		{"/logout-others", noticeNoOthers},
+		{"/logout-all", noticeEverywhere},
+		{"/logout", noticeSignedOut},
 	} {
 		c := noRedirects()
 		e.formLogin(c, "alice", "wonderland", firefoxWindows)
 		form := e.sessionForm(c)
 		renewed := e.renew(e.sessionCookie(c).Value)
 		c.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: renewed}})
-		if r := e.send(c, "POST", tc.path, form, as(firefoxWindows)...); r.code != http.StatusSeeOther || r.header.Get("Location") != tc.location {
-			t.Errorf("POST %s from a page shown before the session renewed = %d to %q:\n%s\nwant 303 to %s", tc.path, r.code, r.header.Get("Location"), r.body, tc.location)
+		r := e.send(c, "POST", tc.path, form, as(firefoxWindows)...)
+		if r.code == http.StatusSeeOther {
+			r = e.send(c, "GET", r.header.Get("Location"), "", as(firefoxWindows)...)
+		}
+		if r.code != http.StatusOK || !strings.Contains(r.body, tc.notice) {
+			t.Errorf("POST %s from a page shown before the session renewed led to %d:\n%s\nwant a page saying %q", tc.path, r.code, r.body, tc.notice)
 		}
 	}
 
 	c := noRedirects()
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	stale := e.sessionForm(c)
-	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); r.code != http.StatusSeeOther {
-		t.Fatalf("POST /logout = %d, want 303", r.code)
+	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); !signedOutPage(r, noticeSignedOut) {
+		t.Fatalf("POST /logout = %d, want the login page saying %q", r.code, noticeSignedOut)
 	}
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	for _, path := range []string{"/logout-others", "/logout-all", "/logout"} {
@@ -479,17 +480,17 @@ func TestEndingsWithRedisFull(t *testing.T) {
 	fillRedis(t, r, true)
 
 	for _, tc := range []struct {
-		name, path, body, location, notice string
+		name, path, body, notice string
 	}{
-		{"revoke", "/sessions/" + apiID + "/revoke", "", "/sessions?notice=revoked", noticeRevoked},
-		{"sign out the others", "/logout-others", form, "/sessions?notice=others", noticeOthers},
+		{"revoke", "/sessions/" + apiID + "/revoke", "", noticeRevoked},
+		{"sign out the others", "/logout-others", form, noticeOthers},
 	} {
 		r := e.send(phone, "POST", tc.path, tc.body, as(safariIPhone)...)
-		if r.code != http.StatusSeeOther || r.header.Get("Location") != tc.location {
-			t.Errorf("%s with Redis out of memory = %d to %q:\n%s\nwant 303 to %s", tc.name, r.code, r.header.Get("Location"), r.body, tc.location)
+		if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+			t.Errorf("%s with Redis out of memory = %d to %q:\n%s\nwant 303 to /sessions", tc.name, r.code, r.header.Get("Location"), r.body)
 			continue
 		}
-		if r := e.send(phone, "GET", tc.location, "", as(safariIPhone)...); r.code != http.StatusOK || !strings.Contains(r.body, `<p class="notice" role="status">`+tc.notice+`</p>`) {
+		if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); r.code != http.StatusOK || !strings.Contains(r.body, `<p class="notice" role="status">`+tc.notice+`</p>`) {
 			t.Errorf("devices page after %s with Redis out of memory = %d:\n%s\nwant %q", tc.name, r.code, r.body, tc.notice)
 		}
 	}
