@@ -165,6 +165,16 @@ func (b *tab) login(user, password string) int64 {
 	)
 }
 
+// typeName types name into the login form's empty user name field, as a
+// user does (an input event per key), and reports whether the sign-in
+// button is disabled then.
+func (b *tab) typeName(name string) bool {
+	b.t.Helper()
+	eval[string](b, `document.getElementById("username").value = ""`)
+	b.do("type the user name "+name, chromedp.SendKeys(chromedp.ID("username"), name))
+	return eval[bool](b, `document.querySelector("form[action='/login'] button[type=submit]").disabled`)
+}
+
 // screenshot saves the whole page as name.png.
 func (b *tab) screenshot(name string) {
 	b.t.Helper()
@@ -400,6 +410,16 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("laptop: the 429 login page's button is %v, want disabled, counting down from 15:00", button)
 	}
 	lp.screenshot("login-limited")
+	// Another user name has its own limit: the button can be pressed for
+	// it, and waits again for carol, however spelt.
+	for _, tc := range []struct {
+		name     string
+		disabled bool
+	}{{"bob", false}, {" Carol", true}} {
+		if got := lp.typeName(tc.name); got != tc.disabled {
+			t.Errorf("laptop: the 429 login page for carol, user name %q typed: button disabled %v, want %v", tc.name, got, tc.disabled)
+		}
+	}
 
 	// Redis goes down. The phone, still signed in, gets a notice and no
 	// login form; the laptop, on the login form it opened before, cannot
@@ -420,6 +440,9 @@ func TestBrowser(t *testing.T) {
 	lp.checkPage("Can't sign in right now")
 	if disabled := eval[bool](lp, `document.querySelector("button[type=submit]").disabled`); !disabled {
 		t.Error("laptop: the sign-in button does not wait for Retry-After during the outage")
+	}
+	if disabled := lp.typeName("bob"); !disabled {
+		t.Error("laptop: during the outage the sign-in button stops waiting for another user name")
 	}
 	if got := lp.text("h1"); got != "We can't sign you in right now" {
 		t.Errorf("laptop: login during the outage says %q", got)

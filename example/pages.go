@@ -45,7 +45,11 @@ type page struct {
 	Username    string // kept after a failed attempt
 	Next        string // where to go after login (safeNext)
 	Unavailable bool   // the store is down: "we can't sign you in right now"
-	RetryAfter  int    // seconds the button waits after an outage
+	RetryAfter  int    // seconds the button waits: after an outage, or over a login limit
+	// RetryName is the user name whose login limit RetryAfter waits
+	// for, "" when the wait holds for every name: the button waits only
+	// while the form names it, as another name has its own limit.
+	RetryName string
 
 	// dashboard and devices
 	Device  device   // the current session

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
@@ -134,6 +135,8 @@ func (s *server) loginTooLarge(w http.ResponseWriter, r *http.Request) {
 // the user name kept and a button that waits for Retry-After, for a
 // browser; 429 {"error":"too many requests","retry_after":<seconds>} for
 // anyone else. The limiter has set Retry-After and the RateLimit headers.
+// When the address has attempts left, only the user name's limit refused
+// the login: the button waits only while the form names that user.
 func (s *server) loginLimited(w http.ResponseWriter, r *http.Request, retry time.Duration) {
 	secs := retrySeconds(retry)
 	if !wantsHTML(r) {
@@ -142,11 +145,31 @@ func (s *server) loginLimited(w http.ResponseWriter, r *http.Request, retry time
 	}
 	// r's body is the bytes the limiter read, ready to be parsed again.
 	r.ParseForm()
-	s.render(w, http.StatusTooManyRequests, "login", page{
+	p := page{
 		Title: "Sign in", Username: r.PostForm.Get("username"), Next: safeNext(r.PostForm.Get("next")),
 		Error:      "Too many sign-in attempts. Try again in " + waitText(secs) + ".",
 		RetryAfter: secs,
-	})
+	}
+	if !addressLimited(w.Header()) {
+		p.RetryName = p.Username
+	}
+	s.render(w, http.StatusTooManyRequests, "login", p)
+}
+
+// addressLimited reports whether the RateLimit header of a refused login
+// says that its address has no attempt left (login-ip at r=0), so that
+// another user name would be refused too. The limiter writes each rule
+// that counted the request as `"name";r=<remaining>;t=<seconds>`; a
+// login refused by its address alone was not counted by user name.
+func addressLimited(h http.Header) bool {
+	for _, v := range h.Values("RateLimit") {
+		for member := range strings.SplitSeq(v, ", ") {
+			if strings.HasPrefix(member, `"`+loginRules[1]+`";r=0;`) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // retrySeconds is retry in whole seconds, rounded up and at least 1, as

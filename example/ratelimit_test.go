@@ -44,7 +44,7 @@ func TestLoginLimitForm(t *testing.T) {
 	}
 	for _, want := range []string{
 		`role="alert">Too many sign-in attempts. Try again in 15 minutes.</p>`, `value="alice"`, `name="next" value="/sessions"`,
-		`data-retry-after="` + strconv.Itoa(retry) + `"`, "<title>Sign in · sessionkit example</title>",
+		`data-retry-after="` + strconv.Itoa(retry) + `" data-retry-name="alice"`, "<title>Sign in · sessionkit example</title>",
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the 429 login page lacks %q:\n%s", want, r.body)
@@ -299,6 +299,26 @@ func TestLoginLimitsFromEnv(t *testing.T) {
 					t.Errorf("setup with %s=%q = %v, want an error naming %s", name, v, err, name)
 				}
 			})
+		}
+	}
+}
+
+// TestLoginLimitedByAddress checks that the 429 login page ties its
+// button's wait to the user name only when the user name's limit alone
+// refused the login: once the address is out of attempts, every name
+// waits, and the button says for no name (data-retry-name).
+func TestLoginLimitedByAddress(t *testing.T) {
+	t.Setenv("LOGIN_LIMIT_PER_USER", "2")
+	t.Setenv("LOGIN_LIMIT_PER_IP", "4")
+	e := startExample(t)
+	for i, tc := range []struct {
+		user, name string // name: the data-retry-name of a 429 page, "" for none
+		code       int
+	}{{"carol", "", 401}, {"carol", "", 401}, {"carol", "carol", 429}, {"dave", "", 401}, {"dave", "", 429}} {
+		r := e.send(noRedirects(), "POST", "/login", "username="+tc.user+"&password=guess", browser...)
+		name := regexp.MustCompile(`data-retry-name="([^"]*)"`).FindStringSubmatch(r.body)
+		if r.code != tc.code || (name == nil) != (tc.name == "") || (name != nil && name[1] != tc.name) {
+			t.Errorf("login %d (%s) = %d, data-retry-name %q; want %d, %q (RateLimit %q)", i+1, tc.user, r.code, name, tc.code, tc.name, r.header.Get("RateLimit"))
 		}
 	}
 }

@@ -43,19 +43,35 @@
     setInterval(times, 30000);
     // A button with data-retry-after waits that many seconds (the
     // server's Retry-After) before it can be pressed again, counting down
-    // in seconds, or minutes and seconds ("14:59") from a minute up.
+    // in seconds, or minutes and seconds ("14:59") from a minute up. With
+    // data-retry-name, the wait is that user name's login limit: it holds
+    // only while the form's user name is that one, since another name has
+    // a limit of its own.
     function left2(s) {
       if (s < 60) return String(s);
       var m = Math.floor(s / 60), r = s % 60;
       return m + ":" + (r < 10 ? "0" : "") + r;
     }
+    // fold spells a user name as the limit counts it, near enough: trimmed
+    // and in lower case (the server folds as strings.EqualFold does; a
+    // name this tells apart where the server does not only gets the 429
+    // page again).
+    function fold(name) { return name.trim().toLowerCase(); }
     document.querySelectorAll("[data-retry-after]").forEach(function (b) {
-      var left = parseInt(b.getAttribute("data-retry-after"), 10), label = b.textContent;
-      function tick() {
-        if (left <= 0) { b.disabled = false; b.textContent = label; return; }
-        b.disabled = true; b.textContent = label + " (" + left2(left) + ")"; left--;
-        setTimeout(tick, 1000);
+      var until = Date.now() + 1000 * parseInt(b.getAttribute("data-retry-after"), 10), label = b.textContent;
+      var name = b.getAttribute("data-retry-name"), field = name !== null && b.form ? b.form.elements.username : null;
+      // show shows the wait, and reports whether it is still running.
+      function show() {
+        var left = Math.ceil((until - Date.now()) / 1000);
+        if (left <= 0 || (field && fold(field.value) !== fold(name))) {
+          b.disabled = false; b.textContent = label;
+        } else {
+          b.disabled = true; b.textContent = label + " (" + left2(left) + ")";
+        }
+        return left > 0;
       }
+      function tick() { if (show()) setTimeout(tick, 1000); }
+      if (field) field.addEventListener("input", show);
       tick();
     });
     // A countdown to the page's own refresh.
