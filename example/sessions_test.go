@@ -158,8 +158,14 @@ func TestRevokeAfterRenewal(t *testing.T) {
 func TestMaxPerUser(t *testing.T) {
 	t.Setenv("SESSION_MAX_PER_USER", "2")
 	e := startExample(t)
+	// Keep the logins in different milliseconds, so that "the oldest" is
+	// one session: sessions made in the same millisecond are in no set
+	// order (README, Config.MaxSessionsPerUser), and a test without the
+	// sleeps failed about one run in ten.
 	first, _ := e.apiLogin("alice", "wonderland")
+	time.Sleep(2 * time.Millisecond)
 	e.apiLogin("alice", "wonderland")
+	time.Sleep(2 * time.Millisecond)
 	e.apiLogin("alice", "wonderland")
 	if r := e.send(&http.Client{}, "GET", "/api/me", "", "Authorization", "Bearer "+first); r.code != http.StatusUnauthorized {
 		t.Errorf("oldest of 3 sessions with SESSION_MAX_PER_USER=2: GET /api/me = %d, want 401", r.code)
