@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // TestLoginRefusedWhileHashingBusy holds every password-hashing slot, as a
@@ -68,5 +69,20 @@ func TestLoginRefusedWhileHashingBusy(t *testing.T) {
 	middleware.Sessions(a.sessions)(http.HandlerFunc(s.apiLogin)).ServeHTTP(w, req)
 	if w.Code != http.StatusOK {
 		t.Errorf("login with a free hashing slot = %d %s, want 200", w.Code, w.Body)
+	}
+}
+
+// TestFailureLogLimited fails 50 requests' session operations, as an
+// outage or an ACL without a needed permission fails every request: the
+// example logs one line, not one per request, which any client could
+// multiply at will.
+func TestFailureLogLimited(t *testing.T) {
+	var logs strings.Builder
+	s := newServer(nil, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	for range 50 {
+		s.storeError(httptest.NewRecorder(), httptest.NewRequest("GET", "/api/me", nil), session.ErrStoreUnavailable)
+	}
+	if n := strings.Count(logs.String(), "session operation failed"); n != 1 {
+		t.Errorf("50 failed operations logged %d lines, want 1:\n%s", n, logs.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -35,6 +36,8 @@ type server struct {
 	// burst of logins then waits its turn instead of starving every other
 	// request, the session store's calls included, of CPU.
 	hashing chan struct{}
+	// failures limits the lines logFailure logs.
+	failures *loglimit.Limiter
 	// idle is the sessions' idle timeout (negative: none), and
 	// insecureCookie whether their cookie lacks Secure, as configured in
 	// session.Config: the devices page states the first, the marker cookie
@@ -56,10 +59,24 @@ type probed interface {
 	PoolStats() redisstore.PoolStats
 }
 
+// logFailure logs a session operation that failed, at most once per
+// failureLogInterval, with the count of those held back since the line
+// before: every request of an outage, or of a misconfigured ACL, fails
+// one, and clients choose how many requests to send.
+func (s *server) logFailure(err error) {
+	s.failures.Do(time.Now(), func(suppressed int) {
+		s.log.Error("example: session operation failed", "error", err, "suppressed", suppressed)
+	})
+}
+
+// failureLogInterval is how often logFailure logs at most: the session
+// package's own outage warnings keep the same pace.
+const failureLogInterval = 10 * time.Second
+
 // newServer returns a server on the given Manager and store, serving
 // metrics on GET /metrics.
 func newServer(sessions *session.Manager, store probed, metrics http.Handler, log *slog.Logger) *server {
-	return &server{sessions: sessions, store: store, metrics: metrics, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	return &server{sessions: sessions, store: store, metrics: metrics, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: &loglimit.Limiter{Interval: failureLogInterval}}
 }
 
 // hashingWait bounds a login's wait for a free hashing slot. Under a flood
@@ -333,7 +350,7 @@ func (s *server) endError(w http.ResponseWriter, r *http.Request, err error) {
 
 // storeFailed is storeError, and with ending endError.
 func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, ending bool) {
-	s.log.Error("example: session operation failed", "error", err)
+	s.logFailure(err)
 	if !errors.Is(err, session.ErrStoreUnavailable) && !errors.Is(err, session.ErrContention) {
 		s.fail(w, r, http.StatusInternalServerError, "internal error", page{
 			Heading: "Something went wrong", Message: "That did not work, and it is our fault. Please try again.",

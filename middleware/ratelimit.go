@@ -479,7 +479,7 @@ func (l *limiter) outage(w http.ResponseWriter, r *http.Request, next http.Handl
 	l.outages.Do(time.Now(), func(suppressed int) {
 		l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "rate limit: counter failed",
 			slog.String("rules", strings.Join(names, ",")), slog.String("outage", policy),
-			slog.Any("err", err), slog.Int("suppressed", suppressed))
+			slog.Any("error", err), slog.Int("suppressed", suppressed))
 	})
 	if l.cfg.Metrics != nil {
 		l.cfg.Metrics.RateLimitUnavailable(l.failOpen)

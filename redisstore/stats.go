@@ -21,8 +21,9 @@ type Observer interface {
 	// renewal), remove_user_session (a logout or revocation), user_sessions (a
 	// listing), remove_user_sessions (log out everywhere), key_stats
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
-	// (Store.CountRequests: one per rate-limited request, one per key on a
-	// Redis Cluster), take_scs (the read of an scs session that
+	// (Store.CountRequests: one per call, one per key on a Redis Cluster;
+	// middleware.RateLimit makes two for a request when rules by a body
+	// field follow rules by address or user), take_scs (the read of an scs session that
 	// session.Config.FromSCS migrates, and the marker it leaves; on a Redis
 	// Cluster the read reports two calls), and find, commit and delete (the
 	// scs.Store methods). A Store method may report several

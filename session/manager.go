@@ -48,6 +48,9 @@ type Manager struct {
 	signer *signer
 	log    *slog.Logger
 	outage *loglimit.Limiter // warnings that the store is unavailable
+	// unseen limits the warnings that a last-seen time was not refreshed,
+	// apart from outage: one must not hold back the other.
+	unseen *loglimit.Limiter
 	now    func() time.Time
 	// decoded keeps records decoded when the store keeps them in memory
 	// (see decoded.go); nil otherwise.
@@ -91,6 +94,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		signer: sg,
 		log:    cfg.Logger,
 		outage: &loglimit.Limiter{Interval: outageLogInterval},
+		unseen: &loglimit.Limiter{Interval: outageLogInterval},
 		now:    time.Now,
 		codec:  codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 
@@ -414,7 +418,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 			// changed nothing, so it is served, and a later request
 			// tries again. A Redis that refuses writes (OOM, READONLY)
 			// but still serves reads keeps serving them.
-			m.outage.Do(m.now(), func(suppressed int) {
+			m.unseen.Do(m.now(), func(suppressed int) {
 				m.log.Warn("session: last-seen time not refreshed", "error", err, "suppressed", suppressed)
 			})
 		case err != nil:

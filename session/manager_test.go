@@ -354,6 +354,33 @@ func TestLastSeenRefreshRefused(t *testing.T) {
 	}
 }
 
+// TestOutageLoggedAfterLastSeenWarning has a last-seen refresh refused
+// (Redis out of memory), then Redis stopped: the outage is logged, though
+// the warning about the refresh came a moment before. The two messages
+// used to share one limit of a line per 10 seconds, and the first held the
+// outage back.
+func TestOutageLoggedAfterLastSeenWarning(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{LastSeenInterval: time.Minute})
+	var logs strings.Builder // the requests run one after the other
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cookie, _ := login(t, m, "alice")
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	clk.t = clk.t.Add(2 * time.Minute)
+	serve(t, m, cookie, func(context.Context) {})
+	r.Stop(t)
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := LoadError(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("LoadError with Redis stopped = %v, want ErrStoreUnavailable", err)
+		}
+	})
+	for _, want := range []string{"last-seen time not refreshed", "serving requests as anonymous"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, logs.String())
+		}
+	}
+}
+
 // TestCreateThenPut checks that values put after Create in the same request
 // are saved with one more command, a SET XX over the record the login just
 // wrote, not a WATCH merge.
