@@ -16,7 +16,9 @@ import (
 // page and their forms. Each form posts, then redirects (303) to a page,
 // so that a reload never sends it twice; but a form that ends this
 // browser's session answers with the login page itself, which says so
-// (see notice.go): sent again, it finds no session and ends nothing.
+// (see notice.go): sent again, it finds no session and ends nothing, or,
+// after another sign-in on the browser, a session it was not shown for,
+// and answers 409, changing nothing (sameSession).
 
 // pageRetry is the Retry-After, in seconds, of the pages shown while the
 // session store is unavailable: an outage page reloads itself after it,
@@ -190,7 +192,7 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 	s.fail(w, r, http.StatusConflict, "session changed", page{
 		Title: "Session changed", Heading: "Your session has changed",
 		Message: "This page was shown for a session that has ended since: you signed out or signed in again, " +
-			"perhaps in another tab. Nothing was changed. Reload the page and try again.",
+			"perhaps in another tab or by another person on this computer. Nothing was changed. Open the page again and try from there.",
 		Back: back, BackText: backText,
 	})
 	return false

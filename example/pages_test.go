@@ -325,8 +325,10 @@ func TestStaleSessionForms(t *testing.T) {
 	for _, path := range []string{"/logout-all", "/logout-others", "/logout"} {
 		for _, body := range []string{stale, ""} {
 			r := e.send(c, "POST", path, body, as(firefoxWindows)...)
-			if r.code != http.StatusConflict || !isPage(r) || !strings.Contains(r.body, "Reload the page") {
-				t.Errorf("POST %s with form %q after a change of session = %d:\n%s\nwant 409, a page saying to reload", path, body, r.code, r.body)
+			// A reload would send the same form again: the page says to
+			// open the page anew instead.
+			if r.code != http.StatusConflict || !isPage(r) || !strings.Contains(r.body, "Open the page again") {
+				t.Errorf("POST %s with form %q after a change of session = %d:\n%s\nwant 409, a page saying to open the page again", path, body, r.code, r.body)
 			}
 		}
 	}
