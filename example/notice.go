@@ -67,14 +67,29 @@ var deviceNotices = map[string]string{
 	"no-others": noticeNoOthers,
 }
 
-// noticeName is the name of the notice cookie, with the __Host- prefix
-// when the session cookie is Secure, as markerName.
-func (s *server) noticeName() string {
-	if s.insecureCookie {
-		return "notice"
+// ownCookie is a cookie of the example's own beside the session's
+// (the marker, a notice): base is its name, given the __Host- prefix when
+// the session cookie is Secure, as session's default name has it. It is
+// HttpOnly, on Path=/, for life (none: expired, with an Expires in the
+// past beside Max-Age=0, as the session cookie is expired: some clients,
+// curl's cookie jar, keep a cookie that Max-Age=0 alone should end; not
+// the Unix epoch itself, which curl reads as a session cookie's).
+func (s *server) ownCookie(base, value string, life time.Duration, sameSite http.SameSite) *http.Cookie {
+	c := &http.Cookie{
+		Name: "__Host-" + base, Value: value, Path: "/", MaxAge: int(life / time.Second),
+		HttpOnly: true, Secure: !s.insecureCookie, SameSite: sameSite,
 	}
-	return "__Host-notice"
+	if s.insecureCookie {
+		c.Name = base
+	}
+	if life <= 0 {
+		c.MaxAge, c.Expires = -1, time.Unix(1, 0)
+	}
+	return c
 }
+
+// noticeBase is the name of the notice cookie, before ownCookie's prefix.
+const noticeBase = "notice"
 
 // noticeLife is how long a notice waits for the page it was left for: the
 // redirect that follows the form's answer takes well under it.
@@ -85,34 +100,29 @@ const noticeLife = time.Minute
 // and SameSite=Strict: a page opened from another site's link never gets
 // it.
 func (s *server) setNotice(w http.ResponseWriter, code string) {
-	http.SetCookie(w, &http.Cookie{
-		Name: s.noticeName(), Value: code, Path: "/", MaxAge: int(noticeLife / time.Second),
-		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteStrictMode,
-	})
+	http.SetCookie(w, s.ownCookie(noticeBase, code, noticeLife, http.SameSiteStrictMode))
 }
 
 // takeNotice returns the code of the notice that a form left for r's
 // page, "" for none, and clears it, so that the page tells it once.
 func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) string {
-	c, err := r.Cookie(s.noticeName())
+	notice := s.ownCookie(noticeBase, "", 0, http.SameSiteStrictMode)
+	c, err := r.Cookie(notice.Name)
 	if err != nil {
 		return ""
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: s.noticeName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(1, 0),
-		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteStrictMode,
-	})
+	http.SetCookie(w, notice)
 	return c.Value
 }
 
 // markerName is the name of the marker cookie, with the __Host- prefix
 // when the session cookie is Secure, as session's default name has it.
 func (s *server) markerName() string {
-	if s.insecureCookie {
-		return "signed_in"
-	}
-	return "__Host-signed_in"
+	return s.ownCookie(markerBase, "", 0, http.SameSiteLaxMode).Name
 }
+
+// markerBase is the name of the marker cookie, before ownCookie's prefix.
+const markerBase = "signed_in"
 
 // markerMargin is how much sooner than the session the marker ends. The
 // session's idle window started when the request loaded it, and the
@@ -139,22 +149,12 @@ func (s *server) setMarker(w http.ResponseWriter, info session.Info, now time.Ti
 	if life < time.Second {
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: s.markerName(), Value: "1", Path: "/", MaxAge: int(life / time.Second),
-		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
-	})
+	http.SetCookie(w, s.ownCookie(markerBase, "1", life, http.SameSiteLaxMode))
 }
 
-// clearMarker expires the marker cookie, with an Expires in the past
-// beside Max-Age=0, as the session cookie is expired: some clients (curl's
-// cookie jar) keep a cookie that Max-Age=0 alone should end.
+// clearMarker expires the marker cookie.
 func (s *server) clearMarker(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{
-		// Not the Unix epoch itself: curl reads an Expires of 0 as a
-		// session cookie's, and keeps it.
-		Name: s.markerName(), Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(1, 0),
-		HttpOnly: true, Secure: !s.insecureCookie, SameSite: http.SameSiteLaxMode,
-	})
+	http.SetCookie(w, s.ownCookie(markerBase, "", 0, http.SameSiteLaxMode))
 }
 
 // clearOwnMarker clears the marker of a browser that ends its own session
