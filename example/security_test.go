@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -19,8 +18,8 @@ import (
 // signs with new; new alone rejects it.
 func TestSessionKeysRotation(t *testing.T) {
 	r := redistest.Start(t)
-	oldKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfa}, 32))
-	newKey := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 48))
+	oldKey := base64.StdEncoding.EncodeToString([]byte("the old key of the example, 32 b"))
+	newKey := base64.RawURLEncoding.EncodeToString([]byte("the new key of the example, longer: 48 bytes ok"))
 	api := &http.Client{Timeout: 10 * time.Second}
 	login := func(e *e2e) string {
 		resp := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
@@ -56,7 +55,8 @@ func TestBadSessionKeysRefused(t *testing.T) {
 	r := redistest.Start(t)
 	t.Setenv("REDIS_URL", "redis://"+r.Addr())
 	short := base64.StdEncoding.EncodeToString([]byte("only-twenty-bytes-long"))
-	for _, keys := range []string{short, "not base64 at all!", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)) + "," + short} {
+	good := base64.StdEncoding.EncodeToString([]byte("a good key for the example, 32 b"))
+	for _, keys := range []string{short, "not base64 at all!", good + "," + short, good + "," + base64.StdEncoding.EncodeToString(make([]byte, 32))} {
 		t.Setenv("SESSION_KEYS", keys)
 		_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err == nil || !strings.Contains(err.Error(), "SESSION_KEYS") {
@@ -96,7 +96,7 @@ func TestCrossSiteAPIRejected(t *testing.T) {
 func TestStartupRefusesBadCredentials(t *testing.T) {
 	r := redistest.Start(t, "--requirepass", "right-pw-91")
 	t.Setenv("REDIS_URL", "redis://:wrong-pw-17@"+r.Addr())
-	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString([]byte("a good key for the example, 32 b")))
 	_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "REDIS_") || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Fatalf("setup with a wrong password = %v, want an error pointing at the REDIS_* settings", err)

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"fmt"
 	"log"
 	"net/http"
@@ -25,7 +24,7 @@ func ExampleRequireAuth() {
 	}
 	defer store.Close()
 	sessions, err := session.New(store, session.Config{
-		Keys: [][]byte{bytes.Repeat([]byte("k"), session.MinKeyLength)}, // a real key is random: session.FromEnv reads SESSION_KEYS
+		Keys: [][]byte{[]byte("an example key: a real one is 32 random bytes")}, // session.FromEnv reads SESSION_KEYS
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -52,7 +52,7 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 		h.redis = redistest.Start(t)
 	}
 	if opts.keys == nil {
-		opts.keys = [][]byte{bytes.Repeat([]byte("k"), 32)}
+		opts.keys = [][]byte{[]byte("test signing key of 32 bytes: ok")}
 	}
 	store := opts.store
 	if store == nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/keycheck"
 	"github.com/sessionkit/sessionkit/internal/loglimit"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -90,9 +91,10 @@ type RateLimitConfig struct {
 	// address, a user name) into the hash in its Redis key, so that no
 	// Redis key, MONITOR line or backup says who is being limited, and
 	// nobody without the secret can work out an address's key by trying
-	// every address. At least 32 random bytes, the same on every app
-	// instance (or they count apart), and not one of the session signing
-	// keys. Required.
+	// every address. At least 32 random bytes (with at least 8 distinct
+	// values, as session.Config.Keys), the same on every app instance (or
+	// they count apart), and not one of the session signing keys.
+	// Required.
 	Secret []byte
 
 	// Outage chooses between FailOpen and FailClosed when the counter
@@ -267,8 +269,8 @@ func (cfg RateLimitConfig) validate() error {
 		}
 		seen[r.Name] = true
 	}
-	if len(cfg.Secret) < minSecretLen {
-		return bad("Secret", fmt.Sprintf("want at least %d random bytes", minSecretLen))
+	if err := keycheck.Check(cfg.Secret, minSecretLen); err != nil {
+		return bad("Secret", err.Error())
 	}
 	if cfg.Outage < OutageDefault || cfg.Outage > FailClosed {
 		return bad("Outage", "want OutageDefault, FailOpen or FailClosed")

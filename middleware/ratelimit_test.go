@@ -30,7 +30,7 @@ import (
 )
 
 // rateSecret is the limiters' HMAC key in these tests.
-var rateSecret = bytes.Repeat([]byte("r"), 32)
+var rateSecret = []byte("test rate limit secret, 32 bytes")
 
 // rateStore opens a Store on addr with a generous timeout (CI runs
 // packages in parallel under -race), closed at cleanup.
@@ -351,7 +351,7 @@ func TestRateLimitKeys(t *testing.T) {
 	}
 
 	// Another secret counts under other keys.
-	other := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: rules, Secret: bytes.Repeat([]byte("o"), 32)})
+	other := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: rules, Secret: []byte("another rate limit secret (32 b)")})
 	r = httptest.NewRequest("POST", "/login", strings.NewReader("username="+user))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.RemoteAddr = "203.0.113.9:5555"
@@ -739,6 +739,12 @@ func TestRateLimitConfig(t *testing.T) {
 			}
 		})
 	}
+	// A buffer never filled: whoever guesses the secret can tell whose
+	// counts the Redis keys hold.
+	if _, err := middleware.RateLimit(store, middleware.RateLimitConfig{Rules: []middleware.Rule{good}, Secret: make([]byte, 32)}); err == nil ||
+		!strings.Contains(err.Error(), "RateLimitConfig.Secret: only 1 distinct byte values") {
+		t.Errorf("RateLimit(secret of zeros) = %v, want an error saying the Secret is not random bytes", err)
+	}
 	if _, err := middleware.RateLimit(nil, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}}); err == nil {
 		t.Error("RateLimit(nil counter) = nil error")
 	}
@@ -922,7 +928,7 @@ func TestRateLimitHandlerGetsBody(t *testing.T) {
 func TestRateLimitByUser(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
-	m, err := session.New(store, session.Config{Keys: [][]byte{bytes.Repeat([]byte("k"), 32)}, InsecureCookie: true})
+	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -972,7 +978,7 @@ func TestRateLimitByUser(t *testing.T) {
 func TestRateLimitByUserWithoutSessions(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
-	m, err := session.New(store, session.Config{Keys: [][]byte{bytes.Repeat([]byte("k"), 32)}, InsecureCookie: true})
+	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true})
 	if err != nil {
 		t.Fatal(err)
 	}

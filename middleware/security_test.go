@@ -130,7 +130,7 @@ func deadline(t *testing.T, record []byte) string {
 // managers whose keys are new,old (accepted) and new alone (rejected, with
 // no Redis command).
 func TestKeyRotation(t *testing.T) {
-	oldKey, newKey := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	oldKey, newKey := []byte("the old signing key, 32 bytes ok"), []byte("the new signing key, 32 bytes ok")
 	old := newHarness(t, harnessOpts{keys: [][]byte{oldKey}})
 	_, token := old.login(old.client(), "alice")
 	bearer := map[string]string{"Authorization": "Bearer " + token}

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,7 +223,7 @@ func TestTwoManagersInOneChain(t *testing.T) {
 		}
 		t.Cleanup(func() { store.Close() })
 		m, err := session.New(store, session.Config{
-			Keys:           [][]byte{bytes.Repeat([]byte{key}, 32)},
+			Keys:           [][]byte{append([]byte("test signing key of 32 bytes, #"), key)},
 			CookieName:     cookie,
 			InsecureCookie: true,
 			Logger:         slog.New(slog.NewTextHandler(logs, nil)),

@@ -1,7 +1,6 @@
 package sessionkitprom_test
 
 import (
-	"bytes"
 	"fmt"
 	"log"
 
@@ -31,7 +30,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	_, err = session.New(store, session.Config{
-		Keys:    [][]byte{bytes.Repeat([]byte("k"), session.MinKeyLength)}, // a real key is random
+		Keys:    [][]byte{[]byte("an example key: a real one is 32 random bytes")},
 		Metrics: m,
 	})
 	if err != nil {

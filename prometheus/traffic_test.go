@@ -1,7 +1,6 @@
 package sessionkitprom
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,9 +36,9 @@ func newSite(t *testing.T, m *Metrics) *site {
 	s := &site{
 		t:       t,
 		redis:   redistest.Start(t),
-		key:     bytes.Repeat([]byte("k"), session.MinKeyLength),
-		retired: bytes.Repeat([]byte("r"), session.MinKeyLength),
-		unknown: bytes.Repeat([]byte("u"), session.MinKeyLength),
+		key:     []byte("the signing key of the traffic, 32 b"),
+		retired: []byte("the retired key of the traffic, 32 b"),
+		unknown: []byte("a key nobody configured, of 32 bytes"),
 	}
 	store, err := redisstore.Open(redisstore.Config{
 		Addr:      s.redis.Addr(),

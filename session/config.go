@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/keycheck"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -64,7 +66,9 @@ type Config struct {
 	// key last everywhere first, then move it first: an instance that does
 	// not know a key refuses the tokens it signed (docs/security.md, "Key
 	// rotation"). At least one key is required; each must be at least
-	// MinKeyLength random bytes.
+	// MinKeyLength random bytes. New refuses a key with fewer than 8
+	// distinct byte values, which random bytes all but never have: a
+	// buffer never filled, or a placeholder repeated.
 	Keys [][]byte
 
 	// Lifetime is the absolute timeout: a session is never accepted after
@@ -160,7 +164,8 @@ type Config struct {
 	// transaction; anonymous sessions get a tag of their own. It is
 	// required with a store on a Redis Cluster (redisstore with
 	// ClusterNodes) and harmless elsewhere. At least MinKeyLength random
-	// bytes, the same on every instance, and never rotated: a new TagKey
+	// bytes (checked as Keys are), none of Keys, the same on every
+	// instance, and never rotated: a new TagKey
 	// moves every user's index to another key, so List, Revoke, RevokeAll
 	// and the session limit no longer see the sessions made before, until
 	// they expire. Tokens signed without a tag keep working, under the
@@ -174,7 +179,8 @@ type Config struct {
 	// a token signed by one is refused like any other bad token, but
 	// counted as RejectRetiredKey rather than RejectBadSignature in
 	// Metrics, which tells a rotation gone wrong from an attack. Optional;
-	// each at least MinKeyLength bytes. Checked only for tokens that no
+	// each at least MinKeyLength random bytes, checked as Keys are, and
+	// none of Keys. Checked only for tokens that no
 	// key in Keys verifies.
 	RetiredKeys [][]byte
 
@@ -245,20 +251,26 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("session: Config.Keys: at least one signing key is required")
 	}
 	for i, k := range cfg.Keys {
-		if len(k) < MinKeyLength {
-			return cfg, fmt.Errorf("session: Config.Keys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
+		if err := keycheck.Check(k, MinKeyLength); err != nil {
+			return cfg, fmt.Errorf("session: Config.Keys[%d]: %w", i, err)
 		}
 	}
 	for i, k := range cfg.RetiredKeys {
-		if len(k) < MinKeyLength {
-			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d]: want at least %d bytes, got %d", i, MinKeyLength, len(k))
+		if err := keycheck.Check(k, MinKeyLength); err != nil {
+			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d]: %w", i, err)
 		}
 		if slices.ContainsFunc(cfg.Keys, func(key []byte) bool { return subtle.ConstantTimeCompare(key, k) == 1 }) {
 			return cfg, fmt.Errorf("session: Config.RetiredKeys[%d] is in Keys too: a key in Keys still verifies; take it out of Keys to retire it", i)
 		}
 	}
-	if cfg.TagKey != nil && len(cfg.TagKey) < MinKeyLength {
-		return cfg, fmt.Errorf("session: Config.TagKey: want at least %d bytes, got %d", MinKeyLength, len(cfg.TagKey))
+	if cfg.TagKey != nil {
+		if err := keycheck.Check(cfg.TagKey, MinKeyLength); err != nil {
+			return cfg, fmt.Errorf("session: Config.TagKey: %w", err)
+		}
+		same := func(key []byte) bool { return subtle.ConstantTimeCompare(key, cfg.TagKey) == 1 }
+		if slices.ContainsFunc(cfg.Keys, same) || slices.ContainsFunc(cfg.RetiredKeys, same) {
+			return cfg, errors.New("session: Config.TagKey is a signing key too: want a key of its own, since signing keys rotate and a TagKey never does")
+		}
 	}
 	// The Manager keeps copies of the keys: a caller may wipe or reuse its
 	// buffers once New has returned, which then signs and checks with the
@@ -441,17 +453,23 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 
 // ParseKeys decodes a comma-separated list of base64 signing keys (standard
 // or URL alphabet, padded or not), each at least MinKeyLength bytes once
-// decoded. Errors say which key is wrong by position, never its value.
+// decoded, and random bytes as far as one can tell (see Config.Keys). Errors say which key is wrong by position, never its value.
 func ParseKeys(s string) ([][]byte, error) {
 	var keys [][]byte
 	for i, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)
+		// Go's base64 decoders skip line breaks: two keys on two lines
+		// would decode as one longer key, and a rotation written so would
+		// verify neither.
+		if strings.ContainsAny(field, " \t\r\n") {
+			return nil, fmt.Errorf("key %d: contains white space; separate keys with commas", i+1)
+		}
 		k, err := decodeBase64(field)
 		if err != nil {
 			return nil, fmt.Errorf("key %d: not base64", i+1)
 		}
-		if len(k) < MinKeyLength {
-			return nil, fmt.Errorf("key %d: want at least %d bytes, got %d", i+1, MinKeyLength, len(k))
+		if err := keycheck.Check(k, MinKeyLength); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i+1, err)
 		}
 		keys = append(keys, k)
 	}

@@ -35,6 +35,11 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no keys", Config{}, "Config.Keys"},
 		{"short key", Config{Keys: [][]byte{testKey(1), make([]byte, 31)}}, "Config.Keys[1]"},
+		// A buffer never filled, and a placeholder: anyone who guesses
+		// either forges any session.
+		{"key of zeros", Config{Keys: [][]byte{testKey(1), make([]byte, 32)}}, "Config.Keys[1]: only 1 distinct byte values"},
+		{"placeholder key", Config{Keys: [][]byte{[]byte("changemechangemechangemechangeme")}}, "Config.Keys[0]: only 7 distinct byte values"},
+		{"retired key of zeros", Config{Keys: k, RetiredKeys: [][]byte{make([]byte, 32)}}, "Config.RetiredKeys[0]: only 1 distinct"},
 		{"negative lifetime", Config{Keys: k, Lifetime: -1}, "Config.Lifetime"},
 		{"lifetime under a millisecond", Config{Keys: k, Lifetime: time.Microsecond}, "Config.Lifetime"},
 		{"lifetime past a century", Config{Keys: k, Lifetime: math.MaxInt64}, "Config.Lifetime"},
@@ -93,6 +98,10 @@ func TestFromEnv(t *testing.T) {
 		{"insecure", map[string]string{"SESSION_COOKIE_SECURE": "false"}, func(c Config) bool { return c.InsecureCookie }, ""},
 		{"secure", map[string]string{"SESSION_COOKIE_SECURE": "true"}, func(c Config) bool { return !c.InsecureCookie }, ""},
 		{"short key", map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString(make([]byte, 31))}, nil, "SESSION_KEYS"},
+		{"key of zeros", map[string]string{"SESSION_KEYS": key1 + "," + base64.StdEncoding.EncodeToString(make([]byte, 32))}, nil, "SESSION_KEYS: key 2: only 1 distinct"},
+		// Two keys on two lines (a YAML block) would otherwise decode as
+		// one key of 64 bytes: base64 decoders skip line breaks.
+		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains white space"},
 		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
 		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS"},
 		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},

@@ -642,10 +642,13 @@ func TestTagKeyConfig(t *testing.T) {
 		{"empty", []byte{}, false},
 		{"31 bytes", make([]byte, MinKeyLength-1), false},
 		{"32 bytes", testKey(2), true},
-		{"64 bytes", bytes.Repeat([]byte{3}, 64), true},
+		{"64 bytes", append(testKey(3), testKey(100)...), true},
+		{"32 zero bytes", make([]byte, MinKeyLength), false},
+		{"one of Keys", testKey(1), false},
+		{"one of RetiredKeys", testKey(4), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(nopStore{}, Config{Keys: k, TagKey: tc.tagKey})
+			_, err := New(nopStore{}, Config{Keys: k, RetiredKeys: [][]byte{testKey(4)}, TagKey: tc.tagKey})
 			if tc.ok != (err == nil) {
 				t.Fatalf("New with a TagKey of %d bytes: error = %v, want ok = %v", len(tc.tagKey), err, tc.ok)
 			}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -40,8 +39,8 @@ const (
 
 // Signing keys. The forging key signs the well-formed but forged cookies.
 var (
-	signingKey = bytes.Repeat([]byte("s"), 32)
-	forgingKey = bytes.Repeat([]byte("f"), 32)
+	signingKey = []byte("benchmark signing key of 32 bytes")
+	forgingKey = []byte("the forger's own key, of 32 bytes")
 )
 
 // env is the redis-server of one benchmark function and the pool settings

@@ -99,7 +99,7 @@ func newImportManager(t *testing.T, srv *redistest.Server, cfg session.Config, h
 	}
 	imp.Records = store.SCSRecords("")
 	cfg.FromSCS = &imp
-	cfg.Keys = [][]byte{bytes.Repeat([]byte{7}, session.MinKeyLength)}
+	cfg.Keys = [][]byte{[]byte("scs import test signing key, 32 b")}
 	cfg.InsecureCookie = true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := session.New(store, cfg)
@@ -549,7 +549,7 @@ func TestSCSImportWaitReplicas(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	m, err := session.New(store, session.Config{
-		Keys:           [][]byte{bytes.Repeat([]byte{7}, session.MinKeyLength)},
+		Keys:           [][]byte{[]byte("scs import test signing key, 32 b")},
 		InsecureCookie: true,
 		CookieName:     "sk",
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
