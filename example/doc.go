@@ -12,7 +12,8 @@
 // sessions do not survive a restart); SESSION_LIFETIME (default 24h);
 // SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
 // since the example serves plain HTTP on localhost); SESSION_MAX_PER_USER;
-// SESSION_TAG_KEY; RATE_LIMIT_KEY, the key of the login limits (the base64
+// SESSION_TAG_KEY (required on a Redis Cluster when SESSION_KEYS is set;
+// with SESSION_KEYS unset, random for this process); RATE_LIMIT_KEY, the key of the login limits (the base64
 // of at least 32 random bytes, the same on every instance; unset: a random
 // key for this process); LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
 // (default 5 and 100 attempts per 15 minutes). Demo users: alice /

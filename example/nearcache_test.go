@@ -134,6 +134,20 @@ func TestNearCacheRefusedOnCluster(t *testing.T) {
 	}
 }
 
+// TestTagKeyRequiredOnCluster checks that the example refuses to start on
+// a Redis Cluster with SESSION_KEYS but no SESSION_TAG_KEY, naming the
+// variable, before it connects to anything: a TagKey made from the signing
+// keys would change at their rotation, and log out everywhere would then
+// miss the sessions made before.
+func TestTagKeyRequiredOnCluster(t *testing.T) {
+	t.Setenv("REDIS_CLUSTER_NODES", "127.0.0.1:1")
+	t.Setenv("SESSION_KEYS", testKeys())
+	_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "SESSION_TAG_KEY: required on a Redis Cluster") {
+		t.Fatalf("setup on a Cluster without SESSION_TAG_KEY = %v, want an error naming SESSION_TAG_KEY", err)
+	}
+}
+
 // TestNearCacheTimeoutNotToldAsElsewhere browses with the near-cache on,
 // then stays idle until the session times out in Redis, which the
 // near-cache may make happen up to min(ExtendEvery, IdleTimeout/4) before

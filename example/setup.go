@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,7 +79,8 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(scfg.Keys) == 0 {
+	keysSet := len(scfg.Keys) > 0
+	if !keysSet {
 		key := make([]byte, 32)
 		rand.Read(key) // never fails
 		scfg.Keys = [][]byte{key}
@@ -92,8 +92,17 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		scfg.InsecureCookie = true
 	}
 	if len(rcfg.ClusterNodes) > 0 && scfg.TagKey == nil {
-		scfg.TagKey = exampleTagKey(scfg.Keys[0])
-		log.Warn("example: SESSION_TAG_KEY is not set: deriving the hash-tag key from the first SESSION_KEYS key; set SESSION_TAG_KEY before rotating SESSION_KEYS, or users' session lists split")
+		// A TagKey made from the signing keys would change when they
+		// rotate, and with it every user's index key: log out everywhere,
+		// the device list and the session limit would miss every session
+		// made before, for a whole Lifetime. Only with keys that live no
+		// longer than this process anyway may the TagKey do the same.
+		if keysSet {
+			return nil, errors.New("example: SESSION_TAG_KEY: required on a Redis Cluster when SESSION_KEYS is set (the base64 of 32 random bytes of its own, e.g. openssl rand -base64 32, never rotated)")
+		}
+		scfg.TagKey = make([]byte, 32)
+		rand.Read(scfg.TagKey) // never fails
+		log.Warn("example: SESSION_TAG_KEY is not set: using a random hash-tag key for this process, as for its signing key")
 	}
 	login, err := loginConfigFromEnv(scfg.Keys)
 	if err != nil {
@@ -217,16 +226,6 @@ func redisFromEnv() bool {
 		}
 	}
 	return false
-}
-
-// exampleTagKey derives a TagKey from a signing key, so that the example
-// runs on a Redis Cluster with SESSION_KEYS alone: every instance with the
-// same keys derives the same TagKey. A deployment sets SESSION_TAG_KEY
-// instead, because the signing keys rotate and the TagKey must not.
-func exampleTagKey(signingKey []byte) []byte {
-	mac := hmac.New(sha256.New, signingKey)
-	mac.Write([]byte("sessionkit example: TagKey"))
-	return mac.Sum(nil)
 }
 
 // ping checks Redis at start-up, within healthTimeout.

@@ -91,7 +91,11 @@ type Config struct {
 
 	// KeyPrefix is prepended to every key the Store uses, for example
 	// "myapp:" to share a database between applications. Default "": keys
-	// are exactly "session:<id>".
+	// are exactly "session:<id>". Two applications on one Redis database
+	// need prefixes of their own: with the same one, each one's List,
+	// RevokeAll and session limit act on the other's sessions of the same
+	// user id, even when their signing keys differ (which keep their
+	// tokens apart).
 	KeyPrefix string
 
 	// Timeout bounds each Store call, including the wait for a pooled
