@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -179,12 +180,21 @@ type Config struct {
 	// records in memory, so that reading them costs no round trip, with
 	// changes made anywhere seen within NearCache.Staleness (see
 	// [NearCache] and docs/near-cache.md). It needs Redis 6 or later with
-	// CLIENT TRACKING; with [New], its dedicated connection dials Addr
-	// with this Config's credentials, TLS and timeouts: Addr is then
-	// required (New refuses an empty one rather than default it), and the
-	// connection serves only once INFO server's run_id shows it reached
-	// the Source's server (see New). Default: off.
+	// CLIENT TRACKING. Its dedicated connection dials as the Store's pool
+	// does; with [New] and a Source that is not a *redis.Pool, it dials
+	// Addr with this Config's credentials, TLS and timeouts instead: Addr
+	// is then required (New refuses an empty one rather than default it),
+	// and so is TLS with a Password. With New, the connection serves only
+	// once INFO server's run_id shows it reached the Source's server (see
+	// New). Default: off.
 	NearCache NearCache
+
+	// Logger receives the Store's warnings: today, that the near-cache's
+	// connection cannot connect (every Load then reads Redis), at most one
+	// line every 10s while that lasts, with the number of failed attempts
+	// held back. Passwords, ids and keys are never logged. Nil means
+	// slog.Default().
+	Logger *slog.Logger
 
 	// dials counts the dials of the pools Open builds, for Store.PoolStats;
 	// nil for a pool built by NewPool.

@@ -470,23 +470,33 @@ func (c *nearCache) stats() NearCacheStats {
 }
 
 // startNearCache starts the near-cache of a new Store when cfg asks for
-// one: its invalidation connection goes to cfg's Addr, or under Sentinel
-// to the master the Store's Source follows. With a foreign Source (New),
-// whose server Addr need not be, each connection first checks that it
-// reached the Source's server (sameServer).
+// one. Its invalidation connection dials as the Store's connections do:
+// under Sentinel, to the master the Store's Source follows; with a
+// *redis.Pool (New's usual Source, and Open's on one server), through the
+// pool's own DialContext or Dial, so with the pool's address, credentials,
+// TLS and database; only with another Source does it dial cfg's Addr with
+// cfg's credentials and TLS (New checks that this sends no password in
+// clear: see nearDialsConfig). With a foreign Source (New), each
+// connection first checks that it reached the Source's server
+// (sameServer).
 func (s *Store) startNearCache(cfg Config, foreign bool) {
 	if cfg.NearCache.MaxEntries == 0 {
 		return
 	}
 	s.near = newNearCache(cfg.NearCache, s.prefix)
 	dialer := func(ctx context.Context) (*checkedConn, error) { return dial(ctx, cfg) }
-	if src, ok := s.src.(*sentinelSource); ok {
+	switch src := s.src.(type) {
+	case *sentinelSource:
 		dialer = func(ctx context.Context) (*checkedConn, error) {
 			c, err := src.dialMaster(ctx)
 			if err != nil {
 				return nil, err
 			}
 			return c.(*checkedConn), nil
+		}
+	case *redis.Pool:
+		if poolDials(src) {
+			dialer = func(ctx context.Context) (*checkedConn, error) { return dialPool(ctx, src) }
 		}
 	}
 	var check func(ctx context.Context, conn redis.Conn) error
@@ -496,9 +506,50 @@ func (s *Store) startNearCache(cfg Config, foreign bool) {
 	newTracker(s.near, cfg, dialer, check)
 }
 
+// nearDialsConfig reports whether the near-cache of a Store on src would
+// dial Config.Addr with the Config's credentials and TLS (see
+// startNearCache), rather than as src's connections do.
+func nearDialsConfig(src Source) bool {
+	switch src := src.(type) {
+	case *sentinelSource:
+		return false
+	case *redis.Pool:
+		return !poolDials(src)
+	}
+	return true
+}
+
+// poolDials reports whether p has a dial function of its own.
+func poolDials(p *redis.Pool) bool {
+	return p.DialContext != nil || p.Dial != nil
+}
+
+// dialPool opens a connection, outside the pool, with p's own dial
+// function, the one its pooled connections come from: DialContext, or
+// Dial, which cannot be cancelled (the pool's own dials are not either).
+func dialPool(ctx context.Context, p *redis.Pool) (*checkedConn, error) {
+	var c redis.Conn
+	var err error
+	if p.DialContext != nil {
+		c, err = p.DialContext(ctx)
+	} else {
+		c, err = p.Dial()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, errors.New("redisstore: near-cache: the pool's dial function returned no connection")
+	}
+	if cc, ok := c.(*checkedConn); ok { // a pool built by NewPool
+		return cc, nil
+	}
+	return &checkedConn{Conn: c}, nil
+}
+
 // errOtherServer reports that the near-cache's connection reached another
 // Redis server than the Store's Source.
-var errOtherServer = errors.New("redisstore: near-cache: Config.Addr is another server than the Source's")
+var errOtherServer = errors.New("redisstore: near-cache: its connection reached another Redis server than the Source's (INFO server's run_id differs)")
 
 // sameServer checks that conn, the near-cache's connection, reached the
 // server that the Store's Source hands out connections to: the run_id of

@@ -17,6 +17,11 @@ import (
 // testStaleness is the NearCache.Staleness of these tests.
 const testStaleness = 20 * time.Millisecond
 
+// otherSource is a Source that is not a *redis.Pool, so that the
+// near-cache of a Store that New makes on it dials Config.Addr (a proxy, a
+// fake, another server) while the Store's calls go through the pool.
+type otherSource struct{ *redis.Pool }
+
 // openNear returns a Store on srv with a near-cache, closed at cleanup, once
 // its invalidation connection holds a lease.
 func openNear(t *testing.T, srv *redistest.Server, near NearCache) *Store {
@@ -259,7 +264,7 @@ func TestNearCacheSilentPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: testStaleness}}
-	s, err := New(pool, cfg) // Loads go to srv directly; invalidations come through the proxy
+	s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +448,7 @@ func TestNearCacheUnavailable(t *testing.T) {
 	}
 	proxy := srv.Proxy(t)
 	proxy.Drop()
-	s, err := New(pool, Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10}})
+	s, err := New(otherSource{pool}, Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,10 +617,11 @@ func TestNearCacheFlushCount(t *testing.T) {
 	flushesAfter("a FLUSHDB", 2)
 }
 
-// TestNearCacheNewOtherServer: New with a near-cache requires Addr (whose
-// default, 127.0.0.1:6379, may be another server than the Source's), and a
-// near-cache whose Addr reaches another server than the Source's stays
-// disconnected: it would hear of none of the Source's changes.
+// TestNearCacheNewOtherServer: New with a near-cache on a Source that is
+// not a *redis.Pool requires Addr (whose default, 127.0.0.1:6379, may be
+// another server than the Source's), and a near-cache whose Addr reaches
+// another server than the Source's stays disconnected: it would hear of
+// none of the Source's changes.
 func TestNearCacheNewOtherServer(t *testing.T) {
 	srv, other := redistest.Start(t), redistest.Start(t)
 	pool, err := NewPool(Config{Addr: srv.Addr()})
@@ -623,12 +629,13 @@ func TestNearCacheNewOtherServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() })
+	src := otherSource{pool}
 	near := NearCache{MaxEntries: 10}
-	if s, err := New(pool, Config{NearCache: near}); err == nil || !strings.Contains(err.Error(), "Config.Addr") {
+	if s, err := New(src, Config{NearCache: near}); err == nil || !strings.Contains(err.Error(), "Config.Addr") {
 		if s != nil {
 			s.Close()
 		}
-		t.Fatalf("New(pool, Config without Addr, with NearCache) = %v, want an error naming Config.Addr", err)
+		t.Fatalf("New(Source, Config without Addr, with NearCache) = %v, want an error naming Config.Addr", err)
 	}
 
 	stats, err := redis.Dial("tcp", other.Addr()) // not a new connection per look
@@ -637,7 +644,7 @@ func TestNearCacheNewOtherServer(t *testing.T) {
 	}
 	defer stats.Close()
 	before := connectionsReceived(t, stats)
-	s, err := New(pool, Config{Addr: other.Addr(), NearCache: near})
+	s, err := New(src, Config{Addr: other.Addr(), NearCache: near})
 	if err != nil {
 		t.Fatal(err)
 	}

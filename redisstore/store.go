@@ -53,31 +53,45 @@ type Store struct {
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix, Timeout, WaitReplicas, NearCache and, with WaitReplicas,
-// MaxActive (the other fields configure [NewPool], and the near-cache's own
-// connection), but it validates all of it. With WaitReplicas, MaxActive
-// must be the most connections src hands out at once, which New reads
-// itself when src is a *redis.Pool with a MaxActive: a quarter of it is
-// the bound on logouts waiting for replicas (see [Config.WaitReplicas]).
-// Close on the Store closes src if src has a Close method.
+// only KeyPrefix, Timeout, WaitReplicas, NearCache, Logger and, with
+// WaitReplicas, MaxActive (the other fields configure [NewPool], and the
+// near-cache's own connection when src is not a *redis.Pool), but it
+// validates all of it. With WaitReplicas, MaxActive must be the most
+// connections src hands out at once, which New reads itself when src is a
+// *redis.Pool with a MaxActive: a quarter of it is the bound on logouts
+// waiting for replicas (see [Config.WaitReplicas]). Close on the Store
+// closes src if src has a Close method.
 //
 // New is for one server (or a Source that always hands out connections to
 // the current master); cfg must not name Sentinel or Cluster nodes, which
 // [Open] connects to itself.
 //
-// With [Config.NearCache], cfg.Addr is required, not defaulted: the
-// near-cache's own connection dials it and must reach the server src
-// hands out connections to, or it would hear of none of their changes.
-// Each time that connection connects, it compares the server's run_id
-// (INFO server) with the one read through src, and stays disconnected
-// (every Load reads Redis) while they differ or cannot be read: an ACL
-// user then also needs "+info".
+// With [Config.NearCache] and a *redis.Pool as src, the near-cache's own
+// connection is opened by the pool's DialContext (or Dial), outside the
+// pool: the same address, credentials, TLS and database as every pooled
+// connection, whatever cfg's Addr, Username, Password, DB and TLS say.
+// With another Source, it dials cfg.Addr with cfg's credentials, TLS and
+// timeouts: Addr is then required, not defaulted, since it must reach the
+// server src hands out connections to, or the near-cache would hear of
+// none of their changes; and New refuses a Password without TLS, which
+// that connection would send in clear text whether or not src's
+// connections use TLS (pass the *redis.Pool itself, or set TLS as src's
+// connections use it). Either way, each time that connection connects, it
+// compares the server's run_id (INFO server) with the one read through
+// src, and stays disconnected (every Load reads Redis) while they differ or
+// cannot be read: an ACL user then also needs "+info". While it cannot
+// connect, the Store logs a warning to [Config.Logger] at most every 10s.
 func New(src Source, cfg Config) (*Store, error) {
 	if src == nil {
 		return nil, errors.New("redisstore: New: nil Source")
 	}
-	if cfg.NearCache.MaxEntries > 0 && cfg.Addr == "" && cfg.mode() == modeSingle {
-		return nil, fieldError("Addr", errors.New("required with NearCache in New: the near-cache's connection dials it, and it must reach the Source's server"))
+	if cfg.NearCache.MaxEntries > 0 && cfg.mode() == modeSingle && nearDialsConfig(src) {
+		if cfg.Addr == "" {
+			return nil, fieldError("Addr", errors.New("required with NearCache in New when the Source is not a *redis.Pool with a dial function: the near-cache's connection dials it, and it must reach the Source's server"))
+		}
+		if cfg.Password != "" && cfg.TLS == nil {
+			return nil, fieldError("TLS", errors.New("required with NearCache and a Password in New when the Source is not a *redis.Pool with a dial function: the near-cache's connection dials Addr itself and would send the Password in clear text; pass the *redis.Pool, or set TLS as the Source's connections use it"))
+		}
 	}
 	cfg, err := cfg.normalize()
 	if err != nil {

@@ -1,13 +1,16 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 )
 
 // invalidateChannel is where Redis publishes the invalidation messages of
@@ -40,6 +43,10 @@ type tracker struct {
 	c    *nearCache
 	dial func(ctx context.Context) (*checkedConn, error)
 	cfg  Config
+	log  *slog.Logger
+	// failures limits the warnings of failed connects to one per
+	// nearLogInterval.
+	failures loglimit.Limiter
 	// check, when set, runs on each new connection before it subscribes;
 	// an error leaves it unsubscribed (see Store.sameServer).
 	check func(ctx context.Context, conn redis.Conn) error
@@ -59,10 +66,12 @@ func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*check
 		c:     c,
 		dial:  dial,
 		cfg:   cfg,
+		log:   cmp.Or(cfg.Logger, slog.Default()),
 		check: check,
 		pokes: make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
+	t.failures.Interval = nearLogInterval
 	c.track = t
 	t.wg.Add(1)
 	go t.run()
@@ -109,6 +118,8 @@ func (t *tracker) run() {
 		if err == nil {
 			backoff = trackMinBackoff
 			t.serve(conn)
+		} else {
+			t.warn(err)
 		}
 		select {
 		case <-t.stop:
@@ -119,6 +130,30 @@ func (t *tracker) run() {
 			backoff = min(2*backoff, trackMaxBackoff)
 		}
 	}
+}
+
+// nearLogInterval is how often, at most, a Store logs that its
+// near-cache's connection cannot connect; the attempts in between are
+// counted in the next line.
+const nearLogInterval = 10 * time.Second
+
+// warn logs err, the failure of an attempt to connect, unless the tracker
+// is closing or another line went out less than nearLogInterval ago. The
+// near-cache is then off, and nothing else would show it but
+// NearCacheStats: a wrong address, TLS setting or ACL user would go
+// unnoticed. err comes from dialling, AUTH, the server check or the
+// subscription: redigo's and the server's errors name addresses and
+// commands, never a password.
+func (t *tracker) warn(err error) {
+	select {
+	case <-t.stop:
+		return
+	default:
+	}
+	t.failures.Do(time.Now(), func(suppressed int) {
+		t.log.Warn("redisstore: near-cache: its invalidation connection cannot connect; every Load reads Redis until it does",
+			"error", err, "suppressed", suppressed)
+	})
 }
 
 // connect dials, enables tracking and subscribes. The cache becomes live

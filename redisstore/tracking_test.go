@@ -165,7 +165,7 @@ func TestTrackingAnswerCertifiesItsPing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(pool, Config{Addr: fake.addr(), NearCache: NearCache{MaxEntries: 10, Staleness: 100 * time.Millisecond, Strict: true}})
+	s, err := New(otherSource{pool}, Config{Addr: fake.addr(), NearCache: NearCache{MaxEntries: 10, Staleness: 100 * time.Millisecond, Strict: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,285 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
+// proxy's copies or a logger.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// hiddenPool is a Source that is not a *redis.Pool, as a wrapper adding
+// metrics or tracing would be: New cannot dial through it.
+type hiddenPool struct{ *redis.Pool }
+
+// tapProxy forwards the connections it accepts to target and copies what
+// the clients send into sent. It stops at cleanup.
+func tapProxy(t *testing.T, target string, sent io.Writer) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			track(c)
+			track(u)
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(u, io.TeeReader(c, sent))
+				u.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				io.Copy(c, u)
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestNearCacheDialsLikeThePool: a Store that New makes on a TLS pool, with
+// a Config that names the server and its password but no TLS (as when
+// moving from scs, whose pool the app builds), opens its near-cache's
+// connection as the pool does, over TLS: it connects, on the TLS port, and
+// no password crosses the wire in clear, whether Config.Addr names the TLS
+// port or the plain one.
+func TestNearCacheDialsLikeThePool(t *testing.T) {
+	dir := t.TempDir()
+	caPool := writeCerts(t, dir)
+	tlsPort := closedPort(t)
+	const password = "near-pw-5Jq8v"
+	srv := redistest.Start(t, "--requirepass", password,
+		"--tls-port", strconv.Itoa(tlsPort),
+		"--tls-cert-file", filepath.Join(dir, "server.pem"),
+		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+		"--tls-auth-clients", "no")
+	var sent lockedBuffer
+	tlsAddr := tapProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), &sent)
+
+	for _, tc := range []struct{ name, addr string }{
+		{"Addr on the TLS port", tlsAddr},
+		{"Addr on the plain port", srv.Addr()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent.Reset()
+			pool, err := redisstore.NewPool(redisstore.Config{Addr: tlsAddr, Password: password, TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := redisstore.New(pool, redisstore.Config{Addr: tc.addr, Password: password, NearCache: redisstore.NearCache{MaxEntries: 10},
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Ping(context.Background()); err != nil {
+				t.Fatalf("Ping through the TLS pool: %v", err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !s.NearCacheStats().Connected {
+				if time.Now().After(deadline) {
+					t.Fatalf("near-cache not connected within 10s: %+v", s.NearCacheStats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := strings.Count(sent.String(), password); n > 0 {
+				t.Errorf("the password crossed the wire in clear %d times", n)
+			}
+			// The subscribed client, the near-cache's, is on the TLS port.
+			list, err := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subscribed := 0
+			for line := range strings.Lines(list) {
+				if !strings.Contains(line, " sub=1 ") {
+					continue
+				}
+				subscribed++
+				if want := " laddr=127.0.0.1:" + strconv.Itoa(tlsPort) + " "; !strings.Contains(line, want) {
+					t.Errorf("near-cache client %q, want it on the TLS port (%s)", strings.TrimSpace(line), want)
+				}
+			}
+			if subscribed != 1 {
+				t.Errorf("%d subscribed clients, want 1 (the near-cache's)", subscribed)
+			}
+		})
+	}
+}
+
+// TestNewRefusesClearNearCache: when New cannot dial through its Source
+// (not a *redis.Pool, or a pool without a dial function), the near-cache
+// dials Config.Addr with Config's credentials, and New refuses a Password
+// without TLS, which that connection would send in clear whatever the
+// Source's connections do.
+func TestNewRefusesClearNearCache(t *testing.T) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(closedPort(t)))
+	const password = "near-pw-Zx41k"
+	newPool := func(t *testing.T) *redis.Pool {
+		t.Helper()
+		p, err := redisstore.NewPool(redisstore.Config{Addr: addr, Password: password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	near := redisstore.NearCache{MaxEntries: 10}
+	tlsCfg := &tls.Config{ServerName: "localhost"}
+	for _, tc := range []struct {
+		name string
+		src  func(t *testing.T) redisstore.Source
+		cfg  redisstore.Config
+		want string // in the error; "" for none
+	}{
+		{"other Source, Password, no TLS", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
+			redisstore.Config{Addr: addr, Password: password, NearCache: near}, "Config.TLS"},
+		{"pool without a dial function, Password, no TLS", func(t *testing.T) redisstore.Source { return &redis.Pool{} },
+			redisstore.Config{Addr: addr, Password: password, NearCache: near}, "Config.TLS"},
+		{"other Source, Password, TLS", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
+			redisstore.Config{Addr: addr, Password: password, TLS: tlsCfg, NearCache: near}, ""},
+		{"other Source, no Password", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
+			redisstore.Config{Addr: addr, NearCache: near}, ""},
+		{"other Source, Password, no TLS, no near-cache", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
+			redisstore.Config{Addr: addr, Password: password}, ""},
+		{"pool, Password, no TLS", func(t *testing.T) redisstore.Source { return newPool(t) },
+			redisstore.Config{Addr: addr, Password: password, NearCache: near}, ""},
+		{"pool, no Addr", func(t *testing.T) redisstore.Source { return newPool(t) },
+			redisstore.Config{NearCache: near}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.src(t)
+			tc.cfg.Logger = slog.New(slog.DiscardHandler)
+			s, err := redisstore.New(src, tc.cfg)
+			if s != nil {
+				defer s.Close()
+			} else if c, ok := src.(io.Closer); ok {
+				defer c.Close()
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("New = %v, want no error", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error naming %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("New's error %q holds the password", err)
+			}
+		})
+	}
+}
+
+// TestNearCacheLogsConnectFailures: a near-cache whose connection cannot
+// subscribe (here an ACL user without +client|tracking) says so in the
+// Store's log, once per interval however often it retries, without the
+// password, while every Load still reads Redis.
+func TestNearCacheLogsConnectFailures(t *testing.T) {
+	srv := redistest.Start(t)
+	const password = "near-pw-Lm29c"
+	srv.Do(t, "ACL", "SETUSER", "near", "on", ">"+password, "~*", "&*", "+@all", "-client|tracking")
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr(), Username: "near", Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged lockedBuffer
+	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "a", []byte("v1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The retries back off from 10ms to 1s: about eight in 1.5s.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if b, found, err := s.Load(ctx, "a", 0); err != nil || !found || string(b) != "v1" {
+			t.Fatalf("Load = %q, %v, %v", b, found, err)
+		}
+	}
+	if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
+		t.Errorf("stats %+v, want not connected and no hits", st)
+	}
+	out := logged.String()
+	if n := strings.Count(out, "near-cache"); n != 1 {
+		t.Errorf("%d lines about the near-cache in 1.5s, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "NOPERM") {
+		t.Errorf("log %q, want a warning with the server's NOPERM", out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("log %q holds the password", out)
+	}
+}
