@@ -140,6 +140,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		return nil, err
 	}
 	rcfg.Observer = metrics // before Open: the start-up PING below counts too
+	rcfg.Logger = log       // the near-cache's connection warnings
 	store, err := redisstore.Open(rcfg)
 	if err != nil {
 		return nil, err
