@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/internal/keycheck"
 	"github.com/sessionkit/sessionkit/internal/loglimit"
+	"github.com/sessionkit/sessionkit/internal/redact"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -148,6 +149,23 @@ type RateLimitConfig struct {
 	// nil: nothing counted.
 	Metrics RateLimitMetrics
 }
+
+// String returns cfg as %+v would print it, but with Secret as
+// "[redacted]" when set, so that a configuration may be logged:
+// {Rules:[...] Secret:[redacted] Outage:0 MaxBody:0 ...}.
+func (cfg RateLimitConfig) String() string { return redact.String(cfg, "Secret") }
+
+// GoString returns cfg as %#v would print it, Secret redacted as String
+// does.
+func (cfg RateLimitConfig) GoString() string { return redact.GoString(cfg, "Secret") }
+
+// Format implements fmt.Formatter: %#v prints GoString, every other verb
+// String, so that no verb prints the secret.
+func (cfg RateLimitConfig) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
+
+// LogValue implements slog.LogValuer: a group of one attribute per field,
+// each as String prints it, Secret redacted.
+func (cfg RateLimitConfig) LogValue() slog.Value { return redact.LogValue(cfg, "Secret") }
 
 // RateLimitMetrics receives what a limiter counts. Its methods are called
 // on the request's goroutine and must be quick and safe for concurrent

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/keycheck"
+	"github.com/sessionkit/sessionkit/internal/redact"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -243,6 +244,28 @@ type Config struct {
 	// id. Nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// secretFields are the fields of Config that its String, GoString,
+// Format and LogValue never print.
+var secretFields = []string{"Keys", "TagKey", "RetiredKeys"}
+
+// String returns cfg as %+v would print it, but with Keys and RetiredKeys
+// as their number ("[2 keys]") and TagKey as "[redacted]" when set, so
+// that a configuration may be logged: {Keys:[2 keys] Lifetime:24h0m0s
+// ...}.
+func (cfg Config) String() string { return redact.String(cfg, secretFields...) }
+
+// GoString returns cfg as %#v would print it, its keys redacted as String
+// does.
+func (cfg Config) GoString() string { return redact.GoString(cfg, secretFields...) }
+
+// Format implements fmt.Formatter: %#v prints GoString, every other verb
+// String, so that no verb prints a key.
+func (cfg Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
+
+// LogValue implements slog.LogValuer: a group of one attribute per field,
+// each as String prints it, keys redacted.
+func (cfg Config) LogValue() slog.Value { return redact.LogValue(cfg, secretFields...) }
 
 // withDefaults returns cfg with every zero field set to its default, or an
 // error naming the first invalid field.

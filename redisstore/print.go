@@ -1,0 +1,48 @@
+package redisstore
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/sessionkit/sessionkit/internal/redact"
+)
+
+// secretFields are the fields of Config that its String, GoString,
+// Format and LogValue never print.
+var secretFields = []string{"Password", "SentinelPassword", "TLS"}
+
+// String returns c as %+v would print it, but with Password,
+// SentinelPassword and TLS (whose certificates carry private keys) as
+// "[redacted]" when set, and without unexported fields, so that a
+// configuration may be logged: {Addr:redis:6379 Username:app
+// Password:[redacted] DB:0 TLS:<nil> ...}.
+func (c Config) String() string { return redact.String(c, secretFields...) }
+
+// GoString returns c as %#v would print it, its secrets redacted as
+// String does.
+func (c Config) GoString() string { return redact.GoString(c, secretFields...) }
+
+// Format implements fmt.Formatter: %#v prints GoString, every other verb
+// String, so that no verb prints a password.
+func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
+
+// LogValue implements slog.LogValuer: a group of one attribute per field,
+// each as String prints it, secrets redacted.
+func (c Config) LogValue() slog.Value { return redact.LogValue(c, secretFields...) }
+
+// String describes s by the settings it was opened with, which it keeps
+// unchanged (no password, no key, no session): redisstore.Store{KeyPrefix:app:
+// Timeout:1s WaitReplicas:0 MaxActive:64 Cluster:false NearCache:true}.
+func (s *Store) String() string {
+	return fmt.Sprintf("redisstore.Store{KeyPrefix:%s Timeout:%v WaitReplicas:%d MaxActive:%d Cluster:%t NearCache:%t}",
+		s.keyPrefix, s.timeout, s.replicas, s.maxActive, s.cluster != nil, s.near != nil)
+}
+
+// Format implements fmt.Formatter: every verb prints String. Without it,
+// fmt would read the fields that the Store's connections and near-cache
+// change as it runs (a data race), and a verb such as %s would print the
+// near-cache's session ids.
+func (s *Store) Format(f fmt.State, verb rune) { redact.Format(f, verb, s) }
+
+// LogValue implements slog.LogValuer: String, as one value.
+func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
