@@ -45,6 +45,7 @@ func Describe(err error, cfg Config) string {
 	var hostname x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	var perm *permissionError
+	var notMaster *notMasterError
 	code := replyCode(err)
 	errors.As(err, &reply)
 	noPassword := code == "ERR" && strings.Contains(string(reply), "without any password configured")
@@ -94,6 +95,9 @@ func Describe(err error, cfg Config) string {
 		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
 	case code == "ERR" && cfg.mode() == modeCluster && strings.Contains(string(reply), "cluster support disabled"):
 		return "REDIS_CLUSTER_NODES (Config.ClusterNodes) names a server that is no Cluster node: name one server with REDIS_URL, or the Cluster's nodes"
+	case errors.As(err, &notMaster):
+		return fmt.Sprintf("sentinel %s names %s as the master of %q, but that server is a %s: a failover is under way, or that sentinel is behind or monitors another setup under that name (check SENTINEL GET-MASTER-ADDR-BY-NAME on each sentinel of REDIS_SENTINELS); the next lookup asks the next sentinel",
+			notMaster.sentinel, notMaster.server, cfg.SentinelMaster, replicaRole(notMaster.role))
 	case errors.Is(err, errNoMaster):
 		return fmt.Sprintf("no sentinel named a master called %q (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD)", cfg.SentinelMaster)
 	case errors.As(err, &unknownCA):
@@ -106,6 +110,14 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}
 	return ""
+}
+
+// replicaRole names a role of ROLE's reply in words: "slave" is a replica.
+func replicaRole(role string) string {
+	if role == "slave" {
+		return "replica"
+	}
+	return role
 }
 
 // handshakeTimedOut reports whether err holds redigo's error for a TLS

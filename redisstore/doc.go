@@ -134,7 +134,9 @@
 // where the master is, every second and at once when they announce a
 // failover (+switch-master) or a call fails in a way that says the master
 // moved (READONLY, a broken connection). Each new connection checks with
-// ROLE that it reached the master; a connection to a former master is
+// ROLE that it reached the master (a dial that finds a replica there makes
+// the next lookup ask the next sentinel first, so one sentinel that names
+// a replica costs calls for a moment only); a connection to a former master is
 // closed instead of lent again, since a demoted master can keep accepting
 // writes on open connections for seconds, and loses them when it rejoins.
 // Reads stay one command. During a failover calls fail with ErrUnavailable

@@ -3,7 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +38,8 @@ const (
 //
 // Each new connection checks with ROLE that it reached a master, once, when
 // dialled; a borrowed connection costs no extra command, so a read stays
-// one command.
+// one command. A dial that finds no master there, or no server, makes the
+// next lookup ask another sentinel first (see lookup).
 type sentinelSource struct {
 	pool *redis.Pool
 	cfg  Config
@@ -47,9 +50,14 @@ type sentinelSource struct {
 
 	mu      sync.Mutex
 	master  string        // the master's address, "" until known
+	namedBy string        // the sentinel that last named master
 	gen     uint64        // how many times master changed
 	known   chan struct{} // closed once master is first known
 	lastErr error         // why the sentinels last named no master, for calls that find none
+	// doubted is a master address that a dial found no master (or could
+	// not reach), for watch: if the sentinels still name it, the next
+	// lookup starts with the sentinel after the one that named it.
+	doubted string
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -138,10 +146,7 @@ func (s *sentinelSource) watch() {
 	tick := time.NewTicker(sentinelPoll)
 	defer tick.Stop()
 	for {
-		if addr, err := s.snt.MasterAddr(); err == nil {
-			s.setMaster(addr)
-			s.noteSentinelError(nil)
-		}
+		s.lookup()
 		select {
 		case <-s.stop:
 			return
@@ -156,10 +161,65 @@ func (s *sentinelSource) watch() {
 	}
 }
 
-// setMaster records the master's address.
+// lookup asks the sentinels, in order, where the master is, and records
+// the first answer. FZambia's MasterAddr puts the sentinel that answers
+// first at the top of the list, and asks it first next time; a sentinel
+// that answers with a server that is no master (one behind the others, or
+// monitoring another setup under the same name) would be asked first for
+// ever, and the sentinels that are right never. So when a dial found the
+// server named last no master, or could not reach it, lookup first moves
+// the sentinel that named it to the bottom: each lookup after such a dial
+// asks another sentinel first, and within one pass over the list a right
+// one answers.
+//
+// Only the watch goroutine calls lookup: it alone uses s.snt, whose
+// address list lookup reorders.
+func (s *sentinelSource) lookup() {
+	s.mu.Lock()
+	doubted, master, namedBy := s.doubted, s.master, s.namedBy
+	s.doubted = ""
+	s.mu.Unlock()
+	if doubted != "" && doubted == master {
+		toBottom(s.snt.Addrs, namedBy)
+	}
+	addr, err := s.snt.MasterAddr()
+	if err != nil {
+		return
+	}
+	// MasterAddr put the sentinel that answered at the top.
+	s.setMasterNamedBy(addr, s.snt.Addrs[0])
+	s.noteSentinelError(nil)
+}
+
+// toBottom moves addr to the end of addrs, keeping the order of the others.
+func toBottom(addrs []string, addr string) {
+	if i := slices.Index(addrs, addr); i >= 0 {
+		copy(addrs[i:], addrs[i+1:])
+		addrs[len(addrs)-1] = addr
+	}
+}
+
+// doubt tells watch that a dial of addr, which the sentinels named as the
+// master, found no master there or no server, and asks the sentinels again.
+func (s *sentinelSource) doubt(addr string) {
+	s.mu.Lock()
+	s.doubted = addr
+	s.mu.Unlock()
+	s.ask()
+}
+
+// setMaster records the master's address, named by no sentinel in
+// particular.
 func (s *sentinelSource) setMaster(addr string) {
+	s.setMasterNamedBy(addr, "")
+}
+
+// setMasterNamedBy records the master's address, named by the sentinel at
+// sentinel.
+func (s *sentinelSource) setMasterNamedBy(addr, sentinel string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.namedBy = sentinel
 	if addr == s.master {
 		return
 	}
@@ -170,9 +230,9 @@ func (s *sentinelSource) setMaster(addr string) {
 	s.gen++
 }
 
-// current returns the master's address and generation, waiting for the
-// first answer of the sentinels within ctx.
-func (s *sentinelSource) current(ctx context.Context) (addr string, gen uint64, err error) {
+// current returns the master's address, the sentinel that named it and
+// its generation, waiting for the first answer of the sentinels within ctx.
+func (s *sentinelSource) current(ctx context.Context) (addr, namedBy string, gen uint64, err error) {
 	select {
 	case <-s.known:
 	case <-ctx.Done():
@@ -180,11 +240,11 @@ func (s *sentinelSource) current(ctx context.Context) (addr string, gen uint64, 
 		defer s.mu.Unlock()
 		// The sentinels' own refusal (a wrong SentinelPassword) says more
 		// than the deadline, and classifies the call as refused.
-		return "", 0, errors.Join(errNoMaster, s.lastErr, ctx.Err())
+		return "", "", 0, errors.Join(errNoMaster, s.lastErr, ctx.Err())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.master, s.gen, nil
+	return s.master, s.namedBy, s.gen, nil
 }
 
 // generation returns how many times the master changed.
@@ -195,16 +255,27 @@ func (s *sentinelSource) generation() uint64 {
 }
 
 var (
-	errNoMaster  = errors.New("no sentinel has named a master yet")
-	errNotMaster = errors.New("the server the sentinels named is not a master (yet)")
-	errRetired   = errors.New("connection to a former master")
+	errNoMaster = errors.New("no sentinel has named a master yet")
+	errRetired  = errors.New("connection to a former master")
 )
+
+// notMasterError is a dial of the server a sentinel named as the master
+// that found it answering ROLE with another role: a replica, during a
+// failover or because the sentinel is behind or monitors another setup.
+type notMasterError struct {
+	server, sentinel, role string
+}
+
+func (e *notMasterError) Error() string {
+	return fmt.Sprintf("sentinel %s named %s as the master, but it answers ROLE as %s", e.sentinel, e.server, e.role)
+}
 
 // dialMaster dials the master and checks, with ROLE, that it is one: right
 // after a failover a sentinel can still name the old master, which may be
-// on its way to becoming a replica.
+// on its way to becoming a replica, and a sentinel may name a replica
+// (one that is behind, or monitors another setup).
 func (s *sentinelSource) dialMaster(ctx context.Context) (redis.Conn, error) {
-	addr, gen, err := s.current(ctx)
+	addr, namedBy, gen, err := s.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -212,20 +283,22 @@ func (s *sentinelSource) dialMaster(ctx context.Context) (redis.Conn, error) {
 	node.Addr = addr
 	c, err := dial(ctx, node)
 	if err != nil {
-		s.ask()
+		s.doubt(addr)
 		return nil, err
 	}
 	r, err := role(ctx, c)
 	if err == nil && r != "master" {
-		err = errNotMaster
-	}
-	if err == nil && s.generation() != gen {
-		err = errRetired // the sentinels named another master while this one was dialled
+		err = &notMasterError{server: addr, sentinel: namedBy, role: r}
 	}
 	if err != nil {
 		c.Close()
-		s.ask()
+		s.doubt(addr)
 		return nil, err
+	}
+	if s.generation() != gen {
+		c.Close()
+		s.ask()
+		return nil, errRetired // the sentinels named another master while this one was dialled
 	}
 	c.retired = func() bool { return s.generation() != gen }
 	return c, nil

@@ -7,10 +7,13 @@ package redisstore
 // reach the former master.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -785,4 +788,228 @@ func TestSentinelKillMaster(t *testing.T) {
 	if n, err := redis.Int(killed.Do(t, "EXISTS", "session:load-1"), nil); err != nil || n != 1 {
 		t.Errorf("the rejoined replica lacks the first key written (%d, %v): did it sync?", n, err)
 	}
+}
+
+// fakeSentinel is a server that speaks enough of the Sentinel protocol for
+// a Store (PING, AUTH, SUBSCRIBE, SENTINEL get-master-addr-by-name) and
+// names whatever master the test tells it to: a sentinel that is wrong.
+type fakeSentinel struct {
+	ln     net.Listener
+	target atomic.Pointer[string]
+	asked  atomic.Int64 // get-master-addr-by-name queries answered
+
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// startFakeSentinel starts a fakeSentinel naming target, stopped at cleanup.
+func startFakeSentinel(t *testing.T, target string) *fakeSentinel {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeSentinel{ln: ln}
+	f.name(target)
+	f.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+			f.wg.Go(func() { f.serve(c) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+// addr returns the fake sentinel's address.
+func (f *fakeSentinel) addr() string { return f.ln.Addr().String() }
+
+// name makes the fake sentinel name target as the master from now on.
+func (f *fakeSentinel) name(target string) { f.target.Store(&target) }
+
+// serve answers the commands read from c until it closes.
+func (f *fakeSentinel) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	bulk := func(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "*") {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+		var args []string
+		for range n {
+			if _, err := r.ReadString('\n'); err != nil { // $<len>
+				return
+			}
+			a, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			args = append(args, strings.TrimSuffix(a, "\r\n"))
+		}
+		var reply string
+		switch strings.ToUpper(args[0]) {
+		case "PING":
+			reply = "+PONG\r\n"
+		case "AUTH":
+			reply = "+OK\r\n"
+		case "SENTINEL":
+			f.asked.Add(1)
+			host, port, _ := net.SplitHostPort(*f.target.Load())
+			reply = "*2\r\n" + bulk(host) + bulk(port)
+		case "SUBSCRIBE":
+			reply = "*3\r\n" + bulk("subscribe") + bulk(args[1]) + ":1\r\n"
+		default:
+			reply = "-ERR unknown command\r\n"
+		}
+		if _, err := io.WriteString(c, reply); err != nil {
+			return
+		}
+	}
+}
+
+// insertUntilOK inserts records until one is stored, for at most d, each
+// Insert within timeout, and returns how many failed, the last error and
+// whether one succeeded.
+func insertUntilOK(s *Store, d, timeout time.Duration) (failed int, last error, ok bool) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_, err := s.Insert(ctx, fmt.Sprintf("w%d", time.Now().UnixNano()), []byte("record"), time.Minute)
+		cancel()
+		if err == nil {
+			return failed, last, true
+		}
+		failed, last = failed+1, err
+		time.Sleep(10 * time.Millisecond)
+	}
+	return failed, last, false
+}
+
+// wrongSentinelLimit is how long calls may fail when the sentinel asked
+// first names a replica as the master: a dial, then sentinelMinAsk until
+// the next lookup, which asks the next sentinel.
+const wrongSentinelLimit = 500 * time.Millisecond
+
+// TestSentinelWrongSentinel checks that a sentinel that names a replica as
+// the master, first in Config.SentinelAddrs, does not keep the Store from
+// the master the other sentinels name: after a dial finds no master where
+// a sentinel said, the next lookup asks the next sentinel. Without that,
+// the first sentinel to answer is asked first for ever, and no write
+// succeeds.
+func TestSentinelWrongSentinel(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	master, replica := sn.Master(t), sn.Replica(t)
+
+	t.Run("from the start", func(t *testing.T) {
+		f := startFakeSentinel(t, replica.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append([]string{f.addr()}, cfg.SentinelAddrs...)
+		cfg.Timeout = 300 * time.Millisecond
+		s := openSentinel(t, cfg)
+		start := time.Now()
+		failed, last, ok := insertUntilOK(s, 3*time.Second, cfg.Timeout)
+		took := time.Since(start)
+		t.Logf("writes failed before one succeeded: %d in %v; the fake sentinel was asked %d times; last error: %v",
+			failed, took.Round(time.Millisecond), f.asked.Load(), last)
+		if !ok {
+			t.Fatalf("no write succeeded in 3 s with the first sentinel naming the replica (%d failed): last error %v", failed, last)
+		}
+		if took > wrongSentinelLimit {
+			t.Errorf("writes failed for %v before one succeeded, want at most %v", took.Round(time.Millisecond), wrongSentinelLimit)
+		}
+		if addr := sentinelMaster(s); addr != master.Addr() {
+			t.Errorf("the Store's master is %s, want %s", addr, master.Addr())
+		}
+	})
+
+	t.Run("error", func(t *testing.T) {
+		// A Store that knows only the wrong sentinel fails every call,
+		// with an error that names it and the server it named.
+		f := startFakeSentinel(t, replica.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = []string{f.addr()}
+		cfg.Timeout = 300 * time.Millisecond
+		s := openSentinel(t, cfg)
+		_, err := s.Insert(context.Background(), "x", []byte("record"), time.Minute)
+		if err == nil {
+			t.Fatal("Insert succeeded on a replica")
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Insert = %v, want ErrUnavailable", err)
+		}
+		for _, want := range []string{f.addr(), replica.Addr()} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %s", err, want)
+			}
+		}
+		noSecrets(t, "Insert", err)
+		d := Describe(err, cfg)
+		t.Logf("error: %v\nDescribe: %s", err, d)
+		for _, want := range []string{f.addr(), replica.Addr(), "replica", "REDIS_SENTINELS"} {
+			if !strings.Contains(d, want) {
+				t.Errorf("Describe = %q, want it to name %s", d, want)
+			}
+		}
+	})
+
+	t.Run("turns wrong while the Store works", func(t *testing.T) {
+		f := startFakeSentinel(t, master.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append([]string{f.addr()}, cfg.SentinelAddrs...)
+		cfg.Timeout = 300 * time.Millisecond
+		s := openSentinel(t, cfg)
+		if _, _, ok := insertUntilOK(s, 2*time.Second, cfg.Timeout); !ok {
+			t.Fatal("no write succeeded with every sentinel right")
+		}
+		// The fake sentinel, first in the list and the one that answered,
+		// now names the replica; the Store hears it at its next lookup.
+		f.name(replica.Addr())
+		asked := f.asked.Load()
+		src := sentinelOf(s)
+		src.ask()
+		for deadline := time.Now().Add(2 * time.Second); f.asked.Load() == asked; {
+			if time.Now().After(deadline) {
+				t.Fatal("the Store did not ask the fake sentinel again")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		start := time.Now()
+		failed, last, ok := insertUntilOK(s, 3*time.Second, cfg.Timeout)
+		took := time.Since(start)
+		t.Logf("writes failed after the first sentinel turned wrong: %d in %v; last error: %v", failed, took.Round(time.Millisecond), last)
+		if !ok {
+			t.Fatalf("no write succeeded in 3 s once the first sentinel named the replica (%d failed): last error %v", failed, last)
+		}
+		if took > wrongSentinelLimit {
+			t.Errorf("writes failed for %v once the first sentinel named the replica, want at most %v", took.Round(time.Millisecond), wrongSentinelLimit)
+		}
+		// Later writes all succeed: the wrong sentinel is asked last now.
+		for i := range 20 {
+			if _, err := s.Insert(context.Background(), fmt.Sprintf("after%d", i), []byte("record"), time.Minute); err != nil {
+				t.Fatalf("Insert after the Store moved past the wrong sentinel: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if addr := sentinelMaster(s); addr != master.Addr() {
+			t.Errorf("the Store's master is %s, want %s", addr, master.Addr())
+		}
+	})
 }
