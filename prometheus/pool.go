@@ -54,7 +54,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
 		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
 		dials:          desc("dials_total", "Connections the session store's Redis pool dialled, failed dials included (zero for a pool the caller built)."),
-		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures."),
+		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
 	}
 }
 

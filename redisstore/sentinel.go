@@ -274,13 +274,21 @@ func (e *notMasterError) Error() string {
 // after a failover a sentinel can still name the old master, which may be
 // on its way to becoming a replica, and a sentinel may name a replica
 // (one that is behind, or monitors another setup).
-func (s *sentinelSource) dialMaster(ctx context.Context) (redis.Conn, error) {
+//
+// It counts the dial in the Store's PoolStats, as failed when the server
+// proved no master: dial, which would count it a success before ROLE, is
+// given no counter.
+func (s *sentinelSource) dialMaster(ctx context.Context) (_ redis.Conn, err error) {
 	addr, namedBy, gen, err := s.current(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if s.cfg.dials != nil {
+		defer s.cfg.dials.count(&err)
+	}
 	node := s.cfg
 	node.Addr = addr
+	node.dials = nil
 	c, err := dial(ctx, node)
 	if err != nil {
 		s.doubt(addr)

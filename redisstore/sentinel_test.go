@@ -970,6 +970,35 @@ func TestSentinelWrongSentinel(t *testing.T) {
 		}
 	})
 
+	t.Run("dial errors", func(t *testing.T) {
+		// Every dial reaches a server that is no master: PoolStats counts
+		// each as failed, as it documents.
+		f := startFakeSentinel(t, replica.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = []string{f.addr()}
+		cfg.Timeout = 300 * time.Millisecond
+		s := openSentinel(t, cfg)
+		for i := range 5 {
+			if _, err := s.Insert(context.Background(), fmt.Sprintf("x%d", i), []byte("record"), time.Minute); err == nil {
+				t.Fatal("Insert succeeded on a replica")
+			}
+		}
+		ps := s.PoolStats()
+		if ps.Dials == 0 || ps.DialErrors != ps.Dials {
+			t.Errorf("PoolStats after dials that each found a replica: Dials %d, DialErrors %d, want as many errors as dials, at least one",
+				ps.Dials, ps.DialErrors)
+		}
+		// A dial that reaches the master counts as a success.
+		cfg.SentinelAddrs = sn.SentinelAddrs()
+		s = openSentinel(t, cfg)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if ps := s.PoolStats(); ps.Dials == 0 || ps.DialErrors != 0 {
+			t.Errorf("PoolStats after dialling the master: Dials %d, DialErrors %d, want at least one dial and no error", ps.Dials, ps.DialErrors)
+		}
+	})
+
 	t.Run("turns wrong while the Store works", func(t *testing.T) {
 		f := startFakeSentinel(t, master.Addr())
 		cfg := sentinelConfig(sn)
