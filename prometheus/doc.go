@@ -53,9 +53,11 @@
 //	sessionkit_redis_pool_wait_seconds_total                  time those waits took
 //	sessionkit_redis_dials_total                              connections dialled
 //	sessionkit_redis_dial_errors_total                        dials that failed
+//	sessionkit_redis_sentinels_down                           gauge; 1 while no sentinel names the master
+//	sessionkit_redis_sentinel_lookup_failures_total           lookups no sentinel answered with the master
 //
 // The dial counters stay at zero for a Store built by redisstore.New, whose
-// pool is the caller's.
+// pool is the caller's; the sentinel series outside Sentinel.
 //
 // From the Manager (via the session.Metrics methods):
 //

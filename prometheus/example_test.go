@@ -52,6 +52,8 @@ func Example() {
 	// sessionkit_redis_pool_max_connections GAUGE
 	// sessionkit_redis_pool_wait_seconds_total COUNTER
 	// sessionkit_redis_pool_waits_total COUNTER
+	// sessionkit_redis_sentinel_lookup_failures_total COUNTER
+	// sessionkit_redis_sentinels_down GAUGE
 	// sessionkit_requests_anonymous_on_outage_total COUNTER
 	// sessionkit_sessions_total COUNTER
 	// sessionkit_store_errors_total COUNTER

@@ -20,6 +20,10 @@ import (
 //	sessionkit_redis_pool_wait_seconds_total                  counter
 //	sessionkit_redis_dials_total                              counter
 //	sessionkit_redis_dial_errors_total                        counter
+//	sessionkit_redis_sentinels_down                           gauge
+//	sessionkit_redis_sentinel_lookup_failures_total           counter
+//
+// The last two are 0 outside Sentinel.
 //
 // A Metrics watches one pool: a second call returns an error matching
 // prometheus.AlreadyRegisteredError. Watch another Store with a Metrics
@@ -41,6 +45,7 @@ type poolCollector struct {
 	connections, maxConnections *prometheus.Desc
 	waits, waitSeconds          *prometheus.Desc
 	dials, dialErrors           *prometheus.Desc
+	sentinelsDown, lookupFails  *prometheus.Desc
 }
 
 func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, constLabels prometheus.Labels) *poolCollector {
@@ -55,6 +60,8 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
 		dials:          desc("dials_total", "Connections the session store's Redis pool dialled, failed dials included (zero for a pool the caller built)."),
 		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
+		sentinelsDown:  desc("sentinels_down", "1 when, under Redis Sentinel, no sentinel named the master the last time the session store asked (every second): calls go on to the master named last, but a failover would not be followed; 0 otherwise, and outside Sentinel."),
+		lookupFails:    desc("sentinel_lookup_failures_total", "Times, under Redis Sentinel, the session store asked the sentinels where the master is and none named it."),
 	}
 }
 
@@ -66,6 +73,8 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.waitSeconds
 	ch <- c.dials
 	ch <- c.dialErrors
+	ch <- c.sentinelsDown
+	ch <- c.lookupFails
 }
 
 // Collect implements prometheus.Collector, from one snapshot.
@@ -78,4 +87,10 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.waitSeconds, prometheus.CounterValue, ps.WaitTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(ps.Dials))
 	ch <- prometheus.MustNewConstMetric(c.dialErrors, prometheus.CounterValue, float64(ps.DialErrors))
+	down := 0.0
+	if ps.SentinelsDown {
+		down = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.sentinelsDown, prometheus.GaugeValue, down)
+	ch <- prometheus.MustNewConstMetric(c.lookupFails, prometheus.CounterValue, float64(ps.SentinelLookupFailures))
 }

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/FZambia/sentinel/v2"
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 )
 
 // How often a Sentinel source asks the sentinels where the master is:
@@ -22,6 +26,10 @@ const (
 	sentinelPoll   = time.Second
 	sentinelMinAsk = 50 * time.Millisecond
 )
+
+// sentinelLogInterval is how often, at most, a Sentinel source logs that
+// no sentinel named a master, as the session Manager logs an outage.
+const sentinelLogInterval = 10 * time.Second
 
 // sentinelSource is the Source of a Store under Redis Sentinel: a pool whose
 // connections go to the master the sentinels name, found with
@@ -58,6 +66,20 @@ type sentinelSource struct {
 	// not reach), for watch: if the sentinels still name it, the next
 	// lookup starts with the sentinel after the one that named it.
 	doubted string
+	// down is set while the last lookup got no master from any sentinel,
+	// since downSince; lookupFailures counts such lookups.
+	down           bool
+	downSince      time.Time
+	lookupFailures int64
+
+	// outage limits the warnings that no sentinel named a master, and
+	// warned records that one went out since the sentinels last answered,
+	// so that their answering again is logged too. The watch goroutine
+	// alone uses them.
+	outage loglimit.Limiter
+	warned bool
+	// logger, when set (by tests), replaces slog.Default() for those lines.
+	logger atomic.Pointer[slog.Logger]
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -70,10 +92,11 @@ type sentinelSource struct {
 
 func newSentinelSource(cfg Config) *sentinelSource {
 	s := &sentinelSource{
-		cfg:   cfg,
-		known: make(chan struct{}),
-		poke:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
+		cfg:    cfg,
+		known:  make(chan struct{}),
+		poke:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		outage: loglimit.Limiter{Interval: sentinelLogInterval},
 	}
 	s.snt = &sentinel.Sentinel{
 		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
@@ -184,11 +207,73 @@ func (s *sentinelSource) lookup() {
 	}
 	addr, err := s.snt.MasterAddr()
 	if err != nil {
+		s.lookupFailed(err)
 		return
 	}
 	// MasterAddr put the sentinel that answered at the top.
 	s.setMasterNamedBy(addr, s.snt.Addrs[0])
 	s.noteSentinelError(nil)
+	s.lookupAnswered(addr)
+}
+
+// lookupFailed records a lookup that no sentinel answered with a master,
+// for PoolStats, and logs it, at most once per sentinelLogInterval: calls
+// go on to the master named last, so nothing else tells the operator that
+// a failover would now go unfollowed and that a new instance cannot start.
+func (s *sentinelSource) lookupFailed(err error) {
+	now := time.Now()
+	s.mu.Lock()
+	if !s.down {
+		s.down, s.downSince = true, now
+	}
+	s.lookupFailures++
+	master := s.master
+	s.mu.Unlock()
+	s.outage.Do(now, func(suppressed int) {
+		s.warned = true
+		s.log().LogAttrs(context.Background(), slog.LevelWarn,
+			"redisstore: no sentinel named the master; calls go on to the master named last, but a failover would not be followed",
+			slog.String("sentinels", strings.Join(s.cfg.SentinelAddrs, ",")),
+			slog.String("master_name", s.cfg.SentinelMaster),
+			slog.String("master", master),
+			slog.Any("error", err),
+			slog.Int("suppressed", suppressed))
+	})
+}
+
+// lookupAnswered records a lookup that a sentinel answered, and logs that
+// the sentinels answer again if lookupFailed logged that they did not.
+func (s *sentinelSource) lookupAnswered(addr string) {
+	s.mu.Lock()
+	wasDown, since := s.down, s.downSince
+	s.down = false
+	s.mu.Unlock()
+	if !wasDown || !s.warned {
+		return
+	}
+	s.warned = false
+	s.log().LogAttrs(context.Background(), slog.LevelInfo,
+		"redisstore: the sentinels name the master again",
+		slog.String("sentinel", s.snt.Addrs[0]),
+		slog.String("master", addr),
+		slog.Duration("down_for", time.Since(since).Round(time.Millisecond)))
+}
+
+// log returns the logger of the source's lines: slog.Default() unless a
+// test set another.
+func (s *sentinelSource) log() *slog.Logger {
+	if l := s.logger.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// sentinelStats reports whether the last lookup got no master from any
+// sentinel, and how many lookups did not.
+func (s *sentinelSource) sentinelStats() (down bool, failures int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down, s.lookupFailures
 }
 
 // toBottom moves addr to the end of addrs, keeping the order of the others.

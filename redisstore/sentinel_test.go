@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime/pprof"
 	"slices"
@@ -1041,4 +1042,93 @@ func TestSentinelWrongSentinel(t *testing.T) {
 			t.Errorf("the Store's master is %s, want %s", addr, master.Addr())
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for a logger's
+// output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestSentinelAllDown checks what a Store tells the operator when every
+// sentinel goes down while the master serves: calls still succeed (Ping
+// too, so readiness holds), and within the poll interval PoolStats reports
+// SentinelsDown and the Store logs a warning; once the sentinels are back,
+// SentinelsDown clears and the Store logs that they answer again.
+func TestSentinelAllDown(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	ctx := context.Background()
+	s := openSentinel(t, sentinelConfig(sn))
+	var logs syncBuffer
+	sentinelOf(s).logger.Store(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ps := s.PoolStats(); ps.SentinelsDown || ps.SentinelLookupFailures != 0 {
+		t.Errorf("PoolStats with every sentinel up: SentinelsDown %v, SentinelLookupFailures %d, want false, 0", ps.SentinelsDown, ps.SentinelLookupFailures)
+	}
+
+	for _, snt := range sn.Sentinels() {
+		snt.Stop(t)
+	}
+	// waitFor waits up to two polls for cond.
+	waitFor := func(what string, cond func(PoolStats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(2*sentinelPoll + 500*time.Millisecond)
+		for !cond(s.PoolStats()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: PoolStats %+v; log:\n%s", what, s.PoolStats(), logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("every sentinel down", func(ps PoolStats) bool { return ps.SentinelsDown && ps.SentinelLookupFailures > 0 })
+	const downLine = "no sentinel named the master"
+	for deadline := time.Now().Add(time.Second); !strings.Contains(logs.String(), downLine); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q with every sentinel down; log:\n%s", downLine, logs.String())
+		}
+	}
+	// The master is fine: calls, readiness included, succeed.
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping with every sentinel down and the master up: %v", err)
+	}
+	if _, err := s.Insert(ctx, "down", []byte("record"), time.Minute); err != nil {
+		t.Errorf("Insert with every sentinel down and the master up: %v", err)
+	}
+
+	for _, snt := range sn.Sentinels() {
+		snt.Restart(t)
+	}
+	waitFor("sentinels back", func(ps PoolStats) bool { return !ps.SentinelsDown })
+	const upLine = "the sentinels name the master again"
+	for deadline := time.Now().Add(time.Second); !strings.Contains(logs.String(), upLine); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q once the sentinels were back; log:\n%s", upLine, logs.String())
+		}
+	}
+	out := logs.String()
+	t.Logf("log:\n%s", out)
+	if n := strings.Count(out, downLine); n != 1 {
+		t.Errorf("%d warnings in a few seconds of sentinels down, want 1 (at most one per %v)", n, sentinelLogInterval)
+	}
+	for _, pw := range []string{sntMasterPassword, sntSentinelPassword} {
+		if strings.Contains(out, pw) {
+			t.Errorf("the log contains a password")
+		}
+	}
 }

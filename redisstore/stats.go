@@ -59,6 +59,18 @@ type PoolStats struct {
 	// caller's.
 	Dials      int64
 	DialErrors int64
+	// SentinelsDown reports, for a Store opened with SentinelAddrs, that
+	// no sentinel named a master the last time the Store asked (every
+	// second): every sentinel is down or unreachable, refuses the
+	// Store's credentials, or monitors no master called SentinelMaster.
+	// Calls go on to the master named last, and succeed while it serves,
+	// but a failover now goes unnoticed and a Store opened now finds no
+	// master. The Store also logs it (slog.Default, at Warn, at most
+	// every 10 seconds) and logs, at Info, when the sentinels answer
+	// again. SentinelLookupFailures counts those lookups since the Store
+	// opened. Both are zero outside Sentinel.
+	SentinelsDown          bool
+	SentinelLookupFailures int64
 }
 
 // Exhausted reports whether every connection is in use and the pool may
@@ -85,6 +97,7 @@ func (s *Store) PoolStats() PoolStats {
 	case *sentinelSource:
 		add(src.pool.Stats())
 		ps.MaxActive = src.pool.MaxActive
+		ps.SentinelsDown, ps.SentinelLookupFailures = src.sentinelStats()
 	case *clusterSource:
 		for _, st := range src.c.Stats() {
 			add(st)
