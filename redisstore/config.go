@@ -189,10 +189,12 @@ type Config struct {
 	// New). Default: off.
 	NearCache NearCache
 
-	// Logger receives the Store's warnings: today, that the near-cache's
-	// connection cannot connect (every Load then reads Redis), at most one
-	// line every 10s while that lasts, with the number of failed attempts
-	// held back. Passwords, ids and keys are never logged. Nil means
+	// Logger receives the Store's warnings, each at most once every 10s
+	// while its cause lasts, with the number of lines held back: that the
+	// near-cache's connection cannot connect (every Load then reads
+	// Redis), and under Sentinel that no sentinel names the master (calls
+	// go on to the one named last), with an Info line when they answer
+	// again. Passwords, ids and keys are never logged. Nil means
 	// slog.Default().
 	Logger *slog.Logger
 

@@ -143,8 +143,8 @@
 // (503) until the sentinels have promoted a replica: about down-after-milliseconds
 // plus a second or two. See docs/scaling.md for the windows measured.
 // When no sentinel names a master while the master serves, calls go on to
-// it, Ping included, and the Store logs a warning (through slog.Default,
-// at most every 10 seconds) and reports PoolStats.SentinelsDown: a
+// it, Ping included, and the Store logs a warning (to Config.Logger, at
+// most every 10 seconds) and reports PoolStats.SentinelsDown: a
 // failover is not followed until the sentinels answer again.
 //
 // What no client can retire is the time between a replica's promotion and

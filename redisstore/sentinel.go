@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/FZambia/sentinel/v2"
@@ -78,8 +78,6 @@ type sentinelSource struct {
 	// alone uses them.
 	outage loglimit.Limiter
 	warned bool
-	// logger, when set (by tests), replaces slog.Default() for those lines.
-	logger atomic.Pointer[slog.Logger]
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -259,13 +257,10 @@ func (s *sentinelSource) lookupAnswered(addr string) {
 		slog.Duration("down_for", time.Since(since).Round(time.Millisecond)))
 }
 
-// log returns the logger of the source's lines: slog.Default() unless a
-// test set another.
+// log returns the logger of the source's lines: Config.Logger, or
+// slog.Default().
 func (s *sentinelSource) log() *slog.Logger {
-	if l := s.logger.Load(); l != nil {
-		return l
-	}
-	return slog.Default()
+	return cmp.Or(s.cfg.Logger, slog.Default())
 }
 
 // sentinelStats reports whether the last lookup got no master from any

@@ -1072,9 +1072,10 @@ func TestSentinelAllDown(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
 	ctx := context.Background()
-	s := openSentinel(t, sentinelConfig(sn))
 	var logs syncBuffer
-	sentinelOf(s).logger.Store(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	cfg := sentinelConfig(sn)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openSentinel(t, cfg)
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
