@@ -475,17 +475,23 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 }
 
 // ParseKeys decodes a comma-separated list of base64 signing keys (standard
-// or URL alphabet, padded or not), each at least MinKeyLength bytes once
-// decoded, and random bytes as far as one can tell (see Config.Keys). Errors say which key is wrong by position, never its value.
+// or URL alphabet, padded or not, on one line each), each at least
+// MinKeyLength bytes once decoded, and random bytes as far as one can tell
+// (see Config.Keys). White space around a key is ignored; inside one, as
+// in a key wrapped over two lines, it is an error. Errors say which key is
+// wrong by position, never its value.
 func ParseKeys(s string) ([][]byte, error) {
 	var keys [][]byte
 	for i, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)
 		// Go's base64 decoders skip line breaks: two keys on two lines
 		// would decode as one longer key, and a rotation written so would
-		// verify neither.
+		// verify neither. Nor can a line break tell them from one key
+		// that a tool wrapped (openssl rand -base64 64 writes two lines
+		// of 64 and 24 characters; two keys of openssl rand -base64 48
+		// are two lines of 64): refuse both, and say how to write each.
 		if strings.ContainsAny(field, " \t\r\n") {
-			return nil, fmt.Errorf("key %d: contains white space; separate keys with commas", i+1)
+			return nil, fmt.Errorf("key %d: contains a line break or a space: join the lines of a key that was wrapped (openssl rand -base64 wraps keys longer than 48 bytes), and separate keys with commas", i+1)
 		}
 		k, err := decodeBase64(field)
 		if err != nil {

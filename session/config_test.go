@@ -101,7 +101,7 @@ func TestFromEnv(t *testing.T) {
 		{"key of zeros", map[string]string{"SESSION_KEYS": key1 + "," + base64.StdEncoding.EncodeToString(make([]byte, 32))}, nil, "SESSION_KEYS: key 2: only 1 distinct"},
 		// Two keys on two lines (a YAML block) would otherwise decode as
 		// one key of 64 bytes: base64 decoders skip line breaks.
-		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains white space"},
+		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains a line break"},
 		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
 		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS"},
 		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},
