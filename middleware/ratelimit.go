@@ -167,6 +167,14 @@ func (cfg RateLimitConfig) Format(f fmt.State, verb rune) { redact.Format(f, ver
 // each as String prints it, Secret redacted.
 func (cfg RateLimitConfig) LogValue() slog.Value { return redact.LogValue(cfg, "Secret") }
 
+// MarshalJSON implements json.Marshaler with the view LogValue gives: an
+// object of one string per field, each as String prints it, Secret
+// redacted. slog's JSON handler marshals a RateLimitConfig inside a struct
+// or a slice with encoding/json, which cannot marshal its func fields. It
+// is not meant to go through JSON and back: what it marshals to has no
+// Secret.
+func (cfg RateLimitConfig) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(cfg, "Secret") }
+
 // RateLimitMetrics receives what a limiter counts. Its methods are called
 // on the request's goroutine and must be quick and safe for concurrent
 // use.

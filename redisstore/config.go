@@ -31,7 +31,9 @@ const (
 // Config configures the connection pool built by [NewPool] and [Open] and the
 // [Store] built by [New]. The zero value of every field means its default,
 // so Config{} connects to 127.0.0.1:6379 over plain TCP. Negative durations
-// and counts are an error.
+// and counts are an error. A Config prints, logs and marshals to JSON with
+// its passwords and TLS redacted (see [Config.String] and
+// [Config.MarshalJSON]), so JSON does not carry it whole.
 type Config struct {
 	// Addr is the server's address as host:port. Default "127.0.0.1:6379".
 	Addr string

@@ -8,7 +8,7 @@ import (
 )
 
 // secretFields are the fields of Config that its String, GoString,
-// Format and LogValue never print.
+// Format, LogValue and MarshalJSON never print.
 var secretFields = []string{"Password", "SentinelPassword", "TLS"}
 
 // String returns c as %+v would print it, but with Password,
@@ -29,6 +29,16 @@ func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 // LogValue implements slog.LogValuer: a group of one attribute per field,
 // each as String prints it, secrets redacted.
 func (c Config) LogValue() slog.Value { return redact.LogValue(c, secretFields...) }
+
+// MarshalJSON implements json.Marshaler with the view LogValue gives: an
+// object of one string per field, each as String prints it, secrets
+// redacted ({"Addr":"redis:6379","Password":"[redacted]",...}). slog's
+// JSON handler (for a Config inside a struct or a slice, where it does not
+// call LogValue) and other loggers marshal with encoding/json, which would
+// otherwise write the passwords. A Config is therefore not meant to go
+// through JSON and back: what it marshals to has no secret, and its
+// durations and lists are strings.
+func (c Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(c, secretFields...) }
 
 // String describes s by the settings it was opened with, which it keeps
 // unchanged (no password, no key, no session): redisstore.Store{KeyPrefix:app:

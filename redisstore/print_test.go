@@ -16,8 +16,9 @@ import (
 )
 
 // TestConfigPrintsNoPasswords prints a Config and a Store as an
-// application might log them at start-up, with every fmt verb and both
-// slog handlers, and checks that neither password nor the TLS private key
+// application might log them at start-up, with every fmt verb, both slog
+// handlers and encoding/json (zap's and logrus's JSON), as they are and
+// inside a struct or a slice, and checks that neither password nor the TLS private key
 // shows, nor a session id the Store's near-cache holds, while the other
 // settings and that the secrets are set do. Run with -race, it also
 // checks that printing a Store in use reads nothing that its connections

@@ -246,7 +246,7 @@ type Config struct {
 }
 
 // secretFields are the fields of Config that its String, GoString,
-// Format and LogValue never print.
+// Format, LogValue and MarshalJSON never print.
 var secretFields = []string{"Keys", "TagKey", "RetiredKeys"}
 
 // String returns cfg as %+v would print it, but with Keys and RetiredKeys
@@ -266,6 +266,14 @@ func (cfg Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
 // LogValue implements slog.LogValuer: a group of one attribute per field,
 // each as String prints it, keys redacted.
 func (cfg Config) LogValue() slog.Value { return redact.LogValue(cfg, secretFields...) }
+
+// MarshalJSON implements json.Marshaler with the view LogValue gives: an
+// object of one string per field, each as String prints it, keys
+// redacted. slog's JSON handler marshals a Config inside a struct or a
+// slice with encoding/json, which cannot marshal its func fields. A Config
+// is not meant to go through JSON and back: what it marshals to has no
+// key.
+func (cfg Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(cfg, secretFields...) }
 
 // withDefaults returns cfg with every zero field set to its default, or an
 // error naming the first invalid field.

@@ -3,11 +3,12 @@
 // configurations with their private keys) replaced by a word that says
 // only whether they are set, so that an application may log its
 // configuration at start-up. The session, redisstore and middleware
-// packages use it for the String, GoString, Format and LogValue methods of
-// their configurations.
+// packages use it for the String, GoString, Format, LogValue and
+// MarshalJSON methods of their configurations.
 package redact
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -142,6 +143,27 @@ func LogValue(v any, secret ...string) slog.Value {
 		attrs[i] = slog.String(f.name, f.text)
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// MarshalJSON returns the struct v as a JSON object of one string per
+// exported field, each holding what String prints for it, with the fields
+// named in secret redacted: what slog's JSON handler writes for LogValue,
+// and what encoding/json (which that handler, and other loggers, use for
+// a value inside a struct or a slice) writes in place of the fields
+// themselves. The secrets being redacted, the object does not unmarshal
+// back into v.
+func MarshalJSON(v any, secret ...string) ([]byte, error) {
+	b := []byte{'{'}
+	for i, f := range fields(v, false, secret) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		// Marshaling a string cannot fail.
+		name, _ := json.Marshal(f.name)
+		text, _ := json.Marshal(f.text)
+		b = append(append(append(b, name...), ':'), text...)
+	}
+	return append(b, '}'), nil
 }
 
 // Format implements fmt.Formatter for a type whose String redacts its

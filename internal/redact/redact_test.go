@@ -1,6 +1,8 @@
 package redact
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -64,6 +66,35 @@ func TestSecretsRedacted(t *testing.T) {
 		if !strings.HasPrefix(tc.got, tc.want) || strings.Contains(tc.got, "secret") {
 			t.Errorf("%s = %s, want it to begin %s", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestMarshalJSON checks that MarshalJSON writes, as valid JSON, the
+// object slog's JSON handler writes for LogValue, secrets redacted.
+func TestMarshalJSON(t *testing.T) {
+	c := config{Addr: "a:1 <&>", Password: "pw-secret", Keys: [][]byte{[]byte("k1-secret")}, Token: []byte("t-secret"), Timeout: time.Second}
+	got, err := MarshalJSON(c, secret...)
+	if err != nil {
+		t.Fatalf("MarshalJSON(c) = %v", err)
+	}
+	var b bytes.Buffer
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "cfg", LogValue(c, secret...))
+	var logged struct{ Cfg json.RawMessage }
+	if err := json.Unmarshal(b.Bytes(), &logged); err != nil {
+		t.Fatal(err)
+	}
+	var want, have any
+	if err := json.Unmarshal(logged.Cfg, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got, &have); err != nil {
+		t.Fatalf("MarshalJSON(c) = %s, not JSON: %v", got, err)
+	}
+	if fmt.Sprint(have) != fmt.Sprint(want) || strings.Contains(string(got), "secret") {
+		t.Errorf("MarshalJSON(c) = %s, want %s", got, logged.Cfg)
+	}
+	if !strings.HasPrefix(string(got), `{"Addr":"a:1 \u003c\u0026\u003e","Password":"[redacted]","Keys":"[1 key]","Token":"[redacted]","Timeout":"1s",`) {
+		t.Errorf("MarshalJSON(c) = %s", got)
 	}
 }
 

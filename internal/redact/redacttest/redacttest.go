@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -16,33 +17,81 @@ import (
 // verbs are the fmt verbs Outputs prints with.
 var verbs = []string{"%v", "%+v", "%s", "%#v", "%q", "%d", "%x"}
 
-// Outputs returns what v prints as, by name: with each fmt verb, and
-// logged by slog's text and JSON handlers as a value, inside a group, and
-// (when v is not a pointer already) as a pointer to it. The outputs named
-// "... %x" are hexadecimal.
-func Outputs(v any) map[string]string {
-	vals := map[string]any{"value": v}
-	if reflect.TypeOf(v).Kind() != reflect.Pointer {
-		p := reflect.New(reflect.TypeOf(v))
-		p.Elem().Set(reflect.ValueOf(v))
-		vals["pointer"] = p.Interface()
+// output is one way of printing a value.
+type output struct {
+	text string
+	// viaJSON is set when encoding/json printed the value itself (not
+	// what its LogValue returned): through json.Marshal, or through
+	// slog's JSON handler for a value inside a struct or a slice.
+	viaJSON bool
+}
+
+// outputs returns what v prints as, by name: with each fmt verb, logged by
+// slog's text and JSON handlers as a value and inside a group, and
+// marshaled with encoding/json; each of those for v, for a pointer to v
+// (when v is not a pointer already), for v as a field of a struct
+// (struct{Cfg T; Port int}, as an application's settings may hold it) and
+// for v in a slice. The outputs named "... %x" are hexadecimal.
+func outputs(v any) map[string]output {
+	t := reflect.TypeOf(v)
+	rv := reflect.ValueOf(v)
+	vals := map[string]reflect.Value{"value": rv}
+	if t.Kind() != reflect.Pointer {
+		p := reflect.New(t)
+		p.Elem().Set(rv)
+		vals["pointer"] = p
 	}
-	out := map[string]string{}
-	for form, x := range vals {
+	st := reflect.New(reflect.StructOf([]reflect.StructField{
+		{Name: "Cfg", Type: t},
+		{Name: "Port", Type: reflect.TypeFor[int]()},
+	})).Elem()
+	st.Field(0).Set(rv)
+	st.Field(1).SetInt(8080)
+	vals["in a struct"] = st
+	sl := reflect.MakeSlice(reflect.SliceOf(t), 1, 1)
+	sl.Index(0).Set(rv)
+	vals["in a slice"] = sl
+
+	out := map[string]output{}
+	for form, xv := range vals {
+		x := xv.Interface()
+		// slog calls LogValue only on the value it is given; inside a
+		// struct or a slice, its JSON handler marshals with encoding/json.
+		nested := form == "in a struct" || form == "in a slice"
 		for _, verb := range verbs {
-			out[form+" "+verb] = fmt.Sprintf(verb, x)
+			out[form+" "+verb] = output{text: fmt.Sprintf(verb, x)}
 		}
 		for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
 			"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 			"JSON": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
 		} {
+			viaJSON := nested && name == "JSON"
 			var b bytes.Buffer
 			slog.New(h(&b)).Info("config", "cfg", x)
-			out[form+" slog "+name] = b.String()
+			out[form+" slog "+name] = output{b.String(), viaJSON}
 			b.Reset()
 			slog.New(h(&b)).Info("config", slog.Group("app", "cfg", x))
-			out[form+" slog "+name+" group"] = b.String()
+			out[form+" slog "+name+" group"] = output{b.String(), viaJSON}
 		}
+		j, err := json.Marshal(x)
+		if err != nil {
+			// An error holds the type that failed, never a value.
+			j = []byte(err.Error())
+		}
+		out[form+" json.Marshal"] = output{string(j), true}
+	}
+	return out
+}
+
+// Outputs returns what v prints as, by name: with each fmt verb, logged by
+// slog's text and JSON handlers as a value and inside a group, and
+// marshaled with encoding/json; each of those for v, for a pointer to v
+// (when v is not a pointer already), for v as a field of a struct and for
+// v in a slice. The outputs named "... %x" are hexadecimal.
+func Outputs(v any) map[string]string {
+	out := map[string]string{}
+	for name, o := range outputs(v) {
+		out[name] = o.text
 	}
 	return out
 }
@@ -64,24 +113,26 @@ func Forms(s []byte) []string {
 }
 
 // Check fails t for each output of Outputs(v) that holds any of secrets
-// (as Forms gives them), or, but for the hexadecimal ones, lacks one of
-// want.
+// (as Forms gives them), or lacks one of want, but for the hexadecimal
+// outputs and, when v has no MarshalJSON, those that encoding/json
+// printed (it prints a type without exported fields as {}).
 func Check(t *testing.T, v any, secrets [][]byte, want ...string) {
 	t.Helper()
-	for name, out := range Outputs(v) {
+	_, marshaler := v.(json.Marshaler)
+	for name, out := range outputs(v) {
 		for _, s := range secrets {
 			for _, f := range Forms(s) {
-				if strings.Contains(out, f) {
-					t.Errorf("%s prints a secret (%q): %s", name, f, out)
+				if strings.Contains(out.text, f) {
+					t.Errorf("%s prints a secret (%q): %s", name, f, out.text)
 				}
 			}
 		}
-		if strings.HasSuffix(name, "%x") {
+		if strings.HasSuffix(name, "%x") || out.viaJSON && !marshaler {
 			continue
 		}
 		for _, w := range want {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s = %s, want %q in it", name, out, w)
+			if !strings.Contains(out.text, w) {
+				t.Errorf("%s = %s, want %q in it", name, out.text, w)
 			}
 		}
 	}
