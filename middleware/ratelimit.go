@@ -165,6 +165,12 @@ func (cfg RateLimitConfig) Format(f fmt.State, verb rune) { redact.Format(f, ver
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,
 // each as String prints it, Secret redacted.
+//
+// Through a nil *RateLimitConfig, slog writes "LogValue panicked" and a
+// stack in place of the value (nothing of any Config): Go calls a
+// method of RateLimitConfig through a nil pointer by panicking, before LogValue
+// runs, and slog recovers. fmt prints such a pointer as <nil>, and
+// encoding/json as null.
 func (cfg RateLimitConfig) LogValue() slog.Value { return redact.LogValue(cfg, "Secret") }
 
 // MarshalJSON implements json.Marshaler with the view LogValue gives: an

@@ -28,6 +28,12 @@ func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,
 // each as String prints it, secrets redacted.
+//
+// Through a nil *Config, slog writes "LogValue panicked" and a
+// stack in place of the value (nothing of any Config): Go calls a
+// method of Config through a nil pointer by panicking, before LogValue
+// runs, and slog recovers. fmt prints such a pointer as <nil>, and
+// encoding/json as null.
 func (c Config) LogValue() slog.Value { return redact.LogValue(c, secretFields...) }
 
 // MarshalJSON implements json.Marshaler with the view LogValue gives: an
@@ -43,7 +49,11 @@ func (c Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(c, sec
 // String describes s by the settings it was opened with, which it keeps
 // unchanged (no password, no key, no session): redisstore.Store{KeyPrefix:app:
 // Timeout:1s WaitReplicas:0 MaxActive:64 Cluster:false NearCache:true}.
+// A nil s prints as <nil>.
 func (s *Store) String() string {
+	if s == nil {
+		return "<nil>"
+	}
 	return fmt.Sprintf("redisstore.Store{KeyPrefix:%s Timeout:%v WaitReplicas:%d MaxActive:%d Cluster:%t NearCache:%t}",
 		s.keyPrefix, s.timeout, s.replicas, s.maxActive, s.cluster != nil, s.near != nil)
 }
@@ -54,5 +64,6 @@ func (s *Store) String() string {
 // near-cache's session ids.
 func (s *Store) Format(f fmt.State, verb rune) { redact.Format(f, verb, s) }
 
-// LogValue implements slog.LogValuer: String, as one value.
+// LogValue implements slog.LogValuer: String, as one value ("<nil>" for
+// a nil s).
 func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }

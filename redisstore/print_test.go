@@ -79,3 +79,10 @@ func TestConfigPrintsNoPasswords(t *testing.T) {
 		})
 	}
 }
+
+// TestNilStorePrints checks that a nil *Store prints and logs as <nil>,
+// not as the panic a method reading its fields would make (which slog
+// writes, stack and all, as "LogValue panicked").
+func TestNilStorePrints(t *testing.T) {
+	redacttest.CheckNil(t, (*Store)(nil))
+}

@@ -265,6 +265,12 @@ func (cfg Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,
 // each as String prints it, keys redacted.
+//
+// Through a nil *Config, slog writes "LogValue panicked" and a
+// stack in place of the value (nothing of any Config): Go calls a
+// method of Config through a nil pointer by panicking, before LogValue
+// runs, and slog recovers. fmt prints such a pointer as <nil>, and
+// encoding/json as null.
 func (cfg Config) LogValue() slog.Value { return redact.LogValue(cfg, secretFields...) }
 
 // MarshalJSON implements json.Marshaler with the view LogValue gives: an

@@ -118,16 +118,27 @@ func New(store Store, cfg Config) (*Manager, error) {
 
 // String describes m by the configuration it runs with, defaults filled
 // in, as Config.String prints it (keys redacted):
-// session.Manager{Keys:[1 key] Lifetime:24h0m0s ...}.
-func (m *Manager) String() string { return "session.Manager" + m.cfg.String() }
+// session.Manager{Keys:[1 key] Lifetime:24h0m0s ...}. A nil m prints as
+// <nil>.
+func (m *Manager) String() string {
+	if m == nil {
+		return "<nil>"
+	}
+	return "session.Manager" + m.cfg.String()
+}
 
 // Format implements fmt.Formatter: every verb prints String, so that no
 // verb (%#v or %d included) prints the keys m keeps.
 func (m *Manager) Format(f fmt.State, verb rune) { redact.Format(f, verb, m) }
 
 // LogValue implements slog.LogValuer: the configuration m runs with, as
-// Config.LogValue gives it.
-func (m *Manager) LogValue() slog.Value { return m.cfg.LogValue() }
+// Config.LogValue gives it, or "<nil>" for a nil m.
+func (m *Manager) LogValue() slog.Value {
+	if m == nil {
+		return slog.StringValue("<nil>")
+	}
+	return m.cfg.LogValue()
+}
 
 // engineStore is the scs store of Manager.engine. scs calls it only from
 // RenewToken and Destroy, to delete the old token's record; the Manager

@@ -40,3 +40,10 @@ func TestConfigPrintsNoKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestNilManagerPrints checks that a nil *Manager prints and logs as
+// <nil>, not as the panic a method reading its fields would make (which
+// slog writes, stack and all, as "LogValue panicked").
+func TestNilManagerPrints(t *testing.T) {
+	redacttest.CheckNil(t, (*Manager)(nil))
+}

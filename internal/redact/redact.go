@@ -170,8 +170,13 @@ func MarshalJSON(v any, secret ...string) ([]byte, error) {
 // secrets: %#v prints its GoString, if it has one, and every other verb
 // prints its String as that verb prints a string (%q quotes it, %x gives
 // its hex, %d gives %!d(string=...)). Without it, a verb that does not
-// call String, such as %d, would print the fields themselves.
+// call String, such as %d, would print the fields themselves. A nil
+// pointer prints as <nil> with every verb, as fmt prints one.
 func Format(f fmt.State, verb rune, v fmt.Stringer) {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		io.WriteString(f, "<nil>")
+		return
+	}
 	if g, ok := v.(fmt.GoStringer); ok && verb == 'v' && f.Flag('#') {
 		io.WriteString(f, g.GoString())
 		return

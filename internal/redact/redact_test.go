@@ -115,6 +115,29 @@ func TestFormat(t *testing.T) {
 	}
 }
 
+// TestFormatNil checks that a nil pointer prints as fmt prints one, with
+// every verb: <nil>, not its String ("<nil>") formatted as a string.
+func TestFormatNil(t *testing.T) {
+	var p *pointerStringer
+	for _, verb := range []string{"%v", "%+v", "%s", "%#v", "%q", "%x", "%d"} {
+		if got := fmt.Sprintf(verb, p); got != "<nil>" {
+			t.Errorf("Sprintf(%q, nil) = %q, want <nil>", verb, got)
+		}
+	}
+}
+
+// pointerStringer is a pointer type whose Format is redact's and whose
+// String says <nil> for a nil pointer.
+type pointerStringer struct{ s string }
+
+func (p *pointerStringer) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return p.s
+}
+func (p *pointerStringer) Format(f fmt.State, r rune) { Format(f, r, p) }
+
 // TestUnknownField checks that a secret named after no field panics
 // rather than print the renamed field in full.
 func TestUnknownField(t *testing.T) {

@@ -96,6 +96,21 @@ func Outputs(v any) map[string]string {
 	return out
 }
 
+// CheckNil fails t for each output of Outputs(v), v a nil pointer, that
+// is not <nil> (or null, from encoding/json) or that holds "panicked", as
+// slog writes when LogValue panics.
+func CheckNil(t *testing.T, v any) {
+	t.Helper()
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || !rv.IsNil() {
+		t.Fatalf("CheckNil(%T): not a nil pointer", v)
+	}
+	for name, out := range outputs(v) {
+		if strings.Contains(out.text, "panicked") || !strings.Contains(out.text, "<nil>") && !strings.Contains(out.text, "null") {
+			t.Errorf("%s = %s, want <nil> in it", name, out.text)
+		}
+	}
+}
+
 // Forms returns the ways fmt, slog and encoding/json print the secret
 // bytes s: as they are, in decimal ([]byte with %v), in Go syntax (%#v),
 // in base64 (JSON) and in hexadecimal (%x).
