@@ -153,6 +153,11 @@ type RateLimitConfig struct {
 // String returns cfg as %+v would print it, but with Secret as
 // "[redacted]" when set, so that a configuration may be logged:
 // {Rules:[...] Secret:[redacted] Outage:0 MaxBody:0 ...}.
+//
+// A struct that embeds a RateLimitConfig gets String, GoString, Format,
+// LogValue and MarshalJSON too (Go promotes them), and so prints, logs and
+// marshals as the RateLimitConfig alone, its own fields left out. Make it
+// a named field (Limits middleware.RateLimitConfig) to print both.
 func (cfg RateLimitConfig) String() string { return redact.String(cfg, "Secret") }
 
 // GoString returns cfg as %#v would print it, Secret redacted as String

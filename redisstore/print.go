@@ -16,6 +16,12 @@ var secretFields = []string{"Password", "SentinelPassword", "TLS"}
 // "[redacted]" when set, and without unexported fields, so that a
 // configuration may be logged: {Addr:redis:6379 Username:app
 // Password:[redacted] DB:0 TLS:<nil> ...}.
+//
+// A struct that embeds a Config gets String, GoString, Format, LogValue
+// and MarshalJSON too (Go promotes them), and so prints, logs and
+// marshals as the Config alone: in type App struct { redisstore.Config;
+// Port int }, Port never shows. Make the Config a named field (Redis
+// redisstore.Config) to print both.
 func (c Config) String() string { return redact.String(c, secretFields...) }
 
 // GoString returns c as %#v would print it, its secrets redacted as
@@ -23,11 +29,13 @@ func (c Config) String() string { return redact.String(c, secretFields...) }
 func (c Config) GoString() string { return redact.GoString(c, secretFields...) }
 
 // Format implements fmt.Formatter: %#v prints GoString, every other verb
-// String, so that no verb prints a password.
+// String, so that no verb prints a password. A struct that embeds a
+// Config prints as the Config alone (see String).
 func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,
-// each as String prints it, secrets redacted.
+// each as String prints it, secrets redacted. A struct that embeds a
+// Config logs as the Config alone (see String).
 //
 // Through a nil *Config, slog writes "LogValue panicked" and a
 // stack in place of the value (nothing of any Config): Go calls a
@@ -43,7 +51,8 @@ func (c Config) LogValue() slog.Value { return redact.LogValue(c, secretFields..
 // call LogValue) and other loggers marshal with encoding/json, which would
 // otherwise write the passwords. A Config is therefore not meant to go
 // through JSON and back: what it marshals to has no secret, and its
-// durations and lists are strings.
+// durations and lists are strings. A struct that embeds a Config marshals
+// as the Config alone (see String).
 func (c Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(c, secretFields...) }
 
 // String describes s by the settings it was opened with, which it keeps

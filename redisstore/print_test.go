@@ -1,13 +1,18 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +90,46 @@ func TestConfigPrintsNoPasswords(t *testing.T) {
 // writes, stack and all, as "LogValue panicked").
 func TestNilStorePrints(t *testing.T) {
 	redacttest.CheckNil(t, (*Store)(nil))
+}
+
+// TestEmbeddedConfigPrints checks what README ("Upgrading") and String
+// say of a Config in an application's own struct: as a named field, fmt,
+// slog and encoding/json print both it (passwords redacted) and the
+// struct's other fields; embedded, its promoted methods print the Config
+// alone.
+func TestEmbeddedConfigPrints(t *testing.T) {
+	const password = "S3cretRedisPW"
+	cfg := Config{Addr: "redis.internal:6380", Password: password}
+	type named struct {
+		Redis Config
+		Port  int
+	}
+	type embedded struct {
+		Config
+		Port int
+	}
+	for _, tc := range []struct {
+		name     string
+		v        any
+		wantPort bool
+	}{
+		{"named field", named{cfg, 8080}, true},
+		{"embedded", embedded{cfg, 8080}, false},
+	} {
+		var text, js bytes.Buffer
+		slog.New(slog.NewTextHandler(&text, nil)).Info("start", "app", tc.v)
+		slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "app", tc.v)
+		j, err := json.Marshal(tc.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for form, out := range map[string]string{"%+v": fmt.Sprintf("%+v", tc.v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)} {
+			if !strings.Contains(out, "redis.internal:6380") || !strings.Contains(out, "[redacted]") || strings.Contains(out, password) {
+				t.Errorf("%s %s = %s, want the Config, its password redacted", tc.name, form, out)
+			}
+			if got := strings.Contains(out, "8080"); got != tc.wantPort {
+				t.Errorf("%s %s = %s, want Port shown %t", tc.name, form, out, tc.wantPort)
+			}
+		}
+	}
 }

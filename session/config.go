@@ -253,6 +253,12 @@ var secretFields = []string{"Keys", "TagKey", "RetiredKeys"}
 // as their number ("[2 keys]") and TagKey as "[redacted]" when set, so
 // that a configuration may be logged: {Keys:[2 keys] Lifetime:24h0m0s
 // ...}.
+//
+// A struct that embeds a Config gets String, GoString, Format, LogValue
+// and MarshalJSON too (Go promotes them), and so prints, logs and
+// marshals as the Config alone: in type App struct { session.Config;
+// Port int }, Port never shows. Make the Config a named field (Session
+// session.Config) to print both.
 func (cfg Config) String() string { return redact.String(cfg, secretFields...) }
 
 // GoString returns cfg as %#v would print it, its keys redacted as String
@@ -260,11 +266,13 @@ func (cfg Config) String() string { return redact.String(cfg, secretFields...) }
 func (cfg Config) GoString() string { return redact.GoString(cfg, secretFields...) }
 
 // Format implements fmt.Formatter: %#v prints GoString, every other verb
-// String, so that no verb prints a key.
+// String, so that no verb prints a key. A struct that embeds a Config
+// prints as the Config alone (see String).
 func (cfg Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,
-// each as String prints it, keys redacted.
+// each as String prints it, keys redacted. A struct that embeds a Config
+// logs as the Config alone (see String).
 //
 // Through a nil *Config, slog writes "LogValue panicked" and a
 // stack in place of the value (nothing of any Config): Go calls a
@@ -278,7 +286,8 @@ func (cfg Config) LogValue() slog.Value { return redact.LogValue(cfg, secretFiel
 // redacted. slog's JSON handler marshals a Config inside a struct or a
 // slice with encoding/json, which cannot marshal its func fields. A Config
 // is not meant to go through JSON and back: what it marshals to has no
-// key.
+// key. A struct that embeds a Config marshals as the Config alone (see
+// String).
 func (cfg Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(cfg, secretFields...) }
 
 // withDefaults returns cfg with every zero field set to its default, or an

@@ -1,8 +1,13 @@
 package session
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sessionkit/sessionkit/internal/redact/redacttest"
@@ -46,4 +51,52 @@ func TestConfigPrintsNoKeys(t *testing.T) {
 // slog writes, stack and all, as "LogValue panicked").
 func TestNilManagerPrints(t *testing.T) {
 	redacttest.CheckNil(t, (*Manager)(nil))
+}
+
+// TestEmbeddedConfigPrints checks what README ("Upgrading") and String
+// say of a Config in an application's own struct: as a named field, fmt,
+// slog and encoding/json print both it (keys redacted) and the struct's
+// other fields; embedded, its promoted methods print the Config alone.
+func TestEmbeddedConfigPrints(t *testing.T) {
+	key := testKey(0xa0)
+	cfg := Config{Keys: [][]byte{key}, CookieName: "app-cookie"}
+	type named struct {
+		Session Config
+		Port    int
+	}
+	type embedded struct {
+		Config
+		Port int
+	}
+	for _, tc := range []struct {
+		name     string
+		v        any
+		wantPort bool
+	}{
+		{"named field", named{cfg, 8080}, true},
+		{"embedded", embedded{cfg, 8080}, false},
+	} {
+		for form, out := range printed(t, tc.v) {
+			if !strings.Contains(out, "[1 key]") || !strings.Contains(out, "app-cookie") || slices.ContainsFunc(redacttest.Forms(key), func(f string) bool { return strings.Contains(out, f) }) {
+				t.Errorf("%s %s = %s, want the Config, its key redacted", tc.name, form, out)
+			}
+			if got := strings.Contains(out, "8080"); got != tc.wantPort {
+				t.Errorf("%s %s = %s, want Port shown %t", tc.name, form, out, tc.wantPort)
+			}
+		}
+	}
+}
+
+// printed returns v printed with %+v, logged by slog's text and JSON
+// handlers, and marshaled with encoding/json, by name.
+func printed(t *testing.T, v any) map[string]string {
+	t.Helper()
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("start", "app", v)
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "app", v)
+	j, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"%+v": fmt.Sprintf("%+v", v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)}
 }
