@@ -158,6 +158,12 @@ type RateLimitConfig struct {
 // LogValue and MarshalJSON too (Go promotes them), and so prints, logs and
 // marshals as the RateLimitConfig alone, its own fields left out. Make it
 // a named field (Limits middleware.RateLimitConfig) to print both.
+//
+// fmt cannot call a method of a value that it reaches through an
+// unexported field, and prints such a value's fields themselves: a RateLimitConfig
+// in an unexported field of a struct (appConfig{cfg: c} printed with
+// %+v, or logged by slog's text handler) shows its Secret in full. Keep
+// a RateLimitConfig in an exported field, or print or log it directly.
 func (cfg RateLimitConfig) String() string { return redact.String(cfg, "Secret") }
 
 // GoString returns cfg as %#v would print it, Secret redacted as String
@@ -165,7 +171,8 @@ func (cfg RateLimitConfig) String() string { return redact.String(cfg, "Secret")
 func (cfg RateLimitConfig) GoString() string { return redact.GoString(cfg, "Secret") }
 
 // Format implements fmt.Formatter: %#v prints GoString, every other verb
-// String, so that no verb prints the secret.
+// String, so that no verb prints the secret; but a RateLimitConfig in an
+// unexported field prints with it (see String).
 func (cfg RateLimitConfig) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,

@@ -22,6 +22,12 @@ var secretFields = []string{"Password", "SentinelPassword", "TLS"}
 // marshals as the Config alone: in type App struct { redisstore.Config;
 // Port int }, Port never shows. Make the Config a named field (Redis
 // redisstore.Config) to print both.
+//
+// fmt cannot call a method of a value that it reaches through an
+// unexported field, and prints such a value's fields themselves: a Config
+// in an unexported field of a struct (appConfig{cfg: c} printed with
+// %+v, or logged by slog's text handler) shows its passwords in full. Keep
+// a Config in an exported field, or print or log it directly.
 func (c Config) String() string { return redact.String(c, secretFields...) }
 
 // GoString returns c as %#v would print it, its secrets redacted as
@@ -30,7 +36,8 @@ func (c Config) GoString() string { return redact.GoString(c, secretFields...) }
 
 // Format implements fmt.Formatter: %#v prints GoString, every other verb
 // String, so that no verb prints a password. A struct that embeds a
-// Config prints as the Config alone (see String).
+// Config prints as the Config alone, and a Config in an unexported field
+// with its passwords (see String).
 func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,

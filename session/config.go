@@ -259,6 +259,12 @@ var secretFields = []string{"Keys", "TagKey", "RetiredKeys"}
 // marshals as the Config alone: in type App struct { session.Config;
 // Port int }, Port never shows. Make the Config a named field (Session
 // session.Config) to print both.
+//
+// fmt cannot call a method of a value that it reaches through an
+// unexported field, and prints such a value's fields themselves: a Config
+// in an unexported field of a struct (appConfig{cfg: c} printed with
+// %+v, or logged by slog's text handler) shows its keys in full. Keep
+// a Config in an exported field, or print or log it directly.
 func (cfg Config) String() string { return redact.String(cfg, secretFields...) }
 
 // GoString returns cfg as %#v would print it, its keys redacted as String
@@ -267,7 +273,8 @@ func (cfg Config) GoString() string { return redact.GoString(cfg, secretFields..
 
 // Format implements fmt.Formatter: %#v prints GoString, every other verb
 // String, so that no verb prints a key. A struct that embeds a Config
-// prints as the Config alone (see String).
+// prints as the Config alone, and a Config in an unexported field with
+// its keys (see String).
 func (cfg Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, cfg) }
 
 // LogValue implements slog.LogValuer: a group of one attribute per field,

@@ -100,3 +100,24 @@ func printed(t *testing.T, v any) map[string]string {
 	}
 	return map[string]string{"%+v": fmt.Sprintf("%+v", v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)}
 }
+
+// TestUnexportedFieldPrintsKeys checks the exception String and
+// docs/security.md (16.2.5) state: fmt cannot call the methods of a Config
+// it reaches through an unexported field, and prints its keys, while an
+// exported field prints redacted. Should Go ever call them, this test
+// fails and the docs can drop the exception.
+func TestUnexportedFieldPrintsKeys(t *testing.T) {
+	key := testKey(0xa0)
+	cfg := Config{Keys: [][]byte{key}}
+	type exported struct{ Session Config }
+	type unexported struct{ session Config }
+	leaks := func(out string) bool {
+		return slices.ContainsFunc(redacttest.Forms(key), func(f string) bool { return strings.Contains(out, f) })
+	}
+	if out := fmt.Sprintf("%+v", exported{cfg}); leaks(out) || !strings.Contains(out, "[1 key]") {
+		t.Errorf("Sprintf(%%+v, exported field) = %s, want the key redacted", out)
+	}
+	if out := fmt.Sprintf("%+v", unexported{cfg}); !leaks(out) {
+		t.Errorf("Sprintf(%%+v, unexported field) = %s, want the key printed, as docs/security.md warns", out)
+	}
+}
