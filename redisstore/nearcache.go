@@ -479,6 +479,11 @@ func (c *nearCache) stats() NearCacheStats {
 // clear: see nearDialsConfig). With a foreign Source (New), each
 // connection first checks that it reached the Source's server
 // (sameServer).
+//
+// The caller's functions (the pool's Dial, which takes no context, and
+// the Source's GetContext, which a pool with only Dial cannot cancel while
+// it dials) run through a detached call, so that neither a stalled Redis
+// nor a hung dial function keeps Store.Close waiting.
 func (s *Store) startNearCache(cfg Config, foreign bool) {
 	if cfg.NearCache.MaxEntries == 0 {
 		return
@@ -496,12 +501,14 @@ func (s *Store) startNearCache(cfg Config, foreign bool) {
 		}
 	case *redis.Pool:
 		if poolDials(src) {
-			dialer = func(ctx context.Context) (*checkedConn, error) { return dialPool(ctx, src) }
+			var d detachedCall
+			dialer = func(ctx context.Context) (*checkedConn, error) { return dialPool(ctx, src, &d) }
 		}
 	}
 	var check func(ctx context.Context, conn redis.Conn) error
 	if foreign {
-		check = s.sameServer
+		var borrow detachedCall
+		check = func(ctx context.Context, conn redis.Conn) error { return s.sameServer(ctx, conn, &borrow) }
 	}
 	newTracker(s.near, cfg, dialer, check)
 }
@@ -526,15 +533,15 @@ func poolDials(p *redis.Pool) bool {
 
 // dialPool opens a connection, outside the pool, with p's own dial
 // function, the one its pooled connections come from: DialContext, or
-// Dial, which cannot be cancelled (the pool's own dials are not either).
-func dialPool(ctx context.Context, p *redis.Pool) (*checkedConn, error) {
-	var c redis.Conn
-	var err error
-	if p.DialContext != nil {
-		c, err = p.DialContext(ctx)
-	} else {
-		c, err = p.Dial()
-	}
+// Dial, which takes no context, through d (see detachedCall), so that it
+// returns when ctx ends even while Dial waits on a stalled server.
+func dialPool(ctx context.Context, p *redis.Pool, d *detachedCall) (*checkedConn, error) {
+	c, err := d.call(ctx, func() (redis.Conn, error) {
+		if p.DialContext != nil {
+			return p.DialContext(ctx)
+		}
+		return p.Dial()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -547,6 +554,79 @@ func dialPool(ctx context.Context, p *redis.Pool) (*checkedConn, error) {
 	return &checkedConn{Conn: c}, nil
 }
 
+// detachedCall runs a function of the caller's that returns a connection
+// and may not return when its context ends: a *redis.Pool's Dial takes no
+// context (redigo's README builds pools with it, without timeouts, so it
+// waits for as long as the server is stalled), and a pool's GetContext
+// calls that Dial. call runs the function in a goroutine and returns at
+// the end of its context; the goroutine, left behind, closes the
+// connection the function returns, whenever it does. It is the one
+// goroutine a Store leaves running after Close, and only while such a
+// function has not returned. So that a server stalled for hours does not
+// pile them up, one retry after another, call waits (within its own
+// context) for the call it left behind to return before it starts another:
+// at most one is left behind at any time.
+type detachedCall struct {
+	mu   sync.Mutex
+	left *detachedRun // the run its caller gave up on, until it returns
+}
+
+// detachedRun is one run of a detachedCall's function.
+type detachedRun struct {
+	done chan struct{} // closed when the function has returned
+	conn redis.Conn
+	err  error
+	// abandoned says that the caller has given up: the goroutine closes
+	// the connection.
+	abandoned bool
+}
+
+// call returns what f returns, or ctx's error when ctx ends first (see
+// detachedCall). It is safe for concurrent use, but meant for one caller
+// at a time: the tracker's run goroutine.
+func (d *detachedCall) call(ctx context.Context, f func() (redis.Conn, error)) (redis.Conn, error) {
+	d.mu.Lock()
+	left := d.left
+	d.mu.Unlock()
+	if left != nil {
+		select {
+		case <-left.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("an earlier call has not returned yet: %w", context.Cause(ctx))
+		}
+	}
+	r := &detachedRun{done: make(chan struct{})}
+	go func() {
+		conn, err := f()
+		d.mu.Lock()
+		r.conn, r.err = conn, err
+		close(r.done)
+		abandoned := r.abandoned
+		if d.left == r {
+			d.left = nil
+		}
+		d.mu.Unlock()
+		if abandoned && conn != nil {
+			conn.Close()
+		}
+	}()
+	select {
+	case <-r.done:
+		return r.conn, r.err
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-r.done: // returned meanwhile: the connection is the caller's
+		return r.conn, r.err
+	default:
+	}
+	r.abandoned = true
+	d.left = r
+	return nil, context.Cause(ctx)
+}
+
 // errOtherServer reports that the near-cache's connection reached another
 // Redis server than the Store's Source.
 var errOtherServer = errors.New("redisstore: near-cache: its connection reached another Redis server than the Source's (INFO server's run_id differs)")
@@ -557,12 +637,15 @@ var errOtherServer = errors.New("redisstore: near-cache: its connection reached 
 // through both. A connection to another server would hear of no change made
 // through the Source, and the near-cache would serve what it read for as
 // long as the keys live.
-func (s *Store) sameServer(ctx context.Context, conn redis.Conn) error {
+//
+// The Source's connection comes through borrow (see detachedCall): a
+// *redis.Pool with only Dial cannot stop its GetContext while it dials.
+func (s *Store) sameServer(ctx context.Context, conn redis.Conn, borrow *detachedCall) error {
 	mine, err := runID(ctx, conn)
 	if err != nil {
 		return err
 	}
-	pooled, err := s.src.GetContext(ctx)
+	pooled, err := borrow.call(ctx, func() (redis.Conn, error) { return s.src.GetContext(ctx) })
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,4 +284,123 @@ func TestNearCacheLogsConnectFailures(t *testing.T) {
 	if strings.Contains(out, password) {
 		t.Errorf("log %q holds the password", out)
 	}
+}
+
+// waitConnected waits until the near-cache of s is subscribed.
+func waitConnected(t *testing.T, s *redisstore.Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.NearCacheStats().Connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("near-cache not connected within 10s: %+v", s.NearCacheStats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// closeWithin calls s.Close and fails t unless it returns within limit;
+// it waits for it all the same (up to 20s), so that nothing is left
+// running.
+func closeWithin(t *testing.T, s *redisstore.Store, limit time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(limit):
+	}
+	t.Errorf("Store.Close blocked for more than %v", limit)
+	select {
+	case <-done:
+		t.Logf("Store.Close returned after %v", time.Since(start))
+	case <-time.After(20 * time.Second):
+		t.Fatal("Store.Close still blocked after 20s")
+	}
+}
+
+// TestNearCacheCloseDialOnlyPool: with a pool that has only Dial (no
+// DialContext), as redigo's README builds one, with no timeouts, Close
+// returns promptly while Redis is stalled, though the near-cache's redial
+// waits in that Dial for AUTH's answer, which nothing can cancel; and once
+// Redis answers, the connection that Dial returns late is closed, not left
+// open. Likewise when the Dial that hangs is the pool's own, lending the
+// connection that checks the server (a wrapper Source, so that New checks).
+func TestNearCacheCloseDialOnlyPool(t *testing.T) {
+	const password = "near-pw-Qd83n"
+	t.Run("near-cache dial", func(t *testing.T) {
+		srv := redistest.Start(t, "--requirepass", password)
+		pool := &redis.Pool{Dial: func() (redis.Conn, error) {
+			return redis.Dial("tcp", srv.Addr(), redis.DialPassword(password))
+		}}
+		s, err := redisstore.New(pool, redisstore.Config{ReadTimeout: 200 * time.Millisecond,
+			NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitConnected(t, s)
+		srv.Pause(t)
+		resumed := false
+		defer func() {
+			if !resumed {
+				srv.Resume(t)
+			}
+		}()
+		time.Sleep(1500 * time.Millisecond) // the read times out; the redial hangs
+		closeWithin(t, s, time.Second)
+		srv.Resume(t)
+		resumed = true
+		// The late connection is closed: only the test's own client is left.
+		// (With the garbage collector off, which would close it in the end.)
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			info, err := redis.String(srv.Do(t, "INFO", "clients"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(info, "connected_clients:1\r\n") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connections left open after Close and Resume:\n%s", info)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	t.Run("pool dial for the server check", func(t *testing.T) {
+		srv := redistest.Start(t)
+		release := make(chan struct{})
+		var dialling atomic.Int32
+		pool := &redis.Pool{Dial: func() (redis.Conn, error) {
+			dialling.Add(1)
+			defer dialling.Add(-1)
+			<-release // stalls until the test ends
+			return redis.Dial("tcp", srv.Addr())
+		}}
+		defer pool.Close()
+		defer func() {
+			close(release)
+			for deadline := time.Now().Add(10 * time.Second); dialling.Load() > 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the pool's Dial still running 10s after its release")
+				}
+			}
+		}()
+		s, err := redisstore.New(hiddenPool{pool}, redisstore.Config{Addr: srv.Addr(),
+			NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); dialling.Load() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the near-cache did not borrow a connection within 10s")
+			}
+		}
+		closeWithin(t, s, time.Second)
+	})
 }

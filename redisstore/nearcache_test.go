@@ -3,9 +3,11 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -747,5 +749,56 @@ func TestNearCacheLoadTTLCountsTheWait(t *testing.T) {
 	left := time.Duration(ms) * time.Millisecond
 	if over := left - (ttl - time.Since(start)); over > 50*time.Millisecond {
 		t.Errorf("PTTL after the Load = %v: %v more than the ttl counted from the call", left, over)
+	}
+}
+
+// closeCounter is a redis.Conn that counts its Closes.
+type closeCounter struct {
+	redis.Conn
+	closed *atomic.Int32
+}
+
+func (c closeCounter) Close() error {
+	c.closed.Add(1)
+	return nil
+}
+
+// TestDetachedCall: a call whose function does not return gives up at the
+// end of its context; the next call waits for that function, rather than
+// start another, and gives up likewise; the connection the function
+// returns at last is closed, and the call after that runs the function
+// again and returns its connection.
+func TestDetachedCall(t *testing.T) {
+	var d detachedCall
+	var runs, closed atomic.Int32
+	release := make(chan struct{})
+	f := func() (redis.Conn, error) {
+		runs.Add(1)
+		<-release
+		return closeCounter{closed: &closed}, nil
+	}
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		c, err := d.call(ctx, f)
+		cancel()
+		if c != nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d = %v, %v, want no connection and the deadline", i, c, err)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the function ran %d times while the first run hung, want 1", n)
+	}
+	close(release)
+	for deadline := time.Now().Add(5 * time.Second); closed.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection returned after its caller gave up is not closed")
+		}
+	}
+	c, err := d.call(context.Background(), f)
+	if err != nil || c == nil {
+		t.Fatalf("call after the release = %v, %v, want a connection", c, err)
+	}
+	if runs.Load() != 2 || closed.Load() != 1 {
+		t.Errorf("runs %d, closes %d, want 2 and 1 (the caller's connection stays open)", runs.Load(), closed.Load())
 	}
 }

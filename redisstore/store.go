@@ -81,6 +81,9 @@ type Store struct {
 // src, and stays disconnected (every Load reads Redis) while they differ or
 // cannot be read: an ACL user then also needs "+info". While it cannot
 // connect, the Store logs a warning to [Config.Logger] at most every 10s.
+// A connect attempt gives up after DialTimeout plus ReadTimeout, or at
+// Close, even when the pool's Dial, which takes no context, has not
+// returned (see [Store.Close]).
 func New(src Source, cfg Config) (*Store, error) {
 	if src == nil {
 		return nil, errors.New("redisstore: New: nil Source")
@@ -397,8 +400,15 @@ func (s *Store) Cluster() bool {
 	return s.cluster != nil
 }
 
-// Close closes the Source if it has a Close method (as a *redis.Pool
-// does), and otherwise does nothing and returns nil.
+// Close stops the near-cache, if any, and closes the Source if it has a
+// Close method (as a *redis.Pool does); otherwise the latter does nothing
+// and returns nil. It returns promptly even while Redis is stalled. A
+// near-cache's dial through a *redis.Pool's Dial, which takes no context
+// and may wait for as long as Redis does not answer (redigo's Dial without
+// timeouts), is left running in one goroutine, which closes the connection
+// when that Dial returns; likewise a borrow from the Source that New's
+// near-cache makes to check the server. Give your pool DialContext, or
+// Dial options with timeouts, to bound it.
 func (s *Store) Close() error {
 	if s.near != nil {
 		s.near.track.close()
