@@ -474,7 +474,8 @@ func (c *nearCache) stats() NearCacheStats {
 // under Sentinel, to the master the Store's Source follows; with a
 // *redis.Pool (New's usual Source, and Open's on one server), through the
 // pool's own DialContext or Dial, so with the pool's address, credentials,
-// TLS and database; only with another Source does it dial cfg's Addr with
+// TLS and database; through DialContext with a Source that implements
+// [Dialer]; only with another Source does it dial cfg's Addr with
 // cfg's credentials and TLS (New checks that this sends no password in
 // clear: see nearDialsConfig). With a foreign Source (New), each
 // connection first checks that it reached the Source's server
@@ -502,7 +503,19 @@ func (s *Store) startNearCache(cfg Config, foreign bool) {
 	case *redis.Pool:
 		if poolDials(src) {
 			var d detachedCall
-			dialer = func(ctx context.Context) (*checkedConn, error) { return dialPool(ctx, src, &d) }
+			dialer = func(ctx context.Context) (*checkedConn, error) {
+				return dialDetached(ctx, &d, "the pool's dial function", func() (redis.Conn, error) {
+					if src.DialContext != nil {
+						return src.DialContext(ctx)
+					}
+					return src.Dial()
+				})
+			}
+		}
+	case Dialer:
+		var d detachedCall
+		dialer = func(ctx context.Context) (*checkedConn, error) {
+			return dialDetached(ctx, &d, "the Source's DialContext", func() (redis.Conn, error) { return src.DialContext(ctx) })
 		}
 	}
 	var check func(ctx context.Context, conn redis.Conn) error
@@ -522,6 +535,8 @@ func nearDialsConfig(src Source) bool {
 		return false
 	case *redis.Pool:
 		return !poolDials(src)
+	case Dialer:
+		return false
 	}
 	return true
 }
@@ -531,22 +546,19 @@ func poolDials(p *redis.Pool) bool {
 	return p.DialContext != nil || p.Dial != nil
 }
 
-// dialPool opens a connection, outside the pool, with p's own dial
-// function, the one its pooled connections come from: DialContext, or
-// Dial, which takes no context, through d (see detachedCall), so that it
-// returns when ctx ends even while Dial waits on a stalled server.
-func dialPool(ctx context.Context, p *redis.Pool, d *detachedCall) (*checkedConn, error) {
-	c, err := d.call(ctx, func() (redis.Conn, error) {
-		if p.DialContext != nil {
-			return p.DialContext(ctx)
-		}
-		return p.Dial()
-	})
+// dialDetached opens a connection, outside any pool, with f, a dial
+// function of the caller's (named by what, for errors): a *redis.Pool's
+// own DialContext or Dial, the one its pooled connections come from, or a
+// [Dialer]'s DialContext. It runs through d (see detachedCall), so that it
+// returns when ctx ends even while f does not (a Dial, which takes no
+// context, waiting on a stalled server).
+func dialDetached(ctx context.Context, d *detachedCall, what string, f func() (redis.Conn, error)) (*checkedConn, error) {
+	c, err := d.call(ctx, f)
 	if err != nil {
 		return nil, err
 	}
 	if c == nil {
-		return nil, errors.New("redisstore: near-cache: the pool's dial function returned no connection")
+		return nil, fmt.Errorf("redisstore: near-cache: %s returned no connection", what)
 	}
 	if cc, ok := c.(*checkedConn); ok { // a pool built by NewPool
 		return cc, nil

@@ -51,6 +51,27 @@ func (b *lockedBuffer) String() string {
 // metrics or tracing would be: New cannot dial through it.
 type hiddenPool struct{ *redis.Pool }
 
+// dialingSource is a wrapper Source, as one adding tracing would be, that
+// implements redisstore.Dialer with its pool's DialContext and counts the
+// dials.
+type dialingSource struct {
+	pool  *redis.Pool
+	dials *atomic.Int64
+}
+
+func (d dialingSource) GetContext(ctx context.Context) (redis.Conn, error) {
+	return d.pool.GetContext(ctx)
+}
+
+func (d dialingSource) DialContext(ctx context.Context) (redis.Conn, error) {
+	d.dials.Add(1)
+	return d.pool.DialContext(ctx)
+}
+
+func (d dialingSource) Close() error { return d.pool.Close() }
+
+var _ redisstore.Dialer = dialingSource{}
+
 // tapProxy forwards the connections it accepts to target and copies what
 // the clients send into sent. It stops at cleanup.
 func tapProxy(t *testing.T, target string, sent io.Writer) string {
@@ -203,9 +224,13 @@ func TestNewRefusesClearNearCache(t *testing.T) {
 		want string // in the error; "" for none
 	}{
 		{"other Source, Password, no TLS", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
-			redisstore.Config{Addr: addr, Password: password, NearCache: near}, "Config.TLS"},
+			redisstore.Config{Addr: addr, Password: password, NearCache: near}, "redisstore.Dialer"},
 		{"pool without a dial function, Password, no TLS", func(t *testing.T) redisstore.Source { return &redis.Pool{} },
 			redisstore.Config{Addr: addr, Password: password, NearCache: near}, "Config.TLS"},
+		{"Dialer Source, Password, no TLS", func(t *testing.T) redisstore.Source { return dialingSource{newPool(t), new(atomic.Int64)} },
+			redisstore.Config{Addr: addr, Password: password, NearCache: near}, ""},
+		{"Dialer Source, no Addr", func(t *testing.T) redisstore.Source { return dialingSource{newPool(t), new(atomic.Int64)} },
+			redisstore.Config{NearCache: near}, ""},
 		{"other Source, Password, TLS", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
 			redisstore.Config{Addr: addr, Password: password, TLS: tlsCfg, NearCache: near}, ""},
 		{"other Source, no Password", func(t *testing.T) redisstore.Source { return hiddenPool{newPool(t)} },
@@ -239,6 +264,44 @@ func TestNewRefusesClearNearCache(t *testing.T) {
 				t.Errorf("New's error %q holds the password", err)
 			}
 		})
+	}
+}
+
+// TestNearCacheDialsThroughDialer: a wrapper Source that implements
+// redisstore.Dialer gets a connected near-cache on a plain-TCP Redis with a
+// password (a private network, or a TLS sidecar), which New refuses for a
+// Source without it: the near-cache's connection is the Source's own
+// DialContext's, with its credentials.
+func TestNearCacheDialsThroughDialer(t *testing.T) {
+	const password = "near-pw-Hc62w"
+	srv := redistest.Start(t, "--requirepass", password)
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr(), Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := dialingSource{pool, new(atomic.Int64)}
+	cfg := redisstore.Config{Addr: srv.Addr(), Password: password, NearCache: redisstore.NearCache{MaxEntries: 10},
+		Logger: slog.New(slog.DiscardHandler)}
+	s, err := redisstore.New(src, cfg)
+	if err != nil {
+		t.Fatalf("New(Dialer, Password without TLS) = %v, want no error", err)
+	}
+	defer s.Close()
+	waitConnected(t, s)
+	if n := src.dials.Load(); n < 1 {
+		t.Errorf("%d dials through the Source's DialContext, want the near-cache's", n)
+	}
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "a", []byte("v1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.NearCacheStats().Hits == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Load served from memory within 10s: %+v", s.NearCacheStats())
+		}
+		if b, found, err := s.Load(ctx, "a", 0); err != nil || !found || string(b) != "v1" {
+			t.Fatalf("Load = %q, %v, %v", b, found, err)
+		}
 	}
 }
 

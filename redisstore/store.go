@@ -23,6 +23,24 @@ type Source interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
 }
 
+// Dialer is an optional interface of a [Source]: DialContext opens a new
+// connection outside whatever pool the Source keeps, exactly as its pooled
+// connections are opened (the same address, credentials, TLS and
+// database). A Store that [New] makes on a Source with a
+// [Config.NearCache] opens the near-cache's own connection with it, as it
+// does with a *redis.Pool's DialContext or Dial, and then uses none of the
+// Config's Addr, credentials and TLS for that connection. A Source that
+// wraps a *redis.Pool (to add tracing or metrics, say) implements it by
+// calling the pool's DialContext, or Dial; without it, New dials
+// Config.Addr itself and refuses a Password without TLS.
+//
+// DialContext should give up when ctx ends; the Store gives up on it then
+// in any case (see [Store.Close]). The Store closes the connection, which
+// must not be lent out by the Source.
+type Dialer interface {
+	DialContext(ctx context.Context) (redis.Conn, error)
+}
+
 // Store keeps session records in Redis, each as a string under the key
 // "<KeyPrefix>session:<id>" with a time to live, and the sessions of each
 // user in an index (see the package documentation). It uses only plain
@@ -55,7 +73,8 @@ type Store struct {
 // New returns a Store that takes its connections from src. Of cfg it uses
 // only KeyPrefix, Timeout, WaitReplicas, NearCache, Logger and, with
 // WaitReplicas, MaxActive (the other fields configure [NewPool], and the
-// near-cache's own connection when src is not a *redis.Pool), but it
+// near-cache's own connection when src is neither a *redis.Pool nor a
+// [Dialer]), but it
 // validates all of it. With WaitReplicas, MaxActive must be the most
 // connections src hands out at once, which New reads itself when src is a
 // *redis.Pool with a MaxActive: a quarter of it is the bound on logouts
@@ -69,13 +88,14 @@ type Store struct {
 // With [Config.NearCache] and a *redis.Pool as src, the near-cache's own
 // connection is opened by the pool's DialContext (or Dial), outside the
 // pool: the same address, credentials, TLS and database as every pooled
-// connection, whatever cfg's Addr, Username, Password, DB and TLS say.
-// With another Source, it dials cfg.Addr with cfg's credentials, TLS and
-// timeouts: Addr is then required, not defaulted, since it must reach the
-// server src hands out connections to, or the near-cache would hear of
-// none of their changes; and New refuses a Password without TLS, which
-// that connection would send in clear text whether or not src's
-// connections use TLS (pass the *redis.Pool itself, or set TLS as src's
+// connection, whatever cfg's Addr, Username, Password, DB and TLS say;
+// likewise by DialContext when src implements [Dialer]. With another
+// Source, it dials cfg.Addr with cfg's credentials, TLS and timeouts: Addr
+// is then required, not defaulted, since it must reach the server src
+// hands out connections to, or the near-cache would hear of none of their
+// changes; and New refuses a Password without TLS, which that connection
+// would send in clear text whether or not src's connections use TLS (pass
+// the *redis.Pool itself, implement Dialer on src, or set TLS as src's
 // connections use it). Either way, each time that connection connects, it
 // compares the server's run_id (INFO server) with the one read through
 // src, and stays disconnected (every Load reads Redis) while they differ or
@@ -90,10 +110,10 @@ func New(src Source, cfg Config) (*Store, error) {
 	}
 	if cfg.NearCache.MaxEntries > 0 && cfg.mode() == modeSingle && nearDialsConfig(src) {
 		if cfg.Addr == "" {
-			return nil, fieldError("Addr", errors.New("required with NearCache in New when the Source is not a *redis.Pool with a dial function: the near-cache's connection dials it, and it must reach the Source's server"))
+			return nil, fieldError("Addr", errors.New("required with NearCache in New when the Source is neither a *redis.Pool with a dial function nor a redisstore.Dialer: the near-cache's connection dials it, and it must reach the Source's server"))
 		}
 		if cfg.Password != "" && cfg.TLS == nil {
-			return nil, fieldError("TLS", errors.New("required with NearCache and a Password in New when the Source is not a *redis.Pool with a dial function: the near-cache's connection dials Addr itself and would send the Password in clear text; pass the *redis.Pool, or set TLS as the Source's connections use it"))
+			return nil, fieldError("TLS", errors.New("required with NearCache and a Password in New when the Source is neither a *redis.Pool with a dial function nor a redisstore.Dialer: the near-cache's connection dials Addr itself and would send the Password in clear text; pass the *redis.Pool, implement redisstore.Dialer (DialContext) on the Source, or set TLS as the Source's connections use it"))
 		}
 	}
 	cfg, err := cfg.normalize()
