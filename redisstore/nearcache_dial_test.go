@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -466,4 +468,43 @@ func TestNearCacheCloseDialOnlyPool(t *testing.T) {
 		}
 		closeWithin(t, s, time.Second)
 	})
+}
+
+// TestNearCacheHidesURLPassword: a pool whose Dial dials a URL with an
+// unescaped "/" in its password fails with url.Parse's error, which quotes
+// the URL; neither the near-cache's warning nor the errors of the Store's
+// calls repeat any part of the password, and the calls' errors keep their
+// class.
+func TestNearCacheHidesURLPassword(t *testing.T) {
+	const password = "se/cret-pw"
+	srv := redistest.Start(t, "--requirepass", password)
+	pool := &redis.Pool{Dial: func() (redis.Conn, error) {
+		return redis.DialURL("redis://:" + password + "@" + srv.Addr())
+	}}
+	var logged lockedBuffer
+	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logged.String(), "near-cache"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no near-cache warning within 10s")
+		}
+	}
+	_, _, loadErr := s.Load(context.Background(), "a", 0)
+	if !errors.Is(loadErr, redisstore.ErrUnavailable) {
+		t.Errorf("Load = %v, want ErrUnavailable", loadErr)
+	}
+	for what, text := range map[string]string{"log": logged.String(), "Load's error": fmt.Sprint(loadErr)} {
+		for _, part := range []string{password, "cret", `":se"`} {
+			if strings.Contains(text, part) {
+				t.Errorf("%s %q holds %q, of the password", what, text, part)
+			}
+		}
+		if !strings.Contains(text, "[redacted]@"+srv.Addr()) {
+			t.Errorf("%s %q, want the URL without its userinfo", what, text)
+		}
+	}
 }

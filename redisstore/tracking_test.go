@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +185,59 @@ func TestTrackingAnswerCertifiesItsPing(t *testing.T) {
 			t.Fatalf("Load %d after the DEL = %q, %v, %v, want no record", i, b, found, err)
 		}
 	}
+}
+
+// TestURLSafeText: the text of an error from a pool's dial function that
+// dials a URL (redigo's DialURL) holds no part of the URL's password,
+// whatever character of the password made the URL malformed; other text
+// is left as it is.
+func TestURLSafeText(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		secret []string // none may be in the text
+		want   string   // in the text
+	}{
+		{"unescaped slash, no user", dialURLError(t, "redis://:se/cret-pw@127.0.0.1:36100"), []string{"se/", "cret", `":se"`},
+			`parse "redis://[redacted]@127.0.0.1:36100": malformed URL`},
+		{"unescaped slash, user", dialURLError(t, "redis://near:se/cret-pw@127.0.0.1:36100"), []string{"se/", "cret", "near"},
+			`"redis://[redacted]@127.0.0.1:36100"`},
+		{"unescaped slash, password only", dialURLError(t, "redis://se/cret-pw@127.0.0.1:36100"), []string{"cret"},
+			"invalid database: [not shown]"},
+		{"space", dialURLError(t, "rediss://:se cret@127.0.0.1:36100"), []string{"se cret", "cret"},
+			`"rediss://[redacted]@127.0.0.1:36100"`},
+		{"bad escape", dialURLError(t, "redis://:se%zzcret@127.0.0.1:36100"), []string{"cret", "%zz"},
+			`"redis://[redacted]@127.0.0.1:36100"`},
+		{"opaque", dialURLError(t, "redis:se/cret@127.0.0.1:36100"), []string{"cret"},
+			"url is opaque: [not shown]"},
+		{"wrapped, upper-case scheme, two URLs", fmt.Errorf("dialling REDIS://u:pw1@h1:1 then rediss://:pw2@h2:2: %w", errors.New("refused")),
+			[]string{"pw1", "pw2"}, "REDIS://[redacted]@h2:2: refused"},
+		{"no credentials", errors.New("dial tcp redis://127.0.0.1:1: connection refused"), nil,
+			"dial tcp redis://127.0.0.1:1: connection refused"},
+		{"other scheme", errors.New("see https://user@example.com/x"), nil, "see https://user@example.com/x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := urlSafeText(tc.err)
+			for _, s := range tc.secret {
+				if strings.Contains(got, s) {
+					t.Errorf("urlSafeText(%q) = %q, holds %q", tc.err, got, s)
+				}
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("urlSafeText(%q) = %q, want %q in it", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// dialURLError returns the error of redis.DialURL(u), which must fail
+// before it dials.
+func dialURLError(t *testing.T, u string) error {
+	t.Helper()
+	c, err := redis.DialURL(u, redis.DialConnectTimeout(time.Millisecond))
+	if err == nil {
+		c.Close()
+		t.Fatalf("DialURL(%q) succeeded", u)
+	}
+	return err
 }
