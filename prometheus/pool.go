@@ -58,7 +58,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		maxConnections: desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
 		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
 		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
-		dials:          desc("dials_total", "Connections the session store's Redis pool dialled, failed dials included (zero for a pool the caller built)."),
+		dials:          desc("dials_total", "Connections the session store dialled to Redis, its pool's and its near-cache's, failed dials included (zero for a pool the caller built)."),
 		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
 		sentinelsDown:  desc("sentinels_down", "1 when, under Redis Sentinel, no sentinel named the master the last time the session store asked (every second): calls go on to the master named last, but a failover would not be followed; 0 otherwise, and outside Sentinel."),
 		lookupFails:    desc("sentinel_lookup_failures_total", "Times, under Redis Sentinel, the session store asked the sentinels where the master is and none named it."),

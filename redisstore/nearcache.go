@@ -641,7 +641,7 @@ func (d *detachedCall) call(ctx context.Context, f func() (redis.Conn, error)) (
 
 // errOtherServer reports that the near-cache's connection reached another
 // Redis server than the Store's Source.
-var errOtherServer = errors.New("redisstore: near-cache: its connection reached another Redis server than the Source's (INFO server's run_id differs)")
+var errOtherServer = errors.New("its connection reached another Redis server than the Source's (INFO server's run_id differs)")
 
 // sameServer checks that conn, the near-cache's connection, reached the
 // server that the Store's Source hands out connections to: the run_id of
@@ -655,16 +655,17 @@ var errOtherServer = errors.New("redisstore: near-cache: its connection reached 
 func (s *Store) sameServer(ctx context.Context, conn redis.Conn, borrow *detachedCall) error {
 	mine, err := runID(ctx, conn)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading its own run_id: %w", err)
 	}
 	pooled, err := borrow.call(ctx, func() (redis.Conn, error) { return s.src.GetContext(ctx) })
 	if err != nil {
-		return err
+		// An exhausted pool (MaxActive connections all in use) ends here.
+		return fmt.Errorf("reading the Source's run_id: borrowing a connection: %w", err)
 	}
 	defer pooled.Close()
 	theirs, err := runID(ctx, pooled)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the Source's run_id: %w", err)
 	}
 	if mine != theirs {
 		return errOtherServer

@@ -508,3 +508,70 @@ func TestNearCacheHidesURLPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestNearCacheWarningNamesStep: the near-cache's warning says which step
+// of connecting failed, so that "context deadline exceeded" from an
+// exhausted pool reads as such; and the near-cache connects once the
+// cause is gone.
+func TestNearCacheWarningNamesStep(t *testing.T) {
+	srv := redistest.Start(t)
+	const password = "near-pw-Tr50d"
+	srv.Do(t, "ACL", "SETUSER", "notrack", "on", ">"+password, "~*", "&*", "+@all", "-client|tracking")
+	srv.Do(t, "ACL", "SETUSER", "noinfo", "on", ">"+password, "~*", "&*", "+@all", "-info")
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(closedPort(t)))
+	for _, tc := range []struct {
+		name string
+		pool redisstore.Config // of the pool
+		hold bool              // hold the pool's one connection, then let it go
+		want []string          // in the warning
+	}{
+		{"exhausted pool", redisstore.Config{Addr: srv.Addr(), MaxActive: 1}, true,
+			[]string{"checking the server: reading the Source's run_id: borrowing a connection: ", "deadline exceeded"}},
+		{"refused", redisstore.Config{Addr: closed}, false,
+			[]string{"dialling: ", "refused"}},
+		{"no CLIENT TRACKING", redisstore.Config{Addr: srv.Addr(), Username: "notrack", Password: password}, false,
+			[]string{"CLIENT TRACKING: NOPERM"}},
+		{"no INFO", redisstore.Config{Addr: srv.Addr(), Username: "noinfo", Password: password}, false,
+			[]string{"checking the server: reading its own run_id: NOPERM"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := redisstore.NewPool(tc.pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var held redis.Conn
+			if tc.hold {
+				held, err = pool.GetContext(context.Background())
+				if err == nil {
+					_, err = held.Do("PING")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer held.Close()
+			}
+			var logged lockedBuffer
+			s, err := redisstore.New(pool, redisstore.Config{DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+				NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logged.String(), "near-cache"); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no near-cache warning within 10s")
+				}
+			}
+			out := logged.String()
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("warning %q, want %q in it", out, w)
+				}
+			}
+			if held != nil {
+				held.Close()
+				waitConnected(t, s)
+			}
+		})
+	}
+}

@@ -55,8 +55,11 @@ type PoolStats struct {
 	// Dials is how many connections were dialled, and DialErrors how many
 	// of those dials failed (refused, timed out, TLS or authentication
 	// failures, a Sentinel-named server that was no master), since the
-	// Store opened. Zero for a Store built by New, whose pool is the
-	// caller's.
+	// Store opened. With Config.NearCache they include the dials of the
+	// near-cache's own connection, one per (re)connection, which is no
+	// pooled connection: Active and Idle leave it out, so a Store whose
+	// near-cache has connected reports Dials 1 and Active 0 before any
+	// call. Zero for a Store built by New, whose pool is the caller's.
 	Dials      int64
 	DialErrors int64
 	// SentinelsDown reports, for a Store opened with SentinelAddrs, that

@@ -161,3 +161,24 @@ func TestPoolStats(t *testing.T) {
 		t.Errorf("after a failed dial: %+v, want another dial, failed", ps)
 	}
 }
+
+// TestPoolStatsNearCacheDial: with Open, the near-cache's own connection
+// counts in Dials (it is dialled like the pool's) but not in Active, which
+// counts pooled connections: Dials 1, Active 0 before any call, as
+// PoolStats documents.
+func TestPoolStatsNearCacheDial(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), NearCache: redisstore.NearCache{MaxEntries: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for deadline := time.Now().Add(10 * time.Second); !s.NearCacheStats().Connected; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("near-cache not connected within 10s: %+v", s.NearCacheStats())
+		}
+	}
+	if ps := s.PoolStats(); ps.Dials != 1 || ps.DialErrors != 0 || ps.Active != 0 {
+		t.Errorf("PoolStats = %+v, want Dials 1 (the near-cache's), DialErrors 0, Active 0", ps)
+	}
+}

@@ -173,7 +173,7 @@ func (t *tracker) connect() (*checkedConn, error) {
 	}()
 	conn, err := t.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dialling: %w", err)
 	}
 	t.mu.Lock()
 	select {
@@ -194,30 +194,31 @@ func (t *tracker) connect() (*checkedConn, error) {
 
 // subscribe runs the check, if any, then enables tracking on conn,
 // redirected to itself, and subscribes it to the invalidation channel.
+// Its errors say which step failed (the warning shows them).
 func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
 	if t.check != nil {
 		if err := t.check(ctx, conn); err != nil {
-			return err
+			return fmt.Errorf("checking the server: %w", err)
 		}
 	}
 	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
 	if err != nil {
-		return err
+		return fmt.Errorf("CLIENT ID: %w", err)
 	}
 	if _, err := cmd(ctx, conn, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", t.c.prefix); err != nil {
-		return err
+		return fmt.Errorf("CLIENT TRACKING: %w", err)
 	}
 	// Invalidations are published only once the connection is in subscribe
 	// mode, so nothing read before the confirmation may be kept.
 	if err := conn.Send("SUBSCRIBE", invalidateChannel); err != nil {
-		return err
+		return fmt.Errorf("SUBSCRIBE: %w", err)
 	}
 	reply, err := redis.Values(cmd(ctx, conn, ""))
 	if err == nil && len(reply) == 1 {
 		reply, err = redis.Values(reply[0], nil)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("SUBSCRIBE: %w", err)
 	}
 	if kind, _ := redis.String(reply[0], nil); len(reply) != 3 || kind != "subscribe" {
 		return fmt.Errorf("unexpected reply to SUBSCRIBE %s", invalidateChannel)
