@@ -183,12 +183,12 @@ type Config struct {
 	// changes made anywhere seen within NearCache.Staleness (see
 	// [NearCache] and docs/near-cache.md). It needs Redis 6 or later with
 	// CLIENT TRACKING. Its dedicated connection dials as the Store's pool
-	// does; with [New] and a Source that is not a *redis.Pool, it dials
-	// Addr with this Config's credentials, TLS and timeouts instead: Addr
-	// is then required (New refuses an empty one rather than default it),
-	// and so is TLS with a Password. With New, the connection serves only
-	// once INFO server's run_id shows it reached the Source's server (see
-	// New). Default: off.
+	// does; with [New] and a Source that is neither a *redis.Pool nor a
+	// [Dialer], it dials Addr with this Config's credentials, TLS and
+	// timeouts instead: Addr is then required (New refuses an empty one
+	// rather than default it), and so is TLS with a Password. With New,
+	// the connection serves only once INFO server's run_id shows it
+	// reached the Source's server (see New). Default: off.
 	NearCache NearCache
 
 	// Logger receives the Store's warnings, each at most once every 10s
