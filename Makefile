@@ -104,7 +104,8 @@ testsummary:
 # Redis (redisstore.BenchmarkUserSessions): the time must not grow; and what
 # one user with 100,000 sessions costs (redisstore.BenchmarkHeavyUser); and
 # a read with the Prometheus metrics on next to off (prometheus.BenchmarkRead):
-# the extra allocations (must be 0) and the time ratio (at most 1.05).
+# the extra allocations (must be 0) and the time ratio (at most 1.05), the
+# latter from reads of both sent in alternating blocks of 64.
 # Last, the near-cache (docs/near-cache.md): a Load from memory beside a raw
 # GET, 64 parallel loaders, and the two-instance revocation latency.
 bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore, prometheus and near-cache benchmarks (~4 min)
