@@ -230,10 +230,55 @@ func BenchmarkWrite(b *testing.B) {
 // BenchmarkLogin measures creating a session: session.Create for
 // sessionkit, which also adds the session to its user's index, RenewToken
 // and Put for scs, a new session and Save for gorilla. Each user logs in
-// loginsPerUser times (see login).
+// loginsPerUser times (see login). Each round ends with sessionkit and scs
+// paired (see measurePaired), which login-vs-scs compares.
 func BenchmarkLogin(b *testing.B) {
 	e := newEnv(b)
-	each(b, e, login, e.sessionkit(idle), e.scs(idle), e.gorilla())
+	for range max(*rounds, 1) {
+		for _, mk := range []maker{e.sessionkit(idle), e.scs(idle), e.gorilla()} {
+			b.Run(mk.name, func(b *testing.B) { measure(b, e, login, mk.build(b)) })
+		}
+		b.Run("paired", func(b *testing.B) { measurePaired(b, login, e.sessionkit(idle), e.scs(idle)) })
+	}
+}
+
+// pairBlock is how many operations measurePaired sends through one
+// contender before it turns to the other: about 5 ms of logins on the
+// machines of docs/benchmarks.md, shorter than the phases in which such a
+// VM runs slower, which move a whole run of half a second by 20% and more.
+const pairBlock = 64
+
+// measurePaired runs b.N operations of sc through each of two contenders,
+// built anew, in alternating blocks of pairBlock, and records the time an
+// operation took through each as a run of "<benchmark>/<contender>" (as
+// BenchmarkLogin/paired/sessionkit). Alternating every few milliseconds
+// puts both under the same conditions, where two runs half a second apart
+// can each land in a slow or a fast phase of the machine; a target that
+// compares them takes the median of the rounds' ratios (target.paired).
+// The clock is read once a block, not once an operation; allocations and
+// commands are those of the separate runs.
+func measurePaired(b *testing.B, sc scenario, a, c maker) {
+	cs := []*contender{a.build(b), c.build(b)}
+	ops := []func(int){sc(b, cs[0], b.N), sc(b, cs[1], b.N)}
+	runtime.GC()
+	b.ResetTimer()
+	var spent [2]time.Duration
+	for done := 0; done < b.N; done += pairBlock {
+		n := min(pairBlock, b.N-done)
+		for i, op := range ops {
+			start := time.Now()
+			for j := range n {
+				op(done + j)
+			}
+			spent[i] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	for i, c := range cs {
+		ns := float64(spent[i].Nanoseconds()) / float64(b.N)
+		b.ReportMetric(ns, c.name+"-ns/op")
+		record(trimRepeat(b.Name())+"/"+c.name, b.N, result{nsPerOp: ns})
+	}
 }
 
 // BenchmarkLoginOneUser measures a login of a user who logged in at every
