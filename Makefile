@@ -88,7 +88,10 @@ testsummary:
 # on real redis-servers it starts, then one "ratio" line per target.
 # Each benchmark runs in 3 interleaved rounds (-rounds 3: sessionkit, scs,
 # gorilla, sessionkit, ...; the repeats print as name#01, name#02), 500ms
-# each; the ratios use the medians. BenchmarkCluster compares a read and a
+# each; the ratios use the medians. The login's round ends with sessionkit
+# and scs paired, their logins sent in alternating blocks of 64, and
+# login-vs-scs is the median of those rounds' ratios, which the machine's
+# slow phases move far less. BenchmarkCluster compares a read and a
 # login on a 3-master Redis Cluster with the same on one server.
 # BenchmarkParallel drives the read and the forged cookie from GOMAXPROCS
 # goroutines at once (b.RunParallel) and prints its own ratio lines;

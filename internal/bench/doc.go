@@ -40,5 +40,9 @@
 //	ratio <name> <value> <target> ok|MISS
 //
 // computed from the figures of that same run (see targets in main_test.go).
+// Most compare medians of separate runs; login-vs-scs compares sessionkit
+// and scs timed together, in alternating blocks of logins
+// (BenchmarkLogin/paired, measurePaired), since separate runs half a second
+// apart moved that ratio by a third on a VM.
 // docs/benchmarks.md has the figures of one run and what they mean.
 package bench
