@@ -38,9 +38,12 @@ const (
 )
 
 // Signing keys. The forging key signs the well-formed but forged cookies.
+// On a cluster, both Managers tag keys with clusterTagKey, a key of its
+// own (session.New refuses a TagKey that is also a signing key).
 var (
-	signingKey = []byte("benchmark signing key of 32 bytes")
-	forgingKey = []byte("the forger's own key, of 32 bytes")
+	signingKey    = []byte("benchmark signing key of 32 bytes")
+	forgingKey    = []byte("the forger's own key, of 32 bytes")
+	clusterTagKey = []byte("benchmark hash-tag key, 32 bytes!")
 )
 
 // env is the redis-server of one benchmark function and the pool settings
@@ -239,7 +242,7 @@ func sessionkitWithKey(tb testing.TB, e *env, idleTimeout time.Duration, key []b
 		// redisstore opens the cluster's pools itself, one per node, with
 		// the same settings.
 		store, err = redisstore.Open(e.cfg)
-		tagKey = signingKey
+		tagKey = clusterTagKey
 		if err == nil {
 			tb.Cleanup(func() { store.Close() })
 		}
