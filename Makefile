@@ -111,7 +111,7 @@ testsummary:
 # latter from reads of both sent in alternating blocks of 64.
 # Last, the near-cache (docs/near-cache.md): a Load from memory beside a raw
 # GET, 64 parallel loaders, and the two-instance revocation latency.
-bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore, prometheus and near-cache benchmarks (~4 min)
+bench: ## the comparison with scs and gorilla and of the rate limiters, then the redisstore, prometheus and near-cache benchmarks (~5 min)
 	cd internal/bench && $(GO) test -run '^$$' -bench . -benchtime 500ms -count 1 . -rounds 3
 	$(GO) test -run '^$$' -bench '^BenchmarkUserSessions$$' -benchtime 2000x ./redisstore
 	$(GO) test -run '^$$' -bench '^BenchmarkHeavyUser$$' -benchtime 10x ./redisstore
