@@ -573,7 +573,8 @@ func withoutURLCredentials(err error) error {
 // "malformed URL", what follows redigo DialURL's "invalid database: " and
 // "url is opaque: " (the URL's path or opaque part, which hold the remains
 // of a password with a "/" in a malformed URL) by "[not shown]", and the
-// userinfo of every redis:// or rediss:// URL by "[redacted]". The
+// userinfo of every URL of a scheme DialURL dials (urlSchemes: redis://,
+// rediss://, valkey://, valkeys://) by "[redacted]". The
 // userinfo runs to the last "@" on the line, since a password may hold
 // what would end a URL ("/", a space): it may take more than the
 // userinfo, never less. The Store logs and returns the errors that may
@@ -598,7 +599,7 @@ func urlSafeText(err error) string {
 		}
 		start := i + len("://")
 		scheme := strings.ToLower(msg[:i])
-		if !strings.HasSuffix(scheme, "redis") && !strings.HasSuffix(scheme, "rediss") {
+		if !slices.ContainsFunc(urlSchemes, func(s string) bool { return strings.HasSuffix(scheme, s) }) {
 			b.WriteString(msg[:start])
 			msg = msg[start:]
 			continue
@@ -618,6 +619,10 @@ func urlSafeText(err error) string {
 		msg = msg[start+at:] // from the "@"
 	}
 }
+
+// urlSchemes are the schemes of the URLs redigo's DialURL dials, whose
+// userinfo urlSafeText hides.
+var urlSchemes = []string{"redis", "rediss", "valkey", "valkeys"}
 
 // hideRestOfLine returns msg with what follows each echo, up to the end of
 // its line, replaced by "[not shown]".

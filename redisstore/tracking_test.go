@@ -214,6 +214,11 @@ func TestURLSafeText(t *testing.T) {
 			[]string{"pw1", "pw2"}, "REDIS://[redacted]@h2:2: refused"},
 		{"no credentials", errors.New("dial tcp redis://127.0.0.1:1: connection refused"), nil,
 			"dial tcp redis://127.0.0.1:1: connection refused"},
+		// redigo's DialURL takes Valkey's schemes too.
+		{"valkey", dialURLError(t, "valkey://:se/cret-pw@127.0.0.1:36100"), []string{"se/", "cret"},
+			`parse "valkey://[redacted]@127.0.0.1:36100": malformed URL`},
+		{"valkeys", dialURLError(t, "valkeys://near:se/cret-pw@127.0.0.1:36100"), []string{"se/", "cret", "near"},
+			`"valkeys://[redacted]@127.0.0.1:36100"`},
 		{"other scheme", errors.New("see https://user@example.com/x"), nil, "see https://user@example.com/x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -255,17 +255,22 @@ const pairBlock = 64
 // puts both under the same conditions, where two runs half a second apart
 // can each land in a slow or a fast phase of the machine; a target that
 // compares them takes the median of the rounds' ratios (target.paired).
-// The clock is read once a block, not once an operation; allocations and
-// commands are those of the separate runs.
+// The clock is read once a block, not once an operation; the two take
+// turns going first, block by block, so that neither always follows the
+// other. Allocations and commands are those of the separate runs; the
+// garbage collector's work lands on whichever contender runs when it does,
+// so the one that allocates more shares its collections with the other.
 func measurePaired(b *testing.B, sc scenario, a, c maker) {
 	cs := []*contender{a.build(b), c.build(b)}
 	ops := []func(int){sc(b, cs[0], b.N), sc(b, cs[1], b.N)}
 	runtime.GC()
 	b.ResetTimer()
 	var spent [2]time.Duration
-	for done := 0; done < b.N; done += pairBlock {
+	for done, first := 0, 0; done < b.N; done, first = done+pairBlock, 1-first {
 		n := min(pairBlock, b.N-done)
-		for i, op := range ops {
+		for k := range ops {
+			i := (first + k) % len(ops)
+			op := ops[i]
 			start := time.Now()
 			for j := range n {
 				op(done + j)
