@@ -1,16 +1,12 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"fmt"
-	"log/slog"
 	"math/big"
 	"strings"
 	"testing"
@@ -116,14 +112,7 @@ func TestEmbeddedConfigPrints(t *testing.T) {
 		{"named field", named{cfg, 8080}, true},
 		{"embedded", embedded{cfg, 8080}, false},
 	} {
-		var text, js bytes.Buffer
-		slog.New(slog.NewTextHandler(&text, nil)).Info("start", "app", tc.v)
-		slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "app", tc.v)
-		j, err := json.Marshal(tc.v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for form, out := range map[string]string{"%+v": fmt.Sprintf("%+v", tc.v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)} {
+		for form, out := range redacttest.Printed(t, tc.v) {
 			if !strings.Contains(out, "redis.internal:6380") || !strings.Contains(out, "[redacted]") || strings.Contains(out, password) {
 				t.Errorf("%s %s = %s, want the Config, its password redacted", tc.name, form, out)
 			}

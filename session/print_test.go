@@ -1,8 +1,6 @@
 package session
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,7 +74,7 @@ func TestEmbeddedConfigPrints(t *testing.T) {
 		{"named field", named{cfg, 8080}, true},
 		{"embedded", embedded{cfg, 8080}, false},
 	} {
-		for form, out := range printed(t, tc.v) {
+		for form, out := range redacttest.Printed(t, tc.v) {
 			if !strings.Contains(out, "[1 key]") || !strings.Contains(out, "app-cookie") || slices.ContainsFunc(redacttest.Forms(key), func(f string) bool { return strings.Contains(out, f) }) {
 				t.Errorf("%s %s = %s, want the Config, its key redacted", tc.name, form, out)
 			}
@@ -85,20 +83,6 @@ func TestEmbeddedConfigPrints(t *testing.T) {
 			}
 		}
 	}
-}
-
-// printed returns v printed with %+v, logged by slog's text and JSON
-// handlers, and marshaled with encoding/json, by name.
-func printed(t *testing.T, v any) map[string]string {
-	t.Helper()
-	var text, js bytes.Buffer
-	slog.New(slog.NewTextHandler(&text, nil)).Info("start", "app", v)
-	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "app", v)
-	j, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]string{"%+v": fmt.Sprintf("%+v", v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)}
 }
 
 // TestUnexportedFieldPrintsKeys checks the exception String and

@@ -96,6 +96,22 @@ func Outputs(v any) map[string]string {
 	return out
 }
 
+// Printed returns v as an application most often prints its settings, by
+// name: with %+v, logged by slog's text and JSON handlers, and marshaled
+// with encoding/json. Unlike Outputs, it does not wrap v: a struct of the
+// caller's prints as that struct.
+func Printed(t *testing.T, v any) map[string]string {
+	t.Helper()
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("start", "app", v)
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "app", v)
+	j, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"%+v": fmt.Sprintf("%+v", v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)}
+}
+
 // CheckNil fails t for each output of Outputs(v), v a nil pointer, that
 // is not <nil> (or null, from encoding/json) or that holds "panicked", as
 // slog writes when LogValue panics.
