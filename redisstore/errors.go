@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
@@ -138,6 +140,9 @@ func classify(op string, err error, cluster bool) error {
 	if errors.Is(err, context.Canceled) {
 		// Only the caller cancels (the Store's own bounds are deadlines):
 		// a client that went away says nothing about Redis.
+		if safe := safeText(err); safe != err.Error() {
+			return &redactedError{msg: fmt.Sprintf("redisstore: %s: %s", op, safe), errs: []error{err}}
+		}
 		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
 	class := ErrUnavailable
@@ -155,10 +160,17 @@ func classify(op string, err error, cluster bool) error {
 	case errors.As(err, &cert):
 		class = ErrRefused
 	}
-	if msg := err.Error(); strings.Contains(msg, echoedArgs) {
-		return &redactedError{msg: fmt.Sprintf("%v (%s): %s", class, op, withoutArgs(msg)), errs: []error{class, err}}
+	if safe := safeText(err); safe != err.Error() {
+		return &redactedError{msg: fmt.Sprintf("%v (%s): %s", class, op, safe), errs: []error{class, err}}
 	}
 	return fmt.Errorf("%w (%s): %w", class, op, err)
+}
+
+// safeText returns the text of err without what no error or log line of
+// the Store may carry: the arguments a Redis reply echoed (session keys;
+// see echoedArgs) and a password in a URL (see urlSafeText).
+func safeText(err error) string {
+	return replaceRestOfLine(urlSafeText(err), echoedArgs, " (arguments not shown)")
 }
 
 // echoedArgs is where a Redis error reply starts repeating the arguments of
@@ -168,18 +180,18 @@ func classify(op string, err error, cluster bool) error {
 // may carry.
 const echoedArgs = ", with args beginning with:"
 
-// withoutArgs returns msg with every run of echoed arguments, up to the
-// end of its line, replaced by a note that they are not shown.
-func withoutArgs(msg string) string {
+// replaceRestOfLine returns msg with each from, and what follows it up to
+// the end of its line, replaced by with.
+func replaceRestOfLine(msg, from, with string) string {
 	var b strings.Builder
 	for {
-		i := strings.Index(msg, echoedArgs)
+		i := strings.Index(msg, from)
 		if i < 0 {
 			b.WriteString(msg)
 			return b.String()
 		}
 		b.WriteString(msg[:i])
-		b.WriteString(" (arguments not shown)")
+		b.WriteString(with)
 		msg = msg[i:]
 		if j := strings.IndexByte(msg, '\n'); j >= 0 {
 			msg = msg[j:]
@@ -189,9 +201,68 @@ func withoutArgs(msg string) string {
 	}
 }
 
-// redactedError is a classified error whose text leaves out the arguments
-// a Redis reply echoed (see echoedArgs); errors.Is and errors.As still
-// find its class and the reply.
+// urlSafeText returns the text of err with the detail of any URL parsing
+// error in it (*url.Error's, which quotes pieces of the URL, such as a
+// password taken for a port: `invalid port ":pw" after host`) replaced by
+// "malformed URL", what follows redigo DialURL's "invalid database: " and
+// "url is opaque: " (the URL's path or opaque part, which hold the remains
+// of a password with a "/" in a malformed URL) by "[not shown]", and the
+// userinfo of every URL of a scheme DialURL dials (urlSchemes: redis://,
+// rediss://, valkey://, valkeys://) by "[redacted]". The
+// userinfo runs to the last "@" on the line, since a password may hold
+// what would end a URL ("/", a space): it may take more than the
+// userinfo, never less. A pool's dial function that dials a URL (redigo's
+// DialURL) returns such errors: url.Parse's quotes the whole URL, password
+// included, when the password holds a character that ends the host, such
+// as an unescaped "/". The Store logs and returns the errors that may come
+// from a caller's dial function only through it (see safeText).
+func urlSafeText(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		if detail := ue.Err.Error(); detail != "" {
+			msg = strings.ReplaceAll(msg, detail, "malformed URL")
+		}
+	}
+	for _, echo := range []string{"invalid database: ", "url is opaque: "} {
+		msg = replaceRestOfLine(msg, echo, echo+"[not shown]")
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(msg, "://")
+		if i < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		start := i + len("://")
+		scheme := strings.ToLower(msg[:i])
+		if !slices.ContainsFunc(urlSchemes, func(s string) bool { return strings.HasSuffix(scheme, s) }) {
+			b.WriteString(msg[:start])
+			msg = msg[start:]
+			continue
+		}
+		line := len(msg)
+		if j := strings.IndexByte(msg[start:], '\n'); j >= 0 {
+			line = start + j
+		}
+		at := strings.LastIndexByte(msg[start:line], '@')
+		if at < 0 {
+			b.WriteString(msg[:start])
+			msg = msg[start:]
+			continue
+		}
+		b.WriteString(msg[:start])
+		b.WriteString("[redacted]")
+		msg = msg[start+at:] // from the "@"
+	}
+}
+
+// urlSchemes are the schemes of the URLs redigo's DialURL dials, whose
+// userinfo urlSafeText hides.
+var urlSchemes = []string{"redis", "rediss", "valkey", "valkeys"}
+
+// redactedError is a classified error whose text is safeText's; errors.Is
+// and errors.As still find its class and the error.
 type redactedError struct {
 	msg  string
 	errs []error

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -546,102 +545,7 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) && !errors.As(err, &reply) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return withoutURLCredentials(classify(op, err, s.cluster != nil))
-	}
-}
-
-// withoutURLCredentials returns err, or, when its text holds a redis:// or
-// rediss:// URL with userinfo (or an error of parsing a URL), an error of
-// the same classes whose text is urlSafeText's. A pool's dial function
-// that dials a URL (redigo's DialURL) returns such errors: url.Parse's
-// quotes the whole URL, password included, when the password holds a
-// character that ends the host, such as an unescaped "/".
-func withoutURLCredentials(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if safe := urlSafeText(err); safe != msg {
-		return &redactedError{msg: safe, errs: []error{err}}
-	}
-	return err
-}
-
-// urlSafeText returns the text of err with the detail of any URL parsing
-// error in it (*url.Error's, which quotes pieces of the URL, such as a
-// password taken for a port: `invalid port ":pw" after host`) replaced by
-// "malformed URL", what follows redigo DialURL's "invalid database: " and
-// "url is opaque: " (the URL's path or opaque part, which hold the remains
-// of a password with a "/" in a malformed URL) by "[not shown]", and the
-// userinfo of every URL of a scheme DialURL dials (urlSchemes: redis://,
-// rediss://, valkey://, valkeys://) by "[redacted]". The
-// userinfo runs to the last "@" on the line, since a password may hold
-// what would end a URL ("/", a space): it may take more than the
-// userinfo, never less. The Store logs and returns the errors that may
-// come from a caller's dial function only through it.
-func urlSafeText(err error) string {
-	msg := err.Error()
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		if detail := ue.Err.Error(); detail != "" {
-			msg = strings.ReplaceAll(msg, detail, "malformed URL")
-		}
-	}
-	for _, echo := range []string{"invalid database: ", "url is opaque: "} {
-		msg = hideRestOfLine(msg, echo)
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(msg, "://")
-		if i < 0 {
-			b.WriteString(msg)
-			return b.String()
-		}
-		start := i + len("://")
-		scheme := strings.ToLower(msg[:i])
-		if !slices.ContainsFunc(urlSchemes, func(s string) bool { return strings.HasSuffix(scheme, s) }) {
-			b.WriteString(msg[:start])
-			msg = msg[start:]
-			continue
-		}
-		line := len(msg)
-		if j := strings.IndexByte(msg[start:], '\n'); j >= 0 {
-			line = start + j
-		}
-		at := strings.LastIndexByte(msg[start:line], '@')
-		if at < 0 {
-			b.WriteString(msg[:start])
-			msg = msg[start:]
-			continue
-		}
-		b.WriteString(msg[:start])
-		b.WriteString("[redacted]")
-		msg = msg[start+at:] // from the "@"
-	}
-}
-
-// urlSchemes are the schemes of the URLs redigo's DialURL dials, whose
-// userinfo urlSafeText hides.
-var urlSchemes = []string{"redis", "rediss", "valkey", "valkeys"}
-
-// hideRestOfLine returns msg with what follows each echo, up to the end of
-// its line, replaced by "[not shown]".
-func hideRestOfLine(msg, echo string) string {
-	var b strings.Builder
-	for {
-		i := strings.Index(msg, echo)
-		if i < 0 {
-			b.WriteString(msg)
-			return b.String()
-		}
-		b.WriteString(msg[:i+len(echo)])
-		b.WriteString("[not shown]")
-		msg = msg[i+len(echo):]
-		if j := strings.IndexByte(msg, '\n'); j >= 0 {
-			msg = msg[j:]
-		} else {
-			msg = ""
-		}
+		return classify(op, err, s.cluster != nil)
 	}
 }
 

@@ -145,7 +145,7 @@ const nearLogInterval = 10 * time.Second
 // subscription: redigo's and the server's errors name addresses and
 // commands, never a password, but a pool's own dial function may dial a
 // URL, whose parsing error quotes it, password included: the line carries
-// urlSafeText's text.
+// safeText's text.
 func (t *tracker) warn(err error) {
 	select {
 	case <-t.stop:
@@ -154,7 +154,7 @@ func (t *tracker) warn(err error) {
 	}
 	t.failures.Do(time.Now(), func(suppressed int) {
 		t.log.Warn("redisstore: near-cache: its invalidation connection cannot connect; every Load reads Redis until it does",
-			"error", urlSafeText(err), "suppressed", suppressed)
+			"error", safeText(err), "suppressed", suppressed)
 	})
 }
 
