@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionkit/sessionkit/internal/paired"
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -244,40 +245,19 @@ func measureRead(b *testing.B, srv *redistest.Server, metricsOn bool) readRun {
 	}
 }
 
-// pairBlock is how many reads measurePaired sends to one reader before it
-// turns to the other: about 5 ms of reads on the machines of
-// docs/benchmarks.md, shorter than the phases in which such a VM runs
-// slower (they move a whole run of half a second by 20% and more).
-const pairBlock = 64
-
 // measurePaired times b.N reads of each of a metrics-off and a metrics-on
-// reader, built anew, sent in alternating blocks of pairBlock reads, and
+// reader, built anew, sent in alternating blocks (internal/paired), and
 // returns the time a read took with the metrics on over the time it took
-// with them off. Alternating every few milliseconds puts both under the
-// same conditions, where two runs half a second apart (metrics-off, then
+// with them off. Two runs half a second apart (metrics-off, then
 // metrics-on) can each land in a slow or a fast phase of the machine: the
 // ratio of those runs moved between 0.82 and 1.21 on one VM, for a cost of
-// the metrics that is a fraction of a percent. The clock is read once a
-// block, not once a read; the two readers take turns going first.
+// the metrics that is a fraction of a percent.
 func measurePaired(b *testing.B, srv *redistest.Server) float64 {
 	off, on := newReader(b, srv.Addr(), false), newReader(b, srv.Addr(), true)
 	loadsBefore := on.loads(b)
 	runtime.GC()
 	b.ResetTimer()
-	var spent [2]time.Duration
-	readers := []*reader{off, on}
-	for done, first := 0, 0; done < b.N; done, first = done+pairBlock, 1-first {
-		n := min(pairBlock, b.N-done)
-		for k := range readers {
-			i := (first + k) % len(readers)
-			r := readers[i]
-			start := time.Now()
-			for range n {
-				r.read(b)
-			}
-			spent[i] += time.Since(start)
-		}
-	}
+	spent := paired.Time(b.N, func(int) { off.read(b) }, func(int) { on.read(b) })
 	b.StopTimer()
 	on.checkObserved(b, loadsBefore, uint64(b.N))
 	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "off-ns/read")

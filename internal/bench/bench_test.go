@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/paired"
 )
 
 // A scenario prepares n operations of one kind for a contender and returns
@@ -242,42 +244,22 @@ func BenchmarkLogin(b *testing.B) {
 	}
 }
 
-// pairBlock is how many operations measurePaired sends through one
-// contender before it turns to the other: about 5 ms of logins on the
-// machines of docs/benchmarks.md, shorter than the phases in which such a
-// VM runs slower, which move a whole run of half a second by 20% and more.
-const pairBlock = 64
-
 // measurePaired runs b.N operations of sc through each of two contenders,
-// built anew, in alternating blocks of pairBlock, and records the time an
-// operation took through each as a run of "<benchmark>/<contender>" (as
-// BenchmarkLogin/paired/sessionkit). Alternating every few milliseconds
-// puts both under the same conditions, where two runs half a second apart
-// can each land in a slow or a fast phase of the machine; a target that
-// compares them takes the median of the rounds' ratios (target.paired).
-// The clock is read once a block, not once an operation; the two take
-// turns going first, block by block, so that neither always follows the
-// other. Allocations and commands are those of the separate runs; the
-// garbage collector's work lands on whichever contender runs when it does,
-// so the one that allocates more shares its collections with the other.
+// built anew, in alternating blocks (internal/paired), and records the
+// time an operation took through each as a run of
+// "<benchmark>/<contender>" (as BenchmarkLogin/paired/sessionkit). Two runs
+// half a second apart can each land in a slow or a fast phase of the
+// machine; a target that compares paired contenders takes the median of the
+// rounds' ratios (target.paired). Allocations and commands are those of the
+// separate runs; the garbage collector's work lands on whichever contender
+// runs when it does, so the one that allocates more shares its collections
+// with the other.
 func measurePaired(b *testing.B, sc scenario, a, c maker) {
 	cs := []*contender{a.build(b), c.build(b)}
 	ops := []func(int){sc(b, cs[0], b.N), sc(b, cs[1], b.N)}
 	runtime.GC()
 	b.ResetTimer()
-	var spent [2]time.Duration
-	for done, first := 0, 0; done < b.N; done, first = done+pairBlock, 1-first {
-		n := min(pairBlock, b.N-done)
-		for k := range ops {
-			i := (first + k) % len(ops)
-			op := ops[i]
-			start := time.Now()
-			for j := range n {
-				op(done + j)
-			}
-			spent[i] += time.Since(start)
-		}
-	}
+	spent := paired.Time(b.N, ops...)
 	b.StopTimer()
 	for i, c := range cs {
 		ns := float64(spent[i].Nanoseconds()) / float64(b.N)
