@@ -105,32 +105,23 @@ func keys(n int) string {
 // String returns the struct v as %+v prints it ({Name:value ...}), with the
 // fields named in secret redacted and unexported fields left out.
 func String(v any, secret ...string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, f := range fields(v, false, secret) {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(f.name + ":" + f.text)
-	}
-	b.WriteByte('}')
-	return b.String()
+	return "{" + joined(fields(v, false, secret), " ") + "}"
 }
 
 // GoString returns the struct v as %#v prints it (pkg.T{Name:value, ...}),
 // with the fields named in secret redacted and unexported fields left
 // out. A redacted field is not Go syntax.
 func GoString(v any, secret ...string) string {
-	var b strings.Builder
-	b.WriteString(reflect.TypeOf(v).String() + "{")
-	for i, f := range fields(v, true, secret) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(f.name + ":" + f.text)
+	return reflect.TypeOf(v).String() + "{" + joined(fields(v, true, secret), ", ") + "}"
+}
+
+// joined returns fs as name:text, separated by sep.
+func joined(fs []field, sep string) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = f.name + ":" + f.text
 	}
-	b.WriteByte('}')
-	return b.String()
+	return strings.Join(parts, sep)
 }
 
 // LogValue returns the struct v as a group of one string attribute per
