@@ -244,6 +244,133 @@ func BenchmarkLogin(b *testing.B) {
 	}
 }
 
+// BenchmarkLoginCommands takes login-vs-scs apart in Redis: what the
+// commands of a login cost without sessionkit's or scs's Go code. A redigo
+// connection sends, for each login, the pipeline scs/redisstore sends
+// (MULTI, SET, PEXPIREAT, EXEC) with the record an scs login stores, and
+// others send sessionkit's pipeline (redisstore's AddUserSession without a
+// limit or a replaced session) with the record a sessionkit login stores,
+// cut after its first command, its second, and so on: "sessionkit-1-set"
+// sends the record alone, "sessionkit-2-zadd" the record and the ZADD,
+// "sessionkit-5-zremrangebyscore" all five. Users log in loginsPerUser
+// times, as in
+// BenchmarkLogin; every side writes keys of its own. All sides are timed
+// together in alternating blocks (internal/paired), and each prints a
+// reference ratio line against scs's pipeline, the median of the rounds'.
+func BenchmarkLoginCommands(b *testing.B) {
+	e := newEnv(b)
+	skRecord, scsRecord := loginRecord(b, e, e.sessionkit(idle), "session:*"), loginRecord(b, e, e.scs(idle), "scs:session:*")
+	// Each of sessionkit's sides sends the first n commands of these.
+	skCommands := []string{"set", "zadd", "pexpireat-nx", "pexpireat-gt", "zremrangebyscore"}
+	const ttl = 30 * time.Minute
+	for range max(*rounds, 1) {
+		b.Run("paired", func(b *testing.B) {
+			run := loginRuns.Add(1) // keys of their own, at every b.N
+			ops := make([]func(int), 1+len(skCommands))
+			names := make([]string, len(ops))
+			names[0] = "scs"
+			conn := dial(b, e)
+			ops[0] = func(i int) {
+				// The length of an scs token, 43 characters.
+				key := fmt.Sprintf("scs:session:%020d%023d", run, i)
+				conn.Send("MULTI")
+				conn.Send("SET", key, scsRecord)
+				conn.Send("PEXPIREAT", key, time.Now().Add(ttl).UnixMilli())
+				conn.Send("EXEC")
+				flush(b, conn)
+			}
+			for n := 1; n <= len(skCommands); n++ {
+				names[n] = skSide(n, skCommands[n-1])
+				conn := dial(b, e)
+				ops[n] = func(i int) {
+					id := fmt.Sprintf("%02d%06d%014d", n, run, i) // 22 characters, as an id
+					index := fmt.Sprintf("user:login-%d-%d-%d:sessions", run, n, i/loginsPerUser)
+					deadline := time.Now().Add(24 * time.Hour).UnixMilli()
+					conn.Send("SET", "session:"+id, skRecord, "PX", ttl.Milliseconds(), "NX")
+					if n > 1 {
+						conn.Send("ZADD", index, deadline, id)
+					}
+					if n > 2 {
+						conn.Send("PEXPIREAT", index, deadline+time.Minute.Milliseconds(), "NX")
+					}
+					if n > 3 {
+						conn.Send("PEXPIREAT", index, deadline+time.Minute.Milliseconds(), "GT")
+					}
+					if n > 4 {
+						conn.Send("ZREMRANGEBYSCORE", index, "-inf", time.Now().Add(-time.Minute).UnixMilli())
+					}
+					flush(b, conn)
+				}
+			}
+			runtime.GC()
+			b.ResetTimer()
+			spent := paired.Time(b.N, ops...)
+			b.StopTimer()
+			for i, name := range names {
+				ns := float64(spent[i].Nanoseconds()) / float64(b.N)
+				b.ReportMetric(ns, name+"-ns/op")
+				record(trimRepeat(b.Name())+"/"+name, b.N, result{nsPerOp: ns})
+			}
+		})
+	}
+	var ts []target
+	for i, c := range skCommands {
+		name := skSide(i+1, c)
+		ts = append(ts, target{name: "login-commands-" + name + "-vs-scs", num: "BenchmarkLoginCommands/paired/" + name, den: "BenchmarkLoginCommands/paired/scs", paired: true})
+	}
+	printTargets(os.Stdout, ts, false)
+}
+
+// skSide names the side of BenchmarkLoginCommands that sends the first n
+// of sessionkit's commands, the last of them command.
+func skSide(n int, command string) string {
+	return fmt.Sprintf("sessionkit-%d-%s", n, command)
+}
+
+// loginRecord logs a user in through the contender mk builds and returns
+// the record it stored, the value of the one key matching pattern.
+func loginRecord(b *testing.B, e *env, mk maker, pattern string) []byte {
+	b.Helper()
+	c := mk.build(b) // which may log in sessions of its own
+	e.redis.Do(b, "FLUSHALL", "SYNC")
+	c.login(b)
+	keys, err := redis.Strings(e.redis.Do(b, "KEYS", pattern), nil)
+	if err != nil || len(keys) != 1 {
+		b.Fatalf("%s: want the key of one record, got %q (%v)", pattern, keys, err)
+	}
+	record, err := redis.Bytes(e.redis.Do(b, "GET", keys[0]), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.redis.Do(b, "FLUSHALL", "SYNC")
+	return record
+}
+
+// dial returns a connection to e's server, closed when tb ends.
+func dial(tb testing.TB, e *env) redis.Conn {
+	tb.Helper()
+	conn, err := redis.Dial("tcp", e.redis.Addr())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// flush sends what conn queued and reads every reply, failing tb on an
+// error reply.
+func flush(tb testing.TB, conn redis.Conn) {
+	replies, err := redis.Values(conn.Do(""))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, r := range replies {
+		if err, ok := r.(redis.Error); ok {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // measurePaired runs b.N operations of sc through each of two contenders,
 // built anew, in alternating blocks (internal/paired), and records the
 // time an operation took through each as a run of

@@ -43,6 +43,9 @@
 // Most compare medians of separate runs; login-vs-scs compares sessionkit
 // and scs timed together, in alternating blocks of logins
 // (BenchmarkLogin/paired, measurePaired), since separate runs half a second
-// apart moved that ratio by a third on a VM.
+// apart moved that ratio by a third on a VM. BenchmarkLoginCommands times
+// the Redis commands of the two logins alone, on a bare redigo connection,
+// sessionkit's cut after each of its five, and prints each as a reference
+// ratio line against scs's: where login-vs-scs's difference lies.
 // docs/benchmarks.md has the figures of one run and what they mean.
 package bench
