@@ -253,10 +253,10 @@ func BenchmarkLogin(b *testing.B) {
 // cut after its first command, its second, and so on: "sessionkit-1-set"
 // sends the record alone, "sessionkit-2-zadd" the record and the ZADD,
 // "sessionkit-5-zremrangebyscore" all five. Users log in loginsPerUser
-// times, as in
-// BenchmarkLogin; every side writes keys of its own. All sides are timed
-// together in alternating blocks (internal/paired), and each prints a
-// reference ratio line against scs's pipeline, the median of the rounds'.
+// times, as in BenchmarkLogin; every side writes keys of its own. All
+// sides are timed together in alternating blocks (internal/paired), and
+// each prints a reference ratio line against scs's pipeline, the median of
+// the rounds'.
 func BenchmarkLoginCommands(b *testing.B) {
 	e := newEnv(b)
 	skRecord, scsRecord := loginRecord(b, e, e.sessionkit(idle), "session:*"), loginRecord(b, e, e.scs(idle), "scs:session:*")
