@@ -128,6 +128,10 @@ func TestSafeNext(t *testing.T) {
 		"/\t/evil.example":      "",
 		"/login":                "",
 		"/login?next=/":         "",
+		"/./login":              "", // which http.Redirect cleans into /login
+		"/login/":               "",
+		"/%2e/login":            "",
+		"/sessions/../login":    "",
 		"/%2F/evil":             "/%2F/evil",
 	} {
 		if got := safeNext(next); got != want {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -180,14 +181,15 @@ func (s *server) endedElsewhere(r *http.Request) bool {
 // safeNext returns next if it is a path on this site to return to after
 // login, and "" otherwise: it must start with a single "/", hold no
 // backslash or control character (which browsers may read as another
-// host), name no scheme or host, and not be the login page itself.
+// host), name no scheme or host, and not be the login page itself, also
+// once cleaned as http.Redirect cleans it ("/./login", "/login/").
 func safeNext(next string) string {
 	if len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
 		strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
 		return ""
 	}
 	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Path == "/login" {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || path.Clean(u.Path) == "/login" {
 		return ""
 	}
 	return next
