@@ -3,9 +3,10 @@
 //
 //	cd example && go run ./minimal
 //
-// It needs a Redis at REDIS_URL (default redis://127.0.0.1:6379) and a
-// signing key in SESSION_KEYS (base64 of 32 random bytes; without one it
-// makes a random key, so sessions end with the process). It serves
+// It needs a Redis at REDIS_URL, or REDIS_HOST and REDIS_PORT (the
+// variables of redisstore.FromEnv; default 127.0.0.1:6379), and a signing
+// key in SESSION_KEYS (base64 of 32 random bytes; without one it makes a
+// random key, so sessions end with the process). It serves
 // http://127.0.0.1:8090, or ADDR. On plain http://localhost the cookie
 // must not be Secure, or the browser never sends it back: it sets
 // InsecureCookie, which a deployment behind TLS leaves false.
@@ -31,12 +32,9 @@ import (
 )
 
 func main() {
-	cfg := redisstore.Config{Addr: "127.0.0.1:6379"}
-	if os.Getenv("REDIS_URL") != "" {
-		var err error
-		if cfg, err = redisstore.FromEnv(); err != nil {
-			log.Fatal(err)
-		}
+	cfg, err := redisstore.FromEnv() // REDIS_URL, or REDIS_HOST and REDIS_PORT, ...
+	if err != nil {
+		log.Fatal(err)
 	}
 	store, err := redisstore.Open(cfg)
 	if err != nil {

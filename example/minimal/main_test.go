@@ -25,7 +25,7 @@ func TestMinimal(t *testing.T) {
 	bin := buildMinimal(t)
 	addr := freeAddr(t)
 	cmd := exec.Command(bin)
-	cmd.Env = minimalEnv(addr, "redis://"+srv.Addr()+"/")
+	cmd.Env = minimalEnv(addr, "REDIS_URL=redis://"+srv.Addr()+"/")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -92,20 +92,29 @@ func TestMinimal(t *testing.T) {
 	}
 }
 
-// TestMinimalRedisDown runs the program with no Redis at REDIS_URL: it
-// stops at start-up, saying what is wrong and where to look, instead of
-// listening and answering every login 503 with nothing in its log.
+// TestMinimalRedisDown runs the program with no Redis at REDIS_URL, or at
+// REDIS_HOST and REDIS_PORT: it stops at start-up, saying what is wrong
+// and where to look, instead of listening and answering every login 503
+// with nothing in its log.
 func TestMinimalRedisDown(t *testing.T) {
 	bin := buildMinimal(t)
 	closed := freeAddr(t) // nothing listens there
-	// A program that listens instead of stopping is killed after a while.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = minimalEnv("127.0.0.1:0", "redis://"+closed+"/")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "connection refused to "+closed) || strings.Contains(string(out), "listening") {
-		t.Errorf("with Redis down: %v, output %q; want a non-zero exit naming the refused address, before listening", err, out)
+	host, port, _ := net.SplitHostPort(closed)
+	for name, vars := range map[string][]string{
+		"REDIS_URL":  {"REDIS_URL=redis://" + closed + "/"},
+		"REDIS_PORT": {"REDIS_HOST=" + host, "REDIS_PORT=" + port},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// A program that listens instead of stopping is killed after a while.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin)
+			cmd.Env = minimalEnv("127.0.0.1:0", vars...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "connection refused to "+closed) || strings.Contains(string(out), "listening") {
+				t.Errorf("with Redis down: %v, output %q; want a non-zero exit naming the refused address, before listening", err, out)
+			}
+		})
 	}
 }
 
@@ -131,11 +140,11 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// minimalEnv returns the program's environment: ADDR and REDIS_URL, and
-// the test's own environment without any SESSION_, REDIS_ or ADDR
-// variable of the developer's.
-func minimalEnv(addr, redisURL string) []string {
-	env := []string{"ADDR=" + addr, "REDIS_URL=" + redisURL}
+// minimalEnv returns the program's environment: ADDR, the REDIS_ variables
+// given ("REDIS_URL=..."), and the test's own environment without any
+// SESSION_, REDIS_ or ADDR variable of the developer's.
+func minimalEnv(addr string, redisVars ...string) []string {
+	env := append([]string{"ADDR=" + addr}, redisVars...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SESSION_") && !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "ADDR=") {
 			env = append(env, kv)
