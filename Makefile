@@ -69,7 +69,7 @@ check-browser: ## fail with the install hint unless chromium is in PATH
 		echo "make test: chromium is not in PATH. The example's browser test (example/browser_test.go) drives it headless, on 127.0.0.1 only." >&2; \
 		echo "  install it:  apt-get install chromium           (Debian)" >&2; \
 		echo "               apt-get install chromium-browser   (Ubuntu)" >&2; \
-		echo "  or run only the tests that need neither chromium nor Redis: make test-unit (or SESSIONKIT_UNIT_ONLY=1 make test)" >&2; \
+		echo "  or run every test but the browser test: make test-unit (or SESSIONKIT_UNIT_ONLY=1 make test), which also skips the real-Redis tests if redis-server is missing" >&2; \
 		exit 1; \
 	fi
 
