@@ -302,15 +302,7 @@ func BenchmarkLoginCommands(b *testing.B) {
 					flush(b, conn)
 				}
 			}
-			runtime.GC()
-			b.ResetTimer()
-			spent := paired.Time(b.N, ops...)
-			b.StopTimer()
-			for i, name := range names {
-				ns := float64(spent[i].Nanoseconds()) / float64(b.N)
-				b.ReportMetric(ns, name+"-ns/op")
-				record(trimRepeat(b.Name())+"/"+name, b.N, result{nsPerOp: ns})
-			}
+			timePaired(b, names, ops)
 		})
 	}
 	var ts []target
@@ -383,15 +375,21 @@ func flush(tb testing.TB, conn redis.Conn) {
 // with the other.
 func measurePaired(b *testing.B, sc scenario, a, c maker) {
 	cs := []*contender{a.build(b), c.build(b)}
-	ops := []func(int){sc(b, cs[0], b.N), sc(b, cs[1], b.N)}
+	timePaired(b, []string{cs[0].name, cs[1].name}, []func(int){sc(b, cs[0], b.N), sc(b, cs[1], b.N)})
+}
+
+// timePaired times b.N operations of each of ops in alternating blocks
+// (internal/paired) and records each side's time an operation as a run of
+// "<benchmark>/<name>", names[k] naming ops[k].
+func timePaired(b *testing.B, names []string, ops []func(int)) {
 	runtime.GC()
 	b.ResetTimer()
 	spent := paired.Time(b.N, ops...)
 	b.StopTimer()
-	for i, c := range cs {
+	for i, name := range names {
 		ns := float64(spent[i].Nanoseconds()) / float64(b.N)
-		b.ReportMetric(ns, c.name+"-ns/op")
-		record(trimRepeat(b.Name())+"/"+c.name, b.N, result{nsPerOp: ns})
+		b.ReportMetric(ns, name+"-ns/op")
+		record(trimRepeat(b.Name())+"/"+name, b.N, result{nsPerOp: ns})
 	}
 }
 
