@@ -27,6 +27,11 @@ const (
 	sentinelMinAsk = 50 * time.Millisecond
 )
 
+// subscriptionSilence is how long a subscription to a sentinel may bring
+// nothing, not even the answer to the PING that listen sends every
+// sentinelPoll, before it is given up for the next sentinel's.
+const subscriptionSilence = 3 * sentinelPoll
+
 // sentinelLogInterval is how often, at most, a Sentinel source logs that
 // no sentinel named a master, as the session Manager logs an outage.
 const sentinelLogInterval = 10 * time.Second
@@ -518,7 +523,8 @@ func (s *sentinelSource) subscribe() {
 }
 
 // listen asks the sentinels on every +switch-master message that c
-// receives, until c fails or Close closes it.
+// receives, until c fails, Close closes it, or the sentinel stays silent
+// for subscriptionSilence.
 func (s *sentinelSource) listen(c redis.Conn) {
 	s.subMu.Lock()
 	select {
@@ -540,10 +546,32 @@ func (s *sentinelSource) listen(c redis.Conn) {
 	if err := psc.Subscribe("+switch-master"); err != nil {
 		return
 	}
+	// Announcements come seldom, so silence alone says nothing; but a
+	// sentinel that stops answering without closing the connection (a
+	// frozen machine, a partition) would hold the subscription until TCP
+	// gives up, minutes later, and its switches would reach the Store only
+	// through the poll. So c is pinged every sentinelPoll (redigo lets one
+	// goroutine send while another receives), and a subscription that
+	// brings nothing for subscriptionSilence ends, for the next
+	// sentinel's.
+	done := make(chan struct{})
+	defer close(done) // before c.Close, deferred above
+	go func() {
+		tick := time.NewTicker(sentinelPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if psc.Ping("") != nil {
+					return
+				}
+			}
+		}
+	}()
 	for {
-		// No read timeout: announcements come seldom, and Close ends
-		// the wait by closing c.
-		switch psc.ReceiveWithTimeout(0).(type) {
+		switch psc.ReceiveWithTimeout(subscriptionSilence).(type) {
 		case redis.Subscription:
 			s.ask() // a switch may have happened while not subscribed
 		case redis.Message:

@@ -1133,3 +1133,47 @@ func TestSentinelAllDown(t *testing.T) {
 		}
 	}
 }
+
+// TestSentinelSubscriptionStalled stalls the sentinel that the Store
+// subscribed to, as a frozen machine or a partition would, without closing
+// the connection: the Store gives that subscription up within
+// subscriptionSilence and subscribes to the next sentinel, instead of
+// waiting on the silent one until TCP gives up.
+func TestSentinelSubscriptionStalled(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	sentinels := sn.Sentinels()
+	proxy := redistest.NewProxy(t, sentinels[0].Addr())
+	cfg := sentinelConfig(sn)
+	cfg.SentinelAddrs = []string{proxy.Addr(), sentinels[1].Addr(), sentinels[2].Addr()}
+	s := openSentinel(t, cfg)
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// subscribed reports whether a client of the sentinel srv is
+	// subscribed (CLIENT LIST's sub=1): the Store's, the only subscriber.
+	subscribed := func(srv *redistest.Server) bool {
+		list, err := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(list, " sub=1 ")
+	}
+	waitSubscribed := func(srv *redistest.Server, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for !subscribed(srv) {
+			if time.Since(start) > within {
+				t.Fatalf("no subscription on sentinel %s within %v", srv.Addr(), within)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	waitSubscribed(sentinels[0], 2*time.Second)
+
+	proxy.Stall()
+	took := waitSubscribed(sentinels[1], subscriptionSilence+sentinelPoll+2*time.Second)
+	t.Logf("subscribed to the next sentinel %v after the first stalled", took.Round(time.Millisecond))
+	proxy.Heal()
+}
