@@ -118,9 +118,9 @@ type record struct {
 
 	// Version 1 only: times in RFC 3339, the user agent itself, and every
 	// value tagged.
-	CreatedAt *time.Time                 `json:"created_at,omitempty"`
-	ExpiresAt *time.Time                 `json:"expires_at,omitempty"`
-	LastSeen  *time.Time                 `json:"last_seen,omitempty"`
+	CreatedAt *v1Time                    `json:"created_at,omitempty"`
+	ExpiresAt *v1Time                    `json:"expires_at,omitempty"`
+	LastSeen  *v1Time                    `json:"last_seen,omitempty"`
 	UserAgent string                     `json:"user_agent,omitempty"`
 	Values    map[string]json.RawMessage `json:"values,omitempty"`
 
@@ -128,6 +128,22 @@ type record struct {
 	// be a valid time, as c and e: "s":0 is no absent s. Encode writes S
 	// when it is not 0, whatever hasS.
 	hasS bool
+}
+
+// v1Time is a time of a version 1 record. time.Time's UnmarshalJSON parses
+// the bytes between the quotes as they are, escapes included, so a time
+// that another writer escaped ("2026-11-28T10:21:04\u005a", as .NET's
+// encoder writes a '+') would make the record unreadable, and end the
+// session; v1Time unescapes the string first, then parses it as
+// UnmarshalJSON does (time.Time's UnmarshalText).
+type v1Time struct{ time.Time }
+
+func (t *v1Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("v1 time: %w", err)
+	}
+	return t.Time.UnmarshalText([]byte(s))
 }
 
 // unmarshalRecord reads b into a record with encoding/json, and tells an
@@ -387,6 +403,9 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 	default:
 		return time.Time{}, meta{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
 	}
+	// As a request's (clientUserAgent): a record that another writer made
+	// may hold a longer one, which this package would otherwise keep.
+	md.UserAgent = cutUTF8(md.UserAgent, maxUserAgent)
 	if len(raw) > 0 {
 		values = make(map[string]any, len(raw)+1)
 	}

@@ -137,6 +137,53 @@ func TestRecordV1(t *testing.T) {
 	}
 }
 
+// TestRecordV1EscapedTimes reads version 1 times that another writer
+// escaped, as JSON allows (.NET's encoder writes a '+' as \u002B): they are
+// the same times. encoding/json's time.Time read the escapes as they are,
+// so such a record was unreadable, and its session ended.
+func TestRecordV1EscapedTimes(t *testing.T) {
+	const plain = `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00+01:00","last_seen":"2026-11-25T10:30:00Z"}`
+	wantDeadline, wantMeta, _, err := decodeRecord([]byte(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{
+		`{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00\u005a","expires_at":"2026-11-26T10:00:00\u002B01:00","last_seen":"2026-11-25T10:30:00Z"}`,
+		`{"v":1,"user_id":"alice","created_at":"2026\u002d11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00+01:00","last_seen":"2026-11-25T10:30:00\u005A"}`,
+	} {
+		deadline, md, _, err := decodeRecord([]byte(in))
+		if err != nil || !deadline.Equal(wantDeadline) || md != wantMeta {
+			t.Errorf("decodeRecord(%s) = %v, %+v, %v; want %v, %+v, as without the escapes", in, deadline, md, err, wantDeadline, wantMeta)
+		}
+	}
+	// Escaped or not, a time is read as strictly as before.
+	for _, in := range []string{
+		`{"v":1,"created_at":"2026-11-25 10:00:00Z","expires_at":"2026-11-26T10:00:00Z"}`,
+		`{"v":1,"created_at":"2026-11-25T10:00:00\u0020","expires_at":"2026-11-26T10:00:00Z"}`,
+		`{"v":1,"created_at":1795600800,"expires_at":"2026-11-26T10:00:00Z"}`,
+	} {
+		if _, _, _, err := decodeRecord([]byte(in)); !errors.Is(err, errBadRecord) {
+			t.Errorf("decodeRecord(%s) = %v, want errBadRecord", in, err)
+		}
+	}
+}
+
+// TestRecordLongUserAgent reads records that another writer made with a
+// user agent longer than a request's is kept (maxUserAgent): the session
+// keeps it cut, as the README says, in both versions.
+func TestRecordLongUserAgent(t *testing.T) {
+	long := strings.Repeat("a", maxUserAgent-1) + "é and more"
+	for _, in := range []string{
+		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z","user_agent":"` + long + `"}`,
+		`{"v":2,"c":1795600800000,"e":1795687200000,"ua":"` + long + `"}`,
+	} {
+		_, md, _, err := decodeRecord([]byte(in))
+		if want := long[:maxUserAgent-1]; err != nil || md.UserAgent != want {
+			t.Errorf("decodeRecord(v%s...) user agent = %d bytes (%v), want the first %d, cut before the 2-byte é", in[5:6], len(md.UserAgent), err, len(want))
+		}
+	}
+}
+
 func TestCodecRejects(t *testing.T) {
 	const head = `{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z"`
 	const head2 = `{"v":2,"c":1795600800000,"e":1795604400000`
@@ -435,6 +482,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z","values":{"a":{"string":"x"}}}`))
+	f.Add([]byte(`{"v":1,"created_at":"2026-11-25T10:00:00\u005a","expires_at":"2026-11-25T11:00:00\u002B01:00"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		deadline, values, err := codec{}.Decode(in)
 		if err != nil {
