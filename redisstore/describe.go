@@ -75,6 +75,10 @@ func Describe(err error, cfg Config) string {
 		return "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"
 	case code == "NOPERM" && errors.As(err, &perm) && strings.Contains(strings.ToLower(string(perm.reply)), "key"):
 		return fmt.Sprintf("the ACL of user %s does not allow the keys %s, which sessionkit's %s uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add %s", user, perm.keys, perm.cmd, perm.keys)
+	case code == "NOPERM" && strings.Contains(string(reply), "'select'"):
+		// Not one of Ping's probes: redigo sends SELECT as it dials,
+		// for a database other than 0.
+		return fmt.Sprintf("the ACL of user %s denies SELECT, which sessionkit sends on each new connection for database %d (REDIS_DB, or the path of REDIS_URL): add +select", user, cfg.DB)
 	case code == "NOPERM" && errors.As(err, &perm):
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
 	case code == "NOPERM":

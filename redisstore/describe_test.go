@@ -148,6 +148,17 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"},
+		{"ACL without select", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~*", "+@all", "-select")
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret, DB: 1}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the ACL of user app denies SELECT, which sessionkit sends on each new connection for database 1 (REDIS_DB, or the path of REDIS_URL): add +select"},
 		{"out of memory", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
 			s := open(t, srv, redisstore.Config{})
