@@ -82,7 +82,10 @@ func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
 // guesses.
 func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
 	perUser, perIP := s.login.limits()
-	limit := func(user middleware.Key, unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
+	// route names the limiter in its log lines: the two have the same
+	// rules. (The limiter does not log the request's path itself, which in
+	// other apps may hold a secret, such as a reset link's token.)
+	limit := func(route string, user middleware.Key, unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
 		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
 			Rules: []middleware.Rule{
 				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
@@ -93,14 +96,14 @@ func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err e
 			OnLimited:     s.loginLimited,
 			OnTooLarge:    s.loginTooLarge,
 			OnUnavailable: unavailable,
-			Logger:        s.log,
+			Logger:        s.log.With("route", route),
 			Metrics:       s.rateMetrics,
 		})
 	}
-	if form, err = limit(middleware.ByFormField("username"), s.loginLimitUnavailable); err != nil {
+	if form, err = limit("POST /login", middleware.ByFormField("username"), s.loginLimitUnavailable); err != nil {
 		return nil, nil, err
 	}
-	if api, err = limit(middleware.ByJSONField("username"), nil); err != nil {
+	if api, err = limit("POST /api/login", middleware.ByJSONField("username"), nil); err != nil {
 		return nil, nil, err
 	}
 	return form, api, nil

@@ -145,7 +145,8 @@ func TestLoginLimitSameForUnknownUser(t *testing.T) {
 // logins cannot be counted, so they get 503 with Retry-After (the login
 // page's outage version, the user name kept, for a browser) and no
 // password is checked and no session made; every other route works as
-// before, a session made on the first example included.
+// before, a session made on the first example included. Each limiter's
+// warning names its route.
 func TestLoginLimitFailsClosed(t *testing.T) {
 	r := redistest.Start(t, "--user", "app", "on", ">app-pass-73", "~session:*", "~user:*", "resetchannels", "-@all",
 		"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
@@ -155,7 +156,13 @@ func TestLoginLimitFailsClosed(t *testing.T) {
 	full := startExampleWith(t, r, keys)
 	token, _ := full.apiLogin("alice", "wonderland")
 
-	e := startExampleAt(t, r, "redis://app:app-pass-73@"+r.Addr())
+	t.Setenv("REDIS_URL", "redis://app:app-pass-73@"+r.Addr())
+	var logs syncBuffer
+	a, err := setup(slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := serveApp(t, r, a)
 
 	api := &http.Client{Timeout: 10 * time.Second}
 	resp := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)
@@ -174,6 +181,11 @@ func TestLoginLimitFailsClosed(t *testing.T) {
 	}
 	if got := e.rateCounts(); !slices.Equal(got, []int{1, 1}) {
 		t.Errorf("rate limit counts = %v, want [1 1]: the first example's login only", got)
+	}
+	for _, route := range []string{"POST /api/login", "POST /login"} {
+		if !strings.Contains(logs.String(), `msg="rate limit: counter failed" route="`+route+`"`) {
+			t.Errorf("no counter-failed warning naming %s; log:\n%s", route, logs.String())
+		}
 	}
 
 	if resp := e.send(api, "GET", "/api/me", "", "Authorization", "Bearer "+token); resp.code != http.StatusOK || e.json(resp)["user_id"] != "alice" {
