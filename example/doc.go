@@ -9,7 +9,9 @@
 // server or how to reach it is set, see redisServerVars: an embedded
 // in-memory Redis, to which only the near-cache's REDIS_NEAR_CACHE_*
 // variables apply); SESSION_KEYS (unset: random keys for this process, so
-// sessions do not survive a restart); SESSION_LIFETIME (default 24h);
+// sessions do not survive a restart); SESSION_RETIRED_KEYS (keys taken out
+// of SESSION_KEYS, whose tokens then count as such, not as forgeries);
+// SESSION_LIFETIME (default 24h);
 // SESSION_IDLE_TIMEOUT (default 30m); SESSION_COOKIE_SECURE (default false,
 // since the example serves plain HTTP on localhost); SESSION_MAX_PER_USER;
 // SESSION_TAG_KEY (required on a Redis Cluster when SESSION_KEYS is set;

@@ -85,6 +85,7 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.Bool("previous_format", scfg.PreviousFormat),
 		slog.Bool("tag_key_set", scfg.TagKey != nil),
 		slog.Int("signing_keys", len(scfg.Keys)),
+		slog.Int("retired_keys", len(scfg.RetiredKeys)),
 		slog.Bool("rate_limit_key_set", login.keySet),
 		slog.Int("login_limit_per_user", perUser),
 		slog.Int("login_limit_per_ip", perIP),

@@ -56,7 +56,7 @@ func TestStartupLogsConfig(t *testing.T) {
 	const urlPassword, envPassword = "url-pw-6143-secret", "env-pw-2718-secret"
 	r := redistest.Start(t, "--requirepass", urlPassword)
 	key1, key2 := testKeys(), base64.RawURLEncoding.EncodeToString(randomKey())
-	tagKey, rateKey := testKeys(), testKeys()
+	tagKey, rateKey, retiredKey := testKeys(), testKeys(), testKeys()
 	redisURL := "redis://default:" + urlPassword + "@" + r.Addr() + "/0"
 	t.Setenv("REDIS_URL", redisURL)
 	t.Setenv("REDIS_PASSWORD", envPassword)
@@ -65,6 +65,7 @@ func TestStartupLogsConfig(t *testing.T) {
 	t.Setenv("REDIS_NEAR_CACHE_STALENESS", "30ms")
 	t.Setenv("SESSION_KEYS", key1+","+key2)
 	t.Setenv("SESSION_TAG_KEY", tagKey)
+	t.Setenv("SESSION_RETIRED_KEYS", retiredKey)
 	t.Setenv("RATE_LIMIT_KEY", rateKey)
 	t.Setenv("LOGIN_LIMIT_PER_USER", "7")
 	t.Setenv("SESSION_MAX_PER_USER", "3")
@@ -98,13 +99,13 @@ func TestStartupLogsConfig(t *testing.T) {
 		"near_cache_max_entries": 2000, "near_cache_staleness": "30ms", "near_cache_strict": false, "near_cache_extend_every": "1m0s",
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
-		"max_sessions_per_user": 3, "previous_format": true, "tag_key_set": true, "signing_keys": 2,
+		"max_sessions_per_user": 3, "previous_format": true, "tag_key_set": true, "signing_keys": 2, "retired_keys": 1,
 		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100,
 	})
 	for name, secret := range map[string]string{
 		"the password in REDIS_URL": urlPassword, "REDIS_PASSWORD": envPassword, "REDIS_URL": redisURL,
 		"the first signing key": key1, "the second signing key": key2, "SESSION_TAG_KEY": tagKey,
-		"RATE_LIMIT_KEY": rateKey,
+		"RATE_LIMIT_KEY": rateKey, "SESSION_RETIRED_KEYS": retiredKey,
 	} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the start-up log shows %s:\n%s", name, out)

@@ -47,6 +47,22 @@ func TestSessionKeysRotation(t *testing.T) {
 	if got := me(onlyNew, oldToken); got != http.StatusUnauthorized {
 		t.Errorf("SESSION_KEYS=new: old-key token = %d, want 401", got)
 	}
+	// The third step of docs/security.md: the old key retired, so that
+	// its tokens count as such, not as forgeries.
+	t.Setenv("SESSION_RETIRED_KEYS", oldKey)
+	retired := startExampleWith(t, r, newKey)
+	if got := me(retired, oldToken); got != http.StatusUnauthorized {
+		t.Errorf("SESSION_KEYS=new SESSION_RETIRED_KEYS=old: old-key token = %d, want 401", got)
+	}
+	if got := me(retired, newToken); got != 200 {
+		t.Errorf("SESSION_KEYS=new SESSION_RETIRED_KEYS=old: new-key token = %d, want 200", got)
+	}
+	metrics := retired.send(api, "GET", "/metrics", "").body
+	for _, line := range []string{`sessionkit_tokens_rejected_total{reason="retired_key"} 1`, `sessionkit_tokens_rejected_total{reason="bad_signature"} 0`} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics after an old-key token under SESSION_RETIRED_KEYS=old has no line %q", line)
+		}
+	}
 }
 
 // TestBadSessionKeysRefused checks that start-up refuses bad keys and says

@@ -418,6 +418,7 @@ func validCookieName(name string) bool {
 //
 //	SESSION_KEYS          comma-separated signing keys, each the base64 (standard or URL alphabet,
 //	                      padded or not) of at least 32 random bytes; the first signs
+//	SESSION_RETIRED_KEYS  comma-separated keys taken out of SESSION_KEYS, in the same form (Config.RetiredKeys)
 //	SESSION_LIFETIME      absolute timeout, a Go duration such as 24h, 1ms to 100 years
 //	SESSION_IDLE_TIMEOUT  idle timeout, a Go duration such as 30m, at least 1ms; 0 disables it
 //	SESSION_COOKIE_SECURE false drops the Secure attribute (plain-HTTP development only)
@@ -447,6 +448,13 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 			return cfg, fmt.Errorf("session: SESSION_KEYS: %w", err)
 		}
 		cfg.Keys = keys
+	}
+	if v, ok := lookup("SESSION_RETIRED_KEYS"); ok {
+		keys, err := ParseKeys(v)
+		if err != nil {
+			return cfg, fmt.Errorf("session: SESSION_RETIRED_KEYS: %w", err)
+		}
+		cfg.RetiredKeys = keys
 	}
 	if v, ok := lookup("SESSION_LIFETIME"); ok {
 		d, err := time.ParseDuration(v)

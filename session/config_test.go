@@ -84,13 +84,18 @@ func TestFromEnv(t *testing.T) {
 		{"empty variables count as unset", map[string]string{
 			"SESSION_KEYS": "", "SESSION_LIFETIME": "", "SESSION_IDLE_TIMEOUT": "", "SESSION_COOKIE_SECURE": "",
 			"SESSION_TAG_KEY": "", "SESSION_MAX_PER_USER": "", "SESSION_KEEP_USER_AGENT": "", "SESSION_PREVIOUS_FORMAT": "",
+			"SESSION_RETIRED_KEYS": "",
 		}, func(c Config) bool {
-			return c.Keys == nil && c.Lifetime == 0 && c.IdleTimeout == 0 && !c.InsecureCookie && c.TagKey == nil &&
+			return c.Keys == nil && c.RetiredKeys == nil && c.Lifetime == 0 && c.IdleTimeout == 0 && !c.InsecureCookie && c.TagKey == nil &&
 				c.MaxSessionsPerUser == 0 && !c.KeepUserAgent && !c.PreviousFormat
 		}, ""},
 		{"keys", map[string]string{"SESSION_KEYS": key1 + ", " + key2}, func(c Config) bool {
 			return len(c.Keys) == 2 && string(c.Keys[0]) == string(testKey(0xfb)) && string(c.Keys[1]) == string(testKey(0xfe))
 		}, ""},
+		{"retired keys", map[string]string{"SESSION_KEYS": key1, "SESSION_RETIRED_KEYS": key2}, func(c Config) bool {
+			return len(c.Keys) == 1 && len(c.RetiredKeys) == 1 && string(c.RetiredKeys[0]) == string(testKey(0xfe))
+		}, ""},
+		{"short retired key", map[string]string{"SESSION_KEYS": key1, "SESSION_RETIRED_KEYS": key2 + "," + base64.StdEncoding.EncodeToString(make([]byte, 31))}, nil, "SESSION_RETIRED_KEYS: key 2"},
 		{"durations", map[string]string{"SESSION_LIFETIME": "2h", "SESSION_IDLE_TIMEOUT": "5m"}, func(c Config) bool {
 			return c.Lifetime == 2*time.Hour && c.IdleTimeout == 5*time.Minute
 		}, ""},
