@@ -36,7 +36,7 @@
 // set, and the login limits.
 // Defaults are shown as the values they stand for. Passwords, signing
 // keys, the tag key and the rate limit key never appear, only whether they
-// are set and how many signing keys there are.
+// are set and how many signing and retired keys there are.
 //
 // # Login limits
 //
