@@ -1,6 +1,10 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +120,51 @@ func TestDevicesNames(t *testing.T) {
 	}
 }
 
+// TestSafeNextLandsOffLogin sends every path safeNext accepts, of those
+// made of a few segments that read as the login page, as dots or as
+// escapes, through http.Redirect, and checks where the browser goes: never
+// to the login page, as the mux would route the Location once unescaped
+// and cleaned.
+func TestSafeNextLandsOffLogin(t *testing.T) {
+	segments := []string{"login", "%6cogin", ".", "..", "%2e", "%2E", ".%2e", "x", "x%2f..%2flogin", ""}
+	var paths []string
+	var build func(prefix string, depth int)
+	build = func(prefix string, depth int) {
+		for _, tail := range []string{"", "?a", "#b"} {
+			paths = append(paths, prefix+tail)
+		}
+		if depth == 3 {
+			return
+		}
+		for _, s := range segments {
+			build(prefix+"/"+s, depth+1)
+		}
+	}
+	build("", 0)
+	accepted := 0
+	for _, p := range paths {
+		next := safeNext(p)
+		if next == "" {
+			continue
+		}
+		accepted++
+		w := httptest.NewRecorder()
+		http.Redirect(w, httptest.NewRequest("POST", "/login", nil), next, http.StatusSeeOther)
+		loc, err := url.Parse(w.Header().Get("Location"))
+		if err != nil {
+			t.Errorf("safeNext(%q) = %q, whose Location %q does not parse: %v", p, next, w.Header().Get("Location"), err)
+			continue
+		}
+		if path.Clean(loc.Path) == "/login" {
+			t.Errorf("safeNext(%q) = %q, which http.Redirect sends to %q: the login page", p, next, w.Header().Get("Location"))
+		}
+	}
+	if accepted == 0 {
+		t.Fatalf("safeNext accepted none of %d paths: the test checks nothing", len(paths))
+	}
+	t.Logf("%d of %d paths accepted, none landing on the login page", accepted, len(paths))
+}
+
 func TestSafeNext(t *testing.T) {
 	for next, want := range map[string]string{
 		"/sessions":             "/sessions",
@@ -132,6 +181,16 @@ func TestSafeNext(t *testing.T) {
 		"/login/":               "",
 		"/%2e/login":            "",
 		"/sessions/../login":    "",
+		"/login/%2e/..":         "", // which http.Redirect cleans into /login
+		"/login/%2E/..?a":       "",
+		"/%6cogin/%2e/..":       "", // into /%6cogin, which the mux serves as /login
+		"/%6cogin":              "",
+		"/x%2f..%2flogin":       "", // the mux cleans /x/../login into /login
+		"/a#/../login":          "", // http.Redirect cleans what follows '#' too
+		"/sessions/":            "/sessions/",
+		"/sessions#devices":     "/sessions#devices",
+		"/sessions/./x":         "",
+		"/.":                    "",
 		"/%2F/evil":             "/%2F/evil",
 	} {
 		if got := safeNext(next); got != want {

@@ -181,11 +181,20 @@ func (s *server) endedElsewhere(r *http.Request) bool {
 // safeNext returns next if it is a path on this site to return to after
 // login, and "" otherwise: it must start with a single "/", hold no
 // backslash or control character (which browsers may read as another
-// host), name no scheme or host, and not be the login page itself, also
-// once cleaned as http.Redirect cleans it ("/./login", "/login/").
+// host), name no scheme or host, and not be the login page itself. Nor
+// may it need cleaning: http.Redirect cleans the path as written, escapes
+// and all (path.Clean before the "?", keeping a trailing slash), and the
+// mux cleans it again once unescaped, so "/./login", "/login/%2e/.." or
+// "/x%2f..%2flogin" would land on the login page, or on a 404, whatever
+// they read as. A link of this site needs no dot segment, nor a dot
+// written %2e.
 func safeNext(next string) string {
 	if len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
 		strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
+		return ""
+	}
+	p, _, _ := strings.Cut(next, "?")
+	if c := path.Clean(p); (c != p && c+"/" != p) || strings.Contains(strings.ToLower(p), "%2e") {
 		return ""
 	}
 	u, err := url.Parse(next)

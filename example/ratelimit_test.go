@@ -245,13 +245,20 @@ func TestRateLimitKeyEnv(t *testing.T) {
 }
 
 // TestSetupRefusesBadRateLimitKey checks that start-up stops on a bad
-// RATE_LIMIT_KEY.
+// RATE_LIMIT_KEY, and on one of SESSION_RETIRED_KEYS, often a key retired
+// because it leaked.
 func TestSetupRefusesBadRateLimitKey(t *testing.T) {
 	t.Setenv("REDIS_URL", "redis://"+redistest.Start(t).Addr())
 	t.Setenv("SESSION_KEYS", testKeys())
 	t.Setenv("RATE_LIMIT_KEY", "c2hvcnQ=")
 	if _, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_KEY") {
 		t.Errorf("setup with a 5-byte RATE_LIMIT_KEY = %v, want an error naming RATE_LIMIT_KEY", err)
+	}
+	retired := testKeys()
+	t.Setenv("SESSION_RETIRED_KEYS", retired)
+	t.Setenv("RATE_LIMIT_KEY", retired)
+	if _, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_KEY") {
+		t.Errorf("setup with RATE_LIMIT_KEY one of SESSION_RETIRED_KEYS = %v, want an error naming RATE_LIMIT_KEY", err)
 	}
 }
 

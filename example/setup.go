@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/alicebob/miniredis/v2"
@@ -104,7 +105,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		rand.Read(scfg.TagKey) // never fails
 		log.Warn("example: SESSION_TAG_KEY is not set: using a random hash-tag key for this process, as for its signing key")
 	}
-	login, err := loginConfigFromEnv(scfg.Keys)
+	login, err := loginConfigFromEnv(slices.Concat(scfg.Keys, scfg.RetiredKeys))
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +205,7 @@ func rateLimitKey(signing [][]byte) ([]byte, error) {
 	}
 	for _, k := range signing {
 		if hmac.Equal(k, keys[0]) {
-			return nil, errors.New("example: RATE_LIMIT_KEY: want a key of its own, not one of SESSION_KEYS")
+			return nil, errors.New("example: RATE_LIMIT_KEY: want a key of its own, not one of SESSION_KEYS or SESSION_RETIRED_KEYS")
 		}
 	}
 	return keys[0], nil

@@ -454,6 +454,11 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 		if err != nil {
 			return cfg, fmt.Errorf("session: SESSION_RETIRED_KEYS: %w", err)
 		}
+		for i, k := range keys {
+			if slices.ContainsFunc(cfg.Keys, func(s []byte) bool { return subtle.ConstantTimeCompare(s, k) == 1 }) {
+				return cfg, fmt.Errorf("session: SESSION_RETIRED_KEYS: key %d is in SESSION_KEYS too, where it still verifies: take it out of SESSION_KEYS to retire it", i+1)
+			}
+		}
 		cfg.RetiredKeys = keys
 	}
 	if v, ok := lookup("SESSION_LIFETIME"); ok {

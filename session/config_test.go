@@ -95,6 +95,7 @@ func TestFromEnv(t *testing.T) {
 		{"retired keys", map[string]string{"SESSION_KEYS": key1, "SESSION_RETIRED_KEYS": key2}, func(c Config) bool {
 			return len(c.Keys) == 1 && len(c.RetiredKeys) == 1 && string(c.RetiredKeys[0]) == string(testKey(0xfe))
 		}, ""},
+		{"retired key still signing", map[string]string{"SESSION_KEYS": key1 + "," + key2, "SESSION_RETIRED_KEYS": key2}, nil, "SESSION_RETIRED_KEYS: key 1 is in SESSION_KEYS too"},
 		{"short retired key", map[string]string{"SESSION_KEYS": key1, "SESSION_RETIRED_KEYS": key2 + "," + base64.StdEncoding.EncodeToString(make([]byte, 31))}, nil, "SESSION_RETIRED_KEYS: key 2"},
 		{"durations", map[string]string{"SESSION_LIFETIME": "2h", "SESSION_IDLE_TIMEOUT": "5m"}, func(c Config) bool {
 			return c.Lifetime == 2*time.Hour && c.IdleTimeout == 5*time.Minute

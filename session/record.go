@@ -134,14 +134,19 @@ type record struct {
 // the bytes between the quotes as they are, escapes included, so a time
 // that another writer escaped ("2026-11-28T10:21:04\u005a", as .NET's
 // encoder writes a '+') would make the record unreadable, and end the
-// session; v1Time unescapes the string first, then parses it as
-// UnmarshalJSON does (time.Time's UnmarshalText).
+// session; v1Time unescapes the string first. It then takes only the form
+// that value times have (rfc3339), which the previous release wrote: Go's
+// parser alone also takes a one-digit hour or a ',' before the fraction,
+// which other languages' parsers refuse or read otherwise.
 type v1Time struct{ time.Time }
 
 func (t *v1Time) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("v1 time: %w", err)
+	}
+	if !rfc3339(s) {
+		return errors.New("v1 time is not of the form 2006-01-02T15:04:05.999999999Z07:00")
 	}
 	return t.Time.UnmarshalText([]byte(s))
 }
@@ -403,9 +408,12 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 	default:
 		return time.Time{}, meta{}, nil, fmt.Errorf("%w: version %d", errBadRecord, rec.V)
 	}
-	// As a request's (clientUserAgent): a record that another writer made
-	// may hold a longer one, which this package would otherwise keep.
+	// As a request's (clientUserAgent) and as a namer's: a record that
+	// another writer made may hold longer ones, which this package would
+	// otherwise keep. A record is valid UTF-8 (checked above, or by the
+	// scanner), and the cuts keep it so.
 	md.UserAgent = cutUTF8(md.UserAgent, maxUserAgent)
+	md.Device = cutUTF8(md.Device, maxDevice) // as Config.DeviceName's answer
 	if len(raw) > 0 {
 		values = make(map[string]any, len(raw)+1)
 	}

@@ -156,9 +156,14 @@ func TestRecordV1EscapedTimes(t *testing.T) {
 			t.Errorf("decodeRecord(%s) = %v, %+v, %v; want %v, %+v, as without the escapes", in, deadline, md, err, wantDeadline, wantMeta)
 		}
 	}
-	// Escaped or not, a time is read as strictly as before.
+	// Escaped or not, a time has the form RFC 3339 gives it, as value
+	// times do: not the one-digit hour or the ',' that Go's parser alone
+	// takes.
 	for _, in := range []string{
 		`{"v":1,"created_at":"2026-11-25 10:00:00Z","expires_at":"2026-11-26T10:00:00Z"}`,
+		`{"v":1,"created_at":"2026-11-25T1:00:00Z","expires_at":"2026-11-26T10:00:00Z"}`,
+		`{"v":1,"created_at":"2026-11-25T10:00:00,5Z","expires_at":"2026-11-26T10:00:00Z"}`,
+		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00\u002C5Z"}`,
 		`{"v":1,"created_at":"2026-11-25T10:00:00\u0020","expires_at":"2026-11-26T10:00:00Z"}`,
 		`{"v":1,"created_at":1795600800,"expires_at":"2026-11-26T10:00:00Z"}`,
 	} {
@@ -169,17 +174,22 @@ func TestRecordV1EscapedTimes(t *testing.T) {
 }
 
 // TestRecordLongUserAgent reads records that another writer made with a
-// user agent longer than a request's is kept (maxUserAgent): the session
-// keeps it cut, as the README says, in both versions.
+// user agent longer than a request's is kept (maxUserAgent), or a device
+// name longer than a namer's (maxDevice): the session keeps them cut, as
+// the README says, in both versions.
 func TestRecordLongUserAgent(t *testing.T) {
 	long := strings.Repeat("a", maxUserAgent-1) + "é and more"
+	device := strings.Repeat("d", maxDevice-1) + "é and more"
 	for _, in := range []string{
-		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z","user_agent":"` + long + `"}`,
-		`{"v":2,"c":1795600800000,"e":1795687200000,"ua":"` + long + `"}`,
+		`{"v":1,"created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z","user_agent":"` + long + `","d":"` + device + `"}`,
+		`{"v":2,"c":1795600800000,"e":1795687200000,"ua":"` + long + `","d":"` + device + `"}`,
 	} {
 		_, md, _, err := decodeRecord([]byte(in))
 		if want := long[:maxUserAgent-1]; err != nil || md.UserAgent != want {
 			t.Errorf("decodeRecord(v%s...) user agent = %d bytes (%v), want the first %d, cut before the 2-byte é", in[5:6], len(md.UserAgent), err, len(want))
+		}
+		if want := device[:maxDevice-1]; err != nil || md.Device != want {
+			t.Errorf("decodeRecord(v%s...) device = %d bytes (%v), want the first %d, cut before the 2-byte é", in[5:6], len(md.Device), err, len(want))
 		}
 	}
 }
