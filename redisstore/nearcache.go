@@ -128,8 +128,10 @@ type NearCacheStats struct {
 	// whose connection never broke reports 0.
 	Flushes int64
 	// LeaseExpiries counts the times the lease ran out before a PING was
-	// answered, which suspends the near-cache until the next answer: a
-	// slow or partitioned network, or a starved process.
+	// answered, which suspends the near-cache until the next answer, and
+	// the answers that came too late to start a lease (Staleness or more
+	// after their PING): a slow, far or partitioned network, or a starved
+	// process.
 	LeaseExpiries int64
 	// Evictions counts entries dropped to stay within MaxEntries.
 	Evictions int64
@@ -182,6 +184,9 @@ type nearCache struct {
 	// certified is the clock() value of the sending of the last PING
 	// answered (every change acknowledged before it has been applied).
 	lease, certified atomic.Int64
+	// roundTrip is how long the last PING answered took, from its sending
+	// to certify; see slow.
+	roundTrip atomic.Int64
 
 	mu      sync.Mutex
 	entries map[string]*nearEntry // by session id
@@ -389,6 +394,7 @@ func (c *nearCache) flush(live bool) {
 // answered: every change acknowledged before then has been applied. It
 // extends the lease to sent + Staleness and wakes the Strict waiters.
 func (c *nearCache) certify(sent int64) {
+	c.roundTrip.Store(c.clock() - sent)
 	c.certified.Store(sent)
 	c.lease.Store(sent + int64(c.cfg.Staleness))
 	c.mu.Lock()
@@ -409,6 +415,16 @@ func (c *nearCache) waiter() <-chan struct{} {
 func (c *nearCache) suspend() {
 	c.lease.Store(0)
 	c.certified.Store(0)
+}
+
+// slow reports whether the last PING took Staleness or longer to be
+// answered: a barrier would then time out (a PING sent when it starts is
+// answered after it gave up), adding Staleness to a Load that reads Redis
+// all the same, and the lease it brings runs out before it begins. With
+// Redis that far (another zone), or a process that busy, Loads skip the
+// barrier and read Redis, until a PING comes back in time.
+func (c *nearCache) slow() bool {
+	return c.roundTrip.Load() >= int64(c.cfg.Staleness)
 }
 
 // barrier waits, for at most Staleness, until a PING sent at or after the
@@ -694,9 +710,9 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 	start := c.clock()
 	e := c.get(id, ttl, start)
 	switch {
-	case e != nil && c.cfg.Strict && !s.confirmHit(ctx, e, start):
+	case e != nil && c.cfg.Strict && (c.slow() || !s.confirmHit(ctx, e, start)):
 		e = nil
-	case e == nil && c.lapsed(id, ttl, start) && c.barrier(ctx, start):
+	case e == nil && !c.slow() && c.lapsed(id, ttl, start) && c.barrier(ctx, start):
 		// The lease ran out (a PING answer came late: a busy process or
 		// network) while the entry is held: a barrier, shared by every
 		// Load waiting, proves it current, for less than a read each.

@@ -297,6 +297,58 @@ func TestNearCacheSilentPartition(t *testing.T) {
 	}
 }
 
+// TestNearCacheFarRedis slows the invalidation connection (through a
+// proxy) until its PINGs take longer than Staleness to come back, as with
+// Redis in another zone: no lease can then run, and a Load of a record held
+// in memory must read Redis at once rather than wait Staleness for a
+// barrier that cannot come in time; and the lease expiries keep counting,
+// so that the metric shows it.
+func TestNearCacheFarRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := srv.Proxy(t)
+	pool, err := NewPool(Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: testStaleness}}
+	s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	set(t, srv, "a", "v1")
+	warm(t, s, "a")
+
+	proxy.Slow(testStaleness) // each way: a PING comes back after twice Staleness or more
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.near.slow() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no PING answered later than Staleness with the connection slowed; stats %+v", s.NearCacheStats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	expiries := s.NearCacheStats().LeaseExpiries
+	// A Load that waited for a barrier would take Staleness at least,
+	// each time: the fastest of a few shows whether any did.
+	fastest := time.Hour
+	for range 5 {
+		start := time.Now()
+		b, found, err := s.Load(context.Background(), "a", 0)
+		fastest = min(fastest, time.Since(start))
+		if err != nil || !found || string(b) != "v1" {
+			t.Fatalf("Load(a) = %q, %v, %v; want v1", b, found, err)
+		}
+	}
+	if fastest >= testStaleness/2 {
+		t.Errorf("the fastest of 5 Loads took %v with PINGs answered after Staleness (%v): a barrier held them", fastest, testStaleness)
+	}
+	time.Sleep(10 * testStaleness) // a few more PINGs, each answered too late
+	if st := s.NearCacheStats(); st.LeaseExpiries <= expiries || !st.Connected {
+		t.Errorf("stats %+v after PINGs answered later than Staleness: want lease expiries beyond %d, and still connected", st, expiries)
+	}
+}
+
 // TestNearCacheEntryDeadline keeps Redis from reporting the key's expiry
 // (active expiry off): the entry's own deadline must end it.
 func TestNearCacheEntryDeadline(t *testing.T) {

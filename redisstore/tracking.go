@@ -357,13 +357,14 @@ func pingInterval(staleness, readTimeout time.Duration) time.Duration {
 
 // awaitPong waits for the answer to the PING sent at the clock() value sent
 // (the reader certifies it), counting a lease expiry if the lease runs out
-// first. It reports false when done is closed or when ReadTimeout passes
+// first, or if no lease ran and the answer comes too late to start one. It reports false when done is closed or when ReadTimeout passes
 // without that answer, and then closes conn.
 func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}, sent int64) bool {
 	giveUp := time.NewTimer(t.cfg.ReadTimeout)
 	defer giveUp.Stop()
 	var expired <-chan time.Time
-	if left := t.c.lease.Load() - t.c.clock(); left > 0 {
+	left := t.c.lease.Load() - t.c.clock()
+	if left > 0 {
 		lease := time.NewTimer(time.Duration(left))
 		defer lease.Stop()
 		expired = lease.C
@@ -371,6 +372,13 @@ func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}, sent int64) b
 	for {
 		wake := t.c.waiter()
 		if t.c.certified.Load() >= sent {
+			if left <= 0 && t.c.slow() {
+				// No lease ran while this PING waited, and its answer
+				// came too late to start one: the process or the
+				// network is as slow for Staleness as when a lease runs
+				// out (below), only for longer, so it counts as well.
+				t.c.leaseExpiries.Add(1)
+			}
 			return true
 		}
 		select {
