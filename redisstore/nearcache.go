@@ -185,8 +185,9 @@ type nearCache struct {
 	// answered (every change acknowledged before it has been applied).
 	lease, certified atomic.Int64
 	// roundTrip is how long the last PING answered took, from its sending
-	// to certify; see slow.
-	roundTrip atomic.Int64
+	// to certify; latePings counts the PINGs in a row answered Staleness
+	// or more after their sending (see slow).
+	roundTrip, latePings atomic.Int64
 
 	mu      sync.Mutex
 	entries map[string]*nearEntry // by session id
@@ -394,7 +395,13 @@ func (c *nearCache) flush(live bool) {
 // answered: every change acknowledged before then has been applied. It
 // extends the lease to sent + Staleness and wakes the Strict waiters.
 func (c *nearCache) certify(sent int64) {
-	c.roundTrip.Store(c.clock() - sent)
+	rt := c.clock() - sent
+	c.roundTrip.Store(rt)
+	if rt >= int64(c.cfg.Staleness) {
+		c.latePings.Add(1)
+	} else {
+		c.latePings.Store(0)
+	}
 	c.certified.Store(sent)
 	c.lease.Store(sent + int64(c.cfg.Staleness))
 	c.mu.Lock()
@@ -417,15 +424,23 @@ func (c *nearCache) suspend() {
 	c.certified.Store(0)
 }
 
-// slow reports whether the last PING took Staleness or longer to be
-// answered: a barrier would then time out (a PING sent when it starts is
-// answered after it gave up), adding Staleness to a Load that reads Redis
-// all the same, and the lease it brings runs out before it begins. With
-// Redis that far (another zone), or a process that busy, Loads skip the
-// barrier and read Redis, until a PING comes back in time.
+// slow reports whether the last slowAfter PINGs each took Staleness or
+// longer to be answered: a barrier would then time out (a PING sent when
+// it starts is answered after it gave up), adding Staleness to a Load that
+// reads Redis all the same, and the lease each answer brings has run out
+// before it begins. With Redis that far (another zone), or a process that
+// busy for that long, Loads skip the barrier and read Redis, until a PING
+// comes back in time. One late answer alone is not enough: on a CPU busy
+// for a moment, the next PING may well come back in time, and a barrier
+// then serves every Load waiting from memory for one PING, where skipping
+// it would send each of them to Redis at once.
 func (c *nearCache) slow() bool {
-	return c.roundTrip.Load() >= int64(c.cfg.Staleness)
+	return c.latePings.Load() >= slowAfter
 }
+
+// slowAfter is how many PINGs in a row answered late make a near-cache
+// slow.
+const slowAfter = 3
 
 // barrier waits, for at most Staleness, until a PING sent at or after the
 // clock() value start has been answered, asking the tracker to send one.

@@ -372,7 +372,7 @@ func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}, sent int64) b
 	for {
 		wake := t.c.waiter()
 		if t.c.certified.Load() >= sent {
-			if left <= 0 && t.c.slow() {
+			if left <= 0 && t.c.roundTrip.Load() >= int64(t.c.cfg.Staleness) {
 				// No lease ran while this PING waited, and its answer
 				// came too late to start one: the process or the
 				// network is as slow for Staleness as when a lease runs
