@@ -23,6 +23,7 @@ package redistest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -76,6 +77,9 @@ type Server struct {
 
 	proc *exec.Cmd     // the running process, nil after Stop
 	done chan struct{} // closed when proc has exited and been reaped
+	// held keeps the port (and a Cluster node's bus port) of a server
+	// that Stop killed from other processes until Restart: see Stop.
+	held []io.Closer
 
 	statsMu sync.Mutex // guards stats
 	stats   redis.Conn // connection for ResetStats and Calls, nil until used
@@ -103,7 +107,10 @@ type Server struct {
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	s := &Server{bin: lookPath(t, "redis-server"), dir: t.TempDir(), args: args}
-	t.Cleanup(func() { s.Stop(t) })
+	t.Cleanup(func() {
+		s.kill(t)
+		s.release()
+	})
 
 	bus := lastArg(args, "--cluster-enabled") == "yes"
 	for attempt := 1; ; attempt++ {
@@ -144,18 +151,54 @@ func (s *Server) Addr() string {
 }
 
 // Stop kills the server with SIGKILL, as a crash would, and waits for the
-// process to exit. Stopping a stopped server does nothing.
+// process to exit. Stopping a stopped server does nothing. Until
+// [Server.Restart] (or the end of the test), the port stays the stopped
+// server's: connections to it are refused, but no other process can bind
+// it. Otherwise a redis-server of a test running in parallel, in another
+// package, could start on it, and the clients that still dial the stopped
+// server's address (an app whose Sentinels have not yet promoted the
+// replica) would reach that server instead: another test's data, or its
+// password.
 func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if !s.kill(t) {
+		return
+	}
+	ports := []int{s.Port}
+	if lastArg(s.args, "--cluster-enabled") == "yes" {
+		ports = append(ports, s.Port+busOffset)
+	}
+	for _, port := range ports {
+		// Best effort: a port another process took in the instant
+		// after the kill stays taken, as before.
+		if h, err := holdPort(port); err == nil && h != nil {
+			s.held = append(s.held, h)
+		}
+	}
+}
+
+// kill kills the process, if it runs, and waits for it to exit; it reports
+// whether it did.
+func (s *Server) kill(t testing.TB) bool {
 	t.Helper()
 	s.closeStats()
 	if s.proc == nil {
-		return
+		return false
 	}
 	if err := s.proc.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("redistest: kill redis-server: %v", err)
 	}
 	<-s.done
 	s.proc, s.done = nil, nil
+	return true
+}
+
+// release frees the ports Stop held.
+func (s *Server) release() {
+	for _, h := range s.held {
+		h.Close()
+	}
+	s.held = nil
 }
 
 // Restart stops the server if it is running (with SIGKILL, as [Server.Stop]
@@ -168,7 +211,8 @@ func (s *Server) Stop(t testing.TB) {
 // see it close, as they would after a real Redis restart.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.Stop(t)
+	s.kill(t)
+	s.release()
 	if err := s.start(); err != nil {
 		t.Fatalf("redistest: restart redis-server on port %d: %v", s.Port, err)
 	}
