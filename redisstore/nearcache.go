@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,10 +129,9 @@ type NearCacheStats struct {
 	// whose connection never broke reports 0.
 	Flushes int64
 	// LeaseExpiries counts the times the lease ran out before a PING was
-	// answered, which suspends the near-cache until the next answer, and
-	// the answers that came too late to start a lease (Staleness or more
-	// after their PING): a slow, far or partitioned network, or a starved
-	// process.
+	// answered, while it waited or before it was sent, at most once a
+	// PING, which suspends the near-cache until the next answer: a slow,
+	// far or partitioned network, or a starved process.
 	LeaseExpiries int64
 	// Evictions counts entries dropped to stay within MaxEntries.
 	Evictions int64
@@ -184,10 +184,9 @@ type nearCache struct {
 	// certified is the clock() value of the sending of the last PING
 	// answered (every change acknowledged before it has been applied).
 	lease, certified atomic.Int64
-	// roundTrip is how long the last PING answered took, from its sending
-	// to certify; latePings counts the PINGs in a row answered Staleness
-	// or more after their sending (see slow).
-	roundTrip, latePings atomic.Int64
+	// slowTrips is whether the PINGs come back too slowly for a barrier
+	// (see slow).
+	slowTrips atomic.Bool
 
 	mu      sync.Mutex
 	entries map[string]*nearEntry // by session id
@@ -196,6 +195,8 @@ type nearCache struct {
 	epoch   uint64                // incremented by every flush
 	live    bool                  // the invalidation connection is subscribed
 	wake    chan struct{}         // closed and replaced by every certify, for Strict waiters
+	trips   [5]int64              // round trips of the last PINGs answered, for slowTrips
+	tripAt  int                   // index in trips of the next round trip
 
 	hits, misses, invalidations, flushes, leaseExpiries, evictions atomic.Int64
 
@@ -395,19 +396,18 @@ func (c *nearCache) flush(live bool) {
 // answered: every change acknowledged before then has been applied. It
 // extends the lease to sent + Staleness and wakes the Strict waiters.
 func (c *nearCache) certify(sent int64) {
-	rt := c.clock() - sent
-	c.roundTrip.Store(rt)
-	if rt >= int64(c.cfg.Staleness) {
-		c.latePings.Add(1)
-	} else {
-		c.latePings.Store(0)
-	}
+	trip := c.clock() - sent
 	c.certified.Store(sent)
 	c.lease.Store(sent + int64(c.cfg.Staleness))
 	c.mu.Lock()
+	c.trips[c.tripAt] = trip
+	c.tripAt = (c.tripAt + 1) % len(c.trips)
+	trips := c.trips
 	close(c.wake)
 	c.wake = make(chan struct{})
 	c.mu.Unlock()
+	slices.Sort(trips[:])
+	c.slowTrips.Store(trips[len(trips)/2] >= int64(c.cfg.Staleness)/2)
 }
 
 // waiter returns a channel that the next certify closes. A caller reads it
@@ -424,23 +424,21 @@ func (c *nearCache) suspend() {
 	c.certified.Store(0)
 }
 
-// slow reports whether the last slowAfter PINGs each took Staleness or
-// longer to be answered: a barrier would then time out (a PING sent when
-// it starts is answered after it gave up), adding Staleness to a Load that
-// reads Redis all the same, and the lease each answer brings has run out
-// before it begins. With Redis that far (another zone), or a process that
-// busy for that long, Loads skip the barrier and read Redis, until a PING
-// comes back in time. One late answer alone is not enough: on a CPU busy
-// for a moment, the next PING may well come back in time, and a barrier
-// then serves every Load waiting from memory for one PING, where skipping
-// it would send each of them to Redis at once.
+// slow reports whether the median round trip of the last five PINGs
+// answered is half of Staleness or more. A barrier then mostly times out:
+// with PINGs sent one at a time and that slowly, one is nearly always in
+// flight when a Load begins, and the answer the barrier needs, to a PING
+// sent after it, comes up to two round trips later, after Staleness; it
+// would add Staleness to a Load that reads Redis all the same. With Redis
+// that far (another zone), or a process that busy for that long, Loads
+// skip the barrier and read Redis, until the PINGs come back faster. The
+// median, not the last round trip: on a CPU busy for a moment the next
+// PING may well come back in time, and a barrier then serves every Load
+// waiting from memory for one PING, where skipping it would send each of
+// them to Redis at once.
 func (c *nearCache) slow() bool {
-	return c.latePings.Load() >= slowAfter
+	return c.slowTrips.Load()
 }
-
-// slowAfter is how many PINGs in a row answered late make a near-cache
-// slow.
-const slowAfter = 3
 
 // barrier waits, for at most Staleness, until a PING sent at or after the
 // clock() value start has been answered, asking the tracker to send one.

@@ -298,54 +298,76 @@ func TestNearCacheSilentPartition(t *testing.T) {
 }
 
 // TestNearCacheFarRedis slows the invalidation connection (through a
-// proxy) until its PINGs take longer than Staleness to come back, as with
-// Redis in another zone: no lease can then run, and a Load of a record held
-// in memory must read Redis at once rather than wait Staleness for a
-// barrier that cannot come in time; and the lease expiries keep counting,
-// so that the metric shows it.
+// proxy) until its PINGs take longer than half of Staleness to come back,
+// as with Redis in another zone: a barrier, which needs the answer to a
+// PING sent after the Load began, while another is nearly always in
+// flight, could then hardly ever end in time. A Load of a record held in
+// memory must read Redis at once rather than wait Staleness for it, and
+// the lease expiries keep counting, so that the metric shows it. Round
+// trips of twice Staleness (far) and of about three quarters of it (near
+// the edge, where each barrier used to time out, too) both.
 func TestNearCacheFarRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := srv.Proxy(t)
-	pool, err := NewPool(Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: testStaleness}}
-	s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	waitLease(t, s)
-	set(t, srv, "a", "v1")
-	warm(t, s, "a")
+	const staleness = 80 * time.Millisecond
+	for name, delay := range map[string]time.Duration{"far": staleness, "edge": staleness * 3 / 8} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			proxy := srv.Proxy(t)
+			pool, err := NewPool(Config{Addr: srv.Addr()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: staleness}}
+			s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			waitLease(t, s)
+			set(t, srv, "a", "v1")
+			warm(t, s, "a")
 
-	proxy.Slow(testStaleness) // each way: a PING comes back after twice Staleness or more
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.near.slow() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no PING answered later than Staleness with the connection slowed; stats %+v", s.NearCacheStats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	expiries := s.NearCacheStats().LeaseExpiries
-	// A Load that waited for a barrier would take Staleness at least,
-	// each time: the fastest of a few shows whether any did.
-	fastest := time.Hour
-	for range 5 {
-		start := time.Now()
-		b, found, err := s.Load(context.Background(), "a", 0)
-		fastest = min(fastest, time.Since(start))
-		if err != nil || !found || string(b) != "v1" {
-			t.Fatalf("Load(a) = %q, %v, %v; want v1", b, found, err)
-		}
-	}
-	if fastest >= testStaleness/2 {
-		t.Errorf("the fastest of 5 Loads took %v with PINGs answered after Staleness (%v): a barrier held them", fastest, testStaleness)
-	}
-	time.Sleep(10 * testStaleness) // a few more PINGs, each answered too late
-	if st := s.NearCacheStats(); st.LeaseExpiries <= expiries || !st.Connected {
-		t.Errorf("stats %+v after PINGs answered later than Staleness: want lease expiries beyond %d, and still connected", st, expiries)
+			proxy.Slow(delay) // each way
+			deadline := time.Now().Add(10 * time.Second)
+			for !s.near.slow() {
+				if time.Now().After(deadline) {
+					t.Fatalf("not slow with PINGs delayed %v each way; stats %+v", delay, s.NearCacheStats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			expiries := s.NearCacheStats().LeaseExpiries
+			// A Load that waited for a barrier would take Staleness,
+			// or the most of it: the fastest of a few shows whether
+			// any did.
+			fastest := time.Hour
+			for range 5 {
+				start := time.Now()
+				b, found, err := s.Load(context.Background(), "a", 0)
+				fastest = min(fastest, time.Since(start))
+				if err != nil || !found || string(b) != "v1" {
+					t.Fatalf("Load(a) = %q, %v, %v; want v1", b, found, err)
+				}
+			}
+			if fastest >= staleness/4 {
+				t.Errorf("the fastest of 5 Loads took %v with PINGs delayed %v each way: a barrier held them", fastest, delay)
+			}
+			time.Sleep(5 * staleness) // a few more PINGs
+			if st := s.NearCacheStats(); st.LeaseExpiries <= expiries || !st.Connected {
+				t.Errorf("stats %+v with PINGs delayed %v each way: want lease expiries beyond %d, and still connected", st, delay, expiries)
+			}
+
+			proxy.Heal()
+			deadline = time.Now().Add(10 * time.Second)
+			for s.near.slow() {
+				if time.Now().After(deadline) {
+					t.Fatalf("still slow 10 s after the connection healed; stats %+v", s.NearCacheStats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if b := warm(t, s, "a"); string(b) != "v1" {
+				t.Errorf("Load(a) from memory after healing = %q, want v1", b)
+			}
+		})
 	}
 }
 

@@ -356,29 +356,30 @@ func pingInterval(staleness, readTimeout time.Duration) time.Duration {
 }
 
 // awaitPong waits for the answer to the PING sent at the clock() value sent
-// (the reader certifies it), counting a lease expiry if the lease runs out
-// first, or if no lease ran and the answer comes too late to start one. It reports false when done is closed or when ReadTimeout passes
-// without that answer, and then closes conn.
+// (the reader certifies it), counting a lease expiry, at most one, if the
+// lease runs out first or had run out before the PING was sent (but for
+// the first PING of a connection, which no lease precedes). It reports
+// false when done is closed or when ReadTimeout passes without that
+// answer, and then closes conn.
 func (t *tracker) awaitPong(conn *checkedConn, done chan struct{}, sent int64) bool {
 	giveUp := time.NewTimer(t.cfg.ReadTimeout)
 	defer giveUp.Stop()
 	var expired <-chan time.Time
-	left := t.c.lease.Load() - t.c.clock()
-	if left > 0 {
-		lease := time.NewTimer(time.Duration(left))
-		defer lease.Stop()
-		expired = lease.C
+	switch lease, now := t.c.lease.Load(), t.c.clock(); {
+	case lease > now:
+		timer := time.NewTimer(time.Duration(lease - now))
+		defer timer.Stop()
+		expired = timer.C
+	case lease > 0:
+		// The last answer came too late to start a lease that would
+		// last until this PING: the process or the network is as slow
+		// for Staleness as when a lease runs out while a PING waits
+		// (below).
+		t.c.leaseExpiries.Add(1)
 	}
 	for {
 		wake := t.c.waiter()
 		if t.c.certified.Load() >= sent {
-			if left <= 0 && t.c.roundTrip.Load() >= int64(t.c.cfg.Staleness) {
-				// No lease ran while this PING waited, and its answer
-				// came too late to start one: the process or the
-				// network is as slow for Staleness as when a lease runs
-				// out (below), only for longer, so it counts as well.
-				t.c.leaseExpiries.Add(1)
-			}
 			return true
 		}
 		select {
