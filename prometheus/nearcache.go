@@ -59,7 +59,7 @@ func newNearCacheCollector(store interface {
 		misses:        desc("misses_total", "Session loads that went to Redis although the near-cache is on: absent or expired entry, idle window due for extension, or near-cache suspended."),
 		invalidations: desc("invalidations_total", "Near-cache entries dropped because their key changed: Redis reported the change, or this Store made it."),
 		flushes:       desc("flushes_total", "Times the whole near-cache was emptied: once per loss of its subscribed invalidation connection (lost or replaced), and per FLUSHDB/FLUSHALL reported."),
-		leaseExpiries: desc("lease_expiries_total", "Times the invalidation connection's lease ran out before a PING was answered, or a PING was answered too late to start one, suspending the near-cache: a slow or far network, or a starved process."),
+		leaseExpiries: desc("lease_expiries_total", "Times the invalidation connection's lease ran out before a PING was answered, while it waited or before it was sent (at most once a PING), suspending the near-cache: a slow or far network, or a starved process."),
 		evictions:     desc("evictions_total", "Near-cache entries dropped to stay within NearCache.MaxEntries."),
 		entries:       desc("entries", "Session records held in the near-cache."),
 		connected:     desc("connected", "1 while the near-cache's invalidation connection is up and subscribed, else 0."),

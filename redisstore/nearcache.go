@@ -425,13 +425,14 @@ func (c *nearCache) suspend() {
 }
 
 // slow reports whether the median round trip of the last five PINGs
-// answered is half of Staleness or more. A barrier then mostly times out:
-// with PINGs sent one at a time and that slowly, one is nearly always in
-// flight when a Load begins, and the answer the barrier needs, to a PING
-// sent after it, comes up to two round trips later, after Staleness; it
-// would add Staleness to a Load that reads Redis all the same. With Redis
-// that far (another zone), or a process that busy for that long, Loads
-// skip the barrier and read Redis, until the PINGs come back faster. The
+// answered is half of Staleness or more. A barrier then costs a Load up to
+// about Staleness, more than a direct read of that Redis: with PINGs sent
+// one at a time and that slowly, one is nearly always in flight when a
+// Load begins, and the answer the barrier needs, to a PING sent after it,
+// comes up to two round trips later; from a round trip of Staleness on it
+// times out, and the Load reads Redis all the same. With Redis that far
+// (another zone), or a process that busy for that long, Loads skip the
+// barrier and read Redis, until the PINGs come back faster. The
 // median, not the last round trip: on a CPU busy for a moment the next
 // PING may well come back in time, and a barrier then serves every Load
 // waiting from memory for one PING, where skipping it would send each of
