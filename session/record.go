@@ -132,14 +132,15 @@ type record struct {
 
 // v1Time is a time of a version 1 record. time.Time's UnmarshalJSON parses
 // the bytes between the quotes as they are, escapes included, so a time
-// that another writer escaped ("2026-11-28T10:21:04\u005a", as .NET's
-// encoder writes a '+') would make the record unreadable, and end the
+// that another writer escaped ("2026-11-28T10:21:04\u002B01:00": .NET's
+// encoder escapes every '+') would make the record unreadable, and end the
 // session; v1Time unescapes the string first. It then takes only the form
 // that value times have (rfc3339), which the previous release wrote: Go's
 // parser alone also takes a one-digit hour or a ',' before the fraction,
 // which other languages' parsers refuse or read otherwise.
 type v1Time struct{ time.Time }
 
+// UnmarshalJSON implements json.Unmarshaler.
 func (t *v1Time) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
