@@ -255,18 +255,19 @@ func TestNearCacheRedisRestarted(t *testing.T) {
 	expectGone(t, s, "a", time.Now(), testStaleness)
 }
 
-// TestNearCacheSilentPartition stalls the invalidation connection (through
-// a proxy) while the pooled connections still reach Redis: the lease must
-// stop the near-cache in time.
-func TestNearCacheSilentPartition(t *testing.T) {
-	srv := redistest.Start(t)
+// openNearProxied returns a Store on srv with a near-cache of the given
+// Staleness whose Loads go to srv directly but whose invalidation
+// connection goes through the returned proxy, once it holds a lease and
+// memory holds the record "a" (v1). The Store is closed at cleanup.
+func openNearProxied(t *testing.T, srv *redistest.Server, staleness time.Duration) (*Store, *redistest.Proxy) {
+	t.Helper()
 	proxy := srv.Proxy(t)
 	pool, err := NewPool(Config{Addr: srv.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: testStaleness}}
-	s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
+	cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: staleness}}
+	s, err := New(otherSource{pool}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +275,15 @@ func TestNearCacheSilentPartition(t *testing.T) {
 	waitLease(t, s)
 	set(t, srv, "a", "v1")
 	warm(t, s, "a")
+	return s, proxy
+}
+
+// TestNearCacheSilentPartition stalls the invalidation connection (through
+// a proxy) while the pooled connections still reach Redis: the lease must
+// stop the near-cache in time.
+func TestNearCacheSilentPartition(t *testing.T) {
+	srv := redistest.Start(t)
+	s, proxy := openNearProxied(t, srv, testStaleness)
 	expiries := s.NearCacheStats().LeaseExpiries
 
 	proxy.Stall()
@@ -311,22 +321,7 @@ func TestNearCacheFarRedis(t *testing.T) {
 	for name, delay := range map[string]time.Duration{"far": staleness, "edge": staleness * 3 / 8} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := redistest.Start(t)
-			proxy := srv.Proxy(t)
-			pool, err := NewPool(Config{Addr: srv.Addr()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := Config{Addr: proxy.Addr(), NearCache: NearCache{MaxEntries: 10, Staleness: staleness}}
-			s, err := New(otherSource{pool}, cfg) // Loads go to srv directly; invalidations come through the proxy
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			waitLease(t, s)
-			set(t, srv, "a", "v1")
-			warm(t, s, "a")
-
+			s, proxy := openNearProxied(t, redistest.Start(t), staleness)
 			proxy.Slow(delay) // each way
 			deadline := time.Now().Add(10 * time.Second)
 			for !s.near.slow() {
