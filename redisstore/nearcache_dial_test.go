@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,31 +22,6 @@ import (
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
-// proxy's copies or a logger.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // hiddenPool is a Source that is not a *redis.Pool, as a wrapper adding
 // metrics or tracing would be: New cannot dial through it.
@@ -147,7 +121,7 @@ func TestNearCacheDialsLikeThePool(t *testing.T) {
 		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
 		"--tls-auth-clients", "no")
-	var sent lockedBuffer
+	var sent redisstore.LockedBuffer
 	tlsAddr := tapProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), &sent)
 
 	for _, tc := range []struct{ name, addr string }{
@@ -319,7 +293,7 @@ func TestNearCacheLogsConnectFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged lockedBuffer
+	var logged redisstore.LockedBuffer
 	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -481,7 +455,7 @@ func TestNearCacheHidesURLPassword(t *testing.T) {
 	pool := &redis.Pool{Dial: func() (redis.Conn, error) {
 		return redis.DialURL("redis://:" + password + "@" + srv.Addr())
 	}}
-	var logged lockedBuffer
+	var logged redisstore.LockedBuffer
 	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -550,7 +524,7 @@ func TestNearCacheWarningNamesStep(t *testing.T) {
 				}
 				defer held.Close()
 			}
-			var logged lockedBuffer
+			var logged redisstore.LockedBuffer
 			s, err := redisstore.New(pool, redisstore.Config{DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
 				NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 			if err != nil {

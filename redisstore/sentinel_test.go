@@ -1044,25 +1044,6 @@ func TestSentinelWrongSentinel(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use, for a logger's
-// output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestSentinelAllDown checks what a Store tells the operator when every
 // sentinel goes down while the master serves: calls still succeed (Ping
 // too, so readiness holds), and within the poll interval PoolStats reports
@@ -1072,7 +1053,7 @@ func TestSentinelAllDown(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs LockedBuffer
 	cfg := sentinelConfig(sn)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := openSentinel(t, cfg)
