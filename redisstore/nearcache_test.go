@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -321,7 +322,8 @@ func TestNearCacheFarRedis(t *testing.T) {
 	for name, delay := range map[string]time.Duration{"far": staleness, "edge": staleness * 3 / 8} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			s, proxy := openNearProxied(t, redistest.Start(t), staleness)
+			srv := redistest.Start(t)
+			s, proxy := openNearProxied(t, srv, staleness)
 			proxy.Slow(delay) // each way
 			deadline := time.Now().Add(10 * time.Second)
 			for !s.near.slow() {
@@ -350,6 +352,19 @@ func TestNearCacheFarRedis(t *testing.T) {
 			if st := s.NearCacheStats(); st.LeaseExpiries <= expiries || !st.Connected {
 				t.Errorf("stats %+v with PINGs delayed %v each way: want lease expiries beyond %d, and still connected", st, delay, expiries)
 			}
+			// Never staler for it: a record written on Redis is what a
+			// Load that begins Staleness later returns, round after
+			// round, at jittered times (the PINGs' answers, and so the
+			// leases, fall anywhere between).
+			want := "v1"
+			for i := range 60 {
+				want = fmt.Sprintf("v%d", i+2)
+				set(t, srv, "a", want)
+				time.Sleep(staleness + time.Duration(rand.IntN(10))*time.Millisecond)
+				if b, _, err := s.Load(context.Background(), "a", 0); err != nil || string(b) != want {
+					t.Fatalf("round %d: Load(a) %v after its record was written = %q, %v; want %s", i, staleness, b, err, want)
+				}
+			}
 
 			proxy.Heal()
 			deadline = time.Now().Add(10 * time.Second)
@@ -359,8 +374,8 @@ func TestNearCacheFarRedis(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if b := warm(t, s, "a"); string(b) != "v1" {
-				t.Errorf("Load(a) from memory after healing = %q, want v1", b)
+			if b := warm(t, s, "a"); string(b) != want {
+				t.Errorf("Load(a) from memory after healing = %q, want %s", b, want)
 			}
 		})
 	}
