@@ -38,8 +38,13 @@ type state struct {
 	loadedMeta   meta
 	loadedValues map[string]any
 
-	ip        string         // client address, recorded when a session is created
-	userAgent string         // client user agent, likewise
+	// remoteAddr and rawUserAgent are the request's RemoteAddr and
+	// User-Agent header, kept as they came: client turns them into what
+	// a new session records, so that a request that creates none (most
+	// of them) does not pay for parsing them.
+	remoteAddr   string
+	rawUserAgent string
+
 	presented string         // verified token the request carried, found or not
 	stored    string         // token whose record exists in the store, as far as this request knows
 	inserted  bool           // this request created stored's record: nobody else has its token yet

@@ -175,11 +175,10 @@ func (engineStore) Delete(string) error { return nil }
 // name read and replace each other's cookie: Load logs that as an error,
 // once per Manager.
 func (m *Manager) Load(r *http.Request) context.Context {
-	st := &state{m: m, outer: stateFrom(r.Context()), userAgent: clientUserAgent(r.UserAgent())}
+	st := &state{m: m, outer: stateFrom(r.Context()), remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
-	st.ip = clientIP(r.RemoteAddr)
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
 	signed, bearer := m.signedFromRequest(r)
@@ -526,7 +525,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// record read after a failed load, the session ended).
 	now = m.now()
 	at := wholeMilli(now)
-	md := m.codec.newMeta(userID, at, st.ip, st.userAgent)
+	ip, userAgent := st.client()
+	md := m.codec.newMeta(userID, at, ip, userAgent)
 	deadline := m.deadline(now)
 	// The new record holds no value of this request's: the response saves
 	// those (see rewrite), so that a handler that panics after the login
@@ -792,7 +792,8 @@ func (m *Manager) save(ctx context.Context, st *state) error {
 func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	values := m.values(st)
 	at := wholeMilli(now)
-	md := m.codec.newMeta("", at, st.ip, st.userAgent)
+	ip, userAgent := st.client()
+	md := m.codec.newMeta("", at, ip, userAgent)
 	values[metaKey] = md
 	deadline := m.deadline(now)
 	record, err := m.encode(deadline, values, st.changes)
@@ -985,6 +986,12 @@ func keepCookieOutOfCaches(h http.Header) {
 func cookieAttributes(cfg Config) string {
 	c := &http.Cookie{Name: cfg.CookieName, HttpOnly: true, Secure: !cfg.InsecureCookie, SameSite: cfg.SameSite}
 	return strings.TrimPrefix(c.String(), cfg.CookieName+"=")
+}
+
+// client returns the client's address and user agent as a session
+// created for st's request records them.
+func (st *state) client() (ip, userAgent string) {
+	return clientIP(st.remoteAddr), clientUserAgent(st.rawUserAgent)
 }
 
 // clientIP returns the IP address of remoteAddr: "host:port" as net/http

@@ -75,15 +75,16 @@ func (st *state) fits(key string, v any) (int, error) {
 // holds st.mu.
 func (m *Manager) newRecordSize(st *state) int {
 	now := m.now()
+	ip, userAgent := st.client()
 	var device string
 	if m.codec.name == nil {
-		device = m.codec.nameDevice(st.userAgent)
+		device = m.codec.nameDevice(userAgent)
 	} else {
 		// An app's Config.DeviceName runs once a session, when the
 		// record is written: its name is counted at its longest.
 		device = strings.Repeat("x", maxDevice)
 	}
-	values := map[string]any{metaKey: m.codec.namedMeta("", wholeMilli(now), st.ip, st.userAgent, device)}
+	values := map[string]any{metaKey: m.codec.namedMeta("", wholeMilli(now), ip, userAgent, device)}
 	b, err := m.codec.Encode(m.deadline(now), values)
 	if err != nil {
 		return 0 // Encode of a meta alone does not fail

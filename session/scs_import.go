@@ -285,7 +285,8 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	if !ok {
 		return nil
 	}
-	md := m.codec.newMeta(userID, now, st.ip, st.userAgent)
+	ip, userAgent := st.client()
+	md := m.codec.newMeta(userID, now, ip, userAgent)
 	kept[metaKey] = md
 	record, err := m.codec.Encode(deadline, kept)
 	if err != nil {
