@@ -27,8 +27,9 @@
 // configuration", with the effective settings: the listen address, the
 // deployment (mode single, sentinel or cluster, with the address, the
 // sentinels and master name, or the cluster nodes), TLS, the Redis user
-// the connections authenticate as ("" for the default user, as when a
-// username has no password, which is then not sent), database, pool size,
+// the connections authenticate as ("" for the default user; a user
+// without a password is named too, and authenticates with an empty one),
+// database, pool size,
 // timeouts, key prefix, WaitReplicas and near-cache, and the session
 // lifetime, idle timeout, cookie name and Secure flag, session limit,
 // whether records are written in the previous format

@@ -58,7 +58,11 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	s.noteReadiness(failed, err, pool)
 	if failed != "" {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "check": failed})
+		// A struct, not a map, keeps the fields in the documented order.
+		writeJSON(w, http.StatusServiceUnavailable, struct {
+			Status string `json:"status"`
+			Check  string `json:"check"`
+		}{"unavailable", failed})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

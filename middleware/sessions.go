@@ -45,7 +45,9 @@ import (
 // values it put (after, they were saved with the commit), but its response
 // (the 500 of a recovering middleware around Sessions) still carries the
 // cookie of a login, a renewal or a logout it made before: those took
-// effect in the store at once.
+// effect in the store at once. That holds when the recovering middleware
+// wraps Sessions: one between Sessions and the handler turns the panic
+// into an ordinary answer, which saves what the handler put.
 //
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be

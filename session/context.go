@@ -267,8 +267,12 @@ type Info struct {
 //
 // A logged-in session the request came with ends first, as a logout would
 // (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the
-// login then fails, that session stays ended. An anonymous one is deleted
-// in the step that inserts the new session.
+// login then fails, that session stays ended. An anonymous one is read
+// and deleted at once in a step of its own, just before the new session is
+// inserted, so that the values another request saved there meanwhile carry
+// over; if the insert then fails (Redis failing or too slow in between,
+// ErrStoreUnavailable), the anonymous session stays ended and its values
+// are lost with it, never left alive beside a login.
 //
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
@@ -311,7 +315,9 @@ func validUserID(id string) error {
 // record, keeping the user, the values and the absolute deadline. Call it
 // when the session's privileges change (a role granted, a password
 // re-entered), so that a token seen before the change is worthless after it:
-// no request that arrives with it afterwards finds the session. (A request
+// no request that arrives with it afterwards finds the session (on a Store
+// with a near-cache that is not Strict, no request on another instance
+// after the near-cache's Staleness). (A request
 // that loaded the session before the renewal and saves values after it
 // still has them merged into the renewed session, as any parallel
 // request's; see Commit.) The new record is in the store when Renew

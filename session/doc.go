@@ -38,9 +38,12 @@
 // Writes to an existing session only succeed while its record exists, so a
 // request that was in flight during logout cannot bring the session back;
 // Renew moves a session to a new token in one atomic step, only while its
-// record exists. The changes of a request whose logged-in session a
-// parallel Renew moved are saved under the new token; those to an
-// anonymous session, which no index follows, are dropped with its old one.
+// record exists. The changes of a request whose session a parallel Renew
+// moved are saved under the new token: a logged-in session's found through
+// its user's index, an anonymous session's through the pointer the renewal
+// leaves under the old id, for as long as that lives (as long as the
+// renewed record had left to live when it moved); after that they are
+// dropped with the old token.
 // A response sets the cookie only when the request logged in, renewed, or
 // started an anonymous session, and expires it only when the request
 // logged out: a parallel request whose token another request replaced

@@ -56,7 +56,7 @@ func main() {
 		log.Fatal(err)
 	}
 	if len(scfg.Keys) == 0 {
-		key := make([]byte, 32) // at least 32 random bytes; put a new key first to rotate
+		key := make([]byte, 32) // at least 32 random bytes (to rotate SESSION_KEYS: docs/security.md)
 		rand.Read(key)
 		scfg.Keys = [][]byte{key}
 	}
