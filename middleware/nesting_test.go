@@ -1,10 +1,15 @@
 package middleware_test
 
 import (
+	"io"
+	"maps"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/middleware"
@@ -55,5 +60,89 @@ func TestSameManagerTwiceClearsSiteData(t *testing.T) {
 		if rec.Header().Get("Clear-Site-Data") != `"cookies"` {
 			t.Errorf("Sessions applied %s: logout Clear-Site-Data = %q, want \"cookies\" (one Manager, KeepSiteData unset)", tc.name, rec.Header().Get("Clear-Site-Data"))
 		}
+	}
+}
+
+// TestSameManagerTwiceReadsOnce applies one Manager's Sessions twice, as a
+// router's global middleware and a route group's would: the request keeps
+// one session, read with one command and committed once, and a login, a
+// change, a renewal and a logout work as with the middleware once.
+func TestSameManagerTwiceReadsOnce(t *testing.T) {
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "theme", "dark"); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Renew(r.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
+		u, _ := session.UserID(r.Context())
+		theme, _ := session.Get[string](r.Context(), "theme")
+		io.WriteString(w, u+" "+theme)
+	})
+	mw := middleware.Sessions(m)
+	srv := httptest.NewServer(mw(mw(mux)))
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	send := func(method, path string) (cookies int, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s = %d %s", method, path, resp.StatusCode, b)
+		}
+		return len(resp.Header.Values("Set-Cookie")), string(b)
+	}
+	for _, step := range []struct {
+		method, path string
+		cookies      int
+	}{{"POST", "/login", 1}, {"POST", "/put", 0}, {"POST", "/renew", 1}} {
+		if n, _ := send(step.method, step.path); n != step.cookies {
+			t.Errorf("%s %s through Sessions twice: %d Set-Cookie headers, want %d", step.method, step.path, n, step.cookies)
+		}
+	}
+	r.ResetStats(t)
+	if _, body := send("GET", "/me"); body != "alice dark" {
+		t.Errorf("GET /me after login, put and renewal = %q, want \"alice dark\"", body)
+	}
+	if got := r.Calls(t); !maps.Equal(got, map[string]int64{"getex": 1}) {
+		t.Errorf("a read through Sessions twice sent %v, want one GETEX", got)
+	}
+	send("POST", "/logout")
+	if _, body := send("GET", "/me"); body != " " {
+		t.Errorf("GET /me after logout = %q, want anonymous", body)
+	}
+	if keys, _ := redis.Strings(r.Do(t, "KEYS", "*"), nil); len(keys) != 0 {
+		t.Errorf("keys left after logout: %q", keys)
 	}
 }

@@ -57,6 +57,10 @@ func TestCommitFailure(t *testing.T) {
 	}{
 		{"Write", func(w http.ResponseWriter, s string) (int, error) { return w.Write([]byte(s)) }},
 		{"WriteString", func(w http.ResponseWriter, s string) (int, error) { return io.WriteString(w, s) }},
+		{"ReadFrom", func(w http.ResponseWriter, s string) (int, error) {
+			n, err := io.Copy(w, strings.NewReader(s))
+			return int(n), err
+		}},
 	}
 	for _, tc := range writes {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +90,8 @@ func lostSave(t *testing.T, respond func(w http.ResponseWriter)) response {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Location", "/dashboard")
 		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("X-Accel-Redirect", "/protected/report.pdf")
+		w.Header().Set("X-Sendfile", "/srv/report.pdf")
 		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
 		respond(w)
 	}
@@ -100,7 +106,7 @@ func wantLostSave(t *testing.T, resp response) {
 	if resp.code != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || resp.body == "saved" {
 		t.Errorf("lost save answered %d %q, Retry-After %q; want 503 with Retry-After", resp.code, resp.body, resp.header.Get("Retry-After"))
 	}
-	for _, k := range []string{"Content-Encoding", "Location", "ETag", "Set-Cookie"} {
+	for _, k := range []string{"Content-Encoding", "Location", "ETag", "X-Accel-Redirect", "X-Sendfile", "Set-Cookie"} {
 		if v := resp.header.Get(k); v != "" {
 			t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
 		}

@@ -198,12 +198,15 @@ func varies(vary []string, name string) bool {
 // discardedHeaders are the headers a handler may have set that describe or
 // act on its own response: when the middleware answers 503 instead, they
 // would misdescribe the 503 (a gzip Content-Encoding on a plain JSON body)
-// or do what the discarded response was to do (a cookie, a redirect).
-// The keys are canonical (textproto.CanonicalMIMEHeaderKey: "Etag", not
-// "ETag"), as Header.Set stores them.
+// or do what the discarded response was to do (a cookie, a redirect, a
+// file that a proxy in front serves in its place: nginx's X-Accel-Redirect,
+// Apache's and lighttpd's X-Sendfile). The keys are canonical
+// (textproto.CanonicalMIMEHeaderKey: "Etag", not "ETag"), as Header.Set
+// stores them.
 var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
 	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
+	"X-Accel-Redirect", "X-Sendfile",
 }
 
 // dropResponseHeaders undoes what the handler did to discardedHeaders in h:
@@ -257,6 +260,19 @@ func (w *sessionWriter) WriteString(s string) (int, error) {
 	return io.WriteString(w.ResponseWriter, s)
 }
 
+// ReadFrom implements io.ReaderFrom, as net/http's own writer does, so that
+// io.Copy into the response (http.ServeContent, http.FileServer) still
+// reaches the server's sendfile: it commits the session first.
+func (w *sessionWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !w.commit() {
+		return 0, w.err
+	}
+	// io.Copy goes through src's WriteTo or the wrapped writer's
+	// ReadFrom (an *os.File's WriteTo hands on to the latter), never
+	// through this method again.
+	return io.Copy(w.ResponseWriter, src)
+}
+
 // Flush implements http.Flusher: it commits the session, then flushes the
 // response (the 503 if the commit failed).
 func (w *sessionWriter) Flush() {
@@ -288,10 +304,11 @@ var errHijackCookie = errors.New("middleware: the session change of this request
 // commit set a cookie (a login, a renewal or a logout in this request),
 // it hijacks nothing and returns an error instead, so that the handler
 // answers normally and the cookie goes out with that answer. When the
-// connection cannot be hijacked (HTTP/2) it returns an error matching
-// http.ErrNotSupported without committing.
+// connection cannot be hijacked (HTTP/2, also through a writer of a
+// middleware that has a Hijack method whatever the connection) it returns
+// an error matching http.ErrNotSupported without committing.
 func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if !canHijack(w.ResponseWriter) {
+	if w.r.ProtoMajor >= 2 || !canHijack(w.ResponseWriter) {
 		// An HTTP/2 connection, say: fail as http.ResponseController
 		// would, before the commit, so that the handler's answer
 		// without the upgrade can still change the session.

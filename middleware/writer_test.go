@@ -1,11 +1,13 @@
 package middleware_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -480,5 +482,89 @@ func TestHijackCommits(t *testing.T) {
 	}
 	if got := h.do(other, "GET", "/me", nil); got.body != "bob" {
 		t.Errorf("GET /me after the login = %q, want bob", got.body)
+	}
+}
+
+// hijackAlways is the writer of a logging middleware that has a Hijack
+// method whatever the connection, as many do, and fails it with an error
+// of its own where the connection cannot be hijacked.
+type hijackAlways struct{ http.ResponseWriter }
+
+func (w hijackAlways) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return hj.Hijack()
+	}
+	return nil, nil, errors.New("the writer cannot hijack")
+}
+
+// TestHijackHTTP2 hijacks on a real HTTP/2 connection, through a
+// middleware's writer that has a Hijack method all the same: Hijack fails
+// with http.ErrNotSupported before committing the session, so the
+// handler's fallback answer can still change it.
+func TestHijackHTTP2(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	_, token := h.login(h.client(), "alice")
+	handler := middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
+			t.Errorf("Hijack on HTTP/2 = %v, want http.ErrNotSupported", err)
+		}
+		if err := session.Put(r.Context(), "k", "fallback"); err != nil {
+			t.Errorf("Put after a failed Hijack = %v, want nil", err)
+		}
+		io.WriteString(w, "not upgraded")
+	}))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler.ServeHTTP(hijackAlways{w}, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer over %s: %d, want HTTP/2 and 200", resp.Proto, resp.StatusCode)
+	}
+
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		v, _ := session.Get[string](r.Context(), "k")
+		io.WriteString(w, v)
+	}
+	if got := h.do(h.client(), "GET", "/hook", map[string]string{"Authorization": "Bearer " + token}); got.body != "fallback" {
+		t.Errorf("value after the failed hijack = %q, want \"fallback\"", got.body)
+	}
+}
+
+// TestReadFromCommits copies a body into the response with io.Copy, as
+// http.ServeContent and http.FileServer do: the middleware's writer is an
+// io.ReaderFrom, so the server's own (sendfile for a file) is still
+// reached, and the copy commits the session first, so the response
+// carries the cookie of the login made before it.
+func TestReadFromCommits(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(io.ReaderFrom); !ok {
+			t.Errorf("the middleware's %T is not an io.ReaderFrom", w)
+		}
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Errorf("Create: %v", err)
+		}
+		if n, err := io.Copy(w, strings.NewReader("copied")); n != 6 || err != nil {
+			t.Errorf("io.Copy into the response = %d, %v; want 6, nil", n, err)
+		}
+		if err := session.Put(r.Context(), "k", "after"); !errors.Is(err, session.ErrResponseStarted) {
+			t.Errorf("Put after the copy = %v, want ErrResponseStarted", err)
+		}
+	}
+	if got := h.do(c, "POST", "/hook", nil); got.body != "copied" || got.header.Get("Set-Cookie") == "" {
+		t.Fatalf("login then io.Copy = %d %q Set-Cookie %q, want the copy with the cookie", got.code, got.body, got.header.Get("Set-Cookie"))
+	}
+	if got := h.do(c, "GET", "/me", nil); got.body != "alice" {
+		t.Errorf("GET /me after the login = %q, want alice", got.body)
 	}
 }

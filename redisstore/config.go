@@ -137,7 +137,8 @@ type Config struct {
 
 	// WaitReplicas, when above zero, makes the calls that end sessions
 	// (Remove, RemoveUserSession and RemoveUserSessions: logout and
-	// revocation) wait, with the WAIT command, until that many replicas
+	// revocation; and AddUserSession replacing the user's signed-in
+	// session: a re-login) wait, with the WAIT command, until that many replicas
 	// have their writes, within the call's Timeout, and fail with
 	// ErrUnavailable when fewer confirm. The sessions are ended on the
 	// master either way; the error says that a failover now could bring

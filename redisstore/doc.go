@@ -30,11 +30,12 @@
 // deadline, so that listing and revoking them costs in proportion to that
 // user's sessions, never to the key space:
 //
-//	AddUserSession      one pipelined round trip: DEL of the replaced session, SET NX,
-//	                    ZADD, PEXPIREAT, ZREMRANGEBYSCORE, ZREM; with a limit, WATCH,
-//	                    ZRANGE and EXISTS first, then the same as a MULTI/EXEC transaction;
-//	                    with a merge of the replaced record, MULTI GET DEL EXEC of it
-//	                    first, then the rest as without it
+//	AddUserSession      one pipelined round trip: SET NX, ZADD, PEXPIREAT,
+//	                    ZREMRANGEBYSCORE; with a replaced session, DEL of it first and
+//	                    ZREM last, all as a MULTI/EXEC transaction; with a limit, WATCH,
+//	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
+//	                    transaction; with a merge of the replaced record, MULTI GET DEL
+//	                    EXEC of it first, then the rest as without it
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    for an anonymous one SET of its pointer, <id>:next
@@ -188,7 +189,8 @@
 //
 // With [Config.WaitReplicas] (REDIS_WAIT_REPLICAS) set to the number of
 // replicas, logout and revocation (Remove, RemoveUserSession,
-// RemoveUserSessions) wait for every replica (WAIT) and fail with
+// RemoveUserSessions, and AddUserSession when it replaces the user's
+// signed-in session: a re-login) wait for every replica (WAIT) and fail with
 // ErrUnavailable when fewer confirm in time: a logout or revocation that
 // returned without error then survives the master's failure. Fewer is not
 // enough: the old master keeps the replicas that were not promoted until

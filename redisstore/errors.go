@@ -56,6 +56,14 @@ var (
 	// package session looks for the session's new id without importing
 	// this package.
 	ErrKeepGone error = keepGone{}
+
+	// ErrReplacedGone is what AddUserSession with a limit returns, having
+	// written nothing, when the record of the session the new one
+	// replaces is gone: a renewal moved it to a new id, which would count
+	// against the limit, or it ended. Redis is healthy. It has a method
+	// ReplacedGone() bool that reports true, by which package session ends
+	// that session where it went first, then adds the new one alone.
+	ErrReplacedGone error = replacedGone{}
 )
 
 type contention struct{}
@@ -73,6 +81,15 @@ func (keepGone) Error() string {
 
 // KeepGone reports true: see ErrKeepGone.
 func (keepGone) KeepGone() bool { return true }
+
+type replacedGone struct{}
+
+func (replacedGone) Error() string {
+	return "redisstore: the session a login replaces is gone"
+}
+
+// ReplacedGone reports true: see ErrReplacedGone.
+func (replacedGone) ReplacedGone() bool { return true }
 
 // transientReplies are the error codes of ErrUnavailable.
 var transientReplies = map[string]bool{

@@ -77,12 +77,21 @@ type Move = struct {
 // and not the replaced one. It returns the ids of the sessions it ended:
 // a.Replaces first when its record still existed, then those the limit
 // revoked, oldest first; with an error, a.Replaces when it was deleted
-// before the call failed (a Redis out of memory deletes, but refuses the
-// new record). With a limit, the index is watched
+// before the call failed (with a.Merge, see below). The deletion of
+// a.Replaces and the new session are one MULTI/EXEC transaction, so that
+// a Redis out of memory, which refuses the new record but runs deletions,
+// refuses both, and a re-login that fails leaves the user signed in. A
+// replaced session that was in the user's index (signed in) ends as a
+// logout does: with Config.WaitReplicas the call waits for the replicas,
+// and fails with ErrUnavailable, having replaced it, when fewer confirm. With
+// a limit, the index is watched
 // and the writes are one MULTI/EXEC transaction, so that two logins cannot
 // both slip under the limit, at the cost of three more round trips, repeated
 // (after a short random wait) while other writers change the index, for as
-// long as the call's time budget allows (then ErrContention).
+// long as the call's time budget allows (then ErrContention); and when the
+// record of a.Replaces is gone by then, it writes nothing and returns
+// ErrReplacedGone, since a renewal may have moved that session to an id
+// that would count against the limit.
 //
 // With a.Merge and a.Replaces, the record written is a.Merge(the record of
 // a.Replaces, or nil when there is none), read and deleted at once (GET and
@@ -93,13 +102,13 @@ type Move = struct {
 // failure after that step, an error from a.Merge included, leaves the
 // replaced session ended and the new one not added.
 //
-// Without a limit the commands go as a plain pipeline, one round trip,
-// ordered so that every prefix of it is safe (as Redis Cluster, which cannot
-// run them as one transaction, would need): the replaced record goes first,
-// so a failure never leaves the old token alive beside the new one; the new
-// record comes before its index entry, and the token is not handed out
+// Without a limit and without a replaced session the commands go as a plain
+// pipeline, one round trip, ordered so that every prefix of it is safe: the
+// new record comes before its index entry, and the token is not handed out
 // before the whole pipeline has run, so no usable session is ever missing
-// from the index.
+// from the index. In a transaction the replaced record goes first, so that
+// a refusal part way (the SET NX of a taken id) never leaves the old token
+// alive beside the new one.
 func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []string, err error) {
 	if a.TTL <= 0 {
 		return nil, errors.New("redisstore: add user session: ttl must be positive")
@@ -112,6 +121,14 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	gone := "" // a.Replaces, once its DEL deleted a record
 	if a.Replaces == "" {
 		a.Merge = nil
+	}
+	if a.Replaces != "" && a.Merge == nil {
+		// A replaced session of this user's (a re-login's) ends as a
+		// logout does: with WaitReplicas, the call waits for the replicas
+		// (see confirm).
+		var release func()
+		ctx, release = s.confirming(ctx)
+		defer release()
 	}
 	switch {
 	case a.Merge != nil:
@@ -153,9 +170,16 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
-			replies, err := s.batch(ctx, conn, func(send sender) {
-				setAt = s.sendAddition(send, index, a, start, nil)
-			})
+			queue := func(send sender) { setAt = s.sendAddition(send, index, a, start, nil) }
+			run := s.batch
+			if a.Replaces != "" {
+				// One transaction, on one server too: a Redis out of
+				// memory, or an ACL that denies a command, refuses it
+				// whole, where a plain pipeline would delete the
+				// replaced session and leave the login without any.
+				run = s.transaction
+			}
+			replies, err := run(ctx, conn, queue)
 			if err != nil {
 				return err
 			}
@@ -163,6 +187,11 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				gone = a.Replaces
 			}
 			err = added(replies, setAt)
+			if err == nil && gone != "" && replies[len(replies)-1] == int64(1) {
+				// The ZREM, last, took the replaced session out of the
+				// index: it was signed in.
+				err = s.confirm(ctx, conn)
+			}
 			if errors.Is(err, errIDTaken) {
 				// A batch cannot skip the ZADD after a SET NX that did not
 				// write: take the id back out, so that the index never
@@ -181,12 +210,27 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
-			conn.Send("WATCH", index, key)
-			taken, err := redis.Bool(cmd(ctx, conn, "EXISTS", key))
+			if a.Replaces == "" {
+				conn.Send("WATCH", index, key)
+			} else {
+				conn.Send("WATCH", index, key, s.prefix+a.Replaces)
+				conn.Send("EXISTS", s.prefix+a.Replaces)
+			}
+			conn.Send("EXISTS", key)
+			replies, err := redis.Values(cmd(ctx, conn, ""))
+			if err == nil {
+				err = firstError(replies)
+			}
 			if err != nil {
 				return false, err
 			}
-			if taken {
+			if a.Replaces != "" && replies[1] == int64(0) {
+				// Counting the new id a renewal moved it to would revoke
+				// another session: see ErrReplacedGone.
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, errors.Join(errReplacedGone, err)
+			}
+			if replies[len(replies)-1] == int64(1) {
 				_, err := cmd(ctx, conn, "UNWATCH")
 				return false, errors.Join(errIDTaken, err)
 			}
@@ -195,6 +239,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				return false, err
 			}
 			// The replaced session goes in this transaction: it does not count.
+			signedIn := slices.Contains(live, a.Replaces)
 			live = slices.DeleteFunc(live, func(id string) bool { return id == a.Replaces })
 			revoked = nil
 			if n := len(live) - (a.Limit - 1); n > 0 {
@@ -202,7 +247,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			}
 			conn.Send("MULTI")
 			setAt := s.sendAddition(conn.Send, index, a, start, append(dead, revoked...), revoked...)
-			replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
 			}
@@ -212,9 +257,16 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			if replaced(replies, a) {
 				gone = a.Replaces
 			}
-			return false, added(replies, setAt)
+			err = added(replies, setAt)
+			if err == nil && gone != "" && signedIn {
+				err = s.confirm(ctx, conn)
+			}
+			return false, err
 		})
 	})
+	if errors.Is(err, errReplacedGone) {
+		return nil, ErrReplacedGone
+	}
 	if err != nil {
 		return endedOf(gone, nil), err
 	}
@@ -278,6 +330,17 @@ func (s *Store) batch(ctx context.Context, conn redis.Conn, queue func(send send
 	}
 	queue(conn.Send)
 	return redis.Values(cmd(ctx, conn, "")) // flush, read every reply
+}
+
+// transaction runs the commands queue queues as one MULTI/EXEC
+// transaction, also on one server, and returns their replies, error
+// replies included: a Redis out of memory, or an ACL that denies one of
+// the commands, refuses them all (EXECABORT), where a plain pipeline runs
+// each one it can. The commands must all use keys of one slot.
+func (s *Store) transaction(ctx context.Context, conn redis.Conn, queue func(send sender)) ([]any, error) {
+	conn.Send("MULTI")
+	queue(conn.Send)
+	return redis.Values(cmd(ctx, conn, "EXEC"))
 }
 
 // sameSlot reports whether keys a and b lie in one hash slot, which is
@@ -377,6 +440,11 @@ func added(replies []any, setAt int) error {
 // errIDTaken reports a new session id that already has a record: 256
 // random bits never collide, so a taken id means a broken random source.
 var errIDTaken = errors.New("session id already taken")
+
+// errReplacedGone is AddUserSession's report, within a transaction, that the
+// record of the session a login replaces is gone; the call returns
+// ErrReplacedGone for it.
+var errReplacedGone = errors.New("replaced gone")
 
 // MoveSession moves a session to a new id, as one optimistic transaction:
 // it WATCHes the record under m.From and reads it; if there is none, the

@@ -197,6 +197,10 @@ func TestAddUserSession(t *testing.T) {
 		wantEnded   []string // the replaced session, when its record existed
 		wantRecords map[string]string
 		wantIndex   map[string]int64
+		// limitGone says that under a limit the call writes nothing and
+		// fails with ErrReplacedGone: a renewal may have moved the
+		// replaced session to an id that would count.
+		limitGone bool
 	}{
 		{
 			name:        "first session",
@@ -228,6 +232,7 @@ func TestAddUserSession(t *testing.T) {
 			},
 			wantRecords: map[string]string{"new": "rec-new"},
 			wantIndex:   map[string]int64{"new": ms(2)},
+			limitGone:   true,
 		},
 		{
 			name: "prunes members past their deadline",
@@ -260,6 +265,15 @@ func TestAddUserSession(t *testing.T) {
 				a := tc.add
 				a.Limit = limit
 				ended, err := s.AddUserSession(ctx, a)
+				if limit > 0 && tc.limitGone {
+					if !errors.Is(err, redisstore.ErrReplacedGone) || len(ended) != 0 {
+						t.Errorf("AddUserSession(%s) = %q, %v; want nothing ended and ErrReplacedGone", a.ID, ended, err)
+					}
+					if n, _ := srv.Do(t, "DBSIZE").(int64); n != 0 {
+						t.Errorf("AddUserSession(%s) that found the replaced session gone wrote %d keys, want none", a.ID, n)
+					}
+					return
+				}
 				if (err != nil) != tc.wantErr || !slices.Equal(ended, tc.wantEnded) {
 					t.Fatalf("AddUserSession(%s) = %q, %v, want %q, error %v", a.ID, ended, err, tc.wantEnded, tc.wantErr)
 				}
@@ -1403,7 +1417,8 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.AddUserSession(ctx, a)
 				return err
 			},
-			want: map[string]int64{"del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1},
+			// One transaction: a Redis out of memory refuses the DEL too.
+			want: map[string]int64{"multi": 1, "del": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
 		},
 		{
 			name:  "AddUserSession replacing with a merge",
@@ -1694,6 +1709,33 @@ func TestUserSessionsOutOfMemory(t *testing.T) {
 	}
 	if members, _ := redis.Strings(srv.Do(t, "ZRANGE", "user:alice:sessions", 0, -1), nil); !slices.Equal(members, []string{"a", "b"}) {
 		t.Errorf("index after UserSessions = %v, want the gone member pruned: [a b]", members)
+	}
+}
+
+// TestAddUserSessionReplacingOutOfMemory checks that a login replacing
+// the user's session (a re-login on the same browser) changes nothing on a
+// Redis out of memory, which refuses new records but runs deletions: the
+// replaced session stays, in the index, with a limit or without, so that
+// the user is still signed in when the login fails.
+func TestAddUserSessionReplacingOutOfMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(2)
+	addAll(t, s, alice("old", d[0]))
+	fillUp(t, srv)
+	for _, limit := range []int{0, 3} {
+		a := alice("new", d[1])
+		a.Replaces, a.Limit = "old", limit
+		if ended, err := s.AddUserSession(ctx, a); !errors.Is(err, redisstore.ErrUnavailable) || len(ended) != 0 {
+			t.Errorf("limit %d: re-login out of memory = %q, %v; want nothing ended and ErrUnavailable", limit, ended, err)
+		}
+		if got := records(t, srv); !maps.Equal(got, map[string]string{"old": "rec-old"}) {
+			t.Errorf("limit %d: records after the refused re-login = %v, want the old one alone", limit, got)
+		}
+		if got := index(t, srv, "alice"); !maps.Equal(got, map[string]int64{"old": d[0].UnixMilli()}) {
+			t.Errorf("limit %d: index after the refused re-login = %v, want the old session alone", limit, got)
+		}
 	}
 }
 

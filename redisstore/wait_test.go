@@ -512,8 +512,10 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 			return err
 		}},
 		{"Iterate", func() error { return s.Iterate(ctx, func(string, []byte) error { return nil }) }},
-		// Logins and renewals do not wait, even when they end a session:
-		// they have handed out a new token by the time WAIT would answer.
+		// Logins and renewals do not wait, even when they end a session
+		// (an anonymous one, or one a renewal replaces): they have handed
+		// out a new token by the time WAIT would answer. A login that ends
+		// the user's own signed-in session waits: see below.
 		{"MoveSession", func() error {
 			moved, err := s.MoveSession(ctx, redisstore.Move{
 				UserID: "u-quiet", From: "q1", To: "q1-to", TTL: time.Minute, Deadline: deadline(),
@@ -524,10 +526,16 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 			}
 			return err
 		}},
-		{"AddUserSession replacing", func() error {
+		{"AddUserSession replacing an anonymous session", func() error {
+			if _, err := s.Insert(ctx, "anon-q", []byte("cart"), time.Minute); err != nil {
+				return err
+			}
 			a := add("q3", 0)
-			a.Replaces = "q1-to"
-			_, err := s.AddUserSession(ctx, a)
+			a.Replaces = "anon-q"
+			ended, err := s.AddUserSession(ctx, a)
+			if err == nil && !slices.Equal(ended, []string{"anon-q"}) {
+				return fmt.Errorf("ended %q, want the anonymous session", ended)
+			}
 			return err
 		}},
 		{"AddUserSession over the limit", func() error {
@@ -562,6 +570,25 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 	}
 	if hasKey(t, srv, "session:r1") {
 		t.Error("Remove that failed on WAIT left the record on the master")
+	}
+
+	// A login that replaces the user's signed-in session (a re-login on
+	// the same browser) ends it as a logout does, and waits too, with a
+	// limit or without.
+	for _, limit := range []int{0, 5} {
+		if _, err := s.AddUserSession(ctx, add(fmt.Sprintf("base-%d", limit), 0)); err != nil {
+			t.Fatal(err)
+		}
+		srv.ResetStats(t)
+		a := add(fmt.Sprintf("re-%d", limit), limit)
+		a.Replaces = fmt.Sprintf("base-%d", limit)
+		ended, err := s.AddUserSession(ctx, a)
+		if !errors.Is(err, redisstore.ErrUnavailable) || !slices.Equal(ended, []string{a.Replaces}) {
+			t.Errorf("limit %d: re-login without replicas, WaitReplicas 1 = %q, %v; want the replaced session ended and ErrUnavailable", limit, ended, err)
+		}
+		if n := srv.Calls(t)["wait"]; n != 1 {
+			t.Errorf("limit %d: re-login sent WAIT %d times, want once", limit, n)
+		}
 	}
 }
 

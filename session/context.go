@@ -265,9 +265,15 @@ type Info struct {
 // Authorization header beside a cookie of another session leaves that
 // cookie alone: its client gets the new token from Token only.
 //
-// A logged-in session the request came with ends first, as a logout would
-// (EventDestroyed), wherever a parallel Renew moved it meanwhile; if the
-// login then fails, that session stays ended. An anonymous one is read
+// A logged-in session the request came with ends, as a logout would
+// (EventDestroyed), wherever a parallel Renew moved it meanwhile. The same
+// user's is replaced in the step that inserts the new session: a re-login
+// that fails (Redis out of memory, which refuses new records but runs
+// deletions, say) changes nothing, and the user stays signed in. Another
+// user's (a shared browser) ends first: if the login then fails, the
+// browser is signed out. So does the same user's when a parallel Renew
+// moved it, under Config.MaxSessionsPerUser (which must not count it).
+// An anonymous one is read
 // and deleted at once in a step of its own, just before the new session is
 // inserted, so that the values another request saved there meanwhile carry
 // over; if the insert then fails (Redis failing or too slow in between,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,8 +174,14 @@ func (engineStore) Delete(string) error { return nil }
 // Manager's session sends no Clear-Site-Data at logout, which would delete
 // the outer Manager's cookie as well. Nested Managers with the same cookie
 // name read and replace each other's cookie: Load logs that as an error,
-// once per Manager.
+// once per Manager. A request whose innermost session is m's already (the
+// same Manager's middleware twice on a route: a global one and a
+// router's) keeps it: Load returns r's context, and the session is read,
+// and committed, once.
 func (m *Manager) Load(r *http.Request) context.Context {
+	if st := stateFrom(r.Context()); st != nil && st.m == m {
+		return r.Context()
+	}
 	st := &state{m: m, outer: stateFrom(r.Context()), remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
@@ -503,23 +510,24 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 		owner = ownerMeta.UserID
 	}
+	// The login ends the signed-in session the request came with, as a
+	// logout would, and wherever a parallel Renew may have moved it, so
+	// that it neither survives nor counts against the session limit. This
+	// user's, in the index the new session goes to, is replaced in the
+	// step that inserts the new one, as an anonymous session is: a login
+	// that fails there (Redis out of memory refuses the insert) leaves the
+	// user signed in as before. Another user's (a shared browser), or one
+	// from before the TagKey, ends first: should the login then fail, the
+	// browser is signed out.
+	var signedIn string
 	if owner != "" && replaces != "" {
-		// The login ends the signed-in session the request came with (this
-		// user's, or another's on a shared browser), as a logout would,
-		// before it inserts the new one: wherever a parallel Renew may have
-		// moved it, so that it neither survives nor counts against the
-		// session limit. An anonymous session is replaced in the step that
-		// inserts the new one.
-		ended, err := m.endSession(ctx, owner, replaces, lineage(replaces, ownerMeta))
-		if ended != "" {
-			m.emit(EventDestroyed, owner, ended, now)
+		signedIn = replaces
+		if tag, _ := splitTag(replaces); owner != userID || tag != m.userTag(userID) {
+			if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+				return Info{}, err
+			}
+			replaces = ""
 		}
-		if err != nil {
-			return Info{}, err
-		}
-		// Should the insert fail, the request has no session left.
-		st.gone()
-		replaces = ""
 	}
 	// The new session begins after the round trips above, if any (the
 	// record read after a failed load, the session ended).
@@ -567,7 +575,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		return Info{}, err
 	}
 	ttl, _ := m.ttl(deadline, now)
-	ended, err := m.store.AddUserSession(ctx, NewSession{
+	add := NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
 		Record:   record,
@@ -576,14 +584,50 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Limit:    m.cfg.MaxSessionsPerUser,
 		Replaces: replaces,
 		Merge:    merge,
-	})
+	}
+	ended, err := m.store.AddUserSession(ctx, add)
+	if replacedGone(err) {
+		// Under the limit, and a parallel Renew may have moved this
+		// user's session to an id that would count: end it where it went
+		// first, then add the new session alone, with what is left of
+		// its time to live.
+		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+			return Info{}, err
+		}
+		add.Replaces = ""
+		if add.TTL, _ = m.ttl(deadline, m.now()); add.TTL <= 0 {
+			return Info{}, fmt.Errorf("%w: the login's round trips outlasted its lifetime", ErrStoreUnavailable)
+		}
+		ended, err = m.store.AddUserSession(ctx, add)
+	}
 	for _, id := range ended {
-		if id != replaces { // an anonymous session has no events
+		switch {
+		case id == add.Replaces && owner != "":
+			m.emit(EventDestroyed, owner, id, now)
+		case id != add.Replaces: // an anonymous session has no events
 			m.emit(EventRevoked, userID, id, now) // by the session limit
 		}
 	}
 	if err != nil {
+		if owner != "" && slices.Contains(ended, add.Replaces) {
+			st.gone() // replaced, but the replicas did not confirm it
+		}
 		return Info{}, storeError(err)
+	}
+	if owner != "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
+		// Moved by a parallel Renew, or ended meanwhile: follow it.
+		// Should that fail, the new session goes again, unused: its
+		// token was never handed out.
+		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
+			return Info{}, err
+		}
+	}
+	if signedIn != "" {
+		// What the request put before the login is dropped with the
+		// values of the session it ended: nothing of the user signed in
+		// before carries over to the one signing in.
+		st.changes = nil
 	}
 	if merged != nil && merged.record != nil {
 		record, carried, over = merged.record, merged.carried, merged.over
@@ -617,6 +661,21 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
+}
+
+// endSignedIn ends the signed-in session id of owner, with meta md, that
+// the request came with, as a logout would, wherever a parallel Renew moved
+// it (see create). The caller holds st.mu.
+func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta) error {
+	ended, err := m.endSession(ctx, owner, id, lineage(id, md))
+	if ended != "" {
+		m.emit(EventDestroyed, owner, ended, m.now())
+	}
+	if err != nil {
+		return err
+	}
+	st.gone() // should the login fail, the request has no session left
+	return nil
 }
 
 // loginRecordOf is what loginRecord returns, kept by a login's merge.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -442,31 +443,50 @@ func TestEndingOutlivesCancel(t *testing.T) {
 	}
 }
 
-// TestFailedLoginReportsReplaced checks that a login that fails after its
-// store deleted the session the request came with (Redis out of memory:
-// deletions run, the new record is refused) reports that session as
-// destroyed, as a login that succeeds does.
-func TestFailedLoginReportsReplaced(t *testing.T) {
-	var got []string
-	m, r, _ := newTestManager(t, Config{OnEvent: func(e Event) {
-		got = append(got, string(e.Kind)+":"+e.UserID+":"+e.SessionID)
-	}})
-	cookie, id := login(t, m, "alice")
-	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
-	t.Cleanup(func() { r.Do(t, "CONFIG", "SET", "maxmemory", "0") })
-	req := httptest.NewRequest("POST", "/login", nil)
-	req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
-	ctx := m.Load(req)
-	if _, err := Create(ctx, "alice"); !errors.Is(err, ErrStoreUnavailable) {
-		t.Fatalf("Create under OOM = %v, want ErrStoreUnavailable", err)
-	}
-	if n, _ := r.Do(t, "EXISTS", "session:"+id).(int64); n != 0 {
-		t.Fatal("the replaced record still exists: Redis out of memory still runs DEL")
-	}
-	want := []string{"created:alice:" + id, "destroyed:alice:" + id}
-	if !slices.Equal(got, want) {
-		t.Errorf("events = %q, want %q", got, want)
+// TestFailedReloginKeepsSession has a user sign in again on a browser
+// already signed in as them while Redis is out of memory, which refuses
+// new records but still runs deletions: the login fails and changes
+// nothing, with a session limit or without. The session the request came
+// with is neither deleted nor reported ended, the request still has it,
+// and its cookie works once Redis has memory again. (An outside review
+// saw such a re-login delete the session and then fail: the user was
+// signed out by an outage.)
+func TestFailedReloginKeepsSession(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {
+			var got []string
+			m, r, _ := newTestManager(t, Config{MaxSessionsPerUser: limit, OnEvent: func(e Event) {
+				got = append(got, string(e.Kind)+":"+e.UserID+":"+e.SessionID)
+			}})
+			cookie, id := login(t, m, "alice")
+			r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+			r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+			t.Cleanup(func() { r.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+			h, err := exchange(t, m, cookie, func(ctx context.Context) {
+				if _, err := Create(ctx, "alice"); !errors.Is(err, ErrStoreUnavailable) {
+					t.Errorf("Create under OOM = %v, want ErrStoreUnavailable", err)
+				}
+				if u, ok := UserID(ctx); !ok || u != "alice" {
+					t.Errorf("after the failed re-login, UserID = %q, %v; want alice: nothing changed", u, ok)
+				}
+			})
+			if sc, ok := sessionCookie(m, h); ok || err != nil {
+				t.Errorf("failed re-login: Set-Cookie %v, Commit %v; want no cookie and no error", sc, err)
+			}
+			if n, _ := r.Do(t, "EXISTS", "session:"+id).(int64); n != 1 {
+				t.Fatal("the failed re-login deleted the session the request came with")
+			}
+			if want := []string{"created:alice:" + id}; !slices.Equal(got, want) {
+				t.Errorf("events = %q, want %q", got, want)
+			}
+			r.Do(t, "CONFIG", "SET", "maxmemory", "0")
+			if u := userOf(t, m, cookie); u != "alice" {
+				t.Errorf("the cookie after the failed re-login: UserID = %q, want alice", u)
+			}
+			if sessions, err := m.List(context.Background(), "alice"); err != nil || len(sessions) != 1 || sessions[0].ID != id {
+				t.Errorf("List(alice) = %v, %v; want the one session", sessions, err)
+			}
+		})
 	}
 }
 

@@ -85,7 +85,9 @@ type RecordStore interface {
 type UserStore interface {
 	// AddUserSession stores a new session of s.UserID: the record under
 	// s.ID, only if s.ID is free, and s.ID in the user's index. It deletes
-	// the record of s.Replaces, if any, in the same step. With s.Limit > 0
+	// the record of s.Replaces, if any (the anonymous session the login
+	// request came with, or this user's signed-in one, which it also takes
+	// out of the index), in the same step. With s.Limit > 0
 	// it also removes the user's oldest sessions so that at most s.Limit
 	// remain, counting the new one and not counting s.Replaces. It returns
 	// the ids of the sessions it ended: s.Replaces first, when its record
@@ -97,6 +99,15 @@ type UserStore interface {
 	// s.Merge, reading the record of s.Replaces and deleting it must be one
 	// atomic step too, before the insert, so that a change saved into it
 	// meanwhile is in the new record, and one saved after it fails.
+	// Without s.Merge, deleting s.Replaces and inserting must be one step
+	// that a refused insert (a store out of memory) undoes whole, so that
+	// a re-login that fails leaves the user signed in. With s.Limit > 0,
+	// while the record of s.Replaces is gone, it may write nothing and
+	// return an error with a method ReplacedGone() bool that reports true:
+	// the Manager then ends that session where a renewal moved it, and
+	// adds the new one without s.Replaces. (A store that counts the moved
+	// session instead revokes one more of the user's sessions than the
+	// limit needs when a re-login races a renewal.)
 	AddUserSession(ctx context.Context, s NewSession) (ended []string, err error)
 
 	// MoveSession moves a session to a new id, atomically: only while the
@@ -184,6 +195,13 @@ func storeError(err error) error {
 		return fmt.Errorf("%w: %w", ErrContention, err)
 	}
 	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+// replacedGone reports whether err is a UserStore's report that the
+// record of the session a login under a limit replaces is gone.
+func replacedGone(err error) bool {
+	var r interface{ ReplacedGone() bool }
+	return errors.As(err, &r) && r.ReplacedGone()
 }
 
 // keepGone reports whether err is a UserStore's report that the session
