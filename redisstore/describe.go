@@ -91,6 +91,8 @@ func Describe(err error, cfg Config) string {
 		return "Redis is loading its dataset: calls fail until it has finished"
 	case code == "READONLY":
 		return fmt.Sprintf("Redis answered as a read-only replica: %s names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)", where)
+	case code == "NOREPLICAS":
+		return "the master refuses writes: fewer replicas than its min-replicas-to-write are connected and in sync, as after a failover until the old master has resynced as a replica (INFO replication)"
 	case code == "MASTERDOWN":
 		return "the replica has lost its master"
 	case clusterReplies[code] && cfg.mode() != modeCluster:

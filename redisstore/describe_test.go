@@ -178,6 +178,12 @@ func TestDescribe(t *testing.T) {
 			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
 			return redisstore.Config{Addr: replica.Addr()}, err
 		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
+		{"too few replicas", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t, "--min-replicas-to-write", "1")
+			s := open(t, srv, redisstore.Config{})
+			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
+			return redisstore.Config{Addr: srv.Addr()}, err
+		}, "the master refuses writes: fewer replicas than its min-replicas-to-write are connected and in sync, as after a failover until the old master has resynced as a replica (INFO replication)"},
 		{"one server as a Cluster", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{ClusterNodes: []string{srv.Addr()}}

@@ -193,6 +193,15 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "Writes refused for want of replicas: NOREPLICAS",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t, "--min-replicas-to-write", "1")
+				s := open(t, srv, redisstore.Config{})
+				_, err := s.Insert(ctx, "id", []byte("rec"), time.Minute)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "A command the ACL denies: NOPERM",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t)
