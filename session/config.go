@@ -103,6 +103,10 @@ type Config struct {
 
 	// SameSite is the cookie's SameSite attribute. Zero means
 	// http.SameSiteLaxMode. http.SameSiteNoneMode requires a Secure cookie.
+	// A cross-site request that came without the cookie, where SameSite
+	// keeps it back, starts no anonymous session (see Put): under Strict
+	// a link from another site to a page that stores a value for visitors
+	// would otherwise sign its user out.
 	SameSite http.SameSite
 
 	// KeepSiteData leaves out the Clear-Site-Data: "cookies" header of a

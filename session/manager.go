@@ -198,6 +198,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		cookie = v
 	}
 	st.sentCookie = cookie != ""
+	if !st.sentCookie {
+		st.withheld = m.withheld(r)
+	}
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
 	}
@@ -1045,6 +1048,26 @@ func keepCookieOutOfCaches(h http.Header) {
 func cookieAttributes(cfg Config) string {
 	c := &http.Cookie{Name: cfg.CookieName, HttpOnly: true, Secure: !cfg.InsecureCookie, SameSite: cfg.SameSite}
 	return strings.TrimPrefix(c.String(), cfg.CookieName+"=")
+}
+
+// withheld reports whether r is a request that a browser sends without a
+// cookie of m's SameSite even when it holds one: a cross-site request, as
+// Sec-Fetch-Site says (browsers have sent it since 2020 to 2023; requests
+// without it are not taken as withheld), and under Lax only one that is
+// not a top-level navigation with a safe method, which Lax lets through.
+func (m *Manager) withheld(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") != "cross-site" {
+		return false
+	}
+	switch m.cfg.SameSite {
+	case http.SameSiteStrictMode:
+		return true
+	case http.SameSiteLaxMode:
+		topLevel := r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document"
+		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace
+		return !topLevel || !safe
+	}
+	return false // None: sent cross-site too
 }
 
 // client returns the client's address and user agent as a session
