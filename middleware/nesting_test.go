@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,27 +23,7 @@ import (
 // for two nested Managers: its logout still sends Clear-Site-Data, which a
 // nested Manager's leaves out.
 func TestSameManagerTwiceClearsSiteData(t *testing.T) {
-	r := redistest.Start(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := session.Create(r.Context(), "alice"); err != nil {
-			t.Error(err)
-		}
-	})
-	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
-		if err := session.Destroy(r.Context()); err != nil {
-			t.Error(err)
-		}
-	})
+	m, _, mux := sameManagerApp(t)
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
@@ -68,42 +49,7 @@ func TestSameManagerTwiceClearsSiteData(t *testing.T) {
 // one session, read with one command and committed once, and a login, a
 // change, a renewal and a logout work as with the middleware once.
 func TestSameManagerTwiceReadsOnce(t *testing.T) {
-	r := redistest.Start(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := session.Create(r.Context(), "alice"); err != nil {
-			t.Error(err)
-		}
-	})
-	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
-		if err := session.Put(r.Context(), "theme", "dark"); err != nil {
-			t.Error(err)
-		}
-	})
-	mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
-		if err := session.Renew(r.Context()); err != nil {
-			t.Error(err)
-		}
-	})
-	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
-		if err := session.Destroy(r.Context()); err != nil {
-			t.Error(err)
-		}
-	})
-	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
-		u, _ := session.UserID(r.Context())
-		theme, _ := session.Get[string](r.Context(), "theme")
-		io.WriteString(w, u+" "+theme)
-	})
+	m, r, mux := sameManagerApp(t)
 	mw := middleware.Sessions(m)
 	srv := httptest.NewServer(mw(mw(mux)))
 	defer srv.Close()
@@ -145,4 +91,49 @@ func TestSameManagerTwiceReadsOnce(t *testing.T) {
 	if keys, _ := redis.Strings(r.Do(t, "KEYS", "*"), nil); len(keys) != 0 {
 		t.Errorf("keys left after logout: %q", keys)
 	}
+}
+
+// sameManagerApp returns a Manager on a redis-server of its own, the
+// server, and handlers that log alice in, put a value, renew, log out and
+// answer the user and the value (GET /me).
+func sameManagerApp(t *testing.T) (*session.Manager, *redistest.Server, *http.ServeMux) {
+	t.Helper()
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("test signing key of 32 bytes: ok")}, InsecureCookie: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "theme", "dark"); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Renew(r.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Destroy(r.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
+		u, _ := session.UserID(r.Context())
+		theme, _ := session.Get[string](r.Context(), "theme")
+		io.WriteString(w, u+" "+theme)
+	})
+	return m, r, mux
 }
