@@ -174,9 +174,9 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			run := s.batch
 			if a.Replaces != "" {
 				// One transaction, on one server too: a Redis out of
-				// memory, or an ACL that denies a command, refuses it
-				// whole, where a plain pipeline would delete the
-				// replaced session and leave the login without any.
+				// memory, or an ACL that denies a queued command,
+				// refuses it whole, where a plain pipeline would delete
+				// the replaced session and leave the login without any.
 				run = s.transaction
 			}
 			replies, err := run(ctx, conn, queue)
@@ -210,10 +210,11 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 		key := s.prefix + a.ID
 		return optimistic(ctx, func() (retry bool, err error) {
-			if a.Replaces == "" {
-				conn.Send("WATCH", index, key)
-			} else {
-				conn.Send("WATCH", index, key, s.prefix+a.Replaces)
+			// The replaced record is read, not watched: every read of it
+			// with an idle timeout (GETEX) would abort the transaction,
+			// and a renewal or a logout of it changes the index, which is.
+			conn.Send("WATCH", index, key)
+			if a.Replaces != "" {
 				conn.Send("EXISTS", s.prefix+a.Replaces)
 			}
 			conn.Send("EXISTS", key)
@@ -335,8 +336,10 @@ func (s *Store) batch(ctx context.Context, conn redis.Conn, queue func(send send
 // transaction runs the commands queue queues as one MULTI/EXEC
 // transaction, also on one server, and returns their replies, error
 // replies included: a Redis out of memory, or an ACL that denies one of
-// the commands, refuses them all (EXECABORT), where a plain pipeline runs
-// each one it can. The commands must all use keys of one slot.
+// the queued commands, refuses them all (EXECABORT), where a plain
+// pipeline runs each one it can. (An ACL that denies MULTI itself, which
+// the documented ACL line grants and Ping checks, would have them run one
+// by one.) The commands must all use keys of one slot.
 func (s *Store) transaction(ctx context.Context, conn redis.Conn, queue func(send sender)) ([]any, error) {
 	conn.Send("MULTI")
 	queue(conn.Send)

@@ -285,11 +285,15 @@ type Info struct {
 // A logged-in session the request came with ends, as a logout would
 // (EventDestroyed), wherever a parallel Renew moved it meanwhile. The same
 // user's is replaced in the step that inserts the new session: a re-login
-// that fails (Redis out of memory, which refuses new records but runs
-// deletions, say) changes nothing, and the user stays signed in. Another
-// user's (a shared browser) ends first: if the login then fails, the
-// browser is signed out. So does the same user's when a parallel Renew
-// moved it, under Config.MaxSessionsPerUser (which must not count it).
+// that Redis refuses (out of memory, which refuses new records but runs
+// deletions) changes nothing, and the user stays signed in; one that
+// timed out, whose commands a stalled Redis may still run, or whose end of
+// the old session fewer replicas than redisstore's WaitReplicas
+// confirmed, leaves the request without a session. Another user's (a
+// shared browser), or one made before Config.TagKey was set, ends first:
+// if the login then fails, the browser is signed out. So does the same
+// user's when a parallel Renew moved it, under Config.MaxSessionsPerUser
+// (which must not count it).
 // An anonymous one is read
 // and deleted at once in a step of its own, just before the new session is
 // inserted, so that the values another request saved there meanwhile carry

@@ -803,3 +803,38 @@ func TestLogoutFollowsAnonymousRenewal(t *testing.T) {
 // The Store of this module has the optional method that lets an anonymous
 // session's logout follow its renewal (see Store).
 var _ mover = (*redisstore.Store)(nil)
+
+// TestReloginUnderReads signs in again, under a session limit, while
+// other requests of the same browser keep reading the session (each read
+// extends its idle timeout with GETEX, a write to Redis): the login
+// succeeds at once. (Watching the replaced record, as the login's
+// transaction once did, made it lose every race to those reads until
+// it ran out of time.)
+func TestReloginUnderReads(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: 3})
+	for round := range 5 {
+		cookie, _ := login(t, m, "alice")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx := load(m, cookie)
+					m.Commit(ctx, http.Header{})
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, err := Create(load(m, cookie), "alice")
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("round %d: re-login while the session is read = %v, want nil", round, err)
+		}
+	}
+}

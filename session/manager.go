@@ -605,15 +605,19 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	for _, id := range ended {
 		switch {
-		case id == add.Replaces && owner != "":
-			m.emit(EventDestroyed, owner, id, now)
-		case id != add.Replaces: // an anonymous session has no events
+		case id != add.Replaces:
 			m.emit(EventRevoked, userID, id, now) // by the session limit
+		case owner != "": // an anonymous session has no events
+			m.emit(EventDestroyed, owner, id, now)
 		}
 	}
 	if err != nil {
 		if owner != "" && slices.Contains(ended, add.Replaces) {
-			st.gone() // replaced, but the replicas did not confirm it
+			// Replaced, but the replicas did not confirm it: the request
+			// has no session left, and the new one, whose token it will
+			// not hand out, goes again.
+			st.gone()
+			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 		}
 		return Info{}, storeError(err)
 	}

@@ -347,6 +347,12 @@ func TestUnconfirmedEndingsReported(t *testing.T) {
 			cookies, ids := logins(user, 2)
 			var err error
 			exchange(t, w, cookies[0], func(ctx context.Context) { _, err = Create(ctx, user) })
+			// The new session, whose token the failed login never
+			// handed out, is gone too: it would be a device nobody
+			// holds, counted against a limit.
+			if list, lerr := w.List(ctx, user); lerr != nil || len(list) != 1 || list[0].ID != ids[1] {
+				t.Errorf("List after the unconfirmed re-login = %v, %v; want the other session alone", list, lerr)
+			}
 			return ids[:1], EventDestroyed, -1, err
 		}},
 	}
