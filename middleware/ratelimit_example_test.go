@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"fmt"
 	"log"
+	"math"
 	"net/http"
 	"time"
 
@@ -27,8 +28,9 @@ func ExampleRateLimit() {
 	mux.Handle("GET /api/", limit(api))
 }
 
-// A login form, limited by user name and by address in one round trip,
-// with a page that says when to try again. Every attempt counts, whether
+// A login form, limited by user name and by address (two round trips: the
+// name is counted once the address is admitted), with a page that says
+// when to try again. Every attempt counts, whether
 // the user exists or not. With Redis down, attempts get 503 (FailClosed).
 func ExampleLoginLimit() {
 	var store *redisstore.Store
@@ -44,7 +46,8 @@ func ExampleLoginLimit() {
 		OnLimited: func(w http.ResponseWriter, r *http.Request, retry time.Duration) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusTooManyRequests)
-			fmt.Fprintf(w, "Too many attempts. Try again in %d minutes.\n", int(retry.Minutes())+1)
+			minutes := int(math.Ceil(retry.Minutes()))
+			fmt.Fprintf(w, "Too many attempts. Try again in %d minute(s).\n", max(minutes, 1))
 		},
 	})
 	if err != nil {

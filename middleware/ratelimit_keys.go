@@ -156,42 +156,59 @@ func cloneValues(v url.Values) url.Values {
 // leaving the value before it in place. The value is trimmed of spaces and
 // case-folded, as for ByFormField. Requests whose body is not such an object, or lacks the
 // field, are not counted by the rule (the handler refuses them in turn).
+// The handler must read the field that way too: one that decodes into a
+// map, or with another JSON library, may read another of several matches
+// ({"username":"alice","Username":"decoy"}: a map's "username" is alice,
+// a struct's decoy). So a body whose matches differ (after that folding)
+// counts under one value shared by every such body, whichever it names,
+// and cannot win a counter of its own per request.
 func ByJSONField(name string) Key {
 	return Key{body: true, fn: func(_ *http.Request, body []byte) string {
-		return normalizeName(jsonField(body, name))
+		v, split := jsonField(body, name)
+		if split {
+			return splitValue
+		}
+		return normalizeName(v)
 	}}
 }
 
+// splitValue is the value ByJSONField counts a body by whose matching
+// fields differ: invalid UTF-8, which no JSON string decodes to, so that it
+// is no user's name.
+const splitValue = "\xff"
+
 // jsonField returns the last string value of a top-level field of the JSON
-// object in body whose name equals name case-insensitively, or "". A null
-// is skipped: encoding/json leaves a string field as it was for a null, so
-// {"username":"alice","username":null} logs alice in and must count
-// against alice.
-func jsonField(body []byte, name string) string {
+// object in body whose name equals name case-insensitively, or "", and
+// whether another such field held a string that differs from it after
+// normalizeName. A null is skipped: encoding/json leaves a string field as
+// it was for a null, so {"username":"alice","username":null} logs alice in
+// and must count against alice.
+func jsonField(body []byte, name string) (v string, split bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return ""
+		return "", false
 	}
-	v := ""
+	matched := false
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return ""
+			return "", false
 		}
 		field, _ := t.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return ""
+			return "", false
 		}
 		if strings.EqualFold(field, name) && string(raw) != "null" {
 			var s string
 			if json.Unmarshal(raw, &s) != nil {
-				return "" // not a string: the handler refuses it
+				return "", false // not a string: the handler refuses it
 			}
-			v = s
+			split = split || matched && normalizeName(s) != normalizeName(v)
+			v, matched = s, true
 		}
 	}
-	return v
+	return v, split
 }
 
 // ByFunc counts requests by f(r); requests for which f returns "" are not

@@ -856,8 +856,15 @@ func TestRateLimitKeyValues(t *testing.T) {
 		{"form PUT body", middleware.ByFormField("username"),
 			req{method: "PUT", contentType: "application/x-www-form-urlencoded", body: "username=alice"},
 			req{query: "username=alice"}, true},
-		{"json last case-insensitive match", middleware.ByJSONField("username"),
-			req{body: `{"username":"bob","USERNAME":"alice"}`}, req{body: `{"username":"alice"}`}, true},
+		{"json case-insensitive matches", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice","USERNAME":"Alice"}`}, req{body: `{"username":"alice"}`}, true},
+		// Matches that differ, which a handler decoding into a map reads
+		// otherwise than one decoding into a struct, count together,
+		// whatever they name: no such body gets a counter of its own.
+		{"json differing matches", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice","Username":"decoy-1"}`}, req{body: `{"username":"bob","USERNAME":"decoy-2"}`}, true},
+		{"json differing matches and the name", middleware.ByJSONField("username"),
+			req{body: `{"username":"alice","Username":"decoy-1"}`}, req{body: `{"username":"alice"}`}, false},
 		{"json null leaves the name before it", middleware.ByJSONField("username"),
 			req{body: `{"username":"alice","password":"x","username":null}`}, req{body: `{"username":"alice"}`}, true},
 		{"json other user", middleware.ByJSONField("username"),
