@@ -40,9 +40,10 @@ type Key struct {
 // NAT64 prefix (64:ff9b::/96) puts every IPv4 client behind that gateway
 // under one value, and a 6to4 address (2002::/16) gives its IPv4 host
 // 65,536 values; where clients arrive that way, count with ByFunc. Behind
-// a reverse proxy RemoteAddr is the proxy's: count by the header the proxy
-// sets with ByFunc, or let a middleware that trusts it rewrite RemoteAddr
-// first. A RemoteAddr that holds no IP address (empty, a Unix socket's
+// a reverse proxy RemoteAddr is the proxy's, shared by every client: let a
+// middleware that trusts the proxy rewrite RemoteAddr first, or count with
+// ByFunc by what the client cannot choose (the entry the proxy appends
+// last to X-Forwarded-For, never the first, which the client writes). A RemoteAddr that holds no IP address (empty, a Unix socket's
 // peer, or text such a middleware copied from a header unchecked) counts
 // under one value shared by all such requests: none goes uncounted, and no
 // sender can make up a counter of its own for each request.
