@@ -248,8 +248,14 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 // devices page, which says that the device was signed out; the caller's
 // own session gets the login page, which says that it signed out. The form names
 // the session by its first id (see device.ID), so a page shown before the
-// session renewed still revokes it.
+// session renewed still revokes it, and carries the page's session, as the
+// other forms do: a page left open while this browser signed in again, as
+// another user perhaps, gets 409, not a 404 saying that a device which is
+// still signed in has ended.
 func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
+	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
+		return
+	}
 	user, _ := session.UserID(r.Context())
 	id := r.PathValue("id")
 	list, err := s.sessions.List(r.Context(), user)

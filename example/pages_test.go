@@ -23,7 +23,9 @@ func as(ua string) []string { return append([]string{"User-Agent", ua}, browser.
 
 // isPage reports whether r is one of the example's HTML pages.
 func isPage(r reply) bool {
-	return strings.HasPrefix(r.header.Get("Content-Type"), "text/html") && strings.Contains(r.body, "<title>")
+	return strings.HasPrefix(r.header.Get("Content-Type"), "text/html") && strings.Contains(r.body, "<title>") &&
+		strings.Contains(r.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") &&
+		r.header.Get("X-Content-Type-Options") == "nosniff" && r.header.Get("Referrer-Policy") == "same-origin"
 }
 
 // signedOutPage reports whether r is the answer of a form that ended the
@@ -150,15 +152,16 @@ func TestErrorPages(t *testing.T) {
 
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	_, otherID := e.apiLogin("alice", "wonderland")
-	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", "", browser...); r.code != http.StatusSeeOther {
+	form := e.sessionForm(c)
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", form, browser...); r.code != http.StatusSeeOther {
 		t.Fatalf("revoke = %d, want 303", r.code)
 	}
-	r = e.send(c, "POST", "/sessions/"+otherID+"/revoke", "", browser...)
+	r = e.send(c, "POST", "/sessions/"+otherID+"/revoke", form, browser...)
 	page(r, http.StatusNotFound, "/sessions")
 	if !strings.Contains(r.body, "already ended") {
 		t.Errorf("second revoke of a session:\n%s\nwant it to say the session has already ended", r.body)
 	}
-	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "no such session" {
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", form); r.code != http.StatusNotFound || e.json(r)["error"] != "no such session" {
 		t.Errorf("API revoke of an ended session = %d %s, want 404 JSON", r.code, r.body)
 	}
 	if r := e.send(c, "GET", "/login", "", browser...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
@@ -181,15 +184,15 @@ func TestDevicesPage(t *testing.T) {
 	}
 	// The current device first, with its badge; the others by last
 	// activity (the newest, Go's client, first); names, not ids.
-	iPhone := strings.Index(r.body, `Safari on iPhone <span class="badge">This device</span>`)
-	goClient := strings.Index(r.body, "<h3>Go-http-client</h3>")
-	firefox := strings.Index(r.body, "<h3>Firefox on Windows</h3>")
+	iPhone := strings.Index(r.body, `<bdi>Safari on iPhone</bdi> <span class="badge">This device</span>`)
+	goClient := strings.Index(r.body, "<h3><bdi>Go-http-client</bdi></h3>")
+	firefox := strings.Index(r.body, "<h3><bdi>Firefox on Windows</bdi></h3>")
 	if iPhone < 0 || goClient < iPhone || firefox < goClient {
 		t.Errorf("devices page order: iPhone at %d, Go client at %d, Firefox at %d, want the current iPhone first, then by last activity:\n%s", iPhone, goClient, firefox, r.body)
 	}
 	for _, want := range []string{
 		`aria-label="Revoke Firefox on Windows"`, `aria-label="Revoke Go-http-client"`,
-		`<span class="ua">` + firefoxWindows + `</span>`, "<span>127.0.0.1</span>",
+		`<bdi class="ua">` + firefoxWindows + `</bdi>`, "<span>127.0.0.1</span>",
 		"Signs out after 30 minutes of inactivity, at the latest on <time datetime=",
 		`action="/logout-others"`, "Sign out of all other sessions", `data-confirm="Sign out of 2 other sessions?`,
 		`class="danger">Log out everywhere`, "<title>Your devices · sessionkit example</title>",
@@ -213,16 +216,15 @@ func TestDevicesPage(t *testing.T) {
 
 	firefoxID := ""
 	for _, id := range ids {
-		if strings.Contains(r.body, `action="/sessions/`+id[1]+`/revoke" class="revoke">
-<button type="submit" aria-label="Revoke Firefox on Windows"`) {
+		if regexp.MustCompile(`action="/sessions/` + id[1] + `/revoke" class="revoke">\n<input[^>]*>\n<button type="submit" aria-label="Revoke Firefox on Windows"`).MatchString(r.body) {
 			firefoxID = id[1]
 		}
 	}
-	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", "", as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+	if r := e.send(phone, "POST", "/sessions/"+firefoxID+"/revoke", e.sessionForm(phone), as(safariIPhone)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
 		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
 	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
-	if !strings.Contains(r.body, `<p class="notice" role="status">`+noticeRevoked+`</p>`) || strings.Contains(r.body, "<h3>Firefox on Windows</h3>") {
+	if !strings.Contains(r.body, `<p class="notice" role="status">`+noticeRevoked+`</p>`) || strings.Contains(r.body, "<h3><bdi>Firefox on Windows</bdi></h3>") {
 		t.Errorf("devices page after the revoke:\n%s\nwant %q and Firefox gone", r.body, noticeRevoked)
 	}
 	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
@@ -310,11 +312,14 @@ func TestSignedOutNotice(t *testing.T) {
 // only on the session their page was shown for: alice's pages left open in
 // one tab, while another tab of the same browser signs out and in as bob,
 // must not sign bob out (409, a page saying to reload, nothing changed);
-// nor may a form without the field.
+// nor may a form without the field. Nor may a Revoke button of alice's
+// devices page, which bob cannot use on alice's devices anyway: it says
+// so, rather than that the device, still signed in, has ended.
 func TestStaleSessionForms(t *testing.T) {
 	e := startExample(t)
 	c, bobPhone := noRedirects(), noRedirects()
 	e.formLogin(bobPhone, "bob", "builder", safariIPhone)
+	_, alicePhone := e.apiLogin("alice", "wonderland")
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	stale := e.sessionForm(c) // alice's dashboard and devices page
 	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); !signedOutPage(r, noticeSignedOut) {
@@ -322,7 +327,7 @@ func TestStaleSessionForms(t *testing.T) {
 	}
 	e.formLogin(c, "bob", "builder", firefoxWindows)
 
-	for _, path := range []string{"/logout-all", "/logout-others", "/logout"} {
+	for _, path := range []string{"/logout-all", "/logout-others", "/logout", "/sessions/" + alicePhone + "/revoke"} {
 		for _, body := range []string{stale, ""} {
 			r := e.send(c, "POST", path, body, as(firefoxWindows)...)
 			// A reload would send the same form again: the page says to
@@ -339,6 +344,9 @@ func TestStaleSessionForms(t *testing.T) {
 		if r := e.send(client, "GET", "/api/me", ""); r.code != http.StatusOK || e.json(r)["user_id"] != "bob" {
 			t.Errorf("after stale forms, %s: GET /api/me = %d %s, want bob's session alive", name, r.code, r.body)
 		}
+	}
+	if _, ok := e.record(alicePhone); !ok {
+		t.Error("after stale forms, alice's phone's session is gone")
 	}
 
 	// The page shown now, bob's, acts.
@@ -484,7 +492,7 @@ func TestEndingsWithRedisFull(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, body, notice string
 	}{
-		{"revoke", "/sessions/" + apiID + "/revoke", "", noticeRevoked},
+		{"revoke", "/sessions/" + apiID + "/revoke", form, noticeRevoked},
 		{"sign out the others", "/logout-others", form, noticeOthers},
 	} {
 		r := e.send(phone, "POST", tc.path, tc.body, as(safariIPhone)...)

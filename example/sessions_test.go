@@ -123,7 +123,7 @@ func TestRevokeAfterRenewal(t *testing.T) {
 		t.Fatalf("GET /sessions = %d, want a revoke button for the phone (%s):\n%s", page.code, action, page.body)
 	}
 	phone = e.renew(phone)
-	if r := e.send(c, "POST", action, ""); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+	if r := e.send(c, "POST", action, e.sessionForm(c)); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
 		t.Errorf("revoke button of the phone, which renewed since the page was shown = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
 	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
@@ -185,7 +185,7 @@ func TestSessionsPage(t *testing.T) {
 		!strings.Contains(r.body, `action="/logout-all"`) {
 		t.Fatalf("GET /sessions = %d, want the device list with a revoke button and log out everywhere:\n%s", r.code, r.body)
 	}
-	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", ""); r.code != http.StatusSeeOther {
+	if r := e.send(c, "POST", "/sessions/"+otherID+"/revoke", e.sessionForm(c)); r.code != http.StatusSeeOther {
 		t.Errorf("revoke button = %d, want 303", r.code)
 	}
 	if _, ok := e.record(otherID); ok {
