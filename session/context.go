@@ -48,6 +48,7 @@ type state struct {
 	presented string         // verified token the request carried, found or not
 	stored    string         // token whose record exists in the store, as far as this request knows
 	inserted  bool           // this request created stored's record: nobody else has its token yet
+	withheld  bool           // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
 	userID    string         // user of the stored session, "" for anonymous
 	deadline  time.Time      // absolute deadline of the stored session
 	loadErr   error          // ErrStoreUnavailable when the session could not be read
@@ -75,11 +76,6 @@ type state struct {
 	// one, which a forged post must not delete, nor an API call's
 	// Clear-Site-Data with it every cookie of the domain.
 	sentCookie bool
-	// withheld says that the request carries no cookie of the Manager's
-	// and is one that a browser sends without it, under the cookie's
-	// SameSite, even when it holds one: see Manager.withheld and
-	// canWrite.
-	withheld bool
 }
 
 // stateFrom returns the innermost session state of ctx, or nil.
