@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -112,6 +113,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the server's TLS certificate is not for the host name dialled (%s, Config.TLS.ServerName)", where)
 	case errors.As(err, &verify):
 		return "the server's TLS certificate does not verify (REDIS_TLS, Config.TLS)"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
+		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again", where)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}

@@ -178,6 +178,22 @@ func TestDescribe(t *testing.T) {
 			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
 			return redisstore.Config{Addr: replica.Addr()}, err
 		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
+		{"connection reset", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			p := srv.Proxy(t)
+			cfg := redisstore.Config{Addr: p.Addr()}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.Drop() // a load balancer that resets its connections
+			_, _, err = s.Load(ctx, "x", 0)
+			return cfg, err
+		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again"},
 		{"too few replicas", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--min-replicas-to-write", "1")
 			s := open(t, srv, redisstore.Config{})
