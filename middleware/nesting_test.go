@@ -137,3 +137,32 @@ func sameManagerApp(t *testing.T) (*session.Manager, *redistest.Server, *http.Se
 	})
 	return m, r, mux
 }
+
+// TestSameManagerTwiceCommitsOnce puts a middleware between one Manager's
+// Sessions applied twice that changes the session after the handler
+// returned, which works behind Sessions once: the inner Sessions passes the
+// request on without committing, so it works there too.
+func TestSameManagerTwiceCommitsOnce(t *testing.T) {
+	m, _, mux := sameManagerApp(t)
+	mw := middleware.Sessions(m)
+	after := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r)
+			if err := session.Put(r.Context(), "after", "yes"); err != nil {
+				t.Errorf("Put after the handler, behind Sessions twice = %v, want nil", err)
+			}
+		})
+	}
+	srv := httptest.NewServer(mw(after(mw(mux))))
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Post(srv.URL+"/login", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := len(resp.Header.Values("Set-Cookie")); resp.StatusCode != http.StatusOK || n != 1 {
+		t.Errorf("login behind Sessions twice = %d with %d Set-Cookie headers, want 200 and one", resp.StatusCode, n)
+	}
+}

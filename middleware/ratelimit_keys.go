@@ -42,8 +42,9 @@ type Key struct {
 // 65,536 values; where clients arrive that way, count with ByFunc. Behind
 // a reverse proxy RemoteAddr is the proxy's, shared by every client: let a
 // middleware that trusts the proxy rewrite RemoteAddr first, or count with
-// ByFunc by what the client cannot choose (the entry the proxy appends
-// last to X-Forwarded-For, never the first, which the client writes). A RemoteAddr that holds no IP address (empty, a Unix socket's
+// ByFunc by what the client cannot choose (in X-Forwarded-For, the entry
+// your outermost proxy appended, counted from the right; never the first,
+// which the client writes). A RemoteAddr that holds no IP address (empty, a Unix socket's
 // peer, or text such a middleware copied from a header unchecked) counts
 // under one value shared by all such requests: none goes uncounted, and no
 // sender can make up a counter of its own for each request.

@@ -75,6 +75,13 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if within(w, m) {
+				// m's Sessions runs around this one already (a router's
+				// global middleware and a route group's): the request
+				// has its session, which that one commits.
+				next.ServeHTTP(w, r)
+				return
+			}
 			// Before the handler, so that a response written around it (a
 			// recovered panic's 500) has it too; the commit puts back
 			// what a handler's Header().Set("Vary", ...) dropped.
@@ -200,13 +207,14 @@ func varies(vary []string, name string) bool {
 // would misdescribe the 503 (a gzip Content-Encoding on a plain JSON body)
 // or do what the discarded response was to do (a cookie, a redirect, a
 // file that a proxy in front serves in its place: nginx's X-Accel-Redirect,
-// Apache's and lighttpd's X-Sendfile). The keys are canonical
-// (textproto.CanonicalMIMEHeaderKey: "Etag", not "ETag"), as Header.Set
-// stores them.
+// Apache's and lighttpd's X-Sendfile; caching it for the time a proxy's or
+// CDN's own header says, which overrides Cache-Control there). The keys
+// are canonical (textproto.CanonicalMIMEHeaderKey: "Etag", not "ETag"),
+// as Header.Set stores them.
 var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
 	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
-	"X-Accel-Redirect", "X-Sendfile",
+	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control",
 }
 
 // dropResponseHeaders undoes what the handler did to discardedHeaders in h:
@@ -322,6 +330,24 @@ func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errHijackCookie
 	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// within reports whether rw is, or wraps (as http.ResponseController finds
+// writers through Unwrap), the writer of m's Sessions.
+func within(rw http.ResponseWriter, m *session.Manager) bool {
+	for {
+		switch t := rw.(type) {
+		case *sessionWriter:
+			if t.m == m {
+				return true
+			}
+			rw = t.ResponseWriter
+		case interface{ Unwrap() http.ResponseWriter }:
+			rw = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // canHijack reports whether rw, or a writer it wraps (as

@@ -159,10 +159,6 @@ var errNoMiddleware = fmt.Errorf("%w: no session middleware ran for this request
 // this one's did not.
 var errOtherMiddleware = fmt.Errorf("%w: this Manager's middleware.Sessions did not run for this request, only another Manager's", ErrNoSession)
 
-// errWithheld is the error of a write that would start a session in a
-// request whose cookie the browser may have kept back; see canWrite.
-var errWithheld = fmt.Errorf("%w: a cross-site request without the session cookie, which the cookie's SameSite keeps from such requests, cannot start a session: its cookie would replace one the browser holds", ErrNoSession)
-
 // errStale is the error of a write in a request whose token leads to no
 // session; see canWrite.
 var errStale = fmt.Errorf("%w: the request's token has ended or was replaced; Create logs in, Destroy drops the token", ErrNoSession)
@@ -187,7 +183,7 @@ func (st *state) canWrite() error {
 		// signed-in one that SameSite kept from this request: a link on
 		// another site to a page that stores a value for visitors would
 		// sign them out.
-		return errWithheld
+		return ErrCrossSite
 	}
 	return nil
 }
@@ -552,12 +548,13 @@ func LoadError(ctx context.Context) error {
 // (forged, expired, ended, or replaced by a parallel login or renewal) it
 // returns ErrNoSession: a new anonymous session would need a cookie that
 // could overwrite a login made in parallel. Create, or Destroy (which
-// drops the dead token), lifts that. It returns ErrNoSession too when it
-// would start a session in a cross-site request that came without the
-// cookie, where the cookie's SameSite keeps it from the request
-// (Sec-Fetch-Site: cross-site; under Lax, unless a top-level navigation
-// with a safe method): the browser may hold a signed-in session's cookie,
-// which the new one would replace. Create lifts that.
+// drops the dead token), lifts that. It returns ErrCrossSite, which
+// matches ErrNoSession, when it would start a session in a cross-site
+// request that came without the cookie, where the cookie's SameSite keeps
+// it from the request (Sec-Fetch-Site: cross-site; under Lax, unless a
+// top-level GET or HEAD navigation): the browser may hold a signed-in
+// session's cookie, which the new one would replace. Create lifts that;
+// Destroy does not (see ErrCrossSite for what does).
 func Put(ctx context.Context, key string, value any) error {
 	st, err := keyed(ctx, key)
 	if err != nil {

@@ -106,8 +106,16 @@ func TestCrossSiteStartsNoSession(t *testing.T) {
 			_, cookie := sessionCookie(m, h)
 			keys, _ := redis.Strings(r.Do(t, "KEYS", "*"), nil)
 			if tc.refused {
-				if !errors.Is(err, ErrNoSession) || cookie || len(keys) != 0 {
-					t.Errorf("Put = %v, cookie set %v, keys %q; want ErrNoSession, no cookie and nothing in Redis", err, cookie, keys)
+				if !errors.Is(err, ErrCrossSite) || !errors.Is(err, ErrNoSession) || cookie || len(keys) != 0 {
+					t.Errorf("Put = %v, cookie set %v, keys %q; want ErrCrossSite (an ErrNoSession), no cookie and nothing in Redis", err, cookie, keys)
+				}
+				// Destroy, the way out of a dead token, is none here.
+				ctx = m.Load(req)
+				if err := Destroy(ctx); err != nil {
+					t.Fatalf("Destroy = %v", err)
+				}
+				if err := Put(ctx, "return_to", "/cart"); !errors.Is(err, ErrCrossSite) {
+					t.Errorf("Put after Destroy = %v, want ErrCrossSite", err)
 				}
 				// A login is the user's own doing: it goes ahead, and the
 				// values put after it are saved with it.

@@ -1,6 +1,9 @@
 package session
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrStoreUnavailable reports that the session store could not be asked
@@ -23,6 +26,18 @@ var (
 	// also returns it in a request whose token leads to no session, which
 	// may not start an anonymous one (see the package documentation).
 	ErrNoSession = errors.New("session: no session")
+
+	// ErrCrossSite is what Put returns when it would start a session in a
+	// cross-site request that came without the session cookie, where the
+	// cookie's SameSite keeps it from such requests: the browser may hold
+	// a signed-in cookie, which the new one would replace. It matches
+	// ErrNoSession. Destroy does not lift it; a request of the same site
+	// does: under Strict, a page of yours the cross-site link lands on
+	// that moves on to the page that stores the value (a meta refresh);
+	// under Lax, a 303 from a cross-site POST (an OIDC form_post
+	// callback, a payment provider's return) to a GET, which carries the
+	// cookie. A login (Create) in the request lifts it too.
+	ErrCrossSite = fmt.Errorf("%w: a cross-site request without the session cookie, which the cookie's SameSite keeps from such requests, cannot start a session: its cookie would replace one the browser holds", ErrNoSession)
 
 	// ErrResponseStarted reports a change asked for after the response
 	// began (after the first Write, WriteHeader or Flush): the session was

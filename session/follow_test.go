@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -836,5 +839,44 @@ func TestReloginUnderReads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: re-login while the session is read = %v, want nil", round, err)
 		}
+	}
+}
+
+// TestStalledReloginLeavesNoSession signs in again while Redis is
+// unreachable (a stalled network path): the login times out, and its
+// transaction may still run once the path heals, ending the session the
+// request came with. The request therefore keeps no session: it writes
+// nothing more and sets no cookie, where it used to go on as the old
+// session and drop what it put afterwards without a word.
+func TestStalledReloginLeavesNoSession(t *testing.T) {
+	r := redistest.Start(t)
+	p := r.Proxy(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: p.Addr(), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, _ := login(t, m, "alice")
+	h, cerr := exchange(t, m, cookie, func(ctx context.Context) {
+		p.Stall()
+		_, err := Create(ctx, "alice")
+		p.Heal()
+		if !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("Create on a stalled Redis = %v, want ErrStoreUnavailable", err)
+		}
+		if u, ok := UserID(ctx); ok {
+			t.Errorf("after a re-login that timed out, UserID = %q; want no session: the login may still run", u)
+		}
+		if err := Put(ctx, "theme", "dark"); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Put after a re-login that timed out = %v, want ErrNoSession", err)
+		}
+	})
+	if sc, ok := sessionCookie(m, h); ok || cerr != nil {
+		t.Errorf("Commit = %v, Set-Cookie %v; want no error and the cookie left alone", cerr, sc)
 	}
 }

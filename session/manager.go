@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -603,6 +604,8 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 		ended, err = m.store.AddUserSession(ctx, add)
 	}
+	// add.Replaces is "" after the fallback above: ended lists only the
+	// sessions the limit revoked then.
 	for _, id := range ended {
 		switch {
 		case id != add.Replaces:
@@ -612,10 +615,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 	}
 	if err != nil {
-		if owner != "" && slices.Contains(ended, add.Replaces) {
-			// Replaced, but the replicas did not confirm it: the request
-			// has no session left, and the new one, whose token it will
-			// not hand out, goes again.
+		if owner != "" && add.Replaces != "" && (slices.Contains(ended, add.Replaces) || outcomeUnknown(err)) {
+			// Replaced, but the replicas did not confirm it; or the call
+			// timed out or lost its connection, and a stalled Redis may
+			// still run it: either way the request keeps no session, and
+			// the new one, whose token it will not hand out, goes again
+			// if Redis lets it.
 			st.gone()
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 		}
@@ -668,6 +673,16 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
+}
+
+// outcomeUnknown reports whether err, a store call's, leaves unknown
+// whether the call ran: it timed out, or its connection broke, after its
+// commands may have reached Redis, which runs them when it gets to them.
+// An error reply (out of memory, a denied command) says that they did not.
+func outcomeUnknown(err error) bool {
+	var nerr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.As(err, &nerr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // endSignedIn ends the signed-in session id of owner, with meta md, that
@@ -1058,7 +1073,7 @@ func cookieAttributes(cfg Config) string {
 // cookie of m's SameSite even when it holds one: a cross-site request, as
 // Sec-Fetch-Site says (browsers have sent it since 2020 to 2023; requests
 // without it are not taken as withheld), and under Lax only one that is
-// not a top-level navigation with a safe method, which Lax lets through.
+// not a top-level GET or HEAD navigation, which Lax lets through.
 func (m *Manager) withheld(r *http.Request) bool {
 	if r.Header.Get("Sec-Fetch-Site") != "cross-site" {
 		return false
@@ -1068,8 +1083,7 @@ func (m *Manager) withheld(r *http.Request) bool {
 		return true
 	case http.SameSiteLaxMode:
 		topLevel := r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document"
-		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace
-		return !topLevel || !safe
+		return !topLevel || r.Method != http.MethodGet && r.Method != http.MethodHead
 	}
 	return false // None: sent cross-site too
 }
