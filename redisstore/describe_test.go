@@ -179,19 +179,10 @@ func TestDescribe(t *testing.T) {
 			return redisstore.Config{Addr: replica.Addr()}, err
 		}, "Redis answered as a read-only replica: REDIS_URL or REDIS_HOST and REDIS_PORT names a replica, or a failover just demoted the master (REDIS_SENTINELS follows it)"},
 		{"connection reset", func(t *testing.T) (redisstore.Config, error) {
-			srv := redistest.Start(t)
-			p := srv.Proxy(t)
-			cfg := redisstore.Config{Addr: p.Addr()}
-			s, err := redisstore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if err := s.Ping(ctx); err != nil {
-				t.Fatal(err)
-			}
+			cfg := redisstore.Config{}
+			s, p := proxied(t, &cfg)
 			p.Drop() // a load balancer that resets its connections
-			_, _, err = s.Load(ctx, "x", 0)
+			_, _, err := s.Load(ctx, "x", 0)
 			return cfg, err
 		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again"},
 		{"too few replicas", func(t *testing.T) (redisstore.Config, error) {
@@ -223,17 +214,8 @@ func TestDescribe(t *testing.T) {
 			return redisstore.Config{Addr: srv.Addr()}, err
 		}, "a Redis Cluster node answered (REDIS_URL or REDIS_HOST and REDIS_PORT names one): configure the Cluster with REDIS_CLUSTER_NODES (Config.ClusterNodes) instead"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
-			srv := redistest.Start(t)
-			p := srv.Proxy(t)
-			cfg := redisstore.Config{Addr: p.Addr(), Timeout: 100 * time.Millisecond}
-			s, err := redisstore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if err := s.Ping(ctx); err != nil {
-				t.Fatal(err)
-			}
+			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
+			s, p := proxied(t, &cfg)
 			p.Slow(200 * time.Millisecond)
 			return cfg, s.Ping(ctx)
 		}, "Redis did not answer within 100ms (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)"},
@@ -260,4 +242,21 @@ func TestDescribe(t *testing.T) {
 	if got := redisstore.Describe(nil, redisstore.Config{}); got != "" {
 		t.Errorf("Describe(nil) = %q, want empty", got)
 	}
+}
+
+// proxied opens a Store with cfg on a redis-server of its own behind a
+// proxy, sets cfg.Addr to the proxy's, and checks that the Store answers.
+func proxied(t *testing.T, cfg *redisstore.Config) (*redisstore.Store, *redistest.Proxy) {
+	t.Helper()
+	p := redistest.Start(t).Proxy(t)
+	cfg.Addr = p.Addr()
+	s, err := redisstore.Open(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, p
 }

@@ -497,7 +497,6 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 
 // create logs userID in; see Create. The caller holds st.mu.
 func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, error) {
-	now := m.now()
 	// The record the request came with is deleted in the step that inserts
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
@@ -535,7 +534,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	// The new session begins after the round trips above, if any (the
 	// record read after a failed load, the session ended).
-	now = m.now()
+	now := m.now()
 	at := wholeMilli(now)
 	ip, userAgent := st.client()
 	md := m.codec.newMeta(userID, at, ip, userAgent)
