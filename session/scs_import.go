@@ -259,7 +259,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 			continue
 		}
 		if !validKey(k) {
-			m.log.Warn("session: scs value with a reserved key dropped in migration", "key", k)
+			m.log.Warn("session: scs value with an invalid key (reserved, or not UTF-8) dropped in migration", "key", k)
 			continue
 		}
 		nv, err := normalize(v)

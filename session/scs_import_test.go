@@ -239,7 +239,7 @@ func TestSCSImportRememberMe(t *testing.T) {
 	if v, _ := Get[string](ctx, "theme"); v != "dark" {
 		t.Errorf("Get(theme) = %q, want dark", v)
 	}
-	if strings.Contains(logs, "__rememberMe") || strings.Count(logs, "reserved key") != 1 || !strings.Contains(logs, "key=__flash") {
+	if strings.Contains(logs, "__rememberMe") || strings.Count(logs, "invalid key (reserved") != 1 || !strings.Contains(logs, "key=__flash") {
 		t.Errorf("logs = %q, want one warning, naming __flash", logs)
 	}
 }
