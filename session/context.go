@@ -296,7 +296,11 @@ type Info struct {
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
 // never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes
-// (ErrInvalidUserID). When even a record without values would be over
+// (ErrInvalidUserID). It is compared byte for byte, here and by the
+// Manager's List, Revoke and RevokeAll and the session limit: pass the
+// account's stable id (a primary key), never the name as the user typed
+// it, which "Alice@Example.com" and "alice@example.com" would make two
+// users whose sessions "log out everywhere" and the limit keep apart. When even a record without values would be over
 // Config.MaxRecordBytes, Create returns an error matching ErrInvalidValue
 // and changes nothing. After the response has started Create returns
 // ErrResponseStarted and changes nothing.
@@ -523,14 +527,17 @@ func LoadError(ctx context.Context) error {
 // as the same type (a time as the same instant, a nil []byte as an empty
 // one, in this request too); any other value is stored
 // as JSON and decoded into the type Get asks for, by encoding/json's rules
-// (unexported fields are dropped; a time.Time inside keeps its zone offset
-// in whole minutes). A []byte is copied: later writes to the caller's
+// (unexported fields are dropped; a number inside a map[string]any or an
+// []any comes back as a float64, exact up to 2^53: ask Get for a type
+// with int64 fields to keep larger ones). A []byte is copied: later writes to the caller's
 // slice do not reach the session. Keys must be valid UTF-8, not empty, and not start with
 // "__" (ErrReservedKey; the error for a key that is not valid UTF-8, which
 // the record could not keep, matches ErrInvalidValue too). A value the record could not give back unchanged
 // is refused with ErrInvalidValue and the session is left as it was: a NaN
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
-// too), a time outside years 0 to 9999, a value encoding/json refuses, a
+// too), a time outside years 0 to 9999 (or, inside another value, with a
+// zone offset of seconds, as local mean times before 1900 have, which JSON
+// would write moved: put it in UTC), a value encoding/json refuses, a
 // struct (or a pointer to one) that holds data only in unexported fields,
 // which JSON keeps none of (an error made by errors.New: put err.Error()), or
 // one whose JSON nests arrays and objects more than 61 levels deep
@@ -581,7 +588,8 @@ func Put(ctx context.Context, key string, value any) error {
 
 // Get returns the value of key as a T. ok is false when there is no such
 // value or it does not fit T. A value of one of the types Put keeps as
-// themselves fits only that type; any other was stored as JSON and fits
+// themselves fits only that type (or an interface it satisfies: Get[any]
+// returns any value); any other was stored as JSON and fits
 // whatever encoding/json decodes it into without an error, by its lenient
 // rules: fields the JSON lacks are left zero and fields T lacks are
 // ignored (matched case-insensitively), an array longer than a Go array

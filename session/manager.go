@@ -74,7 +74,11 @@ type Manager struct {
 const outageLogInterval = 10 * time.Second
 
 // New returns a Manager that keeps sessions in store, or an error naming the
-// first invalid field of cfg.
+// first invalid field of cfg. Managers on one store (or on stores of one
+// Redis and key prefix) share their sessions, as instances of one app do:
+// with the same keys a token of either opens the other's session, and
+// either way each one's List, RevokeAll and session limit act on the
+// other's sessions too.
 func New(store Store, cfg Config) (*Manager, error) {
 	// A nil *redisstore.Store is a non-nil interface that would panic at
 	// the first request.

@@ -687,8 +687,10 @@ const maxValueDepth = maxRecordDepth - valueLevels
 // cannot write (one with seconds, as in 19th-century local mean time, or
 // of 24 hours or more) is kept as the same instant in UTC, and a nil
 // []byte as an empty one. Values of other types follow encoding/json's
-// rules, which this does not second-guess: unexported fields are dropped,
-// and a time.Time inside them keeps its zone offset in whole minutes.
+// rules, which this does not second-guess: unexported fields are dropped.
+// But a time.Time inside them with a zone offset of seconds is refused:
+// encoding/json writes the offset without them, and the instant would
+// come back moved by up to 59 seconds.
 func normalize(v any) (any, error) {
 	switch v := v.(type) {
 	case string:
@@ -738,8 +740,63 @@ func normalize(v any) (any, error) {
 		if nestedDeeper(b, maxValueDepth) {
 			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxValueDepth)
 		}
+		if offsetSeconds(reflect.ValueOf(v), maxValueDepth) {
+			return nil, fmt.Errorf("%w: %T holds a time.Time whose zone offset has seconds (local mean time), which JSON drops, moving the instant: put it in UTC", ErrInvalidValue, v)
+		}
 		return jsonValue(b), nil
 	}
+}
+
+// timeType is the type of time.Time.
+var timeType = reflect.TypeFor[time.Time]()
+
+// offsetSeconds reports whether v holds, within depth levels of pointers,
+// interfaces, exported struct fields, slice or array elements and map
+// values, a time.Time whose zone offset is not a whole number of minutes.
+// It does not look inside values of other types that encode themselves
+// (json.Marshaler, encoding.TextMarshaler): their encoding is their own;
+// nor inside an embedded struct of an unexported type, whose fields
+// reflect cannot read.
+func offsetSeconds(v reflect.Value, depth int) bool {
+	if depth < 0 || !v.IsValid() || !v.CanInterface() {
+		return false
+	}
+	if v.Type() == timeType {
+		_, offset := v.Interface().(time.Time).Zone()
+		return offset%60 != 0
+	}
+	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface {
+		switch v.Interface().(type) {
+		case json.Marshaler, encoding.TextMarshaler:
+			return false
+		}
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return !v.IsNil() && offsetSeconds(v.Elem(), depth)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && offsetSeconds(v.Field(i), depth-1) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return false // bytes
+		}
+		for i := range v.Len() {
+			if offsetSeconds(v.Index(i), depth-1) {
+				return true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if offsetSeconds(it.Value(), depth-1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lostInJSON reports whether v is a struct, or a pointer to one, whose

@@ -504,10 +504,22 @@ func TestPutTimeOffsets(t *testing.T) {
 		{"offset of seconds", lmt,
 			getAs[time.Time], func(v any) time.Time { return v.(time.Time) }},
 		// Other types follow encoding/json's rules (documented on Put): it
-		// refuses an offset of 24 hours or more, and keeps a time's offset in
-		// whole minutes, so a struct is not tried with an offset of seconds.
+		// refuses an offset of 24 hours or more, and writes a time's offset
+		// in whole minutes, which would move the instant of one with
+		// seconds: Put refuses those.
 		{"struct with an offset of 25 hours", event{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 25*3600))},
 			getAs[event], func(v any) time.Time { return v.(event).At }},
+		{"struct with an offset of seconds", event{lmt},
+			getAs[event], func(v any) time.Time { return v.(event).At }},
+		{"pointer to a struct with an offset of seconds", &event{lmt},
+			getAs[event], func(v any) time.Time {
+				if e, ok := v.(*event); ok {
+					return e.At
+				}
+				return v.(event).At
+			}},
+		{"map with an offset of seconds", map[string]time.Time{"born": lmt},
+			getAs[map[string]time.Time], func(v any) time.Time { return v.(map[string]time.Time)["born"] }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -629,6 +641,40 @@ func TestPutSelfEncoding(t *testing.T) {
 		}
 		if f, ok := Get[filters](ctx, "empty"); !ok || f.m == nil || len(f.m) != 0 {
 			t.Errorf("Get(empty) = %+v, %v; want an empty map", f, ok)
+		}
+	})
+}
+
+// TestPutNestedOffsetSeconds puts times with a zone offset of seconds
+// deeper inside other values, which encoding/json would write moved by
+// those seconds: Put refuses each; the same values in UTC, or in a zone of
+// whole minutes, are taken.
+func TestPutNestedOffsetSeconds(t *testing.T) {
+	ams, err := time.LoadLocation("Europe/Amsterdam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lmt := time.Date(1900, 1, 2, 3, 4, 5, 0, ams) // offset +0:19:32
+	type person struct {
+		Name  string
+		Born  *time.Time
+		Dates []any
+	}
+	m, _, _ := newTestManager(t, Config{})
+	serve(t, m, "", func(ctx context.Context) {
+		for name, v := range map[string]any{
+			"slice of any":          []any{"x", lmt},
+			"map of any in a slice": []map[string]any{{"born": lmt}},
+			"pointer field":         person{Name: "p", Born: &lmt},
+			"deep in a struct":      person{Dates: []any{map[string]any{"at": lmt}}},
+		} {
+			if err := Put(ctx, "v", v); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("Put(%s) = %v, want ErrInvalidValue", name, err)
+			}
+			utc := lmt.UTC()
+			if err := Put(ctx, "v", person{Born: &utc, Dates: []any{time.Date(2026, 1, 2, 3, 4, 5, 0, ams)}}); err != nil {
+				t.Errorf("Put of the same in UTC and whole minutes = %v, want nil", err)
+			}
 		}
 	})
 }

@@ -72,7 +72,7 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		userID := r.FormValue("user") // check the credentials first in a real app
+		userID := r.FormValue("user") // a real app checks the credentials and passes the account's stable id
 		if _, err := session.Create(r.Context(), userID); errors.Is(err, session.ErrInvalidUserID) {
 			http.Error(w, "no such user", http.StatusBadRequest)
 			return
