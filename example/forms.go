@@ -160,8 +160,9 @@ func (s *server) loginUnavailable(w http.ResponseWriter, username, next string) 
 }
 
 // sessionField is the form field by which the forms that change the
-// session (log out, sign out of all other sessions, log out everywhere)
-// name the session their page was shown for: page.Session.
+// session (log out, sign out of all other sessions, log out everywhere,
+// each device's Revoke) name the session their page was shown for:
+// page.Session.
 const sessionField = "session"
 
 // sameSession reports whether the form r posts was shown for the session r

@@ -154,8 +154,8 @@ func cloneValues(v url.Values) url.Values {
 
 // ByJSONField counts requests by the string field name of a JSON object
 // body, read as encoding/json reads it into a struct field of type string:
-// the name matched case-insensitively, the last match winning, a null
-// leaving the value before it in place. The value is trimmed of spaces and
+// the name matched case-insensitively, the last match winning (when the
+// matches agree: see below), a null leaving the value before it in place. The value is trimmed of spaces and
 // case-folded, as for ByFormField. Requests whose body is not such an object, or lacks the
 // field, are not counted by the rule (the handler refuses them in turn).
 // The handler must read the field that way too: one that decodes into a

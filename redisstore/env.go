@@ -37,7 +37,7 @@ import (
 //	                          connect with TLS, verifying every server's certificate
 //	                          against the system roots for its host (under Sentinel,
 //	                          the sentinels' too); default false
-//	REDIS_WAIT_REPLICAS       replicas a logout waits for (Config.WaitReplicas): set
+//	REDIS_WAIT_REPLICAS       replicas a logout, revocation or re-login waits for (Config.WaitReplicas): set
 //	                          it to the number of replicas; default 0
 //
 // and the near-cache's settings ([NearCache], Config.NearCache):

@@ -54,7 +54,9 @@
 // the dead token on purpose. A browser whose session timed out keeps sending
 // its dead cookie until the cookie's expiry (the absolute deadline), so an
 // app that stores values for anonymous visitors calls Destroy when Put
-// returns ErrNoSession, then puts again, but only in a request that no
+// returns ErrNoSession (but not ErrCrossSite: a cross-site request without
+// the cookie, which Destroy does not lift), then puts again, but only in a
+// request that no
 // login or renewal of the same browser runs beside (a page the user
 // navigates to): in a request that a parallel login or renewal overtook,
 // Destroy and the new anonymous cookie would replace the browser's new

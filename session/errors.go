@@ -24,7 +24,9 @@ var (
 	// Sessions middleware), the session is anonymous, or it was ended
 	// (logged out, revoked, renewed or expired) by another request. Put
 	// also returns it in a request whose token leads to no session, which
-	// may not start an anonymous one (see the package documentation).
+	// may not start an anonymous one (see the package documentation), and,
+	// as ErrCrossSite, in a cross-site request that SameSite kept the
+	// cookie from.
 	ErrNoSession = errors.New("session: no session")
 
 	// ErrCrossSite is what Put returns when it would start a session in a

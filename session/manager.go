@@ -1099,7 +1099,8 @@ func (st *state) client() (ip, userAgent string) {
 
 // clientIP returns the IP address of remoteAddr: "host:port" as net/http
 // sets it, or an address without a port, as a middleware that trusts a
-// proxy's header writes it (chi's RealIP, gorilla's ProxyHeaders). It
+// proxy's header writes it (one configured to take the entry the proxy
+// appended, not the first of X-Forwarded-For, which the client writes). It
 // returns "" when remoteAddr holds no IP address, so that a session keeps
 // an address or nothing, never text a header made up (which could be
 // long, or not UTF-8 and then not what the record keeps).

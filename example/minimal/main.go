@@ -105,10 +105,10 @@ func main() {
 		addr = "127.0.0.1:8090"
 	}
 	log.Printf("listening on http://%s", addr)
-	// CrossOriginProtection refuses cross-site POSTs (403): without it
-	// another site's page could log its visitors out, or in as someone
-	// else (SameSite=Lax keeps the cookie off such a post, not the answer's
-	// Set-Cookie off the browser).
+	// CrossOriginProtection refuses cross-origin POSTs (403: another site, or
+	// a sibling subdomain): without it another site's page could log its
+	// visitors out, or in as someone else (SameSite=Lax keeps the cookie off
+	// such a post, not the answer's Set-Cookie off the browser).
 	csrf := http.NewCrossOriginProtection()
 	log.Fatal(http.ListenAndServe(addr, csrf.Handler(middleware.Sessions(sessions)(mux))))
 }
