@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/sessionkit/sessionkit/internal/leakcheck"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // TestMain fails the package if a test leaves a goroutine behind: a pool,
@@ -96,7 +97,7 @@ func TestBindErrorNamesADDR(t *testing.T) {
 	t.Setenv("SESSION_KEYS", testKeys())
 	t.Setenv("ADDR", addr)
 
-	var log syncBuffer
+	var log syncbuf.Buffer
 	err = run(slog.New(slog.NewTextHandler(&log, nil)))
 	if err == nil {
 		t.Fatalf("run with ADDR=%s, a port in use: no error", addr)

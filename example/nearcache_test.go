@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // loginAPI logs alice in through POST /api/login and returns the
@@ -85,7 +87,7 @@ func TestNearCacheEmbedded(t *testing.T) {
 	}
 	t.Setenv("SESSION_KEYS", testKeys())
 	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
-	var log syncBuffer
+	var log syncbuf.Buffer
 	a, err := setup(slog.New(slog.NewTextHandler(&log, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -12,12 +11,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -121,7 +120,7 @@ func TestLivezWithoutRedis(t *testing.T) {
 func TestProbesReadOnlyReplica(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := startExampleLogging(t, replica, testKeys(), &logs)
 	c := noRedirects()
 	for range 2 {
@@ -152,7 +151,7 @@ func TestReadyzRedisOutage(t *testing.T) {
 		{"paused", (*redistest.Server).Pause, (*redistest.Server).Resume},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
 			c := noRedirects()
 			e.probe(c, "/readyz", http.StatusOK, probeOK)
@@ -290,30 +289,11 @@ func randomKey() []byte {
 	return key
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers, such as a
-// logger used by a server's handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestProbeClientGone sends /readyz and /healthz probes whose client has
 // gone (the context cancelled) to a healthy example: their failed PINGs
 // say nothing of Redis, so nothing is logged and readiness does not flip.
 func TestProbeClientGone(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
 	for range 3 {
 		for _, path := range []string{"/readyz", "/healthz"} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // loginPolicy is the RateLimit-Policy of both logins.
@@ -157,7 +158,7 @@ func TestLoginLimitFailsClosed(t *testing.T) {
 	token, _ := full.apiLogin("alice", "wonderland")
 
 	t.Setenv("REDIS_URL", "redis://app:app-pass-73@"+r.Addr())
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	a, err := setup(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -399,9 +400,9 @@ func TestRateLimitKeyAcrossInstances(t *testing.T) {
 	}
 
 	t.Setenv("RATE_LIMIT_KEY", "")
-	var log1, log2 syncBuffer
+	var log1, log2 syncbuf.Buffer
 	three, four := startExampleLogging(t, r, keys, &log1), startExampleLogging(t, r, keys, &log2)
-	for _, log := range []*syncBuffer{&log1, &log2} {
+	for _, log := range []*syncbuf.Buffer{&log1, &log2} {
 		if out := log.String(); !strings.Contains(out, "RATE_LIMIT_KEY is not set") || !strings.Contains(out, "rate_limit_key_set=false") {
 			t.Errorf("start-up without RATE_LIMIT_KEY logged no warning, or no rate_limit_key_set=false:\n%s", out)
 		}

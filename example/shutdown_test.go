@@ -20,6 +20,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -298,7 +299,7 @@ func buildExample(t *testing.T) string {
 // process is the example binary running for a test.
 type process struct {
 	cmd  *exec.Cmd
-	log  syncBuffer // its standard error: the log
+	log  syncbuf.Buffer // its standard error: the log
 	done chan struct{}
 }
 

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -9,11 +8,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -25,7 +24,7 @@ type harness struct {
 	redis  *redistest.Server
 	m      *session.Manager
 	srv    *httptest.Server
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	hooked func(w http.ResponseWriter, r *http.Request) // behind /hook, set by a test
 }
 
@@ -45,7 +44,7 @@ type harnessOpts struct {
 
 func newHarness(t *testing.T, opts harnessOpts) *harness {
 	t.Helper()
-	h := &harness{t: t, redis: opts.redis, logs: new(syncBuffer)}
+	h := &harness{t: t, redis: opts.redis, logs: new(syncbuf.Buffer)}
 	if h.redis == nil && opts.password != "" {
 		h.redis = redistest.Start(t, "--requirepass", opts.password)
 	} else if h.redis == nil {
@@ -198,23 +197,4 @@ func (h *harness) exists(id string) bool {
 	h.t.Helper()
 	n, _ := h.redis.Do(h.t, "EXISTS", "session:"+id).(int64)
 	return n == 1
-}
-
-// syncBuffer is a bytes.Buffer that the server's logger and the test may use
-// at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -1001,7 +1002,7 @@ func TestRateLimitByUserWithoutSessions(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			limit, err := middleware.RateLimit(store, middleware.RateLimitConfig{
 				Secret: rateSecret,
 				Rules: []middleware.Rule{
@@ -1106,7 +1107,7 @@ func TestRateLimitFormParsedBefore(t *testing.T) {
 func TestRateLimitClientGone(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), time.Second)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	var ran atomic.Int64
 	mw, err := middleware.RateLimit(store, middleware.RateLimitConfig{Secret: rateSecret,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),

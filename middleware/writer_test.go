@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -217,7 +218,7 @@ func TestChangeAfterResponseStarted(t *testing.T) {
 // site's logout sends it, which drops the admin cookie too.
 func TestTwoManagersInOneChain(t *testing.T) {
 	r := redistest.Start(t)
-	logs := new(syncBuffer)
+	logs := new(syncbuf.Buffer)
 	newManager := func(prefix, cookie string, key byte) *session.Manager {
 		store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), KeyPrefix: prefix, Timeout: 2 * time.Second})
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -121,7 +122,7 @@ func TestNearCacheDialsLikeThePool(t *testing.T) {
 		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
 		"--tls-auth-clients", "no")
-	var sent redisstore.LockedBuffer
+	var sent syncbuf.Buffer
 	tlsAddr := tapProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), &sent)
 
 	for _, tc := range []struct{ name, addr string }{
@@ -293,7 +294,7 @@ func TestNearCacheLogsConnectFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged redisstore.LockedBuffer
+	var logged syncbuf.Buffer
 	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -455,7 +456,7 @@ func TestNearCacheHidesURLPassword(t *testing.T) {
 	pool := &redis.Pool{Dial: func() (redis.Conn, error) {
 		return redis.DialURL("redis://:" + password + "@" + srv.Addr())
 	}}
-	var logged redisstore.LockedBuffer
+	var logged syncbuf.Buffer
 	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -524,7 +525,7 @@ func TestNearCacheWarningNamesStep(t *testing.T) {
 				}
 				defer held.Close()
 			}
-			var logged redisstore.LockedBuffer
+			var logged syncbuf.Buffer
 			s, err := redisstore.New(pool, redisstore.Config{DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
 				NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 			if err != nil {

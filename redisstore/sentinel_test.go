@@ -27,6 +27,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // Distinct credentials of the data nodes and of the Sentinels, so that a
@@ -1053,7 +1054,7 @@ func TestSentinelAllDown(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
 	ctx := context.Background()
-	var logs LockedBuffer
+	var logs syncbuf.Buffer
 	cfg := sentinelConfig(sn)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := openSentinel(t, cfg)
