@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
@@ -878,5 +880,91 @@ func TestStalledReloginLeavesNoSession(t *testing.T) {
 	})
 	if sc, ok := sessionCookie(m, h); ok || cerr != nil {
 		t.Errorf("Commit = %v, Set-Cookie %v; want no error and the cookie left alone", cerr, sc)
+	}
+}
+
+// TestReloginRacesRenewals signs a laptop in again while three requests of
+// the same browser, on this instance and on another, renew its session at
+// jittered times, 150 rounds with a session limit and without. Whenever
+// the login succeeds: no token of the laptop's old session (its first, or
+// any a renewal gave) still works, the phone's session does, the user's
+// list is the phone's and the new session, every index member has a
+// record, and the old session was reported ended once, nothing revoked.
+func TestReloginRacesRenewals(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {
+			r := redistest.Start(t)
+			events := &eventLog{}
+			cfg := Config{MaxSessionsPerUser: limit, OnEvent: events.add}
+			here, there := taggedManager(t, r, cfg), taggedManager(t, r, cfg)
+			succeeded := 0
+			for round := range 150 {
+				r.Do(t, "FLUSHDB")
+				phone, phoneID := login(t, here, "alice")
+				laptop, _ := login(t, here, "alice")
+				events.take()
+				relogin := load(here, laptop)
+				renewed := make([]string, 3)
+				var wg sync.WaitGroup
+				for i := range renewed {
+					m := []*Manager{here, there}[i%2]
+					wg.Go(func() {
+						time.Sleep(time.Duration(rand.IntN(400)) * time.Microsecond)
+						h, err := exchange(t, m, laptop, func(ctx context.Context) { Renew(ctx) })
+						if c, ok := sessionCookie(m, h); ok && err == nil && c.MaxAge > 0 {
+							renewed[i] = c.Value
+						}
+					})
+				}
+				var info Info
+				var err error
+				wg.Go(func() {
+					time.Sleep(time.Duration(rand.IntN(600)) * time.Microsecond)
+					info, err = Create(relogin, "alice")
+				})
+				wg.Wait()
+				if err != nil {
+					continue // contention with the renewals: allowed, checked elsewhere
+				}
+				succeeded++
+				for _, c := range append([]string{laptop}, renewed...) {
+					if c != "" && userOf(t, here, c) != "" {
+						t.Fatalf("round %d: a token of the laptop's old session works beside the new one", round)
+					}
+				}
+				if userOf(t, there, phone) != "alice" {
+					t.Fatalf("round %d: the phone was signed out by the laptop's re-login", round)
+				}
+				list, lerr := here.List(context.Background(), "alice")
+				ids := []string{}
+				for _, s := range list {
+					ids = append(ids, s.ID)
+				}
+				if want := []string{phoneID, info.ID}; lerr != nil || !slices.Equal(sorted(ids...), sorted(want...)) {
+					t.Fatalf("round %d: List(alice) = %v, %v; want %v", round, ids, lerr, want)
+				}
+				members, _ := redis.Strings(r.Do(t, "ZRANGE", "user:alice:sessions", 0, -1), nil)
+				for _, id := range members {
+					if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+id), nil); n != 1 {
+						t.Fatalf("round %d: index member %.8s has no record", round, id)
+					}
+				}
+				destroyed, revoked := 0, 0
+				for _, e := range events.take() {
+					switch e.Kind {
+					case EventDestroyed:
+						destroyed++
+					case EventRevoked:
+						revoked++
+					}
+				}
+				if destroyed != 1 || revoked != 0 {
+					t.Fatalf("round %d: %d destroyed and %d revoked events, want 1 and 0", round, destroyed, revoked)
+				}
+			}
+			if succeeded < 100 {
+				t.Errorf("%d of 150 re-logins succeeded: too few rounds checked", succeeded)
+			}
+		})
 	}
 }
