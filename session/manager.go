@@ -184,10 +184,11 @@ func (engineStore) Delete(string) error { return nil }
 // router's) keeps it: Load returns r's context, and the session is read,
 // and committed, once.
 func (m *Manager) Load(r *http.Request) context.Context {
-	if st := stateFrom(r.Context()); st != nil && st.m == m {
+	outer := stateFrom(r.Context())
+	if outer != nil && outer.m == m {
 		return r.Context()
 	}
-	st := &state{m: m, outer: stateFrom(r.Context()), remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
+	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
