@@ -174,9 +174,14 @@ type Config struct {
 	// moves every user's index to another key, so List, Revoke, RevokeAll
 	// and the session limit no longer see the sessions made before, until
 	// they expire. Tokens signed without a tag keep working, under the
-	// keys they had; turn TagKey on before the first deployment, or accept
-	// that gap for one Lifetime. Nil (the default) tags nothing: keys are
-	// exactly as without it. See the package redisstore documentation,
+	// keys they had. Outside a Cluster, a Manager with a TagKey still
+	// lists and revokes the sessions made before it was set (the session
+	// limit counts only those made after), but one without it does not
+	// see those that a Manager with it made or renewed: set it on every
+	// instance at once, or revoke only through instances that have it
+	// while a rollout mixes them (README, "Upgrading"). On a Cluster, set
+	// it before the first deployment. Nil (the default) tags nothing: keys
+	// are exactly as without it. See the package redisstore documentation,
 	// "Sentinel and Cluster".
 	TagKey []byte
 
