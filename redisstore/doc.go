@@ -86,10 +86,12 @@
 // KeyPrefix ("~myapp:rate_limit:*"). Without them its counts fail with
 // NOPERM (ErrRefused).
 //
-// [Config.NearCache] adds a connection that sends CLIENT ID, CLIENT TRACKING
-// and SUBSCRIBE __redis__:invalidate, then PING; reads through it send GET
-// and PTTL: add "+client|id +client|tracking +subscribe +pttl" and the
-// channel "&__redis__:invalidate" (see docs/near-cache.md). With [New], the
+// [Config.NearCache] adds a connection that sends PTTL, CLIENT ID, CLIENT
+// TRACKING and SUBSCRIBE __redis__:invalidate, then PING; reads through it
+// send GET and PTTL: add "+client|id +client|tracking +subscribe +pttl"
+// and the channel "&__redis__:invalidate" (see docs/near-cache.md).
+// Without one of them the connection does not connect, the Store logs a
+// warning naming the command, and the near-cache stays off. With [New], the
 // connection and the Source are also each sent INFO server, once per
 // connection of the near-cache, to check they reach the same server: add
 // "+info".

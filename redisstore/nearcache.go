@@ -750,9 +750,12 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 	}
 	record, found, expires, err := s.readForCache(ctx, id)
 	keep := found && err == nil && expires > 0
-	if keep && ttl > 0 && expires-c.clock() < int64(ttl)-c.extendEvery(ttl) {
-		// The idle window is due for extension: extend it, which makes
-		// Redis invalidate the record everywhere, this copy too.
+	if found && err == nil && ttl > 0 && (!keep || expires-c.clock() < int64(ttl)-c.extendEvery(ttl)) {
+		// The idle window is due for extension, or the record has no
+		// expiry to keep it by (an outside writer's, a PERSIST, a PTTL
+		// that failed): extend it, or give it one, as a Store without the
+		// cache does. The GETEX makes Redis invalidate the record
+		// everywhere, this copy too.
 		c.finish(t, false, nil, 0)
 		return s.load(ctx, "load", s.prefix+id, c.left(ttl, start))
 	}
@@ -815,11 +818,11 @@ func (s *Store) readForCache(ctx context.Context, id string) (record []byte, fou
 			return err
 		}
 		found = true
-		ms, err := redis.Int64(replies[1], nil)
-		if err != nil {
-			return err
-		}
-		if ms > 0 { // -1: no expiry, -2: gone since the GET; neither is kept
+		// -1: no expiry, -2: gone since the GET; neither is kept, nor is a
+		// record whose PTTL failed (an ACL that lost +pttl since the
+		// connection was checked): expires stays 0, and loadNear reads it
+		// again as a Store without the cache would.
+		if ms, err := redis.Int64(replies[1], nil); err == nil && ms > 0 {
 			expires = sent + ms*int64(time.Millisecond)
 		}
 		return nil

@@ -62,6 +62,49 @@ func TestNearCacheACL(t *testing.T) {
 		aclModesNoDenials(t, "near-cache", servers)
 	})
 
+	// Without +pttl, every read for the cache would be refused: the
+	// near-cache stays off, and Loads, with an idle timeout too, are
+	// answered from Redis.
+	t.Run("without pttl", func(t *testing.T) {
+		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
+		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+pttl" })
+		aclModesSetUser(t, servers, aclModesDataUser, rules)
+		s := open(t)
+		for range 50 {
+			if _, found, err := s.Load(ctx, "a", time.Minute); err != nil || !found {
+				t.Fatalf("Load = %v, %v", found, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
+			t.Errorf("stats %+v without +pttl, want not connected and no hits", st)
+		}
+	})
+
+	// An ACL that loses +pttl once the near-cache is connected: reads go
+	// on, from Redis.
+	t.Run("pttl revoked", func(t *testing.T) {
+		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
+		rules := append(aclCommands(t), nearCacheACL...)
+		aclModesSetUser(t, servers, aclModesDataUser, rules)
+		s := open(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for !s.NearCacheStats().Connected {
+			if time.Now().After(deadline) {
+				t.Fatalf("not connected within 10s: %+v", s.NearCacheStats())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		srv.Do(t, "ACL", "SETUSER", aclModesDataUser, "-pttl")
+		srv.Do(t, "SET", "session:a", "v2", "PX", 600000)
+		for range 50 {
+			if b, found, err := s.Load(ctx, "a", time.Minute); err != nil || !found {
+				t.Fatalf("Load = %q, %v, %v", b, found, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+
 	t.Run("without tracking", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
 		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+client|tracking" })

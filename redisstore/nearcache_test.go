@@ -439,6 +439,32 @@ func TestNearCacheIdleExtension(t *testing.T) {
 	}
 }
 
+// TestNearCacheKeyWithoutExpiry: a record without a time to live (an
+// outside writer's, a PERSIST) is never kept, and a Load with a ttl gives
+// it one, as a Store without the cache does: its idle timeout holds.
+func TestNearCacheKeyWithoutExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	srv.Do(t, "SET", "session:p", "v1")
+	const ttl = 4 * time.Second
+	for range 5 {
+		if b, found, err := s.Load(context.Background(), "p", ttl); err != nil || !found || string(b) != "v1" {
+			t.Fatalf("Load = %q, %v, %v, want v1", b, found, err)
+		}
+		left, err := redis.Int64(srv.Do(t, "PTTL", "session:p"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left <= 0 || left > ttl.Milliseconds() {
+			t.Fatalf("PTTL after a Load with ttl %v = %dms, want the idle timeout", ttl, left)
+		}
+		srv.Do(t, "PERSIST", "session:p")
+	}
+	if st := s.NearCacheStats(); st.Hits != 0 {
+		t.Errorf("Hits = %d, want 0: a record without expiry is never kept", st.Hits)
+	}
+}
+
 func TestNearCacheEvicts(t *testing.T) {
 	srv := redistest.Start(t)
 	s := openNear(t, srv, NearCache{MaxEntries: 2})

@@ -201,6 +201,12 @@ func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
 			return fmt.Errorf("checking the server: %w", err)
 		}
 	}
+	// Reads for the cache send PTTL, which the Store's own reads do not:
+	// an ACL user without it would have every one of them refused. The
+	// prefix itself is no session's key.
+	if _, err := cmd(ctx, conn, "PTTL", t.c.prefix); err != nil {
+		return fmt.Errorf("PTTL: %w", err)
+	}
 	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
 	if err != nil {
 		return fmt.Errorf("CLIENT ID: %w", err)

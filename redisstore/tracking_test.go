@@ -18,7 +18,7 @@ import (
 // fakeTracking is a server that plays Redis for a near-cache's invalidation
 // connection, so that a test decides when each PING is answered: it
 // accepts the handshake (INFO server, which it answers with the reply of
-// the server it stands in for, CLIENT ID, CLIENT TRACKING, SUBSCRIBE) and answers
+// the server it stands in for, PTTL, CLIENT ID, CLIENT TRACKING, SUBSCRIBE) and answers
 // each PING as Redis does in RESP2 subscribe mode, ["pong", <argument>],
 // at once until [fakeTracking.lag] is called. It never publishes an
 // invalidation. Its goroutines end, and its connections close, at cleanup.
@@ -128,6 +128,8 @@ func (f *fakeTracking) serve(c net.Conn) {
 		switch cmd := args[0]; {
 		case cmd == "INFO":
 			reply = fmt.Sprintf("$%d\r\n%s\r\n", len(f.info), f.info)
+		case cmd == "PTTL":
+			reply = ":-2\r\n"
 		case cmd == "CLIENT" && args[1] == "ID":
 			reply = ":7\r\n"
 		case cmd == "CLIENT":
