@@ -76,6 +76,57 @@ func TestLogoutWithoutCookie(t *testing.T) {
 	}
 }
 
+// TestTossedCookies: a request that carries several cookies of the
+// session's name (a sibling subdomain's, set with a Domain, or one set for
+// a longer Path, which browsers send first) uses the first that a current
+// key signed, among the first eight: a junk cookie in front of the app's
+// own neither hides the session from reads nor lets a logout expire the
+// browser's cookie while the session goes on in Redis.
+func TestTossedCookies(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	noJar := &http.Client{}
+	cookies := func(values ...string) map[string]string {
+		parts := make([]string, len(values))
+		for i, v := range values {
+			parts[i] = session.DefaultInsecureCookieName + "=" + v
+		}
+		return map[string]string{"Cookie": strings.Join(parts, "; ")}
+	}
+	aliceID, alice := h.login(h.client(), "alice")
+	_, bob := h.login(h.client(), "bob")
+	junk := strings.Repeat("A", len(alice))
+
+	for _, tc := range []struct {
+		name   string
+		values []string
+		code   int
+		want   string
+	}{
+		{"junk first", []string{junk, alice}, http.StatusOK, "alice"},
+		{"a tampered copy first", []string{alice[:len(alice)-2] + "AA", alice}, http.StatusOK, "alice"},
+		{"two sessions", []string{bob, alice}, http.StatusOK, "bob"},
+		{"seven junk first", []string{junk, junk, junk, junk, junk, junk, junk, alice}, http.StatusOK, "alice"},
+		// Past eight, each of which costs an HMAC, the first decides.
+		{"eight junk first", []string{junk, junk, junk, junk, junk, junk, junk, junk, alice}, http.StatusUnauthorized, ""},
+	} {
+		resp := h.do(noJar, "GET", "/me", cookies(tc.values...))
+		if resp.code != tc.code || (tc.code == http.StatusOK && resp.body != tc.want) {
+			t.Errorf("%s: GET /me = %d %q, want %d %q", tc.name, resp.code, resp.body, tc.code, tc.want)
+		}
+	}
+
+	resp := h.do(noJar, "POST", "/logout", cookies(junk, alice))
+	if resp.code != http.StatusNoContent || !strings.Contains(resp.header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Errorf("logout behind a junk cookie = %d, Set-Cookie %q, want 204 and the cookie expired", resp.code, resp.header.Get("Set-Cookie"))
+	}
+	if h.exists(aliceID) {
+		t.Error("a logout behind a junk cookie of the same name left the session in Redis")
+	}
+	if resp := h.do(noJar, "GET", "/me", cookies(alice)); resp.code != http.StatusUnauthorized {
+		t.Errorf("GET /me with the logged-out token = %d, want 401", resp.code)
+	}
+}
+
 // TestRenew checks that renewing a session's token kills the old token and
 // keeps the user, the values and the absolute deadline.
 func TestRenew(t *testing.T) {

@@ -199,7 +199,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if bearer {
 		// A logout of this token must not expire or replace a cookie
 		// that holds another session: see state.keepCookie.
-		v, ok := cookieValue(r.Header, m.cfg.CookieName)
+		v, ok := m.sessionCookie(r.Header)
 		st.keepCookie = ok && v != signed
 		cookie = v
 	}

@@ -419,8 +419,39 @@ func (m *Manager) signedFromRequest(r *http.Request) (signed string, bearer bool
 			return v, true
 		}
 	}
-	v, _ := cookieValue(r.Header, m.cfg.CookieName)
+	v, _ := m.sessionCookie(r.Header)
 	return v, false
+}
+
+// maxSameName is how many cookies of the Manager's name sessionCookie looks
+// at, each at the cost of an HMAC.
+const maxSameName = 8
+
+// sessionCookie returns the value of the request's cookie of the Manager's
+// name, as (*http.Request).Cookie finds it, but for a request that carries
+// several (a sibling subdomain's cookie of the same name, set with a
+// Domain, or one set for a longer Path, which browsers send first): then
+// it returns the first of them, among the first maxSameName, whose
+// signature a current key verifies, or else the first. So a cookie tossed
+// in front of the app's own does not hide its session from reads, nor
+// make a logout expire the browser's cookie while the session goes on in
+// Redis. (One validly signed, a session of the tosser's own, still comes
+// first: the __Host- prefix, the default, is what keeps a sibling's cookie
+// out.)
+func (m *Manager) sessionCookie(h http.Header) (string, bool) {
+	v, ok, more := cookieValue(h, m.cfg.CookieName)
+	if !more {
+		return v, ok
+	}
+	for i, c := range (&http.Request{Header: h}).CookiesNamed(m.cfg.CookieName) {
+		if i == maxSameName {
+			break
+		}
+		if _, _, reason, aged := m.signer.check(c.Value); reason == "" && !aged {
+			return c.Value, true
+		}
+	}
+	return v, ok
 }
 
 // sameToken reports whether the signed value cookie, valid under a current
@@ -439,16 +470,16 @@ const maxCookies = 3000
 // as (*http.Request).Cookie finds it (with net/http's default limit on the
 // number of cookies; the GODEBUG setting httpcookiemaxnum does not apply),
 // but without building the list of every cookie of the request, which
-// costs two allocations on every request. FuzzCookieValue holds the two
-// equal.
-func cookieValue(h http.Header, name string) (string, bool) {
+// costs two allocations on every request; and whether another valid one
+// of that name follows. FuzzCookieValue holds the two equal.
+func cookieValue(h http.Header, name string) (value string, ok, more bool) {
 	lines := h["Cookie"]
 	n := 0
 	for _, line := range lines {
 		n += strings.Count(line, ";") + 1
 	}
 	if n > maxCookies {
-		return "", false
+		return "", false, false
 	}
 	for _, line := range lines {
 		line = textproto.TrimString(line)
@@ -462,12 +493,16 @@ func cookieValue(h http.Header, name string) (string, bool) {
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			if validCookieValue(v) {
-				return v, true
+			if !validCookieValue(v) {
+				continue
 			}
+			if ok {
+				return value, true, true
+			}
+			value, ok = v, true
 		}
 	}
-	return "", false
+	return value, ok, false
 }
 
 // validCookieValue reports whether net/http accepts v as a cookie value

@@ -301,10 +301,13 @@ func FuzzCookieValue(f *testing.F) {
 		if line2 != "" {
 			h["Cookie"] = append(h["Cookie"], line2)
 		}
-		got, ok := cookieValue(h, name)
+		got, ok, more := cookieValue(h, name)
 		c, err := (&http.Request{Header: h}).Cookie(name)
 		if (err == nil) != ok || (ok && c.Value != got) {
 			t.Errorf("cookieValue(%q, %q) = %q, %v; (*http.Request).Cookie: %v, %v", h["Cookie"], name, got, ok, c, err)
+		}
+		if all := (&http.Request{Header: h}).CookiesNamed(name); more != (len(all) > 1) {
+			t.Errorf("cookieValue(%q, %q) says more %v; (*http.Request).CookiesNamed: %d cookies", h["Cookie"], name, more, len(all))
 		}
 	})
 }
