@@ -768,8 +768,23 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error) {
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
+		// The prunes (this one, and the ZREM below) are writes, which a
+		// master short of replicas refuses (NOREPLICAS, under
+		// min-replicas-to-write) while it serves reads: the listing
+		// does without them, and a later one prunes.
+		// Each reply is received on its own, so that a Cluster's MOVED
+		// reaches redisc, which then refreshes its map of slots.
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", pruneBefore())
-		all, err := redis.Strings(cmd(ctx, conn, "ZRANGE", index, 0, -1))
+		conn.Send("ZRANGE", index, 0, -1)
+		if err := conn.Flush(); err != nil {
+			return err
+		}
+		if _, err := receive(ctx, conn); err != nil {
+			if _, refused := err.(redis.Error); !refused {
+				return err
+			}
+		}
+		all, err := redis.Strings(receive(ctx, conn))
 		if err != nil {
 			return err
 		}
@@ -798,6 +813,9 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 				return nil
 			case read > 0 && !maybeMoved(gone, all, now):
 				_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
+				if _, refused := err.(redis.Error); refused {
+					return nil // see above
+				}
 				return err
 			case read > 0:
 				all = now

@@ -1712,6 +1712,35 @@ func TestUserSessionsOutOfMemory(t *testing.T) {
 	}
 }
 
+// TestUserSessionsNoReplicas checks that a user's sessions can be listed
+// on a master short of replicas (min-replicas-to-write: it answers
+// NOREPLICAS to every write, reads go on), also when the listing would
+// prune the index on the way: the prunes are writes, and the listing does
+// without them, as a read of a session does.
+func TestUserSessionsNoReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(3)
+	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
+	srv.Do(t, "ZADD", "user:alice:sessions", time.Now().Add(-time.Hour).UnixMilli(), "expired")
+	srv.Do(t, "DEL", "session:c") // what its idle timeout does
+	srv.Do(t, "CONFIG", "SET", "min-replicas-to-write", "1")
+	t.Cleanup(func() { srv.Do(t, "CONFIG", "SET", "min-replicas-to-write", "0") })
+	c, err := redis.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Do("ZREM", "user:alice:sessions", "expired"); err == nil || !strings.HasPrefix(err.Error(), "NOREPLICAS") {
+		t.Fatalf("a write with min-replicas-to-write 1 and no replica = %v, want NOREPLICAS", err)
+	}
+	ids, records, err := s.UserSessions(ctx, "alice")
+	if err != nil || !slices.Equal(ids, []string{"a", "b"}) || len(records) != 2 || string(records[1]) != "rec-b" {
+		t.Fatalf("UserSessions short of replicas = %v, %q, %v; want [a b] and their records", ids, records, err)
+	}
+}
+
 // TestAddUserSessionReplacingOutOfMemory checks that a login replacing
 // the user's session (a re-login on the same browser) changes nothing on a
 // Redis out of memory, which refuses new records but runs deletions: the
