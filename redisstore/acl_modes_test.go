@@ -352,6 +352,11 @@ func TestSentinelACL(t *testing.T) {
 		if !errors.Is(err, redisstore.ErrRefused) || errors.Is(err, redisstore.ErrUnavailable) {
 			t.Errorf("Remove with WaitReplicas 1 without +wait = %v, want ErrRefused (NOPERM will not go away by itself), not ErrUnavailable", err)
 		}
+		// Ping says so before any logout fails: a readiness probe sees it.
+		err = s.Ping(ctx)
+		if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "WAIT") {
+			t.Errorf("Ping with WaitReplicas 1 without +wait = %v, want ErrRefused naming WAIT", err)
+		}
 	})
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
 		const name = "sessionkit-snt-noquery"

@@ -262,9 +262,9 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // a DISCARD without MULTI say the command was allowed): Ping then fails
 // with [ErrRefused] naming the command, and [Describe] names the missing
 // permission. Any user that the documented ACL line (see the package
-// documentation) allows passes; the extra permissions of WaitReplicas
-// (WAIT, which Ping never sends), the rate limiter, KeyStats, the
-// near-cache and the scs migration are not checked. (SELECT, and ROLE
+// documentation) allows passes. With WaitReplicas, Ping also sends WAIT 0
+// 0, which returns at once; the extra permissions of the rate limiter,
+// KeyStats, the near-cache and the scs migration are not checked. (SELECT, and ROLE
 // under Sentinel, are sent as each connection opens.)
 //
 // A Cluster's Store only ever talks to the masters, so Ping sends each of
@@ -337,7 +337,7 @@ type probe struct {
 // open.
 func (s *Store) permissionProbes() []probe {
 	sess, user := s.prefix, s.keyPrefix+"user:"
-	return []probe{
+	probes := []probe{
 		{"GET", []any{sess}, "session:"},
 		{"SET", []any{sess, "", "XX"}, "session:"},
 		{"DEL", []any{sess}, "session:"},
@@ -350,10 +350,16 @@ func (s *Store) permissionProbes() []probe {
 		{"PEXPIREAT", []any{user, time.Now().Add(time.Hour).UnixMilli()}, "user:"},
 		{"WATCH", []any{sess}, "session:"},
 		{"UNWATCH", nil, ""},
-		{"MULTI", nil, ""},
-		{"EXEC", nil, ""},
-		{"DISCARD", nil, ""},
 	}
+	if s.replicas > 0 {
+		// Waiting for no replica returns at once.
+		probes = append(probes, probe{"WAIT", []any{0, 0}, ""})
+	}
+	return append(probes,
+		probe{"MULTI", nil, ""},
+		probe{"EXEC", nil, ""},
+		probe{"DISCARD", nil, ""},
+	)
 }
 
 // sendProbes sends the probes pipelined and reads every reply. It returns

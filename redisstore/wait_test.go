@@ -468,7 +468,6 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 			}
 			return err
 		}},
-		{"Ping", func() error { return s.Ping(ctx) }},
 		{"AddUserSession", func() error { _, err := s.AddUserSession(ctx, add("q1", 0)); return err }},
 		{"AddUserSession under the limit", func() error {
 			revoked, err := s.AddUserSession(ctx, add("q2", 5))
@@ -558,6 +557,16 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 				t.Errorf("%s sent WAIT %d times, want never", tc.name, n)
 			}
 		})
+	}
+
+	// Ping checks that the ACL allows WAIT with WAIT 0 0, which waits for
+	// no replica: it succeeds without one.
+	srv.ResetStats(t)
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping without replicas, WaitReplicas 1 = %v, want nil", err)
+	}
+	if n := srv.Calls(t)["wait"]; n != 1 {
+		t.Errorf("Ping sent WAIT %d times, want once (WAIT 0 0, its check)", n)
 	}
 
 	// The control: Remove waits, and no replica confirms.
