@@ -406,6 +406,10 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			l.outage(w, r, next, ks.rules, err)
 			return
 		}
+		l.outages.End(func(suppressed int) {
+			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "rate limit: counter works again",
+				slog.Int("suppressed", suppressed))
+		})
 		addMembers(h, stateField, stateHeader(ks.rules, counts, resets))
 		over := false
 		for i, rule := range ks.rules {

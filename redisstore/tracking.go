@@ -117,6 +117,9 @@ func (t *tracker) run() {
 		conn, err := t.connect()
 		if err == nil {
 			backoff = trackMinBackoff
+			t.failures.End(func(suppressed int) {
+				t.log.Info("redisstore: near-cache: its invalidation connection connected", "suppressed", suppressed)
+			})
 			t.serve(conn)
 		} else {
 			t.warn(err)

@@ -265,6 +265,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		}
 		return ctx
 	}
+	m.outage.End(func(suppressed int) {
+		m.log.Info("session: store available again", "suppressed", suppressed)
+	})
 	if !found {
 		m.log.Debug("session: token without a record: ended or timed out", "session", fingerprint(id))
 		return ctx

@@ -382,6 +382,34 @@ func TestOutageLoggedAfterLastSeenWarning(t *testing.T) {
 	}
 }
 
+// TestOutageEndLogged: the requests of an outage shorter than the log's
+// interval are counted when Redis answers again, not with the next
+// outage's first line, maybe hours later.
+func TestOutageEndLogged(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	var logs strings.Builder // the requests run one after the other
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cookie, _ := login(t, m, "alice")
+	r.Stop(t)
+	for range 3 { // one line, two held back
+		serve(t, m, cookie, func(context.Context) {})
+	}
+	r.Restart(t) // empty: the session is gone, but the read succeeds
+	serve(t, m, cookie, func(ctx context.Context) {
+		if err := LoadError(ctx); err != nil {
+			t.Errorf("LoadError once Redis answers again = %v, want nil", err)
+		}
+	})
+	serve(t, m, cookie, func(context.Context) {})
+	out := logs.String()
+	if n := strings.Count(out, "serving requests as anonymous"); n != 1 {
+		t.Errorf("%d outage lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, `msg="session: store available again" suppressed=2`); n != 1 {
+		t.Errorf("%d lines saying the store answers again with 2 held back, want 1:\n%s", n, out)
+	}
+}
+
 // TestCreateThenPut checks that values put after Create in the same request
 // are saved with one more command, a SET XX over the record the login just
 // wrote, not a WATCH merge.
