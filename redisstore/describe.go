@@ -47,6 +47,7 @@ func Describe(err error, cfg Config) string {
 	var verify *tls.CertificateVerificationError
 	var perm *permissionError
 	var notMaster *notMasterError
+	var dns *net.DNSError
 	code := replyCode(err)
 	errors.As(err, &reply)
 	noPassword := code == "ERR" && strings.Contains(string(reply), "without any password configured")
@@ -82,10 +83,17 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the ACL of user %s denies SELECT, which sessionkit sends on each new connection for database %d (REDIS_DB, or the path of REDIS_URL): add +select", user, cfg.DB)
 	case code == "NOPERM" && errors.As(err, &perm):
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
+	case code == "NOPERM" && deniedCommand(reply) != "":
+		// Not one of Ping's probes: a command of a feature beyond the
+		// sessions (KeyStats, the rate limiter, the scs migration).
+		c := deniedCommand(reply)
+		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +%s", user, strings.ToUpper(c), c)
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
 	case code == "ERR" && strings.Contains(string(reply), "DB index is out of range"):
 		return fmt.Sprintf("Redis has no database %d (REDIS_DB, or the path of REDIS_URL): its databases setting (16 by default) is lower", cfg.DB)
+	case code == "DENIED":
+		return fmt.Sprintf("Redis runs in protected mode and refuses clients from other hosts while it has no password (%s): give it one (requirepass, or an ACL user) and set REDIS_PASSWORD, or set bind and protected-mode in its configuration", where)
 	case code == "OOM":
 		return "Redis is out of memory (maxmemory): writes fail until memory is freed or maxmemory is raised"
 	case code == "LOADING":
@@ -113,12 +121,30 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the server's TLS certificate is not for the host name dialled (%s, Config.TLS.ServerName)", where)
 	case errors.As(err, &verify):
 		return "the server's TLS certificate does not verify (REDIS_TLS, Config.TLS)"
+	case errors.As(err, &dns):
+		return fmt.Sprintf("the host name %s does not resolve (%s): check its spelling, and the DNS of this host", dns.Name, where)
+	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)) && cfg.TLS == nil:
+		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes)", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
 		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again", where)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}
 	return ""
+}
+
+// deniedCommand returns the command a NOPERM reply names, in lower case
+// ("info", "client|tracking"), or "".
+func deniedCommand(reply redis.Error) string {
+	_, rest, ok := strings.Cut(string(reply), "permissions to run the '")
+	if !ok {
+		return ""
+	}
+	c, _, ok := strings.Cut(rest, "'")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(c)
 }
 
 // replicaRole names a role of ROLE's reply in words: "slave" is a replica.

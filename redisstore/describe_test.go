@@ -184,7 +184,29 @@ func TestDescribe(t *testing.T) {
 			p.Drop() // a load balancer that resets its connections
 			_, _, err := s.Load(ctx, "x", 0)
 			return cfg, err
-		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again"},
+		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes)"},
+		{"host name that does not resolve", func(t *testing.T) (redisstore.Config, error) {
+			s := openUnresolved(t)
+			return redisstore.Config{Addr: "redis.internal:6379"}, s.Ping(ctx)
+		}, "the host name redis.internal does not resolve (REDIS_URL or REDIS_HOST and REDIS_PORT): check its spelling, and the DNS of this host"},
+		{"KeyStats without its permissions", func(t *testing.T) (redisstore.Config, error) {
+			// The documented line alone: KeyStats needs +info and more.
+			srv := redistest.Start(t)
+			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
+				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select")
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Ping(ctx); err != nil {
+				t.Fatalf("Ping with the documented line: %v", err)
+			}
+			_, err = s.KeyStats(ctx, redisstore.KeyStatsOptions{})
+			return cfg, err
+		}, "the ACL of user app denies INFO, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +info"},
 		{"too few replicas", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--min-replicas-to-write", "1")
 			s := open(t, srv, redisstore.Config{})

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,19 @@ func TestTLS(t *testing.T) {
 	}
 	if b, ok, err := s.Load(ctx, "tls", time.Minute); err != nil || !ok || string(b) != "rec" {
 		t.Fatalf("Load over verified TLS = %q, %v, %v", b, ok, err)
+	}
+
+	// Plain TCP to the TLS port: the server takes the first command for a
+	// broken handshake and closes the connection.
+	plain := redisstore.Config{Addr: addr}
+	ps, err := redisstore.Open(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	err = ps.Ping(ctx)
+	if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(redisstore.Describe(err, plain), "TLS port (tls-port: use rediss:// or REDIS_TLS)") {
+		t.Errorf("Ping without TLS to the TLS port = %v, Describe %q; want ErrUnavailable and the TLS port named", err, redisstore.Describe(err, plain))
 	}
 
 	rejected := map[string]redisstore.Config{

@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -25,15 +28,16 @@ import (
 const guidePath = "../docs/troubleshooting.md"
 
 // guideSection is what the troubleshooting guide shows for one failure:
-// the error text, with <...> marking the parts that vary, and its class.
+// its error texts, one a line, with <...> marking the parts that vary, and
+// their class.
 type guideSection struct {
-	text  string
+	texts []string
 	class string // "ErrUnavailable" or "ErrRefused"
 }
 
 // readGuide returns the sections of the troubleshooting guide that show an
-// error, by heading: the first line of the first ```text block under a
-// "## " heading, and the class named on its "**Class:**" line.
+// error, by heading: the lines of the first ```text block under a "## "
+// heading, and the class named on its "**Class:**" line.
 func readGuide(t *testing.T) map[string]guideSection {
 	t.Helper()
 	f, err := os.Open(guidePath)
@@ -52,10 +56,9 @@ func readGuide(t *testing.T) map[string]guideSection {
 		case inBlock && line == "```":
 			inBlock, blockDone = false, true
 		case inBlock:
-			if s := sections[heading]; s.text == "" {
-				s.text = line
-				sections[heading] = s
-			}
+			s := sections[heading]
+			s.texts = append(s.texts, line)
+			sections[heading] = s
 		case strings.HasPrefix(line, "## "):
 			heading, blockDone = strings.TrimPrefix(line, "## "), false
 		case heading != "" && !blockDone && line == "```text":
@@ -215,6 +218,33 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "Host name does not resolve",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				// A pool of the test's own (see openUnresolved), whose
+				// dials PoolStats does not count.
+				s := openUnresolved(t)
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+		{
+			heading: "The connection closes: EOF, connection reset",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				p := redistest.Start(t).Proxy(t)
+				s, err := redisstore.Open(redisstore.Config{Addr: p.Addr()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				if err := s.Ping(ctx); err != nil {
+					t.Fatal(err)
+				}
+				p.Drop() // a load balancer that resets its connections
+				_, _, err = s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "TLS to a port that does not speak it: TLS handshake timeout",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t)
@@ -316,7 +346,7 @@ func TestTroubleshooting(t *testing.T) {
 		t.Run(tc.heading, func(t *testing.T) {
 			t.Parallel()
 			sec, ok := guide[tc.heading]
-			if !ok || sec.text == "" || sec.class == "" {
+			if !ok || len(sec.texts) == 0 || sec.class == "" {
 				t.Fatalf("%s has no section %q with a ```text block and a **Class:** line", guidePath, tc.heading)
 			}
 			ps, err := tc.provoke(t)
@@ -324,8 +354,8 @@ func TestTroubleshooting(t *testing.T) {
 				t.Fatal("no error provoked")
 			}
 			t.Logf("error: %v", err)
-			if !pattern(sec.text).MatchString(err.Error()) {
-				t.Errorf("error = %q, which does not match the guide's %q", err, sec.text)
+			if !slices.ContainsFunc(sec.texts, func(text string) bool { return pattern(text).MatchString(err.Error()) }) {
+				t.Errorf("error = %q, which matches none of the guide's %q", err, sec.texts)
 			}
 			unavailable, refused := errors.Is(err, redisstore.ErrUnavailable), errors.Is(err, redisstore.ErrRefused)
 			class := "ErrRefused"
@@ -394,6 +424,69 @@ func provokeLoading(t *testing.T) (redisstore.PoolStats, error) {
 // localhost from a test CA, and opens a Store on it whose TLS
 // configuration, trusting the system roots, edit changes; ca trusts the
 // test CA.
+// openUnresolved returns a Store whose pool dials redis.internal:6379,
+// a host name that does not resolve: its resolver asks a DNS server of the
+// test's own on a loopback port, which answers every question with
+// NXDOMAIN, so that no query leaves the machine.
+func openUnresolved(t *testing.T) *redisstore.Store {
+	t.Helper()
+	dns, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dns.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := dns.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if reply := nxdomain(buf[:n]); reply != nil {
+				dns.WriteTo(reply, from)
+			}
+		}
+	}()
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dns.LocalAddr().String())
+	}}
+	pool := &redis.Pool{DialContext: func(ctx context.Context) (redis.Conn, error) {
+		return redis.DialContext(ctx, "tcp", "redis.internal:6379", redis.DialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{Resolver: resolver}
+			return d.DialContext(ctx, network, addr)
+		}))
+	}}
+	s, err := redisstore.New(pool, redisstore.Config{Addr: "redis.internal:6379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// nxdomain returns the answer to the DNS query q that the name does not
+// exist (RCODE 3), with q's id and question, or nil for a packet that is
+// no query of one question.
+func nxdomain(q []byte) []byte {
+	if len(q) < 12 || q[2]&0x80 != 0 || q[4] != 0 || q[5] != 1 {
+		return nil
+	}
+	end := 12
+	for end < len(q) && q[end] != 0 { // the name's labels
+		end += int(q[end]) + 1
+	}
+	end += 5 // the root label, QTYPE and QCLASS
+	if end > len(q) {
+		return nil
+	}
+	reply := append([]byte(nil), q[:end]...)
+	reply[2] = 0x80 | q[2]&0x01 // a response; RD as asked
+	reply[3] = 0x80 | 3         // RA; NXDOMAIN
+	clear(reply[6:12])          // no answer, authority or additional records
+	return reply
+}
+
 func openTLS(t *testing.T, edit func(c *tls.Config, ca *x509.CertPool)) *redisstore.Store {
 	t.Helper()
 	dir := t.TempDir()
