@@ -288,7 +288,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	case target.Current: // not offered by the page, but a user may end their own session
 		s.signedOut(w, noticeSignedOut)
 	default:
-		s.setNotice(w, "revoked")
+		s.setNotice(w, r, "revoked")
 		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 	}
 }
@@ -310,9 +310,9 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n == 0 {
-		s.setNotice(w, "no-others")
+		s.setNotice(w, r, "no-others")
 	} else {
-		s.setNotice(w, "others")
+		s.setNotice(w, r, "others")
 	}
 	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 }

@@ -99,13 +99,18 @@ const noticeLife = time.Minute
 // setNotice leaves the notice of code (a key of deviceNotices) for the
 // page that the form's answer redirects to, in a cookie that is HttpOnly
 // and SameSite=Strict: a page opened from another site's link never gets
-// it.
-func (s *server) setNotice(w http.ResponseWriter, code string) {
-	http.SetCookie(w, s.ownCookie(noticeBase, code, noticeLife, http.SameSiteStrictMode))
+// it. Its value is the code and the first id of the session of r, which a
+// renewal keeps, "others:<first id>": without the __Host- prefix
+// (InsecureCookie) a sibling subdomain can set a cookie of that name,
+// but, not knowing the id, not one that the page shows.
+func (s *server) setNotice(w http.ResponseWriter, r *http.Request, code string) {
+	info, _ := session.FromContext(r.Context())
+	http.SetCookie(w, s.ownCookie(noticeBase, code+":"+info.FirstID, noticeLife, http.SameSiteStrictMode))
 }
 
 // takeNotice returns the code of the notice that a form left for r's
-// page, "" for none, and clears it, so that the page tells it once.
+// page, "" for none or for one left for another session, and clears it,
+// so that the page tells it once.
 func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) string {
 	notice := s.ownCookie(noticeBase, "", 0, http.SameSiteStrictMode)
 	c, err := r.Cookie(notice.Name)
@@ -113,7 +118,12 @@ func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) string {
 		return ""
 	}
 	http.SetCookie(w, notice)
-	return c.Value
+	info, _ := session.FromContext(r.Context())
+	code, first, _ := strings.Cut(c.Value, ":")
+	if info.FirstID == "" || first != info.FirstID {
+		return ""
+	}
+	return code
 }
 
 // markerName is the name of the marker cookie, with the __Host- prefix

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -169,10 +170,11 @@ func TestSignOutDuringStall(t *testing.T) {
 func TestNoticeCookie(t *testing.T) {
 	for _, insecure := range []bool{true, false} {
 		w := httptest.NewRecorder()
-		(&server{insecureCookie: insecure}).setNotice(w, "others")
-		want := "__Host-notice=others; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+		// No session in r: the value ends with an empty first id.
+		(&server{insecureCookie: insecure}).setNotice(w, httptest.NewRequest("POST", "/logout-others", nil), "others")
+		want := "__Host-notice=others:; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
 		if insecure {
-			want = "notice=others; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
+			want = "notice=others:; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
 		}
 		if got := w.Header().Values("Set-Cookie"); !slices.Equal(got, []string{want}) {
 			t.Errorf("setNotice with InsecureCookie %v: Set-Cookie %q, want %q", insecure, got, want)
@@ -186,6 +188,18 @@ func TestNoticeCookie(t *testing.T) {
 	for _, path := range []string{"/sessions?notice=others", "/sessions?notice=revoked"} {
 		if r := e.send(c, "GET", path, "", as(firefoxWindows)...); strings.Contains(r.body, `class="notice"`) {
 			t.Errorf("GET %s shows a notice:\n%s", path, r.body)
+		}
+	}
+	// A notice cookie that a sibling subdomain set (the example runs with
+	// InsecureCookie, so without the __Host- prefix), bare or for another
+	// session, shows nothing.
+	other := noRedirects()
+	e.formLogin(other, "alice", "wonderland", firefoxWindows)
+	form, _ := url.ParseQuery(e.sessionForm(other))
+	for _, planted := range []string{"others", "others:", "others:" + form.Get(sessionField)} {
+		r := e.send(c, "GET", "/sessions", "", append(as(firefoxWindows), "Cookie", "notice="+planted)...)
+		if strings.Contains(r.body, `class="notice"`) {
+			t.Errorf("GET /sessions with a planted notice cookie %q shows a notice:\n%s", planted, r.body)
 		}
 	}
 	r := e.send(c, "POST", "/logout-others", e.sessionForm(c), as(firefoxWindows)...)
