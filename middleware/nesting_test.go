@@ -35,7 +35,9 @@ func TestSameManagerTwiceClearsSiteData(t *testing.T) {
 		tc.h.ServeHTTP(rec, httptest.NewRequest("POST", "/login", nil))
 		cookie := rec.Result().Cookies()[0]
 		rec = httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/logout", nil)
+		// localhost: the Manager has InsecureCookie, and plain HTTP
+		// elsewhere gets no Clear-Site-Data.
+		req := httptest.NewRequest("POST", "http://localhost/logout", nil)
 		req.AddCookie(cookie)
 		tc.h.ServeHTTP(rec, req)
 		if rec.Header().Get("Clear-Site-Data") != `"cookies"` {

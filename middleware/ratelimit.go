@@ -406,7 +406,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			l.outage(w, r, next, ks.rules, err)
 			return
 		}
-		l.outages.End(func(suppressed int) {
+		l.outages.End(time.Now(), func(suppressed int) {
 			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "rate limit: counter works again",
 				slog.Int("suppressed", suppressed))
 		})

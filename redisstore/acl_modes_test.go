@@ -357,6 +357,10 @@ func TestSentinelACL(t *testing.T) {
 		if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "WAIT") {
 			t.Errorf("Ping with WaitReplicas 1 without +wait = %v, want ErrRefused naming WAIT", err)
 		}
+		want := "the ACL of user " + name + " denies WAIT, which sessionkit sends with REDIS_WAIT_REPLICAS (Config.WaitReplicas) so that logouts wait for the replicas: add +wait"
+		if got := redisstore.Describe(err, redisstore.Config{Username: name}); got != want {
+			t.Errorf("Describe(%v) = %q, want %q", err, got, want)
+		}
 	})
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
 		const name = "sessionkit-snt-noquery"

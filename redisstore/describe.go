@@ -81,6 +81,8 @@ func Describe(err error, cfg Config) string {
 		// Not one of Ping's probes: redigo sends SELECT as it dials,
 		// for a database other than 0.
 		return fmt.Sprintf("the ACL of user %s denies SELECT, which sessionkit sends on each new connection for database %d (REDIS_DB, or the path of REDIS_URL): add +select", user, cfg.DB)
+	case code == "NOPERM" && errors.As(err, &perm) && perm.cmd == "WAIT":
+		return fmt.Sprintf("the ACL of user %s denies WAIT, which sessionkit sends with REDIS_WAIT_REPLICAS (Config.WaitReplicas) so that logouts wait for the replicas: add +wait", user)
 	case code == "NOPERM" && errors.As(err, &perm):
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
 	case code == "NOPERM" && deniedCommand(reply) != "":

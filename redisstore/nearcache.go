@@ -819,11 +819,17 @@ func (s *Store) readForCache(ctx context.Context, id string) (record []byte, fou
 		}
 		found = true
 		// -1: no expiry, -2: gone since the GET; neither is kept, nor is a
-		// record whose PTTL failed (an ACL that lost +pttl since the
-		// connection was checked): expires stays 0, and loadNear reads it
-		// again as a Store without the cache would.
-		if ms, err := redis.Int64(replies[1], nil); err == nil && ms > 0 {
+		// record whose PTTL failed: expires stays 0, and loadNear reads it
+		// again as a Store without the cache would. An ACL that lost
+		// +pttl since the connection checked it would make every read two
+		// round trips: the connection connects again, and its check then
+		// turns the cache off, with a warning.
+		ms, err := redis.Int64(replies[1], nil)
+		switch {
+		case err == nil && ms > 0:
 			expires = sent + ms*int64(time.Millisecond)
+		case replyCode(err) == "NOPERM":
+			s.near.track.reconnect()
 		}
 		return nil
 	})

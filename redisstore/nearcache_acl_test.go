@@ -82,7 +82,7 @@ func TestNearCacheACL(t *testing.T) {
 	})
 
 	// An ACL that loses +pttl once the near-cache is connected: reads go
-	// on, from Redis.
+	// on, from Redis, and the near-cache turns itself off.
 	t.Run("pttl revoked", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
 		rules := append(aclCommands(t), nearCacheACL...)
@@ -100,6 +100,13 @@ func TestNearCacheACL(t *testing.T) {
 		for range 50 {
 			if b, found, err := s.Load(ctx, "a", time.Minute); err != nil || !found {
 				t.Fatalf("Load = %q, %v, %v", b, found, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		deadline = time.Now().Add(10 * time.Second)
+		for s.NearCacheStats().Connected {
+			if time.Now().After(deadline) {
+				t.Fatalf("still connected 10s after PTTL was refused: %+v", s.NearCacheStats())
 			}
 			time.Sleep(time.Millisecond)
 		}

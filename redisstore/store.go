@@ -262,10 +262,11 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // a DISCARD without MULTI say the command was allowed): Ping then fails
 // with [ErrRefused] naming the command, and [Describe] names the missing
 // permission. Any user that the documented ACL line (see the package
-// documentation) allows passes. With WaitReplicas, Ping also sends WAIT 0
-// 0, which returns at once; the extra permissions of the rate limiter,
-// KeyStats, the near-cache and the scs migration are not checked. (SELECT, and ROLE
-// under Sentinel, are sent as each connection opens.)
+// documentation) allows passes. With WaitReplicas, Ping also sends
+// WAIT 0 0, which returns at once; the extra permissions of the rate
+// limiter, KeyStats, the near-cache and the scs migration are not
+// checked. (SELECT, and ROLE under Sentinel, are sent as each connection
+// opens.)
 //
 // A Cluster's Store only ever talks to the masters, so Ping sends each of
 // them PING and the permission checks, where a MOVED reply (Redis checks

@@ -92,6 +92,16 @@ func (t *tracker) close() {
 	})
 }
 
+// reconnect closes the current connection, if any: run then connects
+// again, checking the server and the ACL user's commands anew.
+func (t *tracker) reconnect() {
+	t.mu.Lock()
+	if t.conn != nil {
+		t.conn.Close()
+	}
+	t.mu.Unlock()
+}
+
 // demand asks for a PING as soon as none is in flight.
 func (t *tracker) demand() {
 	select {
@@ -117,7 +127,7 @@ func (t *tracker) run() {
 		conn, err := t.connect()
 		if err == nil {
 			backoff = trackMinBackoff
-			t.failures.End(func(suppressed int) {
+			t.failures.End(time.Now(), func(suppressed int) {
 				t.log.Info("redisstore: near-cache: its invalidation connection connected", "suppressed", suppressed)
 			})
 			t.serve(conn)

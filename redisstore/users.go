@@ -769,20 +769,21 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 	index := s.userKey(userID)
 	err = s.do(ctx, "user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
 		// The prunes (this one, and the ZREM below) are writes, which a
-		// master short of replicas refuses (NOREPLICAS, under
-		// min-replicas-to-write) while it serves reads: the listing
-		// does without them, and a later one prunes.
-		// Each reply is received on its own, so that a Cluster's MOVED
-		// reaches redisc, which then refreshes its map of slots.
+		// master short of replicas (NOREPLICAS, under
+		// min-replicas-to-write) or a replica (READONLY: a master just
+		// demoted) refuses while it serves reads: the listing does without
+		// them, and a later one prunes (see skippablePrune). The replies
+		// are received one by one: Do would fail the pipeline on the
+		// prune's refusal, and Do("") would keep a Cluster's MOVED, in a
+		// reply inside its list, from redisc, which refreshes its map of
+		// slots on one.
 		conn.Send("ZREMRANGEBYSCORE", index, "-inf", pruneBefore())
 		conn.Send("ZRANGE", index, 0, -1)
 		if err := conn.Flush(); err != nil {
 			return err
 		}
-		if _, err := receive(ctx, conn); err != nil {
-			if _, refused := err.(redis.Error); !refused {
-				return err
-			}
+		if _, err := receive(ctx, conn); err != nil && !skippablePrune(err) {
+			return err
 		}
 		all, err := redis.Strings(receive(ctx, conn))
 		if err != nil {
@@ -813,7 +814,7 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 				return nil
 			case read > 0 && !maybeMoved(gone, all, now):
 				_, err = cmd(ctx, conn, "ZREM", redis.Args{index}.AddFlat(gone)...)
-				if _, refused := err.(redis.Error); refused {
+				if skippablePrune(err) {
 					return nil // see above
 				}
 				return err
@@ -825,6 +826,13 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 		return ErrContention
 	})
 	return ids, records, err
+}
+
+// skippablePrune reports whether err is Redis's refusal of a write that it
+// serves reads beside: NOREPLICAS or READONLY.
+func skippablePrune(err error) bool {
+	code := replyCode(err)
+	return code == "NOREPLICAS" || code == "READONLY"
 }
 
 // readMembers returns the records of the members of index, with MGET;

@@ -119,7 +119,11 @@ type Config struct {
 	// logout still expires the session cookie and sends Cache-Control:
 	// no-store. A Manager whose middleware runs inside another Manager's
 	// (a site and its /admin/) never sends the header, which would delete
-	// the outer Manager's cookie too. False (the default) sends it.
+	// the outer Manager's cookie too; nor does one with InsecureCookie
+	// reached under a host name other than localhost or a loopback
+	// address: browsers take the header from secure contexts only, and
+	// Chromium then drops the response's Set-Cookie lines, the cookie's
+	// expiry included. False (the default) sends it.
 	KeepSiteData bool
 
 	// MaxSessionsPerUser limits how many sessions one user may have at

@@ -49,6 +49,7 @@ type state struct {
 	stored    string         // token whose record exists in the store, as far as this request knows
 	inserted  bool           // this request created stored's record: nobody else has its token yet
 	withheld  bool           // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
+	plainHTTP bool           // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
 	userID    string         // user of the stored session, "" for anonymous
 	deadline  time.Time      // absolute deadline of the stored session
 	loadErr   error          // ErrStoreUnavailable when the session could not be read

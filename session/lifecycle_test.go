@@ -20,7 +20,7 @@ import (
 // load returns the context of a request carrying cookie (if not empty),
 // for tests that interleave requests: the caller commits it, or not.
 func load(m *Manager, cookie string) context.Context {
-	req := httptest.NewRequest("GET", "/", nil)
+	req := httptest.NewRequest("GET", "http://localhost/", nil) // see serve
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
 	}

@@ -188,7 +188,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if outer != nil && outer.m == m {
 		return r.Context()
 	}
-	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
+	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent(), plainHTTP: m.plainHTTP(r)}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
@@ -265,7 +265,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		}
 		return ctx
 	}
-	m.outage.End(func(suppressed int) {
+	m.outage.End(now, func(suppressed int) {
 		m.log.Info("session: store available again", "suppressed", suppressed)
 	})
 	if !found {
@@ -486,7 +486,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		// Clear-Site-Data reaches every cookie of the registrable domain:
 		// a nested Manager's logout would also log its browser out of the
 		// Manager around it.
-		if st.clearSite && !m.cfg.KeepSiteData && !st.insideAnother() {
+		if st.clearSite && !m.cfg.KeepSiteData && !st.insideAnother() && !st.plainHTTP {
 			h.Set("Clear-Site-Data", `"cookies"`)
 		}
 	}
@@ -1093,6 +1093,29 @@ func (m *Manager) withheld(r *http.Request) bool {
 		return !topLevel || r.Method != http.MethodGet && r.Method != http.MethodHead
 	}
 	return false // None: sent cross-site too
+}
+
+// plainHTTP reports whether r reached a Manager with InsecureCookie (the
+// site is served over plain HTTP) under a host name other than a loopback
+// one. Browsers take Clear-Site-Data only from a secure context, which
+// plain HTTP is on localhost and loopback addresses alone; elsewhere
+// Chromium ignores the header and drops the response's Set-Cookie lines
+// with it, the logout's expiry of the cookie included. Such a logout sends
+// no Clear-Site-Data, and its expiry takes effect.
+func (m *Manager) plainHTTP(r *http.Request) bool {
+	if !m.cfg.InsecureCookie {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return err != nil || !ip.IsLoopback()
 }
 
 // client returns the client's address and user agent as a session

@@ -51,7 +51,9 @@ func newTestManager(t *testing.T, cfg Config) (*Manager, *redistest.Server, *clo
 // and returns the response's Set-Cookie value.
 func serve(t *testing.T, m *Manager, cookie string, fn func(ctx context.Context)) string {
 	t.Helper()
-	req := httptest.NewRequest("GET", "/", nil)
+	// localhost: the test Managers have InsecureCookie, and plain HTTP
+	// elsewhere gets no Clear-Site-Data (see Manager.plainHTTP).
+	req := httptest.NewRequest("GET", "http://localhost/", nil)
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
 	}
@@ -383,10 +385,10 @@ func TestOutageLoggedAfterLastSeenWarning(t *testing.T) {
 }
 
 // TestOutageEndLogged: the requests of an outage shorter than the log's
-// interval are counted when Redis answers again, not with the next
-// outage's first line, maybe hours later.
+// interval are counted by the first read Redis answers once that interval
+// has passed, not with the next outage's first line, maybe hours later.
 func TestOutageEndLogged(t *testing.T) {
-	m, r, _ := newTestManager(t, Config{})
+	m, r, clk := newTestManager(t, Config{})
 	var logs strings.Builder // the requests run one after the other
 	m.log = slog.New(slog.NewTextHandler(&logs, nil))
 	cookie, _ := login(t, m, "alice")
@@ -400,6 +402,11 @@ func TestOutageEndLogged(t *testing.T) {
 			t.Errorf("LoadError once Redis answers again = %v, want nil", err)
 		}
 	})
+	if strings.Contains(logs.String(), "available again") {
+		t.Errorf("the end of the outage logged within the interval of its first line:\n%s", logs.String())
+	}
+	clk.t = clk.t.Add(11 * time.Second)
+	serve(t, m, cookie, func(context.Context) {})
 	serve(t, m, cookie, func(context.Context) {})
 	out := logs.String()
 	if n := strings.Count(out, "serving requests as anonymous"); n != 1 {

@@ -47,7 +47,7 @@ func newInnerManager(t *testing.T, outer *Manager, r *redistest.Server, cfg Conf
 // (each if not empty), and returns the response header.
 func nestedExchange(t *testing.T, outer, inner *Manager, outerCookie, innerCookie string, fn func(ctx context.Context)) http.Header {
 	t.Helper()
-	req := httptest.NewRequest("GET", "/admin/", nil)
+	req := httptest.NewRequest("GET", "http://localhost/admin/", nil) // see serve
 	if outerCookie != "" {
 		req.AddCookie(&http.Cookie{Name: outer.cfg.CookieName, Value: outerCookie})
 	}
@@ -65,6 +65,40 @@ func nestedExchange(t *testing.T, outer, inner *Manager, outerCookie, innerCooki
 		t.Fatalf("outer Commit = %v", err)
 	}
 	return h
+}
+
+// TestClearSiteDataOnPlainHTTP: with InsecureCookie (a site on plain HTTP),
+// a logout under a host name that is not a loopback one sends no
+// Clear-Site-Data, which browsers take only from a secure context and with
+// which Chromium drops the response's Set-Cookie lines, the cookie's
+// expiry included; on localhost and loopback addresses, secure contexts
+// over plain HTTP too, it does. The cookie is expired either way.
+func TestClearSiteDataOnPlainHTTP(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	for host, want := range map[string]string{
+		"localhost:8080": `"cookies"`, "app.localhost": `"cookies"`, "LOCALHOST.": `"cookies"`,
+		"127.0.0.1:8080": `"cookies"`, "127.0.0.2": `"cookies"`, "[::1]:80": `"cookies"`,
+		"app.test:8080": "", "10.0.0.5": "", "[2001:db8::1]:80": "", "localhost.example.com": "",
+	} {
+		cookie, _ := login(t, m, "alice")
+		req := httptest.NewRequest("POST", "/logout", nil)
+		req.Host = host
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+		ctx := m.Load(req)
+		if err := Destroy(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Get("Clear-Site-Data"); got != want {
+			t.Errorf("logout on http://%s: Clear-Site-Data %q, want %q", host, got, want)
+		}
+		if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 {
+			t.Errorf("logout on http://%s: Set-Cookie %v, want the cookie expired", host, c)
+		}
+	}
 }
 
 // TestLogoutClearSiteData checks where a logout sends Clear-Site-Data:

@@ -432,24 +432,28 @@ const maxSameName = 8
 // several (a sibling subdomain's cookie of the same name, set with a
 // Domain, or one set for a longer Path, which browsers send first): then
 // it returns the first of them, among the first maxSameName, whose
-// signature a current key verifies, or else the first. So a cookie tossed
-// in front of the app's own does not hide its session from reads, nor
-// make a logout expire the browser's cookie while the session goes on in
-// Redis. (One validly signed, a session of the tosser's own, still comes
-// first: the __Host- prefix, the default, is what keeps a sibling's cookie
-// out.)
+// signature a current key verifies, or else the first. So a cookie that
+// the app did not sign, tossed in front of its own, does not hide the
+// session from reads, nor make a logout expire the browser's cookie while
+// the session goes on in Redis. (One that a current key signed, a session
+// of the tosser's own, live or ended, still comes first: the __Host-
+// prefix, the default, is what keeps a sibling's cookie out.)
 func (m *Manager) sessionCookie(h http.Header) (string, bool) {
 	v, ok, more := cookieValue(h, m.cfg.CookieName)
 	if !more {
 		return v, ok
 	}
-	for i, c := range (&http.Request{Header: h}).CookiesNamed(m.cfg.CookieName) {
-		if i == maxSameName {
-			break
+	signed, n := "", 0
+	eachCookieValue(h, m.cfg.CookieName, func(c string) bool {
+		if _, _, reason, aged := m.signer.check(c); reason == "" && !aged {
+			signed = c
+			return false
 		}
-		if _, _, reason, aged := m.signer.check(c.Value); reason == "" && !aged {
-			return c.Value, true
-		}
+		n++
+		return n < maxSameName
+	})
+	if signed != "" {
+		return signed, true
 	}
 	return v, ok
 }
@@ -467,19 +471,35 @@ func (m *Manager) sameToken(cookie, token string) bool {
 const maxCookies = 3000
 
 // cookieValue returns the value of the first valid cookie named name in h,
-// as (*http.Request).Cookie finds it (with net/http's default limit on the
+// as (*http.Request).Cookie finds it, and whether another valid one of
+// that name follows.
+func cookieValue(h http.Header, name string) (value string, ok, more bool) {
+	eachCookieValue(h, name, func(v string) bool {
+		if ok {
+			more = true
+			return false
+		}
+		value, ok = v, true
+		return true
+	})
+	return value, ok, more
+}
+
+// eachCookieValue calls f with the value of each valid cookie named name in
+// h, in order, until f returns false: the values of the cookies that
+// (*http.Request).CookiesNamed finds (with net/http's default limit on the
 // number of cookies; the GODEBUG setting httpcookiemaxnum does not apply),
 // but without building the list of every cookie of the request, which
-// costs two allocations on every request; and whether another valid one
-// of that name follows. FuzzCookieValue holds the two equal.
-func cookieValue(h http.Header, name string) (value string, ok, more bool) {
+// costs two allocations on every request, or thousands for one that
+// carries thousands. FuzzCookieValue holds the two equal.
+func eachCookieValue(h http.Header, name string, f func(v string) bool) {
 	lines := h["Cookie"]
 	n := 0
 	for _, line := range lines {
 		n += strings.Count(line, ";") + 1
 	}
 	if n > maxCookies {
-		return "", false, false
+		return
 	}
 	for _, line := range lines {
 		line = textproto.TrimString(line)
@@ -493,16 +513,11 @@ func cookieValue(h http.Header, name string) (value string, ok, more bool) {
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			if !validCookieValue(v) {
-				continue
+			if validCookieValue(v) && !f(v) {
+				return
 			}
-			if ok {
-				return value, true, true
-			}
-			value, ok = v, true
 		}
 	}
-	return value, ok, false
 }
 
 // validCookieValue reports whether net/http accepts v as a cookie value

@@ -40,22 +40,27 @@ func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 	log(n)
 }
 
-// End reports that what the lines were about is over (Redis answers
-// again). If lines were held back since the last one went out, it calls
-// log with their number, so that a failure shorter than Interval reports
-// its count when it ends rather than with the next failure, maybe hours
-// later; and the next line goes out at once. Otherwise it does nothing, at
-// the cost of an atomic load.
-func (l *Limiter) End(log func(suppressed int)) {
+// End reports at now that what the lines were about is over, for the
+// moment (a read that Redis answered). If lines were held back and the
+// interval has passed since the last line went out, it calls log with
+// their number, which then counts as the interval's line: so the count of
+// a failure shorter than Interval comes with the first success an
+// Interval after the failure's line, not with the next failure, maybe
+// hours later, and failures and successes that alternate (a Redis Cluster
+// with one master down) still log one line per Interval. Otherwise it does
+// nothing; with nothing held back, at the cost of an atomic load.
+func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 	if !l.held.Load() {
 		return
 	}
 	l.mu.Lock()
+	if l.suppressed == 0 || now.Before(l.next) {
+		l.mu.Unlock()
+		return
+	}
 	n := l.suppressed
-	l.next, l.suppressed = time.Time{}, 0
+	l.next, l.suppressed = now.Add(l.Interval), 0
 	l.held.Store(false)
 	l.mu.Unlock()
-	if n > 0 {
-		log(n)
-	}
+	log(n)
 }

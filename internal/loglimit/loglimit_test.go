@@ -1,6 +1,8 @@
 package loglimit
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -20,27 +22,29 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-// TestLimiterEnd: End reports the lines held back since the last one, once,
-// and lets the next line out at once; with none held back it logs nothing.
+// TestLimiterEnd: End reports the lines held back once the interval since
+// the last line has passed, as that interval's line, and nothing before,
+// so that failures and successes that alternate still log one line per
+// interval.
 func TestLimiterEnd(t *testing.T) {
 	l := Limiter{Interval: 10 * time.Second}
 	start := time.Unix(1000, 0)
-	var logged, ended []int
-	log := func(n int) { logged = append(logged, n) }
-	end := func(n int) { ended = append(ended, n) }
-	l.End(end) // nothing held back
-	for i := range 3 {
-		l.Do(start.Add(time.Duration(i)*time.Second), log) // one line, two held back
+	at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+	var lines []string
+	log := func(n int) { lines = append(lines, fmt.Sprint("failed ", n)) }
+	end := func(n int) { lines = append(lines, fmt.Sprint("ended ", n)) }
+	l.End(at(0), end) // nothing held back
+	l.Do(at(0), log)  // out
+	l.End(at(1), end) // nothing held back
+	for s := 2; s < 10; s++ {
+		l.Do(at(s), log)  // held back
+		l.End(at(s), end) // within the interval: nothing
 	}
-	l.End(end)
-	l.End(end)                          // already reported
-	l.Do(start.Add(4*time.Second), log) // a new failure: out at once
-	l.Do(start.Add(5*time.Second), log) // held back
-	l.End(end)
-	if len(logged) != 2 || logged[0] != 0 || logged[1] != 0 {
-		t.Errorf("lines logged with held-back counts %v, want [0 0]", logged)
-	}
-	if len(ended) != 2 || ended[0] != 2 || ended[1] != 1 {
-		t.Errorf("End reported %v, want [2 1]", ended)
+	l.End(at(12), end) // the interval is over: the 8 held back
+	l.End(at(13), end) // reported already
+	l.Do(at(14), log)  // within the new interval: held back
+	l.Do(at(22), log)  // out, with the one held back
+	if want := []string{"failed 0", "ended 8", "failed 1"}; !slices.Equal(lines, want) {
+		t.Errorf("lines %q, want %q", lines, want)
 	}
 }
