@@ -386,9 +386,11 @@ func (s *Store) sendIndexed(send func(name string, args ...any), index, id strin
 	ms := deadline.UnixMilli()
 	send("ZADD", index, ms, id)
 	// NX sets the expiry of a new index, GT moves it later; GT alone would
-	// leave a new index (no expiry yet) without one.
-	send("PEXPIREAT", index, ms+indexGrace.Milliseconds(), "NX")
-	send("PEXPIREAT", index, ms+indexGrace.Milliseconds(), "GT")
+	// leave a new index (no expiry yet) without one. (One interface value
+	// for both: one allocation, not two, on every login.)
+	var expires any = ms + indexGrace.Milliseconds()
+	send("PEXPIREAT", index, expires, "NX")
+	send("PEXPIREAT", index, expires, "GT")
 	send("ZREMRANGEBYSCORE", index, "-inf", pruneBefore())
 }
 

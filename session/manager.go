@@ -597,7 +597,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Merge:    merge,
 	}
 	ended, err := m.store.AddUserSession(ctx, add)
-	if replacedGone(err) {
+	if err != nil && replacedGone(err) { // err != nil: replacedGone's target escapes, an allocation
 		// Under the limit, and a parallel Renew may have moved this
 		// user's session to an id that would count: end it where it went
 		// first, then add the new session alone, with what is left of
