@@ -829,7 +829,7 @@ func (s *Store) readForCache(ctx context.Context, id string) (record []byte, fou
 		case err == nil && ms > 0:
 			expires = sent + ms*int64(time.Millisecond)
 		case replyCode(err) == "NOPERM":
-			s.near.track.reconnect()
+			s.near.track.refused(err)
 		}
 		return nil
 	})

@@ -2,11 +2,17 @@ package redisstore_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -112,6 +118,46 @@ func TestNearCacheACL(t *testing.T) {
 		}
 	})
 
+	// An ACL that allows PTTL on the connection's check (a key of a
+	// session's form) but not on the sessions: every read for the cache is
+	// refused, and each would close the connection, which the check then
+	// lets up again. It reconnects once per 10 seconds at most, with a
+	// warning.
+	t.Run("pttl allowed on the check's key only", func(t *testing.T) {
+		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
+		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+pttl" })
+		aclModesSetUser(t, servers, aclModesDataUser, append(rules, "(+pttl ~session:x)"))
+		logs := new(syncbuf.Buffer)
+		s, err := redisstore.Open(redisstore.Config{
+			Addr: srv.Addr(), Username: aclModesDataUser, Password: aclModesUserPassword,
+			NearCache: redisstore.NearCache{MaxEntries: 10}, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		deadline := time.Now().Add(10 * time.Second)
+		for !s.NearCacheStats().Connected {
+			if time.Now().After(deadline) {
+				t.Fatalf("not connected within 10s: %+v\n%s", s.NearCacheStats(), logs)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		before := connectionsReceived(t, srv)
+		for range 100 {
+			if _, found, err := s.Load(ctx, "a", time.Minute); err != nil || !found {
+				t.Fatalf("Load = %v, %v", found, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := connectionsReceived(t, srv) - before; n > 5 {
+			t.Errorf("%d connections in 100 reads whose PTTL was refused, want a reconnect once per 10s at most", n)
+		}
+		if n := strings.Count(logs.String(), "refused a read for the cache"); n != 1 {
+			t.Errorf("%d warnings of a refused read, want 1:\n%s", n, logs)
+		}
+	})
+
 	t.Run("without tracking", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
 		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+client|tracking" })
@@ -127,4 +173,25 @@ func TestNearCacheACL(t *testing.T) {
 			t.Errorf("stats %+v without +client|tracking, want not connected and no hits", st)
 		}
 	})
+}
+
+// connectionsReceived returns the connections srv has accepted since it
+// started (INFO stats).
+func connectionsReceived(t *testing.T, srv *redistest.Server) int64 {
+	t.Helper()
+	info, err := redis.String(srv.Do(t, "INFO", "stats"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("INFO stats without total_connections_received")
+	return 0
 }

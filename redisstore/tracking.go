@@ -59,6 +59,9 @@ type tracker struct {
 	mu   sync.Mutex
 	conn *checkedConn // the current connection, closed by close to end run's read
 	id   int64        // its CLIENT ID, for tests
+	// reconnected is when refused closed the connection last, so that it
+	// does so at most once per nearLogInterval.
+	reconnected time.Time
 }
 
 func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*checkedConn, error), check func(ctx context.Context, conn redis.Conn) error) *tracker {
@@ -92,14 +95,21 @@ func (t *tracker) close() {
 	})
 }
 
-// reconnect closes the current connection, if any: run then connects
-// again, checking the server and the ACL user's commands anew.
-func (t *tracker) reconnect() {
+// refused reports err, Redis's refusal of a read for the cache (an ACL
+// that lost +pttl since the connection checked it): it logs it and closes
+// the current connection, so that run connects again and its check turns
+// the cache off, at most once per nearLogInterval (an ACL that allows the
+// check's key but not the sessions' would have every read reconnect).
+func (t *tracker) refused(err error) {
 	t.mu.Lock()
-	if t.conn != nil {
-		t.conn.Close()
+	if t.conn == nil || time.Since(t.reconnected) < nearLogInterval {
+		t.mu.Unlock()
+		return
 	}
+	t.reconnected = time.Now()
+	t.conn.Close()
 	t.mu.Unlock()
+	t.log.Warn("redisstore: near-cache: Redis refused a read for the cache; connecting again", "error", safeText(err))
 }
 
 // demand asks for a PING as soon as none is in flight.
@@ -127,9 +137,7 @@ func (t *tracker) run() {
 		conn, err := t.connect()
 		if err == nil {
 			backoff = trackMinBackoff
-			t.failures.End(time.Now(), func(suppressed int) {
-				t.log.Info("redisstore: near-cache: its invalidation connection connected", "suppressed", suppressed)
-			})
+			t.connected()
 			t.serve(conn)
 		} else {
 			t.warn(err)
@@ -149,6 +157,18 @@ func (t *tracker) run() {
 // near-cache's connection cannot connect; the attempts in between are
 // counted in the next line.
 const nearLogInterval = 10 * time.Second
+
+// connected logs that the connection is up, with the count of the failed
+// attempts to connect that warn held back, once nearLogInterval has passed
+// since its last line (see loglimit.Limiter.End). run calls it as a
+// connection comes up, and handle on each PING answer, so that the count
+// of a failure shorter than that interval comes out with the first answer
+// after it, not with the next failure.
+func (t *tracker) connected() {
+	t.failures.End(time.Now(), func(suppressed int) {
+		t.log.Info("redisstore: near-cache: its invalidation connection connected", "suppressed", suppressed)
+	})
+}
 
 // warn logs err, the failure of an attempt to connect, unless the tracker
 // is closing or another line went out less than nearLogInterval ago. The
@@ -216,8 +236,9 @@ func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
 	}
 	// Reads for the cache send PTTL, which the Store's own reads do not:
 	// an ACL user without it would have every one of them refused. The
-	// prefix itself is no session's key.
-	if _, err := cmd(ctx, conn, "PTTL", t.c.prefix); err != nil {
+	// key has a session key's form (an ACL may allow the prefix alone),
+	// but no id has that length.
+	if _, err := cmd(ctx, conn, "PTTL", t.c.prefix+"x"); err != nil {
 		return fmt.Errorf("PTTL: %w", err)
 	}
 	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
@@ -310,6 +331,7 @@ func (t *tracker) handle(conn *checkedConn, reply any) error {
 			return fmt.Errorf("unexpected answer to PING on the invalidation connection: %w", err)
 		}
 		t.c.certify(sent)
+		t.connected()
 		return nil
 	case kind == "message" && len(msg) == 3:
 		if msg[2] == nil { // FLUSHDB or FLUSHALL

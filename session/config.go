@@ -120,8 +120,8 @@ type Config struct {
 	// no-store. A Manager whose middleware runs inside another Manager's
 	// (a site and its /admin/) never sends the header, which would delete
 	// the outer Manager's cookie too; nor does one with InsecureCookie
-	// reached under a host name other than localhost or a loopback
-	// address: browsers take the header from secure contexts only, and
+	// reached over plain HTTP under a host name other than localhost or a
+	// loopback address: browsers take the header from secure contexts only, and
 	// Chromium then drops the response's Set-Cookie lines, the cookie's
 	// expiry included. False (the default) sends it.
 	KeepSiteData bool

@@ -1101,9 +1101,10 @@ func (m *Manager) withheld(r *http.Request) bool {
 // plain HTTP is on localhost and loopback addresses alone; elsewhere
 // Chromium ignores the header and drops the response's Set-Cookie lines
 // with it, the logout's expiry of the cookie included. Such a logout sends
-// no Clear-Site-Data, and its expiry takes effect.
+// no Clear-Site-Data, and its expiry takes effect. (A request that came
+// over TLS to the app itself is no plain HTTP, whatever the cookie says.)
 func (m *Manager) plainHTTP(r *http.Request) bool {
-	if !m.cfg.InsecureCookie {
+	if !m.cfg.InsecureCookie || r.TLS != nil {
 		return false
 	}
 	host := r.Host

@@ -79,9 +79,14 @@ func TestClearSiteDataOnPlainHTTP(t *testing.T) {
 		"localhost:8080": `"cookies"`, "app.localhost": `"cookies"`, "LOCALHOST.": `"cookies"`,
 		"127.0.0.1:8080": `"cookies"`, "127.0.0.2": `"cookies"`, "[::1]:80": `"cookies"`,
 		"app.test:8080": "", "10.0.0.5": "", "[2001:db8::1]:80": "", "localhost.example.com": "",
+		"https://app.test": `"cookies"`, // over TLS to the app itself
 	} {
 		cookie, _ := login(t, m, "alice")
 		req := httptest.NewRequest("POST", "/logout", nil)
+		if u, ok := strings.CutPrefix(host, "https://"); ok {
+			req = httptest.NewRequest("POST", host+"/logout", nil) // sets req.TLS
+			host = u
+		}
 		req.Host = host
 		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
 		ctx := m.Load(req)
