@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -524,18 +525,26 @@ func capacityRecord(t testing.TB) []byte {
 // usedMemory returns INFO memory's used_memory of srv.
 func usedMemory(t testing.TB, srv *redistest.Server) int64 {
 	t.Helper()
-	info, err := redis.String(srv.Do(t, "INFO", "memory"), nil)
+	return infoInt(t, srv, "memory", "used_memory")
+}
+
+// infoInt returns the integer field of INFO section of srv.
+func infoInt(t testing.TB, srv *redistest.Server, section, field string) int64 {
+	t.Helper()
+	info, err := redis.String(srv.Do(t, "INFO", section), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			var n int64
-			fmt.Sscan(v, &n)
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO %s: %s: %v", section, field, err)
+			}
 			return n
 		}
 	}
-	t.Fatal("INFO memory has no used_memory")
+	t.Fatalf("INFO %s has no %s", section, field)
 	return 0
 }
 

@@ -4,12 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/internal/syncbuf"
@@ -143,14 +140,14 @@ func TestNearCacheACL(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		before := connectionsReceived(t, srv)
+		before := infoInt(t, srv, "stats", "total_connections_received")
 		for range 100 {
 			if _, found, err := s.Load(ctx, "a", time.Minute); err != nil || !found {
 				t.Fatalf("Load = %v, %v", found, err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if n := connectionsReceived(t, srv) - before; n > 5 {
+		if n := infoInt(t, srv, "stats", "total_connections_received") - before; n > 5 {
 			t.Errorf("%d connections in 100 reads whose PTTL was refused, want a reconnect once per 10s at most", n)
 		}
 		if n := strings.Count(logs.String(), "refused a read for the cache"); n != 1 {
@@ -173,25 +170,4 @@ func TestNearCacheACL(t *testing.T) {
 			t.Errorf("stats %+v without +client|tracking, want not connected and no hits", st)
 		}
 	})
-}
-
-// connectionsReceived returns the connections srv has accepted since it
-// started (INFO stats).
-func connectionsReceived(t *testing.T, srv *redistest.Server) int64 {
-	t.Helper()
-	info, err := redis.String(srv.Do(t, "INFO", "stats"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("INFO stats without total_connections_received")
-	return 0
 }

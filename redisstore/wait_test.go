@@ -49,17 +49,7 @@ func pollUntil(t *testing.T, what string, done func() bool) {
 // connectedReplicas returns how many replicas the master counts.
 func connectedReplicas(t *testing.T, master *redistest.Server) int {
 	t.Helper()
-	info, err := redis.String(master.Do(t, "INFO", "replication"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
+	return int(infoInt(t, master, "replication", "connected_slaves"))
 }
 
 // caughtUp returns once the master's replica has confirmed every write
