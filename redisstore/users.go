@@ -246,9 +246,10 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			if n := len(live) - (a.Limit - 1); n > 0 {
 				revoked = live[:n] // oldest first
 			}
-			conn.Send("MULTI")
-			setAt := s.sendAddition(conn.Send, index, a, start, append(dead, revoked...), revoked...)
-			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
+			var setAt int
+			replies, err = s.transaction(ctx, conn, func(send sender) {
+				setAt = s.sendAddition(send, index, a, start, append(dead, revoked...), revoked...)
+			})
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
 			}
@@ -322,9 +323,7 @@ type sender = func(name string, args ...any) error
 // memory runs. The commands must all use keys of one slot.
 func (s *Store) batch(ctx context.Context, conn redis.Conn, queue func(send sender)) ([]any, error) {
 	if s.cluster != nil {
-		conn.Send("MULTI")
-		queue(conn.Send)
-		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
+		replies, err := s.transaction(ctx, conn, queue)
 		if !outOfMemory(err, true) {
 			return replies, err
 		}

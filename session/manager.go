@@ -188,7 +188,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if outer != nil && outer.m == m {
 		return r.Context()
 	}
-	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent(), plainHTTP: m.plainHTTP(r)}
+	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
@@ -206,6 +206,8 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st.sentCookie = cookie != ""
 	if !st.sentCookie {
 		st.withheld = m.withheld(r)
+	} else {
+		st.plainHTTP = m.plainHTTP(r) // only a request with the cookie can expire it
 	}
 	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
 		return ctx
@@ -1114,6 +1116,10 @@ func (m *Manager) plainHTTP(r *http.Request) bool {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return false
+	}
+	if host == "" || host[0] > '9' && !strings.Contains(host, ":") {
+		// A name, no address: spare ParseAddr's error, an allocation.
+		return true
 	}
 	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 	return err != nil || !ip.IsLoopback()
