@@ -215,15 +215,18 @@ type RateLimitMetrics interface {
 //
 // Every response through it carries the RateLimit-Policy and RateLimit
 // header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
-// per rule that keys the request (RateLimit-Policy) or counted it
-// (RateLimit). A request over any rule's limit gets 429 with Retry-After,
+// per rule that keys the request (RateLimit-Policy) or that counted it and
+// is keyed by its sender (RateLimit: a rule keyed by a body field, a user
+// name, counts everyone's attempts on that name, which its state would
+// tell anyone). A request over any rule's limit gets 429 with Retry-After,
 // the time until the window of every rule that counted it and is at its
 // limit has ended (see RateLimitConfig.OnLimited), and never reaches the
 // handler. A rule keyed by a body field that did not count the request,
 // because a rule keyed by its sender refused it first, is not known to be
 // at its limit, and may refuse the request after that wait in turn. A
 // counter failure gets 503 with Retry-After under FailClosed. A body over
-// MaxBody gets 413. Each rule's window is a fixed window that opens at the
+// MaxBody gets 413, and a JSON body whose matches of a ByJSONField's field
+// differ gets 400 (see ByJSONField). Each rule's window is a fixed window that opens at the
 // first request counted (see RateCounter). A limiter with a ByUser rule
 // must run behind Sessions; without it, it answers every request 500 and
 // logs the mistake once (see ByUser).
@@ -237,7 +240,7 @@ func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Hand
 // never lets password guesses through unlimited. Count such routes by user
 // name (ByFormField, ByJSONField) and by address (ByIP) in the same
 // limiter: every attempt is counted, whether or not the user exists, so
-// the answers say nothing about which user names do.
+// a name with an account and one without get the same answers.
 func LoginLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
 	return newLimiter(c, cfg, FailClosed)
 }
@@ -385,7 +388,11 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		ks := newKeyed(len(l.cfg.Rules))
 		for i := range l.cfg.Rules {
 			rule := &l.cfg.Rules[i]
-			v := rule.Key.fn(r, body)
+			v, err := rule.Key.fn(r, body)
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest, err.Error(), "The request names a field more than once, with different values.")
+				return
+			}
 			if v == "" {
 				continue
 			}
@@ -711,13 +718,16 @@ func addMembers(h http.Header, key, list string) {
 }
 
 // stateHeader formats the RateLimit field: one list member per rule that
-// counted the request (a count of -1 did not, see count),
-// `"name";r=<remaining>;t=<seconds until the window ends>`.
+// counted the request (a count of -1 did not, see count) and is keyed by
+// its sender, `"name";r=<remaining>;t=<seconds until the window ends>`. A
+// rule keyed by a body field is left out: its counter is everyone's who
+// sends that user name, its owner's sign-ins included, and would tell any
+// sender of the name whether, and when, someone else tried it.
 func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 	var b strings.Builder
 	b.Grow(48 * len(rules))
 	for i, r := range rules {
-		if counts[i] < 0 {
+		if counts[i] < 0 || r.Key.body {
 			continue
 		}
 		if b.Len() > 0 {

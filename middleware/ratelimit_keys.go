@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"hash"
 	"io"
 	"mime"
@@ -26,9 +27,11 @@ import (
 // Key says what a Rule counts requests by. Build one with ByIP, ByUser,
 // ByFormField, ByJSONField or ByFunc.
 type Key struct {
-	// fn returns the request's key value, "" for none. body is the
-	// request body when the Key reads it (body is true), else nil.
-	fn   func(r *http.Request, body []byte) string
+	// fn returns the request's key value, "" for none, or an error that
+	// makes the limiter refuse the request with 400 (errAmbiguousField).
+	// body is the request body when the Key reads it (body is true), else
+	// nil.
+	fn   func(r *http.Request, body []byte) (string, error)
 	body bool
 	user bool // reads the session, which Sessions must have loaded
 }
@@ -49,7 +52,7 @@ type Key struct {
 // under one value shared by all such requests: none goes uncounted, and no
 // sender can make up a counter of its own for each request.
 func ByIP() Key {
-	return Key{fn: func(r *http.Request, _ []byte) string { return clientNet(r.RemoteAddr) }}
+	return Key{fn: func(r *http.Request, _ []byte) (string, error) { return clientNet(r.RemoteAddr), nil }}
 }
 
 // clientNet returns the address of remoteAddr (host:port) that ByIP counts
@@ -82,9 +85,9 @@ const noAddress = "no address"
 // instead of limiting nothing, and logs the mistake once (cfg.Logger,
 // level Error).
 func ByUser() Key {
-	return Key{user: true, fn: func(r *http.Request, _ []byte) string {
+	return Key{user: true, fn: func(r *http.Request, _ []byte) (string, error) {
 		u, _ := session.UserID(r.Context())
-		return u
+		return u, nil
 	}}
 }
 
@@ -101,7 +104,7 @@ func ByUser() Key {
 // reads first for a multipart body, so a decoy name there would be
 // counted instead.
 func ByFormField(name string) Key {
-	return Key{body: true, fn: func(r *http.Request, body []byte) string {
+	return Key{body: true, fn: func(r *http.Request, body []byte) (string, error) {
 		// A key that read the field some other way than the handler does
 		// would let a body that the two read differently (a multipart
 		// one, say) log in without being counted.
@@ -119,13 +122,13 @@ func ByFormField(name string) Key {
 			c.ParseMultipartForm(defaultMaxMemory)
 		default:
 			// The form is parsed whole: FormValue reads only r.Form.
-			return normalizeName(r.Form.Get(name))
+			return normalizeName(r.Form.Get(name)), nil
 		}
 		v := c.FormValue(name)
 		if c.MultipartForm != nil {
 			c.MultipartForm.RemoveAll() // files of the copy, if any were spilled to disk
 		}
-		return normalizeName(v)
+		return normalizeName(v), nil
 	}}
 }
 
@@ -161,23 +164,23 @@ func cloneValues(v url.Values) url.Values {
 // The handler must read the field that way too: one that decodes into a
 // map, or with another JSON library, may read another of several matches
 // ({"username":"alice","Username":"decoy"}: a map's "username" is alice,
-// a struct's decoy). So a body whose matches differ (after that folding)
-// counts under one value shared by every such body, whichever it names,
-// and cannot win a counter of its own per request.
+// a struct's decoy). So the limiter refuses a body whose matches differ
+// (after that folding) with 400 {"error":"ambiguous request body"}, and
+// counts nothing for it: counted under either name, it would get the
+// other one guesses that its own counter no longer allows.
 func ByJSONField(name string) Key {
-	return Key{body: true, fn: func(_ *http.Request, body []byte) string {
+	return Key{body: true, fn: func(_ *http.Request, body []byte) (string, error) {
 		v, split := jsonField(body, name)
 		if split {
-			return splitValue
+			return "", errAmbiguousField
 		}
-		return normalizeName(v)
+		return normalizeName(v), nil
 	}}
 }
 
-// splitValue is the value ByJSONField counts a body by whose matching
-// fields differ: invalid UTF-8, which no JSON string decodes to, so that it
-// is no user's name.
-const splitValue = "\xff"
+// errAmbiguousField is ByJSONField's error for a body whose matching
+// fields differ.
+var errAmbiguousField = errors.New("ambiguous request body")
 
 // jsonField returns the last string value of a top-level field of the JSON
 // object in body whose name equals name case-insensitively, or "", and
@@ -220,7 +223,7 @@ func ByFunc(f func(r *http.Request) string) Key {
 	if f == nil {
 		return Key{}
 	}
-	return Key{fn: func(r *http.Request, _ []byte) string { return f(r) }}
+	return Key{fn: func(r *http.Request, _ []byte) (string, error) { return f(r), nil }}
 }
 
 // normalizeName folds the variants of one user name that a login would
