@@ -168,3 +168,78 @@ func TestSameManagerTwiceCommitsOnce(t *testing.T) {
 		t.Errorf("login behind Sessions twice = %d with %d Set-Cookie headers, want 200 and one", resp.StatusCode, n)
 	}
 }
+
+// TestSameManagerTwiceBehindHiddenWriters applies one Manager's Sessions
+// twice with a writer between that has no Unwrap, so that the inner one
+// cannot find the outer one's writer: a middleware's own writer, the
+// buffer of http.TimeoutHandler (the order Sessions' doc asks for) whose
+// handler times out after a login, and a recorder a handler renders
+// another route into. The inner one passes the request on all the same:
+// the login's cookie reaches the client, which is then signed in, and a
+// change after the handler returned is saved.
+func TestSameManagerTwiceBehindHiddenWriters(t *testing.T) {
+	m, _, mux := sameManagerApp(t)
+	mw := middleware.Sessions(m)
+	mux.HandleFunc("POST /slow-login", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Error(err)
+		}
+		io.WriteString(w, "welcome")
+		time.Sleep(150 * time.Millisecond) // past the TimeoutHandler's 50 ms
+	})
+	after := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(struct{ http.ResponseWriter }{w}, r) // a writer without Unwrap
+			if r.Method != "POST" {
+				return // GET /me has written its answer
+			}
+			if err := session.Put(r.Context(), "theme", "dark"); err != nil {
+				t.Errorf("Put after the handler, behind Sessions twice = %v, want nil", err)
+			}
+		})
+	}
+	inner := mw(mux)
+	page := http.NewServeMux()
+	page.HandleFunc("POST /page", func(w http.ResponseWriter, r *http.Request) {
+		// Renders the login route into a recorder, as a handler composing
+		// a page from other routes would.
+		sub := r.Clone(r.Context())
+		sub.URL.Path = "/login"
+		inner.ServeHTTP(httptest.NewRecorder(), sub)
+		io.WriteString(w, "page")
+	})
+	page.Handle("/", inner)
+	for _, tc := range []struct {
+		name, path, theme string
+		status            int
+		h                 http.Handler
+	}{
+		{"middleware writer", "/login", "dark", 200, mw(after(inner))},
+		{"TimeoutHandler", "/slow-login", "", 503, mw(http.TimeoutHandler(inner, 50*time.Millisecond, "timeout"))},
+		{"recorder", "/page", "", 200, mw(page)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.h)
+			defer srv.Close()
+			jar, _ := cookiejar.New(nil)
+			c := &http.Client{Jar: jar}
+			resp, err := c.Post(srv.URL+tc.path, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if n := len(resp.Header.Values("Set-Cookie")); resp.StatusCode != tc.status || n != 1 {
+				t.Errorf("POST %s = %d with %d Set-Cookie headers, want %d and one", tc.path, resp.StatusCode, n, tc.status)
+			}
+			resp, err = c.Get(srv.URL + "/me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := "alice " + tc.theme; string(b) != want {
+				t.Errorf("GET /me after the login = %q, want %q", b, want)
+			}
+		})
+	}
+}

@@ -82,12 +82,23 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
+			ctx := m.Load(r)
+			if ctx == r.Context() {
+				// The same, behind a writer that within cannot see
+				// through (one without Unwrap, as http.TimeoutHandler's,
+				// or a recorder a handler renders a page into): Load
+				// returns r's context when its innermost session is m's.
+				// Committing here would send the cookie into that writer,
+				// not to the client.
+				next.ServeHTTP(w, r)
+				return
+			}
 			// Before the handler, so that a response written around it (a
 			// recovered panic's 500) has it too; the commit puts back
 			// what a handler's Header().Set("Vary", ...) dropped.
 			h := w.Header()
 			varyOnSession(h)
-			r = r.WithContext(m.Load(r))
+			r = r.WithContext(ctx)
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			if len(h) > 1 { // more than Vary: the rare case
 				sw.noteOuterHeaders(h)
