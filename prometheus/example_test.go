@@ -49,6 +49,7 @@ func Example() {
 	// sessionkit_redis_dial_errors_total COUNTER
 	// sessionkit_redis_dials_total COUNTER
 	// sessionkit_redis_pool_connections GAUGE
+	// sessionkit_redis_pool_exhausted GAUGE
 	// sessionkit_redis_pool_max_connections GAUGE
 	// sessionkit_redis_pool_wait_seconds_total COUNTER
 	// sessionkit_redis_pool_waits_total COUNTER

@@ -16,6 +16,7 @@ import (
 //
 //	sessionkit_redis_pool_connections{state="in_use"|"idle"}  gauge
 //	sessionkit_redis_pool_max_connections                     gauge
+//	sessionkit_redis_pool_exhausted                           gauge
 //	sessionkit_redis_pool_waits_total                         counter
 //	sessionkit_redis_pool_wait_seconds_total                  counter
 //	sessionkit_redis_dials_total                              counter
@@ -43,6 +44,7 @@ type poolCollector struct {
 	store interface{ PoolStats() redisstore.PoolStats }
 
 	connections, maxConnections *prometheus.Desc
+	exhausted                   *prometheus.Desc
 	waits, waitSeconds          *prometheus.Desc
 	dials, dialErrors           *prometheus.Desc
 	sentinelsDown, lookupFails  *prometheus.Desc
@@ -56,6 +58,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		store:          store,
 		connections:    desc("pool_connections", "Open connections of the session store's Redis pool, by state: in_use or idle; their sum is the open connections.", "state"),
 		maxConnections: desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
+		exhausted:      desc("pool_exhausted", "1 when every connection of the session store's Redis pool is in use and it may open no more (on a Redis Cluster: of any node's pool), as PoolStats.Exhausted reports; 0 otherwise."),
 		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
 		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
 		dials:          desc("dials_total", "Connections the session store dialled to Redis, its pool's and its near-cache's, failed dials included (zero for a pool the caller built)."),
@@ -69,6 +72,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.connections
 	ch <- c.maxConnections
+	ch <- c.exhausted
 	ch <- c.waits
 	ch <- c.waitSeconds
 	ch <- c.dials
@@ -83,6 +87,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(max(ps.Active-ps.Idle, 0)), "in_use")
 	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(ps.Idle), "idle")
 	ch <- prometheus.MustNewConstMetric(c.maxConnections, prometheus.GaugeValue, float64(ps.MaxActive))
+	exhausted := 0.0
+	if ps.Exhausted() {
+		exhausted = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.exhausted, prometheus.GaugeValue, exhausted)
 	ch <- prometheus.MustNewConstMetric(c.waits, prometheus.CounterValue, float64(ps.Waits))
 	ch <- prometheus.MustNewConstMetric(c.waitSeconds, prometheus.CounterValue, ps.WaitTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(ps.Dials))

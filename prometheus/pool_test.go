@@ -38,6 +38,7 @@ func TestWatchPool(t *testing.T) {
 			`sessionkit_redis_pool_connections{state="in_use"}`: 0,
 			`sessionkit_redis_pool_connections{state="idle"}`:   0,
 			`sessionkit_redis_pool_max_connections`:             0,
+			`sessionkit_redis_pool_exhausted`:                   0,
 			`sessionkit_redis_pool_waits_total`:                 0,
 			`sessionkit_redis_pool_wait_seconds_total`:          0,
 			`sessionkit_redis_dials_total`:                      0,
@@ -54,12 +55,26 @@ func TestWatchPool(t *testing.T) {
 			`sessionkit_redis_pool_connections{state="in_use"}`: 7,
 			`sessionkit_redis_pool_connections{state="idle"}`:   3,
 			`sessionkit_redis_pool_max_connections`:             64,
+			`sessionkit_redis_pool_exhausted`:                   0,
 			`sessionkit_redis_pool_waits_total`:                 7,
 			`sessionkit_redis_pool_wait_seconds_total`:          1.5,
 			`sessionkit_redis_dials_total`:                      12,
 			`sessionkit_redis_dial_errors_total`:                2,
 			`sessionkit_redis_sentinels_down`:                   1,
 			`sessionkit_redis_sentinel_lookup_failures_total`:   5,
+		}},
+		{"full", redisstore.PoolStats{Active: 64, MaxActive: 64}, map[string]float64{
+			`sessionkit_redis_pool_connections{state="in_use"}`: 64,
+			`sessionkit_redis_pool_exhausted`:                   1,
+		}},
+		// A Cluster's counts add up its nodes' pools: one node's full
+		// pool is exhaustion, though the sum is under MaxActive, and the
+		// sum at MaxActive with no node full is none.
+		{"cluster node full", redisstore.PoolStats{Active: 2, MaxActive: 2, Nodes: 3, ExhaustedNodes: 1}, map[string]float64{
+			`sessionkit_redis_pool_exhausted`: 1,
+		}},
+		{"cluster none full", redisstore.PoolStats{Active: 3, MaxActive: 2, Nodes: 3}, map[string]float64{
+			`sessionkit_redis_pool_exhausted`: 0,
 		}},
 	}
 	for _, tc := range tests {
@@ -99,8 +114,7 @@ func TestWatchPoolErrors(t *testing.T) {
 
 // poolExhaustedQuery is the README's "Pool exhausted" alert, which
 // TestPoolExhaustedQuery evaluates on a real exhausted pool.
-const poolExhaustedQuery = `sessionkit_redis_pool_connections{state="in_use"} >= ignoring(state) sessionkit_redis_pool_max_connections ` +
-	`and ignoring(state) sessionkit_redis_pool_connections{state="idle"} == 0`
+const poolExhaustedQuery = `sessionkit_redis_pool_exhausted == 1`
 
 // readmeQuery returns the PromQL lines under the comment line that starts
 // with comment in README.md's queries, joined with single spaces.
@@ -152,8 +166,7 @@ func TestPoolExhaustedQuery(t *testing.T) {
 	}
 	// exhausted evaluates poolExhaustedQuery on a scrape.
 	exhausted := func(s map[string]float64) bool {
-		return s[`sessionkit_redis_pool_connections{state="in_use"}`] >= s["sessionkit_redis_pool_max_connections"] &&
-			s[`sessionkit_redis_pool_connections{state="idle"}`] == 0
+		return s["sessionkit_redis_pool_exhausted"] == 1
 	}
 
 	// A Merge whose function waits holds the only connection.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1257,6 +1258,11 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 		t.Errorf("Merge: %v", err)
 	}
 	t.Logf("Load with a 100ms context on an exhausted pool: %v after %v", err, took.Round(time.Millisecond))
+	// What docs/troubleshooting.md, "Pool exhausted", says of a Cluster.
+	if !errors.Is(err, redisstore.ErrUnavailable) ||
+		!regexp.MustCompile(`^redisstore: redis unavailable \(load\): (MOVED \d+ \S+|redisc: failed to get a connection)`).MatchString(err.Error()) {
+		t.Errorf("Load on an exhausted pool = %v, want ErrUnavailable, MOVED or redisc's failure to get a connection", err)
+	}
 	if took > 300*time.Millisecond {
 		t.Errorf("Load with a 100ms context waited %v for a pooled connection (err %v): the caller's context does not bound the wait on a Cluster", took.Round(time.Millisecond), err)
 	}
@@ -1441,4 +1447,69 @@ func TestPingClusterNodeAsOneServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClusterPoolStats checks that PoolStats reports an exhausted pool on
+// a Cluster by node: the only connection to one master in use is
+// exhaustion, though the other masters' pools are free; one of two
+// connections in use on every master is none, though the counts added
+// up have as many in use as one node's MaxActive and none idle.
+func TestClusterPoolStats(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 1)
+	// hold has a merge on each of keys hold its connection while during
+	// runs.
+	hold := func(s *redisstore.Store, keys []string, during func()) {
+		t.Helper()
+		var inMerge sync.WaitGroup
+		release := make(chan struct{})
+		done := make(chan error, len(keys))
+		for _, k := range keys {
+			_, err := s.Insert(ctx, k, []byte("v"), time.Minute)
+			clusterCheck(t, "Insert", err)
+			inMerge.Add(1)
+			go func() {
+				_, err := s.Merge(ctx, k, time.Minute, func(cur []byte) ([]byte, error) {
+					inMerge.Done()
+					<-release
+					return cur, nil
+				})
+				done <- err
+			}()
+		}
+		inMerge.Wait()
+		during()
+		close(release)
+		for range keys {
+			clusterCheck(t, "Merge", <-done)
+		}
+	}
+
+	one := openCluster(t, c, redisstore.Config{MaxActive: 1})
+	for _, tt := range tags { // a pool for every master
+		_, err := one.Insert(ctx, tagged(tt[0], "other"), []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+	}
+	hold(one, []string{tagged(tags[0][0], "held")}, func() {
+		if ps := one.PoolStats(); !ps.Exhausted() || ps.ExhaustedNodes != 1 || ps.Nodes != 3 {
+			t.Errorf("MaxActive 1, the connection to one master in use: %+v, want Exhausted, 1 of 3 nodes", ps)
+		}
+	})
+	if ps := one.PoolStats(); ps.Exhausted() || ps.ExhaustedNodes != 0 {
+		t.Errorf("MaxActive 1, nothing in use: %+v, want not Exhausted", ps)
+	}
+
+	two := openCluster(t, c, redisstore.Config{MaxActive: 2})
+	var keys []string
+	for _, tt := range tags {
+		keys = append(keys, tagged(tt[0], "held"))
+	}
+	hold(two, keys, func() {
+		ps := two.PoolStats()
+		t.Logf("MaxActive 2, one connection in use on each master: %+v", ps)
+		if ps.Exhausted() || ps.ExhaustedNodes != 0 || ps.Nodes != 3 {
+			t.Errorf("MaxActive 2, one connection in use on each master: %+v, want not Exhausted, 3 nodes", ps)
+		}
+	})
 }

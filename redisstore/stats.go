@@ -36,7 +36,8 @@ type Observer interface {
 }
 
 // PoolStats is a snapshot of a Store's connections, for readiness probes
-// and metrics. On a Redis Cluster it adds up the pools of every node.
+// and metrics. On a Redis Cluster it adds up the pools of every node
+// (Nodes), but for MaxActive.
 type PoolStats struct {
 	// Active is the number of open connections, in use or idle.
 	Active int
@@ -44,8 +45,15 @@ type PoolStats struct {
 	Idle int
 	// MaxActive is the most connections a pool opens at once (per node on
 	// a Cluster): a pool with Active == MaxActive and Idle == 0 is
-	// exhausted, and calls wait for a connection.
+	// exhausted, and calls wait for a connection. On a Cluster they do not
+	// wait (redisc's wait would not heed the call's context): a call on
+	// the slots of a node whose pool is exhausted is sent to another
+	// node, which answers MOVED, and tried again until its time runs out.
 	MaxActive int
+	// Nodes is, on a Cluster, how many nodes' pools the counts add up,
+	// and ExhaustedNodes how many of those pools were exhausted when the
+	// snapshot was taken. Both are zero elsewhere.
+	Nodes, ExhaustedNodes int
 	// Waits is how many times a call had to wait for a connection and got
 	// one, and WaitTime how long those waits took in all, since the Store
 	// opened. A wait that timed out is not counted (redigo counts only
@@ -77,9 +85,19 @@ type PoolStats struct {
 }
 
 // Exhausted reports whether every connection is in use and the pool may
-// open no more: further calls wait.
+// open no more: further calls wait. On a Cluster it reports whether any
+// node's pool is so (ExhaustedNodes).
 func (p PoolStats) Exhausted() bool {
-	return p.MaxActive > 0 && p.Active >= p.MaxActive && p.Idle == 0
+	if p.Nodes > 0 {
+		return p.ExhaustedNodes > 0
+	}
+	return exhausted(p.MaxActive, p.Active, p.Idle)
+}
+
+// exhausted reports whether a pool of at most maxActive connections, with
+// active open and idle of them idle, may open no more and has none idle.
+func exhausted(maxActive, active, idle int) bool {
+	return maxActive > 0 && active >= maxActive && idle == 0
 }
 
 // PoolStats returns a snapshot of the Store's connection pools. It sends
@@ -104,6 +122,10 @@ func (s *Store) PoolStats() PoolStats {
 	case *clusterSource:
 		for _, st := range src.c.Stats() {
 			add(st)
+			ps.Nodes++
+			if exhausted(s.maxActive, st.ActiveCount, st.IdleCount) {
+				ps.ExhaustedNodes++
+			}
 		}
 		ps.MaxActive = s.maxActive
 	}
