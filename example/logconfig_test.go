@@ -152,7 +152,7 @@ func TestStartupLogsUserInForce(t *testing.T) {
 
 	r.Do(t, "ACL", "SETUSER", "app", "resetpass", ">app-pw-5120")
 	_, err = setup(slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err == nil || !strings.Contains(err.Error(), "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)") {
+	if err == nil || !strings.Contains(err.Error(), "authentication failed for user app (REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD)") {
 		t.Fatalf("setup as a user with a password, none set = %v, want the credentials named", err)
 	}
 }

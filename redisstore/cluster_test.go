@@ -1184,7 +1184,7 @@ func TestClusterACL(t *testing.T) {
 	// A wrong password is a refusal, as on one server, also when no node
 	// gives a connection to learn the slots from, where redisc keeps only
 	// the text of the dials' errors; and Describe names the settings.
-	wrongCfg := redisstore.Config{Username: "noslots", Password: "wrong-" + password, Timeout: 300 * time.Millisecond}
+	wrongCfg := redisstore.Config{ClusterNodes: c.Addrs()[:1], Username: "noslots", Password: "wrong-" + password, Timeout: 300 * time.Millisecond}
 	wrong := openCluster(t, c, wrongCfg)
 	err = wrong.Ping(ctx)
 	if !errors.Is(err, redisstore.ErrRefused) {

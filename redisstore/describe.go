@@ -21,7 +21,7 @@ import (
 // words an operator knows, naming the setting to check, for example
 //
 //	connection refused to 127.0.0.1:6390 (REDIS_URL or REDIS_HOST and REDIS_PORT)
-//	authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)
+//	authentication failed for user app (REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD)
 //	Redis is out of memory (maxmemory)
 //	Redis is loading its dataset
 //
@@ -39,6 +39,11 @@ func Describe(err error, cfg Config) string {
 	user := cfg.Username
 	if user == "" {
 		user = "default"
+	}
+	creds, password := "REDIS_USERNAME / REDIS_PASSWORD", "REDIS_PASSWORD"
+	if cfg.mode() == modeSingle {
+		// One server may take its credentials from REDIS_URL instead.
+		creds, password = "REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD", "REDIS_URL or REDIS_PASSWORD"
 	}
 	var reply redis.Error
 	var op *net.OpError
@@ -72,9 +77,9 @@ func Describe(err error, cfg Config) string {
 	case !sentinels && cfg.TLS != nil && handshakeTimedOut(err):
 		return fmt.Sprintf("the server did not complete a TLS handshake (rediss:// or REDIS_TLS, Config.TLS): %s names a port that does not speak TLS (a plain Redis port, not its tls-port), or no Redis", where)
 	case code == "WRONGPASS" || code == "NOAUTH":
-		return fmt.Sprintf("authentication failed for user %s (REDIS_USERNAME / REDIS_PASSWORD)", user)
+		return fmt.Sprintf("authentication failed for user %s (%s)", user, creds)
 	case noPassword:
-		return "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"
+		return fmt.Sprintf("a password is set (%s), but the server has none: unset it, or give the server one (requirepass, or an ACL user)", password)
 	case code == "NOPERM" && errors.As(err, &perm) && strings.Contains(strings.ToLower(string(perm.reply)), "key"):
 		return fmt.Sprintf("the ACL of user %s does not allow the keys %s, which sessionkit's %s uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add %s", user, perm.keys, perm.cmd, perm.keys)
 	case code == "NOPERM" && strings.Contains(string(reply), "'select'"):

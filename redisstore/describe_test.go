@@ -42,7 +42,7 @@ func TestDescribe(t *testing.T) {
 			}
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
-		}, "authentication failed for user app (REDIS_USERNAME / REDIS_PASSWORD)"},
+		}, "authentication failed for user app (REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD)"},
 		{"database out of range", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{Addr: srv.Addr(), DB: 16}
@@ -147,7 +147,7 @@ func TestDescribe(t *testing.T) {
 			}
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
-		}, "a password is set (REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"},
+		}, "a password is set (REDIS_URL or REDIS_PASSWORD), but the server has none: unset it, or give the server one (requirepass, or an ACL user)"},
 		{"ACL without select", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~*", "+@all", "-select")

@@ -265,8 +265,14 @@ func ParseURL(raw string) (Config, error) {
 // password. That is why url.Parse's error, which quotes its input, is
 // replaced rather than wrapped.
 func parseURL(raw string) (Config, error) {
+	errScheme := errors.New("want scheme redis:// or rediss://")
 	u, err := url.Parse(raw)
 	if err != nil {
+		if !strings.Contains(raw, "://") {
+			// A bare address, "127.0.0.1:6379", which url.Parse refuses
+			// (where "localhost:6379" parses with scheme "localhost").
+			return Config{}, errScheme
+		}
 		return Config{}, errors.New("malformed URL")
 	}
 	var useTLS bool
@@ -275,7 +281,7 @@ func parseURL(raw string) (Config, error) {
 	case "rediss":
 		useTLS = true
 	default:
-		return Config{}, errors.New("want scheme redis:// or rediss://")
+		return Config{}, errScheme
 	}
 	if u.Opaque != "" {
 		return Config{}, errors.New("want // after the scheme")

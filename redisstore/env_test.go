@@ -109,6 +109,8 @@ func TestParseURL(t *testing.T) {
 		{raw: "rediss://cache.example.com", want: envConfig{Addr: "cache.example.com:6379", TLSServerName: "cache.example.com"}},
 		{raw: "http://host", wantErr: "want scheme redis:// or rediss://"},
 		{raw: "host:6379", wantErr: "want scheme redis:// or rediss://"},
+		{raw: "127.0.0.1:6379", wantErr: "want scheme redis:// or rediss://"},
+		{raw: "[::1]:6379", wantErr: "want scheme redis:// or rediss://"},
 		{raw: "", wantErr: "want scheme redis:// or rediss://"},
 		{raw: "redis:host", wantErr: "want // after the scheme"},
 		{raw: "redis://", wantErr: "missing host"},

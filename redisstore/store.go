@@ -71,8 +71,8 @@ type Store struct {
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
-// only KeyPrefix, Timeout, WaitReplicas, NearCache, Logger and, with
-// WaitReplicas, MaxActive (the other fields configure [NewPool], and the
+// only KeyPrefix, Timeout, WaitReplicas, NearCache, Logger, Observer and,
+// with WaitReplicas, MaxActive (the other fields configure [NewPool], and the
 // near-cache's own connection when src is neither a *redis.Pool nor a
 // [Dialer]), but it
 // validates all of it. With WaitReplicas, MaxActive must be the most

@@ -226,8 +226,11 @@ type Info struct {
 	// renewal after. It is the session's handle for a list of devices:
 	// Revoke takes it as well as ID, so that a row shown before the
 	// session renewed still revokes it. Like ID, it is not a credential.
-	FirstID   string
-	UserID    string
+	FirstID string
+	// UserID is the logged-in user; empty for an anonymous session.
+	UserID string
+	// CreatedAt is when the session was created (by Create, for a
+	// logged-in one); renewals keep it.
 	CreatedAt time.Time
 	// ExpiresAt is the absolute deadline. The idle timeout may end the
 	// session earlier.

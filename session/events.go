@@ -26,13 +26,16 @@ const (
 // Event reports a change of a session's life, for audit logs. It never
 // carries the token.
 type Event struct {
+	// Kind says what happened.
 	Kind EventKind
 	// UserID is the session's user; empty when it is not known, as for an
 	// expired session whose record is gone.
 	UserID string
 	// SessionID is the session's id (see Info.ID), not its token.
 	SessionID string
-	Time      time.Time
+	// Time is when it happened (when the Manager saw it happen, for an
+	// expiry), not when the session was created.
+	Time time.Time
 }
 
 // emit logs an event, with a fingerprint of the session id only, and hands
