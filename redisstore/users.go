@@ -933,6 +933,12 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 	ctx, release := s.confirming(ctx)
 	defer release()
 	err = s.doTurn(ctx, "remove_user_sessions", index, func(ctx context.Context, conn redis.Conn) error {
+		// On a Cluster the Store runs this again after an error that ran
+		// no command (ASK, TRYAGAIN), which a sweep's later pass can meet
+		// after an earlier one ended sessions: those stay in removed, and
+		// each run adds the sessions it ends.
+		var got []string
+		defer func() { removed = append(removed, got...) }()
 		tries := 0
 		err := optimistic(ctx, func() (retry bool, err error) {
 			if tries++; tries > sweepAfter {
@@ -966,17 +972,20 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 			if err != nil {
 				return false, err
 			}
-			removed, err = ended(replies, members)
+			got, err = ended(replies, members)
 			return false, err
 		})
 		if errors.Is(err, errSweep) {
-			removed, err = s.sweep(ctx, conn, index, keep)
+			got, err = s.sweep(ctx, conn, index, keep)
 			gone = errors.Is(err, errKeepGone)
 			if gone {
 				err = nil
 			}
 		}
-		if err == nil && len(removed) > 0 {
+		if gone && len(removed) > 0 {
+			return ErrContention // an earlier run ended sessions, which ErrKeepGone would deny
+		}
+		if err == nil && len(removed)+len(got) > 0 {
 			err = s.confirm(ctx, conn)
 		}
 		return err
