@@ -243,3 +243,40 @@ func TestSameManagerTwiceBehindHiddenWriters(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionsAfterLoad serves a request that m.Load has loaded already,
+// as a test harness or a middleware in front of Sessions that peeks at the
+// user does, through m's Sessions alone: nothing around it commits, so it
+// does, and a login's cookie and a value put reach the client and Redis.
+func TestSessionsAfterLoad(t *testing.T) {
+	m, _, mux := sameManagerApp(t)
+	h := middleware.Sessions(m)(mux)
+	peek := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(m.Load(r)))
+		})
+	}(h)
+	var cookie *http.Cookie
+	for _, path := range []string{"/login", "/put"} {
+		req := httptest.NewRequest("POST", path, nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		rec := httptest.NewRecorder()
+		peek.ServeHTTP(rec, req)
+		if path == "/login" {
+			if cs := rec.Result().Cookies(); len(cs) != 1 {
+				t.Fatalf("login on a request Load had loaded: %d cookies, want 1", len(cs))
+			} else {
+				cookie = cs[0]
+			}
+		}
+	}
+	req := httptest.NewRequest("GET", "/me", nil)
+	req.AddCookie(cookie)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Body.String() != "alice dark" {
+		t.Errorf("GET /me after a login and a put on requests Load had loaded = %q, want \"alice dark\"", rec.Body)
+	}
+}

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,8 +47,9 @@ import (
 // (the 500 of a recovering middleware around Sessions) still carries the
 // cookie of a login, a renewal or a logout it made before: those took
 // effect in the store at once. That holds when the recovering middleware
-// wraps Sessions: one between Sessions and the handler turns the panic
-// into an ordinary answer, which saves what the handler put.
+// wraps Sessions (the outermost, where the same Manager's Sessions runs
+// twice): one between Sessions and the handler turns the panic into an
+// ordinary answer, which saves what the handler put.
 //
 // When the store is unavailable, the request goes on as anonymous (see
 // session.LoadError) and nothing is written back. When changes cannot be
@@ -75,21 +77,15 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if within(w, m) {
+			if within(w, m) || r.Context().Value(running{m}) != nil {
 				// m's Sessions runs around this one already (a router's
 				// global middleware and a route group's): the request
-				// has its session, which that one commits.
-				next.ServeHTTP(w, r)
-				return
-			}
-			ctx := m.Load(r)
-			if ctx == r.Context() {
-				// The same, behind a writer that within cannot see
-				// through (one without Unwrap, as http.TimeoutHandler's,
-				// or a recorder a handler renders a page into): Load
-				// returns r's context when its innermost session is m's.
-				// Committing here would send the cookie into that writer,
-				// not to the client.
+				// has its session, which that one commits. The context
+				// tells so behind a writer that within cannot see through
+				// (one without Unwrap, as http.TimeoutHandler's, or a
+				// recorder a handler renders a page into), where a commit
+				// here would send the cookie into that writer, not to the
+				// client.
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -98,7 +94,7 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			// what a handler's Header().Set("Vary", ...) dropped.
 			h := w.Header()
 			varyOnSession(h)
-			r = r.WithContext(ctx)
+			r = r.WithContext(context.WithValue(m.Load(r), running{m}, true))
 			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 			if len(h) > 1 { // more than Vary: the rare case
 				sw.noteOuterHeaders(h)
@@ -109,6 +105,10 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// running is the key of the context value that m's Sessions sets on the
+// requests it passes on, and commits.
+type running struct{ m *session.Manager }
 
 // sessionWriter commits the session before the first WriteHeader, Write or
 // Flush reaches the client.

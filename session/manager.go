@@ -182,8 +182,8 @@ func (engineStore) Delete(string) error { return nil }
 // once per Manager. A request whose innermost session is m's already (the
 // same Manager's middleware twice on a route: a global one and a
 // router's) keeps it: Load returns r's context, and the session is read,
-// and committed, once (middleware.Sessions passes such a request on, to
-// be committed by the outer one, whatever writers lie between).
+// and committed, once (by the outer middleware.Sessions, which the inner
+// one passes the request on to, whatever writers lie between).
 func (m *Manager) Load(r *http.Request) context.Context {
 	outer := stateFrom(r.Context())
 	if outer != nil && outer.m == m {
