@@ -83,9 +83,8 @@ type Config struct {
 	// MaxIdle is the most idle connections the pool keeps for reuse.
 	// Default MaxActive when zero (redigo's zero, no reuse at all, is not
 	// available): a smaller pool of idle connections than of busy ones
-	// closes and redials connections under steady load (the load test saw
-	// 40% of requests dial with 16 idle for 64 busy); IdleTimeout closes
-	// the ones a quieter time leaves unused.
+	// closes and redials connections under steady load, a dial for many a
+	// request; IdleTimeout closes the ones a quieter time leaves unused.
 	MaxIdle int
 
 	// IdleTimeout closes idle connections that have not been used for this

@@ -912,3 +912,9 @@ func TestDetachedCall(t *testing.T) {
 		t.Errorf("runs %d, closes %d, want 2 and 1 (the caller's connection stays open)", runs.Load(), closed.Load())
 	}
 }
+
+// setMaster records the master's address, named by no sentinel in
+// particular.
+func (s *sentinelSource) setMaster(addr string) {
+	s.setMasterNamedBy(addr, "")
+}

@@ -293,12 +293,6 @@ func (s *sentinelSource) doubt(addr string) {
 	s.ask()
 }
 
-// setMaster records the master's address, named by no sentinel in
-// particular.
-func (s *sentinelSource) setMaster(addr string) {
-	s.setMasterNamedBy(addr, "")
-}
-
 // setMasterNamedBy records the master's address, named by the sentinel at
 // sentinel.
 func (s *sentinelSource) setMasterNamedBy(addr, sentinel string) {

@@ -634,8 +634,13 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	return value, true
 }
 
-// Remove deletes key from the session; the response saves the change. After
-// the response has started it returns ErrResponseStarted.
+// Remove deletes key from the session; the response saves the change. A
+// key the session does not hold changes nothing. It refuses a key Put
+// would refuse (ErrReservedKey), returns ErrResponseStarted after the
+// response has started, LoadError's error when the session could not be
+// loaded (ErrStoreUnavailable), and ErrNoSession when no middleware.Sessions
+// ran for the request or, for a key the session holds, in the cases Put
+// returns it.
 func Remove(ctx context.Context, key string) error {
 	st, err := keyed(ctx, key)
 	if err != nil {

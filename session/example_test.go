@@ -164,7 +164,8 @@ func ExampleToken() {
 		token, _ := session.Token(r.Context())
 		json.NewEncoder(w).Encode(map[string]string{"token": token}) // client sends "Authorization: Bearer <token>"
 	}
-	_ = handler
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/login", handler) // behind middleware.Sessions
 }
 
 // ParseKeys reads signing keys as SESSION_KEYS holds them, and says which

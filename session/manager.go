@@ -1032,8 +1032,8 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 // zero deadline, an expired cookie that makes the browser drop it.
 //
 // It writes the header as (*http.Cookie).String does (TestSetCookie holds
-// them equal), without its checks and copies, which cost a login a tenth
-// of its CPU: New checked the name and the attributes, and value is
+// them equal), without its checks and copies, which a login would pay
+// for nothing: New checked the name and the attributes, and value is
 // signed base64url or empty, which needs no quoting.
 func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 	expires, maxAge := time.Unix(1, 0), 0 // expired: the browser drops it

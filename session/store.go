@@ -32,6 +32,19 @@ import (
 // on, and such a change is dropped. MoveSession should keep the id it
 // moved an anonymous session to for the moved record's time to live, from
 // the moment the old record is gone. redisstore.Store has it.
+//
+// Two more methods a Store may have, which redisstore.Store has too:
+//
+//	Cluster() bool
+//
+// reports that the Store runs on a Redis Cluster, where New requires
+// Config.TagKey (to keep each user's keys in one hash slot); and
+//
+//	NearCacheSize() int
+//
+// returns the most records the Store keeps in memory (a near-cache), 0 for
+// none: the Manager then keeps as many records decoded, so that a request
+// served from memory does not decode the same JSON again.
 type Store interface {
 	RecordStore
 	UserStore

@@ -389,3 +389,16 @@ func TestKeysCopied(t *testing.T) {
 		t.Errorf("alice's token signed with the zeros left in the wiped buffers: UserID = %q, want anonymous", u)
 	}
 }
+
+// verify returns the token and deadline of a validly signed value, or
+// errBadToken, as the Manager reads check's answer.
+func (s *signer) verify(signed string) (token string, deadline time.Time, err error) {
+	if signed == "" {
+		return "", time.Time{}, errBadToken
+	}
+	token, deadline, reason, aged := s.check(signed)
+	if reason != "" || aged {
+		return "", time.Time{}, errBadToken
+	}
+	return token, deadline, nil
+}

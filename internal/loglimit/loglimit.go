@@ -1,7 +1,7 @@
 // Package loglimit lets a repeated log line through at most once per
 // interval, so that a failure every request sees (a Redis outage) logs a
-// line per interval, not one per request. The session Manager and the rate
-// limiter share it.
+// line per interval, not one per request. The core packages and the
+// example share it.
 package loglimit
 
 import (

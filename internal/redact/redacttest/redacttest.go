@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-// verbs are the fmt verbs Outputs prints with.
+// verbs are the fmt verbs outputs prints with.
 var verbs = []string{"%v", "%+v", "%s", "%#v", "%q", "%d", "%x"}
 
 // output is one way of printing a value.
@@ -83,22 +83,9 @@ func outputs(v any) map[string]output {
 	return out
 }
 
-// Outputs returns what v prints as, by name: with each fmt verb, logged by
-// slog's text and JSON handlers as a value and inside a group, and
-// marshaled with encoding/json; each of those for v, for a pointer to v
-// (when v is not a pointer already), for v as a field of a struct and for
-// v in a slice. The outputs named "... %x" are hexadecimal.
-func Outputs(v any) map[string]string {
-	out := map[string]string{}
-	for name, o := range outputs(v) {
-		out[name] = o.text
-	}
-	return out
-}
-
 // Printed returns v as an application most often prints its settings, by
 // name: with %+v, logged by slog's text and JSON handlers, and marshaled
-// with encoding/json. Unlike Outputs, it does not wrap v: a struct of the
+// with encoding/json. Unlike outputs, it does not wrap v: a struct of the
 // caller's prints as that struct.
 func Printed(t *testing.T, v any) map[string]string {
 	t.Helper()
@@ -112,7 +99,7 @@ func Printed(t *testing.T, v any) map[string]string {
 	return map[string]string{"%+v": fmt.Sprintf("%+v", v), "slog text": text.String(), "slog JSON": js.String(), "json.Marshal": string(j)}
 }
 
-// CheckNil fails t for each output of Outputs(v), v a nil pointer, that
+// CheckNil fails t for each output of outputs(v), v a nil pointer, that
 // is not <nil> (or null, from encoding/json) or that holds "panicked", as
 // slog writes when LogValue panics.
 func CheckNil(t *testing.T, v any) {
@@ -143,7 +130,7 @@ func Forms(s []byte) []string {
 	}
 }
 
-// Check fails t for each output of Outputs(v) that holds any of secrets
+// Check fails t for each output of outputs(v) that holds any of secrets
 // (as Forms gives them), or lacks one of want, but for the hexadecimal
 // outputs and, when v has no MarshalJSON, those that encoding/json
 // printed (it prints a type without exported fields as {}).
