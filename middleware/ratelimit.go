@@ -33,8 +33,9 @@ type RateCounter interface {
 
 // Rule admits at most Limit requests per Window for each value of Key.
 type Rule struct {
-	// Name names the rule in the RateLimit-Policy and RateLimit headers and
-	// in its Redis key: 1 to 32 characters of a-z, 0-9, "-" and "_".
+	// Name names the rule in the RateLimit-Policy and RateLimit headers
+	// (RateLimit leaves out a rule keyed by a name: see RateLimit) and in
+	// its Redis key: 1 to 32 characters of a-z, 0-9, "-" and "_".
 	// Required, and unique within a limiter. Rules of several limiters with
 	// the same Name and key value share one counter (a login form and a
 	// login API counting the same user name's attempts together), so they
@@ -49,7 +50,7 @@ type Rule struct {
 	Window time.Duration
 
 	// Key says what requests are counted by: [ByIP], [ByUser],
-	// [ByFormField], [ByJSONField] or [ByFunc]. Required. A request for
+	// [ByFormField], [ByJSONField], [ByName] or [ByFunc]. Required. A request for
 	// which it finds no value (no user logged in, no such field) is not
 	// counted by this rule. A limiter with a ByUser rule must run behind
 	// Sessions, or it answers every request 500 (see ByUser).
@@ -82,8 +83,8 @@ const minSecretLen = 32
 type RateLimitConfig struct {
 	// Rules are the limits; a request must be within all of them. At least
 	// one, at most 16. A request's counts cost one Redis round trip (one
-	// per rule on a Redis Cluster), or two when rules keyed by a body field
-	// (ByFormField, ByJSONField) count it beside others: those are counted
+	// per rule on a Redis Cluster), or two when rules keyed by a name
+	// (ByFormField, ByJSONField, ByName) count it beside others: those are counted
 	// only once the others admitted it, so that a request refused by its
 	// address spends no attempt of the user name it names.
 	Rules []Rule
@@ -213,21 +214,22 @@ type RateLimitMetrics interface {
 // says FailClosed. Use LoginLimit for logins and other routes that check
 // secrets.
 //
-// Every response through it carries the RateLimit-Policy and RateLimit
-// header fields of draft-ietf-httpapi-ratelimit-headers-11, one list member
-// per rule that keys the request (RateLimit-Policy) or that counted it and
-// is keyed by its sender (RateLimit: a rule keyed by a body field, a user
-// name, counts everyone's attempts on that name, which its state would
-// tell anyone). A request over any rule's limit gets 429 with Retry-After,
-// the time until the window of every rule that counted it and is at its
-// limit has ended (see RateLimitConfig.OnLimited), and never reaches the
-// handler. A rule keyed by a body field that did not count the request,
-// because a rule keyed by its sender refused it first, is not known to be
-// at its limit, and may refuse the request after that wait in turn. A
-// counter failure gets 503 with Retry-After under FailClosed. A body over
-// MaxBody gets 413, and a JSON body whose matches of a ByJSONField's field
-// differ gets 400 (see ByJSONField). Each rule's window is a fixed window that opens at the
-// first request counted (see RateCounter). A limiter with a ByUser rule
+// Every response to a request it counted carries the RateLimit-Policy and
+// RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-11, one
+// list member per rule that keys the request (RateLimit-Policy) or that
+// counted it and is keyed by its sender (RateLimit: a rule keyed by a
+// name, ByFormField, ByJSONField or ByName, counts everyone's attempts on
+// that name, which its state would tell anyone). A request over any
+// rule's limit gets 429 with Retry-After, the time until the window of
+// every rule that counted it and is at its limit has ended (see
+// RateLimitConfig.OnLimited), and never reaches the handler. A rule keyed
+// by a name that did not count the request, because a rule keyed by its
+// sender refused it first, is not known to be at its limit, and may
+// refuse the request after that wait in turn. A counter failure gets 503
+// with Retry-After under FailClosed. A body over MaxBody gets 413, and a
+// JSON body whose matches of a ByJSONField's field differ gets 400 (see
+// ByJSONField), neither counted. Each rule's window is a fixed window that
+// opens at the first request counted (see RateCounter). A limiter with a ByUser rule
 // must run behind Sessions; without it, it answers every request 500 and
 // logs the mistake once (see ByUser).
 func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
@@ -312,7 +314,7 @@ func (cfg RateLimitConfig) validate() error {
 		case r.Window < time.Second || r.Window%time.Second != 0:
 			return bad(field+".Window", "want whole seconds, at least 1s")
 		case r.Key.fn == nil:
-			return bad(field+".Key", "required: ByIP, ByUser, ByFormField, ByJSONField or ByFunc")
+			return bad(field+".Key", "required: ByIP, ByUser, ByFormField, ByJSONField, ByName or ByFunc")
 		}
 		seen[r.Name] = true
 	}
@@ -390,7 +392,8 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			rule := &l.cfg.Rules[i]
 			v, err := rule.Key.fn(r, body)
 			if err != nil {
-				writeError(w, r, http.StatusBadRequest, err.Error(), "The request names a field more than once, with different values.")
+				// errAmbiguousField, the only error of a Key.
+				writeError(w, r, http.StatusBadRequest, "ambiguous request body", "The request names a field more than once, with different values.")
 				return
 			}
 			if v == "" {
@@ -459,26 +462,26 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 //
 // The rules go in two stages. First those keyed by who sends the request
 // (ByIP, ByUser, ByFunc); then, only if none of these refused it, those
-// keyed by a field of its body (ByFormField, ByJSONField), whose value the
-// sender chooses freely. A request refused by its address thus creates no
+// keyed by a name it carries (ByFormField, ByJSONField, ByName), whose
+// value the sender chooses freely. A request refused by its address thus creates no
 // counter for the user name it names, nor spends that name's attempts:
 // otherwise one address past its own limit could still lock out every user
 // it named, and fill Redis with their counters. A limiter whose rules are
 // all of one kind counts in one stage, one round trip.
 func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets []time.Duration, err error) {
-	body := 0
+	named := 0
 	for _, rule := range ks.rules {
-		if rule.Key.body {
-			body++
+		if rule.Key.named {
+			named++
 		}
 	}
-	if body == 0 || body == len(ks.rules) {
+	if named == 0 || named == len(ks.rules) {
 		return l.countKeys(ctx, ks.keys, ks.windows)
 	}
 	var who, what keyed
 	var whoAt, whatAt []int // their rules' places in ks
 	for i, rule := range ks.rules {
-		if rule.Key.body {
+		if rule.Key.named {
 			what.add(rule, ks.keys[i])
 			whatAt = append(whatAt, i)
 		} else {
@@ -720,14 +723,14 @@ func addMembers(h http.Header, key, list string) {
 // stateHeader formats the RateLimit field: one list member per rule that
 // counted the request (a count of -1 did not, see count) and is keyed by
 // its sender, `"name";r=<remaining>;t=<seconds until the window ends>`. A
-// rule keyed by a body field is left out: its counter is everyone's who
-// sends that user name, its owner's sign-ins included, and would tell any
+// rule keyed by a name (Key.named) is left out: its counter is everyone's
+// who sends that user name, its owner's sign-ins included, and would tell any
 // sender of the name whether, and when, someone else tried it.
 func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 	var b strings.Builder
 	b.Grow(48 * len(rules))
 	for i, r := range rules {
-		if counts[i] < 0 || r.Key.body {
+		if counts[i] < 0 || r.Key.named {
 			continue
 		}
 		if b.Len() > 0 {

@@ -25,7 +25,7 @@ import (
 )
 
 // Key says what a Rule counts requests by. Build one with ByIP, ByUser,
-// ByFormField, ByJSONField or ByFunc.
+// ByFormField, ByJSONField, ByName or ByFunc.
 type Key struct {
 	// fn returns the request's key value, "" for none, or an error that
 	// makes the limiter refuse the request with 400 (errAmbiguousField).
@@ -33,7 +33,11 @@ type Key struct {
 	// nil.
 	fn   func(r *http.Request, body []byte) (string, error)
 	body bool
-	user bool // reads the session, which Sessions must have loaded
+	// named: the value is a name that any sender may send (a user name),
+	// not one that tells who sends the request; see limiter.count and
+	// stateHeader.
+	named bool
+	user  bool // reads the session, which Sessions must have loaded
 }
 
 // ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
@@ -104,7 +108,7 @@ func ByUser() Key {
 // reads first for a multipart body, so a decoy name there would be
 // counted instead.
 func ByFormField(name string) Key {
-	return Key{body: true, fn: func(r *http.Request, body []byte) (string, error) {
+	return Key{body: true, named: true, fn: func(r *http.Request, body []byte) (string, error) {
 		// A key that read the field some other way than the handler does
 		// would let a body that the two read differently (a multipart
 		// one, say) log in without being counted.
@@ -169,7 +173,7 @@ func cloneValues(v url.Values) url.Values {
 // counts nothing for it: counted under either name, it would get the
 // other one guesses that its own counter no longer allows.
 func ByJSONField(name string) Key {
-	return Key{body: true, fn: func(_ *http.Request, body []byte) (string, error) {
+	return Key{body: true, named: true, fn: func(_ *http.Request, body []byte) (string, error) {
 		v, split := jsonField(body, name)
 		if split {
 			return "", errAmbiguousField
@@ -216,9 +220,27 @@ func jsonField(body []byte, name string) (v string, split bool) {
 	return v, split
 }
 
+// ByName counts requests by a user name that the request carries outside
+// its body, as f(r) reads it: HTTP Basic authentication's user name, a
+// path segment (POST /users/{name}/sessions), a header. As for
+// ByFormField and ByJSONField, whose values any sender may send too, the
+// name is trimmed and case-folded, the rule counts a request only once
+// the limiter's rules keyed by its sender (ByIP, ByUser, ByFunc) admitted
+// it, and its state is left out of the RateLimit header. Requests for
+// which f returns "" are not counted by the rule. f must not read r.Body.
+func ByName(f func(r *http.Request) string) Key {
+	if f == nil {
+		return Key{}
+	}
+	return Key{named: true, fn: func(r *http.Request, _ []byte) (string, error) { return normalizeName(f(r)), nil }}
+}
+
 // ByFunc counts requests by f(r); requests for which f returns "" are not
-// counted by the rule. f must not read r.Body: use ByFormField or
-// ByJSONField for values in the body.
+// counted by the rule. Its value is taken to tell who sends the request
+// (an address a trusted proxy wrote, an API key's id): it is counted with
+// ByIP's and ByUser's, and shown in the RateLimit header. Count a name
+// that anyone may send with ByName instead. f must not read r.Body: use
+// ByFormField or ByJSONField for values in the body.
 func ByFunc(f func(r *http.Request) string) Key {
 	if f == nil {
 		return Key{}

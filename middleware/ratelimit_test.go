@@ -1374,3 +1374,46 @@ func TestRateLimitStagesConcurrency(t *testing.T) {
 		t.Errorf("the name's counter = %d, want %d (the requests the address rules admitted)", name, addresses*perIP)
 	}
 }
+
+// TestRateLimitByName counts logins by the user name of HTTP Basic
+// authentication, which anyone may send: the name's state stays out of the
+// RateLimit header (where the first probe would read its owner's sign-in),
+// names that strings.EqualFold takes as equal count together, and an
+// address past its own limit spends none of the name's attempts, so that
+// its owner still gets in.
+func TestRateLimitByName(t *testing.T) {
+	srv := redistest.Start(t)
+	h := limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Rules: []middleware.Rule{
+		{Name: "login-user", Limit: 3, Window: time.Minute, Key: middleware.ByName(func(r *http.Request) string { u, _, _ := r.BasicAuth(); return u })},
+		{Name: "login-ip", Limit: 2, Window: time.Minute, Key: middleware.ByIP()},
+	}})
+	login := func(user, addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.SetBasicAuth(user, "pw")
+		r.RemoteAddr = addr
+		return serve(h, r)
+	}
+	login("bob", "198.51.100.1:1") // the owner signs in
+	w := login("BOB ", "203.0.113.7:1")
+	if got := w.Header().Get("RateLimit"); w.Code != 200 || got != `"login-ip";r=1;t=60` {
+		t.Errorf("a probe of bob's name = %d, RateLimit %q; want 200 and the address's state alone", w.Code, got)
+	}
+	if got := w.Header().Get("RateLimit-Policy"); got != `"login-user";q=3;w=60, "login-ip";q=2;w=60` {
+		t.Errorf("RateLimit-Policy = %q, want both rules", got)
+	}
+	login("bob", "203.0.113.7:1") // the address's second: bob's name has had 3 attempts
+	if w := login("bob", "198.51.100.1:2"); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("bob's name's fourth attempt = %d, want 429", w.Code)
+	}
+	srv.Do(t, "FLUSHDB")
+	login("bob", "203.0.113.7:1")
+	login("bob", "203.0.113.7:1")
+	for range 5 { // over the address's limit: bob's name is not counted
+		if w := login("bob", "203.0.113.7:1"); w.Code != http.StatusTooManyRequests {
+			t.Fatalf("a login from an address past its limit = %d, want 429", w.Code)
+		}
+	}
+	if w := login("Bob", "198.51.100.1:2"); w.Code != 200 {
+		t.Errorf("bob's login after 5 refused from another address, his name having had 2 attempts = %d, want 200", w.Code)
+	}
+}
