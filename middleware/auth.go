@@ -84,13 +84,20 @@ func retryLater(w http.ResponseWriter, msg string) {
 // writeJSONError answers code with {"error": msg}. msg is a constant of this
 // package, so it needs no escaping.
 func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	writeHeader(w, code, "application/json")
+	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+}
+
+// writeHeader sends the header of the middleware's own answer with code:
+// its Content-Type, never cached, not sniffed, and without a
+// Content-Length the handler may have set for its own body.
+func writeHeader(w http.ResponseWriter, code int, contentType string) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
 	w.WriteHeader(code)
-	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
 }
 
 // sitePath reports whether u is a path on this site: a single "/" first,

@@ -791,12 +791,7 @@ func writeError(w http.ResponseWriter, r *http.Request, code int, msg, text stri
 // writeHTML answers code with a minimal page saying text, which holds no
 // markup and no input of the request.
 func writeHTML(w http.ResponseWriter, code int, text string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Del("Content-Length")
-	w.WriteHeader(code)
+	writeHeader(w, code, "text/html; charset=utf-8")
 	io.WriteString(w, "<!doctype html>\n<title>"+http.StatusText(code)+"</title>\n<p>"+text+"</p>\n")
 }
 

@@ -260,12 +260,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 			// is no such excuse: a stalled Redis must still show.)
 			return ctx
 		}
-		m.outage.Do(now, func(suppressed int) {
-			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
-		})
-		if m.cfg.Metrics != nil {
-			m.cfg.Metrics.ServedAnonymous()
-		}
+		m.servedAnonymous(now, err)
 		return ctx
 	}
 	m.outage.End(now, func(suppressed int) {
@@ -891,19 +886,10 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	token, err := m.newToken(st, "")
+	ttl, _ := m.ttl(deadline, now)
+	token, err := m.insertAnonymous(ctx, st, record, ttl)
 	if err != nil {
 		return err
-	}
-	token = withTag(m.anonTag(token), token)
-	ttl, _ := m.ttl(deadline, now)
-	written, err := m.store.Insert(ctx, idOf(token), record, ttl)
-	switch {
-	case err != nil:
-		return storeError(err)
-	case !written:
-		// 252 random bits (a 128-bit id) never collide; a taken id means a broken random source.
-		return errors.New("session: new session id already taken")
 	}
 	m.engine.Put(st.engineData(), metaKey, md)
 	m.engine.SetDeadline(st.engineData(), deadline)
@@ -1149,3 +1135,37 @@ func clientIP(remoteAddr string) string {
 	}
 	return host
 }
+
+// servedAnonymous reports that a request is served as anonymous because the
+// store failed with err: a warning at most once per outage interval, and
+// Metrics.ServedAnonymous.
+func (m *Manager) servedAnonymous(now time.Time, err error) {
+	m.outage.Do(now, func(suppressed int) {
+		m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
+	})
+	if m.cfg.Metrics != nil {
+		m.cfg.Metrics.ServedAnonymous()
+	}
+}
+
+// insertAnonymous stores record as a new anonymous session of st for ttl,
+// under a new token, which it returns.
+func (m *Manager) insertAnonymous(ctx context.Context, st *state, record []byte, ttl time.Duration) (string, error) {
+	token, err := m.newToken(st, "")
+	if err != nil {
+		return "", err
+	}
+	token = withTag(m.anonTag(token), token)
+	written, err := m.store.Insert(ctx, idOf(token), record, ttl)
+	switch {
+	case err != nil:
+		return "", storeError(err)
+	case !written:
+		return "", errIDTaken
+	}
+	return token, nil
+}
+
+// errIDTaken reports a new session id that a session had already: 252
+// random bits (a 128-bit id) never collide, so the random source is broken.
+var errIDTaken = errors.New("session: new session id already taken")

@@ -189,13 +189,8 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	ctx = ending(ctx)
 	b, found, err := imp.Records.Take(ctx, key)
 	if err != nil {
-		m.outage.Do(now, func(suppressed int) {
-			m.log.Warn("session: store unavailable, serving requests as anonymous", "error", err, "suppressed", suppressed)
-		})
 		st.loadErr = ErrStoreUnavailable
-		if m.cfg.Metrics != nil {
-			m.cfg.Metrics.ServedAnonymous()
-		}
+		m.servedAnonymous(now, err)
 		return true
 	}
 	// Until a session is made, the request's token leads nowhere: it may
@@ -310,16 +305,8 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 			return storeError(err)
 		}
 	} else {
-		if token, err = m.newToken(st, ""); err != nil {
+		if token, err = m.insertAnonymous(ctx, st, record, ttl); err != nil {
 			return err
-		}
-		token = withTag(m.anonTag(token), token)
-		written, err := m.store.Insert(ctx, idOf(token), record, ttl)
-		switch {
-		case err != nil:
-			return storeError(err)
-		case !written:
-			return errors.New("session: new session id already taken")
 		}
 	}
 	data := st.engineData()

@@ -33,6 +33,12 @@ func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 		l.mu.Unlock()
 		return
 	}
+	l.emit(now, log)
+}
+
+// emit starts a new interval at now and calls log with the number of lines
+// held back, after unlocking l.mu, which the caller holds.
+func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
 	n := l.suppressed
 	l.next, l.suppressed = now.Add(l.Interval), 0
 	l.held.Store(false)
@@ -58,9 +64,5 @@ func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 		l.mu.Unlock()
 		return
 	}
-	n := l.suppressed
-	l.next, l.suppressed = now.Add(l.Interval), 0
-	l.held.Store(false)
-	l.mu.Unlock()
-	log(n)
+	l.emit(now, log)
 }
