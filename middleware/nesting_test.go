@@ -1,12 +1,14 @@
 package middleware_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -278,5 +280,21 @@ func TestSessionsAfterLoad(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Body.String() != "alice dark" {
 		t.Errorf("GET /me after a login and a put on requests Load had loaded = %q, want \"alice dark\"", rec.Body)
+	}
+}
+
+// TestSessionsReusedContext serves a request on the context of an earlier
+// one, which went through Sessions and was committed: Sessions passes it
+// on, and the answer still names Cookie and Authorization in Vary.
+func TestSessionsReusedContext(t *testing.T) {
+	m, _, mux := sameManagerApp(t)
+	var saved context.Context
+	mux.HandleFunc("POST /save", func(w http.ResponseWriter, r *http.Request) { saved = r.Context() })
+	h := middleware.Sessions(m)(mux)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/save", nil))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/me", nil).WithContext(saved))
+	if got := rec.Header().Values("Vary"); !slices.Equal(got, []string{"Cookie", "Authorization"}) {
+		t.Errorf("Vary of a request on a reused context = %q, want Cookie, Authorization", got)
 	}
 }

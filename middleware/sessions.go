@@ -85,7 +85,10 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 				// (one without Unwrap, as http.TimeoutHandler's, or a
 				// recorder a handler renders a page into), where a commit
 				// here would send the cookie into that writer, not to the
-				// client.
+				// client. Vary goes on all the same, for a request whose
+				// context outlived the Sessions that set it (reused after
+				// its response): nothing else would add it.
+				varyOnSession(w.Header())
 				next.ServeHTTP(w, r)
 				return
 			}
