@@ -84,9 +84,9 @@ type RateLimitConfig struct {
 	// Rules are the limits; a request must be within all of them. At least
 	// one, at most 16. A request's counts cost one Redis round trip (one
 	// per rule on a Redis Cluster), or two when rules keyed by a name
-	// (ByFormField, ByJSONField, ByName) count it beside others: those are counted
-	// only once the others admitted it, so that a request refused by its
-	// address spends no attempt of the user name it names.
+	// (ByFormField, ByJSONField, ByName) count it beside others: those are
+	// counted only once the others admitted it, so that a request refused
+	// by its address spends no attempt of the user name it names.
 	Rules []Rule
 
 	// Secret keys the HMAC-SHA256 that turns each rule's key value (an
@@ -229,9 +229,9 @@ type RateLimitMetrics interface {
 // with Retry-After under FailClosed. A body over MaxBody gets 413, and a
 // JSON body whose matches of a ByJSONField's field differ gets 400 (see
 // ByJSONField), neither counted. Each rule's window is a fixed window that
-// opens at the first request counted (see RateCounter). A limiter with a ByUser rule
-// must run behind Sessions; without it, it answers every request 500 and
-// logs the mistake once (see ByUser).
+// opens at the first request counted (see RateCounter). A limiter with a
+// ByUser rule must run behind Sessions; without it, it answers every
+// request 500 and logs the mistake once (see ByUser).
 func RateLimit(c RateCounter, cfg RateLimitConfig) (func(http.Handler) http.Handler, error) {
 	return newLimiter(c, cfg, FailOpen)
 }
@@ -463,11 +463,11 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 // The rules go in two stages. First those keyed by who sends the request
 // (ByIP, ByUser, ByFunc); then, only if none of these refused it, those
 // keyed by a name it carries (ByFormField, ByJSONField, ByName), whose
-// value the sender chooses freely. A request refused by its address thus creates no
-// counter for the user name it names, nor spends that name's attempts:
-// otherwise one address past its own limit could still lock out every user
-// it named, and fill Redis with their counters. A limiter whose rules are
-// all of one kind counts in one stage, one round trip.
+// value the sender chooses freely. A request refused by its address thus
+// creates no counter for the user name it names, nor spends that name's
+// attempts: otherwise one address past its own limit could still lock out
+// every user it named, and fill Redis with their counters. A limiter whose
+// rules are all of one kind counts in one stage, one round trip.
 func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets []time.Duration, err error) {
 	named := 0
 	for _, rule := range ks.rules {
@@ -724,8 +724,8 @@ func addMembers(h http.Header, key, list string) {
 // counted the request (a count of -1 did not, see count) and is keyed by
 // its sender, `"name";r=<remaining>;t=<seconds until the window ends>`. A
 // rule keyed by a name (Key.named) is left out: its counter is everyone's
-// who sends that user name, its owner's sign-ins included, and would tell any
-// sender of the name whether, and when, someone else tried it.
+// who sends that user name, its owner's sign-ins included, and would tell
+// any sender of the name whether, and when, someone else tried it.
 func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 	var b strings.Builder
 	b.Grow(48 * len(rules))
