@@ -165,8 +165,12 @@ func TestBadTokensCostNothing(t *testing.T) {
 	h.redis.ResetStats(t)
 	for name, v := range bad {
 		for _, hdr := range []map[string]string{{"Cookie": "session=" + v}, {"Authorization": "Bearer " + v}} {
-			if got := h.do(&http.Client{}, "GET", "/me", hdr).code; got != http.StatusUnauthorized {
-				t.Errorf("%s token in %v: GET /me = %d, want 401", name, hdr, got)
+			resp := h.do(&http.Client{}, "GET", "/me", hdr)
+			if resp.code != http.StatusUnauthorized {
+				t.Errorf("%s token in %v: GET /me = %d, want 401", name, hdr, resp.code)
+			}
+			if sc := resp.header.Values("Set-Cookie"); len(sc) != 0 {
+				t.Errorf("%s token in %v: Set-Cookie %q, want none (the browser may hold a newer cookie)", name, hdr, sc)
 			}
 		}
 	}

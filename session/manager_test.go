@@ -257,6 +257,44 @@ func TestCookieDefaults(t *testing.T) {
 	if len(sc) >= 4096 {
 		t.Errorf("Set-Cookie is %d bytes, want under 4096", len(sc))
 	}
+
+	// The configurable attributes: SameSite Strict or None (which needs
+	// Secure), and no Secure under InsecureCookie, whose name then lacks
+	// the __Host- prefix.
+	for _, tc := range []struct {
+		cfg        Config
+		want, lack []string
+	}{
+		{Config{SameSite: http.SameSiteStrictMode}, []string{"__Host-session=", "; Secure", "; SameSite=Strict"}, []string{"SameSite=Lax"}},
+		{Config{SameSite: http.SameSiteNoneMode}, []string{"__Host-session=", "; Secure", "; SameSite=None"}, []string{"SameSite=Lax"}},
+		{Config{InsecureCookie: true}, []string{"session=", "; HttpOnly", "; SameSite=Lax"}, []string{"__Host-", "Secure"}},
+	} {
+		tc.cfg.Keys = [][]byte{testKey(3)}
+		tc.cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		m, err := New(store, tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := m.Load(httptest.NewRequest("GET", "http://localhost/", nil))
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		sc := h.Get("Set-Cookie")
+		for _, want := range tc.want {
+			if !strings.Contains(sc, want) {
+				t.Errorf("SameSite %v, InsecureCookie %v: Set-Cookie %q lacks %q", tc.cfg.SameSite, tc.cfg.InsecureCookie, sc, want)
+			}
+		}
+		for _, lack := range tc.lack {
+			if strings.Contains(sc, lack) {
+				t.Errorf("SameSite %v, InsecureCookie %v: Set-Cookie %q has %q", tc.cfg.SameSite, tc.cfg.InsecureCookie, sc, lack)
+			}
+		}
+	}
 }
 
 // TestTokensAreRandom checks the tokens Create issues: 42 base64url
