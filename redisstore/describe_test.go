@@ -207,6 +207,38 @@ func TestDescribe(t *testing.T) {
 			_, err = s.KeyStats(ctx, redisstore.KeyStatsOptions{})
 			return cfg, err
 		}, "the ACL of user app denies INFO, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +info"},
+		{"rate limiter without its key pattern", func(t *testing.T) (redisstore.Config, error) {
+			// The documented line with the limiter's commands but not
+			// its keys.
+			srv := redistest.Start(t)
+			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
+				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select",
+				"+incr", "+pexpire", "+pttl")
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret, KeyPrefix: "myapp:"}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			_, _, err = s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute})
+			return cfg, err
+		}, "the ACL of user app does not allow the keys ~myapp:rate_limit:*, which sessionkit's INCR uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add ~myapp:rate_limit:*"},
+		{"scs migration without its key patterns", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
+				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
+				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select",
+				"+getdel")
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			_, _, err = s.SCSRecords("").Take(ctx, strings.Repeat("t", 43))
+			return cfg, err
+		}, "the ACL of user app does not allow the keys ~scs:session:* ~scs_migrated:*, which sessionkit's GETDEL uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add ~scs:session:* ~scs_migrated:*"},
 		{"too few replicas", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t, "--min-replicas-to-write", "1")
 			s := open(t, srv, redisstore.Config{})

@@ -55,15 +55,16 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 	}
 	counts = make([]int64, len(keys))
 	resets = make([]time.Duration, len(keys))
+	pattern := "~" + s.keyPrefix + "rate_limit:*" // what the ACL must allow
 	if s.cluster == nil {
 		err = s.do(ctx, "rate_limit", full[0], func(ctx context.Context, conn redis.Conn) error {
-			return countRequests(ctx, conn, full, windows, counts, resets)
+			return keyDenied(countRequests(ctx, conn, full, windows, counts, resets), "INCR", pattern)
 		})
 		return counts, resets, err
 	}
 	for i := range full {
 		err := s.do(ctx, "rate_limit", full[i], func(ctx context.Context, conn redis.Conn) error {
-			return countRequests(ctx, conn, full[i:i+1], windows[i:i+1], counts[i:i+1], resets[i:i+1])
+			return keyDenied(countRequests(ctx, conn, full[i:i+1], windows[i:i+1], counts[i:i+1], resets[i:i+1]), "INCR", pattern)
 		})
 		if err != nil {
 			return nil, nil, err

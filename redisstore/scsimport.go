@@ -108,7 +108,7 @@ func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, fou
 			err = firstError(replies)
 		}
 		if err != nil {
-			return err
+			return keyDenied(err, "GETDEL", r.patterns())
 		}
 		retired, err := redis.Int(replies[0], nil)
 		if err != nil {
@@ -132,7 +132,7 @@ func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []
 	var retired int
 	err = r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
 		retired, err = redis.Int(cmd(ctx, conn, "EXISTS", mark))
-		return err
+		return keyDenied(err, "EXISTS", r.patterns())
 	})
 	if err != nil {
 		return nil, false, err
@@ -140,7 +140,7 @@ func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []
 	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
 		reply, err := cmd(ctx, conn, "GETDEL", key)
 		if err != nil {
-			return err
+			return keyDenied(err, "GETDEL", r.patterns())
 		}
 		record, found, err = taken(reply, retired == 1)
 		return err
@@ -184,8 +184,14 @@ func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) 
 	at := until.Add(time.Millisecond - 1).UnixMilli()
 	return r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
 		_, err := cmd(ctx, conn, "SET", mark, "1", "PXAT", at)
-		return err
+		return keyDenied(err, "SET", r.patterns())
 	})
+}
+
+// patterns returns the ACL key patterns of the keys r uses, scs's and the
+// markers', for Describe to name when the ACL denies them.
+func (r *SCSRecords) patterns() string {
+	return "~" + r.prefix + "* ~" + r.s.keyPrefix + "scs_migrated:*"
 }
 
 // marker returns the key of the marker of the scs key token: hashed, since

@@ -420,6 +420,17 @@ func (e *permissionError) Error() string {
 
 func (e *permissionError) Unwrap() error { return e.reply }
 
+// keyDenied returns err as a permissionError of cmd and the key patterns
+// keys when it is Redis refusing cmd's keys under the ACL (NOPERM ... keys),
+// so that Describe names the patterns to add; any other err as it is.
+func keyDenied(err error, cmd, keys string) error {
+	var reply redis.Error
+	if errors.As(err, &reply) && replyCode(reply) == "NOPERM" && strings.Contains(string(reply), "keys") {
+		return &permissionError{cmd: cmd, keys: keys, reply: reply}
+	}
+	return err
+}
+
 // Cluster reports whether the Store is on a Redis Cluster, where every call
 // must keep to keys of one hash slot: package session then requires a
 // TagKey, whose hash tags keep each user's keys together.
