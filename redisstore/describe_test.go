@@ -192,9 +192,7 @@ func TestDescribe(t *testing.T) {
 		{"KeyStats without its permissions", func(t *testing.T) (redisstore.Config, error) {
 			// The documented line alone: KeyStats needs +info and more.
 			srv := redistest.Start(t)
-			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
-				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
-				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select")
+			documentedUser(t, srv, "app", secret)
 			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
 			s, err := redisstore.Open(cfg)
 			if err != nil {
@@ -211,10 +209,7 @@ func TestDescribe(t *testing.T) {
 			// The documented line with the limiter's commands but not
 			// its keys.
 			srv := redistest.Start(t)
-			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
-				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
-				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select",
-				"+incr", "+pexpire", "+pttl")
+			documentedUser(t, srv, "app", secret, "+incr", "+pexpire", "+pttl")
 			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret, KeyPrefix: "myapp:"}
 			s, err := redisstore.Open(cfg)
 			if err != nil {
@@ -226,10 +221,7 @@ func TestDescribe(t *testing.T) {
 		}, "the ACL of user app does not allow the keys ~myapp:rate_limit:*, which sessionkit's INCR uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add ~myapp:rate_limit:*"},
 		{"scs migration without its key patterns", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
-			srv.Do(t, "ACL", "SETUSER", "app", "on", ">"+secret, "~session:*", "~user:*", "resetchannels", "-@all",
-				"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
-				"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select",
-				"+getdel")
+			documentedUser(t, srv, "app", secret, "+getdel")
 			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
 			s, err := redisstore.Open(cfg)
 			if err != nil {
@@ -313,4 +305,13 @@ func proxied(t *testing.T, cfg *redisstore.Config) (*redisstore.Store, *redistes
 		t.Fatal(err)
 	}
 	return s, p
+}
+
+// documentedUser makes srv's ACL user name with password the user of the
+// package documentation's ACL line (aclCommands), with the rules extra
+// added.
+func documentedUser(t *testing.T, srv *redistest.Server, name, password string, extra ...string) {
+	t.Helper()
+	args := append([]any{"SETUSER", name, ">" + password}, anys(append(aclCommands(t), extra...))...)
+	srv.Do(t, "ACL", args...)
 }

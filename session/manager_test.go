@@ -236,16 +236,7 @@ func TestCookieDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := httptest.NewRequest("GET", "/", nil)
-	ctx := m.Load(req)
-	if _, err := Create(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	h := http.Header{}
-	if err := m.Commit(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	sc := h.Get("Set-Cookie")
+	sc := loginCookie(t, m)
 	for _, want := range []string{"__Host-session=", "; Path=/", "; HttpOnly", "; Secure", "; SameSite=Lax", "; Max-Age="} {
 		if !strings.Contains(sc, want) {
 			t.Errorf("Set-Cookie %q lacks %q", sc, want)
@@ -275,15 +266,7 @@ func TestCookieDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := m.Load(httptest.NewRequest("GET", "http://localhost/", nil))
-		if _, err := Create(ctx, "alice"); err != nil {
-			t.Fatal(err)
-		}
-		h := http.Header{}
-		if err := m.Commit(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-		sc := h.Get("Set-Cookie")
+		sc := loginCookie(t, m)
 		for _, want := range tc.want {
 			if !strings.Contains(sc, want) {
 				t.Errorf("SameSite %v, InsecureCookie %v: Set-Cookie %q lacks %q", tc.cfg.SameSite, tc.cfg.InsecureCookie, sc, want)
@@ -295,6 +278,21 @@ func TestCookieDefaults(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loginCookie logs alice in through m on a request to localhost and
+// returns the Set-Cookie header the commit writes.
+func loginCookie(t *testing.T, m *Manager) string {
+	t.Helper()
+	ctx := m.Load(httptest.NewRequest("GET", "http://localhost/", nil))
+	if _, err := Create(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Get("Set-Cookie")
 }
 
 // TestTokensAreRandom checks the tokens Create issues: 42 base64url
