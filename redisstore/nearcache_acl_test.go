@@ -70,7 +70,7 @@ func TestNearCacheACL(t *testing.T) {
 	// answered from Redis.
 	t.Run("without pttl", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
-		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+pttl" })
+		rules := nearCacheRulesWithout(t, "+pttl")
 		aclModesSetUser(t, servers, aclModesDataUser, rules)
 		s := open(t)
 		for range 50 {
@@ -122,7 +122,7 @@ func TestNearCacheACL(t *testing.T) {
 	// warning.
 	t.Run("pttl allowed on the check's key only", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
-		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+pttl" })
+		rules := nearCacheRulesWithout(t, "+pttl")
 		aclModesSetUser(t, servers, aclModesDataUser, append(rules, "(+pttl ~session:x)"))
 		logs := new(syncbuf.Buffer)
 		s, err := redisstore.Open(redisstore.Config{
@@ -157,7 +157,7 @@ func TestNearCacheACL(t *testing.T) {
 
 	t.Run("without tracking", func(t *testing.T) {
 		srv.Do(t, "SET", "session:a", "v1", "PX", 600000)
-		rules := slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == "+client|tracking" })
+		rules := nearCacheRulesWithout(t, "+client|tracking")
 		aclModesSetUser(t, servers, aclModesDataUser, rules)
 		s := open(t)
 		for range 50 {
@@ -170,4 +170,11 @@ func TestNearCacheACL(t *testing.T) {
 			t.Errorf("stats %+v without +client|tracking, want not connected and no hits", st)
 		}
 	})
+}
+
+// nearCacheRulesWithout returns the documented ACL line with the
+// near-cache's additions, but for rule.
+func nearCacheRulesWithout(t *testing.T, rule string) []string {
+	t.Helper()
+	return slices.DeleteFunc(append(aclCommands(t), nearCacheACL...), func(r string) bool { return r == rule })
 }

@@ -1666,13 +1666,10 @@ func TestUserSessionsDuringRenewals(t *testing.T) {
 // outside one: a user must be able to end their sessions when Redis is
 // full, and ending them frees memory.
 func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv, redisstore.Config{})
+	srv, s := aliceABC(t)
 	ctx := context.Background()
-	d := deadlines(3)
-	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
 	fillUp(t, srv)
-	if _, err := s.AddUserSession(ctx, alice("d", d[2])); !errors.Is(err, redisstore.ErrUnavailable) {
+	if _, err := s.AddUserSession(ctx, alice("d", deadlines(3)[2])); !errors.Is(err, redisstore.ErrUnavailable) {
 		t.Fatalf("a login out of memory = %v, want ErrUnavailable", err)
 	}
 	removed, err := s.RemoveUserSessions(ctx, "alice", "b")
@@ -1696,11 +1693,8 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 // refuses whole, reads too. session.List, Revoke and RevokeOthers read it
 // first, so a user could not sign a device out while Redis was full.
 func TestUserSessionsOutOfMemory(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv, redisstore.Config{})
+	srv, s := aliceABC(t)
 	ctx := context.Background()
-	d := deadlines(3)
-	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
 	srv.Do(t, "DEL", "session:c") // what its idle timeout does
 	fillUp(t, srv)
 	ids, records, err := s.UserSessions(ctx, "alice")
@@ -1718,11 +1712,8 @@ func TestUserSessionsOutOfMemory(t *testing.T) {
 // prune the index on the way: the prunes are writes, and the listing does
 // without them, as a read of a session does.
 func TestUserSessionsNoReplicas(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv, redisstore.Config{})
+	srv, s := aliceABC(t)
 	ctx := context.Background()
-	d := deadlines(3)
-	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
 	srv.Do(t, "ZADD", "user:alice:sessions", time.Now().Add(-time.Hour).UnixMilli(), "expired")
 	srv.Do(t, "DEL", "session:c") // what its idle timeout does
 	srv.Do(t, "CONFIG", "SET", "min-replicas-to-write", "1")
@@ -1777,4 +1768,15 @@ func fillUp(t *testing.T, srv *redistest.Server) {
 	srv.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
 	srv.Do(t, "CONFIG", "SET", "maxmemory", "1")
 	t.Cleanup(func() { srv.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+}
+
+// aliceABC returns a Store on a redis-server of its own that holds alice's
+// sessions a, b and c, with deadlines in that order, and the server.
+func aliceABC(t *testing.T) (*redistest.Server, *redisstore.Store) {
+	t.Helper()
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	d := deadlines(3)
+	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
+	return srv, s
 }
