@@ -147,13 +147,17 @@ func (e dialFailed) Error() string   { return e.err.Error() }
 func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 
 // noteFailure refreshes the slot map in the background after a failure
-// that may mean a node is gone: a network error, or no connection to the
-// node at all. (A MOVED reply makes redisc refresh by itself.) At most one
-// refresh starts per refreshInterval.
+// that may mean a node is gone (a network error, or no connection to the
+// node at all) or that a slot is served elsewhere now (MOVED). redisc
+// corrects its map by itself only on a MOVED that is the error of its own
+// Do or Receive; the MOVED a pipeline's reply holds (read with Do(""),
+// as an optimistic transaction reads its WATCH and reads) never reaches
+// it, and without this refresh a call would be sent to the old node again
+// until its time ran out. At most one refresh starts per refreshInterval.
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
-	if !errors.As(err, &nerr) && !errors.As(err, &nc) {
+	if replyCode(err) != "MOVED" && !errors.As(err, &nerr) && !errors.As(err, &nc) {
 		return
 	}
 	now := time.Now().UnixNano()

@@ -197,7 +197,7 @@ func TestCluster(t *testing.T) {
 	if len(masters) != 3 {
 		t.Fatalf("%d masters, want 3", len(masters))
 	}
-	tags := tagsOnMasters(t, c, 4)
+	tags := tagsOnMasters(t, c, 5)
 	d := deadlines(4)
 	// noCrossSlot checks that no node answered CROSSSLOT since the last
 	// reset of its statistics; resetStats checks that, then resets the
@@ -812,6 +812,44 @@ func TestCluster(t *testing.T) {
 		}
 		if n, _ := redis.Int(to.Do(t, "CLUSTER", "COUNTKEYSINSLOT", slot), nil); n == 0 {
 			t.Error("the target has no key of the slot")
+		}
+	})
+
+	t.Run("StaleSlotMap", func(t *testing.T) {
+		// An optimistic transaction reads its WATCH and its reads as a
+		// pipeline, whose MOVED redisc does not see: the Store must still
+		// learn where the slot went, or each attempt goes back to the old
+		// master until the call's time runs out. Each call is the first
+		// of its Store on the slot since the slot moved.
+		same := func(cur []byte) ([]byte, error) { return cur, nil }
+		for k, call := range []struct {
+			name string
+			f    func(st *redisstore.Store, user, tag string) error
+		}{
+			{"AddUserSession with a limit", func(st *redisstore.Store, user, tag string) error {
+				a := userSessionOf(user, tagged(tag, "stale2"), d[1])
+				a.Limit = 5
+				_, err := st.AddUserSession(ctx, a)
+				return err
+			}},
+			{"MoveSession", func(st *redisstore.Store, user, tag string) error {
+				_, err := st.MoveSession(ctx, redisstore.Move{UserID: user, From: tagged(tag, "stale1"), To: tagged(tag, "stale2"),
+					TTL: time.Hour, Deadline: d[1], Merge: same})
+				return err
+			}},
+		} {
+			t.Run(call.name, func(t *testing.T) {
+				tag := tags[k][4]
+				user := tagged(tag, "stale")
+				_, err := s.AddUserSession(ctx, userSessionOf(user, tagged(tag, "stale1"), d[0]))
+				clusterCheck(t, "AddUserSession", err)
+				st := openCluster(t, c, redisstore.Config{})
+				_, _, err = st.Load(ctx, tagged(tag, "stale1"), 0) // learns the slot map
+				clusterCheck(t, "Load", err)
+				slot := redistest.Slot(indexKey(user))
+				c.MoveSlot(t, slot, otherMasterThan(t, c, c.MasterOf(t, slot)))
+				clusterCheck(t, call.name+" after the slot moved", call.f(st, user, tag))
+			})
 		}
 	})
 

@@ -125,14 +125,16 @@ func newApp(t *testing.T, cfg redisstore.Config, tagKey []byte, tr *traffic) *ap
 // by another request), 503 with Retry-After when the store could not be
 // asked or kept changing under the call (ErrStoreUnavailable,
 // ErrContention), and 500 for anything else, which the traffic reports as
-// a failure that must not happen.
+// a failure that must not happen. The body holds the error (the Store's
+// errors never hold a token), so that a failure the traffic reports says
+// what went wrong.
 func answerError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, session.ErrNoSession):
 		http.Error(w, "session ended", http.StatusUnauthorized)
 	case errors.Is(err, session.ErrStoreUnavailable), errors.Is(err, session.ErrContention):
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "try again", http.StatusServiceUnavailable)
+		http.Error(w, "try again: "+err.Error(), http.StatusServiceUnavailable)
 	default:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}
