@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -32,10 +34,10 @@ const (
 )
 
 // aclModesSentinelRules are the sentinels' ACL rules for a Store: exactly
-// the commands the package documentation says it asks them, and the one
-// channel it subscribes to.
+// the commands the package documentation says it asks them, and the two
+// channels it subscribes to.
 var aclModesSentinelRules = []string{
-	"resetchannels", "&+switch-master", "-@all",
+	"resetchannels", "&+switch-master", "&+promoted-slave", "-@all",
 	"+sentinel|get-master-addr-by-name", "+subscribe", "+ping",
 }
 
@@ -71,7 +73,14 @@ func aclModesNoDenials(t *testing.T, what string, servers []*redistest.Server) {
 // cleanup.
 func aclModesOpen(t *testing.T, sn *redistest.Sentinel, dataUser, sntUser string, waitReplicas int) *redisstore.Store {
 	t.Helper()
+	return aclModesOpenLogged(t, sn, dataUser, sntUser, waitReplicas, nil)
+}
+
+// aclModesOpenLogged is aclModesOpen with the Store's Logger.
+func aclModesOpenLogged(t *testing.T, sn *redistest.Sentinel, dataUser, sntUser string, waitReplicas int, logger *slog.Logger) *redisstore.Store {
+	t.Helper()
 	s, err := redisstore.Open(redisstore.Config{
+		Logger:           logger,
 		SentinelAddrs:    sn.SentinelAddrs(),
 		SentinelMaster:   sn.MasterName(),
 		SentinelUsername: sntUser,
@@ -288,21 +297,10 @@ func TestSentinelACL(t *testing.T) {
 	if got, _ := redis.Int(master.Do(t, "EXISTS", "session:anon4"), nil); got != 0 {
 		t.Error("session:anon4 survived Remove")
 	}
-	// The Store subscribed to +switch-master on a sentinel as the
-	// restricted user (the subscription shows in CLIENT LIST as sub=1).
-	subscribed := false
-	for deadline := time.Now().Add(5 * time.Second); !subscribed && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, snt := range sentinels {
-			list, _ := redis.String(snt.Do(t, "CLIENT", "LIST"), nil)
-			for line := range strings.Lines(list) {
-				if strings.Contains(line, " user="+aclModesSentinelUser+" ") && strings.Contains(line, " sub=1 ") {
-					subscribed = true
-				}
-			}
-		}
-	}
-	if !subscribed {
-		t.Error("no sentinel lists a subscription of the restricted sentinel user")
+	// The Store subscribed to +switch-master and +promoted-slave on a
+	// sentinel as the restricted user (CLIENT LIST's sub=2).
+	if !aclModesSubscribed(t, sentinels, aclModesSentinelUser, 2) {
+		t.Error("no sentinel lists the two subscriptions of the restricted sentinel user")
 	}
 	aclModesNoDenials(t, "data node", data)
 	aclModesNoDenials(t, "sentinel", sentinels)
@@ -360,6 +358,31 @@ func TestSentinelACL(t *testing.T) {
 		want := "the ACL of user " + name + " denies WAIT, which sessionkit sends with REDIS_WAIT_REPLICAS (Config.WaitReplicas) so that logouts wait for the replicas: add +wait"
 		if got := redisstore.Describe(err, redisstore.Config{Username: name}); got != want {
 			t.Errorf("Describe(%v) = %q, want %q", err, got, want)
+		}
+	})
+	t.Run("sentinel user without +promoted-slave", func(t *testing.T) {
+		// The sentinels' line of an earlier version of the package: the
+		// Store still follows +switch-master, and warns.
+		const name = "sessionkit-snt-nopromoted"
+		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {
+			return r == "&+promoted-slave"
+		}))
+		logs := new(syncbuf.Buffer)
+		s := aclModesOpenLogged(t, sn, aclModesDataUser, name, 0, slog.New(slog.NewTextHandler(logs, nil)))
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping as a sentinel user without the channel +promoted-slave: %v", err)
+		}
+		if !aclModesSubscribed(t, sentinels, name, 1) {
+			t.Error("no sentinel lists the +switch-master subscription of a user denied +promoted-slave")
+		}
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "channel=+promoted-slave"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning naming the denied channel; logs:\n%s", logs)
+			}
+		}
+		t.Logf("warning: %s", logs)
+		if !strings.Contains(logs.String(), "user="+name) {
+			t.Errorf("the warning does not name the sentinel user %s: %s", name, logs)
 		}
 	})
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
@@ -494,4 +517,22 @@ func TestUsernameWithoutPassword(t *testing.T) {
 		}
 		whoami(t, c.Masters(t))
 	})
+}
+
+// aclModesSubscribed reports whether one of sentinels lists, within 5 s, a
+// client of user subscribed to n channels (CLIENT LIST's sub=n).
+func aclModesSubscribed(t *testing.T, sentinels []*redistest.Server, user string, n int) bool {
+	t.Helper()
+	want := fmt.Sprintf(" sub=%d ", n)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, snt := range sentinels {
+			list, _ := redis.String(snt.Do(t, "CLIENT", "LIST"), nil)
+			for line := range strings.Lines(list) {
+				if strings.Contains(line, " user="+user+" ") && strings.Contains(line, want) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

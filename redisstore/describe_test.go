@@ -84,7 +84,7 @@ func TestDescribe(t *testing.T) {
 			for _, s := range sn.Sentinels() {
 				// The ACL line of the package documentation, less the
 				// SENTINEL subcommand.
-				s.Do(t, "ACL", "SETUSER", "watcher", "on", ">"+secret, "resetchannels", "&+switch-master", "-@all", "+ping", "+subscribe")
+				s.Do(t, "ACL", "SETUSER", "watcher", "on", ">"+secret, "resetchannels", "&+switch-master", "&+promoted-slave", "-@all", "+ping", "+subscribe")
 			}
 			cfg := redisstore.Config{
 				SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), SentinelUsername: "watcher",

@@ -101,10 +101,10 @@
 // CLUSTER SLOTS (to learn which node serves which slot). Add them to the
 // user as "+role", "+wait" and "+cluster|slots". The sentinels themselves
 // are asked SENTINEL get-master-addr-by-name, SUBSCRIBE +switch-master and
-// PING, as SentinelUsername if set, which needs, on every sentinel, a user
-// such as this line of an ACL file:
+// +promoted-slave, and PING, as SentinelUsername if set, which needs, on
+// every sentinel, a user such as this line of an ACL file:
 //
-//	user snt on >password resetchannels &+switch-master -@all +ping +subscribe +sentinel|get-master-addr-by-name
+//	user snt on >password resetchannels &+switch-master &+promoted-slave -@all +ping +subscribe +sentinel|get-master-addr-by-name
 //
 // Update's XX is what makes logout final: a request that loaded the session
 // before a concurrent logout cannot write it back.
@@ -135,8 +135,9 @@
 //
 // With [Config.SentinelAddrs] (REDIS_SENTINELS), Open asks the sentinels
 // where the master is, every second and at once when they announce a
-// failover (+switch-master) or a call fails in a way that says the master
-// moved (READONLY, a broken connection). Each new connection checks with
+// failover (+promoted-slave, +switch-master; the announcing sentinel first)
+// or a call fails in a way that says the master moved (READONLY, a broken
+// connection). Each new connection checks with
 // ROLE that it reached the master (a dial that finds a replica there makes
 // the next lookup ask the next sentinel first, so one sentinel that names
 // a replica costs calls for a moment only); a connection to a former master is
@@ -154,10 +155,15 @@
 // the sentinels' announcing it (up to a second with SENTINEL DEBUG
 // info-period 1000, ten with the default timers): the old master still
 // answers as a master, accepts writes and acknowledges them, and they are
-// lost when it rejoins as a replica. The announcement itself comes some
-// tens of milliseconds after a sentinel starts naming the new master to
-// get-master-addr-by-name; writes in between still go to the old master,
-// unless the once-a-second poll falls there. A manual SENTINEL FAILOVER
+// lost when it rejoins as a replica. The sentinel that runs the failover
+// announces the promotion (+promoted-slave) as it starts naming the new
+// master to get-master-addr-by-name, and the Store follows within
+// milliseconds when it is the sentinel the Store subscribes to; another
+// sentinel announces +switch-master once it hears of the new master, about
+// a tenth of a second later, and writes in between still go to the old
+// master. (The failover's own +switch-master waits until every other
+// replica follows the new master: with two replicas, a second or more.)
+// A manual SENTINEL FAILOVER
 // lost 21 to 24 of about 400 acknowledged logouts, and logins with them, in
 // our tests, without a single failed request. Set WaitReplicas to the
 // number of replicas to make each logout wait for them all: an

@@ -42,8 +42,9 @@ const sentinelLogInterval = 10 * time.Second
 //
 // One goroutine asks the sentinels (SENTINEL get-master-addr-by-name) every
 // sentinelPoll, and at once when a subscription to a sentinel's
-// +switch-master channel announces a failover, or when a call fails with
-// READONLY, a network error, or a new connection that is not to a master.
+// +promoted-slave or +switch-master channel announces a failover (then
+// that sentinel first), or when a call fails with READONLY, a network
+// error, or a new connection that is not to a master.
 // When the answer changes, every pooled connection to the old master is
 // retired when next borrowed: after a failover the old master can go on
 // accepting writes on open connections for seconds, and those writes are
@@ -71,6 +72,9 @@ type sentinelSource struct {
 	// not reach), for watch: if the sentinels still name it, the next
 	// lookup starts with the sentinel after the one that named it.
 	doubted string
+	// announcer is the sentinel that last announced a failover, for
+	// watch: the next lookup asks it first (see listen).
+	announcer string
 	// down is set while the last lookup got no master from any sentinel,
 	// since downSince; lookupFailures counts such lookups.
 	down           bool
@@ -188,11 +192,13 @@ func (s *sentinelSource) watch() {
 }
 
 // lookup asks the sentinels, in order, where the master is, and records
-// the first answer. FZambia's MasterAddr puts the sentinel that answers
-// first at the top of the list, and asks it first next time; a sentinel
-// that answers with a server that is no master (one behind the others, or
-// monitoring another setup under the same name) would be asked first for
-// ever, and the sentinels that are right never. So when a dial found the
+// the first answer. A sentinel that just announced a failover is asked
+// first: it knows of it already, where the others may learn of it only
+// from its next hello message. FZambia's MasterAddr puts the sentinel that
+// answers first at the top of the list, and asks it first next time; a
+// sentinel that answers with a server that is no master (one behind the
+// others, or monitoring another setup under the same name) would be asked
+// first for ever, and the sentinels that are right never. So when a dial found the
 // server named last no master, or could not reach it, lookup first moves
 // the sentinel that named it to the bottom: each lookup after such a dial
 // asks another sentinel first, and within one pass over the list a right
@@ -202,11 +208,14 @@ func (s *sentinelSource) watch() {
 // address list lookup reorders.
 func (s *sentinelSource) lookup() {
 	s.mu.Lock()
-	doubted, master, namedBy := s.doubted, s.master, s.namedBy
-	s.doubted = ""
+	doubted, master, namedBy, announcer := s.doubted, s.master, s.namedBy, s.announcer
+	s.doubted, s.announcer = "", ""
 	s.mu.Unlock()
 	if doubted != "" && doubted == master {
 		toBottom(s.snt.Addrs, namedBy)
+	}
+	if announcer != "" {
+		toTop(s.snt.Addrs, announcer)
 	}
 	addr, err := s.snt.MasterAddr()
 	if err != nil {
@@ -282,6 +291,23 @@ func toBottom(addrs []string, addr string) {
 		copy(addrs[i:], addrs[i+1:])
 		addrs[len(addrs)-1] = addr
 	}
+}
+
+// toTop moves addr to the start of addrs, keeping the order of the others.
+func toTop(addrs []string, addr string) {
+	if i := slices.Index(addrs, addr); i >= 0 {
+		copy(addrs[1:i+1], addrs[:i])
+		addrs[0] = addr
+	}
+}
+
+// announced tells watch that the sentinel at addr announced a failover,
+// and asks the sentinels again, that one first.
+func (s *sentinelSource) announced(addr string) {
+	s.mu.Lock()
+	s.announcer = addr
+	s.mu.Unlock()
+	s.ask()
 }
 
 // doubt tells watch that a dial of addr, which the sentinels named as the
@@ -498,7 +524,7 @@ func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 	return c, nil
 }
 
-// subscribe listens to the sentinels' +switch-master announcements, on one
+// subscribe listens to the sentinels' announcements of a failover, on one
 // sentinel at a time, and asks the sentinels at once on each, and each time
 // it (re)subscribes, since it may have missed one meanwhile.
 func (s *sentinelSource) subscribe() {
@@ -506,7 +532,7 @@ func (s *sentinelSource) subscribe() {
 	for i := 0; ; i++ {
 		addr := s.cfg.SentinelAddrs[i%len(s.cfg.SentinelAddrs)]
 		if c, err := s.dialSentinel(addr); err == nil {
-			s.listen(c)
+			s.listen(c, addr)
 		}
 		select {
 		case <-s.stop:
@@ -516,10 +542,22 @@ func (s *sentinelSource) subscribe() {
 	}
 }
 
-// listen asks the sentinels on every +switch-master message that c
-// receives, until c fails, Close closes it, or the sentinel stays silent
-// for subscriptionSilence.
-func (s *sentinelSource) listen(c redis.Conn) {
+// announcements are the channels on which a sentinel announces a failover.
+// +promoted-slave comes first: the sentinel that runs the failover names
+// the new master from the moment it sees the replica promoted, and
+// announces +switch-master only once it has turned every other replica to
+// it, a second or more later with two replicas; meanwhile the old master
+// goes on acknowledging writes that are lost when it is demoted. The other
+// sentinels announce +switch-master when they hear of the new master.
+var announcements = []string{"+switch-master", "+promoted-slave"}
+
+// listen asks the sentinels on every announcement (see announcements) that
+// c, a connection to the sentinel at addr, receives, that sentinel first,
+// until c fails, Close closes it, or the sentinel stays silent for
+// subscriptionSilence. A sentinel whose ACL lets the user subscribe to
+// +switch-master but not to +promoted-slave (a line written for an earlier
+// version of this package) still brings the former, with a warning.
+func (s *sentinelSource) listen(c redis.Conn, addr string) {
 	s.subMu.Lock()
 	select {
 	case <-s.stop:
@@ -537,8 +575,12 @@ func (s *sentinelSource) listen(c redis.Conn) {
 		c.Close()
 	}()
 	psc := redis.PubSubConn{Conn: c}
-	if err := psc.Subscribe("+switch-master"); err != nil {
-		return
+	// One SUBSCRIBE per channel: a sentinel refuses a SUBSCRIBE whole
+	// when its ACL denies any of the channels.
+	for _, ch := range announcements {
+		if err := psc.Subscribe(ch); err != nil {
+			return
+		}
 	}
 	// Announcements come seldom, so silence alone says nothing; but a
 	// sentinel that stops answering without closing the connection (a
@@ -564,14 +606,24 @@ func (s *sentinelSource) listen(c redis.Conn) {
 			}
 		}
 	}()
-	for {
-		switch psc.ReceiveWithTimeout(subscriptionSilence).(type) {
+	// The replies to the SUBSCRIBEs come first, in order.
+	for replies := 0; ; {
+		switch v := psc.ReceiveWithTimeout(subscriptionSilence).(type) {
 		case redis.Subscription:
+			replies++
 			s.ask() // a switch may have happened while not subscribed
 		case redis.Message:
-			s.ask()
+			s.announced(addr)
 		case error:
-			return
+			replies++
+			if replies == 1 || replies > len(announcements) || !strings.HasPrefix(v.Error(), "NOPERM") {
+				return
+			}
+			s.log().LogAttrs(context.Background(), slog.LevelWarn,
+				"redisstore: the sentinel's ACL denies a channel that announces failovers: add it to the sentinels' ACL line (see the redisstore documentation); until then a failover is followed up to a second late, and writes meanwhile reach the old master",
+				slog.String("sentinel", addr),
+				slog.String("channel", announcements[replies-1]),
+				slog.String("user", cmp.Or(s.cfg.SentinelUsername, "default")))
 		}
 	}
 }

@@ -1133,13 +1133,14 @@ func TestSentinelSubscriptionStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	// subscribed reports whether a client of the sentinel srv is
-	// subscribed (CLIENT LIST's sub=1): the Store's, the only subscriber.
+	// subscribed to both announcements (CLIENT LIST's sub=2): the Store's,
+	// the only subscriber.
 	subscribed := func(srv *redistest.Server) bool {
 		list, err := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(list, " sub=1 ")
+		return strings.Contains(list, " sub=2 ")
 	}
 	waitSubscribed := func(srv *redistest.Server, within time.Duration) time.Duration {
 		t.Helper()
@@ -1158,4 +1159,105 @@ func TestSentinelSubscriptionStalled(t *testing.T) {
 	took := waitSubscribed(sentinels[1], subscriptionSilence+sentinelPoll+2*time.Second)
 	t.Logf("subscribed to the next sentinel %v after the first stalled", took.Round(time.Millisecond))
 	proxy.Heal()
+}
+
+// TestSentinelPromotion checks that the Store follows a failover as soon
+// as the sentinel it subscribes to promotes the replica (+promoted-slave),
+// not when that sentinel announces +switch-master: with two replicas the
+// announcement waits until the other replica follows the new master, a
+// second or more, and the old master, which keeps that replica, goes on
+// acknowledging writes meanwhile that are lost once it is demoted. The
+// writes it acknowledges before the sentinel sees the promotion (up to the
+// sentinel's INFO period) no client can keep.
+func TestSentinelPromotion(t *testing.T) {
+	t.Parallel()
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{
+		MasterName:         sntMasterName,
+		Password:           sntMasterPassword,
+		SentinelPassword:   sntSentinelPassword,
+		MinReplicasToWrite: 1,
+		MinReplicasMaxLag:  time.Second,
+		Replicas:           2,
+	})
+	first := sn.Sentinels()[0] // the Store's subscription, and sn.Failover's sentinel
+	s := openSentinel(t, sentinelConfig(sn))
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Both channels subscribed (CLIENT LIST's sub=2).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list, _ := redis.String(first.Do(t, "CLIENT", "LIST"), nil)
+		if strings.Contains(list, " sub=2 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Store did not subscribe to both announcements on the first sentinel:\n%s", list)
+		}
+	}
+
+	// The test's own subscription to the same sentinel times the
+	// announcements.
+	c, err := redis.Dial("tcp", first.Addr(), redis.DialPassword(sntSentinelPassword), redis.DialReadTimeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	psc := redis.PubSubConn{Conn: c}
+	if err := psc.Subscribe("+promoted-slave", "+switch-master"); err != nil {
+		t.Fatal(err)
+	}
+	announced := make(chan map[string]time.Time, 1)
+	go func() {
+		at := map[string]time.Time{}
+		defer func() { announced <- at }()
+		for len(at) < 2 {
+			switch m := psc.Receive().(type) {
+			case redis.Message:
+				if _, ok := at[m.Channel]; !ok {
+					at[m.Channel] = time.Now()
+				}
+			case error:
+				return
+			}
+		}
+	}()
+
+	old := sn.Master(t)
+	w := watchOld(s, old)
+	l := startSntLoad(s, 16)
+	time.Sleep(300 * time.Millisecond)
+	faultAt := time.Now()
+	sn.Failover(t)
+	time.Sleep(500 * time.Millisecond)
+	ops := l.finish()
+	samples := w.finish()
+	next := sn.Master(t)
+	if next == old {
+		t.Fatal("no replica was promoted")
+	}
+	var at map[string]time.Time
+	select {
+	case at = <-announced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sentinel announced neither +promoted-slave nor +switch-master within 10 s")
+	}
+	promoted, switchMaster := at["+promoted-slave"], at["+switch-master"]
+	if promoted.IsZero() || switchMaster.IsZero() {
+		t.Fatalf("announcements seen: %v, want +promoted-slave and +switch-master", at)
+	}
+	r := checkSwitch(t, "SENTINEL FAILOVER, two replicas", faultAt, 6*time.Second, ops, samples, next)
+	announcedAt := promoted.Sub(faultAt)
+	lag := r.seen - announcedAt
+	t.Logf("+promoted-slave %v after the fault, +switch-master %v after it; the Store followed %v after +promoted-slave",
+		announcedAt.Round(time.Millisecond), switchMaster.Sub(faultAt).Round(time.Millisecond), lag.Round(time.Millisecond))
+	// Well within the Store's poll of the sentinels (once a second), which
+	// alone would follow half a second late on average.
+	const within = 300 * time.Millisecond
+	if lag > within {
+		t.Errorf("the Store followed the failover %v after the sentinel announced the promotion, want within %v", lag.Round(time.Millisecond), within)
+	}
+	if r.lost > 0 && r.lostTo > announcedAt+within {
+		t.Errorf("writes acknowledged up to %v after the sentinel announced the promotion were lost, want none after %v",
+			(r.lostTo - announcedAt).Round(time.Millisecond), within)
+	}
 }
