@@ -25,8 +25,15 @@ import (
 // on it keeps all the keys of one call in one slot (see the package
 // documentation), so that no command meets CROSSSLOT.
 type clusterSource struct {
-	c   *redisc.Cluster
+	// c is the redisc Cluster, which reseed replaces.
+	c   atomic.Pointer[redisc.Cluster]
 	cfg Config // to make the pools of nodes
+
+	// layout holds the addresses of the nodes, masters and replicas, of
+	// the latest slot map a Cluster learned, for reseed.
+	layout atomic.Pointer[[]string]
+	// reseeding is set while reseed runs.
+	reseeding atomic.Bool
 
 	mu     sync.Mutex
 	nodes  map[string]*redis.Pool // the pools of Iterate's connections to single nodes, by address
@@ -51,8 +58,15 @@ const refreshInterval = 100 * time.Millisecond
 
 func newClusterSource(cfg Config) *clusterSource {
 	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool)}
-	cs.c = &redisc.Cluster{
-		StartupNodes: cfg.ClusterNodes,
+	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
+	return cs
+}
+
+// newCluster returns a redisc Cluster that first asks the nodes at
+// startup for the slot map.
+func (cs *clusterSource) newCluster(startup []string) *redisc.Cluster {
+	return &redisc.Cluster{
+		StartupNodes: startup,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
 			// redisc waits for a busy pool with a context of its own, which
@@ -67,9 +81,27 @@ func newClusterSource(cfg Config) *clusterSource {
 		},
 		// Bounds the dial of a new connection, which redisc makes with
 		// this wait's context.
-		PoolWaitTime: cfg.Timeout,
+		PoolWaitTime: cs.cfg.Timeout,
+		LayoutRefresh: func(_, layout [redisc.HashSlots][]string) {
+			cs.layout.Store(layoutNodes(layout))
+		},
 	}
-	return cs
+}
+
+// layoutNodes returns the addresses a slot map lists, each once.
+func layoutNodes(layout [redisc.HashSlots][]string) *[]string {
+	var addrs []string
+	for i, nodes := range layout {
+		if i > 0 && slices.Equal(nodes, layout[i-1]) {
+			continue // a range of slots: one node list
+		}
+		for _, addr := range nodes {
+			if !slices.Contains(addrs, addr) {
+				addrs = append(addrs, addr)
+			}
+		}
+	}
+	return &addrs
 }
 
 // newPool returns a pool of connections to the node at addr, made like
@@ -102,7 +134,7 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 	if closed {
 		return nil, errClosed
 	}
-	return cs.c.Get(), nil
+	return cs.c.Load().Get(), nil
 }
 
 // bind binds conn to the node that serves the slot of key, or to any node
@@ -113,7 +145,7 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // refreshes of noteFailure fill the map in.
 func (cs *clusterSource) bind(conn redis.Conn, key string) error {
 	if !cs.asked.Load() && cs.asked.CompareAndSwap(false, true) {
-		cs.c.Refresh() //nolint:errcheck // see above
+		cs.c.Load().Refresh() //nolint:errcheck // see above
 	}
 	if key == "" {
 		return cs.dialCause(redisc.BindConn(conn))
@@ -146,14 +178,15 @@ type dialFailed struct{ err, cause error }
 func (e dialFailed) Error() string   { return e.err.Error() }
 func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 
-// noteFailure refreshes the slot map in the background after a failure
-// that may mean a node is gone (a network error, or no connection to the
-// node at all) or that a slot is served elsewhere now (MOVED). redisc
-// corrects its map by itself only on a MOVED that is the error of its own
-// Do or Receive; the MOVED a pipeline's reply holds (read with Do(""),
-// as an optimistic transaction reads its WATCH and reads) never reaches
-// it, and without this refresh a call would be sent to the old node again
-// until its time ran out. At most one refresh starts per refreshInterval.
+// noteFailure refreshes the slot map in the background (see refresh)
+// after a failure that may mean a node is gone (a network error, or no
+// connection to the node at all) or that a slot is served elsewhere now
+// (MOVED). redisc corrects its map by itself only on a MOVED that is the
+// error of its own Do or Receive; the MOVED a pipeline's reply holds (read
+// with Do(""), as an optimistic transaction reads its WATCH and reads)
+// never reaches it, and without this refresh a call would be sent to the
+// old node again until its time ran out. At most one refresh starts per
+// refreshInterval.
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
@@ -165,7 +198,49 @@ func (cs *clusterSource) noteFailure(err error) {
 	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) {
 		return
 	}
-	go cs.c.Refresh() //nolint:errcheck // a failed refresh leaves the old map, and the next failure tries again
+	go cs.refresh()
+}
+
+// refresh asks the nodes for the slot map, and when none answers, reseeds.
+// A failed refresh leaves the old map, and the next failure tries again.
+func (cs *clusterSource) refresh() {
+	c := cs.c.Load()
+	if c.Refresh() == nil || !cs.reseeding.CompareAndSwap(false, true) {
+		return
+	}
+	defer cs.reseeding.Store(false)
+	cs.reseed(c)
+}
+
+// reseed replaces c, a Cluster none of whose masters answered, with a new
+// one that asks for the slot map the nodes of Config.ClusterNodes and of
+// the latest slot map, replicas included, if one of them answers. redisc
+// asks only the masters it knows, once it has a map: an instance that made
+// no call while every master it knew went away (the failover of each in
+// turn, or a restart of the nodes on new addresses) would otherwise fail
+// every call until restarted.
+func (cs *clusterSource) reseed(c *redisc.Cluster) {
+	seeds := slices.Clone(cs.cfg.ClusterNodes)
+	if layout := cs.layout.Load(); layout != nil {
+		for _, addr := range *layout {
+			if !slices.Contains(seeds, addr) {
+				seeds = append(seeds, addr)
+			}
+		}
+	}
+	next := cs.newCluster(seeds)
+	if next.Refresh() != nil {
+		next.Close()
+		return
+	}
+	cs.mu.Lock()
+	swapped := !cs.closed && cs.c.CompareAndSwap(c, next)
+	cs.mu.Unlock()
+	if !swapped {
+		next.Close()
+		return
+	}
+	c.Close() // calls bound to its nodes finish; the others bind anew
 }
 
 // clusterMasters returns the addresses of the masters that serve slots,
@@ -226,6 +301,7 @@ func (cs *clusterSource) Close() error {
 	for _, p := range cs.nodes {
 		p.Close()
 	}
+	c := cs.c.Load()
 	cs.mu.Unlock()
-	return cs.c.Close()
+	return c.Close()
 }

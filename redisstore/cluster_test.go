@@ -1306,6 +1306,68 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	}
 }
 
+// TestClusterEveryMasterReplaced kills every master of the cluster in
+// turn, each replaced by its replica, while a Store makes no call: redisc
+// asks only the masters it knows for the slot map, so the Store must find
+// the new ones through its configured node and the replicas of the last
+// map it learned, within its first call.
+func TestClusterEveryMasterReplaced(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 1)
+	warm := openCluster(t, c, redisstore.Config{})
+	for k := range tags {
+		id := tagged(tags[k][0], "kept")
+		_, err := warm.Insert(ctx, id, []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		owner(t, c, "session:"+id).Do(t, "WAIT", 1, 5000) // on the replica before the kill
+	}
+	// CLUSTER SLOTS lists a replica once its master has heard of its
+	// replication offset, which the writes above moved.
+	masters := c.Masters(t)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ranges, err := redis.Values(masters[0].Do(t, "CLUSTER", "SLOTS"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := 0
+		for _, r := range ranges {
+			if fields, _ := redis.Values(r, nil); len(fields) >= 4 {
+				listed++
+			}
+		}
+		if listed == len(ranges) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CLUSTER SLOTS lists replicas for %d of %d slot ranges after 5 s", listed, len(ranges))
+		}
+	}
+	// Configured with one master only (openCluster), which is killed: the
+	// new masters must be found through the replicas of the slot map.
+	if !slices.ContainsFunc(masters, func(m *redistest.Server) bool { return m.Addr() == c.Addrs()[0] }) {
+		t.Fatalf("the first node, %s, is not a master", c.Addrs()[0])
+	}
+	s := openCluster(t, c, redisstore.Config{})
+	if _, _, err := s.Load(ctx, tagged(tags[0][0], "kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range masters {
+		promoted, took := c.KillMaster(t, m)
+		t.Logf("killed %s: %s promoted in %v", m.Addr(), promoted.Addr(), took.Round(time.Millisecond))
+	}
+	for k := range tags {
+		id := tagged(tags[k][0], "kept")
+		start := time.Now()
+		rec, found, err := s.Load(ctx, id, 0)
+		t.Logf("first Load on master %d's slot after every master was replaced: %v", k, time.Since(start).Round(time.Millisecond))
+		clusterCheck(t, "Load after every master was replaced", err)
+		if !found || string(rec) != "v" {
+			t.Errorf("Load(%s) = %q, %v, want v", id, rec, found)
+		}
+	}
+}
+
 // TestClusterIterateFreshStores runs Iterate on new Stores right after
 // concurrent first calls, which make the Store open its per-node pools at
 // once: Iterate must find every master's pool usable.

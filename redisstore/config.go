@@ -128,6 +128,10 @@ type Config struct {
 
 	// ClusterNodes, when set, makes [Open] use a Redis Cluster: the
 	// host:port of one or more of its nodes, from which it learns the rest.
+	// When no master it knows answers, the Store asks these again, and the
+	// nodes, replicas included, of the last slot map it learned: list
+	// several, or a name that resolves to the current nodes (an instance
+	// whose every known node has gone cannot find the cluster otherwise).
 	// Addr must then be empty and DB 0 (a cluster has database 0 only), and
 	// KeyPrefix must not contain "{" or "}", which would change the keys'
 	// hash slots. The session package must then tag keys (session.Config.TagKey)

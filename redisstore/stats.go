@@ -120,7 +120,7 @@ func (s *Store) PoolStats() PoolStats {
 		ps.MaxActive = src.pool.MaxActive
 		ps.SentinelsDown, ps.SentinelLookupFailures = src.sentinelStats()
 	case *clusterSource:
-		for _, st := range src.c.Stats() {
+		for _, st := range src.c.Load().Stats() {
 			add(st)
 			ps.Nodes++
 			if exhausted(s.maxActive, st.ActiveCount, st.IdleCount) {
