@@ -26,12 +26,9 @@ import (
 // documentation), so that no command meets CROSSSLOT.
 type clusterSource struct {
 	// c is the redisc Cluster, which reseed replaces.
-	c   atomic.Pointer[redisc.Cluster]
+	c   atomic.Pointer[cluster]
 	cfg Config // to make the pools of nodes
 
-	// layout holds the addresses of the nodes, masters and replicas, of
-	// the latest slot map a Cluster learned, for reseed.
-	layout atomic.Pointer[[]string]
 	// reseeding is set while reseed runs.
 	reseeding atomic.Bool
 
@@ -64,8 +61,9 @@ func newClusterSource(cfg Config) *clusterSource {
 
 // newCluster returns a redisc Cluster that first asks the nodes at
 // startup for the slot map.
-func (cs *clusterSource) newCluster(startup []string) *redisc.Cluster {
-	return &redisc.Cluster{
+func (cs *clusterSource) newCluster(startup []string) *cluster {
+	c := &cluster{}
+	c.Cluster = &redisc.Cluster{
 		StartupNodes: startup,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
@@ -83,25 +81,10 @@ func (cs *clusterSource) newCluster(startup []string) *redisc.Cluster {
 		// this wait's context.
 		PoolWaitTime: cs.cfg.Timeout,
 		LayoutRefresh: func(_, layout [redisc.HashSlots][]string) {
-			cs.layout.Store(layoutNodes(layout))
+			c.slots.Store(newSlotMap(&layout))
 		},
 	}
-}
-
-// layoutNodes returns the addresses a slot map lists, each once.
-func layoutNodes(layout [redisc.HashSlots][]string) *[]string {
-	var addrs []string
-	for i, nodes := range layout {
-		if i > 0 && slices.Equal(nodes, layout[i-1]) {
-			continue // a range of slots: one node list
-		}
-		for _, addr := range nodes {
-			if !slices.Contains(addrs, addr) {
-				addrs = append(addrs, addr)
-			}
-		}
-	}
-	return &addrs
+	return c
 }
 
 // newPool returns a pool of connections to the node at addr, made like
@@ -187,10 +170,15 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 // never reaches it, and without this refresh a call would be sent to the
 // old node again until its time ran out. At most one refresh starts per
 // refreshInterval.
+//
+// A MOVED to the node the map already names for the slot comes from a
+// node the call was bounced to, when the slot's own node had no free
+// connection (see the CreatePool of newCluster): the map is right, and
+// refreshing it would not help.
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
-	if replyCode(err) != "MOVED" && !errors.As(err, &nerr) && !errors.As(err, &nc) {
+	if errors.Is(err, errClosed) || !cs.movedElsewhere(err) && !errors.As(err, &nerr) && !errors.As(err, &nc) {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -201,46 +189,88 @@ func (cs *clusterSource) noteFailure(err error) {
 	go cs.refresh()
 }
 
-// refresh asks the nodes for the slot map, and when none answers, reseeds.
-// A failed refresh leaves the old map, and the next failure tries again.
+// movedElsewhere reports whether err is a MOVED to another node than the
+// one the slot map names for its slot.
+func (cs *clusterSource) movedElsewhere(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	re := redisc.ParseRedir(reply)
+	if re == nil || re.Type != "MOVED" {
+		return false
+	}
+	m := cs.c.Load().slots.Load()
+	return m == nil || m.master(re.NewSlot) != re.Addr
+}
+
+// refresh asks the nodes for the slot map, and reseeds when none of them
+// is reachable or the map leaves slots without a master (as a node
+// restarted empty, or taken out of the cluster, answers; redisc takes such
+// a map, and then asks only Config.ClusterNodes again, in their order). A
+// failed refresh leaves the old map, and the next failure tries again.
 func (cs *clusterSource) refresh() {
 	c := cs.c.Load()
-	if c.Refresh() == nil || !cs.reseeding.CompareAndSwap(false, true) {
+	if err := c.Refresh(); err == nil {
+		if m := c.slots.Load(); m != nil && m.full {
+			return
+		}
+	} else if !unreachable(err) {
+		return
+	}
+	if cs.c.Load() != c || !cs.reseeding.CompareAndSwap(false, true) {
 		return
 	}
 	defer cs.reseeding.Store(false)
 	cs.reseed(c)
 }
 
-// reseed replaces c, a Cluster none of whose masters answered, with a new
-// one that asks for the slot map the nodes of Config.ClusterNodes and of
-// the latest slot map, replicas included, if one of them answers. redisc
-// asks only the masters it knows, once it has a map: an instance that made
-// no call while every master it knew went away (the failover of each in
-// turn, or a restart of the nodes on new addresses) would otherwise fail
-// every call until restarted.
-func (cs *clusterSource) reseed(c *redisc.Cluster) {
+// unreachable reports whether err, the failure of a refresh of the slot
+// map, leaves it possible that no node redisc asked is there any more: a
+// node whose pool had no free connection is there (redisc reports each
+// node's failure in its error's text only).
+func unreachable(err error) bool {
+	return !strings.Contains(err.Error(), redis.ErrPoolExhausted.Error())
+}
+
+// reseed replaces c, a Cluster none of whose masters could be reached or
+// whose map leaves slots without a master (see refresh), with a new one
+// that learns the slot map from the first node, of
+// Config.ClusterNodes and then of c's latest slot map (replicas included),
+// that answers with a map that gives every slot a master (a node
+// restarted empty, or taken out of the cluster, answers with an empty or
+// partial one). redisc asks only the masters it knows once it has a map:
+// an instance that made no call while every master it knew went away (the
+// failover of each in turn, or a restart of the nodes on new addresses)
+// would otherwise fail every call until restarted.
+func (cs *clusterSource) reseed(c *cluster) {
 	seeds := slices.Clone(cs.cfg.ClusterNodes)
-	if layout := cs.layout.Load(); layout != nil {
-		for _, addr := range *layout {
+	if m := c.slots.Load(); m != nil {
+		for _, addr := range m.nodes() {
 			if !slices.Contains(seeds, addr) {
 				seeds = append(seeds, addr)
 			}
 		}
 	}
-	next := cs.newCluster(seeds)
-	if next.Refresh() != nil {
+	// One seed per new Cluster: redisc asks its seeds in an order of its
+	// own, and takes the first map it gets, whole or not.
+	for _, seed := range seeds {
+		next := cs.newCluster([]string{seed})
+		if next.Refresh() == nil {
+			if m := next.slots.Load(); m != nil && m.full {
+				cs.mu.Lock()
+				swapped := !cs.closed && cs.c.CompareAndSwap(c, next)
+				cs.mu.Unlock()
+				if swapped {
+					c.Close() // calls bound to its nodes finish; the others bind anew
+					return
+				}
+				next.Close()
+				return
+			}
+		}
 		next.Close()
-		return
 	}
-	cs.mu.Lock()
-	swapped := !cs.closed && cs.c.CompareAndSwap(c, next)
-	cs.mu.Unlock()
-	if !swapped {
-		next.Close()
-		return
-	}
-	c.Close() // calls bound to its nodes finish; the others bind anew
 }
 
 // clusterMasters returns the addresses of the masters that serve slots,

@@ -1267,7 +1267,7 @@ func aclEntry(e any) map[string]string {
 // context of 100ms, must give up within about that.
 func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
-	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: time.Second})
+	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: 3 * time.Second}) // the held Merge outlasts the calls below
 	ctx := context.Background()
 	tags := tagsOnMasters(t, c, 2)
 	held, other := tagged(tags[0][0], "held"), tagged(tags[0][1], "other")
@@ -1286,12 +1286,34 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 		done <- err
 	}()
 	<-inMerge
-	time.AfterFunc(600*time.Millisecond, func() { close(release) })
+	time.AfterFunc(1500*time.Millisecond, func() { close(release) })
+	for _, n := range c.Nodes() {
+		n.ResetStats(t)
+	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, _, err := s.Load(short, other, 0)
 	took := time.Since(start)
+	// More calls bounced by MOVED to the node the slot map names: the map
+	// is right, and the MOVED replies may not refresh it (at most one
+	// refresh per 100 ms would be about one per call). A call cut short by
+	// its deadline in the middle of an attempt may refresh it, as after
+	// any timeout.
+	const calls = 10
+	for range calls - 1 {
+		more, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		s.Load(more, other, 0)
+		cancel()
+	}
+	slots := int64(0)
+	for _, n := range c.Nodes() {
+		slots += n.Calls(t)["cluster|slots"]
+	}
+	t.Logf("%d calls bounced by MOVED off an exhausted pool sent CLUSTER SLOTS %d times", calls, slots)
+	if slots > calls/2 {
+		t.Errorf("%d calls bounced by MOVED off an exhausted pool sent CLUSTER SLOTS %d times, want few: the map named the right node", calls, slots)
+	}
 	if err := <-done; err != nil {
 		t.Errorf("Merge: %v", err)
 	}
@@ -1303,6 +1325,33 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	}
 	if took > 300*time.Millisecond {
 		t.Errorf("Load with a 100ms context waited %v for a pooled connection (err %v): the caller's context does not bound the wait on a Cluster", took.Round(time.Millisecond), err)
+	}
+}
+
+// TestClusterEmptyNodeConfigured configures Stores with a lone Cluster
+// node that belongs to no cluster, as a node restarted empty does, ahead
+// of a node of the cluster: the lone node answers CLUSTER SLOTS with an
+// empty map, which redisc takes and then asks it again first, for ever.
+// Each Store must still find the cluster within its first call.
+func TestClusterEmptyNodeConfigured(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	lone := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	ctx := context.Background()
+	id := tagged(tagsOnMasters(t, c, 1)[0][0], "x")
+	if _, err := openCluster(t, c, redisstore.Config{}).Insert(ctx, id, []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		s, err := redisstore.Open(redisstore.Config{ClusterNodes: []string{lone.Addr(), c.Addrs()[0]}, Timeout: clusterTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, found, err := s.Load(ctx, id, 0)
+		s.Close()
+		clusterCheck(t, "first Load of a Store configured with an empty node first", err)
+		if !found || string(rec) != "v" {
+			t.Fatalf("Load = %q, %v, want v", rec, found)
+		}
 	}
 }
 

@@ -128,8 +128,10 @@ type Config struct {
 
 	// ClusterNodes, when set, makes [Open] use a Redis Cluster: the
 	// host:port of one or more of its nodes, from which it learns the rest.
-	// When no master it knows answers, the Store asks these again, and the
-	// nodes, replicas included, of the last slot map it learned: list
+	// When no master it knows can be reached, or the map it gets leaves
+	// slots without a master, the Store asks these again, one at a time,
+	// then the nodes, replicas included, of the last slot map it learned,
+	// and takes the first map that gives every slot a master: list
 	// several, or a name that resolves to the current nodes (an instance
 	// whose every known node has gone cannot find the cluster otherwise).
 	// Addr must then be empty and DB 0 (a cluster has database 0 only), and
