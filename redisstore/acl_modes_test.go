@@ -360,31 +360,33 @@ func TestSentinelACL(t *testing.T) {
 			t.Errorf("Describe(%v) = %q, want %q", err, got, want)
 		}
 	})
-	t.Run("sentinel user without +promoted-slave", func(t *testing.T) {
-		// The sentinels' line of an earlier version of the package: the
-		// Store still follows +switch-master, and warns.
-		const name = "sessionkit-snt-nopromoted"
-		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {
-			return r == "&+promoted-slave"
-		}))
-		logs := new(syncbuf.Buffer)
-		s := aclModesOpenLogged(t, sn, aclModesDataUser, name, 0, slog.New(slog.NewTextHandler(logs, nil)))
-		if err := s.Ping(ctx); err != nil {
-			t.Fatalf("Ping as a sentinel user without the channel +promoted-slave: %v", err)
-		}
-		if !aclModesSubscribed(t, sentinels, name, 1) {
-			t.Error("no sentinel lists the +switch-master subscription of a user denied +promoted-slave")
-		}
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "channel=+promoted-slave"); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no warning naming the denied channel; logs:\n%s", logs)
+	// A sentinel user denied one of the two channels: the Store still
+	// follows the other, and warns, naming the channel.
+	for _, channel := range []string{"+promoted-slave", "+switch-master"} {
+		t.Run("sentinel user without "+channel, func(t *testing.T) {
+			name := "sessionkit-snt-no" + strings.TrimPrefix(channel, "+")
+			aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {
+				return r == "&"+channel
+			}))
+			logs := new(syncbuf.Buffer)
+			s := aclModesOpenLogged(t, sn, aclModesDataUser, name, 0, slog.New(slog.NewTextHandler(logs, nil)))
+			if err := s.Ping(ctx); err != nil {
+				t.Fatalf("Ping as a sentinel user without the channel %s: %v", channel, err)
 			}
-		}
-		t.Logf("warning: %s", logs)
-		if !strings.Contains(logs.String(), "user="+name) {
-			t.Errorf("the warning does not name the sentinel user %s: %s", name, logs)
-		}
-	})
+			if !aclModesSubscribed(t, sentinels, name, 1) {
+				t.Errorf("no sentinel lists the one subscription left to a user denied %s", channel)
+			}
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "channel="+channel); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no warning naming the denied channel; logs:\n%s", logs)
+				}
+			}
+			t.Logf("warning: %s", logs)
+			if !strings.Contains(logs.String(), "user="+name) {
+				t.Errorf("the warning does not name the sentinel user %s: %s", name, logs)
+			}
+		})
+	}
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
 		const name = "sessionkit-snt-noquery"
 		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {

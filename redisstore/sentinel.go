@@ -87,6 +87,9 @@ type sentinelSource struct {
 	// alone uses them.
 	outage loglimit.Limiter
 	warned bool
+	// denied limits the warnings that a sentinel denies a channel; the
+	// subscribe goroutine alone uses it.
+	denied loglimit.Limiter
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -104,6 +107,7 @@ func newSentinelSource(cfg Config) *sentinelSource {
 		poke:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		outage: loglimit.Limiter{Interval: sentinelLogInterval},
+		denied: loglimit.Limiter{Interval: sentinelLogInterval},
 	}
 	s.snt = &sentinel.Sentinel{
 		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
@@ -554,9 +558,9 @@ var announcements = []string{"+switch-master", "+promoted-slave"}
 // listen asks the sentinels on every announcement (see announcements) that
 // c, a connection to the sentinel at addr, receives, that sentinel first,
 // until c fails, Close closes it, or the sentinel stays silent for
-// subscriptionSilence. A sentinel whose ACL lets the user subscribe to
-// +switch-master but not to +promoted-slave (a line written for an earlier
-// version of this package) still brings the former, with a warning.
+// subscriptionSilence. A sentinel whose ACL denies the user one of the
+// channels (+promoted-slave, to a line written for an earlier version of
+// this package) still brings the other, with a warning.
 func (s *sentinelSource) listen(c redis.Conn, addr string) {
 	s.subMu.Lock()
 	select {
@@ -607,23 +611,38 @@ func (s *sentinelSource) listen(c redis.Conn, addr string) {
 		}
 	}()
 	// The replies to the SUBSCRIBEs come first, in order.
-	for replies := 0; ; {
+	replies, subscribed := 0, 0
+	for {
 		switch v := psc.ReceiveWithTimeout(subscriptionSilence).(type) {
 		case redis.Subscription:
 			replies++
+			subscribed++
 			s.ask() // a switch may have happened while not subscribed
 		case redis.Message:
 			s.announced(addr)
 		case error:
 			replies++
-			if replies == 1 || replies > len(announcements) || !strings.HasPrefix(v.Error(), "NOPERM") {
+			if replies > len(announcements) || !strings.HasPrefix(v.Error(), "NOPERM") {
 				return
 			}
-			s.log().LogAttrs(context.Background(), slog.LevelWarn,
-				"redisstore: the sentinel's ACL denies a channel that announces failovers: add it to the sentinels' ACL line (see the redisstore documentation); until then a failover is followed up to a second late, and writes meanwhile reach the old master",
-				slog.String("sentinel", addr),
-				slog.String("channel", announcements[replies-1]),
-				slog.String("user", cmp.Or(s.cfg.SentinelUsername, "default")))
+			s.deniedChannel(addr, announcements[replies-1])
+			if replies == len(announcements) && subscribed == 0 {
+				return // nothing to listen to here
+			}
 		}
 	}
+}
+
+// deniedChannel warns that the sentinel at addr denies the user the
+// channel, at most once per sentinelLogInterval (subscribe tries again
+// every sentinelPoll).
+func (s *sentinelSource) deniedChannel(addr, channel string) {
+	s.denied.Do(time.Now(), func(suppressed int) {
+		s.log().LogAttrs(context.Background(), slog.LevelWarn,
+			"redisstore: the sentinel's ACL denies a channel that announces failovers: add it to the sentinels' ACL line (see the redisstore documentation); until then a failover is followed up to a second late, and writes meanwhile reach the old master",
+			slog.String("sentinel", addr),
+			slog.String("channel", channel),
+			slog.String("user", cmp.Or(s.cfg.SentinelUsername, "default")),
+			slog.Int("suppressed", suppressed))
+	})
 }
