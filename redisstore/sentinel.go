@@ -202,11 +202,11 @@ func (s *sentinelSource) watch() {
 // answers first at the top of the list, and asks it first next time; a
 // sentinel that answers with a server that is no master (one behind the
 // others, or monitoring another setup under the same name) would be asked
-// first for ever, and the sentinels that are right never. So when a dial found the
-// server named last no master, or could not reach it, lookup first moves
-// the sentinel that named it to the bottom: each lookup after such a dial
-// asks another sentinel first, and within one pass over the list a right
-// one answers.
+// first for ever, and the sentinels that are right never. So when a dial
+// found the server named last no master, or could not reach it, lookup
+// first moves the sentinel that named it to the bottom: each lookup after
+// such a dial asks another sentinel first, and within one pass over the
+// list a right one answers.
 //
 // Only the watch goroutine calls lookup: it alone uses s.snt, whose
 // address list lookup reorders.
