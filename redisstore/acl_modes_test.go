@@ -387,6 +387,26 @@ func TestSentinelACL(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sentinel user without either channel", func(t *testing.T) {
+		// Nothing to subscribe to: each channel gets its warning, and
+		// the Store still follows the sentinels by polling them.
+		const name = "sessionkit-snt-nochannels"
+		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {
+			return strings.HasPrefix(r, "&")
+		}))
+		logs := new(syncbuf.Buffer)
+		s := aclModesOpenLogged(t, sn, aclModesDataUser, name, 0, slog.New(slog.NewTextHandler(logs, nil)))
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping as a sentinel user without either channel: %v", err)
+		}
+		for _, channel := range []string{"+switch-master", "+promoted-slave"} {
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "channel="+channel); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no warning naming the denied channel %s; logs:\n%s", channel, logs)
+				}
+			}
+		}
+	})
 	t.Run("sentinel user without get-master-addr-by-name", func(t *testing.T) {
 		const name = "sessionkit-snt-noquery"
 		aclModesSetUser(t, sentinels, name, slices.DeleteFunc(slices.Clone(aclModesSentinelRules), func(r string) bool {

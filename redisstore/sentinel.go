@@ -87,9 +87,10 @@ type sentinelSource struct {
 	// alone uses them.
 	outage loglimit.Limiter
 	warned bool
-	// denied limits the warnings that a sentinel denies a channel; the
-	// subscribe goroutine alone uses it.
-	denied loglimit.Limiter
+	// denied limits the warnings that a sentinel denies a channel, one
+	// limiter per channel of announcements; the subscribe goroutine alone
+	// uses them.
+	denied [len(announcements)]loglimit.Limiter
 
 	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
 	stop      chan struct{} // closed by Close
@@ -107,7 +108,9 @@ func newSentinelSource(cfg Config) *sentinelSource {
 		poke:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		outage: loglimit.Limiter{Interval: sentinelLogInterval},
-		denied: loglimit.Limiter{Interval: sentinelLogInterval},
+	}
+	for i := range s.denied {
+		s.denied[i].Interval = sentinelLogInterval
 	}
 	s.snt = &sentinel.Sentinel{
 		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
@@ -553,7 +556,7 @@ func (s *sentinelSource) subscribe() {
 // it, a second or more later with two replicas; meanwhile the old master
 // goes on acknowledging writes that are lost when it is demoted. The other
 // sentinels announce +switch-master when they hear of the new master.
-var announcements = []string{"+switch-master", "+promoted-slave"}
+var announcements = [...]string{"+switch-master", "+promoted-slave"}
 
 // listen asks the sentinels on every announcement (see announcements) that
 // c, a connection to the sentinel at addr, receives, that sentinel first,
@@ -625,7 +628,7 @@ func (s *sentinelSource) listen(c redis.Conn, addr string) {
 			if replies > len(announcements) || !strings.HasPrefix(v.Error(), "NOPERM") {
 				return
 			}
-			s.deniedChannel(addr, announcements[replies-1])
+			s.deniedChannel(addr, replies-1)
 			if replies == len(announcements) && subscribed == 0 {
 				return // nothing to listen to here
 			}
@@ -634,10 +637,11 @@ func (s *sentinelSource) listen(c redis.Conn, addr string) {
 }
 
 // deniedChannel warns that the sentinel at addr denies the user the
-// channel, at most once per sentinelLogInterval (subscribe tries again
-// every sentinelPoll).
-func (s *sentinelSource) deniedChannel(addr, channel string) {
-	s.denied.Do(time.Now(), func(suppressed int) {
+// channel announcements[i], at most once per sentinelLogInterval for each
+// channel (subscribe tries again every sentinelPoll).
+func (s *sentinelSource) deniedChannel(addr string, i int) {
+	channel := announcements[i]
+	s.denied[i].Do(time.Now(), func(suppressed int) {
 		s.log().LogAttrs(context.Background(), slog.LevelWarn,
 			"redisstore: the sentinel's ACL denies a channel that announces failovers: add it to the sentinels' ACL line (see the redisstore documentation); until then a failover is followed up to a second late, and writes meanwhile reach the old master",
 			slog.String("sentinel", addr),
