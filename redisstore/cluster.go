@@ -18,8 +18,10 @@ import (
 // clusterSource is the Source of a Store on a Redis Cluster, built on
 // github.com/mna/redisc: one pool per node, made like the pool of one
 // server (the same dial, timeouts and liveness check), and the map of hash
-// slots to nodes, which redisc learns with CLUSTER SLOTS and corrects on
-// each MOVED reply.
+// slots to nodes, which redisc learns with CLUSTER SLOTS and corrects on a
+// MOVED reply it sees; the source refreshes it after other failures (see
+// noteFailure), and replaces the redisc Cluster when none of the nodes it
+// knows can give a whole map (see reseed).
 //
 // Its connections are bound to a node before use (see bind), and a Store
 // on it keeps all the keys of one call in one slot (see the package
