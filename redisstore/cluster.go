@@ -260,19 +260,25 @@ func (cs *clusterSource) reseed(c *cluster) {
 		next := cs.newCluster([]string{seed})
 		if next.Refresh() == nil {
 			if m := next.slots.Load(); m != nil && m.full {
-				cs.mu.Lock()
-				swapped := !cs.closed && cs.c.CompareAndSwap(c, next)
-				cs.mu.Unlock()
-				if swapped {
-					c.Close() // calls bound to its nodes finish; the others bind anew
-					return
-				}
-				next.Close()
+				cs.replace(c, next)
 				return
 			}
 		}
 		next.Close()
 	}
+}
+
+// replace puts next in the place of c and closes c, unless the source was
+// closed or c replaced meanwhile: then it closes next.
+func (cs *clusterSource) replace(c, next *cluster) {
+	cs.mu.Lock()
+	swapped := !cs.closed && cs.c.CompareAndSwap(c, next)
+	cs.mu.Unlock()
+	if !swapped {
+		next.Close()
+		return
+	}
+	c.Close() // calls bound to its nodes finish; the others bind anew
 }
 
 // clusterMasters returns the addresses of the masters that serve slots,

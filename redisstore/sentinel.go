@@ -550,7 +550,7 @@ func (s *sentinelSource) subscribe() {
 }
 
 // announcements are the channels on which a sentinel announces a failover.
-// +promoted-slave comes first: the sentinel that runs the failover names
+// +promoted-slave is announced first: the sentinel that runs the failover names
 // the new master from the moment it sees the replica promoted, and
 // announces +switch-master only once it has turned every other replica to
 // it, a second or more later with two replicas; meanwhile the old master
