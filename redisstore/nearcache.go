@@ -550,8 +550,7 @@ func (s *Store) startNearCache(cfg Config, foreign bool) {
 	}
 	var check func(ctx context.Context, conn redis.Conn) error
 	if foreign {
-		var borrow detachedCall
-		check = func(ctx context.Context, conn redis.Conn) error { return s.sameServer(ctx, conn, &borrow) }
+		check = s.sameServer
 	}
 	newTracker(s.near, cfg, dialer, check)
 }
@@ -669,6 +668,23 @@ func (d *detachedCall) call(ctx context.Context, f func() (redis.Conn, error)) (
 	return nil, context.Cause(ctx)
 }
 
+// settle waits for the run the caller gave up on, if any, to return, for
+// at most timeout.
+func (d *detachedCall) settle(timeout time.Duration) {
+	d.mu.Lock()
+	left := d.left
+	d.mu.Unlock()
+	if left == nil {
+		return
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-left.done:
+	case <-t.C:
+	}
+}
+
 // errOtherServer reports that the near-cache's connection reached another
 // Redis server than the Store's Source.
 var errOtherServer = errors.New("its connection reached another Redis server than the Source's (INFO server's run_id differs)")
@@ -680,14 +696,14 @@ var errOtherServer = errors.New("its connection reached another Redis server tha
 // through the Source, and the near-cache would serve what it read for as
 // long as the keys live.
 //
-// The Source's connection comes through borrow (see detachedCall): a
+// The Source's connection comes through s.borrow (see detachedCall): a
 // *redis.Pool with only Dial cannot stop its GetContext while it dials.
-func (s *Store) sameServer(ctx context.Context, conn redis.Conn, borrow *detachedCall) error {
+func (s *Store) sameServer(ctx context.Context, conn redis.Conn) error {
 	mine, err := runID(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("reading its own run_id: %w", err)
 	}
-	pooled, err := borrow.call(ctx, func() (redis.Conn, error) { return s.src.GetContext(ctx) })
+	pooled, err := s.borrow.call(ctx, func() (redis.Conn, error) { return s.src.GetContext(ctx) })
 	if err != nil {
 		// An exhausted pool (MaxActive connections all in use) ends here.
 		return fmt.Errorf("reading the Source's run_id: borrowing a connection: %w", err)

@@ -775,6 +775,29 @@ func TestNearCacheNewOtherServer(t *testing.T) {
 	}
 }
 
+// TestNearCacheCloseAfterNew: a Store with a near-cache on a Source that
+// is not a *redis.Pool, closed within 1.5 ms of New, while its near-cache
+// borrows from the Source to check the server, neither panics nor races:
+// redigo's Pool.Close races with a GetContext that waits for a free
+// connection (and panics, sending on the pool's closed channel, when that
+// GetContext's context ends as the pool closes), so Close lets the borrow
+// get past that wait first.
+func TestNearCacheCloseAfterNew(t *testing.T) {
+	srv := redistest.Start(t)
+	for range 300 {
+		pool, err := NewPool(Config{Addr: srv.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(otherSource{pool}, Config{Addr: srv.Addr(), NearCache: NearCache{MaxEntries: 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+		s.Close()
+	}
+}
+
 // connectionsReceived returns the total_connections_received of INFO stats
 // on conn.
 func connectionsReceived(t *testing.T, conn redis.Conn) int {

@@ -68,6 +68,9 @@ type Store struct {
 	dials     *dialCounter  // of the pools Open built, else nil
 	turns     turns         // of optimistic transactions on one key; see doTurn
 	near      *nearCache    // Config.NearCache, or nil; see nearcache.go
+	// borrow runs the near-cache's borrows from a foreign Source (see
+	// sameServer), which Close lets end before it closes the Source.
+	borrow detachedCall
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -438,6 +441,10 @@ func (s *Store) Cluster() bool {
 	return s.cluster != nil
 }
 
+// closeSettle is how long Close waits for the near-cache's borrow from
+// its Source to end (see Close).
+const closeSettle = 100 * time.Millisecond
+
 // Close stops the near-cache, if any, and closes the Source if it has a
 // Close method (as a *redis.Pool does); otherwise the latter does nothing
 // and returns nil. It returns promptly even while Redis is stalled. A
@@ -445,11 +452,22 @@ func (s *Store) Cluster() bool {
 // and may wait for as long as Redis does not answer (redigo's Dial without
 // timeouts), is left running in one goroutine, which closes the connection
 // when that Dial returns; likewise a borrow from the Source that New's
-// near-cache makes to check the server. Give your pool DialContext, or
-// Dial options with timeouts, to bound it.
+// near-cache makes to check the server (Close first waits up to 100ms for
+// it, so as not to close a *redis.Pool under it). Give your pool
+// DialContext, or Dial options with timeouts, to bound it. Calls after
+// Close fail with ErrUnavailable, or with their context's error when it
+// has ended.
 func (s *Store) Close() error {
 	if s.near != nil {
 		s.near.track.close()
+		// redigo's Pool.Close races with a GetContext that waits for a
+		// free connection (its first use sets up the pool's channel, and
+		// one whose context ends hands its slot back, neither under the
+		// pool's lock), and may make it panic: let a borrow the
+		// near-cache left behind get past that wait first. Its context
+		// has ended, so it does at once, unless it is dialling, which the
+		// pool's Close does not race with.
+		s.borrow.settle(closeSettle)
 	}
 	if c, ok := s.src.(io.Closer); ok {
 		return c.Close()
@@ -577,6 +595,13 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 				n.noteFailure(err)
 			}
 		}()
+	}
+	// redigo's Pool.GetContext panics (send on closed channel), half the
+	// time, when its context has ended and Close has closed the pool:
+	// waitVacantConn, finding the closed pool's channel ready, hands the
+	// slot back to it. A call whose context has ended needs no connection.
+	if err := ctx.Err(); err != nil {
+		return errNoConn{err}
 	}
 	conn, err := src.GetContext(ctx)
 	if err != nil {

@@ -618,6 +618,32 @@ func TestPoolExhausted(t *testing.T) {
 	}
 }
 
+// TestCallsAfterClose: a call on a closed Store fails as unavailable, and
+// one whose context has ended fails with the context's error, without a
+// panic: redigo's Pool.GetContext, given both a closed pool and an ended
+// context, sends on the pool's closed channel half the time.
+func TestCallsAfterClose(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Load(context.Background(), "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		if _, _, err := s.Load(ended, "a", 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Load with an ended context after Close = %v, want context.Canceled", err)
+		}
+	}
+	if _, _, err := s.Load(context.Background(), "a", 0); !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Fatalf("Load after Close = %v, want ErrUnavailable", err)
+	}
+}
+
 func TestNewNilSource(t *testing.T) {
 	if _, err := redisstore.New(nil, redisstore.Config{}); err == nil {
 		t.Fatal("New(nil) succeeded, want an error")
