@@ -307,7 +307,9 @@ type Info struct {
 // users whose sessions "log out everywhere" and the limit keep apart. When even a record without values would be over
 // Config.MaxRecordBytes, Create returns an error matching ErrInvalidValue
 // and changes nothing. After the response has started Create returns
-// ErrResponseStarted and changes nothing.
+// ErrResponseStarted and changes nothing. Once the new session is being
+// inserted, ctx's cancellation and deadline no longer stop it, as for
+// Renew; with ctx already ended, Create changes nothing.
 func Create(ctx context.Context, userID string) (Info, error) {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -369,6 +371,13 @@ func validUserID(id string) error {
 // the cookie as it was, but when it was a timeout the move may still run
 // in Redis afterwards, ending the old token (see "Slow commands" in
 // docs/troubleshooting.md).
+//
+// Once begun, the move runs to its end whatever becomes of ctx: its
+// cancellation and its deadline (a timeout middleware's, a client that
+// goes away) do not cut it short, which would leave the old token ended
+// and the new one unsent; the store's own timeout bounds it. With ctx
+// already ended, Renew changes nothing and returns an error matching
+// ErrStoreUnavailable. Create does the same.
 func Renew(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -614,6 +623,14 @@ func Get[T any](ctx context.Context, key string) (value T, ok bool) {
 // session. A value that does not fit T stays, and Pop returns false. Once
 // the response has started, or when the session could not be read, it can
 // remove nothing and returns false.
+//
+// Pop is no atomic take: like every change, the removal is saved with the
+// response, and parallel requests of the session that loaded it before
+// then each get the value too. A flash message may show twice; a value
+// that must be used at most once (an OAuth state, a one-time code, a
+// nonce) needs a check of its own that spends it, such as a SET NX of a
+// key naming it, or a renewal (Renew), which only one of those requests
+// wins.
 func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	st := stateFrom(ctx)
 	if st == nil || !validKey(key) {

@@ -594,7 +594,11 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Replaces: replaces,
 		Merge:    merge,
 	}
-	ended, err := m.store.AddUserSession(ctx, add)
+	fctx, err := finishing(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	ended, err := m.store.AddUserSession(fctx, add)
 	if err != nil && replacedGone(err) { // err != nil: replacedGone's target escapes, an allocation
 		// Under the limit, and a parallel Renew may have moved this
 		// user's session to an id that would count: end it where it went
@@ -607,7 +611,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		if add.TTL, _ = m.ttl(deadline, m.now()); add.TTL <= 0 {
 			return Info{}, fmt.Errorf("%w: the login's round trips outlasted its lifetime", ErrStoreUnavailable)
 		}
-		ended, err = m.store.AddUserSession(ctx, add)
+		ended, err = m.store.AddUserSession(fctx, add)
 	}
 	// add.Replaces is "" after the fallback above: ended lists only the
 	// sessions the limit revoked then.
@@ -627,6 +631,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			// the new one, whose token it will not hand out, goes again
 			// if Redis lets it.
 			st.gone()
+			st.ended = true
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 		}
 		return Info{}, storeError(err)
@@ -645,6 +650,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// values of the session it ended: nothing of the user signed in
 		// before carries over to the one signing in.
 		st.changes = nil
+		st.ended = true // no copy of the signed-out user's pages is kept
 	}
 	if merged != nil && merged.record != nil {
 		record, carried, over = merged.record, merged.carried, merged.over
@@ -702,6 +708,7 @@ func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, 
 		return err
 	}
 	st.gone() // should the login fail, the request has no session left
+	st.ended = true
 	return nil
 }
 
@@ -763,7 +770,11 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	}
 	var merged map[string]any
 	var size int32
-	moved, err := m.store.MoveSession(ctx, Move{
+	fctx, err := finishing(ctx)
+	if err != nil {
+		return err
+	}
+	moved, err := m.store.MoveSession(fctx, Move{
 		UserID:   st.userID,
 		From:     from,
 		To:       idOf(token),

@@ -66,7 +66,8 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 // or its Info.FirstID, which a renewal keeps: a list shown before the
 // session renewed still revokes it by FirstID. It returns ErrNotFound when
 // id is neither of one of the user's live sessions, so a user can only
-// revoke their own. If the session is renewed while Revoke runs, Revoke
+// revoke their own, and without a store call when id cannot be a session's
+// (see Info.ID). If the session is renewed while Revoke runs, Revoke
 // ends it under its new token. An error may come after the store deleted
 // the session (too few replicas confirmed, say): Config.OnEvent hears of
 // it as revoked all the same. Revoking the session of ctx itself also
@@ -77,6 +78,9 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if err := validUserID(userID); err != nil {
 		return err
+	}
+	if !validID(id) {
+		return ErrNotFound // no session has it: nothing to ask the store
 	}
 	ctx = ending(ctx)
 	ids, records, err := m.store.UserSessions(ctx, userID)
@@ -210,6 +214,22 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 // store's Timeout still bounds each call; a deadline of ctx no longer does.
 func ending(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
+}
+
+// finishing returns ctx for the store calls that give the request a new
+// token, ending the one it came with (a renewal, a login that replaces a
+// session): without its cancellation and deadline, as ending does, so that
+// a context that ends once the call's transaction is sent (a timeout
+// middleware's deadline, a client that goes away) does not abandon its
+// reply, which would leave the client with its token ended and no new one.
+// The store's Timeout still bounds the call. A ctx that has already ended
+// returns its error instead: the call would change nothing yet, and must
+// not start.
+func finishing(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, storeError(err)
+	}
+	return context.WithoutCancel(ctx), nil
 }
 
 // revoked emits the events of revoked sessions and, when m's session in ctx

@@ -242,6 +242,33 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
+// TestRevokeMalformedID: an id no session can have (see Info.ID) is not
+// found, and Revoke sends Redis nothing for it: not even the prune of the
+// user's index that a look at it would write.
+func TestRevokeMalformedID(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	_, id := login(t, m, "alice")
+	tagged := "{abcd}" + strings.Repeat("A", 22)
+	before := r.TotalCalls(t)
+	for _, bad := range []string{
+		"", "nope", "*", "\x00", strings.Repeat("A", 3000),
+		id[:len(id)-1], id + "A", strings.Repeat("A", 21) + "/", strings.Repeat("A", 42) + "=",
+		"{ab*d}" + strings.Repeat("A", 22), tagged[:len(tagged)-1],
+	} {
+		if err := m.Revoke(context.Background(), "alice", bad); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Revoke(alice, %.12q) = %v, want ErrNotFound", bad, err)
+		}
+	}
+	if sent := r.TotalCalls(t) - before; sent != 0 {
+		t.Errorf("Revoke of malformed ids sent Redis %d commands, want none", sent)
+	}
+	for _, good := range []string{id, strings.Repeat("A", 43), tagged} {
+		if !validID(good) {
+			t.Errorf("validID(%q) = false, want true", good)
+		}
+	}
+}
+
 // TestRevokeByFirstID has a user revoke a session by the row a list showed
 // before the session renewed: Revoke finds it by the id it was created
 // under (Info.FirstID) and ends it under its new token. A first id of
@@ -527,6 +554,38 @@ func TestLogoutThenLoginNotStored(t *testing.T) {
 	}
 	if got := h.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("Destroy then Create: Cache-Control %q, want no-store", got)
+	}
+}
+
+// TestReloginNotStored: a login on a browser already signed in ends that
+// session, as a logout would, so its response is Cache-Control: no-store,
+// whether the same user signs in again (the old session replaced in the
+// login's own step) or another one (the old session ended first); a login
+// on a browser signed out is private, no-cache="Set-Cookie".
+func TestReloginNotStored(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	cacheControl := func(cookie, user string) string {
+		t.Helper()
+		h, err := exchange(t, m, cookie, func(ctx context.Context) {
+			if _, err := Create(ctx, user); err != nil {
+				t.Fatalf("Create(%s): %v", user, err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Get("Cache-Control")
+	}
+	if got, want := cacheControl("", "alice"), `private, no-cache="Set-Cookie"`; got != want {
+		t.Errorf("a login signed out: Cache-Control %q, want %q", got, want)
+	}
+	cookie, _ := login(t, m, "alice")
+	if got := cacheControl(cookie, "alice"); got != "no-store" {
+		t.Errorf("alice signing in again: Cache-Control %q, want no-store", got)
+	}
+	cookie, _ = login(t, m, "alice")
+	if got := cacheControl(cookie, "bob"); got != "no-store" {
+		t.Errorf("bob signing in on alice's browser: Cache-Control %q, want no-store", got)
 	}
 }
 
