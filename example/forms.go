@@ -107,21 +107,36 @@ func (s *server) signedOut(w http.ResponseWriter, notice string) {
 	s.render(w, http.StatusOK, "login", page{Title: "Sign in", Notice: notice})
 }
 
+// loginForm reads a sign-in form, urlencoded or multipart. It reads the
+// user name as the login limiter counted it, with r.FormValue (see
+// middleware.ByFormField), so that the name whose password is checked is
+// the name the attempt was counted against; the password and next from the
+// body alone, never from the address, which logs and histories keep.
+func loginForm(r *http.Request) (username, password, next string, err error) {
+	if err := r.ParseMultipartForm(4096); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return "", "", "", err
+	}
+	if r.MultipartForm != nil {
+		defer r.MultipartForm.RemoveAll() // files spilled to disk, if any
+	}
+	return r.FormValue("username"), r.PostFormValue("password"), safeNext(r.PostFormValue("next")), nil
+}
+
 // formLogin logs in with the login form and goes to the page the user
 // asked for, or the dashboard. A wrong password shows the form again with
 // the user name kept; a store outage shows it with "we can't sign you in
 // right now" and a Retry-After.
 func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := r.ParseForm(); err != nil {
+	username, password, next, err := loginForm(r)
+	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, "bad form", page{
 			Heading: "That form could not be read", Message: "Please go back and sign in again.",
 			Back: "/login", BackText: "Back to sign in",
 		})
 		return
 	}
-	username, next := r.PostForm.Get("username"), safeNext(r.PostForm.Get("next"))
-	ok, err := s.checkPassword(r.Context(), username, r.PostForm.Get("password"))
+	ok, err := s.checkPassword(r.Context(), username, password)
 	if err != nil { // no hashing slot came free in time, or the client went away
 		w.Header().Set("Retry-After", strconv.Itoa(pageRetry))
 		s.fail(w, r, http.StatusServiceUnavailable, "try again", page{

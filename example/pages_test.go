@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -440,6 +441,33 @@ func TestLoginForm(t *testing.T) {
 		if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
 			t.Errorf("login with next=%q = %d to %q, want 303 to /", next, r.code, r.header.Get("Location"))
 		}
+	}
+}
+
+// TestLoginFormEncodings: the login form reads the user name as the login
+// limiter counts it (r.FormValue): a multipart form signs in as a
+// urlencoded one does (it was counted, and then always refused), and a
+// user name in the address counts and is checked alike; the password is
+// read from the body only, never from the address.
+func TestLoginFormEncodings(t *testing.T) {
+	e := startExample(t)
+	var body strings.Builder
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("username", "alice")
+	mw.WriteField("password", "wonderland")
+	mw.WriteField("next", "/sessions")
+	mw.Close()
+	r := e.send(noRedirects(), "POST", "/login", body.String(), append([]string{"Content-Type", mw.FormDataContentType()}, browser...)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" || r.header.Get("Set-Cookie") == "" {
+		t.Errorf("multipart login = %d to %q, Set-Cookie %q; want 303 to /sessions with a cookie", r.code, r.header.Get("Location"), r.header.Get("Set-Cookie"))
+	}
+	r = e.send(noRedirects(), "POST", "/login?username=bob", "password=builder", browser...)
+	if r.code != http.StatusSeeOther || r.header.Get("Set-Cookie") == "" {
+		t.Errorf("login with the user name in the address = %d, Set-Cookie %q; want 303 with a cookie", r.code, r.header.Get("Set-Cookie"))
+	}
+	r = e.send(noRedirects(), "POST", "/login?password=builder", "username=bob", browser...)
+	if r.code != http.StatusUnauthorized || r.header.Get("Set-Cookie") != "" {
+		t.Errorf("login with the password in the address = %d, Set-Cookie %q; want 401 without a cookie", r.code, r.header.Get("Set-Cookie"))
 	}
 }
 

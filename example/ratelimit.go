@@ -119,8 +119,8 @@ func (s *server) loginLimitUnavailable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// r's body is the bytes the limiter read, ready to be parsed again.
-	r.ParseForm()
-	s.loginUnavailable(w, r.PostForm.Get("username"), safeNext(r.PostForm.Get("next")))
+	username, _, next, _ := loginForm(r)
+	s.loginUnavailable(w, username, next)
 }
 
 // loginTooLarge answers a login whose body is over loginMaxBody, which the
@@ -147,9 +147,9 @@ func (s *server) loginLimited(w http.ResponseWriter, r *http.Request, retry time
 		return
 	}
 	// r's body is the bytes the limiter read, ready to be parsed again.
-	r.ParseForm()
+	username, _, next, _ := loginForm(r)
 	p := page{
-		Title: "Sign in", Username: r.PostForm.Get("username"), Next: safeNext(r.PostForm.Get("next")),
+		Title: "Sign in", Username: username, Next: next,
 		Error:      "Too many sign-in attempts. Try again in " + waitText(secs) + ".",
 		RetryAfter: secs,
 	}
