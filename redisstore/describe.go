@@ -66,6 +66,12 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, where)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("connection refused (%s): is Redis running there?", where)
+	case (errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)) && errors.As(err, &op) && op.Addr != nil:
+		return fmt.Sprintf("no route to %s (%s): the address is wrong, or a firewall or the network between keeps this host from it", op.Addr, where)
+	case errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH):
+		return fmt.Sprintf("no route to Redis (%s): the address is wrong, or a firewall or the network between keeps this host from it", where)
+	case notRESP(err):
+		return fmt.Sprintf("the server does not answer in Redis's protocol (%s): the address is another service's (an HTTP server, a database), or Redis's TLS port dialled without TLS (use rediss:// or REDIS_TLS)", where)
 	case sentinels && (code == "WRONGPASS" || code == "NOAUTH"):
 		return fmt.Sprintf("the sentinels refused authentication for user %s (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)", sentinelUser)
 	case sentinels && noPassword:
@@ -138,6 +144,14 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}
 	return ""
+}
+
+// notRESP reports whether err is redigo's report of a reply that is not
+// RESP, Redis's protocol. redigo's error type for it is unexported; its
+// text says so for every such reply ("bad response line terminator",
+// "unexpected response line", ...).
+func notRESP(err error) bool {
+	return strings.Contains(err.Error(), "(possible server error or unsupported concurrent read by application)")
 }
 
 // deniedCommand returns the command a NOPERM reply names, in lower case

@@ -5,7 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,6 +271,30 @@ func TestDescribe(t *testing.T) {
 			return cfg, s.Ping(ctx)
 		}, "Redis did not answer within 100ms (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)"},
 	}
+	tests = append(tests, []struct {
+		name    string
+		provoke func(t *testing.T) (redisstore.Config, error)
+		want    string
+	}{
+		{"not Redis", func(t *testing.T) (redisstore.Config, error) {
+			web := httptest.NewServer(http.NotFoundHandler())
+			t.Cleanup(web.Close)
+			cfg := redisstore.Config{Addr: web.Listener.Addr().String(), Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the server does not answer in Redis's protocol (REDIS_URL or REDIS_HOST and REDIS_PORT): the address is another service's (an HTTP server, a database), or Redis's TLS port dialled without TLS (use rediss:// or REDIS_TLS)"},
+		{"no route", func(t *testing.T) (redisstore.Config, error) {
+			// What a dial to an address that no route reaches returns
+			// (tests dial only loopback).
+			addr := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 6379}
+			return redisstore.Config{}, fmt.Errorf("redisstore: redis unavailable (ping): %w",
+				&net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: os.NewSyscallError("connect", syscall.ENETUNREACH)})
+		}, "no route to 192.0.2.1:6379 (REDIS_URL or REDIS_HOST and REDIS_PORT): the address is wrong, or a firewall or the network between keeps this host from it"},
+	}...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := tc.provoke(t)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,6 +139,20 @@ func TestTroubleshooting(t *testing.T) {
 				return s.PoolStats(), err
 			},
 			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "Not Redis at the address: unexpected response line",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				web := httptest.NewServer(http.NotFoundHandler())
+				t.Cleanup(web.Close)
+				s, err := redisstore.Open(redisstore.Config{Addr: web.Listener.Addr().String()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				_, _, err = s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
 		},
 		{
 			heading: "Wrong password: WRONGPASS",
