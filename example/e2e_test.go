@@ -223,11 +223,12 @@ func TestAPIContract(t *testing.T) {
 			t.Errorf("POST /api/login %s = %d, want 400", body, r.code)
 		}
 	}
-	if r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wrong"}`); r.code != http.StatusUnauthorized || e.json(r)["error"] == nil {
-		t.Errorf("POST /api/login with a wrong password = %d %s, want 401 with an error", r.code, r.body)
+	const challenge = `Bearer realm="session"`
+	if r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wrong"}`); r.code != http.StatusUnauthorized || e.json(r)["error"] == nil || r.header.Get("WWW-Authenticate") != challenge {
+		t.Errorf("POST /api/login with a wrong password = %d %s, WWW-Authenticate %q; want 401 with an error and %q", r.code, r.body, r.header.Get("WWW-Authenticate"), challenge)
 	}
-	if r := e.send(api, "POST", "/api/login", `{"username":"mallory","password":"wonderland"}`); r.code != http.StatusUnauthorized {
-		t.Errorf("POST /api/login with an unknown user = %d, want 401", r.code)
+	if r := e.send(api, "POST", "/api/login", `{"username":"mallory","password":"wonderland"}`); r.code != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != challenge {
+		t.Errorf("POST /api/login with an unknown user = %d, WWW-Authenticate %q; want 401 and %q", r.code, r.header.Get("WWW-Authenticate"), challenge)
 	}
 	if n := e.sessionKeys(); n != 0 {
 		t.Fatalf("failed logins left %d session keys in Redis", n)

@@ -207,6 +207,8 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
+		// The challenge a 401 must carry (RFC 9110), as RequireAuth's.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="session"`)
 		writeError(w, http.StatusUnauthorized, "invalid credentials")
 		return
 	}
