@@ -540,6 +540,9 @@ func ParseKeys(s string) ([][]byte, error) {
 	var keys [][]byte
 	for i, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)
+		if field == "" {
+			return nil, fmt.Errorf("key %d: empty (a comma too many?)", i+1)
+		}
 		// Go's base64 decoders skip line breaks: two keys on two lines
 		// would decode as one longer key, and a rotation written so would
 		// verify neither. Nor can a line break tell them from one key
