@@ -159,7 +159,7 @@ func TestLoginLimitSameForUnknownUser(t *testing.T) {
 // before, a session made on the first example included. Each limiter's
 // warning names its route.
 func TestLoginLimitFailsClosed(t *testing.T) {
-	r := redistest.Start(t, "--user", "app", "on", ">app-pass-73", "~session:*", "~user:*", "resetchannels", "-@all",
+	r := redistest.Start(t, "--user", "app", "on", ">app-pass-73", "~session:*", "~user:*", "~rate_limit:*", "resetchannels", "-@all",
 		"+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping", "+exists", "+multi", "+exec", "+discard",
 		"+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat", "+select",
 		"+incr", "+pexpire", "+pttl")
@@ -174,6 +174,10 @@ func TestLoginLimitFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := serveApp(t, r, a)
+	// Started with the rate limit's keys allowed (without, the example
+	// stops at start-up: TestStartupChecksLoginLimitACL), which the ACL
+	// then takes away.
+	r.Do(t, "ACL", "SETUSER", "app", "resetkeys", "~session:*", "~user:*")
 
 	api := &http.Client{Timeout: 10 * time.Second}
 	resp := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`)

@@ -121,3 +121,34 @@ func TestStartupRefusesBadCredentials(t *testing.T) {
 		t.Errorf("error %q shows the password", err)
 	}
 }
+
+// TestStartupChecksLoginLimitACL: an ACL user with exactly the store's
+// documented line, without the rate limiter's, passes Store.Ping, but
+// every login would fail on the login limit's counter: the example stops
+// at start-up, naming the counter and the missing permission; with the
+// rate limiter's line added, it starts.
+func TestStartupChecksLoginLimitACL(t *testing.T) {
+	r := redistest.Start(t)
+	store := []string{"resetchannels", "-@all", "~session:*", "~user:*", "+get", "+getex", "+set", "+del", "+scan", "+mget", "+ping",
+		"+exists", "+multi", "+exec", "+discard", "+watch", "+unwatch", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+pexpireat"}
+	setUser := func(rules ...string) {
+		args := []any{"SETUSER", "app", "reset", "on", ">app-pw-4471"}
+		for _, rule := range rules {
+			args = append(args, rule)
+		}
+		r.Do(t, "ACL", args...)
+	}
+	t.Setenv("REDIS_URL", "redis://app:app-pw-4471@"+r.Addr())
+	t.Setenv("SESSION_KEYS", base64.StdEncoding.EncodeToString([]byte("a good key for the example, 32 b")))
+	setUser(store...)
+	_, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "login limit's counter") || !strings.Contains(err.Error(), "+incr") {
+		t.Fatalf("setup without the rate limiter's ACL = %v, want an error naming the login limit's counter and +incr", err)
+	}
+	setUser(append(store, "~rate_limit:*", "+incr", "+pexpire", "+pttl")...)
+	a, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("setup with the rate limiter's ACL = %v, want it to start", err)
+	}
+	a.close()
+}

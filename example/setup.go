@@ -166,6 +166,10 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
 	} else if err != nil {
 		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", describe(err, rcfg, healthTimeout), "error", err)
+	} else if err := pingCounter(store); errors.Is(err, redisstore.ErrRefused) {
+		// Ping checks the store's permissions only; every login goes
+		// through the login limit's counter too.
+		return nil, fmt.Errorf("example: Redis refused the login limit's counter; check the server's ACL (the rate limiter's line in the redisstore documentation): %s: %w", redisstore.Describe(err, rcfg), err)
 	}
 
 	scfg.Logger = log
@@ -235,6 +239,16 @@ func ping(store *redisstore.Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
 	return store.Ping(ctx)
+}
+
+// pingCounter checks at start-up, within healthTimeout, that Redis lets
+// the login limits count (Store.PingCounter), so that an ACL without the
+// rate limiter's permissions stops the example rather than refusing every
+// login.
+func pingCounter(store *redisstore.Store) error {
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+	defer cancel()
+	return store.PingCounter(ctx)
 }
 
 // newMetrics returns a registry of the app's own with the Go runtime and

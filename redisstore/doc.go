@@ -84,7 +84,7 @@
 // middleware.LoginLimit; docs/ratelimit.md) also needs
 // "~rate_limit:* +incr +pexpire +pttl", the key pattern prefixed with the
 // KeyPrefix ("~myapp:rate_limit:*"). Without them its counts fail with
-// NOPERM (ErrRefused).
+// NOPERM (ErrRefused); [Store.PingCounter] checks them, counting nothing.
 //
 // [Config.NearCache] adds a connection that sends PTTL, CLIENT ID, CLIENT
 // TRACKING and SUBSCRIBE __redis__:invalidate, then PING; reads through it

@@ -73,6 +73,29 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 	return counts, resets, nil
 }
 
+// PingCounter checks, counting nothing, that Redis lets CountRequests
+// count: it queues CountRequests' commands (INCR, PEXPIRE NX, PTTL) for
+// the key "<KeyPrefix>rate_limit:", which no counter has, in a
+// transaction, which Redis checks against the ACL command by command as it
+// queues them, and discards it, so nothing in Redis changes. It fails as
+// CountRequests would, with ErrRefused naming the command or the key
+// pattern the ACL denies (see Describe). Ping does not check these
+// permissions, which only the rate limiter needs: call PingCounter at
+// start-up where a limiter counts, so that an ACL without them stops the
+// app rather than refusing every request the limiter counts.
+func (s *Store) PingCounter(ctx context.Context) error {
+	key := s.keyPrefix + "rate_limit:"
+	return s.do(ctx, "ping", key, func(ctx context.Context, conn redis.Conn) error {
+		return s.sendProbes(ctx, conn, []probe{
+			{"MULTI", nil, ""},
+			{"INCR", []any{key}, "rate_limit:"},
+			{"PEXPIRE", []any{key, 1000, "NX"}, "rate_limit:"},
+			{"PTTL", []any{key}, "rate_limit:"},
+			{"DISCARD", nil, ""},
+		}, 0)
+	})
+}
+
 // checkRateKeys validates the arguments of CountRequests.
 func checkRateKeys(keys []string, windows []time.Duration) error {
 	switch {

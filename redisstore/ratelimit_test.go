@@ -62,6 +62,52 @@ func TestCountRequests(t *testing.T) {
 	}
 }
 
+// TestPingCounter: PingCounter passes for an ACL user with the rate
+// limiter's permissions and refuses, as ErrRefused naming what to add, one
+// without the command or without the key pattern; either way it writes
+// nothing, and a later CountRequests agrees with it.
+func TestPingCounter(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	base := []any{"SETUSER", "app", "reset", "on", ">app-pw-3310", "resetchannels", "-@all", "~myapp:session:*", "+ping", "+multi", "+exec", "+discard"}
+	for _, tc := range []struct {
+		name  string
+		rules []any
+		want  string // in Describe's text; "" for a pass
+	}{
+		{"no key pattern", []any{"+incr", "+pexpire", "+pttl"}, "~myapp:rate_limit:*"},
+		{"no INCR", []any{"~myapp:rate_limit:*", "+pexpire", "+pttl"}, "+incr"},
+		{"no PTTL", []any{"~myapp:rate_limit:*", "+incr", "+pexpire"}, "+pttl"},
+		{"allowed", []any{"~myapp:rate_limit:*", "+incr", "+pexpire", "+pttl"}, ""}, // last: it counts
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "ACL", append(base, tc.rules...)...)
+			cfg := redisstore.Config{Username: "app", Password: "app-pw-3310", KeyPrefix: "myapp:"}
+			s := open(t, srv, cfg)
+			err := s.PingCounter(ctx)
+			_, _, countErr := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute})
+			if tc.want == "" {
+				if err != nil || countErr != nil {
+					t.Fatalf("PingCounter = %v, CountRequests = %v; want both nil", err, countErr)
+				}
+				return
+			}
+			if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(redisstore.Describe(err, cfg), tc.want) {
+				t.Errorf("PingCounter = %v (Describe: %q), want ErrRefused naming %s", err, redisstore.Describe(err, cfg), tc.want)
+			}
+			if !errors.Is(countErr, redisstore.ErrRefused) {
+				t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", countErr)
+			}
+			if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 0 {
+				t.Errorf("DBSIZE = %d after a refused PingCounter and CountRequests, want 0", n)
+			}
+		})
+	}
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", "myapp:rate_limit:"), nil); n != 0 {
+		t.Error("PingCounter left its key in Redis")
+	}
+}
+
 // TestCountRequestsBadInput checks that bad arguments are refused before
 // anything is sent, and that a key holding another type is ErrRefused.
 func TestCountRequestsBadInput(t *testing.T) {
