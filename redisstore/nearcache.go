@@ -703,7 +703,7 @@ func (s *Store) sameServer(ctx context.Context, conn redis.Conn) error {
 	if err != nil {
 		return fmt.Errorf("reading its own run_id: %w", err)
 	}
-	pooled, err := s.borrow.call(ctx, func() (redis.Conn, error) { return s.src.GetContext(ctx) })
+	pooled, err := s.borrow.call(ctx, func() (redis.Conn, error) { return s.getConn(ctx, s.src) })
 	if err != nil {
 		// An exhausted pool (MaxActive connections all in use) ends here.
 		return fmt.Errorf("reading the Source's run_id: borrowing a connection: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -71,6 +72,7 @@ type Store struct {
 	// borrow runs the near-cache's borrows from a foreign Source (see
 	// sameServer), which Close lets end before it closes the Source.
 	borrow detachedCall
+	closed atomic.Bool // set by Close, before it closes the Source; see getConn
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -456,8 +458,11 @@ const closeSettle = 100 * time.Millisecond
 // it, so as not to close a *redis.Pool under it). Give your pool
 // DialContext, or Dial options with timeouts, to bound it. Calls after
 // Close fail with ErrUnavailable, or with their context's error when it
-// has ended.
+// has ended; so do calls still running when it is called (handlers that
+// outlived a server's Shutdown), without the panic that redigo's pool would
+// give them (see getConn).
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	if s.near != nil {
 		s.near.track.close()
 		// redigo's Pool.Close races with a GetContext that waits for a
@@ -585,6 +590,30 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 	}
 }
 
+// getConn borrows a connection from src. It stands between the Store and
+// redigo v1.9.3's Pool.GetContext, which panics (send on closed channel)
+// when its context ends as it takes a free connection from a pool that
+// Close has closed: waitVacantConn hands the slot back to the pool's
+// channel without the pool's lock. A call that races Close (a handler still
+// running as the server shuts down, its timeout expiring) would take the
+// process down. So getConn refuses a context that has already ended (which
+// meets that panic half the time on a closed pool), and once the Store is
+// closed turns a panic of GetContext into errClosed: the pool is closed and
+// left as it was.
+func (s *Store) getConn(ctx context.Context, src Source) (conn redis.Conn, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if s.closed.Load() {
+			if r := recover(); r != nil {
+				conn, err = nil, errClosed
+			}
+		}
+	}()
+	return src.GetContext(ctx)
+}
+
 // attempt runs f once on a connection from src for key (see do), bound to
 // key's slot when src is the Store's cluster. It tells the Store's Source
 // of a failure that may mean the servers changed roles.
@@ -596,14 +625,7 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 			}
 		}()
 	}
-	// redigo's Pool.GetContext panics (send on closed channel), half the
-	// time, when its context has ended and Close has closed the pool:
-	// waitVacantConn, finding the closed pool's channel ready, hands the
-	// slot back to it. A call whose context has ended needs no connection.
-	if err := ctx.Err(); err != nil {
-		return errNoConn{err}
-	}
-	conn, err := src.GetContext(ctx)
+	conn, err := s.getConn(ctx, src)
 	if err != nil {
 		return errNoConn{err}
 	}
