@@ -307,9 +307,9 @@ type Info struct {
 // users whose sessions "log out everywhere" and the limit keep apart. When even a record without values would be over
 // Config.MaxRecordBytes, Create returns an error matching ErrInvalidValue
 // and changes nothing. After the response has started Create returns
-// ErrResponseStarted and changes nothing. Once the new session is being
-// inserted, ctx's cancellation and deadline no longer stop it, as for
-// Renew; with ctx already ended, Create changes nothing.
+// ErrResponseStarted and changes nothing. Once the transaction that
+// inserts the new session is sent, ctx's deadline no longer cuts short
+// the wait for its reply, as for Renew.
 func Create(ctx context.Context, userID string) (Info, error) {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -372,12 +372,12 @@ func validUserID(id string) error {
 // in Redis afterwards, ending the old token (see "Slow commands" in
 // docs/troubleshooting.md).
 //
-// Once begun, the move runs to its end whatever becomes of ctx: its
-// cancellation and its deadline (a timeout middleware's, a client that
-// goes away) do not cut it short, which would leave the old token ended
-// and the new one unsent; the store's own timeout bounds it. With ctx
-// already ended, Renew changes nothing and returns an error matching
-// ErrStoreUnavailable. Create does the same.
+// ctx's end, by its deadline or its cancellation, stops the move only
+// before it sends its transaction, with nothing changed (an error matching
+// ErrStoreUnavailable); once sent, its reply is waited for within the
+// store's own timeout, even past ctx's deadline (a timeout middleware's):
+// Redis runs the transaction all the same, and a reply abandoned would
+// leave the old token ended and the new one unsent. Create does the same.
 func Renew(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {

@@ -373,104 +373,105 @@ func (s addFail) AddUserSession(ctx context.Context, n NewSession) ([]string, er
 	return nil, errors.New("injected: redis went away")
 }
 
-// cancelling is a store that ends the request's context (with cancel) as a
-// renewal or a login reaches it, as a timeout middleware's deadline, or a
-// client that goes away, would while the call's transaction is under way.
-type cancelling struct {
+// hookedStore runs before as a renewal or a login reaches the store.
+type hookedStore struct {
 	Store
-	cancel func()
+	before func()
 }
 
-func (s cancelling) MoveSession(ctx context.Context, mv Move) (bool, error) {
-	s.cancel()
+func (s hookedStore) MoveSession(ctx context.Context, mv Move) (bool, error) {
+	s.before()
 	return s.Store.MoveSession(ctx, mv)
 }
 
-func (s cancelling) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
-	s.cancel()
+func (s hookedStore) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
+	s.before()
 	return s.Store.AddUserSession(ctx, n)
 }
 
-// TestFinishingOutlivesContext: a renewal or a login that has reached the
-// store finishes though the request's context ends under it, bounded by
-// the store's own timeout: the response carries the new token, which
-// works, and the old one is dead. Had the call abandoned its reply, as a
-// context that ends between the transaction and its reply makes it do, the
-// client would be left with its token ended and no new one. A context that
-// ended before the call fails it, and nothing changes.
-func TestFinishingOutlivesContext(t *testing.T) {
-	m, _, _ := newTestManager(t, Config{})
+// TestFinishingContext: a renewal or a re-login whose request deadline
+// passes while its transaction's reply is on its way (a timeout
+// middleware's deadline; the proxy delays every chunk by d) reads that
+// reply, which the store's Timeout bounds, instead of abandoning it: Redis
+// ran the transaction all the same, and the response carries the new
+// token, which works, while the old one is dead. A request that ends before
+// the call sends its transaction (a client gone as the call begins, a
+// context ended before it) changes nothing: the old token still works.
+func TestFinishingContext(t *testing.T) {
+	const d = 200 * time.Millisecond
+	r := redistest.Start(t)
+	p := r.Proxy(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: p.Addr(), Timeout: 10 * d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	inner := m.store
-	// during runs fn, in a request carrying cookie, with a context that the
-	// store ends as the renewal or login reaches it, and returns the new
-	// cookie.
-	during := func(t *testing.T, cookie string, fn func(ctx context.Context) error) string {
-		t.Helper()
-		var cancel context.CancelFunc
-		m.store = cancelling{inner, func() { cancel() }}
-		defer func() { m.store = inner }()
-		h, err := exchange(t, m, cookie, func(ctx context.Context) {
-			ctx, cancel = context.WithCancel(ctx)
-			defer cancel()
-			if err := fn(ctx); err != nil {
-				t.Errorf("with the context ended under the call: %v, want nil", err)
+	for _, tc := range []struct {
+		name string
+		// within: the deadline, from the call's start, that falls between
+		// the sending of the transaction and its reply: the renewal's is
+		// its second round trip (WATCH and GET first), the re-login's its
+		// first.
+		within time.Duration
+		fn     func(ctx context.Context) error
+	}{
+		{"renewal", 3 * d, func(ctx context.Context) error { return Renew(ctx) }},
+		{"re-login", d, func(ctx context.Context) error { _, err := Create(ctx, "alice"); return err }},
+	} {
+		t.Run(tc.name+", deadline passing", func(t *testing.T) {
+			old, _ := login(t, m, "alice")
+			var fnErr error
+			h, err := exchange(t, m, old, func(ctx context.Context) {
+				p.Slow(d)
+				defer p.Heal()
+				ctx, cancel := context.WithTimeout(ctx, tc.within)
+				defer cancel()
+				fnErr = tc.fn(ctx)
+			})
+			c, ok := sessionCookie(m, h)
+			if fnErr != nil || err != nil || !ok || c.Value == "" {
+				t.Fatalf("with the deadline passing as the reply came: %v, Commit %v, cookie %v; want nil and a new cookie", fnErr, err, c)
+			}
+			if u := userOf(t, m, c.Value); u != "alice" {
+				t.Errorf("new token: user %q, want alice", u)
+			}
+			if u := userOf(t, m, old); u != "" {
+				t.Errorf("old token: user %q, want none", u)
 			}
 		})
-		c, ok := sessionCookie(m, h)
-		if err != nil || !ok || c.Value == "" {
-			t.Fatalf("Set-Cookie %v, Commit %v; want a new cookie", c, err)
-		}
-		return c.Value
-	}
-	renew := func(ctx context.Context) error { return Renew(ctx) }
-	loginAs := func(user string) func(ctx context.Context) error {
-		return func(ctx context.Context) error {
-			_, err := Create(ctx, user)
-			return err
-		}
-	}
-	t.Run("renewal", func(t *testing.T) {
-		old, _ := login(t, m, "alice")
-		renewed := during(t, old, renew)
-		if u := userOf(t, m, renewed); u != "alice" {
-			t.Errorf("renewed token: user %q, want alice", u)
-		}
-		if u := userOf(t, m, old); u != "" {
-			t.Errorf("old token after the renewal: user %q, want none", u)
-		}
-	})
-	t.Run("login", func(t *testing.T) {
-		if u := userOf(t, m, during(t, "", loginAs("bob"))); u != "bob" {
-			t.Errorf("new token: user %q, want bob", u)
-		}
-	})
-	t.Run("re-login", func(t *testing.T) {
-		old, _ := login(t, m, "carol")
-		if u := userOf(t, m, during(t, old, loginAs("carol"))); u != "carol" {
-			t.Errorf("new token: user %q, want carol", u)
-		}
-		if u := userOf(t, m, old); u != "" {
-			t.Errorf("old token after the re-login: user %q, want none", u)
-		}
-	})
-	t.Run("context ended before", func(t *testing.T) {
-		old, _ := login(t, m, "dave")
-		for name, fn := range map[string]func(ctx context.Context) error{"Renew": renew, "Create": loginAs("dave")} {
-			h, err := exchange(t, m, old, func(ctx context.Context) {
-				ctx, cancel := context.WithCancel(ctx)
-				cancel()
-				if err := fn(ctx); !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, context.Canceled) {
-					t.Errorf("%s with an ended context = %v, want ErrStoreUnavailable and context.Canceled", name, err)
+		for _, ends := range []struct {
+			name   string
+			before bool // the context ends before the call, else as it reaches the store
+		}{{"client gone as the call begins", false}, {"ended before", true}} {
+			t.Run(tc.name+", "+ends.name, func(t *testing.T) {
+				old, _ := login(t, m, "alice")
+				h, err := exchange(t, m, old, func(ctx context.Context) {
+					ctx, cancel := context.WithCancel(ctx)
+					defer cancel()
+					if ends.before {
+						cancel()
+					} else {
+						m.store = hookedStore{inner, cancel}
+						defer func() { m.store = inner }()
+					}
+					if err := tc.fn(ctx); !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, context.Canceled) {
+						t.Errorf("= %v, want ErrStoreUnavailable and context.Canceled", err)
+					}
+				})
+				if c, ok := sessionCookie(m, h); err != nil || ok {
+					t.Errorf("Set-Cookie %v, Commit %v; want no cookie", c, err)
+				}
+				if u := userOf(t, m, old); u != "alice" {
+					t.Errorf("old token: user %q, want alice: nothing changed", u)
 				}
 			})
-			if c, ok := sessionCookie(m, h); err != nil || ok {
-				t.Errorf("%s: Set-Cookie %v, Commit %v; want no cookie", name, c, err)
-			}
-			if u := userOf(t, m, old); u != "dave" {
-				t.Errorf("after %s with an ended context, the token's user is %q, want dave", name, u)
-			}
 		}
-	})
+	}
 }
 
 // TestFailedReloginEndsRequestSession has a re-login fail after it ended

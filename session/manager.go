@@ -594,11 +594,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		Replaces: replaces,
 		Merge:    merge,
 	}
-	fctx, err := finishing(ctx)
-	if err != nil {
-		return Info{}, err
-	}
-	ended, err := m.store.AddUserSession(fctx, add)
+	ended, err := m.store.AddUserSession(finishing{ctx}, add)
 	if err != nil && replacedGone(err) { // err != nil: replacedGone's target escapes, an allocation
 		// Under the limit, and a parallel Renew may have moved this
 		// user's session to an id that would count: end it where it went
@@ -611,7 +607,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		if add.TTL, _ = m.ttl(deadline, m.now()); add.TTL <= 0 {
 			return Info{}, fmt.Errorf("%w: the login's round trips outlasted its lifetime", ErrStoreUnavailable)
 		}
-		ended, err = m.store.AddUserSession(fctx, add)
+		ended, err = m.store.AddUserSession(finishing{ctx}, add)
 	}
 	// add.Replaces is "" after the fallback above: ended lists only the
 	// sessions the limit revoked then.
@@ -770,11 +766,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	}
 	var merged map[string]any
 	var size int32
-	fctx, err := finishing(ctx)
-	if err != nil {
-		return err
-	}
-	moved, err := m.store.MoveSession(fctx, Move{
+	moved, err := m.store.MoveSession(finishing{ctx}, Move{
 		UserID:   st.userID,
 		From:     from,
 		To:       idOf(token),

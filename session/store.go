@@ -13,7 +13,10 @@ import (
 // live; every method must honour ctx, and bound its own time: the calls
 // that end sessions (Destroy, Revoke and the like) come with a context
 // that is never canceled and has no deadline, so that a client going away
-// does not stop a logout.
+// does not stop a logout; a login's AddUserSession and a renewal's
+// MoveSession come with one that reports no deadline, though it ends at
+// the request's (see Renew), so that the wait for the reply of a
+// transaction already sent is bounded by the Store's own time alone.
 //
 // The Manager calls the Store itself, with explicit arguments, for every
 // read and write: loading a session, saving its changes, inserting a login,

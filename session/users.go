@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // ErrNotFound reports a session id that is not among the user's sessions.
@@ -216,21 +217,20 @@ func ending(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
-// finishing returns ctx for the store calls that give the request a new
+// finishing is the context of the store calls that give the request a new
 // token, ending the one it came with (a renewal, a login that replaces a
-// session): without its cancellation and deadline, as ending does, so that
-// a context that ends once the call's transaction is sent (a timeout
-// middleware's deadline, a client that goes away) does not abandon its
-// reply, which would leave the client with its token ended and no new one.
-// The store's Timeout still bounds the call. A ctx that has already ended
-// returns its error instead: the call would change nothing yet, and must
-// not start.
-func finishing(ctx context.Context) (context.Context, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, storeError(err)
-	}
-	return context.WithoutCancel(ctx), nil
-}
+// session): the request's, but with no deadline to report, so that the
+// store bounds the wait for each reply by its own Timeout alone. The
+// request's end, by its deadline or its cancellation, still stops the call
+// before it sends anything more (see redisstore's cmd), with nothing
+// changed. But a deadline that passed while the call waited for its
+// transaction's reply (a timeout middleware's) had the store abandon that
+// reply, of a transaction Redis runs all the same: the old token ended,
+// and the response without the new one.
+type finishing struct{ context.Context }
+
+// Deadline reports none: see finishing.
+func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 // revoked emits the events of revoked sessions and, when m's session in ctx
 // is among them, ends it in the request too: the request revoked its own
