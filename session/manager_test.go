@@ -451,6 +451,17 @@ func TestOutageEndLogged(t *testing.T) {
 	if n := strings.Count(out, `msg="session: store available again" suppressed=2`); n != 1 {
 		t.Errorf("%d lines saying the store answers again with 2 held back, want 1:\n%s", n, out)
 	}
+	// Another outage a second later has its own line at Warn: the line
+	// that the store answers again does not hold it back (an operator
+	// who watches Warn sees each outage of a Redis that comes and goes).
+	r.Stop(t)
+	clk.t = clk.t.Add(time.Second)
+	serve(t, m, cookie, func(context.Context) {})
+	serve(t, m, cookie, func(context.Context) {})
+	out = logs.String()
+	if n := strings.Count(out, `level=WARN msg="session: store unavailable, serving requests as anonymous"`); n != 2 {
+		t.Errorf("%d outage lines at Warn after a second outage, want 2:\n%s", n, out)
+	}
 }
 
 // TestCreateThenPut checks that values put after Create in the same request

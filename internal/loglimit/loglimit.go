@@ -33,14 +33,14 @@ func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 		l.mu.Unlock()
 		return
 	}
-	l.emit(now, log)
+	l.emit(now, l.Interval, log)
 }
 
-// emit starts a new interval at now and calls log with the number of lines
-// held back, after unlocking l.mu, which the caller holds.
-func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
+// emit calls log with the number of lines held back, after unlocking l.mu,
+// which the caller holds, and lets the next line out after wait.
+func (l *Limiter) emit(now time.Time, wait time.Duration, log func(suppressed int)) {
 	n := l.suppressed
-	l.next, l.suppressed = now.Add(l.Interval), 0
+	l.next, l.suppressed = now.Add(wait), 0
 	l.held.Store(false)
 	l.mu.Unlock()
 	log(n)
@@ -49,12 +49,14 @@ func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
 // End reports at now that what the lines were about is over, for the
 // moment (a read that Redis answered). If lines were held back and the
 // interval has passed since the last line went out, it calls log with
-// their number, which then counts as the interval's line: so the count of
-// a failure shorter than Interval comes with the first success an
-// Interval after the failure's line, not with the next failure, maybe
-// hours later, and failures and successes that alternate (a Redis Cluster
-// with one master down) still log one line per Interval. Otherwise it does
-// nothing; with nothing held back, at the cost of an atomic load.
+// their number: so the count of a failure shorter than Interval comes with
+// the first success an Interval after the failure's line, not with the
+// next failure, maybe hours later. The next failure after that line goes
+// out at once, so that each outage of a Redis that comes and goes has a
+// line of its own at the failures' level; failures and successes that
+// alternate (a Redis Cluster with one master down) log two lines per
+// Interval, a failure's and an end's, each kind at most one. Otherwise it
+// does nothing; with nothing held back, at the cost of an atomic load.
 func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 	if !l.held.Load() {
 		return
@@ -64,5 +66,5 @@ func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 		l.mu.Unlock()
 		return
 	}
-	l.emit(now, log)
+	l.emit(now, 0, log)
 }
