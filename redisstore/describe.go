@@ -71,7 +71,7 @@ func Describe(err error, cfg Config) string {
 	case errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH):
 		return fmt.Sprintf("no route to Redis (%s): the address is wrong, or a firewall or the network between keeps this host from it", where)
 	case notRESP(err):
-		return fmt.Sprintf("the server does not answer in Redis's protocol (%s): the address is another service's (an HTTP server, a database), or Redis's TLS port dialled without TLS (use rediss:// or REDIS_TLS)", where)
+		return fmt.Sprintf("the server does not answer in Redis's protocol (%s): the address is another service's (an HTTP server, a database, a proxy's)", where)
 	case sentinels && (code == "WRONGPASS" || code == "NOAUTH"):
 		return fmt.Sprintf("the sentinels refused authentication for user %s (REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD)", sentinelUser)
 	case sentinels && noPassword:

@@ -286,7 +286,7 @@ func TestDescribe(t *testing.T) {
 			}
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
-		}, "the server does not answer in Redis's protocol (REDIS_URL or REDIS_HOST and REDIS_PORT): the address is another service's (an HTTP server, a database), or Redis's TLS port dialled without TLS (use rediss:// or REDIS_TLS)"},
+		}, "the server does not answer in Redis's protocol (REDIS_URL or REDIS_HOST and REDIS_PORT): the address is another service's (an HTTP server, a database, a proxy's)"},
 		{"no route", func(t *testing.T) (redisstore.Config, error) {
 			// What a dial to an address that no route reaches returns
 			// (tests dial only loopback).

@@ -537,6 +537,9 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 // in a key wrapped over two lines, it is an error. Errors say which key is
 // wrong by position, never its value.
 func ParseKeys(s string) ([][]byte, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("no key")
+	}
 	var keys [][]byte
 	for i, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)

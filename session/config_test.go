@@ -110,6 +110,7 @@ func TestFromEnv(t *testing.T) {
 		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains a line break"},
 		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
 		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS: key 2: empty (a comma too many?)"},
+		{"blank", map[string]string{"SESSION_KEYS": " \n"}, nil, "SESSION_KEYS: no key"},
 		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},
 		{"zero lifetime", map[string]string{"SESSION_LIFETIME": "0s"}, nil, "SESSION_LIFETIME"},
 		// Past the bounds New enforces: the error names the variable, not Config.Lifetime.
