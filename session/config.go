@@ -162,7 +162,10 @@ type Config struct {
 	// request that finds it older than this writes the record to refresh
 	// it, which costs that request a merge (two more round trips, as any
 	// change to a stored session does); when that write fails, the
-	// request, which changed nothing, is served all the same. Zero means
+	// request, which changed nothing, is served all the same, and the
+	// Manager refreshes no last-seen time for 5 seconds, so that a Redis
+	// that refuses writes but serves reads (out of memory) is not sent
+	// that failing write on every read. Zero means
 	// DefaultLastSeenInterval (1m); a negative value refreshes it only when
 	// the session is written anyway.
 	LastSeenInterval time.Duration

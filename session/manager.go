@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -54,7 +55,10 @@ type Manager struct {
 	// unseen limits the warnings that a last-seen time was not refreshed,
 	// apart from outage: one must not hold back the other.
 	unseen *loglimit.Limiter
-	now    func() time.Time
+	// seenPause is when, in unix nanoseconds of now, last-seen refreshes
+	// resume after one failed (see lastSeenPause).
+	seenPause atomic.Int64
+	now       func() time.Time
 	// decoded keeps records decoded when the store keeps them in memory
 	// (see decoded.go); nil otherwise.
 	decoded *decodedCache
@@ -72,6 +76,12 @@ type Manager struct {
 // unavailable while it stays so; the lines in between are counted in the
 // next one.
 const outageLogInterval = 10 * time.Second
+
+// lastSeenPause is how long a Manager refreshes no last-seen time after
+// such a refresh failed: a Redis that refuses writes but serves reads (out
+// of memory, a replica) would otherwise cost every read of a session due
+// for one two more round trips, on a Redis already in trouble.
+const lastSeenPause = 5 * time.Second
 
 // New returns a Manager that keeps sessions in store, or an error naming the
 // first invalid field of cfg. Managers on one store (or on stores of one
@@ -290,7 +300,8 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	st.size = int32(len(b)) // at most 512 MiB: Redis's largest string
 	// Refresh a stale last-seen time with the response's write.
-	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval
+	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval &&
+		now.UnixNano() >= m.seenPause.Load()
 	return ctx
 }
 
@@ -457,8 +468,10 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		case err != nil && len(st.changes) == 0:
 			// Only the last-seen time was due (see Load): the request
 			// changed nothing, so it is served, and a later request
-			// tries again. A Redis that refuses writes (OOM, READONLY)
-			// but still serves reads keeps serving them.
+			// tries again, once lastSeenPause has passed. A Redis that
+			// refuses writes (OOM, READONLY) but still serves reads
+			// keeps serving them.
+			m.seenPause.Store(m.now().Add(lastSeenPause).UnixNano())
 			m.unseen.Do(m.now(), func(suppressed int) {
 				m.log.Warn("session: last-seen time not refreshed", "error", err, "suppressed", suppressed)
 			})

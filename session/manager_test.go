@@ -420,6 +420,46 @@ func TestOutageLoggedAfterLastSeenWarning(t *testing.T) {
 	}
 }
 
+// TestLastSeenPausedAfterFailure: with Redis out of memory, which refuses
+// writes but serves reads, a read of a session whose last-seen time is due
+// tries the refresh once, and the reads of the next 5 seconds do not (each
+// would cost two more round trips on a Redis in trouble); then one tries
+// again. Every read is served.
+func TestLastSeenPausedAfterFailure(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{LastSeenInterval: time.Minute})
+	cookie, _ := login(t, m, "alice")
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	watches := func() int64 { return r.Calls(t)["watch"] }
+	read := func() {
+		t.Helper()
+		serve(t, m, cookie, func(ctx context.Context) {
+			if u, ok := UserID(ctx); !ok || u != "alice" {
+				t.Errorf("UserID = %q, %v; want alice: reads are served", u, ok)
+			}
+		})
+	}
+	clk.t = clk.t.Add(2 * time.Minute)
+	before := watches()
+	read()
+	if got := watches() - before; got == 0 {
+		t.Fatal("the first read due for a last-seen refresh sent no WATCH: it did not try")
+	}
+	before = watches()
+	for range 3 {
+		clk.t = clk.t.Add(time.Second)
+		read()
+	}
+	if got := watches() - before; got != 0 {
+		t.Errorf("reads within 5s of a failed refresh sent %d WATCH, want 0", got)
+	}
+	clk.t = clk.t.Add(3 * time.Second)
+	read()
+	if got := watches() - before; got == 0 {
+		t.Error("a read 5s after the failed refresh sent no WATCH: it did not try again")
+	}
+}
+
 // TestOutageEndLogged: the requests of an outage shorter than the log's
 // interval are counted by the first read Redis answers once that interval
 // has passed, not with the next outage's first line, maybe hours later.
