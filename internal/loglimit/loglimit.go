@@ -17,6 +17,7 @@ type Limiter struct {
 
 	mu         sync.Mutex
 	next       time.Time // when the next line may go out
+	ended      time.Time // when End's last line went out, until a Do's goes out
 	suppressed int       // lines held back since the last one
 	// held is suppressed > 0, for End to check without the lock on the
 	// path of every request that succeeds.
@@ -27,20 +28,24 @@ type Limiter struct {
 // line may go out at now; otherwise it counts one more.
 func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 	l.mu.Lock()
-	if now.Before(l.next) {
+	// The first line after End's goes out at once, unless it is about a
+	// moment before End's line (a failure that took its time).
+	afterEnd := !l.ended.IsZero() && !now.Before(l.ended)
+	if now.Before(l.next) && !afterEnd {
 		l.suppressed++
 		l.held.Store(true)
 		l.mu.Unlock()
 		return
 	}
-	l.emit(now, l.Interval, log)
+	l.ended = time.Time{}
+	l.emit(now, log)
 }
 
-// emit calls log with the number of lines held back, after unlocking l.mu,
-// which the caller holds, and lets the next line out after wait.
-func (l *Limiter) emit(now time.Time, wait time.Duration, log func(suppressed int)) {
+// emit starts a new interval at now and calls log with the number of lines
+// held back, after unlocking l.mu, which the caller holds.
+func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
 	n := l.suppressed
-	l.next, l.suppressed = now.Add(wait), 0
+	l.next, l.suppressed = now.Add(l.Interval), 0
 	l.held.Store(false)
 	l.mu.Unlock()
 	log(n)
@@ -51,9 +56,10 @@ func (l *Limiter) emit(now time.Time, wait time.Duration, log func(suppressed in
 // interval has passed since the last line went out, it calls log with
 // their number: so the count of a failure shorter than Interval comes with
 // the first success an Interval after the failure's line, not with the
-// next failure, maybe hours later. The next failure after that line goes
-// out at once, so that each outage of a Redis that comes and goes has a
-// line of its own at the failures' level; failures and successes that
+// next failure, maybe hours later. The next failure after that line (at a
+// now not before it) goes out at once, so that each outage of a Redis that
+// comes and goes has a line of its own at the failures' level; End's next
+// line waits the interval all the same. Failures and successes that
 // alternate (a Redis Cluster with one master down) log two lines per
 // Interval, a failure's and an end's, each kind at most one. Otherwise it
 // does nothing; with nothing held back, at the cost of an atomic load.
@@ -66,5 +72,6 @@ func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 		l.mu.Unlock()
 		return
 	}
-	l.emit(now, 0, log)
+	l.ended = now
+	l.emit(now, log)
 }
