@@ -319,7 +319,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 // pingNode sends PING and the permission checks to the cluster node at
 // addr.
 func (s *Store) pingNode(ctx context.Context, addr string) error {
-	conn, err := s.cluster.node(ctx, addr)
+	conn, err := s.getConn(ctx, nodeSource{s.cluster, addr})
 	if err != nil {
 		return err
 	}
@@ -679,6 +679,27 @@ func (e errNoConn) Unwrap() error { return e.err }
 // confirm waits, when the Store has WaitReplicas, until that many replicas
 // have the writes made so far on conn (WAIT), within the time left, and
 // fails with errUnconfirmed, which is ErrUnavailable, when fewer confirm.
+// confirmMade is confirm after Redis has made the call's change. From then
+// on a call goes on without ctx's cancellation (context.WithoutCancel,
+// within the Store's Timeout for each step), whatever its step: stopping
+// part way would leave the change half made (a login that ended the
+// anonymous session it replaces, then stopped, would leave the request
+// with neither) or made and unreported. confirmMade waits within the time
+// ctx had left, which under a caller whose context reports no deadline
+// (package session's finishing) is the Store's own.
+func (s *Store) confirmMade(ctx context.Context, conn redis.Conn) error {
+	if s.replicas == 0 {
+		return nil
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(s.timeout)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	defer cancel()
+	return s.confirm(ctx, conn)
+}
+
 func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	if s.replicas == 0 {
 		return nil

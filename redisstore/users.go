@@ -145,6 +145,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
+		ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
 		if a.Record, err = a.Merge(replaced); err != nil {
 			return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
 		}
@@ -166,6 +167,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			return endedOf(gone, nil), err
 		}
 		a.Replaces = ""
+		ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
 	}
 	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
@@ -190,7 +192,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			if err == nil && gone != "" && replies[len(replies)-1] == int64(1) {
 				// The ZREM, last, took the replaced session out of the
 				// index: it was signed in.
-				err = s.confirm(ctx, conn)
+				err = s.confirmMade(ctx, conn)
 			}
 			if errors.Is(err, errIDTaken) {
 				// A batch cannot skip the ZADD after a SET NX that did not
@@ -261,7 +263,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			}
 			err = added(replies, setAt)
 			if err == nil && gone != "" && signedIn {
-				err = s.confirm(ctx, conn)
+				err = s.confirmMade(ctx, conn)
 			}
 			return false, err
 		})
@@ -564,6 +566,8 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 	if err != nil || !taken {
 		return false, err // ended: nothing to move
 	}
+	// The record is taken: the change has begun (see confirmMade).
+	ctx = context.WithoutCancel(ctx)
 	ttl := m.TTL                                             // counted from start
 	m.TTL = time.Duration(px(start, ttl)) * time.Millisecond // less the time taken so far
 	if m.UserID != "" {

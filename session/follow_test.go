@@ -474,6 +474,86 @@ func TestFinishingContext(t *testing.T) {
 	}
 }
 
+// TestFinishingTwoSteps: a login whose change takes two steps finishes
+// though the request's deadline passes during the first one's reply (the
+// proxy delays every chunk by d): from an anonymous session, whose record
+// the first step takes (its values carried over), and a re-login under
+// WaitReplicas, whose second step waits for the replica to confirm the
+// replaced session's end. Stopping between the two would lose the
+// anonymous session's values with the login, or log the user out.
+func TestFinishingTwoSteps(t *testing.T) {
+	const d = 200 * time.Millisecond
+	proxied := func(t *testing.T, srv *redistest.Server, cfg redisstore.Config) (*Manager, *redistest.Proxy) {
+		p := srv.Proxy(t)
+		cfg.Addr, cfg.Timeout = p.Addr(), 10*d
+		store, err := redisstore.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, p
+	}
+	// relogin logs alice in on cookie's browser, with a deadline of d
+	// once every chunk is delayed by d, and returns the new cookie.
+	relogin := func(t *testing.T, m *Manager, p *redistest.Proxy, cookie string) string {
+		var createErr error
+		h, err := exchange(t, m, cookie, func(ctx context.Context) {
+			p.Slow(d)
+			defer p.Heal()
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			_, createErr = Create(ctx, "alice")
+		})
+		c, ok := sessionCookie(m, h)
+		if createErr != nil || err != nil || !ok || c.Value == "" {
+			t.Fatalf("login with the deadline passing in its first step: %v, Commit %v, cookie %v; want nil and a cookie", createErr, err, c)
+		}
+		return c.Value
+	}
+	t.Run("from an anonymous session", func(t *testing.T) {
+		m, p := proxied(t, redistest.Start(t), redisstore.Config{})
+		anon := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "cart", "3 books"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		c := relogin(t, m, p, anon)
+		serve(t, m, c, func(ctx context.Context) {
+			if u, _ := UserID(ctx); u != "alice" {
+				t.Errorf("new token: user %q, want alice", u)
+			}
+			if v, ok := Get[string](ctx, "cart"); !ok || v != "3 books" {
+				t.Errorf("cart after the login = %q, %v; want the anonymous session's", v, ok)
+			}
+		})
+	})
+	t.Run("re-login under WaitReplicas", func(t *testing.T) {
+		master := redistest.Start(t)
+		redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if n, _ := redis.Int(master.Do(t, "WAIT", 1, 100), nil); n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the replica did not sync within 10s")
+			}
+		}
+		m, p := proxied(t, master, redisstore.Config{WaitReplicas: 1})
+		old, _ := login(t, m, "alice")
+		c := relogin(t, m, p, old)
+		if u := userOf(t, m, c); u != "alice" {
+			t.Errorf("new token: user %q, want alice", u)
+		}
+		if u := userOf(t, m, old); u != "" {
+			t.Errorf("old token: user %q, want none", u)
+		}
+	})
+}
+
 // TestFailedReloginEndsRequestSession has a re-login fail after it ended
 // the session the request came with: the request knows no session any
 // more, and the old token is dead.
