@@ -86,13 +86,24 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 func (s *Store) PingCounter(ctx context.Context) error {
 	key := s.keyPrefix + "rate_limit:"
 	return s.do(ctx, "ping", key, func(ctx context.Context, conn redis.Conn) error {
-		return s.sendProbes(ctx, conn, []probe{
-			{"MULTI", nil, ""},
+		// MULTI alone first: were it refused, the commands below would
+		// run outside a transaction, and write.
+		if err := s.sendProbes(ctx, conn, []probe{{"MULTI", nil, ""}}, 1); err != nil {
+			return err
+		}
+		err := s.sendProbes(ctx, conn, []probe{
 			{"INCR", []any{key}, "rate_limit:"},
 			{"PEXPIRE", []any{key, 1000, "NX"}, "rate_limit:"},
 			{"PTTL", []any{key}, "rate_limit:"},
 			{"DISCARD", nil, ""},
 		}, 0)
+		if err != nil {
+			// The refusal may be DISCARD's, which would leave the
+			// connection in the transaction: it goes, not back to the
+			// pool.
+			abandon(conn)
+		}
+		return err
 	})
 }
 

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,25 +70,37 @@ func TestCountRequests(t *testing.T) {
 func TestPingCounter(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	base := []any{"SETUSER", "app", "reset", "on", ">app-pw-3310", "resetchannels", "-@all", "~myapp:session:*", "+ping", "+multi", "+exec", "+discard"}
+	base := []any{"SETUSER", "app", "reset", "on", ">app-pw-3310", "resetchannels", "-@all", "~myapp:session:*", "+ping", "+get", "+getex"}
+	tx := []any{"+multi", "+exec", "+discard"}
+	counter := []any{"~myapp:rate_limit:*", "+incr", "+pexpire", "+pttl"}
 	for _, tc := range []struct {
 		name  string
 		rules []any
 		want  string // in Describe's text; "" for a pass
 	}{
-		{"no key pattern", []any{"+incr", "+pexpire", "+pttl"}, "~myapp:rate_limit:*"},
-		{"no INCR", []any{"~myapp:rate_limit:*", "+pexpire", "+pttl"}, "+incr"},
-		{"no PTTL", []any{"~myapp:rate_limit:*", "+incr", "+pexpire"}, "+pttl"},
-		{"allowed", []any{"~myapp:rate_limit:*", "+incr", "+pexpire", "+pttl"}, ""}, // last: it counts
+		{"no key pattern", append(slices.Clone(tx), "+incr", "+pexpire", "+pttl"), "~myapp:rate_limit:*"},
+		{"no INCR", append(slices.Clone(tx), "~myapp:rate_limit:*", "+pexpire", "+pttl"), "+incr"},
+		{"no PTTL", append(slices.Clone(tx), "~myapp:rate_limit:*", "+incr", "+pexpire"), "+pttl"},
+		// Without MULTI the counter's commands would run, and write.
+		{"no MULTI", append([]any{"+exec", "+discard"}, counter...), "+multi"},
+		// Without DISCARD the connection would stay in the transaction.
+		{"no DISCARD", append([]any{"+multi", "+exec"}, counter...), "+discard"},
+		{"allowed", append(slices.Clone(tx), counter...), ""}, // last: it counts
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv.Do(t, "ACL", append(base, tc.rules...)...)
-			cfg := redisstore.Config{Username: "app", Password: "app-pw-3310", KeyPrefix: "myapp:"}
+			srv.Do(t, "ACL", append(slices.Clone(base), tc.rules...)...)
+			cfg := redisstore.Config{Username: "app", Password: "app-pw-3310", KeyPrefix: "myapp:", MaxActive: 1}
 			s := open(t, srv, cfg)
 			err := s.PingCounter(ctx)
-			_, _, countErr := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute})
+			if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); tc.want != "" && n != 0 {
+				t.Errorf("DBSIZE = %d after a refused PingCounter, want 0", n)
+			}
+			// The one connection serves the next call as it should.
+			if _, found, err := s.Load(ctx, "abc", 0); err != nil || found {
+				t.Errorf("Load of a missing session after PingCounter = %v, %v; want not found", found, err)
+			}
 			if tc.want == "" {
-				if err != nil || countErr != nil {
+				if _, _, countErr := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute}); err != nil || countErr != nil {
 					t.Fatalf("PingCounter = %v, CountRequests = %v; want both nil", err, countErr)
 				}
 				return
@@ -95,11 +108,14 @@ func TestPingCounter(t *testing.T) {
 			if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(redisstore.Describe(err, cfg), tc.want) {
 				t.Errorf("PingCounter = %v (Describe: %q), want ErrRefused naming %s", err, redisstore.Describe(err, cfg), tc.want)
 			}
-			if !errors.Is(countErr, redisstore.ErrRefused) {
-				t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", countErr)
+			if strings.HasPrefix(tc.name, "no MULTI") || strings.HasPrefix(tc.name, "no DISCARD") {
+				// CountRequests needs no DISCARD, and without MULTI runs
+				// its commands outside a transaction: PingCounter's
+				// refusal is what counts.
+				return
 			}
-			if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 0 {
-				t.Errorf("DBSIZE = %d after a refused PingCounter and CountRequests, want 0", n)
+			if _, _, countErr := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute}); !errors.Is(countErr, redisstore.ErrRefused) {
+				t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", countErr)
 			}
 		})
 	}
