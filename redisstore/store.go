@@ -676,9 +676,6 @@ type errNoConn struct{ err error }
 func (e errNoConn) Error() string { return e.err.Error() }
 func (e errNoConn) Unwrap() error { return e.err }
 
-// confirm waits, when the Store has WaitReplicas, until that many replicas
-// have the writes made so far on conn (WAIT), within the time left, and
-// fails with errUnconfirmed, which is ErrUnavailable, when fewer confirm.
 // confirmMade is confirm after Redis has made the call's change. From then
 // on a call goes on without ctx's cancellation (context.WithoutCancel,
 // within the Store's Timeout for each step), whatever its step: stopping
@@ -700,6 +697,9 @@ func (s *Store) confirmMade(ctx context.Context, conn redis.Conn) error {
 	return s.confirm(ctx, conn)
 }
 
+// confirm waits, when the Store has WaitReplicas, until that many replicas
+// have the writes made so far on conn (WAIT), within the time left, and
+// fails with errUnconfirmed, which is ErrUnavailable, when fewer confirm.
 func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	if s.replicas == 0 {
 		return nil
