@@ -101,8 +101,12 @@ type Config struct {
 	KeyPrefix string
 
 	// Timeout bounds each Store call, including the wait for a pooled
-	// connection and any dial; the caller's context can only shorten it.
-	// Default 1s when zero.
+	// connection and any dial; the caller's context can only shorten it,
+	// until a change made in two steps has made its first (AddUserSession
+	// taking the session it replaces, MoveSession across Cluster slots
+	// taking the record): the rest then runs to its end, each step within
+	// Timeout, whatever becomes of the caller's context. Default 1s when
+	// zero.
 	Timeout time.Duration
 
 	// SentinelAddrs, when set, makes [Open] find the master through Redis

@@ -217,7 +217,8 @@
 // Each call is bounded by [Config.Timeout] (1s by default) and the caller's
 // context, including the wait for a free pooled connection, so an
 // unreachable, stalled or saturated Redis makes calls fail fast instead of
-// hanging. Errors read "redisstore: <class> (<operation>): <cause>", such as
+// hanging (a change made in two steps runs its second to its end once the
+// first is made, within Config.Timeout: see there). Errors read "redisstore: <class> (<operation>): <cause>", such as
 // "redisstore: redis unavailable (load): dial tcp ...", and wrap the class
 // (ErrUnavailable, ErrRefused, ErrContention) and the cause from redigo,
 // the network or the context, so errors.Is(err, context.DeadlineExceeded)

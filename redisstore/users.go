@@ -145,7 +145,9 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
-		ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
+		if gone != "" {
+			ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
+		}
 		if a.Record, err = a.Merge(replaced); err != nil {
 			return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
 		}
@@ -167,7 +169,9 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			return endedOf(gone, nil), err
 		}
 		a.Replaces = ""
-		ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
+		if gone != "" {
+			ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
+		}
 	}
 	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
@@ -189,9 +193,10 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				gone = a.Replaces
 			}
 			err = added(replies, setAt)
-			if err == nil && gone != "" && replies[len(replies)-1] == int64(1) {
+			if err == nil && a.Replaces != "" && gone != "" && replies[len(replies)-1] == int64(1) {
 				// The ZREM, last, took the replaced session out of the
-				// index: it was signed in.
+				// index: it was signed in. (A session replaced in a step
+				// of its own, above, left no ZREM in this batch.)
 				err = s.confirmMade(ctx, conn)
 			}
 			if errors.Is(err, errIDTaken) {
