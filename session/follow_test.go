@@ -389,6 +389,24 @@ func (s hookedStore) AddUserSession(ctx context.Context, n NewSession) ([]string
 	return s.Store.AddUserSession(ctx, n)
 }
 
+// proxiedManager returns a Manager on a Store configured by cfg that
+// reaches srv through a proxy, and the proxy.
+func proxiedManager(t *testing.T, srv *redistest.Server, cfg redisstore.Config) (*Manager, *redistest.Proxy) {
+	t.Helper()
+	p := srv.Proxy(t)
+	cfg.Addr = p.Addr()
+	store, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, p
+}
+
 // TestFinishingContext: a renewal or a re-login whose request deadline
 // passes while its transaction's reply is on its way (a timeout
 // middleware's deadline; the proxy delays every chunk by d) reads that
@@ -399,17 +417,7 @@ func (s hookedStore) AddUserSession(ctx context.Context, n NewSession) ([]string
 // context ended before it) changes nothing: the old token still works.
 func TestFinishingContext(t *testing.T) {
 	const d = 200 * time.Millisecond
-	r := redistest.Start(t)
-	p := r.Proxy(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: p.Addr(), Timeout: 10 * d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, p := proxiedManager(t, redistest.Start(t), redisstore.Config{Timeout: 10 * d})
 	inner := m.store
 	for _, tc := range []struct {
 		name string
@@ -483,20 +491,6 @@ func TestFinishingContext(t *testing.T) {
 // anonymous session's values with the login, or log the user out.
 func TestFinishingTwoSteps(t *testing.T) {
 	const d = 200 * time.Millisecond
-	proxied := func(t *testing.T, srv *redistest.Server, cfg redisstore.Config) (*Manager, *redistest.Proxy) {
-		p := srv.Proxy(t)
-		cfg.Addr, cfg.Timeout = p.Addr(), 10*d
-		store, err := redisstore.Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m, p
-	}
 	// relogin logs alice in on cookie's browser, with a deadline of d
 	// once every chunk is delayed by d, and returns the new cookie.
 	relogin := func(t *testing.T, m *Manager, p *redistest.Proxy, cookie string) string {
@@ -515,7 +509,7 @@ func TestFinishingTwoSteps(t *testing.T) {
 		return c.Value
 	}
 	t.Run("from an anonymous session", func(t *testing.T) {
-		m, p := proxied(t, redistest.Start(t), redisstore.Config{})
+		m, p := proxiedManager(t, redistest.Start(t), redisstore.Config{Timeout: 10 * d})
 		anon := serve(t, m, "", func(ctx context.Context) {
 			if err := Put(ctx, "cart", "3 books"); err != nil {
 				t.Fatal(err)
@@ -542,7 +536,7 @@ func TestFinishingTwoSteps(t *testing.T) {
 				t.Fatal("the replica did not sync within 10s")
 			}
 		}
-		m, p := proxied(t, master, redisstore.Config{WaitReplicas: 1})
+		m, p := proxiedManager(t, master, redisstore.Config{Timeout: 10 * d, WaitReplicas: 1})
 		old, _ := login(t, m, "alice")
 		c := relogin(t, m, p, old)
 		if u := userOf(t, m, c); u != "alice" {
