@@ -352,11 +352,14 @@ func validToken(t string) bool {
 	return (len(t) == shortTokenLen || len(t) == tokenLen) && base64URL(t) && base64URL(tag)
 }
 
-// validID reports whether id has the shape of a session id (see idOf): 22
-// or 43 base64url characters, with or without a hash tag in front.
+// validID reports whether id has the shape of a session id (see idOf):
+// the base64url of shortIDBytes (22 characters) or of a whole SHA-256 (43),
+// with or without a hash tag in front.
 func validID(id string) bool {
 	tag, id := splitTag(id)
-	return (len(id) == 22 || len(id) == 43) && base64URL(id) && base64URL(tag)
+	n := len(id)
+	return (n == base64.RawURLEncoding.EncodedLen(shortIDBytes) || n == base64.RawURLEncoding.EncodedLen(sha256.Size)) &&
+		base64URL(id) && base64URL(tag)
 }
 
 // base64URL reports whether s holds only characters of the base64url
