@@ -107,13 +107,29 @@ func (s *server) signedOut(w http.ResponseWriter, notice string) {
 	s.render(w, http.StatusOK, "login", page{Title: "Sign in", Notice: notice})
 }
 
+// formMaxBody is the most a form of the example's may send: its forms
+// send a few dozen bytes, a sign-in at most a user name, a password and a
+// path. The login limiter reads as much (loginMaxBody).
+const formMaxBody = 4096
+
+// badForm answers a form that could not be read, changing nothing: 413
+// "request body too large" when its body was over formMaxBody, else 400
+// "bad form"; for a browser, a page saying message with a way back.
+func (s *server) badForm(w http.ResponseWriter, r *http.Request, err error, message, back, backText string) {
+	code, msg, heading := http.StatusBadRequest, "bad form", "That form could not be read"
+	if tooLarge := new(http.MaxBytesError); errors.As(err, &tooLarge) {
+		code, msg, heading = http.StatusRequestEntityTooLarge, "request body too large", "That form was too large"
+	}
+	s.fail(w, r, code, msg, page{Heading: heading, Message: message, Back: back, BackText: backText})
+}
+
 // loginForm reads a sign-in form, urlencoded or multipart. It reads the
 // user name as the login limiter counted it, with r.FormValue (see
 // middleware.ByFormField), so that the name whose password is checked is
 // the name the attempt was counted against; the password and next from the
 // body alone, never from the address, which logs and histories keep.
 func loginForm(r *http.Request) (username, password, next string, err error) {
-	if err := r.ParseMultipartForm(4096); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+	if err := r.ParseMultipartForm(formMaxBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		return "", "", "", err
 	}
 	if r.MultipartForm != nil {
@@ -127,13 +143,10 @@ func loginForm(r *http.Request) (username, password, next string, err error) {
 // the user name kept; a store outage shows it with "we can't sign you in
 // right now" and a Retry-After.
 func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	r.Body = http.MaxBytesReader(w, r.Body, formMaxBody)
 	username, password, next, err := loginForm(r)
 	if err != nil {
-		s.fail(w, r, http.StatusBadRequest, "bad form", page{
-			Heading: "That form could not be read", Message: "Please go back and sign in again.",
-			Back: "/login", BackText: "Back to sign in",
-		})
+		s.badForm(w, r, err, "Please go back and sign in again.", "/login", "Back to sign in")
 		return
 	}
 	ok, err := s.checkPassword(r.Context(), username, password)
@@ -194,12 +207,9 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 	if !ok {
 		return true
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	r.Body = http.MaxBytesReader(w, r.Body, formMaxBody)
 	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, http.StatusBadRequest, "bad form", page{
-			Heading: "That form could not be read", Message: "Please reload the page and try again.",
-			Back: back, BackText: backText,
-		})
+		s.badForm(w, r, err, "Please reload the page and try again.", back, backText)
 		return false
 	}
 	if r.PostForm.Get(sessionField) == info.FirstID {

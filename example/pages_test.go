@@ -359,6 +359,32 @@ func TestStaleSessionForms(t *testing.T) {
 	}
 }
 
+// TestFormBodyTooLarge posts the forms that change the session with a
+// body over formMaxBody, the session field in it: 413, a page with a way
+// back for a browser and JSON for anyone else, and nothing changed.
+func TestFormBodyTooLarge(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	_, phone := e.apiLogin("alice", "wonderland")
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	form := e.sessionForm(c) + "&pad=" + strings.Repeat("x", formMaxBody)
+	for _, path := range []string{"/logout", "/logout-all", "/logout-others", "/sessions/" + phone + "/revoke"} {
+		r := e.send(c, "POST", path, form, as(firefoxWindows)...)
+		if r.code != http.StatusRequestEntityTooLarge || !isPage(r) || !strings.Contains(r.body, "too large") {
+			t.Errorf("POST %s with a %d-byte form from a browser = %d:\n%s\nwant 413, a page saying it was too large", path, len(form), r.code, r.body)
+		}
+		if r := e.send(c, "POST", path, form); r.code != http.StatusRequestEntityTooLarge || e.json(r)["error"] != "request body too large" {
+			t.Errorf("POST %s with a %d-byte form = %d %s, want 413 JSON", path, len(form), r.code, r.body)
+		}
+	}
+	if r := e.send(c, "GET", "/api/me", ""); r.code != http.StatusOK {
+		t.Errorf("after the oversized forms, this browser: GET /api/me = %d, want its session alive", r.code)
+	}
+	if _, ok := e.record(phone); !ok {
+		t.Error("after the oversized forms, the phone's session is gone")
+	}
+}
+
 // TestSessionFormsAfterRenewal posts the forms that change the session
 // from a page shown before the session renewed, on another instance, which
 // gave the browser its new cookie: the session is the same, and each form

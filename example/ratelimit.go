@@ -23,7 +23,7 @@ const (
 
 	// loginMaxBody bounds a login's body, as the handlers do: the limiter
 	// reads it to find the user name, and answers 413 to a longer one.
-	loginMaxBody = 4096
+	loginMaxBody = formMaxBody
 )
 
 // loginRules are the names of the login limiter's rules, for the metrics.

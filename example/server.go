@@ -177,7 +177,7 @@ type credentials struct {
 // empty fields are all refused.
 func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool) {
 	var c credentials
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, loginMaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil || !atEnd(dec) || c.Username == "" || c.Password == "" {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
