@@ -123,17 +123,34 @@ func (s *server) badForm(w http.ResponseWriter, r *http.Request, err error, mess
 	s.fail(w, r, code, msg, page{Heading: heading, Message: message, Back: back, BackText: backText})
 }
 
+// parseForm parses the form r posts, urlencoded or multipart, and the
+// query, into r.Form and r.PostForm, and reports what made it unreadable:
+// a pair that is not URL-encoded, a broken multipart body, a body over
+// the limit of a MaxBytesReader. ParseForm goes first because
+// ParseMultipartForm drops its error for a body that is not multipart,
+// and a second ParseForm reports none.
+func parseForm(r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	err := r.ParseMultipartForm(formMaxBody)
+	if r.MultipartForm != nil {
+		r.MultipartForm.RemoveAll() // the example's forms carry no files: drop any spilled to disk
+	}
+	if errors.Is(err, http.ErrNotMultipart) {
+		return nil
+	}
+	return err
+}
+
 // loginForm reads a sign-in form, urlencoded or multipart. It reads the
 // user name as the login limiter counted it, with r.FormValue (see
 // middleware.ByFormField), so that the name whose password is checked is
 // the name the attempt was counted against; the password and next from the
 // body alone, never from the address, which logs and histories keep.
 func loginForm(r *http.Request) (username, password, next string, err error) {
-	if err := r.ParseMultipartForm(formMaxBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+	if err := parseForm(r); err != nil {
 		return "", "", "", err
-	}
-	if r.MultipartForm != nil {
-		defer r.MultipartForm.RemoveAll() // files spilled to disk, if any
 	}
 	return r.FormValue("username"), r.PostFormValue("password"), safeNext(r.PostFormValue("next")), nil
 }
@@ -208,7 +225,7 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 		return true
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, formMaxBody)
-	if err := r.ParseForm(); err != nil {
+	if err := parseForm(r); err != nil {
 		s.badForm(w, r, err, "Please reload the page and try again.", back, backText)
 		return false
 	}

@@ -367,14 +367,25 @@ func TestFormBodyTooLarge(t *testing.T) {
 	c := noRedirects()
 	_, phone := e.apiLogin("alice", "wonderland")
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
-	form := e.sessionForm(c) + "&pad=" + strings.Repeat("x", formMaxBody)
+	form := e.sessionForm(c)
+	field, err := url.ParseQuery(form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", formMaxBody)
+	multi, multiHdr := multipartForm(sessionField, field.Get(sessionField), "pad", pad)
 	for _, path := range []string{"/logout", "/logout-all", "/logout-others", "/sessions/" + phone + "/revoke"} {
-		r := e.send(c, "POST", path, form, as(firefoxWindows)...)
-		if r.code != http.StatusRequestEntityTooLarge || !isPage(r) || !strings.Contains(r.body, "too large") {
-			t.Errorf("POST %s with a %d-byte form from a browser = %d:\n%s\nwant 413, a page saying it was too large", path, len(form), r.code, r.body)
-		}
-		if r := e.send(c, "POST", path, form); r.code != http.StatusRequestEntityTooLarge || e.json(r)["error"] != "request body too large" {
-			t.Errorf("POST %s with a %d-byte form = %d %s, want 413 JSON", path, len(form), r.code, r.body)
+		for _, enc := range []struct {
+			name, body string
+			hdr        []string
+		}{{"urlencoded", form + "&pad=" + pad, nil}, {"multipart", multi, multiHdr}} {
+			r := e.send(c, "POST", path, enc.body, append(enc.hdr, as(firefoxWindows)...)...)
+			if r.code != http.StatusRequestEntityTooLarge || !isPage(r) || !strings.Contains(r.body, "too large") {
+				t.Errorf("POST %s with a %d-byte %s form from a browser = %d:\n%s\nwant 413, a page saying it was too large", path, len(enc.body), enc.name, r.code, r.body)
+			}
+			if r := e.send(c, "POST", path, enc.body, enc.hdr...); r.code != http.StatusRequestEntityTooLarge || e.json(r)["error"] != "request body too large" {
+				t.Errorf("POST %s with a %d-byte %s form = %d %s, want 413 JSON", path, len(enc.body), enc.name, r.code, r.body)
+			}
 		}
 	}
 	if r := e.send(c, "GET", "/api/me", ""); r.code != http.StatusOK {
@@ -494,6 +505,64 @@ func TestLoginFormEncodings(t *testing.T) {
 	r = e.send(noRedirects(), "POST", "/login?password=builder", "username=bob", browser...)
 	if r.code != http.StatusUnauthorized || r.header.Get("Set-Cookie") != "" {
 		t.Errorf("login with the password in the address = %d, Set-Cookie %q; want 401 without a cookie", r.code, r.header.Get("Set-Cookie"))
+	}
+	// An unreadable form is refused, not read in part: a pair that is not
+	// URL-encoded, and a multipart body that is not one.
+	before := e.sessionKeys()
+	for _, tc := range []struct{ name, path, body, contentType string }{
+		{"a bad pair after the fields", "/login", "username=alice&password=wonderland&x=%zz", ""},
+		{"a bad escape in the password", "/login", "username=alice&password=wonderland%", ""},
+		{"a bad escape in the address", "/login?next=%zz", "username=alice&password=wonderland", ""},
+		{"multipart without a boundary", "/login", "username=alice&password=wonderland", "multipart/form-data; boundary="},
+	} {
+		hdr := browser
+		if tc.contentType != "" {
+			hdr = append([]string{"Content-Type", tc.contentType}, browser...)
+		}
+		r := e.send(noRedirects(), "POST", tc.path, tc.body, hdr...)
+		if r.code != http.StatusBadRequest || !isPage(r) || r.header.Get("Set-Cookie") != "" {
+			t.Errorf("login form with %s = %d, Set-Cookie %q; want 400, a page, no cookie", tc.name, r.code, r.header.Get("Set-Cookie"))
+		}
+	}
+	if after := e.sessionKeys(); after != before {
+		t.Errorf("unreadable login forms: %d session keys, were %d", after, before)
+	}
+}
+
+// multipartForm returns a multipart/form-data body of fields (name, value,
+// name, value...) and its Content-Type header, for e.send.
+func multipartForm(fields ...string) (body string, hdr []string) {
+	var b strings.Builder
+	mw := multipart.NewWriter(&b)
+	for i := 0; i+1 < len(fields); i += 2 {
+		mw.WriteField(fields[i], fields[i+1])
+	}
+	mw.Close()
+	return b.String(), []string{"Content-Type", mw.FormDataContentType()}
+}
+
+// TestSessionFormsMultipart posts the forms that change the session as
+// multipart bodies, as a script's FormData does: read like the
+// urlencoded ones, the session field included.
+func TestSessionFormsMultipart(t *testing.T) {
+	e := startExample(t)
+	c, phone := noRedirects(), noRedirects()
+	e.formLogin(phone, "alice", "wonderland", safariIPhone)
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	field, err := url.ParseQuery(e.sessionForm(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, hdr := multipartForm(sessionField, field.Get(sessionField))
+	r := e.send(c, "POST", "/logout-others", body, append(hdr, as(firefoxWindows)...)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
+		t.Fatalf("multipart POST /logout-others = %d to %q:\n%s\nwant 303 to /sessions", r.code, r.header.Get("Location"), r.body)
+	}
+	if r := e.send(phone, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
+		t.Errorf("after a multipart POST /logout-others, the phone: GET /api/me = %d, want 401", r.code)
+	}
+	if r := e.send(c, "GET", "/api/me", ""); r.code != http.StatusOK {
+		t.Errorf("after a multipart POST /logout-others, this browser: GET /api/me = %d, want 200", r.code)
 	}
 }
 
