@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -40,7 +42,10 @@ import (
 // response, and with it the new cookie, thrown away by TimeoutHandler,
 // while the old token is already dead in the store, which logs the user
 // out. Outside it, the timeout's 503 goes through Sessions and carries the
-// cookie.
+// cookie. Inside it, the first write of a body that TimeoutHandler refuses
+// (http.ErrHandlerTimeout) logs the mistake, once for each Sessions
+// (slog.Default, level Error); a handler that writes no body after the
+// timeout goes unnoticed.
 //
 // A handler that panics before its response started saves none of the
 // values it put (after, they were saved with the commit), but its response
@@ -76,6 +81,7 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 		panic("middleware: Sessions: nil Manager")
 	}
 	return func(next http.Handler) http.Handler {
+		var insideTimeout sync.Once // logs a TimeoutHandler around Sessions once
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if within(w, m) || r.Context().Value(running{m}) != nil {
 				// m's Sessions runs around this one already (a router's
@@ -98,7 +104,7 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			h := w.Header()
 			varyOnSession(h)
 			r = r.WithContext(context.WithValue(m.Load(r), running{m}, true))
-			sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
+			sw := &sessionWriter{ResponseWriter: w, m: m, r: r, insideTimeout: &insideTimeout}
 			if len(h) > 1 { // more than Vary: the rare case
 				sw.noteOuterHeaders(h)
 			}
@@ -121,6 +127,9 @@ type sessionWriter struct {
 	r         *http.Request
 	committed bool
 	err       error // why the commit failed; a 503 replaced the response
+	// insideTimeout logs, once for the Sessions that made the writer, a
+	// write that http.TimeoutHandler refused: see wrote.
+	insideTimeout *sync.Once
 	// outer holds the discardedHeaders' values as the request reached
 	// Sessions, set by middleware around it, in the same order; nil when
 	// it had none of them.
@@ -269,7 +278,9 @@ func (w *sessionWriter) Write(b []byte) (int, error) {
 	if !w.commit() {
 		return 0, w.err
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.wrote(err)
+	return n, err
 }
 
 // WriteString implements io.StringWriter, as net/http's own writer does,
@@ -279,7 +290,21 @@ func (w *sessionWriter) WriteString(s string) (int, error) {
 	if !w.commit() {
 		return 0, w.err
 	}
-	return io.WriteString(w.ResponseWriter, s)
+	n, err := io.WriteString(w.ResponseWriter, s)
+	w.wrote(err)
+	return n, err
+}
+
+// wrote checks the error of a write to the wrapped writer: only the writer
+// of an http.TimeoutHandler around Sessions answers
+// http.ErrHandlerTimeout, once its timeout has sent the 503 without the
+// headers Sessions set, a login's or a renewal's cookie among them.
+func (w *sessionWriter) wrote(err error) {
+	if errors.Is(err, http.ErrHandlerTimeout) {
+		w.insideTimeout.Do(func() {
+			slog.Error("middleware: Sessions runs inside http.TimeoutHandler, whose timeout answers without the session's cookie (a login or a renewal in that request logs the user out): wrap TimeoutHandler with Sessions instead")
+		})
+	}
 }
 
 // ReadFrom implements io.ReaderFrom, as net/http's own writer does, so that
@@ -292,7 +317,9 @@ func (w *sessionWriter) ReadFrom(src io.Reader) (int64, error) {
 	// io.Copy goes through src's WriteTo or the wrapped writer's
 	// ReadFrom (an *os.File's WriteTo hands on to the latter), never
 	// through this method again.
-	return io.Copy(w.ResponseWriter, src)
+	n, err := io.Copy(w.ResponseWriter, src)
+	w.wrote(err)
+	return n, err
 }
 
 // Flush implements http.Flusher: it commits the session, then flushes the

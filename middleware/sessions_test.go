@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -407,6 +410,52 @@ func TestTimeoutHandlerInside(t *testing.T) {
 	}
 	if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusOK || resp.body != "alice" {
 		t.Errorf("after the timed-out renewal GET /me = %d %q, want alice still logged in", resp.code, resp.body)
+	}
+}
+
+// TestTimeoutHandlerOutsideLogged nests the two the wrong way round,
+// Sessions inside http.TimeoutHandler, with a handler that writes its body
+// after the timeout: one Error line says so, however many requests do it.
+// The right way round logs nothing.
+func TestTimeoutHandlerOutsideLogged(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var logs syncbuf.Buffer
+	// slog.SetDefault also points package log at the handler: put both back.
+	defer func(l *slog.Logger, w io.Writer, flags int) {
+		slog.SetDefault(l)
+		log.SetOutput(w)
+		log.SetFlags(flags)
+	}(slog.Default(), log.Writer(), log.Flags())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+
+	done := make(chan error, 1)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond) // past the TimeoutHandler's 20 ms
+		_, err := io.WriteString(w, "late")
+		done <- err
+	})
+	timeout := func(next http.Handler) http.Handler {
+		return http.TimeoutHandler(next, 20*time.Millisecond, "too slow")
+	}
+	for _, tc := range []struct {
+		name    string
+		handler http.Handler
+		logged  int
+	}{
+		{"Sessions(TimeoutHandler(h))", middleware.Sessions(h.m)(timeout(slow)), 0},
+		{"TimeoutHandler(Sessions(h))", timeout(middleware.Sessions(h.m)(slow)), 1},
+	} {
+		logs.Reset()
+		for range 2 {
+			rec := httptest.NewRecorder()
+			tc.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			if err := <-done; !errors.Is(err, http.ErrHandlerTimeout) || rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("%s: %d, the late write's error %v; want 503 and http.ErrHandlerTimeout", tc.name, rec.Code, err)
+			}
+		}
+		if n := strings.Count(logs.String(), "Sessions runs inside http.TimeoutHandler"); n != tc.logged {
+			t.Errorf("%s: logged the nesting %d times, want %d:\n%s", tc.name, n, tc.logged, logs.String())
+		}
 	}
 }
 
