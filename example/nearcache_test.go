@@ -81,12 +81,14 @@ func TestNearCacheFromEnv(t *testing.T) {
 // TestNearCacheEmbedded runs the example on its embedded Redis
 // (miniredis, which has no CLIENT TRACKING) with the near-cache on: it
 // says so in its log, works as without it, and every read goes to Redis.
+// REDIS_WAIT_REPLICAS, set too, is logged as without effect.
 func TestNearCacheEmbedded(t *testing.T) {
 	for _, name := range []string{"REDIS_URL", "REDIS_HOST", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"} {
 		t.Setenv(name, "")
 	}
 	t.Setenv("SESSION_KEYS", testKeys())
 	t.Setenv("REDIS_NEAR_CACHE_MAX_ENTRIES", "1000")
+	t.Setenv("REDIS_WAIT_REPLICAS", "1")
 	var log syncbuf.Buffer
 	a, err := setup(slog.New(slog.NewTextHandler(&log, nil)))
 	if err != nil {
@@ -98,6 +100,10 @@ func TestNearCacheEmbedded(t *testing.T) {
 	e := &e2e{t: t, url: srv.URL, app: a}
 	if !strings.Contains(log.String(), "no CLIENT TRACKING") || !strings.Contains(log.String(), "near_cache_max_entries=1000") {
 		t.Errorf("start-up log does not say the near-cache is on without CLIENT TRACKING:\n%s", log.String())
+	}
+	// REDIS_WAIT_REPLICAS does not apply to the embedded Redis either.
+	if !strings.Contains(log.String(), "REDIS_WAIT_REPLICAS is set, but the embedded Redis has no replicas") || !strings.Contains(log.String(), "wait_replicas=0") {
+		t.Errorf("start-up log does not say that REDIS_WAIT_REPLICAS has no effect on the embedded Redis:\n%s", log.String())
 	}
 
 	api := &http.Client{Timeout: 10 * time.Second}

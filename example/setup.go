@@ -74,6 +74,9 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		if rcfg.NearCache.MaxEntries > 0 {
 			log.Warn("example: the near-cache is on, but the embedded Redis has no CLIENT TRACKING: it stays disconnected and every session read goes to Redis")
 		}
+		if os.Getenv("REDIS_WAIT_REPLICAS") != "" {
+			log.Warn("example: REDIS_WAIT_REPLICAS is set, but the embedded Redis has no replicas: logouts wait for none")
+		}
 	}
 
 	scfg, err := session.FromEnv()

@@ -50,7 +50,7 @@ var (
 	// the prefix sessionkit keeps for itself, or is not valid UTF-8. The
 	// error for a key that is not valid UTF-8 matches ErrInvalidValue too:
 	// the record, JSON, cannot keep such a key.
-	ErrReservedKey = errors.New("session: empty, reserved or invalid value key")
+	ErrReservedKey = errors.New(`session: value key empty, starting with "__" (kept for sessionkit) or not valid UTF-8`)
 
 	// ErrInvalidUserID reports a user id that is empty, not valid UTF-8, or
 	// longer than MaxUserIDLength bytes.
