@@ -1,10 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
-	"io"
-	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,14 +57,7 @@ func TestRequireAuthAnswers(t *testing.T) {
 // one Error log line however many requests come, instead of a 401 for
 // everyone that reads like a logged-out user.
 func TestRequireAuthWithoutSessions(t *testing.T) {
-	var logs bytes.Buffer
-	// slog.SetDefault also points package log at the handler: put both back.
-	defer func(l *slog.Logger, w io.Writer, flags int) {
-		slog.SetDefault(l)
-		log.SetOutput(w)
-		log.SetFlags(flags)
-	}(slog.Default(), log.Writer(), log.Flags())
-	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	logs := defaultLog(t)
 	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
 	h := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Error("handler ran without a session")

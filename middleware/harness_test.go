@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"encoding/json"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -197,4 +198,20 @@ func (h *harness) exists(id string) bool {
 	h.t.Helper()
 	n, _ := h.redis.Do(h.t, "EXISTS", "session:"+id).(int64)
 	return n == 1
+}
+
+// defaultLog points slog.Default, and with it package log, at a buffer for
+// the rest of the test, and puts both back when it ends. Tests that use it
+// must not run in parallel.
+func defaultLog(t *testing.T) *syncbuf.Buffer {
+	t.Helper()
+	logs := new(syncbuf.Buffer)
+	l, w, flags := slog.Default(), log.Writer(), log.Flags()
+	t.Cleanup(func() {
+		slog.SetDefault(l)
+		log.SetOutput(w)
+		log.SetFlags(flags)
+	})
+	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
+	return logs
 }

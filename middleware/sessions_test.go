@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -419,14 +416,7 @@ func TestTimeoutHandlerInside(t *testing.T) {
 // The right way round logs nothing.
 func TestTimeoutHandlerOutsideLogged(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	var logs syncbuf.Buffer
-	// slog.SetDefault also points package log at the handler: put both back.
-	defer func(l *slog.Logger, w io.Writer, flags int) {
-		slog.SetDefault(l)
-		log.SetOutput(w)
-		log.SetFlags(flags)
-	}(slog.Default(), log.Writer(), log.Flags())
-	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	logs := defaultLog(t)
 
 	done := make(chan error, 1)
 	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
