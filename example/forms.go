@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,19 +127,27 @@ func (s *server) badForm(w http.ResponseWriter, r *http.Request, err error, mess
 // parseForm parses the form r posts, urlencoded or multipart, and the
 // query, into r.Form and r.PostForm, and reports what made it unreadable:
 // a pair that is not URL-encoded, a broken multipart body, a body over
-// the limit of a MaxBytesReader. ParseForm goes first because
-// ParseMultipartForm drops its error for a body that is not multipart,
-// and a second ParseForm reports none.
+// the limit of the MaxBytesReader that r.Body must be. ParseForm goes
+// first because ParseMultipartForm drops its error for a body that is not
+// multipart, and a second ParseForm reports none. The rest of the body is
+// read too, so that one over the limit is always that: a multipart reader
+// stops at the closing boundary (any epilogue after it goes unread) or at
+// a line longer than its buffer.
 func parseForm(r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		return err
+	err := r.ParseForm()
+	if err == nil {
+		err = r.ParseMultipartForm(formMaxBody)
+		if r.MultipartForm != nil {
+			r.MultipartForm.RemoveAll() // the example's forms carry no files: drop any spilled to disk
+		}
+		if errors.Is(err, http.ErrNotMultipart) {
+			err = nil
+		}
 	}
-	err := r.ParseMultipartForm(formMaxBody)
-	if r.MultipartForm != nil {
-		r.MultipartForm.RemoveAll() // the example's forms carry no files: drop any spilled to disk
-	}
-	if errors.Is(err, http.ErrNotMultipart) {
-		return nil
+	if _, rest := io.Copy(io.Discard, r.Body); rest != nil {
+		if tooLarge := new(http.MaxBytesError); errors.As(rest, &tooLarge) {
+			return rest
+		}
 	}
 	return err
 }
@@ -217,11 +226,19 @@ const sessionField = "session"
 // Otherwise it answers 409, changing nothing: a page left open in one tab
 // while another tab of the browser logged out and in again, as another
 // user perhaps, must not act on the new session. The id is no credential,
-// so a plain comparison does. A request without a session passes: there
-// is no session for it to act on.
+// so a plain comparison does. A form that cannot be read gets 400, or 413
+// over formMaxBody, changing nothing.
+//
+// A request without a session passes: there is no session for it to act
+// on. So does one whose session could not be read (Redis failing), once
+// its form is read: there is no first id to compare, and the one form
+// that gets this far without a session, the logout, is to end the
+// browser's session whatever page it came from (RequireAuth answers the
+// others 503).
 func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backText string) bool {
 	info, ok := session.FromContext(r.Context())
-	if !ok {
+	unread := session.LoadError(r.Context()) != nil
+	if !ok && !unread {
 		return true
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, formMaxBody)
@@ -229,7 +246,7 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 		s.badForm(w, r, err, "Please reload the page and try again.", back, backText)
 		return false
 	}
-	if r.PostForm.Get(sessionField) == info.FirstID {
+	if !ok || r.PostForm.Get(sessionField) == info.FirstID {
 		return true
 	}
 	s.fail(w, r, http.StatusConflict, "session changed", page{

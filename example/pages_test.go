@@ -374,11 +374,19 @@ func TestFormBodyTooLarge(t *testing.T) {
 	}
 	pad := strings.Repeat("x", formMaxBody)
 	multi, multiHdr := multipartForm(sessionField, field.Get(sessionField), "pad", pad)
+	// A multipart reader reads no further than the closing boundary, and
+	// no line longer than its buffer.
+	short, shortHdr := multipartForm(sessionField, field.Get(sessionField))
 	for _, path := range []string{"/logout", "/logout-all", "/logout-others", "/sessions/" + phone + "/revoke"} {
 		for _, enc := range []struct {
 			name, body string
 			hdr        []string
-		}{{"urlencoded", form + "&pad=" + pad, nil}, {"multipart", multi, multiHdr}} {
+		}{
+			{"urlencoded", form + "&pad=" + pad, nil},
+			{"multipart", multi, multiHdr},
+			{"multipart, the padding after its end", short + pad, shortHdr},
+			{"multipart, the padding in its first line", pad + "\r\n" + short, shortHdr},
+		} {
 			r := e.send(c, "POST", path, enc.body, append(enc.hdr, as(firefoxWindows)...)...)
 			if r.code != http.StatusRequestEntityTooLarge || !isPage(r) || !strings.Contains(r.body, "too large") {
 				t.Errorf("POST %s with a %d-byte %s form from a browser = %d:\n%s\nwant 413, a page saying it was too large", path, len(enc.body), enc.name, r.code, r.body)
@@ -393,6 +401,53 @@ func TestFormBodyTooLarge(t *testing.T) {
 	}
 	if _, ok := e.record(phone); !ok {
 		t.Error("after the oversized forms, the phone's session is gone")
+	}
+}
+
+// TestSessionFormsWhenLoadFails posts the logout form while the session
+// cannot be read (Redis refuses GETEX, the read of a session): a form that
+// cannot be read, or is over formMaxBody, changes nothing, as with the
+// session read; a readable one ends the browser's session, whatever page
+// it came from, since there is no first id to compare it with.
+func TestSessionFormsWhenLoadFails(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	stale := e.sessionForm(c) // alice's page, left open
+	e.formLogin(c, "bob", "builder", firefoxWindows)
+	readable := func(on bool) {
+		t.Helper()
+		e.redis.Do(t, "ACL", "SETUSER", "default", map[bool]string{true: "+getex", false: "-getex"}[on])
+	}
+	bobAlive := func() bool {
+		t.Helper()
+		readable(true)
+		defer readable(false)
+		r := e.send(c, "GET", "/api/me", "")
+		return r.code == http.StatusOK && e.json(r)["user_id"] == "bob"
+	}
+	readable(false)
+	t.Cleanup(func() { readable(true) })
+
+	for _, tc := range []struct {
+		name, body string
+		code       int
+	}{
+		{"over 4 KiB", stale + "&pad=" + strings.Repeat("x", formMaxBody), http.StatusRequestEntityTooLarge},
+		{"unreadable", stale + "&x=%zz", http.StatusBadRequest},
+	} {
+		if r := e.send(c, "POST", "/logout", tc.body, as(firefoxWindows)...); r.code != tc.code || !isPage(r) {
+			t.Errorf("POST /logout with a form %s while the session cannot be read = %d:\n%s\nwant %d", tc.name, r.code, r.body, tc.code)
+		}
+		if !bobAlive() {
+			t.Fatalf("a logout form %s, refused, ended bob's session", tc.name)
+		}
+	}
+	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); !signedOutPage(r, noticeSignedOut) {
+		t.Errorf("POST /logout from alice's page while the session cannot be read = %d:\n%s\nwant the login page saying %q", r.code, r.body, noticeSignedOut)
+	}
+	if bobAlive() {
+		t.Error("a logout while the session could not be read left the browser's session alive")
 	}
 }
 
