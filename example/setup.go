@@ -59,6 +59,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
+	waitReplicas := rcfg.WaitReplicas
 	embedded := !redisFromEnv()
 	if embedded {
 		mr := miniredis.NewMiniRedis()
@@ -74,7 +75,7 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		if rcfg.NearCache.MaxEntries > 0 {
 			log.Warn("example: the near-cache is on, but the embedded Redis has no CLIENT TRACKING: it stays disconnected and every session read goes to Redis")
 		}
-		if os.Getenv("REDIS_WAIT_REPLICAS") != "" {
+		if waitReplicas > 0 {
 			log.Warn("example: REDIS_WAIT_REPLICAS is set, but the embedded Redis has no replicas: logouts wait for none")
 		}
 	}

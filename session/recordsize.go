@@ -63,8 +63,8 @@ func (st *state) fits(key string, v any) (int, error) {
 		size -= m.entrySize(key, old)
 	}
 	if limit := m.cfg.MaxRecordBytes; limit >= 0 && size > limit {
-		return 0, fmt.Errorf("%w: with this key of %d bytes and value of %d bytes the session record would be about %d bytes, over Config.MaxRecordBytes (%d)",
-			ErrInvalidValue, len(key), m.valueSize(v), size, limit)
+		return 0, fmt.Errorf("%w: with this key and value, %d and %d bytes as the record encodes them, the session record would be about %d bytes, over Config.MaxRecordBytes (%d)",
+			ErrInvalidValue, jsonStringSize(key), m.valueSize(v), size, limit)
 	}
 	return size, nil
 }

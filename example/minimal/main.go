@@ -7,10 +7,10 @@
 // variables of redisstore.FromEnv; default 127.0.0.1:6379), and a signing
 // key in SESSION_KEYS (base64 of 32 random bytes; without one it makes a
 // random key, so sessions end with the process). It serves
-// http://127.0.0.1:8090, or ADDR. On plain http://localhost some browsers
-// (Safari) drop a Secure cookie, and on any other plain-HTTP host every
-// browser does: it sets InsecureCookie, which a deployment behind TLS
-// leaves false.
+// http://127.0.0.1:8090, or ADDR. Over plain HTTP some browsers (Safari)
+// drop a Secure cookie even from localhost or a loopback address, and
+// every browser does from any other host: it sets InsecureCookie, which a
+// deployment behind TLS leaves false.
 //
 //	curl -c jar -X POST -d user=alice http://127.0.0.1:8090/login
 //	curl -b jar http://127.0.0.1:8090/account
