@@ -127,7 +127,9 @@ func (s *server) badForm(w http.ResponseWriter, r *http.Request, err error, mess
 // parseForm parses the form r posts, urlencoded or multipart, and the
 // query, into r.Form and r.PostForm, and reports what made it unreadable:
 // a pair that is not URL-encoded, a broken multipart body, a body over
-// the limit of the MaxBytesReader that r.Body must be. ParseForm goes
+// the limit of r.Body's MaxBytesReader (the handlers' is formMaxBody; the
+// limiter hands loginLimitUnavailable a copy of at most loginMaxBody
+// bytes). ParseForm goes
 // first because ParseMultipartForm drops its error for a body that is not
 // multipart, and a second ParseForm reports none. The rest of the body is
 // read too, so that one over the limit is always that: a multipart reader
