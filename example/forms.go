@@ -118,7 +118,7 @@ const formMaxBody = 4096
 // "bad form"; for a browser, a page saying message with a way back.
 func (s *server) badForm(w http.ResponseWriter, r *http.Request, err error, message, back, backText string) {
 	code, msg, heading := http.StatusBadRequest, "bad form", "That form could not be read"
-	if tooLarge := new(http.MaxBytesError); errors.As(err, &tooLarge) {
+	if tooLarge(err) {
 		code, msg, heading = http.StatusRequestEntityTooLarge, "request body too large", "That form was too large"
 	}
 	s.fail(w, r, code, msg, page{Heading: heading, Message: message, Back: back, BackText: backText})
@@ -146,12 +146,17 @@ func parseForm(r *http.Request) error {
 			err = nil
 		}
 	}
-	if _, rest := io.Copy(io.Discard, r.Body); rest != nil {
-		if tooLarge := new(http.MaxBytesError); errors.As(rest, &tooLarge) {
-			return rest
-		}
+	if _, rest := io.Copy(io.Discard, r.Body); tooLarge(rest) {
+		return rest
 	}
 	return err
+}
+
+// tooLarge reports whether err is a MaxBytesReader's: the body went over
+// its limit.
+func tooLarge(err error) bool {
+	var e *http.MaxBytesError
+	return errors.As(err, &e)
 }
 
 // loginForm reads a sign-in form, urlencoded or multipart. It reads the

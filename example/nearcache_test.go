@@ -78,6 +78,25 @@ func TestNearCacheFromEnv(t *testing.T) {
 	}
 }
 
+// TestEmbeddedWaitReplicasZero starts the example on its embedded Redis
+// with REDIS_WAIT_REPLICAS=0, the default: nothing to warn of.
+func TestEmbeddedWaitReplicasZero(t *testing.T) {
+	for _, name := range redisServerVars {
+		t.Setenv(name, "")
+	}
+	t.Setenv("SESSION_KEYS", testKeys())
+	t.Setenv("REDIS_WAIT_REPLICAS", "0")
+	var log syncbuf.Buffer
+	a, err := setup(slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.close()
+	if strings.Contains(log.String(), "REDIS_WAIT_REPLICAS is set") {
+		t.Errorf("REDIS_WAIT_REPLICAS=0 on the embedded Redis was warned of:\n%s", log.String())
+	}
+}
+
 // TestNearCacheEmbedded runs the example on its embedded Redis
 // (miniredis, which has no CLIENT TRACKING) with the near-cache on: it
 // says so in its log, works as without it, and every read goes to Redis.
