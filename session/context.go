@@ -54,7 +54,7 @@ type state struct {
 	deadline  time.Time      // absolute deadline of the stored session
 	loadErr   error          // ErrStoreUnavailable when the session could not be read
 	dirty     bool           // the record must be written: values changed, or last seen is stale
-	size      int32          // the record's size as loaded or written, moved by changes since: see fits
+	size      int32          // the size of the record the commit would write, 0 until the first Put: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
 	loggedOut bool           // this request ended its session: the response expires the cookie it sent
@@ -561,9 +561,10 @@ func LoadError(ctx context.Context) error {
 // or more) comes back as the same instant in UTC. A value that would take
 // the session's record over Config.MaxRecordBytes (64 KiB by default) is
 // refused with ErrInvalidValue too, the error naming the sizes: the
-// record's size is estimated from the record as the request loaded it and
-// the values it put and removed since, and checked again when the record
-// is written. After the response has started Put returns
+// record's size is that of the record the commit would write from what
+// the request holds (the session as it loaded it, with the values it put
+// and removed since), and is checked again when the record is written,
+// with the values other requests saved meanwhile. After the response has started Put returns
 // ErrResponseStarted. In a request whose token leads to no session
 // (forged, expired, ended, or replaced by a parallel login or renewal) it
 // returns ErrNoSession: a new anonymous session would need a cookie that
@@ -647,7 +648,7 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	}
 	st.change(key, removal{})
 	st.m.engine.Remove(st.engineData(), key)
-	st.size -= int32(st.m.entrySize(key, v))
+	st.shrink(key, v)
 	return value, true
 }
 
@@ -674,7 +675,7 @@ func Remove(ctx context.Context, key string) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
-	st.size -= int32(st.m.entrySize(key, st.m.engine.Get(st.engineData(), key)))
+	st.shrink(key, st.m.engine.Get(st.engineData(), key))
 	st.m.engine.Remove(st.engineData(), key)
 	st.change(key, removal{})
 	return nil
@@ -682,6 +683,14 @@ func Remove(ctx context.Context, key string) error {
 
 // removal marks a value removed in state.changes.
 type removal struct{}
+
+// shrink takes the entry of key and v, removed, out of the record's size,
+// once a Put has estimated it (see fits). The caller holds st.mu.
+func (st *state) shrink(key string, v any) {
+	if st.size != 0 {
+		st.size -= int32(st.m.entrySize(key, v))
+	}
+}
 
 // change records that key was set to v (or removed) in this request. The
 // caller holds st.mu.

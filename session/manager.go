@@ -298,7 +298,6 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	// asks for them.
 	st.loaded, st.loadedMeta, st.loadedValues = true, md, values
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
-	st.size = int32(len(b)) // at most 512 MiB: Redis's largest string
 	// Refresh a stale last-seen time with the response's write.
 	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval &&
 		now.UnixNano() >= m.seenPause.Load()
@@ -662,7 +661,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		st.ended = true // no copy of the signed-out user's pages is kept
 	}
 	if merged != nil && merged.record != nil {
-		record, carried, over = merged.record, merged.carried, merged.over
+		carried, over = merged.carried, merged.over
 	}
 	if over > 0 {
 		m.log.Warn("session: the login carried over none of the anonymous session's values: with them its record would be over Config.MaxRecordBytes",
@@ -683,13 +682,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.stale = nil, false, false
-	st.dirty, st.size = len(st.changes) > 0, int32(len(record))
-	if st.dirty {
-		// What the response writes: see fits.
-		if b, err := m.codec.Encode(deadline, m.values(st)); err == nil {
-			st.size = int32(len(b))
-		}
-	}
+	st.dirty = len(st.changes) > 0
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
 	return info, nil
@@ -778,7 +771,6 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		return err
 	}
 	var merged map[string]any
-	var size int32
 	moved, err := m.store.MoveSession(finishing{ctx}, Move{
 		UserID:   st.userID,
 		From:     from,
@@ -791,11 +783,9 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 		// the request sees them.
 		Merge: func(current []byte) ([]byte, error) {
 			b, values, err := m.mergeChanges(current, nil, now, from)
-			merged, size = values, int32(len(b))
+			merged = values
 			if err == nil && len(st.changes) > 0 {
-				var withChanges []byte
-				withChanges, merged, err = m.mergeChanges(current, st.changes, now, from)
-				size = int32(len(withChanges))
+				_, merged, err = m.mergeChanges(current, st.changes, now, from)
 			}
 			return b, err
 		},
@@ -826,7 +816,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	// the moved record at the commit, like any change to a record that
 	// other requests may have written.
 	st.stored, st.inserted, st.issued = token, false, token
-	st.dirty, st.size = len(st.changes) > 0, size
+	st.dirty = len(st.changes) > 0
 	m.emit(EventRenewed, st.userID, idOf(token), now)
 	return nil
 }
@@ -1011,23 +1001,28 @@ func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.
 		}
 	}
 	md, _ := values[metaKey].(meta)
-	// In whole milliseconds, as the creation time, and never earlier than
-	// the time it replaces: a write in the millisecond of the login, or
-	// from an instance whose clock is a little behind, must not make the
-	// session look seen before it was created, or last seen earlier.
-	seen := wholeMilli(now)
-	for _, t := range []time.Time{md.LastSeen, md.CreatedAt} {
-		if t.After(seen) {
-			seen = t
-		}
-	}
-	md.LastSeen = seen
+	md.LastSeen = lastSeen(md, now)
 	if movedFrom != "" {
 		md.Origin = lineage(movedFrom, md)
 	}
 	values[metaKey] = md
 	b, err := m.encode(deadline, values, changes)
 	return b, values, err
+}
+
+// lastSeen returns the last-seen time that a write at now gives a session
+// with md: in whole milliseconds, as the creation time, and never earlier
+// than the time it replaces: a write in the millisecond of the login, or
+// from an instance whose clock is a little behind, must not make the
+// session look seen before it was created, or last seen earlier.
+func lastSeen(md meta, now time.Time) time.Time {
+	seen := wholeMilli(now)
+	for _, t := range []time.Time{md.LastSeen, md.CreatedAt} {
+		if t.After(seen) {
+			seen = t
+		}
+	}
+	return seen
 }
 
 // setCookie adds the session cookie to h: value until deadline, or, with a

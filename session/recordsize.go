@@ -10,12 +10,13 @@ import (
 
 // The size of a session's record is bounded by Config.MaxRecordBytes at
 // two places. Put estimates it, so that the handler hears of a value too
-// large while it can still answer: state.size is the record's size as the
-// request loaded (or wrote) it, moved by the entries the request puts and
-// removes, each sized without encoding the whole record again. Where a
-// record is encoded for the store (Create, a renewal, the commit), its
-// real size decides, since other requests' values merged in may have
-// pushed it over.
+// large while it can still answer: state.size is the size of the record
+// the commit would write, found by encoding it once, at the request's
+// first Put, and then moved by the entries the request puts and removes,
+// each sized without encoding the whole record again. Where a record is
+// encoded for the store (Create, a renewal, the commit), its real size
+// decides, since other requests' values merged in may have pushed it
+// over.
 
 // overLimit returns an error matching ErrInvalidValue when a record of n
 // bytes is over Config.MaxRecordBytes, or nil.
@@ -54,9 +55,11 @@ func (m *Manager) encode(deadline time.Time, values, changes map[string]any) ([]
 func (st *state) fits(key string, v any) (int, error) {
 	m := st.m
 	if st.size == 0 {
-		// Nothing stored yet (a new anonymous session, or one after
-		// Destroy): the commit inserts a record of this request's own.
-		st.size = int32(m.newRecordSize(st))
+		n, err := m.writtenSize(st)
+		if err != nil {
+			return 0, err
+		}
+		st.size = int32(n)
 	}
 	size := int(st.size) + m.entrySize(key, v)
 	if old := m.engine.Get(st.engineData(), key); old != nil {
@@ -67,6 +70,47 @@ func (st *state) fits(key string, v any) (int, error) {
 			ErrInvalidValue, jsonStringSize(key), m.valueSize(v), size, limit)
 	}
 	return size, nil
+}
+
+// writtenSize returns the size of the record that the commit would write
+// for st's session as the request holds it now, with an empty object of
+// values where it holds none. This is not the size of the record the
+// request loaded: the commit of a loaded session writes its last-seen
+// time, which a record leaves out while it equals the creation time (see
+// codec.Encode), and the record may be of another version than the one
+// m writes. The caller holds st.mu.
+func (m *Manager) writtenSize(st *state) (int, error) {
+	if st.stored == "" {
+		// Nothing stored yet (a new anonymous session, or one after
+		// Destroy): the commit inserts a record of this request's own.
+		return m.newRecordSize(st), nil
+	}
+	values := m.values(st)
+	if !st.inserted {
+		// merge, not rewrite: see mergeChanges.
+		md, _ := values[metaKey].(meta)
+		md.LastSeen = lastSeen(md, m.now())
+		values[metaKey] = md
+	}
+	b, err := m.codec.Encode(st.deadline, values)
+	if err != nil {
+		return 0, err
+	}
+	n := len(b)
+	if len(values) == 1 { // the session's own fields alone
+		n += m.emptyValuesSize()
+	}
+	return n, nil
+}
+
+// emptyValuesSize returns how many bytes the object of values adds to a
+// record of m's version that has none, less the comma that entrySize
+// counts for each entry and that the object's first does not need.
+func (m *Manager) emptyValuesSize() int {
+	if m.cfg.PreviousFormat {
+		return len(`,"values":{}`) - 1
+	}
+	return len(`,"val":{}`) - 1
 }
 
 // newRecordSize returns the size of the record that inserting an
@@ -89,10 +133,7 @@ func (m *Manager) newRecordSize(st *state) int {
 	if err != nil {
 		return 0 // Encode of a meta alone does not fail
 	}
-	if m.cfg.PreviousFormat {
-		return len(b) + len(`,"values":{}`)
-	}
-	return len(b) + len(`,"val":{}`)
+	return len(b) + m.emptyValuesSize()
 }
 
 // entrySize returns how many bytes the app value v, normalized, under key

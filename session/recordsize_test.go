@@ -549,6 +549,111 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 	}
 }
 
+// TestPutEstimatesWrittenRecord checks Put's estimate where a record is
+// stored: the commit writes it with fields the stored one may lack (the
+// object of values, for the first value; the last-seen time, which a
+// record of version 2 leaves out while it equals the creation time; the
+// milliseconds of a version 1 time) or in another version than it was
+// written in. Every value Put accepts must commit within
+// Config.MaxRecordBytes, and the largest it accepts must come within a few
+// bytes of it.
+func TestPutEstimatesWrittenRecord(t *testing.T) {
+	const limit = 1024
+	const later = 123 * time.Millisecond // a last-seen time unlike the creation's, with milliseconds
+	for _, tc := range []struct {
+		name     string
+		previous bool                            // the Manager that puts writes version 1
+		written  bool                            // the session was logged in by a Manager that writes version 2
+		prior    func(ctx context.Context) error // a request of its own after the login
+		before   func(ctx context.Context) error // in the request, before the Put
+		inLogin  bool                            // Create and Put in the same request
+	}{
+		{name: "logged in"},
+		{name: "logged in, previous format", previous: true},
+		{name: "logged in by version 2, put with previous format", previous: true, written: true},
+		{name: "login and Put in one request", inLogin: true},
+		{name: "logged in, previous format, login and Put in one request", previous: true, inLogin: true},
+		{name: "renewed and Put in one request", before: Renew},
+		{name: "two values in one request", before: func(ctx context.Context) error { return Put(ctx, "keep", "x") }},
+		{name: "with a value and a last-seen time", prior: func(ctx context.Context) error { return Put(ctx, "keep", "x") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous})
+			logins := m
+			if tc.written {
+				var err error
+				logins, err = New(m.store, Config{Keys: m.cfg.Keys, InsecureCookie: true, MaxRecordBytes: limit, Logger: m.log})
+				if err != nil {
+					t.Fatal(err)
+				}
+				logins.now = clk.now
+			}
+			start := time.Now().Truncate(time.Second) // version 1 writes a whole second without its milliseconds
+			put := func(n int) (stored []byte, err error) {
+				clk.t = start
+				cookie, id := "", ""
+				if !tc.inLogin {
+					cookie, id = login(t, logins, "alice")
+					if tc.prior != nil {
+						clk.t = start.Add(later / 2)
+						serve(t, m, cookie, func(ctx context.Context) {
+							if err := tc.prior(ctx); err != nil {
+								t.Fatalf("in the request before: %v", err)
+							}
+						})
+					}
+					clk.t = start.Add(later)
+				}
+				h, cerr := exchange(t, m, cookie, func(ctx context.Context) {
+					if tc.inLogin {
+						if _, err := Create(ctx, "alice"); err != nil {
+							t.Fatalf("Create = %v", err)
+						}
+					}
+					if tc.before != nil {
+						if err := tc.before(ctx); err != nil {
+							t.Fatalf("before the Put: %v", err)
+						}
+					}
+					err = Put(ctx, "v", strings.Repeat("a", n))
+				})
+				if err != nil && !errors.Is(err, ErrInvalidValue) {
+					t.Fatalf("Put of %d bytes = %v", n, err)
+				}
+				if cerr != nil {
+					t.Fatalf("Put of %d bytes = %v, then Commit = %v; want no error after an accepted Put", n, err, cerr)
+				}
+				if err != nil {
+					return nil, err
+				}
+				if _, ok := sessionCookie(m, h); !ok {
+					stored, _ = r.Do(t, "GET", "session:"+id).([]byte)
+					return stored, nil
+				}
+				return storedRecord(t, r, m, h), nil
+			}
+			largest := 0
+			var rec []byte
+			for n := limit - 400; n <= limit; n++ {
+				stored, err := put(n)
+				if err != nil {
+					break
+				}
+				if len(stored) == 0 || len(stored) > limit {
+					t.Fatalf("Put of %d bytes accepted, record of %d bytes stored, want 1 to %d: %.200s", n, len(stored), limit, stored)
+				}
+				largest, rec = n, stored
+			}
+			if largest == 0 {
+				t.Fatalf("Put refused every value from %d bytes", limit-400)
+			}
+			if slack := limit - len(rec); slack > 16 {
+				t.Errorf("largest value Put accepts is %d bytes, a record of %d: %d bytes under the %d limit, want at most 16", largest, len(rec), slack, limit)
+			}
+		})
+	}
+}
+
 // storedRecord returns the record stored for the session of the cookie
 // in h.
 func storedRecord(t *testing.T, r *redistest.Server, m *Manager, h http.Header) []byte {

@@ -315,7 +315,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.stale, st.size = false, int32(len(record))
+	st.stale = false
 	for _, id := range revoked {
 		m.emit(EventRevoked, userID, id, now)
 	}
