@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // testStaleness is the NearCache.Staleness of these tests.
@@ -727,6 +729,51 @@ func TestNearCacheFlushCount(t *testing.T) {
 
 	srv.Do(t, "FLUSHDB")
 	flushesAfter("a FLUSHDB", 2)
+}
+
+// TestNearCacheStrayMessage: a PUBLISH to the invalidation channel by
+// another client, which Redis's tracking never sends, empties the cache,
+// which connects again and goes on serving and hearing of changes; a
+// Warn line says so, once per interval however many such messages come.
+func TestNearCacheStrayMessage(t *testing.T) {
+	srv := redistest.Start(t)
+	logs := new(syncbuf.Buffer)
+	s, err := Open(Config{Addr: srv.Addr(), Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		NearCache: NearCache{MaxEntries: 100, Staleness: testStaleness}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitLease(t, s)
+	set(t, srv, "k", "v1")
+	warm(t, s, "k")
+	for i, msg := range []string{"session:k", "", "garbage"} {
+		old := s.near.track.clientID()
+		srv.Do(t, "PUBLISH", invalidateChannel, msg)
+		deadline := time.Now().Add(10 * time.Second)
+		for id := s.near.track.clientID(); id == old || id == 0; id = s.near.track.clientID() {
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d: no new invalidation connection 10s after the PUBLISH", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		waitLease(t, s)
+		if got := s.NearCacheStats().Flushes; got != int64(i+1) {
+			t.Errorf("Flushes after %d PUBLISHes = %d, want %d", i+1, got, i+1)
+		}
+	}
+	if n := strings.Count(logs.String(), "unexpected message on its invalidation connection"); n != 1 {
+		t.Errorf("%d lines of the unexpected messages, want 1 (per interval):\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), "session:k") {
+		t.Errorf("the log quotes the message:\n%s", logs)
+	}
+	// The new connection reports changes as the first did.
+	if b := warm(t, s, "k"); string(b) != "v1" {
+		t.Errorf("Load(k) = %q, want v1", b)
+	}
+	srv.Do(t, "DEL", "session:k")
+	expectGone(t, s, "k", time.Now(), testStaleness)
 }
 
 // TestNearCacheNewOtherServer: New with a near-cache on a Source that is

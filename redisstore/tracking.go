@@ -45,8 +45,8 @@ type tracker struct {
 	cfg  Config
 	log  *slog.Logger
 	// failures limits the warnings of failed connects to one per
-	// nearLogInterval.
-	failures loglimit.Limiter
+	// nearLogInterval; strays those of unexpected messages (see serve).
+	failures, strays loglimit.Limiter
 	// check, when set, runs on each new connection before it subscribes;
 	// an error leaves it unsubscribed (see Store.sameServer).
 	check func(ctx context.Context, conn redis.Conn) error
@@ -75,6 +75,7 @@ func newTracker(c *nearCache, cfg Config, dial func(ctx context.Context) (*check
 		stop:  make(chan struct{}),
 	}
 	t.failures.Interval = nearLogInterval
+	t.strays.Interval = nearLogInterval
 	c.track = t
 	t.wg.Add(1)
 	go t.run()
@@ -191,6 +192,21 @@ func (t *tracker) warn(err error) {
 	})
 }
 
+// stray logs err, a message on the invalidation connection that Redis's
+// tracking does not send, unless another line went out less than
+// nearLogInterval ago. Its invalidations come as lists of keys; a PUBLISH
+// to the channel by any client that may publish there comes as a string.
+// The cache cannot tell what such a message stands for, so serve empties
+// it and connects again, as after a lost connection: nothing stale is
+// served, but a client that keeps publishing keeps the cache empty, and
+// this line shows why. err is handle's: it names types, never a key.
+func (t *tracker) stray(err error) {
+	t.strays.Do(time.Now(), func(suppressed int) {
+		t.log.Warn("redisstore: near-cache: unexpected message on its invalidation connection, such as another client's PUBLISH to "+invalidateChannel+"; cache emptied, connecting again",
+			"error", err.Error(), "suppressed", suppressed)
+	})
+}
+
 // connect dials, enables tracking and subscribes. The cache becomes live
 // (fills may keep what they read) once the subscription is confirmed;
 // entries are served only once the first PING is answered.
@@ -297,6 +313,9 @@ func (t *tracker) serve(conn *checkedConn) {
 		reply, err := redis.ReceiveWithTimeout(conn, t.cfg.ReadTimeout)
 		if err == nil {
 			err = t.handle(conn, reply)
+			if err != nil && !errors.Is(err, errRetired) {
+				t.stray(err)
+			}
 		}
 		if err != nil {
 			break
