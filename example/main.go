@@ -47,7 +47,18 @@ func run(log *slog.Logger) error {
 	}
 	// Only now, with the port bound, is the server reachable.
 	log.Info("example: listening", "url", "http://"+l.Addr().String())
-	return serve(ctx, log, l, a.handler, shutdownGrace)
+	return serve(ctx, log, l, a.handler, shutdown{grace: shutdownGrace, delay: a.delay, stopping: a.stopping})
+}
+
+// shutdown is how serve shuts down: first, for delay, it goes on serving
+// after calling stopping (which makes /readyz fail), so that a load
+// balancer that polls readiness, or an orchestrator that takes the
+// instance out of its endpoints as it signals it, stops sending requests
+// before the listener closes; then the requests in flight get grace to
+// finish.
+type shutdown struct {
+	grace, delay time.Duration
+	stopping     func()
 }
 
 // listen binds addr, the value of ADDR (or its default). Its error names
@@ -61,14 +72,18 @@ func listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// serve serves h on l until ctx is done, then shuts the server down: the
-// listener closes at once, idle connections close, and the requests in
-// flight get up to grace to finish. It returns nil when they all did, and
-// an error when some were still running after grace and had to be cut
-// off, or when serving failed. The request contexts do not derive from ctx,
-// so a signal does not cancel the requests it lets finish; they are
-// cancelled only when grace runs out.
-func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler, grace time.Duration) error {
+// serve serves h on l until ctx is done, then shuts the server down: after
+// down.delay (see shutdown) the listener closes, idle connections close,
+// and the requests in flight get up to down.grace to finish. It returns
+// nil when they all did, and an error when some were still running after
+// grace and had to be cut off, or when serving failed. The request
+// contexts do not derive from ctx, so a signal does not cancel the
+// requests it lets finish; they are cancelled only when grace runs out.
+// Connections that the kernel had accepted but the server had not yet
+// taken when the listener closes are reset, as net/http's Shutdown does:
+// the delay is for the clients that would still open them.
+func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler, down shutdown) error {
+	grace := down.grace
 	base, cutOff := context.WithCancel(context.Background())
 	defer cutOff()
 	srv := &http.Server{
@@ -89,6 +104,13 @@ func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler
 	case err := <-errc:
 		return fmt.Errorf("example: serve: %w", err)
 	case <-ctx.Done():
+	}
+	if down.delay > 0 {
+		down.stopping()
+		log.Info("example: shutting down: /readyz fails; serving for SHUTDOWN_DELAY before closing the listener",
+			"cause", context.Cause(ctx).Error(), "delay", down.delay.String())
+		// A second signal ends the process at once (see run).
+		time.Sleep(down.delay)
 	}
 	log.Info("example: shutting down: no new connections; waiting for the requests in flight",
 		"cause", context.Cause(ctx).Error(), "grace", grace.String())

@@ -22,8 +22,9 @@ const healthTimeout = time.Second
 
 // The checks /readyz names when it answers 503.
 const (
-	checkRedis = "redis" // Store.Ping failed: Redis did not answer in time, or refused (a read-only replica, say)
-	checkPool  = "pool"  // every pooled connection was busy and none came free in time
+	checkRedis    = "redis"    // Store.Ping failed: Redis did not answer in time, or refused (a read-only replica, say)
+	checkPool     = "pool"     // every pooled connection was busy and none came free in time
+	checkShutdown = "shutdown" // the server is shutting down (see serve)
 )
 
 // livez answers 200 while the process serves HTTP. It does nothing else,
@@ -37,11 +38,17 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 // readyTimeout (Redis answers and accepts writes, so a read-only replica
 // is not ready). Otherwise it answers 503 and names the check that failed:
 // "pool" when every connection of the pool was in use as the probe began
-// and the Ping got none within readyTimeout, "redis" otherwise. A pool that
+// and the Ping got none within readyTimeout, "redis" otherwise, and
+// "shutdown", without asking Redis, once a signal has started the
+// shutdown (see serve). A pool that
 // is fully busy but hands a connection on within readyTimeout counts as
 // ready, so that a burst of traffic does not take an instance out of
 // service.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.stopping.Load() {
+		answerNotReady(w, checkShutdown)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	pool := s.store.PoolStats()
@@ -58,14 +65,19 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	s.noteReadiness(failed, err, pool)
 	if failed != "" {
-		// A struct, not a map, keeps the fields in the documented order.
-		writeJSON(w, http.StatusServiceUnavailable, struct {
-			Status string `json:"status"`
-			Check  string `json:"check"`
-		}{"unavailable", failed})
+		answerNotReady(w, failed)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// answerNotReady answers /readyz with 503, naming the check that failed.
+func answerNotReady(w http.ResponseWriter, check string) {
+	// A struct, not a map, keeps the fields in the documented order.
+	writeJSON(w, http.StatusServiceUnavailable, struct {
+		Status string `json:"status"`
+		Check  string `json:"check"`
+	}{"unavailable", check})
 }
 
 // noteReadiness logs a change of readiness: when /readyz fails after
@@ -81,7 +93,9 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 		s.log.Info("example: ready: Redis answers")
 		return
 	}
-	msg := "example: not ready: Redis does not answer"
+	// Redis may answer and still fail the check (a read-only replica, a
+	// master short of replicas): cause says which.
+	msg := "example: not ready: Redis cannot serve sessions"
 	switch {
 	case failed == checkPool:
 		msg = "example: not ready: every pooled Redis connection is busy"

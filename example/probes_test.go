@@ -135,6 +135,9 @@ func TestProbesReadOnlyReplica(t *testing.T) {
 	if n := strings.Count(out, "example: not ready"); n != 1 || !strings.Contains(out, "read-only replica") {
 		t.Errorf("2 failed probes logged %d not-ready lines, want 1 naming the read-only replica:\n%s", n, out)
 	}
+	if strings.Contains(out, "does not answer") {
+		t.Errorf("the log says Redis does not answer, where it answers as a replica:\n%s", out)
+	}
 }
 
 // TestReadyzRedisOutage takes Redis away (killed, or frozen with SIGSTOP):

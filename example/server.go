@@ -51,6 +51,10 @@ type server struct {
 	// unhealthy is set while /healthz last saw Redis failing, so that it
 	// logs a failure once.
 	unhealthy atomic.Bool
+	// stopping is set once a signal started the shutdown: /readyz then
+	// fails, so that load balancers stop sending requests while the
+	// server still serves them (SHUTDOWN_DELAY, see serve).
+	stopping atomic.Bool
 }
 
 // probed is what the probes need of the store.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type app struct {
 	store    *redisstore.Store
 	sessions *session.Manager
 	close    func()
+	// delay is SHUTDOWN_DELAY: how long the server goes on serving after
+	// a signal, with /readyz failing (stopping), before it closes its
+	// listener (see serve).
+	delay    time.Duration
+	stopping func()
 }
 
 // defaultAddr is where the example listens without ADDR.
@@ -54,6 +60,10 @@ func setup(log *slog.Logger) (_ *app, err error) {
 	addr := os.Getenv("ADDR")
 	if addr == "" {
 		addr = defaultAddr
+	}
+	delay, err := shutdownDelay()
+	if err != nil {
+		return nil, err
 	}
 	rcfg, err := redisstore.FromEnv()
 	if err != nil {
@@ -118,14 +128,15 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		rand.Read(login.key) // never fails
 		log.Warn("example: RATE_LIMIT_KEY is not set: keying the login limits with a random key, so each instance counts apart and counts start afresh at a restart")
 	}
-	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration", configAttrs(addr, embedded, rcfg, scfg, login)...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "example: configuration",
+		append(configAttrs(addr, embedded, rcfg, scfg, login), slog.Duration("shutdown_delay", delay))...)
 
 	a, err := newApp(log, rcfg, scfg, login)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, a.close)
-	a.addr, a.close = addr, closeAll
+	a.addr, a.close, a.delay = addr, closeAll, delay
 	return a, nil
 }
 
@@ -169,7 +180,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		}
 		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
 	} else if err != nil {
-		log.Warn("example: Redis does not answer yet; requests are anonymous (protected routes 503) until it does", "cause", describe(err, rcfg, healthTimeout), "error", err)
+		log.Warn("example: Redis cannot serve sessions yet; requests are anonymous (protected routes 503) until it can", "cause", describe(err, rcfg, healthTimeout), "error", err)
 	} else if err := pingCounter(store); errors.Is(err, redisstore.ErrRefused) {
 		// Ping checks the store's permissions only; every login goes
 		// through the login limit's counter too.
@@ -194,7 +205,22 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	if err != nil {
 		return nil, err
 	}
-	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: func() { store.Close() }}, nil
+	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: func() { store.Close() },
+		stopping: func() { srv.stopping.Store(true) }}, nil
+}
+
+// shutdownDelay reads SHUTDOWN_DELAY, a Go duration ("5s"), 0 when unset
+// or empty. Its error names the variable.
+func shutdownDelay() (time.Duration, error) {
+	v := os.Getenv("SHUTDOWN_DELAY")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("example: SHUTDOWN_DELAY=%q: want a duration of 0 or more, such as 5s", v)
+	}
+	return d, nil
 }
 
 // rateLimitKey reads RATE_LIMIT_KEY, the key of the login limits' HMAC:

@@ -141,6 +141,76 @@ func TestSignalShutdownIdle(t *testing.T) {
 	}
 }
 
+// TestShutdownDelay runs the example with SHUTDOWN_DELAY and sends it
+// SIGTERM: for the delay /readyz answers 503 naming the shutdown, while
+// new connections are still accepted and served, a login included; then
+// the listener closes and the process exits 0. A SHUTDOWN_DELAY that is no
+// duration stops the start with an error naming it.
+func TestShutdownDelay(t *testing.T) {
+	bin := buildExample(t)
+	r := redistest.Start(t)
+	const delay = 3 * time.Second
+	p := startBinary(t, bin, "REDIS_URL=redis://"+r.Addr(), "SESSION_KEYS="+testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY="+delay.String())
+	addr := p.listening(t)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}} // a new connection each
+	get := func(path string) (int, string) {
+		resp, err := c.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz before the signal = %d %s, want 200", code, body)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	waitFor(t, 5*time.Second, "/readyz to fail after SIGTERM", func() bool {
+		code, _ := get("/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"check":"shutdown"`) {
+		t.Errorf("/readyz during the delay = %d %s, want 503 naming the shutdown", code, body)
+	}
+	resp, err := c.Post("http://"+addr+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland"}`))
+	if err != nil {
+		t.Fatalf("a login on a new connection during the delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a login during the delay = %d, want 200", resp.StatusCode)
+	}
+	if d := time.Since(signalled); d >= delay {
+		t.Fatalf("the checks took %v, longer than the %v delay: the machine is too slow for this test", d, delay)
+	}
+	waitFor(t, 10*time.Second, "the listener to close after the delay", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	if d := time.Since(signalled); d < delay {
+		t.Errorf("the listener closed %v after SIGTERM, before the %v delay", d, delay)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit status = %d, want 0\n%s", code, p.log.String())
+	}
+	if out := p.log.String(); !strings.Contains(out, "shutdown_delay=3s") || !strings.Contains(out, "serving for SHUTDOWN_DELAY") {
+		t.Errorf("log lacks the delay in the configuration line or at the signal:\n%s", out)
+	}
+
+	bad := startBinary(t, bin, "REDIS_URL=redis://"+r.Addr(), "SESSION_KEYS="+testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY=5")
+	if code := bad.wait(t); code != 1 || !strings.Contains(bad.log.String(), `SHUTDOWN_DELAY=\"5\"`) {
+		t.Errorf("SHUTDOWN_DELAY=5 (no unit): exit %d, want 1 with an error naming it:\n%s", code, bad.log.String())
+	}
+}
+
 // TestShutdownCommitsInFlight runs serve on the example's pieces plus a
 // slow route that changes the session: the context ends (as on a signal)
 // while the request waits; the listener closes, the request then finishes,
@@ -169,7 +239,9 @@ func TestShutdownCommitsInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), l, mux, shutdownGrace) }()
+	go func() {
+		served <- serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), l, mux, shutdown{grace: shutdownGrace})
+	}()
 
 	e := &e2e{t: t, redis: r, url: "http://" + l.Addr().String()}
 	token, id := e.apiLogin("alice", "wonderland")
@@ -231,7 +303,9 @@ func TestShutdownGraceExceeded(t *testing.T) {
 	defer cancel()
 	const grace = 200 * time.Millisecond
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), l, h, grace) }()
+	go func() {
+		served <- serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), l, h, shutdown{grace: grace})
+	}()
 	answer := make(chan error, 1)
 	go func() {
 		resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + l.Addr().String())

@@ -61,15 +61,20 @@ func Describe(err error, cfg Config) string {
 	// refusal in it is theirs, under their own credentials and ACL.
 	sentinels := errors.Is(err, errNoMaster)
 	sentinelUser := cmp.Or(cfg.SentinelUsername, "default")
+	dialled := where
+	if cfg.mode() == modeSentinel && !sentinels {
+		// A dial that the sentinels' answer led to: the master's.
+		dialled = "the master the sentinels named; a failover follows once they see it down"
+	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil:
-		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, where)
+		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, dialled)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Sprintf("connection refused (%s): is Redis running there?", where)
+		return fmt.Sprintf("connection refused (%s): is Redis running there?", dialled)
 	case (errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)) && errors.As(err, &op) && op.Addr != nil:
-		return fmt.Sprintf("no route to %s (%s): the address is wrong, or a firewall or the network between keeps this host from it", op.Addr, where)
+		return fmt.Sprintf("no route to %s (%s): the address is wrong, or a firewall or the network between keeps this host from it", op.Addr, dialled)
 	case errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH):
-		return fmt.Sprintf("no route to Redis (%s): the address is wrong, or a firewall or the network between keeps this host from it", where)
+		return fmt.Sprintf("no route to Redis (%s): the address is wrong, or a firewall or the network between keeps this host from it", dialled)
 	case notRESP(err):
 		return fmt.Sprintf("the server does not answer in Redis's protocol (%s): the address is another service's (an HTTP server, a database, a proxy's)", where)
 	case sentinels && (code == "WRONGPASS" || code == "NOAUTH"):

@@ -119,6 +119,27 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"},
+		{"the master the sentinels named is down", func(t *testing.T) (redisstore.Config, error) {
+			// The sentinels answer, and name a master that refuses
+			// connections: its address is none of REDIS_SENTINELS. A long
+			// DownAfter keeps them naming it for the whole test.
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{DownAfter: time.Minute})
+			cfg := redisstore.Config{SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), Timeout: 500 * time.Millisecond}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			master := sn.Master(t)
+			master.Stop(t)
+			for range 10 { // a connection the pool held may fail first, as closed
+				if err = s.Ping(ctx); errors.Is(err, syscall.ECONNREFUSED) {
+					break
+				}
+			}
+			cfg.Addr = master.Addr() // for <port>
+			return cfg, err
+		}, "connection refused to 127.0.0.1:<port> (the master the sentinels named; a failover follows once they see it down): is Redis running there?"},
 		{"TLS to a server that serves plain TCP", func(t *testing.T) (redisstore.Config, error) {
 			// rediss:// to a plain port: the handshake times out
 			// (DialTimeout) within the call's Timeout.

@@ -248,10 +248,13 @@ func (s *sentinelSource) lookupFailed(err error) {
 	s.lookupFailures++
 	master := s.master
 	s.mu.Unlock()
+	msg := "redisstore: no sentinel named the master; calls go on to the master named last, but a failover would not be followed"
+	if master == "" {
+		msg = "redisstore: no sentinel named the master; none has since the Store opened, so every call fails until one does"
+	}
 	s.outage.Do(now, func(suppressed int) {
 		s.warned = true
-		s.log().LogAttrs(context.Background(), slog.LevelWarn,
-			"redisstore: no sentinel named the master; calls go on to the master named last, but a failover would not be followed",
+		s.log().LogAttrs(context.Background(), slog.LevelWarn, msg,
 			slog.String("sentinels", strings.Join(s.cfg.SentinelAddrs, ",")),
 			slog.String("master_name", s.cfg.SentinelMaster),
 			slog.String("master", master),

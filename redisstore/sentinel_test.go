@@ -1116,6 +1116,32 @@ func TestSentinelAllDown(t *testing.T) {
 	}
 }
 
+// TestSentinelNoMasterYet checks the warning of a Store whose sentinels
+// have never named its master (here: they monitor none by that name): it
+// knows no master to go on to, and says so, instead of the line of a Store
+// that lost its sentinels after they named one.
+func TestSentinelNoMasterYet(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	var logs syncbuf.Buffer
+	cfg := sentinelConfig(sn)
+	cfg.SentinelMaster = "no-such-master"
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openSentinel(t, cfg)
+	if err := s.Ping(context.Background()); err == nil {
+		t.Fatal("Ping with no master named: nil, want an error")
+	}
+	const line = "no sentinel named the master; none has since the Store opened, so every call fails until one does"
+	for deadline := time.Now().Add(2*sentinelPoll + time.Second); !strings.Contains(logs.String(), line); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q; log:\n%s", line, logs.String())
+		}
+	}
+	if out := logs.String(); strings.Contains(out, "the master named last") {
+		t.Errorf("a Store that never had a master logs that it goes on to the one named last:\n%s", out)
+	}
+}
+
 // TestSentinelSubscriptionStalled stalls the sentinel that the Store
 // subscribed to, as a frozen machine or a partition would, without closing
 // the connection: the Store gives that subscription up within
