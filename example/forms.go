@@ -192,7 +192,7 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		s.render(w, http.StatusUnauthorized, "login", page{
-			Title: "Sign in", Error: "Wrong user name or password.", Username: username, Next: next,
+			Title: "Sign in", Error: "Wrong user name or password.", Invalid: true, Username: username, Next: next,
 		})
 		return
 	}

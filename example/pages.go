@@ -41,7 +41,8 @@ type page struct {
 	Session string
 
 	// login
-	Error       string // why the last attempt failed
+	Error       string // why the last attempt failed: the fields are described by it (aria-describedby)
+	Invalid     bool   // the user name or password was wrong: the fields are marked so (aria-invalid)
 	Username    string // kept after a failed attempt
 	Next        string // where to go after login (safeNext)
 	Unavailable bool   // the store is down: "we can't sign you in right now"

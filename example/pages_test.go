@@ -191,6 +191,16 @@ func TestDevicesPage(t *testing.T) {
 	if iPhone < 0 || goClient < iPhone || firefox < goClient {
 		t.Errorf("devices page order: iPhone at %d, Go client at %d, Firefox at %d, want the current iPhone first, then by last activity:\n%s", iPhone, goClient, firefox, r.body)
 	}
+	// Each Revoke button is described by its device's activity and
+	// address, which tell two devices of one name apart.
+	for _, m := range regexp.MustCompile(`aria-describedby="(device-\d+-seen) (device-\d+-details)"`).FindAllStringSubmatch(r.body, -1) {
+		if !strings.Contains(r.body, `<p id="`+m[1]+`">`) || !strings.Contains(r.body, `<p class="details" id="`+m[2]+`"><span>127.0.0.1</span>`) {
+			t.Errorf("a Revoke button is described by %s and %s, which the page lacks", m[1], m[2])
+		}
+	}
+	if n := strings.Count(r.body, `aria-describedby="device-`); n != 2 {
+		t.Errorf("%d Revoke buttons with a description, want 2", n)
+	}
 	for _, want := range []string{
 		`aria-label="Revoke Firefox on Windows"`, `aria-label="Revoke Go-http-client"`,
 		`<bdi class="ua">` + firefoxWindows + `</bdi>`, "<span>127.0.0.1</span>",
@@ -527,6 +537,13 @@ func TestLoginForm(t *testing.T) {
 	if r.code != http.StatusUnauthorized || !strings.Contains(r.body, `role="alert">Wrong user name or password.`) ||
 		!strings.Contains(r.body, `value="alice"`) || !strings.Contains(r.body, `name="next" value="/sessions"`) {
 		t.Errorf("wrong password = %d:\n%s\nwant 401 with the error, alice kept and next kept", r.code, r.body)
+	}
+	// A screen reader reads the error with the field it focuses.
+	for _, want := range []string{`id="login-error"`, `required autofocus aria-describedby="login-error" aria-invalid="true">`,
+		`autocomplete="current-password" required aria-describedby="login-error" aria-invalid="true">`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("wrong password page lacks %q:\n%s", want, r.body)
+		}
 	}
 	for _, next := range []string{"//evil.example/", "https://evil.example/", `/\evil.example`} {
 		r := e.send(noRedirects(), "POST", "/login", url.Values{"username": {"bob"}, "password": {"builder"}, "next": {next}}.Encode(), browser...)
