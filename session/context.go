@@ -267,7 +267,10 @@ type Info struct {
 // loaded them); those of a logged-in one do not. Anonymous values that
 // would take the new record over Config.MaxRecordBytes are not carried
 // over, and a warning is logged: a login does not fail because of a full
-// cart. The new record is in the store when Create returns, without the
+// cart. Nor do values this request put before Create, which Put measured
+// against the anonymous session: when with them the new record (which
+// holds the user id besides) would be over the limit, they are dropped,
+// with a warning, after the anonymous session's own. The new record is in the store when Create returns, without the
 // values this request put or removed, before Create or after it: the
 // response saves those, so that a handler that panics saves none of them
 // (see Manager.Abandon). In a request that came with a logged-in session,
@@ -563,8 +566,11 @@ func LoadError(ctx context.Context) error {
 // refused with ErrInvalidValue too, the error naming the sizes: the
 // record's size is that of the record the commit would write from what
 // the request holds (the session as it loaded it, with the values it put
-// and removed since), and is checked again when the record is written,
-// with the values other requests saved meanwhile. After the response has started Put returns
+// and removed since), with room for what a later write of the request
+// adds (the last-seen time; the first id, at the session's first Renew),
+// and is checked again when the record is written, with the values other
+// requests saved meanwhile. So a value Put accepts is saved by the
+// response, and does not make a Renew in the same request fail. After the response has started Put returns
 // ErrResponseStarted. In a request whose token leads to no session
 // (forged, expired, ended, or replaced by a parallel login or renewal) it
 // returns ErrNoSession: a new anonymous session would need a cookie that

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -569,15 +570,21 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if owner == "" && replaces != "" {
 		loaded = st.loadedValues
 	}
-	record, carried, over, err := m.loginRecord(deadline, md, loaded)
+	// What the request put before the login goes into the new session,
+	// which the response saves (see rewrite), unless the login ends
+	// another signed-in session (below).
+	var pending map[string]any
+	if signedIn == "" {
+		pending = st.changes
+	}
+	login, err := m.loginRecord(deadline, md, loaded, pending)
 	if err != nil {
 		return Info{}, err
 	}
 	var merge func(replaced []byte) ([]byte, error)
 	// merged holds what merge made last. The closure writes there rather
-	// than to record, carried and over, which it would otherwise move to
-	// the heap for every login, also for the common one that replaces no
-	// anonymous session.
+	// than to login, which it would otherwise move to the heap for every
+	// login, also for the common one that replaces no anonymous session.
 	var merged *loginRecordOf
 	if owner == "" && replaces != "" {
 		merged = new(loginRecordOf)
@@ -587,7 +594,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}
 			var err error
-			merged.record, merged.carried, merged.over, err = m.loginRecord(deadline, md, values)
+			*merged, err = m.loginRecord(deadline, md, values, pending)
 			return merged.record, err
 		}
 	}
@@ -599,7 +606,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	add := NewSession{
 		UserID:   userID,
 		ID:       idOf(token),
-		Record:   record,
+		Record:   login.record,
 		TTL:      ttl,
 		Deadline: deadline,
 		Limit:    m.cfg.MaxSessionsPerUser,
@@ -661,15 +668,20 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		st.ended = true // no copy of the signed-out user's pages is kept
 	}
 	if merged != nil && merged.record != nil {
-		carried, over = merged.carried, merged.over
+		login = *merged
 	}
-	if over > 0 {
+	if login.over > 0 {
 		m.log.Warn("session: the login carried over none of the anonymous session's values: with them its record would be over Config.MaxRecordBytes",
-			"session", fingerprint(idOf(token)), "bytes", over, "limit", m.cfg.MaxRecordBytes)
+			"session", fingerprint(idOf(token)), "bytes", login.over, "limit", m.cfg.MaxRecordBytes)
+	}
+	if login.dropPending {
+		m.log.Warn("session: the login dropped the values the request put before it: with them its record would be over Config.MaxRecordBytes",
+			"session", fingerprint(idOf(token)), "limit", m.cfg.MaxRecordBytes)
+		st.changes = nil
 	}
 	st.clearValues()
 	data := st.engineData()
-	for k, v := range carried {
+	for k, v := range login.carried {
 		m.engine.Put(data, k, v)
 	}
 	for k, v := range st.changes {
@@ -718,36 +730,72 @@ func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, 
 type loginRecordOf struct {
 	record  []byte
 	carried map[string]any
-	over    int
+	// over is the size the record would have had with the values it
+	// does not carry over; 0 when it carries them.
+	over int
+	// dropPending says that the values the request put before the login
+	// do not go into the new session either.
+	dropPending bool
 }
 
 // loginRecord returns the record of a new session with deadline and md
 // that carries over values (those of the anonymous session it replaces;
-// nil for none), and the values it holds, md among them. When values
-// would take it over Config.MaxRecordBytes it carries over none, and over
-// is the size it would have had: a login must not fail, nor leave a
-// session that refuses every Put, because of what an anonymous visitor
-// kept (a large cart). It returns an error matching ErrInvalidValue only
-// when the record is over the limit without values.
-func (m *Manager) loginRecord(deadline time.Time, md meta, values map[string]any) (record []byte, carried map[string]any, over int, err error) {
-	carried = make(map[string]any, len(values)+1)
+// nil for none), and the values it holds, md among them. pending are the
+// changes the request made before the login, which the response writes
+// into the new session (see rewrite). When values and pending together
+// would take the record over Config.MaxRecordBytes it carries over none of
+// values, and when pending alone would, none of them either: a login must
+// not fail, nor leave a session that refuses every Put or a response that
+// cannot be saved, because of what an anonymous visitor kept (a large
+// cart). It returns an error matching ErrInvalidValue only when the record
+// is over the limit without values.
+func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[string]any) (loginRecordOf, error) {
+	var r loginRecordOf
+	r.carried = make(map[string]any, len(values)+1)
 	for k, v := range values {
-		carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
+		r.carried[k] = fresh(v) // loaded values may be shared with other requests (see decodedCache)
 	}
-	carried[metaKey] = md
-	if record, err = m.codec.Encode(deadline, carried); err != nil {
-		return nil, nil, 0, err
+	r.carried[metaKey] = md
+	var err error
+	if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
+		return loginRecordOf{}, err
 	}
-	if m.overLimit(len(record)) != nil && len(carried) > 1 {
-		over, carried = len(record), map[string]any{metaKey: md}
-		if record, err = m.codec.Encode(deadline, carried); err != nil {
-			return nil, nil, 0, err
+	if size, err := m.withPending(deadline, r.record, r.carried, pending); err != nil {
+		return loginRecordOf{}, err
+	} else if m.overLimit(size) != nil && len(r.carried) > 1 {
+		r.over, r.carried = size, map[string]any{metaKey: md}
+		if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
+			return loginRecordOf{}, err
 		}
 	}
-	if err := m.overLimit(len(record)); err != nil {
-		return nil, nil, 0, err
+	if size, err := m.withPending(deadline, r.record, r.carried, pending); err != nil {
+		return loginRecordOf{}, err
+	} else if m.overLimit(size) != nil && m.overLimit(len(r.record)) == nil {
+		r.dropPending = true
 	}
-	return record, carried, over, nil
+	if err := m.overLimit(len(r.record)); err != nil {
+		return loginRecordOf{}, err
+	}
+	return r, nil
+}
+
+// withPending returns the size of the record of deadline and carried,
+// record, once the changes pending are made to it, as the response writes
+// it (see rewrite); len(record) when pending puts nothing.
+func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any) (int, error) {
+	if len(pending) == 0 {
+		return len(record), nil
+	}
+	values := maps.Clone(carried)
+	for k, v := range pending {
+		if _, removed := v.(removal); removed {
+			delete(values, k)
+		} else {
+			values[k] = v
+		}
+	}
+	b, err := m.codec.Encode(deadline, values)
+	return len(b), err
 }
 
 // renew moves the session to a new token; see Renew. The caller holds

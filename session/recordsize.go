@@ -54,6 +54,9 @@ func (m *Manager) encode(deadline time.Time, values, changes map[string]any) ([]
 // record's estimated size with it. The caller holds st.mu.
 func (st *state) fits(key string, v any) (int, error) {
 	m := st.m
+	if m.cfg.MaxRecordBytes < 0 {
+		return 0, nil // no limit: nothing to estimate
+	}
 	if st.size == 0 {
 		n, err := m.writtenSize(st)
 		if err != nil {
@@ -72,26 +75,40 @@ func (st *state) fits(key string, v any) (int, error) {
 	return size, nil
 }
 
-// writtenSize returns the size of the record that the commit would write
-// for st's session as the request holds it now, with an empty object of
-// values where it holds none. This is not the size of the record the
-// request loaded: the commit of a loaded session writes its last-seen
-// time, which a record leaves out while it equals the creation time (see
-// codec.Encode), and the record may be of another version than the one
-// m writes. The caller holds st.mu.
+// writtenSize returns the size of the record that the commit, or a Renew
+// before it, may write for st's session as the request holds it now, with
+// an empty object of values where it holds none. This is not the size of
+// the record the request loaded: it may be of another version than the
+// one m writes, and a write adds fields that a record may lack. Each is
+// counted at its longest, so that a value Put accepts is never what a
+// later write of the request refuses:
+//   - the last-seen time, which a record of version 2 leaves out while it
+//     equals the creation time (see codec.Encode) and which a write gives
+//     the time it runs, on this instance's clock, maybe in the creation's
+//     millisecond, maybe later, and which version 1 writes with as many
+//     digits of milliseconds as it has;
+//   - the id the session was created under (meta.Origin), which its first
+//     Renew adds.
+//
+// The caller holds st.mu.
 func (m *Manager) writtenSize(st *state) (int, error) {
 	if st.stored == "" {
 		// Nothing stored yet (a new anonymous session, or one after
-		// Destroy): the commit inserts a record of this request's own.
+		// Destroy): the commit inserts a record of this request's own,
+		// which Renew cannot move before.
 		return m.newRecordSize(st), nil
 	}
 	values := m.values(st)
-	if !st.inserted {
-		// merge, not rewrite: see mergeChanges.
-		md, _ := values[metaKey].(meta)
-		md.LastSeen = lastSeen(md, m.now())
-		values[metaKey] = md
+	md, _ := values[metaKey].(meta)
+	seen := lastSeen(md, m.now())
+	if !seen.After(md.CreatedAt) {
+		seen = md.CreatedAt.Add(time.Millisecond)
 	}
+	md.LastSeen = m.longestTime(seen)
+	if md.Origin == "" {
+		md.Origin = idOf(st.stored)
+	}
+	values[metaKey] = md
 	b, err := m.codec.Encode(st.deadline, values)
 	if err != nil {
 		return 0, err
@@ -101,6 +118,17 @@ func (m *Manager) writtenSize(st *state) (int, error) {
 		n += m.emptyValuesSize()
 	}
 	return n, nil
+}
+
+// longestTime returns t, or, in the records of version 1 that
+// Config.PreviousFormat writes, a time of the same second whose text is as
+// long as any of that second's: with three digits of milliseconds, which
+// that version leaves out as they are zeros (".5Z", ".123Z", "Z").
+func (m *Manager) longestTime(t time.Time) time.Time {
+	if !m.cfg.PreviousFormat {
+		return t // unix milliseconds: 13 digits for every time it holds
+	}
+	return t.Truncate(time.Second).Add(999 * time.Millisecond)
 }
 
 // emptyValuesSize returns how many bytes the object of values adds to a
@@ -128,8 +156,10 @@ func (m *Manager) newRecordSize(st *state) int {
 		// record is written: its name is counted at its longest.
 		device = strings.Repeat("x", maxDevice)
 	}
-	values := map[string]any{metaKey: m.codec.namedMeta("", wholeMilli(now), ip, userAgent, device)}
-	b, err := m.codec.Encode(m.deadline(now), values)
+	// The commit's times, not now's: see longestTime.
+	at := m.longestTime(wholeMilli(now))
+	values := map[string]any{metaKey: m.codec.namedMeta("", at, ip, userAgent, device)}
+	b, err := m.codec.Encode(m.longestTime(m.deadline(now)), values)
 	if err != nil {
 		return 0 // Encode of a meta alone does not fail
 	}
@@ -159,11 +189,43 @@ func (m *Manager) valueSize(v any) int {
 	case []byte:
 		return len(`{"bytes":""}`) + base64.StdEncoding.EncodedLen(len(v))
 	case jsonValue:
-		return len(`{"json":}`) + len(v)
+		if compactJSON(v) {
+			return len(`{"json":}`) + len(v)
+		}
+		// Another writer's, with spaces or characters that encoding/json
+		// escapes: the record holds it as appendValue writes it.
+		b, _ := appendValue(nil, v, version)
+		return len(b)
 	}
 	var buf [64]byte // room for every value of a fixed form
 	b, _ := appendValue(buf[:0], v, version)
 	return len(b)
+}
+
+// compactJSON reports whether the valid JSON b is as encoding/json
+// writes it: no space between its tokens, and none of the characters it
+// escapes in strings (<, >, &, U+2028, U+2029), so that a record holds b
+// as it is. What Put normalizes is; a value from a record another program
+// wrote may not be.
+func compactJSON(b []byte) bool {
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9): // U+2028, U+2029
+			return false
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // jsonStringSize returns len(appendJSONString(nil, s)) for a valid UTF-8

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 )
 
 // TestPutTooLarge checks that Put refuses, with ErrInvalidValue, a value
@@ -105,10 +106,15 @@ func TestPutTooLarge(t *testing.T) {
 // TestPutsPassLimit checks that of many values put, in one request or in
 // one request each, Put refuses the one whose addition would take the
 // record over Config.MaxRecordBytes, and accepts every one before it: the
-// record as stored is never over the limit, and is within one value of it.
+// record as stored is never over the limit, and is within one value of it
+// and the room Put keeps for a later write's fields.
 func TestPutsPassLimit(t *testing.T) {
 	const limit = 8 << 10
 	value := strings.Repeat("v", 1000)
+	// The room Put keeps for what a later write of the request may add to
+	// a record that lacks it (see writtenSize): the last-seen time and the
+	// first id a renewal adds.
+	reserve := len(`,"s":1795600800000`) + len(`,"o":""`) + 22
 	t.Run("one request", func(t *testing.T) {
 		m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
 		cookie, id := login(t, m, "alice")
@@ -130,8 +136,8 @@ func TestPutsPassLimit(t *testing.T) {
 		})
 		rec, _ := r.Do(t, "GET", "session:"+id).([]byte)
 		entry := len(`,"k00":"`) + len(value) + len(`"`)
-		if len(rec) > limit || len(rec)+entry <= limit {
-			t.Errorf("record after %d values put over a %d-byte record is %d bytes, want at most %d and less than one more value (%d bytes) below it", accepted, len(loaded), len(rec), limit, entry)
+		if len(rec) > limit || len(rec)+entry+reserve <= limit {
+			t.Errorf("record after %d values put over a %d-byte record is %d bytes, want at most %d and less than one more value (%d bytes) and the reserve (%d) below it", accepted, len(loaded), len(rec), limit, entry, reserve)
 		}
 	})
 	t.Run("one request each", func(t *testing.T) {
@@ -147,8 +153,8 @@ func TestPutsPassLimit(t *testing.T) {
 			case i > limit/len(value):
 				t.Fatalf("Put accepted %d values of %d bytes under a %d-byte limit", i, len(value), limit)
 			case errors.Is(err, ErrInvalidValue):
-				if grown <= limit || !bytes.Equal(after, before) {
-					t.Errorf("Put #%d refused over a %d-byte record (%d bytes with it) and the record became %d bytes; want it accepted under the limit %d, or refused and the record unchanged", i, len(before), grown, len(after), limit)
+				if grown+reserve <= limit || !bytes.Equal(after, before) {
+					t.Errorf("Put #%d refused over a %d-byte record (%d bytes with it, %d with the reserve) and the record became %d bytes; want it accepted under the limit %d, or refused and the record unchanged", i, len(before), grown, grown+reserve, len(after), limit)
 				}
 				return
 			case err != nil:
@@ -396,6 +402,10 @@ func TestValueSize(t *testing.T) {
 		}
 		values = append(values, nv)
 	}
+	// JSON as other programs write it, read from their records as it is.
+	for _, j := range []string{`{"a": [1, 2], "b": "x y"}`, "[\n\t1,\r2\n]", `{"h":"<a href=\"x\">&</a>"}`, "\"\u2028\u2029\"", `"\u003c\\"`, `{"a":"x"}`} {
+		values = append(values, jsonValue(j))
+	}
 	for _, previous := range []bool{false, true} {
 		m := &Manager{cfg: Config{PreviousFormat: previous}}
 		version := recordVersion
@@ -470,7 +480,9 @@ func marshalValue(t *testing.T, v any, version int) []byte {
 // TestPutEstimatesNewRecord checks Put's estimate where no record is
 // stored yet, an anonymous request's first value or a flash message after
 // a logout: the record the commit inserts also holds the session's own
-// fields (times, IP, device name). Every value Put accepts must commit
+// fields (times, IP, device name; version 1 writes a time with as many
+// digits of milliseconds as it has, and the commit's time comes after the
+// Put's). Every value Put accepts must commit
 // within Config.MaxRecordBytes, and the largest it accepts must come
 // within a few bytes of it.
 func TestPutEstimatesNewRecord(t *testing.T) {
@@ -491,9 +503,13 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + maxDevice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous, DeviceName: tc.namer})
+			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous, DeviceName: tc.namer})
+			// Version 1 writes a whole second without its milliseconds:
+			// the Put sees one, the commit, later, writes another.
+			start := time.Now().Truncate(time.Second)
 			largest := 0
 			for n := limit - 400; n <= limit; n++ {
+				clk.t = start
 				cookie := ""
 				if tc.logout {
 					cookie, _ = login(t, m, "alice")
@@ -514,6 +530,7 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 				if err != nil && !errors.Is(err, ErrInvalidValue) {
 					t.Fatalf("Put of %d bytes = %v", n, err)
 				}
+				clk.t = clk.t.Add(123 * time.Millisecond) // the handler's work
 				h := http.Header{}
 				if cerr := m.Commit(ctx, h); cerr != nil {
 					t.Fatalf("Put of %d bytes = %v, then Commit = %v; want no error after an accepted Put", n, err, cerr)
@@ -550,25 +567,34 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 }
 
 // TestPutEstimatesWrittenRecord checks Put's estimate where a record is
-// stored: the commit writes it with fields the stored one may lack (the
-// object of values, for the first value; the last-seen time, which a
-// record of version 2 leaves out while it equals the creation time; the
-// milliseconds of a version 1 time) or in another version than it was
-// written in. Every value Put accepts must commit within
-// Config.MaxRecordBytes, and the largest it accepts must come within a few
-// bytes of it.
+// stored: the commit, or a Renew before it, writes it with fields the
+// stored one may lack (the object of values, for the first value; the
+// last-seen time, which a record of version 2 leaves out while it equals
+// the creation time, and which a handler that takes its time writes in a
+// later millisecond than the Put's; the milliseconds of a version 1 time;
+// the id the session was created under, which its first renewal adds) or
+// in another version than it was written in. Every value Put accepts must
+// commit within Config.MaxRecordBytes, with a Renew after it too, and the
+// largest it accepts, renewed, must come within a few bytes of it.
 func TestPutEstimatesWrittenRecord(t *testing.T) {
 	const limit = 1024
-	const later = 123 * time.Millisecond // a last-seen time unlike the creation's, with milliseconds
+	const (
+		later = 100 * time.Millisecond // when the Put's request comes after the login, on the whole second
+		work  = 23 * time.Millisecond  // how long its handler takes after the Put
+	)
 	for _, tc := range []struct {
 		name     string
 		previous bool                            // the Manager that puts writes version 1
 		written  bool                            // the session was logged in by a Manager that writes version 2
+		ahead    time.Duration                   // how far the clock of the instance that logged in runs ahead
+		at       time.Duration                   // when the Put's request comes, if not later
 		prior    func(ctx context.Context) error // a request of its own after the login
 		before   func(ctx context.Context) error // in the request, before the Put
 		inLogin  bool                            // Create and Put in the same request
 	}{
 		{name: "logged in"},
+		{name: "logged in, put in the login's millisecond", at: -1},
+		{name: "logged in on an instance whose clock runs ahead", ahead: 110 * time.Millisecond},
 		{name: "logged in, previous format", previous: true},
 		{name: "logged in by version 2, put with previous format", previous: true, written: true},
 		{name: "login and Put in one request", inLogin: true},
@@ -580,16 +606,26 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous})
 			logins := m
-			if tc.written {
+			if tc.written || tc.ahead != 0 {
 				var err error
 				logins, err = New(m.store, Config{Keys: m.cfg.Keys, InsecureCookie: true, MaxRecordBytes: limit, Logger: m.log})
 				if err != nil {
 					t.Fatal(err)
 				}
-				logins.now = clk.now
+				logins.now = func() time.Time { return clk.t.Add(tc.ahead) }
+			}
+			at := later
+			switch tc.at {
+			case -1:
+				at = 0
+			case 0:
+			default:
+				at = tc.at
 			}
 			start := time.Now().Truncate(time.Second) // version 1 writes a whole second without its milliseconds
-			put := func(n int) (stored []byte, err error) {
+			// put runs a request that puts n bytes (and renews the
+			// session after, with renew), and returns the record stored.
+			put := func(n int, renew bool) (stored []byte, err error) {
 				clk.t = start
 				cookie, id := "", ""
 				if !tc.inLogin {
@@ -602,7 +638,7 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 							}
 						})
 					}
-					clk.t = start.Add(later)
+					clk.t = start.Add(at)
 				}
 				h, cerr := exchange(t, m, cookie, func(ctx context.Context) {
 					if tc.inLogin {
@@ -616,6 +652,12 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 						}
 					}
 					err = Put(ctx, "v", strings.Repeat("a", n))
+					clk.t = clk.t.Add(work)
+					if err == nil && renew {
+						if rerr := Renew(ctx); rerr != nil {
+							t.Fatalf("Put of %d bytes accepted, then Renew = %v; want nil", n, rerr)
+						}
+					}
 				})
 				if err != nil && !errors.Is(err, ErrInvalidValue) {
 					t.Fatalf("Put of %d bytes = %v", n, err)
@@ -628,27 +670,126 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 				}
 				if _, ok := sessionCookie(m, h); !ok {
 					stored, _ = r.Do(t, "GET", "session:"+id).([]byte)
-					return stored, nil
-				}
-				return storedRecord(t, r, m, h), nil
-			}
-			largest := 0
-			var rec []byte
-			for n := limit - 400; n <= limit; n++ {
-				stored, err := put(n)
-				if err != nil {
-					break
+				} else {
+					stored = storedRecord(t, r, m, h)
 				}
 				if len(stored) == 0 || len(stored) > limit {
 					t.Fatalf("Put of %d bytes accepted, record of %d bytes stored, want 1 to %d: %.200s", n, len(stored), limit, stored)
 				}
-				largest, rec = n, stored
+				return stored, nil
+			}
+			largest := 0
+			for n := limit - 400; n <= limit; n++ {
+				if _, err := put(n, false); err != nil {
+					break
+				}
+				largest = n
 			}
 			if largest == 0 {
 				t.Fatalf("Put refused every value from %d bytes", limit-400)
 			}
+			rec, err := put(largest, true)
+			if err != nil {
+				t.Fatalf("Put of %d bytes, then a renewal: %v", largest, err)
+			}
+			if !bytes.Contains(rec, []byte(`"o":`)) {
+				t.Fatalf("the renewed record has no first id: %.200s", rec)
+			}
 			if slack := limit - len(rec); slack > 16 {
-				t.Errorf("largest value Put accepts is %d bytes, a record of %d: %d bytes under the %d limit, want at most 16", largest, len(rec), slack, limit)
+				t.Errorf("largest value Put accepts is %d bytes, a renewed record of %d: %d bytes under the %d limit, want at most 16", largest, len(rec), slack, limit)
+			}
+		})
+	}
+}
+
+// TestPutBeforeLogin checks values put before Create in the login's
+// request: Put sizes them against the anonymous session, whose record the
+// login's replaces, with the user id besides. Create never fails for them,
+// and the response is always saved: values that would take the new
+// record over Config.MaxRecordBytes are dropped, with a warning, as those
+// of the anonymous session it replaces are; the others are kept.
+func TestPutBeforeLogin(t *testing.T) {
+	const limit = 1024
+	var logs syncbuf.Buffer
+	m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	user := strings.Repeat("u", 200) // a user id of 200 bytes: the new record's largest field
+	kept, dropped := 0, 0
+	for n := limit - 500; n <= limit; n++ {
+		logs.Reset()
+		var putErr error
+		h, err := exchange(t, m, "", func(ctx context.Context) {
+			putErr = Put(ctx, "cart", strings.Repeat("c", n))
+			if _, err := Create(ctx, user); err != nil {
+				t.Fatalf("Create after a Put of %d bytes (%v) = %v, want nil", n, putErr, err)
+			}
+		})
+		if err != nil {
+			t.Fatalf("Put of %d bytes = %v, then Create and Commit = %v; want the response saved", n, putErr, err)
+		}
+		if putErr != nil {
+			break
+		}
+		rec := storedRecord(t, r, m, h)
+		switch {
+		case len(rec) > limit:
+			t.Fatalf("record of %d bytes stored, over the %d limit", len(rec), limit)
+		case bytes.Contains(rec, []byte(`"cart":`)):
+			kept++
+		case strings.Contains(logs.String(), "the login dropped the values the request put before it"):
+			dropped++
+		default:
+			t.Fatalf("Put of %d bytes accepted, the login's record lacks it, and no warning says so: %.200s\n%s", n, rec, logs.String())
+		}
+	}
+	if kept == 0 || dropped == 0 {
+		t.Errorf("%d values kept and %d dropped, want some of each: the sizes tried do not reach the limit", kept, dropped)
+	}
+}
+
+// TestPutEstimatesForeignJSON checks Put's estimate on a record that
+// another program wrote, whose JSON values are not as encoding/json
+// writes them (spaces between tokens, a raw <): the record written back
+// holds them compacted and escaped, and a value removed or replaced is
+// taken out of the estimate at that size, not at the size it was read.
+func TestPutEstimatesForeignJSON(t *testing.T) {
+	const limit = 1024
+	for _, tc := range []struct{ name, value string }{
+		{"spaces", `{"a": [` + strings.Repeat("1, ", 100) + `1], "c": "x y"}`}, // more spaces than writtenSize's reserve
+		{"a raw <", `{"a":"<<<<<<<<<<<<<<<<<<<<"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit})
+			largest := 0
+			var rec []byte
+			for n := limit - 400; n <= limit; n++ {
+				cookie, id := login(t, m, "alice")
+				r.Do(t, "SET", "session:"+id, fmt.Sprintf(`{"v":2,"user_id":"alice","c":%d,"e":%d,"val":{"j":{"json":%s}}}`,
+					clk.t.UnixMilli(), clk.t.Add(time.Hour).UnixMilli(), tc.value), "PX", 60000)
+				var err error
+				_, cerr := exchange(t, m, cookie, func(ctx context.Context) {
+					if err := Put(ctx, "small", "x"); err != nil { // the estimate, with j as read
+						t.Fatal(err)
+					}
+					if err := Remove(ctx, "j"); err != nil {
+						t.Fatal(err)
+					}
+					err = Put(ctx, "v", strings.Repeat("a", n))
+				})
+				if cerr != nil {
+					t.Fatalf("Put of %d bytes = %v, then Commit = %v; want no error after an accepted Put", n, err, cerr)
+				}
+				if err != nil {
+					break
+				}
+				largest, rec = n, r.Do(t, "GET", "session:"+id).([]byte)
+			}
+			if largest == 0 {
+				t.Fatal("Put refused every value")
+			}
+			// The renewal's reserve (see writtenSize) and a little more.
+			if slack := limit - len(rec); slack > 16+len(`,"o":""`)+22+len(`,"s":`)+13 {
+				t.Errorf("largest value Put accepts is %d bytes, a record of %d: %d bytes under the %d limit", largest, len(rec), slack, limit)
 			}
 		})
 	}
