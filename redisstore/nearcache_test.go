@@ -58,6 +58,21 @@ func waitLease(t *testing.T, s *Store) {
 	}
 }
 
+// waitReconnected waits until the near-cache of s has replaced its
+// invalidation connection, whose CLIENT ID was old, after what, and the
+// new one holds a lease.
+func waitReconnected(t *testing.T, s *Store, old int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for id := s.near.track.clientID(); id == old || id == 0; id = s.near.track.clientID() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new invalidation connection 10s after %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitLease(t, s)
+}
+
 // warm loads id until the near-cache serves it, and returns the record.
 func warm(t *testing.T, s *Store, id string) []byte {
 	t.Helper()
@@ -717,14 +732,7 @@ func TestNearCacheFlushCount(t *testing.T) {
 
 	old := s.near.track.clientID()
 	srv.Do(t, "CLIENT", "KILL", "ID", old)
-	deadline := time.Now().Add(10 * time.Second)
-	for id := s.near.track.clientID(); id == old || id == 0; id = s.near.track.clientID() {
-		if time.Now().After(deadline) {
-			t.Fatal("no new invalidation connection 10s after the kill")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	waitLease(t, s)
+	waitReconnected(t, s, old, "the kill")
 	flushesAfter("a connection lost and replaced", 1)
 
 	srv.Do(t, "FLUSHDB")
@@ -750,14 +758,7 @@ func TestNearCacheStrayMessage(t *testing.T) {
 	for i, msg := range []string{"session:k", "", "garbage"} {
 		old := s.near.track.clientID()
 		srv.Do(t, "PUBLISH", invalidateChannel, msg)
-		deadline := time.Now().Add(10 * time.Second)
-		for id := s.near.track.clientID(); id == old || id == 0; id = s.near.track.clientID() {
-			if time.Now().After(deadline) {
-				t.Fatalf("message %d: no new invalidation connection 10s after the PUBLISH", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		waitLease(t, s)
+		waitReconnected(t, s, old, fmt.Sprintf("PUBLISH %q", msg))
 		if got := s.NearCacheStats().Flushes; got != int64(i+1) {
 			t.Errorf("Flushes after %d PUBLISHes = %d, want %d", i+1, got, i+1)
 		}
