@@ -273,7 +273,8 @@ type Info struct {
 // with a warning, after the anonymous session's own. The new record is in the store when Create returns, without the
 // values this request put or removed, before Create or after it: the
 // response saves those, so that a handler that panics saves none of them
-// (see Manager.Abandon). In a request that came with a logged-in session,
+// (see Manager.Abandon). In a request whose session is logged in as Create
+// runs (it came so, or an earlier Create of the request logged it in),
 // which the login ends, what it put before Create is dropped with that
 // session's values: nothing of the user signed in before carries over to
 // the one signing in. The response sets the cookie, and Token returns

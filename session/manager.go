@@ -577,7 +577,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if signedIn == "" {
 		pending = st.changes
 	}
-	login, err := m.loginRecord(deadline, md, loaded, pending)
+	// The new session's id, for its length (see withRoom): the token is
+	// made after the record.
+	newID := strings.Repeat("x", m.idLen(m.userTag(userID)))
+	login, err := m.loginRecord(deadline, md, loaded, pending, newID)
 	if err != nil {
 		return Info{}, err
 	}
@@ -594,7 +597,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}
 			var err error
-			*merged, err = m.loginRecord(deadline, md, values, pending)
+			*merged, err = m.loginRecord(deadline, md, values, pending, newID)
 			return merged.record, err
 		}
 	}
@@ -742,14 +745,16 @@ type loginRecordOf struct {
 // that carries over values (those of the anonymous session it replaces;
 // nil for none), and the values it holds, md among them. pending are the
 // changes the request made before the login, which the response writes
-// into the new session (see rewrite). When values and pending together
+// into the new session (see rewrite), sized with the room that Put keeps
+// for the later writes of the request (see writtenSize; id is as long as
+// the new session's). When values and pending together
 // would take the record over Config.MaxRecordBytes it carries over none of
 // values, and when pending alone would, none of them either: a login must
 // not fail, nor leave a session that refuses every Put or a response that
 // cannot be saved, because of what an anonymous visitor kept (a large
 // cart). It returns an error matching ErrInvalidValue only when the record
 // is over the limit without values.
-func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[string]any) (loginRecordOf, error) {
+func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[string]any, id string) (loginRecordOf, error) {
 	var r loginRecordOf
 	r.carried = make(map[string]any, len(values)+1)
 	for k, v := range values {
@@ -760,17 +765,20 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 	if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
 		return loginRecordOf{}, err
 	}
-	if size, err := m.withPending(deadline, r.record, r.carried, pending); err != nil {
+	size, err := m.withPending(deadline, r.record, r.carried, pending, id)
+	if err != nil {
 		return loginRecordOf{}, err
-	} else if m.overLimit(size) != nil && len(r.carried) > 1 {
+	}
+	if m.overLimit(size) != nil && len(r.carried) > 1 {
 		r.over, r.carried = size, map[string]any{metaKey: md}
 		if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
 			return loginRecordOf{}, err
 		}
+		if size, err = m.withPending(deadline, r.record, r.carried, pending, id); err != nil {
+			return loginRecordOf{}, err
+		}
 	}
-	if size, err := m.withPending(deadline, r.record, r.carried, pending); err != nil {
-		return loginRecordOf{}, err
-	} else if m.overLimit(size) != nil && m.overLimit(len(r.record)) == nil {
+	if m.overLimit(size) != nil && m.overLimit(len(r.record)) == nil {
 		r.dropPending = true
 	}
 	if err := m.overLimit(len(r.record)); err != nil {
@@ -781,12 +789,15 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 
 // withPending returns the size of the record of deadline and carried,
 // record, once the changes pending are made to it, as the response writes
-// it (see rewrite); len(record) when pending puts nothing.
-func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any) (int, error) {
+// it (see rewrite), with the room that Put keeps (see withRoom, and id
+// there); len(record) when pending changes nothing.
+func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any, id string) (int, error) {
 	if len(pending) == 0 {
 		return len(record), nil
 	}
 	values := maps.Clone(carried)
+	md, _ := values[metaKey].(meta)
+	values[metaKey] = m.withRoom(md, md.CreatedAt, id)
 	for k, v := range pending {
 		if _, removed := v.(removal); removed {
 			delete(values, k)

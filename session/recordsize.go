@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -100,16 +101,10 @@ func (m *Manager) writtenSize(st *state) (int, error) {
 	}
 	values := m.values(st)
 	md, _ := values[metaKey].(meta)
-	seen := lastSeen(md, m.now())
-	if !seen.After(md.CreatedAt) {
-		seen = md.CreatedAt.Add(time.Millisecond)
-	}
-	md.LastSeen = m.longestTime(seen)
-	if md.Origin == "" {
-		md.Origin = idOf(st.stored)
-	}
-	values[metaKey] = md
-	b, err := m.codec.Encode(st.deadline, values)
+	values[metaKey] = m.withRoom(md, m.now(), idOf(st.stored))
+	// The token's deadline, which a token of an earlier release holds in
+	// whole seconds, where the record written keeps its own.
+	b, err := m.codec.Encode(m.longestTime(st.deadline), values)
 	if err != nil {
 		return 0, err
 	}
@@ -118,6 +113,35 @@ func (m *Manager) writtenSize(st *state) (int, error) {
 		n += m.emptyValuesSize()
 	}
 	return n, nil
+}
+
+// withRoom returns md as writtenSize counts it: with the longest last-seen
+// time that a write at now or later may give it and, where it has none, a
+// first id like id, which its first Renew adds (see writtenSize).
+func (m *Manager) withRoom(md meta, now time.Time, id string) meta {
+	seen := lastSeen(md, now)
+	if !seen.After(md.CreatedAt) {
+		seen = md.CreatedAt.Add(time.Millisecond)
+	}
+	md.LastSeen = m.longestTime(seen)
+	if md.Origin == "" {
+		md.Origin = id
+	}
+	return md
+}
+
+// idLen returns the length of the id of a session that m creates with
+// the hash tag tag ("" for none): 22 characters (43 for the whole SHA-256
+// of the longer tokens that Config.PreviousFormat keeps), after the tag.
+func (m *Manager) idLen(tag string) int {
+	n := base64.RawURLEncoding.EncodedLen(shortIDBytes)
+	if m.cfg.PreviousFormat {
+		n = base64.RawURLEncoding.EncodedLen(sha256.Size)
+	}
+	if tag != "" {
+		n += len(withTag(tag, ""))
+	}
+	return n
 }
 
 // longestTime returns t, or, in the records of version 1 that
@@ -153,8 +177,9 @@ func (m *Manager) newRecordSize(st *state) int {
 		device = m.codec.nameDevice(userAgent)
 	} else {
 		// An app's Config.DeviceName runs once a session, when the
-		// record is written: its name is counted at its longest.
-		device = strings.Repeat("x", maxDevice)
+		// record is written: its name is counted at its longest, each
+		// byte one that the record escapes (\u003c for <).
+		device = strings.Repeat("<", maxDevice)
 	}
 	// The commit's times, not now's: see longestTime.
 	at := m.longestTime(wholeMilli(now))

@@ -499,8 +499,11 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 		{"after logout", false, true, nil, 16},
 		{"anonymous, previous format", true, false, nil, 16},
 		// Config.DeviceName runs once, at the commit: the estimate counts
-		// its name at the longest, maxDevice bytes.
-		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + maxDevice},
+		// its name at the longest, maxDevice bytes that the record
+		// escapes (\u003c for <), which a name of the client's choosing
+		// may be.
+		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + len(`\u003c`)*maxDevice},
+		{"anonymous, Config.DeviceName escaped", false, false, func(ua string) string { return "R&D <" + ua + ">" }, 16 + len(`\u003c`)*maxDevice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous, DeviceName: tc.namer})
@@ -508,7 +511,7 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 			// the Put sees one, the commit, later, writes another.
 			start := time.Now().Truncate(time.Second)
 			largest := 0
-			for n := limit - 400; n <= limit; n++ {
+			for n := limit - 400 - tc.slack; n <= limit; n++ {
 				clk.t = start
 				cookie := ""
 				if tc.logout {
@@ -591,8 +594,10 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 		prior    func(ctx context.Context) error // a request of its own after the login
 		before   func(ctx context.Context) error // in the request, before the Put
 		inLogin  bool                            // Create and Put in the same request
+		legacy   bool                            // the cookie is signed as an earlier release signed it, with a deadline in whole seconds
 	}{
 		{name: "logged in"},
+		{name: "logged in, previous format, a token of an earlier release", previous: true, legacy: true},
 		{name: "logged in, put in the login's millisecond", at: -1},
 		{name: "logged in on an instance whose clock runs ahead", ahead: 110 * time.Millisecond},
 		{name: "logged in, previous format", previous: true},
@@ -629,7 +634,17 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 				clk.t = start
 				cookie, id := "", ""
 				if !tc.inLogin {
+					if tc.legacy {
+						clk.t = start.Add(7 * time.Millisecond) // a deadline with milliseconds, which the token leaves out
+					}
 					cookie, id = login(t, logins, "alice")
+					if tc.legacy {
+						token, deadline, err := m.signer.verify(cookie)
+						if err != nil {
+							t.Fatal(err)
+						}
+						cookie = signPayload(t, m, token+"."+strconv.FormatInt(deadline.Unix(), 10))
+					}
 					if tc.prior != nil {
 						clk.t = start.Add(later / 2)
 						serve(t, m, cookie, func(ctx context.Context) {
@@ -705,7 +720,7 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 // TestPutBeforeLogin checks values put before Create in the login's
 // request: Put sizes them against the anonymous session, whose record the
 // login's replaces, with the user id besides. Create never fails for them,
-// and the response is always saved: values that would take the new
+// nor does a Renew after it, and the response is always saved: values that would take the new
 // record over Config.MaxRecordBytes are dropped, with a warning, as those
 // of the anonymous session it replaces are; the others are kept.
 func TestPutBeforeLogin(t *testing.T) {
@@ -722,6 +737,10 @@ func TestPutBeforeLogin(t *testing.T) {
 			putErr = Put(ctx, "cart", strings.Repeat("c", n))
 			if _, err := Create(ctx, user); err != nil {
 				t.Fatalf("Create after a Put of %d bytes (%v) = %v, want nil", n, putErr, err)
+			}
+			// A Renew (which adds the first id) in the same request.
+			if err := Renew(ctx); err != nil {
+				t.Fatalf("Put of %d bytes (%v), Create, then Renew = %v; want nil", n, putErr, err)
 			}
 		})
 		if err != nil {
