@@ -29,11 +29,7 @@ func main() {
 // run sets the example up from the environment and serves it until SIGTERM
 // or SIGINT, then shuts it down and closes the store.
 func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// After the first signal, the next one gets the default behaviour:
-	// the process ends at once.
-	context.AfterFunc(ctx, stop)
+	ctx := signalled(log)
 
 	a, err := setup(log)
 	if err != nil {
@@ -59,6 +55,30 @@ func run(log *slog.Logger) error {
 type shutdown struct {
 	grace, delay time.Duration
 	stopping     func()
+}
+
+// signalled returns a context that the first SIGTERM or SIGINT cancels,
+// with the signal as its cause. The second ends the process at once,
+// with status 128 plus the signal's number, as the signal's default
+// action would: the process may have started with SIGINT ignored (a
+// background job of a script), which the default action would then be.
+func signalled(log *slog.Logger) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// This goroutine lives as long as the process: it waits for signals.
+	go func() {
+		sig := <-sigs
+		cancel(errors.New(sig.String() + " signal received"))
+		sig = <-sigs
+		log.Warn("example: second signal: exiting at once", "signal", sig.String())
+		code := 1
+		if s, ok := sig.(syscall.Signal); ok {
+			code = 128 + int(s)
+		}
+		os.Exit(code)
+	}()
+	return ctx
 }
 
 // listen binds addr, the value of ADDR (or its default). Its error names
@@ -107,9 +127,13 @@ func serve(ctx context.Context, log *slog.Logger, l net.Listener, h http.Handler
 	}
 	if down.delay > 0 {
 		down.stopping()
+		// Responses now say Connection: close, and idle connections
+		// close, so that clients held by keep-alive open new ones,
+		// which a load balancer sends elsewhere.
+		srv.SetKeepAlivesEnabled(false)
 		log.Info("example: shutting down: /readyz fails; serving for SHUTDOWN_DELAY before closing the listener",
 			"cause", context.Cause(ctx).Error(), "delay", down.delay.String())
-		// A second signal ends the process at once (see run).
+		// A second signal ends the process at once (see signalled).
 		time.Sleep(down.delay)
 	}
 	log.Info("example: shutting down: no new connections; waiting for the requests in flight",

@@ -209,6 +209,10 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		stopping: func() { srv.stopping.Store(true) }}, nil
 }
 
+// maxShutdownDelay bounds SHUTDOWN_DELAY: longer is a unit's slip (30m
+// for 30s), past any orchestrator's grace period.
+const maxShutdownDelay = 5 * time.Minute
+
 // shutdownDelay reads SHUTDOWN_DELAY, a Go duration ("5s"), 0 when unset
 // or empty. Its error names the variable.
 func shutdownDelay() (time.Duration, error) {
@@ -217,8 +221,8 @@ func shutdownDelay() (time.Duration, error) {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("example: SHUTDOWN_DELAY=%q: want a duration of 0 or more, such as 5s", v)
+	if err != nil || d < 0 || d > maxShutdownDelay {
+		return 0, fmt.Errorf("example: SHUTDOWN_DELAY=%q: want a duration from 0 to %v, such as 5s", v, maxShutdownDelay)
 	}
 	return d, nil
 }

@@ -176,13 +176,19 @@ func TestShutdownDelay(t *testing.T) {
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"check":"shutdown"`) {
 		t.Errorf("/readyz during the delay = %d %s, want 503 naming the shutdown", code, body)
 	}
-	resp, err := c.Post("http://"+addr+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland"}`))
+	// With keep-alive, as a browser or a load balancer would.
+	ka := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer ka.CloseIdleConnections()
+	resp, err := ka.Post("http://"+addr+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"wonderland"}`))
 	if err != nil {
 		t.Fatalf("a login on a new connection during the delay: %v", err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("a login during the delay = %d, want 200", resp.StatusCode)
+	}
+	if !resp.Close {
+		t.Error("a response during the delay keeps the connection open, want Connection: close")
 	}
 	if d := time.Since(signalled); d >= delay {
 		t.Fatalf("the checks took %v, longer than the %v delay: the machine is too slow for this test", d, delay)
@@ -205,9 +211,54 @@ func TestShutdownDelay(t *testing.T) {
 		t.Errorf("log lacks the delay in the configuration line or at the signal:\n%s", out)
 	}
 
-	bad := startBinary(t, bin, "REDIS_URL=redis://"+r.Addr(), "SESSION_KEYS="+testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY=5")
-	if code := bad.wait(t); code != 1 || !strings.Contains(bad.log.String(), `SHUTDOWN_DELAY=\"5\"`) {
-		t.Errorf("SHUTDOWN_DELAY=5 (no unit): exit %d, want 1 with an error naming it:\n%s", code, bad.log.String())
+	for _, v := range []string{"5", "-1s", "30m"} {
+		bad := startBinary(t, bin, "REDIS_URL=redis://"+r.Addr(), "SESSION_KEYS="+testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY="+v)
+		if code := bad.wait(t); code != 1 || !strings.Contains(bad.log.String(), `SHUTDOWN_DELAY=\"`+v+`\"`) {
+			t.Errorf("SHUTDOWN_DELAY=%s: exit %d, want 1 with an error naming it:\n%s", v, code, bad.log.String())
+		}
+	}
+}
+
+// TestSecondSignal starts the example with SIGINT ignored, as a script's
+// background job is, and a long SHUTDOWN_DELAY: after SIGTERM, a SIGINT
+// ends it at once, with status 130, where the default action it inherited
+// would ignore it.
+func TestSecondSignal(t *testing.T) {
+	bin := buildExample(t)
+	r := redistest.Start(t)
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatalf("no sh to start the example with SIGINT ignored: %v", err)
+	}
+	p := &process{cmd: exec.Command(sh, "-c", `trap "" INT; exec "$0"`, bin), done: make(chan struct{})}
+	p.cmd.Env = []string{"REDIS_URL=redis://" + r.Addr(), "SESSION_KEYS=" + testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY=1m"}
+	p.cmd.Stderr = &p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	p.listening(t)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the delay to begin", func() bool { return strings.Contains(p.log.String(), "serving for SHUTDOWN_DELAY") })
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the example did not exit 10s after the second signal:\n%s", p.log.String())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(p.log.String(), "second signal") {
+		t.Errorf("exit status after the second signal = %d, want 130 and a line saying why:\n%s", code, p.log.String())
 	}
 }
 

@@ -64,7 +64,7 @@ func Describe(err error, cfg Config) string {
 	dialled := where
 	if cfg.mode() == modeSentinel && !sentinels {
 		// A dial that the sentinels' answer led to: the master's.
-		dialled = "the master the sentinels named; a failover follows once they see it down"
+		dialled = "the master the sentinels named"
 	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil:

@@ -139,7 +139,7 @@ func TestDescribe(t *testing.T) {
 			}
 			cfg.Addr = master.Addr() // for <port>
 			return cfg, err
-		}, "connection refused to 127.0.0.1:<port> (the master the sentinels named; a failover follows once they see it down): is Redis running there?"},
+		}, "connection refused to 127.0.0.1:<port> (the master the sentinels named): is Redis running there?"},
 		{"TLS to a server that serves plain TCP", func(t *testing.T) (redisstore.Config, error) {
 			// rediss:// to a plain port: the handshake times out
 			// (DialTimeout) within the call's Timeout.
