@@ -12,7 +12,8 @@ import (
 // The size of a session's record is bounded by Config.MaxRecordBytes at
 // two places. Put estimates it, so that the handler hears of a value too
 // large while it can still answer: state.size is the size of the record
-// the commit would write, found by encoding it once, at the request's
+// the commit would write, with room for what a later write of the request
+// may add (see writtenSize), found by encoding it once, at the request's
 // first Put, and then moved by the entries the request puts and removes,
 // each sized without encoding the whole record again. Where a record is
 // encoded for the store (Create, a renewal, the commit), its real size
