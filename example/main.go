@@ -29,7 +29,8 @@ func main() {
 // run sets the example up from the environment and serves it until SIGTERM
 // or SIGINT, then shuts it down and closes the store.
 func run(log *slog.Logger) error {
-	ctx := signalled(log)
+	ctx, stop := signalled(log)
+	defer stop()
 
 	a, err := setup(log)
 	if err != nil {
@@ -62,15 +63,26 @@ type shutdown struct {
 // with status 128 plus the signal's number, as the signal's default
 // action would: the process may have started with SIGINT ignored (a
 // background job of a script), which the default action would then be.
-func signalled(log *slog.Logger) context.Context {
+// stop ends that, and the signals' default actions come back.
+func signalled(log *slog.Logger) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	// This goroutine lives as long as the process: it waits for signals.
+	done := make(chan struct{})
+	// This goroutine waits for the signals until stop.
 	go func() {
-		sig := <-sigs
-		cancel(errors.New(sig.String() + " signal received"))
-		sig = <-sigs
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+			cancel(errors.New(sig.String() + " signal received"))
+		case <-done:
+			return
+		}
+		select {
+		case sig = <-sigs:
+		case <-done:
+			return
+		}
 		log.Warn("example: second signal: exiting at once", "signal", sig.String())
 		code := 1
 		if s, ok := sig.(syscall.Signal); ok {
@@ -78,7 +90,11 @@ func signalled(log *slog.Logger) context.Context {
 		}
 		os.Exit(code)
 	}()
-	return ctx
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // listen binds addr, the value of ADDR (or its default). Its error names
