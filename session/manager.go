@@ -790,9 +790,10 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 // withPending returns the size of the record of deadline and carried,
 // record, once the changes pending are made to it, as the response writes
 // it (see rewrite), with the room that Put keeps (see withRoom) for an id
-// of idLen characters; len(record) when pending changes nothing.
+// of idLen characters; len(record) when pending changes nothing, or
+// without a limit to check.
 func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any, idLen int) (int, error) {
-	if len(pending) == 0 {
+	if len(pending) == 0 || m.cfg.MaxRecordBytes < 0 {
 		return len(record), nil
 	}
 	values := maps.Clone(carried)
