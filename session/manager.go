@@ -577,10 +577,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if signedIn == "" {
 		pending = st.changes
 	}
-	// The new session's id is as long as this (see withRoom): the token
-	// is made after the record.
-	idLen := m.idLen(m.userTag(userID))
-	login, err := m.loginRecord(deadline, md, loaded, pending, idLen)
+	login, err := m.loginRecord(deadline, md, loaded, pending)
 	if err != nil {
 		return Info{}, err
 	}
@@ -597,7 +594,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}
 			var err error
-			*merged, err = m.loginRecord(deadline, md, values, pending, idLen)
+			*merged, err = m.loginRecord(deadline, md, values, pending)
 			return merged.record, err
 		}
 	}
@@ -746,15 +743,14 @@ type loginRecordOf struct {
 // nil for none), and the values it holds, md among them. pending are the
 // changes the request made before the login, which the response writes
 // into the new session (see rewrite), sized with the room that Put keeps
-// for the later writes of the request (see writtenSize; idLen is the
-// length of the new session's id). When values and pending together
+// for the later writes of the request (see writtenSize). When values and pending together
 // would take the record over Config.MaxRecordBytes it carries over none of
 // values, and when pending alone would, none of them either: a login must
 // not fail, nor leave a session that refuses every Put or a response that
 // cannot be saved, because of what an anonymous visitor kept (a large
 // cart). It returns an error matching ErrInvalidValue only when the record
 // is over the limit without values.
-func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[string]any, idLen int) (loginRecordOf, error) {
+func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[string]any) (loginRecordOf, error) {
 	var r loginRecordOf
 	r.carried = make(map[string]any, len(values)+1)
 	for k, v := range values {
@@ -765,7 +761,7 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 	if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
 		return loginRecordOf{}, err
 	}
-	size, err := m.withPending(deadline, r.record, r.carried, pending, idLen)
+	size, err := m.withPending(deadline, r.record, r.carried, pending)
 	if err != nil {
 		return loginRecordOf{}, err
 	}
@@ -774,7 +770,7 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 		if r.record, err = m.codec.Encode(deadline, r.carried); err != nil {
 			return loginRecordOf{}, err
 		}
-		if size, err = m.withPending(deadline, r.record, r.carried, pending, idLen); err != nil {
+		if size, err = m.withPending(deadline, r.record, r.carried, pending); err != nil {
 			return loginRecordOf{}, err
 		}
 	}
@@ -789,16 +785,17 @@ func (m *Manager) loginRecord(deadline time.Time, md meta, values, pending map[s
 
 // withPending returns the size of the record of deadline and carried,
 // record, once the changes pending are made to it, as the response writes
-// it (see rewrite), with the room that Put keeps (see withRoom) for an id
-// of idLen characters; len(record) when pending changes nothing, or
+// it (see rewrite), with the room that Put keeps (see withRoom) for the
+// new session's first id; len(record) when pending changes nothing, or
 // without a limit to check.
-func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any, idLen int) (int, error) {
+func (m *Manager) withPending(deadline time.Time, record []byte, carried, pending map[string]any) (int, error) {
 	if len(pending) == 0 || m.cfg.MaxRecordBytes < 0 {
 		return len(record), nil
 	}
 	values := maps.Clone(carried)
 	md, _ := values[metaKey].(meta)
-	values[metaKey] = m.withRoom(md, md.CreatedAt, strings.Repeat("x", idLen))
+	// The token is made after the record: an id as long as its.
+	values[metaKey] = m.withRoom(md, md.CreatedAt, strings.Repeat("x", m.userIDLen()))
 	for k, v := range pending {
 		if _, removed := v.(removal); removed {
 			delete(values, k)

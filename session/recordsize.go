@@ -131,16 +131,17 @@ func (m *Manager) withRoom(md meta, now time.Time, id string) meta {
 	return md
 }
 
-// idLen returns the length of the id of a session that m creates with
-// the hash tag tag ("" for none): 22 characters (43 for the whole SHA-256
-// of the longer tokens that Config.PreviousFormat keeps), after the tag.
-func (m *Manager) idLen(tag string) int {
+// userIDLen returns the length of the id of a user's session that m
+// creates: 22 characters (43 for the whole SHA-256 of the longer tokens
+// that Config.PreviousFormat keeps), after the user's hash tag with a
+// TagKey, whose length is fixed (see userTag).
+func (m *Manager) userIDLen() int {
 	n := base64.RawURLEncoding.EncodedLen(shortIDBytes)
 	if m.cfg.PreviousFormat {
 		n = base64.RawURLEncoding.EncodedLen(sha256.Size)
 	}
-	if tag != "" {
-		n += len(withTag(tag, ""))
+	if m.cfg.TagKey != nil {
+		n += len("{}") + tagLen
 	}
 	return n
 }

@@ -725,44 +725,54 @@ func TestPutEstimatesWrittenRecord(t *testing.T) {
 // of the anonymous session it replaces are; the others are kept.
 func TestPutBeforeLogin(t *testing.T) {
 	const limit = 1024
-	var logs syncbuf.Buffer
-	m, r, _ := newTestManager(t, Config{MaxRecordBytes: limit})
-	m.log = slog.New(slog.NewTextHandler(&logs, nil))
-	user := strings.Repeat("u", 200) // a user id of 200 bytes: the new record's largest field
-	kept, dropped := 0, 0
-	for n := limit - 500; n <= limit; n++ {
-		logs.Reset()
-		var putErr error
-		h, err := exchange(t, m, "", func(ctx context.Context) {
-			putErr = Put(ctx, "cart", strings.Repeat("c", n))
-			if _, err := Create(ctx, user); err != nil {
-				t.Fatalf("Create after a Put of %d bytes (%v) = %v, want nil", n, putErr, err)
+	for _, tc := range []struct {
+		name   string
+		tagKey []byte // ids with the user's hash tag, longer
+	}{{"untagged", nil}, {"TagKey", testKey(9)}} {
+		tagKey := tc.tagKey
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncbuf.Buffer
+			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, TagKey: tagKey})
+			m.log = slog.New(slog.NewTextHandler(&logs, nil))
+			user := strings.Repeat("u", 200) // a user id of 200 bytes: the new record's largest field
+			kept, dropped := 0, 0
+			for n := limit - 500; n <= limit; n++ {
+				logs.Reset()
+				var putErr error
+				h, err := exchange(t, m, "", func(ctx context.Context) {
+					putErr = Put(ctx, "cart", strings.Repeat("c", n))
+					if _, err := Create(ctx, user); err != nil {
+						t.Fatalf("Create after a Put of %d bytes (%v) = %v, want nil", n, putErr, err)
+					}
+					// A Renew (which adds the first id, and the last-seen
+					// time of a later millisecond) in the same request.
+					clk.t = clk.t.Add(23 * time.Millisecond)
+					if err := Renew(ctx); err != nil {
+						t.Fatalf("Put of %d bytes (%v), Create, then Renew = %v; want nil", n, putErr, err)
+					}
+				})
+				if err != nil {
+					t.Fatalf("Put of %d bytes = %v, then Create and Commit = %v; want the response saved", n, putErr, err)
+				}
+				if putErr != nil {
+					break
+				}
+				rec := storedRecord(t, r, m, h)
+				switch {
+				case len(rec) > limit:
+					t.Fatalf("record of %d bytes stored, over the %d limit", len(rec), limit)
+				case bytes.Contains(rec, []byte(`"cart":`)):
+					kept++
+				case strings.Contains(logs.String(), "the login dropped the values the request put before it"):
+					dropped++
+				default:
+					t.Fatalf("Put of %d bytes accepted, the login's record lacks it, and no warning says so: %.200s\n%s", n, rec, logs.String())
+				}
 			}
-			// A Renew (which adds the first id) in the same request.
-			if err := Renew(ctx); err != nil {
-				t.Fatalf("Put of %d bytes (%v), Create, then Renew = %v; want nil", n, putErr, err)
+			if kept == 0 || dropped == 0 {
+				t.Errorf("%d values kept and %d dropped, want some of each: the sizes tried do not reach the limit", kept, dropped)
 			}
 		})
-		if err != nil {
-			t.Fatalf("Put of %d bytes = %v, then Create and Commit = %v; want the response saved", n, putErr, err)
-		}
-		if putErr != nil {
-			break
-		}
-		rec := storedRecord(t, r, m, h)
-		switch {
-		case len(rec) > limit:
-			t.Fatalf("record of %d bytes stored, over the %d limit", len(rec), limit)
-		case bytes.Contains(rec, []byte(`"cart":`)):
-			kept++
-		case strings.Contains(logs.String(), "the login dropped the values the request put before it"):
-			dropped++
-		default:
-			t.Fatalf("Put of %d bytes accepted, the login's record lacks it, and no warning says so: %.200s\n%s", n, rec, logs.String())
-		}
-	}
-	if kept == 0 || dropped == 0 {
-		t.Errorf("%d values kept and %d dropped, want some of each: the sizes tried do not reach the limit", kept, dropped)
 	}
 }
 
