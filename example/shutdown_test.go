@@ -230,20 +230,8 @@ func TestSecondSignal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no sh to start the example with SIGINT ignored: %v", err)
 	}
-	p := &process{cmd: exec.Command(sh, "-c", `trap "" INT; exec "$0"`, bin), done: make(chan struct{})}
-	p.cmd.Env = []string{"REDIS_URL=redis://" + r.Addr(), "SESSION_KEYS=" + testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY=1m"}
-	p.cmd.Stderr = &p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
+	p := startCommand(t, exec.Command(sh, "-c", `trap "" INT; exec "$0"`, bin),
+		"REDIS_URL=redis://"+r.Addr(), "SESSION_KEYS="+testKeys(), "ADDR=127.0.0.1:0", "SHUTDOWN_DELAY=1m")
 	p.listening(t)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -432,7 +420,14 @@ type process struct {
 // it when the test ends if it is still running.
 func startBinary(t *testing.T, bin string, env ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin), done: make(chan struct{})}
+	return startCommand(t, exec.Command(bin), env...)
+}
+
+// startCommand is startBinary for a command of the test's making (the
+// binary run through a shell, say).
+func startCommand(t *testing.T, cmd *exec.Cmd, env ...string) *process {
+	t.Helper()
+	p := &process{cmd: cmd, done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stderr = &p.log
 	if err := p.cmd.Start(); err != nil {
