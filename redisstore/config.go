@@ -206,8 +206,9 @@ type Config struct {
 	// near-cache's connection cannot connect (every Load then reads
 	// Redis), and under Sentinel that no sentinel names the master (calls
 	// go on to the one named last), with an Info line when they answer
-	// again. Passwords, ids and keys are never logged. Nil means
-	// slog.Default().
+	// again; and, at most once an hour, that [Store.Ping] found a server
+	// whose maxmemory-policy may evict keys. Passwords, ids and keys are
+	// never logged. Nil means slog.Default().
 	Logger *slog.Logger
 
 	// dials counts the dials of the pools Open builds, for Store.PoolStats;

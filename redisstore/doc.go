@@ -79,6 +79,8 @@
 //
 // KeyStats, for capacity planning (docs/capacity.md), also needs "+zcard",
 // "+memory|usage" and "+info"; run it as an admin user, or add them.
+// ([Store.Ping] warns of a maxmemory-policy that may evict keys only as
+// Redis's default user, which the documented line is not.)
 //
 // The rate limiter (CountRequests, behind middleware.RateLimit and
 // middleware.LoginLimit; docs/ratelimit.md) also needs

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/loglimit"
 )
 
 // Source is where a [Store] gets its connections. A *redis.Pool satisfies
@@ -73,6 +76,13 @@ type Store struct {
 	// sameServer), which Close lets end before it closes the Source.
 	borrow detachedCall
 	closed atomic.Bool // set by Close, before it closes the Source; see getConn
+
+	log *slog.Logger // Config.Logger, or slog.Default()
+	// checkEviction says that Ping sends INFO memory, to warn of a
+	// maxmemory-policy that may evict keys (see evictionCheck), and
+	// evicting limits that warning.
+	checkEviction atomic.Bool
+	evicting      loglimit.Limiter
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -174,7 +184,14 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 		maxActive: cfg.MaxActive,
 		dials:     cfg.dials,
 		observer:  cfg.Observer,
+		log:       cmp.Or(cfg.Logger, slog.Default()),
+		evicting:  loglimit.Limiter{Interval: evictionLogInterval},
 	}
+	// Only as Redis's default user, which may run every command unless
+	// restricted: an ACL user as documented may not run INFO, and each
+	// command it is refused adds to ACL LOG, which operators watch for
+	// attacks. A default user refused INFO is not asked again.
+	s.checkEviction.Store(cfg.Username == "")
 	// On a Cluster each master has a pool of its own, which one stalled
 	// replica can only exhaust for its master's slots, while places shared
 	// by all the masters would let it fail the logouts of the others.
@@ -276,6 +293,18 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // A Cluster's Store only ever talks to the masters, so Ping sends each of
 // them PING and the permission checks, where a MOVED reply (Redis checks
 // the ACL before the slot) counts as allowed.
+//
+// As Redis's default user (no Config.Username), Ping also sends each
+// server INFO memory, and logs a warning to [Config.Logger], at most once
+// an hour, when the server has a maxmemory and a maxmemory-policy other
+// than noeviction: such a Redis, once full, evicts keys, a user's index
+// among them, and "log out everywhere" then misses that user's live
+// sessions (see the package documentation). That warning is all INFO's
+// reply does: an INFO refused, or a server without it, fails nothing, and
+// once refused by the ACL it is not sent again. An ACL user (Username) is
+// not sent it: the documented ACL line has no INFO, and each refusal would
+// add to the server's ACL LOG. Check the policy of such a deployment with
+// [Store.KeyStats] as an admin user, or CONFIG GET maxmemory-policy.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		if s.cluster == nil {
@@ -313,7 +342,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 		{"GETEX", []any{s.prefix}, "session:"},
 		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:"},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 3)
+	return s.sendProbes(ctx, conn, checks, 3, s.evictionCheck("")...)
 }
 
 // pingNode sends PING and the permission checks to the cluster node at
@@ -324,7 +353,8 @@ func (s *Store) pingNode(ctx context.Context, addr string) error {
 		return err
 	}
 	defer conn.Close()
-	return s.sendProbes(ctx, conn, append([]probe{{"PING", nil, ""}}, s.permissionProbes()...), 1)
+	checks := append([]probe{{"PING", nil, ""}}, s.permissionProbes()...)
+	return s.sendProbes(ctx, conn, checks, 1, s.evictionCheck(addr)...)
 }
 
 // probe is a command Ping sends.
@@ -332,6 +362,56 @@ type probe struct {
 	cmd  string
 	args []any
 	keys string // the key pattern its keys fall in, without KeyPrefix and "~" ("session:"), or ""
+}
+
+// reader is a command Ping sends for its reply, which is no check: read
+// is called with it, whatever it is, and it fails nothing.
+type reader struct {
+	cmd  string
+	args []any
+	read func(reply any)
+}
+
+// evictionLogInterval is the least time between two of Ping's warnings
+// that Redis may evict keys: a setting that lasts needs no line every
+// readiness probe.
+const evictionLogInterval = time.Hour
+
+// evictionCheck returns the INFO memory with which Ping checks that the
+// server at addr ("" on one server or under Sentinel) cannot evict keys,
+// and logs a warning when it can: a maxmemory with a maxmemory-policy
+// other than noeviction. It returns none when Ping does not check (see
+// checkEviction).
+func (s *Store) evictionCheck(addr string) []reader {
+	if !s.checkEviction.Load() {
+		return nil
+	}
+	return []reader{{cmd: "INFO", args: []any{"memory"}, read: func(reply any) {
+		info, err := redis.String(reply, nil)
+		var re redis.Error
+		if errors.As(err, &re) && replyCode(re) == "NOPERM" {
+			s.checkEviction.Store(false)
+		}
+		if err != nil {
+			return // refused, or a server without INFO
+		}
+		var ns NodeStats
+		if parseNodeInfo(info, &ns) != nil || ns.MaxMemory == 0 || ns.MaxMemoryPolicy == "" || ns.MaxMemoryPolicy == "noeviction" {
+			return
+		}
+		s.evicting.Do(time.Now(), func(suppressed int) {
+			attrs := []slog.Attr{
+				slog.String("maxmemory_policy", ns.MaxMemoryPolicy),
+				slog.Int64("maxmemory", ns.MaxMemory),
+			}
+			if addr != "" {
+				attrs = append(attrs, slog.String("node", addr))
+			}
+			s.log.LogAttrs(context.Background(), slog.LevelWarn,
+				`redisstore: Redis may evict sessions and user indexes once full: set maxmemory-policy noeviction; an evicted index makes "log out everywhere" miss its user's live sessions`,
+				append(attrs, slog.Int("suppressed", suppressed))...)
+		})
+	}}}
 }
 
 // permissionProbes returns the commands with which Ping checks the ACL
@@ -368,12 +448,18 @@ func (s *Store) permissionProbes() []probe {
 	)
 }
 
-// sendProbes sends the probes pipelined and reads every reply. It returns
-// the first error reply of the first strict probes, and after those, the
-// first NOPERM; a NOPERM comes back as a *permissionError.
-func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe, strict int) error {
+// sendProbes sends the probes, then the commands of reads, pipelined, and
+// reads every reply. It returns the first error reply of the first strict
+// probes, and after those, the first NOPERM of the probes; a NOPERM comes
+// back as a *permissionError. Each read gets its command's reply.
+func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe, strict int, reads ...reader) error {
 	for _, p := range probes {
 		if err := conn.Send(p.cmd, p.args...); err != nil {
+			return err
+		}
+	}
+	for _, r := range reads {
+		if err := conn.Send(r.cmd, r.args...); err != nil {
 			return err
 		}
 	}
@@ -383,6 +469,10 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 	}
 	var refused error
 	for i, r := range replies {
+		if i >= len(probes) && i-len(probes) < len(reads) {
+			reads[i-len(probes)].read(r)
+			continue
+		}
 		reply, ok := r.(redis.Error)
 		if !ok || i >= len(probes) {
 			continue

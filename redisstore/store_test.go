@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -358,6 +360,79 @@ func TestPingOutOfMemory(t *testing.T) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping out of memory = %v, want nil (reads still work)", err)
+	}
+}
+
+// TestPingEvictionPolicy holds Ping's warning of a Redis that may evict
+// keys: a line naming the policy for a maxmemory with a policy other than
+// noeviction, once for a run of Pings; none for noeviction or without a
+// maxmemory. Ping sends INFO only as the default user: the documented ACL
+// user is not sent it, and a default user refused it is sent it once, so
+// that ACL LOG, which operators watch, holds no refusal, or one.
+func TestPingEvictionPolicy(t *testing.T) {
+	ctx := context.Background()
+	const warning = "redisstore: Redis may evict sessions and user indexes once full"
+	tests := []struct {
+		name      string
+		maxmemory string
+		policy    string
+		acl       string // "user": as the documented ACL user; "default": as the default user denied INFO
+		want      bool
+	}{
+		{"allkeys-lru", "100mb", "allkeys-lru", "", true},
+		{"volatile-ttl", "100mb", "volatile-ttl", "", true},
+		{"noeviction", "100mb", "noeviction", "", false},
+		{"no maxmemory", "0", "allkeys-lru", "", false},
+		{"ACL user", "100mb", "allkeys-lru", "user", false},
+		{"default user denied INFO", "100mb", "allkeys-lru", "default", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, "--maxmemory", tc.maxmemory, "--maxmemory-policy", tc.policy)
+			logs := new(syncbuf.Buffer)
+			cfg := redisstore.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}
+			switch tc.acl {
+			case "user":
+				srv.Do(t, "ACL", append([]any{"SETUSER", "sessionkit", "reset", "on", ">acl-pw-61d", "resetchannels", "-@all"}, anys(documentedACL(t))...)...)
+				cfg.KeyPrefix, cfg.Username, cfg.Password = "myapp:", "sessionkit", "acl-pw-61d"
+			case "default":
+				srv.Do(t, "ACL", "SETUSER", "default", "-info")
+			}
+			srv.Do(t, "ACL", "LOG", "RESET")
+			s := open(t, srv, cfg)
+			for range 3 {
+				if err := s.Ping(ctx); err != nil {
+					t.Fatalf("Ping = %v, want nil: the policy is a warning, not a failure", err)
+				}
+			}
+			denials, err := redis.Values(srv.Do(t, "ACL", "LOG"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries := make([]map[string]string, len(denials))
+			for i, d := range denials {
+				entries[i] = aclEntry(d)
+			}
+			switch {
+			case tc.acl == "default" && (len(entries) != 1 || entries[0]["count"] != "1"):
+				t.Errorf("ACL LOG after 3 Pings as a default user denied INFO = %v, want INFO refused once", entries)
+			case tc.acl != "default" && len(entries) != 0:
+				t.Errorf("ACL LOG after 3 Pings = %v, want it empty", entries)
+			}
+			got := strings.Count(logs.String(), warning)
+			if !tc.want {
+				if got != 0 {
+					t.Fatalf("logs after 3 Pings:\n%s\nwant no eviction warning", logs)
+				}
+				return
+			}
+			if got != 1 {
+				t.Fatalf("logs after 3 Pings:\n%s\nwant the eviction warning once", logs)
+			}
+			if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "maxmemory_policy="+tc.policy) || !strings.Contains(logs.String(), "maxmemory=104857600") {
+				t.Errorf("warning = %s, want level WARN, the policy and the maxmemory", logs)
+			}
+		})
 	}
 }
 
