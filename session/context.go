@@ -63,6 +63,12 @@ type state struct {
 	stale     bool           // the request came with a token that leads to no session: see canWrite
 	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
+	// renewedAway is the session the request had, once its Renew found it
+	// gone from its token: moved to another by a parallel request's
+	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
+	// it, wherever such a Renew moved it, as they would have before the
+	// failed Renew. gone clears it.
+	renewedAway movedSession
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
 	// session (not only another signature of the same token: see
@@ -195,8 +201,27 @@ func (st *state) canWrite() error {
 // may hold a newer one by now. The caller holds st.mu.
 func (st *state) gone() {
 	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
+	st.renewedAway = movedSession{}
 	st.dirty, st.changes, st.stale = false, nil, true
 	st.clearValues()
+}
+
+// movedSession is a session a request had, with what ending or replacing
+// it needs: its token, user, meta (for its lineage) and its values as
+// loaded.
+type movedSession struct {
+	token, userID string
+	md            meta
+	values        map[string]any
+}
+
+// loseToRenewal records that the request's Renew found its session gone
+// from its token (see renewedAway): the request has no session left, but
+// remembers the one it had. The caller holds st.mu.
+func (st *state) loseToRenewal() {
+	moved := movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
+	st.gone()
+	st.renewedAway = moved
 }
 
 // end records that this request ended its session: like gone, but the
@@ -208,7 +233,7 @@ func (st *state) gone() {
 // overwritten, so writes stay refused as for a stale token. The caller
 // holds st.mu.
 func (st *state) end() {
-	st.clearSite = st.clearSite || st.stored != "" || st.loadErr != nil
+	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway.token != "" || st.loadErr != nil
 	st.gone()
 	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, st.keepCookie
 }
@@ -366,7 +391,9 @@ func validUserID(id string) error {
 // The move is atomic and happens only while the old record exists: when the
 // session was ended meanwhile (logged out, revoked, renewed by another
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
-// the request goes on as anonymous. It also returns ErrNoSession for an
+// the request goes on as anonymous; a Destroy, Create or RevokeOthers later
+// in the request still ends, replaces or keeps the session it had,
+// wherever another request's Renew moved it. It also returns ErrNoSession for an
 // anonymous session without a record, and ErrResponseStarted once the
 // response has started. When values put in this request, beside those
 // other requests put meanwhile, would take the record over
@@ -454,6 +481,10 @@ func Destroy(ctx context.Context) error {
 	// token it presented; delete its record, so that logout during a
 	// hiccup still ends the session.
 	token, userID, md := st.stored, st.userID, st.ownMeta()
+	if token == "" && st.renewedAway.token != "" {
+		// This request's Renew found the session moved away.
+		token, userID, md = st.renewedAway.token, st.renewedAway.userID, st.renewedAway.md
+	}
 	if token == "" && st.loadErr != nil {
 		token = st.presented
 		var err error

@@ -108,6 +108,109 @@ func TestEndingFollowsRenewal(t *testing.T) {
 	})
 }
 
+// TestEndingAfterFailedRenew has a request whose own Renew fails, because
+// a parallel request of the same browser renewed the session first, go on
+// to log out, log in again (as the same user or another) or sign out the
+// others: each follows the session to its new token, as it does without
+// the failed Renew, rather than report success and leave it alive.
+func TestEndingAfterFailedRenew(t *testing.T) {
+	// lost loads cookie, lets a parallel request renew the session, and
+	// has the first request's Renew fail; it returns that request's
+	// context and the renewed cookie.
+	lost := func(t *testing.T, m *Manager, cookie string) (context.Context, string) {
+		t.Helper()
+		ctx := load(m, cookie)
+		renewed := renew(t, m, cookie)
+		if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("Renew after a parallel renewal = %v, want ErrNoSession", err)
+		}
+		return ctx, renewed
+	}
+	t.Run("logout", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		ctx, c2 := lost(t, m, c1)
+		if err := Destroy(ctx); err != nil {
+			t.Fatalf("Destroy = %v, want nil", err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 {
+			t.Errorf("the logout's Set-Cookie = %v, want the cookie expired", c)
+		}
+		if u := userOf(t, m, c2); u != "" {
+			t.Errorf("renewed token after the logout: UserID = %q, want anonymous", u)
+		}
+		if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 {
+			t.Errorf("List(alice) after the logout = %d sessions, %v; want none", len(list), err)
+		}
+	})
+	for _, user := range []string{"alice", "bob"} {
+		t.Run("login as "+user, func(t *testing.T) {
+			m, _, clk := newTestManager(t, Config{})
+			c1, _ := login(t, m, "alice")
+			ctx, c2 := lost(t, m, c1)
+			clk.t = clk.t.Add(time.Second)
+			info, err := Create(ctx, user)
+			if err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+			if err := m.Commit(ctx, http.Header{}); err != nil {
+				t.Fatal(err)
+			}
+			if u := userOf(t, m, c2); u != "" {
+				t.Errorf("alice's renewed token after the login as %s: UserID = %q, want anonymous", user, u)
+			}
+			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 && (user != "alice" || len(list) != 1 || list[0].ID != info.ID) {
+				t.Errorf("List(alice) after the login as %s = %v, %v; want only the new session of a re-login", user, list, err)
+			}
+		})
+	}
+	t.Run("revoke others", func(t *testing.T) {
+		m, _, clk := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		clk.t = clk.t.Add(time.Second)
+		other, _ := login(t, m, "alice")
+		ctx, c2 := lost(t, m, c1)
+		if n, err := m.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers = %d, %v; want 1, nil", n, err)
+		}
+		if u := userOf(t, m, c2); u != "alice" {
+			t.Errorf("renewed current session after RevokeOthers: UserID = %q, want alice", u)
+		}
+		if u := userOf(t, m, other); u != "" {
+			t.Errorf("other session after RevokeOthers: UserID = %q, want anonymous", u)
+		}
+	})
+	t.Run("anonymous, then login", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		a1 := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "cart", "3 books"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+		ctx, _ := lost(t, m, a1)
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatalf("Create = %v", err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := sessionCookie(m, h)
+		if !ok {
+			t.Fatal("no cookie after the login")
+		}
+		serve(t, m, c.Value, func(ctx context.Context) {
+			if v, _ := Get[string](ctx, "cart"); v != "3 books" {
+				t.Errorf("cart after the login = %q, want the anonymous session's", v)
+			}
+		})
+	})
+}
+
 // TestDeadTokenRestart checks what a request with a token that leads to no
 // session may do: no anonymous session of its own (its cookie could
 // overwrite a newer login), until Destroy drops the token; a value put after

@@ -520,10 +520,15 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
 	var replaces string
-	owner, ownerMeta := st.userID, st.ownMeta()
+	owner, ownerMeta, loadedValues := st.userID, st.ownMeta(), st.loadedValues
 	switch {
 	case st.stored != "":
 		replaces = idOf(st.stored)
+	case st.renewedAway.token != "":
+		// This request's Renew found the session moved away: replace it
+		// as if that Renew had not run.
+		away := st.renewedAway
+		replaces, owner, ownerMeta, loadedValues = idOf(away.token), away.userID, away.md, away.values
 	case st.loadErr != nil && st.presented != "":
 		replaces = idOf(st.presented)
 		var err error
@@ -568,7 +573,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// values as loaded, for a UserStore that does not call Merge.
 	var loaded map[string]any
 	if owner == "" && replaces != "" {
-		loaded = st.loadedValues
+		loaded = loadedValues
 	}
 	// What the request put before the login goes into the new session,
 	// which the response saves (see rewrite), unless the login ends
@@ -857,8 +862,10 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	case err != nil:
 		return storeError(err)
 	case !moved:
+		// Ended, or renewed by a parallel request: a Destroy, Create or
+		// RevokeOthers later in this request follows it all the same.
 		m.log.Debug("session: renewal of a session that had ended", "session", fingerprint(from))
-		st.gone()
+		st.loseToRenewal()
 		return ErrNoSession
 	}
 	// The values are now those of the moved record, other requests'

@@ -162,11 +162,15 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		return 0, errOtherMiddleware
 	}
 	st.mu.Lock()
-	userID, id := st.userID, ""
+	userID, id, md := st.userID, "", st.ownMeta()
 	if st.stored != "" {
 		id = idOf(st.stored)
+	} else if away := st.renewedAway; away.token != "" {
+		// This request's Renew found the session moved away: keep it
+		// where a parallel Renew moved it.
+		userID, id, md = away.userID, idOf(away.token), away.md
 	}
-	line := lineage(id, st.ownMeta())
+	line := lineage(id, md)
 	st.mu.Unlock()
 	if userID == "" || id == "" {
 		return 0, ErrNoSession
