@@ -42,7 +42,10 @@ const scsRememberMe = "__rememberMe"
 // cookie and expires scs's. Of concurrent requests with the same scs
 // cookie, exactly one gets the record, so one session comes out of it; the
 // others go on as anonymous requests whose token leads nowhere (see Put)
-// and leave the cookies alone. The scs key is then retired until scs's
+// and leave the cookies alone. So does a request whose scs cookie finds no
+// record at all (ended, migrated before, or under another prefix than
+// Records reads: a mistake in it logs nobody out for good), logged at Warn
+// at most every 10s. The scs key is then retired until scs's
 // deadline (SCSRecords.Retire): a copy of the record that an scs instance
 // still running writes back is deleted and refused, not migrated again.
 //
@@ -198,10 +201,14 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// a parallel request migrating the same scs session sets.
 	st.stale = true
 	if !found {
-		// Ended, timed out, or taken by a parallel request. When both
-		// cookies are one, that request's new cookie must not be expired.
-		m.log.Debug("session: scs cookie without a record")
-		st.dropSCS = !imp.sharesCookie(m.cfg.CookieName)
+		// Ended, timed out, taken by a parallel request (whose response
+		// sets the cookies), or migrated before; or Records reads another
+		// prefix, Redis or database than scs wrote to. The cookie stays:
+		// once such a setting is mended, its session migrates.
+		m.scsMissing.Do(now, func(suppressed int) {
+			m.log.Warn("session: scs cookie without an scs record, served as anonymous and left as it is; if most scs cookies meet this, Config.FromSCS.Records reads another key prefix, Redis or database than scs wrote to",
+				"suppressed", suppressed)
+		})
 		return true
 	}
 	st.dropSCS = true

@@ -92,16 +92,25 @@ func newSCSApp(t *testing.T, srv *redistest.Server, lifetime time.Duration) *scs
 // under it.
 func newImportManager(t *testing.T, srv *redistest.Server, cfg session.Config, h func(w io.Writer, r *http.Request)) (*session.Manager, *httptest.Server) {
 	t.Helper()
+	return newImportManagerPrefix(t, srv, "", cfg, h)
+}
+
+// newImportManagerPrefix is newImportManager with Records that read the
+// scs prefix prefix ("" for scs's default).
+func newImportManagerPrefix(t *testing.T, srv *redistest.Server, prefix string, cfg session.Config, h func(w io.Writer, r *http.Request)) (*session.Manager, *httptest.Server) {
+	t.Helper()
 	store := openStore(t, srv)
 	imp := session.SCSImport{UserKey: "userID"}
 	if cfg.FromSCS != nil {
 		imp = *cfg.FromSCS
 	}
-	imp.Records = store.SCSRecords("")
+	imp.Records = store.SCSRecords(prefix)
 	cfg.FromSCS = &imp
 	cfg.Keys = [][]byte{[]byte("scs import test signing key, 32 b")}
 	cfg.InsecureCookie = true
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	m, err := session.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -261,8 +270,48 @@ func TestSCSImportAnonymous(t *testing.T) {
 	}
 }
 
+// TestSCSImportWrongPrefix checks that a migration whose Records read
+// another prefix than scs wrote to logs nobody out for good: the scs user
+// is served as anonymous, the scs cookie and record stay, a warning says
+// what to check, and once the setting is mended the session migrates.
+func TestSCSImportWrongPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	user := func(w io.Writer, r *http.Request) {
+		id, _ := session.UserID(r.Context())
+		fmt.Fprint(w, id)
+	}
+	browser := newJar(t)
+	get(t, browser, app.ts.URL+"/login")
+
+	var logs bytes.Buffer // one request at a time
+	_, wrong := newImportManagerPrefix(t, srv, "scs:sesion:", session.Config{CookieName: "sk", Logger: slog.New(slog.NewTextHandler(&logs, nil))}, user)
+	for range 2 {
+		body, resp := get(t, browser, wrong.URL+"/")
+		if body != "" || len(resp.Header["Set-Cookie"]) != 0 {
+			t.Fatalf("with the wrong prefix: user %q, Set-Cookie %v; want anonymous and no cookie set", body, resp.Header["Set-Cookie"])
+		}
+	}
+	if n := len(scsKeys(t, srv)); n != 1 {
+		t.Fatalf("%d scs records after requests with the wrong prefix, want 1", n)
+	}
+	if n := strings.Count(logs.String(), "level=WARN msg=\"session: scs cookie without an scs record"); n != 1 {
+		t.Errorf("logs after two requests with the wrong prefix:\n%s\nwant one warning", &logs)
+	}
+
+	_, mended := newImportManager(t, srv, session.Config{CookieName: "sk"}, user)
+	if body, _ := get(t, browser, mended.URL+"/"); body != "42" {
+		t.Fatalf("with the prefix mended: user %q, want 42", body)
+	}
+	if jarCookie(browser, mended.URL, "session") != "" || jarCookie(browser, mended.URL, "sk") == "" {
+		t.Error("cookies not swapped once the prefix is mended")
+	}
+}
+
 // TestSCSImportExpired checks that an scs session past its deadline, or
-// already gone from Redis, gives no session, and that its cookie is dropped.
+// already gone from Redis, gives no session; the cookie of one past its
+// deadline is dropped, and that of one gone is left (it may be the
+// setting of Records that is wrong: see TestSCSImportWrongPrefix).
 func TestSCSImportExpired(t *testing.T) {
 	srv := redistest.Start(t)
 	app := newSCSApp(t, srv, 100*time.Millisecond)
@@ -296,7 +345,7 @@ func TestSCSImportExpired(t *testing.T) {
 		if body != "false true" {
 			t.Errorf("%s: got %q, want anonymous and no new session", name, body)
 		}
-		if jarCookie(c, ts.URL, "session") != "" || jarCookie(c, ts.URL, "sk") != "" {
+		if (jarCookie(c, ts.URL, "session") == "") != (name == "past deadline") || jarCookie(c, ts.URL, "sk") != "" {
 			t.Errorf("%s: cookies after: %v", name, resp.Header["Set-Cookie"])
 		}
 	}
@@ -514,8 +563,8 @@ func TestSCSImportWriteBack(t *testing.T) {
 	if list, err := m.List(context.Background(), "42"); err != nil || len(list) != 0 {
 		t.Errorf("List after the logout: %d sessions, %v; want none", len(list), err)
 	}
-	if jarCookie(stale, ts.URL, "session") != "" || jarCookie(stale, ts.URL, "sk") != "" {
-		t.Errorf("cookies after the refused copy: %v, want the scs cookie expired and no new one", resp.Header["Set-Cookie"])
+	if len(resp.Header["Set-Cookie"]) != 0 {
+		t.Errorf("cookies after the refused copy: %v, want none set", resp.Header["Set-Cookie"])
 	}
 	if n := len(scsKeys(t, srv)); n != 0 {
 		t.Errorf("%d scs records after the refused copy, want 0", n)
