@@ -317,7 +317,7 @@ func (cfg Config) MarshalJSON() ([]byte, error) { return redact.MarshalJSON(cfg,
 // error naming the first invalid field.
 func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.Keys) == 0 {
-		return cfg, errors.New("session: Config.Keys: at least one signing key is required")
+		return cfg, errors.New("session: Config.Keys: at least one signing key is required (FromEnv reads them from SESSION_KEYS: set it)")
 	}
 	for i, k := range cfg.Keys {
 		if err := keycheck.Check(k, MinKeyLength); err != nil {

@@ -130,8 +130,11 @@ func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int
 // running at the same time may survive it, but is in the user's index, so
 // the next RevokeAll ends it. With an error, the count is of the sessions
 // it ended all the same (the store deleted them, then, say, too few
-// replicas confirmed), which Config.OnEvent hears of as revoked. Like
-// Destroy, it is not stopped by ctx's cancellation or deadline.
+// replicas confirmed), which Config.OnEvent hears of as revoked. Called
+// with a request's context whose session is among them, it also expires
+// that request's cookie, with Clear-Site-Data, as Destroy does (unless the
+// response has started). Like Destroy, it is not stopped by ctx's
+// cancellation or deadline.
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
