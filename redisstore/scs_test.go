@@ -113,7 +113,8 @@ func scsMarker(keyPrefix, key string) string {
 	return keyPrefix + "scs_migrated:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// TestSCSRecordsRetire takes an scs record, retires its key, and has the
+// TestSCSRecordsRetire peeks at an scs record (which leaves it), takes it,
+// retires its key, and has the
 // record written back (as an scs instance that loaded it before does): Take
 // then deletes the copy and does not return it, while other keys are taken
 // as before. The marker holds no token and lives until the time given. On
@@ -140,7 +141,15 @@ func TestSCSRecordsRetire(t *testing.T) {
 			}
 			records := store.SCSRecords("")
 			const token, other = "tok", "other"
+			if b, found, err := records.Peek(ctx, token); err != nil || found || b != nil {
+				t.Fatalf("Peek of no record = %q, %v, %v, want nothing", b, found, err)
+			}
 			write(token, "rec")
+			for range 2 { // Peek leaves the record
+				if b, found, err := records.Peek(ctx, token); err != nil || !found || string(b) != "rec" {
+					t.Fatalf("Peek = %q, %v, %v, want %q, true, nil", b, found, err, "rec")
+				}
+			}
 			if b, found, err := records.Take(ctx, token); err != nil || !found || string(b) != "rec" {
 				t.Fatalf("Take = %q, %v, %v, want %q, true, nil", b, found, err, "rec")
 			}

@@ -123,6 +123,30 @@ func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, fou
 	return record, found, nil
 }
 
+// Peek returns the record stored for the scs key token, as Take does, but
+// leaves it in place, marked or not: one GET. The session package reads
+// each record with it before taking it, so that a record it cannot decode
+// for want of a type registered with gob stays, to migrate once the type
+// is registered. Its Observer op is take_scs.
+func (r *SCSRecords) Peek(ctx context.Context, token string) (record []byte, found bool, err error) {
+	if r.err != nil {
+		return nil, false, r.err
+	}
+	key := r.prefix + token
+	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
+		reply, err := cmd(ctx, conn, "GET", key)
+		if err != nil {
+			return keyDenied(err, "GET", r.patterns())
+		}
+		record, found, err = taken(reply, false)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return record, found, nil
+}
+
 // takeSplit is Take for a marker in another hash slot than the record: the
 // marker is read first, so that a record written back after a migration
 // that has marked it is never returned. (A record written back after this

@@ -56,9 +56,10 @@ type Manager struct {
 	// unseen limits the warnings that a last-seen time was not refreshed,
 	// apart from outage: one must not hold back the other.
 	unseen *loglimit.Limiter
-	// scsMissing limits the warnings that an scs cookie found no record
-	// (see importSCS).
-	scsMissing *loglimit.Limiter
+	// scsMissing and scsUnregistered limit the warnings that an scs
+	// cookie found no record, and the errors that its record holds a type
+	// not registered with gob (see importSCS).
+	scsMissing, scsUnregistered *loglimit.Limiter
 	// seenPause is when, in unix nanoseconds of now, last-seen refreshes
 	// resume after one failed (see lastSeenPause).
 	seenPause atomic.Int64
@@ -110,15 +111,16 @@ func New(store Store, cfg Config) (*Manager, error) {
 		return nil, errors.New("session: Config.TagKey: required with a store on a Redis Cluster, to keep each user's keys in one hash slot")
 	}
 	m := &Manager{
-		cfg:        cfg,
-		store:      store,
-		signer:     sg,
-		log:        cfg.Logger,
-		outage:     &loglimit.Limiter{Interval: outageLogInterval},
-		unseen:     &loglimit.Limiter{Interval: outageLogInterval},
-		scsMissing: &loglimit.Limiter{Interval: outageLogInterval},
-		now:        time.Now,
-		codec:      codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
+		cfg:             cfg,
+		store:           store,
+		signer:          sg,
+		log:             cfg.Logger,
+		outage:          &loglimit.Limiter{Interval: outageLogInterval},
+		unseen:          &loglimit.Limiter{Interval: outageLogInterval},
+		scsMissing:      &loglimit.Limiter{Interval: outageLogInterval},
+		scsUnregistered: &loglimit.Limiter{Interval: outageLogInterval},
+		now:             time.Now,
+		codec:           codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 
 		cookieAttrs: cookieAttributes(cfg),
 	}

@@ -67,7 +67,9 @@ const scsRememberMe = "__rememberMe"
 // cookie lasts until the session's deadline, also where scs's was a
 // browser-session cookie (scs.SessionCookie.Persist false, or
 // RememberMe(ctx, false)). A record that does not decode is deleted and
-// logged, and its user logs in again.
+// logged, and its user logs in again; but with records that can Peek (see
+// SCSRecords), as redisstore's, one that holds a type not registered with
+// gob stays, with its cookie, until the type is registered.
 type SCSImport struct {
 	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
 	// returns one for the prefix scs used. Take it from the Store the
@@ -119,6 +121,15 @@ type SCSRecords interface {
 	// Retire marks key as migrated until the time given, so that Take
 	// refuses a record written under it again until then (by an scs
 	// instance that loaded the session before it was taken).
+	//
+	// Records may also have a method Peek, of Take's signature, that
+	// returns the record under key without deleting it, as redisstore's
+	// do. The Manager then reads each record first, and takes it only if
+	// it decodes, or fails for another reason than a type that only
+	// gob.Register makes known (see SCSImport): a type the app forgot to
+	// register leaves every record that holds one, to migrate once it is
+	// registered, where Take alone would delete them. It costs a round trip
+	// more a migration, and none a cookie whose record is gone.
 	Retire(ctx context.Context, key string, until time.Time) error
 }
 
@@ -190,7 +201,11 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// whether or not the client stays, or the session is lost. The store's
 	// timeout bounds each call.
 	ctx = ending(ctx)
-	b, found, err := imp.Records.Take(ctx, key)
+	b, found, err := m.takeSCS(ctx, key)
+	if errors.Is(err, errSCSUnregistered) {
+		st.stale = true // as for any token that leads nowhere
+		return true
+	}
 	if err != nil {
 		st.loadErr = ErrStoreUnavailable
 		m.servedAnonymous(now, err)
@@ -235,6 +250,41 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 		m.log.Warn("session: scs session lost in migration; its user logs in again", "error", err)
 	}
 	return true
+}
+
+// errSCSUnregistered is takeSCS's report of a record left in place.
+var errSCSUnregistered = errors.New("session: scs record holds a type not registered with gob")
+
+// takeSCS takes the scs record under key (see SCSRecords.Take), after a
+// look at it with Peek when the records have one: a record that gob cannot
+// decode for want of a registered type is left in place, logged at Error
+// (at most every 10s), and reported with errSCSUnregistered.
+func (m *Manager) takeSCS(ctx context.Context, key string) ([]byte, bool, error) {
+	imp := m.cfg.FromSCS
+	peeker, ok := imp.Records.(interface {
+		Peek(ctx context.Context, key string) ([]byte, bool, error)
+	})
+	if !ok {
+		return imp.Records.Take(ctx, key)
+	}
+	b, found, err := peeker.Peek(ctx, key)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	if _, _, err := (scs.GobCodec{}).Decode(b); err != nil && gobUnregistered(err) {
+		m.scsUnregistered.Do(m.now(), func(suppressed int) {
+			m.log.Error("session: scs record holds a type this app has not registered with gob.Register, as the scs app did; left in Redis, its user served as anonymous until it is registered", "error", err, "suppressed", suppressed)
+		})
+		return nil, false, errSCSUnregistered
+	}
+	return imp.Records.Take(ctx, key)
+}
+
+// gobUnregistered reports whether err, gob's failure to decode, is for
+// want of a type registered with gob.Register: gob has no error value for
+// it, only this text, the same since Go 1.
+func gobUnregistered(err error) bool {
+	return strings.Contains(err.Error(), "not registered for interface")
 }
 
 // migrate stores the scs session (deadline, values) as a new session of

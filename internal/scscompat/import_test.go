@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,6 +306,71 @@ func TestSCSImportWrongPrefix(t *testing.T) {
 	}
 	if jarCookie(browser, mended.URL, "session") != "" || jarCookie(browser, mended.URL, "sk") == "" {
 		t.Error("cookies not swapped once the prefix is mended")
+	}
+}
+
+// scsGhost and scsGhostLater are app types of the same shape: the first
+// writes the records of TestSCSImportUnregistered, the second is
+// registered under the name those records are patched to.
+type scsGhost struct{ Note string }
+type scsGhostLater struct{ Note string }
+
+// unregisteredOnce is set by the first run of TestSCSImportUnregistered.
+var unregisteredOnce atomic.Bool
+
+// TestSCSImportUnregistered checks that a record holding a type the
+// migrating app has not registered with gob, as the scs app did, stays in
+// Redis with its cookie, its user served as anonymous and the mistake
+// logged at Error, and migrates once the type is registered; where Take
+// alone would delete it.
+func TestSCSImportUnregistered(t *testing.T) {
+	if !unregisteredOnce.CompareAndSwap(false, true) {
+		// gob's registry is the process's: the type registered below
+		// stays so in the next run of -count.
+		t.Skip("runs once per process")
+	}
+	srv := redistest.Start(t)
+	gob.RegisterName("scscompat.ghost", scsGhost{})
+	b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{"userID": 42, "note": scsGhost{Note: "kept"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same length: the stream stays well formed, under a name nothing
+	// registered yet.
+	b = bytes.Replace(b, []byte("scscompat.ghost"), []byte("scscompat.ghosx"), 1)
+	pool := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", srv.Addr()) }}
+	t.Cleanup(func() { pool.Close() })
+	const token = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+	if err := scsredis.New(pool).Commit(token, b, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer // one request at a time
+	_, ts := newImportManager(t, srv, session.Config{CookieName: "sk", Logger: slog.New(slog.NewTextHandler(&logs, nil))}, func(w io.Writer, r *http.Request) {
+		id, _ := session.UserID(r.Context())
+		note, _ := session.Get[scsGhostLater](r.Context(), "note")
+		fmt.Fprint(w, id, " ", note.Note)
+	})
+	browser := newJar(t)
+	u, _ := url.Parse(ts.URL)
+	browser.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: token, Path: "/"}})
+
+	body, resp := get(t, browser, ts.URL+"/")
+	if body != " " || len(resp.Header["Set-Cookie"]) != 0 {
+		t.Fatalf("with the type unregistered: %q, Set-Cookie %v; want anonymous and no cookie set", body, resp.Header["Set-Cookie"])
+	}
+	if n := len(scsKeys(t, srv)); n != 1 {
+		t.Fatalf("%d scs records after the request, want the record left", n)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "scscompat.ghosx") {
+		t.Errorf("logs = %s, want an error naming the type", &logs)
+	}
+
+	gob.RegisterName("scscompat.ghosx", scsGhostLater{})
+	if body, _ := get(t, browser, ts.URL+"/"); body != "42 kept" {
+		t.Fatalf("with the type registered: %q, want user 42 and the note", body)
+	}
+	if n := len(scsKeys(t, srv)); n != 0 {
+		t.Errorf("%d scs records after the migration, want 0", n)
 	}
 }
 
