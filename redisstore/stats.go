@@ -23,9 +23,9 @@ type Observer interface {
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
 	// (Store.CountRequests: one per call, one per key on a Redis Cluster;
 	// middleware.RateLimit makes two for a request when rules by a body
-	// field follow rules by address or user), take_scs (the read of an scs session that
-	// session.Config.FromSCS migrates, and the marker it leaves; on a Redis
-	// Cluster the read reports two calls), and find, commit and delete (the
+	// field follow rules by address or user), take_scs (the reads of an scs session that
+	// session.Config.FromSCS migrates, SCSRecords.Peek then Take, and the
+	// marker it leaves; on a Redis Cluster Take reports two calls), and find, commit and delete (the
 	// scs.Store methods). A Store method may report several
 	// calls: on a Redis Cluster a login that replaces a session in another
 	// slot reports add_user_session twice, and a renewal across slots

@@ -63,6 +63,13 @@ type state struct {
 	stale     bool           // the request came with a token that leads to no session: see canWrite
 	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
+	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
+	// with a bare scs token, maybe one it did not migrate: whose record was
+	// not found yet, or holds a type not registered with gob, or that came
+	// beside a session of the Manager's own. A login or logout expires it,
+	// so that its scs session, once found, does not come back after a
+	// logout, maybe as another user.
+	scsCookie bool
 	// renewedAway is the session the request had, once its Renew found it
 	// gone from its token: moved to another by a parallel request's
 	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
@@ -234,6 +241,7 @@ func (st *state) loseToRenewal() {
 // holds st.mu.
 func (st *state) end() {
 	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway.token != "" || st.loadErr != nil
+	st.dropSCS = st.dropSCS || st.scsCookie
 	st.gone()
 	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, st.keepCookie
 }

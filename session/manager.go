@@ -60,6 +60,9 @@ type Manager struct {
 	// cookie found no record, and the errors that its record holds a type
 	// not registered with gob (see importSCS).
 	scsMissing, scsUnregistered *loglimit.Limiter
+	// scsFound is set once FromSCS.Records has found a record: its setting
+	// (prefix, Redis, database) is then known to be right (see importSCS).
+	scsFound atomic.Bool
 	// seenPause is when, in unix nanoseconds of now, last-seen refreshes
 	// resume after one failed (see lastSeenPause).
 	seenPause atomic.Int64
@@ -227,8 +230,13 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	} else {
 		st.plainHTTP = m.plainHTTP(r) // only a request with the cookie can expire it
 	}
-	if m.cfg.FromSCS != nil && m.importSCS(ctx, st, r, signed) {
-		return ctx
+	if m.cfg.FromSCS != nil {
+		if m.importSCS(ctx, st, r, signed) {
+			return ctx
+		}
+		// Not beside a Bearer token: its logout leaves the cookies alone.
+		_, st.scsCookie = m.scsToken(r)
+		st.scsCookie = st.scsCookie && !bearer
 	}
 	if signed == "" {
 		return ctx
@@ -705,6 +713,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.stale = nil, false, false
+	st.dropSCS = st.dropSCS || st.scsCookie // see state.scsCookie
 	st.dirty = len(st.changes) > 0
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)

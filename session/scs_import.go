@@ -41,11 +41,14 @@ const scsRememberMe = "__rememberMe"
 // to Lifetime from now, if it lies further). The response sets the new
 // cookie and expires scs's. Of concurrent requests with the same scs
 // cookie, exactly one gets the record, so one session comes out of it; the
-// others go on as anonymous requests whose token leads nowhere (see Put)
-// and leave the cookies alone. So does a request whose scs cookie finds no
-// record at all (ended, migrated before, or under another prefix than
-// Records reads: a mistake in it logs nobody out for good), logged at Warn
-// at most every 10s. The scs key is then retired until scs's
+// others go on as anonymous requests whose token leads nowhere (see Put),
+// set no cookie of this package's and expire scs's, unless the two are one
+// cookie. So does a request whose scs cookie finds no record (ended, or
+// migrated before); but until Records has found any record, which proves
+// its setting, such a cookie is left, and logged at Warn at most every
+// 10s, so that a Records under another prefix, Redis or database than scs
+// wrote to logs nobody out for good. A login or logout of the Manager in a
+// request that carries an scs cookie expires it too. The scs key is then retired until scs's
 // deadline (SCSRecords.Retire): a copy of the record that an scs instance
 // still running writes back is deleted and refused, not migrated again.
 //
@@ -170,6 +173,16 @@ func (imp SCSImport) withDefaults() (*SCSImport, error) {
 	return &imp, nil
 }
 
+// scsToken returns the scs token of r's scs cookie, if it has one: a bare
+// token, not a signed one under the same name.
+func (m *Manager) scsToken(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.cfg.FromSCS.CookieName)
+	if err != nil || len(c.Value) != tokenLen || !base64URL(c.Value) {
+		return "", false
+	}
+	return c.Value, true
+}
+
 // sharesCookie reports whether scs's cookie and the Manager's, named name,
 // are the same cookie to a browser: same name, Path=/ and host-only.
 func (imp *SCSImport) sharesCookie(name string) bool {
@@ -181,16 +194,15 @@ func (imp *SCSImport) sharesCookie(name string) bool {
 // reports whether it did anything: then Load is done with the request.
 func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, signed string) bool {
 	imp := m.cfg.FromSCS
-	c, err := r.Cookie(imp.CookieName)
-	if err != nil || (signed != "" && signed != c.Value) {
+	token, ok := m.scsToken(r)
+	if !ok || (signed != "" && signed != token) {
+		// A session of m's own wins; scs's cookie, if any, goes with its
+		// next login or logout (see state.scsCookie).
 		return false
 	}
-	token := c.Value
-	if len(token) != tokenLen || !base64URL(token) {
-		return false // not an scs token: perhaps a signed one under the same name
-	}
-	// The session's cookie came: a logout in this request clears site data.
-	st.sentCookie = true
+	// The session's cookie came: a logout in this request clears site data,
+	// and it or a login expires scs's cookie (see state.scsCookie).
+	st.sentCookie, st.scsCookie = true, true
 	key := token
 	if imp.HashTokenInStore {
 		sum := sha256.Sum256([]byte(token))
@@ -216,16 +228,25 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// a parallel request migrating the same scs session sets.
 	st.stale = true
 	if !found {
-		// Ended, timed out, taken by a parallel request (whose response
-		// sets the cookies), or migrated before; or Records reads another
-		// prefix, Redis or database than scs wrote to. The cookie stays:
-		// once such a setting is mended, its session migrates.
+		// Ended, timed out, taken by a parallel request, or migrated
+		// before; or Records reads another prefix, Redis or database than
+		// scs wrote to. Once Records has found a record, the setting is
+		// right: the cookie goes (a parallel request's new cookie stays
+		// when both cookies are one). Until then it stays, so that a
+		// mistake in the setting logs nobody out for good, at the cost of
+		// no anonymous session for its browser meanwhile.
+		if m.scsFound.Load() {
+			m.log.Debug("session: scs cookie without a record")
+			st.dropSCS = !imp.sharesCookie(m.cfg.CookieName)
+			return true
+		}
 		m.scsMissing.Do(now, func(suppressed int) {
-			m.log.Warn("session: scs cookie without an scs record, served as anonymous and left as it is; if most scs cookies meet this, Config.FromSCS.Records reads another key prefix, Redis or database than scs wrote to",
+			m.log.Warn("session: scs cookie without an scs record, and none found yet: its cookie is left, and its browser served as anonymous; if this goes on, Config.FromSCS.Records reads another key prefix, Redis or database than scs wrote to",
 				"suppressed", suppressed)
 		})
 		return true
 	}
+	m.scsFound.Store(true)
 	st.dropSCS = true
 	deadline, values, err := scs.GobCodec{}.Decode(b)
 	if err != nil {
@@ -271,6 +292,7 @@ func (m *Manager) takeSCS(ctx context.Context, key string) ([]byte, bool, error)
 	if err != nil || !found {
 		return nil, false, err
 	}
+	m.scsFound.Store(true) // the setting of Records is right
 	if _, _, err := (scs.GobCodec{}).Decode(b); err != nil && gobUnregistered(err) {
 		m.scsUnregistered.Do(m.now(), func(suppressed int) {
 			m.log.Error("session: scs record holds a type this app has not registered with gob.Register, as the scs app did; left in Redis, its user served as anonymous until it is registered", "error", err, "suppressed", suppressed)

@@ -309,6 +309,66 @@ func TestSCSImportWrongPrefix(t *testing.T) {
 	}
 }
 
+// TestSCSCookieEndsWithLoginOrLogout checks that an scs cookie left in
+// the browser (its record not found yet, here under a wrong prefix) goes
+// with the browser's next login or logout: its scs session, once found,
+// must not log the browser back in after a logout, as whoever it was.
+func TestSCSCookieEndsWithLoginOrLogout(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	h := func(w io.Writer, r *http.Request) {
+		ctx := r.Context()
+		switch r.URL.Path {
+		case "/login":
+			if _, err := session.Create(ctx, "7"); err != nil {
+				t.Errorf("Create = %v", err)
+			}
+		case "/logout":
+			if err := session.Destroy(ctx); err != nil {
+				t.Errorf("Destroy = %v", err)
+			}
+		}
+		id, _ := session.UserID(ctx)
+		fmt.Fprint(w, id)
+	}
+	cfg := session.Config{CookieName: "sk", KeepSiteData: true} // no Clear-Site-Data to lean on
+	_, wrong := newImportManagerPrefix(t, srv, "scs:sesion:", cfg, h)
+	_, mended := newImportManager(t, srv, cfg, h)
+
+	t.Run("login", func(t *testing.T) {
+		browser := newJar(t)
+		get(t, browser, app.ts.URL+"/login") // scs's user 42
+		if body, _ := get(t, browser, wrong.URL+"/"); body != "" {
+			t.Fatalf("with the wrong prefix: user %q, want anonymous", body)
+		}
+		if body, _ := get(t, browser, wrong.URL+"/login"); body != "7" {
+			t.Fatalf("login: user %q, want 7", body)
+		}
+		if jarCookie(browser, wrong.URL, "session") != "" {
+			t.Error("the scs cookie outlived the login")
+		}
+		get(t, browser, mended.URL+"/logout")
+		if body, _ := get(t, browser, mended.URL+"/"); body != "" {
+			t.Errorf("after the logout, with the prefix mended: user %q, want anonymous", body)
+		}
+	})
+	t.Run("logout", func(t *testing.T) {
+		browser := newJar(t)
+		get(t, browser, wrong.URL+"/login")  // sessionkit's user 7 first
+		get(t, browser, app.ts.URL+"/login") // then scs's 42, beside it
+		if body, _ := get(t, browser, mended.URL+"/"); body != "7" {
+			t.Fatalf("with both cookies: user %q, want sessionkit's 7", body)
+		}
+		get(t, browser, mended.URL+"/logout")
+		if jarCookie(browser, mended.URL, "session") != "" {
+			t.Error("the scs cookie outlived the logout")
+		}
+		if body, _ := get(t, browser, mended.URL+"/"); body != "" {
+			t.Errorf("after the logout: user %q, want anonymous", body)
+		}
+	})
+}
+
 // scsGhost and scsGhostLater are app types of the same shape: the first
 // writes the records of TestSCSImportUnregistered, the second is
 // registered under the name those records are patched to.
@@ -375,9 +435,9 @@ func TestSCSImportUnregistered(t *testing.T) {
 }
 
 // TestSCSImportExpired checks that an scs session past its deadline, or
-// already gone from Redis, gives no session; the cookie of one past its
-// deadline is dropped, and that of one gone is left (it may be the
-// setting of Records that is wrong: see TestSCSImportWrongPrefix).
+// already gone from Redis, gives no session, and that its cookie is
+// dropped; but for one gone before Records found any record (the setting of
+// Records may be wrong: see TestSCSImportWrongPrefix), which is left.
 func TestSCSImportExpired(t *testing.T) {
 	srv := redistest.Start(t)
 	app := newSCSApp(t, srv, 100*time.Millisecond)
@@ -387,7 +447,8 @@ func TestSCSImportExpired(t *testing.T) {
 	})
 
 	// Gone from Redis: scs's own expiry removed the key.
-	gone := newJar(t)
+	first, gone := newJar(t), newJar(t)
+	get(t, first, app.ts.URL+"/login")
 	get(t, gone, app.ts.URL+"/login")
 	time.Sleep(200 * time.Millisecond)
 	// Still in Redis, but past its deadline (scs's store kept it longer).
@@ -403,16 +464,24 @@ func TestSCSImportExpired(t *testing.T) {
 	u, _ := url.Parse(ts.URL)
 	past.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: token, Path: "/"}})
 
-	for name, c := range map[string]*http.Client{"gone": gone, "past deadline": past} {
-		if jarCookie(c, ts.URL, "session") == "" {
-			t.Fatalf("%s: no scs cookie to begin with", name)
+	for _, tc := range []struct {
+		name string
+		c    *http.Client
+		left bool // the scs cookie stays
+	}{
+		{"gone, before any record was found", first, true},
+		{"past deadline", past, false},
+		{"gone", gone, false},
+	} {
+		if jarCookie(tc.c, ts.URL, "session") == "" {
+			t.Fatalf("%s: no scs cookie to begin with", tc.name)
 		}
-		body, resp := get(t, c, ts.URL+"/")
+		body, resp := get(t, tc.c, ts.URL+"/")
 		if body != "false true" {
-			t.Errorf("%s: got %q, want anonymous and no new session", name, body)
+			t.Errorf("%s: got %q, want anonymous and no new session", tc.name, body)
 		}
-		if (jarCookie(c, ts.URL, "session") == "") != (name == "past deadline") || jarCookie(c, ts.URL, "sk") != "" {
-			t.Errorf("%s: cookies after: %v", name, resp.Header["Set-Cookie"])
+		if (jarCookie(tc.c, ts.URL, "session") != "") != tc.left || jarCookie(tc.c, ts.URL, "sk") != "" {
+			t.Errorf("%s: cookies after: %v", tc.name, resp.Header["Set-Cookie"])
 		}
 	}
 	if keys := scsKeys(t, srv); len(keys) != 0 {
@@ -629,8 +698,8 @@ func TestSCSImportWriteBack(t *testing.T) {
 	if list, err := m.List(context.Background(), "42"); err != nil || len(list) != 0 {
 		t.Errorf("List after the logout: %d sessions, %v; want none", len(list), err)
 	}
-	if len(resp.Header["Set-Cookie"]) != 0 {
-		t.Errorf("cookies after the refused copy: %v, want none set", resp.Header["Set-Cookie"])
+	if jarCookie(stale, ts.URL, "session") != "" || jarCookie(stale, ts.URL, "sk") != "" {
+		t.Errorf("cookies after the refused copy: %v, want the scs cookie expired and no new one", resp.Header["Set-Cookie"])
 	}
 	if n := len(scsKeys(t, srv)); n != 0 {
 		t.Errorf("%d scs records after the refused copy, want 0", n)
