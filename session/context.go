@@ -74,8 +74,9 @@ type state struct {
 	// gone from its token: moved to another by a parallel request's
 	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
 	// it, wherever such a Renew moved it, as they would have before the
-	// failed Renew. gone clears it.
-	renewedAway movedSession
+	// failed Renew. gone clears it. Nil otherwise: a pointer, so that the
+	// state every request allocates stays small.
+	renewedAway *movedSession
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
 	// session (not only another signature of the same token: see
@@ -208,7 +209,7 @@ func (st *state) canWrite() error {
 // may hold a newer one by now. The caller holds st.mu.
 func (st *state) gone() {
 	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
-	st.renewedAway = movedSession{}
+	st.renewedAway = nil
 	st.dirty, st.changes, st.stale = false, nil, true
 	st.clearValues()
 }
@@ -226,7 +227,7 @@ type movedSession struct {
 // from its token (see renewedAway): the request has no session left, but
 // remembers the one it had. The caller holds st.mu.
 func (st *state) loseToRenewal() {
-	moved := movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
+	moved := &movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
 	st.gone()
 	st.renewedAway = moved
 }
@@ -240,7 +241,7 @@ func (st *state) loseToRenewal() {
 // overwritten, so writes stay refused as for a stale token. The caller
 // holds st.mu.
 func (st *state) end() {
-	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway.token != "" || st.loadErr != nil
+	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway != nil || st.loadErr != nil
 	st.dropSCS = st.dropSCS || st.scsCookie
 	st.gone()
 	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, st.keepCookie
@@ -489,9 +490,9 @@ func Destroy(ctx context.Context) error {
 	// token it presented; delete its record, so that logout during a
 	// hiccup still ends the session.
 	token, userID, md := st.stored, st.userID, st.ownMeta()
-	if token == "" && st.renewedAway.token != "" {
+	if away := st.renewedAway; token == "" && away != nil {
 		// This request's Renew found the session moved away.
-		token, userID, md = st.renewedAway.token, st.renewedAway.userID, st.renewedAway.md
+		token, userID, md = away.token, away.userID, away.md
 	}
 	if token == "" && st.loadErr != nil {
 		token = st.presented

@@ -538,7 +538,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	switch {
 	case st.stored != "":
 		replaces = idOf(st.stored)
-	case st.renewedAway.token != "":
+	case st.renewedAway != nil:
 		// This request's Renew found the session moved away: replace it
 		// as if that Renew had not run.
 		away := st.renewedAway

@@ -168,7 +168,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	userID, id, md := st.userID, "", st.ownMeta()
 	if st.stored != "" {
 		id = idOf(st.stored)
-	} else if away := st.renewedAway; away.token != "" {
+	} else if away := st.renewedAway; away != nil {
 		// This request's Renew found the session moved away: keep it
 		// where a parallel Renew moved it.
 		userID, id, md = away.userID, idOf(away.token), away.md
