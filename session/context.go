@@ -14,7 +14,9 @@ import (
 type stateKey struct{}
 
 // state is what a Manager knows about one request's session. Its lock
-// serialises the helpers of one request.
+// serialises the helpers of one request. Every request allocates one: its
+// bools sit where they fill the padding of the fields around them, which
+// keeps it at 352 bytes, an allocation size class.
 type state struct {
 	m *Manager
 	// outer is the state of an enclosing Manager's session when Managers
@@ -28,6 +30,19 @@ type state struct {
 	// the first helper that needs it (see engineData): a request that only
 	// asks who is logged in never does.
 	data context.Context
+
+	// remoteAddr and rawUserAgent are the request's RemoteAddr and
+	// User-Agent header, kept as they came: client turns them into what
+	// a new session records, so that a request that creates none (most
+	// of them) does not pay for parsing them.
+	remoteAddr   string
+	rawUserAgent string
+
+	presented string // verified token the request carried, found or not
+	stored    string // token whose record exists in the store, as far as this request knows
+	inserted  bool   // this request created stored's record: nobody else has its token yet
+	withheld  bool   // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
+	plainHTTP bool   // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
 	// them there. loadedValues stays after that, the values as loaded,
@@ -37,23 +52,17 @@ type state struct {
 	loaded       bool
 	loadedMeta   meta
 	loadedValues map[string]any
-
-	// remoteAddr and rawUserAgent are the request's RemoteAddr and
-	// User-Agent header, kept as they came: client turns them into what
-	// a new session records, so that a request that creates none (most
-	// of them) does not pay for parsing them.
-	remoteAddr   string
-	rawUserAgent string
-
-	presented string         // verified token the request carried, found or not
-	stored    string         // token whose record exists in the store, as far as this request knows
-	inserted  bool           // this request created stored's record: nobody else has its token yet
-	withheld  bool           // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
-	plainHTTP bool           // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
-	userID    string         // user of the stored session, "" for anonymous
-	deadline  time.Time      // absolute deadline of the stored session
-	loadErr   error          // ErrStoreUnavailable when the session could not be read
-	dirty     bool           // the record must be written: values changed, or last seen is stale
+	userID       string    // user of the stored session, "" for anonymous
+	deadline     time.Time // absolute deadline of the stored session
+	loadErr      error     // ErrStoreUnavailable when the session could not be read
+	dirty        bool      // the record must be written: values changed, or last seen is stale
+	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
+	// with a bare scs token, maybe one it did not migrate: whose record was
+	// not found yet, or holds a type not registered with gob, or that came
+	// beside a session of the Manager's own. A login or logout expires it,
+	// so that its scs session, once found, does not come back after a
+	// logout, maybe as another user.
+	scsCookie bool
 	size      int32          // the size of the record the commit would write, 0 until the first Put: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
@@ -63,20 +72,6 @@ type state struct {
 	stale     bool           // the request came with a token that leads to no session: see canWrite
 	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
 	committed bool           // Commit ran: the response has started and nothing may change
-	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
-	// with a bare scs token, maybe one it did not migrate: whose record was
-	// not found yet, or holds a type not registered with gob, or that came
-	// beside a session of the Manager's own. A login or logout expires it,
-	// so that its scs session, once found, does not come back after a
-	// logout, maybe as another user.
-	scsCookie bool
-	// renewedAway is the session the request had, once its Renew found it
-	// gone from its token: moved to another by a parallel request's
-	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
-	// it, wherever such a Renew moved it, as they would have before the
-	// failed Renew. gone clears it. Nil otherwise: a pointer, so that the
-	// state every request allocates stays small.
-	renewedAway *movedSession
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
 	// session (not only another signature of the same token: see
@@ -91,6 +86,13 @@ type state struct {
 	// one, which a forged post must not delete, nor an API call's
 	// Clear-Site-Data with it every cookie of the domain.
 	sentCookie bool
+	// renewedAway is the session the request had, once its Renew found it
+	// gone from its token: moved to another by a parallel request's
+	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
+	// it, wherever such a Renew moved it, as they would have before the
+	// failed Renew. gone clears it. Nil otherwise: a pointer, so that the
+	// state every request allocates stays small.
+	renewedAway *movedSession
 }
 
 // stateFrom returns the innermost session state of ctx, or nil.

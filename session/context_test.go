@@ -11,6 +11,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
+	"unsafe"
 )
 
 // TestWithoutMiddleware checks that every call on a context no
@@ -139,5 +140,14 @@ func TestCrossSiteStartsNoSession(t *testing.T) {
 				t.Errorf("Put = %v, cookie set %v, keys %q; want a new anonymous session", err, cookie, keys)
 			}
 		})
+	}
+}
+
+// TestStateSize holds the size that state's documentation gives: every
+// request allocates one, and a field that takes it past 352 bytes costs
+// each request 32 more (the next size class), as a misplaced bool would.
+func TestStateSize(t *testing.T) {
+	if got := unsafe.Sizeof(state{}); got > 352 {
+		t.Errorf("unsafe.Sizeof(state{}) = %d, want at most 352: place new bools in the padding beside the others", got)
 	}
 }
