@@ -402,9 +402,10 @@ func validUserID(id string) error {
 // The move is atomic and happens only while the old record exists: when the
 // session was ended meanwhile (logged out, revoked, renewed by another
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
-// the request goes on as anonymous; a Destroy, Create or RevokeOthers later
-// in the request still ends, replaces or keeps the session it had,
-// wherever another request's Renew moved it. It also returns ErrNoSession for an
+// the request goes on as anonymous; a Destroy or RevokeOthers later in the
+// request still ends or keeps the session it had, and a Create still
+// replaces it if it was logged in, wherever another request's Renew moved
+// it. It also returns ErrNoSession for an
 // anonymous session without a record, and ErrResponseStarted once the
 // response has started. When values put in this request, beside those
 // other requests put meanwhile, would take the record over
