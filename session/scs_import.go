@@ -48,8 +48,8 @@ const scsRememberMe = "__rememberMe"
 // its setting, such a cookie is left, and logged at Warn at most every
 // 10s, so that a Records under another prefix, Redis or database than scs
 // wrote to logs nobody out for good. A login or logout of the Manager in a
-// request that carries an scs cookie expires it too. The scs key is then retired until scs's
-// deadline (SCSRecords.Retire): a copy of the record that an scs instance
+// request that carries an scs cookie expires it too. The scs key is then
+// retired until scs's deadline (SCSRecords.Retire): a copy of the record that an scs instance
 // still running writes back is deleted and refused, not migrated again.
 //
 // Should the store fail after the record was taken, before the key was
