@@ -49,8 +49,9 @@ const scsRememberMe = "__rememberMe"
 // 10s, so that a Records under another prefix, Redis or database than scs
 // wrote to logs nobody out for good. A login or logout of the Manager in a
 // request that carries an scs cookie expires it too. The scs key is then
-// retired until scs's deadline (SCSRecords.Retire): a copy of the record that an scs instance
-// still running writes back is deleted and refused, not migrated again.
+// retired until scs's deadline (SCSRecords.Retire): a copy of the record
+// that an scs instance still running writes back is deleted and refused,
+// not migrated again.
 //
 // Should the store fail after the record was taken, before the key was
 // retired and the new session written, the session is lost and its user
