@@ -59,9 +59,10 @@ type state struct {
 	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
 	// with a bare scs token, maybe one it did not migrate: whose record was
 	// not found yet, or holds a type not registered with gob, or that came
-	// beside a session of the Manager's own. A login or logout expires it,
-	// so that its scs session, once found, does not come back after a
-	// logout, maybe as another user.
+	// beside a session of the Manager's own; or that it may hold one this
+	// request did not carry, under a Path or Domain of its own. A login or
+	// logout expires it, so that its scs session, once found, does not come
+	// back after a logout, maybe as another user.
 	scsCookie bool
 	size      int32          // the size of the record the commit would write, 0 until the first Put: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write

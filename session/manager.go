@@ -235,8 +235,11 @@ func (m *Manager) Load(r *http.Request) context.Context {
 			return ctx
 		}
 		// Not beside a Bearer token: its logout leaves the cookies alone.
+		// A cookie of scs's with a Path or Domain of its own may be in the
+		// browser though this request did not carry it (a login at /login
+		// of a cookie at /app/): expiring it costs nothing where it is not.
 		_, st.scsCookie = m.scsToken(r)
-		st.scsCookie = st.scsCookie && !bearer
+		st.scsCookie = (st.scsCookie || !m.cfg.FromSCS.everywhere()) && !bearer
 	}
 	if signed == "" {
 		return ctx

@@ -174,6 +174,12 @@ func (imp SCSImport) withDefaults() (*SCSImport, error) {
 	return &imp, nil
 }
 
+// everywhere reports whether scs's cookie reaches every request to this
+// host: Path=/ and host-only.
+func (imp *SCSImport) everywhere() bool {
+	return imp.CookiePath == "/" && imp.CookieDomain == ""
+}
+
 // scsToken returns the scs token of r's scs cookie, if it has one: a bare
 // token, not a signed one under the same name.
 func (m *Manager) scsToken(r *http.Request) (string, bool) {

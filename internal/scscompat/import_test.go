@@ -352,6 +352,29 @@ func TestSCSCookieEndsWithLoginOrLogout(t *testing.T) {
 			t.Errorf("after the logout, with the prefix mended: user %q, want anonymous", body)
 		}
 	})
+	t.Run("scs cookie at /app", func(t *testing.T) {
+		// The browser does not send it to /login or /logout.
+		pathCfg := cfg
+		pathCfg.FromSCS = &session.SCSImport{UserKey: "userID", CookiePath: "/app"}
+		_, wrongPath := newImportManagerPrefix(t, srv, "scs:sesion:", pathCfg, h)
+		_, mendedPath := newImportManager(t, srv, pathCfg, h)
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{"userID": 42})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const token = "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
+		if err := scsredis.New(app.pool).Commit(token, b, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		browser := newJar(t)
+		u, _ := url.Parse(wrongPath.URL)
+		browser.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: token, Path: "/app"}})
+		get(t, browser, wrongPath.URL+"/login")
+		get(t, browser, wrongPath.URL+"/logout")
+		if body, _ := get(t, browser, mendedPath.URL+"/app/x"); body != "" {
+			t.Errorf("after a login and logout outside /app, with the prefix mended: user %q, want anonymous", body)
+		}
+	})
 	t.Run("logout", func(t *testing.T) {
 		browser := newJar(t)
 		get(t, browser, wrong.URL+"/login")  // sessionkit's user 7 first
