@@ -306,8 +306,9 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // add to the server's ACL LOG. With [New] and a Source whose connections
 // log in as an ACL user, set Username too, or the Store's first Ping adds
 // one refusal to ACL LOG. The warning names one server an hour: on a
-// Cluster, the first master found evicting. Check the policy of such a deployment with
-// [Store.KeyStats] as an admin user, or CONFIG GET maxmemory-policy.
+// Cluster, the first master found evicting. Check the policy of such a
+// deployment with [Store.KeyStats] as an admin user, or CONFIG GET
+// maxmemory-policy.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		if s.cluster == nil {

@@ -89,10 +89,10 @@ type state struct {
 	sentCookie bool
 	// renewedAway is the session the request had, once its Renew found it
 	// gone from its token: moved to another by a parallel request's
-	// Renew, or ended. Destroy, Create and RevokeOthers end it, or keep
-	// it, wherever such a Renew moved it, as they would have before the
-	// failed Renew. gone clears it. Nil otherwise: a pointer, so that the
-	// state every request allocates stays small.
+	// Renew, or ended. Destroy and RevokeOthers end or keep it, and Create
+	// replaces it, as they would have before the failed Renew (see held).
+	// gone clears it. Nil otherwise: a pointer, so that the state every
+	// request allocates stays small.
 	renewedAway *movedSession
 }
 
@@ -226,13 +226,24 @@ type movedSession struct {
 	values        map[string]any
 }
 
+// held returns the session the request has, or, once its Renew lost to a
+// parallel one, the session it had (see renewedAway): what Destroy,
+// Create and RevokeOthers end, replace or keep. Its token is "" for none.
+// The caller holds st.mu.
+func (st *state) held() movedSession {
+	if st.stored == "" && st.renewedAway != nil {
+		return *st.renewedAway
+	}
+	return movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
+}
+
 // loseToRenewal records that the request's Renew found its session gone
 // from its token (see renewedAway): the request has no session left, but
 // remembers the one it had. The caller holds st.mu.
 func (st *state) loseToRenewal() {
-	moved := &movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
+	moved := st.held()
 	st.gone()
-	st.renewedAway = moved
+	st.renewedAway = &moved
 }
 
 // end records that this request ended its session: like gone, but the
@@ -493,11 +504,8 @@ func Destroy(ctx context.Context) error {
 	// When the store was down at load time, the request knows only the
 	// token it presented; delete its record, so that logout during a
 	// hiccup still ends the session.
-	token, userID, md := st.stored, st.userID, st.ownMeta()
-	if away := st.renewedAway; token == "" && away != nil {
-		// This request's Renew found the session moved away.
-		token, userID, md = away.token, away.userID, away.md
-	}
+	h := st.held()
+	token, userID, md := h.token, h.userID, h.md
 	if token == "" && st.loadErr != nil {
 		token = st.presented
 		var err error

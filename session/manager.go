@@ -537,15 +537,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
 	var replaces string
-	owner, ownerMeta, loadedValues := st.userID, st.ownMeta(), st.loadedValues
+	// After a Renew of this request lost to a parallel one, the session
+	// it had is replaced as if that Renew had not run (see state.held).
+	h := st.held()
+	owner, ownerMeta, loadedValues := h.userID, h.md, h.values
 	switch {
-	case st.stored != "":
-		replaces = idOf(st.stored)
-	case st.renewedAway != nil:
-		// This request's Renew found the session moved away: replace it
-		// as if that Renew had not run.
-		away := st.renewedAway
-		replaces, owner, ownerMeta, loadedValues = idOf(away.token), away.userID, away.md, away.values
+	case h.token != "":
+		replaces = idOf(h.token)
 	case st.loadErr != nil && st.presented != "":
 		replaces = idOf(st.presented)
 		var err error

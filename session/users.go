@@ -165,15 +165,14 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		return 0, errOtherMiddleware
 	}
 	st.mu.Lock()
-	userID, id, md := st.userID, "", st.ownMeta()
-	if st.stored != "" {
-		id = idOf(st.stored)
-	} else if away := st.renewedAway; away != nil {
-		// This request's Renew found the session moved away: keep it
-		// where a parallel Renew moved it.
-		userID, id, md = away.userID, idOf(away.token), away.md
+	// After a Renew of this request lost to a parallel one, the session
+	// it had is kept where that Renew moved it (see state.held).
+	h := st.held()
+	userID, id := h.userID, ""
+	if h.token != "" {
+		id = idOf(h.token)
 	}
-	line := lineage(id, md)
+	line := lineage(id, h.md)
 	st.mu.Unlock()
 	if userID == "" || id == "" {
 		return 0, ErrNoSession
