@@ -84,8 +84,9 @@ func (s *server) assets() http.Handler {
 
 // contentSecurity lets pages load only the example's own stylesheet and
 // script, post forms only to this site, and be framed by no one. (Pages
-// also send Referrer-Policy: same-origin, so that no other site learns
-// their addresses. Strict-Transport-Security is the TLS front end's to
+// also send X-Frame-Options: DENY, the same for browsers that predate
+// frame-ancestors, and Referrer-Policy: same-origin, so that no other site
+// learns their addresses. Strict-Transport-Security is the TLS front end's to
 // send: the example serves plain HTTP.)
 const contentSecurity = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -97,6 +98,7 @@ func (s *server) render(w http.ResponseWriter, code int, name string, p page) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", contentSecurity)
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	if wait := max(p.Refresh, p.RetryAfter); wait > 0 {
 		h.Set("Retry-After", strconv.Itoa(wait))

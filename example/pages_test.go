@@ -26,7 +26,8 @@ func as(ua string) []string { return append([]string{"User-Agent", ua}, browser.
 func isPage(r reply) bool {
 	return strings.HasPrefix(r.header.Get("Content-Type"), "text/html") && strings.Contains(r.body, "<title>") &&
 		strings.Contains(r.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") &&
-		r.header.Get("X-Content-Type-Options") == "nosniff" && r.header.Get("Referrer-Policy") == "same-origin"
+		r.header.Get("X-Content-Type-Options") == "nosniff" && r.header.Get("X-Frame-Options") == "DENY" &&
+		r.header.Get("Referrer-Policy") == "same-origin"
 }
 
 // signedOutPage reports whether r is the answer of a form that ended the
