@@ -335,8 +335,8 @@ func TestBrowser(t *testing.T) {
 	if code := pc.load("revoke the laptop", chromedp.Click(chromedp.CSS(`button[aria-label="Revoke Firefox on Windows"]`))); code != 200 {
 		t.Fatalf("phone: revoke = %d", code)
 	}
-	if got := pc.text(".notice"); got != noticeRevoked {
-		t.Errorf("phone: after the revoke the notice says %q, want %q", got, noticeRevoked)
+	if got, want := pc.text(".notice"), "Signed out Firefox on Windows."; got != want {
+		t.Errorf("phone: after the revoke the notice says %q, want %q", got, want)
 	}
 	// The laptop's next click tells it.
 	lp.load("follow Back to your dashboard", chromedp.Click(chromedp.CSS(`main a[href="/"]`)))
@@ -380,8 +380,8 @@ func TestBrowser(t *testing.T) {
 	pc.checkPage("Your devices")
 	pc.load("revoke the app", chromedp.Click(chromedp.CSS(`.revoke button`)))
 	pc.checkPage("Your devices")
-	if got := pc.text(".notice"); got != noticeRevoked {
-		t.Errorf("phone: after revoking the app the notice says %q, want %q", got, noticeRevoked)
+	if got, want := pc.text(".notice"), "Signed out "+appDevice+"."; got != want {
+		t.Errorf("phone: after revoking the app the notice says %q, want %q", got, want)
 	}
 
 	// Someone guesses carol's password through the API (bodies without a

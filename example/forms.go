@@ -306,13 +306,18 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 			p.Others++
 		}
 	}
-	p.Notice = deviceNotices[s.takeNotice(w, r)]
+	code, device := s.takeNotice(w, r)
+	if code == "revoked" && device != "" {
+		p.NoticeDevice = device
+	} else {
+		p.Notice = deviceNotices[code]
+	}
 	s.setMarker(w, info, now)
 	s.render(w, http.StatusOK, "devices", p)
 }
 
 // formRevoke ends one of the caller's sessions and goes back to the
-// devices page, which says that the device was signed out; the caller's
+// devices page, which names the device it signed out; the caller's
 // own session gets the login page, which says that it signed out. The form names
 // the session by its first id (see device.ID), so a page shown before the
 // session renewed still revokes it, and carries the page's session, as the
@@ -354,7 +359,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	case target.Current: // not offered by the page, but a user may end their own session
 		s.signedOut(w, noticeSignedOut)
 	default:
-		s.setNotice(w, r, "revoked")
+		s.setNotice(w, r, "revoked", cmp.Or(target.Device, unknownDevice))
 		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 	}
 }
@@ -376,9 +381,9 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n == 0 {
-		s.setNotice(w, r, "no-others")
+		s.setNotice(w, r, "no-others", "")
 	} else {
-		s.setNotice(w, r, "others")
+		s.setNotice(w, r, "others", "")
 	}
 	http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 }

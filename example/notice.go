@@ -2,11 +2,13 @@ package main
 
 import (
 	"cmp"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
@@ -52,7 +54,9 @@ const (
 	noticeEverywhere     = "You signed out everywhere: every session of your account has ended."
 )
 
-// Notices of the devices page.
+// Notices of the devices page. A revoke names the device it signed out
+// ("Signed out Safari on iPhone.", the layout's NoticeDevice); noticeRevoked
+// is for a notice cookie whose name cannot be read.
 const (
 	noticeRevoked  = "The device was signed out."
 	noticeOthers   = "Your other sessions were signed out."
@@ -102,28 +106,46 @@ const noticeLife = time.Minute
 // it. Its value is the code and the first id of the session of r, which a
 // renewal keeps, "others:<first id>": without the __Host- prefix
 // (InsecureCookie) a sibling subdomain can set a cookie of that name,
-// but, not knowing the id, not one that the page shows.
-func (s *server) setNotice(w http.ResponseWriter, r *http.Request, code string) {
+// but, not knowing the id, not one that the page shows. device, when not
+// "", is the name of the device a revoke signed out, which follows in
+// base64url ("revoked:<first id>:<name>"): the session it named is gone
+// by the time the page shows the notice, and the notice is not kept in
+// the session (see above).
+func (s *server) setNotice(w http.ResponseWriter, r *http.Request, code, device string) {
 	info, _ := session.FromContext(r.Context())
-	http.SetCookie(w, s.ownCookie(noticeBase, code+":"+info.FirstID, noticeLife, http.SameSiteStrictMode))
+	value := code + ":" + info.FirstID
+	if device != "" {
+		value += ":" + base64.RawURLEncoding.EncodeToString([]byte(device))
+	}
+	http.SetCookie(w, s.ownCookie(noticeBase, value, noticeLife, http.SameSiteStrictMode))
 }
 
+// maxNoticeDevice bounds the device name a notice cookie may carry: a
+// session's device name takes at most 64 bytes (session.Config.DeviceName).
+const maxNoticeDevice = 64
+
 // takeNotice returns the code of the notice that a form left for r's
-// page, "" for none or for one left for another session, and clears it,
-// so that the page tells it once.
-func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) string {
+// page, "" for none or for one left for another session, and the device
+// name it carries, "" for none or for one that is not a device name; and
+// clears it, so that the page tells it once.
+func (s *server) takeNotice(w http.ResponseWriter, r *http.Request) (code, device string) {
 	notice := s.ownCookie(noticeBase, "", 0, http.SameSiteStrictMode)
 	c, err := r.Cookie(notice.Name)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	http.SetCookie(w, notice)
 	info, _ := session.FromContext(r.Context())
-	code, first, _ := strings.Cut(c.Value, ":")
+	code, rest, _ := strings.Cut(c.Value, ":")
+	first, encoded, _ := strings.Cut(rest, ":")
 	if info.FirstID == "" || first != info.FirstID {
-		return ""
+		return "", ""
 	}
-	return code
+	name, err := base64.RawURLEncoding.DecodeString(encoded)
+	if err != nil || len(name) > maxNoticeDevice || !utf8.Valid(name) {
+		return code, ""
+	}
+	return code, string(name)
 }
 
 // markerName is the name of the marker cookie, with the __Host- prefix

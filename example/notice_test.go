@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -171,7 +172,7 @@ func TestNoticeCookie(t *testing.T) {
 	for _, insecure := range []bool{true, false} {
 		w := httptest.NewRecorder()
 		// No session in r: the value ends with an empty first id.
-		(&server{insecureCookie: insecure}).setNotice(w, httptest.NewRequest("POST", "/logout-others", nil), "others")
+		(&server{insecureCookie: insecure}).setNotice(w, httptest.NewRequest("POST", "/logout-others", nil), "others", "")
 		want := "__Host-notice=others:; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
 		if insecure {
 			want = "notice=others:; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
@@ -202,6 +203,27 @@ func TestNoticeCookie(t *testing.T) {
 			t.Errorf("GET /sessions with a planted notice cookie %q shows a notice:\n%s", planted, r.body)
 		}
 	}
+	// A revoke's notice names the device, read from the cookie as
+	// base64url, isolated for bidirectional text; a name that is not
+	// base64url, not UTF-8 or over 64 bytes gives the notice without it.
+	own, _ := url.ParseQuery(e.sessionForm(c))
+	b64 := base64.RawURLEncoding.EncodeToString
+	for planted, want := range map[string]string{
+		b64([]byte("Safari on iPhone")):       "Signed out <bdi>Safari on iPhone</bdi>.",
+		b64([]byte("\u202eenohPi no irafaS")): "Signed out <bdi>\u202eenohPi no irafaS</bdi>.",
+		b64([]byte("<b>")):                    "Signed out <bdi>&lt;b&gt;</bdi>.",
+		"not base64!":                         noticeRevoked,
+		b64([]byte{0xff, 0xfe}):               noticeRevoked,
+		b64([]byte(strings.Repeat("x", 65))):  noticeRevoked,
+		"":                                    noticeRevoked,
+	} {
+		cookie := "notice=revoked:" + own.Get(sessionField) + ":" + planted
+		r := e.send(c, "GET", "/sessions", "", append(as(firefoxWindows), "Cookie", cookie)...)
+		if !strings.Contains(r.body, `<p class="notice" role="status">`+want+`</p>`) {
+			t.Errorf("GET /sessions with the notice cookie %q:\n%s\nwant the notice %q", cookie, r.body, want)
+		}
+	}
+
 	r := e.send(c, "POST", "/logout-others", e.sessionForm(c), as(firefoxWindows)...)
 	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
 		t.Fatalf("POST /logout-others = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))

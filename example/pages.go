@@ -30,11 +30,15 @@ func parsePages(names ...string) map[string]*template.Template {
 // page is what a template shows. The layout uses the first group of
 // fields; each page the group named after it.
 type page struct {
-	Title   string // the page's own title, before " · sessionkit example"
-	User    string // the signed-in user, shown in the header; "" for none
-	Notice  string // what just happened ("You signed out.")
-	Refresh int    // seconds after which the page reloads itself; 0: never
-	Narrow  bool   // a single small card (login, messages): render sets it
+	Title  string // the page's own title, before " · sessionkit example"
+	User   string // the signed-in user, shown in the header; "" for none
+	Notice string // what just happened ("You signed out.")
+	// NoticeDevice, in place of Notice, names the device a revoke signed
+	// out: "Signed out Safari on iPhone.", the name isolated for
+	// bidirectional text as the devices page shows it.
+	NoticeDevice string
+	Refresh      int  // seconds after which the page reloads itself; 0: never
+	Narrow       bool // a single small card (login, messages): render sets it
 	// Session is the first id (session.Info.FirstID) of the session the
 	// page was shown for, which its forms that change the session send
 	// back (sessionField); "" for none.

@@ -236,8 +236,8 @@ func TestDevicesPage(t *testing.T) {
 		t.Fatalf("revoke Firefox = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
 	r = e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
-	if !strings.Contains(r.body, `<p class="notice" role="status">`+noticeRevoked+`</p>`) || strings.Contains(r.body, "<h3><bdi>Firefox on Windows</bdi></h3>") {
-		t.Errorf("devices page after the revoke:\n%s\nwant %q and Firefox gone", r.body, noticeRevoked)
+	if want := "Signed out <bdi>Firefox on Windows</bdi>."; !strings.Contains(r.body, `<p class="notice" role="status">`+want+`</p>`) || strings.Contains(r.body, "<h3><bdi>Firefox on Windows</bdi></h3>") {
+		t.Errorf("devices page after the revoke:\n%s\nwant %q and Firefox gone", r.body, want)
 	}
 	if r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...); strings.Contains(r.body, `class="notice"`) {
 		t.Error("the notice of a revoke shows on the devices page a second time")
@@ -688,7 +688,7 @@ func TestEndingsWithRedisFull(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, body, notice string
 	}{
-		{"revoke", "/sessions/" + apiID + "/revoke", form, noticeRevoked},
+		{"revoke", "/sessions/" + apiID + "/revoke", form, "Signed out <bdi>" + nameDevice("Go-http-client/1.1") + "</bdi>."},
 		{"sign out the others", "/logout-others", form, noticeOthers},
 	} {
 		r := e.send(phone, "POST", tc.path, tc.body, as(safariIPhone)...)
