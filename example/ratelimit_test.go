@@ -54,8 +54,11 @@ func TestLoginLimitForm(t *testing.T) {
 			t.Errorf("the 429 login page lacks %q:\n%s", want, r.body)
 		}
 	}
-	if got := r.header.Get("RateLimit"); r.header.Get("RateLimit-Policy") != loginPolicy || !strings.HasPrefix(got, `"login-ip";r=94;t=`) || strings.Contains(got, ",") {
-		t.Errorf("6th login: RateLimit-Policy %q RateLimit %q, want %q and login-ip r=94 alone", r.header.Get("RateLimit-Policy"), got, loginPolicy)
+	// RateLimit lists the user name's rule only now that it refused: r=0
+	// and t the Retry-After, which the 429 tells anyway.
+	want := `"login-user";r=0;t=` + r.header.Get("Retry-After") + `, "login-ip";r=94;t=`
+	if got := r.header.Get("RateLimit"); r.header.Get("RateLimit-Policy") != loginPolicy || !strings.HasPrefix(got, want) {
+		t.Errorf("6th login: RateLimit-Policy %q RateLimit %q, want %q and %q...", r.header.Get("RateLimit-Policy"), got, loginPolicy, want)
 	}
 	if sc := r.header.Values("Set-Cookie"); len(sc) > 0 || e.sessionKeys() != 0 {
 		t.Errorf("the refused login set cookies %q and left %d session keys, want none", sc, e.sessionKeys())
@@ -65,7 +68,7 @@ func TestLoginLimitForm(t *testing.T) {
 	r = e.send(&http.Client{Timeout: 10 * time.Second}, "POST", "/api/login", `{"username":" Alice","password":"wonderland"}`)
 	if r.code != http.StatusTooManyRequests || e.json(r)["error"] != "too many requests" ||
 		e.json(r)["retry_after"] != float64(atoi(t, r.header.Get("Retry-After"))) || r.header.Get("RateLimit-Policy") != loginPolicy ||
-		!strings.HasPrefix(r.header.Get("RateLimit"), `"login-ip";r=93;t=`) {
+		!strings.HasPrefix(r.header.Get("RateLimit"), `"login-user";r=0;t=`+r.header.Get("Retry-After")+`, "login-ip";r=93;t=`) {
 		t.Errorf("API login of alice after 6 form attempts = %d %s, headers %v; want 429 JSON with retry_after, Retry-After and the RateLimit headers",
 			r.code, r.body, r.header)
 	}

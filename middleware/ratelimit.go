@@ -34,7 +34,8 @@ type RateCounter interface {
 // Rule admits at most Limit requests per Window for each value of Key.
 type Rule struct {
 	// Name names the rule in the RateLimit-Policy and RateLimit headers
-	// (RateLimit leaves out a rule keyed by a name: see RateLimit) and in
+	// (RateLimit lists a rule keyed by a name only on a 429 it caused: see
+	// RateLimit) and in
 	// its Redis key: 1 to 32 characters of a-z, 0-9, "-" and "_".
 	// Required, and unique within a limiter. Rules of several limiters with
 	// the same Name and key value share one counter (a login form and a
@@ -219,7 +220,8 @@ type RateLimitMetrics interface {
 // list member per rule that keys the request (RateLimit-Policy) or that
 // counted it and is keyed by its sender (RateLimit: a rule keyed by a
 // name, ByFormField, ByJSONField or ByName, counts everyone's attempts on
-// that name, which its state would tell anyone). A request over any
+// that name, which its state would tell anyone; such a rule is listed
+// only on a 429 it caused, as r=0 and t the Retry-After). A request over any
 // rule's limit gets 429 with Retry-After, the time until the window of
 // every rule that counted it and is at its limit has ended (see
 // RateLimitConfig.OnLimited), and never reaches the handler. A rule keyed
@@ -420,7 +422,6 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "rate limit: counter works again",
 				slog.Int("suppressed", suppressed))
 		})
-		addMembers(h, stateField, stateHeader(ks.rules, counts, resets))
 		over := false
 		for i, rule := range ks.rules {
 			if counts[i] > int64(rule.Limit) {
@@ -431,6 +432,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			}
 		}
 		if !over {
+			addMembers(h, stateField, stateHeader(ks.rules, counts, resets, 0))
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -444,6 +446,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 				retry = max(retry, resets[i])
 			}
 		}
+		addMembers(h, stateField, stateHeader(ks.rules, counts, resets, retry))
 		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
 		if l.cfg.OnLimited != nil {
 			hw := &hookWriter{ResponseWriter: w, code: http.StatusTooManyRequests}
@@ -725,13 +728,25 @@ func addMembers(h http.Header, key, list string) {
 // its sender, `"name";r=<remaining>;t=<seconds until the window ends>`. A
 // rule keyed by a name (Key.named) is left out: its counter is everyone's
 // who sends that user name, its owner's sign-ins included, and would tell
-// any sender of the name whether, and when, someone else tried it.
-func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
+// any sender of the name whether, and when, someone else tried it. Only
+// when such a rule refuses the request (retry, the answer's Retry-After,
+// is then above zero) is it listed, as `r=0;t=<Retry-After>`, which tells
+// no more than the 429 and its Retry-After do: a client reading the
+// field then sees the rule that refused it, not only the others'
+// remaining requests.
+func stateHeader(rules []*Rule, counts []int64, resets []time.Duration, retry time.Duration) string {
 	var b strings.Builder
 	b.Grow(48 * len(rules))
 	for i, r := range rules {
-		if counts[i] < 0 || r.Key.named {
+		if counts[i] < 0 {
 			continue
+		}
+		remaining, reset := max(int64(r.Limit)-counts[i], 0), resets[i]
+		if r.Key.named {
+			if retry <= 0 || counts[i] <= int64(r.Limit) {
+				continue
+			}
+			remaining, reset = 0, retry
 		}
 		if b.Len() > 0 {
 			b.WriteString(", ")
@@ -739,9 +754,9 @@ func stateHeader(rules []*Rule, counts []int64, resets []time.Duration) string {
 		b.WriteByte('"')
 		b.WriteString(r.Name)
 		b.WriteString(`";r=`)
-		b.WriteString(strconv.FormatInt(max(int64(r.Limit)-counts[i], 0), 10))
+		b.WriteString(strconv.FormatInt(remaining, 10))
 		b.WriteString(";t=")
-		b.WriteString(strconv.FormatInt(seconds(resets[i]), 10))
+		b.WriteString(strconv.FormatInt(seconds(reset), 10))
 	}
 	return b.String()
 }

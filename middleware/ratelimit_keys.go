@@ -226,7 +226,8 @@ func jsonField(body []byte, name string) (v string, split bool) {
 // ByFormField and ByJSONField, whose values any sender may send too, the
 // name is trimmed and case-folded, the rule counts a request only once
 // the limiter's rules keyed by its sender (ByIP, ByUser, ByFunc) admitted
-// it, and its state is left out of the RateLimit header. Requests for
+// it, and its state is left out of the RateLimit header but for a 429 it
+// caused (r=0, t the Retry-After). Requests for
 // which f returns "" are not counted by the rule. f must not read r.Body.
 func ByName(f func(r *http.Request) string) Key {
 	if f == nil {

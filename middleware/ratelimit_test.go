@@ -1218,6 +1218,52 @@ func TestRateLimitRefusedByAddressNamesNobody(t *testing.T) {
 	}
 }
 
+// TestRateLimitNamedRuleRefuses checks the RateLimit field of a rule keyed
+// by a user name: left out while it admits (its count is everyone's who
+// sends the name), and listed as r=0 with t the Retry-After on the 429 it
+// causes, alone or beside a rule keyed by the sender, so that a client
+// reading the field sees the rule that refused it.
+func TestRateLimitNamedRuleRefuses(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	user := middleware.Rule{Name: "login-user", Limit: 3, Window: time.Minute, Key: middleware.ByFormField("username")}
+	ip := middleware.Rule{Name: "login-ip", Limit: 100, Window: 2 * time.Minute, Key: middleware.ByIP()}
+	for _, tc := range []struct {
+		name   string
+		rules  []middleware.Rule
+		admits string // RateLimit while admitted
+		limits string // RateLimit on the 429, RETRY standing for its Retry-After
+	}{
+		{"user name alone", []middleware.Rule{user}, "", `"login-user";r=0;t=RETRY`},
+		{"beside the address", []middleware.Rule{user, ip}, `"login-ip";r=`, `"login-user";r=0;t=RETRY, "login-ip";r=96;t=1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Do(t, "FLUSHDB")
+			h := limited(t, middleware.LoginLimit, store, middleware.RateLimitConfig{Rules: tc.rules})
+			for i := range 4 {
+				r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice&password=guess"))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r.RemoteAddr = "198.51.100.7:4444"
+				w := serve(h, r)
+				got := w.Header().Get("RateLimit")
+				if i < 3 {
+					if w.Code != 200 || strings.Contains(got, "login-user") || !strings.HasPrefix(got, tc.admits) {
+						t.Errorf("attempt %d = %d, RateLimit %q; want 200 and %q, no login-user", i+1, w.Code, got, tc.admits)
+					}
+					continue
+				}
+				// The windows end in 60 and 120 seconds, give or take the
+				// test's own time: t counts whole seconds, rounded up.
+				retry := w.Header().Get("Retry-After")
+				want := strings.ReplaceAll(tc.limits, "RETRY", retry)
+				if w.Code != http.StatusTooManyRequests || (retry != "60" && retry != "59") || !strings.HasPrefix(got, want) {
+					t.Errorf("attempt 4 = %d, RateLimit %q, Retry-After %q; want 429, %q..., 60", w.Code, got, retry, want)
+				}
+			}
+		})
+	}
+}
+
 // TestRateLimitRetryAfterAdmits refuses a request over one rule while
 // another rule is exactly at its limit: Retry-After is the later of the
 // two windows' ends, since the rule at its limit refuses the next request
