@@ -274,6 +274,58 @@ func TestReloginFollowsRenewal(t *testing.T) {
 	}
 }
 
+// TestLateRenewalAfterRelogin has a request renew the session and answer
+// late, after a parallel re-login of the same browser, which followed the
+// renewal and ended the renewed session: the renewing request's answer
+// must not set its token, which leads nowhere, over the login's cookie.
+// It did, and the browser was signed out.
+func TestLateRenewalAfterRelogin(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		put  bool // the renewing request also puts a value after its Renew
+	}{{"renew alone", false}, {"renew and put", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _, clk := newTestManager(t, Config{})
+			c1, _ := login(t, m, "alice")
+			relogin, renewing := load(m, c1), load(m, c1)
+			if err := Renew(renewing); err != nil {
+				t.Fatalf("Renew = %v", err)
+			}
+			if tc.put {
+				if err := Put(renewing, "theme", "dark"); err != nil {
+					t.Fatalf("Put = %v", err)
+				}
+			}
+			clk.t = clk.t.Add(time.Second)
+			if _, err := Create(relogin, "alice"); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+			h := http.Header{}
+			if err := m.Commit(relogin, h); err != nil {
+				t.Fatal(err)
+			}
+			c3, ok := sessionCookie(m, h)
+			if !ok || userOf(t, m, c3.Value) != "alice" {
+				t.Fatalf("re-login: cookie %v, want alice's new session", c3)
+			}
+			h = http.Header{}
+			if err := m.Commit(renewing, h); err != nil {
+				t.Fatalf("the renewing request's Commit = %v, want nil", err)
+			}
+			if c, ok := sessionCookie(m, h); ok {
+				t.Errorf("the renewing request answered after the re-login with Set-Cookie %v, want none: its token leads nowhere", c)
+			}
+		})
+	}
+	t.Run("no re-login", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		c1, _ := login(t, m, "alice")
+		if c2 := renew(t, m, c1); userOf(t, m, c2) != "alice" {
+			t.Error("a renewal that nothing raced set a cookie that is not alice's")
+		}
+	})
+}
+
 // TestReloginUnderLimitFollowsRenewal logs a laptop in again, with a limit
 // of two sessions, while a parallel request renews the laptop's session:
 // the renewed session is the one replaced, so the phone stays logged in.

@@ -476,8 +476,10 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		st.dirty, st.changes = false, nil
 	}
 	var saveErr error
+	saved := false // the commit wrote the record, which so still existed
 	if st.dirty {
 		err := m.save(ctx, st)
+		saved = err == nil
 		switch {
 		case errors.Is(err, errGone):
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
@@ -505,6 +507,9 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	// A cookie that holds another session than the request's is neither
 	// replaced nor expired: see state.keepCookie.
 	issue := st.issued != "" && !st.keepCookie
+	if issue && !st.inserted && !saved && m.renewedAway(ctx, st) {
+		issue = false
+	}
 	expire := st.loggedOut && !st.keepCookie && st.sentCookie
 	switch {
 	case issue:
@@ -529,6 +534,28 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		h.Set("Cache-Control", "no-store")
 	}
 	return saveErr
+}
+
+// renewedAway reports whether the session that this request's Renew moved
+// to st.issued (a renewal leaves st.inserted false; a login or a new
+// anonymous session sets it) has gone from there since: ended, or renewed
+// again, by a parallel request, such as a re-login that followed the
+// renewal and ended it. Its token then leads nowhere, and the response,
+// which may come after that request's, must not put it in place of the
+// browser's newer cookie: the commit leaves the cookie alone (st.gone), as
+// it does for a session that ended while the request ran. The check costs
+// a read, only at the commit of a request that renewed and wrote nothing
+// after (a write proves the record is there); when it fails, the cookie
+// goes out as before: the renewal happened, and a token that leads
+// nowhere logs nobody in. The caller holds st.mu.
+func (m *Manager) renewedAway(ctx context.Context, st *state) bool {
+	_, found, err := m.store.Load(ctx, idOf(st.issued), 0)
+	if err != nil || found {
+		return false
+	}
+	m.log.Debug("session: renewed session ended during the request; cookie left", "session", fingerprint(idOf(st.issued)))
+	st.gone()
+	return true
 }
 
 // create logs userID in; see Create. The caller holds st.mu.
