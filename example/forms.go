@@ -253,7 +253,11 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 		s.badForm(w, r, err, "Please reload the page and try again.", back, backText)
 		return false
 	}
-	if !ok || r.PostForm.Get(sessionField) == info.FirstID {
+	// A form without the field comes from no page of the example's (curl,
+	// another client of the routes): there is no page to be stale, and it
+	// acts on the browser's session as it is. (Cross-origin posts never
+	// get here: http.CrossOriginProtection refuses them, see routes.)
+	if _, fromPage := r.PostForm[sessionField]; !ok || !fromPage || r.PostForm.Get(sessionField) == info.FirstID {
 		return true
 	}
 	s.fail(w, r, http.StatusConflict, "session changed", page{
@@ -266,7 +270,8 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 }
 
 // formLogout ends the session and answers with the login page, which says
-// so.
+// so; a post without the session field (not from one of the example's
+// pages: curl, a client of the routes) gets 303 to the home page.
 // A browser whose session had already ended elsewhere is told that
 // instead. A form shown for another session changes nothing
 // (sameSession). When the store fails, the marker goes all the same
@@ -280,6 +285,13 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 	if err := session.Destroy(r.Context()); err != nil {
 		s.clearMarker(w)
 		s.endError(w, r, err)
+		return
+	}
+	if _, fromPage := r.PostForm[sessionField]; !fromPage {
+		// Not from a page of the example's: the plain answer of a logout
+		// form, to the home page, which shows the login form.
+		s.clearMarker(w)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
 	if !signedIn {
