@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -308,6 +309,33 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "unreadable record") {
 		t.Errorf("corrupt record not logged; log:\n%s", h.logs)
+	}
+}
+
+// TestCorruptRecordLogsNoValue drops records whose values, or times, do
+// not decode, and checks that the log line of each names why without
+// quoting what it could not read: encoding/json's, strconv's and time's
+// errors quote the number, tag or time, which may be the app's data.
+func TestCorruptRecordLogsNoValue(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	now := time.Now().UnixMilli()
+	times := fmt.Sprintf(`"c":%d,"e":%d`, now, now+3_600_000)
+	for secret, record := range map[string]string{
+		"12345678901234567890123": `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"int":12345678901234567890123}}}`,
+		"98765e999":               `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"float64":98765e999}}}`,
+		"SECRETTAG6":              `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"SECRETTAG6":1}}}`,
+		"1999-99-99T99:99:99Z":    `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"time":"1999-99-99T99:99:99Z"}}}`,
+		"4444444444444444444444":  `{"v":2,"user_id":"alice","c":4444444444444444444444,"e":1}`,
+	} {
+		c := h.client()
+		id, _ := h.login(c, "alice")
+		h.redis.Do(t, "SET", "session:"+id, record)
+		if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusUnauthorized || h.exists(id) {
+			t.Errorf("GET /me with the record %s = %d, deleted %v; want 401 and the record deleted", record, resp.code, !h.exists(id))
+		}
+		if logs := h.logs.String(); !strings.Contains(logs, "unreadable record") || strings.Contains(logs, secret) {
+			t.Errorf("the record %s: log\n%s\nwant the unreadable record logged without %q", record, logs, secret)
+		}
 	}
 }
 

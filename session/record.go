@@ -363,7 +363,7 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		// the heap through json.Unmarshal only on this path.
 		slow, err := unmarshalRecord(b)
 		if err != nil {
-			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %w", errBadRecord, err)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: %s", errBadRecord, decodeFault(err))
 		}
 		rec = slow
 	}
@@ -424,7 +424,7 @@ func decodeRecord(b []byte) (deadline time.Time, md meta, values map[string]any,
 		}
 		v, err := decodeValue(r, rec.V)
 		if err != nil {
-			return time.Time{}, meta{}, nil, fmt.Errorf("%w: value: %w", errBadRecord, err)
+			return time.Time{}, meta{}, nil, fmt.Errorf("%w: value: %s", errBadRecord, decodeFault(err))
 		}
 		values[k] = v
 	}
@@ -967,7 +967,29 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 		}
 		return jsonValue(bytes.Clone(b)), nil
 	}
-	return nil, fmt.Errorf("unknown type tag %q", tag)
+	return nil, errors.New("unknown type tag")
+}
+
+// decodeFault says why part of a record did not decode without quoting
+// the record: the errors of encoding/json, strconv and time name the
+// number, string or time they could not read, which may be the app's data,
+// and the Manager logs the reason of every record it drops.
+func decodeFault(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var numErr *strconv.NumError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		return "a JSON value where " + typeErr.Type.String() + " belongs"
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("invalid JSON at byte %d", syntaxErr.Offset)
+	case errors.As(err, &numErr):
+		return "an integer out of range or malformed"
+	case errors.As(err, &timeErr):
+		return "an invalid time"
+	}
+	return err.Error()
 }
 
 // decimal reports whether s is an integer in decimal, -?[0-9]+, as
