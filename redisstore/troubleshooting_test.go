@@ -264,6 +264,19 @@ func TestTroubleshooting(t *testing.T) {
 			heading: "TLS to a port that does not speak it: TLS handshake timeout",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t)
+				// The defaults (DialTimeout and Timeout 1s): the guide's
+				// first line.
+				s := open(t, srv, redisstore.Config{TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
+			heading: "TLS to a port that does not speak it: TLS handshake timeout",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				// A DialTimeout shorter than Timeout: the second line.
 				s := open(t, srv, redisstore.Config{TLS: &tls.Config{MinVersion: tls.VersionTLS12}, DialTimeout: 100 * time.Millisecond})
 				_, _, err := s.Load(ctx, "id", 0)
 				return s.PoolStats(), err
