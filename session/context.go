@@ -416,8 +416,12 @@ func validUserID(id string) error {
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
 // the request goes on as anonymous; a Destroy or RevokeOthers later in the
 // request still ends or keeps the session it had, and a Create still
-// replaces it if it was logged in, wherever another request's Renew moved
-// it. It also returns ErrNoSession for an
+// replaces it, wherever another request's Renew moved it (an anonymous
+// one through the pointer the move left, where the store keeps one). A
+// Renew that succeeded, in a request whose session a parallel login or
+// logout then ended before the response, leaves the cookie alone rather
+// than set a token that leads nowhere over the newer one (the commit reads
+// the record once to know, when it writes nothing). It also returns ErrNoSession for an
 // anonymous session without a record, and ErrResponseStarted once the
 // response has started. When values put in this request, beside those
 // other requests put meanwhile, would take the record over

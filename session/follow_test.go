@@ -317,6 +317,43 @@ func TestLateRenewalAfterRelogin(t *testing.T) {
 			}
 		})
 	}
+	t.Run("anonymous", func(t *testing.T) {
+		// The login takes an anonymous session that the renewal moved:
+		// it ends it where it went, and the renewing request's answer
+		// sets no cookie either.
+		m, _, clk := newTestManager(t, Config{})
+		h, err := exchange(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "cart", "3 books"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+		a1, ok := sessionCookie(m, h)
+		if err != nil || !ok {
+			t.Fatalf("anonymous session: cookie %v, Commit %v", a1, err)
+		}
+		relogin, renewing := load(m, a1.Value), load(m, a1.Value)
+		if err := Renew(renewing); err != nil {
+			t.Fatalf("Renew = %v", err)
+		}
+		clk.t = clk.t.Add(time.Second)
+		if _, err := Create(relogin, "alice"); err != nil {
+			t.Fatalf("Create = %v", err)
+		}
+		h = http.Header{}
+		if err := m.Commit(relogin, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := sessionCookie(m, h); !ok || userOf(t, m, c.Value) != "alice" {
+			t.Fatalf("login: cookie %v, want alice's new session", c)
+		}
+		h = http.Header{}
+		if err := m.Commit(renewing, h); err != nil {
+			t.Fatalf("the renewing request's Commit = %v, want nil", err)
+		}
+		if c, ok := sessionCookie(m, h); ok {
+			t.Errorf("the renewing request answered after the login with Set-Cookie %v, want none", c)
+		}
+	})
 	t.Run("no re-login", func(t *testing.T) {
 		m, _, _ := newTestManager(t, Config{})
 		c1, _ := login(t, m, "alice")

@@ -707,6 +707,20 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			return Info{}, err
 		}
 	}
+	if owner == "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
+		// The anonymous session was gone when the login took it: moved by
+		// a parallel Renew, most likely. It ends where it went, as a
+		// signed-in one does above, or the renewing request's answer,
+		// which may come after this one's, would set its token over the
+		// login's cookie and sign the browser out (see renewedAway). Best
+		// effort: the login stands either way, and the store may keep no
+		// trace of the move.
+		if to, err := m.movedTo(ctx, add.Replaces); err == nil && to != "" {
+			if _, err := m.endSession(ending(ctx), "", to, ""); err != nil {
+				m.log.Debug("session: cannot end the anonymous session a parallel renewal moved", "error", err)
+			}
+		}
+	}
 	if signedIn != "" {
 		// What the request put before the login is dropped with the
 		// values of the session it ended: nothing of the user signed in
