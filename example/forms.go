@@ -287,15 +287,17 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 		s.endError(w, r, err)
 		return
 	}
+	if !signedIn {
+		// The marker stays: a browser whose session another device ended
+		// is told so on the login page.
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
 	if _, fromPage := r.PostForm[sessionField]; !fromPage {
 		// Not from a page of the example's: the plain answer of a logout
 		// form, to the home page, which shows the login form.
 		s.clearMarker(w)
 		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
-	if !signedIn {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
 	s.signedOut(w, noticeSignedOut)

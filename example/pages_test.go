@@ -320,6 +320,34 @@ func TestSignedOutNotice(t *testing.T) {
 	}
 }
 
+// TestLogoutFormAfterRevoke sends the Log out form of a phone whose
+// session the laptop revoked: the phone goes to the login page, which
+// tells it that another device signed it out; and a logout form without a
+// session at all goes to the login page too.
+func TestLogoutFormAfterRevoke(t *testing.T) {
+	e := startExample(t)
+	laptop, phone := noRedirects(), noRedirects()
+	e.formLogin(laptop, "alice", "wonderland", firefoxWindows)
+	e.formLogin(phone, "alice", "wonderland", safariIPhone)
+	phoneForm := e.sessionForm(phone)
+	q, _ := url.ParseQuery(phoneForm)
+	if r := e.send(laptop, "POST", "/sessions/"+q.Get(sessionField)+"/revoke", e.sessionForm(laptop), as(firefoxWindows)...); r.code != http.StatusSeeOther {
+		t.Fatalf("the laptop's revoke of the phone = %d, want 303", r.code)
+	}
+	r := e.send(phone, "POST", "/logout", phoneForm, as(safariIPhone)...)
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != "/login" {
+		t.Fatalf("the revoked phone's logout = %d to %q, want 303 to /login", r.code, r.header.Get("Location"))
+	}
+	if r := e.send(phone, "GET", "/login", "", as(safariIPhone)...); !strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("the revoked phone's login page after its logout:\n%s\nwant %q", r.body, noticeEndedElsewhere)
+	}
+	for _, body := range []string{"session=x", ""} {
+		if r := e.send(noRedirects(), "POST", "/logout", body, as(firefoxWindows)...); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login" {
+			t.Errorf("POST /logout with the form %q and no session = %d to %q, want 303 to /login", body, r.code, r.header.Get("Location"))
+		}
+	}
+}
+
 // TestStaleSessionForms checks that the forms that change the session act
 // only on the session their page was shown for: alice's pages left open in
 // one tab, while another tab of the same browser signs out and in as bob,

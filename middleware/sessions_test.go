@@ -324,6 +324,7 @@ func TestCorruptRecordLogsNoValue(t *testing.T) {
 		"12345678901234567890123": `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"int":12345678901234567890123}}}`,
 		"98765e999":               `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"float64":98765e999}}}`,
 		"SECRETTAG6":              `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"SECRETTAG6":1}}}`,
+		"NULLTAGSECRET":           `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"NULLTAGSECRET":null}}}`,
 		"1999-99-99T99:99:99Z":    `{"v":2,"user_id":"alice",` + times + `,"val":{"x":{"time":"1999-99-99T99:99:99Z"}}}`,
 		"4444444444444444444444":  `{"v":2,"user_id":"alice","c":4444444444444444444444,"e":1}`,
 	} {

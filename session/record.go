@@ -914,7 +914,7 @@ func decodeValue(raw json.RawMessage, version int) (any, error) {
 		// or boolean. Only any JSON holds a null, and bytes, read as
 		// empty: the previous release wrote a nil []byte so, as
 		// json.Marshal does.
-		return nil, fmt.Errorf("null under type tag %q", tag)
+		return nil, errors.New("null under a type tag")
 	}
 	switch tag {
 	case tagString:
