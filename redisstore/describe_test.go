@@ -285,6 +285,19 @@ func TestDescribe(t *testing.T) {
 			}
 			return redisstore.Config{Addr: srv.Addr()}, err
 		}, "a Redis Cluster node answered (REDIS_URL or REDIS_HOST and REDIS_PORT names one): configure the Cluster with REDIS_CLUSTER_NODES (Config.ClusterNodes) instead"},
+		{"a sentinel as one server", func(t *testing.T) (redisstore.Config, error) {
+			// A sentinel answers PING, and "unknown command" to the
+			// sessions' commands.
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+			cfg := redisstore.Config{Addr: sn.SentinelAddrs()[0]}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			_, _, err = s.Load(ctx, "id", time.Minute)
+			return cfg, err
+		}, "the server does not know GETEX, which sessionkit sends: REDIS_URL or REDIS_HOST and REDIS_PORT names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
 			s, p := proxied(t, &cfg)

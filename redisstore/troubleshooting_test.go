@@ -300,6 +300,15 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "A Sentinel, or an old Redis, configured as the server: unknown command",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+				s := open(t, sn.Sentinels()[0], redisstore.Config{})
+				_, _, err := s.Load(ctx, "id", time.Minute)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "TLS: certificate signed by unknown authority",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				s := openTLS(t, func(*tls.Config, *x509.CertPool) {})
