@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -309,6 +313,40 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "unreadable record") {
 		t.Errorf("corrupt record not logged; log:\n%s", h.logs)
+	}
+}
+
+// TestForeignKeyRecord puts a hash, as another program writing under the
+// key prefix might, where a session's record is: the session is no
+// session, its key is deleted and logged, with and without the
+// near-cache. It was an outage (503) for as long as the key lived, and
+// such a key has no expiry.
+func TestForeignKeyRecord(t *testing.T) {
+	for _, near := range []bool{false, true} {
+		t.Run(fmt.Sprintf("near-cache %v", near), func(t *testing.T) {
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{Addr: srv.Addr(), Timeout: 2 * time.Second}
+			if near {
+				cfg.NearCache = redisstore.NearCache{MaxEntries: 100}
+			}
+			h := newHarness(t, harnessOpts{redis: srv, storeCfg: &cfg})
+			c := h.client()
+			id, _ := h.login(c, "alice")
+			h.redis.Do(t, "DEL", "session:"+id)
+			h.redis.Do(t, "HSET", "session:"+id, "field", "value")
+			if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusUnauthorized {
+				t.Errorf("GET /me with a hash for a record = %d, want 401", resp.code)
+			}
+			if n, _ := redis.Int(h.redis.Do(t, "EXISTS", "session:"+id), nil); n != 0 {
+				t.Error("the hash is still there")
+			}
+			if !strings.Contains(h.logs.String(), "unreadable record") {
+				t.Errorf("the hash was not logged; log:\n%s", h.logs)
+			}
+			if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusUnauthorized {
+				t.Errorf("GET /me again = %d, want 401", resp.code)
+			}
+		})
 	}
 }
 

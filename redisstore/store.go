@@ -208,15 +208,38 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 // (GET). A missing record is not an error. With [Config.NearCache], a Load
 // may be answered from memory and extends the time to live less often:
 // see [NearCache].
+//
+// A key under id that holds another type than a string (a hash or a list
+// that another program wrote under the key prefix) is no record: Load
+// returns an ErrRefused error with a method NotRecord() bool that reports
+// true, by which package session deletes the key as an unreadable record
+// rather than answer 503 for as long as the key lives.
 func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
 	if ttl < 0 {
 		return nil, false, errors.New("redisstore: load: negative ttl")
 	}
+	var b []byte
+	var found bool
+	var err error
 	if s.near != nil {
-		return s.loadNear(ctx, id, ttl)
+		b, found, err = s.loadNear(ctx, id, ttl)
+	} else {
+		b, found, err = s.load(ctx, "load", s.prefix+id, ttl)
 	}
-	return s.load(ctx, "load", s.prefix+id, ttl)
+	if err != nil && replyCode(err) == "WRONGTYPE" {
+		err = notRecord{err}
+	}
+	return b, found, err
 }
+
+// notRecord marks a Load error whose key holds another type than a
+// record: see Load.
+type notRecord struct{ error }
+
+func (e notRecord) Unwrap() error { return e.error }
+
+// NotRecord reports true: see Load.
+func (notRecord) NotRecord() bool { return true }
 
 // Insert stores a new record under id with a time to live of ttl, rounded
 // up to whole milliseconds, only if no record exists under id (SET key val

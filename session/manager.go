@@ -280,6 +280,12 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		ttl = min(m.cfg.IdleTimeout, deadline.Sub(now))
 	}
 	b, found, err := m.store.Load(ctx, id, ttl)
+	if err != nil && notRecord(err) {
+		// No outage: another program's key where the record would be,
+		// which would otherwise answer 503 for as long as it lives.
+		m.dropUnreadable(ctx, id, fmt.Errorf("%w: the key holds another type than a record", errBadRecord))
+		return ctx
+	}
 	if err != nil {
 		st.loadErr, st.stale = ErrStoreUnavailable, false
 		if errors.Is(ctx.Err(), context.Canceled) {

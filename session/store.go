@@ -65,7 +65,11 @@ type Store interface {
 type RecordStore interface {
 	// Load returns the record stored under id and whether there is one. A
 	// ttl > 0 also resets the record's time to live to ttl in the same
-	// command; ttl == 0 only reads.
+	// command; ttl == 0 only reads. A store that finds under id something
+	// that is no record (redisstore: a key of another type) may return an
+	// error with a method NotRecord() bool that reports true: the Manager
+	// then deletes it (Remove) as an unreadable record, rather than take
+	// it for an outage.
 	Load(ctx context.Context, id string, ttl time.Duration) (record []byte, found bool, err error)
 
 	// Insert stores a new record under id with the ttl, only if no record
@@ -218,6 +222,13 @@ func storeError(err error) error {
 func replacedGone(err error) bool {
 	var r interface{ ReplacedGone() bool }
 	return errors.As(err, &r) && r.ReplacedGone()
+}
+
+// notRecord reports whether err is a RecordStore's report that Load found
+// a key of another type than a record under the id (see RecordStore.Load).
+func notRecord(err error) bool {
+	var n interface{ NotRecord() bool }
+	return errors.As(err, &n) && n.NotRecord()
 }
 
 // keepGone reports whether err is a UserStore's report that the session
