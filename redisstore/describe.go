@@ -165,29 +165,27 @@ func notRESP(err error) bool {
 // deniedCommand returns the command a NOPERM reply names, in lower case
 // ("info", "client|tracking"), or "".
 func deniedCommand(reply redis.Error) string {
-	_, rest, ok := strings.Cut(string(reply), "permissions to run the '")
-	if !ok {
-		return ""
-	}
-	c, _, ok := strings.Cut(rest, "'")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(c)
+	return strings.ToLower(quotedAfter(reply, "permissions to run the '"))
 }
 
 // unknownCommand returns the command an "unknown command" reply names, in
 // upper case ("GETEX"), or "".
 func unknownCommand(reply redis.Error) string {
-	_, rest, ok := strings.Cut(string(reply), "unknown command '")
+	return strings.ToUpper(quotedAfter(reply, "unknown command '"))
+}
+
+// quotedAfter returns what reply quotes right after prefix, which ends
+// with the opening quote, up to the closing one; "" when it has neither.
+func quotedAfter(reply redis.Error, prefix string) string {
+	_, rest, ok := strings.Cut(string(reply), prefix)
 	if !ok {
 		return ""
 	}
-	c, _, ok := strings.Cut(rest, "'")
+	q, _, ok := strings.Cut(rest, "'")
 	if !ok {
 		return ""
 	}
-	return strings.ToUpper(c)
+	return q
 }
 
 // replicaRole names a role of ROLE's reply in words: "slave" is a replica.
