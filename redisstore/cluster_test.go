@@ -1417,6 +1417,33 @@ func TestClusterEveryMasterReplaced(t *testing.T) {
 	}
 }
 
+// TestClusterIterateSkipsForeignKeys puts a hash, as another program
+// might, under the session prefix on one master: Iterate skips it, as it
+// does on one server (MGET reads it as nil), rather than stop the walk at
+// its WRONGTYPE; and a Load of it is marked NotRecord, for package
+// session to delete it.
+func TestClusterIterateSkipsForeignKeys(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 1)
+	s := openCluster(t, c, redisstore.Config{})
+	for k := range tags {
+		_, err := s.Insert(ctx, tagged(tags[k][0], "x"), []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+	}
+	foreign := tagged(tags[0][0], "foreign")
+	owner(t, c, "session:"+foreign).Do(t, "HSET", "session:"+foreign, "field", "value")
+	n := 0
+	if err := s.Iterate(ctx, func(string, []byte) error { n++; return nil }); err != nil || n != len(tags) {
+		t.Errorf("Iterate with a hash under the prefix = %v after %d records, want nil after %d", err, n, len(tags))
+	}
+	_, _, err := s.Load(ctx, foreign, time.Minute)
+	var nr interface{ NotRecord() bool }
+	if !errors.Is(err, redisstore.ErrRefused) || !errors.As(err, &nr) || !nr.NotRecord() {
+		t.Errorf("Load of the hash = %v, want ErrRefused with NotRecord", err)
+	}
+}
+
 // TestClusterIterateFreshStores runs Iterate on new Stores right after
 // concurrent first calls, which make the Store open its per-node pools at
 // once: Iterate must find every master's pool usable.

@@ -108,9 +108,12 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +%s", user, strings.ToUpper(c), c)
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
-	case code == "ERR" && unknownCommand(reply) != "":
+	case code == "ERR" && unknownCommand(reply) != "" && cfg.mode() == modeSingle:
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), where)
+	case code == "ERR" && unknownCommand(reply) != "":
+		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s leads to a Redis older than 7.0, or one whose provider renamed or disabled the command",
+			unknownCommand(reply), dialled)
 	case code == "ERR" && strings.Contains(string(reply), "DB index is out of range"):
 		return fmt.Sprintf("Redis has no database %d (REDIS_DB, or the path of REDIS_URL): its databases setting (16 by default) is lower", cfg.DB)
 	case code == "DENIED":

@@ -298,6 +298,17 @@ func TestDescribe(t *testing.T) {
 			_, _, err = s.Load(ctx, "id", time.Minute)
 			return cfg, err
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_URL or REDIS_HOST and REDIS_PORT names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command"},
+		{"unknown command on a Cluster", func(t *testing.T) (redisstore.Config, error) {
+			c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--rename-command", "GETEX", ""}})
+			cfg := redisstore.Config{ClusterNodes: c.Addrs(), Timeout: 2 * time.Second}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			_, _, err = s.Load(ctx, "id", time.Minute)
+			return cfg, err
+		}, "the server does not know GETEX, which sessionkit sends: REDIS_CLUSTER_NODES leads to a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
 			s, p := proxied(t, &cfg)

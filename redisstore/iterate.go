@@ -131,6 +131,9 @@ func (s *Store) fetch(ctx context.Context, conn redis.Conn, keys []string) ([][]
 		if errors.As(err, &re) && (strings.HasPrefix(string(re), "MOVED ") || strings.HasPrefix(string(re), "ASK ")) {
 			continue // moved away; any other error (CLUSTERDOWN) fails the batch
 		}
+		if errors.As(err, &re) && strings.HasPrefix(string(re), "WRONGTYPE ") {
+			continue // another program's key, no record: MGET reads it as nil too
+		}
 		records[i], err = redis.Bytes(reply, err)
 		if err != nil && !errors.Is(err, redis.ErrNil) {
 			return nil, err

@@ -309,6 +309,16 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "Another program's key under the prefix: WRONGTYPE",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				srv.Do(t, "HSET", "session:id", "field", "value")
+				s := open(t, srv, redisstore.Config{})
+				_, _, err := s.Load(ctx, "id", time.Minute)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "TLS: certificate signed by unknown authority",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				s := openTLS(t, func(*tls.Config, *x509.CertPool) {})
