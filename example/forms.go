@@ -226,6 +226,13 @@ func (s *server) loginUnavailable(w http.ResponseWriter, username, next string) 
 // page.Session.
 const sessionField = "session"
 
+// fromPage reports whether the form r posts, parsed, carries sessionField,
+// as every form of the example's pages does.
+func fromPage(r *http.Request) bool {
+	_, ok := r.PostForm[sessionField]
+	return ok
+}
+
 // sameSession reports whether the form r posts was shown for the session r
 // carries, comparing the id the session was created under
 // (session.Info.FirstID), which its renewals keep: a session renewed since
@@ -257,7 +264,7 @@ func (s *server) sameSession(w http.ResponseWriter, r *http.Request, back, backT
 	// another client of the routes): there is no page to be stale, and it
 	// acts on the browser's session as it is. (Cross-origin posts never
 	// get here: http.CrossOriginProtection refuses them, see routes.)
-	if _, fromPage := r.PostForm[sessionField]; !ok || !fromPage || r.PostForm.Get(sessionField) == info.FirstID {
+	if !ok || !fromPage(r) || r.PostForm.Get(sessionField) == info.FirstID {
 		return true
 	}
 	s.fail(w, r, http.StatusConflict, "session changed", page{
@@ -293,7 +300,7 @@ func (s *server) formLogout(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	if _, fromPage := r.PostForm[sessionField]; !fromPage {
+	if !fromPage(r) {
 		// Not from a page of the example's: the plain answer of a logout
 		// form, to the home page, which shows the login form.
 		s.clearMarker(w)

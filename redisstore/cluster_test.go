@@ -1417,6 +1417,19 @@ func TestClusterEveryMasterReplaced(t *testing.T) {
 	}
 }
 
+// recordOnEachMaster stores, through s, one record on each master of c,
+// under the id tagged(tag, "x") of the tag tagsOnMasters gives it, and
+// returns the tags.
+func recordOnEachMaster(t *testing.T, c *redistest.Cluster, s *redisstore.Store) [][]string {
+	t.Helper()
+	tags := tagsOnMasters(t, c, 1)
+	for k := range tags {
+		_, err := s.Insert(context.Background(), tagged(tags[k][0], "x"), []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+	}
+	return tags
+}
+
 // TestClusterIterateSkipsForeignKeys puts a hash, as another program
 // might, under the session prefix on one master: Iterate skips it, as it
 // does on one server (MGET reads it as nil), rather than stop the walk at
@@ -1425,12 +1438,8 @@ func TestClusterEveryMasterReplaced(t *testing.T) {
 func TestClusterIterateSkipsForeignKeys(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	ctx := context.Background()
-	tags := tagsOnMasters(t, c, 1)
 	s := openCluster(t, c, redisstore.Config{})
-	for k := range tags {
-		_, err := s.Insert(ctx, tagged(tags[k][0], "x"), []byte("v"), time.Minute)
-		clusterCheck(t, "Insert", err)
-	}
+	tags := recordOnEachMaster(t, c, s)
 	foreign := tagged(tags[0][0], "foreign")
 	owner(t, c, "session:"+foreign).Do(t, "HSET", "session:"+foreign, "field", "value")
 	n := 0
@@ -1450,12 +1459,7 @@ func TestClusterIterateSkipsForeignKeys(t *testing.T) {
 func TestClusterIterateFreshStores(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	ctx := context.Background()
-	tags := tagsOnMasters(t, c, 1)
-	warm := openCluster(t, c, redisstore.Config{})
-	for k := range tags {
-		_, err := warm.Insert(ctx, tagged(tags[k][0], "x"), []byte("v"), time.Minute)
-		clusterCheck(t, "Insert", err)
-	}
+	tags := recordOnEachMaster(t, c, openCluster(t, c, redisstore.Config{}))
 	for round := range 60 {
 		s := openCluster(t, c, redisstore.Config{})
 		var wg sync.WaitGroup

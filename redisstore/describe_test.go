@@ -290,24 +290,12 @@ func TestDescribe(t *testing.T) {
 			// sessions' commands.
 			sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
 			cfg := redisstore.Config{Addr: sn.SentinelAddrs()[0]}
-			s, err := redisstore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			_, _, err = s.Load(ctx, "id", time.Minute)
-			return cfg, err
+			return cfg, loadError(t, cfg)
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_URL or REDIS_HOST and REDIS_PORT names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"unknown command on a Cluster", func(t *testing.T) (redisstore.Config, error) {
 			c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--rename-command", "GETEX", ""}})
 			cfg := redisstore.Config{ClusterNodes: c.Addrs(), Timeout: 2 * time.Second}
-			s, err := redisstore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			_, _, err = s.Load(ctx, "id", time.Minute)
-			return cfg, err
+			return cfg, loadError(t, cfg)
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_CLUSTER_NODES leads to a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
@@ -362,6 +350,19 @@ func TestDescribe(t *testing.T) {
 	if got := redisstore.Describe(nil, redisstore.Config{}); got != "" {
 		t.Errorf("Describe(nil) = %q, want empty", got)
 	}
+}
+
+// loadError opens a Store with cfg, closed at cleanup, and returns the
+// error of a Load on it, which reads a session as every request does.
+func loadError(t *testing.T, cfg redisstore.Config) error {
+	t.Helper()
+	s, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	_, _, err = s.Load(context.Background(), "id", time.Minute)
+	return err
 }
 
 // proxied opens a Store with cfg on a redis-server of its own behind a
