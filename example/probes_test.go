@@ -43,7 +43,7 @@ var (
 // pingCalls are the commands Store.Ping sends one server.
 var pingCalls = map[string]int64{"ping": 1, "getex": 1, "exists": 1,
 	"get": 1, "set": 1, "del": 1, "mget": 1, "scan": 1, "zadd": 1, "zrange": 1, "zrem": 1, "zremrangebyscore": 1,
-	"pexpireat": 1, "watch": 1, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1}
+	"pexpireat": 2, "watch": 1, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1}
 
 // TestProbesNeedNoSession sends the probes with a live session's cookie and
 // token and a cross-site header: no session is loaded (/livez sends Redis

@@ -59,3 +59,53 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedForm checks what Ping returns, and Describe says, when a
+// server refuses one of its probes as older Redis versions do: Redis 6.2
+// answers "wrong number of arguments" to PEXPIREAT and PEXPIRE with NX or
+// GT (replies copied from a 6.2.16 server; the tests' servers are 7.0 or
+// later, which take those forms), and a Redis before 6.2 does not know
+// GETEX (TestPingMissingCommand provokes unknown commands on real servers).
+func TestRefusedForm(t *testing.T) {
+	single := Config{}
+	tests := []struct {
+		p        probe
+		reply    redis.Error
+		err      string // the error Ping returns
+		describe string
+	}{
+		{
+			probe{"PEXPIREAT", []any{"user:", 1, "NX"}, "user:", "7.0"},
+			"ERR wrong number of arguments for 'pexpireat' command",
+			"redisstore: redis refused the request (ping): PEXPIREAT with NX needs Redis 7.0 or later: ERR wrong number of arguments for 'pexpireat' command",
+			"the server refuses PEXPIREAT with NX: REDIS_URL or REDIS_HOST and REDIS_PORT leads to a Redis older than 7.0; sessionkit needs Redis 7.0 or later (INFO server shows the version)",
+		},
+		{
+			probe{"PEXPIRE", []any{"rate_limit:", 1000, "NX"}, "rate_limit:", "7.0"},
+			"ERR wrong number of arguments for 'pexpire' command",
+			"redisstore: redis refused the request (ping): PEXPIRE with NX needs Redis 7.0 or later: ERR wrong number of arguments for 'pexpire' command",
+			"the server refuses PEXPIRE with NX: REDIS_URL or REDIS_HOST and REDIS_PORT leads to a Redis older than 7.0; sessionkit needs Redis 7.0 or later (INFO server shows the version)",
+		},
+		{
+			probe{"GETEX", []any{"session:"}, "session:", "6.2"},
+			"ERR unknown command 'GETEX', with args beginning with: 'session:' ",
+			"redisstore: redis refused the request (ping): ERR unknown command 'GETEX' (arguments not shown)",
+			"the server does not know GETEX, which sessionkit sends: REDIS_URL or REDIS_HOST and REDIS_PORT names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command",
+		},
+	}
+	for _, tc := range tests {
+		err := classify("ping", refusedForm(tc.p, tc.reply), false)
+		if !errors.Is(err, ErrRefused) || err.Error() != tc.err {
+			t.Errorf("Ping's error for %s refused with %q = %q, want ErrRefused, %q", tc.p.cmd, tc.reply, err, tc.err)
+		}
+		if got := Describe(err, single); got != tc.describe {
+			t.Errorf("Describe(%q) = %q, want %q", err, got, tc.describe)
+		}
+	}
+	// A login sent to Redis 6.2 without a Ping before it.
+	login := classify("add_user_session", redis.Error("ERR wrong number of arguments for 'pexpireat' command"), false)
+	want := "the server refuses PEXPIREAT with the arguments sessionkit sends: REDIS_URL or REDIS_HOST and REDIS_PORT leads to a Redis older than 7.0; sessionkit needs Redis 7.0 or later (INFO server shows the version)"
+	if got := Describe(login, single); got != want {
+		t.Errorf("Describe(%q) = %q, want %q", login, got, want)
+	}
+}

@@ -52,6 +52,7 @@ func Describe(err error, cfg Config) string {
 	var verify *tls.CertificateVerificationError
 	var perm *permissionError
 	var notMaster *notMasterError
+	var version *versionError
 	var dns *net.DNSError
 	code := replyCode(err)
 	errors.As(err, &reply)
@@ -108,6 +109,13 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +%s", user, strings.ToUpper(c), c)
 	case code == "NOPERM":
 		return fmt.Sprintf("the ACL of user %s denies a command sessionkit needs (the ACL line in the redisstore documentation)", user)
+	case code == "ERR" && (errors.As(err, &version) || wrongArity(reply) != ""):
+		form, since := wrongArity(reply)+" with the arguments sessionkit sends", "7.0"
+		if version != nil {
+			form, since = version.form, version.since
+		}
+		return fmt.Sprintf("the server refuses %s: %s leads to a Redis older than %s; sessionkit needs Redis 7.0 or later (INFO server shows the version)",
+			form, dialled, since)
 	case code == "ERR" && unknownCommand(reply) != "" && cfg.mode() == modeSingle:
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), where)
@@ -175,6 +183,14 @@ func deniedCommand(reply redis.Error) string {
 // upper case ("GETEX"), or "".
 func unknownCommand(reply redis.Error) string {
 	return strings.ToUpper(quotedAfter(reply, "unknown command '"))
+}
+
+// wrongArity returns the command that reply, Redis's "wrong number of
+// arguments", names, in capitals, or "". sessionkit sends every command
+// with arguments Redis 7.0 takes: an older Redis refuses the options it
+// added, such as PEXPIREAT's NX and GT, so.
+func wrongArity(reply redis.Error) string {
+	return strings.ToUpper(quotedAfter(reply, "wrong number of arguments for '"))
 }
 
 // quotedAfter returns what reply quotes right after prefix, which ends

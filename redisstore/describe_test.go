@@ -295,7 +295,13 @@ func TestDescribe(t *testing.T) {
 		{"unknown command on a Cluster", func(t *testing.T) (redisstore.Config, error) {
 			c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--rename-command", "GETEX", ""}})
 			cfg := redisstore.Config{ClusterNodes: c.Addrs(), Timeout: 2 * time.Second}
-			return cfg, loadError(t, cfg)
+			err := loadError(t, cfg)
+			// Ping sends GETEX to every master: the app stops at start-up
+			// with the same words.
+			if ping := pingError(t, cfg); !errors.Is(ping, redisstore.ErrRefused) || redisstore.Describe(ping, cfg) != redisstore.Describe(err, cfg) {
+				t.Errorf("Ping = %v (Describe: %q), want ErrRefused described as Load's error", ping, redisstore.Describe(ping, cfg))
+			}
+			return cfg, err
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_CLUSTER_NODES leads to a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
@@ -363,6 +369,17 @@ func loadError(t *testing.T, cfg redisstore.Config) error {
 	t.Cleanup(func() { s.Close() })
 	_, _, err = s.Load(context.Background(), "id", time.Minute)
 	return err
+}
+
+// pingError returns the error of Ping on a Store opened with cfg.
+func pingError(t *testing.T, cfg redisstore.Config) error {
+	t.Helper()
+	s, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.Ping(context.Background())
 }
 
 // proxied opens a Store with cfg on a redis-server of its own behind a

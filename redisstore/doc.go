@@ -65,7 +65,8 @@
 // [Config.DB] is not 0 (sent once per connection). DISCARD and UNWATCH are sent by the pool when
 // a connection goes back mid-transaction. The connection's AUTH needs no
 // permission. Redis 7.0 or later is required (GETEX, and PEXPIREAT with NX
-// and GT), for example:
+// and GT; [Store.Ping] fails on an older one, naming what it refused), for
+// example:
 //
 //	ACL SETUSER sessionkit on >password ~session:* ~user:* resetchannels -@all
 //	    +get +getex +set +del +scan +mget +ping +exists +multi +exec +discard

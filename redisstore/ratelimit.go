@@ -79,7 +79,8 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 // transaction, which Redis checks against the ACL command by command as it
 // queues them, and discards it, so nothing in Redis changes. It fails as
 // CountRequests would, with ErrRefused naming the command or the key
-// pattern the ACL denies (see Describe). Ping does not check these
+// pattern the ACL denies, or a command the server does not know, or
+// PEXPIRE's NX, which a Redis older than 7.0 refuses (see Describe). Ping does not check these
 // permissions, which only the rate limiter needs: call PingCounter at
 // start-up where a limiter counts, so that an ACL without them stops the
 // app rather than refusing every request the limiter counts.
@@ -88,14 +89,14 @@ func (s *Store) PingCounter(ctx context.Context) error {
 	return s.do(ctx, "ping", key, func(ctx context.Context, conn redis.Conn) error {
 		// MULTI alone first: were it refused, the commands below would
 		// run outside a transaction, and write.
-		if err := s.sendProbes(ctx, conn, []probe{{"MULTI", nil, ""}}, 1); err != nil {
+		if err := s.sendProbes(ctx, conn, []probe{{"MULTI", nil, "", ""}}, 1); err != nil {
 			return err
 		}
 		err := s.sendProbes(ctx, conn, []probe{
-			{"INCR", []any{key}, "rate_limit:"},
-			{"PEXPIRE", []any{key, 1000, "NX"}, "rate_limit:"},
-			{"PTTL", []any{key}, "rate_limit:"},
-			{"DISCARD", nil, ""},
+			{"INCR", []any{key}, "rate_limit:", ""},
+			{"PEXPIRE", []any{key, 1000, "NX"}, "rate_limit:", "7.0"},
+			{"PTTL", []any{key}, "rate_limit:", ""},
+			{"DISCARD", nil, "", ""},
 		}, 0)
 		if err != nil {
 			// The refusal may be DISCARD's, which would leave the

@@ -124,6 +124,27 @@ func TestPingCounter(t *testing.T) {
 	}
 }
 
+// TestPingCounterMissingCommand: on a server without PEXPIRE (renamed
+// away, as a managed Redis that disables it does), PingCounter must fail
+// with ErrRefused naming the command, as every count would, and change
+// nothing. (A Redis 6.2 refuses PEXPIRE's NX instead: see TestRefusedForm.)
+func TestPingCounterMissingCommand(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--rename-command", "PEXPIRE", "")
+	cfg := redisstore.Config{Addr: srv.Addr()}
+	s := open(t, srv, cfg)
+	err := s.PingCounter(ctx)
+	if d := redisstore.Describe(err, cfg); !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(d, "does not know PEXPIRE,") {
+		t.Errorf("PingCounter = %v (Describe: %q), want ErrRefused naming PEXPIRE", err, d)
+	}
+	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 0 {
+		t.Errorf("DBSIZE = %d after a refused PingCounter, want 0", n)
+	}
+	if _, _, err := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
+		t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", err)
+	}
+}
+
 // TestCountRequestsBadInput checks that bad arguments are refused before
 // anything is sent, and that a key holding another type is ErrRefused.
 func TestCountRequestsBadInput(t *testing.T) {

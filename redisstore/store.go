@@ -298,15 +298,20 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 //
 // The permission checks are GET, SET XX, DEL and MGET of
 // "<KeyPrefix>session:", SCAN with a COUNT of 1, ZADD XX, ZRANGE, ZREM,
-// ZREMRANGEBYSCORE of an empty score range and PEXPIREAT of
-// "<KeyPrefix>user:", WATCH and UNWATCH, an empty MULTI/EXEC, and DISCARD.
-// Those keys, the prefixes
+// ZREMRANGEBYSCORE of an empty score range and PEXPIREAT with NX and with
+// GT (a login's two forms) of "<KeyPrefix>user:", WATCH and UNWATCH, an
+// empty MULTI/EXEC, and DISCARD. Those keys, the prefixes
 // with no id, are never a session's or a user's, and each command leaves
-// a missing key missing, so nothing changes. Redis checks the ACL before
-// anything else, so of their replies only NOPERM counts (an OOM, a MOVED,
-// a DISCARD without MULTI say the command was allowed): Ping then fails
-// with [ErrRefused] naming the command, and [Describe] names the missing
-// permission. Any user that the documented ACL line (see the package
+// a missing key missing, so nothing changes. Redis looks the command up
+// and counts its arguments, then checks the ACL, then the key's slot. So
+// of their replies a NOPERM counts (an OOM, a MOVED, a DISCARD without
+// MULTI say the command was allowed): Ping then fails with [ErrRefused]
+// naming the command, and [Describe] names the missing permission. So
+// does an unknown command (a provider renamed or disabled it, or the
+// server is a Redis too old for it), and any refusal of PEXPIREAT's NX or
+// GT, options of Redis 7.0 that Redis 6.2 answers with "wrong number of
+// arguments": Describe names the command, or the Redis version needed.
+// Any Redis 7.0 or later that the documented ACL line (see the package
 // documentation) allows passes. With WaitReplicas, Ping also sends
 // WAIT 0 0, which returns at once; the extra permissions of the rate
 // limiter, KeyStats, the near-cache and the scs migration are not
@@ -314,8 +319,10 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // opens.)
 //
 // A Cluster's Store only ever talks to the masters, so Ping sends each of
-// them PING and the permission checks, where a MOVED reply (Redis checks
-// the ACL before the slot) counts as allowed.
+// them PING, GETEX of "<KeyPrefix>session:" and the permission checks,
+// where a MOVED reply (Redis checks the command and the ACL before the
+// slot) counts as allowed; GETEX, whose key's slot only one master owns,
+// is there so that a master that does not know it fails Ping.
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
@@ -365,9 +372,9 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 	// The hash tags {a} and {b} put the keys in slots 15495 and 3300,
 	// whatever the prefix. Neither key is ever a session's (no id).
 	checks := append([]probe{
-		{"PING", nil, ""},
-		{"GETEX", []any{s.prefix}, "session:"},
-		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:"},
+		{"PING", nil, "", ""},
+		{"GETEX", []any{s.prefix}, "session:", ""},
+		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:", ""},
 	}, s.permissionProbes()...)
 	return s.sendProbes(ctx, conn, checks, 3, s.evictionCheck("")...)
 }
@@ -380,7 +387,10 @@ func (s *Store) pingNode(ctx context.Context, addr string) error {
 		return err
 	}
 	defer conn.Close()
-	checks := append([]probe{{"PING", nil, ""}}, s.permissionProbes()...)
+	// GETEX of a key of one slot: a master that does not own it answers
+	// MOVED, which Redis sends after it has found the command and checked
+	// the ACL; a Redis older than 6.2 answers unknown command.
+	checks := append([]probe{{"PING", nil, "", ""}, {"GETEX", []any{s.prefix}, "session:", "6.2"}}, s.permissionProbes()...)
 	return s.sendProbes(ctx, conn, checks, 1, s.evictionCheck(addr)...)
 }
 
@@ -389,6 +399,43 @@ type probe struct {
 	cmd  string
 	args []any
 	keys string // the key pattern its keys fall in, without KeyPrefix and "~" ("session:"), or ""
+	// since is the Redis version that introduced the command in the form
+	// sent ("7.0" for PEXPIREAT with NX), or "" for a form older than any
+	// Redis sessionkit knows. An unknown command fails Ping whatever the
+	// probe: the server is older, or its provider renamed or disabled the
+	// command. Any other ERR reply fails it only for a probe with a since
+	// (see versionError).
+	since string
+}
+
+// versionError is an ERR reply other than "unknown command" to a probe
+// with a since: an older Redis refuses an option it does not know with
+// "wrong number of arguments" (Redis 6.2 for PEXPIREAT ... NX) or a syntax
+// error. Its text names the form and the version it needs. An unknown
+// command stays the server's reply, which Describe explains.
+type versionError struct {
+	form  string // "PEXPIREAT with NX"
+	since string // "7.0"
+	reply redis.Error
+}
+
+func (e *versionError) Error() string {
+	return fmt.Sprintf("%s needs Redis %s or later: %s", e.form, e.since, e.reply)
+}
+
+func (e *versionError) Unwrap() error { return e.reply }
+
+// refusedForm returns the error with which Ping fails on reply, an ERR
+// reply to p: an unknown command, or any to a probe with a since.
+func refusedForm(p probe, reply redis.Error) error {
+	if unknownCommand(reply) != "" {
+		return reply
+	}
+	form := p.cmd
+	if opt, ok := p.args[len(p.args)-1].(string); ok && len(p.args) > 1 {
+		form += " with " + opt
+	}
+	return &versionError{form: form, since: p.since, reply: reply}
 }
 
 // reader is a command Ping sends for its reply, which is no check: read
@@ -450,28 +497,31 @@ func (s *Store) evictionCheck(addr string) []reader {
 // open.
 func (s *Store) permissionProbes() []probe {
 	sess, user := s.prefix, s.keyPrefix+"user:"
+	expires := time.Now().Add(time.Hour).UnixMilli()
 	probes := []probe{
-		{"GET", []any{sess}, "session:"},
-		{"SET", []any{sess, "", "XX"}, "session:"},
-		{"DEL", []any{sess}, "session:"},
-		{"MGET", []any{sess}, "session:"},
-		{"SCAN", []any{0, "MATCH", escapeGlob(sess), "COUNT", 1}, ""},
-		{"ZADD", []any{user, "XX", 0, ""}, "user:"},
-		{"ZRANGE", []any{user, 0, -1}, "user:"},
-		{"ZREM", []any{user, ""}, "user:"},
-		{"ZREMRANGEBYSCORE", []any{user, 1, 0}, "user:"},
-		{"PEXPIREAT", []any{user, time.Now().Add(time.Hour).UnixMilli()}, "user:"},
-		{"WATCH", []any{sess}, "session:"},
-		{"UNWATCH", nil, ""},
+		{"GET", []any{sess}, "session:", ""},
+		{"SET", []any{sess, "", "XX"}, "session:", ""},
+		{"DEL", []any{sess}, "session:", ""},
+		{"MGET", []any{sess}, "session:", ""},
+		{"SCAN", []any{0, "MATCH", escapeGlob(sess), "COUNT", 1}, "", ""},
+		{"ZADD", []any{user, "XX", 0, ""}, "user:", ""},
+		{"ZRANGE", []any{user, 0, -1}, "user:", ""},
+		{"ZREM", []any{user, ""}, "user:", ""},
+		{"ZREMRANGEBYSCORE", []any{user, 1, 0}, "user:", ""},
+		// A login's two forms: Redis 6.2 refuses both options.
+		{"PEXPIREAT", []any{user, expires, "NX"}, "user:", "7.0"},
+		{"PEXPIREAT", []any{user, expires, "GT"}, "user:", "7.0"},
+		{"WATCH", []any{sess}, "session:", ""},
+		{"UNWATCH", nil, "", ""},
 	}
 	if s.replicas > 0 {
 		// Waiting for no replica returns at once.
-		probes = append(probes, probe{"WAIT", []any{0, 0}, ""})
+		probes = append(probes, probe{"WAIT", []any{0, 0}, "", ""})
 	}
 	return append(probes,
-		probe{"MULTI", nil, ""},
-		probe{"EXEC", nil, ""},
-		probe{"DISCARD", nil, ""},
+		probe{"MULTI", nil, "", ""},
+		probe{"EXEC", nil, "", ""},
+		probe{"DISCARD", nil, "", ""},
 	)
 }
 
@@ -503,6 +553,10 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 		reply, ok := r.(redis.Error)
 		if !ok || i >= len(probes) {
 			continue
+		}
+		if replyCode(reply) == "ERR" && (unknownCommand(reply) != "" || probes[i].since != "") {
+			// The server lacks the command, or the form sent.
+			return refusedForm(probes[i], reply)
 		}
 		if code := replyCode(reply); code == "EXECABORT" {
 			// EXEC refused by the ACL answers "EXECABORT Transaction

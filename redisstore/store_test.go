@@ -184,10 +184,10 @@ func TestLoadResetsTTL(t *testing.T) {
 }
 
 // pingCalls are the commands Ping sends one server, pipelined in one round
-// trip.
+// trip (PEXPIREAT twice: with NX and with GT, as a login sends it).
 var pingCalls = map[string]int64{"ping": 1, "getex": 1, "exists": 1,
 	"get": 1, "set": 1, "del": 1, "mget": 1, "scan": 1, "zadd": 1, "zrange": 1, "zrem": 1, "zremrangebyscore": 1,
-	"pexpireat": 1, "watch": 1, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1}
+	"pexpireat": 2, "watch": 1, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1}
 
 // TestOneCommandPerCall pins down the cost of each call as the server counts
 // it: one command (Ping: pingCalls, pipelined in one round trip), and in
@@ -334,6 +334,37 @@ func TestPingACLMissingOne(t *testing.T) {
 			}
 			if !strings.Contains(d, "add "+missing) {
 				t.Errorf("Describe(%v) = %q, want %q", err, d, "add "+missing)
+			}
+		})
+	}
+}
+
+// TestPingMissingCommand renames each command of the documented ACL line
+// away in turn, as a managed Redis that disables a command does (and as
+// the server of a Redis too old for it answers): Ping must fail with
+// ErrRefused, and Describe name the command, so that an app stops at
+// start-up instead of failing every login, logout or read that sends it.
+// (PING, which the test servers answer to start, is Ping's first command;
+// SELECT is sent as a connection opens.)
+func TestPingMissingCommand(t *testing.T) {
+	ctx := context.Background()
+	for _, perm := range documentedACL(t) {
+		cmd, ok := strings.CutPrefix(perm, "+")
+		if !ok || cmd == "ping" || cmd == "select" {
+			continue
+		}
+		cmd = strings.ToUpper(cmd)
+		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, "--rename-command", cmd, "")
+			cfg := redisstore.Config{Addr: srv.Addr(), KeyPrefix: "myapp:"}
+			err := open(t, srv, cfg).Ping(ctx)
+			want := "the server does not know " + cmd + ","
+			if d := redisstore.Describe(err, cfg); !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(d, want) {
+				t.Errorf("Ping = %v (Describe: %q), want ErrRefused, described as %q", err, d, want)
+			}
+			if strings.Contains(fmt.Sprint(err), "myapp:") {
+				t.Errorf("Ping = %v, which holds a key", err)
 			}
 		})
 	}

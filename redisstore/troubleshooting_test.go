@@ -300,7 +300,7 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
-			heading: "A Sentinel, or an old Redis, configured as the server: unknown command",
+			heading: "A Sentinel, or an old Redis, configured as the server: unknown command, wrong number of arguments",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
 				s := open(t, sn.Sentinels()[0], redisstore.Config{})
