@@ -298,7 +298,7 @@ func TestDescribe(t *testing.T) {
 			err := loadError(t, cfg)
 			// Ping sends GETEX to every master: the app stops at start-up
 			// with the same words.
-			if ping := pingError(t, cfg); !errors.Is(ping, redisstore.ErrRefused) || redisstore.Describe(ping, cfg) != redisstore.Describe(err, cfg) {
+			if ping := openConfig(t, cfg).Ping(ctx); !errors.Is(ping, redisstore.ErrRefused) || redisstore.Describe(ping, cfg) != redisstore.Describe(err, cfg) {
 				t.Errorf("Ping = %v (Describe: %q), want ErrRefused described as Load's error", ping, redisstore.Describe(ping, cfg))
 			}
 			return cfg, err
@@ -358,28 +358,23 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// openConfig opens a Store with cfg, closed at cleanup.
+func openConfig(t *testing.T, cfg redisstore.Config) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // loadError opens a Store with cfg, closed at cleanup, and returns the
 // error of a Load on it, which reads a session as every request does.
 func loadError(t *testing.T, cfg redisstore.Config) error {
 	t.Helper()
-	s, err := redisstore.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	_, _, err = s.Load(context.Background(), "id", time.Minute)
+	_, _, err := openConfig(t, cfg).Load(context.Background(), "id", time.Minute)
 	return err
-}
-
-// pingError returns the error of Ping on a Store opened with cfg.
-func pingError(t *testing.T, cfg redisstore.Config) error {
-	t.Helper()
-	s, err := redisstore.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s.Ping(context.Background())
 }
 
 // proxied opens a Store with cfg on a redis-server of its own behind a
