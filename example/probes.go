@@ -100,7 +100,7 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	case failed == checkPool:
 		msg = "example: not ready: every pooled Redis connection is busy"
 	case errors.Is(err, redisstore.ErrRefused):
-		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
 	}
 	s.log.Warn(msg, "check", failed, "cause", describe(err, s.redis, readyTimeout), "error", err,
 		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
@@ -120,7 +120,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		if !s.unhealthy.Swap(true) {
 			msg := "example: health check: Redis unavailable"
 			if errors.Is(err, redisstore.ErrRefused) {
-				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables and the server's ACL"
+				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
 			}
 			s.log.Error(msg, "cause", describe(err, s.redis, healthTimeout), "error", err)
 		}

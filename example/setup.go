@@ -176,9 +176,9 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	}
 	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
 		if why := redisstore.Describe(err, rcfg); why != "" {
-			return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %s: %w", why, err)
+			return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables, the server's ACL and its version: %s: %w", why, err)
 		}
-		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables and the server's ACL: %w", err)
+		return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables, the server's ACL and its version: %w", err)
 	} else if err != nil {
 		log.Warn("example: Redis cannot serve sessions yet; requests are anonymous (protected routes 503) until it can", "cause", describe(err, rcfg, healthTimeout), "error", err)
 	} else if err := pingCounter(store); errors.Is(err, redisstore.ErrRefused) {

@@ -1072,6 +1072,16 @@ func TestClusterPingACL(t *testing.T) {
 			t.Errorf("Ping on a Cluster with %s missing on one master = %v, want ErrRefused naming ZADD", missing, err)
 		}
 	}
+	// EXISTS, which renewals, limited logins and listings send, on every
+	// master.
+	noExists := slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == "+exists" })
+	for _, n := range c.Nodes() {
+		n.Do(t, "ACL", append([]any{"SETUSER", "noexists", ">" + password}, anys(noExists)...)...)
+	}
+	err := openCluster(t, c, redisstore.Config{Username: "noexists", Password: password}).Ping(ctx)
+	if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "EXISTS") {
+		t.Errorf("Ping on a Cluster without +exists = %v, want ErrRefused naming EXISTS", err)
+	}
 }
 
 // TestClusterACL runs every operation as an ACL user with exactly the

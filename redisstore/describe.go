@@ -88,6 +88,9 @@ func Describe(err error, cfg Config) string {
 		return "the sentinels did not complete a TLS handshake (REDIS_TLS or Config.TLS, which apply to the sentinels as well as the master): do they serve TLS (tls-port) at the addresses in REDIS_SENTINELS?"
 	case !sentinels && cfg.TLS != nil && handshakeTimedOut(err):
 		return fmt.Sprintf("the server did not complete a TLS handshake (rediss:// or REDIS_TLS, Config.TLS): %s names a port that does not speak TLS (a plain Redis port, not its tls-port), or no Redis", where)
+	case code == "NOAUTH" && cfg.Password == "":
+		// Nothing was sent: no password is wrong.
+		return fmt.Sprintf("the server requires a password, and none is set (%s)", creds)
 	case code == "WRONGPASS" || code == "NOAUTH":
 		return fmt.Sprintf("authentication failed for user %s (%s)", user, creds)
 	case noPassword:
@@ -114,8 +117,8 @@ func Describe(err error, cfg Config) string {
 		if version != nil {
 			form, since = version.form, version.since
 		}
-		return fmt.Sprintf("the server refuses %s: %s leads to a Redis older than %s; sessionkit needs Redis 7.0 or later (INFO server shows the version)",
-			form, dialled, since)
+		return fmt.Sprintf("the server refuses %s: it is a Redis older than %s (%s); sessionkit needs Redis 7.0 or later (INFO server shows the version)",
+			form, since, dialled)
 	case code == "ERR" && unknownCommand(reply) != "" && cfg.mode() == modeSingle:
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), where)
@@ -187,8 +190,9 @@ func unknownCommand(reply redis.Error) string {
 
 // wrongArity returns the command that reply, Redis's "wrong number of
 // arguments", names, in capitals, or "". sessionkit sends every command
-// with arguments Redis 7.0 takes: an older Redis refuses the options it
-// added, such as PEXPIREAT's NX and GT, so.
+// with arguments that Redis 7.0 takes, so Describe puts that reply down to
+// an older Redis, which answers it to the options 7.0 added, such as
+// PEXPIREAT's NX and GT.
 func wrongArity(reply redis.Error) string {
 	return strings.ToUpper(quotedAfter(reply, "wrong number of arguments for '"))
 }

@@ -125,23 +125,34 @@ func TestPingCounter(t *testing.T) {
 }
 
 // TestPingCounterMissingCommand: on a server without PEXPIRE (renamed
-// away, as a managed Redis that disables it does), PingCounter must fail
-// with ErrRefused naming the command, as every count would, and change
-// nothing. (A Redis 6.2 refuses PEXPIRE's NX instead: see TestRefusedForm.)
+// away, as a managed Redis that disables it does), or whose PEXPIRE
+// refuses NX (as Redis 6.2 does: this one has STRLEN, which takes one
+// argument, in its place), PingCounter must fail with ErrRefused naming
+// the command, as every count would, and change nothing.
 func TestPingCounterMissingCommand(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t, "--rename-command", "PEXPIRE", "")
-	cfg := redisstore.Config{Addr: srv.Addr()}
-	s := open(t, srv, cfg)
-	err := s.PingCounter(ctx)
-	if d := redisstore.Describe(err, cfg); !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(d, "does not know PEXPIRE,") {
-		t.Errorf("PingCounter = %v (Describe: %q), want ErrRefused naming PEXPIRE", err, d)
-	}
-	if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 0 {
-		t.Errorf("DBSIZE = %d after a refused PingCounter, want 0", n)
-	}
-	if _, _, err := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
-		t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", err)
+	for _, tc := range []struct {
+		name, describe string
+		rename         []string
+	}{
+		{"renamed away", "does not know PEXPIRE,", []string{"--rename-command", "PEXPIRE", ""}},
+		{"refusing NX", "the server refuses PEXPIRE with NX: it is a Redis older than 7.0", []string{"--rename-command", "PEXPIRE", "", "--rename-command", "STRLEN", "PEXPIRE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, tc.rename...)
+			cfg := redisstore.Config{Addr: srv.Addr()}
+			s := open(t, srv, cfg)
+			err := s.PingCounter(ctx)
+			if d := redisstore.Describe(err, cfg); !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(d, tc.describe) {
+				t.Errorf("PingCounter = %v (Describe: %q), want ErrRefused described as %q", err, d, tc.describe)
+			}
+			if n, _ := redis.Int(srv.Do(t, "DBSIZE"), nil); n != 0 {
+				t.Errorf("DBSIZE = %d after a refused PingCounter, want 0", n)
+			}
+			if _, _, err := s.CountRequests(ctx, []string{"k"}, []time.Duration{time.Minute}); !errors.Is(err, redisstore.ErrRefused) {
+				t.Errorf("CountRequests = %v, want ErrRefused as PingCounter said", err)
+			}
+		})
 	}
 }
 

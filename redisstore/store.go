@@ -319,10 +319,10 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // opens.)
 //
 // A Cluster's Store only ever talks to the masters, so Ping sends each of
-// them PING, GETEX of "<KeyPrefix>session:" and the permission checks,
-// where a MOVED reply (Redis checks the command and the ACL before the
-// slot) counts as allowed; GETEX, whose key's slot only one master owns,
-// is there so that a master that does not know it fails Ping.
+// them PING, GETEX and EXISTS of "<KeyPrefix>session:" and the permission
+// checks, where a MOVED reply (Redis checks the command and the ACL before
+// the slot) counts as allowed: a master that does not know one of them, or
+// whose ACL denies it, fails Ping.
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
@@ -362,8 +362,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // pingWritable sends PING, GETEX of the key prefix (the session prefix
 // with no id) and EXISTS of two keys under it in different hash slots,
-// then the permission checks, pipelined, and returns the first error any
-// of the first three gets, or else the first NOPERM of the checks: READONLY
+// then the permission checks, pipelined, and returns what sendProbes
+// does: the first error any of the first three gets, such as READONLY
 // from a replica for GETEX (a write command), LOADING, a broken
 // connection, or from a Redis Cluster node named as one server MOVED (the
 // GETEX, on a node that does not own its slot) or CROSSSLOT (the EXISTS,
@@ -387,10 +387,14 @@ func (s *Store) pingNode(ctx context.Context, addr string) error {
 		return err
 	}
 	defer conn.Close()
-	// GETEX of a key of one slot: a master that does not own it answers
-	// MOVED, which Redis sends after it has found the command and checked
-	// the ACL; a Redis older than 6.2 answers unknown command.
-	checks := append([]probe{{"PING", nil, "", ""}, {"GETEX", []any{s.prefix}, "session:", "6.2"}}, s.permissionProbes()...)
+	// GETEX and EXISTS, as on one server, of a key of one slot: a master
+	// that does not own it answers MOVED, which Redis sends after it has
+	// found the command and checked the ACL.
+	checks := append([]probe{
+		{"PING", nil, "", ""},
+		{"GETEX", []any{s.prefix}, "session:", ""},
+		{"EXISTS", []any{s.prefix}, "session:", ""},
+	}, s.permissionProbes()...)
 	return s.sendProbes(ctx, conn, checks, 1, s.evictionCheck(addr)...)
 }
 
@@ -426,14 +430,17 @@ func (e *versionError) Error() string {
 func (e *versionError) Unwrap() error { return e.reply }
 
 // refusedForm returns the error with which Ping fails on reply, an ERR
-// reply to p: an unknown command, or any to a probe with a since.
+// reply to p: an unknown command, or any to a probe with a since, whose
+// last argument names the option of that version ("NX").
 func refusedForm(p probe, reply redis.Error) error {
 	if unknownCommand(reply) != "" {
 		return reply
 	}
 	form := p.cmd
-	if opt, ok := p.args[len(p.args)-1].(string); ok && len(p.args) > 1 {
-		form += " with " + opt
+	if len(p.args) > 1 {
+		if opt, ok := p.args[len(p.args)-1].(string); ok {
+			form += " with " + opt
+		}
 	}
 	return &versionError{form: form, since: p.since, reply: reply}
 }
@@ -527,8 +534,9 @@ func (s *Store) permissionProbes() []probe {
 
 // sendProbes sends the probes, then the commands of reads, pipelined, and
 // reads every reply. It returns the first error reply of the first strict
-// probes, and after those, the first NOPERM of the probes; a NOPERM comes
-// back as a *permissionError. Each read gets its command's reply.
+// probes; after those, the first unknown command or refused form (see
+// probe.since), in the order sent; else the first NOPERM of the probes, as
+// a *permissionError. Each read gets its command's reply.
 func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe, strict int, reads ...reader) error {
 	for _, p := range probes {
 		if err := conn.Send(p.cmd, p.args...); err != nil {

@@ -370,6 +370,25 @@ func TestPingMissingCommand(t *testing.T) {
 	}
 }
 
+// TestPingRefusedForm: a Redis 6.2 knows PEXPIREAT but refuses the NX and
+// GT of a login with "wrong number of arguments", so that Ping passed and
+// every login failed. A Redis 7.0 takes those forms; this one has GETDEL
+// (which takes one argument) in PEXPIREAT's place, so that it refuses them
+// as 6.2 does: Ping must fail with ErrRefused, and Describe name the
+// version needed. (TestRefusedForm has the texts of a real 6.2.)
+func TestPingRefusedForm(t *testing.T) {
+	srv := redistest.Start(t, "--rename-command", "PEXPIREAT", "", "--rename-command", "GETDEL", "PEXPIREAT")
+	cfg := redisstore.Config{Addr: srv.Addr()}
+	err := open(t, srv, cfg).Ping(context.Background())
+	const want = "PEXPIREAT with NX needs Redis 7.0 or later: ERR wrong number of arguments"
+	if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(fmt.Sprint(err), want) {
+		t.Errorf("Ping = %v, want ErrRefused with %q", err, want)
+	}
+	if d := redisstore.Describe(err, cfg); !strings.HasPrefix(d, "the server refuses PEXPIREAT with NX: it is a Redis older than 7.0") {
+		t.Errorf("Describe(%v) = %q, want it to name PEXPIREAT with NX and Redis 7.0", err, d)
+	}
+}
+
 // TestPingOutOfMemory holds what Ping's documentation says of a Redis out
 // of memory: it refuses a login, but serves reads, and Ping reports it
 // ready, so that a readiness probe does not take every instance of the app

@@ -255,9 +255,16 @@ type Config struct {
 	// version 2 and 42-character tokens.
 	PreviousFormat bool
 
-	// Logger receives session events and store failures. Tokens and Redis
-	// keys are never logged; events carry a short fingerprint of the session
-	// id. Nil means slog.Default().
+	// Logger receives session events and the store failures that no call
+	// returns to the app: a read served as anonymous (at most once per 10
+	// seconds), a last-seen time not refreshed, an unreadable record
+	// deleted. A failure that a call returns (Create, Renew, Destroy, the
+	// Revoke methods, and Commit, whose error middleware.Sessions answers
+	// with 503) is not logged here: log it where it is handled, or call
+	// redisstore's Store.Ping at start-up, which fails on a Redis that
+	// would refuse them. Tokens and Redis keys are never logged; events
+	// carry a short fingerprint of the session id. Nil means
+	// slog.Default().
 	Logger *slog.Logger
 }
 
