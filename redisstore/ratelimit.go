@@ -79,9 +79,9 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 // transaction, which Redis checks against the ACL command by command as it
 // queues them, and discards it, so nothing in Redis changes. It fails as
 // CountRequests would, with ErrRefused naming the command or the key
-// pattern the ACL denies, or a command the server does not know, or
-// PEXPIRE's NX, which a Redis older than 7.0 refuses (see Describe). Ping does not check these
-// permissions, which only the rate limiter needs: call PingCounter at
+// pattern the ACL denies, a command the server does not know, or PEXPIRE's
+// NX, which a Redis older than 7.0 refuses (see Describe). Ping does not
+// check these permissions, which only the rate limiter needs: call PingCounter at
 // start-up where a limiter counts, so that an ACL without them stops the
 // app rather than refusing every request the limiter counts.
 func (s *Store) PingCounter(ctx context.Context) error {
