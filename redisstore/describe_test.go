@@ -53,6 +53,12 @@ func TestDescribe(t *testing.T) {
 			cfg := redisstore.Config{Addr: srv.Addr()}
 			return cfg, openConfig(t, cfg).Ping(ctx)
 		}, "the server requires a password, and none is set (REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD)"},
+		{"user without a password", func(t *testing.T) (redisstore.Config, error) {
+			// A username alone is sent, with an empty password: wrong.
+			srv := redistest.Start(t, "--requirepass", "right-"+secret)
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app"}
+			return cfg, openConfig(t, cfg).Ping(ctx)
+		}, "authentication failed for user app (REDIS_URL, or REDIS_USERNAME / REDIS_PASSWORD)"},
 		{"database out of range", func(t *testing.T) (redisstore.Config, error) {
 			srv := redistest.Start(t)
 			cfg := redisstore.Config{Addr: srv.Addr(), DB: 16}

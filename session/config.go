@@ -256,15 +256,16 @@ type Config struct {
 	PreviousFormat bool
 
 	// Logger receives session events and the store failures that no call
-	// returns to the app: a read served as anonymous (at most once per 10
-	// seconds), a last-seen time not refreshed, an unreadable record
-	// deleted. A failure that a call returns (Create, Renew, Destroy, the
-	// Revoke methods, and Commit, whose error middleware.Sessions answers
-	// with 503) is not logged here: log it where it is handled, or call
-	// redisstore's Store.Ping at start-up, which fails on a Redis that
-	// would refuse them. Tokens and Redis keys are never logged; events
-	// carry a short fingerprint of the session id. Nil means
-	// slog.Default().
+	// returns to the app, such as a read served as anonymous (at most once
+	// per 10 seconds), a last-seen time not refreshed, an unreadable
+	// record deleted or an scs session lost in migration. A failure that a
+	// call returns (Create, Renew, Destroy, the Revoke methods, and
+	// Commit, whose error middleware.Sessions answers with 503) is not
+	// logged here: log it where it is handled, and call redisstore's
+	// Store.Ping at start-up, which fails on a Redis whose configuration
+	// (credentials, ACL, version) would refuse them. Tokens and Redis keys
+	// are never logged; events carry a short fingerprint of the session
+	// id. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
