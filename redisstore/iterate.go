@@ -127,11 +127,10 @@ func (s *Store) fetch(ctx context.Context, conn redis.Conn, keys []string) ([][]
 	records := make([][]byte, len(keys))
 	for i := range keys {
 		reply, err := receive(ctx, conn)
-		var re redis.Error
-		if errors.As(err, &re) && (strings.HasPrefix(string(re), "MOVED ") || strings.HasPrefix(string(re), "ASK ")) {
+		switch replyCode(err) {
+		case "MOVED", "ASK":
 			continue // moved away; any other error (CLUSTERDOWN) fails the batch
-		}
-		if errors.As(err, &re) && strings.HasPrefix(string(re), "WRONGTYPE ") {
+		case "WRONGTYPE":
 			continue // another program's key, no record: MGET reads it as nil too
 		}
 		records[i], err = redis.Bytes(reply, err)

@@ -300,21 +300,7 @@ func TestLateRenewalAfterRelogin(t *testing.T) {
 			if _, err := Create(relogin, "alice"); err != nil {
 				t.Fatalf("Create = %v", err)
 			}
-			h := http.Header{}
-			if err := m.Commit(relogin, h); err != nil {
-				t.Fatal(err)
-			}
-			c3, ok := sessionCookie(m, h)
-			if !ok || userOf(t, m, c3.Value) != "alice" {
-				t.Fatalf("re-login: cookie %v, want alice's new session", c3)
-			}
-			h = http.Header{}
-			if err := m.Commit(renewing, h); err != nil {
-				t.Fatalf("the renewing request's Commit = %v, want nil", err)
-			}
-			if c, ok := sessionCookie(m, h); ok {
-				t.Errorf("the renewing request answered after the re-login with Set-Cookie %v, want none: its token leads nowhere", c)
-			}
+			commitLoginThenRenewal(t, m, relogin, renewing)
 		})
 	}
 	t.Run("anonymous", func(t *testing.T) {
@@ -339,20 +325,7 @@ func TestLateRenewalAfterRelogin(t *testing.T) {
 		if _, err := Create(relogin, "alice"); err != nil {
 			t.Fatalf("Create = %v", err)
 		}
-		h = http.Header{}
-		if err := m.Commit(relogin, h); err != nil {
-			t.Fatal(err)
-		}
-		if c, ok := sessionCookie(m, h); !ok || userOf(t, m, c.Value) != "alice" {
-			t.Fatalf("login: cookie %v, want alice's new session", c)
-		}
-		h = http.Header{}
-		if err := m.Commit(renewing, h); err != nil {
-			t.Fatalf("the renewing request's Commit = %v, want nil", err)
-		}
-		if c, ok := sessionCookie(m, h); ok {
-			t.Errorf("the renewing request answered after the login with Set-Cookie %v, want none", c)
-		}
+		commitLoginThenRenewal(t, m, relogin, renewing)
 	})
 	t.Run("no re-login", func(t *testing.T) {
 		m, _, _ := newTestManager(t, Config{})
@@ -361,6 +334,27 @@ func TestLateRenewalAfterRelogin(t *testing.T) {
 			t.Error("a renewal that nothing raced set a cookie that is not alice's")
 		}
 	})
+}
+
+// commitLoginThenRenewal answers the login's request, whose cookie must
+// hold alice's new session, then the renewing request's, which must set no
+// cookie: the login ended the renewed session, so its token leads nowhere.
+func commitLoginThenRenewal(t *testing.T, m *Manager, login, renewing context.Context) {
+	t.Helper()
+	h := http.Header{}
+	if err := m.Commit(login, h); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := sessionCookie(m, h); !ok || userOf(t, m, c.Value) != "alice" {
+		t.Fatalf("login: cookie %v, want alice's new session", c)
+	}
+	h = http.Header{}
+	if err := m.Commit(renewing, h); err != nil {
+		t.Fatalf("the renewing request's Commit = %v, want nil", err)
+	}
+	if c, ok := sessionCookie(m, h); ok {
+		t.Errorf("the renewing request answered after the login with Set-Cookie %v, want none: its token leads nowhere", c)
+	}
 }
 
 // TestReloginUnderLimitFollowsRenewal logs a laptop in again, with a limit
