@@ -287,7 +287,7 @@ func (c *nearCache) held(id string, ttl time.Duration, now int64) *nearEntry {
 		c.drop(e)
 		return nil
 	}
-	if ttl > 0 && e.expires-now < int64(ttl)-c.extendEvery(ttl) {
+	if c.overdue(e.expires, ttl, now) {
 		return nil // due for extension: the caller sends GETEX
 	}
 	c.unlink(e)
@@ -304,7 +304,23 @@ func (c *nearCache) due(id string, ttl time.Duration, now int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[id]
-	return e != nil && now < e.expires && e.expires-now < int64(ttl)-c.extendEvery(ttl)
+	return e != nil && now < e.expires && c.overdue(e.expires, ttl, now)
+}
+
+// overdue reports whether a record whose key expires at expires (a clock()
+// value) needs a GETEX at now, for an idle timeout of ttl (0: none): its
+// idle window is due for extension, or it is longer than ttl, as when an
+// instance with a longer idle timeout wrote it (a deployment that lowers
+// the idle timeout, or two that share sessions), so that the GETEX cuts it
+// to ttl, as a Store without the cache does. A window longer than ttl by
+// less than a millisecond is PX's rounding up (see px), not a longer
+// timeout.
+func (c *nearCache) overdue(expires int64, ttl time.Duration, now int64) bool {
+	if ttl <= 0 {
+		return false
+	}
+	left := expires - now
+	return left < int64(ttl)-c.extendEvery(ttl) || left > int64(ttl+time.Millisecond)
 }
 
 // begin starts a fill of id. It returns false when the invalidation
@@ -766,9 +782,9 @@ func (s *Store) loadNear(ctx context.Context, id string, ttl time.Duration) ([]b
 	}
 	record, found, expires, err := s.readForCache(ctx, id)
 	keep := found && err == nil && expires > 0
-	if found && err == nil && ttl > 0 && (!keep || expires-c.clock() < int64(ttl)-c.extendEvery(ttl)) {
-		// The idle window is due for extension, or the record has no
-		// expiry to keep it by (an outside writer's, a PERSIST, a PTTL
+	if found && err == nil && ttl > 0 && (!keep || c.overdue(expires, ttl, c.clock())) {
+		// The idle window is due for extension or longer than ttl, or the
+		// record has no expiry to keep it by (an outside writer's, a PERSIST, a PTTL
 		// that failed): extend it, or give it one, as a Store without the
 		// cache does. The GETEX makes Redis invalidate the record
 		// everywhere, this copy too.

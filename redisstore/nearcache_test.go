@@ -456,6 +456,47 @@ func TestNearCacheIdleExtension(t *testing.T) {
 	}
 }
 
+// TestNearCacheLongerIdleWindow: a record whose time to live is longer
+// than the idle timeout a Load asks for (written by an instance with a
+// longer one, before a deployment lowered it, or beside it) gets a GETEX
+// that cuts it down, as a Store without the cache does, whether memory
+// holds it already or not; memory then serves it again. It was served from
+// memory without one, and the session outlived the lower idle timeout by
+// up to the longer one.
+func TestNearCacheLongerIdleWindow(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openNear(t, srv, NearCache{})
+	ctx := context.Background()
+	const long, short = time.Hour, 4 * time.Second
+	for _, held := range []bool{false, true} {
+		srv.Do(t, "SET", "session:w", "v1", "PX", long.Milliseconds())
+		if held {
+			// Memory holds it, filled by a Load with the longer timeout.
+			for range 2 {
+				if _, found, err := s.Load(ctx, "w", long); err != nil || !found {
+					t.Fatalf("Load = %v, %v", found, err)
+				}
+			}
+		}
+		srv.ResetStats(t)
+		for i := range 3 {
+			if _, found, err := s.Load(ctx, "w", short); err != nil || !found {
+				t.Fatalf("Load = %v, %v", found, err)
+			}
+			left, err := redis.Int64(srv.Do(t, "PTTL", "session:w"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left <= 0 || left > short.Milliseconds() {
+				t.Fatalf("held %v: PTTL after Load %d with ttl %v = %dms, want at most the idle timeout", held, i, short, left)
+			}
+		}
+		if n := srv.Calls(t)["getex"]; n != 1 {
+			t.Errorf("held %v: GETEX sent %d times in 3 Loads, want 1: the first cuts the window, memory serves the rest", held, n)
+		}
+	}
+}
+
 // TestNearCacheKeyWithoutExpiry: a record without a time to live (an
 // outside writer's, a PERSIST) is never kept, and a Load with a ttl gives
 // it one, as a Store without the cache does: its idle timeout holds.
