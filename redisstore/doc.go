@@ -36,10 +36,10 @@
 //	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
 //	                    transaction; with a merge of the replaced record, MULTI GET DEL
 //	                    EXEC of it first, then the rest as without it
-//	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, and for a
+//	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
-//	                    for an anonymous one SET of its pointer, <id>:next
-//	MovedTo             GET of an anonymous session's pointer
+//	                    and SET of the old id's pointer, <id>:next
+//	MovedTo             GET of a moved session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,

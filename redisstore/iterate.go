@@ -19,8 +19,8 @@ const scanCount = 100
 // keys with SCAN (never KEYS, which blocks the server) matching
 // "<KeyPrefix>session:*", COUNT 100, and fetches each batch with one MGET on
 // the same connection; records that expired or were removed between SCAN and
-// MGET are skipped, and so are the pointers that renewed anonymous sessions
-// leave behind (see [Store.MoveSession]), which are no records, and the
+// MGET are skipped, and so are the pointers that renewed sessions leave
+// behind (see [Store.MoveSession]), which are no records, and the
 // records of another Store on the same database whose KeyPrefix lies
 // under this one's (a KeyPrefix of "session:" under none): their keys
 // hold a colon after this Store's "<KeyPrefix>session:", which no id does. On a Redis Cluster it walks every master in turn, as

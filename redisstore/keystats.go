@@ -42,8 +42,8 @@ type KeyStatsOptions struct {
 // docs/capacity.md.
 type KeyStats struct {
 	// Sessions is the number of session records: string keys
-	// "<KeyPrefix>session:*", but for the pointers renewed anonymous
-	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
+	// "<KeyPrefix>session:*", but for the pointers renewed sessions
+	// leave behind, "<KeyPrefix>session:<id>:next" (see
 	// [Store.MoveSession]).
 	Sessions int64
 	// Indexes is the number of user indexes, sorted sets

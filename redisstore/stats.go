@@ -15,8 +15,8 @@ type Observer interface {
 	// wait for a connection and any retries, and ended with err: nil, or
 	// an error matching ErrUnavailable, ErrRefused or ErrContention (or,
 	// from Merge and MoveSession, the merge function's own error). The ops
-	// are load (and each pointer of a renewed anonymous session a logout or
-	// a change follows: MovedTo), insert, update, merge, remove, ping,
+	// are load (and each pointer of a renewed session that a logout, a
+	// login or a change looks for: MovedTo), insert, update, merge, remove, ping,
 	// iterate (one per batch), add_user_session (a login), move_session (a
 	// renewal), remove_user_session (a logout or revocation), user_sessions (a
 	// listing), remove_user_sessions (log out everywhere), key_stats

@@ -462,11 +462,10 @@ var errReplacedGone = errors.New("replaced gone")
 // session has ended and it returns false, having written nothing.
 // Otherwise, in one MULTI/EXEC, it writes m.Merge(record) under m.To with a
 // time to live of m.TTL (SET NX), deletes m.From and, for a user's session
-// (m.UserID not ""), replaces m.From with m.To in the user's index; for an
-// anonymous session, which has no index, it leaves m.To under
-// "<KeyPrefix>session:<m.From>:next" with the same time to live, where a
-// logout that loaded the session under m.From finds it (see
-// [Store.MovedTo]). If the record changed or went before EXEC, it starts
+// (m.UserID not ""), replaces m.From with m.To in the user's index; and it
+// leaves m.To under "<KeyPrefix>session:<m.From>:next" with the same time
+// to live, where a logout or a login with the token of m.From finds it
+// (see [Store.MovedTo]). If the record changed or went before EXEC, it starts
 // again (after a short random wait, for as long as the call's time budget
 // allows; then ErrContention), so that a session ended by logout,
 // revocation or another move is never brought back under a new id, and a
@@ -483,11 +482,8 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 	}
 	start := time.Now() // m.TTL's, see px
 	from, to := s.prefix+m.From, s.prefix+m.To
-	pointer := "" // the key of the pointer an anonymous session leaves behind
-	if m.UserID == "" {
-		pointer = s.nextKey(m.From)
-	}
-	if !s.sameSlot(from, to) || pointer != "" && !s.sameSlot(from, pointer) {
+	pointer := s.nextKey(m.From) // the pointer the session leaves behind
+	if !s.sameSlot(from, to) || !s.sameSlot(from, pointer) {
 		return s.moveAcross(ctx, m, start, from, to)
 	}
 	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
@@ -526,9 +522,8 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 				index := s.userKey(m.UserID)
 				s.sendIndexed(send, index, m.To, m.Deadline)
 				send("ZREM", index, m.From)
-			} else {
-				send("SET", pointer, m.To, "PX", px(start, m.TTL))
 			}
+			send("SET", pointer, m.To, "PX", px(start, m.TTL))
 			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the record changed or went since the GET: look again
@@ -548,8 +543,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 
 // moveAcross is MoveSession for ids in two slots of a Redis Cluster (a
 // session made before session.Config.TagKey was set, renewed under its
-// user's tag, or an anonymous one made before it, whose pointer lies in
-// another slot), which no transaction can span. It first takes the record
+// user's tag, or whose pointer lies in another slot), which no transaction can span. It first takes the record
 // under from away, in one optimistic transaction of its slot (WATCH and
 // GET, merge, then MULTI/DEL/EXEC), so that a session ended or moved
 // meanwhile is not brought back and a change made meanwhile is merged
@@ -557,14 +551,14 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 // failure between the two ends the session: it is never alive under both
 // ids, nor brought back.
 //
-// An anonymous session's pointer (see MoveSession) comes last, once the
-// new record is written, and only from the move that took the record: a
-// move that lost the race, or came after a logout, writes none. A logout
-// or a change that lands between the take and the pointer finds neither
-// the old record nor the pointer, and ends or changes nothing: a window,
-// a few round trips long, in which an anonymous session renewed across
-// slots escapes a logout that loaded it before the renewal. A
-// pointer that cannot be written (its node out of memory or unreachable)
+// The pointer (see MoveSession) comes last, once the new record is
+// written, and only from the move that took the record: a move that lost
+// the race, or came after a logout, writes none. A logout or a change
+// that lands between the take and the pointer finds neither the old record
+// nor the pointer, and ends or changes nothing: a window, a few round
+// trips long, in which a session renewed across slots escapes a logout
+// with its old token (an anonymous one, also a logout that loaded it
+// before the renewal). A pointer that cannot be written (its node out of memory or unreachable)
 // leaves the session moved without one, for its whole life.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
 	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
@@ -577,11 +571,12 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 	m.TTL = time.Duration(px(start, ttl)) * time.Millisecond // less the time taken so far
 	if m.UserID != "" {
 		_, err = s.AddUserSession(ctx, UserSession{UserID: m.UserID, ID: m.To, Record: record, TTL: m.TTL, Deadline: m.Deadline})
-		return err == nil, err
-	}
-	written, err := s.Insert(ctx, m.To, record, m.TTL)
-	if err == nil && !written {
-		err = classify("move_session", errIDTaken, s.cluster != nil)
+	} else {
+		var written bool
+		written, err = s.Insert(ctx, m.To, record, m.TTL)
+		if err == nil && !written {
+			err = classify("move_session", errIDTaken, s.cluster != nil)
+		}
 	}
 	if err != nil {
 		return false, err
@@ -597,14 +592,14 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 	return true, nil
 }
 
-// nextSuffix ends the key of the pointer an anonymous session leaves
-// behind when MoveSession moves it, "<KeyPrefix>session:<id>:next": an id
+// nextSuffix ends the key of the pointer a session leaves behind when
+// MoveSession moves it, "<KeyPrefix>session:<id>:next": an id
 // never holds a colon, so no record's key ends so, and Iterate and KeyStats
 // leave these keys out (see notRecord).
 const nextSuffix = ":next"
 
 // nextKey returns the key of the pointer that MoveSession leaves behind
-// when it moves the anonymous session id.
+// when it moves the session id.
 func (s *Store) nextKey(id string) string {
 	return s.prefix + id + nextSuffix
 }
@@ -619,14 +614,16 @@ func (s *Store) notRecord(key string) bool {
 	return strings.Contains(key[len(s.prefix):], ":")
 }
 
-// MovedTo returns the id to which MoveSession moved the anonymous session
-// id, or "" when there is none: the session was not moved, or the pointer
-// has expired. The pointer lives as long as the moved record's time to
-// live when it was moved (the idle timeout, or the time left to the
-// absolute deadline). The session package calls it when a logout or a
-// change of an anonymous session finds its record gone, so that a logout
-// that loaded the session before a parallel renewal ends the renewed
-// session too, and a change reaches it. It leaves the pointer, so that a
+// MovedTo returns the id to which MoveSession moved the session id, or ""
+// when there is none: the session was not moved, or the pointer has
+// expired. The pointer lives as long as the moved record's time to live
+// when it was moved (the idle timeout, or the time left to the absolute
+// deadline). The session package calls it when a logout or a change of an
+// anonymous session finds its record gone, so that a logout that loaded
+// the session before a parallel renewal ends the renewed session too, and
+// a change reaches it; and when a logout or a login comes with a token
+// whose record is gone, so that a renewal whose answer has not reached the
+// browser yet (which still sends the old token) does not undo them. It leaves the pointer, so that a
 // logout that fails part way can be tried again. It costs one GET, and
 // reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {

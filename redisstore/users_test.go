@@ -75,7 +75,7 @@ func setRecord(t *testing.T, srv *redistest.Server, id, record string) {
 }
 
 // records returns every session record in Redis, by id: the keys under
-// "session:" but the pointers of moved anonymous sessions (see pointers).
+// "session:" but the pointers of moved sessions (see pointers).
 func records(t *testing.T, srv *redistest.Server) map[string]string {
 	t.Helper()
 	got := make(map[string]string)
@@ -700,6 +700,7 @@ func TestMoveSession(t *testing.T) {
 			wantMoved:   true,
 			wantRecords: map[string]string{"b": "rec-a+moved"},
 			wantIndex:   map[string]int64{"b": ms(2)},
+			wantPointer: map[string]string{"a": "b"},
 			wantExpiry:  d[2],
 		},
 		{
@@ -709,6 +710,7 @@ func TestMoveSession(t *testing.T) {
 			wantMoved:   true,
 			wantRecords: map[string]string{"b": "rec-a+moved", "x": "rec-x"},
 			wantIndex:   map[string]int64{"b": ms(1), "x": ms(2)},
+			wantPointer: map[string]string{"a": "b"},
 			wantExpiry:  d[2],
 		},
 		{
@@ -1477,7 +1479,7 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.MoveSession(ctx, redisstore.Move{UserID: "alice", From: "c", To: "d", TTL: time.Hour, Deadline: d[1], Merge: same})
 				return err
 			},
-			want: map[string]int64{"watch": 1, "get": 1, "exists": 1, "multi": 1, "set": 1, "del": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
+			want: map[string]int64{"watch": 1, "get": 1, "exists": 1, "multi": 1, "set": 2, "del": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1, "zrem": 1, "exec": 1},
 		},
 		{
 			name: "MoveSession with a merge error",

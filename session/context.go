@@ -349,6 +349,15 @@ type Info struct {
 // ErrStoreUnavailable), the anonymous session stays ended and its values
 // are lost with it, never left alive beside a login.
 //
+// A request whose token led nowhere because a Renew had moved its session
+// before the request loaded it (the renewing request's answer, which
+// brings the new token, had not reached the browser yet) ends the session
+// where it went first, as Destroy does, so that answer, coming after the
+// login's, cannot put it back in the browser in place of the new session;
+// nothing of it carries over, since the request does not hold its token.
+// It costs one read more, for any login whose token led nowhere (an
+// expired session's, say).
+//
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
 // never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes
@@ -478,18 +487,23 @@ func Renew(ctx context.Context) error {
 // the cookie from, cannot log the browser out by expiring its cookie.
 //
 // A parallel Renew that moved the session to a new token after this request
-// loaded it is followed: the session ends under its new token. One that did
-// so before this request loaded it is not: the request then carries a
-// token that leads nowhere, knows no session, and ends none. A user's
-// session is followed through the user's index; an anonymous one through
-// the pointer the store keeps from its old id to its new one (see Store).
-// redisstore keeps it for the time the renewed record had to live when it
-// moved, the idle timeout (less near the absolute deadline): a Destroy that
-// comes later than that after the renewal, in a request that loaded the
-// anonymous session before it, ends nothing; and so does one that lands
-// within the few round trips of a renewal across slots of a Redis Cluster,
-// or follows one whose pointer its node refused (see the README, "Data in
-// Redis").
+// loaded it is followed: the session ends under its new token. So is one
+// that did so before this request loaded it, whose token then led nowhere:
+// the browser sends the old token until the renewing request's answer
+// brings the new one, and that answer, coming after the logout's, would
+// otherwise sign the browser in again (it finds the session ended, and
+// sets no cookie). A user's session is followed through the user's index;
+// a token that led nowhere, and an anonymous session, through the pointer
+// the store keeps from the old id to the new one (see Store). redisstore
+// keeps it for the time the renewed record had to live when it moved, the
+// idle timeout (less near the absolute deadline): a Destroy with the old
+// token that comes later than that after the renewal ends nothing (nor
+// does one of an anonymous session that loaded it before the renewal);
+// and so does one that lands within the few round trips of a renewal
+// across slots of a Redis Cluster, or follows one whose pointer its node
+// refused (see the README, "Data in Redis"). The old token so keeps, for
+// that time, the power to end the session it was renewed into, never to
+// read or change it.
 //
 // After the response has started, Destroy still deletes the record, so the
 // session ends, but returns an error matching ErrResponseStarted: the
@@ -528,6 +542,14 @@ func Destroy(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+	} else {
+		// The token may lead nowhere because a Renew moved its session
+		// before this request loaded it: end it where it went.
+		_, ended, err := m.endRenewedAway(ending(ctx), st)
+		if err != nil {
+			return err
+		}
+		st.clearSite = st.clearSite || ended
 	}
 	st.end()
 	if st.committed {

@@ -1329,3 +1329,127 @@ func TestReloginRacesRenewals(t *testing.T) {
 		})
 	}
 }
+
+// TestEndingWithReplacedToken has a request renew the session and answer
+// late, while the browser, which still holds the old token until that
+// answer arrives, logs out or logs in from another tab. The old token's
+// record is gone when that request loads it, so the request knows no
+// session: it must still end the renewed one, where the store's pointer
+// says it went, or the renewing request's answer would then set its
+// cookie over the logout or the login. It did: the browser stayed signed
+// in after the logout, and was signed in as alice again after bob's login.
+func TestEndingWithReplacedToken(t *testing.T) {
+	type action struct {
+		name string
+		user string // the user the browser logs in as, "" for a logout
+	}
+	actions := []action{{"logout", ""}, {"login as another user", "bob"}, {"login again", "alice"}}
+	for _, a := range actions {
+		for _, tc := range []struct {
+			name    string
+			anon    bool // the session is anonymous
+			renewed int  // renewals before the one still answering
+			put     bool // the renewing request puts a value after its Renew
+			tagKey  []byte
+		}{
+			{name: "signed in"},
+			{name: "signed in, renew and put", put: true},
+			{name: "signed in, renewed before", renewed: 1},
+			{name: "signed in, tagged", tagKey: testKey(0x54)},
+			{name: "anonymous", anon: true},
+			{name: "anonymous, renew and put", anon: true, put: true},
+		} {
+			t.Run(a.name+"/"+tc.name, func(t *testing.T) {
+				var events []Event
+				m, _, clk := newTestManager(t, Config{TagKey: tc.tagKey, MaxSessionsPerUser: 2})
+				m.cfg.OnEvent = func(e Event) { events = append(events, e) }
+				var c1 string
+				if tc.anon {
+					c1 = serve(t, m, "", func(ctx context.Context) {
+						if err := Put(ctx, "cart", "3 books"); err != nil {
+							t.Fatalf("Put = %v", err)
+						}
+					})
+				} else {
+					c1, _ = login(t, m, "alice")
+				}
+				for range tc.renewed {
+					c1 = renew(t, m, c1)
+				}
+				renewing := load(m, c1)
+				if err := Renew(renewing); err != nil {
+					t.Fatalf("Renew = %v", err)
+				}
+				if tc.put {
+					if err := Put(renewing, "theme", "dark"); err != nil {
+						t.Fatalf("Put = %v", err)
+					}
+				}
+				renewedID := currentInfoOf(t, renewing).ID
+				clk.t = clk.t.Add(time.Second)
+				events = nil
+
+				// The other tab, with the token the browser still holds.
+				other := load(m, c1)
+				if _, ok := FromContext(other); ok {
+					t.Fatal("the replaced token loaded a session")
+				}
+				if a.user == "" {
+					if err := Destroy(other); err != nil {
+						t.Fatalf("Destroy = %v, want nil", err)
+					}
+				} else if _, err := Create(other, a.user); err != nil {
+					t.Fatalf("Create = %v", err)
+				}
+				h := http.Header{}
+				if err := m.Commit(other, h); err != nil {
+					t.Fatal(err)
+				}
+				c, ok := sessionCookie(m, h)
+				switch {
+				case a.user == "" && (!ok || c.Value != ""):
+					t.Fatalf("logout: cookie %v, want it expired", c)
+				case a.user == "" && h.Get("Clear-Site-Data") == "":
+					t.Error("logout that ended the renewed session: no Clear-Site-Data")
+				case a.user != "" && (!ok || userOf(t, m, c.Value) != a.user):
+					t.Fatalf("login: cookie %v, want %s's new session", c, a.user)
+				}
+				if !tc.anon && !slices.ContainsFunc(events, func(e Event) bool {
+					return e.Kind == EventDestroyed && e.UserID == "alice" && e.SessionID == renewedID
+				}) {
+					t.Errorf("events = %v, want alice's renewed session destroyed", events)
+				}
+
+				// The renewing request answers last: its token leads nowhere.
+				h = http.Header{}
+				if err := m.Commit(renewing, h); err != nil {
+					t.Fatalf("the renewing request's Commit = %v, want nil", err)
+				}
+				if c, ok := sessionCookie(m, h); ok {
+					t.Errorf("the renewing request answered after the %s with Set-Cookie %v, want none", a.name, c)
+				}
+				list, err := m.List(context.Background(), "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := 0
+				if a.user == "alice" {
+					want = 1
+				}
+				if len(list) != want {
+					t.Errorf("List(alice) after the %s = %d sessions, want %d", a.name, len(list), want)
+				}
+			})
+		}
+	}
+}
+
+// currentInfoOf returns the session of the request ctx, which must have
+// one.
+func currentInfoOf(t *testing.T, ctx context.Context) Info {
+	t.Helper()
+	st := stateFrom(ctx)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.m.info(st)
+}

@@ -584,6 +584,19 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			return Info{}, err
 		}
 		owner = ownerMeta.UserID
+	default:
+		// The token may lead nowhere because a Renew moved its session
+		// before this request loaded it: that session ends, as a logout
+		// would, before the login (nothing of it carries over: the
+		// request does not hold its token).
+		endedUser, ended, err := m.endRenewedAway(ctx, st)
+		if err != nil {
+			return Info{}, err
+		}
+		if ended && endedUser != "" {
+			st.gone() // nothing the request put carries over to the one signing in
+			st.ended = true
+		}
 	}
 	// The login ends the signed-in session the request came with, as a
 	// logout would, and wherever a parallel Renew may have moved it, so

@@ -26,15 +26,18 @@ import (
 //
 //	MovedTo(ctx context.Context, id string) (to string, err error)
 //
-// that returns the id to which MoveSession moved the anonymous session id,
-// or "" when it did not. With it, a logout that loaded an anonymous
-// session before a parallel Renew moved it ends the session under its new
-// id, and a change saved by such a request reaches it there, as for a
-// user's session, which the Manager finds through the user's index;
-// without it, such a logout ends nothing and the renewed session lives
-// on, and such a change is dropped. MoveSession should keep the id it
-// moved an anonymous session to for the moved record's time to live, from
-// the moment the old record is gone. redisstore.Store has it.
+// that returns the id to which MoveSession moved the session id, or ""
+// when it did not. With it, a logout that loaded an anonymous session
+// before a parallel Renew moved it ends the session under its new id, and
+// a change saved by such a request reaches it there, as for a user's
+// session, which the Manager finds through the user's index; and a logout
+// or a login that comes with the old token of a session, anonymous or a
+// user's, that a Renew moved before the request loaded it ends the session
+// under its new id (see Destroy). Without it, such a logout ends nothing
+// and the renewed session lives on, and such a change is dropped.
+// MoveSession should keep the id it moved a session to for the moved
+// record's time to live, from the moment the old record is gone.
+// redisstore.Store has it.
 //
 // Two more methods a Store may have, which redisstore.Store has too:
 //

@@ -305,6 +305,50 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 	return "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
+// endRenewedAway ends the session that a Renew moved away from the token
+// the request came with, before the request loaded it, so that the token
+// led nowhere (see Manager.Load). Such a request knows no session, but its
+// browser sends the old token until the renewing request's answer sets
+// the new one: a logout or a login sent meanwhile, from another tab, would
+// otherwise end nothing, and that answer would then put the renewed
+// session back in the browser, signed in after the logout, or in place of
+// the login's cookie (see renewedAway, which then finds it gone and sends
+// no cookie). It follows the pointers the store keeps of moves (see
+// mover), and then the session as endSession does; the request gets
+// nothing of the session, whose token it no longer holds: no values, no
+// Info. It reports the user of the session it ended, "" for an anonymous
+// one or none, and whether it ended one. It costs one read when the
+// token's session was not moved (it expired, or was ended), the common
+// case. The caller holds st.mu.
+func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string, ended bool, err error) {
+	if st.presented == "" || st.loadErr != nil {
+		return "", false, nil
+	}
+	id := idOf(st.presented)
+	for range maxFollow {
+		if id, err = m.movedTo(ctx, id); err != nil || id == "" {
+			return "", false, err
+		}
+		b, found, err := m.store.Load(ctx, id, 0)
+		if err != nil {
+			return "", false, storeError(err)
+		}
+		if !found {
+			continue // renewed again, or ended
+		}
+		var md meta
+		if _, values, err := m.codec.Decode(b); err == nil {
+			md, _ = values[metaKey].(meta)
+		}
+		gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md))
+		if gone != "" && md.UserID != "" {
+			m.emit(EventDestroyed, md.UserID, gone, m.now())
+		}
+		return md.UserID, gone != "", err
+	}
+	return "", false, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+}
+
 // mover is the optional method of a Store that keeps, for each anonymous
 // session MoveSession moved, where it went (see Store).
 type mover interface {
