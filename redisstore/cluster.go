@@ -41,8 +41,10 @@ type clusterSource struct {
 	// lastRefresh is when a refresh of the slot map was last started, in
 	// unix nanoseconds, to start at most one per refreshInterval.
 	lastRefresh atomic.Int64
-	// asked is set once the first call has asked for the slot map.
-	asked atomic.Bool
+	// mapOnce starts the first call's request for the slot map, and
+	// mapped is closed when that request has ended (see bind).
+	mapOnce sync.Once
+	mapped  chan struct{}
 	// lastDialErr is the error of the latest dial of a node, nil once a
 	// dial succeeds (see dialCause).
 	lastDialErr atomic.Pointer[error]
@@ -56,7 +58,7 @@ var errClosed = errors.New("store closed")
 const refreshInterval = 100 * time.Millisecond
 
 func newClusterSource(cfg Config) *clusterSource {
-	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool)}
+	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool), mapped: make(chan struct{})}
 	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
 	return cs
 }
@@ -123,14 +125,28 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 }
 
 // bind binds conn to the node that serves the slot of key, or to any node
-// for key "". The first call asks for the slot map (CLUSTER SLOTS) before
-// it binds, so that calls go to the right nodes from the start rather than
-// to a random one and back through MOVED, and no refresh runs in the
-// background of the first calls. If that fails, MOVED replies and the
-// refreshes of noteFailure fill the map in.
-func (cs *clusterSource) bind(conn redis.Conn, key string) error {
-	if !cs.asked.Load() && cs.asked.CompareAndSwap(false, true) {
-		cs.c.Load().Refresh() //nolint:errcheck // see above
+// for key "". The first call asks for the slot map (CLUSTER SLOTS), and it
+// and the calls that come meanwhile wait for the answer before they bind,
+// so that calls go to the right nodes from the start rather than to a
+// random one and back through MOVED, and no refresh runs in the background
+// of the first calls. If that fails, MOVED replies and the refreshes of
+// noteFailure fill the map in. The request runs on its own, and a call
+// waits for it only until ctx ends: redisc's Refresh takes no context and
+// asks the nodes of ClusterNodes one after another, each within the dial
+// and read timeouts, so that seeds that accept connections but never
+// answer (a stalled or firewalled host) would otherwise hold the first
+// call for seconds past its Timeout.
+func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) error {
+	cs.mapOnce.Do(func() {
+		go func() {
+			defer close(cs.mapped)
+			cs.c.Load().Refresh() //nolint:errcheck // see above
+		}()
+	})
+	select {
+	case <-cs.mapped:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	if key == "" {
 		return cs.dialCause(redisc.BindConn(conn))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -420,6 +421,9 @@ func TestCluster(t *testing.T) {
 		left = clusterIndex(t, c, user)
 		if !slices.Contains(left, tagged(tag, "a7")) || slices.Contains(left, a.ID) {
 			t.Fatalf("index after MoveSession = %q, want a7 instead of a6", left)
+		}
+		if to, err := s.MovedTo(ctx, a.ID); err != nil || to != tagged(tag, "a7") {
+			t.Errorf("MovedTo(a6) after MoveSession = %q, %v; want a7", to, err)
 		}
 		// MoveSession of an anonymous session, keeping its own tag.
 		_, err = s.Insert(ctx, anon, []byte("anon"), time.Minute)
@@ -1336,6 +1340,75 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	if took > 300*time.Millisecond {
 		t.Errorf("Load with a 100ms context waited %v for a pooled connection (err %v): the caller's context does not bound the wait on a Cluster", took.Round(time.Millisecond), err)
 	}
+}
+
+// TestClusterSilentSeeds configures Stores with seeds that accept
+// connections and never answer (a stalled or firewalled host) beside a
+// node of the cluster: the first calls, which wait for the slot map, must
+// still end within their context, and later calls find the cluster. The
+// first call waited for redisc to try the seeds in turn (in random order),
+// a read timeout each silent one: up to three seconds here, past a context
+// of 200 ms.
+func TestClusterSilentSeeds(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	var seeds []string
+	for range 10 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { conn.Close() }) // held open, never answered
+			}
+		}()
+		seeds = append(seeds, l.Addr().String())
+	}
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		f    func(s *redisstore.Store, ctx context.Context) error
+	}{
+		{"Ping", (*redisstore.Store).Ping},
+		{"Load", func(s *redisstore.Store, ctx context.Context) error { _, _, err := s.Load(ctx, "x", 0); return err }},
+		{"Insert", func(s *redisstore.Store, ctx context.Context) error {
+			_, err := s.Insert(ctx, "x", []byte("v"), time.Minute)
+			return err
+		}},
+	}
+	var s *redisstore.Store
+	// A fresh Store for each first call: redisc tries the seeds in random
+	// order, and may find the cluster's node first.
+	for round := range 3 {
+		for _, call := range calls {
+			var err error
+			s, err = redisstore.Open(redisstore.Config{ClusterNodes: append(seeds, c.Addrs()[0]), ReadTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			start := time.Now()
+			err = call.f(s, short)
+			cancel()
+			if took := time.Since(start); took > 700*time.Millisecond {
+				t.Errorf("round %d: first %s with a 200ms context behind silent seeds took %v (err %v), want it cut short", round, call.name, took.Round(time.Millisecond), err)
+			}
+		}
+	}
+	// The slot map comes once redisc reaches the cluster's node.
+	var last error
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
+		if _, last = s.Insert(ctx, "x", []byte("v"), time.Minute); last == nil {
+			return
+		}
+	}
+	t.Fatalf("Insert after the slot map came: %v", last)
 }
 
 // TestClusterEmptyNodeConfigured configures Stores with a lone Cluster

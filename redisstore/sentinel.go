@@ -136,8 +136,9 @@ func (s *sentinelSource) GetContext(ctx context.Context) (redis.Conn, error) {
 	return s.pool.GetContext(ctx)
 }
 
-// Close stops asking the sentinels and closes every connection. Closing
-// again does nothing.
+// Close stops asking the sentinels and closes every connection: the
+// sentinels', when a lookup is under way, once it has ended (see Store.Close).
+// Closing again does nothing.
 func (s *sentinelSource) Close() error {
 	first := false
 	s.closeOnce.Do(func() { first = true })
@@ -150,8 +151,20 @@ func (s *sentinelSource) Close() error {
 		s.sub.Close()
 	}
 	s.subMu.Unlock()
-	s.wg.Wait()
-	s.snt.Close()
+	// The watch goroutine may be in a lookup that stalled sentinels hold
+	// for their timeouts, one after another: it ends it, and the
+	// sentinels' connections close, in the background. Only it uses
+	// s.snt; the pool is the master's.
+	stopped := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		s.snt.Close()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(closeSettle):
+	}
 	return s.pool.Close()
 }
 

@@ -1116,6 +1116,35 @@ func TestSentinelAllDown(t *testing.T) {
 	}
 }
 
+// TestSentinelCloseStalled closes a Store while every sentinel is stalled
+// (SIGSTOP), with a lookup of the master under way: Close returns
+// promptly, as its doc says, and the lookup ends in the background once
+// the sentinels answer or time out. Close waited for the lookup, a
+// sentinel's timeout after another: 2.6 s.
+func TestSentinelCloseStalled(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	s := openSentinel(t, sentinelConfig(sn))
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, snt := range sn.Sentinels() {
+		snt.Pause(t)
+	}
+	time.Sleep(sentinelPoll + 500*time.Millisecond) // a poll's lookup is stalled
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	took := time.Since(start)
+	for _, snt := range sn.Sentinels() {
+		snt.Resume(t) // before openSentinel's check that the lookup ended
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("Close with every sentinel stalled took %v, want it prompt", took.Round(time.Millisecond))
+	}
+}
+
 // TestSentinelNoMasterYet checks the warning of a Store whose sentinels
 // have never named its master (here: they monitor none by that name): it
 // knows no master to go on to, and says so, instead of the line of a Store

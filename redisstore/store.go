@@ -634,7 +634,9 @@ const closeSettle = 100 * time.Millisecond
 // timeouts), is left running in one goroutine, which closes the connection
 // when that Dial returns; likewise a borrow from the Source that New's
 // near-cache makes to check the server (Close first waits up to 100ms for
-// it, so as not to close a *redis.Pool under it). Give your pool
+// it, so as not to close a *redis.Pool under it); and, under Sentinel, a
+// lookup of the master that stalled sentinels hold (Close waits up to
+// 100ms for it, then leaves it to end within their timeouts). Give your pool
 // DialContext, or Dial options with timeouts, to bound it. Calls after
 // Close fail with ErrUnavailable, or with their context's error when it
 // has ended; so do calls still running when it is called (handlers that
@@ -813,7 +815,7 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	}
 	defer conn.Close()
 	if s.cluster != nil && src == Source(s.cluster) {
-		if err := s.cluster.bind(conn, key); err != nil {
+		if err := s.cluster.bind(ctx, conn, key); err != nil {
 			return errNoConn{err}
 		}
 	}
