@@ -19,21 +19,22 @@ type Limiter struct {
 	next       time.Time // when the next line may go out
 	ended      time.Time // when End's last line went out, until a Do's goes out
 	suppressed int       // lines held back since the last one
-	// held is suppressed > 0, for End to check without the lock on the
-	// path of every request that succeeds.
-	held atomic.Bool
+	// pending says that a line went out or was held back since End's
+	// last: End has an end to report. An atomic, for End to check without
+	// the lock on the path of every request that succeeds.
+	pending atomic.Bool
 }
 
 // Do calls log with the number of lines held back since the last one, if a
 // line may go out at now; otherwise it counts one more.
 func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 	l.mu.Lock()
+	l.pending.Store(true)
 	// The first line after End's goes out at once, unless it is about a
 	// moment before End's line (a failure that took its time).
 	afterEnd := !l.ended.IsZero() && !now.Before(l.ended)
 	if now.Before(l.next) && !afterEnd {
 		l.suppressed++
-		l.held.Store(true)
 		l.mu.Unlock()
 		return
 	}
@@ -46,32 +47,34 @@ func (l *Limiter) Do(now time.Time, log func(suppressed int)) {
 func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
 	n := l.suppressed
 	l.next, l.suppressed = now.Add(l.Interval), 0
-	l.held.Store(false)
 	l.mu.Unlock()
 	log(n)
 }
 
 // End reports at now that what the lines were about is over, for the
-// moment (a read that Redis answered). If lines were held back and the
-// interval has passed since the last line went out, it calls log with
-// their number: so the count of a failure shorter than Interval comes with
-// the first success an Interval after the failure's line, not with the
-// next failure, maybe hours later. The next failure after that line (at a
+// moment (a read that Redis answered). If a line went out or was held back
+// since End's last line, and the interval has passed since the last line
+// went out, it calls log with the number held back (0 for none): so every
+// failure's line is followed by an end's, and the count of a failure
+// shorter than Interval comes with the first success an Interval after
+// the failure's line, not with the next failure, maybe hours later. The next failure after that line (at a
 // now not before it) goes out at once, so that each outage of a Redis that
 // comes and goes has a line of its own at the failures' level; End's next
 // line waits the interval all the same. Failures and successes that
 // alternate (a Redis Cluster with one master down) log two lines per
 // Interval, a failure's and an end's, each kind at most one. Otherwise it
-// does nothing; with nothing held back, at the cost of an atomic load.
+// does nothing; with no failure since its last line, at the cost of an
+// atomic load.
 func (l *Limiter) End(now time.Time, log func(suppressed int)) {
-	if !l.held.Load() {
+	if !l.pending.Load() {
 		return
 	}
 	l.mu.Lock()
-	if l.suppressed == 0 || now.Before(l.next) {
+	if !l.pending.Load() || now.Before(l.next) {
 		l.mu.Unlock()
 		return
 	}
+	l.pending.Store(false)
 	l.ended = now
 	l.emit(now, log)
 }

@@ -58,3 +58,26 @@ func TestLimiterEnd(t *testing.T) {
 		t.Errorf("lines %q, want %q", lines, want)
 	}
 }
+
+// TestLimiterEndAfterOneLine: an outage of one failure, whose line went
+// out with nothing held back, still gets its end's line once the interval
+// has passed, with a count of 0; a success with no failure since gets
+// none. It got none: the end's line came only with lines held back.
+func TestLimiterEndAfterOneLine(t *testing.T) {
+	l := Limiter{Interval: 10 * time.Second}
+	start := time.Unix(1000, 0)
+	at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+	var lines []string
+	log := func(n int) { lines = append(lines, fmt.Sprint("failed ", n)) }
+	end := func(n int) { lines = append(lines, fmt.Sprint("ended ", n)) }
+	l.Do(at(0), log)  // out
+	l.End(at(5), end) // within the interval: nothing
+	l.End(at(11), end)
+	l.End(at(30), end) // no failure since: nothing
+	l.Do(at(31), log)  // out at once, after an end's line
+	l.End(at(41), end)
+	want := []string{"failed 0", "ended 0", "failed 0", "ended 0"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("lines %q, want %q", lines, want)
+	}
+}
