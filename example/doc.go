@@ -121,5 +121,7 @@
 // still running after the 5 seconds are cut off (their contexts are
 // cancelled and their connections closed) and the server exits with
 // status 1. A second signal during the grace period ends the process at
-// once.
+// once; the same signal again within a second of the first counts as the
+// first (timeout(1) and other supervisors send it to the process and then
+// to its process group).
 package main

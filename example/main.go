@@ -58,8 +58,15 @@ type shutdown struct {
 	stopping     func()
 }
 
+// repeatWindow is how long after the first signal the same signal again
+// counts as that one: timeout(1), and other supervisors that signal a
+// process and then its process group, deliver it twice at once, which
+// would otherwise cut the graceful shutdown short.
+const repeatWindow = time.Second
+
 // signalled returns a context that the first SIGTERM or SIGINT cancels,
-// with the signal as its cause. The second ends the process at once,
+// with the signal as its cause. The second (the same signal again within
+// repeatWindow is the first once more) ends the process at once,
 // with status 128 plus the signal's number, as the signal's default
 // action would: the process may have started with SIGINT ignored (a
 // background job of a script), which the default action would then be.
@@ -78,10 +85,13 @@ func signalled(log *slog.Logger) (_ context.Context, stop func()) {
 		case <-done:
 			return
 		}
-		select {
-		case sig = <-sigs:
-		case <-done:
-			return
+		first, at := sig, time.Now()
+		for sig == first && time.Since(at) < repeatWindow {
+			select {
+			case sig = <-sigs:
+			case <-done:
+				return
+			}
 		}
 		log.Warn("example: second signal: exiting at once", "signal", sig.String())
 		code := 1
