@@ -153,7 +153,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		anonymous: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace:   namespace,
 			Name:        "requests_anonymous_on_outage_total",
-			Help:        "Requests that carried a valid session token but were served anonymous because the session store was unavailable.",
+			Help:        "Requests that carried a valid session token but were served anonymous because the session store could not read the session: unavailable, or refusing the read (a wrong password, a command the ACL denies).",
 			ConstLabels: constLabels,
 		}),
 		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{
