@@ -464,8 +464,8 @@ var errReplacedGone = errors.New("replaced gone")
 // time to live of m.TTL (SET NX), deletes m.From and, for a user's session
 // (m.UserID not ""), replaces m.From with m.To in the user's index; and it
 // leaves m.To under "<KeyPrefix>session:<m.From>:next" with the same time
-// to live, where a logout or a login with the token of m.From finds it
-// (see [Store.MovedTo]). If the record changed or went before EXEC, it starts
+// to live, up to 10 minutes, where a logout or a login with the token of
+// m.From finds it (see [Store.MovedTo]). If the record changed or went before EXEC, it starts
 // again (after a short random wait, for as long as the call's time budget
 // allows; then ErrContention), so that a session ended by logout,
 // revocation or another move is never brought back under a new id, and a
@@ -523,7 +523,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 				s.sendIndexed(send, index, m.To, m.Deadline)
 				send("ZREM", index, m.From)
 			}
-			send("SET", pointer, m.To, "PX", px(start, m.TTL))
+			send("SET", pointer, m.To, "PX", px(start, min(m.TTL, pointerLife)))
 			replies, err = redis.Values(cmd(ctx, conn, "EXEC"))
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the record changed or went since the GET: look again
@@ -586,11 +586,21 @@ func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, t
 	// The Observer hears of a failure; the move stands without its
 	// pointer.
 	s.do(context.WithoutCancel(ctx), "move_session", pointer, func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, ttl))
+		_, err := cmd(ctx, conn, "SET", pointer, m.To, "PX", px(start, min(ttl, pointerLife)))
 		return err
 	})
 	return true, nil
 }
+
+// pointerLife bounds how long the pointer a moved session leaves behind
+// lives (see MoveSession): less when the moved record has less time to
+// live. What follows it are requests that came with the old token while
+// the renewal's answer was on its way, or that loaded the session before
+// the renewal: requests in flight, which proxies and server timeouts cut
+// off long before. It keeps a renewed session's old token from ending it
+// for the session's whole life, and renewals made every few minutes, with
+// the idle timeout off, from piling up pointers.
+const pointerLife = 10 * time.Minute
 
 // nextSuffix ends the key of the pointer a session leaves behind when
 // MoveSession moves it, "<KeyPrefix>session:<id>:next": an id
@@ -618,7 +628,7 @@ func (s *Store) notRecord(key string) bool {
 // when there is none: the session was not moved, or the pointer has
 // expired. The pointer lives as long as the moved record's time to live
 // when it was moved (the idle timeout, or the time left to the absolute
-// deadline). The session package calls it when a logout or a change of an
+// deadline), up to 10 minutes. The session package calls it when a logout or a change of an
 // anonymous session finds its record gone, so that a logout that loaded
 // the session before a parallel renewal ends the renewed session too, and
 // a change reaches it; and when a logout or a login comes with a token

@@ -35,8 +35,9 @@ import (
 // user's, that a Renew moved before the request loaded it ends the session
 // under its new id (see Destroy). Without it, such a logout ends nothing
 // and the renewed session lives on, and such a change is dropped.
-// MoveSession should keep the id it moved a session to for the moved
-// record's time to live, from the moment the old record is gone.
+// MoveSession should keep the id it moved a session to for as long as a
+// request in flight may follow it (redisstore: the moved record's time to
+// live, up to 10 minutes), from the moment the old record is gone.
 // redisstore.Store has it.
 //
 // Two more methods a Store may have, which redisstore.Store has too:
