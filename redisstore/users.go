@@ -465,11 +465,11 @@ var errReplacedGone = errors.New("replaced gone")
 // (m.UserID not ""), replaces m.From with m.To in the user's index; and it
 // leaves m.To under "<KeyPrefix>session:<m.From>:next" with the same time
 // to live, up to 10 minutes, where a logout or a login with the token of
-// m.From finds it (see [Store.MovedTo]). If the record changed or went before EXEC, it starts
-// again (after a short random wait, for as long as the call's time budget
-// allows; then ErrContention), so that a session ended by logout,
-// revocation or another move is never brought back under a new id, and a
-// session moved twice at once ends up under one id only.
+// m.From finds it (see [Store.MovedTo]). If the record changed or went
+// before EXEC, it starts again (after a short random wait, for as long as
+// the call's time budget allows; then ErrContention), so that a session
+// ended by logout, revocation or another move is never brought back under a
+// new id, and a session moved twice at once ends up under one id only.
 //
 // Each attempt is two round trips: WATCH and GET pipelined, then the
 // transaction.
@@ -543,23 +543,23 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 
 // moveAcross is MoveSession for ids in two slots of a Redis Cluster (a
 // session made before session.Config.TagKey was set, renewed under its
-// user's tag, or whose pointer lies in another slot), which no transaction can span. It first takes the record
-// under from away, in one optimistic transaction of its slot (WATCH and
-// GET, merge, then MULTI/DEL/EXEC), so that a session ended or moved
-// meanwhile is not brought back and a change made meanwhile is merged
-// again; then it writes the merged record under to, with the index. A
-// failure between the two ends the session: it is never alive under both
-// ids, nor brought back.
+// user's tag, or whose pointer lies in another slot), which no transaction
+// can span. It first takes the record under from away, in one optimistic
+// transaction of its slot (WATCH and GET, merge, then MULTI/DEL/EXEC), so
+// that a session ended or moved meanwhile is not brought back and a change
+// made meanwhile is merged again; then it writes the merged record under
+// to, with the index. A failure between the two ends the session: it is
+// never alive under both ids, nor brought back.
 //
-// The pointer (see MoveSession) comes last, once the new record is
-// written, and only from the move that took the record: a move that lost
-// the race, or came after a logout, writes none. A logout or a change
-// that lands between the take and the pointer finds neither the old record
-// nor the pointer, and ends or changes nothing: a window, a few round
-// trips long, in which a session renewed across slots escapes a logout
-// with its old token (an anonymous one, also a logout that loaded it
-// before the renewal). A pointer that cannot be written (its node out of memory or unreachable)
-// leaves the session moved without one, for its whole life.
+// The pointer (see MoveSession) comes last, once the new record is written,
+// and only from the move that took the record: a move that lost the race,
+// or came after a logout, writes none. A logout or a change that lands
+// between the take and the pointer finds neither the old record nor the
+// pointer, and ends or changes nothing: a window, a few round trips long,
+// in which a session renewed across slots escapes a logout with its old
+// token (an anonymous one, also a logout that loaded it before the
+// renewal). A pointer that cannot be written (its node out of memory or
+// unreachable) leaves the session moved without one, for its whole life.
 func (s *Store) moveAcross(ctx context.Context, m Move, start time.Time, from, to string) (moved bool, err error) {
 	record, taken, err := s.take(ctx, "move_session", from, m.Merge)
 	if err != nil || !taken {
@@ -628,14 +628,14 @@ func (s *Store) notRecord(key string) bool {
 // when there is none: the session was not moved, or the pointer has
 // expired. The pointer lives as long as the moved record's time to live
 // when it was moved (the idle timeout, or the time left to the absolute
-// deadline), up to 10 minutes. The session package calls it when a logout or a change of an
-// anonymous session finds its record gone, so that a logout that loaded
-// the session before a parallel renewal ends the renewed session too, and
-// a change reaches it; and when a logout or a login comes with a token
-// whose record is gone, so that a renewal whose answer has not reached the
-// browser yet (which still sends the old token) does not undo them. It leaves the pointer, so that a
-// logout that fails part way can be tried again. It costs one GET, and
-// reports as load to the Observer.
+// deadline), up to 10 minutes. The session package calls it when a logout
+// or a change of an anonymous session finds its record gone, so that a
+// logout that loaded the session before a parallel renewal ends the renewed
+// session too, and a change reaches it; and when a logout or a login comes
+// with a token whose record is gone, so that a renewal whose answer has not
+// reached the browser yet (which still sends the old token) does not undo
+// them. It leaves the pointer, so that a logout that fails part way can be
+// tried again. It costs one GET, and reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 	key := s.nextKey(id)
 	err = s.do(ctx, "load", key, func(ctx context.Context, conn redis.Conn) error {

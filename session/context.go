@@ -491,18 +491,18 @@ func Renew(ctx context.Context) error {
 // that did so before this request loaded it, whose token then led nowhere:
 // the browser sends the old token until the renewing request's answer
 // brings the new one, and that answer, coming after the logout's, would
-// otherwise sign the browser in again (it finds the session ended, and
-// sets no cookie). A user's session is followed through the user's index;
-// a token that led nowhere, and an anonymous session, through the pointer
-// the store keeps from the old id to the new one (see Store). redisstore
-// keeps it for the time the renewed record had to live when it moved, the
-// idle timeout (less near the absolute deadline), up to 10 minutes: a
-// Destroy with the old token that comes later than that after the renewal
-// ends nothing (nor does one of an anonymous session that loaded it before
-// the renewal); and so does one that lands within the few round trips of a
-// renewal across slots of a Redis Cluster, or follows one whose pointer
-// its node refused (see the README, "Data in Redis"). The old token so keeps, for
-// that time, the power to end the session it was renewed into, never to
+// otherwise sign the browser in again (it finds the session ended, and sets
+// no cookie). A user's session is followed through the user's index; a
+// token that led nowhere, and an anonymous session, through the pointer the
+// store keeps from the old id to the new one (see Store). redisstore keeps
+// it for the time the renewed record had to live when it moved, the idle
+// timeout (less near the absolute deadline), up to 10 minutes: a Destroy
+// with the old token that comes later than that after the renewal ends
+// nothing (nor does one of an anonymous session that loaded it before the
+// renewal); and so does one that lands within the few round trips of a
+// renewal across slots of a Redis Cluster, or follows one whose pointer its
+// node refused (see the README, "Data in Redis"). The old token so keeps,
+// for that time, the power to end the session it was renewed into, never to
 // read or change it.
 //
 // After the response has started, Destroy still deletes the record, so the

@@ -51,20 +51,20 @@ func (l *Limiter) emit(now time.Time, log func(suppressed int)) {
 	log(n)
 }
 
-// End reports at now that what the lines were about is over, for the
-// moment (a read that Redis answered). If a line went out or was held back
-// since End's last line, and the interval has passed since the last line
-// went out, it calls log with the number held back (0 for none): so every
+// End reports at now that what the lines were about is over, for the moment
+// (a read that Redis answered). If a line went out or was held back since
+// End's last line, and the interval has passed since the last line went
+// out, it calls log with the number held back (0 for none): so every
 // failure's line is followed by an end's, and the count of a failure
-// shorter than Interval comes with the first success an Interval after
-// the failure's line, not with the next failure, maybe hours later. The next failure after that line (at a
-// now not before it) goes out at once, so that each outage of a Redis that
-// comes and goes has a line of its own at the failures' level; End's next
-// line waits the interval all the same. Failures and successes that
-// alternate (a Redis Cluster with one master down) log two lines per
-// Interval, a failure's and an end's, each kind at most one. Otherwise it
-// does nothing; with no failure since its last line, at the cost of an
-// atomic load.
+// shorter than Interval comes with the first success an Interval after the
+// failure's line, not with the next failure, maybe hours later. The next
+// failure after that line (at a now not before it) goes out at once, so
+// that each outage of a Redis that comes and goes has a line of its own at
+// the failures' level; End's next line waits the interval all the same.
+// Failures and successes that alternate (a Redis Cluster with one master
+// down) log two lines per Interval, a failure's and an end's, each kind at
+// most one. Otherwise it does nothing; with no failure since its last line,
+// at the cost of an atomic load.
 func (l *Limiter) End(now time.Time, log func(suppressed int)) {
 	if !l.pending.Load() {
 		return
