@@ -1357,14 +1357,25 @@ func TestClusterSilentSeeds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { l.Close() })
+		var mu sync.Mutex
+		var conns []net.Conn // held open, never answered
+		t.Cleanup(func() {
+			l.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
 		go func() {
 			for {
 				conn, err := l.Accept()
 				if err != nil {
 					return
 				}
-				t.Cleanup(func() { conn.Close() }) // held open, never answered
+				mu.Lock()
+				conns = append(conns, conn)
+				mu.Unlock()
 			}
 		}()
 		seeds = append(seeds, l.Addr().String())
