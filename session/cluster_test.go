@@ -198,6 +198,37 @@ func TestClusterManager(t *testing.T) {
 		}
 	})
 
+	// A logout on one instance with the token a renewal on the other had
+	// replaced before it loaded: it follows the renewal's pointer, in the
+	// session's slot, and the renewing request's answer sets no cookie
+	// (see TestEndingWithReplacedToken).
+	t.Run("LogoutWithReplacedToken", func(t *testing.T) {
+		cookie, _ := login(t, m1, "carol")
+		renewing := load(m1, cookie)
+		if err := Renew(renewing); err != nil {
+			t.Fatalf("Renew = %v", err)
+		}
+		logout := load(m2, cookie)
+		err := Destroy(logout)
+		clNoForbidden(t, "Destroy", err)
+		if err != nil {
+			t.Fatalf("Destroy = %v", err)
+		}
+		if err := m2.Commit(logout, http.Header{}); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		if err := m1.Commit(renewing, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := sessionCookie(m1, h); ok {
+			t.Errorf("the renewing request answered after the logout with Set-Cookie %v, want none", c)
+		}
+		if list, err := m1.List(ctx, "carol"); err != nil || len(list) != 0 {
+			t.Errorf("List(carol) after the logout = %v, %v; want none", list, err)
+		}
+	})
+
 	t.Run("ConcurrentLoginsWithoutLimit", func(t *testing.T) {
 		const n = 16
 		errs := make([]error, n)
