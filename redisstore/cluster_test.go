@@ -509,6 +509,22 @@ func TestCluster(t *testing.T) {
 			}
 			clusterCheck(t, "Remove", s.Remove(ctx, to))
 		}
+		// A user's session made before a TagKey, renewed under the user's
+		// tag: the record moves across slots, and its pointer too, last.
+		{
+			tag := tags[1][1]
+			user, from, to := tagged(tag, "dave"), across[0]+"-dave", tagged(tag, "dave2")
+			_, err := s.Insert(ctx, from, []byte("rec-dave"), time.Minute) // its index was another, untagged
+			clusterCheck(t, "Insert", err)
+			moved, err := s2.MoveSession(ctx, redisstore.Move{UserID: user, From: from, To: to, TTL: time.Minute, Deadline: d[2], Merge: same})
+			clusterCheck(t, "MoveSession of a user's session across slots", err)
+			if !moved || exists(t, c, "session:"+from) || !slices.Equal(clusterIndex(t, c, user), []string{to}) {
+				t.Fatalf("MoveSession(%s to %s) = %v, index %q; want moved, and %s alone in the index", from, to, moved, clusterIndex(t, c, user), to)
+			}
+			if got, err := s.MovedTo(ctx, from); err != nil || got != to {
+				t.Errorf("MovedTo(%s) after a user's move across slots = %q, %v; want %q", from, got, err, to)
+			}
+		}
 		// Two renewals of one session across slots at once, from
 		// requests that both loaded it: one moves it, the other finds it
 		// gone and writes nothing, not even a pointer, so the pointer
