@@ -527,7 +527,7 @@ func Destroy(ctx context.Context) error {
 	if token == "" && st.loadErr != nil {
 		token = st.presented
 		var err error
-		if md, err = m.recordMeta(ending(ctx), idOf(token)); err != nil {
+		if md, _, err = m.recordMeta(ending(ctx), idOf(token)); err != nil {
 			return err
 		}
 		userID = md.UserID

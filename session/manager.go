@@ -387,28 +387,27 @@ func sameStore(a, b Store) bool {
 }
 
 // recordMeta returns what the record of session id says of its session
-// (user, creation time, origin), read again, or the zero meta when it is
-// gone or unreadable. It is for a request whose load failed, which knows
-// only the token it presented: its logout or re-login then ends that
-// session as any other, out of its user's index, after a renewal that
-// moved it, and told to OnEvent, rather than deleting the record alone.
-// When the store still cannot be asked it returns the error, which the
-// caller returns at once: a stalled Redis then holds a logout for two
-// store timeouts (the load and this read), not three.
-func (m *Manager) recordMeta(ctx context.Context, id string) (meta, error) {
+// (user, creation time, origin), read again, and whether the record
+// exists; the zero meta when it is gone or unreadable. It is for a request
+// that knows only a token: one whose load failed, whose logout or
+// re-login then ends that session as any other, out of its user's index,
+// after a renewal that moved it, and told to OnEvent, rather than deleting
+// the record alone; or one whose token a renewal replaced (see
+// endRenewedAway). When the store still cannot be asked it returns the
+// error, which the caller returns at once: a stalled Redis then holds a
+// logout for two store timeouts (the load and this read), not three.
+func (m *Manager) recordMeta(ctx context.Context, id string) (md meta, found bool, err error) {
 	b, found, err := m.store.Load(ctx, id, 0)
 	if err != nil {
-		return meta{}, storeError(err)
+		return meta{}, false, storeError(err)
 	}
 	if !found {
-		return meta{}, nil
+		return meta{}, false, nil
 	}
-	_, values, err := m.codec.Decode(b)
-	if err != nil {
-		return meta{}, nil
+	if _, values, err := m.codec.Decode(b); err == nil {
+		md, _ = values[metaKey].(meta)
 	}
-	md, _ := values[metaKey].(meta)
-	return md, nil
+	return md, true, nil
 }
 
 // dropUnreadable deletes the record of session id, which cannot be decoded
@@ -580,7 +579,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	case st.loadErr != nil && st.presented != "":
 		replaces = idOf(st.presented)
 		var err error
-		if ownerMeta, err = m.recordMeta(ctx, replaces); err != nil {
+		if ownerMeta, _, err = m.recordMeta(ctx, replaces); err != nil {
 			return Info{}, err
 		}
 		owner = ownerMeta.UserID

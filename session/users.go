@@ -329,16 +329,12 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string,
 		if id, err = m.movedTo(ctx, id); err != nil || id == "" {
 			return "", false, err
 		}
-		b, found, err := m.store.Load(ctx, id, 0)
+		md, found, err := m.recordMeta(ctx, id)
 		if err != nil {
-			return "", false, storeError(err)
+			return "", false, err
 		}
 		if !found {
 			continue // renewed again, or ended
-		}
-		var md meta
-		if _, values, err := m.codec.Decode(b); err == nil {
-			md, _ = values[metaKey].(meta)
 		}
 		gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md))
 		if gone != "" && md.UserID != "" {
