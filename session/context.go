@@ -217,13 +217,15 @@ func (st *state) gone() {
 	st.clearValues()
 }
 
-// movedSession is a session a request had, with what ending or replacing
-// it needs: its token, user, meta (for its lineage) and its values as
-// loaded.
+// movedSession is a session a request had, with what ending, replacing or
+// writing it needs: its token, user, meta (for its lineage), deadline, its
+// values as loaded and the changes the request made to them.
 type movedSession struct {
 	token, userID string
 	md            meta
+	deadline      time.Time
 	values        map[string]any
+	changes       map[string]any
 }
 
 // held returns the session the request has, or, once its Renew lost to a
@@ -234,12 +236,17 @@ func (st *state) held() movedSession {
 	if st.stored == "" && st.renewedAway != nil {
 		return *st.renewedAway
 	}
-	return movedSession{token: st.stored, userID: st.userID, md: st.ownMeta(), values: st.loadedValues}
+	return movedSession{
+		token: st.stored, userID: st.userID, md: st.ownMeta(), deadline: st.deadline,
+		values: st.loadedValues, changes: st.changes,
+	}
 }
 
 // loseToRenewal records that the request's Renew found its session gone
 // from its token (see renewedAway): the request has no session left, but
-// remembers the one it had. The caller holds st.mu.
+// remembers the one it had, with the changes it made to it before, which
+// the commit saves where a parallel Renew moved it (see
+// Manager.saveRenewedAway). The caller holds st.mu.
 func (st *state) loseToRenewal() {
 	moved := st.held()
 	st.gone()
@@ -423,7 +430,10 @@ func validUserID(id string) error {
 // The move is atomic and happens only while the old record exists: when the
 // session was ended meanwhile (logged out, revoked, renewed by another
 // request, or timed out), Renew writes nothing and returns ErrNoSession, and
-// the request goes on as anonymous; a Destroy or RevokeOthers later in the
+// the request goes on as anonymous; what it put or removed before Renew is
+// saved by the response where the other request's Renew moved the session,
+// as without this Renew (and not when the session ended, or the handler
+// panics); a Destroy or RevokeOthers later in the
 // request still ends or keeps the session it had, and a Create still
 // replaces it, wherever another request's Renew moved it (an anonymous
 // one through the pointer the move left, where the store keeps one). A

@@ -1000,6 +1000,124 @@ func TestPutFollowsRenewal(t *testing.T) {
 	})
 }
 
+// TestPutBeforeLosingRenew has a request put a value, or pop one, and then
+// Renew, after a parallel request renewed the session: the Renew loses
+// (ErrNoSession) and the request goes on as anonymous, but what it put
+// before, acknowledged with nil, is saved by the commit under the winning
+// renewal's token, as it would have been without the Renew; and dropped
+// when the session ended instead, or when a handler panics (Abandon). A
+// login after the losing Renew carries it into the new session, or not,
+// as it would without the Renew.
+func TestPutBeforeLosingRenew(t *testing.T) {
+	for _, user := range []string{"alice", ""} {
+		start := func(t *testing.T, m *Manager) string {
+			if user != "" {
+				c, _ := login(t, m, user)
+				return c
+			}
+			return serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "flash", "welcome"); err != nil {
+					t.Fatalf("Put = %v", err)
+				}
+			})
+		}
+		// losing loads c1, puts and pops, and renews after a parallel
+		// renewal of c1 (returned): the Renew must lose.
+		losing := func(t *testing.T, m *Manager, c1 string) (context.Context, string) {
+			ctx := load(m, c1)
+			c2 := renew(t, m, c1)
+			if err := Put(ctx, "cart", "book"); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+			if user == "" {
+				if _, ok := Pop[string](ctx, "flash"); !ok {
+					t.Fatal("Pop(flash) found nothing")
+				}
+			}
+			if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+				t.Fatalf("Renew after a parallel renewal = %v, want ErrNoSession", err)
+			}
+			return ctx, c2
+		}
+		values := func(t *testing.T, m *Manager, cookie string) (cart, flash string, who string) {
+			t.Helper()
+			serve(t, m, cookie, func(ctx context.Context) {
+				cart, _ = Get[string](ctx, "cart")
+				flash, _ = Get[string](ctx, "flash")
+				who, _ = UserID(ctx)
+			})
+			return cart, flash, who
+		}
+		name := "user"
+		if user == "" {
+			name = "anonymous"
+		}
+		t.Run(name+"/saved under the winning token", func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			ctx, c2 := losing(t, m, start(t, m))
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Errorf("Commit = %v, want nil", err)
+			}
+			if _, ok := sessionCookie(m, h); ok {
+				t.Error("Commit set the cookie, want it left alone")
+			}
+			cart, flash, who := values(t, m, c2)
+			if cart != "book" || flash != "" || who != user {
+				t.Errorf("the renewed session: cart %q, flash %q, user %q; want book, none, %q", cart, flash, who, user)
+			}
+		})
+		t.Run(name+"/abandoned", func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			ctx, c2 := losing(t, m, start(t, m))
+			m.Abandon(ctx, http.Header{})
+			cart, flash, _ := values(t, m, c2)
+			if want := map[bool]string{true: "", false: "welcome"}[user != ""]; cart != "" || flash != want {
+				t.Errorf("after Abandon: cart %q, flash %q; want none, %q", cart, flash, want)
+			}
+		})
+		t.Run(name+"/ended meanwhile", func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{})
+			ctx, c2 := losing(t, m, start(t, m))
+			serve(t, m, c2, func(ctx context.Context) {
+				if err := Destroy(ctx); err != nil {
+					t.Fatalf("Destroy = %v", err)
+				}
+			})
+			if err := m.Commit(ctx, http.Header{}); err != nil {
+				t.Errorf("Commit = %v, want nil", err)
+			}
+			for _, k := range allKeys(t, r) {
+				if !strings.HasSuffix(k, ":next") { // the renewal's pointer, which leads nowhere now
+					t.Errorf("key %q after a change to a logged-out session, want none", k)
+				}
+			}
+		})
+		t.Run(name+"/login after", func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			ctx, _ := losing(t, m, start(t, m))
+			if _, err := Create(ctx, "alice"); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Errorf("Commit = %v, want nil", err)
+			}
+			c3, ok := sessionCookie(m, h)
+			if !ok {
+				t.Fatal("the login set no cookie")
+			}
+			// A re-login drops what the request put, with the values of
+			// the signed-in session it ends; an anonymous session's go on.
+			want := map[bool]string{true: "", false: "book"}[user != ""]
+			cart, _, who := values(t, m, c3.Value)
+			if cart != want || who != "alice" {
+				t.Errorf("the login's session: cart %q, user %q; want %q, alice", cart, who, want)
+			}
+		})
+	}
+}
+
 // TestPutRacesRenewalChain has a request, loaded before, put a value while
 // the same browser renews its session back to back on another instance,
 // with the put landing at a different moment of the chain in each round: a

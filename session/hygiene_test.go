@@ -241,3 +241,58 @@ func TestOutageLogRate(t *testing.T) {
 		t.Errorf("requests with the store down gave events %+v, want none", e)
 	}
 }
+
+// TestCommitFailureLogged checks that changes a Redis refuses to save (out
+// of memory) are logged, at Warn once per outageLogInterval with the count
+// held back and Redis's own reply: the handler never sees that error, and
+// the client gets a 503 in place of its answer. The first save that works
+// after the interval ends the line.
+func TestCommitFailureLogged(t *testing.T) {
+	m, r, clk, buf, _ := newLoggedManager(t, Config{})
+	cookie, _ := login(t, m, "alice")
+	put := func(i int) error {
+		t.Helper()
+		_, err := exchange(t, m, cookie, func(ctx context.Context) {
+			if err := Put(ctx, "cart", i); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+		})
+		return err
+	}
+	lines := func(level, text string) []string {
+		var w []string
+		for _, l := range buf.take() {
+			if strings.Contains(l, "level="+level) && strings.Contains(l, text) {
+				w = append(w, l)
+			}
+		}
+		return w
+	}
+	buf.take()
+	r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { r.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+	start := clk.t
+	for i := range 5 {
+		clk.t = start.Add(time.Duration(i) * time.Second)
+		if err := put(i); !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("commit %d on a Redis out of memory = %v, want ErrStoreUnavailable", i, err)
+		}
+	}
+	if w := lines("WARN", "session: changes not saved"); len(w) != 1 || !strings.Contains(w[0], "OOM") || !strings.Contains(w[0], "suppressed=0") {
+		t.Errorf("5 failed commits in 5s logged %q, want one warning with Redis's OOM and suppressed=0", w)
+	}
+	r.Do(t, "CONFIG", "SET", "maxmemory", "0")
+	clk.t = start.Add(11 * time.Second)
+	if err := put(5); err != nil {
+		t.Fatalf("commit once Redis has room = %v", err)
+	}
+	if l := lines("INFO", "session: changes saved again"); len(l) != 1 || !strings.Contains(l[0], "suppressed=4") {
+		t.Errorf("the first commit that worked 11s on logged %q, want one line with suppressed=4", l)
+	}
+	for _, l := range buf.take() {
+		if strings.Contains(l, cookie) || strings.Contains(l, idOf(tokenOf(t, m, cookie))) {
+			t.Errorf("a line names the token or the session id: %q", l)
+		}
+	}
+}

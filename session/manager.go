@@ -56,6 +56,9 @@ type Manager struct {
 	// unseen limits the warnings that a last-seen time was not refreshed,
 	// apart from outage: one must not hold back the other.
 	unseen *loglimit.Limiter
+	// unsaved limits the warnings that a request's changes could not be
+	// saved (see commitFailed).
+	unsaved *loglimit.Limiter
 	// scsMissing and scsUnregistered limit the warnings that an scs
 	// cookie found no record, and the errors that its record holds a type
 	// not registered with gob (see importSCS).
@@ -120,6 +123,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		log:             cfg.Logger,
 		outage:          &loglimit.Limiter{Interval: outageLogInterval},
 		unseen:          &loglimit.Limiter{Interval: outageLogInterval},
+		unsaved:         &loglimit.Limiter{Interval: outageLogInterval},
 		scsMissing:      &loglimit.Limiter{Interval: outageLogInterval},
 		scsUnregistered: &loglimit.Limiter{Interval: outageLogInterval},
 		now:             time.Now,
@@ -500,12 +504,25 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 				m.log.Warn("session: last-seen time not refreshed", "error", err, "suppressed", suppressed)
 			})
 		case err != nil:
-			if m.cfg.Metrics != nil && !errors.Is(ctx.Err(), context.Canceled) {
-				m.cfg.Metrics.CommitFailed() // not for a client that went away
-			}
 			// The values may be lost, but a login, a renewal or a logout of
 			// this request has already happened in the store: its cookie
 			// still goes out, as with Abandon.
+			m.commitFailed(ctx, err)
+			saveErr = err
+		default:
+			m.unsaved.End(m.now(), func(suppressed int) {
+				m.log.Info("session: changes saved again", "suppressed", suppressed)
+			})
+		}
+	} else if lost := st.renewedAway; save && st.stored == "" && lost != nil && len(lost.changes) > 0 {
+		// The request's Renew lost to a parallel one: what it put before
+		// is saved where that one moved the session, as it would have been
+		// without the Renew, and dropped with a session that ended.
+		switch err := m.mergeInto(ctx, *lost, m.now()); {
+		case errors.Is(err, errGone):
+			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(lost.token)))
+		case err != nil:
+			m.commitFailed(ctx, err)
 			saveErr = err
 		}
 	}
@@ -539,6 +556,23 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		h.Set("Cache-Control", "no-store")
 	}
 	return saveErr
+}
+
+// commitFailed reports that the changes of a request could not be saved
+// (err): Metrics.CommitFailed and a warning at most once per outage
+// interval, since the client gets a 503 (or 500) in place of the handler's
+// answer and the handler never sees err. Neither for a client that went
+// away, which cancels the request's context.
+func (m *Manager) commitFailed(ctx context.Context, err error) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	if m.cfg.Metrics != nil {
+		m.cfg.Metrics.CommitFailed()
+	}
+	m.unsaved.Do(m.now(), func(suppressed int) {
+		m.log.Warn("session: changes not saved", "error", err, "suppressed", suppressed)
+	})
 }
 
 // renewedAway reports whether the session that this request's Renew moved
@@ -595,6 +629,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		if ended && endedUser != "" {
 			st.gone() // nothing the request put carries over to the one signing in
 			st.ended = true
+			h.changes = nil
 		}
 	}
 	// The login ends the signed-in session the request came with, as a
@@ -635,12 +670,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if owner == "" && replaces != "" {
 		loaded = loadedValues
 	}
-	// What the request put before the login goes into the new session,
-	// which the response saves (see rewrite), unless the login ends
-	// another signed-in session (below).
+	// What the request put before the login (before a Renew that lost to a
+	// parallel one, too) goes into the new session, which the response
+	// saves (see rewrite), unless the login ends another signed-in session
+	// (below).
 	var pending map[string]any
 	if signedIn == "" {
-		pending = st.changes
+		pending = h.changes
 	}
 	login, err := m.loginRecord(deadline, md, loaded, pending)
 	if err != nil {
@@ -739,11 +775,11 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			}
 		}
 	}
+	// What the request put before the login is dropped with the values of
+	// a signed-in session it ended (pending is nil then): nothing of the
+	// user signed in before carries over to the one signing in.
+	st.changes = pending
 	if signedIn != "" {
-		// What the request put before the login is dropped with the
-		// values of the session it ended: nothing of the user signed in
-		// before carries over to the one signing in.
-		st.changes = nil
 		st.ended = true // no copy of the signed-out user's pages is kept
 	}
 	if merged != nil && merged.record != nil {
@@ -773,6 +809,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadErr, st.loggedOut, st.stale = nil, false, false
+	st.renewedAway = nil                    // replaced: its changes are pending's
 	st.dropSCS = st.dropSCS || st.scsCookie // see state.scsCookie
 	st.dirty = len(st.changes) > 0
 	info := m.info(st)
@@ -1080,16 +1117,26 @@ func (m *Manager) rewrite(ctx context.Context, st *state, now time.Time) error {
 // pointer its move left (see Store); it returns errGone only when the
 // session has ended. The caller holds st.mu.
 func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
-	id := idOf(st.stored)
-	line := lineage(id, st.ownMeta())
+	if err := m.mergeInto(ctx, st.held(), now); err != nil {
+		return err
+	}
+	st.dirty, st.changes = false, nil
+	return nil
+}
+
+// mergeInto is merge for the session s, with s.changes: the request's
+// session, or the one it had before its Renew lost to a parallel one.
+func (m *Manager) mergeInto(ctx context.Context, s movedSession, now time.Time) error {
+	id := idOf(s.token)
+	line := lineage(id, s.md)
 	for range maxFollow {
 		// Each pass from its own start: the pass before took round trips.
-		ttl, ok := m.ttl(st.deadline, m.now())
+		ttl, ok := m.ttl(s.deadline, m.now())
 		if !ok {
 			return errGone
 		}
 		written, err := m.store.Merge(ctx, id, ttl, func(current []byte) ([]byte, error) {
-			b, _, err := m.mergeChanges(current, st.changes, now, "")
+			b, _, err := m.mergeChanges(current, s.changes, now, "")
 			return b, err
 		})
 		switch {
@@ -1101,14 +1148,13 @@ func (m *Manager) merge(ctx context.Context, st *state, now time.Time) error {
 		case err != nil:
 			return storeError(err)
 		case written:
-			st.dirty, st.changes = false, nil
 			return nil
 		}
 		var next string
-		if st.userID == "" {
+		if s.userID == "" {
 			next, err = m.movedTo(ctx, id)
 		} else {
-			next, err = m.successor(ctx, st.userID, id, line)
+			next, err = m.successor(ctx, s.userID, id, line)
 		}
 		switch {
 		case err != nil:
