@@ -106,12 +106,22 @@ func (s taggedStore) RemoveUserSession(ctx context.Context, userID, id string) (
 	return s.Store.RemoveUserSession(ctx, s.user(userID), id)
 }
 
+// UserSessions lists the untagged index first, for the reason that
+// RemoveUserSessions gives: a renewal racing the call moves its session
+// into the tagged index either after the first read, which finds it under
+// its old id, or before, and the second read finds it under its new one;
+// in the other order a renewal between the reads would hide it from both,
+// and a Revoke would answer ErrNotFound. A session may so be listed twice,
+// before and after its move: the Manager keeps one (see Manager.list).
 func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
-	ids, records, err := s.Store.UserSessions(ctx, s.user(userID))
-	if err != nil || !s.legacy {
-		return ids, records, err
+	if !s.legacy {
+		return s.Store.UserSessions(ctx, s.user(userID))
 	}
 	oldIDs, oldRecords, err := s.Store.UserSessions(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, records, err := s.Store.UserSessions(ctx, s.user(userID))
 	return append(oldIDs, ids...), append(oldRecords, records...), err
 }
 

@@ -879,6 +879,105 @@ func (s *passHook) RemoveUserSessions(ctx context.Context, userID, keep string) 
 	return ids, err
 }
 
+// listHook is a Store whose UserSessions runs between, once, after its
+// first read of an index: the moment between a taggedStore's two reads.
+type listHook struct {
+	*redisstore.Store
+	between func()
+}
+
+func (s *listHook) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
+	ids, records, err := s.Store.UserSessions(ctx, userID)
+	if f := s.between; f != nil {
+		s.between = nil
+		f()
+	}
+	return ids, records, err
+}
+
+// TestListRacesLegacyRenewal renews a session made before the TagKey was
+// turned on, which moves it into the tagged index, between the two reads
+// of a listing (of the untagged and the tagged index): List still shows it,
+// once, under its new id, and Revoke by its first id, what a list of
+// devices shown before holds, ends it instead of answering ErrNotFound.
+func TestListRacesLegacyRenewal(t *testing.T) {
+	for _, revoke := range []bool{false, true} {
+		t.Run(map[bool]string{false: "List", true: "Revoke"}[revoke], func(t *testing.T) {
+			r := redistest.Start(t)
+			plain := taggedManager(t, r, Config{})
+			legacy, firstID := login(t, plain, "alice")
+			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			hook := &listHook{Store: store}
+			m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var renewed string
+			hook.between = func() {
+				h, _ := exchange(t, m, legacy, func(ctx context.Context) {
+					if err := Renew(ctx); err != nil {
+						t.Errorf("Renew = %v", err)
+					}
+				})
+				if c, ok := sessionCookie(m, h); ok {
+					renewed = c.Value
+				}
+			}
+			if !revoke {
+				list, err := m.List(context.Background(), "alice")
+				if err != nil || len(list) != 1 || list[0].FirstID != firstID || list[0].ID == firstID {
+					t.Fatalf("List = %+v, %v; want the renewed session, once", list, err)
+				}
+				return
+			}
+			if err := m.Revoke(context.Background(), "alice", firstID); err != nil {
+				t.Fatalf("Revoke(first id) = %v, want nil", err)
+			}
+			if renewed == "" {
+				t.Fatal("the renewal set no cookie")
+			}
+			if u := userOf(t, m, renewed); u != "" {
+				t.Errorf("after Revoke the renewed session logs in as %q", u)
+			}
+		})
+	}
+}
+
+// TestListOrder checks that List is oldest first by creation time, also
+// when the index's order, by deadline, says otherwise: sessions made by
+// instances with different Lifetimes, and those of a user from before a
+// TagKey, which a store lists apart from the tagged ones.
+func TestListOrder(t *testing.T) {
+	r := redistest.Start(t)
+	long := taggedManager(t, r, Config{Lifetime: 48 * time.Hour})
+	short := taggedManager(t, r, Config{Lifetime: time.Hour})
+	tagged := taggedManager(t, r, Config{TagKey: testTagKey})
+	var want []string
+	for i, m := range []*Manager{tagged, long, short, tagged, long} {
+		_, id := login(t, m, "alice")
+		want = append(want, id)
+		if i < 4 {
+			time.Sleep(3 * time.Millisecond) // creation times apart
+		}
+	}
+	list, err := tagged.List(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, in := range list {
+		got = append(got, in.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("List = %q, want oldest first %q", got, want)
+	}
+}
+
 // TestRevokeRacesLegacyRenewal renews a session made before the TagKey
 // was turned on between the two passes of "log out everywhere" (over the
 // untagged and the tagged index) and of "sign out the others" from a

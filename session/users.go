@@ -11,10 +11,10 @@ import (
 // ErrNotFound reports a session id that is not among the user's sessions.
 var ErrNotFound = errors.New("session: no such session for this user")
 
-// List returns the live sessions of userID, oldest first, for a "your
-// devices" page or an administrator. The session of the request in ctx, if
-// it is among them, has Current set. The cost depends on the user's sessions
-// only, never on the number of sessions in the store.
+// List returns the live sessions of userID, oldest first (by creation
+// time), for a "your devices" page or an administrator. The session of the
+// request in ctx, if it is among them, has Current set. The cost depends on
+// the user's sessions only, never on the number of sessions in the store.
 func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
 	if err := validUserID(userID); err != nil {
 		return nil, err
@@ -58,6 +58,22 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 			Device:    m.codec.device(md),
 			Current:   id == current,
 		})
+	}
+	// The index orders sessions by deadline, which follows the creation
+	// time only while every instance has the same Lifetime, and a store
+	// with a TagKey lists a user's sessions from before it apart.
+	slices.SortStableFunc(infos, func(a, b Info) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	// With a TagKey, a session renewed as the store listed it may be
+	// listed twice (see taggedStore.UserSessions): the later is its new id.
+	for i := 1; i < len(infos); i++ {
+		for j := i - 1; j >= 0 && infos[j].CreatedAt.Equal(infos[i].CreatedAt); j-- {
+			if infos[j].FirstID == infos[i].FirstID {
+				infos[i].Current = infos[i].Current || infos[j].Current
+				infos = slices.Delete(infos, j, j+1)
+				i--
+				break
+			}
+		}
 	}
 	return infos, nil
 }
