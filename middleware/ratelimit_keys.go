@@ -162,7 +162,8 @@ func cloneValues(v url.Values) url.Values {
 // ByJSONField counts requests by the string field name of a JSON object
 // body, read as encoding/json reads it into a struct field of type string:
 // the name matched case-insensitively, the last match winning (when the
-// matches agree: see below), a null leaving the value before it in place. The value is trimmed of spaces and
+// matches agree: see below), a null or a value that is no string leaving
+// the value before it in place. The value is trimmed of spaces and
 // case-folded, as for ByFormField. Requests whose body is not such an object, or lacks the
 // field, are not counted by the rule (the handler refuses them in turn).
 // The handler must read the field that way too: one that decodes into a
@@ -189,9 +190,11 @@ var errAmbiguousField = errors.New("ambiguous request body")
 // jsonField returns the last string value of a top-level field of the JSON
 // object in body whose name equals name case-insensitively, or "", and
 // whether another such field held a string that differs from it after
-// normalizeName. A null is skipped: encoding/json leaves a string field as
-// it was for a null, so {"username":"alice","username":null} logs alice in
-// and must count against alice.
+// normalizeName. A null, or a value of another type, is skipped:
+// encoding/json leaves a string field as it was for either, so
+// {"username":"alice","username":null} logs alice in and must count
+// against alice, and so does {"username":"alice","username":1} for a
+// handler that does not refuse the body for json.Unmarshal's error.
 func jsonField(body []byte, name string) (v string, split bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -211,7 +214,11 @@ func jsonField(body []byte, name string) (v string, split bool) {
 		if strings.EqualFold(field, name) && string(raw) != "null" {
 			var s string
 			if json.Unmarshal(raw, &s) != nil {
-				return "", false // not a string: the handler refuses it
+				// Not a string: encoding/json skips it too, leaving the
+				// field as it was, and returns an error only after the
+				// whole body, with the field set: a handler that ignores
+				// that error logs the string before it in.
+				continue
 			}
 			split = split || matched && normalizeName(s) != normalizeName(v)
 			v, matched = s, true
