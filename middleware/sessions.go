@@ -237,7 +237,7 @@ func varies(vary []string, name string) bool {
 var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
 	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
-	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control",
+	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control",
 }
 
 // dropResponseHeaders undoes what the handler did to discardedHeaders in h:

@@ -528,13 +528,18 @@ func setVary(v string, next http.Handler) http.Handler {
 // start a session in requests without a cookie: the answer is
 // Cache-Control: private too, since a shared cache could otherwise hand
 // the page made for one visitor's new session to every visitor without a
-// cookie (their Cookie headers, absent, do not differ). A read that sets
-// no cookie keeps the handler's Cache-Control as it was.
+// cookie (their Cookie headers, absent, do not differ); and it loses the
+// headers by which a CDN or proxy caches it whatever Cache-Control says. A
+// read that sets no cookie keeps the handler's headers as they were.
 func TestNewSessionNotShared(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
+	cdn := []string{"CDN-Cache-Control", "Cloudflare-CDN-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
 	for _, path := range []string{"/hook?put", "/login?user=alice", "/hook"} {
 		h.hooked = func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "public, max-age=600")
+			for _, k := range cdn {
+				w.Header().Set(k, "600")
+			}
 			if r.URL.RawQuery == "put" {
 				session.Put(r.Context(), "csrf", "for this visitor only")
 			}
@@ -552,6 +557,11 @@ func TestNewSessionNotShared(t *testing.T) {
 		}
 		if path != "/hook" && !sets {
 			t.Errorf("%s %s set no cookie", method, path)
+		}
+		for _, k := range cdn {
+			if kept := resp.header.Get(k) != ""; kept == sets {
+				t.Errorf("%s %s: Set-Cookie %v, %s %q; want it dropped exactly when a cookie is set", method, path, sets, k, resp.header.Get(k))
+			}
 		}
 	}
 }

@@ -1242,12 +1242,22 @@ func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 // from replaying the cookie.
 const cookieCacheControl = `private, no-cache="Set-Cookie"`
 
+// cdnCacheHeaders are the headers by which a proxy or a CDN caches a
+// response whatever its Cache-Control says (RFC 9213's CDN-Cache-Control
+// and Cloudflare's own, Fastly's and Akamai's Surrogate-Control, nginx's
+// X-Accel-Expires). The keys are canonical.
+var cdnCacheHeaders = [...]string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
+
 // keepCookieOutOfCaches adds cookieCacheControl to h's Cache-Control,
-// once.
+// once, and deletes cdnCacheHeaders, which would let a shared cache keep
+// the response all the same.
 func keepCookieOutOfCaches(h http.Header) {
 	cc := h["Cache-Control"]
 	if len(cc) > 0 && cc[len(cc)-1] == cookieCacheControl {
 		return // a second cookie of the same response
+	}
+	for _, k := range cdnCacheHeaders {
+		delete(h, k)
 	}
 	// The key is canonical: no need for Header.Add to make it so.
 	h["Cache-Control"] = append(cc, cookieCacheControl)
