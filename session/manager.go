@@ -62,10 +62,15 @@ type Manager struct {
 	// scsMissing and scsUnregistered limit the warnings that an scs
 	// cookie found no record, and the errors that its record holds a type
 	// not registered with gob (see importSCS).
-	scsMissing, scsUnregistered *loglimit.Limiter
+	// scsNoUser limits the warnings that an scs session migrated as
+	// anonymous while none had a user yet (see migrate).
+	scsMissing, scsUnregistered, scsNoUser *loglimit.Limiter
 	// scsFound is set once FromSCS.Records has found a record: its setting
 	// (prefix, Redis, database) is then known to be right (see importSCS).
 	scsFound atomic.Bool
+	// scsUserSeen is set once an scs session held a value under
+	// FromSCS.UserKey: the setting is then known to be right (see migrate).
+	scsUserSeen atomic.Bool
 	// seenPause is when, in unix nanoseconds of now, last-seen refreshes
 	// resume after one failed (see lastSeenPause).
 	seenPause atomic.Int64
@@ -126,6 +131,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		unsaved:         &loglimit.Limiter{Interval: outageLogInterval},
 		scsMissing:      &loglimit.Limiter{Interval: outageLogInterval},
 		scsUnregistered: &loglimit.Limiter{Interval: outageLogInterval},
+		scsNoUser:       &loglimit.Limiter{Interval: outageLogInterval},
 		now:             time.Now,
 		codec:           codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 
@@ -142,6 +148,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 	}
 	if cfg.TagKey != nil {
 		m.store = taggedStore{Store: store, m: m, legacy: !cluster}
+	}
+	if cfg.FromSCS != nil && cfg.FromSCS.UserKey == "" {
+		m.log.Warn("session: FromSCS.UserKey is empty: every scs session migrates as anonymous, its user signed out; set it to the scs key that holds the user id, such as \"userID\"")
 	}
 	return m, nil
 }

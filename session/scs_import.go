@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +105,10 @@ type SCSImport struct {
 	// becomes a logged-in session of that user (in the user's index,
 	// counted against MaxSessionsPerUser); the value itself is not carried
 	// over, since UserID now answers for it. Zero, or a session without
-	// the value, gives an anonymous session with the values.
+	// the value, gives an anonymous session with the values: New warns of
+	// zero, and until an scs session had the value, the migration of one
+	// without it is logged at Warn, naming the keys it holds, since a
+	// misspelt UserKey signs every scs user out.
 	UserKey string
 
 	// HashTokenInStore says that scs ran with the option of that name, so
@@ -316,6 +321,12 @@ func gobUnregistered(err error) bool {
 	return strings.Contains(err.Error(), "not registered for interface")
 }
 
+// valueKeys returns the keys of values, sorted, at most 20 of them.
+func valueKeys(values map[string]any) []string {
+	keys := slices.Sorted(maps.Keys(values))
+	return keys[:min(len(keys), 20)]
+}
+
 // migrate stores the scs session (deadline, values) as a new session of
 // m, and makes it the session of the request. The caller is Load, before
 // st is shared.
@@ -323,6 +334,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	imp := m.cfg.FromSCS
 	var userID string
 	if v, ok := values[imp.UserKey]; ok && imp.UserKey != "" {
+		m.scsUserSeen.Store(true)
 		delete(values, imp.UserKey)
 		id, ok := scsUserID(v)
 		if err := validUserID(id); !ok || err != nil {
@@ -331,6 +343,15 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 		} else {
 			userID = id
 		}
+	}
+	if _, ok := values[imp.UserKey]; !ok && imp.UserKey != "" && len(values) > 0 && !m.scsUserSeen.Load() {
+		// A misspelt UserKey would sign every scs user out for good, the
+		// scs record gone: say so, with the keys the session holds (the
+		// app's names, not its values), until a session had the key.
+		m.scsNoUser.Do(now, func(suppressed int) {
+			m.log.Warn("session: scs session migrated as anonymous: it has no value under FromSCS.UserKey, and no scs session had one yet: check UserKey",
+				"user_key", imp.UserKey, "keys", valueKeys(values), "suppressed", suppressed)
+		})
 	}
 	kept := make(map[string]any, len(values)+1)
 	for k, v := range values {

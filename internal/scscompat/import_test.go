@@ -787,3 +787,58 @@ func TestSCSImportWaitReplicas(t *testing.T) {
 		t.Errorf("%d scs records left, want 0", n)
 	}
 }
+
+// TestSCSImportWrongUserKey checks that a FromSCS.UserKey that names no
+// key of the scs sessions, which migrates every logged-in scs user as
+// anonymous (their scs record gone), is warned about, with the keys the
+// sessions hold, at most once per interval; that no such warning comes
+// once a session had the key (anonymous sessions are then expected); and
+// that New warns of an empty UserKey.
+func TestSCSImportWrongUserKey(t *testing.T) {
+	srv := redistest.Start(t)
+	app := newSCSApp(t, srv, time.Hour)
+	user := func(w io.Writer, r *http.Request) {
+		id, _ := session.UserID(r.Context())
+		fmt.Fprint(w, id)
+	}
+	warnings := func(logs *bytes.Buffer) int {
+		return strings.Count(logs.String(), `level=WARN msg="session: scs session migrated as anonymous: it has no value under FromSCS.UserKey`)
+	}
+
+	var logs bytes.Buffer // one request at a time
+	_, wrong := newImportManager(t, srv, session.Config{CookieName: "sk", FromSCS: &session.SCSImport{UserKey: "userId"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, user)
+	for i := range 2 {
+		browser := newJar(t)
+		get(t, browser, app.ts.URL+"/login")
+		if body, _ := get(t, browser, wrong.URL+"/"); body != "" {
+			t.Fatalf("with UserKey userId: user %q, want anonymous", body)
+		}
+		if n := warnings(&logs); n != 1 {
+			t.Fatalf("after %d migrations with UserKey userId, %d warnings, want 1; logs:\n%s", i+1, n, &logs)
+		}
+	}
+	if !strings.Contains(logs.String(), `user_key=userId keys="[admin big cart count`) || !strings.Contains(logs.String(), " userID") {
+		t.Errorf("the warning names neither the UserKey nor the session's keys:\n%s", &logs)
+	}
+
+	logs.Reset()
+	_, right := newImportManager(t, srv, session.Config{CookieName: "sk", Logger: slog.New(slog.NewTextHandler(&logs, nil))}, user)
+	browser := newJar(t)
+	get(t, browser, app.ts.URL+"/login")
+	if body, _ := get(t, browser, right.URL+"/"); body != "42" {
+		t.Fatalf("with UserKey userID: user %q, want 42", body)
+	}
+	visitor := newJar(t)
+	get(t, visitor, app.ts.URL+"/visit")
+	get(t, visitor, right.URL+"/")
+	if n := warnings(&logs); n != 0 {
+		t.Errorf("an anonymous scs session after one with the UserKey logged %d warnings, want none:\n%s", n, &logs)
+	}
+
+	logs.Reset()
+	newImportManager(t, srv, session.Config{CookieName: "sk", FromSCS: &session.SCSImport{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, user)
+	if !strings.Contains(logs.String(), "level=WARN msg=\"session: FromSCS.UserKey is empty") {
+		t.Errorf("New with an empty UserKey logged:\n%s\nwant a warning", &logs)
+	}
+}
