@@ -47,6 +47,12 @@ import (
 // (slog.Default, level Error); a handler that writes no body after the
 // timeout goes unnoticed.
 //
+// The commit saves what the handler put whatever the status of the answer:
+// an error the handler writes itself, and TimeoutHandler's 503 once its
+// handler ran out of time, save the values put before it (a later Put
+// returns session.ErrResponseStarted). A handler whose values must not
+// outlive a failure removes them before it answers.
+//
 // A handler that panics before its response started saves none of the
 // values it put (after, they were saved with the commit), but its response
 // (the 500 of a recovering middleware around Sessions) still carries the

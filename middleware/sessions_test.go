@@ -443,7 +443,8 @@ func TestVaryOnce(t *testing.T) {
 // TestTimeoutHandlerInside runs a handler that renews the session, then
 // outlasts an http.TimeoutHandler inside Sessions, as the documentation
 // says to nest them: the timeout's 503 carries the renewed cookie, and the
-// browser stays logged in.
+// browser stays logged in; it saves the value put before the timeout, and
+// a Put after it is refused.
 func TestTimeoutHandlerInside(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	c := h.client()
@@ -454,7 +455,13 @@ func TestTimeoutHandlerInside(t *testing.T) {
 		if err := session.Renew(r.Context()); err != nil {
 			t.Error(err)
 		}
+		if err := session.Put(r.Context(), "step", "before"); err != nil {
+			t.Error(err)
+		}
 		time.Sleep(200 * time.Millisecond)
+		if err := session.Put(r.Context(), "late", "after"); !errors.Is(err, session.ErrResponseStarted) {
+			t.Errorf("Put after the timeout = %v, want ErrResponseStarted", err)
+		}
 	}), 50*time.Millisecond, "too slow")
 	srv := httptest.NewServer(middleware.Sessions(h.m)(slow))
 	defer srv.Close()
@@ -474,6 +481,16 @@ func TestTimeoutHandlerInside(t *testing.T) {
 	}
 	if resp := h.do(c, "GET", "/me", nil); resp.code != http.StatusOK || resp.body != "alice" {
 		t.Errorf("after the timed-out renewal GET /me = %d %q, want alice still logged in", resp.code, resp.body)
+	}
+	// The timeout's 503 committed what the handler put before it, as any
+	// answer does (README, Middleware).
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		step, _ := session.Get[string](r.Context(), "step")
+		late, _ := session.Get[string](r.Context(), "late")
+		fmt.Fprintf(w, "%s|%s", step, late)
+	}
+	if resp := h.do(c, "GET", "/hook", nil); resp.body != "before|" {
+		t.Errorf("values after the timed-out request: %q, want the one put before the timeout alone", resp.body)
 	}
 }
 
