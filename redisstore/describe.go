@@ -95,16 +95,18 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("authentication failed for user %s (%s)", user, creds)
 	case noPassword:
 		return fmt.Sprintf("a password is set (%s), but the server has none: unset it, or give the server one (requirepass, or an ACL user)", password)
-	case code == "NOPERM" && errors.As(err, &perm) && strings.Contains(strings.ToLower(string(perm.reply)), "key"):
+	case code == "NOPERM" && errors.As(err, &perm) && perm.keyDenial():
 		return fmt.Sprintf("the ACL of user %s does not allow the keys %s, which sessionkit's %s uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add %s", user, perm.keys, perm.cmd, perm.keys)
 	case code == "NOPERM" && strings.Contains(string(reply), "'select'"):
 		// Not one of Ping's probes: redigo sends SELECT as it dials,
 		// for a database other than 0.
 		return fmt.Sprintf("the ACL of user %s denies SELECT, which sessionkit sends on each new connection for database %d (REDIS_DB, or the path of REDIS_URL): add +select", user, cfg.DB)
-	case code == "NOPERM" && errors.As(err, &perm) && perm.cmd == "WAIT":
+	case code == "NOPERM" && errors.As(err, &perm) && perm.cmd == "WAIT" && len(perm.more) == 0:
 		return fmt.Sprintf("the ACL of user %s denies WAIT, which sessionkit sends with REDIS_WAIT_REPLICAS (Config.WaitReplicas) so that logouts wait for the replicas: add +wait", user)
 	case code == "NOPERM" && errors.As(err, &perm):
-		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s", user, perm.cmd, strings.ToLower(perm.cmd))
+		cmds := perm.commands()
+		return fmt.Sprintf("the ACL of user %s denies %s, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +%s",
+			user, strings.Join(cmds, ", "), strings.ToLower(strings.Join(cmds, " +")))
 	case code == "NOPERM" && deniedCommand(reply) != "":
 		// Not one of Ping's probes: a command of a feature beyond the
 		// sessions (KeyStats, the rate limiter, the scs migration).

@@ -242,6 +242,20 @@ func TestDescribe(t *testing.T) {
 			_, err = s.KeyStats(ctx, redisstore.KeyStatsOptions{})
 			return cfg, err
 		}, "the ACL of user app denies INFO, which sessionkit sends (REDIS_USERNAME; the redisstore documentation lists the ACL line of the sessions and what KeyStats, the rate limiter, the near-cache, WaitReplicas and the scs migration add): add +info"},
+		{"ACL without several commands", func(t *testing.T) (redisstore.Config, error) {
+			// The documented line less three commands, one of them among
+			// Ping's first checks: all three named at once, not one per
+			// restart.
+			srv := redistest.Start(t)
+			documentedUser(t, srv, "app", secret, "-getex", "-zadd", "-pexpireat")
+			cfg := redisstore.Config{Addr: srv.Addr(), Username: "app", Password: secret}
+			s, err := redisstore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return cfg, s.Ping(ctx)
+		}, "the ACL of user app denies GETEX, ZADD, PEXPIREAT, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +getex +zadd +pexpireat"},
 		{"rate limiter without its key pattern", func(t *testing.T) (redisstore.Config, error) {
 			// The documented line with the limiter's commands but not
 			// its keys.

@@ -306,7 +306,8 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // and counts its arguments, then checks the ACL, then the key's slot. So
 // of their replies a NOPERM counts (an OOM, a MOVED, a DISCARD without
 // MULTI say the command was allowed): Ping then fails with [ErrRefused]
-// naming the command, and [Describe] names the missing permission. So
+// naming every command denied, and [Describe] names the permissions to
+// add (or the key patterns, for a refusal of keys). So
 // does an unknown command (a provider renamed or disabled it, or the
 // server is a Redis too old for it), and any refusal of PEXPIREAT's NX or
 // GT, options of Redis 7.0 that Redis 6.2 answers with "wrong number of
@@ -553,6 +554,7 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 		return err
 	}
 	var refused error
+	strictRefused := false // a strict probe got NOPERM: that comes first
 	for i, r := range replies {
 		if i >= len(probes) && i-len(probes) < len(reads) {
 			reads[i-len(probes)].read(r)
@@ -562,7 +564,7 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 		if !ok || i >= len(probes) {
 			continue
 		}
-		if replyCode(reply) == "ERR" && (unknownCommand(reply) != "" || probes[i].since != "") {
+		if replyCode(reply) == "ERR" && (unknownCommand(reply) != "" || probes[i].since != "") && !strictRefused {
 			// The server lacks the command, or the form sent.
 			return refusedForm(probes[i], reply)
 		}
@@ -579,11 +581,15 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 			if probes[i].keys != "" {
 				pe.keys = "~" + s.keyPrefix + probes[i].keys + "*"
 			}
-			refused = cmp.Or(refused, error(pe))
-			if i < strict {
-				return refused
+			// Every command denied, not only the first: an ACL line
+			// mended one command per restart takes a dozen restarts.
+			if first, ok := refused.(*permissionError); ok {
+				first.add(pe)
+			} else {
+				refused = cmp.Or(refused, error(pe))
 			}
-		} else if i < strict {
+			strictRefused = strictRefused || i < strict
+		} else if i < strict && refused == nil {
 			return reply
 		}
 	}
@@ -593,13 +599,33 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 // permissionError is a NOPERM reply to one of Ping's commands. Its text
 // names the command, never a key.
 type permissionError struct {
-	cmd   string // "ZADD"
-	keys  string // the ACL key pattern its keys need, "~myapp:user:*", or "" for none
+	cmd   string   // "ZADD"
+	more  []string // other commands denied with it, in the order sent
+	keys  string   // the ACL key pattern its keys need, "~myapp:user:*", or "" for none
 	reply redis.Error
 }
 
+// keyDenial reports whether e is a refusal of keys rather than of the
+// command: "NOPERM ... access one of the keys used as arguments".
+func (e *permissionError) keyDenial() bool {
+	return strings.Contains(strings.ToLower(string(e.reply)), "key")
+}
+
+// add records that o's command was denied too, when both are refusals of
+// commands (a refusal of keys names its patterns alone).
+func (e *permissionError) add(o *permissionError) {
+	if !e.keyDenial() && !o.keyDenial() && o.cmd != e.cmd && !slices.Contains(e.more, o.cmd) {
+		e.more = append(e.more, o.cmd)
+	}
+}
+
+// commands returns the commands denied, e.cmd first.
+func (e *permissionError) commands() []string {
+	return append([]string{e.cmd}, e.more...)
+}
+
 func (e *permissionError) Error() string {
-	return fmt.Sprintf("the ACL user (REDIS_USERNAME) may not run %s as sessionkit does: %s", e.cmd, e.reply)
+	return fmt.Sprintf("the ACL user (REDIS_USERNAME) may not run %s as sessionkit does: %s", strings.Join(e.commands(), ", "), e.reply)
 }
 
 func (e *permissionError) Unwrap() error { return e.reply }
