@@ -537,7 +537,9 @@ func (s *Store) permissionProbes() []probe {
 // reads every reply. It returns the first error reply of the first strict
 // probes; after those, the first unknown command or refused form (see
 // probe.since), in the order sent; else the first NOPERM of the probes, as
-// a *permissionError. Each read gets its command's reply.
+// a *permissionError that also lists the other commands denied. A NOPERM
+// of a strict probe comes before an unknown command. Each read gets its
+// command's reply.
 func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe, strict int, reads ...reader) error {
 	for _, p := range probes {
 		if err := conn.Send(p.cmd, p.args...); err != nil {
@@ -597,7 +599,7 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 }
 
 // permissionError is a NOPERM reply to one of Ping's commands. Its text
-// names the command, never a key.
+// names the commands, never a key.
 type permissionError struct {
 	cmd   string   // "ZADD"
 	more  []string // other commands denied with it, in the order sent
