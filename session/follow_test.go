@@ -1118,6 +1118,52 @@ func TestPutBeforeLosingRenew(t *testing.T) {
 	}
 }
 
+// TestRevokeOwnAfterLosingRenew has a request whose Renew lost to a
+// parallel one revoke its own session, by its first id or with all of its
+// user's: the session ends where the parallel Renew moved it, and the
+// response expires the cookie and clears site data, as for a request that
+// did not renew. Revoking another session of the user leaves the cookie.
+func TestRevokeOwnAfterLosingRenew(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		revoke func(ctx context.Context, m *Manager, own, other string) error
+		ends   bool
+	}{
+		{"Revoke own", func(ctx context.Context, m *Manager, own, _ string) error { return m.Revoke(ctx, "alice", own) }, true},
+		{"RevokeAll", func(ctx context.Context, m *Manager, _, _ string) error {
+			_, err := m.RevokeAll(ctx, "alice")
+			return err
+		}, true},
+		{"Revoke other", func(ctx context.Context, m *Manager, _, other string) error { return m.Revoke(ctx, "alice", other) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			c1, own := login(t, m, "alice")
+			_, other := login(t, m, "alice")
+			ctx := load(m, c1)
+			c2 := renew(t, m, c1)
+			if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+				t.Fatalf("Renew after a parallel renewal = %v, want ErrNoSession", err)
+			}
+			if err := tc.revoke(ctx, m, own, other); err != nil {
+				t.Fatalf("revocation = %v", err)
+			}
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Fatalf("Commit = %v", err)
+			}
+			c, set := sessionCookie(m, h)
+			expired := set && c.Value == "" && h.Get("Clear-Site-Data") != ""
+			if expired != tc.ends || (set && !expired) {
+				t.Errorf("the response: Set-Cookie %v, Clear-Site-Data %q; want the cookie expired with it: %v", c, h.Get("Clear-Site-Data"), tc.ends)
+			}
+			if u := userOf(t, m, c2); (u == "") != tc.ends {
+				t.Errorf("the renewed session afterwards: user %q", u)
+			}
+		})
+	}
+}
+
 // TestPutRacesRenewalChain has a request, loaded before, put a value while
 // the same browser renews its session back to back on another instance,
 // with the put landing at a different moment of the chain in each round: a

@@ -106,23 +106,30 @@ func (s taggedStore) RemoveUserSession(ctx context.Context, userID, id string) (
 	return s.Store.RemoveUserSession(ctx, s.user(userID), id)
 }
 
-// UserSessions lists the untagged index first, for the reason that
-// RemoveUserSessions gives: a renewal racing the call moves its session
-// into the tagged index either after the first read, which finds it under
-// its old id, or before, and the second read finds it under its new one;
-// in the other order a renewal between the reads would hide it from both,
-// and a Revoke would answer ErrNotFound. A session may so be listed twice,
-// before and after its move: the Manager keeps one (see Manager.list).
+// UserSessions lists the untagged index, the tagged one, and the untagged
+// one again. A renewal racing the call moves its session from one index to
+// the other: into the tagged one on an instance with the TagKey, back into
+// the untagged one on an instance without it (while a deployment sets or
+// removes the key). Whenever the move falls, one of the reads finds the
+// session, before the move under its old id or after it under its new
+// one; with two reads, a move between them in one of the directions would
+// hide it from both, and a Revoke would answer ErrNotFound. A session may
+// so be listed twice or three times: the Manager keeps one (see
+// Manager.list).
 func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
 	if !s.legacy {
 		return s.Store.UserSessions(ctx, s.user(userID))
 	}
-	oldIDs, oldRecords, err := s.Store.UserSessions(ctx, userID)
-	if err != nil {
-		return nil, nil, err
+	var ids []string
+	var records [][]byte
+	for _, index := range []string{userID, s.user(userID), userID} {
+		more, moreRecords, err := s.Store.UserSessions(ctx, index)
+		if err != nil {
+			return nil, nil, err
+		}
+		ids, records = append(ids, more...), append(records, moreRecords...)
 	}
-	ids, records, err := s.Store.UserSessions(ctx, s.user(userID))
-	return append(oldIDs, ids...), append(oldRecords, records...), err
+	return ids, records, nil
 }
 
 // RemoveUserSessions keeps keep in the index that lists it: the user's

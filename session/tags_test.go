@@ -880,71 +880,88 @@ func (s *passHook) RemoveUserSessions(ctx context.Context, userID, keep string) 
 }
 
 // listHook is a Store whose UserSessions runs between, once, after its
-// first read of an index: the moment between a taggedStore's two reads.
+// read number after (from 1) of an index: a moment between a taggedStore's
+// reads.
 type listHook struct {
 	*redisstore.Store
+	after   int
 	between func()
 }
 
 func (s *listHook) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
 	ids, records, err := s.Store.UserSessions(ctx, userID)
-	if f := s.between; f != nil {
-		s.between = nil
-		f()
+	if s.after--; s.after == 0 && s.between != nil {
+		s.between()
 	}
 	return ids, records, err
 }
 
-// TestListRacesLegacyRenewal renews a session made before the TagKey was
-// turned on, which moves it into the tagged index, between the two reads
-// of a listing (of the untagged and the tagged index): List still shows it,
-// once, under its new id, and Revoke by its first id, what a list of
-// devices shown before holds, ends it instead of answering ErrNotFound.
-func TestListRacesLegacyRenewal(t *testing.T) {
-	for _, revoke := range []bool{false, true} {
-		t.Run(map[bool]string{false: "List", true: "Revoke"}[revoke], func(t *testing.T) {
-			r := redistest.Start(t)
-			plain := taggedManager(t, r, Config{})
-			legacy, firstID := login(t, plain, "alice")
-			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
-			hook := &listHook{Store: store}
-			m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var renewed string
-			hook.between = func() {
-				h, _ := exchange(t, m, legacy, func(ctx context.Context) {
-					if err := Renew(ctx); err != nil {
-						t.Errorf("Renew = %v", err)
+// TestListRacesTagRenewal renews a session between the reads of a listing
+// under a TagKey on one server (of the untagged, the tagged and again the
+// untagged index): one made before the TagKey, renewed by an instance
+// with it (which moves it into the tagged index), and one made under the
+// TagKey, renewed by an instance without it, as while a deployment sets or
+// removes the key (which moves it into the untagged index). Whichever
+// reads the renewal falls between, List shows the session once, and Revoke
+// by its first id, what a list of devices shown before
+// holds, ends it instead of answering ErrNotFound.
+func TestListRacesTagRenewal(t *testing.T) {
+	for _, untagging := range []bool{false, true} {
+		for after := 1; after <= 2; after++ {
+			for _, revoke := range []bool{false, true} {
+				name := fmt.Sprintf("%s/after read %d/%s", map[bool]string{false: "into the tagged index", true: "into the untagged index"}[untagging],
+					after, map[bool]string{false: "List", true: "Revoke"}[revoke])
+				t.Run(name, func(t *testing.T) {
+					r := redistest.Start(t)
+					plain := taggedManager(t, r, Config{})
+					store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { store.Close() })
+					hook := &listHook{Store: store}
+					m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
+						Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+					if err != nil {
+						t.Fatal(err)
+					}
+					maker, renewer := plain, m
+					if untagging {
+						maker, renewer = m, plain
+					}
+					cookie, firstID := login(t, maker, "alice")
+					var renewed string
+					hook.after, hook.between = after, func() {
+						h, _ := exchange(t, renewer, cookie, func(ctx context.Context) {
+							if err := Renew(ctx); err != nil {
+								t.Errorf("Renew = %v", err)
+							}
+						})
+						if c, ok := sessionCookie(renewer, h); ok {
+							renewed = c.Value
+						}
+					}
+					if !revoke {
+						list, err := m.List(context.Background(), "alice")
+						// Under its old id when the last read came before
+						// the move, its new one otherwise.
+						if err != nil || len(list) != 1 || list[0].FirstID != firstID {
+							t.Fatalf("List = %+v, %v; want the session, once", list, err)
+						}
+						return
+					}
+					if err := m.Revoke(context.Background(), "alice", firstID); err != nil {
+						t.Fatalf("Revoke(first id) = %v, want nil", err)
+					}
+					if renewed == "" {
+						t.Fatal("the renewal set no cookie")
+					}
+					if u := userOf(t, m, renewed); u != "" {
+						t.Errorf("after Revoke the renewed session logs in as %q", u)
 					}
 				})
-				if c, ok := sessionCookie(m, h); ok {
-					renewed = c.Value
-				}
 			}
-			if !revoke {
-				list, err := m.List(context.Background(), "alice")
-				if err != nil || len(list) != 1 || list[0].FirstID != firstID || list[0].ID == firstID {
-					t.Fatalf("List = %+v, %v; want the renewed session, once", list, err)
-				}
-				return
-			}
-			if err := m.Revoke(context.Background(), "alice", firstID); err != nil {
-				t.Fatalf("Revoke(first id) = %v, want nil", err)
-			}
-			if renewed == "" {
-				t.Fatal("the renewal set no cookie")
-			}
-			if u := userOf(t, m, renewed); u != "" {
-				t.Errorf("after Revoke the renewed session logs in as %q", u)
-			}
-		})
+		}
 	}
 }
 

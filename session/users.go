@@ -63,8 +63,9 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 	// time only while every instance has the same Lifetime, and a store
 	// with a TagKey lists a user's sessions from before it apart.
 	slices.SortStableFunc(infos, func(a, b Info) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	// With a TagKey, a session renewed as the store listed it may be
-	// listed twice (see taggedStore.UserSessions): the later is its new id.
+	// With a TagKey, a session renewed as the store listed it, or one of
+	// before the TagKey, may be listed more than once (see
+	// taggedStore.UserSessions): the last is its newest id.
 	for i := 1; i < len(infos); i++ {
 		for j := i - 1; j >= 0 && infos[j].CreatedAt.Equal(infos[i].CreatedAt); j-- {
 			if infos[j].FirstID == infos[i].FirstID {
@@ -108,9 +109,10 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if i < 0 {
 		return ErrNotFound
 	}
-	ended, err := m.endSession(ctx, userID, ids[i], lineage(ids[i], md))
+	line := lineage(ids[i], md)
+	ended, err := m.endSession(ctx, userID, ids[i], line)
 	if ended != "" {
-		m.revoked(ctx, userID, []string{ended})
+		m.revoked(ctx, userID, []string{ended}, false, line)
 	}
 	return err
 }
@@ -157,7 +159,7 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	}
 	ctx = ending(ctx)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
-	m.revoked(ctx, userID, ids)
+	m.revoked(ctx, userID, ids, true, "")
 	if err != nil {
 		return len(ids), storeError(err)
 	}
@@ -218,7 +220,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		// taggedStore.RemoveUserSessions): they count, and their events go
 		// out, all the same.
 		ended += len(ids)
-		m.revoked(ctx, userID, ids)
+		m.revoked(ctx, userID, ids, false, "")
 		if keepGone(err) {
 			id = keep
 			continue
@@ -254,10 +256,13 @@ type finishing struct{ context.Context }
 // Deadline reports none: see finishing.
 func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 
-// revoked emits the events of revoked sessions and, when m's session in ctx
-// is among them, ends it in the request too: the request revoked its own
-// session, so the response expires the cookie.
-func (m *Manager) revoked(ctx context.Context, userID string, ids []string) {
+// revoked emits the events of revoked sessions (ids, of userID) and, when
+// m's session in ctx is among them, ends it in the request too: the request
+// revoked its own session, so the response expires the cookie. After a
+// Renew of the request lost to a parallel one, the session it had (see
+// state.held) is among them when every session of userID went (all), or
+// when line, that of the one revoked, is its lineage.
+func (m *Manager) revoked(ctx context.Context, userID string, ids []string, all bool, line string) {
 	now := m.now()
 	for _, id := range ids {
 		m.emit(EventRevoked, userID, id, now)
@@ -268,7 +273,12 @@ func (m *Manager) revoked(ctx context.Context, userID string, ids []string) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.stored != "" && slices.Contains(ids, idOf(st.stored)) {
+	switch h := st.held(); {
+	case st.stored != "":
+		if slices.Contains(ids, idOf(st.stored)) {
+			st.end()
+		}
+	case h.token != "" && h.userID == userID && len(ids) > 0 && (all || lineage(idOf(h.token), h.md) == line):
 		st.end()
 	}
 }
