@@ -251,11 +251,13 @@ var discardedHeaders = [...]string{
 // Sessions set, or is deleted when it had none. Set-Cookie also keeps its values after
 // the first handlerCookies, those the session's commit added: the cookie
 // of a login, a renewal or a logout, which happened in the store whatever
-// became of the response.
+// became of the response. A response with such a cookie gets none of the
+// headers by which a CDN caches it whatever Cache-Control says back: the
+// commit deleted them (see session.Manager.Commit).
 func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int) {
 	sessionCookies := h["Set-Cookie"][handlerCookies:]
 	for i, k := range discardedHeaders {
-		if outer != nil && outer[i] != nil {
+		if outer != nil && outer[i] != nil && !(len(sessionCookies) > 0 && cdnCacheHeader(k)) {
 			h[k] = outer[i]
 		} else {
 			delete(h, k)
@@ -266,6 +268,17 @@ func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, 
 		// appended to the array of outer's cookies, which stays theirs.
 		h["Set-Cookie"] = append(append([]string(nil), h["Set-Cookie"]...), sessionCookies...)
 	}
+}
+
+// cdnCacheHeader reports whether k, one of discardedHeaders, is a header by
+// which a CDN or a proxy caches a response whatever its Cache-Control says,
+// as session's keepCookieOutOfCaches has them.
+func cdnCacheHeader(k string) bool {
+	switch k {
+	case "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control":
+		return true
+	}
+	return false
 }
 
 // WriteHeader implements http.ResponseWriter.

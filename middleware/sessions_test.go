@@ -815,3 +815,68 @@ func TestBearerRenewKeepsCookie(t *testing.T) {
 		t.Errorf("the browser after its renewal through Bearer: GET /me = %d %q, want 200 bob", got.code, got.body)
 	}
 }
+
+// TestCookieDropsCDNHeaders checks that no response that sets the session
+// cookie keeps a header by which a CDN or proxy caches it whatever
+// Cache-Control says: not when a middleware around Sessions set it, not
+// when the handler set its own Cache-Control to what the commit adds, not
+// under a key that is not canonical, and not on the 503 of a failed save
+// that carries a login's cookie. A response that sets no cookie keeps
+// them.
+func TestCookieDropsCDNHeaders(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	outer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Surrogate-Control", "max-age=600")
+			next.ServeHTTP(w, r)
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		handler func(w http.ResponseWriter, r *http.Request)
+		code    int
+		cookie  bool
+	}{
+		{"login", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("CDN-Cache-Control", "max-age=600")
+			session.Create(r.Context(), "alice")
+		}, http.StatusOK, true},
+		{"the handler's own Cache-Control", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", `private, no-cache="Set-Cookie"`)
+			w.Header().Set("CDN-Cache-Control", "max-age=600")
+			session.Create(r.Context(), "alice")
+		}, http.StatusOK, true},
+		{"a key that is not canonical", func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["CDN-Cache-Control"] = []string{"max-age=600"}
+			session.Create(r.Context(), "alice")
+		}, http.StatusOK, true},
+		{"a failed save after a login", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("CDN-Cache-Control", "max-age=600")
+			session.Create(r.Context(), "alice")
+			session.Put(r.Context(), "k", "v")
+			h.redis.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		}, http.StatusServiceUnavailable, true},
+		{"no cookie", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("CDN-Cache-Control", "max-age=600")
+		}, http.StatusOK, false},
+	} {
+		h.redis.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+		rec := httptest.NewRecorder()
+		handler := outer(middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tc.handler(w, r)
+			io.WriteString(w, "ok")
+		})))
+		handler.ServeHTTP(rec, httptest.NewRequest("POST", "http://localhost/", nil))
+		h.redis.Do(t, "CONFIG", "SET", "maxmemory", "0")
+		var cdn []string
+		for k, v := range rec.Header() {
+			if k := http.CanonicalHeaderKey(k); k == "Cdn-Cache-Control" || k == "Surrogate-Control" {
+				cdn = append(cdn, k+": "+strings.Join(v, ", "))
+			}
+		}
+		cookie := len(rec.Header().Values("Set-Cookie")) > 0
+		if rec.Code != tc.code || cookie != tc.cookie || (len(cdn) > 0) == cookie {
+			t.Errorf("%s: %d, Set-Cookie %v, %q; want %d, %v, the CDN headers exactly when no cookie is set", tc.name, rec.Code, cookie, cdn, tc.code, tc.cookie)
+		}
+	}
+}

@@ -1259,14 +1259,18 @@ var cdnCacheHeaders = [...]string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Con
 
 // keepCookieOutOfCaches adds cookieCacheControl to h's Cache-Control,
 // once, and deletes cdnCacheHeaders, which would let a shared cache keep
-// the response all the same.
+// the response all the same, also where a handler set them under a key
+// that is not canonical (h["CDN-Cache-Control"]), which net/http writes as
+// it is.
 func keepCookieOutOfCaches(h http.Header) {
+	for k := range h {
+		if slices.Contains(cdnCacheHeaders[:], http.CanonicalHeaderKey(k)) {
+			delete(h, k)
+		}
+	}
 	cc := h["Cache-Control"]
 	if len(cc) > 0 && cc[len(cc)-1] == cookieCacheControl {
-		return // a second cookie of the same response
-	}
-	for _, k := range cdnCacheHeaders {
-		delete(h, k)
+		return // a second cookie of the same response, or the handler's own
 	}
 	// The key is canonical: no need for Header.Add to make it so.
 	h["Cache-Control"] = append(cc, cookieCacheControl)
