@@ -109,3 +109,30 @@ func TestRefusedForm(t *testing.T) {
 		t.Errorf("Describe(%q) = %q, want %q", login, got, want)
 	}
 }
+
+// TestKeyDenial checks that a NOPERM reply is read as a refusal of keys or
+// of the command in the wording of Redis 7.0 and of 7.2 and later, which
+// names the user: a user named "monkey" does not make a refused command
+// read as refused keys, and Describe names the commands to add.
+func TestKeyDenial(t *testing.T) {
+	for _, tc := range []struct {
+		reply string
+		keys  bool
+	}{
+		{"NOPERM this user has no permissions to run the 'zadd' command", false},
+		{"NOPERM this user has no permissions to access one of the keys used as arguments", true},
+		{"NOPERM User monkey has no permissions to run the 'zadd' command", false},
+		{"NOPERM User keyring has no permissions to run the 'zadd' command", false},
+		{"NOPERM No permissions to access a key", true},
+	} {
+		if got := (&permissionError{cmd: "ZADD", reply: redis.Error(tc.reply)}).keyDenial(); got != tc.keys {
+			t.Errorf("keyDenial(%q) = %v, want %v", tc.reply, got, tc.keys)
+		}
+	}
+	pe := &permissionError{cmd: "GETEX", keys: "~session:*", reply: redis.Error("NOPERM User monkey has no permissions to run the 'getex' command")}
+	pe.add(&permissionError{cmd: "ZADD", keys: "~user:*", reply: redis.Error("NOPERM User monkey has no permissions to run the 'zadd' command")})
+	want := "the ACL of user monkey denies GETEX, ZADD, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +getex +zadd"
+	if got := Describe(fmt.Errorf("%w: %w", ErrRefused, pe), Config{Username: "monkey"}); got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+}

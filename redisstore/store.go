@@ -307,7 +307,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // of their replies a NOPERM counts (an OOM, a MOVED, a DISCARD without
 // MULTI say the command was allowed): Ping then fails with [ErrRefused]
 // naming every command denied, and [Describe] names the permissions to
-// add (or the key patterns, for a refusal of keys). So
+// add (for a refusal of keys, the pattern of the first refused). So
 // does an unknown command (a provider renamed or disabled it, or the
 // server is a Redis too old for it), and any refusal of PEXPIREAT's NX or
 // GT, options of Redis 7.0 that Redis 6.2 answers with "wrong number of
@@ -608,13 +608,18 @@ type permissionError struct {
 }
 
 // keyDenial reports whether e is a refusal of keys rather than of the
-// command: "NOPERM ... access one of the keys used as arguments".
+// command: "NOPERM this user has no permissions to access one of the keys
+// used as arguments" (Redis 7.0), "NOPERM No permissions to access a key"
+// (7.2). A refusal of the command says "to run" instead, and from 7.2 names
+// the user, whose name may hold "key" ("monkey"), never "to access".
 func (e *permissionError) keyDenial() bool {
-	return strings.Contains(strings.ToLower(string(e.reply)), "key")
+	text := strings.ToLower(string(e.reply))
+	return strings.Contains(text, "to access") && strings.Contains(text, "key")
 }
 
 // add records that o's command was denied too, when both are refusals of
-// commands (a refusal of keys names its patterns alone).
+// commands. A refusal of keys names its own pattern alone: the other
+// pattern, or commands, then show once that one is added.
 func (e *permissionError) add(o *permissionError) {
 	if !e.keyDenial() && !o.keyDenial() && o.cmd != e.cmd && !slices.Contains(e.more, o.cmd) {
 		e.more = append(e.more, o.cmd)
