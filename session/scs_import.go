@@ -107,8 +107,8 @@ type SCSImport struct {
 	// over, since UserID now answers for it. Zero, or a session without
 	// the value, gives an anonymous session with the values: New warns of
 	// zero, and until an scs session had the value, the migration of one
-	// without it is logged at Warn, naming the keys it holds, since a
-	// misspelt UserKey signs every scs user out.
+	// without it is logged at Warn, naming its keys that look like a user
+	// key, since a misspelt UserKey signs every scs user out.
 	UserKey string
 
 	// HashTokenInStore says that scs ran with the option of that name, so
@@ -321,10 +321,19 @@ func gobUnregistered(err error) bool {
 	return strings.Contains(err.Error(), "not registered for interface")
 }
 
-// valueKeys returns the keys of values, sorted, at most 20 of them.
-func valueKeys(values map[string]any) []string {
-	keys := slices.Sorted(maps.Keys(values))
-	return keys[:min(len(keys), 20)]
+// userKeysOf returns the keys of values that look like the user key they
+// lack, userKey: the same but for case, or holding "user" in any case;
+// sorted, at most 5, each cut at 64 bytes. Only those: an app may make the
+// names of other keys from data (oauth_state_<random>), which a log must
+// not hold.
+func userKeysOf(values map[string]any, userKey string) []string {
+	var keys []string
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if strings.EqualFold(k, userKey) || strings.Contains(strings.ToLower(k), "user") {
+			keys = append(keys, strings.ToValidUTF8(k[:min(len(k), 64)], "\uFFFD"))
+		}
+	}
+	return keys[:min(len(keys), 5)]
 }
 
 // migrate stores the scs session (deadline, values) as a new session of
@@ -346,11 +355,11 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	}
 	if _, ok := values[imp.UserKey]; !ok && imp.UserKey != "" && len(values) > 0 && !m.scsUserSeen.Load() {
 		// A misspelt UserKey would sign every scs user out for good, the
-		// scs record gone: say so, with the keys the session holds (the
-		// app's names, not its values), until a session had the key.
+		// scs record gone: say so, with the session's keys that look like
+		// one (names, not values), until a session had the key.
 		m.scsNoUser.Do(now, func(suppressed int) {
 			m.log.Warn("session: scs session migrated as anonymous: it has no value under FromSCS.UserKey, and no scs session had one yet: check UserKey",
-				"user_key", imp.UserKey, "keys", valueKeys(values), "suppressed", suppressed)
+				"user_key", imp.UserKey, "keys", len(values), "user_keys", userKeysOf(values, imp.UserKey), "suppressed", suppressed)
 		})
 	}
 	kept := make(map[string]any, len(values)+1)
