@@ -1118,49 +1118,80 @@ func TestPutBeforeLosingRenew(t *testing.T) {
 	}
 }
 
-// TestRevokeOwnAfterLosingRenew has a request whose Renew lost to a
-// parallel one revoke its own session, by its first id or with all of its
-// user's: the session ends where the parallel Renew moved it, and the
-// response expires the cookie and clears site data, as for a request that
-// did not renew. Revoking another session of the user leaves the cookie.
-func TestRevokeOwnAfterLosingRenew(t *testing.T) {
+// TestRevokeOwnAfterRenewal has a request revoke its own session, by its
+// first id or with all of its user's, after a parallel request renewed it
+// (and the request's own Renew, if it tried one, lost): the session ends
+// where the parallel Renew moved it, and the response expires the cookie
+// and clears site data, as without the renewal. Revoking another session
+// of the user leaves the cookie; so does revoking the user's sessions after
+// a parallel login as another user replaced the request's session, since
+// the browser holds that login's cookie.
+func TestRevokeOwnAfterRenewal(t *testing.T) {
+	type revocation func(ctx context.Context, m *Manager, own, other string) error
+	revokeOwn := func(ctx context.Context, m *Manager, own, _ string) error { return m.Revoke(ctx, "alice", own) }
+	revokeAll := func(ctx context.Context, m *Manager, _, _ string) error {
+		_, err := m.RevokeAll(ctx, "alice")
+		return err
+	}
+	revokeOther := func(ctx context.Context, m *Manager, _, other string) error { return m.Revoke(ctx, "alice", other) }
 	for _, tc := range []struct {
 		name   string
-		revoke func(ctx context.Context, m *Manager, own, other string) error
+		revoke revocation
+		relog  bool // the parallel request logs in as bob instead of renewing
 		ends   bool
 	}{
-		{"Revoke own", func(ctx context.Context, m *Manager, own, _ string) error { return m.Revoke(ctx, "alice", own) }, true},
-		{"RevokeAll", func(ctx context.Context, m *Manager, _, _ string) error {
-			_, err := m.RevokeAll(ctx, "alice")
-			return err
-		}, true},
-		{"Revoke other", func(ctx context.Context, m *Manager, _, other string) error { return m.Revoke(ctx, "alice", other) }, false},
+		{"Revoke own", revokeOwn, false, true},
+		{"RevokeAll", revokeAll, false, true},
+		{"Revoke other", revokeOther, false, false},
+		{"RevokeAll after a login as bob", revokeAll, true, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m, _, _ := newTestManager(t, Config{})
-			c1, own := login(t, m, "alice")
-			_, other := login(t, m, "alice")
-			ctx := load(m, c1)
-			c2 := renew(t, m, c1)
-			if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
-				t.Fatalf("Renew after a parallel renewal = %v, want ErrNoSession", err)
-			}
-			if err := tc.revoke(ctx, m, own, other); err != nil {
-				t.Fatalf("revocation = %v", err)
-			}
-			h := http.Header{}
-			if err := m.Commit(ctx, h); err != nil {
-				t.Fatalf("Commit = %v", err)
-			}
-			c, set := sessionCookie(m, h)
-			expired := set && c.Value == "" && h.Get("Clear-Site-Data") != ""
-			if expired != tc.ends || (set && !expired) {
-				t.Errorf("the response: Set-Cookie %v, Clear-Site-Data %q; want the cookie expired with it: %v", c, h.Get("Clear-Site-Data"), tc.ends)
-			}
-			if u := userOf(t, m, c2); (u == "") != tc.ends {
-				t.Errorf("the renewed session afterwards: user %q", u)
-			}
-		})
+		for _, tryRenew := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/Renew %v", tc.name, tryRenew), func(t *testing.T) {
+				m, _, _ := newTestManager(t, Config{})
+				c1, own := login(t, m, "alice")
+				_, other := login(t, m, "alice")
+				ctx := load(m, c1)
+				var c2 string
+				if tc.relog {
+					h, err := exchange(t, m, c1, func(ctx context.Context) {
+						if _, err := Create(ctx, "bob"); err != nil {
+							t.Fatalf("Create = %v", err)
+						}
+					})
+					c, ok := sessionCookie(m, h)
+					if err != nil || !ok {
+						t.Fatalf("login as bob: %v, cookie %v", err, ok)
+					}
+					c2 = c.Value
+				} else {
+					c2 = renew(t, m, c1)
+				}
+				if tryRenew {
+					if err := Renew(ctx); !errors.Is(err, ErrNoSession) {
+						t.Fatalf("Renew after a parallel renewal = %v, want ErrNoSession", err)
+					}
+				}
+				if err := tc.revoke(ctx, m, own, other); err != nil {
+					t.Fatalf("revocation = %v", err)
+				}
+				h := http.Header{}
+				if err := m.Commit(ctx, h); err != nil {
+					t.Fatalf("Commit = %v", err)
+				}
+				c, set := sessionCookie(m, h)
+				expired := set && c.Value == "" && h.Get("Clear-Site-Data") != ""
+				if expired != tc.ends || (set && !expired) {
+					t.Errorf("the response: Set-Cookie %v, Clear-Site-Data %q; want the cookie expired with it: %v", c, h.Get("Clear-Site-Data"), tc.ends)
+				}
+				want := map[bool]string{true: "bob", false: "alice"}[tc.relog]
+				if tc.ends {
+					want = ""
+				}
+				if u := userOf(t, m, c2); u != want {
+					t.Errorf("the browser's session afterwards: user %q, want %q", u, want)
+				}
+			})
+		}
 	}
 }
 

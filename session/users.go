@@ -109,10 +109,9 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if i < 0 {
 		return ErrNotFound
 	}
-	line := lineage(ids[i], md)
-	ended, err := m.endSession(ctx, userID, ids[i], line)
+	ended, err := m.endSession(ctx, userID, ids[i], lineage(ids[i], md))
 	if ended != "" {
-		m.revoked(ctx, userID, []string{ended}, false, line)
+		m.revoked(ctx, userID, []string{ended}, true)
 	}
 	return err
 }
@@ -159,7 +158,7 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	}
 	ctx = ending(ctx)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
-	m.revoked(ctx, userID, ids, true, "")
+	m.revoked(ctx, userID, ids, true)
 	if err != nil {
 		return len(ids), storeError(err)
 	}
@@ -220,7 +219,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		// taggedStore.RemoveUserSessions): they count, and their events go
 		// out, all the same.
 		ended += len(ids)
-		m.revoked(ctx, userID, ids, false, "")
+		m.revoked(ctx, userID, ids, false)
 		if keepGone(err) {
 			id = keep
 			continue
@@ -258,28 +257,40 @@ func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 // revoked emits the events of revoked sessions (ids, of userID) and, when
 // m's session in ctx is among them, ends it in the request too: the request
-// revoked its own session, so the response expires the cookie. After a
-// Renew of the request lost to a parallel one, the session it had (see
-// state.held) is among them when every session of userID went (all), or
-// when line, that of the one revoked, is its lineage.
-func (m *Manager) revoked(ctx context.Context, userID string, ids []string, all bool, line string) {
+// revoked its own session, so the response expires the cookie. Its own
+// session is the one it has, or, after its Renew lost to a parallel one,
+// the one it had (see state.held); when a parallel Renew moved it to a new
+// id, that id is among ids, which the pointers renewals leave lead to (a
+// read each, only when own is not among ids itself). A session that a
+// parallel login ended instead leaves no pointer: the browser holds that
+// login's cookie, which stays. For RevokeOthers (own false), whose ids are
+// never the request's, nothing is followed.
+func (m *Manager) revoked(ctx context.Context, userID string, ids []string, own bool) {
 	now := m.now()
 	for _, id := range ids {
 		m.emit(EventRevoked, userID, id, now)
 	}
 	st := m.stateIn(ctx)
-	if st == nil {
+	if st == nil || !own || len(ids) == 0 {
 		return
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	switch h := st.held(); {
-	case st.stored != "":
-		if slices.Contains(ids, idOf(st.stored)) {
+	h := st.held()
+	if h.token == "" || h.userID != userID {
+		return
+	}
+	id := idOf(h.token)
+	for range maxFollow {
+		if slices.Contains(ids, id) {
 			st.end()
+			return
 		}
-	case h.token != "" && h.userID == userID && len(ids) > 0 && (all || lineage(idOf(h.token), h.md) == line):
-		st.end()
+		next, err := m.movedTo(ctx, id)
+		if err != nil || next == "" || next == id {
+			return
+		}
+		id = next
 	}
 }
 
