@@ -161,5 +161,16 @@ func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string
 		}
 	}
 	more, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keepTagged)
+	removed = append(removed, more...)
+	if err != nil || !s.legacy || keep != "" {
+		return removed, err
+	}
+	// "Log out everywhere" empties the untagged index again: an instance
+	// without the TagKey (while a deployment sets or removes it) renewing
+	// a session between the passes moves it there from the tagged one.
+	// (Sign out the others keeps a session, which such a renewal may move
+	// there as well, under a new id that this pass could not tell from
+	// the others.)
+	more, err = s.Store.RemoveUserSessions(ctx, userID, "")
 	return append(removed, more...), err
 }

@@ -995,6 +995,50 @@ func TestListOrder(t *testing.T) {
 	}
 }
 
+// TestRevokeAllRacesUntaggingRenewal renews a session made under the
+// TagKey on an instance without it (as while a deployment sets or removes
+// the key), which moves it into the untagged index, between the passes of
+// "log out everywhere" on an instance with the key: the session ends all
+// the same.
+func TestRevokeAllRacesUntaggingRenewal(t *testing.T) {
+	r := redistest.Start(t)
+	plain := taggedManager(t, r, Config{})
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	hook := &passHook{Store: store}
+	m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, _ := login(t, m, "alice")
+	login(t, m, "alice")
+	var renewed string
+	hook.between = func() {
+		h, _ := exchange(t, plain, victim, func(ctx context.Context) {
+			if err := Renew(ctx); err != nil {
+				t.Errorf("Renew = %v", err)
+			}
+		})
+		if c, ok := sessionCookie(plain, h); ok {
+			renewed = c.Value
+		}
+	}
+	n, err := m.RevokeAll(context.Background(), "alice")
+	if err != nil || n < 2 {
+		t.Fatalf("RevokeAll = %d, %v; want 2 or more, nil", n, err)
+	}
+	if renewed == "" {
+		t.Fatal("the renewal set no cookie")
+	}
+	if u := userOf(t, m, renewed); u != "" {
+		t.Errorf("RevokeAll returned %d, nil, and the renewed session still logs in as %q", n, u)
+	}
+}
+
 // TestRevokeRacesLegacyRenewal renews a session made before the TagKey
 // was turned on between the two passes of "log out everywhere" (over the
 // untagged and the tagged index) and of "sign out the others" from a
