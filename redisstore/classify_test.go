@@ -129,6 +129,16 @@ func TestKeyDenial(t *testing.T) {
 			t.Errorf("keyDenial(%q) = %v, want %v", tc.reply, got, tc.keys)
 		}
 	}
+	for _, reply := range []string{
+		"NOPERM this user has no permissions to access one of the keys used as arguments",
+		"NOPERM No permissions to access a key",
+	} {
+		// The rate limiter's and the scs migration's refusals of keys.
+		want := "the ACL of user app does not allow the keys ~rl:*, which sessionkit's INCR uses (REDIS_USERNAME, and the ACL line in the redisstore documentation): add ~rl:*"
+		if got := Describe(keyDenied(redis.Error(reply), "INCR", "~rl:*"), Config{Username: "app"}); got != want {
+			t.Errorf("Describe(keyDenied(%q)) = %q, want %q", reply, got, want)
+		}
+	}
 	pe := &permissionError{cmd: "GETEX", keys: "~session:*", reply: redis.Error("NOPERM User monkey has no permissions to run the 'getex' command")}
 	pe.add(&permissionError{cmd: "ZADD", keys: "~user:*", reply: redis.Error("NOPERM User monkey has no permissions to run the 'zadd' command")})
 	want := "the ACL of user monkey denies GETEX, ZADD, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +getex +zadd"

@@ -612,8 +612,12 @@ type permissionError struct {
 // used as arguments" (Redis 7.0), "NOPERM No permissions to access a key"
 // (7.2). A refusal of the command says "to run" instead, and from 7.2 names
 // the user, whose name may hold "key" ("monkey"), never "to access".
-func (e *permissionError) keyDenial() bool {
-	text := strings.ToLower(string(e.reply))
+func (e *permissionError) keyDenial() bool { return keyRefusal(e.reply) }
+
+// keyRefusal reports whether reply, a NOPERM, refuses keys: see
+// permissionError.keyDenial.
+func keyRefusal(reply redis.Error) bool {
+	text := strings.ToLower(string(reply))
 	return strings.Contains(text, "to access") && strings.Contains(text, "key")
 }
 
@@ -642,7 +646,7 @@ func (e *permissionError) Unwrap() error { return e.reply }
 // so that Describe names the patterns to add; any other err as it is.
 func keyDenied(err error, cmd, keys string) error {
 	var reply redis.Error
-	if errors.As(err, &reply) && replyCode(reply) == "NOPERM" && strings.Contains(string(reply), "keys") {
+	if errors.As(err, &reply) && replyCode(reply) == "NOPERM" && keyRefusal(reply) {
 		return &permissionError{cmd: cmd, keys: keys, reply: reply}
 	}
 	return err
