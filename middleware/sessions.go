@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -256,6 +257,13 @@ var discardedHeaders = [...]string{
 // commit deleted them (see session.Manager.Commit).
 func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int) {
 	sessionCookies := h["Set-Cookie"][handlerCookies:]
+	for k := range h {
+		// Set under a key that is not canonical (h["CDN-Cache-Control"]),
+		// which net/http writes as it is.
+		if c := http.CanonicalHeaderKey(k); c != k && slices.Contains(discardedHeaders[:], c) {
+			delete(h, k)
+		}
+	}
 	for i, k := range discardedHeaders {
 		if outer != nil && outer[i] != nil && !(len(sessionCookies) > 0 && cdnCacheHeader(k)) {
 			h[k] = outer[i]

@@ -856,6 +856,13 @@ func TestCookieDropsCDNHeaders(t *testing.T) {
 			session.Put(r.Context(), "k", "v")
 			h.redis.Do(t, "CONFIG", "SET", "maxmemory", "1")
 		}, http.StatusServiceUnavailable, true},
+		{"a failed save, no cookie", func(w http.ResponseWriter, r *http.Request) {
+			// The 503 drops the handler's header, under whatever key, and
+			// keeps the middleware's.
+			w.Header()["CDN-Cache-Control"] = []string{"max-age=600"}
+			session.Put(r.Context(), "k", "v")
+			h.redis.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		}, http.StatusServiceUnavailable, false},
 		{"no cookie", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("CDN-Cache-Control", "max-age=600")
 		}, http.StatusOK, false},
@@ -875,6 +882,9 @@ func TestCookieDropsCDNHeaders(t *testing.T) {
 			}
 		}
 		cookie := len(rec.Header().Values("Set-Cookie")) > 0
+		if rec.Code == http.StatusServiceUnavailable && !cookie && !slices.Equal(cdn, []string{"Surrogate-Control: max-age=600"}) {
+			t.Errorf("%s: the 503 has %q, want the middleware's header alone", tc.name, cdn)
+		}
 		if rec.Code != tc.code || cookie != tc.cookie || (len(cdn) > 0) == cookie {
 			t.Errorf("%s: %d, Set-Cookie %v, %q; want %d, %v, the CDN headers exactly when no cookie is set", tc.name, rec.Code, cookie, cdn, tc.code, tc.cookie)
 		}
