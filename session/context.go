@@ -245,8 +245,8 @@ func (st *state) held() movedSession {
 // loseToRenewal records that the request's Renew found its session gone
 // from its token (see renewedAway): the request has no session left, but
 // remembers the one it had, with the changes it made to it before, which
-// the commit saves where a parallel Renew moved it (see
-// Manager.saveRenewedAway). The caller holds st.mu.
+// the commit saves where a parallel Renew moved it (see Manager.commit).
+// The caller holds st.mu.
 func (st *state) loseToRenewal() {
 	moved := st.held()
 	st.gone()

@@ -1253,7 +1253,7 @@ const cookieCacheControl = `private, no-cache="Set-Cookie"`
 
 // cdnCacheHeaders are the headers by which a proxy or a CDN caches a
 // response whatever its Cache-Control says (RFC 9213's CDN-Cache-Control
-// and Cloudflare's own, Fastly's and Akamai's Surrogate-Control, nginx's
+// and Cloudflare's own, Fastly's and Varnish's Surrogate-Control, nginx's
 // X-Accel-Expires). The keys are canonical.
 var cdnCacheHeaders = [...]string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
 
