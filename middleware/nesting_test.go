@@ -302,3 +302,77 @@ func TestSessionsReusedContext(t *testing.T) {
 		t.Errorf("Vary of a request on a reused context = %q, want Cookie, Authorization", got)
 	}
 }
+
+// TestNestedFailedSaveKeepsInnerCookie nests the Sessions of two Managers
+// on two Redis servers (a site around its /admin/): a request renews the
+// inner session, and the outer one's save fails (its Redis out of memory).
+// The outer 503 still carries the inner renewal's cookie, as it carries
+// its own Manager's: the renewal took effect in the inner store, and
+// without the new cookie the browser would be signed out of it.
+func TestNestedFailedSaveKeepsInnerCookie(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	r2 := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r2.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	inner, err := session.New(store, session.Config{Keys: [][]byte{[]byte("inner signing key of 32 bytes:ok")}, CookieName: "inner",
+		InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.redis.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	putOuter := func(next http.Handler) http.Handler { // between the two: the outer Manager's session
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := session.Put(r.Context(), "k", "v"); err != nil {
+				t.Errorf("outer Put: %v", err)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	renew := false
+	handler := middleware.Sessions(h.m)(putOuter(middleware.Sessions(inner)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if renew {
+			if err := session.Renew(r.Context()); err != nil {
+				t.Errorf("inner Renew: %v", err)
+			}
+			h.redis.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		} else if _, err := session.Create(r.Context(), "alice"); err != nil {
+			t.Errorf("inner Create: %v", err)
+		}
+		io.WriteString(w, "ok")
+	}))))
+	innerCookie := func(rec *httptest.ResponseRecorder) *http.Cookie {
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == "inner" {
+				return c
+			}
+		}
+		return nil
+	}
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, httptest.NewRequest("POST", "http://localhost/", nil))
+	login := innerCookie(rec)
+	if rec.Code != http.StatusOK || login == nil {
+		t.Fatalf("inner login: %d, Set-Cookie %q", rec.Code, rec.Header().Values("Set-Cookie"))
+	}
+	renew = true
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "http://localhost/", nil)
+	req.AddCookie(login)
+	handler.ServeHTTP(rec, req)
+	h.redis.Do(t, "CONFIG", "SET", "maxmemory", "0")
+	renewed := innerCookie(rec)
+	if rec.Code != http.StatusServiceUnavailable || renewed == nil || renewed.Value == login.Value {
+		t.Fatalf("the outer save failed: %d, Set-Cookie %q; want 503 with the inner renewal's cookie", rec.Code, rec.Header().Values("Set-Cookie"))
+	}
+	var user string
+	check := middleware.Sessions(inner)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { user, _ = session.UserID(r.Context()) }))
+	req = httptest.NewRequest("GET", "http://localhost/", nil)
+	req.AddCookie(renewed)
+	check.ServeHTTP(httptest.NewRecorder(), req)
+	if user != "alice" {
+		t.Errorf("the renewed inner cookie's session: user %q, want alice", user)
+	}
+}

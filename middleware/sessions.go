@@ -90,7 +90,8 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		var insideTimeout sync.Once // logs a TimeoutHandler around Sessions once
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if within(w, m) || r.Context().Value(running{m}) != nil {
+			parent, _ := r.Context().Value(committing{}).(*sessionWriter)
+			if within(w, m) || parent.runs(m) {
 				// m's Sessions runs around this one already (a router's
 				// global middleware and a route group's): the request
 				// has its session, which that one commits. The context
@@ -110,8 +111,9 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			// what a handler's Header().Set("Vary", ...) dropped.
 			h := w.Header()
 			varyOnSession(h)
-			r = r.WithContext(context.WithValue(m.Load(r), running{m}, true))
-			sw := &sessionWriter{ResponseWriter: w, m: m, r: r, insideTimeout: &insideTimeout}
+			sw := &sessionWriter{ResponseWriter: w, m: m, parent: parent, insideTimeout: &insideTimeout}
+			r = r.WithContext(context.WithValue(m.Load(r), committing{}, sw))
+			sw.r = r
 			if len(h) > 1 { // more than Vary: the rare case
 				sw.noteOuterHeaders(h)
 			}
@@ -122,9 +124,22 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 }
 
-// running is the key of the context value that m's Sessions sets on the
-// requests it passes on, and commits.
-type running struct{ m *session.Manager }
+// committing is the key of the context value that holds the writer of the
+// innermost Sessions of a request, which the Sessions inside it find: that
+// of the same Manager, to leave the commit to it (see runs), or of another,
+// to tell it the cookies its commit set (see sessionWriter.parent).
+type committing struct{}
+
+// runs reports whether w, or a writer of a Sessions around it, is m's; false
+// for a nil w.
+func (w *sessionWriter) runs(m *session.Manager) bool {
+	for ; w != nil; w = w.parent {
+		if w.m == m {
+			return true
+		}
+	}
+	return false
+}
 
 // sessionWriter commits the session before the first WriteHeader, Write or
 // Flush reaches the client.
@@ -141,6 +156,14 @@ type sessionWriter struct {
 	// Sessions, set by middleware around it, in the same order; nil when
 	// it had none of them.
 	outer *[len(discardedHeaders)][]string
+	// parent is the writer of the Sessions of another Manager around this
+	// one (a site's around its /admin/), or nil. Its commit comes after
+	// this one's, and takes the cookies this one set for the handler's;
+	// this one tells it which they are (kept), so that its 503 keeps them:
+	// a login, a renewal or a logout of this Manager took effect in its
+	// store all the same.
+	parent *sessionWriter
+	kept   []string
 }
 
 // noteOuterHeaders keeps in w.outer the values of discardedHeaders in h,
@@ -167,9 +190,13 @@ func (w *sessionWriter) commit() bool {
 		h := w.Header()
 		varyOnSession(h)
 		handlerCookies := len(h["Set-Cookie"])
-		if err := w.m.Commit(w.r.Context(), h); err != nil {
+		err := w.m.Commit(w.r.Context(), h)
+		if p := w.parent; p != nil {
+			p.kept = append(append(p.kept, w.kept...), h["Set-Cookie"][handlerCookies:]...)
+		}
+		if err != nil {
+			dropResponseHeaders(h, w.outer, handlerCookies, w.kept)
 			w.err = err
-			dropResponseHeaders(h, w.outer, handlerCookies)
 			switch {
 			case errors.Is(err, session.ErrContention):
 				retryLater(w.ResponseWriter, "session busy with concurrent changes")
@@ -252,11 +279,19 @@ var discardedHeaders = [...]string{
 // Sessions set, or is deleted when it had none. Set-Cookie also keeps its values after
 // the first handlerCookies, those the session's commit added: the cookie
 // of a login, a renewal or a logout, which happened in the store whatever
-// became of the response. A response with such a cookie gets none of the
+// became of the response; and, of the first, those in kept, which the
+// commits of nested Sessions of other Managers set (see
+// sessionWriter.parent). A response with such a cookie gets none of the
 // headers by which a CDN caches it whatever Cache-Control says back: the
 // commit deleted them (see session.Manager.Commit).
-func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int) {
-	sessionCookies := h["Set-Cookie"][handlerCookies:]
+func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int, kept []string) {
+	var sessionCookies []string
+	for _, c := range h["Set-Cookie"][:handlerCookies] {
+		if slices.Contains(kept, c) {
+			sessionCookies = append(sessionCookies, c)
+		}
+	}
+	sessionCookies = append(sessionCookies, h["Set-Cookie"][handlerCookies:]...)
 	for k := range h {
 		// Set under a key that is not canonical (h["CDN-Cache-Control"]),
 		// which net/http writes as it is.
@@ -274,7 +309,7 @@ func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, 
 	if len(sessionCookies) > 0 {
 		// A new slice: the handler's Add and the commit may have
 		// appended to the array of outer's cookies, which stays theirs.
-		h["Set-Cookie"] = append(append([]string(nil), h["Set-Cookie"]...), sessionCookies...)
+		h["Set-Cookie"] = append(slices.Clone(h["Set-Cookie"]), sessionCookies...)
 	}
 }
 
