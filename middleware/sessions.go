@@ -111,7 +111,10 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			// what a handler's Header().Set("Vary", ...) dropped.
 			h := w.Header()
 			varyOnSession(h)
-			sw := &sessionWriter{ResponseWriter: w, m: m, parent: parent, insideTimeout: &insideTimeout}
+			sw := &sessionWriter{ResponseWriter: w, m: m, insideTimeout: &insideTimeout}
+			if parent != nil {
+				sw.nest = &nesting{parent: parent}
+			}
 			r = r.WithContext(context.WithValue(m.Load(r), committing{}, sw))
 			sw.r = r
 			if len(h) > 1 { // more than Vary: the rare case
@@ -127,13 +130,13 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 // committing is the key of the context value that holds the writer of the
 // innermost Sessions of a request, which the Sessions inside it find: that
 // of the same Manager, to leave the commit to it (see runs), or of another,
-// to tell it the cookies its commit set (see sessionWriter.parent).
+// to tell it the cookies its commit set (see nesting).
 type committing struct{}
 
 // runs reports whether w, or a writer of a Sessions around it, is m's; false
 // for a nil w.
 func (w *sessionWriter) runs(m *session.Manager) bool {
-	for ; w != nil; w = w.parent {
+	for ; w != nil; w = w.parent() {
 		if w.m == m {
 			return true
 		}
@@ -156,14 +159,38 @@ type sessionWriter struct {
 	// Sessions, set by middleware around it, in the same order; nil when
 	// it had none of them.
 	outer *[len(discardedHeaders)][]string
-	// parent is the writer of the Sessions of another Manager around this
-	// one (a site's around its /admin/), or nil. Its commit comes after
-	// this one's, and takes the cookies this one set for the handler's;
-	// this one tells it which they are (kept), so that its 503 keeps them:
-	// a login, a renewal or a logout of this Manager took effect in its
-	// store all the same.
+	// nest links the writers of nested Sessions of different Managers (a
+	// site's around its /admin/); nil for a writer with none around it or
+	// inside it, the common case, so that every request's writer stays
+	// small.
+	nest *nesting
+}
+
+// nesting is what a sessionWriter knows of the Sessions around and inside
+// it. The commit of the one around (parent) comes after this one's, and
+// takes the cookies this one set for the handler's; this one tells it
+// which they are (its kept), so that its 503 keeps them: a login, a
+// renewal or a logout of the inner Manager took effect in its store all
+// the same.
+type nesting struct {
 	parent *sessionWriter
-	kept   []string
+	kept   []string // the cookies of the Sessions inside
+}
+
+// parent returns the writer of the Sessions around w's, or nil.
+func (w *sessionWriter) parent() *sessionWriter {
+	if w.nest == nil {
+		return nil
+	}
+	return w.nest.parent
+}
+
+// kept returns the cookies that the commits of Sessions inside w's set.
+func (w *sessionWriter) kept() []string {
+	if w.nest == nil {
+		return nil
+	}
+	return w.nest.kept
 }
 
 // noteOuterHeaders keeps in w.outer the values of discardedHeaders in h,
@@ -191,11 +218,14 @@ func (w *sessionWriter) commit() bool {
 		varyOnSession(h)
 		handlerCookies := len(h["Set-Cookie"])
 		err := w.m.Commit(w.r.Context(), h)
-		if p := w.parent; p != nil {
-			p.kept = append(append(p.kept, w.kept...), h["Set-Cookie"][handlerCookies:]...)
+		if p := w.parent(); p != nil {
+			if p.nest == nil {
+				p.nest = new(nesting)
+			}
+			p.nest.kept = append(append(p.nest.kept, w.kept()...), h["Set-Cookie"][handlerCookies:]...)
 		}
 		if err != nil {
-			dropResponseHeaders(h, w.outer, handlerCookies, w.kept)
+			dropResponseHeaders(h, w.outer, handlerCookies, w.kept())
 			w.err = err
 			switch {
 			case errors.Is(err, session.ErrContention):
@@ -280,8 +310,7 @@ var discardedHeaders = [...]string{
 // the first handlerCookies, those the session's commit added: the cookie
 // of a login, a renewal or a logout, which happened in the store whatever
 // became of the response; and, of the first, those in kept, which the
-// commits of nested Sessions of other Managers set (see
-// sessionWriter.parent). A response with such a cookie gets none of the
+// commits of nested Sessions of other Managers set (see nesting). A response with such a cookie gets none of the
 // headers by which a CDN caches it whatever Cache-Control says back: the
 // commit deleted them (see session.Manager.Commit).
 func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int, kept []string) {
