@@ -123,11 +123,16 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 // next comes, a revocation deletes it now.
 func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int, meta) {
 	if i := slices.Index(ids, id); i >= 0 {
-		var md meta
-		if _, values, err := m.codec.Decode(records[i]); err == nil {
-			md, _ = values[metaKey].(meta)
+		_, values, err := m.codec.Decode(records[i])
+		if err != nil {
+			return i, meta{}
 		}
-		return i, md
+		// Another user's session in this user's index (written there by
+		// hand) is not this user's to end, as List leaves it out.
+		if md, _ := values[metaKey].(meta); md.UserID == userID {
+			return i, md
+		}
+		return -1, meta{}
 	}
 	for i := range ids {
 		_, values, err := m.codec.Decode(records[i])

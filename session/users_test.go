@@ -704,3 +704,23 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeOtherUsersIDInIndex writes the id of bob's session into
+// alice's index by hand (a tampered or corrupted index): Revoke(alice, that
+// id) answers ErrNotFound and leaves bob signed in, as List(alice) leaves
+// the entry out.
+func TestRevokeOtherUsersIDInIndex(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	login(t, m, "alice")
+	bob, bobID := login(t, m, "bob")
+	r.Do(t, "ZADD", "user:alice:sessions", time.Now().Add(time.Hour).UnixMilli(), bobID)
+	if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
+		t.Fatalf("List(alice) = %d sessions, %v; want her own alone", len(list), err)
+	}
+	if err := m.Revoke(context.Background(), "alice", bobID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Revoke(alice, bob's id) = %v, want ErrNotFound", err)
+	}
+	if u := userOf(t, m, bob); u != "bob" {
+		t.Errorf("bob's session afterwards: user %q, want bob", u)
+	}
+}
