@@ -112,7 +112,8 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			h := w.Header()
 			varyOnSession(h)
 			sw := &sessionWriter{ResponseWriter: w, m: m, insideTimeout: &insideTimeout}
-			if parent != nil {
+			if parent != nil && !parent.committed {
+				// Not the writer of a request whose context outlived it.
 				sw.nest = &nesting{parent: parent}
 			}
 			r = r.WithContext(context.WithValue(m.Load(r), committing{}, sw))
@@ -310,9 +311,10 @@ var discardedHeaders = [...]string{
 // the first handlerCookies, those the session's commit added: the cookie
 // of a login, a renewal or a logout, which happened in the store whatever
 // became of the response; and, of the first, those in kept, which the
-// commits of nested Sessions of other Managers set (see nesting). A response with such a cookie gets none of the
-// headers by which a CDN caches it whatever Cache-Control says back: the
-// commit deleted them (see session.Manager.Commit).
+// commits of nested Sessions of other Managers set (see nesting). A
+// response with such a cookie gets none of the headers by which a CDN
+// caches it whatever Cache-Control says back: the commit deleted them (see
+// session.Manager.Commit).
 func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, handlerCookies int, kept []string) {
 	var sessionCookies []string
 	for _, c := range h["Set-Cookie"][:handlerCookies] {
