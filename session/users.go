@@ -109,9 +109,10 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	if i < 0 {
 		return ErrNotFound
 	}
-	ended, err := m.endSession(ctx, userID, ids[i], lineage(ids[i], md))
+	line := lineage(ids[i], md)
+	ended, err := m.endSession(ctx, userID, ids[i], line)
 	if ended != "" {
-		m.revoked(ctx, userID, []string{ended}, true)
+		m.revoked(ctx, userID, []string{ended}, line, false)
 	}
 	return err
 }
@@ -163,7 +164,7 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	}
 	ctx = ending(ctx)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
-	m.revoked(ctx, userID, ids, true)
+	m.revoked(ctx, userID, ids, "", true)
 	if err != nil {
 		return len(ids), storeError(err)
 	}
@@ -224,7 +225,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		// taggedStore.RemoveUserSessions): they count, and their events go
 		// out, all the same.
 		ended += len(ids)
-		m.revoked(ctx, userID, ids, false)
+		m.revoked(ctx, userID, ids, "", false)
 		if keepGone(err) {
 			id = keep
 			continue
@@ -264,19 +265,21 @@ func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 // m's session in ctx is among them, ends it in the request too: the request
 // revoked its own session, so the response expires the cookie. Its own
 // session is the one it has, or, after its Renew lost to a parallel one,
-// the one it had (see state.held); when a parallel Renew moved it to a new
-// id, that id is among ids, which the pointers renewals leave lead to (a
-// read each, only when own is not among ids itself). A session that a
-// parallel login ended instead leaves no pointer: the browser holds that
-// login's cookie, which stays. For RevokeOthers (own false), whose ids are
-// never the request's, nothing is followed.
-func (m *Manager) revoked(ctx context.Context, userID string, ids []string, own bool) {
+// the one it had (see state.held), wherever a parallel Renew moved it:
+// for Revoke, line is the lineage of the session it ended, which is the
+// request's own when the lineages match; for RevokeAll (line "", all),
+// the own id is among ids, or an id that the pointers renewals leave lead
+// to from it (a read each, only when the own id is not among ids itself).
+// A session that a parallel login ended instead leaves no pointer: the
+// browser holds that login's cookie, which stays. RevokeOthers (neither)
+// never ends the request's own.
+func (m *Manager) revoked(ctx context.Context, userID string, ids []string, line string, all bool) {
 	now := m.now()
 	for _, id := range ids {
 		m.emit(EventRevoked, userID, id, now)
 	}
 	st := m.stateIn(ctx)
-	if st == nil || !own || len(ids) == 0 {
+	if st == nil || (line == "" && !all) || len(ids) == 0 {
 		return
 	}
 	st.mu.Lock()
@@ -286,6 +289,12 @@ func (m *Manager) revoked(ctx context.Context, userID string, ids []string, own 
 		return
 	}
 	id := idOf(h.token)
+	if !all {
+		if lineage(id, h.md) == line {
+			st.end()
+		}
+		return
+	}
 	for range maxFollow {
 		if slices.Contains(ids, id) {
 			st.end()
