@@ -1239,6 +1239,72 @@ func TestPutRacesRenewalChain(t *testing.T) {
 	}
 }
 
+// TestPutThenRenewRacesRenewal has a request put a value and then Renew
+// while another instance renews the same session, in 200 jittered rounds,
+// a signed-in session and an anonymous one: whichever Renew wins, the
+// request's Commit returns nil and the value is in the one session left,
+// under the winner's token.
+func TestPutThenRenewRacesRenewal(t *testing.T) {
+	for _, user := range []string{"alice", ""} {
+		t.Run(map[bool]string{true: "user", false: "anonymous"}[user != ""], func(t *testing.T) {
+			a, r, _ := newTestManager(t, Config{})
+			b := taggedManager(t, r, Config{})
+			lost := 0
+			for round := range 200 {
+				var c0 string
+				if user != "" {
+					c0, _ = login(t, a, user)
+				} else {
+					c0 = serve(t, a, "", func(ctx context.Context) { Put(ctx, "seed", "1") })
+				}
+				req := load(a, c0)
+				other := make(chan string, 1)
+				go func() {
+					time.Sleep(time.Duration(round%5) * 150 * time.Microsecond)
+					h, _ := exchange(t, b, c0, func(ctx context.Context) { _ = Renew(ctx) })
+					c, _ := sessionCookie(b, h)
+					if c == nil {
+						other <- ""
+						return
+					}
+					other <- c.Value
+				}()
+				time.Sleep(time.Duration(round%7) * 100 * time.Microsecond)
+				want := strconv.Itoa(round)
+				if err := Put(req, "cart", want); err != nil {
+					t.Fatalf("round %d: Put = %v", round, err)
+				}
+				renewErr := Renew(req)
+				h := http.Header{}
+				if err := a.Commit(req, h); err != nil {
+					t.Fatalf("round %d: Commit = %v, want nil", round, err)
+				}
+				winner := <-other
+				if renewErr == nil {
+					c, ok := sessionCookie(a, h)
+					if !ok || winner != "" {
+						t.Fatalf("round %d: both Renews won (cookie %v, other %q)", round, ok, winner)
+					}
+					winner = c.Value
+				} else {
+					lost++
+				}
+				var got, who string
+				serve(t, a, winner, func(ctx context.Context) {
+					got, _ = Get[string](ctx, "cart")
+					who, _ = UserID(ctx)
+				})
+				if got != want || who != user {
+					t.Errorf("round %d (Renew %v): the session left has cart %q, user %q; want %q, %q", round, renewErr, got, who, want, user)
+				}
+			}
+			if lost == 0 || lost == 200 {
+				t.Errorf("the request's Renew lost in %d of 200 rounds: the test raced nothing", lost)
+			}
+		})
+	}
+}
+
 // TestRevokeByFirstIDRacesRenewalChain has a user revoke a device by the
 // id a list showed before the device began renewing its session back to
 // back on another instance: Revoke, given the session's FirstID, finds it
