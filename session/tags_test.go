@@ -32,6 +32,13 @@ var testTagKey = testKey(0x54)
 // other's cookies) and the real clock.
 func taggedManager(t *testing.T, r *redistest.Server, cfg Config) *Manager {
 	t.Helper()
+	return hookedManager(t, r, cfg, func(s *redisstore.Store) Store { return s })
+}
+
+// hookedManager is taggedManager on the Store that wrap makes of the
+// redisstore.Store it opens (a hook between a call's steps).
+func hookedManager(t *testing.T, r *redistest.Server, cfg Config, wrap func(*redisstore.Store) Store) *Manager {
+	t.Helper()
 	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +47,7 @@ func taggedManager(t *testing.T, r *redistest.Server, cfg Config) *Manager {
 	cfg.Keys = [][]byte{testKey(7)}
 	cfg.InsecureCookie = true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := New(store, cfg)
+	m, err := New(wrap(store), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -914,17 +921,8 @@ func TestListRacesTagRenewal(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					r := redistest.Start(t)
 					plain := taggedManager(t, r, Config{})
-					store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { store.Close() })
-					hook := &listHook{Store: store}
-					m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
-						Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-					if err != nil {
-						t.Fatal(err)
-					}
+					hook := new(listHook)
+					m := hookedManager(t, r, Config{TagKey: testTagKey}, func(s *redisstore.Store) Store { hook.Store = s; return hook })
 					maker, renewer := plain, m
 					if untagging {
 						maker, renewer = m, plain
@@ -1003,17 +1001,8 @@ func TestListOrder(t *testing.T) {
 func TestRevokeAllRacesUntaggingRenewal(t *testing.T) {
 	r := redistest.Start(t)
 	plain := taggedManager(t, r, Config{})
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	hook := &passHook{Store: store}
-	m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hook := new(passHook)
+	m := hookedManager(t, r, Config{TagKey: testTagKey}, func(s *redisstore.Store) Store { hook.Store = s; return hook })
 	victim, _ := login(t, m, "alice")
 	login(t, m, "alice")
 	var renewed string
@@ -1052,17 +1041,8 @@ func TestRevokeRacesLegacyRenewal(t *testing.T) {
 			plain := taggedManager(t, r, Config{})
 			legacy, _ := login(t, plain, "alice")
 
-			store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
-			hook := &passHook{Store: store}
-			m, err := New(hook, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, TagKey: testTagKey,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
+			hook := new(passHook)
+			m := hookedManager(t, r, Config{TagKey: testTagKey}, func(s *redisstore.Store) Store { hook.Store = s; return hook })
 			current, _ := login(t, m, "alice")
 
 			var renewed string
@@ -1073,6 +1053,7 @@ func TestRevokeRacesLegacyRenewal(t *testing.T) {
 				}
 			}
 			var n int
+			var err error
 			if others {
 				_, err = exchange(t, m, current, func(ctx context.Context) { n, err = m.RevokeOthers(ctx) })
 			} else {
