@@ -73,7 +73,11 @@ type Config struct {
 	Keys [][]byte
 
 	// Lifetime is the absolute timeout: a session is never accepted after
-	// Lifetime has passed since it was created, however active it is.
+	// Lifetime has passed since it was created, however active it is. A
+	// session keeps the deadline it was created with, but an instance
+	// with a shorter Lifetime ends it at its creation plus that Lifetime:
+	// after Lifetime shrinks, no session outlives the new one, renewed or
+	// not (see MaxSessionsPerUser for what such sessions still count for).
 	// Zero means DefaultLifetime (24h); otherwise 1ms to 100 years.
 	Lifetime time.Duration
 
@@ -135,7 +139,8 @@ type Config struct {
 	// milliseconds newer than one that stays may be revoked, and sessions
 	// whose logins started in the same millisecond are in no set order;
 	// after Lifetime shrinks, sessions made under the longer one count as
-	// newer than later logins. Zero means no limit.
+	// newer than later logins, and towards the limit until their first
+	// deadline, though Lifetime ended them. Zero means no limit.
 	MaxSessionsPerUser int
 
 	// MaxRecordBytes is the largest encoded record a session may have, in

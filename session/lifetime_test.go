@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -423,5 +424,60 @@ func TestLoginAfterFailedLoadWait(t *testing.T) {
 	err := <-done
 	if err != nil || !info.ExpiresAt.After(m.now()) {
 		t.Errorf("Create after a recordMeta wait longer than the lifetime = %v, deadline %v (now %v); want a live session", err, info.ExpiresAt, m.now())
+	}
+}
+
+// TestShorterLifetime checks that an instance never accepts a session
+// created longer than its own Lifetime ago, as Config.Lifetime says, even
+// one created under a longer Lifetime whose cookie a Renew signed since
+// (the MAC's age fence ends those whose cookie is that old, and the real
+// clock is too young here for it to): it neither reads nor lists it, and
+// a Renew of a younger one signs the earlier end.
+func TestShorterLifetime(t *testing.T) {
+	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: -1})
+	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute, IdleTimeout: -1,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short.now = clk.now
+	start := clk.t
+	old, _ := login(t, long, "alice")
+	clk.t = start.Add(20 * time.Minute)
+	renewed := serve(t, long, old, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Fatalf("Renew: %v", err)
+		}
+	})
+	younger, _ := login(t, long, "alice")
+	clk.t = start.Add(40 * time.Minute)
+
+	if u := userOf(t, long, renewed); u != "alice" {
+		t.Errorf("the longer Lifetime's instance 40m after the login: UserID = %q, want alice", u)
+	}
+	if u := userOf(t, short, renewed); u != "" {
+		t.Errorf("a 30m Lifetime's instance 40m after the login, renewed at 20m: UserID = %q, want none", u)
+	}
+	list, err := short.List(context.Background(), "alice")
+	if err != nil || len(list) != 1 || !list[0].ExpiresAt.Equal(wholeMilli(start.Add(50*time.Minute))) {
+		t.Errorf("List by the 30m instance = %+v, %v; want the younger session alone, to end 30m after its creation", list, err)
+	}
+	if list, err := long.List(context.Background(), "alice"); err != nil || len(list) != 2 {
+		t.Errorf("List by the 1h instance = %d sessions, %v; want both", len(list), err)
+	}
+
+	var info Info
+	again := serve(t, short, younger, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Fatalf("Renew: %v", err)
+		}
+		info, _ = FromContext(ctx)
+	})
+	if want := wholeMilli(start.Add(50 * time.Minute)); !info.ExpiresAt.Equal(want) {
+		t.Errorf("ExpiresAt after a Renew by the 30m instance = %v, want %v", info.ExpiresAt, want)
+	}
+	clk.t = start.Add(51 * time.Minute)
+	if u := userOf(t, long, again); u != "" {
+		t.Errorf("the 1h instance, past the end the 30m instance's Renew signed: UserID = %q, want none", u)
 	}
 }

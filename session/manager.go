@@ -328,6 +328,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if deadline.Before(recDeadline) {
 		recDeadline = deadline
 	}
+	recDeadline = m.capped(recDeadline, md)
 	if !recDeadline.After(now) {
 		return ctx
 	}
@@ -1028,6 +1029,20 @@ func (m *Manager) newToken(st *state, tag string) (string, error) {
 // whole milliseconds, as the token carries it.
 func (m *Manager) deadline(now time.Time) time.Time {
 	return time.UnixMilli(now.Add(m.cfg.Lifetime + time.Millisecond - 1).UnixMilli())
+}
+
+// capped returns deadline, or the end of this Manager's Lifetime after the
+// creation time in md if that comes first. A session keeps the deadline it
+// was created with, but never outlives the Lifetime of the instance that
+// reads it (see Config.Lifetime): after Lifetime shrinks, a session made
+// under the longer one ends as the MAC's age fence (see newSigner) ends it
+// when its cookie was signed at the login, renewed or not. With the same
+// Lifetime, deadline is the earlier, to the millisecond.
+func (m *Manager) capped(deadline time.Time, md meta) time.Time {
+	if end := m.deadline(md.CreatedAt); end.Before(deadline) {
+		return end
+	}
+	return deadline
 }
 
 // wholeMilli returns t rounded up to a whole millisecond, the precision of

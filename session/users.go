@@ -41,8 +41,9 @@ func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, err
 		}
 		md, _ := values[metaKey].(meta)
 		// Past its deadline, a session is over whatever its record's time
-		// to live says (another instance's clock set it, and Load refuses
-		// it all the same).
+		// to live says (another instance's clock, or Lifetime, set it, and
+		// Load refuses it all the same).
+		deadline = m.capped(deadline, md)
 		if md.UserID != userID || !deadline.After(now) {
 			continue
 		}
