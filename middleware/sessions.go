@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sessionkit/sessionkit/internal/nocache"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -152,7 +153,11 @@ type sessionWriter struct {
 	m         *session.Manager
 	r         *http.Request
 	committed bool
-	err       error // why the commit failed; a 503 replaced the response
+	// cookieAhead is set when Hijack refused to hand over the connection
+	// because the commit set a cookie: the handler's answer, whose
+	// headers it may still change, carries that cookie (see commit).
+	cookieAhead bool
+	err         error // why the commit failed; a 503 replaced the response
 	// insideTimeout logs, once for the Sessions that made the writer, a
 	// write that http.TimeoutHandler refused: see wrote.
 	insideTimeout *sync.Once
@@ -239,6 +244,13 @@ func (w *sessionWriter) commit() bool {
 				unavailable(w.ResponseWriter)
 			}
 		}
+	} else if w.cookieAhead {
+		// The handler answers after a Hijack that the commit's cookie
+		// refused, and may have set headers by which a cache keeps its
+		// answer since: keep it out of shared caches again, as the
+		// commit did.
+		w.cookieAhead = false
+		nocache.KeepOut(w.Header())
 	}
 	return w.err == nil
 }
@@ -331,7 +343,7 @@ func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, 
 		}
 	}
 	for i, k := range discardedHeaders {
-		if outer != nil && outer[i] != nil && !(len(sessionCookies) > 0 && cdnCacheHeader(k)) {
+		if outer != nil && outer[i] != nil && !(len(sessionCookies) > 0 && nocache.CDNHeader(k)) {
 			h[k] = outer[i]
 		} else {
 			delete(h, k)
@@ -342,17 +354,6 @@ func dropResponseHeaders(h http.Header, outer *[len(discardedHeaders)][]string, 
 		// appended to the array of outer's cookies, which stays theirs.
 		h["Set-Cookie"] = append(slices.Clone(h["Set-Cookie"]), sessionCookies...)
 	}
-}
-
-// cdnCacheHeader reports whether k, one of discardedHeaders, is a header by
-// which a CDN or a proxy caches a response whatever its Cache-Control says,
-// as session's keepCookieOutOfCaches has them.
-func cdnCacheHeader(k string) bool {
-	switch k {
-	case "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control":
-		return true
-	}
-	return false
 }
 
 // WriteHeader implements http.ResponseWriter.
@@ -445,7 +446,9 @@ var errHijackCookie = errors.New("middleware: the session change of this request
 // session.ErrResponseStarted, then hands over the connection. When the
 // commit set a cookie (a login, a renewal or a logout in this request),
 // it hijacks nothing and returns an error instead, so that the handler
-// answers normally and the cookie goes out with that answer. When the
+// answers normally and the cookie goes out with that answer: again if
+// asked again, and that answer, whatever headers the handler sets for it,
+// is kept out of shared caches as the commit keeps its own. When the
 // connection cannot be hijacked (HTTP/2, also through a writer of a
 // middleware that has a Hijack method whatever the connection) it returns
 // an error matching http.ErrNotSupported without committing.
@@ -456,11 +459,15 @@ func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// without the upgrade can still change the session.
 		return nil, nil, fmt.Errorf("middleware: hijack: %w", http.ErrNotSupported)
 	}
+	if w.cookieAhead {
+		return nil, nil, errHijackCookie // asked again: the cookie still waits for an answer
+	}
 	cookies := len(w.Header().Values("Set-Cookie"))
 	if !w.commit() {
 		return nil, nil, w.err
 	}
 	if len(w.Header().Values("Set-Cookie")) != cookies {
+		w.cookieAhead = true
 		return nil, nil, errHijackCookie
 	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()

@@ -433,8 +433,9 @@ func TestHijackUnsupported(t *testing.T) {
 // TestHijackCommits checks a hijacked connection (a WebSocket upgrade):
 // the session's changes made before the hijack are saved, one made after
 // it returns ErrResponseStarted, and a change that needs a cookie (a
-// login) makes the hijack fail, so that the handler's normal answer
-// carries the cookie.
+// login) makes the hijack fail, also when asked again, so that the
+// handler's normal answer carries the cookie, kept out of shared caches
+// whatever caching headers the handler sets for it.
 func TestHijackCommits(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	c := h.client()
@@ -475,11 +476,23 @@ func TestHijackCommits(t *testing.T) {
 			t.Error("the middleware's writer is no http.Hijacker")
 		} else if _, _, err := hj.Hijack(); err == nil {
 			t.Error("Hijack after a login succeeded; its cookie would be lost")
+		} else if _, _, err := hj.Hijack(); err == nil {
+			t.Error("Hijack asked again after a login succeeded; its cookie would be lost")
 		}
+		// The fallback answer's own caching, set after the commit.
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Header().Set("Surrogate-Control", "max-age=600")
+		w.Header()["CDN-Cache-Control"] = []string{"max-age=600"}
 		io.WriteString(w, "not upgraded")
 	}
-	if got := h.do(other, "GET", "/hook", nil); got.body != "not upgraded" || got.header.Get("Set-Cookie") == "" {
+	got := h.do(other, "GET", "/hook", nil)
+	if got.body != "not upgraded" || got.header.Get("Set-Cookie") == "" {
 		t.Fatalf("login then refused hijack = %d %q Set-Cookie %q, want the answer with the cookie", got.code, got.body, got.header.Get("Set-Cookie"))
+	}
+	if cc := got.header.Values("Cache-Control"); len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` ||
+		got.header.Get("Surrogate-Control") != "" || got.header.Get("CDN-Cache-Control") != "" {
+		t.Errorf("the answer with the login's cookie after a refused hijack: Cache-Control %q, Surrogate-Control %q, CDN-Cache-Control %q; want it private and no CDN caching",
+			cc, got.header.Get("Surrogate-Control"), got.header.Get("CDN-Cache-Control"))
 	}
 	if got := h.do(other, "GET", "/me", nil); got.body != "bob" {
 		t.Errorf("GET /me after the login = %q, want bob", got.body)

@@ -21,6 +21,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/sessionkit/sessionkit/internal/loglimit"
+	"github.com/sessionkit/sessionkit/internal/nocache"
 	"github.com/sessionkit/sessionkit/internal/redact"
 )
 
@@ -1254,41 +1255,7 @@ func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 	b = append(b, m.cookieAttrs...)
 	// The keys are canonical: no need for Header.Add to make them so.
 	h["Set-Cookie"] = append(h["Set-Cookie"], string(b))
-	keepCookieOutOfCaches(h)
-}
-
-// cookieCacheControl is the Cache-Control directive of a response that sets
-// or expires a session cookie. private keeps it out of shared caches: a
-// request without a cookie does not vary from another by its Cookie
-// header, so Vary alone would let a cache serve one visitor's new session
-// (values the response shows, a page made for it) to the next. no-cache
-// on Set-Cookie keeps a cache that stores it anyway (the browser's own)
-// from replaying the cookie.
-const cookieCacheControl = `private, no-cache="Set-Cookie"`
-
-// cdnCacheHeaders are the headers by which a proxy or a CDN caches a
-// response whatever its Cache-Control says (RFC 9213's CDN-Cache-Control
-// and Cloudflare's own, Fastly's and Varnish's Surrogate-Control, nginx's
-// X-Accel-Expires). The keys are canonical.
-var cdnCacheHeaders = [...]string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
-
-// keepCookieOutOfCaches adds cookieCacheControl to h's Cache-Control,
-// once, and deletes cdnCacheHeaders, which would let a shared cache keep
-// the response all the same, also where a handler set them under a key
-// that is not canonical (h["CDN-Cache-Control"]), which net/http writes as
-// it is.
-func keepCookieOutOfCaches(h http.Header) {
-	for k := range h {
-		if slices.Contains(cdnCacheHeaders[:], http.CanonicalHeaderKey(k)) {
-			delete(h, k)
-		}
-	}
-	cc := h["Cache-Control"]
-	if len(cc) > 0 && cc[len(cc)-1] == cookieCacheControl {
-		return // a second cookie of the same response, or the handler's own
-	}
-	// The key is canonical: no need for Header.Add to make it so.
-	h["Cache-Control"] = append(cc, cookieCacheControl)
+	nocache.KeepOut(h)
 }
 
 // cookieAttributes returns the attributes that follow Max-Age in the

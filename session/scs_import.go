@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+
+	"github.com/sessionkit/sessionkit/internal/nocache"
 )
 
 // DefaultSCSCookieName is the name of the cookie scs sets unless told
@@ -564,5 +566,5 @@ func (m *Manager) expireSCSCookie(h http.Header) {
 		SameSite: m.cfg.SameSite,
 	}
 	h.Add("Set-Cookie", c.String())
-	keepCookieOutOfCaches(h)
+	nocache.KeepOut(h)
 }
