@@ -244,15 +244,21 @@ func (w *sessionWriter) commit() bool {
 				unavailable(w.ResponseWriter)
 			}
 		}
-	} else if w.cookieAhead {
-		// The handler answers after a Hijack that the commit's cookie
-		// refused, and may have set headers by which a cache keeps its
-		// answer since: keep it out of shared caches again, as the
-		// commit did.
+	} else {
+		w.answerAhead()
+	}
+	return w.err == nil
+}
+
+// answerAhead runs as the handler's answer starts after a Hijack that the
+// commit's cookie refused (see cookieAhead): the handler may have set
+// headers by which a cache keeps its answer since, so it keeps that answer
+// out of shared caches again, as the commit did.
+func (w *sessionWriter) answerAhead() {
+	if w.cookieAhead {
 		w.cookieAhead = false
 		nocache.KeepOut(w.Header())
 	}
-	return w.err == nil
 }
 
 // abandon runs as the handler returns or panics. After a panic, unless the
@@ -267,6 +273,8 @@ func (w *sessionWriter) abandon() {
 		w.committed = true
 		varyOnSession(w.Header())
 		w.m.Abandon(w.r.Context(), w.Header())
+	} else {
+		w.answerAhead() // the 500 of a middleware that recovers the panic
 	}
 }
 

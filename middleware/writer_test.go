@@ -499,6 +499,40 @@ func TestHijackCommits(t *testing.T) {
 	}
 }
 
+// TestHijackRefusedAnswer has a handler whose Hijack a login refused set
+// caching headers, then return without writing, or panic under a
+// recovering middleware: the answer net/http or that middleware writes
+// carries the login's cookie, so it is kept out of shared caches too.
+func TestHijackRefusedAnswer(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, panics := range []bool{false, true} {
+		srv := httptest.NewServer(recovering(middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := session.Create(r.Context(), "alice"); err != nil {
+				t.Errorf("Create: %v", err)
+			}
+			if _, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				t.Error("Hijack after a login succeeded")
+			}
+			w.Header().Set("Cache-Control", "public, max-age=600")
+			w.Header().Set("Surrogate-Control", "max-age=600")
+			if panics {
+				panic("boom")
+			}
+		}))))
+		resp, err := srv.Client().Get(srv.URL)
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cc := resp.Header.Values("Cache-Control")
+		if resp.Header.Get("Set-Cookie") == "" || len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` || resp.Header.Get("Surrogate-Control") != "" {
+			t.Errorf("panics %v: %d, Set-Cookie %v, Cache-Control %q, Surrogate-Control %q; want the cookie, private, no CDN caching",
+				panics, resp.StatusCode, resp.Header.Get("Set-Cookie") != "", cc, resp.Header.Get("Surrogate-Control"))
+		}
+	}
+}
+
 // hijackAlways is the writer of a logging middleware that has a Hijack
 // method whatever the connection, as many do, and fails it with an error
 // of its own where the connection cannot be hijacked.
