@@ -9,14 +9,14 @@ import (
 	"slices"
 )
 
-// CacheControl is the Cache-Control directive of a response that sets or
+// cacheControl is the Cache-Control directive of a response that sets or
 // expires a session cookie. private keeps it out of shared caches: a
 // request without a cookie does not vary from another by its Cookie
 // header, so Vary alone would let a cache serve one visitor's new session
 // (values the response shows, a page made for it) to the next. no-cache
 // on Set-Cookie keeps a cache that stores it anyway (the browser's own)
 // from replaying the cookie.
-const CacheControl = `private, no-cache="Set-Cookie"`
+const cacheControl = `private, no-cache="Set-Cookie"`
 
 // cdnHeaders are the headers by which a proxy or a CDN caches a response
 // whatever its Cache-Control says (RFC 9213's CDN-Cache-Control and
@@ -30,7 +30,7 @@ func CDNHeader(k string) bool {
 	return slices.Contains(cdnHeaders[:], k)
 }
 
-// KeepOut adds CacheControl to h's Cache-Control, unless it is the last
+// KeepOut adds cacheControl to h's Cache-Control, unless it is the last
 // value already, and deletes the headers CDNHeader names, also where a
 // handler set them under a key that is not canonical
 // (h["CDN-Cache-Control"]), which net/http writes as it is.
@@ -41,9 +41,9 @@ func KeepOut(h http.Header) {
 		}
 	}
 	cc := h["Cache-Control"]
-	if len(cc) > 0 && cc[len(cc)-1] == CacheControl {
+	if len(cc) > 0 && cc[len(cc)-1] == cacheControl {
 		return // a second cookie of the same response, or the handler's own
 	}
 	// The key is canonical: no need for Header.Add to make it so.
-	h["Cache-Control"] = append(cc, CacheControl)
+	h["Cache-Control"] = append(cc, cacheControl)
 }
