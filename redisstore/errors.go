@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
@@ -158,7 +159,7 @@ func classify(op string, err error, cluster bool) error {
 		// Only the caller cancels (the Store's own bounds are deadlines):
 		// a client that went away says nothing about Redis.
 		if safe := safeText(err); safe != err.Error() {
-			return &redactedError{msg: fmt.Sprintf("redisstore: %s: %s", op, safe), errs: []error{err}}
+			return &redactedError{msg: fmt.Sprintf("redisstore: %s: %s", op, safe), err: err}
 		}
 		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
@@ -178,7 +179,7 @@ func classify(op string, err error, cluster bool) error {
 		class = ErrRefused
 	}
 	if safe := safeText(err); safe != err.Error() {
-		return &redactedError{msg: fmt.Sprintf("%v (%s): %s", class, op, safe), errs: []error{class, err}}
+		return &redactedError{msg: fmt.Sprintf("%v (%s): %s", class, op, safe), class: class, err: err}
 	}
 	return fmt.Errorf("%w (%s): %w", class, op, err)
 }
@@ -221,7 +222,8 @@ func replaceRestOfLine(msg, from, with string) string {
 // urlSafeText returns the text of err with the detail of any URL parsing
 // error in it (*url.Error's, which quotes pieces of the URL, such as a
 // password taken for a port: `invalid port ":pw" after host`) replaced by
-// "malformed URL", what follows redigo DialURL's "invalid database: " and
+// "malformed URL" (and the URL it quotes by "<scheme>://[not shown]" when
+// no "@" is left in it), what follows redigo DialURL's "invalid database: " and
 // "url is opaque: " (the URL's path or opaque part, which hold the remains
 // of a password with a "/" in a malformed URL) by "[not shown]", and the
 // userinfo of every URL of a scheme DialURL dials (urlSchemes: redis://,
@@ -239,6 +241,13 @@ func urlSafeText(err error) string {
 	if errors.As(err, &ue) && ue.Err != nil {
 		if detail := ue.Err.Error(); detail != "" {
 			msg = strings.ReplaceAll(msg, detail, "malformed URL")
+		}
+		// url.Parse quotes the URL without what follows a "#", so a
+		// password holding one is quoted without the "@" that would tell
+		// its userinfo from a host and port ("redis://app:pw"): such a
+		// quote is not shown at all.
+		if scheme, rest, ok := strings.Cut(ue.URL, "://"); ok && !strings.Contains(rest, "@") {
+			msg = strings.ReplaceAll(msg, strconv.Quote(ue.URL), strconv.Quote(scheme+"://[not shown]"))
 		}
 	}
 	for _, echo := range []string{"invalid database: ", "url is opaque: "} {
@@ -278,12 +287,18 @@ func urlSafeText(err error) string {
 // userinfo urlSafeText hides.
 var urlSchemes = []string{"redis", "rediss", "valkey", "valkeys"}
 
-// redactedError is a classified error whose text is safeText's; errors.Is
-// and errors.As still find its class and the error.
+// redactedError is a classified error whose text is safeText's. errors.Is
+// and errors.As still find its class and the error whose text it hides,
+// but it unwraps to its class alone: a program that walks a chain of
+// errors by Unwrap and prints each (as error trackers do) would print the
+// hidden error's text, password or session keys included.
 type redactedError struct {
-	msg  string
-	errs []error
+	msg   string
+	class error // nil for none
+	err   error
 }
 
-func (e *redactedError) Error() string   { return e.msg }
-func (e *redactedError) Unwrap() []error { return e.errs }
+func (e *redactedError) Error() string        { return e.msg }
+func (e *redactedError) Unwrap() error        { return e.class }
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *redactedError) As(target any) bool   { return errors.As(e.err, target) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -222,6 +223,11 @@ func TestURLSafeText(t *testing.T) {
 		{"valkeys", dialURLError(t, "valkeys://near:se/cret-pw@127.0.0.1:36100"), []string{"se/", "cret", "near"},
 			`"valkeys://[redacted]@127.0.0.1:36100"`},
 		{"other scheme", errors.New("see https://user@example.com/x"), nil, "see https://user@example.com/x"},
+		// url.Parse quotes the URL before the "#" only: no "@" is left.
+		{"hash, user", dialURLError(t, "redis://app:S3CRET#pw@127.0.0.1:36100"), []string{"S3CRET", "app"},
+			`parse "redis://[not shown]": malformed URL`},
+		{"hash, no user", dialURLError(t, "redis://:S3CRET#pw@127.0.0.1:36100"), []string{"S3CRET"},
+			`parse "redis://[not shown]": malformed URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := urlSafeText(tc.err)
@@ -247,4 +253,42 @@ func dialURLError(t *testing.T, u string) error {
 		t.Fatalf("DialURL(%q) succeeded", u)
 	}
 	return err
+}
+
+// TestRedactedErrorChain: the error of a Store call whose cause quoted a
+// password (a pool's DialURL of a malformed URL) holds none in any error
+// its chain unwraps to, which error trackers print one by one; errors.Is
+// and errors.As still find its class and its cause.
+func TestRedactedErrorChain(t *testing.T) {
+	for _, err := range []error{
+		classify("load", dialURLError(t, "redis://:se/cret-pw@127.0.0.1:36100"), false),
+		classify("load", fmt.Errorf("%w: %w", context.Canceled, dialURLError(t, "redis://:se/cret-pw@127.0.0.1:36100")), false),
+	} {
+		var walk func(err error, depth int)
+		walk = func(err error, depth int) {
+			if err == nil {
+				return
+			}
+			if strings.Contains(err.Error(), "cret") {
+				t.Errorf("an error %d links down the chain holds the password: %q", depth, err)
+			}
+			switch u := err.(type) {
+			case interface{ Unwrap() error }:
+				walk(u.Unwrap(), depth+1)
+			case interface{ Unwrap() []error }:
+				for _, e := range u.Unwrap() {
+					walk(e, depth+1)
+				}
+			}
+		}
+		walk(err, 0)
+		var ue *url.Error
+		if !errors.As(err, &ue) {
+			t.Errorf("errors.As(%q, *url.Error) = false, want the cause", err)
+		}
+	}
+	err := classify("load", dialURLError(t, "redis://:se/cret-pw@127.0.0.1:36100"), false)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("errors.Is(%q, ErrUnavailable) = false", err)
+	}
 }
