@@ -52,8 +52,9 @@ import (
 // 0, which a Cluster (REDIS_CLUSTER_NODES) refuses, as [Open] does.
 //
 // With REDIS_URL only REDIS_WAIT_REPLICAS and the near-cache's variables
-// are also read, and REDIS_TLS=true with a redis:// URL is an error (the
-// URL would connect without TLS). An empty variable counts as unset. A bad value is an error
+// are also read, REDIS_USERNAME and REDIS_PASSWORD too when the URL holds
+// neither a user nor a password, and REDIS_TLS=true with a redis:// URL is
+// an error (the URL would connect without TLS). An empty variable counts as unset. A bad value is an error
 // that names the variable and what was expected; the values of REDIS_URL
 // and of the passwords never appear in it.
 func FromEnv() (Config, error) {
@@ -168,6 +169,11 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		cfg, err := parseURL(get("REDIS_URL"))
 		if err != nil {
 			return Config{}, fmt.Errorf("redisstore: REDIS_URL: %w", err)
+		}
+		if cfg.Username == "" && cfg.Password == "" {
+			// A URL from configuration, the credentials from a secret: as
+			// Describe's advice for a server that wants a password says.
+			cfg.Username, cfg.Password = get("REDIS_USERNAME"), get("REDIS_PASSWORD")
 		}
 		// The URL says whether to use TLS; one that says no must not
 		// silently win over a REDIS_TLS that asks for it.

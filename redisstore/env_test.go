@@ -55,6 +55,16 @@ func TestFromEnv(t *testing.T) {
 		{name: "host with a space", env: map[string]string{"REDIS_HOST": "a b"}, wantErr: `redisstore: REDIS_HOST: want a host name or IP address (no scheme, user, password or port)`},
 		{name: "host name", env: map[string]string{"REDIS_HOST": "redis_1.cache-eu.internal"}, want: envConfig{Addr: "redis_1.cache-eu.internal:6379"}},
 		{
+			name: "credentials beside a REDIS_URL without them",
+			env:  map[string]string{"REDIS_URL": "redis://cache:7000/3", "REDIS_USERNAME": "app", "REDIS_PASSWORD": "s3cret"},
+			want: envConfig{Addr: "cache:7000", Username: "app", Password: "s3cret", DB: 3},
+		},
+		{
+			name: "REDIS_URL's credentials win",
+			env:  map[string]string{"REDIS_URL": "redis://:pw@cache:7000", "REDIS_USERNAME": "app", "REDIS_PASSWORD": "s3cret"},
+			want: envConfig{Addr: "cache:7000", Password: "pw"},
+		},
+		{
 			name:    "bad REDIS_TLS beside REDIS_URL",
 			env:     map[string]string{"REDIS_URL": "redis://cache:7000", "REDIS_TLS": "yes"},
 			wantErr: `redisstore: REDIS_TLS: want true or false, got "yes"`,
