@@ -53,8 +53,10 @@ import (
 //
 // With REDIS_URL only REDIS_WAIT_REPLICAS and the near-cache's variables
 // are also read, REDIS_USERNAME and REDIS_PASSWORD too when the URL holds
-// neither a user nor a password, and REDIS_TLS=true with a redis:// URL is
-// an error (the URL would connect without TLS). An empty variable counts as unset. A bad value is an error
+// neither a user nor a password, and REDIS_DB, which selects the database
+// when the URL names none and is an error when it names another; and
+// REDIS_TLS=true with a redis:// URL is an error (the URL would connect
+// without TLS). An empty variable counts as unset. A bad value is an error
 // that names the variable and what was expected; the values of REDIS_URL
 // and of the passwords never appear in it.
 func FromEnv() (Config, error) {
@@ -166,7 +168,8 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 			cfg.SentinelUsername, cfg.SentinelPassword = get("REDIS_SENTINEL_USERNAME"), get("REDIS_SENTINEL_PASSWORD")
 		}
 	case get("REDIS_URL") != "":
-		cfg, err := parseURL(get("REDIS_URL"))
+		raw := get("REDIS_URL")
+		cfg, err := parseURL(raw)
 		if err != nil {
 			return Config{}, fmt.Errorf("redisstore: REDIS_URL: %w", err)
 		}
@@ -174,6 +177,21 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 			// A URL from configuration, the credentials from a secret: as
 			// Describe's advice for a server that wants a password says.
 			cfg.Username, cfg.Password = get("REDIS_USERNAME"), get("REDIS_PASSWORD")
+		}
+		// REDIS_DB completes a URL that names no database; one that
+		// contradicts the URL's fails rather than lose to it unseen, which
+		// would put the sessions in a database the operator did not choose.
+		if v := get("REDIS_DB"); v != "" {
+			db, err := parseDB(v)
+			if err != nil {
+				return Config{}, err
+			}
+			switch {
+			case !urlNamesDB(raw):
+				cfg.DB = db
+			case db != cfg.DB:
+				return Config{}, fmt.Errorf("redisstore: REDIS_DB is %d but REDIS_URL names database %d: name it in one of them", db, cfg.DB)
+			}
 		}
 		// The URL says whether to use TLS; one that says no must not
 		// silently win over a REDIS_TLS that asks for it.
@@ -196,6 +214,12 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		if v := get("REDIS_PORT"); v != "" {
 			p, err := parsePort(v)
 			if err != nil {
+				if strings.HasPrefix(v, "tcp://") {
+					// Kubernetes sets REDIS_PORT=tcp://<ip>:<port> in
+					// every pod of a namespace with a Service named redis
+					// (its "service links"), unasked.
+					return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q, as Kubernetes sets it for a Service named redis: set REDIS_URL (which REDIS_PORT does not override) or the pod's enableServiceLinks: false", v)
+				}
 				return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q", v)
 			}
 			port = p
@@ -209,9 +233,9 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 	}
 	cfg.Username, cfg.Password = get("REDIS_USERNAME"), get("REDIS_PASSWORD")
 	if v := get("REDIS_DB"); v != "" {
-		db, err := strconv.Atoi(v)
-		if err != nil || db < 0 {
-			return Config{}, fmt.Errorf("redisstore: REDIS_DB: want an integer 0 or more, got %q", v)
+		db, err := parseDB(v)
+		if err != nil {
+			return Config{}, err
 		}
 		if db != 0 && nodes != "" {
 			return Config{}, errors.New("redisstore: REDIS_DB: a Redis Cluster (REDIS_CLUSTER_NODES) has database 0 only")
@@ -228,6 +252,23 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseDB parses REDIS_DB's value v, a database number.
+func parseDB(v string) (int, error) {
+	db, err := strconv.Atoi(v)
+	if err != nil || db < 0 {
+		return 0, fmt.Errorf("redisstore: REDIS_DB: want an integer 0 or more, got %q", v)
+	}
+	return db, nil
+}
+
+// urlNamesDB reports whether raw, a URL that parseURL accepts, has a
+// database number as its path ("redis://host/0"), not none ("redis://host"
+// or "redis://host/").
+func urlNamesDB(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.TrimPrefix(u.Path, "/") != ""
 }
 
 // addrList parses the comma-separated host:port list in the variable name.

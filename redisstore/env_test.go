@@ -65,6 +65,46 @@ func TestFromEnv(t *testing.T) {
 			want: envConfig{Addr: "cache:7000", Password: "pw"},
 		},
 		{
+			name: "REDIS_DB beside a REDIS_URL without a database",
+			env:  map[string]string{"REDIS_URL": "redis://cache:7000", "REDIS_DB": "2"},
+			want: envConfig{Addr: "cache:7000", DB: 2},
+		},
+		{
+			name: "REDIS_DB beside a REDIS_URL with an empty path",
+			env:  map[string]string{"REDIS_URL": "redis://cache:7000/", "REDIS_DB": "2"},
+			want: envConfig{Addr: "cache:7000", DB: 2},
+		},
+		{
+			name: "REDIS_DB that agrees with REDIS_URL",
+			env:  map[string]string{"REDIS_URL": "redis://cache:7000/3", "REDIS_DB": "3"},
+			want: envConfig{Addr: "cache:7000", DB: 3},
+		},
+		{
+			name:    "REDIS_DB against REDIS_URL's database",
+			env:     map[string]string{"REDIS_URL": "redis://:hunter2@cache:7000/3", "REDIS_DB": "2"},
+			wantErr: "redisstore: REDIS_DB is 2 but REDIS_URL names database 3: name it in one of them",
+		},
+		{
+			name:    "REDIS_DB against REDIS_URL's database 0",
+			env:     map[string]string{"REDIS_URL": "redis://cache:7000/0", "REDIS_DB": "1"},
+			wantErr: "redisstore: REDIS_DB is 1 but REDIS_URL names database 0: name it in one of them",
+		},
+		{
+			name:    "bad REDIS_DB beside REDIS_URL",
+			env:     map[string]string{"REDIS_URL": "redis://cache:7000/3", "REDIS_DB": "three"},
+			wantErr: `redisstore: REDIS_DB: want an integer 0 or more, got "three"`,
+		},
+		{
+			name:    "Kubernetes' REDIS_PORT",
+			env:     map[string]string{"REDIS_HOST": "redis", "REDIS_PORT": "tcp://10.96.0.12:6379"},
+			wantErr: `redisstore: REDIS_PORT: want a port number 1-65535, got "tcp://10.96.0.12:6379", as Kubernetes sets it for a Service named redis: set REDIS_URL (which REDIS_PORT does not override) or the pod's enableServiceLinks: false`,
+		},
+		{
+			name: "Kubernetes' REDIS_PORT beside REDIS_URL",
+			env:  map[string]string{"REDIS_URL": "redis://redis:6379", "REDIS_PORT": "tcp://10.96.0.12:6379"},
+			want: envConfig{Addr: "redis:6379"},
+		},
+		{
 			name:    "bad REDIS_TLS beside REDIS_URL",
 			env:     map[string]string{"REDIS_URL": "redis://cache:7000", "REDIS_TLS": "yes"},
 			wantErr: `redisstore: REDIS_TLS: want true or false, got "yes"`,
