@@ -45,7 +45,7 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 			case ok || !wantsHTML(r):
 				protected.ServeHTTP(w, r)
 			case session.LoadError(r.Context()) != nil:
-				s.unavailablePage(w, r, false)
+				s.unavailablePage(w, r, keptSignedIn)
 			default:
 				http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
 			}
@@ -57,7 +57,7 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 // else, and the outage page when the session could not be read.
 func (s *server) home(w http.ResponseWriter, r *http.Request) {
 	if session.LoadError(r.Context()) != nil {
-		s.unavailablePage(w, r, false)
+		s.unavailablePage(w, r, keptSignedIn)
 		return
 	}
 	info, ok := session.FromContext(r.Context())
@@ -81,7 +81,7 @@ func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if session.LoadError(r.Context()) != nil {
-		s.unavailablePage(w, r, false)
+		s.unavailablePage(w, r, keptSignedIn)
 		return
 	}
 	s.loginForm(w, r)
@@ -353,7 +353,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	list, err := s.sessions.List(r.Context(), user)
 	if err != nil {
-		s.storeError(w, r, err)
+		s.storeFailed(w, r, err, deviceKept)
 		return
 	}
 	var target *session.Info
@@ -426,22 +426,41 @@ func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
 	s.signedOut(w, noticeEverywhere)
 }
 
+// outage says what a request that found the session store unavailable had
+// done to the user's sessions, for the words of its outage page.
+type outage int
+
+const (
+	// keptSignedIn: it ended nothing, so the user is still signed in.
+	keptSignedIn outage = iota
+	// mayHaveEnded: it tried to end sessions, which the store may still
+	// carry out (see endError).
+	mayHaveEnded
+	// deviceKept: it failed before it tried to sign out another device,
+	// which is still signed in.
+	deviceKept
+)
+
 // unavailablePage answers 503 with Retry-After while the session store is
 // unavailable: for a page, a notice that reloads itself after pageRetry
-// seconds; for a form, a notice with a way back. It tells the user that
-// they have not been signed out, unless ending says that the request tried
-// to end sessions: the store may still carry that out (see endError), so
-// the notice says the sign-out may not have completed.
-func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request, ending bool) {
+// seconds; for a form, a notice with a way back. It says what o says of
+// the user's sessions: that they have not been signed out, that the
+// sign-out may not have completed, or that the device they meant to sign
+// out has not been.
+func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request, o outage) {
 	w.Header().Set("Retry-After", strconv.Itoa(pageRetry)) // for a form's answer and JSON too
 	p := page{
 		Title:   "Temporarily unavailable",
 		Heading: "We can't reach your session right now",
 		Message: "Our session store is not answering. You have not been signed out; please try again in a few seconds.",
 	}
-	if ending {
+	switch o {
+	case mayHaveEnded:
 		p.Heading = "Signing out may not have completed"
 		p.Message = "Our session store is not answering, so we can't tell whether the sign-out went through. Please try again in a few seconds."
+	case deviceKept:
+		p.Heading = "That device has not been signed out"
+		p.Message = "Our session store is not answering, so we could not sign out that device. Please try again in a few seconds."
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		p.Refresh = pageRetry

@@ -338,7 +338,7 @@ func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
 // when the store is unavailable or too busy with concurrent changes, 500
 // otherwise; as a page for a browser (see fail), as JSON for an API client.
 func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
-	s.storeFailed(w, r, err, false)
+	s.storeFailed(w, r, err, keptSignedIn)
 }
 
 // endError answers a failed call that ends sessions (Destroy, Revoke,
@@ -351,11 +351,12 @@ func (s *server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 // device's; should the session live on, the next page shown sets the
 // marker again.
 func (s *server) endError(w http.ResponseWriter, r *http.Request, err error) {
-	s.storeFailed(w, r, err, true)
+	s.storeFailed(w, r, err, mayHaveEnded)
 }
 
-// storeFailed is storeError, and with ending endError.
-func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, ending bool) {
+// storeFailed is storeError and endError, with the outage page that o
+// picks for a browser.
+func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, o outage) {
 	s.logFailure(err)
 	if !errors.Is(err, session.ErrStoreUnavailable) && !errors.Is(err, session.ErrContention) {
 		s.fail(w, r, http.StatusInternalServerError, "internal error", page{
@@ -368,7 +369,7 @@ func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, 
 		writeError(w, http.StatusServiceUnavailable, "session store unavailable")
 		return
 	}
-	s.unavailablePage(w, r, ending)
+	s.unavailablePage(w, r, o)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
