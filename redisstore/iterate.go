@@ -32,7 +32,10 @@ const scanCount = 100
 // is visited, records added or removed meanwhile may or may not be, and an
 // id may occasionally be visited twice. On a Cluster that holds only while
 // no slot moves and no master fails over during the walk: a record whose
-// slot moves may be visited twice or not at all. An error from fn stops the
+// slot moves may be visited twice or not at all, and while a master serves
+// a slot left half moved by a failover, Iterate fails with ErrUnavailable
+// (CLUSTERDOWN) until redis-cli --cluster fix settles it (docs/scaling.md,
+// "While slots move"). An error from fn stops the
 // iteration and Iterate returns it unchanged. The Store's Timeout bounds
 // each batch (one SCAN and one MGET), not the whole iteration; bound that
 // with ctx.

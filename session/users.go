@@ -158,7 +158,9 @@ func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int
 // with a request's context whose session is among them, it also expires
 // that request's cookie, with Clear-Site-Data, as Destroy does (unless the
 // response has started). Like Destroy, it is not stopped by ctx's
-// cancellation or deadline.
+// cancellation or deadline. During a migration from scs (Config.FromSCS),
+// it does not end the user's scs sessions not migrated yet, which are in
+// no index (docs/migrating-from-scs.md).
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
