@@ -437,7 +437,7 @@ const (
 	// carry out (see endError).
 	mayHaveEnded
 	// deviceKept: it failed before it tried to sign out another device,
-	// which is still signed in.
+	// which it has not signed out.
 	deviceKept
 )
 
