@@ -778,6 +778,7 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var b backoff
+	var bounced error // on a Cluster, the last attempt's that did not run
 	for {
 		var start time.Time
 		if s.cluster != nil {
@@ -791,8 +792,17 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if errors.As(err, &cb) {
 			return fmt.Errorf("redisstore: %s: %w", op, cb.err)
 		}
-		if s.cluster != nil && notRun(err) && b.wait(ctx, time.Since(start)) {
-			continue
+		if s.cluster != nil && notRun(err) {
+			if b.wait(ctx, time.Since(start)) {
+				bounced = err
+				continue
+			}
+		} else if bounced != nil && contextError(ctx) != nil {
+			// The call's time ran out during an attempt after others had
+			// bounced (MOVED off an exhausted pool's stand-in node, say):
+			// report why they did, as docs/troubleshooting.md says, not
+			// the read that the deadline cut short.
+			err = bounced
 		}
 		// redigo turns the context's deadline into a read deadline, so a
 		// call that ran out of time often fails with an i/o timeout instead
