@@ -778,7 +778,7 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var b backoff
-	var bounced error // on a Cluster, the last attempt's that did not run
+	var bounced error // on a Cluster, the error of the last attempt that did not run
 	for {
 		var start time.Time
 		if s.cluster != nil {
@@ -797,12 +797,13 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 				bounced = err
 				continue
 			}
-		} else if bounced != nil && contextError(ctx) != nil {
+		} else if ctxErr := contextError(ctx); bounced != nil && ctxErr != nil && !errors.As(err, new(redis.Error)) {
 			// The call's time ran out during an attempt after others had
 			// bounced (MOVED off an exhausted pool's stand-in node, say):
-			// report why they did, as docs/troubleshooting.md says, not
-			// the read that the deadline cut short.
-			err = bounced
+			// name why they did first, as docs/troubleshooting.md says,
+			// and keep the cut-short attempt's error, whose commands may
+			// have run (session's outcomeUnknown reads it).
+			err = fmt.Errorf("%w, then %w: %w", bounced, ctxErr, err)
 		}
 		// redigo turns the context's deadline into a read deadline, so a
 		// call that ran out of time often fails with an i/o timeout instead
