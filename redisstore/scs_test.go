@@ -113,6 +113,20 @@ func scsMarker(keyPrefix, key string) string {
 	return keyPrefix + "scs_migrated:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// scsTestStore returns a Store with KeyPrefix "app:" on a server of its
+// own, or on a Cluster without replicas, and a function that returns the
+// server (the master) of a key.
+func scsTestStore(t *testing.T, cluster bool) (*redisstore.Store, func(key string) *redistest.Server) {
+	t.Helper()
+	if cluster {
+		c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+		return openCluster(t, c, redisstore.Config{KeyPrefix: "app:"}),
+			func(key string) *redistest.Server { return c.MasterOf(t, redisc.Slot(key)) }
+	}
+	srv := redistest.Start(t)
+	return open(t, srv, redisstore.Config{KeyPrefix: "app:"}), func(string) *redistest.Server { return srv }
+}
+
 // TestSCSRecordsRetire peeks at an scs record (which leaves it), takes it,
 // retires its key, and has the
 // record written back (as an scs instance that loaded it before does): Take
@@ -123,17 +137,7 @@ func TestSCSRecordsRetire(t *testing.T) {
 	ctx := context.Background()
 	for _, cluster := range []bool{false, true} {
 		t.Run(map[bool]string{false: "single", true: "cluster"}[cluster], func(t *testing.T) {
-			var store *redisstore.Store
-			var node func(key string) *redistest.Server // the server of key
-			if cluster {
-				c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
-				store = openCluster(t, c, redisstore.Config{KeyPrefix: "app:"})
-				node = func(key string) *redistest.Server { return c.MasterOf(t, redisc.Slot(key)) }
-			} else {
-				srv := redistest.Start(t)
-				store = open(t, srv, redisstore.Config{KeyPrefix: "app:"})
-				node = func(string) *redistest.Server { return srv }
-			}
+			store, node := scsTestStore(t, cluster)
 			write := func(token, value string) {
 				t.Helper()
 				key := redisstore.DefaultSCSPrefix + token
@@ -177,6 +181,48 @@ func TestSCSRecordsRetire(t *testing.T) {
 			}
 			if b, found, err := records.Take(ctx, other); err != nil || found {
 				t.Errorf("second Take = %q, %v, %v, want nothing", b, found, err)
+			}
+		})
+	}
+}
+
+// TestSCSRecordsRetireUser marks users and checks that only they are
+// retired, until the time given, under "<KeyPrefix>scs_migrated:user:<id>",
+// apart from the markers of scs keys; user ids with a hash tag's braces
+// among them, on one server and on a Cluster.
+func TestSCSRecordsRetireUser(t *testing.T) {
+	ctx := context.Background()
+	for _, cluster := range []bool{false, true} {
+		t.Run(map[bool]string{false: "single", true: "cluster"}[cluster], func(t *testing.T) {
+			store, node := scsTestStore(t, cluster)
+			records := store.SCSRecords("")
+			until := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+			for _, user := range []string{"alice", "{x}bob"} {
+				if retired, err := records.UserRetired(ctx, user); err != nil || retired {
+					t.Fatalf("UserRetired(%q) before RetireUser = %v, %v; want false", user, retired, err)
+				}
+				if err := records.RetireUser(ctx, user, until); err != nil {
+					t.Fatalf("RetireUser(%q) = %v", user, err)
+				}
+				if retired, err := records.UserRetired(ctx, user); err != nil || !retired {
+					t.Errorf("UserRetired(%q) = %v, %v; want true", user, retired, err)
+				}
+				mark := "app:scs_migrated:user:" + user
+				if at, err := redis.Int64(node(mark).Do(t, "PEXPIRETIME", mark), nil); err != nil || at != until.UnixMilli() {
+					t.Errorf("PEXPIRETIME of %q = %d, %v; want %d", mark, at, err, until.UnixMilli())
+				}
+			}
+			for _, user := range []string{"alic", "alice2", "bob", "{x}bo"} {
+				if retired, err := records.UserRetired(ctx, user); err != nil || retired {
+					t.Errorf("UserRetired(%q) = %v, %v; want false", user, retired, err)
+				}
+			}
+			// A past time leaves no mark.
+			if err := records.RetireUser(ctx, "carol", time.Now().Add(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if retired, err := records.UserRetired(ctx, "carol"); err != nil || retired {
+				t.Errorf("UserRetired after a mark in the past = %v, %v; want false", retired, err)
 			}
 		})
 	}
@@ -240,6 +286,12 @@ func TestSCSRecordsPrefixOverlap(t *testing.T) {
 		if rerr := records.Retire(context.Background(), token, time.Now().Add(time.Hour)); rerr != err {
 			t.Errorf("KeyPrefix %q: Retire with refused records = %v, want %v", tc.keyPrefix, rerr, err)
 		}
+		if rerr := records.RetireUser(context.Background(), "alice", time.Now().Add(time.Hour)); rerr != err {
+			t.Errorf("KeyPrefix %q: RetireUser with refused records = %v, want %v", tc.keyPrefix, rerr, err)
+		}
+		if _, rerr := records.UserRetired(context.Background(), "alice"); rerr != err {
+			t.Errorf("KeyPrefix %q: UserRetired with refused records = %v, want %v", tc.keyPrefix, rerr, err)
+		}
 		if n, _ := redis.Int(srv.Do(t, "EXISTS", key), nil); n != 1 {
 			t.Errorf("KeyPrefix %q: refused records took %q", tc.keyPrefix, key)
 		}
@@ -268,12 +320,15 @@ func TestSCSRecordsRefusesEveryStoreKey(t *testing.T) {
 	if err := store.SCSRecords("").Retire(ctx, strings.Repeat("t", 43), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	if err := store.SCSRecords("").RetireUser(ctx, "alice", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if err := store.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := redis.Strings(srv.Do(t, "KEYS", "*"), nil)
-	if err != nil || len(keys) != 5 {
-		t.Fatalf("keys %q, %v, want 5: a session, an index and its session, a counter, a marker", keys, err)
+	if err != nil || len(keys) != 6 {
+		t.Fatalf("keys %q, %v, want 6: a session, an index and its session, a counter, the markers of a key and a user", keys, err)
 	}
 	for _, key := range keys {
 		for _, prefix := range []string{key, key[:len("app:")+1]} {
@@ -311,6 +366,12 @@ func TestSCSRecordsACL(t *testing.T) {
 	srv.Do(t, "SET", "scs:session:tok", "rec", "PX", 600000)
 	if _, found, err := records.Take(ctx, "tok"); err != nil || found {
 		t.Fatalf("Take of a retired key = %v, %v", found, err)
+	}
+	if err := records.RetireUser(ctx, "alice", time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("RetireUser = %v", err)
+	}
+	if retired, err := records.UserRetired(ctx, "alice"); err != nil || !retired {
+		t.Fatalf("UserRetired = %v, %v", retired, err)
 	}
 	aclModesNoDenials(t, "scs import", servers)
 

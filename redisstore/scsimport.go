@@ -202,7 +202,11 @@ func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) 
 	if r.err != nil {
 		return r.err
 	}
-	mark := r.marker(token)
+	return r.setMarker(ctx, r.marker(token), until)
+}
+
+// setMarker sets the marker mark until the time given.
+func (r *SCSRecords) setMarker(ctx context.Context, mark string, until time.Time) error {
 	// Rounded up, so that the marker outlives a copy that expires at the
 	// same deadline in milliseconds (PEXPIREAT, as scs writes it).
 	at := until.Add(time.Millisecond - 1).UnixMilli()
@@ -210,6 +214,45 @@ func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) 
 		_, err := cmd(ctx, conn, "SET", mark, "1", "PXAT", at)
 		return keyDenied(err, "SET", r.patterns())
 	})
+}
+
+// RetireUser marks the scs sessions of userID, the user id a session.SCSImport
+// reads under its UserKey, as ended until the given time, so that
+// [SCSRecords.UserRetired] reports true until then: the session package
+// calls it from RevokeAll and RevokeOthers while a migration is on, since
+// scs sessions not migrated yet are in no user's index, and refuses to
+// migrate the sessions of a retired user. The marker is
+// "<KeyPrefix>scs_migrated:user:<userID>": one SET with PXAT. (The markers
+// of [SCSRecords.Retire] are a base64url hash, which holds no colon: the
+// two never meet.)
+//
+// Like Take, it does not wait for replicas, and its Observer op is take_scs.
+func (r *SCSRecords) RetireUser(ctx context.Context, userID string, until time.Time) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.setMarker(ctx, r.userMarker(userID), until)
+}
+
+// UserRetired reports whether [SCSRecords.RetireUser] marked userID, and its
+// mark has not expired: one EXISTS. Its Observer op is take_scs.
+func (r *SCSRecords) UserRetired(ctx context.Context, userID string) (bool, error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	mark := r.userMarker(userID)
+	var n int
+	err := r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
+		var err error
+		n, err = redis.Int(cmd(ctx, conn, "EXISTS", mark))
+		return keyDenied(err, "EXISTS", r.patterns())
+	})
+	return n == 1, err
+}
+
+// userMarker returns the key of RetireUser's marker of userID.
+func (r *SCSRecords) userMarker(userID string) string {
+	return r.s.keyPrefix + "scs_migrated:user:" + userID
 }
 
 // patterns returns the ACL key patterns of the keys r uses, scs's and the

@@ -418,7 +418,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("session: Config.SameSite: unknown value %d", cfg.SameSite)
 	}
 	if cfg.FromSCS != nil {
-		imp, err := cfg.FromSCS.withDefaults()
+		imp, err := cfg.FromSCS.withDefaults(cfg.Lifetime)
 		if err != nil {
 			return cfg, err
 		}

@@ -54,8 +54,8 @@ type state struct {
 	loadedValues map[string]any
 	userID       string    // user of the stored session, "" for anonymous
 	deadline     time.Time // absolute deadline of the stored session
-	loadErr      error     // ErrStoreUnavailable when the session could not be read
 	dirty        bool      // the record must be written: values changed, or last seen is stale
+	loadFailed   bool      // the session could not be read: LoadError reports ErrStoreUnavailable
 	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
 	// with a bare scs token, maybe one it did not migrate: whose record was
 	// not found yet, or holds a type not registered with gob, or that came
@@ -67,12 +67,17 @@ type state struct {
 	size      int32          // the size of the record the commit would write, 0 until the first Put: see fits
 	changes   map[string]any // values put (normalized) or removed (removal) since the last write
 	issued    string         // new token the response must set in the cookie
-	loggedOut bool           // this request ended its session: the response expires the cookie it sent
-	clearSite bool           // ... and, as it logged out of a session, clears site data
-	ended     bool           // this request ended a session, whatever it did next: the response is not stored
-	stale     bool           // the request came with a token that leads to no session: see canWrite
-	dropSCS   bool           // the response expires scs's cookie: see Config.FromSCS
-	committed bool           // Commit ran: the response has started and nothing may change
+	// scsToken is the token of the scs cookie the request carried, while
+	// its record may still be in the store: not migrated, as beside a
+	// session of the Manager's own, or left for a type not registered with
+	// gob. A login or logout ends that scs session too (see endSCS).
+	scsToken  string
+	loggedOut bool // this request ended its session: the response expires the cookie it sent
+	clearSite bool // ... and, as it logged out of a session, clears site data
+	ended     bool // this request ended a session, whatever it did next: the response is not stored
+	stale     bool // the request came with a token that leads to no session: see canWrite
+	dropSCS   bool // the response expires scs's cookie: see Config.FromSCS
+	committed bool // Commit ran: the response has started and nothing may change
 	// keepCookie says that the request's token came from its
 	// Authorization header and it carries a cookie that holds another
 	// session (not only another signature of the same token: see
@@ -164,7 +169,10 @@ func (st *state) canChange() error {
 	if st.committed {
 		return ErrResponseStarted
 	}
-	return st.loadErr
+	if st.loadFailed {
+		return ErrStoreUnavailable
+	}
+	return nil
 }
 
 // errNoMiddleware is the error of a call on a context that holds no
@@ -262,10 +270,10 @@ func (st *state) loseToRenewal() {
 // overwritten, so writes stay refused as for a stale token. The caller
 // holds st.mu.
 func (st *state) end() {
-	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway != nil || st.loadErr != nil
+	st.clearSite = st.clearSite || st.stored != "" || st.renewedAway != nil || st.loadFailed
 	st.dropSCS = st.dropSCS || st.scsCookie
 	st.gone()
-	st.loadErr, st.loggedOut, st.ended, st.stale = nil, true, true, st.keepCookie
+	st.loadFailed, st.loggedOut, st.ended, st.stale = false, true, true, st.keepCookie
 }
 
 // Info describes a session.
@@ -521,6 +529,11 @@ func Renew(ctx context.Context) error {
 // not stop it either: the deletion ignores ctx's cancellation (and its
 // deadline), bounded by the store's own timeout; so do Revoke, RevokeAll
 // and RevokeOthers.
+//
+// During a migration from scs (Config.FromSCS), Destroy also ends the scs
+// session whose cookie the request carried beside this one; when it
+// cannot, it returns an error matching ErrStoreUnavailable, the session
+// of this package ended all the same.
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -534,7 +547,7 @@ func Destroy(ctx context.Context) error {
 	// hiccup still ends the session.
 	h := st.held()
 	token, userID, md := h.token, h.userID, h.md
-	if token == "" && st.loadErr != nil {
+	if token == "" && st.loadFailed {
 		token = st.presented
 		var err error
 		if md, _, err = m.recordMeta(ending(ctx), idOf(token)); err != nil {
@@ -561,7 +574,12 @@ func Destroy(ctx context.Context) error {
 		}
 		st.clearSite = st.clearSite || ended
 	}
+	// The scs session whose cookie came beside this one ends with it.
+	scsErr := m.endSCS(ending(ctx), st)
 	st.end()
+	if scsErr != nil {
+		return fmt.Errorf("%w: signed out, but the scs session this browser also held may live on, and a copy of its cookie migrate: %w", ErrStoreUnavailable, scsErr)
+	}
 	if st.committed {
 		return fmt.Errorf("%w: the session ended, but its cookie could not be expired", ErrResponseStarted)
 	}
@@ -624,7 +642,10 @@ func LoadError(ctx context.Context) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.loadErr
+	if st.loadFailed {
+		return ErrStoreUnavailable
+	}
+	return nil
 }
 
 // Put sets the value of key in the session; the response saves it. Values

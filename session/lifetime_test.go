@@ -410,7 +410,7 @@ func TestLoginAfterFailedLoadWait(t *testing.T) {
 		}
 	})
 	r.Pause(t)
-	ctx := load(m, anon) // fails after the store's 2 s timeout: loadErr, presented set
+	ctx := load(m, anon) // fails after the store's 2 s timeout: loadFailed, presented set
 	done := make(chan error)
 	var info Info
 	go func() {

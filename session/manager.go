@@ -150,8 +150,13 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if cfg.TagKey != nil {
 		m.store = taggedStore{Store: store, m: m, legacy: !cluster}
 	}
-	if cfg.FromSCS != nil && cfg.FromSCS.UserKey == "" {
-		m.log.Warn("session: FromSCS.UserKey is empty: every scs session migrates as anonymous, its user signed out; set it to the scs key that holds the user id, such as \"userID\"")
+	if imp := cfg.FromSCS; imp != nil {
+		if imp.UserKey == "" {
+			m.log.Warn("session: FromSCS.UserKey is empty: every scs session migrates as anonymous, its user signed out; set it to the scs key that holds the user id, such as \"userID\"")
+		}
+		if _, ok := imp.Records.(scsUsers); !ok {
+			m.log.Warn("session: FromSCS.Records cannot mark users (it has no RetireUser and UserRetired): RevokeAll and RevokeOthers do not end the scs sessions not migrated yet")
+		}
 	}
 	return m, nil
 }
@@ -252,8 +257,11 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		// A cookie of scs's with a Path or Domain of its own may be in the
 		// browser though this request did not carry it (a login at /login
 		// of a cookie at /app/): expiring it costs nothing where it is not.
-		_, st.scsCookie = m.scsToken(r)
+		st.scsToken, st.scsCookie = m.scsToken(r)
 		st.scsCookie = (st.scsCookie || !m.cfg.FromSCS.everywhere()) && !bearer
+		if bearer {
+			st.scsToken = ""
+		}
 	}
 	if signed == "" {
 		return ctx
@@ -301,7 +309,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		return ctx
 	}
 	if err != nil {
-		st.loadErr, st.stale = ErrStoreUnavailable, false
+		st.loadFailed, st.stale = true, false
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// The client went away before the record came: no outage to
 			// report, and nobody to serve. (A deadline of the request's
@@ -486,7 +494,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		return nil
 	}
 	st.committed = true
-	if st.loadErr != nil {
+	if st.loadFailed {
 		// The session could not be read, so it must not be overwritten, and
 		// the cookie is left alone: the user is still logged in once the
 		// store is back.
@@ -621,7 +629,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	switch {
 	case h.token != "":
 		replaces = idOf(h.token)
-	case st.loadErr != nil && st.presented != "":
+	case st.loadFailed && st.presented != "":
 		replaces = idOf(st.presented)
 		var err error
 		if ownerMeta, _, err = m.recordMeta(ctx, replaces); err != nil {
@@ -819,12 +827,17 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.loadErr, st.loggedOut, st.stale = nil, false, false
+	st.loadFailed, st.loggedOut, st.stale = false, false, false
 	st.renewedAway = nil                    // replaced: its changes are pending's
 	st.dropSCS = st.dropSCS || st.scsCookie // see state.scsCookie
 	st.dirty = len(st.changes) > 0
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
+	// The scs session whose cookie came beside the one replaced ends, as
+	// at a logout; failing that, the login stands.
+	if err := m.endSCS(ending(ctx), st); err != nil {
+		m.log.Warn("session: the scs session of the browser that logged in was not ended; a copy of its cookie may still migrate", "error", err)
+	}
 	return info, nil
 }
 

@@ -30,11 +30,7 @@ func (c *clock) now() time.Time { return c.t }
 func newTestManager(t *testing.T, cfg Config) (*Manager, *redistest.Server, *clock) {
 	t.Helper()
 	r := redistest.Start(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openTestStore(t, r)
 	cfg.Keys = [][]byte{testKey(7)}
 	cfg.InsecureCookie = true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -45,6 +41,18 @@ func newTestManager(t *testing.T, cfg Config) (*Manager, *redistest.Server, *clo
 	clk := &clock{t: time.Now()}
 	m.now = clk.now
 	return m, r, clk
+}
+
+// openTestStore opens a Store on r, with a timeout that a slow machine
+// under load keeps.
+func openTestStore(t *testing.T, r *redistest.Server) *redisstore.Store {
+	t.Helper()
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }
 
 // serve runs fn as a handler of one request carrying cookie (if not empty)

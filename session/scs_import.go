@@ -51,11 +51,15 @@ const scsRememberMe = "__rememberMe"
 // migrated before); but until Records has found any record, which proves
 // its setting, such a cookie is left, and logged at Warn at most every
 // 10s, so that a Records under another prefix, Redis or database than scs
-// wrote to logs nobody out for good. A login or logout of the Manager in a
-// request that carries an scs cookie expires it too. The scs key is then
-// retired until scs's deadline (SCSRecords.Retire): a copy of the record
-// that an scs instance still running writes back is deleted and refused,
-// not migrated again.
+// wrote to logs nobody out for good. A migrated scs key is retired until
+// scs's deadline (SCSRecords.Retire): a copy of the record that an scs
+// instance still running writes back is deleted and refused, not migrated
+// again. A login or logout of the Manager in a request that carries an scs
+// cookie it did not migrate (beside a session of its own) expires that
+// cookie too, and ends its scs session: the record is taken and its key
+// retired, so that no copy of the cookie migrates after. RevokeAll and
+// RevokeOthers end the user's scs sessions not migrated yet (see
+// SCSRecords and Lifetime).
 //
 // Should the store fail after the record was taken, before the key was
 // retired and the new session written, the session is lost and its user
@@ -117,6 +121,17 @@ type SCSImport struct {
 	// that its records are keyed by the SHA-256 of the token rather than
 	// the token. False (scs's default) keys them by the token.
 	HashTokenInStore bool
+
+	// Lifetime is scs's SessionManager.Lifetime: the longest an scs
+	// session lives. The scs sessions not migrated yet are in no user's
+	// index, so RevokeAll and RevokeOthers cannot find them: they mark
+	// their user instead, for Lifetime (see SCSRecords), and no scs session
+	// of a marked user migrates after. Zero means Config.Lifetime or 24
+	// hours (scs's default), whichever is longer. Too short a Lifetime lets
+	// an scs session that outlives the mark migrate; too long a one keeps
+	// the scs sessions of a revoked user from migrating for longer, which
+	// costs only a login.
+	Lifetime time.Duration
 }
 
 // SCSRecords is where scs kept its session records. redisstore implements
@@ -142,13 +157,41 @@ type SCSRecords interface {
 	// registered, where Take alone would delete them. It costs a round trip
 	// more a migration, and none a cookie whose record is gone.
 	Retire(ctx context.Context, key string, until time.Time) error
+
+	// Records may also have the methods
+	//
+	//	RetireUser(ctx context.Context, userID string, until time.Time) error
+	//	UserRetired(ctx context.Context, userID string) (bool, error)
+	//
+	// as redisstore's do: RetireUser marks userID until the time given, and
+	// UserRetired reports whether the mark is there. RevokeAll and
+	// RevokeOthers then mark their user, before they end the sessions in
+	// the user's index, and the Manager migrates no scs session of a
+	// marked user: it asks before it stores the session and again after
+	// (ending it when marked), so that a migration that runs beside a
+	// revocation never leaves its session alive. Without them, New warns
+	// that a revocation does not reach scs sessions not migrated yet.
+}
+
+// scsUsers is the part of SCSRecords that marks the users whose scs
+// sessions must not migrate (see SCSRecords).
+type scsUsers interface {
+	RetireUser(ctx context.Context, userID string, until time.Time) error
+	UserRetired(ctx context.Context, userID string) (bool, error)
 }
 
 // withDefaults returns a copy of imp with its zero fields set, or an error
-// naming the first invalid field.
-func (imp SCSImport) withDefaults() (*SCSImport, error) {
+// naming the first invalid field. lifetime is Config.Lifetime, defaults
+// filled in.
+func (imp SCSImport) withDefaults(lifetime time.Duration) (*SCSImport, error) {
 	if imp.Records == nil {
 		return nil, errors.New("session: Config.FromSCS.Records: required")
+	}
+	switch {
+	case imp.Lifetime < 0 || imp.Lifetime > maxLifetime:
+		return nil, fmt.Errorf("session: Config.FromSCS.Lifetime: want scs's SessionManager.Lifetime, up to 100 years, or zero for Config.Lifetime or 24h, whichever is longer; got %v", imp.Lifetime)
+	case imp.Lifetime == 0:
+		imp.Lifetime = max(lifetime, DefaultLifetime)
 	}
 	// Records that know they cannot be used say so with Err, as
 	// redisstore's do for a prefix that overlaps the store's own keys:
@@ -203,6 +246,77 @@ func (imp *SCSImport) sharesCookie(name string) bool {
 	return imp.CookieName == name && imp.CookiePath == "/" && imp.CookieDomain == ""
 }
 
+// scsKey returns the key of scs's record for token: the token, or its
+// hash when scs ran with HashTokenInStore.
+func (imp *SCSImport) scsKey(token string) string {
+	if !imp.HashTokenInStore {
+		return token
+	}
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// retireSCSUser marks userID so that none of its scs sessions migrates
+// from now on (see SCSRecords), before a revocation ends the sessions in
+// the user's index. It does nothing without FromSCS, or with Records that
+// cannot mark users, of which New warned.
+func (m *Manager) retireSCSUser(ctx context.Context, userID string) error {
+	imp := m.cfg.FromSCS
+	if imp == nil {
+		return nil
+	}
+	u, ok := imp.Records.(scsUsers)
+	if !ok {
+		return nil
+	}
+	if err := u.RetireUser(ctx, userID, m.now().Add(imp.Lifetime)); err != nil {
+		return fmt.Errorf("the user's scs sessions not migrated yet may still migrate: %w", err)
+	}
+	return nil
+}
+
+// scsUserRetired reports whether a revocation marked userID (see
+// retireSCSUser).
+func (m *Manager) scsUserRetired(ctx context.Context, userID string) (bool, error) {
+	u, ok := m.cfg.FromSCS.Records.(scsUsers)
+	if !ok {
+		return false, nil
+	}
+	return u.UserRetired(ctx, userID)
+}
+
+// endSCS ends the scs session whose cookie the request carried and did not
+// migrate (see state.scsToken), at a login or logout in that browser,
+// which also expires the cookie: its record is taken, and its key retired
+// until scs's deadline, as a migration does, so that no copy of the cookie
+// migrates after, nor a copy of the record that an scs instance still
+// running writes back. A record that holds a type not registered with gob
+// goes too, its key retired for FromSCS.Lifetime. The caller holds st.mu.
+func (m *Manager) endSCS(ctx context.Context, st *state) error {
+	if st.scsToken == "" {
+		return nil
+	}
+	imp := m.cfg.FromSCS
+	key := imp.scsKey(st.scsToken)
+	b, found, err := imp.Records.Take(ctx, key)
+	if err != nil {
+		return err
+	}
+	st.scsToken = ""
+	if !found {
+		return nil
+	}
+	now := m.now()
+	until := now.Add(imp.Lifetime)
+	if deadline, _, err := (scs.GobCodec{}).Decode(b); err == nil {
+		until = deadline
+	}
+	if !until.After(now) {
+		return nil
+	}
+	return imp.Records.Retire(ctx, key, until)
+}
+
 // importSCS takes over the scs session of r, if r carries scs's cookie and
 // no session of m's own (signed is the value signedFromRequest found). It
 // reports whether it did anything: then Load is done with the request.
@@ -217,11 +331,10 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// The session's cookie came: a logout in this request clears site data,
 	// and it or a login expires scs's cookie (see state.scsCookie).
 	st.sentCookie, st.scsCookie = true, true
-	key := token
-	if imp.HashTokenInStore {
-		sum := sha256.Sum256([]byte(token))
-		key = base64.RawURLEncoding.EncodeToString(sum[:])
-	}
+	// Until the record is taken, a login or logout in this request takes
+	// it (see endSCS).
+	st.scsToken = token
+	key := imp.scsKey(token)
 	now := m.now()
 	// Taking the record deletes it: from then on the migration must finish
 	// whether or not the client stays, or the session is lost. The store's
@@ -233,10 +346,11 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 		return true
 	}
 	if err != nil {
-		st.loadErr = ErrStoreUnavailable
+		st.loadFailed = true
 		m.servedAnonymous(now, err)
 		return true
 	}
+	st.scsToken = ""
 	// Until a session is made, the request's token leads nowhere: it may
 	// not start an anonymous session, whose cookie could overwrite the one
 	// a parallel request migrating the same scs session sets.
@@ -408,6 +522,16 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	var revoked []string
 	var token string
 	if userID != "" {
+		// A RevokeAll or RevokeOthers of the user during the migration
+		// ends the scs sessions not migrated yet: it marks the user, then
+		// ends those in the index. Asked before the session is stored, so
+		// that it does not take a place under the session limit, and after,
+		// since a revocation that marked the user meanwhile may have read
+		// the index before the session was in it: one of the two sees the
+		// mark, or the revocation ends the session.
+		if retired, err := m.scsUserRetired(ctx, userID); err != nil || retired {
+			return m.scsRetired(err, userID)
+		}
 		if token, err = m.newToken(st, m.userTag(userID)); err != nil {
 			return err
 		}
@@ -421,6 +545,17 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 		})
 		if err != nil {
 			return storeError(err)
+		}
+		if retired, err := m.scsUserRetired(ctx, userID); err != nil || retired {
+			// The session was never the request's, and its token is
+			// known to nobody; one left by a failed removal expires.
+			for _, id := range revoked {
+				m.emit(EventRevoked, userID, id, now)
+			}
+			if _, rerr := m.store.RemoveUserSession(ctx, userID, idOf(token)); rerr != nil {
+				m.log.Warn("session: a session migrated from scs beside a revocation of its user was not removed; no one holds its token, and it expires", "session", fingerprint(idOf(token)), "error", rerr)
+			}
+			return m.scsRetired(err, userID)
 		}
 	} else {
 		if token, err = m.insertAnonymous(ctx, st, record, ttl); err != nil {
@@ -440,6 +575,17 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 	if userID != "" {
 		m.emit(EventCreated, userID, idOf(token), now)
 	}
+	return nil
+}
+
+// scsRetired is what migrate returns for a session of userID that it
+// does not migrate because a revocation marked the user, or it could not
+// ask (err).
+func (m *Manager) scsRetired(err error, userID string) error {
+	if err != nil {
+		return storeError(err)
+	}
+	m.log.Info("session: scs session not migrated: its user's sessions were revoked during the migration", "user", userID)
 	return nil
 }
 

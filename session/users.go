@@ -159,15 +159,21 @@ func (m *Manager) member(ids []string, records [][]byte, userID, id string) (int
 // that request's cookie, with Clear-Site-Data, as Destroy does (unless the
 // response has started). Like Destroy, it is not stopped by ctx's
 // cancellation or deadline. During a migration from scs (Config.FromSCS),
-// it does not end the user's scs sessions not migrated yet, which are in
-// no index (docs/migrating-from-scs.md).
+// it also ends the user's scs sessions not migrated yet, which are in no
+// index and so not counted: it marks the user first, and none of them
+// migrates after (see SCSRecords; an error then says that they may).
 func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if err := validUserID(userID); err != nil {
 		return 0, err
 	}
 	ctx = ending(ctx)
+	// A failed mark leaves the sessions in the index to end all the same.
+	scsErr := m.retireSCSUser(ctx, userID)
 	ids, err := m.store.RemoveUserSessions(ctx, userID, "")
 	m.revoked(ctx, userID, ids, "", true)
+	if err == nil {
+		err = scsErr
+	}
 	if err != nil {
 		return len(ids), storeError(err)
 	}
@@ -180,7 +186,8 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // meanwhile, having ended nothing (but, while a deployment adopts a
 // TagKey, maybe sessions from before it). With an error, the count is of
 // the sessions it ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
-// ctx's cancellation or deadline.
+// ctx's cancellation or deadline. During a migration from scs, it ends the
+// user's scs sessions not migrated yet, as RevokeAll does.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
@@ -209,7 +216,8 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	// removes nothing while the session to keep is not in the user's index
 	// (see UserStore.RemoveUserSessions): then look for it again.
 	ended := 0
-	for range maxFollow {
+	var scsErr error
+	for i := range maxFollow {
 		keep, err := m.successor(ctx, userID, id, line)
 		if err != nil {
 			return ended, err
@@ -222,6 +230,11 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			st.mu.Unlock()
 			return ended, ErrNoSession
 		}
+		if i == 0 {
+			// As in RevokeAll: the user's scs sessions not migrated yet
+			// are all others.
+			scsErr = m.retireSCSUser(ctx, userID)
+		}
 		ids, err := m.store.RemoveUserSessions(ctx, userID, keep)
 		// Under a TagKey with sessions from before it, the answer that keep
 		// is gone may come after some sessions were ended (see
@@ -232,6 +245,9 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		if keepGone(err) {
 			id = keep
 			continue
+		}
+		if err == nil {
+			err = scsErr
 		}
 		if err != nil {
 			return ended, storeError(err)
@@ -375,7 +391,7 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 // token's session was not moved (it expired, or was ended), the common
 // case. The caller holds st.mu.
 func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string, ended bool, err error) {
-	if st.presented == "" || st.loadErr != nil {
+	if st.presented == "" || st.loadFailed {
 		return "", false, nil
 	}
 	id := idOf(st.presented)

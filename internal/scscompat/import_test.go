@@ -169,6 +169,26 @@ func scsKeys(t *testing.T, srv *redistest.Server) []string {
 	return keys
 }
 
+// loginLogout returns a handler that logs user 7 in at /login and out at
+// /logout, and writes the user id of the session it ends with.
+func loginLogout(t *testing.T) func(w io.Writer, r *http.Request) {
+	return func(w io.Writer, r *http.Request) {
+		ctx := r.Context()
+		switch r.URL.Path {
+		case "/login":
+			if _, err := session.Create(ctx, "7"); err != nil {
+				t.Errorf("Create = %v", err)
+			}
+		case "/logout":
+			if err := session.Destroy(ctx); err != nil {
+				t.Errorf("Destroy = %v", err)
+			}
+		}
+		id, _ := session.UserID(ctx)
+		fmt.Fprint(w, id)
+	}
+}
+
 // TestSCSImport logs a user in on two devices with real scs, then moves
 // both browsers (the same cookie jars, as a rolling deploy would) to a
 // Manager with FromSCS, under a cookie name of its own and under scs's.
@@ -316,21 +336,7 @@ func TestSCSImportWrongPrefix(t *testing.T) {
 func TestSCSCookieEndsWithLoginOrLogout(t *testing.T) {
 	srv := redistest.Start(t)
 	app := newSCSApp(t, srv, time.Hour)
-	h := func(w io.Writer, r *http.Request) {
-		ctx := r.Context()
-		switch r.URL.Path {
-		case "/login":
-			if _, err := session.Create(ctx, "7"); err != nil {
-				t.Errorf("Create = %v", err)
-			}
-		case "/logout":
-			if err := session.Destroy(ctx); err != nil {
-				t.Errorf("Destroy = %v", err)
-			}
-		}
-		id, _ := session.UserID(ctx)
-		fmt.Fprint(w, id)
-	}
+	h := loginLogout(t)
 	cfg := session.Config{CookieName: "sk", KeepSiteData: true} // no Clear-Site-Data to lean on
 	_, wrong := newImportManagerPrefix(t, srv, "scs:sesion:", cfg, h)
 	_, mended := newImportManager(t, srv, cfg, h)

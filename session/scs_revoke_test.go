@@ -1,0 +1,243 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// newSCSRevokeManager returns a Manager on a real Redis that migrates scs
+// sessions with redisstore's records, which can mark users.
+func newSCSRevokeManager(t *testing.T, cfg Config) (*Manager, *redistest.Server) {
+	t.Helper()
+	r := redistest.Start(t)
+	store := openTestStore(t, r)
+	if cfg.FromSCS == nil {
+		cfg.FromSCS = &SCSImport{UserKey: "userID"}
+	}
+	cfg.FromSCS.Records = store.SCSRecords("")
+	cfg.Keys = [][]byte{testKey(7)}
+	cfg.InsecureCookie = true
+	cfg.CookieName = "sk"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, r
+}
+
+// putSCS writes an scs session of userID under token, as scs/redisstore
+// does, and returns token.
+func putSCS(t *testing.T, r *redistest.Server, token, userID string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Hour)
+	b, err := scs.GobCodec{}.Encode(deadline, map[string]any{"userID": userID, "theme": "dark"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Do(t, "SET", "scs:session:"+token, b, "PXAT", deadline.UnixMilli())
+	return token
+}
+
+// loadSCS loads a request that carries the scs cookie token, and, if
+// cookie is not empty, the Manager's own cookie beside it.
+func loadSCS(m *Manager, token, cookie string) context.Context {
+	req := httptest.NewRequest("GET", "http://localhost/", nil)
+	req.AddCookie(&http.Cookie{Name: DefaultSCSCookieName, Value: token})
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "sk", Value: cookie})
+	}
+	return m.Load(req)
+}
+
+// pausedAdd is a Store whose AddUserSession, once armed, signals reached
+// and waits for release before it inserts: a test runs a revocation in
+// between.
+type pausedAdd struct {
+	Store
+	reached, release chan struct{}
+}
+
+func (p pausedAdd) AddUserSession(ctx context.Context, s NewSession) ([]string, error) {
+	close(p.reached)
+	<-p.release
+	return p.Store.AddUserSession(ctx, s)
+}
+
+// TestSCSRevokeAllEndsUnmigrated checks that RevokeAll and RevokeOthers
+// during a migration end the user's scs sessions that have not migrated,
+// which no index lists: their cookies, and any copy of them, then migrate
+// into nothing, while another user's scs session still migrates.
+func TestSCSRevokeAllEndsUnmigrated(t *testing.T) {
+	for _, revoke := range []string{"RevokeAll", "RevokeOthers"} {
+		t.Run(revoke, func(t *testing.T) {
+			m, r := newSCSRevokeManager(t, Config{})
+			laptop := putSCS(t, r, strings.Repeat("L", tokenLen), "u1")
+			phone := putSCS(t, r, strings.Repeat("P", tokenLen), "u1")
+			other := putSCS(t, r, strings.Repeat("O", tokenLen), "u2")
+			// The laptop migrates, and ends the user's other sessions
+			// (RevokeOthers, after a password change), or an
+			// administrator ends them all.
+			ctx := loadSCS(m, laptop, "")
+			if id, _ := UserID(ctx); id != "u1" {
+				t.Fatalf("laptop: user %q, want u1", id)
+			}
+			var n int
+			var err error
+			if revoke == "RevokeAll" {
+				n, err = m.RevokeAll(context.Background(), "u1")
+			} else {
+				n, err = m.RevokeOthers(ctx)
+			}
+			if want := map[string]int{"RevokeAll": 1, "RevokeOthers": 0}[revoke]; err != nil || n != want {
+				t.Fatalf("%s = %d, %v; want %d, nil", revoke, n, err, want)
+			}
+			if id, _ := UserID(loadSCS(m, phone, "")); id != "" {
+				t.Errorf("the phone's scs session migrated after %s: user %q", revoke, id)
+			}
+			if n := r.Do(t, "EXISTS", "scs:session:"+phone); n != int64(0) {
+				t.Error("the phone's scs record outlived its refused migration")
+			}
+			if id, _ := UserID(loadSCS(m, other, "")); id != "u2" {
+				t.Errorf("another user's scs session after %s: user %q, want u2", revoke, id)
+			}
+			list, err := m.List(context.Background(), "u1")
+			if want := map[string]int{"RevokeAll": 0, "RevokeOthers": 1}[revoke]; err != nil || len(list) != want {
+				t.Errorf("List(u1) = %d sessions, %v; want %d", len(list), err, want)
+			}
+			// The mark lasts scs's Lifetime, by default Config.Lifetime
+			// or 24h, whichever is longer.
+			ttl, _ := redis.Int64(r.Do(t, "PTTL", "scs_migrated:user:u1"), nil)
+			if ttl < int64(23*time.Hour/time.Millisecond) || ttl > int64(24*time.Hour/time.Millisecond) {
+				t.Errorf("PTTL of the user's mark = %d ms, want about 24h", ttl)
+			}
+		})
+	}
+}
+
+// TestSCSRevokeDuringMigration runs a RevokeAll while a migration of the
+// user's scs session stands between its first look at the user's mark and
+// the insert: the revocation finds nothing in the index, and the session
+// the migration then stores must not outlive it.
+func TestSCSRevokeDuringMigration(t *testing.T) {
+	m, r := newSCSRevokeManager(t, Config{})
+	token := putSCS(t, r, strings.Repeat("R", tokenLen), "u1")
+	p := pausedAdd{Store: m.store, reached: make(chan struct{}), release: make(chan struct{})}
+	m.store = p
+	loaded := make(chan context.Context)
+	go func() { loaded <- loadSCS(m, token, "") }()
+	<-p.reached
+	if n, err := m.RevokeAll(context.Background(), "u1"); err != nil || n != 0 {
+		t.Fatalf("RevokeAll during the migration = %d, %v; want 0, nil", n, err)
+	}
+	close(p.release)
+	ctx := <-loaded
+	if id, _ := UserID(ctx); id != "" {
+		t.Errorf("the migration that ran beside RevokeAll signed in %q", id)
+	}
+	if list, err := m.List(context.Background(), "u1"); err != nil || len(list) != 0 {
+		t.Errorf("List after RevokeAll = %d sessions, %v; want none", len(list), err)
+	}
+	if keys, _ := redis.Strings(r.Do(t, "KEYS", "session:*"), nil); len(keys) != 0 {
+		t.Errorf("records left: %d, want none", len(keys))
+	}
+}
+
+// TestSCSRevokedKeepsLimit checks that an scs session refused after a
+// RevokeOthers takes no place under MaxSessionsPerUser: the session kept
+// is not the oldest one the limit would end for it.
+func TestSCSRevokedKeepsLimit(t *testing.T) {
+	m, r := newSCSRevokeManager(t, Config{MaxSessionsPerUser: 1})
+	token := putSCS(t, r, strings.Repeat("K", tokenLen), "u1")
+	cookie, _ := login(t, m, "u1")
+	serve(t, m, cookie, func(ctx context.Context) {
+		if _, err := m.RevokeOthers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if id, _ := UserID(loadSCS(m, token, "")); id != "" {
+		t.Fatalf("scs session after RevokeOthers: user %q, want anonymous", id)
+	}
+	if list, err := m.List(context.Background(), "u1"); err != nil || len(list) != 1 {
+		t.Fatalf("List = %d sessions, %v; want the one kept", len(list), err)
+	}
+}
+
+// TestSCSRevokeMarkFails checks that a RevokeAll whose mark of the user
+// fails still ends the sessions in the index, and says that scs sessions
+// may still migrate.
+func TestSCSRevokeMarkFails(t *testing.T) {
+	m, _ := newSCSRevokeManager(t, Config{})
+	login(t, m, "u1")
+	m.cfg.FromSCS.Records = failingUsers{m.cfg.FromSCS.Records}
+	n, err := m.RevokeAll(context.Background(), "u1")
+	if n != 1 || !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "scs sessions") {
+		t.Fatalf("RevokeAll with the mark failing = %d, %v; want 1 and an error naming the scs sessions", n, err)
+	}
+}
+
+// failingUsers is SCSRecords whose marks of users fail.
+type failingUsers struct{ SCSRecords }
+
+func (failingUsers) RetireUser(context.Context, string, time.Time) error {
+	return errors.New("connection refused")
+}
+
+func (failingUsers) UserRetired(context.Context, string) (bool, error) {
+	return false, errors.New("connection refused")
+}
+
+// TestSCSRecordsWithoutUsers checks that New warns of SCSRecords that
+// cannot mark users.
+func TestSCSRecordsWithoutUsers(t *testing.T) {
+	var logs bytes.Buffer
+	_, err := New(openTestStore(t, redistest.Start(t)), Config{
+		Keys:    [][]byte{testKey(7)},
+		FromSCS: &SCSImport{Records: &recordingRecords{}, UserKey: "userID"},
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "RevokeAll and RevokeOthers do not end the scs sessions not migrated yet") {
+		t.Errorf("New logged %q, want a warning that revocations miss scs sessions", logs.String())
+	}
+}
+
+// TestSCSImportLifetime checks FromSCS.Lifetime's bounds and default.
+func TestSCSImportLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		lifetime, scs, want time.Duration
+	}{
+		{0, 0, DefaultLifetime},
+		{time.Hour, 0, DefaultLifetime},
+		{72 * time.Hour, 0, 72 * time.Hour},
+		{time.Hour, 30 * 24 * time.Hour, 30 * 24 * time.Hour},
+		{0, -time.Second, -1},
+		{0, 101 * 365 * 24 * time.Hour, -1},
+	} {
+		cfg, err := Config{Keys: [][]byte{testKey(7)}, Lifetime: tc.lifetime,
+			FromSCS: &SCSImport{Records: &recordingRecords{}, Lifetime: tc.scs}}.withDefaults()
+		switch {
+		case tc.want < 0 && (err == nil || !strings.Contains(err.Error(), "FromSCS.Lifetime")):
+			t.Errorf("FromSCS.Lifetime %v: %v, want an error naming it", tc.scs, err)
+		case tc.want >= 0 && err != nil:
+			t.Errorf("FromSCS.Lifetime %v beside Lifetime %v: %v", tc.scs, tc.lifetime, err)
+		case tc.want >= 0 && cfg.FromSCS.Lifetime != tc.want:
+			t.Errorf("FromSCS.Lifetime %v beside Lifetime %v = %v, want %v", tc.scs, tc.lifetime, cfg.FromSCS.Lifetime, tc.want)
+		}
+	}
+}
