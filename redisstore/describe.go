@@ -52,6 +52,7 @@ func Describe(err error, cfg Config) string {
 	var verify *tls.CertificateVerificationError
 	var perm *permissionError
 	var notMaster *notMasterError
+	var disagree *disagreeError
 	var version *versionError
 	var dns *net.DNSError
 	code := replyCode(err)
@@ -150,6 +151,10 @@ func Describe(err error, cfg Config) string {
 	case errors.As(err, &notMaster):
 		return fmt.Sprintf("sentinel %s names %s as the master of %q, but that server is a %s: a failover is under way, or that sentinel is behind or monitors another setup under that name (check SENTINEL GET-MASTER-ADDR-BY-NAME on each sentinel of REDIS_SENTINELS); the next lookup asks the next sentinel",
 			notMaster.sentinel, notMaster.server, cfg.SentinelMaster, replicaRole(notMaster.role))
+	case errors.As(err, &disagree):
+		return fmt.Sprintf("the sentinels of REDIS_SENTINELS disagree on the master of %q, as many of them naming each, and the Store follows none: a sentinel that was down during a failover names the old master until it catches up, in seconds; if it goes on, the list mixes the sentinels of two setups (check SENTINEL GET-MASTER-ADDR-BY-NAME on each)", cfg.SentinelMaster)
+	case sentinels && sentinelTimeout(err):
+		return "no sentinel of REDIS_SENTINELS answered in time (Config.DialTimeout, Config.ReadTimeout): they are stalled or overloaded, or a firewall drops the traffic to them"
 	case errors.Is(err, errNoMaster):
 		return fmt.Sprintf("no sentinel named a master called %q (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD)", cfg.SentinelMaster)
 	case errors.As(err, &unknownCA):
@@ -211,6 +216,14 @@ func quotedAfter(reply redis.Error, prefix string) string {
 		return ""
 	}
 	return q
+}
+
+// sentinelTimeout reports whether err, a call's that found no master,
+// holds a sentinel's network timeout (kept by sentinelSource.current), not
+// only the call's own deadline.
+func sentinelTimeout(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Timeout()
 }
 
 // replicaRole names a role of ROLE's reply in words: "slave" is a replica.

@@ -143,7 +143,12 @@
 // connection). Each new connection checks with
 // ROLE that it reached the master (a dial that finds a replica there makes
 // the next lookup ask the next sentinel first, so one sentinel that names
-// a replica costs calls for a moment only); a connection to a former master is
+// a replica costs calls for a moment only). A master other than the one
+// followed (or the first) is followed when the sentinel that named it
+// announced the failover, or when no other master is named by as many of
+// the sentinels, all asked at once: a sentinel that is behind, and names an
+// old master that came back empty, is outvoted; with as many naming each,
+// the Store follows none and Describe says so. A connection to a former master is
 // closed instead of lent again, since a demoted master can keep accepting
 // writes on open connections for seconds, and loses them when it rejoins.
 // Reads stay one command. During a failover calls fail with ErrUnavailable

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -41,7 +42,8 @@ const sentinelLogInterval = 10 * time.Second
 // github.com/FZambia/sentinel.
 //
 // One goroutine asks the sentinels (SENTINEL get-master-addr-by-name) every
-// sentinelPoll, and at once when a subscription to a sentinel's
+// sentinelPoll (the others too before it follows a master that one names
+// unannounced: see lookup), and at once when a subscription to a sentinel's
 // +promoted-slave or +switch-master channel announces a failover (then
 // that sentinel first), or when a call fails with READONLY, a network
 // error, or a new connection that is not to a master.
@@ -212,9 +214,11 @@ func (s *sentinelSource) watch() {
 }
 
 // lookup asks the sentinels, in order, where the master is, and records
-// the first answer. A sentinel that just announced a failover is asked
-// first: it knows of it already, where the others may learn of it only
-// from its next hello message. FZambia's MasterAddr puts the sentinel that
+// the first answer when it names the master followed, or comes from the
+// sentinel that just announced a failover, which is asked first: it knows
+// of it already, where the others may learn of it only from its next hello
+// message. Any other first answer, the first of all among them, the other
+// sentinels confirm or outvote (see confirm). FZambia's MasterAddr puts the sentinel that
 // answers first at the top of the list, and asks it first next time; a
 // sentinel that answers with a server that is no master (one behind the
 // others, or monitoring another setup under the same name) would be asked
@@ -243,9 +247,123 @@ func (s *sentinelSource) lookup() {
 		return
 	}
 	// MasterAddr put the sentinel that answered at the top.
-	s.setMasterNamedBy(addr, s.snt.Addrs[0])
+	by := s.snt.Addrs[0]
+	if addr != master && by != announcer && len(s.snt.Addrs) > 1 {
+		// A master other than the one followed, or the first, named by a
+		// sentinel that announced no failover: it may be one that was
+		// down during a failover and names the old master, which may
+		// be back, empty and a master still, until the sentinels demote
+		// it. Its writes would then be lost, and its reads find nothing.
+		// The other sentinels decide.
+		var d *disagreeError
+		if addr, by, d = s.confirm(addr, by); d != nil {
+			s.noteSentinelError(d)
+			s.lookupFailed(d)
+			return
+		}
+	}
+	s.setMasterNamedBy(addr, by)
 	s.noteSentinelError(nil)
 	s.lookupAnswered(addr)
+}
+
+// confirm asks the sentinels other than first's, at once, where the master
+// is, and returns the master that most of the sentinels that answer name,
+// counting first's answer, and the first sentinel (in the list's order) to
+// name it; or, when two masters are named by as many sentinels and none by
+// more, a disagreeError. It returns as soon as more than half of all the
+// sentinels name one master, so that one stalled sentinel, asked until its
+// timeouts, holds nothing up; its query ends in the background. A sentinel
+// whose answer lost goes to the bottom of the list, so that it is not
+// asked first, and its answer confirmed again, at every lookup. Only the
+// watch goroutine calls it.
+func (s *sentinelSource) confirm(first, firstBy string) (master, namedBy string, d *disagreeError) {
+	addrs := slices.Clone(s.snt.Addrs)
+	type answer struct{ sentinel, master string }
+	answers := make(chan answer, len(addrs)) // never blocks a query that ends late
+	for _, a := range addrs {
+		if a == firstBy {
+			continue
+		}
+		s.wg.Go(func() {
+			m, err := s.askSentinel(a)
+			if err != nil {
+				m = "" // no vote
+			}
+			answers <- answer{a, m}
+		})
+	}
+	named := map[string]string{firstBy: first} // sentinel -> the master it named
+	votes := map[string]int{first: 1}
+	for range len(addrs) - 1 {
+		a := <-answers
+		if a.master == "" {
+			continue
+		}
+		named[a.sentinel] = a.master
+		if votes[a.master]++; votes[a.master] > len(addrs)/2 {
+			break
+		}
+	}
+	best, tied := "", false
+	for m, n := range votes {
+		switch {
+		case best == "" || n > votes[best]:
+			best, tied = m, false
+		case n == votes[best]:
+			tied = true
+		}
+	}
+	if tied {
+		return "", "", &disagreeError{master: s.cfg.SentinelMaster, named: named}
+	}
+	if best != first {
+		toBottom(s.snt.Addrs, firstBy)
+	}
+	for _, a := range addrs {
+		if named[a] == best {
+			return best, a, nil
+		}
+	}
+	return best, firstBy, nil // not reached: best was named
+}
+
+// askSentinel asks the sentinel at addr where the master is, on a
+// connection of its own.
+func (s *sentinelSource) askSentinel(addr string) (string, error) {
+	c, err := s.dialSentinelOnce(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	res, err := redis.Strings(c.Do("SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
+	if err != nil {
+		return "", err
+	}
+	if len(res) < 2 {
+		return "", errors.New("malformed reply to SENTINEL get-master-addr-by-name")
+	}
+	return net.JoinHostPort(res[0], res[1]), nil // as FZambia's MasterAddr does
+}
+
+// disagreeError is a lookup whose sentinels named different masters, as
+// many of them each: one that was down during a failover and has not
+// caught up yet, or sentinels of two setups. The Store follows neither.
+type disagreeError struct {
+	master string            // Config.SentinelMaster
+	named  map[string]string // sentinel -> the master it named
+}
+
+func (e *disagreeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the sentinels disagree on the master of %q:", e.master)
+	for i, a := range slices.Sorted(maps.Keys(e.named)) {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s names %s", a, e.named[a])
+	}
+	return b.String()
 }
 
 // lookupFailed records a lookup that no sentinel answered with a master,
@@ -264,6 +382,13 @@ func (s *sentinelSource) lookupFailed(err error) {
 	msg := "redisstore: no sentinel named the master; calls go on to the master named last, but a failover would not be followed"
 	if master == "" {
 		msg = "redisstore: no sentinel named the master; none has since the Store opened, so every call fails until one does"
+	}
+	var d *disagreeError
+	if errors.As(err, &d) {
+		msg = "redisstore: the sentinels disagree on the master, as many naming each: calls go on to the master named last until more name one; is a sentinel behind, or are two setups' sentinels listed?"
+		if master == "" {
+			msg = "redisstore: the sentinels disagree on the master, as many naming each: every call fails until more name one; is a sentinel behind, or are two setups' sentinels listed?"
+		}
 	}
 	s.outage.Do(now, func(suppressed int) {
 		s.warned = true

@@ -73,7 +73,9 @@ type PoolStats struct {
 	// SentinelsDown reports, for a Store opened with SentinelAddrs, that
 	// no sentinel named a master the last time the Store asked (every
 	// second): every sentinel is down or unreachable, refuses the
-	// Store's credentials, or monitors no master called SentinelMaster.
+	// Store's credentials, or monitors no master called SentinelMaster;
+	// or that they named different masters, as many of them each (see
+	// Config.SentinelAddrs).
 	// Calls go on to the master named last, and succeed while it serves,
 	// but a failover now goes unnoticed and a Store opened now finds no
 	// master. The Store also logs it (slog.Default, at Warn, at most

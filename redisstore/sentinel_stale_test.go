@@ -1,0 +1,189 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+)
+
+// dbsize returns the number of keys on srv.
+func dbsize(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	n, err := redis.Int(srv.Do(t, "DBSIZE"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSentinelOutvoted checks that a sentinel that names a master the
+// other sentinels do not, a server that answers ROLE as a master, is
+// outvoted: one of another setup (a REDIS_SENTINELS list mixing two
+// deployments), or one behind the others, as after it was down during a
+// failover while the old master came back, empty and a master still. The
+// first answer alone would send every call there, its writes to be lost
+// and its reads to find nothing. With as many sentinels naming each, the
+// Store follows neither, and says why.
+func TestSentinelOutvoted(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	master := sn.Master(t)
+	other := redistest.Start(t, "--requirepass", sntMasterPassword) // a master of another setup
+
+	t.Run("first in the list", func(t *testing.T) {
+		f := startFakeSentinel(t, other.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append([]string{f.addr()}, cfg.SentinelAddrs...)
+		s := openSentinel(t, cfg)
+		for i := range 20 {
+			if _, err := s.Insert(context.Background(), fmt.Sprintf("first%d", i), []byte("record"), time.Minute); err != nil {
+				t.Fatalf("Insert: %v", err)
+			}
+		}
+		if addr := sentinelMaster(s); addr != master.Addr() {
+			t.Errorf("the Store's master is %s, want %s", addr, master.Addr())
+		}
+		if n := dbsize(t, other); n != 0 {
+			t.Errorf("%d keys written to the master the outvoted sentinel named", n)
+		}
+	})
+
+	t.Run("turns wrong while the Store works", func(t *testing.T) {
+		f := startFakeSentinel(t, master.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append([]string{f.addr()}, cfg.SentinelAddrs...)
+		s := openSentinel(t, cfg)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// The fake sentinel answered first at Open, so it is asked first.
+		f.name(other.Addr())
+		asked := f.asked.Load()
+		sentinelOf(s).ask()
+		for deadline := time.Now().Add(2 * time.Second); f.asked.Load() == asked; {
+			if time.Now().After(deadline) {
+				t.Fatal("the lookup did not ask the fake sentinel")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for i := range 20 {
+			if _, err := s.Insert(context.Background(), fmt.Sprintf("turned%d", i), []byte("record"), time.Minute); err != nil {
+				t.Fatalf("Insert: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if addr := sentinelMaster(s); addr != master.Addr() {
+			t.Errorf("the Store's master is %s, want %s", addr, master.Addr())
+		}
+		if n := dbsize(t, other); n != 0 {
+			t.Errorf("%d keys written to the master the outvoted sentinel named", n)
+		}
+	})
+
+	t.Run("as many each", func(t *testing.T) {
+		wrong, right := startFakeSentinel(t, other.Addr()), startFakeSentinel(t, master.Addr())
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = []string{wrong.addr(), right.addr()}
+		cfg.Timeout = 500 * time.Millisecond
+		s := openSentinel(t, cfg)
+		err := s.Ping(context.Background())
+		if err == nil {
+			t.Fatal("Ping succeeded with the sentinels naming two masters")
+		}
+		noSecrets(t, "Ping", err)
+		for _, want := range []string{"disagree", wrong.addr(), other.Addr(), right.addr(), master.Addr()} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %s", err, want)
+			}
+		}
+		d := Describe(err, cfg)
+		t.Logf("error: %v\nDescribe: %s", err, d)
+		if !strings.Contains(d, "disagree") || !strings.Contains(d, "REDIS_SENTINELS") {
+			t.Errorf("Describe = %q, want it to say that the sentinels disagree, and name REDIS_SENTINELS", d)
+		}
+		if ps := s.PoolStats(); !ps.SentinelsDown {
+			t.Error("PoolStats.SentinelsDown is false while the sentinels disagree")
+		}
+		if n := dbsize(t, other); n != 0 {
+			t.Errorf("%d keys written to the master one sentinel named", n)
+		}
+		// Once the wrong one names the master too, the Store finds it.
+		wrong.name(master.Addr())
+		deadline := time.Now().Add(3 * time.Second)
+		for s.Ping(context.Background()) != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("no Ping succeeded within 3s of the sentinels agreeing")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// TestSentinelStaleSentinel plays the outside review's case on real
+// servers: a sentinel is down while the master is killed and a replica
+// promoted; the old master restarts, empty (no persistence) and a master
+// until the sentinels demote it, and the sentinel restarts, naming it. A
+// Store opened then, with that sentinel first in its list, must neither
+// lose a session it reads (not found would sign its user out) nor a login
+// it acknowledges.
+func TestSentinelStaleSentinel(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	ctx := context.Background()
+	a := openSentinel(t, sentinelConfig(sn))
+	var before []string
+	for i := range 50 {
+		id := fmt.Sprintf("before%d", i)
+		if _, err := a.Insert(ctx, id, []byte("record"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, id)
+	}
+	if took := sn.WaitReplica(t, sn.Replica(t)); took > 0 {
+		t.Logf("replica caught up in %v", took)
+	}
+	s0 := sn.Sentinels()[0]
+	s0.Stop(t)
+	killed, took := sn.KillMaster(t)
+	t.Logf("failover took %v", took)
+	killed.Restart(t)
+	s0.Restart(t)
+	restarted := time.Now()
+
+	b := openSentinel(t, sentinelConfig(sn)) // the stale sentinel first
+	var acked []string
+	notFound := 0
+	for i := 0; time.Since(restarted) < 4*time.Second; i++ {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		id := fmt.Sprintf("after%d", i)
+		if _, err := b.Insert(cctx, id, []byte("record"), time.Hour); err == nil {
+			acked = append(acked, id)
+		}
+		if _, found, err := b.Load(cctx, before[i%len(before)], 0); err == nil && !found {
+			notFound++
+		}
+		cancel()
+		time.Sleep(5 * time.Millisecond)
+	}
+	sn.WaitReplica(t, killed)
+	c := openSentinel(t, sentinelConfig(sn))
+	lost := 0
+	for _, id := range acked {
+		if _, found, err := c.Load(ctx, id, 0); err == nil && !found {
+			lost++
+		}
+	}
+	t.Logf("%d logins acknowledged, %d lost; %d reads of live sessions found nothing", len(acked), lost, notFound)
+	if len(acked) == 0 {
+		t.Fatal("no login was acknowledged in 4s")
+	}
+	if lost > 0 || notFound > 0 {
+		t.Errorf("%d acknowledged logins lost and %d live sessions not found: the Store served from the restarted old master", lost, notFound)
+	}
+}
