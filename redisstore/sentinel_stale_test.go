@@ -187,3 +187,32 @@ func TestSentinelStaleSentinel(t *testing.T) {
 		t.Errorf("%d acknowledged logins lost and %d live sessions not found: the Store served from the restarted old master", lost, notFound)
 	}
 }
+
+// TestSentinelStalledDescribed checks that Describe tells sentinels that
+// do not answer (stalled, or behind a firewall that drops the traffic)
+// from sentinels that answer but name no master of that name.
+func TestSentinelStalledDescribed(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	for _, snt := range sn.Sentinels() {
+		snt.Pause(t)
+	}
+	cfg := sentinelConfig(sn)
+	s := openSentinel(t, cfg)
+	var d string
+	for range 3 {
+		err := s.Ping(context.Background())
+		if err == nil {
+			t.Fatal("Ping succeeded with every sentinel stalled")
+		}
+		if d = Describe(err, cfg); strings.Contains(d, "answered in time") {
+			break
+		}
+	}
+	for _, snt := range sn.Sentinels() {
+		snt.Resume(t) // before openSentinel's check that the lookup ended
+	}
+	if !strings.Contains(d, "answered in time") || strings.Contains(d, "named a master called") {
+		t.Errorf("Describe with every sentinel stalled = %q, want it to say that none answered in time", d)
+	}
+}
