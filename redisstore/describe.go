@@ -148,6 +148,8 @@ func Describe(err error, cfg Config) string {
 		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
 	case code == "ERR" && cfg.mode() == modeCluster && strings.Contains(string(reply), "cluster support disabled"):
 		return "REDIS_CLUSTER_NODES (Config.ClusterNodes) names a server that is no Cluster node: name one server with REDIS_URL, or the Cluster's nodes"
+	case errors.Is(err, errUnconfirmed):
+		return "fewer replicas than REDIS_WAIT_REPLICAS (Config.WaitReplicas) confirmed the write within the Timeout: a replica is down, lagging or resyncing, or the master has fewer replicas than that (INFO replication, connected_slaves); a logout or revocation so reported ended the sessions on the master all the same, but a failover now may bring them back"
 	case errors.As(err, &notMaster):
 		return fmt.Sprintf("sentinel %s names %s as the master of %q, but that server is a %s: a failover is under way, or that sentinel is behind or monitors another setup under that name (check SENTINEL GET-MASTER-ADDR-BY-NAME on each sentinel of REDIS_SENTINELS); the next lookup asks the next sentinel",
 			notMaster.sentinel, notMaster.server, cfg.SentinelMaster, replicaRole(notMaster.role))

@@ -955,7 +955,7 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 		return err
 	}
 	if n < s.replicas {
-		return errUnconfirmed
+		return fmt.Errorf("%w: %d of %d", errUnconfirmed, n, s.replicas)
 	}
 	return nil
 }

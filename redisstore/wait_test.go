@@ -629,3 +629,27 @@ func TestWaitReplicasFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitTooManyDescribed checks what a Store with more WaitReplicas than
+// the master has replicas (here: none of 2) reports for a logout: how many
+// replicas confirmed of how many it waited for, and a Describe that names
+// the setting and the likely causes.
+func TestWaitTooManyDescribed(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := redisstore.Config{Addr: srv.Addr(), WaitReplicas: 2, Timeout: 200 * time.Millisecond}
+	s := open(t, srv, cfg)
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "id", []byte("record"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Remove(ctx, "id")
+	if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 2") {
+		t.Fatalf("Remove with no replica of 2 = %v, want ErrUnavailable saying 0 of 2 confirmed", err)
+	}
+	d := redisstore.Describe(err, cfg)
+	for _, want := range []string{"REDIS_WAIT_REPLICAS", "fewer replicas than that", "connected_slaves"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("Describe = %q, want it to name %q", d, want)
+		}
+	}
+}
