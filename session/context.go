@@ -533,7 +533,9 @@ func Renew(ctx context.Context) error {
 // During a migration from scs (Config.FromSCS), Destroy also ends the scs
 // session whose cookie the request carried beside this one; when it
 // cannot, it returns an error matching ErrStoreUnavailable, the session
-// of this package ended all the same.
+// of this package ended all the same, and the response leaves the scs
+// cookie (sending no Clear-Site-Data), so that a logout tried again can
+// end it.
 func Destroy(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -576,8 +578,15 @@ func Destroy(ctx context.Context) error {
 	}
 	// The scs session whose cookie came beside this one ends with it.
 	scsErr := m.endSCS(ending(ctx), st)
+	if scsErr != nil {
+		// Its cookie stays, so that a logout tried again can end it: to
+		// expire it would leave its record, and any copy of the cookie, a
+		// session that nobody can end but a revocation of its user.
+		st.scsCookie = false
+	}
 	st.end()
 	if scsErr != nil {
+		st.clearSite = false // Clear-Site-Data would delete the scs cookie too
 		return fmt.Errorf("%w: signed out, but the scs session this browser also held may live on, and a copy of its cookie migrate: %w", ErrStoreUnavailable, scsErr)
 	}
 	if st.committed {

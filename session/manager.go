@@ -64,8 +64,9 @@ type Manager struct {
 	// cookie found no record, and the errors that its record holds a type
 	// not registered with gob (see importSCS).
 	// scsNoUser limits the warnings that an scs session migrated as
-	// anonymous while none had a user yet (see migrate).
-	scsMissing, scsUnregistered, scsNoUser *loglimit.Limiter
+	// anonymous while none had a user yet (see migrate), and scsLong those
+	// that one outlives FromSCS.Lifetime (see importSCS).
+	scsMissing, scsUnregistered, scsNoUser, scsLong *loglimit.Limiter
 	// scsFound is set once FromSCS.Records has found a record: its setting
 	// (prefix, Redis, database) is then known to be right (see importSCS).
 	scsFound atomic.Bool
@@ -133,6 +134,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		scsMissing:      &loglimit.Limiter{Interval: outageLogInterval},
 		scsUnregistered: &loglimit.Limiter{Interval: outageLogInterval},
 		scsNoUser:       &loglimit.Limiter{Interval: outageLogInterval},
+		scsLong:         &loglimit.Limiter{Interval: outageLogInterval},
 		now:             time.Now,
 		codec:           codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 
@@ -828,16 +830,18 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.loadFailed, st.loggedOut, st.stale = false, false, false
-	st.renewedAway = nil                    // replaced: its changes are pending's
+	st.renewedAway = nil // replaced: its changes are pending's
+	// The scs session whose cookie came beside the one replaced ends, as
+	// at a logout; failing that, the login stands, and the scs cookie
+	// stays for the logout to end it (see Destroy).
+	if err := m.endSCS(ending(ctx), st); err != nil {
+		st.scsCookie = false
+		m.log.Warn("session: the scs session of the browser that logged in was not ended; its cookie is left for a logout to end it", "error", err)
+	}
 	st.dropSCS = st.dropSCS || st.scsCookie // see state.scsCookie
 	st.dirty = len(st.changes) > 0
 	info := m.info(st)
 	m.emit(EventCreated, userID, info.ID, now)
-	// The scs session whose cookie came beside the one replaced ends, as
-	// at a logout; failing that, the login stands.
-	if err := m.endSCS(ending(ctx), st); err != nil {
-		m.log.Warn("session: the scs session of the browser that logged in was not ended; a copy of its cookie may still migrate", "error", err)
-	}
 	return info, nil
 }
 

@@ -385,6 +385,14 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 		m.log.Debug("session: expired scs record deleted")
 		return true
 	}
+	if deadline.After(now.Add(imp.Lifetime)) {
+		// scs's Lifetime is longer than FromSCS.Lifetime says: the mark of
+		// a revoked user (see SCSRecords) may end before such a session.
+		m.scsLong.Do(now, func(suppressed int) {
+			m.log.Warn("session: an scs session's deadline lies further ahead than FromSCS.Lifetime: set FromSCS.Lifetime to scs's SessionManager.Lifetime, or the scs sessions of a user revoked during the migration may migrate once the revocation's mark expires",
+				"lifetime", imp.Lifetime, "deadline_in", deadline.Sub(now).Round(time.Second), "suppressed", suppressed)
+		})
+	}
 	// An scs instance still running in a rolling deploy that loaded this
 	// session before it was taken writes it back when its request ends.
 	// Taken again, that copy would become a second session, which a logout

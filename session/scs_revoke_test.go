@@ -241,3 +241,99 @@ func TestSCSImportLifetime(t *testing.T) {
 		}
 	}
 }
+
+// flakyTake is SCSRecords whose Take fails while fail is set.
+type flakyTake struct {
+	SCSRecords
+	fail *bool
+}
+
+func (f flakyTake) Take(ctx context.Context, key string) ([]byte, bool, error) {
+	if *f.fail {
+		return nil, false, errors.New("i/o timeout")
+	}
+	return f.SCSRecords.Take(ctx, key)
+}
+
+// TestSCSEndFailsKeepsCookie checks that a logout or login that cannot end
+// the scs session whose cookie came beside the Manager's leaves that
+// cookie, so that a logout tried again ends it: expired, it would leave
+// the record, and any copy of the cookie, alive with nobody able to end
+// it. The logout says so; the login stands.
+func TestSCSEndFailsKeepsCookie(t *testing.T) {
+	for _, action := range []string{"logout", "login"} {
+		t.Run(action, func(t *testing.T) {
+			m, r := newSCSRevokeManager(t, Config{})
+			fail := false
+			m.cfg.FromSCS.Records = flakyTake{m.cfg.FromSCS.Records, &fail}
+			cookie, _ := login(t, m, "u7")
+			token := putSCS(t, r, strings.Repeat("F", tokenLen), "u1")
+			ctx := loadSCS(m, token, cookie)
+			fail = true
+			var err error
+			if action == "logout" {
+				err = Destroy(ctx)
+				if !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "scs session") {
+					t.Errorf("Destroy with the scs record out of reach = %v, want ErrStoreUnavailable naming the scs session", err)
+				}
+			} else if _, err = Create(ctx, "u7"); err != nil {
+				t.Errorf("Create with the scs record out of reach = %v, want the login to stand", err)
+			}
+			fail = false
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			cookie = "" // the logout's expired it
+			if v := h.Get("Clear-Site-Data"); v != "" {
+				t.Errorf("the %s sent Clear-Site-Data %s, which deletes the scs cookie too", action, v)
+			}
+			for _, c := range (&http.Response{Header: h}).Cookies() {
+				switch {
+				case c.Name == DefaultSCSCookieName:
+					t.Errorf("the %s expired the scs cookie though its session lives on: %q", action, h["Set-Cookie"])
+				case c.Name == "sk" && c.MaxAge >= 0:
+					cookie = c.Value // the login's
+				}
+			}
+			// With the cookie kept, a logout (of the session the login
+			// made, or of the scs session itself) ends it.
+			ctx = loadSCS(m, token, cookie)
+			if err := Destroy(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := r.Do(t, "EXISTS", "scs:session:"+token); n != int64(0) {
+				t.Error("the scs record outlived the logout tried again")
+			}
+		})
+	}
+}
+
+// TestSCSLifetimeTooShortWarns checks that a migration warns when an scs
+// session's deadline lies beyond FromSCS.Lifetime from now: scs's Lifetime
+// is longer than the Manager takes it for, and the mark of a revoked user
+// could end before such a session does.
+func TestSCSLifetimeTooShortWarns(t *testing.T) {
+	m, r := newSCSRevokeManager(t, Config{})
+	var logs bytes.Buffer
+	m.log = slog.New(slog.NewTextHandler(&logs, nil))
+	deadline := time.Now().Add(48 * time.Hour)
+	b, err := scs.GobCodec{}.Encode(deadline, map[string]any{"userID": "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.Repeat("W", tokenLen)
+	r.Do(t, "SET", "scs:session:"+token, b, "PXAT", deadline.UnixMilli())
+	if id, _ := UserID(loadSCS(m, token, "")); id != "u1" {
+		t.Fatalf("migration: user %q, want u1", id)
+	}
+	if !strings.Contains(logs.String(), "set FromSCS.Lifetime to scs's SessionManager.Lifetime") {
+		t.Errorf("logs %q, want a warning that FromSCS.Lifetime is too short", logs.String())
+	}
+	logs.Reset()
+	putSCS(t, r, strings.Repeat("V", tokenLen), "u2") // an hour ahead: within it
+	loadSCS(m, strings.Repeat("V", tokenLen), "")
+	if strings.Contains(logs.String(), "FromSCS.Lifetime") {
+		t.Errorf("logs %q: a warning for an scs session within FromSCS.Lifetime", logs.String())
+	}
+}

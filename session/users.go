@@ -228,6 +228,9 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			st.mu.Lock()
 			st.gone()
 			st.mu.Unlock()
+			if scsErr != nil {
+				return ended, errors.Join(ErrNoSession, storeError(scsErr))
+			}
 			return ended, ErrNoSession
 		}
 		if i == 0 {
