@@ -26,7 +26,7 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 	start := time.Now()
 	key := s.prefix + id
 	err = s.doTurn(ctx, "merge", key, func(ctx context.Context, conn redis.Conn) error {
-		return optimistic(ctx, func() (retry bool, err error) {
+		return s.optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", key)
 			current, err := redis.Bytes(cmd(ctx, conn, "GET", key))
 			if errors.Is(err, redis.ErrNil) {

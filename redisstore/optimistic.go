@@ -46,6 +46,33 @@ func optimistic(ctx context.Context, attempt func() (retry bool, err error)) err
 	}
 }
 
+// errSwitched ends an optimistic transaction of a Store under Sentinel
+// whose sentinels named another master after its first attempt: its
+// connection goes to the former master, where a write is lost once it is
+// demoted. Each attempt before lost its EXEC to another writer, so nothing
+// of the call ran, and run tries it again on a connection to the new
+// master.
+var errSwitched = errors.New("the sentinels named another master during the transaction")
+
+// optimistic is the package's optimistic for a call of s. Under Sentinel
+// it also stops, with errSwitched, before an attempt that would run after
+// the sentinels named another master: a call that keeps losing to other
+// writers would otherwise go on retrying on the connection it borrowed
+// before the switch, which only a new borrow retires.
+func (s *Store) optimistic(ctx context.Context, attempt func() (retry bool, err error)) error {
+	src, ok := s.src.(*sentinelSource)
+	if !ok {
+		return optimistic(ctx, attempt)
+	}
+	gen := src.generation()
+	return optimistic(ctx, func() (bool, error) {
+		if src.generation() != gen {
+			return false, errSwitched
+		}
+		return attempt()
+	})
+}
+
 // backoff spaces the attempts of a call that must try again: before each
 // new attempt it waits a random time up to a bound that doubles from
 // minBackoff to maxBackoff, so that callers racing for the same keys, or

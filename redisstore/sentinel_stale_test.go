@@ -216,3 +216,56 @@ func TestSentinelStalledDescribed(t *testing.T) {
 		t.Errorf("Describe with every sentinel stalled = %q, want it to say that none answered in time", d)
 	}
 }
+
+// TestSentinelSwitchEndsRetries checks that an optimistic transaction
+// that lost to another writer does not try again on its connection once
+// the sentinels name another master, but runs again on a connection to
+// the new one: an outside review saw such retries, under heavy contention,
+// reach the old master milliseconds after the switch, and the logins they
+// acknowledged lost. Here the first attempt plays the loser, and the
+// switch happens during it.
+func TestSentinelSwitchEndsRetries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	first := redistest.Start(t, "--requirepass", sntMasterPassword)
+	second := redistest.Start(t, "--requirepass", sntMasterPassword)
+	f := startFakeSentinel(t, first.Addr())
+	s := openSentinel(t, Config{
+		SentinelAddrs:  []string{f.addr()},
+		SentinelMaster: sntMasterName,
+		Password:       sntMasterPassword,
+		Timeout:        3 * time.Second,
+	})
+	attempts := 0
+	err := s.do(ctx, "test", "attempts", func(ctx context.Context, conn redis.Conn) error {
+		return s.optimistic(ctx, func() (bool, error) {
+			attempts++
+			if _, err := cmd(ctx, conn, "INCR", "attempts"); err != nil {
+				return false, err
+			}
+			if attempts > 1 {
+				return false, nil
+			}
+			f.name(second.Addr())
+			sentinelOf(s).announced(f.addr())
+			for deadline := time.Now().Add(2 * time.Second); sentinelMaster(s) != second.Addr(); {
+				if time.Now().After(deadline) {
+					t.Fatal("the Store did not follow the new master")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			return true, nil // lost to another writer: try again
+		})
+	})
+	if err != nil {
+		t.Fatalf("the call = %v, want it to succeed on the new master", err)
+	}
+	for _, c := range []struct {
+		srv  *redistest.Server
+		want int
+	}{{first, 1}, {second, 1}} {
+		if n, _ := redis.Int(c.srv.Do(t, "GET", "attempts"), nil); n != c.want {
+			t.Errorf("attempts on %s: %d, want %d (the first on the former master, the retry on the new one)", c.srv.Addr(), n, c.want)
+		}
+	}
+}

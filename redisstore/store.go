@@ -792,6 +792,9 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if errors.As(err, &cb) {
 			return fmt.Errorf("redisstore: %s: %w", op, cb.err)
 		}
+		if errors.Is(err, errSwitched) && b.wait(ctx, 0) {
+			continue // nothing ran: again, on a connection to the new master
+		}
 		if s.cluster != nil && notRun(err) {
 			if b.wait(ctx, time.Since(start)) {
 				bounced = err

@@ -216,7 +216,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	var revoked []string // the sessions the limit revoked, oldest first
 	err = s.doTurn(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 		key := s.prefix + a.ID
-		return optimistic(ctx, func() (retry bool, err error) {
+		return s.optimistic(ctx, func() (retry bool, err error) {
 			// The replaced record is read, not watched: every read of it
 			// with an idle timeout (GETEX) would abort the transaction,
 			// and a renewal or a logout of it changes the index, which is.
@@ -487,7 +487,7 @@ func (s *Store) MoveSession(ctx context.Context, m Move) (moved bool, err error)
 		return s.moveAcross(ctx, m, start, from, to)
 	}
 	err = s.doTurn(ctx, "move_session", from, func(ctx context.Context, conn redis.Conn) error {
-		return optimistic(ctx, func() (retry bool, err error) {
+		return s.optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", from, to)
 			conn.Send("GET", from)
 			conn.Send("EXISTS", to)
@@ -657,7 +657,7 @@ func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 // there is no record.
 func (s *Store) take(ctx context.Context, op, key string, merge func(current []byte) ([]byte, error)) (next []byte, taken bool, err error) {
 	err = s.doTurn(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
-		return optimistic(ctx, func() (retry bool, err error) {
+		return s.optimistic(ctx, func() (retry bool, err error) {
 			conn.Send("WATCH", key)
 			current, err := redis.Bytes(cmd(ctx, conn, "GET", key))
 			if errors.Is(err, redis.ErrNil) {
@@ -952,11 +952,12 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 		// On a Cluster the Store runs this again after an error that ran
 		// no command (ASK, TRYAGAIN), which a sweep's later pass can meet
 		// after an earlier one ended sessions: those stay in removed, and
-		// each run adds the sessions it ends.
+		// each run adds the sessions it ends. (Under Sentinel it runs it
+		// again after a switch, errSwitched, which ends no session.)
 		var got []string
 		defer func() { removed = append(removed, got...) }()
 		tries := 0
-		err := optimistic(ctx, func() (retry bool, err error) {
+		err := s.optimistic(ctx, func() (retry bool, err error) {
 			if tries++; tries > sweepAfter {
 				return false, errSweep
 			}
