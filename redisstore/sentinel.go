@@ -28,6 +28,13 @@ const (
 	sentinelMinAsk = 50 * time.Millisecond
 )
 
+// confirmWait is how long confirm waits for the sentinels' answers: far
+// longer than a sentinel that is up takes to answer on a new connection
+// (a dial, TLS, AUTH and one command), and short enough that a stalled
+// one, while the others split, keeps an announced failover waiting half a
+// poll at most.
+const confirmWait = sentinelPoll / 2
+
 // subscriptionSilence is how long a subscription to a sentinel may bring
 // nothing, not even the answer to the PING that listen sends every
 // sentinelPoll, before it is given up for the next sentinel's.
@@ -272,8 +279,10 @@ func (s *sentinelSource) lookup() {
 // counting first's answer, and the first sentinel (in the list's order) to
 // name it; or, when two masters are named by as many sentinels and none by
 // more, a disagreeError. It returns as soon as more than half of all the
-// sentinels name one master, so that one stalled sentinel, asked until its
-// timeouts, holds nothing up; its query ends in the background. A sentinel
+// sentinels name one master, and counts no answer that comes later than
+// confirmWait (or after Close), so that a stalled sentinel, asked until
+// its timeouts, holds the lookup up for confirmWait at most, and then
+// only while the others split; its query ends in the background. A sentinel
 // whose answer lost goes to the bottom of the list, so that it is not
 // asked first, and its answer confirmed again, at every lookup. Only the
 // watch goroutine calls it.
@@ -295,8 +304,18 @@ func (s *sentinelSource) confirm(first, firstBy string) (master, namedBy string,
 	}
 	named := map[string]string{firstBy: first} // sentinel -> the master it named
 	votes := map[string]int{first: 1}
+	wait := time.NewTimer(confirmWait)
+	defer wait.Stop()
+count:
 	for range len(addrs) - 1 {
-		a := <-answers
+		var a answer
+		select {
+		case a = <-answers:
+		case <-wait.C:
+			break count // a stalled sentinel casts no vote
+		case <-s.stop:
+			break count
+		}
 		if a.master == "" {
 			continue
 		}
@@ -329,14 +348,16 @@ func (s *sentinelSource) confirm(first, firstBy string) (master, namedBy string,
 }
 
 // askSentinel asks the sentinel at addr where the master is, on a
-// connection of its own.
+// connection of its own, waiting confirmWait at most for the answer, which
+// confirm would not count later: so a stalled sentinel's query ends soon
+// after the lookup, and after Close.
 func (s *sentinelSource) askSentinel(addr string) (string, error) {
 	c, err := s.dialSentinelOnce(addr)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	res, err := redis.Strings(c.Do("SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
+	res, err := redis.Strings(redis.DoWithTimeout(c, confirmWait, "SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
 	if err != nil {
 		return "", err
 	}
@@ -763,7 +784,9 @@ func (s *sentinelSource) listen(c redis.Conn, addr string) {
 			subscribed++
 			s.ask() // a switch may have happened while not subscribed
 		case redis.Message:
-			s.announced(addr)
+			if announces(v, s.cfg.SentinelMaster) {
+				s.announced(addr)
+			}
 		case error:
 			replies++
 			if replies > len(announcements) || !strings.HasPrefix(v.Error(), "NOPERM") {
@@ -775,6 +798,25 @@ func (s *sentinelSource) listen(c redis.Conn, addr string) {
 			}
 		}
 	}
+}
+
+// announces reports whether m, a message on one of the announcements
+// channels, is of a failover of the master called name: a sentinel that
+// monitors other masters too announces theirs on the same channels, and
+// an announcement is followed without asking the other sentinels (see
+// lookup). The messages are "<name> <old ip> <old port> <new ip> <new
+// port>" (+switch-master) and "slave <ip>:<port> <ip> <port> @ <name>
+// <master ip> <master port>" (+promoted-slave).
+func announces(m redis.Message, name string) bool {
+	f := strings.Fields(string(m.Data))
+	switch m.Channel {
+	case "+switch-master":
+		return len(f) > 0 && f[0] == name
+	case "+promoted-slave":
+		i := slices.Index(f, "@")
+		return i >= 0 && i+1 < len(f) && f[i+1] == name
+	}
+	return false
 }
 
 // deniedChannel warns that the sentinel at addr denies the user the

@@ -3,7 +3,9 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +268,107 @@ func TestSentinelSwitchEndsRetries(t *testing.T) {
 	}{{first, 1}, {second, 1}} {
 		if n, _ := redis.Int(c.srv.Do(t, "GET", "attempts"), nil); n != c.want {
 			t.Errorf("attempts on %s: %d, want %d (the first on the former master, the retry on the new one)", c.srv.Addr(), n, c.want)
+		}
+	}
+}
+
+// silentSentinel returns the address of a server that accepts connections
+// and never answers, as a stalled sentinel.
+func silentSentinel(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestSentinelStalledVoter checks that a stalled sentinel, while the two
+// others split on the master, holds a lookup up for confirmWait at most,
+// not for its ReadTimeout: an announced failover waits that long, not
+// seconds, and Close leaves no query behind (openSentinel's check).
+func TestSentinelStalledVoter(t *testing.T) {
+	t.Parallel()
+	m1 := redistest.Start(t, "--requirepass", sntMasterPassword)
+	m2 := redistest.Start(t, "--requirepass", sntMasterPassword)
+	a, b := startFakeSentinel(t, m1.Addr()), startFakeSentinel(t, m1.Addr())
+	s := openSentinel(t, Config{
+		SentinelAddrs:  []string{a.addr(), b.addr(), silentSentinel(t)},
+		SentinelMaster: sntMasterName,
+		Password:       sntMasterPassword,
+		Timeout:        time.Second,
+		ReadTimeout:    3 * time.Second,
+	})
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// a, asked first, names the new master, as the failover's leader
+	// does; b learns of it 100 ms later and announces it.
+	a.name(m2.Addr())
+	sentinelOf(s).ask()
+	time.Sleep(100 * time.Millisecond)
+	agreed := time.Now()
+	b.name(m2.Addr())
+	sentinelOf(s).announced(b.addr())
+	for sentinelMaster(s) != m2.Addr() {
+		if time.Since(agreed) > 3*time.Second {
+			t.Fatal("the Store did not follow the master both answering sentinels name")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(agreed)
+	t.Logf("followed %v after the answering sentinels agreed", took.Round(time.Millisecond))
+	if took > confirmWait+300*time.Millisecond {
+		t.Errorf("the Store followed %v after the answering sentinels agreed, want within confirmWait (%v): the stalled sentinel held the lookup up", took.Round(time.Millisecond), confirmWait)
+	}
+	// A lookup that waits on the stalled sentinel as the Store closes.
+	a.name(m1.Addr())
+	sentinelOf(s).ask()
+	time.Sleep(50 * time.Millisecond)
+}
+
+// TestSentinelAnnouncesFilter checks which messages on the announcement
+// channels count as a failover of the master followed: a sentinel that
+// monitors other masters announces theirs on the same channels, and an
+// announcement is followed without a vote.
+func TestSentinelAnnouncesFilter(t *testing.T) {
+	for _, tc := range []struct {
+		channel, data string
+		want          bool
+	}{
+		{"+switch-master", "sessions 127.0.0.1 6379 127.0.0.1 6380", true},
+		{"+switch-master", "cache 127.0.0.1 6379 127.0.0.1 6380", false},
+		{"+switch-master", "sessions2 127.0.0.1 6379 127.0.0.1 6380", false},
+		{"+switch-master", "", false},
+		{"+promoted-slave", "slave 127.0.0.1:6380 127.0.0.1 6380 @ sessions 127.0.0.1 6379", true},
+		{"+promoted-slave", "slave 127.0.0.1:6380 127.0.0.1 6380 @ cache 127.0.0.1 6379", false},
+		{"+promoted-slave", "slave sessions 127.0.0.1 6380 @", false},
+		{"+promoted-slave", "sessions", false},
+		{"+sdown", "sessions 127.0.0.1 6379", false},
+	} {
+		if got := announces(redis.Message{Channel: tc.channel, Data: []byte(tc.data)}, "sessions"); got != tc.want {
+			t.Errorf("announces(%s %q) = %v, want %v", tc.channel, tc.data, got, tc.want)
 		}
 	}
 }
