@@ -225,8 +225,9 @@ func (s *sentinelSource) watch() {
 // sentinel that just announced a failover, which is asked first: it knows
 // of it already, where the others may learn of it only from its next hello
 // message. Any other first answer, the first of all among them, the other
-// sentinels confirm or outvote (see confirm). FZambia's MasterAddr puts the sentinel that
-// answers first at the top of the list, and asks it first next time; a
+// sentinels confirm or outvote (see confirm). FZambia's MasterAddr puts
+// the sentinel that answers first at the top of the list, and asks it
+// first next time; a
 // sentinel that answers with a server that is no master (one behind the
 // others, or monitoring another setup under the same name) would be asked
 // first for ever, and the sentinels that are right never. So when a dial
