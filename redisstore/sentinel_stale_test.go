@@ -66,14 +66,7 @@ func TestSentinelOutvoted(t *testing.T) {
 		}
 		// The fake sentinel answered first at Open, so it is asked first.
 		f.name(other.Addr())
-		asked := f.asked.Load()
-		sentinelOf(s).ask()
-		for deadline := time.Now().Add(2 * time.Second); f.asked.Load() == asked; {
-			if time.Now().After(deadline) {
-				t.Fatal("the lookup did not ask the fake sentinel")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		lookupAsking(t, s, f)
 		for i := range 20 {
 			if _, err := s.Insert(context.Background(), fmt.Sprintf("turned%d", i), []byte("record"), time.Minute); err != nil {
 				t.Fatalf("Insert: %v", err)

@@ -887,6 +887,20 @@ func (f *fakeSentinel) serve(c net.Conn) {
 	}
 }
 
+// lookupAsking has s look up the master now, and waits until the lookup
+// has asked f.
+func lookupAsking(t *testing.T, s *Store, f *fakeSentinel) {
+	t.Helper()
+	asked := f.asked.Load()
+	sentinelOf(s).ask()
+	for deadline := time.Now().Add(2 * time.Second); f.asked.Load() == asked; {
+		if time.Now().After(deadline) {
+			t.Fatal("the Store did not ask the fake sentinel again")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // insertUntilOK inserts records until one is stored, for at most d, each
 // Insert within timeout, and returns how many failed, the last error and
 // whether one succeeded.
@@ -1013,15 +1027,7 @@ func TestSentinelWrongSentinel(t *testing.T) {
 		// The fake sentinel, first in the list and the one that answered,
 		// now names the replica; the Store hears it at its next lookup.
 		f.name(replica.Addr())
-		asked := f.asked.Load()
-		src := sentinelOf(s)
-		src.ask()
-		for deadline := time.Now().Add(2 * time.Second); f.asked.Load() == asked; {
-			if time.Now().After(deadline) {
-				t.Fatal("the Store did not ask the fake sentinel again")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		lookupAsking(t, s, f)
 		start := time.Now()
 		failed, last, ok := insertUntilOK(s, 3*time.Second, cfg.Timeout)
 		took := time.Since(start)

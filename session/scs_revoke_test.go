@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +26,20 @@ import (
 func newSCSRevokeManager(t *testing.T, cfg Config) (*Manager, *redistest.Server) {
 	t.Helper()
 	r := redistest.Start(t)
+	return newSCSRevokeManagerOn(t, r, cfg), r
+}
+
+// newSCSRevokeManagerOn is newSCSRevokeManager on r, for another instance
+// of the same app.
+func newSCSRevokeManagerOn(t *testing.T, r *redistest.Server, cfg Config) *Manager {
+	t.Helper()
 	store := openTestStore(t, r)
-	if cfg.FromSCS == nil {
-		cfg.FromSCS = &SCSImport{UserKey: "userID"}
+	imp := SCSImport{UserKey: "userID"}
+	if cfg.FromSCS != nil {
+		imp = *cfg.FromSCS
 	}
-	cfg.FromSCS.Records = store.SCSRecords("")
+	imp.Records = store.SCSRecords("")
+	cfg.FromSCS = &imp
 	cfg.Keys = [][]byte{testKey(7)}
 	cfg.InsecureCookie = true
 	cfg.CookieName = "sk"
@@ -36,7 +48,7 @@ func newSCSRevokeManager(t *testing.T, cfg Config) (*Manager, *redistest.Server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, r
+	return m
 }
 
 // putSCS writes an scs session of userID under token, as scs/redisstore
@@ -335,5 +347,76 @@ func TestSCSLifetimeTooShortWarns(t *testing.T) {
 	loadSCS(m, strings.Repeat("V", tokenLen), "")
 	if strings.Contains(logs.String(), "FromSCS.Lifetime") {
 		t.Errorf("logs %q: a warning for an scs session within FromSCS.Lifetime", logs.String())
+	}
+}
+
+// TestSCSRevokeRacesMigrations runs, round after round, a revocation on
+// one instance while another migrates the user's scs sessions, each
+// cookie sent twice at once, the revocation starting at a varying point
+// among them: whatever a migration acknowledged, no session of the user
+// but the one RevokeOthers keeps outlives the round, and no scs record is
+// left.
+func TestSCSRevokeRacesMigrations(t *testing.T) {
+	for _, revoke := range []string{"RevokeAll", "RevokeOthers"} {
+		t.Run(revoke, func(t *testing.T) {
+			revoker, r := newSCSRevokeManager(t, Config{})
+			migrator := newSCSRevokeManagerOn(t, r, Config{})
+			const rounds, tokens = 200, 4
+			signedIn := 0
+			for round := range rounds {
+				user := fmt.Sprintf("u%d", round)
+				var keep string
+				if revoke == "RevokeOthers" {
+					keep, _ = login(t, revoker, user)
+				}
+				var toks []string
+				for i := range tokens {
+					toks = append(toks, putSCS(t, r, fmt.Sprintf("%03d%d", round, i)+strings.Repeat("x", tokenLen-4), user))
+				}
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				start := make(chan struct{})
+				for i := range 2 * tokens {
+					wg.Go(func() {
+						<-start
+						if id, _ := UserID(loadSCS(migrator, toks[i%tokens], "")); id == user {
+							mu.Lock()
+							signedIn++
+							mu.Unlock()
+						}
+					})
+				}
+				wg.Go(func() {
+					<-start
+					time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+					if revoke == "RevokeAll" {
+						if _, err := revoker.RevokeAll(context.Background(), user); err != nil {
+							t.Errorf("RevokeAll: %v", err)
+						}
+						return
+					}
+					serve(t, revoker, keep, func(ctx context.Context) {
+						if _, err := revoker.RevokeOthers(ctx); err != nil {
+							t.Errorf("RevokeOthers: %v", err)
+						}
+					})
+				})
+				close(start)
+				wg.Wait()
+				want := map[string]int{"RevokeAll": 0, "RevokeOthers": 1}[revoke]
+				if list, err := revoker.List(context.Background(), user); err != nil || len(list) != want {
+					t.Fatalf("round %d: List after %s = %d sessions, %v; want %d", round, revoke, len(list), err, want)
+				}
+				if keys, _ := redis.Strings(r.Do(t, "KEYS", "scs:session:*"), nil); len(keys) != 0 {
+					t.Fatalf("round %d: %d scs records left", round, len(keys))
+				}
+			}
+			// Both orders happened: some migrations came before the
+			// revocation (and were ended by it), some after.
+			t.Logf("%d rounds: %d requests signed in before their session was ended", rounds, signedIn)
+			if signedIn == 0 || signedIn == rounds*2*tokens {
+				t.Errorf("%d of %d requests signed in: the revocation never raced the migrations", signedIn, rounds*2*tokens)
+			}
+		})
 	}
 }
