@@ -140,7 +140,13 @@ type Config struct {
 	// whose logins started in the same millisecond are in no set order;
 	// after Lifetime shrinks, sessions made under the longer one count as
 	// newer than later logins, and towards the limit until their first
-	// deadline, though Lifetime ended them. Zero means no limit.
+	// deadline, though Lifetime ended them. A login that fails with
+	// ErrStoreUnavailable after Redis may have run its transaction (it
+	// timed out, or its connection broke, as when a master fails) removes
+	// the new session again, best effort, so that the login tried again
+	// does not revoke a session for it; sessions the limit revoked, if
+	// it ran, stay ended, with no EventRevoked: their ids were in the
+	// reply that was lost. Zero means no limit.
 	MaxSessionsPerUser int
 
 	// MaxRecordBytes is the largest encoded record a session may have, in

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1502,6 +1503,69 @@ func TestStalledReloginLeavesNoSession(t *testing.T) {
 	})
 	if sc, ok := sessionCookie(m, h); ok || cerr != nil {
 		t.Errorf("Commit = %v, Set-Cookie %v; want no error and the cookie left alone", cerr, sc)
+	}
+}
+
+// lostReplyStore runs AddUserSession and then, while lose is set, fails it
+// as a master killed before its reply went out does: Redis ran the
+// transaction, the caller got a broken connection.
+type lostReplyStore struct {
+	*redisstore.Store
+	lose atomic.Bool
+}
+
+func (s *lostReplyStore) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
+	ended, err := s.Store.AddUserSession(ctx, n)
+	if err == nil && s.lose.Load() {
+		return nil, fmt.Errorf("%w (add user session): %w", redisstore.ErrUnavailable, io.ErrUnexpectedEOF)
+	}
+	return ended, err
+}
+
+// TestLostLoginReplyLeavesNoSession logs a user in on a third device under
+// a limit of two while the login's reply is lost (the transaction ran): the
+// login fails, its new session, whose token nobody got, is gone again, and
+// the login tried again revokes no other session for it. Before, the
+// unused session stayed listed and counted, so the retry signed out the
+// laptop too: two devices lost for one login.
+func TestLostLoginReplyLeavesNoSession(t *testing.T) {
+	r := redistest.Start(t)
+	var store *lostReplyStore
+	m := hookedManager(t, r, Config{MaxSessionsPerUser: 2}, func(s *redisstore.Store) Store {
+		store = &lostReplyStore{Store: s}
+		return store
+	})
+	_, phone := login(t, m, "alice")
+	_, laptop := login(t, m, "alice")
+	store.lose.Store(true)
+	serve(t, m, "", func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("Create with its reply lost = %v, want ErrStoreUnavailable", err)
+		}
+	})
+	store.lose.Store(false)
+	ids := func() (ids []string) {
+		list, err := m.List(context.Background(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list {
+			ids = append(ids, s.ID)
+		}
+		return ids
+	}
+	// The login that ran revoked one of the two (the older, but both
+	// logins may share a millisecond) and took the other place.
+	kept := ids()
+	if len(kept) != 1 || kept[0] != phone && kept[0] != laptop {
+		t.Fatalf("after the login whose reply was lost, alice's sessions = %q, want the phone's %q or the laptop's %q alone", kept, phone, laptop)
+	}
+	if n, _ := redis.Int(r.Do(t, "DBSIZE"), nil); n != 2 {
+		t.Errorf("DBSIZE = %d, want 2: the kept session's record and the index", n)
+	}
+	_, tablet := login(t, m, "alice")
+	if got, want := ids(), []string{kept[0], tablet}; !slices.Equal(got, want) {
+		t.Errorf("after the login tried again, alice's sessions = %q, want %q: the kept one and the new one", got, want)
 	}
 }
 

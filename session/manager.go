@@ -761,14 +761,22 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		}
 	}
 	if err != nil {
-		if owner != "" && add.Replaces != "" && (slices.Contains(ended, add.Replaces) || outcomeUnknown(err)) {
-			// Replaced, but the replicas did not confirm it; or the call
-			// timed out or lost its connection, and a stalled Redis may
-			// still run it: either way the request keeps no session, and
-			// the new one, whose token it will not hand out, goes again
-			// if Redis lets it.
-			st.gone()
-			st.ended = true
+		// Replaced, but the replicas did not confirm it; or the call timed
+		// out or lost its connection after Redis may have run it (a reply
+		// lost as a master fails, a stalled Redis that runs it later).
+		if outcomeUnknown(err) || add.Replaces != "" && slices.Contains(ended, add.Replaces) {
+			if owner != "" && add.Replaces != "" {
+				// Either way the request keeps no session.
+				st.gone()
+				st.ended = true
+			}
+			// The new session, whose token is never handed out, goes
+			// again if Redis lets it, so that it neither lingers in the
+			// user's list nor takes a place under MaxSessionsPerUser,
+			// where the user's next login would revoke a real session
+			// for it. The sessions the limit revoked for it, if it ran,
+			// stay ended, and unreported: their ids are in the reply
+			// that was lost.
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 		}
 		return Info{}, storeError(err)
