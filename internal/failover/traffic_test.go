@@ -154,6 +154,7 @@ type load struct {
 // login is a session the traffic holds: its cookie and id.
 type login struct {
 	user, cookie, id string
+	since            time.Time // when the request that made it was sent
 }
 
 // stableLogin is a login made before the traffic started, of a user of its
@@ -174,11 +175,14 @@ type traffic struct {
 	apps    []*app
 	client  *http.Client
 	stable  []stableLogin
+	faultAt time.Time // when the fault began, for messages
 
 	mu        sync.Mutex
 	live      map[string]login  // by id: acknowledged logins not ended since
+	made      map[string]login  // by id: every acknowledged login and renewal
 	loggedOut []login           // acknowledged logouts
 	unsure    map[string]bool   // ids whose logout or renewal failed: either way is right
+	failedIn  map[string][]span // by user: the logins that failed (see mayBeRevoked)
 	revoked   map[string]bool   // ids the session limit revoked (EventRevoked)
 	destroyed map[string]bool   // ids a logout ended (EventDestroyed); see event
 	renamed   map[string]string // id -> the id an acknowledged renewal moved it to
@@ -198,7 +202,9 @@ func startTraffic(t *testing.T, ld load, cfg redisstore.Config, tagKey []byte) *
 		timeout:   cfg.Timeout,
 		client:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: ld.workers}},
 		live:      map[string]login{},
+		made:      map[string]login{},
 		unsure:    map[string]bool{},
+		failedIn:  map[string][]span{},
 		revoked:   map[string]bool{},
 		destroyed: map[string]bool{},
 		renamed:   map[string]string{},
@@ -233,6 +239,7 @@ func (tr *traffic) event(e session.Event) {
 // addLive records an acknowledged login or renewal as live, unless an
 // event ended it before its answer arrived. The caller holds tr.mu.
 func (tr *traffic) addLive(l login) {
+	tr.made[l.id] = l
 	if !tr.revoked[l.id] && !tr.destroyed[l.id] {
 		tr.live[l.id] = l
 	}
@@ -336,7 +343,9 @@ func (tr *traffic) step(rng *rand.Rand) {
 		resp, cookie := tr.do(i, "POST", "/login", "", url.Values{"user": {user}})
 		tr.mu.Lock()
 		if resp.code == http.StatusOK {
-			tr.addLive(login{user: user, cookie: cookie, id: resp.body})
+			tr.addLive(login{user: user, cookie: cookie, id: resp.body, since: start})
+		} else {
+			tr.failedIn[user] = append(tr.failedIn[user], span{start, time.Now()})
 		}
 		tr.record(start, "login", "", resp)
 		tr.mu.Unlock()
@@ -359,7 +368,7 @@ func (tr *traffic) step(rng *rand.Rand) {
 		switch resp.code {
 		case http.StatusOK:
 			tr.renamed[l.id] = resp.body
-			tr.addLive(login{user: l.user, cookie: cookie, id: resp.body})
+			tr.addLive(login{user: l.user, cookie: cookie, id: resp.body, since: start})
 		case http.StatusUnauthorized: // ended meanwhile
 		default:
 			tr.unsure[l.id] = true
@@ -406,6 +415,9 @@ type figures struct {
 	live        int           // sessions live at the end that work from every instance
 	logouts     int           // acknowledged logouts
 	resurrected int           // acknowledged logouts whose session works again
+	// maybeRevoked counts the sessions that answered 401 after a login of
+	// their user failed, which may have revoked them (see mayBeRevoked).
+	maybeRevoked int
 }
 
 // log logs the figures in one line of key=value pairs, the same for every
@@ -420,9 +432,9 @@ func (f figures) log(t *testing.T) {
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	t.Logf("fault=%q took=%v window=%v failed=%d requests=%d rps=%.0f resurrected=%d logouts=%d "+
-		"fault_rps=%.0f first_fail=%v last_fail=%v unauthorized=%d stable=%d before=%d kept=%d lost_before=%d lost=%d live=%d",
+		"fault_rps=%.0f first_fail=%v last_fail=%v unauthorized=%d stable=%d before=%d kept=%d lost_before=%d lost=%d live=%d maybe_revoked=%d",
 		f.fault, ms(f.took), ms(f.window), f.failed, f.requests, rate(f.requests, f.elapsed), f.resurrected, f.logouts,
-		rate(f.duringFault, f.faultRan), ms(f.firstFail), ms(f.lastFail), f.denied, f.stable, f.before, f.kept, f.lostBefore, f.lost, f.live)
+		rate(f.duringFault, f.faultRan), ms(f.firstFail), ms(f.lastFail), f.denied, f.stable, f.before, f.kept, f.lostBefore, f.lost, f.live, f.maybeRevoked)
 }
 
 // writeLoss says which acknowledged writes verify lets a fault lose.
@@ -431,7 +443,9 @@ type writeLoss int
 const (
 	// noLoss: nothing acknowledged may be lost. Every live session works
 	// from every instance, and a 401 goes only to a session that was
-	// revoked, logged out, renewed, or whose logout or renewal failed.
+	// revoked, logged out, renewed, or whose logout or renewal failed, or
+	// one that a failed login of its user may have revoked (counted: see
+	// mayBeRevoked).
 	noLoss writeLoss = iota
 	// mayLoseNewSessions is for a failover that can lose a write in flight
 	// at the promotion: a session logged in since the fault began (or a
@@ -482,6 +496,7 @@ func (tr *traffic) run(name string, loss writeLoss, fault func() (took time.Dura
 	requestsAtFault := tr.requests
 	tr.mu.Unlock()
 	faultAt := time.Now()
+	tr.faultAt = faultAt // read by verify, after the workers are done
 	fig.took = fault()
 	fig.faultRan = time.Since(faultAt)
 	tr.mu.Lock()
@@ -648,11 +663,33 @@ func (tr *traffic) explained(id string, loggedOut map[string]bool) bool {
 	return tr.revoked[id] || tr.destroyed[id] || loggedOut[id] || tr.renamed[id] != "" || tr.unsure[id]
 }
 
+// span is when a request was sent and when it was answered.
+type span struct{ start, end time.Time }
+
+// mayBeRevoked reports whether a login of the user of session id that
+// failed may have revoked it under the limit by the time by: a login that
+// failed after its transaction reached Redis (its reply lost with a killed
+// master, or cut off by its Timeout as it ran on a newly promoted one) may
+// have run, and the session limit's revocations with it, of which no event
+// tells. Such a login can have revoked a session made before it was
+// answered, and by the time by only if it was sent before. The caller
+// holds tr.mu.
+func (tr *traffic) mayBeRevoked(id string, by time.Time) bool {
+	l, ok := tr.made[id]
+	if !ok || tr.load.limit == 0 {
+		return false
+	}
+	return slices.ContainsFunc(tr.failedIn[l.user], func(f span) bool {
+		return l.since.Before(f.end) && f.start.Before(by)
+	})
+}
+
 // verify checks, once the deployment has settled, the sessions the traffic
 // holds, with the writes that loss lets the fault lose:
 //
 //   - every stable login works from every instance and is in its index;
-//   - every 401 went to a session the traffic knows was ended (explained);
+//   - every 401 went to a session the traffic knows was ended (explained),
+//     or that a failed login may have revoked (mayBeRevoked, counted);
 //   - every live session works from every instance;
 //   - each user's index lists all their live sessions, within the limit;
 //   - nothing was refused and no call crossed slots.
@@ -688,6 +725,9 @@ func (tr *traffic) verify(fig *figures, before map[string]login, loss writeLoss)
 		cookies[k] = tr.live[id].cookie
 	}
 	byUser := map[string][]string{}
+	// Sessions that answered 401 after a failed login of their user,
+	// which may have revoked them (mayBeRevoked).
+	maybeRevoked := map[string]bool{}
 	for k, got := range tr.askEverywhere(cookies) {
 		id, l := ids[k], tr.live[ids[k]]
 		var bad []response
@@ -697,18 +737,22 @@ func (tr *traffic) verify(fig *figures, before map[string]login, loss writeLoss)
 				bad, instances = append(bad, resp), append(instances, i)
 			}
 		}
+		ended := len(bad) == len(tr.apps) && !slices.ContainsFunc(bad, func(r response) bool { return r.code != http.StatusUnauthorized })
 		switch {
 		case len(bad) == 0:
 			fig.live++
 			if old[id] {
 				fig.kept++
 			}
+		case ended && tr.mayBeRevoked(id, time.Now()):
+			maybeRevoked[id] = true
+			continue
 		case loss == noLoss:
 			for j, resp := range bad {
 				t.Errorf("%s: acknowledged login of %s (%s) on instance %d after the fault: %d %q, want 200",
 					fig.fault, l.user, fingerprint(id), instances[j], resp.code, resp.body)
 			}
-		case len(bad) == len(tr.apps) && !slices.ContainsFunc(bad, func(r response) bool { return r.code != http.StatusUnauthorized }):
+		case ended:
 			lose(id, fmt.Sprintf("session of %s (%s): 401 after the fault", l.user, fingerprint(id)))
 			continue
 		default:
@@ -725,9 +769,15 @@ func (tr *traffic) verify(fig *figures, before map[string]login, loss writeLoss)
 		if tr.explained(f.id, loggedOut) || reported[f.id] {
 			continue
 		}
+		if tr.mayBeRevoked(f.id, f.end) {
+			maybeRevoked[f.id] = true
+			continue
+		}
 		reported[f.id] = true
 		if loss == noLoss {
-			t.Errorf("%s: %v at %s: a session that was not ended got 401", fig.fault, f, f.start.Format("15:04:05.000"))
+			t.Errorf("%s: %v sent at fault%+v (%s), of a session made by a request sent at fault%+v: a session that was not ended got 401",
+				fig.fault, f, f.start.Sub(tr.faultAt).Round(time.Millisecond), f.start.Format("15:04:05.000"),
+				tr.made[f.id].since.Sub(tr.faultAt).Round(time.Millisecond))
 			continue
 		}
 		lose(f.id, f.String())
@@ -751,6 +801,7 @@ func (tr *traffic) verify(fig *figures, before map[string]login, loss writeLoss)
 			t.Errorf("%s: %s has %d sessions, limit %d", fig.fault, user, len(list), tr.load.limit)
 		}
 	}
+	fig.maybeRevoked = len(maybeRevoked)
 	fig.logouts = len(tr.loggedOut)
 	cookies = make([]string, len(tr.loggedOut))
 	for k, l := range tr.loggedOut {
