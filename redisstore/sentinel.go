@@ -515,6 +515,11 @@ func (s *sentinelSource) current(ctx context.Context) (addr, namedBy string, gen
 		defer s.mu.Unlock()
 		// The sentinels' own refusal (a wrong SentinelPassword) says more
 		// than the deadline, and classifies the call as refused.
+		// Sentinels that disagree did name masters: that comes first,
+		// without errNoMaster's words.
+		if d := (*disagreeError)(nil); errors.As(s.lastErr, &d) {
+			return "", "", 0, errors.Join(d, ctx.Err())
+		}
 		return "", "", 0, errors.Join(errNoMaster, s.lastErr, ctx.Err())
 	}
 	s.mu.Lock()

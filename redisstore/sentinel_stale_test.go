@@ -92,6 +92,9 @@ func TestSentinelOutvoted(t *testing.T) {
 			t.Fatal("Ping succeeded with the sentinels naming two masters")
 		}
 		noSecrets(t, "Ping", err)
+		if strings.Contains(err.Error(), errNoMaster.Error()) {
+			t.Errorf("error %q says that no sentinel named a master, where two did", err)
+		}
 		for _, want := range []string{"disagree", wrong.addr(), other.Addr(), right.addr(), master.Addr()} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not name %s", err, want)
