@@ -191,7 +191,8 @@ type Config struct {
 	// instance, and never rotated: a new TagKey
 	// moves every user's index to another key, so List, Revoke, RevokeAll
 	// and the session limit no longer see the sessions made before, until
-	// they expire. Tokens signed without a tag keep working, under the
+	// they expire (RevokeOthers called from one of them ends those made
+	// since). Tokens signed without a tag keep working, under the
 	// keys they had. Outside a Cluster, a Manager with a TagKey still
 	// lists and revokes the sessions made before it was set (the session
 	// limit counts only those made after), but one without it does not

@@ -145,13 +145,21 @@ func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string,
 // the Manager emits their events before it asks again.
 func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string) ([]string, error) {
 	keepUntagged, keepTagged := "", keep
-	if tag, _ := splitTag(keep); tag == "" {
+	switch tag, _ := splitTag(keep); {
+	case tag == "":
 		// keep was made before the TagKey was set. A renewal moves it
 		// into the tagged index and leaves its id in the untagged one,
 		// so a renewal racing this call goes unseen, and the renewed
 		// session is removed with the others: a rare case, while a
 		// deployment adopts a TagKey.
 		keepUntagged, keepTagged = keep, ""
+	case keep != "" && tag != s.m.userTag(userID):
+		// keep was made under another TagKey, in an index this one
+		// cannot name; the tagged index never lists it, and the store
+		// would answer, every time, that it is gone. As above, a renewal
+		// (which moves it into the tagged index) racing this call is
+		// removed with the others.
+		keepTagged = ""
 	}
 	var removed []string
 	if s.legacy {

@@ -1106,3 +1106,35 @@ func TestRevokeAllRacesLegacyRenewalChain(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeOthersAfterTagKeyChange signs the others out from a session
+// made under an earlier TagKey (a key changed against its documentation,
+// or set anew by mistake): the sessions the index of the current TagKey
+// lists end, the current one stays. Before, the store answered every pass
+// that the session to keep was gone from that index, which never listed
+// it, and the call failed with ErrContention after 8 passes, ending
+// nothing, as long as the session was not renewed.
+func TestRevokeOthersAfterTagKeyChange(t *testing.T) {
+	r := redistest.Start(t)
+	before := taggedManager(t, r, Config{TagKey: testKey(0x55)})
+	current, _ := login(t, before, "bob")
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	phone, _ := login(t, m, "bob")
+	laptop, _ := login(t, m, "bob")
+	var n int
+	var err error
+	if _, xerr := exchange(t, m, current, func(ctx context.Context) { n, err = m.RevokeOthers(ctx) }); xerr != nil {
+		t.Fatal(xerr)
+	}
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeOthers from a session of the earlier TagKey = %d, %v; want 2, nil", n, err)
+	}
+	for name, cookie := range map[string]string{"phone": phone, "laptop": laptop} {
+		if u := userOf(t, m, cookie); u != "" {
+			t.Errorf("after RevokeOthers the %s still logs in as %q", name, u)
+		}
+	}
+	if u := userOf(t, m, current); u != "bob" {
+		t.Errorf("after RevokeOthers the current session logs in as %q, want bob", u)
+	}
+}
