@@ -673,8 +673,9 @@ func LoadError(ctx context.Context) error {
 // too), a time outside years 0 to 9999 (or, inside another value, with a
 // zone offset of seconds, as local mean times before 1900 have, which JSON
 // would write moved: put it in UTC), a value encoding/json refuses, a
-// struct (or a pointer to one) that holds data only in unexported fields,
-// which JSON keeps none of (an error made by errors.New: put err.Error()), or
+// struct (or a pointer to one) that holds data only in unexported fields
+// or fields tagged `json:"-"`, which JSON keeps none of (an error made by
+// errors.New: put err.Error()), or
 // one whose JSON nests arrays and objects more than 61 levels deep
 // (inside the record, past the 64 that other languages' JSON parsers read
 // by default; a deeper value read from a record written by an earlier

@@ -732,7 +732,7 @@ func normalize(v any) (any, error) {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
 		if string(b) == "{}" && lostInJSON(v) {
-			return nil, fmt.Errorf("%w: %T holds data in fields JSON does not keep (all unexported): it would come back empty", ErrInvalidValue, v)
+			return nil, fmt.Errorf("%w: %T holds data in fields JSON does not keep (all unexported, or tagged json:\"-\"): it would come back empty", ErrInvalidValue, v)
 		}
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
@@ -800,9 +800,10 @@ func offsetSeconds(v reflect.Value, depth int) bool {
 }
 
 // lostInJSON reports whether v is a struct, or a pointer to one, whose
-// fields are all unexported (none embedded) and not all zero, and which
-// does not encode itself: encoding/json writes it as {}, which gives back
-// the zero value, not v. An error made by errors.New or fmt.Errorf is one;
+// fields are all unexported (none embedded) or tagged `json:"-"`, and not
+// all zero, and which does not encode itself: encoding/json writes it as
+// {}, which gives back the zero value, not v. An error made by errors.New
+// or fmt.Errorf is one;
 // the zero value of such a type comes back unchanged, and is not; nor is
 // a type with its own MarshalJSON or MarshalText, whose {} is its own
 // encoding.
@@ -820,7 +821,7 @@ func lostInJSON(v any) bool {
 	}
 	t := rv.Type()
 	for i := range t.NumField() {
-		if f := t.Field(i); f.IsExported() || f.Anonymous {
+		if f := t.Field(i); (f.IsExported() || f.Anonymous) && f.Tag.Get("json") != "-" {
 			return false
 		}
 	}

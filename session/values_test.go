@@ -47,6 +47,13 @@ func TestPutRefuses(t *testing.T) {
 		{"error", errors.New("card declined")},
 		{"wrapped error", fmt.Errorf("checkout: %w", errors.New("card declined"))},
 		{"struct of unexported fields", struct{ n int }{1}},
+		{`struct of fields tagged json:"-"`, struct {
+			Secret string `json:"-"`
+		}{"s3cret"}},
+		{`struct of unexported and json:"-" fields`, &struct {
+			n      int
+			Secret string `json:"-"`
+		}{0, "s3cret"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -78,10 +78,12 @@ func main() {
 			http.Error(w, "no such user", http.StatusBadRequest)
 			return
 		} else if err != nil {
+			log.Printf("login: %v", err) // the cause is yours to see: the client gets a 503 (no token is ever in err)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
 		if err := session.Put(r.Context(), "theme", "dark"); err != nil {
+			log.Printf("put: %v", err)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
@@ -95,6 +97,7 @@ func main() {
 	})))
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		if err := session.Destroy(r.Context()); err != nil { // the Redis key is gone when this returns
+			log.Printf("logout: %v", err)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
