@@ -71,6 +71,11 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 		StartupNodes: startup,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
+			dial := p.DialContext
+			p.DialContext = func(ctx context.Context) (redis.Conn, error) {
+				c.pools.Store(addr, p)
+				return dial(ctx)
+			}
 			// redisc waits for a busy pool with a context of its own, which
 			// knows nothing of the caller's: an exhausted pool fails at
 			// once instead. redisc then binds to a random node's pool,
@@ -151,7 +156,56 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 	if key == "" {
 		return cs.dialCause(redisc.BindConn(conn))
 	}
+	if err := cs.predial(ctx, key); err != nil {
+		return err
+	}
 	return cs.dialCause(redisc.BindConn(conn, key))
+}
+
+// predial makes sure, within ctx, that the master of key's slot (as the
+// slot map names it) answers a dial, when no connection to it lies idle in
+// redisc's pool: it dials one there, where BindConn then finds it, or,
+// before that pool's first dial, dials on its own and closes the
+// connection. Without it a call could run several times past its Timeout:
+// redisc gives each dial a wait of its own (PoolWaitTime), not what is
+// left of the call's, and when the slot's node fails it tries every other
+// node in turn, so nodes that do not answer a dial (a host down, a
+// partition, a wrong cluster-announce-ip) cost one DialTimeout each. Only
+// a dial that timed out fails the call here; any other failure (a refused
+// connection, an exhausted pool) BindConn meets and reports as before.
+func (cs *clusterSource) predial(ctx context.Context, key string) error {
+	c := cs.c.Load()
+	m := c.slots.Load()
+	if m == nil {
+		return nil
+	}
+	addr := m.master(redisc.Slot(key))
+	if addr == "" {
+		return nil
+	}
+	var err error
+	if p, ok := c.pools.Load(addr); ok {
+		pool := p.(*redis.Pool)
+		if pool.IdleCount() > 0 {
+			return nil
+		}
+		var conn redis.Conn
+		if conn, err = pool.GetContext(ctx); err == nil {
+			conn.Close()
+		}
+	} else {
+		node := cs.cfg
+		node.Addr = addr
+		var conn *checkedConn
+		if conn, err = dial(ctx, node); err == nil {
+			conn.Close()
+		}
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return err
+	}
+	return nil
 }
 
 // dialCause returns err, a failure to bind a connection, with the error of

@@ -1803,3 +1803,74 @@ func TestClusterPoolStats(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterUnansweredNodes has every node announce an address at which
+// connections get no answer (a wrong cluster-announce-port, as behind NAT
+// or in containers; a host down or firewalled): each call must still end
+// within its Timeout, and Describe must say what to check. redisc gives
+// each dial a wait of its own and, when the slot's node fails, tries every
+// other node in turn: a call took 2 s here, with a Timeout of 500 ms (3
+// s with 1 s in an outside review).
+func TestClusterUnansweredNodes(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	announced := map[string]bool{}
+	for _, n := range c.Nodes() {
+		addr := redistest.Unanswered(t)
+		_, port, _ := net.SplitHostPort(addr)
+		n.Do(t, "CONFIG", "SET", "cluster-announce-port", port)
+		announced[addr] = true
+	}
+	// Wait until the seed's slot map names the unanswered addresses alone.
+	seed := c.Nodes()[0]
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		masters, err := redis.Values(seed.Do(t, "CLUSTER", "SLOTS"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := len(masters) > 0
+		for _, r := range masters {
+			fields, _ := redis.Values(r, nil)
+			node, _ := redis.Values(fields[2], nil)
+			port, _ := redis.Int(node[1], nil)
+			all = all && announced[net.JoinHostPort("127.0.0.1", strconv.Itoa(port))]
+		}
+		if all {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the nodes' announced ports did not reach the seed's slot map")
+		}
+	}
+	const timeout = 500 * time.Millisecond
+	cfg := redisstore.Config{Timeout: timeout}
+	s := openCluster(t, c, cfg)
+	cfg.ClusterNodes = c.Addrs()[:1]
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		f    func() error
+	}{
+		{"Load", func() error { _, _, err := s.Load(ctx, "x", 0); return err }},
+		{"Insert", func() error { _, err := s.Insert(ctx, "x", []byte("v"), time.Minute); return err }},
+		{"AddUserSession", func() error {
+			_, err := s.AddUserSession(ctx, userSessionOf("{t}u", "{t}s", time.Now().Add(time.Hour)))
+			return err
+		}},
+	}
+	for round := range 2 { // the first round dials afresh, the second through pools
+		for _, call := range calls {
+			start := time.Now()
+			err := call.f()
+			took := time.Since(start)
+			if !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Fatalf("round %d: %s with every node unanswered = %v, want ErrUnavailable", round, call.name, err)
+			}
+			if took > timeout+300*time.Millisecond {
+				t.Errorf("round %d: %s with every node unanswered took %v, want it within its Timeout of %v: %v", round, call.name, took.Round(time.Millisecond), timeout, err)
+			}
+			if d := redisstore.Describe(err, cfg); !strings.Contains(d, "cluster-announce-ip") {
+				t.Errorf("round %d: Describe(%v) = %q, want it to name cluster-announce-ip", round, err, d)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/mna/redisc"
@@ -14,6 +15,10 @@ type cluster struct {
 	// before the first. redisc also corrects its own map on a MOVED
 	// without telling, so this one can be behind it, never ahead.
 	slots atomic.Pointer[slotMap]
+	// pools holds, by address, the pool through which redisc dials that
+	// node (see clusterSource.predial), recorded as it dials: redisc
+	// closes, unused, a pool it made twice at once for one node.
+	pools sync.Map
 }
 
 // slotMap is a slot map as ranges of slots served by the same nodes.

@@ -97,7 +97,9 @@ type Config struct {
 	// need prefixes of their own: with the same one, each one's List,
 	// RevokeAll and session limit act on the other's sessions of the same
 	// user id, even when their signing keys differ (which keep their
-	// tokens apart).
+	// tokens apart). Changing it renames every key: every session is
+	// gone (its users signed out), and every rate-limit count starts
+	// afresh.
 	KeyPrefix string
 
 	// Timeout bounds each Store call, including the wait for a pooled

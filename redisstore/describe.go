@@ -77,6 +77,10 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("no route to %s (%s): the address is wrong, or a firewall or the network between keeps this host from it", op.Addr, dialled)
 	case errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH):
 		return fmt.Sprintf("no route to Redis (%s): the address is wrong, or a firewall or the network between keeps this host from it", dialled)
+	case !sentinels && errors.As(err, &op) && op.Op == "dial" && op.Addr != nil && op.Timeout() && cfg.mode() == modeCluster:
+		return fmt.Sprintf("no answer to a connection to %s within the dial timeout or the call's (Config.DialTimeout, Config.Timeout): the node is down, or a firewall drops the traffic to it; if every node fails so, the nodes announce an address this host cannot reach (cluster-announce-ip or cluster-announce-port, behind NAT or in containers: CLUSTER NODES shows what they announce)", op.Addr)
+	case !sentinels && errors.As(err, &op) && op.Op == "dial" && op.Addr != nil && op.Timeout():
+		return fmt.Sprintf("no answer to a connection to %s (%s) within the dial timeout or the call's (Config.DialTimeout, Config.Timeout): the host is down, or a firewall drops the traffic to it", op.Addr, dialled)
 	case notRESP(err):
 		return fmt.Sprintf("the server does not answer in Redis's protocol (%s): the address is another service's (an HTTP server, a database, a proxy's)", where)
 	case sentinels && (code == "WRONGPASS" || code == "NOAUTH"):

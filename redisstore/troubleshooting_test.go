@@ -234,6 +234,19 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "No answer to a connection: dial timeout",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				s, err := redisstore.Open(redisstore.Config{Addr: redistest.Unanswered(t), Timeout: 300 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				_, _, err = s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
 			heading: "Host name does not resolve",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				// A pool of the test's own (see openUnresolved), whose
