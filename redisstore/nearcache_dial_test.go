@@ -283,47 +283,76 @@ func TestNearCacheDialsThroughDialer(t *testing.T) {
 }
 
 // TestNearCacheLogsConnectFailures: a near-cache whose connection cannot
-// subscribe (here an ACL user without +client|tracking) says so in the
-// Store's log, once per interval however often it retries, without the
-// password, while every Load still reads Redis.
+// subscribe (here an ACL user without +client|tracking), or cannot PING
+// once subscribed (an ACL user without +ping), says so in the Store's log,
+// once per interval however often it retries, without the password, and
+// retries backing off, while every Load still reads Redis. Without +ping
+// the connection subscribed, failed at its first PING and connected again
+// at once, about 90 times a second, logging nothing (an outside review).
 func TestNearCacheLogsConnectFailures(t *testing.T) {
-	srv := redistest.Start(t)
-	const password = "near-pw-Lm29c"
-	srv.Do(t, "ACL", "SETUSER", "near", "on", ">"+password, "~*", "&*", "+@all", "-client|tracking")
-	pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr(), Username: "near", Password: password})
+	for _, denied := range []string{"client|tracking", "ping"} {
+		t.Run("without "+denied, func(t *testing.T) {
+			srv := redistest.Start(t)
+			const password = "near-pw-Lm29c"
+			srv.Do(t, "ACL", "SETUSER", "near", "on", ">"+password, "~*", "&*", "+@all", "-"+denied)
+			pool, err := redisstore.NewPool(redisstore.Config{Addr: srv.Addr(), Username: "near", Password: password})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logged syncbuf.Buffer
+			s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
+				Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if _, err := s.Insert(ctx, "a", []byte("v1"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			before := connectionsReceived(t, srv)
+			// The retries back off from 10ms to 1s: about eight in 1.5s.
+			for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				if b, found, err := s.Load(ctx, "a", 0); err != nil || !found || string(b) != "v1" {
+					t.Fatalf("Load = %q, %v, %v", b, found, err)
+				}
+			}
+			if n := connectionsReceived(t, srv) - before; n > 15 {
+				t.Errorf("%d connections in 1.5s, want the retries to back off (about 8)", n)
+			}
+			if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
+				t.Errorf("stats %+v, want not connected and no hits", st)
+			}
+			out := logged.String()
+			if n := strings.Count(out, "near-cache"); n != 1 {
+				t.Errorf("%d lines about the near-cache in 1.5s, want 1:\n%s", n, out)
+			}
+			if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "NOPERM") {
+				t.Errorf("log %q, want a warning with the server's NOPERM", out)
+			}
+			if strings.Contains(out, password) {
+				t.Errorf("log %q holds the password", out)
+			}
+		})
+	}
+}
+
+// connectionsReceived returns the connections srv has accepted since it
+// started (INFO stats).
+func connectionsReceived(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	info, err := redis.String(srv.Do(t, "INFO", "stats"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged syncbuf.Buffer
-	s, err := redisstore.New(pool, redisstore.Config{NearCache: redisstore.NearCache{MaxEntries: 10},
-		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	if _, err := s.Insert(ctx, "a", []byte("v1"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	// The retries back off from 10ms to 1s: about eight in 1.5s.
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if b, found, err := s.Load(ctx, "a", 0); err != nil || !found || string(b) != "v1" {
-			t.Fatalf("Load = %q, %v, %v", b, found, err)
+	for line := range strings.Lines(info) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
+			n, _ := strconv.Atoi(rest)
+			return n
 		}
 	}
-	if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
-		t.Errorf("stats %+v, want not connected and no hits", st)
-	}
-	out := logged.String()
-	if n := strings.Count(out, "near-cache"); n != 1 {
-		t.Errorf("%d lines about the near-cache in 1.5s, want 1:\n%s", n, out)
-	}
-	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "NOPERM") {
-		t.Errorf("log %q, want a warning with the server's NOPERM", out)
-	}
-	if strings.Contains(out, password) {
-		t.Errorf("log %q holds the password", out)
-	}
+	t.Fatal("INFO stats without total_connections_received")
+	return 0
 }
 
 // waitConnected waits until the near-cache of s is subscribed.

@@ -257,6 +257,14 @@ func (t *tracker) subscribe(ctx context.Context, conn *checkedConn) error {
 	if _, err := cmd(ctx, conn, "PTTL", t.c.prefix+"x"); err != nil {
 		return fmt.Errorf("PTTL: %w", err)
 	}
+	// The connection PINGs once subscribed (see ping): refused there (an
+	// ACL user without +ping, a renamed command), the first answer would
+	// drop a connection that connected, which run tries again at once, for
+	// ever and without a word. Refused here, it is a failure to connect:
+	// warned of, and tried again backing off.
+	if _, err := cmd(ctx, conn, "PING"); err != nil {
+		return fmt.Errorf("PING: %w", err)
+	}
 	id, err := redis.Int64(cmd(ctx, conn, "CLIENT", "ID"))
 	if err != nil {
 		return fmt.Errorf("CLIENT ID: %w", err)
