@@ -192,7 +192,8 @@ type Config struct {
 	// moves every user's index to another key, so List, Revoke, RevokeAll
 	// and the session limit no longer see the sessions made before, until
 	// they expire (RevokeOthers called from one of them ends those made
-	// since). Tokens signed without a tag keep working, under the
+	// since, and the caller's own too should a parallel request renew it
+	// meanwhile). Tokens signed without a tag keep working, under the
 	// keys they had. Outside a Cluster, a Manager with a TagKey still
 	// lists and revokes the sessions made before it was set (the session
 	// limit counts only those made after), but one without it does not
