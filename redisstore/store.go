@@ -795,6 +795,10 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if errors.Is(err, errSwitched) && b.wait(ctx, 0) {
 			continue // nothing ran: again, on a connection to the new master
 		}
+		// Only attempts that ran nothing come before this one (see the
+		// retries above and below): with no connection for it either, the
+		// call sent Redis nothing.
+		sentNothing := errors.As(err, new(errNoConn))
 		if s.cluster != nil && notRun(err) {
 			if b.wait(ctx, time.Since(start)) {
 				bounced = err
@@ -818,7 +822,11 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 		if ctxErr := contextError(ctx); ctxErr != nil && !errors.Is(err, ctxErr) && !errors.As(err, &reply) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return classify(op, err, s.cluster != nil)
+		err = classify(op, err, s.cluster != nil)
+		if sentNothing {
+			return unsent{err}
+		}
+		return err
 	}
 }
 
@@ -907,6 +915,18 @@ type errNoConn struct{ err error }
 
 func (e errNoConn) Error() string { return e.err.Error() }
 func (e errNoConn) Unwrap() error { return e.err }
+
+// unsent marks the error of a call that sent Redis nothing: it got no
+// connection (a pool exhausted or closed, a dial that failed), on its last
+// attempt as on every one before. Its method Unsent tells package session,
+// which does not import this one, that the call cannot have run, where a
+// timeout alone would leave that open.
+type unsent struct{ error }
+
+func (e unsent) Unwrap() error { return e.error }
+
+// Unsent reports true: see unsent.
+func (unsent) Unsent() bool { return true }
 
 // confirmMade is confirm after Redis has made the call's change. From then
 // on a call goes on without ctx's cancellation (context.WithoutCancel,

@@ -737,6 +737,10 @@ func TestPoolExhausted(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Load on an exhausted pool = %v, want context.DeadlineExceeded", err)
 	}
+	// Nothing was sent, and the error says so to package session.
+	if !unsent(err) {
+		t.Errorf("Load on an exhausted pool = %v, without Unsent() true: nothing was sent", err)
+	}
 	held.Close()
 	if _, _, err := s.Load(context.Background(), "x", time.Minute); err != nil {
 		t.Fatalf("Load after the connection came back: %v", err)
@@ -905,5 +909,37 @@ func TestTTLCountsTheWait(t *testing.T) {
 				t.Fatalf("%s expires %v after the call's start plus its time to live (PTTL %v), want at most 10ms", tc.key, over, left)
 			}
 		})
+	}
+}
+
+// unsent reports whether err has a method Unsent() bool that reports true:
+// the call sent Redis nothing.
+func unsent(err error) bool {
+	var u interface{ Unsent() bool }
+	return errors.As(err, &u) && u.Unsent()
+}
+
+// TestUnsentOnlyWhenNothingSent: a call that reached a stalled Redis timed
+// out after sending its command, which Redis may run: its error must not
+// say that nothing was sent (package session would then not remove a
+// session that a login's transaction may still store).
+func TestUnsentOnlyWhenNothingSent(t *testing.T) {
+	p := redistest.Start(t).Proxy(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: p.Addr(), Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Stall()
+	defer p.Heal()
+	_, err = s.Insert(context.Background(), "x", []byte("v"), time.Minute)
+	if !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Fatalf("Insert on a stalled Redis = %v, want ErrUnavailable", err)
+	}
+	if unsent(err) {
+		t.Errorf("Insert on a stalled Redis = %v, with Unsent() true: its command was sent", err)
 	}
 }

@@ -193,7 +193,8 @@ type Config struct {
 	// and the session limit no longer see the sessions made before, until
 	// they expire (RevokeOthers called from one of them ends those made
 	// since, and the caller's own too should a parallel request renew it
-	// meanwhile). Tokens signed without a tag keep working, under the
+	// meanwhile: it then returns ErrNoSession). Tokens signed without a
+	// tag keep working, under the
 	// keys they had. Outside a Cluster, a Manager with a TagKey still
 	// lists and revokes the sessions made before it was set (the session
 	// limit counts only those made after), but one without it does not

@@ -1569,6 +1569,54 @@ func TestLostLoginReplyLeavesNoSession(t *testing.T) {
 	}
 }
 
+// removalCounter counts RemoveUserSession calls.
+type removalCounter struct {
+	*redisstore.Store
+	removals atomic.Int32
+}
+
+func (s *removalCounter) RemoveUserSession(ctx context.Context, userID, id string) (bool, error) {
+	s.removals.Add(1)
+	return s.Store.RemoveUserSession(ctx, userID, id)
+}
+
+// TestLoginWithoutConnectionRemovesNothing logs in while the pool has no
+// connection to lend (its one connection held): Redis was never asked, so
+// the login fails without removing the session it would have made, which
+// cannot exist. It did, waiting for the exhausted pool a second Timeout
+// (an outside review: 601 ms against 301 with a Timeout of 300 ms).
+func TestLoginWithoutConnectionRemovesNothing(t *testing.T) {
+	r := redistest.Start(t)
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: r.Addr(), MaxActive: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := redisstore.New(pool, redisstore.Config{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	counter := &removalCounter{Store: store}
+	m, err := New(counter, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := pool.GetContext(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	serve(t, m, "", func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Create on an exhausted pool = %v, want ErrStoreUnavailable", err)
+		}
+	})
+	if n := counter.removals.Load(); n != 0 {
+		t.Errorf("a login that sent Redis nothing removed its session %d times, want 0", n)
+	}
+}
+
 // TestReloginRacesRenewals signs a laptop in again while three requests of
 // the same browser, on this instance and on another, renew its session at
 // jittered times, 150 rounds with a session limit and without. Whenever

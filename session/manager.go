@@ -856,8 +856,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 // outcomeUnknown reports whether err, a store call's, leaves unknown
 // whether the call ran: it timed out, or its connection broke, after its
 // commands may have reached Redis, which runs them when it gets to them.
-// An error reply (out of memory, a denied command) says that they did not.
+// An error reply (out of memory, a denied command) says that they did not,
+// and so does an error with a method Unsent() bool that reports true (see
+// UserStore): the call got no connection.
 func outcomeUnknown(err error) bool {
+	var u interface{ Unsent() bool }
+	if errors.As(err, &u) && u.Unsent() {
+		return false
+	}
 	var nerr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.As(err, &nerr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)

@@ -105,7 +105,10 @@ type RecordStore interface {
 // A method that gives up because concurrent writers kept changing what it
 // read, for its whole time budget, returns an error with a method
 // Contention() bool that reports true; the Manager reports it as
-// ErrContention rather than as an outage.
+// ErrContention rather than as an outage. One that sent nothing (it got no
+// connection) may return an error with a method Unsent() bool that reports
+// true: after a failed AddUserSession, the Manager otherwise removes the
+// new session, which a call that timed out may still have stored.
 type UserStore interface {
 	// AddUserSession stores a new session of s.UserID: the record under
 	// s.ID, only if s.ID is free, and s.ID in the user's index. It deletes

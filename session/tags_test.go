@@ -1138,3 +1138,38 @@ func TestRevokeOthersAfterTagKeyChange(t *testing.T) {
 		t.Errorf("after RevokeOthers the current session logs in as %q, want bob", u)
 	}
 }
+
+// TestRevokeOthersAfterTagKeyChangeRacesRenewal renews the caller's
+// session, made under an earlier TagKey, while "sign out the others" runs
+// from it: the pass that empties the tagged index takes the renewal with
+// the others. The call must then not report success, as it did (an outside
+// review: 191 of 200 such races signed the caller out, each answered nil):
+// either the renewed session still works, or the call says that the
+// caller's session ended.
+func TestRevokeOthersAfterTagKeyChangeRacesRenewal(t *testing.T) {
+	r := redistest.Start(t)
+	before := taggedManager(t, r, Config{TagKey: testKey(0x55)})
+	current, _ := login(t, before, "bob")
+	hook := new(passHook)
+	m := hookedManager(t, r, Config{TagKey: testTagKey}, func(s *redisstore.Store) Store { hook.Store = s; return hook })
+	phone, _ := login(t, m, "bob")
+	var renewed string
+	hook.between = func() { renewed = renew(t, m, current) }
+	var n int
+	var err error
+	if _, xerr := exchange(t, m, current, func(ctx context.Context) { n, err = m.RevokeOthers(ctx) }); xerr != nil {
+		t.Fatal(xerr)
+	}
+	if renewed == "" {
+		t.Fatal("the hook did not renew the session")
+	}
+	if u := userOf(t, m, phone); u != "" {
+		t.Errorf("after RevokeOthers the phone still logs in as %q", u)
+	}
+	if u := userOf(t, m, renewed); err == nil && u != "bob" {
+		t.Errorf("RevokeOthers = %d, nil, but the caller's renewed session logs in as %q: it was signed out", n, u)
+	} else if err != nil && !errors.Is(err, ErrNoSession) {
+		t.Errorf("RevokeOthers = %d, %v; want nil or ErrNoSession", n, err)
+	}
+	t.Logf("RevokeOthers = %d, %v", n, err)
+}

@@ -184,7 +184,9 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // current one, as after a password change, and returns how many it ended.
 // It returns ErrNoSession when the current session has itself ended
 // meanwhile, having ended nothing (but, while a deployment adopts a
-// TagKey, maybe sessions from before it). With an error, the count is of
+// TagKey, maybe sessions from before it; and, called from a session made
+// before a TagKey was set or changed, the others, with a renewal of its
+// own that a parallel request made meanwhile: see Config.TagKey). With an error, the count is of
 // the sessions it ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
 // ctx's cancellation or deadline. During a migration from scs, it ends the
 // user's scs sessions not migrated yet, as RevokeAll does.
@@ -248,6 +250,21 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		if keepGone(err) {
 			id = keep
 			continue
+		}
+		if tag, _ := splitTag(keep); err == nil && m.cfg.TagKey != nil && tag != m.userTag(userID) {
+			// keep is in no index this TagKey names (made before it was
+			// set, or under another), so the pass emptied the tagged index
+			// whole: with keep's renewal in it, if a parallel request
+			// renewed the session meanwhile. Say so, as when it ended.
+			if now, err := m.successor(ctx, userID, keep, line); err == nil && now == "" {
+				st.mu.Lock()
+				st.gone()
+				st.mu.Unlock()
+				if scsErr != nil {
+					return ended, errors.Join(ErrNoSession, storeError(scsErr))
+				}
+				return ended, ErrNoSession
+			}
 		}
 		if err == nil {
 			err = scsErr
