@@ -78,7 +78,8 @@ import (
 // effect in the store at once, and without the new cookie the browser would
 // be left with a token that leads nowhere. The body says "session store
 // unavailable", or "session busy with concurrent changes" when other
-// requests kept changing the session, or a slow store made them wait
+// requests kept changing the session, or a slow store made them wait, or a
+// login on the same browser took the anonymous session the change was for
 // (session.ErrContention). A change that would take the session's record over
 // session.Config.MaxRecordBytes, which values that concurrent requests put
 // can do together (Put refuses what a request puts alone), is not saved

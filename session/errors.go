@@ -15,7 +15,9 @@ var (
 	// lost every race against concurrent writes to the same session or
 	// user, or lost one and then ran out of time, or waited its turn behind
 	// writes that did. It is no outage: the writes that won got through.
-	// A slow or paused Redis during a burst of such writes gives it too.
+	// A slow or paused Redis during a burst of such writes gives it too,
+	// and so does a Commit whose anonymous session a login on the same
+	// browser took, with its values, while the request changed it.
 	// The request may be tried again.
 	ErrContention = errors.New("session: too many concurrent changes")
 

@@ -918,21 +918,28 @@ func TestLogoutRacesRenewalChain(t *testing.T) {
 // stays the only one that works. The change was dropped while Commit
 // returned nil, so the handler answered 200 for a value that was gone. A
 // change to a session logged out meanwhile is still dropped, without an
-// error and without bringing the session back, and so is a change to an
-// anonymous session renewed meanwhile, which no index follows.
+// error and without bringing the session back. A change to an anonymous
+// session renewed meanwhile through a store that keeps no pointer is lost,
+// and Commit says so (ErrContention: send it again), as for any anonymous
+// session that ended under the request, which a login on the same browser
+// may have taken, values and all.
 func TestPutFollowsRenewal(t *testing.T) {
-	commit := func(t *testing.T, m *Manager, ctx context.Context) {
+	commitWant := func(t *testing.T, m *Manager, ctx context.Context, want error) {
 		t.Helper()
 		if err := Put(ctx, "cart", "book"); err != nil {
 			t.Fatalf("Put = %v", err)
 		}
 		h := http.Header{}
-		if err := m.Commit(ctx, h); err != nil {
-			t.Errorf("Commit = %v, want nil", err)
+		if err := m.Commit(ctx, h); !errors.Is(err, want) {
+			t.Errorf("Commit = %v, want %v", err, want)
 		}
 		if _, ok := sessionCookie(m, h); ok {
 			t.Error("Commit set the cookie, want it left alone")
 		}
+	}
+	commit := func(t *testing.T, m *Manager, ctx context.Context) {
+		t.Helper()
+		commitWant(t, m, ctx, nil)
 	}
 	cart := func(t *testing.T, m *Manager, cookie string) string {
 		t.Helper()
@@ -994,9 +1001,53 @@ func TestPutFollowsRenewal(t *testing.T) {
 		})
 		ctx := load(m, a1)
 		a2 := renew(t, m, a1)
-		commit(t, m, ctx)
+		commitWant(t, m, ctx, ErrContention)
 		if got := cart(t, m, a2); got != "" {
 			t.Errorf("the renewed anonymous session's cart = %q, want none (not followed)", got)
+		}
+	})
+}
+
+// TestAnonymousChangeDuringLogin has an anonymous browser add to its cart
+// while, in another tab, it logs in, which takes the anonymous session and
+// its values into the signed-in one: the change, which reached neither,
+// must not be reported saved (an outside review: 20 of 20 such puts
+// answered 200 and were lost). Commit returns ErrContention (503, send it
+// again), and sent again with the login's cookie the change lands.
+func TestAnonymousChangeDuringLogin(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "seed", "1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	adding := load(m, anon)
+	if err := Put(adding, "cart", "book"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := exchange(t, m, anon, func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	signedIn, ok := sessionCookie(m, h)
+	if err != nil || !ok {
+		t.Fatalf("login: Commit %v, cookie %v", err, signedIn)
+	}
+	if err := m.Commit(adding, http.Header{}); !errors.Is(err, ErrContention) {
+		t.Fatalf("Commit of a change to the anonymous session a login took = %v, want ErrContention", err)
+	}
+	serve(t, m, signedIn.Value, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "seed"); v != "1" {
+			t.Errorf("the login carried seed = %q, want 1", v)
+		}
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	serve(t, m, signedIn.Value, func(ctx context.Context) {
+		if v, _ := Get[string](ctx, "cart"); v != "book" {
+			t.Errorf("the change sent again: cart = %q, want book", v)
 		}
 	})
 }
@@ -1794,9 +1845,12 @@ func TestEndingWithReplacedToken(t *testing.T) {
 				}
 
 				// The renewing request answers last: its token leads nowhere.
+				// What it put after its Renew is lost with the session it
+				// renewed; for an anonymous one, which a login may have
+				// taken with its values, Commit says so (see commit).
 				h = http.Header{}
-				if err := m.Commit(renewing, h); err != nil {
-					t.Fatalf("the renewing request's Commit = %v, want nil", err)
+				if err := m.Commit(renewing, h); tc.anon && tc.put && !errors.Is(err, ErrContention) || !(tc.anon && tc.put) && err != nil {
+					t.Fatalf("the renewing request's Commit = %v, want %s", err, map[bool]string{true: "ErrContention", false: "nil"}[tc.anon && tc.put])
 				}
 				if c, ok := sessionCookie(m, h); ok {
 					t.Errorf("the renewing request answered after the %s with Set-Cookie %v, want none", a.name, c)

@@ -511,6 +511,16 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		err := m.save(ctx, st)
 		saved = err == nil
 		switch {
+		case errors.Is(err, errGone) && st.held().userID == "" && len(st.changes) > 0:
+			// An anonymous session ends that way above all when a login
+			// on the same browser takes it, values and all, into the
+			// signed-in session: the change is no change to an ended
+			// session then, but one lost on the way there. The client is
+			// told to send it again (the browser, by then, with the
+			// login's cookie), rather than told it was saved.
+			st.gone()
+			saveErr = fmt.Errorf("%w: the anonymous session ended while the request changed it, as when a login on the same browser takes it and its values: send the change again", ErrContention)
+			m.commitFailed(ctx, saveErr)
 		case errors.Is(err, errGone):
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
 			st.gone()
