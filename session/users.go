@@ -219,21 +219,24 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	// (see UserStore.RemoveUserSessions): then look for it again.
 	ended := 0
 	var scsErr error
+	// endedToo reports that the current session has ended meanwhile: it
+	// cannot speak for the user any more.
+	endedToo := func() (int, error) {
+		st.mu.Lock()
+		st.gone()
+		st.mu.Unlock()
+		if scsErr != nil {
+			return ended, errors.Join(ErrNoSession, storeError(scsErr))
+		}
+		return ended, ErrNoSession
+	}
 	for i := range maxFollow {
 		keep, err := m.successor(ctx, userID, id, line)
 		if err != nil {
 			return ended, err
 		}
 		if keep == "" {
-			// The current session has ended meanwhile: it cannot speak
-			// for the user any more.
-			st.mu.Lock()
-			st.gone()
-			st.mu.Unlock()
-			if scsErr != nil {
-				return ended, errors.Join(ErrNoSession, storeError(scsErr))
-			}
-			return ended, ErrNoSession
+			return endedToo()
 		}
 		if i == 0 {
 			// As in RevokeAll: the user's scs sessions not migrated yet
@@ -257,13 +260,7 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			// whole: with keep's renewal in it, if a parallel request
 			// renewed the session meanwhile. Say so, as when it ended.
 			if now, err := m.successor(ctx, userID, keep, line); err == nil && now == "" {
-				st.mu.Lock()
-				st.gone()
-				st.mu.Unlock()
-				if scsErr != nil {
-					return ended, errors.Join(ErrNoSession, storeError(scsErr))
-				}
-				return ended, ErrNoSession
+				return endedToo()
 			}
 		}
 		if err == nil {
