@@ -949,10 +949,6 @@ func (s *Store) confirmMade(ctx context.Context, conn redis.Conn) error {
 	return s.confirm(ctx, conn)
 }
 
-// waitLate is how late, at most, Redis answers a WAIT that timed out,
-// with a margin for the reply's way back: see confirm.
-const waitLate = 150 * time.Millisecond
-
 // confirm waits, when the Store has WaitReplicas, until that many replicas
 // have the writes made so far on conn (WAIT), within the time left, and
 // fails with errUnconfirmed, which is ErrUnavailable, when fewer confirm.
@@ -967,12 +963,13 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 	if err != nil {
 		return err
 	}
-	// Leave WAIT's reply time to arrive before the read deadline: Redis
+	// Leave WAIT's reply time to arrive before the read deadline. Redis
 	// answers a WAIT that timed out at its next cron tick, up to 1000/hz
-	// ms late (100 ms at the default hz of 10). A WAIT of three quarters
-	// of a Timeout of 200 ms came back after the read deadline, as a
-	// timeout rather than as the replicas that confirmed.
-	ms := max(milliseconds(min(left*3/4, left-waitLate)), 1)
+	// ms late (100 ms at the default hz of 10): under a Timeout of a few
+	// hundred milliseconds, a WAIT that no replica answers may then fail
+	// as a timeout rather than as "0 of n". Giving it less would fail
+	// logouts whose replicas are up but a few milliseconds away.
+	ms := max(milliseconds(left*3/4), 1)
 	n, err := redis.Int(cmd(ctx, conn, "WAIT", s.replicas, ms))
 	var reply redis.Error
 	if errors.As(err, &reply) && strings.Contains(string(reply), "replica") {

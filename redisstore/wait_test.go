@@ -636,7 +636,10 @@ func TestWaitReplicasFromEnv(t *testing.T) {
 // the setting and the likely causes.
 func TestWaitTooManyDescribed(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := redisstore.Config{Addr: srv.Addr(), WaitReplicas: 2, Timeout: 200 * time.Millisecond}
+	// A Timeout that leaves WAIT's late answer room: Redis answers a WAIT
+	// that timed out at its next cron tick, up to 100 ms late, which with
+	// a Timeout of 200 ms could fall after the read deadline under load.
+	cfg := redisstore.Config{Addr: srv.Addr(), WaitReplicas: 2, Timeout: time.Second}
 	s := open(t, srv, cfg)
 	ctx := context.Background()
 	if _, err := s.Insert(ctx, "id", []byte("record"), time.Minute); err != nil {

@@ -193,7 +193,9 @@ type Config struct {
 	// and the session limit no longer see the sessions made before, until
 	// they expire (RevokeOthers called from one of them ends those made
 	// since, and the caller's own too should a parallel request renew it
-	// meanwhile: it then returns ErrNoSession). Tokens signed without a
+	// meanwhile: it then returns ErrNoSession, which, while instances with
+	// the earlier TagKey still run, it may also return when one of them
+	// renewed it, alive, into the earlier index). Tokens signed without a
 	// tag keep working, under the
 	// keys they had. Outside a Cluster, a Manager with a TagKey still
 	// lists and revokes the sessions made before it was set (the session

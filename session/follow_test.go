@@ -1052,12 +1052,45 @@ func TestAnonymousChangeDuringLogin(t *testing.T) {
 	})
 }
 
+// TestAnonymousChangeAfterLostRenewDuringLogin: as above, but the request
+// renewed after its change and lost to another tab's renewal, whose
+// session a login then took: the change, which follows the other renewal,
+// is lost with it all the same, and Commit must say so (an outside review
+// found it answered nil).
+func TestAnonymousChangeAfterLostRenewDuringLogin(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "seed", "1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	adding := load(m, anon)
+	if err := Put(adding, "cart", "book"); err != nil {
+		t.Fatal(err)
+	}
+	renewed := renew(t, m, anon)
+	if err := Renew(adding); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("Renew after another tab's = %v, want ErrNoSession", err)
+	}
+	if _, err := exchange(t, m, renewed, func(ctx context.Context) {
+		if _, err := Create(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(adding, http.Header{}); !errors.Is(err, ErrContention) {
+		t.Fatalf("Commit of a change that followed a renewal a login then took = %v, want ErrContention", err)
+	}
+}
+
 // TestPutBeforeLosingRenew has a request put a value, or pop one, and then
 // Renew, after a parallel request renewed the session: the Renew loses
 // (ErrNoSession) and the request goes on as anonymous, but what it put
 // before, acknowledged with nil, is saved by the commit under the winning
 // renewal's token, as it would have been without the Renew; and dropped
-// when the session ended instead, or when a handler panics (Abandon). A
+// when the session ended instead (Commit then returns ErrContention for an
+// anonymous session), or when a handler panics (Abandon). A
 // login after the losing Renew carries it into the new session, or not,
 // as it would without the Renew.
 func TestPutBeforeLosingRenew(t *testing.T) {
@@ -1136,8 +1169,14 @@ func TestPutBeforeLosingRenew(t *testing.T) {
 					t.Fatalf("Destroy = %v", err)
 				}
 			})
-			if err := m.Commit(ctx, http.Header{}); err != nil {
-				t.Errorf("Commit = %v, want nil", err)
+			// Dropped, and, for an anonymous session, which a login could
+			// have taken with its values, reported (see commit).
+			var want error
+			if user == "" {
+				want = ErrContention
+			}
+			if err := m.Commit(ctx, http.Header{}); !errors.Is(err, want) {
+				t.Errorf("Commit = %v, want %v", err, want)
 			}
 			for _, k := range allKeys(t, r) {
 				if !strings.HasSuffix(k, ":next") { // the renewal's pointer, which leads nowhere now

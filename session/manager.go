@@ -512,14 +512,8 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		saved = err == nil
 		switch {
 		case errors.Is(err, errGone) && st.held().userID == "" && len(st.changes) > 0:
-			// An anonymous session ends that way above all when a login
-			// on the same browser takes it, values and all, into the
-			// signed-in session: the change is no change to an ended
-			// session then, but one lost on the way there. The client is
-			// told to send it again (the browser, by then, with the
-			// login's cookie), rather than told it was saved.
 			st.gone()
-			saveErr = fmt.Errorf("%w: the anonymous session ended while the request changed it, as when a login on the same browser takes it and its values: send the change again", ErrContention)
+			saveErr = anonymousGone()
 			m.commitFailed(ctx, saveErr)
 		case errors.Is(err, errGone):
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(st.stored)))
@@ -550,6 +544,9 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		// is saved where that one moved the session, as it would have been
 		// without the Renew, and dropped with a session that ended.
 		switch err := m.mergeInto(ctx, *lost, m.now()); {
+		case errors.Is(err, errGone) && lost.userID == "":
+			saveErr = anonymousGone()
+			m.commitFailed(ctx, saveErr)
 		case errors.Is(err, errGone):
 			m.log.Debug("session: ended during the request; changes dropped", "session", fingerprint(idOf(lost.token)))
 		case err != nil:
@@ -587,6 +584,18 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		h.Set("Cache-Control", "no-store")
 	}
 	return saveErr
+}
+
+// anonymousGone is Commit's error for changes to an anonymous session that
+// ended while the request ran. An anonymous session ends that way above
+// all when a login on the same browser takes it, values and all, into the
+// signed-in session: the change is no change to an ended session then,
+// but one lost on the way there. The client is told to send it again (the
+// browser, by then, with the login's cookie), rather than told it was
+// saved; and so it is when the session ended otherwise (its idle timeout,
+// a logout in another tab), when the change is lost with it.
+func anonymousGone() error {
+	return fmt.Errorf("%w: the anonymous session ended while the request changed it, as when a login on the same browser takes it and its values: send the change again", ErrContention)
 }
 
 // commitFailed reports that the changes of a request could not be saved

@@ -259,7 +259,10 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 			// set, or under another), so the pass emptied the tagged index
 			// whole: with keep's renewal in it, if a parallel request
 			// renewed the session meanwhile. Say so, as when it ended.
-			if now, err := m.successor(ctx, userID, keep, line); err == nil && now == "" {
+			switch now, err := m.successor(ctx, userID, keep, line); {
+			case err != nil:
+				return ended, err
+			case now == "":
 				return endedToo()
 			}
 		}
