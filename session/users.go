@@ -186,10 +186,11 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // meanwhile, having ended nothing (but, while a deployment adopts a
 // TagKey, maybe sessions from before it; and, called from a session made
 // before a TagKey was set or changed, the others, with a renewal of its
-// own that a parallel request made meanwhile: see Config.TagKey). With an error, the count is of
-// the sessions it ended all the same, as for RevokeAll. Like Destroy, it is not stopped by
-// ctx's cancellation or deadline. During a migration from scs, it ends the
-// user's scs sessions not migrated yet, as RevokeAll does.
+// own that a parallel request made meanwhile: see Config.TagKey). With an
+// error, the count is of the sessions it ended all the same, as for
+// RevokeAll. Like Destroy, it is not stopped by ctx's cancellation or
+// deadline. During a migration from scs, it ends the user's scs sessions
+// not migrated yet, as RevokeAll does.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
