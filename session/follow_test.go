@@ -1013,74 +1013,57 @@ func TestPutFollowsRenewal(t *testing.T) {
 // its values into the signed-in one: the change, which reached neither,
 // must not be reported saved (an outside review: 20 of 20 such puts
 // answered 200 and were lost). Commit returns ErrContention (503, send it
-// again), and sent again with the login's cookie the change lands.
+// again), and sent again with the login's cookie the change lands. So too
+// when the adding request renewed after its change and lost to another
+// tab's renewal, whose session the login then took: the change follows
+// that renewal, and is lost with it all the same (a second review found
+// Commit answered nil then).
 func TestAnonymousChangeDuringLogin(t *testing.T) {
-	m, _, _ := newTestManager(t, Config{})
-	anon := serve(t, m, "", func(ctx context.Context) {
-		if err := Put(ctx, "seed", "1"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	adding := load(m, anon)
-	if err := Put(adding, "cart", "book"); err != nil {
-		t.Fatal(err)
-	}
-	h, err := exchange(t, m, anon, func(ctx context.Context) {
-		if _, err := Create(ctx, "alice"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	signedIn, ok := sessionCookie(m, h)
-	if err != nil || !ok {
-		t.Fatalf("login: Commit %v, cookie %v", err, signedIn)
-	}
-	if err := m.Commit(adding, http.Header{}); !errors.Is(err, ErrContention) {
-		t.Fatalf("Commit of a change to the anonymous session a login took = %v, want ErrContention", err)
-	}
-	serve(t, m, signedIn.Value, func(ctx context.Context) {
-		if v, _ := Get[string](ctx, "seed"); v != "1" {
-			t.Errorf("the login carried seed = %q, want 1", v)
-		}
-		if err := Put(ctx, "cart", "book"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	serve(t, m, signedIn.Value, func(ctx context.Context) {
-		if v, _ := Get[string](ctx, "cart"); v != "book" {
-			t.Errorf("the change sent again: cart = %q, want book", v)
-		}
-	})
-}
-
-// TestAnonymousChangeAfterLostRenewDuringLogin: as above, but the request
-// renewed after its change and lost to another tab's renewal, whose
-// session a login then took: the change, which follows the other renewal,
-// is lost with it all the same, and Commit must say so (an outside review
-// found it answered nil).
-func TestAnonymousChangeAfterLostRenewDuringLogin(t *testing.T) {
-	m, _, _ := newTestManager(t, Config{})
-	anon := serve(t, m, "", func(ctx context.Context) {
-		if err := Put(ctx, "seed", "1"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	adding := load(m, anon)
-	if err := Put(adding, "cart", "book"); err != nil {
-		t.Fatal(err)
-	}
-	renewed := renew(t, m, anon)
-	if err := Renew(adding); !errors.Is(err, ErrNoSession) {
-		t.Fatalf("Renew after another tab's = %v, want ErrNoSession", err)
-	}
-	if _, err := exchange(t, m, renewed, func(ctx context.Context) {
-		if _, err := Create(ctx, "alice"); err != nil {
-			t.Fatal(err)
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Commit(adding, http.Header{}); !errors.Is(err, ErrContention) {
-		t.Fatalf("Commit of a change that followed a renewal a login then took = %v, want ErrContention", err)
+	for _, lostRenew := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lost renew %v", lostRenew), func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "seed", "1"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			adding := load(m, anon)
+			if err := Put(adding, "cart", "book"); err != nil {
+				t.Fatal(err)
+			}
+			loginWith := anon
+			if lostRenew {
+				loginWith = renew(t, m, anon)
+				if err := Renew(adding); !errors.Is(err, ErrNoSession) {
+					t.Fatalf("Renew after another tab's = %v, want ErrNoSession", err)
+				}
+			}
+			h, err := exchange(t, m, loginWith, func(ctx context.Context) {
+				if _, err := Create(ctx, "alice"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			signedIn, ok := sessionCookie(m, h)
+			if err != nil || !ok {
+				t.Fatalf("login: Commit %v, cookie %v", err, signedIn)
+			}
+			if err := m.Commit(adding, http.Header{}); !errors.Is(err, ErrContention) {
+				t.Fatalf("Commit of a change to the anonymous session a login took = %v, want ErrContention", err)
+			}
+			serve(t, m, signedIn.Value, func(ctx context.Context) {
+				if v, _ := Get[string](ctx, "seed"); v != "1" {
+					t.Errorf("the login carried seed = %q, want 1", v)
+				}
+				if err := Put(ctx, "cart", "book"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			serve(t, m, signedIn.Value, func(ctx context.Context) {
+				if v, _ := Get[string](ctx, "cart"); v != "book" {
+					t.Errorf("the change sent again: cart = %q, want book", v)
+				}
+			})
+		})
 	}
 }
 
