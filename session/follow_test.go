@@ -1067,6 +1067,82 @@ func TestAnonymousChangeDuringLogin(t *testing.T) {
 	}
 }
 
+// TestAnonymousPutsRaceLogin races, 200 rounds with jitter, four requests
+// of an anonymous browser that each put a value, on two instances, against
+// a login from that anonymous session on one of them: every put whose
+// Commit returned nil is in the signed-in session (the login carried it
+// over), and every other Commit returned ErrContention, never nil for a
+// value that was lost.
+func TestAnonymousPutsRaceLogin(t *testing.T) {
+	r := redistest.Start(t)
+	instances := []*Manager{taggedManager(t, r, Config{}), taggedManager(t, r, Config{})}
+	const puts = 4
+	saved, refused := 0, 0
+	for round := range 200 {
+		anon := serve(t, instances[0], "", func(ctx context.Context) {
+			if err := Put(ctx, "seed", "1"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		var committed [puts]bool
+		var errs [puts]error
+		var signedIn string
+		var wg sync.WaitGroup
+		for i := range puts {
+			m := instances[i%2]
+			wg.Go(func() {
+				time.Sleep(time.Duration(rand.IntN(600)) * time.Microsecond)
+				ctx := load(m, anon)
+				if Put(ctx, fmt.Sprint("k", i), "v") != nil {
+					return // loaded after the login: the token leads nowhere
+				}
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+				errs[i], committed[i] = m.Commit(ctx, http.Header{}), true
+			})
+		}
+		wg.Go(func() {
+			time.Sleep(time.Duration(rand.IntN(600)) * time.Microsecond)
+			ctx := load(instances[1], anon)
+			if _, err := Create(ctx, "alice"); err != nil {
+				t.Errorf("round %d: Create = %v", round, err)
+				return
+			}
+			h := http.Header{}
+			if err := instances[1].Commit(ctx, h); err != nil {
+				t.Errorf("round %d: the login's Commit = %v", round, err)
+				return
+			}
+			if c, ok := sessionCookie(instances[1], h); ok {
+				signedIn = c.Value
+			}
+		})
+		wg.Wait()
+		if signedIn == "" {
+			t.Fatalf("round %d: the login set no cookie", round)
+		}
+		serve(t, instances[0], signedIn, func(ctx context.Context) {
+			for i := range puts {
+				_, kept := Get[string](ctx, fmt.Sprint("k", i))
+				switch {
+				case !committed[i]:
+				case errs[i] == nil && !kept:
+					t.Errorf("round %d: put %d committed without error, and the signed-in session lacks it", round, i)
+				case errs[i] == nil:
+					saved++
+				case errors.Is(errs[i], ErrContention):
+					refused++
+				default:
+					t.Errorf("round %d: put %d: Commit = %v, want nil or ErrContention", round, i, errs[i])
+				}
+			}
+		})
+	}
+	t.Logf("puts carried over by the login: %d; answered ErrContention: %d", saved, refused)
+	if saved == 0 || refused == 0 {
+		t.Errorf("carried %d, refused %d: the race did not land on both sides", saved, refused)
+	}
+}
+
 // TestPutBeforeLosingRenew has a request put a value, or pop one, and then
 // Renew, after a parallel request renewed the session: the Renew loses
 // (ErrNoSession) and the request goes on as anonymous, but what it put
