@@ -310,14 +310,14 @@ func TestNearCacheLogsConnectFailures(t *testing.T) {
 			if _, err := s.Insert(ctx, "a", []byte("v1"), time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			before := connectionsReceived(t, srv)
+			before := infoInt(t, srv, "stats", "total_connections_received")
 			// The retries back off from 10ms to 1s: about eight in 1.5s.
 			for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 				if b, found, err := s.Load(ctx, "a", 0); err != nil || !found || string(b) != "v1" {
 					t.Fatalf("Load = %q, %v, %v", b, found, err)
 				}
 			}
-			if n := connectionsReceived(t, srv) - before; n > 15 {
+			if n := infoInt(t, srv, "stats", "total_connections_received") - before; n > 15 {
 				t.Errorf("%d connections in 1.5s, want the retries to back off (about 8)", n)
 			}
 			if st := s.NearCacheStats(); st.Connected || st.Hits != 0 {
@@ -335,24 +335,6 @@ func TestNearCacheLogsConnectFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// connectionsReceived returns the connections srv has accepted since it
-// started (INFO stats).
-func connectionsReceived(t *testing.T, srv *redistest.Server) int {
-	t.Helper()
-	info, err := redis.String(srv.Do(t, "INFO", "stats"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
-			n, _ := strconv.Atoi(rest)
-			return n
-		}
-	}
-	t.Fatal("INFO stats without total_connections_received")
-	return 0
 }
 
 // waitConnected waits until the near-cache of s is subscribed.
