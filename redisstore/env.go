@@ -57,8 +57,9 @@ import (
 // when the URL names none and is an error when it names another; and
 // REDIS_TLS=true with a redis:// URL is an error (the URL would connect
 // without TLS). An empty variable counts as unset. A bad value is an error
-// that names the variable and what was expected; the values of REDIS_URL
-// and of the passwords never appear in it.
+// that names the variable and what was expected; the values of REDIS_URL,
+// of the passwords, and any value with an "@" in it (a URL with a password
+// set in the wrong variable) never appear in it.
 func FromEnv() (Config, error) {
 	return fromEnv(os.LookupEnv)
 }
@@ -76,7 +77,7 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 	if v := get("REDIS_WAIT_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return Config{}, fmt.Errorf("redisstore: REDIS_WAIT_REPLICAS: want an integer 0 or more, got %q", v)
+			return Config{}, fmt.Errorf("redisstore: REDIS_WAIT_REPLICAS: want an integer 0 or more, got %s", shown(v))
 		}
 		cfg.WaitReplicas = n
 	}
@@ -96,7 +97,7 @@ func nearCacheFromEnv(get func(string) string, cluster bool) (NearCache, error) 
 	if v := get("REDIS_NEAR_CACHE_MAX_ENTRIES"); v != "" {
 		entries, err := strconv.Atoi(v)
 		if err != nil || entries < 0 {
-			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: want an integer 0 or more, 0 for no near-cache, got %q", v)
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: want an integer 0 or more, 0 for no near-cache, got %s", shown(v))
 		}
 		if entries > 0 && cluster {
 			return NearCache{}, errors.New("redisstore: REDIS_NEAR_CACHE_MAX_ENTRIES: the near-cache is not available on a Redis Cluster (REDIS_CLUSTER_NODES) yet; set 0 or unset it")
@@ -106,21 +107,21 @@ func nearCacheFromEnv(get func(string) string, cluster bool) (NearCache, error) 
 	if v := get("REDIS_NEAR_CACHE_STALENESS"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < minNearCacheStaleness {
-			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least %v such as 20ms, got %q", minNearCacheStaleness, v)
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STALENESS: want a duration of at least %v such as 20ms, got %s", minNearCacheStaleness, shown(v))
 		}
 		n.Staleness = d
 	}
 	if v := get("REDIS_NEAR_CACHE_STRICT"); v != "" {
 		strict, err := strconv.ParseBool(v)
 		if err != nil {
-			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STRICT: want true or false, got %q", v)
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_STRICT: want true or false, got %s", shown(v))
 		}
 		n.Strict = strict
 	}
 	if v := get("REDIS_NEAR_CACHE_EXTEND_EVERY"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_EXTEND_EVERY: want a positive duration such as 1m, got %q", v)
+			return NearCache{}, fmt.Errorf("redisstore: REDIS_NEAR_CACHE_EXTEND_EVERY: want a positive duration such as 1m, got %s", shown(v))
 		}
 		n.ExtendEvery = d
 	}
@@ -198,7 +199,7 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 		if v := get("REDIS_TLS"); v != "" {
 			on, err := strconv.ParseBool(v)
 			if err != nil {
-				return Config{}, fmt.Errorf("redisstore: REDIS_TLS: want true or false, got %q", v)
+				return Config{}, fmt.Errorf("redisstore: REDIS_TLS: want true or false, got %s", shown(v))
 			}
 			if on && cfg.TLS == nil {
 				return Config{}, errors.New("redisstore: REDIS_TLS is true but REDIS_URL is redis://: use rediss:// for TLS")
@@ -218,9 +219,9 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 					// Kubernetes sets REDIS_PORT=tcp://<ip>:<port> in
 					// every pod of a namespace with a Service named redis
 					// (its "service links"), unasked.
-					return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q, as Kubernetes sets it for a Service named redis: set REDIS_URL (which REDIS_PORT does not override) or the pod's enableServiceLinks: false", v)
+					return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %s, as Kubernetes sets it for a Service named redis: set REDIS_URL (which REDIS_PORT does not override) or the pod's enableServiceLinks: false", shown(v))
 				}
-				return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %q", v)
+				return Config{}, fmt.Errorf("redisstore: REDIS_PORT: want a port number 1-65535, got %s", shown(v))
 			}
 			port = p
 		}
@@ -245,7 +246,7 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 	if v := get("REDIS_TLS"); v != "" {
 		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return Config{}, fmt.Errorf("redisstore: REDIS_TLS: want true or false, got %q", v)
+			return Config{}, fmt.Errorf("redisstore: REDIS_TLS: want true or false, got %s", shown(v))
 		}
 		if on {
 			cfg.TLS = newTLSConfig(host)
@@ -254,11 +255,21 @@ func deploymentFromEnv(get func(string) string) (Config, error) {
 	return cfg, nil
 }
 
+// shown returns v, a variable's value, quoted for an error that repeats
+// it, or a note in its place when v holds an "@": a Redis URL with a user
+// or password, set in the wrong variable, must not reach the logs.
+func shown(v string) string {
+	if strings.Contains(v, "@") {
+		return `a value with "@" (not repeated: it may be a URL with a password)`
+	}
+	return strconv.Quote(v)
+}
+
 // parseDB parses REDIS_DB's value v, a database number.
 func parseDB(v string) (int, error) {
 	db, err := strconv.Atoi(v)
 	if err != nil || db < 0 {
-		return 0, fmt.Errorf("redisstore: REDIS_DB: want an integer 0 or more, got %q", v)
+		return 0, fmt.Errorf("redisstore: REDIS_DB: want an integer 0 or more, got %s", shown(v))
 	}
 	return db, nil
 }

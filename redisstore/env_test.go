@@ -117,6 +117,16 @@ func TestFromEnv(t *testing.T) {
 		{name: "bad port", env: map[string]string{"REDIS_PORT": "abc"}, wantErr: `redisstore: REDIS_PORT: want a port number 1-65535, got "abc"`},
 		{name: "port 0", env: map[string]string{"REDIS_PORT": "0"}, wantErr: `redisstore: REDIS_PORT: want a port number 1-65535, got "0"`},
 		{name: "port too big", env: map[string]string{"REDIS_PORT": "65536"}, wantErr: `redisstore: REDIS_PORT: want a port number 1-65535, got "65536"`},
+		{
+			name:    "port as a URL with a password",
+			env:     map[string]string{"REDIS_PORT": "redis://app:hunter2@127.0.0.1:6380"},
+			wantErr: `redisstore: REDIS_PORT: want a port number 1-65535, got a value with "@" (not repeated: it may be a URL with a password)`,
+		},
+		{
+			name:    "database as a URL with a password",
+			env:     map[string]string{"REDIS_DB": "redis://:hunter2@cache/2"},
+			wantErr: `redisstore: REDIS_DB: want an integer 0 or more, got a value with "@" (not repeated: it may be a URL with a password)`,
+		},
 		{name: "negative db", env: map[string]string{"REDIS_DB": "-1"}, wantErr: `redisstore: REDIS_DB: want an integer 0 or more, got "-1"`},
 		{name: "bad db", env: map[string]string{"REDIS_DB": "one"}, wantErr: `redisstore: REDIS_DB: want an integer 0 or more, got "one"`},
 		{name: "bad TLS", env: map[string]string{"REDIS_TLS": "yes"}, wantErr: `redisstore: REDIS_TLS: want true or false, got "yes"`},
