@@ -315,6 +315,8 @@ func (cfg RateLimitConfig) validate() error {
 			return bad(field+".Limit", "want above 0")
 		case r.Window < time.Second || r.Window%time.Second != 0:
 			return bad(field+".Window", "want whole seconds, at least 1s")
+		case r.Key.invalid != "":
+			return bad(field+".Key", r.Key.invalid)
 		case r.Key.fn == nil:
 			return bad(field+".Key", "required: ByIP, ByUser, ByFormField, ByJSONField, ByName or ByFunc")
 		}

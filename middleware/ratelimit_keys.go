@@ -38,7 +38,15 @@ type Key struct {
 	// stateHeader.
 	named bool
 	user  bool // reads the session, which Sessions must have loaded
+	// invalid, when not "", says why the Key cannot count anything (a
+	// blank field name): the limiter's Config refuses it, rather than
+	// run a rule that never counts.
+	invalid string
 }
+
+// noFieldName is the Key of ByFormField and ByJSONField given a blank
+// name: no request has such a field, so the rule would never count.
+var noFieldName = Key{invalid: "the field name is blank: name the field the handler reads the user name from"}
 
 // ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
 // address, or the /64 network of an IPv6 address (one host usually holds a
@@ -106,8 +114,12 @@ func ByUser() Key {
 // the body as sent, and must read the field with r.FormValue too:
 // r.PostFormValue and r.PostForm skip the query string, which FormValue
 // reads first for a multipart body, so a decoy name there would be
-// counted instead.
+// counted instead. RateLimit and LoginLimit refuse a rule whose name is
+// blank, which no request would be counted by.
 func ByFormField(name string) Key {
+	if strings.TrimSpace(name) == "" {
+		return noFieldName
+	}
 	return Key{body: true, named: true, fn: func(r *http.Request, body []byte) (string, error) {
 		// A key that read the field some other way than the handler does
 		// would let a body that the two read differently (a multipart
@@ -172,8 +184,12 @@ func cloneValues(v url.Values) url.Values {
 // a struct's decoy). So the limiter refuses a body whose matches differ
 // (after that folding) with 400 {"error":"ambiguous request body"}, and
 // counts nothing for it: counted under either name, it would get the
-// other one guesses that its own counter no longer allows.
+// other one guesses that its own counter no longer allows. A blank name
+// is refused, as ByFormField's is.
 func ByJSONField(name string) Key {
+	if strings.TrimSpace(name) == "" {
+		return noFieldName
+	}
 	return Key{body: true, named: true, fn: func(_ *http.Request, body []byte) (string, error) {
 		v, split := jsonField(body, name)
 		if split {

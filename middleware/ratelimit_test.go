@@ -761,13 +761,21 @@ func TestRateLimitConfig(t *testing.T) {
 		{"fractional window", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Window = 1500 * time.Millisecond })}, "Rules[0].Window"},
 		{"no key", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.Key{} })}, "Rules[0].Key"},
 		{"nil ByFunc", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFunc(nil) })}, "Rules[0].Key"},
+		{"nil ByName", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByName(nil) })}, "Rules[0].Key"},
+		{"empty form field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFormField("") })}, "Rules[0].Key: the field name is blank"},
+		{"blank form field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFormField(" ") })}, "Rules[0].Key: the field name is blank"},
+		{"empty JSON field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByJSONField("") })}, "Rules[0].Key: the field name is blank"},
 		{"bad outage", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, Outage: 7}, "Outage"},
 		{"negative MaxBody", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, MaxBody: -1}, "MaxBody"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := middleware.RateLimit(store, tc.cfg)
-			if err == nil || !strings.Contains(err.Error(), "RateLimitConfig."+tc.field+":") {
-				t.Errorf("RateLimit(%s) = %v, want an error naming RateLimitConfig.%s", tc.name, err, tc.field)
+			want := "RateLimitConfig." + tc.field // the field, and the reason where one is given
+			if !strings.Contains(tc.field, ":") {
+				want += ":"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("RateLimit(%s) = %v, want an error with %q", tc.name, err, want)
 			}
 		})
 	}
