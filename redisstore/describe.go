@@ -129,6 +129,8 @@ func Describe(err error, cfg Config) string {
 	case code == "ERR" && unknownCommand(reply) != "" && cfg.mode() == modeSingle:
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s names a Redis Sentinel (which answers its own commands only: name the sentinels with REDIS_SENTINELS), a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), where)
+	case code == "ERR" && sentinels && unknownCommand(reply) == "SENTINEL":
+		return fmt.Sprintf("a server of %s does not know SENTINEL: it is a Redis server, not a sentinel (name the sentinels, on port 26379 by default), or its provider renamed or disabled the command", where)
 	case code == "ERR" && unknownCommand(reply) != "":
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s leads to a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), dialled)
@@ -159,7 +161,7 @@ func Describe(err error, cfg Config) string {
 			notMaster.sentinel, notMaster.server, cfg.SentinelMaster, replicaRole(notMaster.role))
 	case errors.As(err, &disagree):
 		return fmt.Sprintf("the sentinels of REDIS_SENTINELS disagree on the master of %q, as many of them naming each, and the Store follows none: a sentinel that was down during a failover names the old master until it catches up, in seconds; if it goes on, the list mixes the sentinels of two setups (check SENTINEL GET-MASTER-ADDR-BY-NAME on each)", cfg.SentinelMaster)
-	case sentinels && sentinelTimeout(err):
+	case sentinels && (sentinelTimeout(err) || errors.Is(err, errSentinelsSilent)):
 		return "no sentinel of REDIS_SENTINELS answered in time (Config.DialTimeout, Config.ReadTimeout): they are stalled or overloaded, or a firewall drops the traffic to them"
 	case errors.Is(err, errNoMaster):
 		return fmt.Sprintf("no sentinel named a master called %q (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD)", cfg.SentinelMaster)

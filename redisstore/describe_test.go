@@ -113,6 +113,23 @@ func TestDescribe(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return cfg, s.Ping(ctx)
 		}, "the ACL of user watcher on the sentinels denies a command sessionkit needs (REDIS_SENTINEL_USERNAME, and the sentinels' ACL line in the redisstore documentation)"},
+		{"a Redis server listed as a sentinel", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t)
+			cfg := redisstore.Config{SentinelAddrs: []string{srv.Addr()}, SentinelMaster: "mymaster", Timeout: 500 * time.Millisecond}
+			return cfg, openConfig(t, cfg).Ping(ctx)
+		}, "a server of REDIS_SENTINELS does not know SENTINEL: it is a Redis server, not a sentinel (name the sentinels, on port 26379 by default), or its provider renamed or disabled the command"},
+		{"sentinels frozen when the Store opens", func(t *testing.T) (redisstore.Config, error) {
+			// They accept connections (the kernel does) and answer
+			// nothing: the first lookup is still waiting on the first
+			// sentinel (ReadTimeout, 1s) when the call's time is up.
+			sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+			for _, s := range sn.Sentinels() {
+				s.Pause(t)
+				t.Cleanup(func() { s.Resume(t) })
+			}
+			cfg := redisstore.Config{SentinelAddrs: sn.SentinelAddrs(), SentinelMaster: sn.MasterName(), Timeout: 300 * time.Millisecond}
+			return cfg, openConfig(t, cfg).Ping(ctx)
+		}, "no sentinel of REDIS_SENTINELS answered in time (Config.DialTimeout, Config.ReadTimeout): they are stalled or overloaded, or a firewall drops the traffic to them"},
 		{"TLS to sentinels that serve plain TCP", func(t *testing.T) (redisstore.Config, error) {
 			// REDIS_TLS applies to the sentinels too. A plain port reads
 			// the client's TLS hello as the start of a command and never

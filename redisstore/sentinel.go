@@ -272,7 +272,7 @@ func (s *sentinelSource) lookup() {
 	}
 	s.setMasterNamedBy(addr, by)
 	s.noteSentinelError(nil)
-	s.lookupAnswered(addr)
+	s.lookupAnswered(addr, master == "")
 }
 
 // confirm asks the sentinels other than first's, at once, where the master
@@ -424,8 +424,9 @@ func (s *sentinelSource) lookupFailed(err error) {
 }
 
 // lookupAnswered records a lookup that a sentinel answered, and logs that
-// the sentinels answer again if lookupFailed logged that they did not.
-func (s *sentinelSource) lookupAnswered(addr string) {
+// the sentinels answer again if lookupFailed logged that they did not;
+// first: no sentinel had named a master since the Store opened.
+func (s *sentinelSource) lookupAnswered(addr string, first bool) {
 	s.mu.Lock()
 	wasDown, since := s.down, s.downSince
 	s.down = false
@@ -434,8 +435,11 @@ func (s *sentinelSource) lookupAnswered(addr string) {
 		return
 	}
 	s.warned = false
-	s.log().LogAttrs(context.Background(), slog.LevelInfo,
-		"redisstore: the sentinels name the master again",
+	msg := "redisstore: the sentinels name the master again"
+	if first {
+		msg = "redisstore: the sentinels name a master, the first since the Store opened"
+	}
+	s.log().LogAttrs(context.Background(), slog.LevelInfo, msg,
 		slog.String("sentinel", s.snt.Addrs[0]),
 		slog.String("master", addr),
 		slog.Duration("down_for", time.Since(since).Round(time.Millisecond)))
@@ -520,7 +524,13 @@ func (s *sentinelSource) current(ctx context.Context) (addr, namedBy string, gen
 		if d := (*disagreeError)(nil); errors.As(s.lastErr, &d) {
 			return "", "", 0, errors.Join(d, ctx.Err())
 		}
-		return "", "", 0, errors.Join(errNoMaster, s.lastErr, ctx.Err())
+		cause := s.lastErr
+		if cause == nil {
+			// The lookup is still under way, with no sentinel's answer or
+			// failure to show for it: they take longer than the call.
+			cause = errSentinelsSilent
+		}
+		return "", "", 0, errors.Join(errNoMaster, cause, ctx.Err())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -536,7 +546,10 @@ func (s *sentinelSource) generation() uint64 {
 
 var (
 	errNoMaster = errors.New("no sentinel has named a master yet")
-	errRetired  = errors.New("connection to a former master")
+	// errSentinelsSilent is why, when the first lookup has had no answer
+	// nor failure from any sentinel within the call's time.
+	errSentinelsSilent = errors.New("no sentinel has answered yet")
+	errRetired         = errors.New("connection to a former master")
 )
 
 // notMasterError is a dial of the server a sentinel named as the master

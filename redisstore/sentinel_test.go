@@ -1177,6 +1177,41 @@ func TestSentinelNoMasterYet(t *testing.T) {
 	}
 }
 
+// TestSentinelFirstMaster opens a Store while every sentinel is down, and
+// brings them back: the line that says so tells that this is the first
+// master the Store has, not that the sentinels name it "again".
+func TestSentinelFirstMaster(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	for _, snt := range sn.Sentinels() {
+		snt.Stop(t)
+	}
+	var logs syncbuf.Buffer
+	cfg := sentinelConfig(sn)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openSentinel(t, cfg)
+	for deadline := time.Now().Add(2*sentinelPoll + time.Second); !strings.Contains(logs.String(), "none has since the Store opened"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning with every sentinel down; log:\n%s", logs.String())
+		}
+	}
+	for _, snt := range sn.Sentinels() {
+		snt.Restart(t)
+	}
+	const line = "the sentinels name a master, the first since the Store opened"
+	for deadline := time.Now().Add(2*sentinelPoll + 2*time.Second); !strings.Contains(logs.String(), line); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q once the sentinels were back; log:\n%s", line, logs.String())
+		}
+	}
+	if out := logs.String(); strings.Contains(out, "name the master again") {
+		t.Errorf("a Store that never had a master logs that the sentinels name it again:\n%s", out)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping once the sentinels named the master: %v", err)
+	}
+}
+
 // TestSentinelSubscriptionStalled stalls the sentinel that the Store
 // subscribed to, as a frozen machine or a partition would, without closing
 // the connection: the Store gives that subscription up within
