@@ -153,10 +153,14 @@ type Config struct {
 	// have their writes, within the call's Timeout, and fail with
 	// ErrUnavailable when fewer confirm. The sessions are ended on the
 	// master either way; the error says that a failover now could bring
-	// them back. Trying again confirms nothing more: the session is gone
-	// from the master, so the retry finds no session and waits for no
-	// replica (WAIT covers the writes of its own connection only), and
-	// the deletion stays unconfirmed until the replicas catch up, which
+	// them back. A Load that finds no session waits too, and fails the
+	// same way when fewer replicas than that are in step: so a logout
+	// sent again, or a check that the session has ended, is answered
+	// "ended" only by a master with all its replicas, never by one that a
+	// failover has just replaced (whose promoted replica left it) and to
+	// which this Store still talks, while the new master holds the
+	// session. The deletion itself stays unconfirmed until the replicas
+	// catch up (WAIT covers the writes of its own connection only), which
 	// min-replicas-to-write on the servers bounds. Default 0: no waiting, so a
 	// logout acknowledged just before the master fails can be lost with
 	// the writes the replica had not received. Logins and renewals do not
@@ -174,7 +178,9 @@ type Config struct {
 	// failover; a killed master until it rejoins, or until the Sentinels
 	// forget it with SENTINEL RESET and this setting is lowered), every
 	// logout fails with ErrUnavailable, its session ended on the master
-	// all the same. A WAIT holds its pooled connection while it waits (up
+	// all the same, and so does every Load of a session that has ended
+	// or expired (a request with such a token has a load error, which
+	// RequireAuth answers with 503, not as signed out). A WAIT holds its pooled connection while it waits (up
 	// to three quarters of the Timeout while a replica is stalled), so, on
 	// one server and under Sentinel, at most a quarter of MaxActive calls
 	// (at least one) wait at once; a call that finds no place free within

@@ -229,7 +229,26 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 	if err != nil && replyCode(err) == "WRONGTYPE" {
 		err = notRecord{err}
 	}
+	if err == nil && !found && s.replicas > 0 {
+		err = s.confirmAbsent(ctx, s.prefix+id)
+	}
 	return b, found, err
+}
+
+// confirmAbsent backs a Load that found no record under key, with
+// WaitReplicas: as after a removal, the master must have that many
+// replicas in step (WAIT), or the Load fails with errUnconfirmed. Without
+// it, a master that a failover has just replaced, to which the Store goes
+// on sending calls until it learns of the new one, answers "no session"
+// for a session whose logout only it holds: the logout failed unconfirmed,
+// the client sent it again, as it is told to, and was told the session had
+// ended, while the new master, which never saw the deletion, still holds
+// it. A replaced master has fewer replicas than WaitReplicas (the promoted
+// one left it), so its WAIT fails.
+func (s *Store) confirmAbsent(ctx context.Context, key string) error {
+	ctx, release := s.confirming(ctx)
+	defer release()
+	return s.do(ctx, "load", key, s.confirm)
 }
 
 // notRecord marks a Load error whose key holds another type than a

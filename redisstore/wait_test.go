@@ -237,6 +237,60 @@ func TestWaitReplicas(t *testing.T) {
 	run("replica stopped", false)
 }
 
+// TestWaitConfirmsAbsence plays a failover that the Store has not learned
+// of yet: the replica is promoted (REPLICAOF NO ONE) while the Store still
+// talks to the old master. A logout there fails unconfirmed, its session
+// gone from the old master only. A Load of that session must not then
+// answer "no session": the client, which sends a failed logout again or
+// checks before telling its user anything, would tell them they are
+// signed out while the new master holds the session. It fails with
+// ErrUnavailable too, with the near-cache as without. With the replica in
+// step, a missing session is not found, without error, after one WAIT.
+func TestWaitConfirmsAbsence(t *testing.T) {
+	ctx := context.Background()
+	for _, near := range []bool{false, true} {
+		t.Run(fmt.Sprintf("near-cache %v", near), func(t *testing.T) {
+			master, replica := startReplicated(t)
+			cfg := redisstore.Config{WaitReplicas: 1, Timeout: 5 * time.Second}
+			if near {
+				cfg.NearCache = redisstore.NearCache{MaxEntries: 100}
+			}
+			patient := open(t, master, cfg)
+			cfg.Timeout, cfg.ReadTimeout = waitTimeout, 10*time.Second
+			strict := open(t, master, cfg)
+
+			master.ResetStats(t)
+			if _, found, err := patient.Load(ctx, "never-made", time.Minute); found || err != nil {
+				t.Fatalf("Load of a missing session, the replica in step = found %v, %v; want not found, nil", found, err)
+			}
+			if n := master.Calls(t)["wait"]; n != 1 {
+				t.Errorf("Load of a missing session sent WAIT %d times, want once", n)
+			}
+			if _, err := patient.Insert(ctx, "s1", []byte("rec"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := strict.Load(ctx, "s1", time.Minute); err != nil { // in the near-cache, if any
+				t.Fatal(err)
+			}
+			caughtUp(t, master)
+
+			replica.Do(t, "REPLICAOF", "NO", "ONE")
+			pollUntil(t, "the old master to lose its replica", func() bool { return connectedReplicas(t, master) == 0 })
+			if err := strict.Remove(ctx, "s1"); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Fatalf("Remove on the replaced master = %v, want ErrUnavailable", err)
+			}
+			for _, ttl := range []time.Duration{0, time.Minute} {
+				if _, found, err := strict.Load(ctx, "s1", ttl); !errors.Is(err, redisstore.ErrUnavailable) {
+					t.Errorf("Load (ttl %v) on the replaced master of a session whose logout failed = found %v, %v; want ErrUnavailable", ttl, found, err)
+				}
+			}
+			if !hasKey(t, replica, "session:s1") {
+				t.Error("the promoted replica lacks the session: the failover this test plays did not happen")
+			}
+		})
+	}
+}
+
 // TestWaitLeavesPoolFree pauses the replica and sends a burst of logouts
 // (Remove, RemoveUserSession, RemoveUserSessions) that each wait for it
 // until their Timeout: at most a quarter of MaxActive of them hold a

@@ -380,15 +380,32 @@ func (tr *traffic) step(rng *rand.Rand) {
 		delete(tr.live, l.id)
 		tr.mu.Unlock()
 		resp, _ := tr.do(i, "POST", "/logout", l.cookie, nil)
+		var again response
+		retried := time.Now()
+		if resp.code != http.StatusOK && resp.code != http.StatusUnauthorized {
+			// What the README tells a client to do with a failed
+			// logout: send it again before telling the user anything. A
+			// 401 then tells it that the session has ended, as a 200
+			// does, and the session must stay ended.
+			time.Sleep(5 * time.Millisecond)
+			retried = time.Now()
+			again, _ = tr.do(rng.IntN(len(tr.apps)), "POST", "/logout", l.cookie, nil)
+		}
 		tr.mu.Lock()
-		switch resp.code {
-		case http.StatusOK:
+		switch {
+		case resp.code == http.StatusOK:
 			tr.loggedOut = append(tr.loggedOut, l)
-		case http.StatusUnauthorized: // ended meanwhile
+		case resp.code == http.StatusUnauthorized: // ended meanwhile
+		case again.code == http.StatusOK,
+			again.code == http.StatusUnauthorized && !tr.revoked[l.id] && !tr.mayBeRevoked(l.id, time.Now()):
+			tr.loggedOut = append(tr.loggedOut, l)
 		default:
 			tr.unsure[l.id] = true
 		}
 		tr.record(start, "logout", l.id, resp)
+		if again.code != 0 {
+			tr.record(retried, "logout", l.id, again)
+		}
 		tr.mu.Unlock()
 	}
 }
