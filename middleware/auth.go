@@ -70,22 +70,24 @@ func wantsPage(r *http.Request) bool {
 
 // unavailable answers 503 with Retry-After: the session store is down and the
 // client should try again shortly.
-func unavailable(w http.ResponseWriter) {
-	retryLater(w, "session store unavailable")
+func unavailable(w http.ResponseWriter) error {
+	return retryLater(w, "session store unavailable")
 }
 
 // retryLater answers 503 with Retry-After and the error msg, a constant of
 // this package.
-func retryLater(w http.ResponseWriter, msg string) {
+func retryLater(w http.ResponseWriter, msg string) error {
 	w.Header().Set("Retry-After", "1")
-	writeJSONError(w, http.StatusServiceUnavailable, msg)
+	return writeJSONError(w, http.StatusServiceUnavailable, msg)
 }
 
 // writeJSONError answers code with {"error": msg}. msg is a constant of this
-// package, so it needs no escaping.
-func writeJSONError(w http.ResponseWriter, code int, msg string) {
+// package, so it needs no escaping. It returns the error of writing the
+// body, which only Sessions' commit looks at (see sessionWriter.wrote).
+func writeJSONError(w http.ResponseWriter, code int, msg string) error {
 	writeHeader(w, code, "application/json")
-	w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+	_, err := w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+	return err
 }
 
 // writeHeader sends the header of the middleware's own answer with code:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,8 +23,8 @@ import (
 // saved, a new token is set in the cookie, a destroyed session's cookie is
 // expired. A request whose session was not changed costs the one store
 // command that read it, and no Set-Cookie. Every response names Cookie and
-// Authorization in Vary, the headers a session comes from, once each (or
-// Vary stays "*"), and one that sets or expires the session cookie is
+// Authorization in Vary, the headers a session comes from, once each, as
+// each header the handler names there (or Vary stays "*"), and one that sets or expires the session cookie is
 // Cache-Control: private as well, so that no shared cache serves one user's
 // answer for another's request: not even one of a new session, whose
 // request had no cookie to vary by. A destroyed session's cookie is
@@ -234,16 +235,21 @@ func (w *sessionWriter) commit() bool {
 		if err != nil {
 			dropResponseHeaders(h, w.outer, handlerCookies, w.kept())
 			w.err = err
+			var werr error
 			switch {
 			case errors.Is(err, session.ErrContention):
-				retryLater(w.ResponseWriter, "session busy with concurrent changes")
+				werr = retryLater(w.ResponseWriter, "session busy with concurrent changes")
 			case errors.Is(err, session.ErrInvalidValue):
 				// Over session.Config.MaxRecordBytes, or a value the
 				// record cannot take: no retry mends it.
-				writeJSONError(w.ResponseWriter, http.StatusInternalServerError, "session too large")
+				werr = writeJSONError(w.ResponseWriter, http.StatusInternalServerError, "session too large")
 			default:
-				unavailable(w.ResponseWriter)
+				werr = unavailable(w.ResponseWriter)
 			}
+			// A TimeoutHandler around Sessions whose timeout fired
+			// cancels the request's context, which fails a commit with
+			// changes to save: the timeout's answer shows here.
+			w.wrote(werr)
 		}
 	} else {
 		w.answerAhead()
@@ -253,12 +259,14 @@ func (w *sessionWriter) commit() bool {
 
 // answerAhead runs as the handler's answer starts after a Hijack that the
 // commit's cookie refused (see cookieAhead): the handler may have set
-// headers by which a cache keeps its answer since, so it keeps that answer
-// out of shared caches again, as the commit did.
+// headers by which a cache keeps its answer since, or a Vary without the
+// session's headers, so it keeps that answer out of shared caches and
+// varying on the session again, as the commit did.
 func (w *sessionWriter) answerAhead() {
 	if w.cookieAhead {
 		w.cookieAhead = false
 		nocache.KeepOut(w.Header())
+		varyOnSession(w.Header())
 	}
 }
 
@@ -287,9 +295,27 @@ func (w *sessionWriter) abandon() {
 // itself (Header().Set) does not drop them.
 func varyOnSession(h http.Header) {
 	vary := h["Vary"]
-	if len(vary) == 0 {
+	switch {
+	case len(vary) == 0:
 		h["Vary"] = []string{"Cookie", "Authorization"} // the keys are canonical
 		return
+	case len(vary) == 2 && vary[0] == "Cookie" && vary[1] == "Authorization":
+		return // as Sessions set it before the handler
+	case !tidyVary(vary):
+		// The handler added to what Sessions set (Header().Add): a
+		// header named again, or "*" beside others. Name each once, in
+		// the order first named, or "*" alone.
+		var names []string
+		for f := range varyNames(vary) {
+			if f == "*" {
+				h["Vary"] = []string{"*"}
+				return
+			}
+			if !varies(names, f) {
+				names = append(names, f)
+			}
+		}
+		vary = names
 	}
 	for _, name := range []string{"Cookie", "Authorization"} {
 		if !varies(vary, name) {
@@ -299,13 +325,44 @@ func varyOnSession(h http.Header) {
 	h["Vary"] = vary
 }
 
+// tidyVary reports whether the Vary header values vary name each header
+// once, whatever its case, and "*" only alone.
+func tidyVary(vary []string) bool {
+	i := 0
+	for f := range varyNames(vary) {
+		j := 0
+		for g := range varyNames(vary) {
+			if j == i {
+				break
+			}
+			if f == "*" || g == "*" || strings.EqualFold(f, g) {
+				return false
+			}
+			j++
+		}
+		i++
+	}
+	return true
+}
+
+// varyNames yields the names in the Vary header values vary.
+func varyNames(vary []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range vary {
+			for f := range strings.SplitSeq(v, ",") {
+				if f = strings.TrimSpace(f); f != "" && !yield(f) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // varies reports whether the Vary header values vary name name, or "*".
 func varies(vary []string, name string) bool {
-	for _, v := range vary {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, name) {
-				return true
-			}
+	for f := range varyNames(vary) {
+		if f == "*" || strings.EqualFold(f, name) {
+			return true
 		}
 	}
 	return false
@@ -433,8 +490,15 @@ func (w *sessionWriter) Flush() {
 
 // FlushError is Flush for http.ResponseController, which prefers it: it
 // also reports why the commit failed, or why the underlying writer could
-// not flush.
+// not flush. When no writer it wraps can flush (a middleware's writer
+// that neither flushes nor unwraps), it returns an error matching
+// http.ErrNotSupported without committing, as Hijack does: nothing is
+// sent, so the handler may still change the session, and the headers it
+// sets still meet the commit's.
 func (w *sessionWriter) FlushError() error {
+	if !canFlush(w.ResponseWriter) {
+		return fmt.Errorf("middleware: flush: %w", http.ErrNotSupported)
+	}
 	ok := w.commit()
 	if err := http.NewResponseController(w.ResponseWriter).Flush(); err != nil {
 		return err
@@ -503,15 +567,27 @@ func within(rw http.ResponseWriter, m *session.Manager) bool {
 // canHijack reports whether rw, or a writer it wraps (as
 // http.ResponseController finds them through Unwrap), is an http.Hijacker.
 func canHijack(rw http.ResponseWriter) bool {
+	return reaches[http.Hijacker](rw)
+}
+
+// canFlush reports whether rw, or a writer it wraps, flushes as
+// http.ResponseController's Flush looks for it.
+func canFlush(rw http.ResponseWriter) bool {
+	return reaches[interface{ FlushError() error }](rw) || reaches[http.Flusher](rw)
+}
+
+// reaches reports whether rw, or a writer it wraps (as
+// http.ResponseController finds them through Unwrap), implements T.
+func reaches[T any](rw http.ResponseWriter) bool {
 	for {
-		switch t := rw.(type) {
-		case http.Hijacker:
+		if _, ok := rw.(T); ok {
 			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			rw = t.Unwrap()
-		default:
+		}
+		u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
 			return false
 		}
+		rw = u.Unwrap()
 	}
 }
 

@@ -387,29 +387,37 @@ func mustURL(s string) *url.URL {
 }
 
 // TestVaryKept checks that every response names Cookie and Authorization
-// in Vary, also when the handler set Vary itself, once each whatever
-// their case, and not beside "*".
+// in Vary, also when the handler set Vary itself or added to it, once each
+// whatever their case, and not beside "*".
 func TestVaryKept(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	for _, tc := range []struct {
-		set  string
-		want []string
+		set, add []string
+		want     []string
 	}{
-		{"", []string{"Cookie", "Authorization"}},
-		{"Accept-Encoding", []string{"Accept-Encoding", "Cookie", "Authorization"}},
-		{"accept-encoding, cookie", []string{"accept-encoding, cookie", "Authorization"}},
-		{"*", []string{"*"}},
+		{nil, nil, []string{"Cookie", "Authorization"}},
+		{[]string{"Accept-Encoding"}, nil, []string{"Accept-Encoding", "Cookie", "Authorization"}},
+		{[]string{"accept-encoding, cookie"}, nil, []string{"accept-encoding, cookie", "Authorization"}},
+		{[]string{"*"}, nil, []string{"*"}},
+		{nil, []string{"Accept-Encoding"}, []string{"Cookie", "Authorization", "Accept-Encoding"}},
+		{nil, []string{"cookie, Accept", "AUTHORIZATION"}, []string{"Cookie", "Authorization", "Accept"}},
+		{[]string{"Accept, accept"}, nil, []string{"Accept", "Cookie", "Authorization"}},
+		{nil, []string{"*"}, []string{"*"}},
+		{[]string{"Accept, *"}, nil, []string{"*"}},
 	} {
 		h.hooked = func(w http.ResponseWriter, r *http.Request) {
-			if tc.set != "" {
-				w.Header().Set("Vary", tc.set)
+			if tc.set != nil {
+				w.Header()["Vary"] = tc.set
+			}
+			for _, v := range tc.add {
+				w.Header().Add("Vary", v)
 			}
 			w.Header().Set("Cache-Control", "private, max-age=60")
 			io.WriteString(w, "ok")
 		}
 		resp := h.do(h.client(), "GET", "/hook", nil)
 		if got := resp.header.Values("Vary"); !slices.Equal(got, tc.want) {
-			t.Errorf("handler set Vary %q: response Vary %q, want %q", tc.set, got, tc.want)
+			t.Errorf("handler set Vary %q, added %q: response Vary %q, want %q", tc.set, tc.add, got, tc.want)
 		}
 	}
 }
@@ -496,39 +504,54 @@ func TestTimeoutHandlerInside(t *testing.T) {
 
 // TestTimeoutHandlerOutsideLogged nests the two the wrong way round,
 // Sessions inside http.TimeoutHandler, with a handler that writes its body
-// after the timeout: one Error line says so, however many requests do it.
-// The right way round logs nothing.
+// after the timeout: one Error line says so, however many requests do it,
+// also when the handler changed the session, whose commit then fails on
+// the context the timeout canceled. The right way round logs nothing.
 func TestTimeoutHandlerOutsideLogged(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	logs := defaultLog(t)
 
-	done := make(chan error, 1)
-	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(100 * time.Millisecond) // past the TimeoutHandler's 20 ms
-		_, err := io.WriteString(w, "late")
-		done <- err
-	})
-	timeout := func(next http.Handler) http.Handler {
-		return http.TimeoutHandler(next, 20*time.Millisecond, "too slow")
-	}
-	for _, tc := range []struct {
-		name    string
-		handler http.Handler
-		logged  int
-	}{
-		{"Sessions(TimeoutHandler(h))", middleware.Sessions(h.m)(timeout(slow)), 0},
-		{"TimeoutHandler(Sessions(h))", timeout(middleware.Sessions(h.m)(slow)), 1},
-	} {
-		logs.Reset()
-		for range 2 {
-			rec := httptest.NewRecorder()
-			tc.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-			if err := <-done; !errors.Is(err, http.ErrHandlerTimeout) || rec.Code != http.StatusServiceUnavailable {
-				t.Fatalf("%s: %d, the late write's error %v; want 503 and http.ErrHandlerTimeout", tc.name, rec.Code, err)
+	for _, change := range []bool{false, true} {
+		done := make(chan error, 1)
+		slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if change {
+				if err := session.Put(r.Context(), "cart", "1"); err != nil {
+					t.Error(err)
+				}
 			}
+			time.Sleep(100 * time.Millisecond) // past the TimeoutHandler's 20 ms
+			_, err := io.WriteString(w, "late")
+			done <- err
+		})
+		timeout := func(next http.Handler) http.Handler {
+			return http.TimeoutHandler(next, 20*time.Millisecond, "too slow")
 		}
-		if n := strings.Count(logs.String(), "Sessions runs inside http.TimeoutHandler"); n != tc.logged {
-			t.Errorf("%s: logged the nesting %d times, want %d:\n%s", tc.name, n, tc.logged, logs.String())
+		for _, tc := range []struct {
+			name    string
+			handler http.Handler
+			logged  int
+		}{
+			{"Sessions(TimeoutHandler(h))", middleware.Sessions(h.m)(timeout(slow)), 0},
+			{"TimeoutHandler(Sessions(h))", timeout(middleware.Sessions(h.m)(slow)), 1},
+		} {
+			name := fmt.Sprintf("%s, session changed %v", tc.name, change)
+			logs.Reset()
+			for range 2 {
+				rec := httptest.NewRecorder()
+				tc.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+				// The late write fails with the timeout's error, or with
+				// the commit's when that ran out of time first.
+				want := http.ErrHandlerTimeout
+				if change && tc.logged == 1 {
+					want = session.ErrStoreUnavailable
+				}
+				if err := <-done; !errors.Is(err, want) || rec.Code != http.StatusServiceUnavailable {
+					t.Fatalf("%s: %d, the late write's error %v; want 503 and %v", name, rec.Code, err, want)
+				}
+			}
+			if n := strings.Count(logs.String(), "Sessions runs inside http.TimeoutHandler"); n != tc.logged {
+				t.Errorf("%s: logged the nesting %d times, want %d:\n%s", name, n, tc.logged, logs.String())
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -121,6 +122,65 @@ func TestFlushCommits(t *testing.T) {
 				ch.check(t, h, c)
 			})
 		}
+	}
+}
+
+// statusOnly is the writer of a middleware that records the status and
+// neither flushes nor unwraps, as many hand-written ones do.
+type statusOnly struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusOnly) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// TestFlushThroughUnflushableWriter flushes through such a writer around
+// Sessions: the flush fails with http.ErrNotSupported and sends nothing,
+// so it commits nothing either. The handler may still change the session,
+// and the caching headers and Vary it sets after the failed flush meet the
+// commit's, which keeps the answer with the new cookie private.
+func TestFlushThroughUnflushableWriter(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := session.Put(r.Context(), "cart", "1"); err != nil {
+				t.Errorf("Put: %v", err)
+			}
+			if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
+				t.Errorf("Flush through a writer that cannot = %v, want http.ErrNotSupported", err)
+			}
+			if err := session.Put(r.Context(), "cart", "2"); err != nil {
+				t.Errorf("Put after a flush that sent nothing = %v, want nil", err)
+			}
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			w.Header().Set("Vary", "Accept-Encoding")
+			io.WriteString(w, "ok")
+		})).ServeHTTP(&statusOnly{ResponseWriter: w}, r)
+	}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cc, vary := resp.Header.Values("Cache-Control"), resp.Header.Values("Vary")
+	if resp.Header.Get("Set-Cookie") == "" || len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` ||
+		!slices.Contains(vary, "Cookie") || !slices.Contains(vary, "Authorization") {
+		t.Fatalf("answer with a new session after a failed flush: Set-Cookie %v, Cache-Control %q, Vary %q; want the cookie, private, varying on Cookie and Authorization",
+			resp.Header.Get("Set-Cookie") != "", cc, vary)
+	}
+	c := h.client()
+	u, _ := url.Parse(h.srv.URL)
+	c.Jar.SetCookies(u, resp.Cookies())
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		v, _ := session.Get[string](r.Context(), "cart")
+		io.WriteString(w, v)
+	}
+	if got := h.do(c, "GET", "/hook", nil); got.body != "2" {
+		t.Errorf("cart after the request = %q, want \"2\", put after the failed flush", got.body)
 	}
 }
 
@@ -480,6 +540,7 @@ func TestHijackCommits(t *testing.T) {
 			t.Error("Hijack asked again after a login succeeded; its cookie would be lost")
 		}
 		// The fallback answer's own caching, set after the commit.
+		w.Header().Set("Vary", "Accept-Encoding")
 		w.Header().Set("Cache-Control", "public, max-age=600")
 		w.Header().Set("Surrogate-Control", "max-age=600")
 		w.Header()["CDN-Cache-Control"] = []string{"max-age=600"}
@@ -493,6 +554,9 @@ func TestHijackCommits(t *testing.T) {
 		got.header.Get("Surrogate-Control") != "" || got.header.Get("CDN-Cache-Control") != "" {
 		t.Errorf("the answer with the login's cookie after a refused hijack: Cache-Control %q, Surrogate-Control %q, CDN-Cache-Control %q; want it private and no CDN caching",
 			cc, got.header.Get("Surrogate-Control"), got.header.Get("CDN-Cache-Control"))
+	}
+	if v := got.header.Values("Vary"); !slices.Equal(v, []string{"Accept-Encoding", "Cookie", "Authorization"}) {
+		t.Errorf("the answer with the login's cookie after a refused hijack that set Vary: Vary %q, want the handler's and Cookie, Authorization", v)
 	}
 	if got := h.do(other, "GET", "/me", nil); got.body != "bob" {
 		t.Errorf("GET /me after the login = %q, want bob", got.body)
@@ -515,6 +579,7 @@ func TestHijackRefusedAnswer(t *testing.T) {
 			}
 			w.Header().Set("Cache-Control", "public, max-age=600")
 			w.Header().Set("Surrogate-Control", "max-age=600")
+			w.Header().Set("Vary", "Accept-Encoding")
 			if panics {
 				panic("boom")
 			}
@@ -529,6 +594,9 @@ func TestHijackRefusedAnswer(t *testing.T) {
 		if resp.Header.Get("Set-Cookie") == "" || len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` || resp.Header.Get("Surrogate-Control") != "" {
 			t.Errorf("panics %v: %d, Set-Cookie %v, Cache-Control %q, Surrogate-Control %q; want the cookie, private, no CDN caching",
 				panics, resp.StatusCode, resp.Header.Get("Set-Cookie") != "", cc, resp.Header.Get("Surrogate-Control"))
+		}
+		if v := resp.Header.Values("Vary"); !slices.Contains(v, "Cookie") || !slices.Contains(v, "Authorization") {
+			t.Errorf("panics %v: Vary %q, want Cookie and Authorization", panics, v)
 		}
 	}
 }

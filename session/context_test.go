@@ -30,6 +30,7 @@ func TestWithoutMiddleware(t *testing.T) {
 		"Destroy":      Destroy(ctx),
 		"LoadError":    LoadError(ctx),
 		"RevokeOthers": revokeErr,
+		"Commit":       m.Commit(ctx, http.Header{}),
 	} {
 		if !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "wrap the handler with middleware.Sessions") {
 			t.Errorf("%s without the middleware = %v, want ErrNoSession naming middleware.Sessions", name, err)
@@ -42,9 +43,13 @@ func TestWithoutMiddleware(t *testing.T) {
 // that no middleware ran.
 func TestOtherManagersMiddleware(t *testing.T) {
 	ctx := context.WithValue(context.Background(), stateKey{}, &state{m: &Manager{}})
-	_, err := (&Manager{}).RevokeOthers(ctx)
+	m := &Manager{}
+	_, err := m.RevokeOthers(ctx)
 	if !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "this Manager's middleware.Sessions did not run") {
 		t.Errorf("RevokeOthers under another Manager's middleware only = %v, want ErrNoSession saying this Manager's did not run", err)
+	}
+	if err := m.Commit(ctx, http.Header{}); !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "this Manager's middleware.Sessions did not run") {
+		t.Errorf("Commit of a context with another Manager's session only = %v, want ErrNoSession saying this Manager's did not run", err)
 	}
 }
 

@@ -467,6 +467,11 @@ func (m *Manager) dropUnreadable(ctx context.Context, id string, why error) {
 // nor replaces it (the API client gets its new token from Token). A
 // session ended elsewhere while the request ran keeps the cookie
 // untouched: the browser may hold a newer one.
+//
+// ctx must be the context m's Load returned, or one made from it: with
+// another, which holds no session of m (none at all, or only another
+// Manager's), Commit saves nothing and returns an error matching
+// ErrNoSession that says so.
 func (m *Manager) Commit(ctx context.Context, h http.Header) error {
 	return m.commit(ctx, h, true)
 }
@@ -487,8 +492,11 @@ func (m *Manager) Abandon(ctx context.Context, h http.Header) {
 // commit is Commit, or Abandon when save is false.
 func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	st := m.stateIn(ctx)
-	if st == nil {
-		return nil
+	switch {
+	case st == nil && stateFrom(ctx) == nil:
+		return errNoMiddleware // not a context Load returned: its changes are not there
+	case st == nil:
+		return errOtherMiddleware
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()

@@ -172,8 +172,8 @@ func TestNoSessionInContext(t *testing.T) {
 	if _, err := Create(ctx, "alice"); !errors.Is(err, ErrNoSession) {
 		t.Errorf("Create = %v, want ErrNoSession", err)
 	}
-	if err := m0().Commit(ctx, http.Header{}); err != nil {
-		t.Errorf("Commit without a session = %v, want nil", err)
+	if err := m0().Commit(ctx, http.Header{}); !errors.Is(err, ErrNoSession) {
+		t.Errorf("Commit without a session = %v, want ErrNoSession: it saves nothing", err)
 	}
 }
 
