@@ -180,7 +180,8 @@ type Config struct {
 	// logout fails with ErrUnavailable, its session ended on the master
 	// all the same, and so does every Load of a session that has ended
 	// or expired (a request with such a token has a load error, which
-	// RequireAuth answers with 503, not as signed out). A WAIT holds its pooled connection while it waits (up
+	// RequireAuth answers with 503, not as signed out; a login on that
+	// browser still goes on, after the wait). A WAIT holds its pooled connection while it waits (up
 	// to three quarters of the Timeout while a replica is stalled), so, on
 	// one server and under Sentinel, at most a quarter of MaxActive calls
 	// (at least one) wait at once; a call that finds no place free within

@@ -237,19 +237,35 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 
 // confirmAbsent backs a Load that found no record under key, with
 // WaitReplicas: as after a removal, the master must have that many
-// replicas in step (WAIT), or the Load fails with errUnconfirmed. Without
-// it, a master that a failover has just replaced, to which the Store goes
-// on sending calls until it learns of the new one, answers "no session"
-// for a session whose logout only it holds: the logout failed unconfirmed,
-// the client sent it again, as it is told to, and was told the session had
-// ended, while the new master, which never saw the deletion, still holds
-// it. A replaced master has fewer replicas than WaitReplicas (the promoted
-// one left it), so its WAIT fails.
+// replicas in step (WAIT), or the Load fails, with an absent error.
+// Without it, a master that a failover has just replaced, to which the
+// Store goes on sending calls until it learns of the new one, answers "no
+// session" for a session whose logout only it holds: the logout failed
+// unconfirmed, the client sent it again, as it is told to, and was told
+// the session had ended, while the new master, which never saw the
+// deletion, still holds it. A replaced master has fewer replicas than
+// WaitReplicas (the promoted one left it), so its WAIT fails.
 func (s *Store) confirmAbsent(ctx context.Context, key string) error {
 	ctx, release := s.confirming(ctx)
 	defer release()
-	return s.do(ctx, "load", key, s.confirm)
+	if err := s.do(ctx, "load", key, s.confirm); err != nil {
+		return absent{err}
+	}
+	return nil
 }
+
+// absent is the error of a Load that found no record, under WaitReplicas,
+// on a master that fewer replicas than that confirmed (see confirmAbsent).
+// It is the WAIT's error, ErrUnavailable, with a method Absent() bool that
+// reports true: the record is not on the master the Store asked, which
+// package session tells from an outage, so that a login on a browser whose
+// token led nowhere still goes on.
+type absent struct{ error }
+
+func (e absent) Unwrap() error { return e.error }
+
+// Absent reports true: see absent.
+func (absent) Absent() bool { return true }
 
 // notRecord marks a Load error whose key holds another type than a
 // record: see Load.

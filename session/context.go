@@ -56,6 +56,7 @@ type state struct {
 	deadline     time.Time // absolute deadline of the stored session
 	dirty        bool      // the record must be written: values changed, or last seen is stale
 	loadFailed   bool      // the session could not be read: LoadError reports ErrStoreUnavailable
+	absent       bool      // of loadFailed: the store found no record, but could not vouch for that (see create)
 	// scsCookie says that the request carried scs's cookie (Config.FromSCS)
 	// with a bare scs token, maybe one it did not migrate: whose record was
 	// not found yet, or holds a type not registered with gob, or that came

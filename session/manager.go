@@ -311,7 +311,10 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		return ctx
 	}
 	if err != nil {
-		st.loadFailed, st.stale = true, false
+		// A record the store did not find but cannot vouch for is gone
+		// for a login (see create), not for the rest: the request is
+		// served as in an outage, never as signed out.
+		st.loadFailed, st.stale, st.absent = true, false, absentUnvouched(err)
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// The client went away before the record came: no outage to
 			// report, and nobody to serve. (A deadline of the request's
@@ -651,6 +654,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
 	var replaces string
+	if st.absent {
+		// The store found no record of the token it came with, only
+		// could not vouch for that: log in as on a token that leads
+		// nowhere, which is all a login needs to know of it.
+		st.loadFailed, st.stale, st.absent = false, true, false
+	}
 	// After a Renew of this request lost to a parallel one, the session
 	// it had is replaced as if that Renew had not run (see state.held).
 	h := st.held()

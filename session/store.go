@@ -73,7 +73,12 @@ type RecordStore interface {
 	// that is no record (redisstore: a key of another type) may return an
 	// error with a method NotRecord() bool that reports true: the Manager
 	// then deletes it (Remove) as an unreadable record, rather than take
-	// it for an outage.
+	// it for an outage. A store that found no record but cannot vouch for
+	// that (redisstore with WaitReplicas, on a master without its
+	// replicas) may return an error with a method Absent() bool that
+	// reports true: the request is then served as in an outage (LoadError
+	// reports it, RequireAuth answers 503 rather than take the session for
+	// ended), but a login on it goes on as for a token that leads nowhere.
 	Load(ctx context.Context, id string, ttl time.Duration) (record []byte, found bool, err error)
 
 	// Insert stores a new record under id with the ttl, only if no record
@@ -236,6 +241,13 @@ func replacedGone(err error) bool {
 func notRecord(err error) bool {
 	var n interface{ NotRecord() bool }
 	return errors.As(err, &n) && n.NotRecord()
+}
+
+// absentUnvouched reports whether err is a RecordStore's report that Load
+// found no record but cannot vouch for that (see RecordStore.Load).
+func absentUnvouched(err error) bool {
+	var a interface{ Absent() bool }
+	return errors.As(err, &a) && a.Absent()
 }
 
 // keepGone reports whether err is a UserStore's report that the session

@@ -316,6 +316,60 @@ func TestRevokeByFirstID(t *testing.T) {
 	}
 }
 
+// TestUnvouchedAbsence reads a token whose session has ended through a
+// store that waits for a replica (redisstore.Config.WaitReplicas) on a
+// Redis without one, as a master that a failover has just replaced is: the
+// store finds no record but cannot vouch for that. The request is served
+// as in an outage (LoadError, so RequireAuth's 503), never as signed out;
+// a logout sent with it fails the same way; and a login on that browser
+// still goes on, as on any token that leads nowhere.
+func TestUnvouchedAbsence(t *testing.T) {
+	m, r, _ := newTestManager(t, Config{})
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 200 * time.Millisecond, WaitReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	w, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, _ := login(t, m, "alice")
+	serve(t, m, ended, func(ctx context.Context) {
+		if err := Destroy(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if _, err := exchange(t, w, ended, func(ctx context.Context) {
+		if err := LoadError(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("LoadError of an ended session that the store cannot vouch is gone = %v, want ErrStoreUnavailable", err)
+		}
+		if err := Destroy(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Destroy = %v, want ErrStoreUnavailable: the logout is not confirmed", err)
+		}
+	}); err != nil {
+		t.Errorf("Commit: %v", err)
+	}
+
+	h, err := exchange(t, w, ended, func(ctx context.Context) {
+		if _, err := Create(ctx, "bob"); err != nil {
+			t.Errorf("Create on a browser whose token led nowhere unvouched = %v, want nil", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("Commit of the login: %v", err)
+	}
+	c, ok := sessionCookie(w, h)
+	if !ok || c.Value == "" {
+		t.Fatalf("the login set no cookie: %v", h)
+	}
+	if user := userOf(t, w, c.Value); user != "bob" {
+		t.Errorf("user of the login's cookie = %q, want bob", user)
+	}
+}
+
 // TestUnconfirmedEndingsReported ends sessions through a store that waits
 // for a replica (redisstore.Config.WaitReplicas) on a Redis without one:
 // every call deletes its sessions on the master, then fails, and
