@@ -74,13 +74,16 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginPage shows the login form, or sends a logged-in user on to the page
-// named by ?next= (or the dashboard).
+// named by ?next= (or the dashboard). When the session could not be read
+// it shows the outage page, but for one whose end the store could not
+// confirm (session.ErrEndUnconfirmed: a replica missing under
+// REDIS_WAIT_REPLICAS), where a login goes on.
 func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
 	if _, ok := session.UserID(r.Context()); ok {
 		http.Redirect(w, r, cmp.Or(safeNext(r.URL.Query().Get("next")), "/"), http.StatusSeeOther)
 		return
 	}
-	if session.LoadError(r.Context()) != nil {
+	if err := session.LoadError(r.Context()); err != nil && !errors.Is(err, session.ErrEndUnconfirmed) {
 		s.unavailablePage(w, r, keptSignedIn)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -99,6 +100,32 @@ func TestOutagePages(t *testing.T) {
 	r = e.send(signedIn, "GET", "/sessions", "")
 	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || e.json(r)["error"] != "session store unavailable" {
 		t.Errorf("GET /sessions with Redis down, no Accept: text/html = %d %s, want 503 JSON with Retry-After", r.code, r.body)
+	}
+}
+
+// TestLoginPageWhileEndUnconfirmed runs the example with
+// REDIS_WAIT_REPLICAS 1 on a Redis without a replica, as on a master that
+// a failover has just replaced. A logout there ends the session on the
+// master but answers 503, unconfirmed; after it, the browser is not told
+// that it is signed out (the home page is the outage page), but its login
+// page shows the form, and a login goes on.
+func TestLoginPageWhileEndUnconfirmed(t *testing.T) {
+	r := redistest.Start(t)
+	e := startTestApp(t, r, redisstore.Config{WaitReplicas: 1, Timeout: 300 * time.Millisecond}, session.Config{})
+	c := noRedirects()
+	e.formLogin(c, "alice", "wonderland", firefoxWindows) // a first login waits for no replica
+	if got := e.send(c, "POST", "/logout", "", browser...); got.code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /logout without the replica = %d, want 503:\n%s", got.code, got.body)
+	}
+	if got := e.send(c, "GET", "/", "", browser...); got.code != http.StatusServiceUnavailable || strings.Contains(got.body, `action="/login"`) {
+		t.Errorf("GET / after the unconfirmed logout = %d:\n%s\nwant the 503 outage page, not the login form", got.code, got.body)
+	}
+	if got := e.send(c, "GET", "/login", "", browser...); got.code != http.StatusOK || !isPage(got) || !strings.Contains(got.body, `action="/login"`) {
+		t.Errorf("GET /login after the unconfirmed logout = %d:\n%s\nwant the login form", got.code, got.body)
+	}
+	e.formLogin(c, "bob", "builder", firefoxWindows)
+	if got := e.send(c, "GET", "/", "", browser...); got.code != http.StatusOK || !strings.Contains(got.body, "bob") {
+		t.Errorf("GET / after logging in again = %d:\n%s\nwant bob's dashboard", got.code, got.body)
 	}
 }
 

@@ -642,9 +642,11 @@ func Token(ctx context.Context) (string, bool) {
 }
 
 // LoadError reports why the session of ctx could not be read: nil, or an
-// error matching ErrStoreUnavailable. A request with a load error is served
-// as anonymous; RequireAuth answers it with 503, not 401. Without the
-// Sessions middleware it returns ErrNoSession, saying so.
+// error matching ErrStoreUnavailable, and also ErrEndUnconfirmed when the
+// store found no session but could not vouch that it has ended. A request
+// with a load error is served as anonymous; RequireAuth answers it with
+// 503, not 401. Without the Sessions middleware it returns ErrNoSession,
+// saying so.
 func LoadError(ctx context.Context) error {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -652,11 +654,18 @@ func LoadError(ctx context.Context) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.loadFailed {
-		return ErrStoreUnavailable
+	switch {
+	case !st.loadFailed:
+		return nil
+	case st.absent:
+		return errEndUnconfirmed
 	}
-	return nil
+	return ErrStoreUnavailable
 }
+
+// errEndUnconfirmed is LoadError's error for a session the store found no
+// record of but could not vouch for (state.absent).
+var errEndUnconfirmed = fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrEndUnconfirmed)
 
 // Put sets the value of key in the session; the response saves it. Values
 // of type string, bool, int, int64, float64, []byte and time.Time come back

@@ -11,6 +11,17 @@ var (
 	// Retry-After; a user is never logged out by an outage.
 	ErrStoreUnavailable = errors.New("session: store unavailable")
 
+	// ErrEndUnconfirmed is what LoadError reports, beside
+	// ErrStoreUnavailable, for a request whose token the store found no
+	// session for but could not vouch that it has ended: with
+	// redisstore.Config.WaitReplicas, on a master without that many
+	// replicas, such as one that a failover has just replaced, where the
+	// session may still live on the master that took over. Serve the
+	// request as in an outage, never as signed out (RequireAuth answers
+	// 503); a login (Create) on it goes on, so a login page may show its
+	// form.
+	ErrEndUnconfirmed = errors.New("session: no session found, but the store could not confirm that it has ended")
+
 	// ErrContention reports a write that, within the store's time budget,
 	// lost every race against concurrent writes to the same session or
 	// user, or lost one and then ran out of time, or waited its turn behind

@@ -343,8 +343,8 @@ func TestUnvouchedAbsence(t *testing.T) {
 	})
 
 	if _, err := exchange(t, w, ended, func(ctx context.Context) {
-		if err := LoadError(ctx); !errors.Is(err, ErrStoreUnavailable) {
-			t.Errorf("LoadError of an ended session that the store cannot vouch is gone = %v, want ErrStoreUnavailable", err)
+		if err := LoadError(ctx); !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, ErrEndUnconfirmed) {
+			t.Errorf("LoadError of an ended session that the store cannot vouch is gone = %v, want ErrStoreUnavailable and ErrEndUnconfirmed", err)
 		}
 		if err := Destroy(ctx); !errors.Is(err, ErrStoreUnavailable) {
 			t.Errorf("Destroy = %v, want ErrStoreUnavailable: the logout is not confirmed", err)
