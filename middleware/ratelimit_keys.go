@@ -44,9 +44,17 @@ type Key struct {
 	invalid string
 }
 
-// noFieldName is the Key of ByFormField and ByJSONField given a blank
-// name: no request has such a field, so the rule would never count.
-var noFieldName = Key{invalid: "the field name is blank: name the field the handler reads the user name from"}
+// noFieldName is the Key of ByFormField and ByJSONField given a name that
+// is blank or has spaces around it (a trailing newline read from a file or
+// an environment variable): no form or JSON body the handler reads has
+// such a field, so the rule would never count.
+var noFieldName = Key{invalid: "the field name is blank or has spaces around it: name the field the handler reads the user name from"}
+
+// badFieldName reports whether name cannot be the field of a user name:
+// see noFieldName.
+func badFieldName(name string) bool {
+	return name == "" || strings.TrimSpace(name) != name
+}
 
 // ByIP counts requests by the client's address, from r.RemoteAddr: an IPv4
 // address, or the /64 network of an IPv6 address (one host usually holds a
@@ -115,9 +123,9 @@ func ByUser() Key {
 // r.PostFormValue and r.PostForm skip the query string, which FormValue
 // reads first for a multipart body, so a decoy name there would be
 // counted instead. RateLimit and LoginLimit refuse a rule whose name is
-// blank, which no request would be counted by.
+// blank or has spaces around it, which no request would be counted by.
 func ByFormField(name string) Key {
-	if strings.TrimSpace(name) == "" {
+	if badFieldName(name) {
 		return noFieldName
 	}
 	return Key{body: true, named: true, fn: func(r *http.Request, body []byte) (string, error) {
@@ -184,10 +192,10 @@ func cloneValues(v url.Values) url.Values {
 // a struct's decoy). So the limiter refuses a body whose matches differ
 // (after that folding) with 400 {"error":"ambiguous request body"}, and
 // counts nothing for it: counted under either name, it would get the
-// other one guesses that its own counter no longer allows. A blank name
-// is refused, as ByFormField's is.
+// other one guesses that its own counter no longer allows. A name that is
+// blank or has spaces around it is refused, as ByFormField's is.
 func ByJSONField(name string) Key {
-	if strings.TrimSpace(name) == "" {
+	if badFieldName(name) {
 		return noFieldName
 	}
 	return Key{body: true, named: true, fn: func(_ *http.Request, body []byte) (string, error) {

@@ -765,6 +765,8 @@ func TestRateLimitConfig(t *testing.T) {
 		{"empty form field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFormField("") })}, "Rules[0].Key: the field name is blank"},
 		{"blank form field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFormField(" ") })}, "Rules[0].Key: the field name is blank"},
 		{"empty JSON field", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByJSONField("") })}, "Rules[0].Key: the field name is blank"},
+		{"form field with a newline", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByFormField("email\n") })}, "Rules[0].Key: the field name is blank or has spaces"},
+		{"JSON field with a space before", middleware.RateLimitConfig{Secret: rateSecret, Rules: with(func(r *middleware.Rule) { r.Key = middleware.ByJSONField(" email") })}, "Rules[0].Key: the field name is blank or has spaces"},
 		{"bad outage", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, Outage: 7}, "Outage"},
 		{"negative MaxBody", middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{good}, MaxBody: -1}, "MaxBody"},
 	} {

@@ -577,9 +577,15 @@ func canFlush(rw http.ResponseWriter) bool {
 }
 
 // reaches reports whether rw, or a writer it wraps (as
-// http.ResponseController finds them through Unwrap), implements T.
+// http.ResponseController finds them through Unwrap), implements T. The
+// writer of another Sessions around this one counts for what it wraps: it
+// has every method, and refuses what its own writer cannot do.
 func reaches[T any](rw http.ResponseWriter) bool {
 	for {
+		if sw, ok := rw.(*sessionWriter); ok {
+			rw = sw.ResponseWriter
+			continue
+		}
 		if _, ok := rw.(T); ok {
 			return true
 		}

@@ -138,49 +138,71 @@ func (w *statusOnly) WriteHeader(code int) {
 }
 
 // TestFlushThroughUnflushableWriter flushes through such a writer around
-// Sessions: the flush fails with http.ErrNotSupported and sends nothing,
-// so it commits nothing either. The handler may still change the session,
-// and the caching headers and Vary it sets after the failed flush meet the
-// commit's, which keeps the answer with the new cookie private.
+// Sessions, and around two Sessions of different Managers: the flush fails
+// with http.ErrNotSupported and sends nothing, so it commits nothing
+// either. The handler may still change the session, and the caching
+// headers and Vary it sets after the failed flush meet the commit's, which
+// keeps the answer with the new cookie private.
 func TestFlushThroughUnflushableWriter(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := session.Put(r.Context(), "cart", "1"); err != nil {
-				t.Errorf("Put: %v", err)
-			}
-			if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
-				t.Errorf("Flush through a writer that cannot = %v, want http.ErrNotSupported", err)
-			}
-			if err := session.Put(r.Context(), "cart", "2"); err != nil {
-				t.Errorf("Put after a flush that sent nothing = %v, want nil", err)
-			}
-			w.Header().Set("Cache-Control", "public, max-age=60")
-			w.Header().Set("Vary", "Accept-Encoding")
-			io.WriteString(w, "ok")
-		})).ServeHTTP(&statusOnly{ResponseWriter: w}, r)
-	}))
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
+	store, err := redisstore.Open(redisstore.Config{Addr: h.redis.Addr(), KeyPrefix: "other:", Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	cc, vary := resp.Header.Values("Cache-Control"), resp.Header.Values("Vary")
-	if resp.Header.Get("Set-Cookie") == "" || len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` ||
-		!slices.Contains(vary, "Cookie") || !slices.Contains(vary, "Authorization") {
-		t.Fatalf("answer with a new session after a failed flush: Set-Cookie %v, Cache-Control %q, Vary %q; want the cookie, private, varying on Cookie and Authorization",
-			resp.Header.Get("Set-Cookie") != "", cc, vary)
+	t.Cleanup(func() { store.Close() })
+	other, err := session.New(store, session.Config{
+		Keys: [][]byte{[]byte("another test signing key, 32 B!!")}, CookieName: "other", InsecureCookie: true,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := h.client()
-	u, _ := url.Parse(h.srv.URL)
-	c.Jar.SetCookies(u, resp.Cookies())
-	h.hooked = func(w http.ResponseWriter, r *http.Request) {
-		v, _ := session.Get[string](r.Context(), "cart")
-		io.WriteString(w, v)
-	}
-	if got := h.do(c, "GET", "/hook", nil); got.body != "2" {
-		t.Errorf("cart after the request = %q, want \"2\", put after the failed flush", got.body)
+	for _, nested := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nested %v", nested), func(t *testing.T) {
+			var chain http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := session.Put(r.Context(), "cart", "1"); err != nil {
+					t.Errorf("Put: %v", err)
+				}
+				if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
+					t.Errorf("Flush through a writer that cannot = %v, want http.ErrNotSupported", err)
+				}
+				if err := session.Put(r.Context(), "cart", "2"); err != nil {
+					t.Errorf("Put after a flush that sent nothing = %v, want nil", err)
+				}
+				w.Header().Set("Cache-Control", "public, max-age=60")
+				w.Header().Set("Vary", "Accept-Encoding")
+				io.WriteString(w, "ok")
+			})
+			chain = middleware.Sessions(h.m)(chain)
+			if nested {
+				// The values go to the innermost Manager's session.
+				chain = middleware.Sessions(other)(chain)
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				chain.ServeHTTP(&statusOnly{ResponseWriter: w}, r)
+			}))
+			defer srv.Close()
+			resp, err := srv.Client().Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			cc, vary := resp.Header.Values("Cache-Control"), resp.Header.Values("Vary")
+			if resp.Header.Get("Set-Cookie") == "" || len(cc) == 0 || cc[len(cc)-1] != `private, no-cache="Set-Cookie"` ||
+				!slices.Contains(vary, "Cookie") || !slices.Contains(vary, "Authorization") {
+				t.Fatalf("answer with a new session after a failed flush: Set-Cookie %v, Cache-Control %q, Vary %q; want the cookie, private, varying on Cookie and Authorization",
+					resp.Header.Get("Set-Cookie") != "", cc, vary)
+			}
+			c := h.client()
+			u, _ := url.Parse(h.srv.URL)
+			c.Jar.SetCookies(u, resp.Cookies())
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				v, _ := session.Get[string](r.Context(), "cart")
+				io.WriteString(w, v)
+			}
+			if got := h.do(c, "GET", "/hook", nil); got.body != "2" {
+				t.Errorf("cart after the request = %q, want \"2\", put after the failed flush", got.body)
+			}
+		})
 	}
 }
 
