@@ -153,13 +153,16 @@ type Config struct {
 	// have their writes, within the call's Timeout, and fail with
 	// ErrUnavailable when fewer confirm. The sessions are ended on the
 	// master either way; the error says that a failover now could bring
-	// them back. A Load that finds no session waits too, and fails the
-	// same way when fewer replicas than that are in step: so a logout
-	// sent again, or a check that the session has ended, is answered
-	// "ended" only by a master with all its replicas, never by one that a
-	// failover has just replaced (whose promoted replica left it) and to
-	// which this Store still talks, while the new master holds the
-	// session. The deletion itself stays unconfirmed until the replicas
+	// them back. A Load that finds no session waits too, and so do a
+	// listing of a user's sessions (UserSessions, which a revocation reads
+	// first: see its documentation) and a RemoveUserSessions that finds
+	// none to end, each failing the same way when fewer replicas than that
+	// are in step: so a logout
+	// or "log out everywhere" sent again, or a check that a session has
+	// ended, is answered "ended" only by a master with all its replicas,
+	// never by one that a failover has just replaced (whose promoted
+	// replica left it) and to which this Store still talks, while the new
+	// master holds the session. The deletion itself stays unconfirmed until the replicas
 	// catch up (WAIT covers the writes of its own connection only), which
 	// min-replicas-to-write on the servers bounds. Default 0: no waiting, so a
 	// logout acknowledged just before the master fails can be lost with
@@ -189,7 +192,11 @@ type Config struct {
 	// way, and reads, logins and Ping keep the rest of the pool. On a
 	// Cluster no such bound applies: each master has a pool of its own, so
 	// a stalled replica can exhaust only its master's, failing the calls on
-	// that master's slots.
+	// that master's slots. The reads that wait (of ended sessions, and
+	// listings), which any client can send as often as it likes with an
+	// ended token, have places of their own: an eighth of MaxActive (at
+	// least one; on a Cluster, for all the masters together), within a
+	// quarter of the Timeout, or they fail without waiting.
 	WaitReplicas int
 
 	// Observer, when set, is told of every Store call (for metrics; the

@@ -67,6 +67,7 @@ type Store struct {
 	timeout   time.Duration
 	replicas  int           // WaitReplicas
 	waits     chan struct{} // places of the calls that wait for replicas; see confirming
+	readWaits chan struct{} // places of the reads that wait for replicas; see confirmRead
 	maxActive int           // MaxActive, per node on a Cluster
 	observer  Observer      // Config.Observer, or nil
 	dials     *dialCounter  // of the pools Open built, else nil
@@ -198,6 +199,12 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 	if s.replicas > 0 && cfg.mode() != modeCluster {
 		s.waits = make(chan struct{}, max(1, cmp.Or(s.maxActive, DefaultMaxActive)/4))
 	}
+	if s.replicas > 0 {
+		// Shared by a Cluster's masters too: a flood of ended tokens
+		// on one master's slots would otherwise take that master's
+		// whole pool, and the reads of live sessions there with it.
+		s.readWaits = make(chan struct{}, max(1, cmp.Or(s.maxActive, DefaultMaxActive)/8))
+	}
 	s.startNearCache(cfg, foreign)
 	return s
 }
@@ -246,20 +253,56 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 // deletion, still holds it. A replaced master has fewer replicas than
 // WaitReplicas (the promoted one left it), so its WAIT fails.
 func (s *Store) confirmAbsent(ctx context.Context, key string) error {
-	ctx, release := s.confirming(ctx)
-	defer release()
-	if err := s.do(ctx, "load", key, s.confirm); err != nil {
+	if err := s.confirmRead(ctx, "load", key); err != nil {
 		return absent{err}
 	}
 	return nil
 }
 
+// confirmRead backs, with WaitReplicas, a read whose answer says that
+// sessions are not there: a Load that found no record (see confirmAbsent),
+// or a user's listing. As after a removal, the master of key must have
+// that many replicas in step (WAIT), or the read fails with
+// errUnconfirmed. Such reads come from any request with an ended token, as
+// often as a client sends it, so at most an eighth of MaxActive of them
+// (at least one, and on a Cluster in all) wait for replicas at once, apart
+// from the calls that end sessions (see confirming): neither those nor
+// the reads of live sessions then run out of connections while a replica
+// is stalled. A read that finds no place within a quarter of the Timeout,
+// holding no connection meanwhile, fails unconfirmed without waiting.
+func (s *Store) confirmRead(ctx context.Context, op, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	wait, stop := context.WithTimeout(ctx, s.timeout/4)
+	defer stop()
+	select {
+	case s.readWaits <- struct{}{}:
+		defer func() { <-s.readWaits }()
+	case <-wait.Done():
+		ctx = context.WithValue(ctx, unplacedKey{}, true) // confirm fails at once
+	}
+	return s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
+		// A command first, in the same round trip: Redis 7 has WAIT
+		// count the replicas that have the master's writes up to the
+		// connection's latest command, and one that has sent none (a
+		// new connection) would count a lagging replica as in step.
+		if ctx.Value(unplacedKey{}) == nil {
+			if err := conn.Send("PING"); err != nil {
+				return err
+			}
+		}
+		return s.confirm(ctx, conn)
+	})
+}
+
 // absent is the error of a Load that found no record, under WaitReplicas,
-// on a master that fewer replicas than that confirmed (see confirmAbsent).
-// It is the WAIT's error, ErrUnavailable, with a method Absent() bool that
-// reports true: the record is not on the master the Store asked, which
-// package session tells from an outage, so that a login on a browser whose
-// token led nowhere still goes on.
+// on a master that fewer replicas than that confirmed (see confirmAbsent),
+// and of a listing of a user's sessions made there (UserSessions). It is
+// the WAIT's error, ErrUnavailable, with a method Absent() bool that
+// reports true: what the call read is what the master the Store asked
+// holds, which package session tells from an outage, so that a login on a
+// browser whose token led nowhere still goes on, and a revocation ends
+// what it finds.
 type absent struct{ error }
 
 func (e absent) Unwrap() error { return e.error }

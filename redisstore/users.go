@@ -775,6 +775,15 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 // ZRANGE on the index, then one MGET. Members whose record is gone, and
 // members past their deadline, are pruned from the index on the way.
 //
+// With Config.WaitReplicas, it then waits for the replicas as Load does
+// for a record it does not find, and when fewer confirm returns the
+// listing with the same error as Load's, whose Absent method reports true:
+// the listing is what the master holds, but a master that a failover has
+// just replaced may miss a session whose logout only it holds. Package
+// session answers a listing so with 503, and a revocation acts on what it
+// finds there (its ending waits for the replicas in turn), but does not
+// report a session missing from it as not found.
+//
 // A session that lives through the call is always listed, also when a
 // renewal moves it to a new id between the two reads. When a record is
 // missing, it reads the index again together with the records, in one
@@ -842,6 +851,14 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 		ids, records = nil, nil
 		return ErrContention
 	})
+	if err == nil && s.replicas > 0 {
+		// The listing says which sessions are not there (a device
+		// signed out, a revocation that finds nothing to end): see
+		// confirmRead.
+		if err = s.confirmRead(ctx, "user_sessions", index); err != nil {
+			err = absent{err}
+		}
+	}
 	return ids, records, err
 }
 
@@ -1002,7 +1019,10 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 		if gone && len(removed) > 0 {
 			return ErrContention // an earlier run ended sessions, which ErrKeepGone would deny
 		}
-		if err == nil && len(removed)+len(got) > 0 {
+		if err == nil {
+			// Also when it ended none: a call sent again after one that
+			// failed unconfirmed finds the sessions gone, and is answered
+			// so only by a master with its replicas (see confirmRead).
 			err = s.confirm(ctx, conn)
 		}
 		return err

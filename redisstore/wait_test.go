@@ -244,8 +244,10 @@ func TestWaitReplicas(t *testing.T) {
 // answer "no session": the client, which sends a failed logout again or
 // checks before telling its user anything, would tell them they are
 // signed out while the new master holds the session. It fails with
-// ErrUnavailable too, with the near-cache as without. With the replica in
-// step, a missing session is not found, without error, after one WAIT.
+// ErrUnavailable too, with the near-cache as without; so do "log out
+// everywhere" sent again and a listing of the user's sessions. With the
+// replica in step, a missing session is not found, without error, after
+// one WAIT.
 func TestWaitConfirmsAbsence(t *testing.T) {
 	ctx := context.Background()
 	for _, near := range []bool{false, true} {
@@ -269,6 +271,7 @@ func TestWaitConfirmsAbsence(t *testing.T) {
 			if _, err := patient.Insert(ctx, "s1", []byte("rec"), time.Minute); err != nil {
 				t.Fatal(err)
 			}
+			addAll(t, patient, userSession("absent", "a1"), userSession("absent", "a2"))
 			if _, _, err := strict.Load(ctx, "s1", time.Minute); err != nil { // in the near-cache, if any
 				t.Fatal(err)
 			}
@@ -284,19 +287,62 @@ func TestWaitConfirmsAbsence(t *testing.T) {
 					t.Errorf("Load (ttl %v) on the replaced master of a session whose logout failed = found %v, %v; want ErrUnavailable", ttl, found, err)
 				}
 			}
-			if !hasKey(t, replica, "session:s1") {
-				t.Error("the promoted replica lacks the session: the failover this test plays did not happen")
+			// "Log out everywhere", sent again, and the listing a
+			// revocation reads first.
+			for try := range 2 {
+				if removed, err := strict.RemoveUserSessions(ctx, "u-absent", ""); !errors.Is(err, redisstore.ErrUnavailable) {
+					t.Errorf("RemoveUserSessions (try %d) on the replaced master = %d removed, %v; want ErrUnavailable", try+1, len(removed), err)
+				}
+			}
+			if ids, _, err := strict.UserSessions(ctx, "u-absent"); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("UserSessions on the replaced master = %d sessions, %v; want ErrUnavailable", len(ids), err)
+			}
+			for _, key := range []string{"session:s1", "session:a1", "session:a2"} {
+				if !hasKey(t, replica, key) {
+					t.Errorf("the promoted replica lacks %s: the failover this test plays did not happen", key)
+				}
 			}
 		})
 	}
 }
 
+// dialEach is a Source that dials a new connection for every call, as a
+// pool does when it has none idle.
+type dialEach struct{ addr string }
+
+func (d dialEach) GetContext(ctx context.Context) (redis.Conn, error) {
+	return redis.DialContext(ctx, "tcp", d.addr)
+}
+
+// TestWaitAbsenceOnNewConnection reads a missing session while the
+// replica is paused and lacks a write, through a Store whose every call
+// gets a new connection: the read is not vouched for (ErrUnavailable).
+// Redis counts for WAIT the writes up to the connection's latest command,
+// and a WAIT that is a new connection's first command would count the
+// paused replica as in step.
+func TestWaitAbsenceOnNewConnection(t *testing.T) {
+	master, replica := startReplicated(t)
+	replica.Pause(t)
+	defer replica.Resume(t)
+	master.Do(t, "SET", "unconfirmed", "1")
+	s, err := redisstore.New(dialEach{master.Addr()}, redisstore.Config{WaitReplicas: 1, Timeout: waitTimeout, ReadTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, found, err := s.Load(context.Background(), "never-made", 0); !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Errorf("Load of a missing session, the replica paused and behind = found %v, %v; want ErrUnavailable", found, err)
+	}
+}
+
 // TestWaitLeavesPoolFree pauses the replica and sends a burst of logouts
 // (Remove, RemoveUserSession, RemoveUserSessions) that each wait for it
-// until their Timeout: at most a quarter of MaxActive of them hold a
-// connection at once, so reads, logins and Ping, which wait for no
-// replica, are served meanwhile; the logouts fail with ErrUnavailable,
-// their sessions ended on the master. Before, the waiting logouts held
+// until their Timeout, and as many reads of ended sessions, which wait for
+// it too: at most a quarter of MaxActive of the logouts, and an eighth of
+// the reads, hold a connection at once, so reads of live sessions, logins
+// and Ping, which wait for no replica, are served meanwhile; the logouts
+// fail with ErrUnavailable, their sessions ended on the master, and so do
+// the reads. Before, the waiting logouts held
 // every pooled connection, and every other call failed as well.
 //
 // The same with New on a pool of the caller's, whose MaxActive New reads.
@@ -334,12 +380,19 @@ func waitLeavesPoolFree(t *testing.T, master, replica *redistest.Server, s *redi
 	caughtUp(t, master)
 	replica.Pause(t)
 	defer replica.Resume(t)
+	master.Do(t, "SET", "unconfirmed", "1") // a write the paused replica lacks
 
 	var wg sync.WaitGroup
-	errs := make(chan error, burst)
+	errs := make(chan error, 2*burst)
 	for i := range burst {
 		wg.Go(func() {
 			errs <- calls[i%len(calls)].call(ctx, s, fmt.Sprintf("burst%d", i))
+		})
+		// A request with an ended token, whose read finds no record and
+		// waits for the replica too (see confirmRead).
+		wg.Go(func() {
+			_, _, err := s.Load(ctx, fmt.Sprintf("ended%d", i), time.Minute)
+			errs <- err
 		})
 	}
 	time.Sleep(100 * time.Millisecond) // the burst is waiting on the replica
@@ -365,7 +418,7 @@ func waitLeavesPoolFree(t *testing.T, master, replica *redistest.Server, s *redi
 	close(errs)
 	for err := range errs {
 		if !errors.Is(err, redisstore.ErrUnavailable) {
-			t.Errorf("a logout that the paused replica did not confirm = %v, want ErrUnavailable", err)
+			t.Errorf("a logout, or a read finding no record, that the paused replica did not confirm = %v, want ErrUnavailable", err)
 		}
 	}
 	for i := range burst {
@@ -471,7 +524,9 @@ func TestWaitReplicasZero(t *testing.T) {
 // TestWaitOnlyWhenEnding checks that, with WaitReplicas, the calls that end
 // no session never send WAIT: on a server without replicas, where any WAIT
 // fails, they succeed, and the server counts no WAIT. Remove, which waits,
-// fails there, as the control. (How long the calls took tells nothing
+// fails there, as the control, and so do the reads that say sessions are
+// not there (a Load that finds none, a listing) and the calls that end
+// sessions but find none to end. (How long the calls took tells nothing
 // more: a wait is a WAIT, and it fails here; on a busy machine the time
 // mostly measures the scheduler.) The Timeout is ample, so that a call
 // slowed down by other tests' load does not fail for that.
@@ -517,30 +572,6 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 			revoked, err := s.AddUserSession(ctx, add("q2", 5))
 			if err == nil && len(revoked) != 0 {
 				return fmt.Errorf("revoked %q", revoked)
-			}
-			return err
-		}},
-		{"UserSessions", func() error {
-			ids, _, err := s.UserSessions(ctx, "u-quiet")
-			if err == nil && len(ids) != 2 {
-				return fmt.Errorf("%d sessions, want 2", len(ids))
-			}
-			return err
-		}},
-		{"RemoveUserSessions of a user without any", func() error {
-			removed, err := s.RemoveUserSessions(ctx, "u-nobody", "")
-			if err == nil && len(removed) != 0 {
-				return fmt.Errorf("removed %q", removed)
-			}
-			return err
-		}},
-		{"RemoveUserSessions keeping the only one", func() error {
-			if _, err := s.AddUserSession(ctx, userSession("solo", "s1")); err != nil {
-				return err
-			}
-			removed, err := s.RemoveUserSessions(ctx, "u-solo", "s1")
-			if err == nil && len(removed) != 0 {
-				return fmt.Errorf("removed %q", removed)
 			}
 			return err
 		}},
@@ -611,6 +642,33 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 	}
 	if n := srv.Calls(t)["wait"]; n != 1 {
 		t.Errorf("Ping sent WAIT %d times, want once (WAIT 0 0, its check)", n)
+	}
+
+	// The reads that say sessions are not there, and the calls that end
+	// sessions but find none to end, wait as removals do (see
+	// TestWaitConfirmsAbsence): without a replica, they fail.
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"Load of a missing session", func() error { _, _, err := s.Load(ctx, "never-made", time.Minute); return err }},
+		{"UserSessions", func() error { _, _, err := s.UserSessions(ctx, "u-quiet"); return err }},
+		{"RemoveUserSessions of a user without any", func() error { _, err := s.RemoveUserSessions(ctx, "u-nobody", ""); return err }},
+		{"RemoveUserSessions keeping the only one", func() error {
+			if _, err := s.AddUserSession(ctx, userSession("solo", "s1")); err != nil {
+				return err
+			}
+			_, err := s.RemoveUserSessions(ctx, "u-solo", "s1")
+			return err
+		}},
+	} {
+		srv.ResetStats(t)
+		if err := tc.call(); !errors.Is(err, redisstore.ErrUnavailable) {
+			t.Errorf("%s without replicas, WaitReplicas 1 = %v, want ErrUnavailable", tc.name, err)
+		}
+		if n := srv.Calls(t)["wait"]; n != 1 {
+			t.Errorf("%s sent WAIT %d times, want once", tc.name, n)
+		}
 	}
 
 	// The control: Remove waits, and no replica confirms.

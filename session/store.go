@@ -160,7 +160,11 @@ type UserStore interface {
 	RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error)
 
 	// UserSessions returns the ids and records of the live sessions of
-	// userID, at a cost that depends on that user's sessions only.
+	// userID, at a cost that depends on that user's sessions only. A store
+	// that cannot vouch for the listing (see RecordStore.Load) may return
+	// it with an error whose Absent() bool reports true: List then fails,
+	// and a revocation ends what it finds there but does not report a
+	// session missing from it as not found.
 	UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error)
 
 	// RemoveUserSessions deletes every session of userID but keep ("" for

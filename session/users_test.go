@@ -322,7 +322,8 @@ func TestRevokeByFirstID(t *testing.T) {
 // store finds no record but cannot vouch for that. The request is served
 // as in an outage (LoadError, so RequireAuth's 503), never as signed out;
 // a logout sent with it fails the same way; and a login on that browser
-// still goes on, as on any token that leads nowhere.
+// still goes on, as on any token that leads nowhere. Listings of a user's
+// sessions are not vouched for either.
 func TestUnvouchedAbsence(t *testing.T) {
 	m, r, _ := newTestManager(t, Config{})
 	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 200 * time.Millisecond, WaitReplicas: 1})
@@ -367,6 +368,29 @@ func TestUnvouchedAbsence(t *testing.T) {
 	}
 	if user := userOf(t, w, c.Value); user != "bob" {
 		t.Errorf("user of the login's cookie = %q, want bob", user)
+	}
+
+	// The listing of carol's sessions is not vouched for either: List
+	// fails, a Revoke of a session missing from it is not answered as not
+	// found (as one sent again after a failed one would be), and a Revoke
+	// of a session it lists still ends it.
+	_, live := login(t, m, "carol")
+	_, gone := login(t, m, "carol")
+	if err := m.Revoke(context.Background(), "carol", gone); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if list, err := w.List(ctx, "carol"); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("List, unvouched = %d sessions, %v; want ErrStoreUnavailable", len(list), err)
+	}
+	if err := w.Revoke(ctx, "carol", gone); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Revoke of an ended session, unvouched = %v, want ErrStoreUnavailable, not ErrNotFound", err)
+	}
+	if err := w.Revoke(ctx, "carol", live); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Revoke of a live session, unconfirmed = %v, want ErrStoreUnavailable", err)
+	}
+	if list, err := m.List(ctx, "carol"); err != nil || len(list) != 0 {
+		t.Errorf("carol's sessions after the Revoke = %d, %v; want none: it ends them on the master", len(list), err)
 	}
 }
 
@@ -431,7 +455,9 @@ func TestUnconfirmedEndingsReported(t *testing.T) {
 			// The new session, whose token the failed login never
 			// handed out, is gone too: it would be a device nobody
 			// holds, counted against a limit.
-			if list, lerr := w.List(ctx, user); lerr != nil || len(list) != 1 || list[0].ID != ids[1] {
+			// (Listed through m: w's listing, on a Redis without its
+			// replica, is not vouched for, and fails.)
+			if list, lerr := m.List(ctx, user); lerr != nil || len(list) != 1 || list[0].ID != ids[1] {
 				t.Errorf("List after the unconfirmed re-login = %v, %v; want the other session alone", list, lerr)
 			}
 			return ids[:1], EventDestroyed, -1, err
