@@ -46,6 +46,17 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 				protected.ServeHTTP(w, r)
 			case session.LoadError(r.Context()) != nil:
 				s.unavailablePage(w, r, keptSignedIn)
+			case r.Method != http.MethodGet && r.Method != http.MethodHead:
+				// A form of a page whose session has ended since (it timed
+				// out, or another tab signed out): a bare login page would
+				// read as the sign-out it asked for having happened, while
+				// the devices it was to sign out stay signed in.
+				s.fail(w, r, http.StatusUnauthorized, "unauthenticated", page{
+					Title: "Session ended", Heading: "Your session has ended",
+					Message: "This form was sent after your session had ended: it timed out, or you signed out in another tab. " +
+						"Nothing was changed, and no other device was signed out. Sign in, then try again from your devices.",
+					Back: "/login?next=%2Fsessions", BackText: "Sign in",
+				})
 			default:
 				http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
 			}

@@ -154,6 +154,14 @@ func TestErrorPages(t *testing.T) {
 	if r := e.send(c, "GET", "/assets/style.css", "", browser...); r.code != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
 		t.Errorf("GET /assets/style.css = %d %q, want 200 text/css", r.code, r.header.Get("Content-Type"))
 	}
+	// The pages name their icon, which a browser would otherwise ask for
+	// at /favicon.ico, a 404 in its console on every first visit.
+	if r := e.send(c, "GET", "/assets/icon.svg", "", browser...); r.code != http.StatusOK || r.header.Get("Content-Type") != "image/svg+xml" {
+		t.Errorf("GET /assets/icon.svg = %d %q, want 200 image/svg+xml", r.code, r.header.Get("Content-Type"))
+	}
+	if r := e.send(c, "GET", "/login", "", browser...); !strings.Contains(r.body, `<link rel="icon" href="/assets/icon.svg"`) {
+		t.Errorf("the login page does not name its icon:\n%s", r.body)
+	}
 	if r := e.send(c, "GET", "/no/such/page", ""); r.code != http.StatusNotFound || e.json(r)["error"] != "not found" || r.header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("API GET /no/such/page = %d %s, X-Content-Type-Options %q, want 404 JSON, nosniff", r.code, r.body, r.header.Get("X-Content-Type-Options"))
 	}
@@ -381,9 +389,11 @@ func TestLogoutFormAfterRevoke(t *testing.T) {
 // must not sign bob out (409, a page saying to reload, nothing changed).
 // Nor may a Revoke button of alice's devices page, which bob cannot use on
 // alice's devices anyway: it says so, rather than that the device, still
-// signed in, has ended. A form without the field comes from no page, so
-// from nothing stale: it acts on the session it comes with, and a logout
-// answers as a plain logout form does, 303 to the home page.
+// signed in, has ended. Sent once the session has ended, without another
+// since, they end nothing either, and say so (401). A form without the
+// field comes from no page, so from nothing stale: it acts on the session
+// it comes with, and a logout answers as a plain logout form does, 303 to
+// the home page.
 func TestStaleSessionForms(t *testing.T) {
 	e := startExample(t)
 	c, bobPhone := noRedirects(), noRedirects()
@@ -393,6 +403,19 @@ func TestStaleSessionForms(t *testing.T) {
 	stale := e.sessionForm(c) // alice's dashboard and devices page
 	if r := e.send(c, "POST", "/logout", stale, as(firefoxWindows)...); !signedOutPage(r, noticeSignedOut) {
 		t.Fatalf("alice's POST /logout = %d, want the login page saying %q", r.code, noticeSignedOut)
+	}
+	// With no session now (this tab signed out; or the session timed
+	// out), the devices page's forms end nothing, and the answer says so
+	// rather than look like the sign-out they asked for.
+	for _, path := range []string{"/logout-all", "/logout-others", "/sessions/" + alicePhone + "/revoke"} {
+		r := e.send(c, "POST", path, stale, as(firefoxWindows)...)
+		if r.code != http.StatusUnauthorized || !isPage(r) || !strings.Contains(r.body, "Your session has ended") ||
+			!strings.Contains(r.body, "no other device was signed out") {
+			t.Errorf("POST %s with alice's form after her session ended = %d:\n%s\nwant 401, a page saying nothing was signed out", path, r.code, r.body)
+		}
+	}
+	if _, ok := e.record(alicePhone); !ok {
+		t.Error("after forms sent without a session, alice's phone's session is gone")
 	}
 	e.formLogin(c, "bob", "builder", firefoxWindows)
 
