@@ -215,6 +215,12 @@ func TestDevicesPage(t *testing.T) {
 	e.formLogin(phone, "alice", "wonderland", safariIPhone)
 	e.apiLogin("alice", "wonderland") // a third session, named by Go's client
 
+	// The dashboard names the device too, isolated from the text around
+	// it as the devices page does (a right-to-left override in a user
+	// agent stays in its name).
+	if r := e.send(phone, "GET", "/", "", as(safariIPhone)...); !strings.Contains(r.body, "signed in on <strong><bdi>Safari on iPhone</bdi></strong>") {
+		t.Errorf("dashboard:\n%s\nwant the device's name in <bdi>", r.body)
+	}
 	r := e.send(phone, "GET", "/sessions", "", as(safariIPhone)...)
 	if r.code != 200 || !isPage(r) {
 		t.Fatalf("GET /sessions = %d %s", r.code, r.body)
