@@ -247,8 +247,9 @@ func notRecord(err error) bool {
 	return errors.As(err, &n) && n.NotRecord()
 }
 
-// absentUnvouched reports whether err is a RecordStore's report that Load
-// found no record but cannot vouch for that (see RecordStore.Load).
+// absentUnvouched reports whether err is a store's report that it cannot
+// vouch for what it read: no record (RecordStore.Load), or a listing
+// (UserStore.UserSessions) that may miss live sessions.
 func absentUnvouched(err error) bool {
 	var a interface{ Absent() bool }
 	return errors.As(err, &a) && a.Absent()
