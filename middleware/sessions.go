@@ -24,7 +24,8 @@ import (
 // expired. A request whose session was not changed costs the one store
 // command that read it, and no Set-Cookie. Every response names Cookie and
 // Authorization in Vary, the headers a session comes from, once each, as
-// each header the handler names there (or Vary stays "*"), and one that sets or expires the session cookie is
+// each header the handler names there (or Vary stays "*"), and one that
+// sets or expires the session cookie is
 // Cache-Control: private as well, so that no shared cache serves one user's
 // answer for another's request: not even one of a new session, whose
 // request had no cookie to vary by. A destroyed session's cookie is
@@ -325,8 +326,9 @@ func varyOnSession(h http.Header) {
 	h["Vary"] = vary
 }
 
-// tidyVary reports whether the Vary header values vary name each header
-// once, whatever its case, and "*" only alone.
+// tidyVary reports whether the Vary header values in vary name each
+// header once, whatever its case, and "*" only alone: then varyOnSession
+// only adds to them.
 func tidyVary(vary []string) bool {
 	i := 0
 	for f := range varyNames(vary) {
