@@ -37,7 +37,7 @@
 //
 // op is one of the ops that redisstore.Observer documents (load, insert,
 // update, merge, remove, ping, iterate, add_user_session, move_session,
-// remove_user_session, user_sessions, remove_user_sessions, key_stats,
+// remove_user_session, user_sessions, vouch, remove_user_sessions, key_stats,
 // rate_limit, take_scs, find, commit, delete); an op the Store names that is not in that list gets its series
 // when first seen. class is unavailable (redisstore.ErrUnavailable: answer
 // 503, Redis should recover), refused (redisstore.ErrRefused: fix the

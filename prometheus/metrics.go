@@ -78,7 +78,7 @@ var reservedLabels = []string{"op", "class", "event", "reason", "state", "le"}
 var ops = [...]string{
 	"load", "insert", "update", "merge", "remove", "ping", "iterate",
 	"add_user_session", "move_session", "remove_user_session",
-	"user_sessions", "remove_user_sessions", "key_stats",
+	"user_sessions", "vouch", "remove_user_sessions", "key_stats",
 	"find", "commit", "delete", "rate_limit", "take_scs",
 }
 

@@ -153,11 +153,10 @@ type Config struct {
 	// have their writes, within the call's Timeout, and fail with
 	// ErrUnavailable when fewer confirm. The sessions are ended on the
 	// master either way; the error says that a failover now could bring
-	// them back. A Load that finds no session waits too, and so do a
-	// listing of a user's sessions (UserSessions, which a revocation reads
-	// first: see its documentation) and a RemoveUserSessions that finds
-	// none to end, each failing the same way when fewer replicas than that
-	// are in step: so a logout
+	// them back. A Load that finds no session waits too, and so do
+	// VouchUser (which vouches for a listing of a user's sessions) and a
+	// RemoveUserSessions that finds none to end, each failing the same
+	// way when fewer replicas than that are in step: so a logout
 	// or "log out everywhere" sent again, or a check that a session has
 	// ended, is answered "ended" only by a master with all its replicas,
 	// never by one that a failover has just replaced (whose promoted

@@ -154,6 +154,8 @@ func Describe(err error, cfg Config) string {
 		return "the Redis Cluster is down: a master has failed and no replica has taken over yet"
 	case code == "ERR" && cfg.mode() == modeCluster && strings.Contains(string(reply), "cluster support disabled"):
 		return "REDIS_CLUSTER_NODES (Config.ClusterNodes) names a server that is no Cluster node: name one server with REDIS_URL, or the Cluster's nodes"
+	case errors.Is(err, errNoPlace):
+		return "too many requests with ended or expired sessions were waiting at once for the replicas to confirm that (REDIS_WAIT_REPLICAS, Config.WaitReplicas): a burst of such requests, or a replica that is slow or down holding them; each answers 503 until a place frees up"
 	case errors.Is(err, errUnconfirmed):
 		return "fewer replicas than REDIS_WAIT_REPLICAS (Config.WaitReplicas) confirmed the write within the Timeout: a replica is down, lagging or resyncing, or the master has fewer replicas than that (INFO replication, connected_slaves); a logout or revocation so reported ended the sessions on the master all the same, but a failover now may bring them back"
 	case errors.As(err, &notMaster):

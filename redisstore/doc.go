@@ -208,12 +208,12 @@
 // RemoveUserSessions, and AddUserSession when it replaces the user's
 // signed-in session: a re-login) wait for every replica (WAIT) and fail with
 // ErrUnavailable when fewer confirm in time: a logout or revocation that
-// returned without error then survives the master's failure. So do the
-// reads that say sessions are not there (a Load that finds no record, a
-// listing of a user's sessions), which fail with an error whose Absent
-// method reports true when fewer confirm: a logout sent again after one
-// that failed is not answered as done by a master that a failover has
-// just replaced. A WaitReplicas below the number of replicas is not
+// returned without error then survives the master's failure. So does a
+// Load that finds no record, which fails then with an error whose Absent
+// method reports true, and [Store.VouchUser], which package session calls
+// before it answers with a listing of a user's sessions: a logout sent
+// again after one that failed is not answered as done by a master that a
+// failover has just replaced. A WaitReplicas below the number of replicas is not
 // enough: the old master keeps the replicas that were not promoted until
 // it is demoted, and what only they confirmed is lost when they resync
 // from the new one. Without it (the default), a logout acknowledged in the

@@ -19,7 +19,9 @@ type Observer interface {
 	// login or a change looks for: MovedTo), insert, update, merge, remove, ping,
 	// iterate (one per batch), add_user_session (a login), move_session (a
 	// renewal), remove_user_session (a logout or revocation), user_sessions (a
-	// listing), remove_user_sessions (log out everywhere), key_stats
+	// listing), vouch (with WaitReplicas, the wait for the replicas of a
+	// Load that found no record, and VouchUser), remove_user_sessions (log
+	// out everywhere), key_stats
 	// (Store.KeyStats: one per SCAN step and per node), rate_limit
 	// (Store.CountRequests: one per call, one per key on a Redis Cluster;
 	// middleware.RateLimit makes two for a request when rules by a body

@@ -228,6 +228,10 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 	var b []byte
 	var found bool
 	var err error
+	var start time.Time // of the call, which confirmAbsent's wait ends within a Timeout of
+	if s.replicas > 0 {
+		start = time.Now()
+	}
 	if s.near != nil {
 		b, found, err = s.loadNear(ctx, id, ttl)
 	} else {
@@ -237,7 +241,7 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 		err = notRecord{err}
 	}
 	if err == nil && !found && s.replicas > 0 {
-		err = s.confirmAbsent(ctx, s.prefix+id)
+		err = s.confirmAbsent(ctx, s.prefix+id, start)
 	}
 	return b, found, err
 }
@@ -252,8 +256,8 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 // the session had ended, while the new master, which never saw the
 // deletion, still holds it. A replaced master has fewer replicas than
 // WaitReplicas (the promoted one left it), so its WAIT fails.
-func (s *Store) confirmAbsent(ctx context.Context, key string) error {
-	if err := s.confirmRead(ctx, "load", key); err != nil {
+func (s *Store) confirmAbsent(ctx context.Context, key string, start time.Time) error {
+	if err := s.confirmRead(ctx, key, start); err != nil {
 		return absent{err}
 	}
 	return nil
@@ -261,17 +265,18 @@ func (s *Store) confirmAbsent(ctx context.Context, key string) error {
 
 // confirmRead backs, with WaitReplicas, a read whose answer says that
 // sessions are not there: a Load that found no record (see confirmAbsent),
-// or a user's listing. As after a removal, the master of key must have
-// that many replicas in step (WAIT), or the read fails with
-// errUnconfirmed. Such reads come from any request with an ended token, as
-// often as a client sends it, so at most an eighth of MaxActive of them
-// (at least one, and on a Cluster in all) wait for replicas at once, apart
-// from the calls that end sessions (see confirming): neither those nor
-// the reads of live sessions then run out of connections while a replica
-// is stalled. A read that finds no place within a quarter of the Timeout,
-// holding no connection meanwhile, fails unconfirmed without waiting.
-func (s *Store) confirmRead(ctx context.Context, op, key string) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+// or a user's listing (VouchUser). As after a removal, the master of key
+// must have that many replicas in step (WAIT), or the read fails with
+// errUnconfirmed, within a Timeout of start, when the read began. Such
+// reads come from any request with an ended token, as often as a client
+// sends it, so at most an eighth of MaxActive of them (at least one, and on
+// a Cluster in all) wait for replicas at once, apart from the calls that
+// end sessions (see confirming): neither those nor the reads of live
+// sessions then run out of connections while a replica is stalled. A read
+// that finds no place within a quarter of the Timeout, holding no
+// connection meanwhile, fails with errNoPlace. Its Observer op is vouch.
+func (s *Store) confirmRead(ctx context.Context, key string, start time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, start.Add(s.timeout))
 	defer cancel()
 	wait, stop := context.WithTimeout(ctx, s.timeout/4)
 	defer stop()
@@ -279,30 +284,31 @@ func (s *Store) confirmRead(ctx context.Context, op, key string) error {
 	case s.readWaits <- struct{}{}:
 		defer func() { <-s.readWaits }()
 	case <-wait.Done():
-		ctx = context.WithValue(ctx, unplacedKey{}, true) // confirm fails at once
+		return classify("vouch", errNoPlace, s.cluster != nil)
 	}
-	return s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
+	return s.do(ctx, "vouch", key, func(ctx context.Context, conn redis.Conn) error {
 		// A command first, in the same round trip: Redis 7 has WAIT
 		// count the replicas that have the master's writes up to the
 		// connection's latest command, and one that has sent none (a
 		// new connection) would count a lagging replica as in step.
-		if ctx.Value(unplacedKey{}) == nil {
-			if err := conn.Send("PING"); err != nil {
-				return err
-			}
+		if err := conn.Send("PING"); err != nil {
+			return err
 		}
 		return s.confirm(ctx, conn)
 	})
 }
 
+// errNoPlace is confirmRead's error when every place to wait for
+// replicas was taken for a quarter of the Timeout: a burst of reads of
+// ended sessions, or a stalled replica holding them.
+var errNoPlace = errors.New("too many reads of ended sessions were waiting for the replicas at once (Config.WaitReplicas)")
+
 // absent is the error of a Load that found no record, under WaitReplicas,
-// on a master that fewer replicas than that confirmed (see confirmAbsent),
-// and of a listing of a user's sessions made there (UserSessions). It is
-// the WAIT's error, ErrUnavailable, with a method Absent() bool that
-// reports true: what the call read is what the master the Store asked
-// holds, which package session tells from an outage, so that a login on a
-// browser whose token led nowhere still goes on, and a revocation ends
-// what it finds.
+// on a master that fewer replicas than that confirmed (see confirmAbsent).
+// It is the WAIT's error, ErrUnavailable, with a method Absent() bool that
+// reports true: the record is not on the master the Store asked, which
+// package session tells from an outage, so that a login on a browser whose
+// token led nowhere still goes on.
 type absent struct{ error }
 
 func (e absent) Unwrap() error { return e.error }

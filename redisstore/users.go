@@ -775,14 +775,8 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 // ZRANGE on the index, then one MGET. Members whose record is gone, and
 // members past their deadline, are pruned from the index on the way.
 //
-// With Config.WaitReplicas, it then waits for the replicas as Load does
-// for a record it does not find, and when fewer confirm returns the
-// listing with the same error as Load's, whose Absent method reports true:
-// the listing is what the master holds, but a master that a failover has
-// just replaced may miss a session whose logout only it holds. Package
-// session answers a listing so with 503, and a revocation acts on what it
-// finds there (its ending waits for the replicas in turn), but does not
-// report a session missing from it as not found.
+// With Config.WaitReplicas, it does not wait for the replicas: see
+// VouchUser.
 //
 // A session that lives through the call is always listed, also when a
 // renewal moves it to a new id between the two reads. When a record is
@@ -851,15 +845,25 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 		ids, records = nil, nil
 		return ErrContention
 	})
-	if err == nil && s.replicas > 0 {
-		// The listing says which sessions are not there (a device
-		// signed out, a revocation that finds nothing to end): see
-		// confirmRead.
-		if err = s.confirmRead(ctx, "user_sessions", index); err != nil {
-			err = absent{err}
-		}
-	}
 	return ids, records, err
+}
+
+// VouchUser vouches, with Config.WaitReplicas, for a listing of userID's
+// sessions made just before (UserSessions): it waits until that many
+// replicas of the master that holds the user's index are in step with it
+// (WAIT), as a removal does, and fails with ErrUnavailable when fewer
+// confirm. A listing says which sessions are not there (a device signed
+// out, a revocation that finds nothing to end), and a master that a
+// failover has just replaced, to which the Store still talks, may miss a
+// session whose logout only it holds. Without WaitReplicas it returns nil
+// and sends nothing. Package session calls it before it answers with a
+// listing (Manager.List), or reports a session missing from one as not
+// found (Manager.Revoke); its Observer op is vouch.
+func (s *Store) VouchUser(ctx context.Context, userID string) error {
+	if s.replicas == 0 {
+		return nil
+	}
+	return s.confirmRead(ctx, s.userKey(userID), time.Now())
 }
 
 // skippablePrune reports whether err is Redis's refusal of a write that it

@@ -245,7 +245,7 @@ func TestWaitReplicas(t *testing.T) {
 // checks before telling its user anything, would tell them they are
 // signed out while the new master holds the session. It fails with
 // ErrUnavailable too, with the near-cache as without; so do "log out
-// everywhere" sent again and a listing of the user's sessions. With the
+// everywhere" sent again and VouchUser, for a listing. With the
 // replica in step, a missing session is not found, without error, after
 // one WAIT.
 func TestWaitConfirmsAbsence(t *testing.T) {
@@ -294,8 +294,8 @@ func TestWaitConfirmsAbsence(t *testing.T) {
 					t.Errorf("RemoveUserSessions (try %d) on the replaced master = %d removed, %v; want ErrUnavailable", try+1, len(removed), err)
 				}
 			}
-			if ids, _, err := strict.UserSessions(ctx, "u-absent"); !errors.Is(err, redisstore.ErrUnavailable) {
-				t.Errorf("UserSessions on the replaced master = %d sessions, %v; want ErrUnavailable", len(ids), err)
+			if err := strict.VouchUser(ctx, "u-absent"); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("VouchUser, for a listing, on the replaced master = %v; want ErrUnavailable", err)
 			}
 			for _, key := range []string{"session:s1", "session:a1", "session:a2"} {
 				if !hasKey(t, replica, key) {
@@ -332,6 +332,34 @@ func TestWaitAbsenceOnNewConnection(t *testing.T) {
 	defer s.Close()
 	if _, found, err := s.Load(context.Background(), "never-made", 0); !errors.Is(err, redisstore.ErrUnavailable) {
 		t.Errorf("Load of a missing session, the replica paused and behind = found %v, %v; want ErrUnavailable", found, err)
+	}
+}
+
+// TestWaitNoPlaceDescribed fills the one place that a Store of MaxActive
+// 8 has for reads that wait for replicas, with a read of a missing session
+// on a server without its replica: a second such read fails without
+// sending WAIT, and Describe says why, not that a replica failed it.
+func TestWaitNoPlaceDescribed(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := redisstore.Config{WaitReplicas: 1, MaxActive: 8, Timeout: time.Second}
+	s := open(t, srv, cfg)
+	ctx := context.Background()
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := s.Load(ctx, "first", 0)
+		held <- err
+	}()
+	pollUntil(t, "the first read to wait", func() bool { return infoInt(t, srv, "clients", "blocked_clients") == 1 })
+	srv.ResetStats(t)
+	_, _, err := s.Load(ctx, "second", 0)
+	if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(redisstore.Describe(err, cfg), "too many requests with ended or expired sessions were waiting") {
+		t.Errorf("a read with no place to wait = %v (%q), want ErrUnavailable described as too many reads waiting", err, redisstore.Describe(err, cfg))
+	}
+	if n := srv.Calls(t)["wait"]; n != 0 {
+		t.Errorf("a read with no place to wait sent WAIT %d times, want none", n)
+	}
+	if err := <-held; !errors.Is(err, redisstore.ErrUnavailable) {
+		t.Errorf("the read that held the place = %v, want ErrUnavailable (no replica)", err)
 	}
 }
 
@@ -525,8 +553,8 @@ func TestWaitReplicasZero(t *testing.T) {
 // no session never send WAIT: on a server without replicas, where any WAIT
 // fails, they succeed, and the server counts no WAIT. Remove, which waits,
 // fails there, as the control, and so do the reads that say sessions are
-// not there (a Load that finds none, a listing) and the calls that end
-// sessions but find none to end. (How long the calls took tells nothing
+// not there (a Load that finds none, VouchUser for a listing) and the
+// calls that end sessions but find none to end. (How long the calls took tells nothing
 // more: a wait is a WAIT, and it fails here; on a busy machine the time
 // mostly measures the scheduler.) The Timeout is ample, so that a call
 // slowed down by other tests' load does not fail for that.
@@ -582,6 +610,13 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 			})
 			if err == nil && moved {
 				return errors.New("moved a missing session")
+			}
+			return err
+		}},
+		{"UserSessions", func() error {
+			ids, _, err := s.UserSessions(ctx, "u-quiet")
+			if err == nil && len(ids) != 2 {
+				return fmt.Errorf("%d sessions, want 2", len(ids))
 			}
 			return err
 		}},
@@ -652,7 +687,7 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 		call func() error
 	}{
 		{"Load of a missing session", func() error { _, _, err := s.Load(ctx, "never-made", time.Minute); return err }},
-		{"UserSessions", func() error { _, _, err := s.UserSessions(ctx, "u-quiet"); return err }},
+		{"VouchUser", func() error { return s.VouchUser(ctx, "u-quiet") }},
 		{"RemoveUserSessions of a user without any", func() error { _, err := s.RemoveUserSessions(ctx, "u-nobody", ""); return err }},
 		{"RemoveUserSessions keeping the only one", func() error {
 			if _, err := s.AddUserSession(ctx, userSession("solo", "s1")); err != nil {

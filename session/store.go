@@ -161,10 +161,9 @@ type UserStore interface {
 
 	// UserSessions returns the ids and records of the live sessions of
 	// userID, at a cost that depends on that user's sessions only. A store
-	// that cannot vouch for the listing (see RecordStore.Load) may return
-	// it with an error whose Absent() bool reports true: List then fails,
-	// and a revocation ends what it finds there but does not report a
-	// session missing from it as not found.
+	// with a method VouchUser(ctx, userID) error (redisstore's) is asked
+	// to vouch for a listing before List answers with it, or Revoke
+	// reports a session missing from it as not found.
 	UserSessions(ctx context.Context, userID string) (ids []string, records [][]byte, err error)
 
 	// RemoveUserSessions deletes every session of userID but keep ("" for
@@ -247,9 +246,8 @@ func notRecord(err error) bool {
 	return errors.As(err, &n) && n.NotRecord()
 }
 
-// absentUnvouched reports whether err is a store's report that it cannot
-// vouch for what it read: no record (RecordStore.Load), or a listing
-// (UserStore.UserSessions) that may miss live sessions.
+// absentUnvouched reports whether err is a RecordStore's report that Load
+// found no record but cannot vouch for that (see RecordStore.Load).
 func absentUnvouched(err error) bool {
 	var a interface{ Absent() bool }
 	return errors.As(err, &a) && a.Absent()

@@ -26,7 +26,10 @@ func (m *Manager) List(ctx context.Context, userID string) ([]Info, error) {
 // whose id is current. It takes no lock: callers may hold a state's.
 func (m *Manager) list(ctx context.Context, userID, current string) ([]Info, error) {
 	ids, records, err := m.store.UserSessions(ctx, userID)
-	if err != nil { // an unvouched listing too: it may miss live sessions
+	if err == nil {
+		err = m.vouch(ctx, userID)
+	}
+	if err != nil {
 		return nil, storeError(err)
 	}
 	now := m.now()
@@ -103,18 +106,17 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 	}
 	ctx = ending(ctx)
 	ids, records, err := m.store.UserSessions(ctx, userID)
-	if err != nil && !absentUnvouched(err) {
+	if err != nil {
 		return storeError(err)
 	}
 	i, md := m.member(ids, records, userID, id)
-	switch {
-	case i < 0 && err != nil:
-		// Not listed by a master that cannot vouch for its listing: a
-		// revocation sent again after one that failed unconfirmed
-		// would be answered as done by a master that a failover has
+	if i < 0 {
+		// A revocation sent again after one that failed unconfirmed
+		// must not be answered as done by a master that a failover has
 		// just replaced.
-		return storeError(err)
-	case i < 0:
+		if err := m.vouch(ctx, userID); err != nil {
+			return storeError(err)
+		}
 		return ErrNotFound
 	}
 	line := lineage(ids[i], md)
@@ -443,6 +445,24 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string,
 	return "", false, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
+// voucher is the optional method of a UserStore that vouches for a
+// listing of a user's sessions made just before (redisstore's, with
+// WaitReplicas: that the master it read has its replicas in step), before
+// the Manager answers with it or reports a session missing from it as
+// ended.
+type voucher interface {
+	VouchUser(ctx context.Context, userID string) error
+}
+
+// vouch asks the store to vouch for a listing of userID's sessions (see
+// voucher); nil from a store that does not.
+func (m *Manager) vouch(ctx context.Context, userID string) error {
+	if v, ok := m.store.(voucher); ok {
+		return v.VouchUser(ctx, userID)
+	}
+	return nil
+}
+
 // mover is the optional method of a Store that keeps, for each anonymous
 // session MoveSession moved, where it went (see Store).
 type mover interface {
@@ -483,7 +503,7 @@ func (m *Manager) successor(ctx context.Context, userID, id, line string) (strin
 		}
 	}
 	ids, records, err := m.store.UserSessions(ctx, userID)
-	if err != nil && !absentUnvouched(err) {
+	if err != nil {
 		return "", storeError(err)
 	}
 	if slices.Contains(ids, id) {
