@@ -191,11 +191,13 @@ type Config struct {
 	// way, and reads, logins and Ping keep the rest of the pool. On a
 	// Cluster no such bound applies: each master has a pool of its own, so
 	// a stalled replica can exhaust only its master's, failing the calls on
-	// that master's slots. The reads that wait (of ended sessions, and
-	// listings), which any client can send as often as it likes with an
-	// ended token, have places of their own: an eighth of MaxActive (at
-	// least one; on a Cluster, for all the masters together), within a
-	// quarter of the Timeout, or they fail without waiting.
+	// that master's slots. VouchUser waits as those calls do. The reads of
+	// ended sessions that wait, which any client can send as often as it
+	// likes with an ended token, have places of their own: an eighth of
+	// MaxActive (at least one; on a Cluster, for all the masters
+	// together), within a quarter of the Timeout, or they fail without
+	// waiting; a flood of them can so fail other clients' reads of ended
+	// sessions, never logouts, listings, logins or reads of live sessions.
 	WaitReplicas int
 
 	// Observer, when set, is told of every Store call (for metrics; the

@@ -67,7 +67,7 @@ type Store struct {
 	timeout   time.Duration
 	replicas  int           // WaitReplicas
 	waits     chan struct{} // places of the calls that wait for replicas; see confirming
-	readWaits chan struct{} // places of the reads that wait for replicas; see confirmRead
+	readWaits chan struct{} // places of the reads that wait for replicas; see confirmAbsent
 	maxActive int           // MaxActive, per node on a Cluster
 	observer  Observer      // Config.Observer, or nil
 	dials     *dialCounter  // of the pools Open built, else nil
@@ -248,34 +248,24 @@ func (s *Store) Load(ctx context.Context, id string, ttl time.Duration) ([]byte,
 
 // confirmAbsent backs a Load that found no record under key, with
 // WaitReplicas: as after a removal, the master must have that many
-// replicas in step (WAIT), or the Load fails, with an absent error.
-// Without it, a master that a failover has just replaced, to which the
-// Store goes on sending calls until it learns of the new one, answers "no
-// session" for a session whose logout only it holds: the logout failed
-// unconfirmed, the client sent it again, as it is told to, and was told
-// the session had ended, while the new master, which never saw the
-// deletion, still holds it. A replaced master has fewer replicas than
-// WaitReplicas (the promoted one left it), so its WAIT fails.
-func (s *Store) confirmAbsent(ctx context.Context, key string, start time.Time) error {
-	if err := s.confirmRead(ctx, key, start); err != nil {
-		return absent{err}
-	}
-	return nil
-}
-
-// confirmRead backs, with WaitReplicas, a read whose answer says that
-// sessions are not there: a Load that found no record (see confirmAbsent),
-// or a user's listing (VouchUser). As after a removal, the master of key
-// must have that many replicas in step (WAIT), or the read fails with
-// errUnconfirmed, within a Timeout of start, when the read began. Such
-// reads come from any request with an ended token, as often as a client
-// sends it, so at most an eighth of MaxActive of them (at least one, and on
-// a Cluster in all) wait for replicas at once, apart from the calls that
-// end sessions (see confirming): neither those nor the reads of live
-// sessions then run out of connections while a replica is stalled. A read
-// that finds no place within a quarter of the Timeout, holding no
+// replicas in step (WAIT), within a Timeout of start, when the Load began,
+// or the Load fails, with an absent error. Without it, a master that a
+// failover has just replaced, to which the Store goes on sending calls
+// until it learns of the new one, answers "no session" for a session whose
+// logout only it holds: the logout failed unconfirmed, the client sent it
+// again, as it is told to, and was told the session had ended, while the
+// new master, which never saw the deletion, still holds it. A replaced
+// master has fewer replicas than WaitReplicas (the promoted one left it),
+// so its WAIT fails.
+//
+// Such reads come from any request with an ended token, as often as a
+// client sends it, so at most an eighth of MaxActive of them (at least
+// one, and on a Cluster in all) wait for replicas at once, apart from the
+// calls that end sessions (see confirming): neither those nor the reads of
+// live sessions then run out of connections while a replica is stalled. A
+// read that finds no place within a quarter of the Timeout, holding no
 // connection meanwhile, fails with errNoPlace. Its Observer op is vouch.
-func (s *Store) confirmRead(ctx context.Context, key string, start time.Time) error {
+func (s *Store) confirmAbsent(ctx context.Context, key string, start time.Time) error {
 	ctx, cancel := context.WithDeadline(ctx, start.Add(s.timeout))
 	defer cancel()
 	wait, stop := context.WithTimeout(ctx, s.timeout/4)
@@ -284,24 +274,30 @@ func (s *Store) confirmRead(ctx context.Context, key string, start time.Time) er
 	case s.readWaits <- struct{}{}:
 		defer func() { <-s.readWaits }()
 	case <-wait.Done():
-		return classify("vouch", errNoPlace, s.cluster != nil)
+		return absent{classify("vouch", errNoPlace, s.cluster != nil)}
 	}
-	return s.do(ctx, "vouch", key, func(ctx context.Context, conn redis.Conn) error {
-		// A command first, in the same round trip: Redis 7 has WAIT
-		// count the replicas that have the master's writes up to the
-		// connection's latest command, and one that has sent none (a
-		// new connection) would count a lagging replica as in step.
-		if err := conn.Send("PING"); err != nil {
-			return err
-		}
-		return s.confirm(ctx, conn)
-	})
+	if err := s.do(ctx, "vouch", key, s.confirmNow); err != nil {
+		return absent{err}
+	}
+	return nil
 }
 
-// errNoPlace is confirmRead's error when every place to wait for
+// errNoPlace is confirmAbsent's error when every place to wait for
 // replicas was taken for a quarter of the Timeout: a burst of reads of
 // ended sessions, or a stalled replica holding them.
 var errNoPlace = errors.New("too many reads of ended sessions were waiting for the replicas at once (Config.WaitReplicas)")
+
+// confirmNow is confirm for a connection that may have made no write, or
+// none lately: it sends a command first, in the same round trip, since
+// Redis 7 has WAIT count the replicas that have the master's writes up to
+// the connection's latest command, and one that has sent none (a new
+// connection) would count a lagging replica as in step.
+func (s *Store) confirmNow(ctx context.Context, conn redis.Conn) error {
+	if err := conn.Send("PING"); err != nil {
+		return err
+	}
+	return s.confirm(ctx, conn)
+}
 
 // absent is the error of a Load that found no record, under WaitReplicas,
 // on a master that fewer replicas than that confirmed (see confirmAbsent).

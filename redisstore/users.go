@@ -858,12 +858,17 @@ func (s *Store) UserSessions(ctx context.Context, userID string) (ids []string, 
 // session whose logout only it holds. Without WaitReplicas it returns nil
 // and sends nothing. Package session calls it before it answers with a
 // listing (Manager.List), or reports a session missing from one as not
-// found (Manager.Revoke); its Observer op is vouch.
+// found (Manager.Revoke); its Observer op is vouch. It waits in the places
+// of the calls that end sessions (see WaitReplicas), which a user's own
+// actions take, not in those of the reads of ended sessions, which any
+// client can fill.
 func (s *Store) VouchUser(ctx context.Context, userID string) error {
 	if s.replicas == 0 {
 		return nil
 	}
-	return s.confirmRead(ctx, s.userKey(userID), time.Now())
+	ctx, release := s.confirming(ctx)
+	defer release()
+	return s.do(ctx, "vouch", s.userKey(userID), s.confirmNow)
 }
 
 // skippablePrune reports whether err is Redis's refusal of a write that it
@@ -1026,7 +1031,7 @@ func (s *Store) RemoveUserSessions(ctx context.Context, userID, keep string) (re
 		if err == nil {
 			// Also when it ended none: a call sent again after one that
 			// failed unconfirmed finds the sessions gone, and is answered
-			// so only by a master with its replicas (see confirmRead).
+			// so only by a master with its replicas (see confirmAbsent).
 			err = s.confirm(ctx, conn)
 		}
 		return err

@@ -338,7 +338,8 @@ func TestWaitAbsenceOnNewConnection(t *testing.T) {
 // TestWaitNoPlaceDescribed fills the one place that a Store of MaxActive
 // 8 has for reads that wait for replicas, with a read of a missing session
 // on a server without its replica: a second such read fails without
-// sending WAIT, and Describe says why, not that a replica failed it.
+// sending WAIT, and Describe says why, not that a replica failed it. A
+// listing's VouchUser still waits, in places of its own.
 func TestWaitNoPlaceDescribed(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := redisstore.Config{WaitReplicas: 1, MaxActive: 8, Timeout: time.Second}
@@ -357,6 +358,15 @@ func TestWaitNoPlaceDescribed(t *testing.T) {
 	}
 	if n := srv.Calls(t)["wait"]; n != 0 {
 		t.Errorf("a read with no place to wait sent WAIT %d times, want none", n)
+	}
+	// A listing's VouchUser waits in the places of the calls that end
+	// sessions, which no flood of ended tokens takes.
+	srv.ResetStats(t)
+	if err := s.VouchUser(ctx, "u"); !errors.Is(err, redisstore.ErrUnavailable) || strings.Contains(redisstore.Describe(err, cfg), "too many") {
+		t.Errorf("VouchUser while the reads' place is taken = %v (%q), want ErrUnavailable from its own WAIT", err, redisstore.Describe(err, cfg))
+	}
+	if n := srv.Calls(t)["wait"]; n != 1 {
+		t.Errorf("VouchUser sent WAIT %d times, want once", n)
 	}
 	if err := <-held; !errors.Is(err, redisstore.ErrUnavailable) {
 		t.Errorf("the read that held the place = %v, want ErrUnavailable (no replica)", err)
@@ -417,7 +427,7 @@ func waitLeavesPoolFree(t *testing.T, master, replica *redistest.Server, s *redi
 			errs <- calls[i%len(calls)].call(ctx, s, fmt.Sprintf("burst%d", i))
 		})
 		// A request with an ended token, whose read finds no record and
-		// waits for the replica too (see confirmRead).
+		// waits for the replica too (see confirmAbsent).
 		wg.Go(func() {
 			_, _, err := s.Load(ctx, fmt.Sprintf("ended%d", i), time.Minute)
 			errs <- err
