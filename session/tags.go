@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 )
 
 // Hash tags keep the Redis keys of each user's sessions in one Redis
@@ -172,15 +173,27 @@ func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string
 		keepTagged = ""
 	}
 	var removed []string
+	var untaggedErr error
 	if s.legacy {
 		var err error
-		if removed, err = s.Store.RemoveUserSessions(ctx, userID, keepUntagged); err != nil {
+		removed, err = s.Store.RemoveUserSessions(ctx, userID, keepUntagged)
+		var c interface{ Contention() bool }
+		switch {
+		case err == nil:
+		case keepGone(err), errors.As(err, &c) && c.Contention():
 			return removed, err
+		default:
+			// Fewer replicas than WaitReplicas confirmed the pass
+			// (which waits even when it ended none), or Redis failed:
+			// the tagged index, which lists every session made since
+			// the TagKey, is still emptied on the master, as a store
+			// ends sessions there whatever its replicas confirm.
+			untaggedErr = err
 		}
 	}
 	more, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keepTagged)
 	removed = append(removed, more...)
-	if err != nil || !s.legacy || keep != "" {
+	if err = errors.Join(untaggedErr, err); err != nil || !s.legacy || keep != "" {
 		return removed, err
 	}
 	// "Log out everywhere" empties the untagged index again: an instance

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -397,16 +398,29 @@ func TestUnvouchedAbsence(t *testing.T) {
 // TestUnconfirmedEndingsReported ends sessions through a store that waits
 // for a replica (redisstore.Config.WaitReplicas) on a Redis without one:
 // every call deletes its sessions on the master, then fails, and
-// Config.OnEvent still hears of each session it ended, once.
+// Config.OnEvent still hears of each session it ended, once. With a
+// TagKey, outside a Cluster, "log out everywhere" and "sign out the
+// others" first empty the untagged index, whose pass fails unconfirmed
+// too: the tagged sessions are ended all the same.
 func TestUnconfirmedEndingsReported(t *testing.T) {
-	m, r, _ := newTestManager(t, Config{})
+	for _, tagKey := range [][]byte{nil, testKey(9)} {
+		t.Run(fmt.Sprintf("TagKey %v", tagKey != nil), func(t *testing.T) {
+			unconfirmedEndingsReported(t, tagKey)
+		})
+	}
+}
+
+// unconfirmedEndingsReported is TestUnconfirmedEndingsReported with the
+// TagKey tagKey.
+func unconfirmedEndingsReported(t *testing.T, tagKey []byte) {
+	m, r, _ := newTestManager(t, Config{TagKey: tagKey})
 	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 200 * time.Millisecond, WaitReplicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	events := &eventLog{}
-	w, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, OnEvent: events.add,
+	w, err := New(store, Config{Keys: [][]byte{testKey(7)}, TagKey: tagKey, InsecureCookie: true, OnEvent: events.add,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
