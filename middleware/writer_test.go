@@ -162,6 +162,13 @@ func TestFlushThroughUnflushableWriter(t *testing.T) {
 				if err := session.Put(r.Context(), "cart", "1"); err != nil {
 					t.Errorf("Put: %v", err)
 				}
+				// A statusOnly writer cannot hijack either.
+				if _, _, err := http.NewResponseController(w).Hijack(); !errors.Is(err, http.ErrNotSupported) {
+					t.Errorf("Hijack through a writer that cannot = %v, want http.ErrNotSupported", err)
+				}
+				if err := session.Put(r.Context(), "cart", "1"); err != nil {
+					t.Errorf("Put after a hijack that took nothing = %v, want nil", err)
+				}
 				if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
 					t.Errorf("Flush through a writer that cannot = %v, want http.ErrNotSupported", err)
 				}
