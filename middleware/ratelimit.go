@@ -40,7 +40,11 @@ type Rule struct {
 	// Required, and unique within a limiter. Rules of several limiters with
 	// the same Name and key value share one counter (a login form and a
 	// login API counting the same user name's attempts together), so they
-	// should have the same Limit and Window.
+	// should have the same Limit and Window. A request that passes through
+	// two limiters sharing a counter so, one inside the other, on the same
+	// RateCounter (the same *redisstore.Store), is counted in it once: the
+	// inner limiter takes the outer one's count, and the lower Limit of the
+	// two binds, and is the one the headers show.
 	Name string
 
 	// Limit is the most requests admitted per window. Required, above 0.
@@ -409,11 +413,12 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		outer, _ := r.Context().Value(countedKey{}).(*counted)
 		// Counted whether or not the client stays: a client that hangs up
 		// right after sending (the request's context cancelled) would
 		// otherwise make the count fail as if Redis had, and FailOpen let
 		// the request through uncounted. The store's Timeout bounds it.
-		counts, resets, err := l.count(context.WithoutCancel(r.Context()), &ks)
+		counts, resets, err := l.countOnce(context.WithoutCancel(r.Context()), &ks, outer)
 		h := w.Header()
 		addMembers(h, policyField, policyHeader(ks.rules))
 		if err != nil {
@@ -435,7 +440,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		if !over {
 			addMembers(h, stateField, stateHeader(ks.rules, counts, resets, 0))
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), countedKey{}, outer.with(l.c, &ks, counts, resets))))
 			return
 		}
 		// The wait that admits the next request: every rule at its limit
@@ -516,6 +521,92 @@ func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets 
 		return nil, nil, err
 	}
 	for j, i := range whatAt {
+		counts[i], resets[i] = c[j], r[j]
+	}
+	return counts, resets, nil
+}
+
+// countedKey is the context key of the counted a limiter hands the
+// handler it admits a request to.
+type countedKey struct{}
+
+// counted is what the limiters a request passed counted it in: a limiter
+// inside another that shares one of its counters (a rule of the same name,
+// key value and Secret, on the same counter) reads the count from here
+// instead of counting the request a second time, which would halve the
+// limit for every client.
+type counted struct {
+	counter RateCounter
+	keys    []string
+	rules   []*Rule
+	counts  []int64
+	resets  []time.Duration
+	outer   *counted // an earlier limiter's, or nil
+}
+
+// find returns the entry of key on counter c in k or the counted of the
+// limiters around it: the counter's count of this request, its reset, and the
+// rule that counted it. ok is false when none did.
+func (k *counted) find(c RateCounter, key string) (count int64, reset time.Duration, rule *Rule, ok bool) {
+	for ; k != nil; k = k.outer {
+		if !sameCounter(k.counter, c) {
+			continue
+		}
+		if i := slices.Index(k.keys, key); i >= 0 {
+			return k.counts[i], k.resets[i], k.rules[i], true
+		}
+	}
+	return 0, 0, nil, false
+}
+
+// with returns k with what the limiter of counter c counted: the rules of
+// ks and their counts and resets.
+func (k *counted) with(c RateCounter, ks *keyed, counts []int64, resets []time.Duration) *counted {
+	return &counted{counter: c, keys: ks.keys, rules: ks.rules, counts: counts, resets: resets, outer: k}
+}
+
+// sameCounter reports whether a and b are one counter: the same pointer
+// (a *redisstore.Store). Counters of other kinds are never taken for one,
+// so each counts the request as it would alone; comparing them with ==
+// would panic for a type that is not comparable.
+func sameCounter(a, b RateCounter) bool {
+	return reflect.TypeOf(a) == reflect.TypeOf(b) && reflect.TypeOf(a).Kind() == reflect.Pointer && a == b
+}
+
+// countOnce is count for the rules of ks whose counters the limiters
+// around this one (outer) did not count the request in. The others take
+// the count those got, and the one of the two rules with the lower Limit,
+// which binds the client (both limiters admit it only within that one),
+// in the answer's headers too. A request is thus counted once in each
+// counter, however many limiters share it.
+func (l *limiter) countOnce(ctx context.Context, ks *keyed, outer *counted) ([]int64, []time.Duration, error) {
+	if outer == nil {
+		return l.count(ctx, ks)
+	}
+	counts := make([]int64, len(ks.rules))
+	resets := make([]time.Duration, len(ks.rules))
+	fresh := newKeyed(len(ks.rules))
+	var freshAt []int // their places in ks
+	for i, key := range ks.keys {
+		count, reset, rule, ok := outer.find(l.c, key)
+		if !ok || count < 0 {
+			fresh.add(ks.rules[i], key)
+			freshAt = append(freshAt, i)
+			continue
+		}
+		counts[i], resets[i] = count, reset
+		if rule.Limit < ks.rules[i].Limit {
+			ks.rules[i] = rule
+		}
+	}
+	if len(freshAt) == 0 {
+		return counts, resets, nil
+	}
+	c, r, err := l.count(ctx, &fresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range freshAt {
 		counts[i], resets[i] = c[j], r[j]
 	}
 	return counts, resets, nil

@@ -580,8 +580,8 @@ func TestRateLimitOutage(t *testing.T) {
 // own rule: the answers carry both rules in RateLimit-Policy and
 // RateLimit, where the inner limiter's replaced the outer one's, so that a
 // client was told of 97 requests left and then refused by a rule it had
-// never been shown. A rule of the same name is listed once, as the inner
-// limiter counted it.
+// never been shown. A rule of the same name is listed once, with the lower
+// Limit of the two (see TestRateLimitNestedCountsOnce).
 func TestRateLimitNestedHeaders(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
