@@ -99,7 +99,7 @@ type RateLimitConfig struct {
 	// Redis key, MONITOR line or backup says who is being limited, and
 	// nobody without the secret can work out an address's key by trying
 	// every address. At least 32 random bytes (with at least 8 distinct
-	// values, as session.Config.Keys), the same on every app instance (or
+	// values and no run of 8 bytes twice, as session.Config.Keys), the same on every app instance (or
 	// they count apart), and not one of the session signing keys.
 	// Required.
 	Secret []byte

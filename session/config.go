@@ -68,8 +68,9 @@ type Config struct {
 	// not know a key refuses the tokens it signed (docs/security.md, "Key
 	// rotation"). At least one key is required; each must be at least
 	// MinKeyLength random bytes. New refuses a key with fewer than 8
-	// distinct byte values, which random bytes all but never have: a
-	// buffer never filled, or a placeholder repeated.
+	// distinct byte values, or with a run of 8 bytes twice, which random
+	// bytes all but never have: a buffer never filled, or a placeholder
+	// repeated.
 	Keys [][]byte
 
 	// Lifetime is the absolute timeout: a session is never accepted after
@@ -560,8 +561,10 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 // ParseKeys decodes a comma-separated list of base64 signing keys (standard
 // or URL alphabet, padded or not, on one line each), each at least
 // MinKeyLength bytes once decoded, and random bytes as far as one can tell
-// (see Config.Keys). White space around a key is ignored; inside one, as
-// in a key wrapped over two lines, it is an error. Errors say which key is
+// (see Config.Keys), in text that repeats no run of 10 characters (a
+// placeholder typed in place of a key). White space around a key is
+// ignored; inside one, as in a key wrapped over two lines, it is an
+// error, and so are quotes around one. Errors say which key is
 // wrong by position, never its value.
 func ParseKeys(s string) ([][]byte, error) {
 	if strings.TrimSpace(s) == "" {
@@ -582,11 +585,17 @@ func ParseKeys(s string) ([][]byte, error) {
 		if strings.ContainsAny(field, " \t\r\n") {
 			return nil, fmt.Errorf("key %d: contains a line break or a space: join the lines of a key that was wrapped (openssl rand -base64 wraps keys longer than 48 bytes), and separate keys with commas", i+1)
 		}
+		if strings.ContainsAny(field[:1]+field[len(field)-1:], `"'`) {
+			return nil, fmt.Errorf("key %d: in quotes: remove them (a .env file's quotes can reach the environment as they are)", i+1)
+		}
 		k, err := decodeBase64(field)
 		if err != nil {
 			return nil, fmt.Errorf("key %d: not base64", i+1)
 		}
 		if err := keycheck.Check(k, MinKeyLength); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i+1, err)
+		}
+		if err := keycheck.CheckText(field); err != nil {
 			return nil, fmt.Errorf("key %d: %w", i+1, err)
 		}
 		keys = append(keys, k)

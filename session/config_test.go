@@ -109,6 +109,13 @@ func TestFromEnv(t *testing.T) {
 		// one key of 64 bytes: base64 decoders skip line breaks.
 		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains a line break"},
 		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
+		// Placeholders that decode to bytes with many distinct values
+		// (review adopt: all three were accepted).
+		{"placeholder as text", map[string]string{"SESSION_KEYS": "supersecretsupersecretsupersecretsupersecret"}, nil, "SESSION_KEYS: key 1: a run of 10 characters appears twice"},
+		{"words twice as text", map[string]string{"SESSION_KEYS": key1 + ",passwordpassword1234567890passwordpassword12"}, nil, "SESSION_KEYS: key 2: a run of 10 characters appears twice"},
+		{"a word repeated, in base64", map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString([]byte("secretsecretsecretsecretsecret123456"))}, nil, "SESSION_KEYS: key 1: a run of 8 bytes appears twice"},
+		{"in quotes", map[string]string{"SESSION_KEYS": `"` + key1 + `"`}, nil, "SESSION_KEYS: key 1: in quotes"},
+		{"in single quotes", map[string]string{"SESSION_KEYS": key2 + ",'" + key1 + "'"}, nil, "SESSION_KEYS: key 2: in quotes"},
 		{"empty key", map[string]string{"SESSION_KEYS": key1 + ","}, nil, "SESSION_KEYS: key 2: empty (a comma too many?)"},
 		{"blank", map[string]string{"SESSION_KEYS": " \n"}, nil, "SESSION_KEYS: no key"},
 		{"bad lifetime", map[string]string{"SESSION_LIFETIME": "1 day"}, nil, "SESSION_LIFETIME"},

@@ -170,13 +170,18 @@ func ExampleToken() {
 
 // ParseKeys reads signing keys as SESSION_KEYS holds them, and says which
 // one is wrong without repeating any.
+// (These keys are the example's; make yours with openssl rand -base64 32.)
 func ExampleParseKeys() {
-	keys, err := session.ParseKeys("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=, QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY")
+	keys, err := session.ParseKeys("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=, QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2A")
 	fmt.Println(len(keys), len(keys[0]), err)
 
-	_, err = session.ParseKeys("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=,c2hvcnQ")
+	_, err = session.ParseKeys("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,c2hvcnQ")
+	fmt.Println(err)
+
+	_, err = session.ParseKeys("supersecretsupersecretsupersecretsupersecret")
 	fmt.Println(err)
 	// Output:
 	// 2 32 <nil>
 	// key 2: want at least 32 bytes, got 5
+	// key 1: a run of 10 characters appears twice: a placeholder, not the base64 of random bytes (make a key with openssl rand -base64 32)
 }
