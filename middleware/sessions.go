@@ -48,8 +48,10 @@ import (
 // out. Outside it, the timeout's 503 goes through Sessions and carries the
 // cookie. Inside it, the first write of a body that TimeoutHandler refuses
 // (http.ErrHandlerTimeout) logs the mistake, once for each Sessions
-// (slog.Default, level Error); a handler that writes no body after the
-// timeout goes unnoticed.
+// (slog.Default, level Error). Any deadline on the request's context
+// when it reaches Sessions, as TimeoutHandler's or chi's Timeout middleware
+// sets, is logged too, once for each Sessions, at its first request (level
+// Warn).
 //
 // The commit saves what the handler put whatever the status of the answer:
 // an error the handler writes itself, and TimeoutHandler's 503 once its
@@ -93,7 +95,11 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		var insideTimeout sync.Once // logs a TimeoutHandler around Sessions once
+		var underDeadline sync.Once // logs a deadline set around Sessions once
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := r.Context().Deadline(); ok {
+				underDeadline.Do(logUnderDeadline)
+			}
 			parent, _ := r.Context().Value(committing{}).(*sessionWriter)
 			if within(w, m) || parent.runs(m) {
 				// m's Sessions runs around this one already (a router's
@@ -467,6 +473,15 @@ func (w *sessionWriter) wrote(err error) {
 			slog.Error("middleware: Sessions runs inside http.TimeoutHandler, whose timeout answers without the session's cookie (a login or a renewal in that request logs the user out): wrap TimeoutHandler with Sessions instead")
 		})
 	}
+}
+
+// logUnderDeadline logs that a request reached Sessions with a deadline on
+// its context, which net/http never sets: a middleware around Sessions
+// did (http.TimeoutHandler, chi's Timeout). Logged before any request runs
+// out of time, so that the mistake shows in testing, not only once a slow
+// request has lost its changes, or its login's cookie, in production.
+func logUnderDeadline() {
+	slog.Warn("middleware: Sessions runs under a deadline on the request's context, set by a middleware around it (http.TimeoutHandler, chi's Timeout): a handler that runs past it has its session changes refused with 503, and under http.TimeoutHandler a login's or a renewal's cookie thrown away, which logs the user out; put Sessions outside any middleware that sets a deadline")
 }
 
 // ReadFrom implements io.ReaderFrom, as net/http's own writer does, so that

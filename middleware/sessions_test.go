@@ -556,6 +556,60 @@ func TestTimeoutHandlerOutsideLogged(t *testing.T) {
 	}
 }
 
+// TestDeadlineAroundSessionsLogged puts a deadline on the request's
+// context around Sessions, as http.TimeoutHandler and chi's Timeout do,
+// with a handler that finishes in time: one Warn line says so, at the
+// first request, for each Sessions. Before, only a body written after
+// TimeoutHandler's timeout was logged, so the mistake went unseen until a
+// slow request lost its changes. No deadline, or one inside Sessions,
+// logs nothing.
+func TestDeadlineAroundSessionsLogged(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	logs := defaultLog(t)
+	fast := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "cart", "1"); err != nil {
+			t.Error(err)
+		}
+		io.WriteString(w, "ok")
+	})
+	timeoutHandler := func(next http.Handler) http.Handler {
+		return http.TimeoutHandler(next, time.Minute, "too slow")
+	}
+	deadline := func(next http.Handler) http.Handler { // as chi's middleware.Timeout
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	for _, tc := range []struct {
+		name   string
+		build  func() http.Handler // a new Sessions each time
+		logged int
+	}{
+		{"TimeoutHandler(Sessions(h))", func() http.Handler { return timeoutHandler(middleware.Sessions(h.m)(fast)) }, 1},
+		{"Timeout(Sessions(h))", func() http.Handler { return deadline(middleware.Sessions(h.m)(fast)) }, 1},
+		{"Sessions(TimeoutHandler(h))", func() http.Handler { return middleware.Sessions(h.m)(timeoutHandler(fast)) }, 0},
+		{"Sessions(Timeout(h))", func() http.Handler { return middleware.Sessions(h.m)(deadline(fast)) }, 0},
+		{"Sessions(h)", func() http.Handler { return middleware.Sessions(h.m)(fast) }, 0},
+	} {
+		logs.Reset()
+		for range 2 { // two Sessions, each logging once
+			handler := tc.build()
+			for range 3 {
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+				if rec.Code != http.StatusOK {
+					t.Fatalf("%s: %d %q, want 200", tc.name, rec.Code, rec.Body)
+				}
+			}
+		}
+		if n := strings.Count(logs.String(), "Sessions runs under a deadline"); n != 2*tc.logged {
+			t.Errorf("%s: logged the deadline %d times for two Sessions, want %d:\n%s", tc.name, n, 2*tc.logged, logs.String())
+		}
+	}
+}
+
 // setVary returns next with Vary set to v before it runs.
 func setVary(v string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
