@@ -69,6 +69,10 @@ func Describe(err error, cfg Config) string {
 		dialled = "the master the sentinels named"
 	}
 	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil && cfg.mode() == modeCluster:
+		// The address may be none of the seeds, but one the nodes
+		// announce, which may be wrong for this host.
+		return fmt.Sprintf("connection refused to %s (REDIS_CLUSTER_NODES, or the address a node announces): is Redis running there? If it is, the nodes announce an address or port this host cannot reach (cluster-announce-ip or cluster-announce-port, behind NAT or in containers: CLUSTER NODES shows what they announce)", op.Addr)
 	case errors.Is(err, syscall.ECONNREFUSED) && errors.As(err, &op) && op.Addr != nil:
 		return fmt.Sprintf("connection refused to %s (%s): is Redis running there?", op.Addr, dialled)
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -345,6 +345,25 @@ func TestDescribe(t *testing.T) {
 			}
 			return cfg, err
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_CLUSTER_NODES leads to a Redis older than 7.0, or one whose provider renamed or disabled the command"},
+		{"cluster nodes announce a closed port", func(t *testing.T) (redisstore.Config, error) {
+			// As nodes behind NAT or in containers announce an address
+			// this host cannot reach (review clus3: "connection refused
+			// to <announced address> (REDIS_CLUSTER_NODES)").
+			c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+			closed := closedPort(t)
+			for _, n := range c.Nodes() {
+				n.Do(t, "CONFIG", "SET", "cluster-announce-port", closed)
+			}
+			cfg := redisstore.Config{ClusterNodes: c.Addrs(), Timeout: 2 * time.Second}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				err := openConfig(t, cfg).Ping(ctx)
+				if errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+					return cfg, err
+				}
+				time.Sleep(100 * time.Millisecond) // until the nodes have told each other
+			}
+		}, "connection refused to 127.0.0.1:<port> (REDIS_CLUSTER_NODES, or the address a node announces): is Redis running there? If it is, the nodes announce an address or port this host cannot reach (cluster-announce-ip or cluster-announce-port, behind NAT or in containers: CLUSTER NODES shows what they announce)"},
 		{"slow", func(t *testing.T) (redisstore.Config, error) {
 			cfg := redisstore.Config{Timeout: 100 * time.Millisecond}
 			s, p := proxied(t, &cfg)
@@ -385,7 +404,13 @@ func TestDescribe(t *testing.T) {
 			got := redisstore.Describe(err, cfg)
 			want := tc.want
 			if i := strings.Index(want, "<port>"); i >= 0 {
-				want = want[:i] + strings.TrimPrefix(cfg.Addr, "127.0.0.1:") + want[i+len("<port>"):]
+				port := strings.TrimPrefix(cfg.Addr, "127.0.0.1:")
+				if cfg.Addr == "" {
+					// A Cluster's node: the port the error names.
+					_, port, _ = strings.Cut(err.Error(), "127.0.0.1:")
+					port, _, _ = strings.Cut(port, ":")
+				}
+				want = want[:i] + port + want[i+len("<port>"):]
 			}
 			if got != want {
 				t.Errorf("Describe(%q) =\n%q, want\n%q", err, got, want)

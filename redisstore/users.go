@@ -81,6 +81,11 @@ type Move = struct {
 // a.Replaces and the new session are one MULTI/EXEC transaction, so that
 // a Redis out of memory, which refuses the new record but runs deletions,
 // refuses both, and a re-login that fails leaves the user signed in. A
+// replaced session (without a.Merge: a user's) leaves a pointer to the
+// new one, as MoveSession's does, where a logout or a login that comes
+// with its token finds it (see [Store.MovedTo]); on a Redis Cluster only
+// when the pointer lies in the index's slot (a session of the same user,
+// under the same tag), and only where no other login left one first. A
 // replaced session that was in the user's index (signed in) ends as a
 // logout does: with Config.WaitReplicas the call waits for the replicas,
 // and fails with ErrUnavailable, having replaced it, when fewer confirm. With
@@ -372,6 +377,11 @@ func (s *Store) sendAddition(queue sender, index string, a UserSession, start ti
 	if a.Replaces != "" {
 		send("DEL", s.prefix+a.Replaces)
 		gone = append(gone, a.Replaces)
+		// Where a logout or a login with its token finds the new session
+		// (see MovedTo): the first login's, should two replace it at once.
+		if pointer := s.nextKey(a.Replaces); s.sameSlot(index, pointer) {
+			send("SET", pointer, a.ID, "PX", px(start, min(a.TTL, pointerLife)), "NX")
+		}
 	}
 	for _, rid := range revoked {
 		send("DEL", s.prefix+rid)
@@ -624,17 +634,19 @@ func (s *Store) notRecord(key string) bool {
 	return strings.Contains(key[len(s.prefix):], ":")
 }
 
-// MovedTo returns the id to which MoveSession moved the session id, or ""
-// when there is none: the session was not moved, or the pointer has
-// expired. The pointer lives as long as the moved record's time to live
-// when it was moved (the idle timeout, or the time left to the absolute
-// deadline), up to 10 minutes. The session package calls it when a logout
-// or a change of an anonymous session finds its record gone, so that a
-// logout that loaded the session before a parallel renewal ends the renewed
-// session too, and a change reaches it; and when a logout or a login comes
-// with a token whose record is gone, so that a renewal whose answer has not
-// reached the browser yet (which still sends the old token) does not undo
-// them. It leaves the pointer, so that a logout that fails part way can be
+// MovedTo returns the id to which MoveSession moved the session id, or
+// the id of the session with which AddUserSession replaced it (see
+// there), or "" when there is none: the session was neither moved nor
+// replaced so, or the pointer has expired. The pointer lives as long as
+// the new record's time to live when it was written (the idle timeout, or
+// the time left to the absolute deadline), up to 10 minutes. The session
+// package calls it when a logout or a change of an anonymous session finds
+// its record gone, so that a logout that loaded the session before a
+// parallel renewal, or a parallel login on the same browser, ends the new
+// session too, and a change reaches a renewed one; and when a logout or a
+// login comes with a token whose record is gone, so that a renewal or a
+// login whose answer has not reached the browser yet (which still sends
+// the old token) does not undo them. It leaves the pointer, so that a logout that fails part way can be
 // tried again. It costs one GET, and reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 	key := s.nextKey(id)

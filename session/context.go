@@ -41,8 +41,11 @@ type state struct {
 	presented string // verified token the request carried, found or not
 	stored    string // token whose record exists in the store, as far as this request knows
 	inserted  bool   // this request created stored's record: nobody else has its token yet
-	withheld  bool   // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
-	plainHTTP bool   // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
+	// relogin says that the login that inserted stored's record replaced
+	// a user's session, whose token leads there (see Manager.renewedAway).
+	relogin   bool
+	withheld  bool // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
+	plainHTTP bool // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
 	// them there. loadedValues stays after that, the values as loaded,
@@ -220,7 +223,7 @@ func (st *state) canWrite() error {
 // anonymous, and the response leaves the cookie alone, since the browser
 // may hold a newer one by now. The caller holds st.mu.
 func (st *state) gone() {
-	st.stored, st.inserted, st.userID, st.issued = "", false, "", ""
+	st.stored, st.inserted, st.relogin, st.userID, st.issued = "", false, false, "", ""
 	st.renewedAway = nil
 	st.dirty, st.changes, st.stale = false, nil, true
 	st.clearValues()
@@ -506,8 +509,10 @@ func Renew(ctx context.Context) error {
 // the cookie from, cannot log the browser out by expiring its cookie.
 //
 // A parallel Renew that moved the session to a new token after this request
-// loaded it is followed: the session ends under its new token. So is one
-// that did so before this request loaded it, whose token then led nowhere:
+// loaded it is followed: the session ends under its new token; and so is a
+// parallel login on the same browser that replaced a signed-in session:
+// the session it made ends too. So is one that did either before this
+// request loaded it, whose token then led nowhere:
 // the browser sends the old token until the renewing request's answer
 // brings the new one, and that answer, coming after the logout's, would
 // otherwise sign the browser in again (it finds the session ended, and sets
@@ -567,6 +572,14 @@ func Destroy(ctx context.Context) error {
 		}
 		if err != nil {
 			return err
+		}
+		if ended == "" && userID != "" {
+			// A login on the same browser, in another tab, replaced the
+			// session after this request loaded it: end the one it made
+			// too, through the pointer it left.
+			if _, _, err := m.endMovedAway(ending(ctx), idOf(token)); err != nil {
+				return err
+			}
 		}
 	} else {
 		// The token may lead nowhere because a Renew moved its session

@@ -1978,3 +1978,116 @@ func currentInfoOf(t *testing.T, ctx context.Context) Info {
 	defer st.mu.Unlock()
 	return st.m.info(st)
 }
+
+// TestEndingFollowsRelogin has a browser log in again as the same user in
+// one tab, while another tab, with the token the login replaced, logs out
+// or logs in: the session the first login made ends
+// too, through the pointer it left, as one a renewal made does (see
+// TestEndingWithReplacedToken). Before, the logout answered as done and
+// ended nothing, and the re-login's session lived on, listed, and signed
+// the browser in again when its answer came last (review final4: 80 of 80
+// rounds). The re-login's answer, coming after the other tab's, sets no
+// cookie. A login from an anonymous session leaves no such pointer: the
+// anonymous token never reaches the signed-in session, not even to end it.
+func TestEndingFollowsRelogin(t *testing.T) {
+	for _, other := range []struct {
+		name string
+		user string // the other tab logs in as user, "" for a logout
+	}{{"logout", ""}, {"login", "carol"}} {
+		for _, tc := range []struct {
+			name     string
+			as       string // the first tab logs in again as as
+			loaded   bool   // the other tab loaded the session before the re-login
+			firstNew bool   // the re-login answers first, the other tab's answer last
+			tagKey   []byte
+			limit    int
+		}{
+			{name: "same user", as: "alice"},
+			{name: "same user, loaded before", as: "alice", loaded: true},
+			{name: "same user, the re-login answers first", as: "alice", firstNew: true},
+			{name: "same user, tagged, under a limit", as: "alice", tagKey: testKey(0x54), limit: 2},
+		} {
+			if other.user != "" && tc.loaded {
+				continue // a login replaces what it loaded: the re-login's case
+			}
+			t.Run(other.name+"/"+tc.name, func(t *testing.T) {
+				m, _, _ := newTestManager(t, Config{TagKey: tc.tagKey, MaxSessionsPerUser: tc.limit})
+				c1, _ := login(t, m, "alice")
+				var early context.Context
+				if tc.loaded {
+					early = load(m, c1)
+				}
+				relogin := load(m, c1)
+				info, err := Create(relogin, tc.as)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var reloginCookie string
+				if tc.firstNew {
+					h := http.Header{}
+					if err := m.Commit(relogin, h); err != nil {
+						t.Fatal(err)
+					}
+					c, ok := sessionCookie(m, h)
+					if !ok {
+						t.Fatal("the re-login set no cookie")
+					}
+					reloginCookie = c.Value
+				}
+
+				tab := early
+				if tab == nil {
+					tab = load(m, c1)
+				}
+				if other.user == "" {
+					if err := Destroy(tab); err != nil {
+						t.Fatalf("Destroy = %v", err)
+					}
+				} else if _, err := Create(tab, other.user); err != nil {
+					t.Fatalf("Create = %v", err)
+				}
+				if err := m.Commit(tab, http.Header{}); err != nil {
+					t.Fatal(err)
+				}
+				if list, err := m.List(context.Background(), tc.as); err != nil || slices.ContainsFunc(list, func(i Info) bool { return i.ID == info.ID }) {
+					t.Errorf("List(%s) after the other tab's %s = %v, %v; want the re-login's session ended", tc.as, other.name, list, err)
+				}
+				if !tc.firstNew {
+					h := http.Header{}
+					if err := m.Commit(relogin, h); err != nil {
+						t.Fatal(err)
+					}
+					if c, ok := sessionCookie(m, h); ok {
+						t.Errorf("the re-login answered after the other tab's %s with Set-Cookie %v, want none", other.name, c)
+					}
+				} else if u := userOf(t, m, reloginCookie); u != "" {
+					t.Errorf("the re-login's cookie reads as %q after the other tab's %s, want no session", u, other.name)
+				}
+			})
+		}
+	}
+
+	t.Run("anonymous, then login", func(t *testing.T) {
+		m, _, _ := newTestManager(t, Config{})
+		anon := serve(t, m, "", func(ctx context.Context) {
+			if err := Put(ctx, "cart", "3 books"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		signedIn := serve(t, m, anon, func(ctx context.Context) {
+			if _, err := Create(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		tab := load(m, anon)
+		if err := Destroy(tab); err != nil {
+			t.Fatalf("Destroy with the anonymous token = %v", err)
+		}
+		if err := m.Commit(tab, http.Header{}); err != nil {
+			t.Fatal(err)
+		}
+		if u := userOf(t, m, signedIn); u != "alice" {
+			t.Errorf("after a logout with the anonymous token the login replaced, the login reads as %q, want alice", u)
+		}
+	})
+}

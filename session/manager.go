@@ -568,7 +568,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	// A cookie that holds another session than the request's is neither
 	// replaced nor expired: see state.keepCookie.
 	issue := st.issued != "" && !st.keepCookie
-	if issue && !st.inserted && !saved && m.renewedAway(ctx, st) {
+	if issue && (!st.inserted || st.relogin) && !saved && m.renewedAway(ctx, st) {
 		issue = false
 	}
 	expire := st.loggedOut && !st.keepCookie && st.sentCookie
@@ -628,13 +628,16 @@ func (m *Manager) commitFailed(ctx context.Context, err error) {
 
 // renewedAway reports whether the session that this request's Renew moved
 // to st.issued (a renewal leaves st.inserted false; a login or a new
-// anonymous session sets it) has gone from there since: ended, or renewed
-// again, by a parallel request, such as a re-login that followed the
-// renewal and ended it. Its token then leads nowhere, and the response,
-// which may come after that request's, must not put it in place of the
-// browser's newer cookie: the commit leaves the cookie alone (st.gone), as
-// it does for a session that ended while the request ran. The check costs
-// a read, only at the commit of a request that renewed and wrote nothing
+// anonymous session sets it), or its login made there in place of a
+// user's session (st.relogin), has gone from there since: ended, or
+// renewed again, by a parallel request, such as a re-login or a logout
+// with the old token that followed the renewal or the login and ended it.
+// Its token then leads nowhere, and the response, which may come after
+// that request's, must not put it in place of the browser's newer cookie
+// (or, after a logout, sign the browser in again): the commit leaves the
+// cookie alone (st.gone), as it does for a session that ended while the
+// request ran. The check costs a read, only at the commit of a request
+// that renewed, or logged in over a user's session, and wrote nothing
 // after (a write proves the record is there); when it fails, the cookie
 // goes out as before: the renewal happened, and a token that leads
 // nowhere logs nobody in. The caller holds st.mu.
@@ -873,6 +876,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
+	st.relogin = owner != "" && add.Replaces != ""
 	st.loadFailed, st.loggedOut, st.stale = false, false, false
 	st.renewedAway = nil // replaced: its changes are pending's
 	// The scs session whose cookie came beside the one replaced ends, as
@@ -1167,7 +1171,7 @@ func (m *Manager) insert(ctx context.Context, st *state, now time.Time) error {
 	}
 	m.engine.Put(st.engineData(), metaKey, md)
 	m.engine.SetDeadline(st.engineData(), deadline)
-	st.stored, st.inserted, st.deadline, st.issued = token, true, deadline, token
+	st.stored, st.inserted, st.relogin, st.deadline, st.issued = token, true, false, deadline, token
 	st.dirty, st.changes = false, nil
 	return nil
 }

@@ -575,7 +575,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 		m.engine.Put(data, k, v)
 	}
 	m.engine.SetDeadline(data, deadline)
-	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
+	st.stored, st.inserted, st.relogin, st.userID, st.deadline, st.issued = token, true, false, userID, deadline, token
 	st.stale = false
 	for _, id := range revoked {
 		m.emit(EventRevoked, userID, id, now)

@@ -26,19 +26,25 @@ import (
 //
 //	MovedTo(ctx context.Context, id string) (to string, err error)
 //
-// that returns the id to which MoveSession moved the session id, or ""
-// when it did not. With it, a logout that loaded an anonymous session
-// before a parallel Renew moved it ends the session under its new id, and
-// a change saved by such a request reaches it there, as for a user's
-// session, which the Manager finds through the user's index; and a logout
-// or a login that comes with the old token of a session, anonymous or a
-// user's, that a Renew moved before the request loaded it ends the session
-// under its new id (see Destroy). Without it, such a logout ends nothing
-// and the renewed session lives on, and such a change is dropped.
-// MoveSession should keep the id it moved a session to for as long as a
-// request in flight may follow it (redisstore: the moved record's time to
-// live, up to 10 minutes), from the moment the old record is gone.
-// redisstore.Store has it.
+// that returns the id to which MoveSession moved the session id, or the
+// id of the session whose AddUserSession replaced id (a user's session:
+// Merge nil), or "" when neither did. With it, a logout that loaded an
+// anonymous session before a parallel Renew moved it ends the session
+// under its new id, and a change saved by such a request reaches it
+// there, as for a user's session, which the Manager finds through the
+// user's index; a logout that loaded a user's session before a parallel
+// login on the same browser replaced it ends the session that login made;
+// and a logout or a login that comes with the old token of a session,
+// anonymous or a user's, that a Renew moved, or a login replaced, before
+// the request loaded it ends the session under its new id (see Destroy).
+// Without it, such a logout ends nothing and the renewed session, or the
+// login's, lives on, and such a change is dropped. MoveSession and
+// AddUserSession should keep that id for as long as a request in flight
+// may follow it (redisstore: the new record's time to live, up to 10
+// minutes), from the moment the old record is gone; AddUserSession the
+// first it wrote, when two logins replace one session. It must not for
+// an anonymous session a login replaced (Merge not nil): its token would
+// then reach the signed-in session. redisstore.Store has it.
 //
 // Two more methods a Store may have, which redisstore.Store has too:
 //

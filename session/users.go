@@ -424,7 +424,15 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string,
 	if st.presented == "" || st.loadFailed {
 		return "", false, nil
 	}
-	id := idOf(st.presented)
+	return m.endMovedAway(ctx, idOf(st.presented))
+}
+
+// endMovedAway ends the session to which the session id moved, when its
+// record is gone: through the pointers the store keeps of renewals and of
+// logins that replaced a signed-in session (see mover), and then as
+// endSession does. It reports the user of the session it ended, "" for an
+// anonymous one or none, and whether it ended one.
+func (m *Manager) endMovedAway(ctx context.Context, id string) (userID string, ended bool, err error) {
 	for range maxFollow {
 		if id, err = m.movedTo(ctx, id); err != nil || id == "" {
 			return "", false, err
@@ -463,14 +471,16 @@ func (m *Manager) vouch(ctx context.Context, userID string) error {
 	return nil
 }
 
-// mover is the optional method of a Store that keeps, for each anonymous
-// session MoveSession moved, where it went (see Store).
+// mover is the optional method of a Store that keeps, for each session
+// MoveSession moved and each user's session a login replaced, where it
+// went (see Store).
 type mover interface {
 	MovedTo(ctx context.Context, id string) (to string, err error)
 }
 
-// movedTo returns the id to which a Renew moved the anonymous session id,
-// or "" when it was not moved, or the store keeps no trace of moves.
+// movedTo returns the id to which a Renew moved the session id, or of the
+// session a login replaced it with, or "" when neither happened, or the
+// store keeps no trace of them.
 func (m *Manager) movedTo(ctx context.Context, id string) (string, error) {
 	mv, ok := baseStore(m.store).(mover)
 	if !ok {
