@@ -191,8 +191,13 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 
 // RevokeOthers ends every session of the logged-in user of ctx except the
 // current one, as after a password change, and returns how many it ended.
-// It returns ErrNoSession when the current session has itself ended
-// meanwhile, having ended nothing (but, while a deployment adopts a
+// It returns ErrNoSession when the request has no session, having ended
+// nothing: its session has itself ended meanwhile, or its token was
+// replaced before the request loaded it, as by a renewal in another tab
+// whose answer had not reached the browser yet (the session goes on under
+// the new token, which the browser sends next: call it again then; a
+// replaced token keeps no power over the user's other sessions); but,
+// while a deployment adopts a
 // TagKey, maybe sessions from before it; and, called from a session made
 // before a TagKey was set or changed, the others, with a renewal of its
 // own that a parallel request made meanwhile: see Config.TagKey). With an
