@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -115,7 +116,11 @@ type Config struct {
 	// Sentinel instead of dialling Addr, which must then be empty: the
 	// host:port of one or more sentinels. Username, Password, DB and TLS
 	// apply to the master; TLS also to the sentinels. See the package
-	// documentation, "Sentinel and Cluster". Default none.
+	// documentation, "Sentinel and Cluster". Each entry is one sentinel's
+	// vote on which server is the master, so list each sentinel once,
+	// under one name (an entry twice is refused; a name that reaches
+	// several sentinels, such as a Kubernetes Service in front of them,
+	// is one vote, cast by whichever answers). Default none.
 	SentinelAddrs []string
 
 	// SentinelMaster is the name under which the sentinels monitor the
@@ -354,6 +359,10 @@ func (c Config) checkDeployment() error {
 	for i, a := range nodes {
 		if !validAddr(a) {
 			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port with a port 1-65535"))
+		}
+		if j := slices.Index(nodes[:i], a); j >= 0 && c.mode() == modeSentinel {
+			// Each entry is a vote on the master (see sentinelSource).
+			return fieldError(fmt.Sprintf("%s[%d]", field, i), fmt.Errorf("the same sentinel as %s[%d]: list each sentinel once, or it votes twice on the master", field, j))
 		}
 	}
 	return nil

@@ -146,6 +146,10 @@ func TestConfigDeployment(t *testing.T) {
 			"redisstore: Config.SentinelMaster: required with SentinelAddrs"},
 		{"SentinelAddrs entry without port", Config{SentinelAddrs: []string{"s1:26379", "s2"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[1]: want host:port with a port 1-65535"},
+		// Twice listed, one sentinel outvoted the others (review sent).
+		{"SentinelAddrs entry twice", Config{SentinelAddrs: []string{"s1:26379", "s2:26379", "s1:26379"}, SentinelMaster: "m", SentinelPassword: spw},
+			"redisstore: Config.SentinelAddrs[2]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
+		{"ClusterNodes entry twice", Config{ClusterNodes: []string{"n1:7000", "n1:7000"}}, ""},
 		{"SentinelAddrs empty entry", Config{SentinelAddrs: []string{""}, SentinelMaster: "m"},
 			"redisstore: Config.SentinelAddrs[0]: want host:port with a port 1-65535"},
 		{"ClusterNodes entry without host", Config{ClusterNodes: []string{":7000"}, Password: pw},
