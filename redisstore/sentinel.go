@@ -494,19 +494,29 @@ func (s *sentinelSource) doubt(addr string) {
 }
 
 // setMasterNamedBy records the master's address, named by the sentinel at
-// sentinel.
+// sentinel, and logs a change of master (at Info), so that an operator
+// sees when, and where to, the Store followed a failover.
 func (s *sentinelSource) setMasterNamedBy(addr, sentinel string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.namedBy = sentinel
-	if addr == s.master {
+	old := s.master
+	if addr == old {
+		s.mu.Unlock()
 		return
 	}
-	if s.master == "" {
+	if old == "" {
 		close(s.known)
 	}
 	s.master = addr
 	s.gen++
+	s.mu.Unlock()
+	if old != "" {
+		s.log().LogAttrs(context.Background(), slog.LevelInfo, "redisstore: the sentinels name another master; calls go there from now on",
+			slog.String("master_name", s.cfg.SentinelMaster),
+			slog.String("master", addr),
+			slog.String("previous", old),
+			slog.String("sentinel", sentinel))
+	}
 }
 
 // current returns the master's address, the sentinel that named it and

@@ -697,7 +697,10 @@ func TestSentinelFailover(t *testing.T) {
 				MinReplicasMaxLag:  time.Second,
 			})
 			old, next := sn.Master(t), sn.Replica(t)
-			s := openSentinel(t, sentinelConfig(sn))
+			var logs syncbuf.Buffer
+			cfg := sentinelConfig(sn)
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			s := openSentinel(t, cfg)
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -723,6 +726,11 @@ func TestSentinelFailover(t *testing.T) {
 			}
 			if addr := sentinelMaster(s); addr != next.Addr() {
 				t.Errorf("the Store's master is %s, want %s", addr, next.Addr())
+			}
+			// The switch is logged, once (review sent: nothing was).
+			line := fmt.Sprintf("the sentinels name another master; calls go there from now on\" master_name=%s master=%s previous=%s", sntMasterName, next.Addr(), old.Addr())
+			if n := strings.Count(logs.String(), line); n != 1 {
+				t.Errorf("the switch to %s logged %d times, want once; log:\n%s", next.Addr(), n, logs.String())
 			}
 		})
 	}
