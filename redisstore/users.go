@@ -198,6 +198,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				gone = a.Replaces
 			}
 			err = added(replies, setAt)
+			err = s.takeBackRecord(ctx, conn, err, replies, setAt, a.ID)
 			if err == nil && a.Replaces != "" && gone != "" && replies[len(replies)-1] == int64(1) {
 				// The ZREM, last, took the replaced session out of the
 				// index: it was signed in. (A session replaced in a step
@@ -272,6 +273,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 				gone = a.Replaces
 			}
 			err = added(replies, setAt)
+			err = s.takeBackRecord(ctx, conn, err, replies, setAt, a.ID)
 			if err == nil && gone != "" && signedIn {
 				err = s.confirmMade(ctx, conn)
 			}
@@ -456,6 +458,21 @@ func added(replies []any, setAt int) error {
 		return errIDTaken
 	}
 	return nil
+}
+
+// takeBackRecord returns err, the check of the replies of the commands
+// sendAddition queued, after deleting the new record under id when its
+// SET wrote it but another command failed: an error reply that a
+// transaction does not abort for (WRONGTYPE, from a key of the user's
+// index that another program wrote as another type), or one of a plain
+// pipeline. The login fails and hands out no token, so that record would
+// be a session in no index, which "log out everywhere" could not end.
+func (s *Store) takeBackRecord(ctx context.Context, conn redis.Conn, err error, replies []any, setAt int, id string) error {
+	if err == nil || errors.Is(err, errIDTaken) || setAt >= len(replies) || replies[setAt] != "OK" {
+		return err
+	}
+	_, derr := cmd(ctx, conn, "DEL", s.prefix+id)
+	return errors.Join(err, derr)
 }
 
 // errIDTaken reports a new session id that already has a record: 256

@@ -1823,3 +1823,31 @@ func aliceABC(t *testing.T) (*redistest.Server, *redisstore.Store) {
 	addAll(t, s, alice("a", d[0]), alice("b", d[1]), alice("c", d[2]))
 	return srv, s
 }
+
+// TestLoginOverForeignIndexKey stores a session of a user whose index key
+// another program wrote as a string: the login fails with the WRONGTYPE
+// reply, and leaves no record behind, in a plain pipeline and in a
+// transaction (a re-login) alike. Before, the record's SET ran beside the
+// failed ZADD, and stayed for its time to live: a session in no index,
+// whose token nobody had (review attack2).
+func TestLoginOverForeignIndexKey(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	d := deadlines(1)
+	srv.Do(t, "SET", "user:alice:sessions", "another program's value")
+	setRecord(t, srv, "old", "rec-old")
+	for _, tc := range []struct {
+		name     string
+		replaces string
+	}{{"login", ""}, {"re-login", "old"}} {
+		a := alice("new-"+tc.name, d[0])
+		a.Replaces = tc.replaces
+		if _, err := s.AddUserSession(ctx, a); !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Errorf("%s: AddUserSession over a string index = %v, want ErrRefused with WRONGTYPE", tc.name, err)
+		}
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", "session:"+a.ID), nil); n != 0 {
+			t.Errorf("%s: the failed login left its record", tc.name)
+		}
+	}
+}
