@@ -629,6 +629,120 @@ func TestRateLimitNestedHeaders(t *testing.T) {
 	}
 }
 
+// TestRateLimitNestedCountsOnce nests limiters that share a counter (a
+// rule of the same name and key value, on the same counter): a request is
+// counted once, and the rule with the lower Limit binds and is the one the
+// headers show. Counted twice, a site-wide "ip" rule reused in a login
+// limiter admitted 5 of its 10 requests, and an outer rule of 3 showed as
+// the inner one's 100 requests left until it refused. Counters that are
+// not the same count a request each.
+func TestRateLimitNestedCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	build := func(c middleware.RateCounter, rule middleware.Rule, next http.Handler) http.Handler {
+		mw, err := middleware.LoginLimit(c, middleware.RateLimitConfig{Rules: []middleware.Rule{rule}, Secret: rateSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mw(next)
+	}
+	ip := middleware.Rule{Name: "ip", Limit: 10, Window: time.Minute, Key: middleware.ByIP()}
+	counter := func() int {
+		t.Helper()
+		keys := rateKeys(t, srv)
+		if len(keys) != 1 {
+			t.Fatalf("keys %q, want one counter", keys)
+		}
+		n, err := redis.Int(srv.Do(t, "GET", keys[0]), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("same limit", func(t *testing.T) {
+		srv.Do(t, "FLUSHALL")
+		h := build(store, ip, build(store, ip, okHandler))
+		for i := 1; i <= 12; i++ {
+			w := serve(h, httptest.NewRequest("POST", "/login", nil))
+			if want := map[bool]int{true: 200, false: 429}[i <= 10]; w.Code != want {
+				t.Fatalf("request %d = %d, want %d", i, w.Code, want)
+			}
+			if i <= 10 && !strings.HasPrefix(w.Header().Get("RateLimit"), fmt.Sprintf(`"ip";r=%d;t=`, 10-i)) {
+				t.Errorf("request %d: RateLimit %q, want r=%d", i, w.Header().Get("RateLimit"), 10-i)
+			}
+		}
+		if n := counter(); n != 12 {
+			t.Errorf("counter = %d after 12 requests, want 12", n)
+		}
+	})
+
+	t.Run("lower outer limit", func(t *testing.T) {
+		srv.Do(t, "FLUSHALL")
+		low, high := ip, ip
+		low.Limit, high.Limit = 3, 100
+		h := build(store, low, build(store, high, okHandler))
+		for i := 1; i <= 3; i++ {
+			w := serve(h, httptest.NewRequest("POST", "/login", nil))
+			if w.Code != 200 {
+				t.Fatalf("request %d = %d, want 200", i, w.Code)
+			}
+			if got, want := w.Header().Get("RateLimit-Policy"), `"ip";q=3;w=60`; got != want {
+				t.Errorf("request %d: RateLimit-Policy %q, want %q", i, got, want)
+			}
+			if got := w.Header().Get("RateLimit"); !strings.HasPrefix(got, fmt.Sprintf(`"ip";r=%d;t=`, 3-i)) || strings.Count(got, `"ip"`) != 1 {
+				t.Errorf("request %d: RateLimit %q, want one member, r=%d", i, got, 3-i)
+			}
+		}
+		if w := serve(h, httptest.NewRequest("POST", "/login", nil)); w.Code != http.StatusTooManyRequests {
+			t.Errorf("request 4 = %d, want 429", w.Code)
+		}
+		if n := counter(); n != 4 {
+			t.Errorf("counter = %d after 4 requests, want 4", n)
+		}
+	})
+
+	t.Run("lower inner limit", func(t *testing.T) {
+		srv.Do(t, "FLUSHALL")
+		low, high := ip, ip
+		low.Limit, high.Limit = 3, 100
+		h := build(store, high, build(store, low, okHandler))
+		for i := 1; i <= 4; i++ {
+			w := serve(h, httptest.NewRequest("POST", "/login", nil))
+			if want := map[bool]int{true: 200, false: 429}[i <= 3]; w.Code != want {
+				t.Fatalf("request %d = %d, want %d", i, w.Code, want)
+			}
+			if got, want := w.Header().Get("RateLimit-Policy"), `"ip";q=3;w=60`; got != want {
+				t.Errorf("request %d: RateLimit-Policy %q, want %q", i, got, want)
+			}
+		}
+		if n := counter(); n != 4 {
+			t.Errorf("counter = %d after 4 requests, want 4", n)
+		}
+	})
+
+	t.Run("other counter", func(t *testing.T) {
+		srv.Do(t, "FLUSHALL")
+		other := redistest.Start(t)
+		h := build(store, ip, build(rateStore(t, other.Addr(), 2*time.Second), ip, okHandler))
+		for i := 1; i <= 3; i++ {
+			if w := serve(h, httptest.NewRequest("POST", "/login", nil)); w.Code != 200 {
+				t.Fatalf("request %d = %d, want 200", i, w.Code)
+			}
+		}
+		keys := rateKeys(t, other)
+		if len(keys) != 1 {
+			t.Fatalf("other server's keys %q, want one counter", keys)
+		}
+		if n, err := redis.Int(other.Do(t, "GET", keys[0]), nil); err != nil || n != 3 {
+			t.Errorf("other server's counter = %d (%v), want 3", n, err)
+		}
+		if n := counter(); n != 3 {
+			t.Errorf("counter = %d, want 3", n)
+		}
+	})
+}
+
 // TestRateLimitStallFullPool sends many logins at once to a limiter whose
 // Redis stalls, more than the pool has connections: every answer comes
 // within the Store's Timeout, also for the requests that got a connection
