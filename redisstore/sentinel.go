@@ -251,6 +251,12 @@ func (s *sentinelSource) lookup() {
 	}
 	addr, err := s.snt.MasterAddr()
 	if err != nil {
+		s.mu.Lock()
+		if s.lastErr == errUnknownMaster {
+			// The last sentinel asked answered nil: say what that means.
+			err = errors.Join(errUnknownMaster, err)
+		}
+		s.mu.Unlock()
 		s.lookupFailed(err)
 		return
 	}
@@ -406,11 +412,16 @@ func (s *sentinelSource) lookupFailed(err error) {
 		msg = "redisstore: no sentinel named the master; none has since the Store opened, so every call fails until one does"
 	}
 	var d *disagreeError
-	if errors.As(err, &d) {
+	switch {
+	case errors.As(err, &d):
 		msg = "redisstore: the sentinels disagree on the master, as many naming each: calls go on to the master named last until more name one; is a sentinel behind, or are two setups' sentinels listed?"
 		if master == "" {
 			msg = "redisstore: the sentinels disagree on the master, as many naming each: every call fails until more name one; is a sentinel behind, or are two setups' sentinels listed?"
 		}
+	case errors.Is(err, errUnknownMaster) && master != "":
+		// As after SENTINEL REMOVE, or sentinels reset without their
+		// configuration.
+		msg = "redisstore: the sentinels monitor no master of that name (REDIS_SENTINEL_MASTER) any more; calls go on to the master named last, but a failover would not be followed"
 	}
 	s.outage.Do(now, func(suppressed int) {
 		s.warned = true

@@ -1220,6 +1220,34 @@ func TestSentinelFirstMaster(t *testing.T) {
 	}
 }
 
+// TestSentinelMasterRemoved has every sentinel stop monitoring the master
+// (SENTINEL REMOVE) while a Store runs: calls go on to the master named
+// last, and the warning says that the sentinels monitor no master of that
+// name, where it said only "redigo: nil returned" (review sent).
+func TestSentinelMasterRemoved(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	var logs syncbuf.Buffer
+	cfg := sentinelConfig(sn)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openSentinel(t, cfg)
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, snt := range sn.Sentinels() {
+		snt.Do(t, "SENTINEL", "REMOVE", sntMasterName)
+	}
+	const line = "the sentinels monitor no master of that name (REDIS_SENTINEL_MASTER) any more"
+	for deadline := time.Now().Add(2*sentinelPoll + time.Second); !strings.Contains(logs.String(), line); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q; log:\n%s", line, logs.String())
+		}
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping with the master still up: %v", err)
+	}
+}
+
 // TestSentinelSubscriptionStalled stalls the sentinel that the Store
 // subscribed to, as a frozen machine or a partition would, without closing
 // the connection: the Store gives that subscription up within
