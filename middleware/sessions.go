@@ -97,9 +97,6 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 		var insideTimeout sync.Once // logs a TimeoutHandler around Sessions once
 		var underDeadline sync.Once // logs a deadline set around Sessions once
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, ok := r.Context().Deadline(); ok {
-				underDeadline.Do(logUnderDeadline)
-			}
 			parent, _ := r.Context().Value(committing{}).(*sessionWriter)
 			if within(w, m) || parent.runs(m) {
 				// m's Sessions runs around this one already (a router's
@@ -115,6 +112,11 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 				varyOnSession(w.Header())
 				next.ServeHTTP(w, r)
 				return
+			}
+			if _, ok := r.Context().Deadline(); ok {
+				// Not above: where m's Sessions runs around this one, that
+				// one commits, outside the deadline.
+				underDeadline.Do(logUnderDeadline)
 			}
 			// Before the handler, so that a response written around it (a
 			// recovered panic's 500) has it too; the commit puts back

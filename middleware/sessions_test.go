@@ -561,8 +561,9 @@ func TestTimeoutHandlerOutsideLogged(t *testing.T) {
 // with a handler that finishes in time: one Warn line says so, at the
 // first request, for each Sessions. Before, only a body written after
 // TimeoutHandler's timeout was logged, so the mistake went unseen until a
-// slow request lost its changes. No deadline, or one inside Sessions,
-// logs nothing.
+// slow request lost its changes. No deadline, or one inside Sessions (also
+// between two Sessions of the Manager, where the outer one commits), logs
+// nothing.
 func TestDeadlineAroundSessionsLogged(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	logs := defaultLog(t)
@@ -592,6 +593,9 @@ func TestDeadlineAroundSessionsLogged(t *testing.T) {
 		{"Sessions(TimeoutHandler(h))", func() http.Handler { return middleware.Sessions(h.m)(timeoutHandler(fast)) }, 0},
 		{"Sessions(Timeout(h))", func() http.Handler { return middleware.Sessions(h.m)(deadline(fast)) }, 0},
 		{"Sessions(h)", func() http.Handler { return middleware.Sessions(h.m)(fast) }, 0},
+		// The outer Sessions commits, outside the deadline (review delta5:
+		// this logged).
+		{"Sessions(Timeout(Sessions(h)))", func() http.Handler { return middleware.Sessions(h.m)(deadline(middleware.Sessions(h.m)(fast))) }, 0},
 	} {
 		logs.Reset()
 		for range 2 { // two Sessions, each logging once
