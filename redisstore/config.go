@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -118,7 +119,9 @@ type Config struct {
 	// apply to the master; TLS also to the sentinels. See the package
 	// documentation, "Sentinel and Cluster". Each entry is one sentinel's
 	// vote on which server is the master, so list each sentinel once,
-	// under one name (an entry twice is refused; a name that reaches
+	// under one name (an entry twice, also with the host name in another
+	// case or the IP address or port in another form, is refused; a name
+	// that reaches
 	// several sentinels, such as a Kubernetes Service in front of them,
 	// is one vote, cast by whichever answers). Default none.
 	SentinelAddrs []string
@@ -360,12 +363,35 @@ func (c Config) checkDeployment() error {
 		if !validAddr(a) {
 			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port with a port 1-65535"))
 		}
-		if j := slices.Index(nodes[:i], a); j >= 0 && c.mode() == modeSentinel {
-			// Each entry is a vote on the master (see sentinelSource).
+		if c.mode() != modeSentinel {
+			continue
+		}
+		// Each entry is a vote on the master (see sentinelSource).
+		if j := slices.IndexFunc(nodes[:i], func(b string) bool { return sameAddr(a, b) }); j >= 0 {
 			return fieldError(fmt.Sprintf("%s[%d]", field, i), fmt.Errorf("the same sentinel as %s[%d]: list each sentinel once, or it votes twice on the master", field, j))
 		}
 	}
 	return nil
+}
+
+// sameAddr reports whether the valid addresses a and b name one server as
+// written: the same host name but for case, or the same IP address in
+// another form ("::1" and "0:0::1"), and the same port ("26379" and
+// "026379"). Two names that resolve to one address are not found out.
+func sameAddr(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := parsePort(pa)
+	nb, _ := parsePort(pb)
+	if na != nb {
+		return false
+	}
+	ia, errA := netip.ParseAddr(ha)
+	ib, errB := netip.ParseAddr(hb)
+	if errA == nil && errB == nil {
+		return ia.Unmap() == ib.Unmap()
+	}
+	return strings.EqualFold(ha, hb)
 }
 
 // validAddr reports whether addr has the form host:port, with a host name
