@@ -121,9 +121,9 @@ type Config struct {
 	// vote on which server is the master, so list each sentinel once,
 	// under one name (an entry twice, also with the host name in another
 	// case or the IP address or port in another form, is refused; a name
-	// that reaches
-	// several sentinels, such as a Kubernetes Service in front of them,
-	// is one vote, cast by whichever answers). Default none.
+	// that reaches several sentinels, such as a Kubernetes Service in
+	// front of them, is one vote, cast by whichever answers). Default
+	// none.
 	SentinelAddrs []string
 
 	// SentinelMaster is the name under which the sentinels monitor the
