@@ -31,15 +31,16 @@
 // user's sessions, never to the key space:
 //
 //	AddUserSession      one pipelined round trip: SET NX, ZADD, PEXPIREAT,
-//	                    ZREMRANGEBYSCORE; with a replaced session, DEL of it first and
-//	                    ZREM last, all as a MULTI/EXEC transaction; with a limit, WATCH,
+//	                    ZREMRANGEBYSCORE; with a replaced session, DEL of it and SET NX
+//	                    of its pointer, <id>:next, first and ZREM last, all as a
+//	                    MULTI/EXEC transaction; with a limit, WATCH,
 //	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
 //	                    transaction; with a merge of the replaced record, MULTI GET DEL
 //	                    EXEC of it first, then the rest as without it
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    and SET of the old id's pointer, <id>:next
-//	MovedTo             GET of a moved session's pointer
+//	MovedTo             GET of a moved or replaced session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,

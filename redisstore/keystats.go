@@ -42,9 +42,9 @@ type KeyStatsOptions struct {
 // docs/capacity.md.
 type KeyStats struct {
 	// Sessions is the number of session records: string keys
-	// "<KeyPrefix>session:*", but for the pointers renewed sessions
-	// leave behind, "<KeyPrefix>session:<id>:next" (see
-	// [Store.MoveSession]).
+	// "<KeyPrefix>session:*", but for the pointers renewed and replaced
+	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
+	// [Store.MovedTo]).
 	Sessions int64
 	// Indexes is the number of user indexes, sorted sets
 	// "<KeyPrefix>user:*", and IndexEntries the number of session ids they

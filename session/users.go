@@ -322,11 +322,13 @@ func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 // the one it had (see state.held), wherever a parallel Renew moved it:
 // for Revoke, line is the lineage of the session it ended, which is the
 // request's own when the lineages match; for RevokeAll (line "", all),
-// the own id is among ids, or an id that the pointers renewals leave lead
-// to from it (a read each, only when the own id is not among ids itself).
-// A session that a parallel login ended instead leaves no pointer: the
-// browser holds that login's cookie, which stays. RevokeOthers (neither)
-// never ends the request's own.
+// the own id is among ids, or an id that the pointers renewals and
+// re-logins leave lead to from it (a read each, only when the own id is
+// not among ids itself): a re-login of the same user that replaced the
+// request's session, whose session is among ids too, ends the request's
+// too. A session that a parallel login as another user ended leaves no
+// pointer: the browser holds that login's cookie, which stays.
+// RevokeOthers (neither) never ends the request's own.
 func (m *Manager) revoked(ctx context.Context, userID string, ids []string, line string, all bool) {
 	now := m.now()
 	for _, id := range ids {
