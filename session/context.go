@@ -577,7 +577,7 @@ func Destroy(ctx context.Context) error {
 			// A login on the same browser, in another tab, replaced the
 			// session after this request loaded it: end the one it made
 			// too, through the pointer it left.
-			if _, _, err := m.endMovedAway(ending(ctx), idOf(token)); err != nil {
+			if _, _, err := m.endMovedAway(ending(ctx), idOf(token), ""); err != nil {
 				return err
 			}
 		}

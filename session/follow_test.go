@@ -1986,14 +1986,15 @@ func currentInfoOf(t *testing.T, ctx context.Context) Info {
 // TestEndingWithReplacedToken). Before, the logout answered as done and
 // ended nothing, and the re-login's session lived on, listed, and signed
 // the browser in again when its answer came last (review final4: 80 of 80
-// rounds). The re-login's answer, coming after the other tab's, sets no
-// cookie. A login from an anonymous session leaves no such pointer: the
+// rounds). So does a login in the other tab that loaded the session
+// before the re-login replaced it (review delta5: it ended nothing). The
+// re-login's answer, coming after the other tab's, sets no cookie. A login from an anonymous session leaves no such pointer: the
 // anonymous token never reaches the signed-in session, not even to end it.
 func TestEndingFollowsRelogin(t *testing.T) {
 	for _, other := range []struct {
 		name string
 		user string // the other tab logs in as user, "" for a logout
-	}{{"logout", ""}, {"login", "carol"}} {
+	}{{"logout", ""}, {"login", "carol"}, {"login as the same user", "alice"}} {
 		for _, tc := range []struct {
 			name     string
 			as       string // the first tab logs in again as as
@@ -2007,9 +2008,6 @@ func TestEndingFollowsRelogin(t *testing.T) {
 			{name: "same user, the re-login answers first", as: "alice", firstNew: true},
 			{name: "same user, tagged, under a limit", as: "alice", tagKey: testKey(0x54), limit: 2},
 		} {
-			if other.user != "" && tc.loaded {
-				continue // a login replaces what it loaded: the re-login's case
-			}
 			t.Run(other.name+"/"+tc.name, func(t *testing.T) {
 				m, _, _ := newTestManager(t, Config{TagKey: tc.tagKey, MaxSessionsPerUser: tc.limit})
 				c1, _ := login(t, m, "alice")
@@ -2090,4 +2088,32 @@ func TestEndingFollowsRelogin(t *testing.T) {
 			t.Errorf("after a logout with the anonymous token the login replaced, the login reads as %q, want alice", u)
 		}
 	})
+}
+
+// TestReloginAfterLogout has a login replace a signed-in session that a
+// logout in another tab ended after the login loaded it: the login
+// leaves its pointer from the ended session to its own (none was there),
+// and following the replaced session must not end the login's own.
+func TestReloginAfterLogout(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
+		c1, _ := login(t, m, "alice")
+		relogin := load(m, c1)
+		serve(t, m, c1, func(ctx context.Context) {
+			if err := Destroy(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if _, err := Create(relogin, "alice"); err != nil {
+			t.Fatalf("limit %d: Create = %v", limit, err)
+		}
+		h := http.Header{}
+		if err := m.Commit(relogin, h); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := sessionCookie(m, h)
+		if !ok || userOf(t, m, c.Value) != "alice" {
+			t.Errorf("limit %d: the login after the logout set %v, want alice's live session", limit, c)
+		}
+	}
 }

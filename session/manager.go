@@ -705,7 +705,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if owner != "" && replaces != "" {
 		signedIn = replaces
 		if tag, _ := splitTag(replaces); owner != userID || tag != m.userTag(userID) {
-			if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+			if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
 				return Info{}, err
 			}
 			replaces = ""
@@ -780,7 +780,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// user's session to an id that would count: end it where it went
 		// first, then add the new session alone, with what is left of
 		// its time to live.
-		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
 			return Info{}, err
 		}
 		add.Replaces = ""
@@ -821,10 +821,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		return Info{}, storeError(err)
 	}
 	if owner != "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
-		// Moved by a parallel Renew, or ended meanwhile: follow it.
-		// Should that fail, the new session goes again, unused: its
-		// token was never handed out.
-		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta); err != nil {
+		// Moved by a parallel Renew, or replaced by a parallel re-login,
+		// or ended meanwhile: follow it. Should that fail, the new
+		// session goes again, unused: its token was never handed out.
+		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, add.ID); err != nil {
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 			return Info{}, err
 		}
@@ -911,11 +911,17 @@ func outcomeUnknown(err error) bool {
 
 // endSignedIn ends the signed-in session id of owner, with meta md, that
 // the request came with, as a logout would, wherever a parallel Renew moved
-// it (see create). The caller holds st.mu.
-func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta) error {
+// it (see create); or, when a parallel re-login on the same browser
+// replaced it, the session that login made, through the pointer it left
+// (see Destroy), but never own, the id of this login's session, whose
+// transaction left that pointer where none was. The caller holds st.mu.
+func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta, own string) error {
 	ended, err := m.endSession(ctx, owner, id, lineage(id, md))
 	if ended != "" {
 		m.emit(EventDestroyed, owner, ended, m.now())
+	}
+	if err == nil && ended == "" {
+		_, _, err = m.endMovedAway(ctx, id, own)
 	}
 	if err != nil {
 		return err

@@ -431,17 +431,18 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string,
 	if st.presented == "" || st.loadFailed {
 		return "", false, nil
 	}
-	return m.endMovedAway(ctx, idOf(st.presented))
+	return m.endMovedAway(ctx, idOf(st.presented), "")
 }
 
 // endMovedAway ends the session to which the session id moved, when its
 // record is gone: through the pointers the store keeps of renewals and of
 // logins that replaced a signed-in session (see mover), and then as
-// endSession does. It reports the user of the session it ended, "" for an
-// anonymous one or none, and whether it ended one.
-func (m *Manager) endMovedAway(ctx context.Context, id string) (userID string, ended bool, err error) {
+// endSession does; never the session skip ("" for none). It reports the
+// user of the session it ended, "" for an anonymous one or none, and
+// whether it ended one.
+func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID string, ended bool, err error) {
 	for range maxFollow {
-		if id, err = m.movedTo(ctx, id); err != nil || id == "" {
+		if id, err = m.movedTo(ctx, id); err != nil || id == "" || id == skip {
 			return "", false, err
 		}
 		md, found, err := m.recordMeta(ctx, id)
