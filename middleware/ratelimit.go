@@ -99,9 +99,9 @@ type RateLimitConfig struct {
 	// Redis key, MONITOR line or backup says who is being limited, and
 	// nobody without the secret can work out an address's key by trying
 	// every address. At least 32 random bytes (with at least 8 distinct
-	// values and no run of 8 bytes twice, as session.Config.Keys), the same on every app instance (or
-	// they count apart), and not one of the session signing keys.
-	// Required.
+	// values and no run of 8 bytes twice, as session.Config.Keys), the
+	// same on every app instance (or they count apart), and not one of
+	// the session signing keys. Required.
 	Secret []byte
 
 	// Outage chooses between FailOpen and FailClosed when the counter
@@ -585,18 +585,31 @@ func (l *limiter) countOnce(ctx context.Context, ks *keyed, outer *counted) ([]i
 	}
 	counts := make([]int64, len(ks.rules))
 	resets := make([]time.Duration, len(ks.rules))
-	fresh := newKeyed(len(ks.rules))
-	var freshAt []int // their places in ks
+	known := make([]bool, len(ks.rules))
+	refused := false // by a rule the limiters around counted
 	for i, key := range ks.keys {
 		count, reset, rule, ok := outer.find(l.c, key)
 		if !ok || count < 0 {
-			fresh.add(ks.rules[i], key)
-			freshAt = append(freshAt, i)
 			continue
 		}
-		counts[i], resets[i] = count, reset
+		known[i], counts[i], resets[i] = true, count, reset
 		if rule.Limit < ks.rules[i].Limit {
 			ks.rules[i] = rule
+		}
+		refused = refused || count > int64(ks.rules[i].Limit)
+	}
+	fresh := newKeyed(len(ks.rules))
+	var freshAt []int // their places in ks
+	for i, rule := range ks.rules {
+		switch {
+		case known[i]:
+		case refused && rule.Key.named:
+			// As in count: a request refused already spends no
+			// attempt of the name it names.
+			counts[i] = -1
+		default:
+			fresh.add(rule, ks.keys[i])
+			freshAt = append(freshAt, i)
 		}
 	}
 	if len(freshAt) == 0 {

@@ -721,6 +721,39 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 		}
 	})
 
+	t.Run("refused by a shared rule, the name uncounted", func(t *testing.T) {
+		// As a request refused by its address in one limiter: it spends
+		// no attempt of the user name it names.
+		srv.Do(t, "FLUSHALL")
+		low, high := ip, ip
+		low.Limit, high.Limit = 3, 100
+		mw, err := middleware.LoginLimit(store, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{
+			low, {Name: "user", Limit: 100, Window: time.Minute, Key: middleware.ByFormField("username")},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := build(store, high, mw(okHandler))
+		for i := 1; i <= 5; i++ {
+			r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if w, want := serve(h, r), map[bool]int{true: 200, false: 429}[i <= 3]; w.Code != want {
+				t.Fatalf("request %d = %d, want %d", i, w.Code, want)
+			}
+		}
+		for _, key := range rateKeys(t, srv) {
+			n, err := redis.Int(srv.Do(t, "GET", key), nil)
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case strings.HasSuffix(key, ":user") && n != 3:
+				t.Errorf("the name's counter = %d after 3 admitted and 2 refused requests, want 3", n)
+			case strings.HasSuffix(key, ":ip") && n != 5:
+				t.Errorf("the address's counter = %d after 5 requests, want 5", n)
+			}
+		}
+	})
+
 	t.Run("other counter", func(t *testing.T) {
 		srv.Do(t, "FLUSHALL")
 		other := redistest.Start(t)
