@@ -15,17 +15,22 @@ import (
 // device is a session as the devices page shows it: named as a person
 // would name it, its times ready for <time> elements.
 type device struct {
-	ID       string // session.Info.FirstID, which a renewal keeps: the revoke form's action
-	Name     string // "Firefox on Windows", "Safari on iPhone", "curl": session.Info.Device
-	Kind     string // "desktop", "phone", "tablet" or "other": the icon, from the user agent
-	Current  bool
-	Active   bool // seen within activeNow
-	IP       string
-	Agent    string // the raw user agent, for the details line: session.Info.UserAgent
-	LastSeen stamp
-	Created  stamp
-	Ends     stamp  // the absolute deadline
-	Idle     string // the idle timeout in words ("30 minutes"), "" for none
+	ID      string // session.Info.FirstID, which a renewal keeps: the revoke form's action
+	Name    string // "Firefox on Windows", "Safari on iPhone", "curl": session.Info.Device
+	Kind    string // "desktop", "phone", "tablet" or "other": the icon, from the user agent
+	Current bool
+	Active  bool // seen within activeNow
+	// ActiveUntil is when another device's "Active now" stops being true
+	// if it is not seen again, for the page's script, which then shows its
+	// last-seen time instead, as a reload would: a page left open does not
+	// go on calling a device active. "" for this device, or one not active.
+	ActiveUntil string
+	IP          string
+	Agent       string // the raw user agent, for the details line: session.Info.UserAgent
+	LastSeen    stamp
+	Created     stamp
+	Ends        stamp  // the absolute deadline
+	Idle        string // the idle timeout in words ("30 minutes"), "" for none
 
 	seen time.Time // LastSeen's time, to sort by
 }
@@ -140,6 +145,11 @@ func devices(list []session.Info, now time.Time, idle time.Duration) []device {
 			IP:     info.IP, Agent: info.UserAgent, seen: info.LastSeen, Idle: idleText,
 			LastSeen: newStamp(info.LastSeen, now), Created: newStamp(info.CreatedAt, now), Ends: newStamp(info.ExpiresAt, now),
 		})
+	}
+	for i, d := range out {
+		if d.Active && !d.Current {
+			out[i].ActiveUntil = d.seen.Add(activeNow).UTC().Format(time.RFC3339)
+		}
 	}
 	slices.SortStableFunc(out, func(a, b device) int {
 		if a.Current != b.Current {

@@ -48,12 +48,20 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 				s.unavailablePage(w, r, keptSignedIn)
 			case r.Method != http.MethodGet && r.Method != http.MethodHead:
 				// A form of a page whose session has ended since (it timed
-				// out, or another tab signed out): a bare login page would
-				// read as the sign-out it asked for having happened, while
-				// the devices it was to sign out stay signed in.
+				// out, another tab signed out, or another device signed it
+				// out): a bare login page would read as the sign-out it
+				// asked for having happened, while the devices it was to
+				// sign out stay signed in.
+				why := "it timed out, or you signed out in another tab"
+				if s.endedElsewhere(r) {
+					// As the login page would say, which this page
+					// tells in its place.
+					why = "it was signed out from another device"
+					s.clearMarker(w)
+				}
 				s.fail(w, r, http.StatusUnauthorized, "unauthenticated", page{
 					Title: "Session ended", Heading: "Your session has ended",
-					Message: "This form was sent after your session had ended: it timed out, or you signed out in another tab. " +
+					Message: "This form was sent after your session had ended: " + why + ". " +
 						"Nothing was changed, and no other device was signed out. Sign in, then try again from your devices.",
 					Back: "/login?next=%2Fsessions", BackText: "Sign in",
 				})

@@ -389,6 +389,31 @@ func TestLogoutFormAfterRevoke(t *testing.T) {
 	}
 }
 
+// TestStaleFormAfterRevokeElsewhere sends a devices-page form of a
+// session that another device signed out: the 401 page says so, as the
+// login page would have, rather than that the session timed out or that
+// the user signed out in another tab (review demo3: an attacker's
+// revocation read as a timeout), and the login page after it does not
+// tell it again.
+func TestStaleFormAfterRevokeElsewhere(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	form := e.sessionForm(c)
+	token, _ := e.apiLogin("alice", "wonderland")
+	if r := e.send(&http.Client{}, "POST", "/api/logout-all", "", "Authorization", "Bearer "+token); r.code != http.StatusNoContent {
+		t.Fatalf("the phone's POST /api/logout-all = %d %s, want 204", r.code, r.body)
+	}
+	r := e.send(c, "POST", "/logout-others", form, as(firefoxWindows)...)
+	if r.code != http.StatusUnauthorized || !isPage(r) || !strings.Contains(r.body, "it was signed out from another device") ||
+		strings.Contains(r.body, "timed out") {
+		t.Errorf("the laptop's form after another device signed it out = %d:\n%s\nwant 401, a page saying another device signed it out", r.code, r.body)
+	}
+	if r := e.send(c, "GET", "/login", "", as(firefoxWindows)...); strings.Contains(r.body, noticeEndedElsewhere) {
+		t.Errorf("the login page after that answer tells again %q", noticeEndedElsewhere)
+	}
+}
+
 // TestStaleSessionForms checks that the forms that change the session act
 // only on the session their page was shown for: alice's pages left open in
 // one tab, while another tab of the same browser signs out and in as bob,

@@ -15,6 +15,13 @@
   }
   var exact = { dateStyle: "medium", timeStyle: "short" };
   function times() {
+    // Another device's "Active now" past its data-until, when a reload
+    // would show its last-seen time: the hidden text after it.
+    document.querySelectorAll("[data-until]").forEach(function (s) {
+      if (Date.now() < new Date(s.getAttribute("data-until"))) return;
+      if (s.nextElementSibling) s.nextElementSibling.hidden = false;
+      s.remove();
+    });
     document.querySelectorAll("time[datetime]").forEach(function (t) {
       var at = new Date(t.getAttribute("datetime"));
       if (isNaN(at)) return;
