@@ -213,8 +213,15 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
+		msg := "Wrong user name or password."
+		if user, signedIn := session.UserID(r.Context()); signedIn {
+			// As when Back leads to the answer of a wrong password sent
+			// before a login that succeeded, and the browser sends that
+			// form again: the user must not read it as signed out.
+			msg += " You are still signed in as " + user + "."
+		}
 		s.render(w, http.StatusUnauthorized, "login", page{
-			Title: "Sign in", Error: "Wrong user name or password.", Invalid: true, Username: username, Next: next,
+			Title: "Sign in", Error: msg, Invalid: true, Username: username, Next: next,
 		})
 		return
 	}

@@ -666,6 +666,17 @@ func TestLoginForm(t *testing.T) {
 			t.Errorf("wrong password page lacks %q:\n%s", want, r.body)
 		}
 	}
+	if strings.Contains(r.body, "still signed in") {
+		t.Errorf("wrong password without a session says the browser is signed in:\n%s", r.body)
+	}
+	// A browser signed in that sends a wrong password (as Back to the
+	// answer of one sent before its login, resent) is told it is still
+	// signed in (review demo3: the page read as signed out).
+	e.formLogin(c, "alice", "wonderland", firefoxWindows)
+	r = e.send(c, "POST", "/login", "username=alice&password=nope", as(firefoxWindows)...)
+	if r.code != http.StatusUnauthorized || !strings.Contains(r.body, `role="alert">Wrong user name or password. You are still signed in as alice.`) {
+		t.Errorf("wrong password from a signed-in browser = %d:\n%s\nwant 401 saying it is still signed in as alice", r.code, r.body)
+	}
 	for _, next := range []string{"//evil.example/", "https://evil.example/", `/\evil.example`} {
 		r := e.send(noRedirects(), "POST", "/login", url.Values{"username": {"bob"}, "password": {"builder"}, "next": {next}}.Encode(), browser...)
 		if r.code != http.StatusSeeOther || r.header.Get("Location") != "/" {
