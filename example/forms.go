@@ -483,6 +483,12 @@ func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request, o outag
 		Heading: "We can't reach your session right now",
 		Message: "Our session store is not answering. You have not been signed out; please try again in a few seconds.",
 	}
+	if _, err := r.Cookie(s.markerName()); err != nil && o == keptSignedIn {
+		// No marker: no page showed this browser signed in lately, or it
+		// has just tried to sign out (see endError), which may have
+		// happened after all.
+		p.Message = "Our session store is not answering, so we can't tell whether you are signed in. Please try again in a few seconds."
+	}
 	switch o {
 	case mayHaveEnded:
 		p.Heading = "Signing out may not have completed"

@@ -141,7 +141,18 @@ func TestSignOutDuringStall(t *testing.T) {
 			stall, resume := tc.stalls(r)
 			stall()
 			got := e.send(c, "POST", strings.Replace(tc.path, "{id}", otherID, 1), form, hdr...)
+			var during reply // the next page, while Redis still stalls
+			if tc.clears && tc.page != "" {
+				during = e.send(c, "GET", "/", "", as(firefoxWindows)...)
+			}
 			resume()
+			// After a sign-out that may have happened, the next page
+			// must not say that it did not (review demo3); with writes
+			// paused it can still read the session, and shows it.
+			if strings.Contains(during.body, notSignedIn) ||
+				during.code == http.StatusServiceUnavailable && !strings.Contains(during.body, "tell whether you are signed in") {
+				t.Errorf("GET / during the stall after POST %s = %d:\n%s\nwant no %q", tc.path, during.code, during.body, notSignedIn)
+			}
 
 			if tc.page != "" && (got.code != http.StatusServiceUnavailable || !isPage(got) || !strings.Contains(got.body, tc.page)) {
 				t.Errorf("POST %s = %d:\n%s\nwant a 503 page saying %q", tc.path, got.code, got.body, tc.page)
