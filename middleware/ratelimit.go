@@ -586,7 +586,7 @@ func (l *limiter) countOnce(ctx context.Context, ks *keyed, outer *counted) ([]i
 	counts := make([]int64, len(ks.rules))
 	resets := make([]time.Duration, len(ks.rules))
 	known := make([]bool, len(ks.rules))
-	refused := false // by a rule the limiters around counted
+	refused := false // by a rule keyed by the sender that the limiters around counted
 	for i, key := range ks.keys {
 		count, reset, rule, ok := outer.find(l.c, key)
 		if !ok || count < 0 {
@@ -596,7 +596,7 @@ func (l *limiter) countOnce(ctx context.Context, ks *keyed, outer *counted) ([]i
 		if rule.Limit < ks.rules[i].Limit {
 			ks.rules[i] = rule
 		}
-		refused = refused || count > int64(ks.rules[i].Limit)
+		refused = refused || !ks.rules[i].Key.named && count > int64(ks.rules[i].Limit)
 	}
 	fresh := newKeyed(len(ks.rules))
 	var freshAt []int // their places in ks
@@ -604,8 +604,8 @@ func (l *limiter) countOnce(ctx context.Context, ks *keyed, outer *counted) ([]i
 		switch {
 		case known[i]:
 		case refused && rule.Key.named:
-			// As in count: a request refused already spends no
-			// attempt of the name it names.
+			// As in count: a request its sender's rule refused spends
+			// no attempt of the name it names.
 			counts[i] = -1
 		default:
 			fresh.add(rule, ks.keys[i])

@@ -754,6 +754,32 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 		}
 	})
 
+	t.Run("refused by a shared rule by a name, the other names counted", func(t *testing.T) {
+		// As one limiter whose rules are all by a name counts them all
+		// (review delta6: the nested one counted the other name's less).
+		srv.Do(t, "FLUSHALL")
+		user := middleware.Rule{Name: "user", Limit: 100, Window: time.Minute, Key: middleware.ByFormField("username")}
+		low := user
+		low.Limit = 3
+		mw, err := middleware.LoginLimit(store, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{
+			low, {Name: "other", Limit: 100, Window: time.Minute, Key: middleware.ByFormField("username")},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := build(store, user, mw(okHandler))
+		for range 5 {
+			r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			serve(h, r)
+		}
+		for _, key := range rateKeys(t, srv) {
+			if n, err := redis.Int(srv.Do(t, "GET", key), nil); err != nil || n != 5 {
+				t.Errorf("counter %s = %d (%v) after 5 requests, want 5", key[strings.LastIndex(key, ":")+1:], n, err)
+			}
+		}
+	})
+
 	t.Run("other counter", func(t *testing.T) {
 		srv.Do(t, "FLUSHALL")
 		other := redistest.Start(t)
