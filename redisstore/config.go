@@ -375,7 +375,8 @@ func (c Config) checkDeployment() error {
 }
 
 // sameAddr reports whether the valid addresses a and b name one server as
-// written: the same host name but for case, or the same IP address in
+// written: the same host name but for case (and a final dot, which makes
+// it fully qualified), or the same IP address in
 // another form ("::1" and "0:0::1"), and the same port ("26379" and
 // "026379"). Two names that resolve to one address are not found out.
 func sameAddr(a, b string) bool {
@@ -391,7 +392,7 @@ func sameAddr(a, b string) bool {
 	if errA == nil && errB == nil {
 		return ia.Unmap() == ib.Unmap()
 	}
-	return strings.EqualFold(ha, hb)
+	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
 }
 
 // validAddr reports whether addr has the form host:port, with a host name

@@ -151,6 +151,8 @@ func TestConfigDeployment(t *testing.T) {
 			"redisstore: Config.SentinelAddrs[2]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
 		{"SentinelAddrs entry twice, in other forms", Config{SentinelAddrs: []string{"Sentinel-A:26379", "[::1]:26379", "sentinel-a:026379"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[2]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
+		{"SentinelAddrs fully qualified twice", Config{SentinelAddrs: []string{"sentinel.local:26379", "sentinel.local.:26379"}, SentinelMaster: "m", SentinelPassword: spw},
+			"redisstore: Config.SentinelAddrs[1]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
 		{"SentinelAddrs IPv6 twice", Config{SentinelAddrs: []string{"[::1]:26379", "[0:0::1]:26379"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[1]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
 		{"SentinelAddrs on other ports", Config{SentinelAddrs: []string{"s1:26379", "s1:26380", "[::1]:26379", "127.0.0.1:26379"}, SentinelMaster: "m", SentinelPassword: spw}, ""},
