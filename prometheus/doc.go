@@ -62,7 +62,7 @@
 //
 // From the Manager (via the session.Metrics methods):
 //
-//	sessionkit_sessions_total{event}                   created, renewed, destroyed, revoked, expired
+//	sessionkit_sessions_total{event}                   created, renewed, destroyed, revoked, expired, migrated
 //	sessionkit_tokens_rejected_total{reason}           oversized, malformed, bad_signature, retired_key
 //	sessionkit_requests_anonymous_on_outage_total      requests with a token served anonymous: store unavailable or refusing
 //	sessionkit_commit_failures_total                   requests whose changes were lost (answered 503, or 500: too large)

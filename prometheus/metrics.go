@@ -85,7 +85,7 @@ var ops = [...]string{
 // events are the kinds of session.Event.
 var events = [...]session.EventKind{
 	session.EventCreated, session.EventRenewed, session.EventDestroyed,
-	session.EventRevoked, session.EventExpired,
+	session.EventRevoked, session.EventExpired, session.EventMigrated,
 }
 
 // reasons are the reasons of session.Metrics.TokenRejected.

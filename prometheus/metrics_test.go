@@ -95,7 +95,7 @@ func TestSeriesExistAtZero(t *testing.T) {
 			want[`sessionkit_store_errors_total{class="`+class+`",op="`+op+`"}`] = 0
 		}
 	}
-	for _, e := range []string{"created", "renewed", "destroyed", "revoked", "expired"} {
+	for _, e := range []string{"created", "renewed", "destroyed", "revoked", "expired", "migrated"} {
 		want[`sessionkit_sessions_total{event="`+e+`"}`] = 0
 	}
 	for _, r := range []string{"oversized", "malformed", "bad_signature", "retired_key"} {

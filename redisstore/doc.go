@@ -249,5 +249,8 @@
 // # scs
 //
 // A Store is also an scs.CtxStore, for applications that use
-// github.com/alexedwards/scs/v2 directly; see [Store.FindCtx].
+// github.com/alexedwards/scs/v2 directly; see [Store.FindCtx]. The sessions
+// such an application keeps do not carry over to a session.Manager (its
+// FromSCS reads scs's own redisstore's records): moving to the Manager
+// signs those users out once (docs/migrating-from-scs.md).
 package redisstore

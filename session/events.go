@@ -15,6 +15,11 @@ const (
 	EventRenewed   EventKind = "renewed"   // Renew replaced the token
 	EventDestroyed EventKind = "destroyed" // Destroy logged the user out, or a login in the same request (Create) replaced the session
 	EventRevoked   EventKind = "revoked"   // Revoke, RevokeAll, RevokeOthers or the session limit ended it
+	// EventMigrated reports a session of scs that came over, signed in
+	// (Config.FromSCS): its user signed in with scs, before the migration,
+	// and no credential was checked now, so an audit log or a "new
+	// sign-in" alert tells it apart from Create's EventCreated.
+	EventMigrated EventKind = "migrated"
 	// EventExpired reports a request that came with a token past its
 	// absolute deadline. Anyone holding such a token can send it again, so
 	// it may repeat; it is logged at Debug level, for counting rather than

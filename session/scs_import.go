@@ -104,6 +104,14 @@ type SCSImport struct {
 	CookieDomain string
 	CookiePath   string
 
+	// CookiePartitioned says that scs's cookie was set Partitioned (scs's
+	// Cookie.Partitioned, for an app embedded in other sites): browsers
+	// keep such a cookie apart, and expire it only through a Set-Cookie
+	// that is Partitioned (and Secure) too, which expiring it then is.
+	// Without it, the browser keeps sending the scs cookie after every
+	// login and logout. Default false.
+	CookiePartitioned bool
+
 	// UserKey is the scs value that holds the id of the logged-in user,
 	// such as "userID": a string, or an integer of any Go type, named
 	// types included (type UserID int64), which becomes its decimal form;
@@ -581,7 +589,7 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 		m.emit(EventRevoked, userID, id, now)
 	}
 	if userID != "" {
-		m.emit(EventCreated, userID, idOf(token), now)
+		m.emit(EventMigrated, userID, idOf(token), now)
 	}
 	return nil
 }
@@ -716,8 +724,10 @@ func (m *Manager) expireSCSCookie(h http.Header) {
 		Expires:  time.Unix(1, 0),
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   !m.cfg.InsecureCookie,
+		Secure:   !m.cfg.InsecureCookie || imp.CookiePartitioned,
 		SameSite: m.cfg.SameSite,
+		// Partitioned requires Secure, which a partitioned cookie had.
+		Partitioned: imp.CookiePartitioned,
 	}
 	h.Add("Set-Cookie", c.String())
 	nocache.KeepOut(h)

@@ -318,3 +318,29 @@ func TestSCSImportValues(t *testing.T) {
 		t.Errorf("Get(f32) = %v, %v", v, ok)
 	}
 }
+
+// TestSCSCookiePartitioned expires a Partitioned scs cookie with a
+// Set-Cookie that is Partitioned and Secure, as browsers require to
+// reach it (review scs2: Chromium kept sending the cookie otherwise),
+// also under InsecureCookie; and an ordinary one without.
+func TestSCSCookiePartitioned(t *testing.T) {
+	for _, tc := range []struct {
+		partitioned, insecure bool
+		want                  string
+	}{
+		{false, false, "session=; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"},
+		{true, false, "session=; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax; Partitioned"},
+		{true, true, "session=; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax; Partitioned"},
+	} {
+		cfg, err := (Config{Keys: [][]byte{testKey(1)}, InsecureCookie: tc.insecure, CookieName: "sk",
+			FromSCS: &SCSImport{Records: failingRecords{}, CookiePartitioned: tc.partitioned}}).withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		(&Manager{cfg: cfg}).expireSCSCookie(h)
+		if got := h.Get("Set-Cookie"); got != tc.want {
+			t.Errorf("CookiePartitioned %v, InsecureCookie %v: Set-Cookie %q, want %q", tc.partitioned, tc.insecure, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,12 @@ func TestSCSImport(t *testing.T) {
 		t.Run("cookie="+name, func(t *testing.T) {
 			srv := redistest.Start(t)
 			app := newSCSApp(t, srv, 2*time.Hour)
-			m, ts := newImportManager(t, srv, session.Config{CookieName: name}, func(w io.Writer, r *http.Request) {
+			var (
+				mu     sync.Mutex
+				events []session.Event
+			)
+			onEvent := func(e session.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
+			m, ts := newImportManager(t, srv, session.Config{CookieName: name, OnEvent: onEvent}, func(w io.Writer, r *http.Request) {
 				ctx := r.Context()
 				info, _ := session.FromContext(ctx)
 				fmt.Fprintf(w, "%s %s %d|", info.UserID, info.ID, info.ExpiresAt.UnixMilli())
@@ -259,6 +265,18 @@ func TestSCSImport(t *testing.T) {
 			if ids[0] == ids[1] {
 				t.Fatal("both devices got one session")
 			}
+			// Each migration is its own event, not a login's (review scs2:
+			// "created", which a new sign-in alert would take for one).
+			mu.Lock()
+			for _, e := range events {
+				if e.Kind != session.EventMigrated || e.UserID != "42" || !slices.Contains(ids, e.SessionID) {
+					t.Errorf("event %+v, want only %q events of user 42's migrated sessions", e, session.EventMigrated)
+				}
+			}
+			if len(events) != 2 {
+				t.Errorf("%d events for 2 migrations, want 2", len(events))
+			}
+			mu.Unlock()
 			list, err := m.List(context.Background(), "42")
 			if err != nil || len(list) != 2 {
 				t.Fatalf("List: %d sessions, %v; want 2", len(list), err)
