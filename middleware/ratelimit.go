@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionkit/sessionkit/internal/keycheck"
@@ -267,6 +268,9 @@ type limiter struct {
 	outages   loglimit.Limiter // the counter's failures, logged at most every outageLogInterval
 	// missingSessions logs once that a ByUser rule runs without Sessions.
 	missingSessions sync.Once
+	// shared holds, for each rule, whether another limiter has a rule of
+	// its name on the same counter (see sharedName).
+	shared []*atomic.Bool
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -280,6 +284,9 @@ func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handl
 	}
 	l := &limiter{c: c, cfg: cfg, hashes: newHashPool(bytes.Clone(cfg.Secret))}
 	l.cfg.Rules = slices.Clone(cfg.Rules)
+	for _, r := range l.cfg.Rules {
+		l.shared = append(l.shared, sharedName(c, r.Name))
+	}
 	l.cfg.Secret = nil
 	if l.cfg.Outage == OutageDefault {
 		l.cfg.Outage = def
@@ -440,7 +447,10 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		}
 		if !over {
 			addMembers(h, stateField, stateHeader(ks.rules, counts, resets, 0))
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), countedKey{}, outer.with(l.c, &ks, counts, resets))))
+			if l.sharesCounter() {
+				r = r.WithContext(context.WithValue(r.Context(), countedKey{}, outer.with(l.c, &ks, counts, resets)))
+			}
+			next.ServeHTTP(w, r)
 			return
 		}
 		// The wait that admits the next request: every rule at its limit
@@ -563,6 +573,61 @@ func (k *counted) find(c RateCounter, key string) (count int64, reset time.Durat
 // ks and their counts and resets.
 func (k *counted) with(c RateCounter, ks *keyed, counts []int64, resets []time.Duration) *counted {
 	return &counted{counter: c, keys: ks.keys, rules: ks.rules, counts: counts, resets: resets, outer: k}
+}
+
+// sharedNames records, for each counter and rule name, whether two
+// limiters have a rule of that name on that counter: only then may one run
+// inside the other and count a request in the same counter (see counted),
+// and only then does a limiter hand its counts to the handler, which costs
+// the request a copy of itself, allocated as the request passes (about 5%
+// of an admitted request's time in BenchmarkRateLimit). A counter is
+// known by its address, so that the table keeps no counter alive: one at
+// an address that an earlier, freed one had may be taken for sharing, which
+// costs that copy and nothing else (countOnce compares the counters
+// themselves).
+var sharedNames struct {
+	sync.Mutex
+	flags map[sharedKey]*atomic.Bool
+}
+
+// sharedKey is a counter's address and a rule name.
+type sharedKey struct {
+	counter uintptr
+	name    string
+}
+
+// sharedName returns the flag of rule name on counter c, set once a
+// second limiter has a rule of that name on c; nil for a counter that is
+// not a pointer, which is never shared (see sameCounter).
+func sharedName(c RateCounter, name string) *atomic.Bool {
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer {
+		return nil
+	}
+	key := sharedKey{v.Pointer(), name}
+	sharedNames.Lock()
+	defer sharedNames.Unlock()
+	if sharedNames.flags == nil {
+		sharedNames.flags = make(map[sharedKey]*atomic.Bool)
+	}
+	flag, seen := sharedNames.flags[key]
+	if !seen {
+		flag = new(atomic.Bool)
+		sharedNames.flags[key] = flag
+	}
+	flag.Store(seen)
+	return flag
+}
+
+// sharesCounter reports whether another limiter has a rule of the name of
+// one of l's rules on l's counter.
+func (l *limiter) sharesCounter() bool {
+	for _, f := range l.shared {
+		if f != nil && f.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // sameCounter reports whether a and b are one counter: the same pointer
