@@ -580,19 +580,18 @@ func (k *counted) with(c RateCounter, ks *keyed, counts []int64, resets []time.D
 // inside the other and count a request in the same counter (see counted),
 // and only then does a limiter hand its counts to the handler, which costs
 // the request a copy of itself, allocated as the request passes (about 5%
-// of an admitted request's time in BenchmarkRateLimit). A counter is
-// known by its address, so that the table keeps no counter alive: one at
-// an address that an earlier, freed one had may be taken for sharing, which
-// costs that copy and nothing else (countOnce compares the counters
-// themselves).
+// of an admitted request's time in BenchmarkRateLimit). The table holds
+// each counter it has seen for the life of the program, as an app holds
+// its Store: were it to forget a freed one, another counter allocated at
+// its address would be taken for it.
 var sharedNames struct {
 	sync.Mutex
 	flags map[sharedKey]*atomic.Bool
 }
 
-// sharedKey is a counter's address and a rule name.
+// sharedKey is a counter, a pointer (see sameCounter), and a rule name.
 type sharedKey struct {
-	counter uintptr
+	counter RateCounter
 	name    string
 }
 
@@ -600,11 +599,10 @@ type sharedKey struct {
 // second limiter has a rule of that name on c; nil for a counter that is
 // not a pointer, which is never shared (see sameCounter).
 func sharedName(c RateCounter, name string) *atomic.Bool {
-	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Pointer {
+	if reflect.TypeOf(c).Kind() != reflect.Pointer {
 		return nil
 	}
-	key := sharedKey{v.Pointer(), name}
+	key := sharedKey{c, name}
 	sharedNames.Lock()
 	defer sharedNames.Unlock()
 	if sharedNames.flags == nil {
