@@ -269,8 +269,10 @@ type limiter struct {
 	// missingSessions logs once that a ByUser rule runs without Sessions.
 	missingSessions sync.Once
 	// shared holds, for each rule, whether another limiter has a rule of
-	// its name on the same counter (see sharedName).
-	shared []*atomic.Bool
+	// its name on the same counter (see sharedName), or this one wraps
+	// more than one handler, maybe one inside the other.
+	shared  []*atomic.Bool
+	wrapped atomic.Bool // the middleware wrapped a handler
 }
 
 func newLimiter(c RateCounter, cfg RateLimitConfig, def Outage) (func(http.Handler) http.Handler, error) {
@@ -369,6 +371,15 @@ var (
 )
 
 func (l *limiter) middleware(next http.Handler) http.Handler {
+	if l.wrapped.Swap(true) {
+		// Wrapping a second handler: the two may nest (limit(mux), and
+		// limit(api) within mux), sharing every counter.
+		for _, f := range l.shared {
+			if f != nil {
+				f.Store(true)
+			}
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l.byUser && errors.Is(session.LoadError(r.Context()), session.ErrNoSession) {
 			// No Sessions ran before this: no request would have a
@@ -580,10 +591,12 @@ func (k *counted) with(c RateCounter, ks *keyed, counts []int64, resets []time.D
 // inside the other and count a request in the same counter (see counted),
 // and only then does a limiter hand its counts to the handler, which costs
 // the request a copy of itself, allocated as the request passes (about 5%
-// of an admitted request's time in BenchmarkRateLimit). The table holds
-// each counter it has seen for the life of the program, as an app holds
-// its Store: were it to forget a freed one, another counter allocated at
-// its address would be taken for it.
+// of an admitted request's time in BenchmarkRateLimit). (A limiter that
+// wraps two handlers counts as two: see limiter.middleware.) The table
+// holds each counter it has seen for the life of the program, as an app
+// holds its Store (a Store closed and replaced stays in memory, its
+// near-cache's entries with it): were it to forget a freed one, another
+// counter allocated at its address would be taken for it.
 var sharedNames struct {
 	sync.Mutex
 	flags map[sharedKey]*atomic.Bool

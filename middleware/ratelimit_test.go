@@ -780,6 +780,25 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 		}
 	})
 
+	t.Run("one limiter twice", func(t *testing.T) {
+		// limit(mux) with limit(api) inside it (review delta7: counted
+		// twice once the counts went only to limiters that share).
+		srv.Do(t, "FLUSHALL")
+		mw, err := middleware.RateLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{ip}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := mw(mw(okHandler))
+		for i := 1; i <= 12; i++ {
+			if w, want := serve(h, httptest.NewRequest("POST", "/login", nil)), map[bool]int{true: 200, false: 429}[i <= 10]; w.Code != want {
+				t.Fatalf("request %d = %d, want %d", i, w.Code, want)
+			}
+		}
+		if n := counter(); n != 12 {
+			t.Errorf("counter = %d after 12 requests, want 12", n)
+		}
+	})
+
 	t.Run("other counter", func(t *testing.T) {
 		srv.Do(t, "FLUSHALL")
 		other := redistest.Start(t)

@@ -141,7 +141,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace:   namespace,
 			Name:        "sessions_total",
-			Help:        "Session events: created (login), renewed, destroyed (logout), revoked, expired (a request came with a token past its absolute deadline).",
+			Help:        "Session events: created (login), renewed, destroyed (logout), revoked, expired (a request came with a token past its absolute deadline), migrated (a signed-in scs session carried over).",
 			ConstLabels: constLabels,
 		}, []string{"event"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -224,7 +224,8 @@ type Config struct {
 	Metrics Metrics
 
 	// OnEvent, when set, is called synchronously with every Event (login,
-	// renewal, logout, revocation, expiry noticed), for audit logs. It must
+	// renewal, logout, revocation, expiry noticed, scs migration), for
+	// audit logs. It must
 	// be quick and must not call the Manager. Nil means events are only
 	// logged.
 	OnEvent func(Event)

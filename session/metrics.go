@@ -7,8 +7,8 @@ package session
 // pays one nil check at each place it would call one.
 type Metrics interface {
 	// SessionEvent counts a session event: created, renewed, destroyed,
-	// revoked, or expired when a request noticed it (the same events as
-	// Config.OnEvent).
+	// revoked, expired when a request noticed it, or migrated (the same
+	// events as Config.OnEvent).
 	SessionEvent(kind EventKind)
 
 	// TokenRejected counts a token refused before any store command,

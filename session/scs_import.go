@@ -109,7 +109,10 @@ type SCSImport struct {
 	// keep such a cookie apart, and expire it only through a Set-Cookie
 	// that is Partitioned (and Secure) too, which expiring it then is.
 	// Without it, the browser keeps sending the scs cookie after every
-	// login and logout. Default false.
+	// login and logout. The Manager's own cookie is not partitioned: in a
+	// browser that blocks third-party cookies, an app embedded in other
+	// sites keeps no session of the Manager's, and its migrated users
+	// sign in again. Default false.
 	CookiePartitioned bool
 
 	// UserKey is the scs value that holds the id of the logged-in user,
