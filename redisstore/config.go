@@ -376,9 +376,9 @@ func (c Config) checkDeployment() error {
 
 // sameAddr reports whether the valid addresses a and b name one server as
 // written: the same host name but for case (and a final dot, which makes
-// it fully qualified), or the same IP address in
-// another form ("::1" and "0:0::1"), and the same port ("26379" and
-// "026379"). Two names that resolve to one address are not found out.
+// it fully qualified), or the same IP address in another form ("::1" and
+// "0:0::1"), and the same port ("26379" and "026379"). Two names that
+// resolve to one address are not found out.
 func sameAddr(a, b string) bool {
 	ha, pa, _ := net.SplitHostPort(a)
 	hb, pb, _ := net.SplitHostPort(b)

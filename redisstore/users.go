@@ -663,8 +663,9 @@ func (s *Store) notRecord(key string) bool {
 // session too, and a change reaches a renewed one; and when a logout or a
 // login comes with a token whose record is gone, so that a renewal or a
 // login whose answer has not reached the browser yet (which still sends
-// the old token) does not undo them. It leaves the pointer, so that a logout that fails part way can be
-// tried again. It costs one GET, and reports as load to the Observer.
+// the old token) does not undo them. It leaves the pointer, so that a
+// logout that fails part way can be tried again. It costs one GET, and
+// reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 	key := s.nextKey(id)
 	err = s.do(ctx, "load", key, func(ctx context.Context, conn redis.Conn) error {
