@@ -2117,3 +2117,83 @@ func TestReloginAfterLogout(t *testing.T) {
 		}
 	}
 }
+
+// TestReloginRacesLogout races, 300 times with jitter, a re-login of a
+// browser on one instance against a logout with the same token on
+// another. Whatever the order, at most one of the user's sessions is
+// left, and one left is the re-login's, whose answer set its cookie (no
+// session that no browser holds). In the rounds where the re-login had
+// answered before the logout began (a third of them are delayed so), the
+// logout ends it too: without the re-login's pointer, it ended nothing.
+func TestReloginRacesLogout(t *testing.T) {
+	m1, r, clk := newTestManager(t, Config{})
+	m2, err := New(openTestStore(t, r), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: m1.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.now = clk.now
+	jitter := func() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
+	ordered := 0
+	for i := range 300 {
+		user := "racer" + strconv.Itoa(i)
+		c, _ := login(t, m1, user)
+		var (
+			wg                      sync.WaitGroup
+			reloginDone, logoutFrom time.Time
+			reloginCookie           string
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			jitter()
+			ctx := load(m1, c)
+			if _, err := Create(ctx, user); err != nil {
+				t.Errorf("round %d: Create = %v", i, err)
+			}
+			h := http.Header{}
+			if err := m1.Commit(ctx, h); err != nil {
+				t.Errorf("round %d: the re-login's Commit = %v", i, err)
+			}
+			if ck, ok := sessionCookie(m1, h); ok {
+				reloginCookie = ck.Value
+			}
+			reloginDone = time.Now()
+		}()
+		go func() {
+			defer wg.Done()
+			jitter()
+			if i%3 == 0 {
+				time.Sleep(5 * time.Millisecond) // after the re-login, most likely
+			}
+			logoutFrom = time.Now()
+			ctx := load(m2, c)
+			if err := Destroy(ctx); err != nil {
+				t.Errorf("round %d: Destroy = %v", i, err)
+			}
+			if err := m2.Commit(ctx, http.Header{}); err != nil {
+				t.Errorf("round %d: the logout's Commit = %v", i, err)
+			}
+		}()
+		wg.Wait()
+		list, err := m1.List(context.Background(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case len(list) > 1:
+			t.Fatalf("round %d: %d sessions left, want at most 1", i, len(list))
+		case len(list) == 1 && (reloginCookie == "" || userOf(t, m1, reloginCookie) != user):
+			t.Fatalf("round %d: a session left that no answer handed out", i)
+		}
+		if reloginDone.Before(logoutFrom) {
+			ordered++
+			if len(list) != 0 {
+				t.Fatalf("round %d: the logout began after the re-login answered, and the re-login's session lives", i)
+			}
+		}
+	}
+	if ordered < 30 {
+		t.Fatalf("only %d of 300 rounds had the re-login answer before the logout began: the check ran too rarely", ordered)
+	}
+	t.Logf("%d of 300 rounds with the re-login answered before the logout began", ordered)
+}
