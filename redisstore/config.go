@@ -345,6 +345,11 @@ func (c Config) checkDeployment() error {
 		if c.SentinelMaster == "" {
 			return fieldError("SentinelMaster", errors.New("required with SentinelAddrs"))
 		}
+		// A name read from a file or an env file often keeps its newline;
+		// the sentinels would answer that no such master is monitored.
+		if strings.TrimSpace(c.SentinelMaster) != c.SentinelMaster {
+			return fieldError("SentinelMaster", fmt.Errorf("%q has white space around it", c.SentinelMaster))
+		}
 		nodes = c.SentinelAddrs
 	case modeCluster:
 		if c.DB != 0 {

@@ -144,6 +144,8 @@ func TestConfigDeployment(t *testing.T) {
 			"redisstore: Config.SentinelPassword: set without SentinelAddrs"},
 		{"SentinelAddrs without SentinelMaster", Config{SentinelAddrs: sentinels, SentinelPassword: spw, Password: pw},
 			"redisstore: Config.SentinelMaster: required with SentinelAddrs"},
+		{"SentinelMaster with a newline", Config{SentinelAddrs: sentinels, SentinelMaster: "mymaster\n", Password: pw},
+			`redisstore: Config.SentinelMaster: "mymaster\n" has white space around it`},
 		{"SentinelAddrs entry without port", Config{SentinelAddrs: []string{"s1:26379", "s2"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[1]: want host:port with a port 1-65535"},
 		// Twice listed, one sentinel outvoted the others (review sent).
