@@ -551,17 +551,19 @@ func Destroy(ctx context.Context) error {
 	defer st.mu.Unlock()
 	m := st.m
 	// When the store was down at load time, the request knows only the
-	// token it presented; delete its record, so that logout during a
-	// hiccup still ends the session.
+	// token it presented; read its record now, so that logout during a
+	// hiccup still ends the session (or, when the token has no record,
+	// the session it moved to, below).
 	h := st.held()
 	token, userID, md := h.token, h.userID, h.md
-	if token == "" && st.loadFailed {
-		token = st.presented
-		var err error
-		if md, _, err = m.recordMeta(ending(ctx), idOf(token)); err != nil {
+	if token == "" && st.loadFailed && st.presented != "" {
+		read, found, err := m.recordMeta(ending(ctx), idOf(st.presented))
+		if err != nil {
 			return err
 		}
-		userID = md.UserID
+		if found {
+			token, userID, md = st.presented, read.UserID, read
+		}
 	}
 	if token != "" {
 		// A Renew by a parallel request may have moved the session to a
@@ -582,8 +584,11 @@ func Destroy(ctx context.Context) error {
 			}
 		}
 	} else {
-		// The token may lead nowhere because a Renew moved its session
-		// before this request loaded it: end it where it went.
+		// The token may lead nowhere because a Renew moved its session, or
+		// a login on the same browser replaced it, before this request
+		// loaded it (or, after a failed load, before it read the record
+		// above): end it where it went, with its user's index entry and
+		// event.
 		_, ended, err := m.endRenewedAway(ending(ctx), st)
 		if err != nil {
 			return err

@@ -671,17 +671,20 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	case h.token != "":
 		replaces = idOf(h.token)
 	case st.loadFailed && st.presented != "":
-		replaces = idOf(st.presented)
-		var err error
-		if ownerMeta, _, err = m.recordMeta(ctx, replaces); err != nil {
+		read, found, err := m.recordMeta(ctx, idOf(st.presented))
+		if err != nil {
 			return Info{}, err
 		}
-		owner = ownerMeta.UserID
-	default:
-		// The token may lead nowhere because a Renew moved its session
-		// before this request loaded it: that session ends, as a logout
-		// would, before the login (nothing of it carries over: the
-		// request does not hold its token).
+		if found {
+			replaces, owner, ownerMeta = idOf(st.presented), read.UserID, read
+		}
+	}
+	if replaces == "" {
+		// The token may lead nowhere because a Renew moved its session, or
+		// a login replaced it, before this request loaded it (or, after a
+		// failed load, before it read the record above): that session
+		// ends, as a logout would, before the login (nothing of it carries
+		// over: the request does not hold its token).
 		endedUser, ended, err := m.endRenewedAway(ctx, st)
 		if err != nil {
 			return Info{}, err

@@ -426,9 +426,11 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 // Info. It reports the user of the session it ended, "" for an anonymous
 // one or none, and whether it ended one. It costs one read when the
 // token's session was not moved (it expired, or was ended), the common
-// case. The caller holds st.mu.
+// case. The caller calls it only when the token is known to have no
+// record: its load found none, or failed and a read since found none.
+// The caller holds st.mu.
 func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string, ended bool, err error) {
-	if st.presented == "" || st.loadFailed {
+	if st.presented == "" {
 		return "", false, nil
 	}
 	return m.endMovedAway(ctx, idOf(st.presented), "")

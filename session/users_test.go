@@ -698,6 +698,22 @@ func (s *failingLoads) Load(ctx context.Context, id string, ttl time.Duration) (
 	return s.Store.Load(ctx, id, ttl)
 }
 
+// failingMoverLoads is failingLoads over a redisstore.Store that keeps
+// its MovedTo in sight (failingLoads's Store hides it): the pointers of
+// renewals and re-logins are followed through it.
+type failingMoverLoads struct {
+	*redisstore.Store
+	fail bool
+}
+
+func (s *failingMoverLoads) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
+	if s.fail {
+		s.fail = false
+		return nil, false, errors.New("redis: connection reset by peer")
+	}
+	return s.Store.Load(ctx, id, ttl)
+}
+
 // downStore is a store whose Redis does not answer: every call it records
 // fails as a stalled Redis's would, after its timeout.
 type downStore struct {
@@ -795,6 +811,51 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		ids, _, err := m.store.UserSessions(context.Background(), "alice")
 		if want := map[bool]int{false: 0, true: 1}[relogin]; err != nil || len(ids) != want || slices.Contains(ids, id) {
 			t.Errorf("relogin %v: alice's index %v, %v; want %d sessions, not the ended one", relogin, ids, err, want)
+		}
+	}
+
+	// The token's session was replaced by a re-login on the same browser
+	// (another tab): the logout, or login, with the old token ends the
+	// re-login's session through its pointer, as it does after a load
+	// that did not fail. It ended it as anonymous: no event, and its
+	// entry left in alice's index (review delta8).
+	for _, relogin := range []bool{false, true} {
+		var events eventLog
+		m, _, _ := newTestManager(t, Config{OnEvent: events.add})
+		old, _ := login(t, m, "alice")
+		var replacing string
+		serve(t, m, old, func(ctx context.Context) {
+			info, err := Create(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			replacing = info.ID
+		})
+		events.take()
+		m.store = &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: true}
+		serve(t, m, old, func(ctx context.Context) {
+			if LoadError(ctx) == nil {
+				t.Fatal("the load did not fail")
+			}
+			var err error
+			if relogin {
+				_, err = Create(ctx, "alice")
+			} else {
+				err = Destroy(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		got := events.take()
+		if !slices.ContainsFunc(got, func(e Event) bool {
+			return e.Kind == EventDestroyed && e.UserID == "alice" && e.SessionID == replacing
+		}) {
+			t.Errorf("relogin %v with the replaced token: events %+v, want the re-login's session %.8s destroyed", relogin, got, replacing)
+		}
+		ids, _, err := m.store.UserSessions(context.Background(), "alice")
+		if want := map[bool]int{false: 0, true: 1}[relogin]; err != nil || len(ids) != want || slices.Contains(ids, replacing) {
+			t.Errorf("relogin %v with the replaced token: alice's index %v, %v; want %d sessions, not the re-login's", relogin, ids, err, want)
 		}
 	}
 }
