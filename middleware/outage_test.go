@@ -95,6 +95,8 @@ func lostSave(t *testing.T, respond func(w http.ResponseWriter)) response {
 		w.Header().Set("X-Accel-Expires", "3600")
 		w.Header().Set("Surrogate-Control", "max-age=3600")
 		w.Header().Set("CDN-Cache-Control", "max-age=3600")
+		w.Header().Set("HX-Redirect", "/saved")
+		w.Header().Set("HX-Trigger", "saved")
 		http.SetCookie(w, &http.Cookie{Name: "csrf", Value: "new"})
 		respond(w)
 	}
@@ -109,7 +111,7 @@ func wantLostSave(t *testing.T, resp response) {
 	if resp.code != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || resp.body == "saved" {
 		t.Errorf("lost save answered %d %q, Retry-After %q; want 503 with Retry-After", resp.code, resp.body, resp.header.Get("Retry-After"))
 	}
-	for _, k := range []string{"Content-Encoding", "Location", "ETag", "X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "CDN-Cache-Control", "Set-Cookie"} {
+	for _, k := range []string{"Content-Encoding", "Location", "ETag", "X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "CDN-Cache-Control", "HX-Redirect", "HX-Trigger", "Set-Cookie"} {
 		if v := resp.header.Get(k); v != "" {
 			t.Errorf("the 503 carries the discarded response's %s: %q", k, v)
 		}

@@ -384,13 +384,18 @@ func varies(vary []string, name string) bool {
 // or do what the discarded response was to do (a cookie, a redirect, a
 // file that a proxy in front serves in its place: nginx's X-Accel-Redirect,
 // Apache's and lighttpd's X-Sendfile; caching it for the time a proxy's or
-// CDN's own header says, which overrides Cache-Control there). The keys
-// are canonical (textproto.CanonicalMIMEHeaderKey: "Etag", not "ETag"),
-// as Header.Set stores them.
+// CDN's own header says, which overrides Cache-Control there; htmx's
+// response headers, which htmx acts on before it looks at the status: an
+// HX-Redirect to a "saved" page would follow a 503 that says the change
+// was lost). The keys are canonical (textproto.CanonicalMIMEHeaderKey:
+// "Etag", not "ETag"; "Hx-Redirect", not "HX-Redirect"), as Header.Set
+// stores them.
 var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
 	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
 	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control",
+	"Hx-Location", "Hx-Push-Url", "Hx-Redirect", "Hx-Refresh", "Hx-Replace-Url", "Hx-Reselect", "Hx-Reswap", "Hx-Retarget",
+	"Hx-Trigger", "Hx-Trigger-After-Settle", "Hx-Trigger-After-Swap",
 }
 
 // dropResponseHeaders undoes what the handler did to discardedHeaders in h:
