@@ -2090,6 +2090,125 @@ func TestEndingFollowsRelogin(t *testing.T) {
 	})
 }
 
+// TestAnonymousLoginSentTwice sends a login form twice at once from the
+// browser of an anonymous visitor (a double click): both logins load the
+// anonymous session, the first takes its record, the second finds it
+// gone. The second ends the session the first made, through the pointer
+// the first left, before it adds its own: the user keeps one session on
+// that browser, and under MaxSessionsPerUser the phone stays signed in.
+// Before, both sessions lived, the one the browser did not keep held by
+// nobody, and with a limit of 2 the double click signed the phone out
+// (review adopt3). A login as another user ends nothing of the first's.
+func TestAnonymousLoginSentTwice(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		second     string // the user the second login signs in
+		firstFirst bool   // the first login answers before the second runs
+	}{
+		{"same user", "alice", false},
+		{"same user, the first answers first", "alice", true},
+		{"another user", "bob", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var events eventLog
+			m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: 2, OnEvent: events.add})
+			// The phone's session is the oldest, the one the limit would
+			// revoke (the test clock stands still otherwise).
+			now := m.now()
+			m.now = func() time.Time { return now.Add(-time.Minute) }
+			phone, phoneID := login(t, m, "alice")
+			m.now = func() time.Time { return now }
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "cart", "3 books"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			events.take()
+			first, second := load(m, anon), load(m, anon)
+			firstInfo, err := Create(first, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var firstCookie string
+			commit := func(ctx context.Context) (string, bool) {
+				t.Helper()
+				h := http.Header{}
+				if err := m.Commit(ctx, h); err != nil {
+					t.Fatal(err)
+				}
+				c, ok := sessionCookie(m, h)
+				if !ok {
+					return "", false
+				}
+				return c.Value, true
+			}
+			if tc.firstFirst {
+				var ok bool
+				if firstCookie, ok = commit(first); !ok {
+					t.Fatal("the first login set no cookie")
+				}
+			}
+			secondInfo, err := Create(second, tc.second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secondCookie, ok := commit(second)
+			if !ok {
+				t.Fatal("the second login set no cookie")
+			}
+			if !tc.firstFirst {
+				firstCookie, ok = commit(first)
+				if tc.second == "alice" && ok {
+					t.Errorf("the first login, whose session the second ended, set a cookie, want none")
+				}
+				if tc.second != "alice" && !ok {
+					t.Errorf("the first login set no cookie, want its session's")
+				}
+			}
+			if u := userOf(t, m, phone); u != "alice" {
+				t.Errorf("the phone reads as %q after the double login, want alice (events %+v)", u, events.take())
+			}
+			if u := userOf(t, m, secondCookie); u != tc.second {
+				t.Errorf("the second login's cookie reads as %q, want %s", u, tc.second)
+			}
+			list, err := m.List(context.Background(), "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]string, len(list))
+			for i, info := range list {
+				ids[i] = info.ID
+			}
+			if tc.second == "alice" {
+				if u := userOf(t, m, firstCookie); firstCookie != "" && u != "" {
+					t.Errorf("the first login's cookie reads as %q, want no session", u)
+				}
+				if want := []string{phoneID, secondInfo.ID}; !sameIDs(ids, want) {
+					t.Errorf("alice's sessions %v, want the phone's and the second login's %v", ids, want)
+				}
+				ended := slices.ContainsFunc(events.take(), func(e Event) bool {
+					return e.Kind == EventDestroyed && e.SessionID == firstInfo.ID
+				})
+				if !ended {
+					t.Errorf("no destroyed event for the first login's session: %+v", events.take())
+				}
+				serve(t, m, secondCookie, func(ctx context.Context) {
+					if cart, _ := Get[string](ctx, "cart"); cart != "3 books" {
+						t.Errorf("the second login's session has the cart %q, want the anonymous session's", cart)
+					}
+				})
+			} else if want := []string{phoneID, firstInfo.ID}; !sameIDs(ids, want) {
+				t.Errorf("alice's sessions %v after bob's login from the same anonymous session, want %v", ids, want)
+			}
+		})
+	}
+}
+
+// sameIDs reports whether a and b hold the same ids, in any order.
+func sameIDs(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(id string) bool { return !slices.Contains(b, id) })
+}
+
 // TestReloginAfterLogout has a login replace a signed-in session that a
 // logout in another tab ended after the login loaded it: the login
 // leaves its pointer from the ended session to its own (none was there),
