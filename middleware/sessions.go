@@ -215,9 +215,12 @@ func (w *sessionWriter) kept() []string {
 // Only the slices are kept, not copies: Header's Set and Del replace or
 // drop a slice, and Add appends past its length, so what the handler
 // does through them leaves the values they hold as they were.
+// It looks up the request's few headers among discardedHeaders, rather
+// than each of those in h: a request's header holds far fewer, none at
+// all without middleware around Sessions.
 func (w *sessionWriter) noteOuterHeaders(h http.Header) {
-	for i, k := range discardedHeaders {
-		if v, ok := h[k]; ok {
+	for k, v := range h {
+		if i, ok := discardedIndex[k]; ok {
 			if w.outer == nil {
 				w.outer = new([len(discardedHeaders)][]string)
 			}
@@ -397,6 +400,15 @@ var discardedHeaders = [...]string{
 	"Hx-Location", "Hx-Push-Url", "Hx-Redirect", "Hx-Refresh", "Hx-Replace-Url", "Hx-Reselect", "Hx-Reswap", "Hx-Retarget",
 	"Hx-Trigger", "Hx-Trigger-After-Settle", "Hx-Trigger-After-Swap",
 }
+
+// discardedIndex gives the position of each of discardedHeaders.
+var discardedIndex = func() map[string]int {
+	m := make(map[string]int, len(discardedHeaders))
+	for i, k := range discardedHeaders {
+		m[k] = i
+	}
+	return m
+}()
 
 // dropResponseHeaders undoes what the handler did to discardedHeaders in h:
 // each gets back its value in outer (nil for none), what middleware around
