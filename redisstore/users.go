@@ -101,11 +101,12 @@ type Move = struct {
 // With a.Merge and a.Replaces, the record written is a.Merge(the record of
 // a.Replaces, or nil when there is none), read and deleted at once (GET and
 // DEL in one MULTI/EXEC, one more round trip, which also leaves the
-// pointer LoginFrom reads) before the new session is added, so that a change another request saved into the replaced session
-// meanwhile is carried over, not lost: a login carries over the anonymous
-// session's values as they are, not as the login request loaded them. A
-// failure after that step, an error from a.Merge included, leaves the
-// replaced session ended and the new one not added.
+// pointer LoginFrom reads) before the new session is added, so that a
+// change another request saved into the replaced session meanwhile is
+// carried over, not lost: a login carries over the anonymous session's
+// values as they are, not as the login request loaded them. A failure
+// after that step, an error from a.Merge included, leaves the replaced
+// session ended and the new one not added.
 //
 // Without a limit and without a replaced session the commands go as a plain
 // pipeline, one round trip, ordered so that every prefix of it is safe: the
