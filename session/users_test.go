@@ -776,6 +776,27 @@ func TestEndWhileStoreDown(t *testing.T) {
 	}
 }
 
+// endAfterFailedLoad sends cookie in a request whose load fails (m's
+// store must fail its next Load), which logs alice in again when relogin
+// is set, and logs out otherwise.
+func endAfterFailedLoad(t *testing.T, m *Manager, cookie string, relogin bool) {
+	t.Helper()
+	serve(t, m, cookie, func(ctx context.Context) {
+		if LoadError(ctx) == nil {
+			t.Fatal("the load did not fail")
+		}
+		var err error
+		if relogin {
+			_, err = Create(ctx, "alice")
+		} else {
+			err = Destroy(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // TestEndAfterFailedLoad logs out, and logs in again, in requests whose
 // session could not be read: the session ends as any logout ends it, out
 // of its user's index, with its destroyed event. The request knew only
@@ -789,20 +810,7 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		events.take()
 		fs := &failingLoads{Store: m.store, fail: true}
 		m.store = fs
-		serve(t, m, cookie, func(ctx context.Context) {
-			if LoadError(ctx) == nil {
-				t.Fatal("the load did not fail")
-			}
-			var err error
-			if relogin {
-				_, err = Create(ctx, "alice")
-			} else {
-				err = Destroy(ctx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
+		endAfterFailedLoad(t, m, cookie, relogin)
 		got := events.take()
 		i := slices.IndexFunc(got, func(e Event) bool { return e.Kind == EventDestroyed })
 		if i < 0 || got[i].UserID != "alice" || got[i].SessionID != id {
@@ -833,20 +841,7 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		})
 		events.take()
 		m.store = &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: true}
-		serve(t, m, old, func(ctx context.Context) {
-			if LoadError(ctx) == nil {
-				t.Fatal("the load did not fail")
-			}
-			var err error
-			if relogin {
-				_, err = Create(ctx, "alice")
-			} else {
-				err = Destroy(ctx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
+		endAfterFailedLoad(t, m, old, relogin)
 		got := events.take()
 		if !slices.ContainsFunc(got, func(e Event) bool {
 			return e.Kind == EventDestroyed && e.UserID == "alice" && e.SessionID == replacing
