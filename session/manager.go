@@ -252,7 +252,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		st.plainHTTP = m.plainHTTP(r) // only a request with the cookie can expire it
 	}
 	if m.cfg.FromSCS != nil {
-		if m.importSCS(ctx, st, r, signed) {
+		if m.importSCS(ctx, st, r, signed, bearer) {
 			return ctx
 		}
 		// Not beside a Bearer token: its logout leaves the cookies alone.
@@ -1112,6 +1112,13 @@ func (m *Manager) newToken(st *state, tag string) (string, error) {
 		token = token[:shortTokenLen]
 	}
 	return withTag(tag, token), nil
+}
+
+// signedToken reports whether signed is a token that a key of m's signed,
+// within its deadline (the session may have ended all the same).
+func (m *Manager) signedToken(signed string) bool {
+	_, deadline, reason, aged := m.signer.check(signed)
+	return reason == "" && !aged && deadline.After(m.now())
 }
 
 // deadline returns the absolute deadline of a session created at now, in

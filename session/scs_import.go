@@ -329,14 +329,20 @@ func (m *Manager) endSCS(ctx context.Context, st *state) error {
 }
 
 // importSCS takes over the scs session of r, if r carries scs's cookie and
-// no session of m's own (signed is the value signedFromRequest found). It
-// reports whether it did anything: then Load is done with the request.
-func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, signed string) bool {
+// no session of m's own (signed is the value signedFromRequest found,
+// bearer whether it came as a Bearer token). It reports whether it did
+// anything: then Load is done with the request.
+func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, signed string, bearer bool) bool {
 	imp := m.cfg.FromSCS
 	token, ok := m.scsToken(r)
-	if !ok || (signed != "" && signed != token) {
-		// A session of m's own wins; scs's cookie, if any, goes with its
-		// next login or logout (see state.scsCookie).
+	if !ok || (signed != "" && signed != token && (bearer || m.signedToken(signed))) {
+		// A session of m's own wins, found or not; scs's cookie, if any,
+		// goes with its next login or logout (see state.scsCookie). A
+		// cookie of m's that no key signed, or past its deadline (a
+		// leftover of another deployment on the domain, a key since
+		// removed), is none: it would keep the scs session from
+		// migrating, and its user signed out, for as long as the browser
+		// kept it.
 		return false
 	}
 	// The session's cookie came: a logout in this request clears site data,

@@ -101,6 +101,26 @@ func TestSCSImportOnlyWithoutSession(t *testing.T) {
 	if want := []string{idOf(scsToken)}; !reflect.DeepEqual(rec.keys, want) {
 		t.Fatalf("Take keys %q, want the hash %q", rec.keys, want)
 	}
+
+	// A cookie of the Manager's that no key of its signed (one of another
+	// deployment on the domain, or signed by a key since removed) is no
+	// session: the scs session beside it migrates. It kept the user
+	// signed out for as long as the browser kept it (review scs2).
+	other, err := New(openTestStore(t, redistest.Start(t)), Config{Keys: [][]byte{testKey(0x6f)}, InsecureCookie: true, CookieName: "sk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := login(t, other, "u1")
+	for name, value := range map[string]string{"no token": "garbage", "another key's": foreign} {
+		rec.keys = nil
+		req := httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(&http.Cookie{Name: "sk", Value: value})
+		req.AddCookie(&http.Cookie{Name: "session", Value: scsToken})
+		m.Load(req)
+		if want := []string{idOf(scsToken)}; !reflect.DeepEqual(rec.keys, want) {
+			t.Errorf("%s cookie beside scs's: Take keys %q, want %q", name, rec.keys, want)
+		}
+	}
 }
 
 // TestSCSImportSessionIDNoCredential plays a request that sends another
