@@ -36,13 +36,11 @@
 //	                    MULTI/EXEC transaction; with a limit, WATCH,
 //	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
 //	                    transaction; with a merge of the replaced record, MULTI GET DEL
-//	                    EXEC of it, with SET NX of its login pointer, <id>:login, first,
-//	                    then the rest as without it
+//	                    EXEC of it first, then the rest as without it
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    and SET of the old id's pointer, <id>:next
 //	MovedTo             GET of a moved or replaced session's pointer
-//	LoginFrom           GET of the login pointer of an anonymous session
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,

@@ -44,8 +44,7 @@ type KeyStats struct {
 	// Sessions is the number of session records: string keys
 	// "<KeyPrefix>session:*", but for the pointers renewed and replaced
 	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
-	// [Store.MovedTo]) and "<KeyPrefix>session:<id>:login" (see
-	// [Store.LoginFrom]).
+	// [Store.MovedTo]).
 	Sessions int64
 	// Indexes is the number of user indexes, sorted sets
 	// "<KeyPrefix>user:*", and IndexEntries the number of session ids they

@@ -100,13 +100,12 @@ type Move = struct {
 //
 // With a.Merge and a.Replaces, the record written is a.Merge(the record of
 // a.Replaces, or nil when there is none), read and deleted at once (GET and
-// DEL in one MULTI/EXEC, one more round trip, which also leaves the
-// pointer LoginFrom reads) before the new session is added, so that a
-// change another request saved into the replaced session meanwhile is
-// carried over, not lost: a login carries over the anonymous session's
-// values as they are, not as the login request loaded them. A failure
-// after that step, an error from a.Merge included, leaves the replaced
-// session ended and the new one not added.
+// DEL in one MULTI/EXEC, one more round trip) before the new session is
+// added, so that a change another request saved into the replaced session
+// meanwhile is carried over, not lost: a login carries over the anonymous
+// session's values as they are, not as the login request loaded them. A
+// failure after that step, an error from a.Merge included, leaves the
+// replaced session ended and the new one not added.
 //
 // Without a limit and without a replaced session the commands go as a plain
 // pipeline, one round trip, ordered so that every prefix of it is safe: the
@@ -144,7 +143,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		// request that writes it later finds it gone. Then add the new
 		// session alone: a failure in between ends the replaced session,
 		// and never leaves it alive beside the new one.
-		replaced, err := s.getDel(ctx, "add_user_session", s.prefix+a.Replaces, a.ID, px(start, min(a.TTL, pointerLife)))
+		replaced, err := s.getDel(ctx, "add_user_session", s.prefix+a.Replaces)
 		if replaced != nil {
 			gone = a.Replaces
 		}
@@ -290,29 +289,19 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	return endedOf(gone, revoked), nil
 }
 
-// getDel returns the record under key, the anonymous session a login
-// replaces, or nil when there is none, and deletes it, in one MULTI/EXEC
-// transaction (GET, DEL) of one round trip. Unlike an optimistic
-// transaction (WATCH) it cannot lose a race, not even to a read: GETEX
-// with a time to live, which every read of a session with an idle timeout
-// sends, counts as a change of a watched key, so a login that watched its
-// anonymous record starved while that session was read. (GETDEL does the
-// same in one command, but needs +getdel, which the package
-// documentation's ACL line does not grant.) In the same transaction it
-// leaves the login's pointer to the session to, with NX and the time to
-// live ms (see LoginFrom): the first login's, should two replace the
-// session at once, and written whether or not the record was there, so
-// that a login sent twice from a browser whose anonymous session had
-// expired finds it too. It leaves none when the pointer would lie in
-// another slot of a Redis Cluster (an id without a tag).
-func (s *Store) getDel(ctx context.Context, op, key, to string, ms int64) (record []byte, err error) {
+// getDel returns the record under key, or nil when there is none, and
+// deletes it, in one MULTI/EXEC transaction (GET, DEL) of one round trip.
+// Unlike an optimistic transaction (WATCH) it cannot lose a race, not even
+// to a read: GETEX with a time to live, which every read of a session with
+// an idle timeout sends, counts as a change of a watched key, so a login
+// that watched its anonymous record starved while that session was read.
+// (GETDEL does the same in one command, but needs +getdel, which the
+// package documentation's ACL line does not grant.)
+func (s *Store) getDel(ctx context.Context, op, key string) (record []byte, err error) {
 	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("MULTI")
 		conn.Send("GET", key)
 		conn.Send("DEL", key)
-		if pointer := key + loginSuffix; s.sameSlot(key, pointer) {
-			conn.Send("SET", pointer, to, "PX", ms, "NX")
-		}
 		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 		if err == nil {
 			err = firstError(replies)
@@ -652,29 +641,6 @@ func (s *Store) nextKey(id string) string {
 	return s.prefix + id + nextSuffix
 }
 
-// loginSuffix ends the key of the pointer a login leaves behind when it
-// replaces an anonymous session, "<KeyPrefix>session:<id>:login" (see
-// LoginFrom). It is another key than MoveSession's pointer, which a
-// logout and a change of an anonymous session follow: the token of an
-// anonymous session, which a stranger may have planted in the browser
-// that logged in, must never reach the signed-in session.
-const loginSuffix = ":login"
-
-// LoginFrom returns the id of the session a login made from the anonymous
-// session id (AddUserSession with a.Merge), or "" when none did, or the
-// pointer has expired: the first login's, should two take the session at
-// once. It lives as MovedTo's pointer does. The session package calls it
-// only in a login that finds its anonymous session taken by another (a
-// login form sent twice), to end the session that login made when it is
-// the same user's: the answers of both logins set a cookie, and without
-// it the one the browser does not keep would be a session that nobody
-// holds, listed on the user's devices and counted under a session limit,
-// where it could sign the user's other device out. It costs one GET, and
-// reports as load to the Observer.
-func (s *Store) LoginFrom(ctx context.Context, id string) (to string, err error) {
-	return s.pointer(ctx, s.prefix+id+loginSuffix)
-}
-
 // notRecord reports whether key, a key that SCAN found under
 // "<KeyPrefix>session:", is none of this Store's session records, as an id
 // never holds a colon: a pointer MoveSession left behind, or a key of
@@ -701,12 +667,7 @@ func (s *Store) notRecord(key string) bool {
 // logout that fails part way can be tried again. It costs one GET, and
 // reports as load to the Observer.
 func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
-	return s.pointer(ctx, s.nextKey(id))
-}
-
-// pointer returns the id that the pointer key holds, or "" when there is
-// none.
-func (s *Store) pointer(ctx context.Context, key string) (to string, err error) {
+	key := s.nextKey(id)
 	err = s.do(ctx, "load", key, func(ctx context.Context, conn redis.Conn) error {
 		var err error
 		to, err = redis.String(cmd(ctx, conn, "GET", key))

@@ -75,8 +75,7 @@ func setRecord(t *testing.T, srv *redistest.Server, id, record string) {
 }
 
 // records returns every session record in Redis, by id: the keys under
-// "session:" but the pointers of moved sessions (see pointers) and of
-// logins from anonymous sessions (see LoginFrom).
+// "session:" but the pointers of moved sessions (see pointers).
 func records(t *testing.T, srv *redistest.Server) map[string]string {
 	t.Helper()
 	got := make(map[string]string)
@@ -88,7 +87,7 @@ func records(t *testing.T, srv *redistest.Server) map[string]string {
 		cursor, _ = redis.Int(reply[0], nil)
 		keys, _ := redis.Strings(reply[1], nil)
 		for _, k := range keys {
-			if strings.HasSuffix(k, ":next") || strings.HasSuffix(k, ":login") {
+			if strings.HasSuffix(k, ":next") {
 				continue
 			}
 			v, err := redis.String(srv.Do(t, "GET", k), nil)
@@ -616,50 +615,6 @@ func TestAddUserSessionMerge(t *testing.T) {
 			}
 			if _, ok := index(t, srv, "alice")["c"]; ok {
 				t.Error("a failing merge put its session in the index")
-			}
-		})
-	}
-}
-
-// TestLoginFrom checks the pointer a login leaves from the anonymous
-// session it takes to its own: the first login's when two take the same
-// session (a form sent twice), written also when the record had gone
-// (expired), living no longer than 10 minutes, and apart from MovedTo's
-// pointer, which a logout with the anonymous token follows.
-func TestLoginFrom(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv, redisstore.Config{})
-	ctx := context.Background()
-	d := deadlines(1)
-	keep := func(replaced []byte) ([]byte, error) { return replaced, nil }
-	for _, tc := range []struct {
-		name   string
-		record bool // the anonymous record is there when the first login takes it
-	}{{"record there", true}, {"record expired", false}} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv.Do(t, "FLUSHALL")
-			if tc.record {
-				setRecord(t, srv, "anon", "cart")
-			}
-			for _, id := range []string{"first", "second"} {
-				a := alice(id, d[0])
-				a.Replaces, a.Merge = "anon", keep
-				if _, err := s.AddUserSession(ctx, a); err != nil {
-					t.Fatalf("the %s login: %v", id, err)
-				}
-			}
-			if to, err := s.LoginFrom(ctx, "anon"); err != nil || to != "first" {
-				t.Errorf("LoginFrom(anon) = %q, %v; want first", to, err)
-			}
-			if to, err := s.MovedTo(ctx, "anon"); err != nil || to != "" {
-				t.Errorf("MovedTo(anon) = %q, %v; want none: a logout with the anonymous token must not reach the login", to, err)
-			}
-			ttl, err := redis.Int64(srv.Do(t, "PTTL", "session:anon:login"), nil)
-			if err != nil || ttl <= 0 || ttl > (10*time.Minute).Milliseconds() {
-				t.Errorf("PTTL of the login pointer = %d, %v; want up to 10 minutes", ttl, err)
-			}
-			if to, err := s.LoginFrom(ctx, "other"); err != nil || to != "" {
-				t.Errorf("LoginFrom(other) = %q, %v; want none", to, err)
 			}
 		})
 	}
@@ -1517,10 +1472,9 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.AddUserSession(ctx, a)
 				return err
 			},
-			// The replaced record is read and deleted at once, its login
-			// pointer set (MULTI GET DEL SET EXEC), then the session added
-			// as without a replaced one (SET ...).
-			want: map[string]int64{"multi": 1, "get": 1, "del": 1, "exec": 1, "set": 2, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
+			// The replaced record is read and deleted at once (MULTI GET
+			// DEL EXEC), then the session added as without a replaced one.
+			want: map[string]int64{"multi": 1, "get": 1, "del": 1, "exec": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
 		},
 		{
 			name: "AddUserSession with a limit",

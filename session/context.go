@@ -42,7 +42,7 @@ type state struct {
 	stored    string // token whose record exists in the store, as far as this request knows
 	inserted  bool   // this request created stored's record: nobody else has its token yet
 	// relogin says that the login that inserted stored's record replaced
-	// another session, whose token leads there (see Manager.renewedAway).
+	// a user's session, whose token leads there (see Manager.renewedAway).
 	relogin   bool
 	withheld  bool // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
 	plainHTTP bool // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)

@@ -628,17 +628,16 @@ func (m *Manager) commitFailed(ctx context.Context, err error) {
 
 // renewedAway reports whether the session that this request's Renew moved
 // to st.issued (a renewal leaves st.inserted false; a login or a new
-// anonymous session sets it), or its login made there in place of another
-// session (st.relogin), has gone from there since: ended, or renewed
-// again, by a parallel request, such as a re-login or a logout with the
-// old token that followed the renewal or the login and ended it, or a
-// login from the same anonymous session (see endParallelLogin).
+// anonymous session sets it), or its login made there in place of a
+// user's session (st.relogin), has gone from there since: ended, or
+// renewed again, by a parallel request, such as a re-login or a logout
+// with the old token that followed the renewal or the login and ended it.
 // Its token then leads nowhere, and the response, which may come after
 // that request's, must not put it in place of the browser's newer cookie
 // (or, after a logout, sign the browser in again): the commit leaves the
 // cookie alone (st.gone), as it does for a session that ended while the
 // request ran. The check costs a read, only at the commit of a request
-// that renewed, or logged in over another session, and wrote nothing
+// that renewed, or logged in over a user's session, and wrote nothing
 // after (a write proves the record is there); when it fails, the cookie
 // goes out as before: the renewal happened, and a token that leads
 // nowhere logs nobody in. The caller holds st.mu.
@@ -751,18 +750,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// than to login, which it would otherwise move to the heap for every
 	// login, also for the common one that replaces no anonymous session.
 	var merged *loginRecordOf
-	var newID string // the new session's, set below
 	if owner == "" && replaces != "" {
 		merged = new(loginRecordOf)
 		merge = func(replaced []byte) ([]byte, error) {
 			values := loaded
 			if replaced != nil {
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
-			} else if err := m.endParallelLogin(ctx, replaces, userID, newID); err != nil {
-				// Another login took the anonymous session first. Its
-				// session ends here, before this one is added, so that it
-				// never counts under the limit beside this one.
-				return nil, err
 			}
 			var err error
 			*merged, err = m.loginRecord(deadline, md, values, pending)
@@ -773,7 +766,6 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if err != nil {
 		return Info{}, err
 	}
-	newID = idOf(token)
 	ttl, _ := m.ttl(deadline, now)
 	add := NewSession{
 		UserID:   userID,
@@ -887,7 +879,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.relogin = add.Replaces != ""
+	st.relogin = owner != "" && add.Replaces != ""
 	st.loadFailed, st.loggedOut, st.stale = false, false, false
 	st.renewedAway = nil // replaced: its changes are pending's
 	// The scs session whose cookie came beside the one replaced ends, as

@@ -46,21 +46,6 @@ import (
 // an anonymous session a login replaced (Merge not nil): its token would
 // then reach the signed-in session. redisstore.Store has it.
 //
-// A Store may also have
-//
-//	LoginFrom(ctx context.Context, id string) (to string, err error)
-//
-// which returns the id of the session whose AddUserSession replaced the
-// anonymous session id (Merge not nil), the first it wrote, or "" when
-// none did. Only a login that finds its anonymous session taken by
-// another (a login form sent twice) asks it, and ends that session when
-// it is the same user's: without it, a browser whose form went twice
-// leaves a session that nobody holds, counted under MaxSessionsPerUser.
-// AddUserSession should keep that id as long as MovedTo's, from the moment
-// the anonymous record is gone, apart from MovedTo's pointers, which a
-// logout and a change of an anonymous session follow. redisstore.Store
-// has it.
-//
 // Two more methods a Store may have, which redisstore.Store has too:
 //
 //	Cluster() bool

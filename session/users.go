@@ -503,48 +503,6 @@ func (m *Manager) movedTo(ctx context.Context, id string) (string, error) {
 	return to, nil
 }
 
-// loginFinder is the optional method of a Store that keeps, for each
-// anonymous session a login replaced, the session that login made (see
-// Store).
-type loginFinder interface {
-	LoginFrom(ctx context.Context, id string) (to string, err error)
-}
-
-// endParallelLogin ends the session that a parallel login of userID made
-// from the anonymous session from, whose record that login took first: a
-// login form sent twice from the browser of an anonymous visitor. Each
-// login makes a session and sets its cookie, and the browser keeps one;
-// without this the other would be a session nobody holds, listed on the
-// user's devices and counted under MaxSessionsPerUser, where it could sign
-// the user's other devices out. It never ends own, the caller's new
-// session, nor another user's session (a stranger who planted the
-// anonymous token, and logs in with it as himself, reaches nothing), and
-// ends nothing when the store keeps no such pointer. The answer of the
-// login whose session it ended sets no cookie, when it comes after (see
-// renewedAway).
-func (m *Manager) endParallelLogin(ctx context.Context, from, userID, own string) error {
-	lf, ok := baseStore(m.store).(loginFinder)
-	if !ok {
-		return nil
-	}
-	to, err := lf.LoginFrom(ctx, from)
-	if err != nil {
-		return storeError(err)
-	}
-	if to == "" || to == own {
-		return nil
-	}
-	md, found, err := m.recordMeta(ctx, to)
-	if err != nil || !found || md.UserID != userID {
-		return err
-	}
-	ended, err := m.endSession(ctx, userID, to, lineage(to, md))
-	if ended != "" {
-		m.emit(EventDestroyed, userID, ended, m.now())
-	}
-	return err
-}
-
 // successor returns the id under which the session id of userID, of
 // lineage line, lives now: id itself, or the id a Renew moved it to (see
 // meta.Origin), or "" when it has ended.

@@ -40,10 +40,22 @@
   window.addEventListener("pageshow", function (e) {
     if (e.persisted) location.reload();
   });
-  // A form with data-confirm asks before it is sent.
+  // A form with data-confirm asks before it is sent. A form is sent once:
+  // a second click while the first is under way (a double click, or an
+  // impatient one during a slow sign-in) would send it again, and two
+  // sign-ins at once make two sessions, of which the browser keeps one;
+  // the other, held by nobody, counts under the user's session limit
+  // (SESSION_MAX_PER_USER) and can sign another of the user's devices
+  // out. After 10 seconds without an answer it can be sent again, should
+  // the first have been lost.
   document.addEventListener("submit", function (e) {
-    var q = e.target.getAttribute("data-confirm");
-    if (q && !window.confirm(q)) e.preventDefault();
+    var f = e.target, q = f.getAttribute("data-confirm");
+    if (f.hasAttribute("data-sent") || (q && !window.confirm(q))) {
+      e.preventDefault();
+      return;
+    }
+    f.setAttribute("data-sent", "");
+    setTimeout(function () { f.removeAttribute("data-sent"); }, 10000);
   });
   document.addEventListener("DOMContentLoaded", function () {
     times();
