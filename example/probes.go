@@ -81,12 +81,22 @@ func answerNotReady(w http.ResponseWriter, check string) {
 }
 
 // noteReadiness logs a change of readiness: when /readyz fails after
-// succeeding (or on its first probe), when the failing check changes, and
-// when it succeeds again. A probe that answers as the one before logs
-// nothing, so probes cannot fill the log.
+// succeeding (or on its first probe), when the failing check or its cause
+// changes (Redis that refused connections comes up with another password:
+// the log must say so, not go on blaming the first cause), and when it
+// succeeds again. A probe that answers as the one before logs nothing, so
+// probes cannot fill the log.
 func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolStats) {
-	prev := s.notReady.Swap(&failed)
-	if prev != nil && *prev == failed || prev == nil && failed == "" {
+	var cause string
+	if err != nil {
+		cause = describe(err, s.redis, readyTimeout)
+	}
+	state := failed
+	if failed != "" {
+		state += "\x00" + cause
+	}
+	prev := s.notReady.Swap(&state)
+	if prev != nil && *prev == state || prev == nil && state == "" {
 		return
 	}
 	if failed == "" {
@@ -102,7 +112,7 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	case errors.Is(err, redisstore.ErrRefused):
 		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
 	}
-	s.log.Warn(msg, "check", failed, "cause", describe(err, s.redis, readyTimeout), "error", err,
+	s.log.Warn(msg, "check", failed, "cause", cause, "error", err,
 		"pool_active", pool.Active, "pool_idle", pool.Idle, "pool_max_active", pool.MaxActive, "pool_waits", pool.Waits)
 }
 
@@ -115,19 +125,21 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		if clientGone(r) {
 			return // it says nothing of Redis, and nobody reads the answer
 		}
-		// Logged when the check starts failing, not at every probe: anyone
-		// who can reach /healthz could otherwise fill the log.
-		if !s.unhealthy.Swap(true) {
+		// Logged when the check starts failing, and when its cause
+		// changes, not at every probe: anyone who can reach /healthz
+		// could otherwise fill the log.
+		cause := describe(err, s.redis, healthTimeout)
+		if prev := s.unhealthy.Swap(&cause); prev == nil || *prev != cause {
 			msg := "example: health check: Redis unavailable"
 			if errors.Is(err, redisstore.ErrRefused) {
 				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
 			}
-			s.log.Error(msg, "cause", describe(err, s.redis, healthTimeout), "error", err)
+			s.log.Error(msg, "cause", cause, "error", err)
 		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}
-	if s.unhealthy.Swap(false) {
+	if s.unhealthy.Swap(nil) != nil {
 		s.log.Info("example: health check: Redis answers again")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

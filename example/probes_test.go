@@ -140,6 +140,45 @@ func TestProbesReadOnlyReplica(t *testing.T) {
 	}
 }
 
+// TestProbesLogCauseChange has Redis fail the probes for one cause, then
+// for another (stopped: connections refused; then back, but frozen: the
+// probe's deadline runs out): each probe logs the new cause once. Before,
+// only the first was logged, and an operator read it for as long as the
+// probes failed, also after the cause had changed (review ops3: a Redis
+// that came up refusing the app's password was still logged as not
+// running).
+func TestProbesLogCauseChange(t *testing.T) {
+	var logs syncbuf.Buffer
+	e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
+	c := noRedirects()
+	e.probe(c, "/readyz", http.StatusOK, probeOK)
+	e.redis.Stop(t)
+	for range 2 {
+		e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
+		e.send(c, "GET", "/healthz", "")
+	}
+	e.redis.Restart(t)
+	e.redis.Pause(t)
+	for range 2 {
+		e.probe(c, "/readyz", http.StatusServiceUnavailable, notReady(checkRedis))
+		e.send(c, "GET", "/healthz", "")
+	}
+	e.redis.Resume(t)
+	out := logs.String()
+	for _, line := range []string{"example: not ready", "example: health check: Redis unavailable"} {
+		var causes []string
+		for l := range strings.Lines(out) {
+			if strings.Contains(l, line) {
+				_, cause, _ := strings.Cut(l, "cause=")
+				causes = append(causes, cause)
+			}
+		}
+		if len(causes) != 2 || causes[0] == causes[1] {
+			t.Errorf("%q logged for two causes, twice each: %d lines, want 2 with different causes:\n%s", line, len(causes), out)
+		}
+	}
+}
+
 // TestReadyzRedisOutage takes Redis away (killed, or frozen with SIGSTOP):
 // /readyz answers 503 check=redis within its deadline, /livez 200, and
 // /readyz 200 again as soon as Redis is back. The changes of readiness are

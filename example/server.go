@@ -44,13 +44,13 @@ type server struct {
 	// (notice.go) follows both.
 	idle           time.Duration
 	insecureCookie bool
-	// notReady is the check /readyz last saw failing, "" when it last
-	// answered ready, nil before its first probe; it makes /readyz log
-	// changes of readiness rather than every probe.
+	// notReady is the check /readyz last saw failing with its cause, ""
+	// when it last answered ready, nil before its first probe; it makes
+	// /readyz log changes of readiness rather than every probe.
 	notReady atomic.Pointer[string]
-	// unhealthy is set while /healthz last saw Redis failing, so that it
-	// logs a failure once.
-	unhealthy atomic.Bool
+	// unhealthy is the cause of the failure /healthz last saw, nil while
+	// it last saw Redis answer, so that it logs each failure once.
+	unhealthy atomic.Pointer[string]
 	// stopping is set once a signal started the shutdown: /readyz then
 	// fails, so that load balancers stop sending requests while the
 	// server still serves them (SHUTDOWN_DELAY, see serve).
