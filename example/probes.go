@@ -25,6 +25,10 @@ const (
 	checkRedis    = "redis"    // Store.Ping failed: Redis did not answer in time, or refused (a read-only replica, say)
 	checkPool     = "pool"     // every pooled connection was busy and none came free in time
 	checkShutdown = "shutdown" // the server is shutting down (see serve)
+	// Redis refuses the login limit's counter (its ACL lacks the rate
+	// limiter's line), which start-up could not check: Redis did not
+	// answer then (see setup).
+	checkCounter = "rate_limit"
 )
 
 // livez answers 200 while the process serves HTTP. It does nothing else,
@@ -54,7 +58,18 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	pool := s.store.PoolStats()
 	failed := ""
 	err := s.store.Ping(ctx)
-	if err != nil {
+	if err == nil && !s.counterChecked.Load() {
+		// Start-up checks the counter's permissions and stops without
+		// them; when Redis did not answer then, they are checked here,
+		// once, so that an instance that would refuse every login is not
+		// put into service.
+		if err = s.store.PingCounter(ctx); err == nil {
+			s.counterChecked.Store(true)
+		} else if errors.Is(err, redisstore.ErrRefused) {
+			failed = checkCounter
+		}
+	}
+	if err != nil && failed == "" {
 		failed = checkRedis
 		if pool.Exhausted() {
 			failed = checkPool
@@ -107,6 +122,8 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	// master short of replicas): cause says which.
 	msg := "example: not ready: Redis cannot serve sessions"
 	switch {
+	case failed == checkCounter:
+		msg = "example: not ready: Redis refused the login limit's counter; check the server's ACL (the rate limiter's line in the redisstore documentation)"
 	case failed == checkPool:
 		msg = "example: not ready: every pooled Redis connection is busy"
 	case errors.Is(err, redisstore.ErrRefused):

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -151,4 +152,30 @@ func TestStartupChecksLoginLimitACL(t *testing.T) {
 		t.Fatalf("setup with the rate limiter's ACL = %v, want it to start", err)
 	}
 	a.close()
+
+	// Redis does not answer at start-up (the app starts first): the
+	// example starts, and checks the counter once Redis answers, keeping
+	// /readyz failing while Redis refuses it, so that an instance that
+	// would refuse every login never goes into service (review ops3: it
+	// was ready, and every login answered 503).
+	setUser(store...)
+	r.Pause(t)
+	a, err = setup(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Resume(t)
+	if err != nil {
+		t.Fatalf("setup while Redis does not answer = %v, want it to start", err)
+	}
+	defer a.close()
+	readyz := func() (int, string) {
+		w := httptest.NewRecorder()
+		a.handler.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"check":"rate_limit"`) {
+		t.Errorf("GET /readyz without the rate limiter's ACL = %d %s, want 503 naming rate_limit", code, body)
+	}
+	setUser(append(store, "~rate_limit:*", "+incr", "+pexpire", "+pttl")...)
+	if code, body := readyz(); code != http.StatusOK {
+		t.Errorf("GET /readyz with the rate limiter's ACL = %d %s, want 200", code, body)
+	}
 }

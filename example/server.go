@@ -51,6 +51,10 @@ type server struct {
 	// unhealthy is the cause of the failure /healthz last saw, nil while
 	// it last saw Redis answer, so that it logs each failure once.
 	unhealthy atomic.Pointer[string]
+	// counterChecked is set once Redis let the login limit's counter
+	// run (Store.PingCounter), at start-up or, when Redis did not answer
+	// then, at a /readyz since.
+	counterChecked atomic.Bool
 	// stopping is set once a signal started the shutdown: /readyz then
 	// fails, so that load balancers stop sending requests while the
 	// server still serves them (SHUTDOWN_DELAY, see serve).
@@ -60,6 +64,7 @@ type server struct {
 // probed is what the probes need of the store.
 type probed interface {
 	Ping(context.Context) error
+	PingCounter(context.Context) error
 	PoolStats() redisstore.PoolStats
 }
 

@@ -174,6 +174,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 			return nil, err
 		}
 	}
+	counterChecked := false
 	if err := ping(store); errors.Is(err, redisstore.ErrRefused) {
 		if why := redisstore.Describe(err, rcfg); why != "" {
 			return nil, fmt.Errorf("example: Redis refused the connection settings; check the REDIS_* variables, the server's ACL and its version: %s: %w", why, err)
@@ -185,6 +186,8 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 		// Ping checks the store's permissions only; every login goes
 		// through the login limit's counter too.
 		return nil, fmt.Errorf("example: Redis refused the login limit's counter; check the server's ACL (the rate limiter's line in the redisstore documentation): %s: %w", redisstore.Describe(err, rcfg), err)
+	} else {
+		counterChecked = err == nil
 	}
 
 	scfg.Logger = log
@@ -200,6 +203,7 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	srv := newServer(manager, store, metricsHandler(reg, log), log)
 	srv.redis = rcfg
 	srv.counter, srv.login, srv.rateMetrics = store, login, rateMetrics
+	srv.counterChecked.Store(counterChecked)
 	srv.idle, srv.insecureCookie = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout), scfg.InsecureCookie
 	h, err := routes(srv)
 	if err != nil {
