@@ -398,7 +398,7 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	case target == nil || errors.Is(err, session.ErrNotFound):
 		s.fail(w, r, http.StatusNotFound, "no such session", page{
 			Heading: "That session has already ended",
-			Message: "The device was signed out already, perhaps from another tab or device.",
+			Message: "The device was signed out already, perhaps from another tab or device, or has signed in again since this page was shown.",
 			Back:    "/sessions", BackText: "Back to your devices",
 		})
 	case err != nil:
@@ -481,7 +481,9 @@ func (s *server) unavailablePage(w http.ResponseWriter, r *http.Request, o outag
 	p := page{
 		Title:   "Temporarily unavailable",
 		Heading: "We can't reach your session right now",
-		Message: "Our session store is not answering. You have not been signed out; please try again in a few seconds.",
+		// "by this outage": the marker says that this browser was signed
+		// in lately, not that no other device has signed it out since.
+		Message: "Our session store is not answering. You have not been signed out by this outage; please try again in a few seconds.",
 	}
 	if _, err := r.Cookie(s.markerName()); err != nil && o == keptSignedIn {
 		// No marker: no page showed this browser signed in lately, or it

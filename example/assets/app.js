@@ -96,7 +96,9 @@
     // A countdown to the page's own refresh.
     document.querySelectorAll("[data-countdown]").forEach(function (c) {
       var left = parseInt(c.getAttribute("data-countdown"), 10);
-      setInterval(function () { if (left > 1) c.textContent = --left + " seconds"; }, 1000);
+      setInterval(function () {
+        if (left > 1) c.textContent = --left + (left === 1 ? " second" : " seconds");
+      }, 1000);
     });
   });
 })();
