@@ -532,6 +532,11 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 		if err != nil || len(keys) != 1 {
 			return cfg, errors.New("session: SESSION_TAG_KEY: want one key, the base64 of at least 32 random bytes")
 		}
+		// As New refuses it, but naming the variables.
+		same := func(k []byte) bool { return subtle.ConstantTimeCompare(k, keys[0]) == 1 }
+		if slices.ContainsFunc(cfg.Keys, same) || slices.ContainsFunc(cfg.RetiredKeys, same) {
+			return cfg, errors.New("session: SESSION_TAG_KEY: is also in SESSION_KEYS or SESSION_RETIRED_KEYS: want a key of its own, since signing keys rotate and a tag key never does")
+		}
 		cfg.TagKey = keys[0]
 	}
 	if v, ok := lookup("SESSION_MAX_PER_USER"); ok {

@@ -687,6 +687,8 @@ func TestTagKeyFromEnv(t *testing.T) {
 		{"too short", base64.StdEncoding.EncodeToString(key[:MinKeyLength-1]), nil, true},
 		{"two keys", std + "," + base64.StdEncoding.EncodeToString(testKey(0xfe)), nil, true},
 		{"trailing comma", std + ",", nil, true},
+		// New refuses it too, naming Config.TagKey (review ops3).
+		{"a signing key", base64.StdEncoding.EncodeToString(testKey(1)), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString(testKey(1)), "SESSION_TAG_KEY": tc.value}
