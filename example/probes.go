@@ -42,8 +42,10 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 // readyTimeout (Redis answers and accepts writes, so a read-only replica
 // is not ready). Otherwise it answers 503 and names the check that failed:
 // "pool" when every connection of the pool was in use as the probe began
-// and the Ping got none within readyTimeout, "redis" otherwise, and
-// "shutdown", without asking Redis, once a signal has started the
+// and the Ping got none within readyTimeout, "rate_limit" while Redis
+// refuses the login limit's counter (checked here until it passes once,
+// when Redis did not answer at start-up: see setup), "redis" otherwise,
+// and "shutdown", without asking Redis, once a signal has started the
 // shutdown (see serve). A pool that
 // is fully busy but hands a connection on within readyTimeout counts as
 // ready, so that a burst of traffic does not take an instance out of
