@@ -620,6 +620,30 @@ func TestAddUserSessionMerge(t *testing.T) {
 	}
 }
 
+// TestSetMovedTo checks the pointer a login leaves from a session it
+// ended where a renewal had moved the one it replaced: MovedTo reads it,
+// an existing pointer stays (NX), and it lives no longer than 10 minutes.
+func TestSetMovedTo(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	ctx := context.Background()
+	if err := s.SetMovedTo(ctx, "r", "l1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMovedTo(ctx, "r", "l2", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if to, err := s.MovedTo(ctx, "r"); err != nil || to != "l1" {
+		t.Errorf("MovedTo(r) = %q, %v; want l1, the first pointer", to, err)
+	}
+	if ttl, err := redis.Int64(srv.Do(t, "PTTL", "session:r:next"), nil); err != nil || ttl <= 0 || ttl > (10*time.Minute).Milliseconds() {
+		t.Errorf("PTTL of the pointer = %d, %v; want up to 10 minutes", ttl, err)
+	}
+	if err := s.SetMovedTo(ctx, "r", "l3", 0); err == nil {
+		t.Error("SetMovedTo with no time to live = nil, want an error")
+	}
+}
+
 // TestAddUserSessionMergeReads logs in from an anonymous session that
 // other connections read without pause, with an idle timeout (GETEX with
 // PX, a change of the key to WATCH): the login takes the record at once,

@@ -2090,6 +2090,91 @@ func TestEndingFollowsRelogin(t *testing.T) {
 	})
 }
 
+// TestReloginAfterRenewal has a re-login load the session, a parallel
+// request renew it, and then the re-login replace it: the re-login ends
+// the renewed session, where the renewal moved it. A logout sent after the
+// re-login answered, with the old token or the renewed one, must end the
+// re-login's session too. It ended nothing: the renewal's pointer led from
+// the old id to the renewed one, the re-login's own pointer could not be
+// written beside it, and the renewed session, once ended, led nowhere
+// (review final5: 40 of 40, on one instance or two, with a limit or
+// without). And three re-logins one after another, each loaded before the
+// first replaced the session, leave one session, which a logout with the
+// old token ends (before, the first's session was ended and the second's
+// lived on, held by nobody).
+func TestReloginAfterRenewal(t *testing.T) {
+	for _, limit := range []int{0, 3} {
+		for _, with := range []string{"old token", "renewed token"} {
+			t.Run(fmt.Sprintf("limit %d, logout with the %s", limit, with), func(t *testing.T) {
+				m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
+				old, _ := login(t, m, "alice")
+				relogin := load(m, old)
+				renewed := serve(t, m, old, func(ctx context.Context) {
+					if err := Renew(ctx); err != nil {
+						t.Fatal(err)
+					}
+				})
+				info, err := Create(relogin, "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := http.Header{}
+				if err := m.Commit(relogin, h); err != nil {
+					t.Fatal(err)
+				}
+				c, ok := sessionCookie(m, h)
+				if !ok {
+					t.Fatal("the re-login set no cookie")
+				}
+				token := map[string]string{"old token": old, "renewed token": renewed}[with]
+				serve(t, m, token, func(ctx context.Context) {
+					if err := Destroy(ctx); err != nil {
+						t.Fatalf("Destroy = %v", err)
+					}
+				})
+				if u := userOf(t, m, c.Value); u != "" {
+					t.Errorf("the re-login's cookie reads as %q after the logout, want no session", u)
+				}
+				if list, err := m.List(context.Background(), "alice"); err != nil || slices.ContainsFunc(list, func(i Info) bool { return i.ID == info.ID }) {
+					t.Errorf("List(alice) after the logout = %v, %v; want the re-login's session ended", list, err)
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("limit %d, three re-logins", limit), func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
+			old, _ := login(t, m, "alice")
+			tabs := []context.Context{load(m, old), load(m, old), load(m, old)}
+			var last string
+			for i, tab := range tabs {
+				if _, err := Create(tab, "alice"); err != nil {
+					t.Fatalf("re-login %d: %v", i+1, err)
+				}
+				h := http.Header{}
+				if err := m.Commit(tab, h); err != nil {
+					t.Fatal(err)
+				}
+				if c, ok := sessionCookie(m, h); ok {
+					last = c.Value
+				}
+			}
+			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
+				t.Errorf("List(alice) after three re-logins = %v, %v; want one session", list, err)
+			}
+			if u := userOf(t, m, last); u != "alice" {
+				t.Errorf("the last re-login's cookie reads as %q, want alice", u)
+			}
+			serve(t, m, old, func(ctx context.Context) {
+				if err := Destroy(ctx); err != nil {
+					t.Fatalf("Destroy = %v", err)
+				}
+			})
+			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 {
+				t.Errorf("List(alice) after a logout with the old token = %v, %v; want none", list, err)
+			}
+		})
+	}
+}
+
 // TestReloginAfterLogout has a login replace a signed-in session that a
 // logout in another tab ended after the login loaded it: the login
 // leaves its pointer from the ended session to its own (none was there),

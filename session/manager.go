@@ -708,7 +708,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if owner != "" && replaces != "" {
 		signedIn = replaces
 		if tag, _ := splitTag(replaces); owner != userID || tag != m.userTag(userID) {
-			if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
+			if _, err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
 				return Info{}, err
 			}
 			replaces = ""
@@ -783,14 +783,17 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// user's session to an id that would count: end it where it went
 		// first, then add the new session alone, with what is left of
 		// its time to live.
-		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
-			return Info{}, err
+		followed, endErr := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, "")
+		if endErr != nil {
+			return Info{}, endErr
 		}
 		add.Replaces = ""
 		if add.TTL, _ = m.ttl(deadline, m.now()); add.TTL <= 0 {
 			return Info{}, fmt.Errorf("%w: the login's round trips outlasted its lifetime", ErrStoreUnavailable)
 		}
-		ended, err = m.store.AddUserSession(finishing{ctx}, add)
+		if ended, err = m.store.AddUserSession(finishing{ctx}, add); err == nil && followed != "" {
+			m.leavePointer(ctx, followed, add.ID, add.TTL)
+		}
 	}
 	// add.Replaces is "" after the fallback above: ended lists only the
 	// sessions the limit revoked then.
@@ -827,9 +830,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// Moved by a parallel Renew, or replaced by a parallel re-login,
 		// or ended meanwhile: follow it. Should that fail, the new
 		// session goes again, unused: its token was never handed out.
-		if err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, add.ID); err != nil {
+		followed, err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, add.ID)
+		if err != nil {
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 			return Info{}, err
+		}
+		if followed != "" {
+			m.leavePointer(ctx, followed, add.ID, add.TTL)
 		}
 	}
 	if owner == "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
@@ -917,21 +924,22 @@ func outcomeUnknown(err error) bool {
 // it (see create); or, when a parallel re-login on the same browser
 // replaced it, the session that login made, through the pointer it left
 // (see Destroy), but never own, the id of this login's session, whose
-// transaction left that pointer where none was. The caller holds st.mu.
-func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta, own string) error {
+// transaction left that pointer where none was. It returns the id of the
+// session it ended, "" for none. The caller holds st.mu.
+func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta, own string) (string, error) {
 	ended, err := m.endSession(ctx, owner, id, lineage(id, md))
 	if ended != "" {
 		m.emit(EventDestroyed, owner, ended, m.now())
 	}
 	if err == nil && ended == "" {
-		_, _, err = m.endMovedAway(ctx, id, own)
+		_, ended, err = m.endMovedAway(ctx, id, own)
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	st.gone() // should the login fail, the request has no session left
 	st.ended = true
-	return nil
+	return ended, nil
 }
 
 // loginRecordOf is what loginRecord returns, kept by a login's merge.

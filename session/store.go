@@ -46,6 +46,16 @@ import (
 // an anonymous session a login replaced (Merge not nil): its token would
 // then reach the signed-in session. redisstore.Store has it.
 //
+// A Store with MovedTo may also have
+//
+//	SetMovedTo(ctx context.Context, id, to string, ttl time.Duration) error
+//
+// which leaves the same pointer from id to to, for ttl (or less), unless
+// id has one. A login whose replaced session a parallel renewal or login
+// had moved ends the session where it went, and leaves this pointer from
+// it to its own: a logout with any token of that chain, sent after the
+// login, then ends the login's session too. redisstore.Store has it.
+//
 // Two more methods a Store may have, which redisstore.Store has too:
 //
 //	Cluster() bool

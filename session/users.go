@@ -433,23 +433,24 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string,
 	if st.presented == "" {
 		return "", false, nil
 	}
-	return m.endMovedAway(ctx, idOf(st.presented), "")
+	userID, gone, err := m.endMovedAway(ctx, idOf(st.presented), "")
+	return userID, gone != "", err
 }
 
 // endMovedAway ends the session to which the session id moved, when its
 // record is gone: through the pointers the store keeps of renewals and of
 // logins that replaced a signed-in session (see mover), and then as
 // endSession does; never the session skip ("" for none). It reports the
-// user of the session it ended, "" for an anonymous one or none, and
-// whether it ended one.
-func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID string, ended bool, err error) {
+// user of the session it ended, "" for an anonymous one or none, and the
+// id of the session it ended, "" for none.
+func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, gone string, err error) {
 	for range maxFollow {
 		if id, err = m.movedTo(ctx, id); err != nil || id == "" || id == skip {
-			return "", false, err
+			return "", "", err
 		}
 		md, found, err := m.recordMeta(ctx, id)
 		if err != nil {
-			return "", false, err
+			return "", "", err
 		}
 		if !found {
 			continue // renewed again, or ended
@@ -458,9 +459,9 @@ func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID str
 		if gone != "" && md.UserID != "" {
 			m.emit(EventDestroyed, md.UserID, gone, m.now())
 		}
-		return md.UserID, gone != "", err
+		return md.UserID, gone, err
 	}
-	return "", false, fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+	return "", "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
 }
 
 // voucher is the optional method of a UserStore that vouches for a
@@ -501,6 +502,29 @@ func (m *Manager) movedTo(ctx context.Context, id string) (string, error) {
 		return "", storeError(err)
 	}
 	return to, nil
+}
+
+// pointerSetter is the optional method of a Store that leaves, as
+// MovedTo reads it, the pointer from a session that a login ended to the
+// login's own (see Store).
+type pointerSetter interface {
+	SetMovedTo(ctx context.Context, id, to string, ttl time.Duration) error
+}
+
+// leavePointer leaves the pointer from the session id, which a login ended
+// where a parallel renewal or login had moved the session it replaced, to
+// to, the login's own, for ttl: a logout with any token of that chain,
+// sent after the login, then ends the login's session too, as it does when
+// nothing came between (the login's transaction leaves the pointer from
+// the session it replaced). Best effort: the login stands without it.
+func (m *Manager) leavePointer(ctx context.Context, id, to string, ttl time.Duration) {
+	ps, ok := baseStore(m.store).(pointerSetter)
+	if !ok {
+		return
+	}
+	if err := ps.SetMovedTo(ctx, id, to, ttl); err != nil {
+		m.log.Debug("session: no pointer left from the session a login ended to its own", "session", fingerprint(id), "error", err)
+	}
 }
 
 // successor returns the id under which the session id of userID, of
