@@ -215,9 +215,9 @@ func (w *sessionWriter) kept() []string {
 // Only the slices are kept, not copies: Header's Set and Del replace or
 // drop a slice, and Add appends past its length, so what the handler
 // does through them leaves the values they hold as they were.
-// It looks up the request's few headers among discardedHeaders, rather
-// than each of those in h: a request's header holds far fewer, none at
-// all without middleware around Sessions.
+// It looks up the few headers h holds among discardedHeaders, rather
+// than each of those in h: the response's header as Sessions is entered
+// holds far fewer, none at all without middleware around Sessions.
 func (w *sessionWriter) noteOuterHeaders(h http.Header) {
 	for k, v := range h {
 		if i, ok := discardedIndex[k]; ok {

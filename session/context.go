@@ -563,6 +563,10 @@ func Destroy(ctx context.Context) error {
 		}
 		if found {
 			token, userID, md = st.presented, read.UserID, read
+		} else {
+			// Now known to lead nowhere: its logout clears no site data
+			// unless it ends the session the token moved to (below).
+			st.loadFailed = false
 		}
 	}
 	if token != "" {

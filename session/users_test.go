@@ -822,6 +822,34 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		}
 	}
 
+	// The token's session had ended (expired, or logged out elsewhere):
+	// the logout only expires the cookie, as one after a load that did
+	// not fail does. It sent Clear-Site-Data, which deletes the cookies of
+	// every app on the domain (review delta10).
+	{
+		m, r, _ := newTestManager(t, Config{})
+		old, id := login(t, m, "alice")
+		r.Do(t, "DEL", "session:"+id)
+		m.store = &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: true}
+		ctx := load(m, old)
+		if LoadError(ctx) == nil {
+			t.Fatal("the load did not fail")
+		}
+		if err := Destroy(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 {
+			t.Errorf("the logout of an ended session after a failed load set %v, want the cookie expired", h["Set-Cookie"])
+		}
+		if v := h.Get("Clear-Site-Data"); v != "" {
+			t.Errorf("the logout of an ended session after a failed load sent Clear-Site-Data %s, want none", v)
+		}
+	}
+
 	// The token's session was replaced by a re-login on the same browser
 	// (another tab): the logout, or login, with the old token ends the
 	// re-login's session through its pointer, as it does after a load
