@@ -2090,6 +2090,21 @@ func TestEndingFollowsRelogin(t *testing.T) {
 	})
 }
 
+// committedCookie commits the request ctx and returns the value of the
+// session cookie its response sets, and whether it sets one.
+func committedCookie(t *testing.T, m *Manager, ctx context.Context) (string, bool) {
+	t.Helper()
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := sessionCookie(m, h)
+	if !ok {
+		return "", false
+	}
+	return c.Value, true
+}
+
 // TestReloginAfterRenewal has a re-login load the session, a parallel
 // request renew it, and then the re-login replace it: the re-login ends
 // the renewed session, where the renewal moved it. A logout sent after the
@@ -2118,11 +2133,7 @@ func TestReloginAfterRenewal(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				h := http.Header{}
-				if err := m.Commit(relogin, h); err != nil {
-					t.Fatal(err)
-				}
-				c, ok := sessionCookie(m, h)
+				cookie, ok := committedCookie(t, m, relogin)
 				if !ok {
 					t.Fatal("the re-login set no cookie")
 				}
@@ -2132,7 +2143,7 @@ func TestReloginAfterRenewal(t *testing.T) {
 						t.Fatalf("Destroy = %v", err)
 					}
 				})
-				if u := userOf(t, m, c.Value); u != "" {
+				if u := userOf(t, m, cookie); u != "" {
 					t.Errorf("the re-login's cookie reads as %q after the logout, want no session", u)
 				}
 				if list, err := m.List(context.Background(), "alice"); err != nil || slices.ContainsFunc(list, func(i Info) bool { return i.ID == info.ID }) {
@@ -2149,12 +2160,8 @@ func TestReloginAfterRenewal(t *testing.T) {
 				if _, err := Create(tab, "alice"); err != nil {
 					t.Fatalf("re-login %d: %v", i+1, err)
 				}
-				h := http.Header{}
-				if err := m.Commit(tab, h); err != nil {
-					t.Fatal(err)
-				}
-				if c, ok := sessionCookie(m, h); ok {
-					last = c.Value
+				if c, ok := committedCookie(t, m, tab); ok {
+					last = c
 				}
 			}
 			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
