@@ -556,6 +556,7 @@ func Destroy(ctx context.Context) error {
 	// the session it moved to, below).
 	h := st.held()
 	token, userID, md := h.token, h.userID, h.md
+	nowhere := false // the token, read again after a failed load, has no record
 	if token == "" && st.loadFailed && st.presented != "" {
 		read, found, err := m.recordMeta(ending(ctx), idOf(st.presented))
 		if err != nil {
@@ -564,9 +565,7 @@ func Destroy(ctx context.Context) error {
 		if found {
 			token, userID, md = st.presented, read.UserID, read
 		} else {
-			// Now known to lead nowhere: its logout clears no site data
-			// unless it ends the session the token moved to (below).
-			st.loadFailed = false
+			nowhere = true
 		}
 	}
 	if token != "" {
@@ -593,11 +592,18 @@ func Destroy(ctx context.Context) error {
 		// loaded it (or, after a failed load, before it read the record
 		// above): end it where it went, with its user's index entry and
 		// event.
-		_, ended, err := m.endRenewedAway(ending(ctx), st)
+		_, gone, err := m.endRenewedAway(ending(ctx), st)
 		if err != nil {
 			return err
 		}
-		st.clearSite = st.clearSite || ended
+		if nowhere {
+			// Known now to lead nowhere: its logout clears no site data
+			// unless it ended the session the token moved to. (Not before
+			// that succeeds: a request whose logout failed stays one whose
+			// session could not be read, which may not start another.)
+			st.loadFailed = false
+		}
+		st.clearSite = st.clearSite || gone != ""
 	}
 	// The scs session whose cookie came beside this one ends with it.
 	scsErr := m.endSCS(ending(ctx), st)

@@ -2119,16 +2119,29 @@ func committedCookie(t *testing.T, m *Manager, ctx context.Context) (string, boo
 // lived on, held by nobody).
 func TestReloginAfterRenewal(t *testing.T) {
 	for _, limit := range []int{0, 3} {
-		for _, with := range []string{"old token", "renewed token"} {
-			t.Run(fmt.Sprintf("limit %d, logout with the %s", limit, with), func(t *testing.T) {
+		for _, tc := range []struct{ with, loaded string }{
+			{"old token", "before"}, {"renewed token", "before"},
+			// The renewal's answer has not reached the browser, which
+			// sends the old token with the re-login: it loads nothing,
+			// and ends the renewed session as a token that leads nowhere
+			// (review delta11).
+			{"old token", "after"}, {"renewed token", "after"},
+		} {
+			t.Run(fmt.Sprintf("limit %d, loaded %s the renewal, logout with the %s", limit, tc.loaded, tc.with), func(t *testing.T) {
 				m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
 				old, _ := login(t, m, "alice")
-				relogin := load(m, old)
+				var relogin context.Context
+				if tc.loaded == "before" {
+					relogin = load(m, old)
+				}
 				renewed := serve(t, m, old, func(ctx context.Context) {
 					if err := Renew(ctx); err != nil {
 						t.Fatal(err)
 					}
 				})
+				if relogin == nil {
+					relogin = load(m, old)
+				}
 				info, err := Create(relogin, "alice")
 				if err != nil {
 					t.Fatal(err)
@@ -2137,7 +2150,7 @@ func TestReloginAfterRenewal(t *testing.T) {
 				if !ok {
 					t.Fatal("the re-login set no cookie")
 				}
-				token := map[string]string{"old token": old, "renewed token": renewed}[with]
+				token := map[string]string{"old token": old, "renewed token": renewed}[tc.with]
 				serve(t, m, token, func(ctx context.Context) {
 					if err := Destroy(ctx); err != nil {
 						t.Fatalf("Destroy = %v", err)
@@ -2151,34 +2164,45 @@ func TestReloginAfterRenewal(t *testing.T) {
 				}
 			})
 		}
-		t.Run(fmt.Sprintf("limit %d, three re-logins", limit), func(t *testing.T) {
-			m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
-			old, _ := login(t, m, "alice")
-			tabs := []context.Context{load(m, old), load(m, old), load(m, old)}
-			var last string
-			for i, tab := range tabs {
-				if _, err := Create(tab, "alice"); err != nil {
-					t.Fatalf("re-login %d: %v", i+1, err)
+		for _, loaded := range []string{"first", "each in turn"} {
+			t.Run(fmt.Sprintf("limit %d, three re-logins, loaded %s", limit, loaded), func(t *testing.T) {
+				m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
+				old, _ := login(t, m, "alice")
+				var tabs []context.Context
+				if loaded == "first" {
+					tabs = []context.Context{load(m, old), load(m, old), load(m, old)}
 				}
-				if c, ok := committedCookie(t, m, tab); ok {
-					last = c
+				var last string
+				for i := range 3 {
+					if loaded != "first" {
+						// A form sent three times, each request handled
+						// after the one before: all carry the old token.
+						tabs = append(tabs, load(m, old))
+					}
+					tab := tabs[i]
+					if _, err := Create(tab, "alice"); err != nil {
+						t.Fatalf("re-login %d: %v", i+1, err)
+					}
+					if c, ok := committedCookie(t, m, tab); ok {
+						last = c
+					}
 				}
-			}
-			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
-				t.Errorf("List(alice) after three re-logins = %v, %v; want one session", list, err)
-			}
-			if u := userOf(t, m, last); u != "alice" {
-				t.Errorf("the last re-login's cookie reads as %q, want alice", u)
-			}
-			serve(t, m, old, func(ctx context.Context) {
-				if err := Destroy(ctx); err != nil {
-					t.Fatalf("Destroy = %v", err)
+				if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
+					t.Errorf("List(alice) after three re-logins = %v, %v; want one session", list, err)
+				}
+				if u := userOf(t, m, last); u != "alice" {
+					t.Errorf("the last re-login's cookie reads as %q, want alice", u)
+				}
+				serve(t, m, old, func(ctx context.Context) {
+					if err := Destroy(ctx); err != nil {
+						t.Fatalf("Destroy = %v", err)
+					}
+				})
+				if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 {
+					t.Errorf("List(alice) after a logout with the old token = %v, %v; want none", list, err)
 				}
 			})
-			if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 0 {
-				t.Errorf("List(alice) after a logout with the old token = %v, %v; want none", list, err)
-			}
-		})
+		}
 	}
 }
 

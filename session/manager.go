@@ -657,6 +657,10 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// the new one; when the store was down at load time, the request knows
 	// only the token it presented.
 	var replaces string
+	// followed is the session of this user that the login ended where a
+	// parallel renewal or login had moved the one it came with: the
+	// pointer from it leads on to this login's (see leavePointer).
+	var followed string
 	if st.absent {
 		// The store found no record of the token it came with, only
 		// could not vouch for that: log in as on a token that leads
@@ -685,14 +689,20 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// failed load, before it read the record above): that session
 		// ends, as a logout would, before the login (nothing of it carries
 		// over: the request does not hold its token).
-		endedUser, ended, err := m.endRenewedAway(ctx, st)
+		endedUser, gone, err := m.endRenewedAway(ctx, st)
 		if err != nil {
 			return Info{}, err
 		}
-		if ended && endedUser != "" {
+		if gone != "" && endedUser != "" {
 			st.gone() // nothing the request put carries over to the one signing in
 			st.ended = true
 			h.changes = nil
+		}
+		if tag, _ := splitTag(gone); gone != "" && endedUser == userID && tag == m.userTag(userID) {
+			// A re-login whose session had moved before it loaded it:
+			// the pointer from where it went leads on to this login's
+			// (see leavePointer), once it is made.
+			followed = gone
 		}
 	}
 	// The login ends the signed-in session the request came with, as a
@@ -783,17 +793,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// user's session to an id that would count: end it where it went
 		// first, then add the new session alone, with what is left of
 		// its time to live.
-		followed, endErr := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, "")
-		if endErr != nil {
-			return Info{}, endErr
+		if followed, err = m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, ""); err != nil {
+			return Info{}, err
 		}
 		add.Replaces = ""
 		if add.TTL, _ = m.ttl(deadline, m.now()); add.TTL <= 0 {
 			return Info{}, fmt.Errorf("%w: the login's round trips outlasted its lifetime", ErrStoreUnavailable)
 		}
-		if ended, err = m.store.AddUserSession(finishing{ctx}, add); err == nil && followed != "" {
-			m.leavePointer(ctx, followed, add.ID, add.TTL)
-		}
+		ended, err = m.store.AddUserSession(finishing{ctx}, add)
 	}
 	// add.Replaces is "" after the fallback above: ended lists only the
 	// sessions the limit revoked then.
@@ -830,14 +837,19 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// Moved by a parallel Renew, or replaced by a parallel re-login,
 		// or ended meanwhile: follow it. Should that fail, the new
 		// session goes again, unused: its token was never handed out.
-		followed, err := m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, add.ID)
-		if err != nil {
+		if followed, err = m.endSignedIn(ctx, st, owner, signedIn, ownerMeta, add.ID); err != nil {
 			m.store.RemoveUserSession(ending(ctx), userID, add.ID) //nolint:errcheck // best effort: it is unused, and expires
 			return Info{}, err
 		}
-		if followed != "" {
-			m.leavePointer(ctx, followed, add.ID, add.TTL)
-		}
+	}
+	if followed != "" && followed != signedIn {
+		// The login's transaction left a pointer from the session it
+		// replaced only, which led to where that session had moved (or,
+		// replacing none, it left none): the pointer from there leads on
+		// to this login's session, so that a logout sent after it with
+		// any token of the chain ends it. (ending: the login stands now,
+		// whatever its client or a deadline does.)
+		m.leavePointer(ending(ctx), followed, add.ID, add.TTL)
 	}
 	if owner == "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
 		// The anonymous session was gone when the login took it: moved by
@@ -886,7 +898,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
-	st.relogin = owner != "" && add.Replaces != ""
+	st.relogin = owner != "" && add.Replaces != "" || followed != ""
 	st.loadFailed, st.loggedOut, st.stale = false, false, false
 	st.renewedAway = nil // replaced: its changes are pending's
 	// The scs session whose cookie came beside the one replaced ends, as

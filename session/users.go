@@ -424,17 +424,16 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 // mover), and then the session as endSession does; the request gets
 // nothing of the session, whose token it no longer holds: no values, no
 // Info. It reports the user of the session it ended, "" for an anonymous
-// one or none, and whether it ended one. It costs one read when the
-// token's session was not moved (it expired, or was ended), the common
-// case. The caller calls it only when the token is known to have no
+// one or none, and the id of the session it ended, "" for none. It costs
+// one read when the token's session was not moved (it expired, or was
+// ended), the common case. The caller calls it only when the token is known to have no
 // record: its load found none, or failed and a read since found none.
 // The caller holds st.mu.
-func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID string, ended bool, err error) {
+func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID, gone string, err error) {
 	if st.presented == "" {
-		return "", false, nil
+		return "", "", nil
 	}
-	userID, gone, err := m.endMovedAway(ctx, idOf(st.presented), "")
-	return userID, gone != "", err
+	return m.endMovedAway(ctx, idOf(st.presented), "")
 }
 
 // endMovedAway ends the session to which the session id moved, when its

@@ -703,7 +703,15 @@ func (s *failingLoads) Load(ctx context.Context, id string, ttl time.Duration) (
 // renewals and re-logins are followed through it.
 type failingMoverLoads struct {
 	*redisstore.Store
-	fail bool
+	fail      bool
+	moveFails bool // every MovedTo fails too
+}
+
+func (s *failingMoverLoads) MovedTo(ctx context.Context, id string) (string, error) {
+	if s.moveFails {
+		return "", errors.New("redis: connection reset by peer")
+	}
+	return s.Store.MovedTo(ctx, id)
 }
 
 func (s *failingMoverLoads) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
@@ -847,6 +855,32 @@ func TestEndAfterFailedLoad(t *testing.T) {
 		}
 		if v := h.Get("Clear-Site-Data"); v != "" {
 			t.Errorf("the logout of an ended session after a failed load sent Clear-Site-Data %s, want none", v)
+		}
+	}
+
+	// The same, but the store fails again as the logout follows the token:
+	// the logout fails, and the request stays one whose session could not
+	// be read, which may not start an anonymous session whose cookie would
+	// replace the one the logout is to be sent again with (review delta11).
+	{
+		m, r, _ := newTestManager(t, Config{})
+		old, id := login(t, m, "alice")
+		r.Do(t, "DEL", "session:"+id)
+		m.store = &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: true, moveFails: true}
+		ctx := load(m, old)
+		if err := Destroy(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Destroy while the store fails = %v, want ErrStoreUnavailable", err)
+		}
+		if LoadError(ctx) == nil {
+			t.Error("LoadError after the failed logout = nil, want the load's error")
+		}
+		if err := Put(ctx, "flash", "x"); err == nil {
+			t.Error("Put after the failed logout = nil, want an error")
+		}
+		h := http.Header{}
+		m.Commit(ctx, h) //nolint:errcheck // what it sends is checked
+		if c, ok := sessionCookie(m, h); ok {
+			t.Errorf("the failed logout set the cookie %v, want it left for the logout to be sent again", c)
 		}
 	}
 
