@@ -680,15 +680,15 @@ func (s *Store) MovedTo(ctx context.Context, id string) (to string, err error) {
 }
 
 // SetMovedTo leaves the pointer MovedTo reads from the session id to the
-// session to, for ttl (up to 10 minutes, as AddUserSession's), unless id
-// has one already. The session package calls it after a login that
-// replaced a user's session found that session moved, by a parallel
-// renewal or login, and ended it where it had gone: the login's own
-// transaction could leave a pointer only from the session it replaced,
-// which pointed to the moved one, and a logout sent after the login with
-// either token would otherwise follow the chain to the ended session and
-// end nothing. It costs one SET, and reports as add_user_session to the
-// Observer.
+// session to, for ttl (up to 10 minutes, as AddUserSession's), in place of
+// any id has. The session package calls it after a login that replaced a
+// user's session found that session moved, by a parallel renewal or
+// login, and ended it where it had gone: from there, and from the session
+// it replaced, whose pointer led to the ended one. A logout sent after the
+// login with either token would otherwise follow the chain to the ended
+// session and end nothing; and re-pointing the first hop keeps the chain
+// short however often a client logs in again with the same old token. It
+// costs one SET, and reports as add_user_session to the Observer.
 func (s *Store) SetMovedTo(ctx context.Context, id, to string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return errors.New("redisstore: set moved to: ttl must be positive")
@@ -696,7 +696,7 @@ func (s *Store) SetMovedTo(ctx context.Context, id, to string, ttl time.Duration
 	key := s.nextKey(id)
 	start := time.Now()
 	return s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "SET", key, to, "PX", px(start, min(ttl, pointerLife)), "NX")
+		_, err := cmd(ctx, conn, "SET", key, to, "PX", px(start, min(ttl, pointerLife)))
 		return err
 	})
 }

@@ -622,7 +622,7 @@ func TestAddUserSessionMerge(t *testing.T) {
 
 // TestSetMovedTo checks the pointer a login leaves from a session it
 // ended where a renewal had moved the one it replaced: MovedTo reads it,
-// an existing pointer stays (NX), and it lives no longer than 10 minutes.
+// it replaces the one there was, and it lives no longer than 10 minutes.
 func TestSetMovedTo(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})
@@ -633,8 +633,8 @@ func TestSetMovedTo(t *testing.T) {
 	if err := s.SetMovedTo(ctx, "r", "l2", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if to, err := s.MovedTo(ctx, "r"); err != nil || to != "l1" {
-		t.Errorf("MovedTo(r) = %q, %v; want l1, the first pointer", to, err)
+	if to, err := s.MovedTo(ctx, "r"); err != nil || to != "l2" {
+		t.Errorf("MovedTo(r) = %q, %v; want l2, the last pointer", to, err)
 	}
 	if ttl, err := redis.Int64(srv.Do(t, "PTTL", "session:r:next"), nil); err != nil || ttl <= 0 || ttl > (10*time.Minute).Milliseconds() {
 		t.Errorf("PTTL of the pointer = %d, %v; want up to 10 minutes", ttl, err)

@@ -2164,8 +2164,19 @@ func TestReloginAfterRenewal(t *testing.T) {
 				}
 			})
 		}
-		for _, loaded := range []string{"first", "each in turn"} {
-			t.Run(fmt.Sprintf("limit %d, three re-logins, loaded %s", limit, loaded), func(t *testing.T) {
+		for _, tc := range []struct {
+			loaded string
+			n      int
+		}{
+			{"first", 3}, {"each in turn", 3},
+			// More than a logout follows (maxFollow): each re-login
+			// lengthened the chain by one, and the tenth, and a logout
+			// with the old token, failed with ErrContention (review
+			// delta12).
+			{"each in turn", 12},
+		} {
+			loaded, n := tc.loaded, tc.n
+			t.Run(fmt.Sprintf("limit %d, %d re-logins, loaded %s", limit, n, loaded), func(t *testing.T) {
 				m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: limit})
 				old, _ := login(t, m, "alice")
 				var tabs []context.Context
@@ -2173,7 +2184,7 @@ func TestReloginAfterRenewal(t *testing.T) {
 					tabs = []context.Context{load(m, old), load(m, old), load(m, old)}
 				}
 				var last string
-				for i := range 3 {
+				for i := range n {
 					if loaded != "first" {
 						// A form sent three times, each request handled
 						// after the one before: all carry the old token.
@@ -2188,7 +2199,7 @@ func TestReloginAfterRenewal(t *testing.T) {
 					}
 				}
 				if list, err := m.List(context.Background(), "alice"); err != nil || len(list) != 1 {
-					t.Errorf("List(alice) after three re-logins = %v, %v; want one session", list, err)
+					t.Errorf("List(alice) after %d re-logins = %v, %v; want one session", n, list, err)
 				}
 				if u := userOf(t, m, last); u != "alice" {
 					t.Errorf("the last re-login's cookie reads as %q, want alice", u)

@@ -844,12 +844,22 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	}
 	if followed != "" && followed != signedIn {
 		// The login's transaction left a pointer from the session it
-		// replaced only, which led to where that session had moved (or,
-		// replacing none, it left none): the pointer from there leads on
-		// to this login's session, so that a logout sent after it with
-		// any token of the chain ends it. (ending: the login stands now,
+		// replaced only where there was none, not where that session had
+		// moved (or, replacing none, it left none): the pointers from
+		// there, and from the session the request came with, now lead to
+		// this login's session, so that a logout sent after it with any
+		// token of the chain ends it, and a client that logs in again and
+		// again with one old token does not lengthen the chain past what
+		// a logout follows (maxFollow). (ending: the login stands now,
 		// whatever its client or a deadline does.)
 		m.leavePointer(ending(ctx), followed, add.ID, add.TTL)
+		came := signedIn
+		if came == "" && st.presented != "" {
+			came = idOf(st.presented)
+		}
+		if came != "" && came != followed {
+			m.leavePointer(ending(ctx), came, add.ID, add.TTL)
+		}
 	}
 	if owner == "" && add.Replaces != "" && !slices.Contains(ended, add.Replaces) {
 		// The anonymous session was gone when the login took it: moved by

@@ -50,11 +50,14 @@ import (
 //
 //	SetMovedTo(ctx context.Context, id, to string, ttl time.Duration) error
 //
-// which leaves the same pointer from id to to, for ttl (or less), unless
-// id has one. A login whose replaced session a parallel renewal or login
-// had moved ends the session where it went, and leaves this pointer from
-// it to its own: a logout with any token of that chain, sent after the
-// login, then ends the login's session too. redisstore.Store has it.
+// which leaves the same pointer from id to to, for ttl (or less), in
+// place of any id has. A login whose replaced session a parallel renewal
+// or login had moved ends the session where it went, and leaves this
+// pointer from it, and from the session it replaced, to its own: a logout
+// with any token of that chain, sent after the login, then ends the
+// login's session too, and the chain from the replaced session stays one
+// hop long however often a client logs in again with its token.
+// redisstore.Store has it.
 //
 // Two more methods a Store may have, which redisstore.Store has too:
 //
