@@ -2245,6 +2245,68 @@ func TestReloginAfterLogout(t *testing.T) {
 	}
 }
 
+// TestReloginRacesRenewal races, with jitter, a re-login of a browser on
+// one instance against a renewal of the same session on another (a tab
+// that renews while the user signs in again in another), with and without
+// a session limit, 150 rounds each. Whatever the order, at most one of the
+// user's sessions is left; and a logout with the old token, sent after
+// both answered, ends it, following the chain of renewal and re-login:
+// a re-login that ended the renewed session left no pointer from it, and
+// its session outlived the logout (review final5).
+func TestReloginRacesRenewal(t *testing.T) {
+	for _, limit := range []int{0, 2} {
+		m1, r, clk := newTestManager(t, Config{MaxSessionsPerUser: limit})
+		m2, err := New(openTestStore(t, r), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: m1.log, MaxSessionsPerUser: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2.now = clk.now
+		jitter := func() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
+		for i := range 150 {
+			user := fmt.Sprintf("renewer%d-%d", limit, i)
+			c, _ := login(t, m1, user)
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				jitter()
+				ctx := load(m1, c)
+				if _, err := Create(ctx, user); err != nil {
+					t.Errorf("limit %d, round %d: Create = %v", limit, i, err)
+				}
+				if err := m1.Commit(ctx, http.Header{}); err != nil {
+					t.Errorf("limit %d, round %d: the re-login's Commit = %v", limit, i, err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				jitter()
+				ctx := load(m2, c)
+				if err := Renew(ctx); err != nil && !errors.Is(err, ErrNoSession) {
+					t.Errorf("limit %d, round %d: Renew = %v", limit, i, err)
+				}
+				if err := m2.Commit(ctx, http.Header{}); err != nil {
+					t.Errorf("limit %d, round %d: the renewal's Commit = %v", limit, i, err)
+				}
+			}()
+			wg.Wait()
+			if list, err := m1.List(context.Background(), user); err != nil || len(list) > 1 {
+				t.Fatalf("limit %d, round %d: %d sessions after the re-login and the renewal (%v), want at most 1", limit, i, len(list), err)
+			}
+			ctx := load(m2, c)
+			if err := Destroy(ctx); err != nil {
+				t.Fatalf("limit %d, round %d: Destroy with the old token = %v", limit, i, err)
+			}
+			if err := m2.Commit(ctx, http.Header{}); err != nil {
+				t.Fatal(err)
+			}
+			if list, err := m1.List(context.Background(), user); err != nil || len(list) != 0 {
+				t.Fatalf("limit %d, round %d: %d sessions after a logout with the old token (%v), want none", limit, i, len(list), err)
+			}
+		}
+	}
+}
+
 // TestReloginRacesLogout races, 300 times with jitter, a re-login of a
 // browser on one instance against a logout with the same token on
 // another. Whatever the order, at most one of the user's sessions is
