@@ -362,8 +362,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		if err := keycheck.Check(cfg.TagKey, MinKeyLength); err != nil {
 			return cfg, fmt.Errorf("session: Config.TagKey: %w", err)
 		}
-		same := func(key []byte) bool { return subtle.ConstantTimeCompare(key, cfg.TagKey) == 1 }
-		if slices.ContainsFunc(cfg.Keys, same) || slices.ContainsFunc(cfg.RetiredKeys, same) {
+		if cfg.signingKey(cfg.TagKey) {
 			return cfg, errors.New("session: Config.TagKey is a signing key too: want a key of its own, since signing keys rotate and a TagKey never does")
 		}
 	}
@@ -478,6 +477,13 @@ func FromEnv() (Config, error) {
 	return fromEnv(os.LookupEnv)
 }
 
+// signingKey reports whether key is one of c's Keys or RetiredKeys,
+// compared in constant time.
+func (c Config) signingKey(key []byte) bool {
+	same := func(k []byte) bool { return subtle.ConstantTimeCompare(k, key) == 1 }
+	return slices.ContainsFunc(c.Keys, same) || slices.ContainsFunc(c.RetiredKeys, same)
+}
+
 func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 	lookup := func(name string) (string, bool) {
 		v, ok := lookupEnv(name)
@@ -532,9 +538,7 @@ func fromEnv(lookupEnv func(string) (string, bool)) (Config, error) {
 		if err != nil || len(keys) != 1 {
 			return cfg, errors.New("session: SESSION_TAG_KEY: want one key, the base64 of at least 32 random bytes")
 		}
-		// As New refuses it, but naming the variables.
-		same := func(k []byte) bool { return subtle.ConstantTimeCompare(k, keys[0]) == 1 }
-		if slices.ContainsFunc(cfg.Keys, same) || slices.ContainsFunc(cfg.RetiredKeys, same) {
+		if cfg.signingKey(keys[0]) { // as New refuses it, but naming the variables
 			return cfg, errors.New("session: SESSION_TAG_KEY: is also in SESSION_KEYS or SESSION_RETIRED_KEYS: want a key of its own, since signing keys rotate and a tag key never does")
 		}
 		cfg.TagKey = keys[0]
