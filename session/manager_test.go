@@ -1,7 +1,9 @@
 package session
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,8 +307,15 @@ func loginCookie(t *testing.T, m *Manager) string {
 }
 
 // TestTokensAreRandom checks the tokens Create issues: 42 base64url
-// characters (252 random bits) each, all different.
+// characters (252 random bits) each, all different, and each drawn from
+// crypto/rand. The test records what crypto/rand.Reader hands out while it
+// runs and finds every token's bytes in it, so a token from any other
+// generator (math/rand, a counter, a hash of the time), however distinct,
+// fails it.
 func TestTokensAreRandom(t *testing.T) {
+	drawn := &recordingReader{r: rand.Reader}
+	rand.Reader = drawn
+	t.Cleanup(func() { rand.Reader = drawn.r })
 	m, _, _ := newTestManager(t, Config{})
 	seen := map[string]bool{}
 	for range 50 {
@@ -322,8 +332,33 @@ func TestTokensAreRandom(t *testing.T) {
 				t.Fatal("Create issued the same token twice")
 			}
 			seen[token] = true
+			if !drawn.gave(raw) {
+				t.Fatal("a token's bytes are not among those crypto/rand gave")
+			}
 		})
 	}
+}
+
+// recordingReader passes on what r reads and keeps a copy of it.
+type recordingReader struct {
+	r    io.Reader
+	mu   sync.Mutex
+	read []byte
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	rr.mu.Lock()
+	rr.read = append(rr.read, p[:n]...)
+	rr.mu.Unlock()
+	return n, err
+}
+
+// gave reports whether b was read, all in one piece.
+func (rr *recordingReader) gave(b []byte) bool {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return bytes.Contains(rr.read, b)
 }
 
 // TestLastSeenInterval checks that a read refreshes the last-seen time only
