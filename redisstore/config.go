@@ -87,6 +87,8 @@ type Config struct {
 	// available): a smaller pool of idle connections than of busy ones
 	// closes and redials connections under steady load, a dial for many a
 	// request; IdleTimeout closes the ones a quieter time leaves unused.
+	// Above MaxActive it is MaxActive in effect: no more connections are
+	// open, idle or not.
 	MaxIdle int
 
 	// IdleTimeout closes idle connections that have not been used for this
