@@ -198,8 +198,11 @@ func TestSetCookie(t *testing.T) {
 			deadline time.Time
 			want     http.Cookie
 		}{
-			{"dGVzdA==", now.Add(90*time.Minute + 500*time.Millisecond), http.Cookie{Value: "dGVzdA==", Expires: now.Add(90*time.Minute + 500*time.Millisecond), MaxAge: 5400}},
-			{"x", now.Add(time.Millisecond), http.Cookie{Value: "x", Expires: now.Add(time.Millisecond), MaxAge: 1}},
+			// Rounded up: the browser keeps the cookie until the deadline.
+			{"dGVzdA==", now.Add(90*time.Minute + 500*time.Millisecond), http.Cookie{Value: "dGVzdA==", Expires: now.Add(90*time.Minute + time.Second), MaxAge: 5401}},
+			{"dGVzdA==", now.Add(90 * time.Minute), http.Cookie{Value: "dGVzdA==", Expires: now.Add(90 * time.Minute), MaxAge: 5400}},
+			{"dGVzdA==", now.Add(90*time.Minute + time.Millisecond), http.Cookie{Value: "dGVzdA==", Expires: now.Add(90*time.Minute + time.Second), MaxAge: 5401}},
+			{"x", now.Add(time.Millisecond), http.Cookie{Value: "x", Expires: now.Add(time.Second), MaxAge: 1}},
 			{"", time.Time{}, http.Cookie{Expires: time.Unix(1, 0), MaxAge: -1}},
 		} {
 			want := tc.want

@@ -1362,7 +1362,11 @@ func lastSeen(md meta, now time.Time) time.Time {
 func (m *Manager) setCookie(h http.Header, value string, deadline time.Time) {
 	expires, maxAge := time.Unix(1, 0), 0 // expired: the browser drops it
 	if !deadline.IsZero() {
-		expires, maxAge = deadline, max(int(deadline.Sub(m.now())/time.Second), 1)
+		// Up to whole seconds, the attributes' unit: the browser keeps
+		// the cookie until the deadline, never up to a second less, and
+		// the token dies at the deadline all the same.
+		expires = deadline.Add(time.Second - 1).Truncate(time.Second)
+		maxAge = max(int((deadline.Sub(m.now())+time.Second-1)/time.Second), 1)
 	}
 	b := make([]byte, 0, len(m.cfg.CookieName)+len(value)+len(m.cookieAttrs)+64)
 	b = append(append(append(b, m.cfg.CookieName...), '='), value...)
