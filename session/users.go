@@ -203,8 +203,10 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // own that a parallel request made meanwhile: see Config.TagKey). With an
 // error, the count is of the sessions it ended all the same, as for
 // RevokeAll. Like Destroy, it is not stopped by ctx's cancellation or
-// deadline. During a migration from scs, it ends the user's scs sessions
-// not migrated yet, as RevokeAll does.
+// deadline, and when the request's session could not be read at load
+// time (LoadError), it reads it first, returning an error matching
+// ErrStoreUnavailable when it still cannot. During a migration from scs,
+// it ends the user's scs sessions not migrated yet, as RevokeAll does.
 // The current session is m's own in ctx, even under a nested Manager.
 func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st := m.stateIn(ctx)
@@ -222,12 +224,30 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	if h.token != "" {
 		id = idOf(h.token)
 	}
-	line := lineage(id, h.md)
+	md := h.md
+	// When the store was down at load time, the request knows only the
+	// token it presented: read its record now, as Destroy does, so that a
+	// hiccup at load (or a client gone before it) neither stops the call
+	// nor makes it report the session ended.
+	presented := ""
+	if id == "" && st.loadFailed {
+		presented = st.presented
+	}
 	st.mu.Unlock()
+	ctx = ending(ctx)
+	if presented != "" {
+		read, found, err := m.recordMeta(ctx, idOf(presented))
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			userID, id, md = read.UserID, idOf(presented), read
+		}
+	}
 	if userID == "" || id == "" {
 		return 0, ErrNoSession
 	}
-	ctx = ending(ctx)
+	line := lineage(id, md)
 	// A Renew by a parallel request may move the current session to a new
 	// token, before this call or while it runs: keep it there. The store
 	// removes nothing while the session to keep is not in the user's index

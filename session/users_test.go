@@ -917,6 +917,48 @@ func TestEndAfterFailedLoad(t *testing.T) {
 	}
 }
 
+// TestRevokeOthersAfterFailedLoad signs the others out in a request whose
+// session could not be read, by a hiccup or a client gone before the
+// load: the call reads the record, as Destroy does, and ends the others.
+// It returned ErrNoSession, "the session has ended", of a session that
+// lived on, and ended nothing (reviews gA and gC). When the record cannot
+// be read again either, it reports the store, and ends nothing.
+func TestRevokeOthersAfterFailedLoad(t *testing.T) {
+	for _, how := range []string{"hiccup", "client gone", "hiccup twice"} {
+		m, _, _ := newTestManager(t, Config{})
+		cookie, id := login(t, m, "alice")
+		_, other := login(t, m, "alice")
+		fs := &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: how != "client gone"}
+		m.store = fs
+		req := httptest.NewRequest("GET", "http://localhost/", nil)
+		req.AddCookie(&http.Cookie{Name: m.cfg.CookieName, Value: cookie})
+		if how == "client gone" {
+			gone, cancel := context.WithCancel(req.Context())
+			cancel()
+			req = req.WithContext(gone)
+		}
+		ctx := m.Load(req)
+		if LoadError(ctx) == nil {
+			t.Fatalf("%s: the load did not fail", how)
+		}
+		fs.fail = how == "hiccup twice"
+		n, err := m.RevokeOthers(ctx)
+		ids, _, lerr := m.store.UserSessions(context.Background(), "alice")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		if how == "hiccup twice" {
+			if !errors.Is(err, ErrStoreUnavailable) || n != 0 || len(ids) != 2 {
+				t.Errorf("%s: RevokeOthers = %d, %v, alice's index %d sessions; want 0, ErrStoreUnavailable, 2", how, n, err, len(ids))
+			}
+			continue
+		}
+		if err != nil || n != 1 || !slices.Equal(ids, []string{id}) {
+			t.Errorf("%s: RevokeOthers = %d, %v, alice's index %.8q; want 1, nil, her current session %.8s alone (not %.8s)", how, n, err, ids, id, other)
+		}
+	}
+}
+
 // TestRevokeOtherUsersIDInIndex writes the id of bob's session into
 // alice's index by hand (a tampered or corrupted index): Revoke(alice, that
 // id) answers ErrNotFound and leaves bob signed in, as List(alice) leaves
