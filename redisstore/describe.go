@@ -138,6 +138,8 @@ func Describe(err error, cfg Config) string {
 	case code == "ERR" && unknownCommand(reply) != "":
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s leads to a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), dialled)
+	case tooManyClients(reply):
+		return "Redis has as many connections as its maxclients allows (10000 by default; INFO clients) and closes each new one: raise maxclients, or lower Config.MaxActive, the most connections each instance opens"
 	case code == "ERR" && strings.Contains(string(reply), "DB index is out of range"):
 		return fmt.Sprintf("Redis has no database %d (REDIS_DB, or the path of REDIS_URL): its databases setting (16 by default) is lower", cfg.DB)
 	case code == "DENIED":

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
@@ -225,6 +227,20 @@ func TestDescribe(t *testing.T) {
 			t.Fatal("no OOM after 6.4 MB under maxmemory 1mb")
 			return redisstore.Config{}, nil
 		}, "Redis is out of memory (maxmemory): writes fail until memory is freed or maxmemory is raised"},
+		{"too many clients", func(t *testing.T) (redisstore.Config, error) {
+			srv := redistest.Start(t, "--maxclients", "1")
+			held, err := redis.Dial("tcp", srv.Addr()) // the one connection Redis allows
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { held.Close() })
+			if _, err := held.Do("PING"); err != nil {
+				t.Fatal(err)
+			}
+			s := open(t, srv, redisstore.Config{})
+			_, _, err = s.Load(ctx, "x", 0)
+			return redisstore.Config{Addr: srv.Addr()}, err
+		}, "Redis has as many connections as its maxclients allows (10000 by default; INFO clients) and closes each new one: raise maxclients, or lower Config.MaxActive, the most connections each instance opens"},
 		{"read-only replica", func(t *testing.T) (redisstore.Config, error) {
 			master := redistest.Start(t)
 			replica := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(master.Port))

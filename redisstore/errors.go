@@ -116,6 +116,14 @@ var notRunReplies = map[string]bool{
 	"MOVED": true, "ASK": true, "TRYAGAIN": true, "CLUSTERDOWN": true, "EXECABORT": true,
 }
 
+// tooManyClients reports whether reply is Redis's refusal of a connection
+// over its maxclients, which it sends in place of the reply to the
+// connection's first command before it closes it: an overload, over as
+// soon as other clients close theirs, and no refusal of the request.
+func tooManyClients(reply redis.Error) bool {
+	return strings.HasPrefix(string(reply), "ERR max number of clients reached")
+}
+
 // replyCode returns the code of the Redis error reply in err, such as
 // "OOM" or "EXECABORT", or "" when err holds none.
 func replyCode(err error) string {
@@ -172,7 +180,7 @@ func classify(op string, err error, cluster bool) error {
 	switch {
 	case errors.As(err, &reply):
 		code := replyCode(reply)
-		if !transientReplies[code] || (!cluster && clusterReplies[code]) {
+		if !transientReplies[code] && !tooManyClients(reply) || (!cluster && clusterReplies[code]) {
 			class = ErrRefused
 		}
 	case errors.As(err, &cert):

@@ -183,6 +183,28 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "Too many connections: max number of clients reached",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t, "--maxclients", "1")
+				// The one connection Redis allows, held while the Store
+				// dials its first.
+				held, err := net.Dial("tcp", srv.Addr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { held.Close() })
+				if _, err := held.Write([]byte("PING\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := bufio.NewReader(held).ReadString('\n'); err != nil {
+					t.Fatal(err)
+				}
+				s := open(t, srv, redisstore.Config{})
+				_, _, err = s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+		},
+		{
 			heading: "Out of memory: OOM",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
