@@ -72,12 +72,19 @@ import (
 // session.LoadError) and nothing is written back. When changes cannot be
 // saved, the client gets 503 with Retry-After instead of the handler's
 // response, which the middleware discards, with the headers the handler set
-// that describe or act on it (Content-Encoding, Location, Set-Cookie, ETag
-// and the like): a handler never reports success for a write that was
-// lost. Those headers keep the values they had when the request reached
+// that describe or act on it: Location, Refresh, Set-Cookie, Link, ETag,
+// Last-Modified, Trailer, Content-Disposition, -Encoding, -Language,
+// -Location and -Range, nginx's X-Accel-Redirect and X-Accel-Expires,
+// X-Sendfile, the CDN caching headers (Surrogate-Control,
+// CDN-Cache-Control, Cloudflare-CDN-Cache-Control) and htmx's HX-* response
+// headers: a handler never reports success for a write that was lost.
+// Those headers keep the values they had when the request reached
 // Sessions: what a middleware around it set (a compressing middleware's
 // Content-Encoding, which its writer applies to the 503 too, or its own
-// cookie) stays. The 503 still carries the session cookie of a login, a renewal or a
+// cookie) stays. The handler's other headers go out with the 503: its own
+// (an X-Result: saved), Clear-Site-Data, other frameworks' (Unpoly's X-Up-*,
+// Inertia's X-Inertia-Location): a client must look at the status before it
+// acts on them. The 503 still carries the session cookie of a login, a renewal or a
 // logout the handler made before (see session.Manager.Commit): those took
 // effect in the store at once, and without the new cookie the browser would
 // be left with a token that leads nowhere. The body says "session store
