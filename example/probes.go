@@ -23,7 +23,7 @@ const healthTimeout = time.Second
 // The checks /readyz names when it answers 503.
 const (
 	checkRedis    = "redis"    // Store.Ping failed: Redis did not answer in time, or refused (a read-only replica, say)
-	checkPool     = "pool"     // every pooled connection was busy and none came free in time
+	checkPool     = "pool"     // every pooled connection was busy and none came free in time: too few, or a stalled Redis holds them
 	checkShutdown = "shutdown" // the server is shutting down (see serve)
 	// Redis refuses the login limit's counter (its ACL lacks the rate
 	// limiter's line), which start-up could not check: Redis did not
@@ -127,7 +127,7 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 	case failed == checkCounter:
 		msg = "example: not ready: Redis refused the login limit's counter; check the server's ACL (the rate limiter's line in the redisstore documentation)"
 	case failed == checkPool:
-		msg = "example: not ready: every pooled Redis connection is busy"
+		msg = "example: not ready: every pooled Redis connection is busy and none came free in time: Redis is stalled (a frozen or overloaded server holds every call), or the pool is too small for the load (redisstore.Config.MaxActive)"
 	case errors.Is(err, redisstore.ErrRefused):
 		msg = "example: not ready: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
 	}
