@@ -558,7 +558,7 @@ func Destroy(ctx context.Context) error {
 	token, userID, md := h.token, h.userID, h.md
 	nowhere := false // the token, read again after a failed load, has no record
 	if token == "" && st.loadFailed && st.presented != "" {
-		read, found, err := m.recordMeta(ending(ctx), idOf(st.presented))
+		read, found, _, err := m.recordMeta(ending(ctx), idOf(st.presented))
 		if err != nil {
 			return err
 		}

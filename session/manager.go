@@ -424,18 +424,20 @@ func sameStore(a, b Store) bool {
 // endRenewedAway). When the store still cannot be asked it returns the
 // error, which the caller returns at once: a stalled Redis then holds a
 // logout for two store timeouts (the load and this read), not three.
-func (m *Manager) recordMeta(ctx context.Context, id string) (md meta, found bool, err error) {
+//
+// live says whether Load would find the session now: within the record's
+// deadline and, should Lifetime have shrunk since its login, the current
+// one (see capped). A session that is not may still be ended.
+func (m *Manager) recordMeta(ctx context.Context, id string) (md meta, found, live bool, err error) {
 	b, found, err := m.store.Load(ctx, id, 0)
 	if err != nil {
-		return meta{}, false, storeError(err)
+		return meta{}, false, false, storeError(err)
 	}
 	if !found {
-		return meta{}, false, nil
+		return meta{}, false, false, nil
 	}
-	if _, values, err := m.codec.Decode(b); err == nil {
-		md, _ = values[metaKey].(meta)
-	}
-	return md, true, nil
+	deadline, md, _, err := decodeRecord(b)
+	return md, true, err == nil && m.capped(deadline, md).After(m.now()), nil
 }
 
 // dropUnreadable deletes the record of session id, which cannot be decoded
@@ -675,7 +677,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	case h.token != "":
 		replaces = idOf(h.token)
 	case st.loadFailed && st.presented != "":
-		read, found, err := m.recordMeta(ctx, idOf(st.presented))
+		read, found, _, err := m.recordMeta(ctx, idOf(st.presented))
 		if err != nil {
 			return Info{}, err
 		}

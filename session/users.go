@@ -193,7 +193,8 @@ func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
 // current one, as after a password change, and returns how many it ended.
 // It returns ErrNoSession when the request has no session, having ended
 // nothing: its session has itself ended meanwhile, or its token was
-// replaced before the request loaded it, as by a renewal in another tab
+// replaced before the request loaded it (after a failed load, before this
+// call read it), as by a renewal in another tab
 // whose answer had not reached the browser yet (the session goes on under
 // the new token, which the browser sends next: call it again then; a
 // replaced token keeps no power over the user's other sessions); but,
@@ -236,11 +237,12 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	st.mu.Unlock()
 	ctx = ending(ctx)
 	if presented != "" {
-		read, found, err := m.recordMeta(ctx, idOf(presented))
+		// Only a session Load would have found has power over the others.
+		read, _, live, err := m.recordMeta(ctx, idOf(presented))
 		if err != nil {
 			return 0, err
 		}
-		if found {
+		if live {
 			userID, id, md = read.UserID, idOf(presented), read
 		}
 	}
@@ -467,7 +469,7 @@ func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, go
 		if id, err = m.movedTo(ctx, id); err != nil || id == "" || id == skip {
 			return "", "", err
 		}
-		md, found, err := m.recordMeta(ctx, id)
+		md, found, _, err := m.recordMeta(ctx, id)
 		if err != nil {
 			return "", "", err
 		}

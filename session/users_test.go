@@ -957,6 +957,32 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 			t.Errorf("%s: RevokeOthers = %d, %v, alice's index %.8q; want 1, nil, her current session %.8s alone (not %.8s)", how, n, err, ids, id, other)
 		}
 	}
+
+	// A session past the Lifetime of the instance that reads it (shrunk
+	// since its login), which Load would not have found, has no power
+	// over the others after a failed load either: it ended them all
+	// (review d13).
+	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour})
+	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short.now = clk.now
+	start := clk.t
+	cookie, _ := login(t, long, "alice")
+	login(t, long, "alice")
+	clk.t = start.Add(45 * time.Minute)
+	short.store = &failingMoverLoads{Store: long.store.(*redisstore.Store), fail: true}
+	ctx := load(short, cookie)
+	if LoadError(ctx) == nil {
+		t.Fatal("the load did not fail")
+	}
+	n, err := short.RevokeOthers(ctx)
+	ids, _, lerr := long.store.UserSessions(context.Background(), "alice")
+	if !errors.Is(err, ErrNoSession) || n != 0 || lerr != nil || len(ids) != 2 {
+		t.Errorf("RevokeOthers with a session past the shorter Lifetime = %d, %v, alice's index %d sessions (%v); want 0, ErrNoSession, 2", n, err, len(ids), lerr)
+	}
 }
 
 // TestRevokeOtherUsersIDInIndex writes the id of bob's session into
