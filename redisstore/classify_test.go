@@ -37,6 +37,8 @@ func TestClassify(t *testing.T) {
 		// A transaction with a command refused as it was queued (OOM).
 		{redis.Error("EXECABORT Transaction discarded because of previous errors."), ErrUnavailable, false},
 		{redis.Error("NOREPLICAS Not enough good replicas to write."), ErrUnavailable, false},
+		{redis.Error("ERR max number of clients reached"), ErrUnavailable, false},
+		{redis.Error("ERR max number of clients + cluster connections reached"), ErrUnavailable, true},
 		{io.EOF, ErrUnavailable, false},
 		{redis.Error("NOAUTH Authentication required."), ErrRefused, false},
 		{redis.Error("WRONGPASS invalid username-password pair"), ErrRefused, false},

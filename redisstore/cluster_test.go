@@ -1874,3 +1874,40 @@ func TestClusterUnansweredNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterMaxClients fills every node of a Cluster to its maxclients:
+// a Store's calls fail with ErrUnavailable, an overload that passes (the
+// example waits for it at start-up), not ErrRefused, and Describe names
+// the setting. A Cluster node's refusal reads "ERR max number of clients
+// + cluster connections reached", which one server's did not match
+// (review d13).
+func TestClusterMaxClients(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	for _, n := range c.Masters(t) {
+		// The test's connection and the node's cluster bus links take
+		// all it allows; the test's gives it back at the end.
+		conn, err := redis.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Do("CONFIG", "SET", "maxclients", "1"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			conn.Do("CONFIG", "SET", "maxclients", "10000") //nolint:errcheck // best effort, for the servers' shutdown
+			conn.Close()
+		})
+	}
+	s, err := redisstore.Open(redisstore.Config{ClusterNodes: c.Addrs()[:1], Timeout: clusterTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, err = s.Load(context.Background(), tagged("x", "id"), 0)
+	if !errors.Is(err, redisstore.ErrUnavailable) || errors.Is(err, redisstore.ErrRefused) {
+		t.Fatalf("Load from a Cluster at maxclients = %v, want ErrUnavailable", err)
+	}
+	if d := redisstore.Describe(err, redisstore.Config{ClusterNodes: c.Addrs()[:1]}); !strings.Contains(d, "maxclients") {
+		t.Errorf("Describe(%v) = %q, want it to name maxclients", err, d)
+	}
+}

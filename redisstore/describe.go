@@ -182,7 +182,7 @@ func Describe(err error, cfg Config) string {
 	case errors.As(err, &dns):
 		return fmt.Sprintf("the host name %s does not resolve (%s): check its spelling, and the DNS of this host", dns.Name, where)
 	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)) && cfg.TLS == nil:
-		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes)", where)
+		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes), or one at its maxclients (it answers ERR max number of clients reached and closes: INFO clients)", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
 		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again", where)
 	case errors.Is(err, context.DeadlineExceeded):

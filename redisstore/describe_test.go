@@ -254,7 +254,7 @@ func TestDescribe(t *testing.T) {
 			p.Drop() // a load balancer that resets its connections
 			_, _, err := s.Load(ctx, "x", 0)
 			return cfg, err
-		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes)"},
+		}, "the connection was closed while in use (REDIS_URL or REDIS_HOST and REDIS_PORT): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes), or one at its maxclients (it answers ERR max number of clients reached and closes: INFO clients)"},
 		{"host name that does not resolve", func(t *testing.T) (redisstore.Config, error) {
 			s := openUnresolved(t)
 			return redisstore.Config{Addr: "redis.internal:6379"}, s.Ping(ctx)

@@ -119,9 +119,11 @@ var notRunReplies = map[string]bool{
 // tooManyClients reports whether reply is Redis's refusal of a connection
 // over its maxclients, which it sends in place of the reply to the
 // connection's first command before it closes it: an overload, over as
-// soon as other clients close theirs, and no refusal of the request.
+// soon as other clients close theirs, and no refusal of the request. A
+// Cluster node says "ERR max number of clients + cluster connections
+// reached", one server "ERR max number of clients reached".
 func tooManyClients(reply redis.Error) bool {
-	return strings.HasPrefix(string(reply), "ERR max number of clients reached")
+	return strings.HasPrefix(string(reply), "ERR max number of clients ")
 }
 
 // replyCode returns the code of the Redis error reply in err, such as
