@@ -558,11 +558,13 @@ func Destroy(ctx context.Context) error {
 	token, userID, md := h.token, h.userID, h.md
 	nowhere := false // the token, read again after a failed load, has no record
 	if token == "" && st.loadFailed && st.presented != "" {
-		read, found, _, err := m.recordMeta(ending(ctx), idOf(st.presented))
+		// As after a load that succeeded, a session Load would not have
+		// found (past a shrunk Lifetime) is a token that leads nowhere.
+		read, _, live, err := m.recordMeta(ending(ctx), idOf(st.presented))
 		if err != nil {
 			return err
 		}
-		if found {
+		if live {
 			token, userID, md = st.presented, read.UserID, read
 		} else {
 			nowhere = true

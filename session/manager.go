@@ -677,11 +677,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	case h.token != "":
 		replaces = idOf(h.token)
 	case st.loadFailed && st.presented != "":
-		read, found, _, err := m.recordMeta(ctx, idOf(st.presented))
+		// A session Load would not have found (past a shrunk Lifetime)
+		// is a token that leads nowhere, as after a load that succeeded:
+		// nothing of it carries over, and the login does not end it.
+		read, _, live, err := m.recordMeta(ctx, idOf(st.presented))
 		if err != nil {
 			return Info{}, err
 		}
-		if found {
+		if live {
 			replaces, owner, ownerMeta = idOf(st.presented), read.UserID, read
 		}
 	}

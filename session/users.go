@@ -363,10 +363,18 @@ func (m *Manager) revoked(ctx context.Context, userID string, ids []string, line
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	h := st.held()
-	if h.token == "" || h.userID != userID {
+	var id string
+	switch {
+	case h.token != "" && h.userID == userID:
+		id = idOf(h.token)
+	case h.token == "" && st.loadFailed && st.presented != "":
+		// The load failed: the request knows only the token it came
+		// with, whose session ended here if its id is among ids, or
+		// leads there (a renewal moved it).
+		id, all = idOf(st.presented), true
+	default:
 		return
 	}
-	id := idOf(h.token)
 	if !all {
 		if lineage(id, h.md) == line {
 			st.end()

@@ -985,6 +985,91 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 	}
 }
 
+// TestFailedLoadPastLifetime logs in and out, after a failed load, with a
+// token whose session is past the Lifetime of the instance that reads it
+// (shrunk since), as after a load that succeeded, where the token leads
+// nowhere: a login carried over the values of such an anonymous session
+// into the new one, and a logout ended such a session, with its event
+// and Clear-Site-Data (review fl).
+func TestFailedLoadPastLifetime(t *testing.T) {
+	var events eventLog
+	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour})
+	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute,
+		OnEvent: events.add, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short.now = clk.now
+	start := clk.t
+	anon := serve(t, long, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "past"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	signedIn, _ := login(t, long, "alice")
+	clk.t = start.Add(45 * time.Minute)
+	short.store = &failingMoverLoads{Store: long.store.(*redisstore.Store), fail: true}
+
+	ctx := load(short, anon)
+	if LoadError(ctx) == nil {
+		t.Fatal("the load did not fail")
+	}
+	if _, err := Create(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := Get[string](ctx, "cart"); ok {
+		t.Errorf("a login after a failed load carried over %q from an anonymous session past the Lifetime", v)
+	}
+
+	short.store.(*failingMoverLoads).fail = true
+	ctx = load(short, signedIn)
+	if err := Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := short.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := sessionCookie(short, h); !ok || c.MaxAge >= 0 || h.Get("Clear-Site-Data") != "" {
+		t.Errorf("a logout after a failed load, of a session past the Lifetime, sent %q, Clear-Site-Data %q; want the cookie expired and no Clear-Site-Data, as for a token that leads nowhere", h["Set-Cookie"], h.Get("Clear-Site-Data"))
+	}
+	if got := events.take(); slices.ContainsFunc(got, func(e Event) bool { return e.Kind == EventDestroyed && e.UserID == "alice" }) {
+		t.Errorf("a logout after a failed load, of a session past the Lifetime, reported %+v", got)
+	}
+}
+
+// TestRevokeOwnAfterFailedLoad revokes the request's own session, by
+// RevokeAll and by Revoke of its id, in a request whose load failed: the
+// response logs out, as after a load that succeeded (the cookie expired,
+// Clear-Site-Data). It sent nothing, leaving the browser a token of an
+// ended session (review fl).
+func TestRevokeOwnAfterFailedLoad(t *testing.T) {
+	for _, all := range []bool{true, false} {
+		m, _, _ := newTestManager(t, Config{})
+		cookie, id := login(t, m, "alice")
+		login(t, m, "alice")
+		m.store = &failingMoverLoads{Store: m.store.(*redisstore.Store), fail: true}
+		ctx := load(m, cookie)
+		if LoadError(ctx) == nil {
+			t.Fatal("the load did not fail")
+		}
+		if all {
+			if n, err := m.RevokeAll(ctx, "alice"); err != nil || n != 2 {
+				t.Fatalf("RevokeAll = %d, %v", n, err)
+			}
+		} else if err := m.Revoke(ctx, "alice", id); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := sessionCookie(m, h); !ok || c.MaxAge >= 0 || h.Get("Clear-Site-Data") == "" {
+			t.Errorf("all %v: the response of a request that revoked its own session after a failed load sent %q, Clear-Site-Data %q; want the cookie expired, with Clear-Site-Data", all, h["Set-Cookie"], h.Get("Clear-Site-Data"))
+		}
+	}
+}
+
 // TestRevokeOtherUsersIDInIndex writes the id of bob's session into
 // alice's index by hand (a tampered or corrupted index): Revoke(alice, that
 // id) answers ErrNotFound and leaves bob signed in, as List(alice) leaves
