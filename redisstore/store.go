@@ -782,15 +782,12 @@ func (s *Store) Close() error {
 func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (record []byte, found bool, err error) {
 	start := time.Now()
 	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
-		read := func(conn redis.Conn) (any, error) {
-			if ttl > 0 {
-				return cmd(ctx, conn, "GETEX", key, "PX", px(start, ttl))
-			}
-			return cmd(ctx, conn, "GET", key)
-		}
-		reply, err := read(conn)
-		if to := s.askedTo(err); to != "" {
-			reply, err = s.asking(ctx, to, read)
+		var reply any
+		var err error
+		if ttl > 0 {
+			reply, err = cmd(ctx, conn, "GETEX", key, "PX", px(start, ttl))
+		} else {
+			reply, err = cmd(ctx, conn, "GET", key)
 		}
 		record, err = redis.Bytes(reply, err)
 		if errors.Is(err, redis.ErrNil) {
@@ -800,53 +797,6 @@ func (s *Store) load(ctx context.Context, op, key string, ttl time.Duration) (re
 		return err
 	})
 	return record, found, err
-}
-
-// askedTo returns the node that an ASK reply in err sends its command to,
-// "ASK 3999 10.0.0.7:6379" on a Redis Cluster whose slot is moving, or ""
-// for any other error, and for every error outside a Cluster (a Cluster
-// node configured as one server: see classify).
-func (s *Store) askedTo(err error) string {
-	if s.cluster == nil || err == nil {
-		return "" // before reply, which errors.As moves to the heap
-	}
-	var reply redis.Error
-	if !errors.As(err, &reply) {
-		return ""
-	}
-	f := strings.Fields(string(reply))
-	if len(f) != 3 || f[0] != "ASK" {
-		return ""
-	}
-	return f[2]
-}
-
-// asking runs send, which sends one one-key command and reads its reply,
-// on a connection to the node at addr, after ASKING, as an ASK reply asks: while a slot moves, the node it moves to
-// serves a key that has already gone there, or that is on neither node
-// (a session ended, never to be found), only to a command so preceded,
-// and answers every other with MOVED back to where the slot still is. A
-// read of such a key would otherwise wait, retried, until the move ends
-// or its time runs out. Commands on several keys get TRYAGAIN there
-// until the move ends (see docs/scaling.md), so only one-key calls use it.
-func (s *Store) asking(ctx context.Context, addr string, send func(redis.Conn) (any, error)) (reply any, err error) {
-	conn, err := s.getConn(ctx, nodeSource{s.cluster, addr})
-	if err != nil {
-		return nil, errNoConn{err}
-	}
-	defer conn.Close()
-	defer func() {
-		if err != nil && contextError(ctx) != nil {
-			abandon(conn) // as in attempt
-		}
-	}()
-	// Queued, it goes out with the command in one round trip; the
-	// command's Do reads both replies, and returns ASKING's if it is an
-	// error.
-	if err := conn.Send("ASKING"); err != nil {
-		return nil, err
-	}
-	return send(conn)
 }
 
 // set writes the record under id with SET key val PX ms and the condition
