@@ -82,9 +82,9 @@ import (
 // Sessions: what a middleware around it set (a compressing middleware's
 // Content-Encoding, which its writer applies to the 503 too, or its own
 // cookie) stays. The handler's other headers go out with the 503: its own
-// (an X-Result: saved), Clear-Site-Data, other frameworks' (Unpoly's X-Up-*,
-// Inertia's X-Inertia-Location): a client must look at the status before it
-// acts on them. The 503 still carries the session cookie of a login, a renewal or a
+// (an X-Result: saved), other frameworks' (Unpoly's X-Up-*, Inertia's
+// X-Inertia-Location), which a client must look at the status before it
+// acts on, and Clear-Site-Data, which browsers act on whatever the status. The 503 still carries the session cookie of a login, a renewal or a
 // logout the handler made before (see session.Manager.Commit): those took
 // effect in the store at once, and without the new cookie the browser would
 // be left with a token that leads nowhere. The body says "session store

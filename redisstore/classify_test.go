@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/gomodule/redigo/redis"
@@ -146,5 +147,20 @@ func TestKeyDenial(t *testing.T) {
 	want := "the ACL of user monkey denies GETEX, ZADD, which sessionkit sends (REDIS_USERNAME, and the ACL line in the redisstore documentation): add +getex +zadd"
 	if got := Describe(fmt.Errorf("%w: %w", ErrRefused, pe), Config{Username: "monkey"}); got != want {
 		t.Errorf("Describe = %q, want %q", got, want)
+	}
+}
+
+// TestDescribeTooManyClients: a refusal over maxclients is the master's,
+// whose connections MaxActive bounds, or, behind errNoMaster, a sentinel's,
+// which MaxActive does not bound (review d14; a sentinel whose maxclients
+// is taken cannot be set up by redistest).
+func TestDescribeTooManyClients(t *testing.T) {
+	reply := redis.Error("ERR max number of clients reached")
+	cfg := Config{SentinelAddrs: []string{"127.0.0.1:26379"}, SentinelMaster: "mymaster"}
+	if d := Describe(fmt.Errorf("%w: %w", errNoMaster, reply), cfg); !strings.Contains(d, "a sentinel") || strings.Contains(d, "MaxActive") {
+		t.Errorf("Describe of a sentinel at maxclients = %q, want it to name the sentinel, not MaxActive", d)
+	}
+	if d := Describe(fmt.Errorf("redisstore: load: %w", reply), cfg); !strings.Contains(d, "MaxActive") {
+		t.Errorf("Describe of a master at maxclients = %q, want it to name MaxActive", d)
 	}
 }

@@ -138,6 +138,8 @@ func Describe(err error, cfg Config) string {
 	case code == "ERR" && unknownCommand(reply) != "":
 		return fmt.Sprintf("the server does not know %s, which sessionkit sends: %s leads to a Redis older than 7.0, or one whose provider renamed or disabled the command",
 			unknownCommand(reply), dialled)
+	case tooManyClients(reply) && sentinels:
+		return "a sentinel (REDIS_SENTINELS) has as many connections as its maxclients allows (INFO clients) and closes each new one: raise its maxclients, or find what else holds its connections"
 	case tooManyClients(reply):
 		return "Redis has as many connections as its maxclients allows (10000 by default; INFO clients) and closes each new one: raise maxclients, or lower Config.MaxActive, the most connections each instance opens"
 	case code == "ERR" && strings.Contains(string(reply), "DB index is out of range"):
@@ -184,7 +186,7 @@ func Describe(err error, cfg Config) string {
 	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)) && cfg.TLS == nil:
 		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes), or one at its maxclients (it answers ERR max number of clients reached and closes: INFO clients)", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
-		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again", where)
+		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, Redis may be at its maxclients (INFO clients), whose error the close overtakes", where)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("Redis did not answer within %v (Config.Timeout): it is overloaded, a command is slow (SLOWLOG), the network is, or every pooled connection is busy (Config.MaxActive)", cfg.timeout())
 	}

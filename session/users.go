@@ -230,8 +230,8 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 	// token it presented: read its record now, as Destroy does, so that a
 	// hiccup at load (or a client gone before it) neither stops the call
 	// nor makes it report the session ended.
-	presented := ""
-	if id == "" && st.loadFailed {
+	presented, failed := "", id == "" && st.loadFailed
+	if failed {
 		presented = st.presented
 	}
 	st.mu.Unlock()
@@ -245,6 +245,11 @@ func (m *Manager) RevokeOthers(ctx context.Context) (int, error) {
 		if live {
 			userID, id, md = read.UserID, idOf(presented), read
 		}
+	}
+	if failed && presented == "" {
+		// Nothing to read again: the load that failed was of an scs
+		// session being migrated.
+		return 0, ErrStoreUnavailable
 	}
 	if userID == "" || id == "" {
 		return 0, ErrNoSession

@@ -985,6 +985,23 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 	}
 }
 
+// TestRevokeOthersAfterFailedMigration signs the others out in a request
+// whose load failed on the scs session it was to migrate: there is no
+// token to read again, and the call reports the store, not a session
+// that ended (review d14).
+func TestRevokeOthersAfterFailedMigration(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{FromSCS: &SCSImport{Records: failingRecords{}, UserKey: "userID"}, CookieName: "sk"})
+	req := httptest.NewRequest("GET", "http://localhost/", nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: strings.Repeat("A", tokenLen)})
+	ctx := m.Load(req)
+	if LoadError(ctx) == nil {
+		t.Fatal("the load did not fail")
+	}
+	if n, err := m.RevokeOthers(ctx); n != 0 || !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("RevokeOthers = %d, %v; want 0, ErrStoreUnavailable", n, err)
+	}
+}
+
 // TestFailedLoadPastLifetime logs in and out, after a failed load, with a
 // token whose session is past the Lifetime of the instance that reads it
 // (shrunk since), as after a load that succeeded, where the token leads
