@@ -354,8 +354,10 @@ func (finishing) Deadline() (time.Time, bool) { return time.Time{}, false }
 // not among ids itself): a re-login of the same user that replaced the
 // request's session, whose session is among ids too, ends the request's
 // too. A session that a parallel login as another user ended leaves no
-// pointer: the browser holds that login's cookie, which stays.
-// RevokeOthers (neither) never ends the request's own.
+// pointer: the browser holds that login's cookie, which stays. After a
+// failed load, the request's own is the session of the token it came
+// with, when its id is among ids. RevokeOthers (neither) never ends the
+// request's own.
 func (m *Manager) revoked(ctx context.Context, userID string, ids []string, line string, all bool) {
 	now := m.now()
 	for _, id := range ids {
@@ -374,9 +376,13 @@ func (m *Manager) revoked(ctx context.Context, userID string, ids []string, line
 		id = idOf(h.token)
 	case h.token == "" && st.loadFailed && st.presented != "":
 		// The load failed: the request knows only the token it came
-		// with, whose session ended here if its id is among ids, or
-		// leads there (a renewal moved it).
-		id, all = idOf(st.presented), true
+		// with, whose session ended here if its id is among ids. (One
+		// it led to through a renewal's pointer is not the request's
+		// own, as after a load that found nothing under the token.)
+		if slices.Contains(ids, idOf(st.presented)) {
+			st.end()
+		}
+		return
 	default:
 		return
 	}
