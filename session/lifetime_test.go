@@ -427,6 +427,25 @@ func TestLoginAfterFailedLoadWait(t *testing.T) {
 	}
 }
 
+// shrunkLifetime returns two Managers on one store and one clock, as
+// before and after a deployment shrinks Lifetime from an hour to 30
+// minutes: long, and short, configured with cfg besides (its events,
+// say). Both take cfg's IdleTimeout.
+func shrunkLifetime(t *testing.T, cfg Config) (long, short *Manager, clk *clock) {
+	t.Helper()
+	long, _, clk = newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: cfg.IdleTimeout})
+	cfg.Keys, cfg.InsecureCookie, cfg.Lifetime = long.cfg.Keys, true, 30*time.Minute
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	short, err := New(long.store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short.now = clk.now
+	return long, short, clk
+}
+
 // TestShorterLifetime checks that an instance never accepts a session
 // created longer than its own Lifetime ago, as Config.Lifetime says, even
 // one created under a longer Lifetime whose cookie a Renew signed since
@@ -434,13 +453,7 @@ func TestLoginAfterFailedLoadWait(t *testing.T) {
 // clock is too young here for it to): it neither reads nor lists it, and
 // a Renew of a younger one signs the earlier end.
 func TestShorterLifetime(t *testing.T) {
-	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour, IdleTimeout: -1})
-	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute, IdleTimeout: -1,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	short.now = clk.now
+	long, short, clk := shrunkLifetime(t, Config{IdleTimeout: -1})
 	start := clk.t
 	old, _ := login(t, long, "alice")
 	clk.t = start.Add(20 * time.Minute)

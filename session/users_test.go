@@ -962,13 +962,7 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 	// since its login), which Load would not have found, has no power
 	// over the others after a failed load either: it ended them all
 	// (review d13).
-	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour})
-	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	short.now = clk.now
+	long, short, clk := shrunkLifetime(t, Config{})
 	start := clk.t
 	cookie, _ := login(t, long, "alice")
 	login(t, long, "alice")
@@ -1010,13 +1004,7 @@ func TestRevokeOthersAfterFailedMigration(t *testing.T) {
 // and Clear-Site-Data (review fl).
 func TestFailedLoadPastLifetime(t *testing.T) {
 	var events eventLog
-	long, _, clk := newTestManager(t, Config{Lifetime: time.Hour})
-	short, err := New(long.store, Config{Keys: long.cfg.Keys, InsecureCookie: true, Lifetime: 30 * time.Minute,
-		OnEvent: events.add, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	short.now = clk.now
+	long, short, clk := shrunkLifetime(t, Config{OnEvent: events.add})
 	start := clk.t
 	anon := serve(t, long, "", func(ctx context.Context) {
 		if err := Put(ctx, "cart", "past"); err != nil {
