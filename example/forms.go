@@ -228,7 +228,7 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 	info, err := session.Create(r.Context(), username)
 	if err != nil {
 		if wantsHTML(r) && (errors.Is(err, session.ErrStoreUnavailable) || errors.Is(err, session.ErrContention)) {
-			s.logFailure(err)
+			s.logFailure(r, err)
 			s.loginUnavailable(w, username, next)
 			return
 		}

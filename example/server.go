@@ -71,8 +71,14 @@ type probed interface {
 // logFailure logs a session operation that failed, at most once per
 // failureLogInterval, with the count of those held back since the line
 // before: every request of an outage, or of a misconfigured ACL, fails
-// one, and clients choose how many requests to send.
-func (s *server) logFailure(err error) {
+// one, and clients choose how many requests to send. A call that failed
+// because r's client went away (its context cancelled: any client can
+// hang up at will) says nothing of Redis: it is logged at Debug only.
+func (s *server) logFailure(r *http.Request, err error) {
+	if clientGone(r) && errors.Is(err, context.Canceled) {
+		s.log.Debug("example: session operation abandoned: the client went away", "error", err)
+		return
+	}
 	s.failures.Do(time.Now(), func(suppressed int) {
 		s.log.Error("example: session operation failed", "error", err, "suppressed", suppressed)
 	})
@@ -362,7 +368,7 @@ func (s *server) endError(w http.ResponseWriter, r *http.Request, err error) {
 // storeFailed is storeError and endError, with the outage page that o
 // picks for a browser.
 func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error, o outage) {
-	s.logFailure(err)
+	s.logFailure(r, err)
 	if !errors.Is(err, session.ErrStoreUnavailable) && !errors.Is(err, session.ErrContention) {
 		s.fail(w, r, http.StatusInternalServerError, "internal error", page{
 			Heading: "Something went wrong", Message: "That did not work, and it is our fault. Please try again.",
