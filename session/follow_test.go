@@ -2245,6 +2245,24 @@ func TestReloginAfterLogout(t *testing.T) {
 	}
 }
 
+// twoInstances returns two Managers configured with cfg on one
+// redis-server, each with a Store of its own, and one clock: two
+// instances of an app behind a load balancer.
+func twoInstances(t *testing.T, cfg Config) (m1, m2 *Manager) {
+	t.Helper()
+	m1, r, clk := newTestManager(t, cfg)
+	cfg.Keys, cfg.InsecureCookie, cfg.Logger = [][]byte{testKey(7)}, true, m1.log
+	m2, err := New(openTestStore(t, r), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.now = clk.now
+	return m1, m2
+}
+
+// jitter sleeps up to 1.5 ms, so that raced calls meet in every order.
+func jitter() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
+
 // TestReloginRacesRenewal races, with jitter, a re-login of a browser on
 // one instance against a renewal of the same session on another (a tab
 // that renews while the user signs in again in another), with and without
@@ -2255,13 +2273,7 @@ func TestReloginAfterLogout(t *testing.T) {
 // its session outlived the logout (review final5).
 func TestReloginRacesRenewal(t *testing.T) {
 	for _, limit := range []int{0, 2} {
-		m1, r, clk := newTestManager(t, Config{MaxSessionsPerUser: limit})
-		m2, err := New(openTestStore(t, r), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: m1.log, MaxSessionsPerUser: limit})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m2.now = clk.now
-		jitter := func() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
+		m1, m2 := twoInstances(t, Config{MaxSessionsPerUser: limit})
 		for i := range 150 {
 			user := fmt.Sprintf("renewer%d-%d", limit, i)
 			c, _ := login(t, m1, user)
@@ -2315,13 +2327,7 @@ func TestReloginRacesRenewal(t *testing.T) {
 // answered before the logout began (a third of them are delayed so), the
 // logout ends it too: without the re-login's pointer, it ended nothing.
 func TestReloginRacesLogout(t *testing.T) {
-	m1, r, clk := newTestManager(t, Config{})
-	m2, err := New(openTestStore(t, r), Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, Logger: m1.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2.now = clk.now
-	jitter := func() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
+	m1, m2 := twoInstances(t, Config{})
 	ordered := 0
 	for i := range 300 {
 		user := "racer" + strconv.Itoa(i)
