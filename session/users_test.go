@@ -979,6 +979,68 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 	}
 }
 
+// TestRevokeOthersAfterFailedLoadRacesRenewal races, 150 times with
+// jitter, a "sign out the others" whose load failed on one instance
+// against a renewal of the same session on another: the caller's session
+// lives on, under whichever token, and the others end whenever the call
+// reports success (it may find its token renewed away before it read it:
+// ErrNoSession, with nothing ended).
+func TestRevokeOthersAfterFailedLoadRacesRenewal(t *testing.T) {
+	m1, m2 := twoInstances(t, Config{})
+	fs := &failingMoverLoads{Store: m1.store.(*redisstore.Store)}
+	m1.store = fs
+	succeeded := 0
+	for i := range 150 {
+		user := fmt.Sprintf("racer%d", i)
+		c, first := login(t, m1, user)
+		login(t, m1, user)
+		fs.fail = true
+		var wg sync.WaitGroup
+		var n int
+		var revokeErr error
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			jitter()
+			ctx := load(m1, c)
+			n, revokeErr = m1.RevokeOthers(ctx)
+		}()
+		go func() {
+			defer wg.Done()
+			jitter()
+			ctx := load(m2, c)
+			if err := Renew(ctx); err != nil {
+				t.Errorf("round %d: Renew = %v", i, err)
+			}
+			if err := m2.Commit(ctx, http.Header{}); err != nil {
+				t.Errorf("round %d: the renewal's Commit = %v", i, err)
+			}
+		}()
+		wg.Wait()
+		list, err := m1.List(context.Background(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(list, func(in Info) bool { return in.FirstID == first }) {
+			t.Fatalf("round %d: the caller's session is gone after RevokeOthers = %d, %v (list %d)", i, n, revokeErr, len(list))
+		}
+		switch {
+		case revokeErr == nil && (n != 1 || len(list) != 1):
+			t.Fatalf("round %d: RevokeOthers = %d, nil, %d sessions left; want 1 ended, 1 left", i, n, len(list))
+		case revokeErr != nil && !errors.Is(revokeErr, ErrNoSession) && !errors.Is(revokeErr, ErrContention):
+			t.Fatalf("round %d: RevokeOthers = %v", i, revokeErr)
+		case revokeErr == nil:
+			succeeded++
+		}
+	}
+	// The renewal lands before the call's read in a few rounds only: a
+	// call that never acts after a failed load fails here.
+	if succeeded < 15 {
+		t.Errorf("RevokeOthers after a failed load ended the others in %d of 150 rounds, want most", succeeded)
+	}
+	t.Logf("RevokeOthers after a failed load ended the others in %d of 150 rounds", succeeded)
+}
+
 // TestRevokeOthersAfterFailedMigration signs the others out in a request
 // whose load failed on the scs session it was to migrate: there is no
 // token to read again, and the call reports the store, not a session
