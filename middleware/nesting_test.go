@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,17 +312,7 @@ func TestSessionsReusedContext(t *testing.T) {
 // without the new cookie the browser would be signed out of it.
 func TestNestedFailedSaveKeepsInnerCookie(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	r2 := redistest.Start(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: r2.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	inner, err := session.New(store, session.Config{Keys: [][]byte{[]byte("inner signing key of 32 bytes:ok")}, CookieName: "inner",
-		InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	inner := innerManager(t)
 	h.redis.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
 	putOuter := func(next http.Handler) http.Handler { // between the two: the outer Manager's session
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -374,5 +365,75 @@ func TestNestedFailedSaveKeepsInnerCookie(t *testing.T) {
 	check.ServeHTTP(httptest.NewRecorder(), req)
 	if user != "alice" {
 		t.Errorf("the renewed inner cookie's session: user %q, want alice", user)
+	}
+}
+
+// innerManager returns a Manager with the cookie "inner" on a redis-server
+// of its own, to nest inside a harness's (a site's /admin/).
+func innerManager(t *testing.T) *session.Manager {
+	t.Helper()
+	r := redistest.Start(t)
+	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("inner signing key of 32 bytes:ok")}, CookieName: "inner",
+		InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestNestedParallelSubrequests serves a batch endpoint: its handler, in
+// the outer Manager's Sessions, runs sub-requests through another
+// Manager's Sessions in parallel goroutines on its own request's context,
+// and copies the cookies of their logins into its answer. The outer save
+// then fails (its Redis out of memory): the 503 keeps every inner login's
+// cookie, and the nested writers, which the sub-requests' commits change
+// from several goroutines at once, pass the race detector (make test runs
+// with -race).
+func TestNestedParallelSubrequests(t *testing.T) {
+	const subrequests = 8
+	h := newHarness(t, harnessOpts{})
+	admin := middleware.Sessions(innerManager(t))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := session.Create(r.Context(), "root"); err != nil {
+			t.Errorf("inner Create: %v", err)
+		}
+	}))
+	h.redis.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	batch := middleware.Sessions(h.m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := session.Put(r.Context(), "k", "v"); err != nil {
+			t.Errorf("outer Put: %v", err)
+		}
+		recs := make([]*httptest.ResponseRecorder, subrequests)
+		var wg sync.WaitGroup
+		for i := range recs {
+			recs[i] = httptest.NewRecorder()
+			wg.Go(func() { admin.ServeHTTP(recs[i], r.Clone(r.Context())) })
+		}
+		wg.Wait()
+		for _, rec := range recs {
+			for _, c := range rec.Header().Values("Set-Cookie") {
+				w.Header().Add("Set-Cookie", c)
+			}
+		}
+		h.redis.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		io.WriteString(w, "ok")
+	}))
+	for range 20 {
+		rec := httptest.NewRecorder()
+		batch.ServeHTTP(rec, httptest.NewRequest("POST", "http://localhost/batch", nil))
+		h.redis.Do(t, "CONFIG", "SET", "maxmemory", "0")
+		inner := 0
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == "inner" && c.Value != "" {
+				inner++
+			}
+		}
+		if rec.Code != http.StatusServiceUnavailable || inner != subrequests {
+			t.Fatalf("the outer save failed: %d with %d inner cookies, want 503 with %d", rec.Code, inner, subrequests)
+		}
 	}
 }

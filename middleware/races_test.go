@@ -3,9 +3,11 @@ package middleware_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -162,5 +164,52 @@ func TestReplacedSessionReportedOnce(t *testing.T) {
 		if len(kinds) != 1 {
 			t.Fatalf("round %d: session ended by a login and a revocation at once was reported %v, want exactly once", i, kinds)
 		}
+	}
+}
+
+// TestHelpersFromGoroutines calls the helpers from several goroutines of
+// one request at once, as a handler that fans its work out does: puts of
+// their own keys beside a renewal. Every value is saved under the renewed
+// token, and the old one is dead (make test runs it under -race, which
+// fails it if the helpers do not lock the request's session).
+func TestHelpersFromGoroutines(t *testing.T) {
+	const puts = 16
+	h := newHarness(t, harnessOpts{})
+	c := h.client()
+	oldID, _ := h.login(c, "alice")
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		var wg sync.WaitGroup
+		for i := range puts {
+			wg.Go(func() {
+				if err := session.Put(r.Context(), "k"+strconv.Itoa(i), i); err != nil {
+					t.Errorf("Put from goroutine %d: %v", i, err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if err := session.Renew(r.Context()); err != nil {
+				t.Errorf("Renew beside the puts: %v", err)
+			}
+		})
+		wg.Wait()
+	}
+	if resp := h.do(c, "POST", "/hook", nil); resp.code != http.StatusOK {
+		t.Fatalf("POST /hook = %d %s", resp.code, resp.body)
+	}
+	h.hooked = func(w http.ResponseWriter, r *http.Request) {
+		info, _ := session.FromContext(r.Context())
+		n := 0
+		for i := range puts {
+			if v, ok := session.Get[int](r.Context(), "k"+strconv.Itoa(i)); ok && v == i {
+				n++
+			}
+		}
+		fmt.Fprintf(w, "%s %t %d", info.UserID, info.ID != oldID, n)
+	}
+	if resp := h.do(c, "GET", "/hook", nil); resp.body != fmt.Sprintf("alice true %d", puts) {
+		t.Errorf("the next request reads %q, want \"alice true %d\" (user, renewed, values back)", resp.body, puts)
+	}
+	if h.exists(oldID) {
+		t.Error("the record under the id before the renewal is still there")
 	}
 }

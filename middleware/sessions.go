@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sessionkit/sessionkit/internal/nocache"
 	"github.com/sessionkit/sessionkit/session"
@@ -131,9 +132,9 @@ func Sessions(m *session.Manager) func(http.Handler) http.Handler {
 			h := w.Header()
 			varyOnSession(h)
 			sw := &sessionWriter{ResponseWriter: w, m: m, insideTimeout: &insideTimeout}
-			if parent != nil && !parent.committed {
+			if parent != nil && !parent.committed.Load() {
 				// Not the writer of a request whose context outlived it.
-				sw.nest = &nesting{parent: parent}
+				sw.nest.Store(&nesting{parent: parent})
 			}
 			r = r.WithContext(context.WithValue(m.Load(r), committing{}, sw))
 			sw.r = r
@@ -166,11 +167,16 @@ func (w *sessionWriter) runs(m *session.Manager) bool {
 
 // sessionWriter commits the session before the first WriteHeader, Write or
 // Flush reaches the client.
+//
+// Its handler's goroutine alone uses it, but for committed and nest: the
+// Sessions of another Manager inside it read and change those, and may run
+// in other goroutines (a TimeoutHandler's, or a batch endpoint serving
+// sub-requests in parallel on the request's context).
 type sessionWriter struct {
 	http.ResponseWriter
 	m         *session.Manager
 	r         *http.Request
-	committed bool
+	committed atomic.Bool
 	// cookieAhead is set when Hijack refused to hand over the connection
 	// because the commit set a cookie: the handler's answer, whose
 	// headers it may still change, carries that cookie (see commit).
@@ -186,8 +192,9 @@ type sessionWriter struct {
 	// nest links the writers of nested Sessions of different Managers (a
 	// site's around its /admin/); nil for a writer with none around it or
 	// inside it, the common case, so that every request's writer stays
-	// small.
-	nest *nesting
+	// small. Set as the writer is made when it has a parent, else by the
+	// first commit of a Sessions inside it.
+	nest atomic.Pointer[nesting]
 }
 
 // nesting is what a sessionWriter knows of the Sessions around and inside
@@ -197,24 +204,41 @@ type sessionWriter struct {
 // renewal or a logout of the inner Manager took effect in its store all
 // the same.
 type nesting struct {
-	parent *sessionWriter
-	kept   []string // the cookies of the Sessions inside
+	parent *sessionWriter // never changes
+	mu     sync.Mutex     // guards kept: the Sessions inside may commit in parallel
+	kept   []string       // the cookies of the Sessions inside
 }
 
 // parent returns the writer of the Sessions around w's, or nil.
 func (w *sessionWriter) parent() *sessionWriter {
-	if w.nest == nil {
-		return nil
+	if n := w.nest.Load(); n != nil {
+		return n.parent
 	}
-	return w.nest.parent
+	return nil
 }
 
-// kept returns the cookies that the commits of Sessions inside w's set.
+// kept returns a copy of the cookies that the commits of Sessions inside
+// w's set.
 func (w *sessionWriter) kept() []string {
-	if w.nest == nil {
+	n := w.nest.Load()
+	if n == nil {
 		return nil
 	}
-	return w.nest.kept
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.kept)
+}
+
+// keep adds cookies to those that the commits of Sessions inside w's set.
+func (w *sessionWriter) keep(cookies []string) {
+	n := w.nest.Load()
+	if n == nil {
+		w.nest.CompareAndSwap(nil, new(nesting))
+		n = w.nest.Load() // this one's, or a parallel commit's
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.kept = append(n.kept, cookies...)
 }
 
 // noteOuterHeaders keeps in w.outer the values of discardedHeaders in h,
@@ -239,20 +263,18 @@ func (w *sessionWriter) noteOuterHeaders(h http.Header) {
 // commit commits the session once, and answers 503 if that fails. It reports
 // whether the handler's response may go on.
 func (w *sessionWriter) commit() bool {
-	if !w.committed {
-		w.committed = true
+	if !w.committed.Load() {
+		w.committed.Store(true)
 		h := w.Header()
 		varyOnSession(h)
 		handlerCookies := len(h["Set-Cookie"])
 		err := w.m.Commit(w.r.Context(), h)
+		kept := w.kept()
 		if p := w.parent(); p != nil {
-			if p.nest == nil {
-				p.nest = new(nesting)
-			}
-			p.nest.kept = append(append(p.nest.kept, w.kept()...), h["Set-Cookie"][handlerCookies:]...)
+			p.keep(append(kept, h["Set-Cookie"][handlerCookies:]...))
 		}
 		if err != nil {
-			dropResponseHeaders(h, w.outer, handlerCookies, w.kept())
+			dropResponseHeaders(h, w.outer, handlerCookies, kept)
 			w.err = err
 			var werr error
 			switch {
@@ -297,8 +319,8 @@ func (w *sessionWriter) answerAhead() {
 // after a login or a renewal left the browser with a token that led
 // nowhere.
 func (w *sessionWriter) abandon() {
-	if !w.committed {
-		w.committed = true
+	if !w.committed.Load() {
+		w.committed.Store(true)
 		varyOnSession(w.Header())
 		w.m.Abandon(w.r.Context(), w.Header())
 	} else {
