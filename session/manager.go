@@ -663,6 +663,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// parallel renewal or login had moved the one it came with: the
 	// pointer from it leads on to this login's (see leavePointer).
 	var followed string
+	if st.presented != "" {
+		// The login may end sessions before it makes its record (the one
+		// the request came with, where a Renew moved it): a record too
+		// large without values fails first, and ends nothing.
+		if err := m.bareLoginFits(userID, st); err != nil {
+			return Info{}, err
+		}
+	}
 	if st.absent {
 		// The store found no record of the token it came with, only
 		// could not vouch for that: log in as on a token that leads
@@ -967,6 +975,23 @@ func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, 
 	st.gone() // should the login fail, the request has no session left
 	st.ended = true
 	return ended, nil
+}
+
+// bareLoginFits returns an error matching ErrInvalidValue when the record
+// of userID's login, without values, would be over Config.MaxRecordBytes,
+// as loginRecord would; made now, it is as long as the one the login
+// makes after its round trips (its times take 13 digits either way).
+func (m *Manager) bareLoginFits(userID string, st *state) error {
+	if m.cfg.MaxRecordBytes < 0 {
+		return nil
+	}
+	now := m.now()
+	ip, userAgent := st.client()
+	record, err := m.codec.Encode(m.deadline(now), map[string]any{metaKey: m.codec.newMeta(userID, wholeMilli(now), ip, userAgent)})
+	if err != nil {
+		return err
+	}
+	return m.overLimit(len(record))
 }
 
 // loginRecordOf is what loginRecord returns, kept by a login's merge.

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/internal/syncbuf"
@@ -329,6 +332,58 @@ func TestLoginOverLimit(t *testing.T) {
 	})
 	if n := r2.Do(t, "DBSIZE"); n != int64(0) {
 		t.Errorf("keys after a refused login = %v, want 0", n)
+	}
+}
+
+// TestLoginOverLimitEndsNothing logs in under a Config.MaxRecordBytes that
+// a record without values passes, on an instance beside one without that
+// limit: from a browser signed in as the same or another user, and with
+// the token a Renew moved that session away from. Each login fails with
+// ErrInvalidValue and changes nothing, as Create promises: the session
+// goes on, and no key in Redis changes (review doc1: the other user's
+// session, and the one renewed away, were ended before the size check).
+func TestLoginOverLimitEndsNothing(t *testing.T) {
+	m, r, clk := newTestManager(t, Config{})
+	tiny, err := New(openTestStore(t, r), Config{Keys: m.cfg.Keys, InsecureCookie: true, Logger: m.log, MaxRecordBytes: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiny.now = clk.now
+	old, _ := login(t, m, "alice")
+	renewed := serve(t, m, old, func(ctx context.Context) {
+		if err := Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dump := func() map[string]string {
+		keys, _ := redis.Strings(r.Do(t, "KEYS", "*"), nil)
+		values := make(map[string]string, len(keys))
+		for _, k := range keys {
+			v, _ := redis.String(r.Do(t, "DUMP", k), nil)
+			values[k] = v
+		}
+		return values
+	}
+	before := dump()
+	for _, tc := range []struct{ name, cookie, user string }{
+		{"signed in, the same user", renewed, "alice"},
+		{"signed in, another user", renewed, "bob"},
+		{"renewed away, the same user", old, "alice"},
+		{"renewed away, another user", old, "bob"},
+	} {
+		exchange(t, tiny, tc.cookie, func(ctx context.Context) {
+			if _, err := Create(ctx, tc.user); !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("%s: Create under a limit below a record without values = %v, want ErrInvalidValue", tc.name, err)
+			}
+		})
+		if after := dump(); !maps.Equal(after, before) {
+			t.Errorf("%s: the refused login changed Redis (%d keys before, %d after), want nothing changed", tc.name, len(before), len(after))
+		}
+		serve(t, m, renewed, func(ctx context.Context) {
+			if u, _ := UserID(ctx); u != "alice" {
+				t.Errorf("%s: the renewed session after the refused login: user %q, want alice", tc.name, u)
+			}
+		})
 	}
 }
 
