@@ -714,8 +714,9 @@ var errEndUnconfirmed = fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrEndUnconfir
 // zone offset of seconds, as local mean times before 1900 have, which JSON
 // would write moved: put it in UTC), a value encoding/json refuses, a
 // struct (or a pointer to one) that holds data only in unexported fields
-// or fields tagged `json:"-"`, which JSON keeps none of (an error made by
-// errors.New: put err.Error()), or
+// or fields tagged `json:"-"`, which JSON keeps none of, also inside
+// another value (an error made by errors.New, alone or in a map of a
+// form's errors by field: put err.Error()), or
 // one whose JSON nests arrays and objects more than 61 levels deep
 // (inside the record, past the 64 that other languages' JSON parsers read
 // by default; a deeper value read from a record written by an earlier

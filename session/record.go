@@ -731,8 +731,9 @@ func normalize(v any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
-		if string(b) == "{}" && lostInJSON(v) {
-			return nil, fmt.Errorf("%w: %T holds data in fields JSON does not keep (all unexported, or tagged json:\"-\"): it would come back empty", ErrInvalidValue, v)
+		// A struct JSON keeps nothing of is written {}: only then look.
+		if bytes.Contains(b, []byte("{}")) && lostInJSON(reflect.ValueOf(v), maxValueDepth) {
+			return nil, fmt.Errorf("%w: %T holds a struct with data in fields JSON does not keep (all unexported, or tagged json:\"-\"), such as an error: it would come back empty", ErrInvalidValue, v)
 		}
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
@@ -750,33 +751,67 @@ func normalize(v any) (any, error) {
 // timeType is the type of time.Time.
 var timeType = reflect.TypeFor[time.Time]()
 
-// offsetSeconds reports whether v holds, within depth levels of pointers,
-// interfaces, exported struct fields, slice or array elements and map
-// values, a time.Time whose zone offset is not a whole number of minutes.
-// It does not look inside values of other types that encode themselves
-// (json.Marshaler, encoding.TextMarshaler): their encoding is their own;
-// nor inside an embedded struct of an unexported type, whose fields
-// reflect cannot read.
+// offsetSeconds reports whether v holds, within depth levels (see inside),
+// a time.Time whose zone offset is not a whole number of minutes.
 func offsetSeconds(v reflect.Value, depth int) bool {
+	return inside(v, depth, false, func(v reflect.Value, _ bool) bool {
+		if v.Type() != timeType {
+			return false
+		}
+		_, offset := v.Interface().(time.Time).Zone()
+		return offset%60 != 0
+	})
+}
+
+// lostInJSON reports whether v holds, within depth levels (see inside), a
+// struct whose fields are all unexported (none embedded) or tagged
+// `json:"-"`, and not all zero, and which does not encode itself:
+// encoding/json writes it as {}, which gives back the zero value, not the
+// struct. An error made by errors.New or fmt.Errorf is one, also as the
+// value of a map or a field of type error (a form's errors by field); the
+// zero value of such a type comes back unchanged, and is not; nor is a
+// type with its own MarshalJSON or MarshalText, whose {} is its own
+// encoding; nor an embedded struct, whose fields JSON takes into the
+// struct around it, which holds the data it keeps.
+func lostInJSON(v reflect.Value, depth int) bool {
+	return inside(v, depth, false, func(v reflect.Value, embedded bool) bool {
+		if embedded || v.Kind() != reflect.Struct || v.IsZero() || encodesItself(v) {
+			return false
+		}
+		t := v.Type()
+		for i := range t.NumField() {
+			if f := t.Field(i); (f.IsExported() || f.Anonymous) && f.Tag.Get("json") != "-" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// inside reports whether found holds for v or for a value inside it, within
+// depth levels of pointers, interfaces, exported (or embedded) struct
+// fields, slice or array elements and map values, as encoding/json walks
+// them; embedded tells found that v is an embedded struct field (or the
+// value behind one), and is false for the value a caller passes. It does
+// not look inside a value that encodes itself (see encodesItself), whose
+// encoding is its own, though found sees it; nor inside an embedded struct
+// of an unexported type, whose fields reflect cannot read.
+func inside(v reflect.Value, depth int, embedded bool, found func(v reflect.Value, embedded bool) bool) bool {
 	if depth < 0 || !v.IsValid() || !v.CanInterface() {
 		return false
 	}
-	if v.Type() == timeType {
-		_, offset := v.Interface().(time.Time).Zone()
-		return offset%60 != 0
+	if found(v, embedded) {
+		return true
 	}
-	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface {
-		switch v.Interface().(type) {
-		case json.Marshaler, encoding.TextMarshaler:
-			return false
-		}
+	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface && encodesItself(v) {
+		return false
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
-		return !v.IsNil() && offsetSeconds(v.Elem(), depth)
+		return !v.IsNil() && inside(v.Elem(), depth, embedded, found)
 	case reflect.Struct:
 		for i := range v.NumField() {
-			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && offsetSeconds(v.Field(i), depth-1) {
+			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && inside(v.Field(i), depth-1, f.Anonymous, found) {
 				return true
 			}
 		}
@@ -785,13 +820,13 @@ func offsetSeconds(v reflect.Value, depth int) bool {
 			return false // bytes
 		}
 		for i := range v.Len() {
-			if offsetSeconds(v.Index(i), depth-1) {
+			if inside(v.Index(i), depth-1, false, found) {
 				return true
 			}
 		}
 	case reflect.Map:
 		for it := v.MapRange(); it.Next(); {
-			if offsetSeconds(it.Value(), depth-1) {
+			if inside(it.Value(), depth-1, false, found) {
 				return true
 			}
 		}
@@ -799,33 +834,21 @@ func offsetSeconds(v reflect.Value, depth int) bool {
 	return false
 }
 
-// lostInJSON reports whether v is a struct, or a pointer to one, whose
-// fields are all unexported (none embedded) or tagged `json:"-"`, and not
-// all zero, and which does not encode itself: encoding/json writes it as
-// {}, which gives back the zero value, not v. An error made by errors.New
-// or fmt.Errorf is one;
-// the zero value of such a type comes back unchanged, and is not; nor is
-// a type with its own MarshalJSON or MarshalText, whose {} is its own
-// encoding.
-func lostInJSON(v any) bool {
-	switch v.(type) {
+// encodesItself reports whether encoding/json writes v with its own
+// MarshalJSON or MarshalText method, as it does for an addressable value
+// whose pointer has one.
+func encodesItself(v reflect.Value) bool {
+	switch v.Interface().(type) {
 	case json.Marshaler, encoding.TextMarshaler:
-		return false
+		return true
 	}
-	rv := reflect.ValueOf(v)
-	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
-		rv = rv.Elem()
-	}
-	if rv.Kind() != reflect.Struct || rv.IsZero() {
-		return false
-	}
-	t := rv.Type()
-	for i := range t.NumField() {
-		if f := t.Field(i); (f.IsExported() || f.Anonymous) && f.Tag.Get("json") != "-" {
-			return false
+	if v.CanAddr() {
+		switch v.Addr().Interface().(type) {
+		case json.Marshaler, encoding.TextMarshaler:
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // nestedDeeper reports whether the JSON b nests arrays and objects more

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -54,6 +55,12 @@ func TestPutRefuses(t *testing.T) {
 			n      int
 			Secret string `json:"-"`
 		}{0, "s3cret"}},
+		// Nor inside another value (review doc1: these were saved as {}).
+		{"errors by field, as a form's", map[string]error{"email": errors.New("email is required"), "name": nil}},
+		{"slice of errors", []error{errors.New("card declined")}},
+		{"field of type error", struct{ Err error }{errors.New("card declined")}},
+		{"error in an []any", []any{"ok", errors.New("card declined")}},
+		{"struct of unexported fields in a map", map[string]any{"k": struct{ n int }{1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -388,6 +395,25 @@ type texts struct {
 	M                         map[string]string
 }
 
+// Opaque is an exported type whose data JSON does not keep, to embed.
+type Opaque struct{ n int }
+
+// withOpaque embeds an Opaque, whose fields JSON takes into its own (none),
+// beside an empty map, which encodes as {}.
+type withOpaque struct {
+	Name string
+	M    map[string]int
+	Opaque
+}
+
+// bigAndEmpty holds a big.Int, which encodes itself through its pointer
+// (when addressable, as behind a pointer), beside an empty map, which
+// encodes as {}.
+type bigAndEmpty struct {
+	V big.Int
+	M map[string]int
+}
+
 // getAs returns Get[T] as an any, for tables of values of several types.
 func getAs[T any](ctx context.Context, key string) (any, bool) { return Get[T](ctx, key) }
 
@@ -437,6 +463,17 @@ func TestValuesRoundTrip(t *testing.T) {
 		{"int64 min", int64(math.MinInt64), getAs[int64], nil},
 		{"int max", math.MaxInt, getAs[int], nil},
 		{"every byte", allBytes, getAs[[]byte], nil},
+		// Beside the structs Put refuses (TestPutRefuses), which JSON keeps
+		// nothing of, these are kept.
+		{"errors by field, none set", map[string]error{"email": nil}, getAs[map[string]error], nil},
+		{"the text {}", map[string]string{"k": "{}"}, getAs[map[string]string], nil},
+		{"number that encodes itself through its pointer", &bigAndEmpty{V: *big.NewInt(5), M: map[string]int{}}, getAs[bigAndEmpty],
+			func(got, put any) bool {
+				v := got.(bigAndEmpty)
+				return put.(*bigAndEmpty).V.Cmp(&v.V) == 0
+			}},
+		{"embedded struct JSON keeps nothing of", withOpaque{Name: "a", M: map[string]int{}, Opaque: Opaque{1}}, getAs[withOpaque],
+			func(got, put any) bool { return got.(withOpaque).Name == put.(withOpaque).Name }},
 	}
 	m, _, _ := newTestManager(t, Config{})
 	cookie, _ := login(t, m, "alice")
