@@ -27,7 +27,8 @@ import (
 // Authorization in Vary, the headers a session comes from, once each, as
 // each header the handler names there (or Vary stays "*"), and one that
 // sets or expires the session cookie is
-// Cache-Control: private as well, so that no shared cache serves one user's
+// Cache-Control: private as well (no-store, stricter, for a logout and a
+// login after one: see session.Destroy), so that no shared cache serves one user's
 // answer for another's request: not even one of a new session, whose
 // request had no cookie to vary by. A destroyed session's cookie is
 // expired only when the request carried it (see session.Destroy).

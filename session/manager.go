@@ -214,7 +214,10 @@ func (engineStore) Delete(string) error { return nil }
 // nowhere may have been replaced in the browser by a parallel login or
 // renewal since this request left.
 //
-// Managers may be nested, each with its own cookie: the context helpers
+// Managers may be nested, each with its own cookie and its own Store (with
+// its own KeyPrefix; Managers on one Store share their sessions, see New,
+// and Load logs a nested one on the Store of one around it as an error,
+// once): the context helpers
 // then act on the innermost session, and each Manager's methods on its own.
 // A Manager whose Load runs on a request that already carries another
 // Manager's session sends no Clear-Site-Data at logout, which would delete
