@@ -674,12 +674,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 			return Info{}, err
 		}
 	}
-	if st.absent {
-		// The store found no record of the token it came with, only
-		// could not vouch for that: log in as on a token that leads
-		// nowhere, which is all a login needs to know of it.
-		st.loadFailed, st.stale, st.absent = false, true, false
-	}
+	// When the store found no record of the token it came with, only
+	// could not vouch for that (st.absent), log in as on a token that leads
+	// nowhere, which is all a login needs to know of it. The request's
+	// state says so once the login has succeeded: a login that fails
+	// leaves the request as unsure of its session as it was.
+	loadFailed := st.loadFailed && !st.absent
 	// After a Renew of this request lost to a parallel one, the session
 	// it had is replaced as if that Renew had not run (see state.held).
 	h := st.held()
@@ -687,7 +687,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	switch {
 	case h.token != "":
 		replaces = idOf(h.token)
-	case st.loadFailed && st.presented != "":
+	case loadFailed && st.presented != "":
 		// A session Load would not have found (past a shrunk Lifetime)
 		// is a token that leads nowhere, as after a load that succeeded:
 		// nothing of it carries over, and the login does not end it.
@@ -925,7 +925,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	m.engine.SetDeadline(data, deadline)
 	st.stored, st.inserted, st.userID, st.deadline, st.issued = token, true, userID, deadline, token
 	st.relogin = owner != "" && add.Replaces != "" || followed != ""
-	st.loadFailed, st.loggedOut, st.stale = false, false, false
+	st.loadFailed, st.loggedOut, st.stale, st.absent = false, false, false, false
 	st.renewedAway = nil // replaced: its changes are pending's
 	// The scs session whose cookie came beside the one replaced ends, as
 	// at a logout; failing that, the login stands, and the scs cookie

@@ -355,6 +355,30 @@ func TestUnvouchedAbsence(t *testing.T) {
 		t.Errorf("Commit: %v", err)
 	}
 
+	// A login that fails (Redis out of memory) leaves the request as
+	// unsure of its session as before (review d16: it was taken for
+	// signed out, and its logout answered as done).
+	if _, err := exchange(t, w, ended, func(ctx context.Context) {
+		r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+		r.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		_, err := Create(ctx, "bob")
+		r.Do(t, "CONFIG", "SET", "maxmemory", "0")
+		if !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("Create with Redis out of memory = %v, want ErrStoreUnavailable", err)
+		}
+		if err := LoadError(ctx); !errors.Is(err, ErrEndUnconfirmed) {
+			t.Errorf("LoadError after the failed login = %v, want ErrEndUnconfirmed still", err)
+		}
+		if err := Put(ctx, "flash", "x"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Put after the failed login = %v, want ErrStoreUnavailable", err)
+		}
+		if err := Destroy(ctx); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Destroy after the failed login = %v, want ErrStoreUnavailable: the logout is not confirmed", err)
+		}
+	}); err != nil {
+		t.Errorf("Commit after the failed login: %v", err)
+	}
+
 	h, err := exchange(t, w, ended, func(ctx context.Context) {
 		if _, err := Create(ctx, "bob"); err != nil {
 			t.Errorf("Create on a browser whose token led nowhere unvouched = %v, want nil", err)
