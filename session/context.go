@@ -716,7 +716,8 @@ var errEndUnconfirmed = fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrEndUnconfir
 // struct (or a pointer to one) that holds data only in unexported fields
 // or fields tagged `json:"-"`, which JSON keeps none of, also inside
 // another value (an error made by errors.New, alone or in a map of a
-// form's errors by field: put err.Error()), or
+// form's errors by field: put err.Error()), but not in a field tagged
+// `json:"-"`, which JSON leaves out whatever it holds, or
 // one whose JSON nests arrays and objects more than 61 levels deep
 // (inside the record, past the 64 that other languages' JSON parsers read
 // by default; a deeper value read from a record written by an earlier

@@ -731,17 +731,18 @@ func normalize(v any) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %T: %w", ErrInvalidValue, v, err)
 		}
-		// A struct JSON keeps nothing of is written {}: only then look.
-		if bytes.Contains(b, []byte("{}")) && lostInJSON(reflect.ValueOf(v), maxValueDepth) {
-			return nil, fmt.Errorf("%w: %T holds a struct with data in fields JSON does not keep (all unexported, or tagged json:\"-\"), such as an error: it would come back empty", ErrInvalidValue, v)
-		}
 		if !utf8.Valid(b) || replacedInvalidUTF8(b) || loneSurrogate(b) {
 			return nil, fmt.Errorf("%w: %T holds a string that is not valid UTF-8", ErrInvalidValue, v)
 		}
 		if nestedDeeper(b, maxValueDepth) {
 			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxValueDepth)
 		}
-		if offsetSeconds(reflect.ValueOf(v), maxValueDepth) {
+		// A struct JSON keeps nothing of is written {}: only then look
+		// for one.
+		switch flawIn(reflect.ValueOf(v), maxValueDepth, false, bytes.Contains(b, []byte("{}"))) {
+		case lostStruct:
+			return nil, fmt.Errorf("%w: %T holds a struct with data in fields JSON does not keep (all unexported, or tagged json:\"-\"), such as an error: it would come back empty", ErrInvalidValue, v)
+		case offsetSeconds:
 			return nil, fmt.Errorf("%w: %T holds a time.Time whose zone offset has seconds (local mean time), which JSON drops, moving the instant: put it in UTC", ErrInvalidValue, v)
 		}
 		return jsonValue(b), nil
@@ -751,102 +752,158 @@ func normalize(v any) (any, error) {
 // timeType is the type of time.Time.
 var timeType = reflect.TypeFor[time.Time]()
 
-// offsetSeconds reports whether v holds, within depth levels (see inside),
-// a time.Time whose zone offset is not a whole number of minutes.
-func offsetSeconds(v reflect.Value, depth int) bool {
-	return inside(v, depth, false, func(v reflect.Value, _ bool) bool {
-		if v.Type() != timeType {
-			return false
-		}
-		_, offset := v.Interface().(time.Time).Zone()
-		return offset%60 != 0
-	})
-}
+// A flaw is what Put refuses in a value that encoding/json encodes: see
+// flawIn.
+type flaw int
 
-// lostInJSON reports whether v holds, within depth levels (see inside), a
-// struct whose fields are all unexported (none embedded) or tagged
-// `json:"-"`, and not all zero, and which does not encode itself:
-// encoding/json writes it as {}, which gives back the zero value, not the
-// struct. An error made by errors.New or fmt.Errorf is one, also as the
-// value of a map or a field of type error (a form's errors by field); the
-// zero value of such a type comes back unchanged, and is not; nor is a
-// type with its own MarshalJSON or MarshalText, whose {} is its own
-// encoding; nor an embedded struct, whose fields JSON takes into the
-// struct around it, which holds the data it keeps.
-func lostInJSON(v reflect.Value, depth int) bool {
-	return inside(v, depth, false, func(v reflect.Value, embedded bool) bool {
-		if embedded || v.Kind() != reflect.Struct || v.IsZero() || encodesItself(v) {
-			return false
-		}
-		t := v.Type()
-		for i := range t.NumField() {
-			if f := t.Field(i); (f.IsExported() || f.Anonymous) && f.Tag.Get("json") != "-" {
-				return false
+const (
+	noFlaw flaw = iota
+	// lostStruct: a struct whose data JSON keeps none of, which would come
+	// back as its zero value (see keepsNothing).
+	lostStruct
+	// offsetSeconds: a time.Time whose zone offset is not a whole number of
+	// minutes, which encoding/json writes without the seconds, moving the
+	// instant.
+	offsetSeconds
+)
+
+// flawIn returns the first flaw of v, or of a value inside it that
+// encoding/json encodes, within depth levels of pointers, interfaces,
+// struct fields, slice or array elements and map values; lostStructs says
+// whether to look for lost structs, which only a value written with a {}
+// can hold. It walks what encoding/json walks: no field tagged `json:"-"`,
+// unexported or not; and it does not look inside a value that encodes
+// itself (see encodesItself), whose encoding is its own. A struct is lost
+// when it is not zero and keeps nothing (an error made by errors.New or
+// fmt.Errorf is one; the zero value of such a type comes back unchanged,
+// and is not), unless it is an embedded field, whose fields JSON takes
+// into the struct around it (embedded). A time inside an embedded struct
+// of an unexported type, which reflect will not hand out, is not checked.
+func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
+	if depth < 0 || !v.IsValid() {
+		return noFlaw
+	}
+	t := v.Type()
+	switch {
+	case t == timeType:
+		if v.CanInterface() {
+			if _, offset := v.Interface().(time.Time).Zone(); offset%60 != 0 {
+				return offsetSeconds
 			}
 		}
-		return true
-	})
-}
-
-// inside reports whether found holds for v or for a value inside it, within
-// depth levels of pointers, interfaces, exported (or embedded) struct
-// fields, slice or array elements and map values, as encoding/json walks
-// them; embedded tells found that v is an embedded struct field (or the
-// value behind one), and is false for the value a caller passes. It does
-// not look inside a value that encodes itself (see encodesItself), whose
-// encoding is its own, though found sees it; nor inside an embedded struct
-// of an unexported type, whose fields reflect cannot read.
-func inside(v reflect.Value, depth int, embedded bool, found func(v reflect.Value, embedded bool) bool) bool {
-	if depth < 0 || !v.IsValid() || !v.CanInterface() {
-		return false
-	}
-	if found(v, embedded) {
-		return true
-	}
-	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface && encodesItself(v) {
-		return false
+		return noFlaw
+	case v.Kind() == reflect.Pointer:
+		// Not encodesItself(t): the value behind a pointer is
+		// addressable, and its check takes the pointer's methods in.
+		if v.IsNil() {
+			return noFlaw
+		}
+		return flawIn(v.Elem(), depth, embedded, lostStructs)
+	case v.Kind() == reflect.Interface:
+		if v.IsNil() {
+			return noFlaw
+		}
+		return flawIn(v.Elem(), depth, false, lostStructs)
+	case encodesItself(t, v.CanAddr()):
+		return noFlaw
 	}
 	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		return !v.IsNil() && inside(v.Elem(), depth, embedded, found)
 	case reflect.Struct:
-		for i := range v.NumField() {
-			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && inside(v.Field(i), depth-1, f.Anonymous, found) {
-				return true
+		if lostStructs && !embedded && keepsNothing(t, maxValueDepth) && !v.IsZero() {
+			return lostStruct
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !jsonField(f) {
+				continue
+			}
+			if fl := flawIn(v.Field(i), depth-1, f.Anonymous && structKind(f.Type), lostStructs); fl != noFlaw {
+				return fl
 			}
 		}
 	case reflect.Slice, reflect.Array:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return false // bytes
+		if t.Elem().Kind() == reflect.Uint8 {
+			return noFlaw // bytes
 		}
 		for i := range v.Len() {
-			if inside(v.Index(i), depth-1, false, found) {
-				return true
+			if fl := flawIn(v.Index(i), depth-1, false, lostStructs); fl != noFlaw {
+				return fl
 			}
 		}
 	case reflect.Map:
 		for it := v.MapRange(); it.Next(); {
-			if inside(it.Value(), depth-1, false, found) {
-				return true
+			if fl := flawIn(it.Value(), depth-1, false, lostStructs); fl != noFlaw {
+				return fl
 			}
 		}
 	}
-	return false
+	return noFlaw
 }
 
-// encodesItself reports whether encoding/json writes v with its own
-// MarshalJSON or MarshalText method, as it does for an addressable value
-// whose pointer has one.
-func encodesItself(v reflect.Value) bool {
-	switch v.Interface().(type) {
-	case json.Marshaler, encoding.TextMarshaler:
+// jsonField reports whether encoding/json encodes the struct field f: not
+// tagged `json:"-"`, and exported, or embedded of a struct type (or a
+// pointer to one), whose exported fields it takes in.
+func jsonField(f reflect.StructField) bool {
+	if f.Tag.Get("json") == "-" {
+		return false
+	}
+	if f.Anonymous {
+		return f.IsExported() || structKind(f.Type)
+	}
+	return f.IsExported()
+}
+
+// structKind reports whether t is a struct type or a pointer to one.
+func structKind(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+// keepsNothing reports whether encoding/json, unless a value of the struct
+// type t encodes itself (which the caller checks: an embedded type's
+// methods are t's too), writes it as {}: it encodes none of t's fields
+// (see jsonField) but embedded structs that keep nothing either, looked
+// into up to depth levels (t may embed a pointer to itself).
+func keepsNothing(t reflect.Type, depth int) bool {
+	if depth < 0 {
+		return false
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !jsonField(f) {
+			continue
+		}
+		if !f.Anonymous || !structKind(f.Type) {
+			return false
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if !keepsNothing(ft, depth-1) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// encodesItself reports whether encoding/json writes a value of type t
+// with its own MarshalJSON or MarshalText method, as it does through the
+// value's pointer when the value is addressable.
+func encodesItself(t reflect.Type, addressable bool) bool {
+	if t.Implements(jsonMarshalerType) || t.Implements(textMarshalerType) {
 		return true
 	}
-	if v.CanAddr() {
-		switch v.Addr().Interface().(type) {
-		case json.Marshaler, encoding.TextMarshaler:
-			return true
-		}
+	if addressable {
+		p := reflect.PointerTo(t)
+		return p.Implements(jsonMarshalerType) || p.Implements(textMarshalerType)
 	}
 	return false
 }

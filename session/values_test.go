@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,17 @@ func TestPutRefuses(t *testing.T) {
 		{"field of type error", struct{ Err error }{errors.New("card declined")}},
 		{"error in an []any", []any{"ok", errors.New("card declined")}},
 		{"struct of unexported fields in a map", map[string]any{"k": struct{ n int }{1}}},
+		// Review d16: embedded, as encoding/json takes them.
+		{"embedded exported interface holding an error", struct {
+			Name string
+			Failure
+		}{"n", errors.New("card declined")}},
+		{"embedded unexported struct with a field of type error", struct {
+			Name string
+			failed
+		}{"n", failed{errors.New("card declined")}}},
+		{"embedded error, which JSON ignores", struct{ error }{errors.New("card declined")}},
+		{"map value that encodes itself only through its pointer", map[string]ptrText{"k": {n: 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -414,6 +426,47 @@ type bigAndEmpty struct {
 	M map[string]int
 }
 
+// Failure is an exported interface type, to embed.
+type Failure interface{ Error() string }
+
+// failed is an unexported struct type, to embed: JSON takes its exported
+// field into the struct around it.
+type failed struct{ Err error }
+
+// ptrText holds its data in an unexported field and encodes itself only
+// through its pointer: not as a map value, which is not addressable.
+type ptrText struct{ n int }
+
+func (p *ptrText) MarshalText() ([]byte, error) { return []byte(strconv.Itoa(p.n)), nil }
+
+// dashed and dashedTime leave a field out of JSON.
+type dashed struct {
+	Note  string
+	Cause error `json:"-"`
+}
+
+type dashedTime struct {
+	A string
+	T time.Time `json:"-"`
+}
+
+// tree returns a node with n children, each pointing back to it.
+func tree(n int) *node {
+	root := &node{Name: "root"}
+	for i := range n {
+		root.Children = append(root.Children, &node{Name: strconv.Itoa(i), Parent: root})
+	}
+	return root
+}
+
+// node is a tree whose children point back to their parent in a field
+// JSON skips.
+type node struct {
+	Name     string
+	Parent   *node `json:"-"`
+	Children []*node
+}
+
 // getAs returns Get[T] as an any, for tables of values of several types.
 func getAs[T any](ctx context.Context, key string) (any, bool) { return Get[T](ctx, key) }
 
@@ -474,6 +527,14 @@ func TestValuesRoundTrip(t *testing.T) {
 			}},
 		{"embedded struct JSON keeps nothing of", withOpaque{Name: "a", M: map[string]int{}, Opaque: Opaque{1}}, getAs[withOpaque],
 			func(got, put any) bool { return got.(withOpaque).Name == put.(withOpaque).Name }},
+		// Fields tagged json:"-" are left out, whatever they hold (review
+		// d16: Put walked them, back to the parent, for ever).
+		{"tree with parent pointers JSON skips", tree(8), getAs[node],
+			func(got, put any) bool { return len(got.(node).Children) == 8 }},
+		{`error in a field tagged json:"-", beside the text {}`, dashed{Note: "{}", Cause: errors.New("card declined")}, getAs[dashed],
+			func(got, put any) bool { return got.(dashed).Note == "{}" }},
+		{`time with an offset of seconds in a field tagged json:"-"`, dashedTime{A: "a", T: lmt}, getAs[dashedTime],
+			func(got, put any) bool { return got.(dashedTime).A == "a" }},
 	}
 	m, _, _ := newTestManager(t, Config{})
 	cookie, _ := login(t, m, "alice")
