@@ -243,6 +243,41 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "Writes the replicas did not confirm: WaitReplicas",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				// A master without the replica the Store waits for.
+				s := open(t, redistest.Start(t), redisstore.Config{WaitReplicas: 1, Timeout: 200 * time.Millisecond})
+				return s.PoolStats(), s.Remove(ctx, "id")
+			},
+		},
+		{
+			heading: "Writes the replicas did not confirm: WaitReplicas",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				// MaxActive 8: one place for reads of ended sessions to
+				// wait in. One of three such reads takes it, waiting on
+				// WAIT for most of the Timeout; the others find it taken
+				// for a quarter of the Timeout.
+				s := open(t, redistest.Start(t), redisstore.Config{WaitReplicas: 1, MaxActive: 8, Timeout: 400 * time.Millisecond})
+				errs := make(chan error, 3)
+				for range cap(errs) {
+					go func() {
+						_, _, err := s.Load(ctx, "ended", 0)
+						errs <- err
+					}()
+				}
+				var noPlace error
+				for range cap(errs) {
+					if err := <-errs; err != nil && strings.Contains(err.Error(), "too many reads") {
+						noPlace = err
+					}
+				}
+				if noPlace == nil {
+					t.Fatal("no read of an ended session found every place to wait taken")
+				}
+				return s.PoolStats(), noPlace
+			},
+		},
+		{
 			heading: "A command the ACL denies: NOPERM",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t)
