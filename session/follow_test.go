@@ -1671,6 +1671,41 @@ func (s *lostReplyStore) AddUserSession(ctx context.Context, n NewSession) ([]st
 	return ended, err
 }
 
+// TestLostLoginReplyFromAnonymous logs in from an anonymous session with
+// a value while the login's reply is lost (the transaction ran, and took
+// the anonymous record with it): the request keeps no session, as after a
+// lost re-login, so that it neither shows the values that went with the
+// record nor accepts one it could not save (review d17: Get showed the
+// cart, Put took a value, and the commit then failed with ErrContention).
+func TestLostLoginReplyFromAnonymous(t *testing.T) {
+	r := redistest.Start(t)
+	var store *lostReplyStore
+	m := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store {
+		store = &lostReplyStore{Store: s}
+		return store
+	})
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "3 items"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	store.lose.Store(true)
+	h, err := exchange(t, m, anon, func(ctx context.Context) {
+		if _, err := Create(ctx, "bob"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("Create with its reply lost = %v, want ErrStoreUnavailable", err)
+		}
+		if v, ok := Get[string](ctx, "cart"); ok {
+			t.Errorf("Get(cart) after the lost login = %q, want nothing: the record went with the login", v)
+		}
+		if err := Put(ctx, "flash", "x"); !errors.Is(err, ErrNoSession) {
+			t.Errorf("Put after the lost login = %v, want ErrNoSession", err)
+		}
+	})
+	if sc, ok := sessionCookie(m, h); ok || err != nil {
+		t.Errorf("Commit = %v, Set-Cookie %v; want no error and the cookie left alone", err, sc)
+	}
+}
+
 // TestLostLoginReplyLeavesNoSession logs a user in on a third device under
 // a limit of two while the login's reply is lost (the transaction ran): the
 // login fails, its new session, whose token nobody got, is gone again, and

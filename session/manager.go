@@ -515,7 +515,11 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	if st.loadFailed {
 		// The session could not be read, so it must not be overwritten, and
 		// the cookie is left alone: the user is still logged in once the
-		// store is back.
+		// store is back. A login that failed after it ended a session
+		// (see create) keeps no copy of that session's pages, as below.
+		if st.ended {
+			h.Set("Cache-Control", "no-store")
+		}
 		return nil
 	}
 	if !save {
@@ -833,10 +837,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// out or lost its connection after Redis may have run it (a reply
 		// lost as a master fails, a stalled Redis that runs it later).
 		if outcomeUnknown(err) || add.Replaces != "" && slices.Contains(ended, add.Replaces) {
-			if owner != "" && add.Replaces != "" {
-				// Either way the request keeps no session.
+			if add.Replaces != "" {
+				// Either way the request keeps no session: a signed-in one
+				// ended, an anonymous one's record (values and all) may
+				// be gone, and a value put now could not be saved.
 				st.gone()
-				st.ended = true
+				if owner != "" {
+					st.ended = true
+				}
 			}
 			// The new session, whose token is never handed out, goes
 			// again if Redis lets it, so that it neither lingers in the

@@ -419,6 +419,68 @@ func TestUnvouchedAbsence(t *testing.T) {
 	}
 }
 
+// absentOnceStore's Load reports once, for the id absent, no record it
+// could vouch for, as redisstore's with WaitReplicas does on a master
+// without its replicas; it refuses every new session. (It embeds the
+// Store itself, so that the optional methods the Manager looks for, the
+// pointers of renewals among them, are its too.)
+type absentOnceStore struct {
+	*redisstore.Store
+	absent string
+}
+
+func (s *absentOnceStore) AddUserSession(context.Context, NewSession) ([]string, error) {
+	return nil, errors.New("injected: OOM command not allowed when used memory > 'maxmemory'")
+}
+
+func (s *absentOnceStore) Load(ctx context.Context, id string, ttl time.Duration) ([]byte, bool, error) {
+	if id == s.absent {
+		s.absent = ""
+		return nil, false, unvouched{}
+	}
+	return s.Store.Load(ctx, id, ttl)
+}
+
+// unvouched is absentOnceStore's error.
+type unvouched struct{}
+
+func (unvouched) Error() string { return "injected: no record, unvouched" }
+func (unvouched) Absent() bool  { return true }
+
+// TestFailedLoginAfterUnvouchedLoad: a login whose load found no record
+// it could vouch for, on a token whose session a Renew had moved, ends
+// that session, then fails (the store refuses the new one).
+// The request stays unsure of its own session, but its answer is kept
+// out of caches (Cache-Control: no-store), as after any login that ended
+// a session (review d17).
+func TestFailedLoginAfterUnvouchedLoad(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	old, _ := login(t, m, "alice")
+	renewed := renew(t, m, old)
+	store := &absentOnceStore{Store: m.store.(*redisstore.Store), absent: idOf(tokenOf(t, m, old))}
+	w, err := New(store, Config{Keys: m.cfg.Keys, InsecureCookie: true, Logger: m.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := exchange(t, w, old, func(ctx context.Context) {
+		if err := LoadError(ctx); !errors.Is(err, ErrEndUnconfirmed) {
+			t.Fatalf("LoadError = %v, want ErrEndUnconfirmed", err)
+		}
+		if _, err := Create(ctx, "bob"); !errors.Is(err, ErrStoreUnavailable) {
+			t.Errorf("Create refused by the store = %v, want ErrStoreUnavailable", err)
+		}
+	})
+	if err != nil {
+		t.Errorf("Commit = %v", err)
+	}
+	if u := userOf(t, m, renewed); u != "" {
+		t.Fatalf("the renewed session after the login: user %q, want it ended", u)
+	}
+	if got := h.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control of the failed login that ended a session = %q, want no-store", got)
+	}
+}
+
 // TestUnconfirmedEndingsReported ends sessions through a store that waits
 // for a replica (redisstore.Config.WaitReplicas) on a Redis without one:
 // every call deletes its sessions on the master, then fails, and
