@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -769,16 +770,16 @@ const (
 
 // flawIn returns the first flaw of v, or of a value inside it that
 // encoding/json encodes, within depth levels of pointers, interfaces,
-// struct fields, slice or array elements and map values; lostStructs says
-// whether to look for lost structs, which only a value written with a {}
-// can hold. It walks what encoding/json walks: no field tagged `json:"-"`,
-// unexported or not; and it does not look inside a value that encodes
-// itself (see encodesItself), whose encoding is its own. A struct is lost
+// struct fields, slice or array elements and map keys and values;
+// lostStructs says whether to look for lost structs, which only a value
+// written with a {} can hold. It walks what encoding/json walks: no field
+// tagged `json:"-"`, unexported or not; and it does not look inside a
+// value that encodes itself (see encodesItself), whose encoding is its
+// own, but for a time whose method it has (see embeddedTime). A struct is lost
 // when it is not zero and keeps nothing (an error made by errors.New or
 // fmt.Errorf is one; the zero value of such a type comes back unchanged,
 // and is not), unless it is an embedded field, whose fields JSON takes
-// into the struct around it (embedded). A time inside an embedded struct
-// of an unexported type, which reflect will not hand out, is not checked.
+// into the struct around it (embedded), unnamed by its tag.
 func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 	if depth < 0 || !v.IsValid() {
 		return noFlaw
@@ -805,11 +806,14 @@ func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 		}
 		return flawIn(v.Elem(), depth, false, lostStructs)
 	case encodesItself(t, v.CanAddr()):
+		if v.Kind() == reflect.Struct {
+			return embeddedTime(v, depth)
+		}
 		return noFlaw
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		if lostStructs && !embedded && keepsNothing(t, maxValueDepth) && !v.IsZero() {
+		if lostStructs && !embedded && keepsNothing(t, nil) && !v.IsZero() {
 			return lostStruct
 		}
 		for i := range t.NumField() {
@@ -817,7 +821,7 @@ func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 			if !jsonField(f) {
 				continue
 			}
-			if fl := flawIn(v.Field(i), depth-1, f.Anonymous && structKind(f.Type), lostStructs); fl != noFlaw {
+			if fl := flawIn(v.Field(i), depth-1, promotes(f), lostStructs); fl != noFlaw {
 				return fl
 			}
 		}
@@ -832,7 +836,32 @@ func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 		}
 	case reflect.Map:
 		for it := v.MapRange(); it.Next(); {
+			// A key is text: a time's, through MarshalText, drops the
+			// seconds of its offset too.
+			if fl := flawIn(it.Key(), depth-1, false, false); fl != noFlaw {
+				return fl
+			}
 			if fl := flawIn(it.Value(), depth-1, false, lostStructs); fl != noFlaw {
+				return fl
+			}
+		}
+	}
+	return noFlaw
+}
+
+// embeddedTime returns the flaw of a time.Time that the struct v, which
+// encodes itself, embeds (directly, or through an embedded struct that
+// encodes itself too), whose MarshalJSON or MarshalText v has: that method
+// writes the time alone. (Should v declare its own, a time it embeds with
+// an offset of seconds is refused all the same.)
+func embeddedTime(v reflect.Value, depth int) flaw {
+	for i := range v.NumField() {
+		if !v.Type().Field(i).Anonymous {
+			continue
+		}
+		f := reflect.Indirect(v.Field(i))
+		if f.Kind() == reflect.Struct && encodesItself(f.Type(), true) {
+			if fl := flawIn(f, depth-1, false, false); fl != noFlaw {
 				return fl
 			}
 		}
@@ -861,28 +890,40 @@ func structKind(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct
 }
 
+// promotes reports whether encoding/json takes the fields of the struct
+// field f into the struct around it: f is embedded, of a struct type or a
+// pointer to one, and its tag gives it no name (with one, it is a field
+// like any other).
+func promotes(f reflect.StructField) bool {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return f.Anonymous && name == "" && structKind(f.Type)
+}
+
 // keepsNothing reports whether encoding/json, unless a value of the struct
 // type t encodes itself (which the caller checks: an embedded type's
 // methods are t's too), writes it as {}: it encodes none of t's fields
-// (see jsonField) but embedded structs that keep nothing either, looked
-// into up to depth levels (t may embed a pointer to itself).
-func keepsNothing(t reflect.Type, depth int) bool {
-	if depth < 0 {
-		return false
+// (see jsonField) but those of embedded structs that keep nothing either.
+// seen holds the types whose fields are being taken in already, around t:
+// met again (t may embed a pointer to itself), a type adds no field, as
+// encoding/json takes each in once.
+func keepsNothing(t reflect.Type, seen []reflect.Type) bool {
+	if slices.Contains(seen, t) {
+		return true
 	}
+	seen = append(seen, t)
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !jsonField(f) {
 			continue
 		}
-		if !f.Anonymous || !structKind(f.Type) {
+		if !promotes(f) {
 			return false
 		}
 		ft := f.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if !keepsNothing(ft, depth-1) {
+		if !keepsNothing(ft, seen) {
 			return false
 		}
 	}

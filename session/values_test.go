@@ -73,6 +73,14 @@ func TestPutRefuses(t *testing.T) {
 		}{"n", failed{errors.New("card declined")}}},
 		{"embedded error, which JSON ignores", struct{ error }{errors.New("card declined")}},
 		{"map value that encodes itself only through its pointer", map[string]ptrText{"k": {n: 1}}},
+		// Review d17.
+		{"embedded struct named by its tag, which JSON keeps nothing of", struct {
+			Opaque `json:"s"`
+			Name   string
+		}{Opaque{1}, "n"}},
+		{"embedded time with an offset of seconds", stamp{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23))}},
+		{"map key: a time with an offset of seconds", map[time.Time]int{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23)): 1}},
+		{"type embedding itself, which JSON keeps nothing of", selfEmbed{secret: "x"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -459,6 +467,16 @@ func tree(n int) *node {
 	return root
 }
 
+// stamp embeds a time, whose MarshalJSON it has.
+type stamp struct{ time.Time }
+
+// selfEmbed embeds a pointer to its own type, whose fields encoding/json
+// takes in once, and keeps its data in an unexported field.
+type selfEmbed struct {
+	*selfEmbed
+	secret string
+}
+
 // node is a tree whose children point back to their parent in a field
 // JSON skips.
 type node struct {
@@ -533,6 +551,8 @@ func TestValuesRoundTrip(t *testing.T) {
 			func(got, put any) bool { return len(got.(node).Children) == 8 }},
 		{`error in a field tagged json:"-", beside the text {}`, dashed{Note: "{}", Cause: errors.New("card declined")}, getAs[dashed],
 			func(got, put any) bool { return got.(dashed).Note == "{}" }},
+		{"embedded time", stamp{time.Date(2026, 7, 4, 9, 30, 0, 1, ny)}, getAs[stamp],
+			func(got, put any) bool { return got.(stamp).Equal(put.(stamp).Time) }},
 		{`time with an offset of seconds in a field tagged json:"-"`, dashedTime{A: "a", T: lmt}, getAs[dashedTime],
 			func(got, put any) bool { return got.(dashedTime).A == "a" }},
 	}
