@@ -80,6 +80,9 @@ type Config struct {
 	// after Lifetime shrinks, no session outlives the new one, renewed or
 	// not (see MaxSessionsPerUser for what such sessions still count for).
 	// Zero means DefaultLifetime (24h); otherwise 1ms to 100 years.
+	// Browsers keep a cookie at most 400 days, and the cookie is sent again
+	// only at a login or a Renew: over 400 days, Renew a session within 400
+	// days of its last cookie, or its browser drops the cookie first.
 	Lifetime time.Duration
 
 	// IdleTimeout ends a session that has not been used for this long. Every
@@ -89,7 +92,10 @@ type Config struct {
 	// docs/near-cache.md). A request that outlasts it finds its session
 	// ended at the commit, and its changes are dropped.
 	// Zero means DefaultIdleTimeout (30m); a negative value disables the idle
-	// timeout, leaving only Lifetime; otherwise at least 1ms.
+	// timeout, leaving only Lifetime; otherwise at least 1ms. Turned off,
+	// it leaves the records written while it was on with their time to
+	// live (a read is then a plain GET): an anonymous session ends at the
+	// old idle timeout after its last write.
 	IdleTimeout time.Duration
 
 	// CookieName is the name of the session cookie. Zero means
