@@ -84,6 +84,9 @@ type Store struct {
 	// evicting limits that warning.
 	checkEviction atomic.Bool
 	evicting      loglimit.Limiter
+	// fewReplicas limits Ping's warning that the master has fewer replicas
+	// in step than WaitReplicas (see replicasCheck).
+	fewReplicas loglimit.Limiter
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -187,6 +190,9 @@ func newStore(src Source, cfg Config, foreign bool) *Store {
 		observer:  cfg.Observer,
 		log:       cmp.Or(cfg.Logger, slog.Default()),
 		evicting:  loglimit.Limiter{Interval: evictionLogInterval},
+		// Its state may last as long as a policy's: a master set up with
+		// fewer replicas than WaitReplicas.
+		fewReplicas: loglimit.Limiter{Interval: evictionLogInterval},
 	}
 	// Only as Redis's default user, which may run every command unless
 	// restricted: an ACL user as documented may not run INFO, and each
@@ -394,7 +400,10 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // arguments": Describe names the command, or the Redis version needed.
 // Any Redis 7.0 or later that the documented ACL line (see the package
 // documentation) allows passes. With WaitReplicas, Ping also sends
-// WAIT 0 0, which returns at once; the extra permissions of the rate
+// WAIT 0 0, which returns at once, and a WAIT for WaitReplicas replicas of
+// at most 100 ms, which passes whatever it counts but logs a warning to
+// [Config.Logger], at most once an hour, when fewer replicas are in step:
+// until enough are, every logout fails (see replicasCheck); the extra permissions of the rate
 // limiter, KeyStats, the near-cache and the scs migration are not
 // checked. (SELECT, and ROLE under Sentinel, are sent as each connection
 // opens.)
@@ -457,7 +466,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:", ""},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 3, s.evictionCheck("")...)
+	return s.sendProbes(ctx, conn, checks, 3, append(s.evictionCheck(""), s.replicasCheck("")...)...)
 }
 
 // pingNode sends PING and the permission checks to the cluster node at
@@ -476,7 +485,7 @@ func (s *Store) pingNode(ctx context.Context, addr string) error {
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix}, "session:", ""},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 1, s.evictionCheck(addr)...)
+	return s.sendProbes(ctx, conn, checks, 1, append(s.evictionCheck(addr), s.replicasCheck(addr)...)...)
 }
 
 // probe is a command Ping sends.
@@ -575,6 +584,44 @@ func (s *Store) evictionCheck(addr string) []reader {
 		})
 	}}}
 }
+
+// replicasCheck returns, with WaitReplicas, a WAIT for that many replicas,
+// which returns the number of the master's replicas in step (connected,
+// not resyncing, with the connection's writes), as soon as they have
+// answered, or within a short wait (replicasCheckWait; not WAIT 0 0, which
+// counts the replicas' last acknowledgements, up to a second old: it would
+// miss those in step with a connection that has just written), and logs a
+// warning when that is fewer than WaitReplicas, at most once an hour:
+// until more are in step, every logout and revocation, and every request
+// with an ended token, fails (503), while Ping passes, as it does for a
+// Redis that refuses writes for want of memory. A refused WAIT is the
+// permission probe's to report. addr names the node, on a Cluster.
+func (s *Store) replicasCheck(addr string) []reader {
+	if s.replicas == 0 {
+		return nil
+	}
+	wait := min(replicasCheckWait, s.timeout/4).Milliseconds()
+	return []reader{{cmd: "WAIT", args: []any{s.replicas, max(wait, 1)}, read: func(reply any) {
+		n, err := redis.Int(reply, nil)
+		if err != nil || n >= s.replicas {
+			return
+		}
+		s.fewReplicas.Do(time.Now(), func(suppressed int) {
+			attrs := []slog.Attr{slog.Int("replicas", n), slog.Int("wait_replicas", s.replicas)}
+			if addr != "" {
+				attrs = append(attrs, slog.String("node", addr))
+			}
+			s.log.LogAttrs(context.Background(), slog.LevelWarn,
+				"redisstore: the master has fewer replicas in step than WaitReplicas: logouts and reads of ended sessions fail (503) until enough are; check INFO replication, or lower REDIS_WAIT_REPLICAS",
+				append(attrs, slog.Int("suppressed", suppressed))...)
+		})
+	}}}
+}
+
+// replicasCheckWait is the most that Ping's check of the replicas waits for
+// them (see replicasCheck): their answer takes a round trip when they are
+// in step, so only a master without enough of them makes Ping this slower.
+const replicasCheckWait = 100 * time.Millisecond
 
 // permissionProbes returns the commands with which Ping checks the ACL
 // user's permissions: a form that changes nothing of every command the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -680,13 +682,14 @@ func TestWaitOnlyWhenEnding(t *testing.T) {
 	}
 
 	// Ping checks that the ACL allows WAIT with WAIT 0 0, which waits for
-	// no replica: it succeeds without one.
+	// no replica, and counts the replicas in step with a short WAIT for
+	// them (see TestPingFewReplicas): it succeeds without one.
 	srv.ResetStats(t)
 	if err := s.Ping(ctx); err != nil {
 		t.Errorf("Ping without replicas, WaitReplicas 1 = %v, want nil", err)
 	}
-	if n := srv.Calls(t)["wait"]; n != 1 {
-		t.Errorf("Ping sent WAIT %d times, want once (WAIT 0 0, its check)", n)
+	if n := srv.Calls(t)["wait"]; n != 2 {
+		t.Errorf("Ping sent WAIT %d times, want twice (WAIT 0 0, its permission check, and the count of replicas)", n)
 	}
 
 	// The reads that say sessions are not there, and the calls that end
@@ -811,5 +814,47 @@ func TestWaitTooManyDescribed(t *testing.T) {
 		if !strings.Contains(d, want) {
 			t.Errorf("Describe = %q, want it to name %q", d, want)
 		}
+	}
+}
+
+// TestPingFewReplicas: with WaitReplicas, Ping warns, once an hour, when
+// the master has fewer replicas in step than that (every logout would
+// fail, and Ping still passes), and says nothing when it has them, also
+// right after a write on the connection Ping gets, which the replicas
+// have not acknowledged yet in their once-a-second report.
+func TestPingFewReplicas(t *testing.T) {
+	ctx := context.Background()
+	const warning = "redisstore: the master has fewer replicas in step than WaitReplicas"
+	for _, tc := range []struct {
+		name     string
+		replicas int // started beside the master
+		want     bool
+	}{
+		{"no replica", 0, true},
+		{"replica in step", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			master := redistest.Start(t)
+			if tc.replicas > 0 {
+				master, _ = startReplicated(t)
+			}
+			logs := new(syncbuf.Buffer)
+			s := open(t, master, redisstore.Config{WaitReplicas: 1, MaxActive: 1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			for i := range 3 {
+				// A write on the pool's one connection first.
+				if _, err := s.Insert(ctx, strconv.Itoa(i), []byte("rec"), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Ping(ctx); err != nil {
+					t.Fatalf("Ping = %v, want nil: too few replicas is a warning", err)
+				}
+			}
+			if got := strings.Count(logs.String(), warning); got != map[bool]int{true: 1, false: 0}[tc.want] {
+				t.Errorf("%d warnings in %q, want one if and only if the master lacks replicas (%v)", got, logs.String(), tc.want)
+			}
+			if tc.want && !strings.Contains(logs.String(), "replicas=0 wait_replicas=1") {
+				t.Errorf("warning %q does not name the replicas in step and WaitReplicas", logs.String())
+			}
+		})
 	}
 }
