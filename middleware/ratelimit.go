@@ -45,7 +45,9 @@ type Rule struct {
 	// two limiters sharing a counter so, one inside the other, on the same
 	// RateCounter (the same *redisstore.Store), is counted in it once: the
 	// inner limiter takes the outer one's count, and the lower Limit of the
-	// two binds, and is the one the headers show.
+	// two binds, and is the one the headers show. A request that the
+	// handler makes on the context of one admitted (a batch endpoint's
+	// sub-request) is another request, counted in its own right.
 	Name string
 
 	// Limit is the most requests admitted per window. Required, above 0.
@@ -555,25 +557,31 @@ type countedKey struct{}
 // inside another that shares one of its counters (a rule of the same name,
 // key value and Secret, on the same counter) reads the count from here
 // instead of counting the request a second time, which would halve the
-// limit for every client.
+// limit for every client. Each entry stands for one request, and serves
+// one limiter: the context it travels in may carry more requests, made
+// from it by the handler (a batch endpoint's sub-requests, a retry), each
+// of which must be counted.
 type counted struct {
 	counter RateCounter
 	keys    []string
 	rules   []*Rule
 	counts  []int64
 	resets  []time.Duration
-	outer   *counted // an earlier limiter's, or nil
+	taken   []atomic.Bool // set for an entry once find has handed it out
+	outer   *counted      // an earlier limiter's, or nil
 }
 
 // find returns the entry of key on counter c in k or the counted of the
-// limiters around it: the counter's count of this request, its reset, and the
-// rule that counted it. ok is false when none did.
+// limiters around it that no other limiter has taken: the counter's count
+// of this request, its reset, and the rule that counted it. ok is false
+// when none did, or another limiter took the count already: the request
+// is then another one made on the same context, and counted anew.
 func (k *counted) find(c RateCounter, key string) (count int64, reset time.Duration, rule *Rule, ok bool) {
 	for ; k != nil; k = k.outer {
 		if !sameCounter(k.counter, c) {
 			continue
 		}
-		if i := slices.Index(k.keys, key); i >= 0 {
+		if i := slices.Index(k.keys, key); i >= 0 && k.taken[i].CompareAndSwap(false, true) {
 			return k.counts[i], k.resets[i], k.rules[i], true
 		}
 	}
@@ -583,7 +591,8 @@ func (k *counted) find(c RateCounter, key string) (count int64, reset time.Durat
 // with returns k with what the limiter of counter c counted: the rules of
 // ks and their counts and resets.
 func (k *counted) with(c RateCounter, ks *keyed, counts []int64, resets []time.Duration) *counted {
-	return &counted{counter: c, keys: ks.keys, rules: ks.rules, counts: counts, resets: resets, outer: k}
+	return &counted{counter: c, keys: ks.keys, rules: ks.rules, counts: counts, resets: resets,
+		taken: make([]atomic.Bool, len(ks.keys)), outer: k}
 }
 
 // sharedNames records, for each counter and rule name, whether two

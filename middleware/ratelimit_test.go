@@ -821,6 +821,63 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 	})
 }
 
+// TestRateLimitSubrequestsCounted: a handler behind a site-wide limiter
+// sends sub-requests on its own request's context (a batch endpoint),
+// each through a login limiter that shares the site's rule by address.
+// The count the site's limiter handed down stands for the batch request
+// alone: every sub-request is counted, in sequence and in parallel, and
+// no more of them than the address's limit reach the password check
+// (review rate3: all 50 did, counted once).
+func TestRateLimitSubrequestsCounted(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	ip := middleware.Rule{Name: "ip", Limit: 10, Window: time.Minute, Key: middleware.ByIP()}
+	site, err := middleware.RateLimit(store, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{ip}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := middleware.LoginLimit(store, middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{
+		{Name: "login-user", Limit: 5, Window: time.Minute, Key: middleware.ByFormField("username")}, ip,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checked atomic.Int64 // password checks
+	mux := http.NewServeMux()
+	mux.Handle("POST /login", login(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { checked.Add(1) })))
+	parallel := false
+	mux.HandleFunc("POST /batch", func(w http.ResponseWriter, r *http.Request) {
+		var wg sync.WaitGroup
+		for i := range 50 {
+			sub := r.Clone(r.Context())
+			sub.URL.Path = "/login"
+			body := fmt.Sprintf("username=user%d&password=guess", i)
+			sub.Body, sub.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+			sub.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if parallel {
+				wg.Go(func() { mux.ServeHTTP(httptest.NewRecorder(), sub) })
+			} else {
+				mux.ServeHTTP(httptest.NewRecorder(), sub)
+			}
+		}
+		wg.Wait()
+	})
+	h := site(mux)
+	for _, parallel = range []bool{false, true} {
+		srv.Do(t, "FLUSHALL")
+		checked.Store(0)
+		serve(h, httptest.NewRequest("POST", "/batch", nil))
+		if n := checked.Load(); n > int64(ip.Limit) {
+			t.Errorf("parallel %v: %d of 50 sub-logins reached the password check, want at most the address's limit, %d", parallel, n, ip.Limit)
+		}
+		for _, key := range rateKeys(t, srv) {
+			if n, _ := redis.Int(srv.Do(t, "GET", key), nil); strings.HasSuffix(key, ":ip") && n < 50 {
+				t.Errorf("parallel %v: the address's counter = %d after a batch of 50 sub-logins, want at least 50", parallel, n)
+			}
+		}
+	}
+}
+
 // TestRateLimitCopiesOnlyWhenShared checks that a limiter hands the
 // handler the request it got, not a copy with its counts, unless another
 // limiter has a rule of the same name on the same counter: the copy cost
