@@ -205,6 +205,34 @@ func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) 
 	return r.setMarker(ctx, r.marker(token), until)
 }
 
+// SwapMark puts value in place of what the marker of the scs key token,
+// which [SCSRecords.Retire] set, holds, and returns what it held: Retire's
+// "1", or what an earlier SwapMark put; "" when there is no marker (never
+// set, or expired), which it leaves so. The marker keeps its time to
+// live. The session package puts there the id of the session the record
+// became, and a logout or a login of the same browser that found the
+// record taken puts a mark of its own, so that of a migration and such a
+// request running side by side, the one that comes second ends the
+// migrated session (see session.SCSImport). One SET with XX, KEEPTTL and
+// GET; like Retire, it does not wait for replicas, and its Observer op is
+// take_scs.
+func (r *SCSRecords) SwapMark(ctx context.Context, token, value string) (string, error) {
+	if r.err != nil {
+		return "", r.err
+	}
+	mark := r.marker(token)
+	var prev string
+	err := r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
+		var err error
+		prev, err = redis.String(cmd(ctx, conn, "SET", mark, value, "XX", "KEEPTTL", "GET"))
+		if errors.Is(err, redis.ErrNil) {
+			return nil
+		}
+		return keyDenied(err, "SET", r.patterns())
+	})
+	return prev, err
+}
+
 // setMarker sets the marker mark until the time given.
 func (r *SCSRecords) setMarker(ctx context.Context, mark string, until time.Time) error {
 	// Rounded up, so that the marker outlives a copy that expires at the

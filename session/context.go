@@ -75,7 +75,11 @@ type state struct {
 	// its record may still be in the store: not migrated, as beside a
 	// session of the Manager's own, or left for a type not registered with
 	// gob. A login or logout ends that scs session too (see endSCS).
-	scsToken  string
+	scsToken string
+	// scsTaken is the key of the scs record the request found gone, maybe
+	// taken by a parallel request migrating it: a login or logout marks
+	// it, and ends the session it became (see endTakenSCS).
+	scsTaken  string
 	loggedOut bool // this request ended its session: the response expires the cookie it sent
 	clearSite bool // ... and, as it logged out of a session, clears site data
 	ended     bool // this request ended a session, whatever it did next: the response is not stored

@@ -304,6 +304,9 @@ func (m *Manager) scsUserRetired(ctx context.Context, userID string) (bool, erro
 // running writes back. A record that holds a type not registered with gob
 // goes too, its key retired for FromSCS.Lifetime. The caller holds st.mu.
 func (m *Manager) endSCS(ctx context.Context, st *state) error {
+	if st.scsTaken != "" {
+		return m.endTakenSCS(ctx, st)
+	}
 	if st.scsToken == "" {
 		return nil
 	}
@@ -326,6 +329,82 @@ func (m *Manager) endSCS(ctx context.Context, st *state) error {
 		return nil
 	}
 	return imp.Records.Retire(ctx, key, until)
+}
+
+// scsEnded is what a login or logout puts in the marker of an scs record
+// it found taken (see endTakenSCS): no session id, which is 22 characters
+// or more, nor the "1" of SCSRecords.Retire.
+const scsEnded = "ended"
+
+// markSwapper is the optional method of SCSRecords with which a migration
+// and a login or logout of the same browser, side by side, learn of each
+// other (see endTakenSCS): redisstore's records have it.
+type markSwapper interface {
+	SwapMark(ctx context.Context, key, value string) (string, error)
+}
+
+// endTakenSCS runs at a login or logout in a request whose scs record was
+// gone (see state.scsTaken): taken, maybe, by a parallel request of the
+// same browser that is migrating it, whose answer would set the cookie of
+// the session it makes after this one's answer, and sign the browser in
+// again. It puts scsEnded in the key's marker: where a migration put the
+// id of its session there first, it ends that session; where it comes
+// second, the migration finds the mark and ends its session itself (see
+// markMigrated). A record taken but not yet marked (the round trip between
+// SCSRecords.Take and Retire) goes unseen. The caller holds st.mu.
+func (m *Manager) endTakenSCS(ctx context.Context, st *state) error {
+	key := st.scsTaken
+	st.scsTaken = ""
+	sw, ok := m.cfg.FromSCS.Records.(markSwapper)
+	if !ok {
+		return nil
+	}
+	prev, err := sw.SwapMark(ctx, key, scsEnded)
+	if err != nil || prev == "" || prev == "1" || prev == scsEnded {
+		return err
+	}
+	return m.endMigrated(ctx, prev)
+}
+
+// markMigrated puts the id of the session an scs record became, st's, in
+// the marker of its key (see endTakenSCS). When a login or logout of the
+// same browser marked it first, that request ended nothing: the session
+// ends here, and the response sets no cookie. Should the marker not take
+// the id, the migration stands, as it did before markers named sessions.
+// The caller holds st.mu.
+func (m *Manager) markMigrated(ctx context.Context, st *state, key string) {
+	sw, ok := m.cfg.FromSCS.Records.(markSwapper)
+	if !ok || st.issued == "" {
+		return
+	}
+	id := idOf(st.issued)
+	prev, err := sw.SwapMark(ctx, key, id)
+	if err != nil {
+		m.log.Debug("session: the marker of a migrated scs session does not name it", "error", err)
+		return
+	}
+	if prev != scsEnded {
+		return
+	}
+	if err := m.endMigrated(ctx, id); err != nil {
+		m.log.Warn("session: a session migrated from scs beside a logout of its browser was not ended; its cookie is not sent, and it expires", "session", fingerprint(id), "error", err)
+	}
+	st.gone()
+}
+
+// endMigrated ends the session id, made by a migration, as a logout
+// would, or the session a Renew moved it to.
+func (m *Manager) endMigrated(ctx context.Context, id string) error {
+	md, found, _, err := m.recordMeta(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !found {
+		_, _, err := m.endMovedAway(ctx, id, "")
+		return err
+	}
+	_, err = m.endFound(ctx, id, md)
+	return err
 }
 
 // importSCS takes over the scs session of r, if r carries scs's cookie and
@@ -373,6 +452,7 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// a parallel request migrating the same scs session sets.
 	st.stale = true
 	if !found {
+		st.scsTaken = key
 		// Ended, timed out, taken by a parallel request, or migrated
 		// before; or Records reads another prefix, Redis or database than
 		// scs wrote to. Once Records has found a record, the setting is
@@ -422,7 +502,9 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	}
 	if err := m.migrate(ctx, st, deadline, values, now); err != nil {
 		m.log.Warn("session: scs session lost in migration; its user logs in again", "error", err)
+		return true
 	}
+	m.markMigrated(ctx, st, key)
 	return true
 }
 

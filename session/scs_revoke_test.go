@@ -19,6 +19,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/redisstore"
 )
 
 // newSCSRevokeManager returns a Manager on a real Redis that migrates scs
@@ -419,4 +420,101 @@ func TestSCSRevokeRacesMigrations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// swapHook is redisstore's scs records, whose SwapMark runs before once,
+// before a migration puts its session's id in a marker: a test runs a
+// logout or a login of the same browser in between.
+type swapHook struct {
+	*redisstore.SCSRecords
+	before func()
+}
+
+func (h *swapHook) SwapMark(ctx context.Context, key, value string) (string, error) {
+	if f := h.before; f != nil && value != scsEnded {
+		h.before = nil
+		f()
+	}
+	return h.SCSRecords.SwapMark(ctx, key, value)
+}
+
+// TestSCSMigrationBesideLogout races the first requests of a browser after
+// the switch from scs: one migrates its scs session, another, which finds
+// the record taken, logs out, or logs in as another user. Whichever comes
+// second, the migrated session ends and the migrating request sets no
+// cookie: the browser is not signed in again as the scs user (review mig3:
+// the migrating request's answer, after the logout's, signed it back in).
+func TestSCSMigrationBesideLogout(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		loserFirst bool // the logout or login marks the scs key before the migration names its session there
+		login      bool // a login as bob, not a logout
+	}{
+		{"logout after the migration", false, false},
+		{"logout during the migration", true, false},
+		{"login after the migration", false, true},
+		{"login during the migration", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := redistest.Start(t)
+			store := openTestStore(t, r)
+			hook := &swapHook{SCSRecords: store.SCSRecords("")}
+			m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, CookieName: "sk",
+				FromSCS: &SCSImport{UserKey: "userID", Records: hook}, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+			var loserCookie *http.Cookie
+			other := func() {
+				ctx := loadSCS(m, token, "")
+				if tc.login {
+					if _, err := Create(ctx, "bob"); err != nil {
+						t.Errorf("Create beside the migration = %v", err)
+					}
+				} else if err := Destroy(ctx); err != nil {
+					t.Errorf("Destroy beside the migration = %v", err)
+				}
+				h := http.Header{}
+				if err := m.Commit(ctx, h); err != nil {
+					t.Errorf("Commit of the logout or login = %v", err)
+				}
+				loserCookie, _ = cookieNamed(h, "sk")
+			}
+			if tc.loserFirst {
+				hook.before = other
+			}
+			ctx := loadSCS(m, token, "")
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Fatalf("Commit of the migration = %v", err)
+			}
+			if !tc.loserFirst {
+				other()
+			}
+			if list, err := m.List(context.Background(), "u1"); err != nil || len(list) != 0 {
+				t.Errorf("u1's sessions after the migration and the logout or login = %d, %v; want none", len(list), err)
+			}
+			c, ok := cookieNamed(h, "sk")
+			switch {
+			case tc.loserFirst && ok:
+				t.Errorf("the migration that came second set cookie %q, want none", c.Name)
+			case !tc.loserFirst && ok && userOf(t, m, c.Value) != "":
+				t.Errorf("the migration's cookie still signs in %q after the logout or login", userOf(t, m, c.Value))
+			}
+			if want := map[bool]string{true: "bob", false: ""}[tc.login]; loserCookie == nil && want != "" || loserCookie != nil && userOf(t, m, loserCookie.Value) != want {
+				t.Errorf("the logout's or login's cookie = %v, want a session of %q", loserCookie, want)
+			}
+		})
+	}
+}
+
+// cookieNamed returns the cookie name that h sets.
+func cookieNamed(h http.Header, name string) (*http.Cookie, bool) {
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
 }

@@ -495,13 +495,21 @@ func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, go
 		if !found {
 			continue // renewed again, or ended
 		}
-		gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md))
-		if gone != "" && md.UserID != "" {
-			m.emit(EventDestroyed, md.UserID, gone, m.now())
-		}
+		gone, err := m.endFound(ctx, id, md)
 		return md.UserID, gone, err
 	}
 	return "", "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
+}
+
+// endFound ends the session id, whose record a read just found with meta
+// md, as endSession does, and reports its end (EventDestroyed); it returns
+// the id of the session it ended, "" for none.
+func (m *Manager) endFound(ctx context.Context, id string, md meta) (string, error) {
+	gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md))
+	if gone != "" && md.UserID != "" {
+		m.emit(EventDestroyed, md.UserID, gone, m.now())
+	}
+	return gone, err
 }
 
 // voucher is the optional method of a UserStore that vouches for a
