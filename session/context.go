@@ -716,7 +716,8 @@ var errEndUnconfirmed = fmt.Errorf("%w: %w", ErrStoreUnavailable, ErrEndUnconfir
 // or infinite float, a string that is not valid UTF-8 (inside a JSON value
 // too), a time outside years 0 to 9999 (or, inside another value, with a
 // zone offset of seconds, as local mean times before 1900 have, which JSON
-// would write moved: put it in UTC), a value encoding/json refuses, a
+// would write moved: put it in UTC; one embedded under an unexported name
+// is not seen), a value encoding/json refuses, a
 // struct (or a pointer to one) that holds data only in unexported fields
 // or fields tagged `json:"-"`, which JSON keeps none of, also inside
 // another value (an error made by errors.New, alone or in a map of a

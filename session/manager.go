@@ -837,14 +837,14 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// out or lost its connection after Redis may have run it (a reply
 		// lost as a master fails, a stalled Redis that runs it later).
 		if outcomeUnknown(err) || add.Replaces != "" && slices.Contains(ended, add.Replaces) {
-			if add.Replaces != "" {
-				// Either way the request keeps no session: a signed-in one
-				// ended, an anonymous one's record (values and all) may
-				// be gone, and a value put now could not be saved.
+			if owner != "" && add.Replaces != "" {
+				// Either way the request keeps no session. An anonymous
+				// one it keeps: the login may not have run (a retried
+				// Create replaces it then, values and all), and if it
+				// did, the commit finds the record gone and answers that
+				// the change must be sent again (anonymousGone).
 				st.gone()
-				if owner != "" {
-					st.ended = true
-				}
+				st.ended = true
 			}
 			// The new session, whose token is never handed out, goes
 			// again if Redis lets it, so that it neither lingers in the

@@ -779,7 +779,9 @@ const (
 // when it is not zero and keeps nothing (an error made by errors.New or
 // fmt.Errorf is one; the zero value of such a type comes back unchanged,
 // and is not), unless it is an embedded field, whose fields JSON takes
-// into the struct around it (embedded), unnamed by its tag.
+// into the struct around it (embedded), unnamed by its tag. A time
+// embedded under an unexported name (type stamp = time.Time; struct{
+// stamp }), which reflect will not hand out, is not checked.
 func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 	if depth < 0 || !v.IsValid() {
 		return noFlaw
@@ -813,7 +815,7 @@ func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		if lostStructs && !embedded && keepsNothing(t, nil) && !v.IsZero() {
+		if lostStructs && !embedded && keepsNothing(t, new([]reflect.Type)) && !v.IsZero() {
 			return lostStruct
 		}
 		for i := range t.NumField() {
@@ -903,14 +905,15 @@ func promotes(f reflect.StructField) bool {
 // type t encodes itself (which the caller checks: an embedded type's
 // methods are t's too), writes it as {}: it encodes none of t's fields
 // (see jsonField) but those of embedded structs that keep nothing either.
-// seen holds the types whose fields are being taken in already, around t:
-// met again (t may embed a pointer to itself), a type adds no field, as
-// encoding/json takes each in once.
-func keepsNothing(t reflect.Type, seen []reflect.Type) bool {
-	if slices.Contains(seen, t) {
+// seen holds the types looked into already: met again (t may embed a
+// pointer to itself, or two fields the same type), a type adds nothing to
+// the answer, which is whether every type reached through embedded
+// structs keeps nothing; so each is looked into once.
+func keepsNothing(t reflect.Type, seen *[]reflect.Type) bool {
+	if slices.Contains(*seen, t) {
 		return true
 	}
-	seen = append(seen, t)
+	*seen = append(*seen, t)
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !jsonField(f) {
