@@ -46,6 +46,10 @@ type state struct {
 	relogin   bool
 	withheld  bool // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
 	plainHTTP bool // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
+	// scsTaken says that scsToken's record was gone, maybe taken by a
+	// parallel request migrating it: a login or logout marks its key, and
+	// ends the session it became (see endTakenSCS).
+	scsTaken bool
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
 	// them there. loadedValues stays after that, the values as loaded,
@@ -75,11 +79,7 @@ type state struct {
 	// its record may still be in the store: not migrated, as beside a
 	// session of the Manager's own, or left for a type not registered with
 	// gob. A login or logout ends that scs session too (see endSCS).
-	scsToken string
-	// scsTaken is the key of the scs record the request found gone, maybe
-	// taken by a parallel request migrating it: a login or logout marks
-	// it, and ends the session it became (see endTakenSCS).
-	scsTaken  string
+	scsToken  string
 	loggedOut bool // this request ended its session: the response expires the cookie it sent
 	clearSite bool // ... and, as it logged out of a session, clears site data
 	ended     bool // this request ended a session, whatever it did next: the response is not stored
@@ -660,7 +660,11 @@ func UserID(ctx context.Context) (string, bool) {
 
 // Token returns the signed token of the session, the value of its cookie,
 // for API clients to send as "Authorization: Bearer <token>". ok is false
-// while the session has no record in the store. Treat the token as a
+// while the session has no record in the store, as far as this request
+// knows: a parallel request's Renew may have replaced the token since this
+// one loaded it, and then it leads nowhere. So an API client takes a new
+// token from the answer of the request that logged in or renewed, not from
+// every answer. Treat the token as a
 // password: never log it or put it in a URL.
 func Token(ctx context.Context) (string, bool) {
 	st := stateFrom(ctx)

@@ -304,7 +304,7 @@ func (m *Manager) scsUserRetired(ctx context.Context, userID string) (bool, erro
 // running writes back. A record that holds a type not registered with gob
 // goes too, its key retired for FromSCS.Lifetime. The caller holds st.mu.
 func (m *Manager) endSCS(ctx context.Context, st *state) error {
-	if st.scsTaken != "" {
+	if st.scsTaken {
 		return m.endTakenSCS(ctx, st)
 	}
 	if st.scsToken == "" {
@@ -332,9 +332,17 @@ func (m *Manager) endSCS(ctx context.Context, st *state) error {
 }
 
 // scsEnded is what a login or logout puts in the marker of an scs record
-// it found taken (see endTakenSCS): no session id, which is 22 characters
-// or more, nor the "1" of SCSRecords.Retire.
+// it found taken (see endTakenSCS): no session's mark, which holds an id
+// (see markMigrated), nor the "1" of SCSRecords.Retire.
 const scsEnded = "ended"
+
+// scsRaceWindow is how long after a migration named its session in the
+// marker a login or logout that found the record taken ends that session
+// (see endTakenSCS): long enough for the requests a browser sends side by
+// side as it comes back (the migrating one may run a slow handler), short
+// enough that a copy of the dead scs cookie, found later (in a log, a
+// backup), cannot sign its user out of the session it became.
+const scsRaceWindow = time.Minute
 
 // markSwapper is the optional method of SCSRecords with which a migration
 // and a login or logout of the same browser, side by side, learn of each
@@ -347,49 +355,70 @@ type markSwapper interface {
 // gone (see state.scsTaken): taken, maybe, by a parallel request of the
 // same browser that is migrating it, whose answer would set the cookie of
 // the session it makes after this one's answer, and sign the browser in
-// again. It puts scsEnded in the key's marker: where a migration put the
-// id of its session there first, it ends that session; where it comes
-// second, the migration finds the mark and ends its session itself (see
-// markMigrated). A record taken but not yet marked (the round trip between
-// SCSRecords.Take and Retire) goes unseen. The caller holds st.mu.
+// again. It puts scsEnded in the key's marker: where a migration named its
+// session there first, within scsRaceWindow, it ends that session (and
+// should that fail, puts the name back, so that the logout tried again
+// ends it); where it comes second, the migration finds the mark and ends
+// its session itself (see markMigrated). A record taken but not yet
+// marked (the round trips between SCSRecords.Take and Retire) goes
+// unseen. The caller holds st.mu.
 func (m *Manager) endTakenSCS(ctx context.Context, st *state) error {
-	key := st.scsTaken
-	st.scsTaken = ""
+	key := m.cfg.FromSCS.scsKey(st.scsToken)
+	st.scsToken, st.scsTaken = "", false
 	sw, ok := m.cfg.FromSCS.Records.(markSwapper)
 	if !ok {
 		return nil
 	}
 	prev, err := sw.SwapMark(ctx, key, scsEnded)
-	if err != nil || prev == "" || prev == "1" || prev == scsEnded {
+	if err != nil {
 		return err
 	}
-	return m.endMigrated(ctx, prev)
+	id, at, ok := parseMark(prev)
+	if !ok || m.now().Sub(at) > scsRaceWindow {
+		return nil
+	}
+	if err := m.endMigrated(ctx, id); err != nil {
+		sw.SwapMark(ctx, key, prev) //nolint:errcheck // best effort: Redis is failing already
+		return err
+	}
+	return nil
 }
 
-// markMigrated puts the id of the session an scs record became, st's, in
-// the marker of its key (see endTakenSCS). When a login or logout of the
-// same browser marked it first, that request ended nothing: the session
-// ends here, and the response sets no cookie. Should the marker not take
-// the id, the migration stands, as it did before markers named sessions.
-// The caller holds st.mu.
+// markMigrated names st's session, which an scs record became, in the
+// marker of its key (see endTakenSCS), with the time. When a login or
+// logout of the same browser marked it first, that request ended nothing:
+// the session ends here, and the response sets no cookie; and so when the
+// marker cannot be asked, which may hide such a mark. The caller holds
+// st.mu.
 func (m *Manager) markMigrated(ctx context.Context, st *state, key string) {
 	sw, ok := m.cfg.FromSCS.Records.(markSwapper)
 	if !ok || st.issued == "" {
 		return
 	}
 	id := idOf(st.issued)
-	prev, err := sw.SwapMark(ctx, key, id)
-	if err != nil {
-		m.log.Debug("session: the marker of a migrated scs session does not name it", "error", err)
+	prev, err := sw.SwapMark(ctx, key, id+"@"+strconv.FormatInt(m.now().UnixMilli(), 10))
+	if err == nil && prev != scsEnded {
 		return
 	}
-	if prev != scsEnded {
-		return
+	if err != nil {
+		m.log.Warn("session: scs session lost in migration: its mark failed, which may hide a logout of its browser; its user logs in again", "error", err)
 	}
 	if err := m.endMigrated(ctx, id); err != nil {
-		m.log.Warn("session: a session migrated from scs beside a logout of its browser was not ended; its cookie is not sent, and it expires", "session", fingerprint(id), "error", err)
+		m.log.Warn("session: a session migrated from scs was not ended after a logout of its browser, or a failed mark; its cookie is not sent, and it expires", "session", fingerprint(id), "error", err)
 	}
 	st.gone()
+}
+
+// parseMark reads the marker of a migrated scs record that markMigrated
+// wrote: the session's id and the time. ok is false for any other (the
+// "1" of SCSRecords.Retire, scsEnded, none).
+func parseMark(mark string) (id string, at time.Time, ok bool) {
+	id, ms, found := strings.Cut(mark, "@")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !found || id == "" || err != nil {
+		return "", time.Time{}, false
+	}
+	return id, time.UnixMilli(n), true
 }
 
 // endMigrated ends the session id, made by a migration, as a logout
@@ -452,7 +481,7 @@ func (m *Manager) importSCS(ctx context.Context, st *state, r *http.Request, sig
 	// a parallel request migrating the same scs session sets.
 	st.stale = true
 	if !found {
-		st.scsTaken = key
+		st.scsToken, st.scsTaken = token, true
 		// Ended, timed out, taken by a parallel request, or migrated
 		// before; or Records reads another prefix, Redis or database than
 		// scs wrote to. Once Records has found a record, the setting is

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -517,4 +518,112 @@ func cookieNamed(h http.Header, name string) (*http.Cookie, bool) {
 		}
 	}
 	return nil, false
+}
+
+// failingMark is redisstore's scs records, whose SwapMark fails for a
+// migration's mark, as when Redis fails just then.
+type failingMark struct{ *redisstore.SCSRecords }
+
+func (f failingMark) SwapMark(ctx context.Context, key, value string) (string, error) {
+	if value != scsEnded {
+		return "", fmt.Errorf("%w: injected", redisstore.ErrUnavailable)
+	}
+	return f.SCSRecords.SwapMark(ctx, key, value)
+}
+
+// removeFailsOnce is a Store whose RemoveUserSession fails once armed.
+type removeFailsOnce struct {
+	*redisstore.Store
+	arm atomic.Bool
+}
+
+func (s *removeFailsOnce) RemoveUserSession(ctx context.Context, userID, id string) (bool, error) {
+	if s.arm.CompareAndSwap(true, false) {
+		return false, fmt.Errorf("%w: injected", redisstore.ErrUnavailable)
+	}
+	return s.Store.RemoveUserSession(ctx, userID, id)
+}
+
+// TestSCSMigrationMarkLimits: the mark by which a logout beside a
+// migration ends its session (TestSCSMigrationBesideLogout) serves that
+// race alone (review d19). A copy of the dead scs cookie sent after
+// scsRaceWindow ends nothing; a logout whose ending failed, tried again,
+// ends the session; and a migration whose mark fails ends its session and
+// sets no cookie, since the mark may hide a logout of its browser.
+func TestSCSMigrationMarkLimits(t *testing.T) {
+	manager := func(t *testing.T, store Store, records SCSRecords) (*Manager, *clock) {
+		m, err := New(store, Config{Keys: [][]byte{testKey(7)}, InsecureCookie: true, CookieName: "sk",
+			FromSCS: &SCSImport{UserKey: "userID", Records: records}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk := &clock{t: time.Now()}
+		m.now = clk.now
+		return m, clk
+	}
+	migrate := func(t *testing.T, m *Manager, token string) (*http.Cookie, bool) {
+		t.Helper()
+		ctx := loadSCS(m, token, "")
+		h := http.Header{}
+		if err := m.Commit(ctx, h); err != nil {
+			t.Fatalf("Commit of the migration = %v", err)
+		}
+		return cookieNamed(h, "sk")
+	}
+	logout := func(m *Manager, token string) error {
+		ctx := loadSCS(m, token, "")
+		err := Destroy(ctx)
+		m.Commit(ctx, http.Header{})
+		return err
+	}
+
+	t.Run("a copy of the cookie after the window", func(t *testing.T) {
+		r := redistest.Start(t)
+		store := openTestStore(t, r)
+		m, clk := manager(t, store, store.SCSRecords(""))
+		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+		c, ok := migrate(t, m, token)
+		if !ok {
+			t.Fatal("the migration set no cookie")
+		}
+		clk.t = clk.t.Add(scsRaceWindow + time.Second)
+		if err := logout(m, token); err != nil {
+			t.Fatalf("Destroy with the copy = %v", err)
+		}
+		if u := userOf(t, m, c.Value); u != "u1" {
+			t.Errorf("the migrated session after a logout with a copy of the dead scs cookie: user %q, want u1", u)
+		}
+	})
+
+	t.Run("a failed logout tried again", func(t *testing.T) {
+		r := redistest.Start(t)
+		raw := openTestStore(t, r)
+		store := &removeFailsOnce{Store: raw}
+		m, _ := manager(t, store, raw.SCSRecords(""))
+		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+		c, _ := migrate(t, m, token)
+		store.arm.Store(true)
+		if err := logout(m, token); !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("Destroy whose ending failed = %v, want ErrStoreUnavailable", err)
+		}
+		if err := logout(m, token); err != nil {
+			t.Fatalf("Destroy tried again = %v", err)
+		}
+		if u := userOf(t, m, c.Value); u != "" {
+			t.Errorf("the migrated session after the logout tried again: user %q, want it ended", u)
+		}
+	})
+
+	t.Run("the migration's mark failing", func(t *testing.T) {
+		r := redistest.Start(t)
+		store := openTestStore(t, r)
+		m, _ := manager(t, store, failingMark{store.SCSRecords("")})
+		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+		if c, ok := migrate(t, m, token); ok {
+			t.Errorf("the migration whose mark failed set cookie %q, want none", c.Name)
+		}
+		if list, err := m.List(context.Background(), "u1"); err != nil || len(list) != 0 {
+			t.Errorf("u1's sessions after the migration whose mark failed = %d, %v; want none", len(list), err)
+		}
+	})
 }
