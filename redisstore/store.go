@@ -84,9 +84,11 @@ type Store struct {
 	// evicting limits that warning.
 	checkEviction atomic.Bool
 	evicting      loglimit.Limiter
-	// fewReplicas limits Ping's warning that the master has fewer replicas
-	// in step than WaitReplicas (see replicasCheck).
+	// fewReplicas limits Ping's warning that fewer replicas than
+	// WaitReplicas answered (see replicasCheck), and pingTurn says which
+	// master of a Cluster a Ping asks.
 	fewReplicas loglimit.Limiter
+	pingTurn    atomic.Uint32
 }
 
 // New returns a Store that takes its connections from src. Of cfg it uses
@@ -401,9 +403,10 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // Any Redis 7.0 or later that the documented ACL line (see the package
 // documentation) allows passes. With WaitReplicas, Ping also sends
 // WAIT 0 0, which returns at once, and a WAIT for WaitReplicas replicas of
-// at most 100 ms, which passes whatever it counts but logs a warning to
-// [Config.Logger], at most once an hour, when fewer replicas are in step:
-// until enough are, every logout fails (see replicasCheck); the extra permissions of the rate
+// at most 100 ms (on a Cluster, to one master a Ping, in turn), which
+// passes whatever it counts but logs a warning to [Config.Logger], at most
+// once an hour, when fewer replicas answered: until enough are in step,
+// every logout fails (see replicasCheck); the extra permissions of the rate
 // limiter, KeyStats, the near-cache and the scs migration are not
 // checked. (SELECT, and ROLE under Sentinel, are sent as each connection
 // opens.)
@@ -441,8 +444,13 @@ func (s *Store) Ping(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, addr := range masters {
-			if err := s.pingNode(ctx, addr); err != nil {
+		// One master a Ping, in turn, waits for its replicas (see
+		// replicasCheck): all of them, one after another, would take the
+		// probe past its deadline on a Cluster of a few masters whose
+		// replicas lag.
+		turn := int(s.pingTurn.Add(1) % uint32(max(len(masters), 1)))
+		for i, addr := range masters {
+			if err := s.pingNode(ctx, addr, i == turn); err != nil {
 				return err
 			}
 		}
@@ -471,7 +479,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 
 // pingNode sends PING and the permission checks to the cluster node at
 // addr.
-func (s *Store) pingNode(ctx context.Context, addr string) error {
+func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) error {
 	conn, err := s.getConn(ctx, nodeSource{s.cluster, addr})
 	if err != nil {
 		return err
@@ -485,7 +493,11 @@ func (s *Store) pingNode(ctx context.Context, addr string) error {
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix}, "session:", ""},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 1, append(s.evictionCheck(addr), s.replicasCheck(addr)...)...)
+	reads := s.evictionCheck(addr)
+	if replicas {
+		reads = append(reads, s.replicasCheck(addr)...)
+	}
+	return s.sendProbes(ctx, conn, checks, 1, reads...)
 }
 
 // probe is a command Ping sends.
@@ -594,25 +606,28 @@ func (s *Store) evictionCheck(addr string) []reader {
 // warning when that is fewer than WaitReplicas, at most once an hour:
 // until more are in step, every logout and revocation, and every request
 // with an ended token, fails (503), while Ping passes, as it does for a
-// Redis that refuses writes for want of memory. A refused WAIT is the
-// permission probe's to report. addr names the node, on a Cluster.
+// Redis that refuses writes for want of memory. A replica in step but
+// slower to answer than the wait (far away) counts as lacking, which the
+// warning names as a cause. A refused WAIT is the permission probe's to
+// report. addr names the node, on a Cluster, where a Ping asks one master
+// in turn.
 func (s *Store) replicasCheck(addr string) []reader {
 	if s.replicas == 0 {
 		return nil
 	}
-	wait := min(replicasCheckWait, s.timeout/4).Milliseconds()
-	return []reader{{cmd: "WAIT", args: []any{s.replicas, max(wait, 1)}, read: func(reply any) {
+	wait := max(min(replicasCheckWait, s.timeout/4).Milliseconds(), 1)
+	return []reader{{cmd: "WAIT", args: []any{s.replicas, wait}, read: func(reply any) {
 		n, err := redis.Int(reply, nil)
 		if err != nil || n >= s.replicas {
 			return
 		}
 		s.fewReplicas.Do(time.Now(), func(suppressed int) {
-			attrs := []slog.Attr{slog.Int("replicas", n), slog.Int("wait_replicas", s.replicas)}
+			attrs := []slog.Attr{slog.Int("replicas", n), slog.Int("wait_replicas", s.replicas), slog.Int64("waited_ms", wait)}
 			if addr != "" {
 				attrs = append(attrs, slog.String("node", addr))
 			}
 			s.log.LogAttrs(context.Background(), slog.LevelWarn,
-				"redisstore: the master has fewer replicas in step than WaitReplicas: logouts and reads of ended sessions fail (503) until enough are; check INFO replication, or lower REDIS_WAIT_REPLICAS",
+				"redisstore: fewer replicas than WaitReplicas acknowledged the master's writes within Ping's wait: logouts and reads of ended sessions fail (503) while they lack (a replica down, resyncing, or slower than that to answer); check INFO replication, or lower REDIS_WAIT_REPLICAS",
 				append(attrs, slog.Int("suppressed", suppressed))...)
 		})
 	}}}

@@ -824,7 +824,7 @@ func TestWaitTooManyDescribed(t *testing.T) {
 // have not acknowledged yet in their once-a-second report.
 func TestPingFewReplicas(t *testing.T) {
 	ctx := context.Background()
-	const warning = "redisstore: the master has fewer replicas in step than WaitReplicas"
+	const warning = "redisstore: fewer replicas than WaitReplicas acknowledged the master's writes"
 	for _, tc := range []struct {
 		name     string
 		replicas int // started beside the master
@@ -852,9 +852,42 @@ func TestPingFewReplicas(t *testing.T) {
 			if got := strings.Count(logs.String(), warning); got != map[bool]int{true: 1, false: 0}[tc.want] {
 				t.Errorf("%d warnings in %q, want one if and only if the master lacks replicas (%v)", got, logs.String(), tc.want)
 			}
-			if tc.want && !strings.Contains(logs.String(), "replicas=0 wait_replicas=1") {
+			if tc.want && !strings.Contains(logs.String(), "replicas=0 wait_replicas=1 waited_ms=100") {
 				t.Errorf("warning %q does not name the replicas in step and WaitReplicas", logs.String())
 			}
 		})
+	}
+}
+
+// TestPingFewReplicasCluster: on a Cluster, each Ping waits for the
+// replicas of one master, in turn, not of all of them one after another,
+// which took the readiness probe past its 500 ms on a Cluster of 5 masters
+// without replicas (review d19): over as many Pings as masters, each
+// master gets that WAIT once, beside the WAIT 0 0 of the permission check
+// that every Ping sends it.
+func TestPingFewReplicasCluster(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	logs := new(syncbuf.Buffer)
+	s := openCluster(t, c, redisstore.Config{WaitReplicas: 1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil { // the slot map, and each master's pool
+		t.Fatal(err)
+	}
+	masters := c.Nodes()
+	for _, n := range masters {
+		n.ResetStats(t)
+	}
+	for range masters {
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping = %v, want nil", err)
+		}
+	}
+	for i, n := range masters {
+		if got, want := n.Calls(t)["wait"], int64(len(masters)+1); got != want {
+			t.Errorf("master %d got WAIT %d times over %d Pings, want %d: each Ping's permission check, and one wait for its replicas", i, got, len(masters), want)
+		}
+	}
+	if !strings.Contains(logs.String(), "fewer replicas than WaitReplicas acknowledged") {
+		t.Errorf("log %q lacks the warning of masters without replicas", logs.String())
 	}
 }
