@@ -202,3 +202,29 @@ func TestSessionsPage(t *testing.T) {
 		t.Errorf("rate limit counts = %v, want %v", got, want)
 	}
 }
+
+// TestAPILogoutReplacedToken logs out through the API with a token that a
+// re-login of the same client replaced just before (an app's "Log out"
+// tapped while another of its calls signs in again): the session that
+// replaced it ends, as session.Destroy promises. The route took such a
+// token for no session and answered 401 before the handler ran (review
+// api4). A logout without any token is still refused.
+func TestAPILogoutReplacedToken(t *testing.T) {
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+	old, _ := e.apiLogin("alice", "wonderland")
+	r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`, "Authorization", "Bearer "+old)
+	replaced, _ := e.json(r)["token"].(string)
+	if r.code != 200 || replaced == "" || replaced == old {
+		t.Fatalf("re-login with the Bearer token = %d %s, want a new token", r.code, r.body)
+	}
+	if r := e.send(api, "POST", "/api/logout", "", "Authorization", "Bearer "+old); r.code != http.StatusNoContent {
+		t.Errorf("POST /api/logout with the replaced token = %d %s, want 204", r.code, r.body)
+	}
+	if r := e.send(api, "GET", "/api/me", "", "Authorization", "Bearer "+replaced); r.code != http.StatusUnauthorized {
+		t.Errorf("GET /api/me with the re-login's token after the logout = %d, want 401: the logout ended it", r.code)
+	}
+	if r := e.send(api, "POST", "/api/logout", ""); r.code != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("POST /api/logout without a token = %d, WWW-Authenticate %q; want 401 with a challenge", r.code, r.header.Get("WWW-Authenticate"))
+	}
+}

@@ -28,6 +28,12 @@ type AuthConfig struct {
 // out by an outage. It must run behind Sessions: without it, it answers
 // every request 500 {"error":"session middleware missing"} and logs the
 // mistake once for each RequireAuth (slog.Default, level Error).
+//
+// Keep it off logout routes: a token that a renewal or a re-login of the
+// same client has just replaced leads to no session, and RequireAuth
+// answers it 401, where session.Destroy would end the session that
+// replaced it. It answers a CORS preflight (OPTIONS, which carries no
+// credentials) 401 too: answer those around it.
 func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.LoginURL != "" && !sitePath(cfg.LoginURL) {
 		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
