@@ -78,7 +78,8 @@ type state struct {
 	// scsToken is the token of the scs cookie the request carried, while
 	// its record may still be in the store: not migrated, as beside a
 	// session of the Manager's own, or left for a type not registered with
-	// gob. A login or logout ends that scs session too (see endSCS).
+	// gob. A login or logout ends that scs session too (see endSCS). With
+	// scsTaken, it is the token of a record found gone.
 	scsToken  string
 	loggedOut bool // this request ended its session: the response expires the cookie it sent
 	clearSite bool // ... and, as it logged out of a session, clears site data

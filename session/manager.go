@@ -838,11 +838,12 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// lost as a master fails, a stalled Redis that runs it later).
 		if outcomeUnknown(err) || add.Replaces != "" && slices.Contains(ended, add.Replaces) {
 			if owner != "" && add.Replaces != "" {
-				// Either way the request keeps no session. An anonymous
-				// one it keeps: the login may not have run (a retried
-				// Create replaces it then, values and all), and if it
-				// did, the commit finds the record gone and answers that
-				// the change must be sent again (anonymousGone).
+				// Either way the request keeps no signed-in session. It
+				// keeps an anonymous one (below, not here): the login may
+				// not have run (a retried Create replaces it then, values
+				// and all), and if it did, the commit finds the record
+				// gone and answers that the change must be sent again
+				// (anonymousGone).
 				st.gone()
 				st.ended = true
 			}
