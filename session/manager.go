@@ -159,6 +159,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 		if _, ok := imp.Records.(scsUsers); !ok {
 			m.log.Warn("session: FromSCS.Records cannot mark users (it has no RetireUser and UserRetired): RevokeAll and RevokeOthers do not end the scs sessions not migrated yet")
 		}
+		if _, ok := imp.Records.(markSwapper); !ok {
+			m.log.Warn("session: FromSCS.Records cannot name migrated sessions in their marks (it has no SwapMark): a logout beside the request migrating its browser's scs session may be undone by that request's answer")
+		}
 	}
 	return m, nil
 }

@@ -182,6 +182,17 @@ type SCSRecords interface {
 	// (ending it when marked), so that a migration that runs beside a
 	// revocation never leaves its session alive. Without them, New warns
 	// that a revocation does not reach scs sessions not migrated yet.
+	//
+	// Records may also have the method
+	//
+	//	SwapMark(ctx context.Context, key, value string) (string, error)
+	//
+	// as redisstore's do: it puts value in the mark Retire set under key,
+	// keeping its expiry, and returns what it held, or "" without a mark
+	// (which it leaves so). A logout or login beside the request migrating
+	// the same scs session then ends the session it became (see
+	// endTakenSCS). Without it, New warns that such a logout may be
+	// undone by the migrating request's answer.
 }
 
 // scsUsers is the part of SCSRecords that marks the users whose scs
@@ -373,8 +384,10 @@ func (m *Manager) endTakenSCS(ctx context.Context, st *state) error {
 	if err != nil {
 		return err
 	}
+	// The mark's time is the migrating instance's: one whose clock is
+	// ahead gets no more than the window either way.
 	id, at, ok := parseMark(prev)
-	if !ok || m.now().Sub(at) > scsRaceWindow {
+	if since := m.now().Sub(at); !ok || since > scsRaceWindow || since < -scsRaceWindow {
 		return nil
 	}
 	if err := m.endMigrated(ctx, id); err != nil {

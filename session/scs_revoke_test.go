@@ -595,6 +595,28 @@ func TestSCSMigrationMarkLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("a mark from a clock ahead", func(t *testing.T) {
+		// The migrating instance's clock 10 minutes ahead of the one the
+		// copy's logout runs on: its mark's time is no pass for later.
+		r := redistest.Start(t)
+		store := openTestStore(t, r)
+		m, clk := manager(t, store, store.SCSRecords(""))
+		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+		now := clk.t
+		clk.t = now.Add(10 * time.Minute)
+		c, ok := migrate(t, m, token)
+		if !ok {
+			t.Fatal("the migration set no cookie")
+		}
+		clk.t = now.Add(5 * time.Minute)
+		if err := logout(m, token); err != nil {
+			t.Fatalf("Destroy with the copy = %v", err)
+		}
+		if u := userOf(t, m, c.Value); u != "u1" {
+			t.Errorf("the migrated session after a logout with a copy, its mark 5 minutes ahead: user %q, want u1", u)
+		}
+	})
+
 	t.Run("a failed logout tried again", func(t *testing.T) {
 		r := redistest.Start(t)
 		raw := openTestStore(t, r)
