@@ -448,7 +448,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		// replicasCheck): all of them, one after another, would take the
 		// probe past its deadline on a Cluster of a few masters whose
 		// replicas lag.
-		turn := int(s.pingTurn.Add(1) % uint32(max(len(masters), 1)))
+		turn := int((s.pingTurn.Add(1) - 1) % uint32(max(len(masters), 1)))
 		for i, addr := range masters {
 			if err := s.pingNode(ctx, addr, i == turn); err != nil {
 				return err
@@ -598,11 +598,13 @@ func (s *Store) evictionCheck(addr string) []reader {
 }
 
 // replicasCheck returns, with WaitReplicas, a WAIT for that many replicas,
-// which returns the number of the master's replicas in step (connected,
-// not resyncing, with the connection's writes), as soon as they have
-// answered, or within a short wait (replicasCheckWait; not WAIT 0 0, which
-// counts the replicas' last acknowledgements, up to a second old: it would
-// miss those in step with a connection that has just written), and logs a
+// which returns the number of the master's replicas that are connected,
+// not resyncing, and have the writes the connection made, if it made any
+// (one that made none, such as a new one, counts a replica stalled but
+// connected), as soon as they have answered, or within a short wait
+// (replicasCheckWait; not WAIT 0 0, which counts the replicas' last
+// acknowledgements, up to a second old: it would miss those in step with
+// a connection that has just written), and logs a
 // warning when that is fewer than WaitReplicas, at most once an hour:
 // until more are in step, every logout and revocation, and every request
 // with an ended token, fails (503), while Ping passes, as it does for a
