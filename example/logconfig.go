@@ -71,11 +71,15 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 	if scfg.IdleTimeout >= 0 {
 		idle = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout).String()
 	}
+	cookie := session.DefaultCookieName
+	if scfg.InsecureCookie {
+		cookie = session.DefaultInsecureCookieName
+	}
 	perUser, perIP := login.limits()
 	return append(attrs,
 		slog.String("session_lifetime", cmp.Or(scfg.Lifetime, session.DefaultLifetime).String()),
 		slog.String("session_idle_timeout", idle),
-		slog.String("cookie_name", cookieName(scfg)),
+		slog.String("cookie_name", cmp.Or(scfg.CookieName, cookie)),
 		slog.Bool("cookie_secure", !scfg.InsecureCookie),
 		slog.Int("max_sessions_per_user", scfg.MaxSessionsPerUser), // 0: no limit
 		slog.Bool("previous_format", scfg.PreviousFormat),
@@ -86,13 +90,4 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.Int("login_limit_per_user", perUser),
 		slog.Int("login_limit_per_ip", perIP),
 	)
-}
-
-// cookieName returns the name of the session cookie of a Manager
-// configured by scfg, defaults filled in.
-func cookieName(scfg session.Config) string {
-	if scfg.InsecureCookie {
-		return cmp.Or(scfg.CookieName, session.DefaultInsecureCookieName)
-	}
-	return cmp.Or(scfg.CookieName, session.DefaultCookieName)
 }

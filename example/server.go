@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +44,6 @@ type server struct {
 	// (notice.go) follows both.
 	idle           time.Duration
 	insecureCookie bool
-	cookieName     string // the session cookie's (see tokenOrAuth)
 	// notReady is the check /readyz last saw failing with its cause, ""
 	// when it last answered ready, nil before its first probe; it makes
 	// /readyz log changes of readiness rather than every probe.
@@ -150,7 +148,7 @@ func routes(s *server) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/login", apiLimit(http.HandlerFunc(s.apiLogin)))
 	mux.Handle("GET /api/me", apiAuth(http.HandlerFunc(s.apiMe)))
-	mux.Handle("POST /api/logout", s.tokenOrAuth(apiAuth, http.HandlerFunc(s.apiLogout)))
+	mux.Handle("POST /api/logout", tokenOrAuth(apiAuth, http.HandlerFunc(s.apiLogout)))
 	mux.Handle("GET /api/sessions", apiAuth(http.HandlerFunc(s.apiSessions)))
 	mux.Handle("DELETE /api/sessions/{id}", apiAuth(http.HandlerFunc(s.apiRevoke)))
 	mux.Handle("POST /api/logout-all", apiAuth(http.HandlerFunc(s.apiLogoutAll)))
@@ -265,18 +263,17 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 
 // apiLogout ends the caller's session, and clears the marker of a browser
 // that sent it (clearOwnMarker), also when the store fails (endError).
-// tokenOrAuth passes a request that carries a session token, in the
-// session cookie or an Authorization: Bearer header, to next, whether or
-// not the token leads to a session, and the others to auth, which answers
-// 401. A logout sent with a token that a renewal or a re-login of the same
-// client replaced just before (a tap on "Log out" while another call of
-// the app renews) ends the session that replaced it: session.Destroy
-// follows it, where auth would refuse the request before the handler ran.
-func (s *server) tokenOrAuth(auth func(http.Handler) http.Handler, next http.Handler) http.Handler {
+// tokenOrAuth passes a request that came with a session token, valid
+// (session.HasToken) whether or not it leads to a session, to next, and
+// the others to auth, which answers 401. A logout sent with a token that a
+// renewal or a re-login of the same client replaced just before (a tap on
+// "Log out" while another call of the app renews) ends the session that
+// replaced it: session.Destroy follows it, where auth would refuse the
+// request before the handler ran.
+func tokenOrAuth(auth func(http.Handler) http.Handler, next http.Handler) http.Handler {
 	refused := auth(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if c, err := r.Cookie(s.cookieName); err == nil && c.Value != "" || strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		if session.HasToken(r.Context()) {
 			next.ServeHTTP(w, r)
 			return
 		}

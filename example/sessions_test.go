@@ -227,4 +227,17 @@ func TestAPILogoutReplacedToken(t *testing.T) {
 	if r := e.send(api, "POST", "/api/logout", ""); r.code != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
 		t.Errorf("POST /api/logout without a token = %d, WWW-Authenticate %q; want 401 with a challenge", r.code, r.header.Get("WWW-Authenticate"))
 	}
+	// A token no key signed is none (review d20): a bad Bearer token beside
+	// a live cookie, which the request goes by, and another app's cookie of
+	// the same name, which the answer must not expire.
+	live, _ := e.apiLogin("alice", "wonderland")
+	if r := e.send(api, "POST", "/api/logout", "", "Authorization", "Bearer garbage", "Cookie", "session="+live); r.code != http.StatusUnauthorized {
+		t.Errorf("POST /api/logout with a bad Bearer token beside a live cookie = %d, want 401", r.code)
+	}
+	if r := e.send(api, "GET", "/api/me", "", "Authorization", "Bearer "+live); r.code != http.StatusOK {
+		t.Errorf("GET /api/me after the refused logout = %d, want 200", r.code)
+	}
+	if r := e.send(api, "POST", "/api/logout", "", "Cookie", "session=another-apps-value"); r.code != http.StatusUnauthorized || len(r.header.Values("Set-Cookie")) != 0 {
+		t.Errorf("POST /api/logout with another app's cookie = %d, Set-Cookie %q; want 401 and none", r.code, r.header.Values("Set-Cookie"))
+	}
 }

@@ -205,7 +205,6 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	srv.counter, srv.login, srv.rateMetrics = store, login, rateMetrics
 	srv.counterChecked.Store(counterChecked)
 	srv.idle, srv.insecureCookie = cmp.Or(scfg.IdleTimeout, session.DefaultIdleTimeout), scfg.InsecureCookie
-	srv.cookieName = cookieName(scfg)
 	h, err := routes(srv)
 	if err != nil {
 		return nil, err

@@ -680,6 +680,23 @@ func Token(ctx context.Context) (string, bool) {
 	return st.m.signer.sign(st.stored, st.deadline), true
 }
 
+// HasToken reports whether the request of ctx came with a token of the
+// Manager's, in its cookie or an Authorization: Bearer header, that one of
+// its keys signed and whose deadline has not passed, whether or not it
+// leads to a session: one that ended, or that a renewal or a re-login of
+// the same client replaced, has a token too. A logout route served
+// without RequireAuth asks it to refuse a request that carries none (see
+// Destroy, which ends the session that replaced such a token).
+func HasToken(ctx context.Context) bool {
+	st := stateFrom(ctx)
+	if st == nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.presented != ""
+}
+
 // LoadError reports why the session of ctx could not be read: nil, or an
 // error matching ErrStoreUnavailable, and also ErrEndUnconfirmed when the
 // store found no session but could not vouch that it has ended. A request

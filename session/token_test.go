@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -401,4 +402,52 @@ func (s *signer) verify(signed string) (token string, deadline time.Time, err er
 		return "", time.Time{}, errBadToken
 	}
 	return token, deadline, nil
+}
+
+// TestHasToken: a request has a token when one of the Manager's keys
+// signed it and its deadline has not passed, whether or not it leads to a
+// session (a logout route asks, without RequireAuth, so that a token a
+// renewal replaced still reaches Destroy); a forged, expired or absent one
+// is none, and so is a context without the middleware.
+func TestHasToken(t *testing.T) {
+	m, _, clk := newTestManager(t, Config{Lifetime: time.Hour})
+	live, _ := login(t, m, "alice")
+	ended, _ := login(t, m, "bob")
+	serve(t, m, ended, func(ctx context.Context) {
+		if err := Destroy(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// A character in the middle changed (all its bits are data, unlike
+	// the last one's): the MAC no longer matches.
+	i, other := len(live)/2, "A"
+	if live[i] == 'A' {
+		other = "B"
+	}
+	forged := live[:i] + other + live[i+1:]
+	for _, tc := range []struct {
+		name   string
+		cookie string
+		want   bool
+	}{
+		{"live", live, true},
+		{"ended", ended, true},
+		{"forged", forged, false},
+		{"none", "", false},
+	} {
+		serve(t, m, tc.cookie, func(ctx context.Context) {
+			if got := HasToken(ctx); got != tc.want {
+				t.Errorf("%s: HasToken = %v, want %v", tc.name, got, tc.want)
+			}
+		})
+	}
+	clk.t = clk.t.Add(2 * time.Hour)
+	serve(t, m, live, func(ctx context.Context) {
+		if HasToken(ctx) {
+			t.Error("expired: HasToken = true, want false")
+		}
+	})
+	if HasToken(context.Background()) {
+		t.Error("without the middleware: HasToken = true, want false")
+	}
 }
