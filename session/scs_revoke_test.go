@@ -577,45 +577,31 @@ func TestSCSMigrationMarkLimits(t *testing.T) {
 		return err
 	}
 
-	t.Run("a copy of the cookie after the window", func(t *testing.T) {
+	// copied migrates on a clock at migrated, then logs out with a copy of
+	// the scs cookie on a clock at copied: the migrated session goes on.
+	copied := func(t *testing.T, migrated, copied time.Duration) {
 		r := redistest.Start(t)
 		store := openTestStore(t, r)
 		m, clk := manager(t, store, store.SCSRecords(""))
 		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
+		now := clk.t
+		clk.t = now.Add(migrated)
 		c, ok := migrate(t, m, token)
 		if !ok {
 			t.Fatal("the migration set no cookie")
 		}
-		clk.t = clk.t.Add(scsRaceWindow + time.Second)
+		clk.t = now.Add(copied)
 		if err := logout(m, token); err != nil {
 			t.Fatalf("Destroy with the copy = %v", err)
 		}
 		if u := userOf(t, m, c.Value); u != "u1" {
 			t.Errorf("the migrated session after a logout with a copy of the dead scs cookie: user %q, want u1", u)
 		}
-	})
-
-	t.Run("a mark from a clock ahead", func(t *testing.T) {
-		// The migrating instance's clock 10 minutes ahead of the one the
-		// copy's logout runs on: its mark's time is no pass for later.
-		r := redistest.Start(t)
-		store := openTestStore(t, r)
-		m, clk := manager(t, store, store.SCSRecords(""))
-		token := putSCS(t, r, strings.Repeat("T", tokenLen), "u1")
-		now := clk.t
-		clk.t = now.Add(10 * time.Minute)
-		c, ok := migrate(t, m, token)
-		if !ok {
-			t.Fatal("the migration set no cookie")
-		}
-		clk.t = now.Add(5 * time.Minute)
-		if err := logout(m, token); err != nil {
-			t.Fatalf("Destroy with the copy = %v", err)
-		}
-		if u := userOf(t, m, c.Value); u != "u1" {
-			t.Errorf("the migrated session after a logout with a copy, its mark 5 minutes ahead: user %q, want u1", u)
-		}
-	})
+	}
+	t.Run("a copy of the cookie after the window", func(t *testing.T) { copied(t, 0, scsRaceWindow+time.Second) })
+	// The migrating instance's clock 10 minutes ahead of the one the
+	// copy's logout runs on: its mark's time is no pass for later.
+	t.Run("a mark from a clock ahead", func(t *testing.T) { copied(t, 10*time.Minute, 5*time.Minute) })
 
 	t.Run("a failed logout tried again", func(t *testing.T) {
 		r := redistest.Start(t)
