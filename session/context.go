@@ -684,9 +684,12 @@ func Token(ctx context.Context) (string, bool) {
 // Manager's, in its cookie or an Authorization: Bearer header, that one of
 // its keys signed and whose deadline has not passed, whether or not it
 // leads to a session: one that ended, or that a renewal or a re-login of
-// the same client replaced, has a token too. A logout route served
-// without RequireAuth asks it to refuse a request that carries none (see
-// Destroy, which ends the session that replaced such a token).
+// the same client replaced, has a token too; and so has, with
+// Config.FromSCS, one that came with scs's cookie (whose session a
+// parallel request may be migrating: a logout then ends the session it
+// becomes). A logout route served without RequireAuth asks it to refuse a
+// request that carries none (see Destroy, which ends the session that
+// replaced such a token).
 func HasToken(ctx context.Context) bool {
 	st := stateFrom(ctx)
 	if st == nil {
@@ -694,7 +697,7 @@ func HasToken(ctx context.Context) bool {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.presented != ""
+	return st.presented != "" || st.scsCookie
 }
 
 // LoadError reports why the session of ctx could not be read: nil, or an

@@ -469,6 +469,11 @@ func TestSCSMigrationBesideLogout(t *testing.T) {
 			var loserCookie *http.Cookie
 			other := func() {
 				ctx := loadSCS(m, token, "")
+				if !HasToken(ctx) {
+					// A logout route guarded by HasToken would refuse it
+					// (review d21).
+					t.Error("HasToken of a request with the scs cookie = false, want true")
+				}
 				if tc.login {
 					if _, err := Create(ctx, "bob"); err != nil {
 						t.Errorf("Create beside the migration = %v", err)
