@@ -80,7 +80,7 @@ func TestPutRefuses(t *testing.T) {
 		}{Opaque{1}, "n"}},
 		{"embedded time with an offset of seconds", stamp{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23))}},
 		{"map key: a time with an offset of seconds", map[time.Time]int{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23)): 1}},
-		{"type embedding itself, which JSON keeps nothing of", selfEmbed{secret: "x"}},
+		{"type embedding itself, which JSON keeps nothing of", selfEmbed{selfEmbed: &selfEmbed{}, secret: "x"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
