@@ -210,7 +210,7 @@ func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) 
 // "1", or what an earlier SwapMark put; "" when there is no marker (never
 // set, or expired), which it leaves so. The marker keeps its time to
 // live. The session package puts there the id of the session the record
-// became, and a logout or a login of the same browser that found the
+// became, with the time, and a logout or a login of the same browser that found the
 // record taken puts a mark of its own, so that of a migration and such a
 // request running side by side, the one that comes second ends the
 // migrated session (see session.SCSImport). One SET with XX, KEEPTTL and
