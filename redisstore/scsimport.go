@@ -78,9 +78,13 @@ func (r *SCSRecords) Err() error {
 // marked is deleted too, but not returned: an scs instance that loaded the
 // session before its migration wrote it back.
 //
-// It costs one round trip, a MULTI/EXEC with EXISTS of the marker and
-// GETDEL of the record (Redis 6.2 or later). On a Redis Cluster, where the
-// two keys lie in different slots, it sends EXISTS and then GETDEL.
+// It costs one round trip, a MULTI/EXEC with a SET of the marker and
+// GETDEL of the record. The SET (NX, GET, for takenMarkTTL) reads whether
+// the key was marked, and marks it if not, until Retire marks it for
+// longer: a logout of the same browser that finds the record gone then
+// finds the marker too (see [SCSRecords.SwapMark]). On a Redis Cluster,
+// where the two keys lie in different slots, it sends the SET and then
+// GETDEL.
 //
 // It does not wait for replicas, not even with [Config.WaitReplicas]: once
 // the record is taken, the migration that took it must go on (waiting could
@@ -101,7 +105,7 @@ func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, fou
 	}
 	err = r.s.do(ctx, "take_scs", key, func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("MULTI")
-		conn.Send("EXISTS", mark)
+		conn.Send("SET", mark, "1", "NX", "PX", takenMarkTTL.Milliseconds(), "GET")
 		conn.Send("GETDEL", key)
 		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
 		if err == nil {
@@ -110,11 +114,7 @@ func (r *SCSRecords) Take(ctx context.Context, token string) (record []byte, fou
 		if err != nil {
 			return keyDenied(err, "GETDEL", r.patterns())
 		}
-		retired, err := redis.Int(replies[0], nil)
-		if err != nil {
-			return err
-		}
-		record, found, err = taken(replies[1], retired == 1)
+		record, found, err = taken(replies[1], replies[0] != nil)
 		return err
 	})
 	if err != nil {
@@ -148,15 +148,17 @@ func (r *SCSRecords) Peek(ctx context.Context, token string) (record []byte, fou
 }
 
 // takeSplit is Take for a marker in another hash slot than the record: the
-// marker is read first, so that a record written back after a migration
-// that has marked it is never returned. (A record written back after this
-// EXISTS and before the GETDEL, by a migration that ran in between, is:
-// the same window as that between a migration's GETDEL and its Retire.)
+// marker is read and set first, so that a record written back after a
+// migration that has marked it is never returned. (A record written back
+// after this SET and before the GETDEL, by a migration that ran in
+// between, is: the same window as that between a migration's GETDEL and
+// its Retire.)
 func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []byte, found bool, err error) {
-	var retired int
+	var retired bool
 	err = r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
-		retired, err = redis.Int(cmd(ctx, conn, "EXISTS", mark))
-		return keyDenied(err, "EXISTS", r.patterns())
+		reply, err := cmd(ctx, conn, "SET", mark, "1", "NX", "PX", takenMarkTTL.Milliseconds(), "GET")
+		retired = reply != nil
+		return keyDenied(err, "SET", r.patterns())
 	})
 	if err != nil {
 		return nil, false, err
@@ -166,7 +168,7 @@ func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []
 		if err != nil {
 			return keyDenied(err, "GETDEL", r.patterns())
 		}
-		record, found, err = taken(reply, retired == 1)
+		record, found, err = taken(reply, retired)
 		return err
 	})
 	if err != nil {
@@ -174,6 +176,11 @@ func (r *SCSRecords) takeSplit(ctx context.Context, key, mark string) (record []
 	}
 	return record, found, nil
 }
+
+// takenMarkTTL is how long the marker that Take sets lasts, unless Retire
+// marks the key for longer: the round trips of a migration from its take
+// to its Retire, with room to spare.
+const takenMarkTTL = time.Minute
 
 // taken reads the reply of GETDEL: the record, unless there was none or
 // its key was retired.
@@ -195,19 +202,27 @@ func taken(reply any, retired bool) ([]byte, bool, error) {
 // before it was taken, writes it back when its request ends, and with an
 // idle timeout that copy lives longer than the record taken, up to that
 // deadline. The marker is "<KeyPrefix>scs_migrated:<hash>", the base64url
-// SHA-256 of the scs key, never the key itself: one SET with PXAT.
+// SHA-256 of the scs key, never the key itself: a SET with NX and PXAT,
+// and a PEXPIREAT of a marker that was there (Take's, whose value, maybe
+// one [SCSRecords.SwapMark] put since, it keeps), in one round trip.
 //
 // Like Take, it does not wait for replicas, and its Observer op is take_scs.
 func (r *SCSRecords) Retire(ctx context.Context, token string, until time.Time) error {
 	if r.err != nil {
 		return r.err
 	}
-	return r.setMarker(ctx, r.marker(token), until)
+	mark := r.marker(token)
+	at := markerExpiry(until)
+	return r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("SET", mark, "1", "NX", "PXAT", at)
+		_, err := cmd(ctx, conn, "PEXPIREAT", mark, at)
+		return keyDenied(err, "PEXPIREAT", r.patterns())
+	})
 }
 
 // SwapMark puts value in place of what the marker of the scs key token,
-// which [SCSRecords.Retire] set, holds, and returns what it held: Retire's
-// "1", or what an earlier SwapMark put; "" when there is no marker (never
+// which [SCSRecords.Take] or [SCSRecords.Retire] set, holds, and returns
+// what it held: their "1", or what an earlier SwapMark put; "" when there is no marker (never
 // set, or expired), which it leaves so. The marker keeps its time to
 // live. The session package puts there the id of the session the record
 // became, with the time, and a logout or a login of the same browser that found the
@@ -233,11 +248,16 @@ func (r *SCSRecords) SwapMark(ctx context.Context, token, value string) (string,
 	return prev, err
 }
 
+// markerExpiry is the PXAT of a marker until the time given: rounded up,
+// so that the marker outlives a copy that expires at the same deadline in
+// milliseconds (PEXPIREAT, as scs writes it).
+func markerExpiry(until time.Time) int64 {
+	return until.Add(time.Millisecond - 1).UnixMilli()
+}
+
 // setMarker sets the marker mark until the time given.
 func (r *SCSRecords) setMarker(ctx context.Context, mark string, until time.Time) error {
-	// Rounded up, so that the marker outlives a copy that expires at the
-	// same deadline in milliseconds (PEXPIREAT, as scs writes it).
-	at := until.Add(time.Millisecond - 1).UnixMilli()
+	at := markerExpiry(until)
 	return r.s.do(ctx, "take_scs", mark, func(ctx context.Context, conn redis.Conn) error {
 		_, err := cmd(ctx, conn, "SET", mark, "1", "PXAT", at)
 		return keyDenied(err, "SET", r.patterns())
