@@ -372,12 +372,7 @@ func TestNestedFailedSaveKeepsInnerCookie(t *testing.T) {
 // of its own, to nest inside a harness's (a site's /admin/).
 func innerManager(t *testing.T) *session.Manager {
 	t.Helper()
-	r := redistest.Start(t)
-	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := rateStore(t, redistest.Start(t).Addr(), 2*time.Second)
 	m, err := session.New(store, session.Config{Keys: [][]byte{[]byte("inner signing key of 32 bytes:ok")}, CookieName: "inner",
 		InsecureCookie: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -34,7 +34,8 @@ import (
 var rateSecret = []byte("test rate limit secret, 32 bytes")
 
 // rateStore opens a Store on addr with a generous timeout (CI runs
-// packages in parallel under -race), closed at cleanup.
+// packages in parallel under -race), closed at cleanup: a rate limiter's
+// counter, or a Manager's store.
 func rateStore(t *testing.T, addr string, timeout time.Duration) *redisstore.Store {
 	t.Helper()
 	s, err := redisstore.Open(redisstore.Config{Addr: addr, Timeout: timeout})

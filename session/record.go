@@ -815,7 +815,8 @@ func flawIn(v reflect.Value, depth int, embedded, lostStructs bool) flaw {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		if lostStructs && !embedded && keepsNothing(t, new([]reflect.Type)) && !v.IsZero() {
+		var seen []reflect.Type
+		if lostStructs && !embedded && keepsNothing(t, &seen) && !v.IsZero() {
 			return lostStruct
 		}
 		for i := range t.NumField() {
@@ -908,12 +909,10 @@ func promotes(f reflect.StructField) bool {
 // seen holds the types looked into already: met again (t may embed a
 // pointer to itself, or two fields the same type), a type adds nothing to
 // the answer, which is whether every type reached through embedded
-// structs keeps nothing; so each is looked into once.
+// structs keeps nothing; so each is looked into once. t joins seen only
+// when it embeds one, so that the common struct, which has a field JSON
+// keeps or embeds none, costs no allocation.
 func keepsNothing(t reflect.Type, seen *[]reflect.Type) bool {
-	if slices.Contains(*seen, t) {
-		return true
-	}
-	*seen = append(*seen, t)
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !jsonField(f) {
@@ -922,11 +921,14 @@ func keepsNothing(t reflect.Type, seen *[]reflect.Type) bool {
 		if !promotes(f) {
 			return false
 		}
+		if !slices.Contains(*seen, t) {
+			*seen = append(*seen, t)
+		}
 		ft := f.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if !keepsNothing(ft, seen) {
+		if !slices.Contains(*seen, ft) && !keepsNothing(ft, seen) {
 			return false
 		}
 	}
