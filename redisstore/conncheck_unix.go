@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 // errUnexpectedRead reports data waiting on an idle connection.
@@ -30,6 +32,7 @@ var errUnexpectedRead = errors.New("redisstore: unexpected data on idle connecti
 // which runs on every borrow, allocates nothing. A connection is borrowed
 // by one goroutine at a time, which is all the fields need.
 type liveness struct {
+	conn  net.Conn // the socket's connection, for its read deadline
 	rc    syscall.RawConn
 	probe func(fd uintptr) bool // l.read, bound once
 	buf   [1]byte
@@ -47,7 +50,7 @@ func newLiveness(conn net.Conn) *liveness {
 	if err != nil {
 		return nil
 	}
-	l := &liveness{rc: rc}
+	l := &liveness{conn: conn, rc: rc}
 	l.probe = l.read
 	return l
 }
@@ -58,7 +61,20 @@ func (l *liveness) check() error {
 		return nil
 	}
 	l.err = nil
-	if err := l.rc.Read(l.probe); err != nil {
+	err := l.rc.Read(l.probe)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The read deadline of the connection's last reply has passed
+		// (redigo sets one before each read, from the call's Timeout or
+		// ReadTimeout, and leaves it), and RawConn.Read refuses to run
+		// the probe past it: every connection idle longer than that
+		// would be taken for broken and dialled anew. No read is under
+		// way, and redigo sets a deadline before the next one: clear it,
+		// and check.
+		if err = l.conn.SetReadDeadline(time.Time{}); err == nil {
+			err = l.rc.Read(l.probe)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	return l.err

@@ -116,3 +116,43 @@ func TestRestartWithoutCheck(t *testing.T) {
 		t.Fatal("no call failed after a restart without the check; the test above proves nothing")
 	}
 }
+
+// TestIdlePastReadDeadline checks that a pooled connection left idle past
+// the read deadline of its last reply (the call's Timeout, here 150 ms) is
+// lent again, not dialled anew: RawConn.Read refuses to run the liveness
+// check past that deadline. And that a connection idle so long whose
+// server restarted is still replaced without a failed call.
+func TestIdlePastReadDeadline(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
+		t.Skip("the idle-connection check is Unix-only")
+	}
+	const timeout, idle = 150 * time.Millisecond, 400 * time.Millisecond
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Timeout: timeout, ReadTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, "idle", []byte("rec"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(idle)
+		if _, found, err := s.Load(ctx, "idle", 0); err != nil || !found {
+			t.Fatalf("Load after %v idle = %v, %v", idle, found, err)
+		}
+	}
+	if got := s.PoolStats().Dials; got != 1 {
+		t.Errorf("%d dials for four calls on one goroutine, each after %v idle, with a Timeout of %v; want 1", got, idle, timeout)
+	}
+
+	srv.Restart(t)
+	time.Sleep(idle)
+	if _, err := s.Insert(ctx, "idle", []byte("rec"), time.Minute); err != nil {
+		t.Fatalf("Insert on a connection idle past its read deadline, after a restart: %v", err)
+	}
+	if got := s.PoolStats().Dials; got != 2 {
+		t.Errorf("%d dials after a restart, want 2", got)
+	}
+}
