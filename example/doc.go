@@ -18,8 +18,10 @@
 // with SESSION_KEYS unset, random for this process); RATE_LIMIT_KEY, the key of the login limits (the base64
 // of at least 32 random bytes, the same on every instance; unset: a random
 // key for this process); LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
-// (default 5 and 100 attempts per 15 minutes). Demo users: alice /
-// wonderland and bob / builder.
+// (default 5 and 100 attempts per 15 minutes); REAUTH_AFTER (default 10m:
+// how long after a login, or a confirmation of the password, ending the
+// user's other sessions needs no password; see confirm.go). Demo users:
+// alice / wonderland and bob / builder.
 //
 // # Start-up
 //
@@ -34,7 +36,7 @@
 // lifetime, idle timeout, cookie name and Secure flag, session limit,
 // whether records are written in the previous format
 // (SESSION_PREVIOUS_FORMAT), whether a tag key and a rate limit key are
-// set, and the login limits.
+// set, the login limits, and REAUTH_AFTER.
 // Defaults are shown as the values they stand for. Passwords, signing
 // keys, the tag key and the rate limit key never appear, only whether they
 // are set and how many signing and retired keys there are.
@@ -52,9 +54,21 @@
 // clients 429 JSON, both with Retry-After and the RateLimit headers. When
 // Redis cannot count an attempt the limits fail closed: 503 with
 // Retry-After, the login page's outage version for a browser. Password
-// checks run one per CPU at a time; a login that finds none free within 2
-// seconds (a flood of attempts from many addresses, each within its limit)
-// gets 503 with Retry-After too, and makes no session.
+// checks run one per CPU at a time, those of one address (IPv4, or IPv6
+// /64) on at most half of them, its others waiting their turn; a login
+// that finds none free within 2 seconds (a flood of attempts from many
+// addresses, each within its limit) gets 503 with Retry-After too, and
+// makes no session.
+//
+// # Confirming the password
+//
+// Ending sessions of the user's other than the caller's own (a device's
+// Revoke, sign out of all other sessions, log out everywhere, and their API
+// routes) needs a login, or a confirmation of the password, within
+// REAUTH_AFTER; past it the form answers a page asking for the password,
+// and the API 403 {"error":"password required"} until the body carries
+// {"password":"..."}. Each password tried counts as a login attempt of the
+// session's user, in the limits above (confirm.go).
 //
 // # Pages
 //

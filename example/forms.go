@@ -204,7 +204,7 @@ func (s *server) formLogin(w http.ResponseWriter, r *http.Request) {
 		s.badForm(w, r, err, "Please go back and sign in again.", "/login", "Back to sign in")
 		return
 	}
-	ok, err := s.checkPassword(r.Context(), username, password)
+	ok, err := s.checkPassword(r, username, password)
 	if err != nil { // no hashing slot came free in time, or the client went away
 		w.Header().Set("Retry-After", strconv.Itoa(pageRetry))
 		s.fail(w, r, http.StatusServiceUnavailable, "try again", page{
@@ -373,7 +373,8 @@ func (s *server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 // session renewed still revokes it, and carries the page's session, as the
 // other forms do: a page left open while this browser signed in again, as
 // another user perhaps, gets 409, not a 404 saying that a device which is
-// still signed in has ended.
+// still signed in has ended. Signing out another device needs a recent
+// sign-in, or the password (confirmed).
 func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
 		return
@@ -390,6 +391,9 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 		if list[i].FirstID == id || list[i].ID == id {
 			target = &list[i]
 		}
+	}
+	if target != nil && !target.Current && !s.confirmed(w, r, r.PostForm.Get(passwordField), r.URL.Path, "sign out that device") {
+		return
 	}
 	if target != nil {
 		err = s.sessions.Revoke(r.Context(), user, id)
@@ -416,9 +420,11 @@ func (s *server) formRevoke(w http.ResponseWriter, r *http.Request) {
 
 // formLogoutOthers ends every session of the caller but this one and goes
 // back to the devices page, which says whether any ended. A form shown for
-// another session changes nothing (sameSession).
+// another session changes nothing (sameSession); it needs a recent
+// sign-in, or the password (confirmed).
 func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
-	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
+	if !s.sameSession(w, r, "/sessions", "Reload your devices") ||
+		!s.confirmed(w, r, r.PostForm.Get(passwordField), r.URL.Path, "sign out of your other sessions") {
 		return
 	}
 	n, err := s.sessions.RevokeOthers(r.Context())
@@ -440,10 +446,11 @@ func (s *server) formLogoutOthers(w http.ResponseWriter, r *http.Request) {
 
 // formLogoutAll ends every session of the caller and answers with the
 // login page, which says so. A form shown for another session changes nothing
-// (sameSession). When the store fails, the marker goes all the same
-// (endError).
+// (sameSession); it needs a recent sign-in, or the password (confirmed).
+// When the store fails, the marker goes all the same (endError).
 func (s *server) formLogoutAll(w http.ResponseWriter, r *http.Request) {
-	if !s.sameSession(w, r, "/sessions", "Reload your devices") {
+	if !s.sameSession(w, r, "/sessions", "Reload your devices") ||
+		!s.confirmed(w, r, r.PostForm.Get(passwordField), r.URL.Path, "log out everywhere") {
 		return
 	}
 	user, _ := session.UserID(r.Context())

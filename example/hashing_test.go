@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,5 +107,63 @@ func TestFailureLogLimited(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "session operation failed"); n != 1 {
 		t.Errorf("50 failed operations logged %d lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestHashingShareOfOneAddress checks that one address's password checks
+// take at most its share of the hashing slots (review attack4: 16
+// parallel wrong passwords from one address, about 0.35 s each, held every
+// slot, and everyone else's login waited, then failed with 503). With the
+// address's one turn taken (a check of its running), another check from
+// its IPv6 /64 waits for that turn, not for a free slot, and gets 503
+// after hashingWait; meanwhile a login from another address gets a slot
+// at once.
+func TestHashingShareOfOneAddress(t *testing.T) {
+	r := redistest.Start(t)
+	a := newTestApp(t, r)
+	s := newServer(a.sessions, a.store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.hashing, s.turns = make(chan struct{}, 2), addressTurns{per: 1}
+	login := func(addr, password string) int {
+		req := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"username":"alice","password":"`+password+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		middleware.Sessions(a.sessions)(http.HandlerFunc(s.apiLogin)).ServeHTTP(w, req)
+		return w.Code
+	}
+	turn, done := s.turns.of(addressOf("[2001:db8::1]:1000"))
+	turn <- struct{}{}
+	var second sync.WaitGroup
+	second.Go(func() {
+		start := time.Now()
+		if code, took := login("[2001:db8::2]:1001", "guess"), time.Since(start); code != http.StatusServiceUnavailable || took < hashingWait {
+			t.Errorf("a check from an address whose turn is taken = %d after %v, want 503 after %v", code, took, hashingWait)
+		}
+	})
+	time.Sleep(50 * time.Millisecond) // the second check waits for its turn
+	if code := login("203.0.113.9:2000", "wonderland"); code != http.StatusOK {
+		t.Errorf("a login from another address meanwhile = %d, want 200", code)
+	}
+	second.Wait()
+	<-turn
+	done()
+	if n := len(s.turns.turns); n != 0 {
+		t.Errorf("%d addresses' turns kept after their checks ended, want none", n)
+	}
+}
+
+func TestAddressOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1:1234":            "192.0.2.1",
+		"192.0.2.1":                 "192.0.2.1",
+		"[::ffff:192.0.2.1]:80":     "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:80":         "fe80::/64",
+		"2001:db8:1:2::9":           "2001:db8:1:2::/64",
+		"pipe":                      "pipe",
+	} {
+		if got := addressOf(in); got != want {
+			t.Errorf("addressOf(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -89,5 +89,6 @@ func configAttrs(listen string, embedded bool, rcfg redisstore.Config, scfg sess
 		slog.Bool("rate_limit_key_set", login.keySet),
 		slog.Int("login_limit_per_user", perUser),
 		slog.Int("login_limit_per_ip", perIP),
+		slog.String("reauth_after", login.reauthAfter().String()),
 	)
 }

@@ -68,6 +68,7 @@ func TestStartupLogsConfig(t *testing.T) {
 	t.Setenv("SESSION_RETIRED_KEYS", retiredKey)
 	t.Setenv("RATE_LIMIT_KEY", rateKey)
 	t.Setenv("LOGIN_LIMIT_PER_USER", "7")
+	t.Setenv("REAUTH_AFTER", "0")
 	t.Setenv("SESSION_MAX_PER_USER", "3")
 	t.Setenv("SESSION_IDLE_TIMEOUT", "0")
 	t.Setenv("SESSION_LIFETIME", "12h")
@@ -100,7 +101,7 @@ func TestStartupLogsConfig(t *testing.T) {
 		"session_lifetime": "12h0m0s", "session_idle_timeout": "off",
 		"cookie_name": "session", "cookie_secure": false,
 		"max_sessions_per_user": 3, "previous_format": true, "tag_key_set": true, "signing_keys": 2, "retired_keys": 1,
-		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100,
+		"rate_limit_key_set": true, "login_limit_per_user": 7, "login_limit_per_ip": 100, "reauth_after": "0s",
 	})
 	for name, secret := range map[string]string{
 		"the password in REDIS_URL": urlPassword, "REDIS_PASSWORD": envPassword, "REDIS_URL": redisURL,
@@ -180,7 +181,7 @@ func TestConfigAttrs(t *testing.T) {
 				"session_lifetime": "24h0m0s", "session_idle_timeout": "30m0s",
 				"cookie_name": session.DefaultCookieName, "cookie_secure": true,
 				"max_sessions_per_user": 0, "previous_format": false, "tag_key_set": false, "signing_keys": 1,
-				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100,
+				"rate_limit_key_set": false, "login_limit_per_user": 5, "login_limit_per_ip": 100, "reauth_after": "10m0s",
 				"near_cache_max_entries": 0,
 			},
 			absent: []string{"sentinels", "nodes", "near_cache_staleness", "near_cache_strict", "near_cache_extend_every"},

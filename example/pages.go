@@ -16,7 +16,7 @@ import (
 var files embed.FS
 
 // templates are the pages, each templates/layout.html with its own "main".
-var templates = parsePages("login", "dashboard", "devices", "message")
+var templates = parsePages("login", "dashboard", "devices", "message", "confirm")
 
 func parsePages(names ...string) map[string]*template.Template {
 	layout := template.Must(template.ParseFS(files, "templates/layout.html"))
@@ -66,6 +66,10 @@ type page struct {
 	Message  string
 	Back     string // a path on this site
 	BackText string
+
+	// confirm: the password asked for again (see confirmed), with Message
+	// saying what for, and Error, Invalid and RetryAfter as for login
+	Action string // the path the form posts to: the route that asked
 }
 
 // assets serves the stylesheet and the script. They change only with the
@@ -108,7 +112,7 @@ func (s *server) render(w http.ResponseWriter, code int, name string, p page) {
 		h.Set("Retry-After", strconv.Itoa(wait))
 	}
 	w.WriteHeader(code)
-	p.Narrow = name == "login" || name == "message"
+	p.Narrow = name == "login" || name == "message" || name == "confirm"
 	if err := templates[name].Execute(w, p); err != nil {
 		s.log.Error("example: rendering page", "page", name, "error", err)
 	}

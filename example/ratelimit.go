@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // The login limits. Every attempt counts, whether the user exists or not
@@ -41,6 +42,20 @@ type loginConfig struct {
 	// address in a window: LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP.
 	// Zero means loginUserLimit and loginIPLimit.
 	perUser, perIP int
+	// reauth is how long after a login, or a confirmation of the
+	// password, the session may end its user's other sessions without the
+	// password (see confirmed): REAUTH_AFTER; unset, reauthAfter; 0, never.
+	reauth    time.Duration
+	reauthSet bool
+}
+
+// reauthAfter returns the time after a login within which ending other
+// sessions needs no password.
+func (c loginConfig) reauthAfter() time.Duration {
+	if !c.reauthSet {
+		return reauthAfter
+	}
+	return c.reauth
 }
 
 // limits returns the attempts per user name and per address in force.
@@ -50,7 +65,8 @@ func (c loginConfig) limits() (perUser, perIP int) {
 
 // loginConfigFromEnv reads RATE_LIMIT_KEY (see rateLimitKey; signing are
 // the session signing keys), LOGIN_LIMIT_PER_USER and LOGIN_LIMIT_PER_IP
-// (whole numbers above 0; unset or empty: the defaults). Without
+// (whole numbers above 0; unset or empty: the defaults) and REAUTH_AFTER
+// (a Go duration, "10m"; unset or empty: reauthAfter). Without
 // RATE_LIMIT_KEY key is nil.
 func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
 	key, err := rateLimitKey(signing)
@@ -72,20 +88,35 @@ func loginConfigFromEnv(signing [][]byte) (loginConfig, error) {
 		}
 		*v.n = n
 	}
+	if v := os.Getenv("REAUTH_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxReauthAfter {
+			return loginConfig{}, fmt.Errorf("example: REAUTH_AFTER=%q: want a duration from 0 (always ask for the password) to %v, such as 10m", v, maxReauthAfter)
+		}
+		c.reauth, c.reauthSet = d, true
+	}
 	return c, nil
 }
 
+// maxReauthAfter bounds REAUTH_AFTER: a longer one would let a session
+// stolen a day after its login still sign its owner out everywhere.
+const maxReauthAfter = 24 * time.Hour
+
 // loginLimits returns the limiters of POST /login, counting by the form
 // field username, and of POST /api/login, counting by the JSON field
-// username; both also count by address (s.login sets the limits). They fail closed: when Redis
+// username, and sets s.confirmLimit, the limiter of the password
+// confirmations that ending other sessions may need (see confirmed),
+// counting by the session's user: all count by address too, in the same
+// counters (s.login sets the limits), so that a user's login attempts and
+// password confirmations share one limit. They fail closed: when Redis
 // cannot count, a login gets 503 with Retry-After, never unlimited
 // guesses.
 func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
 	perUser, perIP := s.login.limits()
-	// route names the limiter in its log lines: the two have the same
+	// route names the limiter in its log lines: the three have the same
 	// rules. (The limiter does not log the request's path itself, which in
 	// other apps may hold a secret, such as a reset link's token.)
-	limit := func(route string, user middleware.Key, unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
+	limit := func(route string, user middleware.Key, limited func(http.ResponseWriter, *http.Request, time.Duration), unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
 		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
 			Rules: []middleware.Rule{
 				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
@@ -93,17 +124,24 @@ func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err e
 			},
 			Secret:        s.login.key,
 			MaxBody:       loginMaxBody,
-			OnLimited:     s.loginLimited,
+			OnLimited:     limited,
 			OnTooLarge:    s.loginTooLarge,
 			OnUnavailable: unavailable,
 			Logger:        s.log.With("route", route),
 			Metrics:       s.rateMetrics,
 		})
 	}
-	if form, err = limit("POST /login", middleware.ByFormField("username"), s.loginLimitUnavailable); err != nil {
+	if form, err = limit("POST /login", middleware.ByFormField("username"), s.loginLimited, s.loginLimitUnavailable); err != nil {
 		return nil, nil, err
 	}
-	if api, err = limit("POST /api/login", middleware.ByJSONField("username"), nil); err != nil {
+	if api, err = limit("POST /api/login", middleware.ByJSONField("username"), s.loginLimited, nil); err != nil {
+		return nil, nil, err
+	}
+	sessionUser := middleware.ByName(func(r *http.Request) string {
+		user, _ := session.UserID(r.Context())
+		return user
+	})
+	if s.confirmLimit, err = limit("password confirmation", sessionUser, s.confirmLimited, s.confirmUnavailable); err != nil {
 		return nil, nil, err
 	}
 	return form, api, nil
@@ -128,7 +166,7 @@ func (s *server) loginLimitUnavailable(w http.ResponseWriter, r *http.Request) {
 // a browser, 413 {"error":"request body too large"} for anyone else.
 func (s *server) loginTooLarge(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, http.StatusRequestEntityTooLarge, "request body too large", page{
-		Title: "Sign in", Heading: "This sign-in was too large",
+		Heading: "This sign-in was too large",
 		Message: "The form sent more than a sign-in needs, so it was not read. Nothing was changed.",
 		Back:    "/login", BackText: "Back to sign in",
 	})

@@ -328,8 +328,12 @@ func TestLoginLimitsFromEnv(t *testing.T) {
 			t.Errorf("attempt %d (%s) = %d RateLimit-Policy %q, want %d with q=2 and q=3", i+1, tc.user, r.code, policy, tc.code)
 		}
 	}
-	for _, name := range []string{"LOGIN_LIMIT_PER_USER", "LOGIN_LIMIT_PER_IP"} {
-		for _, v := range []string{"0", "-1", "five", "1.5"} {
+	for name, values := range map[string][]string{
+		"LOGIN_LIMIT_PER_USER": {"0", "-1", "five", "1.5"},
+		"LOGIN_LIMIT_PER_IP":   {"0", "-1", "five", "1.5"},
+		"REAUTH_AFTER":         {"-1m", "25h", "10", "ten minutes"},
+	} {
+		for _, v := range values {
 			t.Run(name+"="+v, func(t *testing.T) {
 				t.Setenv(name, v)
 				if _, err := setup(slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), name) {

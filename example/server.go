@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,10 +34,15 @@ type server struct {
 	counter     middleware.RateCounter
 	login       loginConfig
 	rateMetrics middleware.RateLimitMetrics
+	// confirmLimit counts the password confirmations of confirmed as
+	// login attempts (see loginLimits); routes sets it.
+	confirmLimit func(http.Handler) http.Handler
 	// hashing holds a slot per password check running, one per CPU: a
 	// burst of logins then waits its turn instead of starving every other
-	// request, the session store's calls included, of CPU.
+	// request, the session store's calls included, of CPU. Of those, one
+	// address holds at most half (see addressTurns).
 	hashing chan struct{}
+	turns   addressTurns
 	// failures limits the lines logFailure logs.
 	failures *loglimit.Limiter
 	// idle is the sessions' idle timeout (negative: none), and
@@ -91,12 +98,16 @@ const failureLogInterval = 10 * time.Second
 // newServer returns a server on the given Manager and store, serving
 // metrics on GET /metrics.
 func newServer(sessions *session.Manager, store probed, metrics http.Handler, log *slog.Logger) *server {
-	return &server{sessions: sessions, store: store, metrics: metrics, log: log, hashing: make(chan struct{}, runtime.GOMAXPROCS(0)), failures: &loglimit.Limiter{Interval: failureLogInterval}}
+	slots := runtime.GOMAXPROCS(0)
+	return &server{sessions: sessions, store: store, metrics: metrics, log: log,
+		hashing: make(chan struct{}, slots), turns: addressTurns{per: max(slots/2, 1)},
+		failures: &loglimit.Limiter{Interval: failureLogInterval}}
 }
 
 // hashingWait bounds a login's wait for a free hashing slot. Under a flood
 // of password checks (wrong ones from many addresses, each within its
-// rate limit) a login is refused with 503 and Retry-After within it,
+// rate limit; one address's parallel ones wait for its own turns, see
+// addressTurns) a login is refused with 503 and Retry-After within it,
 // rather than left waiting past the server's WriteTimeout, which cuts the
 // connection without cancelling the request: the login would then go on
 // to create a session that no browser receives, and under
@@ -107,20 +118,87 @@ const hashingWait = 2 * time.Second
 // within hashingWait.
 var errHashingBusy = errors.New("example: every password-hashing slot stayed busy")
 
-// checkPassword reports whether password is username's, waiting for a free
-// hashing slot at most hashingWait, and no longer than ctx lasts.
-func (s *server) checkPassword(ctx context.Context, username, password string) (bool, error) {
+// checkPassword reports whether password is username's, for r (a login, or
+// a confirmation of the password), waiting for its address's turn
+// (addressTurns) and a free hashing slot at most hashingWait in all, and
+// no longer than r's context lasts.
+func (s *server) checkPassword(r *http.Request, username, password string) (bool, error) {
+	ctx := r.Context()
 	wait := time.NewTimer(hashingWait)
 	defer wait.Stop()
-	select {
-	case s.hashing <- struct{}{}:
-	case <-wait.C:
-		return false, errHashingBusy
-	case <-ctx.Done():
-		return false, ctx.Err()
+	turn, done := s.turns.of(addressOf(r.RemoteAddr))
+	defer done()
+	for _, slots := range []chan struct{}{turn, s.hashing} {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-wait.C:
+			return false, errHashingBusy
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
-	defer func() { <-s.hashing }()
 	return authenticate(username, password), nil
+}
+
+// addressTurns bounds the password checks of one address that run or wait
+// for a hashing slot at once to per, half the slots: one address sending
+// its attempts in parallel (within its 100 a window, over many user
+// names) would otherwise hold every slot, and every other login would
+// wait, then fail with 503, for as long as its attempts last. Its
+// attempts beyond per wait for their address's turn instead.
+type addressTurns struct {
+	per   int
+	mu    sync.Mutex
+	turns map[string]*addressTurn
+}
+
+// addressTurn is one address's turns: a slot per check it runs.
+type addressTurn struct {
+	slots chan struct{}
+	users int // the checks that hold or wait for one of slots
+}
+
+// of returns the turns of addr, and done, to call once the check is over,
+// which forgets them when no other check of addr holds them.
+func (t *addressTurns) of(addr string) (slots chan struct{}, done func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	turn := t.turns[addr]
+	if turn == nil {
+		if t.turns == nil {
+			t.turns = make(map[string]*addressTurn)
+		}
+		turn = &addressTurn{slots: make(chan struct{}, t.per)}
+		t.turns[addr] = turn
+	}
+	turn.users++
+	return turn.slots, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if turn.users--; turn.users == 0 {
+			delete(t.turns, addr)
+		}
+	}
+}
+
+// addressOf returns the address whose checks addressTurns counts, as the
+// login limits' middleware.ByIP counts attempts: the IPv4 address, or the
+// IPv6 /64 network, of remoteAddr (host:port, or a bare address); the
+// whole of remoteAddr when it holds no IP address.
+func addressOf(remoteAddr string) string {
+	a, err := netip.ParseAddr(remoteAddr)
+	if ap, perr := netip.ParseAddrPort(remoteAddr); perr == nil {
+		a, err = ap.Addr(), nil
+	}
+	if err != nil {
+		return remoteAddr
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64) // never fails: an IPv6 address
+	return p.String()
 }
 
 // routes returns the example's handler: the probes (/livez, /readyz,
@@ -215,7 +293,7 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ok, err := s.checkPassword(r.Context(), c.Username, c.Password)
+	ok, err := s.checkPassword(r, c.Username, c.Password)
 	if err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(pageRetry))
 		writeError(w, http.StatusServiceUnavailable, "try again")
@@ -323,13 +401,21 @@ func (s *server) apiSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiRevoke ends one of the caller's sessions, named by its first_id or
-// its session_id; 404 when the id is not one of theirs. When that is the
+// its session_id; 404 when the id is not one of theirs. Another than the
+// caller's own needs a recent sign-in, or the password in the body
+// (apiPassword, confirmed). When that is the
 // caller's own session, it clears the marker of a browser that sent it
 // (clearOwnMarker), as the API logouts do, also when the store fails.
 func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	info, _ := session.FromContext(r.Context())
 	id := r.PathValue("id")
 	own := id == info.ID || id == info.FirstID
+	if !own {
+		password, ok := apiPassword(w, r)
+		if !ok || !s.confirmed(w, r, password, r.URL.Path, "sign out that device") {
+			return
+		}
+	}
 	if err := s.sessions.Revoke(r.Context(), info.UserID, id); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "no such session")
@@ -349,10 +435,15 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// apiLogoutAll ends every session of the caller, this one included, and
-// clears the marker of a browser that sent it (clearOwnMarker), also when
+// apiLogoutAll ends every session of the caller, this one included, after
+// a recent sign-in or with the password in the body (apiPassword,
+// confirmed), and clears the marker of a browser that sent it (clearOwnMarker), also when
 // the store fails (endError).
 func (s *server) apiLogoutAll(w http.ResponseWriter, r *http.Request) {
+	password, ok := apiPassword(w, r)
+	if !ok || !s.confirmed(w, r, password, r.URL.Path, "log out everywhere") {
+		return
+	}
 	user, _ := session.UserID(r.Context())
 	if _, err := s.sessions.RevokeAll(r.Context(), user); err != nil {
 		s.clearOwnMarker(w, r)
