@@ -67,6 +67,15 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(phoneID) {
 		t.Errorf("revoke with the password = %d %s, phone alive %v; want 204 and the phone ended", r.code, r.body, alive(phoneID))
 	}
+	// Log out everywhere with it: the confirmation's time, put in the
+	// session the call ends, costs the answer nothing.
+	_, tabletID := e.apiLogin("bob", "builder")
+	if r := e.send(api, "POST", "/api/logout-all", `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(tabletID) {
+		t.Errorf("log out everywhere with the password = %d %s, tablet alive %v; want 204 and every session ended", r.code, r.body, alive(tabletID))
+	}
+	if r := e.send(api, "GET", "/api/me", "", as(laptop)...); r.code != http.StatusUnauthorized {
+		t.Errorf("after log out everywhere: GET /api/me = %d, want 401", r.code)
+	}
 }
 
 // TestConfirmPasswordForm checks the forms of the devices page once the
@@ -105,5 +114,20 @@ func TestConfirmPasswordForm(t *testing.T) {
 	// Confirmed, the session logs out everywhere without the password.
 	if r := e.send(mine, "POST", "/logout-all", form, as(firefoxWindows)...); !signedOutPage(r, noticeEverywhere) {
 		t.Errorf("POST /logout-all right after a confirmation = %d:\n%s\nwant the signed-out page", r.code, r.body)
+	}
+
+	// Log out everywhere with the password, asked for it.
+	e.formLogin(mine, "alice", "wonderland", firefoxWindows)
+	e.formLogin(other, "alice", "wonderland", safariIPhone)
+	form = e.sessionForm(mine)
+	time.Sleep(reauth)
+	if r := e.send(mine, "POST", "/logout-all", form, as(firefoxWindows)...); r.code != http.StatusForbidden || !strings.Contains(r.body, `action="/logout-all"`) {
+		t.Errorf("POST /logout-all without the password = %d:\n%s\nwant 403 and a form asking for it", r.code, r.body)
+	}
+	if r := e.send(mine, "POST", "/logout-all", form+"&password=wonderland", as(firefoxWindows)...); !signedOutPage(r, noticeEverywhere) {
+		t.Errorf("POST /logout-all with the password = %d:\n%s\nwant the signed-out page", r.code, r.body)
+	}
+	if r := e.send(other, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
+		t.Errorf("the other browser after log out everywhere: GET /api/me = %d, want 401", r.code)
 	}
 }
