@@ -36,7 +36,9 @@ const confirmedKey = "confirmed_at"
 func (s *server) recentlyAuthenticated(r *http.Request) bool {
 	info, _ := session.FromContext(r.Context())
 	at := info.CreatedAt
-	if t, ok := session.Get[time.Time](r.Context(), confirmedKey); ok && t.After(at) {
+	// A confirmation's time from ahead of this instance's clock is no
+	// recent one (a value carried over from elsewhere, a clock ahead).
+	if t, ok := session.Get[time.Time](r.Context(), confirmedKey); ok && t.After(at) && !t.After(time.Now()) {
 		at = t
 	}
 	// A session's creation time is rounded up to the millisecond: with a
@@ -48,9 +50,11 @@ func (s *server) recentlyAuthenticated(r *http.Request) bool {
 // confirmed reports whether the request may end sessions of its user's
 // other than its own: it was recently authenticated, or it carries the
 // user's password (password, "" for none). A password is checked behind
-// the login limits, counted as a login attempt of the session's user from
-// the request's address, so that a stolen session gets no more guesses at
-// the password than a login form does; once it is right, the session
+// the login limits' s.confirmLimit, counted for the session and for the
+// request's address (see loginLimits), so that a stolen session gets no
+// more guesses at the password than a login form gives, and wrong logins
+// with the user's name cannot keep the owner's sessions from confirming;
+// once it is right, the session
 // records the time (confirmedKey), and needs no password for the next
 // reauthAfter. Otherwise confirmed answers and reports false: 403 with a
 // page asking for the password (action, the form's address, and what,

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/middleware"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 // TestEndingOthersNeedsRecentSignIn checks that someone holding a stolen
@@ -13,7 +20,8 @@ import (
 // once the session's login is older than REAUTH_AFTER (0 here: always
 // asked), through the API (the forms: TestConfirmPasswordForm); that
 // ending only the caller's own session asks nothing; and that password
-// attempts count against the user's login limit.
+// attempts are limited per session, so that wrong logins with the user's
+// name cannot keep the owner from ending a stolen session (review d22).
 func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	t.Setenv("REAUTH_AFTER", "0")
 	e := startExample(t)
@@ -45,33 +53,43 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 			t.Fatalf("%s %s %s ended a session", c.method, c.path, c.body)
 		}
 	}
-	// The caller's own session ends without the password.
-	if r := e.send(api, "DELETE", "/api/sessions/"+thiefID, "", as(thief)...); r.code != http.StatusNoContent || alive(thiefID) {
-		t.Errorf("revoking one's own session = %d %s; want 204 without the password", r.code, r.body)
+	// The thief's session has 5 attempts a window, two of them spent:
+	// three more, then the password is not even checked.
+	for range 3 {
+		e.send(api, "POST", "/api/logout-all", `{"password":"guess"}`, as(thief)...)
 	}
-	// Two logins and two wrong passwords so far, of the user's 5 attempts
-	// a window: one more, then the limit refuses the password check, and
-	// a login of the user too.
-	if r := e.send(api, "POST", "/api/logout-all", `{"password":"guess"}`, as(owner)...); r.code != http.StatusForbidden {
-		t.Errorf("a fifth attempt of the user's = %d %s, want 403", r.code, r.body)
+	if r := e.send(api, "POST", "/api/logout-all", `{"password":"wonderland"}`, as(thief)...); r.code != http.StatusTooManyRequests || !alive(ownerID) {
+		t.Errorf("a sixth attempt of the session's = %d %s, owner alive %v; want 429 and the owner alive", r.code, r.body, alive(ownerID))
 	}
-	if r := e.send(api, "POST", "/api/logout-all", `{"password":"wonderland"}`, as(owner)...); r.code != http.StatusTooManyRequests || !alive(ownerID) {
-		t.Errorf("a sixth attempt of the user's = %d %s, owner alive %v; want 429 and the owner alive", r.code, r.body, alive(ownerID))
+	// Wrong logins with the user's name spend the name's attempts (the
+	// two logins above, and three), which keep the owner out of a new
+	// login, but not from ending the thief's session with the password.
+	for range 3 {
+		e.send(api, "POST", "/api/login", `{"username":"alice","password":"guess"}`)
 	}
 	if r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`); r.code != http.StatusTooManyRequests {
-		t.Errorf("a login after the user's attempts went to password checks = %d, want 429", r.code)
+		t.Errorf("a login after 5 attempts of the name's = %d, want 429", r.code)
 	}
-	// bob's count apart; with his password, the revoke goes through.
+	if r := e.send(api, "DELETE", "/api/sessions/"+thiefID, `{"password":"wonderland"}`, as(owner)...); r.code != http.StatusNoContent || alive(thiefID) {
+		t.Errorf("the owner ending the thief's session with the password = %d %s, thief alive %v; want 204 and the thief's session ended", r.code, r.body, alive(thiefID))
+	}
+
+	// bob's own session ends without the password; with it, another, and
+	// all of them.
 	_, phoneID := e.apiLogin("bob", "builder")
 	laptop, _ := e.apiLogin("bob", "builder")
+	tablet, tabletID := e.apiLogin("bob", "builder")
+	if r := e.send(api, "DELETE", "/api/sessions/"+tabletID, "", as(tablet)...); r.code != http.StatusNoContent || alive(tabletID) {
+		t.Errorf("revoking one's own session = %d %s; want 204 without the password", r.code, r.body)
+	}
 	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(phoneID) {
 		t.Errorf("revoke with the password = %d %s, phone alive %v; want 204 and the phone ended", r.code, r.body, alive(phoneID))
 	}
 	// Log out everywhere with it: the confirmation's time, put in the
 	// session the call ends, costs the answer nothing.
-	_, tabletID := e.apiLogin("bob", "builder")
-	if r := e.send(api, "POST", "/api/logout-all", `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(tabletID) {
-		t.Errorf("log out everywhere with the password = %d %s, tablet alive %v; want 204 and every session ended", r.code, r.body, alive(tabletID))
+	_, carID := e.apiLogin("bob", "builder")
+	if r := e.send(api, "POST", "/api/logout-all", `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(carID) {
+		t.Errorf("log out everywhere with the password = %d %s, car alive %v; want 204 and every session ended", r.code, r.body, alive(carID))
 	}
 	if r := e.send(api, "GET", "/api/me", "", as(laptop)...); r.code != http.StatusUnauthorized {
 		t.Errorf("after log out everywhere: GET /api/me = %d, want 401", r.code)
@@ -129,5 +147,44 @@ func TestConfirmPasswordForm(t *testing.T) {
 	}
 	if r := e.send(other, "GET", "/api/me", ""); r.code != http.StatusUnauthorized {
 		t.Errorf("the other browser after log out everywhere: GET /api/me = %d, want 401", r.code)
+	}
+}
+
+// TestConfirmationFromAhead checks that a confirmation time ahead of the
+// instance's clock (a value carried over from another app, as a migration
+// from scs carries its values, or an instance whose clock runs ahead)
+// does not count as a recent one, which it would for as long as it is
+// ahead (review d22), while one just made does.
+func TestConfirmationFromAhead(t *testing.T) {
+	a := newTestApp(t, redistest.Start(t))
+	s := newServer(a.sessions, a.store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.login.reauth, s.login.reauthSet = 50*time.Millisecond, true
+	for _, c := range []struct {
+		name   string
+		at     time.Duration // the confirmation's time, from now
+		recent bool
+	}{{"ahead", time.Hour, false}, {"just now", 0, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			var recent bool
+			h := middleware.Sessions(a.sessions)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == "POST" {
+					session.Create(r.Context(), "alice")
+					return
+				}
+				session.Put(r.Context(), confirmedKey, time.Now().Add(c.at))
+				recent = s.recentlyAuthenticated(r)
+			}))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("POST", "/", nil))
+			time.Sleep(2 * s.login.reauth) // the login is no recent one
+			req := httptest.NewRequest("GET", "/", nil)
+			for _, c := range w.Result().Cookies() {
+				req.AddCookie(c)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if recent != c.recent {
+				t.Errorf("recentlyAuthenticated with a confirmation %v from now = %v, want %v", c.at, recent, c.recent)
+			}
+		})
 	}
 }

@@ -55,7 +55,8 @@
 // Redis cannot count an attempt the limits fail closed: 503 with
 // Retry-After, the login page's outage version for a browser. Password
 // checks run one per CPU at a time, those of one address (IPv4, or IPv6
-// /64) on at most half of them, its others waiting their turn; a login
+// /64) on at most half of them (on one CPU, the one), its others waiting
+// their turn; a login
 // that finds none free within 2 seconds (a flood of attempts from many
 // addresses, each within its limit) gets 503 with Retry-After too, and
 // makes no session.
@@ -67,8 +68,9 @@
 // routes) needs a login, or a confirmation of the password, within
 // REAUTH_AFTER; past it the form answers a page asking for the password,
 // and the API 403 {"error":"password required"} until the body carries
-// {"password":"..."}. Each password tried counts as a login attempt of the
-// session's user, in the limits above (confirm.go).
+// {"password":"..."}. Each session may try 5 passwords per 15 minutes
+// (LOGIN_LIMIT_PER_USER), each counted against its address's logins too
+// (confirm.go, ratelimit.go).
 //
 // # Pages
 //

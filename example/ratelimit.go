@@ -27,8 +27,10 @@ const (
 	loginMaxBody = formMaxBody
 )
 
-// loginRules are the names of the login limiter's rules, for the metrics.
-var loginRules = []string{"login-user", "login-ip"}
+// loginRules are the names of the login limiters' rules, for the metrics:
+// the user name's and the address's attempts, and a session's password
+// confirmations (see loginLimits).
+var loginRules = []string{"login-user", "login-ip", "confirm-session"}
 
 // loginConfig configures the login limits.
 type loginConfig struct {
@@ -106,20 +108,23 @@ const maxReauthAfter = 24 * time.Hour
 // field username, and of POST /api/login, counting by the JSON field
 // username, and sets s.confirmLimit, the limiter of the password
 // confirmations that ending other sessions may need (see confirmed),
-// counting by the session's user: all count by address too, in the same
-// counters (s.login sets the limits), so that a user's login attempts and
-// password confirmations share one limit. They fail closed: when Redis
-// cannot count, a login gets 503 with Retry-After, never unlimited
-// guesses.
+// counting by the session (its first id, which renewals keep), as many a
+// window as a user name's logins. All count by address too, in one
+// counter. A confirmation is not counted by user name: anyone who knows
+// the name could then spend its attempts with wrong logins, and keep the
+// owner's sessions from ending a stolen one; so a stolen session gets its
+// own attempts at the password, as many as the login form gives. They
+// fail closed: when Redis cannot count, a login gets 503 with
+// Retry-After, never unlimited guesses.
 func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err error) {
 	perUser, perIP := s.login.limits()
-	// route names the limiter in its log lines: the three have the same
-	// rules. (The limiter does not log the request's path itself, which in
-	// other apps may hold a secret, such as a reset link's token.)
-	limit := func(route string, user middleware.Key, limited func(http.ResponseWriter, *http.Request, time.Duration), unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
+	// route names the limiter in its log lines. (The limiter does not
+	// log the request's path itself, which in other apps may hold a
+	// secret, such as a reset link's token.)
+	limit := func(route string, first middleware.Rule, limited func(http.ResponseWriter, *http.Request, time.Duration), unavailable func(http.ResponseWriter, *http.Request)) (func(http.Handler) http.Handler, error) {
 		return middleware.LoginLimit(s.counter, middleware.RateLimitConfig{
 			Rules: []middleware.Rule{
-				{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: user},
+				first,
 				{Name: loginRules[1], Limit: perIP, Window: loginWindow, Key: middleware.ByIP()},
 			},
 			Secret:        s.login.key,
@@ -131,17 +136,20 @@ func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err e
 			Metrics:       s.rateMetrics,
 		})
 	}
-	if form, err = limit("POST /login", middleware.ByFormField("username"), s.loginLimited, s.loginLimitUnavailable); err != nil {
+	byName := func(key middleware.Key) middleware.Rule {
+		return middleware.Rule{Name: loginRules[0], Limit: perUser, Window: loginWindow, Key: key}
+	}
+	if form, err = limit("POST /login", byName(middleware.ByFormField("username")), s.loginLimited, s.loginLimitUnavailable); err != nil {
 		return nil, nil, err
 	}
-	if api, err = limit("POST /api/login", middleware.ByJSONField("username"), s.loginLimited, nil); err != nil {
+	if api, err = limit("POST /api/login", byName(middleware.ByJSONField("username")), s.loginLimited, nil); err != nil {
 		return nil, nil, err
 	}
-	sessionUser := middleware.ByName(func(r *http.Request) string {
-		user, _ := session.UserID(r.Context())
-		return user
-	})
-	if s.confirmLimit, err = limit("password confirmation", sessionUser, s.confirmLimited, s.confirmUnavailable); err != nil {
+	bySession := middleware.Rule{Name: loginRules[2], Limit: perUser, Window: loginWindow, Key: middleware.ByFunc(func(r *http.Request) string {
+		info, _ := session.FromContext(r.Context())
+		return info.FirstID
+	})}
+	if s.confirmLimit, err = limit("password confirmation", bySession, s.confirmLimited, s.confirmUnavailable); err != nil {
 		return nil, nil, err
 	}
 	return form, api, nil

@@ -142,11 +142,12 @@ func (s *server) checkPassword(r *http.Request, username, password string) (bool
 }
 
 // addressTurns bounds the password checks of one address that run or wait
-// for a hashing slot at once to per, half the slots: one address sending
-// its attempts in parallel (within its 100 a window, over many user
-// names) would otherwise hold every slot, and every other login would
-// wait, then fail with 503, for as long as its attempts last. Its
-// attempts beyond per wait for their address's turn instead.
+// for a hashing slot at once to per, half the slots (at least one): one
+// address sending its attempts in parallel (within its 100 a window, over
+// many user names) would otherwise hold every slot, and every other login
+// would wait, then fail with 503, for as long as its attempts last. Its
+// attempts beyond per wait for their address's turn instead. (A dozen
+// IPv6 /64s, cheap to have, still can: review d22.)
 type addressTurns struct {
 	per   int
 	mu    sync.Mutex

@@ -302,7 +302,10 @@ type Info struct {
 	// UserID is the logged-in user; empty for an anonymous session.
 	UserID string
 	// CreatedAt is when the session was created (by Create, for a
-	// logged-in one); renewals keep it.
+	// logged-in one; for one migrated from scs, Config.FromSCS, when it
+	// was migrated, not when its user signed in to scs); renewals keep
+	// it. Rounded up to the millisecond, by the clock of the instance
+	// that created it.
 	CreatedAt time.Time
 	// ExpiresAt is the absolute deadline. The idle timeout may end the
 	// session earlier.
