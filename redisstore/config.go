@@ -65,12 +65,15 @@ type Config struct {
 	// 1s when zero.
 	DialTimeout time.Duration
 
-	// ReadTimeout bounds waiting for each reply. Default 1s when zero. (A
-	// zero read timeout in redigo means none: a stalled server would hang
-	// every call on it, which is why zero here means the default instead.)
-	// The near-cache's connection PINGs at least every ReadTimeout/2, so
-	// that its wait for a message never times out on a healthy Redis (see
-	// NearCache.Staleness).
+	// ReadTimeout bounds waiting for each reply on a connection used
+	// without a deadline: those of the pool NewPool returns, as the caller
+	// uses them, and the near-cache's connection, which PINGs at least
+	// every ReadTimeout/2, so that its wait for a message never times out
+	// on a healthy Redis (see NearCache.Staleness). The Store's own calls
+	// wait for a reply as long as their Timeout has left, longer or
+	// shorter than ReadTimeout. Default 1s when zero. (A zero read timeout
+	// in redigo means none: a stalled server would hang every call on it,
+	// which is why zero here means the default instead.)
 	ReadTimeout time.Duration
 
 	// WriteTimeout bounds sending each command. Default 1s when zero.
@@ -92,7 +95,10 @@ type Config struct {
 	MaxIdle int
 
 	// IdleTimeout closes idle connections that have not been used for this
-	// long. Keep it below the server's timeout setting. Default 5m when zero.
+	// long, when the pool is next used (redigo closes them as it lends one:
+	// a pool no call uses keeps them open, and counted in PoolStats, until
+	// then). Keep it below the server's timeout setting. Default 5m when
+	// zero.
 	IdleTimeout time.Duration
 
 	// KeyPrefix is prepended to every key the Store uses, for example
