@@ -665,3 +665,52 @@ func TestBrowserNotices(t *testing.T) {
 		t.Errorf("the login page after log out everywhere says %q again", got)
 	}
 }
+
+// TestBrowserConfirmPassword signs out the other sessions from a session
+// whose login is no longer recent (REAUTH_AFTER=0: never), in Chromium on
+// a phone's screen: the form answers the page asking for the password,
+// which fits the screen, has the password field focused, says so after a
+// wrong one and keeps the other device signed in, and with the right one
+// signs it out and shows the devices page's notice.
+func TestBrowserConfirmPassword(t *testing.T) {
+	chromium(t) // skip before starting Redis
+	t.Setenv("REAUTH_AFTER", "0")
+	e := startExample(t)
+	open := startBrowser(t, e, t.ArtifactDir())
+	b := open("phone", phone)
+	b.load("open /login", chromedp.Navigate(e.url+"/login?next=%2Fsessions"))
+	if code := b.login("alice", "wonderland"); code != http.StatusOK {
+		t.Fatalf("login = %d", code)
+	}
+	other, otherID := e.apiLogin("alice", "wonderland")
+	b.load("reload /sessions", chromedp.Reload())
+	dialogs := b.acceptDialogs()
+	b.load("sign out the others", chromedp.Click(chromedp.CSS(`form[action="/logout-others"] button`)))
+	<-dialogs
+	b.checkPage("Confirm it's you")
+	if id := focusedID(b); id != "password" {
+		t.Errorf("the page asking for the password has %q focused, want the password field", id)
+	}
+	confirm := func(password string) int64 {
+		return b.load("confirm with "+password,
+			chromedp.SetValue(chromedp.ID("password"), password),
+			chromedp.Click(chromedp.CSS(`form[action="/logout-others"] button[type=submit]`)))
+	}
+	if code := confirm("guess"); code != http.StatusForbidden || b.text(".alert") != "Wrong password." {
+		t.Errorf("a wrong password = %d saying %q, want 403 and \"Wrong password.\"", code, b.text(".alert"))
+	}
+	api := &http.Client{Timeout: 10 * time.Second}
+	if r := e.send(api, "GET", "/api/me", "", "Authorization", "Bearer "+other); r.code != http.StatusOK {
+		t.Fatalf("the other device after a wrong password: GET /api/me = %d, want 200", r.code)
+	}
+	if code := confirm("wonderland"); code != http.StatusOK {
+		t.Errorf("the right password = %d, want the devices page", code)
+	}
+	b.checkPage("Your devices")
+	if got := b.text(".notice"); got != noticeOthers {
+		t.Errorf("after the confirmation the devices page says %q, want %q", got, noticeOthers)
+	}
+	if _, ok := e.record(otherID); ok {
+		t.Error("the other device's session is still in Redis")
+	}
+}
