@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,35 @@ func TestConfirmationFromAhead(t *testing.T) {
 				t.Errorf("recentlyAuthenticated with a confirmation %v from now = %v, want %v", c.at, recent, c.recent)
 			}
 		})
+	}
+}
+
+// TestConfirmTriesAfterAddressRefusals checks that confirmations the
+// address's login limit refuses (others behind the owner's address, as a
+// café's or a carrier's NAT, filled it with wrong logins) spend none of
+// the session's own tries: from another address, the owner's session
+// still confirms (review d23: it got 429 there for the window).
+func TestConfirmTriesAfterAddressRefusals(t *testing.T) {
+	t.Setenv("REAUTH_AFTER", "0")
+	t.Setenv("LOGIN_LIMIT_PER_IP", "4")
+	e := startExample(t)
+	api := &http.Client{Timeout: 10 * time.Second}
+	owner, _ := e.apiLogin("alice", "wonderland")
+	for i := range 3 {
+		e.send(api, "POST", "/api/login", `{"username":"user`+strconv.Itoa(i)+`","password":"guess"}`)
+	}
+	for range 6 {
+		if r := e.send(api, "POST", "/api/logout-all", `{"password":"wonderland"}`, "Authorization", "Bearer "+owner); r.code != http.StatusTooManyRequests {
+			t.Fatalf("a confirmation from an address past its limit = %d %s, want 429", r.code, r.body)
+		}
+	}
+	req := httptest.NewRequest("POST", "/api/logout-all", strings.NewReader(`{"password":"wonderland"}`))
+	req.RemoteAddr = "198.51.100.7:40000" // the owner, on another network
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+owner)
+	w := httptest.NewRecorder()
+	e.app.handler.ServeHTTP(w, req)
+	if w.Code != http.StatusNoContent {
+		t.Errorf("the owner's confirmation from another address = %d %s (RateLimit %q), want 204", w.Code, w.Body, w.Header().Get("RateLimit"))
 	}
 }

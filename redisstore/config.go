@@ -69,9 +69,11 @@ type Config struct {
 	// without a deadline: those of the pool NewPool returns, as the caller
 	// uses them, and the near-cache's connection, which PINGs at least
 	// every ReadTimeout/2, so that its wait for a message never times out
-	// on a healthy Redis (see NearCache.Staleness). The Store's own calls
-	// wait for a reply as long as their Timeout has left, longer or
-	// shorter than ReadTimeout. Default 1s when zero. (A zero read timeout
+	// on a healthy Redis (see NearCache.Staleness); and the replies to
+	// AUTH and SELECT on a connection being dialled (at most the time its
+	// call has left). The Store's other commands wait for a reply as long
+	// as their call's Timeout has left, longer or shorter than
+	// ReadTimeout. Default 1s when zero. (A zero read timeout
 	// in redigo means none: a stalled server would hang every call on it,
 	// which is why zero here means the default instead.)
 	ReadTimeout time.Duration
