@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -40,6 +41,13 @@ func (s *Store) Merge(ctx context.Context, id string, ttl time.Duration, merge f
 			if err != nil {
 				// The pool's connection wrapper UNWATCHes on Close.
 				return false, callerError{err}
+			}
+			if bytes.Equal(next, current) {
+				// Nothing to write (see session.Store's Merge): the
+				// record is there, as the caller's changes leave it.
+				written = true
+				_, err := cmd(ctx, conn, "UNWATCH")
+				return false, err
 			}
 			conn.Send("MULTI")
 			conn.Send("SET", key, next, "PX", px(start, ttl), "XX")

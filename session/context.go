@@ -871,7 +871,19 @@ func Remove(ctx context.Context, key string) error {
 		return err
 	}
 	if !st.m.engine.Exists(st.engineData(), key) {
-		return nil // nothing to save
+		if st.stored == "" || st.inserted {
+			return nil // no record another request could have put it in
+		}
+		// Absent as this request loaded the session, but another request
+		// may have put it since (or put it before a near-cache's read
+		// that had not seen it yet): the removal goes to the record as it
+		// is when the response saves, which writes nothing if the value
+		// is not there either (mergeChanges).
+		if err := st.canWrite(); err != nil {
+			return err
+		}
+		st.change(key, removal{})
+		return nil
 	}
 	if err := st.canWrite(); err != nil {
 		return err

@@ -357,9 +357,16 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st.loaded, st.loadedMeta, st.loadedValues = true, md, values
 	st.stored, st.userID, st.deadline, st.stale = token, md.UserID, recDeadline, false
 	// Refresh a stale last-seen time with the response's write.
-	st.dirty = md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval &&
-		now.UnixNano() >= m.seenPause.Load()
+	st.dirty = m.seenDue(md, now)
 	return ctx
+}
+
+// seenDue reports whether a session with md, read at now, is due a
+// last-seen refresh: a logged-in one whose last-seen time is
+// Config.LastSeenInterval old.
+func (m *Manager) seenDue(md meta, now time.Time) bool {
+	return md.UserID != "" && m.cfg.LastSeenInterval > 0 && now.Sub(md.LastSeen) >= m.cfg.LastSeenInterval &&
+		now.UnixNano() >= m.seenPause.Load()
 }
 
 // insideAnother reports whether a state around st is another Manager's:
@@ -1359,20 +1366,28 @@ func (m *Manager) mergeInto(ctx context.Context, s movedSession, now time.Time) 
 // mergeChanges returns the record current with changes applied and its
 // last-seen time set to now, and the merged values. For a Renew, movedFrom
 // is the id the record moves from, and the new record keeps the session's
-// first id (see meta.Origin); "" for a write in place.
+// first id (see meta.Origin); "" for a write in place. A write in place
+// whose changes are all removals of values current does not hold (see
+// Remove), with no last-seen refresh due, returns current itself, which
+// needs no write (see Store.Merge).
 func (m *Manager) mergeChanges(current []byte, changes map[string]any, now time.Time, movedFrom string) ([]byte, map[string]any, error) {
 	deadline, values, err := m.codec.Decode(current)
 	if err != nil {
 		return nil, nil, err
 	}
+	changed := false
 	for k, v := range changes {
-		if _, removed := v.(removal); removed {
+		if _, removed := v.(removal); !removed {
+			values[k], changed = v, true
+		} else if _, held := values[k]; held {
 			delete(values, k)
-		} else {
-			values[k] = v
+			changed = true
 		}
 	}
 	md, _ := values[metaKey].(meta)
+	if !changed && len(changes) > 0 && movedFrom == "" && !m.seenDue(md, now) {
+		return current, values, nil
+	}
 	md.LastSeen = lastSeen(md, now)
 	if movedFrom != "" {
 		md.Origin = lineage(movedFrom, md)

@@ -97,7 +97,7 @@ func (m *Manager) writtenSize(st *state) (int, error) {
 	if st.stored == "" {
 		// Nothing stored yet (a new anonymous session, or one after
 		// Destroy): the commit inserts a record of this request's own,
-		// which Renew cannot move before.
+		// which Renew cannot move before, but a later request's may.
 		return m.newRecordSize(st), nil
 	}
 	values := m.values(st)
@@ -185,7 +185,11 @@ func (m *Manager) newRecordSize(st *state) int {
 	}
 	// The commit's times, not now's: see longestTime.
 	at := m.longestTime(wholeMilli(now))
-	values := map[string]any{metaKey: m.codec.namedMeta("", at, ip, userAgent, device)}
+	// With the room a later request's Renew takes (the last-seen time and
+	// the first id), as for a stored record: else a record as large as
+	// MaxRecordBytes allows grows past it there, and no Put fits after.
+	md := m.withRoom(m.codec.namedMeta("", at, ip, userAgent, device), now, strings.Repeat("x", m.userIDLen()))
+	values := map[string]any{metaKey: md}
 	b, err := m.codec.Encode(m.longestTime(m.deadline(now)), values)
 	if err != nil {
 		return 0 // Encode of a meta alone does not fail

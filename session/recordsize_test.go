@@ -276,8 +276,8 @@ func TestLoginOverLimit(t *testing.T) {
 		for i := 0; Put(ctx, fmt.Sprintf("k%02d", i), strings.Repeat("y", 50)) == nil; i++ {
 		}
 	})
-	if n := len(record(full)); n < limit-100 {
-		t.Fatalf("the anonymous record is %d bytes, want within 100 of the limit %d", n, limit)
+	if n := len(record(full)); n < limit-100-renewRoom {
+		t.Fatalf("the anonymous record is %d bytes, want within %d of the limit %d", n, 100+renewRoom, limit)
 	}
 	user := strings.Repeat("u", MaxUserIDLength)
 	var loggedIn string
@@ -550,15 +550,18 @@ func TestPutEstimatesNewRecord(t *testing.T) {
 		namer    func(string) string
 		slack    int // the most the largest accepted record may fall short of the limit
 	}{
-		{"anonymous", false, false, nil, 16},
-		{"after logout", false, true, nil, 16},
-		{"anonymous, previous format", true, false, nil, 16},
+		// 16, and the room a later request's Renew takes, the last-seen
+		// time and the first id (renewRoom): a record that fills the limit
+		// without it outgrew it there (TestRenewOfFullAnonymousSession).
+		{"anonymous", false, false, nil, 16 + renewRoom},
+		{"after logout", false, true, nil, 16 + renewRoom},
+		{"anonymous, previous format", true, false, nil, 16 + renewRoom},
 		// Config.DeviceName runs once, at the commit: the estimate counts
 		// its name at the longest, maxDevice bytes that the record
 		// escapes (\u003c for <), which a name of the client's choosing
 		// may be.
-		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + len(`\u003c`)*maxDevice},
-		{"anonymous, Config.DeviceName escaped", false, false, func(ua string) string { return "R&D <" + ua + ">" }, 16 + len(`\u003c`)*maxDevice},
+		{"anonymous, Config.DeviceName", false, false, func(string) string { return "Desktop" }, 16 + renewRoom + len(`\u003c`)*maxDevice},
+		{"anonymous, Config.DeviceName escaped", false, false, func(ua string) string { return "R&D <" + ua + ">" }, 16 + renewRoom + len(`\u003c`)*maxDevice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit, PreviousFormat: tc.previous, DeviceName: tc.namer})
@@ -893,4 +896,34 @@ func storedRecord(t *testing.T, r *redistest.Server, m *Manager, h http.Header) 
 	}
 	rec, _ := r.Do(t, "GET", "session:"+idOf(token)).([]byte)
 	return rec
+}
+
+// renewRoom is the most a session's first Renew adds to its record: the
+// last-seen time and the first id, `,"s":<13 digits>` and `,"o":"<id>"`
+// (version 1: a last_seen of RFC 3339 in milliseconds, and o).
+const renewRoom = 50
+
+// TestRenewOfFullAnonymousSession fills an anonymous session's new record
+// as far as Put allows, then renews it in a later request, which adds the
+// last-seen time and the first id: the renewed record stays within
+// Config.MaxRecordBytes (review merge2: it grew 47 bytes past the limit,
+// after which every Put of a new value was refused).
+func TestRenewOfFullAnonymousSession(t *testing.T) {
+	const limit = 1024
+	m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit})
+	cookie := serve(t, m, "", func(ctx context.Context) {
+		n := 0
+		for Put(ctx, "big", strings.Repeat("y", n+1)) == nil {
+			n++
+		}
+	})
+	clk.t = clk.t.Add(time.Second) // a later request: its last-seen time differs
+	var renewErr error
+	h, err := exchange(t, m, cookie, func(ctx context.Context) { renewErr = Renew(ctx) })
+	if err != nil || renewErr != nil {
+		t.Fatalf("Renew = %v, Commit = %v; want no errors", renewErr, err)
+	}
+	if rec := storedRecord(t, r, m, h); len(rec) > limit {
+		t.Errorf("the renewed record is %d bytes, over the %d limit", len(rec), limit)
+	}
 }

@@ -1,0 +1,75 @@
+package middleware_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/sessionkit/sessionkit/session"
+)
+
+// TestRemoveOfValuePutElsewhere removes a value that the removing request
+// did not see when it loaded the session, because another request put it
+// after that load: the removal saves last, and the value is gone (review
+// merge2: Remove changed nothing, answered 200, in 300 of 300 parallel
+// rounds; and, the same path, in about 4 of 10 sequential rounds whose
+// Remove read through a near-cache that had not yet seen the Put). A
+// Remove of a value that is not there either writes nothing.
+func TestRemoveOfValuePutElsewhere(t *testing.T) {
+	handler := func(loaded chan<- struct{}, proceed <-chan struct{}) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var err error
+			switch r.FormValue("op") {
+			case "put":
+				err = session.Put(r.Context(), "flag", "on")
+			case "remove":
+				if loaded != nil {
+					loaded <- struct{}{}
+					<-proceed
+				}
+				err = session.Remove(r.Context(), "flag")
+			case "get":
+				if _, ok := session.Get[string](r.Context(), "flag"); ok {
+					w.Write([]byte("on"))
+				}
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		}
+	}
+
+	t.Run("parallel", func(t *testing.T) {
+		h := newHarness(t, harnessOpts{})
+		c := h.client()
+		h.login(c, "alice")
+		loaded, proceed := make(chan struct{}), make(chan struct{})
+		h.hooked = handler(loaded, proceed)
+		done := make(chan response)
+		go func() { done <- h.do(c, "POST", "/hook?op=remove", nil) }()
+		<-loaded // the removing request has loaded the session, without the flag
+		if r := h.do(c, "POST", "/hook?op=put", nil); r.code != http.StatusOK {
+			t.Fatalf("put = %d %s", r.code, r.body)
+		}
+		close(proceed)
+		if r := <-done; r.code != http.StatusOK {
+			t.Fatalf("remove = %d %s", r.code, r.body)
+		}
+		if r := h.do(c, "GET", "/hook?op=get", nil); r.body != "" {
+			t.Errorf("after a Remove that saved last, the value is %q, want it gone", r.body)
+		}
+	})
+
+	t.Run("absent", func(t *testing.T) {
+		h := newHarness(t, harnessOpts{})
+		c := h.client()
+		h.login(c, "alice")
+		h.hooked = handler(nil, nil)
+		h.redis.ResetStats(t)
+		if r := h.do(c, "POST", "/hook?op=remove", nil); r.code != http.StatusOK {
+			t.Fatalf("remove = %d %s", r.code, r.body)
+		}
+		if calls := h.redis.Calls(t); calls["set"] != 0 || calls["exec"] != 0 {
+			t.Errorf("a Remove of a value that is nowhere sent %v, want no write", calls)
+		}
+	})
+}
