@@ -73,3 +73,44 @@ func TestRemoveOfValuePutElsewhere(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveOfAbsentValueAfterSessionEnded removes a value that an
+// anonymous session does not hold while a login on the same browser takes
+// that session (or it ends otherwise): the removal of nothing from an
+// ended session is no change lost on the way, and the request answers as
+// the handler did, not 503 (review d24). A removal of a value the request
+// did load is still told to be sent again: the login may have carried the
+// value over.
+func TestRemoveOfAbsentValueAfterSessionEnded(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		code int
+	}{{"flash", http.StatusOK}, {"cart", http.StatusServiceUnavailable}} {
+		t.Run(tc.key, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			c := h.client()
+			loaded, proceed := make(chan struct{}), make(chan struct{})
+			h.hooked = func(w http.ResponseWriter, r *http.Request) {
+				switch r.FormValue("op") {
+				case "put":
+					session.Put(r.Context(), "cart", "x")
+				case "remove":
+					loaded <- struct{}{}
+					<-proceed
+					if err := session.Remove(r.Context(), tc.key); err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+					}
+				}
+			}
+			h.do(c, "POST", "/hook?op=put", nil) // an anonymous session with a record
+			done := make(chan response)
+			go func() { done <- h.do(c, "POST", "/hook?op=remove", nil) }()
+			<-loaded
+			h.login(c, "alice") // takes the anonymous session, and its cart
+			close(proceed)
+			if r := <-done; r.code != tc.code {
+				t.Errorf("Remove(%q) after a login took the session = %d %s, want %d", tc.key, r.code, r.body, tc.code)
+			}
+		})
+	}
+}

@@ -51,7 +51,7 @@
 //	                    flood of logins, or when Redis, out of memory, refuses the
 //	                    transaction, ZRANGE, then passes of DEL, ZREM and ZRANGE,
 //	                    pipelined, instead
-//	Merge               WATCH and GET, then MULTI/EXEC with SET XX
+//	Merge               WATCH and GET, then MULTI/EXEC with SET XX (UNWATCH when merge leaves the record as it is)
 //
 // Merge, MoveSession, RemoveUserSessions and AddUserSession with a limit
 // are optimistic transactions: when another writer changes the watched key

@@ -17,6 +17,9 @@ import (
 // ErrContention). So two requests that change different parts of a session
 // both keep their change, and a session ended meanwhile is not written back.
 // It reports whether it wrote; an error from merge ends it, unwritten.
+// When merge returns the record as it is (the same bytes), there is
+// nothing to write: it UNWATCHes, leaves the time to live as it is, and
+// reports true, the record being there (see session.Store).
 //
 // Each attempt is two round trips: WATCH and GET pipelined, then the
 // transaction.

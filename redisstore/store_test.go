@@ -864,7 +864,9 @@ func TestTTLCountsTheWait(t *testing.T) {
 		op   func(s *redisstore.Store) error
 	}{
 		{"Merge", "session:m", func(s *redisstore.Store) error {
-			_, err := s.Merge(ctx, "m", ttl, same)
+			// A merge that changes the record: one that returns it
+			// unchanged writes nothing (TestUserCommands).
+			_, err := s.Merge(ctx, "m", ttl, func(b []byte) ([]byte, error) { return append(b, '+'), nil })
 			return err
 		}},
 		{"AddUserSession with a limit", "session:n", func(s *redisstore.Store) error {

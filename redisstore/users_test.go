@@ -1539,8 +1539,25 @@ func TestUserCommands(t *testing.T) {
 		},
 		{
 			name: "Merge",
-			call: func() error { _, err := s.Merge(ctx, "d", time.Hour, same); return err },
+			call: func() error {
+				_, err := s.Merge(ctx, "d", time.Hour, func(current []byte) ([]byte, error) { return append(current, '+'), nil })
+				return err
+			},
 			want: map[string]int64{"watch": 1, "get": 1, "multi": 1, "set": 1, "exec": 1},
+		},
+		{
+			// A merge that returns the record as it is (a removal of a
+			// value it does not hold) writes nothing, and reports the
+			// record there.
+			name: "Merge unchanged",
+			call: func() error {
+				written, err := s.Merge(ctx, "d", time.Hour, same)
+				if err == nil && !written {
+					err = errors.New("an unchanged Merge reported the record gone")
+				}
+				return err
+			},
+			want: map[string]int64{"watch": 1, "get": 1, "unwatch": 1},
 		},
 		{
 			name: "Merge with a merge error",

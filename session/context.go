@@ -854,7 +854,11 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 }
 
 // Remove deletes key from the session; the response saves the change. A
-// key the session does not hold changes nothing. It refuses a key Put
+// key the session does not hold as the request loaded it is removed all
+// the same from the stored record, should another request have put it
+// since (or before a near-cache's read that had not seen it yet); the
+// save writes nothing when it is not there either, and drops the removal
+// quietly when the session has ended. It refuses a key Put
 // would refuse (ErrReservedKey), returns ErrResponseStarted after the
 // response has started, LoadError's error when the session could not be
 // loaded (ErrStoreUnavailable), and ErrNoSession when no middleware.Sessions
@@ -882,7 +886,7 @@ func Remove(ctx context.Context, key string) error {
 		if err := st.canWrite(); err != nil {
 			return err
 		}
-		st.change(key, removal{})
+		st.change(key, removal{unseen: true})
 		return nil
 	}
 	if err := st.canWrite(); err != nil {
@@ -894,8 +898,22 @@ func Remove(ctx context.Context, key string) error {
 	return nil
 }
 
-// removal marks a value removed in state.changes.
-type removal struct{}
+// removal marks a value removed in state.changes; unseen, one the request
+// did not hold when it removed it (see Remove).
+type removal struct{ unseen bool }
+
+// unseenOnly reports whether changes are all removals of values their
+// request did not hold. Such a change needs no saving in a session that
+// has ended: it may be taken to have come before whatever put the values
+// there, as nothing the request saw says otherwise.
+func unseenOnly(changes map[string]any) bool {
+	for _, v := range changes {
+		if r, ok := v.(removal); !ok || !r.unseen {
+			return false
+		}
+	}
+	return true
+}
 
 // shrink takes the entry of key and v, removed, out of the record's size,
 // once a Put has estimated it (see fits). The caller holds st.mu.

@@ -541,7 +541,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		err := m.save(ctx, st)
 		saved = err == nil
 		switch {
-		case errors.Is(err, errGone) && st.held().userID == "" && len(st.changes) > 0:
+		case errors.Is(err, errGone) && st.held().userID == "" && len(st.changes) > 0 && !unseenOnly(st.changes):
 			st.gone()
 			saveErr = anonymousGone()
 			m.commitFailed(ctx, saveErr)
@@ -574,7 +574,7 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 		// is saved where that one moved the session, as it would have been
 		// without the Renew, and dropped with a session that ended.
 		switch err := m.mergeInto(ctx, *lost, m.now()); {
-		case errors.Is(err, errGone) && lost.userID == "":
+		case errors.Is(err, errGone) && lost.userID == "" && !unseenOnly(lost.changes):
 			saveErr = anonymousGone()
 			m.commitFailed(ctx, saveErr)
 		case errors.Is(err, errGone):

@@ -118,8 +118,8 @@ type RecordStore interface {
 	// all survive. It reports whether it wrote. When merge returns current
 	// itself (the same bytes: the changes were removals of values the
 	// record no longer holds), there is nothing to write: the Store may
-	// skip the write, and reports true all the same, having found the
-	// record.
+	// skip the write, the ttl with it, and reports true all the same,
+	// having found the record.
 	Merge(ctx context.Context, id string, ttl time.Duration, merge func(current []byte) ([]byte, error)) (bool, error)
 
 	// Remove deletes the record under id. Removing a missing id is not an
