@@ -857,8 +857,11 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 // key the session does not hold as the request loaded it is removed all
 // the same from the stored record, should another request have put it
 // since (or before a near-cache's read that had not seen it yet); the
-// save writes nothing when it is not there either, and drops the removal
-// quietly when the session has ended. It refuses a key Put
+// save writes nothing when it is not there either. When an anonymous
+// session ends while the request runs (a login takes it), the response
+// answers ErrContention, to be sent again, for changes the session could
+// have carried into the login, but not when the request's only changes
+// are removals of values its session did not hold as loaded. It refuses a key Put
 // would refuse (ErrReservedKey), returns ErrResponseStarted after the
 // response has started, LoadError's error when the session could not be
 // loaded (ErrStoreUnavailable), and ErrNoSession when no middleware.Sessions
@@ -878,6 +881,9 @@ func Remove(ctx context.Context, key string) error {
 		if st.stored == "" || st.inserted {
 			return nil // no record another request could have put it in
 		}
+		if _, removed := st.changes[key].(removal); removed {
+			return nil // removed before in this request, as it was then
+		}
 		// Absent as this request loaded the session, but another request
 		// may have put it since (or put it before a near-cache's read
 		// that had not seen it yet): the removal goes to the record as it
@@ -892,9 +898,13 @@ func Remove(ctx context.Context, key string) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
+	// A value this request put, where its session held none as loaded,
+	// is no value the request saw the session hold.
+	_, put := st.changes[key]
+	_, loaded := st.loadedValues[key]
 	st.shrink(key, st.m.engine.Get(st.engineData(), key))
 	st.m.engine.Remove(st.engineData(), key)
-	st.change(key, removal{})
+	st.change(key, removal{unseen: put && !loaded})
 	return nil
 }
 
