@@ -50,6 +50,10 @@ type state struct {
 	// parallel request migrating it: a login or logout marks its key, and
 	// ends the session it became (see endTakenSCS).
 	scsTaken bool
+	// renewed says that a Renew of this request moved its session: the
+	// values as loaded are gone from the request (clearValues), so no
+	// removal after it is taken for one of a value never seen (see Remove).
+	renewed bool
 	// loaded says that Load found a record whose meta and values
 	// (loadedMeta, loadedValues) data does not hold yet: engineData puts
 	// them there. loadedValues stays after that, the values as loaded,
@@ -884,7 +888,7 @@ func Remove(ctx context.Context, key string) error {
 		if _, removed := st.changes[key].(removal); removed {
 			return nil // removed before in this request, as it was then
 		}
-		// Absent as this request loaded the session, but another request
+		// Absent as this request loaded the session (or renewed it), but another request
 		// may have put it since (or put it before a near-cache's read
 		// that had not seen it yet): the removal goes to the record as it
 		// is when the response saves, which writes nothing if the value
@@ -892,7 +896,7 @@ func Remove(ctx context.Context, key string) error {
 		if err := st.canWrite(); err != nil {
 			return err
 		}
-		st.change(key, removal{unseen: true})
+		st.change(key, removal{unseen: !st.renewed})
 		return nil
 	}
 	if err := st.canWrite(); err != nil {
@@ -904,7 +908,7 @@ func Remove(ctx context.Context, key string) error {
 	_, loaded := st.loadedValues[key]
 	st.shrink(key, st.m.engine.Get(st.engineData(), key))
 	st.m.engine.Remove(st.engineData(), key)
-	st.change(key, removal{unseen: put && !loaded})
+	st.change(key, removal{unseen: put && !loaded && !st.renewed})
 	return nil
 }
 

@@ -1164,7 +1164,7 @@ func (m *Manager) renew(ctx context.Context, st *state) error {
 	// This request's changes, before the renewal and after it, merge into
 	// the moved record at the commit, like any change to a record that
 	// other requests may have written.
-	st.stored, st.inserted, st.issued = token, false, token
+	st.stored, st.inserted, st.issued, st.renewed = token, false, token, true
 	st.dirty = len(st.changes) > 0
 	m.emit(EventRenewed, st.userID, idOf(token), now)
 	return nil
