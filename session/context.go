@@ -865,7 +865,8 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 // session ends while the request runs (a login takes it), the response
 // answers ErrContention, to be sent again, for changes the session could
 // have carried into the login, but not when the request's only changes
-// are removals of values its session did not hold as loaded. It refuses a key Put
+// are removals of values its session did not hold as loaded (before a
+// Renew of its own, which leaves it without them). It refuses a key Put
 // would refuse (ErrReservedKey), returns ErrResponseStarted after the
 // response has started, LoadError's error when the session could not be
 // loaded (ErrStoreUnavailable), and ErrNoSession when no middleware.Sessions
