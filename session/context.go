@@ -889,11 +889,11 @@ func Remove(ctx context.Context, key string) error {
 		if _, removed := st.changes[key].(removal); removed {
 			return nil // removed before in this request, as it was then
 		}
-		// Absent as this request loaded the session (or renewed it), but another request
-		// may have put it since (or put it before a near-cache's read
-		// that had not seen it yet): the removal goes to the record as it
-		// is when the response saves, which writes nothing if the value
-		// is not there either (mergeChanges).
+		// Absent as this request loaded the session (or renewed it), but
+		// another request may have put it since (or put it before a
+		// near-cache's read that had not seen it yet): the removal goes to
+		// the record as it is when the response saves, which writes
+		// nothing if the value is not there either (mergeChanges).
 		if err := st.canWrite(); err != nil {
 			return err
 		}
