@@ -81,7 +81,7 @@ func TestRemoveOfValuePutElsewhere(t *testing.T) {
 // that session (or it ends otherwise): the removal of nothing from an
 // ended session is no change lost on the way, and the request answers as
 // the handler did, not 503 (review d24); nor does one of a value the
-// request put itself. A removal of a value the request did load is still
+// request put itself, removed or popped (review d26). A removal of a value the request did load is still
 // told to be sent again, removed once, twice or popped first (review
 // d25): the login may have carried the value over.
 func TestRemoveOfAbsentValueAfterSessionEnded(t *testing.T) {
@@ -92,6 +92,7 @@ func TestRemoveOfAbsentValueAfterSessionEnded(t *testing.T) {
 	}{
 		{"absent", func(ctx context.Context) { session.Remove(ctx, "flash") }, http.StatusOK},
 		{"put here", func(ctx context.Context) { session.Put(ctx, "tmp", "1"); session.Remove(ctx, "tmp") }, http.StatusOK},
+		{"put here, popped", func(ctx context.Context) { session.Put(ctx, "tmp", "1"); session.Pop[string](ctx, "tmp") }, http.StatusOK},
 		{"loaded", func(ctx context.Context) { session.Remove(ctx, "cart") }, http.StatusServiceUnavailable},
 		{"loaded, twice", func(ctx context.Context) { session.Remove(ctx, "cart"); session.Remove(ctx, "cart") }, http.StatusServiceUnavailable},
 		{"loaded, popped", func(ctx context.Context) { session.Pop[string](ctx, "cart"); session.Remove(ctx, "cart") }, http.StatusServiceUnavailable},

@@ -851,7 +851,7 @@ func Pop[T any](ctx context.Context, key string) (value T, ok bool) {
 	if value, ok = as[T](v); !ok {
 		return value, false
 	}
-	st.change(key, removal{})
+	st.change(key, st.removalOf(key))
 	st.m.engine.Remove(st.engineData(), key)
 	st.shrink(key, v)
 	return value, true
@@ -903,14 +903,21 @@ func Remove(ctx context.Context, key string) error {
 	if err := st.canWrite(); err != nil {
 		return err
 	}
-	// A value this request put, where its session held none as loaded,
-	// is no value the request saw the session hold.
-	_, put := st.changes[key]
-	_, loaded := st.loadedValues[key]
+	r := st.removalOf(key)
 	st.shrink(key, st.m.engine.Get(st.engineData(), key))
 	st.m.engine.Remove(st.engineData(), key)
-	st.change(key, removal{unseen: put && !loaded && !st.renewed})
+	st.change(key, r)
 	return nil
+}
+
+// removalOf returns the removal of key, a value the request holds: one
+// of a value never seen (unseen) when this request put it there, its
+// session holding none as loaded, with no Renew of its own since the load
+// (which leaves it without the values as loaded). The caller holds st.mu.
+func (st *state) removalOf(key string) removal {
+	_, put := st.changes[key]
+	_, loaded := st.loadedValues[key]
+	return removal{unseen: put && !loaded && !st.renewed}
 }
 
 // removal marks a value removed in state.changes; unseen, one the request
