@@ -3,9 +3,12 @@ package middleware_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/session"
 )
 
@@ -178,5 +181,75 @@ func TestRemoveAfterRenewBesideLogin(t *testing.T) {
 				t.Errorf("the renewing request's Remove of a value it loaded, beside a login that carried it = %d %s, want 503", r.code, r.body)
 			}
 		})
+	}
+}
+
+// TestRemoveOfValuePutElsewhereRaced races the case above across two
+// instances on one Redis, 200 rounds with jitter: a request on one
+// instance loads the session without the value, another request on the
+// other instance puts it (and a value of its own) and is answered, then
+// the first removes the value, after a random wait, and saves last. The
+// value is gone in every round, and the other request's own value kept;
+// in the rounds where nothing put the value, the Remove leaves the
+// session as it was.
+func TestRemoveOfValuePutElsewhereRaced(t *testing.T) {
+	const rounds = 200
+	srv := redistest.Start(t)
+	hs := []*harness{newHarness(t, harnessOpts{redis: srv}), newHarness(t, harnessOpts{redis: srv})}
+	c := hs[0].client()
+	hs[0].login(c, "alice")
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	hook := func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		var err error
+		switch r.FormValue("op") {
+		case "put":
+			if err = session.Put(ctx, "flag", "on"); err == nil {
+				err = session.Put(ctx, "keep"+r.FormValue("round"), "kept")
+			}
+		case "remove":
+			loaded <- struct{}{}
+			<-proceed
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+			err = session.Remove(ctx, "flag")
+		case "get":
+			flag, _ := session.Get[string](ctx, "flag")
+			keep, _ := session.Get[string](ctx, "keep"+r.FormValue("round"))
+			fmt.Fprintf(w, "flag=%s keep=%s", flag, keep)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}
+	hs[0].hooked, hs[1].hooked = hook, hook
+	kept := 0
+	for round := range rounds {
+		remover, putter := hs[round%2], hs[(round+1)%2]
+		done := make(chan response)
+		go func() { done <- remover.do(c, "POST", "/hook?op=remove", nil) }()
+		<-loaded
+		put := round%4 != 3 // one round in four, nothing puts the value
+		if put {
+			time.Sleep(time.Duration(rand.IntN(1000)) * time.Microsecond)
+			if r := putter.do(c, "POST", fmt.Sprintf("/hook?op=put&round=%d", round), nil); r.code != http.StatusOK {
+				t.Fatalf("round %d: put = %d %s", round, r.code, r.body)
+			}
+		}
+		close(proceed)
+		if r := <-done; r.code != http.StatusOK {
+			t.Fatalf("round %d: remove = %d %s", round, r.code, r.body)
+		}
+		proceed = make(chan struct{})
+		want := "flag= keep="
+		if put {
+			want = "flag= keep=kept"
+		}
+		if r := hs[round%2].do(c, "GET", fmt.Sprintf("/hook?op=get&round=%d", round), nil); r.body != want {
+			kept++
+			t.Logf("round %d: %s, want %s", round, r.body, want)
+		}
+	}
+	if kept > 0 {
+		t.Errorf("in %d of %d rounds the session did not end as the last save left it", kept, rounds)
 	}
 }
