@@ -48,8 +48,10 @@ func (s *server) recentlyAuthenticated(r *http.Request) bool {
 }
 
 // confirmed reports whether the request may end sessions of its user's
-// other than its own: it was recently authenticated, or it carries the
-// user's password (password, "" for none). A password is checked behind
+// other than its own: it carries the user's password (password, "" for
+// none), or none and it was recently authenticated. A password sent is
+// checked also within the recent sign-in's window: a wrong one is refused,
+// not ignored. A password is checked behind
 // the login limits' s.confirmLimit, counted for the session and for the
 // request's address (see loginLimits), so that a stolen session gets no
 // more guesses at the password than a login form gives, and wrong logins
@@ -62,7 +64,7 @@ func (s *server) recentlyAuthenticated(r *http.Request) bool {
 // "password required"} or {"error":"wrong password"} for an API client;
 // 429 over the limits; 503 when the password could not be checked.
 func (s *server) confirmed(w http.ResponseWriter, r *http.Request, password, action, what string) bool {
-	if s.recentlyAuthenticated(r) {
+	if password == "" && s.recentlyAuthenticated(r) {
 		return true
 	}
 	ask := page{Title: "Confirm it's you", Message: what, Action: action}
@@ -138,7 +140,7 @@ func (s *server) confirmUnavailable(w http.ResponseWriter, r *http.Request) {
 // sessions from its JSON body, {"password": "..."}; "" without one (no
 // body, or one of another type, which these routes ignored before they
 // asked for a password). A JSON body that is not such an object gets 400,
-// and ok false.
+// one over loginMaxBody 413, and ok false.
 func apiPassword(w http.ResponseWriter, r *http.Request) (password string, ok bool) {
 	if t, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); t != "application/json" {
 		return "", true
@@ -152,7 +154,14 @@ func apiPassword(w http.ResponseWriter, r *http.Request) (password string, ok bo
 	if errors.Is(err, io.EOF) {
 		return "", true
 	}
-	if err != nil || !atEnd(dec) {
+	if err == nil {
+		err = trailing(dec)
+	}
+	switch {
+	case tooLarge(err):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return "", false
+	case err != nil:
 		writeError(w, http.StatusBadRequest, `want no body, or a JSON object {"password"}`)
 		return "", false
 	}

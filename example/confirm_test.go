@@ -219,3 +219,56 @@ func TestConfirmTriesAfterAddressRefusals(t *testing.T) {
 		t.Errorf("the owner's confirmation from another address = %d %s (RateLimit %q), want 204", w.Code, w.Body, w.Header().Get("RateLimit"))
 	}
 }
+
+// TestConfirmationBadInput checks the bodies of the routes that end
+// sessions (review api3): a password sent within the recent sign-in's
+// window is checked, a wrong one refused and nothing ended, though none
+// was needed; a body over 4 KiB gets 413, and one that is not the route's
+// 400, also for the caller's own session, which needs no password, and
+// nothing ends.
+func TestConfirmationBadInput(t *testing.T) {
+	e := startExample(t) // REAUTH_AFTER 10m: every login here is recent
+	api := &http.Client{Timeout: 10 * time.Second}
+	bearer := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
+	alive := func(id string) bool { _, ok := e.record(id); return ok }
+	big := `{"password":"` + strings.Repeat("a", 5000) + `"}`
+
+	laptop, laptopID := e.apiLogin("bob", "builder")
+	_, phoneID := e.apiLogin("bob", "builder")
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		msg                string
+	}{
+		{"POST", "/api/logout-all", `{"password":"guess"}`, http.StatusForbidden, "wrong password"},
+		{"DELETE", "/api/sessions/" + phoneID, `{"password":"guess"}`, http.StatusForbidden, "wrong password"},
+		{"POST", "/api/logout-all", big, http.StatusRequestEntityTooLarge, "request body too large"},
+		{"POST", "/api/logout-all", `{"password":"builder"}` + strings.Repeat(" ", 5000), http.StatusRequestEntityTooLarge, "request body too large"},
+		{"DELETE", "/api/sessions/" + phoneID, big, http.StatusRequestEntityTooLarge, "request body too large"},
+		{"DELETE", "/api/sessions/" + laptopID, `{garbage`, http.StatusBadRequest, ""},
+		{"DELETE", "/api/sessions/" + laptopID, big, http.StatusRequestEntityTooLarge, "request body too large"},
+	} {
+		r := e.send(api, c.method, c.path, c.body, bearer(laptop)...)
+		if r.code != c.code || (c.msg != "" && e.json(r)["error"] != c.msg) {
+			t.Errorf("%s %s %.40s = %d %s, want %d %q", c.method, c.path, c.body, r.code, r.body, c.code, c.msg)
+		}
+		if !alive(laptopID) || !alive(phoneID) {
+			t.Fatalf("%s %s %.40s ended a session", c.method, c.path, c.body)
+		}
+	}
+
+	// The form: a wrong password within the window is refused too.
+	mine, other := noRedirects(), noRedirects()
+	e.formLogin(mine, "alice", "wonderland", firefoxWindows)
+	e.formLogin(other, "alice", "wonderland", safariIPhone)
+	form := e.sessionForm(mine)
+	if r := e.send(mine, "POST", "/logout-others", form+"&password=guess", as(firefoxWindows)...); r.code != http.StatusForbidden || !strings.Contains(r.body, "Wrong password.") {
+		t.Errorf("POST /logout-others with a wrong password after a recent sign-in = %d:\n%s\nwant 403 saying so", r.code, r.body)
+	}
+	if r := e.send(other, "GET", "/api/me", ""); r.code != http.StatusOK {
+		t.Errorf("the other browser after a refused sign-out: GET /api/me = %d, want 200", r.code)
+	}
+	if r := e.send(mine, "POST", "/logout-others", form, as(firefoxWindows)...); r.code != http.StatusSeeOther {
+		t.Errorf("POST /logout-others without a password after a recent sign-in = %d, want 303", r.code)
+	}
+}

@@ -273,19 +273,30 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool)
 	var c credentials
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, loginMaxBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || !atEnd(dec) || c.Username == "" || c.Password == "" {
+	if err := dec.Decode(&c); err != nil || trailing(dec) != nil || c.Username == "" || c.Password == "" {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"username","password"}`)
 		return credentials{}, false
 	}
 	return c, true
 }
 
-// atEnd reports whether dec has nothing but white space left to read.
-// (dec.More alone takes a stray ']' or '}' for the end of the input.)
-func atEnd(dec *json.Decoder) bool {
+// trailing returns nil when dec has nothing but white space left to read,
+// else the error of reading on (a *http.MaxBytesError when the body is
+// over its limit), or errTrailing. (dec.More alone takes a stray ']' or
+// '}' for the end of the input.)
+func trailing(dec *json.Decoder) error {
 	_, err := dec.Token()
-	return err == io.EOF
+	switch err {
+	case io.EOF:
+		return nil
+	case nil:
+		return errTrailing
+	}
+	return err
 }
+
+// errTrailing is trailing's error for data after the JSON value.
+var errTrailing = errors.New("data after the JSON value")
 
 // apiLogin logs in with JSON credentials and answers the token for an
 // Authorization: Bearer header (the response also sets the cookie).
@@ -411,11 +422,12 @@ func (s *server) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	info, _ := session.FromContext(r.Context())
 	id := r.PathValue("id")
 	own := id == info.ID || id == info.FirstID
-	if !own {
-		password, ok := apiPassword(w, r)
-		if !ok || !s.confirmed(w, r, password, r.URL.Path, "sign out that device") {
-			return
-		}
+	// The body is read for the caller's own session too, which needs no
+	// password: a body that is not one of the route's gets its 400 or 413
+	// whatever the id, and ends nothing.
+	password, ok := apiPassword(w, r)
+	if !ok || !own && !s.confirmed(w, r, password, r.URL.Path, "sign out that device") {
+		return
 	}
 	if err := s.sessions.Revoke(r.Context(), info.UserID, id); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
