@@ -48,6 +48,17 @@ type clusterSource struct {
 	// lastDialErr is the error of the latest dial of a node, nil once a
 	// dial succeeds (see dialCause).
 	lastDialErr atomic.Pointer[error]
+	// gates holds a *nodeGate by node address (see turn).
+	gates sync.Map
+}
+
+// nodeGate lets at most MaxActive calls at once bind to one node, the
+// size of the node's pool, and counts the calls that waited for their
+// turn (see turn).
+type nodeGate struct {
+	turns    chan struct{}
+	waits    atomic.Int64
+	waitTime atomic.Int64 // nanoseconds
 }
 
 // errClosed reports a call on a Store that was closed.
@@ -77,12 +88,14 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 				return dial(ctx)
 			}
 			// redisc waits for a busy pool with a context of its own, which
-			// knows nothing of the caller's: an exhausted pool fails at
-			// once instead. redisc then binds to a random node's pool,
-			// whose node answers MOVED unless it serves the slot, and
-			// Store.run tries again within the call's context (so a call
-			// on an exhausted node's slot that runs out of time reports
-			// MOVED or the pool's exhaustion).
+			// knows nothing of the caller's: a call waits for its turn at
+			// the node before (see turn), and an exhausted pool fails at
+			// once. That happens only when connections are taken outside
+			// the turns (redisc's refresh of the slot map, a call bound
+			// to a node the map did not name): redisc then binds to a
+			// random node's pool, whose node answers MOVED unless it
+			// serves the slot, and Store.run tries again within the
+			// call's context.
 			p.Wait = false
 			return p, nil
 		},
@@ -141,7 +154,11 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // and read timeouts, so that seeds that accept connections but never
 // answer (a stalled or firewalled host) would otherwise hold the first
 // call for seconds past its Timeout.
-func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) error {
+//
+// A call for a key binds in its turn at the slot's node (see turn):
+// release ends the turn, once conn is closed. It is a no-op when bind
+// fails, which ends the turn itself.
+func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (release func(), err error) {
 	cs.mapOnce.Do(func() {
 		go func() {
 			defer close(cs.mapped)
@@ -151,15 +168,81 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 	select {
 	case <-cs.mapped:
 	case <-ctx.Done():
-		return ctx.Err()
+		return noRelease, ctx.Err()
 	}
 	if key == "" {
-		return cs.dialCause(redisc.BindConn(conn))
+		return noRelease, cs.dialCause(redisc.BindConn(conn))
 	}
-	if err := cs.predial(ctx, key); err != nil {
-		return err
+	release, err = cs.turn(ctx, key)
+	if err != nil {
+		return noRelease, err
 	}
-	return cs.dialCause(redisc.BindConn(conn, key))
+	if err = cs.predial(ctx, key); err == nil {
+		err = cs.dialCause(redisc.BindConn(conn, key))
+	}
+	if err != nil {
+		release()
+		return noRelease, err
+	}
+	return release, nil
+}
+
+func noRelease() {}
+
+// turn waits, within ctx, until fewer than MaxActive calls are bound to
+// the master of key's slot (as the slot map names it), and returns the
+// function that ends this call's turn. A call so waits for its node's
+// pool as a call on one server waits for its pool, within its own context;
+// without it, redisc would send the calls a burst finds the pool full for
+// to other nodes, which answer MOVED, and a call that ran out of time
+// trying again would fail though every node is healthy, and some of them
+// would wait on a node that has stalled while their own answers (review
+// lim3). Before the slot map is known, a call has no turn to wait for.
+func (cs *clusterSource) turn(ctx context.Context, key string) (release func(), err error) {
+	m := cs.c.Load().slots.Load()
+	if m == nil || cs.cfg.MaxActive <= 0 {
+		return noRelease, nil
+	}
+	addr := m.master(redisc.Slot(key))
+	if addr == "" {
+		return noRelease, nil
+	}
+	g, ok := cs.gates.Load(addr)
+	if !ok {
+		g, _ = cs.gates.LoadOrStore(addr, &nodeGate{turns: make(chan struct{}, cs.cfg.MaxActive)})
+	}
+	gate := g.(*nodeGate)
+	select {
+	case gate.turns <- struct{}{}:
+	default:
+		start := time.Now()
+		select {
+		case gate.turns <- struct{}{}:
+			gate.waits.Add(1)
+			gate.waitTime.Add(int64(time.Since(start)))
+		case <-ctx.Done():
+			return noRelease, noTurn{ctx.Err()}
+		}
+	}
+	return func() { <-gate.turns }, nil
+}
+
+// noTurn is turn's error for a call whose time ran out waiting: its node
+// is busy, not gone, and the slot map stays as it is (see noteFailure).
+type noTurn struct{ err error }
+
+func (e noTurn) Error() string { return e.err.Error() }
+func (e noTurn) Unwrap() error { return e.err }
+
+// waitStats returns how many calls waited for their turn at a node (see
+// turn), and for how long in all.
+func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
+	cs.gates.Range(func(_, g any) bool {
+		waits += g.(*nodeGate).waits.Load()
+		waitTime += time.Duration(g.(*nodeGate).waitTime.Load())
+		return true
+	})
+	return waits, waitTime
 }
 
 // predial makes sure, within ctx, that the master of key's slot (as the
@@ -250,7 +333,8 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
-	if errors.Is(err, errClosed) || !cs.movedElsewhere(err) && !errors.As(err, &nerr) && !errors.As(err, &nc) {
+	if errors.Is(err, errClosed) || errors.As(err, new(noTurn)) ||
+		!cs.movedElsewhere(err) && !errors.As(err, &nerr) && !errors.As(err, &nc) {
 		return
 	}
 	now := time.Now().UnixNano()

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1294,7 +1293,8 @@ func aclEntry(e any) map[string]string {
 // documentation promises of every call: the wait for a free pooled
 // connection is bounded by the caller's context. A merge holds the only
 // connection to a master; a Load of another key of that master, with a
-// context of 100ms, must give up within about that.
+// context of 100ms, must give up within about that, with the error of an
+// exhausted pool on one server, and without refreshing the slot map.
 func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: 3 * time.Second}) // the held Merge outlasts the calls below
@@ -1325,11 +1325,9 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	start := time.Now()
 	_, _, err := s.Load(short, other, 0)
 	took := time.Since(start)
-	// More calls bounced by MOVED to the node the slot map names: the map
-	// is right, and the MOVED replies may not refresh it (at most one
-	// refresh per 100 ms would be about one per call). A call cut short by
-	// its deadline in the middle of an attempt may refresh it, as after
-	// any timeout.
+	// More calls that wait their turn at the node: the map is right, and
+	// their timeouts may not refresh it (at most one refresh per 100 ms
+	// would be about one per call).
 	const calls = 10
 	for range calls - 1 {
 		more, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -1340,18 +1338,17 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 	for _, n := range c.Nodes() {
 		slots += n.Calls(t)["cluster|slots"]
 	}
-	t.Logf("%d calls bounced by MOVED off an exhausted pool sent CLUSTER SLOTS %d times", calls, slots)
-	if slots > calls/2 {
-		t.Errorf("%d calls bounced by MOVED off an exhausted pool sent CLUSTER SLOTS %d times, want few: the map named the right node", calls, slots)
+	t.Logf("%d calls on an exhausted pool sent CLUSTER SLOTS %d times", calls, slots)
+	if slots > 1 {
+		t.Errorf("%d calls on an exhausted pool sent CLUSTER SLOTS %d times, want at most one: the map named the right node", calls, slots)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Merge: %v", err)
 	}
 	t.Logf("Load with a 100ms context on an exhausted pool: %v after %v", err, took.Round(time.Millisecond))
 	// What docs/troubleshooting.md, "Pool exhausted", says of a Cluster.
-	if !errors.Is(err, redisstore.ErrUnavailable) ||
-		!regexp.MustCompile(`^redisstore: redis unavailable \(load\): (MOVED \d+ \S+|redisc: failed to get a connection)`).MatchString(err.Error()) {
-		t.Errorf("Load on an exhausted pool = %v, want ErrUnavailable, MOVED or redisc's failure to get a connection", err)
+	if !errors.Is(err, redisstore.ErrUnavailable) || err.Error() != "redisstore: redis unavailable (load): context deadline exceeded" {
+		t.Errorf("Load on an exhausted pool = %v, want ErrUnavailable, context deadline exceeded", err)
 	}
 	if took > 300*time.Millisecond {
 		t.Errorf("Load with a 100ms context waited %v for a pooled connection (err %v): the caller's context does not bound the wait on a Cluster", took.Round(time.Millisecond), err)
@@ -1910,4 +1907,63 @@ func TestClusterMaxClients(t *testing.T) {
 	if d := redisstore.Describe(err, redisstore.Config{ClusterNodes: c.Addrs()[:1]}); !strings.Contains(d, "maxclients") {
 		t.Errorf("Describe(%v) = %q, want it to name maxclients", err, d)
 	}
+}
+
+// TestClusterBurst sends bursts of parallel calls, several times a node's
+// MaxActive, on the keys of one master through Stores whose pools are new:
+// every call must be answered, as on one server, where a call waits for a
+// pooled connection within its time. A call that found its node's pool
+// full was sent to another node, which answered MOVED, and a burst of 300
+// failed up to half its calls on a healthy cluster; with another master
+// stalled (SIGSTOP), which holds none of the keys, calls bounced there
+// waited on it until their time ran out (review lim3).
+func TestClusterBurst(t *testing.T) {
+	// The stalled master is never flagged as failing, which would take
+	// the cluster down (CLUSTERDOWN), however long the test takes.
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, NodeTimeout: time.Minute})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 20)
+	seed := openCluster(t, c, redisstore.Config{})
+	var ids []string
+	for _, tag := range tags[0] {
+		id := tagged(tag, "burst")
+		_, err := seed.Insert(ctx, id, []byte("v"), time.Minute)
+		clusterCheck(t, "Insert", err)
+		ids = append(ids, id)
+	}
+	const calls, rounds = 300, 3
+	burst := func(t *testing.T) {
+		for round := range rounds {
+			s := openCluster(t, c, redisstore.Config{MaxActive: 4})
+			// The first call learns the slot map; the burst finds the
+			// pools new.
+			_, _, err := s.Load(ctx, ids[0], 0)
+			clusterCheck(t, "Load", err)
+			var wg sync.WaitGroup
+			var failed atomic.Int64
+			var first atomic.Pointer[error]
+			for i := range calls {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, _, err := s.Load(ctx, ids[i%len(ids)], 0); err != nil {
+						failed.Add(1)
+						first.CompareAndSwap(nil, &err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := failed.Load(); n > 0 {
+				t.Errorf("round %d: %d of %d parallel Loads on one master failed, the first: %v", round, n, calls, *first.Load())
+			}
+			s.Close()
+		}
+	}
+	t.Run("healthy", burst)
+	t.Run("another master stalled", func(t *testing.T) {
+		stalled := c.Masters(t)[2]
+		stalled.Pause(t)
+		t.Cleanup(func() { stalled.Resume(t) })
+		burst(t)
+	})
 }

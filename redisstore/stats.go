@@ -59,7 +59,9 @@ type PoolStats struct {
 	// Waits is how many times a call had to wait for a connection and got
 	// one, and WaitTime how long those waits took in all, since the Store
 	// opened. A wait that timed out is not counted (redigo counts only
-	// the waits that end with a connection): watch Exhausted instead.
+	// the waits that end with a connection): watch Exhausted instead. On a
+	// Cluster they count the waits for a turn at a node, where at most
+	// MaxActive calls bind at once (a node's pool does not wait).
 	Waits    int64
 	WaitTime time.Duration
 	// Dials is how many connections were dialled, and DialErrors how many
@@ -132,6 +134,8 @@ func (s *Store) PoolStats() PoolStats {
 			}
 		}
 		ps.MaxActive = s.maxActive
+		// A call waits for its turn at the node, not in the pool.
+		ps.Waits, ps.WaitTime = src.waitStats()
 	}
 	if s.dials != nil {
 		ps.Dials = s.dials.dials.Load()
