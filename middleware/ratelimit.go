@@ -458,10 +458,19 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 				}
 			}
 		}
+		wait := atLimit(ks.rules, counts, resets)
 		if !over {
 			addMembers(h, stateField, stateHeader(ks.rules, counts, resets, 0))
 			if l.sharesCounter() {
 				r = r.WithContext(context.WithValue(r.Context(), countedKey{}, outer.with(l.c, &ks, counts, resets)))
+			}
+			if wait > 0 {
+				// A limiter inside this one that refuses the request
+				// tells the client to wait this long too.
+				until := time.Now().Add(wait)
+				if t, ok := r.Context().Value(admitKey{}).(time.Time); !ok || until.After(t) {
+					r = r.WithContext(context.WithValue(r.Context(), admitKey{}, until))
+				}
 			}
 			next.ServeHTTP(w, r)
 			return
@@ -469,12 +478,11 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		// The wait that admits the next request: every rule at its limit
 		// refuses that one too, not only the rules this one was over (a
 		// rule at exactly its limit, with a longer window, would otherwise
-		// refuse a client that waited as told).
-		var retry time.Duration
-		for i, rule := range ks.rules {
-			if counts[i] >= int64(rule.Limit) {
-				retry = max(retry, resets[i])
-			}
+		// refuse a client that waited as told), and so do those of the
+		// limiters around this one.
+		retry := wait
+		if t, ok := r.Context().Value(admitKey{}).(time.Time); ok {
+			retry = max(retry, time.Until(t))
 		}
 		addMembers(h, stateField, stateHeader(ks.rules, counts, resets, retry))
 		h[retryField] = []string{strconv.FormatInt(seconds(retry), 10)}
@@ -552,6 +560,25 @@ func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets 
 // countedKey is the context key of the counted a limiter hands the
 // handler it admits a request to.
 type countedKey struct{}
+
+// admitKey is the context key of the time.Time at which the limiters a
+// request passed admit the next one, set by those that have a rule at
+// exactly its limit (see atLimit): a limiter inside them that refuses the
+// request says to wait until then at least.
+type admitKey struct{}
+
+// atLimit returns how long until every rule of rules whose count is at or
+// over its limit admits a request again: the longest of their resets, 0
+// when none is.
+func atLimit(rules []*Rule, counts []int64, resets []time.Duration) time.Duration {
+	var wait time.Duration
+	for i, rule := range rules {
+		if counts[i] >= int64(rule.Limit) {
+			wait = max(wait, resets[i])
+		}
+	}
+	return wait
+}
 
 // counted is what the limiters a request passed counted it in: a limiter
 // inside another that shares one of its counters (a rule of the same name,

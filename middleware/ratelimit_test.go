@@ -1588,6 +1588,87 @@ func TestRateLimitRetryAfterAdmits(t *testing.T) {
 	}
 }
 
+// TestRateLimitRetryAfterNested refuses a request in a limiter inside
+// another whose rule is exactly at its limit: Retry-After is the outer
+// window's end, since the outer rule refuses the next request too; it was
+// the inner window's alone, and a client that waited as told was refused
+// again (review lim3). With the outer rule below its limit, the inner
+// window's end.
+func TestRateLimitRetryAfterNested(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	build := func(rule middleware.Rule, next http.Handler) http.Handler {
+		mw, err := middleware.RateLimit(store, middleware.RateLimitConfig{Rules: []middleware.Rule{rule}, Secret: rateSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mw(next)
+	}
+	for _, c := range []struct {
+		siteLimit int
+		want      func(int) bool
+		what      string
+	}{
+		{2, func(s int) bool { return s >= 55 && s <= 60 }, "about 60, the site rule's window end"},
+		{3, func(s int) bool { return s >= 1 && s <= 3 }, "about 3, the login rule's"},
+	} {
+		srv.Do(t, "FLUSHALL")
+		site := middleware.Rule{Name: "site", Limit: c.siteLimit, Window: time.Minute, Key: middleware.ByIP()}
+		login := middleware.Rule{Name: "login", Limit: 1, Window: 3 * time.Second, Key: middleware.ByIP()}
+		h := build(site, build(login, okHandler))
+		get := func() *httptest.ResponseRecorder {
+			r := httptest.NewRequest("GET", "/login", nil)
+			r.RemoteAddr = "192.0.2.1:1"
+			return serve(h, r)
+		}
+		if w := get(); w.Code != 200 {
+			t.Fatalf("site limit %d: first request %d, want 200", c.siteLimit, w.Code)
+		}
+		w := get()
+		retry, err := strconv.Atoi(w.Header().Get("Retry-After"))
+		if w.Code != http.StatusTooManyRequests || err != nil || !c.want(retry) {
+			t.Errorf("site limit %d: second request %d, Retry-After %q (RateLimit %q), want 429 and %s",
+				c.siteLimit, w.Code, w.Header().Get("Retry-After"), w.Header().Get("RateLimit"), c.what)
+		}
+	}
+}
+
+// TestRateLimitWindowShortened refuses a client in a window of one hour,
+// then serves it through a limiter whose rule of the same name has a
+// window of two seconds, as after a configuration change: the open window
+// ends within the new one, and waiting Retry-After admits the client. The
+// old window's hour stood, with t past the policy's w (review lim3).
+func TestRateLimitWindowShortened(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	limiter := func(window time.Duration) http.Handler {
+		return limited(t, middleware.RateLimit, store, middleware.RateLimitConfig{
+			Rules: []middleware.Rule{{Name: "login", Limit: 1, Window: window, Key: middleware.ByIP()}},
+		})
+	}
+	get := func(h http.Handler) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/login", nil)
+		r.RemoteAddr = "192.0.2.1:1"
+		return serve(h, r)
+	}
+	hour := limiter(time.Hour)
+	get(hour)
+	if w := get(hour); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "3600" {
+		t.Fatalf("second request in an hour's window = %d, Retry-After %q; want 429, 3600", w.Code, w.Header().Get("Retry-After"))
+	}
+	short := limiter(2 * time.Second)
+	w := get(short)
+	retry, err := strconv.Atoi(w.Header().Get("Retry-After"))
+	if w.Code != http.StatusTooManyRequests || err != nil || retry < 1 || retry > 2 {
+		t.Fatalf("with the window made 2s = %d, Retry-After %q (RateLimit %q); want 429 within the new window",
+			w.Code, w.Header().Get("Retry-After"), w.Header().Get("RateLimit"))
+	}
+	time.Sleep(time.Duration(retry) * time.Second)
+	if w := get(short); w.Code != http.StatusOK {
+		t.Errorf("after waiting Retry-After %ds = %d, want 200", retry, w.Code)
+	}
+}
+
 // TestRateLimitFormParsedThenMultipart parses the form in a middleware
 // before the limiter, which leaves a multipart body unread, and reads
 // the user name in the handler after ParseMultipartForm: every attempt

@@ -84,10 +84,10 @@ func TestRefusedForm(t *testing.T) {
 			"the server refuses PEXPIREAT with NX: it is a Redis older than 7.0 (REDIS_URL or REDIS_HOST and REDIS_PORT); sessionkit needs Redis 7.0 or later (INFO server shows the version)",
 		},
 		{
-			probe{"PEXPIRE", []any{"rate_limit:", 1000, "NX"}, "rate_limit:", "7.0"},
+			probe{"PEXPIRE", []any{"rate_limit:", 1000, "LT"}, "rate_limit:", "7.0"},
 			"ERR wrong number of arguments for 'pexpire' command",
-			"redisstore: redis refused the request (ping): PEXPIRE with NX needs Redis 7.0 or later: ERR wrong number of arguments for 'pexpire' command",
-			"the server refuses PEXPIRE with NX: it is a Redis older than 7.0 (REDIS_URL or REDIS_HOST and REDIS_PORT); sessionkit needs Redis 7.0 or later (INFO server shows the version)",
+			"redisstore: redis refused the request (ping): PEXPIRE with LT needs Redis 7.0 or later: ERR wrong number of arguments for 'pexpire' command",
+			"the server refuses PEXPIRE with LT: it is a Redis older than 7.0 (REDIS_URL or REDIS_HOST and REDIS_PORT); sessionkit needs Redis 7.0 or later (INFO server shows the version)",
 		},
 		{
 			probe{"GETEX", []any{"session:"}, "session:", ""},

@@ -23,7 +23,7 @@
 //	Iterate(ctx, fn)      SCAN ... MATCH <KeyPrefix>session:* then MGET per batch
 //	KeyStats(ctx, opts)   SCAN ... TYPE string / zset, ZCARD and MEMORY USAGE per batch, INFO
 //	CountRequests(ctx, keys, windows)
-//	                      MULTI, then INCR, PEXPIRE ms NX and PTTL per key, EXEC: one round trip
+//	                      MULTI, then INCR, PEXPIRE ms LT and PTTL per key, EXEC: one round trip
 //
 // A logged-in user's sessions are also listed in a sorted set,
 // "<KeyPrefix>user:<userID>:sessions", of session ids scored by absolute

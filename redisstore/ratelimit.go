@@ -29,7 +29,7 @@ const maxRateKeys = 16
 // own clock (the key's time to live), so the app instances' clocks play no
 // part.
 //
-// Each key costs INCR, PEXPIRE key ms NX and PTTL, all keys in one
+// Each key costs INCR, PEXPIRE key ms LT and PTTL, all keys in one
 // MULTI/EXEC transaction: one round trip, plain commands (no Lua), and a key
 // never lives without an expiry, even if a connection breaks part way. NX
 // leaves the time to live of an open window alone: requests refused for
@@ -74,7 +74,7 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 }
 
 // PingCounter checks, counting nothing, that Redis lets CountRequests
-// count: it queues CountRequests' commands (INCR, PEXPIRE NX, PTTL) for
+// count: it queues CountRequests' commands (INCR, PEXPIRE LT, PTTL) for
 // the key "<KeyPrefix>rate_limit:", which no counter has, in a
 // transaction, which Redis checks against the ACL command by command as it
 // queues them, and discards it, so nothing in Redis changes. It fails as
@@ -83,7 +83,10 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 // NX, which a Redis older than 7.0 refuses (see Describe). Ping does not
 // check these permissions, which only the rate limiter needs: call PingCounter at
 // start-up where a limiter counts, so that an ACL without them stops the
-// app rather than refusing every request the limiter counts.
+// app rather than refusing every request the limiter counts. Like Ping, it
+// logs a warning (at most once an hour) when the server may evict keys (a
+// maxmemory-policy other than noeviction), which would evict counters, and
+// with them the limits they hold.
 func (s *Store) PingCounter(ctx context.Context) error {
 	key := s.keyPrefix + "rate_limit:"
 	return s.do(ctx, "ping", key, func(ctx context.Context, conn redis.Conn) error {
@@ -94,10 +97,10 @@ func (s *Store) PingCounter(ctx context.Context) error {
 		}
 		err := s.sendProbes(ctx, conn, []probe{
 			{"INCR", []any{key}, "rate_limit:", ""},
-			{"PEXPIRE", []any{key, 1000, "NX"}, "rate_limit:", "7.0"},
+			{"PEXPIRE", []any{key, 1000, "LT"}, "rate_limit:", "7.0"},
 			{"PTTL", []any{key}, "rate_limit:", ""},
 			{"DISCARD", nil, "", ""},
-		}, 0)
+		}, 0, s.evictionCheck("", evictsCounters)...) // after DISCARD: INFO runs, not queued
 		if err != nil {
 			// The refusal may be DISCARD's, which would leave the
 			// connection in the transaction: it goes, not back to the
@@ -135,7 +138,11 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 	conn.Send("MULTI")
 	for i, k := range keys {
 		conn.Send("INCR", k)
-		conn.Send("PEXPIRE", k, milliseconds(windows[i]), "NX")
+		// LT sets the window on a key that has no expiry (a new one:
+		// Redis takes it for an infinite one) and shortens a longer one
+		// (a rule whose Window was made shorter since), and leaves an
+		// open window's alone, so that refused requests do not prolong it.
+		conn.Send("PEXPIRE", k, milliseconds(windows[i]), "LT")
 		conn.Send("PTTL", k)
 	}
 	replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
@@ -157,7 +164,7 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 		counts[i] = n
 		resets[i] = time.Duration(ttl) * time.Millisecond
 		if ttl < 0 {
-			// -1 (no expiry) or -2 (gone) cannot follow PEXPIRE NX in the
+			// -1 (no expiry) or -2 (gone) cannot follow PEXPIRE LT in the
 			// same transaction; answer the whole window rather than zero.
 			resets[i] = windows[i]
 		}

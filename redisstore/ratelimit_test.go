@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
+	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
 
@@ -126,7 +128,7 @@ func TestPingCounter(t *testing.T) {
 
 // TestPingCounterMissingCommand: on a server without PEXPIRE (renamed
 // away, as a managed Redis that disables it does), or whose PEXPIRE
-// refuses NX (as Redis 6.2 does: this one has STRLEN, which takes one
+// refuses LT (as Redis 6.2 does: this one has STRLEN, which takes one
 // argument, in its place), PingCounter must fail with ErrRefused naming
 // the command, as every count would, and change nothing.
 func TestPingCounterMissingCommand(t *testing.T) {
@@ -136,7 +138,7 @@ func TestPingCounterMissingCommand(t *testing.T) {
 		rename         []string
 	}{
 		{"renamed away", "does not know PEXPIRE,", []string{"--rename-command", "PEXPIRE", ""}},
-		{"refusing NX", "the server refuses PEXPIRE with NX: it is a Redis older than 7.0", []string{"--rename-command", "PEXPIRE", "", "--rename-command", "STRLEN", "PEXPIRE"}},
+		{"refusing LT", "the server refuses PEXPIRE with LT: it is a Redis older than 7.0", []string{"--rename-command", "PEXPIRE", "", "--rename-command", "STRLEN", "PEXPIRE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, tc.rename...)
@@ -230,5 +232,30 @@ func TestCountRequestsCluster(t *testing.T) {
 		if counts[0] != want || counts[1] != want {
 			t.Errorf("call %d: counts %v, want %d each", want, counts, want)
 		}
+	}
+}
+
+// TestPingCounterEvictionPolicy checks that PingCounter, which an app
+// calls at start-up for a limiter's Redis of its own, warns of a Redis
+// that may evict keys, as Ping does: a maxmemory-policy of volatile-*
+// evicts counters, which have an expiry, and with them the limits they
+// hold (review lim3). Nothing for noeviction.
+func TestPingCounterEvictionPolicy(t *testing.T) {
+	const warning = "redisstore: Redis may evict rate-limit counters once full"
+	for _, policy := range []string{"volatile-lru", "noeviction"} {
+		t.Run(policy, func(t *testing.T) {
+			srv := redistest.Start(t, "--maxmemory", "100mb", "--maxmemory-policy", policy)
+			logs := new(syncbuf.Buffer)
+			s := open(t, srv, redisstore.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err := s.PingCounter(context.Background()); err != nil {
+				t.Fatalf("PingCounter = %v, want nil: the policy is a warning, not a failure", err)
+			}
+			if got, want := strings.Contains(logs.String(), warning), policy != "noeviction"; got != want {
+				t.Errorf("maxmemory-policy %s: warning logged %v, want %v; log:\n%s", policy, got, want, logs.String())
+			}
+			if keys, _ := redis.Strings(srv.Do(t, "KEYS", "*"), nil); len(keys) != 0 {
+				t.Errorf("keys after PingCounter: %q, want none", keys)
+			}
+		})
 	}
 }

@@ -474,7 +474,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:", ""},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 3, append(s.evictionCheck(""), s.replicasCheck("")...)...)
+	return s.sendProbes(ctx, conn, checks, 3, append(s.evictionCheck("", evictsSessions), s.replicasCheck("")...)...)
 }
 
 // pingNode sends PING and the permission checks to the cluster node at
@@ -493,7 +493,7 @@ func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) error 
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix}, "session:", ""},
 	}, s.permissionProbes()...)
-	reads := s.evictionCheck(addr)
+	reads := s.evictionCheck(addr, evictsSessions)
 	if replicas {
 		reads = append(reads, s.replicasCheck(addr)...)
 	}
@@ -560,12 +560,19 @@ type reader struct {
 // readiness probe.
 const evictionLogInterval = time.Hour
 
-// evictionCheck returns the INFO memory with which Ping checks that the
-// server at addr ("" on one server or under Sentinel) cannot evict keys,
-// and logs a warning when it can: a maxmemory with a maxmemory-policy
-// other than noeviction. It returns none when Ping does not check (see
-// checkEviction).
-func (s *Store) evictionCheck(addr string) []reader {
+// Warnings of evictionCheck: what evicted keys cost, for Ping and for
+// PingCounter.
+const (
+	evictsSessions = `redisstore: Redis may evict sessions and user indexes once full: set maxmemory-policy noeviction; an evicted index makes "log out everywhere" miss its user's live sessions`
+	evictsCounters = `redisstore: Redis may evict rate-limit counters once full: set maxmemory-policy noeviction; a flood of new counters then lifts the limits of the counters it evicts, lockouts too`
+)
+
+// evictionCheck returns the INFO memory with which Ping (and PingCounter)
+// checks that the server at addr ("" on one server or under Sentinel)
+// cannot evict keys, and logs warning when it can: a maxmemory with a
+// maxmemory-policy other than noeviction. It returns none when the Store
+// does not check (see checkEviction).
+func (s *Store) evictionCheck(addr, warning string) []reader {
 	if !s.checkEviction.Load() {
 		return nil
 	}
@@ -590,9 +597,7 @@ func (s *Store) evictionCheck(addr string) []reader {
 			if addr != "" {
 				attrs = append(attrs, slog.String("node", addr))
 			}
-			s.log.LogAttrs(context.Background(), slog.LevelWarn,
-				`redisstore: Redis may evict sessions and user indexes once full: set maxmemory-policy noeviction; an evicted index makes "log out everywhere" miss its user's live sessions`,
-				append(attrs, slog.Int("suppressed", suppressed))...)
+			s.log.LogAttrs(context.Background(), slog.LevelWarn, warning, append(attrs, slog.Int("suppressed", suppressed))...)
 		})
 	}}}
 }
@@ -1016,12 +1021,17 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	if s.near != nil {
 		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
-	defer conn.Close()
+	release := noRelease
 	if s.cluster != nil && src == Source(s.cluster) {
-		if err := s.cluster.bind(ctx, conn, key); err != nil {
+		if release, err = s.cluster.bind(ctx, conn, key); err != nil {
+			conn.Close()
 			return errNoConn{err}
 		}
 	}
+	defer func() {
+		conn.Close()
+		release() // after the connection is back in its pool
+	}()
 	defer func() {
 		// contextError, not ctx.Err: cmd stops at the deadline itself,
 		// which the context's timer may report a moment later.
