@@ -608,6 +608,11 @@ func ParseKeys(s string) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %d: not base64", i+1)
 		}
+		if len(k) < MinKeyLength {
+			// Someone who pasted a passphrase learns that it is read as
+			// base64, not as text.
+			return nil, fmt.Errorf("key %d: want at least %d bytes, got %d once decoded from base64 (make a key with openssl rand -base64 32)", i+1, MinKeyLength, len(k))
+		}
 		if err := keycheck.Check(k, MinKeyLength); err != nil {
 			return nil, fmt.Errorf("key %d: %w", i+1, err)
 		}

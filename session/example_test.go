@@ -182,6 +182,6 @@ func ExampleParseKeys() {
 	fmt.Println(err)
 	// Output:
 	// 2 32 <nil>
-	// key 2: want at least 32 bytes, got 5
+	// key 2: want at least 32 bytes, got 5 once decoded from base64 (make a key with openssl rand -base64 32)
 	// key 1: a run of 10 characters appears twice: a placeholder, not the base64 of random bytes (make a key with openssl rand -base64 32)
 }
