@@ -284,8 +284,10 @@ func ByFunc(f func(r *http.Request) string) Key {
 // usually treat alike into one key value: spaces trimmed, and letters
 // case-folded as strings.EqualFold compares them, which lower-casing alone
 // does not do ("ſ", the long s, lower-cases to itself, while EqualFold
-// takes it for "s"; "ς" for "σ"): a name with n such letters would
-// otherwise get 2ⁿ times its attempts.
+// takes it for "s"; "ς" for "σ"), and as upper-casing makes them equal
+// ("ı", the dotless i, upper-cases to "I", which EqualFold keeps apart
+// from it): a name with n such letters would otherwise get 2ⁿ times its
+// attempts where the app looks names up in either case.
 func normalizeName(v string) string {
 	v = strings.TrimSpace(v)
 	for i := 0; i < len(v); i++ {
@@ -296,15 +298,16 @@ func normalizeName(v string) string {
 	return strings.ToLower(v) // ASCII: the same, faster
 }
 
-// foldRune returns the lower case of the least of the runes that Unicode's
-// simple case folding makes equal to r (its unicode.SimpleFold orbit), so
-// that every rune of an orbit gives the same one.
+// foldRune returns the lower case of the upper case of the least of the
+// runes that Unicode's simple case folding makes equal to r (its
+// unicode.SimpleFold orbit), so that every rune of an orbit gives the same
+// one, and so does every rune whose upper case is another's.
 func foldRune(r rune) rune {
 	least := r
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 		least = min(least, f)
 	}
-	return unicode.ToLower(least)
+	return unicode.ToLower(unicode.ToUpper(least))
 }
 
 // hashPool hands out HMAC-SHA256 states keyed with a limiter's secret,

@@ -1164,6 +1164,10 @@ func TestRateLimitKeyValues(t *testing.T) {
 		{"json case folding", middleware.ByJSONField("username"),
 			req{body: `{"username":"\u212aate \u03c3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2"}`},
 			req{body: `{"username":"kate \u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3"}`}, true},
+		// And as upper-casing makes them equal: the dotless i upper-cases
+		// to I (review lim3).
+		{"json dotless i", middleware.ByJSONField("username"),
+			req{body: `{"username":"al\u0131ce"}`}, req{body: `{"username":"ALICE"}`}, true},
 		{"form other user", middleware.ByFormField("username"),
 			req{contentType: "application/x-www-form-urlencoded", body: "username=alice"},
 			req{contentType: "application/x-www-form-urlencoded", body: "username=bob"}, false},
