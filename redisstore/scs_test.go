@@ -21,6 +21,7 @@ import (
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
+	"github.com/sessionkit/sessionkit/session"
 )
 
 var _ scs.CtxStore = (*redisstore.Store)(nil)
@@ -402,5 +403,36 @@ func TestSCSRecordsTakeNoWait(t *testing.T) {
 	}
 	if err := records.Retire(ctx, "tok", time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("Retire = %v, want nil", err)
+	}
+}
+
+// TestSCSRecordsOfAnotherStore checks that session.New refuses scs records
+// taken from another Store than the Manager's when their prefix overlaps
+// the keys of the Manager's Store: the check saw only the Store the
+// records came from, and a cookie holding a session's id then ended that
+// session (review adopt3). Records that do not overlap are taken.
+func TestSCSRecordsOfAnotherStore(t *testing.T) {
+	srv := redistest.Start(t)
+	key := []byte("0123456789abcdefghijklmnopqrstuvwxyzABCD")
+	other := open(t, srv, redisstore.Config{})
+	for _, tc := range []struct {
+		keyPrefix string
+		refused   bool
+	}{
+		{"scs:", true}, // the Manager's records are "scs:session:<id>", under scs's default prefix
+		{"app:", false},
+	} {
+		manager := open(t, srv, redisstore.Config{KeyPrefix: tc.keyPrefix})
+		records := other.SCSRecords("")
+		if err := records.Err(); err != nil {
+			t.Fatalf("SCSRecords of a Store without KeyPrefix: %v", err)
+		}
+		_, err := session.New(manager, session.Config{Keys: [][]byte{key}, FromSCS: &session.SCSImport{Records: records, UserKey: "userID"}})
+		if tc.refused && (err == nil || !strings.Contains(err.Error(), "KeyPrefix")) {
+			t.Errorf("New on a Store with KeyPrefix %q, records of another Store: %v, want an error naming KeyPrefix", tc.keyPrefix, err)
+		}
+		if !tc.refused && err != nil {
+			t.Errorf("New on a Store with KeyPrefix %q, records of another Store: %v, want nil", tc.keyPrefix, err)
+		}
 	}
 }

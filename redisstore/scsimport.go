@@ -42,25 +42,38 @@ type SCSRecords struct {
 // tokens, for sessions made by the previous release or with
 // session.Config.PreviousFormat) would take that session as an scs record
 // and end it: knowing an id would be enough to log its user out. Give the
-// Store another KeyPrefix ("app:"). The check sees only s: take the
-// records from the Store the Manager uses, or from one with the same
-// KeyPrefix.
+// Store another KeyPrefix ("app:"). The records may come from another
+// Store than the Manager's (on the Redis scs used, say): session.New then
+// checks their prefix against the Manager's Store too (see
+// [SCSRecords.CheckStore]).
 func (s *Store) SCSRecords(prefix string) *SCSRecords {
 	if prefix == "" {
 		prefix = DefaultSCSPrefix
 	}
 	r := &SCSRecords{s: s, prefix: prefix}
+	r.err = r.CheckStore(s)
+	return r
+}
+
+// CheckStore reports, when store is a *Store, whether r's prefix overlaps
+// the keys store writes (see [Store.SCSRecords]), whichever Store r came
+// from: session.New calls it with the Manager's Store. Any other store
+// gives nil.
+func (r *SCSRecords) CheckStore(store any) error {
+	s, ok := store.(*Store)
+	if !ok || s == nil {
+		return nil
+	}
 	// What follows the KeyPrefix in every key the Store writes: session
 	// records, users' indexes, rate limit counters, and the markers of
 	// migrated scs keys.
 	for _, family := range [...]string{"session:", "user:", "rate_limit:", "scs_migrated:"} {
 		own := s.keyPrefix + family
-		if strings.HasPrefix(prefix, own) || strings.HasPrefix(own, prefix) {
-			r.err = fmt.Errorf("redisstore: SCSRecords: prefix %q overlaps the Store's keys under %q (KeyPrefix %q): a cookie holding a session's id would take that session as an scs record; give the Store another KeyPrefix", prefix, own, s.keyPrefix)
-			break
+		if strings.HasPrefix(r.prefix, own) || strings.HasPrefix(own, r.prefix) {
+			return fmt.Errorf("redisstore: SCSRecords: prefix %q overlaps the Store's keys under %q (KeyPrefix %q): a cookie holding a session's id would take that session as an scs record; give the Store another KeyPrefix", r.prefix, own, s.keyPrefix)
 		}
 	}
-	return r
+	return nil
 }
 
 // Err reports why r cannot be used: nil, or the overlap of its prefix with

@@ -117,6 +117,16 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Records that can tell whether their keys overlap this Store's say
+	// so, as redisstore's do when they come from another Store than the
+	// Manager's (see SCSRecords). Optional, as Err is.
+	if imp := cfg.FromSCS; imp != nil {
+		if r, ok := imp.Records.(interface{ CheckStore(store any) error }); ok {
+			if err := r.CheckStore(store); err != nil {
+				return nil, fmt.Errorf("session: Config.FromSCS.Records: %w", err)
+			}
+		}
+	}
 	sg := newSigner(cfg.Keys, cfg.RetiredKeys, cfg.Lifetime)
 	c, ok := store.(interface{ Cluster() bool })
 	cluster := ok && c.Cluster()

@@ -185,6 +185,14 @@ type SCSRecords interface {
 	//
 	// Records may also have the method
 	//
+	//	CheckStore(store any) error
+	//
+	// as redisstore's do: New calls it with the Manager's Store and refuses
+	// the Config with its error, when the records' keys overlap the keys
+	// that Store writes (see redisstore's Store.SCSRecords).
+	//
+	// Records may also have the method
+	//
 	//	SwapMark(ctx context.Context, key, value string) (string, error)
 	//
 	// as redisstore's do: it puts value in the mark Retire set under key,
