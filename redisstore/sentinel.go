@@ -359,12 +359,12 @@ count:
 // confirm would not count later: so a stalled sentinel's query ends soon
 // after the lookup, and after Close.
 func (s *sentinelSource) askSentinel(addr string) (string, error) {
-	c, err := s.dialSentinelOnce(addr, confirmWait)
+	c, err := s.dialSentinelOnce(addr)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	res, err := redis.Strings(c.Do("SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
+	res, err := redis.Strings(redis.DoWithTimeout(c, confirmWait, "SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
 	if err != nil {
 		return "", err
 	}
@@ -645,8 +645,8 @@ func role(ctx context.Context, c redis.Conn) (string, error) {
 // none, since the subscription's dial would otherwise erase the refusal the
 // query on another connection just got (watch clears it once a sentinel
 // names a master).
-func (s *sentinelSource) dialSentinel(addr string, wait time.Duration) (redis.Conn, error) {
-	c, err := s.dialSentinelOnce(addr, wait)
+func (s *sentinelSource) dialSentinel(addr string) (redis.Conn, error) {
+	c, err := s.dialSentinelOnce(addr)
 	if err == nil {
 		if _, err = c.Do("PING"); err != nil {
 			c.Close()
@@ -661,14 +661,8 @@ func (s *sentinelSource) dialSentinel(addr string, wait time.Duration) (redis.Co
 
 // dialQuery is dialSentinel for FZambia's queries: its connections keep the
 // sentinels' refusals (see sentinelConn).
-//
-// Each step (the dial, TLS, AUTH, PING, the query) waits confirmWait at
-// most, as confirm's queries do: FZambia's MasterAddr asks the sentinels
-// one after another, and a stalled one asked first would otherwise hold
-// the lookup, and with it every call of a Store that has no master yet,
-// for ReadTimeout (review ops3).
 func (s *sentinelSource) dialQuery(addr string) (redis.Conn, error) {
-	c, err := s.dialSentinel(addr, confirmWait)
+	c, err := s.dialSentinel(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -708,20 +702,12 @@ func (c sentinelConn) Do(cmd string, args ...any) (any, error) {
 	return reply, err
 }
 
-// dialSentinelOnce opens a connection to the sentinel at addr, whose dial,
-// reads and writes wait at most wait each (no more than DialTimeout,
-// ReadTimeout and WriteTimeout; 0: those).
-func (s *sentinelSource) dialSentinelOnce(addr string, wait time.Duration) (redis.Conn, error) {
-	within := func(d time.Duration) time.Duration {
-		if wait > 0 {
-			return min(d, wait)
-		}
-		return d
-	}
+// dialSentinelOnce opens a connection to the sentinel at addr.
+func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 	opts := []redis.DialOption{
-		redis.DialConnectTimeout(within(s.cfg.DialTimeout)),
-		redis.DialReadTimeout(within(s.cfg.ReadTimeout)),
-		redis.DialWriteTimeout(within(s.cfg.WriteTimeout)),
+		redis.DialConnectTimeout(s.cfg.DialTimeout),
+		redis.DialReadTimeout(s.cfg.ReadTimeout),
+		redis.DialWriteTimeout(s.cfg.WriteTimeout),
 	}
 	// As dial does for the master: redigo drops a username without a
 	// password, so AUTH is sent here.
@@ -733,7 +719,7 @@ func (s *sentinelSource) dialSentinelOnce(addr string, wait time.Duration) (redi
 		opts = append(opts,
 			redis.DialUseTLS(true),
 			redis.DialTLSConfig(s.cfg.TLS),
-			redis.DialTLSHandshakeTimeout(within(s.cfg.DialTimeout)),
+			redis.DialTLSHandshakeTimeout(s.cfg.DialTimeout),
 		)
 	}
 	c, err := redis.Dial("tcp", addr, opts...)
@@ -754,7 +740,7 @@ func (s *sentinelSource) subscribe() {
 	defer s.wg.Done()
 	for i := 0; ; i++ {
 		addr := s.cfg.SentinelAddrs[i%len(s.cfg.SentinelAddrs)]
-		if c, err := s.dialSentinel(addr, 0); err == nil {
+		if c, err := s.dialSentinel(addr); err == nil {
 			s.listen(c, addr)
 		}
 		select {

@@ -1393,27 +1393,3 @@ func TestSentinelPromotion(t *testing.T) {
 			(r.lostTo - announcedAt).Round(time.Millisecond), within)
 	}
 }
-
-// TestSentinelFirstStalled opens a Store whose first sentinel is stalled
-// (SIGSTOP): the lookup gives it confirmWait and asks the next, so the
-// Store's first call finds the master within its Timeout (1s). The stalled
-// sentinel held the lookup for ReadTimeout (1s), and every call made in
-// that second failed (review ops3).
-func TestSentinelFirstStalled(t *testing.T) {
-	t.Parallel()
-	sn := startSentinel(t)
-	first := sn.Sentinels()[0]
-	if first.Addr() != sn.SentinelAddrs()[0] {
-		t.Fatalf("the first sentinel is %s, SentinelAddrs %v", first.Addr(), sn.SentinelAddrs())
-	}
-	first.Pause(t)
-	s := openSentinel(t, sentinelConfig(sn))
-	t.Cleanup(func() { first.Resume(t) }) // before openSentinel's Close and check
-	start := time.Now()
-	err := s.Ping(context.Background())
-	took := time.Since(start)
-	t.Logf("first Ping with the first sentinel stalled: %v after %v", err, took.Round(time.Millisecond))
-	if err != nil {
-		t.Errorf("first Ping with the first sentinel stalled: %v after %v, want the master within the Timeout", err, took.Round(time.Millisecond))
-	}
-}
