@@ -156,3 +156,40 @@ func TestIdlePastReadDeadline(t *testing.T) {
 		t.Errorf("%d dials after a restart, want 2", got)
 	}
 }
+
+// TestDialUserWithoutPasswordStalled dials, as an ACL user without a
+// password (AUTH user ""), a Redis that stops answering: the reply to AUTH
+// is bounded by ReadTimeout, as every reply of a dial is. It had no bound
+// at all (redigo's DoWithTimeout with 0 clears the read deadline): a
+// borrow without a deadline, and every dial of the Sentinel source to a
+// sentinel (which authenticates so), waited for ever (review d27b).
+func TestDialUserWithoutPasswordStalled(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do(t, "ACL", "SETUSER", "app", "on", "nopass", "~*", "+@all")
+	proxy := srv.Proxy(t)
+	proxy.Stall()
+	t.Cleanup(proxy.Heal)
+	const readTimeout = 300 * time.Millisecond
+	pool, err := redisstore.NewPool(redisstore.Config{Addr: proxy.Addr(), Username: "app", ReadTimeout: readTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		conn := pool.Get()
+		defer conn.Close()
+		_, err := conn.Do("PING")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		took := time.Since(start)
+		if err == nil || took > 2*time.Second {
+			t.Errorf("a dial as a user without a password to a stalled Redis: %v after %v, want an error within about ReadTimeout (%v)", err, took.Round(time.Millisecond), readTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a dial as a user without a password to a stalled Redis still waits after 5s")
+	}
+}

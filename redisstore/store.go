@@ -1254,10 +1254,18 @@ func escapeGlob(s string) string {
 // Store's Timeout), so a read deadline of the time left bounds the command
 // just as well, at no cost. A cancellation before the deadline is then
 // noticed between commands rather than during one, at most Timeout late.
+//
+// Without a deadline (a dial's AUTH, run with context.Background), the
+// connection's own read timeout bounds the reply: redigo's DoWithTimeout
+// with 0 would wait for ever (review d27b: a stalled Redis or sentinel
+// held the dial of an ACL user without a password for good).
 func cmd(ctx context.Context, conn redis.Conn, name string, args ...any) (any, error) {
 	left, err := timeLeft(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case left == 0:
+		return conn.Do(name, args...)
 	}
 	return redis.DoWithTimeout(conn, left, name, args...)
 }
@@ -1265,15 +1273,17 @@ func cmd(ctx context.Context, conn redis.Conn, name string, args ...any) (any, e
 // receive reads the reply of a command queued with Send, like cmd.
 func receive(ctx context.Context, conn redis.Conn) (any, error) {
 	left, err := timeLeft(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case left == 0:
+		return conn.Receive()
 	}
 	return redis.ReceiveWithTimeout(conn, left)
 }
 
 // timeLeft returns the time until the deadline of ctx, or ctx's error when
-// it is done. Without a deadline it returns 0, which leaves the
-// connection's own read timeout in force.
+// it is done; 0 when ctx has no deadline.
 func timeLeft(ctx context.Context) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
