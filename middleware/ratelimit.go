@@ -41,7 +41,10 @@ type Rule struct {
 	// Required, and unique within a limiter. Rules of several limiters with
 	// the same Name and key value share one counter (a login form and a
 	// login API counting the same user name's attempts together), so they
-	// should have the same Limit and Window. A request that passes through
+	// should have the same Limit and Window: a request counted by the rule
+	// of the shorter Window ends the open window within it, for all of
+	// them (the counter's expiry is cut down to a rule's Window, never
+	// lengthened: a Window made shorter takes effect at once). A request that passes through
 	// two limiters sharing a counter so, one inside the other, on the same
 	// RateCounter (the same *redisstore.Store), is counted in it once: the
 	// inner limiter takes the outer one's count, and the lower Limit of the
@@ -458,15 +461,18 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 				}
 			}
 		}
-		wait := atLimit(ks.rules, counts, resets)
 		if !over {
 			addMembers(h, stateField, stateHeader(ks.rules, counts, resets, 0))
 			if l.sharesCounter() {
 				r = r.WithContext(context.WithValue(r.Context(), countedKey{}, outer.with(l.c, &ks, counts, resets)))
 			}
-			if wait > 0 {
+			if wait := atLimit(ks.rules, counts, resets, false); wait > 0 {
 				// A limiter inside this one that refuses the request
-				// tells the client to wait this long too.
+				// tells the client to wait this long too. Not for a
+				// rule keyed by a name, which the RateLimit field leaves
+				// out (see stateHeader): the wait would tell what the
+				// field keeps from the sender of the name, and no member
+				// would explain it (review d27b).
 				until := time.Now().Add(wait)
 				if t, ok := r.Context().Value(admitKey{}).(time.Time); !ok || until.After(t) {
 					r = r.WithContext(context.WithValue(r.Context(), admitKey{}, until))
@@ -480,7 +486,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 		// rule at exactly its limit, with a longer window, would otherwise
 		// refuse a client that waited as told), and so do those of the
 		// limiters around this one.
-		retry := wait
+		retry := atLimit(ks.rules, counts, resets, true)
 		if t, ok := r.Context().Value(admitKey{}).(time.Time); ok {
 			retry = max(retry, time.Until(t))
 		}
@@ -562,18 +568,18 @@ func (l *limiter) count(ctx context.Context, ks *keyed) (counts []int64, resets 
 type countedKey struct{}
 
 // admitKey is the context key of the time.Time at which the limiters a
-// request passed admit the next one, set by those that have a rule at
-// exactly its limit (see atLimit): a limiter inside them that refuses the
-// request says to wait until then at least.
+// request passed admit the next one, set by those that have a rule keyed
+// by its sender at exactly its limit (see atLimit): a limiter inside them
+// that refuses the request says to wait until then at least.
 type admitKey struct{}
 
 // atLimit returns how long until every rule of rules whose count is at or
 // over its limit admits a request again: the longest of their resets, 0
-// when none is.
-func atLimit(rules []*Rule, counts []int64, resets []time.Duration) time.Duration {
+// when none is. Rules keyed by a name count only when named is true.
+func atLimit(rules []*Rule, counts []int64, resets []time.Duration, named bool) time.Duration {
 	var wait time.Duration
 	for i, rule := range rules {
-		if counts[i] >= int64(rule.Limit) {
+		if counts[i] >= int64(rule.Limit) && (named || !rule.Key.named) {
 			wait = max(wait, resets[i])
 		}
 	}

@@ -1637,6 +1637,43 @@ func TestRateLimitRetryAfterNested(t *testing.T) {
 	}
 }
 
+// TestRateLimitRetryAfterNestedNamed refuses a request in a limiter inside
+// a login limiter whose rule keyed by the user name is exactly at its
+// limit: Retry-After is the inner window's end, since the RateLimit field
+// leaves rules keyed by a name out and nothing would explain a longer
+// wait, which would tell any sender of the name that it is at its limit
+// (review d27b).
+func TestRateLimitRetryAfterNestedNamed(t *testing.T) {
+	srv := redistest.Start(t)
+	store := rateStore(t, srv.Addr(), 2*time.Second)
+	inner, err := middleware.RateLimit(store, middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{{Name: "burst", Limit: 1, Window: 3 * time.Second, Key: middleware.ByIP()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer, err := middleware.LoginLimit(store, middleware.RateLimitConfig{Secret: rateSecret,
+		Rules: []middleware.Rule{{Name: "login-user", Limit: 2, Window: time.Minute, Key: middleware.ByFormField("username")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := outer(inner(okHandler))
+	post := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = "192.0.2.1:1"
+		return serve(h, r)
+	}
+	if w := post(); w.Code != 200 {
+		t.Fatalf("first request %d, want 200", w.Code)
+	}
+	w := post() // login-user at its limit, burst over
+	retry, err := strconv.Atoi(w.Header().Get("Retry-After"))
+	if w.Code != http.StatusTooManyRequests || err != nil || retry < 1 || retry > 3 {
+		t.Errorf("second request %d, Retry-After %q (RateLimit %q), want 429 and burst's 3 at most",
+			w.Code, w.Header().Get("Retry-After"), w.Header().Get("RateLimit"))
+	}
+}
+
 // TestRateLimitWindowShortened refuses a client in a window of one hour,
 // then serves it through a limiter whose rule of the same name has a
 // window of two seconds, as after a configuration change: the open window

@@ -247,6 +247,11 @@ func TestPingCounterEvictionPolicy(t *testing.T) {
 			srv := redistest.Start(t, "--maxmemory", "100mb", "--maxmemory-policy", policy)
 			logs := new(syncbuf.Buffer)
 			s := open(t, srv, redisstore.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			// Ping first, as the example does on one Store: its own
+			// warning must not silence PingCounter's (review d27b).
+			if err := s.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			if err := s.PingCounter(context.Background()); err != nil {
 				t.Fatalf("PingCounter = %v, want nil: the policy is a warning, not a failure", err)
 			}

@@ -81,9 +81,10 @@ type Store struct {
 	log *slog.Logger // Config.Logger, or slog.Default()
 	// checkEviction says that Ping sends INFO memory, to warn of a
 	// maxmemory-policy that may evict keys (see evictionCheck), and
-	// evicting limits that warning.
-	checkEviction atomic.Bool
-	evicting      loglimit.Limiter
+	// evicting limits that warning; evictingCounters limits PingCounter's.
+	checkEviction    atomic.Bool
+	evicting         loglimit.Limiter
+	evictingCounters loglimit.Limiter
 	// fewReplicas limits Ping's warning that fewer replicas than
 	// WaitReplicas answered (see replicasCheck), and pingTurn says which
 	// master of a Cluster a Ping asks.
@@ -182,16 +183,17 @@ func Open(cfg Config) (*Store, error) {
 // reached src's server (see startNearCache).
 func newStore(src Source, cfg Config, foreign bool) *Store {
 	s := &Store{
-		src:       src,
-		keyPrefix: cfg.KeyPrefix,
-		prefix:    cfg.KeyPrefix + "session:",
-		timeout:   cfg.Timeout,
-		replicas:  cfg.WaitReplicas,
-		maxActive: cfg.MaxActive,
-		dials:     cfg.dials,
-		observer:  cfg.Observer,
-		log:       cmp.Or(cfg.Logger, slog.Default()),
-		evicting:  loglimit.Limiter{Interval: evictionLogInterval},
+		src:              src,
+		keyPrefix:        cfg.KeyPrefix,
+		prefix:           cfg.KeyPrefix + "session:",
+		timeout:          cfg.Timeout,
+		replicas:         cfg.WaitReplicas,
+		maxActive:        cfg.MaxActive,
+		dials:            cfg.dials,
+		observer:         cfg.Observer,
+		log:              cmp.Or(cfg.Logger, slog.Default()),
+		evicting:         loglimit.Limiter{Interval: evictionLogInterval},
+		evictingCounters: loglimit.Limiter{Interval: evictionLogInterval},
 		// Its state may last as long as a policy's: a master set up with
 		// fewer replicas than WaitReplicas.
 		fewReplicas: loglimit.Limiter{Interval: evictionLogInterval},
@@ -573,6 +575,10 @@ const (
 // maxmemory-policy other than noeviction. It returns none when the Store
 // does not check (see checkEviction).
 func (s *Store) evictionCheck(addr, warning string) []reader {
+	limiter := &s.evicting
+	if warning == evictsCounters {
+		limiter = &s.evictingCounters // a Store that does both warns of both
+	}
 	if !s.checkEviction.Load() {
 		return nil
 	}
@@ -589,7 +595,7 @@ func (s *Store) evictionCheck(addr, warning string) []reader {
 		if parseNodeInfo(info, &ns) != nil || ns.MaxMemory == 0 || ns.MaxMemoryPolicy == "" || ns.MaxMemoryPolicy == "noeviction" {
 			return
 		}
-		s.evicting.Do(time.Now(), func(suppressed int) {
+		limiter.Do(time.Now(), func(suppressed int) {
 			attrs := []slog.Attr{
 				slog.String("maxmemory_policy", ns.MaxMemoryPolicy),
 				slog.Int64("maxmemory", ns.MaxMemory),
