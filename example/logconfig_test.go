@@ -297,3 +297,24 @@ func TestRedisFromEnv(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopback checks which ADDR values the example takes for loopback
+// ones, where a cookie without Secure goes unwarned (review docs3).
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true,
+		"127.1.2.3:80":   true,
+		"[::1]:8080":     true,
+		"localhost:8080": true,
+		"0.0.0.0:8080":   false,
+		":8080":          false,
+		"[::]:8080":      false,
+		"10.0.0.5:8080":  false,
+		"app.local:8080": false,
+		"garbage":        false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

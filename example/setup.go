@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -37,6 +39,20 @@ type app struct {
 	// listener (see serve).
 	delay    time.Duration
 	stopping func()
+}
+
+// loopback reports whether addr, host:port as ADDR holds it, listens on a
+// loopback address only ("localhost", 127.0.0.0/8, ::1).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // defaultAddr is where the example listens without ADDR.
@@ -105,6 +121,9 @@ func setup(log *slog.Logger) (_ *app, err error) {
 		// The example serves plain HTTP on localhost; a deployment behind
 		// TLS sets SESSION_COOKIE_SECURE=true.
 		scfg.InsecureCookie = true
+		if !loopback(addr) {
+			log.Warn("example: SESSION_COOKIE_SECURE is not set: the session cookie is not Secure, as plain HTTP on localhost needs; behind TLS, set SESSION_COOKIE_SECURE=true", "addr", addr)
+		}
 	}
 	if len(rcfg.ClusterNodes) > 0 && scfg.TagKey == nil {
 		// A TagKey made from the signing keys would change when they

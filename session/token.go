@@ -22,7 +22,8 @@ import (
 const macName = "sessionkit"
 
 // maxSignedLen bounds the signed value accepted from a request, checked
-// before any decoding. A signed token is about 150 bytes.
+// before any decoding. A signed token is 160 bytes (172 with a TagKey's
+// tag).
 const maxSignedLen = 4096
 
 // tokenLen is the length of an scs token: 32 random bytes, base64url without
