@@ -50,7 +50,18 @@ type clusterSource struct {
 	lastDialErr atomic.Pointer[error]
 	// gates holds a *nodeGate by node address (see turn).
 	gates sync.Map
+	// done is closed by Close, and wakes the calls waiting for a turn.
+	done chan struct{}
 }
+
+// clusterSpares is how many connections a node's pool opens beyond
+// MaxActive, the calls that bind to the node at once (see turn): the
+// refresh of the slot map and calls without a key (Ping's) take theirs
+// outside the turns, and without spares one of them held while a node
+// stalls (for ReadTimeout) left a call that had its turn without a
+// connection, which redisc then sent to a random node, to be answered
+// MOVED, for the whole stall (review d27a).
+const clusterSpares = 2
 
 // nodeGate lets at most MaxActive calls at once bind to one node, the
 // size of the node's pool, and counts the calls that waited for their
@@ -69,7 +80,7 @@ var errClosed = errors.New("store closed")
 const refreshInterval = 100 * time.Millisecond
 
 func newClusterSource(cfg Config) *clusterSource {
-	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool), mapped: make(chan struct{})}
+	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool), mapped: make(chan struct{}), done: make(chan struct{})}
 	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
 	return cs
 }
@@ -82,6 +93,7 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 		StartupNodes: startup,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
+			p.MaxActive += clusterSpares
 			dial := p.DialContext
 			p.DialContext = func(ctx context.Context) (redis.Conn, error) {
 				c.pools.Store(addr, p)
@@ -90,12 +102,12 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 			// redisc waits for a busy pool with a context of its own, which
 			// knows nothing of the caller's: a call waits for its turn at
 			// the node before (see turn), and an exhausted pool fails at
-			// once. That happens only when connections are taken outside
-			// the turns (redisc's refresh of the slot map, a call bound
-			// to a node the map did not name): redisc then binds to a
-			// random node's pool, whose node answers MOVED unless it
-			// serves the slot, and Store.run tries again within the
-			// call's context.
+			// once. That happens only when more connections are taken
+			// outside the turns than the pool has spares for (see
+			// clusterSpares), or a call is bound to a node the map did not
+			// name: redisc then binds to a random node's pool, whose node
+			// answers MOVED unless it serves the slot, and Store.run tries
+			// again within the call's context.
 			p.Wait = false
 			return p, nil
 		},
@@ -222,6 +234,8 @@ func (cs *clusterSource) turn(ctx context.Context, key string) (release func(), 
 			gate.waitTime.Add(int64(time.Since(start)))
 		case <-ctx.Done():
 			return noRelease, noTurn{ctx.Err()}
+		case <-cs.done:
+			return noRelease, errClosed
 		}
 	}
 	return func() { <-gate.turns }, nil
@@ -233,6 +247,13 @@ type noTurn struct{ err error }
 
 func (e noTurn) Error() string { return e.err.Error() }
 func (e noTurn) Unwrap() error { return e.err }
+
+// turnsTaken reports whether MaxActive calls are bound to the node at addr
+// (see turn): further calls for its slots wait.
+func (cs *clusterSource) turnsTaken(addr string) bool {
+	g, ok := cs.gates.Load(addr)
+	return ok && len(g.(*nodeGate).turns) == cap(g.(*nodeGate).turns)
+}
 
 // waitStats returns how many calls waited for their turn at a node (see
 // turn), and for how long in all.
@@ -489,6 +510,9 @@ func (cs *clusterSource) node(ctx context.Context, addr string) (redis.Conn, err
 // Close closes every node's pool.
 func (cs *clusterSource) Close() error {
 	cs.mu.Lock()
+	if !cs.closed {
+		close(cs.done)
+	}
 	cs.closed = true
 	for _, p := range cs.nodes {
 		p.Close()

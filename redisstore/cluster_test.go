@@ -1966,4 +1966,75 @@ func TestClusterBurst(t *testing.T) {
 		t.Cleanup(func() { stalled.Resume(t) })
 		burst(t)
 	})
+	// The calls on a stalled master's keys fail, each within its time, as
+	// on one server: none is sent to another node and answered MOVED,
+	// which an operator would take for a resharding. The refreshes of the
+	// slot map that their timeouts start held one of the stalled node's
+	// pooled connections, and from the second round on most calls failed
+	// so (review d27a).
+	t.Run("own master stalled", func(t *testing.T) {
+		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 500 * time.Millisecond})
+		_, _, err := s.Load(ctx, tagged(tags[1][0], "x"), 0) // learns the slot map
+		clusterCheck(t, "Load", err)
+		stalled := c.Masters(t)[0]
+		stalled.Pause(t)
+		t.Cleanup(func() { stalled.Resume(t) })
+		for round := range 4 {
+			var wg sync.WaitGroup
+			var moved atomic.Int64
+			var first atomic.Pointer[error]
+			for i := range 100 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, _, err := s.Load(ctx, ids[i%len(ids)], 0); err != nil && strings.Contains(err.Error(), "MOVED") {
+						moved.Add(1)
+						first.CompareAndSwap(nil, &err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := moved.Load(); n > 0 {
+				t.Errorf("round %d: %d of 100 Loads on a stalled master's keys failed with MOVED, the first: %v", round, n, *first.Load())
+			}
+		}
+	})
+}
+
+// TestClusterCloseWakesWaiters closes a Store while calls wait for their
+// turn at a node whose only connection a merge holds: they fail at once,
+// as calls waiting for the pool of one server do, not when the turn comes
+// free (review d27a).
+func TestClusterCloseWakesWaiters(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: 3 * time.Second})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 2)
+	held, other := tagged(tags[0][0], "held"), tagged(tags[0][1], "other")
+	_, err := s.Insert(ctx, held, []byte("v"), time.Minute)
+	clusterCheck(t, "Insert", err)
+	inMerge, release := make(chan struct{}), make(chan struct{})
+	go s.Merge(ctx, held, time.Minute, func(cur []byte) ([]byte, error) {
+		close(inMerge)
+		<-release
+		return cur, nil
+	})
+	<-inMerge
+	defer close(release)
+	const waiters = 10
+	done := make(chan time.Time, waiters)
+	for range waiters {
+		go func() {
+			s.Load(ctx, other, 0)
+			done <- time.Now()
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // they wait for the turn
+	closed := time.Now()
+	s.Close()
+	for range waiters {
+		if late := (<-done).Sub(closed); late > 500*time.Millisecond {
+			t.Fatalf("a call waiting for its turn returned %v after Close, want at once", late.Round(time.Millisecond))
+		}
+	}
 }

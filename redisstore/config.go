@@ -84,7 +84,9 @@ type Config struct {
 	// MaxActive is the most connections the pool opens at once. When all
 	// are busy, a call waits for one to be returned, for at most Timeout or
 	// until its context ends. Default 64 when zero (redigo's zero, unlimited,
-	// is not available).
+	// is not available). On a Cluster it is per node, and the most calls
+	// bound to one node at once; each node's pool opens two connections
+	// more, for the refresh of the slot map and calls without a key.
 	MaxActive int
 
 	// MaxIdle is the most idle connections the pool keeps for reuse.

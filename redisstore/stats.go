@@ -45,12 +45,12 @@ type PoolStats struct {
 	Active int
 	// Idle is the number of idle connections.
 	Idle int
-	// MaxActive is the most connections a pool opens at once (per node on
-	// a Cluster): a pool with Active == MaxActive and Idle == 0 is
-	// exhausted, and calls wait for a connection. On a Cluster they do not
-	// wait (redisc's wait would not heed the call's context): a call on
-	// the slots of a node whose pool is exhausted is sent to another
-	// node, which answers MOVED, and tried again until its time runs out.
+	// MaxActive is the most connections a pool opens at once: a pool with
+	// Active == MaxActive and Idle == 0 is exhausted, and calls wait for a
+	// connection. On a Cluster it is the most calls bound to one node at
+	// once, further calls waiting for their turn, and a node's pool opens
+	// two more connections, for the refresh of the slot map and calls
+	// without a key (Ping's), so that Active may exceed it.
 	MaxActive int
 	// Nodes is, on a Cluster, how many nodes' pools the counts add up,
 	// and ExhaustedNodes how many of those pools were exhausted when the
@@ -126,10 +126,10 @@ func (s *Store) PoolStats() PoolStats {
 		ps.MaxActive = src.pool.MaxActive
 		ps.SentinelsDown, ps.SentinelLookupFailures = src.sentinelStats()
 	case *clusterSource:
-		for _, st := range src.c.Load().Stats() {
+		for addr, st := range src.c.Load().Stats() {
 			add(st)
 			ps.Nodes++
-			if exhausted(s.maxActive, st.ActiveCount, st.IdleCount) {
+			if src.turnsTaken(addr) {
 				ps.ExhaustedNodes++
 			}
 		}
