@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -64,15 +66,19 @@ func (s *server) recentlyAuthenticated(r *http.Request) bool {
 // "password required"} or {"error":"wrong password"} for an API client;
 // 429 over the limits; 503 when the password could not be checked.
 func (s *server) confirmed(w http.ResponseWriter, r *http.Request, password, action, what string) bool {
-	if password == "" && s.recentlyAuthenticated(r) {
+	recent := s.recentlyAuthenticated(r)
+	if password == "" && recent {
 		return true
 	}
-	ask := page{Title: "Confirm it's you", Message: what, Action: action}
+	ask := page{Title: "Confirm it's you", Message: what, Action: action, Recent: recent}
 	if password == "" {
 		s.askPassword(w, r, http.StatusForbidden, "password required", ask)
 		return false
 	}
 	ok := false
+	// What the password is for, for the page of a try over the limits
+	// (confirmLimited).
+	r = r.WithContext(context.WithValue(r.Context(), confirmingKey{}, what))
 	s.confirmLimit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := session.UserID(r.Context())
 		right, err := s.checkPassword(r, user, password)
@@ -109,6 +115,10 @@ func (s *server) askPassword(w http.ResponseWriter, r *http.Request, code int, m
 	s.render(w, code, "confirm", p)
 }
 
+// confirmingKey is the context key of what a password confirmation is for
+// ("sign out that device"), which confirmed hands confirmLimited.
+type confirmingKey struct{}
+
 // confirmLimited answers a password confirmation over the login limits:
 // the page asking for the password with 429 and a button that waits for
 // Retry-After, for a browser; 429 as for a login for anyone else. The
@@ -119,9 +129,11 @@ func (s *server) confirmLimited(w http.ResponseWriter, r *http.Request, retry ti
 		return
 	}
 	secs := retrySeconds(retry)
+	what, _ := r.Context().Value(confirmingKey{}).(string)
 	s.askPassword(w, r, http.StatusTooManyRequests, "too many requests", page{
-		Title: "Confirm it's you", Message: "end other sessions", Action: r.URL.Path,
-		Error: "Too many password attempts. Try again in " + waitText(secs) + ".", RetryAfter: secs,
+		Title: "Confirm it's you", Message: cmp.Or(what, "end other sessions"), Action: r.URL.Path,
+		Recent: s.recentlyAuthenticated(r),
+		Error:  "Too many password attempts. Try again in " + waitText(secs) + ".", RetryAfter: secs,
 	})
 }
 

@@ -220,6 +220,26 @@ func TestConfirmTriesAfterAddressRefusals(t *testing.T) {
 	}
 }
 
+// TestConfirmLimitedPage checks the page of a password confirmation over
+// the session's limit: it says what the password was for, as the pages
+// before it did; it said "end other sessions" whatever was asked (review
+// browser3).
+func TestConfirmLimitedPage(t *testing.T) {
+	t.Setenv("REAUTH_AFTER", "0")
+	e := startExample(t)
+	mine, other := noRedirects(), noRedirects()
+	e.formLogin(mine, "bob", "builder", firefoxWindows)
+	e.formLogin(other, "bob", "builder", safariIPhone)
+	form := e.sessionForm(mine)
+	var r reply
+	for range 6 { // the session's 5 tries, then one over
+		r = e.send(mine, "POST", "/logout-others", form+"&password=guess", as(firefoxWindows)...)
+	}
+	if r.code != http.StatusTooManyRequests || !strings.Contains(r.body, "Enter your password to sign out of your other sessions.") {
+		t.Errorf("POST /logout-others over the confirmation limit = %d:\n%s\nwant 429 saying what the password is for", r.code, r.body)
+	}
+}
+
 // TestConfirmationBadInput checks the bodies of the routes that end
 // sessions (review api3): a password sent within the recent sign-in's
 // window is checked, a wrong one refused and nothing ended, though none
@@ -262,8 +282,9 @@ func TestConfirmationBadInput(t *testing.T) {
 	e.formLogin(mine, "alice", "wonderland", firefoxWindows)
 	e.formLogin(other, "alice", "wonderland", safariIPhone)
 	form := e.sessionForm(mine)
-	if r := e.send(mine, "POST", "/logout-others", form+"&password=guess", as(firefoxWindows)...); r.code != http.StatusForbidden || !strings.Contains(r.body, "Wrong password.") {
-		t.Errorf("POST /logout-others with a wrong password after a recent sign-in = %d:\n%s\nwant 403 saying so", r.code, r.body)
+	if r := e.send(mine, "POST", "/logout-others", form+"&password=guess", as(firefoxWindows)...); r.code != http.StatusForbidden || !strings.Contains(r.body, "Wrong password.") ||
+		strings.Contains(r.body, "a while ago") {
+		t.Errorf("POST /logout-others with a wrong password after a recent sign-in = %d:\n%s\nwant 403 saying so, and not that the sign-in is old (review browser3)", r.code, r.body)
 	}
 	if r := e.send(other, "GET", "/api/me", ""); r.code != http.StatusOK {
 		t.Errorf("the other browser after a refused sign-out: GET /api/me = %d, want 200", r.code)

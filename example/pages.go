@@ -70,6 +70,10 @@ type page struct {
 	// confirm: the password asked for again (see confirmed), with Message
 	// saying what for, and Error, Invalid and RetryAfter as for login
 	Action string // the path the form posts to: the route that asked
+	// Recent: the session signed in recently, and the password is asked
+	// for because one was sent (and was wrong), not for want of a recent
+	// sign-in.
+	Recent bool
 }
 
 // assets serves the stylesheet and the script. They change only with the
