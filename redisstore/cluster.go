@@ -63,9 +63,9 @@ type clusterSource struct {
 // MOVED, for the whole stall (review d27a).
 const clusterSpares = 2
 
-// nodeGate lets at most MaxActive calls at once bind to one node, the
-// size of the node's pool, and counts the calls that waited for their
-// turn (see turn).
+// nodeGate lets at most MaxActive calls at once bind to one node (whose
+// pool holds clusterSpares more, for connections taken outside the
+// turns), and counts the calls that waited for their turn (see turn).
 type nodeGate struct {
 	turns    chan struct{}
 	waits    atomic.Int64

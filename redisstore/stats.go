@@ -53,8 +53,9 @@ type PoolStats struct {
 	// without a key (Ping's), so that Active may exceed it.
 	MaxActive int
 	// Nodes is, on a Cluster, how many nodes' pools the counts add up,
-	// and ExhaustedNodes how many of those pools were exhausted when the
-	// snapshot was taken. Both are zero elsewhere.
+	// and ExhaustedNodes how many of those nodes had MaxActive calls bound
+	// to them, further calls waiting, when the snapshot was taken. Both
+	// are zero elsewhere.
 	Nodes, ExhaustedNodes int
 	// Waits is how many times a call had to wait for a connection and got
 	// one, and WaitTime how long those waits took in all, since the Store
@@ -92,18 +93,12 @@ type PoolStats struct {
 
 // Exhausted reports whether every connection is in use and the pool may
 // open no more: further calls wait. On a Cluster it reports whether any
-// node's pool is so (ExhaustedNodes).
+// node has MaxActive calls bound to it (ExhaustedNodes).
 func (p PoolStats) Exhausted() bool {
 	if p.Nodes > 0 {
 		return p.ExhaustedNodes > 0
 	}
-	return exhausted(p.MaxActive, p.Active, p.Idle)
-}
-
-// exhausted reports whether a pool of at most maxActive connections, with
-// active open and idle of them idle, may open no more and has none idle.
-func exhausted(maxActive, active, idle int) bool {
-	return maxActive > 0 && active >= maxActive && idle == 0
+	return p.MaxActive > 0 && p.Active >= p.MaxActive && p.Idle == 0
 }
 
 // PoolStats returns a snapshot of the Store's connection pools. It sends

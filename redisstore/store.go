@@ -571,7 +571,7 @@ const (
 
 // evictionCheck returns the INFO memory with which Ping (and PingCounter)
 // checks that the server at addr ("" on one server or under Sentinel)
-// cannot evict keys, and logs warning when it can: a maxmemory with a
+// cannot evict keys, and logs the warning given when it can: a maxmemory with a
 // maxmemory-policy other than noeviction. It returns none when the Store
 // does not check (see checkEviction).
 func (s *Store) evictionCheck(addr, warning string) []reader {
