@@ -31,8 +31,9 @@ const maxRateKeys = 16
 //
 // Each key costs INCR, PEXPIRE key ms LT and PTTL, all keys in one
 // MULTI/EXEC transaction: one round trip, plain commands (no Lua), and a key
-// never lives without an expiry, even if a connection breaks part way. NX
-// leaves the time to live of an open window alone: requests refused for
+// never lives without an expiry, even if a connection breaks part way. LT
+// leaves the time to live of an open window alone, unless it is longer
+// than the window given (a window made shorter): requests refused for
 // being over the limit do not prolong it. On a Redis Cluster each key is
 // counted in a transaction of its own (the keys of one call hash to
 // different slots), one round trip per key.
@@ -80,7 +81,7 @@ func (s *Store) CountRequests(ctx context.Context, keys []string, windows []time
 // queues them, and discards it, so nothing in Redis changes. It fails as
 // CountRequests would, with ErrRefused naming the command or the key
 // pattern the ACL denies, a command the server does not know, or PEXPIRE's
-// NX, which a Redis older than 7.0 refuses (see Describe). Ping does not
+// LT, which a Redis older than 7.0 refuses (see Describe). Ping does not
 // check these permissions, which only the rate limiter needs: call PingCounter at
 // start-up where a limiter counts, so that an ACL without them stops the
 // app rather than refusing every request the limiter counts. Like Ping, it
