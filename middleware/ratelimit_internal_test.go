@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"unicode"
 )
 
 // TestWaitText checks the words of the HTML 429 page's "try again in".
@@ -96,4 +97,31 @@ func FuzzJSONField(f *testing.F) {
 			t.Errorf("jsonField(%q) = %q, encoding/json decodes %q", body, got, want)
 		}
 	})
+}
+
+// TestFoldRuneKeepsKeys checks that folding names as upper-casing makes
+// them equal (the dotless i as i, review lim3) changed the fold of no
+// other rune, so that no other name's counter moved to a new key on the
+// upgrade, its lockout lifted (review d28: μ, ι and 9 more had moved); and
+// that every rune folds as its upper and lower cases do.
+func TestFoldRuneKeepsKeys(t *testing.T) {
+	before := func(r rune) rune { // the fold of the release before
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return unicode.ToLower(least)
+	}
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		f := foldRune(r)
+		if r != 'ı' && f != before(r) {
+			t.Errorf("foldRune(%U) = %U, the release before folded it to %U", r, f, before(r))
+		}
+		if f != foldRune(unicode.ToUpper(r)) || f != foldRune(unicode.ToLower(r)) {
+			t.Errorf("foldRune(%U) = %U, its upper case folds to %U, its lower case to %U", r, f, foldRune(unicode.ToUpper(r)), foldRune(unicode.ToLower(r)))
+		}
+	}
+	if foldRune('ı') != 'i' {
+		t.Errorf("foldRune('ı') = %U, want i", foldRune('ı'))
+	}
 }

@@ -298,16 +298,21 @@ func normalizeName(v string) string {
 	return strings.ToLower(v) // ASCII: the same, faster
 }
 
-// foldRune returns the lower case of the upper case of the least of the
-// runes that Unicode's simple case folding makes equal to r (its
+// foldRune returns the lower case of the least of the runes that Unicode's
+// simple case folding makes equal to the upper case of r (its
 // unicode.SimpleFold orbit), so that every rune of an orbit gives the same
-// one, and so does every rune whose upper case is another's.
+// one, and so does every rune whose upper case is another's. Of all runes
+// only "ı" folds otherwise than before upper-casing was added (to "i"), so
+// that the counters of other names kept their keys across the upgrade
+// (review d28: folding the upper case of the least rune moved 11 runes, μ
+// and ι among them, to new keys).
 func foldRune(r rune) rune {
+	r = unicode.ToUpper(r)
 	least := r
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 		least = min(least, f)
 	}
-	return unicode.ToLower(unicode.ToUpper(least))
+	return unicode.ToLower(least)
 }
 
 // hashPool hands out HMAC-SHA256 states keyed with a limiter's secret,
