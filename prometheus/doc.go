@@ -49,7 +49,7 @@
 //
 //	sessionkit_redis_pool_connections{state="in_use"|"idle"}  gauge; the sum is the open connections
 //	sessionkit_redis_pool_max_connections                     gauge; per node on a Cluster
-//	sessionkit_redis_pool_exhausted                           gauge; 1 while every connection is in use and the pool may open no more
+//	sessionkit_redis_pool_exhausted                           gauge; 1 while every connection is in use and the pool may open no more (Cluster: any node's MaxActive calls)
 //	sessionkit_redis_pool_waits_total                         calls that waited for a connection and got one
 //	sessionkit_redis_pool_wait_seconds_total                  time those waits took
 //	sessionkit_redis_dials_total                              connections dialled

@@ -58,7 +58,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		store:          store,
 		connections:    desc("pool_connections", "Open connections of the session store's Redis pool, by state: in_use or idle; their sum is the open connections.", "state"),
 		maxConnections: desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
-		exhausted:      desc("pool_exhausted", "1 when every connection of the session store's Redis pool is in use and it may open no more (on a Redis Cluster: of any node's pool), as PoolStats.Exhausted reports; 0 otherwise."),
+		exhausted:      desc("pool_exhausted", "1 when every connection of the session store's Redis pool is in use and it may open no more (on a Redis Cluster: when any node has MaxActive calls bound to it), as PoolStats.Exhausted reports; 0 otherwise."),
 		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
 		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
 		dials:          desc("dials_total", "Connections the session store dialled to Redis, its pool's and its near-cache's, failed dials included (zero for a pool the caller built)."),

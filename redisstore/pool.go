@@ -88,9 +88,16 @@ func dial(ctx context.Context, cfg Config) (c *checkedConn, err error) {
 		return nil, err
 	}
 	if nopass {
-		err := authUser(ctx, conn, cfg.Username)
+		// As redigo bounds the AUTH and SELECT it sends itself: each reply
+		// within ReadTimeout, and within what ctx has left.
+		within := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cfg.ReadTimeout) }
+		actx, cancel := within()
+		err := authUser(actx, conn, cfg.Username)
+		cancel()
 		if err == nil && cfg.DB != 0 {
-			_, err = cmd(ctx, conn, "SELECT", cfg.DB)
+			actx, cancel := within()
+			_, err = cmd(actx, conn, "SELECT", cfg.DB)
+			cancel()
 		}
 		if err != nil {
 			conn.Close()

@@ -192,4 +192,17 @@ func TestDialUserWithoutPasswordStalled(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a dial as a user without a password to a stalled Redis still waits after 5s")
 	}
+	// A borrow with a deadline far off: ReadTimeout still bounds the
+	// reply, as for the AUTH redigo sends with a password (review d28:
+	// the dial waited the deadline's 4s).
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start = time.Now()
+	conn, err := pool.GetContext(ctx)
+	if err == nil {
+		conn.Close()
+	}
+	if took := time.Since(start); err == nil || took > 2*time.Second {
+		t.Errorf("a dial with a 4s deadline as a user without a password to a stalled Redis: %v after %v, want an error within about ReadTimeout (%v)", err, took.Round(time.Millisecond), readTimeout)
+	}
 }

@@ -427,12 +427,20 @@ func TestSCSRecordsOfAnotherStore(t *testing.T) {
 		if err := records.Err(); err != nil {
 			t.Fatalf("SCSRecords of a Store without KeyPrefix: %v", err)
 		}
-		_, err := session.New(manager, session.Config{Keys: [][]byte{key}, FromSCS: &session.SCSImport{Records: records, UserKey: "userID"}})
-		if tc.refused && (err == nil || !strings.Contains(err.Error(), "KeyPrefix")) {
-			t.Errorf("New on a Store with KeyPrefix %q, records of another Store: %v, want an error naming KeyPrefix", tc.keyPrefix, err)
-		}
-		if !tc.refused && err != nil {
-			t.Errorf("New on a Store with KeyPrefix %q, records of another Store: %v, want nil", tc.keyPrefix, err)
+		// The Store itself, and a wrapper that adds instrumentation
+		// (review d28: it was not checked).
+		for _, st := range []session.Store{manager, wrappedStore{manager}} {
+			_, err := session.New(st, session.Config{Keys: [][]byte{key}, FromSCS: &session.SCSImport{Records: records, UserKey: "userID"}})
+			if tc.refused && (err == nil || !strings.Contains(err.Error(), "KeyPrefix")) {
+				t.Errorf("New on a %T with KeyPrefix %q, records of another Store: %v, want an error naming KeyPrefix", st, tc.keyPrefix, err)
+			}
+			if !tc.refused && err != nil {
+				t.Errorf("New on a %T with KeyPrefix %q, records of another Store: %v, want nil", st, tc.keyPrefix, err)
+			}
 		}
 	}
 }
+
+// wrappedStore is a Store in a wrapper, as an app that adds
+// instrumentation makes one.
+type wrappedStore struct{ *redisstore.Store }

@@ -55,13 +55,22 @@ func (s *Store) SCSRecords(prefix string) *SCSRecords {
 	return r
 }
 
-// CheckStore reports, when store is a *Store, whether r's prefix overlaps
-// the keys store writes (see [Store.SCSRecords]), whichever Store r came
-// from: session.New calls it with the Manager's Store. Any other store
-// gives nil.
+// CheckStore reports, when store is a *Store, or a type that embeds one
+// (a wrapper that adds instrumentation), whether r's prefix overlaps the
+// keys store writes (see [Store.SCSRecords]), whichever Store r came from:
+// session.New calls it with the Manager's Store. Any other store gives
+// nil.
 func (r *SCSRecords) CheckStore(store any) error {
-	s, ok := store.(*Store)
-	if !ok || s == nil {
+	var s *Store
+	switch st := store.(type) {
+	case *Store:
+		s = st
+	case interface{ SCSRecords(string) *SCSRecords }:
+		// A wrapper of a Store: its promoted SCSRecords checks against
+		// the Store's own keys.
+		return st.SCSRecords(r.prefix).Err()
+	}
+	if s == nil {
 		return nil
 	}
 	// What follows the KeyPrefix in every key the Store writes: session

@@ -85,10 +85,12 @@ const scsRememberMe = "__rememberMe"
 type SCSImport struct {
 	// Records reads and deletes scs records; (*redisstore.Store).SCSRecords
 	// returns one for the prefix scs used. Take it from the Store the
-	// Manager uses: New refuses records whose Err method, if they have
-	// one, returns an error, as redisstore's do for a prefix that overlaps
-	// that Store's own keys, under which a cookie holding a session's id
-	// would take that session as an scs record. Required.
+	// Manager uses, or from one on the Redis scs used: New refuses records
+	// whose Err method, if they have one, returns an error, as
+	// redisstore's do for a prefix that overlaps that Store's own keys,
+	// under which a cookie holding a session's id would take that session
+	// as an scs record, and records whose CheckStore (see SCSRecords)
+	// finds that overlap with the Manager's Store. Required.
 	Records SCSRecords
 
 	// CookieName is the name of scs's cookie. Zero means
@@ -189,7 +191,8 @@ type SCSRecords interface {
 	//
 	// as redisstore's do: New calls it with the Manager's Store and refuses
 	// the Config with its error, when the records' keys overlap the keys
-	// that Store writes (see redisstore's Store.SCSRecords).
+	// that Store writes (see redisstore's Store.SCSRecords), also when the
+	// records come from another Store.
 	//
 	// Records may also have the method
 	//
