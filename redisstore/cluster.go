@@ -167,10 +167,11 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // answer (a stalled or firewalled host) would otherwise hold the first
 // call for seconds past its Timeout.
 //
-// A call for a key binds in its turn at the slot's node (see turn):
-// release ends the turn, once conn is closed. It is a no-op when bind
-// fails, which ends the turn itself.
-func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (release func(), err error) {
+// A call for a key binds in its turn at the slot's node (see turn): the
+// call ends the turn, once conn is closed, with the gate's release (a nil
+// gate, of a call without a turn, releases nothing). bind ends the turn
+// itself when it fails.
+func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (*nodeGate, error) {
 	cs.mapOnce.Do(func() {
 		go func() {
 			defer close(cs.mapped)
@@ -180,46 +181,45 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 	select {
 	case <-cs.mapped:
 	case <-ctx.Done():
-		return noRelease, ctx.Err()
+		return nil, ctx.Err()
 	case <-cs.done:
-		return noRelease, errClosed
+		return nil, errClosed
 	}
 	if key == "" {
-		return noRelease, cs.dialCause(redisc.BindConn(conn))
+		return nil, cs.dialCause(redisc.BindConn(conn))
 	}
-	release, err = cs.turn(ctx, key)
+	gate, err := cs.turn(ctx, key)
 	if err != nil {
-		return noRelease, err
+		return nil, err
 	}
 	if err = cs.predial(ctx, key); err == nil {
 		err = cs.dialCause(redisc.BindConn(conn, key))
 	}
 	if err != nil {
-		release()
-		return noRelease, err
+		gate.release()
+		return nil, err
 	}
-	return release, nil
+	return gate, nil
 }
 
-func noRelease() {}
-
 // turn waits, within ctx, until fewer than MaxActive calls are bound to
-// the master of key's slot (as the slot map names it), and returns the
-// function that ends this call's turn. A call so waits for its node's
+// the master of key's slot (as the slot map names it), and returns that
+// node's gate, whose release ends this call's turn; nil, for no turn,
+// before the slot map is known. A call so waits for its node's
 // pool as a call on one server waits for its pool, within its own context;
 // without it, redisc would send the calls a burst finds the pool full for
 // to other nodes, which answer MOVED, and a call that ran out of time
 // trying again would fail though every node is healthy, and some of them
 // would wait on a node that has stalled while their own answers (review
-// lim3). Before the slot map is known, a call has no turn to wait for.
-func (cs *clusterSource) turn(ctx context.Context, key string) (release func(), err error) {
+// lim3).
+func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error) {
 	m := cs.c.Load().slots.Load()
 	if m == nil || cs.cfg.MaxActive <= 0 {
-		return noRelease, nil
+		return nil, nil
 	}
 	addr := m.master(redisc.Slot(key))
 	if addr == "" {
-		return noRelease, nil
+		return nil, nil
 	}
 	g, ok := cs.gates.Load(addr)
 	if !ok {
@@ -235,12 +235,19 @@ func (cs *clusterSource) turn(ctx context.Context, key string) (release func(), 
 			gate.waits.Add(1)
 			gate.waitTime.Add(int64(time.Since(start)))
 		case <-ctx.Done():
-			return noRelease, noTurn{ctx.Err()}
+			return nil, noTurn{ctx.Err()}
 		case <-cs.done:
-			return noRelease, errClosed
+			return nil, errClosed
 		}
 	}
-	return func() { <-gate.turns }, nil
+	return gate, nil
+}
+
+// release ends a turn that turn gave at g; on a nil g it does nothing.
+func (g *nodeGate) release() {
+	if g != nil {
+		<-g.turns
+	}
 }
 
 // noTurn is turn's error for a call whose time ran out waiting: its node

@@ -1031,16 +1031,16 @@ func (s *Store) attempt(ctx context.Context, src Source, key string, f func(ctx 
 	if s.near != nil {
 		conn = s.near.noteWrites(conn) // see nearwrites.go
 	}
-	release := noRelease
+	var gate *nodeGate // the call's turn at its Cluster node, if any
 	if s.cluster != nil && src == Source(s.cluster) {
-		if release, err = s.cluster.bind(ctx, conn, key); err != nil {
+		if gate, err = s.cluster.bind(ctx, conn, key); err != nil {
 			conn.Close()
 			return errNoConn{err}
 		}
 	}
 	defer func() {
 		conn.Close()
-		release() // after the connection is back in its pool
+		gate.release() // after the connection is back in its pool
 	}()
 	defer func() {
 		// contextError, not ctx.Err: cmd stops at the deadline itself,
