@@ -257,22 +257,6 @@ type noTurn struct{ err error }
 func (e noTurn) Error() string { return e.err.Error() }
 func (e noTurn) Unwrap() error { return e.err }
 
-// pingSource is the Source of a Ping's first connection, which asks for
-// the masters: a node's own pool, as each master's (Store.pingNode) is,
-// once the slot map names a master. A connection of redisc's pools, bound
-// to a random node, would take one of that node's spares (clusterSpares)
-// for as long as a stalled master makes the Ping wait, and several Pings
-// at once would take them all from the calls that have their turn there,
-// which redisc then sent elsewhere (review d28).
-func (cs *clusterSource) pingSource() Source {
-	if m := cs.c.Load().slots.Load(); m != nil {
-		if addr := m.master(0); addr != "" {
-			return nodeSource{cs, addr}
-		}
-	}
-	return cs
-}
-
 // turnsTaken reports whether MaxActive calls are bound to the node at addr
 // (see turn): further calls for its slots wait.
 func (cs *clusterSource) turnsTaken(addr string) bool {

@@ -435,11 +435,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // deployment with [Store.KeyStats] as an admin user, or CONFIG GET
 // maxmemory-policy.
 func (s *Store) Ping(ctx context.Context) error {
-	src := s.src
-	if s.cluster != nil {
-		src = s.cluster.pingSource()
-	}
-	return s.run(ctx, "ping", src, "", func(ctx context.Context, conn redis.Conn) error {
+	return s.do(ctx, "ping", "", func(ctx context.Context, conn redis.Conn) error {
 		if s.cluster == nil {
 			return s.pingWritable(ctx, conn)
 		}
