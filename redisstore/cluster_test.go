@@ -499,7 +499,7 @@ func TestCluster(t *testing.T) {
 			if d <= 55*time.Second || d > time.Minute || rd-d > 50*time.Millisecond {
 				t.Errorf("PTTL of the pointer of %s = %v, want about a minute, the record's (%v)", from, d, rd)
 			}
-			for range 5 {
+			for range 2 {
 				got, err := s.MovedTo(ctx, from)
 				clusterCheck(t, "MovedTo", err)
 				if got != to {
