@@ -27,8 +27,6 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	t.Setenv("REAUTH_AFTER", "0")
 	e := startExample(t)
 	api := &http.Client{Timeout: 10 * time.Second}
-	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
-	alive := func(id string) bool { _, ok := e.record(id); return ok }
 
 	owner, ownerID := e.apiLogin("alice", "wonderland")
 	thief, thiefID := e.apiLogin("alice", "wonderland")
@@ -46,21 +44,21 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 		{"POST", "/api/logout-all", "password=wonderland", http.StatusForbidden, "password required"}, // a form: no JSON body
 		{"POST", "/api/logout-all", `{"password":"guess"}`, http.StatusForbidden, "wrong password"},
 	} {
-		r := e.send(api, c.method, c.path, c.body, as(thief)...)
+		r := e.send(api, c.method, c.path, c.body, withBearer(thief)...)
 		if r.code != c.code || (c.msg != "" && e.json(r)["error"] != c.msg) {
 			t.Errorf("%s %s %s = %d %s, want %d %q", c.method, c.path, c.body, r.code, r.body, c.code, c.msg)
 		}
-		if !alive(ownerID) || !alive(thiefID) {
+		if !e.alive(ownerID) || !e.alive(thiefID) {
 			t.Fatalf("%s %s %s ended a session", c.method, c.path, c.body)
 		}
 	}
 	// The thief's session has 5 attempts a window, two of them spent:
 	// three more, then the password is not even checked.
 	for range 3 {
-		e.send(api, "POST", "/api/logout-all", `{"password":"guess"}`, as(thief)...)
+		e.send(api, "POST", "/api/logout-all", `{"password":"guess"}`, withBearer(thief)...)
 	}
-	if r := e.send(api, "POST", "/api/logout-all", `{"password":"wonderland"}`, as(thief)...); r.code != http.StatusTooManyRequests || !alive(ownerID) {
-		t.Errorf("a sixth attempt of the session's = %d %s, owner alive %v; want 429 and the owner alive", r.code, r.body, alive(ownerID))
+	if r := e.send(api, "POST", "/api/logout-all", `{"password":"wonderland"}`, withBearer(thief)...); r.code != http.StatusTooManyRequests || !e.alive(ownerID) {
+		t.Errorf("a sixth attempt of the session's = %d %s, owner alive %v; want 429 and the owner alive", r.code, r.body, e.alive(ownerID))
 	}
 	// Wrong logins with the user's name spend the name's attempts (the
 	// two logins above, and three), which keep the owner out of a new
@@ -71,8 +69,8 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	if r := e.send(api, "POST", "/api/login", `{"username":"alice","password":"wonderland"}`); r.code != http.StatusTooManyRequests {
 		t.Errorf("a login after 5 attempts of the name's = %d, want 429", r.code)
 	}
-	if r := e.send(api, "DELETE", "/api/sessions/"+thiefID, `{"password":"wonderland"}`, as(owner)...); r.code != http.StatusNoContent || alive(thiefID) {
-		t.Errorf("the owner ending the thief's session with the password = %d %s, thief alive %v; want 204 and the thief's session ended", r.code, r.body, alive(thiefID))
+	if r := e.send(api, "DELETE", "/api/sessions/"+thiefID, `{"password":"wonderland"}`, withBearer(owner)...); r.code != http.StatusNoContent || e.alive(thiefID) {
+		t.Errorf("the owner ending the thief's session with the password = %d %s, thief alive %v; want 204 and the thief's session ended", r.code, r.body, e.alive(thiefID))
 	}
 
 	// bob's own session ends without the password; with it, another, and
@@ -80,19 +78,19 @@ func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	_, phoneID := e.apiLogin("bob", "builder")
 	laptop, _ := e.apiLogin("bob", "builder")
 	tablet, tabletID := e.apiLogin("bob", "builder")
-	if r := e.send(api, "DELETE", "/api/sessions/"+tabletID, "", as(tablet)...); r.code != http.StatusNoContent || alive(tabletID) {
+	if r := e.send(api, "DELETE", "/api/sessions/"+tabletID, "", withBearer(tablet)...); r.code != http.StatusNoContent || e.alive(tabletID) {
 		t.Errorf("revoking one's own session = %d %s; want 204 without the password", r.code, r.body)
 	}
-	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(phoneID) {
-		t.Errorf("revoke with the password = %d %s, phone alive %v; want 204 and the phone ended", r.code, r.body, alive(phoneID))
+	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, `{"password":"builder"}`, withBearer(laptop)...); r.code != http.StatusNoContent || e.alive(phoneID) {
+		t.Errorf("revoke with the password = %d %s, phone alive %v; want 204 and the phone ended", r.code, r.body, e.alive(phoneID))
 	}
 	// Log out everywhere with it: the confirmation's time, put in the
 	// session the call ends, costs the answer nothing.
 	_, carID := e.apiLogin("bob", "builder")
-	if r := e.send(api, "POST", "/api/logout-all", `{"password":"builder"}`, as(laptop)...); r.code != http.StatusNoContent || alive(carID) {
-		t.Errorf("log out everywhere with the password = %d %s, car alive %v; want 204 and every session ended", r.code, r.body, alive(carID))
+	if r := e.send(api, "POST", "/api/logout-all", `{"password":"builder"}`, withBearer(laptop)...); r.code != http.StatusNoContent || e.alive(carID) {
+		t.Errorf("log out everywhere with the password = %d %s, car alive %v; want 204 and every session ended", r.code, r.body, e.alive(carID))
 	}
-	if r := e.send(api, "GET", "/api/me", "", as(laptop)...); r.code != http.StatusUnauthorized {
+	if r := e.send(api, "GET", "/api/me", "", withBearer(laptop)...); r.code != http.StatusUnauthorized {
 		t.Errorf("after log out everywhere: GET /api/me = %d, want 401", r.code)
 	}
 }
@@ -249,8 +247,6 @@ func TestConfirmLimitedPage(t *testing.T) {
 func TestConfirmationBadInput(t *testing.T) {
 	e := startExample(t) // REAUTH_AFTER 10m: every login here is recent
 	api := &http.Client{Timeout: 10 * time.Second}
-	bearer := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
-	alive := func(id string) bool { _, ok := e.record(id); return ok }
 	big := `{"password":"` + strings.Repeat("a", 5000) + `"}`
 
 	laptop, laptopID := e.apiLogin("bob", "builder")
@@ -268,11 +264,11 @@ func TestConfirmationBadInput(t *testing.T) {
 		{"DELETE", "/api/sessions/" + laptopID, `{garbage`, http.StatusBadRequest, ""},
 		{"DELETE", "/api/sessions/" + laptopID, big, http.StatusRequestEntityTooLarge, "request body too large"},
 	} {
-		r := e.send(api, c.method, c.path, c.body, bearer(laptop)...)
+		r := e.send(api, c.method, c.path, c.body, withBearer(laptop)...)
 		if r.code != c.code || (c.msg != "" && e.json(r)["error"] != c.msg) {
 			t.Errorf("%s %s %.40s = %d %s, want %d %q", c.method, c.path, c.body, r.code, r.body, c.code, c.msg)
 		}
-		if !alive(laptopID) || !alive(phoneID) {
+		if !e.alive(laptopID) || !e.alive(phoneID) {
 			t.Fatalf("%s %s %.40s ended a session", c.method, c.path, c.body)
 		}
 	}

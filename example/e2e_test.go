@@ -113,6 +113,16 @@ func (e *e2e) send(c *http.Client, method, path, body string, hdr ...string) rep
 	return reply{resp.StatusCode, resp.Header, string(b)}
 }
 
+// withBearer returns the header that sends token as a Bearer token, for
+// send.
+func withBearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// alive reports whether the record of the session id is in Redis.
+func (e *e2e) alive(id string) bool {
+	_, ok := e.record(id)
+	return ok
+}
+
 func (e *e2e) dbsize() int64 {
 	e.t.Helper()
 	n, _ := redis.Int64(e.redis.Do(e.t, "DBSIZE"), nil)

@@ -32,9 +32,8 @@ func TestSessionsAPI(t *testing.T) {
 	phone, phoneID := e.apiLogin("alice", "wonderland")
 	laptop, laptopID := e.apiLogin("alice", "wonderland")
 	_, bobID := e.apiLogin("bob", "builder")
-	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
-	r := e.send(api, "GET", "/api/sessions", "", as(laptop)...)
+	r := e.send(api, "GET", "/api/sessions", "", withBearer(laptop)...)
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(r.body), &list); r.code != 200 || err != nil || len(list) != 2 {
 		t.Fatalf("GET /api/sessions = %d %s, want alice's 2 sessions", r.code, r.body)
@@ -53,28 +52,28 @@ func TestSessionsAPI(t *testing.T) {
 		}
 	}
 
-	if r := e.send(api, "DELETE", "/api/sessions/"+bobID, "", as(laptop)...); r.code != http.StatusNotFound {
+	if r := e.send(api, "DELETE", "/api/sessions/"+bobID, "", withBearer(laptop)...); r.code != http.StatusNotFound {
 		t.Errorf("alice deleting bob's session = %d, want 404", r.code)
 	}
 	if _, ok := e.record(bobID); !ok {
 		t.Fatal("a refused delete removed bob's session")
 	}
-	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, "", as(laptop)...); r.code != http.StatusNoContent {
+	if r := e.send(api, "DELETE", "/api/sessions/"+phoneID, "", withBearer(laptop)...); r.code != http.StatusNoContent {
 		t.Errorf("DELETE /api/sessions/<phone> = %d, want 204", r.code)
 	}
 	if _, ok := e.record(phoneID); ok {
 		t.Error("the revoked session's record is still in Redis")
 	}
-	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
+	if r := e.send(api, "GET", "/api/me", "", withBearer(phone)...); r.code != http.StatusUnauthorized {
 		t.Errorf("revoked phone: GET /api/me = %d, want 401", r.code)
 	}
 
 	other, _ := e.apiLogin("alice", "wonderland")
-	if r := e.send(api, "POST", "/api/logout-all", "", as(laptop)...); r.code != http.StatusNoContent {
+	if r := e.send(api, "POST", "/api/logout-all", "", withBearer(laptop)...); r.code != http.StatusNoContent {
 		t.Errorf("POST /api/logout-all = %d, want 204", r.code)
 	}
 	for _, token := range []string{laptop, other} {
-		if r := e.send(api, "GET", "/api/me", "", as(token)...); r.code != http.StatusUnauthorized {
+		if r := e.send(api, "GET", "/api/me", "", withBearer(token)...); r.code != http.StatusUnauthorized {
 			t.Errorf("after logout-all: GET /api/me = %d, want 401", r.code)
 		}
 	}
@@ -112,7 +111,6 @@ func (e *e2e) renew(token string) string {
 func TestRevokeAfterRenewal(t *testing.T) {
 	e := startExample(t)
 	api := &http.Client{Timeout: 10 * time.Second}
-	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
 	c := noRedirects()
 	e.send(c, "POST", "/login", "username=alice&password=wonderland")
@@ -126,13 +124,13 @@ func TestRevokeAfterRenewal(t *testing.T) {
 	if r := e.send(c, "POST", action, e.sessionForm(c)); r.code != http.StatusSeeOther || r.header.Get("Location") != "/sessions" {
 		t.Errorf("revoke button of the phone, which renewed since the page was shown = %d to %q, want 303 to /sessions", r.code, r.header.Get("Location"))
 	}
-	if r := e.send(api, "GET", "/api/me", "", as(phone)...); r.code != http.StatusUnauthorized {
+	if r := e.send(api, "GET", "/api/me", "", withBearer(phone)...); r.code != http.StatusUnauthorized {
 		t.Errorf("the phone after its revocation: GET /api/me = %d, want 401", r.code)
 	}
 
 	laptop, _ := e.apiLogin("alice", "wonderland")
 	tablet, tabletID := e.apiLogin("alice", "wonderland")
-	r := e.send(api, "GET", "/api/sessions", "", as(laptop)...)
+	r := e.send(api, "GET", "/api/sessions", "", withBearer(laptop)...)
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(r.body), &list); r.code != 200 || err != nil {
 		t.Fatalf("GET /api/sessions = %d %s", r.code, r.body)
@@ -147,10 +145,10 @@ func TestRevokeAfterRenewal(t *testing.T) {
 		t.Fatalf("GET /api/sessions lists the tablet with first_id %q, want its session_id %q:\n%s", firstID, tabletID, r.body)
 	}
 	tablet = e.renew(tablet)
-	if r := e.send(api, "DELETE", "/api/sessions/"+firstID, "", as(laptop)...); r.code != http.StatusNoContent {
+	if r := e.send(api, "DELETE", "/api/sessions/"+firstID, "", withBearer(laptop)...); r.code != http.StatusNoContent {
 		t.Errorf("DELETE /api/sessions/<first_id of the tablet, which renewed since> = %d %s, want 204", r.code, r.body)
 	}
-	if r := e.send(api, "GET", "/api/me", "", as(tablet)...); r.code != http.StatusUnauthorized {
+	if r := e.send(api, "GET", "/api/me", "", withBearer(tablet)...); r.code != http.StatusUnauthorized {
 		t.Errorf("the tablet after its revocation: GET /api/me = %d, want 401", r.code)
 	}
 }

@@ -214,7 +214,7 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 // lim3).
 func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error) {
 	m := cs.c.Load().slots.Load()
-	if m == nil || cs.cfg.MaxActive <= 0 {
+	if m == nil {
 		return nil, nil
 	}
 	addr := m.master(redisc.Slot(key))

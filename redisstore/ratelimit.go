@@ -101,7 +101,7 @@ func (s *Store) PingCounter(ctx context.Context) error {
 			{"PEXPIRE", []any{key, 1000, "LT"}, "rate_limit:", "7.0"},
 			{"PTTL", []any{key}, "rate_limit:", ""},
 			{"DISCARD", nil, "", ""},
-		}, 0, s.evictionCheck("", evictsCounters)...) // after DISCARD: INFO runs, not queued
+		}, 0, s.evictionCheck("", evictsCounters, &s.evictingCounters)...) // after DISCARD: INFO runs, not queued
 		if err != nil {
 			// The refusal may be DISCARD's, which would leave the
 			// connection in the transaction: it goes, not back to the

@@ -476,7 +476,7 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix + "{a}", s.prefix + "{b}"}, "session:", ""},
 	}, s.permissionProbes()...)
-	return s.sendProbes(ctx, conn, checks, 3, append(s.evictionCheck("", evictsSessions), s.replicasCheck("")...)...)
+	return s.sendProbes(ctx, conn, checks, 3, append(s.evictionCheck("", evictsSessions, &s.evicting), s.replicasCheck("")...)...)
 }
 
 // pingNode sends PING and the permission checks to the cluster node at
@@ -495,7 +495,7 @@ func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) error 
 		{"GETEX", []any{s.prefix}, "session:", ""},
 		{"EXISTS", []any{s.prefix}, "session:", ""},
 	}, s.permissionProbes()...)
-	reads := s.evictionCheck(addr, evictsSessions)
+	reads := s.evictionCheck(addr, evictsSessions, &s.evicting)
 	if replicas {
 		reads = append(reads, s.replicasCheck(addr)...)
 	}
@@ -571,14 +571,12 @@ const (
 
 // evictionCheck returns the INFO memory with which Ping (and PingCounter)
 // checks that the server at addr ("" on one server or under Sentinel)
-// cannot evict keys, and logs the warning given when it can: a maxmemory with a
-// maxmemory-policy other than noeviction. It returns none when the Store
-// does not check (see checkEviction).
-func (s *Store) evictionCheck(addr, warning string) []reader {
-	limiter := &s.evicting
-	if warning == evictsCounters {
-		limiter = &s.evictingCounters // a Store that does both warns of both
-	}
+// cannot evict keys, and logs warning when it can, at most as often as
+// limiter lets it (each warning has its own, so that a Store that does both
+// warns of both): a maxmemory with a maxmemory-policy other than
+// noeviction. It returns none when the Store does not check (see
+// checkEviction).
+func (s *Store) evictionCheck(addr, warning string, limiter *loglimit.Limiter) []reader {
 	if !s.checkEviction.Load() {
 		return nil
 	}
