@@ -31,8 +31,9 @@ type clusterSource struct {
 	c   atomic.Pointer[cluster]
 	cfg Config // to make the pools of nodes
 
-	// reseeding is set while reseed runs.
-	reseeding atomic.Bool
+	// refreshing is set while a refresh of the slot map runs (see
+	// noteFailure).
+	refreshing atomic.Bool
 
 	mu     sync.Mutex
 	nodes  map[string]*redis.Pool // the pools of Iterate's connections to single nodes, by address
@@ -50,18 +51,24 @@ type clusterSource struct {
 	lastDialErr atomic.Pointer[error]
 	// gates holds a *nodeGate by node address (see turn).
 	gates sync.Map
+	// keyless lets one call without a key at a time bind (see bind).
+	keyless *nodeGate
 	// done is closed by Close, and wakes the calls waiting for a turn.
 	done chan struct{}
 }
 
 // clusterSpares is how many connections a node's pool opens beyond
-// MaxActive, the calls that bind to the node at once (see turn): the
-// refresh of the slot map and calls without a key (Ping's) take theirs
-// outside the turns, and without spares one of them held while a node
-// stalls (for ReadTimeout) left a call that had its turn without a
-// connection, which redisc then sent to a random node, to be answered
-// MOVED, for the whole stall (review d27a).
-const clusterSpares = 2
+// MaxActive, the calls that bind to the node at once (see turn), for
+// those taken outside the turns: the source's refresh of the slot map
+// (one at a time, see noteFailure), redisc's own (which it starts on a
+// MOVED it sees), and a call without a key (Ping's, one at a time, see
+// bind). Without spares one of them held while a node stalls (for
+// ReadTimeout) left a call that had its turn without a connection, which
+// redisc then sent to a random node, to be answered MOVED, for the whole
+// stall (review d27a); with spares for fewer than all three, refreshes
+// that overlapped (each up to ReadTimeout on the stalled node) and
+// parallel Pings did the same (CI of 2026-11-29, review d28).
+const clusterSpares = 3
 
 // nodeGate lets at most MaxActive calls at once bind to one node (whose
 // pool holds clusterSpares more, for connections taken outside the
@@ -80,7 +87,13 @@ var errClosed = errors.New("store closed")
 const refreshInterval = 100 * time.Millisecond
 
 func newClusterSource(cfg Config) *clusterSource {
-	cs := &clusterSource{cfg: cfg, nodes: make(map[string]*redis.Pool), mapped: make(chan struct{}), done: make(chan struct{})}
+	cs := &clusterSource{
+		cfg:     cfg,
+		nodes:   make(map[string]*redis.Pool),
+		mapped:  make(chan struct{}),
+		done:    make(chan struct{}),
+		keyless: newGate(1),
+	}
 	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
 	return cs
 }
@@ -167,10 +180,13 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // answer (a stalled or firewalled host) would otherwise hold the first
 // call for seconds past its Timeout.
 //
-// A call for a key binds in its turn at the slot's node (see turn): the
-// call ends the turn, once conn is closed, with the gate's release (a nil
-// gate, of a call without a turn, releases nothing). bind ends the turn
-// itself when it fails.
+// A call for a key binds in its turn at the slot's node (see turn), and
+// one without a key (Ping's) in its turn among those calls, one at a time
+// (redisc binds it to a random node, which may be one that stalls, and
+// Ping holds it while it asks each master; see clusterSpares): the call
+// ends the turn, once conn is closed, with the gate's release (a nil gate,
+// of a call without a turn, releases nothing). bind ends the turn itself
+// when it fails.
 func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (*nodeGate, error) {
 	cs.mapOnce.Do(func() {
 		go func() {
@@ -186,7 +202,14 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 		return nil, errClosed
 	}
 	if key == "" {
-		return nil, cs.dialCause(redisc.BindConn(conn))
+		if err := cs.take(ctx, cs.keyless); err != nil {
+			return nil, err
+		}
+		if err := cs.dialCause(redisc.BindConn(conn)); err != nil {
+			cs.keyless.release()
+			return nil, err
+		}
+		return cs.keyless, nil
 	}
 	gate, err := cs.turn(ctx, key)
 	if err != nil {
@@ -223,24 +246,38 @@ func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error
 	}
 	g, ok := cs.gates.Load(addr)
 	if !ok {
-		g, _ = cs.gates.LoadOrStore(addr, &nodeGate{turns: make(chan struct{}, cs.cfg.MaxActive)})
+		g, _ = cs.gates.LoadOrStore(addr, newGate(cs.cfg.MaxActive))
 	}
 	gate := g.(*nodeGate)
-	select {
-	case gate.turns <- struct{}{}:
-	default:
-		start := time.Now()
-		select {
-		case gate.turns <- struct{}{}:
-			gate.waits.Add(1)
-			gate.waitTime.Add(int64(time.Since(start)))
-		case <-ctx.Done():
-			return nil, noTurn{ctx.Err()}
-		case <-cs.done:
-			return nil, errClosed
-		}
+	if err := cs.take(ctx, gate); err != nil {
+		return nil, err
 	}
 	return gate, nil
+}
+
+// newGate returns a gate of n turns.
+func newGate(n int) *nodeGate {
+	return &nodeGate{turns: make(chan struct{}, n)}
+}
+
+// take waits, within ctx and until the source is closed, for a turn at g.
+func (cs *clusterSource) take(ctx context.Context, g *nodeGate) error {
+	select {
+	case g.turns <- struct{}{}:
+		return nil
+	default:
+	}
+	start := time.Now()
+	select {
+	case g.turns <- struct{}{}:
+		g.waits.Add(1)
+		g.waitTime.Add(int64(time.Since(start)))
+		return nil
+	case <-ctx.Done():
+		return noTurn{ctx.Err()}
+	case <-cs.done:
+		return errClosed
+	}
 }
 
 // release ends a turn that turn gave at g; on a nil g it does nothing.
@@ -267,6 +304,7 @@ func (cs *clusterSource) turnsTaken(addr string) bool {
 // waitStats returns how many calls waited for their turn at a node (see
 // turn), and for how long in all.
 func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
+	waits, waitTime = cs.keyless.waits.Load(), time.Duration(cs.keyless.waitTime.Load())
 	cs.gates.Range(func(_, g any) bool {
 		waits += g.(*nodeGate).waits.Load()
 		waitTime += time.Duration(g.(*nodeGate).waitTime.Load())
@@ -353,8 +391,10 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 // error of its own Do or Receive; the MOVED a pipeline's reply holds (read
 // with Do(""), as an optimistic transaction reads its WATCH and reads)
 // never reaches it, and without this refresh a call would be sent to the
-// old node again until its time ran out. At most one refresh starts per
-// refreshInterval.
+// old node again until its time ran out. One refresh runs at a time, and
+// at most one starts per refreshInterval: a refresh can take ReadTimeout
+// on a node that stalls, and several at once took that node's spare
+// connections (see clusterSpares).
 //
 // A MOVED to the node the map already names for the slot comes from a
 // node the call was bounced to, when the slot's own node had no free
@@ -369,10 +409,14 @@ func (cs *clusterSource) noteFailure(err error) {
 	}
 	now := time.Now().UnixNano()
 	last := cs.lastRefresh.Load()
-	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) {
+	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) ||
+		!cs.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	go cs.refresh()
+	go func() {
+		defer cs.refreshing.Store(false)
+		cs.refresh()
+	}()
 }
 
 // movedElsewhere reports whether err is a MOVED to another node than the
@@ -404,10 +448,6 @@ func (cs *clusterSource) refresh() {
 	} else if !unreachable(err) {
 		return
 	}
-	if cs.c.Load() != c || !cs.reseeding.CompareAndSwap(false, true) {
-		return
-	}
-	defer cs.reseeding.Store(false)
 	cs.reseed(c)
 }
 

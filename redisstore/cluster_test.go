@@ -1973,10 +1973,13 @@ func TestClusterBurst(t *testing.T) {
 	// pooled connections, and from the second round on most calls failed
 	// so (review d27a).
 	//
-	// Beside them, calls on a healthy master's keys all succeed, while two
-	// readiness probes Ping in parallel. (Many more Pings at once can
-	// still take a node's spares while a stalled master makes them wait,
-	// and bounce calls: review d28, docs/troubleshooting.md.)
+	// Beside them, calls on a healthy master's keys all succeed, while
+	// eight readiness probes Ping in parallel: each Ping holds a random
+	// node's connection while it asks each master, and more than two at
+	// once took a stalled node's spare connections and bounced calls
+	// (review d28). Refreshes of the slot map that overlapped, each held
+	// on the stalled node, did so too (CI of 2026-11-29): now one at a
+	// time of each.
 	t.Run("own master stalled", func(t *testing.T) {
 		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 500 * time.Millisecond})
 		healthy := tagged(tags[1][0], "healthy")
@@ -1987,7 +1990,7 @@ func TestClusterBurst(t *testing.T) {
 		t.Cleanup(func() { stalled.Resume(t) })
 		stop := make(chan struct{})
 		var probes sync.WaitGroup
-		for range 2 {
+		for range 8 {
 			probes.Go(func() {
 				for {
 					select {
@@ -2030,6 +2033,36 @@ func TestClusterBurst(t *testing.T) {
 			if n := failed.Load(); n > 0 {
 				t.Errorf("round %d: %d of 100 Loads on a healthy master's key failed, the first: %v", round, n, *firstFailed.Load())
 			}
+		}
+	})
+	// Calls that time out often on a stalled master start a refresh of
+	// the slot map every refreshInterval, and a refresh that asks the
+	// stalled node first waits ReadTimeout for its answer: refreshes that
+	// overlapped took the node's spare connections, and calls that had
+	// their turn were bounced and answered MOVED (CI of 2026-11-29).
+	t.Run("own master stalled, slot map refreshed", func(t *testing.T) {
+		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 100 * time.Millisecond, ReadTimeout: 3 * time.Second})
+		_, _, err := s.Load(ctx, tagged(tags[1][0], "learn"), 0) // learns the slot map
+		clusterCheck(t, "Load", err)
+		stalled := c.Masters(t)[0]
+		stalled.Pause(t)
+		t.Cleanup(func() { stalled.Resume(t) })
+		var moved atomic.Int64
+		var first atomic.Pointer[error]
+		for range 15 {
+			var wg sync.WaitGroup
+			for i := range 20 {
+				wg.Go(func() {
+					if _, _, err := s.Load(ctx, ids[i%len(ids)], 0); err != nil && strings.Contains(err.Error(), "MOVED") {
+						moved.Add(1)
+						first.CompareAndSwap(nil, &err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		if n := moved.Load(); n > 0 {
+			t.Errorf("%d of 300 Loads on a stalled master's keys failed with MOVED, the first: %v", n, *first.Load())
 		}
 	})
 }

@@ -85,10 +85,10 @@ type Config struct {
 	// are busy, a call waits for one to be returned, for at most Timeout or
 	// until its context ends. Default 64 when zero (redigo's zero, unlimited,
 	// is not available). On a Cluster it is per node, and the most calls
-	// bound to one node at once; each node's pool opens two connections
-	// more, for the refresh of the slot map and calls without a key, and
-	// Ping's checks of each master, Iterate and KeyStats draw on a second
-	// pool a node, of MaxActive too.
+	// bound to one node at once; each node's pool opens three connections
+	// more, for the two refreshes of the slot map (the Store's and
+	// redisc's) and a Ping, and Ping's checks of each master, Iterate and
+	// KeyStats draw on a second pool a node, of MaxActive too.
 	MaxActive int
 
 	// MaxIdle is the most idle connections the pool keeps for reuse.

@@ -417,7 +417,10 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // them PING, GETEX and EXISTS of "<KeyPrefix>session:" and the permission
 // checks, where a MOVED reply (Redis checks the command and the ACL before
 // the slot) counts as allowed: a master that does not know one of them, or
-// whose ACL denies it, fails Ping.
+// whose ACL denies it, fails Ping. One Ping runs at a time a Store, and
+// others wait for it within their contexts: each holds a connection of a
+// random node, beyond the MaxActive calls of that node's turns, while it
+// asks every master, and a master that stalls makes it wait.
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
