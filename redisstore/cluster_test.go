@@ -1061,6 +1061,41 @@ func aclCommands(t *testing.T) []string {
 // the ACL before the slot): with the documented line it passes; with
 // "+zadd" or "~user:*" taken away on one master only, it fails with
 // ErrRefused naming ZADD.
+// TestClusterPingClusterDown takes a slot from every node's map: each
+// node then reports the cluster down and refuses every command with a key
+// (CLUSTERDOWN), and Ping, whose checks of each master answered PING
+// still, passed (review d29).
+func TestClusterPingClusterDown(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	s := openCluster(t, c, redisstore.Config{})
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping of a healthy Cluster = %v, want nil", err)
+	}
+	for _, n := range c.Nodes() {
+		n.Do(t, "CLUSTER", "DELSLOTS", 0)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		down := 0
+		for _, n := range c.Nodes() {
+			info, _ := redis.String(n.Do(t, "CLUSTER", "INFO"), nil)
+			if strings.Contains(info, "cluster_state:fail") {
+				down++
+			}
+		}
+		if down == len(c.Nodes()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes report the cluster down 10 s after DELSLOTS", down, len(c.Nodes()))
+		}
+	}
+	err := s.Ping(ctx)
+	if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "CLUSTERDOWN") {
+		t.Fatalf("Ping of a Cluster that is down = %v, want ErrUnavailable with CLUSTERDOWN", err)
+	}
+}
+
 func TestClusterPingACL(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	const password = "acl-password"

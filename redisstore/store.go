@@ -366,7 +366,9 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // start-up checks: on one server or under Sentinel, that the server answers,
 // is not a read-only replica, and is no Cluster node; on a Cluster, that
 // every master CLUSTER SLOTS lists answers (a call fails for the slots of
-// any that does not, so one master down fails Ping on every instance); and
+// any that does not, so one master down fails Ping on every instance) and
+// none answers CLUSTERDOWN (a master that finds a slot without a master
+// refuses every command with a key); and
 // everywhere, that the ACL user allows every command the Store's sessions,
 // logins and logouts send, on the documented key patterns.
 //
@@ -747,7 +749,10 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 				refused = cmp.Or(refused, error(pe))
 			}
 			strictRefused = strictRefused || i < strict
-		} else if i < strict && refused == nil {
+		} else if (i < strict || replyCode(reply) == "CLUSTERDOWN") && refused == nil {
+			// A Cluster that is down (a slot without a master, or most
+			// masters unreachable) refuses every command with a key, and
+			// answers PING still (review d29).
 			return reply
 		}
 	}
