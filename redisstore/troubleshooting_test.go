@@ -174,6 +174,16 @@ func TestTroubleshooting(t *testing.T) {
 			},
 		},
 		{
+			heading: "A password the server does not have: AUTH called without any password configured",
+			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
+				srv := redistest.Start(t)
+				s := open(t, srv, redisstore.Config{Password: "secret"})
+				_, _, err := s.Load(ctx, "id", 0)
+				return s.PoolStats(), err
+			},
+			stats: func(ps redisstore.PoolStats) bool { return ps.DialErrors > 0 },
+		},
+		{
 			heading: "No such database: DB index is out of range",
 			provoke: func(t *testing.T) (redisstore.PoolStats, error) {
 				srv := redistest.Start(t)
