@@ -103,7 +103,9 @@
 //     connection was busy and none came free within those 500 ms. Use it as
 //     the readiness probe: an instance that cannot reach Redis, or whose
 //     pool is exhausted, gets no new traffic. A change of readiness is
-//     logged once, not on every probe.
+//     logged once, not on every probe. Probes that come while a check
+//     runs share its outcome: Redis gets one Ping at a time, however many
+//     probes come (and so for /healthz).
 //   - GET /healthz answers 200 {"status":"ok"}, or 503
 //     {"status":"unavailable"} when Store.Ping fails within a second (Redis
 //     does not answer, or is a read-only replica).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -50,13 +51,28 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 // is fully busy but hands a connection on within readyTimeout counts as
 // ready, so that a burst of traffic does not take an instance out of
 // service.
+//
+// The probes that come while a check runs share its outcome (see
+// sharedCheck).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.stopping.Load() {
 		answerNotReady(w, checkShutdown)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-	defer cancel()
+	res, ok := s.ready.do(r.Context(), readyTimeout, s.checkReady)
+	if !ok {
+		return // the client went away, and nobody reads the answer
+	}
+	if res.failed != "" {
+		answerNotReady(w, res.failed)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// checkReady is /readyz's check of Redis, under ctx's deadline of
+// readyTimeout; it logs a change of readiness.
+func (s *server) checkReady(ctx context.Context) checkResult {
 	pool := s.store.PoolStats()
 	failed := ""
 	err := s.store.Ping(ctx)
@@ -77,15 +93,64 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			failed = checkPool
 		}
 	}
-	if clientGone(r) {
-		return // it says nothing of Redis, and nobody reads the answer
-	}
 	s.noteReadiness(failed, err, pool)
-	if failed != "" {
-		answerNotReady(w, failed)
-		return
+	return checkResult{failed: failed, err: err}
+}
+
+// checkResult is the outcome of a probe's check of Redis: the check that
+// failed ("" for none, see readyz) and the error.
+type checkResult struct {
+	failed string
+	err    error
+}
+
+// sharedCheck runs a probe's check of Redis once for all the probes that
+// come while it runs: they wait for its outcome, each until its client
+// goes away, rather than each sending Redis a Ping of its own. The probes
+// are public (whoever reaches the port can send them), and a Ping takes a
+// pooled connection and sends a dozen commands: a flood of probes would
+// otherwise take connections from the sessions, and on a Cluster, where
+// a Store runs one Ping at a time, queue behind each other past their
+// deadlines. The check runs under a deadline of its own, not under the
+// context of the probe that started it, so that a client that goes away
+// cuts short no check that others wait for, and no failure of such a cut
+// is taken for Redis's. Its zero value is ready for use.
+type sharedCheck struct {
+	mu  sync.Mutex
+	run *checkRun // the check running, nil when none is
+}
+
+// checkRun is one run of a sharedCheck: res is set when done is closed.
+type checkRun struct {
+	done chan struct{}
+	res  checkResult
+}
+
+// do returns the outcome of check, run under a deadline of timeout, or of
+// the check running already; ok is false when ctx ended first.
+func (c *sharedCheck) do(ctx context.Context, timeout time.Duration, check func(context.Context) checkResult) (res checkResult, ok bool) {
+	c.mu.Lock()
+	run := c.run
+	if run == nil {
+		run = &checkRun{done: make(chan struct{})}
+		c.run = run
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			run.res = check(ctx)
+			c.mu.Lock()
+			c.run = nil
+			c.mu.Unlock()
+			close(run.done)
+		}()
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	c.mu.Unlock()
+	select {
+	case <-run.done:
+		return run.res, true
+	case <-ctx.Done():
+		return checkResult{}, false
+	}
 }
 
 // answerNotReady answers /readyz with 503, naming the check that failed.
@@ -136,32 +201,41 @@ func (s *server) noteReadiness(failed string, err error, pool redisstore.PoolSta
 }
 
 // healthz answers 200 when Store.Ping succeeds within a second (Redis
-// answers and accepts writes), 503 otherwise.
+// answers and accepts writes), 503 otherwise. The probes that come while
+// a check runs share its outcome (see sharedCheck).
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		if clientGone(r) {
-			return // it says nothing of Redis, and nobody reads the answer
-		}
-		// Logged when the check starts failing, and when its cause
-		// changes, not at every probe: anyone who can reach /healthz
-		// could otherwise fill the log.
-		cause := describe(err, s.redis, healthTimeout)
-		if prev := s.unhealthy.Swap(&cause); prev == nil || *prev != cause {
-			msg := "example: health check: Redis unavailable"
-			if errors.Is(err, redisstore.ErrRefused) {
-				msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
-			}
-			s.log.Error(msg, "cause", cause, "error", err)
-		}
+	res, ok := s.health.do(r.Context(), healthTimeout, s.checkHealth)
+	if !ok {
+		return // the client went away, and nobody reads the answer
+	}
+	if res.err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}
-	if s.unhealthy.Swap(nil) != nil {
-		s.log.Info("example: health check: Redis answers again")
-	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// checkHealth is /healthz's check of Redis, under ctx's deadline of
+// healthTimeout. It logs when the check starts failing, when its cause
+// changes, and when it passes again, not at every probe: anyone who can
+// reach /healthz could otherwise fill the log.
+func (s *server) checkHealth(ctx context.Context) checkResult {
+	err := s.store.Ping(ctx)
+	if err == nil {
+		if s.unhealthy.Swap(nil) != nil {
+			s.log.Info("example: health check: Redis answers again")
+		}
+		return checkResult{}
+	}
+	cause := describe(err, s.redis, healthTimeout)
+	if prev := s.unhealthy.Swap(&cause); prev == nil || *prev != cause {
+		msg := "example: health check: Redis unavailable"
+		if errors.Is(err, redisstore.ErrRefused) {
+			msg = "example: health check: Redis refuses the configuration; check the REDIS_* variables, the server's ACL and its version"
+		}
+		s.log.Error(msg, "cause", cause, "error", err)
+	}
+	return checkResult{err: err}
 }
 
 // describe returns redisstore.Describe(err, cfg) for err, the error of a
@@ -177,7 +251,7 @@ func describe(err error, cfg redisstore.Config, probe time.Duration) string {
 }
 
 // clientGone reports whether r's client went away (its context cancelled),
-// so that a probe's failed Ping is not taken for Redis's.
+// so that a call that failed for it is not taken for Redis's failure.
 func clientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -329,6 +330,48 @@ func randomKey() []byte {
 	key := make([]byte, 32)
 	rand.Read(key) // never fails
 	return key
+}
+
+// TestProbesShared sends a hundred /readyz and a hundred /healthz probes
+// at once while Redis holds every client's commands (CLIENT PAUSE): they
+// wait for one Ping each route and share its outcome, where each used to
+// send a Ping of its own, a pooled connection and a dozen commands that
+// anyone who reaches the port could multiply.
+func TestProbesShared(t *testing.T) {
+	e := startExample(t)
+	c := noRedirects()
+	e.probe(c, "/readyz", http.StatusOK, probeOK)
+	e.probe(c, "/healthz", http.StatusOK, probeOK)
+	e.redis.ResetStats(t)
+	e.redis.Do(t, "CLIENT", "PAUSE", "300", "ALL")
+	const probes = 100
+	codes := make(chan int, 2*probes)
+	var wg sync.WaitGroup
+	for range probes {
+		for _, path := range []string{"/readyz", "/healthz"} {
+			wg.Go(func() {
+				resp, err := c.Get(e.url + path)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			})
+		}
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != http.StatusOK {
+			t.Errorf("a probe while Redis paused for 300 ms = %d, want 200", code)
+		}
+	}
+	// One Ping each route; a probe that came only after its Ping ended
+	// (a slow machine) starts another.
+	if n := e.redis.Calls(t)["ping"]; n < 2 || n > 4 {
+		t.Errorf("%d probes sent Redis %d PINGs, want one or two each route", 2*probes, n)
+	}
 }
 
 // TestProbeClientGone sends /readyz and /healthz probes whose client has

@@ -66,6 +66,9 @@ type server struct {
 	// fails, so that load balancers stop sending requests while the
 	// server still serves them (SHUTDOWN_DELAY, see serve).
 	stopping atomic.Bool
+	// ready and health share the Redis checks of /readyz and /healthz
+	// among the probes that come while one runs (see sharedCheck).
+	ready, health sharedCheck
 }
 
 // probed is what the probes need of the store.
