@@ -61,8 +61,8 @@ type clusterSource struct {
 // MaxActive, the calls that bind to the node at once (see turn), for
 // those taken outside the turns: the source's refresh of the slot map
 // (one at a time, see noteFailure), redisc's own (which it starts on a
-// MOVED it sees), and a call without a key (Ping's, one at a time, see
-// bind). Without spares one of them held while a node stalls (for
+// MOVED it sees), and a call without a key (Ping's, or the list of
+// masters Iterate and KeyStats ask for; one at a time, see bind). Without spares one of them held while a node stalls (for
 // ReadTimeout) left a call that had its turn without a connection, which
 // redisc then sent to a random node, to be answered MOVED, for the whole
 // stall (review d27a); with spares for fewer than all three, refreshes
@@ -181,9 +181,10 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // call for seconds past its Timeout.
 //
 // A call for a key binds in its turn at the slot's node (see turn), and
-// one without a key (Ping's) in its turn among those calls, one at a time
-// (redisc binds it to a random node, which may be one that stalls, and
-// Ping holds it while it asks each master; see clusterSpares): the call
+// one without a key (Ping's, or Iterate's and KeyStats' list of masters)
+// in its turn among those calls, one at a time (redisc binds it to a
+// random node, which may be one that stalls, and Ping holds it while it
+// asks each master; see clusterSpares): the call
 // ends the turn, once conn is closed, with the gate's release (a nil gate,
 // of a call without a turn, releases nothing). bind ends the turn itself
 // when it fails.
