@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -31,9 +32,8 @@ type clusterSource struct {
 	c   atomic.Pointer[cluster]
 	cfg Config // to make the pools of nodes
 
-	// refreshing is set while a refresh of the slot map runs (see
-	// noteFailure).
-	refreshing atomic.Bool
+	// reseeding is set while reseed runs.
+	reseeding atomic.Bool
 
 	mu     sync.Mutex
 	nodes  map[string]*redis.Pool // the pools of Iterate's connections to single nodes, by address
@@ -51,28 +51,15 @@ type clusterSource struct {
 	lastDialErr atomic.Pointer[error]
 	// gates holds a *nodeGate by node address (see turn).
 	gates sync.Map
-	// keyless lets one call without a key at a time bind (see bind).
+	// keyless lets one call without a key at a time bind (see bind); its
+	// waits are not counted in PoolStats, which counts waits for a node.
 	keyless *nodeGate
 	// done is closed by Close, and wakes the calls waiting for a turn.
 	done chan struct{}
 }
 
-// clusterSpares is how many connections a node's pool opens beyond
-// MaxActive, the calls that bind to the node at once (see turn), for
-// those taken outside the turns: the source's refresh of the slot map
-// (one at a time, see noteFailure), redisc's own (which it starts on a
-// MOVED it sees), and a call without a key (Ping's, or the list of
-// masters Iterate and KeyStats ask for; one at a time, see bind). Without spares one of them held while a node stalls (for
-// ReadTimeout) left a call that had its turn without a connection, which
-// redisc then sent to a random node, to be answered MOVED, for the whole
-// stall (review d27a); with spares for fewer than all three, refreshes
-// that overlapped (each up to ReadTimeout on the stalled node) and
-// parallel Pings did the same (CI of 2026-11-29, review d28).
-const clusterSpares = 3
-
-// nodeGate lets at most MaxActive calls at once bind to one node (whose
-// pool holds clusterSpares more, for connections taken outside the
-// turns), and counts the calls that waited for their turn (see turn).
+// nodeGate lets at most MaxActive calls at once bind to one node, and
+// counts the calls that waited for their turn (see turn).
 type nodeGate struct {
 	turns    chan struct{}
 	waits    atomic.Int64
@@ -106,22 +93,26 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 		StartupNodes: startup,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			p := cs.newPool(addr)
-			p.MaxActive += clusterSpares
+			// No cap of the pool's own: the calls on keys bind to the
+			// node MaxActive at a time (see turn), and the connections
+			// taken outside those turns are few and each held for a
+			// timeout at most: the list of masters that one call without
+			// a key at a time asks for (see bind), and the refreshes of
+			// the slot map, redisc's and the source's (one started per
+			// refreshInterval at most, see noteFailure). A cap of the
+			// pool's own made calls that had their turn find the pool
+			// full while refreshes and Pings waited on a stalled node,
+			// and redisc then sent them to a random node, to be answered
+			// MOVED (reviews d27a, d28, and CI of 2026-11-29); and it
+			// cannot wait for a free connection as the pool of one server
+			// does: redisc would wait with a context of its own, which
+			// knows nothing of the caller's.
+			p.MaxActive = 0
 			dial := p.DialContext
 			p.DialContext = func(ctx context.Context) (redis.Conn, error) {
 				c.pools.Store(addr, p)
 				return dial(ctx)
 			}
-			// redisc waits for a busy pool with a context of its own, which
-			// knows nothing of the caller's: a call waits for its turn at
-			// the node before (see turn), and an exhausted pool fails at
-			// once. That happens only when more connections are taken
-			// outside the turns than the pool has spares for (see
-			// clusterSpares), or a call is bound to a node the map did not
-			// name: redisc then binds to a random node's pool, whose node
-			// answers MOVED unless it serves the slot, and Store.run tries
-			// again within the call's context.
-			p.Wait = false
 			return p, nil
 		},
 		// Bounds the dial of a new connection, which redisc makes with
@@ -182,9 +173,11 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 //
 // A call for a key binds in its turn at the slot's node (see turn), and
 // one without a key (Ping's, or Iterate's and KeyStats' list of masters)
-// in its turn among those calls, one at a time (redisc binds it to a
+// in its turn among those calls, one at a time: redisc binds it to a
 // random node, which may be one that stalls, and Ping holds it while it
-// asks each master; see clusterSpares): the call
+// asks each master, so that parallel Pings would otherwise open a
+// connection each to a stalled node (see the CreatePool of newCluster).
+// The call
 // ends the turn, once conn is closed, with the gate's release (a nil gate,
 // of a call without a turn, releases nothing). bind ends the turn itself
 // when it fails.
@@ -204,6 +197,12 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 	}
 	if key == "" {
 		if err := cs.take(ctx, cs.keyless); err != nil {
+			var nt noTurn
+			if errors.As(err, &nt) {
+				// Not the text of an exhausted pool's wait: no node's
+				// pool was.
+				err = noTurn{fmt.Errorf("waiting for another Ping, Iterate or KeyStats of the Store to end: %w", nt.err)}
+			}
 			return nil, err
 		}
 		if err := cs.dialCause(redisc.BindConn(conn)); err != nil {
@@ -305,7 +304,6 @@ func (cs *clusterSource) turnsTaken(addr string) bool {
 // waitStats returns how many calls waited for their turn at a node (see
 // turn), and for how long in all.
 func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
-	waits, waitTime = cs.keyless.waits.Load(), time.Duration(cs.keyless.waitTime.Load())
 	cs.gates.Range(func(_, g any) bool {
 		waits += g.(*nodeGate).waits.Load()
 		waitTime += time.Duration(g.(*nodeGate).waitTime.Load())
@@ -324,7 +322,7 @@ func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
 // node in turn, so nodes that do not answer a dial (a host down, a
 // partition, a wrong cluster-announce-ip) cost one DialTimeout each. Only
 // a dial that timed out fails the call here; any other failure (a refused
-// connection, an exhausted pool) BindConn meets and reports as before.
+// connection, say) BindConn meets and reports as before.
 func (cs *clusterSource) predial(ctx context.Context, key string) error {
 	c := cs.c.Load()
 	m := c.slots.Load()
@@ -392,15 +390,18 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 // error of its own Do or Receive; the MOVED a pipeline's reply holds (read
 // with Do(""), as an optimistic transaction reads its WATCH and reads)
 // never reaches it, and without this refresh a call would be sent to the
-// old node again until its time ran out. One refresh runs at a time, and
-// at most one starts per refreshInterval: a refresh can take ReadTimeout
-// on a node that stalls, and several at once took that node's spare
-// connections (see clusterSpares).
+// old node again until its time ran out. At most one refresh starts per
+// refreshInterval. redisc asks the nodes it knows one after another, in
+// an order of its own, so a refresh that asks a stalled node first waits
+// ReadTimeout for it; the next, started meanwhile, most likely asks
+// another first, and follows a failover off the stalled master (one at a
+// time, the failover was followed most of a ReadTimeout late: review
+// d31).
 //
 // A MOVED to the node the map already names for the slot comes from a
-// node the call was bounced to, when the slot's own node had no free
-// connection (see the CreatePool of newCluster): the map is right, and
-// refreshing it would not help.
+// node the call was bounced to, when redisc could not dial the slot's own
+// node (which the failure of that dial starts a refresh for): the map is
+// right, and refreshing it would not help.
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
@@ -410,14 +411,10 @@ func (cs *clusterSource) noteFailure(err error) {
 	}
 	now := time.Now().UnixNano()
 	last := cs.lastRefresh.Load()
-	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) ||
-		!cs.refreshing.CompareAndSwap(false, true) {
+	if now-last < int64(refreshInterval) || !cs.lastRefresh.CompareAndSwap(last, now) {
 		return
 	}
-	go func() {
-		defer cs.refreshing.Store(false)
-		cs.refresh()
-	}()
+	go cs.refresh()
 }
 
 // movedElsewhere reports whether err is a MOVED to another node than the
@@ -442,22 +439,16 @@ func (cs *clusterSource) movedElsewhere(err error) bool {
 // failed refresh leaves the old map, and the next failure tries again.
 func (cs *clusterSource) refresh() {
 	c := cs.c.Load()
-	if err := c.Refresh(); err == nil {
+	if c.Refresh() == nil {
 		if m := c.slots.Load(); m != nil && m.full {
 			return
 		}
-	} else if !unreachable(err) {
+	}
+	if cs.c.Load() != c || !cs.reseeding.CompareAndSwap(false, true) {
 		return
 	}
+	defer cs.reseeding.Store(false)
 	cs.reseed(c)
-}
-
-// unreachable reports whether err, the failure of a refresh of the slot
-// map, leaves it possible that no node redisc asked is there any more: a
-// node whose pool had no free connection is there (redisc reports each
-// node's failure in its error's text only).
-func unreachable(err error) bool {
-	return !strings.Contains(err.Error(), redis.ErrPoolExhausted.Error())
 }
 
 // reseed replaces c, a Cluster none of whose masters could be reached or

@@ -2011,10 +2011,10 @@ func TestClusterBurst(t *testing.T) {
 	// Beside them, calls on a healthy master's keys all succeed, while
 	// eight readiness probes Ping in parallel: each Ping holds a random
 	// node's connection while it asks each master, and more than two at
-	// once took a stalled node's spare connections and bounced calls
-	// (review d28). Refreshes of the slot map that overlapped, each held
-	// on the stalled node, did so too (CI of 2026-11-29): now one at a
-	// time of each.
+	// once took the two connections a stalled node's pool then held beyond
+	// MaxActive and bounced calls (review d28). Refreshes of the slot map
+	// that overlapped, each held on the stalled node, did so too (CI of
+	// 2026-11-29).
 	t.Run("own master stalled", func(t *testing.T) {
 		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 500 * time.Millisecond})
 		healthy := tagged(tags[1][0], "healthy")
@@ -2073,8 +2073,9 @@ func TestClusterBurst(t *testing.T) {
 	// Calls that time out often on a stalled master start a refresh of
 	// the slot map every refreshInterval, and a refresh that asks the
 	// stalled node first waits ReadTimeout for its answer: refreshes that
-	// overlapped took the node's spare connections, and calls that had
-	// their turn were bounced and answered MOVED (CI of 2026-11-29).
+	// overlapped took the connections the node's pool held beyond
+	// MaxActive, and calls that had their turn were bounced and answered
+	// MOVED (CI of 2026-11-29).
 	t.Run("own master stalled, slot map refreshed", func(t *testing.T) {
 		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 100 * time.Millisecond, ReadTimeout: 3 * time.Second})
 		_, _, err := s.Load(ctx, tagged(tags[1][0], "learn"), 0) // learns the slot map

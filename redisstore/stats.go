@@ -48,9 +48,9 @@ type PoolStats struct {
 	// MaxActive is the most connections a pool opens at once: a pool with
 	// Active == MaxActive and Idle == 0 is exhausted, and calls wait for a
 	// connection. On a Cluster it is the most calls bound to one node at
-	// once, further calls waiting for their turn, and a node's pool opens
-	// three more connections, for the two refreshes of the slot map (the
-	// Store's and redisc's) and a Ping, so that Active may exceed it.
+	// once, further calls waiting for their turn, and a node's pool opens a
+	// few more, for refreshes of the slot map and a Ping (see
+	// Config.MaxActive), so that Active may exceed it.
 	MaxActive int
 	// Nodes is, on a Cluster, how many nodes' pools the counts add up,
 	// and ExhaustedNodes how many of those nodes had MaxActive calls bound
@@ -62,8 +62,7 @@ type PoolStats struct {
 	// opened. A wait that timed out is not counted (redigo counts only
 	// the waits that end with a connection): watch Exhausted instead. On a
 	// Cluster they count the waits for a turn at a node, where at most
-	// MaxActive calls bind at once (a node's pool does not wait), and of a
-	// Ping for another to end (one runs at a time).
+	// MaxActive calls bind at once (a node's pool has no cap of its own).
 	Waits    int64
 	WaitTime time.Duration
 	// Dials is how many connections were dialled, and DialErrors how many

@@ -422,7 +422,8 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // whose ACL denies it, fails Ping. One Ping runs at a time a Store, and
 // others wait for it within their contexts: each holds a connection of a
 // random node, beyond the MaxActive calls of that node's turns, while it
-// asks every master, and a master that stalls makes it wait.
+// asks every master, and a master that stalls makes it wait. (Iterate and
+// KeyStats take the same turn while they ask for the list of masters.)
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
@@ -486,12 +487,21 @@ func (s *Store) pingWritable(ctx context.Context, conn redis.Conn) error {
 
 // pingNode sends PING and the permission checks to the cluster node at
 // addr.
-func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) error {
+func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) (err error) {
 	conn, err := s.getConn(ctx, nodeSource{s.cluster, addr})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() {
+		// As attempt does: Close would send the probes queued and wait
+		// for their replies for ReadTimeout, past ctx's deadline, while
+		// this Ping holds the Store's turn of calls without a key (review
+		// d31: 3.1 s, ReadTimeout 3 s, of a Ping under a deadline of 1).
+		if err != nil && contextError(ctx) != nil {
+			abandon(conn)
+		}
+		conn.Close()
+	}()
 	// GETEX and EXISTS, as on one server, of a key of one slot: a master
 	// that does not own it answers MOVED, which Redis sends after it has
 	// found the command and checked the ACL.
@@ -967,7 +977,8 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 			}
 		} else if ctxErr := contextError(ctx); bounced != nil && ctxErr != nil && !errors.As(err, new(redis.Error)) {
 			// The call's time ran out during an attempt after others had
-			// bounced (MOVED off an exhausted pool's stand-in node, say):
+			// bounced (MOVED from the node redisc took when it could not
+			// dial the slot's own, say):
 			// name why they did first, as docs/troubleshooting.md says,
 			// and keep the cut-short attempt's error, whose commands may
 			// have run (session's outcomeUnknown reads it).
