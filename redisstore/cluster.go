@@ -51,8 +51,9 @@ type clusterSource struct {
 	lastDialErr atomic.Pointer[error]
 	// gates holds a *nodeGate by node address (see turn).
 	gates sync.Map
-	// keyless lets one call without a key at a time bind (see bind); its
-	// waits are not counted in PoolStats, which counts waits for a node.
+	// keyless lets MaxActive calls without a key at a time bind (see
+	// bind); its waits are not counted in PoolStats, which counts waits
+	// for a node.
 	keyless *nodeGate
 	// done is closed by Close, and wakes the calls waiting for a turn.
 	done chan struct{}
@@ -79,7 +80,7 @@ func newClusterSource(cfg Config) *clusterSource {
 		nodes:   make(map[string]*redis.Pool),
 		mapped:  make(chan struct{}),
 		done:    make(chan struct{}),
-		keyless: newGate(1),
+		keyless: newGate(cfg.MaxActive),
 	}
 	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
 	return cs
@@ -173,13 +174,13 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 //
 // A call for a key binds in its turn at the slot's node (see turn), and
 // one without a key (Ping's, or Iterate's and KeyStats' list of masters)
-// in its turn among those calls, one at a time: redisc binds it to a
-// random node, which may be one that stalls, and Ping holds it while it
-// asks each master, so that parallel Pings would otherwise open a
-// connection each to a stalled node (see the CreatePool of newCluster).
-// The call
-// ends the turn, once conn is closed, with the gate's release (a nil gate,
-// of a call without a turn, releases nothing). bind ends the turn itself
+// in its turn among those calls, MaxActive at a time, as on one server:
+// redisc binds it to a random node, which may be one that stalls, and
+// Ping holds it while it asks each master, so that any number of parallel
+// Pings would otherwise open as many connections to a stalled node (see
+// the CreatePool of newCluster). The call ends the turn, once conn is
+// closed, with the gate's release (a nil gate, of a call without a turn,
+// releases nothing). bind ends the turn itself
 // when it fails.
 func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (*nodeGate, error) {
 	cs.mapOnce.Do(func() {
@@ -201,7 +202,7 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 			if errors.As(err, &nt) {
 				// Not the text of an exhausted pool's wait: no node's
 				// pool was.
-				err = noTurn{fmt.Errorf("waiting for another Ping, Iterate or KeyStats of the Store to end: %w", nt.err)}
+				err = noTurn{fmt.Errorf("waiting for a turn among the Store's Pings, Iterates and KeyStats (MaxActive at once): %w", nt.err)}
 			}
 			return nil, err
 		}
@@ -320,9 +321,13 @@ func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
 // redisc gives each dial a wait of its own (PoolWaitTime), not what is
 // left of the call's, and when the slot's node fails it tries every other
 // node in turn, so nodes that do not answer a dial (a host down, a
-// partition, a wrong cluster-announce-ip) cost one DialTimeout each. Only
-// a dial that timed out fails the call here; any other failure (a refused
-// connection, say) BindConn meets and reports as before.
+// partition, a wrong cluster-announce-ip) cost one DialTimeout each. A
+// dial that fails on the network (timed out, refused) fails the call here,
+// which starts a refresh of the slot map (see noteFailure): redisc would
+// bind the call to a random node instead, whose MOVED to the dead master
+// the call would then report after trying again until its time ran out,
+// as if a slot were moving (review d32). Any other failure (a refused
+// password) BindConn meets and reports.
 func (cs *clusterSource) predial(ctx context.Context, key string) error {
 	c := cs.c.Load()
 	m := c.slots.Load()
@@ -352,7 +357,7 @@ func (cs *clusterSource) predial(ctx context.Context, key string) error {
 		}
 	}
 	var nerr net.Error
-	if errors.As(err, &nerr) && nerr.Timeout() {
+	if errors.As(err, &nerr) {
 		return err
 	}
 	return nil
@@ -391,17 +396,18 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 // with Do(""), as an optimistic transaction reads its WATCH and reads)
 // never reaches it, and without this refresh a call would be sent to the
 // old node again until its time ran out. At most one refresh starts per
-// refreshInterval. redisc asks the nodes it knows one after another, in
-// an order of its own, so a refresh that asks a stalled node first waits
-// ReadTimeout for it; the next, started meanwhile, most likely asks
-// another first, and follows a failover off the stalled master (one at a
-// time, the failover was followed most of a ReadTimeout late: review
-// d31).
+// refreshInterval. redisc asks the masters it knows one after another, in
+// the order of a Go map, which favours the first of ClusterNodes (three
+// times in four with three masters: review d32), so a refresh that asks a
+// stalled node first waits ReadTimeout for it, holding one of its
+// connections: while calls fail, up to about ReadTimeout/refreshInterval
+// of them. Those started meanwhile that ask another node first follow a
+// failover off the stalled master (one refresh at a time followed it most
+// of a ReadTimeout late: review d31).
 //
 // A MOVED to the node the map already names for the slot comes from a
-// node the call was bounced to, when redisc could not dial the slot's own
-// node (which the failure of that dial starts a refresh for): the map is
-// right, and refreshing it would not help.
+// node the call was bounced to, when redisc got no connection to the
+// slot's own node: the map is right, and refreshing it would not help.
 func (cs *clusterSource) noteFailure(err error) {
 	var nerr net.Error
 	var nc errNoConn
@@ -473,6 +479,11 @@ func (cs *clusterSource) reseed(c *cluster) {
 	// One seed per new Cluster: redisc asks its seeds in an order of its
 	// own, and takes the first map it gets, whole or not.
 	for _, seed := range seeds {
+		select {
+		case <-cs.done:
+			return // closed: each seed could cost DialTimeout and ReadTimeout more (review d32)
+		default:
+		}
 		next := cs.newCluster([]string{seed})
 		if next.Refresh() == nil {
 			if m := next.slots.Load(); m != nil && m.full {

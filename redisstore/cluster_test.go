@@ -1061,19 +1061,33 @@ func aclCommands(t *testing.T) []string {
 // the ACL before the slot): with the documented line it passes; with
 // "+zadd" or "~user:*" taken away on one master only, it fails with
 // ErrRefused naming ZADD.
-// TestClusterPingClusterDown takes a slot from every node's map: each
+// TestClusterPingClusterDown takes a slot from every node's map. Under
+// cluster-require-full-coverage no, only the slot's keys are refused
+// (CLUSTERDOWN Hash slot not served), Ping's own key's slot taken here:
+// Ping passes, as readiness that failed on every instance would take the
+// other slots' users down too (review d32). Under the default yes, each
 // node then reports the cluster down and refuses every command with a key
 // (CLUSTERDOWN), and Ping, whose checks of each master answered PING
-// still, passed (review d29).
+// still, passed (review d29): it fails.
 func TestClusterPingClusterDown(t *testing.T) {
-	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--cluster-require-full-coverage", "no"}})
 	s := openCluster(t, c, redisstore.Config{})
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping of a healthy Cluster = %v, want nil", err)
 	}
+	slot := redistest.Slot("session:") // the key Ping's checks send
 	for _, n := range c.Nodes() {
-		n.Do(t, "CLUSTER", "DELSLOTS", 0)
+		n.Do(t, "CLUSTER", "DELSLOTS", slot)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping with slot %d of Ping's own key unserved, under cluster-require-full-coverage no = %v, want nil", slot, err)
+	}
+	// A change of the setting alone does not make a node look at its
+	// state again: taking another slot does.
+	for _, n := range c.Nodes() {
+		n.Do(t, "CONFIG", "SET", "cluster-require-full-coverage", "yes")
+		n.Do(t, "CLUSTER", "DELSLOTS", (slot+1)%redisc.HashSlots)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		down := 0
@@ -2101,6 +2115,31 @@ func TestClusterBurst(t *testing.T) {
 			t.Errorf("%d of 300 Loads on a stalled master's keys failed with MOVED, the first: %v", n, *first.Load())
 		}
 	})
+}
+
+// TestClusterMasterDown stops a master that has no replica: calls on its
+// slots fail with the refused dial, as on one server, and start a refresh
+// of the slot map, where redisc sent them to a random node and they
+// reported that node's MOVED to the dead master, as if a slot were moving
+// (review d32: 30 of 30).
+func TestClusterMasterDown(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, NodeTimeout: 2 * time.Minute})
+	ctx := context.Background()
+	tags := tagsOnMasters(t, c, 1)
+	key := tagged(tags[1][0], "down")
+	s := openCluster(t, c, redisstore.Config{Timeout: 200 * time.Millisecond})
+	_, err := s.Insert(ctx, key, []byte("v"), time.Hour)
+	clusterCheck(t, "Insert", err)
+	down := c.Masters(t)[1]
+	down.Stop(t)
+	for range 5 {
+		// The refused dial, or, when the call's time ran out during its
+		// last try, that dial's timeout.
+		_, _, err := s.Load(ctx, key, 0)
+		if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "dial tcp "+down.Addr()) || strings.Contains(fmt.Sprint(err), "MOVED") {
+			t.Fatalf("Load on a stopped master's key = %v, want ErrUnavailable with the failed dial of %s, no MOVED", err, down.Addr())
+		}
+	}
 }
 
 // TestClusterCloseWakesWaiters closes a Store while calls wait for their

@@ -85,12 +85,14 @@ type Config struct {
 	// are busy, a call waits for one to be returned, for at most Timeout or
 	// until its context ends. Default 64 when zero (redigo's zero, unlimited,
 	// is not available). On a Cluster it is per node, and the most calls
-	// bound to one node at once; each node's pool opens a few more while
-	// a node stalls, for the refreshes of the slot map (one started every
-	// 100 ms at most while calls fail, each held until a node answers or
-	// its ReadTimeout) and a Ping (one at a time a Store; or Iterate's or
-	// KeyStats' list of masters), and Ping's checks of each master,
-	// Iterate and KeyStats draw on a second pool a node, of MaxActive too.
+	// bound to one node at once. A node's pool also opens connections for
+	// up to MaxActive Pings at once (or Iterate's and KeyStats' list of
+	// masters; each on a random node), and, while a node stalls, for the
+	// refreshes of the slot map that failing calls start, one every 100 ms
+	// at most, each holding one of its connections for ReadTimeout: about
+	// 10 more a second of ReadTimeout (10 with the default). Ping's checks
+	// of each master, Iterate and KeyStats draw on a second pool a node, of
+	// MaxActive too.
 	MaxActive int
 
 	// MaxIdle is the most idle connections the pool keeps for reuse.

@@ -367,8 +367,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // is not a read-only replica, and is no Cluster node; on a Cluster, that
 // every master CLUSTER SLOTS lists answers (a call fails for the slots of
 // any that does not, so one master down fails Ping on every instance) and
-// none answers CLUSTERDOWN (a master that finds a slot without a master
-// refuses every command with a key); and
+// none reports the cluster down (see clusterDown); and
 // everywhere, that the ACL user allows every command the Store's sessions,
 // logins and logouts send, on the documented key patterns.
 //
@@ -419,11 +418,12 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // them PING, GETEX and EXISTS of "<KeyPrefix>session:" and the permission
 // checks, where a MOVED reply (Redis checks the command and the ACL before
 // the slot) counts as allowed: a master that does not know one of them, or
-// whose ACL denies it, fails Ping. One Ping runs at a time a Store, and
-// others wait for it within their contexts: each holds a connection of a
-// random node, beyond the MaxActive calls of that node's turns, while it
-// asks every master, and a master that stalls makes it wait. (Iterate and
-// KeyStats take the same turn while they ask for the list of masters.)
+// whose ACL denies it, fails Ping. MaxActive Pings run at once a Store,
+// and others wait for one of them to end, within their contexts: each
+// holds a connection of a random node, beyond the MaxActive calls of that
+// node's turns, while it asks every master, and a master that stalls
+// makes it wait. (Iterate and KeyStats take the same turns while they ask
+// for the list of masters.)
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
@@ -759,14 +759,23 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 				refused = cmp.Or(refused, error(pe))
 			}
 			strictRefused = strictRefused || i < strict
-		} else if (i < strict || replyCode(reply) == "CLUSTERDOWN") && refused == nil {
-			// A Cluster that is down (a slot without a master, or most
-			// masters unreachable) refuses every command with a key, and
-			// answers PING still (review d29).
+		} else if (i < strict || clusterDown(reply)) && refused == nil {
 			return reply
 		}
 	}
 	return refused
+}
+
+// clusterDown reports whether reply is a Cluster node's refusal of every
+// command with a key: the cluster is down (a slot without a master, under
+// Redis's default cluster-require-full-coverage yes, or most masters
+// unreachable), where PING still answers (review d29). Not "CLUSTERDOWN
+// Hash slot not served", which with cluster-require-full-coverage no
+// refuses one slot's keys only: Ping's key happens to be in one, and
+// failing every instance's readiness for it would take the other slots'
+// users down too (review d32).
+func clusterDown(reply redis.Error) bool {
+	return replyCode(reply) == "CLUSTERDOWN" && !strings.Contains(string(reply), "Hash slot not served")
 }
 
 // permissionError is a NOPERM reply to one of Ping's commands. Its text
