@@ -42,7 +42,7 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 // readyz answers 200 when the store can serve: Store.Ping succeeds within
 // readyTimeout (Redis answers and accepts writes, so a read-only replica
 // is not ready). Otherwise it answers 503 and names the check that failed:
-// "pool" when every connection of the pool was in use as the probe began
+// "pool" when every connection of the pool was in use as the check began
 // and the Ping got none within readyTimeout, "rate_limit" while Redis
 // refuses the login limit's counter (checked here until it passes once,
 // when Redis did not answer at start-up: see setup), "redis" otherwise,
@@ -87,6 +87,10 @@ func (s *server) checkReady(ctx context.Context) checkResult {
 			failed = checkCounter
 		}
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// stop cut it short: it says nothing of Redis.
+		return checkResult{failed: checkShutdown, err: err}
+	}
 	if err != nil && failed == "" {
 		failed = checkRedis
 		if pool.Exhausted() {
@@ -109,40 +113,50 @@ type checkResult struct {
 // goes away, rather than each sending Redis a Ping of its own. The probes
 // are public (whoever reaches the port can send them), and a Ping takes a
 // pooled connection and sends a dozen commands: a flood of probes would
-// otherwise take connections from the sessions, and on a Cluster, where
-// a Store runs one Ping at a time, queue behind each other past their
-// deadlines. The check runs under a deadline of its own, not under the
-// context of the probe that started it, so that a client that goes away
-// cuts short no check that others wait for, and no failure of such a cut
-// is taken for Redis's. Its zero value is ready for use.
+// otherwise take connections from the sessions. The check runs under a
+// deadline of its own, not under the context of the probe that started
+// it, so that a client that goes away cuts short no check that others
+// wait for, and no failure of such a cut is taken for Redis's; stop ends
+// it before the store closes. Its zero value is ready for use.
 type sharedCheck struct {
-	mu  sync.Mutex
-	run *checkRun // the check running, nil when none is
+	mu      sync.Mutex
+	run     *checkRun // the check running, nil when none is
+	stopped bool
+	runs    sync.WaitGroup
 }
 
 // checkRun is one run of a sharedCheck: res is set when done is closed.
 type checkRun struct {
-	done chan struct{}
-	res  checkResult
+	done   chan struct{}
+	cancel context.CancelFunc
+	res    checkResult
 }
 
+// errStopped is the error of a probe answered after sharedCheck.stop.
+var errStopped = errors.New("example: shutting down")
+
 // do returns the outcome of check, run under a deadline of timeout, or of
-// the check running already; ok is false when ctx ended first.
+// the check running already; ok is false when ctx ended first. After stop
+// it answers that the server is shutting down.
 func (c *sharedCheck) do(ctx context.Context, timeout time.Duration, check func(context.Context) checkResult) (res checkResult, ok bool) {
 	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return checkResult{failed: checkShutdown, err: errStopped}, true
+	}
 	run := c.run
 	if run == nil {
-		run = &checkRun{done: make(chan struct{})}
+		runCtx, cancel := context.WithTimeout(context.Background(), timeout)
+		run = &checkRun{done: make(chan struct{}), cancel: cancel}
 		c.run = run
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		c.runs.Go(func() {
 			defer cancel()
-			run.res = check(ctx)
+			run.res = check(runCtx)
 			c.mu.Lock()
 			c.run = nil
 			c.mu.Unlock()
 			close(run.done)
-		}()
+		})
 	}
 	c.mu.Unlock()
 	select {
@@ -151,6 +165,21 @@ func (c *sharedCheck) do(ctx context.Context, timeout time.Duration, check func(
 	case <-ctx.Done():
 		return checkResult{}, false
 	}
+}
+
+// stop cancels the check running, if any, waits for it to end, and starts
+// no more: the store is about to close, under a check that a probe whose
+// client went away may have left running. The cancellation stops the
+// check at its next command; one in flight ends within the check's
+// deadline (healthTimeout at most).
+func (c *sharedCheck) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	if c.run != nil {
+		c.run.cancel()
+	}
+	c.mu.Unlock()
+	c.runs.Wait()
 }
 
 // answerNotReady answers /readyz with 503, naming the check that failed.
@@ -221,6 +250,9 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 // reach /healthz could otherwise fill the log.
 func (s *server) checkHealth(ctx context.Context) checkResult {
 	err := s.store.Ping(ctx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return checkResult{err: errStopped} // stop cut it short: it says nothing of Redis
+	}
 	if err == nil {
 		if s.unhealthy.Swap(nil) != nil {
 			s.log.Info("example: health check: Redis answers again")

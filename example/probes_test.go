@@ -374,6 +374,43 @@ func TestProbesShared(t *testing.T) {
 	}
 }
 
+// TestProbesStopAtClose leaves /readyz's and /healthz's checks running on
+// a paused Redis, their clients gone, and closes the app: it waits for the
+// checks (a command in flight ends within its deadline), and they log
+// nothing about Redis (review pr1: both logged Redis unavailable half a
+// second after the store closed).
+func TestProbesStopAtClose(t *testing.T) {
+	var logs syncbuf.Buffer
+	r := redistest.Start(t)
+	t.Setenv("REDIS_URL", "redis://"+r.Addr())
+	t.Setenv("SESSION_KEYS", testKeys())
+	a, err := setup(slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Do(t, "CLIENT", "PAUSE", "1500", "ALL")
+	for _, path := range []string{"/readyz", "/healthz"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		a.handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, "GET", path, nil))
+		cancel()
+	}
+	start := time.Now()
+	a.close()
+	if d := time.Since(start); d > healthTimeout+time.Second {
+		t.Errorf("close took %v with the probes' checks waiting on a paused Redis, want %v at most", d, healthTimeout)
+	}
+	closed := len(logs.String())
+	time.Sleep(1500 * time.Millisecond) // past both checks' deadlines
+	if after := logs.String()[closed:]; strings.Contains(after, "ready") || strings.Contains(after, "health check") {
+		t.Errorf("the probes' checks logged after close:\n%s", after)
+	}
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), checkShutdown) {
+		t.Errorf("GET /readyz after close = %d %s, want 503 naming %q", rec.Code, rec.Body, checkShutdown)
+	}
+}
+
 // TestProbeClientGone sends /readyz and /healthz probes whose client has
 // gone (the context cancelled) to a healthy example: their failed PINGs
 // say nothing of Redis, so nothing is logged and readiness does not flip.

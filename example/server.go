@@ -71,6 +71,13 @@ type server struct {
 	ready, health sharedCheck
 }
 
+// stopChecks ends the probes' checks of Redis and starts no more (see
+// sharedCheck.stop).
+func (s *server) stopChecks() {
+	s.ready.stop()
+	s.health.stop()
+}
+
 // probed is what the probes need of the store.
 type probed interface {
 	Ping(context.Context) error

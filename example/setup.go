@@ -228,7 +228,11 @@ func newApp(log *slog.Logger, rcfg redisstore.Config, scfg session.Config, login
 	if err != nil {
 		return nil, err
 	}
-	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: func() { store.Close() },
+	closeApp := func() {
+		srv.stopChecks() // before the store closes under them
+		store.Close()
+	}
+	return &app{handler: h, addr: defaultAddr, store: store, sessions: manager, close: closeApp,
 		stopping: func() { srv.stopping.Store(true) }}, nil
 }
 
