@@ -96,11 +96,11 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 			p := cs.newPool(addr)
 			// No cap of the pool's own: the calls on keys bind to the
 			// node MaxActive at a time (see turn), and the connections
-			// taken outside those turns are few and each held for a
-			// timeout at most: the list of masters that one call without
-			// a key at a time asks for (see bind), and the refreshes of
-			// the slot map, redisc's and the source's (one started per
-			// refreshInterval at most, see noteFailure). A cap of the
+			// taken outside those turns are each held for a timeout at
+			// most: those of the calls without a key, MaxActive at a time
+			// (see bind), and of the refreshes of the slot map, redisc's
+			// and the source's (one started per refreshInterval at most,
+			// see noteFailure; Config.MaxActive counts them). A cap of the
 			// pool's own made calls that had their turn find the pool
 			// full while refreshes and Pings waited on a stalled node,
 			// and redisc then sent them to a random node, to be answered
@@ -180,8 +180,7 @@ func (cs *clusterSource) GetContext(ctx context.Context) (redis.Conn, error) {
 // Pings would otherwise open as many connections to a stalled node (see
 // the CreatePool of newCluster). The call ends the turn, once conn is
 // closed, with the gate's release (a nil gate, of a call without a turn,
-// releases nothing). bind ends the turn itself
-// when it fails.
+// releases nothing). bind ends the turn itself when it fails.
 func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) (*nodeGate, error) {
 	cs.mapOnce.Do(func() {
 		go func() {

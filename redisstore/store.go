@@ -986,11 +986,10 @@ func (s *Store) run(ctx context.Context, op string, src Source, key string, f fu
 			}
 		} else if ctxErr := contextError(ctx); bounced != nil && ctxErr != nil && !errors.As(err, new(redis.Error)) {
 			// The call's time ran out during an attempt after others had
-			// bounced (MOVED from the node redisc took when it could not
-			// dial the slot's own, say):
-			// name why they did first, as docs/troubleshooting.md says,
-			// and keep the cut-short attempt's error, whose commands may
-			// have run (session's outcomeUnknown reads it).
+			// not run (a refused dial of the slot's master, or a MOVED
+			// while a slot moves, say): name why they did not first, and
+			// keep the cut-short attempt's error, whose commands may have
+			// run (session's outcomeUnknown reads it).
 			err = fmt.Errorf("%w, then %w: %w", bounced, ctxErr, err)
 		}
 		// redigo turns the context's deadline into a read deadline, so a
