@@ -37,7 +37,9 @@ type NearCache struct {
 	// record plus about 150 bytes (id, map slot, list links): 100,000
 	// records of 300 bytes take about 45 MB. A session.Manager on the Store
 	// keeps as many records decoded besides: count about 1.2 KB a session
-	// in all (docs/near-cache.md).
+	// in all for a small record, and about four times the record for a
+	// large one: MaxEntries bounds the count, not the bytes (up to
+	// session.Config.MaxRecordBytes a record; docs/near-cache.md).
 	// Default 0: no near-cache, every Load is a Redis command.
 	MaxEntries int
 
