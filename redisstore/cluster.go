@@ -227,8 +227,12 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 
 // turn waits, within ctx, until fewer than MaxActive calls are bound to
 // the master of key's slot (as the slot map names it), and returns that
-// node's gate, whose release ends this call's turn; nil, for no turn,
-// before the slot map is known. A call so waits for its node's
+// node's gate, whose release ends this call's turn; when the map is not
+// known or names no master for the slot, redisc binds the call to a node
+// of its own choosing, and the call takes its turn among the calls
+// without a key (see bind), so that the node pools, which have no cap of
+// their own, open no more than MaxActive for such calls (review d33: 94
+// connections for 100 calls). A call so waits for its node's
 // pool as a call on one server waits for its pool, within its own context;
 // without it, redisc would send the calls a burst finds the pool full for
 // to other nodes, which answer MOVED, and a call that ran out of time
@@ -236,19 +240,16 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 // would wait on a node that has stalled while their own answers (review
 // lim3).
 func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error) {
-	m := cs.c.Load().slots.Load()
-	if m == nil {
-		return nil, nil
+	gate := cs.keyless
+	if m := cs.c.Load().slots.Load(); m != nil {
+		if addr := m.master(redisc.Slot(key)); addr != "" {
+			g, ok := cs.gates.Load(addr)
+			if !ok {
+				g, _ = cs.gates.LoadOrStore(addr, newGate(cs.cfg.MaxActive))
+			}
+			gate = g.(*nodeGate)
+		}
 	}
-	addr := m.master(redisc.Slot(key))
-	if addr == "" {
-		return nil, nil
-	}
-	g, ok := cs.gates.Load(addr)
-	if !ok {
-		g, _ = cs.gates.LoadOrStore(addr, newGate(cs.cfg.MaxActive))
-	}
-	gate := g.(*nodeGate)
 	if err := cs.take(ctx, gate); err != nil {
 		return nil, err
 	}

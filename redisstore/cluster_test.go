@@ -2142,6 +2142,55 @@ func TestClusterMasterDown(t *testing.T) {
 	}
 }
 
+// TestClusterUnservedSlotTurns sends a burst of calls on a slot that no
+// master serves (cluster-require-full-coverage no, the slot taken from
+// every node's map): redisc binds them to nodes of its choosing, and they
+// take their turns among the calls without a key, MaxActive at once, so
+// that the node pools, which have no cap of their own, open no more than
+// those (review d33).
+func TestClusterUnservedSlotTurns(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--cluster-require-full-coverage", "no"}})
+	ctx := context.Background()
+	key := tagged("unserved", "k")
+	for _, n := range c.Nodes() {
+		n.Do(t, "CLUSTER", "DELSLOTS", redistest.Slot(key))
+	}
+	const maxActive = 4
+	s := openCluster(t, c, redisstore.Config{MaxActive: maxActive, Timeout: 300 * time.Millisecond})
+	_, _, err := s.Load(ctx, tagged("served", "k"), 0) // learns the slot map
+	clusterCheck(t, "Load", err)
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		most := 0
+		for {
+			select {
+			case <-stop:
+				peak <- most
+				return
+			case <-time.After(time.Millisecond):
+				ps := s.PoolStats()
+				most = max(most, ps.Active-ps.Idle)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if _, _, err := s.Load(ctx, key, 0); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("Load on an unserved slot = %v, want ErrUnavailable", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	// And one of redisc's refresh, which it starts on a slot it knows no
+	// node for.
+	if n := <-peak; n > maxActive+1 {
+		t.Errorf("100 parallel calls on an unserved slot had %d connections in use at once, want %d at most (MaxActive, and a refresh)", n, maxActive+1)
+	}
+}
+
 // TestClusterCloseWakesWaiters closes a Store while calls wait for their
 // turn at a node whose only connection a merge holds: they fail at once,
 // as calls waiting for the pool of one server do, not when the turn comes
