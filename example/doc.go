@@ -104,8 +104,8 @@
 //     the readiness probe: an instance that cannot reach Redis, or whose
 //     pool is exhausted, gets no new traffic. A change of readiness is
 //     logged once, not on every probe. Probes that come while a check
-//     runs share its outcome: Redis gets one Ping at a time, however many
-//     probes come (and so for /healthz).
+//     runs share its outcome: Redis gets one Ping at a time from /readyz
+//     and one from /healthz, however many probes come.
 //   - GET /healthz answers 200 {"status":"ok"}, or 503
 //     {"status":"unavailable"} when Store.Ping fails within a second (Redis
 //     does not answer, or is a read-only replica).

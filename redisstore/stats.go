@@ -48,9 +48,9 @@ type PoolStats struct {
 	// MaxActive is the most connections a pool opens at once: a pool with
 	// Active == MaxActive and Idle == 0 is exhausted, and calls wait for a
 	// connection. On a Cluster it is the most calls bound to one node at
-	// once, further calls waiting for their turn, and a node's pool opens a
-	// few more, for refreshes of the slot map and a Ping (see
-	// Config.MaxActive), so that Active may exceed it.
+	// once, further calls waiting for their turn, and a node's pool opens
+	// more, for up to MaxActive Pings and, while a node stalls, refreshes
+	// of the slot map (see Config.MaxActive), so that Active may exceed it.
 	MaxActive int
 	// Nodes is, on a Cluster, how many nodes' pools the counts add up,
 	// and ExhaustedNodes how many of those nodes had MaxActive calls bound

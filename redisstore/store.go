@@ -423,7 +423,8 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // holds a connection of a random node, beyond the MaxActive calls of that
 // node's turns, while it asks every master, and a master that stalls
 // makes it wait. (Iterate and KeyStats take the same turns while they ask
-// for the list of masters.)
+// for the list of masters, and so do calls on a slot the slot map names
+// no master for.)
 //
 // As Redis's default user (no Config.Username), Ping also sends each
 // server INFO memory, and logs a warning to [Config.Logger], at most once
