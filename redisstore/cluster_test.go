@@ -1056,11 +1056,6 @@ func aclCommands(t *testing.T) []string {
 	return slices.DeleteFunc(rules, func(r string) bool { return strings.HasPrefix(r, ">") })
 }
 
-// TestClusterPingACL: on a Cluster, Ping checks the ACL user's permissions
-// on every master, where its keys' slots are mostly another's (Redis checks
-// the ACL before the slot): with the documented line it passes; with
-// "+zadd" or "~user:*" taken away on one master only, it fails with
-// ErrRefused naming ZADD.
 // TestClusterPingClusterDown takes a slot from every node's map. Under
 // cluster-require-full-coverage no, only the slot's keys are refused
 // (CLUSTERDOWN Hash slot not served), Ping's own key's slot taken here:
@@ -1110,6 +1105,11 @@ func TestClusterPingClusterDown(t *testing.T) {
 	}
 }
 
+// TestClusterPingACL: on a Cluster, Ping checks the ACL user's permissions
+// on every master, where its keys' slots are mostly another's (Redis checks
+// the ACL before the slot): with the documented line it passes; with
+// "+zadd" or "~user:*" taken away on one master only, it fails with
+// ErrRefused naming ZADD.
 func TestClusterPingACL(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	const password = "acl-password"
