@@ -67,6 +67,9 @@ type Manager struct {
 	// anonymous while none had a user yet (see migrate), and scsLong those
 	// that one outlives FromSCS.Lifetime (see importSCS).
 	scsMissing, scsUnregistered, scsNoUser, scsLong *loglimit.Limiter
+	// foreignTag limits the warnings that a session's hash tag was made
+	// with another TagKey (see load).
+	foreignTag *loglimit.Limiter
 	// scsFound is set once FromSCS.Records has found a record: its setting
 	// (prefix, Redis, database) is then known to be right (see importSCS).
 	scsFound atomic.Bool
@@ -145,6 +148,7 @@ func New(store Store, cfg Config) (*Manager, error) {
 		scsUnregistered: &loglimit.Limiter{Interval: outageLogInterval},
 		scsNoUser:       &loglimit.Limiter{Interval: outageLogInterval},
 		scsLong:         &loglimit.Limiter{Interval: outageLogInterval},
+		foreignTag:      &loglimit.Limiter{Interval: outageLogInterval},
 		now:             time.Now,
 		codec:           codec{name: cfg.DeviceName, keepUserAgent: cfg.KeepUserAgent, previous: cfg.PreviousFormat},
 
@@ -361,6 +365,18 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	recDeadline = m.capped(recDeadline, md)
 	if !recDeadline.After(now) {
 		return ctx
+	}
+	if tag, _ := splitTag(token); tag != "" && md.UserID != "" && tag != m.userTag(md.UserID) {
+		// An instance with another TagKey (or none) made or renewed it:
+		// it is indexed under another key, and this instance's List,
+		// Revoke, RevokeAll and session limit cannot see it. It is
+		// served, as TagKey documents, but an operator must hear of it
+		// (review adopt4: "log out everywhere" on one instance missed
+		// the sessions of the other, in silence).
+		m.foreignTag.Do(now, func(suppressed int) {
+			m.log.Warn("session: a session's hash tag was made with another TagKey than this instance's: TagKey must be the same on every instance, or List, Revoke, RevokeAll and MaxSessionsPerUser here miss the sessions the others make",
+				"session", fingerprint(id), "suppressed", suppressed)
+		})
 	}
 	// The values reach scs's map (see state.engineData) only if a helper
 	// asks for them.

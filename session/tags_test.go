@@ -539,6 +539,53 @@ func TestTagKeyIsKeyed(t *testing.T) {
 	}
 }
 
+// TestTagKeyMismatchWarns reads, on a Manager with another TagKey (and on
+// one with none), a session that a Manager with testTagKey made: it is
+// served, as TagKey documents, and a warning says that this instance's
+// List, Revoke, RevokeAll and session limit miss it, once per interval,
+// naming neither token nor id. A Manager with the same TagKey warns of
+// nothing (review adopt4: "log out everywhere" on one instance missed the
+// other's sessions in silence).
+func TestTagKeyMismatchWarns(t *testing.T) {
+	r := redistest.Start(t)
+	ma := taggedManager(t, r, Config{TagKey: testTagKey})
+	cookie, id := login(t, ma, "alice")
+	for _, tc := range []struct {
+		name   string
+		tagKey []byte
+		warn   bool
+	}{
+		{"same TagKey", testTagKey, false},
+		{"another TagKey", testKey(0x55), true},
+		{"no TagKey", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuffer
+			mb := hookedManager(t, r, Config{TagKey: tc.tagKey}, func(s *redisstore.Store) Store { return s })
+			mb.log = slog.New(slog.NewTextHandler(&logs, nil))
+			for range 3 {
+				serve(t, mb, cookie, func(ctx context.Context) {
+					if u, _ := UserID(ctx); u != "alice" {
+						t.Errorf("UserID = %q, want alice: the session is served", u)
+					}
+				})
+			}
+			var warned int
+			for _, line := range logs.take() {
+				if strings.Contains(line, "another TagKey") {
+					warned++
+				}
+				if strings.Contains(line, cookie) || strings.Contains(line, id) {
+					t.Errorf("a log line names the token or the session id: %s", line)
+				}
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.warn]; warned != want {
+				t.Errorf("3 reads logged %d TagKey warnings, want %d", warned, want)
+			}
+		})
+	}
+}
+
 // forgeValue returns the signed cookie value signed with the payload
 // changed by edit, keeping the original MAC, as securecookie lays it out:
 // base64url("<date>|<base64url(payload)>|<mac>").
