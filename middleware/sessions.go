@@ -20,7 +20,10 @@ import (
 )
 
 // Sessions returns middleware that loads the session of each request with m
-// and commits it before the response header is written: changed values are
+// and commits it before the response header is written. It does not refuse
+// cross-site requests: wrap it in http.NewCrossOriginProtection, or
+// another site's page could log its visitors out, or in as someone else
+// (README, "Usage"). Changed values are
 // saved, a new token is set in the cookie, a destroyed session's cookie is
 // expired. A request whose session was not changed costs the one store
 // command that read it, and no Set-Cookie. Every response names Cookie and

@@ -64,7 +64,11 @@ func Example() {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	handler := middleware.Sessions(sessions)(mux)
+	// CrossOriginProtection refuses cross-origin POSTs: without it another
+	// site's page could log its visitors out, or in as someone else
+	// (SameSite=Lax keeps the cookie off such a post, not the answer's
+	// Set-Cookie off the browser).
+	handler := http.NewCrossOriginProtection().Handler(middleware.Sessions(sessions)(mux))
 	// A program serves it: http.ListenAndServeTLS(addr, cert, key, handler).
 	// Here a test server does, over TLS, since the cookie is Secure.
 	srv := httptest.NewTLSServer(handler)
