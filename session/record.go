@@ -564,6 +564,58 @@ func valueEnd(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
+// portable returns an error when the JSON b holds what other languages'
+// readers of the record take otherwise than encoding/json does: a number
+// that is no finite float64 (1e400, or an integer of hundreds of digits:
+// JavaScript reads Infinity, Python refuses an integer of over 4,300
+// digits), or an object with a key twice (which one wins depends on the
+// reader). encoding/json writes neither of a Go value of its own, but a
+// json.Number, a *big.Int, a json.RawMessage or a MarshalJSON method may
+// (review api4).
+func portable(b []byte) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	// One level for each object or array open: an object's keys so far,
+	// and whether its next token is a key; nil keys for an array.
+	type level struct {
+		keys   map[string]bool
+		expect bool
+	}
+	var open []level
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil // the end; encoding/json wrote b, so no other error
+		}
+		if n := len(open); n > 0 && open[n-1].keys != nil {
+			top := &open[n-1]
+			if key, ok := tok.(string); ok && top.expect {
+				if top.keys[key] {
+					return fmt.Errorf("holds an object with the key %q twice: readers in other languages may keep either value", key)
+				}
+				top.keys[key], top.expect = true, false
+				continue
+			}
+			top.expect = true // after this value (a '}' ends the object)
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			switch tok {
+			case '{':
+				open = append(open, level{keys: map[string]bool{}, expect: true})
+			case '[':
+				open = append(open, level{})
+			default:
+				open = open[:len(open)-1]
+			}
+		case json.Number:
+			if f, err := strconv.ParseFloat(string(tok), 64); err != nil || math.IsInf(f, 0) {
+				return fmt.Errorf("holds the number %.20s, which is no finite float64: readers in other languages take it otherwise", tok)
+			}
+		}
+	}
+}
+
 // loneSurrogate reports whether the JSON b holds an escape of a UTF-16
 // surrogate (\ud800 to \udfff) that is not half of a pair: a high one
 // not followed by an escaped low one, or a low one not preceded by a high
@@ -737,6 +789,9 @@ func normalize(v any) (any, error) {
 		}
 		if nestedDeeper(b, maxValueDepth) {
 			return nil, fmt.Errorf("%w: %T nests arrays and objects more than %d levels deep", ErrInvalidValue, v, maxValueDepth)
+		}
+		if err := portable(b); err != nil {
+			return nil, fmt.Errorf("%w: %T %w", ErrInvalidValue, v, err)
 		}
 		// A struct JSON keeps nothing of is written {}: only then look
 		// for one.
