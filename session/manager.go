@@ -374,7 +374,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		// (review adopt4: "log out everywhere" on one instance missed
 		// the sessions of the other, in silence).
 		m.foreignTag.Do(now, func(suppressed int) {
-			m.log.Warn("session: a session's hash tag was made with another TagKey than this instance's: TagKey must be the same on every instance, or List, Revoke, RevokeAll and MaxSessionsPerUser here miss the sessions the others make",
+			m.log.Warn("session: a session's hash tag was made with another TagKey than this instance's (or this instance has none): List, Revoke, RevokeAll and MaxSessionsPerUser here miss such sessions; expected while a TagKey is rolled out or removed (README, Upgrading), else set the same TagKey on every instance",
 				"session", fingerprint(id), "suppressed", suppressed)
 		})
 	}

@@ -564,56 +564,39 @@ func valueEnd(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
-// portable returns an error when the JSON b holds what other languages'
-// readers of the record take otherwise than encoding/json does: a number
-// that is no finite float64 (1e400, or an integer of hundreds of digits:
+// portable returns an error when the JSON b holds a number that is no
+// finite float64 (1e400, or an integer of over 308 digits), which other
+// languages' readers of the record take otherwise than encoding/json does:
 // JavaScript reads Infinity, Python refuses an integer of over 4,300
-// digits), or an object with a key twice (which one wins depends on the
-// reader). encoding/json writes neither of a Go value of its own, but a
+// digits. encoding/json writes none of a Go number of its own, but a
 // json.Number, a *big.Int, a json.RawMessage or a MarshalJSON method may
-// (review api4).
+// (review api4). Only a number of over 15 characters or with an exponent
+// can be one: the others are not parsed. The error names the number's
+// length, not the number, which is the app's data.
 func portable(b []byte) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	// One level for each object or array open: an object's keys so far,
-	// and whether its next token is a key; nil keys for an array.
-	type level struct {
-		keys   map[string]bool
-		expect bool
-	}
-	var open []level
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil // the end; encoding/json wrote b, so no other error
-		}
-		if n := len(open); n > 0 && open[n-1].keys != nil {
-			top := &open[n-1]
-			if key, ok := tok.(string); ok && top.expect {
-				if top.keys[key] {
-					return fmt.Errorf("holds an object with the key %q twice: readers in other languages may keep either value", key)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			end, ok := stringEnd(b, i)
+			if !ok {
+				return nil // not JSON; json.Marshal writes none
+			}
+			i = end - 1
+		case c == '-' || '0' <= c && c <= '9':
+			// Outside strings, only a number holds these characters.
+			j := i + 1
+			for j < len(b) && strings.IndexByte("+-.eE0123456789", b[j]) >= 0 {
+				j++
+			}
+			if num := b[i:j]; len(num) > 15 || bytes.ContainsAny(num, "eE") {
+				if f, err := strconv.ParseFloat(string(num), 64); err != nil || math.IsInf(f, 0) {
+					return fmt.Errorf("holds a number of %d characters that is no finite float64: readers in other languages take it otherwise", len(num))
 				}
-				top.keys[key], top.expect = true, false
-				continue
 			}
-			top.expect = true // after this value (a '}' ends the object)
-		}
-		switch tok := tok.(type) {
-		case json.Delim:
-			switch tok {
-			case '{':
-				open = append(open, level{keys: map[string]bool{}, expect: true})
-			case '[':
-				open = append(open, level{})
-			default:
-				open = open[:len(open)-1]
-			}
-		case json.Number:
-			if f, err := strconv.ParseFloat(string(tok), 64); err != nil || math.IsInf(f, 0) {
-				return fmt.Errorf("holds the number %.20s, which is no finite float64: readers in other languages take it otherwise", tok)
-			}
+			i = j - 1
 		}
 	}
+	return nil
 }
 
 // loneSurrogate reports whether the JSON b holds an escape of a UTF-16

@@ -83,12 +83,10 @@ func TestPutRefuses(t *testing.T) {
 		{"type embedding itself, which JSON keeps nothing of", selfEmbed{selfEmbed: &selfEmbed{}, secret: "x"}},
 		// Review api4: other languages' readers take these otherwise
 		// (JavaScript reads Infinity, Python refuses an integer of over
-		// 4,300 digits; a key twice keeps either value).
+		// 4,300 digits).
 		{"json.Number past float64", json.Number("1e400")},
 		{"big.Int past float64", new(big.Int).Exp(big.NewInt(10), big.NewInt(400), nil)},
 		{"integer of 20,001 digits in a struct", struct{ N json.Number }{json.Number("1" + strings.Repeat("0", 20000))}},
-		{"raw JSON with a key twice", json.RawMessage(`{"a":1,"a":2}`)},
-		{"raw JSON with a key twice, deeper", json.RawMessage(`[{"a":{"b":[1,{"c":1,"c":1}]}}]`)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -812,26 +810,26 @@ func TestPutNestedOffsetSeconds(t *testing.T) {
 	})
 }
 
-// TestPortable checks portable on JSON that encoding/json may write: the
-// same key in different objects, numbers up to float64's range and below
-// its smallest, and strings that look like keys pass.
+// TestPortable checks portable on JSON that encoding/json may write:
+// numbers up to float64's range and below its smallest, long ones, and
+// digits and exponents inside strings pass; numbers past float64's range,
+// where an object, an array or a string leaves off, do not.
 func TestPortable(t *testing.T) {
 	for _, tc := range []struct {
 		json string
 		ok   bool
 	}{
 		{`{"a":{"a":1},"b":[{"a":2},{"a":3}]}`, true},
-		{`{"a":"a","b":"a"}`, true},
-		{`["a","a",{"a":"a"}]`, true},
-		{`{"a":[],"b":{},"c":[{}]}`, true},
-		{`[1.7976931348623157e308,-1e308,1e-400,9007199254740993]`, true},
+		{`[1.7976931348623157e308,-1e308,1e-400,-0,9007199254740993,18446744073709551615]`, true},
+		{`["1e400","-1e999",{"1e400":"9999e9999"}]`, true},
+		{`[0.` + strings.Repeat("1", 5000) + `]`, true},
 		{`{"k":1e309}`, false},
-		{`{"a":1,"b":{"x":1},"a":2}`, false},
-		{`{"a":{"b":1},"c":{"b":2,"b":3}}`, false},
-		{`[{"a":1},{"a":1,"a":1}]`, false},
+		{`[-1E400]`, false},
+		{`["x",1` + strings.Repeat("0", 309) + `]`, false},
+		{`{"a":"\"",b:2e400}`, false},
 	} {
 		if err := portable([]byte(tc.json)); (err == nil) != tc.ok {
-			t.Errorf("portable(%s) = %v, want ok %v", tc.json, err, tc.ok)
+			t.Errorf("portable(%.60s) = %v, want ok %v", tc.json, err, tc.ok)
 		}
 	}
 }
