@@ -145,10 +145,11 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 		// open window's alone, so that refused requests do not prolong it.
 		// One millisecond less than the window: Redis keeps a key through
 		// the millisecond its expiry names (it is gone only once the
-		// clock is past it), so that a key of the whole window, whose
-		// PTTL is then a whole number of seconds, was still there for a
-		// client that waited exactly the Retry-After made of it (CI of
-		// 2026-11-30: TestRateLimitWindowShortened, 1 run in 15).
+		// clock is past it), so that the key lives the window exactly,
+		// and the reset below, its PTTL and that millisecond, is the
+		// window for the request that opens it (CI of 2026-11-30:
+		// TestRateLimitWindowShortened, 1 run in 15, waited a
+		// Retry-After that ended on the key's last millisecond).
 		conn.Send("PEXPIRE", k, max(milliseconds(windows[i])-1, 1), "LT")
 		conn.Send("PTTL", k)
 	}
@@ -169,7 +170,11 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 			return err
 		}
 		counts[i] = n
-		resets[i] = time.Duration(ttl) * time.Millisecond
+		// The key is gone one millisecond after its PTTL runs out (see
+		// the PEXPIRE above): a Retry-After made of the PTTL alone ended
+		// on the key's last millisecond whenever the PTTL was a whole
+		// number of seconds (review d36).
+		resets[i] = time.Duration(ttl+1) * time.Millisecond
 		if ttl < 0 {
 			// -1 (no expiry) or -2 (gone) cannot follow PEXPIRE LT in the
 			// same transaction; answer the whole window rather than zero.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,38 @@ import (
 	"github.com/sessionkit/sessionkit/internal/syncbuf"
 	"github.com/sessionkit/sessionkit/redisstore"
 )
+
+// TestCountRequestsResetEndsWindow waits, again and again, exactly the
+// reset CountRequests answers: the window has ended by then, and the next
+// call opens a new one. The reset was the key's PTTL, which ends on the
+// millisecond Redis still keeps the key through, and a client that waited
+// a whole-second Retry-After made of it was refused again (review d36:
+// 2 of 6 tries; a CI run of TestRateLimitWindowShortened).
+func TestCountRequestsResetEndsWindow(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	windows := []time.Duration{20 * time.Millisecond}
+	for round := range 30 {
+		keys := []string{"reset:" + strconv.Itoa(round)}
+		if _, _, err := s.CountRequests(ctx, keys, windows); err != nil {
+			t.Fatal(err)
+		}
+		// A later call of the window, as a refused request is.
+		counts, resets, err := s.CountRequests(ctx, keys, windows)
+		if err != nil || counts[0] != 2 {
+			t.Fatalf("second call = %v, %v; want count 2", counts, err)
+		}
+		time.Sleep(resets[0])
+		if counts, _, err := s.CountRequests(ctx, keys, windows); err != nil || counts[0] != 1 {
+			t.Fatalf("round %d: a call %v after the reset answered = %v, %v; want count 1, a new window", round, resets[0], counts, err)
+		}
+	}
+}
 
 // TestCountRequests counts two keys in one call: each call adds one to
 // both, the keys live under "<KeyPrefix>rate_limit:" with the window as

@@ -565,7 +565,7 @@ func valueEnd(b []byte, i int) (int, bool) {
 }
 
 // portable returns an error when the JSON b holds a number that is no
-// finite float64 (1e400, or an integer of over 308 digits), which other
+// finite float64 (1e400, or an integer past ±1.8e308), which other
 // languages' readers of the record take otherwise than encoding/json does:
 // JavaScript reads Infinity, Python refuses an integer of over 4,300
 // digits. encoding/json writes none of a Go number of its own, but a
