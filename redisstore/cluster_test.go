@@ -2184,10 +2184,14 @@ func TestClusterUnservedSlotTurns(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
-	// And one of redisc's refresh, which it starts on a slot it knows no
-	// node for.
-	if n := <-peak; n > maxActive+1 {
-		t.Errorf("100 parallel calls on an unserved slot had %d connections in use at once, want %d at most (MaxActive, and a refresh)", n, maxActive+1)
+	// Besides, the refreshes of the slot map take theirs: redisc's, which
+	// it starts on a slot it knows no node for, and the Store's, which a
+	// call its deadline cut short during a read starts, one every 100 ms
+	// (two at once on a slow machine: a CI run counted 6). Without the
+	// turns, 94 were in use.
+	const refreshes = 3
+	if n := <-peak; n > maxActive+refreshes {
+		t.Errorf("100 parallel calls on an unserved slot had %d connections in use at once, want %d at most (MaxActive, and refreshes)", n, maxActive+refreshes)
 	}
 }
 
