@@ -70,6 +70,8 @@ type Manager struct {
 	// foreignTag limits the warnings that a session's hash tag was made
 	// with another TagKey (see load).
 	foreignTag *loglimit.Limiter
+	// tagMACs holds *tagMAC states for userTagOf.
+	tagMACs sync.Pool
 	// scsFound is set once FromSCS.Records has found a record: its setting
 	// (prefix, Redis, database) is then known to be right (see importSCS).
 	scsFound atomic.Bool
@@ -366,7 +368,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if !recDeadline.After(now) {
 		return ctx
 	}
-	if tag, _ := splitTag(token); tag != "" && md.UserID != "" && tag != m.userTag(md.UserID) {
+	if tag, _ := splitTag(token); tag != "" && md.UserID != "" && !m.hasUserTag(tag, md.UserID) {
 		// An instance with another TagKey (or none) made or renewed it:
 		// it is indexed under another key, and this instance's List,
 		// Revoke, RevokeAll and session limit cannot see it. It is

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 )
 
 // Hash tags keep the Redis keys of each user's sessions in one Redis
@@ -57,9 +58,44 @@ func (m *Manager) userTag(userID string) string {
 	if m.cfg.TagKey == nil || userID == "" {
 		return ""
 	}
-	mac := hmac.New(sha256.New, m.cfg.TagKey)
-	mac.Write([]byte(userID))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))[:tagLen]
+	tag := m.userTagOf(userID)
+	return string(tag[:])
+}
+
+// hasUserTag reports whether tag is the tag of userID under the TagKey;
+// false without one. It allocates nothing: load checks the tag of every
+// logged-in session it reads.
+func (m *Manager) hasUserTag(tag, userID string) bool {
+	if m.cfg.TagKey == nil {
+		return false
+	}
+	want := m.userTagOf(userID)
+	return string(want[:]) == tag
+}
+
+// userTagOf computes the tag of userID with a pooled HMAC state: a new one
+// costs 9 allocations and 0.7 µs, on every read of a logged-in session.
+// The tag's 3 bytes of MAC are its tagLen base64url characters.
+func (m *Manager) userTagOf(userID string) (tag [tagLen]byte) {
+	t, _ := m.tagMACs.Get().(*tagMAC)
+	if t == nil {
+		t = &tagMAC{h: hmac.New(sha256.New, m.cfg.TagKey)}
+	}
+	t.h.Reset()
+	t.in = append(t.in[:0], userID...)
+	t.h.Write(t.in)
+	sum := t.h.Sum(t.sum[:0])
+	base64.RawURLEncoding.Encode(tag[:], sum[:tagLen*3/4])
+	m.tagMACs.Put(t)
+	return tag
+}
+
+// tagMAC is an HMAC-SHA256 state keyed with TagKey, with buffers for its
+// input and sum, so that a pooled one computes a tag without allocating.
+type tagMAC struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 // anonTag returns the tag of a new anonymous session whose token is token,
