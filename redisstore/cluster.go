@@ -51,16 +51,18 @@ type clusterSource struct {
 	lastDialErr atomic.Pointer[error]
 	// gates holds a *nodeGate by node address (see turn).
 	gates sync.Map
-	// keyless lets MaxActive calls without a key at a time bind (see
-	// bind); its waits are not counted in PoolStats, which counts waits
-	// for a node.
-	keyless *nodeGate
+	// anyNode gives turns, MaxActive at once, to the calls that redisc
+	// binds to a node of its own choosing: those without a key (see bind)
+	// and those on a slot the map names no master for (see turn). Its
+	// waits are not counted in PoolStats, which counts waits for a node.
+	anyNode *nodeGate
 	// done is closed by Close, and wakes the calls waiting for a turn.
 	done chan struct{}
 }
 
-// nodeGate lets at most MaxActive calls at once bind to one node, and
-// counts the calls that waited for their turn (see turn).
+// nodeGate lets at most MaxActive calls at once bind to one node (or, as
+// clusterSource.anyNode, to nodes of redisc's choosing), and counts the
+// calls that waited for their turn (see turn).
 type nodeGate struct {
 	turns    chan struct{}
 	waits    atomic.Int64
@@ -80,7 +82,7 @@ func newClusterSource(cfg Config) *clusterSource {
 		nodes:   make(map[string]*redis.Pool),
 		mapped:  make(chan struct{}),
 		done:    make(chan struct{}),
-		keyless: newGate(cfg.MaxActive),
+		anyNode: newGate(cfg.MaxActive),
 	}
 	cs.c.Store(cs.newCluster(cfg.ClusterNodes))
 	return cs
@@ -196,7 +198,7 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 		return nil, errClosed
 	}
 	if key == "" {
-		if err := cs.take(ctx, cs.keyless); err != nil {
+		if err := cs.take(ctx, cs.anyNode); err != nil {
 			var nt noTurn
 			if errors.As(err, &nt) {
 				// Not the text of an exhausted pool's wait: no node's
@@ -206,10 +208,10 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 			return nil, err
 		}
 		if err := cs.dialCause(redisc.BindConn(conn)); err != nil {
-			cs.keyless.release()
+			cs.anyNode.release()
 			return nil, err
 		}
-		return cs.keyless, nil
+		return cs.anyNode, nil
 	}
 	gate, err := cs.turn(ctx, key)
 	if err != nil {
@@ -240,7 +242,7 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 // would wait on a node that has stalled while their own answers (review
 // lim3).
 func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error) {
-	gate := cs.keyless
+	gate := cs.anyNode
 	if m := cs.c.Load().slots.Load(); m != nil {
 		if addr := m.master(redisc.Slot(key)); addr != "" {
 			g, ok := cs.gates.Load(addr)

@@ -24,12 +24,7 @@ import (
 // a whole-second Retry-After made of it was refused again (review d36:
 // 2 of 6 tries; a CI run of TestRateLimitWindowShortened).
 func TestCountRequestsResetEndsWindow(t *testing.T) {
-	srv := redistest.Start(t)
-	s, err := redisstore.Open(redisstore.Config{Addr: srv.Addr(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := open(t, redistest.Start(t), redisstore.Config{Timeout: 2 * time.Second})
 	ctx := context.Background()
 	windows := []time.Duration{20 * time.Millisecond}
 	for round := range 30 {
