@@ -67,9 +67,17 @@ type sentinelSource struct {
 	pool *redis.Pool
 	cfg  Config
 	// snt is used by the watch goroutine only (and by Close after it
-	// ends): its MasterAddr reorders an address list it shares, which is
-	// a data race between concurrent callers.
+	// ends): it keeps a pool of connections to each sentinel, and lookup
+	// sets its Addrs to the one sentinel it asks (see masterAddr).
 	snt *sentinel.Sentinel
+	// order is Config.SentinelAddrs in the order lookup asks them: the
+	// sentinel that answered last first, those that failed last. The
+	// watch goroutine alone uses it.
+	order []string
+	// silent limits, for each sentinel, the warnings that it did not
+	// answer while another did (see masterAddr); the watch goroutine
+	// alone uses them.
+	silent map[string]*loglimit.Limiter
 
 	mu      sync.Mutex
 	master  string        // the master's address, "" until known
@@ -117,12 +125,16 @@ func newSentinelSource(cfg Config) *sentinelSource {
 		poke:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		outage: loglimit.Limiter{Interval: sentinelLogInterval},
+		order:  slices.Clone(cfg.SentinelAddrs),
+		silent: make(map[string]*loglimit.Limiter, len(cfg.SentinelAddrs)),
 	}
 	for i := range s.denied {
 		s.denied[i].Interval = sentinelLogInterval
 	}
+	for _, a := range cfg.SentinelAddrs {
+		s.silent[a] = &loglimit.Limiter{Interval: sentinelLogInterval}
+	}
 	s.snt = &sentinel.Sentinel{
-		Addrs:      append([]string(nil), cfg.SentinelAddrs...),
 		MasterName: cfg.SentinelMaster,
 		Dial:       s.dialQuery,
 	}
@@ -225,9 +237,9 @@ func (s *sentinelSource) watch() {
 // sentinel that just announced a failover, which is asked first: it knows
 // of it already, where the others may learn of it only from its next hello
 // message. Any other first answer, the first of all among them, the other
-// sentinels confirm or outvote (see confirm). FZambia's MasterAddr puts
-// the sentinel that answers first at the top of the list, and asks it
-// first next time; a
+// sentinels confirm or outvote (see confirm). The sentinel that answers
+// first goes to the top of the list, and is asked first next time (see
+// masterAddr); a
 // sentinel that answers with a server that is no master (one behind the
 // others, or monitoring another setup under the same name) would be asked
 // first for ever, and the sentinels that are right never. So when a dial
@@ -236,20 +248,19 @@ func (s *sentinelSource) watch() {
 // such a dial asks another sentinel first, and within one pass over the
 // list a right one answers.
 //
-// Only the watch goroutine calls lookup: it alone uses s.snt, whose
-// address list lookup reorders.
+// Only the watch goroutine calls lookup: it alone uses s.snt and s.order.
 func (s *sentinelSource) lookup() {
 	s.mu.Lock()
 	doubted, master, namedBy, announcer := s.doubted, s.master, s.namedBy, s.announcer
 	s.doubted, s.announcer = "", ""
 	s.mu.Unlock()
 	if doubted != "" && doubted == master {
-		toBottom(s.snt.Addrs, namedBy)
+		toBottom(s.order, namedBy)
 	}
 	if announcer != "" {
-		toTop(s.snt.Addrs, announcer)
+		toTop(s.order, announcer)
 	}
-	addr, err := s.snt.MasterAddr()
+	addr, by, err := s.masterAddr()
 	if err != nil {
 		s.mu.Lock()
 		if s.lastErr == errUnknownMaster {
@@ -260,9 +271,7 @@ func (s *sentinelSource) lookup() {
 		s.lookupFailed(err)
 		return
 	}
-	// MasterAddr put the sentinel that answered at the top.
-	by := s.snt.Addrs[0]
-	if addr != master && by != announcer && len(s.snt.Addrs) > 1 {
+	if addr != master && by != announcer && len(s.order) > 1 {
 		// A master other than the one followed, or the first, named by a
 		// sentinel that announced no failover: it may be one that was
 		// down during a failover and names the old master, which may
@@ -278,7 +287,49 @@ func (s *sentinelSource) lookup() {
 	}
 	s.setMasterNamedBy(addr, by)
 	s.noteSentinelError(nil)
-	s.lookupAnswered(addr, master == "")
+	s.lookupAnswered(addr, by, master == "")
+}
+
+// masterAddr asks the sentinels in s.order, one after another, where the
+// master is, and returns the first answer and the sentinel that gave it,
+// which goes to the top of s.order; each that fails goes to the bottom,
+// and, when another answers, is logged (at most once per
+// sentinelLogInterval for each): calls go on, but a sentinel down or
+// refusing the Store's user leaves fewer to follow a failover with, and
+// nothing else would tell. FZambia's MasterAddr moves them so too, but
+// walks its list while it moves them in it: of [down, up, down] it asked
+// the last twice and never the one up, and the lookup failed (review
+// sent3). So it is given one address at a time, and keeps its pool of
+// connections to each; its error for one sentinel says "no sentinels
+// available; last error: <the cause>", and the warning gives the cause.
+func (s *sentinelSource) masterAddr() (addr, by string, err error) {
+	type failure struct {
+		sentinel string
+		err      error
+	}
+	var failed []failure
+	for _, a := range slices.Clone(s.order) {
+		s.snt.Addrs = []string{a}
+		m, err := s.snt.MasterAddr()
+		if err != nil {
+			failed = append(failed, failure{a, err})
+			toBottom(s.order, a)
+			continue
+		}
+		toTop(s.order, a)
+		for _, f := range failed {
+			s.silent[f.sentinel].Do(time.Now(), func(suppressed int) {
+				s.log().LogAttrs(context.Background(), slog.LevelWarn,
+					"redisstore: a sentinel did not say where the master is, and another did: calls go on, but fewer sentinels are left to follow a failover with; is it down, or does it refuse the Store's sentinel user or password (Config.SentinelUsername and SentinelPassword, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)?",
+					slog.String("sentinel", f.sentinel),
+					slog.String("answered_by", a),
+					slog.String("error", strings.TrimPrefix(f.err.Error(), "redigo: no sentinels available; last error: ")),
+					slog.Int("suppressed", suppressed))
+			})
+		}
+		return m, a, nil
+	}
+	return "", "", failed[len(failed)-1].err
 }
 
 // confirm asks the sentinels other than first's, at once, where the master
@@ -294,7 +345,7 @@ func (s *sentinelSource) lookup() {
 // asked first, and its answer confirmed again, at every lookup. Only the
 // watch goroutine calls it.
 func (s *sentinelSource) confirm(first, firstBy string) (master, namedBy string, d *disagreeError) {
-	addrs := slices.Clone(s.snt.Addrs)
+	addrs := slices.Clone(s.order)
 	type answer struct{ sentinel, master string }
 	answers := make(chan answer, len(addrs)) // never blocks a query that ends late
 	for _, a := range addrs {
@@ -344,7 +395,7 @@ count:
 		return "", "", &disagreeError{master: s.cfg.SentinelMaster, named: named}
 	}
 	if best != first {
-		toBottom(s.snt.Addrs, firstBy)
+		toBottom(s.order, firstBy)
 	}
 	for _, a := range addrs {
 		if named[a] == best {
@@ -434,10 +485,11 @@ func (s *sentinelSource) lookupFailed(err error) {
 	})
 }
 
-// lookupAnswered records a lookup that a sentinel answered, and logs that
-// the sentinels answer again if lookupFailed logged that they did not;
-// first: no sentinel had named a master since the Store opened.
-func (s *sentinelSource) lookupAnswered(addr string, first bool) {
+// lookupAnswered records a lookup that the sentinel at by answered with
+// addr, and logs that the sentinels answer again if lookupFailed logged
+// that they did not; first: no sentinel had named a master since the Store
+// opened.
+func (s *sentinelSource) lookupAnswered(addr, by string, first bool) {
 	s.mu.Lock()
 	wasDown, since := s.down, s.downSince
 	s.down = false
@@ -451,7 +503,7 @@ func (s *sentinelSource) lookupAnswered(addr string, first bool) {
 		msg = "redisstore: the sentinels name a master, the first since the Store opened"
 	}
 	s.log().LogAttrs(context.Background(), slog.LevelInfo, msg,
-		slog.String("sentinel", s.snt.Addrs[0]),
+		slog.String("sentinel", by),
 		slog.String("master", addr),
 		slog.Duration("down_for", time.Since(since).Round(time.Millisecond)))
 }

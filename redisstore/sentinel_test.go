@@ -1130,6 +1130,49 @@ func TestSentinelAllDown(t *testing.T) {
 	}
 }
 
+// TestSentinelOneUpBetweenDown checks that a Store whose sentinels are
+// down but for one, listed between two that are down, finds the master at
+// its first lookup, and logs each sentinel that did not answer, without
+// passwords. FZambia's MasterAddr, asked for the whole list, moved the
+// first down sentinel to the bottom of the list it was walking, asked the
+// last one twice and the one up never: the first lookup failed, logged
+// that no sentinel named the master, and every call failed for a poll
+// (review sent3: 1 s at start-up).
+func TestSentinelOneUpBetweenDown(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	down := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	downA, downB := down(), down()
+	var logs syncbuf.Buffer
+	cfg := sentinelConfig(sn)
+	cfg.SentinelAddrs = []string{downA, sn.SentinelAddrs()[0], downB}
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openSentinel(t, cfg)
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping with one sentinel of three up: %v\nlog:\n%s", err, logs.String())
+	}
+	out := logs.String()
+	t.Logf("log:\n%s", out)
+	if n := s.PoolStats().SentinelLookupFailures; n != 0 || strings.Contains(out, "no sentinel named the master") {
+		t.Errorf("%d lookups failed with one sentinel of three up, want 0", n)
+	}
+	if !strings.Contains(out, "a sentinel did not say where the master is") || !strings.Contains(out, downA) {
+		t.Errorf("no warning naming %s, the down sentinel asked first", downA)
+	}
+	for _, pw := range []string{sntMasterPassword, sntSentinelPassword} {
+		if strings.Contains(out, pw) {
+			t.Errorf("the log contains a password")
+		}
+	}
+}
+
 // TestSentinelCloseStalled closes a Store while every sentinel is stalled
 // (SIGSTOP), with a lookup of the master under way: Close returns
 // promptly, as its doc says, and the lookup ends in the background once
