@@ -279,7 +279,7 @@ func TestConfirmationBadInput(t *testing.T) {
 	e.formLogin(other, "alice", "wonderland", safariIPhone)
 	form := e.sessionForm(mine)
 	if r := e.send(mine, "POST", "/logout-others", form+"&password=guess", as(firefoxWindows)...); r.code != http.StatusForbidden || !strings.Contains(r.body, "Wrong password.") ||
-		strings.Contains(r.body, "a while ago") {
+		strings.Contains(r.body, "more recent than yours") {
 		t.Errorf("POST /logout-others with a wrong password after a recent sign-in = %d:\n%s\nwant 403 saying so, and not that the sign-in is old (review browser3)", r.code, r.body)
 	}
 	if r := e.send(other, "GET", "/api/me", ""); r.code != http.StatusOK {

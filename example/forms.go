@@ -33,7 +33,7 @@ const pageRetry = 5
 // middleware.RequireAuth, which lets a user through and answers API
 // clients with JSON (401, or 503 with Retry-After).
 func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
-	requireAuth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
+	requireAuth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,9 @@ func (s *server) pageAuth() (func(http.Handler) http.Handler, error) {
 					Back: "/login?next=%2Fsessions", BackText: "Sign in",
 				})
 			default:
-				http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
+				// A page: RequireAuth sends the browser to /login?next=
+				// <the page> (its ReturnParam).
+				protected.ServeHTTP(w, r)
 			}
 		})
 	}, nil

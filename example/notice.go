@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sessionkit/sessionkit/middleware"
 	"github.com/sessionkit/sessionkit/redisstore"
 	"github.com/sessionkit/sessionkit/session"
 )
@@ -211,41 +212,14 @@ func (s *server) endedElsewhere(r *http.Request) bool {
 }
 
 // safeNext returns next if it is a path on this site to return to after
-// login, and "" otherwise: it must start with a single "/", hold no
-// backslash or control character (which browsers may read as another
-// host), name no scheme or host, and not be the login page itself. Nor
-// may it need cleaning: http.Redirect cleans the path as written, escapes
-// and all (path.Clean before the "?", keeping a trailing slash), and the
-// mux cleans it again once unescaped, so "/./login", "/login/%2e/.." or
-// "/x%2f..%2flogin" would land on the login page, or on a 404, whatever
-// they read as. A link of this site needs no dot segment, nor a dot
-// written %2e.
+// login (middleware.ReturnPath), and not the login page itself, which
+// would send a logged-in browser back to itself; "" otherwise.
 func safeNext(next string) string {
-	if len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
-		strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
+	if next = middleware.ReturnPath(next); next == "" {
 		return ""
 	}
-	p, _, _ := strings.Cut(next, "?")
-	if c := path.Clean(p); (c != p && c+"/" != p) || strings.Contains(strings.ToLower(p), "%2e") {
-		return ""
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || path.Clean(u.Path) == "/login" {
+	if u, err := url.Parse(next); err != nil || path.Clean(u.Path) == "/login" {
 		return ""
 	}
 	return next
-}
-
-// loginURL is where a browser without a session goes to log in: the login
-// page, with the page it asked for to return to after login when that was
-// a GET.
-func loginURL(r *http.Request) string {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return "/login"
-	}
-	next := safeNext(r.URL.RequestURI())
-	if next == "" || next == "/" {
-		return "/login"
-	}
-	return "/login?next=" + url.QueryEscape(next)
 }

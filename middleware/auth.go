@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"sync"
 
@@ -18,6 +20,15 @@ type AuthConfig struct {
 	// "/", without backslashes or control characters. Empty (the default) answers every request without a session with
 	// 401 and a JSON error.
 	LoginURL string
+
+	// ReturnParam, when set with LoginURL, names the query parameter of
+	// LoginURL in which that redirect carries the page asked for, its path
+	// and query as the request named them ("/login?next=%2Forders%3Fpage%3D2"
+	// for ReturnParam "next"), so that the login handler can send the
+	// browser back there: through ReturnPath, which lets only a path of
+	// this site through, never another site's address. A page that is "/",
+	// or no ReturnPath, is not carried. Empty (the default) carries none.
+	ReturnParam string
 }
 
 // RequireAuth returns middleware that lets a request through only with a
@@ -37,6 +48,9 @@ type AuthConfig struct {
 func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.LoginURL != "" && !sitePath(cfg.LoginURL) {
 		return nil, errors.New("middleware: AuthConfig.LoginURL: want a path on this site starting with a single /")
+	}
+	if cfg.ReturnParam != "" && (cfg.LoginURL == "" || url.QueryEscape(cfg.ReturnParam) != cfg.ReturnParam) {
+		return nil, errors.New("middleware: AuthConfig.ReturnParam: want a query parameter name that needs no escaping (letters, digits, '-', '_', '.', '~'), and a LoginURL")
 	}
 	var missingSessions sync.Once // logs a missing Sessions once
 	return func(next http.Handler) http.Handler {
@@ -60,13 +74,71 @@ func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 				return
 			}
 			if cfg.LoginURL != "" && wantsPage(r) {
-				http.Redirect(w, r, cfg.LoginURL, http.StatusSeeOther)
+				http.Redirect(w, r, loginURL(cfg, r), http.StatusSeeOther)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="session"`)
 			writeJSONError(w, http.StatusUnauthorized, "unauthenticated")
 		})
 	}, nil
+}
+
+// loginURL is where RequireAuth sends a browser without a session: the
+// LoginURL of cfg, with the page r asked for in its ReturnParam when that
+// is set and the page is a ReturnPath other than "/". The page is the
+// request's target as the client sent it (RequestURI), not r.URL, which a
+// handler such as http.StripPrefix may have shortened.
+func loginURL(cfg AuthConfig, r *http.Request) string {
+	if cfg.ReturnParam == "" {
+		return cfg.LoginURL
+	}
+	page := r.RequestURI
+	if page == "" { // a request made in the process, not read from a client
+		page = r.URL.RequestURI()
+	}
+	if page = ReturnPath(page); page == "" || page == "/" {
+		return cfg.LoginURL
+	}
+	sep := "?"
+	if strings.Contains(cfg.LoginURL, "?") {
+		sep = "&"
+	}
+	return cfg.LoginURL + sep + cfg.ReturnParam + "=" + url.QueryEscape(page)
+}
+
+// ReturnPath returns p if it is a path of this site that is safe to
+// redirect a browser to after login, and "" otherwise: p must start with a
+// single "/", hold no backslash or control character (which browsers may
+// read as another host, "/\evil.example"), name no scheme or host, be at
+// most 2,048 bytes, and need no cleaning. http.Redirect cleans a path as
+// written, escapes and all, a fragment with it ("/a/../login" and
+// "/a#/../login" are "/login"), and a mux cleans
+// it again once unescaped ("/a/%2e%2e/login"), so a path with dot
+// segments, or a dot written %2e, could land elsewhere than it reads: no
+// link of a site needs one. A query and a fragment are kept. Use it on the
+// page a login form carries back (AuthConfig.ReturnParam), before
+// redirecting there:
+//
+//	http.Redirect(w, r, cmp.Or(middleware.ReturnPath(r.FormValue("next")), "/"), http.StatusSeeOther)
+//
+// It does not know the login page itself: an app whose login page sends a
+// browser that is logged in on to the page it names should refuse that
+// page being the login page, or the two redirect to each other.
+func ReturnPath(p string) string {
+	if len(p) > 2048 || !sitePath(p) {
+		return ""
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return ""
+	}
+	// Before the query only: http.Redirect cleans a fragment with the
+	// path ("/a#/../login" is "/login").
+	raw, _, _ := strings.Cut(p, "?")
+	if c := path.Clean(raw); c != raw && c+"/" != raw || strings.Contains(strings.ToLower(raw), "%2e") {
+		return ""
+	}
+	return p
 }
 
 // wantsPage reports whether r is a browser navigation rather than an API call.

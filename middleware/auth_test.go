@@ -52,6 +52,79 @@ func TestRequireAuthAnswers(t *testing.T) {
 	}
 }
 
+// TestRequireAuthReturnParam checks that with ReturnParam the redirect to
+// the login page carries the page asked for, as the client named it (a
+// StripPrefix in between changes nothing), after a LoginURL's own query,
+// and carries nothing for "/" or for an API call.
+func TestRequireAuthReturnParam(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	page := map[string]string{"Accept": "text/html"}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	for _, tc := range []struct {
+		login, path string
+		strip       bool
+		accept      map[string]string
+		want        string // Location; "" for a 401
+	}{
+		{"/login", "/hook?tab=2&q=a%2Fb", false, page, "/login?next=%2Fhook%3Ftab%3D2%26q%3Da%252Fb"},
+		{"/login", "/hook", true, page, "/login?next=%2Fhook"},
+		{"/login?lang=en", "/hook", false, page, "/login?lang=en&next=%2Fhook"},
+		{"/login", "/hook", false, map[string]string{"Accept": "application/json"}, ""},
+	} {
+		auth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: tc.login, ReturnParam: "next"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.hooked = auth(ok).ServeHTTP
+		if tc.strip {
+			h.hooked = http.StripPrefix("/hook", auth(ok)).ServeHTTP
+		}
+		resp := h.do(noRedirect, "GET", tc.path, tc.accept)
+		if got := resp.header.Get("Location"); got != tc.want || (tc.want == "") != (resp.code == http.StatusUnauthorized) {
+			t.Errorf("LoginURL %q, GET %s (StripPrefix %v, %v) = %d, Location %q; want Location %q", tc.login, tc.path, tc.strip, tc.accept, resp.code, got, tc.want)
+		}
+	}
+	for _, bad := range []middleware.AuthConfig{{ReturnParam: "next"}, {LoginURL: "/login", ReturnParam: "a b"}, {LoginURL: "/login", ReturnParam: "a&b"}} {
+		if _, err := middleware.RequireAuth(bad); err == nil {
+			t.Errorf("RequireAuth(%+v) = nil error, want an error", bad)
+		}
+	}
+}
+
+// TestReturnPath checks what ReturnPath lets through: paths of this site
+// that land where they read, never another site, nor a path that
+// http.Redirect or a mux would clean into another.
+func TestReturnPath(t *testing.T) {
+	for p, want := range map[string]string{
+		"/sessions":                     "/sessions",
+		"/":                             "/",
+		"/sessions?x=1#a":               "/sessions?x=1#a",
+		"/sessions/":                    "/sessions/",
+		"/sessions?next=/../x":          "/sessions?next=/../x", // a query is not cleaned
+		"/%2F/evil":                     "/%2F/evil",
+		"":                              "",
+		"sessions":                      "",
+		"//evil.example/":               "",
+		"/\\evil.example/":              "",
+		"/\t/evil.example":              "",
+		"https://evil.example/":         "",
+		"http:/evil.example":            "",
+		"/./login":                      "", // which http.Redirect cleans into /login
+		"/sessions/../login":            "",
+		"/%2e/login":                    "",
+		"/login/%2E/..?a":               "",
+		"/a#/../login":                  "", // http.Redirect cleans what follows '#' too
+		"/.":                            "",
+		"/x\x7f":                        "",
+		"/" + strings.Repeat("a", 2048): "",
+	} {
+		if got := middleware.ReturnPath(p); got != want {
+			t.Errorf("ReturnPath(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
 // TestRequireAuthWithoutSessions checks that RequireAuth alone never lets a
 // request through, and says why: a 500 naming the missing middleware, and
 // one Error log line however many requests come, instead of a 401 for

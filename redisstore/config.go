@@ -333,7 +333,7 @@ func (c Config) normalize() (Config, error) {
 		c.Addr = DefaultAddr
 	}
 	if c.Addr != "" && !validAddr(c.Addr) {
-		return Config{}, fieldError("Addr", errors.New("want host:port with a port 1-65535"))
+		return Config{}, fieldError("Addr", addrError(c.Addr))
 	}
 	return c, nil
 }
@@ -384,7 +384,7 @@ func (c Config) checkDeployment() error {
 	}
 	for i, a := range nodes {
 		if !validAddr(a) {
-			return fieldError(fmt.Sprintf("%s[%d]", field, i), errors.New("want host:port with a port 1-65535"))
+			return fieldError(fmt.Sprintf("%s[%d]", field, i), addrError(a))
 		}
 		if c.mode() != modeSentinel {
 			continue
@@ -429,6 +429,16 @@ func validAddr(addr string) bool {
 	}
 	_, err = parsePort(port)
 	return err == nil
+}
+
+// addrError says what is wrong with addr, which validAddr refused, without
+// repeating it (a URL may hold a password): a URL, which Config does not
+// take, is pointed to ParseURL.
+func addrError(addr string) error {
+	if strings.Contains(addr, "://") {
+		return errors.New("want host:port with a port 1-65535, not a URL: ParseURL (or FromEnv's REDIS_URL) turns a redis:// or rediss:// URL into a Config")
+	}
+	return errors.New("want host:port with a port 1-65535")
 }
 
 var errNegative = errors.New("must not be negative")

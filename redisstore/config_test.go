@@ -51,6 +51,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"MaxActive", Config{MaxActive: -1}, "redisstore: Config.MaxActive: must not be negative"},
 		{"MaxIdle", Config{MaxIdle: -1}, "redisstore: Config.MaxIdle: must not be negative"},
 		{"Addr without port", Config{Addr: "localhost"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
+		{"Addr a URL", Config{Addr: "redis://:secret@localhost:6379/0"}, "redisstore: Config.Addr: want host:port with a port 1-65535, not a URL: ParseURL (or FromEnv's REDIS_URL) turns a redis:// or rediss:// URL into a Config"},
 		{"Addr without host", Config{Addr: ":6379"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
 		{"Addr with port 0", Config{Addr: "localhost:0"}, "redisstore: Config.Addr: want host:port with a port 1-65535"},
 	}

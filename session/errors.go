@@ -57,7 +57,7 @@ var (
 	// ErrResponseStarted reports a change asked for after the response
 	// began (after the first Write, WriteHeader or Flush): the session was
 	// committed then, and a later change could not reach the client.
-	ErrResponseStarted = errors.New("session: response already started")
+	ErrResponseStarted = errors.New("session: response already started: log in, renew, put or log out before the handler's first Write, WriteHeader or Flush")
 
 	// ErrReservedKey reports a value key that is empty, starts with "__",
 	// the prefix sessionkit keeps for itself, or is not valid UTF-8. The

@@ -93,6 +93,9 @@ type Manager struct {
 	// sharedCookie logs once that m runs nested inside another Manager
 	// with the same cookie name (checkNested).
 	sharedCookie sync.Once
+	// insecureOverHTTPS logs once that a Manager with InsecureCookie
+	// serves a request that came over HTTPS (see checkInsecure).
+	insecureOverHTTPS sync.Once
 }
 
 // outageLogInterval is how often a Manager logs that the store is
@@ -255,6 +258,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
+	}
+	if m.cfg.InsecureCookie {
+		m.checkInsecure(r)
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
@@ -436,6 +442,21 @@ func (m *Manager) checkNested(outer *state) {
 			})
 		}
 	}
+}
+
+// checkInsecure logs, once per Manager, that r came over HTTPS (TLS to the
+// app, or a proxy's X-Forwarded-Proto: https) to a Manager with
+// InsecureCookie: a setting for plain http://localhost that reached a site
+// served over HTTPS, whose cookie now goes without Secure, and so also over
+// plain HTTP, where anyone on the path reads it. The header is the
+// client's to forge, but it can only bring this one line forward.
+func (m *Manager) checkInsecure(r *http.Request) {
+	if r.TLS == nil && !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return
+	}
+	m.insecureOverHTTPS.Do(func() {
+		m.log.Warn("session: Config.InsecureCookie is set, but a request came over HTTPS: the session cookie goes without Secure, so browsers also send it over plain HTTP, where anyone on the network reads it; leave InsecureCookie unset (and SESSION_COOKIE_SECURE unset or true) outside development on plain http://localhost", "cookie", m.cfg.CookieName)
+	})
 }
 
 // baseStore returns the Store a Manager was given: s without the

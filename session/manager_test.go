@@ -291,6 +291,49 @@ func TestCookieDefaults(t *testing.T) {
 	}
 }
 
+// TestInsecureCookieOverHTTPS checks that a Manager with InsecureCookie
+// says so, once, when a request comes over HTTPS (TLS, or through a proxy
+// that says so), and never on plain HTTP: a setting copied from the
+// README's localhost set-up into production was silent (review adopt5).
+func TestInsecureCookieOverHTTPS(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		secure bool // Config.InsecureCookie unset
+		req    func() *http.Request
+		warn   bool
+	}{
+		{"plain HTTP", false, func() *http.Request { return httptest.NewRequest("GET", "http://app.example/", nil) }, false},
+		{"TLS", false, func() *http.Request { return httptest.NewRequest("GET", "https://app.example/", nil) }, true},
+		{"behind a TLS proxy", false, func() *http.Request {
+			r := httptest.NewRequest("GET", "http://app.example/", nil)
+			r.Header.Set("X-Forwarded-Proto", "HTTPS")
+			return r
+		}, true},
+		{"Secure cookie over TLS", true, func() *http.Request { return httptest.NewRequest("GET", "https://app.example/", nil) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuffer
+			m, err := New(nopStore{}, Config{Keys: [][]byte{testKey(1)}, InsecureCookie: !tc.secure,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				m.Load(tc.req())
+			}
+			warned := 0
+			for _, line := range logs.take() {
+				if strings.Contains(line, "InsecureCookie is set, but a request came over HTTPS") {
+					warned++
+				}
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.warn]; warned != want {
+				t.Errorf("3 requests logged %d InsecureCookie warnings, want %d", warned, want)
+			}
+		})
+	}
+}
+
 // loginCookie logs alice in through m on a request to localhost and
 // returns the Set-Cookie header the commit writes.
 func loginCookie(t *testing.T, m *Manager) string {

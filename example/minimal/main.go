@@ -92,7 +92,7 @@ func main() {
 	mux.Handle("GET /account", requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := session.UserID(r.Context())
 		theme, _ := session.Get[string](r.Context(), "theme")
-		w.Header().Set("Cache-Control", "no-store") // the user's data: no copy left in the browser after logout
+		w.Header().Set("Cache-Control", "no-store") // the user's data: no copy in the browser's cache after logout (Back is another matter: see Destroy below)
 		fmt.Fprintf(w, "%s prefers %s\n", user, theme)
 	})))
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
