@@ -56,6 +56,7 @@
 //	sessionkit_redis_dial_errors_total                        dials that failed
 //	sessionkit_redis_sentinels_down                           gauge; 1 while no sentinel names the master
 //	sessionkit_redis_sentinel_lookup_failures_total           lookups no sentinel answered with the master
+//	sessionkit_redis_sentinels_failing                        gauge; sentinels that did not answer at the last check of them all (every 30 s)
 //
 // The dial counters stay at zero for a Store built by redisstore.New, whose
 // pool is the caller's; the sentinel series outside Sentinel.

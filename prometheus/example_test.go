@@ -55,6 +55,7 @@ func Example() {
 	// sessionkit_redis_pool_waits_total COUNTER
 	// sessionkit_redis_sentinel_lookup_failures_total COUNTER
 	// sessionkit_redis_sentinels_down GAUGE
+	// sessionkit_redis_sentinels_failing GAUGE
 	// sessionkit_requests_anonymous_on_outage_total COUNTER
 	// sessionkit_sessions_total COUNTER
 	// sessionkit_store_errors_total COUNTER

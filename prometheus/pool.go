@@ -23,8 +23,9 @@ import (
 //	sessionkit_redis_dial_errors_total                        counter
 //	sessionkit_redis_sentinels_down                           gauge
 //	sessionkit_redis_sentinel_lookup_failures_total           counter
+//	sessionkit_redis_sentinels_failing                        gauge
 //
-// The last two are 0 outside Sentinel.
+// The last three are 0 outside Sentinel.
 //
 // A Metrics watches one pool: a second call returns an error matching
 // prometheus.AlreadyRegisteredError. Watch another Store with a Metrics
@@ -48,6 +49,7 @@ type poolCollector struct {
 	waits, waitSeconds          *prometheus.Desc
 	dials, dialErrors           *prometheus.Desc
 	sentinelsDown, lookupFails  *prometheus.Desc
+	sentinelsFailing            *prometheus.Desc
 }
 
 func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, constLabels prometheus.Labels) *poolCollector {
@@ -55,16 +57,17 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "redis", name), help, labels, constLabels)
 	}
 	return &poolCollector{
-		store:          store,
-		connections:    desc("pool_connections", "Open connections of the session store's Redis pool, by state: in_use or idle; their sum is the open connections.", "state"),
-		maxConnections: desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
-		exhausted:      desc("pool_exhausted", "1 when every connection of the session store's Redis pool is in use and it may open no more (on a Redis Cluster: when any node has MaxActive calls bound to it), as PoolStats.Exhausted reports; 0 otherwise."),
-		waits:          desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
-		waitSeconds:    desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
-		dials:          desc("dials_total", "Connections the session store dialled to Redis, its pool's and its near-cache's, failed dials included (zero for a pool the caller built)."),
-		dialErrors:     desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
-		sentinelsDown:  desc("sentinels_down", "1 when, under Redis Sentinel, no sentinel named the master the last time the session store asked (every second): calls go on to the master named last, but a failover would not be followed; 0 otherwise, and outside Sentinel."),
-		lookupFails:    desc("sentinel_lookup_failures_total", "Times, under Redis Sentinel, the session store asked the sentinels where the master is and none named it."),
+		store:            store,
+		connections:      desc("pool_connections", "Open connections of the session store's Redis pool, by state: in_use or idle; their sum is the open connections.", "state"),
+		maxConnections:   desc("pool_max_connections", "Most connections the session store's Redis pool opens at once (per node on a Redis Cluster)."),
+		exhausted:        desc("pool_exhausted", "1 when every connection of the session store's Redis pool is in use and it may open no more (on a Redis Cluster: when any node has MaxActive calls bound to it), as PoolStats.Exhausted reports; 0 otherwise."),
+		waits:            desc("pool_waits_total", "Calls that had to wait for a connection of the session store's Redis pool and got one; waits that timed out are not counted."),
+		waitSeconds:      desc("pool_wait_seconds_total", "Time calls spent waiting for a connection of the session store's Redis pool, in the waits that got one."),
+		dials:            desc("dials_total", "Connections the session store dialled to Redis, its pool's and its near-cache's, failed dials included (zero for a pool the caller built)."),
+		dialErrors:       desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
+		sentinelsDown:    desc("sentinels_down", "1 when, under Redis Sentinel, no sentinel named the master the last time the session store asked (every second): calls go on to the master named last, but a failover would not be followed; 0 otherwise, and outside Sentinel."),
+		lookupFails:      desc("sentinel_lookup_failures_total", "Times, under Redis Sentinel, the session store asked the sentinels where the master is and none named it."),
+		sentinelsFailing: desc("sentinels_failing", "Under Redis Sentinel with two or more sentinels, how many did not say where the master is at the session store's last check of them all (every 30 seconds): down, stalled or refusing its credentials; calls go on while another answers, but fewer are left to vote on a failover. 0 outside Sentinel."),
 	}
 }
 
@@ -79,6 +82,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dialErrors
 	ch <- c.sentinelsDown
 	ch <- c.lookupFails
+	ch <- c.sentinelsFailing
 }
 
 // Collect implements prometheus.Collector, from one snapshot.
@@ -102,4 +106,5 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.sentinelsDown, prometheus.GaugeValue, down)
 	ch <- prometheus.MustNewConstMetric(c.lookupFails, prometheus.CounterValue, float64(ps.SentinelLookupFailures))
+	ch <- prometheus.MustNewConstMetric(c.sentinelsFailing, prometheus.GaugeValue, float64(ps.SentinelsFailing))
 }

@@ -45,12 +45,13 @@ func TestWatchPool(t *testing.T) {
 			`sessionkit_redis_dial_errors_total`:                0,
 			`sessionkit_redis_sentinels_down`:                   0,
 			`sessionkit_redis_sentinel_lookup_failures_total`:   0,
+			`sessionkit_redis_sentinels_failing`:                0,
 		}},
 		{"busy", redisstore.PoolStats{
 			Active: 10, Idle: 3, MaxActive: 64,
 			Waits: 7, WaitTime: 1500 * time.Millisecond,
 			Dials: 12, DialErrors: 2,
-			SentinelsDown: true, SentinelLookupFailures: 5,
+			SentinelsDown: true, SentinelLookupFailures: 5, SentinelsFailing: 2,
 		}, map[string]float64{
 			`sessionkit_redis_pool_connections{state="in_use"}`: 7,
 			`sessionkit_redis_pool_connections{state="idle"}`:   3,
@@ -62,6 +63,7 @@ func TestWatchPool(t *testing.T) {
 			`sessionkit_redis_dial_errors_total`:                2,
 			`sessionkit_redis_sentinels_down`:                   1,
 			`sessionkit_redis_sentinel_lookup_failures_total`:   5,
+			`sessionkit_redis_sentinels_failing`:                2,
 		}},
 		{"full", redisstore.PoolStats{Active: 64, MaxActive: 64}, map[string]float64{
 			`sessionkit_redis_pool_connections{state="in_use"}`: 64,

@@ -44,6 +44,12 @@ const subscriptionSilence = 3 * sentinelPoll
 // no sentinel named a master, as the session Manager logs an outage.
 const sentinelLogInterval = 10 * time.Second
 
+// sentinelAudit is how often a Sentinel source asks every sentinel at once
+// where the master is, to log those that do not answer or name another
+// (see audit): a few connections a minute to each sentinel, from each
+// instance.
+const sentinelAudit = 30 * time.Second
+
 // sentinelSource is the Source of a Store under Redis Sentinel: a pool whose
 // connections go to the master the sentinels name, found with
 // github.com/FZambia/sentinel.
@@ -58,6 +64,9 @@ const sentinelLogInterval = 10 * time.Second
 // retired when next borrowed: after a failover the old master can go on
 // accepting writes on open connections for seconds, and those writes are
 // lost when it rejoins as a replica.
+//
+// A third goroutine asks every sentinel at once every sentinelAudit, and
+// logs those that do not answer or name another master (see audit).
 //
 // Each new connection checks with ROLE that it reached a master, once, when
 // dialled; a borrowed connection costs no extra command, so a read stays
@@ -75,8 +84,7 @@ type sentinelSource struct {
 	// watch goroutine alone uses it.
 	order []string
 	// silent limits, for each sentinel, the warnings that it did not
-	// answer while another did (see masterAddr); the watch goroutine
-	// alone uses them.
+	// answer while another did (see warnSilent).
 	silent map[string]*loglimit.Limiter
 
 	mu      sync.Mutex
@@ -97,6 +105,8 @@ type sentinelSource struct {
 	down           bool
 	downSince      time.Time
 	lookupFailures int64
+	// failing is how many sentinels did not answer at the last audit.
+	failing int
 
 	// outage limits the warnings that no sentinel named a master, and
 	// warned records that one went out since the sentinels last answered,
@@ -109,8 +119,12 @@ type sentinelSource struct {
 	// uses them.
 	denied [len(announcements)]loglimit.Limiter
 
-	poke      chan struct{} // ask the sentinels now; buffered, one pending ask is enough
-	stop      chan struct{} // closed by Close
+	poke chan struct{} // ask the sentinels now; buffered, one pending ask is enough
+	stop chan struct{} // closed by Close
+	// done is cancelled by Close: it ends the dials of sentinels under way,
+	// and askSentinel's queries, which may wait ReadTimeout otherwise.
+	done      context.Context
+	cancel    context.CancelFunc
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -119,6 +133,7 @@ type sentinelSource struct {
 }
 
 func newSentinelSource(cfg Config) *sentinelSource {
+	done, cancel := context.WithCancel(context.Background())
 	s := &sentinelSource{
 		cfg:    cfg,
 		known:  make(chan struct{}),
@@ -126,6 +141,8 @@ func newSentinelSource(cfg Config) *sentinelSource {
 		stop:   make(chan struct{}),
 		outage: loglimit.Limiter{Interval: sentinelLogInterval},
 		order:  slices.Clone(cfg.SentinelAddrs),
+		done:   done,
+		cancel: cancel,
 		silent: make(map[string]*loglimit.Limiter, len(cfg.SentinelAddrs)),
 	}
 	for i := range s.denied {
@@ -146,9 +163,10 @@ func newSentinelSource(cfg Config) *sentinelSource {
 		IdleTimeout:  cfg.IdleTimeout,
 		Wait:         true,
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.watch()
 	go s.subscribe()
+	go s.auditLoop()
 	return s
 }
 
@@ -167,6 +185,7 @@ func (s *sentinelSource) Close() error {
 		return nil
 	}
 	close(s.stop)
+	s.cancel()
 	s.subMu.Lock()
 	if s.sub != nil {
 		s.sub.Close()
@@ -318,18 +337,114 @@ func (s *sentinelSource) masterAddr() (addr, by string, err error) {
 		}
 		toTop(s.order, a)
 		for _, f := range failed {
-			s.silent[f.sentinel].Do(time.Now(), func(suppressed int) {
-				s.log().LogAttrs(context.Background(), slog.LevelWarn,
-					"redisstore: a sentinel did not say where the master is, and another did: calls go on, but fewer sentinels are left to follow a failover with; is it down, or does it refuse the Store's sentinel user or password (Config.SentinelUsername and SentinelPassword, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)?",
-					slog.String("sentinel", f.sentinel),
-					slog.String("answered_by", a),
-					slog.String("error", strings.TrimPrefix(f.err.Error(), "redigo: no sentinels available; last error: ")),
-					slog.Int("suppressed", suppressed))
-			})
+			s.warnSilent(f.sentinel, errors.New(strings.TrimPrefix(f.err.Error(), "redigo: no sentinels available; last error: ")))
 		}
 		return m, a, nil
 	}
 	return "", "", failed[len(failed)-1].err
+}
+
+// warnSilent logs, at most once per sentinelLogInterval for each sentinel,
+// that the sentinel at addr did not say where the master is (err says why)
+// while another did.
+func (s *sentinelSource) warnSilent(addr string, err error) {
+	s.silent[addr].Do(time.Now(), func(suppressed int) {
+		s.log().LogAttrs(context.Background(), slog.LevelWarn,
+			"redisstore: a sentinel did not say where the master is, and another did: calls go on, but fewer sentinels are left to follow a failover with; is it down, or does it refuse the Store's sentinel user or password (Config.SentinelUsername and SentinelPassword, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)?",
+			slog.String("sentinel", addr),
+			slog.Any("error", err),
+			slog.Int("suppressed", suppressed))
+	})
+}
+
+// auditLoop audits the sentinels (see audit) once the first master is
+// known, and every sentinelAudit after, until Close. One sentinel has no
+// other to be compared with: lookups tell of it.
+func (s *sentinelSource) auditLoop() {
+	defer s.wg.Done()
+	if len(s.cfg.SentinelAddrs) < 2 {
+		return
+	}
+	select {
+	case <-s.known:
+	case <-s.stop:
+		return
+	}
+	prev := ""
+	for {
+		prev = s.audit(prev)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(sentinelAudit):
+		}
+	}
+}
+
+// audit asks every sentinel at once where the master is, as confirm does,
+// and, when any answers, logs each that does not (warnSilent), and each
+// that names another master than the one the Store follows, if the Store
+// followed that one at the audit before too (prev, sentinelAudit ago:
+// sentinels disagree for a moment during every failover). A lookup asks a
+// sentinel only when those before it fail, so one down, refusing the
+// Store's user, behind, or of another setup would go unnoticed while one
+// before it answers (reviews adopt4, sent3). The audit changes nothing the
+// Store follows. It returns the master followed, the next audit's prev.
+func (s *sentinelSource) audit(prev string) string {
+	s.mu.Lock()
+	master, namedBy := s.master, s.namedBy
+	s.mu.Unlock()
+	addrs := s.cfg.SentinelAddrs
+	// Each within its timeouts, as a lookup asks it: its dial, the reply
+	// to AUTH and the answer. The audit holds nothing up meanwhile.
+	answers := s.askAll(addrs, s.cfg.ReadTimeout)
+	got := make(map[string]answer, len(addrs))
+	answered, agree := 0, 0
+	bound := s.cfg.DialTimeout + 2*s.cfg.ReadTimeout
+	wait := time.NewTimer(bound)
+	defer wait.Stop()
+collect:
+	for range addrs {
+		select {
+		case a := <-answers:
+			got[a.sentinel] = a
+			if a.err == nil {
+				answered++
+			}
+			if a.err == nil && a.master == master {
+				agree++
+			}
+		case <-wait.C:
+			break collect
+		case <-s.stop:
+			return master
+		}
+	}
+	s.mu.Lock()
+	s.failing = len(addrs) - answered
+	s.mu.Unlock()
+	if answered == 0 {
+		return master // lookupFailed tells
+	}
+	for _, addr := range addrs {
+		a, ok := got[addr]
+		switch {
+		case !ok:
+			s.warnSilent(addr, fmt.Errorf("no answer within %v", bound))
+		case a.err != nil:
+			s.warnSilent(addr, a.err)
+		case a.master != master && master == prev:
+			s.log().LogAttrs(context.Background(), slog.LevelWarn,
+				"redisstore: a sentinel names another master than the one the Store has followed since its last check of the sentinels: is it behind (down during a failover), or of another setup listed with these (REDIS_SENTINELS, Config.SentinelAddrs)? If most of them name another, the Store follows a sentinel of another setup",
+				slog.String("sentinel", addr),
+				slog.String("names", a.master),
+				slog.String("master", master),
+				slog.String("named_by", namedBy),
+				slog.Int("agree", agree),
+				slog.Int("sentinels", len(addrs)))
+		}
+	}
+	return master
 }
 
 // confirm asks the sentinels other than first's, at once, where the master
@@ -346,20 +461,7 @@ func (s *sentinelSource) masterAddr() (addr, by string, err error) {
 // watch goroutine calls it.
 func (s *sentinelSource) confirm(first, firstBy string) (master, namedBy string, d *disagreeError) {
 	addrs := slices.Clone(s.order)
-	type answer struct{ sentinel, master string }
-	answers := make(chan answer, len(addrs)) // never blocks a query that ends late
-	for _, a := range addrs {
-		if a == firstBy {
-			continue
-		}
-		s.wg.Go(func() {
-			m, err := s.askSentinel(a)
-			if err != nil {
-				m = "" // no vote
-			}
-			answers <- answer{a, m}
-		})
-	}
+	answers := s.askAll(slices.DeleteFunc(slices.Clone(addrs), func(a string) bool { return a == firstBy }), confirmWait)
 	named := map[string]string{firstBy: first} // sentinel -> the master it named
 	votes := map[string]int{first: 1}
 	wait := time.NewTimer(confirmWait)
@@ -374,8 +476,8 @@ count:
 		case <-s.stop:
 			break count
 		}
-		if a.master == "" {
-			continue
+		if a.err != nil {
+			continue // no vote
 		}
 		named[a.sentinel] = a.master
 		if votes[a.master]++; votes[a.master] > len(addrs)/2 {
@@ -405,17 +507,39 @@ count:
 	return best, firstBy, nil // not reached: best was named
 }
 
+// answer is a sentinel's answer to askSentinel.
+type answer struct {
+	sentinel, master string
+	err              error
+}
+
+// askAll asks each sentinel of addrs at once where the master is
+// (askSentinel, waiting wait for each answer), and returns the channel
+// their answers come on, which never blocks a query that ends late.
+func (s *sentinelSource) askAll(addrs []string, wait time.Duration) <-chan answer {
+	answers := make(chan answer, len(addrs))
+	for _, a := range addrs {
+		s.wg.Go(func() {
+			m, err := s.askSentinel(a, wait)
+			answers <- answer{a, m, err}
+		})
+	}
+	return answers
+}
+
 // askSentinel asks the sentinel at addr where the master is, on a
-// connection of its own, waiting confirmWait at most for the answer, which
-// confirm would not count later: so a stalled sentinel's query ends soon
-// after the lookup, and after Close.
-func (s *sentinelSource) askSentinel(addr string) (string, error) {
+// connection of its own, waiting wait at most for the answer (confirm
+// waits confirmWait, and would not count a later one): so a stalled
+// sentinel's query ends soon after, and at Close.
+func (s *sentinelSource) askSentinel(addr string, wait time.Duration) (string, error) {
 	c, err := s.dialSentinelOnce(addr)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	res, err := redis.Strings(redis.DoWithTimeout(c, confirmWait, "SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
+	ctx, cancel := context.WithTimeout(s.done, wait)
+	defer cancel()
+	res, err := redis.Strings(redis.DoContext(c, ctx, "SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
 	if err != nil {
 		return "", err
 	}
@@ -515,11 +639,12 @@ func (s *sentinelSource) log() *slog.Logger {
 }
 
 // sentinelStats reports whether the last lookup got no master from any
-// sentinel, and how many lookups did not.
-func (s *sentinelSource) sentinelStats() (down bool, failures int64) {
+// sentinel, how many lookups did not, and how many sentinels did not
+// answer at the last audit.
+func (s *sentinelSource) sentinelStats() (down bool, failures int64, failing int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.down, s.lookupFailures
+	return s.down, s.lookupFailures, s.failing
 }
 
 // toBottom moves addr to the end of addrs, keeping the order of the others.
@@ -754,7 +879,8 @@ func (c sentinelConn) Do(cmd string, args ...any) (any, error) {
 	return reply, err
 }
 
-// dialSentinelOnce opens a connection to the sentinel at addr.
+// dialSentinelOnce opens a connection to the sentinel at addr, or fails
+// at Close.
 func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(s.cfg.DialTimeout),
@@ -774,11 +900,11 @@ func (s *sentinelSource) dialSentinelOnce(addr string) (redis.Conn, error) {
 			redis.DialTLSHandshakeTimeout(s.cfg.DialTimeout),
 		)
 	}
-	c, err := redis.Dial("tcp", addr, opts...)
+	c, err := redis.DialContext(s.done, "tcp", addr, opts...)
 	if err != nil || !nopass {
 		return c, err
 	}
-	if err := authUser(context.Background(), c, s.cfg.SentinelUsername); err != nil { // bounded by ReadTimeout
+	if err := authUser(s.done, c, s.cfg.SentinelUsername); err != nil { // bounded by ReadTimeout
 		c.Close()
 		return nil, err
 	}

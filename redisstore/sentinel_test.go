@@ -1173,6 +1173,87 @@ func TestSentinelOneUpBetweenDown(t *testing.T) {
 	}
 }
 
+// TestSentinelAudit checks that the Store tells of a sentinel that its
+// lookups never ask, since one before it answers: one that is down, at
+// the first audit; one that names another master, at the second, the
+// Store having followed the same master at both (a moment of
+// disagreement, during a failover, is no alarm). Without the audit, both
+// went unnoticed (reviews adopt4, sent3).
+func TestSentinelAudit(t *testing.T) {
+	t.Parallel()
+	sn := startSentinel(t)
+	t.Run("down", func(t *testing.T) {
+		t.Parallel()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		down := l.Addr().String()
+		l.Close()
+		var logs syncbuf.Buffer
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), down)
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		s := openSentinel(t, cfg)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		const line = "a sentinel did not say where the master is"
+		for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs.String(), line+", and another did"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning of the sentinel down, last in the list, 2 s after the master was known; log:\n%s", logs.String())
+			}
+		}
+		out := logs.String()
+		t.Logf("log:\n%s", out)
+		if !strings.Contains(out, "sentinel="+down) {
+			t.Errorf("the warning does not name the sentinel down, %s", down)
+		}
+		if n := strings.Count(out, line); n != 1 {
+			t.Errorf("%d warnings of the sentinel down, want 1", n)
+		}
+		if ps := s.PoolStats(); ps.SentinelsFailing != 1 || ps.SentinelsDown {
+			t.Errorf("PoolStats: SentinelsFailing %d, SentinelsDown %v; want 1, false", ps.SentinelsFailing, ps.SentinelsDown)
+		}
+	})
+	t.Run("names another master", func(t *testing.T) {
+		t.Parallel()
+		other := redistest.Start(t) // a master of another setup
+		f := startFakeSentinel(t, other.Addr())
+		var logs syncbuf.Buffer
+		cfg := sentinelConfig(sn)
+		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), f.addr())
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		s := openSentinel(t, cfg)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		const line = "a sentinel names another master"
+		time.Sleep(sentinelAudit / 2)
+		if strings.Contains(logs.String(), line) {
+			t.Fatalf("warned at the first audit, when the Store had just found its master; log:\n%s", logs.String())
+		}
+		for deadline := time.Now().Add(sentinelAudit/2 + 3*time.Second); !strings.Contains(logs.String(), line); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning of the sentinel naming another master at the second audit; log:\n%s", logs.String())
+			}
+		}
+		out := logs.String()
+		t.Logf("log:\n%s", out)
+		for _, want := range []string{"sentinel=" + f.addr(), "names=" + other.Addr(), "master=" + sentinelMaster(s), "agree=3"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the warning lacks %s", want)
+			}
+		}
+		if got := sentinelMaster(s); got == other.Addr() {
+			t.Errorf("the Store follows the other setup's master")
+		}
+		if n := s.PoolStats().SentinelsFailing; n != 0 {
+			t.Errorf("PoolStats.SentinelsFailing = %d with every sentinel answering, want 0", n)
+		}
+	})
+}
+
 // TestSentinelCloseStalled closes a Store while every sentinel is stalled
 // (SIGSTOP), with a lookup of the master under way: Close returns
 // promptly, as its doc says, and the lookup ends in the background once

@@ -89,6 +89,15 @@ type PoolStats struct {
 	// opened. Both are zero outside Sentinel.
 	SentinelsDown          bool
 	SentinelLookupFailures int64
+	// SentinelsFailing is, for a Store opened with two or more
+	// SentinelAddrs, how many of them did not say where the master is at
+	// the Store's last check of them all (every 30 seconds, all at once,
+	// each within its dial and read timeouts): down or unreachable, stalled, or
+	// refusing the Store's sentinel credentials. Calls go on while another
+	// answers, but fewer sentinels are left to vote on a failover. The
+	// Store logs each (at Warn, at most every 10 seconds for each). Zero
+	// outside Sentinel, with one sentinel, and until a master is known.
+	SentinelsFailing int
 }
 
 // Exhausted reports whether every connection is in use and the pool may
@@ -119,7 +128,7 @@ func (s *Store) PoolStats() PoolStats {
 	case *sentinelSource:
 		add(src.pool.Stats())
 		ps.MaxActive = src.pool.MaxActive
-		ps.SentinelsDown, ps.SentinelLookupFailures = src.sentinelStats()
+		ps.SentinelsDown, ps.SentinelLookupFailures, ps.SentinelsFailing = src.sentinelStats()
 	case *clusterSource:
 		for addr, st := range src.c.Load().Stats() {
 			add(st)
