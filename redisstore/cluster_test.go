@@ -1136,8 +1136,8 @@ func TestClusterPingACL(t *testing.T) {
 			last.Do(t, "ACL", "SETUSER", user, "+zadd")
 		}
 		err := openCluster(t, c, redisstore.Config{Username: user, Password: password}).Ping(ctx)
-		if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "ZADD") {
-			t.Errorf("Ping on a Cluster with %s missing on one master = %v, want ErrRefused naming ZADD", missing, err)
+		if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(err.Error(), "ZADD") || !strings.Contains(err.Error(), "master "+last.Addr()+":") {
+			t.Errorf("Ping on a Cluster with %s missing on one master = %v, want ErrRefused naming ZADD and that master, %s", missing, err, last.Addr())
 		}
 	}
 	// EXISTS, which renewals, limited logins and listings send, on every
