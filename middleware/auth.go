@@ -87,29 +87,41 @@ func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 // LoginURL of cfg, with the page r asked for in its ReturnParam when that
 // is set and the page is a ReturnPath other than "/". The page is the
 // request's target as the client sent it (RequestURI), not r.URL, which a
-// handler such as http.StripPrefix may have shortened.
+// handler such as http.StripPrefix may have shortened; but r.URL's path
+// and query for a target in absolute form ("http://host/orders", as a
+// client sends to a proxy), and for a request made in the process. The
+// parameter goes before a fragment of LoginURL.
 func loginURL(cfg AuthConfig, r *http.Request) string {
 	if cfg.ReturnParam == "" {
 		return cfg.LoginURL
 	}
 	page := r.RequestURI
-	if page == "" { // a request made in the process, not read from a client
+	if !strings.HasPrefix(page, "/") {
 		page = r.URL.RequestURI()
 	}
 	if page = ReturnPath(page); page == "" || page == "/" {
 		return cfg.LoginURL
 	}
+	base, fragment, hasFragment := strings.Cut(cfg.LoginURL, "#")
 	sep := "?"
-	if strings.Contains(cfg.LoginURL, "?") {
+	switch {
+	case strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&"):
+		sep = ""
+	case strings.Contains(base, "?"):
 		sep = "&"
 	}
-	return cfg.LoginURL + sep + cfg.ReturnParam + "=" + url.QueryEscape(page)
+	u := base + sep + cfg.ReturnParam + "=" + url.QueryEscape(page)
+	if hasFragment {
+		u += "#" + fragment
+	}
+	return u
 }
 
 // ReturnPath returns p if it is a path of this site that is safe to
 // redirect a browser to after login, and "" otherwise: p must start with a
-// single "/", hold no backslash or control character (which browsers may
-// read as another host, "/\evil.example"), name no scheme or host, be at
+// single "/", hold no control character, nor a backslash before its query
+// (which browsers may read as another host, "/\evil.example"; in a query
+// it is a character like others), name no scheme or host, be at
 // most 2,048 bytes, and need no cleaning. http.Redirect cleans a path as
 // written, escapes and all, a fragment with it ("/a/../login" and
 // "/a#/../login" are "/login"), and a mux cleans
@@ -125,7 +137,8 @@ func loginURL(cfg AuthConfig, r *http.Request) string {
 // browser that is logged in on to the page it names should refuse that
 // page being the login page, or the two redirect to each other.
 func ReturnPath(p string) string {
-	if len(p) > 2048 || !sitePath(p) {
+	raw, query, _ := strings.Cut(p, "?")
+	if len(p) > 2048 || !sitePath(raw) || strings.ContainsFunc(query, control) {
 		return ""
 	}
 	u, err := url.Parse(p)
@@ -134,7 +147,6 @@ func ReturnPath(p string) string {
 	}
 	// Before the query only: http.Redirect cleans a fragment with the
 	// path ("/a#/../login" is "/login").
-	raw, _, _ := strings.Cut(p, "?")
 	if c := path.Clean(raw); c != raw && c+"/" != raw || strings.Contains(strings.ToLower(raw), "%2e") {
 		return ""
 	}
@@ -185,5 +197,10 @@ func writeHeader(w http.ResponseWriter, code int, contentType string) {
 // "/" ("/\t/evil.example" is "//evil.example" to them: another site).
 func sitePath(u string) bool {
 	return strings.HasPrefix(u, "/") && !strings.HasPrefix(u, "//") &&
-		!strings.ContainsFunc(u, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f })
+		!strings.ContainsFunc(u, func(r rune) bool { return r == '\\' || control(r) })
+}
+
+// control reports whether r is an ASCII control character.
+func control(r rune) bool {
+	return r < 0x20 || r == 0x7f
 }

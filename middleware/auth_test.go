@@ -1,6 +1,9 @@
 package middleware_test
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -70,6 +73,11 @@ func TestRequireAuthReturnParam(t *testing.T) {
 		{"/login", "/hook?tab=2&q=a%2Fb", false, page, "/login?next=%2Fhook%3Ftab%3D2%26q%3Da%252Fb"},
 		{"/login", "/hook", true, page, "/login?next=%2Fhook"},
 		{"/login?lang=en", "/hook", false, page, "/login?lang=en&next=%2Fhook"},
+		{"/login#form", "/hook", false, page, "/login?next=%2Fhook#form"},
+		{"/login?", "/hook", false, page, "/login?next=%2Fhook"},
+		// A backslash in the query is a character like others (Chromium
+		// sends it unescaped).
+		{"/login", `/hook?q=a\b`, false, page, "/login?next=%2Fhook%3Fq%3Da%5Cb"},
 		{"/login", "/hook", false, map[string]string{"Accept": "application/json"}, ""},
 	} {
 		auth, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: tc.login, ReturnParam: "next"})
@@ -84,6 +92,24 @@ func TestRequireAuthReturnParam(t *testing.T) {
 		if got := resp.header.Get("Location"); got != tc.want || (tc.want == "") != (resp.code == http.StatusUnauthorized) {
 			t.Errorf("LoginURL %q, GET %s (StripPrefix %v, %v) = %d, Location %q; want Location %q", tc.login, tc.path, tc.strip, tc.accept, resp.code, got, tc.want)
 		}
+	}
+	// A target in absolute form, as a client sends to a proxy: the page is
+	// its path and query.
+	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s/hook?tab=2 HTTP/1.1\r\nHost: %s\r\nAccept: text/html\r\nConnection: close\r\n\r\n", h.srv.URL, h.srv.Listener.Addr())
+	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
+	h.hooked = auth(ok).ServeHTTP
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Location"), "/login?next=%2Fhook%3Ftab%3D2"; got != want {
+		t.Errorf("GET in absolute form = %d, Location %q; want %q", resp.StatusCode, got, want)
 	}
 	for _, bad := range []middleware.AuthConfig{{ReturnParam: "next"}, {LoginURL: "/login", ReturnParam: "a b"}, {LoginURL: "/login", ReturnParam: "a&b"}} {
 		if _, err := middleware.RequireAuth(bad); err == nil {
@@ -102,6 +128,9 @@ func TestReturnPath(t *testing.T) {
 		"/sessions?x=1#a":               "/sessions?x=1#a",
 		"/sessions/":                    "/sessions/",
 		"/sessions?next=/../x":          "/sessions?next=/../x", // a query is not cleaned
+		`/x?q=a\b`:                      `/x?q=a\b`,
+		"/x?q=a\nb":                     "",
+		`/x#\evil.example`:              "",
 		"/%2F/evil":                     "/%2F/evil",
 		"":                              "",
 		"sessions":                      "",

@@ -109,9 +109,9 @@ type Config struct {
 
 	// InsecureCookie drops the Secure attribute, so the cookie is also sent
 	// over plain HTTP. Only for development on localhost: the Manager logs
-	// a warning, once, when a request comes over HTTPS (TLS, or a proxy's
-	// X-Forwarded-Proto: https). False (the default) sends the cookie over
-	// HTTPS only.
+	// a warning, once, when a request comes over HTTPS (TLS, or as a
+	// proxy says in X-Forwarded-Proto, Forwarded or X-Forwarded-Ssl).
+	// False (the default) sends the cookie over HTTPS only.
 	InsecureCookie bool
 
 	// SameSite is the cookie's SameSite attribute. Zero means

@@ -444,19 +444,44 @@ func (m *Manager) checkNested(outer *state) {
 	}
 }
 
-// checkInsecure logs, once per Manager, that r came over HTTPS (TLS to the
-// app, or a proxy's X-Forwarded-Proto: https) to a Manager with
-// InsecureCookie: a setting for plain http://localhost that reached a site
-// served over HTTPS, whose cookie now goes without Secure, and so also over
-// plain HTTP, where anyone on the path reads it. The header is the
-// client's to forge, but it can only bring this one line forward.
+// checkInsecure logs, once per Manager, that r came over HTTPS (see
+// overHTTPS) to a Manager with InsecureCookie: a setting for plain
+// http://localhost that reached a site served over HTTPS, whose cookie now
+// goes without Secure, and so also over plain HTTP, where anyone on the
+// path reads it. The proxy headers are the client's to forge, but they can
+// only bring this one line forward.
 func (m *Manager) checkInsecure(r *http.Request) {
-	if r.TLS == nil && !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if !overHTTPS(r) {
 		return
 	}
 	m.insecureOverHTTPS.Do(func() {
 		m.log.Warn("session: Config.InsecureCookie is set, but a request came over HTTPS: the session cookie goes without Secure, so browsers also send it over plain HTTP, where anyone on the network reads it; leave InsecureCookie unset (and SESSION_COOKIE_SECURE unset or true) outside development on plain http://localhost", "cookie", m.cfg.CookieName)
 	})
+}
+
+// overHTTPS reports whether r came over HTTPS: TLS to the app, or, as a
+// proxy in front of it says, X-Forwarded-Proto (its first value: "https,
+// http" after two proxies), Forwarded's proto (RFC 7239) or
+// X-Forwarded-Ssl: on.
+func overHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	h := r.Header
+	first := func(v string) string {
+		v, _, _ = strings.Cut(v, ",")
+		return strings.TrimSpace(v)
+	}
+	if strings.EqualFold(first(h.Get("X-Forwarded-Proto")), "https") || strings.EqualFold(h.Get("X-Forwarded-Ssl"), "on") {
+		return true
+	}
+	for pair := range strings.SplitSeq(first(h.Get("Forwarded")), ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+		if strings.EqualFold(k, "proto") && strings.EqualFold(strings.Trim(v, `"`), "https") {
+			return true
+		}
+	}
+	return false
 }
 
 // baseStore returns the Store a Manager was given: s without the

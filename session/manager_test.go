@@ -309,6 +309,27 @@ func TestInsecureCookieOverHTTPS(t *testing.T) {
 			r.Header.Set("X-Forwarded-Proto", "HTTPS")
 			return r
 		}, true},
+		{"behind two proxies", false, func() *http.Request {
+			r := httptest.NewRequest("GET", "http://app.example/", nil)
+			r.Header.Set("X-Forwarded-Proto", " https, http")
+			return r
+		}, true},
+		{"Forwarded", false, func() *http.Request {
+			r := httptest.NewRequest("GET", "http://app.example/", nil)
+			r.Header.Set("Forwarded", `for=192.0.2.60;proto="https";by=203.0.113.43, for=10.0.0.1;proto=http`)
+			return r
+		}, true},
+		{"X-Forwarded-Ssl", false, func() *http.Request {
+			r := httptest.NewRequest("GET", "http://app.example/", nil)
+			r.Header.Set("X-Forwarded-Ssl", "on")
+			return r
+		}, true},
+		{"behind a plain-HTTP proxy", false, func() *http.Request {
+			r := httptest.NewRequest("GET", "http://app.example/", nil)
+			r.Header.Set("X-Forwarded-Proto", "http, https")
+			r.Header.Set("Forwarded", "for=192.0.2.60;proto=http")
+			return r
+		}, false},
 		{"Secure cookie over TLS", true, func() *http.Request { return httptest.NewRequest("GET", "https://app.example/", nil) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
