@@ -67,7 +67,7 @@ func newPoolCollector(store interface{ PoolStats() redisstore.PoolStats }, const
 		dialErrors:       desc("dial_errors_total", "Dials of the session store's Redis pool that failed: refused, timed out, TLS or authentication failures, and under Sentinel a server named as the master that was none."),
 		sentinelsDown:    desc("sentinels_down", "1 when, under Redis Sentinel, no sentinel named the master the last time the session store asked (every second): calls go on to the master named last, but a failover would not be followed; 0 otherwise, and outside Sentinel."),
 		lookupFails:      desc("sentinel_lookup_failures_total", "Times, under Redis Sentinel, the session store asked the sentinels where the master is and none named it."),
-		sentinelsFailing: desc("sentinels_failing", "Under Redis Sentinel with two or more sentinels, how many did not say where the master is at the session store's last check of them all (every 30 seconds): down, stalled or refusing its credentials; calls go on while another answers, but fewer are left to vote on a failover. 0 outside Sentinel."),
+		sentinelsFailing: desc("sentinels_failing", "Under Redis Sentinel with two or more sentinels, how many did not say where the master is at the session store's last check of them all (every 30 seconds): down, stalled, refusing its credentials or monitoring no master of that name; calls go on while another answers, but fewer are left to vote on a failover. 0 outside Sentinel."),
 	}
 }
 

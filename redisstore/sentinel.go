@@ -350,7 +350,7 @@ func (s *sentinelSource) masterAddr() (addr, by string, err error) {
 func (s *sentinelSource) warnSilent(addr string, err error) {
 	s.silent[addr].Do(time.Now(), func(suppressed int) {
 		s.log().LogAttrs(context.Background(), slog.LevelWarn,
-			"redisstore: a sentinel did not say where the master is, and another did: calls go on, but fewer sentinels are left to follow a failover with; is it down, or does it refuse the Store's sentinel user or password (Config.SentinelUsername and SentinelPassword, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)?",
+			"redisstore: a sentinel did not say where the master is, and another did: calls go on, but fewer sentinels are left to follow a failover with; is it down, does it refuse the Store's sentinel user or password (Config.SentinelUsername and SentinelPassword, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD), or does it monitor no master of that name (SENTINEL REMOVE, or a reset without its configuration)?",
 			slog.String("sentinel", addr),
 			slog.Any("error", err),
 			slog.Int("suppressed", suppressed))
@@ -370,7 +370,7 @@ func (s *sentinelSource) auditLoop() {
 	case <-s.stop:
 		return
 	}
-	prev := ""
+	var prev auditResult
 	for {
 		prev = s.audit(prev)
 		select {
@@ -381,26 +381,39 @@ func (s *sentinelSource) auditLoop() {
 	}
 }
 
+// auditResult is what an audit found: the master the Store followed, and
+// the master each sentinel that answered named.
+type auditResult struct {
+	master string
+	named  map[string]string
+}
+
 // audit asks every sentinel at once where the master is, as confirm does,
 // and, when any answers, logs each that does not (warnSilent), and each
-// that names another master than the one the Store follows, if the Store
-// followed that one at the audit before too (prev, sentinelAudit ago:
-// sentinels disagree for a moment during every failover). A lookup asks a
-// sentinel only when those before it fail, so one down, refusing the
+// that names another master than the one the Store follows, if it named
+// that one at the audit before too (prev, sentinelAudit ago), the Store
+// following the same master then: sentinels disagree for a moment during
+// every failover, and an audit may come in it (review d38). A lookup asks
+// a sentinel only when those before it fail, so one down, refusing the
 // Store's user, behind, or of another setup would go unnoticed while one
 // before it answers (reviews adopt4, sent3). The audit changes nothing the
-// Store follows. It returns the master followed, the next audit's prev.
-func (s *sentinelSource) audit(prev string) string {
+// Store follows. It returns what it found, the next audit's prev.
+func (s *sentinelSource) audit(prev auditResult) auditResult {
 	s.mu.Lock()
 	master, namedBy := s.master, s.namedBy
 	s.mu.Unlock()
+	found := auditResult{master: master, named: make(map[string]string)}
 	addrs := s.cfg.SentinelAddrs
-	// Each within its timeouts, as a lookup asks it: its dial, the reply
-	// to AUTH and the answer. The audit holds nothing up meanwhile.
+	// Each within its timeouts, as a lookup asks it: its dial (and TLS
+	// handshake), the reply to AUTH and the answer. The audit holds
+	// nothing up meanwhile.
 	answers := s.askAll(addrs, s.cfg.ReadTimeout)
 	got := make(map[string]answer, len(addrs))
 	answered, agree := 0, 0
 	bound := s.cfg.DialTimeout + 2*s.cfg.ReadTimeout
+	if s.cfg.TLS != nil {
+		bound += s.cfg.DialTimeout
+	}
 	wait := time.NewTimer(bound)
 	defer wait.Stop()
 collect:
@@ -410,6 +423,7 @@ collect:
 			got[a.sentinel] = a
 			if a.err == nil {
 				answered++
+				found.named[a.sentinel] = a.master
 			}
 			if a.err == nil && a.master == master {
 				agree++
@@ -417,14 +431,14 @@ collect:
 		case <-wait.C:
 			break collect
 		case <-s.stop:
-			return master
+			return found
 		}
 	}
 	s.mu.Lock()
 	s.failing = len(addrs) - answered
 	s.mu.Unlock()
 	if answered == 0 {
-		return master // lookupFailed tells
+		return found // lookupFailed tells
 	}
 	for _, addr := range addrs {
 		a, ok := got[addr]
@@ -433,9 +447,9 @@ collect:
 			s.warnSilent(addr, fmt.Errorf("no answer within %v", bound))
 		case a.err != nil:
 			s.warnSilent(addr, a.err)
-		case a.master != master && master == prev:
+		case a.master != master && master == prev.master && a.master == prev.named[addr]:
 			s.log().LogAttrs(context.Background(), slog.LevelWarn,
-				"redisstore: a sentinel names another master than the one the Store has followed since its last check of the sentinels: is it behind (down during a failover), or of another setup listed with these (REDIS_SENTINELS, Config.SentinelAddrs)? If most of them name another, the Store follows a sentinel of another setup",
+				"redisstore: a sentinel named another master than the one the Store follows at two checks of the sentinels in a row: is it behind (down during a failover), or of another setup listed with these (REDIS_SENTINELS, Config.SentinelAddrs)? If most of them name another, the Store follows a sentinel of another setup",
 				slog.String("sentinel", addr),
 				slog.String("names", a.master),
 				slog.String("master", master),
@@ -444,7 +458,7 @@ collect:
 				slog.Int("sentinels", len(addrs)))
 		}
 	}
-	return master
+	return found
 }
 
 // confirm asks the sentinels other than first's, at once, where the master
@@ -540,6 +554,9 @@ func (s *sentinelSource) askSentinel(addr string, wait time.Duration) (string, e
 	ctx, cancel := context.WithTimeout(s.done, wait)
 	defer cancel()
 	res, err := redis.Strings(redis.DoContext(c, ctx, "SENTINEL", "get-master-addr-by-name", s.cfg.SentinelMaster))
+	if errors.Is(err, redis.ErrNil) {
+		return "", errUnknownMaster // as sentinelConn has it for lookups
+	}
 	if err != nil {
 		return "", err
 	}

@@ -92,8 +92,9 @@ type PoolStats struct {
 	// SentinelsFailing is, for a Store opened with two or more
 	// SentinelAddrs, how many of them did not say where the master is at
 	// the Store's last check of them all (every 30 seconds, all at once,
-	// each within its dial and read timeouts): down or unreachable, stalled, or
-	// refusing the Store's sentinel credentials. Calls go on while another
+	// each within its dial and read timeouts): down or unreachable, stalled,
+	// refusing the Store's sentinel credentials, or monitoring no master
+	// called SentinelMaster. Calls go on while another
 	// answers, but fewer sentinels are left to vote on a failover. The
 	// Store logs each (at Warn, at most every 10 seconds for each). Zero
 	// outside Sentinel, with one sentinel, and until a master is known.
