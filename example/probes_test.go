@@ -367,10 +367,12 @@ func TestProbesShared(t *testing.T) {
 			t.Errorf("a probe while Redis paused for 300 ms = %d, want 200", code)
 		}
 	}
-	// One Ping each route; a probe that came only after its Ping ended
-	// (a slow machine) starts another.
-	if n := e.redis.Calls(t)["ping"]; n < 2 || n > 4 {
-		t.Errorf("%d probes sent Redis %d PINGs, want one or two each route", 2*probes, n)
+	// One Ping each route, but a probe that came only after its Ping
+	// ended starts another: on a machine so busy that the probes' sending
+	// outlasts the pause, a few more (14 in a run here with the load at 14
+	// on 2 CPUs). A Ping a probe is 200.
+	if n := e.redis.Calls(t)["ping"]; n < 2 || n > 2*probes/10 {
+		t.Errorf("%d probes sent Redis %d PINGs, want one or two each route, and at most one in ten probes on a busy machine", 2*probes, n)
 	}
 }
 
