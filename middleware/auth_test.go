@@ -95,14 +95,14 @@ func TestRequireAuthReturnParam(t *testing.T) {
 	}
 	// A target in absolute form, as a client sends to a proxy: the page is
 	// its path and query.
+	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
+	h.hooked = auth(ok).ServeHTTP
 	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET %s/hook?tab=2 HTTP/1.1\r\nHost: %s\r\nAccept: text/html\r\nConnection: close\r\n\r\n", h.srv.URL, h.srv.Listener.Addr())
-	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
-	h.hooked = auth(ok).ServeHTTP
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
