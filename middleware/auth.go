@@ -52,6 +52,10 @@ func RequireAuth(cfg AuthConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.ReturnParam != "" && (cfg.LoginURL == "" || url.QueryEscape(cfg.ReturnParam) != cfg.ReturnParam) {
 		return nil, errors.New("middleware: AuthConfig.ReturnParam: want a query parameter name that needs no escaping (letters, digits, '-', '_', '.', '~'), and a LoginURL")
 	}
+	if u, err := url.Parse(cfg.LoginURL); cfg.ReturnParam != "" && (err != nil || u.Query().Has(cfg.ReturnParam)) {
+		// The login handler would read the first, and the page would be lost.
+		return nil, errors.New("middleware: AuthConfig.LoginURL: its query already has the ReturnParam")
+	}
 	var missingSessions sync.Once // logs a missing Sessions once
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +101,11 @@ func loginURL(cfg AuthConfig, r *http.Request) string {
 	}
 	page := r.RequestURI
 	if !strings.HasPrefix(page, "/") {
-		page = r.URL.RequestURI()
+		if u, err := url.ParseRequestURI(page); err == nil && strings.HasPrefix(u.Path, "/") {
+			page = u.RequestURI() // absolute form: its path, which StripPrefix left in RequestURI too
+		} else {
+			page = r.URL.RequestURI()
+		}
 	}
 	if page = ReturnPath(page); page == "" || page == "/" {
 		return cfg.LoginURL
@@ -105,7 +113,7 @@ func loginURL(cfg AuthConfig, r *http.Request) string {
 	base, fragment, hasFragment := strings.Cut(cfg.LoginURL, "#")
 	sep := "?"
 	switch {
-	case strings.HasSuffix(base, "?") || strings.HasSuffix(base, "&"):
+	case strings.HasSuffix(base, "?") || strings.Contains(base, "?") && strings.HasSuffix(base, "&"):
 		sep = ""
 	case strings.Contains(base, "?"):
 		sep = "&"

@@ -75,6 +75,8 @@ func TestRequireAuthReturnParam(t *testing.T) {
 		{"/login?lang=en", "/hook", false, page, "/login?lang=en&next=%2Fhook"},
 		{"/login#form", "/hook", false, page, "/login?next=%2Fhook#form"},
 		{"/login?", "/hook", false, page, "/login?next=%2Fhook"},
+		{"/login?lang=en&", "/hook", false, page, "/login?lang=en&next=%2Fhook"},
+		{"/login&", "/hook", false, page, "/login&?next=%2Fhook"}, // "&" is part of that path
 		// A backslash in the query is a character like others (Chromium
 		// sends it unescaped).
 		{"/login", `/hook?q=a\b`, false, page, "/login?next=%2Fhook%3Fq%3Da%5Cb"},
@@ -94,9 +96,9 @@ func TestRequireAuthReturnParam(t *testing.T) {
 		}
 	}
 	// A target in absolute form, as a client sends to a proxy: the page is
-	// its path and query.
+	// its path and query, whatever StripPrefix left in r.URL.
 	auth, _ := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
-	h.hooked = auth(ok).ServeHTTP
+	h.hooked = http.StripPrefix("/hook", auth(ok)).ServeHTTP
 	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +113,7 @@ func TestRequireAuthReturnParam(t *testing.T) {
 	if got, want := resp.Header.Get("Location"), "/login?next=%2Fhook%3Ftab%3D2"; got != want {
 		t.Errorf("GET in absolute form = %d, Location %q; want %q", resp.StatusCode, got, want)
 	}
-	for _, bad := range []middleware.AuthConfig{{ReturnParam: "next"}, {LoginURL: "/login", ReturnParam: "a b"}, {LoginURL: "/login", ReturnParam: "a&b"}} {
+	for _, bad := range []middleware.AuthConfig{{LoginURL: "/login?next=%2F", ReturnParam: "next"}, {ReturnParam: "next"}, {LoginURL: "/login", ReturnParam: "a b"}, {LoginURL: "/login", ReturnParam: "a&b"}} {
 		if _, err := middleware.RequireAuth(bad); err == nil {
 			t.Errorf("RequireAuth(%+v) = nil error, want an error", bad)
 		}

@@ -368,7 +368,8 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 // every master CLUSTER SLOTS lists answers (a call fails for the slots of
 // any that does not, so one master down fails Ping on every instance) and
 // none reports the cluster down (see clusterDown), the error naming the
-// first master that failed ("master 10.0.0.5:7001: ..."); and
+// first master that failed ("master 10.0.0.5:7001: ...", but for a cluster
+// that is down, which every master reports); and
 // everywhere, that the ACL user allows every command the Store's sessions,
 // logins and logouts send, on the documented key patterns.
 //
@@ -460,7 +461,15 @@ func (s *Store) Ping(ctx context.Context) error {
 		// replicas lag.
 		turn := int((s.pingTurn.Add(1) - 1) % uint32(max(len(masters), 1)))
 		for i, addr := range masters {
-			if err := s.pingNode(ctx, addr, i == turn); err != nil {
+			err := s.pingNode(ctx, addr, i == turn)
+			var reply redis.Error
+			switch {
+			case err == nil:
+			case errors.As(err, &reply) && clusterDown(reply):
+				// Every master says so: no one of them is to blame
+				// (review d39).
+				return err
+			default:
 				// Which master: an ACL line mended on all but one node,
 				// or one master down, shows nowhere else (review adopt4).
 				return fmt.Errorf("master %s: %w", addr, err)
