@@ -424,9 +424,9 @@ collect:
 			if a.err == nil {
 				answered++
 				found.named[a.sentinel] = a.master
-			}
-			if a.err == nil && a.master == master {
-				agree++
+				if a.master == master {
+					agree++
+				}
 			}
 		case <-wait.C:
 			break collect

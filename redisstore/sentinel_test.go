@@ -1126,6 +1126,24 @@ func TestSentinelAllDown(t *testing.T) {
 	if n := strings.Count(out, downLine); n != 1 {
 		t.Errorf("%d warnings in a few seconds of sentinels down, want 1 (at most one per %v)", n, sentinelLogInterval)
 	}
+	noPasswordLogged(t, out)
+}
+
+// closedAddr returns a loopback address that nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// noPasswordLogged fails t if out, a Store's log, holds a password of the
+// test setups.
+func noPasswordLogged(t *testing.T, out string) {
+	t.Helper()
 	for _, pw := range []string{sntMasterPassword, sntSentinelPassword} {
 		if strings.Contains(out, pw) {
 			t.Errorf("the log contains a password")
@@ -1144,15 +1162,7 @@ func TestSentinelAllDown(t *testing.T) {
 func TestSentinelOneUpBetweenDown(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
-	down := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	downA, downB := down(), down()
+	downA, downB := closedAddr(t), closedAddr(t)
 	var logs syncbuf.Buffer
 	cfg := sentinelConfig(sn)
 	cfg.SentinelAddrs = []string{downA, sn.SentinelAddrs()[0], downB}
@@ -1169,11 +1179,7 @@ func TestSentinelOneUpBetweenDown(t *testing.T) {
 	if !strings.Contains(out, "a sentinel did not say where the master is") || !strings.Contains(out, downA) {
 		t.Errorf("no warning naming %s, the down sentinel asked first", downA)
 	}
-	for _, pw := range []string{sntMasterPassword, sntSentinelPassword} {
-		if strings.Contains(out, pw) {
-			t.Errorf("the log contains a password")
-		}
-	}
+	noPasswordLogged(t, out)
 }
 
 // TestSentinelAudit checks that the Store tells of a sentinel that its
@@ -1185,22 +1191,24 @@ func TestSentinelOneUpBetweenDown(t *testing.T) {
 func TestSentinelAudit(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
-	t.Run("down", func(t *testing.T) {
-		t.Parallel()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		down := l.Addr().String()
-		l.Close()
-		var logs syncbuf.Buffer
+	// openWith opens a Store on sn's sentinels and one more, listed last,
+	// and waits until it has a master.
+	openWith := func(t *testing.T, last string) (*Store, *syncbuf.Buffer) {
+		t.Helper()
+		logs := new(syncbuf.Buffer)
 		cfg := sentinelConfig(sn)
-		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), down)
-		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), last)
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		s := openSentinel(t, cfg)
 		if err := s.Ping(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		return s, logs
+	}
+	t.Run("down", func(t *testing.T) {
+		t.Parallel()
+		down := closedAddr(t)
+		s, logs := openWith(t, down)
 		const line = "a sentinel did not say where the master is"
 		for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs.String(), line+", and another did"); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -1222,14 +1230,7 @@ func TestSentinelAudit(t *testing.T) {
 	t.Run("monitors no master", func(t *testing.T) {
 		t.Parallel()
 		f := startFakeSentinel(t, "")
-		var logs syncbuf.Buffer
-		cfg := sentinelConfig(sn)
-		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), f.addr())
-		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		s := openSentinel(t, cfg)
-		if err := s.Ping(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		_, logs := openWith(t, f.addr())
 		for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs.String(), "sentinel="+f.addr()); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no warning of the sentinel that monitors no master of the name; log:\n%s", logs.String())
@@ -1243,14 +1244,7 @@ func TestSentinelAudit(t *testing.T) {
 		t.Parallel()
 		other := redistest.Start(t) // a master of another setup
 		f := startFakeSentinel(t, sn.Master(t).Addr())
-		var logs syncbuf.Buffer
-		cfg := sentinelConfig(sn)
-		cfg.SentinelAddrs = append(slices.Clone(sn.SentinelAddrs()), f.addr())
-		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		s := openSentinel(t, cfg)
-		if err := s.Ping(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		s, logs := openWith(t, f.addr())
 		// Halfway to the second audit, the fake turns to the other
 		// master: the second audit sees it once (as during a failover,
 		// review d38), the third a second time.
