@@ -30,7 +30,10 @@ func ExampleRequireAuth() {
 		log.Fatal(err)
 	}
 
-	pages, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login"})
+	// Browsers go to /login?next=<the page>; the login handler sends them
+	// back with http.Redirect(w, r, cmp.Or(middleware.ReturnPath(
+	// r.FormValue("next")), "/"), http.StatusSeeOther), never off-site.
+	pages, err := middleware.RequireAuth(middleware.AuthConfig{LoginURL: "/login", ReturnParam: "next"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,6 +66,6 @@ func ExampleRequireAuth() {
 	}
 	// Output:
 	// / 200  public page, with or without a session
-	// /account 303 /login <a href="/login">See Other</a>.
+	// /account 303 /login?next=%2Faccount <a href="/login?next=%2Faccount">See Other</a>.
 	// /api/account 401  {"error":"unauthenticated"}
 }
