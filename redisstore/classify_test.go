@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -59,6 +62,30 @@ func TestClassify(t *testing.T) {
 	for _, tc := range tests {
 		if got := classify("op", tc.err, tc.cluster); !errors.Is(got, tc.want) || !errors.Is(got, tc.err) {
 			t.Errorf("classify(%q) on a Cluster %v = %v, want %v wrapping the cause", tc.err, tc.cluster, got, tc.want)
+		}
+	}
+}
+
+// TestNotRun checks which failures a call on a Cluster tries again within
+// its time: no connection, unless for a certificate that does not verify,
+// which no retry mends (review d40: 57 dials a call, refused only at the
+// call's Timeout); and the replies of a slot on its way.
+func TestNotRun(t *testing.T) {
+	cert := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{errNoConn{&net.OpError{Op: "dial", Err: errors.New("connection refused")}}, true},
+		{errNoConn{cert}, false},
+		{errNoConn{fmt.Errorf("dial: %w", cert)}, false},
+		{errNoConn{errClosed}, false},
+		{redis.Error("MOVED 3999 127.0.0.1:6381"), true},
+		{errNoConn{redis.Error("WRONGPASS invalid username-password pair")}, false},
+		{io.EOF, false},
+	} {
+		if got := notRun(tc.err); got != tc.want {
+			t.Errorf("notRun(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

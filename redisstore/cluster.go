@@ -352,6 +352,14 @@ func (cs *clusterSource) predial(ctx context.Context, key string) error {
 		var conn redis.Conn
 		if conn, err = pool.GetContext(ctx); err == nil {
 			conn.Close()
+		} else if err.Error() == errPoolClosed {
+			// redisc closed the pool (a refresh does when a node
+			// changes role: a promoted replica's too) and makes another
+			// at its next dial there, which records it: no word on the
+			// node, whose every call failed here until then (review
+			// d40, in a CLUSTER FAILOVER).
+			c.pools.CompareAndDelete(addr, pool)
+			return nil
 		}
 	} else {
 		node := cs.cfg
@@ -363,6 +371,10 @@ func (cs *clusterSource) predial(ctx context.Context, key string) error {
 	}
 	return err
 }
+
+// errPoolClosed is the text of redigo's error for a Get from a closed pool,
+// which it does not export.
+const errPoolClosed = "redigo: get on closed pool"
 
 // dialCause returns err, a failure to bind a connection, with the error of
 // the latest dial behind it when err is redisc's report that no node it

@@ -149,14 +149,17 @@ func outOfMemory(err error, cluster bool) bool {
 }
 
 // notRun reports whether err says that no command of the call ran, so that
-// it may be tried again whole: no connection could be had, or a Redis
-// Cluster answered with one of notRunReplies.
+// it may be tried again whole: no connection could be had, for another
+// reason than a certificate that does not verify (which trying again does
+// not mend: review d40 saw 57 dials a call), or a Redis Cluster answered
+// with one of notRunReplies.
 func notRun(err error) bool {
 	if code := replyCode(err); code != "" {
 		return notRunReplies[code]
 	}
 	var nc errNoConn
-	return errors.As(err, &nc) && !errors.Is(err, errClosed)
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &nc) && !errors.Is(err, errClosed) && !errors.As(err, &cert)
 }
 
 // classify wraps the error of operation op with ErrUnavailable, ErrRefused
