@@ -23,6 +23,8 @@ func TestClassify(t *testing.T) {
 		cluster bool // on a Redis Cluster
 	}{
 		{redis.Error("LOADING Redis is loading the dataset in memory"), ErrUnavailable, false},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}, ErrRefused, false},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, ErrUnavailable, false},
 		{redis.Error("READONLY You can't write against a read only replica."), ErrUnavailable, false},
 		{redis.Error("OOM command not allowed when used memory > 'maxmemory'."), ErrUnavailable, false},
 		{redis.Error("MASTERDOWN Link with MASTER is down"), ErrUnavailable, false},
@@ -68,8 +70,10 @@ func TestClassify(t *testing.T) {
 
 // TestNotRun checks which failures a call on a Cluster tries again within
 // its time: no connection, unless for a certificate that does not verify,
-// which no retry mends (review d40: 57 dials a call, refused only at the
-// call's Timeout); and the replies of a slot on its way.
+// or a TLS alert of the server, which no retry mends (reviews d40, d41:
+// 57 and 70 dials a call, refused only at the call's Timeout), but
+// including a node over its maxclients, which sends its refusal at the
+// dial's AUTH (review d41); and the replies of a slot on its way.
 func TestNotRun(t *testing.T) {
 	cert := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
 	for _, tc := range []struct {
@@ -82,6 +86,9 @@ func TestNotRun(t *testing.T) {
 		{errNoConn{errClosed}, false},
 		{redis.Error("MOVED 3999 127.0.0.1:6381"), true},
 		{errNoConn{redis.Error("WRONGPASS invalid username-password pair")}, false},
+		{errNoConn{&net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}}, false},
+		{errNoConn{redis.Error("ERR max number of clients + cluster connections reached")}, true},
+		{redis.Error("ERR max number of clients reached"), false}, // a command's reply: it may have run
 		{io.EOF, false},
 	} {
 		if got := notRun(tc.err); got != tc.want {

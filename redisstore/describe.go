@@ -181,6 +181,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the server's TLS certificate is not for the host name dialled (%s, Config.TLS.ServerName)", where)
 	case errors.As(err, &verify):
 		return "the server's TLS certificate does not verify (REDIS_TLS, Config.TLS)"
+	case tlsRefused(err):
+		return fmt.Sprintf("the server refused the TLS handshake (%s): a server with tls-auth-clients yes (its default) requires a client certificate it trusts (Config.TLS.Certificates), or it offers no TLS version or cipher that Config.TLS allows", where)
 	case errors.As(err, &dns):
 		return fmt.Sprintf("the host name %s does not resolve (%s): check its spelling, and the DNS of this host", dns.Name, where)
 	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)) && cfg.TLS == nil:

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -150,16 +151,35 @@ func outOfMemory(err error, cluster bool) bool {
 
 // notRun reports whether err says that no command of the call ran, so that
 // it may be tried again whole: no connection could be had, for another
-// reason than a certificate that does not verify (which trying again does
-// not mend: review d40 saw 57 dials a call), or a Redis Cluster answered
-// with one of notRunReplies.
+// reason than a refused TLS handshake (which trying again does not mend:
+// review d40 saw 57 dials a call, d41 70), or for a node over its
+// maxclients (see tooManyClients: over as others close theirs, as a
+// refused dial; review d41); or a Redis Cluster answered with one of
+// notRunReplies.
 func notRun(err error) bool {
+	var nc errNoConn
+	noConn := errors.As(err, &nc)
+	var reply redis.Error
+	if noConn && errors.As(err, &reply) && tooManyClients(reply) {
+		return true
+	}
 	if code := replyCode(err); code != "" {
 		return notRunReplies[code]
 	}
-	var nc errNoConn
+	return noConn && !errors.Is(err, errClosed) && !tlsRefused(err)
+}
+
+// tlsRefused reports whether err is a TLS handshake that one side refused:
+// the server's certificate did not verify, or the server sent an alert
+// (a client certificate it requires, or does not take; a protocol version
+// or cipher it does not offer). Configuration, not an outage: no retry
+// mends it.
+func tlsRefused(err error) bool {
 	var cert *tls.CertificateVerificationError
-	return errors.As(err, &nc) && !errors.Is(err, errClosed) && !errors.As(err, &cert)
+	var op *net.OpError
+	// crypto/tls reports a peer's alert as a *net.OpError whose Op is
+	// "remote error", around a type it does not export.
+	return errors.As(err, &cert) || errors.As(err, &op) && op.Op == "remote error"
 }
 
 // classify wraps the error of operation op with ErrUnavailable, ErrRefused
@@ -181,14 +201,13 @@ func classify(op string, err error, cluster bool) error {
 		class = ErrRefused // a broken random source does not mend itself
 	}
 	var reply redis.Error
-	var cert *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &reply):
 		code := replyCode(reply)
 		if !transientReplies[code] && !tooManyClients(reply) || (!cluster && clusterReplies[code]) {
 			class = ErrRefused
 		}
-	case errors.As(err, &cert):
+	case tlsRefused(err):
 		class = ErrRefused
 	}
 	if safe := safeText(err); safe != err.Error() {

@@ -88,6 +88,28 @@ func TestTLS(t *testing.T) {
 			}
 		})
 	}
+
+	// A server that requires a client certificate the Store does not
+	// send refuses the handshake with an alert: a refusal, as a wrong
+	// password is, not an outage (review d41).
+	mtlsPort := closedPort(t)
+	redistest.Start(t,
+		"--tls-port", strconv.Itoa(mtlsPort),
+		"--tls-cert-file", filepath.Join(dir, "server.pem"),
+		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+		"--tls-auth-clients", "yes")
+	ms, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mtlsPort)),
+		TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	mcfg := redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mtlsPort)), TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost"}}
+	_, err = ms.Insert(ctx, "mtls", []byte("rec"), time.Minute)
+	if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(redisstore.Describe(err, mcfg), "client certificate") {
+		t.Errorf("Insert without the client certificate the server requires = %v, Describe %q; want ErrRefused, and the client certificate named", err, redisstore.Describe(err, mcfg))
+	}
 }
 
 // writeCerts writes a CA and a server certificate for localhost and
