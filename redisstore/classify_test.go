@@ -24,6 +24,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{redis.Error("LOADING Redis is loading the dataset in memory"), ErrUnavailable, false},
 		{&net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}, ErrRefused, false},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}, ErrUnavailable, false},
 		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, ErrUnavailable, false},
 		{redis.Error("READONLY You can't write against a read only replica."), ErrUnavailable, false},
 		{redis.Error("OOM command not allowed when used memory > 'maxmemory'."), ErrUnavailable, false},

@@ -36,8 +36,10 @@ var (
 	// WRONGTYPE (another program writes under the key prefix) or an unknown
 	// command (a Redis too old); outside a Cluster, a Cluster node's MOVED,
 	// ASK, TRYAGAIN or CLUSTERDOWN (a Cluster node configured as one
-	// server); and a server certificate that does not verify. Fix the
-	// configuration.
+	// server); a server certificate that does not verify; and a TLS
+	// handshake the server refuses with an alert of its configuration (a
+	// client certificate it requires or does not take, a TLS version it
+	// does not offer). Fix the configuration.
 	ErrRefused = errors.New("redisstore: redis refused the request")
 
 	// ErrContention marks an optimistic transaction (WATCH, then
@@ -169,17 +171,40 @@ func notRun(err error) bool {
 	return noConn && !errors.Is(err, errClosed) && !tlsRefused(err)
 }
 
-// tlsRefused reports whether err is a TLS handshake that one side refused:
-// the server's certificate did not verify, or the server sent an alert
-// (a client certificate it requires, or does not take; a protocol version
-// or cipher it does not offer). Configuration, not an outage: no retry
-// mends it.
+// tlsRefused reports whether err is a TLS handshake that one side refused
+// for its configuration: the server's certificate did not verify, or the
+// server sent one of refusalAlerts (a client certificate it requires, or
+// does not take; a TLS version or cipher it does not offer). No retry
+// mends that. Another alert (internal error, close notify) may be the
+// server's passing trouble: it stays an outage.
 func tlsRefused(err error) bool {
 	var cert *tls.CertificateVerificationError
 	var op *net.OpError
 	// crypto/tls reports a peer's alert as a *net.OpError whose Op is
-	// "remote error", around a type it does not export.
-	return errors.As(err, &cert) || errors.As(err, &op) && op.Op == "remote error"
+	// "remote error", around a type it does not export, whose text is
+	// "tls: " and the alert's name.
+	return errors.As(err, &cert) ||
+		errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && refusalAlerts[strings.TrimPrefix(op.Err.Error(), "tls: ")]
+}
+
+// refusalAlerts are the TLS alerts, by the names crypto/tls gives them,
+// with which a server refuses a handshake for its configuration or the
+// client's.
+var refusalAlerts = map[string]bool{
+	"handshake failure":               true,
+	"bad certificate":                 true,
+	"unsupported certificate":         true,
+	"revoked certificate":             true,
+	"expired certificate":             true,
+	"unknown certificate":             true,
+	"unknown certificate authority":   true,
+	"access denied":                   true,
+	"protocol version not supported":  true,
+	"insufficient security level":     true,
+	"certificate required":            true,
+	"unrecognized name":               true,
+	"no application protocol":         true,
+	"encrypted client hello required": true,
 }
 
 // classify wraps the error of operation op with ErrUnavailable, ErrRefused
