@@ -185,6 +185,8 @@ func Describe(err error, cfg Config) string {
 		return fmt.Sprintf("the server refused the TLS handshake (%s): a server with tls-auth-clients yes (its default) requires a client certificate it trusts (Config.TLS.Certificates), or it offers no TLS version or cipher that Config.TLS allows", where)
 	case errors.As(err, &dns):
 		return fmt.Sprintf("the host name %s does not resolve (%s): check its spelling, and the DNS of this host", dns.Name, where)
+	case errors.Is(err, syscall.ECONNRESET) && cfg.TLS != nil && len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil:
+		return fmt.Sprintf("the connection was reset (%s): Redis restarted or closed it, or a proxy or network path in between did; the next calls dial again. If every new connection ends so, the server may require a client certificate (tls-auth-clients yes, its default) and Config.TLS sends none: under TLS 1.3 its refusal comes after the handshake, and a reset can overtake it", where)
 	case (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)) && cfg.TLS == nil:
 		return fmt.Sprintf("the connection was closed while in use (%s): Redis restarted or closed it (CLIENT KILL, its timeout setting), or a proxy, load balancer or network path in between did; the next calls dial again. If every new connection ends so, the address is Redis's TLS port (tls-port: use rediss:// or REDIS_TLS), or a Redis in protected mode that refuses this host (it answers DENIED and closes), or one at its maxclients (it answers ERR max number of clients reached and closes: INFO clients)", where)
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):

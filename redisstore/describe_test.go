@@ -485,3 +485,26 @@ func documentedUser(t *testing.T, srv *redistest.Server, name, password string, 
 	args := append([]any{"SETUSER", name, ">" + password}, anys(append(aclCommands(t), extra...))...)
 	srv.Do(t, "ACL", args...)
 }
+
+// TestDescribeTLSReset checks what Describe says of a connection reset
+// under TLS without a client certificate: under TLS 1.3 a server that
+// requires one refuses it after the handshake, and the reset can overtake
+// its alert (review d42), so the certificate is named; with a certificate
+// configured, or without TLS, it is not.
+func TestDescribeTLSReset(t *testing.T) {
+	reset := fmt.Errorf("redisstore: redis unavailable (load): %w", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)})
+	withCert := &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil }}
+	for _, tc := range []struct {
+		tls  *tls.Config
+		want bool
+	}{
+		{&tls.Config{}, true},
+		{withCert, false},
+		{nil, false},
+	} {
+		d := redisstore.Describe(reset, redisstore.Config{Addr: "127.0.0.1:6380", TLS: tc.tls})
+		if got := strings.Contains(d, "client certificate"); got != tc.want {
+			t.Errorf("Describe of a reset with TLS %v = %q; names a client certificate: %v, want %v", tc.tls != nil, d, got, tc.want)
+		}
+	}
+}

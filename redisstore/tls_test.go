@@ -91,7 +91,11 @@ func TestTLS(t *testing.T) {
 
 	// A server that requires a client certificate the Store does not
 	// send refuses the handshake with an alert: a refusal, as a wrong
-	// password is, not an outage (review d41).
+	// password is, not an outage (review d41). Under TLS 1.2, in the
+	// handshake; under TLS 1.3 the client's handshake ends first, and the
+	// alert, sent as the server closes with the first command unread, is
+	// lost to the reset in a few calls in a hundred (review d42): Describe
+	// names the certificate for such a reset too.
 	mtlsPort := closedPort(t)
 	redistest.Start(t,
 		"--tls-port", strconv.Itoa(mtlsPort),
@@ -100,7 +104,7 @@ func TestTLS(t *testing.T) {
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
 		"--tls-auth-clients", "yes")
 	ms, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mtlsPort)),
-		TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12}})
+		TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
 	}
