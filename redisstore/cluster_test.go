@@ -917,43 +917,32 @@ func TestCluster(t *testing.T) {
 
 		// Calls keep running during the failover: they succeed or fail
 		// with ErrUnavailable.
-		stop := make(chan struct{})
 		var ok, unavailable atomic.Int64
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var err error
-					switch i % 3 {
-					case 0:
-						_, _, err = s2.Load(ctx, ids[0], time.Hour)
-					case 1:
-						_, _, err = s2.UserSessions(ctx, user)
-					case 2:
-						_, err = s2.Merge(ctx, ids[1], time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
-					}
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, redisstore.ErrUnavailable) && forbidden(err) == "":
-						unavailable.Add(1)
-					default:
-						t.Errorf("worker %d during CLUSTER FAILOVER: %v%s", w, err, forbidden(err))
-						return
-					}
-				}
-			})
-		}
+		stop := callsUntilStopped(4, func(w, i int) bool {
+			var err error
+			switch i % 3 {
+			case 0:
+				_, _, err = s2.Load(ctx, ids[0], time.Hour)
+			case 1:
+				_, _, err = s2.UserSessions(ctx, user)
+			case 2:
+				_, err = s2.Merge(ctx, ids[1], time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
+			}
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, redisstore.ErrUnavailable) && forbidden(err) == "":
+				unavailable.Add(1)
+			default:
+				t.Errorf("worker %d during CLUSTER FAILOVER: %v%s", w, err, forbidden(err))
+				return false
+			}
+			return true
+		})
 		time.Sleep(100 * time.Millisecond)
 		took := c.Failover(t, master)
 		time.Sleep(100 * time.Millisecond)
-		close(stop)
-		wg.Wait()
+		stop()
 		t.Logf("CLUSTER FAILOVER: %v; calls meanwhile: %d ok, %d ErrUnavailable", took.Round(time.Millisecond), ok.Load(), unavailable.Load())
 		if owner(t, c, indexKey(user)) != replica {
 			t.Fatal("the replica did not take the slot")
@@ -2193,6 +2182,29 @@ func TestClusterWrongPasswordOneNode(t *testing.T) {
 	}
 }
 
+// callsUntilStopped runs call(w, i) in a loop in each of workers
+// goroutines, w the worker and i its round, until call returns false or the
+// returned stop is called; stop returns once every worker has ended.
+func callsUntilStopped(workers int, call func(w, i int) bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if !call(w, i) {
+					return
+				}
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
+}
+
 // TestClusterFailoverPools fails each master over in turn (CLUSTER
 // FAILOVER, which loses nothing) while workers read and write keys on
 // every master: no call fails. redisc closes the pool of a node that
@@ -2213,42 +2225,31 @@ func TestClusterFailoverPools(t *testing.T) {
 		_, err := s.Insert(ctx, k, []byte("v"), time.Hour)
 		clusterCheck(t, "Insert", err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var calls, closed atomic.Int64
 	var firstErr atomic.Value
-	for w := range 6 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := keys[(w+i)%len(keys)]
-				var err error
-				if i%2 == 0 {
-					_, _, err = s.Load(ctx, k, time.Hour)
-				} else {
-					_, err = s.Merge(ctx, k, time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
-				}
-				calls.Add(1)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					if strings.Contains(err.Error(), "closed pool") {
-						closed.Add(1)
-					}
-				}
+	stop := callsUntilStopped(6, func(w, i int) bool {
+		k := keys[(w+i)%len(keys)]
+		var err error
+		if i%2 == 0 {
+			_, _, err = s.Load(ctx, k, time.Hour)
+		} else {
+			_, err = s.Merge(ctx, k, time.Hour, func(cur []byte) ([]byte, error) { return cur, nil })
+		}
+		calls.Add(1)
+		if err != nil {
+			firstErr.CompareAndSwap(nil, err)
+			if strings.Contains(err.Error(), "closed pool") {
+				closed.Add(1)
 			}
-		})
-	}
+		}
+		return true
+	})
 	for _, m := range c.Masters(t) {
 		time.Sleep(50 * time.Millisecond)
 		c.Failover(t, m)
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d calls during 3 failovers", calls.Load())
 	if err, _ := firstErr.Load().(error); err != nil {
 		t.Errorf("a call during CLUSTER FAILOVER failed (%d with a closed pool): %v", closed.Load(), err)

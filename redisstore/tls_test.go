@@ -30,14 +30,8 @@ import (
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	caPool := writeCerts(t, dir)
-	tlsPort := closedPort(t)
-	redistest.Start(t,
-		"--tls-port", strconv.Itoa(tlsPort),
-		"--tls-cert-file", filepath.Join(dir, "server.pem"),
-		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
-		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
-		"--tls-auth-clients", "no")
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	addr := startTLS(t, dir, "no")
+	_, tlsPort, _ := net.SplitHostPort(addr)
 	ctx := context.Background()
 
 	s, err := redisstore.Open(redisstore.Config{Addr: addr, TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12}})
@@ -70,7 +64,7 @@ func TestTLS(t *testing.T) {
 		"other host":   {Addr: addr, TLS: &tls.Config{RootCAs: caPool, ServerName: "redis.example.com"}},
 	}
 	// rediss:// verifies against the system roots too.
-	fromURL, err := redisstore.ParseURL("rediss://localhost:" + strconv.Itoa(tlsPort))
+	fromURL, err := redisstore.ParseURL("rediss://localhost:" + tlsPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,24 +90,34 @@ func TestTLS(t *testing.T) {
 	// alert, sent as the server closes with the first command unread, is
 	// lost to the reset in a few calls in a hundred (review d42): Describe
 	// names the certificate for such a reset too.
-	mtlsPort := closedPort(t)
-	redistest.Start(t,
-		"--tls-port", strconv.Itoa(mtlsPort),
-		"--tls-cert-file", filepath.Join(dir, "server.pem"),
-		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
-		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
-		"--tls-auth-clients", "yes")
-	ms, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mtlsPort)),
+	mtlsAddr := startTLS(t, dir, "yes")
+	ms, err := redisstore.Open(redisstore.Config{Addr: mtlsAddr,
 		TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ms.Close()
-	mcfg := redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mtlsPort)), TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost"}}
+	mcfg := redisstore.Config{Addr: mtlsAddr, TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost"}}
 	_, err = ms.Insert(ctx, "mtls", []byte("rec"), time.Minute)
 	if !errors.Is(err, redisstore.ErrRefused) || !strings.Contains(redisstore.Describe(err, mcfg), "client certificate") {
 		t.Errorf("Insert without the client certificate the server requires = %v, Describe %q; want ErrRefused, and the client certificate named", err, redisstore.Describe(err, mcfg))
 	}
+}
+
+// startTLS starts a redis-server that serves TLS only, with the
+// certificates writeCerts wrote into dir, requiring a client certificate
+// or not (authClients "yes" or "no", its tls-auth-clients), and returns
+// its address.
+func startTLS(t *testing.T, dir, authClients string) string {
+	t.Helper()
+	port := closedPort(t)
+	redistest.Start(t,
+		"--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", filepath.Join(dir, "server.pem"),
+		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+		"--tls-auth-clients", authClients)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // writeCerts writes a CA and a server certificate for localhost and

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -622,19 +621,13 @@ func openTLS(t *testing.T, edit func(c *tls.Config, ca *x509.CertPool)) *redisst
 	t.Helper()
 	dir := t.TempDir()
 	ca := writeCerts(t, dir)
-	port := closedPort(t)
-	redistest.Start(t,
-		"--tls-port", strconv.Itoa(port),
-		"--tls-cert-file", filepath.Join(dir, "server.pem"),
-		"--tls-key-file", filepath.Join(dir, "server-key.pem"),
-		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
-		"--tls-auth-clients", "no")
+	addr := startTLS(t, dir, "no")
 	cfg := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	edit(cfg, ca)
 	// A Timeout well above the default: the handshake's error comes at
 	// once, but the handshake itself, under -race on a busy machine (the
 	// cases run in parallel, one starting a Cluster), took over a second.
-	s, err := redisstore.Open(redisstore.Config{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLS: cfg, Timeout: 5 * time.Second})
+	s, err := redisstore.Open(redisstore.Config{Addr: addr, TLS: cfg, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -296,41 +296,22 @@ func TestCookieDefaults(t *testing.T) {
 // that says so), and never on plain HTTP: a setting copied from the
 // README's localhost set-up into production was silent (review adopt5).
 func TestInsecureCookieOverHTTPS(t *testing.T) {
+	const plain, secure = "http://app.example/", "https://app.example/"
 	for _, tc := range []struct {
 		name   string
 		secure bool // Config.InsecureCookie unset
-		req    func() *http.Request
+		url    string
+		header map[string]string
 		warn   bool
 	}{
-		{"plain HTTP", false, func() *http.Request { return httptest.NewRequest("GET", "http://app.example/", nil) }, false},
-		{"TLS", false, func() *http.Request { return httptest.NewRequest("GET", "https://app.example/", nil) }, true},
-		{"behind a TLS proxy", false, func() *http.Request {
-			r := httptest.NewRequest("GET", "http://app.example/", nil)
-			r.Header.Set("X-Forwarded-Proto", "HTTPS")
-			return r
-		}, true},
-		{"behind two proxies", false, func() *http.Request {
-			r := httptest.NewRequest("GET", "http://app.example/", nil)
-			r.Header.Set("X-Forwarded-Proto", " https, http")
-			return r
-		}, true},
-		{"Forwarded", false, func() *http.Request {
-			r := httptest.NewRequest("GET", "http://app.example/", nil)
-			r.Header.Set("Forwarded", `for=192.0.2.60;proto="https";by=203.0.113.43, for=10.0.0.1;proto=http`)
-			return r
-		}, true},
-		{"X-Forwarded-Ssl", false, func() *http.Request {
-			r := httptest.NewRequest("GET", "http://app.example/", nil)
-			r.Header.Set("X-Forwarded-Ssl", "on")
-			return r
-		}, true},
-		{"behind a plain-HTTP proxy", false, func() *http.Request {
-			r := httptest.NewRequest("GET", "http://app.example/", nil)
-			r.Header.Set("X-Forwarded-Proto", "http, https")
-			r.Header.Set("Forwarded", "for=192.0.2.60;proto=http")
-			return r
-		}, false},
-		{"Secure cookie over TLS", true, func() *http.Request { return httptest.NewRequest("GET", "https://app.example/", nil) }, false},
+		{"plain HTTP", false, plain, nil, false},
+		{"TLS", false, secure, nil, true},
+		{"behind a TLS proxy", false, plain, map[string]string{"X-Forwarded-Proto": "HTTPS"}, true},
+		{"behind two proxies", false, plain, map[string]string{"X-Forwarded-Proto": " https, http"}, true},
+		{"Forwarded", false, plain, map[string]string{"Forwarded": `for=192.0.2.60;proto="https";by=203.0.113.43, for=10.0.0.1;proto=http`}, true},
+		{"X-Forwarded-Ssl", false, plain, map[string]string{"X-Forwarded-Ssl": "on"}, true},
+		{"behind a plain-HTTP proxy", false, plain, map[string]string{"X-Forwarded-Proto": "http, https", "Forwarded": "for=192.0.2.60;proto=http"}, false},
+		{"Secure cookie over TLS", true, secure, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs logBuffer
@@ -340,7 +321,11 @@ func TestInsecureCookieOverHTTPS(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 3 {
-				m.Load(tc.req())
+				r := httptest.NewRequest("GET", tc.url, nil)
+				for k, v := range tc.header {
+					r.Header.Set(k, v)
+				}
+				m.Load(r)
 			}
 			warned := 0
 			for _, line := range logs.take() {
