@@ -918,6 +918,38 @@ func TestUntaggedSessionsListedUnderTagKey(t *testing.T) {
 	}
 }
 
+// TestTagShapedUserID checks that a user id shaped as another user's
+// tagged key ("{tag}bob", with bob's tag) reaches none of that user's
+// sessions outside a Cluster, where a TagKey also reads and empties each
+// user's untagged index: that of "{tag}bob" is bob's tagged one.
+func TestTagShapedUserID(t *testing.T) {
+	r := redistest.Start(t)
+	m := taggedManager(t, r, Config{TagKey: testTagKey})
+	bob, _ := login(t, m, "bob")
+	other := "{" + wantTag(testTagKey, "bob") + "}bob"
+	ctx := context.Background()
+	cookie, id := login(t, m, other)
+	if list, err := m.List(ctx, other); err != nil || len(list) != 1 || list[0].ID != id {
+		t.Errorf("List(%q) = %v, %v; want its own session only", other, list, err)
+	}
+	if n, err := m.RevokeAll(ctx, other); n != 1 || err != nil {
+		t.Errorf("RevokeAll(%q) = %d, %v; want 1, nil", other, n, err)
+	}
+	if u := userOf(t, m, cookie); u != "" {
+		t.Errorf("%q's session survived its RevokeAll as %q", other, u)
+	}
+	cookie, _ = login(t, m, other)
+	login(t, m, other)
+	serve(t, m, cookie, func(ctx context.Context) {
+		if n, err := m.RevokeOthers(ctx); n != 1 || err != nil {
+			t.Errorf("RevokeOthers of %q = %d, %v; want 1, nil", other, n, err)
+		}
+	})
+	if u := userOf(t, m, bob); u != "bob" {
+		t.Errorf("bob's session after %q's RevokeAll and RevokeOthers: UserID = %q, want bob", other, u)
+	}
+}
+
 // passHook is a Store whose RemoveUserSessions runs between, once, after
 // its first pass over an index: the moment between a taggedStore's two
 // passes.
