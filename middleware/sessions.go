@@ -80,8 +80,9 @@ import (
 // that describe or act on it: Location, Refresh, Set-Cookie, Link, ETag,
 // Last-Modified, Trailer, Content-Disposition, -Encoding, -Language,
 // -Location and -Range, nginx's X-Accel-Redirect and X-Accel-Expires,
-// X-Sendfile, the CDN caching headers (Surrogate-Control,
-// CDN-Cache-Control, Cloudflare-CDN-Cache-Control) and htmx's HX-* response
+// X-Sendfile, the CDN caching headers (Surrogate-Control, Edge-Control,
+// CDN-Cache-Control and Cloudflare's, Vercel's and Netlify's
+// CDN-Cache-Control) and htmx's HX-* response
 // headers: a handler never reports success for a write that was lost.
 // Those headers keep the values they had when the request reached
 // Sessions: what a middleware around it set (a compressing middleware's
@@ -429,7 +430,8 @@ func varies(vary []string, name string) bool {
 var discardedHeaders = [...]string{
 	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Location",
 	"Content-Range", "Etag", "Last-Modified", "Link", "Location", "Refresh", "Set-Cookie", "Trailer",
-	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control",
+	"X-Accel-Redirect", "X-Sendfile", "X-Accel-Expires", "Surrogate-Control", "Edge-Control",
+	"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Vercel-Cdn-Cache-Control", "Netlify-Cdn-Cache-Control",
 	"Hx-Location", "Hx-Push-Url", "Hx-Redirect", "Hx-Refresh", "Hx-Replace-Url", "Hx-Reselect", "Hx-Reswap", "Hx-Retarget",
 	"Hx-Trigger", "Hx-Trigger-After-Settle", "Hx-Trigger-After-Swap",
 }

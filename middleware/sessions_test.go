@@ -631,7 +631,8 @@ func setVary(v string, next http.Handler) http.Handler {
 // read that sets no cookie keeps the handler's headers as they were.
 func TestNewSessionNotShared(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	cdn := []string{"CDN-Cache-Control", "Cloudflare-CDN-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
+	cdn := []string{"CDN-Cache-Control", "Cloudflare-CDN-Cache-Control", "Vercel-CDN-Cache-Control", "Netlify-CDN-Cache-Control",
+		"Surrogate-Control", "Edge-Control", "X-Accel-Expires"}
 	for _, path := range []string{"/hook?put", "/login?user=alice", "/hook"} {
 		h.hooked = func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "public, max-age=600")

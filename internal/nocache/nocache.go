@@ -20,9 +20,13 @@ const cacheControl = `private, no-cache="Set-Cookie"`
 
 // cdnHeaders are the headers by which a proxy or a CDN caches a response
 // whatever its Cache-Control says (RFC 9213's CDN-Cache-Control and
-// Cloudflare's own, Fastly's and Varnish's Surrogate-Control, nginx's
+// Cloudflare's, Vercel's and Netlify's own, which take precedence over it,
+// Fastly's and Varnish's Surrogate-Control, Akamai's Edge-Control, nginx's
 // X-Accel-Expires). The keys are canonical.
-var cdnHeaders = [...]string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Surrogate-Control", "X-Accel-Expires"}
+var cdnHeaders = [...]string{
+	"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Vercel-Cdn-Cache-Control", "Netlify-Cdn-Cache-Control",
+	"Surrogate-Control", "Edge-Control", "X-Accel-Expires",
+}
 
 // CDNHeader reports whether the header key k, canonical, is one by which
 // a proxy or a CDN caches a response whatever its Cache-Control says.
