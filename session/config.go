@@ -111,7 +111,11 @@ type Config struct {
 	// over plain HTTP. Only for development on localhost: the Manager logs
 	// a warning, once, when a request comes over HTTPS (TLS, or as a
 	// proxy says in X-Forwarded-Proto, Forwarded or X-Forwarded-Ssl).
-	// False (the default) sends the cookie over HTTPS only.
+	// False (the default) sends the cookie over HTTPS only; browsers then
+	// keep it only from HTTPS or plain http://localhost (and loopback
+	// addresses), so the Manager logs a warning, once, when it sets the
+	// cookie in answer to a plain-HTTP request to another host (a login
+	// that would not stick in a browser).
 	InsecureCookie bool
 
 	// SameSite is the cookie's SameSite attribute. Zero means

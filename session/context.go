@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -31,12 +32,12 @@ type state struct {
 	// asks who is logged in never does.
 	data context.Context
 
-	// remoteAddr and rawUserAgent are the request's RemoteAddr and
-	// User-Agent header, kept as they came: client turns them into what
-	// a new session records, so that a request that creates none (most
-	// of them) does not pay for parsing them.
-	remoteAddr   string
-	rawUserAgent string
+	// request is the request the state is of: client turns its
+	// RemoteAddr and User-Agent into what a new session records, so that a
+	// request that creates none (most of them) does not pay for parsing
+	// them, and a login or a renewal checks its scheme and host
+	// (Manager.checkSecureOverHTTP).
+	request *http.Request
 
 	presented string // verified token the request carried, found or not
 	stored    string // token whose record exists in the store, as far as this request knows

@@ -96,6 +96,10 @@ type Manager struct {
 	// insecureOverHTTPS logs once that a Manager with InsecureCookie
 	// serves a request that came over HTTPS (see checkInsecure).
 	insecureOverHTTPS sync.Once
+	// secureOverHTTP logs once that m set its Secure cookie in answer to
+	// a plain-HTTP request that browsers drop it from (see
+	// checkSecureOverHTTP).
+	secureOverHTTP sync.Once
 }
 
 // outageLogInterval is how often a Manager logs that the store is
@@ -255,7 +259,7 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if outer != nil && outer.m == m {
 		return r.Context()
 	}
-	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
+	st := &state{m: m, outer: outer, request: r}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
@@ -455,7 +459,21 @@ func (m *Manager) checkInsecure(r *http.Request) {
 		return
 	}
 	m.insecureOverHTTPS.Do(func() {
-		m.log.Warn("session: Config.InsecureCookie is set, but a request came over HTTPS: the session cookie goes without Secure, so browsers also send it over plain HTTP, where anyone on the network reads it; leave InsecureCookie unset (and SESSION_COOKIE_SECURE unset or true) outside development on plain http://localhost", "cookie", m.cfg.CookieName)
+		m.log.Warn("session: Config.InsecureCookie is set, but a request came over HTTPS: the session cookie goes without Secure, so browsers also send it over plain HTTP, where anyone on the network reads it; leave InsecureCookie unset (with session.FromEnv, set SESSION_COOKIE_SECURE=true) outside development on plain http://localhost", "cookie", m.cfg.CookieName)
+	})
+}
+
+// checkSecureOverHTTP logs, once per Manager, that m set its Secure cookie
+// in answer to r, a request that came over plain HTTP (see overHTTPS) to
+// a host other than localhost or a loopback address: browsers keep a
+// Secure cookie only from a secure context, so that browser stays signed
+// out (a login that does not stick), and nothing else says why.
+func (m *Manager) checkSecureOverHTTP(r *http.Request) {
+	if r == nil || overHTTPS(r) || loopbackHost(r.Host) {
+		return
+	}
+	m.secureOverHTTP.Do(func() {
+		m.log.Warn("session: the session cookie is Secure, but was set in answer to a request over plain HTTP to a host other than localhost: browsers drop it, so a browser's login does not stick; serve the site over HTTPS (behind a proxy that ends TLS, have it send X-Forwarded-Proto: https), or, for development only, set Config.InsecureCookie", "cookie", m.cfg.CookieName, "host", r.Host)
 	})
 }
 
@@ -668,6 +686,9 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	switch {
 	case issue:
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
+		if !m.cfg.InsecureCookie {
+			m.checkSecureOverHTTP(st.request)
+		}
 	case expire:
 		m.setCookie(h, "", time.Time{})
 		// Clear-Site-Data reaches every cookie of the registrable domain:
@@ -1549,29 +1570,32 @@ func (m *Manager) withheld(r *http.Request) bool {
 // no Clear-Site-Data, and its expiry takes effect. (A request that came
 // over TLS to the app itself is no plain HTTP, whatever the cookie says.)
 func (m *Manager) plainHTTP(r *http.Request) bool {
-	if !m.cfg.InsecureCookie || r.TLS != nil {
-		return false
-	}
-	host := r.Host
+	return m.cfg.InsecureCookie && r.TLS == nil && !loopbackHost(r.Host)
+}
+
+// loopbackHost reports whether host (a Host header: a name or an address,
+// maybe with a port) is localhost, a name under .localhost or a loopback
+// address: where browsers take plain HTTP for a secure context.
+func loopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return false
+		return true
 	}
 	if host == "" || host[0] > '9' && !strings.Contains(host, ":") {
 		// A name, no address: spare ParseAddr's error, an allocation.
-		return true
+		return false
 	}
 	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
-	return err != nil || !ip.IsLoopback()
+	return err == nil && ip.IsLoopback()
 }
 
 // client returns the client's address and user agent as a session
 // created for st's request records them.
 func (st *state) client() (ip, userAgent string) {
-	return clientIP(st.remoteAddr), clientUserAgent(st.rawUserAgent)
+	return clientIP(st.request.RemoteAddr), clientUserAgent(st.request.UserAgent())
 }
 
 // clientIP returns the IP address of remoteAddr: "host:port" as net/http

@@ -340,6 +340,65 @@ func TestInsecureCookieOverHTTPS(t *testing.T) {
 	}
 }
 
+// TestSecureCookieOverPlainHTTP checks that a Manager whose cookie is
+// Secure warns, once, when it sets that cookie in answer to a request over
+// plain HTTP to a host other than localhost or a loopback address, which
+// browsers drop it from; and only then: not for a request that sets no
+// cookie, not over TLS or behind a TLS proxy, not on a loopback host.
+func TestSecureCookieOverPlainHTTP(t *testing.T) {
+	r := redistest.Start(t)
+	store := openTestStore(t, r)
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header map[string]string
+		login  bool
+		warn   bool
+	}{
+		{"plain HTTP to a host name", "http://app.example:8080/", nil, true, true},
+		{"plain HTTP to a LAN address", "http://192.168.1.20/", nil, true, true},
+		{"no cookie set", "http://app.example/", nil, false, false},
+		{"TLS", "https://app.example/", nil, true, false},
+		{"behind a TLS proxy", "http://app.example/", map[string]string{"X-Forwarded-Proto": "https"}, true, false},
+		{"localhost", "http://localhost:8080/", nil, true, false},
+		{"a name under .localhost", "http://app.localhost/", nil, true, false},
+		{"127.0.0.1", "http://127.0.0.1:8080/", nil, true, false},
+		{"::1", "http://[::1]:8080/", nil, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs logBuffer
+			m, err := New(store, Config{Keys: [][]byte{testKey(1)}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				req := httptest.NewRequest("GET", tc.url, nil)
+				for k, v := range tc.header {
+					req.Header.Set(k, v)
+				}
+				ctx := m.Load(req)
+				if tc.login {
+					if _, err := Create(ctx, "alice"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := m.Commit(ctx, http.Header{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			warned := 0
+			for _, line := range logs.take() {
+				if strings.Contains(line, "the session cookie is Secure, but was set in answer to a request over plain HTTP") {
+					warned++
+				}
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.warn]; warned != want {
+				t.Errorf("3 requests logged %d warnings of a Secure cookie over plain HTTP, want %d", warned, want)
+			}
+		})
+	}
+}
+
 // loginCookie logs alice in through m on a request to localhost and
 // returns the Set-Cookie header the commit writes.
 func loginCookie(t *testing.T, m *Manager) string {
