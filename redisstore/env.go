@@ -331,7 +331,7 @@ func parseURL(raw string) (Config, error) {
 			// (where "localhost:6379" parses with scheme "localhost").
 			return Config{}, errScheme
 		}
-		return Config{}, errors.New("malformed URL")
+		return Config{}, errors.New("malformed URL (percent-encode any of : / ? # [ ] @ % in the user name and password)")
 	}
 	var useTLS bool
 	switch u.Scheme {

@@ -185,7 +185,7 @@ func TestParseURL(t *testing.T) {
 		{raw: "redis://host/99999999999999999999", wantErr: "database number out of range"},
 		{raw: "redis://host?db=1", wantErr: "query parameters are not supported"},
 		{raw: "redis://host#frag", wantErr: "fragments are not supported"},
-		{raw: "redis://u:p%zz@host", wantErr: "malformed URL"},
+		{raw: "redis://u:p%zz@host", wantErr: "malformed URL (percent-encode any of : / ? # [ ] @ % in the user name and password)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.raw, func(t *testing.T) {
@@ -250,7 +250,7 @@ func FuzzParseURL(f *testing.F) {
 // urlErrors are all the messages parseURL returns: none of them depends on
 // the input, so none can leak any of it.
 var urlErrors = map[string]bool{
-	"malformed URL":                      true,
+	"malformed URL (percent-encode any of : / ? # [ ] @ % in the user name and password)": true,
 	"malformed host":                     true,
 	"want scheme redis:// or rediss://":  true,
 	"want // after the scheme":           true,
