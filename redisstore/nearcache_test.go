@@ -1030,3 +1030,11 @@ func TestDetachedCall(t *testing.T) {
 func (s *sentinelSource) setMaster(addr string) {
 	s.setMasterNamedBy(addr, "")
 }
+
+// clientID returns the CLIENT ID of the tracker's current connection, 0
+// when there is none.
+func (t *tracker) clientID() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.id
+}

@@ -220,11 +220,9 @@ func (s *sentinelSource) ask() {
 // moved: a READONLY reply (it was demoted to a replica), a network error, or
 // no connection at all.
 func (s *sentinelSource) noteFailure(err error) {
-	var reply redis.Error
 	var nerr net.Error
 	var nc errNoConn
-	if errors.As(err, &reply) && strings.HasPrefix(string(reply), "READONLY") ||
-		errors.As(err, &nerr) || errors.As(err, &nc) {
+	if replyCode(err) == "READONLY" || errors.As(err, &nerr) || errors.As(err, &nc) {
 		s.ask()
 	}
 }

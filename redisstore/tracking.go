@@ -121,14 +121,6 @@ func (t *tracker) demand() {
 	}
 }
 
-// clientID returns the CLIENT ID of the current connection, 0 when there is
-// none.
-func (t *tracker) clientID() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.id
-}
-
 // run connects, serves the connection until it fails, flushes the cache,
 // and connects again after a backoff, until close.
 func (t *tracker) run() {
