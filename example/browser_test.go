@@ -306,9 +306,9 @@ func TestBrowser(t *testing.T) {
 
 	// The phone logs in from the home page, with a double click on the
 	// button, and opens its devices. The script sends the form once: sent
-	// twice, it made two sessions (the devices below would list two
-	// iPhones) and the second aborted the first's page load, which fails
-	// this step (review adopt3).
+	// twice, it would make two sessions (the devices below would list two
+	// iPhones) and the second would abort the first's page load, which
+	// fails this step.
 	pc.load("open /", chromedp.Navigate(e.url+"/"))
 	pc.checkPage("Sign in")
 	if code := pc.load("log in with a double click",

@@ -22,7 +22,7 @@ import (
 // asked), through the API (the forms: TestConfirmPasswordForm); that
 // ending only the caller's own session asks nothing; and that password
 // attempts are limited per session, so that wrong logins with the user's
-// name cannot keep the owner from ending a stolen session (review d22).
+// name cannot keep the owner from ending a stolen session.
 func TestEndingOthersNeedsRecentSignIn(t *testing.T) {
 	t.Setenv("REAUTH_AFTER", "0")
 	e := startExample(t)
@@ -153,7 +153,7 @@ func TestConfirmPasswordForm(t *testing.T) {
 // instance's clock (a value carried over from another app, as a migration
 // from scs carries its values, or an instance whose clock runs ahead)
 // does not count as a recent one, which it would for as long as it is
-// ahead (review d22), while one just made does.
+// ahead, while one just made does.
 func TestConfirmationFromAhead(t *testing.T) {
 	a := newTestApp(t, redistest.Start(t))
 	s := newServer(a.sessions, a.store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -192,7 +192,7 @@ func TestConfirmationFromAhead(t *testing.T) {
 // address's login limit refuses (others behind the owner's address, as a
 // café's or a carrier's NAT, filled it with wrong logins) spend none of
 // the session's own tries: from another address, the owner's session
-// still confirms (review d23: it got 429 there for the window).
+// still confirms, rather than get 429 there for the window.
 func TestConfirmTriesAfterAddressRefusals(t *testing.T) {
 	t.Setenv("REAUTH_AFTER", "0")
 	t.Setenv("LOGIN_LIMIT_PER_IP", "4")
@@ -220,8 +220,7 @@ func TestConfirmTriesAfterAddressRefusals(t *testing.T) {
 
 // TestConfirmLimitedPage checks the page of a password confirmation over
 // the session's limit: it says what the password was for, as the pages
-// before it did; it said "end other sessions" whatever was asked (review
-// browser3).
+// before it do, not "end other sessions" whatever was asked.
 func TestConfirmLimitedPage(t *testing.T) {
 	t.Setenv("REAUTH_AFTER", "0")
 	e := startExample(t)
@@ -239,7 +238,7 @@ func TestConfirmLimitedPage(t *testing.T) {
 }
 
 // TestConfirmationBadInput checks the bodies of the routes that end
-// sessions (review api3): a password sent within the recent sign-in's
+// sessions: a password sent within the recent sign-in's
 // window is checked, a wrong one refused and nothing ended, though none
 // was needed; a body over 4 KiB gets 413, and one that is not the route's
 // 400, also for the caller's own session, which needs no password, and

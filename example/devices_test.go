@@ -84,8 +84,8 @@ func TestDevicesOrder(t *testing.T) {
 		t.Errorf("Active = %v %v %v, want true (current), true (90s ago), false (10 minutes ago)", got[0].Active, got[1].Active, got[2].Active)
 	}
 	// The page's script turns another device's "Active now" into its
-	// last-seen time when a reload would (review demo3: a page left open
-	// called every device active, after their sessions had timed out).
+	// last-seen time when a reload would, so that a page left open does
+	// not call every device active after their sessions have timed out.
 	if got[0].ActiveUntil != "" || got[1].ActiveUntil != "2026-11-26T12:00:30Z" || got[2].ActiveUntil != "" {
 		t.Errorf("ActiveUntil = %q %q %q, want none (this device), 12:00:30 UTC (seen 90s ago), none (not active)", got[0].ActiveUntil, got[1].ActiveUntil, got[2].ActiveUntil)
 	}

@@ -22,9 +22,9 @@ import (
 // flood of wrong passwords from many addresses does: a login with the
 // right password, by the API and by the form, gets 503 with Retry-After
 // once hashingWait has passed, well before the server's WriteTimeout would
-// cut its connection, and creates no session. Before, it waited as long
-// as the flood lasted, and then made a session that no browser received,
-// which under SESSION_MAX_PER_USER revoked one of the user's own.
+// cut its connection, and creates no session: waiting as long as the
+// flood lasts, it would then make a session that no browser receives,
+// which under SESSION_MAX_PER_USER would revoke one of the user's own.
 func TestLoginRefusedWhileHashingBusy(t *testing.T) {
 	r := redistest.Start(t)
 	a := newTestApp(t, r)
@@ -76,9 +76,9 @@ func TestLoginRefusedWhileHashingBusy(t *testing.T) {
 
 // TestFailureLogClientGone fails a session operation because the client
 // hung up (its request's context cancelled, the store call with it): no
-// outage, and any client can do it at will, so no error line either
-// (review fl2: a half-closed login logged "session operation failed").
-// The same error of a request whose client stayed is logged.
+// outage, and any client can do it at will, so no error line either (not
+// "session operation failed" for a half-closed login). The same error of
+// a request whose client stayed is logged.
 func TestFailureLogClientGone(t *testing.T) {
 	var logs strings.Builder
 	s := newServer(nil, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -111,9 +111,9 @@ func TestFailureLogLimited(t *testing.T) {
 }
 
 // TestHashingShareOfOneAddress checks that one address's password checks
-// take at most its share of the hashing slots (review attack4: 16
-// parallel wrong passwords from one address, about 0.35 s each, held every
-// slot, and everyone else's login waited, then failed with 503). With the
+// take at most its share of the hashing slots, so that parallel wrong
+// passwords from one address cannot hold every slot and make everyone
+// else's login wait, then fail with 503. With the
 // address's one turn taken (a check of its running), another check from
 // its IPv6 /64 waits for that turn, not for a free slot, and gets 503
 // after hashingWait; meanwhile a login from another address gets a slot

@@ -1,8 +1,8 @@
 package main
 
-// The HTTP load test (issue 6, item 4; issue 16, item 5): `make load` runs
-// BenchmarkLoad, which puts the example server, wired by setup exactly as
-// `make run` wires it, the same with the near-cache on
+// The HTTP load test: `make load` runs BenchmarkLoad, which puts the
+// example server, wired by setup exactly as `make run` wires it, the same
+// with the near-cache on
 // (REDIS_NEAR_CACHE_MAX_ENTRIES), an scs v2 + scs/redisstore twin of its
 // /api/me route, and a floor twin whose /api/me sends one raw GET and does
 // no session work, on loopback listeners over real redis-servers, and

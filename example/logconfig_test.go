@@ -299,7 +299,7 @@ func TestRedisFromEnv(t *testing.T) {
 }
 
 // TestLoopback checks which ADDR values the example takes for loopback
-// ones, where a cookie without Secure goes unwarned (review docs3).
+// ones, where a cookie without Secure goes unwarned.
 func TestLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:8080": true,

@@ -147,7 +147,7 @@ func TestSignOutDuringStall(t *testing.T) {
 			}
 			resume()
 			// After a sign-out that may have happened, the next page
-			// must not say that it did not (review demo3); with writes
+			// must not say that it did not; with writes
 			// paused it can still read the session, and shows it.
 			if strings.Contains(during.body, notSignedIn) ||
 				during.code == http.StatusServiceUnavailable && !strings.Contains(during.body, "tell whether you are signed in") {

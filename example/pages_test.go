@@ -392,9 +392,8 @@ func TestLogoutFormAfterRevoke(t *testing.T) {
 // TestStaleFormAfterRevokeElsewhere sends a devices-page form of a
 // session that another device signed out: the 401 page says so, as the
 // login page would have, rather than that the session timed out or that
-// the user signed out in another tab (review demo3: an attacker's
-// revocation read as a timeout), and the login page after it does not
-// tell it again.
+// the user signed out in another tab (an attacker's revocation must not
+// read as a timeout), and the login page after it does not tell it again.
 func TestStaleFormAfterRevokeElsewhere(t *testing.T) {
 	e := startExample(t)
 	c := noRedirects()
@@ -671,7 +670,7 @@ func TestLoginForm(t *testing.T) {
 	}
 	// A browser signed in that sends a wrong password (as Back to the
 	// answer of one sent before its login, resent) is told it is still
-	// signed in (review demo3: the page read as signed out).
+	// signed in: the page does not read as signed out.
 	e.formLogin(c, "alice", "wonderland", firefoxWindows)
 	r = e.send(c, "POST", "/login", "username=alice&password=nope", as(firefoxWindows)...)
 	if r.code != http.StatusUnauthorized || !strings.Contains(r.body, `role="alert">Wrong user name or password. You are still signed in as alice.`) {
@@ -687,9 +686,9 @@ func TestLoginForm(t *testing.T) {
 
 // TestLoginFormEncodings: the login form reads the user name as the login
 // limiter counts it (r.FormValue): a multipart form signs in as a
-// urlencoded one does (it was counted, and then always refused), and a
-// user name in the address counts and is checked alike; the password is
-// read from the body only, never from the address.
+// urlencoded one does, rather than be counted and then always refused,
+// and a user name in the address counts and is checked alike; the
+// password is read from the body only, never from the address.
 func TestLoginFormEncodings(t *testing.T) {
 	e := startExample(t)
 	var body strings.Builder

@@ -143,11 +143,10 @@ func TestProbesReadOnlyReplica(t *testing.T) {
 
 // TestProbesLogCauseChange has Redis fail the probes for one cause, then
 // for another (stopped: connections refused; then back, but frozen: the
-// probe's deadline runs out): each probe logs the new cause once. Before,
-// only the first was logged, and an operator read it for as long as the
-// probes failed, also after the cause had changed (review ops3: a Redis
-// that came up refusing the app's password was still logged as not
-// running).
+// probe's deadline runs out): each probe logs the new cause once, so that
+// an operator does not read the first cause for as long as the probes
+// fail, also after it has changed (a Redis that came up refusing the
+// app's password, logged as not running).
 func TestProbesLogCauseChange(t *testing.T) {
 	var logs syncbuf.Buffer
 	e := startExampleLogging(t, redistest.Start(t), testKeys(), &logs)
@@ -334,7 +333,7 @@ func randomKey() []byte {
 
 // TestProbesShared sends a hundred /readyz and a hundred /healthz probes
 // at once while Redis holds every client's commands (CLIENT PAUSE): they
-// wait for one Ping each route and share its outcome, where each used to
+// wait for one Ping each route and share its outcome, rather than each
 // send a Ping of its own, a pooled connection and a dozen commands that
 // anyone who reaches the port could multiply.
 func TestProbesShared(t *testing.T) {
@@ -369,8 +368,7 @@ func TestProbesShared(t *testing.T) {
 	}
 	// One Ping each route, but a probe that came only after its Ping
 	// ended starts another: on a machine so busy that the probes' sending
-	// outlasts the pause, a few more (14 in a run here with the load at 14
-	// on 2 CPUs). A Ping a probe is 200.
+	// outlasts the pause, a few more. A Ping a probe is 200.
 	if n := e.redis.Calls(t)["ping"]; n < 2 || n > 2*probes/10 {
 		t.Errorf("%d probes sent Redis %d PINGs, want one or two each route, and at most one in ten probes on a busy machine", 2*probes, n)
 	}
@@ -379,8 +377,8 @@ func TestProbesShared(t *testing.T) {
 // TestProbesStopAtClose leaves /readyz's and /healthz's checks running on
 // a paused Redis, their clients gone, and closes the app: it waits for the
 // checks (a command in flight ends within its deadline), and they log
-// nothing about Redis (review pr1: both logged Redis unavailable half a
-// second after the store closed).
+// nothing about Redis, such as Redis unavailable once the store has
+// closed.
 func TestProbesStopAtClose(t *testing.T) {
 	var logs syncbuf.Buffer
 	r := redistest.Start(t)

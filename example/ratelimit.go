@@ -150,7 +150,7 @@ func (s *server) loginLimits() (form, api func(http.Handler) http.Handler, err e
 	// ByName, not ByFunc: a name's rule counts a request only once the
 	// address's admitted it, so that others behind the owner's address
 	// (a café's, a carrier's NAT), filling its login limit, cannot spend
-	// the tries of the owner's session on refusals (review d23). (It
+	// the tries of the owner's session on refusals. (It
 	// folds the id's case, which leaves it about 100 bits.)
 	bySession := middleware.Rule{Name: loginRules[2], Limit: perUser, Window: loginWindow, Key: middleware.ByName(func(r *http.Request) string {
 		info, _ := session.FromContext(r.Context())

@@ -385,7 +385,7 @@ func TestLoginBodyTooLarge(t *testing.T) {
 			t.Errorf("POST %s with a %d-byte body (HTML %v) = %d %q %s, want 413", tc.path, len(tc.body), tc.html, r.code, r.header.Get("Content-Type"), r.body)
 		}
 		// A browser gets the site's page, with its layout and a way back
-		// to the login form; it got the limiter's bare page.
+		// to the login form, not the limiter's bare page.
 		if tc.html && (!strings.Contains(r.body, `href="/login"`) || !strings.Contains(r.body, "stylesheet")) {
 			t.Errorf("POST %s with a %d-byte body from a browser: the page has no way back to /login or no layout:\n%s", tc.path, len(tc.body), r.body)
 		}

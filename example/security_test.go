@@ -156,8 +156,8 @@ func TestStartupChecksLoginLimitACL(t *testing.T) {
 	// Redis does not answer at start-up (the app starts first): the
 	// example starts, and checks the counter once Redis answers, keeping
 	// /readyz failing while Redis refuses it, so that an instance that
-	// would refuse every login never goes into service (review ops3: it
-	// was ready, and every login answered 503).
+	// would refuse every login, each answered 503, never goes into
+	// service.
 	setUser(store...)
 	r.Pause(t)
 	a, err = setup(slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -157,7 +157,7 @@ func (s *server) checkPassword(r *http.Request, username, password string) (bool
 // many user names) would otherwise hold every slot, and every other login
 // would wait, then fail with 503, for as long as its attempts last. Its
 // attempts beyond per wait for their address's turn instead. (A dozen
-// IPv6 /64s, cheap to have, still can: review d22.)
+// IPv6 /64s, cheap to have, still can.)
 type addressTurns struct {
 	per   int
 	mu    sync.Mutex
@@ -340,7 +340,7 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 // session as GET /api/me describes it: each answer's fields stated once,
 // encoded without a map's boxed values and sorted keys. Their fields are
 // in alphabetical order, as encoding/json writes a map's keys, so the
-// answers read byte for byte as they did when they were maps.
+// answers read byte for byte as maps of the same fields would encode.
 type loginJSON struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	SessionID string    `json:"session_id"`

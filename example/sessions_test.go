@@ -158,8 +158,8 @@ func TestMaxPerUser(t *testing.T) {
 	e := startExample(t)
 	// Keep the logins in different milliseconds, so that "the oldest" is
 	// one session: sessions made in the same millisecond are in no set
-	// order (README, Config.MaxSessionsPerUser), and a test without the
-	// sleeps failed about one run in ten.
+	// order (README, Config.MaxSessionsPerUser), and without the sleeps
+	// the test would fail now and then.
 	first, _ := e.apiLogin("alice", "wonderland")
 	time.Sleep(2 * time.Millisecond)
 	e.apiLogin("alice", "wonderland")
@@ -204,9 +204,9 @@ func TestSessionsPage(t *testing.T) {
 // TestAPILogoutReplacedToken logs out through the API with a token that a
 // re-login of the same client replaced just before (an app's "Log out"
 // tapped while another of its calls signs in again): the session that
-// replaced it ends, as session.Destroy promises. The route took such a
-// token for no session and answered 401 before the handler ran (review
-// api4). A logout without any token is still refused.
+// replaced it ends, as session.Destroy promises: the route does not take
+// such a token for no session and answer 401 before the handler runs. A
+// logout without any token is still refused.
 func TestAPILogoutReplacedToken(t *testing.T) {
 	e := startExample(t)
 	api := &http.Client{Timeout: 10 * time.Second}
@@ -225,7 +225,7 @@ func TestAPILogoutReplacedToken(t *testing.T) {
 	if r := e.send(api, "POST", "/api/logout", ""); r.code != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
 		t.Errorf("POST /api/logout without a token = %d, WWW-Authenticate %q; want 401 with a challenge", r.code, r.header.Get("WWW-Authenticate"))
 	}
-	// A token no key signed is none (review d20): a bad Bearer token beside
+	// A token no key signed is none: a bad Bearer token beside
 	// a live cookie, which the request goes by, and another app's cookie of
 	// the same name, which the answer must not expire.
 	live, _ := e.apiLogin("alice", "wonderland")

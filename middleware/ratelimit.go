@@ -472,7 +472,7 @@ func (l *limiter) middleware(next http.Handler) http.Handler {
 				// rule keyed by a name, which the RateLimit field leaves
 				// out (see stateHeader): the wait would tell what the
 				// field keeps from the sender of the name, and no member
-				// would explain it (review d27b).
+				// would explain it.
 				until := time.Now().Add(wait)
 				if t, ok := r.Context().Value(admitKey{}).(time.Time); !ok || until.After(t) {
 					r = r.WithContext(context.WithValue(r.Context(), admitKey{}, until))

@@ -51,8 +51,8 @@ func TestClientNet(t *testing.T) {
 		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
 		{"[2001:db8:a:b:c:d:e:f]:80", "2001:db8:a:b::/64"},
 		{"[fe80::1%eth0]:80", "fe80::/64"},
-		// No IP address: one counter for all such requests, which
-		// went uncounted (empty) or each under its own made-up text.
+		// No IP address: one counter for all such requests, neither
+		// uncounted (empty) nor each under its own made-up text.
 		{"@", noAddress}, // a Unix socket's peer
 		{"", noAddress},
 		{"[2001:db8::1]", noAddress}, // brackets without a port
@@ -100,10 +100,10 @@ func FuzzJSONField(f *testing.F) {
 }
 
 // TestFoldRuneKeepsKeys checks that folding names as upper-casing makes
-// them equal (the dotless i as i, review lim3) changed the fold of no
-// other rune, so that no other name's counter moved to a new key on the
-// upgrade, its lockout lifted (review d28: μ, ι and 9 more had moved); and
-// that every rune folds as its upper and lower cases do.
+// them equal (the dotless i as i) changes the fold of no other rune, so
+// that no other name's counter moves to a new key on the upgrade, its
+// lockout lifted; and that every rune folds as its upper and lower cases
+// do.
 func TestFoldRuneKeepsKeys(t *testing.T) {
 	before := func(r rune) rune { // the fold of the release before
 		least := r

@@ -302,10 +302,10 @@ func normalizeName(v string) string {
 // simple case folding makes equal to the upper case of r (its
 // unicode.SimpleFold orbit), so that every rune of an orbit gives the same
 // one, and so does every rune whose upper case is another's. Of all runes
-// only "ı" folds otherwise than before upper-casing was added (to "i"), so
-// that the counters of other names kept their keys across the upgrade
-// (review d28: folding the upper case of the least rune moved 11 runes, μ
-// and ι among them, to new keys).
+// only "ı" folds otherwise than in the release before, which did not
+// upper-case (it folds to "i"), so that the counters of other names keep
+// their keys across the upgrade; folding the upper case of the least rune
+// would move several runes, μ and ι among them, to new keys.
 func foldRune(r rune) rune {
 	r = unicode.ToUpper(r)
 	least := r

@@ -634,9 +634,9 @@ func TestRateLimitNestedHeaders(t *testing.T) {
 // rule of the same name and key value, on the same counter): a request is
 // counted once, and the rule with the lower Limit binds and is the one the
 // headers show. Counted twice, a site-wide "ip" rule reused in a login
-// limiter admitted 5 of its 10 requests, and an outer rule of 3 showed as
-// the inner one's 100 requests left until it refused. Counters that are
-// not the same count a request each.
+// limiter would admit half its requests, and an outer rule of 3 would
+// show as the inner one's 100 requests left until it refused. Counters
+// that are not the same count a request each.
 func TestRateLimitNestedCountsOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -756,8 +756,9 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 	})
 
 	t.Run("refused by a shared rule by a name, the other names counted", func(t *testing.T) {
-		// As one limiter whose rules are all by a name counts them all
-		// (review delta6: the nested one counted the other name's less).
+		// As one limiter whose rules are all by a name counts them all,
+		// so does the nested one: the other name's counter is counted
+		// as often as the shared one's.
 		srv.Do(t, "FLUSHALL")
 		user := middleware.Rule{Name: "user", Limit: 100, Window: time.Minute, Key: middleware.ByFormField("username")}
 		low := user
@@ -782,8 +783,8 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 	})
 
 	t.Run("one limiter twice", func(t *testing.T) {
-		// limit(mux) with limit(api) inside it (review delta7: counted
-		// twice once the counts went only to limiters that share).
+		// limit(mux) with limit(api) inside it: the limiter shares its
+		// counter with itself, and counts each request once.
 		srv.Do(t, "FLUSHALL")
 		mw, err := middleware.RateLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret, Rules: []middleware.Rule{ip}})
 		if err != nil {
@@ -827,8 +828,7 @@ func TestRateLimitNestedCountsOnce(t *testing.T) {
 // each through a login limiter that shares the site's rule by address.
 // The count the site's limiter handed down stands for the batch request
 // alone: every sub-request is counted, in sequence and in parallel, and
-// no more of them than the address's limit reach the password check
-// (review rate3: all 50 did, counted once).
+// no more of them than the address's limit reach the password check.
 func TestRateLimitSubrequestsCounted(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -915,9 +915,9 @@ func TestRateLimitCopiesOnlyWhenShared(t *testing.T) {
 // TestRateLimitStallFullPool sends many logins at once to a limiter whose
 // Redis stalls, more than the pool has connections: every answer comes
 // within the Store's Timeout, also for the requests that got a connection
-// just as their time ran out. Those answered after the Timeout plus the
-// connection's ReadTimeout (3.5 s here), while the pool's Close sent the
-// commands they had queued and waited for replies that never came.
+// just as their time ran out: none waits the Timeout plus the
+// connection's ReadTimeout while the pool's Close sends the commands it
+// had queued and waits for replies that never come.
 func TestRateLimitStallFullPool(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := srv.Proxy(t)
@@ -1165,7 +1165,7 @@ func TestRateLimitKeyValues(t *testing.T) {
 			req{body: `{"username":"\u212aate \u03c3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2"}`},
 			req{body: `{"username":"kate \u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3"}`}, true},
 		// And as upper-casing makes them equal: the dotless i upper-cases
-		// to I (review lim3).
+		// to I.
 		{"json dotless i", middleware.ByJSONField("username"),
 			req{body: `{"username":"al\u0131ce"}`}, req{body: `{"username":"ALICE"}`}, true},
 		{"form other user", middleware.ByFormField("username"),
@@ -1423,8 +1423,8 @@ func TestRateLimitFormParsedBefore(t *testing.T) {
 // in process (the context already cancelled) and over TCP (the request
 // written, the connection closed): each is counted, so the handler runs
 // no more than the limit allows, and nothing is logged as an outage. A
-// client gone made the count fail like a Redis outage, which RateLimit's
-// FailOpen served uncounted: 139 to 228 of 300 reached the handler.
+// client gone must not make the count fail like a Redis outage, which
+// RateLimit's FailOpen serves uncounted.
 func TestRateLimitClientGone(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), time.Second)
@@ -1472,12 +1472,11 @@ func TestRateLimitClientGone(t *testing.T) {
 
 // TestRateLimitRefusedByAddressNamesNobody sends, from one address past
 // its limit, five logins for each of a thousand user names: none of them
-// is counted,
-// so none of those users is locked out and Redis holds no counter for
-// them. The names of a refused request were counted all the same: one
-// address could lock out every user it named (5 guesses each) and fill
-// Redis with their counters, 88 bytes each, until logins failed for want
-// of memory.
+// is counted, so none of those users is locked out and Redis holds no
+// counter for them. Were the names of a refused request counted all the
+// same, one address could lock out every user it named (5 guesses each)
+// and fill Redis with their counters until logins failed for want of
+// memory.
 func TestRateLimitRefusedByAddressNamesNobody(t *testing.T) {
 	srv := redistest.Start(t)
 	h := limited(t, middleware.LoginLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
@@ -1564,8 +1563,8 @@ func TestRateLimitNamedRuleRefuses(t *testing.T) {
 // TestRateLimitRetryAfterAdmits refuses a request over one rule while
 // another rule is exactly at its limit: Retry-After is the later of the
 // two windows' ends, since the rule at its limit refuses the next request
-// too. It was the end of the exceeded window alone, and a client that
-// waited as told was refused again.
+// too: with the end of the exceeded window alone, a client that waited
+// as told would be refused again.
 func TestRateLimitRetryAfterAdmits(t *testing.T) {
 	srv := redistest.Start(t)
 	h := limited(t, middleware.RateLimit, rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{
@@ -1594,10 +1593,9 @@ func TestRateLimitRetryAfterAdmits(t *testing.T) {
 
 // TestRateLimitRetryAfterNested refuses a request in a limiter inside
 // another whose rule is exactly at its limit: Retry-After is the outer
-// window's end, since the outer rule refuses the next request too; it was
-// the inner window's alone, and a client that waited as told was refused
-// again (review lim3). With the outer rule below its limit, the inner
-// window's end.
+// window's end, since the outer rule refuses the next request too: with
+// the inner window's alone, a client that waited as told would be refused
+// again. With the outer rule below its limit, the inner window's end.
 func TestRateLimitRetryAfterNested(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -1641,8 +1639,7 @@ func TestRateLimitRetryAfterNested(t *testing.T) {
 // a login limiter whose rule keyed by the user name is exactly at its
 // limit: Retry-After is the inner window's end, since the RateLimit field
 // leaves rules keyed by a name out and nothing would explain a longer
-// wait, which would tell any sender of the name that it is at its limit
-// (review d27b).
+// wait, which would tell any sender of the name that it is at its limit.
 func TestRateLimitRetryAfterNestedNamed(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -1677,8 +1674,8 @@ func TestRateLimitRetryAfterNestedNamed(t *testing.T) {
 // TestRateLimitWindowShortened refuses a client in a window of one hour,
 // then serves it through a limiter whose rule of the same name has a
 // window of two seconds, as after a configuration change: the open window
-// ends within the new one, and waiting Retry-After admits the client. The
-// old window's hour stood, with t past the policy's w (review lim3).
+// ends within the new one, and waiting Retry-After admits the client,
+// rather than the old window's hour standing with t past the policy's w.
 func TestRateLimitWindowShortened(t *testing.T) {
 	srv := redistest.Start(t)
 	store := rateStore(t, srv.Addr(), 2*time.Second)
@@ -1713,8 +1710,8 @@ func TestRateLimitWindowShortened(t *testing.T) {
 // TestRateLimitFormParsedThenMultipart parses the form in a middleware
 // before the limiter, which leaves a multipart body unread, and reads
 // the user name in the handler after ParseMultipartForm: every attempt
-// is counted by the name the handler sees. The key read only the parsed
-// form then, which held no name, and no attempt was counted.
+// is counted by the name the handler sees. A key that read only the
+// parsed form, which holds no name there, would count no attempt.
 func TestRateLimitFormParsedThenMultipart(t *testing.T) {
 	srv := redistest.Start(t)
 	lim, err := middleware.LoginLimit(rateStore(t, srv.Addr(), 2*time.Second), middleware.RateLimitConfig{Secret: rateSecret,

@@ -14,10 +14,9 @@ import (
 
 // TestRemoveOfValuePutElsewhere removes a value that the removing request
 // did not see when it loaded the session, because another request put it
-// after that load: the removal saves last, and the value is gone (review
-// merge2: Remove changed nothing, answered 200, in 300 of 300 parallel
-// rounds; and, the same path, in about 4 of 10 sequential rounds whose
-// Remove read through a near-cache that had not yet seen the Put). A
+// after that load: the removal saves last, and the value is gone, also
+// when the Remove reads through a near-cache that has not yet seen the
+// Put; a Remove that changed nothing and answered 200 would leave it. A
 // Remove of a value that is not there either writes nothing.
 func TestRemoveOfValuePutElsewhere(t *testing.T) {
 	handler := func(loaded chan<- struct{}, proceed <-chan struct{}) func(w http.ResponseWriter, r *http.Request) {
@@ -83,10 +82,10 @@ func TestRemoveOfValuePutElsewhere(t *testing.T) {
 // anonymous session does not hold while a login on the same browser takes
 // that session (or it ends otherwise): the removal of nothing from an
 // ended session is no change lost on the way, and the request answers as
-// the handler did, not 503 (review d24); nor does one of a value the
-// request put itself, removed or popped (review d26). A removal of a value the request did load is still
-// told to be sent again, removed once, twice or popped first (review
-// d25): the login may have carried the value over.
+// the handler did, not 503; nor does one of a value the request put
+// itself, removed or popped. A removal of a value the request did load is
+// still told to be sent again, removed once, twice or popped first: the
+// login may have carried the value over.
 func TestRemoveOfAbsentValueAfterSessionEnded(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -132,8 +131,8 @@ func TestRemoveOfAbsentValueAfterSessionEnded(t *testing.T) {
 // values as loaded), while a login on the same browser, which loaded the
 // session before, takes the renewed session and carries the value: the
 // request is told to send its change again, with or without a Put of the
-// value before the Remove (review d26: with one, it was answered 200 and
-// the value lived on in the signed-in session).
+// value before the Remove; answered 200, the value would live on in the
+// signed-in session.
 func TestRemoveAfterRenewBesideLogin(t *testing.T) {
 	for _, putFirst := range []bool{false, true} {
 		t.Run(fmt.Sprintf("put first %v", putFirst), func(t *testing.T) {

@@ -319,7 +319,7 @@ func TestCorruptRecord(t *testing.T) {
 // TestForeignKeyRecord puts a hash, as another program writing under the
 // key prefix might, where a session's record is: the session is no
 // session, its key is deleted and logged, with and without the
-// near-cache. It was an outage (503) for as long as the key lived, and
+// near-cache, not an outage (503) for as long as the key lives, since
 // such a key has no expiry.
 func TestForeignKeyRecord(t *testing.T) {
 	for _, near := range []bool{false, true} {
@@ -559,8 +559,8 @@ func TestTimeoutHandlerOutsideLogged(t *testing.T) {
 // TestDeadlineAroundSessionsLogged puts a deadline on the request's
 // context around Sessions, as http.TimeoutHandler and chi's Timeout do,
 // with a handler that finishes in time: one Warn line says so, at the
-// first request, for each Sessions. Before, only a body written after
-// TimeoutHandler's timeout was logged, so the mistake went unseen until a
+// first request, for each Sessions: were only a body written after
+// TimeoutHandler's timeout logged, the mistake would go unseen until a
 // slow request lost its changes. No deadline, or one inside Sessions (also
 // between two Sessions of the Manager, where the outer one commits), logs
 // nothing.
@@ -593,8 +593,8 @@ func TestDeadlineAroundSessionsLogged(t *testing.T) {
 		{"Sessions(TimeoutHandler(h))", func() http.Handler { return middleware.Sessions(h.m)(timeoutHandler(fast)) }, 0},
 		{"Sessions(Timeout(h))", func() http.Handler { return middleware.Sessions(h.m)(deadline(fast)) }, 0},
 		{"Sessions(h)", func() http.Handler { return middleware.Sessions(h.m)(fast) }, 0},
-		// The outer Sessions commits, outside the deadline (review delta5:
-		// this logged).
+		// The outer Sessions commits, outside the deadline: nothing is
+		// logged.
 		{"Sessions(Timeout(Sessions(h)))", func() http.Handler { return middleware.Sessions(h.m)(deadline(middleware.Sessions(h.m)(fast))) }, 0},
 	} {
 		logs.Reset()
@@ -698,10 +698,11 @@ func TestVaryOnPanic(t *testing.T) {
 // after a login and after a renewal: the 500 carries the new cookie, which
 // logs the browser in on its next request, and the values the handlers put
 // before panicking, before the login or renewal and after it, are not
-// saved. Without it, the browser kept a token that led nowhere: the login
-// (or the session it renewed) was lost, and the orphaned session still
-// counted against the user's session limit. Create and Renew wrote the
-// values put before them with the new record.
+// saved. Without the cookie, the browser would keep a token that leads
+// nowhere: the login (or the session it renewed) would be lost, and the
+// orphaned session would still count against the user's session limit.
+// Nor do Create and Renew write the values put before them with the new
+// record.
 func TestPanicKeepsLogin(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	mux := http.NewServeMux()
@@ -822,10 +823,10 @@ func TestBearerLogoutKeepsCookie(t *testing.T) {
 // TestBearerResignedSameSession sends a browser's cookie together with the
 // token of the same session that session.Token gave a later request, as a
 // browser app does for its fetch calls: signed at another second, so the
-// two differ as strings. A renewal through that request replaced no
-// cookie, and the browser's next request, cookie only, was 401; a logout
-// left the dead cookie in place. Both now change the cookie, as with the
-// same string in both.
+// two differ as strings. A renewal and a logout through that request
+// change the cookie, as with the same string in both: otherwise the
+// browser's next request, cookie only, would get 401 after the renewal,
+// and the logout would leave the dead cookie in place.
 func TestBearerResignedSameSession(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	renewing, leaving := h.client(), h.client()
@@ -862,9 +863,9 @@ func TestBearerResignedSameSession(t *testing.T) {
 // header on a request that also carries a cookie of another session: the
 // response sets no cookie, so the browser keeps its own session, and the
 // API client's new token (the body's, from session.Token) works while the
-// one it replaced does not. The response set the cookie to the header's
-// new session, and the browser's session, alive in Redis, was lost to it.
-// With the same token in both, a renewal sets the cookie as before.
+// one it replaced does not. A cookie set to the header's new session
+// would lose the browser's session, alive in Redis, to it. With the same
+// token in both, a renewal sets the cookie as before.
 func TestBearerRenewKeepsCookie(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	browser := h.client()

@@ -232,8 +232,7 @@ func TestFlushAfterFailedSave(t *testing.T) {
 // started: the cookie and the 503 of a failed save can no longer be sent,
 // so every helper that would need them returns ErrResponseStarted and
 // changes nothing, but Destroy, which ends the session all the same (the
-// safe direction; README, Guarantees: review api4 found the README saying
-// otherwise).
+// safe direction; README, Guarantees).
 func TestChangeAfterResponseStarted(t *testing.T) {
 	starts := []struct {
 		name  string

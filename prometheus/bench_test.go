@@ -1,8 +1,8 @@
 package sessionkitprom
 
-// The cost of the metrics on the read path (issue 11): an authenticated
-// read through middleware.Sessions, session.Manager and redisstore.Store on
-// one real redis-server, with the metrics off and on, apart and paired
+// The cost of the metrics on the read path: an authenticated read through
+// middleware.Sessions, session.Manager and redisstore.Store on one real
+// redis-server, with the metrics off and on, apart and paired
 // (alternating blocks of reads). BenchmarkRead prints two "ratio <name>
 // <value> <target> ok|MISS" lines, like internal/bench;
 // TestReadAllocsWithMetrics checks in every "make test" that the metrics add
@@ -319,7 +319,7 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
-// The targets of issue 11.
+// The targets for the cost of the metrics on a read.
 const (
 	// extraAllocsTarget is the most allocations a read may add with the
 	// metrics on: none.
@@ -381,8 +381,8 @@ func readMedian(v []float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-// TestReadAllocsWithMetrics checks the allocation promise of issue 11 in
-// every "make test": an authenticated read on a real redis-server
+// TestReadAllocsWithMetrics checks the allocation target in every "make
+// test": an authenticated read on a real redis-server
 // allocates exactly as often with the metrics on as with them off. Each
 // reader is measured twice, interleaved, and every measurement must agree,
 // so a fluke in one cannot hide a difference.

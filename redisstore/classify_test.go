@@ -71,10 +71,10 @@ func TestClassify(t *testing.T) {
 
 // TestNotRun checks which failures a call on a Cluster tries again within
 // its time: no connection, unless for a certificate that does not verify,
-// or a TLS alert of the server, which no retry mends (reviews d40, d41:
-// 57 and 70 dials a call, refused only at the call's Timeout), but
+// or a TLS alert of the server, which no retry mends (retried, such a
+// call would dial again and again and be refused only at its Timeout), but
 // including a node over its maxclients, which sends its refusal at the
-// dial's AUTH (review d41); and the replies of a slot on its way.
+// dial's AUTH; and the replies of a slot on its way.
 func TestNotRun(t *testing.T) {
 	cert := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
 	for _, tc := range []struct {
@@ -187,8 +187,8 @@ func TestKeyDenial(t *testing.T) {
 
 // TestDescribeTooManyClients: a refusal over maxclients is the master's,
 // whose connections MaxActive bounds, or, behind errNoMaster, a sentinel's,
-// which MaxActive does not bound (review d14; a sentinel whose maxclients
-// is taken cannot be set up by redistest).
+// which MaxActive does not bound (a sentinel whose maxclients is taken
+// cannot be set up by redistest).
 func TestDescribeTooManyClients(t *testing.T) {
 	reply := redis.Error("ERR max number of clients reached")
 	cfg := Config{SentinelAddrs: []string{"127.0.0.1:26379"}, SentinelMaster: "mymaster"}

@@ -103,13 +103,12 @@ func (cs *clusterSource) newCluster(startup []string) *cluster {
 			// (see bind), and of the refreshes of the slot map, redisc's
 			// and the source's (one started per refreshInterval at most,
 			// see noteFailure; Config.MaxActive counts them). A cap of the
-			// pool's own made calls that had their turn find the pool
-			// full while refreshes and Pings waited on a stalled node,
-			// and redisc then sent them to a random node, to be answered
-			// MOVED (reviews d27a, d28, and CI of 2026-11-29); and it
-			// cannot wait for a free connection as the pool of one server
-			// does: redisc would wait with a context of its own, which
-			// knows nothing of the caller's.
+			// pool's own would make calls that have their turn find the
+			// pool full while refreshes and Pings wait on a stalled node,
+			// and redisc would then send them to a random node, to be
+			// answered MOVED; and it cannot wait for a free connection
+			// as the pool of one server does: redisc would wait with a
+			// context of its own, which knows nothing of the caller's.
 			p.MaxActive = 0
 			dial := p.DialContext
 			p.DialContext = func(ctx context.Context) (redis.Conn, error) {
@@ -233,14 +232,13 @@ func (cs *clusterSource) bind(ctx context.Context, conn redis.Conn, key string) 
 // known or names no master for the slot, redisc binds the call to a node
 // of its own choosing, and the call takes its turn among the calls
 // without a key (see bind), so that the node pools, which have no cap of
-// their own, open no more than MaxActive for such calls (review d33: 94
-// connections for 100 calls). A call so waits for its node's
-// pool as a call on one server waits for its pool, within its own context;
-// without it, redisc would send the calls a burst finds the pool full for
-// to other nodes, which answer MOVED, and a call that ran out of time
-// trying again would fail though every node is healthy, and some of them
-// would wait on a node that has stalled while their own answers (review
-// lim3).
+// their own, open no more than MaxActive for such calls. A call so waits
+// for its node's pool as a call on one server waits for its pool, within
+// its own context; without it, redisc would send the calls a burst finds
+// the pool full for to other nodes, which answer MOVED, and a call that
+// ran out of time trying again would fail though every node is healthy,
+// and some of them would wait on a node that has stalled while their own
+// answers.
 func (cs *clusterSource) turn(ctx context.Context, key string) (*nodeGate, error) {
 	gate := cs.anyNode
 	if m := cs.c.Load().slots.Load(); m != nil {
@@ -329,10 +327,9 @@ func (cs *clusterSource) waitStats() (waits int64, waitTime time.Duration) {
 // report after trying again until its time ran out, as if a slot were
 // moving, dialling the master again at each try. On the network (timed
 // out, refused) the failure starts a refresh of the slot map (see
-// noteFailure; review d32); a refusal (a password that node does not
-// take, its TLS certificate) fails the call at once, as on one server
-// (review clusops: MOVED after a whole Timeout, and 4,840 dials in 5 s to
-// the node whose password had changed).
+// noteFailure); a refusal (a password that node does not take, its TLS
+// certificate) fails the call at once, as on one server, instead of
+// reporting MOVED after a whole Timeout of dials to that node.
 func (cs *clusterSource) predial(ctx context.Context, key string) error {
 	c := cs.c.Load()
 	m := c.slots.Load()
@@ -356,8 +353,8 @@ func (cs *clusterSource) predial(ctx context.Context, key string) error {
 			// redisc closed the pool (a refresh does when a node
 			// changes role: a promoted replica's too) and makes another
 			// at its next dial there, which records it: no word on the
-			// node, whose every call failed here until then (review
-			// d40, in a CLUSTER FAILOVER).
+			// node, whose every call would fail here until then (as in
+			// a CLUSTER FAILOVER).
 			c.pools.CompareAndDelete(addr, pool)
 			return nil
 		}
@@ -411,12 +408,12 @@ func (e dialFailed) Unwrap() []error { return []error{e.err, e.cause} }
 // old node again until its time ran out. At most one refresh starts per
 // refreshInterval. redisc asks the masters it knows one after another, in
 // the order of a Go map, which favours the first of ClusterNodes (three
-// times in four with three masters: review d32), so a refresh that asks a
+// times in four with three masters), so a refresh that asks a
 // stalled node first waits ReadTimeout for it, holding one of its
 // connections: while calls fail, up to about ReadTimeout/refreshInterval
 // of them. Those started meanwhile that ask another node first follow a
-// failover off the stalled master (one refresh at a time followed it most
-// of a ReadTimeout late: review d31).
+// failover off the stalled master (one refresh at a time would follow it
+// most of a ReadTimeout late).
 //
 // A MOVED to the node the map already names for the slot comes from a
 // node the call was bounced to, when redisc got no connection to the
@@ -494,7 +491,7 @@ func (cs *clusterSource) reseed(c *cluster) {
 	for _, seed := range seeds {
 		select {
 		case <-cs.done:
-			return // closed: each seed could cost DialTimeout and ReadTimeout more (review d32)
+			return // closed: each seed could cost DialTimeout and ReadTimeout more
 		default:
 		}
 		next := cs.newCluster([]string{seed})

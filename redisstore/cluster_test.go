@@ -976,9 +976,9 @@ func TestCluster(t *testing.T) {
 		}
 		clusterCheck(t, "Iterate after failover", s.Iterate(ctx, func(string, []byte) error { return nil }))
 		// A refresh of the slot map that a call during the failover
-		// started may still be on its way to the promoted replica (a
-		// CLUSTER SLOTS it counted once, in a run on a machine under a
-		// load of 14 on 2 CPUs): let it land before counting.
+		// started may still be on its way to the promoted replica, where
+		// its CLUSTER SLOTS would be counted (on a loaded machine): let it
+		// land before counting.
 		time.Sleep(500 * time.Millisecond)
 		resetStats(t)
 		_, err = s.Insert(ctx, ids[0], []byte("x"), time.Minute)
@@ -1054,10 +1054,9 @@ func aclCommands(t *testing.T) []string {
 // cluster-require-full-coverage no, only the slot's keys are refused
 // (CLUSTERDOWN Hash slot not served), Ping's own key's slot taken here:
 // Ping passes, as readiness that failed on every instance would take the
-// other slots' users down too (review d32). Under the default yes, each
-// node then reports the cluster down and refuses every command with a key
-// (CLUSTERDOWN), and Ping, whose checks of each master answered PING
-// still, passed (review d29): it fails.
+// other slots' users down too. Under the default yes, each node then
+// reports the cluster down and refuses every command with a key
+// (CLUSTERDOWN), and Ping fails, though each master still answers PING.
 func TestClusterPingClusterDown(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--cluster-require-full-coverage", "no"}})
 	s := openCluster(t, c, redisstore.Config{})
@@ -1097,7 +1096,7 @@ func TestClusterPingClusterDown(t *testing.T) {
 	if !errors.Is(err, redisstore.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "CLUSTERDOWN") {
 		t.Fatalf("Ping of a Cluster that is down = %v, want ErrUnavailable with CLUSTERDOWN", err)
 	}
-	// Every master says so: the error blames none (review d39).
+	// Every master says so: the error blames none.
 	if strings.Contains(fmt.Sprint(err), "master ") {
 		t.Errorf("Ping of a Cluster that is down = %v, naming a master", err)
 	}
@@ -1405,10 +1404,9 @@ func TestClusterPoolWaitHonoursContext(t *testing.T) {
 // TestClusterSilentSeeds configures Stores with seeds that accept
 // connections and never answer (a stalled or firewalled host) beside a
 // node of the cluster: the first calls, which wait for the slot map, must
-// still end within their context, and later calls find the cluster. The
-// first call waited for redisc to try the seeds in turn (in random order),
-// a read timeout each silent one: up to three seconds here, past a context
-// of 200 ms.
+// still end within their context, and later calls find the cluster,
+// rather than wait for redisc to try the seeds in turn (in random order),
+// a read timeout each silent one, well past a context of 200 ms.
 func TestClusterSilentSeeds(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	var seeds []string
@@ -1853,8 +1851,8 @@ func TestClusterPoolStats(t *testing.T) {
 // or in containers; a host down or firewalled): each call must still end
 // within its Timeout, and Describe must say what to check. redisc gives
 // each dial a wait of its own and, when the slot's node fails, tries every
-// other node in turn: a call took 2 s here, with a Timeout of 500 ms (3
-// s with 1 s in an outside review).
+// other node in turn, which could make a call take several times its
+// Timeout.
 func TestClusterUnansweredNodes(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	announced := map[string]bool{}
@@ -1923,8 +1921,8 @@ func TestClusterUnansweredNodes(t *testing.T) {
 // a Store's calls fail with ErrUnavailable, an overload that passes (the
 // example waits for it at start-up), not ErrRefused, and Describe names
 // the setting. A Cluster node's refusal reads "ERR max number of clients
-// + cluster connections reached", which one server's did not match
-// (review d13).
+// + cluster connections reached", which differs from one server's and
+// must be classified all the same.
 func TestClusterMaxClients(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	for _, n := range c.Masters(t) {
@@ -1959,11 +1957,11 @@ func TestClusterMaxClients(t *testing.T) {
 // TestClusterBurst sends bursts of parallel calls, several times a node's
 // MaxActive, on the keys of one master through Stores whose pools are new:
 // every call must be answered, as on one server, where a call waits for a
-// pooled connection within its time. A call that found its node's pool
-// full was sent to another node, which answered MOVED, and a burst of 300
-// failed up to half its calls on a healthy cluster; with another master
-// stalled (SIGSTOP), which holds none of the keys, calls bounced there
-// waited on it until their time ran out (review lim3).
+// pooled connection within its time. A call that finds its node's pool
+// full must not be sent to another node, which would answer MOVED and
+// fail calls of a burst on a healthy cluster; with another master stalled
+// (SIGSTOP), which holds none of the keys, calls bounced there would wait
+// on it until their time ran out.
 func TestClusterBurst(t *testing.T) {
 	// The stalled master is never flagged as failing, which would take
 	// the cluster down (CLUSTERDOWN), however long the test takes.
@@ -2016,17 +2014,16 @@ func TestClusterBurst(t *testing.T) {
 	// The calls on a stalled master's keys fail, each within its time, as
 	// on one server: none is sent to another node and answered MOVED,
 	// which an operator would take for a resharding. The refreshes of the
-	// slot map that their timeouts start held one of the stalled node's
-	// pooled connections, and from the second round on most calls failed
-	// so (review d27a).
+	// slot map that their timeouts start each hold one of the stalled
+	// node's pooled connections, which must not make the calls of later
+	// rounds fail so.
 	//
 	// Beside them, calls on a healthy master's keys all succeed, while
 	// eight readiness probes Ping in parallel: each Ping holds a random
-	// node's connection while it asks each master, and more than two at
-	// once took the two connections a stalled node's pool then held beyond
-	// MaxActive and bounced calls (review d28). Refreshes of the slot map
-	// that overlapped, each held on the stalled node, did so too (CI of
-	// 2026-11-29).
+	// node's connection while it asks each master, and refreshes of the
+	// slot map that overlap each hold one on the stalled node; neither
+	// may take the connections of the calls that have their turn and
+	// bounce them.
 	t.Run("own master stalled", func(t *testing.T) {
 		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 500 * time.Millisecond})
 		healthy := tagged(tags[1][0], "healthy")
@@ -2085,9 +2082,8 @@ func TestClusterBurst(t *testing.T) {
 	// Calls that time out often on a stalled master start a refresh of
 	// the slot map every refreshInterval, and a refresh that asks the
 	// stalled node first waits ReadTimeout for its answer: refreshes that
-	// overlapped took the connections the node's pool held beyond
-	// MaxActive, and calls that had their turn were bounced and answered
-	// MOVED (CI of 2026-11-29).
+	// overlap must not take the connections of the calls that have their
+	// turn, which would be bounced and answered MOVED.
 	t.Run("own master stalled, slot map refreshed", func(t *testing.T) {
 		s := openCluster(t, c, redisstore.Config{MaxActive: 4, Timeout: 100 * time.Millisecond, ReadTimeout: 3 * time.Second})
 		_, _, err := s.Load(ctx, tagged(tags[1][0], "learn"), 0) // learns the slot map
@@ -2117,9 +2113,8 @@ func TestClusterBurst(t *testing.T) {
 
 // TestClusterMasterDown stops a master that has no replica: calls on its
 // slots fail with the refused dial, as on one server, and start a refresh
-// of the slot map, where redisc sent them to a random node and they
-// reported that node's MOVED to the dead master, as if a slot were moving
-// (review d32: 30 of 30).
+// of the slot map; they are not sent to a random node to report its MOVED
+// to the dead master, as if a slot were moving.
 func TestClusterMasterDown(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, NodeTimeout: 2 * time.Minute})
 	ctx := context.Background()
@@ -2142,9 +2137,9 @@ func TestClusterMasterDown(t *testing.T) {
 
 // TestClusterWrongPasswordOneNode changes the Store's password on one
 // master: calls on its keys fail at once with the node's refusal, as on one
-// server, and dial it once each. redisc bound them to a random node whose
-// MOVED they reported after their whole Timeout, dialling the master at
-// every try (review clusops: 4,840 dials in 5 s, reported as an outage).
+// server, and dial it once each, rather than being bound by redisc to a
+// random node whose MOVED they would report after their whole Timeout,
+// dialling the master at every try.
 func TestClusterWrongPasswordOneNode(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	const password = "acl-password"
@@ -2209,9 +2204,9 @@ func callsUntilStopped(workers int, call func(w, i int) bool) (stop func()) {
 // FAILOVER, which loses nothing) while workers read and write keys on
 // every master: no call fails. redisc closes the pool of a node that
 // changes role at a refresh, the promoted replica's too, and the Store's
-// check of the slot's master before each call found that closed pool and
-// failed every call on its slots, until redisc dialled there again (review
-// d40: 3 runs in 7, for a whole Timeout, "get on closed pool").
+// check of the slot's master before each call, when it finds that closed
+// pool, must not fail the calls on its slots ("get on closed pool") until
+// redisc dials there again.
 func TestClusterFailoverPools(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{})
 	ctx := context.Background()
@@ -2261,7 +2256,7 @@ func TestClusterFailoverPools(t *testing.T) {
 // every node's map): redisc binds them to nodes of its choosing, and they
 // take their turns among the calls without a key, MaxActive at once, so
 // that the node pools, which have no cap of their own, open no more than
-// those (review d33).
+// those.
 func TestClusterUnservedSlotTurns(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1, Args: []string{"--cluster-require-full-coverage", "no"}})
 	ctx := context.Background()
@@ -2301,8 +2296,8 @@ func TestClusterUnservedSlotTurns(t *testing.T) {
 	// Besides, the refreshes of the slot map take theirs: redisc's, which
 	// it starts on a slot it knows no node for, and the Store's, which a
 	// call its deadline cut short during a read starts, one every 100 ms
-	// (two at once on a slow machine: a CI run counted 6). Without the
-	// turns, 94 were in use.
+	// (a few at once on a slow machine). Without the turns, nearly every
+	// call would hold a connection of its own.
 	const refreshes = 3
 	if n := <-peak; n > maxActive+refreshes {
 		t.Errorf("100 parallel calls on an unserved slot had %d connections in use at once, want %d at most (MaxActive, and refreshes)", n, maxActive+refreshes)
@@ -2312,7 +2307,7 @@ func TestClusterUnservedSlotTurns(t *testing.T) {
 // TestClusterCloseWakesWaiters closes a Store while calls wait for their
 // turn at a node whose only connection a merge holds: they fail at once,
 // as calls waiting for the pool of one server do, not when the turn comes
-// free (review d27a).
+// free.
 func TestClusterCloseWakesWaiters(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 	s := openCluster(t, c, redisstore.Config{MaxActive: 1, Timeout: 3 * time.Second})

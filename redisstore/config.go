@@ -199,9 +199,8 @@ type Config struct {
 	// survive every failover. WAIT counts any replicas, and in a failover
 	// the old master, which takes writes until it is demoted, keeps the
 	// replicas that were not promoted: a deletion only they confirmed is
-	// lost when they resync from the new master (with 2 replicas and
-	// WaitReplicas 1, 123 of 1,209 acknowledged logouts came back through
-	// a SENTINEL FAILOVER in our tests). The price: while any replica is
+	// lost when they resync from the new master, and a logout so
+	// acknowledged comes back. The price: while any replica is
 	// down or resyncing (the old master for some seconds after a
 	// failover; a killed master until it rejoins, or until the Sentinels
 	// forget it with SENTINEL RESET and this setting is lowered), every

@@ -149,7 +149,7 @@ func TestConfigDeployment(t *testing.T) {
 			`redisstore: Config.SentinelMaster: "mymaster\n" has white space around it`},
 		{"SentinelAddrs entry without port", Config{SentinelAddrs: []string{"s1:26379", "s2"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[1]: want host:port with a port 1-65535"},
-		// Twice listed, one sentinel outvoted the others (review sent).
+		// Twice listed, one sentinel would outvote the others.
 		{"SentinelAddrs entry twice", Config{SentinelAddrs: []string{"s1:26379", "s2:26379", "s1:26379"}, SentinelMaster: "m", SentinelPassword: spw},
 			"redisstore: Config.SentinelAddrs[2]: the same sentinel as SentinelAddrs[0]: list each sentinel once, or it votes twice on the master"},
 		{"SentinelAddrs entry twice, in other forms", Config{SentinelAddrs: []string{"Sentinel-A:26379", "[::1]:26379", "sentinel-a:026379"}, SentinelMaster: "m", SentinelPassword: spw},

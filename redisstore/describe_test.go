@@ -363,8 +363,8 @@ func TestDescribe(t *testing.T) {
 		}, "the server does not know GETEX, which sessionkit sends: REDIS_CLUSTER_NODES leads to a Redis older than 7.0, or one whose provider renamed or disabled the command"},
 		{"cluster nodes announce a closed port", func(t *testing.T) (redisstore.Config, error) {
 			// As nodes behind NAT or in containers announce an address
-			// this host cannot reach (review clus3: "connection refused
-			// to <announced address> (REDIS_CLUSTER_NODES)").
+			// this host cannot reach: the description names the
+			// announced address as a cause, not only REDIS_CLUSTER_NODES.
 			c := redistest.StartCluster(t, redistest.ClusterOptions{ReplicasPerMaster: -1})
 			closed := closedPort(t)
 			for _, n := range c.Nodes() {
@@ -489,7 +489,7 @@ func documentedUser(t *testing.T, srv *redistest.Server, name, password string, 
 // TestDescribeTLSReset checks what Describe says of a connection reset
 // under TLS without a client certificate: under TLS 1.3 a server that
 // requires one refuses it after the handshake, and the reset can overtake
-// its alert (review d42), so the certificate is named; with a certificate
+// its alert, so the certificate is named; with a certificate
 // configured, or without TLS, it is not.
 func TestDescribeTLSReset(t *testing.T) {
 	reset := fmt.Errorf("redisstore: redis unavailable (load): %w", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)})

@@ -172,9 +172,8 @@
 // rule 50 to 100 ms later, and writes in between still go to the old
 // master. (The failover's own +switch-master waits until every other
 // replica follows the new master: with two replicas, a second or more.)
-// A manual SENTINEL FAILOVER lost 21 to 24 of about 400 acknowledged
-// logouts, and logins with them, in our tests, without a single failed
-// request. Set WaitReplicas to the
+// A manual SENTINEL FAILOVER so loses some acknowledged logouts, and
+// logins with them, without a single failed request. Set WaitReplicas to the
 // number of replicas to make each logout wait for them all: an
 // acknowledged logout then survives the switch whatever the number of
 // replicas (logins are not protected; losing one costs a new login).

@@ -153,10 +153,10 @@ func outOfMemory(err error, cluster bool) bool {
 
 // notRun reports whether err says that no command of the call ran, so that
 // it may be tried again whole: no connection could be had, for another
-// reason than a refused TLS handshake (which trying again does not mend:
-// review d40 saw 57 dials a call, d41 70), or for a node over its
+// reason than a refused TLS handshake (which trying again does not mend,
+// only dials again until the call's Timeout), or for a node over its
 // maxclients (see tooManyClients: over as others close theirs, as a
-// refused dial; review d41); or a Redis Cluster answered with one of
+// refused dial); or a Redis Cluster answered with one of
 // notRunReplies.
 func notRun(err error) bool {
 	var nc errNoConn

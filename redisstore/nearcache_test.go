@@ -333,7 +333,7 @@ func TestNearCacheSilentPartition(t *testing.T) {
 // memory must read Redis at once rather than wait Staleness for it, and
 // the lease expiries keep counting, so that the metric shows it. Round
 // trips of twice Staleness (far) and of about three quarters of it (near
-// the edge, where each barrier used to time out, too) both.
+// the edge, where a barrier that waited would time out, too) both.
 func TestNearCacheFarRedis(t *testing.T) {
 	const staleness = 80 * time.Millisecond
 	for name, delay := range map[string]time.Duration{"far": staleness, "edge": staleness * 3 / 8} {
@@ -460,8 +460,8 @@ func TestNearCacheIdleExtension(t *testing.T) {
 // than the idle timeout a Load asks for (written by an instance with a
 // longer one, before a deployment lowered it, or beside it) gets a GETEX
 // that cuts it down, as a Store without the cache does, whether memory
-// holds it already or not; memory then serves it again. It was served from
-// memory without one, and the session outlived the lower idle timeout by
+// holds it already or not; memory then serves it again. Served from
+// memory without one, the session would outlive the lower idle timeout by
 // up to the longer one.
 func TestNearCacheLongerIdleWindow(t *testing.T) {
 	srv := redistest.Start(t)

@@ -143,9 +143,9 @@ func TestTurns(t *testing.T) {
 }
 
 // TestOutageIsNotContention makes calls of one Store queue for the same
-// key while Redis is paused: every one fails as an outage. Those queued
-// behind the first reported ErrContention, "concurrent writers kept
-// changing the keys", on a Redis that nobody wrote to.
+// key while Redis is paused: every one fails as an outage, and none of
+// those queued behind the first reports ErrContention, "concurrent
+// writers kept changing the keys", on a Redis that nobody writes to.
 func TestOutageIsNotContention(t *testing.T) {
 	srv := redistest.Start(t)
 	s, err := Open(Config{Addr: srv.Addr(), Timeout: 300 * time.Millisecond})
@@ -177,8 +177,9 @@ func TestOutageIsNotContention(t *testing.T) {
 
 // TestTurnsRaceBeforeHandover queues C behind B behind A: A loses races
 // while C waits, then hands the turn to B, and C times out behind B. C
-// reports contention, which is what it waited on. It reported an outage:
-// the turn kept only whether its current holder had lost a race.
+// reports contention, which is what it waited on, not an outage: the turn
+// keeps whether any holder lost a race while C waited, not only its
+// current holder.
 func TestTurnsRaceBeforeHandover(t *testing.T) {
 	// refs tells when B has joined the queue, not when it blocks on the
 	// turn: if C blocked first, it got the turn before B (and gave it up at
@@ -282,9 +283,9 @@ func waitRefs(t *testing.T, tr *turns, key string, n int) {
 // TestAbandonedCallReturnsInTime runs a call whose deadline passes after
 // it queued commands and before it sent them, on a Redis that stalls: it
 // returns within its Timeout, not after the connection's ReadTimeout, for
-// which the pool's Close waited on the replies of the commands it sent
-// then (a rate limit answered after its Timeout plus its ReadTimeout). The
-// connection is not lent again.
+// which the pool's Close would wait on the replies of the commands it
+// sends then (a rate limit would answer after its Timeout plus its
+// ReadTimeout). The connection is not lent again.
 func TestAbandonedCallReturnsInTime(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := srv.Proxy(t)

@@ -159,10 +159,10 @@ func TestIdlePastReadDeadline(t *testing.T) {
 
 // TestDialUserWithoutPasswordStalled dials, as an ACL user without a
 // password (AUTH user ""), a Redis that stops answering: the reply to AUTH
-// is bounded by ReadTimeout, as every reply of a dial is. It had no bound
-// at all (redigo's DoWithTimeout with 0 clears the read deadline): a
+// is bounded by ReadTimeout, as every reply of a dial is. redigo's
+// DoWithTimeout with 0 clears the read deadline: without that bound, a
 // borrow without a deadline, and every dial of the Sentinel source to a
-// sentinel (which authenticates so), waited for ever (review d27b).
+// sentinel (which authenticates so), would wait for ever.
 func TestDialUserWithoutPasswordStalled(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Do(t, "ACL", "SETUSER", "app", "on", "nopass", "~*", "+@all")
@@ -193,8 +193,8 @@ func TestDialUserWithoutPasswordStalled(t *testing.T) {
 		t.Fatal("a dial as a user without a password to a stalled Redis still waits after 5s")
 	}
 	// A borrow with a deadline far off: ReadTimeout still bounds the
-	// reply, as for the AUTH redigo sends with a password (review d28:
-	// the dial waited the deadline's 4s).
+	// reply, as for the AUTH redigo sends with a password, rather than
+	// the deadline's 4s.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	start = time.Now()

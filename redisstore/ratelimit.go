@@ -147,9 +147,8 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 		// the millisecond its expiry names (it is gone only once the
 		// clock is past it), so that the key lives the window exactly,
 		// and the reset below, its PTTL and that millisecond, is the
-		// window for the request that opens it (CI of 2026-11-30:
-		// TestRateLimitWindowShortened, 1 run in 15, waited a
-		// Retry-After that ended on the key's last millisecond).
+		// window for the request that opens it, never ending on the
+		// key's last millisecond.
 		conn.Send("PEXPIRE", k, max(milliseconds(windows[i])-1, 1), "LT")
 		conn.Send("PTTL", k)
 	}
@@ -171,9 +170,9 @@ func countRequests(ctx context.Context, conn redis.Conn, keys []string, windows 
 		}
 		counts[i] = n
 		// The key is gone one millisecond after its PTTL runs out (see
-		// the PEXPIRE above): a Retry-After made of the PTTL alone ended
-		// on the key's last millisecond whenever the PTTL was a whole
-		// number of seconds (review d36).
+		// the PEXPIRE above): a Retry-After made of the PTTL alone would
+		// end on the key's last millisecond whenever the PTTL is a whole
+		// number of seconds.
 		resets[i] = time.Duration(ttl+1) * time.Millisecond
 		if ttl < 0 {
 			// -1 (no expiry) or -2 (gone) cannot follow PEXPIRE LT in the

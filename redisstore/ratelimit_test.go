@@ -19,10 +19,9 @@ import (
 
 // TestCountRequestsResetEndsWindow waits, again and again, exactly the
 // reset CountRequests answers: the window has ended by then, and the next
-// call opens a new one. The reset was the key's PTTL, which ends on the
-// millisecond Redis still keeps the key through, and a client that waited
-// a whole-second Retry-After made of it was refused again (review d36:
-// 2 of 6 tries; a CI run of TestRateLimitWindowShortened).
+// call opens a new one. The key's PTTL alone ends on the millisecond
+// Redis still keeps the key through, and a client that waited a
+// whole-second Retry-After made of it would be refused again.
 func TestCountRequestsResetEndsWindow(t *testing.T) {
 	s := open(t, redistest.Start(t), redisstore.Config{Timeout: 2 * time.Second})
 	ctx := context.Background()
@@ -267,7 +266,7 @@ func TestCountRequestsCluster(t *testing.T) {
 // calls at start-up for a limiter's Redis of its own, warns of a Redis
 // that may evict keys, as Ping does: a maxmemory-policy of volatile-*
 // evicts counters, which have an expiry, and with them the limits they
-// hold (review lim3). Nothing for noeviction.
+// hold. Nothing for noeviction.
 func TestPingCounterEvictionPolicy(t *testing.T) {
 	const warning = "redisstore: Redis may evict rate-limit counters once full"
 	for _, policy := range []string{"volatile-lru", "noeviction"} {
@@ -276,7 +275,7 @@ func TestPingCounterEvictionPolicy(t *testing.T) {
 			logs := new(syncbuf.Buffer)
 			s := open(t, srv, redisstore.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			// Ping first, as the example does on one Store: its own
-			// warning must not silence PingCounter's (review d27b).
+			// warning must not silence PingCounter's.
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatal(err)
 			}

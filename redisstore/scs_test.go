@@ -408,9 +408,9 @@ func TestSCSRecordsTakeNoWait(t *testing.T) {
 
 // TestSCSRecordsOfAnotherStore checks that session.New refuses scs records
 // taken from another Store than the Manager's when their prefix overlaps
-// the keys of the Manager's Store: the check saw only the Store the
-// records came from, and a cookie holding a session's id then ended that
-// session (review adopt3). Records that do not overlap are taken.
+// the keys of the Manager's Store: a check of only the Store the records
+// come from would let a cookie holding a session's id end that session.
+// Records that do not overlap are taken.
 func TestSCSRecordsOfAnotherStore(t *testing.T) {
 	srv := redistest.Start(t)
 	key := []byte("0123456789abcdefghijklmnopqrstuvwxyzABCD")
@@ -427,8 +427,8 @@ func TestSCSRecordsOfAnotherStore(t *testing.T) {
 		if err := records.Err(); err != nil {
 			t.Fatalf("SCSRecords of a Store without KeyPrefix: %v", err)
 		}
-		// The Store itself, and a wrapper that adds instrumentation
-		// (review d28: it was not checked).
+		// The Store itself, and a wrapper that adds instrumentation,
+		// which is checked the same.
 		for _, st := range []session.Store{manager, wrappedStore{manager}} {
 			_, err := session.New(st, session.Config{Keys: [][]byte{key}, FromSCS: &session.SCSImport{Records: records, UserKey: "userID"}})
 			if tc.refused && (err == nil || !strings.Contains(err.Error(), "KeyPrefix")) {

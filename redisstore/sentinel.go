@@ -314,10 +314,10 @@ func (s *sentinelSource) lookup() {
 // sentinelLogInterval for each): calls go on, but a sentinel down or
 // refusing the Store's user leaves fewer to follow a failover with, and
 // nothing else would tell. FZambia's MasterAddr moves them so too, but
-// walks its list while it moves them in it: of [down, up, down] it asked
-// the last twice and never the one up, and the lookup failed (review
-// sent3). So it is given one address at a time, and keeps its pool of
-// connections to each; its error for one sentinel says "no sentinels
+// walks its list while it moves them in it: of [down, up, down] it asks
+// the last twice and never the one up, and the lookup fails. So it is
+// given one address at a time, and keeps its pool of connections to
+// each; its error for one sentinel says "no sentinels
 // available; last error: <the cause>", and the warning gives the cause.
 func (s *sentinelSource) masterAddr() (addr, by string, err error) {
 	type failure struct {
@@ -391,11 +391,11 @@ type auditResult struct {
 // that names another master than the one the Store follows, if it named
 // that one at the audit before too (prev, sentinelAudit ago), the Store
 // following the same master then: sentinels disagree for a moment during
-// every failover, and an audit may come in it (review d38). A lookup asks
-// a sentinel only when those before it fail, so one down, refusing the
-// Store's user, behind, or of another setup would go unnoticed while one
-// before it answers (reviews adopt4, sent3). The audit changes nothing the
-// Store follows. It returns what it found, the next audit's prev.
+// every failover, and an audit may come in it. A lookup asks a sentinel
+// only when those before it fail, so one down, refusing the Store's user,
+// behind, or of another setup would go unnoticed while one before it
+// answers. The audit changes nothing the Store follows. It returns what
+// it found, the next audit's prev.
 func (s *sentinelSource) audit(prev auditResult) auditResult {
 	s.mu.Lock()
 	master, namedBy := s.master, s.namedBy

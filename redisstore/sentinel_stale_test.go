@@ -123,7 +123,7 @@ func TestSentinelOutvoted(t *testing.T) {
 	})
 }
 
-// TestSentinelStaleSentinel plays the outside review's case on real
+// TestSentinelStaleSentinel plays a stale sentinel's case on real
 // servers: a sentinel is down while the master is killed and a replica
 // promoted; the old master restarts, empty (no persistence) and a master
 // until the sentinels demote it, and the sentinel restarts, naming it. A
@@ -218,9 +218,9 @@ func TestSentinelStalledDescribed(t *testing.T) {
 // TestSentinelSwitchEndsRetries checks that an optimistic transaction
 // that lost to another writer does not try again on its connection once
 // the sentinels name another master, but runs again on a connection to
-// the new one: an outside review saw such retries, under heavy contention,
-// reach the old master milliseconds after the switch, and the logins they
-// acknowledged lost. Here the first attempt plays the loser, and the
+// the new one: under heavy contention, such retries could reach the old
+// master milliseconds after the switch, and the logins they acknowledged
+// would be lost. Here the first attempt plays the loser, and the
 // switch happens during it.
 func TestSentinelSwitchEndsRetries(t *testing.T) {
 	t.Parallel()

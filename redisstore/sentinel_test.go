@@ -727,7 +727,7 @@ func TestSentinelFailover(t *testing.T) {
 			if addr := sentinelMaster(s); addr != next.Addr() {
 				t.Errorf("the Store's master is %s, want %s", addr, next.Addr())
 			}
-			// The switch is logged, once (review sent: nothing was).
+			// The switch is logged, once.
 			line := fmt.Sprintf("the sentinels name another master; calls go there from now on\" master_name=%s master=%s previous=%s", sntMasterName, next.Addr(), old.Addr())
 			if n := strings.Count(logs.String(), line); n != 1 {
 				t.Errorf("the switch to %s logged %d times, want once; log:\n%s", next.Addr(), n, logs.String())
@@ -1154,11 +1154,10 @@ func noPasswordLogged(t *testing.T, out string) {
 // TestSentinelOneUpBetweenDown checks that a Store whose sentinels are
 // down but for one, listed between two that are down, finds the master at
 // its first lookup, and logs each sentinel that did not answer, without
-// passwords. FZambia's MasterAddr, asked for the whole list, moved the
-// first down sentinel to the bottom of the list it was walking, asked the
-// last one twice and the one up never: the first lookup failed, logged
-// that no sentinel named the master, and every call failed for a poll
-// (review sent3: 1 s at start-up).
+// passwords. FZambia's MasterAddr, asked for the whole list, moves the
+// first down sentinel to the bottom of the list it is walking, asks the
+// last one twice and the one up never: the first lookup would fail, log
+// that no sentinel names the master, and fail every call for a poll.
 func TestSentinelOneUpBetweenDown(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
@@ -1187,7 +1186,7 @@ func TestSentinelOneUpBetweenDown(t *testing.T) {
 // the first audit; one that names another master, at the second audit in
 // a row that it does, the Store having followed the same master at both
 // (a moment of disagreement, during a failover, is no alarm). Without the
-// audit, both went unnoticed (reviews adopt4, sent3).
+// audit, both would go unnoticed.
 func TestSentinelAudit(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
@@ -1246,8 +1245,8 @@ func TestSentinelAudit(t *testing.T) {
 		f := startFakeSentinel(t, sn.Master(t).Addr())
 		s, logs := openWith(t, f.addr())
 		// Halfway to the second audit, the fake turns to the other
-		// master: the second audit sees it once (as during a failover,
-		// review d38), the third a second time.
+		// master: the second audit sees it once (as during a failover),
+		// the third a second time.
 		const line = "a sentinel named another master"
 		time.Sleep(sentinelAudit / 2)
 		f.name(other.Addr())
@@ -1279,8 +1278,8 @@ func TestSentinelAudit(t *testing.T) {
 // TestSentinelCloseStalled closes a Store while every sentinel is stalled
 // (SIGSTOP), with a lookup of the master under way: Close returns
 // promptly, as its doc says, and the lookup ends in the background once
-// the sentinels answer or time out. Close waited for the lookup, a
-// sentinel's timeout after another: 2.6 s.
+// the sentinels answer or time out, rather than wait for the lookup, a
+// sentinel's timeout after another.
 func TestSentinelCloseStalled(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)
@@ -1369,7 +1368,7 @@ func TestSentinelFirstMaster(t *testing.T) {
 // TestSentinelMasterRemoved has every sentinel stop monitoring the master
 // (SENTINEL REMOVE) while a Store runs: calls go on to the master named
 // last, and the warning says that the sentinels monitor no master of that
-// name, where it said only "redigo: nil returned" (review sent).
+// name, not only "redigo: nil returned".
 func TestSentinelMasterRemoved(t *testing.T) {
 	t.Parallel()
 	sn := startSentinel(t)

@@ -466,12 +466,11 @@ func (s *Store) Ping(ctx context.Context) error {
 			switch {
 			case err == nil:
 			case errors.As(err, &reply) && clusterDown(reply):
-				// Every master says so: no one of them is to blame
-				// (review d39).
+				// Every master says so: no one of them is to blame.
 				return err
 			default:
 				// Which master: an ACL line mended on all but one node,
-				// or one master down, shows nowhere else (review adopt4).
+				// or one master down, shows nowhere else.
 				return fmt.Errorf("master %s: %w", addr, err)
 			}
 		}
@@ -508,8 +507,7 @@ func (s *Store) pingNode(ctx context.Context, addr string, replicas bool) (err e
 	defer func() {
 		// As attempt does: Close would send the probes queued and wait
 		// for their replies for ReadTimeout, past ctx's deadline, while
-		// this Ping holds the Store's turn of calls without a key (review
-		// d31: 3.1 s, ReadTimeout 3 s, of a Ping under a deadline of 1).
+		// this Ping holds the Store's turn of calls without a key.
 		if err != nil && contextError(ctx) != nil {
 			abandon(conn)
 		}
@@ -782,11 +780,11 @@ func (s *Store) sendProbes(ctx context.Context, conn redis.Conn, probes []probe,
 // clusterDown reports whether reply is a Cluster node's refusal of every
 // command with a key: the cluster is down (a slot without a master, under
 // Redis's default cluster-require-full-coverage yes, or most masters
-// unreachable), where PING still answers (review d29). Not "CLUSTERDOWN
+// unreachable), where PING still answers. Not "CLUSTERDOWN
 // Hash slot not served", which with cluster-require-full-coverage no
 // refuses one slot's keys only: Ping's key happens to be in one, and
 // failing every instance's readiness for it would take the other slots'
-// users down too (review d32).
+// users down too.
 func clusterDown(reply redis.Error) bool {
 	return replyCode(reply) == "CLUSTERDOWN" && !strings.Contains(string(reply), "Hash slot not served")
 }
@@ -1189,9 +1187,9 @@ func (s *Store) confirm(ctx context.Context, conn redis.Conn) error {
 // confirming is the start of a call that ends sessions, which with
 // WaitReplicas holds its connection through WAIT: as long as the replicas
 // take, up to three quarters of the Timeout while one is stalled (stopped,
-// or resyncing). Without a bound, a burst of logouts then held every
-// pooled connection, and reads, logins and Ping, which wait for no
-// replica, waited for one until they failed too. So at most a quarter of
+// or resyncing). Without a bound, a burst of logouts would then hold
+// every pooled connection, and reads, logins and Ping, which wait for no
+// replica, would wait for one until they failed too. So at most a quarter of
 // MaxActive such calls (at least one) wait for replicas at once: confirming
 // gives ctx a time budget of one Timeout, and waits, holding no
 // connection, up to half of it for a place. A call that gets none ends its
@@ -1301,8 +1299,8 @@ func escapeGlob(s string) string {
 //
 // Without a deadline (a dial's AUTH, run with context.Background), the
 // connection's own read timeout bounds the reply: redigo's DoWithTimeout
-// with 0 would wait for ever (review d27b: a stalled Redis or sentinel
-// held the dial of an ACL user without a password for good).
+// with 0 would wait for ever, and a stalled Redis or sentinel would hold
+// the dial of an ACL user without a password for good.
 func cmd(ctx context.Context, conn redis.Conn, name string, args ...any) (any, error) {
 	left, err := timeLeft(ctx)
 	switch {

@@ -624,7 +624,7 @@ func TestErrorsHideIDs(t *testing.T) {
 // commands it sends, as a managed Redis may: Redis then answers "ERR
 // unknown command 'GETEX', with args beginning with: 'session:<id>' ...",
 // and the errors, which the Manager logs, leave those arguments out while
-// still classifying and holding the reply. They carried the session's key.
+// still classifying and holding the reply: they carry the session's key.
 func TestErrorsHideEchoedKeys(t *testing.T) {
 	var args []string
 	for _, c := range []string{"GET", "GETEX", "SET", "DEL", "ZADD"} {

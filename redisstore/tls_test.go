@@ -85,11 +85,10 @@ func TestTLS(t *testing.T) {
 
 	// A server that requires a client certificate the Store does not
 	// send refuses the handshake with an alert: a refusal, as a wrong
-	// password is, not an outage (review d41). Under TLS 1.2, in the
-	// handshake; under TLS 1.3 the client's handshake ends first, and the
-	// alert, sent as the server closes with the first command unread, is
-	// lost to the reset in a few calls in a hundred (review d42): Describe
-	// names the certificate for such a reset too.
+	// password is, not an outage. Under TLS 1.2, in the handshake; under
+	// TLS 1.3 the client's handshake ends first, and the alert, sent as
+	// the server closes with the first command unread, can be lost to the
+	// reset: Describe names the certificate for such a reset too.
 	mtlsAddr := startTLS(t, dir, "yes")
 	ms, err := redisstore.Open(redisstore.Config{Addr: mtlsAddr,
 		TLS: &tls.Config{RootCAs: caPool, ServerName: "localhost", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}})

@@ -626,7 +626,8 @@ func openTLS(t *testing.T, edit func(c *tls.Config, ca *x509.CertPool)) *redisst
 	edit(cfg, ca)
 	// A Timeout well above the default: the handshake's error comes at
 	// once, but the handshake itself, under -race on a busy machine (the
-	// cases run in parallel, one starting a Cluster), took over a second.
+	// cases run in parallel, one starting a Cluster), can take over a
+	// second.
 	s, err := redisstore.Open(redisstore.Config{Addr: addr, TLS: cfg, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

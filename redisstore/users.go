@@ -294,7 +294,8 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 // Unlike an optimistic transaction (WATCH) it cannot lose a race, not even
 // to a read: GETEX with a time to live, which every read of a session with
 // an idle timeout sends, counts as a change of a watched key, so a login
-// that watched its anonymous record starved while that session was read.
+// that watched its anonymous record would starve while that session is
+// read.
 // (GETDEL does the same in one command, but needs +getdel, which the
 // package documentation's ACL line does not grant.)
 func (s *Store) getDel(ctx context.Context, op, key string) (record []byte, err error) {

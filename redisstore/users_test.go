@@ -1774,8 +1774,9 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 // on a Redis out of memory also when one of them ended by its idle timeout
 // (its record gone, its index entry left until its deadline): the second
 // read, index and records together, is a transaction, which Redis then
-// refuses whole, reads too. session.List, Revoke and RevokeOthers read it
-// first, so a user could not sign a device out while Redis was full.
+// refuses whole, reads too, so the reads then go as a plain pipeline.
+// session.List, Revoke and RevokeOthers read it first, so a refused read
+// would keep a user from signing a device out while Redis is full.
 func TestUserSessionsOutOfMemory(t *testing.T) {
 	srv, s := aliceABC(t)
 	ctx := context.Background()
@@ -1868,9 +1869,9 @@ func aliceABC(t *testing.T) (*redistest.Server, *redisstore.Store) {
 // TestLoginOverForeignIndexKey stores a session of a user whose index key
 // another program wrote as a string: the login fails with the WRONGTYPE
 // reply, and leaves no record behind, in a plain pipeline and in a
-// transaction (a re-login) alike. Before, the record's SET ran beside the
-// failed ZADD, and stayed for its time to live: a session in no index,
-// whose token nobody had (review attack2).
+// transaction (a re-login) alike: a record's SET that ran beside the
+// failed ZADD would stay for its time to live, a session in no index,
+// whose token nobody has.
 func TestLoginOverForeignIndexKey(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})

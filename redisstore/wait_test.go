@@ -199,8 +199,8 @@ func TestWaitReplicas(t *testing.T) {
 					}
 					// At most the Timeout and 2s: WAIT gets the time the
 					// Timeout leaves, so what comes beyond it is the scheduler
-					// of a busy machine (over 0.5s beyond it was seen with
-					// the CPUs loaded), while a WAIT the Timeout did not
+					// of a busy machine (which can add over 0.5s with the
+					// CPUs loaded), while a WAIT the Timeout did not
 					// bound would take its own timeout or the 10s
 					// ReadTimeout.
 					if elapsed > waitTimeout+2*time.Second || elapsed < waitTimeout/2 {
@@ -382,8 +382,8 @@ func TestWaitNoPlaceDescribed(t *testing.T) {
 // the reads, hold a connection at once, so reads of live sessions, logins
 // and Ping, which wait for no replica, are served meanwhile; the logouts
 // fail with ErrUnavailable, their sessions ended on the master, and so do
-// the reads. Before, the waiting logouts held
-// every pooled connection, and every other call failed as well.
+// the reads. The waiting logouts must not hold every pooled connection,
+// which would fail every other call as well.
 //
 // The same with New on a pool of the caller's, whose MaxActive New reads.
 func TestWaitLeavesPoolFree(t *testing.T) {
@@ -861,8 +861,8 @@ func TestPingFewReplicas(t *testing.T) {
 
 // TestPingFewReplicasCluster: on a Cluster, each Ping waits for the
 // replicas of one master, in turn, not of all of them one after another,
-// which took the readiness probe past its 500 ms on a Cluster of 5 masters
-// without replicas (review d19): over as many Pings as masters, each
+// which would take the readiness probe past its 500 ms on a Cluster of
+// several masters without replicas: over as many Pings as masters, each
 // master gets that WAIT once, beside the WAIT 0 0 of the permission check
 // that every Ping sends it.
 func TestPingFewReplicasCluster(t *testing.T) {

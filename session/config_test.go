@@ -109,8 +109,8 @@ func TestFromEnv(t *testing.T) {
 		// one key of 64 bytes: base64 decoders skip line breaks.
 		{"keys on two lines", map[string]string{"SESSION_KEYS": strings.TrimRight(key1, "=") + "\n" + base64.RawStdEncoding.EncodeToString(testKey(0xfe))}, nil, "SESSION_KEYS: key 1: contains a line break"},
 		{"not base64", map[string]string{"SESSION_KEYS": "not base64!"}, nil, "SESSION_KEYS"},
-		// Placeholders that decode to bytes with many distinct values
-		// (review adopt: all three were accepted).
+		// Placeholders that decode to bytes with many distinct values,
+		// which a count of distinct values alone would accept.
 		{"placeholder as text", map[string]string{"SESSION_KEYS": "supersecretsupersecretsupersecretsupersecret"}, nil, "SESSION_KEYS: key 1: a run of 10 characters appears twice"},
 		{"words twice as text", map[string]string{"SESSION_KEYS": key1 + ",passwordpassword1234567890passwordpassword12"}, nil, "SESSION_KEYS: key 2: a run of 10 characters appears twice"},
 		{"a word repeated, in base64", map[string]string{"SESSION_KEYS": base64.StdEncoding.EncodeToString([]byte("secretsecretsecretsecretsecret123456"))}, nil, "SESSION_KEYS: key 1: a run of 8 bytes appears twice"},

@@ -278,8 +278,8 @@ func TestReloginFollowsRenewal(t *testing.T) {
 // TestLateRenewalAfterRelogin has a request renew the session and answer
 // late, after a parallel re-login of the same browser, which followed the
 // renewal and ended the renewed session: the renewing request's answer
-// must not set its token, which leads nowhere, over the login's cookie.
-// It did, and the browser was signed out.
+// must not set its token, which leads nowhere, over the login's cookie,
+// which would sign the browser out.
 func TestLateRenewalAfterRelogin(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -915,8 +915,8 @@ func TestLogoutRacesRenewalChain(t *testing.T) {
 // requests renew it (twice, so that the session is followed over two
 // moves), and the first then put a value: its Commit succeeds, sets no
 // cookie, and the value is in the session under its newest token, which
-// stays the only one that works. The change was dropped while Commit
-// returned nil, so the handler answered 200 for a value that was gone. A
+// stays the only one that works: a change dropped while Commit returned
+// nil would have the handler answer 200 for a value that is gone. A
 // change to a session logged out meanwhile is still dropped, without an
 // error and without bringing the session back. A change to an anonymous
 // session renewed meanwhile through a store that keeps no pointer is lost,
@@ -1011,13 +1011,12 @@ func TestPutFollowsRenewal(t *testing.T) {
 // TestAnonymousChangeDuringLogin has an anonymous browser add to its cart
 // while, in another tab, it logs in, which takes the anonymous session and
 // its values into the signed-in one: the change, which reached neither,
-// must not be reported saved (an outside review: 20 of 20 such puts
-// answered 200 and were lost). Commit returns ErrContention (503, send it
+// must not be reported saved. Commit returns ErrContention (503, send it
 // again), and sent again with the login's cookie the change lands. So too
 // when the adding request renewed after its change and lost to another
 // tab's renewal, whose session the login then took: the change follows
-// that renewal, and is lost with it all the same (a second review found
-// Commit answered nil then).
+// that renewal, and is lost with it all the same, so Commit must not
+// answer nil then either.
 func TestAnonymousChangeDuringLogin(t *testing.T) {
 	for _, lostRenew := range []bool{false, true} {
 		t.Run(fmt.Sprintf("lost renew %v", lostRenew), func(t *testing.T) {
@@ -1584,9 +1583,8 @@ var _ mover = (*redisstore.Store)(nil)
 // TestReloginUnderReads signs in again, under a session limit, while
 // other requests of the same browser keep reading the session (each read
 // extends its idle timeout with GETEX, a write to Redis): the login
-// succeeds at once. (Watching the replaced record, as the login's
-// transaction once did, made it lose every race to those reads until
-// it ran out of time.)
+// succeeds at once. (A login's transaction that watched the replaced
+// record would lose every race to those reads until it ran out of time.)
 func TestReloginUnderReads(t *testing.T) {
 	m, _, _ := newTestManager(t, Config{MaxSessionsPerUser: 3})
 	for round := range 5 {
@@ -1620,8 +1618,8 @@ func TestReloginUnderReads(t *testing.T) {
 // unreachable (a stalled network path): the login times out, and its
 // transaction may still run once the path heals, ending the session the
 // request came with. The request therefore keeps no session: it writes
-// nothing more and sets no cookie, where it used to go on as the old
-// session and drop what it put afterwards without a word.
+// nothing more and sets no cookie, rather than go on as the old session
+// and drop what it puts afterwards without a word.
 func TestStalledReloginLeavesNoSession(t *testing.T) {
 	r := redistest.Start(t)
 	p := r.Proxy(t)
@@ -1676,10 +1674,9 @@ func (s *lostReplyStore) AddUserSession(ctx context.Context, n NewSession) ([]st
 // transaction ran (the reply lost) and took the anonymous record, a value
 // put after is not answered as saved: the commit says to send it again.
 // When it did not run, the anonymous session is still the request's: a
-// login tried again replaces it, its value carried over (review d18: a
-// first fix forgot the session, and the retry left it alive beside the
-// login, the value not carried; review d17 had seen the value put after
-// the lost reply taken for saved).
+// login tried again replaces it, its value carried over: were the request
+// to forget it, the retry would leave it alive beside the login, the
+// value not carried.
 func TestUnknownLoginOutcomeFromAnonymous(t *testing.T) {
 	// withCart returns a Manager on the store wrap makes of a Store of its
 	// own, and the cookie of an anonymous session holding a cart.
@@ -1757,9 +1754,9 @@ func (s *unsentOnceStore) AddUserSession(ctx context.Context, n NewSession) ([]s
 // TestLostLoginReplyLeavesNoSession logs a user in on a third device under
 // a limit of two while the login's reply is lost (the transaction ran): the
 // login fails, its new session, whose token nobody got, is gone again, and
-// the login tried again revokes no other session for it. Before, the
-// unused session stayed listed and counted, so the retry signed out the
-// laptop too: two devices lost for one login.
+// the login tried again revokes no other session for it. Were the unused
+// session to stay listed and counted, the retry would sign out the laptop
+// too: two devices lost for one login.
 func TestLostLoginReplyLeavesNoSession(t *testing.T) {
 	r := redistest.Start(t)
 	var store *lostReplyStore
@@ -1815,8 +1812,8 @@ func (s *removalCounter) RemoveUserSession(ctx context.Context, userID, id strin
 // TestLoginWithoutConnectionRemovesNothing logs in while the pool has no
 // connection to lend (its one connection held): Redis was never asked, so
 // the login fails without removing the session it would have made, which
-// cannot exist. It did, waiting for the exhausted pool a second Timeout
-// (an outside review: 601 ms against 301 with a Timeout of 300 ms).
+// cannot exist: a removal would wait for the exhausted pool a second
+// Timeout.
 func TestLoginWithoutConnectionRemovesNothing(t *testing.T) {
 	r := redistest.Start(t)
 	pool, err := redisstore.NewPool(redisstore.Config{Addr: r.Addr(), MaxActive: 1})
@@ -1941,8 +1938,8 @@ func TestReloginRacesRenewals(t *testing.T) {
 // record is gone when that request loads it, so the request knows no
 // session: it must still end the renewed one, where the store's pointer
 // says it went, or the renewing request's answer would then set its
-// cookie over the logout or the login. It did: the browser stayed signed
-// in after the logout, and was signed in as alice again after bob's login.
+// cookie over the logout or the login: the browser would stay signed in
+// after the logout, and be signed in as alice again after bob's login.
 func TestEndingWithReplacedToken(t *testing.T) {
 	type action struct {
 		name string
@@ -2066,12 +2063,12 @@ func currentInfoOf(t *testing.T, ctx context.Context) Info {
 // one tab, while another tab, with the token the login replaced, logs out
 // or logs in: the session the first login made ends
 // too, through the pointer it left, as one a renewal made does (see
-// TestEndingWithReplacedToken). Before, the logout answered as done and
-// ended nothing, and the re-login's session lived on, listed, and signed
-// the browser in again when its answer came last (review final4: 80 of 80
-// rounds). So does a login in the other tab that loaded the session
-// before the re-login replaced it (review delta5: it ended nothing). The
-// re-login's answer, coming after the other tab's, sets no cookie. A login from an anonymous session leaves no such pointer: the
+// TestEndingWithReplacedToken); otherwise the logout would answer as done
+// and end nothing, and the re-login's session would live on, listed, and
+// sign the browser in again when its answer came last. So does a login
+// in the other tab that loaded the session before the re-login replaced
+// it. The re-login's answer, coming after the other tab's, sets no
+// cookie. A login from an anonymous session leaves no such pointer: the
 // anonymous token never reaches the signed-in session, not even to end it.
 func TestEndingFollowsRelogin(t *testing.T) {
 	for _, other := range []struct {
@@ -2192,22 +2189,19 @@ func committedCookie(t *testing.T, m *Manager, ctx context.Context) (string, boo
 // request renew it, and then the re-login replace it: the re-login ends
 // the renewed session, where the renewal moved it. A logout sent after the
 // re-login answered, with the old token or the renewed one, must end the
-// re-login's session too. It ended nothing: the renewal's pointer led from
-// the old id to the renewed one, the re-login's own pointer could not be
-// written beside it, and the renewed session, once ended, led nowhere
-// (review final5: 40 of 40, on one instance or two, with a limit or
-// without). And three re-logins one after another, each loaded before the
-// first replaced the session, leave one session, which a logout with the
-// old token ends (before, the first's session was ended and the second's
-// lived on, held by nobody).
+// re-login's session too: the renewal's pointer leads from the old id to
+// the renewed one, and the re-login leaves its own from the renewed
+// session, which once ended would otherwise lead nowhere. And three
+// re-logins one after another, each loaded before the first replaced the
+// session, leave one session, which a logout with the old token ends, not
+// the first's session ended and the second's alive, held by nobody.
 func TestReloginAfterRenewal(t *testing.T) {
 	for _, limit := range []int{0, 3} {
 		for _, tc := range []struct{ with, loaded string }{
 			{"old token", "before"}, {"renewed token", "before"},
 			// The renewal's answer has not reached the browser, which
 			// sends the old token with the re-login: it loads nothing,
-			// and ends the renewed session as a token that leads nowhere
-			// (review delta11).
+			// and ends the renewed session as a token that leads nowhere.
 			{"old token", "after"}, {"renewed token", "after"},
 		} {
 			t.Run(fmt.Sprintf("limit %d, loaded %s the renewal, logout with the %s", limit, tc.loaded, tc.with), func(t *testing.T) {
@@ -2252,10 +2246,9 @@ func TestReloginAfterRenewal(t *testing.T) {
 			n      int
 		}{
 			{"first", 3}, {"each in turn", 3},
-			// More than a logout follows (maxFollow): each re-login
-			// lengthened the chain by one, and the tenth, and a logout
-			// with the old token, failed with ErrContention (review
-			// delta12).
+			// More than a logout follows (maxFollow): if each re-login
+			// lengthened the chain by one, the tenth, and a logout with
+			// the old token, would fail with ErrContention.
 			{"each in turn", 12},
 		} {
 			loaded, n := tc.loaded, tc.n
@@ -2352,8 +2345,8 @@ func jitter() { time.Sleep(time.Duration(rand.N(1500)) * time.Microsecond) }
 // a session limit, 150 rounds each. Whatever the order, at most one of the
 // user's sessions is left; and a logout with the old token, sent after
 // both answered, ends it, following the chain of renewal and re-login:
-// a re-login that ended the renewed session left no pointer from it, and
-// its session outlived the logout (review final5).
+// a re-login that ends the renewed session leaves a pointer from it, or
+// its session would outlive the logout.
 func TestReloginRacesRenewal(t *testing.T) {
 	for _, limit := range []int{0, 2} {
 		m1, m2 := twoInstances(t, Config{MaxSessionsPerUser: limit})

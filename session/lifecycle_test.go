@@ -604,8 +604,8 @@ func (s noMergeStore) AddUserSession(ctx context.Context, n NewSession) ([]strin
 
 // TestLoginWithStoreIgnoringMerge logs in from an anonymous session
 // through a store that ignores NewSession.Merge: the login still carries
-// over the anonymous values, as the request loaded them. Record held none,
-// so such a store lost them all.
+// over the anonymous values, as the request loaded them, rather than
+// losing them all.
 func TestLoginWithStoreIgnoringMerge(t *testing.T) {
 	r := redistest.Start(t)
 	store, err := redisstore.Open(redisstore.Config{Addr: r.Addr(), Timeout: 2 * time.Second})

@@ -396,9 +396,9 @@ func TestTTLAfterWaits(t *testing.T) {
 
 // TestLoginAfterFailedLoadWait checks that a login in a request that could
 // not load its session, which reads that session's record first, begins
-// the new session after that read: one that waited longer than a (short)
-// lifetime gave a session already past its deadline, and a misleading
-// store error.
+// the new session after that read: one that begins before it and waits
+// longer than a (short) lifetime would give a session already past its
+// deadline, and a misleading store error.
 func TestLoginAfterFailedLoadWait(t *testing.T) {
 	m, r, _ := newTestManager(t, Config{Lifetime: 300 * time.Millisecond, IdleTimeout: -1})
 	base := time.Now()

@@ -382,9 +382,9 @@ func (m *Manager) Load(r *http.Request) context.Context {
 		// An instance with another TagKey (or none) made or renewed it:
 		// it is indexed under another key, and this instance's List,
 		// Revoke, RevokeAll and session limit cannot see it. It is
-		// served, as TagKey documents, but an operator must hear of it
-		// (review adopt4: "log out everywhere" on one instance missed
-		// the sessions of the other, in silence).
+		// served, as TagKey documents, but an operator must hear of it:
+		// "log out everywhere" on one instance misses the sessions of
+		// the other, and nothing else would say so.
 		m.foreignTag.Do(now, func(suppressed int) {
 			m.log.Warn("session: a session's hash tag was made with another TagKey than this instance's (or this instance has none): List, Revoke, RevokeAll and MaxSessionsPerUser here miss such sessions; expected while a TagKey is rolled out or removed (README, Upgrading), else set the same TagKey on every instance",
 				"session", fingerprint(id), "suppressed", suppressed)

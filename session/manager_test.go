@@ -294,7 +294,7 @@ func TestCookieDefaults(t *testing.T) {
 // TestInsecureCookieOverHTTPS checks that a Manager with InsecureCookie
 // says so, once, when a request comes over HTTPS (TLS, or through a proxy
 // that says so), and never on plain HTTP: a setting copied from the
-// README's localhost set-up into production was silent (review adopt5).
+// README's localhost set-up into production must not go unnoticed.
 func TestInsecureCookieOverHTTPS(t *testing.T) {
 	const plain, secure = "http://app.example/", "https://app.example/"
 	for _, tc := range []struct {
@@ -546,9 +546,8 @@ func TestLastSeenRefreshRefused(t *testing.T) {
 
 // TestOutageLoggedAfterLastSeenWarning has a last-seen refresh refused
 // (Redis out of memory), then Redis stopped: the outage is logged, though
-// the warning about the refresh came a moment before. The two messages
-// used to share one limit of a line per 10 seconds, and the first held the
-// outage back.
+// the warning about the refresh came a moment before: the two messages
+// have limits of their own, so that the first cannot hold the outage back.
 func TestOutageLoggedAfterLastSeenWarning(t *testing.T) {
 	m, r, clk := newTestManager(t, Config{LastSeenInterval: time.Minute})
 	var logs strings.Builder // the requests run one after the other
@@ -721,9 +720,9 @@ func TestEndingOutlivesCancel(t *testing.T) {
 // new records but still runs deletions: the login fails and changes
 // nothing, with a session limit or without. The session the request came
 // with is neither deleted nor reported ended, the request still has it,
-// and its cookie works once Redis has memory again. (An outside review
-// saw such a re-login delete the session and then fail: the user was
-// signed out by an outage.)
+// and its cookie works once Redis has memory again: a re-login that
+// deleted the session and then failed would sign the user out over an
+// outage.
 func TestFailedReloginKeepsSession(t *testing.T) {
 	for _, limit := range []int{0, 2} {
 		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {

@@ -569,10 +569,10 @@ func valueEnd(b []byte, i int) (int, bool) {
 // languages' readers of the record take otherwise than encoding/json does:
 // JavaScript reads Infinity, Python refuses an integer of over 4,300
 // digits. encoding/json writes none of a Go number of its own, but a
-// json.Number, a *big.Int, a json.RawMessage or a MarshalJSON method may
-// (review api4). Only a number of over 15 characters or with an exponent
-// can be one: the others are not parsed. The error names the number's
-// length, not the number, which is the app's data.
+// json.Number, a *big.Int, a json.RawMessage or a MarshalJSON method may.
+// Only a number of over 15 characters or with an exponent can be one: the
+// others are not parsed. The error names the number's length, not the
+// number, which is the app's data.
 func portable(b []byte) error {
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {

@@ -139,8 +139,8 @@ func TestRecordV1(t *testing.T) {
 
 // TestRecordV1EscapedTimes reads version 1 times that another writer
 // escaped, as JSON allows (.NET's encoder writes a '+' as \u002B): they are
-// the same times. encoding/json's time.Time read the escapes as they are,
-// so such a record was unreadable, and its session ended.
+// the same times. encoding/json's time.Time reads the escapes as they
+// are, which would make such a record unreadable, and end its session.
 func TestRecordV1EscapedTimes(t *testing.T) {
 	const plain = `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00+01:00","last_seen":"2026-11-25T10:30:00Z"}`
 	wantDeadline, wantMeta, _, err := decodeRecord([]byte(plain))
@@ -342,8 +342,8 @@ func TestRecordNullFields(t *testing.T) {
 
 // TestRecordV1LastSeenDefault checks that a version 1 record without a
 // last_seen (absent, null, or the zero time the previous release writes
-// for none) was last seen when created, as a version 2 record without s:
-// Info.LastSeen was the zero time, and the record written back had no s.
+// for none) was last seen when created, as a version 2 record without s,
+// not at the zero time; written back, it is such a record.
 func TestRecordV1LastSeenDefault(t *testing.T) {
 	const head = `{"v":1,"user_id":"alice","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-26T10:00:00Z"`
 	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)

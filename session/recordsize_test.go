@@ -259,8 +259,8 @@ func TestMergePassesLimit(t *testing.T) {
 // beside the login's own fields (a user id of MaxUserIDLength bytes),
 // would take the new record over Config.MaxRecordBytes: the login
 // succeeds, carries over none of them, and says so in a warning, and its
-// session takes values again. The login wrote a record over the limit,
-// after which every Put was refused. Values that fit are carried over;
+// session takes values again: a record written over the limit would have
+// every Put after it refused. Values that fit are carried over;
 // a limit that even a record without values passes fails the login with
 // ErrInvalidValue, writing nothing.
 func TestLoginOverLimit(t *testing.T) {
@@ -340,8 +340,8 @@ func TestLoginOverLimit(t *testing.T) {
 // limit: from a browser signed in as the same or another user, and with
 // the token a Renew moved that session away from. Each login fails with
 // ErrInvalidValue and changes nothing, as Create promises: the session
-// goes on, and no key in Redis changes (review doc1: the other user's
-// session, and the one renewed away, were ended before the size check).
+// goes on, and no key in Redis changes: the other user's session, and
+// the one renewed away, are not ended before the size check.
 func TestLoginOverLimitEndsNothing(t *testing.T) {
 	m, r, clk := newTestManager(t, Config{})
 	tiny, err := New(openTestStore(t, r), Config{Keys: m.cfg.Keys, InsecureCookie: true, Logger: m.log, MaxRecordBytes: 50})
@@ -906,8 +906,8 @@ const renewRoom = 50
 // TestRenewOfFullAnonymousSession fills an anonymous session's new record
 // as far as Put allows, then renews it in a later request, which adds the
 // last-seen time and the first id: the renewed record stays within
-// Config.MaxRecordBytes (review merge2: it grew 47 bytes past the limit,
-// after which every Put of a new value was refused).
+// Config.MaxRecordBytes: past the limit, every Put of a new value would
+// be refused.
 func TestRenewOfFullAnonymousSession(t *testing.T) {
 	const limit = 1024
 	m, r, clk := newTestManager(t, Config{MaxRecordBytes: limit})

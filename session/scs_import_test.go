@@ -104,8 +104,8 @@ func TestSCSImportOnlyWithoutSession(t *testing.T) {
 
 	// A cookie of the Manager's that no key of its signed (one of another
 	// deployment on the domain, or signed by a key since removed) is no
-	// session: the scs session beside it migrates. It kept the user
-	// signed out for as long as the browser kept it (review scs2).
+	// session: the scs session beside it migrates, rather than keep the
+	// user signed out for as long as the browser keeps it.
 	other, err := New(openTestStore(t, redistest.Start(t)), Config{Keys: [][]byte{testKey(0x6f)}, InsecureCookie: true, CookieName: "sk"})
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +341,7 @@ func TestSCSImportValues(t *testing.T) {
 
 // TestSCSCookiePartitioned expires a Partitioned scs cookie with a
 // Set-Cookie that is Partitioned and Secure, as browsers require to
-// reach it (review scs2: Chromium kept sending the cookie otherwise),
+// reach it (Chromium keeps sending the cookie otherwise),
 // also under InsecureCookie; and an ordinary one without.
 func TestSCSCookiePartitioned(t *testing.T) {
 	for _, tc := range []struct {

@@ -443,8 +443,8 @@ func (h *swapHook) SwapMark(ctx context.Context, key, value string) (string, err
 // the switch from scs: one migrates its scs session, another, which finds
 // the record taken, logs out, or logs in as another user. Whichever comes
 // second, the migrated session ends and the migrating request sets no
-// cookie: the browser is not signed in again as the scs user (review mig3:
-// the migrating request's answer, after the logout's, signed it back in).
+// cookie: the browser is not signed in again as the scs user by the
+// migrating request's answer coming after the logout's.
 func TestSCSMigrationBesideLogout(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -470,8 +470,7 @@ func TestSCSMigrationBesideLogout(t *testing.T) {
 			other := func() {
 				ctx := loadSCS(m, token, "")
 				if !HasToken(ctx) {
-					// A logout route guarded by HasToken would refuse it
-					// (review d21).
+					// A logout route guarded by HasToken would refuse it.
 					t.Error("HasToken of a request with the scs cookie = false, want true")
 				}
 				if tc.login {
@@ -551,7 +550,7 @@ func (s *removeFailsOnce) RemoveUserSession(ctx context.Context, userID, id stri
 
 // TestSCSMigrationMarkLimits: the mark by which a logout beside a
 // migration ends its session (TestSCSMigrationBesideLogout) serves that
-// race alone (review d19). A copy of the dead scs cookie sent after
+// race alone. A copy of the dead scs cookie sent after
 // scsRaceWindow ends nothing; a logout whose ending failed, tried again,
 // ends the session; and a migration whose mark fails ends its session and
 // sets no cookie, since the mark may hide a logout of its browser.
@@ -645,10 +644,9 @@ func TestSCSMigrationMarkLimits(t *testing.T) {
 // browser after the switch from scs, on one instance, against a logout of
 // the same browser on another, 300 rounds: whichever migrates the scs
 // session, a logout answered without error leaves no live session behind
-// the migration's cookie. Before Take marked the key as it took the
-// record, a logout that found the record taken before the migration had
-// marked it ended nothing: 12 to 21 of 300 rounds signed the browser back
-// in.
+// the migration's cookie. Take marks the key as it takes the record:
+// otherwise a logout that found the record taken before the migration had
+// marked it would end nothing, and the browser would be signed back in.
 func TestSCSMigrationRacesLogout(t *testing.T) {
 	r := redistest.Start(t)
 	instance := func() *Manager {

@@ -544,8 +544,8 @@ func TestTagKeyIsKeyed(t *testing.T) {
 // served, as TagKey documents, and a warning says that this instance's
 // List, Revoke, RevokeAll and session limit miss it, once per interval,
 // naming neither token nor id. A Manager with the same TagKey warns of
-// nothing (review adopt4: "log out everywhere" on one instance missed the
-// other's sessions in silence).
+// nothing. Without the warning, "log out everywhere" on one instance
+// would miss the other's sessions in silence.
 func TestTagKeyMismatchWarns(t *testing.T) {
 	r := redistest.Start(t)
 	ma := taggedManager(t, r, Config{TagKey: testTagKey})
@@ -734,7 +734,7 @@ func TestTagKeyFromEnv(t *testing.T) {
 		{"too short", base64.StdEncoding.EncodeToString(key[:MinKeyLength-1]), nil, true},
 		{"two keys", std + "," + base64.StdEncoding.EncodeToString(testKey(0xfe)), nil, true},
 		{"trailing comma", std + ",", nil, true},
-		// New refuses it too, naming Config.TagKey (review ops3).
+		// New refuses it too, naming Config.TagKey.
 		{"a signing key", base64.StdEncoding.EncodeToString(testKey(1)), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1191,10 +1191,10 @@ func TestRevokeAllRacesLegacyRenewalChain(t *testing.T) {
 // TestRevokeOthersAfterTagKeyChange signs the others out from a session
 // made under an earlier TagKey (a key changed against its documentation,
 // or set anew by mistake): the sessions the index of the current TagKey
-// lists end, the current one stays. Before, the store answered every pass
-// that the session to keep was gone from that index, which never listed
-// it, and the call failed with ErrContention after 8 passes, ending
-// nothing, as long as the session was not renewed.
+// lists end, the current one stays. The store must not answer every pass
+// that the session to keep is gone from that index, which never lists it:
+// the call would fail with ErrContention after its passes, ending
+// nothing, as long as the session is not renewed.
 func TestRevokeOthersAfterTagKeyChange(t *testing.T) {
 	r := redistest.Start(t)
 	before := taggedManager(t, r, Config{TagKey: testKey(0x55)})
@@ -1223,10 +1223,9 @@ func TestRevokeOthersAfterTagKeyChange(t *testing.T) {
 // TestRevokeOthersAfterTagKeyChangeRacesRenewal renews the caller's
 // session, made under an earlier TagKey, while "sign out the others" runs
 // from it: the pass that empties the tagged index takes the renewal with
-// the others. The call must then not report success, as it did (an outside
-// review: 191 of 200 such races signed the caller out, each answered nil):
-// either the renewed session still works, or the call says that the
-// caller's session ended.
+// the others. The call must then not report success while it signs the
+// caller out: either the renewed session still works, or the call says
+// that the caller's session ended.
 func TestRevokeOthersAfterTagKeyChangeRacesRenewal(t *testing.T) {
 	r := redistest.Start(t)
 	before := taggedManager(t, r, Config{TagKey: testKey(0x55)})

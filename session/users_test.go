@@ -356,8 +356,8 @@ func TestUnvouchedAbsence(t *testing.T) {
 	}
 
 	// A login that fails (Redis out of memory) leaves the request as
-	// unsure of its session as before (review d16: it was taken for
-	// signed out, and its logout answered as done).
+	// unsure of its session as before: it is not taken for signed out,
+	// which would answer its logout as done.
 	if _, err := exchange(t, w, ended, func(ctx context.Context) {
 		r.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
 		r.Do(t, "CONFIG", "SET", "maxmemory", "1")
@@ -452,7 +452,7 @@ func (unvouched) Absent() bool  { return true }
 // that session, then fails (the store refuses the new one).
 // The request stays unsure of its own session, but its answer is kept
 // out of caches (Cache-Control: no-store), as after any login that ended
-// a session (review d17).
+// a session.
 func TestFailedLoginAfterUnvouchedLoad(t *testing.T) {
 	m, _, _ := newTestManager(t, Config{})
 	old, _ := login(t, m, "alice")
@@ -681,9 +681,9 @@ func TestRevokeOthers(t *testing.T) {
 
 // TestIPWithoutPort logs in from requests whose RemoteAddr a middleware
 // that trusts a proxy rewrote to a bare address, as chi's RealIP and
-// gorilla's ProxyHeaders do: the session keeps that address. It kept none:
-// only a host:port was read. A host that is no address is kept as nothing:
-// it was kept as it came, not UTF-8 included.
+// gorilla's ProxyHeaders do: the session keeps that address, as it keeps
+// the host of a host:port. A host that is no address is kept as nothing,
+// not as it came, which may not be UTF-8.
 func TestIPWithoutPort(t *testing.T) {
 	m, _, _ := newTestManager(t, Config{})
 	for _, tc := range []struct{ remote, want string }{
@@ -840,9 +840,9 @@ func (s *downStore) AddUserSession(context.Context, NewSession) ([]string, error
 // TestEndWhileStoreDown logs out, and logs in again, while the store does
 // not answer: after the failed load, the one read of the presented
 // session's record (see recordMeta) fails, and the call returns
-// ErrStoreUnavailable at once. It went on to end the session, a third
-// call, so a stalled Redis held a logout for three store timeouts where
-// the README promises two.
+// ErrStoreUnavailable at once, without a third call to end the session,
+// so that a stalled Redis holds a logout for no more than the two store
+// timeouts the README promises.
 func TestEndWhileStoreDown(t *testing.T) {
 	for _, relogin := range []bool{false, true} {
 		m, _, _ := newTestManager(t, Config{})
@@ -893,9 +893,9 @@ func endAfterFailedLoad(t *testing.T, m *Manager, cookie string, relogin bool) {
 
 // TestEndAfterFailedLoad logs out, and logs in again, in requests whose
 // session could not be read: the session ends as any logout ends it, out
-// of its user's index, with its destroyed event. The request knew only
-// the token it presented, deleted the record alone and told nobody: an
-// audit log missed the logout.
+// of its user's index, with its destroyed event, though the request
+// knows only the token it presented: deleting the record alone and
+// telling nobody, it would leave an audit log without the logout.
 func TestEndAfterFailedLoad(t *testing.T) {
 	for _, relogin := range []bool{false, true} {
 		var events eventLog
@@ -918,8 +918,8 @@ func TestEndAfterFailedLoad(t *testing.T) {
 
 	// The token's session had ended (expired, or logged out elsewhere):
 	// the logout only expires the cookie, as one after a load that did
-	// not fail does. It sent Clear-Site-Data, which deletes the cookies of
-	// every app on the domain (review delta10).
+	// not fail does. It sends no Clear-Site-Data, which would delete the
+	// cookies of every app on the domain.
 	{
 		m, r, _ := newTestManager(t, Config{})
 		old, id := login(t, m, "alice")
@@ -947,7 +947,7 @@ func TestEndAfterFailedLoad(t *testing.T) {
 	// The same, but the store fails again as the logout follows the token:
 	// the logout fails, and the request stays one whose session could not
 	// be read, which may not start an anonymous session whose cookie would
-	// replace the one the logout is to be sent again with (review delta11).
+	// replace the one the logout is to be sent again with.
 	{
 		m, r, _ := newTestManager(t, Config{})
 		old, id := login(t, m, "alice")
@@ -973,8 +973,8 @@ func TestEndAfterFailedLoad(t *testing.T) {
 	// The token's session was replaced by a re-login on the same browser
 	// (another tab): the logout, or login, with the old token ends the
 	// re-login's session through its pointer, as it does after a load
-	// that did not fail. It ended it as anonymous: no event, and its
-	// entry left in alice's index (review delta8).
+	// that did not fail, and as alice's: with its event, and its entry
+	// taken out of alice's index.
 	for _, relogin := range []bool{false, true} {
 		var events eventLog
 		m, _, _ := newTestManager(t, Config{OnEvent: events.add})
@@ -1005,10 +1005,10 @@ func TestEndAfterFailedLoad(t *testing.T) {
 
 // TestRevokeOthersAfterFailedLoad signs the others out in a request whose
 // session could not be read, by a hiccup or a client gone before the
-// load: the call reads the record, as Destroy does, and ends the others.
-// It returned ErrNoSession, "the session has ended", of a session that
-// lived on, and ended nothing (reviews gA and gC). When the record cannot
-// be read again either, it reports the store, and ends nothing.
+// load: the call reads the record, as Destroy does, and ends the others,
+// rather than return ErrNoSession, "the session has ended", of a session
+// that lives on, and end nothing. When the record cannot be read again
+// either, it reports the store, and ends nothing.
 func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 	for _, how := range []string{"hiccup", "client gone", "hiccup twice"} {
 		m, _, _ := newTestManager(t, Config{})
@@ -1046,8 +1046,7 @@ func TestRevokeOthersAfterFailedLoad(t *testing.T) {
 
 	// A session past the Lifetime of the instance that reads it (shrunk
 	// since its login), which Load would not have found, has no power
-	// over the others after a failed load either: it ended them all
-	// (review d13).
+	// over the others after a failed load either: it ends none of them.
 	long, short, clk := shrunkLifetime(t, Config{})
 	start := clk.t
 	cookie, _ := login(t, long, "alice")
@@ -1130,7 +1129,7 @@ func TestRevokeOthersAfterFailedLoadRacesRenewal(t *testing.T) {
 // TestRevokeOthersAfterFailedMigration signs the others out in a request
 // whose load failed on the scs session it was to migrate: there is no
 // token to read again, and the call reports the store, not a session
-// that ended (review d14).
+// that ended.
 func TestRevokeOthersAfterFailedMigration(t *testing.T) {
 	m, _, _ := newTestManager(t, Config{FromSCS: &SCSImport{Records: failingRecords{}, UserKey: "userID"}, CookieName: "sk"})
 	req := httptest.NewRequest("GET", "http://localhost/", nil)
@@ -1149,7 +1148,7 @@ func TestRevokeOthersAfterFailedMigration(t *testing.T) {
 // (shrunk since), as after a load that succeeded, where the token leads
 // nowhere: a login carried over the values of such an anonymous session
 // into the new one, and a logout ended such a session, with its event
-// and Clear-Site-Data (review fl).
+// and Clear-Site-Data.
 func TestFailedLoadPastLifetime(t *testing.T) {
 	var events eventLog
 	long, short, clk := shrunkLifetime(t, Config{OnEvent: events.add})
@@ -1194,8 +1193,8 @@ func TestFailedLoadPastLifetime(t *testing.T) {
 // TestRevokeOwnAfterFailedLoad revokes the request's own session, by
 // RevokeAll and by Revoke of its id, in a request whose load failed: the
 // response logs out, as after a load that succeeded (the cookie expired,
-// Clear-Site-Data). It sent nothing, leaving the browser a token of an
-// ended session (review fl).
+// Clear-Site-Data), rather than send nothing and leave the browser a
+// token of an ended session.
 func TestRevokeOwnAfterFailedLoad(t *testing.T) {
 	for _, all := range []bool{true, false} {
 		m, _, _ := newTestManager(t, Config{})

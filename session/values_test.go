@@ -56,13 +56,13 @@ func TestPutRefuses(t *testing.T) {
 			n      int
 			Secret string `json:"-"`
 		}{0, "s3cret"}},
-		// Nor inside another value (review doc1: these were saved as {}).
+		// Nor inside another value, where they would be saved as {}.
 		{"errors by field, as a form's", map[string]error{"email": errors.New("email is required"), "name": nil}},
 		{"slice of errors", []error{errors.New("card declined")}},
 		{"field of type error", struct{ Err error }{errors.New("card declined")}},
 		{"error in an []any", []any{"ok", errors.New("card declined")}},
 		{"struct of unexported fields in a map", map[string]any{"k": struct{ n int }{1}}},
-		// Review d16: embedded, as encoding/json takes them.
+		// Embedded, as encoding/json takes them.
 		{"embedded exported interface holding an error", struct {
 			Name string
 			Failure
@@ -73,7 +73,7 @@ func TestPutRefuses(t *testing.T) {
 		}{"n", failed{errors.New("card declined")}}},
 		{"embedded error, which JSON ignores", struct{ error }{errors.New("card declined")}},
 		{"map value that encodes itself only through its pointer", map[string]ptrText{"k": {n: 1}}},
-		// Review d17.
+		// Values that JSON keeps nothing of, or would write moved.
 		{"embedded struct named by its tag, which JSON keeps nothing of", struct {
 			Opaque `json:"s"`
 			Name   string
@@ -81,9 +81,9 @@ func TestPutRefuses(t *testing.T) {
 		{"embedded time with an offset of seconds", stamp{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23))}},
 		{"map key: a time with an offset of seconds", map[time.Time]int{time.Date(1850, 1, 1, 12, 0, 0, 0, time.FixedZone("LMT", 3600+23)): 1}},
 		{"type embedding itself, which JSON keeps nothing of", selfEmbed{selfEmbed: &selfEmbed{}, secret: "x"}},
-		// Review api4: other languages' readers take these otherwise
-		// (JavaScript reads Infinity, Python refuses an integer of over
-		// 4,300 digits).
+		// Other languages' readers take these otherwise (JavaScript
+		// reads Infinity, Python refuses an integer of over 4,300
+		// digits).
 		{"json.Number past float64", json.Number("1e400")},
 		{"big.Int past float64", new(big.Int).Exp(big.NewInt(10), big.NewInt(400), nil)},
 		{"integer of 20,001 digits in a struct", struct{ N json.Number }{json.Number("1" + strings.Repeat("0", 20000))}},
@@ -191,10 +191,11 @@ const encodingJSONDepth = 10000
 // read, from both sides: a value whose arrays and objects nest as deep as
 // a record may hold them (maxRecordDepth, with the record's own
 // valueLevels) is kept and comes back from the next request; a deeper one
-// is refused with ErrInvalidValue and the session stays as it was, where
-// it was written, in a record that .NET, Ruby or Rust (and past 1,000
+// is refused with ErrInvalidValue and the session stays as it was, rather
+// than be written in a record that .NET, Ruby or Rust (and past 1,000
 // levels, Python) cannot parse, or deeper than encoding/json reads, which
-// made the record unreadable or the commit fail as if Redis were down.
+// would make the record unreadable or the commit fail as if Redis were
+// down.
 func TestPutDeepJSON(t *testing.T) {
 	m, r, _ := newTestManager(t, Config{})
 	cookie, id := login(t, m, "alice")
@@ -551,8 +552,8 @@ func TestValuesRoundTrip(t *testing.T) {
 			}},
 		{"embedded struct JSON keeps nothing of", withOpaque{Name: "a", M: map[string]int{}, Opaque: Opaque{1}}, getAs[withOpaque],
 			func(got, put any) bool { return got.(withOpaque).Name == put.(withOpaque).Name }},
-		// Fields tagged json:"-" are left out, whatever they hold (review
-		// d16: Put walked them, back to the parent, for ever).
+		// Fields tagged json:"-" are left out, whatever they hold: a walk
+		// of them would follow the parent pointers for ever.
 		{"tree with parent pointers JSON skips", tree(8), getAs[node],
 			func(got, put any) bool { return len(got.(node).Children) == 8 }},
 		{`error in a field tagged json:"-", beside the text {}`, dashed{Note: "{}", Cause: errors.New("card declined")}, getAs[dashed],

@@ -44,10 +44,9 @@ func write(tb testing.TB, c *contender, _ int) func(int) {
 //
 // Each user logs in loginsPerUser times, so that every login finds its
 // user's index as a login of a user with a few devices does, whatever the
-// run's length. (Logging one user in b.N times, as this scenario did
-// before, grew that user's index to tens of thousands of sessions within a
-// run, so that the time per login depended on b.N; loginOneUser keeps that
-// shape as a reference.)
+// run's length. (Logging one user in b.N times grows that user's index to
+// tens of thousands of sessions within a run, so that the time per login
+// depends on b.N; loginOneUser keeps that shape as a reference.)
 func login(tb testing.TB, c *contender, n int) func(int) {
 	run := loginRuns.Add(1) // users of their own: the same Redis serves every round
 	reqs := make([]*http.Request, n)
@@ -438,7 +437,7 @@ func BenchmarkCluster(b *testing.B) {
 	b.Run("read", func(b *testing.B) {
 		each(b, one, read, one.sessionkit(idle), cl.sessionkitCluster(idle))
 	})
-	// The login of issue 10's figures: one user, whose index grows (see
+	// The login of these figures: one user, whose index grows (see
 	// loginOneUser).
 	b.Run("login", func(b *testing.B) {
 		each(b, one, loginOneUser, one.sessionkit(idle), cl.sessionkitCluster(idle))

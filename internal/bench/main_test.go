@@ -128,13 +128,12 @@ type target struct {
 	paired    bool    // num and den were timed together: the median of their runs' ratios (pairedRatio)
 }
 
-// targets are the goals of issues 6, 10 and 15 that TestMain prints;
+// targets are the goals that TestMain prints;
 // BenchmarkParallel, BenchmarkSessionBytes, BenchmarkRateLimit and
 // BenchmarkNearCache print their own.
 var targets = []target{
 	{name: "read-idle-vs-scs", num: "BenchmarkRead/idle/sessionkit", den: "BenchmarkRead/idle/scs", max: 0.55},
 	{name: "read-noidle-vs-scs", num: "BenchmarkRead/noidle/sessionkit", den: "BenchmarkRead/noidle/scs", max: 1.0},
-	// Issue 15 tightened these three (from 1.3, 0.15 and 0.5).
 	{name: "read-idle-vs-get-floor", num: "BenchmarkRead/idle/sessionkit", den: "BenchmarkRead/floor/redigo-get", max: 1.25},
 	{name: "forged-vs-scs", num: "BenchmarkForgedCookie/sessionkit", den: "BenchmarkForgedCookie/scs", max: 0.12, noCommand: true},
 	// scs allocates least without an idle timeout, so the allocation goal
@@ -142,7 +141,7 @@ var targets = []target{
 	{name: "allocs-read-noidle-vs-scs", num: "BenchmarkRead/noidle/sessionkit", den: "BenchmarkRead/noidle/scs", allocs: true, max: 0.2},
 	{name: "login-vs-scs", num: "BenchmarkLogin/paired/sessionkit", den: "BenchmarkLogin/paired/scs", max: 1.0, paired: true},
 	{name: "login-one-user-vs-scs", num: "BenchmarkLoginOneUser/sessionkit", den: "BenchmarkLoginOneUser/scs"},
-	// Issue 10: on a Redis Cluster a read stays one command and costs
+	// On a Redis Cluster a read stays one command and costs
 	// about what it costs on one server; a login sends its commands as
 	// one MULTI/EXEC (two more commands, in the same round trip).
 	{name: "cluster-read-vs-one-node", num: "BenchmarkCluster/read/sessionkit-cluster", den: "BenchmarkCluster/read/sessionkit", max: 1.25},

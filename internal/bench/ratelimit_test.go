@@ -140,8 +140,8 @@ func rateContenders(e *env, limit int) []maker {
 	return ms
 }
 
-// rateTargets are the goals of issue 14 for time per request, and the
-// floor for reference.
+// rateTargets are the goals for time per request, and the floor for
+// reference.
 var rateTargets = []target{
 	{name: "ratelimit-admit-vs-ulule-redis", num: "BenchmarkRateLimit/admitted/sessionkit", den: "BenchmarkRateLimit/admitted/ulule-redis", max: 1.0},
 	{name: "ratelimit-refuse-vs-ulule-redis", num: "BenchmarkRateLimit/refused/sessionkit", den: "BenchmarkRateLimit/refused/ulule-redis", max: 1.0},

@@ -61,8 +61,8 @@ func TestLimiterEnd(t *testing.T) {
 
 // TestLimiterEndAfterOneLine: an outage of one failure, whose line went
 // out with nothing held back, still gets its end's line once the interval
-// has passed, with a count of 0; a success with no failure since gets
-// none. It got none: the end's line came only with lines held back.
+// has passed, with a count of 0, not only with lines held back; a success
+// with no failure since gets none.
 func TestLimiterEndAfterOneLine(t *testing.T) {
 	l := Limiter{Interval: 10 * time.Second}
 	start := time.Unix(1000, 0)

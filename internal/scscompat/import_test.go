@@ -265,8 +265,8 @@ func TestSCSImport(t *testing.T) {
 			if ids[0] == ids[1] {
 				t.Fatal("both devices got one session")
 			}
-			// Each migration is its own event, not a login's (review scs2:
-			// "created", which a new sign-in alert would take for one).
+			// Each migration is its own event, not a login's ("created",
+			// which a new sign-in alert would take for one).
 			mu.Lock()
 			for _, e := range events {
 				if e.Kind != session.EventMigrated || e.UserID != "42" || !slices.Contains(ids, e.SessionID) {
