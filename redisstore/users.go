@@ -123,7 +123,8 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	}
 	start := time.Now() // a.TTL's, see px
 	index := s.userKey(a.UserID)
-	gone := "" // a.Replaces, once its DEL deleted a record
+	gone := ""          // a.Replaces, once its DEL deleted a record
+	var taken takenCopy // what the addition leaves of the anonymous record it took
 	if a.Replaces == "" {
 		a.Merge = nil
 	}
@@ -143,15 +144,20 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		// request that writes it later finds it gone. Then add the new
 		// session alone: a failure in between ends the replaced session,
 		// and never leaves it alive beside the new one.
-		replaced, err := s.getDel(ctx, "add_user_session", s.prefix+a.Replaces)
-		if replaced != nil {
+		replaced, found, fresh, err := s.takeReplaced(ctx, a.Replaces)
+		if found {
 			gone = a.Replaces
 		}
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
-		if gone != "" {
+		if fresh {
 			ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
+			taken = takenCopy{key: s.takenKey(a.Replaces), record: replaced}
+			if !s.sameSlot(taken.key, index) {
+				s.leaveCopy(ctx, taken) // on a Cluster, in the slot of its own
+				taken = takenCopy{}
+			}
 		}
 		if a.Record, err = a.Merge(replaced); err != nil {
 			return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
@@ -181,7 +187,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
-			queue := func(send sender) { setAt = s.sendAddition(send, index, a, start, nil) }
+			queue := func(send sender) { setAt = s.sendAddition(send, index, a, start, taken, nil) }
 			run := s.batch
 			if a.Replaces != "" {
 				// One transaction, on one server too: a Redis out of
@@ -261,7 +267,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			}
 			var setAt int
 			replies, err = s.transaction(ctx, conn, func(send sender) {
-				setAt = s.sendAddition(send, index, a, start, append(dead, revoked...), revoked...)
+				setAt = s.sendAddition(send, index, a, start, taken, append(dead, revoked...), revoked...)
 			})
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
@@ -289,31 +295,108 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	return endedOf(gone, revoked), nil
 }
 
-// getDel returns the record under key, or nil when there is none, and
-// deletes it, in one MULTI/EXEC transaction (GET, DEL) of one round trip.
-// Unlike an optimistic transaction (WATCH) it cannot lose a race, not even
-// to a read: GETEX with a time to live, which every read of a session with
-// an idle timeout sends, counts as a change of a watched key, so a login
-// that watched its anonymous record would starve while that session is
-// read.
-// (GETDEL does the same in one command, but needs +getdel, which the
-// package documentation's ACL line does not grant.)
-func (s *Store) getDel(ctx context.Context, op, key string) (record []byte, err error) {
-	err = s.do(ctx, op, key, func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("MULTI")
-		conn.Send("GET", key)
-		conn.Send("DEL", key)
-		replies, err := redis.Values(cmd(ctx, conn, "EXEC"))
-		if err == nil {
-			err = firstError(replies)
-		}
-		if err != nil {
+// takeReplaced reads and deletes the record of the anonymous session id
+// that a login replaces, in one MULTI/EXEC transaction (GET, DEL) of one
+// round trip, and returns it, found true. Unlike an optimistic
+// transaction (WATCH) it cannot lose a race, not even to a read: GETEX
+// with a time to live, which every read of a session with an idle timeout
+// sends, counts as a change of a watched key, so a login that watched its
+// anonymous record would starve while that session is read. (GETDEL does
+// the same in one command, but needs +getdel, which the package
+// documentation's ACL line does not grant.)
+//
+// When the record is gone, the same round trip reads what tells why: the
+// copy a parallel login left of it as it took it (see takenSuffix), which
+// it returns, fresh false; or the pointer a renewal left (see MoveSession),
+// which it follows, taking the record where the session went, as the
+// session package ends a moved session a login replaces anyway (up to
+// maxTakeHops renewals; fresh true). Otherwise the session has ended, by
+// a logout (which leaves neither) or its expiry, and it returns nil: a
+// login carries nothing over from a session that ended. (On a Redis
+// Cluster, an id without a hash tag, from before session.Config.TagKey
+// was set, has its copy and pointer in other slots: it is only taken.)
+func (s *Store) takeReplaced(ctx context.Context, id string) (record []byte, found, fresh bool, err error) {
+	for hop := range maxTakeHops {
+		key, copyKey, pointer := s.prefix+id, s.takenKey(id), s.nextKey(id)
+		why := s.sameSlot(key, copyKey) && s.sameSlot(key, pointer)
+		var replies []any
+		err = s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
+			var err error
+			replies, err = s.transaction(ctx, conn, func(send sender) {
+				send("GET", key)
+				send("DEL", key)
+				if why {
+					send("GET", copyKey)
+					send("GET", pointer)
+				}
+			})
+			if err == nil {
+				err = firstError(replies)
+			}
 			return err
+		})
+		if err != nil {
+			return nil, false, false, err
 		}
-		record, _ = replies[0].([]byte)
-		return nil
+		if record, _ = replies[0].([]byte); record != nil {
+			return record, hop == 0, true, nil
+		}
+		if !why {
+			return nil, false, false, nil
+		}
+		if record, _ = replies[2].([]byte); record != nil {
+			return record, false, false, nil
+		}
+		next, _ := replies[3].([]byte)
+		if next == nil {
+			return nil, false, false, nil
+		}
+		id = string(next)
+	}
+	return nil, false, false, nil
+}
+
+// maxTakeHops bounds how many renewals in a row takeReplaced follows.
+const maxTakeHops = 8
+
+// takenSuffix ends the key of the copy that a login leaves, for
+// takenLife, of the anonymous record it took (see AddUserSession),
+// "<KeyPrefix>session:<id>:taken": a second login that loaded the same
+// anonymous session (a login form sent twice) finds the record gone, and
+// carries over the values from this copy, where a logout, which leaves
+// none, has ended them for good. An id never holds a colon, so no record's
+// key ends so (see notRecord).
+const takenSuffix = ":taken"
+
+// takenLife is how long the copy of an anonymous record a login took
+// lives: long enough for a second login sent with the same session, which
+// loaded it before the first took it, to reach the store.
+const takenLife = 10 * time.Second
+
+// takenKey returns the key of the copy a login leaves of the anonymous
+// record id it took.
+func (s *Store) takenKey(id string) string {
+	return s.prefix + id + takenSuffix
+}
+
+// takenCopy is the copy of an anonymous record a login took, to leave
+// under key (see takenSuffix).
+type takenCopy struct {
+	key    string
+	record []byte
+}
+
+// leaveCopy leaves the copy c on its own, where it lies in another slot
+// than the login's index. Best effort: without it, a second login that
+// loaded the same anonymous session carries nothing over.
+func (s *Store) leaveCopy(ctx context.Context, c takenCopy) {
+	err := s.do(ctx, "add_user_session", c.key, func(ctx context.Context, conn redis.Conn) error {
+		_, err := cmd(ctx, conn, "SET", c.key, c.record, "PX", takenLife.Milliseconds())
+		return err
 	})
-	return record, err
+	if err != nil {
+		s.log.Debug("redisstore: no copy left of the anonymous record a login took", "error", err)
+	}
 }
 
 // endedOf returns the ids of the sessions AddUserSession ended: gone (the
@@ -368,10 +451,11 @@ func (s *Store) sameSlot(a, b string) bool {
 
 // sendAddition queues the commands that store a in index, with the
 // deletion of the sessions revoked and the removal of the index members
-// gone (whose records are gone or go now), in an order whose every prefix
-// is safe (see AddUserSession), and returns the position of the SET among
-// them.
-func (s *Store) sendAddition(queue sender, index string, a UserSession, start time.Time, gone []string, revoked ...string) (setAt int) {
+// gone (whose records are gone or go now), and the copy taken of the
+// anonymous record the login took (none when its key is ""), in an order
+// whose every prefix is safe (see AddUserSession), and returns the
+// position of the SET among them.
+func (s *Store) sendAddition(queue sender, index string, a UserSession, start time.Time, taken takenCopy, gone []string, revoked ...string) (setAt int) {
 	n := 0
 	send := func(name string, args ...any) {
 		queue(name, args...)
@@ -388,6 +472,9 @@ func (s *Store) sendAddition(queue sender, index string, a UserSession, start ti
 	}
 	for _, rid := range revoked {
 		send("DEL", s.prefix+rid)
+	}
+	if taken.key != "" {
+		send("SET", taken.key, taken.record, "PX", takenLife.Milliseconds())
 	}
 	setAt = n
 	send("SET", s.prefix+a.ID, a.Record, "PX", px(start, a.TTL), "NX")

@@ -87,8 +87,8 @@ func records(t *testing.T, srv *redistest.Server) map[string]string {
 		cursor, _ = redis.Int(reply[0], nil)
 		keys, _ := redis.Strings(reply[1], nil)
 		for _, k := range keys {
-			if strings.HasSuffix(k, ":next") {
-				continue
+			if strings.HasSuffix(k, ":next") || strings.HasSuffix(k, ":taken") {
+				continue // a pointer, or a copy a login left
 			}
 			v, err := redis.String(srv.Do(t, "GET", k), nil)
 			if err == nil {
@@ -542,9 +542,12 @@ func TestAddUserSessionLimitConcurrent(t *testing.T) {
 // the record of the session it replaces, with and without a limit: the
 // merge gets that record as it is when the call takes it, a change saved
 // into it before is in the new record, and a write into it after the call
-// took it finds no session, so that no change is acknowledged and lost; a
-// replaced record that is gone gives the merge nil; a merge that fails
-// writes no new session, and the replaced one stays ended.
+// took it finds no session, so that no change is acknowledged and lost;
+// the login leaves a copy of the record it took, for 10 seconds, from
+// which a second login replacing the same session merges; a replaced
+// record that a renewal moved is taken where it went; a replaced record
+// that is gone otherwise (a logout) gives the merge nil; a merge that
+// fails writes no new session, and the replaced one stays ended.
 func TestAddUserSessionMerge(t *testing.T) {
 	srv := redistest.Start(t)
 	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
@@ -583,8 +586,45 @@ func TestAddUserSessionMerge(t *testing.T) {
 			if got, want := index(t, srv, "alice"), map[string]int64{"a": d[0].UnixMilli()}; !maps.Equal(got, want) {
 				t.Errorf("index = %v, want %v", got, want)
 			}
+			if got, _ := redis.String(srv.Do(t, "GET", "session:anon:taken"), nil); got != "cart+pen" {
+				t.Errorf("copy of the record the login took = %q, want cart+pen", got)
+			}
+			if ttl, _ := redis.Int64(srv.Do(t, "PTTL", "session:anon:taken"), nil); ttl <= 0 || ttl > 10_000 {
+				t.Errorf("PTTL of the copy = %d ms, want up to 10 s", ttl)
+			}
 
-			// The replaced record is gone: the merge gets nil.
+			// A second login replacing the same session (a form sent
+			// twice) merges from the copy; it ended nothing itself.
+			seen = nil
+			a2 := alice("a2", d[0])
+			a2.Replaces, a2.Limit, a2.Merge = "anon", limit, a.Merge
+			if ended, err := s1.AddUserSession(ctx, a2); err != nil || len(ended) != 0 {
+				t.Fatalf("second AddUserSession replacing a taken record = %q, %v; want none, nil", ended, err)
+			}
+			if want := []string{"cart+pen"}; !slices.Equal(seen, want) {
+				t.Errorf("the second merge saw %q, want %q", seen, want)
+			}
+
+			// A renewal moved the replaced session: the login takes the
+			// record where it went.
+			setRecord(t, srv, "moved2", "cart2")
+			srv.Do(t, "SET", "session:moved1:next", "moved2")
+			seen = nil
+			a3 := alice("a3", d[0])
+			a3.Replaces, a3.Limit, a3.Merge = "moved1", limit, a.Merge
+			if _, err := s1.AddUserSession(ctx, a3); err != nil {
+				t.Fatalf("AddUserSession replacing a moved session = %v", err)
+			}
+			if want := []string{"cart2"}; !slices.Equal(seen, want) {
+				t.Errorf("the merge of a moved session saw %q, want %q", seen, want)
+			}
+			if got := records(t, srv); got["moved2"] != "" {
+				t.Errorf("the moved session's record survived the login: %v", got)
+			}
+			srv.Do(t, "DEL", "session:a2", "session:a3")
+
+			// The replaced record is gone, and neither a login nor a
+			// renewal took it (a logout): the merge gets nil.
 			b := alice("b", d[0])
 			b.Replaces, b.Limit = "gone", limit
 			b.Merge = func(replaced []byte) ([]byte, error) {
@@ -1496,9 +1536,11 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.AddUserSession(ctx, a)
 				return err
 			},
-			// The replaced record is read and deleted at once (MULTI GET
-			// DEL EXEC), then the session added as without a replaced one.
-			want: map[string]int64{"multi": 1, "get": 1, "del": 1, "exec": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
+			// The replaced record is read and deleted at once, with its
+			// copy and pointer read (MULTI GET DEL GET GET EXEC), then
+			// the session added as without a replaced one, with the copy
+			// of the record it took (SET).
+			want: map[string]int64{"multi": 1, "get": 3, "del": 1, "exec": 1, "set": 2, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
 		},
 		{
 			name: "AddUserSession with a limit",

@@ -343,8 +343,10 @@ type Info struct {
 // token planted before login is worthless after it (session fixation). Values
 // of an anonymous session carry over, as its record holds them when the
 // login deletes it, so that a value another request saved there meanwhile
-// is not lost (when a parallel login deleted it first, as the request
-// loaded them); those of a logged-in one do not. Anonymous values that
+// is not lost (when a parallel login took it first, as that login took
+// it, for up to 10 seconds with redisstore; none when the session was
+// logged out meanwhile, whose values a logout ends for good); those of a
+// logged-in one do not. Anonymous values that
 // would take the new record over Config.MaxRecordBytes are not carried
 // over, and a warning is logged: a login does not fail because of a full
 // cart. Nor do values this request put before Create, which Put measured

@@ -376,8 +376,9 @@ func TestAbandonAfterLoginOrRenewal(t *testing.T) {
 // Create: the new session carries over the values as the anonymous record
 // holds them then, the other request's change included, with and without
 // a session limit. A second login request that loaded the same anonymous
-// session (a login form submitted twice) finds its record gone and
-// carries over the values it loaded.
+// session (a login form submitted twice) finds its record gone, taken by
+// the first, and carries over the values as the first took them: the
+// other request's change included, as for the first.
 func TestLoginCarriesCurrentValues(t *testing.T) {
 	for _, limit := range []int{0, 2} {
 		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
@@ -400,7 +401,7 @@ func TestLoginCarriesCurrentValues(t *testing.T) {
 				want map[string]string
 			}{
 				{first, map[string]string{"cart": "book", "cart2": "pen"}},
-				{second, map[string]string{"cart": "book", "gift": "wrap"}},
+				{second, map[string]string{"cart": "book", "cart2": "pen"}},
 			} {
 				if _, err := Create(tc.ctx, "alice"); err != nil {
 					t.Fatalf("Create = %v", err)
@@ -587,6 +588,63 @@ func TestReloginDropsEarlierPuts(t *testing.T) {
 				}
 				if v, _ := Get[string](ctx, "after"); v != "y" {
 					t.Errorf("value put after the login = %q, want y", v)
+				}
+			})
+		})
+	}
+}
+
+// TestLoginAfterAnonymousLogout has a login request load an anonymous
+// session, then another request log that session out (as it came, or
+// after a renewal moved it, with the renewed token) before the login's
+// Create: the logout is final, and the login carries none of the ended
+// session's values over, on one instance or two; where nothing ended the
+// session, it carries them over (the renewed record's, as it went).
+func TestLoginAfterAnonymousLogout(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		renew  bool // a renewal moves the session after the login loaded it
+		logout bool
+		want   string
+	}{
+		{"logout", false, true, ""},
+		{"renewal, then logout of the renewed token", true, true, ""},
+		{"renewal", true, false, "book"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, r, _ := newTestManager(t, Config{})
+			other := taggedManager(t, r, Config{}) // another instance
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "cart", "book"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			ctx := load(m, anon)
+			current := anon
+			if tc.renew {
+				current = renew(t, other, anon)
+			}
+			if tc.logout {
+				serve(t, other, current, func(ctx context.Context) {
+					if err := Destroy(ctx); err != nil {
+						t.Fatalf("Destroy = %v", err)
+					}
+				})
+			}
+			if _, err := Create(ctx, "alice"); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+			h := http.Header{}
+			if err := m.Commit(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			c, ok := sessionCookie(m, h)
+			if !ok {
+				t.Fatal("the login set no cookie")
+			}
+			serve(t, other, c.Value, func(ctx context.Context) {
+				if v, _ := Get[string](ctx, "cart"); v != tc.want {
+					t.Errorf("cart after the login = %q, want %q", v, tc.want)
 				}
 			})
 		})

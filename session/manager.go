@@ -860,10 +860,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// those (see rewrite), so that a handler that panics after the login
 	// saves none. It carries over the values of the anonymous session it
 	// replaces, read as the store deletes that record, so that a value
-	// another request saved there meanwhile is not lost; as the request
-	// loaded them when the record is gone by then (a parallel login took
-	// it). Without a record to replace it is one write. Record holds the
-	// values as loaded, for a UserStore that does not call Merge.
+	// another request saved there meanwhile is not lost; none when the
+	// store finds no record (a logout ended the session meanwhile, whose
+	// values must not come back: a store that can tell a parallel login
+	// or renewal took it passes the record as taken, see
+	// NewSession.Merge). Without a record to replace it is one write.
+	// Record holds the values as loaded, for a UserStore that does not
+	// call Merge.
 	var loaded map[string]any
 	if owner == "" && replaces != "" {
 		loaded = loadedValues
@@ -888,7 +891,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	if owner == "" && replaces != "" {
 		merged = new(loginRecordOf)
 		merge = func(replaced []byte) ([]byte, error) {
-			values := loaded
+			var values map[string]any
 			if replaced != nil {
 				_, values, _ = m.codec.Decode(replaced) // an unreadable record carries nothing over
 			}

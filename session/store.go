@@ -219,7 +219,11 @@ type NewSession = struct {
 	Replaces string        // id of the session this one replaces, or ""
 	// Merge, with Replaces, returns the new record, instead of Record,
 	// from the record of Replaces as it is when it is deleted (nil when
-	// there is none). An error from it ends the call with the new session
+	// there is none, which carries nothing over: the session may have
+	// been logged out). When that record is gone because a parallel
+	// login took it, or a renewal moved it, the store may pass it as that
+	// login took it, or take it where the renewal moved it (redisstore
+	// does both), never one a logout ended. An error from it ends the call with the new session
 	// unwritten (and Replaces deleted). Record holds what Merge would make
 	// of the replaced record as the caller loaded it, so a store that
 	// ignores Merge (one written before it) still carries those values
