@@ -37,8 +37,8 @@
 //	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
 //	                    transaction; with a merge of the replaced record, MULTI GET DEL
 //	                    GET GET EXEC of it, its copy <id>:taken and its pointer first
-//	                    (again for each pointer it follows), then the rest as
-//	                    without it, with SET PX of the copy of a record it took
+//	                    (again for each renewal's pointer it follows), then the rest
+//	                    as without it, with SET PX of the copy of a record it took
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    and SET of the old id's pointer, <id>:next

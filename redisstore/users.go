@@ -99,13 +99,19 @@ type Move = struct {
 // that would count against the limit.
 //
 // With a.Merge and a.Replaces, the record written is a.Merge(the record of
-// a.Replaces, or nil when there is none), read and deleted at once (GET and
-// DEL in one MULTI/EXEC, one more round trip) before the new session is
-// added, so that a change another request saved into the replaced session
-// meanwhile is carried over, not lost: a login carries over the anonymous
-// session's values as they are, not as the login request loaded them. A
-// failure after that step, an error from a.Merge included, leaves the
-// replaced session ended and the new one not added.
+// a.Replaces), read and deleted at once (GET and DEL in one MULTI/EXEC,
+// one more round trip) before the new session is added, so that a change
+// another request saved into the replaced session meanwhile is carried
+// over, not lost: a login carries over the anonymous session's values as
+// they are, not as the login request loaded them. The login leaves a copy
+// of the record it took, for 10 seconds, "<KeyPrefix>session:<id>:taken";
+// when the record is gone, the merge gets that copy (a parallel login
+// took it: a form sent twice), or, when a renewal moved the session, the
+// call ends it where it went (a round trip for each renewal followed, up
+// to 8; the id it deleted there is not among those returned) and writes
+// a.Record, the values as the caller loaded them; else (a logout ended
+// it) the merge gets nil. A failure after that step, an error from a.Merge
+// included, leaves the replaced session ended and the new one not added.
 //
 // Without a limit and without a replaced session the commands go as a plain
 // pipeline, one round trip, ordered so that every prefix of it is safe: the
@@ -144,23 +150,29 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		// request that writes it later finds it gone. Then add the new
 		// session alone: a failure in between ends the replaced session,
 		// and never leaves it alive beside the new one.
-		replaced, found, fresh, err := s.takeReplaced(ctx, a.Replaces)
-		if found {
+		t, err := s.takeReplaced(ctx, a.Replaces)
+		if t.at == a.Replaces {
 			gone = a.Replaces
 		}
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
-		if fresh {
+		if t.at != "" {
 			ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
-			taken = takenCopy{key: s.takenKey(a.Replaces), record: replaced}
+			taken = takenCopy{key: s.takenKey(t.at), record: t.record}
 			if !s.sameSlot(taken.key, index) {
 				s.leaveCopy(ctx, taken) // on a Cluster, in the slot of its own
 				taken = takenCopy{}
 			}
 		}
-		if a.Record, err = a.Merge(replaced); err != nil {
-			return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
+		if !t.moved {
+			replaced := t.record
+			if t.at == "" {
+				replaced = t.copied
+			}
+			if a.Record, err = a.Merge(replaced); err != nil {
+				return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
+			}
 		}
 		a.Replaces, a.Merge = "", nil
 	case a.Replaces != "" && !s.sameSlot(s.prefix+a.Replaces, index):
@@ -297,25 +309,27 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 
 // takeReplaced reads and deletes the record of the anonymous session id
 // that a login replaces, in one MULTI/EXEC transaction (GET, DEL) of one
-// round trip, and returns it, found true. Unlike an optimistic
-// transaction (WATCH) it cannot lose a race, not even to a read: GETEX
-// with a time to live, which every read of a session with an idle timeout
-// sends, counts as a change of a watched key, so a login that watched its
-// anonymous record would starve while that session is read. (GETDEL does
-// the same in one command, but needs +getdel, which the package
-// documentation's ACL line does not grant.)
+// round trip. Unlike an optimistic transaction (WATCH) it cannot lose a
+// race, not even to a read: GETEX with a time to live, which every read of
+// a session with an idle timeout sends, counts as a change of a watched
+// key, so a login that watched its anonymous record would starve while
+// that session is read. (GETDEL does the same in one command, but needs
+// +getdel, which the package documentation's ACL line does not grant.)
 //
 // When the record is gone, the same round trip reads what tells why: the
 // copy a parallel login left of it as it took it (see takenSuffix), which
-// it returns, fresh false; or the pointer a renewal left (see MoveSession),
-// which it follows, taking the record where the session went, as the
-// session package ends a moved session a login replaces anyway (up to
-// maxTakeHops renewals; fresh true). Otherwise the session has ended, by
-// a logout (which leaves neither) or its expiry, and it returns nil: a
-// login carries nothing over from a session that ended. (On a Redis
-// Cluster, an id without a hash tag, from before session.Config.TagKey
-// was set, has its copy and pointer in other slots: it is only taken.)
-func (s *Store) takeReplaced(ctx context.Context, id string) (record []byte, found, fresh bool, err error) {
+// it returns; or the pointer a renewal left (see MoveSession). It follows
+// the pointer, up to maxTakeHops renewals, and deletes the record where
+// the session went (the session package ends a moved session a login
+// replaces anyway), and reports the session moved: the login then carries
+// over the values as its request loaded them (NewSession.Record), not the
+// moved record's, which the renewal's new token holds, not the old token
+// the login came with. With neither, the session has ended, by a logout
+// (which leaves neither) or its expiry, and the login carries nothing
+// over. (On a Redis Cluster, an id without a hash tag, from before
+// session.Config.TagKey was set, has its copy and pointer in other slots:
+// its record is only taken.)
+func (s *Store) takeReplaced(ctx context.Context, id string) (t replacedTake, err error) {
 	for hop := range maxTakeHops {
 		key, copyKey, pointer := s.prefix+id, s.takenKey(id), s.nextKey(id)
 		why := s.sameSlot(key, copyKey) && s.sameSlot(key, pointer)
@@ -336,24 +350,35 @@ func (s *Store) takeReplaced(ctx context.Context, id string) (record []byte, fou
 			return err
 		})
 		if err != nil {
-			return nil, false, false, err
+			return t, err
 		}
-		if record, _ = replies[0].([]byte); record != nil {
-			return record, hop == 0, true, nil
+		t.moved = hop > 0
+		if t.record, _ = replies[0].([]byte); t.record != nil {
+			t.at = id
+			return t, nil
 		}
 		if !why {
-			return nil, false, false, nil
+			return replacedTake{}, nil
 		}
-		if record, _ = replies[2].([]byte); record != nil {
-			return record, false, false, nil
+		if t.copied, _ = replies[2].([]byte); t.copied != nil {
+			return t, nil
 		}
 		next, _ := replies[3].([]byte)
 		if next == nil {
-			return nil, false, false, nil
+			return replacedTake{}, nil
 		}
 		id = string(next)
 	}
-	return nil, false, false, nil
+	return replacedTake{}, nil // renewed more often than followed: taken for ended
+}
+
+// replacedTake is what takeReplaced found of the anonymous session a
+// login replaces.
+type replacedTake struct {
+	at     string // the id whose record it deleted, "" for none
+	record []byte // that record
+	copied []byte // the copy a parallel login left, where the record was gone
+	moved  bool   // a renewal had moved the session: at, or the copy, lies past its pointers
 }
 
 // maxTakeHops bounds how many renewals in a row takeReplaced follows.

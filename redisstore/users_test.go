@@ -545,7 +545,9 @@ func TestAddUserSessionLimitConcurrent(t *testing.T) {
 // took it finds no session, so that no change is acknowledged and lost;
 // the login leaves a copy of the record it took, for 10 seconds, from
 // which a second login replacing the same session merges; a replaced
-// record that a renewal moved is taken where it went; a replaced record
+// session that a renewal moved is ended where it went, its record copied
+// there, and the login writes its Record, the values as its request
+// loaded them (the moved record's are the new token's); a replaced record
 // that is gone otherwise (a logout) gives the merge nil; a merge that
 // fails writes no new session, and the replaced one stays ended.
 func TestAddUserSessionMerge(t *testing.T) {
@@ -605,21 +607,25 @@ func TestAddUserSessionMerge(t *testing.T) {
 				t.Errorf("the second merge saw %q, want %q", seen, want)
 			}
 
-			// A renewal moved the replaced session: the login takes the
-			// record where it went.
-			setRecord(t, srv, "moved2", "cart2")
+			// Renewals moved the replaced session: the login ends it
+			// where it went, and writes its own Record.
+			setRecord(t, srv, "moved3", "cart3")
 			srv.Do(t, "SET", "session:moved1:next", "moved2")
+			srv.Do(t, "SET", "session:moved2:next", "moved3")
 			seen = nil
 			a3 := alice("a3", d[0])
 			a3.Replaces, a3.Limit, a3.Merge = "moved1", limit, a.Merge
-			if _, err := s1.AddUserSession(ctx, a3); err != nil {
-				t.Fatalf("AddUserSession replacing a moved session = %v", err)
+			if ended, err := s1.AddUserSession(ctx, a3); err != nil || slices.Contains(ended, "moved1") {
+				t.Fatalf("AddUserSession replacing a moved session = %q, %v; want nil, and moved1 not among those ended (its record was gone)", ended, err)
 			}
-			if want := []string{"cart2"}; !slices.Equal(seen, want) {
-				t.Errorf("the merge of a moved session saw %q, want %q", seen, want)
+			if len(seen) != 0 {
+				t.Errorf("the merge of a moved session saw %q, want no call", seen)
 			}
-			if got := records(t, srv); got["moved2"] != "" {
-				t.Errorf("the moved session's record survived the login: %v", got)
+			if got := records(t, srv); got["moved3"] != "" || got["a3"] != "rec-a3" {
+				t.Errorf("records after a login replacing a moved session = %v, want moved3 gone and a3 its Record", got)
+			}
+			if got, _ := redis.String(srv.Do(t, "GET", "session:moved3:taken"), nil); got != "cart3" {
+				t.Errorf("copy where the moved session went = %q, want cart3", got)
 			}
 			srv.Do(t, "DEL", "session:a2", "session:a3")
 

@@ -212,9 +212,7 @@ type Config struct {
 	// tag keep working, under the
 	// keys they had. Outside a Cluster, a Manager with a TagKey still
 	// lists and revokes the sessions made before it was set (the session
-	// limit counts only those made after; and not for a user id that
-	// begins as a tagged one does, "{" four characters "}": the index
-	// such an id had before is another user's now), but one without it does not
+	// limit counts only those made after), but one without it does not
 	// see those that a Manager with it made or renewed: set it on every
 	// instance at once, or revoke only through instances that have it
 	// while a rollout mixes them (README, "Upgrading"). On a Cluster, set

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -32,12 +31,12 @@ type state struct {
 	// asks who is logged in never does.
 	data context.Context
 
-	// request is the request the state is of: client turns its
-	// RemoteAddr and User-Agent into what a new session records, so that a
-	// request that creates none (most of them) does not pay for parsing
-	// them, and a login or a renewal checks its scheme and host
-	// (Manager.checkSecureOverHTTP).
-	request *http.Request
+	// remoteAddr and rawUserAgent are the request's RemoteAddr and
+	// User-Agent header, kept as they came: client turns them into what
+	// a new session records, so that a request that creates none (most
+	// of them) does not pay for parsing them.
+	remoteAddr   string
+	rawUserAgent string
 
 	presented string // verified token the request carried, found or not
 	stored    string // token whose record exists in the store, as far as this request knows
@@ -47,6 +46,10 @@ type state struct {
 	relogin   bool
 	withheld  bool // no cookie came, and a browser may hold one its SameSite kept from this request: see Manager.withheld, canWrite
 	plainHTTP bool // InsecureCookie, and a host browsers reach over plain HTTP: no Clear-Site-Data (see Manager.plainHTTP)
+	// secureOverHTTP says that the request came over plain HTTP to a host
+	// other than a loopback one, where browsers drop the Secure cookie
+	// a login or a renewal sets: see dropsSecure.
+	secureOverHTTP bool
 	// scsTaken says that scsToken's record was gone, maybe taken by a
 	// parallel request migrating it: a login or logout marks its key, and
 	// ends the session it became (see endTakenSCS).
@@ -394,8 +397,9 @@ type Info struct {
 //
 // With Config.MaxSessionsPerUser, the user's oldest other sessions are
 // revoked in the same step; the session the request came with is replaced,
-// never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes
-// (ErrInvalidUserID). It is compared byte for byte, here and by the
+// never counted. userID must be valid UTF-8 of 1 to MaxUserIDLength bytes,
+// and not begin as a key with a hash tag does ("{", four bytes, "}", then
+// more; see Config.TagKey) (ErrInvalidUserID). It is compared byte for byte, here and by the
 // Manager's List, Revoke and RevokeAll and the session limit: pass the
 // account's stable id (a primary key), never the name as the user typed
 // it, which "Alice@Example.com" and "alice@example.com" would make two
@@ -422,7 +426,10 @@ func Create(ctx context.Context, userID string) (Info, error) {
 }
 
 // validUserID returns ErrInvalidUserID, with the reason, for an id that
-// cannot name a user: one that JSON would alter, or none at all.
+// cannot name a user: one that JSON would alter, or none at all; or one
+// with a hash tag's shape ("{abcd}bob"), whose index key without a TagKey
+// is the index key of another user ("bob", when abcd is that user's tag)
+// with one, on an instance that has it.
 func validUserID(id string) error {
 	switch {
 	case id == "":
@@ -431,6 +438,9 @@ func validUserID(id string) error {
 		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidUserID, MaxUserIDLength)
 	case !utf8.ValidString(id):
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidUserID)
+	}
+	if tag, _ := splitTag(id); tag != "" {
+		return fmt.Errorf("%w: begins as a key with a hash tag does, \"{\", four bytes, \"}\"", ErrInvalidUserID)
 	}
 	return nil
 }

@@ -65,8 +65,9 @@ var (
 	// the record, JSON, cannot keep such a key.
 	ErrReservedKey = errors.New(`session: value key empty, starting with "__" (kept for sessionkit) or not valid UTF-8`)
 
-	// ErrInvalidUserID reports a user id that is empty, not valid UTF-8, or
-	// longer than MaxUserIDLength bytes.
+	// ErrInvalidUserID reports a user id that is empty, not valid UTF-8,
+	// longer than MaxUserIDLength bytes, or that begins as a key with a
+	// hash tag does ("{", four bytes, "}", then more).
 	ErrInvalidUserID = errors.New("session: invalid user id")
 
 	// ErrInvalidValue reports a value that Put cannot store so that Get

@@ -598,8 +598,11 @@ func TestReloginDropsEarlierPuts(t *testing.T) {
 // session, then another request log that session out (as it came, or
 // after a renewal moved it, with the renewed token) before the login's
 // Create: the logout is final, and the login carries none of the ended
-// session's values over, on one instance or two; where nothing ended the
-// session, it carries them over (the renewed record's, as it went).
+// session's values over, on one instance or two. Where a renewal moved
+// the session and nothing ended it, the login carries over the values as
+// its request loaded them, never one put with the renewed token: the
+// renewal made the token the login came with worthless (a token planted
+// in the browser, whose holder's login request was in flight).
 func TestLoginAfterAnonymousLogout(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -623,6 +626,11 @@ func TestLoginAfterAnonymousLogout(t *testing.T) {
 			current := anon
 			if tc.renew {
 				current = renew(t, other, anon)
+				serve(t, other, current, func(ctx context.Context) {
+					if err := Put(ctx, "address", "1 Main St"); err != nil {
+						t.Fatal(err)
+					}
+				})
 			}
 			if tc.logout {
 				serve(t, other, current, func(ctx context.Context) {
@@ -646,7 +654,51 @@ func TestLoginAfterAnonymousLogout(t *testing.T) {
 				if v, _ := Get[string](ctx, "cart"); v != tc.want {
 					t.Errorf("cart after the login = %q, want %q", v, tc.want)
 				}
+				if v, ok := Get[string](ctx, "address"); ok {
+					t.Errorf("the login carried over %q, put with the renewed token", v)
+				}
 			})
+		})
+	}
+}
+
+// TestLoginSentTwiceAroundRenewal has two login requests of one browser
+// (a form sent twice) load its anonymous session, the first before a
+// renewal moved it, the second after, with the renewed token: each
+// login carries the cart over, whichever runs first.
+func TestLoginSentTwiceAroundRenewal(t *testing.T) {
+	for _, firstFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first first %v", firstFirst), func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "cart", "book"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			first := load(m, anon)
+			second := load(m, renew(t, m, anon))
+			logins := []context.Context{first, second}
+			if !firstFirst {
+				logins = []context.Context{second, first}
+			}
+			for i, ctx := range logins {
+				if _, err := Create(ctx, "alice"); err != nil {
+					t.Fatalf("Create %d = %v", i, err)
+				}
+				h := http.Header{}
+				if err := m.Commit(ctx, h); err != nil {
+					t.Fatal(err)
+				}
+				c, ok := sessionCookie(m, h)
+				if !ok {
+					t.Fatalf("login %d set no cookie", i)
+				}
+				serve(t, m, c.Value, func(ctx context.Context) {
+					if v, _ := Get[string](ctx, "cart"); v != "book" {
+						t.Errorf("cart after login %d = %q, want book", i, v)
+					}
+				})
+			}
 		})
 	}
 }

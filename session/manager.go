@@ -96,10 +96,10 @@ type Manager struct {
 	// insecureOverHTTPS logs once that a Manager with InsecureCookie
 	// serves a request that came over HTTPS (see checkInsecure).
 	insecureOverHTTPS sync.Once
-	// secureOverHTTP logs once that m set its Secure cookie in answer to
-	// a plain-HTTP request that browsers drop it from (see
-	// checkSecureOverHTTP).
-	secureOverHTTP sync.Once
+	// warnedSecureOverHTTP says that m has logged that it set its Secure
+	// cookie in answer to a request that browsers drop it from (see
+	// secureOverHTTP): it logs that once, and then stops looking.
+	warnedSecureOverHTTP atomic.Bool
 }
 
 // outageLogInterval is how often a Manager logs that the store is
@@ -259,12 +259,14 @@ func (m *Manager) Load(r *http.Request) context.Context {
 	if outer != nil && outer.m == m {
 		return r.Context()
 	}
-	st := &state{m: m, outer: outer, request: r}
+	st := &state{m: m, outer: outer, remoteAddr: r.RemoteAddr, rawUserAgent: r.UserAgent()}
 	if st.outer != nil {
 		m.checkNested(st.outer)
 	}
 	if m.cfg.InsecureCookie {
 		m.checkInsecure(r)
+	} else if !m.warnedSecureOverHTTP.Load() {
+		st.secureOverHTTP = dropsSecure(r)
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 
@@ -463,18 +465,15 @@ func (m *Manager) checkInsecure(r *http.Request) {
 	})
 }
 
-// checkSecureOverHTTP logs, once per Manager, that m set its Secure cookie
-// in answer to r, a request that came over plain HTTP (see overHTTPS) to
-// a host other than localhost or a loopback address: browsers keep a
-// Secure cookie only from a secure context, so that browser stays signed
-// out (a login that does not stick), and nothing else says why.
-func (m *Manager) checkSecureOverHTTP(r *http.Request) {
-	if r == nil || overHTTPS(r) || loopbackHost(r.Host) {
-		return
-	}
-	m.secureOverHTTP.Do(func() {
-		m.log.Warn("session: the session cookie is Secure, but was set in answer to a request over plain HTTP to a host other than localhost: browsers drop it, so a browser's login does not stick; serve the site over HTTPS (behind a proxy that ends TLS, have it send X-Forwarded-Proto: https), or, for development only, set Config.InsecureCookie", "cookie", m.cfg.CookieName, "host", r.Host)
-	})
+// dropsSecure reports whether r came over plain HTTP (see overHTTPS)
+// to a host other than localhost or a loopback address: browsers keep a
+// Secure cookie only from a secure context, so a login or a renewal
+// answered there leaves that browser signed out (a login that does not
+// stick), and nothing else says why. The Manager logs it once (Commit),
+// and Load, which reads r before the handler may change it, stops
+// asking then.
+func dropsSecure(r *http.Request) bool {
+	return !overHTTPS(r) && !loopbackHost(r.Host)
 }
 
 // overHTTPS reports whether r came over HTTPS: TLS to the app, or, as a
@@ -686,8 +685,8 @@ func (m *Manager) commit(ctx context.Context, h http.Header, save bool) error {
 	switch {
 	case issue:
 		m.setCookie(h, m.signer.sign(st.issued, st.deadline), st.deadline)
-		if !m.cfg.InsecureCookie {
-			m.checkSecureOverHTTP(st.request)
+		if st.secureOverHTTP && m.warnedSecureOverHTTP.CompareAndSwap(false, true) {
+			m.log.Warn("session: the session cookie is Secure, but was set in answer to a request over plain HTTP to a host other than localhost: browsers drop it, so a browser's login does not stick; serve the site over HTTPS (behind a proxy that ends TLS, have it send X-Forwarded-Proto: https), or, for development only, set Config.InsecureCookie", "cookie", m.cfg.CookieName)
 		}
 	case expire:
 		m.setCookie(h, "", time.Time{})
@@ -863,8 +862,9 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// another request saved there meanwhile is not lost; none when the
 	// store finds no record (a logout ended the session meanwhile, whose
 	// values must not come back: a store that can tell a parallel login
-	// or renewal took it passes the record as taken, see
-	// NewSession.Merge). Without a record to replace it is one write.
+	// took it passes the record as taken, and one that can tell a renewal
+	// moved it writes Record, see NewSession.Merge). Without a record to
+	// replace it is one write.
 	// Record holds the values as loaded, for a UserStore that does not
 	// call Merge.
 	var loaded map[string]any
@@ -1598,7 +1598,7 @@ func loopbackHost(host string) bool {
 // client returns the client's address and user agent as a session
 // created for st's request records them.
 func (st *state) client() (ip, userAgent string) {
-	return clientIP(st.request.RemoteAddr), clientUserAgent(st.request.UserAgent())
+	return clientIP(st.remoteAddr), clientUserAgent(st.rawUserAgent)
 }
 
 // clientIP returns the IP address of remoteAddr: "host:port" as net/http

@@ -399,6 +399,37 @@ func TestSecureCookieOverPlainHTTP(t *testing.T) {
 	}
 }
 
+// TestCreateBesideRequestEdits has a handler change the request's
+// address and headers in one goroutine while another logs in: the session
+// records the client as the request came (Load reads it), and, under
+// -race, nothing races with the edits.
+func TestCreateBesideRequestEdits(t *testing.T) {
+	m, _, _ := newTestManager(t, Config{})
+	req := httptest.NewRequest("GET", "http://localhost/", nil)
+	req.RemoteAddr = "192.0.2.7:1234"
+	ctx := m.Load(req)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			req.Header.Set("User-Agent", fmt.Sprint("edited ", i))
+			req.Header.Set("X-Forwarded-Proto", "https")
+			req.RemoteAddr = "198.51.100.1:1"
+		}
+	}()
+	info, err := Create(ctx, "alice")
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(ctx, http.Header{}); err != nil {
+		t.Fatal(err)
+	}
+	if info.IP != "192.0.2.7" {
+		t.Errorf("Info.IP = %q, want the address the request came from, 192.0.2.7", info.IP)
+	}
+}
+
 // loginCookie logs alice in through m on a request to localhost and
 // returns the Set-Cookie header the commit writes.
 func loginCookie(t *testing.T, m *Manager) string {

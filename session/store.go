@@ -221,9 +221,11 @@ type NewSession = struct {
 	// from the record of Replaces as it is when it is deleted (nil when
 	// there is none, which carries nothing over: the session may have
 	// been logged out). When that record is gone because a parallel
-	// login took it, or a renewal moved it, the store may pass it as that
-	// login took it, or take it where the renewal moved it (redisstore
-	// does both), never one a logout ended. An error from it ends the call with the new session
+	// login took it, the store may pass it as that login took it; when a
+	// renewal moved it, it may end it where it went and write Record
+	// instead (redisstore does both): never the moved record's values,
+	// which the renewal's token holds, not the token the caller came
+	// with, nor those of a session a logout ended. An error from it ends the call with the new session
 	// unwritten (and Replaces deleted). Record holds what Merge would make
 	// of the replaced record as the caller loaded it, so a store that
 	// ignores Merge (one written before it) still carries those values

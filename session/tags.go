@@ -126,17 +126,6 @@ type taggedStore struct {
 
 func (s taggedStore) user(userID string) string { return withTag(s.m.userTag(userID), userID) }
 
-// legacyIndex reports whether the untagged index of userID is read and
-// emptied beside the tagged one: outside a Cluster, unless userID itself
-// has a tag's shape ("{abcd}bob"). The untagged index of such an id is
-// another user's tagged index (that of "bob", when abcd is bob's tag), not
-// an index of its own: read or emptied for it, it would list and end that
-// user's sessions.
-func (s taggedStore) legacyIndex(userID string) bool {
-	tag, _ := splitTag(userID)
-	return s.legacy && tag == ""
-}
-
 func (s taggedStore) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
 	n.UserID = s.user(n.UserID)
 	return s.Store.AddUserSession(ctx, n)
@@ -148,7 +137,7 @@ func (s taggedStore) MoveSession(ctx context.Context, mv Move) (bool, error) {
 }
 
 func (s taggedStore) RemoveUserSession(ctx context.Context, userID, id string) (bool, error) {
-	if tag, _ := splitTag(id); tag == "" && s.legacyIndex(userID) {
+	if tag, _ := splitTag(id); tag == "" && s.legacy {
 		return s.Store.RemoveUserSession(ctx, userID, id) // listed in the untagged index
 	}
 	return s.Store.RemoveUserSession(ctx, s.user(userID), id)
@@ -165,7 +154,7 @@ func (s taggedStore) RemoveUserSession(ctx context.Context, userID, id string) (
 // so be listed twice or three times: the Manager keeps one (see
 // Manager.list).
 func (s taggedStore) UserSessions(ctx context.Context, userID string) ([]string, [][]byte, error) {
-	if !s.legacyIndex(userID) {
+	if !s.legacy {
 		return s.Store.UserSessions(ctx, s.user(userID))
 	}
 	var ids []string
@@ -219,10 +208,9 @@ func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string
 		// removed with the others.
 		keepTagged = ""
 	}
-	legacy := s.legacyIndex(userID)
 	var removed []string
 	var untaggedErr error
-	if legacy {
+	if s.legacy {
 		var err error
 		removed, err = s.Store.RemoveUserSessions(ctx, userID, keepUntagged)
 		var c interface{ Contention() bool }
@@ -241,7 +229,7 @@ func (s taggedStore) RemoveUserSessions(ctx context.Context, userID, keep string
 	}
 	more, err := s.Store.RemoveUserSessions(ctx, s.user(userID), keepTagged)
 	removed = append(removed, more...)
-	if err = errors.Join(untaggedErr, err); err != nil || !legacy || keep != "" {
+	if err = errors.Join(untaggedErr, err); err != nil || !s.legacy || keep != "" {
 		return removed, err
 	}
 	// "Log out everywhere" empties the untagged index again: an instance
