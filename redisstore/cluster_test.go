@@ -1734,6 +1734,7 @@ func TestClusterOutOfMemory(t *testing.T) {
 	addAll(t, s, tagged("a", 0), tagged("b", 1), tagged("c", 2), tagged("d", 3))
 	master := c.MasterOf(t, redisc.Slot("{t}"))
 	master.Do(t, "DEL", "session:{t}d") // what its idle timeout does
+	master.Do(t, "SET", "session:{t}anon", "cart")
 	fillUp(t, master)
 
 	if _, err := s.AddUserSession(ctx, tagged("e", 3)); !errors.Is(err, redisstore.ErrUnavailable) {
@@ -1745,6 +1746,10 @@ func TestClusterOutOfMemory(t *testing.T) {
 	}
 	if removed, err := s.RemoveUserSession(ctx, "{t}", "{t}a"); err != nil || !removed {
 		t.Fatalf("RemoveUserSession out of memory = %v, %v; want true, nil", removed, err)
+	}
+	// An anonymous session's logout, whose mark the node refuses.
+	if removed, err := s.RemoveUserSession(ctx, "", "{t}anon"); err != nil || !removed {
+		t.Fatalf("RemoveUserSession of an anonymous session out of memory = %v, %v; want true, nil", removed, err)
 	}
 	removed, err := s.RemoveUserSessions(ctx, "{t}", "")
 	slices.Sort(removed)

@@ -36,15 +36,16 @@
 //	                    MULTI/EXEC transaction; with a limit, WATCH,
 //	                    EXISTS, ZRANGE and EXISTS first, then the same as a MULTI/EXEC
 //	                    transaction; with a merge of the replaced record, MULTI GET DEL
-//	                    GET GET EXEC of it, its copy <id>:taken and its pointer first
-//	                    (again for each renewal's pointer it follows), then the rest
-//	                    as without it, with SET PX of the copy of a record it took
+//	                    GET GET EXEC of it, a logout's mark <id>:ended and a
+//	                    renewal's pointer first (again for each pointer it follows),
+//	                    then the rest as without it
 //	MoveSession         WATCH and GET, then MULTI/EXEC with SET NX, DEL, for a
 //	                    user's session ZADD, PEXPIREAT, ZREMRANGEBYSCORE and ZREM,
 //	                    and SET of the old id's pointer, <id>:next
 //	MovedTo             GET of a moved or replaced session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
-//	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
+//	                    MULTI/EXEC, or pipelined when a node out of memory refuses it);
+//	                    for an anonymous session DEL and SET PX of its mark <id>:ended
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
 //	                    session meanwhile; pipelined instead when Redis, out of memory,

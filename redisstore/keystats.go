@@ -44,9 +44,9 @@ type KeyStats struct {
 	// Sessions is the number of session records: string keys
 	// "<KeyPrefix>session:*", but for the pointers renewed and replaced
 	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
-	// [Store.MovedTo]), the copies logins leave of the anonymous records
-	// they took, "<KeyPrefix>session:<id>:taken" (see
-	// [Store.AddUserSession]), and any other key with a colon after
+	// [Store.MovedTo]), the marks logouts of anonymous sessions leave,
+	// "<KeyPrefix>session:<id>:ended" (see [Store.RemoveUserSession]),
+	// and any other key with a colon after
 	// "session:".
 	Sessions int64
 	// Indexes is the number of user indexes, sorted sets

@@ -103,14 +103,14 @@ type Move = struct {
 // one more round trip) before the new session is added, so that a change
 // another request saved into the replaced session meanwhile is carried
 // over, not lost: a login carries over the anonymous session's values as
-// they are, not as the login request loaded them. The login leaves a copy
-// of the record it took, for 10 seconds, "<KeyPrefix>session:<id>:taken";
-// when the record is gone, the merge gets that copy (a parallel login
-// took it: a form sent twice), or, when a renewal moved the session, the
-// call ends it where it went (a round trip for each renewal followed, up
-// to 8; the id it deleted there is not among those returned) and writes
-// a.Record, the values as the caller loaded them; else (a logout ended
-// it) the merge gets nil. A failure after that step, an error from a.Merge
+// they are, not as the login request loaded them. When the record is gone,
+// the merge gets nil, which carries nothing over, if a logout ended the
+// session (the mark RemoveUserSession leaves, "<KeyPrefix>session:<id>:ended");
+// else the call writes a.Record, the values as the caller loaded them (a
+// parallel login took the record: a form sent twice; or it expired), and
+// where a renewal moved the session, it ends it where it went, following
+// up to 8 renewals, a round trip each (the id it deleted there is not
+// among those returned). A failure after that step, an error from a.Merge
 // included, leaves the replaced session ended and the new one not added.
 //
 // Without a limit and without a replaced session the commands go as a plain
@@ -129,8 +129,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	}
 	start := time.Now() // a.TTL's, see px
 	index := s.userKey(a.UserID)
-	gone := ""          // a.Replaces, once its DEL deleted a record
-	var taken takenCopy // what the addition leaves of the anonymous record it took
+	gone := "" // a.Replaces, once its DEL deleted a record
 	if a.Replaces == "" {
 		a.Merge = nil
 	}
@@ -151,26 +150,18 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 		// session alone: a failure in between ends the replaced session,
 		// and never leaves it alive beside the new one.
 		t, err := s.takeReplaced(ctx, a.Replaces)
-		if t.at == a.Replaces {
+		if t.record != nil {
 			gone = a.Replaces
 		}
 		if err != nil {
 			return endedOf(gone, nil), err
 		}
-		if t.at != "" {
+		if t.took {
 			ctx = context.WithoutCancel(ctx) // the change has begun: see confirmMade
-			taken = takenCopy{key: s.takenKey(t.at), record: t.record}
-			if !s.sameSlot(taken.key, index) {
-				s.leaveCopy(ctx, taken) // on a Cluster, in the slot of its own
-				taken = takenCopy{}
-			}
 		}
-		if !t.moved {
-			replaced := t.record
-			if t.at == "" {
-				replaced = t.copied
-			}
-			if a.Record, err = a.Merge(replaced); err != nil {
+		if t.record != nil || t.ended {
+			// Else a.Record stands: see takeReplaced.
+			if a.Record, err = a.Merge(t.record); err != nil {
 				return endedOf(gone, nil), fmt.Errorf("redisstore: add_user_session: %w", err)
 			}
 		}
@@ -199,7 +190,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 	if a.Limit <= 0 {
 		err = s.do(ctx, "add_user_session", index, func(ctx context.Context, conn redis.Conn) error {
 			var setAt int
-			queue := func(send sender) { setAt = s.sendAddition(send, index, a, start, taken, nil) }
+			queue := func(send sender) { setAt = s.sendAddition(send, index, a, start, nil) }
 			run := s.batch
 			if a.Replaces != "" {
 				// One transaction, on one server too: a Redis out of
@@ -279,7 +270,7 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 			}
 			var setAt int
 			replies, err = s.transaction(ctx, conn, func(send sender) {
-				setAt = s.sendAddition(send, index, a, start, taken, append(dead, revoked...), revoked...)
+				setAt = s.sendAddition(send, index, a, start, append(dead, revoked...), revoked...)
 			})
 			if errors.Is(err, redis.ErrNil) {
 				return true, nil // the watched index changed: look again
@@ -309,30 +300,31 @@ func (s *Store) AddUserSession(ctx context.Context, a UserSession) (ended []stri
 
 // takeReplaced reads and deletes the record of the anonymous session id
 // that a login replaces, in one MULTI/EXEC transaction (GET, DEL) of one
-// round trip. Unlike an optimistic transaction (WATCH) it cannot lose a
-// race, not even to a read: GETEX with a time to live, which every read of
-// a session with an idle timeout sends, counts as a change of a watched
-// key, so a login that watched its anonymous record would starve while
-// that session is read. (GETDEL does the same in one command, but needs
-// +getdel, which the package documentation's ACL line does not grant.)
+// round trip, and returns it. Unlike an optimistic transaction (WATCH) it
+// cannot lose a race, not even to a read: GETEX with a time to live, which
+// every read of a session with an idle timeout sends, counts as a change
+// of a watched key, so a login that watched its anonymous record would
+// starve while that session is read. (GETDEL does the same in one command,
+// but needs +getdel, which the package documentation's ACL line does not
+// grant.)
 //
 // When the record is gone, the same round trip reads what tells why: the
-// copy a parallel login left of it as it took it (see takenSuffix), which
-// it returns; or the pointer a renewal left (see MoveSession). It follows
-// the pointer, up to maxTakeHops renewals, and deletes the record where
-// the session went (the session package ends a moved session a login
-// replaces anyway), and reports the session moved: the login then carries
-// over the values as its request loaded them (NewSession.Record), not the
-// moved record's, which the renewal's new token holds, not the old token
-// the login came with. With neither, the session has ended, by a logout
-// (which leaves neither) or its expiry, and the login carries nothing
-// over. (On a Redis Cluster, an id without a hash tag, from before
-// session.Config.TagKey was set, has its copy and pointer in other slots:
-// its record is only taken.)
+// mark a logout leaves (see endedSuffix), which reports the session ended,
+// so that the login carries nothing of it over; or the pointer a renewal
+// leaves (see MoveSession), which it follows, up to maxTakeHops renewals,
+// deleting the record where the session went (the session package ends a
+// moved session a login replaces anyway: took reports it) and looking
+// there for a logout's mark in turn. With no record at id, and no mark,
+// the login writes the values as its request loaded them
+// (NewSession.Record): a parallel login took the record (a login form
+// sent twice), or a renewal moved it (its values are the new token's, not
+// the old token's the login came with), or it expired. (On a Redis
+// Cluster, an id without a hash tag, from before session.Config.TagKey was
+// set, has its mark and pointer in other slots: its record is only taken.)
 func (s *Store) takeReplaced(ctx context.Context, id string) (t replacedTake, err error) {
-	for hop := range maxTakeHops {
-		key, copyKey, pointer := s.prefix+id, s.takenKey(id), s.nextKey(id)
-		why := s.sameSlot(key, copyKey) && s.sameSlot(key, pointer)
+	for hop := 0; hop <= maxTakeHops; hop++ {
+		key, mark, pointer := s.prefix+id, s.endedKey(id), s.nextKey(id)
+		why := s.sameSlot(key, mark) && s.sameSlot(key, pointer)
 		var replies []any
 		err = s.do(ctx, "add_user_session", key, func(ctx context.Context, conn redis.Conn) error {
 			var err error
@@ -340,7 +332,7 @@ func (s *Store) takeReplaced(ctx context.Context, id string) (t replacedTake, er
 				send("GET", key)
 				send("DEL", key)
 				if why {
-					send("GET", copyKey)
+					send("GET", mark)
 					send("GET", pointer)
 				}
 			})
@@ -352,76 +344,51 @@ func (s *Store) takeReplaced(ctx context.Context, id string) (t replacedTake, er
 		if err != nil {
 			return t, err
 		}
-		t.moved = hop > 0
-		if t.record, _ = replies[0].([]byte); t.record != nil {
-			t.at = id
+		if record, _ := replies[0].([]byte); record != nil {
+			t.took = true
+			if hop == 0 {
+				t.record = record
+			}
 			return t, nil
 		}
 		if !why {
-			return replacedTake{}, nil
+			return t, nil
 		}
-		if t.copied, _ = replies[2].([]byte); t.copied != nil {
+		if replies[2] != nil {
+			t.ended = true
 			return t, nil
 		}
 		next, _ := replies[3].([]byte)
 		if next == nil {
-			return replacedTake{}, nil
+			return t, nil
 		}
 		id = string(next)
 	}
-	return replacedTake{}, nil // renewed more often than followed: taken for ended
+	return t, nil
 }
 
 // replacedTake is what takeReplaced found of the anonymous session a
 // login replaces.
 type replacedTake struct {
-	at     string // the id whose record it deleted, "" for none
-	record []byte // that record
-	copied []byte // the copy a parallel login left, where the record was gone
-	moved  bool   // a renewal had moved the session: at, or the copy, lies past its pointers
+	record []byte // the record of the id the login came with; nil when it was gone
+	took   bool   // it deleted a record: that one, or one where a renewal moved the session
+	ended  bool   // a logout ended the session (see endedSuffix)
 }
 
 // maxTakeHops bounds how many renewals in a row takeReplaced follows.
 const maxTakeHops = 8
 
-// takenSuffix ends the key of the copy that a login leaves, for
-// takenLife, of the anonymous record it took (see AddUserSession),
-// "<KeyPrefix>session:<id>:taken": a second login that loaded the same
-// anonymous session (a login form sent twice) finds the record gone, and
-// carries over the values from this copy, where a logout, which leaves
-// none, has ended them for good. An id never holds a colon, so no record's
-// key ends so (see notRecord).
-const takenSuffix = ":taken"
+// endedSuffix ends the key of the mark that a logout of an anonymous
+// session leaves, for pointerLife, "<KeyPrefix>session:<id>:ended": a
+// login request that loaded the session before the logout finds it, where
+// the record is gone, and carries none of the session's values over. An
+// id never holds a colon, so no record's key ends so (see notRecord).
+const endedSuffix = ":ended"
 
-// takenLife is how long the copy of an anonymous record a login took
-// lives: long enough for a second login sent with the same session, which
-// loaded it before the first took it, to reach the store.
-const takenLife = 10 * time.Second
-
-// takenKey returns the key of the copy a login leaves of the anonymous
-// record id it took.
-func (s *Store) takenKey(id string) string {
-	return s.prefix + id + takenSuffix
-}
-
-// takenCopy is the copy of an anonymous record a login took, to leave
-// under key (see takenSuffix).
-type takenCopy struct {
-	key    string
-	record []byte
-}
-
-// leaveCopy leaves the copy c on its own, where it lies in another slot
-// than the login's index. Best effort: without it, a second login that
-// loaded the same anonymous session carries nothing over.
-func (s *Store) leaveCopy(ctx context.Context, c takenCopy) {
-	err := s.do(ctx, "add_user_session", c.key, func(ctx context.Context, conn redis.Conn) error {
-		_, err := cmd(ctx, conn, "SET", c.key, c.record, "PX", takenLife.Milliseconds())
-		return err
-	})
-	if err != nil {
-		s.log.Debug("redisstore: no copy left of the anonymous record a login took", "error", err)
-	}
+// endedKey returns the key of the mark a logout of the anonymous session
+// id leaves.
+func (s *Store) endedKey(id string) string {
+	return s.prefix + id + endedSuffix
 }
 
 // endedOf returns the ids of the sessions AddUserSession ended: gone (the
@@ -476,11 +443,10 @@ func (s *Store) sameSlot(a, b string) bool {
 
 // sendAddition queues the commands that store a in index, with the
 // deletion of the sessions revoked and the removal of the index members
-// gone (whose records are gone or go now), and the copy taken of the
-// anonymous record the login took (none when its key is ""), in an order
-// whose every prefix is safe (see AddUserSession), and returns the
-// position of the SET among them.
-func (s *Store) sendAddition(queue sender, index string, a UserSession, start time.Time, taken takenCopy, gone []string, revoked ...string) (setAt int) {
+// gone (whose records are gone or go now), in an order whose every prefix
+// is safe (see AddUserSession), and returns the position of the SET among
+// them.
+func (s *Store) sendAddition(queue sender, index string, a UserSession, start time.Time, gone []string, revoked ...string) (setAt int) {
 	n := 0
 	send := func(name string, args ...any) {
 		queue(name, args...)
@@ -497,9 +463,6 @@ func (s *Store) sendAddition(queue sender, index string, a UserSession, start ti
 	}
 	for _, rid := range revoked {
 		send("DEL", s.prefix+rid)
-	}
-	if taken.key != "" {
-		send("SET", taken.key, taken.record, "PX", takenLife.Milliseconds())
 	}
 	setAt = n
 	send("SET", s.prefix+a.ID, a.Record, "PX", px(start, a.TTL), "NX")
@@ -884,7 +847,10 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 // RemoveUserSession deletes the record under id and removes id from the
 // index of userID ("" for an anonymous session, which has no index), and
 // reports whether the record existed. Removing a missing id is not an
-// error.
+// error. For an anonymous session it leaves, for up to 10 minutes, a mark
+// that it ended, "<KeyPrefix>session:<id>:ended", with which a login
+// request that loaded the session before carries none of its values over
+// (see AddUserSession).
 func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
 	key := s.prefix + id
 	ctx, release := s.confirming(ctx)
@@ -917,9 +883,15 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 			send("DEL", key)
 			if userID != "" {
 				send("ZREM", s.userKey(userID), id) // after the record: the index may lag, never lead
+			} else if mark := s.endedKey(id); s.sameSlot(key, mark) {
+				send("SET", mark, "", "PX", pointerLife.Milliseconds())
 			}
 		})
-		if err == nil {
+		if err == nil && userID == "" {
+			// The mark is best effort: a Redis out of memory refuses it,
+			// and the logout stands.
+			err = firstError(replies[:1])
+		} else if err == nil {
 			err = firstError(replies)
 		}
 		if err != nil {

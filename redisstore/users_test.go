@@ -87,8 +87,8 @@ func records(t *testing.T, srv *redistest.Server) map[string]string {
 		cursor, _ = redis.Int(reply[0], nil)
 		keys, _ := redis.Strings(reply[1], nil)
 		for _, k := range keys {
-			if strings.HasSuffix(k, ":next") || strings.HasSuffix(k, ":taken") {
-				continue // a pointer, or a copy a login left
+			if strings.HasSuffix(k, ":next") || strings.HasSuffix(k, ":ended") {
+				continue // a pointer, or a logout's mark
 			}
 			v, err := redis.String(srv.Do(t, "GET", k), nil)
 			if err == nil {
@@ -542,14 +542,14 @@ func TestAddUserSessionLimitConcurrent(t *testing.T) {
 // the record of the session it replaces, with and without a limit: the
 // merge gets that record as it is when the call takes it, a change saved
 // into it before is in the new record, and a write into it after the call
-// took it finds no session, so that no change is acknowledged and lost;
-// the login leaves a copy of the record it took, for 10 seconds, from
-// which a second login replacing the same session merges; a replaced
-// session that a renewal moved is ended where it went, its record copied
-// there, and the login writes its Record, the values as its request
-// loaded them (the moved record's are the new token's); a replaced record
-// that is gone otherwise (a logout) gives the merge nil; a merge that
-// fails writes no new session, and the replaced one stays ended.
+// took it finds no session, so that no change is acknowledged and lost; a
+// second login replacing the same session finds it gone and writes its
+// Record, the values as its request loaded them; a replaced session that
+// renewals moved is ended where it went, and the login writes its Record
+// (the moved record's values are the new token's); a replaced session
+// that a logout ended, which leaves its mark, gives the merge nil; a
+// merge that fails writes no new session, and the replaced one stays
+// ended.
 func TestAddUserSessionMerge(t *testing.T) {
 	srv := redistest.Start(t)
 	s1, s2 := open(t, srv, redisstore.Config{}), open(t, srv, redisstore.Config{})
@@ -588,23 +588,21 @@ func TestAddUserSessionMerge(t *testing.T) {
 			if got, want := index(t, srv, "alice"), map[string]int64{"a": d[0].UnixMilli()}; !maps.Equal(got, want) {
 				t.Errorf("index = %v, want %v", got, want)
 			}
-			if got, _ := redis.String(srv.Do(t, "GET", "session:anon:taken"), nil); got != "cart+pen" {
-				t.Errorf("copy of the record the login took = %q, want cart+pen", got)
-			}
-			if ttl, _ := redis.Int64(srv.Do(t, "PTTL", "session:anon:taken"), nil); ttl <= 0 || ttl > 10_000 {
-				t.Errorf("PTTL of the copy = %d ms, want up to 10 s", ttl)
-			}
 
 			// A second login replacing the same session (a form sent
-			// twice) merges from the copy; it ended nothing itself.
+			// twice) finds the record gone, and no logout's mark: it
+			// writes its Record, the values as its request loaded them.
 			seen = nil
 			a2 := alice("a2", d[0])
 			a2.Replaces, a2.Limit, a2.Merge = "anon", limit, a.Merge
 			if ended, err := s1.AddUserSession(ctx, a2); err != nil || len(ended) != 0 {
 				t.Fatalf("second AddUserSession replacing a taken record = %q, %v; want none, nil", ended, err)
 			}
-			if want := []string{"cart+pen"}; !slices.Equal(seen, want) {
-				t.Errorf("the second merge saw %q, want %q", seen, want)
+			if len(seen) != 0 {
+				t.Errorf("the second login's merge saw %q, want no call", seen)
+			}
+			if got := records(t, srv); got["a2"] != "rec-a2" {
+				t.Errorf("record of the second login = %q, want its Record", got["a2"])
 			}
 
 			// Renewals moved the replaced session: the login ends it
@@ -624,26 +622,31 @@ func TestAddUserSessionMerge(t *testing.T) {
 			if got := records(t, srv); got["moved3"] != "" || got["a3"] != "rec-a3" {
 				t.Errorf("records after a login replacing a moved session = %v, want moved3 gone and a3 its Record", got)
 			}
-			if got, _ := redis.String(srv.Do(t, "GET", "session:moved3:taken"), nil); got != "cart3" {
-				t.Errorf("copy where the moved session went = %q, want cart3", got)
-			}
 			srv.Do(t, "DEL", "session:a2", "session:a3")
 
-			// The replaced record is gone, and neither a login nor a
-			// renewal took it (a logout): the merge gets nil.
+			// A logout ended the replaced session, here after a renewal
+			// moved it: the merge gets nil, and carries nothing over.
+			setRecord(t, srv, "ended2", "cart")
+			srv.Do(t, "SET", "session:ended1:next", "ended2")
+			if removed, err := s2.RemoveUserSession(ctx, "", "ended2"); err != nil || !removed {
+				t.Fatalf("RemoveUserSession(ended2) = %v, %v; want removed", removed, err)
+			}
+			if ttl, _ := redis.Int64(srv.Do(t, "PTTL", "session:ended2:ended"), nil); ttl <= 0 || ttl > (10*time.Minute).Milliseconds() {
+				t.Errorf("PTTL of the logout's mark = %d ms, want up to 10 minutes", ttl)
+			}
 			b := alice("b", d[0])
-			b.Replaces, b.Limit = "gone", limit
+			b.Replaces, b.Limit = "ended1", limit
 			b.Merge = func(replaced []byte) ([]byte, error) {
 				if replaced != nil {
-					t.Errorf("merge of a missing record got %q, want nil", replaced)
+					t.Errorf("merge of a logged-out session got %q, want nil", replaced)
 				}
 				return []byte("alice:new"), nil
 			}
 			if ended, err := s1.AddUserSession(ctx, b); err != nil || len(ended) != 0 {
-				t.Fatalf("AddUserSession replacing a missing record = %q, %v; want none, nil", ended, err)
+				t.Fatalf("AddUserSession replacing a logged-out session = %q, %v; want none, nil", ended, err)
 			}
 			if got, _ := redis.String(srv.Do(t, "GET", "session:b"), nil); got != "alice:new" {
-				t.Errorf("record replacing a missing one = %q, want alice:new", got)
+				t.Errorf("record replacing a logged-out one = %q, want alice:new", got)
 			}
 
 			// A merge that fails writes no new session; the replaced one
@@ -1542,11 +1545,11 @@ func TestUserCommands(t *testing.T) {
 				_, err := s.AddUserSession(ctx, a)
 				return err
 			},
-			// The replaced record is read and deleted at once, with its
-			// copy and pointer read (MULTI GET DEL GET GET EXEC), then
-			// the session added as without a replaced one, with the copy
-			// of the record it took (SET).
-			want: map[string]int64{"multi": 1, "get": 3, "del": 1, "exec": 1, "set": 2, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
+			// The replaced record is read and deleted at once, with a
+			// logout's mark and a renewal's pointer read (MULTI GET DEL
+			// GET GET EXEC), then the session added as without a
+			// replaced one.
+			want: map[string]int64{"multi": 1, "get": 3, "del": 1, "exec": 1, "set": 1, "zadd": 1, "pexpireat": 2, "zremrangebyscore": 1},
 		},
 		{
 			name: "AddUserSession with a limit",
@@ -1630,7 +1633,8 @@ func TestUserCommands(t *testing.T) {
 		{
 			name: "RemoveUserSession anonymous",
 			call: func() error { _, err := s.RemoveUserSession(ctx, "", "b"); return err },
-			want: map[string]int64{"del": 1},
+			// And the logout's mark, in the same round trip.
+			want: map[string]int64{"del": 1, "set": 1},
 		},
 		{
 			name: "RemoveUserSessions",
@@ -1815,6 +1819,23 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 	}
 	if n, _ := srv.Do(t, "DBSIZE").(int64); n != 0 {
 		t.Errorf("DBSIZE after log out everywhere = %d, want 0", n)
+	}
+}
+
+// TestRemoveAnonymousOutOfMemory checks that the logout of an anonymous
+// session works on a Redis out of memory, which refuses the mark the
+// logout leaves (see AddUserSession): the mark is best effort, the
+// deletion is the logout.
+func TestRemoveAnonymousOutOfMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, redisstore.Config{})
+	setRecord(t, srv, "anon", "cart")
+	fillUp(t, srv)
+	if removed, err := s.RemoveUserSession(context.Background(), "", "anon"); err != nil || !removed {
+		t.Fatalf("RemoveUserSession of an anonymous session out of memory = %v, %v; want true, nil", removed, err)
+	}
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", "session:anon"), nil); n != 0 {
+		t.Error("the anonymous record survived its logout")
 	}
 }
 

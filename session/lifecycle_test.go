@@ -10,8 +10,11 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/sessionkit/sessionkit/internal/redistest"
 	"github.com/sessionkit/sessionkit/redisstore"
@@ -376,9 +379,8 @@ func TestAbandonAfterLoginOrRenewal(t *testing.T) {
 // Create: the new session carries over the values as the anonymous record
 // holds them then, the other request's change included, with and without
 // a session limit. A second login request that loaded the same anonymous
-// session (a login form submitted twice) finds its record gone, taken by
-// the first, and carries over the values as the first took them: the
-// other request's change included, as for the first.
+// session (a login form submitted twice) finds its record gone and
+// carries over the values it loaded.
 func TestLoginCarriesCurrentValues(t *testing.T) {
 	for _, limit := range []int{0, 2} {
 		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
@@ -401,7 +403,7 @@ func TestLoginCarriesCurrentValues(t *testing.T) {
 				want map[string]string
 			}{
 				{first, map[string]string{"cart": "book", "cart2": "pen"}},
-				{second, map[string]string{"cart": "book", "cart2": "pen"}},
+				{second, map[string]string{"cart": "book", "gift": "wrap"}},
 			} {
 				if _, err := Create(tc.ctx, "alice"); err != nil {
 					t.Fatalf("Create = %v", err)
@@ -698,6 +700,77 @@ func TestLoginSentTwiceAroundRenewal(t *testing.T) {
 						t.Errorf("cart after login %d = %q, want book", i, v)
 					}
 				})
+			}
+		})
+	}
+}
+
+// pausedTake is a Store whose first AddUserSession with a Merge waits in
+// it, after the store took the replaced record and before it adds the
+// session, until hold is closed.
+type pausedTake struct {
+	*redisstore.Store
+	hold  chan struct{}
+	first *sync.Once
+}
+
+func (s pausedTake) AddUserSession(ctx context.Context, n NewSession) ([]string, error) {
+	if merge := n.Merge; merge != nil {
+		s.first.Do(func() {
+			n.Merge = func(b []byte) ([]byte, error) { <-s.hold; return merge(b) }
+		})
+	}
+	return s.Store.AddUserSession(ctx, n)
+}
+
+// TestLoginSentTwiceAtOnce has two login requests of one browser (a form
+// sent twice) load its anonymous session, on two instances, and the
+// second run whole while the first has taken the anonymous record and not
+// yet added its session: the second, finding the record gone but not
+// logged out, carries the cart over too.
+func TestLoginSentTwiceAtOnce(t *testing.T) {
+	r := redistest.Start(t)
+	hold := make(chan struct{})
+	m1 := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store { return pausedTake{s, hold, new(sync.Once)} })
+	m2 := taggedManager(t, r, Config{})
+	anon := serve(t, m2, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	first, second := load(m1, anon), load(m2, anon)
+	firstCookie := make(chan string, 1)
+	go func() {
+		h := http.Header{}
+		if _, err := Create(first, "alice"); err == nil && m1.Commit(first, h) == nil {
+			c, _ := sessionCookie(m1, h)
+			firstCookie <- c.Value
+			return
+		}
+		firstCookie <- ""
+	}()
+	for i := 0; ; i++ { // until the first login has taken the record
+		if n, _ := redis.Int(r.Do(t, "EXISTS", "session:"+idOf(tokenOf(t, m2, anon))), nil); n == 0 {
+			break
+		}
+		if i == 2000 {
+			t.Fatal("the first login took no record in 2 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := Create(second, "alice"); err != nil {
+		t.Fatalf("second Create = %v", err)
+	}
+	h := http.Header{}
+	if err := m2.Commit(second, h); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	c2, _ := sessionCookie(m2, h)
+	for i, cookie := range []string{<-firstCookie, c2.Value} {
+		serve(t, m2, cookie, func(ctx context.Context) {
+			if v, _ := Get[string](ctx, "cart"); v != "book" {
+				t.Errorf("cart after login %d = %q, want book", i+1, v)
 			}
 		})
 	}

@@ -861,10 +861,9 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 	// replaces, read as the store deletes that record, so that a value
 	// another request saved there meanwhile is not lost; none when the
 	// store finds no record (a logout ended the session meanwhile, whose
-	// values must not come back: a store that can tell a parallel login
-	// took it passes the record as taken, and one that can tell a renewal
-	// moved it writes Record, see NewSession.Merge). Without a record to
-	// replace it is one write.
+	// values must not come back: a store that can tell a logout from a
+	// parallel login or renewal writes Record for those, see
+	// NewSession.Merge). Without a record to replace it is one write.
 	// Record holds the values as loaded, for a UserStore that does not
 	// call Merge.
 	var loaded map[string]any
@@ -999,13 +998,15 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// a parallel Renew, most likely. It ends where it went, as a
 		// signed-in one does above, or the renewing request's answer,
 		// which may come after this one's, would set its token over the
-		// login's cookie and sign the browser out (see renewedAway). Best
+		// login's cookie and sign the browser out (see renewedAway). It
+		// ends only a record it finds there: a store that ended the moved
+		// session as it took the replaced one (redisstore) leaves none,
+		// and a logout's mark where there is none would tell a login sent
+		// with the renewed token that the session was logged out. Best
 		// effort: the login stands either way, and the store may keep no
 		// trace of the move.
-		if to, err := m.movedTo(ctx, add.Replaces); err == nil && to != "" {
-			if _, err := m.endSession(ending(ctx), "", to, ""); err != nil {
-				m.log.Debug("session: cannot end the anonymous session a parallel renewal moved", "error", err)
-			}
+		if _, _, err := m.endMovedAway(ending(ctx), add.Replaces, add.ID); err != nil {
+			m.log.Debug("session: cannot end the anonymous session a parallel renewal moved", "error", err)
 		}
 	}
 	// What the request put before the login is dropped with the values of

@@ -623,8 +623,13 @@ func (m *Manager) migrate(ctx context.Context, st *state, deadline time.Time, va
 		delete(values, imp.UserKey)
 		id, ok := scsUserID(v)
 		if err := validUserID(id); !ok || err != nil {
-			// The values still come across, as an anonymous session.
-			m.log.Warn("session: scs user id not usable; session migrated as anonymous", "key", imp.UserKey, "type", fmt.Sprintf("%T", v))
+			// The values still come across, as an anonymous session. The
+			// reason names no part of the id.
+			reason := "not a string or an integer"
+			if ok {
+				reason = err.Error()
+			}
+			m.log.Warn("session: scs user id not usable; session migrated as anonymous", "key", imp.UserKey, "type", fmt.Sprintf("%T", v), "reason", reason)
 		} else {
 			userID = id
 		}

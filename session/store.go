@@ -220,12 +220,12 @@ type NewSession = struct {
 	// Merge, with Replaces, returns the new record, instead of Record,
 	// from the record of Replaces as it is when it is deleted (nil when
 	// there is none, which carries nothing over: the session may have
-	// been logged out). When that record is gone because a parallel
-	// login took it, the store may pass it as that login took it; when a
-	// renewal moved it, it may end it where it went and write Record
-	// instead (redisstore does both): never the moved record's values,
-	// which the renewal's token holds, not the token the caller came
-	// with, nor those of a session a logout ended. An error from it ends the call with the new session
+	// been logged out). A store that can tell, where that record is
+	// gone, that no logout ended the session (a parallel login took it,
+	// a renewal moved it, it expired) may write Record instead, never the
+	// values of a session a logout ended; and where a renewal moved it,
+	// never the moved record's, which the renewal's token holds, not the
+	// token the caller came with (redisstore does so). An error from it ends the call with the new session
 	// unwritten (and Replaces deleted). Record holds what Merge would make
 	// of the replaced record as the caller loaded it, so a store that
 	// ignores Merge (one written before it) still carries those values
