@@ -44,8 +44,8 @@
 //	                    and SET of the old id's pointer, <id>:next
 //	MovedTo             GET of a moved or replaced session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
-//	                    MULTI/EXEC, or pipelined when a node out of memory refuses it);
-//	                    for an anonymous session DEL and SET PX of its mark <id>:ended
+//	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
+//	LogOutAnonymous     SET PX of its mark <id>:ended and DEL, as RemoveUserSession
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
 //	                    session meanwhile; pipelined instead when Redis, out of memory,

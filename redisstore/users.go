@@ -105,7 +105,7 @@ type Move = struct {
 // over, not lost: a login carries over the anonymous session's values as
 // they are, not as the login request loaded them. When the record is gone,
 // the merge gets nil, which carries nothing over, if a logout ended the
-// session (the mark RemoveUserSession leaves, "<KeyPrefix>session:<id>:ended");
+// session (the mark LogOutAnonymous leaves, "<KeyPrefix>session:<id>:ended");
 // else the call writes a.Record, the values as the caller loaded them (a
 // parallel login took the record: a form sent twice; or it expired), and
 // where a renewal moved the session, it ends it where it went, following
@@ -379,7 +379,8 @@ type replacedTake struct {
 const maxTakeHops = 8
 
 // endedSuffix ends the key of the mark that a logout of an anonymous
-// session leaves, for pointerLife, "<KeyPrefix>session:<id>:ended": a
+// session leaves (LogOutAnonymous), for pointerLife,
+// "<KeyPrefix>session:<id>:ended": a
 // login request that loaded the session before the logout finds it, where
 // the record is gone, and carries none of the session's values over. An
 // id never holds a colon, so no record's key ends so (see notRecord).
@@ -847,11 +848,28 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 // RemoveUserSession deletes the record under id and removes id from the
 // index of userID ("" for an anonymous session, which has no index), and
 // reports whether the record existed. Removing a missing id is not an
-// error. For an anonymous session it leaves, for up to 10 minutes, a mark
-// that it ended, "<KeyPrefix>session:<id>:ended", with which a login
-// request that loaded the session before carries none of its values over
-// (see AddUserSession).
+// error.
 func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
+	return s.removeSession(ctx, userID, id, false)
+}
+
+// LogOutAnonymous deletes the record of the anonymous session id, as its
+// logout, and reports whether the record existed, as RemoveUserSession
+// does; but it first leaves, in the same round trip, a mark that a logout
+// ended the session, "<KeyPrefix>session:<id>:ended", for 10 minutes (the
+// longest a pointer lives): a login request that loaded the session before
+// then carries none of its values over (see AddUserSession). The mark is
+// best effort: a Redis out of memory refuses it, and the logout stands
+// (such a login may then carry the values over, should memory come back
+// before it). On a Redis Cluster an id without a hash tag, from before
+// session.Config.TagKey was set, gets no mark, which would lie in another
+// slot.
+func (s *Store) LogOutAnonymous(ctx context.Context, id string) (removed bool, err error) {
+	return s.removeSession(ctx, "", id, true)
+}
+
+// removeSession is RemoveUserSession, and LogOutAnonymous with mark.
+func (s *Store) removeSession(ctx context.Context, userID, id string, mark bool) (removed bool, err error) {
 	key := s.prefix + id
 	ctx, release := s.confirming(ctx)
 	defer release()
@@ -879,19 +897,23 @@ func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (remov
 		return removed, err
 	}
 	err = s.do(ctx, "remove_user_session", key, func(ctx context.Context, conn redis.Conn) error {
+		marked := mark && s.sameSlot(key, s.endedKey(id))
 		replies, err := s.batch(ctx, conn, func(send sender) {
+			if marked {
+				// Before the record goes: a login's take that finds
+				// the record gone finds the mark, also should the
+				// pipeline be split between the two.
+				send("SET", s.endedKey(id), "", "PX", pointerLife.Milliseconds())
+			}
 			send("DEL", key)
 			if userID != "" {
 				send("ZREM", s.userKey(userID), id) // after the record: the index may lag, never lead
-			} else if mark := s.endedKey(id); s.sameSlot(key, mark) {
-				send("SET", mark, "", "PX", pointerLife.Milliseconds())
 			}
 		})
-		if err == nil && userID == "" {
-			// The mark is best effort: a Redis out of memory refuses it,
-			// and the logout stands.
-			err = firstError(replies[:1])
-		} else if err == nil {
+		if marked && err == nil {
+			replies = replies[1:] // the mark is best effort: see LogOutAnonymous
+		}
+		if err == nil {
 			err = firstError(replies)
 		}
 		if err != nil {

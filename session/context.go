@@ -598,7 +598,7 @@ func Destroy(ctx context.Context) error {
 	if token != "" {
 		// A Renew by a parallel request may have moved the session to a
 		// new token: endSession follows it there.
-		ended, err := m.endSession(ending(ctx), userID, idOf(token), lineage(idOf(token), md))
+		ended, err := m.endSession(ending(ctx), userID, idOf(token), lineage(idOf(token), md), true)
 		if ended != "" && userID != "" {
 			m.emit(EventDestroyed, userID, ended, m.now())
 		}
@@ -609,7 +609,7 @@ func Destroy(ctx context.Context) error {
 			// A login on the same browser, in another tab, replaced the
 			// session after this request loaded it: end the one it made
 			// too, through the pointer it left.
-			if _, _, err := m.endMovedAway(ending(ctx), idOf(token), ""); err != nil {
+			if _, _, err := m.endMovedAway(ending(ctx), idOf(token), "", true); err != nil {
 				return err
 			}
 		}
@@ -619,7 +619,7 @@ func Destroy(ctx context.Context) error {
 		// loaded it (or, after a failed load, before it read the record
 		// above): end it where it went, with its user's index entry and
 		// event.
-		_, gone, err := m.endRenewedAway(ending(ctx), st)
+		_, gone, err := m.endRenewedAway(ending(ctx), st, true)
 		if err != nil {
 			return err
 		}

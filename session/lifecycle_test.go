@@ -705,6 +705,49 @@ func TestLoginSentTwiceAroundRenewal(t *testing.T) {
 	}
 }
 
+// TestLoginWithRenewedAwayToken has a login request come with an
+// anonymous token that a renewal replaced before it arrived (another tab's
+// cookie, not yet updated), beside a login request that loaded the
+// renewed session: the first ends the renewed session, not as a logout,
+// so the second still carries the cart over, whichever runs first.
+func TestLoginWithRenewedAwayToken(t *testing.T) {
+	for _, oldFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("old token first %v", oldFirst), func(t *testing.T) {
+			m, _, _ := newTestManager(t, Config{})
+			anon := serve(t, m, "", func(ctx context.Context) {
+				if err := Put(ctx, "cart", "book"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			renewed := renew(t, m, anon)
+			old, current := load(m, anon), load(m, renewed)
+			logins := []context.Context{old, current}
+			if !oldFirst {
+				logins = []context.Context{current, old}
+			}
+			var cookie string
+			for i, ctx := range logins {
+				if _, err := Create(ctx, "alice"); err != nil {
+					t.Fatalf("Create %d = %v", i, err)
+				}
+				h := http.Header{}
+				if err := m.Commit(ctx, h); err != nil {
+					t.Fatal(err)
+				}
+				if ctx == current {
+					c, _ := sessionCookie(m, h)
+					cookie = c.Value
+				}
+			}
+			serve(t, m, cookie, func(ctx context.Context) {
+				if v, _ := Get[string](ctx, "cart"); v != "book" {
+					t.Errorf("cart after the login with the renewed token = %q, want book", v)
+				}
+			})
+		})
+	}
+}
+
 // pausedTake is a Store whose first AddUserSession with a Merge waits in
 // it, after the store took the replaced record and before it adds the
 // session, until hold is closed.

@@ -813,7 +813,7 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// failed load, before it read the record above): that session
 		// ends, as a logout would, before the login (nothing of it carries
 		// over: the request does not hold its token).
-		endedUser, gone, err := m.endRenewedAway(ctx, st)
+		endedUser, gone, err := m.endRenewedAway(ctx, st, false)
 		if err != nil {
 			return Info{}, err
 		}
@@ -999,13 +999,13 @@ func (m *Manager) create(ctx context.Context, st *state, userID string) (Info, e
 		// signed-in one does above, or the renewing request's answer,
 		// which may come after this one's, would set its token over the
 		// login's cookie and sign the browser out (see renewedAway). It
-		// ends only a record it finds there: a store that ended the moved
-		// session as it took the replaced one (redisstore) leaves none,
-		// and a logout's mark where there is none would tell a login sent
-		// with the renewed token that the session was logged out. Best
-		// effort: the login stands either way, and the store may keep no
-		// trace of the move.
-		if _, _, err := m.endMovedAway(ending(ctx), add.Replaces, add.ID); err != nil {
+		// ends only a record it finds there (a store that ended the moved
+		// session as it took the replaced one, as redisstore does, leaves
+		// none), and not as a logout: a login sent twice, the second with
+		// the renewed token, carries the values over. Best effort: the
+		// login stands either way, and the store may keep no trace of the
+		// move.
+		if _, _, err := m.endMovedAway(ending(ctx), add.Replaces, add.ID, false); err != nil {
 			m.log.Debug("session: cannot end the anonymous session a parallel renewal moved", "error", err)
 		}
 	}
@@ -1083,12 +1083,12 @@ func outcomeUnknown(err error) bool {
 // transaction left that pointer where none was. It returns the id of the
 // session it ended, "" for none. The caller holds st.mu.
 func (m *Manager) endSignedIn(ctx context.Context, st *state, owner, id string, md meta, own string) (string, error) {
-	ended, err := m.endSession(ctx, owner, id, lineage(id, md))
+	ended, err := m.endSession(ctx, owner, id, lineage(id, md), false)
 	if ended != "" {
 		m.emit(EventDestroyed, owner, ended, m.now())
 	}
 	if err == nil && ended == "" {
-		_, ended, err = m.endMovedAway(ctx, id, own)
+		_, ended, err = m.endMovedAway(ctx, id, own, false)
 	}
 	if err != nil {
 		return "", err

@@ -453,10 +453,10 @@ func (m *Manager) endMigrated(ctx context.Context, id string) error {
 		return err
 	}
 	if !found {
-		_, _, err := m.endMovedAway(ctx, id, "")
+		_, _, err := m.endMovedAway(ctx, id, "", true)
 		return err
 	}
-	_, err = m.endFound(ctx, id, md)
+	_, err = m.endFound(ctx, id, md, true)
 	return err
 }
 

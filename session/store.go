@@ -59,6 +59,19 @@ import (
 // hop long however often a client logs in again with its token.
 // redisstore.Store has it.
 //
+// A Store may also have
+//
+//	LogOutAnonymous(ctx context.Context, id string) (removed bool, err error)
+//
+// which the logout of an anonymous session calls in place of
+// RemoveUserSession(ctx, "", id): it deletes the record as that does, and
+// leaves, in the same step, a mark that the session was logged out, by
+// which its AddUserSession, for a login request that loaded the session
+// before, merges nil rather than write Record (see NewSession.Merge).
+// Without such a mark a store cannot tell, where the record is gone, a
+// logout from a parallel login, and merging nil then carries nothing
+// over in either case. redisstore.Store has it.
+//
 // Two more methods a Store may have, which redisstore.Store has too:
 //
 //	Cluster() bool

@@ -120,7 +120,7 @@ func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
 		return ErrNotFound
 	}
 	line := lineage(ids[i], md)
-	ended, err := m.endSession(ctx, userID, ids[i], line)
+	ended, err := m.endSession(ctx, userID, ids[i], line, false)
 	if ended != "" {
 		m.revoked(ctx, userID, []string{ended}, line, false)
 	}
@@ -430,10 +430,12 @@ const maxFollow = 8
 // endSession ends it under that id, so that a logout or a revocation
 // racing a renewal is not undone by it. An anonymous session (userID "")
 // has no index to follow it through: it is followed through the pointer
-// the move left behind, when the store keeps one (see mover).
-func (m *Manager) endSession(ctx context.Context, userID, id, line string) (string, error) {
+// the move left behind, when the store keeps one (see mover); and where
+// logout is set, it is ended as a logout, which a login that loaded it
+// before finds (see anonymousLogout).
+func (m *Manager) endSession(ctx context.Context, userID, id, line string, logout bool) (string, error) {
 	for range maxFollow {
-		removed, err := m.store.RemoveUserSession(ctx, userID, id)
+		removed, err := m.removeSession(ctx, userID, id, logout)
 		switch {
 		case err != nil && removed:
 			return id, storeError(err)
@@ -470,11 +472,11 @@ func (m *Manager) endSession(ctx context.Context, userID, id, line string) (stri
 // ended), the common case. The caller calls it only when the token is known to have no
 // record: its load found none, or failed and a read since found none.
 // The caller holds st.mu.
-func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID, gone string, err error) {
+func (m *Manager) endRenewedAway(ctx context.Context, st *state, logout bool) (userID, gone string, err error) {
 	if st.presented == "" {
 		return "", "", nil
 	}
-	return m.endMovedAway(ctx, idOf(st.presented), "")
+	return m.endMovedAway(ctx, idOf(st.presented), "", logout)
 }
 
 // endMovedAway ends the session to which the session id moved, when its
@@ -482,8 +484,9 @@ func (m *Manager) endRenewedAway(ctx context.Context, st *state) (userID, gone s
 // logins that replaced a signed-in session (see mover), and then as
 // endSession does; never the session skip ("" for none). It reports the
 // user of the session it ended, "" for an anonymous one or none, and the
-// id of the session it ended, "" for none.
-func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, gone string, err error) {
+// id of the session it ended, "" for none. With logout, it ends an
+// anonymous session as a logout (see endSession).
+func (m *Manager) endMovedAway(ctx context.Context, id, skip string, logout bool) (userID, gone string, err error) {
 	for range maxFollow {
 		if id, err = m.movedTo(ctx, id); err != nil || id == "" || id == skip {
 			return "", "", err
@@ -495,7 +498,7 @@ func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, go
 		if !found {
 			continue // renewed again, or ended
 		}
-		gone, err := m.endFound(ctx, id, md)
+		gone, err := m.endFound(ctx, id, md, logout)
 		return md.UserID, gone, err
 	}
 	return "", "", fmt.Errorf("%w: the session kept moving to new tokens", ErrContention)
@@ -504,12 +507,32 @@ func (m *Manager) endMovedAway(ctx context.Context, id, skip string) (userID, go
 // endFound ends the session id, whose record a read just found with meta
 // md, as endSession does, and reports its end (EventDestroyed); it returns
 // the id of the session it ended, "" for none.
-func (m *Manager) endFound(ctx context.Context, id string, md meta) (string, error) {
-	gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md))
+func (m *Manager) endFound(ctx context.Context, id string, md meta, logout bool) (string, error) {
+	gone, err := m.endSession(ctx, md.UserID, id, lineage(id, md), logout)
 	if gone != "" && md.UserID != "" {
 		m.emit(EventDestroyed, md.UserID, gone, m.now())
 	}
 	return gone, err
+}
+
+// anonymousLogout is the optional method of a Store that ends an
+// anonymous session as its logout: it deletes the record as
+// RemoveUserSession does, and leaves, in the same step, a mark that a
+// logout ended the session, so that a login request that loaded it before
+// carries none of its values over (see NewSession.Merge). redisstore.Store
+// has it.
+type anonymousLogout interface {
+	LogOutAnonymous(ctx context.Context, id string) (removed bool, err error)
+}
+
+// removeSession removes the session id of userID from the store (see
+// UserStore.RemoveUserSession): an anonymous one, with logout, as its
+// logout (see anonymousLogout).
+func (m *Manager) removeSession(ctx context.Context, userID, id string, logout bool) (bool, error) {
+	if l, ok := baseStore(m.store).(anonymousLogout); ok && logout && userID == "" {
+		return l.LogOutAnonymous(ctx, id)
+	}
+	return m.store.RemoveUserSession(ctx, userID, id)
 }
 
 // voucher is the optional method of a UserStore that vouches for a
