@@ -596,6 +596,32 @@ func TestReloginDropsEarlierPuts(t *testing.T) {
 	}
 }
 
+// logIn logs the request of ctx in as user, Create then Commit, and
+// returns the session cookie its response sets.
+func logIn(t *testing.T, ctx context.Context, m *Manager, user string) string {
+	t.Helper()
+	if _, err := Create(ctx, user); err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	h := http.Header{}
+	if err := m.Commit(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := sessionCookie(m, h)
+	if !ok {
+		t.Fatal("the login set no cookie")
+	}
+	return c.Value
+}
+
+// valueOf returns the string value key of the session cookie leads to.
+func valueOf(t *testing.T, m *Manager, cookie, key string) string {
+	t.Helper()
+	var v string
+	serve(t, m, cookie, func(ctx context.Context) { v, _ = Get[string](ctx, key) })
+	return v
+}
+
 // TestLoginAfterAnonymousLogout has a login request load an anonymous
 // session, then another request log that session out (as it came, or
 // after a renewal moved it, with the renewed token) before the login's
@@ -641,25 +667,13 @@ func TestLoginAfterAnonymousLogout(t *testing.T) {
 					}
 				})
 			}
-			if _, err := Create(ctx, "alice"); err != nil {
-				t.Fatalf("Create = %v", err)
+			cookie := logIn(t, ctx, m, "alice")
+			if v := valueOf(t, other, cookie, "cart"); v != tc.want {
+				t.Errorf("cart after the login = %q, want %q", v, tc.want)
 			}
-			h := http.Header{}
-			if err := m.Commit(ctx, h); err != nil {
-				t.Fatal(err)
+			if v := valueOf(t, other, cookie, "address"); v != "" {
+				t.Errorf("the login carried over %q, put with the renewed token", v)
 			}
-			c, ok := sessionCookie(m, h)
-			if !ok {
-				t.Fatal("the login set no cookie")
-			}
-			serve(t, other, c.Value, func(ctx context.Context) {
-				if v, _ := Get[string](ctx, "cart"); v != tc.want {
-					t.Errorf("cart after the login = %q, want %q", v, tc.want)
-				}
-				if v, ok := Get[string](ctx, "address"); ok {
-					t.Errorf("the login carried over %q, put with the renewed token", v)
-				}
-			})
 		})
 	}
 }
@@ -684,22 +698,9 @@ func TestLoginSentTwiceAroundRenewal(t *testing.T) {
 				logins = []context.Context{second, first}
 			}
 			for i, ctx := range logins {
-				if _, err := Create(ctx, "alice"); err != nil {
-					t.Fatalf("Create %d = %v", i, err)
+				if v := valueOf(t, m, logIn(t, ctx, m, "alice"), "cart"); v != "book" {
+					t.Errorf("cart after login %d = %q, want book", i, v)
 				}
-				h := http.Header{}
-				if err := m.Commit(ctx, h); err != nil {
-					t.Fatal(err)
-				}
-				c, ok := sessionCookie(m, h)
-				if !ok {
-					t.Fatalf("login %d set no cookie", i)
-				}
-				serve(t, m, c.Value, func(ctx context.Context) {
-					if v, _ := Get[string](ctx, "cart"); v != "book" {
-						t.Errorf("cart after login %d = %q, want book", i, v)
-					}
-				})
 			}
 		})
 	}
@@ -726,24 +727,14 @@ func TestLoginWithRenewedAwayToken(t *testing.T) {
 				logins = []context.Context{current, old}
 			}
 			var cookie string
-			for i, ctx := range logins {
-				if _, err := Create(ctx, "alice"); err != nil {
-					t.Fatalf("Create %d = %v", i, err)
-				}
-				h := http.Header{}
-				if err := m.Commit(ctx, h); err != nil {
-					t.Fatal(err)
-				}
-				if ctx == current {
-					c, _ := sessionCookie(m, h)
-					cookie = c.Value
+			for _, ctx := range logins {
+				if c := logIn(t, ctx, m, "alice"); ctx == current {
+					cookie = c
 				}
 			}
-			serve(t, m, cookie, func(ctx context.Context) {
-				if v, _ := Get[string](ctx, "cart"); v != "book" {
-					t.Errorf("cart after the login with the renewed token = %q, want book", v)
-				}
-			})
+			if v := valueOf(t, m, cookie, "cart"); v != "book" {
+				t.Errorf("cart after the login with the renewed token = %q, want book", v)
+			}
 		})
 	}
 }
@@ -801,21 +792,12 @@ func TestLoginSentTwiceAtOnce(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := Create(second, "alice"); err != nil {
-		t.Fatalf("second Create = %v", err)
-	}
-	h := http.Header{}
-	if err := m2.Commit(second, h); err != nil {
-		t.Fatal(err)
-	}
+	c2 := logIn(t, second, m2, "alice")
 	close(hold)
-	c2, _ := sessionCookie(m2, h)
-	for i, cookie := range []string{<-firstCookie, c2.Value} {
-		serve(t, m2, cookie, func(ctx context.Context) {
-			if v, _ := Get[string](ctx, "cart"); v != "book" {
-				t.Errorf("cart after login %d = %q, want book", i+1, v)
-			}
-		})
+	for i, cookie := range []string{<-firstCookie, c2} {
+		if v := valueOf(t, m2, cookie, "cart"); v != "book" {
+			t.Errorf("cart after login %d = %q, want book", i+1, v)
+		}
 	}
 }
 
