@@ -1748,8 +1748,8 @@ func TestClusterOutOfMemory(t *testing.T) {
 		t.Fatalf("RemoveUserSession out of memory = %v, %v; want true, nil", removed, err)
 	}
 	// An anonymous session's logout, whose mark the node refuses.
-	if removed, err := s.LogOutAnonymous(ctx, "{t}anon"); err != nil || !removed {
-		t.Fatalf("LogOutAnonymous out of memory = %v, %v; want true, nil", removed, err)
+	if removed, err := s.RemoveUserSession(ctx, "", "{t}anon"); err != nil || !removed {
+		t.Fatalf("RemoveUserSession of an anonymous session out of memory = %v, %v; want true, nil", removed, err)
 	}
 	removed, err := s.RemoveUserSessions(ctx, "{t}", "")
 	slices.Sort(removed)

@@ -45,7 +45,8 @@
 //	MovedTo             GET of a moved or replaced session's pointer
 //	RemoveUserSession   DEL and ZREM, pipelined (on a Cluster, as every batch of commands:
 //	                    MULTI/EXEC, or pipelined when a node out of memory refuses it)
-//	LogOutAnonymous     SET PX of its mark <id>:ended and DEL, as RemoveUserSession
+//	                    for an anonymous session SET PX of its mark <id>:ended first
+//	RemoveUnmarked      DEL of an anonymous session's record
 //	UserSessions        ZREMRANGEBYSCORE and ZRANGE, then MGET; when a record is missing,
 //	                    MULTI/EXEC with ZRANGE and MGET (again while a renewal moves a
 //	                    session meanwhile; pipelined instead when Redis, out of memory,

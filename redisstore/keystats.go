@@ -45,7 +45,7 @@ type KeyStats struct {
 	// "<KeyPrefix>session:*", but for the pointers renewed and replaced
 	// sessions leave behind, "<KeyPrefix>session:<id>:next" (see
 	// [Store.MovedTo]), the marks logouts of anonymous sessions leave,
-	// "<KeyPrefix>session:<id>:ended" (see [Store.LogOutAnonymous]),
+	// "<KeyPrefix>session:<id>:ended" (see [Store.RemoveUserSession]),
 	// and any other key with a colon after
 	// "session:".
 	Sessions int64

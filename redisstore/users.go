@@ -105,7 +105,7 @@ type Move = struct {
 // over, not lost: a login carries over the anonymous session's values as
 // they are, not as the login request loaded them. When the record is gone,
 // the merge gets nil, which carries nothing over, if a logout ended the
-// session (the mark LogOutAnonymous leaves, "<KeyPrefix>session:<id>:ended");
+// session (the mark RemoveUserSession leaves, "<KeyPrefix>session:<id>:ended");
 // else the call writes a.Record, the values as the caller loaded them (a
 // parallel login took the record: a form sent twice; or it expired), and
 // where a renewal moved the session, it ends it where it went, following
@@ -379,7 +379,7 @@ type replacedTake struct {
 const maxTakeHops = 8
 
 // endedSuffix ends the key of the mark that a logout of an anonymous
-// session leaves (LogOutAnonymous), for pointerLife,
+// session leaves (RemoveUserSession), for pointerLife,
 // "<KeyPrefix>session:<id>:ended": a
 // login request that loaded the session before the logout finds it, where
 // the record is gone, and carries none of the session's values over. An
@@ -849,26 +849,32 @@ func (s *Store) members(ctx context.Context, conn redis.Conn, index string) (liv
 // index of userID ("" for an anonymous session, which has no index), and
 // reports whether the record existed. Removing a missing id is not an
 // error.
-func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
-	return s.removeSession(ctx, userID, id, false)
-}
-
-// LogOutAnonymous deletes the record of the anonymous session id, as its
-// logout, and reports whether the record existed, as RemoveUserSession
-// does; but it first leaves, in the same round trip, a mark that a logout
-// ended the session, "<KeyPrefix>session:<id>:ended", for 10 minutes (the
-// longest a pointer lives): a login request that loaded the session before
-// then carries none of its values over (see AddUserSession). The mark is
-// best effort: a Redis out of memory refuses it, and the logout stands
-// (such a login may then carry the values over, should memory come back
-// before it). On a Redis Cluster an id without a hash tag, from before
+//
+// An anonymous session's removal is its logout: it first leaves, in the
+// same round trip, a mark that a logout ended the session,
+// "<KeyPrefix>session:<id>:ended", for 10 minutes (the longest a pointer
+// lives), so that a login request that loaded the session before carries
+// none of its values over (see AddUserSession). The mark is best effort: a
+// Redis out of memory refuses it, and the logout stands (such a login may
+// then carry the values over, should memory come back before it). On a
+// Redis Cluster an id without a hash tag, from before
 // session.Config.TagKey was set, gets no mark, which would lie in another
-// slot.
-func (s *Store) LogOutAnonymous(ctx context.Context, id string) (removed bool, err error) {
-	return s.removeSession(ctx, "", id, true)
+// slot. RemoveUnmarked removes one without the mark.
+func (s *Store) RemoveUserSession(ctx context.Context, userID, id string) (removed bool, err error) {
+	return s.removeSession(ctx, userID, id, userID == "")
 }
 
-// removeSession is RemoveUserSession, and LogOutAnonymous with mark.
+// RemoveUnmarked deletes the record of the anonymous session id, as
+// RemoveUserSession(ctx, "", id) does, but leaves no logout's mark: the
+// session package calls it for a login that ends the anonymous session a
+// renewal moved its request's token to, which a login request that loaded
+// the renewed session (a login form sent twice) must still carry over.
+func (s *Store) RemoveUnmarked(ctx context.Context, id string) (removed bool, err error) {
+	return s.removeSession(ctx, "", id, false)
+}
+
+// removeSession is RemoveUserSession, with the logout's mark when mark is
+// set.
 func (s *Store) removeSession(ctx context.Context, userID, id string, mark bool) (removed bool, err error) {
 	key := s.prefix + id
 	ctx, release := s.confirming(ctx)
@@ -911,7 +917,7 @@ func (s *Store) removeSession(ctx context.Context, userID, id string, mark bool)
 			}
 		})
 		if marked && err == nil {
-			replies = replies[1:] // the mark is best effort: see LogOutAnonymous
+			replies = replies[1:] // the mark is best effort: see RemoveUserSession
 		}
 		if err == nil {
 			err = firstError(replies)

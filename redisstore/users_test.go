@@ -628,8 +628,8 @@ func TestAddUserSessionMerge(t *testing.T) {
 			// moved it: the merge gets nil, and carries nothing over.
 			setRecord(t, srv, "ended2", "cart")
 			srv.Do(t, "SET", "session:ended1:next", "ended2")
-			if removed, err := s2.LogOutAnonymous(ctx, "ended2"); err != nil || !removed {
-				t.Fatalf("LogOutAnonymous(ended2) = %v, %v; want removed", removed, err)
+			if removed, err := s2.RemoveUserSession(ctx, "", "ended2"); err != nil || !removed {
+				t.Fatalf("RemoveUserSession(ended2) = %v, %v; want removed", removed, err)
 			}
 			if ttl, _ := redis.Int64(srv.Do(t, "PTTL", "session:ended2:ended"), nil); ttl <= 0 || ttl > (10*time.Minute).Milliseconds() {
 				t.Errorf("PTTL of the logout's mark = %d ms, want up to 10 minutes", ttl)
@@ -1633,13 +1633,13 @@ func TestUserCommands(t *testing.T) {
 		{
 			name: "RemoveUserSession anonymous",
 			call: func() error { _, err := s.RemoveUserSession(ctx, "", "b"); return err },
-			want: map[string]int64{"del": 1},
-		},
-		{
-			name: "LogOutAnonymous",
-			call: func() error { _, err := s.LogOutAnonymous(ctx, "b"); return err },
 			// The logout's mark, then the record, in one round trip.
 			want: map[string]int64{"set": 1, "del": 1},
+		},
+		{
+			name: "RemoveUnmarked",
+			call: func() error { _, err := s.RemoveUnmarked(ctx, "b"); return err },
+			want: map[string]int64{"del": 1},
 		},
 		{
 			name: "RemoveUserSessions",
@@ -1827,17 +1827,17 @@ func TestRemoveUserSessionsOutOfMemory(t *testing.T) {
 	}
 }
 
-// TestLogOutAnonymousOutOfMemory checks that the logout of an anonymous
+// TestRemoveAnonymousOutOfMemory checks that the logout of an anonymous
 // session works on a Redis out of memory, which refuses the mark the
 // logout leaves (see AddUserSession): the mark is best effort, the
 // deletion is the logout.
-func TestLogOutAnonymousOutOfMemory(t *testing.T) {
+func TestRemoveAnonymousOutOfMemory(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, redisstore.Config{})
 	setRecord(t, srv, "anon", "cart")
 	fillUp(t, srv)
-	if removed, err := s.LogOutAnonymous(context.Background(), "anon"); err != nil || !removed {
-		t.Fatalf("LogOutAnonymous out of memory = %v, %v; want true, nil", removed, err)
+	if removed, err := s.RemoveUserSession(context.Background(), "", "anon"); err != nil || !removed {
+		t.Fatalf("RemoveUserSession of an anonymous session out of memory = %v, %v; want true, nil", removed, err)
 	}
 	if n, _ := redis.Int(srv.Do(t, "EXISTS", "session:anon"), nil); n != 0 {
 		t.Error("the anonymous record survived its logout")

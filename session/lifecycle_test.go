@@ -678,6 +678,33 @@ func TestLoginAfterAnonymousLogout(t *testing.T) {
 	}
 }
 
+// wrappedStore is a Store in a type of an app's own (metrics, tracing),
+// which hides the optional methods of the one it wraps.
+type wrappedStore struct{ Store }
+
+// TestLoginAfterAnonymousLogoutWrapped is the logout case of
+// TestLoginAfterAnonymousLogout through a Store wrapped in a type that
+// hides redisstore's optional methods: the logout's mark is left all the
+// same, and the login carries nothing over.
+func TestLoginAfterAnonymousLogoutWrapped(t *testing.T) {
+	r := redistest.Start(t)
+	m := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store { return wrappedStore{s} })
+	anon := serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := load(m, anon)
+	serve(t, m, anon, func(ctx context.Context) {
+		if err := Destroy(ctx); err != nil {
+			t.Fatalf("Destroy = %v", err)
+		}
+	})
+	if v := valueOf(t, m, logIn(t, ctx, m, "alice"), "cart"); v != "" {
+		t.Errorf("cart after the login = %q, want none: the session was logged out", v)
+	}
+}
+
 // TestLoginSentTwiceAroundRenewal has two login requests of one browser
 // (a form sent twice) load its anonymous session, the first before a
 // renewal moved it, the second after, with the renewed token: each

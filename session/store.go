@@ -59,18 +59,23 @@ import (
 // hop long however often a client logs in again with its token.
 // redisstore.Store has it.
 //
-// A Store may also have
+// RemoveUserSession(ctx, "", id), the removal of an anonymous session, is
+// its logout: a store may leave, in the same step, a mark that the session
+// was logged out, by which its AddUserSession, for a login request that
+// loaded the session before, merges nil rather than write Record (see
+// NewSession.Merge); without such a mark a store cannot tell, where the
+// record is gone, a logout from a parallel login, and merging nil then
+// carries nothing over in either case. redisstore.Store does. Such a
+// Store may also have
 //
-//	LogOutAnonymous(ctx context.Context, id string) (removed bool, err error)
+//	RemoveUnmarked(ctx context.Context, id string) (removed bool, err error)
 //
-// which the logout of an anonymous session calls in place of
-// RemoveUserSession(ctx, "", id): it deletes the record as that does, and
-// leaves, in the same step, a mark that the session was logged out, by
-// which its AddUserSession, for a login request that loaded the session
-// before, merges nil rather than write Record (see NewSession.Merge).
-// Without such a mark a store cannot tell, where the record is gone, a
-// logout from a parallel login, and merging nil then carries nothing
-// over in either case. redisstore.Store has it.
+// which removes an anonymous session without the mark: a login that ends
+// the anonymous session a renewal moved its token's session to calls it,
+// so that a login request that loaded the renewed session (a form sent
+// twice) still carries its values over. Without it (a Store wrapped in a
+// type that hides it) that end is marked as a logout, and that login
+// carries nothing over. redisstore.Store has it.
 //
 // Two more methods a Store may have, which redisstore.Store has too:
 //

@@ -515,22 +515,22 @@ func (m *Manager) endFound(ctx context.Context, id string, md meta, logout bool)
 	return gone, err
 }
 
-// anonymousLogout is the optional method of a Store that ends an
-// anonymous session as its logout: it deletes the record as
-// RemoveUserSession does, and leaves, in the same step, a mark that a
-// logout ended the session, so that a login request that loaded it before
-// carries none of its values over (see NewSession.Merge). redisstore.Store
-// has it.
-type anonymousLogout interface {
-	LogOutAnonymous(ctx context.Context, id string) (removed bool, err error)
+// unmarkedRemover is the optional method of a Store that removes an
+// anonymous session without the mark of a logout that RemoveUserSession
+// leaves (see the Store doc). redisstore.Store has it.
+type unmarkedRemover interface {
+	RemoveUnmarked(ctx context.Context, id string) (removed bool, err error)
 }
 
 // removeSession removes the session id of userID from the store (see
-// UserStore.RemoveUserSession): an anonymous one, with logout, as its
-// logout (see anonymousLogout).
+// UserStore.RemoveUserSession); an anonymous one without logout set,
+// without the logout's mark where the store can (see unmarkedRemover).
+// Where it cannot (a Store wrapped in a type that hides the method),
+// such an end is marked as a logout: a login request that loaded the
+// session then carries nothing over, rather than a logout's values.
 func (m *Manager) removeSession(ctx context.Context, userID, id string, logout bool) (bool, error) {
-	if l, ok := baseStore(m.store).(anonymousLogout); ok && logout && userID == "" {
-		return l.LogOutAnonymous(ctx, id)
+	if r, ok := baseStore(m.store).(unmarkedRemover); ok && !logout && userID == "" {
+		return r.RemoveUnmarked(ctx, id)
 	}
 	return m.store.RemoveUserSession(ctx, userID, id)
 }
