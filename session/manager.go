@@ -1581,8 +1581,13 @@ func (m *Manager) plainHTTP(r *http.Request) bool {
 // maybe with a port) is localhost, a name under .localhost or a loopback
 // address: where browsers take plain HTTP for a secure context.
 func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Only a host with a colon can have a port: SplitHostPort's error for
+	// one without is an allocation, which every request of a Manager with
+	// a Secure cookie would pay until it logs its warning.
+	if strings.Contains(host, ":") {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {

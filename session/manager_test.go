@@ -399,6 +399,18 @@ func TestSecureCookieOverPlainHTTP(t *testing.T) {
 	}
 }
 
+// TestDropsSecureAllocates checks that the check every request of a
+// Manager with a Secure cookie makes until it has warned (see
+// dropsSecure) allocates nothing, with and without a port in the Host.
+func TestDropsSecureAllocates(t *testing.T) {
+	for _, host := range []string{"app.example", "app.example:8080", "127.0.0.1:8080", "localhost"} {
+		r := httptest.NewRequest("GET", "http://"+host+"/", nil)
+		if n := testing.AllocsPerRun(100, func() { dropsSecure(r) }); n != 0 {
+			t.Errorf("dropsSecure of a request to %s: %v allocations, want 0", host, n)
+		}
+	}
+}
+
 // TestCreateBesideRequestEdits has a handler change the request's
 // address and headers in one goroutine while another logs in: the session
 // records the client as the request came (Load reads it), and, under
