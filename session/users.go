@@ -432,7 +432,7 @@ const maxFollow = 8
 // has no index to follow it through: it is followed through the pointer
 // the move left behind, when the store keeps one (see mover); and where
 // logout is set, it is ended as a logout, which a login that loaded it
-// before finds (see anonymousLogout).
+// before finds (see removeSession).
 func (m *Manager) endSession(ctx context.Context, userID, id, line string, logout bool) (string, error) {
 	for range maxFollow {
 		removed, err := m.removeSession(ctx, userID, id, logout)
