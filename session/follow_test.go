@@ -941,19 +941,13 @@ func TestPutFollowsRenewal(t *testing.T) {
 		t.Helper()
 		commitWant(t, m, ctx, nil)
 	}
-	cart := func(t *testing.T, m *Manager, cookie string) string {
-		t.Helper()
-		var v string
-		serve(t, m, cookie, func(ctx context.Context) { v, _ = Get[string](ctx, "cart") })
-		return v
-	}
 	t.Run("renewed", func(t *testing.T) {
 		m, _, _ := newTestManager(t, Config{})
 		c1, _ := login(t, m, "alice")
 		ctx := load(m, c1)
 		c3 := renew(t, m, renew(t, m, c1))
 		commit(t, m, ctx)
-		if got := cart(t, m, c3); got != "book" {
+		if got := valueOf(t, m, c3, "cart"); got != "book" {
 			t.Errorf("the renewed session's cart = %q, want book", got)
 		}
 		if u := userOf(t, m, c1); u != "" {
@@ -987,7 +981,7 @@ func TestPutFollowsRenewal(t *testing.T) {
 		ctx := load(m, a1)
 		a3 := renew(t, m, renew(t, m, a1))
 		commit(t, m, ctx)
-		if got := cart(t, m, a3); got != "book" {
+		if got := valueOf(t, m, a3, "cart"); got != "book" {
 			t.Errorf("the renewed anonymous session's cart = %q, want book", got)
 		}
 	})
@@ -1002,7 +996,7 @@ func TestPutFollowsRenewal(t *testing.T) {
 		ctx := load(m, a1)
 		a2 := renew(t, m, a1)
 		commitWant(t, m, ctx, ErrContention)
-		if got := cart(t, m, a2); got != "" {
+		if got := valueOf(t, m, a2, "cart"); got != "" {
 			t.Errorf("the renewed anonymous session's cart = %q, want none (not followed)", got)
 		}
 	})

@@ -24,6 +24,18 @@ func (l *logBuffer) take() []string {
 	return strings.Split(s, "\n")
 }
 
+// takeCount returns how many of the lines logged so far contain text, and
+// forgets them all.
+func (l *logBuffer) takeCount(text string) int {
+	n := 0
+	for _, line := range l.take() {
+		if strings.Contains(line, text) {
+			n++
+		}
+	}
+	return n
+}
+
 // loud returns the lines of lines at level INFO or above.
 func loud(lines []string) []string {
 	var out []string

@@ -614,6 +614,17 @@ func logIn(t *testing.T, ctx context.Context, m *Manager, user string) string {
 	return c.Value
 }
 
+// anonymousCart returns the cookie of a new anonymous session of m that
+// holds cart=book.
+func anonymousCart(t *testing.T, m *Manager) string {
+	t.Helper()
+	return serve(t, m, "", func(ctx context.Context) {
+		if err := Put(ctx, "cart", "book"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // valueOf returns the string value key of the session cookie leads to.
 func valueOf(t *testing.T, m *Manager, cookie, key string) string {
 	t.Helper()
@@ -645,11 +656,7 @@ func TestLoginAfterAnonymousLogout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m, r, _ := newTestManager(t, Config{})
 			other := taggedManager(t, r, Config{}) // another instance
-			anon := serve(t, m, "", func(ctx context.Context) {
-				if err := Put(ctx, "cart", "book"); err != nil {
-					t.Fatal(err)
-				}
-			})
+			anon := anonymousCart(t, m)
 			ctx := load(m, anon)
 			current := anon
 			if tc.renew {
@@ -689,11 +696,7 @@ type wrappedStore struct{ Store }
 func TestLoginAfterAnonymousLogoutWrapped(t *testing.T) {
 	r := redistest.Start(t)
 	m := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store { return wrappedStore{s} })
-	anon := serve(t, m, "", func(ctx context.Context) {
-		if err := Put(ctx, "cart", "book"); err != nil {
-			t.Fatal(err)
-		}
-	})
+	anon := anonymousCart(t, m)
 	ctx := load(m, anon)
 	serve(t, m, anon, func(ctx context.Context) {
 		if err := Destroy(ctx); err != nil {
@@ -713,11 +716,7 @@ func TestLoginSentTwiceAroundRenewal(t *testing.T) {
 	for _, firstFirst := range []bool{true, false} {
 		t.Run(fmt.Sprintf("first first %v", firstFirst), func(t *testing.T) {
 			m, _, _ := newTestManager(t, Config{})
-			anon := serve(t, m, "", func(ctx context.Context) {
-				if err := Put(ctx, "cart", "book"); err != nil {
-					t.Fatal(err)
-				}
-			})
+			anon := anonymousCart(t, m)
 			first := load(m, anon)
 			second := load(m, renew(t, m, anon))
 			logins := []context.Context{first, second}
@@ -742,11 +741,7 @@ func TestLoginWithRenewedAwayToken(t *testing.T) {
 	for _, oldFirst := range []bool{true, false} {
 		t.Run(fmt.Sprintf("old token first %v", oldFirst), func(t *testing.T) {
 			m, _, _ := newTestManager(t, Config{})
-			anon := serve(t, m, "", func(ctx context.Context) {
-				if err := Put(ctx, "cart", "book"); err != nil {
-					t.Fatal(err)
-				}
-			})
+			anon := anonymousCart(t, m)
 			renewed := renew(t, m, anon)
 			old, current := load(m, anon), load(m, renewed)
 			logins := []context.Context{old, current}
@@ -794,11 +789,7 @@ func TestLoginSentTwiceAtOnce(t *testing.T) {
 	hold := make(chan struct{})
 	m1 := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store { return pausedTake{s, hold, new(sync.Once)} })
 	m2 := taggedManager(t, r, Config{})
-	anon := serve(t, m2, "", func(ctx context.Context) {
-		if err := Put(ctx, "cart", "book"); err != nil {
-			t.Fatal(err)
-		}
-	})
+	anon := anonymousCart(t, m2)
 	first, second := load(m1, anon), load(m2, anon)
 	firstCookie := make(chan string, 1)
 	go func() {
@@ -852,11 +843,7 @@ func TestLoginWithStoreIgnoringMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon := serve(t, m, "", func(ctx context.Context) {
-		if err := Put(ctx, "cart", "book"); err != nil {
-			t.Fatal(err)
-		}
-	})
+	anon := anonymousCart(t, m)
 	h, err := exchange(t, m, anon, func(ctx context.Context) {
 		if _, err := Create(ctx, "alice"); err != nil {
 			t.Fatal(err)

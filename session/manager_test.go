@@ -327,12 +327,7 @@ func TestInsecureCookieOverHTTPS(t *testing.T) {
 				}
 				m.Load(r)
 			}
-			warned := 0
-			for _, line := range logs.take() {
-				if strings.Contains(line, "InsecureCookie is set, but a request came over HTTPS") {
-					warned++
-				}
-			}
+			warned := logs.takeCount("InsecureCookie is set, but a request came over HTTPS")
 			if want := map[bool]int{false: 0, true: 1}[tc.warn]; warned != want {
 				t.Errorf("3 requests logged %d InsecureCookie warnings, want %d", warned, want)
 			}
@@ -386,12 +381,7 @@ func TestSecureCookieOverPlainHTTP(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			warned := 0
-			for _, line := range logs.take() {
-				if strings.Contains(line, "the session cookie is Secure, but was set in answer to a request over plain HTTP") {
-					warned++
-				}
-			}
+			warned := logs.takeCount("the session cookie is Secure, but was set in answer to a request over plain HTTP")
 			if want := map[bool]int{false: 0, true: 1}[tc.warn]; warned != want {
 				t.Errorf("3 requests logged %d warnings of a Secure cookie over plain HTTP, want %d", warned, want)
 			}
