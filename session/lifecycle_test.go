@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -705,6 +707,111 @@ func TestLoginAfterAnonymousLogoutWrapped(t *testing.T) {
 	})
 	if v := valueOf(t, m, logIn(t, ctx, m, "alice"), "cart"); v != "" {
 		t.Errorf("cart after the login = %q, want none: the session was logged out", v)
+	}
+}
+
+// logoutHook is a Store that records whether the removal of an anonymous
+// session (a logout's) deleted its record.
+type logoutHook struct {
+	*redisstore.Store
+	removed *atomic.Bool
+}
+
+func (s logoutHook) RemoveUserSession(ctx context.Context, userID, id string) (bool, error) {
+	removed, err := s.Store.RemoveUserSession(ctx, userID, id)
+	if userID == "" && removed {
+		s.removed.Store(true)
+	}
+	return removed, err
+}
+
+// TestLogoutRacesLogin races, on two instances, the logout of an anonymous
+// session against a login request that loaded it before, with jitter,
+// over hundreds of rounds, the logout with the token the login came with
+// or with the one a renewal replaced it with: whenever the logout deleted
+// the session's record, the login carries none of its values over.
+func TestLogoutRacesLogin(t *testing.T) {
+	r := redistest.Start(t)
+	var removed atomic.Bool
+	logouts := hookedManager(t, r, Config{}, func(s *redisstore.Store) Store { return logoutHook{s, &removed} })
+	logins := taggedManager(t, r, Config{})
+	for _, renewed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("renewed %v", renewed), func(t *testing.T) {
+			var first, carried int
+			for round := range 200 {
+				anon := anonymousCart(t, logins)
+				ctx := load(logins, anon)
+				token := anon
+				if renewed {
+					token = renew(t, logins, anon)
+				}
+				removed.Store(false)
+				done := make(chan error, 1)
+				go func() {
+					_, err := exchange(t, logouts, token, func(ctx context.Context) {
+						if err := Destroy(ctx); err != nil {
+							t.Errorf("Destroy = %v", err)
+						}
+					})
+					done <- err
+				}()
+				time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+				cookie := logIn(t, ctx, logins, "alice")
+				if err := <-done; err != nil {
+					t.Fatalf("the logout's Commit = %v", err)
+				}
+				got := valueOf(t, logins, cookie, "cart")
+				if removed.Load() {
+					first++
+				}
+				if got != "" {
+					carried++
+				}
+				if removed.Load() && got != "" {
+					t.Fatalf("round %d: the logout ended the session, and the login carried its cart %q over", round, got)
+				}
+			}
+			t.Logf("200 rounds: the logout ended the session first in %d, the login carried the cart in %d", first, carried)
+		})
+	}
+}
+
+// TestLoginsRaceSentTwice races, on two instances, two login requests that
+// loaded the same anonymous session (a form sent twice), with jitter, over
+// hundreds of rounds: each carries the cart over.
+func TestLoginsRaceSentTwice(t *testing.T) {
+	r := redistest.Start(t)
+	m1, m2 := taggedManager(t, r, Config{}), taggedManager(t, r, Config{})
+	for round := range 200 {
+		anon := anonymousCart(t, m1)
+		first, second := load(m1, anon), load(m2, anon)
+		done := make(chan string, 1)
+		go func() {
+			// logIn fails the test from the test's goroutine only.
+			var cookie string
+			_, err := Create(first, "alice")
+			h := http.Header{}
+			if err == nil {
+				err = m1.Commit(first, h)
+			}
+			if c, ok := sessionCookie(m1, h); err == nil && ok {
+				cookie = c.Value
+			} else {
+				t.Errorf("round %d: the first login = %v, cookie set %v", round, err, ok)
+			}
+			done <- cookie
+		}()
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+		c2 := logIn(t, second, m2, "alice")
+		c1 := <-done
+		for i, c := range []string{c1, c2} {
+			if c == "" {
+				continue
+			}
+			if v := valueOf(t, m2, c, "cart"); v != "book" {
+				t.Fatalf("round %d: cart after login %d = %q, want book", round, i+1, v)
+			}
+		}
 	}
 }
 
